@@ -64,7 +64,7 @@ export async function run(command: Command, options: { allowFailure?: boolean } 
     encoding: 'utf8',
   });
   if (result.exitCode === undefined && result.failed) {
-    throw new CommandError(command, undefined, result.originalMessage ?? result.message);
+    throw new CommandError(command, undefined, result.originalMessage ?? result.message ?? '');
   }
   const exitCode = result.exitCode ?? 1;
   if (exitCode !== 0 && !options.allowFailure) {

@@ -1,0 +1,179 @@
+import { parseAccelChoice } from '../install/accel.js';
+import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.js';
+import {
+  execInService,
+  listServices,
+  removeService,
+  runService,
+  serviceLogs,
+  stopService,
+} from '../lifecycle/service.js';
+import { formatPort, parsePortSpec } from '../network/ports.js';
+import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
+import { formatTable } from './table.js';
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const USAGE = `Usage: hyper COMMAND
+
+Run service containers as microVMs, each with its own kernel.
+
+Commands:
+  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [--accel auto|kvm|tcg] IMAGE [ARG...]
+  ps [--json]
+  logs NAME
+  exec [-e K=V]... NAME -- CMD [ARG...]
+  stop [--time S] NAME...
+  rm [-f] NAME...
+
+IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
+State lives in HYPER_STATE_DIR (default ~/.local/state/hyper).`;
+
+const DEFAULT_MEMORY_MIB = 512;
+const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
+
+function reporter(io: Io): Reporter {
+  return { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) };
+}
+
+/** Commands that only read state need no tools, bundle or probe. */
+const stateOnly = (): Pick<HostContext, 'hypervisor'> => ({ hypervisor: new QemuHypervisor() });
+
+async function run(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: 'name', value: true },
+      { name: 'publish', short: 'p', value: true, multiple: true },
+      { name: 'env', short: 'e', value: true, multiple: true },
+      { name: 'memory', short: 'm', value: true },
+      { name: 'cpus', value: true },
+      { name: 'entrypoint', value: true },
+      { name: 'accel', value: true },
+    ],
+    1,
+  );
+  const [image, ...command] = parsed.positionals;
+  if (!image) throw new UsageError('hyper run needs an IMAGE');
+  const env = listOption(parsed, 'env').map((entry) => (entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`));
+  const ports = listOption(parsed, 'publish').map(parsePortSpec);
+  const entrypoint = stringOption(parsed, 'entrypoint');
+  const request = {
+    name: stringOption(parsed, 'name'),
+    image,
+    ports,
+    env,
+    memoryMiB: intOption(parsed, 'memory', DEFAULT_MEMORY_MIB, 64),
+    cpus: intOption(parsed, 'cpus', 1, 1),
+    entrypoint: entrypoint === undefined ? undefined : [entrypoint],
+    command,
+    bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
+  };
+  const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+  const host = await prepareHost(accel, reporter(io));
+  const record = await runService(request, host, (line) => io.err(`${line}\n`));
+  for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);
+  io.out(`${record.name}\n`);
+  return 0;
+}
+
+async function ps(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'json' }]);
+  const services = await listServices(stateOnly());
+  if (parsed.options.json) {
+    const rows = services.map(({ record, state, pid }) => ({
+      name: record.name,
+      image: record.image,
+      imageDigest: record.imageDigest,
+      state: state.running ? 'running' : 'exited',
+      exitCode: state.running ? null : (state.exitCode ?? null),
+      ports: record.ports,
+      pid: pid ?? null,
+      accel: record.machine.accel,
+      memoryMiB: record.machine.memoryMiB,
+      cpus: record.machine.cpus,
+      bootMs: record.bootMs ?? null,
+      createdAt: record.createdAt,
+    }));
+    io.out(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  const rows = services.map(({ record, state, pid }) => [
+    record.name,
+    record.image,
+    state.running ? 'running' : `exited (${state.exitCode ?? '?'})`,
+    record.ports.map(formatPort).join(', '),
+    pid === undefined ? '-' : String(pid),
+    record.machine.accel,
+    record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
+  ]);
+  io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+  return 0;
+}
+
+async function logs(argv: string[], io: Io): Promise<number> {
+  const [name] = parseArgs(argv, []).positionals;
+  if (!name) throw new UsageError('hyper logs needs a NAME');
+  io.out(await serviceLogs(name));
+  return 0;
+}
+
+async function exec(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'env', short: 'e', value: true, multiple: true }], 1);
+  const [name, ...rest] = parsed.positionals;
+  if (!name) throw new UsageError('hyper exec needs a NAME and a command');
+  const command = rest[0] === '--' ? rest.slice(1) : rest;
+  const result = await execInService(name, command, stateOnly(), { env: listOption(parsed, 'env') });
+  io.out(result.stdout.toString());
+  io.err(result.stderr.toString());
+  return result.exitCode;
+}
+
+async function stop(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+  if (parsed.positionals.length === 0) throw new UsageError('hyper stop needs a NAME');
+  const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+  for (const name of parsed.positionals) {
+    const code = await stopService(name, graceMs, stateOnly());
+    io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
+    io.out(`${name}\n`);
+  }
+  return 0;
+}
+
+async function rm(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'force', short: 'f' }]);
+  if (parsed.positionals.length === 0) throw new UsageError('hyper rm needs a NAME');
+  for (const name of parsed.positionals) {
+    await removeService(name, parsed.options.force === true, stateOnly());
+    io.out(`${name}\n`);
+  }
+  return 0;
+}
+
+const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = { run, ps, logs, exec, stop, rm };
+
+/** Runs one `hyper` command line; returns the process exit code. */
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    io.out(`${USAGE}\n`);
+    return command ? 0 : 2;
+  }
+  const handler = COMMANDS[command];
+  if (!handler) {
+    io.err(`hyper: unknown command "${command}"\n\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await handler(rest, io);
+  } catch (error: unknown) {
+    io.err(`hyper ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
+    // Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through.
+    return error instanceof UsageError ? 2 : 125;
+  }
+}

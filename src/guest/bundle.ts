@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as tc from '@actions/tool-cache';
+import { ensureTools, GUEST_BUILD_TOOLS } from '../install/tools.js';
+import { run } from '../process/run.js';
+import { projectRoot } from '../project-root.js';
+import type { GuestBundle } from '../vm/hypervisor.js';
+import { findReleaseAsset } from './release.js';
+
+export const BUNDLE_TOOL = 'hyper-guest';
+/** The files whose content defines a bundle; their hash is its version. */
+const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c'];
+
+export class GuestBundleError extends Error {
+  override name = 'GuestBundleError';
+}
+
+/** sha256 over the recipe files, in a fixed order. */
+export async function recipeHash(guestDir = path.join(projectRoot(), 'guest')): Promise<string> {
+  const hash = createHash('sha256');
+  for (const name of RECIPE_FILES) {
+    hash.update(`${name}\0`);
+    hash.update(await readFile(path.join(guestDir, name)));
+    hash.update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** tool-cache keys entries by semver; the recipe hash rides in the prerelease part. */
+export function bundleCacheVersion(hash: string): string {
+  return `1.0.0-${hash}`;
+}
+
+export function bundleAssetName(hash: string): string {
+  return `hyper-guest-${hash}.tar.gz`;
+}
+
+function fromDir(dir: string, version: string): GuestBundle {
+  return { version, kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
+}
+
+async function checkBundleDir(dir: string, hash: string | undefined, source: string): Promise<void> {
+  for (const file of ['vmlinuz', 'initrd.img', 'manifest.json']) {
+    if (!(await stat(path.join(dir, file)).catch(() => undefined))) {
+      throw new GuestBundleError(`guest bundle from ${source} has no ${file}`);
+    }
+  }
+  if (hash === undefined) return;
+  const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as { recipe?: string };
+  if (manifest.recipe !== hash) {
+    throw new GuestBundleError(`guest bundle from ${source} was built from recipe ${manifest.recipe}, not ${hash}`);
+  }
+}
+
+/** tool-cache wants these set; outside Actions they point into our cache. */
+export function prepareToolCache(cacheDir: string): void {
+  process.env.RUNNER_TOOL_CACHE ??= path.join(cacheDir, 'toolcache');
+  process.env.RUNNER_TEMP ??= os.tmpdir();
+}
+
+export interface BundleOptions {
+  cacheDir: string;
+  log: (line: string) => void;
+  /** owner/repo whose release assets may hold a prebuilt bundle. */
+  releaseRepository?: string | undefined;
+  releaseTag?: string | undefined;
+  githubToken?: string | undefined;
+}
+
+/**
+ * The guest bundle for this recipe: HYPER_GUEST_BUNDLE_DIR if set, else the tool
+ * cache, else a prebuilt release asset (HYPER_GUEST_BUNDLE_URL overrides its
+ * URL), else built here by guest/build.sh from distro packages.
+ */
+export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBundle> {
+  const override = process.env.HYPER_GUEST_BUNDLE_DIR;
+  if (override) {
+    await checkBundleDir(override, undefined, `HYPER_GUEST_BUNDLE_DIR (${override})`);
+    return fromDir(override, `dir:${override}`);
+  }
+  const hash = await recipeHash();
+  const version = bundleCacheVersion(hash);
+  prepareToolCache(options.cacheDir);
+  const cached = tc.find(BUNDLE_TOOL, version);
+  if (cached) return fromDir(cached, hash);
+
+  const url = await releaseUrl(hash, options).catch((error: unknown) => {
+    options.log(`No prebuilt guest bundle (${(error as Error).message}); building one`);
+    return undefined;
+  });
+  if (url) {
+    try {
+      options.log(`Downloading guest bundle ${hash}`);
+      const archive = await tc.downloadTool(url);
+      const extracted = await tc.extractTar(archive);
+      await rm(archive, { force: true });
+      await checkBundleDir(extracted, hash, url);
+      const dir = await tc.cacheDir(extracted, BUNDLE_TOOL, version);
+      await rm(extracted, { recursive: true, force: true });
+      return fromDir(dir, hash);
+    } catch (error: unknown) {
+      options.log(`Guest bundle download failed (${(error as Error).message}); building one`);
+    }
+  }
+  return buildLocally(hash, version, options);
+}
+
+async function releaseUrl(hash: string, options: BundleOptions): Promise<string | undefined> {
+  const template = process.env.HYPER_GUEST_BUNDLE_URL;
+  if (template) return template.replace('{hash}', hash);
+  if (!options.releaseRepository || !options.releaseTag) return undefined;
+  return findReleaseAsset({
+    repository: options.releaseRepository,
+    tag: options.releaseTag,
+    assetName: bundleAssetName(hash),
+    token: options.githubToken,
+    apiUrl: process.env.GITHUB_API_URL,
+  });
+}
+
+async function buildLocally(hash: string, version: string, options: BundleOptions): Promise<GuestBundle> {
+  options.log(`Building guest bundle ${hash} from distro packages`);
+  await ensureTools(GUEST_BUILD_TOOLS, options.log);
+  const out = await mkdtemp(path.join(os.tmpdir(), 'hyper-guest-'));
+  try {
+    await run({
+      program: 'bash',
+      args: [path.join(projectRoot(), 'guest', 'build.sh'), out],
+      env: { ...process.env, HYPER_GUEST_RECIPE_HASH: hash } as Record<string, string>,
+    });
+    await checkBundleDir(out, hash, 'guest/build.sh');
+    const dir = await tc.cacheDir(out, BUNDLE_TOOL, version);
+    return fromDir(dir, hash);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../types/oci/index.js';
+import { MediaType } from '../types/oci/index.js';
+import type { LocalImage } from './image.js';
+
+export class OciLayoutError extends Error {
+  override name = 'OciLayoutError';
+}
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
+
+/** `oci:DIR[:TAG]` -> directory and tag. The tag is whatever follows the last ':' after the last '/'. */
+export function parseOciReference(text: string): { dir: string; tag: string | undefined } {
+  const body = text.slice('oci:'.length);
+  const slash = body.lastIndexOf('/');
+  const colon = body.lastIndexOf(':');
+  if (colon > slash && colon > 0) return { dir: body.slice(0, colon), tag: body.slice(colon + 1) };
+  return { dir: body, tag: undefined };
+}
+
+function blobPath(dir: string, digest: string): string {
+  const match = /^(sha256|sha512):([a-f0-9]{64,128})$/.exec(digest);
+  if (!match) throw new OciLayoutError(`invalid digest "${digest}" in ${dir}`);
+  return path.join(dir, 'blobs', match[1] as string, match[2] as string);
+}
+
+async function readJson<T>(file: string, what: string): Promise<T> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new OciLayoutError(`${what} is missing: ${file}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new OciLayoutError(`${what} is not valid JSON: ${file}`);
+  }
+}
+
+/** Checks a blob's size and sha256 against its descriptor. */
+async function verifyBlob(file: string, descriptor: Descriptor): Promise<void> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info) throw new OciLayoutError(`blob ${descriptor.digest} is missing from the layout (${file})`);
+  if (info.size !== descriptor.size) {
+    throw new OciLayoutError(`blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`);
+  }
+  const [algorithm] = descriptor.digest.split(':');
+  const hash = createHash(algorithm ?? 'sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  if (`${algorithm}:${hash.digest('hex')}` !== descriptor.digest) {
+    throw new OciLayoutError(`blob ${descriptor.digest} does not match its digest (corrupt layout?)`);
+  }
+}
+
+function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
+  if (!candidate) return false;
+  return (
+    candidate.os === wanted.os &&
+    candidate.architecture === wanted.architecture &&
+    (wanted.variant === undefined || candidate.variant === wanted.variant)
+  );
+}
+
+function describePlatforms(descriptors: Descriptor[]): string {
+  const names = descriptors.map((d) =>
+    d.platform ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/') : 'unknown',
+  );
+  return names.length ? names.join(', ') : 'none';
+}
+
+/** Reads an OCI image layout (image-spec `image-layout.md`) into a LocalImage. */
+export async function readOciLayout(
+  text: string,
+  platform: Platform = DEFAULT_PLATFORM,
+): Promise<LocalImage> {
+  const { dir, tag } = parseOciReference(text);
+  if (!dir) throw new OciLayoutError(`"${text}" names no directory; use oci:DIR[:TAG]`);
+  const layout = await readJson<{ imageLayoutVersion?: string }>(path.join(dir, 'oci-layout'), 'OCI layout marker');
+  if (!layout.imageLayoutVersion) throw new OciLayoutError(`${dir}/oci-layout has no imageLayoutVersion`);
+  const index = await readJson<ImageIndex>(path.join(dir, 'index.json'), 'OCI layout index');
+  const entries = index.manifests ?? [];
+  let chosen: Descriptor | undefined;
+  if (tag !== undefined) {
+    chosen = entries.find((d) => d.annotations?.[REF_NAME] === tag);
+    if (!chosen) {
+      const tags = entries.map((d) => d.annotations?.[REF_NAME]).filter(Boolean);
+      throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`);
+    }
+  } else {
+    chosen = entries.find((d) => d.annotations?.[REF_NAME] === 'latest') ?? (entries.length === 1 ? entries[0] : undefined);
+    if (!chosen) throw new OciLayoutError(`${dir} holds ${entries.length} images; name one with oci:${dir}:TAG`);
+  }
+
+  // An entry may itself be an index (a multi-platform image): pick the platform.
+  for (let depth = 0; chosen.mediaType === MediaType.OciIndex || chosen.mediaType === MediaType.DockerManifestList; depth++) {
+    if (depth > 4) throw new OciLayoutError(`${dir}: indexes nested too deep`);
+    const nested: ImageIndex = await readJson<ImageIndex>(blobPath(dir, chosen.digest), `index ${chosen.digest}`);
+    const runnable = nested.manifests.filter((d) => d.platform?.os !== 'unknown');
+    const match = runnable.find((d) => platformMatches(d.platform, platform));
+    if (!match) {
+      throw new OciLayoutError(
+        `${dir} has no image for ${platform.os}/${platform.architecture} (platforms: ${describePlatforms(runnable)})`,
+      );
+    }
+    chosen = match;
+  }
+
+  const manifestFile = blobPath(dir, chosen.digest);
+  await verifyBlob(manifestFile, chosen);
+  const manifest = await readJson<ImageManifest>(manifestFile, `manifest ${chosen.digest}`);
+  if (!manifest.config || !Array.isArray(manifest.layers)) {
+    throw new OciLayoutError(`manifest ${chosen.digest} in ${dir} has no config or layers`);
+  }
+  const configFile = blobPath(dir, manifest.config.digest);
+  await verifyBlob(configFile, manifest.config);
+  const config = await readJson<ImageConfig>(configFile, `config ${manifest.config.digest}`);
+  const layers = [];
+  for (const layer of manifest.layers) {
+    const file = blobPath(dir, layer.digest);
+    await verifyBlob(file, layer);
+    layers.push({ digest: layer.digest, mediaType: layer.mediaType, size: layer.size, path: file });
+  }
+  return { name: text, manifestDigest: chosen.digest, configDigest: manifest.config.digest, config, layers };
+}

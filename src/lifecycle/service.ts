@@ -1,0 +1,212 @@
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execArgv, guestFiles, mergeEnv, serviceArgv, USER_NETWORK } from '../guest/config.js';
+import { resolveImage } from '../images/resolve.js';
+import { ensureRootfs } from '../images/rootfs.js';
+import { imageRunConfig } from '../images/run-config.js';
+import { resolvePorts, type PortSpec } from '../network/ports.js';
+import { run } from '../process/run.js';
+import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
+import { vmPaths } from '../vm/paths.js';
+import { readGuestStatus } from '../vm/status.js';
+import { cacheDir, stateDir, vmDir } from './dirs.js';
+import type { HostContext } from './host.js';
+import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
+
+export class ServiceError extends Error {
+  override name = 'ServiceError';
+}
+
+export interface RunRequest {
+  name?: string | undefined;
+  image: string;
+  ports: PortSpec[];
+  /** K=V entries from the user; they override the image's Env. */
+  env: string[];
+  memoryMiB: number;
+  cpus: number;
+  entrypoint?: string[] | undefined;
+  command: string[];
+  labels?: Record<string, string>;
+  /** How long the guest may take to start its service. */
+  bootTimeoutMs: number;
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+export function validateName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new ServiceError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+  }
+}
+
+/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
+export function generateName(image: string): string {
+  const base = image.replace(/^oci:/, '').replace(/[:@].*$/, '').split('/').filter(Boolean).pop() ?? 'vm';
+  const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '-').replace(/^[^a-zA-Z0-9]+/, '').slice(0, 50) || 'vm';
+  return `${clean}-${randomBytes(2).toString('hex')}`;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined)) !== undefined;
+}
+
+/**
+ * Boots one service VM: everything that can be checked is checked before the
+ * first side effect; once the VM's directory is claimed, any failure kills the
+ * VM and removes the directory.
+ */
+export async function runService(request: RunRequest, host: HostContext, log: (line: string) => void): Promise<VmRecord> {
+  const name = request.name ?? generateName(request.image);
+  validateName(name);
+  const dir = vmDir(name);
+  if (await exists(dir)) {
+    throw new ServiceError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`);
+  }
+  if (!Number.isInteger(request.memoryMiB) || request.memoryMiB < 64) {
+    throw new ServiceError(`memory ${request.memoryMiB} MiB is too small; give at least 64`);
+  }
+  if (!Number.isInteger(request.cpus) || request.cpus < 1) throw new ServiceError(`cpus must be a whole number of at least 1`);
+
+  const image = await resolveImage(request.image, { cacheDir: cacheDir(), log });
+  const runConfig = imageRunConfig(image.config);
+  const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
+  const guest = {
+    hostname: name,
+    argv,
+    env: mergeEnv(runConfig.env, request.env, name),
+    user: runConfig.user,
+    workdir: runConfig.workingDir,
+    stopSignal: runConfig.stopSignal,
+    network: USER_NETWORK,
+  };
+  const files = guestFiles(guest);
+  const ports = await resolvePorts(request.ports);
+  const base = await ensureRootfs(image, cacheDir());
+  log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
+
+  await mkdir(path.dirname(dir), { recursive: true });
+  try {
+    await mkdir(dir);
+  } catch (error: unknown) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ServiceError(`the name "${name}" is already in use by a VM`);
+    throw error;
+  }
+  const paths = vmPaths(dir);
+  const machine: MachineSpec = {
+    name,
+    dir,
+    accel: host.accel,
+    memoryMiB: request.memoryMiB,
+    cpus: request.cpus,
+    bundle: host.bundle,
+    rootDisk: paths.rootDisk,
+    guestFiles: files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) })),
+    ports: ports.map((p) => ({ protocol: p.protocol, hostIp: p.hostIp, hostPort: p.hostPort, guestPort: p.containerPort })),
+  };
+  const record: VmRecord = {
+    name,
+    image: request.image,
+    imageDigest: image.manifestDigest,
+    createdAt: new Date().toISOString(),
+    machine,
+    ports,
+    user: guest.user,
+    workdir: guest.workdir,
+    labels: request.labels ?? {},
+  };
+  try {
+    await mkdir(paths.guestFiles);
+    for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
+    await run({ program: 'qemu-img', args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, paths.rootDisk] });
+    await writeRecord(record);
+    const started = Date.now();
+    await host.hypervisor.start(machine);
+    await host.hypervisor.waitUntilRunning(machine, request.bootTimeoutMs);
+    record.bootMs = Date.now() - started;
+    await writeRecord(record);
+    return record;
+  } catch (error: unknown) {
+    await host.hypervisor.kill(machine).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+export type VmState = { running: true } | { running: false; exitCode: number | undefined };
+
+export async function vmState(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Promise<VmState> {
+  if (await host.hypervisor.isRunning(record.machine)) return { running: true };
+  const status = await readGuestStatus(vmPaths(record.machine.dir).status);
+  return { running: false, exitCode: status.exitCode };
+}
+
+async function requireRecord(name: string): Promise<VmRecord> {
+  const record = await readRecord(name);
+  if (!record) throw new ServiceError(`no such VM: ${name}`);
+  return record;
+}
+
+/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
+export async function stopService(name: string, graceMs: number, host: Pick<HostContext, 'hypervisor'>): Promise<number | undefined> {
+  const record = await requireRecord(name);
+  const how = await host.hypervisor.stop(record.machine, graceMs);
+  const paths = vmPaths(record.machine.dir);
+  const status = await readGuestStatus(paths.status);
+  if (how === 'killed' && status.exitCode === undefined) {
+    // Killed before the guest could report: record what Docker reports for SIGKILL.
+    await appendFile(paths.status, 'exited 137\n');
+    return 137;
+  }
+  return status.exitCode;
+}
+
+export async function removeService(name: string, force: boolean, host: Pick<HostContext, 'hypervisor'>): Promise<void> {
+  const record = await requireRecord(name);
+  if (await host.hypervisor.isRunning(record.machine)) {
+    if (!force) throw new ServiceError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`);
+    await host.hypervisor.kill(record.machine);
+  }
+  await rm(record.machine.dir, { recursive: true, force: true });
+}
+
+export async function execInService(
+  name: string,
+  command: string[],
+  host: Pick<HostContext, 'hypervisor'>,
+  options: { env?: string[]; timeoutMs?: number } = {},
+): Promise<ExecResult> {
+  const record = await requireRecord(name);
+  const state = await vmState(record, host);
+  if (!state.running) {
+    const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
+    throw new ServiceError(`cannot exec in "${name}": the VM is not running${code}`);
+  }
+  if (command.length === 0) throw new ServiceError('no command given: hyper exec NAME -- CMD [ARG...]');
+  const argv = execArgv(record, command, options.env ?? []);
+  return host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+}
+
+export async function serviceLogs(name: string): Promise<string> {
+  const record = await requireRecord(name);
+  return readFile(vmPaths(record.machine.dir).serviceLog, 'utf8').catch(() => '');
+}
+
+export interface ServiceSummary {
+  record: VmRecord;
+  state: VmState;
+  pid: number | undefined;
+}
+
+export async function listServices(host: Pick<HostContext, 'hypervisor'>): Promise<ServiceSummary[]> {
+  const summaries: ServiceSummary[] = [];
+  for (const record of await listRecords()) {
+    const state = await vmState(record, host);
+    const pidText = await readFile(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
+    summaries.push({ record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined });
+  }
+  return summaries;
+}
+
+export { stateDir };

@@ -1,0 +1,129 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+
+/** A `-p` / `ports:` entry as the user wrote it, parsed. hostPort 0 means "pick a free one". */
+export interface PortSpec {
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp';
+}
+
+export interface PublishedPort extends PortSpec {
+  /** The host port actually bound (picked when the spec left it open). */
+  hostPort: number;
+}
+
+export class PortSpecError extends Error {
+  override name = 'PortSpecError';
+}
+
+const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
+
+function parsePort(text: string, spec: string, allowZero: boolean): number {
+  if (!/^\d{1,5}$/.test(text)) throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
+  const port = Number(text);
+  if (port > 65535 || (port === 0 && !allowZero)) {
+    throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
+  }
+  return port;
+}
+
+/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
+export function parsePortSpec(spec: string | number): PortSpec {
+  const text = String(spec).trim();
+  let rest = text;
+  let protocol: 'tcp' | 'udp' = 'tcp';
+  const slash = rest.lastIndexOf('/');
+  if (slash >= 0) {
+    const proto = rest.slice(slash + 1).toLowerCase();
+    if (proto !== 'tcp' && proto !== 'udp') {
+      throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
+    }
+    protocol = proto;
+    rest = rest.slice(0, slash);
+  }
+  let hostIp = '127.0.0.1';
+  const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+  if (bracketed) {
+    hostIp = bracketed[1] ?? '';
+    rest = bracketed[2] ?? '';
+    if (net.isIPv6(hostIp) === false) throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
+  }
+  const parts = rest.split(':');
+  if (parts.length === 3 && !bracketed) {
+    hostIp = parts.shift() ?? '';
+    if (!net.isIP(hostIp)) throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
+  }
+  if (parts.length === 1 && !bracketed) {
+    return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
+  }
+  if (parts.length !== 2 || (bracketed && parts.length !== 2)) throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
+  const [host = '', container = ''] = parts;
+  return {
+    hostIp,
+    hostPort: host === '' ? 0 : parsePort(host, text, false),
+    containerPort: parsePort(container, text, false),
+    protocol,
+  };
+}
+
+/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
+export function findPortClash(specs: readonly PortSpec[]): [PortSpec, PortSpec] | undefined {
+  for (let i = 0; i < specs.length; i++) {
+    for (let j = i + 1; j < specs.length; j++) {
+      const a = specs[i] as PortSpec;
+      const b = specs[j] as PortSpec;
+      if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol) return [a, b];
+    }
+  }
+  return undefined;
+}
+
+/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
+function probeBind(ip: string, port: number, protocol: 'tcp' | 'udp'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (protocol === 'udp') {
+      const socket = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4');
+      socket.once('error', reject);
+      socket.bind(port, ip, () => {
+        const bound = socket.address().port;
+        socket.close(() => resolve(bound));
+      });
+      return;
+    }
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ port, host: ip, exclusive: true }, () => {
+      const address = server.address();
+      const bound = typeof address === 'object' && address ? address.port : port;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+/** Checks each requested host port is free and picks one where none was asked for. */
+export async function resolvePorts(specs: readonly PortSpec[]): Promise<PublishedPort[]> {
+  const clash = findPortClash(specs);
+  if (clash) throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+  const published: PublishedPort[] = [];
+  for (const spec of specs) {
+    try {
+      const hostPort = await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+      published.push({ ...spec, hostPort });
+    } catch (error: unknown) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
+      if (code === 'EADDRINUSE') throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
+      if (code === 'EADDRNOTAVAIL') throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
+      if (code === 'EACCES') throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+      throw error;
+    }
+  }
+  return published;
+}
+
+export function formatPort(port: PublishedPort): string {
+  const host = net.isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
+  return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
+}

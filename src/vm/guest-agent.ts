@@ -1,0 +1,69 @@
+import { JsonLineSocket, protocolError } from './json-socket.js';
+import type { ExecResult } from './hypervisor.js';
+
+const POLL_MS = 20;
+
+/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
+export class GuestAgent {
+  private constructor(private readonly socket: JsonLineSocket) {}
+
+  /**
+   * Connects and resynchronises: stale answers from an earlier client may still
+   * sit in the channel, so guest-sync with a fresh id discards everything before it.
+   */
+  static async connect(path: string, timeoutMs: number): Promise<GuestAgent> {
+    const socket = await JsonLineSocket.connect(path, Math.min(timeoutMs, 5000));
+    try {
+      const id = Math.floor(Math.random() * 2 ** 31);
+      const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');
+      socket.send({ execute: 'guest-sync-delimited', arguments: { id } });
+      await answer;
+      return new GuestAgent(socket);
+    } catch (error: unknown) {
+      socket.close();
+      throw error;
+    }
+  }
+
+  async execute(command: string, args: Record<string, unknown> = {}, timeoutMs = 10000): Promise<unknown> {
+    const answer = this.socket.next((m) => 'return' in m || 'error' in m, timeoutMs, command);
+    this.socket.send({ execute: command, arguments: args });
+    const message = await answer;
+    const error = protocolError(`guest agent ${command}`, message);
+    if (error) throw error;
+    return message.return;
+  }
+
+  /** guest-shutdown gives no answer when it works: the guest is going away. */
+  shutdown(): void {
+    this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+  }
+
+  /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
+  async exec(path: string, args: string[], timeoutMs: number): Promise<ExecResult> {
+    const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true })) as { pid: number };
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = (await this.execute('guest-exec-status', { pid: started.pid })) as {
+        exited: boolean;
+        exitcode?: number;
+        signal?: number;
+        'out-data'?: string;
+        'err-data'?: string;
+      };
+      if (status.exited) {
+        return {
+          exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
+          stdout: Buffer.from(status['out-data'] ?? '', 'base64'),
+          stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
+        };
+      }
+      if (Date.now() > deadline) throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}

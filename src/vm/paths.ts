@@ -1,0 +1,35 @@
+import path from 'node:path';
+
+/** Where each piece of one VM lives inside its state directory. */
+export interface VmPaths {
+  dir: string;
+  record: string;
+  pid: string;
+  qmp: string;
+  agent: string;
+  console: string;
+  serviceLog: string;
+  status: string;
+  qemuLog: string;
+  rootDisk: string;
+  guestFiles: string;
+}
+
+export function vmPaths(dir: string): VmPaths {
+  return {
+    dir,
+    record: path.join(dir, 'vm.json'),
+    pid: path.join(dir, 'qemu.pid'),
+    qmp: path.join(dir, 'qmp.sock'),
+    agent: path.join(dir, 'agent.sock'),
+    console: path.join(dir, 'console.log'),
+    serviceLog: path.join(dir, 'service.log'),
+    status: path.join(dir, 'status'),
+    qemuLog: path.join(dir, 'qemu.log'),
+    rootDisk: path.join(dir, 'rootfs.qcow2'),
+    guestFiles: path.join(dir, 'guest'),
+  };
+}
+
+/** Unix socket paths are limited to 107 bytes on Linux. */
+export const MAX_SOCKET_PATH = 107;

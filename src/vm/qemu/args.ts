@@ -1,0 +1,49 @@
+import type { MachineSpec } from '../hypervisor.js';
+import { vmPaths } from '../paths.js';
+
+/** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
+export function optValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
+
+/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
+export function qemuArgs(spec: MachineSpec): string[] {
+  const paths = vmPaths(spec.dir);
+  const hostfwd = spec.ports.map(
+    (p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`,
+  );
+  // prettier-ignore
+  const args = [
+    '-name', optValue(spec.name),
+    '-M', 'microvm,x-option-roms=off,rtc=on',
+    '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${spec.memoryMiB}M`,
+    '-smp', String(spec.cpus),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-global', 'virtio-mmio.force-legacy=false',
+    '-kernel', spec.bundle.kernel,
+    '-initrd', spec.bundle.initrd,
+    '-append', KERNEL_CMDLINE,
+    '-serial', `file:${paths.console}`,
+    '-pidfile', paths.pid,
+    '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
+    '-drive', `id=root,file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+    '-device', 'virtio-blk-device,drive=root,serial=rootfs',
+    '-device', 'virtio-serial-device',
+    '-chardev', `file,id=log,path=${optValue(paths.serviceLog)}`,
+    '-device', 'virtserialport,chardev=log,name=hyper.log',
+    '-chardev', `file,id=status,path=${optValue(paths.status)}`,
+    '-device', 'virtserialport,chardev=status,name=hyper.status',
+    '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
+    '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
+    '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${hostfwd.join('')}`,
+    '-device', 'virtio-net-device,netdev=net0',
+  ];
+  for (const file of spec.guestFiles) {
+    args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
+  }
+  return args;
+}
