@@ -11,13 +11,14 @@ const common = {
 };
 
 export default {
+  // A project-level testTimeout is ignored; integration tests boot VMs under TCG.
+  testTimeout: 300000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.itest.ts'],
-      testTimeout: 300000,
     },
   ],
 };

@@ -12,7 +12,8 @@ export function projectRoot(): string {
   for (;;) {
     if (existsSync(path.join(dir, 'guest', 'build.sh'))) return dir;
     const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('cannot find the hyper-services checkout (no guest/build.sh above this file)');
+    if (parent === dir)
+      throw new Error('cannot find the hyper-services checkout (no guest/build.sh above this file)');
     dir = parent;
   }
 }

@@ -23,7 +23,11 @@ export class UsageError extends Error {
  * `stopAtPositional` counts of them are seen (the image in `hyper run IMAGE ARG...`),
  * or at `--`; everything after is kept verbatim.
  */
-export function parseArgs(argv: readonly string[], defs: readonly OptionDef[], stopAfterPositionals = Infinity): ParsedArgs {
+export function parseArgs(
+  argv: readonly string[],
+  defs: readonly OptionDef[],
+  stopAfterPositionals = Infinity,
+): ParsedArgs {
   const options: ParsedArgs['options'] = {};
   const positionals: string[] = [];
   for (const def of defs) if (def.multiple) options[def.name] = [];
@@ -36,7 +40,9 @@ export function parseArgs(argv: readonly string[], defs: readonly OptionDef[], s
     }
     if (arg.startsWith('-') && arg !== '-') {
       const long = arg.startsWith('--');
-      const [key, inline] = long ? splitOnce(arg.slice(2), '=') : [arg.slice(1, 2), arg.length > 2 ? arg.slice(2) : undefined];
+      const [key, inline] = long
+        ? splitOnce(arg.slice(2), '=')
+        : [arg.slice(1, 2), arg.length > 2 ? arg.slice(2) : undefined];
       const def = defs.find((d) => (long ? d.name === key : d.short === key));
       if (!def) throw new UsageError(`unknown option ${long ? `--${key}` : `-${key}`}`);
       let value: string | boolean = true;
@@ -79,6 +85,7 @@ export function listOption(parsed: ParsedArgs, name: string): string[] {
 export function intOption(parsed: ParsedArgs, name: string, fallback: number, min: number): number {
   const text = stringOption(parsed, name);
   if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < min) throw new UsageError(`--${name}: "${text}" is not a whole number of at least ${min}`);
+  if (!/^\d+$/.test(text) || Number(text) < min)
+    throw new UsageError(`--${name}: "${text}" is not a whole number of at least ${min}`);
   return Number(text);
 }

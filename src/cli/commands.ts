@@ -59,7 +59,9 @@ async function run(argv: string[], io: Io): Promise<number> {
   );
   const [image, ...command] = parsed.positionals;
   if (!image) throw new UsageError('hyper run needs an IMAGE');
-  const env = listOption(parsed, 'env').map((entry) => (entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`));
+  const env = listOption(parsed, 'env').map((entry) =>
+    entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`,
+  );
   const ports = listOption(parsed, 'publish').map(parsePortSpec);
   const entrypoint = stringOption(parsed, 'entrypoint');
   const request = {
@@ -155,7 +157,14 @@ async function rm(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = { run, ps, logs, exec, stop, rm };
+const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
+  run,
+  ps,
+  logs,
+  exec,
+  stop,
+  rm,
+};
 
 /** Runs one `hyper` command line; returns the process exit code. */
 export async function runCli(argv: string[], io: Io): Promise<number> {

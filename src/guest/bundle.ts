@@ -50,7 +50,9 @@ async function checkBundleDir(dir: string, hash: string | undefined, source: str
   if (hash === undefined) return;
   const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as { recipe?: string };
   if (manifest.recipe !== hash) {
-    throw new GuestBundleError(`guest bundle from ${source} was built from recipe ${manifest.recipe}, not ${hash}`);
+    throw new GuestBundleError(
+      `guest bundle from ${source} was built from recipe ${manifest.recipe}, not ${hash}`,
+    );
   }
 }
 

@@ -45,7 +45,11 @@ export function serviceArgv(
 }
 
 /** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
-export function mergeEnv(imageEnv: readonly string[], userEnv: readonly string[], hostname: string): string[] {
+export function mergeEnv(
+  imageEnv: readonly string[],
+  userEnv: readonly string[],
+  hostname: string,
+): string[] {
   const merged = new Map<string, string>();
   merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
   merged.set('HOSTNAME', hostname);
@@ -67,7 +71,8 @@ export function normalizeSignal(signal: string): string {
 }
 
 function singleLine(what: string, value: string): string {
-  if (/[\n\r\0]/.test(value)) throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
+  if (/[\n\r\0]/.test(value))
+    throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -105,13 +110,21 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
 }
 
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
-export function execArgv(config: Pick<GuestConfig, 'user' | 'workdir'>, command: readonly string[], env: readonly string[] = []): string[] {
+export function execArgv(
+  config: Pick<GuestConfig, 'user' | 'workdir'>,
+  command: readonly string[],
+  env: readonly string[] = [],
+): string[] {
   return [
     EXEC_HELPER,
-    '--root', CONTAINER_ROOT,
-    '--user', config.user,
-    '--workdir', config.workdir,
-    '--env-file', ENV_FILE,
+    '--root',
+    CONTAINER_ROOT,
+    '--user',
+    config.user,
+    '--workdir',
+    config.workdir,
+    '--env-file',
+    ENV_FILE,
     ...env.flatMap((entry) => ['--env', entry]),
     '--',
     ...command,

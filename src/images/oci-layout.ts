@@ -47,7 +47,9 @@ async function verifyBlob(file: string, descriptor: Descriptor): Promise<void> {
   const info = await stat(file).catch(() => undefined);
   if (!info) throw new OciLayoutError(`blob ${descriptor.digest} is missing from the layout (${file})`);
   if (info.size !== descriptor.size) {
-    throw new OciLayoutError(`blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`);
+    throw new OciLayoutError(
+      `blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`,
+    );
   }
   const [algorithm] = descriptor.digest.split(':');
   const hash = createHash(algorithm ?? 'sha256');
@@ -68,7 +70,9 @@ function platformMatches(candidate: Platform | undefined, wanted: Platform): boo
 
 function describePlatforms(descriptors: Descriptor[]): string {
   const names = descriptors.map((d) =>
-    d.platform ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/') : 'unknown',
+    d.platform
+      ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/')
+      : 'unknown',
   );
   return names.length ? names.join(', ') : 'none';
 }
@@ -80,7 +84,10 @@ export async function readOciLayout(
 ): Promise<LocalImage> {
   const { dir, tag } = parseOciReference(text);
   if (!dir) throw new OciLayoutError(`"${text}" names no directory; use oci:DIR[:TAG]`);
-  const layout = await readJson<{ imageLayoutVersion?: string }>(path.join(dir, 'oci-layout'), 'OCI layout marker');
+  const layout = await readJson<{ imageLayoutVersion?: string }>(
+    path.join(dir, 'oci-layout'),
+    'OCI layout marker',
+  );
   if (!layout.imageLayoutVersion) throw new OciLayoutError(`${dir}/oci-layout has no imageLayoutVersion`);
   const index = await readJson<ImageIndex>(path.join(dir, 'index.json'), 'OCI layout index');
   const entries = index.manifests ?? [];
@@ -92,14 +99,24 @@ export async function readOciLayout(
       throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`);
     }
   } else {
-    chosen = entries.find((d) => d.annotations?.[REF_NAME] === 'latest') ?? (entries.length === 1 ? entries[0] : undefined);
-    if (!chosen) throw new OciLayoutError(`${dir} holds ${entries.length} images; name one with oci:${dir}:TAG`);
+    chosen =
+      entries.find((d) => d.annotations?.[REF_NAME] === 'latest') ??
+      (entries.length === 1 ? entries[0] : undefined);
+    if (!chosen)
+      throw new OciLayoutError(`${dir} holds ${entries.length} images; name one with oci:${dir}:TAG`);
   }
 
   // An entry may itself be an index (a multi-platform image): pick the platform.
-  for (let depth = 0; chosen.mediaType === MediaType.OciIndex || chosen.mediaType === MediaType.DockerManifestList; depth++) {
+  for (
+    let depth = 0;
+    chosen.mediaType === MediaType.OciIndex || chosen.mediaType === MediaType.DockerManifestList;
+    depth++
+  ) {
     if (depth > 4) throw new OciLayoutError(`${dir}: indexes nested too deep`);
-    const nested: ImageIndex = await readJson<ImageIndex>(blobPath(dir, chosen.digest), `index ${chosen.digest}`);
+    const nested: ImageIndex = await readJson<ImageIndex>(
+      blobPath(dir, chosen.digest),
+      `index ${chosen.digest}`,
+    );
     const runnable = nested.manifests.filter((d) => d.platform?.os !== 'unknown');
     const match = runnable.find((d) => platformMatches(d.platform, platform));
     if (!match) {

@@ -52,7 +52,20 @@ export async function ensureRootfs(
     try {
       await run({
         program: 'mkfs.ext4',
-        args: ['-q', '-F', '-d', tree, '-L', 'rootfs', '-E', 'root_owner=0:0', '-m', '0', ext4, `${sizeMiB}M`],
+        args: [
+          '-q',
+          '-F',
+          '-d',
+          tree,
+          '-L',
+          'rootfs',
+          '-E',
+          'root_owner=0:0',
+          '-m',
+          '0',
+          ext4,
+          `${sizeMiB}M`,
+        ],
       });
     } catch (error: unknown) {
       throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${(error as Error).message}`);

@@ -50,7 +50,10 @@ async function probeKvm(bundle: GuestBundle): Promise<string | undefined> {
   try {
     const consoleFile = path.join(dir, 'console');
     const result = await run(
-      { program: 'timeout', args: ['-k', '2', String(PROBE_TIMEOUT_S), QEMU_BINARY, ...probeArgs(bundle, consoleFile)] },
+      {
+        program: 'timeout',
+        args: ['-k', '2', String(PROBE_TIMEOUT_S), QEMU_BINARY, ...probeArgs(bundle, consoleFile)],
+      },
       { allowFailure: true },
     );
     const console = await readFile(consoleFile, 'utf8').catch(() => '');
@@ -68,10 +71,22 @@ async function probeKvm(bundle: GuestBundle): Promise<string | undefined> {
 
 /** What the probe's answer depends on: the host kernel, the QEMU binary and the guest bundle. */
 async function probeKey(bundle: GuestBundle): Promise<string> {
-  const { stdout } = await run({ program: 'sh', args: ['-c', 'command -v "$1"', 'sh', QEMU_BINARY] }, { allowFailure: true });
+  const { stdout } = await run(
+    { program: 'sh', args: ['-c', 'command -v "$1"', 'sh', QEMU_BINARY] },
+    { allowFailure: true },
+  );
   const qemu = await stat(stdout.trim()).catch(() => undefined);
   const kvm = await stat('/dev/kvm').catch(() => undefined);
-  return [os.release(), stdout.trim(), qemu?.size, qemu?.mtimeMs, bundle.version, kvm?.mode, kvm?.gid, process.getuid?.()].join('|');
+  return [
+    os.release(),
+    stdout.trim(),
+    qemu?.size,
+    qemu?.mtimeMs,
+    bundle.version,
+    kvm?.mode,
+    kvm?.gid,
+    process.getuid?.(),
+  ].join('|');
 }
 
 /** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
@@ -99,6 +114,10 @@ export async function chooseAccel(
   if (choice === 'tcg') return { accel: 'tcg' };
   const failure = await cachedProbe(bundle, options.cacheFile);
   if (failure === undefined) return { accel: 'kvm' };
-  if (choice === 'kvm') throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
-  return { accel: 'tcg', warning: `KVM is not usable (${failure}); falling back to TCG software emulation, which is much slower` };
+  if (choice === 'kvm')
+    throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
+  return {
+    accel: 'tcg',
+    warning: `KVM is not usable (${failure}); falling back to TCG software emulation, which is much slower`,
+  };
 }

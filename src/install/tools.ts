@@ -43,7 +43,9 @@ async function missingTools(tools: readonly HostTool[]): Promise<HostTool[]> {
 /** The apt-get command line, through sudo when not root. Pure. */
 export function aptCommand(args: string[], isRoot: boolean): { program: string; args: string[] } {
   const apt = ['apt-get', ...args];
-  return isRoot ? { program: apt[0] as string, args: apt.slice(1) } : { program: 'sudo', args: ['-n', ...apt] };
+  return isRoot
+    ? { program: apt[0] as string, args: apt.slice(1) }
+    : { program: 'sudo', args: ['-n', ...apt] };
 }
 
 /**
@@ -64,10 +66,14 @@ export async function ensureTools(tools: readonly HostTool[], log: (line: string
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   try {
     await run({ ...aptCommand(['update', '-q'], isRoot), env });
-    await run({ ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot), env });
+    await run({
+      ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot),
+      env,
+    });
   } catch (error: unknown) {
     throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${(error as Error).message}`);
   }
   const still = await missingTools(missing);
-  if (still.length) throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
+  if (still.length)
+    throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
 }

@@ -31,7 +31,9 @@ export async function prepareHost(
     releaseTag: release.tag,
     githubToken: release.token,
   });
-  const decision = await chooseAccel(choice, bundle, { cacheFile: path.join(cacheDir(), 'accel-probe.json') });
+  const decision = await chooseAccel(choice, bundle, {
+    cacheFile: path.join(cacheDir(), 'accel-probe.json'),
+  });
   if (decision.warning) reporter.warn(decision.warning);
   return { bundle, accel: decision.accel, hypervisor: new QemuHypervisor() };
 }

@@ -37,14 +37,26 @@ const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
 export function validateName(name: string): void {
   if (!NAME.test(name)) {
-    throw new ServiceError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    throw new ServiceError(
+      `"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`,
+    );
   }
 }
 
 /** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
 export function generateName(image: string): string {
-  const base = image.replace(/^oci:/, '').replace(/[:@].*$/, '').split('/').filter(Boolean).pop() ?? 'vm';
-  const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '-').replace(/^[^a-zA-Z0-9]+/, '').slice(0, 50) || 'vm';
+  const base =
+    image
+      .replace(/^oci:/, '')
+      .replace(/[:@].*$/, '')
+      .split('/')
+      .filter(Boolean)
+      .pop() ?? 'vm';
+  const clean =
+    base
+      .replace(/[^a-zA-Z0-9_.-]/g, '-')
+      .replace(/^[^a-zA-Z0-9]+/, '')
+      .slice(0, 50) || 'vm';
   return `${clean}-${randomBytes(2).toString('hex')}`;
 }
 
@@ -57,21 +69,32 @@ async function exists(file: string): Promise<boolean> {
  * first side effect; once the VM's directory is claimed, any failure kills the
  * VM and removes the directory.
  */
-export async function runService(request: RunRequest, host: HostContext, log: (line: string) => void): Promise<VmRecord> {
+export async function runService(
+  request: RunRequest,
+  host: HostContext,
+  log: (line: string) => void,
+): Promise<VmRecord> {
   const name = request.name ?? generateName(request.image);
   validateName(name);
   const dir = vmDir(name);
   if (await exists(dir)) {
-    throw new ServiceError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`);
+    throw new ServiceError(
+      `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`,
+    );
   }
   if (!Number.isInteger(request.memoryMiB) || request.memoryMiB < 64) {
     throw new ServiceError(`memory ${request.memoryMiB} MiB is too small; give at least 64`);
   }
-  if (!Number.isInteger(request.cpus) || request.cpus < 1) throw new ServiceError(`cpus must be a whole number of at least 1`);
+  if (!Number.isInteger(request.cpus) || request.cpus < 1)
+    throw new ServiceError(`cpus must be a whole number of at least 1`);
 
   const image = await resolveImage(request.image, { cacheDir: cacheDir(), log });
   const runConfig = imageRunConfig(image.config);
-  const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
+  const argv = serviceArgv(
+    runConfig,
+    { entrypoint: request.entrypoint, command: request.command },
+    request.image,
+  );
   const guest = {
     hostname: name,
     argv,
@@ -90,7 +113,8 @@ export async function runService(request: RunRequest, host: HostContext, log: (l
   try {
     await mkdir(dir);
   } catch (error: unknown) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ServiceError(`the name "${name}" is already in use by a VM`);
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new ServiceError(`the name "${name}" is already in use by a VM`);
     throw error;
   }
   const paths = vmPaths(dir);
@@ -103,7 +127,12 @@ export async function runService(request: RunRequest, host: HostContext, log: (l
     bundle: host.bundle,
     rootDisk: paths.rootDisk,
     guestFiles: files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) })),
-    ports: ports.map((p) => ({ protocol: p.protocol, hostIp: p.hostIp, hostPort: p.hostPort, guestPort: p.containerPort })),
+    ports: ports.map((p) => ({
+      protocol: p.protocol,
+      hostIp: p.hostIp,
+      hostPort: p.hostPort,
+      guestPort: p.containerPort,
+    })),
   };
   const record: VmRecord = {
     name,
@@ -119,7 +148,10 @@ export async function runService(request: RunRequest, host: HostContext, log: (l
   try {
     await mkdir(paths.guestFiles);
     for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
-    await run({ program: 'qemu-img', args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, paths.rootDisk] });
+    await run({
+      program: 'qemu-img',
+      args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, paths.rootDisk],
+    });
     await writeRecord(record);
     const started = Date.now();
     await host.hypervisor.start(machine);
@@ -149,7 +181,11 @@ async function requireRecord(name: string): Promise<VmRecord> {
 }
 
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
-export async function stopService(name: string, graceMs: number, host: Pick<HostContext, 'hypervisor'>): Promise<number | undefined> {
+export async function stopService(
+  name: string,
+  graceMs: number,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<number | undefined> {
   const record = await requireRecord(name);
   const how = await host.hypervisor.stop(record.machine, graceMs);
   const paths = vmPaths(record.machine.dir);
@@ -162,10 +198,17 @@ export async function stopService(name: string, graceMs: number, host: Pick<Host
   return status.exitCode;
 }
 
-export async function removeService(name: string, force: boolean, host: Pick<HostContext, 'hypervisor'>): Promise<void> {
+export async function removeService(
+  name: string,
+  force: boolean,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<void> {
   const record = await requireRecord(name);
   if (await host.hypervisor.isRunning(record.machine)) {
-    if (!force) throw new ServiceError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`);
+    if (!force)
+      throw new ServiceError(
+        `cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`,
+      );
     await host.hypervisor.kill(record.machine);
   }
   await rm(record.machine.dir, { recursive: true, force: true });

@@ -21,7 +21,8 @@ export class PortSpecError extends Error {
 const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
 
 function parsePort(text: string, spec: string, allowZero: boolean): number {
-  if (!/^\d{1,5}$/.test(text)) throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
+  if (!/^\d{1,5}$/.test(text))
+    throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
   const port = Number(text);
   if (port > 65535 || (port === 0 && !allowZero)) {
     throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
@@ -48,17 +49,20 @@ export function parsePortSpec(spec: string | number): PortSpec {
   if (bracketed) {
     hostIp = bracketed[1] ?? '';
     rest = bracketed[2] ?? '';
-    if (net.isIPv6(hostIp) === false) throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
+    if (net.isIPv6(hostIp) === false)
+      throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
   }
   const parts = rest.split(':');
   if (parts.length === 3 && !bracketed) {
     hostIp = parts.shift() ?? '';
-    if (!net.isIP(hostIp)) throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
+    if (!net.isIP(hostIp))
+      throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
   }
   if (parts.length === 1 && !bracketed) {
     return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
   }
-  if (parts.length !== 2 || (bracketed && parts.length !== 2)) throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
+  if (parts.length !== 2 || (bracketed && parts.length !== 2))
+    throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
   const [host = '', container = ''] = parts;
   return {
     hostIp,
@@ -105,7 +109,8 @@ function probeBind(ip: string, port: number, protocol: 'tcp' | 'udp'): Promise<n
 /** Checks each requested host port is free and picks one where none was asked for. */
 export async function resolvePorts(specs: readonly PortSpec[]): Promise<PublishedPort[]> {
   const clash = findPortClash(specs);
-  if (clash) throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+  if (clash)
+    throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
   const published: PublishedPort[] = [];
   for (const spec of specs) {
     try {
@@ -114,9 +119,12 @@ export async function resolvePorts(specs: readonly PortSpec[]): Promise<Publishe
     } catch (error: unknown) {
       const code = (error as NodeJS.ErrnoException).code;
       const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
-      if (code === 'EADDRINUSE') throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
-      if (code === 'EADDRNOTAVAIL') throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
-      if (code === 'EACCES') throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+      if (code === 'EADDRINUSE')
+        throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
+      if (code === 'EADDRNOTAVAIL')
+        throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
+      if (code === 'EACCES')
+        throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
       throw error;
     }
   }

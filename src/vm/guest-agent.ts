@@ -41,7 +41,9 @@ export class GuestAgent {
 
   /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
   async exec(path: string, args: string[], timeoutMs: number): Promise<ExecResult> {
-    const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true })) as { pid: number };
+    const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true })) as {
+      pid: number;
+    };
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const status = (await this.execute('guest-exec-status', { pid: started.pid })) as {
@@ -58,7 +60,8 @@ export class GuestAgent {
           stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
         };
       }
-      if (Date.now() > deadline) throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
+      if (Date.now() > deadline)
+        throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }

@@ -1,14 +1,15 @@
 import net from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
 
 /** One JSON message a line over a unix socket: the wire format of QMP and of the QEMU guest agent. */
 export class JsonLineSocket {
   private buffer = '';
+  private readonly decoder = new StringDecoder('utf8');
   private readonly waiting: Array<(message: Record<string, unknown>) => boolean> = [];
   private closedError: Error | undefined;
 
   private constructor(private readonly socket: net.Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.fail(new Error('connection closed')));
     socket.on('error', (error) => this.fail(error));
   }
@@ -38,7 +39,11 @@ export class JsonLineSocket {
   }
 
   /** Resolves with the first message (from now on) that `accept` takes. */
-  next(accept: (message: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+  next(
+    accept: (message: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       if (this.closedError) return reject(this.closedError);
       const timer = setTimeout(() => {
@@ -68,9 +73,10 @@ export class JsonLineSocket {
     this.socket.destroy();
   }
 
-  private onData(chunk: string): void {
-    // The guest agent prefixes a guest-sync-delimited answer with 0xFF; drop it.
-    this.buffer += chunk.replace(/\xff/g, '');
+  private onData(chunk: Buffer): void {
+    // The guest agent prefixes a guest-sync-delimited answer with a 0xFF byte
+    // (never valid in UTF-8 JSON); drop it before decoding.
+    this.buffer += this.decoder.write(Buffer.from(chunk.filter((byte) => byte !== 0xff)));
     let newline: number;
     while ((newline = this.buffer.indexOf('\n')) >= 0) {
       const line = this.buffer.slice(0, newline).trim();
@@ -98,5 +104,7 @@ export class JsonLineSocket {
 export function protocolError(what: string, message: Record<string, unknown>): Error | undefined {
   const error = message.error as { class?: string; desc?: string } | undefined;
   if (!error) return undefined;
-  return new Error(`${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`);
+  return new Error(
+    `${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`,
+  );
 }

@@ -15,6 +15,13 @@ export class VmError extends Error {
   override name = 'VmError';
 }
 
+/** The host CPU's clock in kHz, which is what TCG's guest TSC ticks at. */
+async function hostTscKhz(): Promise<number | undefined> {
+  const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
+  return mhz ? Math.round(Number(mhz) * 1000) : undefined;
+}
+
 async function tail(file: string, lines = 20): Promise<string> {
   try {
     return trimOutput(await readFile(file, 'utf8'), lines);
@@ -29,7 +36,9 @@ export class QemuHypervisor implements Hypervisor {
     const paths = vmPaths(spec.dir);
     for (const socket of [paths.qmp, paths.agent]) {
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-        throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`);
+        throw new VmError(
+          `state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`,
+        );
       }
     }
     const log = await open(paths.qemuLog, 'a');
@@ -37,7 +46,10 @@ export class QemuHypervisor implements Hypervisor {
     let spawnError: Error | undefined;
     try {
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-      const child = spawn(QEMU_BINARY, qemuArgs(spec), { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      const child = spawn(QEMU_BINARY, qemuArgs(spec, await hostTscKhz()), {
+        detached: true,
+        stdio: ['ignore', log.fd, log.fd],
+      });
       child.on('error', (error) => (spawnError = error));
       child.on('exit', (code, signal) => (exited = { code, signal }));
       child.unref();
@@ -45,7 +57,9 @@ export class QemuHypervisor implements Hypervisor {
       for (;;) {
         if (spawnError) throw new VmError(`cannot start ${QEMU_BINARY}: ${spawnError.message}`);
         if (exited) {
-          throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
+          throw new VmError(
+            `QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`,
+          );
         }
         const pid = await readPid(paths.pid);
         if (pid !== undefined && (await this.qmpAnswers(paths.qmp))) return { pid };
@@ -76,7 +90,8 @@ export class QemuHypervisor implements Hypervisor {
     let last = 'nothing yet';
     for (;;) {
       const status = await readGuestStatus(paths.status);
-      if (status.failure) throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+      if (status.failure)
+        throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
       if (status.exitCode !== undefined) {
         throw new VmError(
           `service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd(),
@@ -88,7 +103,9 @@ export class QemuHypervisor implements Hypervisor {
         throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
       }
       if (Date.now() > deadline) {
-        throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
+        throw new VmError(
+          `VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`,
+        );
       }
       await sleep(25);
     }
@@ -137,6 +154,7 @@ export class QemuHypervisor implements Hypervisor {
     } catch {
       return;
     }
-    if (!(await waitForExit(pid, spec.dir, 10000))) throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
+    if (!(await waitForExit(pid, spec.dir, 10000)))
+      throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
   }
 }

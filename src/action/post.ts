@@ -1,0 +1,30 @@
+import * as core from '@actions/core';
+import { rm } from 'node:fs/promises';
+import { listServices, removeService, serviceLogs, stopService } from '../lifecycle/service.js';
+import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { savedStateDir } from './state.js';
+
+const STOP_GRACE_MS = 10_000;
+
+/** Tears down every VM of this job. Never fails the job: teardown problems are warnings. */
+export async function postRun(): Promise<void> {
+  if (!savedStateDir) {
+    core.info('Nothing to tear down: the main step did not get far enough to create state');
+    return;
+  }
+  process.env.HYPER_STATE_DIR = savedStateDir;
+  const host = { hypervisor: new QemuHypervisor() };
+  for (const { record } of await listServices(host)) {
+    await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));
+    try {
+      const code = await stopService(record.name, STOP_GRACE_MS, host);
+      core.info(`${record.name}: stopped (exit code ${code ?? 'unknown'})`);
+      await removeService(record.name, true, host);
+    } catch (error: unknown) {
+      core.warning(`teardown of ${record.name}: ${(error as Error).message}`);
+    }
+  }
+  await rm(savedStateDir, { recursive: true, force: true }).catch((error: unknown) =>
+    core.warning(`could not remove ${savedStateDir}: ${(error as Error).message}`),
+  );
+}

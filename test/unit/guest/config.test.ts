@@ -1,0 +1,136 @@
+import {
+  execArgv,
+  guestFiles,
+  mergeEnv,
+  normalizeSignal,
+  serviceArgv,
+  USER_NETWORK,
+} from '../../../src/guest/config.js';
+import { imageRunConfig } from '../../../src/images/run-config.js';
+
+const image = imageRunConfig({
+  architecture: 'amd64',
+  os: 'linux',
+  rootfs: { type: 'layers', diff_ids: [] },
+  config: {
+    Entrypoint: ['/entry.sh'],
+    Cmd: ['serve', '--port', '80'],
+    Env: ['PATH=/opt/bin', 'A=1'],
+    User: 'www',
+    WorkingDir: '/srv',
+  },
+});
+
+describe('serviceArgv follows Docker', () => {
+  test('Entrypoint + Cmd', () => {
+    expect(serviceArgv(image, {}, 'img')).toEqual(['/entry.sh', 'serve', '--port', '80']);
+  });
+  test('arguments replace Cmd', () => {
+    expect(serviceArgv(image, { command: ['debug'] }, 'img')).toEqual(['/entry.sh', 'debug']);
+  });
+  test('--entrypoint drops the image Cmd', () => {
+    expect(serviceArgv(image, { entrypoint: ['/bin/sh'] }, 'img')).toEqual(['/bin/sh']);
+    expect(serviceArgv(image, { entrypoint: ['/bin/sh'], command: ['-c', 'true'] }, 'img')).toEqual([
+      '/bin/sh',
+      '-c',
+      'true',
+    ]);
+  });
+  test('an image with neither Entrypoint nor Cmd and no command is refused', () => {
+    const bare = imageRunConfig({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: [] },
+    });
+    expect(() => serviceArgv(bare, {}, 'oci:/x')).toThrow(
+      'image oci:/x has neither Entrypoint nor Cmd, and no command was given',
+    );
+  });
+});
+
+describe('mergeEnv', () => {
+  test('user env wins over the image; PATH and HOSTNAME are set', () => {
+    expect(mergeEnv(['PATH=/opt/bin', 'A=1', 'B=2'], ['A=9', 'C=x=y'], 'web')).toEqual([
+      'PATH=/opt/bin',
+      'HOSTNAME=web',
+      'A=9',
+      'B=2',
+      'C=x=y',
+    ]);
+  });
+  test('a default PATH when the image has none', () => {
+    expect(mergeEnv([], [], 'h')[0]).toBe(
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    );
+  });
+});
+
+describe('normalizeSignal', () => {
+  test.each([
+    ['SIGTERM', 'TERM'],
+    ['sigquit', 'QUIT'],
+    ['INT', 'INT'],
+    ['9', '9'],
+  ])('%s -> %s', (input, output) => expect(normalizeSignal(input)).toBe(output));
+  test('garbage is refused', () =>
+    expect(() => normalizeSignal('TERM; reboot')).toThrow('is not a signal name'));
+});
+
+describe('guestFiles', () => {
+  const files = guestFiles({
+    hostname: 'web',
+    argv: ['/bin/httpd', '-f', 'a b'],
+    env: ['PATH=/bin', 'X=1'],
+    user: 'www:www',
+    workdir: '/srv',
+    stopSignal: 'SIGQUIT',
+    network: USER_NETWORK,
+  });
+  const byName = Object.fromEntries(files.map((f) => [f.name, f.content.toString()]));
+
+  test('settings are key=value lines the init reads', () => {
+    expect(byName.settings).toBe(
+      'hostname=web\nip=10.0.2.15\nprefix=24\ngateway=10.0.2.2\nuser=www:www\nworkdir=/srv\nstopsignal=QUIT\nrootdev=rootfs\n',
+    );
+  });
+  test('argv and env are NUL-separated, so any byte but NUL survives', () => {
+    expect(byName.argv).toBe('/bin/httpd\0-f\0a b\0');
+    expect(byName.env).toBe('PATH=/bin\0X=1\0');
+  });
+  test('hosts and resolv.conf', () => {
+    expect(byName.hosts).toContain('10.0.2.15\tweb');
+    expect(byName['resolv.conf']).toBe('nameserver 10.0.2.3\n');
+  });
+  test('a newline in a single-line setting is refused', () => {
+    expect(() =>
+      guestFiles({
+        hostname: 'h',
+        argv: ['x'],
+        env: [],
+        user: 'a\nip=1.2.3.4',
+        workdir: '/',
+        stopSignal: 'TERM',
+        network: USER_NETWORK,
+      }),
+    ).toThrow('user must be a single line');
+  });
+});
+
+test('execArgv enters the container as the service user', () => {
+  expect(execArgv({ user: 'www', workdir: '/srv' }, ['ls', '-l'], ['A=1'])).toEqual([
+    '/bin/hyper-exec',
+    '--root',
+    '/container',
+    '--user',
+    'www',
+    '--workdir',
+    '/srv',
+    '--env-file',
+    '/run/hyper/env',
+    '--env',
+    'A=1',
+    '--',
+    'ls',
+    '-l',
+  ]);
+});

@@ -1,0 +1,49 @@
+import { kvmUdevCommands } from '../../../src/action/kvm.js';
+import { parseAccelChoice, probeArgs } from '../../../src/install/accel.js';
+import { aptCommand, describeTools } from '../../../src/install/tools.js';
+
+test('apt-get goes through sudo -n when not root', () => {
+  expect(aptCommand(['install', 'x'], true)).toEqual({ program: 'apt-get', args: ['install', 'x'] });
+  expect(aptCommand(['install', 'x'], false)).toEqual({
+    program: 'sudo',
+    args: ['-n', 'apt-get', 'install', 'x'],
+  });
+});
+
+test('missing tools are named with their packages', () => {
+  expect(describeTools([{ program: 'qemu-img', aptPackage: 'qemu-utils' }])).toBe(
+    'qemu-img (package qemu-utils)',
+  );
+});
+
+test('accel choices', () => {
+  expect(parseAccelChoice(undefined, 'x')).toBe('auto');
+  expect(parseAccelChoice(' kvm ', 'x')).toBe('kvm');
+  expect(() => parseAccelChoice('hvf', 'input "accel"')).toThrow(
+    'input "accel": "hvf" is not an accelerator; use auto, kvm or tcg',
+  );
+});
+
+test('the KVM probe boots our kernel and powers off at once', () => {
+  const args = probeArgs({ version: 'v', kernel: '/k', initrd: '/i' }, '/tmp/c');
+  expect(args.slice(0, 4)).toEqual(['-M', 'microvm,x-option-roms=off', '-accel', 'kvm']);
+  expect(args).toEqual(expect.arrayContaining(['-kernel', '/k', '-initrd', '/i', '-serial', 'file:/tmp/c']));
+  expect(args[args.indexOf('-append') + 1]).toBe('console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f');
+});
+
+test('the KVM udev rule is the one GitHub documents', () => {
+  const commands = kvmUdevCommands(false);
+  expect(commands[0]).toEqual({
+    program: 'sudo',
+    args: [
+      '-n',
+      'sh',
+      '-c',
+      `echo 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"' > /etc/udev/rules.d/99-hyper-services-kvm.rules`,
+    ],
+  });
+  expect(commands.slice(1)).toEqual([
+    { program: 'sudo', args: ['-n', 'udevadm', 'control', '--reload-rules'] },
+    { program: 'sudo', args: ['-n', 'udevadm', 'trigger', '--name-match=kvm'] },
+  ]);
+});

@@ -1,0 +1,98 @@
+import { optValue, qemuArgs } from '../../../src/vm/qemu/args.js';
+import type { MachineSpec } from '../../../src/vm/hypervisor.js';
+
+const spec: MachineSpec = {
+  name: 'web',
+  dir: '/state/vms/web',
+  accel: 'tcg',
+  memoryMiB: 256,
+  cpus: 2,
+  bundle: { version: 'abc', kernel: '/b/vmlinuz', initrd: '/b/initrd.img' },
+  rootDisk: '/state/vms/web/rootfs.qcow2',
+  guestFiles: [{ name: 'settings', path: '/state/vms/web/guest/settings' }],
+  ports: [
+    { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 8080, guestPort: 80 },
+    { protocol: 'udp', hostIp: '0.0.0.0', hostPort: 5353, guestPort: 53 },
+  ],
+};
+
+function valueOf(args: string[], flag: string): string[] {
+  return args.flatMap((arg, i) => (arg === flag ? [args[i + 1] as string] : []));
+}
+
+describe('qemuArgs', () => {
+  const args = qemuArgs(spec);
+
+  test('uses the microvm machine without option ROMs', () => {
+    expect(valueOf(args, '-M')).toEqual(['microvm,x-option-roms=off,rtc=on']);
+    expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-no-reboot']));
+  });
+
+  test('TCG gets multi-threaded TCG and the max CPU model; KVM gets the host CPU', () => {
+    expect(valueOf(args, '-accel')).toEqual(['tcg,thread=multi']);
+    expect(valueOf(args, '-cpu')).toEqual(['max']);
+    const kvm = qemuArgs({ ...spec, accel: 'kvm' });
+    expect(valueOf(kvm, '-accel')).toEqual(['kvm']);
+    expect(valueOf(kvm, '-cpu')).toEqual(['host']);
+  });
+
+  test('under TCG the kernel is told the TSC frequency; under KVM it is not', () => {
+    expect(valueOf(qemuArgs(spec, 2600000), '-append')).toEqual([
+      'console=ttyS0 quiet panic=-1 pci=off tsc_early_khz=2600000',
+    ]);
+    expect(valueOf(qemuArgs({ ...spec, accel: 'kvm' }, 2600000), '-append')).toEqual([
+      'console=ttyS0 quiet panic=-1 pci=off',
+    ]);
+  });
+
+  test('memory and cpus', () => {
+    expect(valueOf(args, '-m')).toEqual(['256M']);
+    expect(valueOf(args, '-smp')).toEqual(['2']);
+  });
+
+  test('kernel, initrd and the console log file', () => {
+    expect(valueOf(args, '-kernel')).toEqual(['/b/vmlinuz']);
+    expect(valueOf(args, '-initrd')).toEqual(['/b/initrd.img']);
+    expect(valueOf(args, '-serial')).toEqual(['file:/state/vms/web/console.log']);
+    expect(valueOf(args, '-pidfile')).toEqual(['/state/vms/web/qemu.pid']);
+  });
+
+  test('the root disk is the qcow2 overlay on virtio-blk with the serial the init looks for', () => {
+    expect(valueOf(args, '-drive')).toEqual([
+      'id=root,file=/state/vms/web/rootfs.qcow2,format=qcow2,if=none,discard=unmap',
+    ]);
+    expect(valueOf(args, '-device')).toContain('virtio-blk-device,drive=root,serial=rootfs');
+  });
+
+  test('QMP, guest agent, log and status channels', () => {
+    expect(valueOf(args, '-qmp')).toEqual(['unix:/state/vms/web/qmp.sock,server=on,wait=off']);
+    expect(valueOf(args, '-chardev')).toEqual([
+      'file,id=log,path=/state/vms/web/service.log',
+      'file,id=status,path=/state/vms/web/status',
+      'socket,id=qga,path=/state/vms/web/agent.sock,server=on,wait=off',
+    ]);
+    expect(valueOf(args, '-device')).toEqual(
+      expect.arrayContaining([
+        'virtserialport,chardev=log,name=hyper.log',
+        'virtserialport,chardev=status,name=hyper.status',
+        'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
+      ]),
+    );
+  });
+
+  test('published ports become user-network host forwards', () => {
+    expect(valueOf(args, '-netdev')).toEqual([
+      'user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53',
+    ]);
+  });
+
+  test('guest files go through fw_cfg under opt/hyper/', () => {
+    expect(valueOf(args, '-fw_cfg')).toEqual(['name=opt/hyper/settings,file=/state/vms/web/guest/settings']);
+  });
+
+  test('commas in paths are doubled, as QEMU option syntax needs', () => {
+    expect(optValue('/a,b/c')).toBe('/a,,b/c');
+    const odd = qemuArgs({ ...spec, rootDisk: '/x,y/root.qcow2' });
+    expect(valueOf(odd, '-drive')[0]).toContain('file=/x,,y/root.qcow2,');
+  });
+});
