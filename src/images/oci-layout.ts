@@ -5,13 +5,13 @@ import path from 'node:path';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../types/oci/index.js';
 import { MediaType } from '../types/oci/index.js';
 import type { LocalImage } from './image.js';
+import { DEFAULT_PLATFORM, selectPlatform } from './registry/manifest.js';
 
 export class OciLayoutError extends Error {
   override name = 'OciLayoutError';
 }
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
-export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
 
 /** `oci:DIR[:TAG]` -> directory and tag. The tag is whatever follows the last ':' after the last '/'. */
 export function parseOciReference(text: string): { dir: string; tag: string | undefined } {
@@ -59,24 +59,6 @@ async function verifyBlob(file: string, descriptor: Descriptor): Promise<void> {
   }
 }
 
-function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
-  if (!candidate) return false;
-  return (
-    candidate.os === wanted.os &&
-    candidate.architecture === wanted.architecture &&
-    (wanted.variant === undefined || candidate.variant === wanted.variant)
-  );
-}
-
-function describePlatforms(descriptors: Descriptor[]): string {
-  const names = descriptors.map((d) =>
-    d.platform
-      ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/')
-      : 'unknown',
-  );
-  return names.length ? names.join(', ') : 'none';
-}
-
 /** Reads an OCI image layout (image-spec `image-layout.md`) into a LocalImage. */
 export async function readOciLayout(
   text: string,
@@ -117,14 +99,7 @@ export async function readOciLayout(
       blobPath(dir, chosen.digest),
       `index ${chosen.digest}`,
     );
-    const runnable = nested.manifests.filter((d) => d.platform?.os !== 'unknown');
-    const match = runnable.find((d) => platformMatches(d.platform, platform));
-    if (!match) {
-      throw new OciLayoutError(
-        `${dir} has no image for ${platform.os}/${platform.architecture} (platforms: ${describePlatforms(runnable)})`,
-      );
-    }
-    chosen = match;
+    chosen = selectPlatform(nested, platform, `${dir} (${chosen.digest})`);
   }
 
   const manifestFile = blobPath(dir, chosen.digest);

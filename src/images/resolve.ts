@@ -1,13 +1,34 @@
+import path from 'node:path';
 import type { LocalImage } from './image.js';
 import { readOciLayout } from './oci-layout.js';
+import { formatReference, parseImageReference } from './reference.js';
+import { pullImage, type PullOptions } from './registry/pull.js';
+import { BlobStore } from './store.js';
 
-export interface ResolveOptions {
+export interface ResolveOptions extends Pick<
+  PullOptions,
+  'credentials' | 'insecureRegistries' | 'registryMirror'
+> {
   cacheDir: string;
   log: (line: string) => void;
 }
 
-/** Turns what the user named into a LocalImage: an OCI layout on disk, or a registry pull. */
-export async function resolveImage(name: string, _options: ResolveOptions): Promise<LocalImage> {
+/** Turns what the user named into a LocalImage: an OCI layout on disk (oci:DIR[:TAG]), or a registry pull. */
+export async function resolveImage(name: string, options: ResolveOptions): Promise<LocalImage> {
   if (name.startsWith('oci:')) return readOciLayout(name);
-  throw new Error(`registry images are not wired yet: ${name}`);
+  const reference = parseImageReference(name);
+  const store = new BlobStore(path.join(options.cacheDir, 'store'));
+  options.log(`Pulling ${formatReference(reference)}`);
+  const pulled = await pullImage(reference, store, {
+    credentials: options.credentials,
+    insecureRegistries: options.insecureRegistries,
+    registryMirror: options.registryMirror,
+  });
+  return {
+    name,
+    manifestDigest: pulled.manifestDigest,
+    configDigest: pulled.configDigest,
+    config: pulled.config,
+    layers: pulled.layers,
+  };
 }

@@ -53,7 +53,10 @@ export function trimOutput(text: string, maxLines = 12): string {
 }
 
 /** Runs a command to completion; throws CommandError on a non-zero exit unless `allowFailure`. */
-export async function run(command: Command, options: { allowFailure?: boolean } = {}): Promise<CommandResult> {
+export async function run(
+  command: Command,
+  options: { allowFailure?: boolean } = {},
+): Promise<CommandResult> {
   debugLog(`$ ${formatCommand(command)}`);
   const result = await execa(command.program, [...command.args], {
     reject: false,

@@ -158,7 +158,10 @@ describe('registry authentication failures', () => {
     const error = await pullImage(parseImageReference(`${htpasswd.host}/team/app:1`), store, {
       credentials: wrong,
       retry: fastRetry,
-    }).catch((caught: unknown) => caught as Error);
+    }).then(
+      () => new Error('the pull succeeded'),
+      (caught: unknown) => caught as Error,
+    );
     expect(error.message).toMatch(`authentication failed for ${htpasswd.host}`);
     expect(error.message).toContain('"ci"');
     expect(error.message).not.toContain(wrong.password);
@@ -169,7 +172,10 @@ describe('registry authentication failures', () => {
     const error = await pullImage(parseImageReference(`${token.host}/team/app:1`), store, {
       credentials: wrong,
       retry: fastRetry,
-    }).catch((caught: unknown) => caught as Error);
+    }).then(
+      () => new Error('the pull succeeded'),
+      (caught: unknown) => caught as Error,
+    );
     expect(error.message).toMatch(`authentication failed for ${token.host}`);
     expect(error.message).not.toContain(wrong.password);
   });

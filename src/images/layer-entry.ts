@@ -1,0 +1,332 @@
+import { constants, type Stats } from 'node:fs';
+import {
+  chmod,
+  link,
+  lchown,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+  unlink,
+  utimes,
+  type FileHandle,
+} from 'node:fs/promises';
+import { posix } from 'node:path';
+import { CommandError, run } from '../process/run.js';
+import { InodeAttributes, mknodCommand, validDate } from './layer-attributes.js';
+import {
+  isAufsMetadata,
+  isWithin,
+  messageOf,
+  parentPaths,
+  rootRelativePath,
+  whiteoutTarget,
+  OPAQUE_MARKER,
+} from './layer-paths.js';
+import type { TarEntry } from './layer-tar.js';
+
+export interface ApplyReport {
+  /** Entries written: regular files, directories, symlinks, hardlinks, device nodes and fifos. */
+  files: number;
+  /** Bytes of regular-file content written. */
+  bytes: number;
+  /** Entries, or attributes of entries, that were left out, and why. */
+  skipped: { path: string; reason: string }[];
+}
+
+export interface RootTreeOptions {
+  preserveOwnership: boolean;
+  /** Character and block devices need CAP_MKNOD; without it they are skipped and reported. */
+  canMakeDevices: boolean;
+}
+
+interface DeferredDirectory {
+  mode: number;
+  atime?: Date;
+  mtime?: Date;
+}
+
+const NEW_FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const OPEN_DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * The directory tree layers are applied to. Every path comes from `rootRelativePath`, and
+ * every directory above it is checked with lstat (or known from an earlier check) before
+ * anything is written: a symlink there is refused, never followed. The final component is
+ * always created afresh (O_EXCL, mkdir, symlink, link, mknod), so it is never followed either.
+ * This holds while nothing else writes under the root, which the caller owns.
+ */
+export class RootTree {
+  readonly report: ApplyReport = { files: 0, bytes: 0, skipped: [] };
+  /** Paths checked or made to be real directories; forgotten when something under them is removed. */
+  private readonly knownDirs = new Set<string>(['']);
+  /** What the current layer wrote, and the directories above it: whiteouts only hide lower layers. */
+  private readonly layerPaths = new Set<string>();
+  private readonly layerParents = new Set<string>();
+  /** Directory modes and times, applied when the layer is done so that writing their contents leaves them be. */
+  private readonly deferred = new Map<string, DeferredDirectory>();
+  private readonly attributes: InodeAttributes;
+
+  constructor(
+    private readonly root: string,
+    private readonly options: RootTreeOptions,
+  ) {
+    this.attributes = new InodeAttributes(options.preserveOwnership, (path, reason) =>
+      this.skip(path, reason),
+    );
+  }
+
+  async apply(item: TarEntry): Promise<void> {
+    const { entry } = item;
+    if (entry.ignore) {
+      throw new Error(
+        entry.meta
+          ? `its ${entry.size}-byte extended header is larger than the tar reader accepts`
+          : `entry type ${entry.type} ("${entry.header.typeKey}") is not supported`,
+      );
+    }
+    const rel = rootRelativePath(entry.path);
+    if (isAufsMetadata(rel)) return this.skip(entry.path, 'AUFS metadata, not part of the image');
+    const whiteout = whiteoutTarget(rel);
+    if (whiteout.kind !== 'none') {
+      // Nothing to hide when a parent is missing; a symlinked parent is refused like for any write.
+      if (!(await this.checkParents(rel, false))) return;
+      const target = rootRelativePath(whiteout.target);
+      return whiteout.kind === 'opaque' ? this.hideLowerChildren(target) : this.hideLower(target);
+    }
+    switch (entry.type) {
+      case 'File':
+      case 'OldFile':
+      case 'ContiguousFile':
+        return this.add(rel, item, (path) => this.writeFile(path, item));
+      case 'Directory':
+      case 'GNUDumpDir':
+        return this.add(rel, item, (path, existing) => this.makeDirectory(rel, path, existing, item));
+      case 'SymbolicLink':
+        return this.add(rel, item, (path) => this.makeSymlink(path, item));
+      case 'Link':
+        return this.addHardlink(rel, item);
+      case 'FIFO':
+        return this.add(rel, item, (path) => this.makeNode(path, item, 'p'));
+      case 'CharacterDevice':
+      case 'BlockDevice': {
+        const node = entry.type === 'CharacterDevice' ? 'c' : 'b';
+        if (!this.options.canMakeDevices)
+          return this.skip(entry.path, `a ${entry.type} needs root (CAP_MKNOD) to make`);
+        return this.add(rel, item, (path) => this.makeNode(path, item, node));
+      }
+      default:
+        throw new Error(`entry type ${entry.type} is not supported`);
+    }
+  }
+
+  /** Applies the modes and times of the directories the layer named, deepest first; then starts afresh. */
+  async finishLayer(): Promise<void> {
+    const byDepth = [...this.deferred].sort(([a], [b]) => depth(b) - depth(a));
+    for (const [rel, directory] of byDepth) {
+      try {
+        const handle = await open(this.path(rel), OPEN_DIRECTORY_FLAGS);
+        try {
+          await handle.chmod(directory.mode);
+          if (directory.mtime) await handle.utimes(directory.atime ?? directory.mtime, directory.mtime);
+        } finally {
+          await handle.close();
+        }
+      } catch (error: unknown) {
+        throw new Error(`directory "${rel || '/'}": ${messageOf(error)}`, { cause: error });
+      }
+    }
+    this.deferred.clear();
+    this.layerPaths.clear();
+    this.layerParents.clear();
+  }
+
+  /** Replaces whatever the path holds (a directory over a directory merges), then creates the entry. */
+  private async add(
+    rel: string,
+    item: TarEntry,
+    /** Resolves to false when the entry was skipped (and reported) after all. */
+    create: (path: string, existing: Stats | undefined) => Promise<boolean | void>,
+  ): Promise<void> {
+    const isDirectory = item.entry.type === 'Directory' || item.entry.type === 'GNUDumpDir';
+    if (rel === '' && !isDirectory) throw new Error(`a ${item.entry.type} cannot replace the root directory`);
+    await this.checkParents(rel, true);
+    const path = this.path(rel);
+    let existing = await lstatIfExists(path);
+    if (existing && !(existing.isDirectory() && isDirectory)) {
+      await this.remove(rel, existing);
+      existing = undefined;
+    }
+    if ((await create(path, existing)) === false) return;
+    this.layerPaths.add(rel);
+    for (const parent of parentPaths(rel)) this.layerParents.add(parent);
+    this.report.files += 1;
+  }
+
+  private async addHardlink(rel: string, item: TarEntry): Promise<void> {
+    const linkpath = item.entry.linkpath ?? '';
+    let target: string;
+    try {
+      target = rootRelativePath(linkpath);
+    } catch (error: unknown) {
+      throw new Error(`hardlink target ${messageOf(error)}`, { cause: error });
+    }
+    if (target === rel) throw new Error('the hardlink points to itself');
+    const found = (await this.checkParents(target, false))
+      ? await lstatIfExists(this.path(target))
+      : undefined;
+    if (!found) throw new Error(`hardlink target "${linkpath}" does not exist`);
+    if (found.isDirectory()) throw new Error(`hardlink target "${linkpath}" is a directory`);
+    // link(2) does not follow a symlink target: the link shares the symlink's inode, as tar means it to.
+    // The inode's owner and mode are those of its first entry; they are not changed here.
+    await this.add(rel, item, (path) => link(this.path(target), path));
+  }
+
+  private async writeFile(path: string, item: TarEntry): Promise<void> {
+    const { entry } = item;
+    const handle = await open(path, NEW_FILE_FLAGS, 0o600);
+    try {
+      let written = 0;
+      for await (const chunk of entry) {
+        await writeAll(handle, chunk);
+        written += chunk.length;
+      }
+      if (written !== entry.size)
+        throw new Error(`the archive ends ${entry.size - written} bytes into this file`);
+      this.report.bytes += written;
+      await this.attributes.set(path, item, 0o644, {
+        chown: (uid, gid) => handle.chown(uid, gid),
+        chmod: (mode) => handle.chmod(mode),
+        utimes: (atime, mtime) => handle.utimes(atime, mtime),
+      });
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async makeDirectory(
+    rel: string,
+    path: string,
+    existing: Stats | undefined,
+    item: TarEntry,
+  ): Promise<void> {
+    // Made private first: its mode comes at the end of the layer, once its contents are in.
+    if (!existing) await mkdir(path, 0o700);
+    this.knownDirs.add(rel);
+    await this.attributes.set(path, item, 0o755, { chown: (uid, gid) => lchown(path, uid, gid) });
+    const { mode, atime, mtime } = item.entry;
+    this.deferred.set(rel, { mode: mode ?? 0o755, atime: validDate(atime), mtime: validDate(mtime) });
+  }
+
+  private async makeSymlink(path: string, item: TarEntry): Promise<void> {
+    // Stored as written, pointing anywhere: nothing here ever follows it.
+    await symlink(item.entry.linkpath ?? '', path);
+    await this.attributes.set(path, item, 0o777, {
+      chown: (uid, gid) => lchown(path, uid, gid),
+      utimes: (atime, mtime) => lutimes(path, atime, mtime),
+    });
+  }
+
+  private async makeNode(path: string, item: TarEntry, node: 'c' | 'b' | 'p'): Promise<boolean> {
+    try {
+      await run(mknodCommand(path, node, item.entry.header.devmaj, item.entry.header.devmin));
+    } catch (error: unknown) {
+      // Root without CAP_MKNOD (an unprivileged container) cannot make devices: report, as Docker does in a user namespace.
+      if (node === 'p' || !(error instanceof CommandError)) throw error;
+      this.skip(item.entry.path, `mknod failed: ${error.stderr.trim()}`);
+      return false;
+    }
+    // The path is the node just made, not a symlink, so chmod and utimes reach it.
+    await this.attributes.set(path, item, 0o644, {
+      chown: (uid, gid) => lchown(path, uid, gid),
+      chmod: (mode) => chmod(path, mode),
+      utimes: (atime, mtime) => utimes(path, atime, mtime),
+    });
+    return true;
+  }
+
+  /**
+   * Checks the directories above `rel`, outermost first. A symlink is refused. A missing one
+   * is made (mode 0755, like Docker) when `create`; otherwise the answer is false, as it is
+   * for a non-directory, which `create` refuses.
+   */
+  private async checkParents(rel: string, create: boolean): Promise<boolean> {
+    for (const dir of parentPaths(rel)) {
+      if (this.knownDirs.has(dir)) continue;
+      const path = this.path(dir);
+      const found = await lstatIfExists(path);
+      if (found?.isSymbolicLink()) {
+        const target = await readlink(path).catch(() => '?');
+        throw new Error(`"${dir}" is a symbolic link (to "${target}"); refusing to go through it`);
+      }
+      if (!found?.isDirectory()) {
+        if (!create) return false;
+        if (found) throw new Error(`"${dir}" is not a directory`);
+        await mkdir(path);
+        await chmod(path, 0o755);
+      }
+      this.knownDirs.add(dir);
+    }
+    return true;
+  }
+
+  /** Removes `rel` as far as lower layers made it: what this layer wrote there stays. */
+  private async hideLower(rel: string): Promise<void> {
+    const found = await lstatIfExists(this.path(rel));
+    if (!found) return;
+    if (this.layerPaths.has(rel) || this.layerParents.has(rel)) {
+      if (found.isDirectory()) await this.hideLowerChildren(rel);
+    } else {
+      await this.remove(rel, found);
+    }
+  }
+
+  private async hideLowerChildren(dir: string): Promise<void> {
+    const found = dir === '' ? undefined : await lstatIfExists(this.path(dir));
+    if (dir !== '' && !found?.isDirectory()) return;
+    for (const name of await readdir(this.path(dir))) {
+      if (name !== OPAQUE_MARKER) await this.hideLower(dir === '' ? name : `${dir}/${name}`);
+    }
+  }
+
+  private async remove(rel: string, found: Stats): Promise<void> {
+    if (!found.isDirectory()) return unlink(this.path(rel));
+    await rm(this.path(rel), { recursive: true, force: true });
+    for (const dir of this.knownDirs) if (dir !== '' && isWithin(dir, rel)) this.knownDirs.delete(dir);
+    for (const dir of this.deferred.keys()) if (isWithin(dir, rel)) this.deferred.delete(dir);
+  }
+
+  private skip(path: string, reason: string): void {
+    this.report.skipped.push({ path, reason });
+  }
+
+  private path(rel: string): string {
+    return rel === '' ? this.root : posix.join(this.root, rel);
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function lstatIfExists(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error: unknown) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+function depth(rel: string): number {
+  return rel === '' ? 0 : rel.split('/').length;
+}
