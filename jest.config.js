@@ -1,7 +1,10 @@
 // ESM throughout: swc strips types (no TypeScript API needed), jest runs the
 // modules natively under --experimental-vm-modules (set by the npm scripts).
 const transform = {
-  '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } }],
+  '^.+\\.ts$': [
+    '@swc/jest',
+    { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'es6' } },
+  ],
 };
 const common = {
   transform,

@@ -23,6 +23,7 @@ export const USAGE = `Usage: hyper COMMAND
 Run service containers as microVMs, each with its own kernel.
 
 Commands:
+  setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
@@ -80,6 +81,17 @@ async function run(argv: string[], io: Io): Promise<number> {
   const record = await runService(request, host, (line) => io.err(`${line}\n`));
   for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);
   io.out(`${record.name}\n`);
+  return 0;
+}
+
+/** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
+async function setup(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
+  const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+  const host = await prepareHost(accel, reporter(io));
+  io.out(
+    `accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`,
+  );
   return 0;
 }
 
