@@ -42101,7 +42101,7 @@ class QemuHypervisor {
 class AccelError extends Error {
     name = 'AccelError';
 }
-function accel_parseAccelChoice(text, source) {
+function parseAccelChoice(text, source) {
     const value = (text ?? '').trim() || 'auto';
     if (value === 'auto' || value === 'kvm' || value === 'tcg')
         return value;
@@ -51097,7 +51097,7 @@ function vmDir(name) {
 
 
 
-async function host_prepareHost(choice, reporter, release = {}) {
+async function prepareHost(choice, reporter, release = {}) {
     await ensureTools(VM_TOOLS, reporter.info);
     const bundle = await ensureGuestBundle({
         cacheDir: dirs_cacheDir(),
@@ -53871,7 +53871,7 @@ class UsageError extends Error {
  * `stopAtPositional` counts of them are seen (the image in `hyper run IMAGE ARG...`),
  * or at `--`; everything after is kept verbatim.
  */
-function args_parseArgs(argv, defs, stopAfterPositionals = Infinity) {
+function parseArgs(argv, defs, stopAfterPositionals = Infinity) {
     const options = {};
     const positionals = [];
     for (const def of defs)
@@ -53923,7 +53923,7 @@ function splitOnce(text, separator) {
     const at = text.indexOf(separator);
     return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
 }
-function args_stringOption(parsed, name) {
+function stringOption(parsed, name) {
     const value = parsed.options[name];
     return typeof value === 'string' ? value : undefined;
 }
@@ -53932,7 +53932,7 @@ function listOption(parsed, name) {
     return Array.isArray(value) ? value : [];
 }
 function intOption(parsed, name, fallback, min) {
-    const text = args_stringOption(parsed, name);
+    const text = stringOption(parsed, name);
     if (text === undefined)
         return fallback;
     if (!/^\d+$/.test(text) || Number(text) < min)
@@ -53982,7 +53982,7 @@ function reporter(io) {
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = () => ({ hypervisor: new QemuHypervisor() });
 async function commands_run(argv, io) {
-    const parsed = args_parseArgs(argv, [
+    const parsed = parseArgs(argv, [
         { name: 'name', value: true },
         { name: 'publish', short: 'p', value: true, multiple: true },
         { name: 'env', short: 'e', value: true, multiple: true },
@@ -53996,9 +53996,9 @@ async function commands_run(argv, io) {
         throw new UsageError('hyper run needs an IMAGE');
     const env = listOption(parsed, 'env').map((entry) => entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`);
     const ports = listOption(parsed, 'publish').map(parsePortSpec);
-    const entrypoint = args_stringOption(parsed, 'entrypoint');
+    const entrypoint = stringOption(parsed, 'entrypoint');
     const request = {
-        name: args_stringOption(parsed, 'name'),
+        name: stringOption(parsed, 'name'),
         image,
         ports,
         env,
@@ -54008,8 +54008,8 @@ async function commands_run(argv, io) {
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
     };
-    const accel = accel_parseAccelChoice(args_stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await host_prepareHost(accel, reporter(io));
+    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+    const host = await prepareHost(accel, reporter(io));
     const record = await runService(request, host, (line) => io.err(`${line}\n`));
     for (const port of record.ports)
         io.err(`${record.name}: published ${formatPort(port)}\n`);
@@ -54025,7 +54025,7 @@ async function setup(argv, io) {
     return 0;
 }
 async function commands_ps(argv, io) {
-    const parsed = args_parseArgs(argv, [{ name: 'json' }]);
+    const parsed = parseArgs(argv, [{ name: 'json' }]);
     const services = await listServices(stateOnly());
     if (parsed.options.json) {
         const rows = services.map(({ record, state, pid }) => ({
@@ -54058,14 +54058,14 @@ async function commands_ps(argv, io) {
     return 0;
 }
 async function logs(argv, io) {
-    const [name] = args_parseArgs(argv, []).positionals;
+    const [name] = parseArgs(argv, []).positionals;
     if (!name)
         throw new UsageError('hyper logs needs a NAME');
     io.out(await serviceLogs(name));
     return 0;
 }
 async function commands_exec(argv, io) {
-    const parsed = args_parseArgs(argv, [{ name: 'env', short: 'e', value: true, multiple: true }], 1);
+    const parsed = parseArgs(argv, [{ name: 'env', short: 'e', value: true, multiple: true }], 1);
     const [name, ...rest] = parsed.positionals;
     if (!name)
         throw new UsageError('hyper exec needs a NAME and a command');
@@ -54076,7 +54076,7 @@ async function commands_exec(argv, io) {
     return result.exitCode;
 }
 async function stop(argv, io) {
-    const parsed = args_parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+    const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
     if (parsed.positionals.length === 0)
         throw new UsageError('hyper stop needs a NAME');
     const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
@@ -54088,7 +54088,7 @@ async function stop(argv, io) {
     return 0;
 }
 async function commands_rm(argv, io) {
-    const parsed = args_parseArgs(argv, [{ name: 'force', short: 'f' }]);
+    const parsed = parseArgs(argv, [{ name: 'force', short: 'f' }]);
     if (parsed.positionals.length === 0)
         throw new UsageError('hyper rm needs a NAME');
     for (const name of parsed.positionals) {
@@ -54098,6 +54098,7 @@ async function commands_rm(argv, io) {
     return 0;
 }
 const COMMANDS = {
+    setup,
     run: commands_run,
     ps: commands_ps,
     logs,

@@ -170,6 +170,7 @@ async function rm(argv: string[], io: Io): Promise<number> {
 }
 
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
+  setup,
   run,
   ps,
   logs,
