@@ -14,6 +14,8 @@ export async function findReleaseAsset(options: {
     auth: options.token,
     baseUrl: options.apiUrl ?? 'https://api.github.com',
     request: { retries: 0 },
+    // A missing release is an ordinary answer here; the caller logs what matters.
+    log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
   });
   try {
     const release = await octokit.rest.repos.getReleaseByTag({ owner, repo, tag: options.tag });
