@@ -1,16 +1,22 @@
+import { ImageCatalog } from '../images/catalog.js';
+import { pruneImages } from '../images/prune.js';
+import { resolveImage } from '../images/resolve.js';
+import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
+import { cacheDir } from '../lifecycle/dirs.js';
 import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.js';
 import {
   execInService,
   listServices,
   removeService,
   runService,
+  type RegistrySettings,
   serviceLogs,
   stopService,
 } from '../lifecycle/service.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
+import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import { formatTable } from './table.js';
 
 export interface Io {
@@ -24,6 +30,9 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
+  pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
+  images [--json]
+  image prune [-a]
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
@@ -32,7 +41,9 @@ Commands:
   rm [-f] NAME...
 
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
-State lives in HYPER_STATE_DIR (default ~/.local/state/hyper).`;
+State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
+filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
+Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
 
 const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
@@ -44,10 +55,81 @@ function reporter(io: Io): Reporter {
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = (): Pick<HostContext, 'hypervisor'> => ({ hypervisor: new QemuHypervisor() });
 
+const REGISTRY_OPTIONS = [
+  { name: 'registry-mirror', value: true },
+  { name: 'insecure-registry', value: true, multiple: true },
+];
+
+/** Registry settings from flags, else HYPER_REGISTRY_* environment variables. */
+function registrySettings(parsed: ParsedArgs): RegistrySettings {
+  const username = process.env.HYPER_REGISTRY_USERNAME;
+  const insecure = listOption(parsed, 'insecure-registry');
+  const envInsecure = (process.env.HYPER_INSECURE_REGISTRIES ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return {
+    registryMirror:
+      stringOption(parsed, 'registry-mirror') ?? (process.env.HYPER_REGISTRY_MIRROR || undefined),
+    insecureRegistries: [...insecure, ...envInsecure],
+    credentials: username ? { username, password: process.env.HYPER_REGISTRY_PASSWORD ?? '' } : undefined,
+  };
+}
+
+async function pull(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, REGISTRY_OPTIONS);
+  const [name] = parsed.positionals;
+  if (!name) throw new UsageError('hyper pull needs an IMAGE');
+  const log = (line: string): void => io.err(`${line}\n`);
+  const image = await resolveImage(name, { ...registrySettings(parsed), cacheDir: cacheDir(), log });
+  const base = await ensureRootfs(image, cacheDir());
+  log(`${base.cached ? 'Root filesystem up to date' : 'Built root filesystem'}: ${base.path}`);
+  io.out(`${name}@${image.manifestDigest}\n`);
+  return 0;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`;
+  return bytes < 1024 ** 3 ? `${(bytes / 1024 ** 2).toFixed(1)} MB` : `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+}
+
+async function images(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'json' }]);
+  const catalog = new ImageCatalog(cacheDir());
+  const entries = await catalog.list();
+  const rows = [];
+  for (const entry of entries) rows.push({ ...entry, rootfs: await catalog.hasRootfs(entry) });
+  if (parsed.options.json) {
+    io.out(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  const table = rows.map((r) => [
+    r.name,
+    r.manifestDigest.slice(0, 19),
+    formatBytes(r.size),
+    r.rootfs ? 'yes' : 'no',
+    r.pulledAt,
+  ]);
+  io.out(`${formatTable(['IMAGE', 'DIGEST', 'SIZE', 'ROOTFS', 'PULLED'], table)}\n`);
+  return 0;
+}
+
+async function image(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'prune') throw new UsageError('hyper image supports: prune [-a]');
+  const parsed = parseArgs(rest, [{ name: 'all', short: 'a' }]);
+  const inUse = new Set((await listServices(stateOnly())).map((s) => s.record.image));
+  const result = await pruneImages(cacheDir(), { all: parsed.options.all === true, inUse });
+  for (const name of result.removedImages) io.out(`untagged: ${name}\n`);
+  io.out(`removed ${result.removedFiles} cached files, reclaimed ${formatBytes(result.reclaimedBytes)}\n`);
+  return 0;
+}
+
 async function run(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(
     argv,
     [
+      ...REGISTRY_OPTIONS,
       { name: 'name', value: true },
       { name: 'publish', short: 'p', value: true, multiple: true },
       { name: 'env', short: 'e', value: true, multiple: true },
@@ -75,6 +157,7 @@ async function run(argv: string[], io: Io): Promise<number> {
     entrypoint: entrypoint === undefined ? undefined : [entrypoint],
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
+    registry: registrySettings(parsed),
   };
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
@@ -171,6 +254,9 @@ async function rm(argv: string[], io: Io): Promise<number> {
 
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   setup,
+  pull,
+  images,
+  image,
   run,
   ps,
   logs,

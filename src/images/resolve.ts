@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { ImageCatalog } from './catalog.js';
 import type { LocalImage } from './image.js';
 import { readOciLayout } from './oci-layout.js';
 import { formatReference, parseImageReference } from './reference.js';
@@ -15,7 +16,12 @@ export interface ResolveOptions extends Pick<
 
 /** Turns what the user named into a LocalImage: an OCI layout on disk (oci:DIR[:TAG]), or a registry pull. */
 export async function resolveImage(name: string, options: ResolveOptions): Promise<LocalImage> {
-  if (name.startsWith('oci:')) return readOciLayout(name);
+  const image = name.startsWith('oci:') ? await readOciLayout(name) : await pull(name, options);
+  await new ImageCatalog(options.cacheDir).record(image);
+  return image;
+}
+
+async function pull(name: string, options: ResolveOptions): Promise<LocalImage> {
   const reference = parseImageReference(name);
   const store = new BlobStore(path.join(options.cacheDir, 'store'));
   options.log(`Pulling ${formatReference(reference)}`);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execArgv, guestFiles, mergeEnv, serviceArgv, USER_NETWORK } from '../guest/config.js';
-import { resolveImage } from '../images/resolve.js';
+import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { resolvePorts, type PortSpec } from '../network/ports.js';
@@ -31,7 +31,11 @@ export interface RunRequest {
   labels?: Record<string, string>;
   /** How long the guest may take to start its service. */
   bootTimeoutMs: number;
+  registry?: RegistrySettings;
 }
+
+/** How images are pulled: credentials, a Docker Hub mirror, registries reached over plain HTTP. */
+export type RegistrySettings = Omit<ResolveOptions, 'cacheDir' | 'log'>;
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
@@ -88,7 +92,7 @@ export async function runService(
   if (!Number.isInteger(request.cpus) || request.cpus < 1)
     throw new ServiceError(`cpus must be a whole number of at least 1`);
 
-  const image = await resolveImage(request.image, { cacheDir: cacheDir(), log });
+  const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
   const runConfig = imageRunConfig(image.config);
   const argv = serviceArgv(
     runConfig,
