@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3037);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3836);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3037:
+/***/ 3836:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44117,6 +44117,7 @@ function protocolError(what, message) {
 ;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
 
 const POLL_MS = 20;
+const SYNC_ATTEMPT_MS = 2000;
 /** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
 class GuestAgent {
     socket;
@@ -44125,10 +44126,30 @@ class GuestAgent {
     }
     /**
      * Connects and resynchronises: stale answers from an earlier client may still
-     * sit in the channel, so guest-sync with a fresh id discards everything before it.
+     * sit in the channel, so guest-sync-delimited with a fresh id discards
+     * everything before it. Right after boot qemu-ga may not have opened its port
+     * yet (QEMU then drops or ignores the connection), so attempts repeat until
+     * `timeoutMs` has passed.
      */
     static async connect(path, timeoutMs) {
-        const socket = await JsonLineSocket.connect(path, Math.min(timeoutMs, 5000));
+        const deadline = Date.now() + timeoutMs;
+        let lastError;
+        for (;;) {
+            const left = deadline - Date.now();
+            try {
+                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
+            }
+            catch (error) {
+                lastError = error;
+            }
+            if (Date.now() + POLL_MS * 5 >= deadline)
+                break;
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
+        }
+        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
+    }
+    static async attempt(path, timeoutMs) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
         try {
             const id = Math.floor(Math.random() * 2 ** 31);
             const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');
@@ -53646,6 +53667,44 @@ function imageRunConfig(config) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/images/users.ts
+
+/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
+function accountNames(file) {
+    return new Set(file
+        .split('\n')
+        .map((line) => line.split(':')[0]?.trim() ?? '')
+        .filter((name) => name && !name.startsWith('#')));
+}
+/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
+async function readFromExt4(image, file) {
+    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
+    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
+}
+class UserSpecError extends Error {
+    name = 'UserSpecError';
+}
+/**
+ * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
+ * before anything boots, so a typo fails at once with a clear message. Numbers
+ * need no entry, as in Docker.
+ */
+async function checkUserSpec(rootfs, spec, imageName) {
+    const [user = '', group] = spec.split(':');
+    const checks = [
+        [user, '/etc/passwd', 'user'],
+        [group, '/etc/group', 'group'],
+    ];
+    for (const [name, file, what] of checks) {
+        if (!name || /^\d+$/.test(name))
+            continue;
+        const content = await readFromExt4(rootfs, file);
+        if (content === undefined || !accountNames(content).has(name)) {
+            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: external "node:dgram"
 const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
 var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
@@ -53813,6 +53872,7 @@ async function listRecords() {
 
 
 
+
 class ServiceError extends Error {
     name = 'ServiceError';
 }
@@ -53863,8 +53923,8 @@ async function runService(request, host, log) {
         hostname: name,
         argv,
         env: mergeEnv(runConfig.env, request.env, name),
-        user: runConfig.user,
-        workdir: runConfig.workingDir,
+        user: request.user ?? runConfig.user,
+        workdir: request.workdir ?? runConfig.workingDir,
         stopSignal: runConfig.stopSignal,
         network: USER_NETWORK,
     };
@@ -53872,6 +53932,7 @@ async function runService(request, host, log) {
     const ports = await resolvePorts(request.ports);
     const base = await ensureRootfs(image, cacheDir());
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
+    await checkUserSpec(base.path, guest.user, request.image);
     await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
     try {
         await (0,promises_namespaceObject.mkdir)(dir);
@@ -54103,7 +54164,7 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [--accel auto|kvm|tcg] IMAGE [ARG...]
+  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... NAME -- CMD [ARG...]
@@ -54198,6 +54259,8 @@ async function commands_run(argv, io) {
         { name: 'memory', short: 'm', value: true },
         { name: 'cpus', value: true },
         { name: 'entrypoint', value: true },
+        { name: 'user', short: 'u', value: true },
+        { name: 'workdir', short: 'w', value: true },
         { name: 'accel', value: true },
     ], 1);
     const [image, ...command] = parsed.positionals;
@@ -54214,6 +54277,8 @@ async function commands_run(argv, io) {
         memoryMiB: intOption(parsed, 'memory', DEFAULT_MEMORY_MIB, 64),
         cpus: intOption(parsed, 'cpus', 1, 1),
         entrypoint: entrypoint === undefined ? undefined : [entrypoint],
+        user: stringOption(parsed, 'user'),
+        workdir: stringOption(parsed, 'workdir'),
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
         registry: registrySettings(parsed),

@@ -34143,6 +34143,44 @@ async function pull(name, options) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/images/users.ts
+
+/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
+function accountNames(file) {
+    return new Set(file
+        .split('\n')
+        .map((line) => line.split(':')[0]?.trim() ?? '')
+        .filter((name) => name && !name.startsWith('#')));
+}
+/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
+async function readFromExt4(image, file) {
+    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
+    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
+}
+class UserSpecError extends (/* unused pure expression or super */ null && (Error)) {
+    name = 'UserSpecError';
+}
+/**
+ * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
+ * before anything boots, so a typo fails at once with a clear message. Numbers
+ * need no entry, as in Docker.
+ */
+async function users_checkUserSpec(rootfs, spec, imageName) {
+    const [user = '', group] = spec.split(':');
+    const checks = [
+        [user, '/etc/passwd', 'user'],
+        [group, '/etc/group', 'group'],
+    ];
+    for (const [name, file, what] of checks) {
+        if (!name || /^\d+$/.test(name))
+            continue;
+        const content = await readFromExt4(rootfs, file);
+        if (content === undefined || !accountNames(content).has(name)) {
+            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: external "node:dgram"
 const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
 // EXTERNAL MODULE: external "node:net"
@@ -34386,6 +34424,7 @@ async function listRecords() {
 
 
 
+
 class ServiceError extends Error {
     name = 'ServiceError';
 }
@@ -34436,8 +34475,8 @@ async function runService(request, host, log) {
         hostname: name,
         argv,
         env: mergeEnv(runConfig.env, request.env, name),
-        user: runConfig.user,
-        workdir: runConfig.workingDir,
+        user: request.user ?? runConfig.user,
+        workdir: request.workdir ?? runConfig.workingDir,
         stopSignal: runConfig.stopSignal,
         network: USER_NETWORK,
     };
@@ -34445,6 +34484,7 @@ async function runService(request, host, log) {
     const ports = await resolvePorts(request.ports);
     const base = await ensureRootfs(image, cacheDir());
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
+    await checkUserSpec(base.path, guest.user, request.image);
     await mkdir(path.dirname(dir), { recursive: true });
     try {
         await mkdir(dir);
@@ -34679,6 +34719,7 @@ function protocolError(what, message) {
 ;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
 
 const POLL_MS = 20;
+const SYNC_ATTEMPT_MS = 2000;
 /** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
 class GuestAgent {
     socket;
@@ -34687,10 +34728,30 @@ class GuestAgent {
     }
     /**
      * Connects and resynchronises: stale answers from an earlier client may still
-     * sit in the channel, so guest-sync with a fresh id discards everything before it.
+     * sit in the channel, so guest-sync-delimited with a fresh id discards
+     * everything before it. Right after boot qemu-ga may not have opened its port
+     * yet (QEMU then drops or ignores the connection), so attempts repeat until
+     * `timeoutMs` has passed.
      */
     static async connect(path, timeoutMs) {
-        const socket = await JsonLineSocket.connect(path, Math.min(timeoutMs, 5000));
+        const deadline = Date.now() + timeoutMs;
+        let lastError;
+        for (;;) {
+            const left = deadline - Date.now();
+            try {
+                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
+            }
+            catch (error) {
+                lastError = error;
+            }
+            if (Date.now() + POLL_MS * 5 >= deadline)
+                break;
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
+        }
+        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
+    }
+    static async attempt(path, timeoutMs) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
         try {
             const id = Math.floor(Math.random() * 2 ** 31);
             const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');

@@ -33,7 +33,7 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [--accel auto|kvm|tcg] IMAGE [ARG...]
+  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... NAME -- CMD [ARG...]
@@ -136,6 +136,8 @@ async function run(argv: string[], io: Io): Promise<number> {
       { name: 'memory', short: 'm', value: true },
       { name: 'cpus', value: true },
       { name: 'entrypoint', value: true },
+      { name: 'user', short: 'u', value: true },
+      { name: 'workdir', short: 'w', value: true },
       { name: 'accel', value: true },
     ],
     1,
@@ -155,6 +157,8 @@ async function run(argv: string[], io: Io): Promise<number> {
     memoryMiB: intOption(parsed, 'memory', DEFAULT_MEMORY_MIB, 64),
     cpus: intOption(parsed, 'cpus', 1, 1),
     entrypoint: entrypoint === undefined ? undefined : [entrypoint],
+    user: stringOption(parsed, 'user'),
+    workdir: stringOption(parsed, 'workdir'),
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
     registry: registrySettings(parsed),

@@ -5,6 +5,7 @@ import { execArgv, guestFiles, mergeEnv, serviceArgv, USER_NETWORK } from '../gu
 import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
+import { checkUserSpec } from '../images/users.js';
 import { resolvePorts, type PortSpec } from '../network/ports.js';
 import { run } from '../process/run.js';
 import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
@@ -28,6 +29,10 @@ export interface RunRequest {
   cpus: number;
   entrypoint?: string[] | undefined;
   command: string[];
+  /** USER[:GROUP] (names or numbers); the image's User when absent. */
+  user?: string | undefined;
+  /** The image's WorkingDir when absent. */
+  workdir?: string | undefined;
   labels?: Record<string, string>;
   /** How long the guest may take to start its service. */
   bootTimeoutMs: number;
@@ -103,8 +108,8 @@ export async function runService(
     hostname: name,
     argv,
     env: mergeEnv(runConfig.env, request.env, name),
-    user: runConfig.user,
-    workdir: runConfig.workingDir,
+    user: request.user ?? runConfig.user,
+    workdir: request.workdir ?? runConfig.workingDir,
     stopSignal: runConfig.stopSignal,
     network: USER_NETWORK,
   };
@@ -112,6 +117,7 @@ export async function runService(
   const ports = await resolvePorts(request.ports);
   const base = await ensureRootfs(image, cacheDir());
   log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
+  await checkUserSpec(base.path, guest.user, request.image);
 
   await mkdir(path.dirname(dir), { recursive: true });
   try {

@@ -2,6 +2,7 @@ import { JsonLineSocket, protocolError } from './json-socket.js';
 import type { ExecResult } from './hypervisor.js';
 
 const POLL_MS = 20;
+const SYNC_ATTEMPT_MS = 2000;
 
 /** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
 export class GuestAgent {
@@ -9,10 +10,31 @@ export class GuestAgent {
 
   /**
    * Connects and resynchronises: stale answers from an earlier client may still
-   * sit in the channel, so guest-sync with a fresh id discards everything before it.
+   * sit in the channel, so guest-sync-delimited with a fresh id discards
+   * everything before it. Right after boot qemu-ga may not have opened its port
+   * yet (QEMU then drops or ignores the connection), so attempts repeat until
+   * `timeoutMs` has passed.
    */
   static async connect(path: string, timeoutMs: number): Promise<GuestAgent> {
-    const socket = await JsonLineSocket.connect(path, Math.min(timeoutMs, 5000));
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    for (;;) {
+      const left = deadline - Date.now();
+      try {
+        return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
+      } catch (error: unknown) {
+        lastError = error;
+      }
+      if (Date.now() + POLL_MS * 5 >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
+    }
+    throw new Error(
+      `the guest agent did not answer within ${timeoutMs} ms (${(lastError as Error).message})`,
+    );
+  }
+
+  private static async attempt(path: string, timeoutMs: number): Promise<GuestAgent> {
+    const socket = await JsonLineSocket.connect(path, timeoutMs);
     try {
       const id = Math.floor(Math.random() * 2 ** 31);
       const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
@@ -44,8 +44,12 @@ beforeAll(async () => {
   image = `oci:${await busyboxLayout()}`;
 });
 
-afterAll(async () => {
+// A failed test must not leave its VMs to the next one.
+afterEach(async () => {
   for (const name of await vmNames()) await hyper('rm', '-f', name);
+});
+
+afterAll(async () => {
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
   await rm(stateDir, { recursive: true, force: true });
   delete process.env.HYPER_STATE_DIR;
@@ -79,6 +83,9 @@ test('a busybox httpd image from an OCI layout serves HTTP, runs exec, stops on 
     expect.objectContaining({ name: 'web', state: 'exited', exitCode: 42, pid: null }),
   ]);
 
+  // The init unmounted the container root and powered off after reporting the code.
+  expect(await readFile(path.join(stateDir, 'vms', 'web', 'status'), 'utf8')).toMatch(/exited 42\nhalted\n$/);
+
   const pid = row?.pid as number;
   await hyperOk('rm', 'web');
   expect(await stat(`/proc/${pid}`).catch(() => undefined)).toBeUndefined();
@@ -109,6 +116,48 @@ test('two VMs at once on different ports share one read-only base image', async 
 
   await hyperOk('rm', '-f', 'one', 'two');
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+});
+
+test("the user is resolved in the image's own passwd and group files; orphans are reaped by the init", async () => {
+  // Orphans: the subshells exit at once, their sleeps are re-parented to PID 1 and must not stay zombies.
+  const script = '(sleep 0.2 &); (sleep 0.2 &); (sleep 0.2 &); exec httpd -f -p 80 -h /www';
+  await hyperOk(
+    'run',
+    '--name',
+    'users',
+    '--user',
+    'www-data',
+    '--entrypoint',
+    '/bin/sh',
+    image,
+    '-c',
+    script,
+  );
+  const id = await hyperOk('exec', 'users', '--', 'id');
+  expect(id.stdout).toBe('uid=33(www-data) gid=33(www-data) groups=33(www-data)\n');
+  const home = await hyperOk('exec', 'users', '--', 'sh', '-c', 'echo $HOME $(pwd)');
+  expect(home.stdout).toBe('/www /www\n');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const zombies = await hyperOk('exec', 'users', '--', 'sh', '-c', "ps -o stat,pid,comm | awk '$1 ~ /^Z/'");
+  expect(zombies.stdout).toBe('');
+  await hyperOk('rm', '-f', 'users');
+
+  await hyperOk('run', '--name', 'numeric', '--user', '1000:33', '--workdir', '/tmp', image);
+  expect((await hyperOk('exec', 'numeric', '--', 'sh', '-c', 'id -u; id -g; pwd')).stdout).toBe(
+    '1000\n33\n/tmp\n',
+  );
+  await hyperOk('rm', '-f', 'numeric');
+
+  const unknown = await hyper('run', '--name', 'nouser', '--user', 'ghost', image);
+  expect(unknown.code).toBe(125);
+  expect(unknown.stderr).toContain(
+    `unable to find user "ghost": no matching entry in /etc/passwd of image ${image}`,
+  );
+  const badGroup = await hyper('run', '--name', 'nogroup', '--user', 'www-data:ghosts', image);
+  expect(badGroup.stderr).toContain(
+    `unable to find group "ghosts": no matching entry in /etc/group of image ${image}`,
+  );
+  expect(await vmNames()).toEqual([]);
 });
 
 describe('bad input gets a clear message and leaves nothing behind', () => {

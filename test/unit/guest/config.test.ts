@@ -134,3 +134,10 @@ test('execArgv enters the container as the service user', () => {
     '-l',
   ]);
 });
+
+test('accountNames reads the first field of passwd and group lines', async () => {
+  const { accountNames } = await import('../../../src/images/users.js');
+  expect([
+    ...accountNames('root:x:0:0:root:/root:/bin/sh\n# comment\nwww-data:x:33:33::/www:/bin/false\n\n'),
+  ]).toEqual(['root', 'www-data']);
+});
