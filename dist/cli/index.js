@@ -53393,15 +53393,27 @@ async function findReleaseAsset(options) {
         // A missing release is an ordinary answer here; the caller logs what matters.
         log: { debug: () => { }, info: () => { }, warn: () => { }, error: () => { } },
     });
+    const find = (assets) => assets.find((asset) => asset.name === options.assetName)?.browser_download_url;
     try {
         const release = await octokit.rest.repos.getReleaseByTag({ owner, repo, tag: options.tag });
-        return release.data.assets.find((asset) => asset.name === options.assetName)?.browser_download_url;
+        const url = find(release.data.assets);
+        if (url)
+            return url;
     }
     catch (error) {
-        if (error.status === 404)
-            return undefined;
-        throw error;
+        if (error.status !== 404)
+            throw error;
     }
+    // `uses: owner/repo@v1` runs at a moving major tag that has no release of
+    // its own; the asset name carries the recipe hash, so any recent release
+    // that has it will do.
+    const releases = await octokit.rest.repos.listReleases({ owner, repo, per_page: 30 });
+    for (const release of releases.data) {
+        const url = find(release.assets);
+        if (url)
+            return url;
+    }
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/guest/bundle.ts

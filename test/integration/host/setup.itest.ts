@@ -62,10 +62,17 @@ test('a missing QEMU on a system without apt-get names every missing tool', asyn
   }
 });
 
+test('guest/recipe-hash.sh, used by the release workflow, names bundles as the action looks them up', async () => {
+  const { stdout } = await execa('bash', ['guest/recipe-hash.sh']);
+  expect(stdout).toBe(await recipeHash());
+});
+
 describe('guest bundle from release assets', () => {
   let server: Server;
   let work: string;
   const requests: string[] = [];
+  /** What the fake answers for the list of releases. */
+  let listing: unknown[] = [];
 
   beforeAll(async () => {
     // A prebuilt bundle to serve: the one this machine has (built by guest/build.sh).
@@ -96,6 +103,9 @@ describe('guest bundle from release assets', () => {
             ],
           }),
         );
+      } else if (url.startsWith('/repos/acme/hyper-services/releases?')) {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify(listing));
       } else if (url === '/download/bundle') {
         createReadStream(asset).pipe(response);
       } else {
@@ -138,6 +148,43 @@ describe('guest bundle from release assets', () => {
       expect(again.kernel).toBe(bundle.kernel);
       expect(requests).toHaveLength(2);
     } finally {
+      await rm(toolCache, { recursive: true, force: true });
+    }
+  });
+
+  test('a major tag without a release of its own finds the asset among recent releases', async () => {
+    const toolCache = await mkdtemp(path.join(os.tmpdir(), 'hyper-toolcache-'));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      listing = [
+        { tag_name: 'v1.0.0', assets: [] },
+        {
+          tag_name: 'v1.1.0',
+          assets: [
+            {
+              name: bundleAssetName(await recipeHash()),
+              browser_download_url: `http://127.0.0.1:${port}/download/bundle`,
+            },
+          ],
+        },
+      ];
+      process.env.GITHUB_API_URL = `http://127.0.0.1:${port}`;
+      process.env.RUNNER_TOOL_CACHE = toolCache;
+      requests.length = 0;
+      const bundle = await ensureGuestBundle({
+        cacheDir: cacheDir(),
+        log: () => {},
+        releaseRepository: 'acme/hyper-services',
+        releaseTag: 'v1',
+      });
+      expect(bundle.kernel.startsWith(toolCache)).toBe(true);
+      expect(requests).toEqual([
+        '/repos/acme/hyper-services/releases/tags/v1',
+        '/repos/acme/hyper-services/releases?per_page=30',
+        '/download/bundle',
+      ]);
+    } finally {
+      listing = [];
       await rm(toolCache, { recursive: true, force: true });
     }
   });
