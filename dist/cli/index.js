@@ -53664,6 +53664,22 @@ function execArgv(config, command, env = []) {
 }
 
 ;// CONCATENATED MODULE: ./src/images/run-config.ts
+const NS_PER_MS = 1_000_000;
+/** Docker's defaults for a HEALTHCHECK that leaves a field unset (0). Pure. */
+function imageHealthcheck(config) {
+    const check = config.config?.Healthcheck;
+    const test = check?.Test ?? [];
+    if (test.length === 0 || test[0] === 'NONE')
+        return undefined;
+    const ms = (ns, fallback) => ns ? Math.round(ns / NS_PER_MS) : fallback;
+    return {
+        test,
+        intervalMs: ms(check?.Interval, 30_000),
+        timeoutMs: ms(check?.Timeout, 30_000),
+        startPeriodMs: ms(check?.StartPeriod, 0),
+        retries: check?.Retries || 3,
+    };
+}
 /** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
 function imageRunConfig(config) {
     const c = config.config ?? {};
@@ -53676,6 +53692,7 @@ function imageRunConfig(config) {
         stopSignal: c.StopSignal || 'SIGTERM',
         exposedPorts: Object.keys(c.ExposedPorts ?? {}),
         volumes: Object.keys(c.Volumes ?? {}),
+        healthcheck: imageHealthcheck(config),
     };
 }
 
