@@ -4093,7 +4093,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4371:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3836);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6752);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3836:
+/***/ 6752:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41808,18 +41808,24 @@ function setfattrCommand(path, xattr) {
 class InodeAttributes {
     preserveOwnership;
     report;
+    recordOwner;
     setfattrFound;
     constructor(preserveOwnership, 
     /** Told about each attribute that could not be set, and why. */
-    report) {
+    report, 
+    /** Told the owner an entry should have, when it cannot be set here. */
+    recordOwner = () => { }) {
         this.preserveOwnership = preserveOwnership;
         this.report = report;
+        this.recordOwner = recordOwner;
     }
     /** Owner, then xattrs, then mode (chown clears setuid and file capabilities), then times. */
     async set(path, item, defaultMode, inode) {
         const { entry } = item;
         if (this.preserveOwnership)
             await inode.chown(entry.uid ?? 0, entry.gid ?? 0);
+        else
+            this.recordOwner(path, entry.uid ?? 0, entry.gid ?? 0);
         await this.setXattrs(path, item);
         await inode.chmod?.(entry.mode ?? defaultMode);
         const mtime = validDate(entry.mtime);
@@ -41876,7 +41882,7 @@ const OPEN_DIRECTORY_FLAGS = external_node_fs_namespaceObject.constants.O_RDONLY
 class RootTree {
     root;
     options;
-    report = { files: 0, bytes: 0, skipped: [] };
+    report = { files: 0, bytes: 0, skipped: [], owners: new Map(), devices: [] };
     /** Paths checked or made to be real directories; forgotten when something under them is removed. */
     knownDirs = new Set(['']);
     /** What the current layer wrote, and the directories above it: whiteouts only hide lower layers. */
@@ -41888,7 +41894,7 @@ class RootTree {
     constructor(root, options) {
         this.root = root;
         this.options = options;
-        this.attributes = new InodeAttributes(options.preserveOwnership, (path, reason) => this.skip(path, reason));
+        this.attributes = new InodeAttributes(options.preserveOwnership, (path, reason) => this.skip(path, reason), (path, uid, gid) => this.report.owners.set(external_node_path_namespaceObject.posix.relative(this.root, path), { uid, gid }));
     }
     async apply(item) {
         const { entry } = item;
@@ -41925,8 +41931,18 @@ class RootTree {
             case 'CharacterDevice':
             case 'BlockDevice': {
                 const node = entry.type === 'CharacterDevice' ? 'c' : 'b';
-                if (!this.options.canMakeDevices)
-                    return this.skip(entry.path, `a ${entry.type} needs root (CAP_MKNOD) to make`);
+                if (!this.options.canMakeDevices) {
+                    this.report.devices.push({
+                        path: rel,
+                        node,
+                        major: entry.header.devmaj ?? 0,
+                        minor: entry.header.devmin ?? 0,
+                        mode: entry.mode ?? 0o644,
+                        uid: entry.uid ?? 0,
+                        gid: entry.gid ?? 0,
+                    });
+                    return;
+                }
                 return this.add(rel, item, (path) => this.makeNode(path, item, node));
             }
             default:
@@ -42398,7 +42414,63 @@ function tarFailure(error, declared, found) {
     return `not a valid tar archive${mismatch}: ${messageOf(error)}`;
 }
 
+;// CONCATENATED MODULE: ./src/images/ownership.ts
+
+
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+/** debugfs quotes arguments with "..."; a name with a quote or a newline cannot be written there. */
+function quoted(relPath) {
+    return /["\n\r\\]/.test(relPath) ? undefined : `"/${relPath}"`;
+}
+/**
+ * The debugfs script that gives a filesystem built without root the owners
+ * its layers recorded (paths a layer did not name, such as implied parent
+ * directories, get root, as Docker gives them), and makes its device nodes.
+ * Pure: `paths` are every root-relative path in the built tree.
+ */
+function ownershipScript(paths, report, builder) {
+    const lines = [];
+    const unwritable = [];
+    const setOwner = (target, uid, gid) => {
+        if (uid !== builder.uid)
+            lines.push(`sif ${target} uid ${uid}`);
+        if (gid !== builder.gid)
+            lines.push(`sif ${target} gid ${gid}`);
+    };
+    for (const relPath of paths) {
+        const target = quoted(relPath);
+        if (!target) {
+            unwritable.push(relPath);
+            continue;
+        }
+        const owner = report.owners.get(relPath) ?? { uid: 0, gid: 0 };
+        setOwner(target, owner.uid, owner.gid);
+    }
+    for (const device of report.devices) {
+        const target = quoted(device.path);
+        if (!target) {
+            unwritable.push(device.path);
+            continue;
+        }
+        // debugfs's mknod links the node into its current directory, whatever path it is given.
+        const slash = device.path.lastIndexOf('/');
+        const dir = slash < 0 ? '' : device.path.slice(0, slash);
+        lines.push(`cd "/${dir}"`, `mknod "${device.path.slice(slash + 1)}" ${device.node} ${device.major} ${device.minor}`, 'cd /');
+        const type = device.node === 'c' ? S_IFCHR : S_IFBLK;
+        lines.push(`sif ${target} mode 0${(type | (device.mode & 0o7777)).toString(8)}`);
+        lines.push(`sif ${target} uid ${device.uid}`, `sif ${target} gid ${device.gid}`);
+    }
+    return { script: lines.length ? `${lines.join('\n')}\n` : '', unwritable };
+}
+/** Every root-relative path under `root`, directories before their contents. */
+async function treePaths(root) {
+    const entries = await (0,promises_namespaceObject.readdir)(root, { recursive: true });
+    return entries.map((entry) => entry.split((external_node_path_default()).sep).join('/')).sort();
+}
+
 ;// CONCATENATED MODULE: ./src/images/rootfs.ts
+
 
 
 
@@ -42423,6 +42495,28 @@ async function treeBytes(dir) {
     return Number.parseInt(stdout, 10);
 }
 /**
+ * Built without root, the tree could not take the layers' owners or device
+ * nodes; debugfs writes them straight into the filesystem image instead.
+ */
+async function fixOwnership(ext4, tree, report) {
+    if (report.owners.size === 0 && report.devices.length === 0)
+        return;
+    const builder = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const { script, unwritable } = ownershipScript(await treePaths(tree), report, builder);
+    if (unwritable.length) {
+        throw new RootfsError(`cannot set the owner of ${JSON.stringify(unwritable[0])} without root: the name holds a quote, backslash or newline`);
+    }
+    if (!script)
+        return;
+    const scriptFile = external_node_path_default().join(external_node_path_default().dirname(ext4), 'ownership.debugfs');
+    await (0,promises_namespaceObject.writeFile)(scriptFile, script);
+    const result = await run({ program: 'debugfs', args: ['-w', '-f', scriptFile, ext4] });
+    // debugfs exits 0 even when a command fails; its complaints are on stderr.
+    const complaints = result.stderr.split('\n').filter((line) => line.trim() && !line.startsWith('debugfs '));
+    if (complaints.length)
+        throw new RootfsError(`setting owners in the root filesystem failed: ${complaints.slice(0, 3).join('; ')}`);
+}
+/**
  * Returns the read-only ext4 base for an image, building it on first use. Cached
  * by the image's config digest; built in a temp dir beside the cache entry and
  * renamed into place, so a failure or a concurrent builder never leaves a
@@ -42436,8 +42530,10 @@ async function ensureRootfs(image, cacheDir, options = {}) {
     const work = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_path_default().dirname(target), '.build-'));
     try {
         const tree = external_node_path_default().join(work, 'tree');
+        // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
         await (0,promises_namespaceObject.mkdir)(tree);
-        await applyLayers(image.layers, tree);
+        await (0,promises_namespaceObject.chmod)(tree, 0o755);
+        const report = await applyLayers(image.layers, tree);
         const sizeMiB = rootfsSizeMiB(await treeBytes(tree), options.headroomMiB);
         const ext4 = external_node_path_default().join(work, 'rootfs.ext4');
         try {
@@ -42462,6 +42558,7 @@ async function ensureRootfs(image, cacheDir, options = {}) {
         catch (error) {
             throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${error.message}`);
         }
+        await fixOwnership(ext4, tree, report);
         await (0,promises_namespaceObject.chmod)(ext4, 0o444);
         await (0,promises_namespaceObject.rename)(ext4, target);
         return { path: target, cached: false };
@@ -44933,7 +45030,7 @@ class DecodedURL extends URL {
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
 var tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(6752);
+var undici = __nccwpck_require__(4371);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {

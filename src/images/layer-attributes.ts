@@ -30,12 +30,15 @@ export class InodeAttributes {
     private readonly preserveOwnership: boolean,
     /** Told about each attribute that could not be set, and why. */
     private readonly report: (path: string, reason: string) => void,
+    /** Told the owner an entry should have, when it cannot be set here. */
+    private readonly recordOwner: (path: string, uid: number, gid: number) => void = () => {},
   ) {}
 
   /** Owner, then xattrs, then mode (chown clears setuid and file capabilities), then times. */
   async set(path: string, item: TarEntry, defaultMode: number, inode: Inode): Promise<void> {
     const { entry } = item;
     if (this.preserveOwnership) await inode.chown(entry.uid ?? 0, entry.gid ?? 0);
+    else this.recordOwner(path, entry.uid ?? 0, entry.gid ?? 0);
     await this.setXattrs(path, item);
     await inode.chmod?.(entry.mode ?? defaultMode);
     const mtime = validDate(entry.mtime);

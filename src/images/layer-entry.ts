@@ -36,6 +36,23 @@ export interface ApplyReport {
   bytes: number;
   /** Entries, or attributes of entries, that were left out, and why. */
   skipped: { path: string; reason: string }[];
+  /**
+   * Without root the tree's files belong to the builder: the owners the layers
+   * give, by root-relative path, for a fix-up pass on the finished filesystem.
+   */
+  owners: Map<string, { uid: number; gid: number }>;
+  /** Without root devices cannot be made in the tree: these are made in the filesystem later. */
+  devices: DeviceNode[];
+}
+
+export interface DeviceNode {
+  path: string;
+  node: 'c' | 'b';
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 export interface RootTreeOptions {
@@ -61,7 +78,7 @@ const OPEN_DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | consta
  * This holds while nothing else writes under the root, which the caller owns.
  */
 export class RootTree {
-  readonly report: ApplyReport = { files: 0, bytes: 0, skipped: [] };
+  readonly report: ApplyReport = { files: 0, bytes: 0, skipped: [], owners: new Map(), devices: [] };
   /** Paths checked or made to be real directories; forgotten when something under them is removed. */
   private readonly knownDirs = new Set<string>(['']);
   /** What the current layer wrote, and the directories above it: whiteouts only hide lower layers. */
@@ -75,8 +92,10 @@ export class RootTree {
     private readonly root: string,
     private readonly options: RootTreeOptions,
   ) {
-    this.attributes = new InodeAttributes(options.preserveOwnership, (path, reason) =>
-      this.skip(path, reason),
+    this.attributes = new InodeAttributes(
+      options.preserveOwnership,
+      (path, reason) => this.skip(path, reason),
+      (path, uid, gid) => this.report.owners.set(posix.relative(this.root, path), { uid, gid }),
     );
   }
 
@@ -115,8 +134,18 @@ export class RootTree {
       case 'CharacterDevice':
       case 'BlockDevice': {
         const node = entry.type === 'CharacterDevice' ? 'c' : 'b';
-        if (!this.options.canMakeDevices)
-          return this.skip(entry.path, `a ${entry.type} needs root (CAP_MKNOD) to make`);
+        if (!this.options.canMakeDevices) {
+          this.report.devices.push({
+            path: rel,
+            node,
+            major: entry.header.devmaj ?? 0,
+            minor: entry.header.devmin ?? 0,
+            mode: entry.mode ?? 0o644,
+            uid: entry.uid ?? 0,
+            gid: entry.gid ?? 0,
+          });
+          return;
+        }
         return this.add(rel, item, (path) => this.makeNode(path, item, node));
       }
       default:

@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, rename, rm, stat, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../process/run.js';
 import type { LocalImage } from './image.js';
-import { applyLayers } from './layers.js';
+import { applyLayers, type ApplyReport } from './layers.js';
+import { ownershipScript, treePaths } from './ownership.js';
 
 /** Bump when the way a base is built changes, so old bases are not reused. */
 const ROOTFS_FORMAT = 'v1';
@@ -29,6 +30,31 @@ async function treeBytes(dir: string): Promise<number> {
 }
 
 /**
+ * Built without root, the tree could not take the layers' owners or device
+ * nodes; debugfs writes them straight into the filesystem image instead.
+ */
+async function fixOwnership(ext4: string, tree: string, report: ApplyReport): Promise<void> {
+  if (report.owners.size === 0 && report.devices.length === 0) return;
+  const builder = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const { script, unwritable } = ownershipScript(await treePaths(tree), report, builder);
+  if (unwritable.length) {
+    throw new RootfsError(
+      `cannot set the owner of ${JSON.stringify(unwritable[0])} without root: the name holds a quote, backslash or newline`,
+    );
+  }
+  if (!script) return;
+  const scriptFile = path.join(path.dirname(ext4), 'ownership.debugfs');
+  await writeFile(scriptFile, script);
+  const result = await run({ program: 'debugfs', args: ['-w', '-f', scriptFile, ext4] });
+  // debugfs exits 0 even when a command fails; its complaints are on stderr.
+  const complaints = result.stderr.split('\n').filter((line) => line.trim() && !line.startsWith('debugfs '));
+  if (complaints.length)
+    throw new RootfsError(
+      `setting owners in the root filesystem failed: ${complaints.slice(0, 3).join('; ')}`,
+    );
+}
+
+/**
  * Returns the read-only ext4 base for an image, building it on first use. Cached
  * by the image's config digest; built in a temp dir beside the cache entry and
  * renamed into place, so a failure or a concurrent builder never leaves a
@@ -45,8 +71,10 @@ export async function ensureRootfs(
   const work = await mkdtemp(path.join(path.dirname(target), '.build-'));
   try {
     const tree = path.join(work, 'tree');
+    // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
     await mkdir(tree);
-    await applyLayers(image.layers, tree);
+    await chmod(tree, 0o755);
+    const report = await applyLayers(image.layers, tree);
     const sizeMiB = rootfsSizeMiB(await treeBytes(tree), options.headroomMiB);
     const ext4 = path.join(work, 'rootfs.ext4');
     try {
@@ -70,6 +98,7 @@ export async function ensureRootfs(
     } catch (error: unknown) {
       throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${(error as Error).message}`);
     }
+    await fixOwnership(ext4, tree, report);
     await chmod(ext4, 0o444);
     await rename(ext4, target);
     return { path: target, cached: false };

@@ -266,7 +266,7 @@ describe('applyLayers', () => {
     ['no bytes at all', Buffer.alloc(0), 'none'],
   ])('applies an empty layer: %s', async (_, bytes, compression) => {
     const report = await applyLayers([await layer(bytes, compression)], root);
-    expect(report).toEqual({ files: 0, bytes: 0, skipped: [] });
+    expect(report).toEqual({ files: 0, bytes: 0, skipped: [], owners: new Map(), devices: [] });
     expect(await names(root)).toEqual([]);
   });
 
