@@ -42019,11 +42019,23 @@ class RootTree {
         const { entry } = item;
         const handle = await (0,promises_namespaceObject.open)(path, NEW_FILE_FLAGS, 0o600);
         try {
+            // node-tar hands over ~2 KB chunks; one write per chunk made the unpack
+            // bound by thread-pool round trips (54,000 writes for 5,240 entries).
             let written = 0;
+            let pending = [];
+            let pendingBytes = 0;
             for await (const chunk of entry) {
-                await writeAll(handle, chunk);
+                pending.push(chunk);
+                pendingBytes += chunk.length;
                 written += chunk.length;
+                if (pendingBytes >= WRITE_BATCH_BYTES) {
+                    await writeAll(handle, Buffer.concat(pending, pendingBytes));
+                    pending = [];
+                    pendingBytes = 0;
+                }
             }
+            if (pendingBytes > 0)
+                await writeAll(handle, Buffer.concat(pending, pendingBytes));
             if (written !== entry.size)
                 throw new Error(`the archive ends ${entry.size - written} bytes into this file`);
             this.report.bytes += written;
@@ -42140,6 +42152,7 @@ class RootTree {
         return rel === '' ? this.root : external_node_path_namespaceObject.posix.join(this.root, rel);
     }
 }
+const WRITE_BATCH_BYTES = 1024 * 1024;
 async function writeAll(handle, chunk) {
     let offset = 0;
     while (offset < chunk.length) {
