@@ -41788,7 +41788,9 @@ function isWithin(relPath, dir) {
 }
 /** The message of anything thrown, for error text that names its cause. */
 function messageOf(error) {
-    return error instanceof Error ? error.message : String(error);
+    // By shape, not instanceof: errors from Node's own modules can come from another realm (jest's VM).
+    const message = error?.message;
+    return typeof message === 'string' ? message : String(error);
 }
 
 ;// CONCATENATED MODULE: ./src/images/layer-attributes.ts
@@ -42000,7 +42002,7 @@ class RootTree {
             target = rootRelativePath(linkpath);
         }
         catch (error) {
-            throw new Error(`hardlink target ${messageOf(error)}`, { cause: error });
+            throw new Error(`hardlink target ${messageOf(error).replace(/^the path /, '')}`, { cause: error });
         }
         if (target === rel)
             throw new Error('the hardlink points to itself');
@@ -42546,7 +42548,11 @@ async function ensureRootfs(image, cacheDir, options = {}) {
         // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
         await (0,promises_namespaceObject.mkdir)(tree);
         await (0,promises_namespaceObject.chmod)(tree, 0o755);
-        const report = await applyLayers(image.layers, tree);
+        const report = await applyLayers(image.layers, tree).catch((error) => {
+            const full = error.cause?.code === 'ENOSPC';
+            const why = `${error.message}${full ? ` (the cache dir ${cacheDir} is full)` : ''}`;
+            throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${why}`, { cause: error });
+        });
         const sizeMiB = rootfsSizeMiB(await treeBytes(tree), options.headroomMiB);
         const ext4 = external_node_path_default().join(work, 'rootfs.ext4');
         try {
@@ -42612,8 +42618,15 @@ class ImageCatalog {
         };
         await (0,promises_namespaceObject.mkdir)(this.dir, { recursive: true });
         const file = this.file(image.name);
-        await (0,promises_namespaceObject.writeFile)(`${file}.${process.pid}.tmp`, JSON.stringify(entry, null, 2));
-        await (0,promises_namespaceObject.rename)(`${file}.${process.pid}.tmp`, file);
+        const temp = `${file}.${process.pid}.tmp`;
+        try {
+            await (0,promises_namespaceObject.writeFile)(temp, JSON.stringify(entry, null, 2));
+            await (0,promises_namespaceObject.rename)(temp, file);
+        }
+        catch (error) {
+            await (0,promises_namespaceObject.rm)(temp, { force: true });
+            throw error;
+        }
     }
     async list() {
         const names = await (0,promises_namespaceObject.readdir)(this.dir).catch(() => []);
@@ -42927,9 +42940,18 @@ class BlobIngestion {
             throw new BlobVerificationError(this.digest, `received more than the ${this.size} bytes expected`);
         }
         let done = 0;
-        while (done < chunk.length) {
-            const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.written + done);
-            done += bytesWritten;
+        try {
+            while (done < chunk.length) {
+                const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.written + done);
+                done += bytesWritten;
+            }
+        }
+        catch (error) {
+            await this.abort();
+            const where = (0,external_node_path_namespaceObject.join)(this.finalPath, '..', '..', '..');
+            throw new Error(`cannot store blob ${this.digest} in ${where}: ${error.message}`, {
+                cause: error,
+            });
         }
         this.hash.update(chunk);
         this.written += chunk.length;

@@ -31996,7 +31996,9 @@ function layer_paths_isWithin(relPath, dir) {
 }
 /** The message of anything thrown, for error text that names its cause. */
 function layer_paths_messageOf(error) {
-    return error instanceof Error ? error.message : String(error);
+    // By shape, not instanceof: errors from Node's own modules can come from another realm (jest's VM).
+    const message = error?.message;
+    return typeof message === 'string' ? message : String(error);
 }
 
 ;// CONCATENATED MODULE: ./src/images/layer-attributes.ts
@@ -32208,7 +32210,7 @@ class layer_entry_RootTree {
             target = rootRelativePath(linkpath);
         }
         catch (error) {
-            throw new Error(`hardlink target ${messageOf(error)}`, { cause: error });
+            throw new Error(`hardlink target ${messageOf(error).replace(/^the path /, '')}`, { cause: error });
         }
         if (target === rel)
             throw new Error('the hardlink points to itself');
@@ -32752,7 +32754,11 @@ async function rootfs_ensureRootfs(image, cacheDir, options = {}) {
         // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
         await mkdir(tree);
         await chmod(tree, 0o755);
-        const report = await applyLayers(image.layers, tree);
+        const report = await applyLayers(image.layers, tree).catch((error) => {
+            const full = error.cause?.code === 'ENOSPC';
+            const why = `${error.message}${full ? ` (the cache dir ${cacheDir} is full)` : ''}`;
+            throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${why}`, { cause: error });
+        });
         const sizeMiB = rootfsSizeMiB(await treeBytes(tree), options.headroomMiB);
         const ext4 = path.join(work, 'rootfs.ext4');
         try {
@@ -32818,8 +32824,15 @@ class catalog_ImageCatalog {
         };
         await mkdir(this.dir, { recursive: true });
         const file = this.file(image.name);
-        await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(entry, null, 2));
-        await rename(`${file}.${process.pid}.tmp`, file);
+        const temp = `${file}.${process.pid}.tmp`;
+        try {
+            await writeFile(temp, JSON.stringify(entry, null, 2));
+            await rename(temp, file);
+        }
+        catch (error) {
+            await rm(temp, { force: true });
+            throw error;
+        }
     }
     async list() {
         const names = await readdir(this.dir).catch(() => []);
@@ -33139,9 +33152,18 @@ class BlobIngestion {
             throw new BlobVerificationError(this.digest, `received more than the ${this.size} bytes expected`);
         }
         let done = 0;
-        while (done < chunk.length) {
-            const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.written + done);
-            done += bytesWritten;
+        try {
+            while (done < chunk.length) {
+                const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.written + done);
+                done += bytesWritten;
+            }
+        }
+        catch (error) {
+            await this.abort();
+            const where = join(this.finalPath, '..', '..', '..');
+            throw new Error(`cannot store blob ${this.digest} in ${where}: ${error.message}`, {
+                cause: error,
+            });
         }
         this.hash.update(chunk);
         this.written += chunk.length;

@@ -41,8 +41,14 @@ export class ImageCatalog {
     };
     await mkdir(this.dir, { recursive: true });
     const file = this.file(image.name);
-    await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(entry, null, 2));
-    await rename(`${file}.${process.pid}.tmp`, file);
+    const temp = `${file}.${process.pid}.tmp`;
+    try {
+      await writeFile(temp, JSON.stringify(entry, null, 2));
+      await rename(temp, file);
+    } catch (error: unknown) {
+      await rm(temp, { force: true });
+      throw error;
+    }
   }
 
   async list(): Promise<CatalogEntry[]> {

@@ -202,7 +202,7 @@ export class RootTree {
     try {
       target = rootRelativePath(linkpath);
     } catch (error: unknown) {
-      throw new Error(`hardlink target ${messageOf(error)}`, { cause: error });
+      throw new Error(`hardlink target ${messageOf(error).replace(/^the path /, '')}`, { cause: error });
     }
     if (target === rel) throw new Error('the hardlink points to itself');
     const found = (await this.checkParents(target, false))

@@ -63,5 +63,7 @@ export function isWithin(relPath: string, dir: string): boolean {
 
 /** The message of anything thrown, for error text that names its cause. */
 export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  // By shape, not instanceof: errors from Node's own modules can come from another realm (jest's VM).
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
 }

@@ -74,7 +74,11 @@ export async function ensureRootfs(
     // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
     await mkdir(tree);
     await chmod(tree, 0o755);
-    const report = await applyLayers(image.layers, tree);
+    const report = await applyLayers(image.layers, tree).catch((error: unknown) => {
+      const full = (error as { cause?: { code?: string } }).cause?.code === 'ENOSPC';
+      const why = `${(error as Error).message}${full ? ` (the cache dir ${cacheDir} is full)` : ''}`;
+      throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${why}`, { cause: error });
+    });
     const sizeMiB = rootfsSizeMiB(await treeBytes(tree), options.headroomMiB);
     const ext4 = path.join(work, 'rootfs.ext4');
     try {

@@ -110,9 +110,22 @@ export class BlobIngestion {
       throw new BlobVerificationError(this.digest, `received more than the ${this.size} bytes expected`);
     }
     let done = 0;
-    while (done < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, done, chunk.length - done, this.written + done);
-      done += bytesWritten;
+    try {
+      while (done < chunk.length) {
+        const { bytesWritten } = await this.handle.write(
+          chunk,
+          done,
+          chunk.length - done,
+          this.written + done,
+        );
+        done += bytesWritten;
+      }
+    } catch (error: unknown) {
+      await this.abort();
+      const where = join(this.finalPath, '..', '..', '..');
+      throw new Error(`cannot store blob ${this.digest} in ${where}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     this.hash.update(chunk);
     this.written += chunk.length;
