@@ -42017,12 +42017,14 @@ class RootTree {
         // The inode's owner and mode are those of its first entry; they are not changed here.
         await this.add(rel, item, (path) => (0,promises_namespaceObject.link)(this.path(target), path));
     }
+    // The hot path (every file, directory and symlink) uses synchronous fs
+    // calls: each promise-based one is a thread-pool round trip, and with
+    // several per entry those, not the disk, bounded the unpack.
     async writeFile(path, item) {
         const { entry } = item;
-        const handle = await (0,promises_namespaceObject.open)(path, NEW_FILE_FLAGS, 0o600);
+        const fd = (0,external_node_fs_namespaceObject.openSync)(path, NEW_FILE_FLAGS, 0o600);
         try {
-            // node-tar hands over ~2 KB chunks; one write per chunk made the unpack
-            // bound by thread-pool round trips (54,000 writes for 5,240 entries).
+            // node-tar hands over ~2 KB chunks: write them in batches.
             let written = 0;
             let pending = [];
             let pendingBytes = 0;
@@ -42031,41 +42033,41 @@ class RootTree {
                 pendingBytes += chunk.length;
                 written += chunk.length;
                 if (pendingBytes >= WRITE_BATCH_BYTES) {
-                    await writeAll(handle, Buffer.concat(pending, pendingBytes));
+                    writeAll(fd, Buffer.concat(pending, pendingBytes));
                     pending = [];
                     pendingBytes = 0;
                 }
             }
             if (pendingBytes > 0)
-                await writeAll(handle, Buffer.concat(pending, pendingBytes));
+                writeAll(fd, Buffer.concat(pending, pendingBytes));
             if (written !== entry.size)
                 throw new Error(`the archive ends ${entry.size - written} bytes into this file`);
             this.report.bytes += written;
             await this.attributes.set(path, item, 0o644, {
-                chown: (uid, gid) => handle.chown(uid, gid),
-                chmod: (mode) => handle.chmod(mode),
-                utimes: (atime, mtime) => handle.utimes(atime, mtime),
+                chown: async (uid, gid) => (0,external_node_fs_namespaceObject.fchownSync)(fd, uid, gid),
+                chmod: async (mode) => (0,external_node_fs_namespaceObject.fchmodSync)(fd, mode),
+                utimes: async (atime, mtime) => (0,external_node_fs_namespaceObject.futimesSync)(fd, atime, mtime),
             });
         }
         finally {
-            await handle.close();
+            (0,external_node_fs_namespaceObject.closeSync)(fd);
         }
     }
     async makeDirectory(rel, path, existing, item) {
         // Made private first: its mode comes at the end of the layer, once its contents are in.
         if (!existing)
-            await (0,promises_namespaceObject.mkdir)(path, 0o700);
+            (0,external_node_fs_namespaceObject.mkdirSync)(path, 0o700);
         this.knownDirs.add(rel);
-        await this.attributes.set(path, item, 0o755, { chown: (uid, gid) => (0,promises_namespaceObject.lchown)(path, uid, gid) });
+        await this.attributes.set(path, item, 0o755, { chown: async (uid, gid) => (0,external_node_fs_namespaceObject.lchownSync)(path, uid, gid) });
         const { mode, atime, mtime } = item.entry;
         this.deferred.set(rel, { mode: mode ?? 0o755, atime: validDate(atime), mtime: validDate(mtime) });
     }
     async makeSymlink(path, item) {
         // Stored as written, pointing anywhere: nothing here ever follows it.
-        await (0,promises_namespaceObject.symlink)(item.entry.linkpath ?? '', path);
+        (0,external_node_fs_namespaceObject.symlinkSync)(item.entry.linkpath ?? '', path);
         await this.attributes.set(path, item, 0o777, {
-            chown: (uid, gid) => (0,promises_namespaceObject.lchown)(path, uid, gid),
-            utimes: (atime, mtime) => (0,promises_namespaceObject.lutimes)(path, atime, mtime),
+            chown: async (uid, gid) => (0,external_node_fs_namespaceObject.lchownSync)(path, uid, gid),
+            utimes: async (atime, mtime) => (0,external_node_fs_namespaceObject.lutimesSync)(path, atime, mtime),
         });
     }
     async makeNode(path, item, node) {
@@ -42107,8 +42109,8 @@ class RootTree {
                     return false;
                 if (found)
                     throw new Error(`"${dir}" is not a directory`);
-                await (0,promises_namespaceObject.mkdir)(path);
-                await (0,promises_namespaceObject.chmod)(path, 0o755);
+                (0,external_node_fs_namespaceObject.mkdirSync)(path);
+                (0,external_node_fs_namespaceObject.chmodSync)(path, 0o755);
             }
             this.knownDirs.add(dir);
         }
@@ -42155,16 +42157,14 @@ class RootTree {
     }
 }
 const WRITE_BATCH_BYTES = 1024 * 1024;
-async function writeAll(handle, chunk) {
+function writeAll(fd, chunk) {
     let offset = 0;
-    while (offset < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-        offset += bytesWritten;
-    }
+    while (offset < chunk.length)
+        offset += (0,external_node_fs_namespaceObject.writeSync)(fd, chunk, offset, chunk.length - offset);
 }
 async function lstatIfExists(path) {
     try {
-        return await (0,promises_namespaceObject.lstat)(path);
+        return (0,external_node_fs_namespaceObject.lstatSync)(path);
     }
     catch (error) {
         const code = error.code;

@@ -30127,7 +30127,7 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod: io_util_chmod, copyFile, lstat: io_util_lstat, mkdir: io_util_mkdir, open: io_util_open, readdir: io_util_readdir, rename: io_util_rename, rm: io_util_rm, rmdir, stat: io_util_stat, symlink: io_util_symlink, unlink: io_util_unlink } = external_fs_namespaceObject.promises;
+const { chmod: io_util_chmod, copyFile, lstat, mkdir: io_util_mkdir, open: io_util_open, readdir: io_util_readdir, rename: io_util_rename, rm: io_util_rm, rmdir, stat: io_util_stat, symlink, unlink: io_util_unlink } = external_fs_namespaceObject.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -30171,7 +30171,7 @@ function exists(fsPath) {
 }
 function isDirectory(fsPath_1) {
     return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
-        const stats = useStat ? yield io_util_stat(fsPath) : yield io_util_lstat(fsPath);
+        const stats = useStat ? yield io_util_stat(fsPath) : yield lstat(fsPath);
         return stats.isDirectory();
     });
 }
@@ -32225,12 +32225,14 @@ class layer_entry_RootTree {
         // The inode's owner and mode are those of its first entry; they are not changed here.
         await this.add(rel, item, (path) => link(this.path(target), path));
     }
+    // The hot path (every file, directory and symlink) uses synchronous fs
+    // calls: each promise-based one is a thread-pool round trip, and with
+    // several per entry those, not the disk, bounded the unpack.
     async writeFile(path, item) {
         const { entry } = item;
-        const handle = await open(path, NEW_FILE_FLAGS, 0o600);
+        const fd = openSync(path, NEW_FILE_FLAGS, 0o600);
         try {
-            // node-tar hands over ~2 KB chunks; one write per chunk made the unpack
-            // bound by thread-pool round trips (54,000 writes for 5,240 entries).
+            // node-tar hands over ~2 KB chunks: write them in batches.
             let written = 0;
             let pending = [];
             let pendingBytes = 0;
@@ -32239,41 +32241,41 @@ class layer_entry_RootTree {
                 pendingBytes += chunk.length;
                 written += chunk.length;
                 if (pendingBytes >= WRITE_BATCH_BYTES) {
-                    await writeAll(handle, Buffer.concat(pending, pendingBytes));
+                    writeAll(fd, Buffer.concat(pending, pendingBytes));
                     pending = [];
                     pendingBytes = 0;
                 }
             }
             if (pendingBytes > 0)
-                await writeAll(handle, Buffer.concat(pending, pendingBytes));
+                writeAll(fd, Buffer.concat(pending, pendingBytes));
             if (written !== entry.size)
                 throw new Error(`the archive ends ${entry.size - written} bytes into this file`);
             this.report.bytes += written;
             await this.attributes.set(path, item, 0o644, {
-                chown: (uid, gid) => handle.chown(uid, gid),
-                chmod: (mode) => handle.chmod(mode),
-                utimes: (atime, mtime) => handle.utimes(atime, mtime),
+                chown: async (uid, gid) => fchownSync(fd, uid, gid),
+                chmod: async (mode) => fchmodSync(fd, mode),
+                utimes: async (atime, mtime) => futimesSync(fd, atime, mtime),
             });
         }
         finally {
-            await handle.close();
+            closeSync(fd);
         }
     }
     async makeDirectory(rel, path, existing, item) {
         // Made private first: its mode comes at the end of the layer, once its contents are in.
         if (!existing)
-            await mkdir(path, 0o700);
+            mkdirSync(path, 0o700);
         this.knownDirs.add(rel);
-        await this.attributes.set(path, item, 0o755, { chown: (uid, gid) => lchown(path, uid, gid) });
+        await this.attributes.set(path, item, 0o755, { chown: async (uid, gid) => lchownSync(path, uid, gid) });
         const { mode, atime, mtime } = item.entry;
         this.deferred.set(rel, { mode: mode ?? 0o755, atime: validDate(atime), mtime: validDate(mtime) });
     }
     async makeSymlink(path, item) {
         // Stored as written, pointing anywhere: nothing here ever follows it.
-        await symlink(item.entry.linkpath ?? '', path);
+        symlinkSync(item.entry.linkpath ?? '', path);
         await this.attributes.set(path, item, 0o777, {
-            chown: (uid, gid) => lchown(path, uid, gid),
-            utimes: (atime, mtime) => lutimes(path, atime, mtime),
+            chown: async (uid, gid) => lchownSync(path, uid, gid),
+            utimes: async (atime, mtime) => lutimesSync(path, atime, mtime),
         });
     }
     async makeNode(path, item, node) {
@@ -32315,8 +32317,8 @@ class layer_entry_RootTree {
                     return false;
                 if (found)
                     throw new Error(`"${dir}" is not a directory`);
-                await mkdir(path);
-                await chmod(path, 0o755);
+                mkdirSync(path);
+                chmodSync(path, 0o755);
             }
             this.knownDirs.add(dir);
         }
@@ -32363,16 +32365,14 @@ class layer_entry_RootTree {
     }
 }
 const WRITE_BATCH_BYTES = (/* unused pure expression or super */ null && (1024 * 1024));
-async function writeAll(handle, chunk) {
+function writeAll(fd, chunk) {
     let offset = 0;
-    while (offset < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-        offset += bytesWritten;
-    }
+    while (offset < chunk.length)
+        offset += writeSync(fd, chunk, offset, chunk.length - offset);
 }
 async function lstatIfExists(path) {
     try {
-        return await lstat(path);
+        return lstatSync(path);
     }
     catch (error) {
         const code = error.code;

@@ -1,20 +1,20 @@
-import { constants, type Stats } from 'node:fs';
 import {
-  chmod,
-  link,
-  lchown,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  readlink,
-  rm,
-  symlink,
-  unlink,
-  utimes,
-  type FileHandle,
-} from 'node:fs/promises';
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  chmodSync,
+  openSync,
+  symlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
+import { chmod, link, lchown, open, readdir, readlink, rm, unlink, utimes } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { CommandError, run } from '../process/run.js';
 import { InodeAttributes, mknodCommand, validDate } from './layer-attributes.js';
@@ -215,12 +215,14 @@ export class RootTree {
     await this.add(rel, item, (path) => link(this.path(target), path));
   }
 
+  // The hot path (every file, directory and symlink) uses synchronous fs
+  // calls: each promise-based one is a thread-pool round trip, and with
+  // several per entry those, not the disk, bounded the unpack.
   private async writeFile(path: string, item: TarEntry): Promise<void> {
     const { entry } = item;
-    const handle = await open(path, NEW_FILE_FLAGS, 0o600);
+    const fd = openSync(path, NEW_FILE_FLAGS, 0o600);
     try {
-      // node-tar hands over ~2 KB chunks; one write per chunk made the unpack
-      // bound by thread-pool round trips (54,000 writes for 5,240 entries).
+      // node-tar hands over ~2 KB chunks: write them in batches.
       let written = 0;
       let pending: Buffer[] = [];
       let pendingBytes = 0;
@@ -229,22 +231,22 @@ export class RootTree {
         pendingBytes += (chunk as Buffer).length;
         written += (chunk as Buffer).length;
         if (pendingBytes >= WRITE_BATCH_BYTES) {
-          await writeAll(handle, Buffer.concat(pending, pendingBytes));
+          writeAll(fd, Buffer.concat(pending, pendingBytes));
           pending = [];
           pendingBytes = 0;
         }
       }
-      if (pendingBytes > 0) await writeAll(handle, Buffer.concat(pending, pendingBytes));
+      if (pendingBytes > 0) writeAll(fd, Buffer.concat(pending, pendingBytes));
       if (written !== entry.size)
         throw new Error(`the archive ends ${entry.size - written} bytes into this file`);
       this.report.bytes += written;
       await this.attributes.set(path, item, 0o644, {
-        chown: (uid, gid) => handle.chown(uid, gid),
-        chmod: (mode) => handle.chmod(mode),
-        utimes: (atime, mtime) => handle.utimes(atime, mtime),
+        chown: async (uid, gid) => fchownSync(fd, uid, gid),
+        chmod: async (mode) => fchmodSync(fd, mode),
+        utimes: async (atime, mtime) => futimesSync(fd, atime, mtime),
       });
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
@@ -255,19 +257,19 @@ export class RootTree {
     item: TarEntry,
   ): Promise<void> {
     // Made private first: its mode comes at the end of the layer, once its contents are in.
-    if (!existing) await mkdir(path, 0o700);
+    if (!existing) mkdirSync(path, 0o700);
     this.knownDirs.add(rel);
-    await this.attributes.set(path, item, 0o755, { chown: (uid, gid) => lchown(path, uid, gid) });
+    await this.attributes.set(path, item, 0o755, { chown: async (uid, gid) => lchownSync(path, uid, gid) });
     const { mode, atime, mtime } = item.entry;
     this.deferred.set(rel, { mode: mode ?? 0o755, atime: validDate(atime), mtime: validDate(mtime) });
   }
 
   private async makeSymlink(path: string, item: TarEntry): Promise<void> {
     // Stored as written, pointing anywhere: nothing here ever follows it.
-    await symlink(item.entry.linkpath ?? '', path);
+    symlinkSync(item.entry.linkpath ?? '', path);
     await this.attributes.set(path, item, 0o777, {
-      chown: (uid, gid) => lchown(path, uid, gid),
-      utimes: (atime, mtime) => lutimes(path, atime, mtime),
+      chown: async (uid, gid) => lchownSync(path, uid, gid),
+      utimes: async (atime, mtime) => lutimesSync(path, atime, mtime),
     });
   }
 
@@ -306,8 +308,8 @@ export class RootTree {
       if (!found?.isDirectory()) {
         if (!create) return false;
         if (found) throw new Error(`"${dir}" is not a directory`);
-        await mkdir(path);
-        await chmod(path, 0o755);
+        mkdirSync(path);
+        chmodSync(path, 0o755);
       }
       this.knownDirs.add(dir);
     }
@@ -351,17 +353,14 @@ export class RootTree {
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
-async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
+function writeAll(fd: number, chunk: Buffer): void {
   let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
+  while (offset < chunk.length) offset += writeSync(fd, chunk, offset, chunk.length - offset);
 }
 
 async function lstatIfExists(path: string): Promise<Stats | undefined> {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (error: unknown) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
