@@ -184,27 +184,35 @@ asRoot('a root filesystem bigger than the disk holding the cache (a 3 MiB tmpfs)
       ],
     ]);
 
-    const failure = await buildFails('big/unpack', cacheDir);
+    // The unpacked tree goes to RAM-backed /dev/shm when it has room; here it must land on the small disk.
+    process.env.HYPER_BUILD_TMPDIR = cacheDir;
+    const failure = await buildFails('big/unpack', cacheDir).finally(
+      () => delete process.env.HYPER_BUILD_TMPDIR,
+    );
     expect(failure.name).toBe('RootfsError');
-    expect(failure.message).toBe(
-      `cannot build the root filesystem of ${registry.host}/big/unpack:1: layer ${image.layers[0]?.digest}, ` +
-        `entry "data/zeros.bin": ENOSPC: no space left on device, write (the cache dir ${cacheDir} is full)`,
+    expect(failure.message).toMatch(
+      new RegExp(
+        `^cannot build the root filesystem of ${registry.host}/big/unpack:1: layer ${image.layers[0]?.digest}, ` +
+          `entry "data/zeros\\.bin": ENOSPC: no space left on device, write \\(${cacheDir}/hyper-rootfs-\\w+ is full\\)$`,
+      ),
     );
     await expectNothingHalfWritten(cacheDir, image);
   });
 
   it('fails while making the ext4 file: names the image and the full disk; leaves nothing half-written', async () => {
-    // 1.75 MiB fits on the disk unpacked, but not twice over (the tree and the ext4 file).
-    const image = await pushLayers('big/mkfs', [[{ path: 'data.bin', data: Buffer.alloc(1.75 * MiB, 7) }]]);
+    // The tree goes to /dev/shm; 4 MiB of non-zero bytes (a tiny blob) cannot fit in the 3 MiB ext4 file's disk.
+    const image = await pushLayers('big/mkfs', [[{ path: 'data.bin', data: Buffer.alloc(4 * MiB, 7) }]]);
 
     const failure = await buildFails('big/mkfs', cacheDir);
     expect(failure.name).toBe('RootfsError');
     expect(failure.message).toMatch(
       new RegExp(
-        `^cannot build the root filesystem of ${registry.host}/big/mkfs:1: mkfs\\.ext4 -q -F -d ${cacheDir}/rootfs/v1/\\.build-\\w+/tree .* exited with code 1: [^]*` +
+        `^cannot build the root filesystem of ${registry.host}/big/mkfs:1: mkfs\\.ext4 -q -F -d /dev/shm/hyper-rootfs-\\w+/tree .* exited with code 1: [^]*` +
           'mkfs\\.ext4: No space left on device while populating file system$',
       ),
     );
+    // The scratch tree in /dev/shm went with the failure too.
+    expect((await readdir('/dev/shm')).filter((name) => name.startsWith('hyper-rootfs-'))).toEqual([]);
     await expectNothingHalfWritten(cacheDir, image);
   });
 
