@@ -54159,6 +54159,9 @@ async function runService(request, host, log) {
         workdir: guest.workdir,
         labels: request.labels ?? {},
     };
+    const healthcheck = request.healthcheck ?? runConfig.healthcheck;
+    if (healthcheck && healthcheck !== 'none')
+        record.healthcheck = healthcheck;
     try {
         await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
         for (const file of files)

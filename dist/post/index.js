@@ -30071,7 +30071,7 @@ const _summary = new Summary();
  * @deprecated use `core.summary`
  */
 const markdownSummary = (/* unused pure expression or super */ null && (_summary));
-const summary = (/* unused pure expression or super */ null && (_summary));
+const summary = _summary;
 //# sourceMappingURL=summary.js.map
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/path-utils.js
 
@@ -34682,6 +34682,9 @@ async function runService(request, host, log) {
         workdir: guest.workdir,
         labels: request.labels ?? {},
     };
+    const healthcheck = request.healthcheck ?? runConfig.healthcheck;
+    if (healthcheck && healthcheck !== 'none')
+        record.healthcheck = healthcheck;
     try {
         await mkdir(paths.guestFiles);
         for (const file of files)
@@ -34764,6 +34767,82 @@ async function listServices(host) {
     return summaries;
 }
 
+
+;// CONCATENATED MODULE: ./src/vm/process.ts
+
+/** The pid in a pidfile, or undefined when there is none. */
+async function readPid(pidFile) {
+    try {
+        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * True while `pid` is a live process whose command line mentions `marker` (the
+ * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
+ * empty command line and counts as gone.
+ */
+async function isOurProcess(pid, marker) {
+    try {
+        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes(marker);
+    }
+    catch {
+        return false;
+    }
+}
+async function waitForExit(pid, marker, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (!(await isOurProcess(pid, marker)))
+            return true;
+        await process_sleep(25);
+    }
+    return !(await isOurProcess(pid, marker));
+}
+function process_sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+;// CONCATENATED MODULE: ./src/lifecycle/usage.ts
+
+
+
+/** utime + stime (fields 14 and 15) of /proc/PID/stat, in clock ticks. Pure. */
+function cpuTicks(stat) {
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+}
+/** VmHWM (peak resident set) of /proc/PID/status, in KiB. Pure. */
+function peakRssKiB(status) {
+    return Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+}
+/** Linux's USER_HZ, the unit of /proc/PID/stat times, is 100 on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
+/** Reads a running VM's usage from its QEMU process; undefined once it is gone. */
+async function readUsage(record) {
+    const pid = await readPid(paths_vmPaths(record.machine.dir).pid);
+    if (pid === undefined)
+        return undefined;
+    try {
+        const [stat, status] = await Promise.all([
+            (0,promises_namespaceObject.readFile)(`/proc/${pid}/stat`, 'utf8'),
+            (0,promises_namespaceObject.readFile)(`/proc/${pid}/status`, 'utf8'),
+        ]);
+        return {
+            vmSeconds: (Date.now() - Date.parse(record.createdAt)) / 1000,
+            cpuSeconds: cpuTicks(stat) / CLOCK_TICKS_PER_SECOND,
+            peakMemoryMiB: peakRssKiB(status) / 1024,
+        };
+    }
+    catch {
+        return undefined;
+    }
+}
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
@@ -34958,45 +35037,6 @@ class GuestAgent {
     close() {
         this.socket.close();
     }
-}
-
-;// CONCATENATED MODULE: ./src/vm/process.ts
-
-/** The pid in a pidfile, or undefined when there is none. */
-async function readPid(pidFile) {
-    try {
-        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/**
- * True while `pid` is a live process whose command line mentions `marker` (the
- * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
- * empty command line and counts as gone.
- */
-async function isOurProcess(pid, marker) {
-    try {
-        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes(marker);
-    }
-    catch {
-        return false;
-    }
-}
-async function waitForExit(pid, marker, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (!(await isOurProcess(pid, marker)))
-            return true;
-        await process_sleep(25);
-    }
-    return !(await isOurProcess(pid, marker));
-}
-function process_sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
@@ -35282,7 +35322,26 @@ function saveStateDir(dir) {
 
 
 
+
 const STOP_GRACE_MS = 10_000;
+async function writeUsageSummary(usage) {
+    if (usage.length === 0)
+        return;
+    const header = ['service', 'VM-seconds', 'CPU-seconds', 'peak memory'].map((data) => ({
+        data,
+        header: true,
+    }));
+    const rows = usage.map(([name, u]) => [
+        name,
+        u.vmSeconds.toFixed(1),
+        u.cpuSeconds.toFixed(1),
+        `${u.peakMemoryMiB.toFixed(0)} MiB`,
+    ]);
+    await summary
+        .addHeading('hyper-services usage', 3)
+        .addTable([header, ...rows])
+        .write();
+}
 /** Tears down every VM of this job. Never fails the job: teardown problems are warnings. */
 async function postRun() {
     if (!savedStateDir) {
@@ -35291,9 +35350,13 @@ async function postRun() {
     }
     process.env.HYPER_STATE_DIR = savedStateDir;
     const host = { hypervisor: new QemuHypervisor() };
+    const usage = [];
     for (const { record } of await listServices(host)) {
         await group(`Logs of ${record.name}`, async () => info(await serviceLogs(record.name)));
         try {
+            const used = await readUsage(record);
+            if (used)
+                usage.push([record.name, used]);
             const code = await stopService(record.name, STOP_GRACE_MS, host);
             info(`${record.name}: stopped (exit code ${code ?? 'unknown'})`);
             await removeService(record.name, true, host);
@@ -35302,6 +35365,7 @@ async function postRun() {
             warning(`teardown of ${record.name}: ${error.message}`);
         }
     }
+    await writeUsageSummary(usage).catch((error) => warning(`usage summary: ${error.message}`));
     await (0,promises_namespaceObject.rm)(savedStateDir, { recursive: true, force: true }).catch((error) => warning(`could not remove ${savedStateDir}: ${error.message}`));
 }
 

@@ -1,10 +1,29 @@
 import * as core from '@actions/core';
 import { rm } from 'node:fs/promises';
 import { listServices, removeService, serviceLogs, stopService } from '../lifecycle/service.js';
+import { readUsage, type VmUsage } from '../lifecycle/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { savedStateDir } from './state.js';
 
 const STOP_GRACE_MS = 10_000;
+
+async function writeUsageSummary(usage: [string, VmUsage][]): Promise<void> {
+  if (usage.length === 0) return;
+  const header = ['service', 'VM-seconds', 'CPU-seconds', 'peak memory'].map((data) => ({
+    data,
+    header: true,
+  }));
+  const rows = usage.map(([name, u]) => [
+    name,
+    u.vmSeconds.toFixed(1),
+    u.cpuSeconds.toFixed(1),
+    `${u.peakMemoryMiB.toFixed(0)} MiB`,
+  ]);
+  await core.summary
+    .addHeading('hyper-services usage', 3)
+    .addTable([header, ...rows])
+    .write();
+}
 
 /** Tears down every VM of this job. Never fails the job: teardown problems are warnings. */
 export async function postRun(): Promise<void> {
@@ -14,9 +33,12 @@ export async function postRun(): Promise<void> {
   }
   process.env.HYPER_STATE_DIR = savedStateDir;
   const host = { hypervisor: new QemuHypervisor() };
+  const usage: [string, VmUsage][] = [];
   for (const { record } of await listServices(host)) {
     await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));
     try {
+      const used = await readUsage(record);
+      if (used) usage.push([record.name, used]);
       const code = await stopService(record.name, STOP_GRACE_MS, host);
       core.info(`${record.name}: stopped (exit code ${code ?? 'unknown'})`);
       await removeService(record.name, true, host);
@@ -24,6 +46,9 @@ export async function postRun(): Promise<void> {
       core.warning(`teardown of ${record.name}: ${(error as Error).message}`);
     }
   }
+  await writeUsageSummary(usage).catch((error: unknown) =>
+    core.warning(`usage summary: ${(error as Error).message}`),
+  );
   await rm(savedStateDir, { recursive: true, force: true }).catch((error: unknown) =>
     core.warning(`could not remove ${savedStateDir}: ${(error as Error).message}`),
   );

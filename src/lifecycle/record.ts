@@ -1,6 +1,7 @@
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
+import type { HealthcheckSpec } from './health.js';
 import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';
@@ -20,6 +21,8 @@ export interface VmRecord {
   bootMs?: number;
   /** Free-form owner labels, e.g. the job that started the VM. */
   labels: Record<string, string>;
+  /** The healthcheck in force (the image's unless the service set one); none when absent. */
+  healthcheck?: HealthcheckSpec;
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {

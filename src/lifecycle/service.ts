@@ -12,6 +12,7 @@ import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { readGuestStatus } from '../vm/status.js';
 import { cacheDir, stateDir, vmDir } from './dirs.js';
+import type { HealthcheckSpec } from './health.js';
 import type { HostContext } from './host.js';
 import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
 
@@ -33,6 +34,8 @@ export interface RunRequest {
   user?: string | undefined;
   /** The image's WorkingDir when absent. */
   workdir?: string | undefined;
+  /** Replaces the image's HEALTHCHECK; 'none' disables it. */
+  healthcheck?: HealthcheckSpec | 'none' | undefined;
   labels?: Record<string, string>;
   /** How long the guest may take to start its service. */
   bootTimeoutMs: number;
@@ -155,6 +158,8 @@ export async function runService(
     workdir: guest.workdir,
     labels: request.labels ?? {},
   };
+  const healthcheck = request.healthcheck ?? runConfig.healthcheck;
+  if (healthcheck && healthcheck !== 'none') record.healthcheck = healthcheck;
   try {
     await mkdir(paths.guestFiles);
     for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);

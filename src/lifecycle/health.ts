@@ -1,0 +1,132 @@
+import net from 'node:net';
+import { execArgv } from '../guest/config.js';
+import type { ExecResult } from '../vm/hypervisor.js';
+import { sleep } from '../vm/process.js';
+import type { HostContext } from './host.js';
+import type { VmRecord } from './record.js';
+import { vmState } from './service.js';
+
+/** A HEALTHCHECK in Docker's terms, durations in milliseconds. */
+export interface HealthcheckSpec {
+  test: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  startPeriodMs: number;
+  retries: number;
+}
+
+export class HealthError extends Error {
+  override name = 'HealthError';
+}
+
+/** TCP ports in LISTEN state (st 0A) in /proc/net/tcp and tcp6 text. Pure. */
+export function listeningTcpPorts(procNetTcp: string): Set<number> {
+  const ports = new Set<number>();
+  for (const line of procNetTcp.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    const local = fields[1];
+    if (!local || fields[3] !== '0A') continue;
+    const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+    if (Number.isInteger(port)) ports.add(port);
+  }
+  return ports;
+}
+
+/** The guest argv of one healthcheck run, in the container as the service user. Pure. */
+export function healthcheckArgv(
+  record: Pick<VmRecord, 'user' | 'workdir'>,
+  test: readonly string[],
+): string[] {
+  const [kind, ...rest] = test;
+  if (kind === 'CMD') return execArgv(record, rest);
+  if (kind === 'CMD-SHELL') return execArgv(record, ['/bin/sh', '-c', rest.join(' ')]);
+  throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
+}
+
+type Probe = () => Promise<{ ok: boolean; detail: string }>;
+
+/** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
+export function portsProbe(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Probe {
+  const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
+  return async () => {
+    const result = await host.hypervisor.exec(
+      record.machine,
+      ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'],
+      10_000,
+    );
+    const listening = listeningTcpPorts(result.stdout.toString());
+    const missing = wanted.filter((port) => !listening.has(port));
+    return missing.length === 0
+      ? { ok: true, detail: `listening on ${wanted.join(', ') || 'no published tcp port'}` }
+      : { ok: false, detail: `not listening on ${missing.join(', ')} yet` };
+  };
+}
+
+export function commandProbe(
+  record: VmRecord,
+  check: HealthcheckSpec,
+  host: Pick<HostContext, 'hypervisor'>,
+): Probe {
+  const argv = healthcheckArgv(record, check.test);
+  return async () => {
+    let result: ExecResult;
+    try {
+      result = await host.hypervisor.exec(record.machine, argv, check.timeoutMs);
+    } catch (error: unknown) {
+      return { ok: false, detail: (error as Error).message };
+    }
+    const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
+    return {
+      ok: result.exitCode === 0,
+      detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
+    };
+  };
+}
+
+/** True when something answers on a host port (only loopback is ever probed). */
+export function tcpAnswers(hostIp: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: hostIp === '0.0.0.0' ? '127.0.0.1' : hostIp, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/**
+ * Waits until the service is healthy: its healthcheck passes, or, without one,
+ * its published ports listen inside the guest. The check runs at most once a
+ * second, however long its declared interval (Docker's default of 30 s would
+ * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
+ * ends the wait, as does the VM stopping. The error says what was last seen.
+ */
+export async function waitHealthy(
+  record: VmRecord,
+  check: HealthcheckSpec | undefined,
+  host: Pick<HostContext, 'hypervisor'>,
+  timeoutMs: number,
+): Promise<void> {
+  const probe = check ? commandProbe(record, check, host) : portsProbe(record, host);
+  const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const state = await vmState(record, host);
+    if (!state.running) {
+      throw new HealthError(
+        `${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`,
+      );
+    }
+    const result = await probe().catch((error: unknown) => ({ ok: false, detail: (error as Error).message }));
+    if (result.ok) return;
+    if (Date.now() + intervalMs > deadline) {
+      throw new HealthError(
+        `${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`,
+      );
+    }
+    await sleep(intervalMs);
+  }
+}

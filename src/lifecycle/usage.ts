@@ -1,0 +1,45 @@
+import { readFile } from 'node:fs/promises';
+import { readPid } from '../vm/process.js';
+import { vmPaths } from '../vm/paths.js';
+import type { VmRecord } from './record.js';
+
+/** What one VM has used so far: the per-second accounting hyper.sh billed by. */
+export interface VmUsage {
+  vmSeconds: number;
+  cpuSeconds: number;
+  peakMemoryMiB: number;
+}
+
+/** utime + stime (fields 14 and 15) of /proc/PID/stat, in clock ticks. Pure. */
+export function cpuTicks(stat: string): number {
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** VmHWM (peak resident set) of /proc/PID/status, in KiB. Pure. */
+export function peakRssKiB(status: string): number {
+  return Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+}
+
+/** Linux's USER_HZ, the unit of /proc/PID/stat times, is 100 on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Reads a running VM's usage from its QEMU process; undefined once it is gone. */
+export async function readUsage(record: VmRecord): Promise<VmUsage | undefined> {
+  const pid = await readPid(vmPaths(record.machine.dir).pid);
+  if (pid === undefined) return undefined;
+  try {
+    const [stat, status] = await Promise.all([
+      readFile(`/proc/${pid}/stat`, 'utf8'),
+      readFile(`/proc/${pid}/status`, 'utf8'),
+    ]);
+    return {
+      vmSeconds: (Date.now() - Date.parse(record.createdAt)) / 1000,
+      cpuSeconds: cpuTicks(stat) / CLOCK_TICKS_PER_SECOND,
+      peakMemoryMiB: peakRssKiB(status) / 1024,
+    };
+  } catch {
+    return undefined;
+  }
+}
