@@ -35294,13 +35294,19 @@ class QemuHypervisor {
 ;// CONCATENATED MODULE: ./src/action/constants.ts
 var Inputs;
 (function (Inputs) {
+    Inputs["Services"] = "services";
+    Inputs["ComposeFile"] = "compose-file";
     Inputs["Accel"] = "accel";
+    Inputs["WaitTimeout"] = "wait-timeout";
+    Inputs["RegistryMirror"] = "registry-mirror";
+    Inputs["InsecureRegistries"] = "insecure-registries";
     Inputs["GithubToken"] = "github-token";
 })(Inputs || (Inputs = {}));
 var Outputs;
 (function (Outputs) {
     Outputs["Accel"] = "accel";
     Outputs["StateDir"] = "state-dir";
+    Outputs["Services"] = "services";
 })(Outputs || (Outputs = {}));
 var constants_StateKeys;
 (function (StateKeys) {

@@ -1,11 +1,20 @@
 import * as core from '@actions/core';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAccelChoice } from '../install/accel.js';
 import { prepareHost } from '../lifecycle/host.js';
+import { pruneOrphanVms } from '../lifecycle/orphans.js';
+import {
+  portVariables,
+  servicesContext,
+  ServiceStartError,
+  upServices,
+  type ServiceStatus,
+} from '../lifecycle/up.js';
+import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';
-import { Inputs, Outputs } from './constants.js';
+import { Outputs } from './constants.js';
+import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
 import { saveStateDir } from './state.js';
 
@@ -26,33 +35,88 @@ async function installCli(stateDir: string): Promise<void> {
   core.addPath(binDir);
 }
 
+async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
+  if (statuses.length === 0) return;
+  const header = ['service', 'image', 'accel', 'boot ms', 'healthy ms', 'ports', 'memory'].map((data) => ({
+    data,
+    header: true,
+  }));
+  const rows = statuses.map((s) => [
+    s.name,
+    `${s.image}@${s.imageDigest}`,
+    s.accel,
+    String(s.bootMs),
+    String(s.healthyMs),
+    s.ports.map(formatPort).join(', '),
+    `${s.memoryMiB} MiB`,
+  ]);
+  await core.summary
+    .addHeading('hyper-services', 3)
+    .addTable([header, ...rows])
+    .write();
+}
+
 export async function mainRun(): Promise<void> {
   setCommandLogger((line) => core.debug(line));
-  const accelChoice = parseAccelChoice(core.getInput(Inputs.Accel), `input "${Inputs.Accel}"`);
+  const inputs = getInputs();
   const stateDir = jobStateDir();
   await mkdir(stateDir, { recursive: true });
   saveStateDir(stateDir);
   process.env.HYPER_STATE_DIR = stateDir;
   core.exportVariable('HYPER_STATE_DIR', stateDir);
 
-  if (accelChoice !== 'tcg' && process.env.GITHUB_ACTIONS === 'true') {
+  if (inputs.accel !== 'tcg' && process.env.GITHUB_ACTIONS === 'true') {
     core.info(await core.group('Enable KVM', enableKvm));
   }
   const host = await core.group('Install host tools and guest bundle', () =>
     prepareHost(
-      accelChoice,
+      inputs.accel,
       { info: core.info, warn: core.warning },
       {
         repository: process.env.GITHUB_ACTION_REPOSITORY,
         tag: process.env.GITHUB_ACTION_REF,
-        token: core.getInput(Inputs.GithubToken) || undefined,
+        token: inputs.githubToken,
       },
     ),
   );
+  await pruneOrphanVms(core.info);
   // Later `hyper` steps reuse this decision instead of probing again.
   core.exportVariable('HYPER_ACCEL', host.accel);
   core.setOutput(Outputs.Accel, host.accel);
   core.setOutput(Outputs.StateDir, stateDir);
   await installCli(stateDir);
-  core.info(`hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version})`);
+
+  let statuses: ServiceStatus[] = [];
+  if (inputs.services.length > 0) {
+    try {
+      statuses = await core.group(`Start ${inputs.services.length} service(s)`, () =>
+        upServices(
+          inputs.services,
+          host,
+          {
+            waitTimeoutMs: inputs.waitTimeoutMs,
+            registry: {
+              registryMirror: inputs.registryMirror,
+              insecureRegistries: inputs.insecureRegistries,
+            },
+            labels: { job: `${process.env.GITHUB_RUN_ID ?? ''}-${process.env.GITHUB_JOB ?? ''}` },
+          },
+          { info: core.info, warn: core.warning },
+        ),
+      );
+    } catch (error: unknown) {
+      if (error instanceof ServiceStartError) {
+        await core.group(`Log of ${error.service}`, async () =>
+          core.info(error.log || '(the service wrote nothing)'),
+        );
+      }
+      throw error;
+    }
+  }
+  core.setOutput(Outputs.Services, JSON.stringify(servicesContext(statuses)));
+  for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
+  await writeSummary(statuses);
+  core.info(
+    `hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version}, ${statuses.length} service(s))`,
+  );
 }

@@ -1,9 +1,15 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { ImageCatalog } from '../images/catalog.js';
 import { pruneImages } from '../images/prune.js';
 import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
 import { cacheDir } from '../lifecycle/dirs.js';
+import { ServiceStartError, upServices } from '../lifecycle/up.js';
+import { parseComposeFile } from '../spec/compose.js';
+import { validatePlan } from '../spec/plan.js';
+import { parseServicesInput } from '../spec/services-input.js';
 import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.js';
 import {
   execInService,
@@ -30,6 +36,8 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
+  up -f FILE [--wait-timeout S]  boot a services YAML or compose file, healthy, in dependency order
+  down [--time S]                stop and remove every VM
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
@@ -122,6 +130,75 @@ async function image(argv: string[], io: Io): Promise<number> {
   const result = await pruneImages(cacheDir(), { all: parsed.options.all === true, inUse });
   for (const name of result.removedImages) io.out(`untagged: ${name}\n`);
   io.out(`removed ${result.removedFiles} cached files, reclaimed ${formatBytes(result.reclaimedBytes)}\n`);
+  return 0;
+}
+
+/** A compose file has a top-level `services:` map; a services input has the services at the top. Pure. */
+export function isComposeFile(text: string): boolean {
+  return /^services\s*:/m.test(text);
+}
+
+async function up(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [
+    ...REGISTRY_OPTIONS,
+    { name: 'file', short: 'f', value: true },
+    { name: 'wait-timeout', value: true },
+    { name: 'accel', value: true },
+  ]);
+  const file = stringOption(parsed, 'file');
+  if (!file) throw new UsageError('hyper up needs -f FILE (a services YAML or a compose file)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error: unknown) {
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  const specs = isComposeFile(text)
+    ? parseComposeFile(
+        text,
+        path.resolve(file),
+        (p) => readFileSync(p, 'utf8'),
+        process.env as Record<string, string>,
+      )
+    : parseServicesInput(text, file);
+  validatePlan(specs);
+  const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+  const host = await prepareHost(accel, reporter(io));
+  const options = {
+    waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
+    registry: registrySettings(parsed),
+    labels: { compose: path.resolve(file) },
+  };
+  let statuses;
+  try {
+    statuses = await upServices(specs, host, options, reporter(io));
+  } catch (error: unknown) {
+    if (error instanceof ServiceStartError) {
+      io.err(`--- log of ${error.service} ---\n${error.log || '(the service wrote nothing)\n'}---\n`);
+    }
+    throw error;
+  }
+  const rows = statuses.map((s) => [
+    s.name,
+    s.image,
+    s.ports.map(formatPort).join(', '),
+    `${s.bootMs} ms`,
+    `${s.healthyMs} ms`,
+  ]);
+  io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY'], rows)}\n`);
+  return 0;
+}
+
+/** Stops (gracefully, then kill) and removes every VM in the state dir. */
+async function down(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+  const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+  const host = stateOnly();
+  for (const { record } of await listServices(host)) {
+    const code = await stopService(record.name, graceMs, host);
+    await removeService(record.name, true, host);
+    io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
+  }
   return 0;
 }
 
@@ -258,6 +335,8 @@ async function rm(argv: string[], io: Io): Promise<number> {
 
 const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   setup,
+  up,
+  down,
   pull,
   images,
   image,

@@ -3,17 +3,11 @@ import { execArgv } from '../guest/config.js';
 import type { ExecResult } from '../vm/hypervisor.js';
 import { sleep } from '../vm/process.js';
 import type { HostContext } from './host.js';
+import type { HealthcheckSpec } from '../spec/service.js';
 import type { VmRecord } from './record.js';
 import { vmState } from './service.js';
 
-/** A HEALTHCHECK in Docker's terms, durations in milliseconds. */
-export interface HealthcheckSpec {
-  test: string[];
-  intervalMs: number;
-  timeoutMs: number;
-  startPeriodMs: number;
-  retries: number;
-}
+export type { HealthcheckSpec } from '../spec/service.js';
 
 export class HealthError extends Error {
   override name = 'HealthError';

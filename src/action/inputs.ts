@@ -1,0 +1,58 @@
+import * as core from '@actions/core';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseAccelChoice, type AccelChoice } from '../install/accel.js';
+import { parseComposeFile } from '../spec/compose.js';
+import { validatePlan } from '../spec/plan.js';
+import { parseServicesInput } from '../spec/services-input.js';
+import type { ServiceSpec } from '../spec/service.js';
+import { SpecError } from '../spec/service.js';
+import { Inputs } from './constants.js';
+
+export interface ActionInputs {
+  accel: AccelChoice;
+  services: ServiceSpec[];
+  waitTimeoutMs: number;
+  registryMirror: string | undefined;
+  insecureRegistries: string[];
+  githubToken: string | undefined;
+}
+
+const DEFAULT_WAIT_TIMEOUT_S = 300;
+
+/** Reads and validates every input before anything happens. */
+export function getInputs(): ActionInputs {
+  const accel = parseAccelChoice(core.getInput(Inputs.Accel), `input "${Inputs.Accel}"`);
+  const services: ServiceSpec[] = [];
+  const servicesText = core.getInput(Inputs.Services);
+  if (servicesText.trim()) services.push(...parseServicesInput(servicesText, `input "${Inputs.Services}"`));
+  const composeFile = core.getInput(Inputs.ComposeFile);
+  if (composeFile) {
+    const file = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), composeFile);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error: unknown) {
+      throw new SpecError(`input "${Inputs.ComposeFile}": cannot read ${file}: ${(error as Error).message}`);
+    }
+    services.push(
+      ...parseComposeFile(text, file, (p) => readFileSync(p, 'utf8'), process.env as Record<string, string>),
+    );
+  }
+  validatePlan(services);
+  const waitText = core.getInput(Inputs.WaitTimeout) || String(DEFAULT_WAIT_TIMEOUT_S);
+  if (!/^\d+$/.test(waitText) || Number(waitText) < 1) {
+    throw new SpecError(`input "${Inputs.WaitTimeout}": "${waitText}" is not a number of seconds`);
+  }
+  return {
+    accel,
+    services,
+    waitTimeoutMs: Number(waitText) * 1000,
+    registryMirror: core.getInput(Inputs.RegistryMirror) || undefined,
+    insecureRegistries: core
+      .getInput(Inputs.InsecureRegistries)
+      .split(/[\s,]+/)
+      .filter(Boolean),
+    githubToken: core.getInput(Inputs.GithubToken) || undefined,
+  };
+}

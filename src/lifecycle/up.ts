@@ -1,0 +1,150 @@
+import type { PublishedPort } from '../network/ports.js';
+import { validatePlan } from '../spec/plan.js';
+import type { ServiceSpec } from '../spec/service.js';
+import { waitHealthy } from './health.js';
+import type { HostContext, Reporter } from './host.js';
+import type { VmRecord } from './record.js';
+import { runService, serviceLogs, type RegistrySettings, type RunRequest } from './service.js';
+
+export const DEFAULT_SERVICE_MEMORY_MIB = 512;
+const BOOT_TIMEOUT_MS = 120_000;
+
+export interface UpOptions {
+  /** How long each service may take from boot to healthy. */
+  waitTimeoutMs: number;
+  registry: RegistrySettings;
+  labels: Record<string, string>;
+}
+
+export interface ServiceStatus {
+  name: string;
+  image: string;
+  imageDigest: string;
+  accel: string;
+  memoryMiB: number;
+  ports: PublishedPort[];
+  bootMs: number;
+  healthyMs: number;
+}
+
+/** A service that failed to come up, with its log for the user. */
+export class ServiceStartError extends Error {
+  override name = 'ServiceStartError';
+  constructor(
+    readonly service: string,
+    message: string,
+    readonly log: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The `hyper run` request for one service of a services input or compose file. Pure. */
+export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
+  return {
+    name: spec.name,
+    image: spec.image,
+    ports: spec.ports,
+    env: spec.env,
+    memoryMiB: spec.memoryMiB ?? DEFAULT_SERVICE_MEMORY_MIB,
+    cpus: spec.cpus ?? 1,
+    entrypoint: spec.entrypoint,
+    command: spec.command ?? [],
+    user: spec.user,
+    workdir: spec.workdir,
+    healthcheck: spec.healthcheck,
+    labels: options.labels,
+    bootTimeoutMs: BOOT_TIMEOUT_MS,
+    registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
+  };
+}
+
+/**
+ * Boots services in dependency order: each wave (services whose dependencies
+ * are all up) boots in parallel and must be healthy before the next starts.
+ * The whole plan is validated before the first VM boots.
+ */
+export async function upServices(
+  specs: readonly ServiceSpec[],
+  host: HostContext,
+  options: UpOptions,
+  reporter: Reporter,
+): Promise<ServiceStatus[]> {
+  const waves = validatePlan([...specs]);
+  const statuses: ServiceStatus[] = [];
+  for (const wave of waves) {
+    const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
+    for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+  return statuses;
+}
+
+async function bootOne(
+  spec: ServiceSpec,
+  host: HostContext,
+  options: UpOptions,
+  reporter: Reporter,
+): Promise<ServiceStatus> {
+  const started = Date.now();
+  let record: VmRecord;
+  try {
+    record = await runService(runRequest(spec, options), host, (line) =>
+      reporter.info(`${spec.name}: ${line}`),
+    );
+  } catch (error: unknown) {
+    throw new ServiceStartError(
+      spec.name,
+      `service ${spec.name} failed to start: ${(error as Error).message}`,
+      '',
+    );
+  }
+  reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
+  try {
+    await waitHealthy(record, record.healthcheck, host, options.waitTimeoutMs);
+  } catch (error: unknown) {
+    throw new ServiceStartError(
+      spec.name,
+      `service ${spec.name}: ${(error as Error).message}`,
+      await serviceLogs(spec.name),
+    );
+  }
+  const healthyMs = Date.now() - started;
+  reporter.info(`${spec.name}: healthy after ${healthyMs} ms`);
+  return {
+    name: record.name,
+    image: record.image,
+    imageDigest: record.imageDigest,
+    accel: record.machine.accel,
+    memoryMiB: record.machine.memoryMiB,
+    ports: record.ports,
+    bootMs: record.bootMs ?? 0,
+    healthyMs,
+  };
+}
+
+/** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
+export function servicesContext(
+  statuses: readonly ServiceStatus[],
+): Record<string, { ports: Record<string, string> }> {
+  return Object.fromEntries(
+    statuses.map((s) => [
+      s.name,
+      { ports: Object.fromEntries(s.ports.map((p) => [String(p.containerPort), String(p.hostPort)])) },
+    ]),
+  );
+}
+
+/** One variable per published port: HYPER_<SERVICE>_PORT_<CONTAINER PORT>[_UDP] = host port. Pure. */
+export function portVariables(statuses: readonly ServiceStatus[]): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const status of statuses) {
+    const service = status.name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+    for (const port of status.ports) {
+      const suffix = port.protocol === 'udp' ? '_UDP' : '';
+      variables[`HYPER_${service}_PORT_${port.containerPort}${suffix}`] = String(port.hostPort);
+    }
+  }
+  return variables;
+}

@@ -1,0 +1,86 @@
+import { SpecError, type ServiceSpec } from './service.js';
+
+/**
+ * Checks the whole set of services before anything boots: unique names,
+ * dependencies that exist and form no cycle, no host port published twice,
+ * and no wait for the health of a service whose healthcheck is off. Returns
+ * the boot order as waves: each wave's dependencies are all in earlier waves,
+ * so a wave can boot in parallel. Pure.
+ */
+export function validatePlan(specs: readonly ServiceSpec[]): ServiceSpec[][] {
+  const byName = new Map<string, ServiceSpec>();
+  for (const spec of specs) {
+    if (byName.has(spec.name)) throw new SpecError(`service "${spec.name}" is defined twice`);
+    byName.set(spec.name, spec);
+  }
+  checkDependencies(specs, byName);
+  checkCycles(specs, byName);
+  checkPorts(specs);
+  return waves(specs);
+}
+
+function checkDependencies(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, ServiceSpec>): void {
+  for (const spec of specs) {
+    for (const { service, condition } of spec.dependsOn) {
+      const target = byName.get(service);
+      if (!target) {
+        throw new SpecError(
+          `service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`,
+        );
+      }
+      if (condition === 'service_healthy' && target.healthcheck === 'none') {
+        throw new SpecError(
+          `service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`,
+        );
+      }
+    }
+  }
+}
+
+/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
+function checkCycles(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, ServiceSpec>): void {
+  const done = new Set<string>();
+  const path: string[] = [];
+  const visit = (name: string): void => {
+    const at = path.indexOf(name);
+    if (at >= 0) {
+      const cycle = [...path.slice(at), name].join(' -> ');
+      throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
+    }
+    if (done.has(name)) return;
+    path.push(name);
+    for (const dependency of byName.get(name)?.dependsOn ?? []) visit(dependency.service);
+    path.pop();
+    done.add(name);
+  };
+  for (const spec of specs) visit(spec.name);
+}
+
+function checkPorts(specs: readonly ServiceSpec[]): void {
+  const owners = new Map<string, string>();
+  for (const spec of specs) {
+    for (const port of spec.ports) {
+      if (port.hostPort === 0) continue;
+      const key = `${port.hostPort}/${port.protocol}`;
+      const owner = owners.get(key);
+      if (owner === spec.name) throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
+      if (owner !== undefined) {
+        throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
+      }
+      owners.set(key, spec.name);
+    }
+  }
+}
+
+function waves(specs: readonly ServiceSpec[]): ServiceSpec[][] {
+  const result: ServiceSpec[][] = [];
+  const booted = new Set<string>();
+  let waiting = [...specs];
+  while (waiting.length > 0) {
+    const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
+    for (const spec of wave) booted.add(spec.name);
+    waiting = waiting.filter((spec) => !booted.has(spec.name));
+    result.push(wave);
+  }
+  return result;
+}

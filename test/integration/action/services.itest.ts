@@ -1,0 +1,156 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
+import { busyboxLayout } from '../../support/fixtures.js';
+import { RunnerJob } from '../../support/runner.js';
+
+// dist/main with a `services:` input, then dist/post, as the runner runs them.
+// The services are busybox httpd VMs from the OCI layout the tests build.
+let image: string;
+beforeAll(async () => {
+  image = `oci:${await busyboxLayout()}`;
+});
+
+const MAIN = path.resolve('dist/main/index.js');
+const POST = path.resolve('dist/post/index.js');
+
+async function expectNothingLeft(job: RunnerJob): Promise<void> {
+  expect(await qemuProcessesUnder(job.dir)).toEqual([]);
+  expect(await readdir(job.runnerTemp).catch(() => [])).toEqual([]);
+}
+
+test('services boot in dependency order, healthy, with outputs, port variables and a summary; post tears them down', async () => {
+  const job = await RunnerJob.create();
+  try {
+    const services = `
+web:
+  image: ${image}
+  ports: ['80']
+  options: --health-cmd "wget -q -O /dev/null http://127.0.0.1:80/" --health-interval 1s
+api:
+  image: ${image}
+  ports: ['8080:80']
+  env:
+    ROLE: api
+  depends-on:
+    web: { condition: service_healthy }
+`;
+    const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '120' });
+    expect(main.stdout).not.toContain('::error::');
+    expect(main.exitCode).toBe(0);
+    expect(main.stdout).toContain('web: healthy after');
+
+    const outputs = await job.outputs();
+    const context = JSON.parse(outputs.services as string) as Record<
+      string,
+      { ports: Record<string, string> }
+    >;
+    expect(context.api?.ports).toEqual({ '80': '8080' });
+    const webPort = context.web?.ports['80'] as string;
+    expect(Number(webPort)).toBeGreaterThan(0);
+    const env = await job.env();
+    expect(env.HYPER_WEB_PORT_80).toBe(webPort);
+    expect(env.HYPER_API_PORT_80).toBe('8080');
+    expect(await httpGet(`http://127.0.0.1:${webPort}/`)).toContain('hello');
+    expect(await httpGet('http://127.0.0.1:8080/')).toContain('hello');
+
+    // The dependent was created only after its dependency was healthy.
+    const record = async (name: string) =>
+      JSON.parse(
+        await readFile(path.join(env.HYPER_STATE_DIR as string, 'vms', name, 'vm.json'), 'utf8'),
+      ) as { createdAt: string };
+    const lines = main.stdout.split('\n');
+    expect(lines.findIndex((l) => l.includes('web: healthy after'))).toBeLessThan(
+      lines.findIndex((l) => l.includes('api: VM running')),
+    );
+    expect(Date.parse((await record('api')).createdAt)).toBeGreaterThan(
+      Date.parse((await record('web')).createdAt),
+    );
+
+    const summary = await readFile(job.file('summary'), 'utf8');
+    expect(summary).toContain(
+      '<th>service</th><th>image</th><th>accel</th><th>boot ms</th><th>healthy ms</th><th>ports</th><th>memory</th>',
+    );
+    expect(summary).toMatch(/<td>web<\/td><td>oci:[^<]+@sha256:[0-9a-f]{64}<\/td><td>tcg<\/td>/);
+
+    const post = await job.step(POST, {});
+    expect(post.exitCode).toBe(0);
+    expect(post.stdout).toContain('::group::Logs of web');
+    expect(post.stdout).not.toContain('::warning::');
+    const usage = await readFile(job.file('summary'), 'utf8');
+    expect(usage).toContain('<th>service</th><th>VM-seconds</th><th>CPU-seconds</th><th>peak memory</th>');
+    await expectNothingLeft(job);
+  } finally {
+    await job.remove();
+  }
+});
+
+describe('bad input fails main with a clear message and leaves nothing after post', () => {
+  test.each([
+    ['malformed YAML', 'db:\n  image: [redis\n', /::error::input "services": YAML error at line \d+/],
+    [
+      'an unknown key',
+      'db:\n  imgae: redis\n',
+      /::error::input "services": services\.db\.imgae \(line 2\) is not a known key; valid keys: image, /,
+    ],
+    [
+      'an unsupported option',
+      'db:\n  image: redis\n  options: --privileged\n',
+      /::error::.*--privileged.*not supported/,
+    ],
+    [
+      'two services asking for one host port',
+      'a:\n  image: redis\n  ports: ["6379:6379"]\nb:\n  image: redis\n  ports: ["6379:6380"]\n',
+      /::error::.*6379/,
+    ],
+    [
+      'a dependency cycle',
+      'a:\n  image: redis\n  depends-on: [b]\nb:\n  image: redis\n  depends-on: [a]\n',
+      /::error::.*a -> b -> a/,
+    ],
+  ])('%s', async (_what, services, message) => {
+    const job = await RunnerJob.create();
+    try {
+      const main = await job.step(MAIN, { services, accel: 'tcg' });
+      expect(main.exitCode).toBe(1);
+      expect(main.stdout).toMatch(message);
+      const post = await job.step(POST, {});
+      expect(post.exitCode).toBe(0);
+      await expectNothingLeft(job);
+    } finally {
+      await job.remove();
+    }
+  });
+
+  test('a service that never becomes healthy fails after wait-timeout and shows its log', async () => {
+    const job = await RunnerJob.create();
+    try {
+      const services = `sick:\n  image: ${image}\n  command: ["-p", "80"]\n  options: --health-cmd "echo not today >&2; exit 1"\n`;
+      const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '5' });
+      expect(main.exitCode).toBe(1);
+      expect(main.stdout).toMatch(
+        /::error::service sick: sick did not become healthy within 5 s \(last: exit code 1: not today\)/,
+      );
+      expect(main.stdout).toContain('::group::Log of sick');
+      await job.step(POST, {});
+      await expectNothingLeft(job);
+    } finally {
+      await job.remove();
+    }
+  });
+
+  test('a service that exits at once shows its exit code and log', async () => {
+    const job = await RunnerJob.create();
+    try {
+      const services = `dies:\n  image: ${image}\n  entrypoint: /bin/sh\n  command: ["-c", "echo giving up >&2; exit 3"]\n`;
+      const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '60' });
+      expect(main.exitCode).toBe(1);
+      expect(main.stdout).toMatch(/::error::service dies.*(exited with code 3|exited at once with code 3)/);
+      expect(main.stdout).toContain('giving up');
+      await job.step(POST, {});
+      await expectNothingLeft(job);
+    } finally {
+      await job.remove();
+    }
+  });
+});

@@ -1,0 +1,363 @@
+import { parseComposeFile, parseComposeProject } from '../../../src/spec/compose.js';
+import { specError } from './spec-error.js';
+
+const FILE = '/repo/ci/compose.yml';
+const SERVICE_KEYS =
+  'image, environment, env_file, ports, volumes, command, entrypoint, healthcheck, depends_on, working_dir, user, tmpfs, mem_limit, cpus, container_name, networks';
+
+/** A readFile over a Map, as the compose parser is given one. */
+function files(entries: Record<string, string>): (path: string) => string {
+  const map = new Map(Object.entries(entries));
+  return (path) => {
+    const text = map.get(path);
+    if (text === undefined) {
+      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+    }
+    return text;
+  };
+}
+const noFiles = files({});
+const parse = (text: string, variables = {}) => parseComposeFile(text, FILE, noFiles, variables);
+
+describe('parseComposeFile: good files', () => {
+  test('every supported key', () => {
+    const text = `
+version: "3.9"
+name: shop
+x-common: &common
+  mem_limit: 1.5g
+  cpus: 0.5
+services:
+  db:
+    <<: *common
+    image: postgres:\${PG_VERSION:-16}
+    container_name: ignored
+    env_file:
+      - db.env
+      - path: ../secrets/missing.env
+        required: false
+    environment:
+      POSTGRES_USER: \${DB_USER}
+      POSTGRES_DB: shop
+      FROM_HOST:
+      NOT_ON_HOST:
+    ports:
+      - "5432:5432"
+      - 8125:8125/udp
+      - target: 9187
+      - target: 9000
+        published: "19000"
+        host_ip: 0.0.0.0
+        protocol: udp
+      - target: 80
+        published: 8080
+        host_ip: "::1"
+    volumes:
+      - pgdata:/var/lib/postgresql/data
+      - type: bind
+        source: ./init
+        target: /docker-entrypoint-initdb.d
+        read_only: true
+      - type: volume
+        target: /anon
+      - type: tmpfs
+        target: /scratch
+    command: postgres -c "shared_buffers=256MB"
+    entrypoint: ["docker-entrypoint.sh"]
+    healthcheck:
+      test: ["CMD-SHELL", "pg_isready -U $\${POSTGRES_USER}"]
+      interval: 1m30s
+      timeout: 500ms
+      start_period: 2.5s
+      retries: 10
+    working_dir: /var/lib/postgresql
+    user: "999:999"
+    tmpfs: /run
+    networks: [backend]
+  web:
+    image: nginx
+    mem_limit: 268435456
+    environment:
+      - MODE=production
+      - FROM_HOST
+      - NOT_ON_HOST
+    tmpfs:
+      - /tmp
+      - /var/cache/nginx:size=64m
+    user: 101
+    healthcheck:
+      test: ["NONE"]
+    depends_on:
+      db:
+        condition: service_healthy
+    networks:
+      backend:
+      frontend: {}
+  worker:
+    image: busybox
+    command: [sleep, 3600]
+    entrypoint: ""
+    depends_on: [db, web]
+volumes:
+  pgdata:
+  cache:
+    driver: local
+networks:
+  backend:
+  frontend: {}
+`;
+    const readFile = files({
+      '/repo/ci/db.env': '# db settings\nPOSTGRES_PASSWORD="s3cret"\nexport POSTGRES_DB=ignored\n',
+    });
+    const project = parseComposeProject(text, FILE, readFile, { DB_USER: 'app', FROM_HOST: 'h' });
+    expect(project.volumes).toEqual(['pgdata', 'cache']);
+    const [db, web, worker] = project.services;
+    expect(db).toEqual({
+      name: 'db',
+      image: 'postgres:16',
+      env: [
+        'POSTGRES_PASSWORD=s3cret',
+        'POSTGRES_DB=ignored',
+        'POSTGRES_USER=app',
+        'POSTGRES_DB=shop',
+        'FROM_HOST=h',
+      ],
+      ports: [
+        { hostIp: '127.0.0.1', hostPort: 5432, containerPort: 5432, protocol: 'tcp' },
+        { hostIp: '127.0.0.1', hostPort: 8125, containerPort: 8125, protocol: 'udp' },
+        { hostIp: '127.0.0.1', hostPort: 0, containerPort: 9187, protocol: 'tcp' },
+        { hostIp: '0.0.0.0', hostPort: 19000, containerPort: 9000, protocol: 'udp' },
+        { hostIp: '::1', hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      ],
+      volumes: ['pgdata:/var/lib/postgresql/data', './init:/docker-entrypoint-initdb.d:ro', '/anon'],
+      command: ['postgres', '-c', 'shared_buffers=256MB'],
+      entrypoint: ['docker-entrypoint.sh'],
+      healthcheck: {
+        test: ['CMD-SHELL', 'pg_isready -U ${POSTGRES_USER}'],
+        intervalMs: 90_000,
+        timeoutMs: 500,
+        startPeriodMs: 2_500,
+        retries: 10,
+      },
+      memoryMiB: 1536,
+      cpus: 1,
+      dependsOn: [],
+      workdir: '/var/lib/postgresql',
+      user: '999:999',
+      tmpfs: ['/run', '/scratch'],
+    });
+    expect(web).toEqual({
+      name: 'web',
+      image: 'nginx',
+      env: ['MODE=production', 'FROM_HOST=h'],
+      ports: [],
+      volumes: [],
+      healthcheck: 'none',
+      memoryMiB: 256,
+      dependsOn: [{ service: 'db', condition: 'service_healthy' }],
+      user: '101',
+      tmpfs: ['/tmp', '/var/cache/nginx:size=64m'],
+    });
+    expect(worker).toMatchObject({
+      command: ['sleep', '3600'],
+      entrypoint: [],
+      dependsOn: [
+        { service: 'db', condition: 'service_started' },
+        { service: 'web', condition: 'service_started' },
+      ],
+    });
+  });
+
+  test('env_file: one path, relative to the compose file, read through readFile', () => {
+    const readFile = files({ '/repo/ci/app.env': 'A=1\nB="two words"\n', '/etc/shared.env': 'C=3' });
+    const text =
+      'services:\n  app:\n    image: busybox\n    env_file: app.env\n  other:\n    image: busybox\n    env_file: [/etc/shared.env]\n';
+    const [app, other] = parseComposeFile(text, FILE, readFile);
+    expect(app?.env).toEqual(['A=1', 'B=two words']);
+    expect(other?.env).toEqual(['C=3']);
+  });
+
+  test.each([
+    ['${TAG}', { TAG: '1.2' }, '1.2'],
+    ['${TAG:-latest}', {}, 'latest'],
+    ['${TAG:-latest}', { TAG: '' }, 'latest'],
+    ['${TAG-latest}', { TAG: '' }, ''],
+    ['${TAG:+set}', { TAG: 'x' }, 'set'],
+    ['$TAG-$TAG', { TAG: 'musl' }, 'musl-musl'],
+    ['${MISSING}', {}, ''],
+  ])('interpolation: %s with %j', (expression, variables, value) => {
+    const text = `services:\n  app:\n    image: busybox\n    environment:\n      V: "${expression}"\n`;
+    expect(parse(text, variables)[0]?.env).toEqual([`V=${value}`]);
+  });
+
+  test('interpolation applies to values, not keys, and $$ is a literal $', () => {
+    const text =
+      'services:\n  app:\n    image: busybox\n    environment:\n      $$KEY: $${NOT} ${SET}\n    cpus: ${CPUS}\n';
+    expect(parse(text, { SET: 'yes', CPUS: '3' })[0]).toMatchObject({ env: ['$$KEY=${NOT} yes'], cpus: 3 });
+  });
+
+  test('networks without options, top-level and per service, are accepted', () => {
+    const text = 'services:\n  app:\n    image: busybox\n    networks: { default: }\nnetworks:\n  default:\n';
+    expect(parse(text)).toHaveLength(1);
+  });
+
+  test('an empty services map has no services', () => {
+    expect(parse('services: {}\n')).toEqual([]);
+  });
+});
+
+describe('parseComposeFile: bad files, exact messages', () => {
+  test.each([
+    [
+      'malformed YAML',
+      'services:\n  app:\n    image: busybox\n   ports: []\n',
+      `${FILE}: YAML error at line 4: All mapping items must start at the same column`,
+    ],
+    [
+      'tabs',
+      'services:\n  app:\n\timage: busybox\n',
+      `${FILE}: YAML error at line 3: Tabs are not allowed as indentation`,
+    ],
+    ['no services', 'version: "3"\n', `${FILE}: services: is missing; a compose file needs a services: map`],
+    ['an empty file', '', `${FILE}: the file is empty; a compose file needs a services: map`],
+    [
+      'an unknown top-level key',
+      'services: {}\nconfigs: {}\n',
+      `${FILE}: configs (line 2) is not a known key; valid keys: services, version, name, volumes, networks`,
+    ],
+    [
+      'build',
+      'services:\n  app:\n    build: .\n    image: app\n',
+      `${FILE}: services.app.build (line 3): images must come from a registry; hyper-services does not build images (use image:)`,
+    ],
+    [
+      'an unknown service key',
+      'services:\n  app:\n    image: busybox\n    restart: always\n',
+      `${FILE}: services.app.restart (line 4) is not a known key; valid keys: ${SERVICE_KEYS}`,
+    ],
+    [
+      'a missing image',
+      'services:\n  app:\n    command: sleep 1\n',
+      `${FILE}: services.app (line 2): service "app" has no image; add image: NAME[:TAG]`,
+    ],
+    [
+      'a bad short port',
+      'services:\n  app:\n    image: busybox\n    ports: ["54x2"]\n',
+      `${FILE}: services.app.ports[0] (line 4): "54x2" is not a port mapping: "54x2" is not a port; use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"`,
+    ],
+    [
+      'a long port without target',
+      'services:\n  app:\n    image: busybox\n    ports:\n      - published: 80\n',
+      `${FILE}: services.app.ports[0] (line 5): target is missing; give the container port`,
+    ],
+    [
+      'a long port with an unknown key',
+      'services:\n  app:\n    image: busybox\n    ports:\n      - target: 80\n        mode: host\n',
+      `${FILE}: services.app.ports[0].mode (line 6) is not a known key; valid keys: target, published, host_ip, protocol`,
+    ],
+    [
+      'a long port with a bad protocol',
+      'services:\n  app:\n    image: busybox\n    ports:\n      - { target: 53, protocol: sctp }\n',
+      `${FILE}: services.app.ports[0] (line 5): "53/sctp" is not a port mapping: protocol "sctp" is not tcp or udp`,
+    ],
+    [
+      'ports not a list',
+      'services:\n  app:\n    image: busybox\n    ports: { target: 80 }\n',
+      `${FILE}: services.app.ports (line 4): expected a list, got a map`,
+    ],
+    [
+      'a volume of an unknown type',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: npipe\n        target: /x\n',
+      `${FILE}: services.app.volumes[0] (line 5): type is "npipe"; use volume, bind or tmpfs`,
+    ],
+    [
+      'a bind mount without source',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: bind\n        target: /x\n',
+      `${FILE}: services.app.volumes[0] (line 5): source is missing; a bind mount needs the host path`,
+    ],
+    [
+      'a volume that is a number',
+      'services:\n  app:\n    image: busybox\n    volumes: [5]\n',
+      `${FILE}: services.app.volumes[0] (line 4): expected a volume such as ./data:/data, or a map with type, source and target, got a number`,
+    ],
+    [
+      'service_completed_successfully',
+      'services:\n  app:\n    image: busybox\n    depends_on:\n      migrate:\n        condition: service_completed_successfully\n',
+      `${FILE}: services.app.depends_on.migrate.condition (line 6): service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy`,
+    ],
+    [
+      'a depends_on option other than condition',
+      'services:\n  app:\n    image: busybox\n    depends_on:\n      db:\n        restart: true\n',
+      `${FILE}: services.app.depends_on.db.restart (line 6) is not a known key; valid keys: condition`,
+    ],
+    [
+      'top-level network options',
+      'services: {}\nnetworks:\n  backend:\n    driver: bridge\n',
+      `${FILE}: networks.backend.driver (line 4): network options are not supported yet: every service shares one network`,
+    ],
+    [
+      'service network options',
+      'services:\n  app:\n    image: busybox\n    networks:\n      backend:\n        aliases: [api]\n',
+      `${FILE}: services.app.networks.backend.aliases (line 6): network options are not supported yet: every service shares one network`,
+    ],
+    [
+      'an env_file that is not there',
+      'services:\n  app:\n    image: busybox\n    env_file: ./app.env\n',
+      `${FILE}: services.app.env_file (line 4): cannot read /repo/ci/app.env: ENOENT: no such file or directory, open '/repo/ci/app.env'`,
+    ],
+    [
+      'an env_file with a bad line',
+      'services:\n  app:\n    image: busybox\n    env_file: [bad.env]\n',
+      `${FILE}: services.app.env_file[0] (line 4): bad.env line 2: "NOT VALID" is not KEY=VALUE`,
+    ],
+    [
+      'environment with a bad name',
+      'services:\n  app:\n    image: busybox\n    environment:\n      - =x\n',
+      `${FILE}: services.app.environment[0] (line 5): "" is not a variable name`,
+    ],
+    [
+      'a required variable that is unset',
+      'services:\n  app:\n    image: busybox:${TAG:?set TAG}\n',
+      `${FILE}: services.app.image (line 3): variable TAG is required: set TAG`,
+    ],
+    [
+      'a bad mem_limit',
+      'services:\n  app:\n    image: busybox\n    mem_limit: 1q\n',
+      `${FILE}: services.app.mem_limit (line 4): "1q" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`,
+    ],
+    [
+      'a service that is null',
+      'services:\n  app:\n',
+      `${FILE}: services.app (line 2): expected a map with at least image:, got null`,
+    ],
+    [
+      'services that are a list',
+      'services:\n  - app\n',
+      `${FILE}: services (line 1): expected a map, got a list`,
+    ],
+    [
+      'a healthcheck test that is a map',
+      'services:\n  app:\n    image: busybox\n    healthcheck:\n      test: { cmd: x }\n',
+      `${FILE}: services.app.healthcheck.test (line 5): expected a string or a list led by CMD, CMD-SHELL or NONE, got a map`,
+    ],
+    ['a top level that is a list', '- services\n', `${FILE}: expected a map, got a list`],
+    [
+      'environment that is a string',
+      'services:\n  app:\n    image: busybox\n    environment: A=1\n',
+      `${FILE}: services.app.environment (line 4): expected a map or a list of KEY=VALUE, got a string`,
+    ],
+    [
+      'a merge of something that is not a map',
+      'x-a: &a [1]\nservices:\n  app:\n    <<: *a\n    image: busybox\n',
+      `${FILE}: services.app.<< (line 4): expected a map or a list of maps to merge, got a list`,
+    ],
+    [
+      'a command that is a number',
+      'services:\n  app:\n    image: busybox\n    command: 5\n',
+      `${FILE}: services.app.command (line 4): expected a string or a list of strings, got a number`,
+    ],
+  ])('%s', (_what, text, message) => {
+    const readFile = files({ '/repo/ci/bad.env': 'OK=1\nNOT VALID\n' });
+    expect(specError(() => parseComposeFile(text, FILE, readFile))).toBe(message);
+  });
+});
