@@ -6,22 +6,36 @@ import { execa } from 'execa';
 import { cacheDir } from '../../src/lifecycle/dirs.js';
 
 const BUILDER = path.resolve('test/fixtures/build-busybox-image.sh');
+const SERVICE_BUILDER = path.resolve('test/fixtures/build-service-images.sh');
+const PG_ENTRYPOINT = path.resolve('test/fixtures/pg-entrypoint.sh');
 
 /**
  * The busybox httpd OCI layout, built once per builder version and kept in
  * the cache dir, so test runs after the first reuse it.
  */
 export async function busyboxLayout(): Promise<string> {
-  const hash = createHash('sha256')
-    .update(await readFile(BUILDER))
-    .digest('hex')
-    .slice(0, 12);
-  const target = path.join(cacheDir(), 'fixtures', `busybox-httpd-${hash}`);
-  if (await stat(path.join(target, 'index.json')).catch(() => undefined)) return target;
+  return cachedFixture('busybox-httpd', [BUILDER], 'index.json');
+}
+
+/** Redis and postgres OCI layouts built from the host distro's packages (debootstrap). */
+export async function serviceImageLayouts(): Promise<{ redis: string; postgres: string }> {
+  const dir = await cachedFixture('service-images', [SERVICE_BUILDER, PG_ENTRYPOINT], 'postgres/index.json');
+  return { redis: path.join(dir, 'redis'), postgres: path.join(dir, 'postgres') };
+}
+
+/**
+ * Runs the first builder into a temp dir beside the cache entry and renames it
+ * into place; keyed by the content of every file that defines the fixture.
+ */
+async function cachedFixture(name: string, builders: string[], marker: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of builders) hash.update(await readFile(file));
+  const target = path.join(cacheDir(), 'fixtures', `${name}-${hash.digest('hex').slice(0, 12)}`);
+  if (await stat(path.join(target, marker)).catch(() => undefined)) return target;
   await mkdir(path.dirname(target), { recursive: true });
   const work = await mkdtemp(`${target}.tmp-`);
   try {
-    await execa('bash', [BUILDER, work]);
+    await execa('bash', [builders[0] as string, work]);
     await rename(work, target).catch(async (error: unknown) => {
       // Another test file built it first; theirs is as good as ours.
       if (!(await stat(target).catch(() => undefined))) throw error;

@@ -1,7 +1,6 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { blobOf } from '../../support/registry/image.js';
-import { pushBlob, pushClient, pushManifest } from '../../support/registry/push.js';
+import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
 import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
@@ -26,18 +25,7 @@ beforeAll(async () => {
   process.env.HYPER_STATE_DIR = stateDir;
 
   registry = await startRegistry({ auth: 'token' });
-  const layout = await busyboxLayout();
-  const blob = async (digest: string, mediaType: string) =>
-    blobOf(await readFile(path.join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length))), mediaType);
-  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
-  const manifestDescriptor = index.manifests[0];
-  const manifestBlob = await blob(manifestDescriptor.digest, manifestDescriptor.mediaType);
-  const manifest = JSON.parse(manifestBlob.bytes.toString());
-  const client = pushClient(registry, 'demo/httpd');
-  await pushBlob(client, await blob(manifest.config.digest, manifest.config.mediaType));
-  for (const layer of manifest.layers) await pushBlob(client, await blob(layer.digest, layer.mediaType));
-  await pushManifest(client, '1', manifestBlob);
-  reference = `${registry.host}/demo/httpd:1`;
+  reference = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
   process.env.HYPER_REGISTRY_USERNAME = registry.credentials?.username;
   process.env.HYPER_REGISTRY_PASSWORD = registry.credentials?.password;
 });
