@@ -1,0 +1,186 @@
+/**
+ * Action benchmark: dist/main then dist/post, run as the Actions runner runs
+ * them, with the Debian-built redis and postgres images served by a local
+ * registry. Medians over N runs of:
+ *   cold: main with an empty image cache (pull, verify, unpack, mkfs, boot, health);
+ *   warm: main with the images and root filesystems cached;
+ *   first healthy: from main's start to the first "healthy" line it prints;
+ *   teardown: the post step.
+ * Baseline, in the same run: redis-server and postgres started as plain host
+ * processes (no VM) until they answer; the no-isolation floor.
+ *
+ * Usage: bench/run-ts action [--runs N]   (default 3). Prints figures; asserts nothing.
+ */
+import { execa } from 'execa';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { serviceImageLayouts } from '../test/support/fixtures.js';
+import { pushLayout } from '../test/support/registry/push-layout.js';
+import { startRegistry } from '../test/support/registry/registry.js';
+import { RunnerJob } from '../test/support/runner.js';
+
+const MAIN = path.resolve('dist/main/index.js');
+const POST = path.resolve('dist/post/index.js');
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what} did not answer within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** redis-server and postgres as host processes, until each answers; returns ms. */
+async function hostBaseline(): Promise<number | undefined> {
+  const pgBin = (
+    await execa('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin | head -n1'], { reject: false })
+  ).stdout.trim();
+  const haveRedis = (await execa('sh', ['-c', 'command -v redis-server'], { reject: false })).exitCode === 0;
+  if (!pgBin || !haveRedis) return undefined;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-baseline-'));
+  await execa('chown', ['nobody', dir]);
+  const asNobody = (cmd: string[]) => ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...cmd];
+  const start = performance.now();
+  const redis = execa('redis-server', ['--port', '16399', '--bind', '127.0.0.1', '--save', ''], {
+    reject: false,
+  });
+  const [first, ...rest] = asNobody([
+    `${pgBin}/initdb`,
+    '-D',
+    `${dir}/data`,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '--no-sync',
+  ]);
+  await execa(first as string, rest);
+  const [pgFirst, ...pgRest] = asNobody([
+    `${pgBin}/postgres`,
+    '-D',
+    `${dir}/data`,
+    '-p',
+    '15499',
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+  ]);
+  const pg = execa(pgFirst as string, pgRest, { reject: false });
+  try {
+    await until(
+      'host redis',
+      async () => (await execa('redis-cli', ['-p', '16399', 'ping'])).stdout === 'PONG',
+    );
+    await until(
+      'host postgres',
+      async () =>
+        (await execa('psql', ['-h', '127.0.0.1', '-p', '15499', '-U', 'postgres', '-tAc', 'select 1']))
+          .stdout === '1',
+    );
+    return performance.now() - start;
+  } finally {
+    redis.kill('SIGTERM');
+    pg.kill('SIGINT');
+    await Promise.allSettled([redis, pg]);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const runs = args[0] === '--runs' ? Number(args[1]) : 3;
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('usage: bench/run-ts action [--runs N]');
+  const layouts = await serviceImageLayouts();
+  const registry = await startRegistry({ auth: 'anonymous' });
+  const services =
+    `redis:\n  image: ${await pushLayout(registry, layouts.redis, 'bench/redis', '7')}\n  ports: ['6379']\n` +
+    `db:\n  image: ${await pushLayout(registry, layouts.postgres, 'bench/postgres', '15')}\n  ports: ['5432']\n`;
+  const figures = {
+    cold: [] as number[],
+    warm: [] as number[],
+    firstHealthy: [] as number[],
+    teardown: [] as number[],
+    host: [] as number[],
+  };
+  const sharedCache = await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-cache-'));
+  // The guest bundle is a tool, not an image: every run shares the usual one, so cold measures images.
+  const toolCache = path.join(
+    process.env.HYPER_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'hyper'),
+    'toolcache',
+  );
+  try {
+    for (let i = 0; i < runs; i++) {
+      for (const kind of ['cold', 'warm'] as const) {
+        const cache =
+          kind === 'cold' ? await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-cold-')) : sharedCache;
+        if (kind === 'warm' && i === 0) {
+          // Fill the warm cache once, outside the figures.
+          const fill = await RunnerJob.create();
+          await fill.step(
+            MAIN,
+            { services, accel: 'tcg' },
+            { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache },
+          );
+          await fill.step(POST, {}, { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache });
+          await fill.remove();
+        }
+        const job = await RunnerJob.create();
+        const start = performance.now();
+        const mainStep = await job.step(
+          MAIN,
+          { services, accel: 'tcg', 'wait-timeout': '300' },
+          { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache },
+        );
+        const mainMs = performance.now() - start;
+        if (mainStep.exitCode !== 0) throw new Error(`main failed:\n${mainStep.stdout}`);
+        const healthy = [...mainStep.stdout.matchAll(/: healthy after (\d+) ms/g)].map((m) => Number(m[1]));
+        const postStart = performance.now();
+        await job.step(POST, {}, { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache });
+        figures.teardown.push(performance.now() - postStart);
+        figures[kind].push(mainMs);
+        if (kind === 'warm') figures.firstHealthy.push(Math.min(...healthy));
+        await job.remove();
+        if (kind === 'cold') await rm(cache, { recursive: true, force: true });
+      }
+      const host = await hostBaseline();
+      if (host !== undefined) figures.host.push(host);
+      console.error(`run ${i + 1}/${runs} done`);
+    }
+  } finally {
+    await registry.stop();
+    await rm(sharedCache, { recursive: true, force: true });
+  }
+  const fmt = (values: number[]) =>
+    `${Math.round(median(values))} ms  [${values.map((v) => Math.round(v)).join(' ')}]`;
+  console.log(`Action benchmark: bench/run-ts action, ${runs} runs, ${new Date().toISOString()}`);
+  console.log(
+    `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.cpus()[0]?.model ?? '?'}, accel tcg`,
+  );
+  console.log(`main, cold (empty image cache): ${fmt(figures.cold)}`);
+  console.log(`main, warm (images cached):     ${fmt(figures.warm)}`);
+  console.log(`first healthy (warm, boot to healthy of the first service): ${fmt(figures.firstHealthy)}`);
+  console.log(`post (teardown):                ${fmt(figures.teardown)}`);
+  if (figures.host.length) {
+    console.log(`host processes (no VM), start to both answering: ${fmt(figures.host)}`);
+    console.log(
+      `ratio warm main / host: ${(median(figures.warm) / median(figures.host)).toFixed(1)}x; cold / host: ${(median(figures.cold) / median(figures.host)).toFixed(1)}x`,
+    );
+  } else {
+    console.log('host baseline skipped: install redis-server and postgresql on the host for it');
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exitCode = 1;
+});
