@@ -60058,19 +60058,10 @@ async function pruneOrphanVms(log) {
     return killed;
 }
 
-;// CONCATENATED MODULE: ./src/spec/service.ts
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends Error {
-    name = 'SpecError';
-}
+;// CONCATENATED MODULE: ./src/images/run-config.ts
 /** Docker's defaults for healthcheck fields left unset. */
-const HEALTHCHECK_DEFAULTS = {
-    intervalMs: 30_000,
-    timeoutMs: 30_000,
-    startPeriodMs: 0,
-    retries: 3,
-};
-/** A healthcheck with Docker's defaults where a field is absent or 0. */
+const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
+/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
 function healthcheck(test, fields) {
     return {
         test,
@@ -60079,6 +60070,43 @@ function healthcheck(test, fields) {
         startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
         retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
     };
+}
+const NS_PER_MS = 1_000_000;
+/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
+function imageHealthcheck(config) {
+    const check = config.config?.Healthcheck;
+    const test = check?.Test ?? [];
+    if (test.length === 0 || test[0] === 'NONE')
+        return undefined;
+    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
+    return healthcheck(test, {
+        intervalMs: ms(check?.Interval),
+        timeoutMs: ms(check?.Timeout),
+        startPeriodMs: ms(check?.StartPeriod),
+        retries: check?.Retries ?? 0,
+    });
+}
+/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
+function imageRunConfig(config) {
+    const c = config.config ?? {};
+    return {
+        entrypoint: c.Entrypoint ?? [],
+        cmd: c.Cmd ?? [],
+        env: c.Env ?? [],
+        workingDir: c.WorkingDir || '/',
+        user: c.User ?? '',
+        stopSignal: c.StopSignal || 'SIGTERM',
+        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
+        volumes: Object.keys(c.Volumes ?? {}),
+        healthcheck: imageHealthcheck(config),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/spec/service.ts
+
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends Error {
+    name = 'SpecError';
 }
 // A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
 const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
@@ -62775,39 +62803,6 @@ async function pull(name, options) {
         configDigest: pulled.configDigest,
         config: pulled.config,
         layers: pulled.layers,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/images/run-config.ts
-const NS_PER_MS = 1_000_000;
-/** Docker's defaults for a HEALTHCHECK that leaves a field unset (0). Pure. */
-function imageHealthcheck(config) {
-    const check = config.config?.Healthcheck;
-    const test = check?.Test ?? [];
-    if (test.length === 0 || test[0] === 'NONE')
-        return undefined;
-    const ms = (ns, fallback) => ns ? Math.round(ns / NS_PER_MS) : fallback;
-    return {
-        test,
-        intervalMs: ms(check?.Interval, 30_000),
-        timeoutMs: ms(check?.Timeout, 30_000),
-        startPeriodMs: ms(check?.StartPeriod, 0),
-        retries: check?.Retries || 3,
-    };
-}
-/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
-function imageRunConfig(config) {
-    const c = config.config ?? {};
-    return {
-        entrypoint: c.Entrypoint ?? [],
-        cmd: c.Cmd ?? [],
-        env: c.Env ?? [],
-        workingDir: c.WorkingDir || '/',
-        user: c.User ?? '',
-        stopSignal: c.StopSignal || 'SIGTERM',
-        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
-        volumes: Object.keys(c.Volumes ?? {}),
-        healthcheck: imageHealthcheck(config),
     };
 }
 

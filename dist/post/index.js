@@ -34303,6 +34303,50 @@ async function pull(name, options) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/images/run-config.ts
+/** Docker's defaults for healthcheck fields left unset. */
+const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
+/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
+function healthcheck(test, fields) {
+    return {
+        test,
+        intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
+        timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
+        startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
+        retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+    };
+}
+const NS_PER_MS = 1_000_000;
+/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
+function imageHealthcheck(config) {
+    const check = config.config?.Healthcheck;
+    const test = check?.Test ?? [];
+    if (test.length === 0 || test[0] === 'NONE')
+        return undefined;
+    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
+    return healthcheck(test, {
+        intervalMs: ms(check?.Interval),
+        timeoutMs: ms(check?.Timeout),
+        startPeriodMs: ms(check?.StartPeriod),
+        retries: check?.Retries ?? 0,
+    });
+}
+/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
+function run_config_imageRunConfig(config) {
+    const c = config.config ?? {};
+    return {
+        entrypoint: c.Entrypoint ?? [],
+        cmd: c.Cmd ?? [],
+        env: c.Env ?? [],
+        workingDir: c.WorkingDir || '/',
+        user: c.User ?? '',
+        stopSignal: c.StopSignal || 'SIGTERM',
+        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
+        volumes: Object.keys(c.Volumes ?? {}),
+        healthcheck: imageHealthcheck(config),
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/images/users.ts
 
 /** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */

@@ -11,11 +11,12 @@ export interface ImageRunConfig {
   exposedPorts: string[];
   volumes: string[];
   /** The image's HEALTHCHECK, durations in milliseconds; undefined for none or NONE. */
-  healthcheck: ImageHealthcheck | undefined;
+  healthcheck: HealthcheckSpec | undefined;
 }
 
-export interface ImageHealthcheck {
-  /** ["CMD", prog, args...] runs directly; ["CMD-SHELL", "cmd"] runs through /bin/sh -c. */
+/** A HEALTHCHECK in Docker's terms, durations in milliseconds. */
+export interface HealthcheckSpec {
+  /** ['CMD', program, ...args] runs directly; ['CMD-SHELL', 'command'] runs through /bin/sh -c. */
   test: string[];
   intervalMs: number;
   timeoutMs: number;
@@ -23,22 +24,34 @@ export interface ImageHealthcheck {
   retries: number;
 }
 
+/** Docker's defaults for healthcheck fields left unset. */
+const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 } as const;
+
+/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
+export function healthcheck(test: string[], fields: Partial<Omit<HealthcheckSpec, 'test'>>): HealthcheckSpec {
+  return {
+    test,
+    intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
+    timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
+    startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
+    retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+  };
+}
+
 const NS_PER_MS = 1_000_000;
 
-/** Docker's defaults for a HEALTHCHECK that leaves a field unset (0). Pure. */
-export function imageHealthcheck(config: ImageConfig): ImageHealthcheck | undefined {
+/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
+export function imageHealthcheck(config: ImageConfig): HealthcheckSpec | undefined {
   const check = config.config?.Healthcheck;
   const test = check?.Test ?? [];
   if (test.length === 0 || test[0] === 'NONE') return undefined;
-  const ms = (ns: number | undefined, fallback: number): number =>
-    ns ? Math.round(ns / NS_PER_MS) : fallback;
-  return {
-    test,
-    intervalMs: ms(check?.Interval, 30_000),
-    timeoutMs: ms(check?.Timeout, 30_000),
-    startPeriodMs: ms(check?.StartPeriod, 0),
-    retries: check?.Retries || 3,
-  };
+  const ms = (ns: number | undefined): number => Math.round((ns ?? 0) / NS_PER_MS);
+  return healthcheck(test, {
+    intervalMs: ms(check?.Interval),
+    timeoutMs: ms(check?.Timeout),
+    startPeriodMs: ms(check?.StartPeriod),
+    retries: check?.Retries ?? 0,
+  });
 }
 
 /** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */

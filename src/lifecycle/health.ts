@@ -3,11 +3,9 @@ import { execArgv } from '../guest/config.js';
 import type { ExecResult } from '../vm/hypervisor.js';
 import { sleep } from '../vm/process.js';
 import type { HostContext } from './host.js';
-import type { HealthcheckSpec } from '../spec/service.js';
+import type { HealthcheckSpec } from '../images/run-config.js';
 import type { VmRecord } from './record.js';
 import { vmState } from './service.js';
-
-export type { HealthcheckSpec } from '../spec/service.js';
 
 export class HealthError extends Error {
   override name = 'HealthError';

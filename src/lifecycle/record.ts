@@ -1,7 +1,7 @@
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
-import type { HealthcheckSpec } from './health.js';
+import type { HealthcheckSpec } from '../images/run-config.js';
 import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';

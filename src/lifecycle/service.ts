@@ -12,7 +12,7 @@ import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { readGuestStatus } from '../vm/status.js';
 import { cacheDir, stateDir, vmDir } from './dirs.js';
-import type { HealthcheckSpec } from './health.js';
+import type { HealthcheckSpec } from '../images/run-config.js';
 import type { HostContext } from './host.js';
 import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
 

@@ -1,14 +1,7 @@
+import type { HealthcheckSpec } from '../images/run-config.js';
 import type { PortSpec } from '../network/ports.js';
 
-/** A HEALTHCHECK in Docker's terms, durations in milliseconds. */
-export interface HealthcheckSpec {
-  /** ['CMD', program, ...args] runs directly; ['CMD-SHELL', 'command'] runs through /bin/sh -c. */
-  test: string[];
-  intervalMs: number;
-  timeoutMs: number;
-  startPeriodMs: number;
-  retries: number;
-}
+export { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
 
 export type DependencyCondition = 'service_started' | 'service_healthy';
 
@@ -42,25 +35,6 @@ export interface ServiceSpec {
 /** A bad services input or compose file; the message names the source, key path and line where known. */
 export class SpecError extends Error {
   override name = 'SpecError';
-}
-
-/** Docker's defaults for healthcheck fields left unset. */
-const HEALTHCHECK_DEFAULTS = {
-  intervalMs: 30_000,
-  timeoutMs: 30_000,
-  startPeriodMs: 0,
-  retries: 3,
-} as const;
-
-/** A healthcheck with Docker's defaults where a field is absent or 0. */
-export function healthcheck(test: string[], fields: Partial<Omit<HealthcheckSpec, 'test'>>): HealthcheckSpec {
-  return {
-    test,
-    intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
-    timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
-    startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
-    retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
-  };
 }
 
 // A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
