@@ -44533,11 +44533,6 @@ class QmpClient {
             throw error;
         return message.return;
     }
-    /** Runs a human monitor command (savevm and loadvm live there in QEMU 7). */
-    async human(commandLine, timeoutMs = 60000) {
-        const output = await this.execute('human-monitor-command', { 'command-line': commandLine }, timeoutMs);
-        return typeof output === 'string' ? output : '';
-    }
     close() {
         this.socket.close();
     }
@@ -45451,9 +45446,7 @@ async function listServices(host) {
     return summaries;
 }
 
-
 ;// CONCATENATED MODULE: ./src/lifecycle/health.ts
-
 
 
 
@@ -45511,19 +45504,6 @@ function commandProbe(record, check, host) {
             detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
         };
     };
-}
-/** True when something answers on a host port (only loopback is ever probed). */
-function tcpAnswers(hostIp, port, timeoutMs = 1000) {
-    return new Promise((resolve) => {
-        const socket = net.connect({ host: hostIp === '0.0.0.0' ? '127.0.0.1' : hostIp, port });
-        const done = (ok) => {
-            socket.destroy();
-            resolve(ok);
-        };
-        socket.setTimeout(timeoutMs, () => done(false));
-        socket.once('connect', () => done(true));
-        socket.once('error', () => done(false));
-    });
 }
 /**
  * Waits until the service is healthy: its healthcheck passes, or, without one,

@@ -34811,7 +34811,6 @@ async function listServices(host) {
     return summaries;
 }
 
-
 ;// CONCATENATED MODULE: ./src/vm/process.ts
 
 /** The pid in a pidfile, or undefined when there is none. */
@@ -35168,11 +35167,6 @@ class QmpClient {
         if (error)
             throw error;
         return message.return;
-    }
-    /** Runs a human monitor command (savevm and loadvm live there in QEMU 7). */
-    async human(commandLine, timeoutMs = 60000) {
-        const output = await this.execute('human-monitor-command', { 'command-line': commandLine }, timeoutMs);
-        return typeof output === 'string' ? output : '';
     }
     close() {
         this.socket.close();

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { execArgv } from '../guest/config.js';
 import type { ExecResult } from '../vm/hypervisor.js';
 import { sleep } from '../vm/process.js';
@@ -73,20 +72,6 @@ export function commandProbe(
       detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
     };
   };
-}
-
-/** True when something answers on a host port (only loopback is ever probed). */
-export function tcpAnswers(hostIp: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostIp === '0.0.0.0' ? '127.0.0.1' : hostIp, port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 /**

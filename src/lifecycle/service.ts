@@ -11,7 +11,7 @@ import { run } from '../process/run.js';
 import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { readGuestStatus } from '../vm/status.js';
-import { cacheDir, stateDir, vmDir } from './dirs.js';
+import { cacheDir, vmDir } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { HostContext } from './host.js';
 import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
@@ -266,5 +266,3 @@ export async function listServices(host: Pick<HostContext, 'hypervisor'>): Promi
   }
   return summaries;
 }
-
-export { stateDir };

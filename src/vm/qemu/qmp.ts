@@ -29,12 +29,6 @@ export class QmpClient {
     return message.return;
   }
 
-  /** Runs a human monitor command (savevm and loadvm live there in QEMU 7). */
-  async human(commandLine: string, timeoutMs = 60000): Promise<string> {
-    const output = await this.execute('human-monitor-command', { 'command-line': commandLine }, timeoutMs);
-    return typeof output === 'string' ? output : '';
-  }
-
   close(): void {
     this.socket.close();
   }
