@@ -19,10 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { serviceImageLayouts } from '../test/support/fixtures.js';
 import { pushLayout } from '../test/support/registry/push-layout.js';
 import { startRegistry } from '../test/support/registry/registry.js';
-import { RunnerJob } from '../test/support/runner.js';
-
-const MAIN = path.resolve('dist/main/index.js');
-const POST = path.resolve('dist/post/index.js');
+import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../test/support/runner.js';
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

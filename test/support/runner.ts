@@ -1,7 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import { qemuProcessesUnder } from './cli.js';
 
 /** Parses a GITHUB_ENV / GITHUB_OUTPUT / GITHUB_STATE file: `k=v` lines and `k<<DELIM` blocks. */
 export function parseCommandFile(text: string): Record<string, string> {
@@ -83,4 +84,12 @@ export class RunnerJob {
   async remove(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+export const MAIN_BUNDLE = path.resolve('dist/main/index.js');
+export const POST_BUNDLE = path.resolve('dist/post/index.js');
+
+/** What a job left behind: live QEMU processes started under it, and anything in its RUNNER_TEMP. */
+export async function jobLeftovers(job: RunnerJob): Promise<{ qemu: number[]; temp: string[] }> {
+  return { qemu: await qemuProcessesUnder(job.dir), temp: await readdir(job.runnerTemp).catch(() => []) };
 }

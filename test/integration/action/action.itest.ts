@@ -3,14 +3,14 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
-import { RunnerJob } from '../../support/runner.js';
+import { MAIN_BUNDLE, POST_BUNDLE, RunnerJob } from '../../support/runner.js';
 
 // dist/main then dist/post, run as the Actions runner runs them; a VM started
 // by a later step with the `hyper` the main step put on PATH.
 test('main sets up hyper for later steps; post tears down every VM of the job and its state', async () => {
   const job = await RunnerJob.create();
   try {
-    const main = await job.step(path.resolve('dist/main/index.js'), { accel: 'tcg', 'github-token': '' });
+    const main = await job.step(MAIN_BUNDLE, { accel: 'tcg', 'github-token': '' });
     expect(main.stdout).not.toContain('::error::');
     expect(main.exitCode).toBe(0);
 
@@ -37,7 +37,7 @@ test('main sets up hyper for later steps; post tears down every VM of the job an
     }[];
     expect(await httpGet(`http://127.0.0.1:${ps[0]?.ports[0]?.hostPort}/`)).toContain('hello');
 
-    const post = await job.step(path.resolve('dist/post/index.js'), { accel: 'tcg' });
+    const post = await job.step(POST_BUNDLE, { accel: 'tcg' });
     expect(post.exitCode).toBe(0);
     expect(post.stdout).toContain('::group::Logs of web');
     expect(post.stdout).toContain('web: stopped (exit code 143)');
@@ -53,7 +53,7 @@ test('main sets up hyper for later steps; post tears down every VM of the job an
 test('post without a main step that got that far only says so', async () => {
   const job = await RunnerJob.create();
   try {
-    const post = await job.step(path.resolve('dist/post/index.js'), {});
+    const post = await job.step(POST_BUNDLE, {});
     expect(post.exitCode).toBe(0);
     expect(post.stdout).toContain('Nothing to tear down');
   } finally {
@@ -64,7 +64,7 @@ test('post without a main step that got that far only says so', async () => {
 test('a bad accel input fails the main step with a message naming the input', async () => {
   const job = await RunnerJob.create();
   try {
-    const main = await job.step(path.resolve('dist/main/index.js'), { accel: 'fast' });
+    const main = await job.step(MAIN_BUNDLE, { accel: 'fast' });
     expect(main.exitCode).toBe(1);
     expect(main.stdout).toContain(
       '::error::input "accel": "fast" is not an accelerator; use auto, kvm or tcg',

@@ -1,11 +1,10 @@
 import { execa } from 'execa';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { qemuProcessesUnder } from '../../support/cli.js';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { RunnerJob } from '../../support/runner.js';
+import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
 
 // The acceptance: Debian-built redis and postgres images served by a
 // real registry, booted by dist/main, reached from the host with redis-cli and
@@ -13,9 +12,6 @@ import { RunnerJob } from '../../support/runner.js';
 let registry: TestRegistry;
 let redis: string;
 let postgres: string;
-
-const MAIN = path.resolve('dist/main/index.js');
-const POST = path.resolve('dist/post/index.js');
 
 beforeAll(async () => {
   const layouts = await serviceImageLayouts();
@@ -45,8 +41,7 @@ async function hostClients(ports: { redis: string; db: string }): Promise<void> 
 }
 
 async function expectNothingLeft(job: RunnerJob): Promise<void> {
-  expect(await qemuProcessesUnder(job.dir)).toEqual([]);
-  expect(await readdir(job.runnerTemp).catch(() => [])).toEqual([]);
+  expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
 }
 
 test('a services input: redis and postgres answer host-side clients between main and post', async () => {

@@ -1,8 +1,8 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
+import { httpGet } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
-import { RunnerJob } from '../../support/runner.js';
+import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
 
 // dist/main with a `services:` input, then dist/post, as the runner runs them.
 // The services are busybox httpd VMs from the OCI layout the tests build.
@@ -11,12 +11,8 @@ beforeAll(async () => {
   image = `oci:${await busyboxLayout()}`;
 });
 
-const MAIN = path.resolve('dist/main/index.js');
-const POST = path.resolve('dist/post/index.js');
-
 async function expectNothingLeft(job: RunnerJob): Promise<void> {
-  expect(await qemuProcessesUnder(job.dir)).toEqual([]);
-  expect(await readdir(job.runnerTemp).catch(() => [])).toEqual([]);
+  expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
 }
 
 test('services boot in dependency order, healthy, with outputs, port variables and a summary; post tears them down', async () => {

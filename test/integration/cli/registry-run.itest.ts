@@ -4,6 +4,7 @@ import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
 import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
+import { snapshotEnv } from '../../support/env.js';
 
 // Registry -> blob store -> ext4 base -> VM, through the CLI: the busybox httpd
 // layout's blobs pushed to a real registry (Debian's docker-registry) with token auth.
@@ -11,7 +12,7 @@ let registry: TestRegistry;
 let stateDir: string;
 let cache: string;
 let reference: string;
-const saved = { ...process.env };
+const restoreEnv = snapshotEnv();
 
 beforeAll(async () => {
   process.env.HYPER_ACCEL = 'tcg';
@@ -36,8 +37,7 @@ afterAll(async () => {
   await registry?.stop();
   await rm(cache, { recursive: true, force: true });
   await rm(stateDir, { recursive: true, force: true });
-  for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
-  Object.assign(process.env, saved);
+  restoreEnv();
 });
 
 test('hyper pull, images, run from the registry, then image prune', async () => {

@@ -8,11 +8,11 @@ import { execa } from 'execa';
 import { bundleAssetName, ensureGuestBundle, recipeHash } from '../../../src/guest/bundle.js';
 import { cacheDir } from '../../../src/lifecycle/dirs.js';
 import { hyper } from '../../support/cli.js';
+import { snapshotEnv } from '../../support/env.js';
 
-const saved = { ...process.env };
+const restoreEnv = snapshotEnv();
 afterEach(() => {
-  for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
-  Object.assign(process.env, saved);
+  restoreEnv();
 });
 
 describe('accelerator', () => {

@@ -7,7 +7,7 @@ import { resolveImage } from '../../../src/images/resolve.js';
 import { ensureRootfs, rootfsPath } from '../../../src/images/rootfs.js';
 import { gzipLayer, imageOfLayers } from '../../support/images/oci-image.js';
 import { mountTmpfs, type MountedTmpfs } from '../../support/images/tmpfs.js';
-import { sha256Digest, ustarArchive, type UstarEntry } from '../../support/images/ustar.js';
+import { sha256Digest, tarBuffer, type RawEntry } from '../../support/tar-builder.js';
 import type { TestImage } from '../../support/registry/image.js';
 import { pushImage } from '../../support/registry/push.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
@@ -31,8 +31,8 @@ afterAll(async () => {
 });
 
 /** Pushes an image of `layers` (each a list of tar entries) as `repository:1`. */
-async function pushLayers(repository: string, layers: UstarEntry[][]): Promise<TestImage> {
-  const image = imageOfLayers(layers.map((entries) => gzipLayer(ustarArchive(entries))));
+async function pushLayers(repository: string, layers: RawEntry[][]): Promise<TestImage> {
+  const image = imageOfLayers(layers.map((entries) => gzipLayer(tarBuffer(entries))));
   await pushImage(registry, repository, '1', image);
   return image;
 }
@@ -108,19 +108,19 @@ describe('a layer that writes outside the root filesystem', () => {
   it.each([
     {
       how: 'a relative path climbing out with ../',
-      layers: (): UstarEntry[][] => [[{ path: `${up}sentinel/pwned`, data: 'x' }]],
+      layers: (): RawEntry[][] => [[{ path: `${up}sentinel/pwned`, data: 'x' }]],
       entry: () => `${up}sentinel/pwned`,
       why: () => `the path "${up}sentinel/pwned" leads outside the root directory`,
     },
     {
       how: 'an absolute path climbing out',
-      layers: (): UstarEntry[][] => [[{ path: `/${up}sentinel/pwned`, data: 'x' }]],
+      layers: (): RawEntry[][] => [[{ path: `/${up}sentinel/pwned`, data: 'x' }]],
       entry: () => `/${up}sentinel/pwned`,
       why: () => `the path "/${up}sentinel/pwned" leads outside the root directory`,
     },
     {
       how: 'a hardlink to a file outside',
-      layers: (): UstarEntry[][] => [
+      layers: (): RawEntry[][] => [
         [{ path: 'etc/secret', kind: 'hardlink', linkpath: `${up}sentinel/secret` }],
       ],
       entry: () => 'etc/secret',
@@ -128,7 +128,7 @@ describe('a layer that writes outside the root filesystem', () => {
     },
     {
       how: 'a write through a symlink an earlier layer planted',
-      layers: (): UstarEntry[][] => [
+      layers: (): RawEntry[][] => [
         [{ path: 'escape', kind: 'symlink', linkpath: sentinel }],
         [{ path: 'escape/pwned', data: 'x' }],
       ],
@@ -179,7 +179,7 @@ asRoot('a root filesystem bigger than the disk holding the cache (a 3 MiB tmpfs)
     // 8 MiB of zeros: a blob of a few KiB, more content than the 3 MiB disk holds.
     const image = await pushLayers('big/unpack', [
       [
-        { path: 'data/', kind: 'directory' },
+        { path: 'data/', kind: 'dir' },
         { path: 'data/zeros.bin', data: Buffer.alloc(8 * MiB) },
       ],
     ]);

@@ -168,12 +168,7 @@ describe('bad input gets a clear message and leaves nothing behind', () => {
       delete c.Cmd;
     });
     try {
-      const result = await hyper(
-        'run',
-        '--name',
-        'bare',
-        bare.dir.startsWith('/') ? `oci:${bare.dir}` : bare.dir,
-      );
+      const result = await hyper('run', '--name', 'bare', `oci:${bare.dir}`);
       expect(result.code).toBe(125);
       expect(result.stderr).toContain(
         `image oci:${bare.dir} has neither Entrypoint nor Cmd, and no command was given`,

@@ -18,10 +18,10 @@ import { MediaType } from '../../../src/types/oci/index.js';
 import type { TestImage } from '../registry/image.js';
 import { blobOf } from '../registry/image.js';
 import { imageOfLayers, type GzipLayer, type LayeredImageOptions } from './oci-image.js';
-import { ustarArchive, type UstarEntry } from './ustar.js';
+import { tarBuffer, type RawEntry } from '../tar-builder.js';
 
 /** What the layers are built by: a change to any of them builds them anew. */
-const BUILDER_SOURCES = ['test/support/images/debian-fixture.ts', 'test/support/images/ustar.ts'];
+const BUILDER_SOURCES = ['test/support/images/debian-fixture.ts', 'test/support/tar-builder.ts'];
 
 const LAYERED_PACKAGES = ['busybox-static', 'netbase', 'tzdata'];
 /** About 100 MB unpacked: a few big files (ICU), many small ones (Perl, Python, Vim runtime). */
@@ -83,7 +83,7 @@ export async function debianLayeredImage(options: LayeredImageOptions = {}): Pro
     const layer1 = path.join(work, 'layer-1.tar');
     await gnuTar(base, layer1);
     const layer2 = path.join(work, 'layer-2.tar');
-    await writeFile(layer2, ustarArchive(layer2Entries(await readFile(path.join(base, 'bin/busybox')))));
+    await writeFile(layer2, tarBuffer(layer2Entries(await readFile(path.join(base, 'bin/busybox')))));
     return [layer1, layer2];
   });
   return fixtureImage(layers, options);
@@ -107,23 +107,23 @@ export async function debianBulkImage(options: LayeredImageOptions = {}): Promis
   return fixtureImage(layers, options);
 }
 
-function layer2Entries(busybox: Buffer): UstarEntry[] {
+function layer2Entries(busybox: Buffer): RawEntry[] {
   const { whitedOut, symlinks, opaque, hardlink, setuid, userOwned } = LAYERED_IMAGE;
   return [
-    { path: 'bin/', kind: 'directory' },
-    { path: 'etc/', kind: 'directory' },
-    ...whitedOut.map((gone): UstarEntry => ({
+    { path: 'bin/', kind: 'dir' },
+    { path: 'etc/', kind: 'dir' },
+    ...whitedOut.map((gone): RawEntry => ({
       path: `${path.posix.dirname(gone)}/.wh.${path.posix.basename(gone)}`,
     })),
     { path: hardlink.path, kind: 'hardlink', linkpath: hardlink.target },
-    ...symlinks.map((link): UstarEntry => ({ path: link.path, kind: 'symlink', linkpath: link.target })),
+    ...symlinks.map((link): RawEntry => ({ path: link.path, kind: 'symlink', linkpath: link.target })),
     { path: setuid.path, data: busybox, mode: setuid.mode },
-    { path: 'home/', kind: 'directory' },
-    { path: `${userOwned.dir}/`, kind: 'directory', mode: 0o750, uid: userOwned.uid, gid: userOwned.gid },
+    { path: 'home/', kind: 'dir' },
+    { path: `${userOwned.dir}/`, kind: 'dir', mode: 0o750, uid: userOwned.uid, gid: userOwned.gid },
     { path: userOwned.file, data: userOwned.content, uid: userOwned.uid, gid: userOwned.gid },
-    { path: `${opaque.dir}/`, kind: 'directory' },
+    { path: `${opaque.dir}/`, kind: 'dir' },
     { path: `${opaque.dir}/.wh..wh..opq` },
-    ...Object.entries(opaque.files).map(([name, data]): UstarEntry => ({
+    ...Object.entries(opaque.files).map(([name, data]): RawEntry => ({
       path: `${opaque.dir}/${name}`,
       data,
     })),

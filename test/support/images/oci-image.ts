@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import type { ImageConfig, ImageManifest, Platform } from '../../../src/types/oci/index.js';
 import { MediaType } from '../../../src/types/oci/index.js';
 import { blobOf, descriptorOf, type TestBlob, type TestImage } from '../registry/image.js';
-import { sha256Digest } from './ustar.js';
+import { sha256Digest } from '../tar-builder.js';
 
 export interface GzipLayer {
   blob: TestBlob;

@@ -35,7 +35,7 @@ import {
   writeBlob,
   type BlobCompression,
   type RawEntry,
-} from './tar-builder.js';
+} from '../../support/tar-builder.js';
 
 const asRoot = process.getuid?.() === 0;
 const itAsRoot = asRoot ? it : it.skip;

@@ -55,7 +55,7 @@ export function tarBuffer(entries: readonly RawEntry[]): Buffer {
         typeflag: entry.typeflag ?? TYPEFLAGS[kind],
         size: data.length,
         linkpath: entry.linkpath === undefined || fitsUstar(entry.linkpath) ? entry.linkpath : 'long-link',
-        mode: entry.mode ?? (kind === 'dir' ? 0o755 : 0o644),
+        mode: entry.mode ?? (kind === 'dir' ? 0o755 : kind === 'symlink' ? 0o777 : 0o644),
         uid: entry.uid ?? 0,
         gid: entry.gid ?? 0,
         mtime: entry.mtime ?? 1_700_000_000,
@@ -145,4 +145,8 @@ export async function writeBlob(file: string, tar: Buffer, compression: BlobComp
   return `sha256:${createHash('sha256')
     .update(await readFile(file))
     .digest('hex')}`;
+}
+
+export function sha256Digest(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
