@@ -50,6 +50,49 @@ function sha256(bytes: Buffer | string): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+interface LayoutEdit {
+  /** Changes the image config in place. */
+  config?: (config: Record<string, unknown>) => void;
+  /** Gzip layer blobs to append, each with the sha256 digest of its uncompressed tar (the diff id). */
+  addLayers?: { gzip: Buffer; diffId: string }[];
+}
+
+/**
+ * Rewrites the single image of an OCI layout in place: edits its config and
+ * appends layers, then stores the new config and manifest by digest and points
+ * index.json at them.
+ */
+export async function editLayout(dir: string, edit: LayoutEdit): Promise<void> {
+  const blob = (digest: string): string => path.join(dir, 'blobs', 'sha256', digest.replace('sha256:', ''));
+  const store = async (bytes: Buffer): Promise<string> => {
+    const digest = `sha256:${sha256(bytes)}`;
+    await writeFile(blob(digest), bytes);
+    return digest;
+  };
+  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8'));
+  const config = JSON.parse(await readFile(blob(manifest.config.digest), 'utf8'));
+  edit.config?.(config);
+  for (const layer of edit.addLayers ?? []) {
+    config.rootfs.diff_ids.push(layer.diffId);
+    const digest = await store(layer.gzip);
+    manifest.layers.push({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest,
+      size: layer.gzip.length,
+    });
+  }
+  const configBytes = Buffer.from(JSON.stringify(config));
+  manifest.config = { ...manifest.config, digest: await store(configBytes), size: configBytes.length };
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  index.manifests[0] = {
+    ...index.manifests[0],
+    digest: await store(manifestBytes),
+    size: manifestBytes.length,
+  };
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+}
+
 /** A copy of a single-image layout whose image config has been changed by `edit`. */
 export async function variantLayout(
   source: string,
@@ -57,22 +100,6 @@ export async function variantLayout(
 ): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-variant-'));
   await cp(source, dir, { recursive: true });
-  const blob = (digest: string): string => path.join(dir, 'blobs', 'sha256', digest.replace('sha256:', ''));
-  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
-  const manifestDescriptor = index.manifests[0];
-  const manifest = JSON.parse(await readFile(blob(manifestDescriptor.digest), 'utf8'));
-  const config = JSON.parse(await readFile(blob(manifest.config.digest), 'utf8'));
-  edit(config);
-  const configBytes = Buffer.from(JSON.stringify(config));
-  manifest.config = { ...manifest.config, digest: `sha256:${sha256(configBytes)}`, size: configBytes.length };
-  await writeFile(blob(manifest.config.digest), configBytes);
-  const manifestBytes = Buffer.from(JSON.stringify(manifest));
-  index.manifests[0] = {
-    ...manifestDescriptor,
-    digest: `sha256:${sha256(manifestBytes)}`,
-    size: manifestBytes.length,
-  };
-  await writeFile(blob(index.manifests[0].digest), manifestBytes);
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+  await editLayout(dir, { config: edit });
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { busyboxLayout } from '../../support/fixtures.js';
+import { busyboxLayout, editLayout } from '../../support/fixtures.js';
 
 // GitHub-hosted runners run the action as an ordinary user: a root filesystem
 // built there must still carry the owners, modes and devices its layers give.
@@ -27,31 +27,10 @@ async function addLayer(layout: string, dir: string, tarArgs: string[]): Promise
     tarFile,
     '.',
   ]);
-  const tarBytes = await readFile(tarFile);
   const { stdout } = await execa('gzip', ['-n', '-c', tarFile], { encoding: 'buffer' });
-  const gz = Buffer.from(stdout);
-  const blob = (hex: string) => path.join(layout, 'blobs', 'sha256', hex);
-  await writeFile(blob(sha256(gz)), gz);
-  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8'));
-  const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest.slice(7)), 'utf8'));
-  const config = JSON.parse(await readFile(blob(manifest.config.digest.slice(7)), 'utf8'));
-  config.rootfs.diff_ids.push(`sha256:${sha256(tarBytes)}`);
-  const configBytes = Buffer.from(JSON.stringify(config));
-  await writeFile(blob(sha256(configBytes)), configBytes);
-  manifest.config = { ...manifest.config, digest: `sha256:${sha256(configBytes)}`, size: configBytes.length };
-  manifest.layers.push({
-    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-    digest: `sha256:${sha256(gz)}`,
-    size: gz.length,
+  await editLayout(layout, {
+    addLayers: [{ gzip: Buffer.from(stdout), diffId: `sha256:${sha256(await readFile(tarFile))}` }],
   });
-  const manifestBytes = Buffer.from(JSON.stringify(manifest));
-  await writeFile(blob(sha256(manifestBytes)), manifestBytes);
-  index.manifests[0] = {
-    ...index.manifests[0],
-    digest: `sha256:${sha256(manifestBytes)}`,
-    size: manifestBytes.length,
-  };
-  await writeFile(path.join(layout, 'index.json'), JSON.stringify(index));
 }
 
 async function debugfsStat(file: string): Promise<string> {
