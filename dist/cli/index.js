@@ -44821,145 +44821,6 @@ function vmDir(name) {
     return external_node_path_default().join(stateDir(), 'vms', name);
 }
 
-;// CONCATENATED MODULE: ./src/images/run-config.ts
-/** Docker's defaults for healthcheck fields left unset. */
-const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
-/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
-function healthcheck(test, fields) {
-    return {
-        test,
-        intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
-        timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
-        startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
-        retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
-    };
-}
-const NS_PER_MS = 1_000_000;
-/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
-function imageHealthcheck(config) {
-    const check = config.config?.Healthcheck;
-    const test = check?.Test ?? [];
-    if (test.length === 0 || test[0] === 'NONE')
-        return undefined;
-    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
-    return healthcheck(test, {
-        intervalMs: ms(check?.Interval),
-        timeoutMs: ms(check?.Timeout),
-        startPeriodMs: ms(check?.StartPeriod),
-        retries: check?.Retries ?? 0,
-    });
-}
-/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
-function imageRunConfig(config) {
-    const c = config.config ?? {};
-    return {
-        entrypoint: c.Entrypoint ?? [],
-        cmd: c.Cmd ?? [],
-        env: c.Env ?? [],
-        workingDir: c.WorkingDir || '/',
-        user: c.User ?? '',
-        stopSignal: c.StopSignal || 'SIGTERM',
-        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
-        volumes: Object.keys(c.Volumes ?? {}),
-        healthcheck: imageHealthcheck(config),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/spec/service.ts
-
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends Error {
-    name = 'SpecError';
-}
-// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
-const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
-
-;// CONCATENATED MODULE: ./src/spec/plan.ts
-
-/**
- * Checks the whole set of services before anything boots: unique names,
- * dependencies that exist and form no cycle, no host port published twice,
- * and no wait for the health of a service whose healthcheck is off. Returns
- * the boot order as waves: each wave's dependencies are all in earlier waves,
- * so a wave can boot in parallel. Pure.
- */
-function validatePlan(specs) {
-    const byName = new Map();
-    for (const spec of specs) {
-        if (byName.has(spec.name))
-            throw new SpecError(`service "${spec.name}" is defined twice`);
-        byName.set(spec.name, spec);
-    }
-    checkDependencies(specs, byName);
-    checkCycles(specs, byName);
-    checkPorts(specs);
-    return waves(specs);
-}
-function checkDependencies(specs, byName) {
-    for (const spec of specs) {
-        for (const { service, condition } of spec.dependsOn) {
-            const target = byName.get(service);
-            if (!target) {
-                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
-            }
-            if (condition === 'service_healthy' && target.healthcheck === 'none') {
-                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
-            }
-        }
-    }
-}
-/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
-function checkCycles(specs, byName) {
-    const done = new Set();
-    const path = [];
-    const visit = (name) => {
-        const at = path.indexOf(name);
-        if (at >= 0) {
-            const cycle = [...path.slice(at), name].join(' -> ');
-            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
-        }
-        if (done.has(name))
-            return;
-        path.push(name);
-        for (const dependency of byName.get(name)?.dependsOn ?? [])
-            visit(dependency.service);
-        path.pop();
-        done.add(name);
-    };
-    for (const spec of specs)
-        visit(spec.name);
-}
-function checkPorts(specs) {
-    const owners = new Map();
-    for (const spec of specs) {
-        for (const port of spec.ports) {
-            if (port.hostPort === 0)
-                continue;
-            const key = `${port.hostPort}/${port.protocol}`;
-            const owner = owners.get(key);
-            if (owner === spec.name)
-                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
-            if (owner !== undefined) {
-                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
-            }
-            owners.set(key, spec.name);
-        }
-    }
-}
-function waves(specs) {
-    const result = [];
-    const booted = new Set();
-    let waiting = [...specs];
-    while (waiting.length > 0) {
-        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
-        for (const spec of wave)
-            booted.add(spec.name);
-        waiting = waiting.filter((spec) => !booted.has(spec.name));
-        result.push(wave);
-    }
-    return result;
-}
-
 ;// CONCATENATED MODULE: ./src/guest/config.ts
 /** User-mode networking (QEMU slirp) gives every guest this address plan. */
 const USER_NETWORK = { ip: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' };
@@ -45056,6 +44917,50 @@ function execArgv(config, command, env = []) {
         '--',
         ...command,
     ];
+}
+
+;// CONCATENATED MODULE: ./src/images/run-config.ts
+/** Docker's defaults for healthcheck fields left unset. */
+const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
+/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
+function healthcheck(test, fields) {
+    return {
+        test,
+        intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
+        timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
+        startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
+        retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+    };
+}
+const NS_PER_MS = 1_000_000;
+/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
+function imageHealthcheck(config) {
+    const check = config.config?.Healthcheck;
+    const test = check?.Test ?? [];
+    if (test.length === 0 || test[0] === 'NONE')
+        return undefined;
+    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
+    return healthcheck(test, {
+        intervalMs: ms(check?.Interval),
+        timeoutMs: ms(check?.Timeout),
+        startPeriodMs: ms(check?.StartPeriod),
+        retries: check?.Retries ?? 0,
+    });
+}
+/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
+function imageRunConfig(config) {
+    const c = config.config ?? {};
+    return {
+        entrypoint: c.Entrypoint ?? [],
+        cmd: c.Cmd ?? [],
+        env: c.Env ?? [],
+        workingDir: c.WorkingDir || '/',
+        user: c.User ?? '',
+        stopSignal: c.StopSignal || 'SIGTERM',
+        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
+        volumes: Object.keys(c.Volumes ?? {}),
+        healthcheck: imageHealthcheck(config),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/images/users.ts
@@ -45534,7 +45439,6 @@ async function waitHealthy(record, check, host, timeoutMs) {
 ;// CONCATENATED MODULE: ./src/lifecycle/up.ts
 
 
-
 const DEFAULT_SERVICE_MEMORY_MIB = 512;
 const BOOT_TIMEOUT_MS = 120_000;
 /** A service that failed to come up, with its log for the user. */
@@ -45570,10 +45474,9 @@ function runRequest(spec, options) {
 /**
  * Boots services in dependency order: each wave (services whose dependencies
  * are all up) boots in parallel and must be healthy before the next starts.
- * The whole plan is validated before the first VM boots.
+ * `waves` is validatePlan's answer, which callers get before any side effect.
  */
-async function upServices(specs, host, options, reporter) {
-    const waves = validatePlan([...specs]);
+async function upServices(waves, host, options, reporter) {
     const statuses = [];
     for (const wave of waves) {
         const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
@@ -45634,6 +45537,15 @@ function portVariables(statuses) {
     }
     return variables;
 }
+
+;// CONCATENATED MODULE: ./src/spec/service.ts
+
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends Error {
+    name = 'SpecError';
+}
+// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
+const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
 
 ;// CONCATENATED MODULE: ./src/spec/env-file.ts
 
@@ -46445,6 +46357,92 @@ function checkNetworks(value) {
         if (option)
             throw option.value.error(NETWORK_OPTIONS);
     }
+}
+
+;// CONCATENATED MODULE: ./src/spec/plan.ts
+
+/**
+ * Checks the whole set of services before anything boots: unique names,
+ * dependencies that exist and form no cycle, no host port published twice,
+ * and no wait for the health of a service whose healthcheck is off. Returns
+ * the boot order as waves: each wave's dependencies are all in earlier waves,
+ * so a wave can boot in parallel. Pure.
+ */
+function validatePlan(specs) {
+    const byName = new Map();
+    for (const spec of specs) {
+        if (byName.has(spec.name))
+            throw new SpecError(`service "${spec.name}" is defined twice`);
+        byName.set(spec.name, spec);
+    }
+    checkDependencies(specs, byName);
+    checkCycles(specs, byName);
+    checkPorts(specs);
+    return waves(specs);
+}
+function checkDependencies(specs, byName) {
+    for (const spec of specs) {
+        for (const { service, condition } of spec.dependsOn) {
+            const target = byName.get(service);
+            if (!target) {
+                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
+            }
+            if (condition === 'service_healthy' && target.healthcheck === 'none') {
+                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
+            }
+        }
+    }
+}
+/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
+function checkCycles(specs, byName) {
+    const done = new Set();
+    const path = [];
+    const visit = (name) => {
+        const at = path.indexOf(name);
+        if (at >= 0) {
+            const cycle = [...path.slice(at), name].join(' -> ');
+            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
+        }
+        if (done.has(name))
+            return;
+        path.push(name);
+        for (const dependency of byName.get(name)?.dependsOn ?? [])
+            visit(dependency.service);
+        path.pop();
+        done.add(name);
+    };
+    for (const spec of specs)
+        visit(spec.name);
+}
+function checkPorts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        for (const port of spec.ports) {
+            if (port.hostPort === 0)
+                continue;
+            const key = `${port.hostPort}/${port.protocol}`;
+            const owner = owners.get(key);
+            if (owner === spec.name)
+                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
+            if (owner !== undefined) {
+                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
+            }
+            owners.set(key, spec.name);
+        }
+    }
+}
+function waves(specs) {
+    const result = [];
+    const booted = new Set();
+    let waiting = [...specs];
+    while (waiting.length > 0) {
+        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
+        for (const spec of wave)
+            booted.add(spec.name);
+        waiting = waiting.filter((spec) => !booted.has(spec.name));
+        result.push(wave);
+    }
+    return result;
 }
 
 ;// CONCATENATED MODULE: ./src/spec/docker-options.ts
@@ -55796,7 +55794,7 @@ async function up(argv, io) {
     const specs = isComposeFile(text)
         ? parseComposeFile(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), process.env)
         : parseServicesInput(text, file);
-    validatePlan(specs);
+    const plan = validatePlan(specs);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
     const options = {
@@ -55806,7 +55804,7 @@ async function up(argv, io) {
     };
     let statuses;
     try {
-        statuses = await upServices(specs, host, options, reporter(io));
+        statuses = await upServices(plan, host, options, reporter(io));
     }
     catch (error) {
         if (error instanceof ServiceStartError) {

@@ -11,7 +11,8 @@ import { Inputs } from './constants.js';
 
 export interface ActionInputs {
   accel: AccelChoice;
-  services: ServiceSpec[];
+  /** The services in boot order: waves of services that can start together. */
+  plan: ServiceSpec[][];
   waitTimeoutMs: number;
   registryMirror: string | undefined;
   insecureRegistries: string[];
@@ -39,14 +40,14 @@ export function getInputs(): ActionInputs {
       ...parseComposeFile(text, file, (p) => readFileSync(p, 'utf8'), process.env as Record<string, string>),
     );
   }
-  validatePlan(services);
+  const plan = validatePlan(services);
   const waitText = core.getInput(Inputs.WaitTimeout) || String(DEFAULT_WAIT_TIMEOUT_S);
   if (!/^\d+$/.test(waitText) || Number(waitText) < 1) {
     throw new SpecError(`input "${Inputs.WaitTimeout}": "${waitText}" is not a number of seconds`);
   }
   return {
     accel,
-    services,
+    plan,
     waitTimeoutMs: Number(waitText) * 1000,
     registryMirror: core.getInput(Inputs.RegistryMirror) || undefined,
     insecureRegistries: core

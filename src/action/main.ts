@@ -87,11 +87,12 @@ export async function mainRun(): Promise<void> {
   await installCli(stateDir);
 
   let statuses: ServiceStatus[] = [];
-  if (inputs.services.length > 0) {
+  const serviceCount = inputs.plan.flat().length;
+  if (serviceCount > 0) {
     try {
-      statuses = await core.group(`Start ${inputs.services.length} service(s)`, () =>
+      statuses = await core.group(`Start ${serviceCount} service(s)`, () =>
         upServices(
-          inputs.services,
+          inputs.plan,
           host,
           {
             waitTimeoutMs: inputs.waitTimeoutMs,

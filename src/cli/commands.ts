@@ -161,7 +161,7 @@ async function up(argv: string[], io: Io): Promise<number> {
         process.env as Record<string, string>,
       )
     : parseServicesInput(text, file);
-  validatePlan(specs);
+  const plan = validatePlan(specs);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
   const options = {
@@ -171,7 +171,7 @@ async function up(argv: string[], io: Io): Promise<number> {
   };
   let statuses;
   try {
-    statuses = await upServices(specs, host, options, reporter(io));
+    statuses = await upServices(plan, host, options, reporter(io));
   } catch (error: unknown) {
     if (error instanceof ServiceStartError) {
       io.err(`--- log of ${error.service} ---\n${error.log || '(the service wrote nothing)\n'}---\n`);

@@ -1,5 +1,4 @@
 import type { PublishedPort } from '../network/ports.js';
-import { validatePlan } from '../spec/plan.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { waitHealthy } from './health.js';
 import type { HostContext, Reporter } from './host.js';
@@ -62,15 +61,14 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
 /**
  * Boots services in dependency order: each wave (services whose dependencies
  * are all up) boots in parallel and must be healthy before the next starts.
- * The whole plan is validated before the first VM boots.
+ * `waves` is validatePlan's answer, which callers get before any side effect.
  */
 export async function upServices(
-  specs: readonly ServiceSpec[],
+  waves: readonly (readonly ServiceSpec[])[],
   host: HostContext,
   options: UpOptions,
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
-  const waves = validatePlan([...specs]);
   const statuses: ServiceStatus[] = [];
   for (const wave of waves) {
     const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
