@@ -44977,6 +44977,8 @@ function _unique(values) {
     return Array.from(new Set(values));
 }
 //# sourceMappingURL=tool-cache.js.map
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: ./node_modules/is-plain-obj/index.js
 function isPlainObject(value) {
 	if (typeof value !== 'object' || value === null) {
@@ -47967,8 +47969,6 @@ const ENCODING_ALIASES = {
 
 const serializeEncoding = encoding => typeof encoding === 'string' ? `"${encoding}"` : String(encoding);
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: ./node_modules/execa/lib/arguments/cwd.js
 
 
@@ -54136,6 +54136,9 @@ const {
 
 ;// CONCATENATED MODULE: ./src/process/run.ts
 
+
+
+
 class CommandError extends Error {
     command;
     exitCode;
@@ -54187,10 +54190,25 @@ async function run(command, options = {}) {
     }
     return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
 }
-/** True when `program` can be found on PATH. */
+/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
 async function onPath(program) {
-    const result = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
-    return result.exitCode === 0;
+    const candidates = program.includes('/')
+        ? [program]
+        : (process.env.PATH ?? '')
+            .split(':')
+            .filter(Boolean)
+            .map((dir) => external_node_path_default().join(dir, program));
+    for (const candidate of candidates) {
+        try {
+            await (0,promises_namespaceObject.access)(candidate, external_node_fs_namespaceObject.constants.X_OK);
+            if ((await (0,promises_namespaceObject.stat)(candidate)).isFile())
+                return true;
+        }
+        catch {
+            // Not here; try the next directory.
+        }
+    }
+    return false;
 }
 
 ;// CONCATENATED MODULE: ./src/install/tools.ts
@@ -61127,6 +61145,7 @@ async function ensureRootfs(image, cacheDir, options = {}) {
     const target = rootfsPath(cacheDir, image.configDigest);
     if (await (0,promises_namespaceObject.stat)(target).catch(() => undefined))
         return { path: target, cached: true };
+    await image.verifyLayers?.();
     await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target), { recursive: true });
     const work = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_path_default().dirname(target), '.build-'));
     let scratchOutside;
@@ -62029,14 +62048,16 @@ async function readJson(file, what) {
         throw new OciLayoutError(`${what} is not valid JSON: ${file}`);
     }
 }
-/** Checks a blob's size and sha256 against its descriptor. */
-async function verifyBlob(file, descriptor) {
+/** Checks a blob's size and, unless `sizeOnly`, its digest against its descriptor. */
+async function verifyBlob(file, descriptor, sizeOnly = false) {
     const info = await (0,promises_namespaceObject.stat)(file).catch(() => undefined);
     if (!info)
         throw new OciLayoutError(`blob ${descriptor.digest} is missing from the layout (${file})`);
     if (info.size !== descriptor.size) {
         throw new OciLayoutError(`blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`);
     }
+    if (sizeOnly)
+        return;
     const [algorithm] = descriptor.digest.split(':');
     const hash = (0,external_node_crypto_.createHash)(algorithm ?? 'sha256');
     for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file))
@@ -62089,10 +62110,21 @@ async function readOciLayout(text, platform = DEFAULT_PLATFORM) {
     const layers = [];
     for (const layer of manifest.layers) {
         const file = blobPath(dir, layer.digest);
-        await verifyBlob(file, layer);
+        // Hashing the layers is only worth it when they are about to be unpacked (see verifyLayers).
+        await verifyBlob(file, layer, true);
         layers.push({ digest: layer.digest, mediaType: layer.mediaType, size: layer.size, path: file });
     }
-    return { name: text, manifestDigest: chosen.digest, configDigest: manifest.config.digest, config, layers };
+    return {
+        name: text,
+        manifestDigest: chosen.digest,
+        configDigest: manifest.config.digest,
+        config,
+        layers,
+        verifyLayers: async () => {
+            for (const layer of manifest.layers)
+                await verifyBlob(blobPath(dir, layer.digest), layer);
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/images/registry/auth.ts

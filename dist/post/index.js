@@ -29804,7 +29804,7 @@ var summary_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { access, appendFile, writeFile: summary_writeFile } = external_fs_namespaceObject.promises;
+const { access: summary_access, appendFile, writeFile: summary_writeFile } = external_fs_namespaceObject.promises;
 const SUMMARY_ENV_VAR = 'GITHUB_STEP_SUMMARY';
 const SUMMARY_DOCS_URL = 'https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary';
 class Summary {
@@ -29827,7 +29827,7 @@ class Summary {
                 throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
             }
             try {
-                yield access(pathFromEnv, external_fs_namespaceObject.constants.R_OK | external_fs_namespaceObject.constants.W_OK);
+                yield summary_access(pathFromEnv, external_fs_namespaceObject.constants.R_OK | external_fs_namespaceObject.constants.W_OK);
             }
             catch (_a) {
                 throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
@@ -31725,7 +31725,12 @@ function config_execArgv(config, command, env = []) {
     ];
 }
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: ./src/process/run.ts
+
+
+
 
 class run_CommandError extends Error {
     command;
@@ -31778,14 +31783,27 @@ async function run_run(command, options = {}) {
     }
     return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
 }
-/** True when `program` can be found on PATH. */
+/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
 async function run_onPath(program) {
-    const result = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
-    return result.exitCode === 0;
+    const candidates = program.includes('/')
+        ? [program]
+        : (process.env.PATH ?? '')
+            .split(':')
+            .filter(Boolean)
+            .map((dir) => path.join(dir, program));
+    for (const candidate of candidates) {
+        try {
+            await access(candidate, constants.X_OK);
+            if ((await stat(candidate)).isFile())
+                return true;
+        }
+        catch {
+            // Not here; try the next directory.
+        }
+    }
+    return false;
 }
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./src/types/oci/mediatype.ts
@@ -32768,6 +32786,7 @@ async function rootfs_ensureRootfs(image, cacheDir, options = {}) {
     const target = rootfs_rootfsPath(cacheDir, image.configDigest);
     if (await stat(target).catch(() => undefined))
         return { path: target, cached: true };
+    await image.verifyLayers?.();
     await mkdir(path.dirname(target), { recursive: true });
     const work = await mkdtemp(path.join(path.dirname(target), '.build-'));
     let scratchOutside;
@@ -33670,14 +33689,16 @@ async function readJson(file, what) {
         throw new OciLayoutError(`${what} is not valid JSON: ${file}`);
     }
 }
-/** Checks a blob's size and sha256 against its descriptor. */
-async function verifyBlob(file, descriptor) {
+/** Checks a blob's size and, unless `sizeOnly`, its digest against its descriptor. */
+async function verifyBlob(file, descriptor, sizeOnly = false) {
     const info = await stat(file).catch(() => undefined);
     if (!info)
         throw new OciLayoutError(`blob ${descriptor.digest} is missing from the layout (${file})`);
     if (info.size !== descriptor.size) {
         throw new OciLayoutError(`blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`);
     }
+    if (sizeOnly)
+        return;
     const [algorithm] = descriptor.digest.split(':');
     const hash = createHash(algorithm ?? 'sha256');
     for await (const chunk of createReadStream(file))
@@ -33730,10 +33751,21 @@ async function oci_layout_readOciLayout(text, platform = DEFAULT_PLATFORM) {
     const layers = [];
     for (const layer of manifest.layers) {
         const file = blobPath(dir, layer.digest);
-        await verifyBlob(file, layer);
+        // Hashing the layers is only worth it when they are about to be unpacked (see verifyLayers).
+        await verifyBlob(file, layer, true);
         layers.push({ digest: layer.digest, mediaType: layer.mediaType, size: layer.size, path: file });
     }
-    return { name: text, manifestDigest: chosen.digest, configDigest: manifest.config.digest, config, layers };
+    return {
+        name: text,
+        manifestDigest: chosen.digest,
+        configDigest: manifest.config.digest,
+        config,
+        layers,
+        verifyLayers: async () => {
+            for (const layer of manifest.layers)
+                await verifyBlob(blobPath(dir, layer.digest), layer);
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/images/registry/auth.ts

@@ -8,4 +8,10 @@ export interface LocalImage {
   configDigest: string;
   config: ImageConfig;
   layers: { digest: string; mediaType: string; size: number; path: string }[];
+  /**
+   * Checks the layer blobs' digests, for sources that did not already (an OCI
+   * layout on disk; registry blobs are verified as they are stored). Called
+   * only when a root filesystem is about to be built from them.
+   */
+  verifyLayers?: () => Promise<void>;
 }

@@ -42,8 +42,8 @@ async function readJson<T>(file: string, what: string): Promise<T> {
   }
 }
 
-/** Checks a blob's size and sha256 against its descriptor. */
-async function verifyBlob(file: string, descriptor: Descriptor): Promise<void> {
+/** Checks a blob's size and, unless `sizeOnly`, its digest against its descriptor. */
+async function verifyBlob(file: string, descriptor: Descriptor, sizeOnly = false): Promise<void> {
   const info = await stat(file).catch(() => undefined);
   if (!info) throw new OciLayoutError(`blob ${descriptor.digest} is missing from the layout (${file})`);
   if (info.size !== descriptor.size) {
@@ -51,6 +51,7 @@ async function verifyBlob(file: string, descriptor: Descriptor): Promise<void> {
       `blob ${descriptor.digest} has ${info.size} bytes, its descriptor says ${descriptor.size}`,
     );
   }
+  if (sizeOnly) return;
   const [algorithm] = descriptor.digest.split(':');
   const hash = createHash(algorithm ?? 'sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
@@ -114,8 +115,18 @@ export async function readOciLayout(
   const layers = [];
   for (const layer of manifest.layers) {
     const file = blobPath(dir, layer.digest);
-    await verifyBlob(file, layer);
+    // Hashing the layers is only worth it when they are about to be unpacked (see verifyLayers).
+    await verifyBlob(file, layer, true);
     layers.push({ digest: layer.digest, mediaType: layer.mediaType, size: layer.size, path: file });
   }
-  return { name: text, manifestDigest: chosen.digest, configDigest: manifest.config.digest, config, layers };
+  return {
+    name: text,
+    manifestDigest: chosen.digest,
+    configDigest: manifest.config.digest,
+    config,
+    layers,
+    verifyLayers: async () => {
+      for (const layer of manifest.layers) await verifyBlob(blobPath(dir, layer.digest), layer);
+    },
+  };
 }

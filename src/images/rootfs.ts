@@ -88,6 +88,7 @@ export async function ensureRootfs(
 ): Promise<{ path: string; cached: boolean }> {
   const target = rootfsPath(cacheDir, image.configDigest);
   if (await stat(target).catch(() => undefined)) return { path: target, cached: true };
+  await image.verifyLayers?.();
   await mkdir(path.dirname(target), { recursive: true });
   const work = await mkdtemp(path.join(path.dirname(target), '.build-'));
   let scratchOutside: string | undefined;

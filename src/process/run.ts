@@ -1,3 +1,6 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 
 /** A command line, built by a pure function and handed to `run`. */
@@ -76,8 +79,21 @@ export async function run(
   return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
 }
 
-/** True when `program` can be found on PATH. */
+/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
 export async function onPath(program: string): Promise<boolean> {
-  const result = await execa('sh', ['-c', 'command -v "$1"', 'sh', program], { reject: false });
-  return result.exitCode === 0;
+  const candidates = program.includes('/')
+    ? [program]
+    : (process.env.PATH ?? '')
+        .split(':')
+        .filter(Boolean)
+        .map((dir) => path.join(dir, program));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      if ((await stat(candidate)).isFile()) return true;
+    } catch {
+      // Not here; try the next directory.
+    }
+  }
+  return false;
 }
