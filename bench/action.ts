@@ -4,6 +4,9 @@
  * registry. Medians over N runs of:
  *   cold: main with an empty image cache (pull, verify, unpack, mkfs, boot, health);
  *   warm: main with the images and root filesystems cached;
+ *   restored: main on an empty image cache with the `cache` input restoring
+ *     blobs and root filesystems from the Actions cache (a local fake of the
+ *     service, test/support/actions-cache.ts, since the real one is GitHub's);
  *   first healthy: from main's start to the first "healthy" line it prints;
  *   teardown: the post step.
  * Baseline, in the same run: redis-server and postgres started as plain host
@@ -12,10 +15,11 @@
  * Usage: bench/run-ts action [--runs N]   (default 3). Prints figures; asserts nothing.
  */
 import { execa } from 'execa';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { startFakeActionsCache } from '../test/support/actions-cache.js';
 import { serviceImageLayouts } from '../test/support/fixtures.js';
 import { pushLayout } from '../test/support/registry/push-layout.js';
 import { startRegistry } from '../test/support/registry/registry.js';
@@ -105,11 +109,17 @@ async function main(): Promise<void> {
   const figures = {
     cold: [] as number[],
     warm: [] as number[],
+    restored: [] as number[],
+    restoreStep: [] as number[],
+    save: [] as number[],
     firstHealthy: [] as number[],
     teardown: [] as number[],
     host: [] as number[],
   };
   const sharedCache = await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-cache-'));
+  const actionsCache = await startFakeActionsCache();
+  // A runner's temp dir is the same path in every job: @actions/cache versions entries by path.
+  const runnerTemp = await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-runner-temp-'));
   // The guest bundle is a tool, not an image: every run shares the usual one, so cold measures images.
   const toolCache = path.join(
     process.env.HYPER_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'hyper'),
@@ -117,37 +127,47 @@ async function main(): Promise<void> {
   );
   try {
     for (let i = 0; i < runs; i++) {
-      for (const kind of ['cold', 'warm'] as const) {
+      for (const kind of ['cold', 'warm', 'restored'] as const) {
         const cache =
-          kind === 'cold' ? await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-cold-')) : sharedCache;
-        if (kind === 'warm' && i === 0) {
-          // Fill the warm cache once, outside the figures.
+          kind === 'warm' ? sharedCache : await mkdtemp(path.join(os.tmpdir(), `hyper-bench-${kind}-`));
+        const env = { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache };
+        const inputs = { services, accel: 'tcg', 'wait-timeout': '300', cache: 'false' };
+        if (kind === 'restored') {
+          Object.assign(env, actionsCache.env, { RUNNER_TEMP: runnerTemp });
+          inputs.cache = 'true';
+        }
+        if (kind !== 'cold' && i === 0) {
+          // Fill the warm cache, or the Actions cache, once, outside the main figures.
           const fill = await RunnerJob.create();
-          await fill.step(
-            MAIN,
-            { services, accel: 'tcg' },
-            { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache },
-          );
-          await fill.step(POST, {}, { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache });
+          await fill.step(MAIN, inputs, env);
+          const post = await fill.step(POST, {}, env);
+          const saved = /Image cache: saved .* in (\d+) ms/.exec(post.stdout);
+          if (kind === 'restored') {
+            if (!saved) throw new Error(`the Actions cache was not filled:\n${post.stdout}`);
+            figures.save.push(Number(saved[1]));
+            await rm(cache, { recursive: true, force: true });
+            await mkdir(cache);
+          }
           await fill.remove();
         }
         const job = await RunnerJob.create();
         const start = performance.now();
-        const mainStep = await job.step(
-          MAIN,
-          { services, accel: 'tcg', 'wait-timeout': '300' },
-          { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache },
-        );
+        const mainStep = await job.step(MAIN, inputs, env);
         const mainMs = performance.now() - start;
         if (mainStep.exitCode !== 0) throw new Error(`main failed:\n${mainStep.stdout}`);
         const healthy = [...mainStep.stdout.matchAll(/: healthy after (\d+) ms/g)].map((m) => Number(m[1]));
+        if (kind === 'restored') {
+          const restored = /Image cache: restored .* in (\d+) ms/.exec(mainStep.stdout);
+          if (!restored) throw new Error(`nothing was restored:\n${mainStep.stdout}`);
+          figures.restoreStep.push(Number(restored[1]));
+        }
         const postStart = performance.now();
-        await job.step(POST, {}, { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache });
+        await job.step(POST, {}, env);
         figures.teardown.push(performance.now() - postStart);
         figures[kind].push(mainMs);
         if (kind === 'warm') figures.firstHealthy.push(Math.min(...healthy));
         await job.remove();
-        if (kind === 'cold') await rm(cache, { recursive: true, force: true });
+        if (kind !== 'warm') await rm(cache, { recursive: true, force: true });
       }
       const host = await hostBaseline();
       if (host !== undefined) figures.host.push(host);
@@ -155,7 +175,9 @@ async function main(): Promise<void> {
     }
   } finally {
     await registry.stop();
+    await actionsCache.stop();
     await rm(sharedCache, { recursive: true, force: true });
+    await rm(runnerTemp, { recursive: true, force: true });
   }
   const fmt = (values: number[]) =>
     `${Math.round(median(values))} ms  [${values.map((v) => Math.round(v)).join(' ')}]`;
@@ -165,12 +187,16 @@ async function main(): Promise<void> {
   );
   console.log(`main, cold (empty image cache): ${fmt(figures.cold)}`);
   console.log(`main, warm (images cached):     ${fmt(figures.warm)}`);
+  console.log(`main, restored from the Actions cache (empty image cache): ${fmt(figures.restored)}`);
+  console.log(
+    `  of which the cache restore: ${fmt(figures.restoreStep)}; the save in post, once: ${fmt(figures.save)}`,
+  );
   console.log(`first healthy (warm, boot to healthy of the first service): ${fmt(figures.firstHealthy)}`);
   console.log(`post (teardown):                ${fmt(figures.teardown)}`);
   if (figures.host.length) {
     console.log(`host processes (no VM), start to both answering: ${fmt(figures.host)}`);
     console.log(
-      `ratio warm main / host: ${(median(figures.warm) / median(figures.host)).toFixed(1)}x; cold / host: ${(median(figures.cold) / median(figures.host)).toFixed(1)}x`,
+      `ratio warm main / host: ${(median(figures.warm) / median(figures.host)).toFixed(1)}x; restored / host: ${(median(figures.restored) / median(figures.host)).toFixed(1)}x; cold / host: ${(median(figures.cold) / median(figures.host)).toFixed(1)}x`,
     );
   } else {
     console.log('host baseline skipped: install redis-server and postgresql on the host for it');

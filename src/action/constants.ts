@@ -6,6 +6,7 @@ export enum Inputs {
   RegistryMirror = 'registry-mirror',
   InsecureRegistries = 'insecure-registries',
   GithubToken = 'github-token',
+  Cache = 'cache',
 }
 
 export enum Outputs {
@@ -16,4 +17,6 @@ export enum Outputs {
 
 export enum StateKeys {
   StateDir = 'state-dir',
+  /** What the post step saves to the image cache: names, images and the key restored. */
+  ImageCache = 'image-cache',
 }

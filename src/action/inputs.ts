@@ -17,6 +17,8 @@ export interface ActionInputs {
   registryMirror: string | undefined;
   insecureRegistries: string[];
   githubToken: string | undefined;
+  /** Keep blobs and root filesystems across runs with @actions/cache. */
+  cache: boolean;
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
@@ -55,5 +57,14 @@ export function getInputs(): ActionInputs {
       .split(/[\s,]+/)
       .filter(Boolean),
     githubToken: core.getInput(Inputs.GithubToken) || undefined,
+    cache: parseBoolean(core.getInput(Inputs.Cache), true, Inputs.Cache),
   };
+}
+
+/** A boolean input in the forms the runner's own inputs accept (YAML 1.2 core schema); empty is the default. */
+function parseBoolean(text: string, fallback: boolean, name: string): boolean {
+  if (text === '') return fallback;
+  if (['true', 'True', 'TRUE'].includes(text)) return true;
+  if (['false', 'False', 'FALSE'].includes(text)) return false;
+  throw new SpecError(`input "${name}": "${text}" is not a boolean; use true or false`);
 }

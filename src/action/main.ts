@@ -13,10 +13,11 @@ import {
 import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';
+import { restoreImageCache } from './cache.js';
 import { Outputs } from './constants.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
-import { saveStateDir } from './state.js';
+import { saveImageCacheState, saveStateDir } from './state.js';
 
 /** The job's state lives in RUNNER_TEMP, which the runner empties after the job. */
 function jobStateDir(): string {
@@ -89,6 +90,10 @@ export async function mainRun(): Promise<void> {
   let statuses: ServiceStatus[] = [];
   const serviceCount = inputs.plan.flat().length;
   if (serviceCount > 0) {
+    const imageNames = inputs.plan.flat().map((spec) => spec.image);
+    const restoredKey = inputs.cache
+      ? await core.group('Restore the image cache', () => restoreImageCache(imageNames))
+      : undefined;
     try {
       statuses = await core.group(`Start ${serviceCount} service(s)`, () =>
         upServices(
@@ -112,6 +117,13 @@ export async function mainRun(): Promise<void> {
         );
       }
       throw error;
+    }
+    if (inputs.cache) {
+      saveImageCacheState({
+        names: imageNames,
+        images: statuses.map((s) => ({ configDigest: s.imageConfigDigest, blobs: s.imageBlobs })),
+        ...(restoredKey ? { restoredKey } : {}),
+      });
     }
   }
   core.setOutput(Outputs.Services, JSON.stringify(servicesContext(statuses)));

@@ -3,7 +3,8 @@ import { rm } from 'node:fs/promises';
 import { listServices, removeService, serviceLogs, stopService } from '../lifecycle/service.js';
 import { readUsage, type VmUsage } from '../lifecycle/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { savedStateDir } from './state.js';
+import { saveImageCache } from './cache.js';
+import { savedImageCacheState, savedStateDir } from './state.js';
 
 const STOP_GRACE_MS = 10_000;
 
@@ -52,4 +53,10 @@ export async function postRun(): Promise<void> {
   await rm(savedStateDir, { recursive: true, force: true }).catch((error: unknown) =>
     core.warning(`could not remove ${savedStateDir}: ${(error as Error).message}`),
   );
+  const cache = savedImageCacheState();
+  if (cache) {
+    await core.group('Save the image cache', () =>
+      saveImageCache(cache.names, cache.images, cache.restoredKey),
+    );
+  }
 }

@@ -1,4 +1,5 @@
 import * as core from '@actions/core';
+import type { CachedImage } from '../images/cache-archive.js';
 import { StateKeys } from './constants.js';
 
 /** The only place that reads or writes the action's post-step state. */
@@ -6,4 +7,20 @@ export const savedStateDir: string = core.getState(StateKeys.StateDir);
 
 export function saveStateDir(dir: string): void {
   core.saveState(StateKeys.StateDir, dir);
+}
+
+/** What the main step asks the post step to keep in the image cache. */
+export interface ImageCacheState {
+  names: string[];
+  images: CachedImage[];
+  restoredKey?: string;
+}
+
+export function saveImageCacheState(state: ImageCacheState): void {
+  core.saveState(StateKeys.ImageCache, JSON.stringify(state));
+}
+
+export function savedImageCacheState(): ImageCacheState | undefined {
+  const text = core.getState(StateKeys.ImageCache);
+  return text ? (JSON.parse(text) as ImageCacheState) : undefined;
 }

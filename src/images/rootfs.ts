@@ -6,7 +6,7 @@ import { applyLayers, type ApplyReport } from './layers.js';
 import { ownershipScript, treePaths } from './ownership.js';
 
 /** Bump when the way a base is built changes, so old bases are not reused. */
-const ROOTFS_FORMAT = 'v1';
+export const ROOTFS_FORMAT = 'v1';
 const MiB = 1024 * 1024;
 /** Free space the service gets on its root filesystem (the qcow2 overlay grows into it lazily). */
 export const DEFAULT_HEADROOM_MIB = 1024;

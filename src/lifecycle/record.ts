@@ -11,6 +11,9 @@ export interface VmRecord {
   name: string;
   image: string;
   imageDigest: string;
+  /** The image's config digest and its config and layer blobs: what a cache of it must hold. */
+  imageConfigDigest?: string;
+  imageBlobs?: string[];
   createdAt: string;
   machine: MachineSpec;
   ports: PublishedPort[];

@@ -151,6 +151,8 @@ export async function runService(
     name,
     image: request.image,
     imageDigest: image.manifestDigest,
+    imageConfigDigest: image.configDigest,
+    imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
     createdAt: new Date().toISOString(),
     machine,
     ports,

@@ -19,6 +19,9 @@ export interface ServiceStatus {
   name: string;
   image: string;
   imageDigest: string;
+  /** Config digest and blobs, for the action's cache. */
+  imageConfigDigest: string;
+  imageBlobs: string[];
   accel: string;
   memoryMiB: number;
   ports: PublishedPort[];
@@ -114,6 +117,8 @@ async function bootOne(
     name: record.name,
     image: record.image,
     imageDigest: record.imageDigest,
+    imageConfigDigest: record.imageConfigDigest ?? '',
+    imageBlobs: record.imageBlobs ?? [],
     accel: record.machine.accel,
     memoryMiB: record.machine.memoryMiB,
     ports: record.ports,

@@ -1,0 +1,28 @@
+import { restoreKeys, saveKey } from '../../../src/action/cache.js';
+
+const image = (n: string) => ({ configDigest: `sha256:${n.repeat(64)}`, blobs: [`sha256:${n.repeat(64)}`] });
+
+test('restore looks for the same image names first, then for any entry of this platform', () => {
+  const keys = restoreKeys(['redis:7', 'postgres:16']);
+  expect(keys.primary).toMatch(
+    new RegExp(`^hyper-services-v1-${process.platform}-${process.arch}-[0-9a-f]{16}$`),
+  );
+  expect(keys.restore).toEqual([
+    `${keys.primary}-`,
+    `hyper-services-v1-${process.platform}-${process.arch}-`,
+  ]);
+});
+
+test('image names are a set: order and repeats do not change the keys', () => {
+  expect(restoreKeys(['a', 'b', 'a'])).toEqual(restoreKeys(['b', 'a']));
+  expect(saveKey(['a', 'b'], [image('1'), image('2')])).toBe(saveKey(['b', 'a'], [image('2'), image('1')]));
+});
+
+test('the save key starts with the restore prefix and changes when any image content changes', () => {
+  const names = ['redis:7'];
+  const key = saveKey(names, [image('1')]);
+  expect(key.startsWith(restoreKeys(names).restore[0] as string)).toBe(true);
+  expect(key).toMatch(/-[0-9a-f]{16}-[0-9a-f]{16}$/);
+  expect(saveKey(names, [image('2')])).not.toBe(key);
+  expect(restoreKeys(['redis:8']).primary).not.toBe(restoreKeys(names).primary);
+});
