@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8583);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7834);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8583:
+/***/ 7834:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44495,6 +44495,11 @@ const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
 function kernelCmdline(accel, hostTscKhz) {
     return accel === 'tcg' ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? 2_000_000}` : KERNEL_CMDLINE;
 }
+/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
+const ROOT_NODE = 'root-disk';
+function diskNode(serial) {
+    return `${serial}-disk`;
+}
 /** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
 function qemuArgs(spec, hostTscKhz) {
     const paths = vmPaths(spec.dir);
@@ -44515,18 +44520,23 @@ function qemuArgs(spec, hostTscKhz) {
         '-serial', `file:${paths.console}`,
         '-pidfile', paths.pid,
         '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-        '-drive', `id=root,file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
         '-device', 'virtio-blk-device,drive=root,serial=rootfs',
         '-device', 'virtio-serial-device',
-        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)}`,
+        // append: a restarted VM keeps the log, and the status the host wrote for it.
+        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
         '-device', 'virtserialport,chardev=log,name=hyper.log',
-        '-chardev', `file,id=status,path=${optValue(paths.status)}`,
+        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
         '-device', 'virtserialport,chardev=status,name=hyper.status',
         '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
         '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
         '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${hostfwd.join('')}`,
         '-device', 'virtio-net-device,netdev=net0',
     ];
+    for (const disk of spec.disks ?? []) {
+        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+    }
     for (const file of spec.guestFiles) {
         args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
     }
@@ -44565,6 +44575,33 @@ class QmpClient {
             throw error;
         return message.return;
     }
+    /**
+     * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
+     * starts it, polls query-jobs until it has concluded, dismisses it, and
+     * throws the job's own error when it failed.
+     */
+    async runJob(command, args, timeoutMs) {
+        const id = `hyper-job-${this.nextId}`;
+        await this.execute(command, { ...args, 'job-id': id });
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const jobs = (await this.execute('query-jobs'));
+            const job = jobs.find((j) => j.id === id);
+            if (!job)
+                throw new Error(`QMP ${command}: job ${id} disappeared`);
+            if (job.status === 'concluded') {
+                await this.execute('job-dismiss', { id });
+                if (job.error)
+                    throw new Error(job.error);
+                return;
+            }
+            if (Date.now() > deadline) {
+                await this.execute('job-cancel', { id }).catch(() => undefined);
+                throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+    }
     close() {
         this.socket.close();
     }
@@ -44600,7 +44637,7 @@ async function tail(file, lines = 20) {
 }
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 class QemuHypervisor {
-    async start(spec) {
+    async start(spec, options = {}) {
         const paths = vmPaths(spec.dir);
         for (const socket of [paths.qmp, paths.agent]) {
             if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
@@ -44612,7 +44649,10 @@ class QemuHypervisor {
         let spawnError;
         try {
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-            const child = (0,external_node_child_process_namespaceObject.spawn)(QEMU_BINARY, qemuArgs(spec, await hostTscKhz()), {
+            const args = qemuArgs(spec, await hostTscKhz());
+            if (options.checkpoint)
+                args.push('-loadvm', options.checkpoint);
+            const child = (0,external_node_child_process_namespaceObject.spawn)(QEMU_BINARY, args, {
                 detached: true,
                 stdio: ['ignore', log.fd, log.fd],
             });
@@ -44724,6 +44764,127 @@ class QemuHypervisor {
         if (!(await process_waitForExit(pid, spec.dir, 10000)))
             throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
     }
+    async withQmp(spec, use) {
+        const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+        try {
+            return await use(qmp);
+        }
+        finally {
+            qmp.close();
+        }
+    }
+    async snapshotDisks(spec, serials, tag, freeze) {
+        const agentPath = vmPaths(spec.dir).agent;
+        let agent;
+        try {
+            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+        }
+        catch (error) {
+            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`);
+        }
+        let thawed = false;
+        try {
+            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
+            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
+                actions: serials.map((serial) => ({
+                    type: 'blockdev-snapshot-internal-sync',
+                    data: { device: nodeOf(serial), name: tag },
+                })),
+            }));
+            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
+            thawed = true;
+        }
+        finally {
+            agent.close();
+            // After a timeout or error the answer on this connection can be stale:
+            // thaw again on a fresh one (a no-op when nothing is frozen).
+            if (!thawed)
+                await this.thaw(agentPath, freeze.timeoutMs);
+        }
+    }
+    async thaw(agentPath, timeoutMs) {
+        let lastError;
+        for (let attempt = 0; attempt < 3; attempt++) {
+            try {
+                const agent = await GuestAgent.connect(agentPath, timeoutMs);
+                try {
+                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+                    if (status === 'thawed')
+                        return;
+                    lastError = new Error(`the agent reports the filesystems ${String(status)}`);
+                }
+                finally {
+                    agent.close();
+                }
+            }
+            catch (error) {
+                lastError = error;
+            }
+        }
+        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`);
+    }
+    async saveCheckpoint(spec, tag) {
+        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
+    }
+    async loadCheckpoint(spec, tag) {
+        await this.withQmp(spec, async (qmp) => {
+            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
+            const status = (await qmp.execute('query-status'));
+            if (!status.running)
+                await qmp.execute('cont');
+        });
+    }
+    async deleteSnapshot(spec, serials, tag) {
+        if (await this.isRunning(spec)) {
+            await this.withQmp(spec, async (qmp) => {
+                for (const serial of serials) {
+                    await qmp
+                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
+                        .catch((error) => {
+                        if (!/not found|can't find|cannot find/i.test(error.message))
+                            throw error;
+                    });
+                }
+            });
+            return;
+        }
+        for (const serial of serials) {
+            const file = diskFile(spec, serial);
+            const { stdout } = await run({ program: 'qemu-img', args: ['snapshot', '-l', '-U', file] });
+            if (snapshotTags(stdout).includes(tag))
+                await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
+        }
+    }
+    async revertDisks(spec, serials, tag) {
+        if (await this.isRunning(spec))
+            throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
+        for (const serial of serials)
+            await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, diskFile(spec, serial)] });
+    }
+}
+/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
+const CHECKPOINT_TIMEOUT_MS = 120_000;
+function nodeOf(serial) {
+    return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
+}
+function writableNodes(spec) {
+    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+function diskFile(spec, serial) {
+    if (serial === 'rootfs')
+        return spec.rootDisk;
+    const disk = spec.disks?.find((d) => d.serial === serial);
+    if (!disk)
+        throw new VmError(`${spec.name} has no disk ${serial}`);
+    return disk.path;
+}
+/** The tags in `qemu-img snapshot -l` output (ID, TAG, then sizes and dates). Pure. */
+function snapshotTags(listing) {
+    return listing
+        .split('\n')
+        .map((line) => /^\s*\d+\s+(\S+)\s/.exec(line)?.[1])
+        .filter((tag) => tag !== undefined);
 }
 
 ;// CONCATENATED MODULE: ./src/install/accel.ts
@@ -44931,6 +45092,7 @@ function guestFiles(config) {
         { name: 'env', content: nulList(config.env) },
         { name: 'hosts', content: Buffer.from(`${hosts.join('\n')}\n`) },
         { name: 'resolv.conf', content: Buffer.from(`nameserver ${config.network.dns}\n`) },
+        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
     ];
 }
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
@@ -45156,6 +45318,242 @@ function formatPort(port) {
     return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
 }
 
+;// CONCATENATED MODULE: ./src/storage/mounts.ts
+
+class MountError extends Error {
+    name = 'MountError';
+}
+/** Docker's rule for volume names. */
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+/** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
+const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
+/** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
+const DEFAULT_TMPFS_OPTIONS = 'rw,noexec,nosuid,nodev';
+function checkTarget(target, what) {
+    if (!target.startsWith('/')) {
+        throw new MountError(`${what}: the path in the container must be absolute, not "${target}"`);
+    }
+    if (/\s/.test(target) || target.split('/').includes('..')) {
+        throw new MountError(`${what}: "${target}" must not hold whitespace or ".."`);
+    }
+    const clean = external_node_path_default().posix.normalize(target).replace(/\/+$/, '');
+    if (clean === '')
+        throw new MountError(`${what}: cannot mount over the root directory /`);
+    return clean;
+}
+function readMode(mode, what) {
+    if (mode === undefined || mode === '' || mode === 'rw')
+        return false;
+    if (mode === 'ro')
+        return true;
+    throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
+}
+/**
+ * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
+ * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
+ */
+function parseVolume(text, baseDir) {
+    const what = `volume "${text}"`;
+    const parts = text.split(':');
+    if (parts.length === 1)
+        return { kind: 'anonymous', target: checkTarget(text, what), readOnly: false };
+    if (parts.length > 3)
+        throw new MountError(`${what}: expected SOURCE:TARGET[:ro]`);
+    const [source = '', targetText = '', mode] = parts;
+    if (parts.length === 2 && source.startsWith('/') && !targetText.startsWith('/')) {
+        // `/path:ro`: an anonymous volume with a mode.
+        return { kind: 'anonymous', target: checkTarget(source, what), readOnly: readMode(targetText, what) };
+    }
+    const target = checkTarget(targetText, what);
+    const readOnly = readMode(mode, what);
+    if (source.startsWith('/') || source.startsWith('.') || source.startsWith('~')) {
+        const home = process.env.HOME ?? '/';
+        const absolute = source.startsWith('~')
+            ? external_node_path_default().join(home, source.slice(1))
+            : external_node_path_default().resolve(baseDir, source);
+        return { kind: 'bind', source: absolute, target, readOnly };
+    }
+    if (!VOLUME_NAME.test(source)) {
+        throw new MountError(`${what}: "${source}" is not a valid volume name; use letters, digits, "_", "." and "-", or a path starting with / or ./`);
+    }
+    return { kind: 'volume', name: source, target, readOnly };
+}
+/** `--tmpfs /path[:options]`, or compose `tmpfs: /path[:ro]`. */
+function parseTmpfs(text) {
+    const colon = text.indexOf(':');
+    const targetText = colon === -1 ? text : text.slice(0, colon);
+    const what = `tmpfs "${text}"`;
+    const target = checkTarget(targetText, what);
+    const given = colon === -1 ? '' : text.slice(colon + 1);
+    if (given && !TMPFS_OPTIONS.test(given)) {
+        throw new MountError(`${what}: options must look like size=64m,mode=1777`);
+    }
+    return {
+        kind: 'tmpfs',
+        target,
+        options: given ? `${DEFAULT_TMPFS_OPTIONS},${given}` : DEFAULT_TMPFS_OPTIONS,
+    };
+}
+/**
+ * Every mount of one service: its volumes and tmpfs mounts, then an anonymous
+ * volume for each image VOLUME nothing else covers (as Docker does). Refuses
+ * two mounts on one path. Sorted so that a parent is mounted before its children.
+ */
+function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
+    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
+    const seen = new Set();
+    for (const mount of mounts) {
+        if (seen.has(mount.target))
+            throw new MountError(`two mounts on ${mount.target}; give each path once`);
+        seen.add(mount.target);
+    }
+    for (const declared of imageVolumes) {
+        const target = checkTarget(declared, `the image's VOLUME "${declared}"`);
+        if (!seen.has(target)) {
+            seen.add(target);
+            mounts.push({ kind: 'anonymous', target, readOnly: false });
+        }
+    }
+    return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+}
+/**
+ * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
+ * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
+ */
+function guestMountTable(disks, mounts) {
+    const lines = disks.map((d) => ({
+        target: d.target,
+        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
+    }));
+    for (const mount of mounts) {
+        if (mount.kind === 'tmpfs')
+            lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
+    }
+    lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+    return lines.map((l) => `${l.line}\n`).join('');
+}
+
+;// CONCATENATED MODULE: ./src/storage/volumes.ts
+
+
+
+
+
+const volumes_MiB = 1024 * 1024;
+const GiB = 1024 * volumes_MiB;
+/** A volume's size when none is given. The qcow2 only grows as the guest writes. */
+const DEFAULT_VOLUME_SIZE = 10 * GiB;
+/** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
+const BIND_HEADROOM = 256 * volumes_MiB;
+/** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
+function volumePath(name) {
+    return external_node_path_default().join(stateDir(), 'volumes', `${name}.qcow2`);
+}
+async function volumes_exists(file) {
+    return (await (0,promises_namespaceObject.stat)(file).catch(() => undefined)) !== undefined;
+}
+async function directoryBytes(dir) {
+    const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
+    return Number.parseInt(stdout, 10);
+}
+/**
+ * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
+ * from `contentDir` when given. Built as raw beside `target` (mkfs needs a
+ * plain file), its lost+found removed (a volume reads as an empty directory,
+ * as Docker's do; postgres's initdb refuses a data dir that holds anything),
+ * converted, then renamed into place: never half there.
+ */
+async function createExt4Disk(target, sizeBytes, contentDir) {
+    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target), { recursive: true });
+    const raw = `${target}.${process.pid}.raw`;
+    const temp = `${target}.${process.pid}.partial`;
+    try {
+        await run({ program: 'truncate', args: ['-s', String(sizeBytes), raw] });
+        await run({
+            program: 'mkfs.ext4',
+            args: [
+                '-q',
+                '-F',
+                '-m',
+                '0',
+                '-E',
+                'lazy_itable_init=1,lazy_journal_init=1',
+                ...(contentDir ? ['-d', contentDir] : []),
+                raw,
+            ],
+        });
+        await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
+        await run({ program: 'qemu-img', args: ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, temp] });
+        await (0,promises_namespaceObject.rename)(temp, target);
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(raw, { force: true });
+        await (0,promises_namespaceObject.rm)(temp, { force: true });
+    }
+}
+/** The named volume's disk, made empty on first use; `created` says which. */
+async function ensureVolume(name, sizeBytes = DEFAULT_VOLUME_SIZE) {
+    const file = volumePath(name);
+    if (await volumes_exists(file))
+        return { path: file, created: false };
+    await createExt4Disk(file, sizeBytes);
+    return { path: file, created: true };
+}
+/**
+ * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
+ * state (created on first use), anonymous volumes and copies of host paths in
+ * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
+ */
+async function prepareMountDisks(mounts, vmDir) {
+    const disks = [];
+    for (const mount of mounts) {
+        const serial = `vol${disks.length}`;
+        if (mount.kind === 'volume') {
+            const volume = await ensureVolume(mount.name);
+            disks.push({
+                serial,
+                path: volume.path,
+                target: mount.target,
+                readOnly: mount.readOnly,
+                copyUp: volume.created && !mount.readOnly,
+                volume: mount.name,
+            });
+        }
+        else if (mount.kind === 'anonymous') {
+            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
+            await createExt4Disk(file, DEFAULT_VOLUME_SIZE);
+            disks.push({
+                serial,
+                path: file,
+                target: mount.target,
+                readOnly: mount.readOnly,
+                copyUp: !mount.readOnly,
+            });
+        }
+        else if (mount.kind === 'bind') {
+            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
+            const bytes = await directoryBytes(mount.source);
+            const size = Math.ceil((bytes * 1.25 + 64 * volumes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / volumes_MiB) * volumes_MiB;
+            await createExt4Disk(file, size, mount.source);
+            disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
+        }
+    }
+    return disks;
+}
+/** Checks what can be checked before anything is made: host paths exist and are directories. */
+async function checkMountSources(mounts) {
+    for (const mount of mounts) {
+        if (mount.kind !== 'bind')
+            continue;
+        const info = await (0,promises_namespaceObject.stat)(mount.source).catch(() => undefined);
+        if (!info)
+            throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`);
+        if (!info.isDirectory()) {
+            throw new MountError(`host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/lifecycle/record.ts
 
 
@@ -45201,6 +45599,8 @@ async function listRecords() {
 
 
 
+
+
 class ServiceError extends Error {
     name = 'ServiceError';
 }
@@ -45224,6 +45624,20 @@ function generateName(image) {
         .slice(0, 50) || 'vm';
     return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
 }
+/** A named volume is one ext4: it can be attached to one running VM at a time. */
+async function checkVolumesFree(mounts, host, self) {
+    const wanted = new Set(mounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])));
+    if (wanted.size === 0)
+        return;
+    for (const record of await listRecords()) {
+        if (record.name === self)
+            continue;
+        const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
+        if (shared && (await host.hypervisor.isRunning(record.machine))) {
+            throw new ServiceError(`volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`);
+        }
+    }
+}
 async function service_exists(file) {
     return (await (0,promises_namespaceObject.stat)(file).catch(() => undefined)) !== undefined;
 }
@@ -45244,6 +45658,8 @@ async function runService(request, host, log) {
     }
     if (!Number.isInteger(request.cpus) || request.cpus < 1)
         throw new ServiceError(`cpus must be a whole number of at least 1`);
+    // Mount syntax first, before any pull; the image's VOLUMEs join in once it is known.
+    planMounts(request.volumes ?? [], request.tmpfs ?? [], [], request.baseDir ?? process.cwd());
     const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
     const runConfig = imageRunConfig(image.config);
     const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
@@ -45256,7 +45672,9 @@ async function runService(request, host, log) {
         stopSignal: runConfig.stopSignal,
         network: USER_NETWORK,
     };
-    const files = guestFiles(guest);
+    const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, request.baseDir ?? process.cwd());
+    await checkMountSources(mounts);
+    await checkVolumesFree(mounts, host);
     const ports = await resolvePorts(request.ports);
     const base = await ensureRootfs(image, cacheDir());
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
@@ -45271,6 +45689,15 @@ async function runService(request, host, log) {
         throw error;
     }
     const paths = vmPaths(dir);
+    let disks;
+    try {
+        disks = await prepareMountDisks(mounts, dir);
+    }
+    catch (error) {
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        throw error;
+    }
+    const files = guestFiles({ ...guest, mounts: guestMountTable(disks, mounts) });
     const machine = {
         name,
         dir,
@@ -45286,6 +45713,7 @@ async function runService(request, host, log) {
             hostPort: p.hostPort,
             guestPort: p.containerPort,
         })),
+        disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
     };
     const record = {
         name,
@@ -45299,6 +45727,7 @@ async function runService(request, host, log) {
         user: guest.user,
         workdir: guest.workdir,
         labels: request.labels ?? {},
+        disks,
     };
     const healthcheck = request.healthcheck ?? runConfig.healthcheck;
     if (healthcheck && healthcheck !== 'none')
@@ -45330,6 +45759,35 @@ async function vmState(record, host) {
         return { running: true };
     const status = await readGuestStatus(vmPaths(record.machine.dir).status);
     return { running: false, exitCode: status.exitCode };
+}
+/**
+ * Boots a stopped VM again from its record: same disks (so named volumes and
+ * the container's own changes are kept), same ports, same settings. With a
+ * checkpoint it resumes from that instead of booting; `status` is then what
+ * the guest had reported when the checkpoint was taken.
+ */
+async function startService(name, host, options = {}) {
+    const record = await requireRecord(name);
+    if (await host.hypervisor.isRunning(record.machine))
+        throw new ServiceError(`${name} is already running`);
+    const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [`${d.volume}:${d.target}`] : []));
+    await checkVolumesFree(volumes.map((v) => parseVolume(v, '/')), host, name);
+    const paths = vmPaths(record.machine.dir);
+    for (const file of [paths.pid, paths.qmp, paths.agent])
+        await (0,promises_namespaceObject.rm)(file, { force: true });
+    await (0,promises_namespaceObject.writeFile)(paths.status, options.checkpoint ? (options.status ?? '') : '');
+    const started = Date.now();
+    try {
+        await host.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+        await host.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? 120_000);
+    }
+    catch (error) {
+        await host.hypervisor.kill(record.machine).catch(() => undefined);
+        throw error;
+    }
+    record.bootMs = Date.now() - started;
+    await writeRecord(record);
+    return record;
 }
 async function requireRecord(name) {
     const record = await readRecord(name);
@@ -45368,7 +45826,7 @@ async function execInService(name, command, host, options = {}) {
     }
     if (command.length === 0)
         throw new ServiceError('no command given: hyper exec NAME -- CMD [ARG...]');
-    const argv = execArgv(record, command, options.env ?? []);
+    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
     return host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
 }
 async function serviceLogs(name) {
@@ -45503,6 +45961,9 @@ function runRequest(spec, options) {
         labels: options.labels,
         bootTimeoutMs: BOOT_TIMEOUT_MS,
         registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
+        volumes: spec.volumes,
+        tmpfs: spec.tmpfs,
+        baseDir: spec.baseDir ?? options.baseDir,
     };
 }
 /**
@@ -46179,6 +46640,7 @@ class YamlValue {
 
 
 
+
 const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
 const SERVICE_KEYS = [
     'image',
@@ -46222,12 +46684,26 @@ function parseComposeProject(text, file, readFile, variables = {}) {
         checkNetworks(networks);
     const volumes = top.get('volumes');
     const context = { dir: external_node_path_default().dirname(file), readFile, variables };
-    return {
+    const project = {
         services: services
             .entries()
             .map(({ key, value }) => parseService(readServiceName(key, value), value, context)),
         volumes: volumes && !volumes.isNull ? readVolumeNames(volumes) : [],
     };
+    checkDeclaredVolumes(project, file);
+    return project;
+}
+/** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
+function checkDeclaredVolumes(project, file) {
+    for (const service of project.services) {
+        for (const volume of service.volumes) {
+            const source = volume.split(':')[0] ?? '';
+            const named = volume.includes(':') && !/^[/.~]/.test(source);
+            if (named && !project.volumes.includes(source)) {
+                throw new SpecError(`${file}: service "${service.name}" uses volume "${source}", which is not declared under the top-level volumes:`);
+            }
+        }
+    }
 }
 /** The keys of a map, `x-` extension keys left out, as Compose does. */
 function composeFields(value, valid) {
@@ -46266,6 +46742,7 @@ function parseService(name, value, context) {
         ],
         ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
         volumes: mounts.volumes,
+        baseDir: context.dir,
         command: get('command', readWords),
         entrypoint: get('entrypoint', readWords),
         healthcheck: get('healthcheck', readHealthcheck),
@@ -46397,6 +46874,7 @@ function checkNetworks(value) {
 
 ;// CONCATENATED MODULE: ./src/spec/plan.ts
 
+
 /**
  * Checks the whole set of services before anything boots: unique names,
  * dependencies that exist and form no cycle, no host port published twice,
@@ -46414,7 +46892,32 @@ function validatePlan(specs) {
     checkDependencies(specs, byName);
     checkCycles(specs, byName);
     checkPorts(specs);
+    checkMounts(specs);
     return waves(specs);
+}
+/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
+function checkMounts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        let mounts;
+        try {
+            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+        }
+        catch (error) {
+            if (error instanceof MountError)
+                throw new SpecError(`service "${spec.name}": ${error.message}`);
+            throw error;
+        }
+        for (const mount of mounts) {
+            if (mount.kind !== 'volume')
+                continue;
+            const owner = owners.get(mount.name);
+            if (owner && owner !== spec.name) {
+                throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
+            }
+            owners.set(mount.name, spec.name);
+        }
+    }
 }
 function checkDependencies(specs, byName) {
     for (const spec of specs) {
@@ -55679,6 +56182,157 @@ function intOption(parsed, name, fallback, min) {
     return Number(text);
 }
 
+;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
+
+
+
+
+
+
+
+const snapshots_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+function snapshotsFile(record) {
+    return external_node_path_default().join(record.machine.dir, 'snapshots.json');
+}
+async function readSnapshots(record) {
+    try {
+        return JSON.parse(await (0,promises_namespaceObject.readFile)(snapshotsFile(record), 'utf8'));
+    }
+    catch {
+        return [];
+    }
+}
+async function writeSnapshots(record, snapshots) {
+    const file = snapshotsFile(record);
+    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
+    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+}
+let qemuVersionText;
+/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
+async function qemuVersion() {
+    qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
+    return qemuVersionText;
+}
+/** A default name: the time, as docker commit's generated names are not useful to type. */
+function defaultSnapshotName(now = new Date()) {
+    return `snap-${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+}
+function writableVolumes(record) {
+    return (record.disks ?? []).filter((d) => !d.readOnly);
+}
+/** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
+async function snapshotService(service, name, options, host) {
+    const record = await requireRecord(service);
+    const tag = name ?? defaultSnapshotName();
+    if (!snapshots_NAME.test(tag)) {
+        throw new ServiceError(`"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+    const snapshots = await readSnapshots(record);
+    if (snapshots.some((s) => s.name === tag)) {
+        throw new ServiceError(`${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`);
+    }
+    if (!(await host.hypervisor.isRunning(record.machine))) {
+        throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
+    }
+    const volumes = writableVolumes(record);
+    const disks = options.checkpoint
+        ? ['rootfs', ...volumes.map((d) => d.serial)]
+        : volumes.map((d) => d.serial);
+    if (disks.length === 0) {
+        throw new ServiceError(`${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`);
+    }
+    const started = Date.now();
+    try {
+        if (options.checkpoint) {
+            await host.hypervisor.saveCheckpoint(record.machine, tag);
+        }
+        else {
+            await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
+                mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
+                timeoutMs: options.freezeTimeoutMs,
+            });
+        }
+    }
+    catch (error) {
+        await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}; nothing was kept`);
+    }
+    const snapshot = {
+        name: tag,
+        kind: options.checkpoint ? 'checkpoint' : 'volumes',
+        createdAt: new Date().toISOString(),
+        disks,
+        bundle: record.machine.bundle.version,
+        qemu: await qemuVersion(),
+        tookMs: Date.now() - started,
+    };
+    if (options.checkpoint)
+        snapshot.status = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).status, 'utf8');
+    await writeSnapshots(record, [...snapshots, snapshot]);
+    return snapshot;
+}
+async function requireSnapshot(service, name) {
+    const record = await requireRecord(service);
+    const snapshots = await readSnapshots(record);
+    const snapshot = snapshots.find((s) => s.name === name);
+    if (!snapshot) {
+        const known = snapshots.map((s) => s.name).join(', ') || 'none';
+        throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
+    }
+    return [record, snapshot];
+}
+/** Whether this host can load a checkpoint: the same guest bundle and QEMU must have made it. */
+async function checkpointCompatibility(snapshot, bundleVersion) {
+    if (snapshot.bundle !== bundleVersion) {
+        return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this VM uses ${bundleVersion}`;
+    }
+    const qemu = await qemuVersion();
+    if (snapshot.qemu !== qemu)
+        return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
+    return undefined;
+}
+/**
+ * Restores snapshot `name`. A checkpoint loads in place when the VM runs, else
+ * the VM resumes from it; a volume snapshot stops the service, reverts its
+ * disks and boots it again. Returns how long it took in ms.
+ */
+async function restoreService(service, name, host, options) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    const started = Date.now();
+    const running = await host.hypervisor.isRunning(record.machine);
+    if (snapshot.kind === 'checkpoint') {
+        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
+        if (problem)
+            throw new ServiceError(`cannot restore: ${problem}`);
+        await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
+        if (running)
+            await host.hypervisor.loadCheckpoint(record.machine, name);
+        else
+            await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+        return Date.now() - started;
+    }
+    if (running)
+        await stopService(service, options.stopGraceMs, host);
+    await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
+    await startService(service, host);
+    return Date.now() - started;
+}
+async function listSnapshots(service, records) {
+    const chosen = service ? [await requireRecord(service)] : await records();
+    const rows = [];
+    for (const record of chosen) {
+        for (const snapshot of await readSnapshots(record))
+            rows.push({ service: record.name, snapshot });
+    }
+    return rows;
+}
+async function removeSnapshot(service, name, host) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
+    const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
+    await writeSnapshots(record, remaining);
+}
+
 ;// CONCATENATED MODULE: ./src/cli/table.ts
 /** Left-aligned columns separated by three spaces, as `docker ps` prints. Pure. */
 function formatTable(header, rows) {
@@ -55690,7 +56344,75 @@ function formatTable(header, rows) {
     return [line(header), ...rows.map(line)].join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/cli/snapshot-commands.ts
+
+
+
+
+
+
+/** The snapshot, restore and start commands of `hyper`: src/lifecycle/snapshots.ts in a terminal. */
+const host = () => ({ hypervisor: new QemuHypervisor() });
+async function start(argv, io) {
+    const parsed = parseArgs(argv, []);
+    if (parsed.positionals.length === 0)
+        throw new UsageError('hyper start needs a NAME');
+    for (const name of parsed.positionals) {
+        const record = await startService(name, host());
+        io.err(`${name}: running after ${record.bootMs} ms\n`);
+        io.out(`${name}\n`);
+    }
+    return 0;
+}
+async function snapshot(argv, io) {
+    if (argv[0] === 'rm') {
+        const [service, name] = parseArgs(argv.slice(1), []).positionals;
+        if (!service || !name)
+            throw new UsageError('hyper snapshot rm needs a SERVICE and a NAME');
+        await removeSnapshot(service, name, host());
+        io.out(`${name}\n`);
+        return 0;
+    }
+    const parsed = parseArgs(argv, [{ name: 'checkpoint' }, { name: 'timeout', value: true }]);
+    const [service, name, extra] = parsed.positionals;
+    if (!service || extra)
+        throw new UsageError('usage: hyper snapshot [--checkpoint] [--timeout S] SERVICE [NAME]');
+    const taken = await snapshotService(service, name, {
+        checkpoint: parsed.options.checkpoint === true,
+        freezeTimeoutMs: intOption(parsed, 'timeout', 10, 1) * 1000,
+    }, host());
+    io.err(`${service}: ${taken.kind === 'checkpoint' ? 'checkpoint' : 'volume snapshot'} ${taken.name} in ${taken.tookMs} ms\n`);
+    io.out(`${taken.name}\n`);
+    return 0;
+}
+async function restore(argv, io) {
+    const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+    const [service, name] = parsed.positionals;
+    if (!service || !name)
+        throw new UsageError('hyper restore needs a SERVICE and a snapshot NAME');
+    const tookMs = await restoreService(service, name, host(), {
+        stopGraceMs: intOption(parsed, 'time', 10, 0) * 1000,
+    });
+    io.err(`${service}: restored ${name} in ${tookMs} ms\n`);
+    io.out(`${name}\n`);
+    return 0;
+}
+function row(service, s) {
+    return [service, s.name, s.kind, s.disks.join(','), s.createdAt, `${s.tookMs} ms`];
+}
+async function snapshots(argv, io) {
+    const parsed = parseArgs(argv, [{ name: 'json' }]);
+    const rows = await listSnapshots(parsed.positionals[0], listRecords);
+    if (parsed.options.json) {
+        io.out(`${JSON.stringify(rows.map((r) => ({ service: r.service, ...r.snapshot, status: undefined })), null, 2)}\n`);
+        return 0;
+    }
+    io.out(`${formatTable(['SERVICE', 'NAME', 'KIND', 'DISKS', 'CREATED', 'TOOK'], rows.map((r) => row(r.service, r.snapshot)))}\n`);
+    return 0;
+}
+
 ;// CONCATENATED MODULE: ./src/cli/commands.ts
+
 
 
 
@@ -55720,12 +56442,19 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR] [--accel auto|kvm|tcg] IMAGE [ARG...]
+  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
+      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--tmpfs /PATH[:OPTS]]... [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
-  exec [-e K=V]... NAME -- CMD [ARG...]
+  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
   stop [--time S] NAME...
+  start NAME...                  boot a stopped VM again (its volumes and disks kept)
   rm [-f] NAME...
+  snapshot [--checkpoint] [--timeout S] SERVICE [NAME]
+                                 volumes (filesystems frozen) or, with --checkpoint, the whole VM
+  snapshot rm SERVICE NAME
+  snapshots [--json] [SERVICE]
+  restore [--time S] SERVICE NAME
 
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
@@ -55881,6 +56610,8 @@ async function commands_run(argv, io) {
         { name: 'entrypoint', value: true },
         { name: 'user', short: 'u', value: true },
         { name: 'workdir', short: 'w', value: true },
+        { name: 'volume', short: 'v', value: true, multiple: true },
+        { name: 'tmpfs', value: true, multiple: true },
         { name: 'accel', value: true },
     ], 1);
     const [image, ...command] = parsed.positionals;
@@ -55899,6 +56630,8 @@ async function commands_run(argv, io) {
         entrypoint: entrypoint === undefined ? undefined : [entrypoint],
         user: stringOption(parsed, 'user'),
         workdir: stringOption(parsed, 'workdir'),
+        volumes: listOption(parsed, 'volume'),
+        tmpfs: listOption(parsed, 'tmpfs'),
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
         registry: registrySettings(parsed),
@@ -55960,12 +56693,18 @@ async function logs(argv, io) {
     return 0;
 }
 async function commands_exec(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'env', short: 'e', value: true, multiple: true }], 1);
+    const parsed = parseArgs(argv, [
+        { name: 'env', short: 'e', value: true, multiple: true },
+        { name: 'user', short: 'u', value: true },
+    ], 1);
     const [name, ...rest] = parsed.positionals;
     if (!name)
         throw new UsageError('hyper exec needs a NAME and a command');
     const command = rest[0] === '--' ? rest.slice(1) : rest;
-    const result = await execInService(name, command, stateOnly(), { env: listOption(parsed, 'env') });
+    const result = await execInService(name, command, stateOnly(), {
+        env: listOption(parsed, 'env'),
+        user: stringOption(parsed, 'user'),
+    });
     io.out(result.stdout.toString());
     io.err(result.stderr.toString());
     return result.exitCode;
@@ -56005,6 +56744,10 @@ const COMMANDS = {
     exec: commands_exec,
     stop,
     rm: commands_rm,
+    start: start,
+    snapshot: snapshot,
+    snapshots: snapshots,
+    restore: restore,
 };
 /** Runs one `hyper` command line; returns the process exit code. */
 async function runCli(argv, io) {

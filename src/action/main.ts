@@ -105,6 +105,7 @@ export async function mainRun(): Promise<void> {
               registryMirror: inputs.registryMirror,
               insecureRegistries: inputs.insecureRegistries,
             },
+            baseDir: process.env.GITHUB_WORKSPACE ?? process.cwd(),
             labels: { job: `${process.env.GITHUB_RUN_ID ?? ''}-${process.env.GITHUB_JOB ?? ''}` },
           },
           { info: core.info, warn: core.warning },

@@ -23,6 +23,7 @@ import {
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
+import { restore, snapshot, snapshots, start } from './snapshot-commands.js';
 import { formatTable } from './table.js';
 
 export interface Io {
@@ -41,12 +42,19 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR] [--accel auto|kvm|tcg] IMAGE [ARG...]
+  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
+      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--tmpfs /PATH[:OPTS]]... [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
-  exec [-e K=V]... NAME -- CMD [ARG...]
+  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
   stop [--time S] NAME...
+  start NAME...                  boot a stopped VM again (its volumes and disks kept)
   rm [-f] NAME...
+  snapshot [--checkpoint] [--timeout S] SERVICE [NAME]
+                                 volumes (filesystems frozen) or, with --checkpoint, the whole VM
+  snapshot rm SERVICE NAME
+  snapshots [--json] [SERVICE]
+  restore [--time S] SERVICE NAME
 
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
@@ -215,6 +223,8 @@ async function run(argv: string[], io: Io): Promise<number> {
       { name: 'entrypoint', value: true },
       { name: 'user', short: 'u', value: true },
       { name: 'workdir', short: 'w', value: true },
+      { name: 'volume', short: 'v', value: true, multiple: true },
+      { name: 'tmpfs', value: true, multiple: true },
       { name: 'accel', value: true },
     ],
     1,
@@ -236,6 +246,8 @@ async function run(argv: string[], io: Io): Promise<number> {
     entrypoint: entrypoint === undefined ? undefined : [entrypoint],
     user: stringOption(parsed, 'user'),
     workdir: stringOption(parsed, 'workdir'),
+    volumes: listOption(parsed, 'volume'),
+    tmpfs: listOption(parsed, 'tmpfs'),
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
     registry: registrySettings(parsed),
@@ -301,11 +313,21 @@ async function logs(argv: string[], io: Io): Promise<number> {
 }
 
 async function exec(argv: string[], io: Io): Promise<number> {
-  const parsed = parseArgs(argv, [{ name: 'env', short: 'e', value: true, multiple: true }], 1);
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: 'env', short: 'e', value: true, multiple: true },
+      { name: 'user', short: 'u', value: true },
+    ],
+    1,
+  );
   const [name, ...rest] = parsed.positionals;
   if (!name) throw new UsageError('hyper exec needs a NAME and a command');
   const command = rest[0] === '--' ? rest.slice(1) : rest;
-  const result = await execInService(name, command, stateOnly(), { env: listOption(parsed, 'env') });
+  const result = await execInService(name, command, stateOnly(), {
+    env: listOption(parsed, 'env'),
+    user: stringOption(parsed, 'user'),
+  });
   io.out(result.stdout.toString());
   io.err(result.stderr.toString());
   return result.exitCode;
@@ -346,6 +368,10 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   exec,
   stop,
   rm,
+  start,
+  snapshot,
+  snapshots,
+  restore,
 };
 
 /** Runs one `hyper` command line; returns the process exit code. */

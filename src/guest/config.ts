@@ -13,6 +13,8 @@ export interface GuestConfig {
   workdir: string;
   stopSignal: string;
   network: { ip: string; prefix: number; gateway: string; dns: string };
+  /** The mount table (src/storage/mounts.ts guestMountTable); empty for none. */
+  mounts?: string;
 }
 
 /** User-mode networking (QEMU slirp) gives every guest this address plan. */
@@ -106,6 +108,7 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
     { name: 'env', content: nulList(config.env) },
     { name: 'hosts', content: Buffer.from(`${hosts.join('\n')}\n`) },
     { name: 'resolv.conf', content: Buffer.from(`nameserver ${config.network.dns}\n`) },
+    ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
   ];
 }
 

@@ -2,6 +2,7 @@ import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
+import type { MountDisk } from '../storage/mounts.js';
 import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';
@@ -24,6 +25,8 @@ export interface VmRecord {
   bootMs?: number;
   /** Free-form owner labels, e.g. the job that started the VM. */
   labels: Record<string, string>;
+  /** The VM's volume and host-path disks, in mount order. */
+  disks?: MountDisk[];
   /** The healthcheck in force (the image's unless the service set one); none when absent. */
   healthcheck?: HealthcheckSpec;
 }

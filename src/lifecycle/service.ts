@@ -10,6 +10,14 @@ import { resolvePorts, type PortSpec } from '../network/ports.js';
 import { run } from '../process/run.js';
 import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
+import {
+  guestMountTable,
+  parseVolume,
+  planMounts,
+  type MountDisk,
+  type MountSpec,
+} from '../storage/mounts.js';
+import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
 import { readGuestStatus } from '../vm/status.js';
 import { cacheDir, vmDir } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
@@ -40,6 +48,12 @@ export interface RunRequest {
   /** How long the guest may take to start its service. */
   bootTimeoutMs: number;
   registry?: RegistrySettings;
+  /** Docker short syntax: NAME:/path, /host:/path, ./rel:/path, /path; with :ro. */
+  volumes?: string[];
+  /** /path[:options] */
+  tmpfs?: string[];
+  /** What relative host paths in `volumes` are relative to (the working directory by default). */
+  baseDir?: string;
 }
 
 /** How images are pulled: credentials, a Docker Hub mirror, registries reached over plain HTTP. */
@@ -72,6 +86,25 @@ export function generateName(image: string): string {
   return `${clean}-${randomBytes(2).toString('hex')}`;
 }
 
+/** A named volume is one ext4: it can be attached to one running VM at a time. */
+async function checkVolumesFree(
+  mounts: readonly MountSpec[],
+  host: Pick<HostContext, 'hypervisor'>,
+  self?: string,
+): Promise<void> {
+  const wanted = new Set(mounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])));
+  if (wanted.size === 0) return;
+  for (const record of await listRecords()) {
+    if (record.name === self) continue;
+    const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
+    if (shared && (await host.hypervisor.isRunning(record.machine))) {
+      throw new ServiceError(
+        `volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`,
+      );
+    }
+  }
+}
+
 async function exists(file: string): Promise<boolean> {
   return (await stat(file).catch(() => undefined)) !== undefined;
 }
@@ -100,6 +133,11 @@ export async function runService(
   if (!Number.isInteger(request.cpus) || request.cpus < 1)
     throw new ServiceError(`cpus must be a whole number of at least 1`);
 
+  // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
+  const baseDir = request.baseDir ?? process.cwd();
+  const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
+  await checkMountSources(userMounts);
+  await checkVolumesFree(userMounts, host);
   const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
   const runConfig = imageRunConfig(image.config);
   const argv = serviceArgv(
@@ -116,7 +154,7 @@ export async function runService(
     stopSignal: runConfig.stopSignal,
     network: USER_NETWORK,
   };
-  const files = guestFiles(guest);
+  const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, baseDir);
   const ports = await resolvePorts(request.ports);
   const base = await ensureRootfs(image, cacheDir());
   log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
@@ -131,6 +169,14 @@ export async function runService(
     throw error;
   }
   const paths = vmPaths(dir);
+  let disks: MountDisk[];
+  try {
+    disks = await prepareMountDisks(mounts, dir);
+  } catch (error: unknown) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  const files = guestFiles({ ...guest, mounts: guestMountTable(disks, mounts) });
   const machine: MachineSpec = {
     name,
     dir,
@@ -146,6 +192,7 @@ export async function runService(
       hostPort: p.hostPort,
       guestPort: p.containerPort,
     })),
+    disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
   };
   const record: VmRecord = {
     name,
@@ -159,6 +206,7 @@ export async function runService(
     user: guest.user,
     workdir: guest.workdir,
     labels: request.labels ?? {},
+    disks,
   };
   const healthcheck = request.healthcheck ?? runConfig.healthcheck;
   if (healthcheck && healthcheck !== 'none') record.healthcheck = healthcheck;
@@ -191,7 +239,42 @@ export async function vmState(record: VmRecord, host: Pick<HostContext, 'hypervi
   return { running: false, exitCode: status.exitCode };
 }
 
-async function requireRecord(name: string): Promise<VmRecord> {
+/**
+ * Boots a stopped VM again from its record: same disks (so named volumes and
+ * the container's own changes are kept), same ports, same settings. With a
+ * checkpoint it resumes from that instead of booting; `status` is then what
+ * the guest had reported when the checkpoint was taken.
+ */
+export async function startService(
+  name: string,
+  host: Pick<HostContext, 'hypervisor'>,
+  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number } = {},
+): Promise<VmRecord> {
+  const record = await requireRecord(name);
+  if (await host.hypervisor.isRunning(record.machine)) throw new ServiceError(`${name} is already running`);
+  const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [`${d.volume}:${d.target}`] : []));
+  await checkVolumesFree(
+    volumes.map((v) => parseVolume(v, '/')),
+    host,
+    name,
+  );
+  const paths = vmPaths(record.machine.dir);
+  for (const file of [paths.pid, paths.qmp, paths.agent]) await rm(file, { force: true });
+  await writeFile(paths.status, options.checkpoint ? (options.status ?? '') : '');
+  const started = Date.now();
+  try {
+    await host.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+    await host.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? 120_000);
+  } catch (error: unknown) {
+    await host.hypervisor.kill(record.machine).catch(() => undefined);
+    throw error;
+  }
+  record.bootMs = Date.now() - started;
+  await writeRecord(record);
+  return record;
+}
+
+export async function requireRecord(name: string): Promise<VmRecord> {
   const record = await readRecord(name);
   if (!record) throw new ServiceError(`no such VM: ${name}`);
   return record;
@@ -235,7 +318,7 @@ export async function execInService(
   name: string,
   command: string[],
   host: Pick<HostContext, 'hypervisor'>,
-  options: { env?: string[]; timeoutMs?: number } = {},
+  options: { env?: string[]; timeoutMs?: number; user?: string | undefined } = {},
 ): Promise<ExecResult> {
   const record = await requireRecord(name);
   const state = await vmState(record, host);
@@ -244,7 +327,11 @@ export async function execInService(
     throw new ServiceError(`cannot exec in "${name}": the VM is not running${code}`);
   }
   if (command.length === 0) throw new ServiceError('no command given: hyper exec NAME -- CMD [ARG...]');
-  const argv = execArgv(record, command, options.env ?? []);
+  const argv = execArgv(
+    { user: options.user ?? record.user, workdir: record.workdir },
+    command,
+    options.env ?? [],
+  );
   return host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
 }
 

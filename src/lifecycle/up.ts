@@ -13,6 +13,8 @@ export interface UpOptions {
   waitTimeoutMs: number;
   registry: RegistrySettings;
   labels: Record<string, string>;
+  /** What relative host paths are relative to when the spec does not say (the workspace in Actions). */
+  baseDir?: string;
 }
 
 export interface ServiceStatus {
@@ -58,6 +60,9 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
     labels: options.labels,
     bootTimeoutMs: BOOT_TIMEOUT_MS,
     registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
+    volumes: spec.volumes,
+    tmpfs: spec.tmpfs,
+    baseDir: spec.baseDir ?? options.baseDir,
   };
 }
 

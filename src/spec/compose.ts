@@ -14,7 +14,7 @@ import {
   readWords,
 } from './fields.js';
 import { interpolate, type VariableMap } from './interpolate.js';
-import type { ServiceSpec } from './service.js';
+import { SpecError, type ServiceSpec } from './service.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 /** Reads a file named in the compose file (env_file), by a path already joined to the file's directory. */
@@ -78,12 +78,29 @@ export function parseComposeProject(
   if (networks && !networks.isNull) checkNetworks(networks);
   const volumes = top.get('volumes');
   const context = { dir: path.dirname(file), readFile, variables };
-  return {
+  const project = {
     services: services
       .entries()
       .map(({ key, value }) => parseService(readServiceName(key, value), value, context)),
     volumes: volumes && !volumes.isNull ? readVolumeNames(volumes) : [],
   };
+  checkDeclaredVolumes(project, file);
+  return project;
+}
+
+/** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
+function checkDeclaredVolumes(project: ComposeProject, file: string): void {
+  for (const service of project.services) {
+    for (const volume of service.volumes) {
+      const source = volume.split(':')[0] ?? '';
+      const named = volume.includes(':') && !/^[/.~]/.test(source);
+      if (named && !project.volumes.includes(source)) {
+        throw new SpecError(
+          `${file}: service "${service.name}" uses volume "${source}", which is not declared under the top-level volumes:`,
+        );
+      }
+    }
+  }
 }
 
 /** The keys of a map, `x-` extension keys left out, as Compose does. */
@@ -125,6 +142,7 @@ function parseService(name: string, value: YamlValue, context: Context): Service
     ],
     ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
     volumes: mounts.volumes,
+    baseDir: context.dir,
     command: get('command', readWords),
     entrypoint: get('entrypoint', readWords),
     healthcheck: get('healthcheck', readHealthcheck),

@@ -1,3 +1,4 @@
+import { MountError, planMounts } from '../storage/mounts.js';
 import { SpecError, type ServiceSpec } from './service.js';
 
 /**
@@ -16,7 +17,32 @@ export function validatePlan(specs: readonly ServiceSpec[]): ServiceSpec[][] {
   checkDependencies(specs, byName);
   checkCycles(specs, byName);
   checkPorts(specs);
+  checkMounts(specs);
   return waves(specs);
+}
+
+/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
+function checkMounts(specs: readonly ServiceSpec[]): void {
+  const owners = new Map<string, string>();
+  for (const spec of specs) {
+    let mounts;
+    try {
+      mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+    } catch (error: unknown) {
+      if (error instanceof MountError) throw new SpecError(`service "${spec.name}": ${error.message}`);
+      throw error;
+    }
+    for (const mount of mounts) {
+      if (mount.kind !== 'volume') continue;
+      const owner = owners.get(mount.name);
+      if (owner && owner !== spec.name) {
+        throw new SpecError(
+          `volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`,
+        );
+      }
+      owners.set(mount.name, spec.name);
+    }
+  }
 }
 
 function checkDependencies(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, ServiceSpec>): void {

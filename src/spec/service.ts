@@ -14,8 +14,10 @@ export interface ServiceSpec {
   /** "K=V", in order; a later entry for the same K wins. */
   env: string[];
   ports: PortSpec[];
-  /** As written; checked when volumes are set up. */
+  /** Docker short syntax, as written (src/storage/mounts.ts parses them). */
   volumes: string[];
+  /** What relative host paths in `volumes` are relative to: the compose file's directory; else the caller's. */
+  baseDir?: string;
   /** Replaces the image's Cmd. */
   command?: string[];
   /** Replaces the image's Entrypoint; [] clears it. */

@@ -33,6 +33,16 @@ export interface MachineSpec {
   rootDisk: string;
   guestFiles: GuestFile[];
   ports: PortForward[];
+  /** Further disks (volumes, host-path copies); the guest finds each by its serial. */
+  disks?: DiskSpec[];
+}
+
+export interface DiskSpec {
+  /** Also the block device id; at most 20 characters (virtio-blk's serial). */
+  serial: string;
+  /** A qcow2 image. */
+  path: string;
+  readOnly: boolean;
 }
 
 export interface ExecResult {
@@ -41,9 +51,14 @@ export interface ExecResult {
   stderr: Buffer;
 }
 
+export interface StartOptions {
+  /** Resume from this checkpoint (a whole-VM snapshot) instead of booting. */
+  checkpoint?: string;
+}
+
 export interface Hypervisor {
   /** Starts the VM as a detached process and returns its pid once the process is up. */
-  start(spec: MachineSpec): Promise<{ pid: number }>;
+  start(spec: MachineSpec, options?: StartOptions): Promise<{ pid: number }>;
   /** Waits until the guest has started the service; throws with the console tail on failure. */
   waitUntilRunning(spec: MachineSpec, timeoutMs: number): Promise<void>;
   exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult>;
@@ -51,4 +66,23 @@ export interface Hypervisor {
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;
   kill(spec: MachineSpec): Promise<void>;
   isRunning(spec: MachineSpec): Promise<boolean>;
+  /**
+   * A consistent snapshot `tag` of the disks with these serials while the VM
+   * runs: the guest's filesystems at `mountpoints` are frozen through the guest
+   * agent, all disks are snapshotted at once, then thawed, whatever happened.
+   */
+  snapshotDisks(
+    spec: MachineSpec,
+    serials: readonly string[],
+    tag: string,
+    freeze: { mountpoints: readonly string[]; timeoutMs: number },
+  ): Promise<void>;
+  /** Saves RAM, devices and every writable disk as checkpoint `tag`; the VM keeps running. */
+  saveCheckpoint(spec: MachineSpec, tag: string): Promise<void>;
+  /** Puts a running VM back to checkpoint `tag`. */
+  loadCheckpoint(spec: MachineSpec, tag: string): Promise<void>;
+  /** Deletes snapshot `tag` from these disks (serials; "rootfs" is the root disk), running or not. */
+  deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void>;
+  /** Reverts these disks of a stopped VM to snapshot `tag`. */
+  revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void>;
 }

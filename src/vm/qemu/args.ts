@@ -18,6 +18,12 @@ export function kernelCmdline(accel: MachineSpec['accel'], hostTscKhz: number | 
   return accel === 'tcg' ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? 2_000_000}` : KERNEL_CMDLINE;
 }
 
+/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
+export const ROOT_NODE = 'root-disk';
+export function diskNode(serial: string): string {
+  return `${serial}-disk`;
+}
+
 /** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
 export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
   const paths = vmPaths(spec.dir);
@@ -38,18 +44,28 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     '-serial', `file:${paths.console}`,
     '-pidfile', paths.pid,
     '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-    '-drive', `id=root,file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+    '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
     '-device', 'virtio-blk-device,drive=root,serial=rootfs',
     '-device', 'virtio-serial-device',
-    '-chardev', `file,id=log,path=${optValue(paths.serviceLog)}`,
+    // append: a restarted VM keeps the log, and the status the host wrote for it.
+    '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
     '-device', 'virtserialport,chardev=log,name=hyper.log',
-    '-chardev', `file,id=status,path=${optValue(paths.status)}`,
+    '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
     '-device', 'virtserialport,chardev=status,name=hyper.status',
     '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
     '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
     '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${hostfwd.join('')}`,
     '-device', 'virtio-net-device,netdev=net0',
   ];
+  for (const disk of spec.disks ?? []) {
+    const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+    args.push(
+      '-drive',
+      `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`,
+      '-device',
+      `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
+    );
+  }
   for (const file of spec.guestFiles) {
     args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
   }

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
 import { GuestAgent } from '../guest-agent.js';
-import type { ExecResult, Hypervisor, MachineSpec } from '../hypervisor.js';
+import type { ExecResult, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
-import { trimOutput } from '../../process/run.js';
-import { qemuArgs } from './args.js';
+import { run, trimOutput } from '../../process/run.js';
+import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 
 export const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
@@ -32,7 +32,7 @@ async function tail(file: string, lines = 20): Promise<string> {
 
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 export class QemuHypervisor implements Hypervisor {
-  async start(spec: MachineSpec): Promise<{ pid: number }> {
+  async start(spec: MachineSpec, options: StartOptions = {}): Promise<{ pid: number }> {
     const paths = vmPaths(spec.dir);
     for (const socket of [paths.qmp, paths.agent]) {
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
@@ -46,7 +46,9 @@ export class QemuHypervisor implements Hypervisor {
     let spawnError: Error | undefined;
     try {
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-      const child = spawn(QEMU_BINARY, qemuArgs(spec, await hostTscKhz()), {
+      const args = qemuArgs(spec, await hostTscKhz());
+      if (options.checkpoint) args.push('-loadvm', options.checkpoint);
+      const child = spawn(QEMU_BINARY, args, {
         detached: true,
         stdio: ['ignore', log.fd, log.fd],
       });
@@ -157,4 +159,151 @@ export class QemuHypervisor implements Hypervisor {
     if (!(await waitForExit(pid, spec.dir, 10000)))
       throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
   }
+
+  private async withQmp<T>(spec: MachineSpec, use: (qmp: QmpClient) => Promise<T>): Promise<T> {
+    const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+    try {
+      return await use(qmp);
+    } finally {
+      qmp.close();
+    }
+  }
+
+  async snapshotDisks(
+    spec: MachineSpec,
+    serials: readonly string[],
+    tag: string,
+    freeze: { mountpoints: readonly string[]; timeoutMs: number },
+  ): Promise<void> {
+    const agentPath = vmPaths(spec.dir).agent;
+    let agent: GuestAgent;
+    try {
+      agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+    } catch (error: unknown) {
+      throw new VmError(
+        `cannot freeze the guest's filesystems: ${(error as Error).message}; no snapshot was taken and nothing was frozen`,
+      );
+    }
+    let thawed = false;
+    try {
+      await agent.execute(
+        'guest-fsfreeze-freeze-list',
+        { mountpoints: [...freeze.mountpoints] },
+        freeze.timeoutMs,
+      );
+      await this.withQmp(spec, (qmp) =>
+        qmp.execute('transaction', {
+          actions: serials.map((serial) => ({
+            type: 'blockdev-snapshot-internal-sync',
+            data: { device: nodeOf(serial), name: tag },
+          })),
+        }),
+      );
+      await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
+      thawed = true;
+    } finally {
+      agent.close();
+      // After a timeout or error the answer on this connection can be stale:
+      // thaw again on a fresh one (a no-op when nothing is frozen).
+      if (!thawed) await this.thaw(agentPath, freeze.timeoutMs);
+    }
+  }
+
+  private async thaw(agentPath: string, timeoutMs: number): Promise<void> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const agent = await GuestAgent.connect(agentPath, timeoutMs);
+        try {
+          await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+          const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+          if (status === 'thawed') return;
+          lastError = new Error(`the agent reports the filesystems ${String(status)}`);
+        } finally {
+          agent.close();
+        }
+      } catch (error: unknown) {
+        lastError = error;
+      }
+    }
+    throw new VmError(
+      `the guest's filesystems could not be thawed: ${(lastError as Error).message}; thaw them with "hyper exec" once the agent answers`,
+    );
+  }
+
+  async saveCheckpoint(spec: MachineSpec, tag: string): Promise<void> {
+    await this.withQmp(spec, (qmp) =>
+      qmp.runJob(
+        'snapshot-save',
+        { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) },
+        CHECKPOINT_TIMEOUT_MS,
+      ),
+    );
+  }
+
+  async loadCheckpoint(spec: MachineSpec, tag: string): Promise<void> {
+    await this.withQmp(spec, async (qmp) => {
+      await qmp.runJob(
+        'snapshot-load',
+        { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) },
+        CHECKPOINT_TIMEOUT_MS,
+      );
+      const status = (await qmp.execute('query-status')) as { running: boolean };
+      if (!status.running) await qmp.execute('cont');
+    });
+  }
+
+  async deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
+    if (await this.isRunning(spec)) {
+      await this.withQmp(spec, async (qmp) => {
+        for (const serial of serials) {
+          await qmp
+            .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
+            .catch((error: unknown) => {
+              if (!/not found|can't find|cannot find/i.test((error as Error).message)) throw error;
+            });
+        }
+      });
+      return;
+    }
+    for (const serial of serials) {
+      const file = diskFile(spec, serial);
+      const { stdout } = await run({ program: 'qemu-img', args: ['snapshot', '-l', '-U', file] });
+      if (snapshotTags(stdout).includes(tag))
+        await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
+    }
+  }
+
+  async revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
+    if (await this.isRunning(spec))
+      throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
+    for (const serial of serials)
+      await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, diskFile(spec, serial)] });
+  }
+}
+
+/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
+const CHECKPOINT_TIMEOUT_MS = 120_000;
+
+function nodeOf(serial: string): string {
+  return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
+}
+
+function writableNodes(spec: MachineSpec): string[] {
+  return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+
+function diskFile(spec: MachineSpec, serial: string): string {
+  if (serial === 'rootfs') return spec.rootDisk;
+  const disk = spec.disks?.find((d) => d.serial === serial);
+  if (!disk) throw new VmError(`${spec.name} has no disk ${serial}`);
+  return disk.path;
+}
+
+/** The tags in `qemu-img snapshot -l` output (ID, TAG, then sizes and dates). Pure. */
+export function snapshotTags(listing: string): string[] {
+  return listing
+    .split('\n')
+    .map((line) => /^\s*\d+\s+(\S+)\s/.exec(line)?.[1])
+    .filter((tag): tag is string => tag !== undefined);
 }

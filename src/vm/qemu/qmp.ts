@@ -29,6 +29,32 @@ export class QmpClient {
     return message.return;
   }
 
+  /**
+   * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
+   * starts it, polls query-jobs until it has concluded, dismisses it, and
+   * throws the job's own error when it failed.
+   */
+  async runJob(command: string, args: Record<string, unknown>, timeoutMs: number): Promise<void> {
+    const id = `hyper-job-${this.nextId}`;
+    await this.execute(command, { ...args, 'job-id': id });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const jobs = (await this.execute('query-jobs')) as { id: string; status: string; error?: string }[];
+      const job = jobs.find((j) => j.id === id);
+      if (!job) throw new Error(`QMP ${command}: job ${id} disappeared`);
+      if (job.status === 'concluded') {
+        await this.execute('job-dismiss', { id });
+        if (job.error) throw new Error(job.error);
+        return;
+      }
+      if (Date.now() > deadline) {
+        await this.execute('job-cancel', { id }).catch(() => undefined);
+        throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   close(): void {
     this.socket.close();
   }

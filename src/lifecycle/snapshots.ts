@@ -1,0 +1,205 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { run } from '../process/run.js';
+import { CONTAINER_ROOT } from '../guest/config.js';
+import { QEMU_BINARY } from '../vm/qemu/machine.js';
+import { vmPaths } from '../vm/paths.js';
+import type { HostContext } from './host.js';
+import type { VmRecord } from './record.js';
+import { requireRecord, ServiceError, startService, stopService } from './service.js';
+
+/**
+ * Snapshots of one service, kept inside its qcow2 disks (internal snapshots)
+ * and listed in `<vm dir>/snapshots.json`:
+ *   volumes:    its writable volume disks, taken with the guest's filesystems
+ *               frozen; restoring stops the service, reverts them, boots again.
+ *   checkpoint: the whole VM (RAM, devices, every writable disk); restoring
+ *               resumes the processes where they were.
+ */
+export type SnapshotKind = 'volumes' | 'checkpoint';
+
+export interface SnapshotRecord {
+  name: string;
+  kind: SnapshotKind;
+  createdAt: string;
+  /** Disk serials the snapshot is in ("rootfs" is the root disk). */
+  disks: string[];
+  /** What made it: a checkpoint only loads into the same guest bundle and QEMU. */
+  bundle: string;
+  qemu: string;
+  /** Milliseconds the snapshot took. */
+  tookMs: number;
+  /** The guest's status reports when a checkpoint was taken, restored with it. */
+  status?: string;
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+type Host = Pick<HostContext, 'hypervisor'>;
+
+function snapshotsFile(record: VmRecord): string {
+  return path.join(record.machine.dir, 'snapshots.json');
+}
+
+async function readSnapshots(record: VmRecord): Promise<SnapshotRecord[]> {
+  try {
+    return JSON.parse(await readFile(snapshotsFile(record), 'utf8')) as SnapshotRecord[];
+  } catch {
+    return [];
+  }
+}
+
+async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord[]): Promise<void> {
+  const file = snapshotsFile(record);
+  await writeFile(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
+  await rename(`${file}.tmp`, file);
+}
+
+let qemuVersionText: string | undefined;
+/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
+export async function qemuVersion(): Promise<string> {
+  qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
+  return qemuVersionText;
+}
+
+/** A default name: the time, as docker commit's generated names are not useful to type. */
+export function defaultSnapshotName(now = new Date()): string {
+  return `snap-${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+}
+
+function writableVolumes(record: VmRecord) {
+  return (record.disks ?? []).filter((d) => !d.readOnly);
+}
+
+/** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
+export async function snapshotService(
+  service: string,
+  name: string | undefined,
+  options: { checkpoint: boolean; freezeTimeoutMs: number },
+  host: Host,
+): Promise<SnapshotRecord> {
+  const record = await requireRecord(service);
+  const tag = name ?? defaultSnapshotName();
+  if (!NAME.test(tag)) {
+    throw new ServiceError(
+      `"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`,
+    );
+  }
+  const snapshots = await readSnapshots(record);
+  if (snapshots.some((s) => s.name === tag)) {
+    throw new ServiceError(
+      `${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`,
+    );
+  }
+  if (!(await host.hypervisor.isRunning(record.machine))) {
+    throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
+  }
+  const volumes = writableVolumes(record);
+  const disks = options.checkpoint
+    ? ['rootfs', ...volumes.map((d) => d.serial)]
+    : volumes.map((d) => d.serial);
+  if (disks.length === 0) {
+    throw new ServiceError(
+      `${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`,
+    );
+  }
+  const started = Date.now();
+  try {
+    if (options.checkpoint) {
+      await host.hypervisor.saveCheckpoint(record.machine, tag);
+    } else {
+      await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
+        mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
+        timeoutMs: options.freezeTimeoutMs,
+      });
+    }
+  } catch (error: unknown) {
+    await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+    throw new ServiceError(
+      `snapshot "${tag}" of ${service} failed: ${(error as Error).message}; nothing was kept`,
+    );
+  }
+  const snapshot: SnapshotRecord = {
+    name: tag,
+    kind: options.checkpoint ? 'checkpoint' : 'volumes',
+    createdAt: new Date().toISOString(),
+    disks,
+    bundle: record.machine.bundle.version,
+    qemu: await qemuVersion(),
+    tookMs: Date.now() - started,
+  };
+  if (options.checkpoint) snapshot.status = await readFile(vmPaths(record.machine.dir).status, 'utf8');
+  await writeSnapshots(record, [...snapshots, snapshot]);
+  return snapshot;
+}
+
+async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {
+  const record = await requireRecord(service);
+  const snapshots = await readSnapshots(record);
+  const snapshot = snapshots.find((s) => s.name === name);
+  if (!snapshot) {
+    const known = snapshots.map((s) => s.name).join(', ') || 'none';
+    throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
+  }
+  return [record, snapshot];
+}
+
+/** Whether this host can load a checkpoint: the same guest bundle and QEMU must have made it. */
+export async function checkpointCompatibility(
+  snapshot: SnapshotRecord,
+  bundleVersion: string,
+): Promise<string | undefined> {
+  if (snapshot.bundle !== bundleVersion) {
+    return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this VM uses ${bundleVersion}`;
+  }
+  const qemu = await qemuVersion();
+  if (snapshot.qemu !== qemu)
+    return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
+  return undefined;
+}
+
+/**
+ * Restores snapshot `name`. A checkpoint loads in place when the VM runs, else
+ * the VM resumes from it; a volume snapshot stops the service, reverts its
+ * disks and boots it again. Returns how long it took in ms.
+ */
+export async function restoreService(
+  service: string,
+  name: string,
+  host: Host,
+  options: { stopGraceMs: number },
+): Promise<number> {
+  const [record, snapshot] = await requireSnapshot(service, name);
+  const started = Date.now();
+  const running = await host.hypervisor.isRunning(record.machine);
+  if (snapshot.kind === 'checkpoint') {
+    const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
+    if (problem) throw new ServiceError(`cannot restore: ${problem}`);
+    await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');
+    if (running) await host.hypervisor.loadCheckpoint(record.machine, name);
+    else await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+    return Date.now() - started;
+  }
+  if (running) await stopService(service, options.stopGraceMs, host);
+  await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
+  await startService(service, host);
+  return Date.now() - started;
+}
+
+export async function listSnapshots(
+  service: string | undefined,
+  records: () => Promise<VmRecord[]>,
+): Promise<{ service: string; snapshot: SnapshotRecord }[]> {
+  const chosen = service ? [await requireRecord(service)] : await records();
+  const rows = [];
+  for (const record of chosen) {
+    for (const snapshot of await readSnapshots(record)) rows.push({ service: record.name, snapshot });
+  }
+  return rows;
+}
+
+export async function removeSnapshot(service: string, name: string, host: Host): Promise<void> {
+  const [record, snapshot] = await requireSnapshot(service, name);
+  await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
+  const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
+  await writeSnapshots(record, remaining);
+}

@@ -1,0 +1,126 @@
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { stateDir } from '../lifecycle/dirs.js';
+import { run } from '../process/run.js';
+import { MountError, type MountDisk, type MountSpec } from './mounts.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+/** A volume's size when none is given. The qcow2 only grows as the guest writes. */
+export const DEFAULT_VOLUME_SIZE = 10 * GiB;
+/** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
+const BIND_HEADROOM = 256 * MiB;
+
+/** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
+export function volumePath(name: string): string {
+  return path.join(stateDir(), 'volumes', `${name}.qcow2`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined)) !== undefined;
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
+  return Number.parseInt(stdout, 10);
+}
+
+/**
+ * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
+ * from `contentDir` when given. Built as raw beside `target` (mkfs needs a
+ * plain file), its lost+found removed (a volume reads as an empty directory,
+ * as Docker's do; postgres's initdb refuses a data dir that holds anything),
+ * converted, then renamed into place: never half there.
+ */
+export async function createExt4Disk(target: string, sizeBytes: number, contentDir?: string): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  const raw = `${target}.${process.pid}.raw`;
+  const temp = `${target}.${process.pid}.partial`;
+  try {
+    await run({ program: 'truncate', args: ['-s', String(sizeBytes), raw] });
+    await run({
+      program: 'mkfs.ext4',
+      args: [
+        '-q',
+        '-F',
+        '-m',
+        '0',
+        '-E',
+        'lazy_itable_init=1,lazy_journal_init=1',
+        ...(contentDir ? ['-d', contentDir] : []),
+        raw,
+      ],
+    });
+    await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
+    await run({ program: 'qemu-img', args: ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, temp] });
+    await rename(temp, target);
+  } finally {
+    await rm(raw, { force: true });
+    await rm(temp, { force: true });
+  }
+}
+
+/** The named volume's disk, made empty on first use; `created` says which. */
+export async function ensureVolume(
+  name: string,
+  sizeBytes = DEFAULT_VOLUME_SIZE,
+): Promise<{ path: string; created: boolean }> {
+  const file = volumePath(name);
+  if (await exists(file)) return { path: file, created: false };
+  await createExt4Disk(file, sizeBytes);
+  return { path: file, created: true };
+}
+
+/**
+ * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
+ * state (created on first use), anonymous volumes and copies of host paths in
+ * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
+ */
+export async function prepareMountDisks(mounts: readonly MountSpec[], vmDir: string): Promise<MountDisk[]> {
+  const disks: MountDisk[] = [];
+  for (const mount of mounts) {
+    const serial = `vol${disks.length}`;
+    if (mount.kind === 'volume') {
+      const volume = await ensureVolume(mount.name);
+      disks.push({
+        serial,
+        path: volume.path,
+        target: mount.target,
+        readOnly: mount.readOnly,
+        copyUp: volume.created && !mount.readOnly,
+        volume: mount.name,
+      });
+    } else if (mount.kind === 'anonymous') {
+      const file = path.join(vmDir, 'disks', `${serial}.qcow2`);
+      await createExt4Disk(file, DEFAULT_VOLUME_SIZE);
+      disks.push({
+        serial,
+        path: file,
+        target: mount.target,
+        readOnly: mount.readOnly,
+        copyUp: !mount.readOnly,
+      });
+    } else if (mount.kind === 'bind') {
+      const file = path.join(vmDir, 'disks', `${serial}.qcow2`);
+      const bytes = await directoryBytes(mount.source);
+      const size = Math.ceil((bytes * 1.25 + 64 * MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / MiB) * MiB;
+      await createExt4Disk(file, size, mount.source);
+      disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
+    }
+  }
+  return disks;
+}
+
+/** Checks what can be checked before anything is made: host paths exist and are directories. */
+export async function checkMountSources(mounts: readonly MountSpec[]): Promise<void> {
+  for (const mount of mounts) {
+    if (mount.kind !== 'bind') continue;
+    const info = await stat(mount.source).catch(() => undefined);
+    if (!info) throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`);
+    if (!info.isDirectory()) {
+      throw new MountError(
+        `host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`,
+      );
+    }
+  }
+}

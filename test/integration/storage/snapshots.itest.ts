@@ -1,0 +1,284 @@
+import { execa } from 'execa';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { snapshotEnv } from '../../support/env.js';
+import { serviceImageLayouts } from '../../support/fixtures.js';
+import { pushLayout } from '../../support/registry/push-layout.js';
+import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
+
+// Volumes, snapshots and checkpoints through the CLI, on real VMs booted from
+// the Debian-built postgres and redis images served by a real registry. The
+// host reaches the services with psql and redis-cli on published ports.
+let registry: TestRegistry;
+let stateDir: string;
+let work: string;
+let postgres: string;
+let redis: string;
+const restoreEnv = snapshotEnv();
+
+beforeAll(async () => {
+  process.env.HYPER_ACCEL = 'tcg';
+  const layouts = await serviceImageLayouts();
+  registry = await startRegistry({ auth: 'anonymous' });
+  postgres = await pushLayout(registry, layouts.postgres, 'test/postgres', '15');
+  redis = await pushLayout(registry, layouts.redis, 'test/redis', '7');
+  stateDir = await mkdtemp('/tmp/hyper-st-');
+  work = await mkdtemp('/tmp/hyper-st-work-');
+  process.env.HYPER_STATE_DIR = stateDir;
+});
+
+afterAll(async () => {
+  for (const name of await readdir(path.join(stateDir, 'vms')).catch(() => [])) await hyper('rm', '-f', name);
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  await registry?.stop();
+  await rm(stateDir, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
+  restoreEnv();
+});
+
+async function hostPort(name: string): Promise<string> {
+  const ps = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
+    name: string;
+    ports: { hostPort: number }[];
+  }[];
+  return String(ps.find((p) => p.name === name)?.ports[0]?.hostPort);
+}
+
+async function psql(port: string, sql: string): Promise<string> {
+  const result = await execa('psql', ['-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-tAc', sql], {
+    timeout: 60_000,
+  });
+  return result.stdout.trim();
+}
+
+async function until<T>(what: string, probe: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (error: unknown) {
+      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+/** Boots postgres with the given extra run flags and waits until it answers; returns its host port. */
+async function startPostgres(name: string, ...flags: string[]): Promise<string> {
+  await hyperOk('run', '--name', name, '-m', '256', '-p', '5432', ...flags, postgres);
+  const port = await hostPort(name);
+  await until(`${name} answering`, () => psql(port, 'select 1'));
+  return port;
+}
+
+const count = (port: string) => psql(port, 'select count(*) from t');
+
+describe('postgres with a named volume', () => {
+  let port: string;
+  beforeAll(async () => {
+    port = await startPostgres('pg', '-v', 'pgdata:/var/lib/postgresql/data');
+    await psql(port, 'create table t (id int primary key); insert into t select generate_series(1, 1000)');
+  });
+
+  test("the volume took the image's owner and mode for the data dir, as Docker's copy-up does", async () => {
+    const result = await hyperOk('exec', 'pg', '--', 'stat', '-c', '%U %a', '/var/lib/postgresql/data');
+    expect(result.stdout.trim()).toBe('postgres 700');
+    const mounts = await hyperOk('exec', 'pg', '--', 'cat', '/proc/mounts');
+    expect(mounts.stdout).toMatch(/^\/dev\/vd\w+ \/var\/lib\/postgresql\/data ext4 rw/m);
+  });
+
+  test('volume snapshot round trip: 1000 rows, snapshot, delete, restore, 1000 rows', async () => {
+    const taken = await hyperOk('snapshot', 'pg', 'seeded');
+    expect(taken.stdout).toBe('seeded\n');
+    expect(taken.stderr).toMatch(/pg: volume snapshot seeded in \d+ ms/);
+    await psql(port, 'delete from t');
+    expect(await count(port)).toBe('0');
+    const restored = await hyperOk('restore', 'pg', 'seeded');
+    expect(restored.stderr).toMatch(/pg: restored seeded in \d+ ms/);
+    // Same published port after the reboot.
+    expect(await hostPort('pg')).toBe(port);
+    expect(await until('pg after restore', () => count(port))).toBe('1000');
+  });
+
+  test('checkpoint round trip: the rows come back without a reboot', async () => {
+    await hyperOk('snapshot', '--checkpoint', 'pg', 'warm');
+    await psql(port, 'delete from t where id > 10');
+    expect(await count(port)).toBe('10');
+    const pid = JSON.parse((await hyperOk('ps', '--json')).stdout)[0].pid;
+    await hyperOk('restore', 'pg', 'warm');
+    expect(await until('pg after checkpoint restore', () => count(port))).toBe('1000');
+    // Restored in place: the same QEMU process, the same port.
+    expect(JSON.parse((await hyperOk('ps', '--json')).stdout)[0].pid).toBe(pid);
+  });
+
+  test('snapshots lists both; snapshot rm removes one', async () => {
+    const list = JSON.parse((await hyperOk('snapshots', '--json', 'pg')).stdout) as {
+      name: string;
+      kind: string;
+    }[];
+    expect(list.map((s) => [s.name, s.kind])).toEqual([
+      ['seeded', 'volumes'],
+      ['warm', 'checkpoint'],
+    ]);
+    await hyperOk('snapshot', 'rm', 'pg', 'warm');
+    const after = JSON.parse((await hyperOk('snapshots', '--json')).stdout) as { name: string }[];
+    expect(after.map((s) => s.name)).toEqual(['seeded']);
+  });
+
+  test('a snapshot under load holds an unbroken prefix of committed rows, and postgres starts cleanly from it', async () => {
+    await psql(port, 'create table load (id int primary key)');
+    const writer = execa(
+      'sh',
+      [
+        '-c',
+        `i=1; while psql -h 127.0.0.1 -p ${port} -U postgres -qtAc "insert into load values ($i)"; do i=$((i+1)); done`,
+      ],
+      { reject: false },
+    );
+    await until('rows arriving', async () => {
+      if (Number(await psql(port, 'select count(*) from load')) < 20) throw new Error('not yet');
+    });
+    await hyperOk('snapshot', 'pg', 'busy');
+    await until('more rows after the snapshot', async () => {
+      if (Number(await psql(port, 'select count(*) from load')) < 40) throw new Error('not yet');
+    });
+    await hyperOk('restore', 'pg', 'busy');
+    writer.kill();
+    await writer;
+    const [rows, max, min] = (
+      await until('pg after restore', () => psql(port, 'select count(*), max(id), min(id) from load'))
+    ).split('|');
+    expect(Number(rows)).toBeGreaterThanOrEqual(20);
+    expect(max).toBe(rows);
+    expect(min).toBe('1');
+    const log = (await hyperOk('logs', 'pg')).stdout;
+    expect(log).toMatch(/database system is ready to accept connections[\s\S]*database system is ready/);
+  });
+
+  test('bad input: each case has a clear message and changes nothing', async () => {
+    expect((await hyper('snapshot', 'nope')).stderr).toBe('hyper snapshot: no such VM: nope\n');
+    const twice = await hyper('snapshot', 'pg', 'seeded');
+    expect(twice.code).toBe(125);
+    expect(twice.stderr).toBe(
+      'hyper snapshot: pg already has a snapshot named "seeded"; remove it with "hyper snapshot rm pg seeded" or choose another name\n',
+    );
+    const unknown = await hyper('restore', 'pg', 'never');
+    expect(unknown.stderr).toBe(
+      'hyper restore: pg has no snapshot named "never" (snapshots: seeded, busy)\n',
+    );
+    expect(await psql(port, 'select count(*) from t')).toBe('1000');
+  });
+
+  test('a guest agent that does not answer: the snapshot fails at once and the volume is not left frozen', async () => {
+    // Stop qemu-ga for 20 s from inside the guest (as root), detached from the exec.
+    await hyperOk(
+      'exec',
+      '-u',
+      'root',
+      'pg',
+      '--',
+      'sh',
+      '-c',
+      'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = qemu-ga ] && q=${p#/proc/}; done; ' +
+        '(sleep 1; kill -STOP $q; sleep 20; kill -CONT $q) >/dev/null 2>&1 &',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const failed = await hyper('snapshot', '--timeout', '2', 'pg', 'stuck');
+    expect(failed.code).toBe(125);
+    expect(failed.stderr).toMatch(
+      /^hyper snapshot: snapshot "stuck" of pg failed: cannot freeze the guest's filesystems: the guest agent did not answer within 2000 ms .*; no snapshot was taken and nothing was frozen; nothing was kept\n$/,
+    );
+    // Postgres can still commit (fsync) to the volume: it is not frozen.
+    await psql(port, 'insert into t values (1001)');
+    expect(await count(port)).toBe('1001');
+    const list = JSON.parse((await hyperOk('snapshots', '--json', 'pg')).stdout) as { name: string }[];
+    expect(list.map((s) => s.name)).not.toContain('stuck');
+    // Let the agent come back before the next test uses it.
+    await until('agent back', () => hyperOk('exec', 'pg', '--', 'true'), 60_000);
+  });
+
+  test('after stop and start the named volume still holds the data', async () => {
+    await hyperOk('stop', 'pg');
+    const started = await hyperOk('start', 'pg');
+    expect(started.stderr).toMatch(/pg: running after \d+ ms/);
+    expect(await until('pg after start', () => count(port))).toBe('1001');
+  });
+
+  test('the volume outlives the VM: a new VM with it sees the data; two running VMs cannot share it', async () => {
+    const shared = await hyper('run', '--name', 'pg2', '-v', 'pgdata:/var/lib/postgresql/data', postgres);
+    expect(shared.stderr).toContain(
+      'volume pgdata is in use by pg; a volume can be attached to one running VM at a time',
+    );
+    await hyperOk('rm', '-f', 'pg');
+    const again = await startPostgres('pg3', '-v', 'pgdata:/var/lib/postgresql/data');
+    expect(await count(again)).toBe('1001');
+    await hyperOk('rm', '-f', 'pg3');
+  });
+});
+
+test('redis without persistence: a key set before a checkpoint and deleted after it is back after the restore', async () => {
+  await hyperOk('run', '--name', 'cache', '-m', '256', '-p', '6379', redis);
+  const port = await hostPort('cache');
+  const cli = async (...args: string[]) =>
+    (await execa('redis-cli', ['-h', '127.0.0.1', '-p', port, ...args], { timeout: 30_000 })).stdout;
+  await until('redis answering', async () => {
+    if ((await cli('PING')) !== 'PONG') throw new Error('no PONG');
+  });
+  expect(await cli('CONFIG', 'GET', 'save')).toMatch(/^save\n?$/);
+  await cli('SET', 'greeting', 'from-memory');
+  // No volumes: a plain snapshot has nothing to take.
+  expect((await hyper('snapshot', 'cache', 'x')).stderr).toBe(
+    'hyper snapshot: cache has no writable volumes to snapshot; use "hyper snapshot --checkpoint cache" for the whole VM\n',
+  );
+  await hyperOk('snapshot', '--checkpoint', 'cache', 'mem');
+  await cli('DEL', 'greeting');
+  expect(await cli('GET', 'greeting')).toBe('');
+  await hyperOk('restore', 'cache', 'mem');
+  expect(await cli('GET', 'greeting')).toBe('from-memory');
+
+  // A stopped VM resumes from the checkpoint instead of booting.
+  await hyperOk('stop', 'cache');
+  await hyperOk('restore', 'cache', 'mem');
+  expect(await until('redis resumed', () => cli('GET', 'greeting'))).toBe('from-memory');
+  await hyperOk('rm', '-f', 'cache');
+});
+
+test('a host directory mounted read-only: the init SQL in it is applied by the entrypoint', async () => {
+  const initdb = path.join(work, 'db', 'init');
+  await mkdir(initdb, { recursive: true });
+  await writeFile(
+    path.join(initdb, '01-schema.sql'),
+    "create table seeded (note text);\ninsert into seeded values ('from the repository');\n",
+  );
+  const cwd = process.cwd();
+  process.chdir(work);
+  try {
+    const port = await startPostgres('pginit', '-v', './db/init:/docker-entrypoint-initdb.d:ro');
+    expect(await psql(port, 'select note from seeded')).toBe('from the repository');
+    const write = await hyper('exec', '-u', 'root', 'pginit', '--', 'touch', '/docker-entrypoint-initdb.d/x');
+    expect(write.code).not.toBe(0);
+    expect(write.stderr).toContain('Read-only file system');
+    expect((await hyperOk('logs', 'pginit')).stdout).toContain(
+      'applying /docker-entrypoint-initdb.d/01-schema.sql',
+    );
+  } finally {
+    process.chdir(cwd);
+    await hyper('rm', '-f', 'pginit');
+  }
+});
+
+test('bad mounts are refused before anything boots, naming the problem', async () => {
+  const missing = await hyper('run', '--name', 'bad', '-v', '/no/such/dir:/data', redis);
+  expect(missing.stderr).toBe('hyper run: host path /no/such/dir (for /data) does not exist\n');
+  const relative = await hyper('run', '--name', 'bad', '-v', 'data:relative', redis);
+  expect(relative.stderr).toBe(
+    'hyper run: volume "data:relative": the path in the container must be absolute, not "relative"\n',
+  );
+  const mode = await hyper('run', '--name', 'bad', '-v', 'data:/data:rx', redis);
+  expect(mode.stderr).toBe('hyper run: volume "data:/data:rx": unknown mode "rx"; use ro or rw\n');
+  const twice = await hyper('run', '--name', 'bad', '-v', 'a1:/data', '-v', 'b1:/data', redis);
+  expect(twice.stderr).toBe('hyper run: two mounts on /data; give each path once\n');
+  expect(await readdir(path.join(stateDir, 'vms'))).not.toContain('bad');
+  expect(await readdir(path.join(stateDir, 'volumes')).catch(() => [])).not.toContain('a1.qcow2');
+});
