@@ -45658,8 +45658,11 @@ async function runService(request, host, log) {
     }
     if (!Number.isInteger(request.cpus) || request.cpus < 1)
         throw new ServiceError(`cpus must be a whole number of at least 1`);
-    // Mount syntax first, before any pull; the image's VOLUMEs join in once it is known.
-    planMounts(request.volumes ?? [], request.tmpfs ?? [], [], request.baseDir ?? process.cwd());
+    // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
+    const baseDir = request.baseDir ?? process.cwd();
+    const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
+    await checkMountSources(userMounts);
+    await checkVolumesFree(userMounts, host);
     const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
     const runConfig = imageRunConfig(image.config);
     const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
@@ -45672,9 +45675,7 @@ async function runService(request, host, log) {
         stopSignal: runConfig.stopSignal,
         network: USER_NETWORK,
     };
-    const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, request.baseDir ?? process.cwd());
-    await checkMountSources(mounts);
-    await checkVolumesFree(mounts, host);
+    const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, baseDir);
     const ports = await resolvePorts(request.ports);
     const base = await ensureRootfs(image, cacheDir());
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
