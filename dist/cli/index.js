@@ -44842,7 +44842,7 @@ class QemuHypervisor {
                     await qmp
                         .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
                         .catch((error) => {
-                        if (!/not found|can't find|cannot find/i.test(error.message))
+                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
                             throw error;
                     });
                 }

@@ -6,6 +6,7 @@ import { snapshotEnv } from '../../support/env.js';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
+import { mountTmpfs } from '../../support/images/tmpfs.js';
 
 // Volumes, snapshots and checkpoints through the CLI, on real VMs booted from
 // the Debian-built postgres and redis images served by a real registry. The
@@ -281,4 +282,61 @@ test('bad mounts are refused before anything boots, naming the problem', async (
   expect(twice.stderr).toBe('hyper run: two mounts on /data; give each path once\n');
   expect(await readdir(path.join(stateDir, 'vms'))).not.toContain('bad');
   expect(await readdir(path.join(stateDir, 'volumes')).catch(() => [])).not.toContain('a1.qcow2');
+});
+
+test('a disk too full for a checkpoint: the snapshot fails with the reason, nothing is kept, the service and its volume are intact', async () => {
+  const full = await mkdtemp('/tmp/hyper-st-full-');
+  const tmpfs = await mountTmpfs(full, 512);
+  const previous = process.env.HYPER_STATE_DIR;
+  process.env.HYPER_STATE_DIR = full;
+  try {
+    await hyperOk(
+      'run',
+      '--name',
+      'tight',
+      '-m',
+      '256',
+      '-p',
+      '6379',
+      '-u',
+      'root',
+      '-w',
+      '/data',
+      '-v',
+      'rdata:/data',
+      redis,
+    );
+    const port = await hostPort('tight');
+    const cli = async (...args: string[]) =>
+      (await execa('redis-cli', ['-h', '127.0.0.1', '-p', port, ...args], { timeout: 30_000 })).stdout;
+    await until('redis answering', async () => {
+      if ((await cli('PING')) !== 'PONG') throw new Error('no PONG');
+    });
+    await cli('SET', 'kept', 'yes');
+    await cli('SAVE');
+    // Leave 4 MiB free: far less than the guest's RAM a checkpoint writes.
+    const used = Number((await execa('du', ['-s', '-m', full])).stdout.split('\t')[0]);
+    await execa('mount', ['-o', `remount,size=${used + 4}m`, full]);
+    const failed = await hyper('snapshot', '--checkpoint', 'tight', 'big');
+    expect(failed.code).toBe(125);
+    expect(failed.stderr).toMatch(
+      /^hyper snapshot: snapshot "big" of tight failed: .*No space left on device.*; nothing was kept\n$/,
+    );
+    expect(JSON.parse((await hyperOk('snapshots', '--json', 'tight')).stdout)).toEqual([]);
+    expect(await cli('GET', 'kept')).toBe('yes');
+    await execa('mount', ['-o', 'remount,size=512m', full]);
+    const vms = path.join(full, 'vms', 'tight');
+    for (const disk of [path.join(vms, 'rootfs.qcow2'), path.join(full, 'volumes', 'rdata.qcow2')]) {
+      const listing = await execa('qemu-img', ['snapshot', '-l', '-U', disk]);
+      expect(listing.stdout).toBe('');
+    }
+    const data = await hyperOk('exec', 'tight', '--', 'ls', '/data');
+    expect(data.stdout).toContain('dump.rdb');
+  } finally {
+    await hyper('rm', '-f', 'tight');
+    process.env.HYPER_STATE_DIR = previous;
+    expect(await qemuProcessesUnder(full)).toEqual([]);
+    await tmpfs.unmount();
+    await rm(full, { recursive: true, force: true });
+  }
 });
