@@ -260,7 +260,8 @@ export class QemuHypervisor implements Hypervisor {
           await qmp
             .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
             .catch((error: unknown) => {
-              if (!/not found|does not exist|can't find|cannot find/i.test((error as Error).message)) throw error;
+              if (!/not found|does not exist|can't find|cannot find/i.test((error as Error).message))
+                throw error;
             });
         }
       });

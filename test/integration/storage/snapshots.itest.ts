@@ -59,7 +59,7 @@ async function until<T>(what: string, probe: () => Promise<T>, timeoutMs = 180_0
     try {
       return await probe();
     } catch (error: unknown) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`);
+      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`, { cause: error });
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
