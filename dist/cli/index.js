@@ -56256,7 +56256,8 @@ async function snapshotService(service, name, options, host) {
     }
     catch (error) {
         await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
-        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}; nothing was kept`);
+        const hint = options.checkpoint ? await spaceHint(record) : '';
+        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}${hint}; nothing was kept`);
     }
     const snapshot = {
         name: tag,
@@ -56271,6 +56272,16 @@ async function snapshotService(service, name, options, host) {
         snapshot.status = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).status, 'utf8');
     await writeSnapshots(record, [...snapshots, snapshot]);
     return snapshot;
+}
+/** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
+async function spaceHint(record) {
+    const fs = await (0,promises_namespaceObject.statfs)(record.machine.dir).catch(() => undefined);
+    if (!fs)
+        return '';
+    const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
+    if (freeMiB >= record.machine.memoryMiB)
+        return '';
+    return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
 }
 async function requireSnapshot(service, name) {
     const record = await requireRecord(service);

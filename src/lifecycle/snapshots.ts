@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../process/run.js';
 import { CONTAINER_ROOT } from '../guest/config.js';
@@ -114,8 +114,9 @@ export async function snapshotService(
     }
   } catch (error: unknown) {
     await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+    const hint = options.checkpoint ? await spaceHint(record) : '';
     throw new ServiceError(
-      `snapshot "${tag}" of ${service} failed: ${(error as Error).message}; nothing was kept`,
+      `snapshot "${tag}" of ${service} failed: ${(error as Error).message}${hint}; nothing was kept`,
     );
   }
   const snapshot: SnapshotRecord = {
@@ -130,6 +131,15 @@ export async function snapshotService(
   if (options.checkpoint) snapshot.status = await readFile(vmPaths(record.machine.dir).status, 'utf8');
   await writeSnapshots(record, [...snapshots, snapshot]);
   return snapshot;
+}
+
+/** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
+async function spaceHint(record: VmRecord): Promise<string> {
+  const fs = await statfs(record.machine.dir).catch(() => undefined);
+  if (!fs) return '';
+  const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
+  if (freeMiB >= record.machine.memoryMiB) return '';
+  return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
 }
 
 async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {

@@ -320,7 +320,7 @@ test('a disk too full for a checkpoint: the snapshot fails with the reason, noth
     const failed = await hyper('snapshot', '--checkpoint', 'tight', 'big');
     expect(failed.code).toBe(125);
     expect(failed.stderr).toMatch(
-      /^hyper snapshot: snapshot "big" of tight failed: .*No space left on device.*; nothing was kept\n$/,
+      /^hyper snapshot: snapshot "big" of tight failed: Error while writing VM state: .* \(the disk holding \S+ has \d MiB free; a checkpoint writes up to the VM's 256 MiB of RAM\); nothing was kept\n$/,
     );
     expect(JSON.parse((await hyperOk('snapshots', '--json', 'tight')).stdout)).toEqual([]);
     expect(await cli('GET', 'kept')).toBe('yes');
