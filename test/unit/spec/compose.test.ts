@@ -114,6 +114,7 @@ networks:
     const [db, web, worker] = project.services;
     expect(db).toEqual({
       name: 'db',
+      baseDir: '/repo/ci',
       image: 'postgres:16',
       env: [
         'POSTGRES_PASSWORD=s3cret',
@@ -148,6 +149,7 @@ networks:
     });
     expect(web).toEqual({
       name: 'web',
+      baseDir: '/repo/ci',
       image: 'nginx',
       env: ['MODE=production', 'FROM_HOST=h'],
       ports: [],
@@ -360,4 +362,16 @@ describe('parseComposeFile: bad files, exact messages', () => {
     const readFile = files({ '/repo/ci/bad.env': 'OK=1\nNOT VALID\n' });
     expect(specError(() => parseComposeFile(text, FILE, readFile))).toBe(message);
   });
+});
+
+test('a named volume must be declared under the top-level volumes:, as Compose requires', () => {
+  const text =
+    'services:\n  db:\n    image: postgres\n    volumes: ["pgdata:/var/lib/postgresql/data", "./init:/init"]\n';
+  expect(specError(() => parse(text))).toBe(
+    '/repo/ci/compose.yml: service "db" uses volume "pgdata", which is not declared under the top-level volumes:',
+  );
+  expect(parse(`${text}volumes:\n  pgdata:\n`)[0]?.volumes).toEqual([
+    'pgdata:/var/lib/postgresql/data',
+    './init:/init',
+  ]);
 });

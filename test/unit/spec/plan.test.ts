@@ -94,3 +94,21 @@ describe('validatePlan: bad plans, exact messages', () => {
     expect(names(validatePlan(specs))).toEqual([['dns', 'web']]);
   });
 });
+
+describe('validatePlan: mounts', () => {
+  test('a named volume attached to two services is refused, naming both', () => {
+    const specs = [
+      service('a', [], { volumes: ['shared:/data'] }),
+      service('b', [], { volumes: ['shared:/other'] }),
+    ];
+    expect(specError(() => validatePlan(specs))).toBe(
+      'volume "shared" is used by both "a" and "b"; a volume can be attached to one VM at a time',
+    );
+  });
+
+  test('a bad mount names its service', () => {
+    expect(specError(() => validatePlan([service('db', [], { volumes: ['data:rel'] })]))).toBe(
+      'service "db": volume "data:rel": the path in the container must be absolute, not "rel"',
+    );
+  });
+});

@@ -59,16 +59,36 @@ describe('qemuArgs', () => {
 
   test('the root disk is the qcow2 overlay on virtio-blk with the serial the init looks for', () => {
     expect(valueOf(args, '-drive')).toEqual([
-      'id=root,file=/state/vms/web/rootfs.qcow2,format=qcow2,if=none,discard=unmap',
+      'id=root,node-name=root-disk,file=/state/vms/web/rootfs.qcow2,format=qcow2,if=none,discard=unmap',
     ]);
     expect(valueOf(args, '-device')).toContain('virtio-blk-device,drive=root,serial=rootfs');
+  });
+
+  test('volume disks: named block nodes for QMP, serials for the guest, read-only ones without discard', () => {
+    const withDisks = qemuArgs({
+      ...spec,
+      disks: [
+        { serial: 'vol0', path: '/state/volumes/pgdata.qcow2', readOnly: false },
+        { serial: 'vol1', path: '/state/vms/web/disks/vol1.qcow2', readOnly: true },
+      ],
+    });
+    expect(valueOf(withDisks, '-drive').slice(1)).toEqual([
+      'id=vol0,node-name=vol0-disk,file=/state/volumes/pgdata.qcow2,format=qcow2,if=none,discard=unmap',
+      'id=vol1,node-name=vol1-disk,file=/state/vms/web/disks/vol1.qcow2,format=qcow2,if=none,read-only=on',
+    ]);
+    expect(valueOf(withDisks, '-device')).toEqual(
+      expect.arrayContaining([
+        'virtio-blk-device,drive=vol0,serial=vol0',
+        'virtio-blk-device,drive=vol1,serial=vol1',
+      ]),
+    );
   });
 
   test('QMP, guest agent, log and status channels', () => {
     expect(valueOf(args, '-qmp')).toEqual(['unix:/state/vms/web/qmp.sock,server=on,wait=off']);
     expect(valueOf(args, '-chardev')).toEqual([
-      'file,id=log,path=/state/vms/web/service.log',
-      'file,id=status,path=/state/vms/web/status',
+      'file,id=log,path=/state/vms/web/service.log,append=on',
+      'file,id=status,path=/state/vms/web/status,append=on',
       'socket,id=qga,path=/state/vms/web/agent.sock,server=on,wait=off',
     ]);
     expect(valueOf(args, '-device')).toEqual(
