@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { httpGet } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
@@ -149,4 +149,27 @@ describe('bad input fails main with a clear message and leaves nothing after pos
       await job.remove();
     }
   });
+});
+
+test('volumes in a services input: a workspace directory is served from the VM; post removes the volumes with the state', async () => {
+  const job = await RunnerJob.create();
+  const workspace = await mkdtemp('/tmp/hyper-workspace-');
+  try {
+    await mkdir(path.join(workspace, 'site'));
+    await writeFile(path.join(workspace, 'site', 'index.html'), 'from the workspace\n');
+    const services = `web:\n  image: ${image}\n  ports: ['80']\n  volumes: ['./site:/www:ro', 'webdata:/data']\n`;
+    const main = await job.step(MAIN, { services, accel: 'tcg' }, { GITHUB_WORKSPACE: workspace });
+    expect(main.stdout).not.toContain('::error::');
+    expect(main.exitCode).toBe(0);
+    const env = await job.env();
+    expect(await httpGet(`http://127.0.0.1:${env.HYPER_WEB_PORT_80}/`)).toBe('from the workspace\n');
+    expect(await readdir(path.join(env.HYPER_STATE_DIR as string, 'volumes'))).toEqual(['webdata.qcow2']);
+    const post = await job.step(POST, {});
+    expect(post.exitCode).toBe(0);
+    expect(post.stdout).not.toContain('::warning::');
+    await expectNothingLeft(job);
+  } finally {
+    await job.remove();
+    await rm(workspace, { recursive: true, force: true });
+  }
 });
