@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7834);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2468);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7834:
+/***/ 2468:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41596,6 +41596,32 @@ async function onPath(program) {
     return false;
 }
 
+;// CONCATENATED MODULE: ./src/files.ts
+
+
+/** File helpers every layer uses. */
+function isNotFound(error) {
+    // Duck-typed: errors from Node's internals may come from another realm (jest's VM modules).
+    return typeof error === 'object' && error !== null && error.code === 'ENOENT';
+}
+/** Whether `path` exists; any error but "not found" (a permission problem, say) is thrown. */
+async function exists(path) {
+    try {
+        await (0,promises_namespaceObject.stat)(path);
+        return true;
+    }
+    catch (error) {
+        if (isNotFound(error))
+            return false;
+        throw error;
+    }
+}
+/** The apparent size of everything under `dir`, in bytes (what a copy of it holds). */
+async function treeBytes(dir) {
+    const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
+    return Number.parseInt(stdout, 10);
+}
+
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: ./src/types/oci/mediatype.ts
@@ -42508,6 +42534,7 @@ async function treePaths(root) {
 
 
 
+
 /** Bump when the way a base is built changes, so old bases are not reused. */
 const ROOTFS_FORMAT = 'v1';
 const MiB = 1024 * 1024;
@@ -42522,10 +42549,6 @@ function rootfsPath(cacheDir, configDigest) {
 /** Size of the ext4 image for a tree of `contentBytes`: content, ext4 overhead, then headroom. Pure. */
 function rootfsSizeMiB(contentBytes, headroomMiB = DEFAULT_HEADROOM_MIB) {
     return Math.ceil((contentBytes * 1.25) / MiB) + 64 + headroomMiB;
-}
-async function treeBytes(dir) {
-    const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
-    return Number.parseInt(stdout, 10);
 }
 /** Uncompressed layers are rarely more than this many times their compressed size. */
 const EXPANSION = 5;
@@ -42887,6 +42910,7 @@ function mirrorHost(mirror) {
 
 
 
+
 /** Splits "sha256:<hex>"; throws when the algorithm is unknown or the hex has the wrong form. */
 function parseDigest(digest) {
     const colon = digest.indexOf(':');
@@ -43046,17 +43070,6 @@ class BlobIngestion {
             throw new Error(`blob ${this.digest} is already ${this.state}`);
     }
 }
-async function exists(path) {
-    try {
-        await (0,promises_namespaceObject.stat)(path);
-        return true;
-    }
-    catch (error) {
-        if (isNotFound(error))
-            return false;
-        throw error;
-    }
-}
 /** Makes the rename itself durable. */
 async function syncDirectory(path) {
     const handle = await (0,promises_namespaceObject.open)(path, 'r');
@@ -43066,10 +43079,6 @@ async function syncDirectory(path) {
     finally {
         await handle.close();
     }
-}
-function isNotFound(error) {
-    // Duck-typed: errors from Node's internals may come from another realm (jest's VM modules).
-    return typeof error === 'object' && error !== null && error.code === 'ENOENT';
 }
 
 ;// CONCATENATED MODULE: ./src/images/prune.ts
@@ -45439,6 +45448,7 @@ function guestMountTable(disks, mounts) {
 
 
 
+
 const volumes_MiB = 1024 * 1024;
 const GiB = 1024 * volumes_MiB;
 /** A volume's size when none is given. The qcow2 only grows as the guest writes. */
@@ -45448,13 +45458,6 @@ const BIND_HEADROOM = 256 * volumes_MiB;
 /** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
 function volumePath(name) {
     return external_node_path_default().join(stateDir(), 'volumes', `${name}.qcow2`);
-}
-async function volumes_exists(file) {
-    return (await (0,promises_namespaceObject.stat)(file).catch(() => undefined)) !== undefined;
-}
-async function directoryBytes(dir) {
-    const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
-    return Number.parseInt(stdout, 10);
 }
 /**
  * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
@@ -45494,7 +45497,7 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
 /** The named volume's disk, made empty on first use; `created` says which. */
 async function ensureVolume(name, sizeBytes = DEFAULT_VOLUME_SIZE) {
     const file = volumePath(name);
-    if (await volumes_exists(file))
+    if (await exists(file))
         return { path: file, created: false };
     await createExt4Disk(file, sizeBytes);
     return { path: file, created: true };
@@ -45532,7 +45535,7 @@ async function prepareMountDisks(mounts, vmDir) {
         }
         else if (mount.kind === 'bind') {
             const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
-            const bytes = await directoryBytes(mount.source);
+            const bytes = await treeBytes(mount.source);
             const size = Math.ceil((bytes * 1.25 + 64 * volumes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / volumes_MiB) * volumes_MiB;
             await createExt4Disk(file, size, mount.source);
             disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
@@ -45601,6 +45604,7 @@ async function listRecords() {
 
 
 
+
 class ServiceError extends Error {
     name = 'ServiceError';
 }
@@ -45638,9 +45642,6 @@ async function checkVolumesFree(mounts, host, self) {
         }
     }
 }
-async function service_exists(file) {
-    return (await (0,promises_namespaceObject.stat)(file).catch(() => undefined)) !== undefined;
-}
 /**
  * Boots one service VM: everything that can be checked is checked before the
  * first side effect; once the VM's directory is claimed, any failure kills the
@@ -45650,7 +45651,7 @@ async function runService(request, host, log) {
     const name = request.name ?? generateName(request.image);
     validateName(name);
     const dir = vmDir(name);
-    if (await service_exists(dir)) {
+    if (await exists(dir)) {
         throw new ServiceError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`);
     }
     if (!Number.isInteger(request.memoryMiB) || request.memoryMiB < 64) {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { exists } from '../files.js';
 import { run } from '../process/run.js';
 import { ROOTFS_FORMAT, rootfsPath } from './rootfs.js';
 import { BlobStore, parseDigest } from './store.js';
@@ -44,10 +45,6 @@ function archiveBlobPath(dir: string, digest: string): string {
 function archiveRootfsPath(dir: string, configDigest: string): string {
   parseDigest(configDigest);
   return path.join(dir, 'rootfs', `${configDigest.replace(':', '-')}.qcow2`);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => undefined)) !== undefined;
 }
 
 /** A hard link when the two paths share a filesystem, else a copy. */

@@ -1,5 +1,6 @@
 import { chmod, mkdir, mkdtemp, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { treeBytes } from '../files.js';
 import { run } from '../process/run.js';
 import type { LocalImage } from './image.js';
 import { applyLayers, type ApplyReport } from './layers.js';
@@ -22,11 +23,6 @@ export function rootfsPath(cacheDir: string, configDigest: string): string {
 /** Size of the ext4 image for a tree of `contentBytes`: content, ext4 overhead, then headroom. Pure. */
 export function rootfsSizeMiB(contentBytes: number, headroomMiB = DEFAULT_HEADROOM_MIB): number {
   return Math.ceil((contentBytes * 1.25) / MiB) + 64 + headroomMiB;
-}
-
-async function treeBytes(dir: string): Promise<number> {
-  const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
-  return Number.parseInt(stdout, 10);
 }
 
 /** Uncompressed layers are rarely more than this many times their compressed size. */

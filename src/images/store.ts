@@ -2,6 +2,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { exists, isNotFound } from '../files.js';
 import { DIGEST_HEX_LENGTHS } from './reference.js';
 
 export interface ParsedDigest {
@@ -177,16 +178,6 @@ export class BlobIngestion {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error: unknown) {
-    if (isNotFound(error)) return false;
-    throw error;
-  }
-}
-
 /** Makes the rename itself durable. */
 async function syncDirectory(path: string): Promise<void> {
   const handle = await open(path, 'r');
@@ -195,9 +186,4 @@ async function syncDirectory(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-function isNotFound(error: unknown): boolean {
-  // Duck-typed: errors from Node's internals may come from another realm (jest's VM modules).
-  return typeof error === 'object' && error !== null && (error as NodeJS.ErrnoException).code === 'ENOENT';
 }

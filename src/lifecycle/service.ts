@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execArgv, guestFiles, mergeEnv, serviceArgv, USER_NETWORK } from '../guest/config.js';
 import { resolveImage, type ResolveOptions } from '../images/resolve.js';
@@ -19,6 +19,7 @@ import {
 } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
 import { readGuestStatus } from '../vm/status.js';
+import { exists } from '../files.js';
 import { cacheDir, vmDir } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { HostContext } from './host.js';
@@ -103,10 +104,6 @@ async function checkVolumesFree(
       );
     }
   }
-}
-
-async function exists(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => undefined)) !== undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { exists, treeBytes } from '../files.js';
 import { stateDir } from '../lifecycle/dirs.js';
 import { run } from '../process/run.js';
 import { MountError, type MountDisk, type MountSpec } from './mounts.js';
@@ -14,15 +15,6 @@ const BIND_HEADROOM = 256 * MiB;
 /** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
 export function volumePath(name: string): string {
   return path.join(stateDir(), 'volumes', `${name}.qcow2`);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => undefined)) !== undefined;
-}
-
-async function directoryBytes(dir: string): Promise<number> {
-  const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
-  return Number.parseInt(stdout, 10);
 }
 
 /**
@@ -102,7 +94,7 @@ export async function prepareMountDisks(mounts: readonly MountSpec[], vmDir: str
       });
     } else if (mount.kind === 'bind') {
       const file = path.join(vmDir, 'disks', `${serial}.qcow2`);
-      const bytes = await directoryBytes(mount.source);
+      const bytes = await treeBytes(mount.source);
       const size = Math.ceil((bytes * 1.25 + 64 * MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / MiB) * MiB;
       await createExt4Disk(file, size, mount.source);
       disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
