@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { copyFile, link, stat } from 'node:fs/promises';
 import { run } from './process/run.js';
 
 /** File helpers every layer uses. */
@@ -23,4 +23,14 @@ export async function exists(path: string): Promise<boolean> {
 export async function treeBytes(dir: string): Promise<number> {
   const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
   return Number.parseInt(stdout, 10);
+}
+
+/** A hard link when the two paths share a filesystem, else a copy. */
+export async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (error: unknown) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+    await copyFile(from, to);
+  }
 }

@@ -41621,6 +41621,17 @@ async function treeBytes(dir) {
     const { stdout } = await run({ program: 'du', args: ['-s', '-B1', '--apparent-size', dir] });
     return Number.parseInt(stdout, 10);
 }
+/** A hard link when the two paths share a filesystem, else a copy. */
+async function linkOrCopy(from, to) {
+    try {
+        await (0,promises_namespaceObject.link)(from, to);
+    }
+    catch (error) {
+        if (error.code !== 'EXDEV')
+            throw error;
+        await (0,promises_namespaceObject.copyFile)(from, to);
+    }
+}
 
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
@@ -42911,6 +42922,7 @@ function mirrorHost(mirror) {
 
 
 
+
 /** Splits "sha256:<hex>"; throws when the algorithm is unknown or the hex has the wrong form. */
 function parseDigest(digest) {
     const colon = digest.indexOf(':');
@@ -42968,6 +42980,33 @@ class BlobStore {
         const tempPath = `${finalPath}.${process.pid}.${(0,external_node_crypto_.randomBytes)(6).toString('hex')}.partial`;
         const handle = await (0,promises_namespaceObject.open)(tempPath, 'wx', 0o644);
         return new BlobIngestion(digest, size, finalPath, tempPath, handle);
+    }
+    /**
+     * Takes in a blob that is already a file (one restored from a cache archive):
+     * checks its digest, then links it (copies across filesystems) in beside its
+     * final name and renames it there, as commit publishes. Returns its path.
+     */
+    async adopt(digest, file) {
+        const { algorithm } = parseDigest(digest);
+        const hash = (0,external_node_crypto_.createHash)(algorithm);
+        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file))
+            hash.update(chunk);
+        const actual = `${algorithm}:${hash.digest('hex')}`;
+        if (actual !== digest)
+            throw new BlobVerificationError(digest, `its content has digest ${actual}`);
+        const finalPath = this.path(digest);
+        const directory = (0,external_node_path_namespaceObject.join)(finalPath, '..');
+        await (0,promises_namespaceObject.mkdir)(directory, { recursive: true });
+        const tempPath = `${finalPath}.${process.pid}.${(0,external_node_crypto_.randomBytes)(6).toString('hex')}.partial`;
+        try {
+            await linkOrCopy(file, tempPath);
+            await (0,promises_namespaceObject.rename)(tempPath, finalPath);
+            await syncDirectory(directory);
+        }
+        finally {
+            await (0,promises_namespaceObject.rm)(tempPath, { force: true });
+        }
+        return finalPath;
     }
     /** Writes a whole blob from `source`, verifies it and publishes it; returns its path. */
     async ingest(digest, size, source) {

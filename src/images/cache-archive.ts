@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { copyFile, link, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { exists } from '../files.js';
+import { exists, linkOrCopy } from '../files.js';
 import { run } from '../process/run.js';
 import { ROOTFS_FORMAT, rootfsPath } from './rootfs.js';
-import { BlobStore, parseDigest } from './store.js';
+import { BlobStore, BlobVerificationError, parseDigest } from './store.js';
 
 /**
  * A directory that carries cached images between machines (the action's
@@ -47,16 +45,6 @@ function archiveRootfsPath(dir: string, configDigest: string): string {
   return path.join(dir, 'rootfs', `${configDigest.replace(':', '-')}.qcow2`);
 }
 
-/** A hard link when the two paths share a filesystem, else a copy. */
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await link(from, to);
-  } catch (error: unknown) {
-    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
-    await copyFile(from, to);
-  }
-}
-
 /** Fills `dir` (emptied first) with what `images` need from `cacheDir`; blobs or bases not on disk are skipped. */
 export async function writeCacheArchive(
   cacheDir: string,
@@ -91,12 +79,6 @@ export async function writeCacheArchive(
   }
   await writeFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
   return { blobs: manifest.blobs.length, rootfs: manifest.rootfs.length, skipped };
-}
-
-async function fileDigest(file: string, algorithm: string): Promise<string> {
-  const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return `${algorithm}:${hash.digest('hex')}`;
 }
 
 function temporaryBeside(file: string): string {
@@ -169,12 +151,11 @@ export async function readCacheArchive(dir: string, cacheDir: string): Promise<A
       const source = archiveBlobPath(dir, digest);
       if (await store.has(digest)) continue;
       await requireRegularFile(source);
-      const actual = await fileDigest(source, parseDigest(digest).algorithm);
-      if (actual !== digest) throw new Error(`its content has digest ${actual}`);
-      await publish(store.path(digest), (temp) => linkOrCopy(source, temp));
+      await store.adopt(digest, source);
       report.blobs++;
     } catch (error: unknown) {
-      report.skipped.push(`blob ${digest}: ${(error as Error).message}`);
+      const message = (error as Error).message;
+      report.skipped.push(error instanceof BlobVerificationError ? message : `blob ${digest}: ${message}`);
     }
   }
   for (const configDigest of manifest.rootfs) {

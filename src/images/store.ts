@@ -1,8 +1,9 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { exists, isNotFound } from '../files.js';
+import { exists, isNotFound, linkOrCopy } from '../files.js';
 import { DIGEST_HEX_LENGTHS } from './reference.js';
 
 export interface ParsedDigest {
@@ -69,6 +70,31 @@ export class BlobStore {
     const tempPath = `${finalPath}.${process.pid}.${randomBytes(6).toString('hex')}.partial`;
     const handle = await open(tempPath, 'wx', 0o644);
     return new BlobIngestion(digest, size, finalPath, tempPath, handle);
+  }
+
+  /**
+   * Takes in a blob that is already a file (one restored from a cache archive):
+   * checks its digest, then links it (copies across filesystems) in beside its
+   * final name and renames it there, as commit publishes. Returns its path.
+   */
+  async adopt(digest: string, file: string): Promise<string> {
+    const { algorithm } = parseDigest(digest);
+    const hash = createHash(algorithm);
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    const actual = `${algorithm}:${hash.digest('hex')}`;
+    if (actual !== digest) throw new BlobVerificationError(digest, `its content has digest ${actual}`);
+    const finalPath = this.path(digest);
+    const directory = join(finalPath, '..');
+    await mkdir(directory, { recursive: true });
+    const tempPath = `${finalPath}.${process.pid}.${randomBytes(6).toString('hex')}.partial`;
+    try {
+      await linkOrCopy(file, tempPath);
+      await rename(tempPath, finalPath);
+      await syncDirectory(directory);
+    } finally {
+      await rm(tempPath, { force: true });
+    }
+    return finalPath;
   }
 
   /** Writes a whole blob from `source`, verifies it and publishes it; returns its path. */

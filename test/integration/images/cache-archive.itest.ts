@@ -84,7 +84,7 @@ test('a blob whose content does not match its digest is left out, and nothing ha
   const report = await readCacheArchive(archive, target);
   expect(report.blobs).toBe(0);
   expect(report.skipped).toEqual([
-    `blob ${source.digest}: its content has digest ${digestOf(Buffer.from('tampered'))}`,
+    `blob ${source.digest} failed verification: its content has digest ${digestOf(Buffer.from('tampered'))}`,
   ]);
   expect(await new BlobStore(path.join(target, 'store')).has(source.digest)).toBe(false);
   expect(report.rootfs).toBe(1);
