@@ -45396,6 +45396,15 @@ function readMode(mode, what) {
         return true;
     throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
 }
+/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
+function isHostPath(source) {
+    return /^[/.~]/.test(source);
+}
+/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
+function namedVolume(text) {
+    const [source = '', target] = text.split(':');
+    return target !== undefined && !isHostPath(source) ? source : undefined;
+}
 /**
  * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
  * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
@@ -45414,7 +45423,7 @@ function parseVolume(text, baseDir) {
     }
     const target = checkTarget(targetText, what);
     const readOnly = readMode(mode, what);
-    if (source.startsWith('/') || source.startsWith('.') || source.startsWith('~')) {
+    if (isHostPath(source)) {
         const home = process.env.HOME ?? '/';
         const absolute = source.startsWith('~')
             ? external_node_path_default().join(home, source.slice(1))
@@ -45668,8 +45677,8 @@ function generateName(image) {
     return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
 }
 /** A named volume is one ext4: it can be attached to one running VM at a time. */
-async function checkVolumesFree(mounts, host, self) {
-    const wanted = new Set(mounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])));
+async function checkVolumesFree(volumes, host, self) {
+    const wanted = new Set(volumes);
     if (wanted.size === 0)
         return;
     for (const record of await listRecords()) {
@@ -45702,7 +45711,7 @@ async function runService(request, host, log) {
     const baseDir = request.baseDir ?? process.cwd();
     const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
     await checkMountSources(userMounts);
-    await checkVolumesFree(userMounts, host);
+    await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), host);
     const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
     const runConfig = imageRunConfig(image.config);
     const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
@@ -45811,8 +45820,8 @@ async function startService(name, host, options = {}) {
     const record = await requireRecord(name);
     if (await host.hypervisor.isRunning(record.machine))
         throw new ServiceError(`${name} is already running`);
-    const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [`${d.volume}:${d.target}`] : []));
-    await checkVolumesFree(volumes.map((v) => parseVolume(v, '/')), host, name);
+    const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
+    await checkVolumesFree(volumes, host, name);
     const paths = vmPaths(record.machine.dir);
     for (const file of [paths.pid, paths.qmp, paths.agent])
         await (0,promises_namespaceObject.rm)(file, { force: true });
@@ -46047,8 +46056,8 @@ async function bootOne(spec, host, options, reporter) {
         name: record.name,
         image: record.image,
         imageDigest: record.imageDigest,
-        imageConfigDigest: record.imageConfigDigest ?? '',
-        imageBlobs: record.imageBlobs ?? [],
+        imageConfigDigest: record.imageConfigDigest,
+        imageBlobs: record.imageBlobs,
         accel: record.machine.accel,
         memoryMiB: record.machine.memoryMiB,
         ports: record.ports,
@@ -46682,6 +46691,7 @@ class YamlValue {
 
 
 
+
 const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
 const SERVICE_KEYS = [
     'image',
@@ -46738,10 +46748,9 @@ function parseComposeProject(text, file, readFile, variables = {}) {
 function checkDeclaredVolumes(project, file) {
     for (const service of project.services) {
         for (const volume of service.volumes) {
-            const source = volume.split(':')[0] ?? '';
-            const named = volume.includes(':') && !/^[/.~]/.test(source);
-            if (named && !project.volumes.includes(source)) {
-                throw new SpecError(`${file}: service "${service.name}" uses volume "${source}", which is not declared under the top-level volumes:`);
+            const name = namedVolume(volume);
+            if (name !== undefined && !project.volumes.includes(name)) {
+                throw new SpecError(`${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`);
             }
         }
     }
@@ -56356,11 +56365,14 @@ async function restoreService(service, name, host, options) {
         const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
         if (problem)
             throw new ServiceError(`cannot restore: ${problem}`);
-        await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-        if (running)
+        if (running) {
+            await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
             await host.hypervisor.loadCheckpoint(record.machine, name);
-        else
+        }
+        else {
+            // startService puts the status back before QEMU starts.
             await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+        }
         return Date.now() - started;
     }
     if (running)

@@ -13,8 +13,8 @@ export interface VmRecord {
   image: string;
   imageDigest: string;
   /** The image's config digest and its config and layer blobs: what a cache of it must hold. */
-  imageConfigDigest?: string;
-  imageBlobs?: string[];
+  imageConfigDigest: string;
+  imageBlobs: string[];
   createdAt: string;
   machine: MachineSpec;
   ports: PublishedPort[];

@@ -10,13 +10,7 @@ import { resolvePorts, type PortSpec } from '../network/ports.js';
 import { run } from '../process/run.js';
 import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
-import {
-  guestMountTable,
-  parseVolume,
-  planMounts,
-  type MountDisk,
-  type MountSpec,
-} from '../storage/mounts.js';
+import { guestMountTable, planMounts, type MountDisk } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
 import { readGuestStatus } from '../vm/status.js';
 import { exists } from '../files.js';
@@ -89,11 +83,11 @@ export function generateName(image: string): string {
 
 /** A named volume is one ext4: it can be attached to one running VM at a time. */
 async function checkVolumesFree(
-  mounts: readonly MountSpec[],
+  volumes: readonly string[],
   host: Pick<HostContext, 'hypervisor'>,
   self?: string,
 ): Promise<void> {
-  const wanted = new Set(mounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])));
+  const wanted = new Set(volumes);
   if (wanted.size === 0) return;
   for (const record of await listRecords()) {
     if (record.name === self) continue;
@@ -134,7 +128,10 @@ export async function runService(
   const baseDir = request.baseDir ?? process.cwd();
   const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
   await checkMountSources(userMounts);
-  await checkVolumesFree(userMounts, host);
+  await checkVolumesFree(
+    userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
+    host,
+  );
   const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
   const runConfig = imageRunConfig(image.config);
   const argv = serviceArgv(
@@ -249,12 +246,8 @@ export async function startService(
 ): Promise<VmRecord> {
   const record = await requireRecord(name);
   if (await host.hypervisor.isRunning(record.machine)) throw new ServiceError(`${name} is already running`);
-  const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [`${d.volume}:${d.target}`] : []));
-  await checkVolumesFree(
-    volumes.map((v) => parseVolume(v, '/')),
-    host,
-    name,
-  );
+  const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
+  await checkVolumesFree(volumes, host, name);
   const paths = vmPaths(record.machine.dir);
   for (const file of [paths.pid, paths.qmp, paths.agent]) await rm(file, { force: true });
   await writeFile(paths.status, options.checkpoint ? (options.status ?? '') : '');

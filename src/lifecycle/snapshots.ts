@@ -184,9 +184,13 @@ export async function restoreService(
   if (snapshot.kind === 'checkpoint') {
     const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
     if (problem) throw new ServiceError(`cannot restore: ${problem}`);
-    await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-    if (running) await host.hypervisor.loadCheckpoint(record.machine, name);
-    else await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+    if (running) {
+      await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');
+      await host.hypervisor.loadCheckpoint(record.machine, name);
+    } else {
+      // startService puts the status back before QEMU starts.
+      await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+    }
     return Date.now() - started;
   }
   if (running) await stopService(service, options.stopGraceMs, host);

@@ -14,6 +14,7 @@ import {
   readWords,
 } from './fields.js';
 import { interpolate, type VariableMap } from './interpolate.js';
+import { namedVolume } from '../storage/mounts.js';
 import { SpecError, type ServiceSpec } from './service.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
@@ -92,11 +93,10 @@ export function parseComposeProject(
 function checkDeclaredVolumes(project: ComposeProject, file: string): void {
   for (const service of project.services) {
     for (const volume of service.volumes) {
-      const source = volume.split(':')[0] ?? '';
-      const named = volume.includes(':') && !/^[/.~]/.test(source);
-      if (named && !project.volumes.includes(source)) {
+      const name = namedVolume(volume);
+      if (name !== undefined && !project.volumes.includes(name)) {
         throw new SpecError(
-          `${file}: service "${service.name}" uses volume "${source}", which is not declared under the top-level volumes:`,
+          `${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`,
         );
       }
     }

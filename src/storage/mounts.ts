@@ -43,6 +43,17 @@ function readMode(mode: string | undefined, what: string): boolean {
   throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
 }
 
+/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
+export function isHostPath(source: string): boolean {
+  return /^[/.~]/.test(source);
+}
+
+/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
+export function namedVolume(text: string): string | undefined {
+  const [source = '', target] = text.split(':');
+  return target !== undefined && !isHostPath(source) ? source : undefined;
+}
+
 /**
  * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
  * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
@@ -59,7 +70,7 @@ export function parseVolume(text: string, baseDir: string): MountSpec {
   }
   const target = checkTarget(targetText, what);
   const readOnly = readMode(mode, what);
-  if (source.startsWith('/') || source.startsWith('.') || source.startsWith('~')) {
+  if (isHostPath(source)) {
     const home = process.env.HOME ?? '/';
     const absolute = source.startsWith('~')
       ? path.join(home, source.slice(1))

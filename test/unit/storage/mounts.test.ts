@@ -1,6 +1,7 @@
 import {
   DEFAULT_TMPFS_OPTIONS,
   guestMountTable,
+  namedVolume,
   parseTmpfs,
   parseVolume,
   planMounts,
@@ -90,4 +91,12 @@ test('the guest mount table lists disks and tmpfs mounts, parents first, one a l
     [{ kind: 'tmpfs', target: '/a/b/c', options: 'rw,noexec' }],
   );
   expect(table).toBe('disk vol0 /a rw copyup\ndisk vol1 /a/b ro -\ntmpfs - /a/b/c rw,noexec -\n');
+});
+
+test('namedVolume: only NAME:/path names a volume', () => {
+  expect(
+    ['pgdata:/data', 'pgdata:/data:ro', './x:/data', '/host:/data', '~/x:/data', '/anon', '/anon:ro'].map(
+      namedVolume,
+    ),
+  ).toEqual(['pgdata', 'pgdata', undefined, undefined, undefined, undefined, undefined]);
 });
