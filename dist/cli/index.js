@@ -44899,8 +44899,9 @@ class QemuHypervisor {
         }
         for (const serial of serials) {
             const file = diskFile(spec, serial);
-            const { stdout } = await run({ program: 'qemu-img', args: ['snapshot', '-l', '-U', file] });
-            if (snapshotTags(stdout).includes(tag))
+            const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', file] });
+            const info = JSON.parse(stdout);
+            if (info.snapshots?.some((snapshot) => snapshot.name === tag))
                 await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
         }
     }
@@ -44926,13 +44927,6 @@ function diskFile(spec, serial) {
     if (!disk)
         throw new VmError(`${spec.name} has no disk ${serial}`);
     return disk.path;
-}
-/** The tags in `qemu-img snapshot -l` output (ID, TAG, then sizes and dates). Pure. */
-function snapshotTags(listing) {
-    return listing
-        .split('\n')
-        .map((line) => /^\s*\d+\s+(\S+)\s/.exec(line)?.[1])
-        .filter((tag) => tag !== undefined);
 }
 
 ;// CONCATENATED MODULE: ./src/install/accel.ts

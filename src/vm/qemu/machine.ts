@@ -269,8 +269,9 @@ export class QemuHypervisor implements Hypervisor {
     }
     for (const serial of serials) {
       const file = diskFile(spec, serial);
-      const { stdout } = await run({ program: 'qemu-img', args: ['snapshot', '-l', '-U', file] });
-      if (snapshotTags(stdout).includes(tag))
+      const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', file] });
+      const info = JSON.parse(stdout) as { snapshots?: { name: string }[] };
+      if (info.snapshots?.some((snapshot) => snapshot.name === tag))
         await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
     }
   }
@@ -299,12 +300,4 @@ function diskFile(spec: MachineSpec, serial: string): string {
   const disk = spec.disks?.find((d) => d.serial === serial);
   if (!disk) throw new VmError(`${spec.name} has no disk ${serial}`);
   return disk.path;
-}
-
-/** The tags in `qemu-img snapshot -l` output (ID, TAG, then sizes and dates). Pure. */
-export function snapshotTags(listing: string): string[] {
-  return listing
-    .split('\n')
-    .map((line) => /^\s*\d+\s+(\S+)\s/.exec(line)?.[1])
-    .filter((tag): tag is string => tag !== undefined);
 }

@@ -242,6 +242,13 @@ test('redis without persistence: a key set before a checkpoint and deleted after
   await hyperOk('stop', 'cache');
   await hyperOk('restore', 'cache', 'mem');
   expect(await until('redis resumed', () => cli('GET', 'greeting'))).toBe('from-memory');
+
+  // Removing a checkpoint of a stopped VM deletes it from the disk files themselves.
+  await hyperOk('stop', 'cache');
+  await hyperOk('snapshot', 'rm', 'cache', 'mem');
+  const root = path.join(stateDir, 'vms', 'cache', 'rootfs.qcow2');
+  const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', root])).stdout);
+  expect(info.snapshots ?? []).toEqual([]);
   await hyperOk('rm', '-f', 'cache');
 });
 
