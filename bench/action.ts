@@ -19,19 +19,12 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { formatRuns, machineLine, median } from './stats.js';
 import { startFakeActionsCache } from '../test/support/actions-cache.js';
 import { serviceImageLayouts } from '../test/support/fixtures.js';
 import { pushLayout } from '../test/support/registry/push-layout.js';
 import { startRegistry } from '../test/support/registry/registry.js';
 import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../test/support/runner.js';
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -179,12 +172,9 @@ async function main(): Promise<void> {
     await rm(sharedCache, { recursive: true, force: true });
     await rm(runnerTemp, { recursive: true, force: true });
   }
-  const fmt = (values: number[]) =>
-    `${Math.round(median(values))} ms  [${values.map((v) => Math.round(v)).join(' ')}]`;
+  const fmt = formatRuns;
   console.log(`Action benchmark: bench/run-ts action, ${runs} runs, ${new Date().toISOString()}`);
-  console.log(
-    `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.cpus()[0]?.model ?? '?'}, accel tcg`,
-  );
+  console.log(`Machine: ${machineLine()}, accel tcg`);
   console.log(`main, cold (empty image cache): ${fmt(figures.cold)}`);
   console.log(`main, warm (images cached):     ${fmt(figures.warm)}`);
   console.log(`main, restored from the Actions cache (empty image cache): ${fmt(figures.restored)}`);

@@ -8,6 +8,7 @@
  *
  * Usage: bench/run-ts pull [--runs N]   (default 5). Prints figures; asserts nothing.
  */
+import { median } from './stats.js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -225,14 +226,6 @@ function table(header: [string, string, string], rows: [string, string, string][
 
 function ratio(over: readonly number[], under: readonly number[], digits: number): string {
   return `${(median(over) / median(under)).toFixed(digits)}×`;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[middle] ?? NaN)
-    : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
 }
 
 function ms(value: number): string {

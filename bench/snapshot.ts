@@ -16,18 +16,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { formatRuns, machineLine, median } from './stats.js';
 import { hyper, hyperOk } from '../test/support/cli.js';
 import { serviceImageLayouts } from '../test/support/fixtures.js';
 import { pushLayout } from '../test/support/registry/push-layout.js';
 import { startRegistry } from '../test/support/registry/registry.js';
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 async function psql(port: string, sql: string): Promise<string> {
   return (
@@ -134,12 +127,9 @@ async function main(): Promise<void> {
       await hyperOk('snapshot', 'rm', 'db', `c${i}`);
       console.error(`run ${i + 1}/${runs} done`);
     }
-    const fmt = (values: number[]) =>
-      `${Math.round(median(values))} ms  [${values.map((v) => Math.round(v)).join(' ')}]`;
+    const fmt = formatRuns;
     console.log(`Snapshot benchmark: bench/run-ts snapshot, ${runs} runs, ${new Date().toISOString()}`);
-    console.log(
-      `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ${os.cpus()[0]?.model ?? '?'}, accel ${process.env.HYPER_ACCEL}`,
-    );
+    console.log(`Machine: ${machineLine()}, accel ${process.env.HYPER_ACCEL}`);
     console.log(
       `postgres, 256 MiB RAM, database ${size} on a named volume; each time is the in-process CLI call, plus, for restores and boots, until psql answers`,
     );
