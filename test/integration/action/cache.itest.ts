@@ -106,7 +106,7 @@ test('a damaged cache entry is a warning: the image is pulled and built again, a
   expect(key).toBeDefined();
   cache.corrupt(key, Math.floor((cache.size(key) as number) / 2));
   const run = await workflowRun();
-  expect(run.main).toMatch(/::warning::.*(Failed to restore|Image cache)/);
+  expect(run.main).toContain('::warning::Failed to restore:');
   expect(run.blobGets).toBeGreaterThan(0);
   expect(run.main).toContain('Built root filesystem');
   expect(run.partials).toEqual([]);
