@@ -10,6 +10,9 @@ import { ServiceStartError, upServices } from '../lifecycle/up.js';
 import { parseComposeFile } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
+import { SpecError } from '../spec/service.js';
+import { parseVolumeSize } from '../spec/units.js';
+import { defaultVolumeSize } from '../storage/volumes.js';
 import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.js';
 import {
   execInService,
@@ -37,13 +40,15 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S]  boot a services YAML or compose file, healthy, in dependency order
+  up -f FILE [--wait-timeout S] [--volume-size SIZE]
+                                 boot a services YAML or compose file, healthy, in dependency order
   down [--time S]                stop and remove every VM
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
-      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--tmpfs /PATH[:OPTS]]... [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
+      [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
@@ -59,6 +64,7 @@ Commands:
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
+New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
 Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
 
 const DEFAULT_MEMORY_MIB = 512;
@@ -75,6 +81,18 @@ const REGISTRY_OPTIONS = [
   { name: 'registry-mirror', value: true },
   { name: 'insecure-registry', value: true, multiple: true },
 ];
+
+/** The size of new volumes: --volume-size, else HYPER_VOLUME_SIZE, else 10 GiB; checked before anything starts. */
+function volumeSizeOption(parsed: ParsedArgs): number {
+  const text = stringOption(parsed, 'volume-size');
+  if (text === undefined) return defaultVolumeSize();
+  try {
+    return parseVolumeSize(text);
+  } catch (error: unknown) {
+    if (error instanceof SpecError) throw new UsageError(`--volume-size: ${error.message}`);
+    throw error;
+  }
+}
 
 /** Registry settings from flags, else HYPER_REGISTRY_* environment variables. */
 function registrySettings(parsed: ParsedArgs): RegistrySettings {
@@ -151,6 +169,7 @@ async function up(argv: string[], io: Io): Promise<number> {
     ...REGISTRY_OPTIONS,
     { name: 'file', short: 'f', value: true },
     { name: 'wait-timeout', value: true },
+    { name: 'volume-size', value: true },
     { name: 'accel', value: true },
   ]);
   const file = stringOption(parsed, 'file');
@@ -170,12 +189,14 @@ async function up(argv: string[], io: Io): Promise<number> {
       )
     : parseServicesInput(text, file);
   const plan = validatePlan(specs);
+  const volumeSize = volumeSizeOption(parsed);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
   const options = {
     waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
     registry: registrySettings(parsed),
     labels: { compose: path.resolve(file) },
+    volumeSize,
   };
   let statuses;
   try {
@@ -224,6 +245,7 @@ async function run(argv: string[], io: Io): Promise<number> {
       { name: 'user', short: 'u', value: true },
       { name: 'workdir', short: 'w', value: true },
       { name: 'volume', short: 'v', value: true, multiple: true },
+      { name: 'volume-size', value: true },
       { name: 'tmpfs', value: true, multiple: true },
       { name: 'accel', value: true },
     ],
@@ -247,6 +269,7 @@ async function run(argv: string[], io: Io): Promise<number> {
     user: stringOption(parsed, 'user'),
     workdir: stringOption(parsed, 'workdir'),
     volumes: listOption(parsed, 'volume'),
+    volumeSize: volumeSizeOption(parsed),
     tmpfs: listOption(parsed, 'tmpfs'),
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,

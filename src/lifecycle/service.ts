@@ -45,6 +45,10 @@ export interface RunRequest {
   registry?: RegistrySettings;
   /** Docker short syntax: NAME:/path, /host:/path, ./rel:/path, /path; with :ro. */
   volumes?: string[];
+  /** Bytes for each new volume without a size of its own; HYPER_VOLUME_SIZE, else 10 GiB, when absent. */
+  volumeSize?: number | undefined;
+  /** Bytes for named volumes that set their own size, by name; only used when a volume is made. */
+  volumeSizes?: Record<string, number> | undefined;
   /** /path[:options] */
   tmpfs?: string[];
   /** What relative host paths in `volumes` are relative to (the working directory by default). */
@@ -165,7 +169,10 @@ export async function runService(
   const paths = vmPaths(dir);
   let disks: MountDisk[];
   try {
-    disks = await prepareMountDisks(mounts, dir);
+    disks = await prepareMountDisks(mounts, dir, {
+      defaultBytes: request.volumeSize,
+      named: request.volumeSizes,
+    });
   } catch (error: unknown) {
     await rm(dir, { recursive: true, force: true });
     throw error;

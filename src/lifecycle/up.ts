@@ -15,6 +15,8 @@ export interface UpOptions {
   labels: Record<string, string>;
   /** What relative host paths are relative to when the spec does not say (the workspace in Actions). */
   baseDir?: string;
+  /** Bytes for each new volume that sets no size of its own; HYPER_VOLUME_SIZE, else 10 GiB, when absent. */
+  volumeSize?: number;
 }
 
 export interface ServiceStatus {
@@ -61,6 +63,8 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
     bootTimeoutMs: BOOT_TIMEOUT_MS,
     registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
     volumes: spec.volumes,
+    volumeSize: options.volumeSize,
+    volumeSizes: spec.volumeSizes,
     tmpfs: spec.tmpfs,
     baseDir: spec.baseDir ?? options.baseDir,
   };

@@ -16,6 +16,7 @@ import {
 import { interpolate, type VariableMap } from './interpolate.js';
 import { namedVolume } from '../storage/mounts.js';
 import { SpecError, type ServiceSpec } from './service.js';
+import { parseVolumeSize } from './units.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 /** Reads a file named in the compose file (env_file), by a path already joined to the file's directory. */
@@ -78,12 +79,15 @@ export function parseComposeProject(
   const networks = top.get('networks');
   if (networks && !networks.isNull) checkNetworks(networks);
   const volumes = top.get('volumes');
+  const declared =
+    volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map<string, number | undefined>();
   const context = { dir: path.dirname(file), readFile, variables };
   const project = {
     services: services
       .entries()
-      .map(({ key, value }) => parseService(readServiceName(key, value), value, context)),
-    volumes: volumes && !volumes.isNull ? readVolumeNames(volumes) : [],
+      .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
+      .map((service) => withVolumeSizes(service, declared)),
+    volumes: [...declared.keys()],
   };
   checkDeclaredVolumes(project, file);
   return project;
@@ -101,6 +105,19 @@ function checkDeclaredVolumes(project: ComposeProject, file: string): void {
       }
     }
   }
+}
+
+/** The sizes the top-level volumes: set for the named volumes a service uses, carried with it to where they are made. */
+function withVolumeSizes(
+  service: ServiceSpec,
+  declared: ReadonlyMap<string, number | undefined>,
+): ServiceSpec {
+  const sizes = service.volumes.flatMap((volume) => {
+    const name = namedVolume(volume);
+    const size = name === undefined ? undefined : declared.get(name);
+    return name === undefined || size === undefined ? [] : [[name, size] as const];
+  });
+  return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
 }
 
 /** The keys of a map, `x-` extension keys left out, as Compose does. */
@@ -244,11 +261,26 @@ function readVolumes(value: YamlValue): { volumes: string[]; tmpfs: string[] } {
   return { volumes, tmpfs };
 }
 
-function readVolumeNames(value: YamlValue): string[] {
-  return value.entries().map(({ key, value: volume }) => {
+/**
+ * The top-level volumes, by name, each with the size its `driver_opts: { size }`
+ * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
+ */
+function readVolumeDeclarations(value: YamlValue): Map<string, number | undefined> {
+  const volumes = new Map<string, number | undefined>();
+  for (const { key, value: volume } of value.entries()) {
     if (!volume.isNull && volume.kind !== 'a map') throw volume.expected('a map of volume settings');
-    return key;
-  });
+    const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
+    volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
+  }
+  return volumes;
+}
+
+/** A volume's `driver_opts`: size is the only one a volume disk can honour. */
+function readVolumeSize(options: YamlValue): number | undefined {
+  const size = options.fields(['size']).get('size');
+  if (!size) return undefined;
+  const text = size.text('a size such as 2G');
+  return size.attempt(() => parseVolumeSize(text));
 }
 
 /** Network names (top level or per service) are accepted; anything set on a network is not. */

@@ -16,6 +16,8 @@ export interface ServiceSpec {
   ports: PortSpec[];
   /** Docker short syntax, as written (src/storage/mounts.ts parses them). */
   volumes: string[];
+  /** Bytes for the named volumes in `volumes` that set a size (compose `driver_opts: { size }`), by name. */
+  volumeSizes?: Record<string, number>;
   /** What relative host paths in `volumes` are relative to: the compose file's directory; else the caller's. */
   baseDir?: string;
   /** Replaces the image's Cmd. */

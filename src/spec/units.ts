@@ -3,7 +3,7 @@ import { SpecError } from './service.js';
 const MiB = 1024 * 1024;
 export const MIN_MEMORY_MIB = 64;
 
-const MEMORY_UNITS: Record<string, number> = {
+const SIZE_UNITS: Record<string, number> = {
   '': 1,
   b: 1,
   k: 1024,
@@ -13,22 +13,50 @@ const MEMORY_UNITS: Record<string, number> = {
   p: 1024 * 1024 * 1024 * MiB,
 };
 
+/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
+function readSize(text: string): { bytes: number; hasUnit: boolean } | undefined {
+  const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
+  const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
+  if (!match || unit === undefined) return undefined;
+  return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
+}
+
 /** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
 export function parseMemoryMiB(value: string | number): number {
   const text = String(value).trim();
-  const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
-  const unit = match ? MEMORY_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-  if (!match || unit === undefined) {
+  const size = readSize(text);
+  if (!size) {
     throw new SpecError(`"${text}" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`);
   }
-  const mib = Math.ceil((Number(match[1]) * unit) / MiB);
+  const mib = Math.ceil(size.bytes / MiB);
   if (mib < MIN_MEMORY_MIB) {
-    const hint = match[2] ? '' : ' (a bare number is bytes; write 512m for MiB)';
+    const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512m for MiB)';
     throw new SpecError(
       `"${text}" is less than ${MIN_MEMORY_MIB} MiB${hint}; give at least ${MIN_MEMORY_MIB}m`,
     );
   }
   return mib;
+}
+
+// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
+export const MIN_VOLUME_MIB = 16;
+
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB. Pure.
+ */
+export function parseVolumeSize(value: string | number): number {
+  const text = String(value).trim();
+  const size = readSize(text);
+  if (!size) throw new SpecError(`"${text}" is not a size; use a number with a unit, such as 512M or 2G`);
+  const mib = Math.ceil(size.bytes / MiB);
+  if (mib < MIN_VOLUME_MIB) {
+    const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512M for MiB)';
+    throw new SpecError(
+      `"${text}" is less than ${MIN_VOLUME_MIB} MiB${hint}, too small for an ext4 volume and its journal; give at least ${MIN_VOLUME_MIB}M`,
+    );
+  }
+  return mib * MiB;
 }
 
 const DURATION_UNITS: Record<string, number> = {

@@ -3,14 +3,36 @@ import path from 'node:path';
 import { exists, treeBytes } from '../files.js';
 import { stateDir } from '../lifecycle/dirs.js';
 import { run } from '../process/run.js';
+import { SpecError } from '../spec/service.js';
+import { parseVolumeSize } from '../spec/units.js';
 import { MountError, type MountDisk, type MountSpec } from './mounts.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-/** A volume's size when none is given. The qcow2 only grows as the guest writes. */
+/** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
 export const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
 const BIND_HEADROOM = 256 * MiB;
+
+/** The size of a new volume that sets none: HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. */
+export function defaultVolumeSize(): number {
+  const text = process.env.HYPER_VOLUME_SIZE;
+  if (!text) return DEFAULT_VOLUME_SIZE;
+  try {
+    return parseVolumeSize(text);
+  } catch (error: unknown) {
+    if (error instanceof SpecError) throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Sizes in bytes for the volumes prepareMountDisks creates; an existing named volume keeps its own. */
+export interface VolumeSizes {
+  /** For each new volume without a size of its own; defaultVolumeSize() when absent. */
+  defaultBytes?: number | undefined;
+  /** Named volumes' own sizes (compose `driver_opts: { size }`), by name. */
+  named?: Readonly<Record<string, number>> | undefined;
+}
 
 /** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
 export function volumePath(name: string): string {
@@ -52,10 +74,13 @@ export async function createExt4Disk(target: string, sizeBytes: number, contentD
   }
 }
 
-/** The named volume's disk, made empty on first use; `created` says which. */
+/**
+ * The named volume's disk, made empty on first use with `sizeBytes`; `created`
+ * says which. An existing volume keeps the size it was made with, as Docker's do.
+ */
 export async function ensureVolume(
   name: string,
-  sizeBytes = DEFAULT_VOLUME_SIZE,
+  sizeBytes = defaultVolumeSize(),
 ): Promise<{ path: string; created: boolean }> {
   const file = volumePath(name);
   if (await exists(file)) return { path: file, created: false };
@@ -68,12 +93,18 @@ export async function ensureVolume(
  * state (created on first use), anonymous volumes and copies of host paths in
  * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
-export async function prepareMountDisks(mounts: readonly MountSpec[], vmDir: string): Promise<MountDisk[]> {
+export async function prepareMountDisks(
+  mounts: readonly MountSpec[],
+  vmDir: string,
+  sizes: VolumeSizes = {},
+): Promise<MountDisk[]> {
+  // Read before the first disk is made, so a bad HYPER_VOLUME_SIZE leaves nothing behind.
+  const defaultBytes = sizes.defaultBytes ?? defaultVolumeSize();
   const disks: MountDisk[] = [];
   for (const mount of mounts) {
     const serial = `vol${disks.length}`;
     if (mount.kind === 'volume') {
-      const volume = await ensureVolume(mount.name);
+      const volume = await ensureVolume(mount.name, sizes.named?.[mount.name] ?? defaultBytes);
       disks.push({
         serial,
         path: volume.path,
@@ -84,7 +115,7 @@ export async function prepareMountDisks(mounts: readonly MountSpec[], vmDir: str
       });
     } else if (mount.kind === 'anonymous') {
       const file = path.join(vmDir, 'disks', `${serial}.qcow2`);
-      await createExt4Disk(file, DEFAULT_VOLUME_SIZE);
+      await createExt4Disk(file, defaultBytes);
       disks.push({
         serial,
         path: file,

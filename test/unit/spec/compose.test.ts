@@ -375,3 +375,76 @@ test('a named volume must be declared under the top-level volumes:, as Compose r
     './init:/init',
   ]);
 });
+
+describe('top-level volumes: driver_opts size', () => {
+  const GiB = 1024 ** 3;
+  const services =
+    'services:\n  db:\n    image: postgres\n    volumes: ["pgdata:/var/lib/postgresql/data", "/anon"]\n' +
+    '  cache:\n    image: redis\n    volumes: ["cachedata:/data"]\n';
+
+  test('a size goes with the service that uses the volume; other settings are accepted as before', () => {
+    const text = `${services}volumes:
+  pgdata:
+    driver: local
+    driver_opts:
+      size: 2G
+    labels: { team: db }
+  cachedata:
+    name: shared-cache
+  unused:
+    driver_opts: { size: 512M }
+`;
+    const project = parseComposeProject(text, FILE, noFiles);
+    expect(project.volumes).toEqual(['pgdata', 'cachedata', 'unused']);
+    const [db, cache] = project.services;
+    expect(db?.volumeSizes).toEqual({ pgdata: 2 * GiB });
+    expect(cache).not.toHaveProperty('volumeSizes');
+  });
+
+  test.each([
+    ['2GiB', 2 * GiB],
+    ['1.5g', 1.5 * GiB],
+    ['512m', 512 * 1024 ** 2],
+    ['1073741824', GiB],
+    ['${PG_SIZE}', 3 * GiB],
+  ])('size: %s', (size, bytes) => {
+    const text = `${services}volumes:\n  pgdata:\n    driver_opts:\n      size: ${size}\n  cachedata:\n`;
+    expect(parse(text, { PG_SIZE: '3G' })[0]?.volumeSizes).toEqual({ pgdata: bytes });
+  });
+
+  test('driver_opts left empty sets no size', () => {
+    const text = `${services}volumes:\n  pgdata:\n    driver_opts:\n  cachedata: {}\n`;
+    expect(parse(text)[0]).not.toHaveProperty('volumeSizes');
+  });
+
+  test.each([
+    [
+      'a size that does not parse',
+      '    driver_opts:\n      size: abc\n',
+      `${FILE}: volumes.pgdata.driver_opts.size (line 11): "abc" is not a size; use a number with a unit, such as 512M or 2G`,
+    ],
+    [
+      'a size below 16 MiB',
+      '    driver_opts:\n      size: 8M\n',
+      `${FILE}: volumes.pgdata.driver_opts.size (line 11): "8M" is less than 16 MiB, too small for an ext4 volume and its journal; give at least 16M`,
+    ],
+    [
+      'a size that is a map',
+      '    driver_opts:\n      size: { value: 2G }\n',
+      `${FILE}: volumes.pgdata.driver_opts.size (line 11): expected a size such as 2G, got a map`,
+    ],
+    [
+      'a driver option other than size',
+      '    driver_opts:\n      size: 2G\n      type: nfs\n',
+      `${FILE}: volumes.pgdata.driver_opts.type (line 12) is not a known key; valid keys: size`,
+    ],
+    [
+      'driver_opts that are not a map',
+      '    driver_opts: size=2G\n',
+      `${FILE}: volumes.pgdata.driver_opts (line 10): expected a map, got a string`,
+    ],
+  ])('%s', (_what, settings, message) => {
+    const text = `${services}volumes:\n  pgdata:\n${settings}  cachedata:\n`;
+    expect(specError(() => parse(text))).toBe(message);
+  });
+});

@@ -1,4 +1,10 @@
-import { parseCount, parseCpus, parseDurationMs, parseMemoryMiB } from '../../../src/spec/units.js';
+import {
+  parseCount,
+  parseCpus,
+  parseDurationMs,
+  parseMemoryMiB,
+  parseVolumeSize,
+} from '../../../src/spec/units.js';
 import { specError } from './spec-error.js';
 
 describe('parseMemoryMiB', () => {
@@ -64,4 +70,34 @@ describe('parseCount', () => {
     expect(parseCount('3', 0)).toBe(3);
     expect(specError(() => parseCount('1.5', 0))).toBe('"1.5" is not a whole number of at least 0');
   });
+});
+
+describe('parseVolumeSize: bytes, rounded up to whole MiB', () => {
+  const MiB = 1024 * 1024;
+  test.each([
+    ['512M', 512 * MiB],
+    ['512m', 512 * MiB],
+    ['2G', 2048 * MiB],
+    ['2GiB', 2048 * MiB],
+    ['2gb', 2048 * MiB],
+    ['1.5g', 1536 * MiB],
+    ['1T', 1024 * 1024 * MiB],
+    ['16m', 16 * MiB],
+    ['16777216', 16 * MiB],
+    [16777216, 16 * MiB],
+    ['100000001', 96 * MiB],
+    [' 2 G ', 2048 * MiB],
+  ])('%j -> %d', (text, bytes) => expect(parseVolumeSize(text)).toBe(bytes));
+
+  test.each([
+    ['abc', '"abc" is not a size; use a number with a unit, such as 512M or 2G'],
+    ['-1G', '"-1G" is not a size; use a number with a unit, such as 512M or 2G'],
+    ['2X', '"2X" is not a size; use a number with a unit, such as 512M or 2G'],
+    ['', '"" is not a size; use a number with a unit, such as 512M or 2G'],
+    ['15M', '"15M" is less than 16 MiB, too small for an ext4 volume and its journal; give at least 16M'],
+    [
+      '1000',
+      '"1000" is less than 16 MiB (a bare number is bytes; write 512M for MiB), too small for an ext4 volume and its journal; give at least 16M',
+    ],
+  ])('%j is refused', (text, message) => expect(specError(() => parseVolumeSize(text))).toBe(message));
 });
