@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2468);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5982);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2468:
+/***/ 5982:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44905,6 +44905,13 @@ class QemuHypervisor {
                 await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
         }
     }
+    async pause(spec) {
+        // QEMU drains and flushes every block device when the VM stops.
+        await this.withQmp(spec, (qmp) => qmp.execute('stop'));
+    }
+    async resume(spec) {
+        await this.withQmp(spec, (qmp) => qmp.execute('cont'));
+    }
     async revertDisks(spec, serials, tag) {
         if (await this.isRunning(spec))
             throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
@@ -45484,7 +45491,118 @@ function guestMountTable(disks, mounts) {
     return lines.map((l) => `${l.line}\n`).join('');
 }
 
+;// CONCATENATED MODULE: ./src/spec/service.ts
+
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends Error {
+    name = 'SpecError';
+}
+// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
+const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+
+;// CONCATENATED MODULE: ./src/spec/units.ts
+
+const units_MiB = 1024 * 1024;
+const MIN_MEMORY_MIB = 64;
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    k: 1024,
+    m: units_MiB,
+    g: 1024 * units_MiB,
+    t: 1024 * 1024 * units_MiB,
+    p: 1024 * 1024 * 1024 * units_MiB,
+};
+/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
+function readSize(text) {
+    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
+    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        return undefined;
+    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    const text = String(value).trim();
+    const size = readSize(text);
+    if (!size) {
+        throw new SpecError(`"${text}" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`);
+    }
+    const mib = Math.ceil(size.bytes / units_MiB);
+    if (mib < MIN_MEMORY_MIB) {
+        const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512m for MiB)';
+        throw new SpecError(`"${text}" is less than ${MIN_MEMORY_MIB} MiB${hint}; give at least ${MIN_MEMORY_MIB}m`);
+    }
+    return mib;
+}
+// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
+const MIN_VOLUME_MIB = 16;
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB. Pure.
+ */
+function parseVolumeSize(value) {
+    const text = String(value).trim();
+    const size = readSize(text);
+    if (!size)
+        throw new SpecError(`"${text}" is not a size; use a number with a unit, such as 512M or 2G`);
+    const mib = Math.ceil(size.bytes / units_MiB);
+    if (mib < MIN_VOLUME_MIB) {
+        const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512M for MiB)';
+        throw new SpecError(`"${text}" is less than ${MIN_VOLUME_MIB} MiB${hint}, too small for an ext4 volume and its journal; give at least ${MIN_VOLUME_MIB}M`);
+    }
+    return mib * units_MiB;
+}
+const DURATION_UNITS = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+};
+/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
+function parseDurationMs(value) {
+    const text = String(value).trim();
+    if (text === '0')
+        return 0;
+    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+    let total = 0;
+    let at = 0;
+    while (at < text.length) {
+        part.lastIndex = at;
+        const match = part.exec(text);
+        if (!match)
+            break;
+        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+        at = part.lastIndex;
+    }
+    if (text === '' || at < text.length || !Number.isFinite(total)) {
+        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
+    }
+    return Math.ceil(total);
+}
+/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
+function parseCpus(value) {
+    const text = String(value).trim();
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
+    }
+    return Math.ceil(Number(text));
+}
+/** A whole number of at least `min` (healthcheck retries). Pure. */
+function parseCount(value, min) {
+    const text = String(value).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min) {
+        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
+    }
+    return Number(text);
+}
+
 ;// CONCATENATED MODULE: ./src/storage/volumes.ts
+
+
 
 
 
@@ -45493,10 +45611,24 @@ function guestMountTable(disks, mounts) {
 
 const volumes_MiB = 1024 * 1024;
 const GiB = 1024 * volumes_MiB;
-/** A volume's size when none is given. The qcow2 only grows as the guest writes. */
+/** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
 const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
 const BIND_HEADROOM = 256 * volumes_MiB;
+/** The size of a new volume that sets none: HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. */
+function defaultVolumeSize() {
+    const text = process.env.HYPER_VOLUME_SIZE;
+    if (!text)
+        return DEFAULT_VOLUME_SIZE;
+    try {
+        return parseVolumeSize(text);
+    }
+    catch (error) {
+        if (error instanceof SpecError)
+            throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
+        throw error;
+    }
+}
 /** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
 function volumePath(name) {
     return external_node_path_default().join(stateDir(), 'volumes', `${name}.qcow2`);
@@ -45536,8 +45668,11 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
         await (0,promises_namespaceObject.rm)(temp, { force: true });
     }
 }
-/** The named volume's disk, made empty on first use; `created` says which. */
-async function ensureVolume(name, sizeBytes = DEFAULT_VOLUME_SIZE) {
+/**
+ * The named volume's disk, made empty on first use with `sizeBytes`; `created`
+ * says which. An existing volume keeps the size it was made with, as Docker's do.
+ */
+async function ensureVolume(name, sizeBytes = defaultVolumeSize()) {
     const file = volumePath(name);
     if (await exists(file))
         return { path: file, created: false };
@@ -45549,12 +45684,14 @@ async function ensureVolume(name, sizeBytes = DEFAULT_VOLUME_SIZE) {
  * state (created on first use), anonymous volumes and copies of host paths in
  * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
-async function prepareMountDisks(mounts, vmDir) {
+async function prepareMountDisks(mounts, vmDir, sizes = {}) {
+    // Read before the first disk is made, so a bad HYPER_VOLUME_SIZE leaves nothing behind.
+    const defaultBytes = sizes.defaultBytes ?? defaultVolumeSize();
     const disks = [];
     for (const mount of mounts) {
         const serial = `vol${disks.length}`;
         if (mount.kind === 'volume') {
-            const volume = await ensureVolume(mount.name);
+            const volume = await ensureVolume(mount.name, sizes.named?.[mount.name] ?? defaultBytes);
             disks.push({
                 serial,
                 path: volume.path,
@@ -45566,7 +45703,7 @@ async function prepareMountDisks(mounts, vmDir) {
         }
         else if (mount.kind === 'anonymous') {
             const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
-            await createExt4Disk(file, DEFAULT_VOLUME_SIZE);
+            await createExt4Disk(file, defaultBytes);
             disks.push({
                 serial,
                 path: file,
@@ -45735,7 +45872,10 @@ async function runService(request, host, log) {
     const paths = vmPaths(dir);
     let disks;
     try {
-        disks = await prepareMountDisks(mounts, dir);
+        disks = await prepareMountDisks(mounts, dir, {
+            defaultBytes: request.volumeSize,
+            named: request.volumeSizes,
+        });
     }
     catch (error) {
         await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
@@ -46006,6 +46146,8 @@ function runRequest(spec, options) {
         bootTimeoutMs: BOOT_TIMEOUT_MS,
         registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
         volumes: spec.volumes,
+        volumeSize: options.volumeSize,
+        volumeSizes: spec.volumeSizes,
         tmpfs: spec.tmpfs,
         baseDir: spec.baseDir ?? options.baseDir,
     };
@@ -46078,15 +46220,6 @@ function portVariables(statuses) {
     }
     return variables;
 }
-
-;// CONCATENATED MODULE: ./src/spec/service.ts
-
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends Error {
-    name = 'SpecError';
-}
-// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
-const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
 
 ;// CONCATENATED MODULE: ./src/spec/env-file.ts
 
@@ -46195,81 +46328,6 @@ function splitShellWords(text) {
     if (inWord)
         words.push(word);
     return words;
-}
-
-;// CONCATENATED MODULE: ./src/spec/units.ts
-
-const units_MiB = 1024 * 1024;
-const MIN_MEMORY_MIB = 64;
-const MEMORY_UNITS = {
-    '': 1,
-    b: 1,
-    k: 1024,
-    m: units_MiB,
-    g: 1024 * units_MiB,
-    t: 1024 * 1024 * units_MiB,
-    p: 1024 * 1024 * 1024 * units_MiB,
-};
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    const text = String(value).trim();
-    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
-    const unit = match ? MEMORY_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-    if (!match || unit === undefined) {
-        throw new SpecError(`"${text}" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`);
-    }
-    const mib = Math.ceil((Number(match[1]) * unit) / units_MiB);
-    if (mib < MIN_MEMORY_MIB) {
-        const hint = match[2] ? '' : ' (a bare number is bytes; write 512m for MiB)';
-        throw new SpecError(`"${text}" is less than ${MIN_MEMORY_MIB} MiB${hint}; give at least ${MIN_MEMORY_MIB}m`);
-    }
-    return mib;
-}
-const DURATION_UNITS = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-};
-/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
-function parseDurationMs(value) {
-    const text = String(value).trim();
-    if (text === '0')
-        return 0;
-    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-    let total = 0;
-    let at = 0;
-    while (at < text.length) {
-        part.lastIndex = at;
-        const match = part.exec(text);
-        if (!match)
-            break;
-        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
-        at = part.lastIndex;
-    }
-    if (text === '' || at < text.length || !Number.isFinite(total)) {
-        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
-    }
-    return Math.ceil(total);
-}
-/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
-function parseCpus(value) {
-    const text = String(value).trim();
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
-        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
-    }
-    return Math.ceil(Number(text));
-}
-/** A whole number of at least `min` (healthcheck retries). Pure. */
-function parseCount(value, min) {
-    const text = String(value).trim();
-    if (!/^\d+$/.test(text) || Number(text) < min) {
-        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
-    }
-    return Number(text);
 }
 
 ;// CONCATENATED MODULE: ./src/spec/fields.ts
@@ -46686,6 +46744,7 @@ class YamlValue {
 
 
 
+
 const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
 const SERVICE_KEYS = [
     'image',
@@ -46728,12 +46787,14 @@ function parseComposeProject(text, file, readFile, variables = {}) {
     if (networks && !networks.isNull)
         checkNetworks(networks);
     const volumes = top.get('volumes');
+    const declared = volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map();
     const context = { dir: external_node_path_default().dirname(file), readFile, variables };
     const project = {
         services: services
             .entries()
-            .map(({ key, value }) => parseService(readServiceName(key, value), value, context)),
-        volumes: volumes && !volumes.isNull ? readVolumeNames(volumes) : [],
+            .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
+            .map((service) => withVolumeSizes(service, declared)),
+        volumes: [...declared.keys()],
     };
     checkDeclaredVolumes(project, file);
     return project;
@@ -46748,6 +46809,15 @@ function checkDeclaredVolumes(project, file) {
             }
         }
     }
+}
+/** The sizes the top-level volumes: set for the named volumes a service uses, carried with it to where they are made. */
+function withVolumeSizes(service, declared) {
+    const sizes = service.volumes.flatMap((volume) => {
+        const name = namedVolume(volume);
+        const size = name === undefined ? undefined : declared.get(name);
+        return name === undefined || size === undefined ? [] : [[name, size]];
+    });
+    return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
 }
 /** The keys of a map, `x-` extension keys left out, as Compose does. */
 function composeFields(value, valid) {
@@ -46893,12 +46963,27 @@ function readVolumes(value) {
     }
     return { volumes, tmpfs };
 }
-function readVolumeNames(value) {
-    return value.entries().map(({ key, value: volume }) => {
+/**
+ * The top-level volumes, by name, each with the size its `driver_opts: { size }`
+ * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
+ */
+function readVolumeDeclarations(value) {
+    const volumes = new Map();
+    for (const { key, value: volume } of value.entries()) {
         if (!volume.isNull && volume.kind !== 'a map')
             throw volume.expected('a map of volume settings');
-        return key;
-    });
+        const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
+        volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
+    }
+    return volumes;
+}
+/** A volume's `driver_opts`: size is the only one a volume disk can honour. */
+function readVolumeSize(options) {
+    const size = options.fields(['size']).get('size');
+    if (!size)
+        return undefined;
+    const text = size.text('a size such as 2G');
+    return size.attempt(() => parseVolumeSize(text));
 }
 /** Network names (top level or per service) are accepted; anything set on a network is not. */
 function checkNetworks(value) {
@@ -56234,6 +56319,7 @@ function intOption(parsed, name, fallback, min) {
 
 
 
+
 const snapshots_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 function snapshotsFile(record) {
     return external_node_path_default().join(record.machine.dir, 'snapshots.json');
@@ -56256,6 +56342,23 @@ let qemuVersionText;
 async function qemuVersion() {
     qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
     return qemuVersionText;
+}
+let hostCpuText;
+/**
+ * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
+ * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
+ * and feature flags: a guest resumed on a CPU without a feature it uses dies.
+ */
+async function guestCpu(accel) {
+    if (accel === 'tcg')
+        return 'max';
+    if (hostCpuText === undefined) {
+        const first = (await (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
+        const field = (key) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
+        const flags = (0,external_node_crypto_.createHash)('sha256').update(field('flags')).digest('hex').slice(0, 12);
+        hostCpuText = `host ${field('model name')} (flags ${flags})`;
+    }
+    return hostCpuText;
 }
 /** A default name: the time, as docker commit's generated names are not useful to type. */
 function defaultSnapshotName(now = new Date()) {
@@ -56309,6 +56412,8 @@ async function snapshotService(service, name, options, host) {
         disks,
         bundle: record.machine.bundle.version,
         qemu: await qemuVersion(),
+        accel: record.machine.accel,
+        cpu: await guestCpu(record.machine.accel),
         tookMs: Date.now() - started,
     };
     if (options.checkpoint)
@@ -56336,14 +56441,22 @@ async function requireSnapshot(service, name) {
     }
     return [record, snapshot];
 }
-/** Whether this host can load a checkpoint: the same guest bundle and QEMU must have made it. */
-async function checkpointCompatibility(snapshot, bundleVersion) {
+/**
+ * Whether this host can load a checkpoint: the same guest bundle, QEMU,
+ * accelerator and guest CPU must have made it. Returns the first mismatch.
+ */
+async function checkpointCompatibility(snapshot, bundleVersion, accel) {
     if (snapshot.bundle !== bundleVersion) {
-        return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this VM uses ${bundleVersion}`;
+        return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
     }
     const qemu = await qemuVersion();
     if (snapshot.qemu !== qemu)
         return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
+    if (snapshot.accel && snapshot.accel !== accel)
+        return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
+    const cpu = await guestCpu(accel);
+    if (snapshot.cpu && snapshot.cpu !== cpu)
+        return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
     return undefined;
 }
 /**
@@ -56356,7 +56469,7 @@ async function restoreService(service, name, host, options) {
     const started = Date.now();
     const running = await host.hypervisor.isRunning(record.machine);
     if (snapshot.kind === 'checkpoint') {
-        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
+        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version, record.machine.accel);
         if (problem)
             throw new ServiceError(`cannot restore: ${problem}`);
         if (running) {
@@ -56391,6 +56504,432 @@ async function removeSnapshot(service, name, host) {
     await writeSnapshots(record, remaining);
 }
 
+;// CONCATENATED MODULE: ./src/lifecycle/transfer.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * One snapshot of a service as a single tar file, to carry it to another
+ * machine or a later run: the service's record, the snapshot's record, its
+ * root filesystem base as a compact qcow2, and every disk with that snapshot
+ * alone in it (the root overlay too, for a checkpoint). Importing it makes a
+ * stopped service that `hyper restore` resumes or boots.
+ */
+const MANIFEST = 'hyper-export.json';
+const FORMAT = 'hyper-export';
+const transfer_VERSION = 1;
+const BASE = 'base.qcow2';
+const ROOT = 'rootfs.qcow2';
+/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
+const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+class TransferError extends ServiceError {
+    name = 'TransferError';
+}
+async function sha256(file) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    await (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), hash);
+    return hash.digest('hex');
+}
+async function snapshotNames(file) {
+    const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
+    return (JSON.parse(stdout).snapshots ?? []).map((s) => s.name);
+}
+/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
+async function keepOnly(file, tag) {
+    for (const other of await snapshotNames(file)) {
+        if (other !== tag)
+            await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
+    }
+    await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
+}
+/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
+async function transfer_scratchDir(kind) {
+    const parent = external_node_path_default().join(stateDir(), 'tmp');
+    await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
+    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
+}
+/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
+async function claimOutput(file) {
+    const partial = `${file}.${process.pid}.partial`;
+    try {
+        const handle = await (0,promises_namespaceObject.open)(partial, 'wx');
+        await handle.close();
+    }
+    catch (error) {
+        throw new TransferError(`cannot write ${file}: ${error.message}`);
+    }
+    return partial;
+}
+/**
+ * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
+ * ends in .gz or .tgz). A running VM is paused while its disk files are
+ * copied. Returns the bytes written. Nothing is left behind when it fails.
+ */
+async function exportSnapshot(service, name, file, host) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    const target = external_node_path_default().resolve(file);
+    if (await exists(target).catch(() => false)) {
+        throw new TransferError(`${target} already exists; remove it or choose another file`);
+    }
+    const partial = await claimOutput(target);
+    const staging = await transfer_scratchDir('export');
+    try {
+        const paths = vmPaths(record.machine.dir);
+        const disks = record.disks ?? [];
+        const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
+        if (snapshot.kind === 'checkpoint')
+            copies.push([paths.rootDisk, ROOT]);
+        const running = await host.hypervisor.isRunning(record.machine);
+        if (running)
+            await host.hypervisor.pause(record.machine);
+        try {
+            for (const [from, entry] of copies) {
+                await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
+            }
+        }
+        finally {
+            if (running)
+                await host.hypervisor.resume(record.machine);
+        }
+        for (const [, entry] of copies) {
+            const copy = external_node_path_default().join(staging, entry);
+            if ((await snapshotNames(copy)).includes(name))
+                await keepOnly(copy, name);
+        }
+        const base = await backingFile(paths.rootDisk);
+        await run({
+            program: 'qemu-img',
+            args: ['convert', '-q', '-O', 'qcow2', base, external_node_path_default().join(staging, BASE)],
+        });
+        const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
+        for (const [i, g] of guestFiles.entries()) {
+            await run({ program: 'cp', args: [record.machine.guestFiles[i].path, external_node_path_default().join(staging, g.entry)] });
+        }
+        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+        const files = [];
+        for (const entry of entries) {
+            const at = external_node_path_default().join(staging, entry);
+            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await sha256(at) });
+        }
+        const manifest = {
+            format: FORMAT,
+            version: transfer_VERSION,
+            createdAt: new Date().toISOString(),
+            snapshot,
+            service: {
+                name: record.name,
+                image: record.image,
+                imageDigest: record.imageDigest,
+                imageConfigDigest: record.imageConfigDigest,
+                imageBlobs: record.imageBlobs,
+                user: record.user,
+                workdir: record.workdir,
+                labels: record.labels,
+                ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
+                memoryMiB: record.machine.memoryMiB,
+                cpus: record.machine.cpus,
+                ports: record.ports,
+                disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
+                guestFiles,
+                ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+            },
+            files,
+        };
+        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
+        await Qn({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
+            MANIFEST,
+            ...entries,
+        ]);
+        await (0,promises_namespaceObject.rename)(partial, target);
+        return (await (0,promises_namespaceObject.stat)(target)).size;
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(partial, { force: true });
+        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
+    }
+}
+async function backingFile(overlay) {
+    const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
+    const info = JSON.parse(stdout);
+    const base = info['full-backing-filename'] ?? info['backing-filename'];
+    if (!base)
+        throw new TransferError(`${overlay} has no base image`);
+    return base;
+}
+/** Reads and checks an export's manifest against the files beside it. */
+async function checkExport(dir, file) {
+    let manifest;
+    try {
+        manifest = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, MANIFEST), 'utf8'));
+    }
+    catch (error) {
+        if (isNotFound(error))
+            throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
+    }
+    if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
+    }
+    if (manifest.version !== transfer_VERSION) {
+        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads version ${transfer_VERSION}`);
+    }
+    const service = manifest.service;
+    if (typeof manifest.snapshot?.name !== 'string' ||
+        !Array.isArray(manifest.files) ||
+        !Array.isArray(service?.disks) ||
+        !Array.isArray(service.guestFiles) ||
+        !Array.isArray(service.ports)) {
+        throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+    }
+    // Names from the file become paths and QEMU arguments here: each must be a plain name.
+    for (const disk of manifest.service.disks) {
+        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
+            throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
+        }
+    }
+    for (const g of manifest.service.guestFiles) {
+        if (!ENTRY.test(g.name))
+            throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
+    }
+    const listed = new Map(manifest.files.map((f) => [f.name, f]));
+    const needed = [
+        BASE,
+        ...manifest.service.disks.map((d) => d.path),
+        ...manifest.service.guestFiles.map((g) => g.entry),
+        ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+    ];
+    for (const entry of needed) {
+        const expected = listed.get(entry);
+        if (!expected || !ENTRY.test(entry))
+            throw new TransferError(`${file} is damaged: it does not list ${entry}`);
+        const at = external_node_path_default().join(dir, entry);
+        const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
+        if (size === undefined)
+            throw new TransferError(`${file} is damaged: ${entry} is missing`);
+        if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
+            throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
+        }
+    }
+    for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
+        const { stdout } = await run({
+            program: 'qemu-img',
+            args: ['info', '--output=json', external_node_path_default().join(dir, entry)],
+        });
+        const info = JSON.parse(stdout);
+        if (info.format !== 'qcow2')
+            throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
+        // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
+        if (info['format-specific']?.data?.['data-file'] ||
+            (info['backing-filename'] && entry !== manifest.service.rootDisk)) {
+            throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
+        }
+    }
+    return manifest;
+}
+async function extract(file, dir) {
+    const refused = [];
+    try {
+        await So({
+            file,
+            cwd: dir,
+            strict: true,
+            preservePaths: false,
+            filter: (entry, stat) => {
+                const ok = ENTRY.test(entry) && stat.type === 'File';
+                if (!ok)
+                    refused.push(entry);
+                return ok;
+            },
+        });
+    }
+    catch (error) {
+        if (isNotFound(error) && !(await exists(file)))
+            throw new TransferError(`${file} does not exist`);
+        const code = error.code ?? '';
+        // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
+        const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
+        throw new TransferError(`${file} is not a hyper export: ${what} (${error.message})`);
+    }
+    if (refused.length > 0) {
+        throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
+    }
+}
+/**
+ * Makes a stopped service from an export: checks every file against the
+ * manifest, refuses a checkpoint this host cannot load, then moves the disks
+ * into place (named volumes into the job's volumes). On failure nothing of it
+ * is left, and existing volumes and services are untouched.
+ */
+async function importSnapshot(file, options, host) {
+    const source = external_node_path_default().resolve(file);
+    const staging = await transfer_scratchDir('import');
+    let dir;
+    const madeVolumes = [];
+    try {
+        await extract(source, staging);
+        const manifest = await checkExport(staging, source);
+        const { snapshot, service } = manifest;
+        if (snapshot.kind === 'checkpoint') {
+            const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
+            if (problem)
+                throw new TransferError(`cannot import ${source}: ${problem}`);
+        }
+        const name = options.name ?? service.name;
+        validateName(name);
+        dir = vmDir(name);
+        for (const disk of service.disks) {
+            if (disk.volume && (await exists(volumePath(disk.volume)))) {
+                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
+            }
+        }
+        const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
+        try {
+            await (0,promises_namespaceObject.mkdir)(dir);
+        }
+        catch (error) {
+            const claimed = dir;
+            dir = undefined;
+            if (error.code === 'EEXIST') {
+                throw new TransferError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`);
+            }
+            throw new TransferError(`cannot make ${claimed}: ${error.message}`);
+        }
+        const paths = vmPaths(dir);
+        const base = external_node_path_default().join(dir, BASE);
+        await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
+        if (service.rootDisk) {
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, service.rootDisk), paths.rootDisk);
+            await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
+        }
+        else {
+            await run({
+                program: 'qemu-img',
+                args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
+            });
+        }
+        const disks = [];
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));
+        for (const disk of service.disks) {
+            const at = disk.volume ? volumePath(disk.volume) : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
+            if (disk.volume) {
+                await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
+                madeVolumes.push(at);
+            }
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
+            disks.push({ ...disk, path: at });
+        }
+        await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+        const guestFiles = [];
+        for (const g of service.guestFiles) {
+            const at = external_node_path_default().join(paths.guestFiles, g.name);
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
+            guestFiles.push({ name: g.name, path: at });
+        }
+        const machine = {
+            name,
+            dir,
+            accel: host.accel,
+            memoryMiB: service.memoryMiB,
+            cpus: service.cpus,
+            bundle: host.bundle,
+            rootDisk: paths.rootDisk,
+            guestFiles,
+            ports: ports.map((p) => ({
+                protocol: p.protocol,
+                hostIp: p.hostIp,
+                hostPort: p.hostPort,
+                guestPort: p.containerPort,
+            })),
+            disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+        };
+        const record = {
+            name,
+            image: service.image,
+            imageDigest: service.imageDigest,
+            imageConfigDigest: service.imageConfigDigest,
+            imageBlobs: service.imageBlobs,
+            createdAt: new Date().toISOString(),
+            machine,
+            ports,
+            user: service.user,
+            workdir: service.workdir,
+            labels: service.labels,
+            disks,
+            ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
+        };
+        await (0,promises_namespaceObject.writeFile)(paths.status, '');
+        await writeSnapshots(record, [snapshot]);
+        await writeRecord(record);
+        return { record, snapshot };
+    }
+    catch (error) {
+        if (dir)
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        for (const volume of madeVolumes)
+            await (0,promises_namespaceObject.rm)(volume, { force: true });
+        throw error;
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
+    }
+}
+
+;// CONCATENATED MODULE: ./src/lifecycle/volumes.ts
+
+
+
+
+
+
+
+/** The job's named volumes, with the VMs that use them, by name. */
+async function listVolumes() {
+    let files;
+    try {
+        files = await (0,promises_namespaceObject.readdir)(external_node_path_default().join(stateDir(), 'volumes'));
+    }
+    catch (error) {
+        if (isNotFound(error))
+            return [];
+        throw error;
+    }
+    const records = await listRecords();
+    const volumes = [];
+    for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
+        const name = file.slice(0, -'.qcow2'.length);
+        const info = await (0,promises_namespaceObject.stat)(volumePath(name));
+        volumes.push({
+            name,
+            bytes: info.blocks * 512,
+            usedBy: records.filter((r) => r.disks?.some((d) => d.volume === name)).map((r) => r.name),
+        });
+    }
+    return volumes;
+}
+/** Removes a named volume; as Docker does, refuses one that a VM, running or not, still has. */
+async function removeVolume(name) {
+    const volume = (await listVolumes()).find((v) => v.name === name);
+    if (!volume)
+        throw new ServiceError(`no such volume: ${name}`);
+    if (volume.usedBy.length > 0) {
+        throw new ServiceError(`volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`);
+    }
+    await (0,promises_namespaceObject.rm)(volumePath(name));
+}
+
 ;// CONCATENATED MODULE: ./src/cli/table.ts
 /** Left-aligned columns separated by three spaces, as `docker ps` prints. Pure. */
 function formatTable(header, rows) {
@@ -56409,7 +56948,15 @@ function formatTable(header, rows) {
 
 
 
-/** The snapshot, restore and start commands of `hyper`: src/lifecycle/snapshots.ts in a terminal. */
+
+
+
+
+
+/**
+ * The commands of `hyper` that keep state between runs: start, snapshot,
+ * restore, export, import and volume (src/lifecycle/{snapshots,transfer,volumes}.ts).
+ */
 const host = () => ({ hypervisor: new QemuHypervisor() });
 async function start(argv, io) {
     const parsed = parseArgs(argv, []);
@@ -56468,8 +57015,71 @@ async function snapshots(argv, io) {
     io.out(`${formatTable(['SERVICE', 'NAME', 'KIND', 'DISKS', 'CREATED', 'TOOK'], rows.map((r) => row(r.service, r.snapshot)))}\n`);
     return 0;
 }
+async function exportCommand(argv, io) {
+    const [service, name, file, extra] = parseArgs(argv, []).positionals;
+    if (!service || !name || !file || extra)
+        throw new UsageError('usage: hyper export SERVICE NAME FILE');
+    const bytes = await exportSnapshot(service, name, file, host());
+    io.err(`${service}: exported ${name} to ${file} (${(bytes / 1024 / 1024).toFixed(1)} MiB)\n`);
+    io.out(`${file}\n`);
+    return 0;
+}
+async function importCommand(argv, io) {
+    const parsed = parseArgs(argv, [
+        { name: 'name', value: true },
+        { name: 'publish', short: 'p', value: true, multiple: true },
+        { name: 'accel', value: true },
+    ]);
+    const [file, extra] = parsed.positionals;
+    if (!file || extra)
+        throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
+    const ports = listOption(parsed, 'publish');
+    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+    const hostContext = await prepareHost(accel, {
+        info: (line) => io.err(`${line}\n`),
+        warn: (line) => io.err(`warning: ${line}\n`),
+    });
+    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports.map(parsePortSpec) : undefined }, hostContext);
+    for (const port of record.ports)
+        io.err(`${record.name}: will publish ${formatPort(port)}\n`);
+    io.err(`${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`);
+    io.out(`${record.name}\n`);
+    return 0;
+}
+async function volume(argv, io) {
+    const [sub, ...rest] = argv;
+    if (sub === 'ls') {
+        const parsed = parseArgs(rest, [{ name: 'json' }]);
+        const volumes = await listVolumes();
+        if (parsed.options.json) {
+            io.out(`${JSON.stringify(volumes, null, 2)}\n`);
+            return 0;
+        }
+        const rows = volumes.map((v) => [
+            v.name,
+            `${(v.bytes / 1024 / 1024).toFixed(1)} MiB`,
+            v.usedBy.join(',') || '-',
+        ]);
+        io.out(`${formatTable(['VOLUME', 'ON DISK', 'USED BY'], rows)}\n`);
+        return 0;
+    }
+    if (sub === 'rm') {
+        const names = parseArgs(rest, []).positionals;
+        if (names.length === 0)
+            throw new UsageError('hyper volume rm needs a NAME');
+        for (const name of names) {
+            await removeVolume(name);
+            io.out(`${name}\n`);
+        }
+        return 0;
+    }
+    throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
+}
 
 ;// CONCATENATED MODULE: ./src/cli/commands.ts
+
+
+
 
 
 
@@ -56495,13 +57105,15 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S]  boot a services YAML or compose file, healthy, in dependency order
+  up -f FILE [--wait-timeout S] [--volume-size SIZE]
+                                 boot a services YAML or compose file, healthy, in dependency order
   down [--time S]                stop and remove every VM
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
-      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--tmpfs /PATH[:OPTS]]... [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
+      [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
@@ -56513,10 +57125,16 @@ Commands:
   snapshot rm SERVICE NAME
   snapshots [--json] [SERVICE]
   restore [--time S] SERVICE NAME
+  export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
+  import [--name N] [-p SPEC]... FILE
+                                 make a stopped service from an export; "hyper restore" starts it
+  volume ls [--json]
+  volume rm NAME...
 
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
+New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
 Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
 const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
@@ -56529,6 +57147,20 @@ const REGISTRY_OPTIONS = [
     { name: 'registry-mirror', value: true },
     { name: 'insecure-registry', value: true, multiple: true },
 ];
+/** The size of new volumes: --volume-size, else HYPER_VOLUME_SIZE, else 10 GiB; checked before anything starts. */
+function volumeSizeOption(parsed) {
+    const text = stringOption(parsed, 'volume-size');
+    if (text === undefined)
+        return defaultVolumeSize();
+    try {
+        return parseVolumeSize(text);
+    }
+    catch (error) {
+        if (error instanceof SpecError)
+            throw new UsageError(`--volume-size: ${error.message}`);
+        throw error;
+    }
+}
 /** Registry settings from flags, else HYPER_REGISTRY_* environment variables. */
 function registrySettings(parsed) {
     const username = process.env.HYPER_REGISTRY_USERNAME;
@@ -56602,6 +57234,7 @@ async function up(argv, io) {
         ...REGISTRY_OPTIONS,
         { name: 'file', short: 'f', value: true },
         { name: 'wait-timeout', value: true },
+        { name: 'volume-size', value: true },
         { name: 'accel', value: true },
     ]);
     const file = stringOption(parsed, 'file');
@@ -56618,12 +57251,14 @@ async function up(argv, io) {
         ? parseComposeFile(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), process.env)
         : parseServicesInput(text, file);
     const plan = validatePlan(specs);
+    const volumeSize = volumeSizeOption(parsed);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
     const options = {
         waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
         registry: registrySettings(parsed),
         labels: { compose: external_node_path_default().resolve(file) },
+        volumeSize,
     };
     let statuses;
     try {
@@ -56669,6 +57304,7 @@ async function commands_run(argv, io) {
         { name: 'user', short: 'u', value: true },
         { name: 'workdir', short: 'w', value: true },
         { name: 'volume', short: 'v', value: true, multiple: true },
+        { name: 'volume-size', value: true },
         { name: 'tmpfs', value: true, multiple: true },
         { name: 'accel', value: true },
     ], 1);
@@ -56689,6 +57325,7 @@ async function commands_run(argv, io) {
         user: stringOption(parsed, 'user'),
         workdir: stringOption(parsed, 'workdir'),
         volumes: listOption(parsed, 'volume'),
+        volumeSize: volumeSizeOption(parsed),
         tmpfs: listOption(parsed, 'tmpfs'),
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
@@ -56806,6 +57443,9 @@ const COMMANDS = {
     snapshot: snapshot,
     snapshots: snapshots,
     restore: restore,
+    export: exportCommand,
+    import: importCommand,
+    volume: volume,
 };
 /** Runs one `hyper` command line; returns the process exit code. */
 async function runCli(argv, io) {

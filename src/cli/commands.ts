@@ -26,7 +26,15 @@ import {
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
-import { restore, snapshot, snapshots, start } from './snapshot-commands.js';
+import {
+  exportCommand,
+  importCommand,
+  restore,
+  snapshot,
+  snapshots,
+  start,
+  volume,
+} from './snapshot-commands.js';
 import { formatTable } from './table.js';
 
 export interface Io {
@@ -60,6 +68,11 @@ Commands:
   snapshot rm SERVICE NAME
   snapshots [--json] [SERVICE]
   restore [--time S] SERVICE NAME
+  export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
+  import [--name N] [-p SPEC]... FILE
+                                 make a stopped service from an export; "hyper restore" starts it
+  volume ls [--json]
+  volume rm NAME...
 
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
@@ -395,6 +408,9 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   snapshot,
   snapshots,
   restore,
+  export: exportCommand,
+  import: importCommand,
+  volume,
 };
 
 /** Runs one `hyper` command line; returns the process exit code. */

@@ -1,3 +1,4 @@
+import { prepareHost } from '../lifecycle/host.js';
 import { listRecords } from '../lifecycle/record.js';
 import { startService } from '../lifecycle/service.js';
 import {
@@ -7,12 +8,19 @@ import {
   snapshotService,
   type SnapshotRecord,
 } from '../lifecycle/snapshots.js';
+import { exportSnapshot, importSnapshot } from '../lifecycle/transfer.js';
+import { listVolumes, removeVolume } from '../lifecycle/volumes.js';
+import { parseAccelChoice } from '../install/accel.js';
+import { formatPort, parsePortSpec } from '../network/ports.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { intOption, parseArgs, UsageError } from './args.js';
+import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import type { Io } from './commands.js';
 import { formatTable } from './table.js';
 
-/** The snapshot, restore and start commands of `hyper`: src/lifecycle/snapshots.ts in a terminal. */
+/**
+ * The commands of `hyper` that keep state between runs: start, snapshot,
+ * restore, export, import and volume (src/lifecycle/{snapshots,transfer,volumes}.ts).
+ */
 
 const host = () => ({ hypervisor: new QemuHypervisor() });
 
@@ -91,4 +99,69 @@ export async function snapshots(argv: string[], io: Io): Promise<number> {
     )}\n`,
   );
   return 0;
+}
+
+export async function exportCommand(argv: string[], io: Io): Promise<number> {
+  const [service, name, file, extra] = parseArgs(argv, []).positionals;
+  if (!service || !name || !file || extra) throw new UsageError('usage: hyper export SERVICE NAME FILE');
+  const bytes = await exportSnapshot(service, name, file, host());
+  io.err(`${service}: exported ${name} to ${file} (${(bytes / 1024 / 1024).toFixed(1)} MiB)\n`);
+  io.out(`${file}\n`);
+  return 0;
+}
+
+export async function importCommand(argv: string[], io: Io): Promise<number> {
+  const parsed = parseArgs(argv, [
+    { name: 'name', value: true },
+    { name: 'publish', short: 'p', value: true, multiple: true },
+    { name: 'accel', value: true },
+  ]);
+  const [file, extra] = parsed.positionals;
+  if (!file || extra) throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
+  const ports = listOption(parsed, 'publish');
+  const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
+  const hostContext = await prepareHost(accel, {
+    info: (line) => io.err(`${line}\n`),
+    warn: (line) => io.err(`warning: ${line}\n`),
+  });
+  const { record, snapshot: imported } = await importSnapshot(
+    file,
+    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports.map(parsePortSpec) : undefined },
+    hostContext,
+  );
+  for (const port of record.ports) io.err(`${record.name}: will publish ${formatPort(port)}\n`);
+  io.err(
+    `${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`,
+  );
+  io.out(`${record.name}\n`);
+  return 0;
+}
+
+export async function volume(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'ls') {
+    const parsed = parseArgs(rest, [{ name: 'json' }]);
+    const volumes = await listVolumes();
+    if (parsed.options.json) {
+      io.out(`${JSON.stringify(volumes, null, 2)}\n`);
+      return 0;
+    }
+    const rows = volumes.map((v) => [
+      v.name,
+      `${(v.bytes / 1024 / 1024).toFixed(1)} MiB`,
+      v.usedBy.join(',') || '-',
+    ]);
+    io.out(`${formatTable(['VOLUME', 'ON DISK', 'USED BY'], rows)}\n`);
+    return 0;
+  }
+  if (sub === 'rm') {
+    const names = parseArgs(rest, []).positionals;
+    if (names.length === 0) throw new UsageError('hyper volume rm needs a NAME');
+    for (const name of names) {
+      await removeVolume(name);
+      io.out(`${name}\n`);
+    }
+    return 0;
+  }
+  throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
 }

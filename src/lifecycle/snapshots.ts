@@ -1,7 +1,9 @@
 import { readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../process/run.js';
+import { createHash } from 'node:crypto';
 import { CONTAINER_ROOT } from '../guest/config.js';
+import type { Accel } from '../vm/hypervisor.js';
 import { QEMU_BINARY } from '../vm/qemu/machine.js';
 import { vmPaths } from '../vm/paths.js';
 import type { HostContext } from './host.js';
@@ -27,6 +29,9 @@ export interface SnapshotRecord {
   /** What made it: a checkpoint only loads into the same guest bundle and QEMU. */
   bundle: string;
   qemu: string;
+  /** The accelerator and the guest CPU it ran on; absent in records older than them. */
+  accel?: Accel;
+  cpu?: string;
   /** Milliseconds the snapshot took. */
   tookMs: number;
   /** The guest's status reports when a checkpoint was taken, restored with it. */
@@ -48,7 +53,7 @@ async function readSnapshots(record: VmRecord): Promise<SnapshotRecord[]> {
   }
 }
 
-async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord[]): Promise<void> {
+export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord[]): Promise<void> {
   const file = snapshotsFile(record);
   await writeFile(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
   await rename(`${file}.tmp`, file);
@@ -59,6 +64,23 @@ let qemuVersionText: string | undefined;
 export async function qemuVersion(): Promise<string> {
   qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
   return qemuVersionText;
+}
+
+let hostCpuText: string | undefined;
+/**
+ * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
+ * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
+ * and feature flags: a guest resumed on a CPU without a feature it uses dies.
+ */
+export async function guestCpu(accel: Accel): Promise<string> {
+  if (accel === 'tcg') return 'max';
+  if (hostCpuText === undefined) {
+    const first = (await readFile('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
+    const field = (key: string) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
+    const flags = createHash('sha256').update(field('flags')).digest('hex').slice(0, 12);
+    hostCpuText = `host ${field('model name')} (flags ${flags})`;
+  }
+  return hostCpuText;
 }
 
 /** A default name: the time, as docker commit's generated names are not useful to type. */
@@ -126,6 +148,8 @@ export async function snapshotService(
     disks,
     bundle: record.machine.bundle.version,
     qemu: await qemuVersion(),
+    accel: record.machine.accel,
+    cpu: await guestCpu(record.machine.accel),
     tookMs: Date.now() - started,
   };
   if (options.checkpoint) snapshot.status = await readFile(vmPaths(record.machine.dir).status, 'utf8');
@@ -142,7 +166,7 @@ async function spaceHint(record: VmRecord): Promise<string> {
   return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
 }
 
-async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {
+export async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {
   const record = await requireRecord(service);
   const snapshots = await readSnapshots(record);
   const snapshot = snapshots.find((s) => s.name === name);
@@ -153,17 +177,26 @@ async function requireSnapshot(service: string, name: string): Promise<[VmRecord
   return [record, snapshot];
 }
 
-/** Whether this host can load a checkpoint: the same guest bundle and QEMU must have made it. */
+/**
+ * Whether this host can load a checkpoint: the same guest bundle, QEMU,
+ * accelerator and guest CPU must have made it. Returns the first mismatch.
+ */
 export async function checkpointCompatibility(
   snapshot: SnapshotRecord,
   bundleVersion: string,
+  accel: Accel,
 ): Promise<string | undefined> {
   if (snapshot.bundle !== bundleVersion) {
-    return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this VM uses ${bundleVersion}`;
+    return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
   }
   const qemu = await qemuVersion();
   if (snapshot.qemu !== qemu)
     return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
+  if (snapshot.accel && snapshot.accel !== accel)
+    return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
+  const cpu = await guestCpu(accel);
+  if (snapshot.cpu && snapshot.cpu !== cpu)
+    return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
   return undefined;
 }
 
@@ -182,7 +215,11 @@ export async function restoreService(
   const started = Date.now();
   const running = await host.hypervisor.isRunning(record.machine);
   if (snapshot.kind === 'checkpoint') {
-    const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version);
+    const problem = await checkpointCompatibility(
+      snapshot,
+      record.machine.bundle.version,
+      record.machine.accel,
+    );
     if (problem) throw new ServiceError(`cannot restore: ${problem}`);
     if (running) {
       await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');

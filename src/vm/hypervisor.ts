@@ -83,6 +83,9 @@ export interface Hypervisor {
   loadCheckpoint(spec: MachineSpec, tag: string): Promise<void>;
   /** Deletes snapshot `tag` from these disks (serials; "rootfs" is the root disk), running or not. */
   deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void>;
+  /** Stops the guest's CPUs and flushes every disk, so the disk files can be copied; `resume` undoes it. */
+  pause(spec: MachineSpec): Promise<void>;
+  resume(spec: MachineSpec): Promise<void>;
   /** Reverts these disks of a stopped VM to snapshot `tag`. */
   revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void>;
 }

@@ -276,6 +276,15 @@ export class QemuHypervisor implements Hypervisor {
     }
   }
 
+  async pause(spec: MachineSpec): Promise<void> {
+    // QEMU drains and flushes every block device when the VM stops.
+    await this.withQmp(spec, (qmp) => qmp.execute('stop'));
+  }
+
+  async resume(spec: MachineSpec): Promise<void> {
+    await this.withQmp(spec, (qmp) => qmp.execute('cont'));
+  }
+
   async revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
     if (await this.isRunning(spec))
       throw new VmError(`${spec.name} is running; stop it before reverting its disks`);

@@ -1,0 +1,451 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar';
+import { exists, isNotFound } from '../files.js';
+import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
+import { run } from '../process/run.js';
+import type { MountDisk } from '../storage/mounts.js';
+import { volumePath } from '../storage/volumes.js';
+import type { MachineSpec } from '../vm/hypervisor.js';
+import { vmPaths } from '../vm/paths.js';
+import { stateDir, vmDir } from './dirs.js';
+import type { HostContext } from './host.js';
+import { writeRecord, type VmRecord } from './record.js';
+import { ServiceError, validateName } from './service.js';
+import {
+  checkpointCompatibility,
+  requireSnapshot,
+  writeSnapshots,
+  type SnapshotRecord,
+} from './snapshots.js';
+
+/**
+ * One snapshot of a service as a single tar file, to carry it to another
+ * machine or a later run: the service's record, the snapshot's record, its
+ * root filesystem base as a compact qcow2, and every disk with that snapshot
+ * alone in it (the root overlay too, for a checkpoint). Importing it makes a
+ * stopped service that `hyper restore` resumes or boots.
+ */
+const MANIFEST = 'hyper-export.json';
+const FORMAT = 'hyper-export';
+const VERSION = 1;
+const BASE = 'base.qcow2';
+const ROOT = 'rootfs.qcow2';
+/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
+const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+interface ExportedFile {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
+interface ExportManifest {
+  format: typeof FORMAT;
+  version: number;
+  createdAt: string;
+  snapshot: SnapshotRecord;
+  /** The record, its paths replaced by entry names. */
+  service: {
+    name: string;
+    image: string;
+    imageDigest: string;
+    imageConfigDigest: string;
+    imageBlobs: string[];
+    user: string;
+    workdir: string;
+    labels: Record<string, string>;
+    healthcheck?: VmRecord['healthcheck'];
+    memoryMiB: number;
+    cpus: number;
+    ports: PublishedPort[];
+    /** The disks in mount order; `path` is the entry holding each. */
+    disks: MountDisk[];
+    /** fw_cfg files: name and entry. */
+    guestFiles: { name: string; entry: string }[];
+    /** The root overlay's entry, for a checkpoint. */
+    rootDisk?: string;
+  };
+  files: ExportedFile[];
+}
+
+export class TransferError extends ServiceError {
+  override name = 'TransferError';
+}
+
+async function sha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
+
+async function snapshotNames(file: string): Promise<string[]> {
+  const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
+  return ((JSON.parse(stdout) as { snapshots?: { name: string }[] }).snapshots ?? []).map((s) => s.name);
+}
+
+/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
+async function keepOnly(file: string, tag: string): Promise<void> {
+  for (const other of await snapshotNames(file)) {
+    if (other !== tag) await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
+  }
+  await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
+}
+
+/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
+async function scratchDir(kind: string): Promise<string> {
+  const parent = path.join(stateDir(), 'tmp');
+  await mkdir(parent, { recursive: true });
+  return mkdtemp(path.join(parent, `${kind}-`));
+}
+
+/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
+async function claimOutput(file: string): Promise<string> {
+  const partial = `${file}.${process.pid}.partial`;
+  try {
+    const handle = await open(partial, 'wx');
+    await handle.close();
+  } catch (error: unknown) {
+    throw new TransferError(`cannot write ${file}: ${(error as Error).message}`);
+  }
+  return partial;
+}
+
+/**
+ * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
+ * ends in .gz or .tgz). A running VM is paused while its disk files are
+ * copied. Returns the bytes written. Nothing is left behind when it fails.
+ */
+export async function exportSnapshot(
+  service: string,
+  name: string,
+  file: string,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<number> {
+  const [record, snapshot] = await requireSnapshot(service, name);
+  const target = path.resolve(file);
+  if (await exists(target).catch(() => false)) {
+    throw new TransferError(`${target} already exists; remove it or choose another file`);
+  }
+  const partial = await claimOutput(target);
+  const staging = await scratchDir('export');
+  try {
+    const paths = vmPaths(record.machine.dir);
+    const disks = record.disks ?? [];
+    const copies: [string, string][] = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
+    if (snapshot.kind === 'checkpoint') copies.push([paths.rootDisk, ROOT]);
+    const running = await host.hypervisor.isRunning(record.machine);
+    if (running) await host.hypervisor.pause(record.machine);
+    try {
+      for (const [from, entry] of copies) {
+        await run({ program: 'cp', args: ['--sparse=always', from, path.join(staging, entry)] });
+      }
+    } finally {
+      if (running) await host.hypervisor.resume(record.machine);
+    }
+    for (const [, entry] of copies) {
+      const copy = path.join(staging, entry);
+      if ((await snapshotNames(copy)).includes(name)) await keepOnly(copy, name);
+    }
+    const base = await backingFile(paths.rootDisk);
+    await run({
+      program: 'qemu-img',
+      args: ['convert', '-q', '-O', 'qcow2', base, path.join(staging, BASE)],
+    });
+    const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
+    for (const [i, g] of guestFiles.entries()) {
+      await run({ program: 'cp', args: [record.machine.guestFiles[i]!.path, path.join(staging, g.entry)] });
+    }
+    const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+    const files: ExportedFile[] = [];
+    for (const entry of entries) {
+      const at = path.join(staging, entry);
+      files.push({ name: entry, bytes: (await stat(at)).size, sha256: await sha256(at) });
+    }
+    const manifest: ExportManifest = {
+      format: FORMAT,
+      version: VERSION,
+      createdAt: new Date().toISOString(),
+      snapshot,
+      service: {
+        name: record.name,
+        image: record.image,
+        imageDigest: record.imageDigest,
+        imageConfigDigest: record.imageConfigDigest,
+        imageBlobs: record.imageBlobs,
+        user: record.user,
+        workdir: record.workdir,
+        labels: record.labels,
+        ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
+        memoryMiB: record.machine.memoryMiB,
+        cpus: record.machine.cpus,
+        ports: record.ports,
+        disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
+        guestFiles,
+        ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+      },
+      files,
+    };
+    await writeFile(path.join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
+    await tar.c({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
+      MANIFEST,
+      ...entries,
+    ]);
+    await rename(partial, target);
+    return (await stat(target)).size;
+  } finally {
+    await rm(partial, { force: true });
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+async function backingFile(overlay: string): Promise<string> {
+  const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
+  const info = JSON.parse(stdout) as { 'full-backing-filename'?: string; 'backing-filename'?: string };
+  const base = info['full-backing-filename'] ?? info['backing-filename'];
+  if (!base) throw new TransferError(`${overlay} has no base image`);
+  return base;
+}
+
+export interface ImportOptions {
+  /** The service's name here; the exported one by default. */
+  name?: string | undefined;
+  /** Ports to publish; the exported container ports on free host ports by default. */
+  ports?: PortSpec[] | undefined;
+}
+
+export interface ImportResult {
+  record: VmRecord;
+  snapshot: SnapshotRecord;
+}
+
+/** Reads and checks an export's manifest against the files beside it. */
+async function checkExport(dir: string, file: string): Promise<ExportManifest> {
+  let manifest: ExportManifest;
+  try {
+    manifest = JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as ExportManifest;
+  } catch (error: unknown) {
+    if (isNotFound(error)) throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
+    throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
+  }
+  if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
+    throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
+  }
+  if (manifest.version !== VERSION) {
+    throw new TransferError(
+      `${file} is a hyper export of version ${manifest.version}; this hyper reads version ${VERSION}`,
+    );
+  }
+  const service = manifest.service as Partial<ExportManifest['service']> | undefined;
+  if (
+    typeof manifest.snapshot?.name !== 'string' ||
+    !Array.isArray(manifest.files) ||
+    !Array.isArray(service?.disks) ||
+    !Array.isArray(service.guestFiles) ||
+    !Array.isArray(service.ports)
+  ) {
+    throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+  }
+  // Names from the file become paths and QEMU arguments here: each must be a plain name.
+  for (const disk of manifest.service.disks) {
+    if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
+      throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
+    }
+  }
+  for (const g of manifest.service.guestFiles) {
+    if (!ENTRY.test(g.name))
+      throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
+  }
+  const listed = new Map(manifest.files.map((f) => [f.name, f]));
+  const needed = [
+    BASE,
+    ...manifest.service.disks.map((d) => d.path),
+    ...manifest.service.guestFiles.map((g) => g.entry),
+    ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+  ];
+  for (const entry of needed) {
+    const expected = listed.get(entry);
+    if (!expected || !ENTRY.test(entry))
+      throw new TransferError(`${file} is damaged: it does not list ${entry}`);
+    const at = path.join(dir, entry);
+    const size = await stat(at).then(
+      (s) => s.size,
+      () => undefined,
+    );
+    if (size === undefined) throw new TransferError(`${file} is damaged: ${entry} is missing`);
+    if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
+      throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
+    }
+  }
+  for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
+    const { stdout } = await run({
+      program: 'qemu-img',
+      args: ['info', '--output=json', path.join(dir, entry)],
+    });
+    const info = JSON.parse(stdout) as {
+      format: string;
+      'backing-filename'?: string;
+      'format-specific'?: { data?: { 'data-file'?: string } };
+    };
+    if (info.format !== 'qcow2') throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
+    // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
+    if (
+      info['format-specific']?.data?.['data-file'] ||
+      (info['backing-filename'] && entry !== manifest.service.rootDisk)
+    ) {
+      throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
+    }
+  }
+  return manifest;
+}
+
+async function extract(file: string, dir: string): Promise<void> {
+  const refused: string[] = [];
+  try {
+    await tar.x({
+      file,
+      cwd: dir,
+      strict: true,
+      preservePaths: false,
+      filter: (entry, stat) => {
+        const ok = ENTRY.test(entry) && (stat as { type?: string }).type === 'File';
+        if (!ok) refused.push(entry);
+        return ok;
+      },
+    });
+  } catch (error: unknown) {
+    if (isNotFound(error) && !(await exists(file))) throw new TransferError(`${file} does not exist`);
+    const code = (error as { code?: string }).code ?? '';
+    // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
+    const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
+    throw new TransferError(`${file} is not a hyper export: ${what} (${(error as Error).message})`);
+  }
+  if (refused.length > 0) {
+    throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
+  }
+}
+
+/**
+ * Makes a stopped service from an export: checks every file against the
+ * manifest, refuses a checkpoint this host cannot load, then moves the disks
+ * into place (named volumes into the job's volumes). On failure nothing of it
+ * is left, and existing volumes and services are untouched.
+ */
+export async function importSnapshot(
+  file: string,
+  options: ImportOptions,
+  host: Pick<HostContext, 'hypervisor' | 'bundle' | 'accel'>,
+): Promise<ImportResult> {
+  const source = path.resolve(file);
+  const staging = await scratchDir('import');
+  let dir: string | undefined;
+  const madeVolumes: string[] = [];
+  try {
+    await extract(source, staging);
+    const manifest = await checkExport(staging, source);
+    const { snapshot, service } = manifest;
+    if (snapshot.kind === 'checkpoint') {
+      const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
+      if (problem) throw new TransferError(`cannot import ${source}: ${problem}`);
+    }
+    const name = options.name ?? service.name;
+    validateName(name);
+    dir = vmDir(name);
+    for (const disk of service.disks) {
+      if (disk.volume && (await exists(volumePath(disk.volume)))) {
+        throw new TransferError(
+          `cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`,
+        );
+      }
+    }
+    const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
+    await mkdir(path.dirname(dir), { recursive: true });
+    try {
+      await mkdir(dir);
+    } catch (error: unknown) {
+      const claimed = dir;
+      dir = undefined;
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new TransferError(
+          `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`,
+        );
+      }
+      throw new TransferError(`cannot make ${claimed}: ${(error as Error).message}`);
+    }
+    const paths = vmPaths(dir);
+    const base = path.join(dir, BASE);
+    await rename(path.join(staging, BASE), base);
+    if (service.rootDisk) {
+      await rename(path.join(staging, service.rootDisk), paths.rootDisk);
+      await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
+    } else {
+      await run({
+        program: 'qemu-img',
+        args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
+      });
+    }
+    const disks: MountDisk[] = [];
+    await mkdir(path.join(dir, 'disks'));
+    for (const disk of service.disks) {
+      const at = disk.volume ? volumePath(disk.volume) : path.join(dir, 'disks', `${disk.serial}.qcow2`);
+      if (disk.volume) {
+        await mkdir(path.dirname(at), { recursive: true });
+        madeVolumes.push(at);
+      }
+      await rename(path.join(staging, disk.path), at);
+      disks.push({ ...disk, path: at });
+    }
+    await mkdir(paths.guestFiles);
+    const guestFiles = [];
+    for (const g of service.guestFiles) {
+      const at = path.join(paths.guestFiles, g.name);
+      await rename(path.join(staging, g.entry), at);
+      guestFiles.push({ name: g.name, path: at });
+    }
+    const machine: MachineSpec = {
+      name,
+      dir,
+      accel: host.accel,
+      memoryMiB: service.memoryMiB,
+      cpus: service.cpus,
+      bundle: host.bundle,
+      rootDisk: paths.rootDisk,
+      guestFiles,
+      ports: ports.map((p) => ({
+        protocol: p.protocol,
+        hostIp: p.hostIp,
+        hostPort: p.hostPort,
+        guestPort: p.containerPort,
+      })),
+      disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    };
+    const record: VmRecord = {
+      name,
+      image: service.image,
+      imageDigest: service.imageDigest,
+      imageConfigDigest: service.imageConfigDigest,
+      imageBlobs: service.imageBlobs,
+      createdAt: new Date().toISOString(),
+      machine,
+      ports,
+      user: service.user,
+      workdir: service.workdir,
+      labels: service.labels,
+      disks,
+      ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
+    };
+    await writeFile(paths.status, '');
+    await writeSnapshots(record, [snapshot]);
+    await writeRecord(record);
+    return { record, snapshot };
+  } catch (error: unknown) {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    for (const volume of madeVolumes) await rm(volume, { force: true });
+    throw error;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}

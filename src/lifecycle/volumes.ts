@@ -1,0 +1,50 @@
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isNotFound } from '../files.js';
+import { volumePath } from '../storage/volumes.js';
+import { stateDir } from './dirs.js';
+import { listRecords } from './record.js';
+import { ServiceError } from './service.js';
+
+export interface VolumeSummary {
+  name: string;
+  /** Bytes the qcow2 takes on the host. */
+  bytes: number;
+  /** The VMs whose record has it attached. */
+  usedBy: string[];
+}
+
+/** The job's named volumes, with the VMs that use them, by name. */
+export async function listVolumes(): Promise<VolumeSummary[]> {
+  let files: string[];
+  try {
+    files = await readdir(path.join(stateDir(), 'volumes'));
+  } catch (error: unknown) {
+    if (isNotFound(error)) return [];
+    throw error;
+  }
+  const records = await listRecords();
+  const volumes: VolumeSummary[] = [];
+  for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
+    const name = file.slice(0, -'.qcow2'.length);
+    const info = await stat(volumePath(name));
+    volumes.push({
+      name,
+      bytes: info.blocks * 512,
+      usedBy: records.filter((r) => r.disks?.some((d) => d.volume === name)).map((r) => r.name),
+    });
+  }
+  return volumes;
+}
+
+/** Removes a named volume; as Docker does, refuses one that a VM, running or not, still has. */
+export async function removeVolume(name: string): Promise<void> {
+  const volume = (await listVolumes()).find((v) => v.name === name);
+  if (!volume) throw new ServiceError(`no such volume: ${name}`);
+  if (volume.usedBy.length > 0) {
+    throw new ServiceError(
+      `volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`,
+    );
+  }
+  await rm(volumePath(name));
+}
