@@ -46112,7 +46112,595 @@ async function waitHealthy(record, check, host, timeoutMs) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
+
+
+
+
+
+
+
+
+const snapshots_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** Why `tag` cannot name a snapshot (it becomes a qcow2 snapshot tag and a file name), if it cannot. */
+function snapshotNameProblem(tag) {
+    if (snapshots_NAME.test(tag))
+        return undefined;
+    return `"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`;
+}
+function snapshotsFile(record) {
+    return external_node_path_default().join(record.machine.dir, 'snapshots.json');
+}
+async function readSnapshots(record) {
+    try {
+        return JSON.parse(await (0,promises_namespaceObject.readFile)(snapshotsFile(record), 'utf8'));
+    }
+    catch {
+        return [];
+    }
+}
+async function writeSnapshots(record, snapshots) {
+    const file = snapshotsFile(record);
+    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
+    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+}
+let qemuVersionText;
+/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
+async function qemuVersion() {
+    qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
+    return qemuVersionText;
+}
+let hostCpuText;
+/**
+ * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
+ * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
+ * and feature flags: a guest resumed on a CPU without a feature it uses dies.
+ */
+async function guestCpu(accel) {
+    if (accel === 'tcg')
+        return 'max';
+    if (hostCpuText === undefined) {
+        const first = (await (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
+        const field = (key) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
+        const flags = (0,external_node_crypto_.createHash)('sha256').update(field('flags')).digest('hex').slice(0, 12);
+        hostCpuText = `host ${field('model name')} (flags ${flags})`;
+    }
+    return hostCpuText;
+}
+/** A default name: the time, as docker commit's generated names are not useful to type. */
+function defaultSnapshotName(now = new Date()) {
+    return `snap-${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
+}
+function writableVolumes(record) {
+    return (record.disks ?? []).filter((d) => !d.readOnly);
+}
+/** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
+async function snapshotService(service, name, options, host) {
+    const record = await requireRecord(service);
+    const tag = name ?? defaultSnapshotName();
+    const problem = snapshotNameProblem(tag);
+    if (problem)
+        throw new ServiceError(problem);
+    const snapshots = await readSnapshots(record);
+    if (snapshots.some((s) => s.name === tag)) {
+        throw new ServiceError(`${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`);
+    }
+    if (!(await host.hypervisor.isRunning(record.machine))) {
+        throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
+    }
+    const volumes = writableVolumes(record);
+    const disks = options.checkpoint
+        ? ['rootfs', ...volumes.map((d) => d.serial)]
+        : volumes.map((d) => d.serial);
+    if (disks.length === 0) {
+        throw new ServiceError(`${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`);
+    }
+    const started = Date.now();
+    try {
+        if (options.checkpoint) {
+            await host.hypervisor.saveCheckpoint(record.machine, tag);
+        }
+        else {
+            await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
+                mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
+                timeoutMs: options.freezeTimeoutMs,
+            });
+        }
+    }
+    catch (error) {
+        await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+        const hint = options.checkpoint ? await spaceHint(record) : '';
+        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}${hint}; nothing was kept`);
+    }
+    const snapshot = {
+        name: tag,
+        kind: options.checkpoint ? 'checkpoint' : 'volumes',
+        createdAt: new Date().toISOString(),
+        disks,
+        bundle: record.machine.bundle.version,
+        qemu: await qemuVersion(),
+        accel: record.machine.accel,
+        cpu: await guestCpu(record.machine.accel),
+        tookMs: Date.now() - started,
+    };
+    if (options.checkpoint)
+        snapshot.status = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).status, 'utf8');
+    await writeSnapshots(record, [...snapshots, snapshot]);
+    return snapshot;
+}
+/** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
+async function spaceHint(record) {
+    const fs = await (0,promises_namespaceObject.statfs)(record.machine.dir).catch(() => undefined);
+    if (!fs)
+        return '';
+    const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
+    if (freeMiB >= record.machine.memoryMiB)
+        return '';
+    return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
+}
+async function requireSnapshot(service, name) {
+    const record = await requireRecord(service);
+    const snapshots = await readSnapshots(record);
+    const snapshot = snapshots.find((s) => s.name === name);
+    if (!snapshot) {
+        const known = snapshots.map((s) => s.name).join(', ') || 'none';
+        throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
+    }
+    return [record, snapshot];
+}
+/**
+ * Whether this host can load a checkpoint: the same guest bundle, QEMU,
+ * accelerator and guest CPU must have made it. Returns the first mismatch.
+ */
+async function checkpointCompatibility(snapshot, bundleVersion, accel) {
+    if (snapshot.bundle !== bundleVersion) {
+        return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
+    }
+    const qemu = await qemuVersion();
+    if (snapshot.qemu !== qemu)
+        return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
+    if (snapshot.accel && snapshot.accel !== accel)
+        return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
+    const cpu = await guestCpu(accel);
+    if (snapshot.cpu && snapshot.cpu !== cpu)
+        return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
+    return undefined;
+}
+/**
+ * Restores snapshot `name`. A checkpoint loads in place when the VM runs, else
+ * the VM resumes from it; a volume snapshot stops the service, reverts its
+ * disks and boots it again. Returns how long it took in ms.
+ */
+async function restoreService(service, name, host, options) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    const started = Date.now();
+    const running = await host.hypervisor.isRunning(record.machine);
+    if (snapshot.kind === 'checkpoint') {
+        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version, record.machine.accel);
+        if (problem)
+            throw new ServiceError(`cannot restore: ${problem}`);
+        if (running) {
+            await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
+            await host.hypervisor.loadCheckpoint(record.machine, name);
+        }
+        else {
+            // startService puts the status back before QEMU starts.
+            await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+        }
+        return Date.now() - started;
+    }
+    if (running)
+        await stopService(service, options.stopGraceMs, host);
+    await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
+    await startService(service, host);
+    return Date.now() - started;
+}
+async function listSnapshots(service, records) {
+    const chosen = service ? [await requireRecord(service)] : await records();
+    const rows = [];
+    for (const record of chosen) {
+        for (const snapshot of await readSnapshots(record))
+            rows.push({ service: record.name, snapshot });
+    }
+    return rows;
+}
+async function removeSnapshot(service, name, host) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
+    const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
+    await writeSnapshots(record, remaining);
+}
+
+;// CONCATENATED MODULE: ./src/lifecycle/transfer.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * One snapshot of a service as a single tar file, to carry it to another
+ * machine or a later run: the service's record, the snapshot's record, its
+ * root filesystem base as a compact qcow2, and every disk with that snapshot
+ * alone in it (the root overlay too, for a checkpoint). Importing it makes a
+ * stopped service that `hyper restore` resumes or boots.
+ */
+const MANIFEST = 'hyper-export.json';
+const FORMAT = 'hyper-export';
+const VERSION = 1;
+const BASE = 'base.qcow2';
+const ROOT = 'rootfs.qcow2';
+/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
+const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+class TransferError extends ServiceError {
+    name = 'TransferError';
+}
+async function sha256(file) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    await (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), hash);
+    return hash.digest('hex');
+}
+async function snapshotNames(file) {
+    const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
+    return (JSON.parse(stdout).snapshots ?? []).map((s) => s.name);
+}
+/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
+async function keepOnly(file, tag) {
+    for (const other of await snapshotNames(file)) {
+        if (other !== tag)
+            await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
+    }
+    await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
+}
+/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
+async function transfer_scratchDir(kind) {
+    const parent = external_node_path_default().join(stateDir(), 'tmp');
+    await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
+    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
+}
+/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
+async function claimOutput(file) {
+    const partial = `${file}.${process.pid}.partial`;
+    try {
+        const handle = await (0,promises_namespaceObject.open)(partial, 'wx');
+        await handle.close();
+    }
+    catch (error) {
+        throw new TransferError(`cannot write ${file}: ${error.message}`);
+    }
+    return partial;
+}
+/**
+ * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
+ * ends in .gz or .tgz). A running VM is paused while its disk files are
+ * copied. Returns the bytes written. Nothing is left behind when it fails.
+ */
+async function exportSnapshot(service, name, file, host) {
+    const [record, snapshot] = await requireSnapshot(service, name);
+    const target = external_node_path_default().resolve(file);
+    if (await exists(target).catch(() => false)) {
+        throw new TransferError(`${target} already exists; remove it or choose another file`);
+    }
+    const partial = await claimOutput(target);
+    const staging = await transfer_scratchDir('export');
+    try {
+        const paths = vmPaths(record.machine.dir);
+        const disks = record.disks ?? [];
+        const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
+        if (snapshot.kind === 'checkpoint')
+            copies.push([paths.rootDisk, ROOT]);
+        const running = await host.hypervisor.isRunning(record.machine);
+        if (running)
+            await host.hypervisor.pause(record.machine);
+        try {
+            for (const [from, entry] of copies) {
+                await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
+            }
+        }
+        finally {
+            if (running)
+                await host.hypervisor.resume(record.machine);
+        }
+        for (const [, entry] of copies) {
+            const copy = external_node_path_default().join(staging, entry);
+            if ((await snapshotNames(copy)).includes(name))
+                await keepOnly(copy, name);
+        }
+        const base = await backingFile(paths.rootDisk);
+        await run({
+            program: 'qemu-img',
+            args: ['convert', '-q', '-O', 'qcow2', base, external_node_path_default().join(staging, BASE)],
+        });
+        const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
+        for (const [i, g] of guestFiles.entries()) {
+            await run({ program: 'cp', args: [record.machine.guestFiles[i].path, external_node_path_default().join(staging, g.entry)] });
+        }
+        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+        const files = [];
+        for (const entry of entries) {
+            const at = external_node_path_default().join(staging, entry);
+            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await sha256(at) });
+        }
+        const manifest = {
+            format: FORMAT,
+            version: VERSION,
+            createdAt: new Date().toISOString(),
+            snapshot,
+            service: {
+                name: record.name,
+                image: record.image,
+                imageDigest: record.imageDigest,
+                imageConfigDigest: record.imageConfigDigest,
+                imageBlobs: record.imageBlobs,
+                user: record.user,
+                workdir: record.workdir,
+                labels: record.labels,
+                ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
+                memoryMiB: record.machine.memoryMiB,
+                cpus: record.machine.cpus,
+                ports: record.ports,
+                disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
+                guestFiles,
+                ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+            },
+            files,
+        };
+        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
+        await Qn({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
+            MANIFEST,
+            ...entries,
+        ]);
+        await (0,promises_namespaceObject.rename)(partial, target);
+        return (await (0,promises_namespaceObject.stat)(target)).size;
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(partial, { force: true });
+        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
+    }
+}
+async function backingFile(overlay) {
+    const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
+    const info = JSON.parse(stdout);
+    const base = info['full-backing-filename'] ?? info['backing-filename'];
+    if (!base)
+        throw new TransferError(`${overlay} has no base image`);
+    return base;
+}
+/** Reads and checks an export's manifest against the files beside it. */
+async function checkExport(dir, file) {
+    let manifest;
+    try {
+        manifest = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, MANIFEST), 'utf8'));
+    }
+    catch (error) {
+        if (isNotFound(error))
+            throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
+    }
+    if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
+    }
+    if (manifest.version !== VERSION) {
+        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads version ${VERSION}`);
+    }
+    const service = manifest.service;
+    if (typeof manifest.snapshot?.name !== 'string' ||
+        !Array.isArray(manifest.files) ||
+        !Array.isArray(service?.disks) ||
+        !Array.isArray(service.guestFiles) ||
+        !Array.isArray(service.ports)) {
+        throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+    }
+    // Names from the file become paths and QEMU arguments here: each must be a plain name.
+    for (const disk of manifest.service.disks) {
+        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
+            throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
+        }
+    }
+    for (const g of manifest.service.guestFiles) {
+        if (!ENTRY.test(g.name))
+            throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
+    }
+    const listed = new Map(manifest.files.map((f) => [f.name, f]));
+    const needed = [
+        BASE,
+        ...manifest.service.disks.map((d) => d.path),
+        ...manifest.service.guestFiles.map((g) => g.entry),
+        ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+    ];
+    for (const entry of needed) {
+        const expected = listed.get(entry);
+        if (!expected || !ENTRY.test(entry))
+            throw new TransferError(`${file} is damaged: it does not list ${entry}`);
+        const at = external_node_path_default().join(dir, entry);
+        const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
+        if (size === undefined)
+            throw new TransferError(`${file} is damaged: ${entry} is missing`);
+        if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
+            throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
+        }
+    }
+    for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
+        const { stdout } = await run({
+            program: 'qemu-img',
+            args: ['info', '--output=json', external_node_path_default().join(dir, entry)],
+        });
+        const info = JSON.parse(stdout);
+        if (info.format !== 'qcow2')
+            throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
+        // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
+        if (info['format-specific']?.data?.['data-file'] ||
+            (info['backing-filename'] && entry !== manifest.service.rootDisk)) {
+            throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
+        }
+    }
+    return manifest;
+}
+async function extract(file, dir) {
+    const refused = [];
+    try {
+        await So({
+            file,
+            cwd: dir,
+            strict: true,
+            preservePaths: false,
+            filter: (entry, stat) => {
+                const ok = ENTRY.test(entry) && stat.type === 'File';
+                if (!ok)
+                    refused.push(entry);
+                return ok;
+            },
+        });
+    }
+    catch (error) {
+        if (isNotFound(error) && !(await exists(file)))
+            throw new TransferError(`${file} does not exist`);
+        const code = error.code ?? '';
+        // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
+        const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
+        throw new TransferError(`${file} is not a hyper export: ${what} (${error.message})`);
+    }
+    if (refused.length > 0) {
+        throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
+    }
+}
+/**
+ * Makes a stopped service from an export: checks every file against the
+ * manifest, refuses a checkpoint this host cannot load, then moves the disks
+ * into place (named volumes into the job's volumes). On failure nothing of it
+ * is left, and existing volumes and services are untouched.
+ */
+async function importSnapshot(file, options, host) {
+    const source = external_node_path_default().resolve(file);
+    const staging = await transfer_scratchDir('import');
+    let dir;
+    const madeVolumes = [];
+    try {
+        await extract(source, staging);
+        const manifest = await checkExport(staging, source);
+        const { snapshot, service } = manifest;
+        if (options.image !== undefined && service.image !== options.image) {
+            throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
+        }
+        if (snapshot.kind === 'checkpoint') {
+            const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
+            if (problem)
+                throw new TransferError(`cannot import ${source}: ${problem}`);
+        }
+        const name = options.name ?? service.name;
+        validateName(name);
+        dir = vmDir(name);
+        for (const disk of service.disks) {
+            if (disk.volume && (await exists(volumePath(disk.volume)))) {
+                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
+            }
+        }
+        const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
+        try {
+            await (0,promises_namespaceObject.mkdir)(dir);
+        }
+        catch (error) {
+            const claimed = dir;
+            dir = undefined;
+            if (error.code === 'EEXIST') {
+                throw new TransferError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`);
+            }
+            throw new TransferError(`cannot make ${claimed}: ${error.message}`);
+        }
+        const paths = vmPaths(dir);
+        const base = external_node_path_default().join(dir, BASE);
+        await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
+        if (service.rootDisk) {
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, service.rootDisk), paths.rootDisk);
+            await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
+        }
+        else {
+            await run({
+                program: 'qemu-img',
+                args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
+            });
+        }
+        const disks = [];
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));
+        for (const disk of service.disks) {
+            const at = disk.volume ? volumePath(disk.volume) : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
+            if (disk.volume) {
+                await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
+                madeVolumes.push(at);
+            }
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
+            disks.push({ ...disk, path: at });
+        }
+        await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+        const guestFiles = [];
+        for (const g of service.guestFiles) {
+            const at = external_node_path_default().join(paths.guestFiles, g.name);
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
+            guestFiles.push({ name: g.name, path: at });
+        }
+        const machine = {
+            name,
+            dir,
+            accel: host.accel,
+            memoryMiB: service.memoryMiB,
+            cpus: service.cpus,
+            bundle: host.bundle,
+            rootDisk: paths.rootDisk,
+            guestFiles,
+            ports: ports.map((p) => ({
+                protocol: p.protocol,
+                hostIp: p.hostIp,
+                hostPort: p.hostPort,
+                guestPort: p.containerPort,
+            })),
+            disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+        };
+        const record = {
+            name,
+            image: service.image,
+            imageDigest: service.imageDigest,
+            imageConfigDigest: service.imageConfigDigest,
+            imageBlobs: service.imageBlobs,
+            createdAt: new Date().toISOString(),
+            machine,
+            ports,
+            user: service.user,
+            workdir: service.workdir,
+            labels: service.labels,
+            disks,
+            ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
+        };
+        await (0,promises_namespaceObject.writeFile)(paths.status, '');
+        await writeSnapshots(record, [snapshot]);
+        await writeRecord(record);
+        return { record, snapshot };
+    }
+    catch (error) {
+        if (dir)
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        for (const volume of madeVolumes)
+            await (0,promises_namespaceObject.rm)(volume, { force: true });
+        throw error;
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/lifecycle/up.ts
+
+
+
 
 
 const DEFAULT_SERVICE_MEMORY_MIB = 512;
@@ -46172,9 +46760,16 @@ async function upServices(waves, host, options, reporter) {
 }
 async function bootOne(spec, host, options, reporter) {
     const started = Date.now();
+    const exported = options.checkpoints?.[spec.name];
     let record;
+    let restoredFrom;
+    if (exported) {
+        const resumed = await resumeFromExport(spec, exported, host, reporter);
+        record = resumed?.record;
+        restoredFrom = resumed?.snapshot;
+    }
     try {
-        record = await runService(runRequest(spec, options), host, (line) => reporter.info(`${spec.name}: ${line}`));
+        record ??= await runService(runRequest(spec, options), host, (line) => reporter.info(`${spec.name}: ${line}`));
     }
     catch (error) {
         throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');
@@ -46199,7 +46794,35 @@ async function bootOne(spec, host, options, reporter) {
         ports: record.ports,
         bootMs: record.bootMs ?? 0,
         healthyMs,
+        ...(restoredFrom ? { restoredFrom } : {}),
     };
+}
+/**
+ * Starts a service from an export instead of booting it: import, then restore
+ * (a checkpoint resumes; a volume snapshot boots on its volumes). Any failure
+ * is a warning and leaves nothing, so the caller boots the service normally.
+ */
+async function resumeFromExport(spec, file, host, reporter) {
+    let imported;
+    try {
+        const result = await importSnapshot(file, { name: spec.name, ports: spec.ports, image: spec.image }, host);
+        imported = result.record;
+        await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
+        const record = await requireRecord(spec.name);
+        reporter.info(`${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`);
+        return { record, snapshot: result.snapshot.name };
+    }
+    catch (error) {
+        if (imported) {
+            // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
+            await removeService(spec.name, true, host).catch(() => undefined);
+            for (const disk of imported.disks ?? [])
+                if (disk.volume)
+                    await (0,promises_namespaceObject.rm)(disk.path, { force: true });
+        }
+        reporter.warn(`${spec.name}: not started from the saved checkpoint: ${error.message}; booting it normally`);
+        return undefined;
+    }
 }
 /** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
 function servicesContext(statuses) {
@@ -51329,10 +51952,10 @@ function Collection() {
 
 
 // pkg/dist-src/version.js
-var VERSION = "0.0.0-development";
+var dist_bundle_VERSION = "0.0.0-development";
 
 // pkg/dist-src/defaults.js
-var dist_bundle_userAgent = `octokit-endpoint.js/${VERSION} ${getUserAgent()}`;
+var dist_bundle_userAgent = `octokit-endpoint.js/${dist_bundle_VERSION} ${getUserAgent()}`;
 var DEFAULTS = {
   method: "GET",
   baseUrl: "https://api.github.com",
@@ -52612,12 +53235,12 @@ class RequestError extends Error {
 
 
 // pkg/dist-src/version.js
-var dist_bundle_VERSION = "10.0.16";
+var request_dist_bundle_VERSION = "10.0.16";
 
 // pkg/dist-src/defaults.js
 var defaults_default = {
   headers: {
-    "user-agent": `octokit-request.js/${dist_bundle_VERSION} ${getUserAgent()}`
+    "user-agent": `octokit-request.js/${request_dist_bundle_VERSION} ${getUserAgent()}`
   }
 };
 
@@ -56309,582 +56932,6 @@ function intOption(parsed, name, fallback, min) {
     if (!/^\d+$/.test(text) || Number(text) < min)
         throw new UsageError(`--${name}: "${text}" is not a whole number of at least ${min}`);
     return Number(text);
-}
-
-;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
-
-
-
-
-
-
-
-
-const snapshots_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-function snapshotsFile(record) {
-    return external_node_path_default().join(record.machine.dir, 'snapshots.json');
-}
-async function readSnapshots(record) {
-    try {
-        return JSON.parse(await (0,promises_namespaceObject.readFile)(snapshotsFile(record), 'utf8'));
-    }
-    catch {
-        return [];
-    }
-}
-async function writeSnapshots(record, snapshots) {
-    const file = snapshotsFile(record);
-    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
-    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
-}
-let qemuVersionText;
-/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
-async function qemuVersion() {
-    qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
-    return qemuVersionText;
-}
-let hostCpuText;
-/**
- * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
- * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
- * and feature flags: a guest resumed on a CPU without a feature it uses dies.
- */
-async function guestCpu(accel) {
-    if (accel === 'tcg')
-        return 'max';
-    if (hostCpuText === undefined) {
-        const first = (await (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
-        const field = (key) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
-        const flags = (0,external_node_crypto_.createHash)('sha256').update(field('flags')).digest('hex').slice(0, 12);
-        hostCpuText = `host ${field('model name')} (flags ${flags})`;
-    }
-    return hostCpuText;
-}
-/** A default name: the time, as docker commit's generated names are not useful to type. */
-function defaultSnapshotName(now = new Date()) {
-    return `snap-${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`;
-}
-function writableVolumes(record) {
-    return (record.disks ?? []).filter((d) => !d.readOnly);
-}
-/** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
-async function snapshotService(service, name, options, host) {
-    const record = await requireRecord(service);
-    const tag = name ?? defaultSnapshotName();
-    if (!snapshots_NAME.test(tag)) {
-        throw new ServiceError(`"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
-    const snapshots = await readSnapshots(record);
-    if (snapshots.some((s) => s.name === tag)) {
-        throw new ServiceError(`${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`);
-    }
-    if (!(await host.hypervisor.isRunning(record.machine))) {
-        throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
-    }
-    const volumes = writableVolumes(record);
-    const disks = options.checkpoint
-        ? ['rootfs', ...volumes.map((d) => d.serial)]
-        : volumes.map((d) => d.serial);
-    if (disks.length === 0) {
-        throw new ServiceError(`${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`);
-    }
-    const started = Date.now();
-    try {
-        if (options.checkpoint) {
-            await host.hypervisor.saveCheckpoint(record.machine, tag);
-        }
-        else {
-            await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
-                mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
-                timeoutMs: options.freezeTimeoutMs,
-            });
-        }
-    }
-    catch (error) {
-        await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
-        const hint = options.checkpoint ? await spaceHint(record) : '';
-        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}${hint}; nothing was kept`);
-    }
-    const snapshot = {
-        name: tag,
-        kind: options.checkpoint ? 'checkpoint' : 'volumes',
-        createdAt: new Date().toISOString(),
-        disks,
-        bundle: record.machine.bundle.version,
-        qemu: await qemuVersion(),
-        accel: record.machine.accel,
-        cpu: await guestCpu(record.machine.accel),
-        tookMs: Date.now() - started,
-    };
-    if (options.checkpoint)
-        snapshot.status = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).status, 'utf8');
-    await writeSnapshots(record, [...snapshots, snapshot]);
-    return snapshot;
-}
-/** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
-async function spaceHint(record) {
-    const fs = await (0,promises_namespaceObject.statfs)(record.machine.dir).catch(() => undefined);
-    if (!fs)
-        return '';
-    const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
-    if (freeMiB >= record.machine.memoryMiB)
-        return '';
-    return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
-}
-async function requireSnapshot(service, name) {
-    const record = await requireRecord(service);
-    const snapshots = await readSnapshots(record);
-    const snapshot = snapshots.find((s) => s.name === name);
-    if (!snapshot) {
-        const known = snapshots.map((s) => s.name).join(', ') || 'none';
-        throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
-    }
-    return [record, snapshot];
-}
-/**
- * Whether this host can load a checkpoint: the same guest bundle, QEMU,
- * accelerator and guest CPU must have made it. Returns the first mismatch.
- */
-async function checkpointCompatibility(snapshot, bundleVersion, accel) {
-    if (snapshot.bundle !== bundleVersion) {
-        return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
-    }
-    const qemu = await qemuVersion();
-    if (snapshot.qemu !== qemu)
-        return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
-    if (snapshot.accel && snapshot.accel !== accel)
-        return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
-    const cpu = await guestCpu(accel);
-    if (snapshot.cpu && snapshot.cpu !== cpu)
-        return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
-    return undefined;
-}
-/**
- * Restores snapshot `name`. A checkpoint loads in place when the VM runs, else
- * the VM resumes from it; a volume snapshot stops the service, reverts its
- * disks and boots it again. Returns how long it took in ms.
- */
-async function restoreService(service, name, host, options) {
-    const [record, snapshot] = await requireSnapshot(service, name);
-    const started = Date.now();
-    const running = await host.hypervisor.isRunning(record.machine);
-    if (snapshot.kind === 'checkpoint') {
-        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version, record.machine.accel);
-        if (problem)
-            throw new ServiceError(`cannot restore: ${problem}`);
-        if (running) {
-            await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-            await host.hypervisor.loadCheckpoint(record.machine, name);
-        }
-        else {
-            // startService puts the status back before QEMU starts.
-            await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
-        }
-        return Date.now() - started;
-    }
-    if (running)
-        await stopService(service, options.stopGraceMs, host);
-    await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
-    await startService(service, host);
-    return Date.now() - started;
-}
-async function listSnapshots(service, records) {
-    const chosen = service ? [await requireRecord(service)] : await records();
-    const rows = [];
-    for (const record of chosen) {
-        for (const snapshot of await readSnapshots(record))
-            rows.push({ service: record.name, snapshot });
-    }
-    return rows;
-}
-async function removeSnapshot(service, name, host) {
-    const [record, snapshot] = await requireSnapshot(service, name);
-    await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
-    const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
-    await writeSnapshots(record, remaining);
-}
-
-;// CONCATENATED MODULE: ./src/lifecycle/transfer.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/**
- * One snapshot of a service as a single tar file, to carry it to another
- * machine or a later run: the service's record, the snapshot's record, its
- * root filesystem base as a compact qcow2, and every disk with that snapshot
- * alone in it (the root overlay too, for a checkpoint). Importing it makes a
- * stopped service that `hyper restore` resumes or boots.
- */
-const MANIFEST = 'hyper-export.json';
-const FORMAT = 'hyper-export';
-const transfer_VERSION = 1;
-const BASE = 'base.qcow2';
-const ROOT = 'rootfs.qcow2';
-/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
-const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-class TransferError extends ServiceError {
-    name = 'TransferError';
-}
-async function sha256(file) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    await (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), hash);
-    return hash.digest('hex');
-}
-async function snapshotNames(file) {
-    const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
-    return (JSON.parse(stdout).snapshots ?? []).map((s) => s.name);
-}
-/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
-async function keepOnly(file, tag) {
-    for (const other of await snapshotNames(file)) {
-        if (other !== tag)
-            await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
-    }
-    await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
-}
-/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
-async function transfer_scratchDir(kind) {
-    const parent = external_node_path_default().join(stateDir(), 'tmp');
-    await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
-    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
-}
-/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
-async function claimOutput(file) {
-    const partial = `${file}.${process.pid}.partial`;
-    try {
-        const handle = await (0,promises_namespaceObject.open)(partial, 'wx');
-        await handle.close();
-    }
-    catch (error) {
-        throw new TransferError(`cannot write ${file}: ${error.message}`);
-    }
-    return partial;
-}
-/**
- * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
- * ends in .gz or .tgz). A running VM is paused while its disk files are
- * copied. Returns the bytes written. Nothing is left behind when it fails.
- */
-async function exportSnapshot(service, name, file, host) {
-    const [record, snapshot] = await requireSnapshot(service, name);
-    const target = external_node_path_default().resolve(file);
-    if (await exists(target).catch(() => false)) {
-        throw new TransferError(`${target} already exists; remove it or choose another file`);
-    }
-    const partial = await claimOutput(target);
-    const staging = await transfer_scratchDir('export');
-    try {
-        const paths = vmPaths(record.machine.dir);
-        const disks = record.disks ?? [];
-        const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
-        if (snapshot.kind === 'checkpoint')
-            copies.push([paths.rootDisk, ROOT]);
-        const running = await host.hypervisor.isRunning(record.machine);
-        if (running)
-            await host.hypervisor.pause(record.machine);
-        try {
-            for (const [from, entry] of copies) {
-                await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
-            }
-        }
-        finally {
-            if (running)
-                await host.hypervisor.resume(record.machine);
-        }
-        for (const [, entry] of copies) {
-            const copy = external_node_path_default().join(staging, entry);
-            if ((await snapshotNames(copy)).includes(name))
-                await keepOnly(copy, name);
-        }
-        const base = await backingFile(paths.rootDisk);
-        await run({
-            program: 'qemu-img',
-            args: ['convert', '-q', '-O', 'qcow2', base, external_node_path_default().join(staging, BASE)],
-        });
-        const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
-        for (const [i, g] of guestFiles.entries()) {
-            await run({ program: 'cp', args: [record.machine.guestFiles[i].path, external_node_path_default().join(staging, g.entry)] });
-        }
-        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
-        const files = [];
-        for (const entry of entries) {
-            const at = external_node_path_default().join(staging, entry);
-            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await sha256(at) });
-        }
-        const manifest = {
-            format: FORMAT,
-            version: transfer_VERSION,
-            createdAt: new Date().toISOString(),
-            snapshot,
-            service: {
-                name: record.name,
-                image: record.image,
-                imageDigest: record.imageDigest,
-                imageConfigDigest: record.imageConfigDigest,
-                imageBlobs: record.imageBlobs,
-                user: record.user,
-                workdir: record.workdir,
-                labels: record.labels,
-                ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
-                memoryMiB: record.machine.memoryMiB,
-                cpus: record.machine.cpus,
-                ports: record.ports,
-                disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
-                guestFiles,
-                ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
-            },
-            files,
-        };
-        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
-        await Qn({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
-            MANIFEST,
-            ...entries,
-        ]);
-        await (0,promises_namespaceObject.rename)(partial, target);
-        return (await (0,promises_namespaceObject.stat)(target)).size;
-    }
-    finally {
-        await (0,promises_namespaceObject.rm)(partial, { force: true });
-        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
-    }
-}
-async function backingFile(overlay) {
-    const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
-    const info = JSON.parse(stdout);
-    const base = info['full-backing-filename'] ?? info['backing-filename'];
-    if (!base)
-        throw new TransferError(`${overlay} has no base image`);
-    return base;
-}
-/** Reads and checks an export's manifest against the files beside it. */
-async function checkExport(dir, file) {
-    let manifest;
-    try {
-        manifest = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, MANIFEST), 'utf8'));
-    }
-    catch (error) {
-        if (isNotFound(error))
-            throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
-        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
-    }
-    if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
-        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
-    }
-    if (manifest.version !== transfer_VERSION) {
-        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads version ${transfer_VERSION}`);
-    }
-    const service = manifest.service;
-    if (typeof manifest.snapshot?.name !== 'string' ||
-        !Array.isArray(manifest.files) ||
-        !Array.isArray(service?.disks) ||
-        !Array.isArray(service.guestFiles) ||
-        !Array.isArray(service.ports)) {
-        throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
-    }
-    // Names from the file become paths and QEMU arguments here: each must be a plain name.
-    for (const disk of manifest.service.disks) {
-        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
-            throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
-        }
-    }
-    for (const g of manifest.service.guestFiles) {
-        if (!ENTRY.test(g.name))
-            throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
-    }
-    const listed = new Map(manifest.files.map((f) => [f.name, f]));
-    const needed = [
-        BASE,
-        ...manifest.service.disks.map((d) => d.path),
-        ...manifest.service.guestFiles.map((g) => g.entry),
-        ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
-    ];
-    for (const entry of needed) {
-        const expected = listed.get(entry);
-        if (!expected || !ENTRY.test(entry))
-            throw new TransferError(`${file} is damaged: it does not list ${entry}`);
-        const at = external_node_path_default().join(dir, entry);
-        const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
-        if (size === undefined)
-            throw new TransferError(`${file} is damaged: ${entry} is missing`);
-        if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
-            throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
-        }
-    }
-    for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
-        const { stdout } = await run({
-            program: 'qemu-img',
-            args: ['info', '--output=json', external_node_path_default().join(dir, entry)],
-        });
-        const info = JSON.parse(stdout);
-        if (info.format !== 'qcow2')
-            throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
-        // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
-        if (info['format-specific']?.data?.['data-file'] ||
-            (info['backing-filename'] && entry !== manifest.service.rootDisk)) {
-            throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
-        }
-    }
-    return manifest;
-}
-async function extract(file, dir) {
-    const refused = [];
-    try {
-        await So({
-            file,
-            cwd: dir,
-            strict: true,
-            preservePaths: false,
-            filter: (entry, stat) => {
-                const ok = ENTRY.test(entry) && stat.type === 'File';
-                if (!ok)
-                    refused.push(entry);
-                return ok;
-            },
-        });
-    }
-    catch (error) {
-        if (isNotFound(error) && !(await exists(file)))
-            throw new TransferError(`${file} does not exist`);
-        const code = error.code ?? '';
-        // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
-        const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
-        throw new TransferError(`${file} is not a hyper export: ${what} (${error.message})`);
-    }
-    if (refused.length > 0) {
-        throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
-    }
-}
-/**
- * Makes a stopped service from an export: checks every file against the
- * manifest, refuses a checkpoint this host cannot load, then moves the disks
- * into place (named volumes into the job's volumes). On failure nothing of it
- * is left, and existing volumes and services are untouched.
- */
-async function importSnapshot(file, options, host) {
-    const source = external_node_path_default().resolve(file);
-    const staging = await transfer_scratchDir('import');
-    let dir;
-    const madeVolumes = [];
-    try {
-        await extract(source, staging);
-        const manifest = await checkExport(staging, source);
-        const { snapshot, service } = manifest;
-        if (snapshot.kind === 'checkpoint') {
-            const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
-            if (problem)
-                throw new TransferError(`cannot import ${source}: ${problem}`);
-        }
-        const name = options.name ?? service.name;
-        validateName(name);
-        dir = vmDir(name);
-        for (const disk of service.disks) {
-            if (disk.volume && (await exists(volumePath(disk.volume)))) {
-                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
-            }
-        }
-        const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
-        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
-        try {
-            await (0,promises_namespaceObject.mkdir)(dir);
-        }
-        catch (error) {
-            const claimed = dir;
-            dir = undefined;
-            if (error.code === 'EEXIST') {
-                throw new TransferError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`);
-            }
-            throw new TransferError(`cannot make ${claimed}: ${error.message}`);
-        }
-        const paths = vmPaths(dir);
-        const base = external_node_path_default().join(dir, BASE);
-        await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
-        if (service.rootDisk) {
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, service.rootDisk), paths.rootDisk);
-            await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
-        }
-        else {
-            await run({
-                program: 'qemu-img',
-                args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
-            });
-        }
-        const disks = [];
-        await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));
-        for (const disk of service.disks) {
-            const at = disk.volume ? volumePath(disk.volume) : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
-            if (disk.volume) {
-                await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
-                madeVolumes.push(at);
-            }
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
-            disks.push({ ...disk, path: at });
-        }
-        await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
-        const guestFiles = [];
-        for (const g of service.guestFiles) {
-            const at = external_node_path_default().join(paths.guestFiles, g.name);
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
-            guestFiles.push({ name: g.name, path: at });
-        }
-        const machine = {
-            name,
-            dir,
-            accel: host.accel,
-            memoryMiB: service.memoryMiB,
-            cpus: service.cpus,
-            bundle: host.bundle,
-            rootDisk: paths.rootDisk,
-            guestFiles,
-            ports: ports.map((p) => ({
-                protocol: p.protocol,
-                hostIp: p.hostIp,
-                hostPort: p.hostPort,
-                guestPort: p.containerPort,
-            })),
-            disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-        };
-        const record = {
-            name,
-            image: service.image,
-            imageDigest: service.imageDigest,
-            imageConfigDigest: service.imageConfigDigest,
-            imageBlobs: service.imageBlobs,
-            createdAt: new Date().toISOString(),
-            machine,
-            ports,
-            user: service.user,
-            workdir: service.workdir,
-            labels: service.labels,
-            disks,
-            ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
-        };
-        await (0,promises_namespaceObject.writeFile)(paths.status, '');
-        await writeSnapshots(record, [snapshot]);
-        await writeRecord(record);
-        return { record, snapshot };
-    }
-    catch (error) {
-        if (dir)
-            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-        for (const volume of madeVolumes)
-            await (0,promises_namespaceObject.rm)(volume, { force: true });
-        throw error;
-    }
-    finally {
-        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/lifecycle/volumes.ts

@@ -23,7 +23,7 @@ export interface CacheKeys {
   restore: string[];
 }
 
-function shortHash(values: readonly string[]): string {
+export function shortHash(values: readonly string[]): string {
   return createHash('sha256')
     .update([...new Set(values)].sort().join('\n'))
     .digest('hex')
@@ -58,7 +58,7 @@ function archiveDir(): string {
  * Runs an @actions/cache call with RUNNER_TEMP pointed at a dir of our own,
  * removed afterwards: the library leaves the empty dirs it made its archives in.
  */
-async function inScratchTemp<T>(call: () => Promise<T>): Promise<T> {
+export async function inScratchTemp<T>(call: () => Promise<T>): Promise<T> {
   const original = process.env.RUNNER_TEMP;
   const scratch = await mkdtemp(path.join(original ?? os.tmpdir(), 'hyper-cache-tmp-'));
   process.env.RUNNER_TEMP = scratch;

@@ -5,6 +5,8 @@ import { parseAccelChoice, type AccelChoice } from '../install/accel.js';
 import { parseComposeFile } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
+import { parseVolumeSize } from '../spec/units.js';
+import { snapshotNameProblem } from '../lifecycle/snapshots.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { SpecError } from '../spec/service.js';
 import { Inputs } from './constants.js';
@@ -19,9 +21,14 @@ export interface ActionInputs {
   githubToken: string | undefined;
   /** Keep blobs and root filesystems across runs with @actions/cache. */
   cache: boolean;
+  /** The size new volumes get (bytes), when the input sets one. */
+  volumeSize: number | undefined;
+  /** Carry snapshot `name` of each service across runs under this cache key. */
+  checkpoint: { key: string; name: string } | undefined;
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
+const DEFAULT_CHECKPOINT_NAME = 'ready';
 
 /** Reads and validates every input before anything happens. */
 export function getInputs(): ActionInputs {
@@ -47,6 +54,22 @@ export function getInputs(): ActionInputs {
   if (!/^\d+$/.test(waitText) || Number(waitText) < 1) {
     throw new SpecError(`input "${Inputs.WaitTimeout}": "${waitText}" is not a number of seconds`);
   }
+  const volumeSizeText = core.getInput(Inputs.VolumeSize);
+  let volumeSize: number | undefined;
+  try {
+    volumeSize = volumeSizeText ? parseVolumeSize(volumeSizeText) : undefined;
+  } catch (error: unknown) {
+    throw new SpecError(`input "${Inputs.VolumeSize}": ${(error as Error).message}`);
+  }
+  const checkpointKey = core.getInput(Inputs.CheckpointKey);
+  const checkpointName = core.getInput(Inputs.CheckpointName) || DEFAULT_CHECKPOINT_NAME;
+  const nameProblem = snapshotNameProblem(checkpointName);
+  if (nameProblem) throw new SpecError(`input "${Inputs.CheckpointName}": ${nameProblem}`);
+  if (checkpointKey.includes(',') || checkpointKey.length > 400) {
+    throw new SpecError(
+      `input "${Inputs.CheckpointKey}": a cache key has no commas and at most 400 characters here`,
+    );
+  }
   return {
     accel,
     plan,
@@ -58,6 +81,8 @@ export function getInputs(): ActionInputs {
       .filter(Boolean),
     githubToken: core.getInput(Inputs.GithubToken) || undefined,
     cache: parseBoolean(core.getInput(Inputs.Cache), true, Inputs.Cache),
+    volumeSize,
+    checkpoint: checkpointKey ? { key: checkpointKey, name: checkpointName } : undefined,
   };
 }
 

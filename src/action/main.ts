@@ -14,10 +14,11 @@ import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';
 import { restoreImageCache } from './cache.js';
+import { checkpointKeys, restoreCheckpoints, type RestoredCheckpoints } from './checkpoint-cache.js';
 import { Outputs } from './constants.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
-import { saveImageCacheState, saveStateDir } from './state.js';
+import { saveCheckpointCacheState, saveImageCacheState, saveStateDir } from './state.js';
 
 /** The job's state lives in RUNNER_TEMP, which the runner empties after the job. */
 function jobStateDir(): string {
@@ -65,6 +66,11 @@ export async function mainRun(): Promise<void> {
   saveStateDir(stateDir);
   process.env.HYPER_STATE_DIR = stateDir;
   core.exportVariable('HYPER_STATE_DIR', stateDir);
+  if (inputs.volumeSize !== undefined) {
+    // Later `hyper` steps make their volumes with the same default.
+    process.env.HYPER_VOLUME_SIZE = String(inputs.volumeSize);
+    core.exportVariable('HYPER_VOLUME_SIZE', String(inputs.volumeSize));
+  }
 
   if (inputs.accel !== 'tcg' && process.env.GITHUB_ACTIONS === 'true') {
     core.info(await core.group('Enable KVM', enableKvm));
@@ -94,6 +100,13 @@ export async function mainRun(): Promise<void> {
     const restoredKey = inputs.cache
       ? await core.group('Restore the image cache', () => restoreImageCache(imageNames))
       : undefined;
+    const checkpointCache = inputs.checkpoint ? await checkpointKeys(inputs.checkpoint.key, host) : undefined;
+    let checkpoints: RestoredCheckpoints | undefined;
+    if (checkpointCache) {
+      checkpoints = await core.group('Restore the checkpoint cache', () =>
+        restoreCheckpoints(checkpointCache),
+      );
+    }
     try {
       statuses = await core.group(`Start ${serviceCount} service(s)`, () =>
         upServices(
@@ -107,6 +120,8 @@ export async function mainRun(): Promise<void> {
             },
             baseDir: process.env.GITHUB_WORKSPACE ?? process.cwd(),
             labels: { job: `${process.env.GITHUB_RUN_ID ?? ''}-${process.env.GITHUB_JOB ?? ''}` },
+            ...(inputs.volumeSize !== undefined ? { volumeSize: inputs.volumeSize } : {}),
+            ...(checkpoints ? { checkpoints: checkpoints.files } : {}),
           },
           { info: core.info, warn: core.warning },
         ),
@@ -118,6 +133,19 @@ export async function mainRun(): Promise<void> {
         );
       }
       throw error;
+    } finally {
+      await checkpoints?.cleanup();
+    }
+    if (checkpointCache && inputs.checkpoint) {
+      const saved = Object.keys(checkpoints?.files ?? {});
+      const resumed = statuses.filter((s) => s.restoredFrom !== undefined).map((s) => s.name);
+      const hit = saved.length > 0 && saved.every((name) => resumed.includes(name));
+      core.setOutput(Outputs.CheckpointHit, String(hit));
+      saveCheckpointCacheState({
+        key: checkpointCache.key,
+        name: inputs.checkpoint.name,
+        ...(hit && checkpoints ? { restoredKey: checkpoints.key } : {}),
+      });
     }
     if (inputs.cache) {
       saveImageCacheState({

@@ -4,7 +4,8 @@ import { listServices, removeService, serviceLogs, stopService } from '../lifecy
 import { readUsage, type VmUsage } from '../lifecycle/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { saveImageCache } from './cache.js';
-import { savedImageCacheState, savedStateDir } from './state.js';
+import { saveCheckpoints } from './checkpoint-cache.js';
+import { savedCheckpointCacheState, savedImageCacheState, savedStateDir } from './state.js';
 
 const STOP_GRACE_MS = 10_000;
 
@@ -34,6 +35,13 @@ export async function postRun(): Promise<void> {
   }
   process.env.HYPER_STATE_DIR = savedStateDir;
   const host = { hypervisor: new QemuHypervisor() };
+  // Before teardown: the snapshots live in the VMs' disks.
+  const checkpoint = savedCheckpointCacheState();
+  if (checkpoint) {
+    await core.group('Save the checkpoint cache', () =>
+      saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, host),
+    );
+  }
   const usage: [string, VmUsage][] = [];
   for (const { record } of await listServices(host)) {
     await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));

@@ -24,3 +24,20 @@ export function savedImageCacheState(): ImageCacheState | undefined {
   const text = core.getState(StateKeys.ImageCache);
   return text ? (JSON.parse(text) as ImageCacheState) : undefined;
 }
+
+/** What the main step asks the post step to save to the checkpoint cache. */
+export interface CheckpointCacheState {
+  key: string;
+  name: string;
+  /** Set only when every service in the restored entry started from it. */
+  restoredKey?: string;
+}
+
+export function saveCheckpointCacheState(state: CheckpointCacheState): void {
+  core.saveState(StateKeys.CheckpointCache, JSON.stringify(state));
+}
+
+export function savedCheckpointCacheState(): CheckpointCacheState | undefined {
+  const text = core.getState(StateKeys.CheckpointCache);
+  return text ? (JSON.parse(text) as CheckpointCacheState) : undefined;
+}

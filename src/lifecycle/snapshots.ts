@@ -39,6 +39,12 @@ export interface SnapshotRecord {
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** Why `tag` cannot name a snapshot (it becomes a qcow2 snapshot tag and a file name), if it cannot. */
+export function snapshotNameProblem(tag: string): string | undefined {
+  if (NAME.test(tag)) return undefined;
+  return `"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`;
+}
 type Host = Pick<HostContext, 'hypervisor'>;
 
 function snapshotsFile(record: VmRecord): string {
@@ -101,11 +107,8 @@ export async function snapshotService(
 ): Promise<SnapshotRecord> {
   const record = await requireRecord(service);
   const tag = name ?? defaultSnapshotName();
-  if (!NAME.test(tag)) {
-    throw new ServiceError(
-      `"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`,
-    );
-  }
+  const problem = snapshotNameProblem(tag);
+  if (problem) throw new ServiceError(problem);
   const snapshots = await readSnapshots(record);
   if (snapshots.some((s) => s.name === tag)) {
     throw new ServiceError(

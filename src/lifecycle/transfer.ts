@@ -215,6 +215,8 @@ export interface ImportOptions {
   name?: string | undefined;
   /** Ports to publish; the exported container ports on free host ports by default. */
   ports?: PortSpec[] | undefined;
+  /** Refuse an export of another image (the image reference as the service names it). */
+  image?: string | undefined;
 }
 
 export interface ImportResult {
@@ -347,6 +349,9 @@ export async function importSnapshot(
     await extract(source, staging);
     const manifest = await checkExport(staging, source);
     const { snapshot, service } = manifest;
+    if (options.image !== undefined && service.image !== options.image) {
+      throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
+    }
     if (snapshot.kind === 'checkpoint') {
       const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
       if (problem) throw new TransferError(`cannot import ${source}: ${problem}`);

@@ -1,9 +1,19 @@
+import { rm } from 'node:fs/promises';
 import type { PublishedPort } from '../network/ports.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { waitHealthy } from './health.js';
 import type { HostContext, Reporter } from './host.js';
 import type { VmRecord } from './record.js';
-import { runService, serviceLogs, type RegistrySettings, type RunRequest } from './service.js';
+import {
+  removeService,
+  requireRecord,
+  runService,
+  serviceLogs,
+  type RegistrySettings,
+  type RunRequest,
+} from './service.js';
+import { restoreService } from './snapshots.js';
+import { importSnapshot } from './transfer.js';
 
 export const DEFAULT_SERVICE_MEMORY_MIB = 512;
 const BOOT_TIMEOUT_MS = 120_000;
@@ -17,6 +27,8 @@ export interface UpOptions {
   baseDir?: string;
   /** Bytes for each new volume that sets no size of its own; HYPER_VOLUME_SIZE, else 10 GiB, when absent. */
   volumeSize?: number;
+  /** Exports (hyper export files) to resume services from instead of booting them, by service name. */
+  checkpoints?: Readonly<Record<string, string>>;
 }
 
 export interface ServiceStatus {
@@ -31,6 +43,8 @@ export interface ServiceStatus {
   ports: PublishedPort[];
   bootMs: number;
   healthyMs: number;
+  /** The snapshot it was started from, when it came from a checkpoint export. */
+  restoredFrom?: string;
 }
 
 /** A service that failed to come up, with its log for the user. */
@@ -98,9 +112,16 @@ async function bootOne(
   reporter: Reporter,
 ): Promise<ServiceStatus> {
   const started = Date.now();
-  let record: VmRecord;
+  const exported = options.checkpoints?.[spec.name];
+  let record: VmRecord | undefined;
+  let restoredFrom: string | undefined;
+  if (exported) {
+    const resumed = await resumeFromExport(spec, exported, host, reporter);
+    record = resumed?.record;
+    restoredFrom = resumed?.snapshot;
+  }
   try {
-    record = await runService(runRequest(spec, options), host, (line) =>
+    record ??= await runService(runRequest(spec, options), host, (line) =>
       reporter.info(`${spec.name}: ${line}`),
     );
   } catch (error: unknown) {
@@ -133,7 +154,46 @@ async function bootOne(
     ports: record.ports,
     bootMs: record.bootMs ?? 0,
     healthyMs,
+    ...(restoredFrom ? { restoredFrom } : {}),
   };
+}
+
+/**
+ * Starts a service from an export instead of booting it: import, then restore
+ * (a checkpoint resumes; a volume snapshot boots on its volumes). Any failure
+ * is a warning and leaves nothing, so the caller boots the service normally.
+ */
+async function resumeFromExport(
+  spec: ServiceSpec,
+  file: string,
+  host: HostContext,
+  reporter: Reporter,
+): Promise<{ record: VmRecord; snapshot: string } | undefined> {
+  let imported: VmRecord | undefined;
+  try {
+    const result = await importSnapshot(
+      file,
+      { name: spec.name, ports: spec.ports, image: spec.image },
+      host,
+    );
+    imported = result.record;
+    await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
+    const record = await requireRecord(spec.name);
+    reporter.info(
+      `${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`,
+    );
+    return { record, snapshot: result.snapshot.name };
+  } catch (error: unknown) {
+    if (imported) {
+      // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
+      await removeService(spec.name, true, host).catch(() => undefined);
+      for (const disk of imported.disks ?? []) if (disk.volume) await rm(disk.path, { force: true });
+    }
+    reporter.warn(
+      `${spec.name}: not started from the saved checkpoint: ${(error as Error).message}; booting it normally`,
+    );
+    return undefined;
+  }
 }
 
 /** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
