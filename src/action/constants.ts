@@ -10,6 +10,7 @@ export enum Inputs {
   VolumeSize = 'volume-size',
   CheckpointKey = 'checkpoint-key',
   CheckpointName = 'checkpoint-name',
+  KeepOnFailure = 'keep-on-failure',
 }
 
 export enum Outputs {
@@ -25,4 +26,8 @@ export enum StateKeys {
   ImageCache = 'image-cache',
   /** What the post step saves to the checkpoint cache: key, snapshot name and the key restored. */
   CheckpointCache = 'checkpoint-cache',
+  /** The keep-on-failure mode, saved before the services boot. */
+  KeepOnFailure = 'keep-on-failure',
+  /** Set when the main step finished: every service is up. */
+  MainDone = 'main-done',
 }

@@ -10,6 +10,7 @@ import { snapshotNameProblem } from '../lifecycle/snapshots.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { SpecError } from '../spec/service.js';
 import { Inputs } from './constants.js';
+import { KEEP_ON_FAILURE, type KeepOnFailure } from './debug-artifact.js';
 
 export interface ActionInputs {
   accel: AccelChoice;
@@ -23,6 +24,8 @@ export interface ActionInputs {
   cache: boolean;
   /** The size new volumes get (bytes), when the input sets one. */
   volumeSize: number | undefined;
+  /** What to keep as an artifact when the job fails. */
+  keepOnFailure: KeepOnFailure;
   /** Carry snapshot `name` of each service across runs under this cache key. */
   checkpoint: { key: string; name: string } | undefined;
 }
@@ -70,6 +73,13 @@ export function getInputs(): ActionInputs {
       `input "${Inputs.CheckpointKey}": a cache key has no commas and at most 400 characters here`,
     );
   }
+  const keepText = core.getInput(Inputs.KeepOnFailure) || 'false';
+  const keepOnFailure = KEEP_ON_FAILURE.find((mode) => mode === keepText);
+  if (!keepOnFailure) {
+    throw new SpecError(
+      `input "${Inputs.KeepOnFailure}": "${keepText}" is not one of ${KEEP_ON_FAILURE.join(', ')}`,
+    );
+  }
   return {
     accel,
     plan,
@@ -82,6 +92,7 @@ export function getInputs(): ActionInputs {
     githubToken: core.getInput(Inputs.GithubToken) || undefined,
     cache: parseBoolean(core.getInput(Inputs.Cache), true, Inputs.Cache),
     volumeSize,
+    keepOnFailure,
     checkpoint: checkpointKey ? { key: checkpointKey, name: checkpointName } : undefined,
   };
 }

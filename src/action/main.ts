@@ -18,7 +18,13 @@ import { checkpointKeys, restoreCheckpoints, type RestoredCheckpoints } from './
 import { Outputs } from './constants.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
-import { saveCheckpointCacheState, saveImageCacheState, saveStateDir } from './state.js';
+import {
+  saveCheckpointCacheState,
+  saveImageCacheState,
+  saveKeepOnFailure,
+  saveMainDone,
+  saveStateDir,
+} from './state.js';
 
 /** The job's state lives in RUNNER_TEMP, which the runner empties after the job. */
 function jobStateDir(): string {
@@ -64,6 +70,7 @@ export async function mainRun(): Promise<void> {
   const stateDir = jobStateDir();
   await mkdir(stateDir, { recursive: true });
   saveStateDir(stateDir);
+  saveKeepOnFailure(inputs.keepOnFailure);
   process.env.HYPER_STATE_DIR = stateDir;
   core.exportVariable('HYPER_STATE_DIR', stateDir);
   if (inputs.volumeSize !== undefined) {
@@ -158,6 +165,7 @@ export async function mainRun(): Promise<void> {
   core.setOutput(Outputs.Services, JSON.stringify(servicesContext(statuses)));
   for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
   await writeSummary(statuses);
+  saveMainDone();
   core.info(
     `hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version}, ${statuses.length} service(s))`,
   );

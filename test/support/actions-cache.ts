@@ -1,18 +1,32 @@
 /**
- * A stand-in for GitHub's Actions cache service, on 127.0.0.1. It is a fake:
+ * A stand-in for GitHub's Actions cache and artifact services, on 127.0.0.1. It is a fake:
  * the real service exists only inside GitHub's infrastructure. It speaks the
  * protocol @actions/cache uses when the runner sets ACTIONS_CACHE_SERVICE_V2:
  * twirp JSON calls under /twirp/github.actions.results.api.v1.CacheService/,
  * uploads to the signed URL through the Azure blob protocol (one PUT, or
  * staged blocks and a block list), and downloads with a plain GET. Lookups
  * follow GitHub's documented rules: the version must match; the key exactly,
- * then each restore key as a prefix, newest entry first.
+ * then each restore key as a prefix, newest entry first. Artifacts
+ * (@actions/artifact) go the same way: twirp CreateArtifact, an Azure blob
+ * upload, FinalizeArtifact; the runtime token is a JWT whose scp claim names
+ * the run and job, as the runner's is (unsigned here: nothing verifies it).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 const SERVICE = '/twirp/github.actions.results.api.v1.CacheService/';
-const TOKEN = 'fake-runtime-token';
+const ARTIFACTS = '/twirp/github.actions.results.api.v1.ArtifactService/';
+const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+const TOKEN = `${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({
+  scp: 'Actions.ExampleScope Actions.Results:run-backend-1:job-backend-1',
+})}.unsigned`;
+
+export interface FakeArtifact {
+  name: string;
+  body?: Buffer;
+  blocks: Map<string, Buffer>;
+  finalized: boolean;
+}
 
 interface Entry {
   key: string;
@@ -33,6 +47,8 @@ export interface FakeActionsCache {
   corrupt(key: string, offset: number): void;
   /** Counts of twirp calls by method. */
   calls: Record<string, number>;
+  /** Finalized artifacts, in upload order. */
+  artifacts(): { name: string; body: Buffer }[];
   stop(): Promise<void>;
 }
 
@@ -49,6 +65,7 @@ function json(response: ServerResponse, status: number, value: unknown): void {
 
 export async function startFakeActionsCache(): Promise<FakeActionsCache> {
   const entries: Entry[] = [];
+  const artifacts: FakeArtifact[] = [];
   const calls: Record<string, number> = {};
   let base = '';
   let sequence = 0;
@@ -99,8 +116,42 @@ export async function startFakeActionsCache(): Promise<FakeActionsCache> {
     }
   };
 
+  const artifactTwirp = (method: string, body: Record<string, unknown>, response: ServerResponse) => {
+    calls[method] = (calls[method] ?? 0) + 1;
+    const name = String(body.name ?? '');
+    // protobuf JSON: the client sends proto field names (snake_case).
+    if (
+      body.workflow_run_backend_id !== 'run-backend-1' ||
+      body.workflow_job_run_backend_id !== 'job-backend-1'
+    ) {
+      return json(response, 400, { code: 'invalid_argument', msg: 'unknown run or job' });
+    }
+    switch (method) {
+      case 'CreateArtifact': {
+        if (artifacts.some((a) => a.name === name)) {
+          return json(response, 409, { code: 'already_exists', msg: 'an artifact with this name exists' });
+        }
+        artifacts.push({ name, blocks: new Map(), finalized: false });
+        return json(response, 200, {
+          ok: true,
+          signed_upload_url: `${base}/devstoreaccount1/artifacts/${artifacts.length - 1}?sig=upload`,
+        });
+      }
+      case 'FinalizeArtifact': {
+        const artifact = artifacts.find((a) => a.name === name && !a.finalized);
+        if (!artifact?.body || artifact.body.length !== Number(body.size)) {
+          return json(response, 200, { ok: false });
+        }
+        artifact.finalized = true;
+        return json(response, 200, { ok: true, artifact_id: String(artifacts.indexOf(artifact) + 1) });
+      }
+      default:
+        return json(response, 404, { code: 'bad_route', msg: `no method ${method}` });
+    }
+  };
+
   const upload = (
-    entry: Entry,
+    entry: Pick<Entry, 'blocks' | 'body'>,
     url: URL,
     body: Buffer,
     request: IncomingMessage,
@@ -133,6 +184,18 @@ export async function startFakeActionsCache(): Promise<FakeActionsCache> {
         if (request.headers.authorization !== `Bearer ${TOKEN}`)
           return json(response, 401, { code: 'unauthenticated' });
         return twirp(url.pathname.slice(SERVICE.length), JSON.parse(body.toString('utf8') || '{}'), response);
+      }
+      if (url.pathname.startsWith(ARTIFACTS) && request.method === 'POST') {
+        if (request.headers.authorization !== `Bearer ${TOKEN}`)
+          return json(response, 401, { code: 'unauthenticated' });
+        const method = url.pathname.slice(ARTIFACTS.length);
+        return artifactTwirp(method, JSON.parse(body.toString('utf8') || '{}'), response);
+      }
+      const artifactUpload = /^\/devstoreaccount1\/artifacts\/(\d+)$/.exec(url.pathname);
+      if (artifactUpload && request.method === 'PUT') {
+        const artifact = artifacts[Number(artifactUpload[1])];
+        if (!artifact || artifact.finalized) return json(response, 404, {});
+        return upload(artifact, url, body, request, response);
       }
       const upload_ = /^\/devstoreaccount1\/cache\/(\d+)$/.exec(url.pathname);
       if (upload_ && request.method === 'PUT') {
@@ -173,6 +236,8 @@ export async function startFakeActionsCache(): Promise<FakeActionsCache> {
       if (body) body[offset] = (body[offset] ?? 0) ^ 0xff;
     },
     calls,
+    artifacts: () =>
+      artifacts.filter((a) => a.finalized && a.body).map((a) => ({ name: a.name, body: a.body as Buffer })),
     stop: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

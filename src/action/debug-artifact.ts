@@ -1,0 +1,167 @@
+import { DefaultArtifactClient } from '@actions/artifact';
+import * as core from '@actions/core';
+import { Octokit } from '@octokit/rest';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { exists } from '../files.js';
+import type { HostContext } from '../lifecycle/host.js';
+import type { VmRecord } from '../lifecycle/record.js';
+import { listServices, stopService } from '../lifecycle/service.js';
+import { snapshotService } from '../lifecycle/snapshots.js';
+import { exportSnapshot } from '../lifecycle/transfer.js';
+import { run } from '../process/run.js';
+import { vmPaths } from '../vm/paths.js';
+
+/**
+ * The `keep-on-failure` input: when the job failed, the post step keeps the
+ * services' state as a workflow artifact before tearing them down.
+ *   volumes:    each service's logs and its writable volumes as compact qcow2
+ *               (taken after the service is stopped, so they are clean);
+ *   checkpoint: a checkpoint of each running service as a hyper export,
+ *               volumes included, to `hyper import` and resume elsewhere.
+ */
+export type KeepOnFailure = 'false' | 'volumes' | 'checkpoint';
+export const KEEP_ON_FAILURE: readonly KeepOnFailure[] = ['false', 'volumes', 'checkpoint'];
+
+export interface WorkflowJob {
+  status: string;
+  runner_name: string | null;
+  steps?: { name: string; conclusion: string | null }[];
+}
+
+/**
+ * Whether this job has a failed step, from the run attempt's jobs: ours is the
+ * one in progress on this runner. Undefined when it is not among them. Pure.
+ */
+export function failedStep(jobs: readonly WorkflowJob[], runnerName: string): string | null | undefined {
+  const job = jobs.find((j) => j.status === 'in_progress' && j.runner_name === runnerName);
+  if (!job) return undefined;
+  return job.steps?.find((step) => step.conclusion === 'failure')?.name ?? null;
+}
+
+/**
+ * Why the job counts as failed, or undefined when it does not. A post step
+ * cannot see the job's status, so when the main step itself succeeded this
+ * asks the GitHub API for the job's steps.
+ */
+export async function jobFailure(
+  mainSucceeded: boolean,
+  token: string | undefined,
+): Promise<string | undefined> {
+  if (!mainSucceeded) return 'the hyper-services step failed';
+  const repository = process.env.GITHUB_REPOSITORY ?? '';
+  const [owner, repo] = repository.split('/');
+  const runId = Number(process.env.GITHUB_RUN_ID);
+  const attempt = Number(process.env.GITHUB_RUN_ATTEMPT || '1');
+  const runnerName = process.env.RUNNER_NAME;
+  if (!owner || !repo || !runId || !runnerName) {
+    throw new Error('GITHUB_REPOSITORY, GITHUB_RUN_ID and RUNNER_NAME are needed to find this job');
+  }
+  const octokit = new Octokit({
+    auth: token,
+    baseUrl: process.env.GITHUB_API_URL || 'https://api.github.com',
+    request: { retries: 0 },
+    log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+  });
+  const jobs = await octokit.paginate(octokit.rest.actions.listJobsForWorkflowRunAttempt, {
+    owner,
+    repo,
+    run_id: runId,
+    attempt_number: attempt,
+    per_page: 100,
+  });
+  const step = failedStep(jobs as WorkflowJob[], runnerName);
+  if (step === undefined) throw new Error(`no job of run ${runId} is in progress on runner ${runnerName}`);
+  return step === null ? undefined : `step "${step}" failed`;
+}
+
+/** Copies what one service leaves for debugging into `dir`; returns what was kept. */
+async function keepService(
+  record: VmRecord,
+  mode: Exclude<KeepOnFailure, 'false'>,
+  dir: string,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<string[]> {
+  const kept: string[] = [];
+  const paths = vmPaths(record.machine.dir);
+  const own = path.join(dir, record.name);
+  await mkdir(own, { recursive: true });
+  for (const file of [paths.serviceLog, paths.console, paths.record]) {
+    if (await exists(file)) {
+      await copyFile(file, path.join(own, path.basename(file)));
+      kept.push(`${record.name}/${path.basename(file)}`);
+    }
+  }
+  if (mode === 'checkpoint' && (await host.hypervisor.isRunning(record.machine))) {
+    const tag = `debug-${Date.now().toString(36)}`;
+    await snapshotService(record.name, tag, { checkpoint: true, freezeTimeoutMs: 10_000 }, host);
+    const file = path.join(own, `${record.name}-${tag}.tar`);
+    await exportSnapshot(record.name, tag, file, host);
+    return [...kept, `${record.name}/${path.basename(file)}`];
+  }
+  // The volumes alone: stopped first, so their filesystems are clean.
+  const volumes = (record.disks ?? []).filter((d) => !d.readOnly);
+  if (volumes.length > 0 && (await host.hypervisor.isRunning(record.machine))) {
+    await stopService(record.name, 10_000, host);
+  }
+  for (const disk of volumes) {
+    const name = `${disk.serial}${disk.volume ? `-${disk.volume}` : ''}.qcow2`;
+    await run({
+      program: 'qemu-img',
+      args: ['convert', '-q', '-O', 'qcow2', disk.path, path.join(own, name)],
+    });
+    kept.push(`${record.name}/${name}`);
+  }
+  return kept;
+}
+
+/**
+ * Keeps every service's state as artifact `name`. Failures are warnings: a
+ * debugging aid must not hide the job's own failure behind its own.
+ */
+export async function keepForDebugging(
+  mode: Exclude<KeepOnFailure, 'false'>,
+  name: string,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<void> {
+  const scratch = await mkdtemp(path.join(process.env.RUNNER_TEMP || os.tmpdir(), 'hyper-debug-'));
+  try {
+    const files: string[] = [];
+    for (const { record } of await listServices(host)) {
+      try {
+        const kept = await keepService(record, mode, scratch, host);
+        files.push(...kept.map((f) => path.join(scratch, f)));
+        core.info(`Kept for debugging: ${kept.join(', ')}`);
+      } catch (error: unknown) {
+        core.warning(`keep-on-failure: ${record.name}: ${(error as Error).message}`);
+      }
+    }
+    if (files.length === 0) {
+      core.info('keep-on-failure: there was nothing to keep');
+      return;
+    }
+    const started = Date.now();
+    const uploaded = await new DefaultArtifactClient().uploadArtifact(name, files, scratch, {
+      compressionLevel: 1,
+    });
+    core.info(
+      `keep-on-failure: uploaded artifact ${name} (${((uploaded.size ?? 0) / 1024 / 1024).toFixed(1)} MiB, id ${uploaded.id}) in ${Date.now() - started} ms`,
+    );
+  } catch (error: unknown) {
+    core.warning(`keep-on-failure: ${(error as Error).message}`);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The artifact's name: the job, the attempt and the runner, then the time, as
+ * a matrix's jobs share the job id and may run one after another on one runner.
+ */
+export function debugArtifactName(now = Date.now()): string {
+  const job = (process.env.GITHUB_JOB || 'job').replace(/[^a-zA-Z0-9_.-]/g, '-');
+  const attempt = process.env.GITHUB_RUN_ATTEMPT || '1';
+  const runner = (process.env.RUNNER_NAME || os.hostname()).replace(/[^a-zA-Z0-9_.-]/g, '-');
+  return `hyper-services-${job}-${attempt}-${runner}-${now.toString(36)}`;
+}
