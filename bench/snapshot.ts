@@ -7,12 +7,16 @@
  *   checkpoint (QMP snapshot-save) and its restore in place (snapshot-load,
  *   answering);
  *   boot from checkpoint (a stopped VM resumed from it, to answering) against
- *   a normal boot of the same stopped VM to answering, in the same run.
+ *   a normal boot of the same stopped VM to answering, and against a cold
+ *   boot (a new VM on an empty volume: initdb, to answering), in the same run;
+ *   hyper export of the checkpoint, hyper import of it into another state
+ *   dir, and the imported VM resumed to answering (what the action's
+ *   checkpoint-key does on a later run, less the cache transfer).
  *
  * Usage: bench/run-ts snapshot [--runs N] [--mb SIZE]   (defaults 5, 100). Prints figures; asserts nothing.
  */
 import { execa } from 'execa';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -68,7 +72,14 @@ async function main(): Promise<void> {
     checkpointRestore: [] as number[],
     bootFromCheckpoint: [] as number[],
     normalBoot: [] as number[],
+    coldBoot: [] as number[],
+    exportTime: [] as number[],
+    exportMiB: [] as number[],
+    importTime: [] as number[],
+    importedBoot: [] as number[],
   };
+  const otherState = await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-snap-import-'));
+  const files = await mkdtemp(path.join(os.tmpdir(), 'hyper-bench-snap-files-'));
   try {
     const image = await pushLayout(registry, (await serviceImageLayouts()).postgres, 'bench/postgres', '15');
     await hyperOk(
@@ -122,6 +133,50 @@ async function main(): Promise<void> {
           await answering(port);
         }),
       );
+      figures.coldBoot.push(
+        await timed(async () => {
+          await hyperOk(
+            'run',
+            '--name',
+            'cold',
+            '-m',
+            '256',
+            '-p',
+            '5432',
+            '-v',
+            `cold${i}:/var/lib/postgresql/data`,
+            image,
+          );
+          const coldPs = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
+            name: string;
+            ports: { hostPort: number }[];
+          }[];
+          await answering(String(coldPs.find((p) => p.name === 'cold')?.ports[0]?.hostPort));
+        }),
+      );
+      await hyperOk('rm', '-f', 'cold');
+      await hyperOk('volume', 'rm', `cold${i}`);
+      const file = path.join(files, `db-${i}.tar`);
+      figures.exportTime.push(await timed(() => hyperOk('export', 'db', `c${i}`, file)));
+      figures.exportMiB.push((await stat(file)).size / 1024 / 1024);
+      process.env.HYPER_STATE_DIR = otherState;
+      try {
+        figures.importTime.push(await timed(() => hyperOk('import', file)));
+        const imported = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
+          ports: { hostPort: number }[];
+        }[];
+        figures.importedBoot.push(
+          await timed(async () => {
+            await hyperOk('restore', 'db', `c${i}`);
+            await answering(String(imported[0]?.ports[0]?.hostPort));
+          }),
+        );
+        await hyperOk('rm', '-f', 'db');
+        await hyperOk('volume', 'rm', 'pgdata');
+      } finally {
+        process.env.HYPER_STATE_DIR = stateDir;
+        await rm(file, { force: true });
+      }
       // Keep the disks from growing run over run.
       await hyperOk('snapshot', 'rm', 'db', `v${i}`);
       await hyperOk('snapshot', 'rm', 'db', `c${i}`);
@@ -139,14 +194,25 @@ async function main(): Promise<void> {
     console.log(`checkpoint restore in place, answering:  ${fmt(figures.checkpointRestore)}`);
     console.log(`boot from checkpoint (stopped VM), answering: ${fmt(figures.bootFromCheckpoint)}`);
     console.log(`normal boot (stopped VM), answering:     ${fmt(figures.normalBoot)}`);
+    console.log(`cold boot (new VM, empty volume, initdb), answering: ${fmt(figures.coldBoot)}`);
     console.log(
       `ratio normal boot / boot from checkpoint: ${(median(figures.normalBoot) / median(figures.bootFromCheckpoint)).toFixed(1)}x`,
     );
+    console.log(
+      `ratio cold boot / boot from checkpoint:   ${(median(figures.coldBoot) / median(figures.bootFromCheckpoint)).toFixed(1)}x`,
+    );
+    console.log(
+      `export of the checkpoint:                ${fmt(figures.exportTime)}, ${median(figures.exportMiB).toFixed(0)} MiB`,
+    );
+    console.log(`import into another state dir:           ${fmt(figures.importTime)}`);
+    console.log(`imported checkpoint resumed, answering:  ${fmt(figures.importedBoot)}`);
   } finally {
-    for (const name of await readdir(path.join(stateDir, 'vms')).catch(() => []))
-      await hyper('rm', '-f', name);
+    for (const dir of [otherState, stateDir]) {
+      process.env.HYPER_STATE_DIR = dir;
+      for (const name of await readdir(path.join(dir, 'vms')).catch(() => [])) await hyper('rm', '-f', name);
+    }
     await registry.stop();
-    await rm(stateDir, { recursive: true, force: true });
+    for (const dir of [stateDir, otherState, files]) await rm(dir, { recursive: true, force: true });
   }
 }
 
