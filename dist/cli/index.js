@@ -45882,23 +45882,13 @@ async function runService(request, host, log) {
         throw error;
     }
     const files = guestFiles({ ...guest, mounts: guestMountTable(disks, mounts) });
-    const machine = {
-        name,
-        dir,
-        accel: host.accel,
+    const machine = machineSpec(name, host, {
         memoryMiB: request.memoryMiB,
         cpus: request.cpus,
-        bundle: host.bundle,
-        rootDisk: paths.rootDisk,
         guestFiles: files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) })),
-        ports: ports.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            guestPort: p.containerPort,
-        })),
-        disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-    };
+        ports,
+        disks,
+    });
     const record = {
         name,
         image: request.image,
@@ -45937,6 +45927,27 @@ async function runService(request, host, log) {
         await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
         throw error;
     }
+}
+/** The hypervisor's view of a service VM in `vmDir(name)`, on this host's bundle and accelerator. */
+function machineSpec(name, host, vm) {
+    const dir = vmDir(name);
+    return {
+        name,
+        dir,
+        accel: host.accel,
+        memoryMiB: vm.memoryMiB,
+        cpus: vm.cpus,
+        bundle: host.bundle,
+        rootDisk: vmPaths(dir).rootDisk,
+        guestFiles: vm.guestFiles,
+        ports: vm.ports.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            guestPort: p.containerPort,
+        })),
+        disks: vm.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    };
 }
 async function vmState(record, host) {
     if (await host.hypervisor.isRunning(record.machine))
@@ -46648,23 +46659,13 @@ async function importSnapshot(file, options, host) {
             await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
             guestFiles.push({ name: g.name, path: at });
         }
-        const machine = {
-            name,
-            dir,
-            accel: host.accel,
+        const machine = machineSpec(name, host, {
             memoryMiB: service.memoryMiB,
             cpus: service.cpus,
-            bundle: host.bundle,
-            rootDisk: paths.rootDisk,
             guestFiles,
-            ports: ports.map((p) => ({
-                protocol: p.protocol,
-                hostIp: p.hostIp,
-                hostPort: p.hostPort,
-                guestPort: p.containerPort,
-            })),
-            disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-        };
+            ports,
+            disks,
+        });
         const record = {
             name,
             image: service.image,

@@ -6,7 +6,7 @@ import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
-import { resolvePorts, type PortSpec } from '../network/ports.js';
+import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
 import { run } from '../process/run.js';
 import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
@@ -178,23 +178,13 @@ export async function runService(
     throw error;
   }
   const files = guestFiles({ ...guest, mounts: guestMountTable(disks, mounts) });
-  const machine: MachineSpec = {
-    name,
-    dir,
-    accel: host.accel,
+  const machine = machineSpec(name, host, {
     memoryMiB: request.memoryMiB,
     cpus: request.cpus,
-    bundle: host.bundle,
-    rootDisk: paths.rootDisk,
     guestFiles: files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) })),
-    ports: ports.map((p) => ({
-      protocol: p.protocol,
-      hostIp: p.hostIp,
-      hostPort: p.hostPort,
-      guestPort: p.containerPort,
-    })),
-    disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-  };
+    ports,
+    disks,
+  });
   const record: VmRecord = {
     name,
     image: request.image,
@@ -230,6 +220,38 @@ export async function runService(
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** The hypervisor's view of a service VM in `vmDir(name)`, on this host's bundle and accelerator. */
+export function machineSpec(
+  name: string,
+  host: Pick<HostContext, 'bundle' | 'accel'>,
+  vm: {
+    memoryMiB: number;
+    cpus: number;
+    guestFiles: MachineSpec['guestFiles'];
+    ports: readonly PublishedPort[];
+    disks: readonly MountDisk[];
+  },
+): MachineSpec {
+  const dir = vmDir(name);
+  return {
+    name,
+    dir,
+    accel: host.accel,
+    memoryMiB: vm.memoryMiB,
+    cpus: vm.cpus,
+    bundle: host.bundle,
+    rootDisk: vmPaths(dir).rootDisk,
+    guestFiles: vm.guestFiles,
+    ports: vm.ports.map((p) => ({
+      protocol: p.protocol,
+      hostIp: p.hostIp,
+      hostPort: p.hostPort,
+      guestPort: p.containerPort,
+    })),
+    disks: vm.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+  };
 }
 
 export type VmState = { running: true } | { running: false; exitCode: number | undefined };

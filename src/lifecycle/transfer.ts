@@ -9,12 +9,11 @@ import { resolvePorts, type PortSpec, type PublishedPort } from '../network/port
 import { run } from '../process/run.js';
 import type { MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
-import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';
 import type { HostContext } from './host.js';
 import { writeRecord, type VmRecord } from './record.js';
-import { ServiceError, validateName } from './service.js';
+import { machineSpec, ServiceError, validateName } from './service.js';
 import {
   checkpointCompatibility,
   requireSnapshot,
@@ -410,23 +409,13 @@ export async function importSnapshot(
       await rename(path.join(staging, g.entry), at);
       guestFiles.push({ name: g.name, path: at });
     }
-    const machine: MachineSpec = {
-      name,
-      dir,
-      accel: host.accel,
+    const machine = machineSpec(name, host, {
       memoryMiB: service.memoryMiB,
       cpus: service.cpus,
-      bundle: host.bundle,
-      rootDisk: paths.rootDisk,
       guestFiles,
-      ports: ports.map((p) => ({
-        protocol: p.protocol,
-        hostIp: p.hostIp,
-        hostPort: p.hostPort,
-        guestPort: p.containerPort,
-      })),
-      disks: disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-    };
+      ports,
+      disks,
+    });
     const record: VmRecord = {
       name,
       image: service.image,

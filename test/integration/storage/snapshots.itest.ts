@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
+import { psql, until } from '../../support/postgres.js';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
@@ -44,25 +45,6 @@ async function hostPort(name: string): Promise<string> {
     ports: { hostPort: number }[];
   }[];
   return String(ps.find((p) => p.name === name)?.ports[0]?.hostPort);
-}
-
-async function psql(port: string, sql: string): Promise<string> {
-  const result = await execa('psql', ['-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-tAc', sql], {
-    timeout: 60_000,
-  });
-  return result.stdout.trim();
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await probe();
-    } catch (error: unknown) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 }
 
 /** Boots postgres with the given extra run flags and waits until it answers; returns its host port. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
+import { psql, until } from '../../support/postgres.js';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { mountTmpfs } from '../../support/images/tmpfs.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
@@ -53,25 +54,6 @@ async function hostPort(dir: string, name: string): Promise<string> {
     ports: { hostPort: number }[];
   }[];
   return String(ps.find((p) => p.name === name)?.ports[0]?.hostPort);
-}
-
-async function psql(port: string, sql: string): Promise<string> {
-  const result = await execa('psql', ['-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-tAc', sql], {
-    timeout: 60_000,
-  });
-  return result.stdout.trim();
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await probe();
-    } catch (error: unknown) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${(error as Error).message}`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 }
 
 const count = (port: string) => psql(port, 'select count(*) from t');
