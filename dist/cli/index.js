@@ -57001,6 +57001,8 @@ function formatTable(header, rows) {
 
 
 
+
+
 /**
  * The commands of `hyper` that keep state between runs: start, snapshot,
  * restore, export, import and volume (src/lifecycle/{snapshots,transfer,volumes}.ts).
@@ -57081,13 +57083,16 @@ async function importCommand(argv, io) {
     const [file, extra] = parsed.positionals;
     if (!file || extra)
         throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
-    const ports = listOption(parsed, 'publish');
+    const ports = listOption(parsed, 'publish').map(parsePortSpec);
+    // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
+    if (!(await exists(external_node_path_default().resolve(file))))
+        throw new TransferError(`${external_node_path_default().resolve(file)} does not exist`);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const hostContext = await prepareHost(accel, {
         info: (line) => io.err(`${line}\n`),
         warn: (line) => io.err(`warning: ${line}\n`),
     });
-    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports.map(parsePortSpec) : undefined }, hostContext);
+    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined }, hostContext);
     for (const port of record.ports)
         io.err(`${record.name}: will publish ${formatPort(port)}\n`);
     io.err(`${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`);

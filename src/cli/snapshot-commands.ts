@@ -8,7 +8,9 @@ import {
   snapshotService,
   type SnapshotRecord,
 } from '../lifecycle/snapshots.js';
-import { exportSnapshot, importSnapshot } from '../lifecycle/transfer.js';
+import path from 'node:path';
+import { exists } from '../files.js';
+import { exportSnapshot, importSnapshot, TransferError } from '../lifecycle/transfer.js';
 import { listVolumes, removeVolume } from '../lifecycle/volumes.js';
 import { parseAccelChoice } from '../install/accel.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
@@ -118,7 +120,9 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
   ]);
   const [file, extra] = parsed.positionals;
   if (!file || extra) throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
-  const ports = listOption(parsed, 'publish');
+  const ports = listOption(parsed, 'publish').map(parsePortSpec);
+  // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
+  if (!(await exists(path.resolve(file)))) throw new TransferError(`${path.resolve(file)} does not exist`);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const hostContext = await prepareHost(accel, {
     info: (line) => io.err(`${line}\n`),
@@ -126,7 +130,7 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
   });
   const { record, snapshot: imported } = await importSnapshot(
     file,
-    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports.map(parsePortSpec) : undefined },
+    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined },
     hostContext,
   );
   for (const port of record.ports) io.err(`${record.name}: will publish ${formatPort(port)}\n`);

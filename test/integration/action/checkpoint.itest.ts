@@ -56,7 +56,7 @@ async function workflowRun(
     const main = await job.step(MAIN, { services: services(), ...inputs }, env);
     expect(main.stdout).not.toContain('::error::');
     expect(main.exitCode).toBe(0);
-    const stepEnv = { ...process.env, ...(await job.env()), ...env };
+    const stepEnv: Record<string, string | undefined> = { ...process.env, ...(await job.env()), ...env };
     stepEnv.PATH = `${(await job.paths())[0]}:${process.env.PATH}`;
     const port = stepEnv.HYPER_CACHE_PORT_6379 as string;
     const run = async (program: string, ...args: string[]) => {
