@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { copyFile, link, stat } from 'node:fs/promises';
 import { run } from './process/run.js';
 
@@ -33,4 +35,11 @@ export async function linkOrCopy(from: string, to: string): Promise<void> {
     if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
     await copyFile(from, to);
   }
+}
+
+/** The hex digest of a file's content, read as a stream (`algorithm` as node:crypto names it). */
+export async function fileDigest(file: string, algorithm = 'sha256'): Promise<string> {
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }

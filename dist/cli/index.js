@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5982);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2353);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5982:
+/***/ 2353:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41599,6 +41599,8 @@ async function onPath(program) {
 ;// CONCATENATED MODULE: ./src/files.ts
 
 
+
+
 /** File helpers every layer uses. */
 function isNotFound(error) {
     // Duck-typed: errors from Node's internals may come from another realm (jest's VM modules).
@@ -41631,6 +41633,13 @@ async function linkOrCopy(from, to) {
             throw error;
         await (0,promises_namespaceObject.copyFile)(from, to);
     }
+}
+/** The hex digest of a file's content, read as a stream (`algorithm` as node:crypto names it). */
+async function fileDigest(file, algorithm = 'sha256') {
+    const hash = (0,external_node_crypto_.createHash)(algorithm);
+    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file))
+        hash.update(chunk);
+    return hash.digest('hex');
 }
 
 // EXTERNAL MODULE: external "node:zlib"
@@ -42922,7 +42931,6 @@ function mirrorHost(mirror) {
 
 
 
-
 /** Splits "sha256:<hex>"; throws when the algorithm is unknown or the hex has the wrong form. */
 function parseDigest(digest) {
     const colon = digest.indexOf(':');
@@ -42988,10 +42996,7 @@ class BlobStore {
      */
     async adopt(digest, file) {
         const { algorithm } = parseDigest(digest);
-        const hash = (0,external_node_crypto_.createHash)(algorithm);
-        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file))
-            hash.update(chunk);
-        const actual = `${algorithm}:${hash.digest('hex')}`;
+        const actual = `${algorithm}:${await fileDigest(file, algorithm)}`;
         if (actual !== digest)
             throw new BlobVerificationError(digest, `its content has digest ${actual}`);
         const finalPath = this.path(digest);
@@ -46335,9 +46340,6 @@ async function removeSnapshot(service, name, host) {
 
 
 
-
-
-
 /**
  * One snapshot of a service as a single tar file, to carry it to another
  * machine or a later run: the service's record, the snapshot's record, its
@@ -46354,11 +46356,6 @@ const ROOT = 'rootfs.qcow2';
 const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 class TransferError extends ServiceError {
     name = 'TransferError';
-}
-async function sha256(file) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    await (0,external_node_stream_promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), hash);
-    return hash.digest('hex');
 }
 async function snapshotNames(file) {
     const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
@@ -46439,7 +46436,7 @@ async function exportSnapshot(service, name, file, host) {
         const files = [];
         for (const entry of entries) {
             const at = external_node_path_default().join(staging, entry);
-            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await sha256(at) });
+            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await fileDigest(at) });
         }
         const manifest = {
             format: FORMAT,
@@ -46536,7 +46533,7 @@ async function checkExport(dir, file) {
         const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
         if (size === undefined)
             throw new TransferError(`${file} is damaged: ${entry} is missing`);
-        if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
+        if (size !== expected.bytes || (await fileDigest(at)) !== expected.sha256) {
             throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
         }
     }
@@ -56671,6 +56668,22 @@ const dist_src_Octokit = Octokit.plugin(requestLog, legacyRestEndpointMethods, p
 );
 
 
+;// CONCATENATED MODULE: ./src/github.ts
+
+/**
+ * A REST client for GITHUB_API_URL (github.com's API when unset, as outside
+ * Actions), with no retries and no logging of its own: callers decide what a
+ * failed call means and say it in their words.
+ */
+function githubClient(token, apiUrl = process.env.GITHUB_API_URL) {
+    return new dist_src_Octokit({
+        auth: token,
+        baseUrl: apiUrl || 'https://api.github.com',
+        request: { retries: 0 },
+        log: { debug: () => { }, info: () => { }, warn: () => { }, error: () => { } },
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/guest/release.ts
 
 /** Finds the download URL of a prebuilt guest bundle among a GitHub release's assets. */
@@ -56678,13 +56691,8 @@ async function findReleaseAsset(options) {
     const [owner, repo] = options.repository.split('/');
     if (!owner || !repo)
         return undefined;
-    const octokit = new dist_src_Octokit({
-        auth: options.token,
-        baseUrl: options.apiUrl ?? 'https://api.github.com',
-        request: { retries: 0 },
-        // A missing release is an ordinary answer here; the caller logs what matters.
-        log: { debug: () => { }, info: () => { }, warn: () => { }, error: () => { } },
-    });
+    // A missing release is an ordinary answer here; the caller logs what matters.
+    const octokit = githubClient(options.token, options.apiUrl);
     const find = (assets) => assets.find((asset) => asset.name === options.assetName)?.browser_download_url;
     try {
         const release = await octokit.rest.repos.getReleaseByTag({ owner, repo, tag: options.tag });

@@ -1,6 +1,6 @@
 import { DefaultArtifactClient } from '@actions/artifact';
 import * as core from '@actions/core';
-import { Octokit } from '@octokit/rest';
+import { githubClient } from '../github.js';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,12 +58,7 @@ export async function jobFailure(
   if (!owner || !repo || !runId || !runnerName) {
     throw new Error('GITHUB_REPOSITORY, GITHUB_RUN_ID and RUNNER_NAME are needed to find this job');
   }
-  const octokit = new Octokit({
-    auth: token,
-    baseUrl: process.env.GITHUB_API_URL || 'https://api.github.com',
-    request: { retries: 0 },
-    log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
-  });
+  const octokit = githubClient(token);
   const jobs = await octokit.paginate(octokit.rest.actions.listJobsForWorkflowRunAttempt, {
     owner,
     repo,

@@ -1,4 +1,4 @@
-import { Octokit } from '@octokit/rest';
+import { githubClient } from '../github.js';
 
 /** Finds the download URL of a prebuilt guest bundle among a GitHub release's assets. */
 export async function findReleaseAsset(options: {
@@ -10,13 +10,8 @@ export async function findReleaseAsset(options: {
 }): Promise<string | undefined> {
   const [owner, repo] = options.repository.split('/');
   if (!owner || !repo) return undefined;
-  const octokit = new Octokit({
-    auth: options.token,
-    baseUrl: options.apiUrl ?? 'https://api.github.com',
-    request: { retries: 0 },
-    // A missing release is an ordinary answer here; the caller logs what matters.
-    log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
-  });
+  // A missing release is an ordinary answer here; the caller logs what matters.
+  const octokit = githubClient(options.token, options.apiUrl);
   const find = (assets: { name: string; browser_download_url: string }[]) =>
     assets.find((asset) => asset.name === options.assetName)?.browser_download_url;
   try {

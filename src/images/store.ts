@@ -1,9 +1,8 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { exists, isNotFound, linkOrCopy } from '../files.js';
+import { exists, fileDigest, isNotFound, linkOrCopy } from '../files.js';
 import { DIGEST_HEX_LENGTHS } from './reference.js';
 
 export interface ParsedDigest {
@@ -79,9 +78,7 @@ export class BlobStore {
    */
   async adopt(digest: string, file: string): Promise<string> {
     const { algorithm } = parseDigest(digest);
-    const hash = createHash(algorithm);
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-    const actual = `${algorithm}:${hash.digest('hex')}`;
+    const actual = `${algorithm}:${await fileDigest(file, algorithm)}`;
     if (actual !== digest) throw new BlobVerificationError(digest, `its content has digest ${actual}`);
     const finalPath = this.path(digest);
     const directory = join(finalPath, '..');

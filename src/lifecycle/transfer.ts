@@ -1,10 +1,7 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
-import { exists, isNotFound } from '../files.js';
+import { exists, fileDigest, isNotFound } from '../files.js';
 import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
 import { run } from '../process/run.js';
 import type { MountDisk } from '../storage/mounts.js';
@@ -73,12 +70,6 @@ interface ExportManifest {
 
 export class TransferError extends ServiceError {
   override name = 'TransferError';
-}
-
-async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
 }
 
 async function snapshotNames(file: string): Promise<string[]> {
@@ -162,7 +153,7 @@ export async function exportSnapshot(
     const files: ExportedFile[] = [];
     for (const entry of entries) {
       const at = path.join(staging, entry);
-      files.push({ name: entry, bytes: (await stat(at)).size, sha256: await sha256(at) });
+      files.push({ name: entry, bytes: (await stat(at)).size, sha256: await fileDigest(at) });
     }
     const manifest: ExportManifest = {
       format: FORMAT,
@@ -277,7 +268,7 @@ async function checkExport(dir: string, file: string): Promise<ExportManifest> {
       () => undefined,
     );
     if (size === undefined) throw new TransferError(`${file} is damaged: ${entry} is missing`);
-    if (size !== expected.bytes || (await sha256(at)) !== expected.sha256) {
+    if (size !== expected.bytes || (await fileDigest(at)) !== expected.sha256) {
       throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
     }
   }
