@@ -26,8 +26,10 @@ export enum StateKeys {
   ImageCache = 'image-cache',
   /** What the post step saves to the checkpoint cache: key, snapshot name and the key restored. */
   CheckpointCache = 'checkpoint-cache',
-  /** The keep-on-failure mode, saved before the services boot. */
-  KeepOnFailure = 'keep-on-failure',
   /** Set when the main step finished: every service is up. */
   MainDone = 'main-done',
 }
+
+/** The keep-on-failure input's values: what to keep as an artifact when the job fails. */
+export const KEEP_ON_FAILURE = ['false', 'volumes', 'checkpoint'] as const;
+export type KeepOnFailure = (typeof KEEP_ON_FAILURE)[number];

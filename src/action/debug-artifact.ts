@@ -12,6 +12,7 @@ import { snapshotService } from '../lifecycle/snapshots.js';
 import { exportSnapshot } from '../lifecycle/transfer.js';
 import { run } from '../process/run.js';
 import { vmPaths } from '../vm/paths.js';
+import type { KeepOnFailure } from './constants.js';
 
 /**
  * The `keep-on-failure` input: when the job failed, the post step keeps the
@@ -21,8 +22,6 @@ import { vmPaths } from '../vm/paths.js';
  *   checkpoint: a checkpoint of each running service as a hyper export,
  *               volumes included, to `hyper import` and resume elsewhere.
  */
-export type KeepOnFailure = 'false' | 'volumes' | 'checkpoint';
-export const KEEP_ON_FAILURE: readonly KeepOnFailure[] = ['false', 'volumes', 'checkpoint'];
 
 export interface WorkflowJob {
   status: string;
@@ -112,10 +111,40 @@ async function keepService(
 }
 
 /**
+ * The post step's part: when the job failed, keeps the services as an
+ * artifact. When it cannot tell whether the job failed, it warns and keeps
+ * nothing. Never throws.
+ */
+export async function keepIfFailed(
+  mode: KeepOnFailure,
+  mainSucceeded: boolean,
+  token: string | undefined,
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<void> {
+  if (mode === 'false') return;
+  let failure: string | undefined;
+  try {
+    failure = await jobFailure(mainSucceeded, token);
+  } catch (error: unknown) {
+    core.warning(
+      `keep-on-failure: cannot tell whether the job failed, so nothing is kept: ${(error as Error).message}`,
+    );
+    return;
+  }
+  if (!failure) {
+    core.info('keep-on-failure: the job has not failed; nothing kept');
+    return;
+  }
+  await core.group(`Keep the services' ${mode} (${failure})`, () =>
+    keepForDebugging(mode, debugArtifactName(), host),
+  );
+}
+
+/**
  * Keeps every service's state as artifact `name`. Failures are warnings: a
  * debugging aid must not hide the job's own failure behind its own.
  */
-export async function keepForDebugging(
+async function keepForDebugging(
   mode: Exclude<KeepOnFailure, 'false'>,
   name: string,
   host: Pick<HostContext, 'hypervisor'>,

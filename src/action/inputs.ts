@@ -9,8 +9,7 @@ import { parseVolumeSize } from '../spec/units.js';
 import { snapshotNameProblem } from '../lifecycle/snapshots.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { SpecError } from '../spec/service.js';
-import { Inputs } from './constants.js';
-import { KEEP_ON_FAILURE, type KeepOnFailure } from './debug-artifact.js';
+import { Inputs, KEEP_ON_FAILURE, type KeepOnFailure } from './constants.js';
 
 export interface ActionInputs {
   accel: AccelChoice;
@@ -73,13 +72,7 @@ export function getInputs(): ActionInputs {
       `input "${Inputs.CheckpointKey}": a cache key has no commas and at most 400 characters here`,
     );
   }
-  const keepText = core.getInput(Inputs.KeepOnFailure) || 'false';
-  const keepOnFailure = KEEP_ON_FAILURE.find((mode) => mode === keepText);
-  if (!keepOnFailure) {
-    throw new SpecError(
-      `input "${Inputs.KeepOnFailure}": "${keepText}" is not one of ${KEEP_ON_FAILURE.join(', ')}`,
-    );
-  }
+  const keepOnFailure = getKeepOnFailure();
   return {
     accel,
     plan,
@@ -103,4 +96,16 @@ function parseBoolean(text: string, fallback: boolean, name: string): boolean {
   if (['true', 'True', 'TRUE'].includes(text)) return true;
   if (['false', 'False', 'FALSE'].includes(text)) return false;
   throw new SpecError(`input "${name}": "${text}" is not a boolean; use true or false`);
+}
+
+/** The keep-on-failure input; the post step reads it too (inputs reach both steps). */
+export function getKeepOnFailure(): KeepOnFailure {
+  const text = core.getInput(Inputs.KeepOnFailure) || 'false';
+  const mode = KEEP_ON_FAILURE.find((m) => m === text);
+  if (!mode) {
+    throw new SpecError(
+      `input "${Inputs.KeepOnFailure}": "${text}" is not one of ${KEEP_ON_FAILURE.join(', ')}`,
+    );
+  }
+  return mode;
 }

@@ -18,13 +18,7 @@ import { checkpointKeys, restoreCheckpoints, type RestoredCheckpoints } from './
 import { Outputs } from './constants.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
-import {
-  saveCheckpointCacheState,
-  saveImageCacheState,
-  saveKeepOnFailure,
-  saveMainDone,
-  saveStateDir,
-} from './state.js';
+import { saveCheckpointCacheState, saveImageCacheState, saveMainDone, saveStateDir } from './state.js';
 
 /** The job's state lives in RUNNER_TEMP, which the runner empties after the job. */
 function jobStateDir(): string {
@@ -70,12 +64,9 @@ export async function mainRun(): Promise<void> {
   const stateDir = jobStateDir();
   await mkdir(stateDir, { recursive: true });
   saveStateDir(stateDir);
-  saveKeepOnFailure(inputs.keepOnFailure);
-  process.env.HYPER_STATE_DIR = stateDir;
   core.exportVariable('HYPER_STATE_DIR', stateDir);
   if (inputs.volumeSize !== undefined) {
-    // Later `hyper` steps make their volumes with the same default.
-    process.env.HYPER_VOLUME_SIZE = String(inputs.volumeSize);
+    // Sets it for this process too: later `hyper` steps make their volumes with the same default.
     core.exportVariable('HYPER_VOLUME_SIZE', String(inputs.volumeSize));
   }
 

@@ -5,15 +5,10 @@ import { readUsage, type VmUsage } from '../lifecycle/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { saveImageCache } from './cache.js';
 import { saveCheckpoints } from './checkpoint-cache.js';
-import { debugArtifactName, jobFailure, keepForDebugging } from './debug-artifact.js';
+import { keepIfFailed } from './debug-artifact.js';
+import { getKeepOnFailure } from './inputs.js';
 import { Inputs } from './constants.js';
-import {
-  savedCheckpointCacheState,
-  savedImageCacheState,
-  savedKeepOnFailure,
-  savedMainDone,
-  savedStateDir,
-} from './state.js';
+import { savedCheckpointCacheState, savedImageCacheState, savedMainDone, savedStateDir } from './state.js';
 
 const STOP_GRACE_MS = 10_000;
 
@@ -50,24 +45,7 @@ export async function postRun(): Promise<void> {
       saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, host),
     );
   }
-  const keep = savedKeepOnFailure();
-  if (keep !== 'false') {
-    const failure = await jobFailure(savedMainDone, core.getInput(Inputs.GithubToken) || undefined).catch(
-      (error: unknown) => {
-        core.warning(
-          `keep-on-failure: cannot tell whether the job failed, so nothing is kept: ${(error as Error).message}`,
-        );
-        return undefined;
-      },
-    );
-    if (failure) {
-      await core.group(`Keep the services' ${keep} (${failure})`, () =>
-        keepForDebugging(keep, debugArtifactName(), host),
-      );
-    } else if (failure === undefined) {
-      core.info('keep-on-failure: the job has not failed; nothing kept');
-    }
-  }
+  await keepIfFailed(getKeepOnFailure(), savedMainDone, core.getInput(Inputs.GithubToken) || undefined, host);
   const usage: [string, VmUsage][] = [];
   for (const { record } of await listServices(host)) {
     await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));

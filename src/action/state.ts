@@ -1,6 +1,5 @@
 import * as core from '@actions/core';
 import type { CachedImage } from '../images/cache-archive.js';
-import { KEEP_ON_FAILURE, type KeepOnFailure } from './debug-artifact.js';
 import { StateKeys } from './constants.js';
 
 /** The only place that reads or writes the action's post-step state. */
@@ -41,15 +40,6 @@ export function saveCheckpointCacheState(state: CheckpointCacheState): void {
 export function savedCheckpointCacheState(): CheckpointCacheState | undefined {
   const text = core.getState(StateKeys.CheckpointCache);
   return text ? (JSON.parse(text) as CheckpointCacheState) : undefined;
-}
-
-export function saveKeepOnFailure(mode: KeepOnFailure): void {
-  core.saveState(StateKeys.KeepOnFailure, mode);
-}
-
-export function savedKeepOnFailure(): KeepOnFailure {
-  const text = core.getState(StateKeys.KeepOnFailure);
-  return KEEP_ON_FAILURE.find((mode) => mode === text) ?? 'false';
 }
 
 export function saveMainDone(): void {

@@ -67,18 +67,16 @@ const runnerEnv = () => ({
 async function job(keep: string, jobSteps: typeof steps): Promise<string> {
   const job = await RunnerJob.create();
   const env = runnerEnv();
+  // The runner gives post the same inputs as main.
+  const inputs = {
+    services: `web:\n  image: ${image}\n  ports: ['80']\n  volumes: ['data:/data']\n`,
+    accel: 'tcg',
+    cache: 'false',
+    'keep-on-failure': keep,
+    'github-token': 'fake-token',
+  };
   try {
-    const main = await job.step(
-      MAIN,
-      {
-        services: `web:\n  image: ${image}\n  ports: ['80']\n  volumes: ['data:/data']\n`,
-        accel: 'tcg',
-        cache: 'false',
-        'keep-on-failure': keep,
-        'github-token': 'fake-token',
-      },
-      env,
-    );
+    const main = await job.step(MAIN, inputs, env);
     expect(main.stdout).not.toContain('::error::');
     const stepEnv = { ...process.env, ...(await job.env()) };
     stepEnv.PATH = `${(await job.paths())[0]}:${process.env.PATH}`;
@@ -86,7 +84,7 @@ async function job(keep: string, jobSteps: typeof steps): Promise<string> {
       env: stepEnv,
     });
     steps = jobSteps;
-    const post = await job.step(POST, { 'github-token': 'fake-token' }, env);
+    const post = await job.step(POST, inputs, env);
     expect(post.exitCode).toBe(0);
     expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
     return post.stdout;
@@ -158,12 +156,16 @@ test('a job whose steps all passed keeps nothing', async () => {
 test('a bad keep-on-failure value fails main with a message naming the input', async () => {
   const job = await RunnerJob.create();
   try {
-    const main = await job.step(MAIN, { services: `web:\n  image: ${image}\n`, 'keep-on-failure': 'always' });
+    const inputs = { services: `web:\n  image: ${image}\n`, 'keep-on-failure': 'always' };
+    const main = await job.step(MAIN, inputs);
     expect(main.exitCode).toBe(1);
     expect(main.stdout).toContain(
       '::error::input "keep-on-failure": "always" is not one of false, volumes, checkpoint',
     );
-    await job.step(POST, {});
+    // Post gets the same bad input; with no state from main it has nothing to do and does not fail.
+    const post = await job.step(POST, inputs);
+    expect(post.exitCode).toBe(0);
+    expect(post.stdout).toContain('Nothing to tear down');
     expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
   } finally {
     await job.remove();
@@ -174,13 +176,15 @@ test('when the API cannot say, nothing is kept and the reason is a warning', asy
   const jobDir = await RunnerJob.create();
   try {
     const env = { ...runnerEnv(), GITHUB_RUN_ID: '78' };
-    const main = await jobDir.step(
-      MAIN,
-      { services: `web:\n  image: ${image}\n`, accel: 'tcg', cache: 'false', 'keep-on-failure': 'volumes' },
-      env,
-    );
+    const inputs = {
+      services: `web:\n  image: ${image}\n`,
+      accel: 'tcg',
+      cache: 'false',
+      'keep-on-failure': 'volumes',
+    };
+    const main = await jobDir.step(MAIN, inputs, env);
     expect(main.exitCode).toBe(0);
-    const post = await jobDir.step(POST, {}, env);
+    const post = await jobDir.step(POST, inputs, env);
     expect(post.stdout).toMatch(
       /::warning::keep-on-failure: cannot tell whether the job failed, so nothing is kept: Not Found/,
     );
