@@ -45379,6 +45379,9 @@ class MountError extends Error {
 }
 /** Docker's rule for volume names. */
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+function isVolumeName(name) {
+    return VOLUME_NAME.test(name);
+}
 /** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
 const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
 /** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
@@ -45526,19 +45529,28 @@ function readSize(text) {
         return undefined;
     return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
 }
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    const text = String(value).trim();
+/**
+ * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
+ * messages name what it is for; `unit` is how the hints write MiB. Pure.
+ */
+function wholeMiB(text, rule) {
     const size = readSize(text);
-    if (!size) {
-        throw new SpecError(`"${text}" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`);
-    }
+    if (!size)
+        throw new SpecError(`"${text}" ${rule.notASize}`);
     const mib = Math.ceil(size.bytes / units_MiB);
-    if (mib < MIN_MEMORY_MIB) {
-        const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512m for MiB)';
-        throw new SpecError(`"${text}" is less than ${MIN_MEMORY_MIB} MiB${hint}; give at least ${MIN_MEMORY_MIB}m`);
+    if (mib < rule.minMiB) {
+        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
+        throw new SpecError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
     }
     return mib;
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    return wholeMiB(String(value).trim(), {
+        minMiB: MIN_MEMORY_MIB,
+        unit: 'm',
+        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+    });
 }
 // ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
 const MIN_VOLUME_MIB = 16;
@@ -45547,15 +45559,12 @@ const MIN_VOLUME_MIB = 16;
  * -> bytes, rounded up to whole MiB. Pure.
  */
 function parseVolumeSize(value) {
-    const text = String(value).trim();
-    const size = readSize(text);
-    if (!size)
-        throw new SpecError(`"${text}" is not a size; use a number with a unit, such as 512M or 2G`);
-    const mib = Math.ceil(size.bytes / units_MiB);
-    if (mib < MIN_VOLUME_MIB) {
-        const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512M for MiB)';
-        throw new SpecError(`"${text}" is less than ${MIN_VOLUME_MIB} MiB${hint}, too small for an ext4 volume and its journal; give at least ${MIN_VOLUME_MIB}M`);
-    }
+    const mib = wholeMiB(String(value).trim(), {
+        minMiB: MIN_VOLUME_MIB,
+        unit: 'M',
+        notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
+        tooSmallFor: ', too small for an ext4 volume and its journal',
+    });
     return mib * units_MiB;
 }
 const DURATION_UNITS = {
@@ -46340,6 +46349,7 @@ async function removeSnapshot(service, name, host) {
 
 
 
+
 /**
  * One snapshot of a service as a single tar file, to carry it to another
  * machine or a later run: the service's record, the snapshot's record, its
@@ -46361,9 +46371,9 @@ async function snapshotNames(file) {
     const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
     return (JSON.parse(stdout).snapshots ?? []).map((s) => s.name);
 }
-/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
-async function keepOnly(file, tag) {
-    for (const other of await snapshotNames(file)) {
+/** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
+async function keepOnly(file, tag, snapshots) {
+    for (const other of snapshots) {
         if (other !== tag)
             await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
     }
@@ -46420,8 +46430,9 @@ async function exportSnapshot(service, name, file, host) {
         }
         for (const [, entry] of copies) {
             const copy = external_node_path_default().join(staging, entry);
-            if ((await snapshotNames(copy)).includes(name))
-                await keepOnly(copy, name);
+            const snapshots = await snapshotNames(copy);
+            if (snapshots.includes(name))
+                await keepOnly(copy, name, snapshots);
         }
         const base = await backingFile(paths.rootDisk);
         await run({
@@ -46429,9 +46440,8 @@ async function exportSnapshot(service, name, file, host) {
             args: ['convert', '-q', '-O', 'qcow2', base, external_node_path_default().join(staging, BASE)],
         });
         const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
-        for (const [i, g] of guestFiles.entries()) {
-            await run({ program: 'cp', args: [record.machine.guestFiles[i].path, external_node_path_default().join(staging, g.entry)] });
-        }
+        for (const g of record.machine.guestFiles)
+            await (0,promises_namespaceObject.copyFile)(g.path, external_node_path_default().join(staging, `guest-${g.name}`));
         const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
         const files = [];
         for (const entry of entries) {
@@ -46510,7 +46520,7 @@ async function checkExport(dir, file) {
     }
     // Names from the file become paths and QEMU arguments here: each must be a plain name.
     for (const disk of manifest.service.disks) {
-        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
+        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !isVolumeName(disk.volume))) {
             throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
         }
     }

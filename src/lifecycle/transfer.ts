@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tar from 'tar';
 import { exists, fileDigest, isNotFound } from '../files.js';
 import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
 import { run } from '../process/run.js';
-import type { MountDisk } from '../storage/mounts.js';
+import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
 import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';
@@ -77,9 +77,9 @@ async function snapshotNames(file: string): Promise<string[]> {
   return ((JSON.parse(stdout) as { snapshots?: { name: string }[] }).snapshots ?? []).map((s) => s.name);
 }
 
-/** Leaves snapshot `tag` alone in a copied disk, with the disk's current state set to it. */
-async function keepOnly(file: string, tag: string): Promise<void> {
-  for (const other of await snapshotNames(file)) {
+/** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
+async function keepOnly(file: string, tag: string, snapshots: readonly string[]): Promise<void> {
+  for (const other of snapshots) {
     if (other !== tag) await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
   }
   await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
@@ -138,7 +138,8 @@ export async function exportSnapshot(
     }
     for (const [, entry] of copies) {
       const copy = path.join(staging, entry);
-      if ((await snapshotNames(copy)).includes(name)) await keepOnly(copy, name);
+      const snapshots = await snapshotNames(copy);
+      if (snapshots.includes(name)) await keepOnly(copy, name, snapshots);
     }
     const base = await backingFile(paths.rootDisk);
     await run({
@@ -146,9 +147,7 @@ export async function exportSnapshot(
       args: ['convert', '-q', '-O', 'qcow2', base, path.join(staging, BASE)],
     });
     const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
-    for (const [i, g] of guestFiles.entries()) {
-      await run({ program: 'cp', args: [record.machine.guestFiles[i]!.path, path.join(staging, g.entry)] });
-    }
+    for (const g of record.machine.guestFiles) await copyFile(g.path, path.join(staging, `guest-${g.name}`));
     const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
     const files: ExportedFile[] = [];
     for (const entry of entries) {
@@ -243,7 +242,7 @@ async function checkExport(dir: string, file: string): Promise<ExportManifest> {
   }
   // Names from the file become paths and QEMU arguments here: each must be a plain name.
   for (const disk of manifest.service.disks) {
-    if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !ENTRY.test(disk.volume))) {
+    if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !isVolumeName(disk.volume))) {
       throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
     }
   }

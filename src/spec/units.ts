@@ -21,21 +21,33 @@ function readSize(text: string): { bytes: number; hasUnit: boolean } | undefined
   return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
 }
 
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-export function parseMemoryMiB(value: string | number): number {
-  const text = String(value).trim();
+/**
+ * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
+ * messages name what it is for; `unit` is how the hints write MiB. Pure.
+ */
+function wholeMiB(
+  text: string,
+  rule: { minMiB: number; unit: 'm' | 'M'; notASize: string; tooSmallFor?: string },
+): number {
   const size = readSize(text);
-  if (!size) {
-    throw new SpecError(`"${text}" is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g`);
-  }
+  if (!size) throw new SpecError(`"${text}" ${rule.notASize}`);
   const mib = Math.ceil(size.bytes / MiB);
-  if (mib < MIN_MEMORY_MIB) {
-    const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512m for MiB)';
+  if (mib < rule.minMiB) {
+    const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
     throw new SpecError(
-      `"${text}" is less than ${MIN_MEMORY_MIB} MiB${hint}; give at least ${MIN_MEMORY_MIB}m`,
+      `"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`,
     );
   }
   return mib;
+}
+
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+export function parseMemoryMiB(value: string | number): number {
+  return wholeMiB(String(value).trim(), {
+    minMiB: MIN_MEMORY_MIB,
+    unit: 'm',
+    notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+  });
 }
 
 // ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
@@ -46,16 +58,12 @@ export const MIN_VOLUME_MIB = 16;
  * -> bytes, rounded up to whole MiB. Pure.
  */
 export function parseVolumeSize(value: string | number): number {
-  const text = String(value).trim();
-  const size = readSize(text);
-  if (!size) throw new SpecError(`"${text}" is not a size; use a number with a unit, such as 512M or 2G`);
-  const mib = Math.ceil(size.bytes / MiB);
-  if (mib < MIN_VOLUME_MIB) {
-    const hint = size.hasUnit ? '' : ' (a bare number is bytes; write 512M for MiB)';
-    throw new SpecError(
-      `"${text}" is less than ${MIN_VOLUME_MIB} MiB${hint}, too small for an ext4 volume and its journal; give at least ${MIN_VOLUME_MIB}M`,
-    );
-  }
+  const mib = wholeMiB(String(value).trim(), {
+    minMiB: MIN_VOLUME_MIB,
+    unit: 'M',
+    notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
+    tooSmallFor: ', too small for an ext4 volume and its journal',
+  });
   return mib * MiB;
 }
 

@@ -20,6 +20,10 @@ export class MountError extends Error {
 
 /** Docker's rule for volume names. */
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+export function isVolumeName(name: string): boolean {
+  return VOLUME_NAME.test(name);
+}
 /** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
 const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
 /** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
