@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2353);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1439);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2353:
+/***/ 1439:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44553,10 +44553,31 @@ const ROOT_NODE = 'root-disk';
 function diskNode(serial) {
     return `${serial}-disk`;
 }
+/**
+ * The network device. User networking forwards published ports (hostfwd) and,
+ * for each other service, the address and port the guest dials to a helper
+ * that connects to that service's loopback port (guestfwd); `restrict` drops
+ * everything else. A TAP joins the job's bridge. Pure.
+ */
+function networkArgs(spec) {
+    const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
+    if (network.kind === 'tap') {
+        return [
+            '-netdev', `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+            '-device', `virtio-net-device,netdev=net0,mac=${network.mac}`,
+        ];
+    }
+    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
+    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
+    const restrict = network.restrict ? ',restrict=on' : '';
+    return [
+        '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+        '-device', 'virtio-net-device,netdev=net0',
+    ];
+}
 /** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
 function qemuArgs(spec, hostTscKhz) {
     const paths = vmPaths(spec.dir);
-    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
     // prettier-ignore
     const args = [
         '-name', optValue(spec.name),
@@ -44583,8 +44604,7 @@ function qemuArgs(spec, hostTscKhz) {
         '-device', 'virtserialport,chardev=status,name=hyper.status',
         '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
         '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-        '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${hostfwd.join('')}`,
-        '-device', 'virtio-net-device,netdev=net0',
+        ...networkArgs(spec),
     ];
     for (const disk of spec.disks ?? []) {
         const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
@@ -45068,105 +45088,6 @@ function vmDir(name) {
     return external_node_path_default().join(stateDir(), 'vms', name);
 }
 
-;// CONCATENATED MODULE: ./src/guest/config.ts
-/** User-mode networking (QEMU slirp) gives every guest this address plan. */
-const USER_NETWORK = { ip: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' };
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const CONTAINER_ROOT = '/container';
-const EXEC_HELPER = '/bin/hyper-exec';
-const ENV_FILE = '/run/hyper/env';
-class GuestConfigError extends Error {
-    name = 'GuestConfigError';
-}
-/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
-function serviceArgv(image, overrides, imageName) {
-    const entrypoint = overrides.entrypoint ?? image.entrypoint;
-    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
-    const argv = [...entrypoint, ...command];
-    if (argv.length === 0) {
-        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
-    }
-    return argv;
-}
-/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
-function mergeEnv(imageEnv, userEnv, hostname) {
-    const merged = new Map();
-    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
-    merged.set('HOSTNAME', hostname);
-    for (const entry of [...imageEnv, ...userEnv]) {
-        const eq = entry.indexOf('=');
-        if (eq <= 0)
-            continue;
-        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
-    }
-    return [...merged].map(([key, value]) => `${key}=${value}`);
-}
-/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
-function config_normalizeSignal(signal) {
-    const text = signal.trim().toUpperCase();
-    if (/^\d+$/.test(text))
-        return text;
-    const name = text.startsWith('SIG') ? text.slice(3) : text;
-    if (!/^[A-Z0-9+]+$/.test(name))
-        throw new GuestConfigError(`"${signal}" is not a signal name`);
-    return name;
-}
-function singleLine(what, value) {
-    if (/[\n\r\0]/.test(value))
-        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
-    return value;
-}
-function nulList(items) {
-    for (const item of items) {
-        if (item.includes('\0'))
-            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
-    }
-    return Buffer.from(items.map((item) => `${item}\0`).join(''));
-}
-/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
-function guestFiles(config) {
-    const settings = [
-        `hostname=${singleLine('hostname', config.hostname)}`,
-        `ip=${config.network.ip}`,
-        `prefix=${config.network.prefix}`,
-        `gateway=${config.network.gateway}`,
-        `user=${singleLine('user', config.user)}`,
-        `workdir=${singleLine('working directory', config.workdir)}`,
-        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
-        'rootdev=rootfs',
-    ];
-    const hosts = [
-        '127.0.0.1\tlocalhost',
-        '::1\tlocalhost ip6-localhost ip6-loopback',
-        `${config.network.ip}\t${config.hostname}`,
-    ];
-    return [
-        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
-        { name: 'argv', content: nulList(config.argv) },
-        { name: 'env', content: nulList(config.env) },
-        { name: 'hosts', content: Buffer.from(`${hosts.join('\n')}\n`) },
-        { name: 'resolv.conf', content: Buffer.from(`nameserver ${config.network.dns}\n`) },
-        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
-    ];
-}
-/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
-function execArgv(config, command, env = []) {
-    return [
-        EXEC_HELPER,
-        '--root',
-        CONTAINER_ROOT,
-        '--user',
-        config.user,
-        '--workdir',
-        config.workdir,
-        '--env-file',
-        ENV_FILE,
-        ...env.flatMap((entry) => ['--env', entry]),
-        '--',
-        ...command,
-    ];
-}
-
 ;// CONCATENATED MODULE: ./src/images/run-config.ts
 /** Docker's defaults for healthcheck fields left unset. */
 const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
@@ -45211,42 +45132,472 @@ function imageRunConfig(config) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/images/users.ts
+;// CONCATENATED MODULE: external "node:dns/promises"
+const external_node_dns_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns/promises");
+;// CONCATENATED MODULE: ./src/network/cidr.ts
 
-/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
-function accountNames(file) {
-    return new Set(file
-        .split('\n')
-        .map((line) => line.split(':')[0]?.trim() ?? '')
-        .filter((name) => name && !name.startsWith('#')));
+class CidrError extends Error {
+    name = 'CidrError';
 }
-/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
-async function readFromExt4(image, file) {
-    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
-    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
+function ipToNumber(ip) {
+    if (!external_node_net_default().isIPv4(ip))
+        throw new CidrError(`"${ip}" is not an IPv4 address`);
+    return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 }
-class UserSpecError extends Error {
-    name = 'UserSpecError';
+function numberToIp(n) {
+    return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
+}
+function size(prefix) {
+    return 2 ** (32 - prefix);
+}
+/** `10.1.2.0/24`; a bare address is a /32. Host bits must be zero unless `loose` (an interface's `10.1.2.5/24`). Pure. */
+function parseCidr(text, loose = false) {
+    const [ip = '', prefixText, extra] = text.trim().split('/');
+    if (extra !== undefined || (prefixText !== undefined && !/^\d{1,2}$/.test(prefixText)))
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    const prefix = prefixText === undefined ? 32 : Number(prefixText);
+    if (prefix > 32)
+        throw new CidrError(`"${text}": prefix /${prefix} is longer than 32`);
+    let address;
+    try {
+        address = ipToNumber(ip);
+    }
+    catch {
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    }
+    const base = address - (address % size(prefix));
+    if (base !== address && !loose)
+        throw new CidrError(`"${text}" has host bits set; the network is ${formatCidr({ base, prefix })}`);
+    return { base, prefix };
+}
+function formatCidr(cidr) {
+    return `${numberToIp(cidr.base)}/${cidr.prefix}`;
+}
+function overlaps(a, b) {
+    return a.base < b.base + size(b.prefix) && b.base < a.base + size(a.prefix);
+}
+/** The n-th address of a network (1 is the first host). */
+function nthAddress(cidr, n) {
+    if (n <= 0 || n >= size(cidr.prefix) - 1)
+        throw new CidrError(`${formatCidr(cidr)} has no host number ${n}; it holds ${size(cidr.prefix) - 2}`);
+    return numberToIp(cidr.base + n);
+}
+/** How many hosts the network holds besides its gateway. */
+function guestCapacity(cidr) {
+    return Math.max(0, size(cidr.prefix) - 3);
+}
+
+;// CONCATENATED MODULE: ./src/network/firewall.ts
+/** Link-local, where cloud metadata services live (169.254.169.254); never reachable from a guest. */
+const LINK_LOCAL = '169.254.0.0/16';
+function nftTableName(id) {
+    return `hyper-${id}`;
+}
+/** The host-side match for a published port's host address, in nft syntax. */
+function nftHostMatch(hostIp) {
+    return hostIp === '0.0.0.0' ? 'fib daddr type local' : `ip daddr ${hostIp}`;
 }
 /**
- * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
- * before anything boots, so a typo fails at once with a clear message. Numbers
- * need no entry, as in Docker.
+ * The job's nftables table, replacing any earlier version in one transaction.
+ * - input: a guest reaches no service of the host itself (only replies pass);
+ * - forward: nothing from outside reaches a guest but replies and published
+ *   ports; guests never reach link-local addresses; egress per policy;
+ * - nat: published ports are DNATed to their guest, from loopback (output)
+ *   and, for non-loopback host addresses, from outside (prerouting); loopback
+ *   sources are masqueraded onto the bridge, and egress onto the uplink.
+ * Pure.
  */
-async function checkUserSpec(rootfs, spec, imageName) {
-    const [user = '', group] = spec.split(':');
-    const checks = [
-        [user, '/etc/passwd', 'user'],
-        [group, '/etc/group', 'group'],
+function nftRuleset(plan) {
+    const table = nftTableName(plan.id);
+    const br = `"${plan.bridge}"`;
+    const dnat = plan.forwards.map((f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`);
+    const fromOutside = plan.forwards
+        .filter((f) => !f.hostIp.startsWith('127.'))
+        .map((f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`);
+    const egress = plan.egress === 'allow'
+        ? [`    iifname ${br} accept`]
+        : [
+            ...(plan.allow.length ? [`    iifname ${br} ip daddr { ${plan.allow.join(', ')} } accept`] : []),
+            `    iifname ${br} drop`,
+        ];
+    return [
+        `table ip ${table}`,
+        `delete table ip ${table}`,
+        `table ip ${table} {`,
+        '  chain input {',
+        '    type filter hook input priority 0; policy accept;',
+        `    iifname ${br} ct state established,related accept`,
+        `    iifname ${br} drop`,
+        '  }',
+        '  chain forward {',
+        '    type filter hook forward priority 0; policy accept;',
+        `    oifname ${br} ct state established,related accept`,
+        `    oifname ${br} ct status dnat accept`,
+        `    iifname ${br} oifname ${br} accept`,
+        `    oifname ${br} drop`,
+        `    iifname ${br} ip daddr ${LINK_LOCAL} drop`,
+        ...egress,
+        '  }',
+        '  chain output-nat {',
+        '    type nat hook output priority -100; policy accept;',
+        ...dnat,
+        '  }',
+        '  chain prerouting-nat {',
+        '    type nat hook prerouting priority -100; policy accept;',
+        ...fromOutside,
+        '  }',
+        '  chain postrouting-nat {',
+        '    type nat hook postrouting priority 100; policy accept;',
+        `    oifname ${br} ip saddr 127.0.0.0/8 masquerade`,
+        `    ip saddr ${plan.subnet} oifname != ${br} masquerade`,
+        '  }',
+        '}',
+        '',
+    ].join('\n');
+}
+/** The nft command that removes the job's table. */
+function nftDelete(id) {
+    return `delete table ip ${nftTableName(id)}\n`;
+}
+/** iptables chain names (at most 28 characters). */
+function iptablesChains(id) {
+    return { input: `HYPER-${id}-IN`, forward: `HYPER-${id}-FWD`, dnat: `HYPER-${id}-DNAT`, snat: `HYPER-${id}-SNAT` };
+}
+/** Which built-in chain of which table jumps to each of ours. */
+function iptablesHooks(id) {
+    const c = iptablesChains(id);
+    return [
+        { table: 'filter', from: 'INPUT', to: c.input },
+        { table: 'filter', from: 'FORWARD', to: c.forward },
+        { table: 'nat', from: 'OUTPUT', to: c.dnat },
+        { table: 'nat', from: 'PREROUTING', to: c.dnat },
+        { table: 'nat', from: 'POSTROUTING', to: c.snat },
     ];
-    for (const [name, file, what] of checks) {
-        if (!name || /^\d+$/.test(name))
-            continue;
-        const content = await readFromExt4(rootfs, file);
-        if (content === undefined || !accountNames(content).has(name)) {
-            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
+}
+function iptablesHostMatch(hostIp) {
+    return hostIp === '0.0.0.0' ? ['-m', 'addrtype', '--dst-type', 'LOCAL'] : ['-d', hostIp];
+}
+/**
+ * The same policy as nftRuleset, as iptables commands (each one argv), for
+ * hosts without nft. Our chains are created, filled, then hooked in first.
+ * Pure.
+ */
+function iptablesSetup(plan) {
+    const c = iptablesChains(plan.id);
+    const br = plan.bridge;
+    const filter = (...args) => ['-t', 'filter', ...args];
+    const nat = (...args) => ['-t', 'nat', ...args];
+    const egress = plan.egress === 'allow'
+        ? [filter('-A', c.forward, '-i', br, '-j', 'ACCEPT')]
+        : [
+            ...plan.allow.map((cidr) => filter('-A', c.forward, '-i', br, '-d', cidr, '-j', 'ACCEPT')),
+            filter('-A', c.forward, '-i', br, '-j', 'DROP'),
+        ];
+    return [
+        ...[c.input, c.forward].map((chain) => filter('-N', chain)),
+        ...[c.dnat, c.snat].map((chain) => nat('-N', chain)),
+        filter('-A', c.input, '-i', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'),
+        filter('-A', c.input, '-i', br, '-j', 'DROP'),
+        filter('-A', c.forward, '-o', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED,DNAT', '-j', 'ACCEPT'),
+        filter('-A', c.forward, '-i', br, '-o', br, '-j', 'ACCEPT'),
+        filter('-A', c.forward, '-o', br, '-j', 'DROP'),
+        filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),
+        ...egress,
+        ...plan.forwards.map((f) => nat('-A', c.dnat, ...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort), '-j', 'DNAT', '--to-destination', `${f.address}:${f.containerPort}`)),
+        nat('-A', c.snat, '-o', br, '-s', '127.0.0.0/8', '-j', 'MASQUERADE'),
+        nat('-A', c.snat, '-s', plan.subnet, '!', '-o', br, '-j', 'MASQUERADE'),
+        ...iptablesHooks(plan.id).map((h) => ['-t', h.table, '-I', h.from, '-j', h.to]),
+    ];
+}
+/** Unhooks and deletes the job's chains; each command may fail harmlessly when already gone. Pure. */
+function iptablesTeardown(id) {
+    const c = iptablesChains(id);
+    return [
+        ...iptablesHooks(id).map((h) => ['-t', h.table, '-D', h.from, '-j', h.to]),
+        ...[c.input, c.forward].flatMap((chain) => [
+            ['-t', 'filter', '-F', chain],
+            ['-t', 'filter', '-X', chain],
+        ]),
+        ...[c.dnat, c.snat].flatMap((chain) => [
+            ['-t', 'nat', '-F', chain],
+            ['-t', 'nat', '-X', chain],
+        ]),
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/network/settings.ts
+
+
+const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
+class NetworkError extends Error {
+    name = 'NetworkError';
+}
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+function oneOf(value, allowed, what) {
+    const text = value.trim().toLowerCase();
+    if (!allowed.includes(text))
+        throw new NetworkError(`${what} must be ${allowed.join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+    return text;
+}
+/**
+ * Checks network settings from any front door; `names` says what the user
+ * called each one (`--network`, the `network` input), for the messages. Pure.
+ */
+function networkSettings(given, names) {
+    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
+    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
+    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
+    for (const entry of allow)
+        checkAllowEntry(entry, names.allow);
+    if (allow.length > 0 && egress === 'allow') {
+        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
+    }
+    let subnet;
+    if (given.subnet) {
+        try {
+            const cidr = parseCidr(given.subnet);
+            if (cidr.prefix > 29 || cidr.prefix < 16)
+                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
+            subnet = formatCidr(cidr);
+        }
+        catch (error) {
+            if (error instanceof CidrError)
+                throw new NetworkError(`${names.subnet}: ${error.message}`);
+            throw error;
         }
     }
+    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
+}
+function checkAllowEntry(entry, what) {
+    if (/^[\d./]+$/.test(entry)) {
+        try {
+            parseCidr(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`${what}: ${error.message}`);
+        }
+        return;
+    }
+    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
+        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
+    if (!HOSTNAME.test(entry))
+        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
+}
+/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
+function splitList(text) {
+    return (text ?? '')
+        .split(/[,\n]/)
+        .map((item) => item.trim())
+        .filter(Boolean);
+}
+
+;// CONCATENATED MODULE: ./src/network/host.ts
+
+
+
+
+
+function isRoot() {
+    return process.getuid?.() === 0;
+}
+/** Root, or passwordless sudo; undefined (with why) when neither. */
+async function networkPrivilege() {
+    if (isRoot())
+        return { sudo: false };
+    const sudo = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true }).catch(() => undefined);
+    if (sudo?.exitCode === 0)
+        return { sudo: true };
+    return { reason: `not running as root, and sudo ${sudo ? 'asks for a password' : 'is not installed'}` };
+}
+/** A command run as root: directly, or through `sudo -n`. Pure. */
+function privileged(privilege, program, args, input) {
+    const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
+    return input === undefined ? command : { ...command, input };
+}
+/** nft when it is here, else iptables; HYPER_FIREWALL=nft|iptables chooses. */
+async function firewallBackend() {
+    const wanted = process.env.HYPER_FIREWALL;
+    if (wanted === 'nft' || wanted === 'iptables') {
+        if (!(await onPath(wanted)) && !(await onPath(`/usr/sbin/${wanted}`)))
+            throw new NetworkError(`HYPER_FIREWALL=${wanted}, but ${wanted} is not installed`);
+        return wanted;
+    }
+    if (wanted)
+        throw new NetworkError(`HYPER_FIREWALL must be nft or iptables, not "${wanted}"`);
+    for (const backend of ['nft', 'iptables']) {
+        if ((await onPath(backend)) || (await onPath(`/usr/sbin/${backend}`)))
+            return backend;
+    }
+    throw new NetworkError('network bridge needs nft (package nftables) or iptables (package iptables); neither is installed');
+}
+/** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
+async function hostNetworks() {
+    const found = [];
+    const addresses = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout);
+    for (const link of addresses) {
+        for (const info of link.addr_info ?? []) {
+            if (info.family !== 'inet')
+                continue;
+            const text = `${info.local}/${info.prefixlen}`;
+            found.push({ device: link.ifname, cidr: parseCidr(text, true), text });
+        }
+    }
+    const routes = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout);
+    for (const route of routes) {
+        if (route.dst === 'default')
+            continue;
+        const cidr = parseCidr(route.dst, true);
+        found.push({ device: route.dev ?? 'a route', cidr, text: `route ${route.dst}` });
+    }
+    return found;
+}
+async function linkExists(name) {
+    const result = await run({ program: 'ip', args: ['link', 'show', 'dev', name] }, { allowFailure: true });
+    return result.exitCode === 0;
+}
+/** The job's bridge, with the gateway address, up; loopback may be DNATed onto it (published ports). */
+async function createBridge(privilege, name, gatewayCidr) {
+    const ip = (...args) => privileged(privilege, 'ip', args);
+    await run(ip('link', 'add', name, 'type', 'bridge'));
+    await run(ip('addr', 'add', gatewayCidr, 'dev', name));
+    await run(ip('link', 'set', name, 'up'));
+    await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
+}
+/** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
+async function createTap(privilege, name, bridge) {
+    const ip = (...args) => privileged(privilege, 'ip', args);
+    const uid = String(process.getuid?.() ?? 0);
+    await run(ip('tuntap', 'add', 'dev', name, 'mode', 'tap', 'user', uid));
+    try {
+        await run(ip('link', 'set', name, 'master', bridge));
+        await run(ip('link', 'set', name, 'up'));
+    }
+    catch (error) {
+        await deleteLink(privilege, name);
+        throw error;
+    }
+}
+/** Deletes an interface; one already gone is fine. */
+async function deleteLink(privilege, name) {
+    if (!(await linkExists(name)))
+        return;
+    await run(privileged(privilege, 'ip', ['link', 'del', name]));
+}
+/** Guests reach anything outside the bridge only if the host routes; returns whether it had to be turned on. */
+async function enableForwarding(privilege) {
+    const current = (await (0,promises_namespaceObject.readFile)('/proc/sys/net/ipv4/ip_forward', 'utf8').catch(() => '0')).trim();
+    if (current === '1')
+        return false;
+    if (privilege.sudo)
+        await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
+    else
+        await (0,promises_namespaceObject.writeFile)('/proc/sys/net/ipv4/ip_forward', '1\n');
+    return true;
+}
+/** Installs (or replaces) the job's rules. */
+async function applyFirewall(privilege, backend, plan) {
+    if (backend === 'nft') {
+        await run(privileged(privilege, 'nft', ['-f', '-'], nftRuleset(plan)));
+        return;
+    }
+    await removeFirewall(privilege, backend, plan.id);
+    for (const args of iptablesSetup(plan))
+        await run(privileged(privilege, 'iptables', ['-w', ...args]));
+}
+/** Removes the job's rules; rules already gone are fine. */
+async function removeFirewall(privilege, backend, id) {
+    if (backend === 'nft') {
+        await run(privileged(privilege, 'nft', ['-f', '-'], nftDelete(id)), { allowFailure: true });
+        return;
+    }
+    for (const args of iptablesTeardown(id))
+        await run(privileged(privilege, 'iptables', ['-w', ...args]), { allowFailure: true });
+}
+/** Name servers a guest can use: the host's, skipping loopback ones (systemd-resolved's upstreams then). */
+async function upstreamNameServers() {
+    for (const file of ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']) {
+        const text = await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => '');
+        const servers = [...text.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
+            .map((m) => m[1])
+            .filter((server) => !server.startsWith('127.'));
+        if (servers.length > 0)
+            return servers;
+    }
+    return [];
+}
+
+;// CONCATENATED MODULE: ./src/network/plan.ts
+
+
+const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
+/**
+ * Every name on the network is one service's: an alias may not repeat a
+ * service name or another alias, on the same service or another. Pure.
+ */
+function checkAliases(members) {
+    const owner = new Map();
+    for (const { service } of members)
+        owner.set(service.toLowerCase(), service);
+    for (const { service, aliases } of members) {
+        for (const alias of aliases) {
+            if (!ALIAS.test(alias))
+                throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
+            const key = alias.toLowerCase();
+            const taken = owner.get(key);
+            if (taken === undefined) {
+                owner.set(key, `${service}\0alias`);
+                continue;
+            }
+            const [other = '', kind] = taken.split('\0');
+            if (kind === undefined)
+                throw new NetworkError(other === service
+                    ? `service "${service}": alias "${alias}" is its own name`
+                    : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
+            throw new NetworkError(other === service
+                ? `service "${service}": alias "${alias}" is given twice`
+                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
+        }
+    }
+}
+/** The guest's /etc/hosts: loopback, itself, then every other member by name and aliases. Pure. */
+function hostsFile(self, peers) {
+    const lines = [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        `${self.address}\t${self.names.join(' ')}`,
+        ...peers.map((peer) => `${peer.address}\t${peer.names.join(' ')}`),
+    ];
+    return `${lines.join('\n')}\n`;
+}
+/** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
+function resolvConf(servers) {
+    if (servers.length === 0)
+        return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
+    return servers.map((server) => `nameserver ${server}\n`).join('');
+}
+/** Bridge networks are /24s from here unless the user gives a subnet. */
+const SUBNET_POOL = parseCidr('10.213.0.0/16');
+/** The first /24 of the pool, from `seed` on, that overlaps nothing on the host. Pure. */
+function chooseSubnet(taken, seed) {
+    const count = 2 ** (24 - SUBNET_POOL.prefix);
+    for (let i = 0; i < count; i++) {
+        const candidate = { base: SUBNET_POOL.base + ((seed + i) % count) * 256, prefix: 24 };
+        if (!taken.some((t) => overlaps(t.cidr, candidate)))
+            return candidate;
+    }
+    throw new NetworkError(`every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`);
+}
+/** A subnet the user chose must not overlap anything on the host. Pure. */
+function checkSubnet(wanted, taken) {
+    const clash = taken.find((t) => overlaps(t.cidr, wanted));
+    if (clash) {
+        throw new NetworkError(`subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`);
+    }
+}
+/** A locally administered, unicast MAC for a guest, from its address. Pure. */
+function guestMac(address) {
+    const octets = address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
+    return `52:54:${octets.join(':')}`;
 }
 
 ;// CONCATENATED MODULE: external "node:dgram"
@@ -45370,6 +45721,538 @@ async function resolvePorts(specs) {
 function formatPort(port) {
     const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
     return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
+}
+
+;// CONCATENATED MODULE: ./src/network/job.ts
+
+
+
+
+
+
+
+
+
+/** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
+const USER_SUBNET = '10.0.2.0/24';
+const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
+const USER_PEERS_FROM = 100;
+function networkFile(stateDir) {
+    return external_node_path_default().join(stateDir, 'network.json');
+}
+async function readNetwork(stateDir) {
+    try {
+        return JSON.parse(await (0,promises_namespaceObject.readFile)(networkFile(stateDir), 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+async function writeNetwork(stateDir, record) {
+    const file = networkFile(stateDir);
+    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(record, null, 2));
+    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+}
+/** Serializes changes to one job's network between hyper processes. */
+async function withLock(stateDir, work) {
+    const lock = external_node_path_default().join(stateDir, 'network.lock');
+    await (0,promises_namespaceObject.mkdir)(stateDir, { recursive: true });
+    for (let waited = 0;; waited += 50) {
+        try {
+            await (0,promises_namespaceObject.mkdir)(lock);
+            break;
+        }
+        catch (error) {
+            if (error.code !== 'EEXIST')
+                throw error;
+            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+            if (age > 120_000)
+                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+            if (waited > 120_000)
+                throw new NetworkError(`the job network is locked by another hyper process (${lock})`);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+    }
+    try {
+        return await work();
+    }
+    finally {
+        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+    }
+}
+function privilegeOf(record) {
+    return { sudo: record.sudo === true };
+}
+/** The firewall's view of a bridge network. Pure. */
+function firewallPlan(record) {
+    return {
+        id: record.id,
+        bridge: record.bridge ?? '',
+        subnet: record.subnet,
+        egress: record.egress,
+        allow: record.allowCidrs,
+        forwards: record.members.flatMap((m) => m.published.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            address: m.address,
+            containerPort: p.containerPort,
+        }))),
+    };
+}
+/** Host names in the allow-list, resolved now: the firewall allows their addresses, the guests' hosts file names them. */
+async function resolveAllowList(allow) {
+    const cidrs = [];
+    const hosts = [];
+    for (const entry of allow) {
+        if (/^[\d./]+$/.test(entry)) {
+            cidrs.push(formatCidr(parseCidr(entry)));
+            continue;
+        }
+        let addresses;
+        try {
+            addresses = await (0,external_node_dns_promises_namespaceObject.lookup)(entry, { all: true, family: 4 });
+        }
+        catch (error) {
+            throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${error.message}`);
+        }
+        for (const { address } of addresses) {
+            cidrs.push(`${address}/32`);
+            hosts.push({ address, names: [entry] });
+        }
+    }
+    return { cidrs: [...new Set(cidrs)], hosts };
+}
+/** Which mode `auto` means here, and why; an explicit mode is checked. */
+async function decideMode(settings, reporter) {
+    if (settings.mode === 'user')
+        return { mode: 'user' };
+    const privilege = await networkPrivilege();
+    if ('reason' in privilege) {
+        if (settings.mode === 'bridge')
+            throw new NetworkError(`network bridge needs root or passwordless sudo: ${privilege.reason}. Use network user (or auto) to run rootless`);
+        reporter.info(`network: user (QEMU user networking; bridge needs root or sudo: ${privilege.reason})`);
+        return { mode: 'user' };
+    }
+    return { mode: 'bridge', privilege };
+}
+async function createNetwork(stateDir, settings, reporter) {
+    const decided = await decideMode(settings, reporter);
+    const id = (0,external_node_crypto_.randomBytes)(4).toString('hex');
+    if (decided.mode === 'user') {
+        if (settings.allow.length > 0)
+            throw new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
+        if (settings.subnet)
+            throw new NetworkError(`a subnet (${settings.subnet}) needs network bridge; user networking has its own`);
+        if (settings.mode === 'user')
+            reporter.info('network: user (QEMU user networking)');
+        if (settings.egress === 'allow')
+            reporter.warn('network user with egress allow: QEMU user networking cannot keep guests off this host\'s own addresses or 169.254.169.254; use network bridge or egress deny for that boundary');
+        return {
+            id,
+            mode: 'user',
+            egress: settings.egress,
+            allow: [],
+            allowCidrs: [],
+            allowHosts: [],
+            subnet: USER_SUBNET,
+            gateway: USER_GUEST.gateway,
+            dns: settings.egress === 'allow' ? [USER_GUEST.dns] : [],
+            members: [],
+        };
+    }
+    const { privilege } = decided;
+    const firewall = await firewallBackend();
+    const allowed = await resolveAllowList(settings.allow);
+    const taken = await hostNetworks();
+    let subnet;
+    if (settings.subnet) {
+        subnet = parseCidr(settings.subnet);
+        checkSubnet(subnet, taken);
+    }
+    else {
+        subnet = chooseSubnet(taken, Number.parseInt(id.slice(0, 4), 16));
+    }
+    const bridge = `hy${id}`;
+    if (await linkExists(bridge))
+        throw new NetworkError(`interface ${bridge} already exists; try again`);
+    const record = {
+        id,
+        mode: 'bridge',
+        egress: settings.egress,
+        allow: settings.allow,
+        allowCidrs: allowed.cidrs,
+        allowHosts: allowed.hosts,
+        subnet: formatCidr(subnet),
+        gateway: nthAddress(subnet, 1),
+        dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
+        bridge,
+        firewall,
+        sudo: privilege.sudo,
+        members: [],
+    };
+    try {
+        await createBridge(privilege, bridge, `${record.gateway}/${subnet.prefix}`);
+        await applyFirewall(privilege, firewall, firewallPlan(record));
+        if (settings.egress === 'allow' || allowed.cidrs.length > 0) {
+            if (await enableForwarding(privilege))
+                reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
+        }
+    }
+    catch (error) {
+        await destroy(record);
+        throw error;
+    }
+    reporter.info(`network: bridge ${bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
+    return record;
+}
+async function destroy(record) {
+    if (record.mode !== 'bridge')
+        return;
+    const privilege = privilegeOf(record);
+    if (record.firewall)
+        await removeFirewall(privilege, record.firewall, record.id);
+    for (const member of record.members)
+        if (member.tap)
+            await deleteLink(privilege, member.tap);
+    if (record.bridge)
+        await deleteLink(privilege, record.bridge);
+}
+function nextAddress(record) {
+    const used = new Set(record.members.map((m) => m.address));
+    if (record.mode === 'user') {
+        for (let n = USER_PEERS_FROM; n < 255; n++) {
+            const address = `10.0.2.${n}`;
+            if (!used.has(address))
+                return address;
+        }
+        throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`);
+    }
+    const subnet = parseCidr(record.subnet);
+    for (let n = 2; n <= guestCapacity(subnet) + 1; n++) {
+        const address = nthAddress(subnet, n);
+        if (!used.has(address))
+            return address;
+    }
+    throw new NetworkError(`subnet ${record.subnet} is full`);
+}
+/**
+ * Puts services on the job network, making the network first if there is
+ * none: checks names, picks addresses and host ports, makes TAP devices and
+ * firewall rules. All or nothing: a failure removes what this call made.
+ */
+async function joinNetwork(stateDir, settings, requests, reporter) {
+    return withLock(stateDir, async () => {
+        const existing = await readNetwork(stateDir);
+        if (existing && settings.mode !== 'auto' && settings.mode !== existing.mode) {
+            throw new NetworkError(`this job's network is already ${existing.mode}; it cannot also be ${settings.mode} (tear it down first)`);
+        }
+        const replaced = new Set(requests.map((r) => r.service));
+        const kept = (existing?.members ?? []).filter((m) => !replaced.has(m.service));
+        checkAliases([...kept, ...requests]);
+        const record = existing ?? (await createNetwork(stateDir, settings, reporter));
+        const privilege = privilegeOf(record);
+        const stale = record.members.filter((m) => replaced.has(m.service));
+        const added = [];
+        try {
+            for (const member of stale)
+                if (member.tap)
+                    await deleteLink(privilege, member.tap);
+            record.members = kept;
+            for (const request of requests) {
+                const member = {
+                    service: request.service,
+                    aliases: request.aliases,
+                    address: nextAddress(record),
+                    published: await resolvePorts(request.published),
+                    internal: [],
+                };
+                if (record.mode === 'user') {
+                    const ports = [...new Set(request.containerPorts)];
+                    const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })));
+                    member.internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
+                }
+                else {
+                    member.tap = `${record.bridge}t${tapNumber(record)}`;
+                    await createTap(privilege, member.tap, record.bridge ?? '');
+                }
+                record.members.push(member);
+                added.push(member);
+            }
+            if (record.mode === 'bridge' && record.firewall)
+                await applyFirewall(privilege, record.firewall, firewallPlan(record));
+            await writeNetwork(stateDir, record);
+            return record;
+        }
+        catch (error) {
+            if (!existing)
+                await destroy(record);
+            else
+                for (const member of added)
+                    if (member.tap)
+                        await deleteLink(privilege, member.tap);
+            throw error;
+        }
+    });
+}
+function tapNumber(record) {
+    const used = new Set(record.members.map((m) => m.tap));
+    for (let n = 0;; n++)
+        if (!used.has(`${record.bridge}t${n}`))
+            return n;
+}
+/** The network with this service on it: as `hyper up` planned it, else joined now (`hyper run`, import). */
+async function memberOf(stateDir, settings, request, reporter) {
+    const planned = await readNetwork(stateDir);
+    if (planned?.members.some((m) => m.service === request.service))
+        return { network: planned, joined: false };
+    return { network: await joinNetwork(stateDir, settings, [request], reporter), joined: true };
+}
+/** Takes services off the network; the last one out removes the network and everything it made on the host. */
+async function leaveNetwork(stateDir, services) {
+    await withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        if (!record)
+            return;
+        const leaving = new Set(services);
+        const privilege = privilegeOf(record);
+        for (const member of record.members)
+            if (leaving.has(member.service) && member.tap)
+                await deleteLink(privilege, member.tap);
+        record.members = record.members.filter((m) => !leaving.has(m.service));
+        if (record.members.length === 0) {
+            await destroy(record);
+            await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
+            return;
+        }
+        if (record.mode === 'bridge' && record.firewall)
+            await applyFirewall(privilege, record.firewall, firewallPlan(record));
+        await writeNetwork(stateDir, record);
+    });
+}
+/** Removes the whole network, whoever is still on it (teardown). */
+async function removeNetwork(stateDir) {
+    await withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        if (!record)
+            return;
+        await destroy(record);
+        await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
+    });
+}
+/** One service's view of the job network: for QEMU, for the guest, and the host forwards user mode needs. Pure. */
+function memberView(record, service, hostname, connect) {
+    const self = record.members.find((m) => m.service === service);
+    if (!self)
+        throw new NetworkError(`${service} is not on the job network`);
+    const others = record.members.filter((m) => m.service !== service);
+    const peers = others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] }));
+    const selfNames = [...new Set([hostname, self.service, ...self.aliases])];
+    const resolv = resolvConf(record.dns);
+    if (record.mode === 'user') {
+        return {
+            machine: {
+                kind: 'user',
+                restrict: record.egress === 'deny',
+                guestForwards: others.flatMap((m) => m.internal.map((i) => ({ address: m.address, port: i.containerPort, hostPort: i.hostPort }))),
+                connect,
+            },
+            guest: {
+                ip: USER_GUEST.ip,
+                prefix: 24,
+                gateway: USER_GUEST.gateway,
+                hosts: hostsFile({ address: USER_GUEST.ip, names: selfNames }, peers),
+                resolvConf: resolv,
+            },
+            loopbackForwards: self.internal.map((i) => ({
+                hostIp: '127.0.0.1',
+                hostPort: i.hostPort,
+                containerPort: i.containerPort,
+                protocol: 'tcp',
+            })),
+        };
+    }
+    return {
+        machine: { kind: 'tap', ifname: self.tap ?? '', mac: guestMac(self.address) },
+        guest: {
+            ip: self.address,
+            prefix: parseCidr(record.subnet).prefix,
+            gateway: record.gateway,
+            hosts: hostsFile({ address: self.address, names: selfNames }, [...peers, ...record.allowHosts]),
+            resolvConf: resolv,
+        },
+        loopbackForwards: [],
+    };
+}
+
+;// CONCATENATED MODULE: ./src/guest/config.ts
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const CONTAINER_ROOT = '/container';
+const EXEC_HELPER = '/bin/hyper-exec';
+const ENV_FILE = '/run/hyper/env';
+class GuestConfigError extends Error {
+    name = 'GuestConfigError';
+}
+/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
+function serviceArgv(image, overrides, imageName) {
+    const entrypoint = overrides.entrypoint ?? image.entrypoint;
+    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
+    const argv = [...entrypoint, ...command];
+    if (argv.length === 0) {
+        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
+    }
+    return argv;
+}
+/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
+function mergeEnv(imageEnv, userEnv, hostname) {
+    const merged = new Map();
+    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
+    merged.set('HOSTNAME', hostname);
+    for (const entry of [...imageEnv, ...userEnv]) {
+        const eq = entry.indexOf('=');
+        if (eq <= 0)
+            continue;
+        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    return [...merged].map(([key, value]) => `${key}=${value}`);
+}
+/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
+function config_normalizeSignal(signal) {
+    const text = signal.trim().toUpperCase();
+    if (/^\d+$/.test(text))
+        return text;
+    const name = text.startsWith('SIG') ? text.slice(3) : text;
+    if (!/^[A-Z0-9+]+$/.test(name))
+        throw new GuestConfigError(`"${signal}" is not a signal name`);
+    return name;
+}
+function singleLine(what, value) {
+    if (/[\n\r\0]/.test(value))
+        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
+    return value;
+}
+function nulList(items) {
+    for (const item of items) {
+        if (item.includes('\0'))
+            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
+    }
+    return Buffer.from(items.map((item) => `${item}\0`).join(''));
+}
+/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
+function guestFiles(config) {
+    const settings = [
+        `hostname=${singleLine('hostname', config.hostname)}`,
+        `ip=${config.network.ip}`,
+        `prefix=${config.network.prefix}`,
+        `gateway=${config.network.gateway}`,
+        `user=${singleLine('user', config.user)}`,
+        `workdir=${singleLine('working directory', config.workdir)}`,
+        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
+        'rootdev=rootfs',
+    ];
+    return [
+        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
+        { name: 'argv', content: nulList(config.argv) },
+        { name: 'env', content: nulList(config.env) },
+        { name: 'hosts', content: Buffer.from(config.network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
+        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+    ];
+}
+/**
+ * A guest's network files for a (new) job network: hosts, resolv.conf, and
+ * the settings file with its address lines replaced. For an imported service,
+ * whose files were made for the job it came from. Pure.
+ */
+function rewriteNetworkFiles(settings, network) {
+    const address = {
+        ip: network.ip,
+        prefix: String(network.prefix),
+        gateway: network.gateway,
+    };
+    const lines = settings
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+        const key = line.slice(0, line.indexOf('='));
+        return key in address ? `${key}=${address[key]}` : line;
+    });
+    return [
+        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
+        { name: 'hosts', content: Buffer.from(network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+    ];
+}
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
+function networkSyncArgv(network) {
+    const script = [
+        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
+        'printf %s "$1" > /run/hyper/hosts',
+        'printf %s "$2" > /run/hyper/resolv.conf',
+        'ip addr flush dev eth0',
+        'ip addr add "$3" dev eth0',
+        'ip route replace default via "$4"',
+    ].join(' && ');
+    return ['/bin/sh', '-c', script, 'sh', network.hosts, network.resolvConf, `${network.ip}/${network.prefix}`, network.gateway];
+}
+/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
+function execArgv(config, command, env = []) {
+    return [
+        EXEC_HELPER,
+        '--root',
+        CONTAINER_ROOT,
+        '--user',
+        config.user,
+        '--workdir',
+        config.workdir,
+        '--env-file',
+        ENV_FILE,
+        ...env.flatMap((entry) => ['--env', entry]),
+        '--',
+        ...command,
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/images/users.ts
+
+/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
+function accountNames(file) {
+    return new Set(file
+        .split('\n')
+        .map((line) => line.split(':')[0]?.trim() ?? '')
+        .filter((name) => name && !name.startsWith('#')));
+}
+/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
+async function readFromExt4(image, file) {
+    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
+    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
+}
+class UserSpecError extends Error {
+    name = 'UserSpecError';
+}
+/**
+ * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
+ * before anything boots, so a typo fails at once with a clear message. Numbers
+ * need no entry, as in Docker.
+ */
+async function checkUserSpec(rootfs, spec, imageName) {
+    const [user = '', group] = spec.split(':');
+    const checks = [
+        [user, '/etc/passwd', 'user'],
+        [group, '/etc/group', 'group'],
+    ];
+    for (const [name, file, what] of checks) {
+        if (!name || /^\d+$/.test(name))
+            continue;
+        const content = await readFromExt4(rootfs, file);
+        if (content === undefined || !accountNames(content).has(name)) {
+            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/storage/mounts.ts
@@ -45798,6 +46681,7 @@ async function listRecords() {
 
 
 
+
 class ServiceError extends Error {
     name = 'ServiceError';
 }
@@ -45867,13 +46751,41 @@ async function runService(request, host, log) {
         user: request.user ?? runConfig.user,
         workdir: request.workdir ?? runConfig.workingDir,
         stopSignal: runConfig.stopSignal,
-        network: USER_NETWORK,
     };
     const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, baseDir);
-    const ports = await resolvePorts(request.ports);
     const base = await ensureRootfs(image, cacheDir());
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
     await checkUserSpec(base.path, guest.user, request.image);
+    // The service is on the job network from here; any failure takes it off again.
+    const { network } = await memberOf(stateDir(), request.network ?? DEFAULT_NETWORK, {
+        service: name,
+        aliases: request.aliases ?? [],
+        containerPorts: tcpPorts(request.ports, request.expose, runConfig.exposedPorts),
+        published: request.ports,
+    }, { info: log, warn: (line) => log(`warning: ${line}`) });
+    try {
+        return await createVm(name, request, host, { image, runConfig, guest, mounts, base: base.path, network });
+    }
+    catch (error) {
+        await leaveNetwork(stateDir(), [name]).catch(() => undefined);
+        throw error;
+    }
+}
+/** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
+function tcpPorts(published, expose, exposed) {
+    const fromImage = exposed.flatMap((entry) => {
+        const [port, protocol = 'tcp'] = entry.split('/');
+        return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
+    });
+    const ports = [...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort), ...(expose ?? []), ...fromImage];
+    return [...new Set(ports)].sort((a, b) => a - b);
+}
+async function createVm(name, request, host, vm) {
+    const { image, runConfig, mounts } = vm;
+    const dir = vmDir(name);
+    const view = memberView(vm.network, name, name, host.bundle.connect);
+    const ports = vm.network.members.find((m) => m.service === name)?.published ?? [];
+    const guest = { ...vm.guest, network: view.guest };
     await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
     try {
         await (0,promises_namespaceObject.mkdir)(dir);
@@ -45900,7 +46812,8 @@ async function runService(request, host, log) {
         memoryMiB: request.memoryMiB,
         cpus: request.cpus,
         guestFiles: files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) })),
-        ports,
+        forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+        network: view.machine,
         disks,
     });
     const record = {
@@ -45926,7 +46839,7 @@ async function runService(request, host, log) {
             await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
         await run({
             program: 'qemu-img',
-            args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, paths.rootDisk],
+            args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', vm.base, paths.rootDisk],
         });
         await writeRecord(record);
         const started = Date.now();
@@ -45954,7 +46867,8 @@ function machineSpec(name, host, vm) {
         bundle: host.bundle,
         rootDisk: vmPaths(dir).rootDisk,
         guestFiles: vm.guestFiles,
-        ports: vm.ports.map((p) => ({
+        network: vm.network,
+        ports: vm.forwards.map((p) => ({
             protocol: p.protocol,
             hostIp: p.hostIp,
             hostPort: p.hostPort,
@@ -45989,6 +46903,8 @@ async function startService(name, host, options = {}) {
     try {
         await host.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
         await host.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? 120_000);
+        if (options.checkpoint)
+            await syncGuestNetwork(record, host);
     }
     catch (error) {
         await host.hypervisor.kill(record.machine).catch(() => undefined);
@@ -45997,6 +46913,27 @@ async function startService(name, host, options = {}) {
     record.bootMs = Date.now() - started;
     await writeRecord(record);
     return record;
+}
+/**
+ * A resumed checkpoint runs with the network it was taken on; this applies
+ * the one in its guest files, which differ when it was imported into another
+ * job (another subnet, other services).
+ */
+async function syncGuestNetwork(record, host) {
+    const dir = vmPaths(record.machine.dir).guestFiles;
+    const read = (name) => (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, name), 'utf8');
+    const settings = await read('settings');
+    const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
+    const network = {
+        ip: value('ip'),
+        prefix: Number(value('prefix')),
+        gateway: value('gateway'),
+        hosts: await read('hosts'),
+        resolvConf: await read('resolv.conf'),
+    };
+    const result = await host.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
+    if (result.exitCode !== 0)
+        throw new ServiceError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
 }
 async function requireRecord(name) {
     const record = await readRecord(name);
@@ -46017,7 +46954,8 @@ async function stopService(name, graceMs, host) {
     }
     return status.exitCode;
 }
-async function removeService(name, force, host) {
+/** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
+async function removeService(name, force, host, options = {}) {
     const record = await requireRecord(name);
     if (await host.hypervisor.isRunning(record.machine)) {
         if (!force)
@@ -46025,6 +46963,8 @@ async function removeService(name, force, host) {
         await host.hypervisor.kill(record.machine);
     }
     await (0,promises_namespaceObject.rm)(record.machine.dir, { recursive: true, force: true });
+    if (!options.keepMember)
+        await leaveNetwork(stateDir(), [name]);
 }
 async function execInService(name, command, host, options = {}) {
     const record = await requireRecord(name);
@@ -46350,6 +47290,8 @@ async function removeSnapshot(service, name, host) {
 
 
 
+
+
 /**
  * One snapshot of a service as a single tar file, to carry it to another
  * machine or a later run: the service's record, the snapshot's record, its
@@ -46601,6 +47543,7 @@ async function importSnapshot(file, options, host) {
     const source = external_node_path_default().resolve(file);
     const staging = await transfer_scratchDir('import');
     let dir;
+    let joined;
     const madeVolumes = [];
     try {
         await extract(source, staging);
@@ -46622,7 +47565,6 @@ async function importSnapshot(file, options, host) {
                 throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
             }
         }
-        const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
         await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
         try {
             await (0,promises_namespaceObject.mkdir)(dir);
@@ -46666,11 +47608,21 @@ async function importSnapshot(file, options, host) {
             await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
             guestFiles.push({ name: g.name, path: at });
         }
+        const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
+        const { network, joined: newMember } = await memberOf(stateDir(), options.network ?? DEFAULT_NETWORK, { service: name, aliases: [], containerPorts: tcpPorts(published, [], []), published }, { info: () => undefined, warn: () => undefined });
+        if (newMember)
+            joined = name;
+        const view = memberView(network, name, name, host.bundle.connect);
+        const ports = network.members.find((m) => m.service === name)?.published ?? [];
+        const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
+        for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), view.guest))
+            await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
         const machine = machineSpec(name, host, {
             memoryMiB: service.memoryMiB,
             cpus: service.cpus,
             guestFiles,
-            ports,
+            forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+            network: view.machine,
             disks,
         });
         const record = {
@@ -46698,6 +47650,8 @@ async function importSnapshot(file, options, host) {
             await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
         for (const volume of madeVolumes)
             await (0,promises_namespaceObject.rm)(volume, { force: true });
+        if (joined)
+            await leaveNetwork(stateDir(), [joined]).catch(() => undefined);
         throw error;
     }
     finally {
@@ -46706,6 +47660,12 @@ async function importSnapshot(file, options, host) {
 }
 
 ;// CONCATENATED MODULE: ./src/lifecycle/up.ts
+
+
+
+
+
+
 
 
 
@@ -46746,6 +47706,9 @@ function runRequest(spec, options) {
         volumeSizes: spec.volumeSizes,
         tmpfs: spec.tmpfs,
         baseDir: spec.baseDir ?? options.baseDir,
+        network: options.network ?? DEFAULT_NETWORK,
+        aliases: spec.aliases ?? [],
+        expose: spec.expose ?? [],
     };
 }
 /**
@@ -46754,17 +47717,56 @@ function runRequest(spec, options) {
  * `waves` is validatePlan's answer, which callers get before any side effect.
  */
 async function upServices(waves, host, options, reporter) {
+    const specs = waves.flat();
+    await joinNetwork(stateDir(), options.network ?? DEFAULT_NETWORK, await Promise.all(specs.map((spec) => memberRequest(spec, options, reporter))), reporter);
     const statuses = [];
-    for (const wave of waves) {
-        const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
-        for (const result of results)
-            if (result.status === 'fulfilled')
-                statuses.push(result.value);
-        const failure = results.find((r) => r.status === 'rejected');
-        if (failure)
-            throw failure.reason;
+    try {
+        for (const wave of waves) {
+            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
+            for (const result of results)
+                if (result.status === 'fulfilled')
+                    statuses.push(result.value);
+            const failure = results.find((r) => r.status === 'rejected');
+            if (failure)
+                throw failure.reason;
+        }
+    }
+    catch (error) {
+        // Services that never got a VM leave the network; the rest stay for logs and teardown.
+        const unbooted = [];
+        for (const spec of specs)
+            if (!(await exists(vmDir(spec.name))))
+                unbooted.push(spec.name);
+        await leaveNetwork(stateDir(), unbooted).catch(() => undefined);
+        throw error;
     }
     return statuses;
+}
+/**
+ * A service's place on the job network, planned before anything boots so
+ * every guest starts knowing every other: the image is pulled now for its
+ * EXPOSEd ports.
+ */
+async function memberRequest(spec, options, reporter) {
+    const registry = spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+    let exposed;
+    try {
+        const image = await resolveImage(spec.image, {
+            ...registry,
+            cacheDir: cacheDir(),
+            log: (line) => reporter.info(`${spec.name}: ${line}`),
+        });
+        exposed = imageRunConfig(image.config).exposedPorts;
+    }
+    catch (error) {
+        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');
+    }
+    return {
+        service: spec.name,
+        aliases: spec.aliases ?? [],
+        containerPorts: tcpPorts(spec.ports, spec.expose, exposed),
+        published: spec.ports,
+    };
 }
 async function bootOne(spec, host, options, reporter) {
     const started = Date.now();
@@ -46813,7 +47815,7 @@ async function bootOne(spec, host, options, reporter) {
 async function resumeFromExport(spec, file, host, reporter) {
     let imported;
     try {
-        const result = await importSnapshot(file, { name: spec.name, ports: spec.ports, image: spec.image }, host);
+        const result = await importSnapshot(file, { name: spec.name, image: spec.image }, host);
         imported = result.record;
         await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
         const record = await requireRecord(spec.name);
@@ -46823,7 +47825,7 @@ async function resumeFromExport(spec, file, host, reporter) {
     catch (error) {
         if (imported) {
             // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
-            await removeService(spec.name, true, host).catch(() => undefined);
+            await removeService(spec.name, true, host, { keepMember: true }).catch(() => undefined);
             for (const disk of imported.disks ?? [])
                 if (disk.volume)
                     await (0,promises_namespaceObject.rm)(disk.path, { force: true });
@@ -56738,7 +57740,7 @@ async function findReleaseAsset(options) {
 
 const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
-const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c'];
+const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-connect.c'];
 class GuestBundleError extends Error {
     name = 'GuestBundleError';
 }
@@ -56760,10 +57762,15 @@ function bundleAssetName(hash) {
     return `hyper-guest-${hash}.tar.gz`;
 }
 function fromDir(dir, version) {
-    return { version, kernel: external_node_path_default().join(dir, 'vmlinuz'), initrd: external_node_path_default().join(dir, 'initrd.img') };
+    return {
+        version,
+        kernel: external_node_path_default().join(dir, 'vmlinuz'),
+        initrd: external_node_path_default().join(dir, 'initrd.img'),
+        connect: external_node_path_default().join(dir, 'hyper-connect'),
+    };
 }
 async function checkBundleDir(dir, hash, source) {
-    for (const file of ['vmlinuz', 'initrd.img', 'manifest.json']) {
+    for (const file of ['vmlinuz', 'initrd.img', 'hyper-connect', 'manifest.json']) {
         if (!(await (0,promises_namespaceObject.stat)(external_node_path_default().join(dir, file)).catch(() => undefined))) {
             throw new GuestBundleError(`guest bundle from ${source} has no ${file}`);
         }
@@ -57170,21 +58177,23 @@ async function volume(argv, io) {
 
 
 
+
+
 const USAGE = `Usage: hyper COMMAND
 
 Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE]
+  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  down [--time S]                stop and remove every VM
+  down [--time S]                stop and remove every VM, and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
-      [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
@@ -57202,6 +58211,15 @@ Commands:
   volume ls [--json]
   volume rm NAME...
 
+NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
+  --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
+                                 (rootless QEMU user networking); auto picks bridge when it can
+  --egress allow|deny            whether guests reach anything beyond the job's own services
+  --egress-allow HOST|CIDR,...   with --egress deny, what guests may still reach (bridge only)
+  --subnet CIDR                  the bridge's subnet (default: a free /24 of 10.213.0.0/16)
+Services reach each other by service name (and --network-alias) on their container ports.
+A guest never reaches this host's own services, nor 169.254.169.254 (bridge mode).
+
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
@@ -57214,6 +58232,31 @@ function reporter(io) {
 }
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = () => ({ hypervisor: new QemuHypervisor() });
+const commands_NETWORK_OPTIONS = [
+    { name: 'network', value: true },
+    { name: 'egress', value: true },
+    { name: 'egress-allow', value: true, multiple: true },
+    { name: 'subnet', value: true },
+];
+/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
+function networkOption(parsed) {
+    try {
+        return networkSettings({
+            mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
+            egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
+            allow: [
+                ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
+                ...splitList(process.env.HYPER_EGRESS_ALLOW),
+            ],
+            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET,
+        }, { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' });
+    }
+    catch (error) {
+        if (error instanceof NetworkError)
+            throw new UsageError(error.message);
+        throw error;
+    }
+}
 const REGISTRY_OPTIONS = [
     { name: 'registry-mirror', value: true },
     { name: 'insecure-registry', value: true, multiple: true },
@@ -57303,6 +58346,7 @@ function isComposeFile(text) {
 async function up(argv, io) {
     const parsed = parseArgs(argv, [
         ...REGISTRY_OPTIONS,
+        ...commands_NETWORK_OPTIONS,
         { name: 'file', short: 'f', value: true },
         { name: 'wait-timeout', value: true },
         { name: 'volume-size', value: true },
@@ -57323,6 +58367,7 @@ async function up(argv, io) {
         : parseServicesInput(text, file);
     const plan = validatePlan(specs);
     const volumeSize = volumeSizeOption(parsed);
+    const network = networkOption(parsed);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
     const options = {
@@ -57330,6 +58375,7 @@ async function up(argv, io) {
         registry: registrySettings(parsed),
         labels: { compose: external_node_path_default().resolve(file) },
         volumeSize,
+        network,
     };
     let statuses;
     try {
@@ -57361,11 +58407,16 @@ async function down(argv, io) {
         await removeService(record.name, true, host);
         io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
     }
+    // Whatever is left of the job network (a service that never booted) goes too.
+    await removeNetwork(stateDir());
     return 0;
 }
 async function commands_run(argv, io) {
     const parsed = parseArgs(argv, [
         ...REGISTRY_OPTIONS,
+        ...commands_NETWORK_OPTIONS,
+        { name: 'network-alias', value: true, multiple: true },
+        { name: 'expose', value: true, multiple: true },
         { name: 'name', value: true },
         { name: 'publish', short: 'p', value: true, multiple: true },
         { name: 'env', short: 'e', value: true, multiple: true },
@@ -57401,6 +58452,9 @@ async function commands_run(argv, io) {
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
         registry: registrySettings(parsed),
+        network: networkOption(parsed),
+        aliases: listOption(parsed, 'network-alias'),
+        expose: listOption(parsed, 'expose').map(exposedPort),
     };
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
@@ -57409,6 +58463,14 @@ async function commands_run(argv, io) {
         io.err(`${record.name}: published ${formatPort(port)}\n`);
     io.out(`${record.name}\n`);
     return 0;
+}
+/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
+function exposedPort(text) {
+    const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
+    const port = Number(match?.[1]);
+    if (!match || port < 1 || port > 65535)
+        throw new UsageError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
+    return port;
 }
 /** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
 async function setup(argv, io) {

@@ -5,7 +5,7 @@ import { pruneImages } from '../images/prune.js';
 import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
-import { cacheDir } from '../lifecycle/dirs.js';
+import { cacheDir, stateDir } from '../lifecycle/dirs.js';
 import { ServiceStartError, upServices } from '../lifecycle/up.js';
 import { parseComposeFile } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
@@ -23,7 +23,9 @@ import {
   serviceLogs,
   stopService,
 } from '../lifecycle/service.js';
+import { removeNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
+import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import {
@@ -48,15 +50,15 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE]
+  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  down [--time S]                stop and remove every VM
+  down [--time S]                stop and remove every VM, and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
   run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
-      [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
   ps [--json]
   logs NAME
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
@@ -74,6 +76,15 @@ Commands:
   volume ls [--json]
   volume rm NAME...
 
+NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
+  --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
+                                 (rootless QEMU user networking); auto picks bridge when it can
+  --egress allow|deny            whether guests reach anything beyond the job's own services
+  --egress-allow HOST|CIDR,...   with --egress deny, what guests may still reach (bridge only)
+  --subnet CIDR                  the bridge's subnet (default: a free /24 of 10.213.0.0/16)
+Services reach each other by service name (and --network-alias) on their container ports.
+A guest never reaches this host's own services, nor 169.254.169.254 (bridge mode).
+
 IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
@@ -89,6 +100,34 @@ function reporter(io: Io): Reporter {
 
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = (): Pick<HostContext, 'hypervisor'> => ({ hypervisor: new QemuHypervisor() });
+
+const NETWORK_OPTIONS = [
+  { name: 'network', value: true },
+  { name: 'egress', value: true },
+  { name: 'egress-allow', value: true, multiple: true },
+  { name: 'subnet', value: true },
+];
+
+/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
+function networkOption(parsed: ParsedArgs): NetworkSettings {
+  try {
+    return networkSettings(
+      {
+        mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
+        egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
+        allow: [
+          ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
+          ...splitList(process.env.HYPER_EGRESS_ALLOW),
+        ],
+        subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET,
+      },
+      { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' },
+    );
+  } catch (error: unknown) {
+    if (error instanceof NetworkError) throw new UsageError(error.message);
+    throw error;
+  }
+}
 
 const REGISTRY_OPTIONS = [
   { name: 'registry-mirror', value: true },
@@ -180,6 +219,7 @@ export function isComposeFile(text: string): boolean {
 async function up(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, [
     ...REGISTRY_OPTIONS,
+    ...NETWORK_OPTIONS,
     { name: 'file', short: 'f', value: true },
     { name: 'wait-timeout', value: true },
     { name: 'volume-size', value: true },
@@ -203,6 +243,7 @@ async function up(argv: string[], io: Io): Promise<number> {
     : parseServicesInput(text, file);
   const plan = validatePlan(specs);
   const volumeSize = volumeSizeOption(parsed);
+  const network = networkOption(parsed);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
   const options = {
@@ -210,6 +251,7 @@ async function up(argv: string[], io: Io): Promise<number> {
     registry: registrySettings(parsed),
     labels: { compose: path.resolve(file) },
     volumeSize,
+    network,
   };
   let statuses;
   try {
@@ -241,6 +283,8 @@ async function down(argv: string[], io: Io): Promise<number> {
     await removeService(record.name, true, host);
     io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
   }
+  // Whatever is left of the job network (a service that never booted) goes too.
+  await removeNetwork(stateDir());
   return 0;
 }
 
@@ -249,6 +293,9 @@ async function run(argv: string[], io: Io): Promise<number> {
     argv,
     [
       ...REGISTRY_OPTIONS,
+      ...NETWORK_OPTIONS,
+      { name: 'network-alias', value: true, multiple: true },
+      { name: 'expose', value: true, multiple: true },
       { name: 'name', value: true },
       { name: 'publish', short: 'p', value: true, multiple: true },
       { name: 'env', short: 'e', value: true, multiple: true },
@@ -287,6 +334,9 @@ async function run(argv: string[], io: Io): Promise<number> {
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
     registry: registrySettings(parsed),
+    network: networkOption(parsed),
+    aliases: listOption(parsed, 'network-alias'),
+    expose: listOption(parsed, 'expose').map(exposedPort),
   };
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
@@ -294,6 +344,15 @@ async function run(argv: string[], io: Io): Promise<number> {
   for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);
   io.out(`${record.name}\n`);
   return 0;
+}
+
+/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
+function exposedPort(text: string): number {
+  const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
+  const port = Number(match?.[1]);
+  if (!match || port < 1 || port > 65535)
+    throw new UsageError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
+  return port;
 }
 
 /** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */

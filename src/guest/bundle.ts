@@ -11,7 +11,7 @@ import { findReleaseAsset } from './release.js';
 
 export const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
-const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c'];
+const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-connect.c'];
 
 export class GuestBundleError extends Error {
   override name = 'GuestBundleError';
@@ -38,11 +38,16 @@ export function bundleAssetName(hash: string): string {
 }
 
 function fromDir(dir: string, version: string): GuestBundle {
-  return { version, kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
+  return {
+    version,
+    kernel: path.join(dir, 'vmlinuz'),
+    initrd: path.join(dir, 'initrd.img'),
+    connect: path.join(dir, 'hyper-connect'),
+  };
 }
 
 async function checkBundleDir(dir: string, hash: string | undefined, source: string): Promise<void> {
-  for (const file of ['vmlinuz', 'initrd.img', 'manifest.json']) {
+  for (const file of ['vmlinuz', 'initrd.img', 'hyper-connect', 'manifest.json']) {
     if (!(await stat(path.join(dir, file)).catch(() => undefined))) {
       throw new GuestBundleError(`guest bundle from ${source} has no ${file}`);
     }

@@ -12,13 +12,19 @@ export interface GuestConfig {
   user: string;
   workdir: string;
   stopSignal: string;
-  network: { ip: string; prefix: number; gateway: string; dns: string };
+  network: GuestNetwork;
   /** The mount table (src/storage/mounts.ts guestMountTable); empty for none. */
   mounts?: string;
 }
 
-/** User-mode networking (QEMU slirp) gives every guest this address plan. */
-export const USER_NETWORK = { ip: '10.0.2.15', prefix: 24, gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+/** What the guest init configures: its address, and the hosts and resolv.conf it binds into the container. */
+export interface GuestNetwork {
+  ip: string;
+  prefix: number;
+  gateway: string;
+  hosts: string;
+  resolvConf: string;
+}
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 export const CONTAINER_ROOT = '/container';
@@ -97,19 +103,56 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
     `stopsignal=${normalizeSignal(config.stopSignal)}`,
     'rootdev=rootfs',
   ];
-  const hosts = [
-    '127.0.0.1\tlocalhost',
-    '::1\tlocalhost ip6-localhost ip6-loopback',
-    `${config.network.ip}\t${config.hostname}`,
-  ];
   return [
     { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
     { name: 'argv', content: nulList(config.argv) },
     { name: 'env', content: nulList(config.env) },
-    { name: 'hosts', content: Buffer.from(`${hosts.join('\n')}\n`) },
-    { name: 'resolv.conf', content: Buffer.from(`nameserver ${config.network.dns}\n`) },
+    { name: 'hosts', content: Buffer.from(config.network.hosts) },
+    { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
     ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
   ];
+}
+
+/**
+ * A guest's network files for a (new) job network: hosts, resolv.conf, and
+ * the settings file with its address lines replaced. For an imported service,
+ * whose files were made for the job it came from. Pure.
+ */
+export function rewriteNetworkFiles(settings: string, network: GuestNetwork): { name: string; content: Buffer }[] {
+  const address: Record<string, string> = {
+    ip: network.ip,
+    prefix: String(network.prefix),
+    gateway: network.gateway,
+  };
+  const lines = settings
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const key = line.slice(0, line.indexOf('='));
+      return key in address ? `${key}=${address[key]}` : line;
+    });
+  return [
+    { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
+    { name: 'hosts', content: Buffer.from(network.hosts) },
+    { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+  ];
+}
+
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
+export function networkSyncArgv(network: GuestNetwork): string[] {
+  const script = [
+    'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
+    'printf %s "$1" > /run/hyper/hosts',
+    'printf %s "$2" > /run/hyper/resolv.conf',
+    'ip addr flush dev eth0',
+    'ip addr add "$3" dev eth0',
+    'ip route replace default via "$4"',
+  ].join(' && ');
+  return ['/bin/sh', '-c', script, 'sh', network.hosts, network.resolvConf, `${network.ip}/${network.prefix}`, network.gateway];
 }
 
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */

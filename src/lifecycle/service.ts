@@ -1,20 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execArgv, guestFiles, mergeEnv, serviceArgv, USER_NETWORK } from '../guest/config.js';
+import { execArgv, guestFiles, mergeEnv, networkSyncArgv, serviceArgv } from '../guest/config.js';
 import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
-import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
+import { leaveNetwork, memberOf, memberView, type NetworkRecord } from '../network/job.js';
+import type { PortSpec, PublishedPort } from '../network/ports.js';
+import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
-import type { ExecResult, MachineSpec } from '../vm/hypervisor.js';
+import type { ExecResult, MachineNetwork, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { guestMountTable, planMounts, type MountDisk } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
 import { readGuestStatus } from '../vm/status.js';
 import { exists } from '../files.js';
-import { cacheDir, vmDir } from './dirs.js';
+import { cacheDir, stateDir, vmDir } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { HostContext } from './host.js';
 import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
@@ -53,6 +55,12 @@ export interface RunRequest {
   tmpfs?: string[];
   /** What relative host paths in `volumes` are relative to (the working directory by default). */
   baseDir?: string;
+  /** How to make the job network if this is its first VM (auto, egress allowed, by default). */
+  network?: NetworkSettings;
+  /** Further names the other services reach this one by. */
+  aliases?: string[];
+  /** Container ports the other services may reach, besides the image's EXPOSE and the published ones. */
+  expose?: number[];
 }
 
 /** How images are pulled: credentials, a Docker Hub mirror, registries reached over plain HTTP. */
@@ -150,14 +158,64 @@ export async function runService(
     user: request.user ?? runConfig.user,
     workdir: request.workdir ?? runConfig.workingDir,
     stopSignal: runConfig.stopSignal,
-    network: USER_NETWORK,
   };
   const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, baseDir);
-  const ports = await resolvePorts(request.ports);
   const base = await ensureRootfs(image, cacheDir());
   log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
   await checkUserSpec(base.path, guest.user, request.image);
 
+  // The service is on the job network from here; any failure takes it off again.
+  const { network } = await memberOf(
+    stateDir(),
+    request.network ?? DEFAULT_NETWORK,
+    {
+      service: name,
+      aliases: request.aliases ?? [],
+      containerPorts: tcpPorts(request.ports, request.expose, runConfig.exposedPorts),
+      published: request.ports,
+    },
+    { info: log, warn: (line) => log(`warning: ${line}`) },
+  );
+  try {
+    return await createVm(name, request, host, { image, runConfig, guest, mounts, base: base.path, network });
+  } catch (error: unknown) {
+    await leaveNetwork(stateDir(), [name]).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
+export function tcpPorts(
+  published: readonly PortSpec[],
+  expose: readonly number[] | undefined,
+  exposed: readonly string[],
+): number[] {
+  const fromImage = exposed.flatMap((entry) => {
+    const [port, protocol = 'tcp'] = entry.split('/');
+    return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
+  });
+  const ports = [...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort), ...(expose ?? []), ...fromImage];
+  return [...new Set(ports)].sort((a, b) => a - b);
+}
+
+async function createVm(
+  name: string,
+  request: RunRequest,
+  host: HostContext,
+  vm: {
+    image: Awaited<ReturnType<typeof resolveImage>>;
+    runConfig: ReturnType<typeof imageRunConfig>;
+    guest: Omit<Parameters<typeof guestFiles>[0], 'network'>;
+    mounts: ReturnType<typeof planMounts>;
+    base: string;
+    network: NetworkRecord;
+  },
+): Promise<VmRecord> {
+  const { image, runConfig, mounts } = vm;
+  const dir = vmDir(name);
+  const view = memberView(vm.network, name, name, host.bundle.connect);
+  const ports = vm.network.members.find((m) => m.service === name)?.published ?? [];
+  const guest = { ...vm.guest, network: view.guest };
   await mkdir(path.dirname(dir), { recursive: true });
   try {
     await mkdir(dir);
@@ -182,7 +240,8 @@ export async function runService(
     memoryMiB: request.memoryMiB,
     cpus: request.cpus,
     guestFiles: files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) })),
-    ports,
+    forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+    network: view.machine,
     disks,
   });
   const record: VmRecord = {
@@ -206,7 +265,7 @@ export async function runService(
     for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
     await run({
       program: 'qemu-img',
-      args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base.path, paths.rootDisk],
+      args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', vm.base, paths.rootDisk],
     });
     await writeRecord(record);
     const started = Date.now();
@@ -230,7 +289,9 @@ export function machineSpec(
     memoryMiB: number;
     cpus: number;
     guestFiles: MachineSpec['guestFiles'];
-    ports: readonly PublishedPort[];
+    /** Host ports QEMU itself forwards (user networking): published, and loopback ones for the other services. */
+    forwards: readonly PublishedPort[];
+    network: MachineNetwork;
     disks: readonly MountDisk[];
   },
 ): MachineSpec {
@@ -244,7 +305,8 @@ export function machineSpec(
     bundle: host.bundle,
     rootDisk: vmPaths(dir).rootDisk,
     guestFiles: vm.guestFiles,
-    ports: vm.ports.map((p) => ({
+    network: vm.network,
+    ports: vm.forwards.map((p) => ({
       protocol: p.protocol,
       hostIp: p.hostIp,
       hostPort: p.hostPort,
@@ -284,6 +346,7 @@ export async function startService(
   try {
     await host.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
     await host.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? 120_000);
+    if (options.checkpoint) await syncGuestNetwork(record, host);
   } catch (error: unknown) {
     await host.hypervisor.kill(record.machine).catch(() => undefined);
     throw error;
@@ -291,6 +354,28 @@ export async function startService(
   record.bootMs = Date.now() - started;
   await writeRecord(record);
   return record;
+}
+
+/**
+ * A resumed checkpoint runs with the network it was taken on; this applies
+ * the one in its guest files, which differ when it was imported into another
+ * job (another subnet, other services).
+ */
+async function syncGuestNetwork(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Promise<void> {
+  const dir = vmPaths(record.machine.dir).guestFiles;
+  const read = (name: string): Promise<string> => readFile(path.join(dir, name), 'utf8');
+  const settings = await read('settings');
+  const value = (key: string): string => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
+  const network = {
+    ip: value('ip'),
+    prefix: Number(value('prefix')),
+    gateway: value('gateway'),
+    hosts: await read('hosts'),
+    resolvConf: await read('resolv.conf'),
+  };
+  const result = await host.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
+  if (result.exitCode !== 0)
+    throw new ServiceError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
 }
 
 export async function requireRecord(name: string): Promise<VmRecord> {
@@ -317,10 +402,12 @@ export async function stopService(
   return status.exitCode;
 }
 
+/** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
 export async function removeService(
   name: string,
   force: boolean,
   host: Pick<HostContext, 'hypervisor'>,
+  options: { keepMember?: boolean } = {},
 ): Promise<void> {
   const record = await requireRecord(name);
   if (await host.hypervisor.isRunning(record.machine)) {
@@ -331,6 +418,7 @@ export async function removeService(
     await host.hypervisor.kill(record.machine);
   }
   await rm(record.machine.dir, { recursive: true, force: true });
+  if (!options.keepMember) await leaveNetwork(stateDir(), [name]);
 }
 
 export async function execInService(

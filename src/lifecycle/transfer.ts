@@ -2,7 +2,10 @@ import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile }
 import path from 'node:path';
 import * as tar from 'tar';
 import { exists, fileDigest, isNotFound } from '../files.js';
-import { resolvePorts, type PortSpec, type PublishedPort } from '../network/ports.js';
+import { rewriteNetworkFiles } from '../guest/config.js';
+import { leaveNetwork, memberOf, memberView } from '../network/job.js';
+import type { PortSpec, PublishedPort } from '../network/ports.js';
+import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
 import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
@@ -10,7 +13,7 @@ import { vmPaths } from '../vm/paths.js';
 import { stateDir, vmDir } from './dirs.js';
 import type { HostContext } from './host.js';
 import { writeRecord, type VmRecord } from './record.js';
-import { machineSpec, ServiceError, validateName } from './service.js';
+import { machineSpec, ServiceError, tcpPorts, validateName } from './service.js';
 import {
   checkpointCompatibility,
   requireSnapshot,
@@ -206,6 +209,8 @@ export interface ImportOptions {
   ports?: PortSpec[] | undefined;
   /** Refuse an export of another image (the image reference as the service names it). */
   image?: string | undefined;
+  /** How to make the job network if the service is its first. */
+  network?: NetworkSettings | undefined;
 }
 
 export interface ImportResult {
@@ -333,6 +338,7 @@ export async function importSnapshot(
   const source = path.resolve(file);
   const staging = await scratchDir('import');
   let dir: string | undefined;
+  let joined: string | undefined;
   const madeVolumes: string[] = [];
   try {
     await extract(source, staging);
@@ -355,7 +361,6 @@ export async function importSnapshot(
         );
       }
     }
-    const ports = await resolvePorts(options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 })));
     await mkdir(path.dirname(dir), { recursive: true });
     try {
       await mkdir(dir);
@@ -399,11 +404,25 @@ export async function importSnapshot(
       await rename(path.join(staging, g.entry), at);
       guestFiles.push({ name: g.name, path: at });
     }
+    const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
+    const { network, joined: newMember } = await memberOf(
+      stateDir(),
+      options.network ?? DEFAULT_NETWORK,
+      { service: name, aliases: [], containerPorts: tcpPorts(published, [], []), published },
+      { info: () => undefined, warn: () => undefined },
+    );
+    if (newMember) joined = name;
+    const view = memberView(network, name, name, host.bundle.connect);
+    const ports = network.members.find((m) => m.service === name)?.published ?? [];
+    const settingsFile = path.join(paths.guestFiles, 'settings');
+    for (const rewritten of rewriteNetworkFiles(await readFile(settingsFile, 'utf8'), view.guest))
+      await writeFile(path.join(paths.guestFiles, rewritten.name), rewritten.content);
     const machine = machineSpec(name, host, {
       memoryMiB: service.memoryMiB,
       cpus: service.cpus,
       guestFiles,
-      ports,
+      forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+      network: view.machine,
       disks,
     });
     const record: VmRecord = {
@@ -428,6 +447,7 @@ export async function importSnapshot(
   } catch (error: unknown) {
     if (dir) await rm(dir, { recursive: true, force: true });
     for (const volume of madeVolumes) await rm(volume, { force: true });
+    if (joined) await leaveNetwork(stateDir(), [joined]).catch(() => undefined);
     throw error;
   } finally {
     await rm(staging, { recursive: true, force: true });

@@ -1,4 +1,10 @@
 import { rm } from 'node:fs/promises';
+import { resolveImage } from '../images/resolve.js';
+import { imageRunConfig } from '../images/run-config.js';
+import { joinNetwork, leaveNetwork, type MemberRequest } from '../network/job.js';
+import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
+import { exists } from '../files.js';
+import { cacheDir, stateDir, vmDir } from './dirs.js';
 import type { PublishedPort } from '../network/ports.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { waitHealthy } from './health.js';
@@ -9,6 +15,7 @@ import {
   requireRecord,
   runService,
   serviceLogs,
+  tcpPorts,
   type RegistrySettings,
   type RunRequest,
 } from './service.js';
@@ -29,6 +36,8 @@ export interface UpOptions {
   volumeSize?: number;
   /** Exports (hyper export files) to resume services from instead of booting them, by service name. */
   checkpoints?: Readonly<Record<string, string>>;
+  /** The job network's mode, egress policy and subnet. */
+  network?: NetworkSettings;
 }
 
 export interface ServiceStatus {
@@ -81,6 +90,9 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
     volumeSizes: spec.volumeSizes,
     tmpfs: spec.tmpfs,
     baseDir: spec.baseDir ?? options.baseDir,
+    network: options.network ?? DEFAULT_NETWORK,
+    aliases: spec.aliases ?? [],
+    expose: spec.expose ?? [],
   };
 }
 
@@ -95,14 +107,55 @@ export async function upServices(
   options: UpOptions,
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
+  const specs = waves.flat();
+  await joinNetwork(
+    stateDir(),
+    options.network ?? DEFAULT_NETWORK,
+    await Promise.all(specs.map((spec) => memberRequest(spec, options, reporter))),
+    reporter,
+  );
   const statuses: ServiceStatus[] = [];
-  for (const wave of waves) {
-    const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
-    for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) throw failure.reason;
+  try {
+    for (const wave of waves) {
+      const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
+      for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
+    }
+  } catch (error: unknown) {
+    // Services that never got a VM leave the network; the rest stay for logs and teardown.
+    const unbooted = [];
+    for (const spec of specs) if (!(await exists(vmDir(spec.name)))) unbooted.push(spec.name);
+    await leaveNetwork(stateDir(), unbooted).catch(() => undefined);
+    throw error;
   }
   return statuses;
+}
+
+/**
+ * A service's place on the job network, planned before anything boots so
+ * every guest starts knowing every other: the image is pulled now for its
+ * EXPOSEd ports.
+ */
+async function memberRequest(spec: ServiceSpec, options: UpOptions, reporter: Reporter): Promise<MemberRequest> {
+  const registry = spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+  let exposed: string[];
+  try {
+    const image = await resolveImage(spec.image, {
+      ...registry,
+      cacheDir: cacheDir(),
+      log: (line) => reporter.info(`${spec.name}: ${line}`),
+    });
+    exposed = imageRunConfig(image.config).exposedPorts;
+  } catch (error: unknown) {
+    throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${(error as Error).message}`, '');
+  }
+  return {
+    service: spec.name,
+    aliases: spec.aliases ?? [],
+    containerPorts: tcpPorts(spec.ports, spec.expose, exposed),
+    published: spec.ports,
+  };
 }
 
 async function bootOne(
@@ -171,11 +224,7 @@ async function resumeFromExport(
 ): Promise<{ record: VmRecord; snapshot: string } | undefined> {
   let imported: VmRecord | undefined;
   try {
-    const result = await importSnapshot(
-      file,
-      { name: spec.name, ports: spec.ports, image: spec.image },
-      host,
-    );
+    const result = await importSnapshot(file, { name: spec.name, image: spec.image }, host);
     imported = result.record;
     await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
     const record = await requireRecord(spec.name);
@@ -186,7 +235,7 @@ async function resumeFromExport(
   } catch (error: unknown) {
     if (imported) {
       // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
-      await removeService(spec.name, true, host).catch(() => undefined);
+      await removeService(spec.name, true, host, { keepMember: true }).catch(() => undefined);
       for (const disk of imported.disks ?? []) if (disk.volume) await rm(disk.path, { force: true });
     }
     reporter.warn(

@@ -34,6 +34,10 @@ export interface ServiceSpec {
   user?: string;
   /** Container paths to mount as tmpfs. */
   tmpfs: string[];
+  /** Further names the other services reach this one by (compose `networks: {x: {aliases}}`, `--network-alias`). */
+  aliases?: string[];
+  /** Container ports the other services may reach besides the image's EXPOSE and `ports` (compose `expose:`). */
+  expose?: number[];
 }
 
 /** A bad services input or compose file; the message names the source, key path and line where known. */

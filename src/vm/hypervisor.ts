@@ -6,6 +6,8 @@ export interface GuestBundle {
   version: string;
   kernel: string;
   initrd: string;
+  /** The host-side helper user networking runs for each connection between services (guest/hyper-connect.c). */
+  connect: string;
 }
 
 export interface PortForward {
@@ -32,10 +34,26 @@ export interface MachineSpec {
   /** qcow2 overlay whose backing file is the image's read-only ext4 base. */
   rootDisk: string;
   guestFiles: GuestFile[];
+  /** Host ports QEMU forwards into the guest (user networking). */
   ports: PortForward[];
+  /** How the VM is connected; plain user networking when absent (records from before job networks). */
+  network?: MachineNetwork;
   /** Further disks (volumes, host-path copies); the guest finds each by its serial. */
   disks?: DiskSpec[];
 }
+
+/** How QEMU connects one VM to its job's network (src/network/job.ts decides). */
+export type MachineNetwork =
+  | {
+      kind: 'user';
+      /** No traffic leaves QEMU but forwarded ports (egress deny). */
+      restrict: boolean;
+      /** Connections to other services: the address and port the guest dials, and the loopback port they reach. */
+      guestForwards: { address: string; port: number; hostPort: number }[];
+      /** The helper QEMU runs for each such connection (guest/hyper-connect.c). */
+      connect: string;
+    }
+  | { kind: 'tap'; ifname: string; mac: string };
 
 export interface DiskSpec {
   /** Also the block device id; at most 20 characters (virtio-blk's serial). */

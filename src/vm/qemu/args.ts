@@ -24,10 +24,34 @@ export function diskNode(serial: string): string {
   return `${serial}-disk`;
 }
 
+/**
+ * The network device. User networking forwards published ports (hostfwd) and,
+ * for each other service, the address and port the guest dials to a helper
+ * that connects to that service's loopback port (guestfwd); `restrict` drops
+ * everything else. A TAP joins the job's bridge. Pure.
+ */
+export function networkArgs(spec: MachineSpec): string[] {
+  const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
+  if (network.kind === 'tap') {
+    return [
+      '-netdev', `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+      '-device', `virtio-net-device,netdev=net0,mac=${network.mac}`,
+    ];
+  }
+  const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
+  const guestfwd = network.guestForwards.map(
+    (f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`,
+  );
+  const restrict = network.restrict ? ',restrict=on' : '';
+  return [
+    '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+    '-device', 'virtio-net-device,netdev=net0',
+  ];
+}
+
 /** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
 export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
   const paths = vmPaths(spec.dir);
-  const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
   // prettier-ignore
   const args = [
     '-name', optValue(spec.name),
@@ -54,8 +78,7 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     '-device', 'virtserialport,chardev=status,name=hyper.status',
     '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
     '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-    '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${hostfwd.join('')}`,
-    '-device', 'virtio-net-device,netdev=net0',
+    ...networkArgs(spec),
   ];
   for (const disk of spec.disks ?? []) {
     const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';

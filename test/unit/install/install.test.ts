@@ -25,7 +25,7 @@ test('accel choices', () => {
 });
 
 test('the KVM probe boots our kernel and powers off at once', () => {
-  const args = probeArgs({ version: 'v', kernel: '/k', initrd: '/i' }, '/tmp/c');
+  const args = probeArgs({ version: 'v', kernel: '/k', initrd: '/i', connect: '/c' }, '/tmp/c');
   expect(args.slice(0, 4)).toEqual(['-M', 'microvm,x-option-roms=off', '-accel', 'kvm']);
   expect(args).toEqual(expect.arrayContaining(['-kernel', '/k', '-initrd', '/i', '-serial', 'file:/tmp/c']));
   expect(args[args.indexOf('-append') + 1]).toBe('console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f');

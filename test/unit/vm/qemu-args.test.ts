@@ -7,7 +7,7 @@ const spec: MachineSpec = {
   accel: 'tcg',
   memoryMiB: 256,
   cpus: 2,
-  bundle: { version: 'abc', kernel: '/b/vmlinuz', initrd: '/b/initrd.img' },
+  bundle: { version: 'abc', kernel: '/b/vmlinuz', initrd: '/b/initrd.img', connect: '/b/hyper-connect' },
   rootDisk: '/state/vms/web/rootfs.qcow2',
   guestFiles: [{ name: 'settings', path: '/state/vms/web/guest/settings' }],
   ports: [
