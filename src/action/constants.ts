@@ -11,6 +11,10 @@ export enum Inputs {
   CheckpointKey = 'checkpoint-key',
   CheckpointName = 'checkpoint-name',
   KeepOnFailure = 'keep-on-failure',
+  Network = 'network',
+  Egress = 'egress',
+  EgressAllow = 'egress-allow',
+  Subnet = 'subnet',
 }
 
 export enum Outputs {
@@ -18,6 +22,7 @@ export enum Outputs {
   StateDir = 'state-dir',
   Services = 'services',
   CheckpointHit = 'checkpoint-hit',
+  Network = 'network',
 }
 
 export enum StateKeys {

@@ -2,7 +2,8 @@ import * as core from '@actions/core';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAccelChoice, type AccelChoice } from '../install/accel.js';
-import { parseComposeFile } from '../spec/compose.js';
+import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
+import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
@@ -27,6 +28,7 @@ export interface ActionInputs {
   keepOnFailure: KeepOnFailure;
   /** Carry snapshot `name` of each service across runs under this cache key. */
   checkpoint: { key: string; name: string } | undefined;
+  network: NetworkSettings;
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
@@ -39,6 +41,7 @@ export function getInputs(): ActionInputs {
   const servicesText = core.getInput(Inputs.Services);
   if (servicesText.trim()) services.push(...parseServicesInput(servicesText, `input "${Inputs.Services}"`));
   const composeFile = core.getInput(Inputs.ComposeFile);
+  let fileSubnet: string | undefined;
   if (composeFile) {
     const file = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), composeFile);
     let text: string;
@@ -47,9 +50,14 @@ export function getInputs(): ActionInputs {
     } catch (error: unknown) {
       throw new SpecError(`input "${Inputs.ComposeFile}": cannot read ${file}: ${(error as Error).message}`);
     }
-    services.push(
-      ...parseComposeFile(text, file, (p) => readFileSync(p, 'utf8'), process.env as Record<string, string>),
+    const project = parseComposeProject(
+      text,
+      file,
+      (p) => readFileSync(p, 'utf8'),
+      process.env as Record<string, string>,
     );
+    services.push(...project.services);
+    fileSubnet = project.subnet;
   }
   const plan = validatePlan(services);
   const waitText = core.getInput(Inputs.WaitTimeout) || String(DEFAULT_WAIT_TIMEOUT_S);
@@ -73,6 +81,26 @@ export function getInputs(): ActionInputs {
     );
   }
   const keepOnFailure = getKeepOnFailure();
+  let network: NetworkSettings;
+  try {
+    network = networkSettings(
+      {
+        mode: core.getInput(Inputs.Network),
+        egress: core.getInput(Inputs.Egress),
+        allow: splitList(core.getInput(Inputs.EgressAllow)),
+        subnet: core.getInput(Inputs.Subnet) || fileSubnet,
+      },
+      {
+        mode: `input "${Inputs.Network}"`,
+        egress: `input "${Inputs.Egress}"`,
+        allow: `input "${Inputs.EgressAllow}"`,
+        subnet: `input "${Inputs.Subnet}"`,
+      },
+    );
+  } catch (error: unknown) {
+    if (error instanceof NetworkError) throw new SpecError(error.message);
+    throw error;
+  }
   return {
     accel,
     plan,
@@ -87,6 +115,7 @@ export function getInputs(): ActionInputs {
     volumeSize,
     keepOnFailure,
     checkpoint: checkpointKey ? { key: checkpointKey, name: checkpointName } : undefined,
+    network,
   };
 }
 

@@ -1,4 +1,5 @@
 import * as core from '@actions/core';
+import { readNetwork } from '../network/job.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareHost } from '../lifecycle/host.js';
@@ -69,6 +70,11 @@ export async function mainRun(): Promise<void> {
     // Sets it for this process too: later `hyper` steps make their volumes with the same default.
     core.exportVariable('HYPER_VOLUME_SIZE', String(inputs.volumeSize));
   }
+  // A later `hyper run` step joins the job network; these say how to make it if it has to.
+  core.exportVariable('HYPER_NETWORK', inputs.network.mode);
+  core.exportVariable('HYPER_EGRESS', inputs.network.egress);
+  if (inputs.network.allow.length) core.exportVariable('HYPER_EGRESS_ALLOW', inputs.network.allow.join(','));
+  if (inputs.network.subnet) core.exportVariable('HYPER_SUBNET', inputs.network.subnet);
 
   if (inputs.accel !== 'tcg' && process.env.GITHUB_ACTIONS === 'true') {
     core.info(await core.group('Enable KVM', enableKvm));
@@ -120,6 +126,7 @@ export async function mainRun(): Promise<void> {
             labels: { job: `${process.env.GITHUB_RUN_ID ?? ''}-${process.env.GITHUB_JOB ?? ''}` },
             ...(inputs.volumeSize !== undefined ? { volumeSize: inputs.volumeSize } : {}),
             ...(checkpoints ? { checkpoints: checkpoints.files } : {}),
+            network: inputs.network,
           },
           { info: core.info, warn: core.warning },
         ),
@@ -154,6 +161,8 @@ export async function mainRun(): Promise<void> {
     }
   }
   core.setOutput(Outputs.Services, JSON.stringify(servicesContext(statuses)));
+  const network = await readNetwork(stateDir);
+  if (network) core.setOutput(Outputs.Network, network.mode);
   for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
   await writeSummary(statuses);
   saveMainDone();

@@ -1,4 +1,5 @@
 import * as core from '@actions/core';
+import { removeNetwork } from '../network/job.js';
 import { rm } from 'node:fs/promises';
 import { listServices, removeService, serviceLogs, stopService } from '../lifecycle/service.js';
 import { readUsage, type VmUsage } from '../lifecycle/usage.js';
@@ -59,6 +60,10 @@ export async function postRun(): Promise<void> {
       core.warning(`teardown of ${record.name}: ${(error as Error).message}`);
     }
   }
+  // Whatever is left of the job network (a service that never booted) goes too.
+  await removeNetwork(savedStateDir).catch((error: unknown) =>
+    core.warning(`teardown of the job network: ${(error as Error).message}`),
+  );
   await writeUsageSummary(usage).catch((error: unknown) =>
     core.warning(`usage summary: ${(error as Error).message}`),
   );

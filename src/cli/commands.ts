@@ -7,7 +7,7 @@ import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
 import { cacheDir, stateDir } from '../lifecycle/dirs.js';
 import { ServiceStartError, upServices } from '../lifecycle/up.js';
-import { parseComposeFile } from '../spec/compose.js';
+import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { SpecError } from '../spec/service.js';
@@ -109,7 +109,7 @@ const NETWORK_OPTIONS = [
 ];
 
 /** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
-function networkOption(parsed: ParsedArgs): NetworkSettings {
+function networkOption(parsed: ParsedArgs, fileSubnet?: string): NetworkSettings {
   try {
     return networkSettings(
       {
@@ -119,7 +119,7 @@ function networkOption(parsed: ParsedArgs): NetworkSettings {
           ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
           ...splitList(process.env.HYPER_EGRESS_ALLOW),
         ],
-        subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET,
+        subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
       },
       { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' },
     );
@@ -233,17 +233,18 @@ async function up(argv: string[], io: Io): Promise<number> {
   } catch (error: unknown) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
   }
-  const specs = isComposeFile(text)
-    ? parseComposeFile(
+  const project = isComposeFile(text)
+    ? parseComposeProject(
         text,
         path.resolve(file),
         (p) => readFileSync(p, 'utf8'),
         process.env as Record<string, string>,
       )
-    : parseServicesInput(text, file);
+    : { services: parseServicesInput(text, file), subnet: undefined };
+  const specs = project.services;
   const plan = validatePlan(specs);
   const volumeSize = volumeSizeOption(parsed);
-  const network = networkOption(parsed);
+  const network = networkOption(parsed, project.subnet);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
   const options = {

@@ -118,7 +118,10 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
  * the settings file with its address lines replaced. For an imported service,
  * whose files were made for the job it came from. Pure.
  */
-export function rewriteNetworkFiles(settings: string, network: GuestNetwork): { name: string; content: Buffer }[] {
+export function rewriteNetworkFiles(
+  settings: string,
+  network: GuestNetwork,
+): { name: string; content: Buffer }[] {
   const address: Record<string, string> = {
     ip: network.ip,
     prefix: String(network.prefix),
@@ -152,7 +155,16 @@ export function networkSyncArgv(network: GuestNetwork): string[] {
     'ip addr add "$3" dev eth0',
     'ip route replace default via "$4"',
   ].join(' && ');
-  return ['/bin/sh', '-c', script, 'sh', network.hosts, network.resolvConf, `${network.ip}/${network.prefix}`, network.gateway];
+  return [
+    '/bin/sh',
+    '-c',
+    script,
+    'sh',
+    network.hosts,
+    network.resolvConf,
+    `${network.ip}/${network.prefix}`,
+    network.gateway,
+  ];
 }
 
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */

@@ -194,7 +194,11 @@ export function tcpPorts(
     const [port, protocol = 'tcp'] = entry.split('/');
     return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
   });
-  const ports = [...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort), ...(expose ?? []), ...fromImage];
+  const ports = [
+    ...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort),
+    ...(expose ?? []),
+    ...fromImage,
+  ];
   return [...new Set(ports)].sort((a, b) => a - b);
 }
 
@@ -375,7 +379,9 @@ async function syncGuestNetwork(record: VmRecord, host: Pick<HostContext, 'hyper
   };
   const result = await host.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
   if (result.exitCode !== 0)
-    throw new ServiceError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
+    throw new ServiceError(
+      `cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`,
+    );
 }
 
 export async function requireRecord(name: string): Promise<VmRecord> {

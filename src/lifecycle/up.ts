@@ -137,8 +137,14 @@ export async function upServices(
  * every guest starts knowing every other: the image is pulled now for its
  * EXPOSEd ports.
  */
-async function memberRequest(spec: ServiceSpec, options: UpOptions, reporter: Reporter): Promise<MemberRequest> {
-  const registry = spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+async function memberRequest(
+  spec: ServiceSpec,
+  options: UpOptions,
+  reporter: Reporter,
+): Promise<MemberRequest> {
+  const registry = spec.credentials
+    ? { ...options.registry, credentials: spec.credentials }
+    : options.registry;
   let exposed: string[];
   try {
     const image = await resolveImage(spec.image, {
@@ -148,7 +154,11 @@ async function memberRequest(spec: ServiceSpec, options: UpOptions, reporter: Re
     });
     exposed = imageRunConfig(image.config).exposedPorts;
   } catch (error: unknown) {
-    throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${(error as Error).message}`, '');
+    throw new ServiceStartError(
+      spec.name,
+      `service ${spec.name} failed to start: ${(error as Error).message}`,
+      '',
+    );
   }
   return {
     service: spec.name,

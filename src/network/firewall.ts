@@ -44,11 +44,15 @@ export function nftRuleset(plan: FirewallPlan): string {
   const table = nftTableName(plan.id);
   const br = `"${plan.bridge}"`;
   const dnat = plan.forwards.map(
-    (f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`,
+    (f) =>
+      `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`,
   );
   const fromOutside = plan.forwards
     .filter((f) => !f.hostIp.startsWith('127.'))
-    .map((f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`);
+    .map(
+      (f) =>
+        `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`,
+    );
   const egress =
     plan.egress === 'allow'
       ? [`    iifname ${br} accept`]
@@ -99,7 +103,12 @@ export function nftDelete(id: string): string {
 
 /** iptables chain names (at most 28 characters). */
 export function iptablesChains(id: string): { input: string; forward: string; dnat: string; snat: string } {
-  return { input: `HYPER-${id}-IN`, forward: `HYPER-${id}-FWD`, dnat: `HYPER-${id}-DNAT`, snat: `HYPER-${id}-SNAT` };
+  return {
+    input: `HYPER-${id}-IN`,
+    forward: `HYPER-${id}-FWD`,
+    dnat: `HYPER-${id}-DNAT`,
+    snat: `HYPER-${id}-SNAT`,
+  };
 }
 
 /** Which built-in chain of which table jumps to each of ours. */
@@ -140,7 +149,18 @@ export function iptablesSetup(plan: FirewallPlan): string[][] {
     ...[c.dnat, c.snat].map((chain) => nat('-N', chain)),
     filter('-A', c.input, '-i', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'),
     filter('-A', c.input, '-i', br, '-j', 'DROP'),
-    filter('-A', c.forward, '-o', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED,DNAT', '-j', 'ACCEPT'),
+    filter(
+      '-A',
+      c.forward,
+      '-o',
+      br,
+      '-m',
+      'conntrack',
+      '--ctstate',
+      'ESTABLISHED,RELATED,DNAT',
+      '-j',
+      'ACCEPT',
+    ),
     filter('-A', c.forward, '-i', br, '-o', br, '-j', 'ACCEPT'),
     filter('-A', c.forward, '-o', br, '-j', 'DROP'),
     filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),

@@ -19,13 +19,20 @@ function isRoot(): boolean {
 /** Root, or passwordless sudo; undefined (with why) when neither. */
 export async function networkPrivilege(): Promise<Privilege | { reason: string }> {
   if (isRoot()) return { sudo: false };
-  const sudo = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true }).catch(() => undefined);
+  const sudo = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true }).catch(
+    () => undefined,
+  );
   if (sudo?.exitCode === 0) return { sudo: true };
   return { reason: `not running as root, and sudo ${sudo ? 'asks for a password' : 'is not installed'}` };
 }
 
 /** A command run as root: directly, or through `sudo -n`. Pure. */
-export function privileged(privilege: Privilege, program: string, args: readonly string[], input?: string): Command {
+export function privileged(
+  privilege: Privilege,
+  program: string,
+  args: readonly string[],
+  input?: string,
+): Command {
   const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
   return input === undefined ? command : { ...command, input };
 }
@@ -59,7 +66,9 @@ interface IpRoute {
 /** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
 export async function hostNetworks(): Promise<HostNetwork[]> {
   const found: HostNetwork[] = [];
-  const addresses = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout) as IpAddress[];
+  const addresses = JSON.parse(
+    (await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout,
+  ) as IpAddress[];
   for (const link of addresses) {
     for (const info of link.addr_info ?? []) {
       if (info.family !== 'inet') continue;
@@ -67,7 +76,9 @@ export async function hostNetworks(): Promise<HostNetwork[]> {
       found.push({ device: link.ifname, cidr: parseCidr(text, true), text });
     }
   }
-  const routes = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout) as IpRoute[];
+  const routes = JSON.parse(
+    (await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout,
+  ) as IpRoute[];
   for (const route of routes) {
     if (route.dst === 'default') continue;
     const cidr = parseCidr(route.dst, true);
@@ -134,7 +145,11 @@ export async function applyFirewall(
 }
 
 /** Removes the job's rules; rules already gone are fine. */
-export async function removeFirewall(privilege: Privilege, backend: FirewallBackend, id: string): Promise<void> {
+export async function removeFirewall(
+  privilege: Privilege,
+  backend: FirewallBackend,
+  id: string,
+): Promise<void> {
   if (backend === 'nft') {
     await run(privileged(privilege, 'nft', ['-f', '-'], nftDelete(id)), { allowFailure: true });
     return;

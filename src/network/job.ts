@@ -19,7 +19,15 @@ import {
   type Privilege,
 } from './host.js';
 import type { FirewallPlan } from './firewall.js';
-import { checkAliases, checkSubnet, chooseSubnet, guestMac, hostsFile, resolvConf, type Peer } from './plan.js';
+import {
+  checkAliases,
+  checkSubnet,
+  chooseSubnet,
+  guestMac,
+  hostsFile,
+  resolvConf,
+  type Peer,
+} from './plan.js';
 import type { GuestNetwork } from '../guest/config.js';
 import type { MachineNetwork } from '../vm/hypervisor.js';
 import { resolvePorts, type PortSpec, type PublishedPort } from './ports.js';
@@ -105,7 +113,8 @@ async function withLock<T>(stateDir: string, work: () => Promise<T>): Promise<T>
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
       if (age > 120_000) await rmdir(lock).catch(() => undefined);
-      if (waited > 120_000) throw new NetworkError(`the job network is locked by another hyper process (${lock})`);
+      if (waited > 120_000)
+        throw new NetworkError(`the job network is locked by another hyper process (${lock})`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
@@ -194,11 +203,13 @@ async function createNetwork(
         'an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing',
       );
     if (settings.subnet)
-      throw new NetworkError(`a subnet (${settings.subnet}) needs network bridge; user networking has its own`);
+      throw new NetworkError(
+        `a subnet (${settings.subnet}) needs network bridge; user networking has its own`,
+      );
     if (settings.mode === 'user') reporter.info('network: user (QEMU user networking)');
     if (settings.egress === 'allow')
       reporter.warn(
-        'network user with egress allow: QEMU user networking cannot keep guests off this host\'s own addresses or 169.254.169.254; use network bridge or egress deny for that boundary',
+        "network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary",
       );
     return {
       id,
@@ -245,7 +256,8 @@ async function createNetwork(
     await createBridge(privilege, bridge, `${record.gateway}/${subnet.prefix}`);
     await applyFirewall(privilege, firewall, firewallPlan(record));
     if (settings.egress === 'allow' || allowed.cidrs.length > 0) {
-      if (await enableForwarding(privilege)) reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
+      if (await enableForwarding(privilege))
+        reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
     }
   } catch (error: unknown) {
     await destroy(record);
@@ -331,7 +343,8 @@ export async function joinNetwork(
         record.members.push(member);
         added.push(member);
       }
-      if (record.mode === 'bridge' && record.firewall) await applyFirewall(privilege, record.firewall, firewallPlan(record));
+      if (record.mode === 'bridge' && record.firewall)
+        await applyFirewall(privilege, record.firewall, firewallPlan(record));
       await writeNetwork(stateDir, record);
       return record;
     } catch (error: unknown) {
@@ -366,14 +379,16 @@ export async function leaveNetwork(stateDir: string, services: readonly string[]
     if (!record) return;
     const leaving = new Set(services);
     const privilege = privilegeOf(record);
-    for (const member of record.members) if (leaving.has(member.service) && member.tap) await deleteLink(privilege, member.tap);
+    for (const member of record.members)
+      if (leaving.has(member.service) && member.tap) await deleteLink(privilege, member.tap);
     record.members = record.members.filter((m) => !leaving.has(m.service));
     if (record.members.length === 0) {
       await destroy(record);
       await rm(networkFile(stateDir), { force: true });
       return;
     }
-    if (record.mode === 'bridge' && record.firewall) await applyFirewall(privilege, record.firewall, firewallPlan(record));
+    if (record.mode === 'bridge' && record.firewall)
+      await applyFirewall(privilege, record.firewall, firewallPlan(record));
     await writeNetwork(stateDir, record);
   });
 }

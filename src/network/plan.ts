@@ -58,7 +58,8 @@ export function hostsFile(self: Peer, peers: readonly Peer[]): string {
 
 /** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
 export function resolvConf(servers: readonly string[]): string {
-  if (servers.length === 0) return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
+  if (servers.length === 0)
+    return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
   return servers.map((server) => `nameserver ${server}\n`).join('');
 }
 

@@ -21,12 +21,15 @@ export class NetworkError extends Error {
   override name = 'NetworkError';
 }
 
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+const HOSTNAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
   const text = value.trim().toLowerCase();
   if (!(allowed as readonly string[]).includes(text))
-    throw new NetworkError(`${what} must be ${allowed.join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+    throw new NetworkError(
+      `${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`,
+    );
   return text as T;
 }
 
@@ -35,7 +38,12 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], what: str
  * called each one (`--network`, the `network` input), for the messages. Pure.
  */
 export function networkSettings(
-  given: { mode?: string | undefined; egress?: string | undefined; allow?: readonly string[]; subnet?: string | undefined },
+  given: {
+    mode?: string | undefined;
+    egress?: string | undefined;
+    allow?: readonly string[];
+    subnet?: string | undefined;
+  },
   names: { mode: string; egress: string; allow: string; subnet: string },
 ): NetworkSettings {
   const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';

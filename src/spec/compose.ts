@@ -26,6 +26,8 @@ export interface ComposeProject {
   services: ServiceSpec[];
   /** The top-level named volumes, for when volumes are set up. */
   volumes: string[];
+  /** The job network's subnet, from a top-level network's `ipam: { config: [{ subnet }] }`. */
+  subnet?: string;
 }
 
 const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
@@ -46,9 +48,11 @@ const SERVICE_KEYS = [
   'cpus',
   'container_name',
   'networks',
+  'expose',
 ];
 const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
-const NETWORK_OPTIONS = 'network options are not supported yet: every service shares one network';
+const ONE_NETWORK =
+  'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
 
 /** The services of a compose file. See parseComposeProject. */
 export function parseComposeFile(
@@ -77,7 +81,7 @@ export function parseComposeProject(
   const services = top.get('services');
   if (!services) throw root.error('services: is missing; a compose file needs a services: map');
   const networks = top.get('networks');
-  if (networks && !networks.isNull) checkNetworks(networks);
+  const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
   const volumes = top.get('volumes');
   const declared =
     volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map<string, number | undefined>();
@@ -88,6 +92,7 @@ export function parseComposeProject(
       .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
       .map((service) => withVolumeSizes(service, declared)),
     volumes: [...declared.keys()],
+    ...(subnet ? { subnet } : {}),
   };
   checkDeclaredVolumes(project, file);
   return project;
@@ -149,7 +154,7 @@ function parseService(name: string, value: YamlValue, context: Context): Service
     return field && read(field);
   };
   const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
-  get('networks', checkNetworks);
+  const aliases = get('networks', readServiceNetworks);
   return definedOnly({
     name,
     image: readImage(image),
@@ -169,6 +174,8 @@ function parseService(name: string, value: YamlValue, context: Context): Service
     workdir: get('working_dir', (field) => field.string()),
     user: get('user', (field) => field.text()),
     tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
+    aliases,
+    expose: get('expose', readExpose),
   });
 }
 
@@ -283,15 +290,53 @@ function readVolumeSize(options: YamlValue): number | undefined {
   return size.attempt(() => parseVolumeSize(text));
 }
 
-/** Network names (top level or per service) are accepted; anything set on a network is not. */
-function checkNetworks(value: YamlValue): void {
-  if (value.kind === 'a list') {
-    for (const item of value.items()) item.string('a network name');
-    return;
-  }
+/**
+ * Top-level networks: names, each with at most `driver: bridge` and an ipam
+ * subnet. All of a job's services share one network, so one subnet at most.
+ */
+function readTopNetworks(value: YamlValue): string | undefined {
+  const subnets: string[] = [];
   for (const { value: network } of value.entries()) {
     if (network.isNull) continue;
-    const [option] = network.entries();
-    if (option) throw option.value.error(NETWORK_OPTIONS);
+    const fields = network.fields(['driver', 'ipam']);
+    const driver = fields.get('driver');
+    if (driver && driver.string('a driver name') !== 'bridge') throw driver.error(ONE_NETWORK);
+    const ipam = fields.get('ipam');
+    if (!ipam || ipam.isNull) continue;
+    const config = ipam.fields(['driver', 'config']).get('config');
+    for (const entry of config?.items() ?? []) {
+      const subnet = entry.fields(['subnet']).get('subnet');
+      if (subnet) subnets.push(subnet.string('a subnet such as 10.20.0.0/24'));
+    }
   }
+  if (subnets.length > 1)
+    throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${ONE_NETWORK}`);
+  return subnets[0];
+}
+
+/** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
+function readServiceNetworks(value: YamlValue): string[] {
+  if (value.kind === 'a list') {
+    for (const item of value.items()) item.string('a network name');
+    return [];
+  }
+  const aliases: string[] = [];
+  for (const { value: network } of value.entries()) {
+    if (network.isNull) continue;
+    const list = network.fields(['aliases']).get('aliases');
+    if (list) aliases.push(...list.items().map((item) => item.string('an alias')));
+  }
+  return aliases;
+}
+
+/** `expose:` ports: "3000", "3000/tcp" or 3000; TCP only (services reach each other over TCP). */
+function readExpose(value: YamlValue): number[] {
+  return value.items().map((item) => {
+    const text = item.text('a port such as 3000');
+    const match = /^(\d{1,5})(\/tcp)?$/.exec(text);
+    const port = Number(match?.[1]);
+    if (!match || port < 1 || port > 65535)
+      throw item.error(`"${text}" is not a TCP port (PORT or PORT/tcp)`);
+    return port;
+  });
 }

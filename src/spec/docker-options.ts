@@ -14,6 +14,10 @@ export interface DockerOptions {
   user?: string;
   workdir?: string;
   tmpfs: string[];
+  /** --network-alias: further names on the job network. */
+  aliases: string[];
+  /** --expose: container ports the job's other services may reach. */
+  expose: number[];
 }
 
 interface OptionDef {
@@ -27,6 +31,7 @@ const OPTIONS: readonly OptionDef[] = [
   { long: 'cpus' },
   { long: 'entrypoint' },
   { long: 'env', short: 'e' },
+  { long: 'expose' },
   { long: 'health-cmd' },
   { long: 'health-interval' },
   { long: 'health-retries' },
@@ -34,6 +39,7 @@ const OPTIONS: readonly OptionDef[] = [
   { long: 'health-timeout' },
   { long: 'memory', short: 'm' },
   { long: 'name' },
+  { long: 'network-alias' },
   { long: 'no-healthcheck', flag: true },
   { long: 'tmpfs' },
   { long: 'user', short: 'u' },
@@ -67,7 +73,7 @@ function readOptions(words: readonly string[]): { def: OptionDef; value: string 
 
 /** Parses a GitHub service's `options:` string; the supported flags only, anything else is refused. Pure. */
 export function parseDockerOptions(text: string): DockerOptions {
-  const result: DockerOptions = { env: [], tmpfs: [] };
+  const result: DockerOptions = { env: [], tmpfs: [], aliases: [], expose: [] };
   const health: HealthOptions = { given: [], fields: {} };
   for (const { def, value } of readOptions(splitShellWords(text))) {
     try {
@@ -110,6 +116,17 @@ function applyOption(result: DockerOptions, health: HealthOptions, option: strin
     case 'name':
       result.name = value;
       return;
+    case 'network-alias':
+      result.aliases.push(value);
+      return;
+    case 'expose': {
+      const match = /^(\d{1,5})(\/tcp)?$/.exec(value);
+      const port = Number(match?.[1]);
+      if (!match || port < 1 || port > 65535)
+        throw new SpecError(`--expose ${JSON.stringify(value)} is not a TCP port (PORT or PORT/tcp)`);
+      result.expose.push(port);
+      return;
+    }
     case 'tmpfs':
       result.tmpfs.push(value);
       return;

@@ -1,10 +1,13 @@
+import { checkAliases } from '../network/plan.js';
+import { NetworkError } from '../network/settings.js';
 import { MountError, planMounts } from '../storage/mounts.js';
 import { SpecError, type ServiceSpec } from './service.js';
 
 /**
  * Checks the whole set of services before anything boots: unique names,
  * dependencies that exist and form no cycle, no host port published twice,
- * and no wait for the health of a service whose healthcheck is off. Returns
+ * no wait for the health of a service whose healthcheck is off, and no name
+ * on the network (service or alias) given twice. Returns
  * the boot order as waves: each wave's dependencies are all in earlier waves,
  * so a wave can boot in parallel. Pure.
  */
@@ -18,6 +21,12 @@ export function validatePlan(specs: readonly ServiceSpec[]): ServiceSpec[][] {
   checkCycles(specs, byName);
   checkPorts(specs);
   checkMounts(specs);
+  try {
+    checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
+  } catch (error: unknown) {
+    if (error instanceof NetworkError) throw new SpecError(error.message);
+    throw error;
+  }
   return waves(specs);
 }
 

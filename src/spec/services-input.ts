@@ -47,7 +47,9 @@ function parseService(name: string, value: YamlValue): ServiceSpec {
   const image = fields.get('image');
   if (!image) throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
   const optionsValue = fields.get('options');
-  const options = optionsValue ? readOptions(optionsValue, name) : { env: [], tmpfs: [] };
+  const options = optionsValue
+    ? readOptions(optionsValue, name)
+    : { env: [], tmpfs: [], aliases: [], expose: [] };
   const field = <T>(key: string, read: (v: YamlValue) => T, option: T | undefined, flag: string) => {
     const given = fields.get(key);
     if (given && option !== undefined)
@@ -77,6 +79,8 @@ function parseService(name: string, value: YamlValue): ServiceSpec {
     workdir: options.workdir,
     user: options.user,
     tmpfs: options.tmpfs,
+    aliases: options.aliases.length ? options.aliases : undefined,
+    expose: options.expose.length ? options.expose : undefined,
   });
 }
 

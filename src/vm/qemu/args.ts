@@ -34,8 +34,10 @@ export function networkArgs(spec: MachineSpec): string[] {
   const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
   if (network.kind === 'tap') {
     return [
-      '-netdev', `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
-      '-device', `virtio-net-device,netdev=net0,mac=${network.mac}`,
+      '-netdev',
+      `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+      '-device',
+      `virtio-net-device,netdev=net0,mac=${network.mac}`,
     ];
   }
   const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
@@ -44,8 +46,10 @@ export function networkArgs(spec: MachineSpec): string[] {
   );
   const restrict = network.restrict ? ',restrict=on' : '';
   return [
-    '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
-    '-device', 'virtio-net-device,netdev=net0',
+    '-netdev',
+    `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+    '-device',
+    'virtio-net-device,netdev=net0',
   ];
 }
 

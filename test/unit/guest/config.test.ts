@@ -4,7 +4,6 @@ import {
   mergeEnv,
   normalizeSignal,
   serviceArgv,
-  USER_NETWORK,
 } from '../../../src/guest/config.js';
 import { imageRunConfig } from '../../../src/images/run-config.js';
 
@@ -76,6 +75,14 @@ describe('normalizeSignal', () => {
     expect(() => normalizeSignal('TERM; reboot')).toThrow('is not a signal name'));
 });
 
+const NETWORK = {
+  ip: '10.0.2.15',
+  prefix: 24,
+  gateway: '10.0.2.2',
+  hosts: '127.0.0.1\tlocalhost\n10.0.2.15\tweb\n10.0.2.100\tdb postgres\n',
+  resolvConf: 'nameserver 10.0.2.3\n',
+};
+
 describe('guestFiles', () => {
   const files = guestFiles({
     hostname: 'web',
@@ -84,7 +91,7 @@ describe('guestFiles', () => {
     user: 'www:www',
     workdir: '/srv',
     stopSignal: 'SIGQUIT',
-    network: USER_NETWORK,
+    network: NETWORK,
   });
   const byName = Object.fromEntries(files.map((f) => [f.name, f.content.toString()]));
 
@@ -98,7 +105,7 @@ describe('guestFiles', () => {
     expect(byName.env).toBe('PATH=/bin\0X=1\0');
   });
   test('hosts and resolv.conf', () => {
-    expect(byName.hosts).toContain('10.0.2.15\tweb');
+    expect(byName.hosts).toBe(NETWORK.hosts);
     expect(byName['resolv.conf']).toBe('nameserver 10.0.2.3\n');
   });
   test('a newline in a single-line setting is refused', () => {
@@ -110,7 +117,7 @@ describe('guestFiles', () => {
         user: 'a\nip=1.2.3.4',
         workdir: '/',
         stopSignal: 'TERM',
-        network: USER_NETWORK,
+        network: NETWORK,
       }),
     ).toThrow('user must be a single line');
   });

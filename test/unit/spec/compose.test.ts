@@ -3,7 +3,7 @@ import { specError } from './spec-error.js';
 
 const FILE = '/repo/ci/compose.yml';
 const SERVICE_KEYS =
-  'image, environment, env_file, ports, volumes, command, entrypoint, healthcheck, depends_on, working_dir, user, tmpfs, mem_limit, cpus, container_name, networks';
+  'image, environment, env_file, ports, volumes, command, entrypoint, healthcheck, depends_on, working_dir, user, tmpfs, mem_limit, cpus, container_name, networks, expose';
 
 /** A readFile over a Map, as the compose parser is given one. */
 function files(entries: Record<string, string>): (path: string) => string {
@@ -146,6 +146,7 @@ networks:
       workdir: '/var/lib/postgresql',
       user: '999:999',
       tmpfs: ['/run', '/scratch'],
+      aliases: [],
     });
     expect(web).toEqual({
       name: 'web',
@@ -159,6 +160,7 @@ networks:
       dependsOn: [{ service: 'db', condition: 'service_healthy' }],
       user: '101',
       tmpfs: ['/tmp', '/var/cache/nginx:size=64m'],
+      aliases: [],
     });
     expect(worker).toMatchObject({
       command: ['sleep', '3600'],
@@ -293,14 +295,24 @@ describe('parseComposeFile: bad files, exact messages', () => {
       `${FILE}: services.app.depends_on.db.restart (line 6) is not a known key; valid keys: condition`,
     ],
     [
-      'top-level network options',
-      'services: {}\nnetworks:\n  backend:\n    driver: bridge\n',
-      `${FILE}: networks.backend.driver (line 4): network options are not supported yet: every service shares one network`,
+      'a network driver other than bridge',
+      'services: {}\nnetworks:\n  backend:\n    driver: overlay\n',
+      `${FILE}: networks.backend.driver (line 4): every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported`,
     ],
     [
-      'service network options',
-      'services:\n  app:\n    image: busybox\n    networks:\n      backend:\n        aliases: [api]\n',
-      `${FILE}: services.app.networks.backend.aliases (line 6): network options are not supported yet: every service shares one network`,
+      'two subnets',
+      'services: {}\nnetworks:\n  a:\n    ipam: { config: [{ subnet: 10.1.0.0/24 }] }\n  b:\n    ipam: { config: [{ subnet: 10.2.0.0/24 }] }\n',
+      `${FILE}: networks (line 2): only one subnet can be given (10.1.0.0/24, 10.2.0.0/24): every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported`,
+    ],
+    [
+      'a service network option other than aliases',
+      'services:\n  app:\n    image: busybox\n    networks:\n      backend:\n        ipv4_address: 10.1.0.9\n',
+      `${FILE}: services.app.networks.backend.ipv4_address (line 6) is not a known key; valid keys: aliases`,
+    ],
+    [
+      'an expose entry that is not a TCP port',
+      'services:\n  app:\n    image: busybox\n    expose: ["53/udp"]\n',
+      `${FILE}: services.app.expose[0] (line 4): "53/udp" is not a TCP port (PORT or PORT/tcp)`,
     ],
     [
       'an env_file that is not there',

@@ -7,6 +7,8 @@ describe('parseDockerOptions', () => {
       {
         env: [],
         tmpfs: [],
+        aliases: [],
+        expose: [],
         healthcheck: {
           test: ['CMD-SHELL', 'pg_isready -U postgres'],
           intervalMs: 10_000,
@@ -21,6 +23,8 @@ describe('parseDockerOptions', () => {
       {
         env: [],
         tmpfs: [],
+        aliases: [],
+        expose: [],
         healthcheck: {
           test: ['CMD-SHELL', 'redis-cli ping | grep PONG'],
           intervalMs: 30_000,
@@ -32,18 +36,18 @@ describe('parseDockerOptions', () => {
     ],
     [
       '-e "GREETING=hello world" --env=A=1=2 -e=B=3 -eC=4',
-      { env: ['GREETING=hello world', 'A=1=2', 'B=3', 'C=4'], tmpfs: [] },
+      { env: ['GREETING=hello world', 'A=1=2', 'B=3', 'C=4'], tmpfs: [], aliases: [], expose: [] },
     ],
     [
       '--entrypoint "/usr/bin/env" --name db',
-      { env: [], tmpfs: [], entrypoint: ['/usr/bin/env'], name: 'db' },
+      { env: [], tmpfs: [], aliases: [], expose: [], entrypoint: ['/usr/bin/env'], name: 'db' },
     ],
     [
       '-m1g --cpus=0.5 -u 1000:1000 -w /work',
-      { env: [], tmpfs: [], memoryMiB: 1024, cpus: 1, user: '1000:1000', workdir: '/work' },
+      { env: [], tmpfs: [], aliases: [], expose: [], memoryMiB: 1024, cpus: 1, user: '1000:1000', workdir: '/work' },
     ],
-    ['--tmpfs /run --tmpfs /tmp:size=64m', { env: [], tmpfs: ['/run', '/tmp:size=64m'] }],
-    ['', { env: [], tmpfs: [] }],
+    ['--tmpfs /run --tmpfs /tmp:size=64m', { env: [], tmpfs: ['/run', '/tmp:size=64m'], aliases: [], expose: [] }],
+    ['', { env: [], tmpfs: [], aliases: [], expose: [] }],
   ])('%s', (text, expected) => {
     expect(parseDockerOptions(text)).toEqual(expected);
   });

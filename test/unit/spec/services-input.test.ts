@@ -5,7 +5,7 @@ const SOURCE = 'input "services"';
 const KEYS =
   'image, credentials, env, ports, volumes, options, command, entrypoint, healthcheck, memory, cpus, depends-on';
 const SUPPORTED =
-  '--cpus, --entrypoint, -e/--env, --health-cmd, --health-interval, --health-retries, --health-start-period, --health-timeout, -m/--memory, --name, --no-healthcheck, --tmpfs, -u/--user, -w/--workdir';
+  '--cpus, --entrypoint, -e/--env, --expose, --health-cmd, --health-interval, --health-retries, --health-start-period, --health-timeout, -m/--memory, --name, --network-alias, --no-healthcheck, --tmpfs, -u/--user, -w/--workdir';
 const tcp = (hostPort: number, containerPort: number) => ({
   hostIp: '127.0.0.1',
   hostPort,
