@@ -22,6 +22,7 @@ export default {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.itest.ts'],
+      setupFiles: ['<rootDir>/test/support/integration-env.ts'],
     },
   ],
 };

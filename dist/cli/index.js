@@ -44563,16 +44563,20 @@ function networkArgs(spec) {
     const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
     if (network.kind === 'tap') {
         return [
-            '-netdev', `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
-            '-device', `virtio-net-device,netdev=net0,mac=${network.mac}`,
+            '-netdev',
+            `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+            '-device',
+            `virtio-net-device,netdev=net0,mac=${network.mac}`,
         ];
     }
     const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
     const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
     const restrict = network.restrict ? ',restrict=on' : '';
     return [
-        '-netdev', `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
-        '-device', 'virtio-net-device,netdev=net0',
+        '-netdev',
+        `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+        '-device',
+        'virtio-net-device,netdev=net0',
     ];
 }
 /** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
@@ -45187,6 +45191,76 @@ function guestCapacity(cidr) {
     return Math.max(0, size(cidr.prefix) - 3);
 }
 
+;// CONCATENATED MODULE: ./src/install/tools.ts
+
+const VM_TOOLS = [
+    { program: process.env.HYPER_QEMU ?? 'qemu-system-x86_64', aptPackage: 'qemu-system-x86' },
+    { program: 'qemu-img', aptPackage: 'qemu-utils' },
+    { program: 'mkfs.ext4', aptPackage: 'e2fsprogs' },
+    { program: 'debugfs', aptPackage: 'e2fsprogs' },
+    { program: 'zstd', aptPackage: 'zstd' },
+];
+/** What guest/build.sh needs when no prebuilt guest bundle can be had. */
+const GUEST_BUILD_TOOLS = [
+    { program: 'apt-get', aptPackage: 'apt' },
+    { program: 'dpkg-deb', aptPackage: 'dpkg' },
+    { program: 'depmod', aptPackage: 'kmod' },
+    { program: 'gcc', aptPackage: 'gcc' },
+    { program: 'readelf', aptPackage: 'binutils' },
+    { program: 'cpio', aptPackage: 'cpio' },
+    { program: 'gzip', aptPackage: 'gzip' },
+    { program: 'xz', aptPackage: 'xz-utils' },
+];
+class MissingToolsError extends Error {
+    name = 'MissingToolsError';
+}
+function describeTools(tools) {
+    return tools.map((t) => `${t.program} (package ${t.aptPackage})`).join(', ');
+}
+async function missingTools(tools) {
+    const missing = [];
+    for (const tool of tools)
+        if (!(await onPath(tool.program)))
+            missing.push(tool);
+    return missing;
+}
+/** The apt-get command line, through sudo when not root. Pure. */
+function aptCommand(args, isRoot) {
+    const apt = ['apt-get', ...args];
+    return isRoot
+        ? { program: apt[0], args: apt.slice(1) }
+        : { program: 'sudo', args: ['-n', ...apt] };
+}
+/**
+ * Makes sure each tool is on PATH, installing the missing ones with apt-get
+ * (through sudo when not root). Without apt-get, fails naming every missing tool.
+ */
+async function ensureTools(tools, log) {
+    const missing = await missingTools(tools);
+    if (missing.length === 0)
+        return;
+    if (!(await onPath('apt-get'))) {
+        throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`);
+    }
+    const isRoot = process.getuid?.() === 0;
+    const packages = [...new Set(missing.map((t) => t.aptPackage))];
+    log(`Installing ${packages.join(' ')} with apt-get`);
+    const env = { DEBIAN_FRONTEND: 'noninteractive' };
+    try {
+        await run({ ...aptCommand(['update', '-q'], isRoot), env });
+        await run({
+            ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot),
+            env,
+        });
+    }
+    catch (error) {
+        throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${error.message}`);
+    }
+    const still = await missingTools(missing);
+    if (still.length)
+        throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
+}
+
 ;// CONCATENATED MODULE: ./src/network/firewall.ts
 /** Link-local, where cloud metadata services live (169.254.169.254); never reachable from a guest. */
 const LINK_LOCAL = '169.254.0.0/16';
@@ -45261,7 +45335,12 @@ function nftDelete(id) {
 }
 /** iptables chain names (at most 28 characters). */
 function iptablesChains(id) {
-    return { input: `HYPER-${id}-IN`, forward: `HYPER-${id}-FWD`, dnat: `HYPER-${id}-DNAT`, snat: `HYPER-${id}-SNAT` };
+    return {
+        input: `HYPER-${id}-IN`,
+        forward: `HYPER-${id}-FWD`,
+        dnat: `HYPER-${id}-DNAT`,
+        snat: `HYPER-${id}-SNAT`,
+    };
 }
 /** Which built-in chain of which table jumps to each of ours. */
 function iptablesHooks(id) {
@@ -45336,7 +45415,7 @@ const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](
 function oneOf(value, allowed, what) {
     const text = value.trim().toLowerCase();
     if (!allowed.includes(text))
-        throw new NetworkError(`${what} must be ${allowed.join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
     return text;
 }
 /**
@@ -45397,6 +45476,7 @@ function splitList(text) {
 
 
 
+
 function isRoot() {
     return process.getuid?.() === 0;
 }
@@ -45414,8 +45494,9 @@ function privileged(privilege, program, args, input) {
     const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
     return input === undefined ? command : { ...command, input };
 }
-/** nft when it is here, else iptables; HYPER_FIREWALL=nft|iptables chooses. */
-async function firewallBackend() {
+/** nft when it is here, else iptables (nftables installed with apt when neither is); HYPER_FIREWALL=nft|iptables chooses. */
+async function firewallBackend(log) {
+    await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
     const wanted = process.env.HYPER_FIREWALL;
     if (wanted === 'nft' || wanted === 'iptables') {
         if (!(await onPath(wanted)) && !(await onPath(`/usr/sbin/${wanted}`)))
@@ -45428,7 +45509,8 @@ async function firewallBackend() {
         if ((await onPath(backend)) || (await onPath(`/usr/sbin/${backend}`)))
             return backend;
     }
-    throw new NetworkError('network bridge needs nft (package nftables) or iptables (package iptables); neither is installed');
+    await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
+    return 'nft';
 }
 /** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
 async function hostNetworks() {
@@ -45823,6 +45905,35 @@ async function resolveAllowList(allow) {
     }
     return { cidrs: [...new Set(cidrs)], hosts };
 }
+/**
+ * What can be refused before any image is pulled: bridge without root or
+ * sudo, and an allow-list or subnet where only user networking is possible.
+ * A job network that exists already is what it is.
+ */
+async function preflightNetwork(stateDir, settings) {
+    if (settings.mode === 'auto' && settings.allow.length === 0 && !settings.subnet)
+        return;
+    if (await readNetwork(stateDir))
+        return;
+    const privilege = settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
+    if (!('reason' in privilege))
+        return;
+    if (settings.mode === 'bridge')
+        throw bridgeRefused(privilege.reason);
+    if (settings.allow.length > 0)
+        throw allowListRefused();
+    if (settings.subnet)
+        throw subnetRefused(settings.subnet);
+}
+function bridgeRefused(reason) {
+    return new NetworkError(`network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`);
+}
+function allowListRefused() {
+    return new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
+}
+function subnetRefused(subnet) {
+    return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
+}
 /** Which mode `auto` means here, and why; an explicit mode is checked. */
 async function decideMode(settings, reporter) {
     if (settings.mode === 'user')
@@ -45830,7 +45941,7 @@ async function decideMode(settings, reporter) {
     const privilege = await networkPrivilege();
     if ('reason' in privilege) {
         if (settings.mode === 'bridge')
-            throw new NetworkError(`network bridge needs root or passwordless sudo: ${privilege.reason}. Use network user (or auto) to run rootless`);
+            throw bridgeRefused(privilege.reason);
         reporter.info(`network: user (QEMU user networking; bridge needs root or sudo: ${privilege.reason})`);
         return { mode: 'user' };
     }
@@ -45847,7 +45958,7 @@ async function createNetwork(stateDir, settings, reporter) {
         if (settings.mode === 'user')
             reporter.info('network: user (QEMU user networking)');
         if (settings.egress === 'allow')
-            reporter.warn('network user with egress allow: QEMU user networking cannot keep guests off this host\'s own addresses or 169.254.169.254; use network bridge or egress deny for that boundary');
+            reporter.warn("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
         return {
             id,
             mode: 'user',
@@ -45862,7 +45973,7 @@ async function createNetwork(stateDir, settings, reporter) {
         };
     }
     const { privilege } = decided;
-    const firewall = await firewallBackend();
+    const firewall = await firewallBackend(reporter.info);
     const allowed = await resolveAllowList(settings.allow);
     const taken = await hostNetworks();
     let subnet;
@@ -46197,7 +46308,16 @@ function networkSyncArgv(network) {
         'ip addr add "$3" dev eth0',
         'ip route replace default via "$4"',
     ].join(' && ');
-    return ['/bin/sh', '-c', script, 'sh', network.hosts, network.resolvConf, `${network.ip}/${network.prefix}`, network.gateway];
+    return [
+        '/bin/sh',
+        '-c',
+        script,
+        'sh',
+        network.hosts,
+        network.resolvConf,
+        `${network.ip}/${network.prefix}`,
+        network.gateway,
+    ];
 }
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
 function execArgv(config, command, env = []) {
@@ -46736,6 +46856,7 @@ async function runService(request, host, log) {
     }
     if (!Number.isInteger(request.cpus) || request.cpus < 1)
         throw new ServiceError(`cpus must be a whole number of at least 1`);
+    await preflightNetwork(stateDir(), request.network ?? DEFAULT_NETWORK);
     // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
     const baseDir = request.baseDir ?? process.cwd();
     const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
@@ -46777,7 +46898,11 @@ function tcpPorts(published, expose, exposed) {
         const [port, protocol = 'tcp'] = entry.split('/');
         return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
     });
-    const ports = [...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort), ...(expose ?? []), ...fromImage];
+    const ports = [
+        ...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort),
+        ...(expose ?? []),
+        ...fromImage,
+    ];
     return [...new Set(ports)].sort((a, b) => a - b);
 }
 async function createVm(name, request, host, vm) {
@@ -47718,6 +47843,7 @@ function runRequest(spec, options) {
  */
 async function upServices(waves, host, options, reporter) {
     const specs = waves.flat();
+    await preflightNetwork(stateDir(), options.network ?? DEFAULT_NETWORK);
     await joinNetwork(stateDir(), options.network ?? DEFAULT_NETWORK, await Promise.all(specs.map((spec) => memberRequest(spec, options, reporter))), reporter);
     const statuses = [];
     try {
@@ -47748,7 +47874,9 @@ async function upServices(waves, host, options, reporter) {
  * EXPOSEd ports.
  */
 async function memberRequest(spec, options, reporter) {
-    const registry = spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+    const registry = spec.credentials
+        ? { ...options.registry, credentials: spec.credentials }
+        : options.registry;
     let exposed;
     try {
         const image = await resolveImage(spec.image, {
@@ -48396,9 +48524,10 @@ const SERVICE_KEYS = [
     'cpus',
     'container_name',
     'networks',
+    'expose',
 ];
 const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
-const NETWORK_OPTIONS = 'network options are not supported yet: every service shares one network';
+const ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
 /** The services of a compose file. See parseComposeProject. */
 function parseComposeFile(text, file, readFile, variables = {}) {
     return parseComposeProject(text, file, readFile, variables).services;
@@ -48417,8 +48546,7 @@ function parseComposeProject(text, file, readFile, variables = {}) {
     if (!services)
         throw root.error('services: is missing; a compose file needs a services: map');
     const networks = top.get('networks');
-    if (networks && !networks.isNull)
-        checkNetworks(networks);
+    const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
     const volumes = top.get('volumes');
     const declared = volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map();
     const context = { dir: external_node_path_default().dirname(file), readFile, variables };
@@ -48428,6 +48556,7 @@ function parseComposeProject(text, file, readFile, variables = {}) {
             .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
             .map((service) => withVolumeSizes(service, declared)),
         volumes: [...declared.keys()],
+        ...(subnet ? { subnet } : {}),
     };
     checkDeclaredVolumes(project, file);
     return project;
@@ -48479,7 +48608,7 @@ function parseService(name, value, context) {
         return field && read(field);
     };
     const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
-    get('networks', checkNetworks);
+    const aliases = get('networks', readServiceNetworks);
     return definedOnly({
         name,
         image: readImage(image),
@@ -48499,6 +48628,8 @@ function parseService(name, value, context) {
         workdir: get('working_dir', (field) => field.string()),
         user: get('user', (field) => field.text()),
         tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
+        aliases,
+        expose: get('expose', readExpose),
     });
 }
 /** `environment:` as a map or a list of KEY=VALUE; a bare KEY comes from `variables`. */
@@ -48618,29 +48749,72 @@ function readVolumeSize(options) {
     const text = size.text('a size such as 2G');
     return size.attempt(() => parseVolumeSize(text));
 }
-/** Network names (top level or per service) are accepted; anything set on a network is not. */
-function checkNetworks(value) {
-    if (value.kind === 'a list') {
-        for (const item of value.items())
-            item.string('a network name');
-        return;
-    }
+/**
+ * Top-level networks: names, each with at most `driver: bridge` and an ipam
+ * subnet. All of a job's services share one network, so one subnet at most.
+ */
+function readTopNetworks(value) {
+    const subnets = [];
     for (const { value: network } of value.entries()) {
         if (network.isNull)
             continue;
-        const [option] = network.entries();
-        if (option)
-            throw option.value.error(NETWORK_OPTIONS);
+        const fields = network.fields(['driver', 'ipam']);
+        const driver = fields.get('driver');
+        if (driver && driver.string('a driver name') !== 'bridge')
+            throw driver.error(ONE_NETWORK);
+        const ipam = fields.get('ipam');
+        if (!ipam || ipam.isNull)
+            continue;
+        const config = ipam.fields(['driver', 'config']).get('config');
+        for (const entry of config?.items() ?? []) {
+            const subnet = entry.fields(['subnet']).get('subnet');
+            if (subnet)
+                subnets.push(subnet.string('a subnet such as 10.20.0.0/24'));
+        }
     }
+    if (subnets.length > 1)
+        throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${ONE_NETWORK}`);
+    return subnets[0];
+}
+/** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
+function readServiceNetworks(value) {
+    if (value.kind === 'a list') {
+        for (const item of value.items())
+            item.string('a network name');
+        return [];
+    }
+    const aliases = [];
+    for (const { value: network } of value.entries()) {
+        if (network.isNull)
+            continue;
+        const list = network.fields(['aliases']).get('aliases');
+        if (list)
+            aliases.push(...list.items().map((item) => item.string('an alias')));
+    }
+    return aliases;
+}
+/** `expose:` ports: "3000", "3000/tcp" or 3000; TCP only (services reach each other over TCP). */
+function readExpose(value) {
+    return value.items().map((item) => {
+        const text = item.text('a port such as 3000');
+        const match = /^(\d{1,5})(\/tcp)?$/.exec(text);
+        const port = Number(match?.[1]);
+        if (!match || port < 1 || port > 65535)
+            throw item.error(`"${text}" is not a TCP port (PORT or PORT/tcp)`);
+        return port;
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/spec/plan.ts
 
 
+
+
 /**
  * Checks the whole set of services before anything boots: unique names,
  * dependencies that exist and form no cycle, no host port published twice,
- * and no wait for the health of a service whose healthcheck is off. Returns
+ * no wait for the health of a service whose healthcheck is off, and no name
+ * on the network (service or alias) given twice. Returns
  * the boot order as waves: each wave's dependencies are all in earlier waves,
  * so a wave can boot in parallel. Pure.
  */
@@ -48655,6 +48829,14 @@ function validatePlan(specs) {
     checkCycles(specs, byName);
     checkPorts(specs);
     checkMounts(specs);
+    try {
+        checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
+    }
+    catch (error) {
+        if (error instanceof NetworkError)
+            throw new SpecError(error.message);
+        throw error;
+    }
     return waves(specs);
 }
 /** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
@@ -48754,6 +48936,7 @@ const OPTIONS = [
     { long: 'cpus' },
     { long: 'entrypoint' },
     { long: 'env', short: 'e' },
+    { long: 'expose' },
     { long: 'health-cmd' },
     { long: 'health-interval' },
     { long: 'health-retries' },
@@ -48761,6 +48944,7 @@ const OPTIONS = [
     { long: 'health-timeout' },
     { long: 'memory', short: 'm' },
     { long: 'name' },
+    { long: 'network-alias' },
     { long: 'no-healthcheck', flag: true },
     { long: 'tmpfs' },
     { long: 'user', short: 'u' },
@@ -48795,7 +48979,7 @@ function readOptions(words) {
 }
 /** Parses a GitHub service's `options:` string; the supported flags only, anything else is refused. Pure. */
 function parseDockerOptions(text) {
-    const result = { env: [], tmpfs: [] };
+    const result = { env: [], tmpfs: [], aliases: [], expose: [] };
     const health = { given: [], fields: {} };
     for (const { def, value } of readOptions(splitShellWords(text))) {
         try {
@@ -48834,6 +49018,17 @@ function applyOption(result, health, option, value) {
         case 'name':
             result.name = value;
             return;
+        case 'network-alias':
+            result.aliases.push(value);
+            return;
+        case 'expose': {
+            const match = /^(\d{1,5})(\/tcp)?$/.exec(value);
+            const port = Number(match?.[1]);
+            if (!match || port < 1 || port > 65535)
+                throw new SpecError(`--expose ${JSON.stringify(value)} is not a TCP port (PORT or PORT/tcp)`);
+            result.expose.push(port);
+            return;
+        }
         case 'tmpfs':
             result.tmpfs.push(value);
             return;
@@ -48916,7 +49111,9 @@ function services_input_parseService(name, value) {
     if (!image)
         throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
     const optionsValue = fields.get('options');
-    const options = optionsValue ? services_input_readOptions(optionsValue, name) : { env: [], tmpfs: [] };
+    const options = optionsValue
+        ? services_input_readOptions(optionsValue, name)
+        : { env: [], tmpfs: [], aliases: [], expose: [] };
     const field = (key, read, option, flag) => {
         const given = fields.get(key);
         if (given && option !== undefined)
@@ -48946,6 +49143,8 @@ function services_input_parseService(name, value) {
         workdir: options.workdir,
         user: options.user,
         tmpfs: options.tmpfs,
+        aliases: options.aliases.length ? options.aliases : undefined,
+        expose: options.expose.length ? options.expose : undefined,
     });
 }
 function services_input_readOptions(value, name) {
@@ -52706,76 +52905,6 @@ function _unique(values) {
     return Array.from(new Set(values));
 }
 //# sourceMappingURL=tool-cache.js.map
-;// CONCATENATED MODULE: ./src/install/tools.ts
-
-const VM_TOOLS = [
-    { program: process.env.HYPER_QEMU ?? 'qemu-system-x86_64', aptPackage: 'qemu-system-x86' },
-    { program: 'qemu-img', aptPackage: 'qemu-utils' },
-    { program: 'mkfs.ext4', aptPackage: 'e2fsprogs' },
-    { program: 'debugfs', aptPackage: 'e2fsprogs' },
-    { program: 'zstd', aptPackage: 'zstd' },
-];
-/** What guest/build.sh needs when no prebuilt guest bundle can be had. */
-const GUEST_BUILD_TOOLS = [
-    { program: 'apt-get', aptPackage: 'apt' },
-    { program: 'dpkg-deb', aptPackage: 'dpkg' },
-    { program: 'depmod', aptPackage: 'kmod' },
-    { program: 'gcc', aptPackage: 'gcc' },
-    { program: 'readelf', aptPackage: 'binutils' },
-    { program: 'cpio', aptPackage: 'cpio' },
-    { program: 'gzip', aptPackage: 'gzip' },
-    { program: 'xz', aptPackage: 'xz-utils' },
-];
-class MissingToolsError extends Error {
-    name = 'MissingToolsError';
-}
-function describeTools(tools) {
-    return tools.map((t) => `${t.program} (package ${t.aptPackage})`).join(', ');
-}
-async function missingTools(tools) {
-    const missing = [];
-    for (const tool of tools)
-        if (!(await onPath(tool.program)))
-            missing.push(tool);
-    return missing;
-}
-/** The apt-get command line, through sudo when not root. Pure. */
-function aptCommand(args, isRoot) {
-    const apt = ['apt-get', ...args];
-    return isRoot
-        ? { program: apt[0], args: apt.slice(1) }
-        : { program: 'sudo', args: ['-n', ...apt] };
-}
-/**
- * Makes sure each tool is on PATH, installing the missing ones with apt-get
- * (through sudo when not root). Without apt-get, fails naming every missing tool.
- */
-async function ensureTools(tools, log) {
-    const missing = await missingTools(tools);
-    if (missing.length === 0)
-        return;
-    if (!(await onPath('apt-get'))) {
-        throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`);
-    }
-    const isRoot = process.getuid?.() === 0;
-    const packages = [...new Set(missing.map((t) => t.aptPackage))];
-    log(`Installing ${packages.join(' ')} with apt-get`);
-    const env = { DEBIAN_FRONTEND: 'noninteractive' };
-    try {
-        await run({ ...aptCommand(['update', '-q'], isRoot), env });
-        await run({
-            ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot),
-            env,
-        });
-    }
-    catch (error) {
-        throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${error.message}`);
-    }
-    const still = await missingTools(missing);
-    if (still.length)
-        throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
-}
-
 ;// CONCATENATED MODULE: ./src/project-root.ts
 
 
@@ -58232,14 +58361,14 @@ function reporter(io) {
 }
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = () => ({ hypervisor: new QemuHypervisor() });
-const commands_NETWORK_OPTIONS = [
+const NETWORK_OPTIONS = [
     { name: 'network', value: true },
     { name: 'egress', value: true },
     { name: 'egress-allow', value: true, multiple: true },
     { name: 'subnet', value: true },
 ];
 /** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
-function networkOption(parsed) {
+function networkOption(parsed, fileSubnet) {
     try {
         return networkSettings({
             mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
@@ -58248,7 +58377,7 @@ function networkOption(parsed) {
                 ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
                 ...splitList(process.env.HYPER_EGRESS_ALLOW),
             ],
-            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET,
+            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
         }, { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' });
     }
     catch (error) {
@@ -58346,7 +58475,7 @@ function isComposeFile(text) {
 async function up(argv, io) {
     const parsed = parseArgs(argv, [
         ...REGISTRY_OPTIONS,
-        ...commands_NETWORK_OPTIONS,
+        ...NETWORK_OPTIONS,
         { name: 'file', short: 'f', value: true },
         { name: 'wait-timeout', value: true },
         { name: 'volume-size', value: true },
@@ -58362,12 +58491,13 @@ async function up(argv, io) {
     catch (error) {
         throw new UsageError(`cannot read ${file}: ${error.message}`);
     }
-    const specs = isComposeFile(text)
-        ? parseComposeFile(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), process.env)
-        : parseServicesInput(text, file);
+    const project = isComposeFile(text)
+        ? parseComposeProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), process.env)
+        : { services: parseServicesInput(text, file), subnet: undefined };
+    const specs = project.services;
     const plan = validatePlan(specs);
     const volumeSize = volumeSizeOption(parsed);
-    const network = networkOption(parsed);
+    const network = networkOption(parsed, project.subnet);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
     const options = {
@@ -58414,7 +58544,7 @@ async function down(argv, io) {
 async function commands_run(argv, io) {
     const parsed = parseArgs(argv, [
         ...REGISTRY_OPTIONS,
-        ...commands_NETWORK_OPTIONS,
+        ...NETWORK_OPTIONS,
         { name: 'network-alias', value: true, multiple: true },
         { name: 'expose', value: true, multiple: true },
         { name: 'name', value: true },

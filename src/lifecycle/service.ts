@@ -6,7 +6,7 @@ import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
-import { leaveNetwork, memberOf, memberView, type NetworkRecord } from '../network/job.js';
+import { leaveNetwork, memberOf, memberView, preflightNetwork, type NetworkRecord } from '../network/job.js';
 import type { PortSpec, PublishedPort } from '../network/ports.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
@@ -136,6 +136,7 @@ export async function runService(
   if (!Number.isInteger(request.cpus) || request.cpus < 1)
     throw new ServiceError(`cpus must be a whole number of at least 1`);
 
+  await preflightNetwork(stateDir(), request.network ?? DEFAULT_NETWORK);
   // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
   const baseDir = request.baseDir ?? process.cwd();
   const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);

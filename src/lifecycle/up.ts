@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { resolveImage } from '../images/resolve.js';
 import { imageRunConfig } from '../images/run-config.js';
-import { joinNetwork, leaveNetwork, type MemberRequest } from '../network/job.js';
+import { joinNetwork, leaveNetwork, preflightNetwork, type MemberRequest } from '../network/job.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { exists } from '../files.js';
 import { cacheDir, stateDir, vmDir } from './dirs.js';
@@ -108,6 +108,7 @@ export async function upServices(
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
   const specs = waves.flat();
+  await preflightNetwork(stateDir(), options.network ?? DEFAULT_NETWORK);
   await joinNetwork(
     stateDir(),
     options.network ?? DEFAULT_NETWORK,

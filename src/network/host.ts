@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { ensureTools } from '../install/tools.js';
 import { onPath, run, type Command } from '../process/run.js';
 import { parseCidr } from './cidr.js';
 import { iptablesSetup, iptablesTeardown, nftDelete, nftRuleset, type FirewallPlan } from './firewall.js';
@@ -37,8 +38,9 @@ export function privileged(
   return input === undefined ? command : { ...command, input };
 }
 
-/** nft when it is here, else iptables; HYPER_FIREWALL=nft|iptables chooses. */
-export async function firewallBackend(): Promise<FirewallBackend> {
+/** nft when it is here, else iptables (nftables installed with apt when neither is); HYPER_FIREWALL=nft|iptables chooses. */
+export async function firewallBackend(log: (line: string) => void): Promise<FirewallBackend> {
+  await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
   const wanted = process.env.HYPER_FIREWALL;
   if (wanted === 'nft' || wanted === 'iptables') {
     if (!(await onPath(wanted)) && !(await onPath(`/usr/sbin/${wanted}`)))
@@ -49,9 +51,8 @@ export async function firewallBackend(): Promise<FirewallBackend> {
   for (const backend of ['nft', 'iptables'] as const) {
     if ((await onPath(backend)) || (await onPath(`/usr/sbin/${backend}`))) return backend;
   }
-  throw new NetworkError(
-    'network bridge needs nft (package nftables) or iptables (package iptables); neither is installed',
-  );
+  await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
+  return 'nft';
 }
 
 interface IpAddress {

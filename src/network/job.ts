@@ -172,6 +172,37 @@ async function resolveAllowList(allow: readonly string[]): Promise<{ cidrs: stri
   return { cidrs: [...new Set(cidrs)], hosts };
 }
 
+/**
+ * What can be refused before any image is pulled: bridge without root or
+ * sudo, and an allow-list or subnet where only user networking is possible.
+ * A job network that exists already is what it is.
+ */
+export async function preflightNetwork(stateDir: string, settings: NetworkSettings): Promise<void> {
+  if (settings.mode === 'auto' && settings.allow.length === 0 && !settings.subnet) return;
+  if (await readNetwork(stateDir)) return;
+  const privilege = settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
+  if (!('reason' in privilege)) return;
+  if (settings.mode === 'bridge') throw bridgeRefused(privilege.reason);
+  if (settings.allow.length > 0) throw allowListRefused();
+  if (settings.subnet) throw subnetRefused(settings.subnet);
+}
+
+function bridgeRefused(reason: string): NetworkError {
+  return new NetworkError(
+    `network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`,
+  );
+}
+
+function allowListRefused(): NetworkError {
+  return new NetworkError(
+    'an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing',
+  );
+}
+
+function subnetRefused(subnet: string): NetworkError {
+  return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
+}
+
 /** Which mode `auto` means here, and why; an explicit mode is checked. */
 async function decideMode(
   settings: NetworkSettings,
@@ -180,10 +211,7 @@ async function decideMode(
   if (settings.mode === 'user') return { mode: 'user' };
   const privilege = await networkPrivilege();
   if ('reason' in privilege) {
-    if (settings.mode === 'bridge')
-      throw new NetworkError(
-        `network bridge needs root or passwordless sudo: ${privilege.reason}. Use network user (or auto) to run rootless`,
-      );
+    if (settings.mode === 'bridge') throw bridgeRefused(privilege.reason);
     reporter.info(`network: user (QEMU user networking; bridge needs root or sudo: ${privilege.reason})`);
     return { mode: 'user' };
   }
@@ -225,7 +253,7 @@ async function createNetwork(
     };
   }
   const { privilege } = decided;
-  const firewall = await firewallBackend();
+  const firewall = await firewallBackend(reporter.info);
   const allowed = await resolveAllowList(settings.allow);
   const taken = await hostNetworks();
   let subnet;

@@ -71,6 +71,8 @@ export class RunnerJob {
       GITHUB_PATH: this.file('path'),
       GITHUB_OUTPUT: this.file('output'),
       GITHUB_STEP_SUMMARY: this.file('summary'),
+      // See test/support/integration-env.ts: user networking unless the test asks for a mode.
+      INPUT_NETWORK: 'user',
       ...Object.fromEntries(
         Object.entries(inputs).map(([k, v]) => [`INPUT_${k.replace(/ /g, '_').toUpperCase()}`, v]),
       ),

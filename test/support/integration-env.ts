@@ -1,0 +1,6 @@
+// Tests send traffic only to loopback or into a network namespace they made
+// themselves. As root, network auto would put VMs on a bridge in this host's
+// own namespace, so every test uses user networking unless it says otherwise;
+// the bridge-mode tests run the CLI inside a namespace they create
+// (test/integration/network).
+process.env.HYPER_NETWORK ??= 'user';

@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+
+/**
+ * A network namespace a test makes for itself: everything the bridge-mode
+ * tests build (bridges, TAPs, rules) lives in here, and their traffic goes
+ * only to addresses in here or in its `outside` namespace. Removing the
+ * namespaces removes anything left inside.
+ */
+export class TestNetwork {
+  private readonly servers: ResultPromise[] = [];
+
+  private constructor(
+    readonly ns: string,
+    readonly outside: string,
+  ) {}
+
+  /**
+   * `ns` (the "runner host") reaches `outside` over a veth: ns is 192.0.2.2,
+   * outside is 192.0.2.1 and also holds 198.51.100.1 and the stand-in for the
+   * metadata service, 169.254.169.254. ns routes everything to outside.
+   */
+  static async create(): Promise<TestNetwork> {
+    const id = randomBytes(3).toString('hex');
+    const net = new TestNetwork(`hyt-${id}`, `hyo-${id}`);
+    const ip = (...args: string[]) => execa('ip', args);
+    await ip('netns', 'add', net.ns);
+    await ip('netns', 'add', net.outside);
+    await ip('-n', net.ns, 'link', 'set', 'lo', 'up');
+    await ip('-n', net.outside, 'link', 'set', 'lo', 'up');
+    await ip(
+      'link',
+      'add',
+      `hyv${id}a`,
+      'netns',
+      net.ns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      `hyv${id}b`,
+      'netns',
+      net.outside,
+    );
+    await ip('-n', net.ns, 'addr', 'add', '192.0.2.2/24', 'dev', `hyv${id}a`);
+    await ip('-n', net.ns, 'link', 'set', `hyv${id}a`, 'up');
+    await ip('-n', net.ns, 'route', 'add', 'default', 'via', '192.0.2.1');
+    await ip('-n', net.outside, 'addr', 'add', '192.0.2.1/24', 'dev', `hyv${id}b`);
+    await ip('-n', net.outside, 'addr', 'add', '198.51.100.1/32', 'dev', 'lo');
+    await ip('-n', net.outside, 'addr', 'add', '169.254.169.254/32', 'dev', 'lo');
+    await ip('-n', net.outside, 'link', 'set', `hyv${id}b`, 'up');
+    return net;
+  }
+
+  /** Runs a program inside the namespace. */
+  exec(program: string, args: readonly string[], env: Record<string, string> = {}) {
+    return execa('ip', ['netns', 'exec', this.ns, program, ...args], { env, reject: false });
+  }
+
+  /** The hyper CLI bundle, run inside the namespace. */
+  hyper(env: Record<string, string>, ...args: string[]) {
+    return this.exec(process.execPath, [path.resolve('dist/cli/index.js'), ...args], {
+      HYPER_ACCEL: 'tcg',
+      HYPER_NETWORK: '',
+      ...env,
+    });
+  }
+
+  /** A busybox httpd in `namespace` on ADDRESS:PORT, serving `dir`. */
+  async serve(namespace: string, listen: string, dir: string): Promise<void> {
+    const server = execa(
+      'ip',
+      ['netns', 'exec', namespace, 'busybox', 'httpd', '-f', '-p', listen, '-h', dir],
+      {
+        reject: false,
+      },
+    );
+    this.servers.push(server);
+    for (let i = 0; i < 50; i++) {
+      const probe = await execa(
+        'ip',
+        [
+          'netns',
+          'exec',
+          namespace,
+          'busybox',
+          'wget',
+          '-q',
+          '-O',
+          '/dev/null',
+          '-T',
+          '1',
+          `http://${listen}/`,
+        ],
+        { reject: false },
+      );
+      if (probe.exitCode === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`busybox httpd did not start on ${listen} in ${namespace}`);
+  }
+
+  /** What of ours is left in the namespace: links named hy…, nft tables and iptables chains named hyper…. */
+  async leftovers(): Promise<{ links: string[]; tables: string[]; chains: string[] }> {
+    const links = (await this.exec('ip', ['-o', 'link', 'show'])).stdout
+      .split('\n')
+      .map((line) => line.split(': ')[1]?.split('@')[0] ?? '')
+      .filter((name) => /^hy[0-9a-f]{8}/.test(name));
+    const tables = (await this.exec('nft', ['list', 'tables'])).stdout
+      .split('\n')
+      .filter((line) => line.includes('hyper-'));
+    const chains = [
+      ...(await this.exec('iptables', ['-t', 'filter', '-S'])).stdout.split('\n'),
+      ...(await this.exec('iptables', ['-t', 'nat', '-S'])).stdout.split('\n'),
+    ].filter((line) => line.includes('HYPER-'));
+    return { links, tables, chains };
+  }
+
+  async remove(): Promise<void> {
+    for (const server of this.servers) server.kill('SIGKILL');
+    await Promise.allSettled(this.servers);
+    await execa('ip', ['netns', 'del', this.ns], { reject: false });
+    await execa('ip', ['netns', 'del', this.outside], { reject: false });
+  }
+}
