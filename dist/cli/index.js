@@ -42708,7 +42708,8 @@ class ImageCatalog {
         };
         await (0,promises_namespaceObject.mkdir)(this.dir, { recursive: true });
         const file = this.file(image.name);
-        const temp = `${file}.${process.pid}.tmp`;
+        // Unique per write: one process may record the same image for two services at once.
+        const temp = `${file}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
         try {
             await (0,promises_namespaceObject.writeFile)(temp, JSON.stringify(entry, null, 2));
             await (0,promises_namespaceObject.rename)(temp, file);
@@ -58498,6 +58499,7 @@ async function up(argv, io) {
     const plan = validatePlan(specs);
     const volumeSize = volumeSizeOption(parsed);
     const network = networkOption(parsed, project.subnet);
+    await preflightNetwork(stateDir(), network);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
     const host = await prepareHost(accel, reporter(io));
     const options = {
@@ -58566,6 +58568,8 @@ async function commands_run(argv, io) {
     const env = listOption(parsed, 'env').map((entry) => entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`);
     const ports = listOption(parsed, 'publish').map(parsePortSpec);
     const entrypoint = stringOption(parsed, 'entrypoint');
+    const network = networkOption(parsed);
+    await preflightNetwork(stateDir(), network);
     const request = {
         name: stringOption(parsed, 'name'),
         image,
@@ -58582,7 +58586,7 @@ async function commands_run(argv, io) {
         command,
         bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
         registry: registrySettings(parsed),
-        network: networkOption(parsed),
+        network,
         aliases: listOption(parsed, 'network-alias'),
         expose: listOption(parsed, 'expose').map(exposedPort),
     };

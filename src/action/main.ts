@@ -1,5 +1,5 @@
 import * as core from '@actions/core';
-import { readNetwork } from '../network/job.js';
+import { preflightNetwork, readNetwork } from '../network/job.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareHost } from '../lifecycle/host.js';
@@ -70,6 +70,7 @@ export async function mainRun(): Promise<void> {
     // Sets it for this process too: later `hyper` steps make their volumes with the same default.
     core.exportVariable('HYPER_VOLUME_SIZE', String(inputs.volumeSize));
   }
+  await preflightNetwork(stateDir, inputs.network);
   // A later `hyper run` step joins the job network; these say how to make it if it has to.
   core.exportVariable('HYPER_NETWORK', inputs.network.mode);
   core.exportVariable('HYPER_EGRESS', inputs.network.egress);

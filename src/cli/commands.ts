@@ -23,7 +23,7 @@ import {
   serviceLogs,
   stopService,
 } from '../lifecycle/service.js';
-import { removeNetwork } from '../network/job.js';
+import { preflightNetwork, removeNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
@@ -245,6 +245,7 @@ async function up(argv: string[], io: Io): Promise<number> {
   const plan = validatePlan(specs);
   const volumeSize = volumeSizeOption(parsed);
   const network = networkOption(parsed, project.subnet);
+  await preflightNetwork(stateDir(), network);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
   const host = await prepareHost(accel, reporter(io));
   const options = {
@@ -319,6 +320,8 @@ async function run(argv: string[], io: Io): Promise<number> {
   );
   const ports = listOption(parsed, 'publish').map(parsePortSpec);
   const entrypoint = stringOption(parsed, 'entrypoint');
+  const network = networkOption(parsed);
+  await preflightNetwork(stateDir(), network);
   const request = {
     name: stringOption(parsed, 'name'),
     image,
@@ -335,7 +338,7 @@ async function run(argv: string[], io: Io): Promise<number> {
     command,
     bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
     registry: registrySettings(parsed),
-    network: networkOption(parsed),
+    network,
     aliases: listOption(parsed, 'network-alias'),
     expose: listOption(parsed, 'expose').map(exposedPort),
   };

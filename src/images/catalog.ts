@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LocalImage } from './image.js';
@@ -41,7 +41,8 @@ export class ImageCatalog {
     };
     await mkdir(this.dir, { recursive: true });
     const file = this.file(image.name);
-    const temp = `${file}.${process.pid}.tmp`;
+    // Unique per write: one process may record the same image for two services at once.
+    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await writeFile(temp, JSON.stringify(entry, null, 2));
       await rename(temp, file);

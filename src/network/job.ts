@@ -180,7 +180,8 @@ async function resolveAllowList(allow: readonly string[]): Promise<{ cidrs: stri
 export async function preflightNetwork(stateDir: string, settings: NetworkSettings): Promise<void> {
   if (settings.mode === 'auto' && settings.allow.length === 0 && !settings.subnet) return;
   if (await readNetwork(stateDir)) return;
-  const privilege = settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
+  const privilege =
+    settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
   if (!('reason' in privilege)) return;
   if (settings.mode === 'bridge') throw bridgeRefused(privilege.reason);
   if (settings.allow.length > 0) throw allowListRefused();

@@ -67,7 +67,7 @@ export class TestNetwork {
     });
   }
 
-  /** A busybox httpd in `namespace` on ADDRESS:PORT, serving `dir`. */
+  /** A busybox httpd in `namespace` on ADDRESS:PORT, serving `dir`. (Host-side clients are curl: Debian's static busybox wget crashes here.) */
   async serve(namespace: string, listen: string, dir: string): Promise<void> {
     const server = execa(
       'ip',
@@ -77,28 +77,24 @@ export class TestNetwork {
       },
     );
     this.servers.push(server);
+    let last = '';
     for (let i = 0; i < 50; i++) {
       const probe = await execa(
         'ip',
-        [
-          'netns',
-          'exec',
-          namespace,
-          'busybox',
-          'wget',
-          '-q',
-          '-O',
-          '/dev/null',
-          '-T',
-          '1',
-          `http://${listen}/`,
-        ],
-        { reject: false },
+        ['netns', 'exec', namespace, 'curl', '-s', '-o', '/dev/null', '-m', '1', `http://${listen}/`],
+        {
+          reject: false,
+        },
       );
       if (probe.exitCode === 0) return;
+      last = probe.message;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    throw new Error(`busybox httpd did not start on ${listen} in ${namespace}`);
+    server.kill('SIGKILL');
+    const result = await server;
+    throw new Error(
+      `busybox httpd did not start on ${listen} in ${namespace} (${last}): ${String(result.stderr)}`,
+    );
   }
 
   /** What of ours is left in the namespace: links named hy…, nft tables and iptables chains named hyper…. */

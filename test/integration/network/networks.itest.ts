@@ -1,6 +1,7 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import path from 'node:path';
+import { qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
 import { TestNetwork } from '../../support/netns.js';
 
@@ -12,12 +13,13 @@ import { TestNetwork } from '../../support/netns.js';
 
 /** What the busybox fixture's httpd serves. */
 const PAGE = '<h1>hello from a hyper-services microVM</h1>';
-let work: string;
+// Fixed at load time: the jobs' state dirs below are named from it.
+const work = `/tmp/hyper-networks-${process.pid}`;
 let image: string;
 let net: TestNetwork;
 
 beforeAll(async () => {
-  work = await mkdtemp('/tmp/hyper-networks-');
+  await mkdir(work);
   image = `oci:${await busyboxLayout()}`;
   net = await TestNetwork.create();
   // Listeners: two "internet" hosts, the metadata stand-in, and the runner host's own service.
@@ -36,15 +38,22 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Whatever a failed test left running goes before the namespaces do.
+  for (const env of jobs) await net.hyper(env, 'down', '--time', '0');
+  for (const env of jobs) expect(await qemuProcessesUnder(env.HYPER_STATE_DIR ?? '')).toEqual([]);
   await net.remove();
   await rm(work, { recursive: true, force: true });
 });
 
+const jobs: Record<string, string>[] = [];
+
 function job(name: string): Record<string, string> {
-  return {
+  const env = {
     HYPER_STATE_DIR: path.join(work, `state-${name}`),
     HYPER_CACHE_DIR: process.env.HYPER_CACHE_DIR ?? '',
   };
+  jobs.push(env);
+  return env;
 }
 
 async function ok(env: Record<string, string>, ...args: string[]) {
@@ -61,12 +70,13 @@ async function fetchFrom(env: Record<string, string>, service: string, target: s
     'exec',
     service,
     '--',
+    // busybox's own timeout: the wget -T of Debian's busybox 1.35 crashes.
+    'timeout',
+    '5',
     'wget',
     '-q',
     '-O',
     '-',
-    '-T',
-    '3',
     `http://${target}/`,
   );
   return result.exitCode === 0 ? String(result.stdout).trim() : 'unreachable';
@@ -123,15 +133,7 @@ describe('bridge mode', () => {
     expect(await fetchFrom(a, 'app', 'db')).toBe(PAGE);
     expect(await fetchFrom(a, 'app', 'database:80')).toBe(PAGE);
     // The host step, on the runner's loopback, reaches the published port.
-    const fromHost = await net.exec('busybox', [
-      'wget',
-      '-q',
-      '-O',
-      '-',
-      '-T',
-      '3',
-      `http://127.0.0.1:${dbPort}/`,
-    ]);
+    const fromHost = await net.exec('curl', ['-s', '-m', '3', `http://127.0.0.1:${dbPort}/`]);
     expect(String(fromHost.stdout).trim()).toBe(PAGE);
 
     expect(await fetchFrom(a, 'app', '192.0.2.1:8000')).toBe('internet');
@@ -153,9 +155,9 @@ describe('bridge mode', () => {
     expect(await fetchFrom(a, 'app', '192.0.2.2:9000')).toBe('unreachable');
     expect(await fetchFrom(a, 'app', `${String(gateway).trim()}:9000`)).toBe('unreachable');
     // The host itself does reach that service: the block is the guest's.
-    expect(
-      String((await net.exec('busybox', ['wget', '-q', '-O', '-', 'http://192.0.2.2:9000/'])).stdout).trim(),
-    ).toBe('host service');
+    expect(String((await net.exec('curl', ['-s', '-m', '3', 'http://192.0.2.2:9000/'])).stdout).trim()).toBe(
+      'host service',
+    );
   });
 
   test('a second job gets its own bridge and subnet; egress allow still never reaches metadata or the first job', async () => {
@@ -188,15 +190,7 @@ describe('bridge mode', () => {
       ports: { hostPort: number }[];
     }[];
     const port = ps[0]?.ports[0]?.hostPort;
-    const fromHost = await net.exec('busybox', [
-      'wget',
-      '-q',
-      '-O',
-      '-',
-      '-T',
-      '3',
-      `http://127.0.0.1:${port}/`,
-    ]);
+    const fromHost = await net.exec('curl', ['-s', '-m', '3', `http://127.0.0.1:${port}/`]);
     expect(String(fromHost.stdout).trim()).toBe(PAGE);
     const middle = await net.leftovers();
     expect(middle.links.length).toBe(2);
@@ -259,7 +253,7 @@ describe('bad input leaves no half-built network', () => {
       `HYPER_STATE_DIR=${n.HYPER_STATE_DIR}`,
       `HYPER_CACHE_DIR=${path.join(work, 'nobody-cache')}`,
       'HYPER_ACCEL=tcg',
-      'PATH=/usr/bin:/bin',
+      'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
       process.execPath,
       path.resolve('dist/cli/index.js'),
       'run',
@@ -276,7 +270,7 @@ describe('bad input leaves no half-built network', () => {
   });
 
   test('a subnet that overlaps an interface', async () => {
-    await net.exec('ip', ['link', 'add', 'clash0', 'type', 'dummy']);
+    await net.exec('ip', ['link', 'add', 'clash0', 'type', 'veth', 'peer', 'name', 'clash1']);
     await net.exec('ip', ['addr', 'add', '10.77.0.1/16', 'dev', 'clash0']);
     const s = job('subnet');
     const result = await net.hyper(s, 'run', '--network', 'bridge', '--subnet', '10.77.1.0/24', image);

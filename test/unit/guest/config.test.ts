@@ -1,10 +1,4 @@
-import {
-  execArgv,
-  guestFiles,
-  mergeEnv,
-  normalizeSignal,
-  serviceArgv,
-} from '../../../src/guest/config.js';
+import { execArgv, guestFiles, mergeEnv, normalizeSignal, serviceArgv } from '../../../src/guest/config.js';
 import { imageRunConfig } from '../../../src/images/run-config.js';
 
 const image = imageRunConfig({

@@ -44,9 +44,21 @@ describe('parseDockerOptions', () => {
     ],
     [
       '-m1g --cpus=0.5 -u 1000:1000 -w /work',
-      { env: [], tmpfs: [], aliases: [], expose: [], memoryMiB: 1024, cpus: 1, user: '1000:1000', workdir: '/work' },
+      {
+        env: [],
+        tmpfs: [],
+        aliases: [],
+        expose: [],
+        memoryMiB: 1024,
+        cpus: 1,
+        user: '1000:1000',
+        workdir: '/work',
+      },
     ],
-    ['--tmpfs /run --tmpfs /tmp:size=64m', { env: [], tmpfs: ['/run', '/tmp:size=64m'], aliases: [], expose: [] }],
+    [
+      '--tmpfs /run --tmpfs /tmp:size=64m',
+      { env: [], tmpfs: ['/run', '/tmp:size=64m'], aliases: [], expose: [] },
+    ],
     ['', { env: [], tmpfs: [], aliases: [], expose: [] }],
   ])('%s', (text, expected) => {
     expect(parseDockerOptions(text)).toEqual(expected);
