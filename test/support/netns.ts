@@ -87,7 +87,7 @@ export class TestNetwork {
         },
       );
       if (probe.exitCode === 0) return;
-      last = probe.message;
+      last = probe.message ?? `curl exited ${probe.exitCode}`;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     server.kill('SIGKILL');
