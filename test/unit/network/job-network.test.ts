@@ -7,7 +7,7 @@ import {
   type FirewallPlan,
 } from '../../../src/network/firewall.js';
 import { firewallPlan, memberView, type NetworkRecord } from '../../../src/network/job.js';
-import { checkAliases, checkSubnet, chooseSubnet, guestMac, hostsFile } from '../../../src/network/plan.js';
+import { checkAliases, checkSubnet, chooseSubnet, guestMac } from '../../../src/network/plan.js';
 import { networkSettings, splitList } from '../../../src/network/settings.js';
 import { networkArgs } from '../../../src/vm/qemu/args.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
