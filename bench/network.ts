@@ -152,7 +152,7 @@ async function inside(runs: number, requests: number): Promise<void> {
       reject: false,
     },
   );
-  let floor: Figures[] = [];
+  const floor: Figures[] = [];
   try {
     for (let i = 0; i < 50; i++) {
       if ((await execa('redis-cli', ['-p', port, 'ping'], { reject: false })).stdout === 'PONG') break;

@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1439);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8607);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1439:
+/***/ 8607:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -45495,8 +45495,13 @@ function privileged(privilege, program, args, input) {
     const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
     return input === undefined ? command : { ...command, input };
 }
-/** nft when it is here, else iptables (nftables installed with apt when neither is); HYPER_FIREWALL=nft|iptables chooses. */
-async function firewallBackend(log) {
+/**
+ * nft when it is here, else iptables (nftables installed with apt when
+ * neither is); HYPER_FIREWALL=nft|iptables chooses. Where iptables' FORWARD
+ * policy is DROP (Docker sets it), iptables: a separate nft table cannot
+ * undo that drop, but our chain first in FORWARD accepts our traffic.
+ */
+async function firewallBackend(privilege, log) {
     await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
     const wanted = process.env.HYPER_FIREWALL;
     if (wanted === 'nft' || wanted === 'iptables') {
@@ -45506,10 +45511,19 @@ async function firewallBackend(log) {
     }
     if (wanted)
         throw new NetworkError(`HYPER_FIREWALL must be nft or iptables, not "${wanted}"`);
-    for (const backend of ['nft', 'iptables']) {
-        if ((await onPath(backend)) || (await onPath(`/usr/sbin/${backend}`)))
-            return backend;
+    const has = async (program) => (await onPath(program)) || (await onPath(`/usr/sbin/${program}`));
+    if (await has('iptables')) {
+        const forward = await run(privileged(privilege, 'iptables', ['-w', '-S', 'FORWARD']), {
+            allowFailure: true,
+        });
+        if (/^-P FORWARD DROP$/m.test(forward.stdout)) {
+            log('network: iptables FORWARD policy is DROP here (as Docker sets it), so the rules go into iptables');
+            return 'iptables';
+        }
     }
+    for (const backend of ['nft', 'iptables'])
+        if (await has(backend))
+            return backend;
     await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
     return 'nft';
 }
@@ -45958,8 +45972,9 @@ async function createNetwork(stateDir, settings, reporter) {
             throw new NetworkError(`a subnet (${settings.subnet}) needs network bridge; user networking has its own`);
         if (settings.mode === 'user')
             reporter.info('network: user (QEMU user networking)');
+        // A warning when auto fell back to user networking; asked for, it is a note.
         if (settings.egress === 'allow')
-            reporter.warn("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
+            (settings.mode === 'user' ? reporter.info : reporter.warn)("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
         return {
             id,
             mode: 'user',
@@ -45974,7 +45989,7 @@ async function createNetwork(stateDir, settings, reporter) {
         };
     }
     const { privilege } = decided;
-    const firewall = await firewallBackend(reporter.info);
+    const firewall = await firewallBackend(privilege, reporter.info);
     const allowed = await resolveAllowList(settings.allow);
     const taken = await hostNetworks();
     let subnet;
@@ -47537,6 +47552,7 @@ async function exportSnapshot(service, name, file, host) {
                 disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
                 guestFiles,
                 ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+                network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
             },
             files,
         };
@@ -47738,6 +47754,10 @@ async function importSnapshot(file, options, host) {
         const { network, joined: newMember } = await memberOf(stateDir(), options.network ?? DEFAULT_NETWORK, { service: name, aliases: [], containerPorts: tcpPorts(published, [], []), published }, { info: () => undefined, warn: () => undefined });
         if (newMember)
             joined = name;
+        const exportedOn = service.network ?? 'user';
+        if (snapshot.kind === 'checkpoint' && exportedOn !== network.mode) {
+            throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
+        }
         const view = memberView(network, name, name, host.bundle.connect);
         const ports = network.members.find((m) => m.service === name)?.published ?? [];
         const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
@@ -58133,6 +58153,36 @@ async function removeVolume(name) {
     await (0,promises_namespaceObject.rm)(volumePath(name));
 }
 
+;// CONCATENATED MODULE: ./src/cli/network-options.ts
+
+
+/** The job network's flags, on every command that may make the network (up, run, import). */
+const NETWORK_OPTIONS = [
+    { name: 'network', value: true },
+    { name: 'egress', value: true },
+    { name: 'egress-allow', value: true, multiple: true },
+    { name: 'subnet', value: true },
+];
+/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
+function networkOption(parsed, fileSubnet) {
+    try {
+        return networkSettings({
+            mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
+            egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
+            allow: [
+                ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
+                ...splitList(process.env.HYPER_EGRESS_ALLOW),
+            ],
+            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
+        }, { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' });
+    }
+    catch (error) {
+        if (error instanceof NetworkError)
+            throw new UsageError(error.message);
+        throw error;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/cli/table.ts
 /** Left-aligned columns separated by three spaces, as `docker ps` prints. Pure. */
 function formatTable(header, rows) {
@@ -58145,6 +58195,9 @@ function formatTable(header, rows) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/snapshot-commands.ts
+
+
+
 
 
 
@@ -58234,8 +58287,11 @@ async function importCommand(argv, io) {
         { name: 'name', value: true },
         { name: 'publish', short: 'p', value: true, multiple: true },
         { name: 'accel', value: true },
+        ...NETWORK_OPTIONS,
     ]);
     const [file, extra] = parsed.positionals;
+    const network = networkOption(parsed);
+    await preflightNetwork(stateDir(), network);
     if (!file || extra)
         throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
     const ports = listOption(parsed, 'publish').map(parsePortSpec);
@@ -58247,7 +58303,7 @@ async function importCommand(argv, io) {
         info: (line) => io.err(`${line}\n`),
         warn: (line) => io.err(`warning: ${line}\n`),
     });
-    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined }, hostContext);
+    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network }, hostContext);
     for (const port of record.ports)
         io.err(`${record.name}: will publish ${formatPort(port)}\n`);
     io.err(`${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`);
@@ -58336,7 +58392,7 @@ Commands:
   snapshots [--json] [SERVICE]
   restore [--time S] SERVICE NAME
   export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
-  import [--name N] [-p SPEC]... FILE
+  import [--name N] [-p SPEC]... [NETWORK OPTIONS] FILE
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
@@ -58362,31 +58418,6 @@ function reporter(io) {
 }
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = () => ({ hypervisor: new QemuHypervisor() });
-const NETWORK_OPTIONS = [
-    { name: 'network', value: true },
-    { name: 'egress', value: true },
-    { name: 'egress-allow', value: true, multiple: true },
-    { name: 'subnet', value: true },
-];
-/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
-function networkOption(parsed, fileSubnet) {
-    try {
-        return networkSettings({
-            mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
-            egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
-            allow: [
-                ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
-                ...splitList(process.env.HYPER_EGRESS_ALLOW),
-            ],
-            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
-        }, { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' });
-    }
-    catch (error) {
-        if (error instanceof NetworkError)
-            throw new UsageError(error.message);
-        throw error;
-    }
-}
 const REGISTRY_OPTIONS = [
     { name: 'registry-mirror', value: true },
     { name: 'insecure-registry', value: true, multiple: true },

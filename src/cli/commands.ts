@@ -25,7 +25,6 @@ import {
 } from '../lifecycle/service.js';
 import { preflightNetwork, removeNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
-import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import {
@@ -37,6 +36,7 @@ import {
   start,
   volume,
 } from './snapshot-commands.js';
+import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
 
 export interface Io {
@@ -71,7 +71,7 @@ Commands:
   snapshots [--json] [SERVICE]
   restore [--time S] SERVICE NAME
   export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
-  import [--name N] [-p SPEC]... FILE
+  import [--name N] [-p SPEC]... [NETWORK OPTIONS] FILE
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
@@ -100,34 +100,6 @@ function reporter(io: Io): Reporter {
 
 /** Commands that only read state need no tools, bundle or probe. */
 const stateOnly = (): Pick<HostContext, 'hypervisor'> => ({ hypervisor: new QemuHypervisor() });
-
-const NETWORK_OPTIONS = [
-  { name: 'network', value: true },
-  { name: 'egress', value: true },
-  { name: 'egress-allow', value: true, multiple: true },
-  { name: 'subnet', value: true },
-];
-
-/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
-function networkOption(parsed: ParsedArgs, fileSubnet?: string): NetworkSettings {
-  try {
-    return networkSettings(
-      {
-        mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
-        egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
-        allow: [
-          ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
-          ...splitList(process.env.HYPER_EGRESS_ALLOW),
-        ],
-        subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
-      },
-      { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' },
-    );
-  } catch (error: unknown) {
-    if (error instanceof NetworkError) throw new UsageError(error.message);
-    throw error;
-  }
-}
 
 const REGISTRY_OPTIONS = [
   { name: 'registry-mirror', value: true },

@@ -13,10 +13,13 @@ import { exists } from '../files.js';
 import { exportSnapshot, importSnapshot, TransferError } from '../lifecycle/transfer.js';
 import { listVolumes, removeVolume } from '../lifecycle/volumes.js';
 import { parseAccelChoice } from '../install/accel.js';
+import { preflightNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
+import { stateDir } from '../lifecycle/dirs.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import type { Io } from './commands.js';
+import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
 
 /**
@@ -117,8 +120,11 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
     { name: 'name', value: true },
     { name: 'publish', short: 'p', value: true, multiple: true },
     { name: 'accel', value: true },
+    ...NETWORK_OPTIONS,
   ]);
   const [file, extra] = parsed.positionals;
+  const network = networkOption(parsed);
+  await preflightNetwork(stateDir(), network);
   if (!file || extra) throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
   const ports = listOption(parsed, 'publish').map(parsePortSpec);
   // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
@@ -130,7 +136,7 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
   });
   const { record, snapshot: imported } = await importSnapshot(
     file,
-    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined },
+    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network },
     hostContext,
   );
   for (const port of record.ports) io.err(`${record.name}: will publish ${formatPort(port)}\n`);

@@ -67,6 +67,8 @@ interface ExportManifest {
     guestFiles: { name: string; entry: string }[];
     /** The root overlay's entry, for a checkpoint. */
     rootDisk?: string;
+    /** The kind of network it ran on; a checkpoint resumes only on the same (its device state is in it). */
+    network?: 'user' | 'bridge';
   };
   files: ExportedFile[];
 }
@@ -178,6 +180,7 @@ export async function exportSnapshot(
         disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
         guestFiles,
         ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+        network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
       },
       files,
     };
@@ -412,6 +415,12 @@ export async function importSnapshot(
       { info: () => undefined, warn: () => undefined },
     );
     if (newMember) joined = name;
+    const exportedOn = service.network ?? 'user';
+    if (snapshot.kind === 'checkpoint' && exportedOn !== network.mode) {
+      throw new TransferError(
+        `cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`,
+      );
+    }
     const view = memberView(network, name, name, host.bundle.connect);
     const ports = network.members.find((m) => m.service === name)?.published ?? [];
     const settingsFile = path.join(paths.guestFiles, 'settings');

@@ -38,8 +38,16 @@ export function privileged(
   return input === undefined ? command : { ...command, input };
 }
 
-/** nft when it is here, else iptables (nftables installed with apt when neither is); HYPER_FIREWALL=nft|iptables chooses. */
-export async function firewallBackend(log: (line: string) => void): Promise<FirewallBackend> {
+/**
+ * nft when it is here, else iptables (nftables installed with apt when
+ * neither is); HYPER_FIREWALL=nft|iptables chooses. Where iptables' FORWARD
+ * policy is DROP (Docker sets it), iptables: a separate nft table cannot
+ * undo that drop, but our chain first in FORWARD accepts our traffic.
+ */
+export async function firewallBackend(
+  privilege: Privilege,
+  log: (line: string) => void,
+): Promise<FirewallBackend> {
   await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
   const wanted = process.env.HYPER_FIREWALL;
   if (wanted === 'nft' || wanted === 'iptables') {
@@ -48,9 +56,17 @@ export async function firewallBackend(log: (line: string) => void): Promise<Fire
     return wanted;
   }
   if (wanted) throw new NetworkError(`HYPER_FIREWALL must be nft or iptables, not "${wanted}"`);
-  for (const backend of ['nft', 'iptables'] as const) {
-    if ((await onPath(backend)) || (await onPath(`/usr/sbin/${backend}`))) return backend;
+  const has = async (program: string) => (await onPath(program)) || (await onPath(`/usr/sbin/${program}`));
+  if (await has('iptables')) {
+    const forward = await run(privileged(privilege, 'iptables', ['-w', '-S', 'FORWARD']), {
+      allowFailure: true,
+    });
+    if (/^-P FORWARD DROP$/m.test(forward.stdout)) {
+      log('network: iptables FORWARD policy is DROP here (as Docker sets it), so the rules go into iptables');
+      return 'iptables';
+    }
   }
+  for (const backend of ['nft', 'iptables'] as const) if (await has(backend)) return backend;
   await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
   return 'nft';
 }

@@ -236,8 +236,9 @@ async function createNetwork(
         `a subnet (${settings.subnet}) needs network bridge; user networking has its own`,
       );
     if (settings.mode === 'user') reporter.info('network: user (QEMU user networking)');
+    // A warning when auto fell back to user networking; asked for, it is a note.
     if (settings.egress === 'allow')
-      reporter.warn(
+      (settings.mode === 'user' ? reporter.info : reporter.warn)(
         "network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary",
       );
     return {
@@ -254,7 +255,7 @@ async function createNetwork(
     };
   }
   const { privilege } = decided;
-  const firewall = await firewallBackend(reporter.info);
+  const firewall = await firewallBackend(privilege, reporter.info);
   const allowed = await resolveAllowList(settings.allow);
   const taken = await hostNetworks();
   let subnet;

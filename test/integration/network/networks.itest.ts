@@ -215,6 +215,24 @@ describe('bridge mode', () => {
     await ok(c, 'down', '--time', '0');
     expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
   });
+
+  test('where iptables drops forwarded traffic (Docker hosts), the rules go into iptables and guests still get out', async () => {
+    await net.exec('iptables', ['-P', 'FORWARD', 'DROP']);
+    try {
+      const d = job('docker-host');
+      const run = await ok(d, 'run', '--name', 'web', '--network', 'bridge', image);
+      expect(run.stderr).toContain(
+        'network: iptables FORWARD policy is DROP here (as Docker sets it), so the rules go into iptables',
+      );
+      expect(run.stderr).toContain('(as root, iptables, egress allow)');
+      expect(await fetchFrom(d, 'web', '192.0.2.1:8000')).toBe('internet');
+      expect(await fetchFrom(d, 'web', '169.254.169.254')).toBe('unreachable');
+      await ok(d, 'rm', '-f', 'web');
+      expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    } finally {
+      await net.exec('iptables', ['-P', 'FORWARD', 'ACCEPT']);
+    }
+  });
 });
 
 describe('user mode', () => {
