@@ -45285,10 +45285,10 @@ function nftHostMatch(hostIp) {
 function nftRuleset(plan) {
     const table = nftTableName(plan.id);
     const br = `"${plan.bridge}"`;
-    const dnat = plan.forwards.map((f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`);
-    const fromOutside = plan.forwards
-        .filter((f) => !f.hostIp.startsWith('127.'))
-        .map((f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`);
+    const dnatRule = (f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
+    const dnat = plan.forwards.map(dnatRule);
+    // From outside only what is published beyond loopback.
+    const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
     const egress = plan.egress === 'allow'
         ? [`    iifname ${br} accept`]
         : [
@@ -45967,9 +45967,9 @@ async function createNetwork(stateDir, settings, reporter) {
     const id = (0,external_node_crypto_.randomBytes)(4).toString('hex');
     if (decided.mode === 'user') {
         if (settings.allow.length > 0)
-            throw new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
+            throw allowListRefused();
         if (settings.subnet)
-            throw new NetworkError(`a subnet (${settings.subnet}) needs network bridge; user networking has its own`);
+            throw subnetRefused(settings.subnet);
         if (settings.mode === 'user')
             reporter.info('network: user (QEMU user networking)');
         // A warning when auto fell back to user networking; asked for, it is a note.
@@ -46167,14 +46167,19 @@ async function removeNetwork(stateDir) {
         await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
     });
 }
-/** One service's view of the job network: for QEMU, for the guest, and the host forwards user mode needs. Pure. */
-function memberView(record, service, hostname, connect) {
+/**
+ * One service's view of the job network: how QEMU connects it (and which host
+ * ports QEMU itself forwards: user networking's published and loopback ones;
+ * none on a bridge, where the firewall publishes), and what the guest
+ * configures. Pure.
+ */
+function memberView(record, service, connect) {
     const self = record.members.find((m) => m.service === service);
     if (!self)
         throw new NetworkError(`${service} is not on the job network`);
     const others = record.members.filter((m) => m.service !== service);
     const peers = others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] }));
-    const selfNames = [...new Set([hostname, self.service, ...self.aliases])];
+    const selfNames = [self.service, ...self.aliases];
     const resolv = resolvConf(record.dns);
     if (record.mode === 'user') {
         return {
@@ -46191,12 +46196,16 @@ function memberView(record, service, hostname, connect) {
                 hosts: hostsFile({ address: USER_GUEST.ip, names: selfNames }, peers),
                 resolvConf: resolv,
             },
-            loopbackForwards: self.internal.map((i) => ({
-                hostIp: '127.0.0.1',
-                hostPort: i.hostPort,
-                containerPort: i.containerPort,
-                protocol: 'tcp',
-            })),
+            published: self.published,
+            forwards: [
+                ...self.published,
+                ...self.internal.map((i) => ({
+                    hostIp: '127.0.0.1',
+                    hostPort: i.hostPort,
+                    containerPort: i.containerPort,
+                    protocol: 'tcp',
+                })),
+            ],
         };
     }
     return {
@@ -46208,7 +46217,8 @@ function memberView(record, service, hostname, connect) {
             hosts: hostsFile({ address: self.address, names: selfNames }, [...peers, ...record.allowHosts]),
             resolvConf: resolv,
         },
-        loopbackForwards: [],
+        published: self.published,
+        forwards: [],
     };
 }
 
@@ -46872,13 +46882,13 @@ async function runService(request, host, log) {
     }
     if (!Number.isInteger(request.cpus) || request.cpus < 1)
         throw new ServiceError(`cpus must be a whole number of at least 1`);
-    await preflightNetwork(stateDir(), request.network ?? DEFAULT_NETWORK);
     // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
     const baseDir = request.baseDir ?? process.cwd();
     const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
     await checkMountSources(userMounts);
     await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), host);
-    const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
+    const image = request.resolved ??
+        (await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log }));
     const runConfig = imageRunConfig(image.config);
     const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
     const guest = {
@@ -46924,8 +46934,8 @@ function tcpPorts(published, expose, exposed) {
 async function createVm(name, request, host, vm) {
     const { image, runConfig, mounts } = vm;
     const dir = vmDir(name);
-    const view = memberView(vm.network, name, name, host.bundle.connect);
-    const ports = vm.network.members.find((m) => m.service === name)?.published ?? [];
+    const view = memberView(vm.network, name, host.bundle.connect);
+    const ports = view.published;
     const guest = { ...vm.guest, network: view.guest };
     await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
     try {
@@ -46953,7 +46963,7 @@ async function createVm(name, request, host, vm) {
         memoryMiB: request.memoryMiB,
         cpus: request.cpus,
         guestFiles: files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) })),
-        forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+        forwards: view.forwards,
         network: view.machine,
         disks,
     });
@@ -47758,8 +47768,8 @@ async function importSnapshot(file, options, host) {
         if (snapshot.kind === 'checkpoint' && exportedOn !== network.mode) {
             throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
         }
-        const view = memberView(network, name, name, host.bundle.connect);
-        const ports = network.members.find((m) => m.service === name)?.published ?? [];
+        const view = memberView(network, name, host.bundle.connect);
+        const ports = view.published;
         const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
         for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), view.guest))
             await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
@@ -47767,7 +47777,7 @@ async function importSnapshot(file, options, host) {
             memoryMiB: service.memoryMiB,
             cpus: service.cpus,
             guestFiles,
-            forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+            forwards: view.forwards,
             network: view.machine,
             disks,
         });
@@ -47846,7 +47856,7 @@ function runRequest(spec, options) {
         healthcheck: spec.healthcheck,
         labels: options.labels,
         bootTimeoutMs: BOOT_TIMEOUT_MS,
-        registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
+        registry: serviceRegistry(spec, options),
         volumes: spec.volumes,
         volumeSize: options.volumeSize,
         volumeSizes: spec.volumeSizes,
@@ -47857,6 +47867,10 @@ function runRequest(spec, options) {
         expose: spec.expose ?? [],
     };
 }
+/** The registry settings, with the service's own credentials when it has them. */
+function serviceRegistry(spec, options) {
+    return spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+}
 /**
  * Boots services in dependency order: each wave (services whose dependencies
  * are all up) boots in parallel and must be healthy before the next starts.
@@ -47864,12 +47878,13 @@ function runRequest(spec, options) {
  */
 async function upServices(waves, host, options, reporter) {
     const specs = waves.flat();
-    await preflightNetwork(stateDir(), options.network ?? DEFAULT_NETWORK);
-    await joinNetwork(stateDir(), options.network ?? DEFAULT_NETWORK, await Promise.all(specs.map((spec) => memberRequest(spec, options, reporter))), reporter);
+    const planned = await Promise.all(specs.map((spec) => planMember(spec, options, reporter)));
+    await joinNetwork(stateDir(), options.network ?? DEFAULT_NETWORK, planned.map((p) => p.member), reporter);
+    const images = new Map(planned.map((p) => [p.member.service, p.image]));
     const statuses = [];
     try {
         for (const wave of waves) {
-            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
+            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), host, options, reporter)));
             for (const result of results)
                 if (result.status === 'fulfilled')
                     statuses.push(result.value);
@@ -47892,32 +47907,29 @@ async function upServices(waves, host, options, reporter) {
 /**
  * A service's place on the job network, planned before anything boots so
  * every guest starts knowing every other: the image is pulled now for its
- * EXPOSEd ports.
+ * EXPOSEd ports, and the boot then uses that same image.
  */
-async function memberRequest(spec, options, reporter) {
-    const registry = spec.credentials
-        ? { ...options.registry, credentials: spec.credentials }
-        : options.registry;
-    let exposed;
+async function planMember(spec, options, reporter) {
+    let image;
     try {
-        const image = await resolveImage(spec.image, {
-            ...registry,
+        image = await resolveImage(spec.image, {
+            ...serviceRegistry(spec, options),
             cacheDir: cacheDir(),
             log: (line) => reporter.info(`${spec.name}: ${line}`),
         });
-        exposed = imageRunConfig(image.config).exposedPorts;
     }
     catch (error) {
         throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');
     }
-    return {
+    const member = {
         service: spec.name,
         aliases: spec.aliases ?? [],
-        containerPorts: tcpPorts(spec.ports, spec.expose, exposed),
+        containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
         published: spec.ports,
     };
+    return { member, image };
 }
-async function bootOne(spec, host, options, reporter) {
+async function bootOne(spec, image, host, options, reporter) {
     const started = Date.now();
     const exported = options.checkpoints?.[spec.name];
     let record;
@@ -47928,7 +47940,7 @@ async function bootOne(spec, host, options, reporter) {
         restoredFrom = resumed?.snapshot;
     }
     try {
-        record ??= await runService(runRequest(spec, options), host, (line) => reporter.info(`${spec.name}: ${line}`));
+        record ??= await runService({ ...runRequest(spec, options), resolved: image }, host, (line) => reporter.info(`${spec.name}: ${line}`));
     }
     catch (error) {
         throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');

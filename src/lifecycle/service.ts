@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execArgv, guestFiles, mergeEnv, networkSyncArgv, serviceArgv } from '../guest/config.js';
+import type { LocalImage } from '../images/image.js';
 import { resolveImage, type ResolveOptions } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
-import { leaveNetwork, memberOf, memberView, preflightNetwork, type NetworkRecord } from '../network/job.js';
+import { leaveNetwork, memberOf, memberView, type NetworkRecord } from '../network/job.js';
 import type { PortSpec, PublishedPort } from '../network/ports.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
@@ -55,6 +56,8 @@ export interface RunRequest {
   tmpfs?: string[];
   /** What relative host paths in `volumes` are relative to (the working directory by default). */
   baseDir?: string;
+  /** `image` as already resolved (hyper up pulls every image before planning the network); pulled here when absent. */
+  resolved?: LocalImage | undefined;
   /** How to make the job network if this is its first VM (auto, egress allowed, by default). */
   network?: NetworkSettings;
   /** Further names the other services reach this one by. */
@@ -136,7 +139,6 @@ export async function runService(
   if (!Number.isInteger(request.cpus) || request.cpus < 1)
     throw new ServiceError(`cpus must be a whole number of at least 1`);
 
-  await preflightNetwork(stateDir(), request.network ?? DEFAULT_NETWORK);
   // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
   const baseDir = request.baseDir ?? process.cwd();
   const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
@@ -145,7 +147,9 @@ export async function runService(
     userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
     host,
   );
-  const image = await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log });
+  const image =
+    request.resolved ??
+    (await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log }));
   const runConfig = imageRunConfig(image.config);
   const argv = serviceArgv(
     runConfig,
@@ -208,7 +212,7 @@ async function createVm(
   request: RunRequest,
   host: HostContext,
   vm: {
-    image: Awaited<ReturnType<typeof resolveImage>>;
+    image: LocalImage;
     runConfig: ReturnType<typeof imageRunConfig>;
     guest: Omit<Parameters<typeof guestFiles>[0], 'network'>;
     mounts: ReturnType<typeof planMounts>;
@@ -218,8 +222,8 @@ async function createVm(
 ): Promise<VmRecord> {
   const { image, runConfig, mounts } = vm;
   const dir = vmDir(name);
-  const view = memberView(vm.network, name, name, host.bundle.connect);
-  const ports = vm.network.members.find((m) => m.service === name)?.published ?? [];
+  const view = memberView(vm.network, name, host.bundle.connect);
+  const ports = view.published;
   const guest = { ...vm.guest, network: view.guest };
   await mkdir(path.dirname(dir), { recursive: true });
   try {
@@ -245,7 +249,7 @@ async function createVm(
     memoryMiB: request.memoryMiB,
     cpus: request.cpus,
     guestFiles: files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) })),
-    forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+    forwards: view.forwards,
     network: view.machine,
     disks,
   });

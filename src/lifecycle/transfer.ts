@@ -421,8 +421,8 @@ export async function importSnapshot(
         `cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`,
       );
     }
-    const view = memberView(network, name, name, host.bundle.connect);
-    const ports = network.members.find((m) => m.service === name)?.published ?? [];
+    const view = memberView(network, name, host.bundle.connect);
+    const ports = view.published;
     const settingsFile = path.join(paths.guestFiles, 'settings');
     for (const rewritten of rewriteNetworkFiles(await readFile(settingsFile, 'utf8'), view.guest))
       await writeFile(path.join(paths.guestFiles, rewritten.name), rewritten.content);
@@ -430,7 +430,7 @@ export async function importSnapshot(
       memoryMiB: service.memoryMiB,
       cpus: service.cpus,
       guestFiles,
-      forwards: view.machine.kind === 'tap' ? [] : [...ports, ...view.loopbackForwards],
+      forwards: view.forwards,
       network: view.machine,
       disks,
     });

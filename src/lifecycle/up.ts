@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
+import type { LocalImage } from '../images/image.js';
 import { resolveImage } from '../images/resolve.js';
 import { imageRunConfig } from '../images/run-config.js';
-import { joinNetwork, leaveNetwork, preflightNetwork, type MemberRequest } from '../network/job.js';
+import { joinNetwork, leaveNetwork, type MemberRequest } from '../network/job.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { exists } from '../files.js';
 import { cacheDir, stateDir, vmDir } from './dirs.js';
@@ -84,7 +85,7 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
     healthcheck: spec.healthcheck,
     labels: options.labels,
     bootTimeoutMs: BOOT_TIMEOUT_MS,
-    registry: spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry,
+    registry: serviceRegistry(spec, options),
     volumes: spec.volumes,
     volumeSize: options.volumeSize,
     volumeSizes: spec.volumeSizes,
@@ -94,6 +95,11 @@ export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
     aliases: spec.aliases ?? [],
     expose: spec.expose ?? [],
   };
+}
+
+/** The registry settings, with the service's own credentials when it has them. */
+function serviceRegistry(spec: ServiceSpec, options: UpOptions): RegistrySettings {
+  return spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
 }
 
 /**
@@ -108,17 +114,20 @@ export async function upServices(
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
   const specs = waves.flat();
-  await preflightNetwork(stateDir(), options.network ?? DEFAULT_NETWORK);
+  const planned = await Promise.all(specs.map((spec) => planMember(spec, options, reporter)));
   await joinNetwork(
     stateDir(),
     options.network ?? DEFAULT_NETWORK,
-    await Promise.all(specs.map((spec) => memberRequest(spec, options, reporter))),
+    planned.map((p) => p.member),
     reporter,
   );
+  const images = new Map(planned.map((p) => [p.member.service, p.image]));
   const statuses: ServiceStatus[] = [];
   try {
     for (const wave of waves) {
-      const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, host, options, reporter)));
+      const results = await Promise.allSettled(
+        wave.map((spec) => bootOne(spec, images.get(spec.name), host, options, reporter)),
+      );
       for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) throw failure.reason;
@@ -136,24 +145,20 @@ export async function upServices(
 /**
  * A service's place on the job network, planned before anything boots so
  * every guest starts knowing every other: the image is pulled now for its
- * EXPOSEd ports.
+ * EXPOSEd ports, and the boot then uses that same image.
  */
-async function memberRequest(
+async function planMember(
   spec: ServiceSpec,
   options: UpOptions,
   reporter: Reporter,
-): Promise<MemberRequest> {
-  const registry = spec.credentials
-    ? { ...options.registry, credentials: spec.credentials }
-    : options.registry;
-  let exposed: string[];
+): Promise<{ member: MemberRequest; image: LocalImage }> {
+  let image: LocalImage;
   try {
-    const image = await resolveImage(spec.image, {
-      ...registry,
+    image = await resolveImage(spec.image, {
+      ...serviceRegistry(spec, options),
       cacheDir: cacheDir(),
       log: (line) => reporter.info(`${spec.name}: ${line}`),
     });
-    exposed = imageRunConfig(image.config).exposedPorts;
   } catch (error: unknown) {
     throw new ServiceStartError(
       spec.name,
@@ -161,16 +166,18 @@ async function memberRequest(
       '',
     );
   }
-  return {
+  const member = {
     service: spec.name,
     aliases: spec.aliases ?? [],
-    containerPorts: tcpPorts(spec.ports, spec.expose, exposed),
+    containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
     published: spec.ports,
   };
+  return { member, image };
 }
 
 async function bootOne(
   spec: ServiceSpec,
+  image: LocalImage | undefined,
   host: HostContext,
   options: UpOptions,
   reporter: Reporter,
@@ -185,7 +192,7 @@ async function bootOne(
     restoredFrom = resumed?.snapshot;
   }
   try {
-    record ??= await runService(runRequest(spec, options), host, (line) =>
+    record ??= await runService({ ...runRequest(spec, options), resolved: image }, host, (line) =>
       reporter.info(`${spec.name}: ${line}`),
     );
   } catch (error: unknown) {

@@ -43,16 +43,11 @@ function nftHostMatch(hostIp: string): string {
 export function nftRuleset(plan: FirewallPlan): string {
   const table = nftTableName(plan.id);
   const br = `"${plan.bridge}"`;
-  const dnat = plan.forwards.map(
-    (f) =>
-      `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`,
-  );
-  const fromOutside = plan.forwards
-    .filter((f) => !f.hostIp.startsWith('127.'))
-    .map(
-      (f) =>
-        `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`,
-    );
+  const dnatRule = (f: FirewallPlan['forwards'][number]) =>
+    `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
+  const dnat = plan.forwards.map(dnatRule);
+  // From outside only what is published beyond loopback.
+  const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
   const egress =
     plan.egress === 'allow'
       ? [`    iifname ${br} accept`]

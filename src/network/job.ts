@@ -227,14 +227,8 @@ async function createNetwork(
   const decided = await decideMode(settings, reporter);
   const id = randomBytes(4).toString('hex');
   if (decided.mode === 'user') {
-    if (settings.allow.length > 0)
-      throw new NetworkError(
-        'an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing',
-      );
-    if (settings.subnet)
-      throw new NetworkError(
-        `a subnet (${settings.subnet}) needs network bridge; user networking has its own`,
-      );
+    if (settings.allow.length > 0) throw allowListRefused();
+    if (settings.subnet) throw subnetRefused(settings.subnet);
     if (settings.mode === 'user') reporter.info('network: user (QEMU user networking)');
     // A warning when auto fell back to user networking; asked for, it is a note.
     if (settings.egress === 'allow')
@@ -433,18 +427,22 @@ export async function removeNetwork(stateDir: string): Promise<void> {
   });
 }
 
-/** One service's view of the job network: for QEMU, for the guest, and the host forwards user mode needs. Pure. */
+/**
+ * One service's view of the job network: how QEMU connects it (and which host
+ * ports QEMU itself forwards: user networking's published and loopback ones;
+ * none on a bridge, where the firewall publishes), and what the guest
+ * configures. Pure.
+ */
 export function memberView(
   record: NetworkRecord,
   service: string,
-  hostname: string,
   connect: string,
-): { machine: MachineNetwork; guest: GuestNetwork; loopbackForwards: PublishedPort[] } {
+): { machine: MachineNetwork; guest: GuestNetwork; published: PublishedPort[]; forwards: PublishedPort[] } {
   const self = record.members.find((m) => m.service === service);
   if (!self) throw new NetworkError(`${service} is not on the job network`);
   const others = record.members.filter((m) => m.service !== service);
   const peers: Peer[] = others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] }));
-  const selfNames = [...new Set([hostname, self.service, ...self.aliases])];
+  const selfNames = [self.service, ...self.aliases];
   const resolv = resolvConf(record.dns);
   if (record.mode === 'user') {
     return {
@@ -463,12 +461,16 @@ export function memberView(
         hosts: hostsFile({ address: USER_GUEST.ip, names: selfNames }, peers),
         resolvConf: resolv,
       },
-      loopbackForwards: self.internal.map((i) => ({
-        hostIp: '127.0.0.1',
-        hostPort: i.hostPort,
-        containerPort: i.containerPort,
-        protocol: 'tcp',
-      })),
+      published: self.published,
+      forwards: [
+        ...self.published,
+        ...self.internal.map((i) => ({
+          hostIp: '127.0.0.1',
+          hostPort: i.hostPort,
+          containerPort: i.containerPort,
+          protocol: 'tcp' as const,
+        })),
+      ],
     };
   }
   return {
@@ -480,6 +482,7 @@ export function memberView(
       hosts: hostsFile({ address: self.address, names: selfNames }, [...peers, ...record.allowHosts]),
       resolvConf: resolv,
     },
-    loopbackForwards: [],
+    published: self.published,
+    forwards: [],
   };
 }

@@ -1,9 +1,9 @@
 import { execa } from 'execa';
 
 /** One SQL statement through psql on a published port, as the job's steps would run it; its trimmed output. */
-export async function psql(port: string, sql: string): Promise<string> {
+export async function psql(port: string, sql: string, timeoutMs = 60_000): Promise<string> {
   const result = await execa('psql', ['-h', '127.0.0.1', '-p', port, '-U', 'postgres', '-tAc', sql], {
-    timeout: 60_000,
+    timeout: timeoutMs,
   });
   return result.stdout.trim();
 }

@@ -245,7 +245,7 @@ const userRecord: NetworkRecord = {
 
 describe('memberView', () => {
   test('user mode: the others at their addresses through the helper; own ports on loopback', () => {
-    const view = memberView(userRecord, 'app', 'app', '/b/hyper-connect');
+    const view = memberView(userRecord, 'app', '/b/hyper-connect');
     expect(view.machine).toEqual({
       kind: 'user',
       restrict: true,
@@ -256,7 +256,12 @@ describe('memberView', () => {
       '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.15\tapp\n10.0.2.100\tdb postgres\n',
     );
     expect(view.guest.resolvConf).toMatch(/^# no name servers/);
-    expect(view.loopbackForwards).toEqual([
+    // QEMU forwards the published port and, on loopback, the port the others reach it at.
+    expect(view.published).toEqual([
+      { hostIp: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+    ]);
+    expect(view.forwards).toEqual([
+      { hostIp: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'tcp' },
       { hostIp: '127.0.0.1', hostPort: 41001, containerPort: 80, protocol: 'tcp' },
     ]);
   });
@@ -289,7 +294,10 @@ describe('memberView', () => {
         },
       ],
     };
-    const view = memberView(bridge, 'db', 'db', '/c');
+    const view = memberView(bridge, 'db', '/c');
+    // On a bridge the firewall publishes; QEMU forwards nothing.
+    expect(view.forwards).toEqual([]);
+    expect(memberView(bridge, 'app', '/c').published).toHaveLength(1);
     expect(view.machine).toEqual({ kind: 'tap', ifname: 'hy00000001t0', mac: '52:54:0a:d5:08:02' });
     expect(view.guest).toMatchObject({
       ip: '10.213.8.2',
@@ -303,7 +311,7 @@ describe('memberView', () => {
     ]);
   });
   test('a service not on the network is an error', () =>
-    expect(() => memberView(userRecord, 'web', 'web', '/c')).toThrow('web is not on the job network'));
+    expect(() => memberView(userRecord, 'web', '/c')).toThrow('web is not on the job network'));
 });
 
 describe('networkArgs', () => {
