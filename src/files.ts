@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, stat } from 'node:fs/promises';
+import { copyFile, link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { run } from './process/run.js';
 
 /** File helpers every layer uses. */
@@ -42,4 +42,65 @@ export async function fileDigest(file: string, algorithm = 'sha256'): Promise<st
   const hash = createHash(algorithm);
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * Writes `content` beside `file` under a name unique to this write, then
+ * renames it into place: a reader sees the old file or the new one, never
+ * half of one, and two processes writing at once never share a temp file.
+ */
+export async function writeFileAtomic(file: string, content: string | Buffer): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, content);
+    await rename(temp, file);
+  } catch (error: unknown) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** A state file that exists but cannot be read as what it should be. */
+export class DamagedStateError extends Error {
+  override name = 'DamagedStateError';
+  constructor(
+    readonly file: string,
+    why: string,
+    remedy: string,
+  ) {
+    super(`${file} is damaged (${why}); ${remedy}`);
+  }
+}
+
+/** Parses a state file's JSON; undefined when the text is not a JSON object, with why. Pure. */
+export function parseStateJson(text: string): { value: Record<string, unknown> } | { why: string } {
+  if (text.trim() === '') return { why: 'it is empty' };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error: unknown) {
+    return { why: `not valid JSON: ${(error as Error).message}` };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { why: 'not a JSON object' };
+  }
+  return { value: value as Record<string, unknown> };
+}
+
+/**
+ * Reads a JSON state file: undefined when it does not exist, the object when
+ * it parses, and a DamagedStateError naming the file and `remedy` when it is
+ * truncated or not JSON, so damage is reported, never silently replaced.
+ */
+export async function readStateFile<T>(file: string, remedy: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error: unknown) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+  const parsed = parseStateJson(text);
+  if ('why' in parsed) throw new DamagedStateError(file, parsed.why, remedy);
+  return parsed.value as T;
 }

@@ -89,6 +89,7 @@ export async function mainRun(): Promise<void> {
         tag: process.env.GITHUB_ACTION_REF,
         token: inputs.githubToken,
       },
+      process.env.HYPER_KVM_DEVICE ? { kvmDevice: process.env.HYPER_KVM_DEVICE } : {},
     ),
   );
   await pruneOrphanVms(core.info);

@@ -36,6 +36,7 @@ import {
   start,
   volume,
 } from './snapshot-commands.js';
+import { kvmProbeOptions } from './host-options.js';
 import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
 
@@ -219,7 +220,7 @@ async function up(argv: string[], io: Io): Promise<number> {
   const network = networkOption(parsed, project.subnet);
   await preflightNetwork(stateDir(), network);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-  const host = await prepareHost(accel, reporter(io));
+  const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
   const options = {
     waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
     registry: registrySettings(parsed),
@@ -315,7 +316,7 @@ async function run(argv: string[], io: Io): Promise<number> {
     expose: listOption(parsed, 'expose').map(exposedPort),
   };
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-  const host = await prepareHost(accel, reporter(io));
+  const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
   const record = await runService(request, host, (line) => io.err(`${line}\n`));
   for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);
   io.out(`${record.name}\n`);
@@ -335,7 +336,7 @@ function exposedPort(text: string): number {
 async function setup(argv: string[], io: Io): Promise<number> {
   const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-  const host = await prepareHost(accel, reporter(io));
+  const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
   io.out(
     `accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`,
   );

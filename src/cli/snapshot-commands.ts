@@ -19,6 +19,7 @@ import { stateDir } from '../lifecycle/dirs.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import type { Io } from './commands.js';
+import { kvmProbeOptions } from './host-options.js';
 import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
 
@@ -130,10 +131,12 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
   // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
   if (!(await exists(path.resolve(file)))) throw new TransferError(`${path.resolve(file)} does not exist`);
   const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-  const hostContext = await prepareHost(accel, {
-    info: (line) => io.err(`${line}\n`),
-    warn: (line) => io.err(`warning: ${line}\n`),
-  });
+  const hostContext = await prepareHost(
+    accel,
+    { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) },
+    {},
+    kvmProbeOptions(),
+  );
   const { record, snapshot: imported } = await importSnapshot(
     file,
     { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network },

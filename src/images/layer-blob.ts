@@ -102,14 +102,11 @@ function zstdStream(blobPath: string): LayerTarStream {
   void child.then((result) => {
     // A kill by close() is ours; an exit of its own with an error means the data is bad.
     if (!result.failed || (closed && result.isTerminated)) return finish.resolve();
-    const why =
-      result.exitCode === undefined
-        ? (result.originalMessage ?? result.message ?? '')
-        : String(result.stderr ?? '');
+    const started = result.exitCode !== undefined || result.signal !== undefined;
+    const why = started ? String(result.stderr ?? '') : (result.originalMessage ?? result.message ?? '');
+    const end = { exitCode: result.exitCode, signal: result.signal };
     finish.reject(
-      new Error(
-        `zstd data could not be decompressed: ${new CommandError(command, result.exitCode, why).message}`,
-      ),
+      new Error(`zstd data could not be decompressed: ${new CommandError(command, end, why).message}`),
     );
   });
   if (!child.stdout) throw new Error(`${formatCommand(command)} has no stdout`);

@@ -1,7 +1,17 @@
-import { access, constants, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { run, trimOutput } from '../process/run.js';
+import { isNotFound, writeFileAtomic } from '../files.js';
+import {
+  CommandError,
+  describeEnd,
+  onPath,
+  programPath,
+  run,
+  trimOutput,
+  type Command,
+  type CommandEnd,
+} from '../process/run.js';
 import type { Accel, GuestBundle } from '../vm/hypervisor.js';
 import { QEMU_BINARY } from '../vm/qemu/machine.js';
 
@@ -24,7 +34,16 @@ export function parseAccelChoice(text: string | undefined, source: string): Acce
 }
 
 /** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */
-const PROBE_TIMEOUT_S = 6;
+export const PROBE_TIMEOUT_MS = 6000;
+
+/** Where the probe looks for KVM and which QEMU it boots; tests put stand-ins here. */
+export interface ProbeOptions {
+  /** Remembers the answer here, keyed by what it depends on. */
+  cacheFile?: string;
+  qemu?: string;
+  kvmDevice?: string;
+  timeoutMs?: number;
+}
 
 /** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
 export function probeArgs(bundle: GuestBundle, consoleFile: string): string[] {
@@ -38,70 +57,119 @@ export function probeArgs(bundle: GuestBundle, consoleFile: string): string[] {
   ];
 }
 
-/** Boots the probe under KVM; returns undefined when it worked, else why not. */
-async function probeKvm(bundle: GuestBundle): Promise<string | undefined> {
+type ProbeSettings = Required<Omit<ProbeOptions, 'cacheFile'>>;
+
+/** How the probe's QEMU ended, and what its guest printed (undefined: the console could not be read). */
+export interface ProbeOutcome {
+  end: CommandEnd;
+  stderr: string;
+  console: string | undefined;
+}
+
+/**
+ * KVM works only when the test boot powered off cleanly: QEMU exited 0 within
+ * the limit and the console ends with the kernel's "Power down" (a panic says
+ * "Restarting"). Anything else is a reason not to use it. Pure.
+ */
+export function judgeProbe(outcome: ProbeOutcome): string | undefined {
+  const { end, stderr, console } = outcome;
+  if (end.exitCode === 0 && console?.includes('Power down')) return undefined;
+  return `a KVM test boot failed: ${probeFailure(end, stderr, console)}`;
+}
+
+function probeFailure(end: CommandEnd, stderr: string, console: string | undefined): string {
+  if (end.timedOutMs !== undefined) return `the guest did not power off within ${end.timedOutMs / 1000} s`;
+  if (end.exitCode !== 0) {
+    const detail = trimOutput(stderr, 3);
+    return `QEMU ${describeEnd(end)}${detail ? `: ${detail}` : ''}`;
+  }
+  if (console === undefined) return 'QEMU exited, but its console could not be read';
+  if (!console.trim()) return 'QEMU exited, but the guest printed nothing';
+  return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
+}
+
+/** Boots the probe under KVM; returns undefined when it worked, else why not. Never throws. */
+async function probeKvm(bundle: GuestBundle, options: ProbeSettings): Promise<string | undefined> {
   try {
-    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+    await access(options.kvmDevice, constants.R_OK | constants.W_OK);
   } catch (error: unknown) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? '/dev/kvm does not exist' : `/dev/kvm is not usable by this user (${code})`;
+    return code === 'ENOENT'
+      ? `${options.kvmDevice} does not exist`
+      : `${options.kvmDevice} is not usable by this user (${code})`;
   }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-kvm-probe-'));
+  if (!(await onPath(options.qemu))) return `${options.qemu} is not an executable program`;
+  let dir: string | undefined;
   try {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-kvm-probe-'));
     const consoleFile = path.join(dir, 'console');
-    const result = await run(
-      {
-        program: 'timeout',
-        args: ['-k', '2', String(PROBE_TIMEOUT_S), QEMU_BINARY, ...probeArgs(bundle, consoleFile)],
-      },
-      { allowFailure: true },
+    const outcome = await runProbe(
+      { program: options.qemu, args: probeArgs(bundle, consoleFile) },
+      options.timeoutMs,
     );
-    const console = await readFile(consoleFile, 'utf8').catch(() => '');
-    // "Power down" is the kernel's last word after poweroff; a panic would say "Restarting".
-    if (result.exitCode === 0 && console.includes('Power down')) return undefined;
-    const detail =
-      result.exitCode === 124
-        ? `the guest did not power off within ${PROBE_TIMEOUT_S} s`
-        : trimOutput(result.stderr || console, 3) || `exit code ${result.exitCode}`;
-    return `a KVM test boot failed: ${detail}`;
+    // No console file at all: the guest printed nothing. Any other error: it cannot be read.
+    const console = await readFile(consoleFile, 'utf8').catch((error: unknown) =>
+      isNotFound(error) ? '' : undefined,
+    );
+    return judgeProbe({ ...outcome, console });
+  } catch (error: unknown) {
+    return `a KVM test boot failed: ${(error as Error).message}`;
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-/** What the probe's answer depends on: the host kernel, the QEMU binary and the guest bundle. */
-async function probeKey(bundle: GuestBundle): Promise<string> {
-  const { stdout } = await run(
-    { program: 'sh', args: ['-c', 'command -v "$1"', 'sh', QEMU_BINARY] },
-    { allowFailure: true },
-  );
-  const qemu = await stat(stdout.trim()).catch(() => undefined);
-  const kvm = await stat('/dev/kvm').catch(() => undefined);
+async function runProbe(command: Command, timeoutMs: number): Promise<Omit<ProbeOutcome, 'console'>> {
+  try {
+    const result = await run(command, { allowFailure: true, timeoutMs });
+    return { end: { exitCode: result.exitCode }, stderr: result.stderr };
+  } catch (error: unknown) {
+    if (!(error instanceof CommandError)) throw error;
+    return { end: error.end, stderr: error.stderr };
+  }
+}
+/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
+async function probeKey(bundle: GuestBundle, options: ProbeSettings): Promise<string> {
+  const binary = await programPath(options.qemu);
+  const qemu = binary ? await stat(binary).catch(() => undefined) : undefined;
+  const kvm = await stat(options.kvmDevice).catch(() => undefined);
   return [
     os.release(),
-    stdout.trim(),
+    binary ?? options.qemu,
     qemu?.size,
     qemu?.mtimeMs,
     bundle.version,
+    options.kvmDevice,
     kvm?.mode,
     kvm?.gid,
     process.getuid?.(),
   ].join('|');
 }
 
-/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
-async function cachedProbe(bundle: GuestBundle, cacheFile: string | undefined): Promise<string | undefined> {
-  if (!cacheFile) return probeKvm(bundle);
-  const key = await probeKey(bundle);
+/** A cached answer for `key`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
+export function cachedAnswer(text: string, key: string): { failure: string | undefined } | undefined {
   try {
-    const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as { key: string; failure: string | null };
-    if (cached.key === key) return cached.failure ?? undefined;
+    const cached = JSON.parse(text) as { key?: unknown; failure?: unknown };
+    if (cached.key !== key) return undefined;
+    return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
   } catch {
-    // No usable cache entry: probe.
+    return undefined;
   }
-  const failure = await probeKvm(bundle);
+}
+
+/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
+async function cachedProbe(
+  bundle: GuestBundle,
+  options: ProbeSettings,
+  cacheFile: string | undefined,
+): Promise<string | undefined> {
+  if (!cacheFile) return probeKvm(bundle, options);
+  const key = await probeKey(bundle, options);
+  const cached = cachedAnswer(await readFile(cacheFile, 'utf8').catch(() => ''), key);
+  if (cached) return cached.failure;
+  const failure = await probeKvm(bundle, options);
   await mkdir(path.dirname(cacheFile), { recursive: true });
-  await writeFile(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+  await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
   return failure;
 }
 
@@ -109,10 +177,15 @@ async function cachedProbe(bundle: GuestBundle, cacheFile: string | undefined): 
 export async function chooseAccel(
   choice: AccelChoice,
   bundle: GuestBundle,
-  options: { cacheFile?: string } = {},
+  options: ProbeOptions = {},
 ): Promise<AccelDecision> {
   if (choice === 'tcg') return { accel: 'tcg' };
-  const failure = await cachedProbe(bundle, options.cacheFile);
+  const settings: ProbeSettings = {
+    qemu: options.qemu ?? QEMU_BINARY,
+    kvmDevice: options.kvmDevice ?? '/dev/kvm',
+    timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
+  };
+  const failure = await cachedProbe(bundle, settings, options.cacheFile);
   if (failure === undefined) return { accel: 'kvm' };
   if (choice === 'kvm')
     throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);

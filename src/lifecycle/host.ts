@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
-import { chooseAccel, type AccelChoice } from '../install/accel.js';
+import { chooseAccel, type AccelChoice, type ProbeOptions } from '../install/accel.js';
 import { ensureTools, VM_TOOLS } from '../install/tools.js';
 import type { Accel, GuestBundle, Hypervisor } from '../vm/hypervisor.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
@@ -22,6 +22,7 @@ export async function prepareHost(
   choice: AccelChoice,
   reporter: Reporter,
   release: { repository?: string | undefined; tag?: string | undefined; token?: string | undefined } = {},
+  probe: Pick<ProbeOptions, 'kvmDevice'> = {},
 ): Promise<HostContext> {
   await ensureTools(VM_TOOLS, reporter.info);
   const bundle = await ensureGuestBundle({
@@ -32,6 +33,7 @@ export async function prepareHost(
     githubToken: release.token,
   });
   const decision = await chooseAccel(choice, bundle, {
+    ...probe,
     cacheFile: path.join(cacheDir(), 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);

@@ -19,16 +19,43 @@ export interface CommandResult {
   exitCode: number;
 }
 
+/** How a child ended, when it did not simply exit: killed by a signal, past its time limit, or never started. */
+export interface CommandEnd {
+  exitCode?: number | undefined;
+  signal?: string | undefined;
+  timedOutMs?: number | undefined;
+  /** Why the program could not be run at all (ENOENT, EACCES). */
+  startError?: string | undefined;
+}
+
+/** "exited with code 1", "was killed by SIGABRT", "did not finish within 6 s", "could not be started (ENOENT)". Pure. */
+export function describeEnd(end: CommandEnd): string {
+  if (end.timedOutMs !== undefined) return `did not finish within ${formatSeconds(end.timedOutMs)}`;
+  if (end.signal) return `was killed by ${end.signal}`;
+  if (end.exitCode !== undefined) return `exited with code ${end.exitCode}`;
+  return `could not be started${end.startError ? ` (${end.startError})` : ''}`;
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}
+
 export class CommandError extends Error {
+  readonly end: CommandEnd;
   constructor(
     readonly command: Command,
-    readonly exitCode: number | undefined,
+    end: CommandEnd | number | undefined,
     readonly stderr: string,
   ) {
-    const how = exitCode === undefined ? 'could not be started' : `exited with code ${exitCode}`;
+    const how: CommandEnd = typeof end === 'object' ? end : { exitCode: end };
     const detail = trimOutput(stderr);
-    super(`${formatCommand(command)} ${how}${detail ? `: ${detail}` : ''}`);
+    super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`);
     this.name = 'CommandError';
+    this.end = how;
+  }
+
+  get exitCode(): number | undefined {
+    return this.end.exitCode;
   }
 }
 
@@ -55,10 +82,15 @@ export function trimOutput(text: string, maxLines = 12): string {
   return lines.length > maxLines ? `...\n${kept}` : kept;
 }
 
-/** Runs a command to completion; throws CommandError on a non-zero exit unless `allowFailure`. */
+/**
+ * Runs a command to completion; throws CommandError on a non-zero exit unless
+ * `allowFailure`. A child that was killed by a signal, ran past `timeoutMs`
+ * (then TERM, and KILL 2 s later) or could not be started always throws, and
+ * the error says which, with the tail of its stderr.
+ */
 export async function run(
   command: Command,
-  options: { allowFailure?: boolean } = {},
+  options: { allowFailure?: boolean; timeoutMs?: number } = {},
 ): Promise<CommandResult> {
   debugLog(`$ ${formatCommand(command)}`);
   const result = await execa(command.program, [...command.args], {
@@ -68,19 +100,22 @@ export async function run(
     cwd: command.cwd,
     stripFinalNewline: false,
     encoding: 'utf8',
+    ...(options.timeoutMs ? { timeout: options.timeoutMs, forceKillAfterDelay: 2000 } : {}),
   });
+  const output = String(result.stderr || result.stdout || '');
+  if (result.timedOut) throw new CommandError(command, { timedOutMs: options.timeoutMs }, output);
+  if (result.signal) throw new CommandError(command, { signal: result.signal }, output);
   if (result.exitCode === undefined && result.failed) {
-    throw new CommandError(command, undefined, result.originalMessage ?? result.message ?? '');
+    const startError = (result.cause as NodeJS.ErrnoException | undefined)?.code;
+    throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '');
   }
   const exitCode = result.exitCode ?? 1;
-  if (exitCode !== 0 && !options.allowFailure) {
-    throw new CommandError(command, exitCode, String(result.stderr || result.stdout));
-  }
+  if (exitCode !== 0 && !options.allowFailure) throw new CommandError(command, exitCode, output);
   return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
 }
 
-/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
-export async function onPath(program: string): Promise<boolean> {
+/** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
+export async function programPath(program: string): Promise<string | undefined> {
   const candidates = program.includes('/')
     ? [program]
     : (process.env.PATH ?? '')
@@ -90,10 +125,15 @@ export async function onPath(program: string): Promise<boolean> {
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);
-      if ((await stat(candidate)).isFile()) return true;
+      if ((await stat(candidate)).isFile()) return candidate;
     } catch {
       // Not here; try the next directory.
     }
   }
-  return false;
+  return undefined;
+}
+
+/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
+export async function onPath(program: string): Promise<boolean> {
+  return (await programPath(program)) !== undefined;
 }

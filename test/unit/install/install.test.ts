@@ -1,5 +1,5 @@
 import { kvmUdevCommands } from '../../../src/action/kvm.js';
-import { parseAccelChoice, probeArgs } from '../../../src/install/accel.js';
+import { cachedAnswer, judgeProbe, parseAccelChoice, probeArgs } from '../../../src/install/accel.js';
 import { aptCommand, describeTools } from '../../../src/install/tools.js';
 
 test('apt-get goes through sudo -n when not root', () => {
@@ -46,4 +46,57 @@ test('the KVM udev rule is the one GitHub documents', () => {
     { program: 'sudo', args: ['-n', 'udevadm', 'control', '--reload-rules'] },
     { program: 'sudo', args: ['-n', 'udevadm', 'trigger', '--name-match=kvm'] },
   ]);
+});
+
+describe('judging the KVM test boot', () => {
+  const powerDown = '[    0.51] reboot: Power down\n';
+  test.each([
+    [{ end: { exitCode: 0 }, stderr: '', console: powerDown }, undefined],
+    [
+      {
+        end: { signal: 'SIGABRT' },
+        stderr: 'error: failed to set MSR 0x10a\nAssertion `ret == 1` failed.',
+        console: '',
+      },
+      'a KVM test boot failed: QEMU was killed by SIGABRT: error: failed to set MSR 0x10a\nAssertion `ret == 1` failed.',
+    ],
+    [
+      { end: { signal: 'SIGSEGV' }, stderr: '', console: undefined },
+      'a KVM test boot failed: QEMU was killed by SIGSEGV',
+    ],
+    [
+      { end: { exitCode: 1 }, stderr: 'no KVM\n', console: '' },
+      'a KVM test boot failed: QEMU exited with code 1: no KVM',
+    ],
+    [
+      { end: { timedOutMs: 6000 }, stderr: '', console: '' },
+      'a KVM test boot failed: the guest did not power off within 6 s',
+    ],
+    [
+      { end: { exitCode: 0 }, stderr: '', console: '' },
+      'a KVM test boot failed: QEMU exited, but the guest printed nothing',
+    ],
+    [
+      { end: { exitCode: 0 }, stderr: '', console: undefined },
+      'a KVM test boot failed: QEMU exited, but its console could not be read',
+    ],
+    [
+      { end: { exitCode: 0 }, stderr: '', console: 'Kernel panic\nreboot: Restarting system\n' },
+      'a KVM test boot failed: QEMU exited, but the guest did not power off cleanly: Kernel panic\nreboot: Restarting system',
+    ],
+    [
+      { end: { startError: 'EACCES' }, stderr: '', console: undefined },
+      'a KVM test boot failed: QEMU could not be started (EACCES)',
+    ],
+  ])('%j', (outcome, expected) => {
+    expect(judgeProbe(outcome)).toBe(expected);
+  });
+
+  test('a cached answer counts only for the same key, and a damaged cache file is a miss', () => {
+    expect(cachedAnswer('{"key":"k","failure":null}', 'k')).toEqual({ failure: undefined });
+    expect(cachedAnswer('{"key":"k","failure":"why"}', 'k')).toEqual({ failure: 'why' });
+    expect(cachedAnswer('{"key":"other","failure":null}', 'k')).toBeUndefined();
+    expect(cachedAnswer('{"key":"k","fail', 'k')).toBeUndefined();
+    expect(cachedAnswer('', 'k')).toBeUndefined();
+  });
 });
