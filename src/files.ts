@@ -72,8 +72,11 @@ export class DamagedStateError extends Error {
   }
 }
 
-/** Parses a state file's JSON; undefined when the text is not a JSON object, with why. Pure. */
-export function parseStateJson(text: string): { value: Record<string, unknown> } | { why: string } {
+/** Parses a state file's JSON, which must be an object (or an array): the value, or why it is damaged. Pure. */
+export function parseStateJson(
+  text: string,
+  shape: 'object' | 'array' = 'object',
+): { value: unknown } | { why: string } {
   if (text.trim() === '') return { why: 'it is empty' };
   let value: unknown;
   try {
@@ -81,18 +84,23 @@ export function parseStateJson(text: string): { value: Record<string, unknown> }
   } catch (error: unknown) {
     return { why: `not valid JSON: ${(error as Error).message}` };
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { why: 'not a JSON object' };
+  const isArray = Array.isArray(value);
+  if (shape === 'array' ? !isArray : typeof value !== 'object' || value === null || isArray) {
+    return { why: `not a JSON ${shape}` };
   }
-  return { value: value as Record<string, unknown> };
+  return { value };
 }
 
 /**
- * Reads a JSON state file: undefined when it does not exist, the object when
- * it parses, and a DamagedStateError naming the file and `remedy` when it is
+ * Reads a JSON state file: undefined when it does not exist, its value when it
+ * parses, and a DamagedStateError naming the file and `remedy` when it is
  * truncated or not JSON, so damage is reported, never silently replaced.
  */
-export async function readStateFile<T>(file: string, remedy: string): Promise<T | undefined> {
+export async function readStateFile<T>(
+  file: string,
+  remedy: string,
+  shape: 'object' | 'array' = 'object',
+): Promise<T | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -100,7 +108,7 @@ export async function readStateFile<T>(file: string, remedy: string): Promise<T 
     if (isNotFound(error)) return undefined;
     throw error;
   }
-  const parsed = parseStateJson(text);
+  const parsed = parseStateJson(text, shape);
   if ('why' in parsed) throw new DamagedStateError(file, parsed.why, remedy);
   return parsed.value as T;
 }

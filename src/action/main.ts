@@ -5,6 +5,7 @@ import path from 'node:path';
 import { prepareHost } from '../lifecycle/host.js';
 import { pruneOrphanVms } from '../lifecycle/orphans.js';
 import {
+  checkStillRunning,
   portVariables,
   servicesContext,
   ServiceStartError,
@@ -57,6 +58,12 @@ async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
     .addHeading('hyper-services', 3)
     .addTable([header, ...rows])
     .write();
+}
+
+async function showLog(error: ServiceStartError): Promise<void> {
+  await core.group(`Log of ${error.service}`, async () =>
+    core.info(error.log || '(the service wrote nothing)'),
+  );
 }
 
 export async function mainRun(): Promise<void> {
@@ -134,11 +141,7 @@ export async function mainRun(): Promise<void> {
         ),
       );
     } catch (error: unknown) {
-      if (error instanceof ServiceStartError) {
-        await core.group(`Log of ${error.service}`, async () =>
-          core.info(error.log || '(the service wrote nothing)'),
-        );
-      }
+      if (error instanceof ServiceStartError) await showLog(error);
       throw error;
     } finally {
       await checkpoints?.cleanup();
@@ -167,6 +170,11 @@ export async function mainRun(): Promise<void> {
   if (network) core.setOutput(Outputs.Network, network.mode);
   for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
   await writeSummary(statuses);
+  // Last word before the job's steps run: every service is still up.
+  await checkStillRunning(statuses, host).catch(async (error: unknown) => {
+    if (error instanceof ServiceStartError) await showLog(error);
+    throw error;
+  });
   saveMainDone();
   core.info(
     `hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version}, ${statuses.length} service(s))`,

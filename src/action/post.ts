@@ -1,7 +1,13 @@
 import * as core from '@actions/core';
 import { removeNetwork } from '../network/job.js';
 import { rm } from 'node:fs/promises';
-import { listServices, removeService, serviceLogs, stopService } from '../lifecycle/service.js';
+import {
+  listServicesForTeardown,
+  removeService,
+  serviceLogs,
+  stateText,
+  stopService,
+} from '../lifecycle/service.js';
 import { readUsage, type VmUsage } from '../lifecycle/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { saveImageCache } from './cache.js';
@@ -13,17 +19,26 @@ import { savedCheckpointCacheState, savedImageCacheState, savedMainDone, savedSt
 
 const STOP_GRACE_MS = 10_000;
 
-async function writeUsageSummary(usage: [string, VmUsage][]): Promise<void> {
-  if (usage.length === 0) return;
-  const header = ['service', 'VM-seconds', 'CPU-seconds', 'peak memory'].map((data) => ({
+interface ServiceReport {
+  name: string;
+  /** "running", "exited (3)", "exited (kernel panic)": as found at teardown. */
+  state: string;
+  /** Undefined when its QEMU was already gone. */
+  usage: VmUsage | undefined;
+}
+
+async function writeUsageSummary(reports: ServiceReport[]): Promise<void> {
+  if (reports.length === 0) return;
+  const header = ['service', 'state at teardown', 'VM-seconds', 'CPU-seconds', 'peak memory'].map((data) => ({
     data,
     header: true,
   }));
-  const rows = usage.map(([name, u]) => [
+  const rows = reports.map(({ name, state, usage: u }) => [
     name,
-    u.vmSeconds.toFixed(1),
-    u.cpuSeconds.toFixed(1),
-    `${u.peakMemoryMiB.toFixed(0)} MiB`,
+    state,
+    u ? u.vmSeconds.toFixed(1) : '-',
+    u ? u.cpuSeconds.toFixed(1) : '-',
+    u ? `${u.peakMemoryMiB.toFixed(0)} MiB` : '-',
   ]);
   await core.summary
     .addHeading('hyper-services usage', 3)
@@ -42,17 +57,35 @@ export async function postRun(): Promise<void> {
   // Before teardown: the snapshots live in the VMs' disks.
   const checkpoint = savedCheckpointCacheState();
   if (checkpoint) {
-    await core.group('Save the checkpoint cache', () =>
-      saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, host),
+    // Neither keeping nor saving may stop the teardown below.
+    await core
+      .group('Save the checkpoint cache', () =>
+        saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, host),
+      )
+      .catch((error: unknown) => core.warning(`checkpoint cache: ${(error as Error).message}`));
+  }
+  await keepIfFailed(
+    getKeepOnFailure(),
+    savedMainDone,
+    core.getInput(Inputs.GithubToken) || undefined,
+    host,
+  ).catch((error: unknown) => core.warning(`keep-on-failure: ${(error as Error).message}`));
+  const usage: ServiceReport[] = [];
+  const { services, damaged } = await listServicesForTeardown(host);
+  for (const { name, error } of damaged) {
+    core.warning(`${error.message}; removing it`);
+    await removeService(name, true, host).catch((removal: unknown) =>
+      core.warning(`teardown of ${name}: ${(removal as Error).message}`),
     );
   }
-  await keepIfFailed(getKeepOnFailure(), savedMainDone, core.getInput(Inputs.GithubToken) || undefined, host);
-  const usage: [string, VmUsage][] = [];
-  for (const { record } of await listServices(host)) {
+  for (const { record, state } of services) {
     await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));
+    if (!state.running && state.crash) {
+      core.warning(`${record.name}: the guest crashed (${state.crash})`);
+      await core.group(`Console of ${record.name}`, async () => core.info(state.consoleTail ?? ''));
+    }
     try {
-      const used = await readUsage(record);
-      if (used) usage.push([record.name, used]);
+      usage.push({ name: record.name, state: stateText(state), usage: await readUsage(record) });
       const code = await stopService(record.name, STOP_GRACE_MS, host);
       core.info(`${record.name}: stopped (exit code ${code ?? 'unknown'})`);
       await removeService(record.name, true, host);

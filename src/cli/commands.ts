@@ -5,7 +5,8 @@ import { pruneImages } from '../images/prune.js';
 import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
-import { cacheDir, stateDir } from '../lifecycle/dirs.js';
+import { cacheDir, stateDir, vmDir } from '../lifecycle/dirs.js';
+import { listVmNames } from '../lifecycle/record.js';
 import { ServiceStartError, upServices } from '../lifecycle/up.js';
 import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
@@ -17,11 +18,13 @@ import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.
 import {
   execInService,
   listServices,
+  listServicesForTeardown,
   removeService,
   runService,
   type RegistrySettings,
   serviceLogs,
   stopService,
+  stateText,
 } from '../lifecycle/service.js';
 import { preflightNetwork, removeNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
@@ -36,6 +39,7 @@ import {
   start,
   volume,
 } from './snapshot-commands.js';
+import { DamagedStateError, exists } from '../files.js';
 import { kvmProbeOptions } from './host-options.js';
 import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
@@ -53,7 +57,7 @@ Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
   up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  down [--time S]                stop and remove every VM, and the job network
+  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
@@ -249,17 +253,51 @@ async function up(argv: string[], io: Io): Promise<number> {
 }
 
 /** Stops (gracefully, then kill) and removes every VM in the state dir. */
+/**
+ * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
+ * only those `hyper up -f FILE` made. The job network goes with the last VM.
+ */
 async function down(argv: string[], io: Io): Promise<number> {
-  const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+  const parsed = parseArgs(argv, [
+    { name: 'time', short: 't', value: true },
+    { name: 'file', short: 'f', value: true },
+  ]);
   const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+  const file = stringOption(parsed, 'file');
+  const compose = file === undefined ? undefined : path.resolve(file);
+  if (compose !== undefined && !(await exists(compose)))
+    throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);
   const host = stateOnly();
-  for (const { record } of await listServices(host)) {
-    const code = await stopService(record.name, graceMs, host);
-    await removeService(record.name, true, host);
+  const { services, damaged } = await listServicesForTeardown(host);
+  // The network's record may be damaged too: every VM still goes, and that is reported at the end.
+  let networkDamage: unknown;
+  const leaving = async (name: string, remove: () => Promise<void>): Promise<void> => {
+    try {
+      await remove();
+    } catch (error: unknown) {
+      if (!(error instanceof DamagedStateError) || (await exists(vmDir(name)))) throw error;
+      networkDamage ??= error;
+    }
+  };
+  for (const { name, error } of damaged) {
+    // With -f, a VM whose record cannot be read cannot be told to be the file's: it is only reported.
+    io.err(`warning: ${error.message}${compose === undefined ? '; removing it' : ''}\n`);
+    if (compose !== undefined) continue;
+    await leaving(name, () => removeService(name, true, host));
+    io.err(`${name}: killed and removed\n`);
+  }
+  for (const { record } of services) {
+    if (compose !== undefined && record.labels.compose !== compose) continue;
+    let code: number | undefined;
+    await leaving(record.name, async () => {
+      code = await stopService(record.name, graceMs, host);
+      await removeService(record.name, true, host);
+    });
     io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
   }
-  // Whatever is left of the job network (a service that never booted) goes too.
-  await removeNetwork(stateDir());
+  if (networkDamage) throw networkDamage;
+  // Whatever is left of the job network (a service that never booted) goes too, once no VM is left.
+  if ((await listVmNames()).length === 0) await removeNetwork(stateDir());
   return 0;
 }
 
@@ -353,6 +391,8 @@ async function ps(argv: string[], io: Io): Promise<number> {
       imageDigest: record.imageDigest,
       state: state.running ? 'running' : 'exited',
       exitCode: state.running ? null : (state.exitCode ?? null),
+      crash: (!state.running && state.crash) || null,
+      consoleTail: (!state.running && state.consoleTail) || null,
       ports: record.ports,
       pid: pid ?? null,
       accel: record.machine.accel,
@@ -367,13 +407,18 @@ async function ps(argv: string[], io: Io): Promise<number> {
   const rows = services.map(({ record, state, pid }) => [
     record.name,
     record.image,
-    state.running ? 'running' : `exited (${state.exitCode ?? '?'})`,
+    stateText(state),
     record.ports.map(formatPort).join(', '),
     pid === undefined ? '-' : String(pid),
     record.machine.accel,
     record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
   ]);
   io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+  for (const { record, state } of services) {
+    if (state.running || !state.crash) continue;
+    const tail = (state.consoleTail ?? '').replace(/^/gm, '  ');
+    io.out(`\n${record.name}: ${state.crash}; the end of its console:\n${tail}\n`);
+  }
   return 0;
 }
 

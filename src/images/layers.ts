@@ -1,4 +1,5 @@
 import { readdir, realpath } from 'node:fs/promises';
+import { ownsAllIds } from '../host/user.js';
 import { layerCompression, openLayerTar, type LayerCompression } from './layer-blob.js';
 import { RootTree, type ApplyReport } from './layer-entry.js';
 import { messageOf } from './layer-paths.js';
@@ -60,10 +61,12 @@ export async function applyLayers(
   });
   const root = await realpath(rootDir);
   if ((await readdir(root)).length > 0) throw new Error(`cannot apply layers to ${rootDir}: it is not empty`);
-  const isRoot = process.getuid?.() === 0;
+  // Root in a user namespace (rootless Podman, userns-remap) can neither chown to every id nor make
+  // devices: like a non-root builder, it records them for debugfs to write into the image.
+  const ownsIds = await ownsAllIds();
   const tree = new RootTree(root, {
-    preserveOwnership: options.preserveOwnership ?? isRoot,
-    canMakeDevices: isRoot,
+    preserveOwnership: options.preserveOwnership ?? ownsIds,
+    canMakeDevices: ownsIds,
   });
   for (const [index, layer] of layers.entries()) {
     await applyLayer(tree, layer, declared[index] ?? 'none');

@@ -168,8 +168,12 @@ async function cachedProbe(
   const cached = cachedAnswer(await readFile(cacheFile, 'utf8').catch(() => ''), key);
   if (cached) return cached.failure;
   const failure = await probeKvm(bundle, options);
-  await mkdir(path.dirname(cacheFile), { recursive: true });
-  await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+  try {
+    await mkdir(path.dirname(cacheFile), { recursive: true });
+    await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+  } catch {
+    // The answer stands; the next run probes again.
+  }
   return failure;
 }
 

@@ -1,3 +1,4 @@
+import { isRoot as runningAsRoot, probeSudo } from '../host/user.js';
 import { onPath, run } from '../process/run.js';
 
 /** A program the host needs and the Debian/Ubuntu package that provides it. */
@@ -50,7 +51,8 @@ export function aptCommand(args: string[], isRoot: boolean): { program: string; 
 
 /**
  * Makes sure each tool is on PATH, installing the missing ones with apt-get
- * (through sudo when not root). Without apt-get, fails naming every missing tool.
+ * (through sudo when not root). Without apt-get, or neither root nor
+ * passwordless sudo, fails naming every missing tool.
  */
 export async function ensureTools(tools: readonly HostTool[], log: (line: string) => void): Promise<void> {
   const missing = await missingTools(tools);
@@ -60,8 +62,16 @@ export async function ensureTools(tools: readonly HostTool[], log: (line: string
       `missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`,
     );
   }
-  const isRoot = process.getuid?.() === 0;
+  const isRoot = runningAsRoot();
   const packages = [...new Set(missing.map((t) => t.aptPackage))];
+  if (!isRoot) {
+    const sudo = await probeSudo();
+    if (!sudo.usable) {
+      throw new MissingToolsError(
+        `missing host tools: ${describeTools(missing)}. Not running as root, and ${sudo.reason}, so apt-get cannot install them: run "apt-get install ${packages.join(' ')}" as root, or run this as root.`,
+      );
+    }
+  }
   log(`Installing ${packages.join(' ')} with apt-get`);
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   try {

@@ -98,7 +98,8 @@ export async function waitHealthy(
       );
     }
     const result = await probe().catch((error: unknown) => ({ ok: false, detail: (error as Error).message }));
-    if (result.ok) return;
+    // The service may have exited while the probe ran (one with nothing to probe passes at once).
+    if (result.ok && (await vmState(record, host)).running) return;
     if (Date.now() + intervalMs > deadline) {
       throw new HealthError(
         `${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`,

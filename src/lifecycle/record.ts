@@ -1,4 +1,5 @@
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
@@ -32,26 +33,30 @@ export interface VmRecord {
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {
-  const file = vmPaths(record.machine.dir).record;
-  await writeFile(`${file}.tmp`, JSON.stringify(record, null, 2));
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
 }
 
+/** What to do about a damaged vm.json: `hyper rm -f` removes the VM without it. */
+export function damagedRecordRemedy(name: string): string {
+  return `remove that VM with "hyper rm -f ${name}" (its QEMU is stopped and its directory removed; named volumes stay)`;
+}
+
+/** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
 export async function readRecord(name: string): Promise<VmRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(vmPaths(vmDir(name)).record, 'utf8')) as VmRecord;
-  } catch {
-    return undefined;
-  }
+  return readStateFile<VmRecord>(vmPaths(vmDir(name)).record, damagedRecordRemedy(name));
 }
 
-export async function listRecords(): Promise<VmRecord[]> {
-  let names: string[];
+/** The names of the VMs in the state dir, whether or not their records can be read. */
+export async function listVmNames(): Promise<string[]> {
   try {
-    names = await readdir(path.join(stateDir(), 'vms'));
+    return (await readdir(path.join(stateDir(), 'vms'))).sort();
   } catch {
     return [];
   }
-  const records = await Promise.all(names.sort().map((name) => readRecord(name)));
+}
+
+/** Every VM's record; a damaged one is an error naming its file. */
+export async function listRecords(): Promise<VmRecord[]> {
+  const records = await Promise.all((await listVmNames()).map((name) => readRecord(name)));
   return records.filter((r): r is VmRecord => r !== undefined);
 }

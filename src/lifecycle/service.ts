@@ -13,14 +13,15 @@ import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
 import type { ExecResult, MachineNetwork, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
+import { sleep } from '../vm/process.js';
 import { guestMountTable, planMounts, type MountDisk } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
-import { readGuestStatus } from '../vm/status.js';
-import { exists } from '../files.js';
+import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
+import { DamagedStateError, exists } from '../files.js';
 import { cacheDir, stateDir, vmDir } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { HostContext } from './host.js';
-import { listRecords, readRecord, writeRecord, type VmRecord } from './record.js';
+import { listRecords, listVmNames, readRecord, writeRecord, type VmRecord } from './record.js';
 
 export class ServiceError extends Error {
   override name = 'ServiceError';
@@ -325,12 +326,38 @@ export function machineSpec(
   };
 }
 
-export type VmState = { running: true } | { running: false; exitCode: number | undefined };
+export type VmState =
+  | { running: true }
+  | {
+      running: false;
+      exitCode: number | undefined;
+      /** Why the guest died when its init could not say, e.g. "kernel panic: ...". */
+      crash?: string;
+      /** The end of the guest's console, when it crashed. */
+      consoleTail?: string;
+    };
 
+/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+export function stateText(state: VmState): string {
+  if (state.running) return 'running';
+  if (state.crash) return `exited (${state.crash.split(':')[0]})`;
+  return `exited (${state.exitCode ?? '?'})`;
+}
+
+/**
+ * Running means QEMU is alive and the guest has not reported its service's
+ * exit: between that report and the power-off, QEMU still runs, but the
+ * service is gone.
+ */
 export async function vmState(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Promise<VmState> {
+  const paths = vmPaths(record.machine.dir);
+  const status = await readGuestStatus(paths.status);
+  if (status.exitCode !== undefined) return { running: false, exitCode: status.exitCode };
   if (await host.hypervisor.isRunning(record.machine)) return { running: true };
-  const status = await readGuestStatus(vmPaths(record.machine.dir).status);
-  return { running: false, exitCode: status.exitCode };
+  const console = await readConsoleTail(paths.console);
+  const crash = crashReason(console);
+  if (!crash) return { running: false, exitCode: undefined };
+  return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
 }
 
 /**
@@ -420,7 +447,17 @@ export async function removeService(
   host: Pick<HostContext, 'hypervisor'>,
   options: { keepMember?: boolean } = {},
 ): Promise<void> {
-  const record = await requireRecord(name);
+  let record: VmRecord;
+  try {
+    record = await requireRecord(name);
+  } catch (error: unknown) {
+    // A damaged record is reported by every other command; rm -f is how it goes.
+    if (!force || !(error instanceof DamagedStateError)) throw error;
+    await host.hypervisor.kill({ dir: vmDir(name) });
+    await rm(vmDir(name), { recursive: true, force: true });
+    if (!options.keepMember) await leaveNetwork(stateDir(), [name]);
+    return;
+  }
   if (await host.hypervisor.isRunning(record.machine)) {
     if (!force)
       throw new ServiceError(
@@ -450,7 +487,30 @@ export async function execInService(
     command,
     options.env ?? [],
   );
-  return host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+  try {
+    return await host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+  } catch (error: unknown) {
+    const ended = await stateOnceStopped(record, host, 15_000);
+    if (!ended) throw error;
+    const why =
+      ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+    throw new ServiceError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+  }
+}
+
+/** The VM's state once it is no longer running, when that happens within `withinMs`; else undefined. */
+async function stateOnceStopped(
+  record: VmRecord,
+  host: Pick<HostContext, 'hypervisor'>,
+  withinMs: number,
+): Promise<Extract<VmState, { running: false }> | undefined> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const state = await vmState(record, host);
+    if (!state.running) return state;
+    if (Date.now() > deadline) return undefined;
+    await sleep(100);
+  }
 }
 
 export async function serviceLogs(name: string): Promise<string> {
@@ -466,10 +526,34 @@ export interface ServiceSummary {
 
 export async function listServices(host: Pick<HostContext, 'hypervisor'>): Promise<ServiceSummary[]> {
   const summaries: ServiceSummary[] = [];
-  for (const record of await listRecords()) {
-    const state = await vmState(record, host);
-    const pidText = await readFile(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
-    summaries.push({ record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined });
-  }
+  for (const record of await listRecords()) summaries.push(await summarize(record, host));
   return summaries;
+}
+
+async function summarize(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Promise<ServiceSummary> {
+  const state = await vmState(record, host);
+  const pidText = await readFile(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
+  return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
+}
+
+/**
+ * For teardown: every VM, with those whose record is damaged set apart (with
+ * the error that names the file) instead of failing the whole list, so the
+ * rest can still be torn down and the damaged ones removed by name.
+ */
+export async function listServicesForTeardown(
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<{ services: ServiceSummary[]; damaged: { name: string; error: DamagedStateError }[] }> {
+  const services: ServiceSummary[] = [];
+  const damaged: { name: string; error: DamagedStateError }[] = [];
+  for (const name of await listVmNames()) {
+    try {
+      const record = await readRecord(name);
+      if (record) services.push(await summarize(record, host));
+    } catch (error: unknown) {
+      if (!(error instanceof DamagedStateError)) throw error;
+      damaged.push({ name, error });
+    }
+  }
+  return { services, damaged };
 }

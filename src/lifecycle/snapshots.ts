@@ -1,8 +1,10 @@
-import { readFile, rename, statfs, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import { run } from '../process/run.js';
-import { createHash } from 'node:crypto';
 import { CONTAINER_ROOT } from '../guest/config.js';
+import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
+import { readFreeBytes } from '../host/space.js';
 import type { Accel } from '../vm/hypervisor.js';
 import { QEMU_BINARY } from '../vm/qemu/machine.js';
 import { vmPaths } from '../vm/paths.js';
@@ -51,18 +53,16 @@ function snapshotsFile(record: VmRecord): string {
   return path.join(record.machine.dir, 'snapshots.json');
 }
 
+/** The service's snapshots; a damaged list is an error, never overwritten by the next snapshot. */
 async function readSnapshots(record: VmRecord): Promise<SnapshotRecord[]> {
-  try {
-    return JSON.parse(await readFile(snapshotsFile(record), 'utf8')) as SnapshotRecord[];
-  } catch {
-    return [];
-  }
+  const remedy =
+    `it lists the snapshots of ${record.name}, which are kept inside its disks ` +
+    `("qemu-img snapshot -l" shows them); restore the file or delete it to start a new list`;
+  return (await readStateFile<SnapshotRecord[]>(snapshotsFile(record), remedy, 'array')) ?? [];
 }
 
 export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord[]): Promise<void> {
-  const file = snapshotsFile(record);
-  await writeFile(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
 
 let qemuVersionText: string | undefined;
@@ -72,21 +72,16 @@ export async function qemuVersion(): Promise<string> {
   return qemuVersionText;
 }
 
-let hostCpuText: string | undefined;
 /**
  * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
  * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
  * and feature flags: a guest resumed on a CPU without a feature it uses dies.
+ * An unreadable /proc/cpuinfo gives "host unknown CPU (flags ...)" (see
+ * cpuIdentity), never an error.
  */
 export async function guestCpu(accel: Accel): Promise<string> {
   if (accel === 'tcg') return 'max';
-  if (hostCpuText === undefined) {
-    const first = (await readFile('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
-    const field = (key: string) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
-    const flags = createHash('sha256').update(field('flags')).digest('hex').slice(0, 12);
-    hostCpuText = `host ${field('model name')} (flags ${flags})`;
-  }
-  return hostCpuText;
+  return cpuIdentity(await readCpuInfo());
 }
 
 /** A default name: the time, as docker commit's generated names are not useful to type. */
@@ -162,11 +157,22 @@ export async function snapshotService(
 
 /** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
 async function spaceHint(record: VmRecord): Promise<string> {
-  const fs = await statfs(record.machine.dir).catch(() => undefined);
-  if (!fs) return '';
-  const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
-  if (freeMiB >= record.machine.memoryMiB) return '';
-  return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
+  return checkpointSpaceHint(
+    await readFreeBytes(record.machine.dir),
+    record.machine.dir,
+    record.machine.memoryMiB,
+  );
+}
+
+/**
+ * The note added to a failed checkpoint when the disk may be why: free space
+ * below the VM's RAM. Unknown free space (statfs failed) adds nothing. Pure.
+ */
+export function checkpointSpaceHint(free: number | undefined, dir: string, memoryMiB: number): string {
+  if (free === undefined) return '';
+  const freeMiB = Math.floor(free / (1024 * 1024));
+  if (freeMiB >= memoryMiB) return '';
+  return ` (the disk holding ${dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${memoryMiB} MiB of RAM)`;
 }
 
 export async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {

@@ -17,9 +17,11 @@ import {
   runService,
   serviceLogs,
   tcpPorts,
+  vmState,
   type RegistrySettings,
   type RunRequest,
 } from './service.js';
+import { trimOutput } from '../process/run.js';
 import { restoreService } from './snapshots.js';
 import { importSnapshot } from './transfer.js';
 
@@ -131,6 +133,8 @@ export async function upServices(
       for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) throw failure.reason;
+      // A service of an earlier wave, or of this one, may have exited since it was healthy.
+      await checkStillRunning(statuses, host);
     }
   } catch (error: unknown) {
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
@@ -140,6 +144,28 @@ export async function upServices(
     throw error;
   }
   return statuses;
+}
+
+/**
+ * Fails, naming the service, its exit code and the tail of its log, when any
+ * of `services` is no longer running: a service that exits after it was
+ * healthy but before the job's steps start must fail the start as well.
+ */
+export async function checkStillRunning(
+  services: readonly { name: string }[],
+  host: Pick<HostContext, 'hypervisor'>,
+): Promise<void> {
+  for (const { name } of services) {
+    const state = await vmState(await requireRecord(name), host);
+    if (state.running) continue;
+    const log = await serviceLogs(name);
+    const tail = trimOutput(log, 10);
+    throw new ServiceStartError(
+      name,
+      `service ${name} exited with code ${state.exitCode ?? 'unknown'} after it was healthy${tail ? `; the end of its log:\n${tail}` : ''}`,
+      log,
+    );
+  }
 }
 
 /**

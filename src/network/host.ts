@@ -1,30 +1,37 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { probeSudo, isRoot } from '../host/user.js';
+import { readSysctlFlag, sysctlWriteProblem } from '../host/sysctl.js';
 import { ensureTools } from '../install/tools.js';
 import { onPath, run, type Command } from '../process/run.js';
 import { parseCidr } from './cidr.js';
+import {
+  chooseFirewall,
+  firstProblemLine,
+  forwardPolicy,
+  iptablesVariant,
+  legacyTablesPresent,
+  type FirewallBackend,
+  type FirewallFacts,
+  type IptablesFacts,
+  type ListAnswer,
+} from './firewall-choice.js';
 import { iptablesSetup, iptablesTeardown, nftDelete, nftRuleset, type FirewallPlan } from './firewall.js';
 import type { HostNetwork } from './plan.js';
 import { NetworkError } from './settings.js';
+
+export type { FirewallBackend } from './firewall-choice.js';
 
 /** How we get to change the host's network: as root, or through passwordless sudo. */
 export interface Privilege {
   sudo: boolean;
 }
 
-export type FirewallBackend = 'nft' | 'iptables';
-
-function isRoot(): boolean {
-  return process.getuid?.() === 0;
-}
-
 /** Root, or passwordless sudo; undefined (with why) when neither. */
 export async function networkPrivilege(): Promise<Privilege | { reason: string }> {
   if (isRoot()) return { sudo: false };
-  const sudo = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true }).catch(
-    () => undefined,
-  );
-  if (sudo?.exitCode === 0) return { sudo: true };
-  return { reason: `not running as root, and sudo ${sudo ? 'asks for a password' : 'is not installed'}` };
+  const sudo = await probeSudo();
+  if (sudo.usable) return { sudo: true };
+  return { reason: `not running as root, and ${sudo.reason}` };
 }
 
 /** A command run as root: directly, or through `sudo -n`. Pure. */
@@ -38,11 +45,79 @@ export function privileged(
   return input === undefined ? command : { ...command, input };
 }
 
+async function installed(program: string): Promise<string | undefined> {
+  if (await onPath(program)) return program;
+  // sbin is not on every user's PATH; sudo's secure_path has it.
+  if (await onPath(`/usr/sbin/${program}`)) return `/usr/sbin/${program}`;
+  return undefined;
+}
+
+/** Runs a listing command as root; never throws: a tool that cannot start or fails gives its complaint. */
+async function listAnswer(
+  privilege: Privilege,
+  program: string,
+  args: string[],
+): Promise<[ListAnswer, string]> {
+  try {
+    const result = await run(privileged(privilege, program, args), { allowFailure: true });
+    const output = `${result.stdout}\n${result.stderr}`;
+    if (result.exitCode === 0) return [{ ok: true }, output];
+    return [{ ok: false, error: firstProblemLine(result.stderr, `exit code ${result.exitCode}`) }, output];
+  } catch (error: unknown) {
+    return [{ ok: false, error: firstProblemLine((error as Error).message, 'could not be run') }, ''];
+  }
+}
+
+async function probeIptables(
+  privilege: Privilege,
+  program: IptablesFacts['program'],
+): Promise<{ facts: IptablesFacts; legacyTables: boolean } | undefined> {
+  const path = await installed(program);
+  if (!path) return undefined;
+  const version = await run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(
+    () => undefined,
+  );
+  const [list, output] = await listAnswer(privilege, path, ['-w', '-S', 'FORWARD']);
+  return {
+    facts: {
+      program,
+      variant: iptablesVariant(`${version?.stdout ?? ''}${version?.stderr ?? ''}`),
+      list,
+      forwardPolicy: list.ok ? forwardPolicy(output) : undefined,
+    },
+    legacyTables: legacyTablesPresent(output),
+  };
+}
+
 /**
- * nft when it is here, else iptables (nftables installed with apt when
- * neither is); HYPER_FIREWALL=nft|iptables chooses. Where iptables' FORWARD
- * policy is DROP (Docker sets it), iptables: a separate nft table cannot
- * undo that drop, but our chain first in FORWARD accepts our traffic.
+ * What the host's packet filters say: nft's answer to `nft list tables`, and
+ * `iptables`' flavour and FORWARD policy. The other iptables flavour is asked
+ * too when its tables may matter: iptables-nft warns that legacy tables exist
+ * (Docker may have put its DROP there), `iptables` is the legacy one, or
+ * `iptables` does not work at all. Listing with iptables-legacy loads its
+ * tables, so it is not asked otherwise.
+ */
+async function probeFirewalls(privilege: Privilege, wanted: string | undefined): Promise<FirewallFacts> {
+  const nftPath = await installed('nft');
+  const nft = nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined;
+  const iptables: IptablesFacts[] = [];
+  const main = await probeIptables(privilege, 'iptables');
+  if (main) {
+    iptables.push(main.facts);
+    const legacy = main.facts.variant === 'legacy';
+    if (legacy || main.legacyTables || !main.facts.list.ok) {
+      const other = await probeIptables(privilege, legacy ? 'iptables-nft' : 'iptables-legacy');
+      if (other) iptables.push(other.facts);
+    }
+  }
+  return { wanted, nft, iptables };
+}
+
+/**
+ * The packet filter this host's bridge networks use (see chooseFirewall);
+ * HYPER_FIREWALL=nft|iptables chooses. nftables is installed with apt when no
+ * filter is; when filters are installed but none works, the error names each
+ * one's complaint and what to do.
  */
 export async function firewallBackend(
   privilege: Privilege,
@@ -50,25 +125,15 @@ export async function firewallBackend(
 ): Promise<FirewallBackend> {
   await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
   const wanted = process.env.HYPER_FIREWALL;
-  if (wanted === 'nft' || wanted === 'iptables') {
-    if (!(await onPath(wanted)) && !(await onPath(`/usr/sbin/${wanted}`)))
-      throw new NetworkError(`HYPER_FIREWALL=${wanted}, but ${wanted} is not installed`);
-    return wanted;
+  let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
+  if ('install' in choice) {
+    await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
+    choice = chooseFirewall(await probeFirewalls(privilege, wanted));
   }
-  if (wanted) throw new NetworkError(`HYPER_FIREWALL must be nft or iptables, not "${wanted}"`);
-  const has = async (program: string) => (await onPath(program)) || (await onPath(`/usr/sbin/${program}`));
-  if (await has('iptables')) {
-    const forward = await run(privileged(privilege, 'iptables', ['-w', '-S', 'FORWARD']), {
-      allowFailure: true,
-    });
-    if (/^-P FORWARD DROP$/m.test(forward.stdout)) {
-      log('network: iptables FORWARD policy is DROP here (as Docker sets it), so the rules go into iptables');
-      return 'iptables';
-    }
-  }
-  for (const backend of ['nft', 'iptables'] as const) if (await has(backend)) return backend;
-  await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
-  return 'nft';
+  if ('error' in choice) throw new NetworkError(choice.error);
+  if ('install' in choice) throw new NetworkError('nftables was installed, but nft is still not found');
+  if (choice.note) log(choice.note);
+  return choice.backend;
 }
 
 interface IpAddress {
@@ -138,13 +203,32 @@ export async function deleteLink(privilege: Privilege, name: string): Promise<vo
   await run(privileged(privilege, 'ip', ['link', 'del', name]));
 }
 
-/** Guests reach anything outside the bridge only if the host routes; returns whether it had to be turned on. */
+export const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+/**
+ * Guests reach anything outside the bridge only if the host routes; returns
+ * whether it had to be turned on. Unreadable reads as off; a /proc/sys that
+ * cannot be written (read-only in most containers) is an error naming it.
+ */
 export async function enableForwarding(privilege: Privilege): Promise<boolean> {
-  const current = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8').catch(() => '0')).trim();
-  if (current === '1') return false;
-  if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
-  else await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+  const current = await readSysctlFlag(IP_FORWARD);
+  if (current === true) return false;
+  try {
+    if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
+    else await writeFile(IP_FORWARD, '1\n');
+  } catch (error: unknown) {
+    throw new NetworkError(forwardingRefused(error as { code?: string; message: string }));
+  }
   return true;
+}
+
+/** The error when IPv4 forwarding cannot be turned on, with what to do instead. Pure. */
+export function forwardingRefused(error: { code?: string | undefined; message: string }): string {
+  return (
+    `cannot turn on IPv4 forwarding for guest egress: ${sysctlWriteProblem(IP_FORWARD, error)}. ` +
+    'Turn it on outside (sysctl -w net.ipv4.ip_forward=1 on the host, or docker run --sysctl net.ipv4.ip_forward=1), ' +
+    'or use egress deny (no allow-list) or network user'
+  );
 }
 
 /** Installs (or replaces) the job's rules. */
@@ -153,12 +237,13 @@ export async function applyFirewall(
   backend: FirewallBackend,
   plan: FirewallPlan,
 ): Promise<void> {
+  const program = (await installed(backend)) ?? backend;
   if (backend === 'nft') {
-    await run(privileged(privilege, 'nft', ['-f', '-'], nftRuleset(plan)));
+    await run(privileged(privilege, program, ['-f', '-'], nftRuleset(plan)));
     return;
   }
   await removeFirewall(privilege, backend, plan.id);
-  for (const args of iptablesSetup(plan)) await run(privileged(privilege, 'iptables', ['-w', ...args]));
+  for (const args of iptablesSetup(plan)) await run(privileged(privilege, program, ['-w', ...args]));
 }
 
 /** Removes the job's rules; rules already gone are fine. */
@@ -167,21 +252,30 @@ export async function removeFirewall(
   backend: FirewallBackend,
   id: string,
 ): Promise<void> {
+  const program = (await installed(backend)) ?? backend;
   if (backend === 'nft') {
-    await run(privileged(privilege, 'nft', ['-f', '-'], nftDelete(id)), { allowFailure: true });
+    await run(privileged(privilege, program, ['-f', '-'], nftDelete(id)), { allowFailure: true });
     return;
   }
   for (const args of iptablesTeardown(id))
-    await run(privileged(privilege, 'iptables', ['-w', ...args]), { allowFailure: true });
+    await run(privileged(privilege, program, ['-w', ...args]), { allowFailure: true });
 }
 
-/** Name servers a guest can use: the host's, skipping loopback ones (systemd-resolved's upstreams then). */
+/** The IPv4 name servers of resolv.conf text, without loopback ones (a local stub such as systemd-resolved). Pure. */
+export function nameServers(resolvConf: string): string[] {
+  return [...resolvConf.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
+    .map((m) => m[1] as string)
+    .filter((server) => !server.startsWith('127.'));
+}
+
+/**
+ * Name servers a guest can use: the host's, skipping loopback ones
+ * (systemd-resolved's upstreams then). None found (no resolv.conf, only
+ * IPv6 or a stub) is an empty list.
+ */
 export async function upstreamNameServers(): Promise<string[]> {
   for (const file of ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']) {
-    const text = await readFile(file, 'utf8').catch(() => '');
-    const servers = [...text.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
-      .map((m) => m[1] as string)
-      .filter((server) => !server.startsWith('127.'));
+    const servers = nameServers(await readFile(file, 'utf8').catch(() => ''));
     if (servers.length > 0) return servers;
   }
   return [];

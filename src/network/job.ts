@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
+import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import { formatCidr, guestCapacity, nthAddress, parseCidr } from './cidr.js';
 import {
@@ -87,18 +88,20 @@ export function networkFile(stateDir: string): string {
   return path.join(stateDir, 'network.json');
 }
 
+/**
+ * The job network's record; undefined when there is none. A damaged one is an
+ * error, never a reason to make a second network beside the first.
+ */
 export async function readNetwork(stateDir: string): Promise<NetworkRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(networkFile(stateDir), 'utf8')) as NetworkRecord;
-  } catch {
-    return undefined;
-  }
+  return readStateFile<NetworkRecord>(
+    networkFile(stateDir),
+    '"hyper down" still stops the VMs; then remove the bridge hy<id> and the firewall table ' +
+      'or chains hyper-<id> it made, if any, by hand, and delete the file',
+  );
 }
 
 async function writeNetwork(stateDir: string, record: NetworkRecord): Promise<void> {
-  const file = networkFile(stateDir);
-  await writeFile(`${file}.tmp`, JSON.stringify(record, null, 2));
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic(networkFile(stateDir), JSON.stringify(record, null, 2));
 }
 
 /** Serializes changes to one job's network between hyper processes. */

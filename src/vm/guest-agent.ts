@@ -37,9 +37,12 @@ export class GuestAgent {
     const socket = await JsonLineSocket.connect(path, timeoutMs);
     try {
       const id = Math.floor(Math.random() * 2 ** 31);
-      const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');
-      socket.send({ execute: 'guest-sync-delimited', arguments: { id } });
-      await answer;
+      await socket.request(
+        { execute: 'guest-sync-delimited', arguments: { id } },
+        (m) => m.return === id,
+        timeoutMs,
+        'guest-sync-delimited',
+      );
       return new GuestAgent(socket);
     } catch (error: unknown) {
       socket.close();
@@ -48,9 +51,12 @@ export class GuestAgent {
   }
 
   async execute(command: string, args: Record<string, unknown> = {}, timeoutMs = 10000): Promise<unknown> {
-    const answer = this.socket.next((m) => 'return' in m || 'error' in m, timeoutMs, command);
-    this.socket.send({ execute: command, arguments: args });
-    const message = await answer;
+    const message = await this.socket.request(
+      { execute: command, arguments: args },
+      (m) => 'return' in m || 'error' in m,
+      timeoutMs,
+      command,
+    );
     const error = protocolError(`guest agent ${command}`, message);
     if (error) throw error;
     return message.return;

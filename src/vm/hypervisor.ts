@@ -82,7 +82,8 @@ export interface Hypervisor {
   exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult>;
   /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;
-  kill(spec: MachineSpec): Promise<void>;
+  /** Only the VM's directory is needed: a VM whose record is damaged can still be killed. */
+  kill(spec: Pick<MachineSpec, 'dir'>): Promise<void>;
   isRunning(spec: MachineSpec): Promise<boolean>;
   /**
    * A consistent snapshot `tag` of the disks with these serials while the VM

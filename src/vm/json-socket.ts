@@ -38,6 +38,27 @@ export class JsonLineSocket {
     this.socket.write(`${JSON.stringify(message)}\n`);
   }
 
+  /**
+   * Sends `message` and resolves with the first answer `accept` takes. On a
+   * socket that is already closed it rejects once, with no stray rejection
+   * left behind (the guest may die under a command).
+   */
+  async request(
+    message: unknown,
+    accept: (message: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Record<string, unknown>> {
+    const answer = this.next(accept, timeoutMs, what);
+    try {
+      this.send(message);
+    } catch (error: unknown) {
+      answer.catch(() => undefined);
+      throw error;
+    }
+    return answer;
+  }
+
   /** Resolves with the first message (from now on) that `accept` takes. */
   next(
     accept: (message: Record<string, unknown>) => boolean,

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 
 /** What the guest init has reported on its hyper.status port. */
 export interface GuestStatus {
@@ -29,5 +29,38 @@ export async function readGuestStatus(file: string): Promise<GuestStatus> {
     return parseGuestStatus(await readFile(file, 'utf8'));
   } catch {
     return { booted: false, halted: false };
+  }
+}
+
+/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
+export function crashReason(console: string): string | undefined {
+  const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
+  if (!panic) return undefined;
+  const what = (panic[1] ?? '').trim();
+  return what ? `kernel panic: ${what}` : 'kernel panic';
+}
+
+/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
+export function crashExcerpt(console: string, before = 3, after = 12): string {
+  const lines = console.replace(/\r/g, '').trimEnd().split('\n');
+  const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
+  if (at < 0) return lines.slice(-after).join('\n');
+  return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
+}
+
+/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
+export async function readConsoleTail(file: string, bytes = 64 * 1024): Promise<string> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+    const { size } = await handle.stat();
+    const length = Math.min(size, bytes);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    return buffer.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    await handle?.close();
   }
 }

@@ -1,3 +1,4 @@
+import { DEFAULT_TSC_KHZ } from '../../host/cpuinfo.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
 
@@ -15,7 +16,9 @@ export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
  * Under KVM the kernel reads it from kvm-clock and needs nothing.
  */
 export function kernelCmdline(accel: MachineSpec['accel'], hostTscKhz: number | undefined): string {
-  return accel === 'tcg' ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? 2_000_000}` : KERNEL_CMDLINE;
+  return accel === 'tcg'
+    ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
+    : KERNEL_CMDLINE;
 }
 
 /** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */

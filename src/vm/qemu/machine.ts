@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
+import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { GuestAgent } from '../guest-agent.js';
 import type { ExecResult, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
@@ -15,11 +16,9 @@ export class VmError extends Error {
   override name = 'VmError';
 }
 
-/** The host CPU's clock in kHz, which is what TCG's guest TSC ticks at. */
-async function hostTscKhz(): Promise<number | undefined> {
-  const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
-  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
-  return mhz ? Math.round(Number(mhz) * 1000) : undefined;
+/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
+async function hostTscKhz(): Promise<number> {
+  return guestTscKhz(await readCpuInfo(), process.arch).khz;
 }
 
 async function tail(file: string, lines = 20): Promise<string> {
@@ -148,7 +147,7 @@ export class QemuHypervisor implements Hypervisor {
     return 'killed';
   }
 
-  async kill(spec: MachineSpec): Promise<void> {
+  async kill(spec: Pick<MachineSpec, 'dir'>): Promise<void> {
     const pid = await readPid(vmPaths(spec.dir).pid);
     if (pid === undefined || !(await isOurProcess(pid, spec.dir))) return;
     try {

@@ -21,9 +21,12 @@ export class QmpClient {
 
   async execute(command: string, args: Record<string, unknown> = {}, timeoutMs = 10000): Promise<unknown> {
     const id = `hyper-${this.nextId++}`;
-    const answer = this.socket.next((m) => m.id === id, timeoutMs, `QMP ${command}`);
-    this.socket.send({ execute: command, arguments: args, id });
-    const message = await answer;
+    const message = await this.socket.request(
+      { execute: command, arguments: args, id },
+      (m) => m.id === id,
+      timeoutMs,
+      `QMP ${command}`,
+    );
     const error = protocolError(`QMP ${command}`, message);
     if (error) throw error;
     return message.return;

@@ -78,3 +78,11 @@ test('build: is refused with a message that images come from a registry', async 
   expect(await readFile(compose, 'utf8')).toBe(text);
   expect(await readdir(path.join(stateDir, 'vms')).catch(() => [])).toEqual([]);
 });
+
+test('down -f with a file that does not exist is refused, and nothing is removed', async () => {
+  const missing = path.join(work, 'absent.yml');
+  const result = await hyper('down', '-f', missing);
+  // As for up -f: a file that cannot be read is a usage error.
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain(`-f: ${missing} does not exist; give the file "hyper up -f" was given`);
+});

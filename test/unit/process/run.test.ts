@@ -36,6 +36,8 @@ test.each([
   expect('why' in parsed && parsed.why).toMatch(why);
 });
 
-test('a state file that parses is its object', () => {
+test('a state file that parses is its value, of the shape asked for', () => {
   expect(parseStateJson('{"a": 1}')).toEqual({ value: { a: 1 } });
+  expect(parseStateJson('[{"a": 1}]', 'array')).toEqual({ value: [{ a: 1 }] });
+  expect(parseStateJson('{"a": 1}', 'array')).toEqual({ why: 'not a JSON array' });
 });
