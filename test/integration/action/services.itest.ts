@@ -154,6 +154,34 @@ describe('bad input fails main with a clear message and leaves nothing after pos
   });
 });
 
+test('a service that exits after it was healthy, while a later wave boots, fails main with its exit code and log', async () => {
+  // Ordered, not timed: "dies" exits only once its healthcheck has run (so it
+  // was healthy), and "later" depends on it, so its whole VM boot comes after.
+  const job = await RunnerJob.create();
+  try {
+    const services = `
+dies:
+  image: ${image}
+  entrypoint: /bin/sh
+  command: ["-c", "until [ -e /tmp/seen ]; do sleep 0.1; done; echo giving up after health >&2; exit 4"]
+  options: --health-cmd "touch /tmp/seen" --health-interval 1s
+later:
+  image: ${image}
+  ports: ['80']
+  depends-on:
+    dies: { condition: service_healthy }
+`;
+    const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '120' });
+    expect(main.exitCode).toBe(1);
+    expect(main.stdout).toMatch(/::error::service dies.*exited with code 4/);
+    expect(main.stdout).toContain('giving up after health');
+    await job.step(POST, {});
+    await expectNothingLeft(job);
+  } finally {
+    await job.remove();
+  }
+});
+
 test('volumes in a services input: a workspace directory is served from the VM; post removes the volumes with the state', async () => {
   const job = await RunnerJob.create();
   const workspace = await mkdtemp('/tmp/hyper-workspace-');
