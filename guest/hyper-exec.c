@@ -1,9 +1,10 @@
 /*
  * hyper-exec: runs a command inside the container root of a hyper-services
  * guest, the way a container runtime does: chroot, working directory, user and
- * groups resolved in the image's own /etc/passwd and /etc/group, and an
- * environment given in full. The guest init starts the service with it, and
- * the host's `hyper exec` runs it through the QEMU guest agent.
+ * groups resolved in the image's own /etc/passwd and /etc/group, Docker's
+ * open-file limit and umask, and an environment given in full. The guest init
+ * starts the service with it, and the host's `hyper exec` runs it through the
+ * QEMU guest agent.
  *
  * Usage: hyper-exec --root DIR [--user USER[:GROUP]] [--workdir DIR]
  *                   [--env-file FILE]... [--env K=V]... (--argv-file FILE | -- CMD [ARG...])
@@ -17,11 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_LIST 4096
 #define MAX_GROUPS 256
+
+/* Docker's open-file limit (containerd's, soft and hard): fs.nr_open's default, so it always fits. */
+#define OPEN_FILES 1048576
 
 /* Exit codes follow the container runtimes: 126 cannot run, 127 not found. */
 #define EXIT_SETUP 125
@@ -242,6 +247,11 @@ int main(int argc, char **argv) {
   }
   env[envc] = NULL;
   cmd[cmdc] = NULL;
+
+  /* As a container runtime sets them, before the user change drops the right to raise a limit. */
+  struct rlimit open_files = {OPEN_FILES, OPEN_FILES};
+  if (setrlimit(RLIMIT_NOFILE, &open_files) != 0) die("cannot set the open-file limit", strerror(errno));
+  umask(022);
 
   if (setgroups((size_t)ngroups, groups) != 0) die("setgroups failed", strerror(errno));
   if (setgid(u.gid) != 0) die("setgid failed", strerror(errno));

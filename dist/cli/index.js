@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8607);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(107);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8607:
+/***/ 107:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41524,18 +41524,34 @@ const {
 
 
 
+/** "exited with code 1", "was killed by SIGABRT", "did not finish within 6 s", "could not be started (ENOENT)". Pure. */
+function describeEnd(end) {
+    if (end.timedOutMs !== undefined)
+        return `did not finish within ${formatSeconds(end.timedOutMs)}`;
+    if (end.signal)
+        return `was killed by ${end.signal}`;
+    if (end.exitCode !== undefined)
+        return `exited with code ${end.exitCode}`;
+    return `could not be started${end.startError ? ` (${end.startError})` : ''}`;
+}
+function formatSeconds(ms) {
+    return `${Number((ms / 1000).toFixed(1))} s`;
+}
 class CommandError extends Error {
     command;
-    exitCode;
     stderr;
-    constructor(command, exitCode, stderr) {
-        const how = exitCode === undefined ? 'could not be started' : `exited with code ${exitCode}`;
+    end;
+    constructor(command, end, stderr) {
+        const how = typeof end === 'object' ? end : { exitCode: end };
         const detail = trimOutput(stderr);
-        super(`${formatCommand(command)} ${how}${detail ? `: ${detail}` : ''}`);
+        super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`);
         this.command = command;
-        this.exitCode = exitCode;
         this.stderr = stderr;
         this.name = 'CommandError';
+        this.end = how;
+    }
+    get exitCode() {
+        return this.end.exitCode;
     }
 }
 let debugLog = () => { };
@@ -41555,7 +41571,12 @@ function trimOutput(text, maxLines = 12) {
     const kept = lines.slice(-maxLines).join('\n');
     return lines.length > maxLines ? `...\n${kept}` : kept;
 }
-/** Runs a command to completion; throws CommandError on a non-zero exit unless `allowFailure`. */
+/**
+ * Runs a command to completion; throws CommandError on a non-zero exit unless
+ * `allowFailure`. A child that was killed by a signal, ran past `timeoutMs`
+ * (then TERM, and KILL 2 s later) or could not be started always throws, and
+ * the error says which, with the tail of its stderr.
+ */
 async function run(command, options = {}) {
     debugLog(`$ ${formatCommand(command)}`);
     const result = await execa(command.program, [...command.args], {
@@ -41565,18 +41586,24 @@ async function run(command, options = {}) {
         cwd: command.cwd,
         stripFinalNewline: false,
         encoding: 'utf8',
+        ...(options.timeoutMs ? { timeout: options.timeoutMs, forceKillAfterDelay: 2000 } : {}),
     });
+    const output = String(result.stderr || result.stdout || '');
+    if (result.timedOut)
+        throw new CommandError(command, { timedOutMs: options.timeoutMs }, output);
+    if (result.signal)
+        throw new CommandError(command, { signal: result.signal }, output);
     if (result.exitCode === undefined && result.failed) {
-        throw new CommandError(command, undefined, result.originalMessage ?? result.message ?? '');
+        const startError = result.cause?.code;
+        throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '');
     }
     const exitCode = result.exitCode ?? 1;
-    if (exitCode !== 0 && !options.allowFailure) {
-        throw new CommandError(command, exitCode, String(result.stderr || result.stdout));
-    }
+    if (exitCode !== 0 && !options.allowFailure)
+        throw new CommandError(command, exitCode, output);
     return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
 }
-/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
-async function onPath(program) {
+/** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
+async function programPath(program) {
     const candidates = program.includes('/')
         ? [program]
         : (process.env.PATH ?? '')
@@ -41587,13 +41614,17 @@ async function onPath(program) {
         try {
             await (0,promises_namespaceObject.access)(candidate, external_node_fs_namespaceObject.constants.X_OK);
             if ((await (0,promises_namespaceObject.stat)(candidate)).isFile())
-                return true;
+                return candidate;
         }
         catch {
             // Not here; try the next directory.
         }
     }
-    return false;
+    return undefined;
+}
+/** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
+async function onPath(program) {
+    return (await programPath(program)) !== undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/files.ts
@@ -41640,6 +41671,157 @@ async function fileDigest(file, algorithm = 'sha256') {
     for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file))
         hash.update(chunk);
     return hash.digest('hex');
+}
+/**
+ * Writes `content` beside `file` under a name unique to this write, then
+ * renames it into place: a reader sees the old file or the new one, never
+ * half of one, and two processes writing at once never share a temp file.
+ */
+async function writeFileAtomic(file, content) {
+    const temp = `${file}.${process.pid}.${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.tmp`;
+    try {
+        await (0,promises_namespaceObject.writeFile)(temp, content);
+        await (0,promises_namespaceObject.rename)(temp, file);
+    }
+    catch (error) {
+        await (0,promises_namespaceObject.rm)(temp, { force: true });
+        throw error;
+    }
+}
+/** A state file that exists but cannot be read as what it should be. */
+class DamagedStateError extends Error {
+    file;
+    name = 'DamagedStateError';
+    constructor(file, why, remedy) {
+        super(`${file} is damaged (${why}); ${remedy}`);
+        this.file = file;
+    }
+}
+/** Parses a state file's JSON, which must be an object (or an array): the value, or why it is damaged. Pure. */
+function parseStateJson(text, shape = 'object') {
+    if (text.trim() === '')
+        return { why: 'it is empty' };
+    let value;
+    try {
+        value = JSON.parse(text);
+    }
+    catch (error) {
+        return { why: `not valid JSON: ${error.message}` };
+    }
+    const isArray = Array.isArray(value);
+    if (shape === 'array' ? !isArray : typeof value !== 'object' || value === null || isArray) {
+        return { why: `not a JSON ${shape}` };
+    }
+    return { value };
+}
+/**
+ * Reads a JSON state file: undefined when it does not exist, its value when it
+ * parses, and a DamagedStateError naming the file and `remedy` when it is
+ * truncated or not JSON, so damage is reported, never silently replaced.
+ */
+async function readStateFile(file, remedy, shape = 'object') {
+    let text;
+    try {
+        text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
+    }
+    catch (error) {
+        if (isNotFound(error))
+            return undefined;
+        throw error;
+    }
+    const parsed = parseStateJson(text, shape);
+    if ('why' in parsed)
+        throw new DamagedStateError(file, parsed.why, remedy);
+    return parsed.value;
+}
+
+;// CONCATENATED MODULE: ./src/host/space.ts
+
+/** Bytes free to an unprivileged writer; undefined when statfs failed (missing path, no permission, odd fs). Pure. */
+function freeBytes(space) {
+    if (!space)
+        return undefined;
+    const bytes = space.bavail * space.bsize;
+    return Number.isFinite(bytes) && bytes >= 0 ? bytes : undefined;
+}
+/** Whether a filesystem with `free` bytes (undefined: unknown) holds `needed`; unknown never does. Pure. */
+function hasRoom(free, needed) {
+    return free !== undefined && free >= needed;
+}
+/** Free bytes on the filesystem holding `dir`; undefined when it cannot be told. Never throws. */
+async function readFreeBytes(dir) {
+    return freeBytes(await (0,promises_namespaceObject.statfs)(dir).catch(() => undefined));
+}
+
+;// CONCATENATED MODULE: ./src/host/user.ts
+
+
+/** True when this process runs as uid 0 (false where the platform has no uids). */
+function user_isRoot() {
+    return process.getuid?.() === 0;
+}
+/**
+ * Whether a /proc/self/uid_map text maps all 2^32 ids straight through: the
+ * host's own user namespace. Root in a smaller map (rootless Podman or Docker,
+ * userns-remap) cannot chown to ids outside it nor make device nodes. No text
+ * (a kernel without user namespaces) means the host's. Pure.
+ */
+function mapsAllIds(idMap) {
+    if (idMap === undefined)
+        return true;
+    return idMap
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/))
+        .some(([inside, outside, count]) => inside === '0' && outside === '0' && count === '4294967295');
+}
+/** Root of the host's user namespace: can give files any owner and make device nodes. */
+async function ownsAllIds() {
+    if (!user_isRoot())
+        return false;
+    return mapsAllIds(await (0,promises_namespaceObject.readFile)('/proc/self/uid_map', 'utf8').catch(() => undefined));
+}
+/**
+ * Whether passwordless sudo works, from what `sudo -n true` said; the reason
+ * completes "not running as root, and ...". Pure.
+ */
+function readSudoProbe(probe) {
+    if ('startError' in probe) {
+        return {
+            usable: false,
+            reason: probe.startError === 'ENOENT' ? 'sudo is not installed' : `sudo cannot be run (${probe.startError})`,
+        };
+    }
+    if (probe.exitCode === 0)
+        return { usable: true };
+    const said = probe.stderr;
+    if (/password is required|a terminal is required/i.test(said))
+        return { usable: false, reason: 'sudo asks for a password' };
+    if (/not in the sudoers|not allowed to|may not run sudo/i.test(said))
+        return { usable: false, reason: 'sudo does not allow this user' };
+    if (/no new privileges/i.test(said))
+        return {
+            usable: false,
+            reason: 'sudo cannot raise privileges here: the "no new privileges" flag is set (a container setting)',
+        };
+    if (/effective uid is not 0|nosuid/i.test(said))
+        return {
+            usable: false,
+            reason: 'sudo cannot raise privileges here: it is not setuid root (a nosuid mount or a container)',
+        };
+    const line = said.split('\n').find((l) => l.trim() !== '');
+    return { usable: false, reason: `sudo -n true failed (${line?.trim() ?? `exit code ${probe.exitCode}`})` };
+}
+/** Runs `sudo -n true` and reads the answer; never throws. */
+async function probeSudo() {
+    try {
+        const result = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true });
+        return readSudoProbe(result);
+    }
+    catch (error) {
+        // Not started (or killed): the message names ENOENT when there is no sudo at all.
+        const text = error instanceof Error ? error.message : String(error);
+        return readSudoProbe({ startError: /\bENOENT\b/.test(text) ? 'ENOENT' : trimOutput(text, 1) });
+    }
 }
 
 // EXTERNAL MODULE: external "node:zlib"
@@ -41748,10 +41930,10 @@ function zstdStream(blobPath) {
         // A kill by close() is ours; an exit of its own with an error means the data is bad.
         if (!result.failed || (closed && result.isTerminated))
             return finish.resolve();
-        const why = result.exitCode === undefined
-            ? (result.originalMessage ?? result.message ?? '')
-            : String(result.stderr ?? '');
-        finish.reject(new Error(`zstd data could not be decompressed: ${new CommandError(command, result.exitCode, why).message}`));
+        const started = result.exitCode !== undefined || result.signal !== undefined;
+        const why = started ? String(result.stderr ?? '') : (result.originalMessage ?? result.message ?? '');
+        const end = { exitCode: result.exitCode, signal: result.signal };
+        finish.reject(new Error(`zstd data could not be decompressed: ${new CommandError(command, end, why).message}`));
     });
     if (!child.stdout)
         throw new Error(`${formatCommand(command)} has no stdout`);
@@ -42406,6 +42588,7 @@ function paxXattrs(headers) {
 
 
 
+
 /** A layer that cannot be applied; `entry` is the archive path at fault, "" when the whole layer is. */
 class LayerError extends Error {
     layer;
@@ -42442,10 +42625,12 @@ async function applyLayers(layers, rootDir, options = {}) {
     const root = await (0,promises_namespaceObject.realpath)(rootDir);
     if ((await (0,promises_namespaceObject.readdir)(root)).length > 0)
         throw new Error(`cannot apply layers to ${rootDir}: it is not empty`);
-    const isRoot = process.getuid?.() === 0;
+    // Root in a user namespace (rootless Podman, userns-remap) can neither chown to every id nor make
+    // devices: like a non-root builder, it records them for debugfs to write into the image.
+    const ownsIds = await ownsAllIds();
     const tree = new RootTree(root, {
-        preserveOwnership: options.preserveOwnership ?? isRoot,
-        canMakeDevices: isRoot,
+        preserveOwnership: options.preserveOwnership ?? ownsIds,
+        canMakeDevices: ownsIds,
     });
     for (const [index, layer] of layers.entries()) {
         await applyLayer(tree, layer, declared[index] ?? 'none');
@@ -42555,6 +42740,7 @@ async function treePaths(root) {
 
 
 
+
 /** Bump when the way a base is built changes, so old bases are not reused. */
 const ROOTFS_FORMAT = 'v1';
 const MiB = 1024 * 1024;
@@ -42576,20 +42762,18 @@ const EXPANSION = 5;
  * Where the unpacked tree goes: it is only read once, by mkfs, so RAM-backed
  * /dev/shm is the place when it has room (a trial here: GNU tar extracted the
  * same 106 MB in 0.7 s there against 1.9 s on disk); else beside the cache
+ * entry, on the disk that must hold the base anyway (os.tmpdir() is often a
+ * small tmpfs itself). /dev/shm missing, unreadable by statfs, too small (a
+ * container's default is 64 MiB) or read-only all mean beside the cache
  * entry. HYPER_BUILD_TMPDIR overrides.
  */
 async function scratchDir(image, work) {
     const candidate = process.env.HYPER_BUILD_TMPDIR ?? '/dev/shm';
     const needed = image.layers.reduce((sum, layer) => sum + layer.size, 0) * EXPANSION * 2;
-    try {
-        const fs = await (0,promises_namespaceObject.statfs)(candidate);
-        if (fs.bavail * fs.bsize < needed)
-            return work;
-        return await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(candidate, 'hyper-rootfs-'));
-    }
-    catch {
+    if (!hasRoom(await readFreeBytes(candidate), needed))
         return work;
-    }
+    // Read-only, or not ours to write: statfs answers, mkdtemp does not.
+    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(candidate, 'hyper-rootfs-')).catch(() => work);
 }
 /**
  * Built without root, the tree could not take the layers' owners or device
@@ -44248,6 +44432,121 @@ async function pull(name, options) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
+
+
+function number(text) {
+    if (text === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(text))
+        return undefined;
+    return Number(text);
+}
+/** Reads the first processor's block of /proc/cpuinfo text; empty or odd text gives a CpuInfo of undefined fields. Pure. */
+function parseCpuInfo(text) {
+    const fields = new Map();
+    for (const line of text.split('\n')) {
+        if (line.trim() === '') {
+            if (fields.size > 0)
+                break;
+            continue;
+        }
+        const colon = line.indexOf(':');
+        if (colon < 0)
+            continue;
+        const key = line.slice(0, colon).trim().toLowerCase();
+        // The value as the kernel wrote it after ": " (the flags digest must match older records).
+        if (!fields.has(key))
+            fields.set(key, line.slice(colon + 1).replace(/^ /, ''));
+    }
+    const field = (...keys) => {
+        for (const key of keys) {
+            const value = fields.get(key);
+            if (value !== undefined && value.trim() !== '')
+                return value.trim();
+        }
+        return undefined;
+    };
+    const flags = fields.get('flags') ?? fields.get('features');
+    const implementer = field('cpu implementer');
+    return {
+        vendor: field('vendor_id') ?? (implementer ? `implementer ${implementer}` : undefined),
+        family: field('cpu family', 'cpu architecture'),
+        model: field('model', 'cpu part'),
+        modelName: field('model name'),
+        flags,
+        flagsDigest: (0,external_node_crypto_.createHash)('sha256')
+            .update(flags ?? '')
+            .digest('hex')
+            .slice(0, 12),
+        mhz: number(field('cpu mhz')),
+        bogomips: number(field('bogomips')),
+    };
+}
+/**
+ * The host CPU a KVM checkpoint depends on (`-cpu host` hands the guest the
+ * host's model and features). "host MODEL NAME (flags DIGEST)" is the form
+ * checkpoint records already hold; without a model name (arm64, odd
+ * hypervisors) the vendor, family and model stand in, and without those
+ * "unknown CPU". Pure.
+ */
+function cpuIdentity(info) {
+    const described = info.modelName ??
+        ([
+            info.vendor,
+            info.family === undefined ? undefined : `family ${info.family}`,
+            info.model === undefined ? undefined : `model ${info.model}`,
+        ]
+            .filter((part) => part !== undefined)
+            .join(' ') ||
+            'unknown CPU');
+    return `host ${described} (flags ${info.flagsDigest})`;
+}
+/** tsc_early_khz when nothing better is known: a plausible rate for a current x86 host. */
+const DEFAULT_TSC_KHZ = 2_000_000;
+/** QEMU's tick rate on hosts it has no cycle counter for (aarch64): CLOCK_MONOTONIC in ns. */
+const NANOSECOND_TICKS_KHZ = 1_000_000;
+/** Rates outside 100 MHz to 10 GHz are a misread, not a CPU. */
+function plausible(khz) {
+    return khz !== undefined && Number.isFinite(khz) && khz >= 100_000 && khz <= 10_000_000;
+}
+/**
+ * The rate a TCG guest's TSC ticks at, in kHz, for `tsc_early_khz`. Under
+ * TCG, QEMU's RDTSC returns cpu_get_ticks(), the host's own cycle counter
+ * (rdtsc on an x86 host; the `tsc-frequency` property only changes CPUID), so
+ * the right value is the host's TSC rate. On x86, in this order:
+ *  1. bogomips / 2: the kernel derives it from its calibrated TSC rate
+ *     (lpj_fine = tsc_khz * 1000 / HZ), so it is the TSC even on bare metal;
+ *  2. `cpu MHz` when above 0: the TSC rate in a VM, but on bare metal the
+ *     current (scaled or boosted) clock, which is why it comes second;
+ *  3. the "@ 2.60GHz" of an Intel model name: the nominal rate, which
+ *     invariant-TSC parts count at;
+ *  4. DEFAULT_TSC_KHZ.
+ * On an arm64 host QEMU has no cycle counter to read and counts nanoseconds,
+ * so the guest's TSC runs at 1 GHz. Other hosts get the default. Pure.
+ */
+function guestTscKhz(info, arch) {
+    if (arch === 'arm64')
+        return { khz: NANOSECOND_TICKS_KHZ, source: 'QEMU clock' };
+    if (arch !== 'x64' && arch !== 'ia32')
+        return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+    const fromBogomips = info.bogomips === undefined ? undefined : Math.round(info.bogomips * 500);
+    if (plausible(fromBogomips))
+        return { khz: fromBogomips, source: 'bogomips' };
+    const fromMhz = info.mhz === undefined ? undefined : Math.round(info.mhz * 1000);
+    if (plausible(fromMhz))
+        return { khz: fromMhz, source: 'cpu MHz' };
+    const ghz = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(info.modelName ?? '')?.[1];
+    const fromName = ghz === undefined ? undefined : Math.round(Number(ghz) * 1_000_000);
+    if (plausible(fromName))
+        return { khz: fromName, source: 'model name' };
+    return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+}
+let hostCpu;
+/** This host's /proc/cpuinfo, read once; unreadable reads as empty (every field undefined). */
+function readCpuInfo() {
+    hostCpu ??= (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').then(parseCpuInfo, () => parseCpuInfo(''));
+    return hostCpu;
+}
+
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
@@ -44289,6 +44588,22 @@ class JsonLineSocket {
         if (this.closedError)
             throw this.closedError;
         this.socket.write(`${JSON.stringify(message)}\n`);
+    }
+    /**
+     * Sends `message` and resolves with the first answer `accept` takes. On a
+     * socket that is already closed it rejects once, with no stray rejection
+     * left behind (the guest may die under a command).
+     */
+    async request(message, accept, timeoutMs, what) {
+        const answer = this.next(accept, timeoutMs, what);
+        try {
+            this.send(message);
+        }
+        catch (error) {
+            answer.catch(() => undefined);
+            throw error;
+        }
+        return answer;
     }
     /** Resolves with the first message (from now on) that `accept` takes. */
     next(accept, timeoutMs, what) {
@@ -44398,9 +44713,7 @@ class GuestAgent {
         const socket = await JsonLineSocket.connect(path, timeoutMs);
         try {
             const id = Math.floor(Math.random() * 2 ** 31);
-            const answer = socket.next((m) => m.return === id, timeoutMs, 'guest-sync-delimited');
-            socket.send({ execute: 'guest-sync-delimited', arguments: { id } });
-            await answer;
+            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
             return new GuestAgent(socket);
         }
         catch (error) {
@@ -44409,9 +44722,7 @@ class GuestAgent {
         }
     }
     async execute(command, args = {}, timeoutMs = 10000) {
-        const answer = this.socket.next((m) => 'return' in m || 'error' in m, timeoutMs, command);
-        this.socket.send({ execute: command, arguments: args });
-        const message = await answer;
+        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
         const error = protocolError(`guest agent ${command}`, message);
         if (error)
             throw error;
@@ -44532,8 +44843,43 @@ async function readGuestStatus(file) {
         return { booted: false, halted: false };
     }
 }
+/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
+function crashReason(console) {
+    const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
+    if (!panic)
+        return undefined;
+    const what = (panic[1] ?? '').trim();
+    return what ? `kernel panic: ${what}` : 'kernel panic';
+}
+/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
+function crashExcerpt(console, before = 3, after = 12) {
+    const lines = console.replace(/\r/g, '').trimEnd().split('\n');
+    const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
+    if (at < 0)
+        return lines.slice(-after).join('\n');
+    return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
+}
+/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
+async function readConsoleTail(file, bytes = 64 * 1024) {
+    let handle;
+    try {
+        handle = await (0,promises_namespaceObject.open)(file, 'r');
+        const { size } = await handle.stat();
+        const length = Math.min(size, bytes);
+        const buffer = Buffer.alloc(length);
+        await handle.read(buffer, 0, length, size - length);
+        return buffer.toString('utf8');
+    }
+    catch {
+        return '';
+    }
+    finally {
+        await handle?.close();
+    }
+}
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
+
 
 /** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
 function optValue(value) {
@@ -44547,7 +44893,9 @@ const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
  * Under KVM the kernel reads it from kvm-clock and needs nothing.
  */
 function kernelCmdline(accel, hostTscKhz) {
-    return accel === 'tcg' ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? 2_000_000}` : KERNEL_CMDLINE;
+    return accel === 'tcg'
+        ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
+        : KERNEL_CMDLINE;
 }
 /** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
 const ROOT_NODE = 'root-disk';
@@ -44645,9 +44993,7 @@ class QmpClient {
     }
     async execute(command, args = {}, timeoutMs = 10000) {
         const id = `hyper-${this.nextId++}`;
-        const answer = this.socket.next((m) => m.id === id, timeoutMs, `QMP ${command}`);
-        this.socket.send({ execute: command, arguments: args, id });
-        const message = await answer;
+        const message = await this.socket.request({ execute: command, arguments: args, id }, (m) => m.id === id, timeoutMs, `QMP ${command}`);
         const error = protocolError(`QMP ${command}`, message);
         if (error)
             throw error;
@@ -44695,15 +45041,14 @@ class QmpClient {
 
 
 
+
 const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
 class VmError extends Error {
     name = 'VmError';
 }
-/** The host CPU's clock in kHz, which is what TCG's guest TSC ticks at. */
+/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
 async function hostTscKhz() {
-    const cpuinfo = await (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').catch(() => '');
-    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
-    return mhz ? Math.round(Number(mhz) * 1000) : undefined;
+    return guestTscKhz(await readCpuInfo(), process.arch).khz;
 }
 async function tail(file, lines = 20) {
     try {
@@ -44972,6 +45317,7 @@ function diskFile(spec, serial) {
 
 
 
+
 class AccelError extends Error {
     name = 'AccelError';
 }
@@ -44982,7 +45328,7 @@ function parseAccelChoice(text, source) {
     throw new AccelError(`${source}: "${value}" is not an accelerator; use auto, kvm or tcg`);
 }
 /** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */
-const PROBE_TIMEOUT_S = 6;
+const PROBE_TIMEOUT_MS = 6000;
 /** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
 function probeArgs(bundle, consoleFile) {
     // prettier-ignore
@@ -44994,74 +45340,128 @@ function probeArgs(bundle, consoleFile) {
         '-serial', `file:${consoleFile}`,
     ];
 }
-/** Boots the probe under KVM; returns undefined when it worked, else why not. */
-async function probeKvm(bundle) {
+/**
+ * KVM works only when the test boot powered off cleanly: QEMU exited 0 within
+ * the limit and the console ends with the kernel's "Power down" (a panic says
+ * "Restarting"). Anything else is a reason not to use it. Pure.
+ */
+function judgeProbe(outcome) {
+    const { end, stderr, console } = outcome;
+    if (end.exitCode === 0 && console?.includes('Power down'))
+        return undefined;
+    return `a KVM test boot failed: ${probeFailure(end, stderr, console)}`;
+}
+function probeFailure(end, stderr, console) {
+    if (end.timedOutMs !== undefined)
+        return `the guest did not power off within ${end.timedOutMs / 1000} s`;
+    if (end.exitCode !== 0) {
+        const detail = trimOutput(stderr, 3);
+        return `QEMU ${describeEnd(end)}${detail ? `: ${detail}` : ''}`;
+    }
+    if (console === undefined)
+        return 'QEMU exited, but its console could not be read';
+    if (!console.trim())
+        return 'QEMU exited, but the guest printed nothing';
+    return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
+}
+/** Boots the probe under KVM; returns undefined when it worked, else why not. Never throws. */
+async function probeKvm(bundle, options) {
     try {
-        await (0,promises_namespaceObject.access)('/dev/kvm', promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
+        await (0,promises_namespaceObject.access)(options.kvmDevice, promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
     }
     catch (error) {
         const code = error.code;
-        return code === 'ENOENT' ? '/dev/kvm does not exist' : `/dev/kvm is not usable by this user (${code})`;
+        return code === 'ENOENT'
+            ? `${options.kvmDevice} does not exist`
+            : `${options.kvmDevice} is not usable by this user (${code})`;
     }
-    const dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
+    if (!(await onPath(options.qemu)))
+        return `${options.qemu} is not an executable program`;
+    let dir;
     try {
+        dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
         const consoleFile = external_node_path_default().join(dir, 'console');
-        const result = await run({
-            program: 'timeout',
-            args: ['-k', '2', String(PROBE_TIMEOUT_S), QEMU_BINARY, ...probeArgs(bundle, consoleFile)],
-        }, { allowFailure: true });
-        const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch(() => '');
-        // "Power down" is the kernel's last word after poweroff; a panic would say "Restarting".
-        if (result.exitCode === 0 && console.includes('Power down'))
-            return undefined;
-        const detail = result.exitCode === 124
-            ? `the guest did not power off within ${PROBE_TIMEOUT_S} s`
-            : trimOutput(result.stderr || console, 3) || `exit code ${result.exitCode}`;
-        return `a KVM test boot failed: ${detail}`;
+        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile) }, options.timeoutMs);
+        // No console file at all: the guest printed nothing. Any other error: it cannot be read.
+        const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
+        return judgeProbe({ ...outcome, console });
+    }
+    catch (error) {
+        return `a KVM test boot failed: ${error.message}`;
     }
     finally {
-        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        if (dir)
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true }).catch(() => undefined);
     }
 }
-/** What the probe's answer depends on: the host kernel, the QEMU binary and the guest bundle. */
-async function probeKey(bundle) {
-    const { stdout } = await run({ program: 'sh', args: ['-c', 'command -v "$1"', 'sh', QEMU_BINARY] }, { allowFailure: true });
-    const qemu = await (0,promises_namespaceObject.stat)(stdout.trim()).catch(() => undefined);
-    const kvm = await (0,promises_namespaceObject.stat)('/dev/kvm').catch(() => undefined);
+async function runProbe(command, timeoutMs) {
+    try {
+        const result = await run(command, { allowFailure: true, timeoutMs });
+        return { end: { exitCode: result.exitCode }, stderr: result.stderr };
+    }
+    catch (error) {
+        if (!(error instanceof CommandError))
+            throw error;
+        return { end: error.end, stderr: error.stderr };
+    }
+}
+/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
+async function probeKey(bundle, options) {
+    const binary = await programPath(options.qemu);
+    const qemu = binary ? await (0,promises_namespaceObject.stat)(binary).catch(() => undefined) : undefined;
+    const kvm = await (0,promises_namespaceObject.stat)(options.kvmDevice).catch(() => undefined);
     return [
         external_node_os_default().release(),
-        stdout.trim(),
+        binary ?? options.qemu,
         qemu?.size,
         qemu?.mtimeMs,
         bundle.version,
+        options.kvmDevice,
         kvm?.mode,
         kvm?.gid,
         process.getuid?.(),
     ].join('|');
 }
-/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
-async function cachedProbe(bundle, cacheFile) {
-    if (!cacheFile)
-        return probeKvm(bundle);
-    const key = await probeKey(bundle);
+/** A cached answer for `key`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
+function cachedAnswer(text, key) {
     try {
-        const cached = JSON.parse(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8'));
-        if (cached.key === key)
-            return cached.failure ?? undefined;
+        const cached = JSON.parse(text);
+        if (cached.key !== key)
+            return undefined;
+        return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
     }
     catch {
-        // No usable cache entry: probe.
+        return undefined;
     }
-    const failure = await probeKvm(bundle);
-    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
-    await (0,promises_namespaceObject.writeFile)(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+}
+/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
+async function cachedProbe(bundle, options, cacheFile) {
+    if (!cacheFile)
+        return probeKvm(bundle, options);
+    const key = await probeKey(bundle, options);
+    const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key);
+    if (cached)
+        return cached.failure;
+    const failure = await probeKvm(bundle, options);
+    try {
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
+        await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+    }
+    catch {
+        // The answer stands; the next run probes again.
+    }
     return failure;
 }
 /** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
 async function chooseAccel(choice, bundle, options = {}) {
     if (choice === 'tcg')
         return { accel: 'tcg' };
-    const failure = await cachedProbe(bundle, options.cacheFile);
+    const settings = {
+        qemu: options.qemu ?? QEMU_BINARY,
+        kvmDevice: options.kvmDevice ?? '/dev/kvm',
+        timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
+    };
+    const failure = await cachedProbe(bundle, settings, options.cacheFile);
     if (failure === undefined)
         return { accel: 'kvm' };
     if (choice === 'kvm')
@@ -45091,6 +45491,38 @@ function cacheDir() {
 }
 function vmDir(name) {
     return external_node_path_default().join(stateDir(), 'vms', name);
+}
+
+;// CONCATENATED MODULE: ./src/lifecycle/record.ts
+
+
+
+
+
+async function writeRecord(record) {
+    await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
+}
+/** What to do about a damaged vm.json: `hyper rm -f` removes the VM without it. */
+function damagedRecordRemedy(name) {
+    return `remove that VM with "hyper rm -f ${name}" (its QEMU is stopped and its directory removed; named volumes stay)`;
+}
+/** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
+async function readRecord(name) {
+    return readStateFile(vmPaths(vmDir(name)).record, damagedRecordRemedy(name));
+}
+/** The names of the VMs in the state dir, whether or not their records can be read. */
+async function listVmNames() {
+    try {
+        return (await (0,promises_namespaceObject.readdir)(external_node_path_default().join(stateDir(), 'vms'))).sort();
+    }
+    catch {
+        return [];
+    }
+}
+/** Every VM's record; a damaged one is an error naming its file. */
+async function listRecords() {
+    const records = await Promise.all((await listVmNames()).map((name) => readRecord(name)));
+    return records.filter((r) => r !== undefined);
 }
 
 ;// CONCATENATED MODULE: ./src/images/run-config.ts
@@ -45192,7 +45624,53 @@ function guestCapacity(cidr) {
     return Math.max(0, size(cidr.prefix) - 3);
 }
 
+;// CONCATENATED MODULE: ./src/host/sysctl.ts
+
+/** A /proc/sys on/off value: "1\n" is true, "0\n" false; anything else, or no text, undefined. Pure. */
+function parseSysctlFlag(text) {
+    const value = text?.trim();
+    if (value === '1')
+        return true;
+    if (value === '0')
+        return false;
+    return undefined;
+}
+/** Reads a /proc/sys on/off value; undefined when it cannot be read (no /proc, hidden in a container). */
+async function readSysctlFlag(file) {
+    return parseSysctlFlag(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => undefined));
+}
+/**
+ * Why a /proc/sys file could not be written, from the error's code or, for a
+ * `sysctl -w` through sudo, its message: "is read-only here (EROFS)", ...
+ * Pure.
+ */
+function sysctlWriteProblem(file, error) {
+    const code = error.code ??
+        (/Read-only file system/i.test(error.message)
+            ? 'EROFS'
+            : /Operation not permitted/i.test(error.message)
+                ? 'EPERM'
+                : /Permission denied/i.test(error.message)
+                    ? 'EACCES'
+                    : /No such file or directory|cannot stat/i.test(error.message)
+                        ? 'ENOENT'
+                        : undefined);
+    switch (code) {
+        case 'EROFS':
+            return `${file} is read-only here (EROFS), as /proc/sys is in most containers`;
+        case 'EPERM':
+        case 'EACCES':
+        case 'EIO':
+            return `${file} cannot be written by this process (${code}): a container's network namespace may need its sysctls set from outside`;
+        case 'ENOENT':
+            return `${file} does not exist (no /proc/sys, or no IPv4 in this network namespace)`;
+        default:
+            return `${file} could not be written: ${error.message.trim().split('\n')[0] ?? ''}`;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/install/tools.ts
+
 
 const VM_TOOLS = [
     { program: process.env.HYPER_QEMU ?? 'qemu-system-x86_64', aptPackage: 'qemu-system-x86' },
@@ -45234,7 +45712,8 @@ function aptCommand(args, isRoot) {
 }
 /**
  * Makes sure each tool is on PATH, installing the missing ones with apt-get
- * (through sudo when not root). Without apt-get, fails naming every missing tool.
+ * (through sudo when not root). Without apt-get, or neither root nor
+ * passwordless sudo, fails naming every missing tool.
  */
 async function ensureTools(tools, log) {
     const missing = await missingTools(tools);
@@ -45243,8 +45722,14 @@ async function ensureTools(tools, log) {
     if (!(await onPath('apt-get'))) {
         throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`);
     }
-    const isRoot = process.getuid?.() === 0;
+    const isRoot = user_isRoot();
     const packages = [...new Set(missing.map((t) => t.aptPackage))];
+    if (!isRoot) {
+        const sudo = await probeSudo();
+        if (!sudo.usable) {
+            throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. Not running as root, and ${sudo.reason}, so apt-get cannot install them: run "apt-get install ${packages.join(' ')}" as root, or run this as root.`);
+        }
+    }
     log(`Installing ${packages.join(' ')} with apt-get`);
     const env = { DEBIAN_FRONTEND: 'noninteractive' };
     try {
@@ -45260,6 +45745,124 @@ async function ensureTools(tools, log) {
     const still = await missingTools(missing);
     if (still.length)
         throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
+}
+
+;// CONCATENATED MODULE: ./src/network/firewall-choice.ts
+/**
+ * Which packet filter a bridge network's rules go into, decided from what the
+ * host showed: whether nft is installed and can list tables, and for each
+ * iptables flavour found (`iptables` itself, and the other flavour when it has
+ * tables of its own) which one it is and its FORWARD policy. Pure.
+ */
+/** The flavour `iptables --version` names: "iptables v1.8.9 (nf_tables)"; before 1.8 there was only legacy. Pure. */
+function iptablesVariant(versionOutput) {
+    if (/\(nf_tables\)/.test(versionOutput))
+        return 'nf_tables';
+    if (/\(legacy\)/.test(versionOutput))
+        return 'legacy';
+    if (/^iptables v1\.[0-7]\./m.test(versionOutput))
+        return 'legacy';
+    return undefined;
+}
+/** The FORWARD policy in `iptables -S FORWARD` output ("-P FORWARD DROP"). Pure. */
+function forwardPolicy(listing) {
+    return /^-P FORWARD (\S+)\s*$/m.exec(listing)?.[1];
+}
+/** iptables-nft warns when the legacy tables also hold rules: Docker may have put its DROP there. Pure. */
+function legacyTablesPresent(output) {
+    return /iptables-legacy tables present/.test(output);
+}
+/** The first line of a tool's complaint worth showing (not iptables-nft's "# Warning" lines). Pure. */
+function firstProblemLine(stderr, fallback) {
+    const line = stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .find((l) => l !== '' && !l.startsWith('#'));
+    return line ?? fallback;
+}
+/** What to do about a filter that cannot list its rules, judged from its complaint. Pure. */
+function filterProblemHint(errors) {
+    const text = errors.join('\n');
+    if (/not permitted|permission denied|you must be root/i.test(text))
+        return 'this process lacks CAP_NET_ADMIN (in a container, add it with --cap-add NET_ADMIN)';
+    if (/protocol not supported|address family not supported|table does not exist|insmod|no such file/i.test(text))
+        return 'the kernel lacks nf_tables / ip_tables (load them on the host: modprobe nf_tables, or ip_tables)';
+    return 'the kernel or this container does not allow packet filtering';
+}
+function describe(tool, answer) {
+    return answer.ok ? `${tool} works` : `${tool}: ${answer.error}`;
+}
+const USE_USER = 'Use network user (QEMU user networking) to run without a packet filter';
+/**
+ * - HYPER_FIREWALL=nft|iptables is obeyed, or refused naming why it cannot be;
+ * - a FORWARD policy of DROP (Docker sets it) in an iptables flavour means our
+ *   rules go there: a separate nft table cannot undo that drop, but our chain
+ *   first in FORWARD accepts our traffic;
+ * - else nft when it can list tables, else an iptables that can;
+ * - nothing installed: install nftables; installed but none works: an error
+ *   naming each tool's complaint and what to do.
+ */
+function chooseFirewall(facts) {
+    const { wanted, nft } = facts;
+    const iptables = facts.iptables.find((f) => f.program === 'iptables');
+    if (wanted !== undefined && wanted !== '') {
+        if (wanted === 'nft') {
+            if (!nft)
+                return { error: 'HYPER_FIREWALL=nft, but nft is not installed' };
+            if (!nft.ok)
+                return {
+                    error: `HYPER_FIREWALL=nft, but nftables does not work here (nft list tables: ${nft.error}): ${filterProblemHint([nft.error])}`,
+                };
+            return { backend: 'nft' };
+        }
+        if (wanted === 'iptables') {
+            if (!iptables)
+                return { error: 'HYPER_FIREWALL=iptables, but iptables is not installed' };
+            if (!iptables.list.ok)
+                return {
+                    error: `HYPER_FIREWALL=iptables, but iptables does not work here (iptables -S FORWARD: ${iptables.list.error}): ${filterProblemHint([iptables.list.error])}`,
+                };
+            return { backend: 'iptables' };
+        }
+        return { error: `HYPER_FIREWALL must be nft or iptables, not "${wanted}"` };
+    }
+    const dropping = facts.iptables.filter((f) => f.list.ok && f.forwardPolicy === 'DROP');
+    if (dropping.length > 1) {
+        return {
+            error: `iptables' FORWARD policy is DROP in both the legacy and the nf_tables tables (${dropping.map((f) => f.program).join(', ')}); guests would need rules in both. Set one policy to ACCEPT, or use network user`,
+        };
+    }
+    const drop = dropping[0];
+    if (drop) {
+        return {
+            backend: drop.program,
+            note: `network: ${drop.program} FORWARD policy is DROP here (as Docker sets it), so the rules go into ${drop.program}`,
+        };
+    }
+    if (nft?.ok)
+        return { backend: 'nft' };
+    const working = facts.iptables.find((f) => f.list.ok);
+    if (working) {
+        return {
+            backend: working.program,
+            ...(nft && !nft.ok
+                ? { note: `network: nft does not work here (${nft.error}), so the rules go into ${working.program}` }
+                : {}),
+        };
+    }
+    if (!nft && facts.iptables.length === 0)
+        return { install: 'nftables' };
+    const complaints = [
+        ...(nft ? [describe('nft list tables', nft)] : []),
+        ...facts.iptables.map((f) => describe(`${f.program} -S FORWARD`, f.list)),
+    ];
+    const errors = [
+        ...(nft && !nft.ok ? [nft.error] : []),
+        ...facts.iptables.flatMap((f) => (f.list.ok ? [] : [f.list.error])),
+    ];
+    return {
+        error: `network bridge needs a packet filter, and none works here: ${complaints.join('; ')}. Likely ${filterProblemHint(errors)}. ${USE_USER}`,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/network/firewall.ts
@@ -45478,54 +46081,105 @@ function splitList(text) {
 
 
 
-function isRoot() {
-    return process.getuid?.() === 0;
-}
+
+
+
 /** Root, or passwordless sudo; undefined (with why) when neither. */
 async function networkPrivilege() {
-    if (isRoot())
+    if (user_isRoot())
         return { sudo: false };
-    const sudo = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true }).catch(() => undefined);
-    if (sudo?.exitCode === 0)
+    const sudo = await probeSudo();
+    if (sudo.usable)
         return { sudo: true };
-    return { reason: `not running as root, and sudo ${sudo ? 'asks for a password' : 'is not installed'}` };
+    return { reason: `not running as root, and ${sudo.reason}` };
 }
 /** A command run as root: directly, or through `sudo -n`. Pure. */
 function privileged(privilege, program, args, input) {
     const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
     return input === undefined ? command : { ...command, input };
 }
+async function installed(program) {
+    if (await onPath(program))
+        return program;
+    // sbin is not on every user's PATH; sudo's secure_path has it.
+    if (await onPath(`/usr/sbin/${program}`))
+        return `/usr/sbin/${program}`;
+    return undefined;
+}
+/** Runs a listing command as root; never throws: a tool that cannot start or fails gives its complaint. */
+async function listAnswer(privilege, program, args) {
+    try {
+        const result = await run(privileged(privilege, program, args), { allowFailure: true });
+        const output = `${result.stdout}\n${result.stderr}`;
+        if (result.exitCode === 0)
+            return [{ ok: true }, output];
+        return [{ ok: false, error: firstProblemLine(result.stderr, `exit code ${result.exitCode}`) }, output];
+    }
+    catch (error) {
+        return [{ ok: false, error: firstProblemLine(error.message, 'could not be run') }, ''];
+    }
+}
+async function probeIptables(privilege, program) {
+    const path = await installed(program);
+    if (!path)
+        return undefined;
+    const version = await run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(() => undefined);
+    const [list, output] = await listAnswer(privilege, path, ['-w', '-S', 'FORWARD']);
+    return {
+        facts: {
+            program,
+            variant: iptablesVariant(`${version?.stdout ?? ''}${version?.stderr ?? ''}`),
+            list,
+            forwardPolicy: list.ok ? forwardPolicy(output) : undefined,
+        },
+        legacyTables: legacyTablesPresent(output),
+    };
+}
 /**
- * nft when it is here, else iptables (nftables installed with apt when
- * neither is); HYPER_FIREWALL=nft|iptables chooses. Where iptables' FORWARD
- * policy is DROP (Docker sets it), iptables: a separate nft table cannot
- * undo that drop, but our chain first in FORWARD accepts our traffic.
+ * What the host's packet filters say: nft's answer to `nft list tables`, and
+ * `iptables`' flavour and FORWARD policy. The other iptables flavour is asked
+ * too when its tables may matter: iptables-nft warns that legacy tables exist
+ * (Docker may have put its DROP there), `iptables` is the legacy one, or
+ * `iptables` does not work at all. Listing with iptables-legacy loads its
+ * tables, so it is not asked otherwise.
+ */
+async function probeFirewalls(privilege, wanted) {
+    const nftPath = await installed('nft');
+    const nft = nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined;
+    const iptables = [];
+    const main = await probeIptables(privilege, 'iptables');
+    if (main) {
+        iptables.push(main.facts);
+        const legacy = main.facts.variant === 'legacy';
+        if (legacy || main.legacyTables || !main.facts.list.ok) {
+            const other = await probeIptables(privilege, legacy ? 'iptables-nft' : 'iptables-legacy');
+            if (other)
+                iptables.push(other.facts);
+        }
+    }
+    return { wanted, nft, iptables };
+}
+/**
+ * The packet filter this host's bridge networks use (see chooseFirewall);
+ * HYPER_FIREWALL=nft|iptables chooses. nftables is installed with apt when no
+ * filter is; when filters are installed but none works, the error names each
+ * one's complaint and what to do.
  */
 async function firewallBackend(privilege, log) {
     await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
     const wanted = process.env.HYPER_FIREWALL;
-    if (wanted === 'nft' || wanted === 'iptables') {
-        if (!(await onPath(wanted)) && !(await onPath(`/usr/sbin/${wanted}`)))
-            throw new NetworkError(`HYPER_FIREWALL=${wanted}, but ${wanted} is not installed`);
-        return wanted;
+    let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
+    if ('install' in choice) {
+        await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
+        choice = chooseFirewall(await probeFirewalls(privilege, wanted));
     }
-    if (wanted)
-        throw new NetworkError(`HYPER_FIREWALL must be nft or iptables, not "${wanted}"`);
-    const has = async (program) => (await onPath(program)) || (await onPath(`/usr/sbin/${program}`));
-    if (await has('iptables')) {
-        const forward = await run(privileged(privilege, 'iptables', ['-w', '-S', 'FORWARD']), {
-            allowFailure: true,
-        });
-        if (/^-P FORWARD DROP$/m.test(forward.stdout)) {
-            log('network: iptables FORWARD policy is DROP here (as Docker sets it), so the rules go into iptables');
-            return 'iptables';
-        }
-    }
-    for (const backend of ['nft', 'iptables'])
-        if (await has(backend))
-            return backend;
-    await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
-    return 'nft';
+    if ('error' in choice)
+        throw new NetworkError(choice.error);
+    if ('install' in choice)
+        throw new NetworkError('nftables was installed, but nft is still not found');
+    if (choice.note)
+        log(choice.note);
+    return choice.backend;
 }
 /** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
 async function hostNetworks() {
@@ -45580,43 +46234,68 @@ async function deleteLink(privilege, name) {
         return;
     await run(privileged(privilege, 'ip', ['link', 'del', name]));
 }
-/** Guests reach anything outside the bridge only if the host routes; returns whether it had to be turned on. */
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+/**
+ * Guests reach anything outside the bridge only if the host routes; returns
+ * whether it had to be turned on. Unreadable reads as off; a /proc/sys that
+ * cannot be written (read-only in most containers) is an error naming it.
+ */
 async function enableForwarding(privilege) {
-    const current = (await (0,promises_namespaceObject.readFile)('/proc/sys/net/ipv4/ip_forward', 'utf8').catch(() => '0')).trim();
-    if (current === '1')
+    const current = await readSysctlFlag(IP_FORWARD);
+    if (current === true)
         return false;
-    if (privilege.sudo)
-        await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
-    else
-        await (0,promises_namespaceObject.writeFile)('/proc/sys/net/ipv4/ip_forward', '1\n');
+    try {
+        if (privilege.sudo)
+            await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
+        else
+            await (0,promises_namespaceObject.writeFile)(IP_FORWARD, '1\n');
+    }
+    catch (error) {
+        throw new NetworkError(forwardingRefused(error));
+    }
     return true;
+}
+/** The error when IPv4 forwarding cannot be turned on, with what to do instead. Pure. */
+function forwardingRefused(error) {
+    return (`cannot turn on IPv4 forwarding for guest egress: ${sysctlWriteProblem(IP_FORWARD, error)}. ` +
+        'Turn it on outside (sysctl -w net.ipv4.ip_forward=1 on the host, or docker run --sysctl net.ipv4.ip_forward=1), ' +
+        'or use egress deny (no allow-list) or network user');
 }
 /** Installs (or replaces) the job's rules. */
 async function applyFirewall(privilege, backend, plan) {
+    const program = (await installed(backend)) ?? backend;
     if (backend === 'nft') {
-        await run(privileged(privilege, 'nft', ['-f', '-'], nftRuleset(plan)));
+        await run(privileged(privilege, program, ['-f', '-'], nftRuleset(plan)));
         return;
     }
     await removeFirewall(privilege, backend, plan.id);
     for (const args of iptablesSetup(plan))
-        await run(privileged(privilege, 'iptables', ['-w', ...args]));
+        await run(privileged(privilege, program, ['-w', ...args]));
 }
 /** Removes the job's rules; rules already gone are fine. */
 async function removeFirewall(privilege, backend, id) {
+    const program = (await installed(backend)) ?? backend;
     if (backend === 'nft') {
-        await run(privileged(privilege, 'nft', ['-f', '-'], nftDelete(id)), { allowFailure: true });
+        await run(privileged(privilege, program, ['-f', '-'], nftDelete(id)), { allowFailure: true });
         return;
     }
     for (const args of iptablesTeardown(id))
-        await run(privileged(privilege, 'iptables', ['-w', ...args]), { allowFailure: true });
+        await run(privileged(privilege, program, ['-w', ...args]), { allowFailure: true });
 }
-/** Name servers a guest can use: the host's, skipping loopback ones (systemd-resolved's upstreams then). */
+/** The IPv4 name servers of resolv.conf text, without loopback ones (a local stub such as systemd-resolved). Pure. */
+function nameServers(resolvConf) {
+    return [...resolvConf.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
+        .map((m) => m[1])
+        .filter((server) => !server.startsWith('127.'));
+}
+/**
+ * Name servers a guest can use: the host's, skipping loopback ones
+ * (systemd-resolved's upstreams then). None found (no resolv.conf, only
+ * IPv6 or a stub) is an empty list.
+ */
 async function upstreamNameServers() {
     for (const file of ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']) {
-        const text = await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => '');
-        const servers = [...text.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
-            .map((m) => m[1])
-            .filter((server) => !server.startsWith('127.'));
+        const servers = nameServers(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''));
         if (servers.length > 0)
             return servers;
     }
@@ -45830,6 +46509,7 @@ function formatPort(port) {
 
 
 
+
 /** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
 const USER_SUBNET = '10.0.2.0/24';
 const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
@@ -45837,18 +46517,16 @@ const USER_PEERS_FROM = 100;
 function networkFile(stateDir) {
     return external_node_path_default().join(stateDir, 'network.json');
 }
+/**
+ * The job network's record; undefined when there is none. A damaged one is an
+ * error, never a reason to make a second network beside the first.
+ */
 async function readNetwork(stateDir) {
-    try {
-        return JSON.parse(await (0,promises_namespaceObject.readFile)(networkFile(stateDir), 'utf8'));
-    }
-    catch {
-        return undefined;
-    }
+    return readStateFile(networkFile(stateDir), '"hyper down" still stops the VMs; then remove the bridge hy<id> and the firewall table ' +
+        'or chains hyper-<id> it made, if any, by hand, and delete the file');
 }
 async function writeNetwork(stateDir, record) {
-    const file = networkFile(stateDir);
-    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(record, null, 2));
-    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+    await writeFileAtomic(networkFile(stateDir), JSON.stringify(record, null, 2));
 }
 /** Serializes changes to one job's network between hyper processes. */
 async function withLock(stateDir, work) {
@@ -46779,37 +47457,8 @@ async function checkMountSources(mounts) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/record.ts
-
-
-
-
-async function writeRecord(record) {
-    const file = vmPaths(record.machine.dir).record;
-    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(record, null, 2));
-    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
-}
-async function readRecord(name) {
-    try {
-        return JSON.parse(await (0,promises_namespaceObject.readFile)(vmPaths(vmDir(name)).record, 'utf8'));
-    }
-    catch {
-        return undefined;
-    }
-}
-async function listRecords() {
-    let names;
-    try {
-        names = await (0,promises_namespaceObject.readdir)(external_node_path_default().join(stateDir(), 'vms'));
-    }
-    catch {
-        return [];
-    }
-    const records = await Promise.all(names.sort().map((name) => readRecord(name)));
-    return records.filter((r) => r !== undefined);
-}
-
 ;// CONCATENATED MODULE: ./src/lifecycle/service.ts
+
 
 
 
@@ -47028,11 +47677,31 @@ function machineSpec(name, host, vm) {
         disks: vm.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
     };
 }
+/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+function stateText(state) {
+    if (state.running)
+        return 'running';
+    if (state.crash)
+        return `exited (${state.crash.split(':')[0]})`;
+    return `exited (${state.exitCode ?? '?'})`;
+}
+/**
+ * Running means QEMU is alive and the guest has not reported its service's
+ * exit: between that report and the power-off, QEMU still runs, but the
+ * service is gone.
+ */
 async function vmState(record, host) {
+    const paths = vmPaths(record.machine.dir);
+    const status = await readGuestStatus(paths.status);
+    if (status.exitCode !== undefined)
+        return { running: false, exitCode: status.exitCode };
     if (await host.hypervisor.isRunning(record.machine))
         return { running: true };
-    const status = await readGuestStatus(vmPaths(record.machine.dir).status);
-    return { running: false, exitCode: status.exitCode };
+    const console = await readConsoleTail(paths.console);
+    const crash = crashReason(console);
+    if (!crash)
+        return { running: false, exitCode: undefined };
+    return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
 }
 /**
  * Boots a stopped VM again from its record: same disks (so named volumes and
@@ -47107,7 +47776,20 @@ async function stopService(name, graceMs, host) {
 }
 /** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
 async function removeService(name, force, host, options = {}) {
-    const record = await requireRecord(name);
+    let record;
+    try {
+        record = await requireRecord(name);
+    }
+    catch (error) {
+        // A damaged record is reported by every other command; rm -f is how it goes.
+        if (!force || !(error instanceof DamagedStateError))
+            throw error;
+        await host.hypervisor.kill({ dir: vmDir(name) });
+        await (0,promises_namespaceObject.rm)(vmDir(name), { recursive: true, force: true });
+        if (!options.keepMember)
+            await leaveNetwork(stateDir(), [name]);
+        return;
+    }
     if (await host.hypervisor.isRunning(record.machine)) {
         if (!force)
             throw new ServiceError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`);
@@ -47127,7 +47809,28 @@ async function execInService(name, command, host, options = {}) {
     if (command.length === 0)
         throw new ServiceError('no command given: hyper exec NAME -- CMD [ARG...]');
     const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
-    return host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+    try {
+        return await host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+    }
+    catch (error) {
+        const ended = await stateOnceStopped(record, host, 15_000);
+        if (!ended)
+            throw error;
+        const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+        throw new ServiceError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+    }
+}
+/** The VM's state once it is no longer running, when that happens within `withinMs`; else undefined. */
+async function stateOnceStopped(record, host, withinMs) {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+        const state = await vmState(record, host);
+        if (!state.running)
+            return state;
+        if (Date.now() > deadline)
+            return undefined;
+        await process_sleep(100);
+    }
 }
 async function serviceLogs(name) {
     const record = await requireRecord(name);
@@ -47135,12 +47838,36 @@ async function serviceLogs(name) {
 }
 async function listServices(host) {
     const summaries = [];
-    for (const record of await listRecords()) {
-        const state = await vmState(record, host);
-        const pidText = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
-        summaries.push({ record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined });
-    }
+    for (const record of await listRecords())
+        summaries.push(await summarize(record, host));
     return summaries;
+}
+async function summarize(record, host) {
+    const state = await vmState(record, host);
+    const pidText = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
+    return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
+}
+/**
+ * For teardown: every VM, with those whose record is damaged set apart (with
+ * the error that names the file) instead of failing the whole list, so the
+ * rest can still be torn down and the damaged ones removed by name.
+ */
+async function listServicesForTeardown(host) {
+    const services = [];
+    const damaged = [];
+    for (const name of await listVmNames()) {
+        try {
+            const record = await readRecord(name);
+            if (record)
+                services.push(await summarize(record, host));
+        }
+        catch (error) {
+            if (!(error instanceof DamagedStateError))
+                throw error;
+            damaged.push({ name, error });
+        }
+    }
+    return { services, damaged };
 }
 
 ;// CONCATENATED MODULE: ./src/lifecycle/health.ts
@@ -47219,7 +47946,8 @@ async function waitHealthy(record, check, host, timeoutMs) {
             throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`);
         }
         const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
-        if (result.ok)
+        // The service may have exited while the probe ran (one with nothing to probe passes at once).
+        if (result.ok && (await vmState(record, host)).running)
             return;
         if (Date.now() + intervalMs > deadline) {
             throw new HealthError(`${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`);
@@ -47229,6 +47957,8 @@ async function waitHealthy(record, check, host, timeoutMs) {
 }
 
 ;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
+
+
 
 
 
@@ -47247,18 +47977,14 @@ function snapshotNameProblem(tag) {
 function snapshotsFile(record) {
     return external_node_path_default().join(record.machine.dir, 'snapshots.json');
 }
+/** The service's snapshots; a damaged list is an error, never overwritten by the next snapshot. */
 async function readSnapshots(record) {
-    try {
-        return JSON.parse(await (0,promises_namespaceObject.readFile)(snapshotsFile(record), 'utf8'));
-    }
-    catch {
-        return [];
-    }
+    const remedy = `it lists the snapshots of ${record.name}, which are kept inside its disks ` +
+        `("qemu-img snapshot -l" shows them); restore the file or delete it to start a new list`;
+    return (await readStateFile(snapshotsFile(record), remedy, 'array')) ?? [];
 }
 async function writeSnapshots(record, snapshots) {
-    const file = snapshotsFile(record);
-    await (0,promises_namespaceObject.writeFile)(`${file}.tmp`, JSON.stringify(snapshots, null, 2));
-    await (0,promises_namespaceObject.rename)(`${file}.tmp`, file);
+    await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
 let qemuVersionText;
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
@@ -47266,22 +47992,17 @@ async function qemuVersion() {
     qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
     return qemuVersionText;
 }
-let hostCpuText;
 /**
  * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
  * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
  * and feature flags: a guest resumed on a CPU without a feature it uses dies.
+ * An unreadable /proc/cpuinfo gives "host unknown CPU (flags ...)" (see
+ * cpuIdentity), never an error.
  */
 async function guestCpu(accel) {
     if (accel === 'tcg')
         return 'max';
-    if (hostCpuText === undefined) {
-        const first = (await (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8')).split('\n\n')[0] ?? '';
-        const field = (key) => new RegExp(`^${key}\\s*: (.*)$`, 'm').exec(first)?.[1] ?? '';
-        const flags = (0,external_node_crypto_.createHash)('sha256').update(field('flags')).digest('hex').slice(0, 12);
-        hostCpuText = `host ${field('model name')} (flags ${flags})`;
-    }
-    return hostCpuText;
+    return cpuIdentity(await readCpuInfo());
 }
 /** A default name: the time, as docker commit's generated names are not useful to type. */
 function defaultSnapshotName(now = new Date()) {
@@ -47346,13 +48067,19 @@ async function snapshotService(service, name, options, host) {
 }
 /** QEMU reports a full disk during a checkpoint as an I/O error; say when space is the likely cause. */
 async function spaceHint(record) {
-    const fs = await (0,promises_namespaceObject.statfs)(record.machine.dir).catch(() => undefined);
-    if (!fs)
+    return checkpointSpaceHint(await readFreeBytes(record.machine.dir), record.machine.dir, record.machine.memoryMiB);
+}
+/**
+ * The note added to a failed checkpoint when the disk may be why: free space
+ * below the VM's RAM. Unknown free space (statfs failed) adds nothing. Pure.
+ */
+function checkpointSpaceHint(free, dir, memoryMiB) {
+    if (free === undefined)
         return '';
-    const freeMiB = Math.floor((fs.bavail * fs.bsize) / (1024 * 1024));
-    if (freeMiB >= record.machine.memoryMiB)
+    const freeMiB = Math.floor(free / (1024 * 1024));
+    if (freeMiB >= memoryMiB)
         return '';
-    return ` (the disk holding ${record.machine.dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${record.machine.memoryMiB} MiB of RAM)`;
+    return ` (the disk holding ${dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${memoryMiB} MiB of RAM)`;
 }
 async function requireSnapshot(service, name) {
     const record = await requireRecord(service);
@@ -47827,6 +48554,7 @@ async function importSnapshot(file, options, host) {
 
 
 
+
 const DEFAULT_SERVICE_MEMORY_MIB = 512;
 const BOOT_TIMEOUT_MS = 120_000;
 /** A service that failed to come up, with its log for the user. */
@@ -47891,6 +48619,8 @@ async function upServices(waves, host, options, reporter) {
             const failure = results.find((r) => r.status === 'rejected');
             if (failure)
                 throw failure.reason;
+            // A service of an earlier wave, or of this one, may have exited since it was healthy.
+            await checkStillRunning(statuses, host);
         }
     }
     catch (error) {
@@ -47903,6 +48633,21 @@ async function upServices(waves, host, options, reporter) {
         throw error;
     }
     return statuses;
+}
+/**
+ * Fails, naming the service, its exit code and the tail of its log, when any
+ * of `services` is no longer running: a service that exits after it was
+ * healthy but before the job's steps start must fail the start as well.
+ */
+async function checkStillRunning(services, host) {
+    for (const { name } of services) {
+        const state = await vmState(await requireRecord(name), host);
+        if (state.running)
+            continue;
+        const log = await serviceLogs(name);
+        const tail = trimOutput(log, 10);
+        throw new ServiceStartError(name, `service ${name} exited with code ${state.exitCode ?? 'unknown'} after it was healthy${tail ? `; the end of its log:\n${tail}` : ''}`, log);
+    }
 }
 /**
  * A service's place on the job network, planned before anything boots so
@@ -58027,7 +58772,7 @@ async function buildLocally(hash, version, options) {
 
 
 
-async function prepareHost(choice, reporter, release = {}) {
+async function prepareHost(choice, reporter, release = {}, probe = {}) {
     await ensureTools(VM_TOOLS, reporter.info);
     const bundle = await ensureGuestBundle({
         cacheDir: cacheDir(),
@@ -58037,6 +58782,7 @@ async function prepareHost(choice, reporter, release = {}) {
         githubToken: release.token,
     });
     const decision = await chooseAccel(choice, bundle, {
+        ...probe,
         cacheFile: external_node_path_default().join(cacheDir(), 'accel-probe.json'),
     });
     if (decision.warning)
@@ -58165,6 +58911,13 @@ async function removeVolume(name) {
     await (0,promises_namespaceObject.rm)(volumePath(name));
 }
 
+;// CONCATENATED MODULE: ./src/cli/host-options.ts
+/** HYPER_KVM_DEVICE: the device the KVM probe opens (tests point it at a stand-in). */
+function kvmProbeOptions() {
+    const device = process.env.HYPER_KVM_DEVICE;
+    return device ? { kvmDevice: device } : {};
+}
+
 ;// CONCATENATED MODULE: ./src/cli/network-options.ts
 
 
@@ -58207,6 +58960,7 @@ function formatTable(header, rows) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/snapshot-commands.ts
+
 
 
 
@@ -58311,10 +59065,7 @@ async function importCommand(argv, io) {
     if (!(await exists(external_node_path_default().resolve(file))))
         throw new TransferError(`${external_node_path_default().resolve(file)} does not exist`);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const hostContext = await prepareHost(accel, {
-        info: (line) => io.err(`${line}\n`),
-        warn: (line) => io.err(`warning: ${line}\n`),
-    });
+    const hostContext = await prepareHost(accel, { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) }, {}, kvmProbeOptions());
     const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network }, hostContext);
     for (const port of record.ports)
         io.err(`${record.name}: will publish ${formatPort(port)}\n`);
@@ -58377,6 +59128,9 @@ async function volume(argv, io) {
 
 
 
+
+
+
 const USAGE = `Usage: hyper COMMAND
 
 Run service containers as microVMs, each with its own kernel.
@@ -58385,7 +59139,7 @@ Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
   up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  down [--time S]                stop and remove every VM, and the job network
+  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
@@ -58544,7 +59298,7 @@ async function up(argv, io) {
     const network = networkOption(parsed, project.subnet);
     await preflightNetwork(stateDir(), network);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io));
+    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
     const options = {
         waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
         registry: registrySettings(parsed),
@@ -58573,17 +59327,57 @@ async function up(argv, io) {
     return 0;
 }
 /** Stops (gracefully, then kill) and removes every VM in the state dir. */
+/**
+ * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
+ * only those `hyper up -f FILE` made. The job network goes with the last VM.
+ */
 async function down(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
+    const parsed = parseArgs(argv, [
+        { name: 'time', short: 't', value: true },
+        { name: 'file', short: 'f', value: true },
+    ]);
     const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+    const file = stringOption(parsed, 'file');
+    const compose = file === undefined ? undefined : external_node_path_default().resolve(file);
+    if (compose !== undefined && !(await exists(compose)))
+        throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);
     const host = stateOnly();
-    for (const { record } of await listServices(host)) {
-        const code = await stopService(record.name, graceMs, host);
-        await removeService(record.name, true, host);
+    const { services, damaged } = await listServicesForTeardown(host);
+    // The network's record may be damaged too: every VM still goes, and that is reported at the end.
+    let networkDamage;
+    const leaving = async (name, remove) => {
+        try {
+            await remove();
+        }
+        catch (error) {
+            if (!(error instanceof DamagedStateError) || (await exists(vmDir(name))))
+                throw error;
+            networkDamage ??= error;
+        }
+    };
+    for (const { name, error } of damaged) {
+        // With -f, a VM whose record cannot be read cannot be told to be the file's: it is only reported.
+        io.err(`warning: ${error.message}${compose === undefined ? '; removing it' : ''}\n`);
+        if (compose !== undefined)
+            continue;
+        await leaving(name, () => removeService(name, true, host));
+        io.err(`${name}: killed and removed\n`);
+    }
+    for (const { record } of services) {
+        if (compose !== undefined && record.labels.compose !== compose)
+            continue;
+        let code;
+        await leaving(record.name, async () => {
+            code = await stopService(record.name, graceMs, host);
+            await removeService(record.name, true, host);
+        });
         io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
     }
-    // Whatever is left of the job network (a service that never booted) goes too.
-    await removeNetwork(stateDir());
+    if (networkDamage)
+        throw networkDamage;
+    // Whatever is left of the job network (a service that never booted) goes too, once no VM is left.
+    if ((await listVmNames()).length === 0)
+        await removeNetwork(stateDir());
     return 0;
 }
 async function commands_run(argv, io) {
@@ -58634,7 +59428,7 @@ async function commands_run(argv, io) {
         expose: listOption(parsed, 'expose').map(exposedPort),
     };
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io));
+    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
     const record = await runService(request, host, (line) => io.err(`${line}\n`));
     for (const port of record.ports)
         io.err(`${record.name}: published ${formatPort(port)}\n`);
@@ -58653,7 +59447,7 @@ function exposedPort(text) {
 async function setup(argv, io) {
     const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
     const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io));
+    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
     io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
     return 0;
 }
@@ -58667,6 +59461,8 @@ async function commands_ps(argv, io) {
             imageDigest: record.imageDigest,
             state: state.running ? 'running' : 'exited',
             exitCode: state.running ? null : (state.exitCode ?? null),
+            crash: (!state.running && state.crash) || null,
+            consoleTail: (!state.running && state.consoleTail) || null,
             ports: record.ports,
             pid: pid ?? null,
             accel: record.machine.accel,
@@ -58681,13 +59477,19 @@ async function commands_ps(argv, io) {
     const rows = services.map(({ record, state, pid }) => [
         record.name,
         record.image,
-        state.running ? 'running' : `exited (${state.exitCode ?? '?'})`,
+        stateText(state),
         record.ports.map(formatPort).join(', '),
         pid === undefined ? '-' : String(pid),
         record.machine.accel,
         record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
     ]);
     io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+    for (const { record, state } of services) {
+        if (state.running || !state.crash)
+            continue;
+        const tail = (state.consoleTail ?? '').replace(/^/gm, '  ');
+        io.out(`\n${record.name}: ${state.crash}; the end of its console:\n${tail}\n`);
+    }
     return 0;
 }
 async function logs(argv, io) {

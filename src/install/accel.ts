@@ -128,6 +128,7 @@ async function runProbe(command: Command, timeoutMs: number): Promise<Omit<Probe
     return { end: error.end, stderr: error.stderr };
   }
 }
+
 /** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
 async function probeKey(bundle: GuestBundle, options: ProbeSettings): Promise<string> {
   const binary = await programPath(options.qemu);

@@ -8,6 +8,9 @@ import { cacheDir } from '../../src/lifecycle/dirs.js';
 const BUILDER = path.resolve('test/fixtures/build-busybox-image.sh');
 const SERVICE_BUILDER = path.resolve('test/fixtures/build-service-images.sh');
 const PG_ENTRYPOINT = path.resolve('test/fixtures/pg-entrypoint.sh');
+const OFFICIAL_ENTRYPOINTS = ['postgres', 'redis'].map((name) =>
+  path.resolve(`test/fixtures/official/${name}-entrypoint.sh`),
+);
 
 /**
  * The busybox httpd OCI layout, built once per builder version and kept in
@@ -17,10 +20,30 @@ export async function busyboxLayout(): Promise<string> {
   return cachedFixture('busybox-httpd', [BUILDER], 'index.json');
 }
 
-/** Redis and postgres OCI layouts built from the host distro's packages (debootstrap). */
-export async function serviceImageLayouts(): Promise<{ redis: string; postgres: string }> {
-  const dir = await cachedFixture('service-images', [SERVICE_BUILDER, PG_ENTRYPOINT], 'postgres/index.json');
-  return { redis: path.join(dir, 'redis'), postgres: path.join(dir, 'postgres') };
+export interface ServiceImageLayouts {
+  /** redis-server as the redis user, with a healthcheck. */
+  redis: string;
+  /** postgres with trust authentication as the postgres user, with a healthcheck. */
+  postgres: string;
+  /** Laid out like Docker Hub's redis: a root entrypoint that steps down with gosu, uid 999, VOLUME /data. */
+  redisOfficial: string;
+  /** Laid out like Docker Hub's postgres: POSTGRES_PASSWORD/USER/DB, /docker-entrypoint-initdb.d, uid 999. */
+  postgresOfficial: string;
+}
+
+/** OCI layouts built from the host distro's packages (debootstrap), sharing one layer. */
+export async function serviceImageLayouts(): Promise<ServiceImageLayouts> {
+  const dir = await cachedFixture(
+    'service-images',
+    [SERVICE_BUILDER, PG_ENTRYPOINT, ...OFFICIAL_ENTRYPOINTS],
+    'postgres-official/index.json',
+  );
+  return {
+    redis: path.join(dir, 'redis'),
+    postgres: path.join(dir, 'postgres'),
+    redisOfficial: path.join(dir, 'redis-official'),
+    postgresOfficial: path.join(dir, 'postgres-official'),
+  };
 }
 
 /**
