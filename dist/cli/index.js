@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(107);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4458);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 107:
+/***/ 4458:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44878,6 +44878,128 @@ async function readConsoleTail(file, bytes = 64 * 1024) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
+// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
+
+const QEMU_IMG = 'qemu-img';
+class QemuOutputError extends Error {
+    name = 'QemuOutputError';
+}
+/** The command lines, pure, so tests assert them exactly. */
+const qemuImgCommand = {
+    /** A thin qcow2 over `backing`, which is never written. */
+    createOverlay(file, backing, backingFormat) {
+        return {
+            program: QEMU_IMG,
+            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
+        };
+    },
+    /** Without `from`, qemu-img probes the source's format. */
+    convert(source, target, formats) {
+        const from = formats.from ? ['-f', formats.from] : [];
+        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
+    },
+    info(file, options = {}) {
+        return {
+            program: QEMU_IMG,
+            args: [
+                'info',
+                ...(options.format ? ['-f', options.format] : []),
+                ...(options.forceShare ? ['-U'] : []),
+                '--output=json',
+                file,
+            ],
+        };
+    },
+    deleteSnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
+    },
+    /** Sets the disk's current state to snapshot `tag`. */
+    applySnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
+    },
+    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
+    rebaseUnsafe(file, backing, backingFormat) {
+        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
+    },
+};
+/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
+function parseImageInfo(stdout, command = 'qemu-img info') {
+    let value;
+    try {
+        value = JSON.parse(stdout);
+    }
+    catch (error) {
+        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`);
+    }
+    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
+    if (!img_isObject(value))
+        throw wrong('an object');
+    const { filename, format } = value;
+    const virtualSize = value['virtual-size'];
+    if (typeof filename !== 'string')
+        throw wrong('a "filename"');
+    if (typeof format !== 'string')
+        throw wrong('a "format"');
+    if (typeof virtualSize !== 'number')
+        throw wrong('a "virtual-size"');
+    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
+    const data = img_isObject(specific.data) ? specific.data : {};
+    const snapshots = value.snapshots ?? [];
+    if (!Array.isArray(snapshots))
+        throw wrong('a "snapshots" list');
+    return {
+        filename,
+        format,
+        virtualSize,
+        backingFilename: img_text(value['backing-filename']),
+        fullBackingFilename: img_text(value['full-backing-filename']),
+        backingFormat: img_text(value['backing-filename-format']),
+        dataFile: img_text(data['data-file']),
+        snapshots: snapshots.map((snapshot) => {
+            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
+                throw wrong('a name for each snapshot');
+            const vmStateSize = snapshot['vm-state-size'];
+            return {
+                id: String(snapshot.id),
+                name: snapshot.name,
+                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
+            };
+        }),
+    };
+}
+function img_isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function img_text(value) {
+    return typeof value === 'string' ? value : undefined;
+}
+/** Runs the commands above. */
+const qemuImg = {
+    async createOverlay(file, backing, backingFormat) {
+        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
+    },
+    async convert(source, target, formats) {
+        await run(qemuImgCommand.convert(source, target, formats));
+    },
+    async info(file, options = {}) {
+        const command = qemuImgCommand.info(file, options);
+        return parseImageInfo((await run(command)).stdout, formatCommand(command));
+    },
+    async snapshotNames(file, options = {}) {
+        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
+    },
+    async deleteSnapshot(file, tag) {
+        await run(qemuImgCommand.deleteSnapshot(file, tag));
+    },
+    async applySnapshot(file, tag) {
+        await run(qemuImgCommand.applySnapshot(file, tag));
+    },
+    async rebaseUnsafe(file, backing, backingFormat) {
+        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
+    },
+};
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
 
 
@@ -45032,6 +45154,7 @@ class QmpClient {
 }
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
+
 
 
 
@@ -45274,10 +45397,8 @@ class QemuHypervisor {
         }
         for (const serial of serials) {
             const file = diskFile(spec, serial);
-            const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', file] });
-            const info = JSON.parse(stdout);
-            if (info.snapshots?.some((snapshot) => snapshot.name === tag))
-                await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
+            if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
+                await qemuImg.deleteSnapshot(file, tag);
         }
     }
     async pause(spec) {
@@ -45291,7 +45412,7 @@ class QemuHypervisor {
         if (await this.isRunning(spec))
             throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
         for (const serial of serials)
-            await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, diskFile(spec, serial)] });
+            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
     }
 }
 /** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
@@ -45622,6 +45743,254 @@ function nthAddress(cidr, n) {
 /** How many hosts the network holds besides its gateway. */
 function guestCapacity(cidr) {
     return Math.max(0, size(cidr.prefix) - 3);
+}
+
+;// CONCATENATED MODULE: ./src/network/settings.ts
+
+
+const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
+class NetworkError extends Error {
+    name = 'NetworkError';
+}
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+function oneOf(value, allowed, what) {
+    const text = value.trim().toLowerCase();
+    if (!allowed.includes(text))
+        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+    return text;
+}
+/**
+ * Checks network settings from any front door; `names` says what the user
+ * called each one (`--network`, the `network` input), for the messages. Pure.
+ */
+function networkSettings(given, names) {
+    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
+    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
+    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
+    for (const entry of allow)
+        checkAllowEntry(entry, names.allow);
+    if (allow.length > 0 && egress === 'allow') {
+        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
+    }
+    let subnet;
+    if (given.subnet) {
+        try {
+            const cidr = parseCidr(given.subnet);
+            if (cidr.prefix > 29 || cidr.prefix < 16)
+                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
+            subnet = formatCidr(cidr);
+        }
+        catch (error) {
+            if (error instanceof CidrError)
+                throw new NetworkError(`${names.subnet}: ${error.message}`);
+            throw error;
+        }
+    }
+    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
+}
+function checkAllowEntry(entry, what) {
+    if (/^[\d./]+$/.test(entry)) {
+        try {
+            parseCidr(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`${what}: ${error.message}`);
+        }
+        return;
+    }
+    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
+        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
+    if (!HOSTNAME.test(entry))
+        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
+}
+/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
+function splitList(text) {
+    return (text ?? '')
+        .split(/[,\n]/)
+        .map((item) => item.trim())
+        .filter(Boolean);
+}
+
+;// CONCATENATED MODULE: ./src/network/allow-list.ts
+
+
+
+const systemLookup = (name) => (0,external_node_dns_promises_namespaceObject.lookup)(name, { all: true, family: 4 });
+/**
+ * Host names in the allow-list, resolved now: the firewall allows their
+ * addresses, the guests' hosts file names them. Addresses and networks pass as
+ * CIDRs. Pure but for `resolve`.
+ */
+async function resolveAllowList(allow, resolve = systemLookup) {
+    const cidrs = [];
+    const hosts = [];
+    for (const entry of allow) {
+        if (/^[\d./]+$/.test(entry)) {
+            cidrs.push(formatCidr(parseCidr(entry)));
+            continue;
+        }
+        let addresses;
+        try {
+            addresses = await resolve(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${error.message}`);
+        }
+        for (const { address } of addresses) {
+            cidrs.push(`${address}/32`);
+            hosts.push({ address, names: [entry] });
+        }
+    }
+    return { cidrs: [...new Set(cidrs)], hosts };
+}
+
+;// CONCATENATED MODULE: external "node:dgram"
+const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
+var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
+;// CONCATENATED MODULE: ./src/network/ports.ts
+
+
+class PortSpecError extends Error {
+    name = 'PortSpecError';
+}
+const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
+function parsePort(text, spec, allowZero) {
+    if (!/^\d{1,5}$/.test(text))
+        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
+    const port = Number(text);
+    if (port > 65535 || (port === 0 && !allowZero)) {
+        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
+    }
+    return port;
+}
+/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
+function parsePortSpec(spec) {
+    const text = String(spec).trim();
+    let rest = text;
+    let protocol = 'tcp';
+    const slash = rest.lastIndexOf('/');
+    if (slash >= 0) {
+        const proto = rest.slice(slash + 1).toLowerCase();
+        if (proto !== 'tcp' && proto !== 'udp') {
+            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
+        }
+        protocol = proto;
+        rest = rest.slice(0, slash);
+    }
+    let hostIp = '127.0.0.1';
+    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+    if (bracketed) {
+        hostIp = bracketed[1] ?? '';
+        rest = bracketed[2] ?? '';
+        if (external_node_net_default().isIPv6(hostIp) === false)
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
+    }
+    const parts = rest.split(':');
+    if (parts.length === 3 && !bracketed) {
+        hostIp = parts.shift() ?? '';
+        if (!external_node_net_default().isIP(hostIp))
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
+    }
+    if (parts.length === 1 && !bracketed) {
+        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
+    }
+    if (parts.length !== 2 || (bracketed && parts.length !== 2))
+        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
+    const [host = '', container = ''] = parts;
+    return {
+        hostIp,
+        hostPort: host === '' ? 0 : parsePort(host, text, false),
+        containerPort: parsePort(container, text, false),
+        protocol,
+    };
+}
+/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
+function findPortClash(specs) {
+    for (let i = 0; i < specs.length; i++) {
+        for (let j = i + 1; j < specs.length; j++) {
+            const a = specs[i];
+            const b = specs[j];
+            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
+                return [a, b];
+        }
+    }
+    return undefined;
+}
+/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
+function probeBind(ip, port, protocol) {
+    return new Promise((resolve, reject) => {
+        if (protocol === 'udp') {
+            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
+            socket.once('error', reject);
+            socket.bind(port, ip, () => {
+                const bound = socket.address().port;
+                socket.close(() => resolve(bound));
+            });
+            return;
+        }
+        const server = external_node_net_default().createServer();
+        server.once('error', reject);
+        server.listen({ port, host: ip, exclusive: true }, () => {
+            const address = server.address();
+            const bound = typeof address === 'object' && address ? address.port : port;
+            server.close(() => resolve(bound));
+        });
+    });
+}
+/** Checks each requested host port is free and picks one where none was asked for. */
+async function resolvePorts(specs) {
+    const clash = findPortClash(specs);
+    if (clash)
+        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+    const published = [];
+    for (const spec of specs) {
+        try {
+            const hostPort = await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+            published.push({ ...spec, hostPort });
+        }
+        catch (error) {
+            const code = error.code;
+            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
+            if (code === 'EADDRINUSE')
+                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
+            if (code === 'EADDRNOTAVAIL')
+                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
+            if (code === 'EACCES')
+                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+            throw error;
+        }
+    }
+    return published;
+}
+function formatPort(port) {
+    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
+    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
+}
+
+;// CONCATENATED MODULE: ./src/network/driver.ts
+
+
+/** A new member's mode-independent part, with its published ports bound. */
+async function memberBase(request, address) {
+    return {
+        service: request.service,
+        aliases: request.aliases,
+        address,
+        published: await resolvePorts(request.published),
+    };
+}
+/** A service, its own names, and the other members as its hosts file names them. Pure. */
+function memberAndPeers(members, service) {
+    const self = members.find((m) => m.service === service);
+    if (!self)
+        throw new NetworkError(`${service} is not on the job network`);
+    const others = members.filter((m) => m.service !== service);
+    return {
+        self,
+        others,
+        names: [self.service, ...self.aliases],
+        peers: others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] })),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/host/sysctl.ts
@@ -46008,72 +46377,6 @@ function iptablesTeardown(id) {
     ];
 }
 
-;// CONCATENATED MODULE: ./src/network/settings.ts
-
-
-const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
-class NetworkError extends Error {
-    name = 'NetworkError';
-}
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
-function oneOf(value, allowed, what) {
-    const text = value.trim().toLowerCase();
-    if (!allowed.includes(text))
-        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
-    return text;
-}
-/**
- * Checks network settings from any front door; `names` says what the user
- * called each one (`--network`, the `network` input), for the messages. Pure.
- */
-function networkSettings(given, names) {
-    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
-    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
-    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
-    for (const entry of allow)
-        checkAllowEntry(entry, names.allow);
-    if (allow.length > 0 && egress === 'allow') {
-        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
-    }
-    let subnet;
-    if (given.subnet) {
-        try {
-            const cidr = parseCidr(given.subnet);
-            if (cidr.prefix > 29 || cidr.prefix < 16)
-                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
-            subnet = formatCidr(cidr);
-        }
-        catch (error) {
-            if (error instanceof CidrError)
-                throw new NetworkError(`${names.subnet}: ${error.message}`);
-            throw error;
-        }
-    }
-    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
-}
-function checkAllowEntry(entry, what) {
-    if (/^[\d./]+$/.test(entry)) {
-        try {
-            parseCidr(entry);
-        }
-        catch (error) {
-            throw new NetworkError(`${what}: ${error.message}`);
-        }
-        return;
-    }
-    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
-        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
-    if (!HOSTNAME.test(entry))
-        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
-}
-/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
-function splitList(text) {
-    return (text ?? '')
-        .split(/[,\n]/)
-        .map((item) => item.trim())
-        .filter(Boolean);
-}
-
 ;// CONCATENATED MODULE: ./src/network/host.ts
 
 
@@ -46376,144 +46679,155 @@ function guestMac(address) {
     return `52:54:${octets.join(':')}`;
 }
 
-;// CONCATENATED MODULE: external "node:dgram"
-const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
-var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
-;// CONCATENATED MODULE: ./src/network/ports.ts
+;// CONCATENATED MODULE: ./src/network/bridge-driver.ts
 
 
-class PortSpecError extends Error {
-    name = 'PortSpecError';
-}
-const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
-function parsePort(text, spec, allowZero) {
-    if (!/^\d{1,5}$/.test(text))
-        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
-    const port = Number(text);
-    if (port > 65535 || (port === 0 && !allowZero)) {
-        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
-    }
-    return port;
-}
-/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
-function parsePortSpec(spec) {
-    const text = String(spec).trim();
-    let rest = text;
-    let protocol = 'tcp';
-    const slash = rest.lastIndexOf('/');
-    if (slash >= 0) {
-        const proto = rest.slice(slash + 1).toLowerCase();
-        if (proto !== 'tcp' && proto !== 'udp') {
-            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
-        }
-        protocol = proto;
-        rest = rest.slice(0, slash);
-    }
-    let hostIp = '127.0.0.1';
-    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
-    if (bracketed) {
-        hostIp = bracketed[1] ?? '';
-        rest = bracketed[2] ?? '';
-        if (external_node_net_default().isIPv6(hostIp) === false)
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
-    }
-    const parts = rest.split(':');
-    if (parts.length === 3 && !bracketed) {
-        hostIp = parts.shift() ?? '';
-        if (!external_node_net_default().isIP(hostIp))
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
-    }
-    if (parts.length === 1 && !bracketed) {
-        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
-    }
-    if (parts.length !== 2 || (bracketed && parts.length !== 2))
-        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
-    const [host = '', container = ''] = parts;
+
+
+
+
+/**
+ * A bridge network's record, from what the host has: its firewall, the
+ * allow-list's addresses, a free subnet, its name servers. Changes nothing.
+ */
+async function planBridgeNetwork(id, settings, privilege, reporter) {
+    const firewall = await firewallBackend(privilege, reporter.info);
+    const allowed = await resolveAllowList(settings.allow);
+    const subnet = await pickSubnet(id, settings.subnet);
+    const bridge = `hy${id}`;
+    if (await linkExists(bridge))
+        throw new NetworkError(`interface ${bridge} already exists; try again`);
     return {
-        hostIp,
-        hostPort: host === '' ? 0 : parsePort(host, text, false),
-        containerPort: parsePort(container, text, false),
-        protocol,
+        id,
+        mode: 'bridge',
+        egress: settings.egress,
+        allow: settings.allow,
+        allowCidrs: allowed.cidrs,
+        allowHosts: allowed.hosts,
+        subnet: formatCidr(subnet),
+        gateway: nthAddress(subnet, 1),
+        dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
+        bridge,
+        firewall,
+        sudo: privilege.sudo,
+        members: [],
     };
 }
-/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
-function findPortClash(specs) {
-    for (let i = 0; i < specs.length; i++) {
-        for (let j = i + 1; j < specs.length; j++) {
-            const a = specs[i];
-            const b = specs[j];
-            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
-                return [a, b];
-        }
+/** The subnet asked for, checked against the host's; else a free one, starting where the id points. */
+async function pickSubnet(id, wanted) {
+    const taken = await hostNetworks();
+    if (!wanted)
+        return chooseSubnet(taken, Number.parseInt(id.slice(0, 4), 16));
+    const subnet = parseCidr(wanted);
+    checkSubnet(subnet, taken);
+    return subnet;
+}
+/** The firewall's view of a bridge network. Pure. */
+function firewallPlan(record) {
+    return {
+        id: record.id,
+        bridge: record.bridge,
+        subnet: record.subnet,
+        egress: record.egress,
+        allow: record.allowCidrs,
+        forwards: record.members.flatMap((m) => m.published.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            address: m.address,
+            containerPort: p.containerPort,
+        }))),
+    };
+}
+/** The first host address after the gateway that no member has. Pure. */
+function nextBridgeAddress(record) {
+    const used = new Set(record.members.map((m) => m.address));
+    const subnet = parseCidr(record.subnet);
+    for (let n = 2; n <= guestCapacity(subnet) + 1; n++) {
+        const address = nthAddress(subnet, n);
+        if (!used.has(address))
+            return address;
     }
-    return undefined;
+    throw new NetworkError(`subnet ${record.subnet} is full`);
 }
-/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
-function probeBind(ip, port, protocol) {
-    return new Promise((resolve, reject) => {
-        if (protocol === 'udp') {
-            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
-            socket.once('error', reject);
-            socket.bind(port, ip, () => {
-                const bound = socket.address().port;
-                socket.close(() => resolve(bound));
-            });
-            return;
-        }
-        const server = external_node_net_default().createServer();
-        server.once('error', reject);
-        server.listen({ port, host: ip, exclusive: true }, () => {
-            const address = server.address();
-            const bound = typeof address === 'object' && address ? address.port : port;
-            server.close(() => resolve(bound));
-        });
-    });
+/** The first TAP name `<bridge>t<n>` that no member has. Pure. */
+function nextTap(record) {
+    const used = new Set(record.members.map((m) => m.tap));
+    for (let n = 0;; n++)
+        if (!used.has(`${record.bridge}t${n}`))
+            return `${record.bridge}t${n}`;
 }
-/** Checks each requested host port is free and picks one where none was asked for. */
-async function resolvePorts(specs) {
-    const clash = findPortClash(specs);
-    if (clash)
-        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
-    const published = [];
-    for (const spec of specs) {
+/**
+ * A Linux bridge with static addresses, a TAP per member, and one firewall
+ * table (or chains) per job for isolation, egress and published ports.
+ */
+class BridgeDriver {
+    record;
+    privilege;
+    constructor(record) {
+        this.record = record;
+        this.privilege = { sudo: record.sudo === true };
+    }
+    async create(reporter) {
+        const { record, privilege } = this;
         try {
-            const hostPort = await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
-            published.push({ ...spec, hostPort });
+            await createBridge(privilege, record.bridge, `${record.gateway}/${parseCidr(record.subnet).prefix}`);
+            await applyFirewall(privilege, record.firewall, firewallPlan(record));
+            if (record.egress === 'allow' || record.allowCidrs.length > 0) {
+                if (await enableForwarding(privilege))
+                    reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
+            }
         }
         catch (error) {
-            const code = error.code;
-            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
-            if (code === 'EADDRINUSE')
-                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
-            if (code === 'EADDRNOTAVAIL')
-                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
-            if (code === 'EACCES')
-                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+            await this.remove();
             throw error;
         }
+        reporter.info(`network: bridge ${record.bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${record.firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
     }
-    return published;
+    async addMember(request) {
+        const member = await memberBase(request, nextBridgeAddress(this.record));
+        const tap = nextTap(this.record);
+        await createTap(this.privilege, tap, this.record.bridge);
+        this.record.members.push({ ...member, tap });
+    }
+    async removeMembers(services) {
+        for (const member of this.record.members)
+            if (services.has(member.service))
+                await deleteLink(this.privilege, member.tap);
+        this.record.members = this.record.members.filter((m) => !services.has(m.service));
+    }
+    async publish() {
+        await applyFirewall(this.privilege, this.record.firewall, firewallPlan(this.record));
+    }
+    async remove() {
+        await removeFirewall(this.privilege, this.record.firewall, this.record.id);
+        for (const member of this.record.members)
+            await deleteLink(this.privilege, member.tap);
+        await deleteLink(this.privilege, this.record.bridge);
+    }
+    view(service) {
+        const { self, names, peers } = memberAndPeers(this.record.members, service);
+        return {
+            machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
+            guest: {
+                ip: self.address,
+                prefix: parseCidr(this.record.subnet).prefix,
+                gateway: this.record.gateway,
+                hosts: hostsFile({ address: self.address, names }, [...peers, ...this.record.allowHosts]),
+                resolvConf: resolvConf(this.record.dns),
+            },
+            published: self.published,
+            // The firewall publishes; QEMU forwards nothing.
+            forwards: [],
+        };
+    }
 }
-function formatPort(port) {
-    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
-    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
-}
 
-;// CONCATENATED MODULE: ./src/network/job.ts
+;// CONCATENATED MODULE: ./src/network/store.ts
 
 
 
 
-
-
-
-
-
-
-/** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
-const USER_SUBNET = '10.0.2.0/24';
-const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
-const USER_PEERS_FROM = 100;
 function networkFile(stateDir) {
     return external_node_path_default().join(stateDir, 'network.json');
 }
@@ -46541,6 +46855,7 @@ async function withLock(stateDir, work) {
             if (error.code !== 'EEXIST')
                 throw error;
             const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+            // A lock this old was left by a process that died holding it.
             if (age > 120_000)
                 await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
             if (waited > 120_000)
@@ -46555,48 +46870,131 @@ async function withLock(stateDir, work) {
         await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
     }
 }
-function privilegeOf(record) {
-    return { sudo: record.sudo === true };
+
+;// CONCATENATED MODULE: ./src/network/user-driver.ts
+
+
+
+
+/** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
+const USER_SUBNET = '10.0.2.0/24';
+const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
+const USER_PEERS_FROM = 100;
+function allowListRefused() {
+    return new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
 }
-/** The firewall's view of a bridge network. Pure. */
-function firewallPlan(record) {
+function subnetRefused(subnet) {
+    return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
+}
+/** A user network's record: QEMU's fixed plan, nothing on the host. Refuses what user networking cannot do. */
+function planUserNetwork(id, settings, reporter) {
+    if (settings.allow.length > 0)
+        throw allowListRefused();
+    if (settings.subnet)
+        throw subnetRefused(settings.subnet);
+    if (settings.mode === 'user')
+        reporter.info('network: user (QEMU user networking)');
+    // A warning when auto fell back to user networking; asked for, it is a note.
+    if (settings.egress === 'allow')
+        (settings.mode === 'user' ? reporter.info : reporter.warn)("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
     return {
-        id: record.id,
-        bridge: record.bridge ?? '',
-        subnet: record.subnet,
-        egress: record.egress,
-        allow: record.allowCidrs,
-        forwards: record.members.flatMap((m) => m.published.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            address: m.address,
-            containerPort: p.containerPort,
-        }))),
+        id,
+        mode: 'user',
+        egress: settings.egress,
+        allow: [],
+        allowCidrs: [],
+        allowHosts: [],
+        subnet: USER_SUBNET,
+        gateway: USER_GUEST.gateway,
+        dns: settings.egress === 'allow' ? [USER_GUEST.dns] : [],
+        members: [],
     };
 }
-/** Host names in the allow-list, resolved now: the firewall allows their addresses, the guests' hosts file names them. */
-async function resolveAllowList(allow) {
-    const cidrs = [];
-    const hosts = [];
-    for (const entry of allow) {
-        if (/^[\d./]+$/.test(entry)) {
-            cidrs.push(formatCidr(parseCidr(entry)));
-            continue;
-        }
-        let addresses;
-        try {
-            addresses = await (0,external_node_dns_promises_namespaceObject.lookup)(entry, { all: true, family: 4 });
-        }
-        catch (error) {
-            throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${error.message}`);
-        }
-        for (const { address } of addresses) {
-            cidrs.push(`${address}/32`);
-            hosts.push({ address, names: [entry] });
-        }
+/** The first address from .100 on that no member has. Pure. */
+function nextUserAddress(members) {
+    const used = new Set(members.map((m) => m.address));
+    for (let n = USER_PEERS_FROM; n < 255; n++) {
+        const address = `10.0.2.${n}`;
+        if (!used.has(address))
+            return address;
     }
-    return { cidrs: [...new Set(cidrs)], hosts };
+    throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`);
+}
+/**
+ * QEMU's own NAT per VM. Service-to-service traffic goes over host loopback:
+ * each member's container ports are forwarded from loopback ports, and the
+ * other guests reach them through guestfwd.
+ */
+class UserDriver {
+    record;
+    constructor(record) {
+        this.record = record;
+    }
+    async create() {
+        // QEMU makes the network with each VM; there is nothing on the host.
+    }
+    async addMember(request) {
+        const member = await memberBase(request, nextUserAddress(this.record.members));
+        const ports = [...new Set(request.containerPorts)];
+        const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })));
+        const internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
+        this.record.members.push({ ...member, internal });
+    }
+    async removeMembers(services) {
+        this.record.members = this.record.members.filter((m) => !services.has(m.service));
+    }
+    async publish() {
+        // Each VM's QEMU forwards its own ports (MemberView.forwards).
+    }
+    async remove() {
+        // The forwards end with each VM's QEMU.
+    }
+    view(service, connect) {
+        const { self, others, names, peers } = memberAndPeers(this.record.members, service);
+        return {
+            machine: {
+                kind: 'user',
+                restrict: this.record.egress === 'deny',
+                guestForwards: others.flatMap((m) => m.internal.map((i) => ({ address: m.address, port: i.containerPort, hostPort: i.hostPort }))),
+                connect,
+            },
+            guest: {
+                ip: USER_GUEST.ip,
+                prefix: 24,
+                gateway: USER_GUEST.gateway,
+                hosts: hostsFile({ address: USER_GUEST.ip, names }, peers),
+                resolvConf: resolvConf(this.record.dns),
+            },
+            published: self.published,
+            forwards: [...self.published, ...loopbackForwards(self)],
+        };
+    }
+}
+/** The loopback ports the other guests reach a member's container ports on. */
+function loopbackForwards(member) {
+    return member.internal.map((i) => ({
+        hostIp: '127.0.0.1',
+        hostPort: i.hostPort,
+        containerPort: i.containerPort,
+        protocol: 'tcp',
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/network/job.ts
+
+
+
+
+
+
+
+
+
+
+
+/** The driver for a network that exists. */
+function driverFor(record) {
+    return record.mode === 'bridge' ? new BridgeDriver(record) : new UserDriver(record);
 }
 /**
  * What can be refused before any image is pulled: bridge without root or
@@ -46621,12 +47019,6 @@ async function preflightNetwork(stateDir, settings) {
 function bridgeRefused(reason) {
     return new NetworkError(`network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`);
 }
-function allowListRefused() {
-    return new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
-}
-function subnetRefused(subnet) {
-    return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
-}
 /** Which mode `auto` means here, and why; an explicit mode is checked. */
 async function decideMode(settings, reporter) {
     if (settings.mode === 'user')
@@ -46640,106 +47032,15 @@ async function decideMode(settings, reporter) {
     }
     return { mode: 'bridge', privilege };
 }
-async function createNetwork(stateDir, settings, reporter) {
+/** A new network, made on the host; the one place a mode is chosen. */
+async function createNetwork(settings, reporter) {
     const decided = await decideMode(settings, reporter);
     const id = (0,external_node_crypto_.randomBytes)(4).toString('hex');
-    if (decided.mode === 'user') {
-        if (settings.allow.length > 0)
-            throw allowListRefused();
-        if (settings.subnet)
-            throw subnetRefused(settings.subnet);
-        if (settings.mode === 'user')
-            reporter.info('network: user (QEMU user networking)');
-        // A warning when auto fell back to user networking; asked for, it is a note.
-        if (settings.egress === 'allow')
-            (settings.mode === 'user' ? reporter.info : reporter.warn)("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
-        return {
-            id,
-            mode: 'user',
-            egress: settings.egress,
-            allow: [],
-            allowCidrs: [],
-            allowHosts: [],
-            subnet: USER_SUBNET,
-            gateway: USER_GUEST.gateway,
-            dns: settings.egress === 'allow' ? [USER_GUEST.dns] : [],
-            members: [],
-        };
-    }
-    const { privilege } = decided;
-    const firewall = await firewallBackend(privilege, reporter.info);
-    const allowed = await resolveAllowList(settings.allow);
-    const taken = await hostNetworks();
-    let subnet;
-    if (settings.subnet) {
-        subnet = parseCidr(settings.subnet);
-        checkSubnet(subnet, taken);
-    }
-    else {
-        subnet = chooseSubnet(taken, Number.parseInt(id.slice(0, 4), 16));
-    }
-    const bridge = `hy${id}`;
-    if (await linkExists(bridge))
-        throw new NetworkError(`interface ${bridge} already exists; try again`);
-    const record = {
-        id,
-        mode: 'bridge',
-        egress: settings.egress,
-        allow: settings.allow,
-        allowCidrs: allowed.cidrs,
-        allowHosts: allowed.hosts,
-        subnet: formatCidr(subnet),
-        gateway: nthAddress(subnet, 1),
-        dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
-        bridge,
-        firewall,
-        sudo: privilege.sudo,
-        members: [],
-    };
-    try {
-        await createBridge(privilege, bridge, `${record.gateway}/${subnet.prefix}`);
-        await applyFirewall(privilege, firewall, firewallPlan(record));
-        if (settings.egress === 'allow' || allowed.cidrs.length > 0) {
-            if (await enableForwarding(privilege))
-                reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
-        }
-    }
-    catch (error) {
-        await destroy(record);
-        throw error;
-    }
-    reporter.info(`network: bridge ${bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
-    return record;
-}
-async function destroy(record) {
-    if (record.mode !== 'bridge')
-        return;
-    const privilege = privilegeOf(record);
-    if (record.firewall)
-        await removeFirewall(privilege, record.firewall, record.id);
-    for (const member of record.members)
-        if (member.tap)
-            await deleteLink(privilege, member.tap);
-    if (record.bridge)
-        await deleteLink(privilege, record.bridge);
-}
-function nextAddress(record) {
-    const used = new Set(record.members.map((m) => m.address));
-    if (record.mode === 'user') {
-        for (let n = USER_PEERS_FROM; n < 255; n++) {
-            const address = `10.0.2.${n}`;
-            if (!used.has(address))
-                return address;
-        }
-        throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`);
-    }
-    const subnet = parseCidr(record.subnet);
-    for (let n = 2; n <= guestCapacity(subnet) + 1; n++) {
-        const address = nthAddress(subnet, n);
-        if (!used.has(address))
-            return address;
-    }
-    throw new NetworkError(`subnet ${record.subnet} is full`);
+    const driver = decided.mode === 'user'
+        ? new UserDriver(planUserNetwork(id, settings, reporter))
+        : new BridgeDriver(await planBridgeNetwork(id, settings, decided.privilege, reporter));
+    await driver.create(reporter);
+    return driver;
 }
 /**
  * Puts services on the job network, making the network first if there is
@@ -46755,56 +47056,26 @@ async function joinNetwork(stateDir, settings, requests, reporter) {
         const replaced = new Set(requests.map((r) => r.service));
         const kept = (existing?.members ?? []).filter((m) => !replaced.has(m.service));
         checkAliases([...kept, ...requests]);
-        const record = existing ?? (await createNetwork(stateDir, settings, reporter));
-        const privilege = privilegeOf(record);
-        const stale = record.members.filter((m) => replaced.has(m.service));
-        const added = [];
+        const driver = existing ? driverFor(existing) : await createNetwork(settings, reporter);
+        const added = new Set();
         try {
-            for (const member of stale)
-                if (member.tap)
-                    await deleteLink(privilege, member.tap);
-            record.members = kept;
+            await driver.removeMembers(replaced);
             for (const request of requests) {
-                const member = {
-                    service: request.service,
-                    aliases: request.aliases,
-                    address: nextAddress(record),
-                    published: await resolvePorts(request.published),
-                    internal: [],
-                };
-                if (record.mode === 'user') {
-                    const ports = [...new Set(request.containerPorts)];
-                    const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })));
-                    member.internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
-                }
-                else {
-                    member.tap = `${record.bridge}t${tapNumber(record)}`;
-                    await createTap(privilege, member.tap, record.bridge ?? '');
-                }
-                record.members.push(member);
-                added.push(member);
+                await driver.addMember(request);
+                added.add(request.service);
             }
-            if (record.mode === 'bridge' && record.firewall)
-                await applyFirewall(privilege, record.firewall, firewallPlan(record));
-            await writeNetwork(stateDir, record);
-            return record;
+            await driver.publish();
+            await writeNetwork(stateDir, driver.record);
+            return driver.record;
         }
         catch (error) {
             if (!existing)
-                await destroy(record);
+                await driver.remove();
             else
-                for (const member of added)
-                    if (member.tap)
-                        await deleteLink(privilege, member.tap);
+                await driver.removeMembers(added);
             throw error;
         }
     });
-}
-function tapNumber(record) {
-    const used = new Set(record.members.map((m) => m.tap));
-    for (let n = 0;; n++)
-        if (!used.has(`${record.bridge}t${n}`))
-            return n;
 }
 /** The network with this service on it: as `hyper up` planned it, else joined now (`hyper run`, import). */
 async function memberOf(stateDir, settings, request, reporter) {
@@ -46819,20 +47090,15 @@ async function leaveNetwork(stateDir, services) {
         const record = await readNetwork(stateDir);
         if (!record)
             return;
-        const leaving = new Set(services);
-        const privilege = privilegeOf(record);
-        for (const member of record.members)
-            if (leaving.has(member.service) && member.tap)
-                await deleteLink(privilege, member.tap);
-        record.members = record.members.filter((m) => !leaving.has(m.service));
-        if (record.members.length === 0) {
-            await destroy(record);
+        const driver = driverFor(record);
+        await driver.removeMembers(new Set(services));
+        if (driver.record.members.length === 0) {
+            await driver.remove();
             await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
             return;
         }
-        if (record.mode === 'bridge' && record.firewall)
-            await applyFirewall(privilege, record.firewall, firewallPlan(record));
-        await writeNetwork(stateDir, record);
+        await driver.publish();
+        await writeNetwork(stateDir, driver.record);
     });
 }
 /** Removes the whole network, whoever is still on it (teardown). */
@@ -46841,7 +47107,7 @@ async function removeNetwork(stateDir) {
         const record = await readNetwork(stateDir);
         if (!record)
             return;
-        await destroy(record);
+        await driverFor(record).remove();
         await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
     });
 }
@@ -46852,52 +47118,7 @@ async function removeNetwork(stateDir) {
  * configures. Pure.
  */
 function memberView(record, service, connect) {
-    const self = record.members.find((m) => m.service === service);
-    if (!self)
-        throw new NetworkError(`${service} is not on the job network`);
-    const others = record.members.filter((m) => m.service !== service);
-    const peers = others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] }));
-    const selfNames = [self.service, ...self.aliases];
-    const resolv = resolvConf(record.dns);
-    if (record.mode === 'user') {
-        return {
-            machine: {
-                kind: 'user',
-                restrict: record.egress === 'deny',
-                guestForwards: others.flatMap((m) => m.internal.map((i) => ({ address: m.address, port: i.containerPort, hostPort: i.hostPort }))),
-                connect,
-            },
-            guest: {
-                ip: USER_GUEST.ip,
-                prefix: 24,
-                gateway: USER_GUEST.gateway,
-                hosts: hostsFile({ address: USER_GUEST.ip, names: selfNames }, peers),
-                resolvConf: resolv,
-            },
-            published: self.published,
-            forwards: [
-                ...self.published,
-                ...self.internal.map((i) => ({
-                    hostIp: '127.0.0.1',
-                    hostPort: i.hostPort,
-                    containerPort: i.containerPort,
-                    protocol: 'tcp',
-                })),
-            ],
-        };
-    }
-    return {
-        machine: { kind: 'tap', ifname: self.tap ?? '', mac: guestMac(self.address) },
-        guest: {
-            ip: self.address,
-            prefix: parseCidr(record.subnet).prefix,
-            gateway: record.gateway,
-            hosts: hostsFile({ address: self.address, names: selfNames }, [...peers, ...record.allowHosts]),
-            resolvConf: resolv,
-        },
-        published: self.published,
-        forwards: [],
-    };
+    return driverFor(record).view(service, connect);
 }
 
 ;// CONCATENATED MODULE: ./src/guest/config.ts
@@ -47330,6 +47551,7 @@ function parseCount(value, min) {
 
 
 
+
 const volumes_MiB = 1024 * 1024;
 const GiB = 1024 * volumes_MiB;
 /** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
@@ -47381,7 +47603,7 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
             ],
         });
         await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
-        await run({ program: 'qemu-img', args: ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, temp] });
+        await qemuImg.convert(raw, temp, { from: 'raw', to: 'qcow2' });
         await (0,promises_namespaceObject.rename)(temp, target);
     }
     finally {
@@ -47637,10 +47859,7 @@ async function createVm(name, request, host, vm) {
         await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
         for (const file of files)
             await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
-        await run({
-            program: 'qemu-img',
-            args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', vm.base, paths.rootDisk],
-        });
+        await qemuImg.createOverlay(paths.rootDisk, vm.base, 'raw');
         await writeRecord(record);
         const started = Date.now();
         await host.hypervisor.start(machine);
@@ -47956,6 +48175,21 @@ async function waitHealthy(record, check, host, timeoutMs) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
+// In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
+
+function qemuVersionCommand(binary) {
+    return { program: binary, args: ['--version'] };
+}
+/** Parses `qemu-system-* --version` or `qemu-img --version`. Pure. */
+function parseQemuVersion(stdout) {
+    const text = stdout.split('\n')[0] ?? '';
+    return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
+}
+async function qemuVersion(binary) {
+    return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
+}
+
 ;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
 
 
@@ -47988,8 +48222,8 @@ async function writeSnapshots(record, snapshots) {
 }
 let qemuVersionText;
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
-async function qemuVersion() {
-    qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
+async function snapshots_qemuVersion() {
+    qemuVersionText ??= (await qemuVersion(QEMU_BINARY)).text;
     return qemuVersionText;
 }
 /**
@@ -48055,7 +48289,7 @@ async function snapshotService(service, name, options, host) {
         createdAt: new Date().toISOString(),
         disks,
         bundle: record.machine.bundle.version,
-        qemu: await qemuVersion(),
+        qemu: await snapshots_qemuVersion(),
         accel: record.machine.accel,
         cpu: await guestCpu(record.machine.accel),
         tookMs: Date.now() - started,
@@ -48099,7 +48333,7 @@ async function checkpointCompatibility(snapshot, bundleVersion, accel) {
     if (snapshot.bundle !== bundleVersion) {
         return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
     }
-    const qemu = await qemuVersion();
+    const qemu = await snapshots_qemuVersion();
     if (snapshot.qemu !== qemu)
         return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
     if (snapshot.accel && snapshot.accel !== accel)
@@ -48170,6 +48404,7 @@ async function removeSnapshot(service, name, host) {
 
 
 
+
 /**
  * One snapshot of a service as a single tar file, to carry it to another
  * machine or a later run: the service's record, the snapshot's record, its
@@ -48187,17 +48422,13 @@ const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 class TransferError extends ServiceError {
     name = 'TransferError';
 }
-async function snapshotNames(file) {
-    const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
-    return (JSON.parse(stdout).snapshots ?? []).map((s) => s.name);
-}
 /** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
 async function keepOnly(file, tag, snapshots) {
     for (const other of snapshots) {
         if (other !== tag)
-            await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
+            await qemuImg.deleteSnapshot(file, other);
     }
-    await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
+    await qemuImg.applySnapshot(file, tag);
 }
 /** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
 async function transfer_scratchDir(kind) {
@@ -48250,15 +48481,12 @@ async function exportSnapshot(service, name, file, host) {
         }
         for (const [, entry] of copies) {
             const copy = external_node_path_default().join(staging, entry);
-            const snapshots = await snapshotNames(copy);
+            const snapshots = await qemuImg.snapshotNames(copy);
             if (snapshots.includes(name))
                 await keepOnly(copy, name, snapshots);
         }
         const base = await backingFile(paths.rootDisk);
-        await run({
-            program: 'qemu-img',
-            args: ['convert', '-q', '-O', 'qcow2', base, external_node_path_default().join(staging, BASE)],
-        });
+        await qemuImg.convert(base, external_node_path_default().join(staging, BASE), { to: 'qcow2' });
         const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
         for (const g of record.machine.guestFiles)
             await (0,promises_namespaceObject.copyFile)(g.path, external_node_path_default().join(staging, `guest-${g.name}`));
@@ -48307,9 +48535,8 @@ async function exportSnapshot(service, name, file, host) {
     }
 }
 async function backingFile(overlay) {
-    const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
-    const info = JSON.parse(stdout);
-    const base = info['full-backing-filename'] ?? info['backing-filename'];
+    const info = await qemuImg.info(overlay, { forceShare: true });
+    const base = info.fullBackingFilename ?? info.backingFilename;
     if (!base)
         throw new TransferError(`${overlay} has no base image`);
     return base;
@@ -48369,16 +48596,11 @@ async function checkExport(dir, file) {
         }
     }
     for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
-        const { stdout } = await run({
-            program: 'qemu-img',
-            args: ['info', '--output=json', external_node_path_default().join(dir, entry)],
-        });
-        const info = JSON.parse(stdout);
+        const info = await qemuImg.info(external_node_path_default().join(dir, entry));
         if (info.format !== 'qcow2')
             throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
         // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
-        if (info['format-specific']?.data?.['data-file'] ||
-            (info['backing-filename'] && entry !== manifest.service.rootDisk)) {
+        if (info.dataFile || (info.backingFilename && entry !== manifest.service.rootDisk)) {
             throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
         }
     }
@@ -48461,13 +48683,10 @@ async function importSnapshot(file, options, host) {
         await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
         if (service.rootDisk) {
             await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, service.rootDisk), paths.rootDisk);
-            await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
+            await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
         }
         else {
-            await run({
-                program: 'qemu-img',
-                args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
-            });
+            await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
         }
         const disks = [];
         await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));

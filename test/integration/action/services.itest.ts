@@ -155,26 +155,33 @@ describe('bad input fails main with a clear message and leaves nothing after pos
 });
 
 test('a service that exits after it was healthy, while a later wave boots, fails main with its exit code and log', async () => {
-  // Ordered, not timed: "dies" exits only once its healthcheck has run (so it
-  // was healthy), and "later" depends on it, so its whole VM boot comes after.
+  // Ordered by cause, not by time: "dies" is healthy once its port 8080
+  // listens; it exits only when "later" (the next wave, booted after "dies"
+  // was declared healthy) answers on port 80; and "later" is healthy only
+  // once "dies" no longer answers, which its init allows only after it has
+  // reported the exit. So the check after the last wave always finds "dies"
+  // exited, and without that check main would always succeed.
   const job = await RunnerJob.create();
   try {
     const services = `
 dies:
   image: ${image}
   entrypoint: /bin/sh
-  command: ["-c", "until [ -e /tmp/seen ]; do sleep 0.1; done; echo giving up after health >&2; exit 4"]
-  options: --health-cmd "touch /tmp/seen" --health-interval 1s
+  command: ["-c", "httpd -p 8080 -h /www; until wget -q -O /dev/null http://later:80/ 2>/dev/null; do sleep 0.2; done; echo giving up after health >&2; exit 4"]
+  ports: ['8080']
 later:
   image: ${image}
   ports: ['80']
+  options: --health-cmd "! wget -q -O /dev/null http://dies:8080/" --health-interval 1s
   depends-on:
     dies: { condition: service_healthy }
 `;
     const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '120' });
     expect(main.exitCode).toBe(1);
-    expect(main.stdout).toMatch(/::error::service dies.*exited with code 4/);
-    expect(main.stdout).toContain('giving up after health');
+    expect(main.stdout).toContain(
+      '::error::service dies exited with code 4 after it was healthy; the end of its log:%0Agiving up after health',
+    );
+    expect(main.stdout).toContain('later: healthy after');
     await job.step(POST, {});
     await expectNothingLeft(job);
   } finally {
