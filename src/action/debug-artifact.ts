@@ -10,7 +10,7 @@ import type { VmRecord } from '../lifecycle/record.js';
 import { listServices, stopService } from '../lifecycle/service.js';
 import { snapshotService } from '../lifecycle/snapshots.js';
 import { exportSnapshot } from '../lifecycle/transfer.js';
-import { run } from '../process/run.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import type { KeepOnFailure } from './constants.js';
 
@@ -101,10 +101,7 @@ async function keepService(
   }
   for (const disk of volumes) {
     const name = `${disk.serial}${disk.volume ? `-${disk.volume}` : ''}.qcow2`;
-    await run({
-      program: 'qemu-img',
-      args: ['convert', '-q', '-O', 'qcow2', disk.path, path.join(own, name)],
-    });
+    await qemuImg.convert(disk.path, path.join(own, name), { to: 'qcow2' });
     kept.push(`${record.name}/${name}`);
   }
   return kept;

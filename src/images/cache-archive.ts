@@ -1,7 +1,7 @@
 import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, linkOrCopy } from '../files.js';
-import { run } from '../process/run.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import { ROOTFS_FORMAT, rootfsPath } from './rootfs.js';
 import { BlobStore, BlobVerificationError, parseDigest } from './store.js';
 
@@ -74,7 +74,7 @@ export async function writeCacheArchive(
     }
     const target = archiveRootfsPath(dir, configDigest);
     await mkdir(path.dirname(target), { recursive: true });
-    await run({ program: 'qemu-img', args: ['convert', '-f', 'raw', '-O', 'qcow2', base, target] });
+    await qemuImg.convert(base, target, { from: 'raw', to: 'qcow2' });
     manifest.rootfs.push(configDigest);
   }
   await writeFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
@@ -104,15 +104,8 @@ async function requireRegularFile(file: string): Promise<void> {
 /** A qcow2 that reads nothing but itself: no backing file and no external data file. */
 async function checkStandaloneQcow2(file: string): Promise<void> {
   await requireRegularFile(file);
-  const { stdout } = await run({
-    program: 'qemu-img',
-    args: ['info', '-f', 'qcow2', '--output=json', file],
-  });
-  const info = JSON.parse(stdout) as {
-    'backing-filename'?: string;
-    'format-specific'?: { data?: { 'data-file'?: string } };
-  };
-  if (info['backing-filename'] !== undefined || info['format-specific']?.data?.['data-file'] !== undefined) {
+  const info = await qemuImg.info(file, { format: 'qcow2' });
+  if (info.backingFilename !== undefined || info.dataFile !== undefined) {
     throw new Error('the qcow2 refers to another file');
   }
 }
@@ -170,11 +163,7 @@ export async function readCacheArchive(dir: string, cacheDir: string): Promise<A
       const target = rootfsPath(cacheDir, configDigest);
       if (await exists(target)) continue;
       await checkStandaloneQcow2(source);
-      await publish(target, (temp) =>
-        run({ program: 'qemu-img', args: ['convert', '-f', 'qcow2', '-O', 'raw', source, temp] }).then(
-          () => undefined,
-        ),
-      );
+      await publish(target, (temp) => qemuImg.convert(source, temp, { from: 'qcow2', to: 'raw' }));
       report.rootfs++;
     } catch (error: unknown) {
       report.skipped.push(`root filesystem for ${configDigest}: ${(error as Error).message}`);

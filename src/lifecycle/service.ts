@@ -10,7 +10,7 @@ import { checkUserSpec } from '../images/users.js';
 import { leaveNetwork, memberOf, memberView, type NetworkRecord } from '../network/job.js';
 import type { PortSpec, PublishedPort } from '../network/ports.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
-import { run } from '../process/run.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import type { ExecResult, MachineNetwork, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
@@ -273,10 +273,7 @@ async function createVm(
   try {
     await mkdir(paths.guestFiles);
     for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
-    await run({
-      program: 'qemu-img',
-      args: ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', vm.base, paths.rootDisk],
-    });
+    await qemuImg.createOverlay(paths.rootDisk, vm.base, 'raw');
     await writeRecord(record);
     const started = Date.now();
     await host.hypervisor.start(machine);

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
-import { run } from '../process/run.js';
+import { qemuVersion as readQemuVersion } from '../tools/qemu/version.js';
 import { CONTAINER_ROOT } from '../guest/config.js';
 import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
 import { readFreeBytes } from '../host/space.js';
@@ -68,7 +68,7 @@ export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord
 let qemuVersionText: string | undefined;
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
 export async function qemuVersion(): Promise<string> {
-  qemuVersionText ??= (await run({ program: QEMU_BINARY, args: ['--version'] })).stdout.split('\n')[0] ?? '';
+  qemuVersionText ??= (await readQemuVersion(QEMU_BINARY)).text;
   return qemuVersionText;
 }
 

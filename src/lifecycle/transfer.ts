@@ -7,6 +7,7 @@ import { leaveNetwork, memberOf, memberView } from '../network/job.js';
 import type { PortSpec, PublishedPort } from '../network/ports.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
 import { vmPaths } from '../vm/paths.js';
@@ -77,17 +78,12 @@ export class TransferError extends ServiceError {
   override name = 'TransferError';
 }
 
-async function snapshotNames(file: string): Promise<string[]> {
-  const { stdout } = await run({ program: 'qemu-img', args: ['info', '--output=json', file] });
-  return ((JSON.parse(stdout) as { snapshots?: { name: string }[] }).snapshots ?? []).map((s) => s.name);
-}
-
 /** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
 async function keepOnly(file: string, tag: string, snapshots: readonly string[]): Promise<void> {
   for (const other of snapshots) {
-    if (other !== tag) await run({ program: 'qemu-img', args: ['snapshot', '-d', other, file] });
+    if (other !== tag) await qemuImg.deleteSnapshot(file, other);
   }
-  await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, file] });
+  await qemuImg.applySnapshot(file, tag);
 }
 
 /** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
@@ -143,14 +139,11 @@ export async function exportSnapshot(
     }
     for (const [, entry] of copies) {
       const copy = path.join(staging, entry);
-      const snapshots = await snapshotNames(copy);
+      const snapshots = await qemuImg.snapshotNames(copy);
       if (snapshots.includes(name)) await keepOnly(copy, name, snapshots);
     }
     const base = await backingFile(paths.rootDisk);
-    await run({
-      program: 'qemu-img',
-      args: ['convert', '-q', '-O', 'qcow2', base, path.join(staging, BASE)],
-    });
+    await qemuImg.convert(base, path.join(staging, BASE), { to: 'qcow2' });
     const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
     for (const g of record.machine.guestFiles) await copyFile(g.path, path.join(staging, `guest-${g.name}`));
     const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
@@ -198,9 +191,8 @@ export async function exportSnapshot(
 }
 
 async function backingFile(overlay: string): Promise<string> {
-  const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', overlay] });
-  const info = JSON.parse(stdout) as { 'full-backing-filename'?: string; 'backing-filename'?: string };
-  const base = info['full-backing-filename'] ?? info['backing-filename'];
+  const info = await qemuImg.info(overlay, { forceShare: true });
+  const base = info.fullBackingFilename ?? info.backingFilename;
   if (!base) throw new TransferError(`${overlay} has no base image`);
   return base;
 }
@@ -280,21 +272,10 @@ async function checkExport(dir: string, file: string): Promise<ExportManifest> {
     }
   }
   for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
-    const { stdout } = await run({
-      program: 'qemu-img',
-      args: ['info', '--output=json', path.join(dir, entry)],
-    });
-    const info = JSON.parse(stdout) as {
-      format: string;
-      'backing-filename'?: string;
-      'format-specific'?: { data?: { 'data-file'?: string } };
-    };
+    const info = await qemuImg.info(path.join(dir, entry));
     if (info.format !== 'qcow2') throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
     // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
-    if (
-      info['format-specific']?.data?.['data-file'] ||
-      (info['backing-filename'] && entry !== manifest.service.rootDisk)
-    ) {
+    if (info.dataFile || (info.backingFilename && entry !== manifest.service.rootDisk)) {
       throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
     }
   }
@@ -382,12 +363,9 @@ export async function importSnapshot(
     await rename(path.join(staging, BASE), base);
     if (service.rootDisk) {
       await rename(path.join(staging, service.rootDisk), paths.rootDisk);
-      await run({ program: 'qemu-img', args: ['rebase', '-u', '-F', 'qcow2', '-b', base, paths.rootDisk] });
+      await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
     } else {
-      await run({
-        program: 'qemu-img',
-        args: ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, paths.rootDisk],
-      });
+      await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
     }
     const disks: MountDisk[] = [];
     await mkdir(path.join(dir, 'disks'));

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { exists, treeBytes } from '../files.js';
 import { stateDir } from '../lifecycle/dirs.js';
 import { run } from '../process/run.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import { SpecError } from '../spec/service.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { MountError, type MountDisk, type MountSpec } from './mounts.js';
@@ -66,7 +67,7 @@ export async function createExt4Disk(target: string, sizeBytes: number, contentD
       ],
     });
     await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
-    await run({ program: 'qemu-img', args: ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, temp] });
+    await qemuImg.convert(raw, temp, { from: 'raw', to: 'qcow2' });
     await rename(temp, target);
   } finally {
     await rm(raw, { force: true });

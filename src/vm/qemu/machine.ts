@@ -6,7 +6,8 @@ import type { ExecResult, Hypervisor, MachineSpec, StartOptions } from '../hyper
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
-import { run, trimOutput } from '../../process/run.js';
+import { trimOutput } from '../../process/run.js';
+import { qemuImg } from '../../tools/qemu/img.js';
 import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 
@@ -268,10 +269,8 @@ export class QemuHypervisor implements Hypervisor {
     }
     for (const serial of serials) {
       const file = diskFile(spec, serial);
-      const { stdout } = await run({ program: 'qemu-img', args: ['info', '-U', '--output=json', file] });
-      const info = JSON.parse(stdout) as { snapshots?: { name: string }[] };
-      if (info.snapshots?.some((snapshot) => snapshot.name === tag))
-        await run({ program: 'qemu-img', args: ['snapshot', '-d', tag, file] });
+      if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
+        await qemuImg.deleteSnapshot(file, tag);
     }
   }
 
@@ -287,8 +286,7 @@ export class QemuHypervisor implements Hypervisor {
   async revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
     if (await this.isRunning(spec))
       throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
-    for (const serial of serials)
-      await run({ program: 'qemu-img', args: ['snapshot', '-a', tag, diskFile(spec, serial)] });
+    for (const serial of serials) await qemuImg.applySnapshot(diskFile(spec, serial), tag);
   }
 }
 

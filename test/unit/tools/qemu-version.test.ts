@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { parseQemuVersion, qemuVersionCommand } from '../../../src/tools/qemu/version.js';
+
+function qemuFixture(name: string): string {
+  return readFileSync(new URL(`../../fixtures/qemu/${name}`, import.meta.url), 'utf8');
+}
+
+test.each([
+  [
+    qemuFixture('qemu-system-x86_64-version.txt'),
+    { text: 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)', version: '7.2.22' },
+  ],
+  [
+    qemuFixture('qemu-img-version.txt'),
+    { text: 'qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)', version: '7.2.22' },
+  ],
+  [
+    'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\n',
+    { text: 'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)', version: '7.2.19' },
+  ],
+  // A stand-in program in QEMU's place still gives a first line; it names no version.
+  ['fake qemu\n', { text: 'fake qemu', version: undefined }],
+  ['', { text: '', version: undefined }],
+])('parseQemuVersion(%j)', (stdout, expected) => {
+  expect(parseQemuVersion(stdout)).toStrictEqual(expected);
+});
+
+test('the version command', () => {
+  expect(qemuVersionCommand('/usr/bin/qemu-system-x86_64')).toStrictEqual({
+    program: '/usr/bin/qemu-system-x86_64',
+    args: ['--version'],
+  });
+});
