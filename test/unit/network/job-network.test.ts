@@ -6,7 +6,12 @@ import {
   nftRuleset,
   type FirewallPlan,
 } from '../../../src/network/firewall.js';
-import { firewallPlan, memberView, type NetworkRecord } from '../../../src/network/job.js';
+import {
+  firewallPlan,
+  memberView,
+  type BridgeNetworkRecord,
+  type NetworkRecord,
+} from '../../../src/network/job.js';
 import { checkAliases, checkSubnet, chooseSubnet, guestMac } from '../../../src/network/plan.js';
 import { networkSettings, splitList } from '../../../src/network/settings.js';
 import { networkArgs } from '../../../src/vm/qemu/args.js';
@@ -266,13 +271,15 @@ describe('memberView', () => {
     ]);
   });
   test('bridge mode: a TAP, its own address, allowed hosts by name', () => {
-    const bridge: NetworkRecord = {
+    const bridge: BridgeNetworkRecord = {
       ...userRecord,
       mode: 'bridge',
       egress: 'allow',
       subnet: '10.213.8.0/24',
       gateway: '10.213.8.1',
       bridge: 'hy00000001',
+      firewall: 'nft',
+      sudo: false,
       dns: ['192.0.2.53'],
       allowHosts: [{ address: '192.0.2.80', names: ['mirror.example'] }],
       members: [
@@ -282,7 +289,6 @@ describe('memberView', () => {
           address: '10.213.8.2',
           tap: 'hy00000001t0',
           published: [],
-          internal: [],
         },
         {
           service: 'app',
@@ -290,7 +296,6 @@ describe('memberView', () => {
           address: '10.213.8.3',
           tap: 'hy00000001t1',
           published: [{ hostIp: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
-          internal: [],
         },
       ],
     };
