@@ -45937,15 +45937,42 @@ function probeBind(ip, port, protocol) {
         });
     });
 }
-/** Checks each requested host port is free and picks one where none was asked for. */
-async function resolvePorts(specs) {
+/** How a host port is known among the ports a job has claimed: "tcp:8080". */
+function portKey(protocol, port) {
+    return `${protocol}:${port}`;
+}
+/**
+ * A free port from the kernel that is not one of `claimed`: a port the job
+ * has handed out but whose QEMU has not bound it yet is free to the kernel,
+ * and bind(0) can give it again.
+ */
+async function freePort(ip, protocol, claimed) {
+    for (let attempt = 0; attempt < 100; attempt++) {
+        const port = await probeBind(ip, 0, protocol);
+        if (!claimed.has(portKey(protocol, port)))
+            return port;
+    }
+    throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`);
+}
+/**
+ * Checks each requested host port is free and picks one where none was asked
+ * for, never one in `claimed` (the job's ports, by portKey) nor one picked
+ * earlier in the same call.
+ */
+async function resolvePorts(specs, claimed = new Set()) {
     const clash = findPortClash(specs);
     if (clash)
         throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+    const taken = new Set(claimed);
     const published = [];
     for (const spec of specs) {
         try {
-            const hostPort = await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+            if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
+                throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
+            const hostPort = spec.hostPort === 0
+                ? await freePort(spec.hostIp, spec.protocol, taken)
+                : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+            taken.add(portKey(spec.protocol, hostPort));
             published.push({ ...spec, hostPort });
         }
         catch (error) {
@@ -45970,13 +45997,25 @@ function formatPort(port) {
 ;// CONCATENATED MODULE: ./src/network/driver.ts
 
 
-/** A new member's mode-independent part, with its published ports bound. */
-async function memberBase(request, address) {
+/** Every host port the job has handed out (published, and user mode's loopback ones), by portKey. Pure. */
+function claimedPorts(record) {
+    const claimed = new Set();
+    for (const member of record.members) {
+        for (const port of member.published)
+            claimed.add(portKey(port.protocol, port.hostPort));
+        if ('internal' in member)
+            for (const port of member.internal)
+                claimed.add(portKey('tcp', port.hostPort));
+    }
+    return claimed;
+}
+/** A new member's mode-independent part, with its published ports bound (none the job has handed out). */
+async function memberBase(request, address, record) {
     return {
         service: request.service,
         aliases: request.aliases,
         address,
-        published: await resolvePorts(request.published),
+        published: await resolvePorts(request.published, claimedPorts(record)),
     };
 }
 /** A service, its own names, and the other members as its hosts file names them. Pure. */
@@ -46785,7 +46824,7 @@ class BridgeDriver {
         reporter.info(`network: bridge ${record.bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${record.firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
     }
     async addMember(request) {
-        const member = await memberBase(request, nextBridgeAddress(this.record));
+        const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
         const tap = nextTap(this.record);
         await createTap(this.privilege, tap, this.record.bridge);
         this.record.members.push({ ...member, tap });
@@ -46934,9 +46973,12 @@ class UserDriver {
         // QEMU makes the network with each VM; there is nothing on the host.
     }
     async addMember(request) {
-        const member = await memberBase(request, nextUserAddress(this.record.members));
+        const member = await memberBase(request, nextUserAddress(this.record.members), this.record);
+        const claimed = claimedPorts(this.record);
+        for (const port of member.published)
+            claimed.add(portKey(port.protocol, port.hostPort));
         const ports = [...new Set(request.containerPorts)];
-        const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })));
+        const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })), claimed);
         const internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
         this.record.members.push({ ...member, internal });
     }

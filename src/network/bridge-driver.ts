@@ -134,7 +134,7 @@ export class BridgeDriver implements NetworkDriver {
   }
 
   async addMember(request: MemberRequest): Promise<void> {
-    const member = await memberBase(request, nextBridgeAddress(this.record));
+    const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
     const tap = nextTap(this.record);
     await createTap(this.privilege, tap, this.record.bridge);
     this.record.members.push({ ...member, tap });

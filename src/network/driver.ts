@@ -2,7 +2,7 @@ import type { GuestNetwork } from '../guest/config.js';
 import type { MachineNetwork } from '../vm/hypervisor.js';
 import type { FirewallBackend } from './firewall-choice.js';
 import type { Peer } from './plan.js';
-import { resolvePorts, type PortSpec, type PublishedPort } from './ports.js';
+import { portKey, resolvePorts, type PortSpec, type PublishedPort } from './ports.js';
 import { NetworkError, type EgressPolicy } from './settings.js';
 
 /** What every member records, whatever the mode. */
@@ -100,13 +100,27 @@ export interface NetworkDriver {
   view(service: string, connect: string): MemberView;
 }
 
-/** A new member's mode-independent part, with its published ports bound. */
-export async function memberBase(request: MemberRequest, address: string): Promise<MemberBase> {
+/** Every host port the job has handed out (published, and user mode's loopback ones), by portKey. Pure. */
+export function claimedPorts(record: NetworkRecord): Set<string> {
+  const claimed = new Set<string>();
+  for (const member of record.members) {
+    for (const port of member.published) claimed.add(portKey(port.protocol, port.hostPort));
+    if ('internal' in member) for (const port of member.internal) claimed.add(portKey('tcp', port.hostPort));
+  }
+  return claimed;
+}
+
+/** A new member's mode-independent part, with its published ports bound (none the job has handed out). */
+export async function memberBase(
+  request: MemberRequest,
+  address: string,
+  record: NetworkRecord,
+): Promise<MemberBase> {
   return {
     service: request.service,
     aliases: request.aliases,
     address,
-    published: await resolvePorts(request.published),
+    published: await resolvePorts(request.published, claimedPorts(record)),
   };
 }
 

@@ -106,15 +106,47 @@ function probeBind(ip: string, port: number, protocol: 'tcp' | 'udp'): Promise<n
   });
 }
 
-/** Checks each requested host port is free and picks one where none was asked for. */
-export async function resolvePorts(specs: readonly PortSpec[]): Promise<PublishedPort[]> {
+/** How a host port is known among the ports a job has claimed: "tcp:8080". */
+export function portKey(protocol: 'tcp' | 'udp', port: number): string {
+  return `${protocol}:${port}`;
+}
+
+/**
+ * A free port from the kernel that is not one of `claimed`: a port the job
+ * has handed out but whose QEMU has not bound it yet is free to the kernel,
+ * and bind(0) can give it again.
+ */
+async function freePort(ip: string, protocol: 'tcp' | 'udp', claimed: ReadonlySet<string>): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await probeBind(ip, 0, protocol);
+    if (!claimed.has(portKey(protocol, port))) return port;
+  }
+  throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`);
+}
+
+/**
+ * Checks each requested host port is free and picks one where none was asked
+ * for, never one in `claimed` (the job's ports, by portKey) nor one picked
+ * earlier in the same call.
+ */
+export async function resolvePorts(
+  specs: readonly PortSpec[],
+  claimed: ReadonlySet<string> = new Set(),
+): Promise<PublishedPort[]> {
   const clash = findPortClash(specs);
   if (clash)
     throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+  const taken = new Set(claimed);
   const published: PublishedPort[] = [];
   for (const spec of specs) {
     try {
-      const hostPort = await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+      if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
+        throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
+      const hostPort =
+        spec.hostPort === 0
+          ? await freePort(spec.hostIp, spec.protocol, taken)
+          : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+      taken.add(portKey(spec.protocol, hostPort));
       published.push({ ...spec, hostPort });
     } catch (error: unknown) {
       const code = (error as NodeJS.ErrnoException).code;

@@ -1,4 +1,5 @@
 import {
+  claimedPorts,
   memberAndPeers,
   memberBase,
   type MemberRequest,
@@ -9,7 +10,7 @@ import {
   type UserNetworkRecord,
 } from './driver.js';
 import { hostsFile, resolvConf } from './plan.js';
-import { resolvePorts } from './ports.js';
+import { portKey, resolvePorts } from './ports.js';
 import { NetworkError, type NetworkSettings } from './settings.js';
 
 /** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
@@ -78,10 +79,13 @@ export class UserDriver implements NetworkDriver {
   }
 
   async addMember(request: MemberRequest): Promise<void> {
-    const member = await memberBase(request, nextUserAddress(this.record.members));
+    const member = await memberBase(request, nextUserAddress(this.record.members), this.record);
+    const claimed = claimedPorts(this.record);
+    for (const port of member.published) claimed.add(portKey(port.protocol, port.hostPort));
     const ports = [...new Set(request.containerPorts)];
     const bound = await resolvePorts(
       ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })),
+      claimed,
     );
     const internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
     this.record.members.push({ ...member, internal });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resolveAllowList } from '../../../src/network/allow-list.js';
 import { firewallPlan, nextBridgeAddress, nextTap } from '../../../src/network/bridge-driver.js';
-import { memberAndPeers, type BridgeNetworkRecord } from '../../../src/network/driver.js';
+import { claimedPorts, memberAndPeers, type BridgeNetworkRecord } from '../../../src/network/driver.js';
 import { memberView } from '../../../src/network/job.js';
 import { networkFile, readNetwork, withLock, writeNetwork } from '../../../src/network/store.js';
 import { nextUserAddress, planUserNetwork, USER_SUBNET } from '../../../src/network/user-driver.js';
@@ -192,4 +192,35 @@ describe('network.json', () => {
     ]).toContainEqual(order);
     expect(await readdir(dir)).toEqual([]);
   });
+});
+
+test('the ports a job has handed out: every member published port, and user mode loopback ones', () => {
+  const record = {
+    mode: 'user' as const,
+    id: 'x',
+    egress: 'allow' as const,
+    allow: [],
+    allowCidrs: [],
+    allowHosts: [],
+    subnet: '10.0.2.0/24',
+    gateway: '10.0.2.2',
+    dns: [],
+    members: [
+      {
+        service: 'dies',
+        aliases: [],
+        address: '10.0.2.100',
+        published: [{ hostIp: '127.0.0.1', hostPort: 38465, containerPort: 8080, protocol: 'tcp' as const }],
+        internal: [{ containerPort: 8080, hostPort: 38465 }],
+      },
+      {
+        service: 'later',
+        aliases: [],
+        address: '10.0.2.101',
+        published: [{ hostIp: '127.0.0.1', hostPort: 5353, containerPort: 53, protocol: 'udp' as const }],
+        internal: [{ containerPort: 80, hostPort: 46149 }],
+      },
+    ],
+  };
+  expect([...claimedPorts(record)].sort()).toEqual(['tcp:38465', 'tcp:46149', 'udp:5353']);
 });

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { findPortClash, parsePortSpec, resolvePorts } from '../../../src/network/ports.js';
+import { findPortClash, parsePortSpec, portKey, resolvePorts } from '../../../src/network/ports.js';
 
 describe('parsePortSpec', () => {
   test.each([
@@ -53,6 +53,23 @@ describe('resolvePorts (binds on loopback only)', () => {
     } finally {
       server.close();
     }
+  });
+
+  test('never hands out a port the job has already handed out, nor one twice in a call', async () => {
+    // Ports picked for one service are free to the kernel until its QEMU binds
+    // them, and bind(0) can return them again for the next service.
+    const [first] = await resolvePorts([parsePortSpec('80')]);
+    const claimed = new Set([portKey('tcp', first?.hostPort ?? 0)]);
+    const picked = await resolvePorts(
+      Array.from({ length: 20 }, (_, i) => parsePortSpec(String(1000 + i))),
+      claimed,
+    );
+    const ports = picked.map((p) => p.hostPort);
+    expect(ports).not.toContain(first?.hostPort);
+    expect(new Set(ports).size).toBe(20);
+    await expect(resolvePorts([parsePortSpec(`${first?.hostPort}:80`)], claimed)).rejects.toThrow(
+      `host port ${first?.hostPort} is already in use (127.0.0.1:${first?.hostPort}/tcp)`,
+    );
   });
 
   test('two mappings of one host port are refused before binding', async () => {
