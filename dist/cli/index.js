@@ -45485,19 +45485,24 @@ function probeFailure(end, stderr, console) {
         return 'QEMU exited, but the guest printed nothing';
     return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
 }
-/** Boots the probe under KVM; returns undefined when it worked, else why not. Never throws. */
+/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
 async function probeKvm(bundle, options) {
+    const failure = await bootOnce(bundle, options);
+    return { failure: failure?.why, hung: failure?.hung ?? false };
+}
+async function bootOnce(bundle, options) {
     try {
         await (0,promises_namespaceObject.access)(options.kvmDevice, promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
     }
     catch (error) {
         const code = error.code;
-        return code === 'ENOENT'
+        const why = code === 'ENOENT'
             ? `${options.kvmDevice} does not exist`
             : `${options.kvmDevice} is not usable by this user (${code})`;
+        return { why, hung: false };
     }
     if (!(await onPath(options.qemu)))
-        return `${options.qemu} is not an executable program`;
+        return { why: `${options.qemu} is not an executable program`, hung: false };
     let dir;
     try {
         dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
@@ -45505,10 +45510,11 @@ async function probeKvm(bundle, options) {
         const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile) }, options.timeoutMs);
         // No console file at all: the guest printed nothing. Any other error: it cannot be read.
         const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
-        return judgeProbe({ ...outcome, console });
+        const why = judgeProbe({ ...outcome, console });
+        return why === undefined ? undefined : { why, hung: outcome.end.timedOutMs !== undefined };
     }
     catch (error) {
-        return `a KVM test boot failed: ${error.message}`;
+        return { why: `a KVM test boot failed: ${error.message}`, hung: false };
     }
     finally {
         if (dir)
@@ -45543,11 +45549,19 @@ async function probeKey(bundle, options) {
         process.getuid?.(),
     ].join('|');
 }
-/** A cached answer for `key`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
-function cachedAnswer(text, key) {
+/**
+ * A hung test boot is remembered for an hour only: a loaded machine can hang
+ * a guest that would boot on a quiet one, while a crash or a missing device
+ * is a property of the host.
+ */
+const HUNG_PROBE_TTL_MS = 60 * 60 * 1000;
+/** A cached answer for `key` at time `now`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
+function cachedAnswer(text, key, now) {
     try {
         const cached = JSON.parse(text);
         if (cached.key !== key)
+            return undefined;
+        if (typeof cached.expires === 'number' && cached.expires <= now)
             return undefined;
         return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
     }
@@ -45558,15 +45572,20 @@ function cachedAnswer(text, key) {
 /** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
 async function cachedProbe(bundle, options, cacheFile) {
     if (!cacheFile)
-        return probeKvm(bundle, options);
+        return (await probeKvm(bundle, options)).failure;
     const key = await probeKey(bundle, options);
-    const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key);
+    const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key, Date.now());
     if (cached)
         return cached.failure;
-    const failure = await probeKvm(bundle, options);
+    const { failure, hung } = await probeKvm(bundle, options);
+    const entry = {
+        key,
+        failure: failure ?? null,
+        ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
+    };
     try {
         await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
-        await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+        await writeFileAtomic(cacheFile, JSON.stringify(entry));
     }
     catch {
         // The answer stands; the next run probes again.

@@ -88,17 +88,31 @@ function probeFailure(end: CommandEnd, stderr: string, console: string | undefin
   return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
 }
 
-/** Boots the probe under KVM; returns undefined when it worked, else why not. Never throws. */
-async function probeKvm(bundle: GuestBundle, options: ProbeSettings): Promise<string | undefined> {
+/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
+async function probeKvm(
+  bundle: GuestBundle,
+  options: ProbeSettings,
+): Promise<{ failure: string | undefined; hung: boolean }> {
+  const failure = await bootOnce(bundle, options);
+  return { failure: failure?.why, hung: failure?.hung ?? false };
+}
+
+async function bootOnce(
+  bundle: GuestBundle,
+  options: ProbeSettings,
+): Promise<{ why: string; hung: boolean } | undefined> {
   try {
     await access(options.kvmDevice, constants.R_OK | constants.W_OK);
   } catch (error: unknown) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT'
-      ? `${options.kvmDevice} does not exist`
-      : `${options.kvmDevice} is not usable by this user (${code})`;
+    const why =
+      code === 'ENOENT'
+        ? `${options.kvmDevice} does not exist`
+        : `${options.kvmDevice} is not usable by this user (${code})`;
+    return { why, hung: false };
   }
-  if (!(await onPath(options.qemu))) return `${options.qemu} is not an executable program`;
+  if (!(await onPath(options.qemu)))
+    return { why: `${options.qemu} is not an executable program`, hung: false };
   let dir: string | undefined;
   try {
     dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-kvm-probe-'));
@@ -111,9 +125,10 @@ async function probeKvm(bundle: GuestBundle, options: ProbeSettings): Promise<st
     const console = await readFile(consoleFile, 'utf8').catch((error: unknown) =>
       isNotFound(error) ? '' : undefined,
     );
-    return judgeProbe({ ...outcome, console });
+    const why = judgeProbe({ ...outcome, console });
+    return why === undefined ? undefined : { why, hung: outcome.end.timedOutMs !== undefined };
   } catch (error: unknown) {
-    return `a KVM test boot failed: ${(error as Error).message}`;
+    return { why: `a KVM test boot failed: ${(error as Error).message}`, hung: false };
   } finally {
     if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
@@ -147,11 +162,23 @@ async function probeKey(bundle: GuestBundle, options: ProbeSettings): Promise<st
   ].join('|');
 }
 
-/** A cached answer for `key`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
-export function cachedAnswer(text: string, key: string): { failure: string | undefined } | undefined {
+/**
+ * A hung test boot is remembered for an hour only: a loaded machine can hang
+ * a guest that would boot on a quiet one, while a crash or a missing device
+ * is a property of the host.
+ */
+export const HUNG_PROBE_TTL_MS = 60 * 60 * 1000;
+
+/** A cached answer for `key` at time `now`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
+export function cachedAnswer(
+  text: string,
+  key: string,
+  now: number,
+): { failure: string | undefined } | undefined {
   try {
-    const cached = JSON.parse(text) as { key?: unknown; failure?: unknown };
+    const cached = JSON.parse(text) as { key?: unknown; failure?: unknown; expires?: unknown };
     if (cached.key !== key) return undefined;
+    if (typeof cached.expires === 'number' && cached.expires <= now) return undefined;
     return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
   } catch {
     return undefined;
@@ -164,14 +191,19 @@ async function cachedProbe(
   options: ProbeSettings,
   cacheFile: string | undefined,
 ): Promise<string | undefined> {
-  if (!cacheFile) return probeKvm(bundle, options);
+  if (!cacheFile) return (await probeKvm(bundle, options)).failure;
   const key = await probeKey(bundle, options);
-  const cached = cachedAnswer(await readFile(cacheFile, 'utf8').catch(() => ''), key);
+  const cached = cachedAnswer(await readFile(cacheFile, 'utf8').catch(() => ''), key, Date.now());
   if (cached) return cached.failure;
-  const failure = await probeKvm(bundle, options);
+  const { failure, hung } = await probeKvm(bundle, options);
+  const entry = {
+    key,
+    failure: failure ?? null,
+    ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
+  };
   try {
     await mkdir(path.dirname(cacheFile), { recursive: true });
-    await writeFileAtomic(cacheFile, JSON.stringify({ key, failure: failure ?? null }));
+    await writeFileAtomic(cacheFile, JSON.stringify(entry));
   } catch {
     // The answer stands; the next run probes again.
   }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ensureGuestBundle } from '../../../src/guest/bundle.js';
-import { chooseAccel } from '../../../src/install/accel.js';
+import { chooseAccel, HUNG_PROBE_TTL_MS } from '../../../src/install/accel.js';
 import { cacheDir } from '../../../src/lifecycle/dirs.js';
 import type { GuestBundle } from '../../../src/vm/hypervisor.js';
 
@@ -103,6 +103,14 @@ describe('the KVM probe never crashes the tool: auto falls back to TCG, naming w
     await writeFile(cacheFile, '{"key": "trunc');
     expect((await chooseAccel('auto', bundle, options)).warning).toContain('SIGABRT');
     expect(JSON.parse(await readFile(cacheFile, 'utf8')).failure).toContain('SIGABRT');
+    // A crash is remembered for good; a hang only for an hour.
+    expect(JSON.parse(await readFile(cacheFile, 'utf8')).expires).toBeUndefined();
+    const hung = { ...options, qemu: standIn('hang') };
+    const before = Date.now();
+    expect((await chooseAccel('auto', bundle, hung)).warning).toContain('did not power off within 2 s');
+    const { expires } = JSON.parse(await readFile(cacheFile, 'utf8')) as { expires: number };
+    expect(expires).toBeGreaterThanOrEqual(before + HUNG_PROBE_TTL_MS);
+    expect(expires).toBeLessThanOrEqual(Date.now() + HUNG_PROBE_TTL_MS);
     // Another binary is another answer, not the cached one.
     expect(await chooseAccel('auto', bundle, { ...options, qemu: standIn('powers off') })).toEqual({
       accel: 'kvm',

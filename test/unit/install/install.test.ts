@@ -92,11 +92,15 @@ describe('judging the KVM test boot', () => {
     expect(judgeProbe(outcome)).toBe(expected);
   });
 
-  test('a cached answer counts only for the same key, and a damaged cache file is a miss', () => {
-    expect(cachedAnswer('{"key":"k","failure":null}', 'k')).toEqual({ failure: undefined });
-    expect(cachedAnswer('{"key":"k","failure":"why"}', 'k')).toEqual({ failure: 'why' });
-    expect(cachedAnswer('{"key":"other","failure":null}', 'k')).toBeUndefined();
-    expect(cachedAnswer('{"key":"k","fail', 'k')).toBeUndefined();
-    expect(cachedAnswer('', 'k')).toBeUndefined();
+  test('a cached answer counts only for the same key and until it expires; a damaged cache file is a miss', () => {
+    expect(cachedAnswer('{"key":"k","failure":null}', 'k', 0)).toEqual({ failure: undefined });
+    expect(cachedAnswer('{"key":"k","failure":"why"}', 'k', 0)).toEqual({ failure: 'why' });
+    expect(cachedAnswer('{"key":"other","failure":null}', 'k', 0)).toBeUndefined();
+    expect(cachedAnswer('{"key":"k","fail', 'k', 0)).toBeUndefined();
+    expect(cachedAnswer('', 'k', 0)).toBeUndefined();
+    // A hung boot is trusted for an hour, then probed again.
+    const hung = '{"key":"k","failure":"the guest did not power off within 6 s","expires":1000}';
+    expect(cachedAnswer(hung, 'k', 999)).toEqual({ failure: 'the guest did not power off within 6 s' });
+    expect(cachedAnswer(hung, 'k', 1000)).toBeUndefined();
   });
 });
