@@ -7,7 +7,13 @@ export function optValue(value: string): string {
   return value.replace(/,/g, ',,');
 }
 
-export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
+/**
+ * panic=-1 restarts at once on a panic, and -no-reboot turns the restart into
+ * QEMU's exit. reboot=t restarts by triple fault: microvm has no keyboard
+ * controller, and the kernel's default ACPI-then-keyboard path could spin
+ * after a panic and leave the dead guest's QEMU running (seen under TCG).
+ */
+export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off';
 
 /**
  * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
