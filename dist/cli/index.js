@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4458);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(319);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4458:
+/***/ 319:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -44432,1008 +44432,7 @@ async function pull(name, options) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
-
-
-function number(text) {
-    if (text === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(text))
-        return undefined;
-    return Number(text);
-}
-/** Reads the first processor's block of /proc/cpuinfo text; empty or odd text gives a CpuInfo of undefined fields. Pure. */
-function parseCpuInfo(text) {
-    const fields = new Map();
-    for (const line of text.split('\n')) {
-        if (line.trim() === '') {
-            if (fields.size > 0)
-                break;
-            continue;
-        }
-        const colon = line.indexOf(':');
-        if (colon < 0)
-            continue;
-        const key = line.slice(0, colon).trim().toLowerCase();
-        // The value as the kernel wrote it after ": " (the flags digest must match older records).
-        if (!fields.has(key))
-            fields.set(key, line.slice(colon + 1).replace(/^ /, ''));
-    }
-    const field = (...keys) => {
-        for (const key of keys) {
-            const value = fields.get(key);
-            if (value !== undefined && value.trim() !== '')
-                return value.trim();
-        }
-        return undefined;
-    };
-    const flags = fields.get('flags') ?? fields.get('features');
-    const implementer = field('cpu implementer');
-    return {
-        vendor: field('vendor_id') ?? (implementer ? `implementer ${implementer}` : undefined),
-        family: field('cpu family', 'cpu architecture'),
-        model: field('model', 'cpu part'),
-        modelName: field('model name'),
-        flags,
-        flagsDigest: (0,external_node_crypto_.createHash)('sha256')
-            .update(flags ?? '')
-            .digest('hex')
-            .slice(0, 12),
-        mhz: number(field('cpu mhz')),
-        bogomips: number(field('bogomips')),
-    };
-}
-/**
- * The host CPU a KVM checkpoint depends on (`-cpu host` hands the guest the
- * host's model and features). "host MODEL NAME (flags DIGEST)" is the form
- * checkpoint records already hold; without a model name (arm64, odd
- * hypervisors) the vendor, family and model stand in, and without those
- * "unknown CPU". Pure.
- */
-function cpuIdentity(info) {
-    const described = info.modelName ??
-        ([
-            info.vendor,
-            info.family === undefined ? undefined : `family ${info.family}`,
-            info.model === undefined ? undefined : `model ${info.model}`,
-        ]
-            .filter((part) => part !== undefined)
-            .join(' ') ||
-            'unknown CPU');
-    return `host ${described} (flags ${info.flagsDigest})`;
-}
-/** tsc_early_khz when nothing better is known: a plausible rate for a current x86 host. */
-const DEFAULT_TSC_KHZ = 2_000_000;
-/** QEMU's tick rate on hosts it has no cycle counter for (aarch64): CLOCK_MONOTONIC in ns. */
-const NANOSECOND_TICKS_KHZ = 1_000_000;
-/** Rates outside 100 MHz to 10 GHz are a misread, not a CPU. */
-function plausible(khz) {
-    return khz !== undefined && Number.isFinite(khz) && khz >= 100_000 && khz <= 10_000_000;
-}
-/**
- * The rate a TCG guest's TSC ticks at, in kHz, for `tsc_early_khz`. Under
- * TCG, QEMU's RDTSC returns cpu_get_ticks(), the host's own cycle counter
- * (rdtsc on an x86 host; the `tsc-frequency` property only changes CPUID), so
- * the right value is the host's TSC rate. On x86, in this order:
- *  1. bogomips / 2: the kernel derives it from its calibrated TSC rate
- *     (lpj_fine = tsc_khz * 1000 / HZ), so it is the TSC even on bare metal;
- *  2. `cpu MHz` when above 0: the TSC rate in a VM, but on bare metal the
- *     current (scaled or boosted) clock, which is why it comes second;
- *  3. the "@ 2.60GHz" of an Intel model name: the nominal rate, which
- *     invariant-TSC parts count at;
- *  4. DEFAULT_TSC_KHZ.
- * On an arm64 host QEMU has no cycle counter to read and counts nanoseconds,
- * so the guest's TSC runs at 1 GHz. Other hosts get the default. Pure.
- */
-function guestTscKhz(info, arch) {
-    if (arch === 'arm64')
-        return { khz: NANOSECOND_TICKS_KHZ, source: 'QEMU clock' };
-    if (arch !== 'x64' && arch !== 'ia32')
-        return { khz: DEFAULT_TSC_KHZ, source: 'default' };
-    const fromBogomips = info.bogomips === undefined ? undefined : Math.round(info.bogomips * 500);
-    if (plausible(fromBogomips))
-        return { khz: fromBogomips, source: 'bogomips' };
-    const fromMhz = info.mhz === undefined ? undefined : Math.round(info.mhz * 1000);
-    if (plausible(fromMhz))
-        return { khz: fromMhz, source: 'cpu MHz' };
-    const ghz = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(info.modelName ?? '')?.[1];
-    const fromName = ghz === undefined ? undefined : Math.round(Number(ghz) * 1_000_000);
-    if (plausible(fromName))
-        return { khz: fromName, source: 'model name' };
-    return { khz: DEFAULT_TSC_KHZ, source: 'default' };
-}
-let hostCpu;
-/** This host's /proc/cpuinfo, read once; unreadable reads as empty (every field undefined). */
-function readCpuInfo() {
-    hostCpu ??= (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').then(parseCpuInfo, () => parseCpuInfo(''));
-    return hostCpu;
-}
-
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/vm/json-socket.ts
-
-
-/** One JSON message a line over a unix socket: the wire format of QMP and of the QEMU guest agent. */
-class JsonLineSocket {
-    socket;
-    buffer = '';
-    decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
-    waiting = [];
-    closedError;
-    constructor(socket) {
-        this.socket = socket;
-        socket.on('data', (chunk) => this.onData(chunk));
-        socket.on('close', () => this.fail(new Error('connection closed')));
-        socket.on('error', (error) => this.fail(error));
-    }
-    static connect(path, timeoutMs) {
-        return new Promise((resolve, reject) => {
-            const socket = external_node_net_default().connect(path);
-            const timer = setTimeout(() => {
-                socket.destroy();
-                reject(new Error(`no connection to ${path} within ${timeoutMs} ms`));
-            }, timeoutMs);
-            socket.once('error', (error) => {
-                clearTimeout(timer);
-                reject(error);
-            });
-            socket.once('connect', () => {
-                clearTimeout(timer);
-                socket.removeAllListeners('error');
-                resolve(new JsonLineSocket(socket));
-            });
-        });
-    }
-    send(message) {
-        if (this.closedError)
-            throw this.closedError;
-        this.socket.write(`${JSON.stringify(message)}\n`);
-    }
-    /**
-     * Sends `message` and resolves with the first answer `accept` takes. On a
-     * socket that is already closed it rejects once, with no stray rejection
-     * left behind (the guest may die under a command).
-     */
-    async request(message, accept, timeoutMs, what) {
-        const answer = this.next(accept, timeoutMs, what);
-        try {
-            this.send(message);
-        }
-        catch (error) {
-            answer.catch(() => undefined);
-            throw error;
-        }
-        return answer;
-    }
-    /** Resolves with the first message (from now on) that `accept` takes. */
-    next(accept, timeoutMs, what) {
-        return new Promise((resolve, reject) => {
-            if (this.closedError)
-                return reject(this.closedError);
-            const timer = setTimeout(() => {
-                remove();
-                reject(new Error(`no answer to ${what} within ${timeoutMs} ms`));
-            }, timeoutMs);
-            const waiter = (message) => {
-                if (message.__closed) {
-                    clearTimeout(timer);
-                    reject(this.closedError ?? new Error('connection closed'));
-                    return true;
-                }
-                if (!accept(message))
-                    return false;
-                clearTimeout(timer);
-                resolve(message);
-                return true;
-            };
-            const remove = () => {
-                const index = this.waiting.indexOf(waiter);
-                if (index >= 0)
-                    this.waiting.splice(index, 1);
-            };
-            this.waiting.push(waiter);
-        });
-    }
-    close() {
-        this.socket.destroy();
-    }
-    onData(chunk) {
-        // The guest agent prefixes a guest-sync-delimited answer with a 0xFF byte
-        // (never valid in UTF-8 JSON); drop it before decoding.
-        this.buffer += this.decoder.write(Buffer.from(chunk.filter((byte) => byte !== 0xff)));
-        let newline;
-        while ((newline = this.buffer.indexOf('\n')) >= 0) {
-            const line = this.buffer.slice(0, newline).trim();
-            this.buffer = this.buffer.slice(newline + 1);
-            if (!line)
-                continue;
-            let message;
-            try {
-                message = JSON.parse(line);
-            }
-            catch {
-                continue;
-            }
-            const index = this.waiting.findIndex((accept) => accept(message));
-            if (index >= 0)
-                this.waiting.splice(index, 1);
-        }
-    }
-    fail(error) {
-        if (this.closedError)
-            return;
-        this.closedError = error;
-        for (const waiter of this.waiting.splice(0))
-            waiter({ __closed: true });
-    }
-}
-/** The `error` member of a QMP or guest-agent answer, as an Error. */
-function protocolError(what, message) {
-    const error = message.error;
-    if (!error)
-        return undefined;
-    return new Error(`${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`);
-}
-
-;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
-
-const POLL_MS = 20;
-const SYNC_ATTEMPT_MS = 2000;
-/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
-class GuestAgent {
-    socket;
-    constructor(socket) {
-        this.socket = socket;
-    }
-    /**
-     * Connects and resynchronises: stale answers from an earlier client may still
-     * sit in the channel, so guest-sync-delimited with a fresh id discards
-     * everything before it. Right after boot qemu-ga may not have opened its port
-     * yet (QEMU then drops or ignores the connection), so attempts repeat until
-     * `timeoutMs` has passed.
-     */
-    static async connect(path, timeoutMs) {
-        const deadline = Date.now() + timeoutMs;
-        let lastError;
-        for (;;) {
-            const left = deadline - Date.now();
-            try {
-                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
-            }
-            catch (error) {
-                lastError = error;
-            }
-            if (Date.now() + POLL_MS * 5 >= deadline)
-                break;
-            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
-        }
-        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
-    }
-    static async attempt(path, timeoutMs) {
-        const socket = await JsonLineSocket.connect(path, timeoutMs);
-        try {
-            const id = Math.floor(Math.random() * 2 ** 31);
-            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
-            return new GuestAgent(socket);
-        }
-        catch (error) {
-            socket.close();
-            throw error;
-        }
-    }
-    async execute(command, args = {}, timeoutMs = 10000) {
-        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
-        const error = protocolError(`guest agent ${command}`, message);
-        if (error)
-            throw error;
-        return message.return;
-    }
-    /** guest-shutdown gives no answer when it works: the guest is going away. */
-    shutdown() {
-        this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
-    }
-    /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
-    async exec(path, args, timeoutMs) {
-        const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true }));
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-            const status = (await this.execute('guest-exec-status', { pid: started.pid }));
-            if (status.exited) {
-                return {
-                    exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
-                    stdout: Buffer.from(status['out-data'] ?? '', 'base64'),
-                    stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
-                };
-            }
-            if (Date.now() > deadline)
-                throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
-            await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-        }
-    }
-    close() {
-        this.socket.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/vm/paths.ts
-
-function vmPaths(dir) {
-    return {
-        dir,
-        record: external_node_path_default().join(dir, 'vm.json'),
-        pid: external_node_path_default().join(dir, 'qemu.pid'),
-        qmp: external_node_path_default().join(dir, 'qmp.sock'),
-        agent: external_node_path_default().join(dir, 'agent.sock'),
-        console: external_node_path_default().join(dir, 'console.log'),
-        serviceLog: external_node_path_default().join(dir, 'service.log'),
-        status: external_node_path_default().join(dir, 'status'),
-        qemuLog: external_node_path_default().join(dir, 'qemu.log'),
-        rootDisk: external_node_path_default().join(dir, 'rootfs.qcow2'),
-        guestFiles: external_node_path_default().join(dir, 'guest'),
-    };
-}
-/** Unix socket paths are limited to 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
-
-;// CONCATENATED MODULE: ./src/vm/process.ts
-
-/** The pid in a pidfile, or undefined when there is none. */
-async function readPid(pidFile) {
-    try {
-        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/**
- * True while `pid` is a live process whose command line mentions `marker` (the
- * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
- * empty command line and counts as gone.
- */
-async function isOurProcess(pid, marker) {
-    try {
-        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes(marker);
-    }
-    catch {
-        return false;
-    }
-}
-async function process_waitForExit(pid, marker, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (!(await isOurProcess(pid, marker)))
-            return true;
-        await process_sleep(25);
-    }
-    return !(await isOurProcess(pid, marker));
-}
-function process_sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-;// CONCATENATED MODULE: ./src/vm/status.ts
-
-/** Parses the hyper.status lines written by guest/init. Pure. */
-function parseGuestStatus(text) {
-    const status = { booted: false, halted: false };
-    for (const line of text.split('\n')) {
-        const [event, ...rest] = line.trim().split(' ');
-        const value = rest.join(' ');
-        if (event === 'booted')
-            status.booted = true;
-        else if (event === 'started')
-            status.servicePid = Number(value);
-        else if (event === 'exited')
-            status.exitCode = Number(value);
-        else if (event === 'failed')
-            status.failure = value;
-        else if (event === 'halted')
-            status.halted = true;
-    }
-    return status;
-}
-async function readGuestStatus(file) {
-    try {
-        return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
-    }
-    catch {
-        return { booted: false, halted: false };
-    }
-}
-/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
-function crashReason(console) {
-    const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
-    if (!panic)
-        return undefined;
-    const what = (panic[1] ?? '').trim();
-    return what ? `kernel panic: ${what}` : 'kernel panic';
-}
-/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
-function crashExcerpt(console, before = 3, after = 12) {
-    const lines = console.replace(/\r/g, '').trimEnd().split('\n');
-    const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
-    if (at < 0)
-        return lines.slice(-after).join('\n');
-    return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
-}
-/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
-async function readConsoleTail(file, bytes = 64 * 1024) {
-    let handle;
-    try {
-        handle = await (0,promises_namespaceObject.open)(file, 'r');
-        const { size } = await handle.stat();
-        const length = Math.min(size, bytes);
-        const buffer = Buffer.alloc(length);
-        await handle.read(buffer, 0, length, size - length);
-        return buffer.toString('utf8');
-    }
-    catch {
-        return '';
-    }
-    finally {
-        await handle?.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
-// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
-
-const QEMU_IMG = 'qemu-img';
-class QemuOutputError extends Error {
-    name = 'QemuOutputError';
-}
-/** The command lines, pure, so tests assert them exactly. */
-const qemuImgCommand = {
-    /** A thin qcow2 over `backing`, which is never written. */
-    createOverlay(file, backing, backingFormat) {
-        return {
-            program: QEMU_IMG,
-            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
-        };
-    },
-    /** Without `from`, qemu-img probes the source's format. */
-    convert(source, target, formats) {
-        const from = formats.from ? ['-f', formats.from] : [];
-        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
-    },
-    info(file, options = {}) {
-        return {
-            program: QEMU_IMG,
-            args: [
-                'info',
-                ...(options.format ? ['-f', options.format] : []),
-                ...(options.forceShare ? ['-U'] : []),
-                '--output=json',
-                file,
-            ],
-        };
-    },
-    deleteSnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
-    },
-    /** Sets the disk's current state to snapshot `tag`. */
-    applySnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
-    },
-    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
-    rebaseUnsafe(file, backing, backingFormat) {
-        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
-    },
-};
-/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
-function parseImageInfo(stdout, command = 'qemu-img info') {
-    let value;
-    try {
-        value = JSON.parse(stdout);
-    }
-    catch (error) {
-        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`);
-    }
-    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
-    if (!img_isObject(value))
-        throw wrong('an object');
-    const { filename, format } = value;
-    const virtualSize = value['virtual-size'];
-    if (typeof filename !== 'string')
-        throw wrong('a "filename"');
-    if (typeof format !== 'string')
-        throw wrong('a "format"');
-    if (typeof virtualSize !== 'number')
-        throw wrong('a "virtual-size"');
-    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
-    const data = img_isObject(specific.data) ? specific.data : {};
-    const snapshots = value.snapshots ?? [];
-    if (!Array.isArray(snapshots))
-        throw wrong('a "snapshots" list');
-    return {
-        filename,
-        format,
-        virtualSize,
-        backingFilename: img_text(value['backing-filename']),
-        fullBackingFilename: img_text(value['full-backing-filename']),
-        backingFormat: img_text(value['backing-filename-format']),
-        dataFile: img_text(data['data-file']),
-        snapshots: snapshots.map((snapshot) => {
-            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
-                throw wrong('a name for each snapshot');
-            const vmStateSize = snapshot['vm-state-size'];
-            return {
-                id: String(snapshot.id),
-                name: snapshot.name,
-                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
-            };
-        }),
-    };
-}
-function img_isObject(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function img_text(value) {
-    return typeof value === 'string' ? value : undefined;
-}
-/** Runs the commands above. */
-const qemuImg = {
-    async createOverlay(file, backing, backingFormat) {
-        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
-    },
-    async convert(source, target, formats) {
-        await run(qemuImgCommand.convert(source, target, formats));
-    },
-    async info(file, options = {}) {
-        const command = qemuImgCommand.info(file, options);
-        return parseImageInfo((await run(command)).stdout, formatCommand(command));
-    },
-    async snapshotNames(file, options = {}) {
-        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
-    },
-    async deleteSnapshot(file, tag) {
-        await run(qemuImgCommand.deleteSnapshot(file, tag));
-    },
-    async applySnapshot(file, tag) {
-        await run(qemuImgCommand.applySnapshot(file, tag));
-    },
-    async rebaseUnsafe(file, backing, backingFormat) {
-        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
-    },
-};
-
-;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
-
-
-/** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
-function optValue(value) {
-    return value.replace(/,/g, ',,');
-}
-const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 pci=off';
-/**
- * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
- * now and then, and the boot then hangs for good (2 of 8 boots in a trial
- * here); telling it the frequency skips that calibration (8 of 8 booted).
- * Under KVM the kernel reads it from kvm-clock and needs nothing.
- */
-function kernelCmdline(accel, hostTscKhz) {
-    return accel === 'tcg'
-        ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
-        : KERNEL_CMDLINE;
-}
-/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
-const ROOT_NODE = 'root-disk';
-function diskNode(serial) {
-    return `${serial}-disk`;
-}
-/**
- * The network device. User networking forwards published ports (hostfwd) and,
- * for each other service, the address and port the guest dials to a helper
- * that connects to that service's loopback port (guestfwd); `restrict` drops
- * everything else. A TAP joins the job's bridge. Pure.
- */
-function networkArgs(spec) {
-    const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
-    if (network.kind === 'tap') {
-        return [
-            '-netdev',
-            `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
-            '-device',
-            `virtio-net-device,netdev=net0,mac=${network.mac}`,
-        ];
-    }
-    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
-    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
-    const restrict = network.restrict ? ',restrict=on' : '';
-    return [
-        '-netdev',
-        `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
-        '-device',
-        'virtio-net-device,netdev=net0',
-    ];
-}
-/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
-function qemuArgs(spec, hostTscKhz) {
-    const paths = vmPaths(spec.dir);
-    // prettier-ignore
-    const args = [
-        '-name', optValue(spec.name),
-        '-M', 'microvm,x-option-roms=off,rtc=on',
-        '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-        '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
-        '-m', `${spec.memoryMiB}M`,
-        '-smp', String(spec.cpus),
-        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-        '-global', 'virtio-mmio.force-legacy=false',
-        '-kernel', spec.bundle.kernel,
-        '-initrd', spec.bundle.initrd,
-        '-append', kernelCmdline(spec.accel, hostTscKhz),
-        '-serial', `file:${paths.console}`,
-        '-pidfile', paths.pid,
-        '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
-        '-device', 'virtio-blk-device,drive=root,serial=rootfs',
-        '-device', 'virtio-serial-device',
-        // append: a restarted VM keeps the log, and the status the host wrote for it.
-        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
-        '-device', 'virtserialport,chardev=log,name=hyper.log',
-        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
-        '-device', 'virtserialport,chardev=status,name=hyper.status',
-        '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
-        '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-        ...networkArgs(spec),
-    ];
-    for (const disk of spec.disks ?? []) {
-        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
-        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
-    }
-    for (const file of spec.guestFiles) {
-        args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
-    }
-    return args;
-}
-
-;// CONCATENATED MODULE: ./src/vm/qemu/qmp.ts
-
-/** A QEMU Machine Protocol client: greeting, capabilities negotiation, then commands with ids. */
-class QmpClient {
-    socket;
-    nextId = 1;
-    constructor(socket) {
-        this.socket = socket;
-    }
-    static async connect(path, timeoutMs = 5000) {
-        const socket = await JsonLineSocket.connect(path, timeoutMs);
-        try {
-            await socket.next((m) => 'QMP' in m, timeoutMs, 'the QMP greeting');
-            const client = new QmpClient(socket);
-            await client.execute('qmp_capabilities', {}, timeoutMs);
-            return client;
-        }
-        catch (error) {
-            socket.close();
-            throw error;
-        }
-    }
-    async execute(command, args = {}, timeoutMs = 10000) {
-        const id = `hyper-${this.nextId++}`;
-        const message = await this.socket.request({ execute: command, arguments: args, id }, (m) => m.id === id, timeoutMs, `QMP ${command}`);
-        const error = protocolError(`QMP ${command}`, message);
-        if (error)
-            throw error;
-        return message.return;
-    }
-    /**
-     * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
-     * starts it, polls query-jobs until it has concluded, dismisses it, and
-     * throws the job's own error when it failed.
-     */
-    async runJob(command, args, timeoutMs) {
-        const id = `hyper-job-${this.nextId}`;
-        await this.execute(command, { ...args, 'job-id': id });
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-            const jobs = (await this.execute('query-jobs'));
-            const job = jobs.find((j) => j.id === id);
-            if (!job)
-                throw new Error(`QMP ${command}: job ${id} disappeared`);
-            if (job.status === 'concluded') {
-                await this.execute('job-dismiss', { id });
-                if (job.error)
-                    throw new Error(job.error);
-                return;
-            }
-            if (Date.now() > deadline) {
-                await this.execute('job-cancel', { id }).catch(() => undefined);
-                throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
-            }
-            await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-    }
-    close() {
-        this.socket.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
-
-
-
-
-
-
-
-
-
-
-
-const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
-class VmError extends Error {
-    name = 'VmError';
-}
-/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
-async function hostTscKhz() {
-    return guestTscKhz(await readCpuInfo(), process.arch).khz;
-}
-async function tail(file, lines = 20) {
-    try {
-        return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8'), lines);
-    }
-    catch {
-        return '';
-    }
-}
-/** QEMU's microvm machine, started as a detached child that outlives this process. */
-class QemuHypervisor {
-    async start(spec, options = {}) {
-        const paths = vmPaths(spec.dir);
-        for (const socket of [paths.qmp, paths.agent]) {
-            if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`);
-            }
-        }
-        const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
-        let exited;
-        let spawnError;
-        try {
-            // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-            const args = qemuArgs(spec, await hostTscKhz());
-            if (options.checkpoint)
-                args.push('-loadvm', options.checkpoint);
-            const child = (0,external_node_child_process_namespaceObject.spawn)(QEMU_BINARY, args, {
-                detached: true,
-                stdio: ['ignore', log.fd, log.fd],
-            });
-            child.on('error', (error) => (spawnError = error));
-            child.on('exit', (code, signal) => (exited = { code, signal }));
-            child.unref();
-            const deadline = Date.now() + 15000;
-            for (;;) {
-                if (spawnError)
-                    throw new VmError(`cannot start ${QEMU_BINARY}: ${spawnError.message}`);
-                if (exited) {
-                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
-                }
-                const pid = await readPid(paths.pid);
-                if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
-                    return { pid };
-                if (Date.now() > deadline) {
-                    await this.kill(spec);
-                    throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
-                }
-                await process_sleep(20);
-            }
-        }
-        finally {
-            await log.close();
-        }
-    }
-    async qmpAnswers(socket) {
-        try {
-            const qmp = await QmpClient.connect(socket, 1000);
-            qmp.close();
-            return true;
-        }
-        catch {
-            return false;
-        }
-    }
-    async waitUntilRunning(spec, timeoutMs) {
-        const paths = vmPaths(spec.dir);
-        const deadline = Date.now() + timeoutMs;
-        let last = 'nothing yet';
-        for (;;) {
-            const status = await readGuestStatus(paths.status);
-            if (status.failure)
-                throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
-            if (status.exitCode !== undefined) {
-                throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
-            }
-            if (status.servicePid !== undefined)
-                return;
-            if (status.booted)
-                last = 'guest booted, service not started';
-            if (!(await this.isRunning(spec))) {
-                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
-            }
-            if (Date.now() > deadline) {
-                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
-            }
-            await process_sleep(25);
-        }
-    }
-    async isRunning(spec) {
-        const pid = await readPid(vmPaths(spec.dir).pid);
-        return pid !== undefined && (await isOurProcess(pid, spec.dir));
-    }
-    async exec(spec, argv, timeoutMs) {
-        const [program, ...args] = argv;
-        if (!program)
-            throw new VmError('no command given');
-        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
-        try {
-            return await agent.exec(program, args, timeoutMs);
-        }
-        finally {
-            agent.close();
-        }
-    }
-    async stop(spec, graceMs) {
-        const paths = vmPaths(spec.dir);
-        const pid = await readPid(paths.pid);
-        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
-            return 'graceful';
-        const deadline = Date.now() + graceMs;
-        try {
-            const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
-            agent.shutdown();
-            // Give qemu-ga a moment to read the command before the socket goes.
-            await process_sleep(50);
-            agent.close();
-        }
-        catch {
-            // No agent: nothing graceful is possible; fall through to the deadline and kill.
-        }
-        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now())))
-            return 'graceful';
-        await this.kill(spec);
-        return 'killed';
-    }
-    async kill(spec) {
-        const pid = await readPid(vmPaths(spec.dir).pid);
-        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
-            return;
-        try {
-            process.kill(pid, 'SIGKILL');
-        }
-        catch {
-            return;
-        }
-        if (!(await process_waitForExit(pid, spec.dir, 10000)))
-            throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
-    }
-    async withQmp(spec, use) {
-        const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
-        try {
-            return await use(qmp);
-        }
-        finally {
-            qmp.close();
-        }
-    }
-    async snapshotDisks(spec, serials, tag, freeze) {
-        const agentPath = vmPaths(spec.dir).agent;
-        let agent;
-        try {
-            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
-        }
-        catch (error) {
-            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`);
-        }
-        let thawed = false;
-        try {
-            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
-            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
-                actions: serials.map((serial) => ({
-                    type: 'blockdev-snapshot-internal-sync',
-                    data: { device: nodeOf(serial), name: tag },
-                })),
-            }));
-            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
-            thawed = true;
-        }
-        finally {
-            agent.close();
-            // After a timeout or error the answer on this connection can be stale:
-            // thaw again on a fresh one (a no-op when nothing is frozen).
-            if (!thawed)
-                await this.thaw(agentPath, freeze.timeoutMs);
-        }
-    }
-    async thaw(agentPath, timeoutMs) {
-        let lastError;
-        for (let attempt = 0; attempt < 3; attempt++) {
-            try {
-                const agent = await GuestAgent.connect(agentPath, timeoutMs);
-                try {
-                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
-                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
-                    if (status === 'thawed')
-                        return;
-                    lastError = new Error(`the agent reports the filesystems ${String(status)}`);
-                }
-                finally {
-                    agent.close();
-                }
-            }
-            catch (error) {
-                lastError = error;
-            }
-        }
-        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`);
-    }
-    async saveCheckpoint(spec, tag) {
-        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
-    }
-    async loadCheckpoint(spec, tag) {
-        await this.withQmp(spec, async (qmp) => {
-            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
-            const status = (await qmp.execute('query-status'));
-            if (!status.running)
-                await qmp.execute('cont');
-        });
-    }
-    async deleteSnapshot(spec, serials, tag) {
-        if (await this.isRunning(spec)) {
-            await this.withQmp(spec, async (qmp) => {
-                for (const serial of serials) {
-                    await qmp
-                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
-                        .catch((error) => {
-                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
-                            throw error;
-                    });
-                }
-            });
-            return;
-        }
-        for (const serial of serials) {
-            const file = diskFile(spec, serial);
-            if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
-                await qemuImg.deleteSnapshot(file, tag);
-        }
-    }
-    async pause(spec) {
-        // QEMU drains and flushes every block device when the VM stops.
-        await this.withQmp(spec, (qmp) => qmp.execute('stop'));
-    }
-    async resume(spec) {
-        await this.withQmp(spec, (qmp) => qmp.execute('cont'));
-    }
-    async revertDisks(spec, serials, tag) {
-        if (await this.isRunning(spec))
-            throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
-        for (const serial of serials)
-            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
-    }
-}
-/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
-const CHECKPOINT_TIMEOUT_MS = 120_000;
-function nodeOf(serial) {
-    return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
-}
-function writableNodes(spec) {
-    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
-}
-function diskFile(spec, serial) {
-    if (serial === 'rootfs')
-        return spec.rootDisk;
-    const disk = spec.disks?.find((d) => d.serial === serial);
-    if (!disk)
-        throw new VmError(`${spec.name} has no disk ${serial}`);
-    return disk.path;
-}
-
 ;// CONCATENATED MODULE: ./src/install/accel.ts
-
 
 
 
@@ -45593,11 +44592,11 @@ async function cachedProbe(bundle, options, cacheFile) {
     return failure;
 }
 /** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
-async function chooseAccel(choice, bundle, options = {}) {
+async function chooseAccel(choice, bundle, options) {
     if (choice === 'tcg')
         return { accel: 'tcg' };
     const settings = {
-        qemu: options.qemu ?? QEMU_BINARY,
+        qemu: options.qemu,
         kvmDevice: options.kvmDevice ?? '/dev/kvm',
         timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
     };
@@ -45632,6 +44631,26 @@ function cacheDir() {
 function vmDir(name) {
     return external_node_path_default().join(stateDir(), 'vms', name);
 }
+
+;// CONCATENATED MODULE: ./src/vm/paths.ts
+
+function vmPaths(dir) {
+    return {
+        dir,
+        record: external_node_path_default().join(dir, 'vm.json'),
+        pid: external_node_path_default().join(dir, 'qemu.pid'),
+        qmp: external_node_path_default().join(dir, 'qmp.sock'),
+        agent: external_node_path_default().join(dir, 'agent.sock'),
+        console: external_node_path_default().join(dir, 'console.log'),
+        serviceLog: external_node_path_default().join(dir, 'service.log'),
+        status: external_node_path_default().join(dir, 'status'),
+        qemuLog: external_node_path_default().join(dir, 'qemu.log'),
+        rootDisk: external_node_path_default().join(dir, 'rootfs.qcow2'),
+        guestFiles: external_node_path_default().join(dir, 'guest'),
+    };
+}
+/** Unix socket paths are limited to 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
 
 ;// CONCATENATED MODULE: ./src/lifecycle/record.ts
 
@@ -45711,6 +44730,9 @@ function imageRunConfig(config) {
 
 ;// CONCATENATED MODULE: external "node:dns/promises"
 const external_node_dns_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns/promises");
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
 ;// CONCATENATED MODULE: ./src/network/cidr.ts
 
 class CidrError extends Error {
@@ -47323,6 +46345,45 @@ function execArgv(config, command, env = []) {
     ];
 }
 
+;// CONCATENATED MODULE: ./src/vm/process.ts
+
+/** The pid in a pidfile, or undefined when there is none. */
+async function readPid(pidFile) {
+    try {
+        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * True while `pid` is a live process whose command line mentions `marker` (the
+ * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
+ * empty command line and counts as gone.
+ */
+async function isOurProcess(pid, marker) {
+    try {
+        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes(marker);
+    }
+    catch {
+        return false;
+    }
+}
+async function process_waitForExit(pid, marker, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (!(await isOurProcess(pid, marker)))
+            return true;
+        await process_sleep(25);
+    }
+    return !(await isOurProcess(pid, marker));
+}
+function process_sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 ;// CONCATENATED MODULE: ./src/images/users.ts
 
 /** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
@@ -47360,6 +46421,128 @@ async function checkUserSpec(rootfs, spec, imageName) {
         }
     }
 }
+
+;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
+// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
+
+const QEMU_IMG = 'qemu-img';
+class QemuOutputError extends Error {
+    name = 'QemuOutputError';
+}
+/** The command lines, pure, so tests assert them exactly. */
+const qemuImgCommand = {
+    /** A thin qcow2 over `backing`, which is never written. */
+    createOverlay(file, backing, backingFormat) {
+        return {
+            program: QEMU_IMG,
+            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
+        };
+    },
+    /** Without `from`, qemu-img probes the source's format. */
+    convert(source, target, formats) {
+        const from = formats.from ? ['-f', formats.from] : [];
+        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
+    },
+    info(file, options = {}) {
+        return {
+            program: QEMU_IMG,
+            args: [
+                'info',
+                ...(options.format ? ['-f', options.format] : []),
+                ...(options.forceShare ? ['-U'] : []),
+                '--output=json',
+                file,
+            ],
+        };
+    },
+    deleteSnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
+    },
+    /** Sets the disk's current state to snapshot `tag`. */
+    applySnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
+    },
+    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
+    rebaseUnsafe(file, backing, backingFormat) {
+        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
+    },
+};
+/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
+function parseImageInfo(stdout, command = 'qemu-img info') {
+    let value;
+    try {
+        value = JSON.parse(stdout);
+    }
+    catch (error) {
+        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`);
+    }
+    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
+    if (!img_isObject(value))
+        throw wrong('an object');
+    const { filename, format } = value;
+    const virtualSize = value['virtual-size'];
+    if (typeof filename !== 'string')
+        throw wrong('a "filename"');
+    if (typeof format !== 'string')
+        throw wrong('a "format"');
+    if (typeof virtualSize !== 'number')
+        throw wrong('a "virtual-size"');
+    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
+    const data = img_isObject(specific.data) ? specific.data : {};
+    const snapshots = value.snapshots ?? [];
+    if (!Array.isArray(snapshots))
+        throw wrong('a "snapshots" list');
+    return {
+        filename,
+        format,
+        virtualSize,
+        backingFilename: img_text(value['backing-filename']),
+        fullBackingFilename: img_text(value['full-backing-filename']),
+        backingFormat: img_text(value['backing-filename-format']),
+        dataFile: img_text(data['data-file']),
+        snapshots: snapshots.map((snapshot) => {
+            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
+                throw wrong('a name for each snapshot');
+            const vmStateSize = snapshot['vm-state-size'];
+            return {
+                id: String(snapshot.id),
+                name: snapshot.name,
+                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
+            };
+        }),
+    };
+}
+function img_isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function img_text(value) {
+    return typeof value === 'string' ? value : undefined;
+}
+/** Runs the commands above. */
+const qemuImg = {
+    async createOverlay(file, backing, backingFormat) {
+        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
+    },
+    async convert(source, target, formats) {
+        await run(qemuImgCommand.convert(source, target, formats));
+    },
+    async info(file, options = {}) {
+        const command = qemuImgCommand.info(file, options);
+        return parseImageInfo((await run(command)).stdout, formatCommand(command));
+    },
+    async snapshotNames(file, options = {}) {
+        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
+    },
+    async deleteSnapshot(file, tag) {
+        await run(qemuImgCommand.deleteSnapshot(file, tag));
+    },
+    async applySnapshot(file, tag) {
+        await run(qemuImgCommand.applySnapshot(file, tag));
+    },
+    async rebaseUnsafe(file, backing, backingFormat) {
+        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
+    },
+};
 
 ;// CONCATENATED MODULE: ./src/storage/mounts.ts
 
@@ -47488,27 +46671,21 @@ function guestMountTable(disks, mounts) {
     return lines.map((l) => `${l.line}\n`).join('');
 }
 
-;// CONCATENATED MODULE: ./src/spec/service.ts
-
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends Error {
-    name = 'SpecError';
+;// CONCATENATED MODULE: ./src/sizes.ts
+// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
+const sizes_MiB = 1024 * 1024;
+/** A text that is not a size, or one below the minimum for its use. */
+class SizeError extends Error {
+    name = 'SizeError';
 }
-// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
-const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
-
-;// CONCATENATED MODULE: ./src/spec/units.ts
-
-const units_MiB = 1024 * 1024;
-const MIN_MEMORY_MIB = 64;
 const SIZE_UNITS = {
     '': 1,
     b: 1,
     k: 1024,
-    m: units_MiB,
-    g: 1024 * units_MiB,
-    t: 1024 * 1024 * units_MiB,
-    p: 1024 * 1024 * 1024 * units_MiB,
+    m: sizes_MiB,
+    g: 1024 * sizes_MiB,
+    t: 1024 * 1024 * sizes_MiB,
+    p: 1024 * 1024 * 1024 * sizes_MiB,
 };
 /** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
 function readSize(text) {
@@ -47525,82 +46702,31 @@ function readSize(text) {
 function wholeMiB(text, rule) {
     const size = readSize(text);
     if (!size)
-        throw new SpecError(`"${text}" ${rule.notASize}`);
-    const mib = Math.ceil(size.bytes / units_MiB);
+        throw new SizeError(`"${text}" ${rule.notASize}`);
+    const mib = Math.ceil(size.bytes / sizes_MiB);
     if (mib < rule.minMiB) {
         const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
-        throw new SpecError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
+        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
     }
     return mib;
 }
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    return wholeMiB(String(value).trim(), {
-        minMiB: MIN_MEMORY_MIB,
-        unit: 'm',
-        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
-    });
-}
+
+;// CONCATENATED MODULE: ./src/storage/volume-size.ts
+
 // ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
 const MIN_VOLUME_MIB = 16;
 /**
  * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB. Pure.
+ * -> bytes, rounded up to whole MiB; a bad one throws SizeError. Pure.
  */
-function parseVolumeSize(value) {
+function volumeBytes(value) {
     const mib = wholeMiB(String(value).trim(), {
         minMiB: MIN_VOLUME_MIB,
         unit: 'M',
         notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
         tooSmallFor: ', too small for an ext4 volume and its journal',
     });
-    return mib * units_MiB;
-}
-const DURATION_UNITS = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-};
-/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
-function parseDurationMs(value) {
-    const text = String(value).trim();
-    if (text === '0')
-        return 0;
-    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-    let total = 0;
-    let at = 0;
-    while (at < text.length) {
-        part.lastIndex = at;
-        const match = part.exec(text);
-        if (!match)
-            break;
-        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
-        at = part.lastIndex;
-    }
-    if (text === '' || at < text.length || !Number.isFinite(total)) {
-        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
-    }
-    return Math.ceil(total);
-}
-/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
-function parseCpus(value) {
-    const text = String(value).trim();
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
-        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
-    }
-    return Math.ceil(Number(text));
-}
-/** A whole number of at least `min` (healthcheck retries). Pure. */
-function parseCount(value, min) {
-    const text = String(value).trim();
-    if (!/^\d+$/.test(text) || Number(text) < min) {
-        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
-    }
-    return Number(text);
+    return mib * sizes_MiB;
 }
 
 ;// CONCATENATED MODULE: ./src/storage/volumes.ts
@@ -47612,30 +46738,28 @@ function parseCount(value, min) {
 
 
 
-
-const volumes_MiB = 1024 * 1024;
-const GiB = 1024 * volumes_MiB;
+const GiB = 1024 * sizes_MiB;
 /** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
 const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
-const BIND_HEADROOM = 256 * volumes_MiB;
+const BIND_HEADROOM = 256 * sizes_MiB;
 /** The size of a new volume that sets none: HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. */
 function defaultVolumeSize() {
     const text = process.env.HYPER_VOLUME_SIZE;
     if (!text)
         return DEFAULT_VOLUME_SIZE;
     try {
-        return parseVolumeSize(text);
+        return volumeBytes(text);
     }
     catch (error) {
-        if (error instanceof SpecError)
+        if (error instanceof SizeError)
             throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
         throw error;
     }
 }
-/** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
-function volumePath(name) {
-    return external_node_path_default().join(stateDir(), 'volumes', `${name}.qcow2`);
+/** Where a job's named volumes live: `<stateDir>/volumes/<name>.qcow2`. They outlive the services. */
+function volumePath(stateDir, name) {
+    return external_node_path_default().join(stateDir, 'volumes', `${name}.qcow2`);
 }
 /**
  * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
@@ -47676,8 +46800,8 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
  * The named volume's disk, made empty on first use with `sizeBytes`; `created`
  * says which. An existing volume keeps the size it was made with, as Docker's do.
  */
-async function ensureVolume(name, sizeBytes = defaultVolumeSize()) {
-    const file = volumePath(name);
+async function ensureVolume(stateDir, name, sizeBytes = defaultVolumeSize()) {
+    const file = volumePath(stateDir, name);
     if (await exists(file))
         return { path: file, created: false };
     await createExt4Disk(file, sizeBytes);
@@ -47685,17 +46809,17 @@ async function ensureVolume(name, sizeBytes = defaultVolumeSize()) {
 }
 /**
  * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
- * state (created on first use), anonymous volumes and copies of host paths in
- * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
+ * `stateDir` (created on first use), anonymous volumes and copies of host paths
+ * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
-async function prepareMountDisks(mounts, vmDir, sizes = {}) {
+async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
     // Read before the first disk is made, so a bad HYPER_VOLUME_SIZE leaves nothing behind.
     const defaultBytes = sizes.defaultBytes ?? defaultVolumeSize();
     const disks = [];
     for (const mount of mounts) {
         const serial = `vol${disks.length}`;
         if (mount.kind === 'volume') {
-            const volume = await ensureVolume(mount.name, sizes.named?.[mount.name] ?? defaultBytes);
+            const volume = await ensureVolume(stateDir, mount.name, sizes.named?.[mount.name] ?? defaultBytes);
             disks.push({
                 serial,
                 path: volume.path,
@@ -47719,7 +46843,7 @@ async function prepareMountDisks(mounts, vmDir, sizes = {}) {
         else if (mount.kind === 'bind') {
             const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
             const bytes = await treeBytes(mount.source);
-            const size = Math.ceil((bytes * 1.25 + 64 * volumes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / volumes_MiB) * volumes_MiB;
+            const size = Math.ceil((bytes * 1.25 + 64 * sizes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / sizes_MiB) * sizes_MiB;
             await createExt4Disk(file, size, mount.source);
             disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
         }
@@ -47737,6 +46861,70 @@ async function checkMountSources(mounts) {
         if (!info.isDirectory()) {
             throw new MountError(`host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`);
         }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/vm/status.ts
+
+/** Parses the hyper.status lines written by guest/init. Pure. */
+function parseGuestStatus(text) {
+    const status = { booted: false, halted: false };
+    for (const line of text.split('\n')) {
+        const [event, ...rest] = line.trim().split(' ');
+        const value = rest.join(' ');
+        if (event === 'booted')
+            status.booted = true;
+        else if (event === 'started')
+            status.servicePid = Number(value);
+        else if (event === 'exited')
+            status.exitCode = Number(value);
+        else if (event === 'failed')
+            status.failure = value;
+        else if (event === 'halted')
+            status.halted = true;
+    }
+    return status;
+}
+async function readGuestStatus(file) {
+    try {
+        return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
+    }
+    catch {
+        return { booted: false, halted: false };
+    }
+}
+/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
+function crashReason(console) {
+    const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
+    if (!panic)
+        return undefined;
+    const what = (panic[1] ?? '').trim();
+    return what ? `kernel panic: ${what}` : 'kernel panic';
+}
+/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
+function crashExcerpt(console, before = 3, after = 12) {
+    const lines = console.replace(/\r/g, '').trimEnd().split('\n');
+    const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
+    if (at < 0)
+        return lines.slice(-after).join('\n');
+    return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
+}
+/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
+async function readConsoleTail(file, bytes = 64 * 1024) {
+    let handle;
+    try {
+        handle = await (0,promises_namespaceObject.open)(file, 'r');
+        const { size } = await handle.stat();
+        const length = Math.min(size, bytes);
+        const buffer = Buffer.alloc(length);
+        await handle.read(buffer, 0, length, size - length);
+        return buffer.toString('utf8');
+    }
+    catch {
+        return '';
+    }
+    finally {
+        await handle?.close();
     }
 }
 
@@ -47881,7 +47069,7 @@ async function createVm(name, request, host, vm) {
     const paths = vmPaths(dir);
     let disks;
     try {
-        disks = await prepareMountDisks(mounts, dir, {
+        disks = await prepareMountDisks(stateDir(), mounts, dir, {
             defaultBytes: request.volumeSize,
             named: request.volumeSizes,
         });
@@ -48249,6 +47437,764 @@ function parseQemuVersion(stdout) {
 }
 async function qemuVersion(binary) {
     return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
+}
+
+;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
+
+
+function number(text) {
+    if (text === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(text))
+        return undefined;
+    return Number(text);
+}
+/** Reads the first processor's block of /proc/cpuinfo text; empty or odd text gives a CpuInfo of undefined fields. Pure. */
+function parseCpuInfo(text) {
+    const fields = new Map();
+    for (const line of text.split('\n')) {
+        if (line.trim() === '') {
+            if (fields.size > 0)
+                break;
+            continue;
+        }
+        const colon = line.indexOf(':');
+        if (colon < 0)
+            continue;
+        const key = line.slice(0, colon).trim().toLowerCase();
+        // The value as the kernel wrote it after ": " (the flags digest must match older records).
+        if (!fields.has(key))
+            fields.set(key, line.slice(colon + 1).replace(/^ /, ''));
+    }
+    const field = (...keys) => {
+        for (const key of keys) {
+            const value = fields.get(key);
+            if (value !== undefined && value.trim() !== '')
+                return value.trim();
+        }
+        return undefined;
+    };
+    const flags = fields.get('flags') ?? fields.get('features');
+    const implementer = field('cpu implementer');
+    return {
+        vendor: field('vendor_id') ?? (implementer ? `implementer ${implementer}` : undefined),
+        family: field('cpu family', 'cpu architecture'),
+        model: field('model', 'cpu part'),
+        modelName: field('model name'),
+        flags,
+        flagsDigest: (0,external_node_crypto_.createHash)('sha256')
+            .update(flags ?? '')
+            .digest('hex')
+            .slice(0, 12),
+        mhz: number(field('cpu mhz')),
+        bogomips: number(field('bogomips')),
+    };
+}
+/**
+ * The host CPU a KVM checkpoint depends on (`-cpu host` hands the guest the
+ * host's model and features). "host MODEL NAME (flags DIGEST)" is the form
+ * checkpoint records already hold; without a model name (arm64, odd
+ * hypervisors) the vendor, family and model stand in, and without those
+ * "unknown CPU". Pure.
+ */
+function cpuIdentity(info) {
+    const described = info.modelName ??
+        ([
+            info.vendor,
+            info.family === undefined ? undefined : `family ${info.family}`,
+            info.model === undefined ? undefined : `model ${info.model}`,
+        ]
+            .filter((part) => part !== undefined)
+            .join(' ') ||
+            'unknown CPU');
+    return `host ${described} (flags ${info.flagsDigest})`;
+}
+/** tsc_early_khz when nothing better is known: a plausible rate for a current x86 host. */
+const DEFAULT_TSC_KHZ = 2_000_000;
+/** QEMU's tick rate on hosts it has no cycle counter for (aarch64): CLOCK_MONOTONIC in ns. */
+const NANOSECOND_TICKS_KHZ = 1_000_000;
+/** Rates outside 100 MHz to 10 GHz are a misread, not a CPU. */
+function plausible(khz) {
+    return khz !== undefined && Number.isFinite(khz) && khz >= 100_000 && khz <= 10_000_000;
+}
+/**
+ * The rate a TCG guest's TSC ticks at, in kHz, for `tsc_early_khz`. Under
+ * TCG, QEMU's RDTSC returns cpu_get_ticks(), the host's own cycle counter
+ * (rdtsc on an x86 host; the `tsc-frequency` property only changes CPUID), so
+ * the right value is the host's TSC rate. On x86, in this order:
+ *  1. bogomips / 2: the kernel derives it from its calibrated TSC rate
+ *     (lpj_fine = tsc_khz * 1000 / HZ), so it is the TSC even on bare metal;
+ *  2. `cpu MHz` when above 0: the TSC rate in a VM, but on bare metal the
+ *     current (scaled or boosted) clock, which is why it comes second;
+ *  3. the "@ 2.60GHz" of an Intel model name: the nominal rate, which
+ *     invariant-TSC parts count at;
+ *  4. DEFAULT_TSC_KHZ.
+ * On an arm64 host QEMU has no cycle counter to read and counts nanoseconds,
+ * so the guest's TSC runs at 1 GHz. Other hosts get the default. Pure.
+ */
+function guestTscKhz(info, arch) {
+    if (arch === 'arm64')
+        return { khz: NANOSECOND_TICKS_KHZ, source: 'QEMU clock' };
+    if (arch !== 'x64' && arch !== 'ia32')
+        return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+    const fromBogomips = info.bogomips === undefined ? undefined : Math.round(info.bogomips * 500);
+    if (plausible(fromBogomips))
+        return { khz: fromBogomips, source: 'bogomips' };
+    const fromMhz = info.mhz === undefined ? undefined : Math.round(info.mhz * 1000);
+    if (plausible(fromMhz))
+        return { khz: fromMhz, source: 'cpu MHz' };
+    const ghz = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(info.modelName ?? '')?.[1];
+    const fromName = ghz === undefined ? undefined : Math.round(Number(ghz) * 1_000_000);
+    if (plausible(fromName))
+        return { khz: fromName, source: 'model name' };
+    return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+}
+let hostCpu;
+/** This host's /proc/cpuinfo, read once; unreadable reads as empty (every field undefined). */
+function readCpuInfo() {
+    hostCpu ??= (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').then(parseCpuInfo, () => parseCpuInfo(''));
+    return hostCpu;
+}
+
+;// CONCATENATED MODULE: ./src/vm/json-socket.ts
+
+
+/** One JSON message a line over a unix socket: the wire format of QMP and of the QEMU guest agent. */
+class JsonLineSocket {
+    socket;
+    buffer = '';
+    decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+    waiting = [];
+    closedError;
+    constructor(socket) {
+        this.socket = socket;
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.on('close', () => this.fail(new Error('connection closed')));
+        socket.on('error', (error) => this.fail(error));
+    }
+    static connect(path, timeoutMs) {
+        return new Promise((resolve, reject) => {
+            const socket = external_node_net_default().connect(path);
+            const timer = setTimeout(() => {
+                socket.destroy();
+                reject(new Error(`no connection to ${path} within ${timeoutMs} ms`));
+            }, timeoutMs);
+            socket.once('error', (error) => {
+                clearTimeout(timer);
+                reject(error);
+            });
+            socket.once('connect', () => {
+                clearTimeout(timer);
+                socket.removeAllListeners('error');
+                resolve(new JsonLineSocket(socket));
+            });
+        });
+    }
+    send(message) {
+        if (this.closedError)
+            throw this.closedError;
+        this.socket.write(`${JSON.stringify(message)}\n`);
+    }
+    /**
+     * Sends `message` and resolves with the first answer `accept` takes. On a
+     * socket that is already closed it rejects once, with no stray rejection
+     * left behind (the guest may die under a command).
+     */
+    async request(message, accept, timeoutMs, what) {
+        const answer = this.next(accept, timeoutMs, what);
+        try {
+            this.send(message);
+        }
+        catch (error) {
+            answer.catch(() => undefined);
+            throw error;
+        }
+        return answer;
+    }
+    /** Resolves with the first message (from now on) that `accept` takes. */
+    next(accept, timeoutMs, what) {
+        return new Promise((resolve, reject) => {
+            if (this.closedError)
+                return reject(this.closedError);
+            const timer = setTimeout(() => {
+                remove();
+                reject(new Error(`no answer to ${what} within ${timeoutMs} ms`));
+            }, timeoutMs);
+            const waiter = (message) => {
+                if (message.__closed) {
+                    clearTimeout(timer);
+                    reject(this.closedError ?? new Error('connection closed'));
+                    return true;
+                }
+                if (!accept(message))
+                    return false;
+                clearTimeout(timer);
+                resolve(message);
+                return true;
+            };
+            const remove = () => {
+                const index = this.waiting.indexOf(waiter);
+                if (index >= 0)
+                    this.waiting.splice(index, 1);
+            };
+            this.waiting.push(waiter);
+        });
+    }
+    close() {
+        this.socket.destroy();
+    }
+    onData(chunk) {
+        // The guest agent prefixes a guest-sync-delimited answer with a 0xFF byte
+        // (never valid in UTF-8 JSON); drop it before decoding.
+        this.buffer += this.decoder.write(Buffer.from(chunk.filter((byte) => byte !== 0xff)));
+        let newline;
+        while ((newline = this.buffer.indexOf('\n')) >= 0) {
+            const line = this.buffer.slice(0, newline).trim();
+            this.buffer = this.buffer.slice(newline + 1);
+            if (!line)
+                continue;
+            let message;
+            try {
+                message = JSON.parse(line);
+            }
+            catch {
+                continue;
+            }
+            const index = this.waiting.findIndex((accept) => accept(message));
+            if (index >= 0)
+                this.waiting.splice(index, 1);
+        }
+    }
+    fail(error) {
+        if (this.closedError)
+            return;
+        this.closedError = error;
+        for (const waiter of this.waiting.splice(0))
+            waiter({ __closed: true });
+    }
+}
+/** The `error` member of a QMP or guest-agent answer, as an Error. */
+function protocolError(what, message) {
+    const error = message.error;
+    if (!error)
+        return undefined;
+    return new Error(`${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`);
+}
+
+;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
+
+const POLL_MS = 20;
+const SYNC_ATTEMPT_MS = 2000;
+/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
+class GuestAgent {
+    socket;
+    constructor(socket) {
+        this.socket = socket;
+    }
+    /**
+     * Connects and resynchronises: stale answers from an earlier client may still
+     * sit in the channel, so guest-sync-delimited with a fresh id discards
+     * everything before it. Right after boot qemu-ga may not have opened its port
+     * yet (QEMU then drops or ignores the connection), so attempts repeat until
+     * `timeoutMs` has passed.
+     */
+    static async connect(path, timeoutMs) {
+        const deadline = Date.now() + timeoutMs;
+        let lastError;
+        for (;;) {
+            const left = deadline - Date.now();
+            try {
+                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
+            }
+            catch (error) {
+                lastError = error;
+            }
+            if (Date.now() + POLL_MS * 5 >= deadline)
+                break;
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
+        }
+        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
+    }
+    static async attempt(path, timeoutMs) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
+        try {
+            const id = Math.floor(Math.random() * 2 ** 31);
+            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
+            return new GuestAgent(socket);
+        }
+        catch (error) {
+            socket.close();
+            throw error;
+        }
+    }
+    async execute(command, args = {}, timeoutMs = 10000) {
+        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
+        const error = protocolError(`guest agent ${command}`, message);
+        if (error)
+            throw error;
+        return message.return;
+    }
+    /** guest-shutdown gives no answer when it works: the guest is going away. */
+    shutdown() {
+        this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+    }
+    /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
+    async exec(path, args, timeoutMs) {
+        const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true }));
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const status = (await this.execute('guest-exec-status', { pid: started.pid }));
+            if (status.exited) {
+                return {
+                    exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
+                    stdout: Buffer.from(status['out-data'] ?? '', 'base64'),
+                    stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
+                };
+            }
+            if (Date.now() > deadline)
+                throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        }
+    }
+    close() {
+        this.socket.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
+
+
+/** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
+function optValue(value) {
+    return value.replace(/,/g, ',,');
+}
+/**
+ * panic=-1 restarts at once on a panic, and -no-reboot turns the restart into
+ * QEMU's exit. reboot=t restarts by triple fault: microvm has no keyboard
+ * controller, and the kernel's default ACPI-then-keyboard path could spin
+ * after a panic and leave the dead guest's QEMU running (seen under TCG).
+ */
+const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off';
+/**
+ * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
+ * now and then, and the boot then hangs for good (2 of 8 boots in a trial
+ * here); telling it the frequency skips that calibration (8 of 8 booted).
+ * Under KVM the kernel reads it from kvm-clock and needs nothing.
+ */
+function kernelCmdline(accel, hostTscKhz) {
+    return accel === 'tcg'
+        ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
+        : KERNEL_CMDLINE;
+}
+/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
+const ROOT_NODE = 'root-disk';
+function diskNode(serial) {
+    return `${serial}-disk`;
+}
+/**
+ * The network device. User networking forwards published ports (hostfwd) and,
+ * for each other service, the address and port the guest dials to a helper
+ * that connects to that service's loopback port (guestfwd); `restrict` drops
+ * everything else. A TAP joins the job's bridge. Pure.
+ */
+function networkArgs(spec) {
+    const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
+    if (network.kind === 'tap') {
+        return [
+            '-netdev',
+            `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+            '-device',
+            `virtio-net-device,netdev=net0,mac=${network.mac}`,
+        ];
+    }
+    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
+    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
+    const restrict = network.restrict ? ',restrict=on' : '';
+    return [
+        '-netdev',
+        `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+        '-device',
+        'virtio-net-device,netdev=net0',
+    ];
+}
+/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
+function qemuArgs(spec, hostTscKhz) {
+    const paths = vmPaths(spec.dir);
+    // prettier-ignore
+    const args = [
+        '-name', optValue(spec.name),
+        '-M', 'microvm,x-option-roms=off,rtc=on',
+        '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+        '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+        '-m', `${spec.memoryMiB}M`,
+        '-smp', String(spec.cpus),
+        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        '-global', 'virtio-mmio.force-legacy=false',
+        '-kernel', spec.bundle.kernel,
+        '-initrd', spec.bundle.initrd,
+        '-append', kernelCmdline(spec.accel, hostTscKhz),
+        '-serial', `file:${paths.console}`,
+        '-pidfile', paths.pid,
+        '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
+        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+        '-device', 'virtio-blk-device,drive=root,serial=rootfs',
+        '-device', 'virtio-serial-device',
+        // append: a restarted VM keeps the log, and the status the host wrote for it.
+        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
+        '-device', 'virtserialport,chardev=log,name=hyper.log',
+        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
+        '-device', 'virtserialport,chardev=status,name=hyper.status',
+        '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
+        '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
+        ...networkArgs(spec),
+    ];
+    for (const disk of spec.disks ?? []) {
+        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+    }
+    for (const file of spec.guestFiles) {
+        args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
+    }
+    return args;
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/qmp.ts
+
+/** A QEMU Machine Protocol client: greeting, capabilities negotiation, then commands with ids. */
+class QmpClient {
+    socket;
+    nextId = 1;
+    constructor(socket) {
+        this.socket = socket;
+    }
+    static async connect(path, timeoutMs = 5000) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
+        try {
+            await socket.next((m) => 'QMP' in m, timeoutMs, 'the QMP greeting');
+            const client = new QmpClient(socket);
+            await client.execute('qmp_capabilities', {}, timeoutMs);
+            return client;
+        }
+        catch (error) {
+            socket.close();
+            throw error;
+        }
+    }
+    async execute(command, args = {}, timeoutMs = 10000) {
+        const id = `hyper-${this.nextId++}`;
+        const message = await this.socket.request({ execute: command, arguments: args, id }, (m) => m.id === id, timeoutMs, `QMP ${command}`);
+        const error = protocolError(`QMP ${command}`, message);
+        if (error)
+            throw error;
+        return message.return;
+    }
+    /**
+     * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
+     * starts it, polls query-jobs until it has concluded, dismisses it, and
+     * throws the job's own error when it failed.
+     */
+    async runJob(command, args, timeoutMs) {
+        const id = `hyper-job-${this.nextId}`;
+        await this.execute(command, { ...args, 'job-id': id });
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const jobs = (await this.execute('query-jobs'));
+            const job = jobs.find((j) => j.id === id);
+            if (!job)
+                throw new Error(`QMP ${command}: job ${id} disappeared`);
+            if (job.status === 'concluded') {
+                await this.execute('job-dismiss', { id });
+                if (job.error)
+                    throw new Error(job.error);
+                return;
+            }
+            if (Date.now() > deadline) {
+                await this.execute('job-cancel', { id }).catch(() => undefined);
+                throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+    }
+    close() {
+        this.socket.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
+
+
+
+
+
+
+
+
+
+
+
+const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
+class VmError extends Error {
+    name = 'VmError';
+}
+/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
+async function hostTscKhz() {
+    return guestTscKhz(await readCpuInfo(), process.arch).khz;
+}
+async function tail(file, lines = 20) {
+    try {
+        return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8'), lines);
+    }
+    catch {
+        return '';
+    }
+}
+/** QEMU's microvm machine, started as a detached child that outlives this process. */
+class QemuHypervisor {
+    async start(spec, options = {}) {
+        const paths = vmPaths(spec.dir);
+        for (const socket of [paths.qmp, paths.agent]) {
+            if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`);
+            }
+        }
+        const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+        let exited;
+        let spawnError;
+        try {
+            // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
+            const args = qemuArgs(spec, await hostTscKhz());
+            if (options.checkpoint)
+                args.push('-loadvm', options.checkpoint);
+            const child = (0,external_node_child_process_namespaceObject.spawn)(QEMU_BINARY, args, {
+                detached: true,
+                stdio: ['ignore', log.fd, log.fd],
+            });
+            child.on('error', (error) => (spawnError = error));
+            child.on('exit', (code, signal) => (exited = { code, signal }));
+            child.unref();
+            const deadline = Date.now() + 15000;
+            for (;;) {
+                if (spawnError)
+                    throw new VmError(`cannot start ${QEMU_BINARY}: ${spawnError.message}`);
+                if (exited) {
+                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
+                }
+                const pid = await readPid(paths.pid);
+                if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
+                    return { pid };
+                if (Date.now() > deadline) {
+                    await this.kill(spec);
+                    throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
+                }
+                await process_sleep(20);
+            }
+        }
+        finally {
+            await log.close();
+        }
+    }
+    async qmpAnswers(socket) {
+        try {
+            const qmp = await QmpClient.connect(socket, 1000);
+            qmp.close();
+            return true;
+        }
+        catch {
+            return false;
+        }
+    }
+    async waitUntilRunning(spec, timeoutMs) {
+        const paths = vmPaths(spec.dir);
+        const deadline = Date.now() + timeoutMs;
+        let last = 'nothing yet';
+        for (;;) {
+            const status = await readGuestStatus(paths.status);
+            if (status.failure)
+                throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+            if (status.exitCode !== undefined) {
+                throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
+            }
+            if (status.servicePid !== undefined)
+                return;
+            if (status.booted)
+                last = 'guest booted, service not started';
+            if (!(await this.isRunning(spec))) {
+                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
+            }
+            if (Date.now() > deadline) {
+                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
+            }
+            await process_sleep(25);
+        }
+    }
+    async isRunning(spec) {
+        const pid = await readPid(vmPaths(spec.dir).pid);
+        return pid !== undefined && (await isOurProcess(pid, spec.dir));
+    }
+    async exec(spec, argv, timeoutMs) {
+        const [program, ...args] = argv;
+        if (!program)
+            throw new VmError('no command given');
+        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+        try {
+            return await agent.exec(program, args, timeoutMs);
+        }
+        finally {
+            agent.close();
+        }
+    }
+    async stop(spec, graceMs) {
+        const paths = vmPaths(spec.dir);
+        const pid = await readPid(paths.pid);
+        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
+            return 'graceful';
+        const deadline = Date.now() + graceMs;
+        try {
+            const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
+            agent.shutdown();
+            // Give qemu-ga a moment to read the command before the socket goes.
+            await process_sleep(50);
+            agent.close();
+        }
+        catch {
+            // No agent: nothing graceful is possible; fall through to the deadline and kill.
+        }
+        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now())))
+            return 'graceful';
+        await this.kill(spec);
+        return 'killed';
+    }
+    async kill(spec) {
+        const pid = await readPid(vmPaths(spec.dir).pid);
+        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
+            return;
+        try {
+            process.kill(pid, 'SIGKILL');
+        }
+        catch {
+            return;
+        }
+        if (!(await process_waitForExit(pid, spec.dir, 10000)))
+            throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
+    }
+    async withQmp(spec, use) {
+        const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+        try {
+            return await use(qmp);
+        }
+        finally {
+            qmp.close();
+        }
+    }
+    async snapshotDisks(spec, serials, tag, freeze) {
+        const agentPath = vmPaths(spec.dir).agent;
+        let agent;
+        try {
+            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+        }
+        catch (error) {
+            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`);
+        }
+        let thawed = false;
+        try {
+            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
+            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
+                actions: serials.map((serial) => ({
+                    type: 'blockdev-snapshot-internal-sync',
+                    data: { device: nodeOf(serial), name: tag },
+                })),
+            }));
+            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
+            thawed = true;
+        }
+        finally {
+            agent.close();
+            // After a timeout or error the answer on this connection can be stale:
+            // thaw again on a fresh one (a no-op when nothing is frozen).
+            if (!thawed)
+                await this.thaw(agentPath, freeze.timeoutMs);
+        }
+    }
+    async thaw(agentPath, timeoutMs) {
+        let lastError;
+        for (let attempt = 0; attempt < 3; attempt++) {
+            try {
+                const agent = await GuestAgent.connect(agentPath, timeoutMs);
+                try {
+                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+                    if (status === 'thawed')
+                        return;
+                    lastError = new Error(`the agent reports the filesystems ${String(status)}`);
+                }
+                finally {
+                    agent.close();
+                }
+            }
+            catch (error) {
+                lastError = error;
+            }
+        }
+        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`);
+    }
+    async saveCheckpoint(spec, tag) {
+        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
+    }
+    async loadCheckpoint(spec, tag) {
+        await this.withQmp(spec, async (qmp) => {
+            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
+            const status = (await qmp.execute('query-status'));
+            if (!status.running)
+                await qmp.execute('cont');
+        });
+    }
+    async deleteSnapshot(spec, serials, tag) {
+        if (await this.isRunning(spec)) {
+            await this.withQmp(spec, async (qmp) => {
+                for (const serial of serials) {
+                    await qmp
+                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
+                        .catch((error) => {
+                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
+                            throw error;
+                    });
+                }
+            });
+            return;
+        }
+        for (const serial of serials) {
+            const file = diskFile(spec, serial);
+            if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
+                await qemuImg.deleteSnapshot(file, tag);
+        }
+    }
+    async pause(spec) {
+        // QEMU drains and flushes every block device when the VM stops.
+        await this.withQmp(spec, (qmp) => qmp.execute('stop'));
+    }
+    async resume(spec) {
+        await this.withQmp(spec, (qmp) => qmp.execute('cont'));
+    }
+    async revertDisks(spec, serials, tag) {
+        if (await this.isRunning(spec))
+            throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
+        for (const serial of serials)
+            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
+    }
+}
+/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
+const CHECKPOINT_TIMEOUT_MS = 120_000;
+function nodeOf(serial) {
+    return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
+}
+function writableNodes(spec) {
+    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+function diskFile(spec, serial) {
+    if (serial === 'rootfs')
+        return spec.rootDisk;
+    const disk = spec.disks?.find((d) => d.serial === serial);
+    if (!disk)
+        throw new VmError(`${spec.name} has no disk ${serial}`);
+    return disk.path;
 }
 
 ;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
@@ -48723,7 +48669,7 @@ async function importSnapshot(file, options, host) {
         validateName(name);
         dir = vmDir(name);
         for (const disk of service.disks) {
-            if (disk.volume && (await exists(volumePath(disk.volume)))) {
+            if (disk.volume && (await exists(volumePath(stateDir(), disk.volume)))) {
                 throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
             }
         }
@@ -48752,7 +48698,9 @@ async function importSnapshot(file, options, host) {
         const disks = [];
         await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));
         for (const disk of service.disks) {
-            const at = disk.volume ? volumePath(disk.volume) : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
+            const at = disk.volume
+                ? volumePath(stateDir(), disk.volume)
+                : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
             if (disk.volume) {
                 await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
                 madeVolumes.push(at);
@@ -49040,6 +48988,15 @@ function portVariables(statuses) {
     return variables;
 }
 
+;// CONCATENATED MODULE: ./src/spec/service.ts
+
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends Error {
+    name = 'SpecError';
+}
+// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
+const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+
 ;// CONCATENATED MODULE: ./src/spec/env-file.ts
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
@@ -49147,6 +49104,84 @@ function splitShellWords(text) {
     if (inWord)
         words.push(word);
     return words;
+}
+
+;// CONCATENATED MODULE: ./src/spec/units.ts
+
+
+
+const MIN_MEMORY_MIB = 64;
+/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
+function asSpecError(parse) {
+    try {
+        return parse();
+    }
+    catch (error) {
+        if (error instanceof SizeError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: MIN_MEMORY_MIB,
+        unit: 'm',
+        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+    }));
+}
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
+ */
+function parseVolumeSize(value) {
+    return asSpecError(() => volumeBytes(value));
+}
+const DURATION_UNITS = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+};
+/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
+function parseDurationMs(value) {
+    const text = String(value).trim();
+    if (text === '0')
+        return 0;
+    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+    let total = 0;
+    let at = 0;
+    while (at < text.length) {
+        part.lastIndex = at;
+        const match = part.exec(text);
+        if (!match)
+            break;
+        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+        at = part.lastIndex;
+    }
+    if (text === '' || at < text.length || !Number.isFinite(total)) {
+        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
+    }
+    return Math.ceil(total);
+}
+/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
+function parseCpus(value) {
+    const text = String(value).trim();
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
+    }
+    return Math.ceil(Number(text));
+}
+/** A whole number of at least `min` (healthcheck retries). Pure. */
+function parseCount(value, min) {
+    const text = String(value).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min) {
+        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
+    }
+    return Number(text);
 }
 
 ;// CONCATENATED MODULE: ./src/spec/fields.ts
@@ -59063,6 +59098,7 @@ async function prepareHost(choice, reporter, release = {}, probe = {}) {
     });
     const decision = await chooseAccel(choice, bundle, {
         ...probe,
+        qemu: QEMU_BINARY,
         cacheFile: external_node_path_default().join(cacheDir(), 'accel-probe.json'),
     });
     if (decision.warning)
@@ -59171,7 +59207,7 @@ async function listVolumes() {
     const volumes = [];
     for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
         const name = file.slice(0, -'.qcow2'.length);
-        const info = await (0,promises_namespaceObject.stat)(volumePath(name));
+        const info = await (0,promises_namespaceObject.stat)(volumePath(stateDir(), name));
         volumes.push({
             name,
             bytes: info.blocks * 512,
@@ -59188,7 +59224,7 @@ async function removeVolume(name) {
     if (volume.usedBy.length > 0) {
         throw new ServiceError(`volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`);
     }
-    await (0,promises_namespaceObject.rm)(volumePath(name));
+    await (0,promises_namespaceObject.rm)(volumePath(stateDir(), name));
 }
 
 ;// CONCATENATED MODULE: ./src/cli/host-options.ts

@@ -43,11 +43,7 @@ import { DamagedStateError, exists } from '../files.js';
 import { kvmProbeOptions } from './host-options.js';
 import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';
-
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
+import type { Io } from './io.js';
 
 export const USAGE = `Usage: hyper COMMAND
 

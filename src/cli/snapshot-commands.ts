@@ -18,7 +18,7 @@ import { formatPort, parsePortSpec } from '../network/ports.js';
 import { stateDir } from '../lifecycle/dirs.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
-import type { Io } from './commands.js';
+import type { Io } from './io.js';
 import { kvmProbeOptions } from './host-options.js';
 import { NETWORK_OPTIONS, networkOption } from './network-options.js';
 import { formatTable } from './table.js';

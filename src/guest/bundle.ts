@@ -6,7 +6,7 @@ import * as tc from '@actions/tool-cache';
 import { ensureTools, GUEST_BUILD_TOOLS } from '../install/tools.js';
 import { run } from '../process/run.js';
 import { projectRoot } from '../project-root.js';
-import type { GuestBundle } from '../vm/hypervisor.js';
+import type { GuestBundle } from '../types/guest-bundle.js';
 import { findReleaseAsset } from './release.js';
 
 export const BUNDLE_TOOL = 'hyper-guest';

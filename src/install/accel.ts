@@ -12,8 +12,10 @@ import {
   type Command,
   type CommandEnd,
 } from '../process/run.js';
-import type { Accel, GuestBundle } from '../vm/hypervisor.js';
-import { QEMU_BINARY } from '../vm/qemu/machine.js';
+import type { GuestBundle } from '../types/guest-bundle.js';
+
+/** How a VM's CPU runs: KVM, or TCG (QEMU's software emulation). The probe here decides it. */
+export type Accel = 'kvm' | 'tcg';
 
 export type AccelChoice = 'auto' | Accel;
 
@@ -40,7 +42,8 @@ export const PROBE_TIMEOUT_MS = 6000;
 export interface ProbeOptions {
   /** Remembers the answer here, keyed by what it depends on. */
   cacheFile?: string;
-  qemu?: string;
+  /** The QEMU binary; its name is src/vm's (HYPER_QEMU), so the caller passes it in. */
+  qemu: string;
   kvmDevice?: string;
   timeoutMs?: number;
 }
@@ -214,11 +217,11 @@ async function cachedProbe(
 export async function chooseAccel(
   choice: AccelChoice,
   bundle: GuestBundle,
-  options: ProbeOptions = {},
+  options: ProbeOptions,
 ): Promise<AccelDecision> {
   if (choice === 'tcg') return { accel: 'tcg' };
   const settings: ProbeSettings = {
-    qemu: options.qemu ?? QEMU_BINARY,
+    qemu: options.qemu,
     kvmDevice: options.kvmDevice ?? '/dev/kvm',
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
   };

@@ -3,7 +3,7 @@ import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel, type AccelChoice, type ProbeOptions } from '../install/accel.js';
 import { ensureTools, VM_TOOLS } from '../install/tools.js';
 import type { Accel, GuestBundle, Hypervisor } from '../vm/hypervisor.js';
-import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { QEMU_BINARY, QemuHypervisor } from '../vm/qemu/machine.js';
 import { cacheDir } from './dirs.js';
 
 /** What every VM on this host shares: the tools, the guest bundle and the accelerator. */
@@ -34,6 +34,7 @@ export async function prepareHost(
   });
   const decision = await chooseAccel(choice, bundle, {
     ...probe,
+    qemu: QEMU_BINARY,
     cacheFile: path.join(cacheDir(), 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);

@@ -237,7 +237,7 @@ async function createVm(
   const paths = vmPaths(dir);
   let disks: MountDisk[];
   try {
-    disks = await prepareMountDisks(mounts, dir, {
+    disks = await prepareMountDisks(stateDir(), mounts, dir, {
       defaultBytes: request.volumeSize,
       named: request.volumeSizes,
     });

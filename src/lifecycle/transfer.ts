@@ -339,7 +339,7 @@ export async function importSnapshot(
     validateName(name);
     dir = vmDir(name);
     for (const disk of service.disks) {
-      if (disk.volume && (await exists(volumePath(disk.volume)))) {
+      if (disk.volume && (await exists(volumePath(stateDir(), disk.volume)))) {
         throw new TransferError(
           `cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`,
         );
@@ -370,7 +370,9 @@ export async function importSnapshot(
     const disks: MountDisk[] = [];
     await mkdir(path.join(dir, 'disks'));
     for (const disk of service.disks) {
-      const at = disk.volume ? volumePath(disk.volume) : path.join(dir, 'disks', `${disk.serial}.qcow2`);
+      const at = disk.volume
+        ? volumePath(stateDir(), disk.volume)
+        : path.join(dir, 'disks', `${disk.serial}.qcow2`);
       if (disk.volume) {
         await mkdir(path.dirname(at), { recursive: true });
         madeVolumes.push(at);

@@ -27,7 +27,7 @@ export async function listVolumes(): Promise<VolumeSummary[]> {
   const volumes: VolumeSummary[] = [];
   for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
     const name = file.slice(0, -'.qcow2'.length);
-    const info = await stat(volumePath(name));
+    const info = await stat(volumePath(stateDir(), name));
     volumes.push({
       name,
       bytes: info.blocks * 512,
@@ -46,5 +46,5 @@ export async function removeVolume(name: string): Promise<void> {
       `volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`,
     );
   }
-  await rm(volumePath(name));
+  await rm(volumePath(stateDir(), name));
 }

@@ -1,14 +1,12 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, treeBytes } from '../files.js';
-import { stateDir } from '../lifecycle/dirs.js';
 import { run } from '../process/run.js';
+import { MiB, SizeError } from '../sizes.js';
 import { qemuImg } from '../tools/qemu/img.js';
-import { SpecError } from '../spec/service.js';
-import { parseVolumeSize } from '../spec/units.js';
 import { MountError, type MountDisk, type MountSpec } from './mounts.js';
+import { volumeBytes } from './volume-size.js';
 
-const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 /** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
 export const DEFAULT_VOLUME_SIZE = 10 * GiB;
@@ -20,9 +18,9 @@ export function defaultVolumeSize(): number {
   const text = process.env.HYPER_VOLUME_SIZE;
   if (!text) return DEFAULT_VOLUME_SIZE;
   try {
-    return parseVolumeSize(text);
+    return volumeBytes(text);
   } catch (error: unknown) {
-    if (error instanceof SpecError) throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
+    if (error instanceof SizeError) throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
     throw error;
   }
 }
@@ -35,9 +33,9 @@ export interface VolumeSizes {
   named?: Readonly<Record<string, number>> | undefined;
 }
 
-/** Where a job's named volumes live: `<state>/volumes/<name>.qcow2`. They outlive the services. */
-export function volumePath(name: string): string {
-  return path.join(stateDir(), 'volumes', `${name}.qcow2`);
+/** Where a job's named volumes live: `<stateDir>/volumes/<name>.qcow2`. They outlive the services. */
+export function volumePath(stateDir: string, name: string): string {
+  return path.join(stateDir, 'volumes', `${name}.qcow2`);
 }
 
 /**
@@ -80,10 +78,11 @@ export async function createExt4Disk(target: string, sizeBytes: number, contentD
  * says which. An existing volume keeps the size it was made with, as Docker's do.
  */
 export async function ensureVolume(
+  stateDir: string,
   name: string,
   sizeBytes = defaultVolumeSize(),
 ): Promise<{ path: string; created: boolean }> {
-  const file = volumePath(name);
+  const file = volumePath(stateDir, name);
   if (await exists(file)) return { path: file, created: false };
   await createExt4Disk(file, sizeBytes);
   return { path: file, created: true };
@@ -91,10 +90,11 @@ export async function ensureVolume(
 
 /**
  * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
- * state (created on first use), anonymous volumes and copies of host paths in
- * the VM's own directory (gone with it). Serials are vol0, vol1... in order.
+ * `stateDir` (created on first use), anonymous volumes and copies of host paths
+ * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
 export async function prepareMountDisks(
+  stateDir: string,
   mounts: readonly MountSpec[],
   vmDir: string,
   sizes: VolumeSizes = {},
@@ -105,7 +105,7 @@ export async function prepareMountDisks(
   for (const mount of mounts) {
     const serial = `vol${disks.length}`;
     if (mount.kind === 'volume') {
-      const volume = await ensureVolume(mount.name, sizes.named?.[mount.name] ?? defaultBytes);
+      const volume = await ensureVolume(stateDir, mount.name, sizes.named?.[mount.name] ?? defaultBytes);
       disks.push({
         serial,
         path: volume.path,

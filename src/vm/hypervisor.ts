@@ -1,14 +1,9 @@
-/** What a hypervisor must do for one VM. QEMU implements it; Firecracker and Cloud Hypervisor can later. */
-export type Accel = 'kvm' | 'tcg';
+// What a hypervisor must do for one VM. QEMU implements it; Firecracker and Cloud Hypervisor can later.
+import type { GuestBundle } from '../types/guest-bundle.js';
+import type { Accel } from '../install/accel.js';
 
-export interface GuestBundle {
-  /** Content hash of the recipe that built it. */
-  version: string;
-  kernel: string;
-  initrd: string;
-  /** The host-side helper user networking runs for each connection between services (guest/hyper-connect.c). */
-  connect: string;
-}
+// Re-exported so the engine names everything a VM is made of from one module.
+export type { Accel, GuestBundle };
 
 export interface PortForward {
   protocol: 'tcp' | 'udp';

@@ -28,11 +28,11 @@ async function virtualSize(file: string): Promise<number> {
 }
 
 test('ensureVolume makes a new volume the size asked; an existing one keeps its size', async () => {
-  const made = await ensureVolume('sized', 48 * MiB);
-  expect(made).toEqual({ path: volumePath('sized'), created: true });
+  const made = await ensureVolume(stateDir, 'sized', 48 * MiB);
+  expect(made).toEqual({ path: volumePath(stateDir, 'sized'), created: true });
   expect(await virtualSize(made.path)).toBe(48 * MiB);
 
-  const again = await ensureVolume('sized', 96 * MiB);
+  const again = await ensureVolume(stateDir, 'sized', 96 * MiB);
   expect(again).toEqual({ path: made.path, created: false });
   expect(await virtualSize(made.path)).toBe(48 * MiB);
 });
@@ -43,7 +43,7 @@ test('prepareMountDisks: a named volume its own size, other new volumes the defa
     { kind: 'volume', name: 'plain', target: '/plain', readOnly: false },
     { kind: 'anonymous', target: '/cache', readOnly: false },
   ];
-  const disks = await prepareMountDisks(mounts, path.join(stateDir, 'vms', 'sizes'), {
+  const disks = await prepareMountDisks(stateDir, mounts, path.join(stateDir, 'vms', 'sizes'), {
     defaultBytes: 32 * MiB,
     named: { pgdata: 64 * MiB },
   });
@@ -58,6 +58,6 @@ test('prepareMountDisks: a named volume its own size, other new volumes the defa
 test('prepareMountDisks: HYPER_VOLUME_SIZE is the default when none is given', async () => {
   process.env.HYPER_VOLUME_SIZE = '20M';
   const mounts: MountSpec[] = [{ kind: 'anonymous', target: '/scratch', readOnly: false }];
-  const [disk] = await prepareMountDisks(mounts, path.join(stateDir, 'vms', 'from-env'));
+  const [disk] = await prepareMountDisks(stateDir, mounts, path.join(stateDir, 'vms', 'from-env'));
   expect(disk && (await virtualSize(disk.path))).toBe(20 * MiB);
 });

@@ -1,0 +1,5 @@
+/** Where a command writes: stdout and stderr, or a test's buffers. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
