@@ -59642,7 +59642,6 @@ async function up(argv, io) {
     io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY'], rows)}\n`);
     return 0;
 }
-/** Stops (gracefully, then kill) and removes every VM in the state dir. */
 /**
  * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
  * only those `hyper up -f FILE` made. The job network goes with the last VM.

@@ -248,7 +248,6 @@ async function up(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-/** Stops (gracefully, then kill) and removes every VM in the state dir. */
 /**
  * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
  * only those `hyper up -f FILE` made. The job network goes with the last VM.

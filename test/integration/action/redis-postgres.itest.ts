@@ -4,7 +4,12 @@ import path from 'node:path';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import {
+  expectNothingLeft,
+  MAIN_BUNDLE as MAIN,
+  POST_BUNDLE as POST,
+  RunnerJob,
+} from '../../support/runner.js';
 
 // The acceptance: Debian-built redis and postgres images served by a
 // real registry, booted by dist/main, reached from the host with redis-cli and
@@ -38,10 +43,6 @@ async function hostClients(ports: { redis: string; db: string }): Promise<void> 
     'select 1',
   ]);
   expect(select.stdout).toBe('1');
-}
-
-async function expectNothingLeft(job: RunnerJob): Promise<void> {
-  expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
 }
 
 test('a services input: redis and postgres answer host-side clients between main and post', async () => {

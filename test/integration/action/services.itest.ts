@@ -2,7 +2,12 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { httpGet } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
-import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import {
+  expectNothingLeft,
+  MAIN_BUNDLE as MAIN,
+  POST_BUNDLE as POST,
+  RunnerJob,
+} from '../../support/runner.js';
 
 // dist/main with a `services:` input, then dist/post, as the runner runs them.
 // The services are busybox httpd VMs from the OCI layout the tests build.
@@ -10,10 +15,6 @@ let image: string;
 beforeAll(async () => {
   image = `oci:${await busyboxLayout()}`;
 });
-
-async function expectNothingLeft(job: RunnerJob): Promise<void> {
-  expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
-}
 
 test('services boot in dependency order, healthy, with outputs, port variables and a summary; post tears them down', async () => {
   const job = await RunnerJob.create();

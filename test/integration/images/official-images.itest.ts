@@ -8,7 +8,12 @@ import { serviceImageLayouts } from '../../support/fixtures.js';
 import { until } from '../../support/postgres.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import {
+  expectNothingLeft,
+  MAIN_BUNDLE as MAIN,
+  POST_BUNDLE as POST,
+  RunnerJob,
+} from '../../support/runner.js';
 
 // Images laid out like Docker Hub's official postgres and redis (an entrypoint
 // that starts as root and steps down with gosu, uid 999, a VOLUME, no
@@ -222,10 +227,6 @@ describe('through hyper run', () => {
 });
 
 describe('through the action', () => {
-  async function expectNothingLeft(job: RunnerJob): Promise<void> {
-    expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
-  }
-
   test('a services input with the official-style env and an init-scripts volume; host clients reach both', async () => {
     const job = await RunnerJob.create();
     try {

@@ -3,7 +3,12 @@ import path from 'node:path';
 import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
 import { busyboxLayout } from '../../support/fixtures.js';
-import { jobLeftovers, MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import {
+  expectNothingLeft,
+  MAIN_BUNDLE as MAIN,
+  POST_BUNDLE as POST,
+  RunnerJob,
+} from '../../support/runner.js';
 
 // One guest's kernel panic stays in that guest: the other service keeps
 // answering, `hyper ps` and the job summary say which one crashed and why
@@ -91,7 +96,7 @@ test('the action: a panic in one service leaves the other answering; ps and the 
     const summary = await readFile(job.file('summary'), 'utf8');
     expect(summary).toContain('<td>one</td><td>exited (kernel panic)</td><td>-</td>');
     expect(summary).toMatch(/<td>two<\/td><td>running<\/td><td>[\d.]+<\/td>/);
-    expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
+    await expectNothingLeft(job);
   } finally {
     await job.remove();
   }
