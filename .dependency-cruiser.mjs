@@ -3,7 +3,7 @@
 export const LAYERS = [
   { name: 'entry', paths: ['src/main\\.ts$', 'src/post\\.ts$', 'src/cli\\.ts$'] },
   { name: 'doors', paths: ['src/action/', 'src/cli/'] },
-  { name: 'lifecycle', paths: ['src/lifecycle/'] },
+  { name: 'engine', paths: ['src/engine/'] },
   { name: 'spec', paths: ['src/spec/'] },
   { name: 'storage-network', paths: ['src/storage/', 'src/network/'] },
   { name: 'vm', paths: ['src/vm/'] },

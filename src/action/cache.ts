@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readCacheArchive, writeCacheArchive, type CachedImage } from '../images/cache-archive.js';
 import { ROOTFS_FORMAT } from '../images/rootfs.js';
-import { cacheDir } from '../lifecycle/dirs.js';
+import { cacheDir } from '../engine/dirs.js';
 
 /**
  * The `cache` input: pulled blobs and built root filesystems kept across

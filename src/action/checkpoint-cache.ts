@@ -2,11 +2,11 @@ import * as actionsCache from '@actions/cache';
 import * as core from '@actions/core';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir } from '../lifecycle/dirs.js';
-import type { HostContext } from '../lifecycle/host.js';
-import { listRecords } from '../lifecycle/record.js';
-import { guestCpu, listSnapshots, qemuVersion } from '../lifecycle/snapshots.js';
-import { exportSnapshot } from '../lifecycle/transfer.js';
+import { cacheDir } from '../engine/dirs.js';
+import type { HostContext } from '../engine/host.js';
+import { listRecords } from '../engine/record.js';
+import { guestCpu, listSnapshots, qemuVersion } from '../engine/snapshots.js';
+import { exportSnapshot } from '../engine/transfer.js';
 import { inScratchTemp, shortHash } from './cache.js';
 
 /**

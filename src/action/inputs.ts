@@ -7,7 +7,7 @@ import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
-import { snapshotNameProblem } from '../lifecycle/snapshots.js';
+import { snapshotNameProblem } from '../engine/snapshots.js';
 import type { ServiceSpec } from '../spec/service.js';
 import { SpecError } from '../spec/service.js';
 import { Inputs, KEEP_ON_FAILURE, type KeepOnFailure } from './constants.js';

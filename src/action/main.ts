@@ -2,8 +2,8 @@ import * as core from '@actions/core';
 import { preflightNetwork, readNetwork } from '../network/job.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { prepareHost } from '../lifecycle/host.js';
-import { pruneOrphanVms } from '../lifecycle/orphans.js';
+import { prepareHost } from '../engine/host.js';
+import { pruneOrphanVms } from '../engine/orphans.js';
 import {
   checkStillRunning,
   portVariables,
@@ -11,7 +11,7 @@ import {
   ServiceStartError,
   upServices,
   type ServiceStatus,
-} from '../lifecycle/up.js';
+} from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';

@@ -7,8 +7,8 @@ import {
   serviceLogs,
   stateText,
   stopService,
-} from '../lifecycle/service.js';
-import { readUsage, type VmUsage } from '../lifecycle/usage.js';
+} from '../engine/service.js';
+import { readUsage, type VmUsage } from '../engine/usage.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { saveImageCache } from './cache.js';
 import { saveCheckpoints } from './checkpoint-cache.js';

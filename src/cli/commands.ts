@@ -5,16 +5,16 @@ import { pruneImages } from '../images/prune.js';
 import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { parseAccelChoice } from '../install/accel.js';
-import { cacheDir, stateDir, vmDir } from '../lifecycle/dirs.js';
-import { listVmNames } from '../lifecycle/record.js';
-import { ServiceStartError, upServices } from '../lifecycle/up.js';
+import { cacheDir, stateDir, vmDir } from '../engine/dirs.js';
+import { listVmNames } from '../engine/record.js';
+import { ServiceStartError, upServices } from '../engine/up.js';
 import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { SpecError } from '../spec/service.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { defaultVolumeSize } from '../storage/volumes.js';
-import { prepareHost, type HostContext, type Reporter } from '../lifecycle/host.js';
+import { prepareHost, type HostContext, type Reporter } from '../engine/host.js';
 import {
   execInService,
   listServices,
@@ -25,7 +25,7 @@ import {
   serviceLogs,
   stopService,
   stateText,
-} from '../lifecycle/service.js';
+} from '../engine/service.js';
 import { preflightNetwork, removeNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';

@@ -1,21 +1,21 @@
-import { prepareHost } from '../lifecycle/host.js';
-import { listRecords } from '../lifecycle/record.js';
-import { startService } from '../lifecycle/service.js';
+import { prepareHost } from '../engine/host.js';
+import { listRecords } from '../engine/record.js';
+import { startService } from '../engine/service.js';
 import {
   listSnapshots,
   removeSnapshot,
   restoreService,
   snapshotService,
   type SnapshotRecord,
-} from '../lifecycle/snapshots.js';
+} from '../engine/snapshots.js';
 import path from 'node:path';
 import { exists } from '../files.js';
-import { exportSnapshot, importSnapshot, TransferError } from '../lifecycle/transfer.js';
-import { listVolumes, removeVolume } from '../lifecycle/volumes.js';
+import { exportSnapshot, importSnapshot, TransferError } from '../engine/transfer.js';
+import { listVolumes, removeVolume } from '../engine/volumes.js';
 import { parseAccelChoice } from '../install/accel.js';
 import { preflightNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
-import { stateDir } from '../lifecycle/dirs.js';
+import { stateDir } from '../engine/dirs.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import type { Io } from './io.js';
@@ -25,7 +25,7 @@ import { formatTable } from './table.js';
 
 /**
  * The commands of `hyper` that keep state between runs: start, snapshot,
- * restore, export, import and volume (src/lifecycle/{snapshots,transfer,volumes}.ts).
+ * restore, export, import and volume (src/engine/{snapshots,transfer,volumes}.ts).
  */
 
 const host = () => ({ hypervisor: new QemuHypervisor() });

@@ -10,11 +10,11 @@ import { projectRoot } from '../../src/project-root.js';
 let tree: string;
 
 const FILES: Record<string, string> = {
-  'src/lifecycle/dirs.ts': "export const stateDir = (): string => '/state';\n",
-  'src/lifecycle/service.ts':
+  'src/engine/dirs.ts': "export const stateDir = (): string => '/state';\n",
+  'src/engine/service.ts':
     "import { volumePath } from '../storage/volumes.js';\nexport const at = volumePath();\n",
   'src/storage/volumes.ts':
-    "import { stateDir } from '../lifecycle/dirs.js';\nexport const volumePath = (): string => stateDir();\n",
+    "import { stateDir } from '../engine/dirs.js';\nexport const volumePath = (): string => stateDir();\n",
   'src/process/a.ts': "import { b } from './b.js';\nexport const a = (): number => b() + 1;\n",
   'src/process/b.ts': "import { a } from './a.js';\nexport const b = (): number => a() - 1;\n",
 };
@@ -46,7 +46,7 @@ async function violations(): Promise<string[]> {
 test('an upward import and a cycle fail the check, each under its rule; a downward import passes', async () => {
   const found = await violations();
   expect(found.sort()).toEqual([
-    'layer-up-from-storage-network: src/storage/volumes.ts -> src/lifecycle/dirs.ts',
+    'layer-up-from-storage-network: src/storage/volumes.ts -> src/engine/dirs.ts',
     'no-circular: src/process/a.ts -> src/process/b.ts (src/process/b.ts -> src/process/a.ts)',
   ]);
 });

@@ -1,5 +1,5 @@
-import { healthcheckArgv, listeningTcpPorts } from '../../src/lifecycle/health.js';
-import { cpuTicks, peakRssKiB } from '../../src/lifecycle/usage.js';
+import { healthcheckArgv, listeningTcpPorts } from '../../src/engine/health.js';
+import { cpuTicks, peakRssKiB } from '../../src/engine/usage.js';
 
 test('listening TCP ports from /proc/net/tcp and tcp6', () => {
   const text = [
@@ -38,7 +38,7 @@ test('CPU ticks and peak memory from /proc', () => {
 });
 
 test('a hyper VM is known by its fw_cfg settings, and its state dir by its pidfile', async () => {
-  const { vmDirOfCmdline } = await import('../../src/lifecycle/orphans.js');
+  const { vmDirOfCmdline } = await import('../../src/engine/orphans.js');
   const ours = [
     'qemu-system-x86_64',
     '-name',
@@ -55,7 +55,7 @@ test('a hyper VM is known by its fw_cfg settings, and its state dir by its pidfi
 });
 
 test('runRequest carries the default volume size and the sizes a spec gives its named volumes', async () => {
-  const { runRequest } = await import('../../src/lifecycle/up.js');
+  const { runRequest } = await import('../../src/engine/up.js');
   const spec = {
     name: 'db',
     image: 'postgres:16',

@@ -1,4 +1,4 @@
-import { checkpointSpaceHint } from '../../../src/lifecycle/snapshots.js';
+import { checkpointSpaceHint } from '../../../src/engine/snapshots.js';
 
 const MiB = 1024 * 1024;
 
