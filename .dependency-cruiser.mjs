@@ -17,6 +17,7 @@ export const LAYERS = [
   },
   { name: 'process', paths: ['src/process/'] },
   { name: 'types', paths: ['src/types/'] },
+  { name: 'errors', paths: ['src/errors\\.ts$'] },
 ];
 
 const anchored = (paths) => paths.map((p) => `^${p}`);

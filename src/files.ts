@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type ErrorKind, HyperError } from './errors.js';
 import { run } from './process/run.js';
 
 /** File helpers every layer uses. */
@@ -61,7 +62,8 @@ export async function writeFileAtomic(file: string, content: string | Buffer): P
 }
 
 /** A state file that exists but cannot be read as what it should be. */
-export class DamagedStateError extends Error {
+export class DamagedStateError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   override name = 'DamagedStateError';
   constructor(
     readonly file: string,

@@ -5,7 +5,7 @@ import { Octokit } from '@octokit/rest';
  * Actions), with no retries and no logging of its own: callers decide what a
  * failed call means and say it in their words.
  */
-export function githubClient(token: string | undefined, apiUrl = process.env.GITHUB_API_URL): Octokit {
+export function githubClient(token: string | undefined, apiUrl: string | undefined): Octokit {
   return new Octokit({
     auth: token,
     baseUrl: apiUrl || 'https://api.github.com',

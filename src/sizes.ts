@@ -1,8 +1,11 @@
 // Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
+import { type ErrorKind, HyperError } from './errors.js';
+
 export const MiB = 1024 * 1024;
 
 /** A text that is not a size, or one below the minimum for its use. */
-export class SizeError extends Error {
+export class SizeError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'SizeError';
 }
 

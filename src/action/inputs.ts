@@ -8,14 +8,14 @@ import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { snapshotNameProblem } from '../engine/snapshots.js';
-import type { ServiceSpec } from '../spec/service.js';
-import { SpecError } from '../spec/service.js';
+import type { ContainerSpec } from '../spec/container.js';
+import { SpecError } from '../spec/container.js';
 import { Inputs, KEEP_ON_FAILURE, type KeepOnFailure } from './constants.js';
 
 export interface ActionInputs {
   accel: AccelChoice;
   /** The services in boot order: waves of services that can start together. */
-  plan: ServiceSpec[][];
+  plan: ContainerSpec[][];
   waitTimeoutMs: number;
   registryMirror: string | undefined;
   insecureRegistries: string[];
@@ -37,7 +37,7 @@ const DEFAULT_CHECKPOINT_NAME = 'ready';
 /** Reads and validates every input before anything happens. */
 export function getInputs(): ActionInputs {
   const accel = parseAccelChoice(core.getInput(Inputs.Accel), `input "${Inputs.Accel}"`);
-  const services: ServiceSpec[] = [];
+  const services: ContainerSpec[] = [];
   const servicesText = core.getInput(Inputs.Services);
   if (servicesText.trim()) services.push(...parseServicesInput(servicesText, `input "${Inputs.Services}"`));
   const composeFile = core.getInput(Inputs.ComposeFile);

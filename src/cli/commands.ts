@@ -11,7 +11,7 @@ import { ServiceStartError, upServices } from '../engine/up.js';
 import { parseComposeProject } from '../spec/compose.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
-import { SpecError } from '../spec/service.js';
+import { SpecError } from '../spec/container.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { defaultVolumeSize } from '../storage/volumes.js';
 import { prepareHost, type HostContext, type Reporter } from '../engine/host.js';

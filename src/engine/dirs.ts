@@ -1,20 +1,22 @@
-import os from 'node:os';
 import path from 'node:path';
+import type { Accel, GuestBundle, Hypervisor } from '../vm/hypervisor.js';
+import type { HostSettings, JobSettings } from './settings.js';
 
-/** Where VMs keep their state: HYPER_STATE_DIR, else the XDG state dir. */
-export function stateDir(): string {
-  if (process.env.HYPER_STATE_DIR) return path.resolve(process.env.HYPER_STATE_DIR);
-  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
-  return path.join(base, 'hyper');
+/** What every engine operation works in: one job's state dir, the shared cache, the hypervisor. */
+export interface JobContext {
+  readonly stateDir: string;
+  readonly cacheDir: string;
+  readonly hypervisor: Hypervisor;
+  readonly host: HostSettings;
+  readonly settings: JobSettings;
 }
 
-/** Where built things are cached across runs (blobs, root filesystems, guest bundles). */
-export function cacheDir(): string {
-  if (process.env.HYPER_CACHE_DIR) return path.resolve(process.env.HYPER_CACHE_DIR);
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'hyper');
+/** A job on a prepared host: the guest bundle and accelerator are known, so VMs can be made. */
+export interface BootContext extends JobContext {
+  readonly bundle: GuestBundle;
+  readonly accel: Accel;
 }
 
-export function vmDir(name: string): string {
-  return path.join(stateDir(), 'vms', name);
+export function vmDir(job: Pick<JobContext, 'stateDir'>, name: string): string {
+  return path.join(job.stateDir, 'vms', name);
 }

@@ -1,12 +1,13 @@
+import { HyperError } from '../errors.js';
 import { execArgv } from '../guest/config.js';
 import type { ExecResult } from '../vm/hypervisor.js';
 import { sleep } from '../vm/process.js';
-import type { HostContext } from './host.js';
+import type { JobContext } from './dirs.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { VmRecord } from './record.js';
-import { vmState } from './service.js';
+import { vmState } from './container.js';
 
-export class HealthError extends Error {
+export class HealthError extends HyperError {
   override name = 'HealthError';
 }
 
@@ -37,10 +38,10 @@ export function healthcheckArgv(
 type Probe = () => Promise<{ ok: boolean; detail: string }>;
 
 /** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
-export function portsProbe(record: VmRecord, host: Pick<HostContext, 'hypervisor'>): Probe {
+export function portsProbe(record: VmRecord, job: JobContext): Probe {
   const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
   return async () => {
-    const result = await host.hypervisor.exec(
+    const result = await job.hypervisor.exec(
       record.machine,
       ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'],
       10_000,
@@ -56,13 +57,13 @@ export function portsProbe(record: VmRecord, host: Pick<HostContext, 'hypervisor
 export function commandProbe(
   record: VmRecord,
   check: HealthcheckSpec,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: JobContext,
 ): Probe {
   const argv = healthcheckArgv(record, check.test);
   return async () => {
     let result: ExecResult;
     try {
-      result = await host.hypervisor.exec(record.machine, argv, check.timeoutMs);
+      result = await job.hypervisor.exec(record.machine, argv, check.timeoutMs);
     } catch (error: unknown) {
       return { ok: false, detail: (error as Error).message };
     }
@@ -84,14 +85,14 @@ export function commandProbe(
 export async function waitHealthy(
   record: VmRecord,
   check: HealthcheckSpec | undefined,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: JobContext,
   timeoutMs: number,
 ): Promise<void> {
-  const probe = check ? commandProbe(record, check, host) : portsProbe(record, host);
+  const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
   const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const state = await vmState(record, host);
+    const state = await vmState(record, job);
     if (!state.running) {
       throw new HealthError(
         `${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`,
@@ -99,7 +100,7 @@ export async function waitHealthy(
     }
     const result = await probe().catch((error: unknown) => ({ ok: false, detail: (error as Error).message }));
     // The service may have exited while the probe ran (one with nothing to probe passes at once).
-    if (result.ok && (await vmState(record, host)).running) return;
+    if (result.ok && (await vmState(record, job)).running) return;
     if (Date.now() + intervalMs > deadline) {
       throw new HealthError(
         `${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`,

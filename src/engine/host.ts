@@ -1,42 +1,44 @@
 import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
-import { chooseAccel, type AccelChoice, type ProbeOptions } from '../install/accel.js';
-import { ensureTools, VM_TOOLS } from '../install/tools.js';
-import type { Accel, GuestBundle, Hypervisor } from '../vm/hypervisor.js';
-import { QEMU_BINARY, QemuHypervisor } from '../vm/qemu/machine.js';
-import { cacheDir } from './dirs.js';
-
-/** What every VM on this host shares: the tools, the guest bundle and the accelerator. */
-export interface HostContext {
-  bundle: GuestBundle;
-  accel: Accel;
-  hypervisor: Hypervisor;
-}
+import { chooseAccel } from '../install/accel.js';
+import { ensureTools, vmTools } from '../install/tools.js';
+import type { BootContext, JobContext } from './dirs.js';
 
 export interface Reporter {
   info(line: string): void;
   warn(line: string): void;
 }
 
+/** Where a prebuilt guest bundle may come from: the action's own release. */
+export interface ReleaseSource {
+  repository?: string | undefined;
+  tag?: string | undefined;
+  token?: string | undefined;
+}
+
+/** Installs the host tools, gets the guest bundle and decides the accelerator: what booting a VM needs. */
 export async function prepareHost(
-  choice: AccelChoice,
+  job: JobContext,
   reporter: Reporter,
-  release: { repository?: string | undefined; tag?: string | undefined; token?: string | undefined } = {},
-  probe: Pick<ProbeOptions, 'kvmDevice'> = {},
-): Promise<HostContext> {
-  await ensureTools(VM_TOOLS, reporter.info);
+  release: ReleaseSource = {},
+): Promise<BootContext> {
+  const { host } = job;
+  await ensureTools(vmTools(host.qemu), reporter.info);
   const bundle = await ensureGuestBundle({
-    cacheDir: cacheDir(),
+    cacheDir: job.cacheDir,
     log: reporter.info,
     releaseRepository: release.repository,
     releaseTag: release.tag,
     githubToken: release.token,
+    dir: host.guestBundleDir,
+    urlTemplate: host.guestBundleUrl,
+    githubApiUrl: host.githubApiUrl,
   });
-  const decision = await chooseAccel(choice, bundle, {
-    ...probe,
-    qemu: QEMU_BINARY,
-    cacheFile: path.join(cacheDir(), 'accel-probe.json'),
+  const decision = await chooseAccel(job.settings.accel, bundle, {
+    qemu: host.qemu,
+    ...(host.kvmDevice ? { kvmDevice: host.kvmDevice } : {}),
+    cacheFile: path.join(job.cacheDir, 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);
-  return { bundle, accel: decision.accel, hypervisor: new QemuHypervisor() };
+  return { ...job, bundle, accel: decision.accel };
 }

@@ -6,7 +6,7 @@ import type { HealthcheckSpec } from '../images/run-config.js';
 import type { MountDisk } from '../storage/mounts.js';
 import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
-import { stateDir, vmDir } from './dirs.js';
+import { vmDir, type JobContext } from './dirs.js';
 
 /** Everything kept about one VM, in <state>/vms/<name>/vm.json. */
 export interface VmRecord {
@@ -42,21 +42,21 @@ export function damagedRecordRemedy(name: string): string {
 }
 
 /** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
-export async function readRecord(name: string): Promise<VmRecord | undefined> {
-  return readStateFile<VmRecord>(vmPaths(vmDir(name)).record, damagedRecordRemedy(name));
+export async function readRecord(job: Pick<JobContext, 'stateDir'>, name: string): Promise<VmRecord | undefined> {
+  return readStateFile<VmRecord>(vmPaths(vmDir(job, name)).record, damagedRecordRemedy(name));
 }
 
 /** The names of the VMs in the state dir, whether or not their records can be read. */
-export async function listVmNames(): Promise<string[]> {
+export async function listVmNames(job: Pick<JobContext, 'stateDir'>): Promise<string[]> {
   try {
-    return (await readdir(path.join(stateDir(), 'vms'))).sort();
+    return (await readdir(path.join(job.stateDir, 'vms'))).sort();
   } catch {
     return [];
   }
 }
 
 /** Every VM's record; a damaged one is an error naming its file. */
-export async function listRecords(): Promise<VmRecord[]> {
-  const records = await Promise.all((await listVmNames()).map((name) => readRecord(name)));
+export async function listRecords(job: Pick<JobContext, 'stateDir'>): Promise<VmRecord[]> {
+  const records = await Promise.all((await listVmNames(job)).map((name) => readRecord(job, name)));
   return records.filter((r): r is VmRecord => r !== undefined);
 }

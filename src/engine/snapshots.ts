@@ -6,11 +6,11 @@ import { CONTAINER_ROOT } from '../guest/config.js';
 import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
 import { readFreeBytes } from '../host/space.js';
 import type { Accel } from '../vm/hypervisor.js';
-import { QEMU_BINARY } from '../vm/qemu/machine.js';
 import { vmPaths } from '../vm/paths.js';
-import type { HostContext } from './host.js';
-import type { VmRecord } from './record.js';
-import { requireRecord, ServiceError, startService, stopService } from './service.js';
+import { HyperError, type ErrorKind } from '../errors.js';
+import type { JobContext } from './dirs.js';
+import { listRecords, type VmRecord } from './record.js';
+import { requireRecord, startContainer, stopContainer } from './container.js';
 
 /**
  * Snapshots of one service, kept inside its qcow2 disks (internal snapshots)
@@ -47,7 +47,6 @@ export function snapshotNameProblem(tag: string): string | undefined {
   if (NAME.test(tag)) return undefined;
   return `"${tag}" is not a valid snapshot name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`;
 }
-type Host = Pick<HostContext, 'hypervisor'>;
 
 function snapshotsFile(record: VmRecord): string {
   return path.join(record.machine.dir, 'snapshots.json');
@@ -65,11 +64,16 @@ export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord
   await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
 
-let qemuVersionText: string | undefined;
-/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
-export async function qemuVersion(): Promise<string> {
-  qemuVersionText ??= (await readQemuVersion(QEMU_BINARY)).text;
-  return qemuVersionText;
+const qemuVersions = new Map<string, Promise<string>>();
+/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
+export async function qemuVersion(qemu: string): Promise<string> {
+  let text = qemuVersions.get(qemu);
+  if (!text) {
+    text = readQemuVersion(qemu).then((v) => v.text);
+    qemuVersions.set(qemu, text);
+    text.catch(() => qemuVersions.delete(qemu));
+  }
+  return text;
 }
 
 /**
@@ -93,50 +97,60 @@ function writableVolumes(record: VmRecord) {
   return (record.disks ?? []).filter((d) => !d.readOnly);
 }
 
+/** A snapshot that cannot be taken, restored or found; the throw site sets the kind when it is not Invalid. */
+export class SnapshotError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
+  override name = 'SnapshotError';
+}
+
 /** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
 export async function snapshotService(
   service: string,
   name: string | undefined,
   options: { checkpoint: boolean; freezeTimeoutMs: number },
-  host: Host,
+  job: JobContext,
 ): Promise<SnapshotRecord> {
-  const record = await requireRecord(service);
+  const record = await requireRecord(job, service);
   const tag = name ?? defaultSnapshotName();
   const problem = snapshotNameProblem(tag);
-  if (problem) throw new ServiceError(problem);
+  if (problem) throw new SnapshotError(problem);
   const snapshots = await readSnapshots(record);
   if (snapshots.some((s) => s.name === tag)) {
-    throw new ServiceError(
+    throw new SnapshotError(
       `${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`,
+      { kind: 'Conflict' },
     );
   }
-  if (!(await host.hypervisor.isRunning(record.machine))) {
-    throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
+  if (!(await job.hypervisor.isRunning(record.machine))) {
+    throw new SnapshotError(`${service} is not running; a snapshot is taken of a running service`, {
+      kind: 'Conflict',
+    });
   }
   const volumes = writableVolumes(record);
   const disks = options.checkpoint
     ? ['rootfs', ...volumes.map((d) => d.serial)]
     : volumes.map((d) => d.serial);
   if (disks.length === 0) {
-    throw new ServiceError(
+    throw new SnapshotError(
       `${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`,
     );
   }
   const started = Date.now();
   try {
     if (options.checkpoint) {
-      await host.hypervisor.saveCheckpoint(record.machine, tag);
+      await job.hypervisor.saveCheckpoint(record.machine, tag);
     } else {
-      await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
+      await job.hypervisor.snapshotDisks(record.machine, disks, tag, {
         mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
         timeoutMs: options.freezeTimeoutMs,
       });
     }
   } catch (error: unknown) {
-    await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+    await job.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
     const hint = options.checkpoint ? await spaceHint(record) : '';
-    throw new ServiceError(
+    throw new SnapshotError(
       `snapshot "${tag}" of ${service} failed: ${(error as Error).message}${hint}; nothing was kept`,
+      { kind: 'Internal', cause: error },
     );
   }
   const snapshot: SnapshotRecord = {
@@ -145,7 +159,7 @@ export async function snapshotService(
     createdAt: new Date().toISOString(),
     disks,
     bundle: record.machine.bundle.version,
-    qemu: await qemuVersion(),
+    qemu: await qemuVersion(job.host.qemu),
     accel: record.machine.accel,
     cpu: await guestCpu(record.machine.accel),
     tookMs: Date.now() - started,
@@ -175,13 +189,19 @@ export function checkpointSpaceHint(free: number | undefined, dir: string, memor
   return ` (the disk holding ${dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${memoryMiB} MiB of RAM)`;
 }
 
-export async function requireSnapshot(service: string, name: string): Promise<[VmRecord, SnapshotRecord]> {
-  const record = await requireRecord(service);
+export async function requireSnapshot(
+  job: Pick<JobContext, 'stateDir'>,
+  service: string,
+  name: string,
+): Promise<[VmRecord, SnapshotRecord]> {
+  const record = await requireRecord(job, service);
   const snapshots = await readSnapshots(record);
   const snapshot = snapshots.find((s) => s.name === name);
   if (!snapshot) {
     const known = snapshots.map((s) => s.name).join(', ') || 'none';
-    throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
+    throw new SnapshotError(`${service} has no snapshot named "${name}" (snapshots: ${known})`, {
+      kind: 'NotFound',
+    });
   }
   return [record, snapshot];
 }
@@ -192,13 +212,13 @@ export async function requireSnapshot(service: string, name: string): Promise<[V
  */
 export async function checkpointCompatibility(
   snapshot: SnapshotRecord,
-  bundleVersion: string,
-  accel: Accel,
+  here: { bundle: string; accel: Accel; qemu: string },
 ): Promise<string | undefined> {
+  const { bundle: bundleVersion, accel } = here;
   if (snapshot.bundle !== bundleVersion) {
     return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
   }
-  const qemu = await qemuVersion();
+  const qemu = await qemuVersion(here.qemu);
   if (snapshot.qemu !== qemu)
     return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
   if (snapshot.accel && snapshot.accel !== accel)
@@ -217,39 +237,39 @@ export async function checkpointCompatibility(
 export async function restoreService(
   service: string,
   name: string,
-  host: Host,
+  job: JobContext,
   options: { stopGraceMs: number },
 ): Promise<number> {
-  const [record, snapshot] = await requireSnapshot(service, name);
+  const [record, snapshot] = await requireSnapshot(job, service, name);
   const started = Date.now();
-  const running = await host.hypervisor.isRunning(record.machine);
+  const running = await job.hypervisor.isRunning(record.machine);
   if (snapshot.kind === 'checkpoint') {
-    const problem = await checkpointCompatibility(
-      snapshot,
-      record.machine.bundle.version,
-      record.machine.accel,
-    );
-    if (problem) throw new ServiceError(`cannot restore: ${problem}`);
+    const problem = await checkpointCompatibility(snapshot, {
+      bundle: record.machine.bundle.version,
+      accel: record.machine.accel,
+      qemu: job.host.qemu,
+    });
+    if (problem) throw new SnapshotError(`cannot restore: ${problem}`);
     if (running) {
       await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-      await host.hypervisor.loadCheckpoint(record.machine, name);
+      await job.hypervisor.loadCheckpoint(record.machine, name);
     } else {
       // startService puts the status back before QEMU starts.
-      await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+      await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
     }
     return Date.now() - started;
   }
-  if (running) await stopService(service, options.stopGraceMs, host);
-  await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
-  await startService(service, host);
+  if (running) await stopContainer(service, options.stopGraceMs, job);
+  await job.hypervisor.revertDisks(record.machine, snapshot.disks, name);
+  await startContainer(service, job);
   return Date.now() - started;
 }
 
 export async function listSnapshots(
   service: string | undefined,
-  records: () => Promise<VmRecord[]>,
+  job: JobContext,
 ): Promise<{ service: string; snapshot: SnapshotRecord }[]> {
-  const chosen = service ? [await requireRecord(service)] : await records();
+  const chosen = service ? [await requireRecord(job, service)] : await listRecords(job);
   const rows = [];
   for (const record of chosen) {
     for (const snapshot of await readSnapshots(record)) rows.push({ service: record.name, snapshot });
@@ -257,9 +277,9 @@ export async function listSnapshots(
   return rows;
 }
 
-export async function removeSnapshot(service: string, name: string, host: Host): Promise<void> {
-  const [record, snapshot] = await requireSnapshot(service, name);
-  await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
+export async function removeSnapshot(service: string, name: string, job: JobContext): Promise<void> {
+  const [record, snapshot] = await requireSnapshot(job, service, name);
+  await job.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
   const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
   await writeSnapshots(record, remaining);
 }

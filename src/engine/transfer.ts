@@ -1,26 +1,31 @@
 import { copyFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tar from 'tar';
+import { HyperError, type ErrorKind } from '../errors.js';
 import { exists, fileDigest, isNotFound } from '../files.js';
 import { rewriteNetworkFiles } from '../guest/config.js';
-import { leaveNetwork, memberOf, memberView } from '../network/job.js';
 import type { PortSpec, PublishedPort } from '../network/ports.js';
-import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { run } from '../process/run.js';
-import { qemuImg } from '../tools/qemu/img.js';
+import { validateName } from '../spec/container.js';
 import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
+import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
-import { stateDir, vmDir } from './dirs.js';
-import type { HostContext } from './host.js';
-import { writeRecord, type VmRecord } from './record.js';
-import { machineSpec, ServiceError, tcpPorts, validateName } from './service.js';
 import {
-  checkpointCompatibility,
-  requireSnapshot,
-  writeSnapshots,
-  type SnapshotRecord,
-} from './snapshots.js';
+  claimStep,
+  createVm,
+  networkStep,
+  newDraft,
+  recordFields,
+  recordStep,
+  type Draft,
+  type RecordFields,
+} from './create.js';
+import type { BootContext, JobContext } from './dirs.js';
+import type { VmRecord } from './record.js';
+import { tcpPorts } from './run.js';
+import { checkpointCompatibility, requireSnapshot, writeSnapshots, type SnapshotRecord } from './snapshots.js';
+import type { Step } from './steps.js';
 
 /**
  * One snapshot of a service as a single tar file, to carry it to another
@@ -49,18 +54,8 @@ interface ExportManifest {
   createdAt: string;
   snapshot: SnapshotRecord;
   /** The record, its paths replaced by entry names. */
-  service: {
+  service: RecordFields & {
     name: string;
-    image: string;
-    imageDigest: string;
-    imageConfigDigest: string;
-    imageBlobs: string[];
-    user: string;
-    workdir: string;
-    labels: Record<string, string>;
-    healthcheck?: VmRecord['healthcheck'];
-    memoryMiB: number;
-    cpus: number;
     ports: PublishedPort[];
     /** The disks in mount order; `path` is the entry holding each. */
     disks: MountDisk[];
@@ -74,7 +69,8 @@ interface ExportManifest {
   files: ExportedFile[];
 }
 
-export class TransferError extends ServiceError {
+export class TransferError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'TransferError';
 }
 
@@ -87,8 +83,8 @@ async function keepOnly(file: string, tag: string, snapshots: readonly string[])
 }
 
 /** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
-async function scratchDir(kind: string): Promise<string> {
-  const parent = path.join(stateDir(), 'tmp');
+async function scratchDir(job: Pick<JobContext, 'stateDir'>, kind: string): Promise<string> {
+  const parent = path.join(job.stateDir, 'tmp');
   await mkdir(parent, { recursive: true });
   return mkdtemp(path.join(parent, `${kind}-`));
 }
@@ -114,28 +110,28 @@ export async function exportSnapshot(
   service: string,
   name: string,
   file: string,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: JobContext,
 ): Promise<number> {
-  const [record, snapshot] = await requireSnapshot(service, name);
+  const [record, snapshot] = await requireSnapshot(job, service, name);
   const target = path.resolve(file);
   if (await exists(target).catch(() => false)) {
     throw new TransferError(`${target} already exists; remove it or choose another file`);
   }
   const partial = await claimOutput(target);
-  const staging = await scratchDir('export');
+  const staging = await scratchDir(job, 'export');
   try {
     const paths = vmPaths(record.machine.dir);
     const disks = record.disks ?? [];
     const copies: [string, string][] = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
     if (snapshot.kind === 'checkpoint') copies.push([paths.rootDisk, ROOT]);
-    const running = await host.hypervisor.isRunning(record.machine);
-    if (running) await host.hypervisor.pause(record.machine);
+    const running = await job.hypervisor.isRunning(record.machine);
+    if (running) await job.hypervisor.pause(record.machine);
     try {
       for (const [from, entry] of copies) {
         await run({ program: 'cp', args: ['--sparse=always', from, path.join(staging, entry)] });
       }
     } finally {
-      if (running) await host.hypervisor.resume(record.machine);
+      if (running) await job.hypervisor.resume(record.machine);
     }
     for (const [, entry] of copies) {
       const copy = path.join(staging, entry);
@@ -159,16 +155,7 @@ export async function exportSnapshot(
       snapshot,
       service: {
         name: record.name,
-        image: record.image,
-        imageDigest: record.imageDigest,
-        imageConfigDigest: record.imageConfigDigest,
-        imageBlobs: record.imageBlobs,
-        user: record.user,
-        workdir: record.workdir,
-        labels: record.labels,
-        ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
-        memoryMiB: record.machine.memoryMiB,
-        cpus: record.machine.cpus,
+        ...recordFields(record),
         ports: record.ports,
         disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
         guestFiles,
@@ -204,8 +191,6 @@ export interface ImportOptions {
   ports?: PortSpec[] | undefined;
   /** Refuse an export of another image (the image reference as the service names it). */
   image?: string | undefined;
-  /** How to make the job network if the service is its first. */
-  network?: NetworkSettings | undefined;
 }
 
 export interface ImportResult {
@@ -310,20 +295,18 @@ async function extract(file: string, dir: string): Promise<void> {
 
 /**
  * Makes a stopped service from an export: checks every file against the
- * manifest, refuses a checkpoint this host cannot load, then moves the disks
- * into place (named volumes into the job's volumes). On failure nothing of it
- * is left, and existing volumes and services are untouched.
+ * manifest, refuses a checkpoint this host cannot load, then runs the create
+ * steps with the export's disks, guest files and root disk moved into place
+ * (named volumes into the job's volumes) instead of made. On failure nothing
+ * of it is left, and existing volumes and services are untouched.
  */
 export async function importSnapshot(
   file: string,
   options: ImportOptions,
-  host: Pick<HostContext, 'hypervisor' | 'bundle' | 'accel'>,
+  job: BootContext,
 ): Promise<ImportResult> {
   const source = path.resolve(file);
-  const staging = await scratchDir('import');
-  let dir: string | undefined;
-  let joined: string | undefined;
-  const madeVolumes: string[] = [];
+  const staging = await scratchDir(job, 'import');
   try {
     await extract(source, staging);
     const manifest = await checkExport(staging, source);
@@ -332,113 +315,121 @@ export async function importSnapshot(
       throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
     }
     if (snapshot.kind === 'checkpoint') {
-      const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
+      const problem = await checkpointCompatibility(snapshot, {
+        bundle: job.bundle.version,
+        accel: job.accel,
+        qemu: job.host.qemu,
+      });
       if (problem) throw new TransferError(`cannot import ${source}: ${problem}`);
     }
     const name = options.name ?? service.name;
     validateName(name);
-    dir = vmDir(name);
     for (const disk of service.disks) {
-      if (disk.volume && (await exists(volumePath(stateDir(), disk.volume)))) {
+      if (disk.volume && (await exists(volumePath(job.stateDir, disk.volume)))) {
         throw new TransferError(
           `cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`,
+          { kind: 'Conflict' },
         );
       }
-    }
-    await mkdir(path.dirname(dir), { recursive: true });
-    try {
-      await mkdir(dir);
-    } catch (error: unknown) {
-      const claimed = dir;
-      dir = undefined;
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new TransferError(
-          `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`,
-        );
-      }
-      throw new TransferError(`cannot make ${claimed}: ${(error as Error).message}`);
-    }
-    const paths = vmPaths(dir);
-    const base = path.join(dir, BASE);
-    await rename(path.join(staging, BASE), base);
-    if (service.rootDisk) {
-      await rename(path.join(staging, service.rootDisk), paths.rootDisk);
-      await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
-    } else {
-      await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
-    }
-    const disks: MountDisk[] = [];
-    await mkdir(path.join(dir, 'disks'));
-    for (const disk of service.disks) {
-      const at = disk.volume
-        ? volumePath(stateDir(), disk.volume)
-        : path.join(dir, 'disks', `${disk.serial}.qcow2`);
-      if (disk.volume) {
-        await mkdir(path.dirname(at), { recursive: true });
-        madeVolumes.push(at);
-      }
-      await rename(path.join(staging, disk.path), at);
-      disks.push({ ...disk, path: at });
-    }
-    await mkdir(paths.guestFiles);
-    const guestFiles = [];
-    for (const g of service.guestFiles) {
-      const at = path.join(paths.guestFiles, g.name);
-      await rename(path.join(staging, g.entry), at);
-      guestFiles.push({ name: g.name, path: at });
     }
     const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
-    const { network, joined: newMember } = await memberOf(
-      stateDir(),
-      options.network ?? DEFAULT_NETWORK,
-      { service: name, aliases: [], containerPorts: tcpPorts(published, [], []), published },
-      { info: () => undefined, warn: () => undefined },
-    );
-    if (newMember) joined = name;
     const exportedOn = service.network ?? 'user';
-    if (snapshot.kind === 'checkpoint' && exportedOn !== network.mode) {
-      throw new TransferError(
-        `cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`,
-      );
-    }
-    const view = memberView(network, name, host.bundle.connect);
-    const ports = view.published;
-    const settingsFile = path.join(paths.guestFiles, 'settings');
-    for (const rewritten of rewriteNetworkFiles(await readFile(settingsFile, 'utf8'), view.guest))
-      await writeFile(path.join(paths.guestFiles, rewritten.name), rewritten.content);
-    const machine = machineSpec(name, host, {
-      memoryMiB: service.memoryMiB,
-      cpus: service.cpus,
-      guestFiles,
-      forwards: view.forwards,
-      network: view.machine,
-      disks,
-    });
-    const record: VmRecord = {
-      name,
-      image: service.image,
-      imageDigest: service.imageDigest,
-      imageConfigDigest: service.imageConfigDigest,
-      imageBlobs: service.imageBlobs,
-      createdAt: new Date().toISOString(),
-      machine,
-      ports,
-      user: service.user,
-      workdir: service.workdir,
-      labels: service.labels,
-      disks,
-      ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
-    };
-    await writeFile(paths.status, '');
-    await writeSnapshots(record, [snapshot]);
-    await writeRecord(record);
+    const steps: Step<Draft>[] = [
+      claimStep(
+        (taken) =>
+          `the name "${taken}" is already in use by a VM; remove it with "hyper rm ${taken}" or import with --name`,
+      ),
+      networkStep(() => ({
+        service: name,
+        aliases: [],
+        containerPorts: tcpPorts(published, [], []),
+        published,
+      })),
+      {
+        name: 'check the network kind',
+        async run(draft) {
+          const mode = draft.network?.mode;
+          if (snapshot.kind === 'checkpoint' && exportedOn !== mode) {
+            throw new TransferError(
+              `cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`,
+            );
+          }
+        },
+      },
+      moveDisksStep(staging, service.disks),
+      moveGuestFilesStep(staging, service.guestFiles),
+      moveRootDiskStep(staging, service.rootDisk),
+      recordStep(service, async (draft) => {
+        await writeFile(vmPaths(draft.dir).status, '');
+        if (draft.record) await writeSnapshots(draft.record, [snapshot]);
+      }),
+    ];
+    const record = await createVm(newDraft(job, name), steps);
     return { record, snapshot };
-  } catch (error: unknown) {
-    if (dir) await rm(dir, { recursive: true, force: true });
-    for (const volume of madeVolumes) await rm(volume, { force: true });
-    if (joined) await leaveNetwork(stateDir(), [joined]).catch(() => undefined);
-    throw error;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+/** The export's disks: named volumes into the job's volumes, the others into the VM's directory. */
+function moveDisksStep(staging: string, disks: readonly MountDisk[]): Step<Draft> {
+  const madeVolumes: string[] = [];
+  return {
+    name: 'move the disks',
+    async run(draft) {
+      await mkdir(path.join(draft.dir, 'disks'));
+      for (const disk of disks) {
+        const at = disk.volume
+          ? volumePath(draft.job.stateDir, disk.volume)
+          : path.join(draft.dir, 'disks', `${disk.serial}.qcow2`);
+        if (disk.volume) {
+          await mkdir(path.dirname(at), { recursive: true });
+          madeVolumes.push(at);
+        }
+        await rename(path.join(staging, disk.path), at);
+        draft.disks.push({ ...disk, path: at });
+      }
+    },
+    async undo() {
+      for (const volume of madeVolumes) await rm(volume, { force: true });
+    },
+  };
+}
+
+/** The export's guest files, their network lines rewritten for this job's network. */
+function moveGuestFilesStep(staging: string, files: readonly { name: string; entry: string }[]): Step<Draft> {
+  return {
+    name: 'move the guest files',
+    async run(draft) {
+      const paths = vmPaths(draft.dir);
+      await mkdir(paths.guestFiles);
+      for (const g of files) {
+        const at = path.join(paths.guestFiles, g.name);
+        await rename(path.join(staging, g.entry), at);
+        draft.guestFiles.push({ name: g.name, path: at });
+      }
+      if (!draft.view) throw new TransferError(`${draft.name}: no network view for its guest files`);
+      const settingsFile = path.join(paths.guestFiles, 'settings');
+      for (const rewritten of rewriteNetworkFiles(await readFile(settingsFile, 'utf8'), draft.view.guest))
+        await writeFile(path.join(paths.guestFiles, rewritten.name), rewritten.content);
+    },
+  };
+}
+
+/** The export's base beside the VM, and the root overlay on it: the exported one for a checkpoint, else a new one. */
+function moveRootDiskStep(staging: string, rootDisk: string | undefined): Step<Draft> {
+  return {
+    name: 'move the root disk',
+    async run(draft) {
+      const paths = vmPaths(draft.dir);
+      const base = path.join(draft.dir, BASE);
+      await rename(path.join(staging, BASE), base);
+      if (rootDisk) {
+        await rename(path.join(staging, rootDisk), paths.rootDisk);
+        await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
+      } else {
+        await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
+      }
+    },
+  };
 }

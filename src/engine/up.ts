@@ -3,44 +3,29 @@ import type { LocalImage } from '../images/image.js';
 import { resolveImage } from '../images/resolve.js';
 import { imageRunConfig } from '../images/run-config.js';
 import { joinNetwork, leaveNetwork, type MemberRequest } from '../network/job.js';
-import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
-import { exists } from '../files.js';
-import { cacheDir, stateDir, vmDir } from './dirs.js';
 import type { PublishedPort } from '../network/ports.js';
-import type { ServiceSpec } from '../spec/service.js';
-import { waitHealthy } from './health.js';
-import type { HostContext, Reporter } from './host.js';
-import type { VmRecord } from './record.js';
-import {
-  removeService,
-  requireRecord,
-  runService,
-  serviceLogs,
-  tcpPorts,
-  vmState,
-  type RegistrySettings,
-  type RunRequest,
-} from './service.js';
+import type { ContainerSpec } from '../spec/container.js';
 import { trimOutput } from '../process/run.js';
+import { exists } from '../files.js';
+import { errorKind, HyperError } from '../errors.js';
+import { removeContainer, requireRecord, vmState } from './container.js';
+import { vmDir, type BootContext, type JobContext } from './dirs.js';
+import { waitHealthy } from './health.js';
+import type { Reporter } from './host.js';
+import type { VmRecord } from './record.js';
+import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
+import { logText } from './streams.js';
 import { importSnapshot } from './transfer.js';
-
-export const DEFAULT_SERVICE_MEMORY_MIB = 512;
-const BOOT_TIMEOUT_MS = 120_000;
 
 export interface UpOptions {
   /** How long each service may take from boot to healthy. */
   waitTimeoutMs: number;
-  registry: RegistrySettings;
   labels: Record<string, string>;
   /** What relative host paths are relative to when the spec does not say (the workspace in Actions). */
   baseDir?: string;
-  /** Bytes for each new volume that sets no size of its own; HYPER_VOLUME_SIZE, else 10 GiB, when absent. */
-  volumeSize?: number;
   /** Exports (hyper export files) to resume services from instead of booting them, by service name. */
   checkpoints?: Readonly<Record<string, string>>;
-  /** The job network's mode, egress policy and subnet. */
-  network?: NetworkSettings;
 }
 
 export interface ServiceStatus {
@@ -60,48 +45,23 @@ export interface ServiceStatus {
 }
 
 /** A service that failed to come up, with its log for the user. */
-export class ServiceStartError extends Error {
+export class ServiceStartError extends HyperError {
   override name = 'ServiceStartError';
   constructor(
     readonly service: string,
     message: string,
     readonly log: string,
+    cause?: unknown,
   ) {
-    super(message);
+    super(message, { kind: errorKind(cause), cause });
   }
 }
 
-/** The `hyper run` request for one service of a services input or compose file. Pure. */
-export function runRequest(spec: ServiceSpec, options: UpOptions): RunRequest {
-  return {
-    name: spec.name,
-    image: spec.image,
-    ports: spec.ports,
-    env: spec.env,
-    memoryMiB: spec.memoryMiB ?? DEFAULT_SERVICE_MEMORY_MIB,
-    cpus: spec.cpus ?? 1,
-    entrypoint: spec.entrypoint,
-    command: spec.command ?? [],
-    user: spec.user,
-    workdir: spec.workdir,
-    healthcheck: spec.healthcheck,
-    labels: options.labels,
-    bootTimeoutMs: BOOT_TIMEOUT_MS,
-    registry: serviceRegistry(spec, options),
-    volumes: spec.volumes,
-    volumeSize: options.volumeSize,
-    volumeSizes: spec.volumeSizes,
-    tmpfs: spec.tmpfs,
-    baseDir: spec.baseDir ?? options.baseDir,
-    network: options.network ?? DEFAULT_NETWORK,
-    aliases: spec.aliases ?? [],
-    expose: spec.expose ?? [],
-  };
-}
-
-/** The registry settings, with the service's own credentials when it has them. */
-function serviceRegistry(spec: ServiceSpec, options: UpOptions): RegistrySettings {
-  return spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
+/** The pull settings for one service: the job's, with the service's own credentials when it has them. */
+function serviceRegistry(spec: ContainerSpec, job: JobContext) {
+  return spec.credentials
+    ? { ...job.settings.registry, credentials: spec.credentials }
+    : job.settings.registry;
 }
 
 /**
@@ -110,16 +70,16 @@ function serviceRegistry(spec: ServiceSpec, options: UpOptions): RegistrySetting
  * `waves` is validatePlan's answer, which callers get before any side effect.
  */
 export async function upServices(
-  waves: readonly (readonly ServiceSpec[])[],
-  host: HostContext,
+  waves: readonly (readonly ContainerSpec[])[],
+  job: BootContext,
   options: UpOptions,
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
   const specs = waves.flat();
-  const planned = await Promise.all(specs.map((spec) => planMember(spec, options, reporter)));
+  const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
   await joinNetwork(
-    stateDir(),
-    options.network ?? DEFAULT_NETWORK,
+    job.stateDir,
+    job.settings.network,
     planned.map((p) => p.member),
     reporter,
   );
@@ -128,19 +88,19 @@ export async function upServices(
   try {
     for (const wave of waves) {
       const results = await Promise.allSettled(
-        wave.map((spec) => bootOne(spec, images.get(spec.name), host, options, reporter)),
+        wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter)),
       );
       for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) throw failure.reason;
       // A service of an earlier wave, or of this one, may have exited since it was healthy.
-      await checkStillRunning(statuses, host);
+      await checkStillRunning(statuses, job);
     }
   } catch (error: unknown) {
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
     const unbooted = [];
-    for (const spec of specs) if (!(await exists(vmDir(spec.name)))) unbooted.push(spec.name);
-    await leaveNetwork(stateDir(), unbooted).catch(() => undefined);
+    for (const spec of specs) if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
+    await leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
     throw error;
   }
   return statuses;
@@ -153,12 +113,12 @@ export async function upServices(
  */
 export async function checkStillRunning(
   services: readonly { name: string }[],
-  host: Pick<HostContext, 'hypervisor'>,
+  job: JobContext,
 ): Promise<void> {
   for (const { name } of services) {
-    const state = await vmState(await requireRecord(name), host);
+    const state = await vmState(await requireRecord(job, name), job);
     if (state.running) continue;
-    const log = await serviceLogs(name);
+    const log = await logText(name, job);
     const tail = trimOutput(log, 10);
     throw new ServiceStartError(
       name,
@@ -174,15 +134,15 @@ export async function checkStillRunning(
  * EXPOSEd ports, and the boot then uses that same image.
  */
 async function planMember(
-  spec: ServiceSpec,
-  options: UpOptions,
+  spec: ContainerSpec,
+  job: JobContext,
   reporter: Reporter,
 ): Promise<{ member: MemberRequest; image: LocalImage }> {
   let image: LocalImage;
   try {
     image = await resolveImage(spec.image, {
-      ...serviceRegistry(spec, options),
-      cacheDir: cacheDir(),
+      ...serviceRegistry(spec, job),
+      cacheDir: job.cacheDir,
       log: (line) => reporter.info(`${spec.name}: ${line}`),
     });
   } catch (error: unknown) {
@@ -190,6 +150,7 @@ async function planMember(
       spec.name,
       `service ${spec.name} failed to start: ${(error as Error).message}`,
       '',
+      error,
     );
   }
   const member = {
@@ -202,9 +163,9 @@ async function planMember(
 }
 
 async function bootOne(
-  spec: ServiceSpec,
+  spec: ContainerSpec,
   image: LocalImage | undefined,
-  host: HostContext,
+  job: BootContext,
   options: UpOptions,
   reporter: Reporter,
 ): Promise<ServiceStatus> {
@@ -213,29 +174,33 @@ async function bootOne(
   let record: VmRecord | undefined;
   let restoredFrom: string | undefined;
   if (exported) {
-    const resumed = await resumeFromExport(spec, exported, host, reporter);
+    const resumed = await resumeFromExport(spec, exported, job, reporter);
     record = resumed?.record;
     restoredFrom = resumed?.snapshot;
   }
   try {
-    record ??= await runService({ ...runRequest(spec, options), resolved: image }, host, (line) =>
-      reporter.info(`${spec.name}: ${line}`),
+    record ??= await runContainer(
+      { ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir },
+      job,
+      { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) },
     );
   } catch (error: unknown) {
     throw new ServiceStartError(
       spec.name,
       `service ${spec.name} failed to start: ${(error as Error).message}`,
       '',
+      error,
     );
   }
   reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
   try {
-    await waitHealthy(record, record.healthcheck, host, options.waitTimeoutMs);
+    await waitHealthy(record, record.healthcheck, job, options.waitTimeoutMs);
   } catch (error: unknown) {
     throw new ServiceStartError(
       spec.name,
       `service ${spec.name}: ${(error as Error).message}`,
-      await serviceLogs(spec.name),
+      await logText(spec.name, job),
+      error,
     );
   }
   const healthyMs = Date.now() - started;
@@ -261,17 +226,17 @@ async function bootOne(
  * is a warning and leaves nothing, so the caller boots the service normally.
  */
 async function resumeFromExport(
-  spec: ServiceSpec,
+  spec: ContainerSpec,
   file: string,
-  host: HostContext,
+  job: BootContext,
   reporter: Reporter,
 ): Promise<{ record: VmRecord; snapshot: string } | undefined> {
   let imported: VmRecord | undefined;
   try {
-    const result = await importSnapshot(file, { name: spec.name, image: spec.image }, host);
+    const result = await importSnapshot(file, { name: spec.name, image: spec.image }, job);
     imported = result.record;
-    await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
-    const record = await requireRecord(spec.name);
+    await restoreService(spec.name, result.snapshot.name, job, { stopGraceMs: 0 });
+    const record = await requireRecord(job, spec.name);
     reporter.info(
       `${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`,
     );
@@ -279,7 +244,7 @@ async function resumeFromExport(
   } catch (error: unknown) {
     if (imported) {
       // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
-      await removeService(spec.name, true, host, { keepMember: true }).catch(() => undefined);
+      await removeContainer(spec.name, true, job, { keepMember: true }).catch(() => undefined);
       for (const disk of imported.disks ?? []) if (disk.volume) await rm(disk.path, { force: true });
     }
     reporter.warn(

@@ -2,9 +2,9 @@ import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isNotFound } from '../files.js';
 import { volumePath } from '../storage/volumes.js';
-import { stateDir } from './dirs.js';
+import { HyperError } from '../errors.js';
+import type { JobContext } from './dirs.js';
 import { listRecords } from './record.js';
-import { ServiceError } from './service.js';
 
 export interface VolumeSummary {
   name: string;
@@ -15,19 +15,19 @@ export interface VolumeSummary {
 }
 
 /** The job's named volumes, with the VMs that use them, by name. */
-export async function listVolumes(): Promise<VolumeSummary[]> {
+export async function listVolumes(job: Pick<JobContext, 'stateDir'>): Promise<VolumeSummary[]> {
   let files: string[];
   try {
-    files = await readdir(path.join(stateDir(), 'volumes'));
+    files = await readdir(path.join(job.stateDir, 'volumes'));
   } catch (error: unknown) {
     if (isNotFound(error)) return [];
     throw error;
   }
-  const records = await listRecords();
+  const records = await listRecords(job);
   const volumes: VolumeSummary[] = [];
   for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
     const name = file.slice(0, -'.qcow2'.length);
-    const info = await stat(volumePath(stateDir(), name));
+    const info = await stat(volumePath(job.stateDir, name));
     volumes.push({
       name,
       bytes: info.blocks * 512,
@@ -38,13 +38,14 @@ export async function listVolumes(): Promise<VolumeSummary[]> {
 }
 
 /** Removes a named volume; as Docker does, refuses one that a VM, running or not, still has. */
-export async function removeVolume(name: string): Promise<void> {
-  const volume = (await listVolumes()).find((v) => v.name === name);
-  if (!volume) throw new ServiceError(`no such volume: ${name}`);
+export async function removeVolume(job: Pick<JobContext, 'stateDir'>, name: string): Promise<void> {
+  const volume = (await listVolumes(job)).find((v) => v.name === name);
+  if (!volume) throw new HyperError(`no such volume: ${name}`, { kind: 'NotFound' });
   if (volume.usedBy.length > 0) {
-    throw new ServiceError(
+    throw new HyperError(
       `volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`,
+      { kind: 'Conflict' },
     );
   }
-  await rm(volumePath(stateDir(), name));
+  await rm(volumePath(job.stateDir, name));
 }

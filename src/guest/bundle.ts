@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tc from '@actions/tool-cache';
+import { type ErrorKind, HyperError } from '../errors.js';
 import { ensureTools, GUEST_BUILD_TOOLS } from '../install/tools.js';
 import { run } from '../process/run.js';
 import { projectRoot } from '../project-root.js';
@@ -13,7 +14,8 @@ export const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
 const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-connect.c'];
 
-export class GuestBundleError extends Error {
+export class GuestBundleError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   override name = 'GuestBundleError';
 }
 
@@ -61,10 +63,12 @@ async function checkBundleDir(dir: string, hash: string | undefined, source: str
   }
 }
 
-/** tool-cache wants these set; outside Actions they point into our cache. */
-export function prepareToolCache(cacheDir: string): void {
-  process.env.RUNNER_TOOL_CACHE ??= path.join(cacheDir, 'toolcache');
-  process.env.RUNNER_TEMP ??= os.tmpdir();
+/**
+ * The variables @actions/tool-cache reads, for a front door to set where the
+ * runner has not (outside Actions): the tool cache inside our cache dir. Pure.
+ */
+export function toolCacheEnv(cacheDir: string): { RUNNER_TOOL_CACHE: string; RUNNER_TEMP: string } {
+  return { RUNNER_TOOL_CACHE: path.join(cacheDir, 'toolcache'), RUNNER_TEMP: os.tmpdir() };
 }
 
 export interface BundleOptions {
@@ -74,6 +78,12 @@ export interface BundleOptions {
   releaseRepository?: string | undefined;
   releaseTag?: string | undefined;
   githubToken?: string | undefined;
+  /** HYPER_GUEST_BUNDLE_DIR: a bundle to use as it is, instead of the recipe's. */
+  dir?: string | undefined;
+  /** HYPER_GUEST_BUNDLE_URL: where to download the bundle, `{hash}` replaced by the recipe hash. */
+  urlTemplate?: string | undefined;
+  /** GITHUB_API_URL, for the release lookup; github.com's when absent. */
+  githubApiUrl?: string | undefined;
 }
 
 /**
@@ -82,14 +92,13 @@ export interface BundleOptions {
  * URL), else built here by guest/build.sh from distro packages.
  */
 export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBundle> {
-  const override = process.env.HYPER_GUEST_BUNDLE_DIR;
+  const override = options.dir;
   if (override) {
     await checkBundleDir(override, undefined, `HYPER_GUEST_BUNDLE_DIR (${override})`);
     return fromDir(override, `dir:${override}`);
   }
   const hash = await recipeHash();
   const version = bundleCacheVersion(hash);
-  prepareToolCache(options.cacheDir);
   const cached = tc.find(BUNDLE_TOOL, version);
   if (cached) return fromDir(cached, hash);
 
@@ -115,7 +124,7 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
 }
 
 async function releaseUrl(hash: string, options: BundleOptions): Promise<string | undefined> {
-  const template = process.env.HYPER_GUEST_BUNDLE_URL;
+  const template = options.urlTemplate;
   if (template) return template.replace('{hash}', hash);
   if (!options.releaseRepository || !options.releaseTag) return undefined;
   return findReleaseAsset({
@@ -123,7 +132,7 @@ async function releaseUrl(hash: string, options: BundleOptions): Promise<string 
     tag: options.releaseTag,
     assetName: bundleAssetName(hash),
     token: options.githubToken,
-    apiUrl: process.env.GITHUB_API_URL,
+    apiUrl: options.githubApiUrl,
   });
 }
 
@@ -135,7 +144,7 @@ async function buildLocally(hash: string, version: string, options: BundleOption
     await run({
       program: 'bash',
       args: [path.join(projectRoot(), 'guest', 'build.sh'), out],
-      env: { ...process.env, HYPER_GUEST_RECIPE_HASH: hash } as Record<string, string>,
+      env: { HYPER_GUEST_RECIPE_HASH: hash },
     });
     await checkBundleDir(out, hash, 'guest/build.sh');
     const dir = await tc.cacheDir(out, BUNDLE_TOOL, version);

@@ -1,3 +1,4 @@
+import { type ErrorKind, HyperError } from '../errors.js';
 import type { ImageRunConfig } from '../images/run-config.js';
 
 /**
@@ -31,7 +32,8 @@ export const CONTAINER_ROOT = '/container';
 const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
 
-export class GuestConfigError extends Error {
+export class GuestConfigError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'GuestConfigError';
 }
 

@@ -1,4 +1,5 @@
 import { readdir, realpath } from 'node:fs/promises';
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../errors.js';
 import { ownsAllIds } from '../host/user.js';
 import { layerCompression, openLayerTar, type LayerCompression } from './layer-blob.js';
 import { RootTree, type ApplyReport } from './layer-entry.js';
@@ -22,12 +23,13 @@ export interface ApplyOptions {
 }
 
 /** A layer that cannot be applied; `entry` is the archive path at fault, "" when the whole layer is. */
-export class LayerError extends Error {
+export class LayerError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   constructor(
     readonly layer: string,
     readonly entry: string,
     message: string,
-    options?: ErrorOptions,
+    options?: HyperErrorOptions,
   ) {
     super(`layer ${layer}${entry ? `, entry ${JSON.stringify(entry)}` : ''}: ${message}`, options);
     this.name = 'LayerError';

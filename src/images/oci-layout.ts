@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { type ErrorKind, HyperError } from '../errors.js';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from '../types/oci/index.js';
 import { MediaType } from '../types/oci/index.js';
 import type { LocalImage } from './image.js';
 import { DEFAULT_PLATFORM, selectPlatform } from './registry/manifest.js';
 
-export class OciLayoutError extends Error {
+/** A layout that cannot be read as an image; a missing one or a missing tag is NotFound. */
+export class OciLayoutError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'OciLayoutError';
 }
 
@@ -33,7 +36,7 @@ async function readJson<T>(file: string, what: string): Promise<T> {
   try {
     text = await readFile(file, 'utf8');
   } catch {
-    throw new OciLayoutError(`${what} is missing: ${file}`);
+    throw new OciLayoutError(`${what} is missing: ${file}`, { kind: 'NotFound' });
   }
   try {
     return JSON.parse(text) as T;
@@ -79,7 +82,9 @@ export async function readOciLayout(
     chosen = entries.find((d) => d.annotations?.[REF_NAME] === tag);
     if (!chosen) {
       const tags = entries.map((d) => d.annotations?.[REF_NAME]).filter(Boolean);
-      throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`);
+      throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`, {
+        kind: 'NotFound',
+      });
     }
   } else {
     chosen =

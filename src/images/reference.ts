@@ -3,6 +3,8 @@
  * followed by `TagNameOnly`): "redis" is docker.io/library/redis:latest.
  */
 
+import { type ErrorKind, HyperError } from '../errors.js';
+
 export interface ImageReference {
   /** Registry name as written in the reference, e.g. "docker.io", "localhost:5000", "ghcr.io". */
   registry: string;
@@ -15,7 +17,8 @@ export interface ImageReference {
   original: string;
 }
 
-export class ImageReferenceError extends Error {
+export class ImageReferenceError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   constructor(
     readonly text: string,
     readonly reason: string,

@@ -1,5 +1,6 @@
 import { chmod, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { type ErrorKind, HyperError } from '../errors.js';
 import { treeBytes } from '../files.js';
 import { hasRoom, readFreeBytes } from '../host/space.js';
 import { run } from '../process/run.js';
@@ -13,7 +14,8 @@ const MiB = 1024 * 1024;
 /** Free space the service gets on its root filesystem (the qcow2 overlay grows into it lazily). */
 export const DEFAULT_HEADROOM_MIB = 1024;
 
-export class RootfsError extends Error {
+export class RootfsError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   override name = 'RootfsError';
 }
 
@@ -36,10 +38,10 @@ const EXPANSION = 5;
  * entry, on the disk that must hold the base anyway (os.tmpdir() is often a
  * small tmpfs itself). /dev/shm missing, unreadable by statfs, too small (a
  * container's default is 64 MiB) or read-only all mean beside the cache
- * entry. HYPER_BUILD_TMPDIR overrides.
+ * entry. `wanted` (HYPER_BUILD_TMPDIR) overrides /dev/shm.
  */
-async function scratchDir(image: LocalImage, work: string): Promise<string> {
-  const candidate = process.env.HYPER_BUILD_TMPDIR ?? '/dev/shm';
+async function scratchDir(image: LocalImage, work: string, wanted = '/dev/shm'): Promise<string> {
+  const candidate = wanted;
   const needed = image.layers.reduce((sum, layer) => sum + layer.size, 0) * EXPANSION * 2;
   if (!hasRoom(await readFreeBytes(candidate), needed)) return work;
   // Read-only, or not ours to write: statfs answers, mkdtemp does not.
@@ -80,7 +82,7 @@ async function fixOwnership(ext4: string, tree: string, report: ApplyReport): Pr
 export async function ensureRootfs(
   image: LocalImage,
   cacheDir: string,
-  options: { headroomMiB?: number } = {},
+  options: { headroomMiB?: number; scratchDir?: string | undefined } = {},
 ): Promise<{ path: string; cached: boolean }> {
   const target = rootfsPath(cacheDir, image.configDigest);
   if (await stat(target).catch(() => undefined)) return { path: target, cached: true };
@@ -89,7 +91,7 @@ export async function ensureRootfs(
   const work = await mkdtemp(path.join(path.dirname(target), '.build-'));
   let scratchOutside: string | undefined;
   try {
-    const scratch = await scratchDir(image, work);
+    const scratch = await scratchDir(image, work, options.scratchDir);
     if (scratch !== work) scratchOutside = scratch;
     const tree = path.join(scratch, 'tree');
     // mkfs copies the tree root's mode; mkdtemp's 0700 would lock out non-root services.
@@ -122,7 +124,12 @@ export async function ensureRootfs(
         ],
       });
     } catch (error: unknown) {
-      throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${(error as Error).message}`);
+      throw new RootfsError(
+        `cannot build the root filesystem of ${image.name}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
     await fixOwnership(ext4, tree, report);
     await chmod(ext4, 0o444);

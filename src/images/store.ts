@@ -2,6 +2,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../errors.js';
 import { exists, fileDigest, isNotFound, linkOrCopy } from '../files.js';
 import { DIGEST_HEX_LENGTHS } from './reference.js';
 
@@ -29,12 +30,14 @@ export function digestOf(bytes: Uint8Array, like = 'sha256:'): string {
 }
 
 /** Downloaded content did not match its descriptor. The partial file has already been deleted. */
-export class BlobVerificationError extends Error {
+export class BlobVerificationError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   constructor(
     readonly digest: string,
     detail: string,
+    options?: HyperErrorOptions,
   ) {
-    super(`blob ${digest} failed verification: ${detail}`);
+    super(`blob ${digest} failed verification: ${detail}`, options);
     this.name = 'BlobVerificationError';
   }
 }

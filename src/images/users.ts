@@ -1,3 +1,4 @@
+import { type ErrorKind, HyperError } from '../errors.js';
 import { run } from '../process/run.js';
 
 /** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
@@ -19,7 +20,8 @@ async function readFromExt4(image: string, file: string): Promise<string | undef
   return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
 }
 
-export class UserSpecError extends Error {
+export class UserSpecError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'UserSpecError';
 }
 

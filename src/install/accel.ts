@@ -1,6 +1,7 @@
 import { access, constants, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { type ErrorKind, HyperError } from '../errors.js';
 import { isNotFound, writeFileAtomic } from '../files.js';
 import {
   CommandError,
@@ -25,14 +26,18 @@ export interface AccelDecision {
   warning?: string;
 }
 
-export class AccelError extends Error {
+/** KVM asked for but not usable; a misspelt choice says Invalid where it is parsed. */
+export class AccelError extends HyperError {
+  static override defaultKind: ErrorKind = 'Unavailable';
   override name = 'AccelError';
 }
 
 export function parseAccelChoice(text: string | undefined, source: string): AccelChoice {
   const value = (text ?? '').trim() || 'auto';
   if (value === 'auto' || value === 'kvm' || value === 'tcg') return value;
-  throw new AccelError(`${source}: "${value}" is not an accelerator; use auto, kvm or tcg`);
+  throw new AccelError(`${source}: "${value}" is not an accelerator; use auto, kvm or tcg`, {
+    kind: 'Invalid',
+  });
 }
 
 /** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */

@@ -1,3 +1,4 @@
+import { type ErrorKind, HyperError } from '../errors.js';
 import { isRoot as runningAsRoot, probeSudo } from '../host/user.js';
 import { onPath, run } from '../process/run.js';
 
@@ -7,8 +8,9 @@ export interface HostTool {
   aptPackage: string;
 }
 
-export const VM_TOOLS: HostTool[] = [
-  { program: process.env.HYPER_QEMU ?? 'qemu-system-x86_64', aptPackage: 'qemu-system-x86' },
+/** What booting VMs needs; `qemu` is the qemu-system binary in use. */
+export const vmTools = (qemu: string): HostTool[] => [
+  { program: qemu, aptPackage: 'qemu-system-x86' },
   { program: 'qemu-img', aptPackage: 'qemu-utils' },
   { program: 'mkfs.ext4', aptPackage: 'e2fsprogs' },
   { program: 'debugfs', aptPackage: 'e2fsprogs' },
@@ -27,7 +29,8 @@ export const GUEST_BUILD_TOOLS: HostTool[] = [
   { program: 'xz', aptPackage: 'xz-utils' },
 ];
 
-export class MissingToolsError extends Error {
+export class MissingToolsError extends HyperError {
+  static override defaultKind: ErrorKind = 'Unavailable';
   override name = 'MissingToolsError';
 }
 
@@ -81,7 +84,9 @@ export async function ensureTools(tools: readonly HostTool[], log: (line: string
       env,
     });
   } catch (error: unknown) {
-    throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${(error as Error).message}`);
+    throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const still = await missingTools(missing);
   if (still.length)

@@ -28,7 +28,9 @@ export async function resolveAllowList(
     try {
       addresses = await resolve(entry);
     } catch (error: unknown) {
-      throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${(error as Error).message}`);
+      throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     for (const { address } of addresses) {
       cidrs.push(`${address}/32`);

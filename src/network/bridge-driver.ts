@@ -36,11 +36,12 @@ export async function planBridgeNetwork(
   privilege: Privilege,
   reporter: NetworkReporter,
 ): Promise<BridgeNetworkRecord> {
-  const firewall = await firewallBackend(privilege, reporter.info);
+  const firewall = await firewallBackend(privilege, reporter.info, settings.firewall);
   const allowed = await resolveAllowList(settings.allow);
   const subnet = await pickSubnet(id, settings.subnet);
   const bridge = `hy${id}`;
-  if (await linkExists(bridge)) throw new NetworkError(`interface ${bridge} already exists; try again`);
+  if (await linkExists(bridge))
+    throw new NetworkError(`interface ${bridge} already exists; try again`, { kind: 'Conflict' });
   return {
     id,
     mode: 'bridge',
@@ -95,7 +96,7 @@ export function nextBridgeAddress(record: Pick<BridgeNetworkRecord, 'subnet' | '
     const address = nthAddress(subnet, n);
     if (!used.has(address)) return address;
   }
-  throw new NetworkError(`subnet ${record.subnet} is full`);
+  throw new NetworkError(`subnet ${record.subnet} is full`, { kind: 'Conflict' });
 }
 
 /** The first TAP name `<bridge>t<n>` that no member has. Pure. */

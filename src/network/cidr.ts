@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { type ErrorKind, HyperError } from '../errors.js';
 
 /** An IPv4 network: its first address as a 32-bit number, and the prefix length. */
 export interface Cidr {
@@ -6,7 +7,8 @@ export interface Cidr {
   prefix: number;
 }
 
-export class CidrError extends Error {
+export class CidrError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'CidrError';
 }
 

@@ -130,7 +130,7 @@ export function memberAndPeers<M extends MemberBase>(
   service: string,
 ): { self: M; others: M[]; names: string[]; peers: Peer[] } {
   const self = members.find((m) => m.service === service);
-  if (!self) throw new NetworkError(`${service} is not on the job network`);
+  if (!self) throw new NetworkError(`${service} is not on the job network`, { kind: 'NotFound' });
   const others = members.filter((m) => m.service !== service);
   return {
     self,

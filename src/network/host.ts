@@ -115,23 +115,24 @@ async function probeFirewalls(privilege: Privilege, wanted: string | undefined):
 
 /**
  * The packet filter this host's bridge networks use (see chooseFirewall);
- * HYPER_FIREWALL=nft|iptables chooses. nftables is installed with apt when no
+ * `wanted` (HYPER_FIREWALL=nft|iptables) chooses. nftables is installed with apt when no
  * filter is; when filters are installed but none works, the error names each
  * one's complaint and what to do.
  */
 export async function firewallBackend(
   privilege: Privilege,
   log: (line: string) => void,
+  wanted: string | undefined,
 ): Promise<FirewallBackend> {
   await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
-  const wanted = process.env.HYPER_FIREWALL;
   let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
   if ('install' in choice) {
     await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
     choice = chooseFirewall(await probeFirewalls(privilege, wanted));
   }
-  if ('error' in choice) throw new NetworkError(choice.error);
-  if ('install' in choice) throw new NetworkError('nftables was installed, but nft is still not found');
+  if ('error' in choice) throw new NetworkError(choice.error, { kind: 'Unavailable' });
+  if ('install' in choice)
+    throw new NetworkError('nftables was installed, but nft is still not found', { kind: 'Unavailable' });
   if (choice.note) log(choice.note);
   return choice.backend;
 }
@@ -217,7 +218,10 @@ export async function enableForwarding(privilege: Privilege): Promise<boolean> {
     if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
     else await writeFile(IP_FORWARD, '1\n');
   } catch (error: unknown) {
-    throw new NetworkError(forwardingRefused(error as { code?: string; message: string }));
+    throw new NetworkError(forwardingRefused(error as { code?: string; message: string }), {
+      kind: 'Unavailable',
+      cause: error,
+    });
   }
   return true;
 }

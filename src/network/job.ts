@@ -47,6 +47,7 @@ export async function preflightNetwork(stateDir: string, settings: NetworkSettin
 function bridgeRefused(reason: string): NetworkError {
   return new NetworkError(
     `network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`,
+    { kind: 'Unavailable' },
   );
 }
 
@@ -93,6 +94,7 @@ export async function joinNetwork(
     if (existing && settings.mode !== 'auto' && settings.mode !== existing.mode) {
       throw new NetworkError(
         `this job's network is already ${existing.mode}; it cannot also be ${settings.mode} (tear it down first)`,
+        { kind: 'Conflict' },
       );
     }
     const replaced = new Set(requests.map((r) => r.service));

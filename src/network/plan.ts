@@ -82,6 +82,7 @@ export function chooseSubnet(taken: readonly HostNetwork[], seed: number): Cidr 
   }
   throw new NetworkError(
     `every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`,
+    { kind: 'Conflict' },
   );
 }
 
@@ -91,6 +92,7 @@ export function checkSubnet(wanted: Cidr, taken: readonly HostNetwork[]): void {
   if (clash) {
     throw new NetworkError(
       `subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`,
+      { kind: 'Conflict' },
     );
   }
 }

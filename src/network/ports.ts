@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { type ErrorKind, HyperError } from '../errors.js';
 
 /** A `-p` / `ports:` entry as the user wrote it, parsed. hostPort 0 means "pick a free one". */
 export interface PortSpec {
@@ -14,7 +15,8 @@ export interface PublishedPort extends PortSpec {
   hostPort: number;
 }
 
-export class PortSpecError extends Error {
+export class PortSpecError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'PortSpecError';
 }
 
@@ -121,7 +123,9 @@ async function freePort(ip: string, protocol: 'tcp' | 'udp', claimed: ReadonlySe
     const port = await probeBind(ip, 0, protocol);
     if (!claimed.has(portKey(protocol, port))) return port;
   }
-  throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`);
+  throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`, {
+    kind: 'Conflict',
+  });
 }
 
 /**
@@ -152,7 +156,9 @@ export async function resolvePorts(
       const code = (error as NodeJS.ErrnoException).code;
       const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
       if (code === 'EADDRINUSE')
-        throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
+        throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`, {
+          kind: 'Conflict',
+        });
       if (code === 'EADDRNOTAVAIL')
         throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
       if (code === 'EACCES')

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { type ErrorKind, HyperError } from '../errors.js';
 import { CidrError, parseCidr, formatCidr } from './cidr.js';
 
 /** How a job's VMs are networked: `bridge` (root or sudo) or `user` (rootless); `auto` picks. */
@@ -13,11 +14,15 @@ export interface NetworkSettings {
   allow: string[];
   /** The bridge network's subnet; picked from 10.213.0.0/16 when absent. */
   subnet?: string | undefined;
+  /** The packet filter a bridge network must use (HYPER_FIREWALL: nft or iptables); chosen when absent. */
+  firewall?: string | undefined;
 }
 
 export const DEFAULT_NETWORK: NetworkSettings = { mode: 'auto', egress: 'allow', allow: [] };
 
-export class NetworkError extends Error {
+/** Mostly bad network settings; clashes on the host and missing privileges say their kind where thrown. */
+export class NetworkError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'NetworkError';
 }
 
@@ -63,7 +68,8 @@ export function networkSettings(
         throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
       subnet = formatCidr(cidr);
     } catch (error: unknown) {
-      if (error instanceof CidrError) throw new NetworkError(`${names.subnet}: ${error.message}`);
+      if (error instanceof CidrError)
+        throw new NetworkError(`${names.subnet}: ${error.message}`, { cause: error });
       throw error;
     }
   }
@@ -75,7 +81,7 @@ function checkAllowEntry(entry: string, what: string): void {
     try {
       parseCidr(entry);
     } catch (error: unknown) {
-      throw new NetworkError(`${what}: ${(error as Error).message}`);
+      throw new NetworkError(`${what}: ${(error as Error).message}`, { cause: error });
     }
     return;
   }

@@ -38,7 +38,9 @@ export async function withLock<T>(stateDir: string, work: () => Promise<T>): Pro
       // A lock this old was left by a process that died holding it.
       if (age > 120_000) await rmdir(lock).catch(() => undefined);
       if (waited > 120_000)
-        throw new NetworkError(`the job network is locked by another hyper process (${lock})`);
+        throw new NetworkError(`the job network is locked by another hyper process (${lock})`, {
+          kind: 'Conflict',
+        });
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

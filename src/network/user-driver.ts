@@ -63,7 +63,9 @@ export function nextUserAddress(members: readonly { address: string }[]): string
     const address = `10.0.2.${n}`;
     if (!used.has(address)) return address;
   }
-  throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`);
+  throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`, {
+    kind: 'Conflict',
+  });
 }
 
 /**

@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../errors.js';
 
 /** A command line, built by a pure function and handed to `run`. */
 export interface Command {
@@ -40,16 +41,23 @@ function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(1))} s`;
 }
 
-export class CommandError extends Error {
+export class CommandError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   readonly end: CommandEnd;
   constructor(
     readonly command: Command,
     end: CommandEnd | number | undefined,
     readonly stderr: string,
+    options: HyperErrorOptions = {},
   ) {
     const how: CommandEnd = typeof end === 'object' ? end : { exitCode: end };
     const detail = trimOutput(stderr);
-    super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`);
+    // A program that is not there is a host missing a tool, not a failed command.
+    const kind = options.kind ?? (how.startError === 'ENOENT' ? 'Unavailable' : undefined);
+    super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`, {
+      ...options,
+      kind,
+    });
     this.name = 'CommandError';
     this.end = how;
   }
@@ -107,7 +115,9 @@ export async function run(
   if (result.signal) throw new CommandError(command, { signal: result.signal }, output);
   if (result.exitCode === undefined && result.failed) {
     const startError = (result.cause as NodeJS.ErrnoException | undefined)?.code;
-    throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '');
+    throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '', {
+      cause: result.cause,
+    });
   }
   const exitCode = result.exitCode ?? 1;
   if (exitCode !== 0 && !options.allowFailure) throw new CommandError(command, exitCode, output);
@@ -116,13 +126,9 @@ export async function run(
 
 /** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
 export async function programPath(program: string): Promise<string | undefined> {
-  const candidates = program.includes('/')
-    ? [program]
-    : (process.env.PATH ?? '')
-        .split(':')
-        .filter(Boolean)
-        .map((dir) => path.join(dir, program));
+  const candidates = program.includes('/') ? [program] : [await searchPath(program)];
   for (const candidate of candidates) {
+    if (candidate === undefined) continue;
     try {
       await access(candidate, constants.X_OK);
       if ((await stat(candidate)).isFile()) return candidate;
@@ -136,4 +142,11 @@ export async function programPath(program: string): Promise<string | undefined> 
 /** True when `program` is an executable on PATH (or, with a '/', at that path). Looked up in-process: no shell per tool. */
 export async function onPath(program: string): Promise<boolean> {
   return (await programPath(program)) !== undefined;
+}
+
+/** Where the shell finds `program` on this process's PATH, as exec would; undefined for none or a builtin. */
+async function searchPath(program: string): Promise<string | undefined> {
+  const found = await execa('sh', ['-c', 'command -v -- "$1"', 'sh', program], { reject: false });
+  const line = String(found.stdout).trim();
+  return line.startsWith('/') ? line : undefined;
 }

@@ -15,7 +15,7 @@ import {
 } from './fields.js';
 import { interpolate, type VariableMap } from './interpolate.js';
 import { namedVolume } from '../storage/mounts.js';
-import { SpecError, type ServiceSpec } from './service.js';
+import { SpecError, type ContainerSpec } from './container.js';
 import { parseVolumeSize } from './units.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
@@ -23,7 +23,7 @@ import { parseYaml, type YamlValue } from './yaml-value.js';
 export type ReadFile = (path: string) => string;
 
 export interface ComposeProject {
-  services: ServiceSpec[];
+  services: ContainerSpec[];
   /** The top-level named volumes, for when volumes are set up. */
   volumes: string[];
   /** The job network's subnet, from a top-level network's `ipam: { config: [{ subnet }] }`. */
@@ -60,7 +60,7 @@ export function parseComposeFile(
   file: string,
   readFile: ReadFile,
   variables: VariableMap = {},
-): ServiceSpec[] {
+): ContainerSpec[] {
   return parseComposeProject(text, file, readFile, variables).services;
 }
 
@@ -114,9 +114,9 @@ function checkDeclaredVolumes(project: ComposeProject, file: string): void {
 
 /** The sizes the top-level volumes: set for the named volumes a service uses, carried with it to where they are made. */
 function withVolumeSizes(
-  service: ServiceSpec,
+  service: ContainerSpec,
   declared: ReadonlyMap<string, number | undefined>,
-): ServiceSpec {
+): ContainerSpec {
   const sizes = service.volumes.flatMap((volume) => {
     const name = namedVolume(volume);
     const size = name === undefined ? undefined : declared.get(name);
@@ -142,7 +142,7 @@ interface Context {
   variables: VariableMap;
 }
 
-function parseService(name: string, value: YamlValue, context: Context): ServiceSpec {
+function parseService(name: string, value: YamlValue, context: Context): ContainerSpec {
   if (value.kind !== 'a map') throw value.expected('a map with at least image:');
   const build = value.entries().find((entry) => entry.key === 'build');
   if (build) throw build.value.error(BUILD);

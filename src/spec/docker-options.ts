@@ -1,4 +1,4 @@
-import { healthcheck, PARTIAL_HEALTHCHECK, SpecError, type HealthcheckSpec } from './service.js';
+import { healthcheck, PARTIAL_HEALTHCHECK, SpecError, type HealthcheckSpec } from './container.js';
 import { splitShellWords } from './shell-words.js';
 import { parseCount, parseCpus, parseDurationMs, parseMemoryMiB } from './units.js';
 

@@ -1,5 +1,5 @@
 import type { VariableMap } from './interpolate.js';
-import { SpecError } from './service.js';
+import { SpecError } from './container.js';
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 

@@ -6,8 +6,8 @@ import {
   PARTIAL_HEALTHCHECK,
   type DependencyCondition,
   type HealthcheckSpec,
-  type ServiceSpec,
-} from './service.js';
+  type ContainerSpec,
+} from './container.js';
 import { splitShellWords } from './shell-words.js';
 import { parseCount, parseCpus, parseDurationMs, parseMemoryMiB } from './units.js';
 import type { YamlValue } from './yaml-value.js';
@@ -143,7 +143,7 @@ function readHealthTest(value: YamlValue): string[] | 'none' {
 const CONDITIONS: readonly string[] = ['service_started', 'service_healthy'];
 
 /** A list of service ids, or a map of id -> { condition }. */
-export function readDependsOn(value: YamlValue): ServiceSpec['dependsOn'] {
+export function readDependsOn(value: YamlValue): ContainerSpec['dependsOn'] {
   if (value.kind === 'a list') {
     return value.items().map((item) => ({
       service: item.string('a service id'),

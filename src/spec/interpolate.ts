@@ -1,4 +1,4 @@
-import { SpecError } from './service.js';
+import { SpecError } from './container.js';
 
 /** The variables a compose file's `${VAR}` are taken from (the caller's environment, passed in). */
 export type VariableMap = Readonly<Record<string, string | undefined>>;

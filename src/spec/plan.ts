@@ -1,7 +1,7 @@
 import { checkAliases } from '../network/plan.js';
 import { NetworkError } from '../network/settings.js';
 import { MountError, planMounts } from '../storage/mounts.js';
-import { SpecError, type ServiceSpec } from './service.js';
+import { SpecError, type ContainerSpec } from './container.js';
 
 /**
  * Checks the whole set of services before anything boots: unique names,
@@ -11,8 +11,8 @@ import { SpecError, type ServiceSpec } from './service.js';
  * the boot order as waves: each wave's dependencies are all in earlier waves,
  * so a wave can boot in parallel. Pure.
  */
-export function validatePlan(specs: readonly ServiceSpec[]): ServiceSpec[][] {
-  const byName = new Map<string, ServiceSpec>();
+export function validatePlan(specs: readonly ContainerSpec[]): ContainerSpec[][] {
+  const byName = new Map<string, ContainerSpec>();
   for (const spec of specs) {
     if (byName.has(spec.name)) throw new SpecError(`service "${spec.name}" is defined twice`);
     byName.set(spec.name, spec);
@@ -31,7 +31,7 @@ export function validatePlan(specs: readonly ServiceSpec[]): ServiceSpec[][] {
 }
 
 /** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
-function checkMounts(specs: readonly ServiceSpec[]): void {
+function checkMounts(specs: readonly ContainerSpec[]): void {
   const owners = new Map<string, string>();
   for (const spec of specs) {
     let mounts;
@@ -54,7 +54,7 @@ function checkMounts(specs: readonly ServiceSpec[]): void {
   }
 }
 
-function checkDependencies(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, ServiceSpec>): void {
+function checkDependencies(specs: readonly ContainerSpec[], byName: ReadonlyMap<string, ContainerSpec>): void {
   for (const spec of specs) {
     for (const { service, condition } of spec.dependsOn) {
       const target = byName.get(service);
@@ -73,7 +73,7 @@ function checkDependencies(specs: readonly ServiceSpec[], byName: ReadonlyMap<st
 }
 
 /** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
-function checkCycles(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, ServiceSpec>): void {
+function checkCycles(specs: readonly ContainerSpec[], byName: ReadonlyMap<string, ContainerSpec>): void {
   const done = new Set<string>();
   const path: string[] = [];
   const visit = (name: string): void => {
@@ -91,7 +91,7 @@ function checkCycles(specs: readonly ServiceSpec[], byName: ReadonlyMap<string, 
   for (const spec of specs) visit(spec.name);
 }
 
-function checkPorts(specs: readonly ServiceSpec[]): void {
+function checkPorts(specs: readonly ContainerSpec[]): void {
   const owners = new Map<string, string>();
   for (const spec of specs) {
     for (const port of spec.ports) {
@@ -107,8 +107,8 @@ function checkPorts(specs: readonly ServiceSpec[]): void {
   }
 }
 
-function waves(specs: readonly ServiceSpec[]): ServiceSpec[][] {
-  const result: ServiceSpec[][] = [];
+function waves(specs: readonly ContainerSpec[]): ContainerSpec[][] {
+  const result: ContainerSpec[][] = [];
   const booted = new Set<string>();
   let waiting = [...specs];
   while (waiting.length > 0) {

@@ -12,7 +12,7 @@ import {
   readStringList,
   readWords,
 } from './fields.js';
-import type { ServiceSpec } from './service.js';
+import type { ContainerSpec } from './container.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 const KEYS = [
@@ -35,13 +35,13 @@ const KEYS = [
  * (image, credentials, env, ports, volumes, options), plus command, entrypoint,
  * healthcheck, memory, cpus and depends-on. `options` is parsed, not passed on. Pure.
  */
-export function parseServicesInput(text: string, source = 'input "services"'): ServiceSpec[] {
+export function parseServicesInput(text: string, source = 'input "services"'): ContainerSpec[] {
   const root = parseYaml(text, source, 'services');
   if (root.isNull) return [];
   return root.entries().map(({ key, value }) => parseService(readServiceName(key, value), value));
 }
 
-function parseService(name: string, value: YamlValue): ServiceSpec {
+function parseService(name: string, value: YamlValue): ContainerSpec {
   if (value.kind !== 'a map') throw value.expected('a map with at least image:');
   const fields = value.fields(KEYS);
   const image = fields.get('image');

@@ -1,4 +1,4 @@
-import { SpecError } from './service.js';
+import { SpecError } from './container.js';
 
 /** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
 const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';

@@ -1,6 +1,6 @@
 import { SizeError, wholeMiB } from '../sizes.js';
 import { volumeBytes } from '../storage/volume-size.js';
-import { SpecError } from './service.js';
+import { SpecError } from './container.js';
 
 export const MIN_MEMORY_MIB = 64;
 

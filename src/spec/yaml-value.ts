@@ -1,7 +1,7 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { ImageReferenceError } from '../images/reference.js';
 import { PortSpecError } from '../network/ports.js';
-import { SpecError } from './service.js';
+import { SpecError } from './container.js';
 
 /** What a YAML value turned out to be, worded for "expected a list, got a string". */
 export type YamlKind = 'a map' | 'a list' | 'a string' | 'a number' | 'a boolean' | 'null';

@@ -1,4 +1,6 @@
+import os from 'node:os';
 import path from 'node:path';
+import { type ErrorKind, HyperError } from '../errors.js';
 
 /**
  * What a service mounts, from Docker's short syntax (`-v` / `volumes:`) and
@@ -14,7 +16,8 @@ export type MountSpec =
   | { kind: 'bind'; source: string; target: string; readOnly: boolean }
   | { kind: 'tmpfs'; target: string; options: string };
 
-export class MountError extends Error {
+export class MountError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'MountError';
 }
 
@@ -75,7 +78,7 @@ export function parseVolume(text: string, baseDir: string): MountSpec {
   const target = checkTarget(targetText, what);
   const readOnly = readMode(mode, what);
   if (isHostPath(source)) {
-    const home = process.env.HOME ?? '/';
+    const home = os.homedir();
     const absolute = source.startsWith('~')
       ? path.join(home, source.slice(1))
       : path.resolve(baseDir, source);

@@ -13,21 +13,21 @@ export const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
 const BIND_HEADROOM = 256 * MiB;
 
-/** The size of a new volume that sets none: HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. */
-export function defaultVolumeSize(): number {
-  const text = process.env.HYPER_VOLUME_SIZE;
+/** The size of a new volume that sets none: `text` from HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. Pure. */
+export function defaultVolumeSize(text: string | undefined): number {
   if (!text) return DEFAULT_VOLUME_SIZE;
   try {
     return volumeBytes(text);
   } catch (error: unknown) {
-    if (error instanceof SizeError) throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
+    if (error instanceof SizeError)
+      throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`, { cause: error });
     throw error;
   }
 }
 
 /** Sizes in bytes for the volumes prepareMountDisks creates; an existing named volume keeps its own. */
 export interface VolumeSizes {
-  /** For each new volume without a size of its own; defaultVolumeSize() when absent. */
+  /** For each new volume without a size of its own; DEFAULT_VOLUME_SIZE when absent. */
   defaultBytes?: number | undefined;
   /** Named volumes' own sizes (compose `driver_opts: { size }`), by name. */
   named?: Readonly<Record<string, number>> | undefined;
@@ -80,7 +80,7 @@ export async function createExt4Disk(target: string, sizeBytes: number, contentD
 export async function ensureVolume(
   stateDir: string,
   name: string,
-  sizeBytes = defaultVolumeSize(),
+  sizeBytes = DEFAULT_VOLUME_SIZE,
 ): Promise<{ path: string; created: boolean }> {
   const file = volumePath(stateDir, name);
   if (await exists(file)) return { path: file, created: false };
@@ -99,8 +99,7 @@ export async function prepareMountDisks(
   vmDir: string,
   sizes: VolumeSizes = {},
 ): Promise<MountDisk[]> {
-  // Read before the first disk is made, so a bad HYPER_VOLUME_SIZE leaves nothing behind.
-  const defaultBytes = sizes.defaultBytes ?? defaultVolumeSize();
+  const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
   const disks: MountDisk[] = [];
   for (const mount of mounts) {
     const serial = `vol${disks.length}`;
@@ -140,7 +139,10 @@ export async function checkMountSources(mounts: readonly MountSpec[]): Promise<v
   for (const mount of mounts) {
     if (mount.kind !== 'bind') continue;
     const info = await stat(mount.source).catch(() => undefined);
-    if (!info) throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`);
+    if (!info)
+      throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {
+        kind: 'NotFound',
+      });
     if (!info.isDirectory()) {
       throw new MountError(
         `host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`,

@@ -72,7 +72,7 @@ export interface StartOptions {
 export interface Hypervisor {
   /** Starts the VM as a detached process and returns its pid once the process is up. */
   start(spec: MachineSpec, options?: StartOptions): Promise<{ pid: number }>;
-  /** Waits until the guest has started the service; throws with the console tail on failure. */
+  /** Waits until the guest has started the service (which may have run to its end since); throws with the console tail if it never started. */
   waitUntilRunning(spec: MachineSpec, timeoutMs: number): Promise<void>;
   exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult>;
   /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */

@@ -4,6 +4,8 @@
  * secret: errors name the registry and the user, never the password or a token.
  */
 
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../../errors.js';
+
 /** Username and password, the shape of GitHub's `services.<id>.credentials`. */
 export interface Credentials {
   username: string;
@@ -17,9 +19,11 @@ export interface AuthChallenge {
 }
 
 /** The token server refused the credentials, or the registry refused them or the token. */
-export class RegistryAuthError extends Error {
-  constructor(message: string) {
-    super(message);
+/** Credentials missing or refused; a repository hidden behind a refusal is NotFound, as Docker says. */
+export class RegistryAuthError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
+  constructor(message: string, options?: HyperErrorOptions) {
+    super(message, options);
     this.name = 'RegistryAuthError';
   }
 }
@@ -158,7 +162,10 @@ export class TokenCache {
 /** The query a token request sends to the realm: service, scope, and the account when known. */
 export function tokenRequestUrl(challenge: AuthChallenge, scope: string, credentials?: Credentials): URL {
   const realm = challenge.params.realm;
-  if (!realm) throw new RegistryAuthError('the registry sent a Bearer challenge without a realm');
+  if (!realm)
+    throw new RegistryAuthError('the registry sent a Bearer challenge without a realm', {
+      kind: 'Unavailable',
+    });
   const url = new URL(realm);
   if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
   url.searchParams.append('scope', scope);

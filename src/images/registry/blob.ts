@@ -89,6 +89,7 @@ async function transfer(
       status: response.status,
       code: body.code,
       retryAfterMs: parseRetryAfter(response.headers.get('retry-after')),
+      ...(response.status === 404 ? { kind: 'NotFound' } : {}),
     });
   }
   state.resumable =

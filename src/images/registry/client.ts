@@ -101,6 +101,7 @@ export class RegistryClient {
     const schemes = challenges.map((challenge) => challenge.scheme).join(', ') || 'none';
     throw new RegistryAuthError(
       `registry ${this.host} answered 401 Unauthorized with no supported challenge (schemes: ${schemes})`,
+      { kind: 'Unavailable' },
     );
   }
 
@@ -115,6 +116,8 @@ export class RegistryClient {
           ? `authentication failed for ${this.host}: the token server ${url.origin} refused the credentials ` +
               `of user "${this.credentials.username}" (HTTP ${response.status})`
           : `the token server ${url.origin} of registry ${this.host} refused anonymous access (HTTP ${response.status})`,
+        // Anonymous and refused: to Docker, a repository that may not exist.
+        { kind: this.credentials ? 'Invalid' : 'NotFound' },
       );
     }
     if (!response.ok) {
@@ -150,6 +153,7 @@ export class RegistryClient {
           ? `registry ${this.host} refused access to ${this.repository}: the repository does not exist or needs credentials`
           : `registry ${this.host} refused user "${user}" access to ${this.repository}: ` +
               `the repository does not exist or the user may not ${this.actions.join(' or ')} it`,
+        { kind: 'NotFound' },
       );
     }
     return new RegistryAuthError(

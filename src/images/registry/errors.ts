@@ -1,5 +1,9 @@
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../../errors.js';
+
 /** A registry answered with an error, or could not be reached. `retryable` says whether trying again may help. */
-export class RegistryError extends Error {
+export class RegistryError extends HyperError {
+  /** Unreachable or answering 5xx, mostly; a 404 says NotFound at its throw site. */
+  static override defaultKind: ErrorKind = 'Unavailable';
   readonly status?: number;
   readonly code?: string;
   readonly retryable: boolean;
@@ -13,10 +17,9 @@ export class RegistryError extends Error {
       code?: string;
       retryable?: boolean;
       retryAfterMs?: number;
-      cause?: unknown;
-    } = {},
+    } & HyperErrorOptions = {},
   ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    super(message, { kind: details.kind, cause: details.cause });
     this.name = 'RegistryError';
     this.status = details.status;
     this.code = details.code;

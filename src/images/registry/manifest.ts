@@ -1,3 +1,4 @@
+import { type ErrorKind, HyperError, type HyperErrorOptions } from '../../errors.js';
 import type { Descriptor, ImageIndex, ImageManifest, Platform } from '../../types/oci/index.js';
 import { DockerReferenceTypeAnnotation, MediaType } from '../../types/oci/index.js';
 import { digestOf } from '../store.js';
@@ -27,9 +28,10 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
 
 /** A manifest that cannot be used: unsupported format, not an image, or no entry for our platform. */
-export class ManifestError extends Error {
-  constructor(message: string) {
-    super(message);
+export class ManifestError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
+  constructor(message: string, options?: HyperErrorOptions) {
+    super(message, options);
     this.name = 'ManifestError';
   }
 }
@@ -206,6 +208,7 @@ export function selectPlatform(index: ImageIndex, wanted: Platform, subject: str
   throw new ManifestError(
     `${subject} has no image for ${formatPlatform(target)}; ` +
       (available.length > 0 ? `it has ${available.join(', ')}` : 'its index lists no platforms'),
+    { kind: 'NotFound' },
   );
 }
 
@@ -233,7 +236,7 @@ export async function fetchManifest(
       if (response.status === 404) {
         throw new RegistryError(
           `manifest for ${subject} not found on registry ${client.host} (${body.code ?? 'HTTP 404'})`,
-          details,
+          { ...details, kind: 'NotFound' },
         );
       }
       throw new RegistryError(
@@ -251,6 +254,7 @@ export async function fetchManifest(
     if (isDigest && digest !== reference) {
       throw new ManifestError(
         `the manifest of ${subject} from registry ${client.host} failed verification: its content has digest ${digest}`,
+        { kind: 'Internal' },
       );
     }
     return { ...parseManifest(bytes, response.headers.get('content-type'), subject), digest, bytes };

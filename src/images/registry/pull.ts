@@ -155,6 +155,7 @@ function assertPlatform(config: ImageConfig, wanted: Platform, subject: string):
   if (actual.os !== wanted.os || actual.architecture !== wanted.architecture) {
     throw new ManifestError(
       `${subject} is an image for ${formatPlatform(actual)}, not ${formatPlatform(wanted)}`,
+      { kind: 'NotFound' },
     );
   }
 }

@@ -40,6 +40,7 @@ export async function withRetry<T>(
           status: error.status,
           code: error.code,
           retryable: false,
+          kind: error.kind,
           cause: error,
         });
       }

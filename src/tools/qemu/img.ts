@@ -1,4 +1,5 @@
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
+import { type ErrorKind, HyperError } from '../../errors.js';
 import { formatCommand, run, type Command } from '../../process/run.js';
 
 const QEMU_IMG = 'qemu-img';
@@ -39,7 +40,8 @@ export interface ConvertFormats {
   to: DiskFormat;
 }
 
-export class QemuOutputError extends Error {
+export class QemuOutputError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   override name = 'QemuOutputError';
 }
 
@@ -95,6 +97,7 @@ export function parseImageInfo(stdout: string, command = 'qemu-img info'): Image
   } catch (error: unknown) {
     throw new QemuOutputError(
       `${command} did not print JSON (${(error as Error).message}): ${stdout.trim().slice(0, 200)}`,
+      { cause: error },
     );
   }
   const wrong = (what: string) => new QemuOutputError(`${command} printed JSON without ${what}`);

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
+import { type ErrorKind, HyperError } from '../../errors.js';
 import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { GuestAgent } from '../guest-agent.js';
 import type { ExecResult, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
@@ -11,9 +12,11 @@ import { qemuImg } from '../../tools/qemu/img.js';
 import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 
-export const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
+/** The QEMU a host runs when nothing names another (HYPER_QEMU). */
+export const DEFAULT_QEMU = 'qemu-system-x86_64';
 
-export class VmError extends Error {
+export class VmError extends HyperError {
+  static override defaultKind: ErrorKind = 'Internal';
   override name = 'VmError';
 }
 
@@ -32,12 +35,16 @@ async function tail(file: string, lines = 20): Promise<string> {
 
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 export class QemuHypervisor implements Hypervisor {
+  /** `qemu`: the qemu-system binary, a name on PATH or a path. */
+  constructor(readonly qemu: string = DEFAULT_QEMU) {}
+
   async start(spec: MachineSpec, options: StartOptions = {}): Promise<{ pid: number }> {
     const paths = vmPaths(spec.dir);
     for (const socket of [paths.qmp, paths.agent]) {
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
         throw new VmError(
           `state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`,
+          { kind: 'Invalid' },
         );
       }
     }
@@ -48,7 +55,7 @@ export class QemuHypervisor implements Hypervisor {
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
       const args = qemuArgs(spec, await hostTscKhz());
       if (options.checkpoint) args.push('-loadvm', options.checkpoint);
-      const child = spawn(QEMU_BINARY, args, {
+      const child = spawn(this.qemu, args, {
         detached: true,
         stdio: ['ignore', log.fd, log.fd],
       });
@@ -57,7 +64,11 @@ export class QemuHypervisor implements Hypervisor {
       child.unref();
       const deadline = Date.now() + 15000;
       for (;;) {
-        if (spawnError) throw new VmError(`cannot start ${QEMU_BINARY}: ${spawnError.message}`);
+        if (spawnError)
+          throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
+            kind: 'Unavailable',
+            cause: spawnError,
+          });
         if (exited) {
           throw new VmError(
             `QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`,
@@ -94,12 +105,13 @@ export class QemuHypervisor implements Hypervisor {
       const status = await readGuestStatus(paths.status);
       if (status.failure)
         throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+      // A service that ran and exited already is a normal outcome: a one-shot command.
+      if (status.servicePid !== undefined) return;
       if (status.exitCode !== undefined) {
         throw new VmError(
           `service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd(),
         );
       }
-      if (status.servicePid !== undefined) return;
       if (status.booted) last = 'guest booted, service not started';
       if (!(await this.isRunning(spec))) {
         throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
@@ -120,7 +132,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult> {
     const [program, ...args] = argv;
-    if (!program) throw new VmError('no command given');
+    if (!program) throw new VmError('no command given', { kind: 'Invalid' });
     const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
     try {
       return await agent.exec(program, args, timeoutMs);
@@ -182,6 +194,7 @@ export class QemuHypervisor implements Hypervisor {
     } catch (error: unknown) {
       throw new VmError(
         `cannot freeze the guest's filesystems: ${(error as Error).message}; no snapshot was taken and nothing was frozen`,
+        { cause: error },
       );
     }
     let thawed = false;
@@ -228,6 +241,7 @@ export class QemuHypervisor implements Hypervisor {
     }
     throw new VmError(
       `the guest's filesystems could not be thawed: ${(lastError as Error).message}; thaw them with "hyper exec" once the agent answers`,
+      { cause: lastError },
     );
   }
 
@@ -285,7 +299,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async revertDisks(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
     if (await this.isRunning(spec))
-      throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
+      throw new VmError(`${spec.name} is running; stop it before reverting its disks`, { kind: 'Conflict' });
     for (const serial of serials) await qemuImg.applySnapshot(diskFile(spec, serial), tag);
   }
 }
@@ -304,6 +318,6 @@ function writableNodes(spec: MachineSpec): string[] {
 function diskFile(spec: MachineSpec, serial: string): string {
   if (serial === 'rootfs') return spec.rootDisk;
   const disk = spec.disks?.find((d) => d.serial === serial);
-  if (!disk) throw new VmError(`${spec.name} has no disk ${serial}`);
+  if (!disk) throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
   return disk.path;
 }

@@ -2,24 +2,24 @@ import { execa } from 'execa';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MountSpec } from '../../../src/storage/mounts.js';
-import { ensureVolume, prepareMountDisks, volumePath } from '../../../src/storage/volumes.js';
-import { snapshotEnv } from '../../support/env.js';
+import {
+  defaultVolumeSize,
+  ensureVolume,
+  prepareMountDisks,
+  volumePath,
+} from '../../../src/storage/volumes.js';
 
 // Volume disks made for real (truncate, mkfs.ext4, debugfs, qemu-img), no VM:
 // each gets the size it was asked for, and an existing volume keeps its own.
 const MiB = 1024 * 1024;
 let stateDir: string;
-const restoreEnv = snapshotEnv();
 
 beforeAll(async () => {
   stateDir = await mkdtemp('/tmp/hyper-volume-size-');
-  process.env.HYPER_STATE_DIR = stateDir;
-  delete process.env.HYPER_VOLUME_SIZE;
 });
 
 afterAll(async () => {
   await rm(stateDir, { recursive: true, force: true });
-  restoreEnv();
 });
 
 async function virtualSize(file: string): Promise<number> {
@@ -56,8 +56,9 @@ test('prepareMountDisks: a named volume its own size, other new volumes the defa
 });
 
 test('prepareMountDisks: HYPER_VOLUME_SIZE is the default when none is given', async () => {
-  process.env.HYPER_VOLUME_SIZE = '20M';
   const mounts: MountSpec[] = [{ kind: 'anonymous', target: '/scratch', readOnly: false }];
-  const [disk] = await prepareMountDisks(stateDir, mounts, path.join(stateDir, 'vms', 'from-env'));
+  const [disk] = await prepareMountDisks(stateDir, mounts, path.join(stateDir, 'vms', 'from-env'), {
+    defaultBytes: defaultVolumeSize('20M'),
+  });
   expect(disk && (await virtualSize(disk.path))).toBe(20 * MiB);
 });

@@ -1,9 +1,9 @@
 import { parsePortSpec } from '../../../src/network/ports.js';
 import { validatePlan } from '../../../src/spec/plan.js';
-import type { ServiceSpec } from '../../../src/spec/service.js';
+import type { ContainerSpec } from '../../../src/spec/container.js';
 import { specError } from './spec-error.js';
 
-function service(name: string, dependsOn: string[] = [], extra: Partial<ServiceSpec> = {}): ServiceSpec {
+function service(name: string, dependsOn: string[] = [], extra: Partial<ContainerSpec> = {}): ContainerSpec {
   return {
     name,
     image: 'busybox',
@@ -15,7 +15,7 @@ function service(name: string, dependsOn: string[] = [], extra: Partial<ServiceS
     ...extra,
   };
 }
-const names = (waves: ServiceSpec[][]) => waves.map((wave) => wave.map((spec) => spec.name));
+const names = (waves: ContainerSpec[][]) => waves.map((wave) => wave.map((spec) => spec.name));
 
 describe('validatePlan: boot waves', () => {
   test.each([
@@ -38,7 +38,7 @@ describe('validatePlan: boot waves', () => {
 });
 
 describe('validatePlan: bad plans, exact messages', () => {
-  const healthy = (name: string, on: string): ServiceSpec => ({
+  const healthy = (name: string, on: string): ContainerSpec => ({
     ...service(name),
     dependsOn: [{ service: on, condition: 'service_healthy' }],
   });

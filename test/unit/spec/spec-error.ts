@@ -1,4 +1,4 @@
-import { SpecError } from '../../../src/spec/service.js';
+import { SpecError } from '../../../src/spec/container.js';
 
 /** The message of the SpecError `run` throws, so tables can compare whole messages. */
 export function specError(run: () => unknown): string {

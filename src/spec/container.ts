@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { HyperError, type ErrorKind } from '../errors.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { PortSpec } from '../network/ports.js';
 
@@ -5,9 +7,13 @@ export { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
 
 export type DependencyCondition = 'service_started' | 'service_healthy';
 
-/** One service, whichever front door it came through: typed, validated, ready to plan. */
-export interface ServiceSpec {
-  /** The service id (the YAML key); also its hostname. */
+/**
+ * One container, whichever front door it came through (services YAML, a
+ * compose file, `hyper run` flags): typed, validated, ready to plan. What it
+ * leaves out, CONTAINER_DEFAULTS or the image gives.
+ */
+export interface ContainerSpec {
+  /** The service id (the YAML key, or --name); also its hostname. */
   name: string;
   image: string;
   credentials?: { username: string; password: string };
@@ -38,10 +44,44 @@ export interface ServiceSpec {
   aliases?: string[];
   /** Container ports the other services may reach besides the image's EXPOSE and `ports` (compose `expose:`). */
   expose?: number[];
+  /** Owner labels kept on the VM, e.g. the compose file or job that made it. */
+  labels?: Record<string, string>;
+}
+
+/** The one place a container's defaults live. */
+export const CONTAINER_DEFAULTS = { memoryMiB: 512, cpus: 1 } as const;
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** Docker's container name rule (it also names a directory and a hostname). */
+export function validateName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new SpecError(
+      `"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`,
+    );
+  }
+}
+
+/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
+export function generateName(image: string): string {
+  const base =
+    image
+      .replace(/^oci:/, '')
+      .replace(/[:@].*$/, '')
+      .split('/')
+      .filter(Boolean)
+      .pop() ?? 'vm';
+  const clean =
+    base
+      .replace(/[^a-zA-Z0-9_.-]/g, '-')
+      .replace(/^[^a-zA-Z0-9]+/, '')
+      .slice(0, 50) || 'vm';
+  return `${clean}-${randomBytes(2).toString('hex')}`;
 }
 
 /** A bad services input or compose file; the message names the source, key path and line where known. */
-export class SpecError extends Error {
+export class SpecError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'SpecError';
 }
 

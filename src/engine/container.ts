@@ -1,0 +1,223 @@
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { DamagedStateError } from '../files.js';
+import { HyperError } from '../errors.js';
+import { networkSyncArgv } from '../guest/config.js';
+import { leaveNetwork } from '../network/job.js';
+import { vmPaths } from '../vm/paths.js';
+import { sleep } from '../vm/process.js';
+import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
+import { vmDir, type JobContext } from './dirs.js';
+import { listRecords, listVmNames, readRecord, writeRecord, type VmRecord } from './record.js';
+import { BOOT_TIMEOUT_MS, checkVolumesFree } from './run.js';
+
+export type VmState =
+  | { running: true }
+  | {
+      running: false;
+      exitCode: number | undefined;
+      /** Why the guest died when its init could not say, e.g. "kernel panic: ...". */
+      crash?: string;
+      /** The end of the guest's console, when it crashed. */
+      consoleTail?: string;
+    };
+
+export type StoppedState = Extract<VmState, { running: false }>;
+
+/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+export function stateText(state: VmState): string {
+  if (state.running) return 'running';
+  if (state.crash) return `exited (${state.crash.split(':')[0]})`;
+  return `exited (${state.exitCode ?? '?'})`;
+}
+
+/**
+ * Running means QEMU is alive and the guest has not reported its service's
+ * exit: between that report and the power-off, QEMU still runs, but the
+ * service is gone.
+ */
+export async function vmState(record: VmRecord, job: Pick<JobContext, 'hypervisor'>): Promise<VmState> {
+  const paths = vmPaths(record.machine.dir);
+  const status = await readGuestStatus(paths.status);
+  if (status.exitCode !== undefined) return { running: false, exitCode: status.exitCode };
+  if (await job.hypervisor.isRunning(record.machine)) return { running: true };
+  const console = await readConsoleTail(paths.console);
+  const crash = crashReason(console);
+  if (!crash) return { running: false, exitCode: undefined };
+  return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
+}
+
+export async function requireRecord(job: Pick<JobContext, 'stateDir'>, name: string): Promise<VmRecord> {
+  const record = await readRecord(job, name);
+  if (!record) throw new HyperError(`no such VM: ${name}`, { kind: 'NotFound' });
+  return record;
+}
+
+/**
+ * Boots a stopped VM again from its record: same disks (so named volumes and
+ * the container's own changes are kept), same ports, same settings. With a
+ * checkpoint it resumes from that instead of booting; `status` is then what
+ * the guest had reported when the checkpoint was taken.
+ */
+export async function startContainer(
+  name: string,
+  job: JobContext,
+  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number } = {},
+): Promise<VmRecord> {
+  const record = await requireRecord(job, name);
+  if (await job.hypervisor.isRunning(record.machine))
+    throw new HyperError(`${name} is already running`, { kind: 'Conflict' });
+  const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
+  await checkVolumesFree(volumes, job, name);
+  const paths = vmPaths(record.machine.dir);
+  for (const file of [paths.pid, paths.qmp, paths.agent]) await rm(file, { force: true });
+  await writeFile(paths.status, options.checkpoint ? (options.status ?? '') : '');
+  const started = Date.now();
+  try {
+    await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+    await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+    if (options.checkpoint) await syncGuestNetwork(record, job);
+  } catch (error: unknown) {
+    await job.hypervisor.kill(record.machine).catch(() => undefined);
+    throw error;
+  }
+  record.bootMs = Date.now() - started;
+  await writeRecord(record);
+  return record;
+}
+
+/**
+ * A resumed checkpoint runs with the network it was taken on; this applies
+ * the one in its guest files, which differ when it was imported into another
+ * job (another subnet, other services).
+ */
+async function syncGuestNetwork(record: VmRecord, job: JobContext): Promise<void> {
+  const dir = vmPaths(record.machine.dir).guestFiles;
+  const read = (name: string): Promise<string> => readFile(path.join(dir, name), 'utf8');
+  const settings = await read('settings');
+  const value = (key: string): string => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
+  const network = {
+    ip: value('ip'),
+    prefix: Number(value('prefix')),
+    gateway: value('gateway'),
+    hosts: await read('hosts'),
+    resolvConf: await read('resolv.conf'),
+  };
+  const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
+  if (result.exitCode !== 0)
+    throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
+}
+
+/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
+export async function stopContainer(name: string, graceMs: number, job: JobContext): Promise<number | undefined> {
+  const record = await requireRecord(job, name);
+  const how = await job.hypervisor.stop(record.machine, graceMs);
+  const paths = vmPaths(record.machine.dir);
+  const status = await readGuestStatus(paths.status);
+  if (how === 'killed' && status.exitCode === undefined) {
+    // Killed before the guest could report: record what Docker reports for SIGKILL.
+    await appendFile(paths.status, 'exited 137\n');
+    return 137;
+  }
+  return status.exitCode;
+}
+
+/** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
+export async function killContainer(name: string, job: JobContext): Promise<number | undefined> {
+  return stopContainer(name, 0, job);
+}
+
+/** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
+export async function removeContainer(
+  name: string,
+  force: boolean,
+  job: JobContext,
+  options: { keepMember?: boolean } = {},
+): Promise<void> {
+  let record: VmRecord;
+  try {
+    record = await requireRecord(job, name);
+  } catch (error: unknown) {
+    // A damaged record is reported by every other command; rm -f is how it goes.
+    if (!force || !(error instanceof DamagedStateError)) throw error;
+    await job.hypervisor.kill({ dir: vmDir(job, name) });
+    await rm(vmDir(job, name), { recursive: true, force: true });
+    if (!options.keepMember) await leaveNetwork(job.stateDir, [name]);
+    return;
+  }
+  if (await job.hypervisor.isRunning(record.machine)) {
+    if (!force)
+      throw new HyperError(
+        `cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`,
+        { kind: 'Conflict' },
+      );
+    await job.hypervisor.kill(record.machine);
+  }
+  await rm(record.machine.dir, { recursive: true, force: true });
+  if (!options.keepMember) await leaveNetwork(job.stateDir, [name]);
+}
+
+/** The VM's state once it is no longer running, when that happens within `withinMs` (forever when absent); else undefined. */
+export async function stateOnceStopped(
+  record: VmRecord,
+  job: Pick<JobContext, 'hypervisor'>,
+  withinMs?: number,
+): Promise<StoppedState | undefined> {
+  const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
+  for (;;) {
+    const state = await vmState(record, job);
+    if (!state.running) return state;
+    if (Date.now() > deadline) return undefined;
+    await sleep(100);
+  }
+}
+
+/** Waits until the container's command has ended (docker wait); its exit code, or undefined if it crashed. */
+export async function waitContainer(name: string, job: JobContext): Promise<StoppedState> {
+  const record = await requireRecord(job, name);
+  const state = await stateOnceStopped(record, job);
+  if (!state) throw new HyperError(`${name} did not stop`);
+  // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
+  while (await job.hypervisor.isRunning(record.machine)) await sleep(50);
+  return state;
+}
+
+export interface ServiceSummary {
+  record: VmRecord;
+  state: VmState;
+  pid: number | undefined;
+}
+
+export async function listContainers(job: JobContext): Promise<ServiceSummary[]> {
+  const summaries: ServiceSummary[] = [];
+  for (const record of await listRecords(job)) summaries.push(await summarize(record, job));
+  return summaries;
+}
+
+async function summarize(record: VmRecord, job: JobContext): Promise<ServiceSummary> {
+  const state = await vmState(record, job);
+  const pidText = await readFile(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
+  return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
+}
+
+/**
+ * For teardown: every VM, with those whose record is damaged set apart (with
+ * the error that names the file) instead of failing the whole list, so the
+ * rest can still be torn down and the damaged ones removed by name.
+ */
+export async function listForTeardown(
+  job: JobContext,
+): Promise<{ services: ServiceSummary[]; damaged: { name: string; error: DamagedStateError }[] }> {
+  const services: ServiceSummary[] = [];
+  const damaged: { name: string; error: DamagedStateError }[] = [];
+  for (const name of await listVmNames(job)) {
+    try {
+      const record = await readRecord(job, name);
+      if (record) services.push(await summarize(record, job));
+    } catch (error: unknown) {
+      if (!(error instanceof DamagedStateError)) throw error;
+      damaged.push({ name, error });
+    }
+  }
+  return { services, damaged };
+}

@@ -1,0 +1,174 @@
+import { mkdir } from 'node:fs/promises';
+import type { ContainerSpec } from '../spec/container.js';
+import type { Hypervisor } from '../vm/hypervisor.js';
+import { QemuHypervisor } from '../vm/qemu/machine.js';
+import {
+  killContainer,
+  listContainers,
+  listForTeardown,
+  removeContainer,
+  requireRecord,
+  startContainer,
+  stopContainer,
+  waitContainer,
+  type ServiceSummary,
+  type StoppedState,
+} from './container.js';
+import type { BootContext, JobContext } from './dirs.js';
+import { downJob, type DownHooks, type DownOptions } from './down.js';
+import { prepareHost, type ReleaseSource, type Reporter } from './host.js';
+import type { VmRecord } from './record.js';
+import { runContainer, type RunOptions } from './run.js';
+import {
+  mergeJobSettings,
+  readJobSettings,
+  writeJobSettings,
+  type HostSettings,
+  type JobSettings,
+} from './settings.js';
+import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
+import { containerLogs, execInContainer, logText } from './streams.js';
+import { exportSnapshot, importSnapshot, type ImportOptions } from './transfer.js';
+import { upServices, type ServiceStatus, type UpOptions } from './up.js';
+import { listVolumes, removeVolume } from './volumes.js';
+
+/**
+ * One job: a state dir with its VMs, volumes, network and settings. Every
+ * front door (the action, the CLI, later the Docker API) opens one and calls
+ * its operations; containers are named as Docker names them.
+ */
+export class Job {
+  private boot: BootContext | undefined;
+
+  private constructor(readonly context: JobContext) {}
+
+  /**
+   * Opens the job in `host.stateDir`. Settings given here win over those the
+   * job saved, which win over the defaults; what is given is saved for the
+   * doors that open the job later.
+   */
+  static async open(
+    host: HostSettings,
+    given: Partial<JobSettings> = {},
+    hypervisor: Hypervisor = new QemuHypervisor(host.qemu),
+  ): Promise<Job> {
+    const saved = await readJobSettings(host.stateDir);
+    const settings = mergeJobSettings(saved, given);
+    if (Object.values(given).some((value) => value !== undefined)) {
+      await mkdir(host.stateDir, { recursive: true });
+      await writeJobSettings(host.stateDir, settings);
+    }
+    return new Job({ stateDir: host.stateDir, cacheDir: host.cacheDir, hypervisor, host, settings });
+  }
+
+  get settings(): JobSettings {
+    return this.context.settings;
+  }
+
+  /** Installs the tools, gets the guest bundle and decides the accelerator, once; what making VMs needs. */
+  async prepare(reporter: Reporter, release: ReleaseSource = {}): Promise<BootContext> {
+    this.boot ??= await prepareHost(this.context, reporter, release);
+    return this.boot;
+  }
+
+  private booted(): BootContext {
+    if (!this.boot) throw new Error('the job must be prepared before it makes VMs');
+    return this.boot;
+  }
+
+  run(spec: ContainerSpec, options: RunOptions = {}): Promise<VmRecord> {
+    return runContainer(spec, this.booted(), options);
+  }
+
+  up(waves: readonly (readonly ContainerSpec[])[], options: UpOptions, reporter: Reporter): Promise<ServiceStatus[]> {
+    return upServices(waves, this.booted(), options, reporter);
+  }
+
+  down(options: DownOptions, hooks: DownHooks): Promise<void> {
+    return downJob(this.context, options, hooks);
+  }
+
+  inspect(name: string): Promise<VmRecord> {
+    return requireRecord(this.context, name);
+  }
+
+  start(name: string): Promise<VmRecord> {
+    return startContainer(name, this.context);
+  }
+
+  stop(name: string, graceMs: number): Promise<number | undefined> {
+    return stopContainer(name, graceMs, this.context);
+  }
+
+  kill(name: string): Promise<number | undefined> {
+    return killContainer(name, this.context);
+  }
+
+  wait(name: string): Promise<StoppedState> {
+    return waitContainer(name, this.context);
+  }
+
+  remove(name: string, force: boolean): Promise<void> {
+    return removeContainer(name, force, this.context);
+  }
+
+  list(): Promise<ServiceSummary[]> {
+    return listContainers(this.context);
+  }
+
+  listForTeardown(): ReturnType<typeof listForTeardown> {
+    return listForTeardown(this.context);
+  }
+
+  exec(
+    name: string,
+    command: string[],
+    options: Parameters<typeof execInContainer>[3] = {},
+  ): ReturnType<typeof execInContainer> {
+    return execInContainer(name, command, this.context, options);
+  }
+
+  logs(name: string, options: { follow?: boolean } = {}): AsyncGenerator<Buffer> {
+    return containerLogs(name, this.context, options);
+  }
+
+  logText(name: string): Promise<string> {
+    return logText(name, this.context);
+  }
+
+  snapshot(
+    service: string,
+    name: string | undefined,
+    options: { checkpoint: boolean; freezeTimeoutMs: number },
+  ): ReturnType<typeof snapshotService> {
+    return snapshotService(service, name, options, this.context);
+  }
+
+  restore(service: string, name: string, stopGraceMs: number): Promise<number> {
+    return restoreService(service, name, this.context, { stopGraceMs });
+  }
+
+  snapshots(service: string | undefined): ReturnType<typeof listSnapshots> {
+    return listSnapshots(service, this.context);
+  }
+
+  removeSnapshot(service: string, name: string): Promise<void> {
+    return removeSnapshot(service, name, this.context);
+  }
+
+  export(service: string, name: string, file: string): Promise<number> {
+    return exportSnapshot(service, name, file, this.context);
+  }
+
+  import(file: string, options: ImportOptions): ReturnType<typeof importSnapshot> {
+    return importSnapshot(file, options, this.booted());
+  }
+
+  volumes(): ReturnType<typeof listVolumes> {
+    return listVolumes(this.context);
+  }
+
+  removeVolume(name: string): Promise<void> {
+    return removeVolume(this.context, name);
+  }
+}

@@ -1,0 +1,190 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { HyperError } from '../errors.js';
+import { guestFiles, mergeEnv, serviceArgv } from '../guest/config.js';
+import type { LocalImage } from '../images/image.js';
+import { resolveImage } from '../images/resolve.js';
+import { ensureRootfs } from '../images/rootfs.js';
+import { imageRunConfig, type ImageRunConfig } from '../images/run-config.js';
+import { checkUserSpec } from '../images/users.js';
+import type { PortSpec } from '../network/ports.js';
+import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
+import { guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
+import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
+import { qemuImg } from '../tools/qemu/img.js';
+import { vmPaths } from '../vm/paths.js';
+import { exists } from '../files.js';
+import { bootStep, claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
+import { vmDir, type BootContext, type JobContext } from './dirs.js';
+import { listRecords, type VmRecord } from './record.js';
+import type { Step } from './steps.js';
+
+/** How long the guest may take to start its service. */
+export const BOOT_TIMEOUT_MS = 120_000;
+
+export interface RunOptions {
+  /** The image as already resolved (`up` pulls every image before planning the network); pulled here when absent. */
+  resolved?: LocalImage | undefined;
+  log?: (line: string) => void;
+}
+
+/** A named volume is one ext4: it can be attached to one running VM at a time. */
+export async function checkVolumesFree(
+  volumes: readonly string[],
+  job: JobContext,
+  self?: string,
+): Promise<void> {
+  const wanted = new Set(volumes);
+  if (wanted.size === 0) return;
+  for (const record of await listRecords(job)) {
+    if (record.name === self) continue;
+    const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
+    if (shared && (await job.hypervisor.isRunning(record.machine))) {
+      throw new HyperError(
+        `volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`,
+        { kind: 'Conflict' },
+      );
+    }
+  }
+}
+
+/**
+ * Creates and boots one container VM: everything that can be checked is
+ * checked before the first side effect; then the create steps run, and a
+ * failure undoes those done so far.
+ */
+export async function runContainer(
+  spec: ContainerSpec,
+  job: BootContext,
+  options: RunOptions = {},
+): Promise<VmRecord> {
+  const log = options.log ?? (() => undefined);
+  const { name } = spec;
+  validateName(name);
+  if (await exists(vmDir(job, name))) throw new HyperError(nameInUse(name), { kind: 'Conflict' });
+  const memoryMiB = spec.memoryMiB ?? CONTAINER_DEFAULTS.memoryMiB;
+  const cpus = spec.cpus ?? CONTAINER_DEFAULTS.cpus;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 64)
+    throw new HyperError(`memory ${memoryMiB} MiB is too small; give at least 64`, { kind: 'Invalid' });
+  if (!Number.isInteger(cpus) || cpus < 1)
+    throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
+
+  // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
+  const baseDir = spec.baseDir ?? process.cwd();
+  const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
+  await checkMountSources(userMounts);
+  await checkVolumesFree(
+    userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
+    job,
+  );
+  const registry = spec.credentials
+    ? { ...job.settings.registry, credentials: spec.credentials }
+    : job.settings.registry;
+  const image = options.resolved ?? (await resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
+  const runConfig = imageRunConfig(image.config);
+  const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
+  const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
+  log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
+  const user = spec.user ?? runConfig.user;
+  await checkUserSpec(base.path, user, spec.image);
+
+  const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
+  const fields = {
+    image: spec.image,
+    imageDigest: image.manifestDigest,
+    imageConfigDigest: image.configDigest,
+    imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
+    user,
+    workdir: spec.workdir ?? runConfig.workingDir,
+    labels: spec.labels ?? {},
+    healthcheck: healthcheck === 'none' ? undefined : healthcheck,
+    memoryMiB,
+    cpus,
+  };
+  const steps: Step<Draft>[] = [
+    claimStep(nameInUse),
+    networkStep(() => ({
+      service: name,
+      aliases: spec.aliases ?? [],
+      containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+      published: spec.ports,
+    })),
+    disksStep(mounts, spec),
+    guestFilesStep(spec, runConfig, mounts, fields),
+    {
+      name: 'make the root disk',
+      run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+    },
+    recordStep(fields, async () => undefined),
+    bootStep(BOOT_TIMEOUT_MS),
+  ];
+  return createVm(newDraft(job, name), steps);
+}
+
+function nameInUse(name: string): string {
+  return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
+}
+
+/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
+function disksStep(mounts: readonly MountSpec[], spec: ContainerSpec): Step<Draft> {
+  return {
+    name: 'make the disks',
+    async run(draft) {
+      const { job } = draft;
+      draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
+        defaultBytes: job.settings.volumeSize ?? job.host.volumeSize,
+        named: spec.volumeSizes,
+      });
+    },
+  };
+}
+
+/** The init's settings, argv, env, hosts and resolv.conf, handed to the guest through fw_cfg. */
+function guestFilesStep(
+  spec: ContainerSpec,
+  runConfig: ImageRunConfig,
+  mounts: readonly MountSpec[],
+  fields: { user: string; workdir: string },
+): Step<Draft> {
+  return {
+    name: 'write the guest files',
+    async run(draft) {
+      const paths = vmPaths(draft.dir);
+      const files = guestFiles({
+        hostname: draft.name,
+        argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
+        env: mergeEnv(runConfig.env, spec.env, draft.name),
+        user: fields.user,
+        workdir: fields.workdir,
+        stopSignal: runConfig.stopSignal,
+        network: draft.view?.guest ?? missing('network'),
+        mounts: guestMountTable(draft.disks, mounts),
+      });
+      await mkdir(paths.guestFiles);
+      for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
+      draft.guestFiles = files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) }));
+    },
+  };
+}
+
+function missing(what: string): never {
+  throw new HyperError(`the ${what} step did not run before the guest files`);
+}
+
+/** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
+export function tcpPorts(
+  published: readonly PortSpec[],
+  expose: readonly number[] | undefined,
+  exposed: readonly string[],
+): number[] {
+  const fromImage = exposed.flatMap((entry) => {
+    const [port, protocol = 'tcp'] = entry.split('/');
+    return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
+  });
+  const ports = [
+    ...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort),
+    ...(expose ?? []),
+    ...fromImage,
+  ];
+  return [...new Set(ports)].sort((a, b) => a - b);
+}

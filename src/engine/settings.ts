@@ -1,0 +1,99 @@
+import path from 'node:path';
+import { readStateFile, writeFileAtomic } from '../files.js';
+import type { AccelChoice } from '../install/accel.js';
+import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
+import { defaultVolumeSize } from '../storage/volumes.js';
+import { DEFAULT_QEMU } from '../vm/qemu/machine.js';
+
+/**
+ * What the engine takes from the host it runs on. A front door reads it once
+ * from its environment (hostSettings(process.env, ...)); nothing below the
+ * doors reads the environment.
+ */
+export interface HostSettings {
+  /** Where VMs keep their state: HYPER_STATE_DIR, else $XDG_STATE_HOME/hyper. */
+  stateDir: string;
+  /** Where built things are cached across runs: HYPER_CACHE_DIR, else $XDG_CACHE_HOME/hyper. */
+  cacheDir: string;
+  /** HYPER_QEMU: the qemu-system binary. */
+  qemu: string;
+  /** HYPER_KVM_DEVICE: the device the KVM probe opens (tests point it at a stand-in). */
+  kvmDevice?: string | undefined;
+  /** HYPER_BUILD_TMPDIR: where image layers are unpacked (/dev/shm when it has room). */
+  buildScratchDir?: string | undefined;
+  /** HYPER_FIREWALL: nft or iptables for bridge networks; chosen when absent. */
+  firewall?: string | undefined;
+  /** HYPER_GUEST_BUNDLE_DIR, HYPER_GUEST_BUNDLE_URL and GITHUB_API_URL: where the guest bundle comes from. */
+  guestBundleDir?: string | undefined;
+  guestBundleUrl?: string | undefined;
+  githubApiUrl?: string | undefined;
+  /** HYPER_VOLUME_SIZE, checked: bytes for new volumes that set no size. */
+  volumeSize?: number | undefined;
+}
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+/** The host settings in `env` (a door passes process.env); `home` is the user's home directory. Pure. */
+export function hostSettings(env: Environment, home: string): HostSettings {
+  const stateBase = env.XDG_STATE_HOME || path.join(home, '.local', 'state');
+  const cacheBase = env.XDG_CACHE_HOME || path.join(home, '.cache');
+  const given = (value: string | undefined): string | undefined => value || undefined;
+  return {
+    stateDir: env.HYPER_STATE_DIR ? path.resolve(env.HYPER_STATE_DIR) : path.join(stateBase, 'hyper'),
+    cacheDir: env.HYPER_CACHE_DIR ? path.resolve(env.HYPER_CACHE_DIR) : path.join(cacheBase, 'hyper'),
+    qemu: given(env.HYPER_QEMU) ?? DEFAULT_QEMU,
+    kvmDevice: given(env.HYPER_KVM_DEVICE),
+    buildScratchDir: given(env.HYPER_BUILD_TMPDIR),
+    firewall: given(env.HYPER_FIREWALL),
+    guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
+    guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
+    githubApiUrl: given(env.GITHUB_API_URL),
+    volumeSize: env.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.HYPER_VOLUME_SIZE) : undefined,
+  };
+}
+
+/** How images are pulled, beyond credentials: a Docker Hub mirror, registries reached over plain HTTP. */
+export interface RegistryPolicy {
+  registryMirror?: string | undefined;
+  insecureRegistries: string[];
+}
+
+/**
+ * A job's own settings, kept in `<state dir>/job.json` by the door that made
+ * the job, so every later door on the same state dir (the post step, a
+ * `hyper` step) works on the same terms. Credentials are never kept.
+ */
+export interface JobSettings {
+  network: NetworkSettings;
+  accel: AccelChoice;
+  /** Bytes for new volumes that set no size of their own. */
+  volumeSize?: number | undefined;
+  registry: RegistryPolicy;
+}
+
+export const DEFAULT_JOB_SETTINGS: JobSettings = {
+  network: DEFAULT_NETWORK,
+  accel: 'auto',
+  registry: { insecureRegistries: [] },
+};
+
+export function jobSettingsFile(stateDir: string): string {
+  return path.join(stateDir, 'job.json');
+}
+
+/** Settings given now win over those saved, which win over the defaults. Pure. */
+export function mergeJobSettings(saved: Partial<JobSettings> | undefined, given: Partial<JobSettings>): JobSettings {
+  const defined = Object.fromEntries(
+    Object.entries(given).filter(([, value]) => value !== undefined),
+  ) as Partial<JobSettings>;
+  return { ...DEFAULT_JOB_SETTINGS, ...saved, ...defined };
+}
+
+export async function readJobSettings(stateDir: string): Promise<Partial<JobSettings> | undefined> {
+  const remedy = 'it holds the settings of the job in this state dir; delete it and give the settings again';
+  return readStateFile<Partial<JobSettings>>(jobSettingsFile(stateDir), remedy);
+}
+
+export async function writeJobSettings(stateDir: string, settings: JobSettings): Promise<void> {
+  await writeFileAtomic(jobSettingsFile(stateDir), JSON.stringify(settings, null, 2));
+}

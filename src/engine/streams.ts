@@ -1,0 +1,90 @@
+import { open } from 'node:fs/promises';
+import { HyperError } from '../errors.js';
+import { execArgv } from '../guest/config.js';
+import type { ExecResult } from '../vm/hypervisor.js';
+import { vmPaths } from '../vm/paths.js';
+import { sleep } from '../vm/process.js';
+import { requireRecord, stateOnceStopped, vmState } from './container.js';
+import type { JobContext } from './dirs.js';
+
+const CHUNK = 64 * 1024;
+const FOLLOW_POLL_MS = 100;
+
+/**
+ * The service's output (stdout and stderr, as the guest wrote them), read in
+ * chunks; with `follow`, it goes on until the VM has stopped and everything it
+ * wrote has been read (docker logs -f).
+ */
+export async function* containerLogs(
+  name: string,
+  job: JobContext,
+  options: { follow?: boolean } = {},
+): AsyncGenerator<Buffer> {
+  const record = await requireRecord(job, name);
+  const file = vmPaths(record.machine.dir).serviceLog;
+  let offset = 0;
+  for (;;) {
+    // Checked before reading, so output written just before the stop is still read after it.
+    const stopped = !options.follow || !(await vmState(record, job)).running;
+    for await (const chunk of readFrom(file, offset)) {
+      offset += chunk.length;
+      yield chunk;
+    }
+    if (stopped) return;
+    await sleep(FOLLOW_POLL_MS);
+  }
+}
+
+async function* readFrom(file: string, offset: number): AsyncGenerator<Buffer> {
+  const handle = await open(file, 'r').catch(() => undefined);
+  if (!handle) return;
+  try {
+    for (let at = offset; ; ) {
+      const buffer = Buffer.alloc(CHUNK);
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK, at);
+      if (bytesRead === 0) return;
+      at += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The whole log as text (for summaries and failure reports). */
+export async function logText(name: string, job: JobContext): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of containerLogs(name, job)) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Runs a command in the running container, as its user and in its working directory unless told otherwise. */
+export async function execInContainer(
+  name: string,
+  command: string[],
+  job: JobContext,
+  options: { env?: string[]; timeoutMs?: number; user?: string | undefined } = {},
+): Promise<ExecResult> {
+  const record = await requireRecord(job, name);
+  const state = await vmState(record, job);
+  if (!state.running) {
+    const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
+    throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
+  }
+  if (command.length === 0)
+    throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
+  const argv = execArgv(
+    { user: options.user ?? record.user, workdir: record.workdir },
+    command,
+    options.env ?? [],
+  );
+  try {
+    return await job.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+  } catch (error: unknown) {
+    const ended = await stateOnceStopped(record, job, 15_000);
+    if (!ended) throw error;
+    const why =
+      ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+    throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+  }
+}
