@@ -4093,7 +4093,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 4371:
+/***/ 6752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -4707,7 +4707,7 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 6424:
+/***/ 4043:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -5275,7 +5275,7 @@ module.exports = upgrade
 
 
 
-module.exports.request = __nccwpck_require__(6424)
+module.exports.request = __nccwpck_require__(4043)
 module.exports.stream = __nccwpck_require__(3560)
 module.exports.pipeline = __nccwpck_require__(6862)
 module.exports.upgrade = __nccwpck_require__(1882)
@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(319);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6147);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 319:
+/***/ 6147:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -32350,17 +32350,112 @@ __nccwpck_require__.d(__webpack_exports__, {
   ak: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: USAGE, isComposeFile
+// UNUSED EXPORTS: USAGE, exitCodeFor
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: ./src/errors.ts
+class HyperError extends Error {
+    /** The kind a subclass's errors have unless a throw site says otherwise. */
+    static defaultKind = 'Internal';
+    kind;
+    constructor(message, options = {}) {
+        // Only an explicit cause is set, so errors without one do not show `cause: undefined`.
+        super(message, options.cause === undefined ? undefined : { cause: options.cause });
+        this.name = 'HyperError';
+        this.kind = options.kind ?? new.target.defaultKind;
+    }
+}
+/** A HyperError's kind; anything else is a bug or an unexpected failure. */
+function errorKind(error) {
+    return error instanceof HyperError ? error.kind : 'Internal';
+}
+
+;// CONCATENATED MODULE: ./src/cli/args.ts
+class UsageError extends Error {
+    name = 'UsageError';
+}
+/**
+ * Parses `argv` against `defs`. Parsing stops at the first positional once
+ * `stopAtPositional` counts of them are seen (the image in `hyper run IMAGE ARG...`),
+ * or at `--`; everything after is kept verbatim.
+ */
+function parseArgs(argv, defs, stopAfterPositionals = Infinity) {
+    const options = {};
+    const positionals = [];
+    for (const def of defs)
+        if (def.multiple)
+            options[def.name] = [];
+    let i = 0;
+    for (; i < argv.length; i++) {
+        const arg = argv[i];
+        if (arg === '--') {
+            i++;
+            break;
+        }
+        if (arg.startsWith('-') && arg !== '-') {
+            const long = arg.startsWith('--');
+            const [key, inline] = long
+                ? splitOnce(arg.slice(2), '=')
+                : [arg.slice(1, 2), arg.length > 2 ? arg.slice(2) : undefined];
+            const def = defs.find((d) => (long ? d.name === key : d.short === key));
+            if (!def)
+                throw new UsageError(`unknown option ${long ? `--${key}` : `-${key}`}`);
+            let value = true;
+            if (def.value) {
+                if (inline !== undefined)
+                    value = inline;
+                else if (i + 1 < argv.length)
+                    value = argv[++i];
+                else
+                    throw new UsageError(`option --${def.name} needs a value`);
+            }
+            else if (inline !== undefined) {
+                throw new UsageError(`option --${def.name} takes no value`);
+            }
+            if (def.multiple)
+                options[def.name].push(String(value));
+            else
+                options[def.name] = value;
+            continue;
+        }
+        positionals.push(arg);
+        if (positionals.length >= stopAfterPositionals) {
+            i++;
+            break;
+        }
+    }
+    positionals.push(...argv.slice(i));
+    return { options, positionals };
+}
+function splitOnce(text, separator) {
+    const at = text.indexOf(separator);
+    return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
+}
+function stringOption(parsed, name) {
+    const value = parsed.options[name];
+    return typeof value === 'string' ? value : undefined;
+}
+function listOption(parsed, name) {
+    const value = parsed.options[name];
+    return Array.isArray(value) ? value : [];
+}
+function intOption(parsed, name, fallback, min) {
+    const text = stringOption(parsed, name);
+    if (text === undefined)
+        return fallback;
+    if (!/^\d+$/.test(text) || Number(text) < min)
+        throw new UsageError(`--${name}: "${text}" is not a whole number of at least ${min}`);
+    return Number(text);
+}
+
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_namespaceObject);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: ./node_modules/is-plain-obj/index.js
 function isPlainObject(value) {
 	if (typeof value !== 'object' || value === null) {
@@ -41537,14 +41632,20 @@ function describeEnd(end) {
 function formatSeconds(ms) {
     return `${Number((ms / 1000).toFixed(1))} s`;
 }
-class CommandError extends Error {
+class CommandError extends HyperError {
     command;
     stderr;
+    static defaultKind = 'Internal';
     end;
-    constructor(command, end, stderr) {
+    constructor(command, end, stderr, options = {}) {
         const how = typeof end === 'object' ? end : { exitCode: end };
         const detail = trimOutput(stderr);
-        super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`);
+        // A program that is not there is a host missing a tool, not a failed command.
+        const kind = options.kind ?? (how.startError === 'ENOENT' ? 'Unavailable' : undefined);
+        super(`${formatCommand(command)} ${describeEnd(how)}${detail ? `: ${detail}` : ''}`, {
+            ...options,
+            kind,
+        });
         this.command = command;
         this.stderr = stderr;
         this.name = 'CommandError';
@@ -41595,7 +41696,9 @@ async function run(command, options = {}) {
         throw new CommandError(command, { signal: result.signal }, output);
     if (result.exitCode === undefined && result.failed) {
         const startError = result.cause?.code;
-        throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '');
+        throw new CommandError(command, { startError }, result.originalMessage ?? result.message ?? '', {
+            cause: result.cause,
+        });
     }
     const exitCode = result.exitCode ?? 1;
     if (exitCode !== 0 && !options.allowFailure)
@@ -41604,13 +41707,10 @@ async function run(command, options = {}) {
 }
 /** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
 async function programPath(program) {
-    const candidates = program.includes('/')
-        ? [program]
-        : (process.env.PATH ?? '')
-            .split(':')
-            .filter(Boolean)
-            .map((dir) => external_node_path_default().join(dir, program));
+    const candidates = program.includes('/') ? [program] : [await searchPath(program)];
     for (const candidate of candidates) {
+        if (candidate === undefined)
+            continue;
         try {
             await (0,promises_namespaceObject.access)(candidate, external_node_fs_namespaceObject.constants.X_OK);
             if ((await (0,promises_namespaceObject.stat)(candidate)).isFile())
@@ -41626,8 +41726,15 @@ async function programPath(program) {
 async function onPath(program) {
     return (await programPath(program)) !== undefined;
 }
+/** Where the shell finds `program` on this process's PATH, as exec would; undefined for none or a builtin. */
+async function searchPath(program) {
+    const found = await execa('sh', ['-c', 'command -v -- "$1"', 'sh', program], { reject: false });
+    const line = String(found.stdout).trim();
+    return line.startsWith('/') ? line : undefined;
+}
 
 ;// CONCATENATED MODULE: ./src/files.ts
+
 
 
 
@@ -41689,8 +41796,9 @@ async function writeFileAtomic(file, content) {
     }
 }
 /** A state file that exists but cannot be read as what it should be. */
-class DamagedStateError extends Error {
+class DamagedStateError extends HyperError {
     file;
+    static defaultKind = 'Internal';
     name = 'DamagedStateError';
     constructor(file, why, remedy) {
         super(`${file} is damaged (${why}); ${remedy}`);
@@ -41735,22 +41843,505 @@ async function readStateFile(file, remedy, shape = 'object') {
     return parsed.value;
 }
 
-;// CONCATENATED MODULE: ./src/host/space.ts
+;// CONCATENATED MODULE: ./src/guest/config.ts
 
-/** Bytes free to an unprivileged writer; undefined when statfs failed (missing path, no permission, odd fs). Pure. */
-function freeBytes(space) {
-    if (!space)
-        return undefined;
-    const bytes = space.bavail * space.bsize;
-    return Number.isFinite(bytes) && bytes >= 0 ? bytes : undefined;
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const CONTAINER_ROOT = '/container';
+const EXEC_HELPER = '/bin/hyper-exec';
+const ENV_FILE = '/run/hyper/env';
+class GuestConfigError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'GuestConfigError';
 }
-/** Whether a filesystem with `free` bytes (undefined: unknown) holds `needed`; unknown never does. Pure. */
-function hasRoom(free, needed) {
-    return free !== undefined && free >= needed;
+/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
+function serviceArgv(image, overrides, imageName) {
+    const entrypoint = overrides.entrypoint ?? image.entrypoint;
+    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
+    const argv = [...entrypoint, ...command];
+    if (argv.length === 0) {
+        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
+    }
+    return argv;
 }
-/** Free bytes on the filesystem holding `dir`; undefined when it cannot be told. Never throws. */
-async function readFreeBytes(dir) {
-    return freeBytes(await (0,promises_namespaceObject.statfs)(dir).catch(() => undefined));
+/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
+function mergeEnv(imageEnv, userEnv, hostname) {
+    const merged = new Map();
+    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
+    merged.set('HOSTNAME', hostname);
+    for (const entry of [...imageEnv, ...userEnv]) {
+        const eq = entry.indexOf('=');
+        if (eq <= 0)
+            continue;
+        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    return [...merged].map(([key, value]) => `${key}=${value}`);
+}
+/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
+function config_normalizeSignal(signal) {
+    const text = signal.trim().toUpperCase();
+    if (/^\d+$/.test(text))
+        return text;
+    const name = text.startsWith('SIG') ? text.slice(3) : text;
+    if (!/^[A-Z0-9+]+$/.test(name))
+        throw new GuestConfigError(`"${signal}" is not a signal name`);
+    return name;
+}
+function singleLine(what, value) {
+    if (/[\n\r\0]/.test(value))
+        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
+    return value;
+}
+function nulList(items) {
+    for (const item of items) {
+        if (item.includes('\0'))
+            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
+    }
+    return Buffer.from(items.map((item) => `${item}\0`).join(''));
+}
+/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
+function guestFiles(config) {
+    const settings = [
+        `hostname=${singleLine('hostname', config.hostname)}`,
+        `ip=${config.network.ip}`,
+        `prefix=${config.network.prefix}`,
+        `gateway=${config.network.gateway}`,
+        `user=${singleLine('user', config.user)}`,
+        `workdir=${singleLine('working directory', config.workdir)}`,
+        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
+        'rootdev=rootfs',
+    ];
+    return [
+        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
+        { name: 'argv', content: nulList(config.argv) },
+        { name: 'env', content: nulList(config.env) },
+        { name: 'hosts', content: Buffer.from(config.network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
+        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+    ];
+}
+/**
+ * A guest's network files for a (new) job network: hosts, resolv.conf, and
+ * the settings file with its address lines replaced. For an imported service,
+ * whose files were made for the job it came from. Pure.
+ */
+function rewriteNetworkFiles(settings, network) {
+    const address = {
+        ip: network.ip,
+        prefix: String(network.prefix),
+        gateway: network.gateway,
+    };
+    const lines = settings
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+        const key = line.slice(0, line.indexOf('='));
+        return key in address ? `${key}=${address[key]}` : line;
+    });
+    return [
+        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
+        { name: 'hosts', content: Buffer.from(network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+    ];
+}
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
+function networkSyncArgv(network) {
+    const script = [
+        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
+        'printf %s "$1" > /run/hyper/hosts',
+        'printf %s "$2" > /run/hyper/resolv.conf',
+        'ip addr flush dev eth0',
+        'ip addr add "$3" dev eth0',
+        'ip route replace default via "$4"',
+    ].join(' && ');
+    return [
+        '/bin/sh',
+        '-c',
+        script,
+        'sh',
+        network.hosts,
+        network.resolvConf,
+        `${network.ip}/${network.prefix}`,
+        network.gateway,
+    ];
+}
+/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
+function execArgv(config, command, env = []) {
+    return [
+        EXEC_HELPER,
+        '--root',
+        CONTAINER_ROOT,
+        '--user',
+        config.user,
+        '--workdir',
+        config.workdir,
+        '--env-file',
+        ENV_FILE,
+        ...env.flatMap((entry) => ['--env', entry]),
+        '--',
+        ...command,
+    ];
+}
+
+;// CONCATENATED MODULE: external "node:dns/promises"
+const external_node_dns_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns/promises");
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
+;// CONCATENATED MODULE: ./src/network/cidr.ts
+
+
+class CidrError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'CidrError';
+}
+function ipToNumber(ip) {
+    if (!external_node_net_default().isIPv4(ip))
+        throw new CidrError(`"${ip}" is not an IPv4 address`);
+    return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+function numberToIp(n) {
+    return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
+}
+function size(prefix) {
+    return 2 ** (32 - prefix);
+}
+/** `10.1.2.0/24`; a bare address is a /32. Host bits must be zero unless `loose` (an interface's `10.1.2.5/24`). Pure. */
+function parseCidr(text, loose = false) {
+    const [ip = '', prefixText, extra] = text.trim().split('/');
+    if (extra !== undefined || (prefixText !== undefined && !/^\d{1,2}$/.test(prefixText)))
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    const prefix = prefixText === undefined ? 32 : Number(prefixText);
+    if (prefix > 32)
+        throw new CidrError(`"${text}": prefix /${prefix} is longer than 32`);
+    let address;
+    try {
+        address = ipToNumber(ip);
+    }
+    catch {
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    }
+    const base = address - (address % size(prefix));
+    if (base !== address && !loose)
+        throw new CidrError(`"${text}" has host bits set; the network is ${formatCidr({ base, prefix })}`);
+    return { base, prefix };
+}
+function formatCidr(cidr) {
+    return `${numberToIp(cidr.base)}/${cidr.prefix}`;
+}
+function overlaps(a, b) {
+    return a.base < b.base + size(b.prefix) && b.base < a.base + size(a.prefix);
+}
+/** The n-th address of a network (1 is the first host). */
+function nthAddress(cidr, n) {
+    if (n <= 0 || n >= size(cidr.prefix) - 1)
+        throw new CidrError(`${formatCidr(cidr)} has no host number ${n}; it holds ${size(cidr.prefix) - 2}`);
+    return numberToIp(cidr.base + n);
+}
+/** How many hosts the network holds besides its gateway. */
+function guestCapacity(cidr) {
+    return Math.max(0, size(cidr.prefix) - 3);
+}
+
+;// CONCATENATED MODULE: ./src/network/settings.ts
+
+
+
+const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
+/** Mostly bad network settings; clashes on the host and missing privileges say their kind where thrown. */
+class NetworkError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'NetworkError';
+}
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+function oneOf(value, allowed, what) {
+    const text = value.trim().toLowerCase();
+    if (!allowed.includes(text))
+        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+    return text;
+}
+/**
+ * Checks network settings from any front door; `names` says what the user
+ * called each one (`--network`, the `network` input), for the messages. Pure.
+ */
+function networkSettings(given, names) {
+    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
+    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
+    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
+    for (const entry of allow)
+        checkAllowEntry(entry, names.allow);
+    if (allow.length > 0 && egress === 'allow') {
+        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
+    }
+    let subnet;
+    if (given.subnet) {
+        try {
+            const cidr = parseCidr(given.subnet);
+            if (cidr.prefix > 29 || cidr.prefix < 16)
+                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
+            subnet = formatCidr(cidr);
+        }
+        catch (error) {
+            if (error instanceof CidrError)
+                throw new NetworkError(`${names.subnet}: ${error.message}`, { cause: error });
+            throw error;
+        }
+    }
+    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
+}
+function checkAllowEntry(entry, what) {
+    if (/^[\d./]+$/.test(entry)) {
+        try {
+            parseCidr(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`${what}: ${error.message}`, { cause: error });
+        }
+        return;
+    }
+    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
+        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
+    if (!HOSTNAME.test(entry))
+        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
+}
+/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
+function splitList(text) {
+    return (text ?? '')
+        .split(/[,\n]/)
+        .map((item) => item.trim())
+        .filter(Boolean);
+}
+
+;// CONCATENATED MODULE: ./src/network/allow-list.ts
+
+
+
+const systemLookup = (name) => (0,external_node_dns_promises_namespaceObject.lookup)(name, { all: true, family: 4 });
+/**
+ * Host names in the allow-list, resolved now: the firewall allows their
+ * addresses, the guests' hosts file names them. Addresses and networks pass as
+ * CIDRs. Pure but for `resolve`.
+ */
+async function resolveAllowList(allow, resolve = systemLookup) {
+    const cidrs = [];
+    const hosts = [];
+    for (const entry of allow) {
+        if (/^[\d./]+$/.test(entry)) {
+            cidrs.push(formatCidr(parseCidr(entry)));
+            continue;
+        }
+        let addresses;
+        try {
+            addresses = await resolve(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${error.message}`, {
+                cause: error,
+            });
+        }
+        for (const { address } of addresses) {
+            cidrs.push(`${address}/32`);
+            hosts.push({ address, names: [entry] });
+        }
+    }
+    return { cidrs: [...new Set(cidrs)], hosts };
+}
+
+;// CONCATENATED MODULE: external "node:dgram"
+const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
+var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
+;// CONCATENATED MODULE: ./src/network/ports.ts
+
+
+
+class PortSpecError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'PortSpecError';
+}
+const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
+function parsePort(text, spec, allowZero) {
+    if (!/^\d{1,5}$/.test(text))
+        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
+    const port = Number(text);
+    if (port > 65535 || (port === 0 && !allowZero)) {
+        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
+    }
+    return port;
+}
+/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
+function parsePortSpec(spec) {
+    const text = String(spec).trim();
+    let rest = text;
+    let protocol = 'tcp';
+    const slash = rest.lastIndexOf('/');
+    if (slash >= 0) {
+        const proto = rest.slice(slash + 1).toLowerCase();
+        if (proto !== 'tcp' && proto !== 'udp') {
+            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
+        }
+        protocol = proto;
+        rest = rest.slice(0, slash);
+    }
+    let hostIp = '127.0.0.1';
+    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+    if (bracketed) {
+        hostIp = bracketed[1] ?? '';
+        rest = bracketed[2] ?? '';
+        if (external_node_net_default().isIPv6(hostIp) === false)
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
+    }
+    const parts = rest.split(':');
+    if (parts.length === 3 && !bracketed) {
+        hostIp = parts.shift() ?? '';
+        if (!external_node_net_default().isIP(hostIp))
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
+    }
+    if (parts.length === 1 && !bracketed) {
+        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
+    }
+    if (parts.length !== 2 || (bracketed && parts.length !== 2))
+        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
+    const [host = '', container = ''] = parts;
+    return {
+        hostIp,
+        hostPort: host === '' ? 0 : parsePort(host, text, false),
+        containerPort: parsePort(container, text, false),
+        protocol,
+    };
+}
+/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
+function findPortClash(specs) {
+    for (let i = 0; i < specs.length; i++) {
+        for (let j = i + 1; j < specs.length; j++) {
+            const a = specs[i];
+            const b = specs[j];
+            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
+                return [a, b];
+        }
+    }
+    return undefined;
+}
+/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
+function probeBind(ip, port, protocol) {
+    return new Promise((resolve, reject) => {
+        if (protocol === 'udp') {
+            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
+            socket.once('error', reject);
+            socket.bind(port, ip, () => {
+                const bound = socket.address().port;
+                socket.close(() => resolve(bound));
+            });
+            return;
+        }
+        const server = external_node_net_default().createServer();
+        server.once('error', reject);
+        server.listen({ port, host: ip, exclusive: true }, () => {
+            const address = server.address();
+            const bound = typeof address === 'object' && address ? address.port : port;
+            server.close(() => resolve(bound));
+        });
+    });
+}
+/** How a host port is known among the ports a job has claimed: "tcp:8080". */
+function portKey(protocol, port) {
+    return `${protocol}:${port}`;
+}
+/**
+ * A free port from the kernel that is not one of `claimed`: a port the job
+ * has handed out but whose QEMU has not bound it yet is free to the kernel,
+ * and bind(0) can give it again.
+ */
+async function freePort(ip, protocol, claimed) {
+    for (let attempt = 0; attempt < 100; attempt++) {
+        const port = await probeBind(ip, 0, protocol);
+        if (!claimed.has(portKey(protocol, port)))
+            return port;
+    }
+    throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`, {
+        kind: 'Conflict',
+    });
+}
+/**
+ * Checks each requested host port is free and picks one where none was asked
+ * for, never one in `claimed` (the job's ports, by portKey) nor one picked
+ * earlier in the same call.
+ */
+async function resolvePorts(specs, claimed = new Set()) {
+    const clash = findPortClash(specs);
+    if (clash)
+        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+    const taken = new Set(claimed);
+    const published = [];
+    for (const spec of specs) {
+        try {
+            if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
+                throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
+            const hostPort = spec.hostPort === 0
+                ? await freePort(spec.hostIp, spec.protocol, taken)
+                : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+            taken.add(portKey(spec.protocol, hostPort));
+            published.push({ ...spec, hostPort });
+        }
+        catch (error) {
+            const code = error.code;
+            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
+            if (code === 'EADDRINUSE')
+                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`, {
+                    kind: 'Conflict',
+                });
+            if (code === 'EADDRNOTAVAIL')
+                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
+            if (code === 'EACCES')
+                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+            throw error;
+        }
+    }
+    return published;
+}
+function formatPort(port) {
+    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
+    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
+}
+
+;// CONCATENATED MODULE: ./src/network/driver.ts
+
+
+/** Every host port the job has handed out (published, and user mode's loopback ones), by portKey. Pure. */
+function claimedPorts(record) {
+    const claimed = new Set();
+    for (const member of record.members) {
+        for (const port of member.published)
+            claimed.add(portKey(port.protocol, port.hostPort));
+        if ('internal' in member)
+            for (const port of member.internal)
+                claimed.add(portKey('tcp', port.hostPort));
+    }
+    return claimed;
+}
+/** A new member's mode-independent part, with its published ports bound (none the job has handed out). */
+async function memberBase(request, address, record) {
+    return {
+        service: request.service,
+        aliases: request.aliases,
+        address,
+        published: await resolvePorts(request.published, claimedPorts(record)),
+    };
+}
+/** A service, its own names, and the other members as its hosts file names them. Pure. */
+function memberAndPeers(members, service) {
+    const self = members.find((m) => m.service === service);
+    if (!self)
+        throw new NetworkError(`${service} is not on the job network`, { kind: 'NotFound' });
+    const others = members.filter((m) => m.service !== service);
+    return {
+        self,
+        others,
+        names: [self.service, ...self.aliases],
+        peers: others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] })),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/host/user.ts
@@ -41822,6 +42413,1327 @@ async function probeSudo() {
         const text = error instanceof Error ? error.message : String(error);
         return readSudoProbe({ startError: /\bENOENT\b/.test(text) ? 'ENOENT' : trimOutput(text, 1) });
     }
+}
+
+;// CONCATENATED MODULE: ./src/host/sysctl.ts
+
+/** A /proc/sys on/off value: "1\n" is true, "0\n" false; anything else, or no text, undefined. Pure. */
+function parseSysctlFlag(text) {
+    const value = text?.trim();
+    if (value === '1')
+        return true;
+    if (value === '0')
+        return false;
+    return undefined;
+}
+/** Reads a /proc/sys on/off value; undefined when it cannot be read (no /proc, hidden in a container). */
+async function readSysctlFlag(file) {
+    return parseSysctlFlag(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => undefined));
+}
+/**
+ * Why a /proc/sys file could not be written, from the error's code or, for a
+ * `sysctl -w` through sudo, its message: "is read-only here (EROFS)", ...
+ * Pure.
+ */
+function sysctlWriteProblem(file, error) {
+    const code = error.code ??
+        (/Read-only file system/i.test(error.message)
+            ? 'EROFS'
+            : /Operation not permitted/i.test(error.message)
+                ? 'EPERM'
+                : /Permission denied/i.test(error.message)
+                    ? 'EACCES'
+                    : /No such file or directory|cannot stat/i.test(error.message)
+                        ? 'ENOENT'
+                        : undefined);
+    switch (code) {
+        case 'EROFS':
+            return `${file} is read-only here (EROFS), as /proc/sys is in most containers`;
+        case 'EPERM':
+        case 'EACCES':
+        case 'EIO':
+            return `${file} cannot be written by this process (${code}): a container's network namespace may need its sysctls set from outside`;
+        case 'ENOENT':
+            return `${file} does not exist (no /proc/sys, or no IPv4 in this network namespace)`;
+        default:
+            return `${file} could not be written: ${error.message.trim().split('\n')[0] ?? ''}`;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/install/tools.ts
+
+
+
+/** What booting VMs needs; `qemu` is the qemu-system binary in use. */
+const vmTools = (qemu) => [
+    { program: qemu, aptPackage: 'qemu-system-x86' },
+    { program: 'qemu-img', aptPackage: 'qemu-utils' },
+    { program: 'mkfs.ext4', aptPackage: 'e2fsprogs' },
+    { program: 'debugfs', aptPackage: 'e2fsprogs' },
+    { program: 'zstd', aptPackage: 'zstd' },
+];
+/** What guest/build.sh needs when no prebuilt guest bundle can be had. */
+const GUEST_BUILD_TOOLS = [
+    { program: 'apt-get', aptPackage: 'apt' },
+    { program: 'dpkg-deb', aptPackage: 'dpkg' },
+    { program: 'depmod', aptPackage: 'kmod' },
+    { program: 'gcc', aptPackage: 'gcc' },
+    { program: 'readelf', aptPackage: 'binutils' },
+    { program: 'cpio', aptPackage: 'cpio' },
+    { program: 'gzip', aptPackage: 'gzip' },
+    { program: 'xz', aptPackage: 'xz-utils' },
+];
+class MissingToolsError extends HyperError {
+    static defaultKind = 'Unavailable';
+    name = 'MissingToolsError';
+}
+function describeTools(tools) {
+    return tools.map((t) => `${t.program} (package ${t.aptPackage})`).join(', ');
+}
+async function missingTools(tools) {
+    const missing = [];
+    for (const tool of tools)
+        if (!(await onPath(tool.program)))
+            missing.push(tool);
+    return missing;
+}
+/** The apt-get command line, through sudo when not root. Pure. */
+function aptCommand(args, isRoot) {
+    const apt = ['apt-get', ...args];
+    return isRoot
+        ? { program: apt[0], args: apt.slice(1) }
+        : { program: 'sudo', args: ['-n', ...apt] };
+}
+/**
+ * Makes sure each tool is on PATH, installing the missing ones with apt-get
+ * (through sudo when not root). Without apt-get, or neither root nor
+ * passwordless sudo, fails naming every missing tool.
+ */
+async function ensureTools(tools, log) {
+    const missing = await missingTools(tools);
+    if (missing.length === 0)
+        return;
+    if (!(await onPath('apt-get'))) {
+        throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`);
+    }
+    const isRoot = user_isRoot();
+    const packages = [...new Set(missing.map((t) => t.aptPackage))];
+    if (!isRoot) {
+        const sudo = await probeSudo();
+        if (!sudo.usable) {
+            throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. Not running as root, and ${sudo.reason}, so apt-get cannot install them: run "apt-get install ${packages.join(' ')}" as root, or run this as root.`);
+        }
+    }
+    log(`Installing ${packages.join(' ')} with apt-get`);
+    const env = { DEBIAN_FRONTEND: 'noninteractive' };
+    try {
+        await run({ ...aptCommand(['update', '-q'], isRoot), env });
+        await run({
+            ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot),
+            env,
+        });
+    }
+    catch (error) {
+        throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${error.message}`, {
+            cause: error,
+        });
+    }
+    const still = await missingTools(missing);
+    if (still.length)
+        throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
+}
+
+;// CONCATENATED MODULE: ./src/network/firewall-choice.ts
+/**
+ * Which packet filter a bridge network's rules go into, decided from what the
+ * host showed: whether nft is installed and can list tables, and for each
+ * iptables flavour found (`iptables` itself, and the other flavour when it has
+ * tables of its own) which one it is and its FORWARD policy. Pure.
+ */
+/** The flavour `iptables --version` names: "iptables v1.8.9 (nf_tables)"; before 1.8 there was only legacy. Pure. */
+function iptablesVariant(versionOutput) {
+    if (/\(nf_tables\)/.test(versionOutput))
+        return 'nf_tables';
+    if (/\(legacy\)/.test(versionOutput))
+        return 'legacy';
+    if (/^iptables v1\.[0-7]\./m.test(versionOutput))
+        return 'legacy';
+    return undefined;
+}
+/** The FORWARD policy in `iptables -S FORWARD` output ("-P FORWARD DROP"). Pure. */
+function forwardPolicy(listing) {
+    return /^-P FORWARD (\S+)\s*$/m.exec(listing)?.[1];
+}
+/** iptables-nft warns when the legacy tables also hold rules: Docker may have put its DROP there. Pure. */
+function legacyTablesPresent(output) {
+    return /iptables-legacy tables present/.test(output);
+}
+/** The first line of a tool's complaint worth showing (not iptables-nft's "# Warning" lines). Pure. */
+function firstProblemLine(stderr, fallback) {
+    const line = stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .find((l) => l !== '' && !l.startsWith('#'));
+    return line ?? fallback;
+}
+/** What to do about a filter that cannot list its rules, judged from its complaint. Pure. */
+function filterProblemHint(errors) {
+    const text = errors.join('\n');
+    if (/not permitted|permission denied|you must be root/i.test(text))
+        return 'this process lacks CAP_NET_ADMIN (in a container, add it with --cap-add NET_ADMIN)';
+    if (/protocol not supported|address family not supported|table does not exist|insmod|no such file/i.test(text))
+        return 'the kernel lacks nf_tables / ip_tables (load them on the host: modprobe nf_tables, or ip_tables)';
+    return 'the kernel or this container does not allow packet filtering';
+}
+function describe(tool, answer) {
+    return answer.ok ? `${tool} works` : `${tool}: ${answer.error}`;
+}
+const USE_USER = 'Use network user (QEMU user networking) to run without a packet filter';
+/**
+ * - HYPER_FIREWALL=nft|iptables is obeyed, or refused naming why it cannot be;
+ * - a FORWARD policy of DROP (Docker sets it) in an iptables flavour means our
+ *   rules go there: a separate nft table cannot undo that drop, but our chain
+ *   first in FORWARD accepts our traffic;
+ * - else nft when it can list tables, else an iptables that can;
+ * - nothing installed: install nftables; installed but none works: an error
+ *   naming each tool's complaint and what to do.
+ */
+function chooseFirewall(facts) {
+    const { wanted, nft } = facts;
+    const iptables = facts.iptables.find((f) => f.program === 'iptables');
+    if (wanted !== undefined && wanted !== '') {
+        if (wanted === 'nft') {
+            if (!nft)
+                return { error: 'HYPER_FIREWALL=nft, but nft is not installed' };
+            if (!nft.ok)
+                return {
+                    error: `HYPER_FIREWALL=nft, but nftables does not work here (nft list tables: ${nft.error}): ${filterProblemHint([nft.error])}`,
+                };
+            return { backend: 'nft' };
+        }
+        if (wanted === 'iptables') {
+            if (!iptables)
+                return { error: 'HYPER_FIREWALL=iptables, but iptables is not installed' };
+            if (!iptables.list.ok)
+                return {
+                    error: `HYPER_FIREWALL=iptables, but iptables does not work here (iptables -S FORWARD: ${iptables.list.error}): ${filterProblemHint([iptables.list.error])}`,
+                };
+            return { backend: 'iptables' };
+        }
+        return { error: `HYPER_FIREWALL must be nft or iptables, not "${wanted}"` };
+    }
+    const dropping = facts.iptables.filter((f) => f.list.ok && f.forwardPolicy === 'DROP');
+    if (dropping.length > 1) {
+        return {
+            error: `iptables' FORWARD policy is DROP in both the legacy and the nf_tables tables (${dropping.map((f) => f.program).join(', ')}); guests would need rules in both. Set one policy to ACCEPT, or use network user`,
+        };
+    }
+    const drop = dropping[0];
+    if (drop) {
+        return {
+            backend: drop.program,
+            note: `network: ${drop.program} FORWARD policy is DROP here (as Docker sets it), so the rules go into ${drop.program}`,
+        };
+    }
+    if (nft?.ok)
+        return { backend: 'nft' };
+    const working = facts.iptables.find((f) => f.list.ok);
+    if (working) {
+        return {
+            backend: working.program,
+            ...(nft && !nft.ok
+                ? { note: `network: nft does not work here (${nft.error}), so the rules go into ${working.program}` }
+                : {}),
+        };
+    }
+    if (!nft && facts.iptables.length === 0)
+        return { install: 'nftables' };
+    const complaints = [
+        ...(nft ? [describe('nft list tables', nft)] : []),
+        ...facts.iptables.map((f) => describe(`${f.program} -S FORWARD`, f.list)),
+    ];
+    const errors = [
+        ...(nft && !nft.ok ? [nft.error] : []),
+        ...facts.iptables.flatMap((f) => (f.list.ok ? [] : [f.list.error])),
+    ];
+    return {
+        error: `network bridge needs a packet filter, and none works here: ${complaints.join('; ')}. Likely ${filterProblemHint(errors)}. ${USE_USER}`,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/network/firewall.ts
+/** Link-local, where cloud metadata services live (169.254.169.254); never reachable from a guest. */
+const LINK_LOCAL = '169.254.0.0/16';
+function nftTableName(id) {
+    return `hyper-${id}`;
+}
+/** The host-side match for a published port's host address, in nft syntax. */
+function nftHostMatch(hostIp) {
+    return hostIp === '0.0.0.0' ? 'fib daddr type local' : `ip daddr ${hostIp}`;
+}
+/**
+ * The job's nftables table, replacing any earlier version in one transaction.
+ * - input: a guest reaches no service of the host itself (only replies pass);
+ * - forward: nothing from outside reaches a guest but replies and published
+ *   ports; guests never reach link-local addresses; egress per policy;
+ * - nat: published ports are DNATed to their guest, from loopback (output)
+ *   and, for non-loopback host addresses, from outside (prerouting); loopback
+ *   sources are masqueraded onto the bridge, and egress onto the uplink.
+ * Pure.
+ */
+function nftRuleset(plan) {
+    const table = nftTableName(plan.id);
+    const br = `"${plan.bridge}"`;
+    const dnatRule = (f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
+    const dnat = plan.forwards.map(dnatRule);
+    // From outside only what is published beyond loopback.
+    const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
+    const egress = plan.egress === 'allow'
+        ? [`    iifname ${br} accept`]
+        : [
+            ...(plan.allow.length ? [`    iifname ${br} ip daddr { ${plan.allow.join(', ')} } accept`] : []),
+            `    iifname ${br} drop`,
+        ];
+    return [
+        `table ip ${table}`,
+        `delete table ip ${table}`,
+        `table ip ${table} {`,
+        '  chain input {',
+        '    type filter hook input priority 0; policy accept;',
+        `    iifname ${br} ct state established,related accept`,
+        `    iifname ${br} drop`,
+        '  }',
+        '  chain forward {',
+        '    type filter hook forward priority 0; policy accept;',
+        `    oifname ${br} ct state established,related accept`,
+        `    oifname ${br} ct status dnat accept`,
+        `    iifname ${br} oifname ${br} accept`,
+        `    oifname ${br} drop`,
+        `    iifname ${br} ip daddr ${LINK_LOCAL} drop`,
+        ...egress,
+        '  }',
+        '  chain output-nat {',
+        '    type nat hook output priority -100; policy accept;',
+        ...dnat,
+        '  }',
+        '  chain prerouting-nat {',
+        '    type nat hook prerouting priority -100; policy accept;',
+        ...fromOutside,
+        '  }',
+        '  chain postrouting-nat {',
+        '    type nat hook postrouting priority 100; policy accept;',
+        `    oifname ${br} ip saddr 127.0.0.0/8 masquerade`,
+        `    ip saddr ${plan.subnet} oifname != ${br} masquerade`,
+        '  }',
+        '}',
+        '',
+    ].join('\n');
+}
+/** The nft command that removes the job's table. */
+function nftDelete(id) {
+    return `delete table ip ${nftTableName(id)}\n`;
+}
+/** iptables chain names (at most 28 characters). */
+function iptablesChains(id) {
+    return {
+        input: `HYPER-${id}-IN`,
+        forward: `HYPER-${id}-FWD`,
+        dnat: `HYPER-${id}-DNAT`,
+        snat: `HYPER-${id}-SNAT`,
+    };
+}
+/** Which built-in chain of which table jumps to each of ours. */
+function iptablesHooks(id) {
+    const c = iptablesChains(id);
+    return [
+        { table: 'filter', from: 'INPUT', to: c.input },
+        { table: 'filter', from: 'FORWARD', to: c.forward },
+        { table: 'nat', from: 'OUTPUT', to: c.dnat },
+        { table: 'nat', from: 'PREROUTING', to: c.dnat },
+        { table: 'nat', from: 'POSTROUTING', to: c.snat },
+    ];
+}
+function iptablesHostMatch(hostIp) {
+    return hostIp === '0.0.0.0' ? ['-m', 'addrtype', '--dst-type', 'LOCAL'] : ['-d', hostIp];
+}
+/**
+ * The same policy as nftRuleset, as iptables commands (each one argv), for
+ * hosts without nft. Our chains are created, filled, then hooked in first.
+ * Pure.
+ */
+function iptablesSetup(plan) {
+    const c = iptablesChains(plan.id);
+    const br = plan.bridge;
+    const filter = (...args) => ['-t', 'filter', ...args];
+    const nat = (...args) => ['-t', 'nat', ...args];
+    const egress = plan.egress === 'allow'
+        ? [filter('-A', c.forward, '-i', br, '-j', 'ACCEPT')]
+        : [
+            ...plan.allow.map((cidr) => filter('-A', c.forward, '-i', br, '-d', cidr, '-j', 'ACCEPT')),
+            filter('-A', c.forward, '-i', br, '-j', 'DROP'),
+        ];
+    return [
+        ...[c.input, c.forward].map((chain) => filter('-N', chain)),
+        ...[c.dnat, c.snat].map((chain) => nat('-N', chain)),
+        filter('-A', c.input, '-i', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'),
+        filter('-A', c.input, '-i', br, '-j', 'DROP'),
+        filter('-A', c.forward, '-o', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED,DNAT', '-j', 'ACCEPT'),
+        filter('-A', c.forward, '-i', br, '-o', br, '-j', 'ACCEPT'),
+        filter('-A', c.forward, '-o', br, '-j', 'DROP'),
+        filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),
+        ...egress,
+        ...plan.forwards.map((f) => nat('-A', c.dnat, ...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort), '-j', 'DNAT', '--to-destination', `${f.address}:${f.containerPort}`)),
+        nat('-A', c.snat, '-o', br, '-s', '127.0.0.0/8', '-j', 'MASQUERADE'),
+        nat('-A', c.snat, '-s', plan.subnet, '!', '-o', br, '-j', 'MASQUERADE'),
+        ...iptablesHooks(plan.id).map((h) => ['-t', h.table, '-I', h.from, '-j', h.to]),
+    ];
+}
+/** Unhooks and deletes the job's chains; each command may fail harmlessly when already gone. Pure. */
+function iptablesTeardown(id) {
+    const c = iptablesChains(id);
+    return [
+        ...iptablesHooks(id).map((h) => ['-t', h.table, '-D', h.from, '-j', h.to]),
+        ...[c.input, c.forward].flatMap((chain) => [
+            ['-t', 'filter', '-F', chain],
+            ['-t', 'filter', '-X', chain],
+        ]),
+        ...[c.dnat, c.snat].flatMap((chain) => [
+            ['-t', 'nat', '-F', chain],
+            ['-t', 'nat', '-X', chain],
+        ]),
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/network/host.ts
+
+
+
+
+
+
+
+
+
+/** Root, or passwordless sudo; undefined (with why) when neither. */
+async function networkPrivilege() {
+    if (user_isRoot())
+        return { sudo: false };
+    const sudo = await probeSudo();
+    if (sudo.usable)
+        return { sudo: true };
+    return { reason: `not running as root, and ${sudo.reason}` };
+}
+/** A command run as root: directly, or through `sudo -n`. Pure. */
+function privileged(privilege, program, args, input) {
+    const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
+    return input === undefined ? command : { ...command, input };
+}
+async function installed(program) {
+    if (await onPath(program))
+        return program;
+    // sbin is not on every user's PATH; sudo's secure_path has it.
+    if (await onPath(`/usr/sbin/${program}`))
+        return `/usr/sbin/${program}`;
+    return undefined;
+}
+/** Runs a listing command as root; never throws: a tool that cannot start or fails gives its complaint. */
+async function listAnswer(privilege, program, args) {
+    try {
+        const result = await run(privileged(privilege, program, args), { allowFailure: true });
+        const output = `${result.stdout}\n${result.stderr}`;
+        if (result.exitCode === 0)
+            return [{ ok: true }, output];
+        return [{ ok: false, error: firstProblemLine(result.stderr, `exit code ${result.exitCode}`) }, output];
+    }
+    catch (error) {
+        return [{ ok: false, error: firstProblemLine(error.message, 'could not be run') }, ''];
+    }
+}
+async function probeIptables(privilege, program) {
+    const path = await installed(program);
+    if (!path)
+        return undefined;
+    const version = await run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(() => undefined);
+    const [list, output] = await listAnswer(privilege, path, ['-w', '-S', 'FORWARD']);
+    return {
+        facts: {
+            program,
+            variant: iptablesVariant(`${version?.stdout ?? ''}${version?.stderr ?? ''}`),
+            list,
+            forwardPolicy: list.ok ? forwardPolicy(output) : undefined,
+        },
+        legacyTables: legacyTablesPresent(output),
+    };
+}
+/**
+ * What the host's packet filters say: nft's answer to `nft list tables`, and
+ * `iptables`' flavour and FORWARD policy. The other iptables flavour is asked
+ * too when its tables may matter: iptables-nft warns that legacy tables exist
+ * (Docker may have put its DROP there), `iptables` is the legacy one, or
+ * `iptables` does not work at all. Listing with iptables-legacy loads its
+ * tables, so it is not asked otherwise.
+ */
+async function probeFirewalls(privilege, wanted) {
+    const nftPath = await installed('nft');
+    const nft = nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined;
+    const iptables = [];
+    const main = await probeIptables(privilege, 'iptables');
+    if (main) {
+        iptables.push(main.facts);
+        const legacy = main.facts.variant === 'legacy';
+        if (legacy || main.legacyTables || !main.facts.list.ok) {
+            const other = await probeIptables(privilege, legacy ? 'iptables-nft' : 'iptables-legacy');
+            if (other)
+                iptables.push(other.facts);
+        }
+    }
+    return { wanted, nft, iptables };
+}
+/**
+ * The packet filter this host's bridge networks use (see chooseFirewall);
+ * `wanted` (HYPER_FIREWALL=nft|iptables) chooses. nftables is installed with apt when no
+ * filter is; when filters are installed but none works, the error names each
+ * one's complaint and what to do.
+ */
+async function firewallBackend(privilege, log, wanted) {
+    await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
+    let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
+    if ('install' in choice) {
+        await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
+        choice = chooseFirewall(await probeFirewalls(privilege, wanted));
+    }
+    if ('error' in choice)
+        throw new NetworkError(choice.error, { kind: 'Unavailable' });
+    if ('install' in choice)
+        throw new NetworkError('nftables was installed, but nft is still not found', { kind: 'Unavailable' });
+    if (choice.note)
+        log(choice.note);
+    return choice.backend;
+}
+/** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
+async function hostNetworks() {
+    const found = [];
+    const addresses = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout);
+    for (const link of addresses) {
+        for (const info of link.addr_info ?? []) {
+            if (info.family !== 'inet')
+                continue;
+            const text = `${info.local}/${info.prefixlen}`;
+            found.push({ device: link.ifname, cidr: parseCidr(text, true), text });
+        }
+    }
+    const routes = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout);
+    for (const route of routes) {
+        if (route.dst === 'default')
+            continue;
+        const cidr = parseCidr(route.dst, true);
+        found.push({ device: route.dev ?? 'a route', cidr, text: `route ${route.dst}` });
+    }
+    return found;
+}
+async function linkExists(name) {
+    const result = await run({ program: 'ip', args: ['link', 'show', 'dev', name] }, { allowFailure: true });
+    return result.exitCode === 0;
+}
+/** The job's bridge, with the gateway address, up; loopback may be DNATed onto it (published ports). */
+async function createBridge(privilege, name, gatewayCidr) {
+    const ip = (...args) => privileged(privilege, 'ip', args);
+    await run(ip('link', 'add', name, 'type', 'bridge'));
+    await run(ip('addr', 'add', gatewayCidr, 'dev', name));
+    await run(ip('link', 'set', name, 'up'));
+    await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
+}
+/** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
+async function createTap(privilege, name, bridge) {
+    const ip = (...args) => privileged(privilege, 'ip', args);
+    const uid = String(process.getuid?.() ?? 0);
+    await run(ip('tuntap', 'add', 'dev', name, 'mode', 'tap', 'user', uid));
+    try {
+        await run(ip('link', 'set', name, 'master', bridge));
+        await run(ip('link', 'set', name, 'up'));
+    }
+    catch (error) {
+        await deleteLink(privilege, name);
+        throw error;
+    }
+}
+/** Deletes an interface; one already gone is fine. */
+async function deleteLink(privilege, name) {
+    if (!(await linkExists(name)))
+        return;
+    await run(privileged(privilege, 'ip', ['link', 'del', name]));
+}
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+/**
+ * Guests reach anything outside the bridge only if the host routes; returns
+ * whether it had to be turned on. Unreadable reads as off; a /proc/sys that
+ * cannot be written (read-only in most containers) is an error naming it.
+ */
+async function enableForwarding(privilege) {
+    const current = await readSysctlFlag(IP_FORWARD);
+    if (current === true)
+        return false;
+    try {
+        if (privilege.sudo)
+            await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
+        else
+            await (0,promises_namespaceObject.writeFile)(IP_FORWARD, '1\n');
+    }
+    catch (error) {
+        throw new NetworkError(forwardingRefused(error), {
+            kind: 'Unavailable',
+            cause: error,
+        });
+    }
+    return true;
+}
+/** The error when IPv4 forwarding cannot be turned on, with what to do instead. Pure. */
+function forwardingRefused(error) {
+    return (`cannot turn on IPv4 forwarding for guest egress: ${sysctlWriteProblem(IP_FORWARD, error)}. ` +
+        'Turn it on outside (sysctl -w net.ipv4.ip_forward=1 on the host, or docker run --sysctl net.ipv4.ip_forward=1), ' +
+        'or use egress deny (no allow-list) or network user');
+}
+/** Installs (or replaces) the job's rules. */
+async function applyFirewall(privilege, backend, plan) {
+    const program = (await installed(backend)) ?? backend;
+    if (backend === 'nft') {
+        await run(privileged(privilege, program, ['-f', '-'], nftRuleset(plan)));
+        return;
+    }
+    await removeFirewall(privilege, backend, plan.id);
+    for (const args of iptablesSetup(plan))
+        await run(privileged(privilege, program, ['-w', ...args]));
+}
+/** Removes the job's rules; rules already gone are fine. */
+async function removeFirewall(privilege, backend, id) {
+    const program = (await installed(backend)) ?? backend;
+    if (backend === 'nft') {
+        await run(privileged(privilege, program, ['-f', '-'], nftDelete(id)), { allowFailure: true });
+        return;
+    }
+    for (const args of iptablesTeardown(id))
+        await run(privileged(privilege, program, ['-w', ...args]), { allowFailure: true });
+}
+/** The IPv4 name servers of resolv.conf text, without loopback ones (a local stub such as systemd-resolved). Pure. */
+function nameServers(resolvConf) {
+    return [...resolvConf.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
+        .map((m) => m[1])
+        .filter((server) => !server.startsWith('127.'));
+}
+/**
+ * Name servers a guest can use: the host's, skipping loopback ones
+ * (systemd-resolved's upstreams then). None found (no resolv.conf, only
+ * IPv6 or a stub) is an empty list.
+ */
+async function upstreamNameServers() {
+    for (const file of ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']) {
+        const servers = nameServers(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''));
+        if (servers.length > 0)
+            return servers;
+    }
+    return [];
+}
+
+;// CONCATENATED MODULE: ./src/network/plan.ts
+
+
+const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
+/**
+ * Every name on the network is one service's: an alias may not repeat a
+ * service name or another alias, on the same service or another. Pure.
+ */
+function checkAliases(members) {
+    const owner = new Map();
+    for (const { service } of members)
+        owner.set(service.toLowerCase(), service);
+    for (const { service, aliases } of members) {
+        for (const alias of aliases) {
+            if (!ALIAS.test(alias))
+                throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
+            const key = alias.toLowerCase();
+            const taken = owner.get(key);
+            if (taken === undefined) {
+                owner.set(key, `${service}\0alias`);
+                continue;
+            }
+            const [other = '', kind] = taken.split('\0');
+            if (kind === undefined)
+                throw new NetworkError(other === service
+                    ? `service "${service}": alias "${alias}" is its own name`
+                    : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
+            throw new NetworkError(other === service
+                ? `service "${service}": alias "${alias}" is given twice`
+                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
+        }
+    }
+}
+/** The guest's /etc/hosts: loopback, itself, then every other member by name and aliases. Pure. */
+function hostsFile(self, peers) {
+    const lines = [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        `${self.address}\t${self.names.join(' ')}`,
+        ...peers.map((peer) => `${peer.address}\t${peer.names.join(' ')}`),
+    ];
+    return `${lines.join('\n')}\n`;
+}
+/** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
+function resolvConf(servers) {
+    if (servers.length === 0)
+        return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
+    return servers.map((server) => `nameserver ${server}\n`).join('');
+}
+/** Bridge networks are /24s from here unless the user gives a subnet. */
+const SUBNET_POOL = parseCidr('10.213.0.0/16');
+/** The first /24 of the pool, from `seed` on, that overlaps nothing on the host. Pure. */
+function chooseSubnet(taken, seed) {
+    const count = 2 ** (24 - SUBNET_POOL.prefix);
+    for (let i = 0; i < count; i++) {
+        const candidate = { base: SUBNET_POOL.base + ((seed + i) % count) * 256, prefix: 24 };
+        if (!taken.some((t) => overlaps(t.cidr, candidate)))
+            return candidate;
+    }
+    throw new NetworkError(`every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`, { kind: 'Conflict' });
+}
+/** A subnet the user chose must not overlap anything on the host. Pure. */
+function checkSubnet(wanted, taken) {
+    const clash = taken.find((t) => overlaps(t.cidr, wanted));
+    if (clash) {
+        throw new NetworkError(`subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`, { kind: 'Conflict' });
+    }
+}
+/** A locally administered, unicast MAC for a guest, from its address. Pure. */
+function guestMac(address) {
+    const octets = address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
+    return `52:54:${octets.join(':')}`;
+}
+
+;// CONCATENATED MODULE: ./src/network/bridge-driver.ts
+
+
+
+
+
+
+/**
+ * A bridge network's record, from what the host has: its firewall, the
+ * allow-list's addresses, a free subnet, its name servers. Changes nothing.
+ */
+async function planBridgeNetwork(id, settings, privilege, reporter) {
+    const firewall = await firewallBackend(privilege, reporter.info, settings.firewall);
+    const allowed = await resolveAllowList(settings.allow);
+    const subnet = await pickSubnet(id, settings.subnet);
+    const bridge = `hy${id}`;
+    if (await linkExists(bridge))
+        throw new NetworkError(`interface ${bridge} already exists; try again`, { kind: 'Conflict' });
+    return {
+        id,
+        mode: 'bridge',
+        egress: settings.egress,
+        allow: settings.allow,
+        allowCidrs: allowed.cidrs,
+        allowHosts: allowed.hosts,
+        subnet: formatCidr(subnet),
+        gateway: nthAddress(subnet, 1),
+        dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
+        bridge,
+        firewall,
+        sudo: privilege.sudo,
+        members: [],
+    };
+}
+/** The subnet asked for, checked against the host's; else a free one, starting where the id points. */
+async function pickSubnet(id, wanted) {
+    const taken = await hostNetworks();
+    if (!wanted)
+        return chooseSubnet(taken, Number.parseInt(id.slice(0, 4), 16));
+    const subnet = parseCidr(wanted);
+    checkSubnet(subnet, taken);
+    return subnet;
+}
+/** The firewall's view of a bridge network. Pure. */
+function firewallPlan(record) {
+    return {
+        id: record.id,
+        bridge: record.bridge,
+        subnet: record.subnet,
+        egress: record.egress,
+        allow: record.allowCidrs,
+        forwards: record.members.flatMap((m) => m.published.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            address: m.address,
+            containerPort: p.containerPort,
+        }))),
+    };
+}
+/** The first host address after the gateway that no member has. Pure. */
+function nextBridgeAddress(record) {
+    const used = new Set(record.members.map((m) => m.address));
+    const subnet = parseCidr(record.subnet);
+    for (let n = 2; n <= guestCapacity(subnet) + 1; n++) {
+        const address = nthAddress(subnet, n);
+        if (!used.has(address))
+            return address;
+    }
+    throw new NetworkError(`subnet ${record.subnet} is full`, { kind: 'Conflict' });
+}
+/** The first TAP name `<bridge>t<n>` that no member has. Pure. */
+function nextTap(record) {
+    const used = new Set(record.members.map((m) => m.tap));
+    for (let n = 0;; n++)
+        if (!used.has(`${record.bridge}t${n}`))
+            return `${record.bridge}t${n}`;
+}
+/**
+ * A Linux bridge with static addresses, a TAP per member, and one firewall
+ * table (or chains) per job for isolation, egress and published ports.
+ */
+class BridgeDriver {
+    record;
+    privilege;
+    constructor(record) {
+        this.record = record;
+        this.privilege = { sudo: record.sudo === true };
+    }
+    async create(reporter) {
+        const { record, privilege } = this;
+        try {
+            await createBridge(privilege, record.bridge, `${record.gateway}/${parseCidr(record.subnet).prefix}`);
+            await applyFirewall(privilege, record.firewall, firewallPlan(record));
+            if (record.egress === 'allow' || record.allowCidrs.length > 0) {
+                if (await enableForwarding(privilege))
+                    reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
+            }
+        }
+        catch (error) {
+            await this.remove();
+            throw error;
+        }
+        reporter.info(`network: bridge ${record.bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${record.firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
+    }
+    async addMember(request) {
+        const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
+        const tap = nextTap(this.record);
+        await createTap(this.privilege, tap, this.record.bridge);
+        this.record.members.push({ ...member, tap });
+    }
+    async removeMembers(services) {
+        for (const member of this.record.members)
+            if (services.has(member.service))
+                await deleteLink(this.privilege, member.tap);
+        this.record.members = this.record.members.filter((m) => !services.has(m.service));
+    }
+    async publish() {
+        await applyFirewall(this.privilege, this.record.firewall, firewallPlan(this.record));
+    }
+    async remove() {
+        await removeFirewall(this.privilege, this.record.firewall, this.record.id);
+        for (const member of this.record.members)
+            await deleteLink(this.privilege, member.tap);
+        await deleteLink(this.privilege, this.record.bridge);
+    }
+    view(service) {
+        const { self, names, peers } = memberAndPeers(this.record.members, service);
+        return {
+            machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
+            guest: {
+                ip: self.address,
+                prefix: parseCidr(this.record.subnet).prefix,
+                gateway: this.record.gateway,
+                hosts: hostsFile({ address: self.address, names }, [...peers, ...this.record.allowHosts]),
+                resolvConf: resolvConf(this.record.dns),
+            },
+            published: self.published,
+            // The firewall publishes; QEMU forwards nothing.
+            forwards: [],
+        };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/network/store.ts
+
+
+
+
+function networkFile(stateDir) {
+    return external_node_path_default().join(stateDir, 'network.json');
+}
+/**
+ * The job network's record; undefined when there is none. A damaged one is an
+ * error, never a reason to make a second network beside the first.
+ */
+async function readNetwork(stateDir) {
+    return readStateFile(networkFile(stateDir), '"hyper down" still stops the VMs; then remove the bridge hy<id> and the firewall table ' +
+        'or chains hyper-<id> it made, if any, by hand, and delete the file');
+}
+async function writeNetwork(stateDir, record) {
+    await writeFileAtomic(networkFile(stateDir), JSON.stringify(record, null, 2));
+}
+/** Serializes changes to one job's network between hyper processes. */
+async function withLock(stateDir, work) {
+    const lock = external_node_path_default().join(stateDir, 'network.lock');
+    await (0,promises_namespaceObject.mkdir)(stateDir, { recursive: true });
+    for (let waited = 0;; waited += 50) {
+        try {
+            await (0,promises_namespaceObject.mkdir)(lock);
+            break;
+        }
+        catch (error) {
+            if (error.code !== 'EEXIST')
+                throw error;
+            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+            // A lock this old was left by a process that died holding it.
+            if (age > 120_000)
+                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+            if (waited > 120_000)
+                throw new NetworkError(`the job network is locked by another hyper process (${lock})`, {
+                    kind: 'Conflict',
+                });
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+    }
+    try {
+        return await work();
+    }
+    finally {
+        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/network/user-driver.ts
+
+
+
+
+/** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
+const USER_SUBNET = '10.0.2.0/24';
+const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
+const USER_PEERS_FROM = 100;
+function allowListRefused() {
+    return new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
+}
+function subnetRefused(subnet) {
+    return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
+}
+/** A user network's record: QEMU's fixed plan, nothing on the host. Refuses what user networking cannot do. */
+function planUserNetwork(id, settings, reporter) {
+    if (settings.allow.length > 0)
+        throw allowListRefused();
+    if (settings.subnet)
+        throw subnetRefused(settings.subnet);
+    if (settings.mode === 'user')
+        reporter.info('network: user (QEMU user networking)');
+    // A warning when auto fell back to user networking; asked for, it is a note.
+    if (settings.egress === 'allow')
+        (settings.mode === 'user' ? reporter.info : reporter.warn)("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
+    return {
+        id,
+        mode: 'user',
+        egress: settings.egress,
+        allow: [],
+        allowCidrs: [],
+        allowHosts: [],
+        subnet: USER_SUBNET,
+        gateway: USER_GUEST.gateway,
+        dns: settings.egress === 'allow' ? [USER_GUEST.dns] : [],
+        members: [],
+    };
+}
+/** The first address from .100 on that no member has. Pure. */
+function nextUserAddress(members) {
+    const used = new Set(members.map((m) => m.address));
+    for (let n = USER_PEERS_FROM; n < 255; n++) {
+        const address = `10.0.2.${n}`;
+        if (!used.has(address))
+            return address;
+    }
+    throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`, {
+        kind: 'Conflict',
+    });
+}
+/**
+ * QEMU's own NAT per VM. Service-to-service traffic goes over host loopback:
+ * each member's container ports are forwarded from loopback ports, and the
+ * other guests reach them through guestfwd.
+ */
+class UserDriver {
+    record;
+    constructor(record) {
+        this.record = record;
+    }
+    async create() {
+        // QEMU makes the network with each VM; there is nothing on the host.
+    }
+    async addMember(request) {
+        const member = await memberBase(request, nextUserAddress(this.record.members), this.record);
+        const claimed = claimedPorts(this.record);
+        for (const port of member.published)
+            claimed.add(portKey(port.protocol, port.hostPort));
+        const ports = [...new Set(request.containerPorts)];
+        const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })), claimed);
+        const internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
+        this.record.members.push({ ...member, internal });
+    }
+    async removeMembers(services) {
+        this.record.members = this.record.members.filter((m) => !services.has(m.service));
+    }
+    async publish() {
+        // Each VM's QEMU forwards its own ports (MemberView.forwards).
+    }
+    async remove() {
+        // The forwards end with each VM's QEMU.
+    }
+    view(service, connect) {
+        const { self, others, names, peers } = memberAndPeers(this.record.members, service);
+        return {
+            machine: {
+                kind: 'user',
+                restrict: this.record.egress === 'deny',
+                guestForwards: others.flatMap((m) => m.internal.map((i) => ({ address: m.address, port: i.containerPort, hostPort: i.hostPort }))),
+                connect,
+            },
+            guest: {
+                ip: USER_GUEST.ip,
+                prefix: 24,
+                gateway: USER_GUEST.gateway,
+                hosts: hostsFile({ address: USER_GUEST.ip, names }, peers),
+                resolvConf: resolvConf(this.record.dns),
+            },
+            published: self.published,
+            forwards: [...self.published, ...loopbackForwards(self)],
+        };
+    }
+}
+/** The loopback ports the other guests reach a member's container ports on. */
+function loopbackForwards(member) {
+    return member.internal.map((i) => ({
+        hostIp: '127.0.0.1',
+        hostPort: i.hostPort,
+        containerPort: i.containerPort,
+        protocol: 'tcp',
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/network/job.ts
+
+
+
+
+
+
+
+
+
+
+
+/** The driver for a network that exists. */
+function driverFor(record) {
+    return record.mode === 'bridge' ? new BridgeDriver(record) : new UserDriver(record);
+}
+/**
+ * What can be refused before any image is pulled: bridge without root or
+ * sudo, and an allow-list or subnet where only user networking is possible.
+ * A job network that exists already is what it is.
+ */
+async function preflightNetwork(stateDir, settings) {
+    if (settings.mode === 'auto' && settings.allow.length === 0 && !settings.subnet)
+        return;
+    if (await readNetwork(stateDir))
+        return;
+    const privilege = settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
+    if (!('reason' in privilege))
+        return;
+    if (settings.mode === 'bridge')
+        throw bridgeRefused(privilege.reason);
+    if (settings.allow.length > 0)
+        throw allowListRefused();
+    if (settings.subnet)
+        throw subnetRefused(settings.subnet);
+}
+function bridgeRefused(reason) {
+    return new NetworkError(`network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`, { kind: 'Unavailable' });
+}
+/** Which mode `auto` means here, and why; an explicit mode is checked. */
+async function decideMode(settings, reporter) {
+    if (settings.mode === 'user')
+        return { mode: 'user' };
+    const privilege = await networkPrivilege();
+    if ('reason' in privilege) {
+        if (settings.mode === 'bridge')
+            throw bridgeRefused(privilege.reason);
+        reporter.info(`network: user (QEMU user networking; bridge needs root or sudo: ${privilege.reason})`);
+        return { mode: 'user' };
+    }
+    return { mode: 'bridge', privilege };
+}
+/** A new network, made on the host; the one place a mode is chosen. */
+async function createNetwork(settings, reporter) {
+    const decided = await decideMode(settings, reporter);
+    const id = (0,external_node_crypto_.randomBytes)(4).toString('hex');
+    const driver = decided.mode === 'user'
+        ? new UserDriver(planUserNetwork(id, settings, reporter))
+        : new BridgeDriver(await planBridgeNetwork(id, settings, decided.privilege, reporter));
+    await driver.create(reporter);
+    return driver;
+}
+/**
+ * Puts services on the job network, making the network first if there is
+ * none: checks names, picks addresses and host ports, makes TAP devices and
+ * firewall rules. All or nothing: a failure removes what this call made.
+ */
+async function joinNetwork(stateDir, settings, requests, reporter) {
+    return withLock(stateDir, async () => {
+        const existing = await readNetwork(stateDir);
+        if (existing && settings.mode !== 'auto' && settings.mode !== existing.mode) {
+            throw new NetworkError(`this job's network is already ${existing.mode}; it cannot also be ${settings.mode} (tear it down first)`, { kind: 'Conflict' });
+        }
+        const replaced = new Set(requests.map((r) => r.service));
+        const kept = (existing?.members ?? []).filter((m) => !replaced.has(m.service));
+        checkAliases([...kept, ...requests]);
+        const driver = existing ? driverFor(existing) : await createNetwork(settings, reporter);
+        const added = new Set();
+        try {
+            await driver.removeMembers(replaced);
+            for (const request of requests) {
+                await driver.addMember(request);
+                added.add(request.service);
+            }
+            await driver.publish();
+            await writeNetwork(stateDir, driver.record);
+            return driver.record;
+        }
+        catch (error) {
+            if (!existing)
+                await driver.remove();
+            else
+                await driver.removeMembers(added);
+            throw error;
+        }
+    });
+}
+/** The network with this service on it: as `hyper up` planned it, else joined now (`hyper run`, import). */
+async function memberOf(stateDir, settings, request, reporter) {
+    const planned = await readNetwork(stateDir);
+    if (planned?.members.some((m) => m.service === request.service))
+        return { network: planned, joined: false };
+    return { network: await joinNetwork(stateDir, settings, [request], reporter), joined: true };
+}
+/** Takes services off the network; the last one out removes the network and everything it made on the host. */
+async function leaveNetwork(stateDir, services) {
+    await withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        if (!record)
+            return;
+        const driver = driverFor(record);
+        await driver.removeMembers(new Set(services));
+        if (driver.record.members.length === 0) {
+            await driver.remove();
+            await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
+            return;
+        }
+        await driver.publish();
+        await writeNetwork(stateDir, driver.record);
+    });
+}
+/** Removes the whole network, whoever is still on it (teardown). */
+async function removeNetwork(stateDir) {
+    await withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        if (!record)
+            return;
+        await driverFor(record).remove();
+        await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
+    });
+}
+/**
+ * One service's view of the job network: how QEMU connects it (and which host
+ * ports QEMU itself forwards: user networking's published and loopback ones;
+ * none on a bridge, where the firewall publishes), and what the guest
+ * configures. Pure.
+ */
+function memberView(record, service, connect) {
+    return driverFor(record).view(service, connect);
+}
+
+;// CONCATENATED MODULE: ./src/vm/paths.ts
+
+function vmPaths(dir) {
+    return {
+        dir,
+        record: external_node_path_default().join(dir, 'vm.json'),
+        pid: external_node_path_default().join(dir, 'qemu.pid'),
+        qmp: external_node_path_default().join(dir, 'qmp.sock'),
+        agent: external_node_path_default().join(dir, 'agent.sock'),
+        console: external_node_path_default().join(dir, 'console.log'),
+        serviceLog: external_node_path_default().join(dir, 'service.log'),
+        status: external_node_path_default().join(dir, 'status'),
+        qemuLog: external_node_path_default().join(dir, 'qemu.log'),
+        rootDisk: external_node_path_default().join(dir, 'rootfs.qcow2'),
+        guestFiles: external_node_path_default().join(dir, 'guest'),
+    };
+}
+/** Unix socket paths are limited to 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+
+;// CONCATENATED MODULE: ./src/vm/process.ts
+
+/** The pid in a pidfile, or undefined when there is none. */
+async function readPid(pidFile) {
+    try {
+        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * True while `pid` is a live process whose command line mentions `marker` (the
+ * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
+ * empty command line and counts as gone.
+ */
+async function isOurProcess(pid, marker) {
+    try {
+        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes(marker);
+    }
+    catch {
+        return false;
+    }
+}
+async function process_waitForExit(pid, marker, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+        if (!(await isOurProcess(pid, marker)))
+            return true;
+        await sleep(25);
+    }
+    return !(await isOurProcess(pid, marker));
+}
+function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+;// CONCATENATED MODULE: ./src/vm/status.ts
+
+/** Parses the hyper.status lines written by guest/init. Pure. */
+function parseGuestStatus(text) {
+    const status = { booted: false, halted: false };
+    for (const line of text.split('\n')) {
+        const [event, ...rest] = line.trim().split(' ');
+        const value = rest.join(' ');
+        if (event === 'booted')
+            status.booted = true;
+        else if (event === 'started')
+            status.servicePid = Number(value);
+        else if (event === 'exited')
+            status.exitCode = Number(value);
+        else if (event === 'failed')
+            status.failure = value;
+        else if (event === 'halted')
+            status.halted = true;
+    }
+    return status;
+}
+async function readGuestStatus(file) {
+    try {
+        return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
+    }
+    catch {
+        return { booted: false, halted: false };
+    }
+}
+/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
+function crashReason(console) {
+    const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
+    if (!panic)
+        return undefined;
+    const what = (panic[1] ?? '').trim();
+    return what ? `kernel panic: ${what}` : 'kernel panic';
+}
+/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
+function crashExcerpt(console, before = 3, after = 12) {
+    const lines = console.replace(/\r/g, '').trimEnd().split('\n');
+    const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
+    if (at < 0)
+        return lines.slice(-after).join('\n');
+    return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
+}
+/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
+async function readConsoleTail(file, bytes = 64 * 1024) {
+    let handle;
+    try {
+        handle = await (0,promises_namespaceObject.open)(file, 'r');
+        const { size } = await handle.stat();
+        const length = Math.min(size, bytes);
+        const buffer = Buffer.alloc(length);
+        await handle.read(buffer, 0, length, size - length);
+        return buffer.toString('utf8');
+    }
+    catch {
+        return '';
+    }
+    finally {
+        await handle?.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/dirs.ts
+
+function vmDir(job, name) {
+    return external_node_path_default().join(job.stateDir, 'vms', name);
+}
+
+;// CONCATENATED MODULE: ./src/engine/record.ts
+
+
+
+
+
+async function writeRecord(record) {
+    await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
+}
+/** What to do about a damaged vm.json: `hyper rm -f` removes the VM without it. */
+function damagedRecordRemedy(name) {
+    return `remove that VM with "hyper rm -f ${name}" (its QEMU is stopped and its directory removed; named volumes stay)`;
+}
+/** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
+async function readRecord(job, name) {
+    return readStateFile(vmPaths(vmDir(job, name)).record, damagedRecordRemedy(name));
+}
+/** The names of the VMs in the state dir, whether or not their records can be read. */
+async function listVmNames(job) {
+    try {
+        return (await (0,promises_namespaceObject.readdir)(external_node_path_default().join(job.stateDir, 'vms'))).sort();
+    }
+    catch {
+        return [];
+    }
+}
+/** Every VM's record; a damaged one is an error naming its file. */
+async function listRecords(job) {
+    const records = await Promise.all((await listVmNames(job)).map((name) => readRecord(job, name)));
+    return records.filter((r) => r !== undefined);
+}
+
+;// CONCATENATED MODULE: ./src/host/space.ts
+
+/** Bytes free to an unprivileged writer; undefined when statfs failed (missing path, no permission, odd fs). Pure. */
+function freeBytes(space) {
+    if (!space)
+        return undefined;
+    const bytes = space.bavail * space.bsize;
+    return Number.isFinite(bytes) && bytes >= 0 ? bytes : undefined;
+}
+/** Whether a filesystem with `free` bytes (undefined: unknown) holds `needed`; unknown never does. Pure. */
+function hasRoom(free, needed) {
+    return free !== undefined && free >= needed;
+}
+/** Free bytes on the filesystem holding `dir`; undefined when it cannot be told. Never throws. */
+async function readFreeBytes(dir) {
+    return freeBytes(await (0,promises_namespaceObject.statfs)(dir).catch(() => undefined));
 }
 
 // EXTERNAL MODULE: external "node:zlib"
@@ -42589,10 +44501,12 @@ function paxXattrs(headers) {
 
 
 
+
 /** A layer that cannot be applied; `entry` is the archive path at fault, "" when the whole layer is. */
-class LayerError extends Error {
+class LayerError extends HyperError {
     layer;
     entry;
+    static defaultKind = 'Internal';
     constructor(layer, entry, message, options) {
         super(`layer ${layer}${entry ? `, entry ${JSON.stringify(entry)}` : ''}: ${message}`, options);
         this.layer = layer;
@@ -42741,12 +44655,14 @@ async function treePaths(root) {
 
 
 
+
 /** Bump when the way a base is built changes, so old bases are not reused. */
 const ROOTFS_FORMAT = 'v1';
 const MiB = 1024 * 1024;
 /** Free space the service gets on its root filesystem (the qcow2 overlay grows into it lazily). */
 const DEFAULT_HEADROOM_MIB = 1024;
-class RootfsError extends Error {
+class RootfsError extends HyperError {
+    static defaultKind = 'Internal';
     name = 'RootfsError';
 }
 function rootfsPath(cacheDir, configDigest) {
@@ -42765,10 +44681,10 @@ const EXPANSION = 5;
  * entry, on the disk that must hold the base anyway (os.tmpdir() is often a
  * small tmpfs itself). /dev/shm missing, unreadable by statfs, too small (a
  * container's default is 64 MiB) or read-only all mean beside the cache
- * entry. HYPER_BUILD_TMPDIR overrides.
+ * entry. `wanted` (HYPER_BUILD_TMPDIR) overrides /dev/shm.
  */
-async function scratchDir(image, work) {
-    const candidate = process.env.HYPER_BUILD_TMPDIR ?? '/dev/shm';
+async function scratchDir(image, work, wanted = '/dev/shm') {
+    const candidate = wanted;
     const needed = image.layers.reduce((sum, layer) => sum + layer.size, 0) * EXPANSION * 2;
     if (!hasRoom(await readFreeBytes(candidate), needed))
         return work;
@@ -42812,7 +44728,7 @@ async function ensureRootfs(image, cacheDir, options = {}) {
     const work = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_path_default().dirname(target), '.build-'));
     let scratchOutside;
     try {
-        const scratch = await scratchDir(image, work);
+        const scratch = await scratchDir(image, work, options.scratchDir);
         if (scratch !== work)
             scratchOutside = scratch;
         const tree = external_node_path_default().join(scratch, 'tree');
@@ -42847,7 +44763,9 @@ async function ensureRootfs(image, cacheDir, options = {}) {
             });
         }
         catch (error) {
-            throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${error.message}`);
+            throw new RootfsError(`cannot build the root filesystem of ${image.name}: ${error.message}`, {
+                cause: error,
+            });
         }
         await fixOwnership(ext4, tree, report);
         await (0,promises_namespaceObject.chmod)(ext4, 0o444);
@@ -42928,14 +44846,22 @@ class ImageCatalog {
     }
 }
 
+;// CONCATENATED MODULE: ./src/types/oci/index.ts
+
+
+
+
+
 ;// CONCATENATED MODULE: ./src/images/reference.ts
 /**
  * Image references, parsed the way Docker parses them (distribution/reference `ParseNormalizedNamed`,
  * followed by `TagNameOnly`): "redis" is docker.io/library/redis:latest.
  */
-class ImageReferenceError extends Error {
+
+class ImageReferenceError extends HyperError {
     text;
     reason;
+    static defaultKind = 'Invalid';
     constructor(text, reason) {
         super(`${JSON.stringify(text)} is not a valid image reference: ${reason}`);
         this.text = text;
@@ -43116,6 +45042,7 @@ function mirrorHost(mirror) {
 
 
 
+
 /** Splits "sha256:<hex>"; throws when the algorithm is unknown or the hex has the wrong form. */
 function parseDigest(digest) {
     const colon = digest.indexOf(':');
@@ -43133,10 +45060,11 @@ function digestOf(bytes, like = 'sha256:') {
     return `${algorithm}:${(0,external_node_crypto_.createHash)(algorithm).update(bytes).digest('hex')}`;
 }
 /** Downloaded content did not match its descriptor. The partial file has already been deleted. */
-class BlobVerificationError extends Error {
+class BlobVerificationError extends HyperError {
     digest;
-    constructor(digest, detail) {
-        super(`blob ${digest} failed verification: ${detail}`);
+    static defaultKind = 'Internal';
+    constructor(digest, detail, options) {
+        super(`blob ${digest} failed verification: ${detail}`, options);
         this.digest = digest;
         this.name = 'BlobVerificationError';
     }
@@ -43310,87 +45238,19 @@ async function syncDirectory(path) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/images/prune.ts
-
-
-
-
-
-/** Leftovers younger than this may belong to a pull still running in another job. */
-const STALE_MS = 60 * 60 * 1000;
-async function walk(dir) {
-    const entries = await (0,promises_namespaceObject.readdir)(dir, { withFileTypes: true }).catch(() => []);
-    const files = [];
-    for (const entry of entries) {
-        const full = external_node_path_default().join(dir, entry.name);
-        if (entry.isDirectory() && !entry.name.startsWith('.build-'))
-            files.push(...(await walk(full)));
-        else
-            files.push(full);
-    }
-    return files;
-}
-/**
- * Removes cached blobs and root filesystems that no catalog entry names, and
- * stale temp files of interrupted pulls. With `all`, first forgets every
- * image not in `inUse` (the images of existing VMs).
- */
-async function pruneImages(cacheDir, options) {
-    const catalog = new ImageCatalog(cacheDir);
-    const result = { removedImages: [], removedFiles: 0, reclaimedBytes: 0 };
-    if (options.all) {
-        for (const entry of await catalog.list()) {
-            if (options.inUse.has(entry.name))
-                continue;
-            await catalog.remove(entry.name);
-            result.removedImages.push(entry.name);
-        }
-    }
-    const kept = await catalog.list();
-    const store = new BlobStore(external_node_path_default().join(cacheDir, 'store'));
-    const keep = new Set();
-    for (const entry of kept) {
-        for (const digest of entry.blobs)
-            keep.add(store.path(digest));
-        keep.add(rootfsPath(cacheDir, entry.configDigest));
-    }
-    const candidates = [
-        ...(await walk(external_node_path_default().join(cacheDir, 'store', 'blobs'))),
-        ...(await walk(external_node_path_default().join(cacheDir, 'rootfs'))),
-    ];
-    const now = Date.now();
-    for (const file of candidates) {
-        if (keep.has(file))
-            continue;
-        const info = await (0,promises_namespaceObject.stat)(file).catch(() => undefined);
-        if (!info)
-            continue;
-        const temporary = file.endsWith('.partial') || external_node_path_default().basename(file).startsWith('.build-');
-        if (temporary && now - info.mtimeMs < STALE_MS)
-            continue;
-        await (0,promises_namespaceObject.rm)(file, { recursive: true, force: true });
-        result.removedFiles++;
-        result.reclaimedBytes += info.isDirectory() ? 0 : info.blocks * 512;
-    }
-    return result;
-}
-
-;// CONCATENATED MODULE: ./src/types/oci/index.ts
-
-
-
-
-
 ;// CONCATENATED MODULE: ./src/images/registry/errors.ts
+
 /** A registry answered with an error, or could not be reached. `retryable` says whether trying again may help. */
-class errors_RegistryError extends Error {
+class errors_RegistryError extends HyperError {
+    /** Unreachable or answering 5xx, mostly; a 404 says NotFound at its throw site. */
+    static defaultKind = 'Unavailable';
     status;
     code;
     retryable;
     /** From a `Retry-After` header, when the registry sent one. */
     retryAfterMs;
     constructor(message, details = {}) {
-        super(message, details.cause === undefined ? undefined : { cause: details.cause });
+        super(message, { kind: details.kind, cause: details.cause });
         this.name = 'RegistryError';
         this.status = details.status;
         this.code = details.code;
@@ -43498,21 +45358,23 @@ async function withRetry(policy, operation, onRetry = () => { }) {
                     status: error.status,
                     code: error.code,
                     retryable: false,
+                    kind: error.kind,
                     cause: error,
                 });
             }
             const requested = Math.min(error.retryAfterMs ?? 0, policy.maxRetryAfterMs ?? 30_000);
             const delayMs = Math.max(policy.backoffMs(attempt), requested);
             onRetry(error, attempt, delayMs);
-            await sleep(delayMs);
+            await retry_sleep(delayMs);
         }
     }
 }
-function sleep(ms) {
+function retry_sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 ;// CONCATENATED MODULE: ./src/images/registry/manifest.ts
+
 
 
 
@@ -43536,9 +45398,10 @@ const SCHEMA1_MEDIA_TYPES = [
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const DEFAULT_PLATFORM = { os: 'linux', architecture: 'amd64' };
 /** A manifest that cannot be used: unsupported format, not an image, or no entry for our platform. */
-class ManifestError extends Error {
-    constructor(message) {
-        super(message);
+class ManifestError extends HyperError {
+    static defaultKind = 'Invalid';
+    constructor(message, options) {
+        super(message, options);
         this.name = 'ManifestError';
     }
 }
@@ -43689,7 +45552,7 @@ function selectPlatform(index, wanted, subject) {
         ...new Set(images.map((entry) => formatPlatform(normalizePlatform(entry.platform)))),
     ];
     throw new ManifestError(`${subject} has no image for ${formatPlatform(target)}; ` +
-        (available.length > 0 ? `it has ${available.join(', ')}` : 'its index lists no platforms'));
+        (available.length > 0 ? `it has ${available.join(', ')}` : 'its index lists no platforms'), { kind: 'NotFound' });
 }
 /**
  * GETs a manifest by tag or digest (retrying 429, 5xx and broken connections) and parses it.
@@ -43708,7 +45571,7 @@ async function fetchManifest(client, reference, subject, retry) {
                 retryAfterMs: parseRetryAfter(response.headers.get('retry-after')),
             };
             if (response.status === 404) {
-                throw new errors_RegistryError(`manifest for ${subject} not found on registry ${client.host} (${body.code ?? 'HTTP 404'})`, details);
+                throw new errors_RegistryError(`manifest for ${subject} not found on registry ${client.host} (${body.code ?? 'HTTP 404'})`, { ...details, kind: 'NotFound' });
             }
             throw new errors_RegistryError(`registry ${client.host} answered ${describeStatus(response.status, body)} for the manifest of ${subject}`, details);
         }
@@ -43716,7 +45579,7 @@ async function fetchManifest(client, reference, subject, retry) {
         const isDigest = reference.includes(':');
         const digest = digestOf(bytes, isDigest ? reference : 'sha256:');
         if (isDigest && digest !== reference) {
-            throw new ManifestError(`the manifest of ${subject} from registry ${client.host} failed verification: its content has digest ${digest}`);
+            throw new ManifestError(`the manifest of ${subject} from registry ${client.host} failed verification: its content has digest ${digest}`, { kind: 'Internal' });
         }
         return { ...parseManifest(bytes, response.headers.get('content-type'), subject), digest, bytes };
     });
@@ -43752,7 +45615,10 @@ async function readBody(response, limit, what) {
 
 
 
-class OciLayoutError extends Error {
+
+/** A layout that cannot be read as an image; a missing one or a missing tag is NotFound. */
+class OciLayoutError extends HyperError {
+    static defaultKind = 'Invalid';
     name = 'OciLayoutError';
 }
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -43777,7 +45643,7 @@ async function readJson(file, what) {
         text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
     }
     catch {
-        throw new OciLayoutError(`${what} is missing: ${file}`);
+        throw new OciLayoutError(`${what} is missing: ${file}`, { kind: 'NotFound' });
     }
     try {
         return JSON.parse(text);
@@ -43819,7 +45685,9 @@ async function readOciLayout(text, platform = DEFAULT_PLATFORM) {
         chosen = entries.find((d) => d.annotations?.[REF_NAME] === tag);
         if (!chosen) {
             const tags = entries.map((d) => d.annotations?.[REF_NAME]).filter(Boolean);
-            throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`);
+            throw new OciLayoutError(`no image tagged "${tag}" in ${dir} (tags: ${tags.join(', ') || 'none'})`, {
+                kind: 'NotFound',
+            });
         }
     }
     else {
@@ -43871,10 +45739,13 @@ async function readOciLayout(text, platform = DEFAULT_PLATFORM) {
  * server (https://distribution.github.io/distribution/spec/auth/token/). Nothing here logs or throws a
  * secret: errors name the registry and the user, never the password or a token.
  */
+
 /** The token server refused the credentials, or the registry refused them or the token. */
-class RegistryAuthError extends Error {
-    constructor(message) {
-        super(message);
+/** Credentials missing or refused; a repository hidden behind a refusal is NotFound, as Docker says. */
+class RegistryAuthError extends HyperError {
+    static defaultKind = 'Invalid';
+    constructor(message, options) {
+        super(message, options);
         this.name = 'RegistryAuthError';
     }
 }
@@ -44000,7 +45871,9 @@ class TokenCache {
 function tokenRequestUrl(challenge, scope, credentials) {
     const realm = challenge.params.realm;
     if (!realm)
-        throw new RegistryAuthError('the registry sent a Bearer challenge without a realm');
+        throw new RegistryAuthError('the registry sent a Bearer challenge without a realm', {
+            kind: 'Unavailable',
+        });
     const url = new URL(realm);
     if (challenge.params.service)
         url.searchParams.set('service', challenge.params.service);
@@ -44071,6 +45944,7 @@ async function transfer(client, ingestion, state, report) {
             status: response.status,
             code: body.code,
             retryAfterMs: parseRetryAfter(response.headers.get('retry-after')),
+            ...(response.status === 404 ? { kind: 'NotFound' } : {}),
         });
     }
     state.resumable =
@@ -44194,7 +46068,7 @@ class RegistryClient {
             return basicAuthorization(this.credentials);
         }
         const schemes = challenges.map((challenge) => challenge.scheme).join(', ') || 'none';
-        throw new RegistryAuthError(`registry ${this.host} answered 401 Unauthorized with no supported challenge (schemes: ${schemes})`);
+        throw new RegistryAuthError(`registry ${this.host} answered 401 Unauthorized with no supported challenge (schemes: ${schemes})`, { kind: 'Unavailable' });
     }
     async fetchToken(challenge, scope) {
         const url = tokenRequestUrl(challenge, scope, this.credentials);
@@ -44205,7 +46079,9 @@ class RegistryClient {
             throw new RegistryAuthError(this.credentials
                 ? `authentication failed for ${this.host}: the token server ${url.origin} refused the credentials ` +
                     `of user "${this.credentials.username}" (HTTP ${response.status})`
-                : `the token server ${url.origin} of registry ${this.host} refused anonymous access (HTTP ${response.status})`);
+                : `the token server ${url.origin} of registry ${this.host} refused anonymous access (HTTP ${response.status})`, 
+            // Anonymous and refused: to Docker, a repository that may not exist.
+            { kind: this.credentials ? 'Invalid' : 'NotFound' });
         }
         if (!response.ok) {
             await discard(response);
@@ -44230,7 +46106,7 @@ class RegistryClient {
             return new RegistryAuthError(user === undefined
                 ? `registry ${this.host} refused access to ${this.repository}: the repository does not exist or needs credentials`
                 : `registry ${this.host} refused user "${user}" access to ${this.repository}: ` +
-                    `the repository does not exist or the user may not ${this.actions.join(' or ')} it`);
+                    `the repository does not exist or the user may not ${this.actions.join(' or ')} it`, { kind: 'NotFound' });
         }
         return new RegistryAuthError(`authentication failed for ${this.host}: the registry refused the credentials of user "${user ?? ''}"`);
     }
@@ -44397,7 +46273,7 @@ function assertPlatform(config, wanted, subject) {
         variant: config.variant,
     });
     if (actual.os !== wanted.os || actual.architecture !== wanted.architecture) {
-        throw new ManifestError(`${subject} is an image for ${formatPlatform(actual)}, not ${formatPlatform(wanted)}`);
+        throw new ManifestError(`${subject} is an image for ${formatPlatform(actual)}, not ${formatPlatform(wanted)}`, { kind: 'NotFound' });
     }
 }
 
@@ -44430,258 +46306,6 @@ async function pull(name, options) {
         config: pulled.config,
         layers: pulled.layers,
     };
-}
-
-;// CONCATENATED MODULE: ./src/install/accel.ts
-
-
-
-
-
-class AccelError extends Error {
-    name = 'AccelError';
-}
-function parseAccelChoice(text, source) {
-    const value = (text ?? '').trim() || 'auto';
-    if (value === 'auto' || value === 'kvm' || value === 'tcg')
-        return value;
-    throw new AccelError(`${source}: "${value}" is not an accelerator; use auto, kvm or tcg`);
-}
-/** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */
-const PROBE_TIMEOUT_MS = 6000;
-/** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
-function probeArgs(bundle, consoleFile) {
-    // prettier-ignore
-    return [
-        '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-smp', '1',
-        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-        '-kernel', bundle.kernel, '-initrd', bundle.initrd,
-        '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
-        '-serial', `file:${consoleFile}`,
-    ];
-}
-/**
- * KVM works only when the test boot powered off cleanly: QEMU exited 0 within
- * the limit and the console ends with the kernel's "Power down" (a panic says
- * "Restarting"). Anything else is a reason not to use it. Pure.
- */
-function judgeProbe(outcome) {
-    const { end, stderr, console } = outcome;
-    if (end.exitCode === 0 && console?.includes('Power down'))
-        return undefined;
-    return `a KVM test boot failed: ${probeFailure(end, stderr, console)}`;
-}
-function probeFailure(end, stderr, console) {
-    if (end.timedOutMs !== undefined)
-        return `the guest did not power off within ${end.timedOutMs / 1000} s`;
-    if (end.exitCode !== 0) {
-        const detail = trimOutput(stderr, 3);
-        return `QEMU ${describeEnd(end)}${detail ? `: ${detail}` : ''}`;
-    }
-    if (console === undefined)
-        return 'QEMU exited, but its console could not be read';
-    if (!console.trim())
-        return 'QEMU exited, but the guest printed nothing';
-    return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
-}
-/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
-async function probeKvm(bundle, options) {
-    const failure = await bootOnce(bundle, options);
-    return { failure: failure?.why, hung: failure?.hung ?? false };
-}
-async function bootOnce(bundle, options) {
-    try {
-        await (0,promises_namespaceObject.access)(options.kvmDevice, promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
-    }
-    catch (error) {
-        const code = error.code;
-        const why = code === 'ENOENT'
-            ? `${options.kvmDevice} does not exist`
-            : `${options.kvmDevice} is not usable by this user (${code})`;
-        return { why, hung: false };
-    }
-    if (!(await onPath(options.qemu)))
-        return { why: `${options.qemu} is not an executable program`, hung: false };
-    let dir;
-    try {
-        dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
-        const consoleFile = external_node_path_default().join(dir, 'console');
-        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile) }, options.timeoutMs);
-        // No console file at all: the guest printed nothing. Any other error: it cannot be read.
-        const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
-        const why = judgeProbe({ ...outcome, console });
-        return why === undefined ? undefined : { why, hung: outcome.end.timedOutMs !== undefined };
-    }
-    catch (error) {
-        return { why: `a KVM test boot failed: ${error.message}`, hung: false };
-    }
-    finally {
-        if (dir)
-            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
-}
-async function runProbe(command, timeoutMs) {
-    try {
-        const result = await run(command, { allowFailure: true, timeoutMs });
-        return { end: { exitCode: result.exitCode }, stderr: result.stderr };
-    }
-    catch (error) {
-        if (!(error instanceof CommandError))
-            throw error;
-        return { end: error.end, stderr: error.stderr };
-    }
-}
-/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
-async function probeKey(bundle, options) {
-    const binary = await programPath(options.qemu);
-    const qemu = binary ? await (0,promises_namespaceObject.stat)(binary).catch(() => undefined) : undefined;
-    const kvm = await (0,promises_namespaceObject.stat)(options.kvmDevice).catch(() => undefined);
-    return [
-        external_node_os_default().release(),
-        binary ?? options.qemu,
-        qemu?.size,
-        qemu?.mtimeMs,
-        bundle.version,
-        options.kvmDevice,
-        kvm?.mode,
-        kvm?.gid,
-        process.getuid?.(),
-    ].join('|');
-}
-/**
- * A hung test boot is remembered for an hour only: a loaded machine can hang
- * a guest that would boot on a quiet one, while a crash or a missing device
- * is a property of the host.
- */
-const HUNG_PROBE_TTL_MS = 60 * 60 * 1000;
-/** A cached answer for `key` at time `now`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
-function cachedAnswer(text, key, now) {
-    try {
-        const cached = JSON.parse(text);
-        if (cached.key !== key)
-            return undefined;
-        if (typeof cached.expires === 'number' && cached.expires <= now)
-            return undefined;
-        return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
-    }
-    catch {
-        return undefined;
-    }
-}
-/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
-async function cachedProbe(bundle, options, cacheFile) {
-    if (!cacheFile)
-        return (await probeKvm(bundle, options)).failure;
-    const key = await probeKey(bundle, options);
-    const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key, Date.now());
-    if (cached)
-        return cached.failure;
-    const { failure, hung } = await probeKvm(bundle, options);
-    const entry = {
-        key,
-        failure: failure ?? null,
-        ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
-    };
-    try {
-        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
-        await writeFileAtomic(cacheFile, JSON.stringify(entry));
-    }
-    catch {
-        // The answer stands; the next run probes again.
-    }
-    return failure;
-}
-/** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
-async function chooseAccel(choice, bundle, options) {
-    if (choice === 'tcg')
-        return { accel: 'tcg' };
-    const settings = {
-        qemu: options.qemu,
-        kvmDevice: options.kvmDevice ?? '/dev/kvm',
-        timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
-    };
-    const failure = await cachedProbe(bundle, settings, options.cacheFile);
-    if (failure === undefined)
-        return { accel: 'kvm' };
-    if (choice === 'kvm')
-        throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
-    return {
-        accel: 'tcg',
-        warning: `KVM is not usable (${failure}); falling back to TCG software emulation, which is much slower`,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/lifecycle/dirs.ts
-
-
-/** Where VMs keep their state: HYPER_STATE_DIR, else the XDG state dir. */
-function stateDir() {
-    if (process.env.HYPER_STATE_DIR)
-        return external_node_path_default().resolve(process.env.HYPER_STATE_DIR);
-    const base = process.env.XDG_STATE_HOME || external_node_path_default().join(external_node_os_default().homedir(), '.local', 'state');
-    return external_node_path_default().join(base, 'hyper');
-}
-/** Where built things are cached across runs (blobs, root filesystems, guest bundles). */
-function cacheDir() {
-    if (process.env.HYPER_CACHE_DIR)
-        return external_node_path_default().resolve(process.env.HYPER_CACHE_DIR);
-    const base = process.env.XDG_CACHE_HOME || external_node_path_default().join(external_node_os_default().homedir(), '.cache');
-    return external_node_path_default().join(base, 'hyper');
-}
-function vmDir(name) {
-    return external_node_path_default().join(stateDir(), 'vms', name);
-}
-
-;// CONCATENATED MODULE: ./src/vm/paths.ts
-
-function vmPaths(dir) {
-    return {
-        dir,
-        record: external_node_path_default().join(dir, 'vm.json'),
-        pid: external_node_path_default().join(dir, 'qemu.pid'),
-        qmp: external_node_path_default().join(dir, 'qmp.sock'),
-        agent: external_node_path_default().join(dir, 'agent.sock'),
-        console: external_node_path_default().join(dir, 'console.log'),
-        serviceLog: external_node_path_default().join(dir, 'service.log'),
-        status: external_node_path_default().join(dir, 'status'),
-        qemuLog: external_node_path_default().join(dir, 'qemu.log'),
-        rootDisk: external_node_path_default().join(dir, 'rootfs.qcow2'),
-        guestFiles: external_node_path_default().join(dir, 'guest'),
-    };
-}
-/** Unix socket paths are limited to 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
-
-;// CONCATENATED MODULE: ./src/lifecycle/record.ts
-
-
-
-
-
-async function writeRecord(record) {
-    await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
-}
-/** What to do about a damaged vm.json: `hyper rm -f` removes the VM without it. */
-function damagedRecordRemedy(name) {
-    return `remove that VM with "hyper rm -f ${name}" (its QEMU is stopped and its directory removed; named volumes stay)`;
-}
-/** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
-async function readRecord(name) {
-    return readStateFile(vmPaths(vmDir(name)).record, damagedRecordRemedy(name));
-}
-/** The names of the VMs in the state dir, whether or not their records can be read. */
-async function listVmNames() {
-    try {
-        return (await (0,promises_namespaceObject.readdir)(external_node_path_default().join(stateDir(), 'vms'))).sort();
-    }
-    catch {
-        return [];
-    }
-}
-/** Every VM's record; a damaged one is an error naming its file. */
-async function listRecords() {
-    const records = await Promise.all((await listVmNames()).map((name) => readRecord(name)));
-    return records.filter((r) => r !== undefined);
 }
 
 ;// CONCATENATED MODULE: ./src/images/run-config.ts
@@ -44728,1663 +46352,8 @@ function imageRunConfig(config) {
     };
 }
 
-;// CONCATENATED MODULE: external "node:dns/promises"
-const external_node_dns_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dns/promises");
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/network/cidr.ts
-
-class CidrError extends Error {
-    name = 'CidrError';
-}
-function ipToNumber(ip) {
-    if (!external_node_net_default().isIPv4(ip))
-        throw new CidrError(`"${ip}" is not an IPv4 address`);
-    return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
-}
-function numberToIp(n) {
-    return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
-}
-function size(prefix) {
-    return 2 ** (32 - prefix);
-}
-/** `10.1.2.0/24`; a bare address is a /32. Host bits must be zero unless `loose` (an interface's `10.1.2.5/24`). Pure. */
-function parseCidr(text, loose = false) {
-    const [ip = '', prefixText, extra] = text.trim().split('/');
-    if (extra !== undefined || (prefixText !== undefined && !/^\d{1,2}$/.test(prefixText)))
-        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
-    const prefix = prefixText === undefined ? 32 : Number(prefixText);
-    if (prefix > 32)
-        throw new CidrError(`"${text}": prefix /${prefix} is longer than 32`);
-    let address;
-    try {
-        address = ipToNumber(ip);
-    }
-    catch {
-        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
-    }
-    const base = address - (address % size(prefix));
-    if (base !== address && !loose)
-        throw new CidrError(`"${text}" has host bits set; the network is ${formatCidr({ base, prefix })}`);
-    return { base, prefix };
-}
-function formatCidr(cidr) {
-    return `${numberToIp(cidr.base)}/${cidr.prefix}`;
-}
-function overlaps(a, b) {
-    return a.base < b.base + size(b.prefix) && b.base < a.base + size(a.prefix);
-}
-/** The n-th address of a network (1 is the first host). */
-function nthAddress(cidr, n) {
-    if (n <= 0 || n >= size(cidr.prefix) - 1)
-        throw new CidrError(`${formatCidr(cidr)} has no host number ${n}; it holds ${size(cidr.prefix) - 2}`);
-    return numberToIp(cidr.base + n);
-}
-/** How many hosts the network holds besides its gateway. */
-function guestCapacity(cidr) {
-    return Math.max(0, size(cidr.prefix) - 3);
-}
-
-;// CONCATENATED MODULE: ./src/network/settings.ts
-
-
-const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
-class NetworkError extends Error {
-    name = 'NetworkError';
-}
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
-function oneOf(value, allowed, what) {
-    const text = value.trim().toLowerCase();
-    if (!allowed.includes(text))
-        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
-    return text;
-}
-/**
- * Checks network settings from any front door; `names` says what the user
- * called each one (`--network`, the `network` input), for the messages. Pure.
- */
-function networkSettings(given, names) {
-    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
-    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
-    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
-    for (const entry of allow)
-        checkAllowEntry(entry, names.allow);
-    if (allow.length > 0 && egress === 'allow') {
-        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
-    }
-    let subnet;
-    if (given.subnet) {
-        try {
-            const cidr = parseCidr(given.subnet);
-            if (cidr.prefix > 29 || cidr.prefix < 16)
-                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
-            subnet = formatCidr(cidr);
-        }
-        catch (error) {
-            if (error instanceof CidrError)
-                throw new NetworkError(`${names.subnet}: ${error.message}`);
-            throw error;
-        }
-    }
-    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
-}
-function checkAllowEntry(entry, what) {
-    if (/^[\d./]+$/.test(entry)) {
-        try {
-            parseCidr(entry);
-        }
-        catch (error) {
-            throw new NetworkError(`${what}: ${error.message}`);
-        }
-        return;
-    }
-    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
-        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
-    if (!HOSTNAME.test(entry))
-        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
-}
-/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
-function splitList(text) {
-    return (text ?? '')
-        .split(/[,\n]/)
-        .map((item) => item.trim())
-        .filter(Boolean);
-}
-
-;// CONCATENATED MODULE: ./src/network/allow-list.ts
-
-
-
-const systemLookup = (name) => (0,external_node_dns_promises_namespaceObject.lookup)(name, { all: true, family: 4 });
-/**
- * Host names in the allow-list, resolved now: the firewall allows their
- * addresses, the guests' hosts file names them. Addresses and networks pass as
- * CIDRs. Pure but for `resolve`.
- */
-async function resolveAllowList(allow, resolve = systemLookup) {
-    const cidrs = [];
-    const hosts = [];
-    for (const entry of allow) {
-        if (/^[\d./]+$/.test(entry)) {
-            cidrs.push(formatCidr(parseCidr(entry)));
-            continue;
-        }
-        let addresses;
-        try {
-            addresses = await resolve(entry);
-        }
-        catch (error) {
-            throw new NetworkError(`egress allow-list: cannot resolve "${entry}": ${error.message}`);
-        }
-        for (const { address } of addresses) {
-            cidrs.push(`${address}/32`);
-            hosts.push({ address, names: [entry] });
-        }
-    }
-    return { cidrs: [...new Set(cidrs)], hosts };
-}
-
-;// CONCATENATED MODULE: external "node:dgram"
-const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
-var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
-;// CONCATENATED MODULE: ./src/network/ports.ts
-
-
-class PortSpecError extends Error {
-    name = 'PortSpecError';
-}
-const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
-function parsePort(text, spec, allowZero) {
-    if (!/^\d{1,5}$/.test(text))
-        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
-    const port = Number(text);
-    if (port > 65535 || (port === 0 && !allowZero)) {
-        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
-    }
-    return port;
-}
-/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
-function parsePortSpec(spec) {
-    const text = String(spec).trim();
-    let rest = text;
-    let protocol = 'tcp';
-    const slash = rest.lastIndexOf('/');
-    if (slash >= 0) {
-        const proto = rest.slice(slash + 1).toLowerCase();
-        if (proto !== 'tcp' && proto !== 'udp') {
-            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
-        }
-        protocol = proto;
-        rest = rest.slice(0, slash);
-    }
-    let hostIp = '127.0.0.1';
-    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
-    if (bracketed) {
-        hostIp = bracketed[1] ?? '';
-        rest = bracketed[2] ?? '';
-        if (external_node_net_default().isIPv6(hostIp) === false)
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
-    }
-    const parts = rest.split(':');
-    if (parts.length === 3 && !bracketed) {
-        hostIp = parts.shift() ?? '';
-        if (!external_node_net_default().isIP(hostIp))
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
-    }
-    if (parts.length === 1 && !bracketed) {
-        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
-    }
-    if (parts.length !== 2 || (bracketed && parts.length !== 2))
-        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
-    const [host = '', container = ''] = parts;
-    return {
-        hostIp,
-        hostPort: host === '' ? 0 : parsePort(host, text, false),
-        containerPort: parsePort(container, text, false),
-        protocol,
-    };
-}
-/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
-function findPortClash(specs) {
-    for (let i = 0; i < specs.length; i++) {
-        for (let j = i + 1; j < specs.length; j++) {
-            const a = specs[i];
-            const b = specs[j];
-            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
-                return [a, b];
-        }
-    }
-    return undefined;
-}
-/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
-function probeBind(ip, port, protocol) {
-    return new Promise((resolve, reject) => {
-        if (protocol === 'udp') {
-            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
-            socket.once('error', reject);
-            socket.bind(port, ip, () => {
-                const bound = socket.address().port;
-                socket.close(() => resolve(bound));
-            });
-            return;
-        }
-        const server = external_node_net_default().createServer();
-        server.once('error', reject);
-        server.listen({ port, host: ip, exclusive: true }, () => {
-            const address = server.address();
-            const bound = typeof address === 'object' && address ? address.port : port;
-            server.close(() => resolve(bound));
-        });
-    });
-}
-/** How a host port is known among the ports a job has claimed: "tcp:8080". */
-function portKey(protocol, port) {
-    return `${protocol}:${port}`;
-}
-/**
- * A free port from the kernel that is not one of `claimed`: a port the job
- * has handed out but whose QEMU has not bound it yet is free to the kernel,
- * and bind(0) can give it again.
- */
-async function freePort(ip, protocol, claimed) {
-    for (let attempt = 0; attempt < 100; attempt++) {
-        const port = await probeBind(ip, 0, protocol);
-        if (!claimed.has(portKey(protocol, port)))
-            return port;
-    }
-    throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`);
-}
-/**
- * Checks each requested host port is free and picks one where none was asked
- * for, never one in `claimed` (the job's ports, by portKey) nor one picked
- * earlier in the same call.
- */
-async function resolvePorts(specs, claimed = new Set()) {
-    const clash = findPortClash(specs);
-    if (clash)
-        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
-    const taken = new Set(claimed);
-    const published = [];
-    for (const spec of specs) {
-        try {
-            if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
-                throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
-            const hostPort = spec.hostPort === 0
-                ? await freePort(spec.hostIp, spec.protocol, taken)
-                : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
-            taken.add(portKey(spec.protocol, hostPort));
-            published.push({ ...spec, hostPort });
-        }
-        catch (error) {
-            const code = error.code;
-            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
-            if (code === 'EADDRINUSE')
-                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`);
-            if (code === 'EADDRNOTAVAIL')
-                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
-            if (code === 'EACCES')
-                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
-            throw error;
-        }
-    }
-    return published;
-}
-function formatPort(port) {
-    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
-    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
-}
-
-;// CONCATENATED MODULE: ./src/network/driver.ts
-
-
-/** Every host port the job has handed out (published, and user mode's loopback ones), by portKey. Pure. */
-function claimedPorts(record) {
-    const claimed = new Set();
-    for (const member of record.members) {
-        for (const port of member.published)
-            claimed.add(portKey(port.protocol, port.hostPort));
-        if ('internal' in member)
-            for (const port of member.internal)
-                claimed.add(portKey('tcp', port.hostPort));
-    }
-    return claimed;
-}
-/** A new member's mode-independent part, with its published ports bound (none the job has handed out). */
-async function memberBase(request, address, record) {
-    return {
-        service: request.service,
-        aliases: request.aliases,
-        address,
-        published: await resolvePorts(request.published, claimedPorts(record)),
-    };
-}
-/** A service, its own names, and the other members as its hosts file names them. Pure. */
-function memberAndPeers(members, service) {
-    const self = members.find((m) => m.service === service);
-    if (!self)
-        throw new NetworkError(`${service} is not on the job network`);
-    const others = members.filter((m) => m.service !== service);
-    return {
-        self,
-        others,
-        names: [self.service, ...self.aliases],
-        peers: others.map((m) => ({ address: m.address, names: [m.service, ...m.aliases] })),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/host/sysctl.ts
-
-/** A /proc/sys on/off value: "1\n" is true, "0\n" false; anything else, or no text, undefined. Pure. */
-function parseSysctlFlag(text) {
-    const value = text?.trim();
-    if (value === '1')
-        return true;
-    if (value === '0')
-        return false;
-    return undefined;
-}
-/** Reads a /proc/sys on/off value; undefined when it cannot be read (no /proc, hidden in a container). */
-async function readSysctlFlag(file) {
-    return parseSysctlFlag(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => undefined));
-}
-/**
- * Why a /proc/sys file could not be written, from the error's code or, for a
- * `sysctl -w` through sudo, its message: "is read-only here (EROFS)", ...
- * Pure.
- */
-function sysctlWriteProblem(file, error) {
-    const code = error.code ??
-        (/Read-only file system/i.test(error.message)
-            ? 'EROFS'
-            : /Operation not permitted/i.test(error.message)
-                ? 'EPERM'
-                : /Permission denied/i.test(error.message)
-                    ? 'EACCES'
-                    : /No such file or directory|cannot stat/i.test(error.message)
-                        ? 'ENOENT'
-                        : undefined);
-    switch (code) {
-        case 'EROFS':
-            return `${file} is read-only here (EROFS), as /proc/sys is in most containers`;
-        case 'EPERM':
-        case 'EACCES':
-        case 'EIO':
-            return `${file} cannot be written by this process (${code}): a container's network namespace may need its sysctls set from outside`;
-        case 'ENOENT':
-            return `${file} does not exist (no /proc/sys, or no IPv4 in this network namespace)`;
-        default:
-            return `${file} could not be written: ${error.message.trim().split('\n')[0] ?? ''}`;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/install/tools.ts
-
-
-const VM_TOOLS = [
-    { program: process.env.HYPER_QEMU ?? 'qemu-system-x86_64', aptPackage: 'qemu-system-x86' },
-    { program: 'qemu-img', aptPackage: 'qemu-utils' },
-    { program: 'mkfs.ext4', aptPackage: 'e2fsprogs' },
-    { program: 'debugfs', aptPackage: 'e2fsprogs' },
-    { program: 'zstd', aptPackage: 'zstd' },
-];
-/** What guest/build.sh needs when no prebuilt guest bundle can be had. */
-const GUEST_BUILD_TOOLS = [
-    { program: 'apt-get', aptPackage: 'apt' },
-    { program: 'dpkg-deb', aptPackage: 'dpkg' },
-    { program: 'depmod', aptPackage: 'kmod' },
-    { program: 'gcc', aptPackage: 'gcc' },
-    { program: 'readelf', aptPackage: 'binutils' },
-    { program: 'cpio', aptPackage: 'cpio' },
-    { program: 'gzip', aptPackage: 'gzip' },
-    { program: 'xz', aptPackage: 'xz-utils' },
-];
-class MissingToolsError extends Error {
-    name = 'MissingToolsError';
-}
-function describeTools(tools) {
-    return tools.map((t) => `${t.program} (package ${t.aptPackage})`).join(', ');
-}
-async function missingTools(tools) {
-    const missing = [];
-    for (const tool of tools)
-        if (!(await onPath(tool.program)))
-            missing.push(tool);
-    return missing;
-}
-/** The apt-get command line, through sudo when not root. Pure. */
-function aptCommand(args, isRoot) {
-    const apt = ['apt-get', ...args];
-    return isRoot
-        ? { program: apt[0], args: apt.slice(1) }
-        : { program: 'sudo', args: ['-n', ...apt] };
-}
-/**
- * Makes sure each tool is on PATH, installing the missing ones with apt-get
- * (through sudo when not root). Without apt-get, or neither root nor
- * passwordless sudo, fails naming every missing tool.
- */
-async function ensureTools(tools, log) {
-    const missing = await missingTools(tools);
-    if (missing.length === 0)
-        return;
-    if (!(await onPath('apt-get'))) {
-        throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. There is no apt-get here to install them: install them with your package manager.`);
-    }
-    const isRoot = user_isRoot();
-    const packages = [...new Set(missing.map((t) => t.aptPackage))];
-    if (!isRoot) {
-        const sudo = await probeSudo();
-        if (!sudo.usable) {
-            throw new MissingToolsError(`missing host tools: ${describeTools(missing)}. Not running as root, and ${sudo.reason}, so apt-get cannot install them: run "apt-get install ${packages.join(' ')}" as root, or run this as root.`);
-        }
-    }
-    log(`Installing ${packages.join(' ')} with apt-get`);
-    const env = { DEBIAN_FRONTEND: 'noninteractive' };
-    try {
-        await run({ ...aptCommand(['update', '-q'], isRoot), env });
-        await run({
-            ...aptCommand(['install', '-y', '-q', '--no-install-recommends', ...packages], isRoot),
-            env,
-        });
-    }
-    catch (error) {
-        throw new MissingToolsError(`cannot install ${packages.join(' ')}: ${error.message}`);
-    }
-    const still = await missingTools(missing);
-    if (still.length)
-        throw new MissingToolsError(`still missing after apt-get install: ${describeTools(still)}`);
-}
-
-;// CONCATENATED MODULE: ./src/network/firewall-choice.ts
-/**
- * Which packet filter a bridge network's rules go into, decided from what the
- * host showed: whether nft is installed and can list tables, and for each
- * iptables flavour found (`iptables` itself, and the other flavour when it has
- * tables of its own) which one it is and its FORWARD policy. Pure.
- */
-/** The flavour `iptables --version` names: "iptables v1.8.9 (nf_tables)"; before 1.8 there was only legacy. Pure. */
-function iptablesVariant(versionOutput) {
-    if (/\(nf_tables\)/.test(versionOutput))
-        return 'nf_tables';
-    if (/\(legacy\)/.test(versionOutput))
-        return 'legacy';
-    if (/^iptables v1\.[0-7]\./m.test(versionOutput))
-        return 'legacy';
-    return undefined;
-}
-/** The FORWARD policy in `iptables -S FORWARD` output ("-P FORWARD DROP"). Pure. */
-function forwardPolicy(listing) {
-    return /^-P FORWARD (\S+)\s*$/m.exec(listing)?.[1];
-}
-/** iptables-nft warns when the legacy tables also hold rules: Docker may have put its DROP there. Pure. */
-function legacyTablesPresent(output) {
-    return /iptables-legacy tables present/.test(output);
-}
-/** The first line of a tool's complaint worth showing (not iptables-nft's "# Warning" lines). Pure. */
-function firstProblemLine(stderr, fallback) {
-    const line = stderr
-        .split('\n')
-        .map((l) => l.trim())
-        .find((l) => l !== '' && !l.startsWith('#'));
-    return line ?? fallback;
-}
-/** What to do about a filter that cannot list its rules, judged from its complaint. Pure. */
-function filterProblemHint(errors) {
-    const text = errors.join('\n');
-    if (/not permitted|permission denied|you must be root/i.test(text))
-        return 'this process lacks CAP_NET_ADMIN (in a container, add it with --cap-add NET_ADMIN)';
-    if (/protocol not supported|address family not supported|table does not exist|insmod|no such file/i.test(text))
-        return 'the kernel lacks nf_tables / ip_tables (load them on the host: modprobe nf_tables, or ip_tables)';
-    return 'the kernel or this container does not allow packet filtering';
-}
-function describe(tool, answer) {
-    return answer.ok ? `${tool} works` : `${tool}: ${answer.error}`;
-}
-const USE_USER = 'Use network user (QEMU user networking) to run without a packet filter';
-/**
- * - HYPER_FIREWALL=nft|iptables is obeyed, or refused naming why it cannot be;
- * - a FORWARD policy of DROP (Docker sets it) in an iptables flavour means our
- *   rules go there: a separate nft table cannot undo that drop, but our chain
- *   first in FORWARD accepts our traffic;
- * - else nft when it can list tables, else an iptables that can;
- * - nothing installed: install nftables; installed but none works: an error
- *   naming each tool's complaint and what to do.
- */
-function chooseFirewall(facts) {
-    const { wanted, nft } = facts;
-    const iptables = facts.iptables.find((f) => f.program === 'iptables');
-    if (wanted !== undefined && wanted !== '') {
-        if (wanted === 'nft') {
-            if (!nft)
-                return { error: 'HYPER_FIREWALL=nft, but nft is not installed' };
-            if (!nft.ok)
-                return {
-                    error: `HYPER_FIREWALL=nft, but nftables does not work here (nft list tables: ${nft.error}): ${filterProblemHint([nft.error])}`,
-                };
-            return { backend: 'nft' };
-        }
-        if (wanted === 'iptables') {
-            if (!iptables)
-                return { error: 'HYPER_FIREWALL=iptables, but iptables is not installed' };
-            if (!iptables.list.ok)
-                return {
-                    error: `HYPER_FIREWALL=iptables, but iptables does not work here (iptables -S FORWARD: ${iptables.list.error}): ${filterProblemHint([iptables.list.error])}`,
-                };
-            return { backend: 'iptables' };
-        }
-        return { error: `HYPER_FIREWALL must be nft or iptables, not "${wanted}"` };
-    }
-    const dropping = facts.iptables.filter((f) => f.list.ok && f.forwardPolicy === 'DROP');
-    if (dropping.length > 1) {
-        return {
-            error: `iptables' FORWARD policy is DROP in both the legacy and the nf_tables tables (${dropping.map((f) => f.program).join(', ')}); guests would need rules in both. Set one policy to ACCEPT, or use network user`,
-        };
-    }
-    const drop = dropping[0];
-    if (drop) {
-        return {
-            backend: drop.program,
-            note: `network: ${drop.program} FORWARD policy is DROP here (as Docker sets it), so the rules go into ${drop.program}`,
-        };
-    }
-    if (nft?.ok)
-        return { backend: 'nft' };
-    const working = facts.iptables.find((f) => f.list.ok);
-    if (working) {
-        return {
-            backend: working.program,
-            ...(nft && !nft.ok
-                ? { note: `network: nft does not work here (${nft.error}), so the rules go into ${working.program}` }
-                : {}),
-        };
-    }
-    if (!nft && facts.iptables.length === 0)
-        return { install: 'nftables' };
-    const complaints = [
-        ...(nft ? [describe('nft list tables', nft)] : []),
-        ...facts.iptables.map((f) => describe(`${f.program} -S FORWARD`, f.list)),
-    ];
-    const errors = [
-        ...(nft && !nft.ok ? [nft.error] : []),
-        ...facts.iptables.flatMap((f) => (f.list.ok ? [] : [f.list.error])),
-    ];
-    return {
-        error: `network bridge needs a packet filter, and none works here: ${complaints.join('; ')}. Likely ${filterProblemHint(errors)}. ${USE_USER}`,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/network/firewall.ts
-/** Link-local, where cloud metadata services live (169.254.169.254); never reachable from a guest. */
-const LINK_LOCAL = '169.254.0.0/16';
-function nftTableName(id) {
-    return `hyper-${id}`;
-}
-/** The host-side match for a published port's host address, in nft syntax. */
-function nftHostMatch(hostIp) {
-    return hostIp === '0.0.0.0' ? 'fib daddr type local' : `ip daddr ${hostIp}`;
-}
-/**
- * The job's nftables table, replacing any earlier version in one transaction.
- * - input: a guest reaches no service of the host itself (only replies pass);
- * - forward: nothing from outside reaches a guest but replies and published
- *   ports; guests never reach link-local addresses; egress per policy;
- * - nat: published ports are DNATed to their guest, from loopback (output)
- *   and, for non-loopback host addresses, from outside (prerouting); loopback
- *   sources are masqueraded onto the bridge, and egress onto the uplink.
- * Pure.
- */
-function nftRuleset(plan) {
-    const table = nftTableName(plan.id);
-    const br = `"${plan.bridge}"`;
-    const dnatRule = (f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
-    const dnat = plan.forwards.map(dnatRule);
-    // From outside only what is published beyond loopback.
-    const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
-    const egress = plan.egress === 'allow'
-        ? [`    iifname ${br} accept`]
-        : [
-            ...(plan.allow.length ? [`    iifname ${br} ip daddr { ${plan.allow.join(', ')} } accept`] : []),
-            `    iifname ${br} drop`,
-        ];
-    return [
-        `table ip ${table}`,
-        `delete table ip ${table}`,
-        `table ip ${table} {`,
-        '  chain input {',
-        '    type filter hook input priority 0; policy accept;',
-        `    iifname ${br} ct state established,related accept`,
-        `    iifname ${br} drop`,
-        '  }',
-        '  chain forward {',
-        '    type filter hook forward priority 0; policy accept;',
-        `    oifname ${br} ct state established,related accept`,
-        `    oifname ${br} ct status dnat accept`,
-        `    iifname ${br} oifname ${br} accept`,
-        `    oifname ${br} drop`,
-        `    iifname ${br} ip daddr ${LINK_LOCAL} drop`,
-        ...egress,
-        '  }',
-        '  chain output-nat {',
-        '    type nat hook output priority -100; policy accept;',
-        ...dnat,
-        '  }',
-        '  chain prerouting-nat {',
-        '    type nat hook prerouting priority -100; policy accept;',
-        ...fromOutside,
-        '  }',
-        '  chain postrouting-nat {',
-        '    type nat hook postrouting priority 100; policy accept;',
-        `    oifname ${br} ip saddr 127.0.0.0/8 masquerade`,
-        `    ip saddr ${plan.subnet} oifname != ${br} masquerade`,
-        '  }',
-        '}',
-        '',
-    ].join('\n');
-}
-/** The nft command that removes the job's table. */
-function nftDelete(id) {
-    return `delete table ip ${nftTableName(id)}\n`;
-}
-/** iptables chain names (at most 28 characters). */
-function iptablesChains(id) {
-    return {
-        input: `HYPER-${id}-IN`,
-        forward: `HYPER-${id}-FWD`,
-        dnat: `HYPER-${id}-DNAT`,
-        snat: `HYPER-${id}-SNAT`,
-    };
-}
-/** Which built-in chain of which table jumps to each of ours. */
-function iptablesHooks(id) {
-    const c = iptablesChains(id);
-    return [
-        { table: 'filter', from: 'INPUT', to: c.input },
-        { table: 'filter', from: 'FORWARD', to: c.forward },
-        { table: 'nat', from: 'OUTPUT', to: c.dnat },
-        { table: 'nat', from: 'PREROUTING', to: c.dnat },
-        { table: 'nat', from: 'POSTROUTING', to: c.snat },
-    ];
-}
-function iptablesHostMatch(hostIp) {
-    return hostIp === '0.0.0.0' ? ['-m', 'addrtype', '--dst-type', 'LOCAL'] : ['-d', hostIp];
-}
-/**
- * The same policy as nftRuleset, as iptables commands (each one argv), for
- * hosts without nft. Our chains are created, filled, then hooked in first.
- * Pure.
- */
-function iptablesSetup(plan) {
-    const c = iptablesChains(plan.id);
-    const br = plan.bridge;
-    const filter = (...args) => ['-t', 'filter', ...args];
-    const nat = (...args) => ['-t', 'nat', ...args];
-    const egress = plan.egress === 'allow'
-        ? [filter('-A', c.forward, '-i', br, '-j', 'ACCEPT')]
-        : [
-            ...plan.allow.map((cidr) => filter('-A', c.forward, '-i', br, '-d', cidr, '-j', 'ACCEPT')),
-            filter('-A', c.forward, '-i', br, '-j', 'DROP'),
-        ];
-    return [
-        ...[c.input, c.forward].map((chain) => filter('-N', chain)),
-        ...[c.dnat, c.snat].map((chain) => nat('-N', chain)),
-        filter('-A', c.input, '-i', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'),
-        filter('-A', c.input, '-i', br, '-j', 'DROP'),
-        filter('-A', c.forward, '-o', br, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED,DNAT', '-j', 'ACCEPT'),
-        filter('-A', c.forward, '-i', br, '-o', br, '-j', 'ACCEPT'),
-        filter('-A', c.forward, '-o', br, '-j', 'DROP'),
-        filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),
-        ...egress,
-        ...plan.forwards.map((f) => nat('-A', c.dnat, ...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort), '-j', 'DNAT', '--to-destination', `${f.address}:${f.containerPort}`)),
-        nat('-A', c.snat, '-o', br, '-s', '127.0.0.0/8', '-j', 'MASQUERADE'),
-        nat('-A', c.snat, '-s', plan.subnet, '!', '-o', br, '-j', 'MASQUERADE'),
-        ...iptablesHooks(plan.id).map((h) => ['-t', h.table, '-I', h.from, '-j', h.to]),
-    ];
-}
-/** Unhooks and deletes the job's chains; each command may fail harmlessly when already gone. Pure. */
-function iptablesTeardown(id) {
-    const c = iptablesChains(id);
-    return [
-        ...iptablesHooks(id).map((h) => ['-t', h.table, '-D', h.from, '-j', h.to]),
-        ...[c.input, c.forward].flatMap((chain) => [
-            ['-t', 'filter', '-F', chain],
-            ['-t', 'filter', '-X', chain],
-        ]),
-        ...[c.dnat, c.snat].flatMap((chain) => [
-            ['-t', 'nat', '-F', chain],
-            ['-t', 'nat', '-X', chain],
-        ]),
-    ];
-}
-
-;// CONCATENATED MODULE: ./src/network/host.ts
-
-
-
-
-
-
-
-
-
-/** Root, or passwordless sudo; undefined (with why) when neither. */
-async function networkPrivilege() {
-    if (user_isRoot())
-        return { sudo: false };
-    const sudo = await probeSudo();
-    if (sudo.usable)
-        return { sudo: true };
-    return { reason: `not running as root, and ${sudo.reason}` };
-}
-/** A command run as root: directly, or through `sudo -n`. Pure. */
-function privileged(privilege, program, args, input) {
-    const command = privilege.sudo ? { program: 'sudo', args: ['-n', program, ...args] } : { program, args };
-    return input === undefined ? command : { ...command, input };
-}
-async function installed(program) {
-    if (await onPath(program))
-        return program;
-    // sbin is not on every user's PATH; sudo's secure_path has it.
-    if (await onPath(`/usr/sbin/${program}`))
-        return `/usr/sbin/${program}`;
-    return undefined;
-}
-/** Runs a listing command as root; never throws: a tool that cannot start or fails gives its complaint. */
-async function listAnswer(privilege, program, args) {
-    try {
-        const result = await run(privileged(privilege, program, args), { allowFailure: true });
-        const output = `${result.stdout}\n${result.stderr}`;
-        if (result.exitCode === 0)
-            return [{ ok: true }, output];
-        return [{ ok: false, error: firstProblemLine(result.stderr, `exit code ${result.exitCode}`) }, output];
-    }
-    catch (error) {
-        return [{ ok: false, error: firstProblemLine(error.message, 'could not be run') }, ''];
-    }
-}
-async function probeIptables(privilege, program) {
-    const path = await installed(program);
-    if (!path)
-        return undefined;
-    const version = await run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(() => undefined);
-    const [list, output] = await listAnswer(privilege, path, ['-w', '-S', 'FORWARD']);
-    return {
-        facts: {
-            program,
-            variant: iptablesVariant(`${version?.stdout ?? ''}${version?.stderr ?? ''}`),
-            list,
-            forwardPolicy: list.ok ? forwardPolicy(output) : undefined,
-        },
-        legacyTables: legacyTablesPresent(output),
-    };
-}
-/**
- * What the host's packet filters say: nft's answer to `nft list tables`, and
- * `iptables`' flavour and FORWARD policy. The other iptables flavour is asked
- * too when its tables may matter: iptables-nft warns that legacy tables exist
- * (Docker may have put its DROP there), `iptables` is the legacy one, or
- * `iptables` does not work at all. Listing with iptables-legacy loads its
- * tables, so it is not asked otherwise.
- */
-async function probeFirewalls(privilege, wanted) {
-    const nftPath = await installed('nft');
-    const nft = nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined;
-    const iptables = [];
-    const main = await probeIptables(privilege, 'iptables');
-    if (main) {
-        iptables.push(main.facts);
-        const legacy = main.facts.variant === 'legacy';
-        if (legacy || main.legacyTables || !main.facts.list.ok) {
-            const other = await probeIptables(privilege, legacy ? 'iptables-nft' : 'iptables-legacy');
-            if (other)
-                iptables.push(other.facts);
-        }
-    }
-    return { wanted, nft, iptables };
-}
-/**
- * The packet filter this host's bridge networks use (see chooseFirewall);
- * HYPER_FIREWALL=nft|iptables chooses. nftables is installed with apt when no
- * filter is; when filters are installed but none works, the error names each
- * one's complaint and what to do.
- */
-async function firewallBackend(privilege, log) {
-    await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
-    const wanted = process.env.HYPER_FIREWALL;
-    let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
-    if ('install' in choice) {
-        await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
-        choice = chooseFirewall(await probeFirewalls(privilege, wanted));
-    }
-    if ('error' in choice)
-        throw new NetworkError(choice.error);
-    if ('install' in choice)
-        throw new NetworkError('nftables was installed, but nft is still not found');
-    if (choice.note)
-        log(choice.note);
-    return choice.backend;
-}
-/** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
-async function hostNetworks() {
-    const found = [];
-    const addresses = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout);
-    for (const link of addresses) {
-        for (const info of link.addr_info ?? []) {
-            if (info.family !== 'inet')
-                continue;
-            const text = `${info.local}/${info.prefixlen}`;
-            found.push({ device: link.ifname, cidr: parseCidr(text, true), text });
-        }
-    }
-    const routes = JSON.parse((await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout);
-    for (const route of routes) {
-        if (route.dst === 'default')
-            continue;
-        const cidr = parseCidr(route.dst, true);
-        found.push({ device: route.dev ?? 'a route', cidr, text: `route ${route.dst}` });
-    }
-    return found;
-}
-async function linkExists(name) {
-    const result = await run({ program: 'ip', args: ['link', 'show', 'dev', name] }, { allowFailure: true });
-    return result.exitCode === 0;
-}
-/** The job's bridge, with the gateway address, up; loopback may be DNATed onto it (published ports). */
-async function createBridge(privilege, name, gatewayCidr) {
-    const ip = (...args) => privileged(privilege, 'ip', args);
-    await run(ip('link', 'add', name, 'type', 'bridge'));
-    await run(ip('addr', 'add', gatewayCidr, 'dev', name));
-    await run(ip('link', 'set', name, 'up'));
-    await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
-}
-/** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
-async function createTap(privilege, name, bridge) {
-    const ip = (...args) => privileged(privilege, 'ip', args);
-    const uid = String(process.getuid?.() ?? 0);
-    await run(ip('tuntap', 'add', 'dev', name, 'mode', 'tap', 'user', uid));
-    try {
-        await run(ip('link', 'set', name, 'master', bridge));
-        await run(ip('link', 'set', name, 'up'));
-    }
-    catch (error) {
-        await deleteLink(privilege, name);
-        throw error;
-    }
-}
-/** Deletes an interface; one already gone is fine. */
-async function deleteLink(privilege, name) {
-    if (!(await linkExists(name)))
-        return;
-    await run(privileged(privilege, 'ip', ['link', 'del', name]));
-}
-const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-/**
- * Guests reach anything outside the bridge only if the host routes; returns
- * whether it had to be turned on. Unreadable reads as off; a /proc/sys that
- * cannot be written (read-only in most containers) is an error naming it.
- */
-async function enableForwarding(privilege) {
-    const current = await readSysctlFlag(IP_FORWARD);
-    if (current === true)
-        return false;
-    try {
-        if (privilege.sudo)
-            await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
-        else
-            await (0,promises_namespaceObject.writeFile)(IP_FORWARD, '1\n');
-    }
-    catch (error) {
-        throw new NetworkError(forwardingRefused(error));
-    }
-    return true;
-}
-/** The error when IPv4 forwarding cannot be turned on, with what to do instead. Pure. */
-function forwardingRefused(error) {
-    return (`cannot turn on IPv4 forwarding for guest egress: ${sysctlWriteProblem(IP_FORWARD, error)}. ` +
-        'Turn it on outside (sysctl -w net.ipv4.ip_forward=1 on the host, or docker run --sysctl net.ipv4.ip_forward=1), ' +
-        'or use egress deny (no allow-list) or network user');
-}
-/** Installs (or replaces) the job's rules. */
-async function applyFirewall(privilege, backend, plan) {
-    const program = (await installed(backend)) ?? backend;
-    if (backend === 'nft') {
-        await run(privileged(privilege, program, ['-f', '-'], nftRuleset(plan)));
-        return;
-    }
-    await removeFirewall(privilege, backend, plan.id);
-    for (const args of iptablesSetup(plan))
-        await run(privileged(privilege, program, ['-w', ...args]));
-}
-/** Removes the job's rules; rules already gone are fine. */
-async function removeFirewall(privilege, backend, id) {
-    const program = (await installed(backend)) ?? backend;
-    if (backend === 'nft') {
-        await run(privileged(privilege, program, ['-f', '-'], nftDelete(id)), { allowFailure: true });
-        return;
-    }
-    for (const args of iptablesTeardown(id))
-        await run(privileged(privilege, program, ['-w', ...args]), { allowFailure: true });
-}
-/** The IPv4 name servers of resolv.conf text, without loopback ones (a local stub such as systemd-resolved). Pure. */
-function nameServers(resolvConf) {
-    return [...resolvConf.matchAll(/^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)]
-        .map((m) => m[1])
-        .filter((server) => !server.startsWith('127.'));
-}
-/**
- * Name servers a guest can use: the host's, skipping loopback ones
- * (systemd-resolved's upstreams then). None found (no resolv.conf, only
- * IPv6 or a stub) is an empty list.
- */
-async function upstreamNameServers() {
-    for (const file of ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']) {
-        const servers = nameServers(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''));
-        if (servers.length > 0)
-            return servers;
-    }
-    return [];
-}
-
-;// CONCATENATED MODULE: ./src/network/plan.ts
-
-
-const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
-/**
- * Every name on the network is one service's: an alias may not repeat a
- * service name or another alias, on the same service or another. Pure.
- */
-function checkAliases(members) {
-    const owner = new Map();
-    for (const { service } of members)
-        owner.set(service.toLowerCase(), service);
-    for (const { service, aliases } of members) {
-        for (const alias of aliases) {
-            if (!ALIAS.test(alias))
-                throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
-            const key = alias.toLowerCase();
-            const taken = owner.get(key);
-            if (taken === undefined) {
-                owner.set(key, `${service}\0alias`);
-                continue;
-            }
-            const [other = '', kind] = taken.split('\0');
-            if (kind === undefined)
-                throw new NetworkError(other === service
-                    ? `service "${service}": alias "${alias}" is its own name`
-                    : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
-            throw new NetworkError(other === service
-                ? `service "${service}": alias "${alias}" is given twice`
-                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
-        }
-    }
-}
-/** The guest's /etc/hosts: loopback, itself, then every other member by name and aliases. Pure. */
-function hostsFile(self, peers) {
-    const lines = [
-        '127.0.0.1\tlocalhost',
-        '::1\tlocalhost ip6-localhost ip6-loopback',
-        `${self.address}\t${self.names.join(' ')}`,
-        ...peers.map((peer) => `${peer.address}\t${peer.names.join(' ')}`),
-    ];
-    return `${lines.join('\n')}\n`;
-}
-/** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
-function resolvConf(servers) {
-    if (servers.length === 0)
-        return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
-    return servers.map((server) => `nameserver ${server}\n`).join('');
-}
-/** Bridge networks are /24s from here unless the user gives a subnet. */
-const SUBNET_POOL = parseCidr('10.213.0.0/16');
-/** The first /24 of the pool, from `seed` on, that overlaps nothing on the host. Pure. */
-function chooseSubnet(taken, seed) {
-    const count = 2 ** (24 - SUBNET_POOL.prefix);
-    for (let i = 0; i < count; i++) {
-        const candidate = { base: SUBNET_POOL.base + ((seed + i) % count) * 256, prefix: 24 };
-        if (!taken.some((t) => overlaps(t.cidr, candidate)))
-            return candidate;
-    }
-    throw new NetworkError(`every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`);
-}
-/** A subnet the user chose must not overlap anything on the host. Pure. */
-function checkSubnet(wanted, taken) {
-    const clash = taken.find((t) => overlaps(t.cidr, wanted));
-    if (clash) {
-        throw new NetworkError(`subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`);
-    }
-}
-/** A locally administered, unicast MAC for a guest, from its address. Pure. */
-function guestMac(address) {
-    const octets = address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
-    return `52:54:${octets.join(':')}`;
-}
-
-;// CONCATENATED MODULE: ./src/network/bridge-driver.ts
-
-
-
-
-
-
-/**
- * A bridge network's record, from what the host has: its firewall, the
- * allow-list's addresses, a free subnet, its name servers. Changes nothing.
- */
-async function planBridgeNetwork(id, settings, privilege, reporter) {
-    const firewall = await firewallBackend(privilege, reporter.info);
-    const allowed = await resolveAllowList(settings.allow);
-    const subnet = await pickSubnet(id, settings.subnet);
-    const bridge = `hy${id}`;
-    if (await linkExists(bridge))
-        throw new NetworkError(`interface ${bridge} already exists; try again`);
-    return {
-        id,
-        mode: 'bridge',
-        egress: settings.egress,
-        allow: settings.allow,
-        allowCidrs: allowed.cidrs,
-        allowHosts: allowed.hosts,
-        subnet: formatCidr(subnet),
-        gateway: nthAddress(subnet, 1),
-        dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
-        bridge,
-        firewall,
-        sudo: privilege.sudo,
-        members: [],
-    };
-}
-/** The subnet asked for, checked against the host's; else a free one, starting where the id points. */
-async function pickSubnet(id, wanted) {
-    const taken = await hostNetworks();
-    if (!wanted)
-        return chooseSubnet(taken, Number.parseInt(id.slice(0, 4), 16));
-    const subnet = parseCidr(wanted);
-    checkSubnet(subnet, taken);
-    return subnet;
-}
-/** The firewall's view of a bridge network. Pure. */
-function firewallPlan(record) {
-    return {
-        id: record.id,
-        bridge: record.bridge,
-        subnet: record.subnet,
-        egress: record.egress,
-        allow: record.allowCidrs,
-        forwards: record.members.flatMap((m) => m.published.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            address: m.address,
-            containerPort: p.containerPort,
-        }))),
-    };
-}
-/** The first host address after the gateway that no member has. Pure. */
-function nextBridgeAddress(record) {
-    const used = new Set(record.members.map((m) => m.address));
-    const subnet = parseCidr(record.subnet);
-    for (let n = 2; n <= guestCapacity(subnet) + 1; n++) {
-        const address = nthAddress(subnet, n);
-        if (!used.has(address))
-            return address;
-    }
-    throw new NetworkError(`subnet ${record.subnet} is full`);
-}
-/** The first TAP name `<bridge>t<n>` that no member has. Pure. */
-function nextTap(record) {
-    const used = new Set(record.members.map((m) => m.tap));
-    for (let n = 0;; n++)
-        if (!used.has(`${record.bridge}t${n}`))
-            return `${record.bridge}t${n}`;
-}
-/**
- * A Linux bridge with static addresses, a TAP per member, and one firewall
- * table (or chains) per job for isolation, egress and published ports.
- */
-class BridgeDriver {
-    record;
-    privilege;
-    constructor(record) {
-        this.record = record;
-        this.privilege = { sudo: record.sudo === true };
-    }
-    async create(reporter) {
-        const { record, privilege } = this;
-        try {
-            await createBridge(privilege, record.bridge, `${record.gateway}/${parseCidr(record.subnet).prefix}`);
-            await applyFirewall(privilege, record.firewall, firewallPlan(record));
-            if (record.egress === 'allow' || record.allowCidrs.length > 0) {
-                if (await enableForwarding(privilege))
-                    reporter.info('network: turned on IPv4 forwarding (net.ipv4.ip_forward=1) for guest egress');
-            }
-        }
-        catch (error) {
-            await this.remove();
-            throw error;
-        }
-        reporter.info(`network: bridge ${record.bridge} on ${record.subnet} (${privilege.sudo ? 'through sudo' : 'as root'}, ${record.firewall}, egress ${record.egress}${record.allow.length ? ` except ${record.allow.join(', ')}` : ''})`);
-    }
-    async addMember(request) {
-        const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
-        const tap = nextTap(this.record);
-        await createTap(this.privilege, tap, this.record.bridge);
-        this.record.members.push({ ...member, tap });
-    }
-    async removeMembers(services) {
-        for (const member of this.record.members)
-            if (services.has(member.service))
-                await deleteLink(this.privilege, member.tap);
-        this.record.members = this.record.members.filter((m) => !services.has(m.service));
-    }
-    async publish() {
-        await applyFirewall(this.privilege, this.record.firewall, firewallPlan(this.record));
-    }
-    async remove() {
-        await removeFirewall(this.privilege, this.record.firewall, this.record.id);
-        for (const member of this.record.members)
-            await deleteLink(this.privilege, member.tap);
-        await deleteLink(this.privilege, this.record.bridge);
-    }
-    view(service) {
-        const { self, names, peers } = memberAndPeers(this.record.members, service);
-        return {
-            machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
-            guest: {
-                ip: self.address,
-                prefix: parseCidr(this.record.subnet).prefix,
-                gateway: this.record.gateway,
-                hosts: hostsFile({ address: self.address, names }, [...peers, ...this.record.allowHosts]),
-                resolvConf: resolvConf(this.record.dns),
-            },
-            published: self.published,
-            // The firewall publishes; QEMU forwards nothing.
-            forwards: [],
-        };
-    }
-}
-
-;// CONCATENATED MODULE: ./src/network/store.ts
-
-
-
-
-function networkFile(stateDir) {
-    return external_node_path_default().join(stateDir, 'network.json');
-}
-/**
- * The job network's record; undefined when there is none. A damaged one is an
- * error, never a reason to make a second network beside the first.
- */
-async function readNetwork(stateDir) {
-    return readStateFile(networkFile(stateDir), '"hyper down" still stops the VMs; then remove the bridge hy<id> and the firewall table ' +
-        'or chains hyper-<id> it made, if any, by hand, and delete the file');
-}
-async function writeNetwork(stateDir, record) {
-    await writeFileAtomic(networkFile(stateDir), JSON.stringify(record, null, 2));
-}
-/** Serializes changes to one job's network between hyper processes. */
-async function withLock(stateDir, work) {
-    const lock = external_node_path_default().join(stateDir, 'network.lock');
-    await (0,promises_namespaceObject.mkdir)(stateDir, { recursive: true });
-    for (let waited = 0;; waited += 50) {
-        try {
-            await (0,promises_namespaceObject.mkdir)(lock);
-            break;
-        }
-        catch (error) {
-            if (error.code !== 'EEXIST')
-                throw error;
-            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-            // A lock this old was left by a process that died holding it.
-            if (age > 120_000)
-                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-            if (waited > 120_000)
-                throw new NetworkError(`the job network is locked by another hyper process (${lock})`);
-            await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-    }
-    try {
-        return await work();
-    }
-    finally {
-        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/network/user-driver.ts
-
-
-
-
-/** QEMU user networking's plan: the guest is always 10.0.2.15; the others appear from .100 on. */
-const USER_SUBNET = '10.0.2.0/24';
-const USER_GUEST = { ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3' };
-const USER_PEERS_FROM = 100;
-function allowListRefused() {
-    return new NetworkError('an egress allow-list needs network bridge (root or sudo); QEMU user networking can only allow everything or nothing');
-}
-function subnetRefused(subnet) {
-    return new NetworkError(`a subnet (${subnet}) needs network bridge; user networking has its own`);
-}
-/** A user network's record: QEMU's fixed plan, nothing on the host. Refuses what user networking cannot do. */
-function planUserNetwork(id, settings, reporter) {
-    if (settings.allow.length > 0)
-        throw allowListRefused();
-    if (settings.subnet)
-        throw subnetRefused(settings.subnet);
-    if (settings.mode === 'user')
-        reporter.info('network: user (QEMU user networking)');
-    // A warning when auto fell back to user networking; asked for, it is a note.
-    if (settings.egress === 'allow')
-        (settings.mode === 'user' ? reporter.info : reporter.warn)("network user with egress allow: QEMU user networking cannot keep guests off this host's own addresses or 169.254.169.254; use network bridge or egress deny for that boundary");
-    return {
-        id,
-        mode: 'user',
-        egress: settings.egress,
-        allow: [],
-        allowCidrs: [],
-        allowHosts: [],
-        subnet: USER_SUBNET,
-        gateway: USER_GUEST.gateway,
-        dns: settings.egress === 'allow' ? [USER_GUEST.dns] : [],
-        members: [],
-    };
-}
-/** The first address from .100 on that no member has. Pure. */
-function nextUserAddress(members) {
-    const used = new Set(members.map((m) => m.address));
-    for (let n = USER_PEERS_FROM; n < 255; n++) {
-        const address = `10.0.2.${n}`;
-        if (!used.has(address))
-            return address;
-    }
-    throw new NetworkError(`the job network holds at most ${255 - USER_PEERS_FROM} services in user mode`);
-}
-/**
- * QEMU's own NAT per VM. Service-to-service traffic goes over host loopback:
- * each member's container ports are forwarded from loopback ports, and the
- * other guests reach them through guestfwd.
- */
-class UserDriver {
-    record;
-    constructor(record) {
-        this.record = record;
-    }
-    async create() {
-        // QEMU makes the network with each VM; there is nothing on the host.
-    }
-    async addMember(request) {
-        const member = await memberBase(request, nextUserAddress(this.record.members), this.record);
-        const claimed = claimedPorts(this.record);
-        for (const port of member.published)
-            claimed.add(portKey(port.protocol, port.hostPort));
-        const ports = [...new Set(request.containerPorts)];
-        const bound = await resolvePorts(ports.map((port) => ({ hostIp: '127.0.0.1', hostPort: 0, containerPort: port, protocol: 'tcp' })), claimed);
-        const internal = bound.map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort }));
-        this.record.members.push({ ...member, internal });
-    }
-    async removeMembers(services) {
-        this.record.members = this.record.members.filter((m) => !services.has(m.service));
-    }
-    async publish() {
-        // Each VM's QEMU forwards its own ports (MemberView.forwards).
-    }
-    async remove() {
-        // The forwards end with each VM's QEMU.
-    }
-    view(service, connect) {
-        const { self, others, names, peers } = memberAndPeers(this.record.members, service);
-        return {
-            machine: {
-                kind: 'user',
-                restrict: this.record.egress === 'deny',
-                guestForwards: others.flatMap((m) => m.internal.map((i) => ({ address: m.address, port: i.containerPort, hostPort: i.hostPort }))),
-                connect,
-            },
-            guest: {
-                ip: USER_GUEST.ip,
-                prefix: 24,
-                gateway: USER_GUEST.gateway,
-                hosts: hostsFile({ address: USER_GUEST.ip, names }, peers),
-                resolvConf: resolvConf(this.record.dns),
-            },
-            published: self.published,
-            forwards: [...self.published, ...loopbackForwards(self)],
-        };
-    }
-}
-/** The loopback ports the other guests reach a member's container ports on. */
-function loopbackForwards(member) {
-    return member.internal.map((i) => ({
-        hostIp: '127.0.0.1',
-        hostPort: i.hostPort,
-        containerPort: i.containerPort,
-        protocol: 'tcp',
-    }));
-}
-
-;// CONCATENATED MODULE: ./src/network/job.ts
-
-
-
-
-
-
-
-
-
-
-
-/** The driver for a network that exists. */
-function driverFor(record) {
-    return record.mode === 'bridge' ? new BridgeDriver(record) : new UserDriver(record);
-}
-/**
- * What can be refused before any image is pulled: bridge without root or
- * sudo, and an allow-list or subnet where only user networking is possible.
- * A job network that exists already is what it is.
- */
-async function preflightNetwork(stateDir, settings) {
-    if (settings.mode === 'auto' && settings.allow.length === 0 && !settings.subnet)
-        return;
-    if (await readNetwork(stateDir))
-        return;
-    const privilege = settings.mode === 'user' ? { reason: 'user networking was asked for' } : await networkPrivilege();
-    if (!('reason' in privilege))
-        return;
-    if (settings.mode === 'bridge')
-        throw bridgeRefused(privilege.reason);
-    if (settings.allow.length > 0)
-        throw allowListRefused();
-    if (settings.subnet)
-        throw subnetRefused(settings.subnet);
-}
-function bridgeRefused(reason) {
-    return new NetworkError(`network bridge needs root or passwordless sudo: ${reason}. Use network user (or auto) to run rootless`);
-}
-/** Which mode `auto` means here, and why; an explicit mode is checked. */
-async function decideMode(settings, reporter) {
-    if (settings.mode === 'user')
-        return { mode: 'user' };
-    const privilege = await networkPrivilege();
-    if ('reason' in privilege) {
-        if (settings.mode === 'bridge')
-            throw bridgeRefused(privilege.reason);
-        reporter.info(`network: user (QEMU user networking; bridge needs root or sudo: ${privilege.reason})`);
-        return { mode: 'user' };
-    }
-    return { mode: 'bridge', privilege };
-}
-/** A new network, made on the host; the one place a mode is chosen. */
-async function createNetwork(settings, reporter) {
-    const decided = await decideMode(settings, reporter);
-    const id = (0,external_node_crypto_.randomBytes)(4).toString('hex');
-    const driver = decided.mode === 'user'
-        ? new UserDriver(planUserNetwork(id, settings, reporter))
-        : new BridgeDriver(await planBridgeNetwork(id, settings, decided.privilege, reporter));
-    await driver.create(reporter);
-    return driver;
-}
-/**
- * Puts services on the job network, making the network first if there is
- * none: checks names, picks addresses and host ports, makes TAP devices and
- * firewall rules. All or nothing: a failure removes what this call made.
- */
-async function joinNetwork(stateDir, settings, requests, reporter) {
-    return withLock(stateDir, async () => {
-        const existing = await readNetwork(stateDir);
-        if (existing && settings.mode !== 'auto' && settings.mode !== existing.mode) {
-            throw new NetworkError(`this job's network is already ${existing.mode}; it cannot also be ${settings.mode} (tear it down first)`);
-        }
-        const replaced = new Set(requests.map((r) => r.service));
-        const kept = (existing?.members ?? []).filter((m) => !replaced.has(m.service));
-        checkAliases([...kept, ...requests]);
-        const driver = existing ? driverFor(existing) : await createNetwork(settings, reporter);
-        const added = new Set();
-        try {
-            await driver.removeMembers(replaced);
-            for (const request of requests) {
-                await driver.addMember(request);
-                added.add(request.service);
-            }
-            await driver.publish();
-            await writeNetwork(stateDir, driver.record);
-            return driver.record;
-        }
-        catch (error) {
-            if (!existing)
-                await driver.remove();
-            else
-                await driver.removeMembers(added);
-            throw error;
-        }
-    });
-}
-/** The network with this service on it: as `hyper up` planned it, else joined now (`hyper run`, import). */
-async function memberOf(stateDir, settings, request, reporter) {
-    const planned = await readNetwork(stateDir);
-    if (planned?.members.some((m) => m.service === request.service))
-        return { network: planned, joined: false };
-    return { network: await joinNetwork(stateDir, settings, [request], reporter), joined: true };
-}
-/** Takes services off the network; the last one out removes the network and everything it made on the host. */
-async function leaveNetwork(stateDir, services) {
-    await withLock(stateDir, async () => {
-        const record = await readNetwork(stateDir);
-        if (!record)
-            return;
-        const driver = driverFor(record);
-        await driver.removeMembers(new Set(services));
-        if (driver.record.members.length === 0) {
-            await driver.remove();
-            await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
-            return;
-        }
-        await driver.publish();
-        await writeNetwork(stateDir, driver.record);
-    });
-}
-/** Removes the whole network, whoever is still on it (teardown). */
-async function removeNetwork(stateDir) {
-    await withLock(stateDir, async () => {
-        const record = await readNetwork(stateDir);
-        if (!record)
-            return;
-        await driverFor(record).remove();
-        await (0,promises_namespaceObject.rm)(networkFile(stateDir), { force: true });
-    });
-}
-/**
- * One service's view of the job network: how QEMU connects it (and which host
- * ports QEMU itself forwards: user networking's published and loopback ones;
- * none on a bridge, where the firewall publishes), and what the guest
- * configures. Pure.
- */
-function memberView(record, service, connect) {
-    return driverFor(record).view(service, connect);
-}
-
-;// CONCATENATED MODULE: ./src/guest/config.ts
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const CONTAINER_ROOT = '/container';
-const EXEC_HELPER = '/bin/hyper-exec';
-const ENV_FILE = '/run/hyper/env';
-class GuestConfigError extends Error {
-    name = 'GuestConfigError';
-}
-/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
-function serviceArgv(image, overrides, imageName) {
-    const entrypoint = overrides.entrypoint ?? image.entrypoint;
-    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
-    const argv = [...entrypoint, ...command];
-    if (argv.length === 0) {
-        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
-    }
-    return argv;
-}
-/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
-function mergeEnv(imageEnv, userEnv, hostname) {
-    const merged = new Map();
-    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
-    merged.set('HOSTNAME', hostname);
-    for (const entry of [...imageEnv, ...userEnv]) {
-        const eq = entry.indexOf('=');
-        if (eq <= 0)
-            continue;
-        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
-    }
-    return [...merged].map(([key, value]) => `${key}=${value}`);
-}
-/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
-function config_normalizeSignal(signal) {
-    const text = signal.trim().toUpperCase();
-    if (/^\d+$/.test(text))
-        return text;
-    const name = text.startsWith('SIG') ? text.slice(3) : text;
-    if (!/^[A-Z0-9+]+$/.test(name))
-        throw new GuestConfigError(`"${signal}" is not a signal name`);
-    return name;
-}
-function singleLine(what, value) {
-    if (/[\n\r\0]/.test(value))
-        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
-    return value;
-}
-function nulList(items) {
-    for (const item of items) {
-        if (item.includes('\0'))
-            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
-    }
-    return Buffer.from(items.map((item) => `${item}\0`).join(''));
-}
-/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
-function guestFiles(config) {
-    const settings = [
-        `hostname=${singleLine('hostname', config.hostname)}`,
-        `ip=${config.network.ip}`,
-        `prefix=${config.network.prefix}`,
-        `gateway=${config.network.gateway}`,
-        `user=${singleLine('user', config.user)}`,
-        `workdir=${singleLine('working directory', config.workdir)}`,
-        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
-        'rootdev=rootfs',
-    ];
-    return [
-        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
-        { name: 'argv', content: nulList(config.argv) },
-        { name: 'env', content: nulList(config.env) },
-        { name: 'hosts', content: Buffer.from(config.network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
-        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
-    ];
-}
-/**
- * A guest's network files for a (new) job network: hosts, resolv.conf, and
- * the settings file with its address lines replaced. For an imported service,
- * whose files were made for the job it came from. Pure.
- */
-function rewriteNetworkFiles(settings, network) {
-    const address = {
-        ip: network.ip,
-        prefix: String(network.prefix),
-        gateway: network.gateway,
-    };
-    const lines = settings
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => {
-        const key = line.slice(0, line.indexOf('='));
-        return key in address ? `${key}=${address[key]}` : line;
-    });
-    return [
-        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
-        { name: 'hosts', content: Buffer.from(network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
-    ];
-}
-/**
- * The guest argv that re-applies the network files to a running guest (after
- * a checkpoint resumes in another job): eth0's address and route, and the
- * hosts and resolv.conf bound into the container. Pure.
- */
-function networkSyncArgv(network) {
-    const script = [
-        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
-        'printf %s "$1" > /run/hyper/hosts',
-        'printf %s "$2" > /run/hyper/resolv.conf',
-        'ip addr flush dev eth0',
-        'ip addr add "$3" dev eth0',
-        'ip route replace default via "$4"',
-    ].join(' && ');
-    return [
-        '/bin/sh',
-        '-c',
-        script,
-        'sh',
-        network.hosts,
-        network.resolvConf,
-        `${network.ip}/${network.prefix}`,
-        network.gateway,
-    ];
-}
-/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
-function execArgv(config, command, env = []) {
-    return [
-        EXEC_HELPER,
-        '--root',
-        CONTAINER_ROOT,
-        '--user',
-        config.user,
-        '--workdir',
-        config.workdir,
-        '--env-file',
-        ENV_FILE,
-        ...env.flatMap((entry) => ['--env', entry]),
-        '--',
-        ...command,
-    ];
-}
-
-;// CONCATENATED MODULE: ./src/vm/process.ts
-
-/** The pid in a pidfile, or undefined when there is none. */
-async function readPid(pidFile) {
-    try {
-        const pid = Number.parseInt((await (0,promises_namespaceObject.readFile)(pidFile, 'utf8')).trim(), 10);
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-/**
- * True while `pid` is a live process whose command line mentions `marker` (the
- * VM's state dir), so a recycled pid is never taken for our VM. A zombie has an
- * empty command line and counts as gone.
- */
-async function isOurProcess(pid, marker) {
-    try {
-        const cmdline = await (0,promises_namespaceObject.readFile)(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes(marker);
-    }
-    catch {
-        return false;
-    }
-}
-async function process_waitForExit(pid, marker, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (!(await isOurProcess(pid, marker)))
-            return true;
-        await process_sleep(25);
-    }
-    return !(await isOurProcess(pid, marker));
-}
-function process_sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 ;// CONCATENATED MODULE: ./src/images/users.ts
+
 
 /** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
 function accountNames(file) {
@@ -46398,7 +46367,8 @@ async function readFromExt4(image, file) {
     const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
     return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
 }
-class UserSpecError extends Error {
+class UserSpecError extends HyperError {
+    static defaultKind = 'Invalid';
     name = 'UserSpecError';
 }
 /**
@@ -46422,11 +46392,220 @@ async function checkUserSpec(rootfs, spec, imageName) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/spec/container.ts
+
+
+
+/** The one place a container's defaults live. */
+const CONTAINER_DEFAULTS = { memoryMiB: 512, cpus: 1 };
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** Docker's container name rule (it also names a directory and a hostname). */
+function validateName(name) {
+    if (!NAME.test(name)) {
+        throw new SpecError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+}
+/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
+function generateName(image) {
+    const base = image
+        .replace(/^oci:/, '')
+        .replace(/[:@].*$/, '')
+        .split('/')
+        .filter(Boolean)
+        .pop() ?? 'vm';
+    const clean = base
+        .replace(/[^a-zA-Z0-9_.-]/g, '-')
+        .replace(/^[^a-zA-Z0-9]+/, '')
+        .slice(0, 50) || 'vm';
+    return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
+}
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SpecError';
+}
+// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
+const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+
+;// CONCATENATED MODULE: ./src/storage/mounts.ts
+
+
+
+class MountError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'MountError';
+}
+/** Docker's rule for volume names. */
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+function isVolumeName(name) {
+    return VOLUME_NAME.test(name);
+}
+/** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
+const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
+/** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
+const DEFAULT_TMPFS_OPTIONS = 'rw,noexec,nosuid,nodev';
+function checkTarget(target, what) {
+    if (!target.startsWith('/')) {
+        throw new MountError(`${what}: the path in the container must be absolute, not "${target}"`);
+    }
+    if (/\s/.test(target) || target.split('/').includes('..')) {
+        throw new MountError(`${what}: "${target}" must not hold whitespace or ".."`);
+    }
+    const clean = external_node_path_default().posix.normalize(target).replace(/\/+$/, '');
+    if (clean === '')
+        throw new MountError(`${what}: cannot mount over the root directory /`);
+    return clean;
+}
+function readMode(mode, what) {
+    if (mode === undefined || mode === '' || mode === 'rw')
+        return false;
+    if (mode === 'ro')
+        return true;
+    throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
+}
+/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
+function isHostPath(source) {
+    return /^[/.~]/.test(source);
+}
+/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
+function namedVolume(text) {
+    const [source = '', target] = text.split(':');
+    return target !== undefined && !isHostPath(source) ? source : undefined;
+}
+/**
+ * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
+ * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
+ */
+function parseVolume(text, baseDir) {
+    const what = `volume "${text}"`;
+    const parts = text.split(':');
+    if (parts.length === 1)
+        return { kind: 'anonymous', target: checkTarget(text, what), readOnly: false };
+    if (parts.length > 3)
+        throw new MountError(`${what}: expected SOURCE:TARGET[:ro]`);
+    const [source = '', targetText = '', mode] = parts;
+    if (parts.length === 2 && source.startsWith('/') && !targetText.startsWith('/')) {
+        // `/path:ro`: an anonymous volume with a mode.
+        return { kind: 'anonymous', target: checkTarget(source, what), readOnly: readMode(targetText, what) };
+    }
+    const target = checkTarget(targetText, what);
+    const readOnly = readMode(mode, what);
+    if (isHostPath(source)) {
+        const home = external_node_os_default().homedir();
+        const absolute = source.startsWith('~')
+            ? external_node_path_default().join(home, source.slice(1))
+            : external_node_path_default().resolve(baseDir, source);
+        return { kind: 'bind', source: absolute, target, readOnly };
+    }
+    if (!VOLUME_NAME.test(source)) {
+        throw new MountError(`${what}: "${source}" is not a valid volume name; use letters, digits, "_", "." and "-", or a path starting with / or ./`);
+    }
+    return { kind: 'volume', name: source, target, readOnly };
+}
+/** `--tmpfs /path[:options]`, or compose `tmpfs: /path[:ro]`. */
+function parseTmpfs(text) {
+    const colon = text.indexOf(':');
+    const targetText = colon === -1 ? text : text.slice(0, colon);
+    const what = `tmpfs "${text}"`;
+    const target = checkTarget(targetText, what);
+    const given = colon === -1 ? '' : text.slice(colon + 1);
+    if (given && !TMPFS_OPTIONS.test(given)) {
+        throw new MountError(`${what}: options must look like size=64m,mode=1777`);
+    }
+    return {
+        kind: 'tmpfs',
+        target,
+        options: given ? `${DEFAULT_TMPFS_OPTIONS},${given}` : DEFAULT_TMPFS_OPTIONS,
+    };
+}
+/**
+ * Every mount of one service: its volumes and tmpfs mounts, then an anonymous
+ * volume for each image VOLUME nothing else covers (as Docker does). Refuses
+ * two mounts on one path. Sorted so that a parent is mounted before its children.
+ */
+function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
+    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
+    const seen = new Set();
+    for (const mount of mounts) {
+        if (seen.has(mount.target))
+            throw new MountError(`two mounts on ${mount.target}; give each path once`);
+        seen.add(mount.target);
+    }
+    for (const declared of imageVolumes) {
+        const target = checkTarget(declared, `the image's VOLUME "${declared}"`);
+        if (!seen.has(target)) {
+            seen.add(target);
+            mounts.push({ kind: 'anonymous', target, readOnly: false });
+        }
+    }
+    return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+}
+/**
+ * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
+ * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
+ */
+function guestMountTable(disks, mounts) {
+    const lines = disks.map((d) => ({
+        target: d.target,
+        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
+    }));
+    for (const mount of mounts) {
+        if (mount.kind === 'tmpfs')
+            lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
+    }
+    lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+    return lines.map((l) => `${l.line}\n`).join('');
+}
+
+;// CONCATENATED MODULE: ./src/sizes.ts
+// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
+
+const sizes_MiB = 1024 * 1024;
+/** A text that is not a size, or one below the minimum for its use. */
+class SizeError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SizeError';
+}
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    k: 1024,
+    m: sizes_MiB,
+    g: 1024 * sizes_MiB,
+    t: 1024 * 1024 * sizes_MiB,
+    p: 1024 * 1024 * 1024 * sizes_MiB,
+};
+/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
+function readSize(text) {
+    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
+    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        return undefined;
+    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
+}
+/**
+ * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
+ * messages name what it is for; `unit` is how the hints write MiB. Pure.
+ */
+function wholeMiB(text, rule) {
+    const size = readSize(text);
+    if (!size)
+        throw new SizeError(`"${text}" ${rule.notASize}`);
+    const mib = Math.ceil(size.bytes / sizes_MiB);
+    if (mib < rule.minMiB) {
+        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
+        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
+    }
+    return mib;
+}
+
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
 
+
 const QEMU_IMG = 'qemu-img';
-class QemuOutputError extends Error {
+class QemuOutputError extends HyperError {
+    static defaultKind = 'Internal';
     name = 'QemuOutputError';
 }
 /** The command lines, pure, so tests assert them exactly. */
@@ -46474,7 +46653,7 @@ function parseImageInfo(stdout, command = 'qemu-img info') {
         value = JSON.parse(stdout);
     }
     catch (error) {
-        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`);
+        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`, { cause: error });
     }
     const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
     if (!img_isObject(value))
@@ -46544,173 +46723,6 @@ const qemuImg = {
     },
 };
 
-;// CONCATENATED MODULE: ./src/storage/mounts.ts
-
-class MountError extends Error {
-    name = 'MountError';
-}
-/** Docker's rule for volume names. */
-const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
-function isVolumeName(name) {
-    return VOLUME_NAME.test(name);
-}
-/** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
-const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
-/** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
-const DEFAULT_TMPFS_OPTIONS = 'rw,noexec,nosuid,nodev';
-function checkTarget(target, what) {
-    if (!target.startsWith('/')) {
-        throw new MountError(`${what}: the path in the container must be absolute, not "${target}"`);
-    }
-    if (/\s/.test(target) || target.split('/').includes('..')) {
-        throw new MountError(`${what}: "${target}" must not hold whitespace or ".."`);
-    }
-    const clean = external_node_path_default().posix.normalize(target).replace(/\/+$/, '');
-    if (clean === '')
-        throw new MountError(`${what}: cannot mount over the root directory /`);
-    return clean;
-}
-function readMode(mode, what) {
-    if (mode === undefined || mode === '' || mode === 'rw')
-        return false;
-    if (mode === 'ro')
-        return true;
-    throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
-}
-/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
-function isHostPath(source) {
-    return /^[/.~]/.test(source);
-}
-/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
-function namedVolume(text) {
-    const [source = '', target] = text.split(':');
-    return target !== undefined && !isHostPath(source) ? source : undefined;
-}
-/**
- * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
- * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
- */
-function parseVolume(text, baseDir) {
-    const what = `volume "${text}"`;
-    const parts = text.split(':');
-    if (parts.length === 1)
-        return { kind: 'anonymous', target: checkTarget(text, what), readOnly: false };
-    if (parts.length > 3)
-        throw new MountError(`${what}: expected SOURCE:TARGET[:ro]`);
-    const [source = '', targetText = '', mode] = parts;
-    if (parts.length === 2 && source.startsWith('/') && !targetText.startsWith('/')) {
-        // `/path:ro`: an anonymous volume with a mode.
-        return { kind: 'anonymous', target: checkTarget(source, what), readOnly: readMode(targetText, what) };
-    }
-    const target = checkTarget(targetText, what);
-    const readOnly = readMode(mode, what);
-    if (isHostPath(source)) {
-        const home = process.env.HOME ?? '/';
-        const absolute = source.startsWith('~')
-            ? external_node_path_default().join(home, source.slice(1))
-            : external_node_path_default().resolve(baseDir, source);
-        return { kind: 'bind', source: absolute, target, readOnly };
-    }
-    if (!VOLUME_NAME.test(source)) {
-        throw new MountError(`${what}: "${source}" is not a valid volume name; use letters, digits, "_", "." and "-", or a path starting with / or ./`);
-    }
-    return { kind: 'volume', name: source, target, readOnly };
-}
-/** `--tmpfs /path[:options]`, or compose `tmpfs: /path[:ro]`. */
-function parseTmpfs(text) {
-    const colon = text.indexOf(':');
-    const targetText = colon === -1 ? text : text.slice(0, colon);
-    const what = `tmpfs "${text}"`;
-    const target = checkTarget(targetText, what);
-    const given = colon === -1 ? '' : text.slice(colon + 1);
-    if (given && !TMPFS_OPTIONS.test(given)) {
-        throw new MountError(`${what}: options must look like size=64m,mode=1777`);
-    }
-    return {
-        kind: 'tmpfs',
-        target,
-        options: given ? `${DEFAULT_TMPFS_OPTIONS},${given}` : DEFAULT_TMPFS_OPTIONS,
-    };
-}
-/**
- * Every mount of one service: its volumes and tmpfs mounts, then an anonymous
- * volume for each image VOLUME nothing else covers (as Docker does). Refuses
- * two mounts on one path. Sorted so that a parent is mounted before its children.
- */
-function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
-    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
-    const seen = new Set();
-    for (const mount of mounts) {
-        if (seen.has(mount.target))
-            throw new MountError(`two mounts on ${mount.target}; give each path once`);
-        seen.add(mount.target);
-    }
-    for (const declared of imageVolumes) {
-        const target = checkTarget(declared, `the image's VOLUME "${declared}"`);
-        if (!seen.has(target)) {
-            seen.add(target);
-            mounts.push({ kind: 'anonymous', target, readOnly: false });
-        }
-    }
-    return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-}
-/**
- * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
- */
-function guestMountTable(disks, mounts) {
-    const lines = disks.map((d) => ({
-        target: d.target,
-        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
-    }));
-    for (const mount of mounts) {
-        if (mount.kind === 'tmpfs')
-            lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
-    }
-    lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-    return lines.map((l) => `${l.line}\n`).join('');
-}
-
-;// CONCATENATED MODULE: ./src/sizes.ts
-// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
-const sizes_MiB = 1024 * 1024;
-/** A text that is not a size, or one below the minimum for its use. */
-class SizeError extends Error {
-    name = 'SizeError';
-}
-const SIZE_UNITS = {
-    '': 1,
-    b: 1,
-    k: 1024,
-    m: sizes_MiB,
-    g: 1024 * sizes_MiB,
-    t: 1024 * 1024 * sizes_MiB,
-    p: 1024 * 1024 * 1024 * sizes_MiB,
-};
-/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
-function readSize(text) {
-    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
-    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-    if (!match || unit === undefined)
-        return undefined;
-    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
-}
-/**
- * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
- * messages name what it is for; `unit` is how the hints write MiB. Pure.
- */
-function wholeMiB(text, rule) {
-    const size = readSize(text);
-    if (!size)
-        throw new SizeError(`"${text}" ${rule.notASize}`);
-    const mib = Math.ceil(size.bytes / sizes_MiB);
-    if (mib < rule.minMiB) {
-        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
-        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
-    }
-    return mib;
-}
-
 ;// CONCATENATED MODULE: ./src/storage/volume-size.ts
 
 // ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
@@ -46743,9 +46755,8 @@ const GiB = 1024 * sizes_MiB;
 const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
 const BIND_HEADROOM = 256 * sizes_MiB;
-/** The size of a new volume that sets none: HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. */
-function defaultVolumeSize() {
-    const text = process.env.HYPER_VOLUME_SIZE;
+/** The size of a new volume that sets none: `text` from HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. Pure. */
+function defaultVolumeSize(text) {
     if (!text)
         return DEFAULT_VOLUME_SIZE;
     try {
@@ -46753,7 +46764,7 @@ function defaultVolumeSize() {
     }
     catch (error) {
         if (error instanceof SizeError)
-            throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`);
+            throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`, { cause: error });
         throw error;
     }
 }
@@ -46800,7 +46811,7 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
  * The named volume's disk, made empty on first use with `sizeBytes`; `created`
  * says which. An existing volume keeps the size it was made with, as Docker's do.
  */
-async function ensureVolume(stateDir, name, sizeBytes = defaultVolumeSize()) {
+async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
     const file = volumePath(stateDir, name);
     if (await exists(file))
         return { path: file, created: false };
@@ -46813,8 +46824,7 @@ async function ensureVolume(stateDir, name, sizeBytes = defaultVolumeSize()) {
  * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
 async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
-    // Read before the first disk is made, so a bad HYPER_VOLUME_SIZE leaves nothing behind.
-    const defaultBytes = sizes.defaultBytes ?? defaultVolumeSize();
+    const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
     const disks = [];
     for (const mount of mounts) {
         const serial = `vol${disks.length}`;
@@ -46857,78 +46867,47 @@ async function checkMountSources(mounts) {
             continue;
         const info = await (0,promises_namespaceObject.stat)(mount.source).catch(() => undefined);
         if (!info)
-            throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`);
+            throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {
+                kind: 'NotFound',
+            });
         if (!info.isDirectory()) {
             throw new MountError(`host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`);
         }
     }
 }
 
-;// CONCATENATED MODULE: ./src/vm/status.ts
-
-/** Parses the hyper.status lines written by guest/init. Pure. */
-function parseGuestStatus(text) {
-    const status = { booted: false, halted: false };
-    for (const line of text.split('\n')) {
-        const [event, ...rest] = line.trim().split(' ');
-        const value = rest.join(' ');
-        if (event === 'booted')
-            status.booted = true;
-        else if (event === 'started')
-            status.servicePid = Number(value);
-        else if (event === 'exited')
-            status.exitCode = Number(value);
-        else if (event === 'failed')
-            status.failure = value;
-        else if (event === 'halted')
-            status.halted = true;
-    }
-    return status;
+;// CONCATENATED MODULE: ./src/engine/steps.ts
+/** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
+function failedStepName(error) {
+    return error.step;
 }
-async function readGuestStatus(file) {
+/**
+ * Runs `steps` in order. When one fails, the steps begun so far are undone in
+ * reverse (the failing one included: it may have done part of its work), and
+ * the step's error is rethrown with the step's name on it.
+ */
+async function runSteps(steps, draft, log = () => undefined) {
+    const begun = [];
     try {
-        return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
+        for (const step of steps) {
+            begun.push(step);
+            await step.run(draft);
+        }
     }
-    catch {
-        return { booted: false, halted: false };
-    }
-}
-/** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
-function crashReason(console) {
-    const panic = /Kernel panic - not syncing: ?(.*)$/m.exec(console);
-    if (!panic)
-        return undefined;
-    const what = (panic[1] ?? '').trim();
-    return what ? `kernel panic: ${what}` : 'kernel panic';
-}
-/** The console lines around a panic: what led to it, and the start of its trace. Pure. */
-function crashExcerpt(console, before = 3, after = 12) {
-    const lines = console.replace(/\r/g, '').trimEnd().split('\n');
-    const at = lines.findIndex((line) => line.includes('Kernel panic - not syncing'));
-    if (at < 0)
-        return lines.slice(-after).join('\n');
-    return lines.slice(Math.max(0, at - before), at + after + 1).join('\n');
-}
-/** The last `bytes` of a console file: a panic is at the end, and a console can be long. */
-async function readConsoleTail(file, bytes = 64 * 1024) {
-    let handle;
-    try {
-        handle = await (0,promises_namespaceObject.open)(file, 'r');
-        const { size } = await handle.stat();
-        const length = Math.min(size, bytes);
-        const buffer = Buffer.alloc(length);
-        await handle.read(buffer, 0, length, size - length);
-        return buffer.toString('utf8');
-    }
-    catch {
-        return '';
-    }
-    finally {
-        await handle?.close();
+    catch (error) {
+        const failed = begun.at(-1)?.name;
+        for (const step of begun.reverse()) {
+            await step.undo?.(draft).catch((undoError) => {
+                log(`undoing ${step.name}: ${undoError.message}`);
+            });
+        }
+        if (error instanceof Error && failed)
+            Object.assign(error, { step: failed });
+        throw error;
     }
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/service.ts
+;// CONCATENATED MODULE: ./src/engine/create.ts
 
 
 
@@ -46937,106 +46916,290 @@ async function readConsoleTail(file, bytes = 64 * 1024) {
 
 
 
-
-
-
-
-
-
-
-
-
-
-
-class ServiceError extends Error {
-    name = 'ServiceError';
+function newDraft(job, name) {
+    return { job, name, dir: vmDir(job, name), disks: [], guestFiles: [] };
 }
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-function validateName(name) {
-    if (!NAME.test(name)) {
-        throw new ServiceError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
+/** A record's fields that are not its machine: what an export carries. Pure. */
+function recordFields(record) {
+    return {
+        image: record.image,
+        imageDigest: record.imageDigest,
+        imageConfigDigest: record.imageConfigDigest,
+        imageBlobs: record.imageBlobs,
+        user: record.user,
+        workdir: record.workdir,
+        labels: record.labels,
+        ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
+        memoryMiB: record.machine.memoryMiB,
+        cpus: record.machine.cpus,
+    };
 }
-/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
-function generateName(image) {
-    const base = image
-        .replace(/^oci:/, '')
-        .replace(/[:@].*$/, '')
-        .split('/')
-        .filter(Boolean)
-        .pop() ?? 'vm';
-    const clean = base
-        .replace(/[^a-zA-Z0-9_.-]/g, '-')
-        .replace(/^[^a-zA-Z0-9]+/, '')
-        .slice(0, 50) || 'vm';
-    return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
+/** The directory: claiming it is what makes a name taken. */
+function claimStep(nameInUse) {
+    return {
+        name: 'claim the VM directory',
+        async run(draft) {
+            await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(draft.dir), { recursive: true });
+            try {
+                await (0,promises_namespaceObject.mkdir)(draft.dir);
+            }
+            catch (error) {
+                if (error.code === 'EEXIST')
+                    throw new HyperError(nameInUse(draft.name), { kind: 'Conflict' });
+                throw error;
+            }
+            draft.claimed = true;
+        },
+        async undo(draft) {
+            if (draft.claimed)
+                await (0,promises_namespaceObject.rm)(draft.dir, { recursive: true, force: true });
+        },
+    };
 }
+/** A place on the job network (kept when `up` had planned it: `up` takes it off if the boot fails). */
+function networkStep(request) {
+    return {
+        name: 'join the job network',
+        async run(draft) {
+            const { job } = draft;
+            const { network, joined } = await memberOf(job.stateDir, job.settings.network, request(draft), {
+                info: () => undefined,
+                warn: () => undefined,
+            });
+            draft.joined = joined;
+            draft.network = network;
+            draft.view = memberView(network, draft.name, job.bundle.connect);
+        },
+        async undo(draft) {
+            if (draft.joined)
+                await leaveNetwork(draft.job.stateDir, [draft.name]);
+        },
+    };
+}
+/** vm.json: from here the VM is listed, and `hyper rm` removes it. */
+function recordStep(fields, extra) {
+    return {
+        name: 'write the record',
+        async run(draft) {
+            const view = requireView(draft);
+            const record = {
+                name: draft.name,
+                image: fields.image,
+                imageDigest: fields.imageDigest,
+                imageConfigDigest: fields.imageConfigDigest,
+                imageBlobs: fields.imageBlobs,
+                createdAt: new Date().toISOString(),
+                machine: machineSpec(draft, fields, view),
+                ports: view.published,
+                user: fields.user,
+                workdir: fields.workdir,
+                labels: fields.labels,
+                disks: draft.disks,
+                ...(fields.healthcheck ? { healthcheck: fields.healthcheck } : {}),
+            };
+            draft.record = record;
+            await extra(draft);
+            await writeRecord(record);
+        },
+    };
+}
+/** QEMU started and the guest's service started (it may have run to its end already). */
+function bootStep(bootTimeoutMs) {
+    return {
+        name: 'boot',
+        async run(draft) {
+            const record = requireRecord(draft);
+            const { hypervisor } = draft.job;
+            const started = Date.now();
+            await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
+            await hypervisor.start(record.machine);
+            await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
+            record.bootMs = Date.now() - started;
+            await writeRecord(record);
+        },
+        async undo(draft) {
+            await draft.job.hypervisor.kill({ dir: draft.dir });
+        },
+    };
+}
+/** Runs a create list; the record it wrote is the result. */
+async function createVm(draft, steps) {
+    await runSteps(steps, draft);
+    return requireRecord(draft);
+}
+function requireView(draft) {
+    if (!draft.view)
+        throw new HyperError(`${draft.name}: the network step did not run before the record`);
+    return draft.view;
+}
+function requireRecord(draft) {
+    if (!draft.record)
+        throw new HyperError(`${draft.name}: no record was written`);
+    return draft.record;
+}
+/** The hypervisor's view of the VM, on this host's bundle and accelerator. */
+function machineSpec(draft, fields, view) {
+    const { job, dir } = draft;
+    return {
+        name: draft.name,
+        dir,
+        accel: job.accel,
+        memoryMiB: fields.memoryMiB,
+        cpus: fields.cpus,
+        bundle: job.bundle,
+        rootDisk: vmPaths(dir).rootDisk,
+        guestFiles: draft.guestFiles,
+        network: view.machine,
+        ports: view.forwards.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            guestPort: p.containerPort,
+        })),
+        disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/engine/run.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** How long the guest may take to start its service. */
+const BOOT_TIMEOUT_MS = 120_000;
 /** A named volume is one ext4: it can be attached to one running VM at a time. */
-async function checkVolumesFree(volumes, host, self) {
+async function checkVolumesFree(volumes, job, self) {
     const wanted = new Set(volumes);
     if (wanted.size === 0)
         return;
-    for (const record of await listRecords()) {
+    for (const record of await listRecords(job)) {
         if (record.name === self)
             continue;
         const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
-        if (shared && (await host.hypervisor.isRunning(record.machine))) {
-            throw new ServiceError(`volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`);
+        if (shared && (await job.hypervisor.isRunning(record.machine))) {
+            throw new HyperError(`volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`, { kind: 'Conflict' });
         }
     }
 }
 /**
- * Boots one service VM: everything that can be checked is checked before the
- * first side effect; once the VM's directory is claimed, any failure kills the
- * VM and removes the directory.
+ * Creates and boots one container VM: everything that can be checked is
+ * checked before the first side effect; then the create steps run, and a
+ * failure undoes those done so far.
  */
-async function runService(request, host, log) {
-    const name = request.name ?? generateName(request.image);
+async function runContainer(spec, job, options = {}) {
+    const log = options.log ?? (() => undefined);
+    const { name } = spec;
     validateName(name);
-    const dir = vmDir(name);
-    if (await exists(dir)) {
-        throw new ServiceError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`);
-    }
-    if (!Number.isInteger(request.memoryMiB) || request.memoryMiB < 64) {
-        throw new ServiceError(`memory ${request.memoryMiB} MiB is too small; give at least 64`);
-    }
-    if (!Number.isInteger(request.cpus) || request.cpus < 1)
-        throw new ServiceError(`cpus must be a whole number of at least 1`);
+    if (await exists(vmDir(job, name)))
+        throw new HyperError(nameInUse(name), { kind: 'Conflict' });
+    const memoryMiB = spec.memoryMiB ?? CONTAINER_DEFAULTS.memoryMiB;
+    const cpus = spec.cpus ?? CONTAINER_DEFAULTS.cpus;
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 64)
+        throw new HyperError(`memory ${memoryMiB} MiB is too small; give at least 64`, { kind: 'Invalid' });
+    if (!Number.isInteger(cpus) || cpus < 1)
+        throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
     // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
-    const baseDir = request.baseDir ?? process.cwd();
-    const userMounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], [], baseDir);
+    const baseDir = spec.baseDir ?? process.cwd();
+    const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
     await checkMountSources(userMounts);
-    await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), host);
-    const image = request.resolved ??
-        (await resolveImage(request.image, { ...request.registry, cacheDir: cacheDir(), log }));
-    const runConfig = imageRunConfig(image.config);
-    const argv = serviceArgv(runConfig, { entrypoint: request.entrypoint, command: request.command }, request.image);
-    const guest = {
-        hostname: name,
-        argv,
-        env: mergeEnv(runConfig.env, request.env, name),
-        user: request.user ?? runConfig.user,
-        workdir: request.workdir ?? runConfig.workingDir,
-        stopSignal: runConfig.stopSignal,
+    await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
+    const registry = {
+        ...job.settings.registry,
+        credentials: spec.credentials ?? job.host.registryCredentials,
     };
-    const mounts = planMounts(request.volumes ?? [], request.tmpfs ?? [], runConfig.volumes, baseDir);
-    const base = await ensureRootfs(image, cacheDir());
+    const image = options.resolved ?? (await resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
+    const runConfig = imageRunConfig(image.config);
+    const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
+    const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
-    await checkUserSpec(base.path, guest.user, request.image);
-    // The service is on the job network from here; any failure takes it off again.
-    const { network } = await memberOf(stateDir(), request.network ?? DEFAULT_NETWORK, {
-        service: name,
-        aliases: request.aliases ?? [],
-        containerPorts: tcpPorts(request.ports, request.expose, runConfig.exposedPorts),
-        published: request.ports,
-    }, { info: log, warn: (line) => log(`warning: ${line}`) });
-    try {
-        return await createVm(name, request, host, { image, runConfig, guest, mounts, base: base.path, network });
-    }
-    catch (error) {
-        await leaveNetwork(stateDir(), [name]).catch(() => undefined);
-        throw error;
-    }
+    const user = spec.user ?? runConfig.user;
+    await checkUserSpec(base.path, user, spec.image);
+    const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
+    const fields = {
+        image: spec.image,
+        imageDigest: image.manifestDigest,
+        imageConfigDigest: image.configDigest,
+        imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
+        user,
+        workdir: spec.workdir ?? runConfig.workingDir,
+        labels: spec.labels ?? {},
+        healthcheck: healthcheck === 'none' ? undefined : healthcheck,
+        memoryMiB,
+        cpus,
+    };
+    const steps = [
+        claimStep(nameInUse),
+        networkStep(() => ({
+            service: name,
+            aliases: spec.aliases ?? [],
+            containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+            published: spec.ports,
+        })),
+        disksStep(mounts, spec),
+        guestFilesStep(spec, runConfig, mounts, fields),
+        {
+            name: 'make the root disk',
+            run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+        },
+        recordStep(fields, async () => undefined),
+        bootStep(BOOT_TIMEOUT_MS),
+    ];
+    return createVm(newDraft(job, name), steps);
+}
+function nameInUse(name) {
+    return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
+}
+/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
+function disksStep(mounts, spec) {
+    return {
+        name: 'make the disks',
+        async run(draft) {
+            const { job } = draft;
+            draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
+                defaultBytes: job.settings.volumeSize ?? job.host.volumeSize,
+                named: spec.volumeSizes,
+            });
+        },
+    };
+}
+/** The init's settings, argv, env, hosts and resolv.conf, handed to the guest through fw_cfg. */
+function guestFilesStep(spec, runConfig, mounts, fields) {
+    return {
+        name: 'write the guest files',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            const files = guestFiles({
+                hostname: draft.name,
+                argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
+                env: mergeEnv(runConfig.env, spec.env, draft.name),
+                user: fields.user,
+                workdir: fields.workdir,
+                stopSignal: runConfig.stopSignal,
+                network: draft.view?.guest ?? missing('network'),
+                mounts: guestMountTable(draft.disks, mounts),
+            });
+            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+            for (const file of files)
+                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
+            draft.guestFiles = files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) }));
+        },
+    };
+}
+function missing(what) {
+    throw new HyperError(`the ${what} step did not run before the guest files`);
 }
 /** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
 function tcpPorts(published, expose, exposed) {
@@ -47051,100 +47214,20 @@ function tcpPorts(published, expose, exposed) {
     ];
     return [...new Set(ports)].sort((a, b) => a - b);
 }
-async function createVm(name, request, host, vm) {
-    const { image, runConfig, mounts } = vm;
-    const dir = vmDir(name);
-    const view = memberView(vm.network, name, host.bundle.connect);
-    const ports = view.published;
-    const guest = { ...vm.guest, network: view.guest };
-    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
-    try {
-        await (0,promises_namespaceObject.mkdir)(dir);
-    }
-    catch (error) {
-        if (error.code === 'EEXIST')
-            throw new ServiceError(`the name "${name}" is already in use by a VM`);
-        throw error;
-    }
-    const paths = vmPaths(dir);
-    let disks;
-    try {
-        disks = await prepareMountDisks(stateDir(), mounts, dir, {
-            defaultBytes: request.volumeSize,
-            named: request.volumeSizes,
-        });
-    }
-    catch (error) {
-        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-        throw error;
-    }
-    const files = guestFiles({ ...guest, mounts: guestMountTable(disks, mounts) });
-    const machine = machineSpec(name, host, {
-        memoryMiB: request.memoryMiB,
-        cpus: request.cpus,
-        guestFiles: files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) })),
-        forwards: view.forwards,
-        network: view.machine,
-        disks,
-    });
-    const record = {
-        name,
-        image: request.image,
-        imageDigest: image.manifestDigest,
-        imageConfigDigest: image.configDigest,
-        imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
-        createdAt: new Date().toISOString(),
-        machine,
-        ports,
-        user: guest.user,
-        workdir: guest.workdir,
-        labels: request.labels ?? {},
-        disks,
-    };
-    const healthcheck = request.healthcheck ?? runConfig.healthcheck;
-    if (healthcheck && healthcheck !== 'none')
-        record.healthcheck = healthcheck;
-    try {
-        await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
-        for (const file of files)
-            await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
-        await qemuImg.createOverlay(paths.rootDisk, vm.base, 'raw');
-        await writeRecord(record);
-        const started = Date.now();
-        await host.hypervisor.start(machine);
-        await host.hypervisor.waitUntilRunning(machine, request.bootTimeoutMs);
-        record.bootMs = Date.now() - started;
-        await writeRecord(record);
-        return record;
-    }
-    catch (error) {
-        await host.hypervisor.kill(machine).catch(() => undefined);
-        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-        throw error;
-    }
-}
-/** The hypervisor's view of a service VM in `vmDir(name)`, on this host's bundle and accelerator. */
-function machineSpec(name, host, vm) {
-    const dir = vmDir(name);
-    return {
-        name,
-        dir,
-        accel: host.accel,
-        memoryMiB: vm.memoryMiB,
-        cpus: vm.cpus,
-        bundle: host.bundle,
-        rootDisk: vmPaths(dir).rootDisk,
-        guestFiles: vm.guestFiles,
-        network: vm.network,
-        ports: vm.forwards.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            guestPort: p.containerPort,
-        })),
-        disks: vm.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-    };
-}
+
+;// CONCATENATED MODULE: ./src/engine/container.ts
+
+
+
+
+
+
+
+
+
+
+
+
 /** "running", "exited (3)", "exited (kernel panic)". Pure. */
 function stateText(state) {
     if (state.running)
@@ -47158,12 +47241,12 @@ function stateText(state) {
  * exit: between that report and the power-off, QEMU still runs, but the
  * service is gone.
  */
-async function vmState(record, host) {
+async function vmState(record, job) {
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
     if (status.exitCode !== undefined)
         return { running: false, exitCode: status.exitCode };
-    if (await host.hypervisor.isRunning(record.machine))
+    if (await job.hypervisor.isRunning(record.machine))
         return { running: true };
     const console = await readConsoleTail(paths.console);
     const crash = crashReason(console);
@@ -47171,31 +47254,37 @@ async function vmState(record, host) {
         return { running: false, exitCode: undefined };
     return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
 }
+async function container_requireRecord(job, name) {
+    const record = await readRecord(job, name);
+    if (!record)
+        throw new HyperError(`no such VM: ${name}`, { kind: 'NotFound' });
+    return record;
+}
 /**
  * Boots a stopped VM again from its record: same disks (so named volumes and
  * the container's own changes are kept), same ports, same settings. With a
  * checkpoint it resumes from that instead of booting; `status` is then what
  * the guest had reported when the checkpoint was taken.
  */
-async function startService(name, host, options = {}) {
-    const record = await requireRecord(name);
-    if (await host.hypervisor.isRunning(record.machine))
-        throw new ServiceError(`${name} is already running`);
+async function startContainer(name, job, options = {}) {
+    const record = await container_requireRecord(job, name);
+    if (await job.hypervisor.isRunning(record.machine))
+        throw new HyperError(`${name} is already running`, { kind: 'Conflict' });
     const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
-    await checkVolumesFree(volumes, host, name);
+    await checkVolumesFree(volumes, job, name);
     const paths = vmPaths(record.machine.dir);
     for (const file of [paths.pid, paths.qmp, paths.agent])
         await (0,promises_namespaceObject.rm)(file, { force: true });
     await (0,promises_namespaceObject.writeFile)(paths.status, options.checkpoint ? (options.status ?? '') : '');
     const started = Date.now();
     try {
-        await host.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
-        await host.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? 120_000);
+        await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+        await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
         if (options.checkpoint)
-            await syncGuestNetwork(record, host);
+            await syncGuestNetwork(record, job);
     }
     catch (error) {
-        await host.hypervisor.kill(record.machine).catch(() => undefined);
+        await job.hypervisor.kill(record.machine).catch(() => undefined);
         throw error;
     }
     record.bootMs = Date.now() - started;
@@ -47207,7 +47296,7 @@ async function startService(name, host, options = {}) {
  * the one in its guest files, which differ when it was imported into another
  * job (another subnet, other services).
  */
-async function syncGuestNetwork(record, host) {
+async function syncGuestNetwork(record, job) {
     const dir = vmPaths(record.machine.dir).guestFiles;
     const read = (name) => (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, name), 'utf8');
     const settings = await read('settings');
@@ -47219,20 +47308,14 @@ async function syncGuestNetwork(record, host) {
         hosts: await read('hosts'),
         resolvConf: await read('resolv.conf'),
     };
-    const result = await host.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
+    const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
     if (result.exitCode !== 0)
-        throw new ServiceError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
-}
-async function requireRecord(name) {
-    const record = await readRecord(name);
-    if (!record)
-        throw new ServiceError(`no such VM: ${name}`);
-    return record;
+        throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
 }
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
-async function stopService(name, graceMs, host) {
-    const record = await requireRecord(name);
-    const how = await host.hypervisor.stop(record.machine, graceMs);
+async function stopContainer(name, graceMs, job) {
+    const record = await container_requireRecord(job, name);
+    const how = await job.hypervisor.stop(record.machine, graceMs);
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
     if (how === 'killed' && status.exitCode === undefined) {
@@ -47242,76 +47325,66 @@ async function stopService(name, graceMs, host) {
     }
     return status.exitCode;
 }
+/** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
+async function killContainer(name, job) {
+    return stopContainer(name, 0, job);
+}
 /** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
-async function removeService(name, force, host, options = {}) {
+async function removeContainer(name, force, job, options = {}) {
     let record;
     try {
-        record = await requireRecord(name);
+        record = await container_requireRecord(job, name);
     }
     catch (error) {
         // A damaged record is reported by every other command; rm -f is how it goes.
         if (!force || !(error instanceof DamagedStateError))
             throw error;
-        await host.hypervisor.kill({ dir: vmDir(name) });
-        await (0,promises_namespaceObject.rm)(vmDir(name), { recursive: true, force: true });
+        await job.hypervisor.kill({ dir: vmDir(job, name) });
+        await (0,promises_namespaceObject.rm)(vmDir(job, name), { recursive: true, force: true });
         if (!options.keepMember)
-            await leaveNetwork(stateDir(), [name]);
+            await leaveNetwork(job.stateDir, [name]);
         return;
     }
-    if (await host.hypervisor.isRunning(record.machine)) {
+    if (await job.hypervisor.isRunning(record.machine)) {
         if (!force)
-            throw new ServiceError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`);
-        await host.hypervisor.kill(record.machine);
+            throw new HyperError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`, { kind: 'Conflict' });
+        await job.hypervisor.kill(record.machine);
     }
     await (0,promises_namespaceObject.rm)(record.machine.dir, { recursive: true, force: true });
     if (!options.keepMember)
-        await leaveNetwork(stateDir(), [name]);
+        await leaveNetwork(job.stateDir, [name]);
 }
-async function execInService(name, command, host, options = {}) {
-    const record = await requireRecord(name);
-    const state = await vmState(record, host);
-    if (!state.running) {
-        const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
-        throw new ServiceError(`cannot exec in "${name}": the VM is not running${code}`);
-    }
-    if (command.length === 0)
-        throw new ServiceError('no command given: hyper exec NAME -- CMD [ARG...]');
-    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
-    try {
-        return await host.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
-    }
-    catch (error) {
-        const ended = await stateOnceStopped(record, host, 15_000);
-        if (!ended)
-            throw error;
-        const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
-        throw new ServiceError(`"${name}" stopped while the command ran (${why})`, { cause: error });
-    }
-}
-/** The VM's state once it is no longer running, when that happens within `withinMs`; else undefined. */
-async function stateOnceStopped(record, host, withinMs) {
-    const deadline = Date.now() + withinMs;
+/** The VM's state once it is no longer running, when that happens within `withinMs` (forever when absent); else undefined. */
+async function stateOnceStopped(record, job, withinMs) {
+    const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
     for (;;) {
-        const state = await vmState(record, host);
+        const state = await vmState(record, job);
         if (!state.running)
             return state;
         if (Date.now() > deadline)
             return undefined;
-        await process_sleep(100);
+        await sleep(100);
     }
 }
-async function serviceLogs(name) {
-    const record = await requireRecord(name);
-    return (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).serviceLog, 'utf8').catch(() => '');
+/** Waits until the container's command has ended (docker wait); its exit code, or undefined if it crashed. */
+async function waitContainer(name, job) {
+    const record = await container_requireRecord(job, name);
+    const state = await stateOnceStopped(record, job);
+    if (!state)
+        throw new HyperError(`${name} did not stop`);
+    // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
+    while (await job.hypervisor.isRunning(record.machine))
+        await sleep(50);
+    return state;
 }
-async function listServices(host) {
+async function listContainers(job) {
     const summaries = [];
-    for (const record of await listRecords())
-        summaries.push(await summarize(record, host));
+    for (const record of await listRecords(job))
+        summaries.push(await summarize(record, job));
     return summaries;
 }
-async function summarize(record, host) {
-    const state = await vmState(record, host);
+async function summarize(record, job) {
+    const state = await vmState(record, job);
     const pidText = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
     return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
 }
@@ -47320,14 +47393,14 @@ async function summarize(record, host) {
  * the error that names the file) instead of failing the whole list, so the
  * rest can still be torn down and the damaged ones removed by name.
  */
-async function listServicesForTeardown(host) {
+async function listForTeardown(job) {
     const services = [];
     const damaged = [];
-    for (const name of await listVmNames()) {
+    for (const name of await listVmNames(job)) {
         try {
-            const record = await readRecord(name);
+            const record = await readRecord(job, name);
             if (record)
-                services.push(await summarize(record, host));
+                services.push(await summarize(record, job));
         }
         catch (error) {
             if (!(error instanceof DamagedStateError))
@@ -47338,105 +47411,161 @@ async function listServicesForTeardown(host) {
     return { services, damaged };
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/health.ts
+;// CONCATENATED MODULE: ./src/spec/plan.ts
 
 
 
-class HealthError extends Error {
-    name = 'HealthError';
-}
-/** TCP ports in LISTEN state (st 0A) in /proc/net/tcp and tcp6 text. Pure. */
-function listeningTcpPorts(procNetTcp) {
-    const ports = new Set();
-    for (const line of procNetTcp.split('\n')) {
-        const fields = line.trim().split(/\s+/);
-        const local = fields[1];
-        if (!local || fields[3] !== '0A')
-            continue;
-        const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
-        if (Number.isInteger(port))
-            ports.add(port);
+
+/**
+ * Checks the whole set of services before anything boots: unique names,
+ * dependencies that exist and form no cycle, no host port published twice,
+ * no wait for the health of a service whose healthcheck is off, and no name
+ * on the network (service or alias) given twice. Returns
+ * the boot order as waves: each wave's dependencies are all in earlier waves,
+ * so a wave can boot in parallel. Pure.
+ */
+function validatePlan(specs) {
+    const byName = new Map();
+    for (const spec of specs) {
+        if (byName.has(spec.name))
+            throw new SpecError(`service "${spec.name}" is defined twice`);
+        byName.set(spec.name, spec);
     }
-    return ports;
+    checkDependencies(specs, byName);
+    checkCycles(specs, byName);
+    checkPorts(specs);
+    checkMounts(specs);
+    try {
+        checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
+    }
+    catch (error) {
+        if (error instanceof NetworkError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+    return waves(specs);
 }
-/** The guest argv of one healthcheck run, in the container as the service user. Pure. */
-function healthcheckArgv(record, test) {
-    const [kind, ...rest] = test;
-    if (kind === 'CMD')
-        return execArgv(record, rest);
-    if (kind === 'CMD-SHELL')
-        return execArgv(record, ['/bin/sh', '-c', rest.join(' ')]);
-    throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
-}
-/** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
-function portsProbe(record, host) {
-    const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
-    return async () => {
-        const result = await host.hypervisor.exec(record.machine, ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'], 10_000);
-        const listening = listeningTcpPorts(result.stdout.toString());
-        const missing = wanted.filter((port) => !listening.has(port));
-        return missing.length === 0
-            ? { ok: true, detail: `listening on ${wanted.join(', ') || 'no published tcp port'}` }
-            : { ok: false, detail: `not listening on ${missing.join(', ')} yet` };
-    };
-}
-function commandProbe(record, check, host) {
-    const argv = healthcheckArgv(record, check.test);
-    return async () => {
-        let result;
+/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
+function checkMounts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        let mounts;
         try {
-            result = await host.hypervisor.exec(record.machine, argv, check.timeoutMs);
+            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
         }
         catch (error) {
-            return { ok: false, detail: error.message };
+            if (error instanceof MountError)
+                throw new SpecError(`service "${spec.name}": ${error.message}`);
+            throw error;
         }
-        const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
-        return {
-            ok: result.exitCode === 0,
-            detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
-        };
-    };
-}
-/**
- * Waits until the service is healthy: its healthcheck passes, or, without one,
- * its published ports listen inside the guest. The check runs at most once a
- * second, however long its declared interval (Docker's default of 30 s would
- * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
- * ends the wait, as does the VM stopping. The error says what was last seen.
- */
-async function waitHealthy(record, check, host, timeoutMs) {
-    const probe = check ? commandProbe(record, check, host) : portsProbe(record, host);
-    const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const state = await vmState(record, host);
-        if (!state.running) {
-            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`);
+        for (const mount of mounts) {
+            if (mount.kind !== 'volume')
+                continue;
+            const owner = owners.get(mount.name);
+            if (owner && owner !== spec.name) {
+                throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
+            }
+            owners.set(mount.name, spec.name);
         }
-        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
-        // The service may have exited while the probe ran (one with nothing to probe passes at once).
-        if (result.ok && (await vmState(record, host)).running)
-            return;
-        if (Date.now() + intervalMs > deadline) {
-            throw new HealthError(`${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`);
-        }
-        await process_sleep(intervalMs);
     }
 }
-
-;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
-// In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
-
-function qemuVersionCommand(binary) {
-    return { program: binary, args: ['--version'] };
+function checkDependencies(specs, byName) {
+    for (const spec of specs) {
+        for (const { service, condition } of spec.dependsOn) {
+            const target = byName.get(service);
+            if (!target) {
+                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
+            }
+            if (condition === 'service_healthy' && target.healthcheck === 'none') {
+                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
+            }
+        }
+    }
 }
-/** Parses `qemu-system-* --version` or `qemu-img --version`. Pure. */
-function parseQemuVersion(stdout) {
-    const text = stdout.split('\n')[0] ?? '';
-    return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
+/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
+function checkCycles(specs, byName) {
+    const done = new Set();
+    const path = [];
+    const visit = (name) => {
+        const at = path.indexOf(name);
+        if (at >= 0) {
+            const cycle = [...path.slice(at), name].join(' -> ');
+            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
+        }
+        if (done.has(name))
+            return;
+        path.push(name);
+        for (const dependency of byName.get(name)?.dependsOn ?? [])
+            visit(dependency.service);
+        path.pop();
+        done.add(name);
+    };
+    for (const spec of specs)
+        visit(spec.name);
 }
-async function qemuVersion(binary) {
-    return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
+function checkPorts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        for (const port of spec.ports) {
+            if (port.hostPort === 0)
+                continue;
+            const key = `${port.hostPort}/${port.protocol}`;
+            const owner = owners.get(key);
+            if (owner === spec.name)
+                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
+            if (owner !== undefined) {
+                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
+            }
+            owners.set(key, spec.name);
+        }
+    }
+}
+function waves(specs) {
+    const result = [];
+    const booted = new Set();
+    let waiting = [...specs];
+    while (waiting.length > 0) {
+        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
+        for (const spec of wave)
+            booted.add(spec.name);
+        waiting = waiting.filter((spec) => !booted.has(spec.name));
+        result.push(wave);
+    }
+    return result;
+}
+
+;// CONCATENATED MODULE: ./src/spec/run-flags.ts
+
+
+/** The container `hyper run` asks for; `environment` fills `-e K` entries. Pure but for the generated name. */
+function containerFromRunFlags(flags, environment) {
+    return {
+        name: flags.name ?? generateName(flags.image),
+        image: flags.image,
+        env: flags.env.map((entry) => (entry.includes('=') ? entry : `${entry}=${environment[entry] ?? ''}`)),
+        ports: flags.publish.map((text) => parsePortSpec(text)),
+        volumes: flags.volumes,
+        tmpfs: flags.tmpfs,
+        baseDir: flags.baseDir,
+        command: flags.command,
+        ...(flags.entrypoint === undefined ? {} : { entrypoint: [flags.entrypoint] }),
+        ...(flags.memoryMiB === undefined ? {} : { memoryMiB: flags.memoryMiB }),
+        ...(flags.cpus === undefined ? {} : { cpus: flags.cpus }),
+        ...(flags.user === undefined ? {} : { user: flags.user }),
+        ...(flags.workdir === undefined ? {} : { workdir: flags.workdir }),
+        dependsOn: [],
+        aliases: flags.aliases,
+        expose: flags.expose.map(exposedPort),
+        ...(flags.labels ? { labels: flags.labels } : {}),
+    };
+}
+/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
+function exposedPort(text) {
+    const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
+    const port = Number(match?.[1]);
+    if (!match || port < 1 || port > 65535)
+        throw new SpecError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
+    return port;
 }
 
 ;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
@@ -47930,8 +48059,11 @@ class QmpClient {
 
 
 
-const QEMU_BINARY = process.env.HYPER_QEMU ?? 'qemu-system-x86_64';
-class VmError extends Error {
+
+/** The QEMU a host runs when nothing names another (HYPER_QEMU). */
+const DEFAULT_QEMU = 'qemu-system-x86_64';
+class VmError extends HyperError {
+    static defaultKind = 'Internal';
     name = 'VmError';
 }
 /** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
@@ -47948,11 +48080,16 @@ async function tail(file, lines = 20) {
 }
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 class QemuHypervisor {
+    qemu;
+    /** `qemu`: the qemu-system binary, a name on PATH or a path. */
+    constructor(qemu = DEFAULT_QEMU) {
+        this.qemu = qemu;
+    }
     async start(spec, options = {}) {
         const paths = vmPaths(spec.dir);
         for (const socket of [paths.qmp, paths.agent]) {
             if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`);
+                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
         }
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
@@ -47963,7 +48100,7 @@ class QemuHypervisor {
             const args = qemuArgs(spec, await hostTscKhz());
             if (options.checkpoint)
                 args.push('-loadvm', options.checkpoint);
-            const child = (0,external_node_child_process_namespaceObject.spawn)(QEMU_BINARY, args, {
+            const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, args, {
                 detached: true,
                 stdio: ['ignore', log.fd, log.fd],
             });
@@ -47973,7 +48110,10 @@ class QemuHypervisor {
             const deadline = Date.now() + 15000;
             for (;;) {
                 if (spawnError)
-                    throw new VmError(`cannot start ${QEMU_BINARY}: ${spawnError.message}`);
+                    throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
+                        kind: 'Unavailable',
+                        cause: spawnError,
+                    });
                 if (exited) {
                     throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
                 }
@@ -47984,7 +48124,7 @@ class QemuHypervisor {
                     await this.kill(spec);
                     throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
                 }
-                await process_sleep(20);
+                await sleep(20);
             }
         }
         finally {
@@ -48009,11 +48149,12 @@ class QemuHypervisor {
             const status = await readGuestStatus(paths.status);
             if (status.failure)
                 throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+            // A service that ran and exited already is a normal outcome: a one-shot command.
+            if (status.servicePid !== undefined)
+                return;
             if (status.exitCode !== undefined) {
                 throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
             }
-            if (status.servicePid !== undefined)
-                return;
             if (status.booted)
                 last = 'guest booted, service not started';
             if (!(await this.isRunning(spec))) {
@@ -48022,7 +48163,7 @@ class QemuHypervisor {
             if (Date.now() > deadline) {
                 throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
             }
-            await process_sleep(25);
+            await sleep(25);
         }
     }
     async isRunning(spec) {
@@ -48032,7 +48173,7 @@ class QemuHypervisor {
     async exec(spec, argv, timeoutMs) {
         const [program, ...args] = argv;
         if (!program)
-            throw new VmError('no command given');
+            throw new VmError('no command given', { kind: 'Invalid' });
         const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
         try {
             return await agent.exec(program, args, timeoutMs);
@@ -48051,7 +48192,7 @@ class QemuHypervisor {
             const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
             agent.shutdown();
             // Give qemu-ga a moment to read the command before the socket goes.
-            await process_sleep(50);
+            await sleep(50);
             agent.close();
         }
         catch {
@@ -48091,7 +48232,7 @@ class QemuHypervisor {
             agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
         }
         catch (error) {
-            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`);
+            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`, { cause: error });
         }
         let thawed = false;
         try {
@@ -48133,7 +48274,7 @@ class QemuHypervisor {
                 lastError = error;
             }
         }
-        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`);
+        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`, { cause: lastError });
     }
     async saveCheckpoint(spec, tag) {
         await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
@@ -48175,7 +48316,7 @@ class QemuHypervisor {
     }
     async revertDisks(spec, serials, tag) {
         if (await this.isRunning(spec))
-            throw new VmError(`${spec.name} is running; stop it before reverting its disks`);
+            throw new VmError(`${spec.name} is running; stop it before reverting its disks`, { kind: 'Conflict' });
         for (const serial of serials)
             await qemuImg.applySnapshot(diskFile(spec, serial), tag);
     }
@@ -48193,11 +48334,27 @@ function diskFile(spec, serial) {
         return spec.rootDisk;
     const disk = spec.disks?.find((d) => d.serial === serial);
     if (!disk)
-        throw new VmError(`${spec.name} has no disk ${serial}`);
+        throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
     return disk.path;
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/snapshots.ts
+;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
+// In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
+
+function qemuVersionCommand(binary) {
+    return { program: binary, args: ['--version'] };
+}
+/** Parses `qemu-system-* --version` or `qemu-img --version`. Pure. */
+function parseQemuVersion(stdout) {
+    const text = stdout.split('\n')[0] ?? '';
+    return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
+}
+async function qemuVersion(binary) {
+    return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
+}
+
+;// CONCATENATED MODULE: ./src/engine/snapshots.ts
+
 
 
 
@@ -48227,11 +48384,16 @@ async function readSnapshots(record) {
 async function writeSnapshots(record, snapshots) {
     await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
-let qemuVersionText;
-/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of --version. */
-async function snapshots_qemuVersion() {
-    qemuVersionText ??= (await qemuVersion(QEMU_BINARY)).text;
-    return qemuVersionText;
+const qemuVersions = new Map();
+/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
+async function snapshots_qemuVersion(qemu) {
+    let text = qemuVersions.get(qemu);
+    if (!text) {
+        text = qemuVersion(qemu).then((v) => v.text);
+        qemuVersions.set(qemu, text);
+        text.catch(() => qemuVersions.delete(qemu));
+    }
+    return text;
 }
 /**
  * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
@@ -48252,43 +48414,50 @@ function defaultSnapshotName(now = new Date()) {
 function writableVolumes(record) {
     return (record.disks ?? []).filter((d) => !d.readOnly);
 }
+/** A snapshot that cannot be taken, restored or found; the throw site sets the kind when it is not Invalid. */
+class SnapshotError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SnapshotError';
+}
 /** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
-async function snapshotService(service, name, options, host) {
-    const record = await requireRecord(service);
+async function snapshotService(service, name, options, job) {
+    const record = await container_requireRecord(job, service);
     const tag = name ?? defaultSnapshotName();
     const problem = snapshotNameProblem(tag);
     if (problem)
-        throw new ServiceError(problem);
+        throw new SnapshotError(problem);
     const snapshots = await readSnapshots(record);
     if (snapshots.some((s) => s.name === tag)) {
-        throw new ServiceError(`${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`);
+        throw new SnapshotError(`${service} already has a snapshot named "${tag}"; remove it with "hyper snapshot rm ${service} ${tag}" or choose another name`, { kind: 'Conflict' });
     }
-    if (!(await host.hypervisor.isRunning(record.machine))) {
-        throw new ServiceError(`${service} is not running; a snapshot is taken of a running service`);
+    if (!(await job.hypervisor.isRunning(record.machine))) {
+        throw new SnapshotError(`${service} is not running; a snapshot is taken of a running service`, {
+            kind: 'Conflict',
+        });
     }
     const volumes = writableVolumes(record);
     const disks = options.checkpoint
         ? ['rootfs', ...volumes.map((d) => d.serial)]
         : volumes.map((d) => d.serial);
     if (disks.length === 0) {
-        throw new ServiceError(`${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`);
+        throw new SnapshotError(`${service} has no writable volumes to snapshot; use "hyper snapshot --checkpoint ${service}" for the whole VM`);
     }
     const started = Date.now();
     try {
         if (options.checkpoint) {
-            await host.hypervisor.saveCheckpoint(record.machine, tag);
+            await job.hypervisor.saveCheckpoint(record.machine, tag);
         }
         else {
-            await host.hypervisor.snapshotDisks(record.machine, disks, tag, {
+            await job.hypervisor.snapshotDisks(record.machine, disks, tag, {
                 mountpoints: volumes.map((d) => `${CONTAINER_ROOT}${d.target}`),
                 timeoutMs: options.freezeTimeoutMs,
             });
         }
     }
     catch (error) {
-        await host.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
+        await job.hypervisor.deleteSnapshot(record.machine, disks, tag).catch(() => undefined);
         const hint = options.checkpoint ? await spaceHint(record) : '';
-        throw new ServiceError(`snapshot "${tag}" of ${service} failed: ${error.message}${hint}; nothing was kept`);
+        throw new SnapshotError(`snapshot "${tag}" of ${service} failed: ${error.message}${hint}; nothing was kept`, { kind: 'Internal', cause: error });
     }
     const snapshot = {
         name: tag,
@@ -48296,7 +48465,7 @@ async function snapshotService(service, name, options, host) {
         createdAt: new Date().toISOString(),
         disks,
         bundle: record.machine.bundle.version,
-        qemu: await snapshots_qemuVersion(),
+        qemu: await snapshots_qemuVersion(job.host.qemu),
         accel: record.machine.accel,
         cpu: await guestCpu(record.machine.accel),
         tookMs: Date.now() - started,
@@ -48322,13 +48491,15 @@ function checkpointSpaceHint(free, dir, memoryMiB) {
         return '';
     return ` (the disk holding ${dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${memoryMiB} MiB of RAM)`;
 }
-async function requireSnapshot(service, name) {
-    const record = await requireRecord(service);
+async function requireSnapshot(job, service, name) {
+    const record = await container_requireRecord(job, service);
     const snapshots = await readSnapshots(record);
     const snapshot = snapshots.find((s) => s.name === name);
     if (!snapshot) {
         const known = snapshots.map((s) => s.name).join(', ') || 'none';
-        throw new ServiceError(`${service} has no snapshot named "${name}" (snapshots: ${known})`);
+        throw new SnapshotError(`${service} has no snapshot named "${name}" (snapshots: ${known})`, {
+            kind: 'NotFound',
+        });
     }
     return [record, snapshot];
 }
@@ -48336,11 +48507,12 @@ async function requireSnapshot(service, name) {
  * Whether this host can load a checkpoint: the same guest bundle, QEMU,
  * accelerator and guest CPU must have made it. Returns the first mismatch.
  */
-async function checkpointCompatibility(snapshot, bundleVersion, accel) {
+async function checkpointCompatibility(snapshot, here) {
+    const { bundle: bundleVersion, accel } = here;
     if (snapshot.bundle !== bundleVersion) {
         return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
     }
-    const qemu = await snapshots_qemuVersion();
+    const qemu = await snapshots_qemuVersion(here.qemu);
     if (snapshot.qemu !== qemu)
         return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
     if (snapshot.accel && snapshot.accel !== accel)
@@ -48355,32 +48527,36 @@ async function checkpointCompatibility(snapshot, bundleVersion, accel) {
  * the VM resumes from it; a volume snapshot stops the service, reverts its
  * disks and boots it again. Returns how long it took in ms.
  */
-async function restoreService(service, name, host, options) {
-    const [record, snapshot] = await requireSnapshot(service, name);
+async function restoreService(service, name, job, options) {
+    const [record, snapshot] = await requireSnapshot(job, service, name);
     const started = Date.now();
-    const running = await host.hypervisor.isRunning(record.machine);
+    const running = await job.hypervisor.isRunning(record.machine);
     if (snapshot.kind === 'checkpoint') {
-        const problem = await checkpointCompatibility(snapshot, record.machine.bundle.version, record.machine.accel);
+        const problem = await checkpointCompatibility(snapshot, {
+            bundle: record.machine.bundle.version,
+            accel: record.machine.accel,
+            qemu: job.host.qemu,
+        });
         if (problem)
-            throw new ServiceError(`cannot restore: ${problem}`);
+            throw new SnapshotError(`cannot restore: ${problem}`);
         if (running) {
             await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-            await host.hypervisor.loadCheckpoint(record.machine, name);
+            await job.hypervisor.loadCheckpoint(record.machine, name);
         }
         else {
             // startService puts the status back before QEMU starts.
-            await startService(service, host, { checkpoint: name, status: snapshot.status ?? '' });
+            await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
         }
         return Date.now() - started;
     }
     if (running)
-        await stopService(service, options.stopGraceMs, host);
-    await host.hypervisor.revertDisks(record.machine, snapshot.disks, name);
-    await startService(service, host);
+        await stopContainer(service, options.stopGraceMs, job);
+    await job.hypervisor.revertDisks(record.machine, snapshot.disks, name);
+    await startContainer(service, job);
     return Date.now() - started;
 }
-async function listSnapshots(service, records) {
-    const chosen = service ? [await requireRecord(service)] : await records();
+async function listSnapshots(service, job) {
+    const chosen = service ? [await container_requireRecord(job, service)] : await listRecords(job);
     const rows = [];
     for (const record of chosen) {
         for (const snapshot of await readSnapshots(record))
@@ -48388,15 +48564,14 @@ async function listSnapshots(service, records) {
     }
     return rows;
 }
-async function removeSnapshot(service, name, host) {
-    const [record, snapshot] = await requireSnapshot(service, name);
-    await host.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
+async function removeSnapshot(service, name, job) {
+    const [record, snapshot] = await requireSnapshot(job, service, name);
+    await job.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
     const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
     await writeSnapshots(record, remaining);
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/transfer.ts
-
+;// CONCATENATED MODULE: ./src/engine/transfer.ts
 
 
 
@@ -48426,7 +48601,8 @@ const BASE = 'base.qcow2';
 const ROOT = 'rootfs.qcow2';
 /** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
 const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-class TransferError extends ServiceError {
+class TransferError extends HyperError {
+    static defaultKind = 'Invalid';
     name = 'TransferError';
 }
 /** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
@@ -48438,8 +48614,8 @@ async function keepOnly(file, tag, snapshots) {
     await qemuImg.applySnapshot(file, tag);
 }
 /** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
-async function transfer_scratchDir(kind) {
-    const parent = external_node_path_default().join(stateDir(), 'tmp');
+async function transfer_scratchDir(job, kind) {
+    const parent = external_node_path_default().join(job.stateDir, 'tmp');
     await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
     return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
 }
@@ -48460,23 +48636,23 @@ async function claimOutput(file) {
  * ends in .gz or .tgz). A running VM is paused while its disk files are
  * copied. Returns the bytes written. Nothing is left behind when it fails.
  */
-async function exportSnapshot(service, name, file, host) {
-    const [record, snapshot] = await requireSnapshot(service, name);
+async function exportSnapshot(service, name, file, job) {
+    const [record, snapshot] = await requireSnapshot(job, service, name);
     const target = external_node_path_default().resolve(file);
     if (await exists(target).catch(() => false)) {
         throw new TransferError(`${target} already exists; remove it or choose another file`);
     }
     const partial = await claimOutput(target);
-    const staging = await transfer_scratchDir('export');
+    const staging = await transfer_scratchDir(job, 'export');
     try {
         const paths = vmPaths(record.machine.dir);
         const disks = record.disks ?? [];
         const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
         if (snapshot.kind === 'checkpoint')
             copies.push([paths.rootDisk, ROOT]);
-        const running = await host.hypervisor.isRunning(record.machine);
+        const running = await job.hypervisor.isRunning(record.machine);
         if (running)
-            await host.hypervisor.pause(record.machine);
+            await job.hypervisor.pause(record.machine);
         try {
             for (const [from, entry] of copies) {
                 await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
@@ -48484,7 +48660,7 @@ async function exportSnapshot(service, name, file, host) {
         }
         finally {
             if (running)
-                await host.hypervisor.resume(record.machine);
+                await job.hypervisor.resume(record.machine);
         }
         for (const [, entry] of copies) {
             const copy = external_node_path_default().join(staging, entry);
@@ -48510,16 +48686,7 @@ async function exportSnapshot(service, name, file, host) {
             snapshot,
             service: {
                 name: record.name,
-                image: record.image,
-                imageDigest: record.imageDigest,
-                imageConfigDigest: record.imageConfigDigest,
-                imageBlobs: record.imageBlobs,
-                user: record.user,
-                workdir: record.workdir,
-                labels: record.labels,
-                ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
-                memoryMiB: record.machine.memoryMiB,
-                cpus: record.machine.cpus,
+                ...recordFields(record),
                 ports: record.ports,
                 disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
                 guestFiles,
@@ -48643,16 +48810,14 @@ async function extract(file, dir) {
 }
 /**
  * Makes a stopped service from an export: checks every file against the
- * manifest, refuses a checkpoint this host cannot load, then moves the disks
- * into place (named volumes into the job's volumes). On failure nothing of it
- * is left, and existing volumes and services are untouched.
+ * manifest, refuses a checkpoint this host cannot load, then runs the create
+ * steps with the export's disks, guest files and root disk moved into place
+ * (named volumes into the job's volumes) instead of made. On failure nothing
+ * of it is left, and existing volumes and services are untouched.
  */
-async function importSnapshot(file, options, host) {
+async function importSnapshot(file, options, job) {
     const source = external_node_path_default().resolve(file);
-    const staging = await transfer_scratchDir('import');
-    let dir;
-    let joined;
-    const madeVolumes = [];
+    const staging = await transfer_scratchDir(job, 'import');
     try {
         await extract(source, staging);
         const manifest = await checkExport(staging, source);
@@ -48661,1602 +48826,315 @@ async function importSnapshot(file, options, host) {
             throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
         }
         if (snapshot.kind === 'checkpoint') {
-            const problem = await checkpointCompatibility(snapshot, host.bundle.version, host.accel);
+            const problem = await checkpointCompatibility(snapshot, {
+                bundle: job.bundle.version,
+                accel: job.accel,
+                qemu: job.host.qemu,
+            });
             if (problem)
                 throw new TransferError(`cannot import ${source}: ${problem}`);
         }
         const name = options.name ?? service.name;
         validateName(name);
-        dir = vmDir(name);
         for (const disk of service.disks) {
-            if (disk.volume && (await exists(volumePath(stateDir(), disk.volume)))) {
-                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`);
+            if (disk.volume && (await exists(volumePath(job.stateDir, disk.volume)))) {
+                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`, { kind: 'Conflict' });
             }
-        }
-        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(dir), { recursive: true });
-        try {
-            await (0,promises_namespaceObject.mkdir)(dir);
-        }
-        catch (error) {
-            const claimed = dir;
-            dir = undefined;
-            if (error.code === 'EEXIST') {
-                throw new TransferError(`the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or import with --name`);
-            }
-            throw new TransferError(`cannot make ${claimed}: ${error.message}`);
-        }
-        const paths = vmPaths(dir);
-        const base = external_node_path_default().join(dir, BASE);
-        await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
-        if (service.rootDisk) {
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, service.rootDisk), paths.rootDisk);
-            await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
-        }
-        else {
-            await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
-        }
-        const disks = [];
-        await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(dir, 'disks'));
-        for (const disk of service.disks) {
-            const at = disk.volume
-                ? volumePath(stateDir(), disk.volume)
-                : external_node_path_default().join(dir, 'disks', `${disk.serial}.qcow2`);
-            if (disk.volume) {
-                await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
-                madeVolumes.push(at);
-            }
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
-            disks.push({ ...disk, path: at });
-        }
-        await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
-        const guestFiles = [];
-        for (const g of service.guestFiles) {
-            const at = external_node_path_default().join(paths.guestFiles, g.name);
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
-            guestFiles.push({ name: g.name, path: at });
         }
         const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
-        const { network, joined: newMember } = await memberOf(stateDir(), options.network ?? DEFAULT_NETWORK, { service: name, aliases: [], containerPorts: tcpPorts(published, [], []), published }, { info: () => undefined, warn: () => undefined });
-        if (newMember)
-            joined = name;
         const exportedOn = service.network ?? 'user';
-        if (snapshot.kind === 'checkpoint' && exportedOn !== network.mode) {
-            throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${network.mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
-        }
-        const view = memberView(network, name, host.bundle.connect);
-        const ports = view.published;
-        const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
-        for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), view.guest))
-            await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
-        const machine = machineSpec(name, host, {
-            memoryMiB: service.memoryMiB,
-            cpus: service.cpus,
-            guestFiles,
-            forwards: view.forwards,
-            network: view.machine,
-            disks,
-        });
-        const record = {
-            name,
-            image: service.image,
-            imageDigest: service.imageDigest,
-            imageConfigDigest: service.imageConfigDigest,
-            imageBlobs: service.imageBlobs,
-            createdAt: new Date().toISOString(),
-            machine,
-            ports,
-            user: service.user,
-            workdir: service.workdir,
-            labels: service.labels,
-            disks,
-            ...(service.healthcheck ? { healthcheck: service.healthcheck } : {}),
-        };
-        await (0,promises_namespaceObject.writeFile)(paths.status, '');
-        await writeSnapshots(record, [snapshot]);
-        await writeRecord(record);
+        const steps = [
+            claimStep((taken) => `the name "${taken}" is already in use by a VM; remove it with "hyper rm ${taken}" or import with --name`),
+            networkStep(() => ({
+                service: name,
+                aliases: [],
+                containerPorts: tcpPorts(published, [], []),
+                published,
+            })),
+            {
+                name: 'check the network kind',
+                async run(draft) {
+                    const mode = draft.network?.mode;
+                    if (snapshot.kind === 'checkpoint' && exportedOn !== mode) {
+                        throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
+                    }
+                },
+            },
+            moveDisksStep(staging, service.disks),
+            moveGuestFilesStep(staging, service.guestFiles),
+            moveRootDiskStep(staging, service.rootDisk),
+            recordStep(service, async (draft) => {
+                await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
+                if (draft.record)
+                    await writeSnapshots(draft.record, [snapshot]);
+            }),
+        ];
+        const record = await createVm(newDraft(job, name), steps);
         return { record, snapshot };
-    }
-    catch (error) {
-        if (dir)
-            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
-        for (const volume of madeVolumes)
-            await (0,promises_namespaceObject.rm)(volume, { force: true });
-        if (joined)
-            await leaveNetwork(stateDir(), [joined]).catch(() => undefined);
-        throw error;
     }
     finally {
         await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
     }
 }
-
-;// CONCATENATED MODULE: ./src/lifecycle/up.ts
-
-
-
-
-
-
-
-
-
-
-
-
-const DEFAULT_SERVICE_MEMORY_MIB = 512;
-const BOOT_TIMEOUT_MS = 120_000;
-/** A service that failed to come up, with its log for the user. */
-class ServiceStartError extends Error {
-    service;
-    log;
-    name = 'ServiceStartError';
-    constructor(service, message, log) {
-        super(message);
-        this.service = service;
-        this.log = log;
-    }
-}
-/** The `hyper run` request for one service of a services input or compose file. Pure. */
-function runRequest(spec, options) {
+/** The export's disks: named volumes into the job's volumes, the others into the VM's directory. */
+function moveDisksStep(staging, disks) {
+    const madeVolumes = [];
     return {
-        name: spec.name,
-        image: spec.image,
-        ports: spec.ports,
-        env: spec.env,
-        memoryMiB: spec.memoryMiB ?? DEFAULT_SERVICE_MEMORY_MIB,
-        cpus: spec.cpus ?? 1,
-        entrypoint: spec.entrypoint,
-        command: spec.command ?? [],
-        user: spec.user,
-        workdir: spec.workdir,
-        healthcheck: spec.healthcheck,
-        labels: options.labels,
-        bootTimeoutMs: BOOT_TIMEOUT_MS,
-        registry: serviceRegistry(spec, options),
-        volumes: spec.volumes,
-        volumeSize: options.volumeSize,
-        volumeSizes: spec.volumeSizes,
-        tmpfs: spec.tmpfs,
-        baseDir: spec.baseDir ?? options.baseDir,
-        network: options.network ?? DEFAULT_NETWORK,
-        aliases: spec.aliases ?? [],
-        expose: spec.expose ?? [],
+        name: 'move the disks',
+        async run(draft) {
+            await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(draft.dir, 'disks'));
+            for (const disk of disks) {
+                const at = disk.volume
+                    ? volumePath(draft.job.stateDir, disk.volume)
+                    : external_node_path_default().join(draft.dir, 'disks', `${disk.serial}.qcow2`);
+                if (disk.volume) {
+                    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
+                    madeVolumes.push(at);
+                }
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
+                draft.disks.push({ ...disk, path: at });
+            }
+        },
+        async undo() {
+            for (const volume of madeVolumes)
+                await (0,promises_namespaceObject.rm)(volume, { force: true });
+        },
     };
 }
-/** The registry settings, with the service's own credentials when it has them. */
-function serviceRegistry(spec, options) {
-    return spec.credentials ? { ...options.registry, credentials: spec.credentials } : options.registry;
-}
-/**
- * Boots services in dependency order: each wave (services whose dependencies
- * are all up) boots in parallel and must be healthy before the next starts.
- * `waves` is validatePlan's answer, which callers get before any side effect.
- */
-async function upServices(waves, host, options, reporter) {
-    const specs = waves.flat();
-    const planned = await Promise.all(specs.map((spec) => planMember(spec, options, reporter)));
-    await joinNetwork(stateDir(), options.network ?? DEFAULT_NETWORK, planned.map((p) => p.member), reporter);
-    const images = new Map(planned.map((p) => [p.member.service, p.image]));
-    const statuses = [];
-    try {
-        for (const wave of waves) {
-            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), host, options, reporter)));
-            for (const result of results)
-                if (result.status === 'fulfilled')
-                    statuses.push(result.value);
-            const failure = results.find((r) => r.status === 'rejected');
-            if (failure)
-                throw failure.reason;
-            // A service of an earlier wave, or of this one, may have exited since it was healthy.
-            await checkStillRunning(statuses, host);
-        }
-    }
-    catch (error) {
-        // Services that never got a VM leave the network; the rest stay for logs and teardown.
-        const unbooted = [];
-        for (const spec of specs)
-            if (!(await exists(vmDir(spec.name))))
-                unbooted.push(spec.name);
-        await leaveNetwork(stateDir(), unbooted).catch(() => undefined);
-        throw error;
-    }
-    return statuses;
-}
-/**
- * Fails, naming the service, its exit code and the tail of its log, when any
- * of `services` is no longer running: a service that exits after it was
- * healthy but before the job's steps start must fail the start as well.
- */
-async function checkStillRunning(services, host) {
-    for (const { name } of services) {
-        const state = await vmState(await requireRecord(name), host);
-        if (state.running)
-            continue;
-        const log = await serviceLogs(name);
-        const tail = trimOutput(log, 10);
-        throw new ServiceStartError(name, `service ${name} exited with code ${state.exitCode ?? 'unknown'} after it was healthy${tail ? `; the end of its log:\n${tail}` : ''}`, log);
-    }
-}
-/**
- * A service's place on the job network, planned before anything boots so
- * every guest starts knowing every other: the image is pulled now for its
- * EXPOSEd ports, and the boot then uses that same image.
- */
-async function planMember(spec, options, reporter) {
-    let image;
-    try {
-        image = await resolveImage(spec.image, {
-            ...serviceRegistry(spec, options),
-            cacheDir: cacheDir(),
-            log: (line) => reporter.info(`${spec.name}: ${line}`),
-        });
-    }
-    catch (error) {
-        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');
-    }
-    const member = {
-        service: spec.name,
-        aliases: spec.aliases ?? [],
-        containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
-        published: spec.ports,
-    };
-    return { member, image };
-}
-async function bootOne(spec, image, host, options, reporter) {
-    const started = Date.now();
-    const exported = options.checkpoints?.[spec.name];
-    let record;
-    let restoredFrom;
-    if (exported) {
-        const resumed = await resumeFromExport(spec, exported, host, reporter);
-        record = resumed?.record;
-        restoredFrom = resumed?.snapshot;
-    }
-    try {
-        record ??= await runService({ ...runRequest(spec, options), resolved: image }, host, (line) => reporter.info(`${spec.name}: ${line}`));
-    }
-    catch (error) {
-        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '');
-    }
-    reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
-    try {
-        await waitHealthy(record, record.healthcheck, host, options.waitTimeoutMs);
-    }
-    catch (error) {
-        throw new ServiceStartError(spec.name, `service ${spec.name}: ${error.message}`, await serviceLogs(spec.name));
-    }
-    const healthyMs = Date.now() - started;
-    reporter.info(`${spec.name}: healthy after ${healthyMs} ms`);
+/** The export's guest files, their network lines rewritten for this job's network. */
+function moveGuestFilesStep(staging, files) {
     return {
-        name: record.name,
-        image: record.image,
-        imageDigest: record.imageDigest,
-        imageConfigDigest: record.imageConfigDigest,
-        imageBlobs: record.imageBlobs,
-        accel: record.machine.accel,
-        memoryMiB: record.machine.memoryMiB,
-        ports: record.ports,
-        bootMs: record.bootMs ?? 0,
-        healthyMs,
-        ...(restoredFrom ? { restoredFrom } : {}),
+        name: 'move the guest files',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+            for (const g of files) {
+                const at = external_node_path_default().join(paths.guestFiles, g.name);
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
+                draft.guestFiles.push({ name: g.name, path: at });
+            }
+            if (!draft.view)
+                throw new TransferError(`${draft.name}: no network view for its guest files`);
+            const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
+            for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), draft.view.guest))
+                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
+        },
     };
 }
-/**
- * Starts a service from an export instead of booting it: import, then restore
- * (a checkpoint resumes; a volume snapshot boots on its volumes). Any failure
- * is a warning and leaves nothing, so the caller boots the service normally.
- */
-async function resumeFromExport(spec, file, host, reporter) {
-    let imported;
-    try {
-        const result = await importSnapshot(file, { name: spec.name, image: spec.image }, host);
-        imported = result.record;
-        await restoreService(spec.name, result.snapshot.name, host, { stopGraceMs: 0 });
-        const record = await requireRecord(spec.name);
-        reporter.info(`${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`);
-        return { record, snapshot: result.snapshot.name };
-    }
-    catch (error) {
-        if (imported) {
-            // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
-            await removeService(spec.name, true, host, { keepMember: true }).catch(() => undefined);
-            for (const disk of imported.disks ?? [])
-                if (disk.volume)
-                    await (0,promises_namespaceObject.rm)(disk.path, { force: true });
-        }
-        reporter.warn(`${spec.name}: not started from the saved checkpoint: ${error.message}; booting it normally`);
-        return undefined;
-    }
-}
-/** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
-function servicesContext(statuses) {
-    return Object.fromEntries(statuses.map((s) => [
-        s.name,
-        { ports: Object.fromEntries(s.ports.map((p) => [String(p.containerPort), String(p.hostPort)])) },
-    ]));
-}
-/** One variable per published port: HYPER_<SERVICE>_PORT_<CONTAINER PORT>[_UDP] = host port. Pure. */
-function portVariables(statuses) {
-    const variables = {};
-    for (const status of statuses) {
-        const service = status.name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-        for (const port of status.ports) {
-            const suffix = port.protocol === 'udp' ? '_UDP' : '';
-            variables[`HYPER_${service}_PORT_${port.containerPort}${suffix}`] = String(port.hostPort);
-        }
-    }
-    return variables;
-}
-
-;// CONCATENATED MODULE: ./src/spec/service.ts
-
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends Error {
-    name = 'SpecError';
-}
-// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
-const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
-
-;// CONCATENATED MODULE: ./src/spec/env-file.ts
-
-const KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
-/**
- * An env_file's `KEY=VALUE` lines -> "KEY=VALUE" entries. Blank lines and `#`
- * comments are skipped, an `export ` prefix is allowed, and one pair of
- * surrounding quotes is stripped (double quotes also take \n, \" and \\).
- * A bare `KEY` takes its value from `variables`, as Compose does, or is left
- * out when unset. `name` is how errors name the file. Pure.
- */
-function parseEnvFile(text, name, variables) {
-    const entries = [];
-    text.split(/\r?\n/).forEach((raw, index) => {
-        const line = raw.trim().replace(/^export\s+/, '');
-        if (line === '' || line.startsWith('#'))
-            return;
-        const eq = line.indexOf('=');
-        const key = (eq < 0 ? line : line.slice(0, eq)).trim();
-        if (!KEY.test(key)) {
-            throw new SpecError(`${name} line ${index + 1}: ${JSON.stringify(raw)} is not KEY=VALUE`);
-        }
-        if (eq < 0) {
-            const value = variables[key];
-            if (value !== undefined)
-                entries.push(`${key}=${value}`);
-            return;
-        }
-        entries.push(`${key}=${unquote(line.slice(eq + 1).trim())}`);
-    });
-    return entries;
-}
-function unquote(value) {
-    const single = /^'([^']*)'\s*(?:#.*)?$/.exec(value);
-    if (single)
-        return single[1] ?? '';
-    const double = /^"((?:[^"\\]|\\.)*)"\s*(?:#.*)?$/.exec(value);
-    if (double)
-        return (double[1] ?? '').replace(/\\([n"\\])/g, (_match, c) => (c === 'n' ? '\n' : c));
-    // Unquoted, a # after whitespace starts a comment.
-    return value.replace(/\s+#.*$/, '');
-}
-
-;// CONCATENATED MODULE: ./src/spec/shell-words.ts
-
-/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
-const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
-/**
- * Splits a command line into words as a POSIX shell does, with quotes and
- * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
- */
-function splitShellWords(text) {
-    const words = [];
-    let word = '';
-    let inWord = false;
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'") {
-            const end = text.indexOf("'", i + 1);
-            if (end < 0)
-                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
-            word += text.slice(i + 1, end);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '"') {
-            let end = i + 1;
-            for (; end < text.length && text[end] !== '"'; end++) {
-                const next = text[end + 1];
-                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
-                    end++;
-                    if (next !== '\n')
-                        word += next;
-                }
-                else {
-                    word += text[end];
-                }
+/** The export's base beside the VM, and the root overlay on it: the exported one for a checkpoint, else a new one. */
+function moveRootDiskStep(staging, rootDisk) {
+    return {
+        name: 'move the root disk',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            const base = external_node_path_default().join(draft.dir, BASE);
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
+            if (rootDisk) {
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, rootDisk), paths.rootDisk);
+                await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
             }
-            if (end >= text.length)
-                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '\\') {
-            const next = text[i + 1];
-            if (next === undefined)
-                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
-            // Backslash-newline joins lines, as in a shell script.
-            if (next !== '\n') {
-                word += next;
-                inWord = true;
+            else {
+                await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
             }
-            i++;
-        }
-        else if (/\s/.test(c)) {
-            if (inWord)
-                words.push(word);
-            word = '';
-            inWord = false;
-        }
-        else {
-            word += c;
-            inWord = true;
-        }
-    }
-    if (inWord)
-        words.push(word);
-    return words;
-}
-
-;// CONCATENATED MODULE: ./src/spec/units.ts
-
-
-
-const MIN_MEMORY_MIB = 64;
-/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
-function asSpecError(parse) {
-    try {
-        return parse();
-    }
-    catch (error) {
-        if (error instanceof SizeError)
-            throw new SpecError(error.message);
-        throw error;
-    }
-}
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    return asSpecError(() => wholeMiB(String(value).trim(), {
-        minMiB: MIN_MEMORY_MIB,
-        unit: 'm',
-        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
-    }));
-}
-/**
- * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
- */
-function parseVolumeSize(value) {
-    return asSpecError(() => volumeBytes(value));
-}
-const DURATION_UNITS = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-};
-/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
-function parseDurationMs(value) {
-    const text = String(value).trim();
-    if (text === '0')
-        return 0;
-    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-    let total = 0;
-    let at = 0;
-    while (at < text.length) {
-        part.lastIndex = at;
-        const match = part.exec(text);
-        if (!match)
-            break;
-        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
-        at = part.lastIndex;
-    }
-    if (text === '' || at < text.length || !Number.isFinite(total)) {
-        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
-    }
-    return Math.ceil(total);
-}
-/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
-function parseCpus(value) {
-    const text = String(value).trim();
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
-        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
-    }
-    return Math.ceil(Number(text));
-}
-/** A whole number of at least `min` (healthcheck retries). Pure. */
-function parseCount(value, min) {
-    const text = String(value).trim();
-    if (!/^\d+$/.test(text) || Number(text) < min) {
-        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
-    }
-    return Number(text);
-}
-
-;// CONCATENATED MODULE: ./src/spec/fields.ts
-
-
-
-
-
-/** The readers of per-service keys that the services input and compose files share. */
-/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
-function definedOnly(value) {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
-}
-const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-/** The service id is also the VM's name and hostname. */
-function readServiceName(name, at) {
-    if (!SERVICE_NAME.test(name)) {
-        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
-    return name;
-}
-/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
-function readImage(value) {
-    const image = value.string('an image reference such as postgres:16');
-    if (!image.startsWith('oci:'))
-        value.attempt(() => parseImageReference(image));
-    return image;
-}
-function readPorts(value, readLong) {
-    return value.items().map((item) => {
-        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
-        return item.attempt(() => parsePortSpec(text));
-    });
-}
-/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
-function readEnvMap(value, variables) {
-    const env = [];
-    for (const { key, value: entry } of value.entries()) {
-        checkEnvName(key, entry);
-        if (entry.isNull && variables) {
-            const host = variables[key];
-            if (host !== undefined)
-                env.push(`${key}=${host}`);
-        }
-        else {
-            env.push(`${key}=${entry.text('a string, number or boolean')}`);
-        }
-    }
-    return env;
-}
-function checkEnvName(name, at) {
-    if (name === '' || name.includes('='))
-        throw at.error(`"${name}" is not a variable name`);
-}
-/** A command as a list, or a string split as a shell would. */
-function readWords(value) {
-    if (value.kind === 'a list')
-        return value.items().map((item) => item.text());
-    const text = value.string('a string or a list of strings');
-    return value.attempt(() => splitShellWords(text));
-}
-function readStringList(value) {
-    return value.items().map((item) => item.string());
-}
-function readMemory(value) {
-    const text = value.text('an amount of memory such as 512m');
-    return value.attempt(() => parseMemoryMiB(text));
-}
-function readCpus(value) {
-    const text = value.text('a number of CPUs');
-    return value.attempt(() => parseCpus(text));
-}
-function readDuration(value) {
-    const text = value.text('a duration such as 10s');
-    return value.attempt(() => parseDurationMs(text));
-}
-const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'retries', 'disable'];
-/** Compose's healthcheck map. undefined: keep the image's. */
-function readHealthcheck(value) {
-    const fields = value.fields(HEALTHCHECK_KEYS);
-    const disable = fields.get('disable');
-    const testValue = fields.get('test');
-    const test = testValue ? readHealthTest(testValue) : undefined;
-    if (disable?.boolean()) {
-        if (test !== undefined && test !== 'none')
-            throw disable.error('disable: true cannot go with a test');
-        return 'none';
-    }
-    if (test === 'none')
-        return 'none';
-    if (test === undefined) {
-        if ([...fields.keys()].some((key) => key !== 'disable'))
-            throw value.error(PARTIAL_HEALTHCHECK);
-        return undefined;
-    }
-    const duration = (key) => {
-        const field = fields.get(key);
-        return field && readDuration(field);
+        },
     };
-    const retries = fields.get('retries');
-    return healthcheck(test, {
-        intervalMs: duration('interval'),
-        timeoutMs: duration('timeout'),
-        startPeriodMs: duration('start_period'),
-        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
-    });
-}
-/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
-function readHealthTest(value) {
-    if (value.kind !== 'a list') {
-        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
-        if (command.trim() === '')
-            throw value.error('the test is empty');
-        return ['CMD-SHELL', command];
-    }
-    const [kind, ...args] = value.items().map((item) => item.text());
-    if (kind === 'NONE')
-        return 'none';
-    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
-        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
-    }
-    if (args.length === 0)
-        throw value.error(`${kind} needs a command after it`);
-    // Docker joins a CMD-SHELL's words into one shell command.
-    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
-}
-const CONDITIONS = ['service_started', 'service_healthy'];
-/** A list of service ids, or a map of id -> { condition }. */
-function readDependsOn(value) {
-    if (value.kind === 'a list') {
-        return value.items().map((item) => ({
-            service: item.string('a service id'),
-            condition: 'service_started',
-        }));
-    }
-    if (value.kind !== 'a map')
-        throw value.expected('a list of service ids or a map of id: { condition }');
-    return value.entries().map(({ key, value: entry }) => {
-        if (entry.isNull)
-            return { service: key, condition: 'service_started' };
-        const condition = entry.fields(['condition']).get('condition');
-        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
-    });
-}
-function readCondition(value) {
-    const condition = value.string();
-    if (condition === 'service_completed_successfully') {
-        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
-    }
-    if (!CONDITIONS.includes(condition)) {
-        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
-    }
-    return condition;
 }
 
-;// CONCATENATED MODULE: ./src/spec/interpolate.ts
+;// CONCATENATED MODULE: ./src/engine/keep.ts
 
-const interpolate_NAME = /^[A-Za-z_][A-Za-z0-9_]*/;
+
+
+
+
+
+
+
+/** Copies what one service leaves for debugging into `dir`; returns what was kept. */
+async function keepForDebugging(name, mode, dir, job) {
+    const record = await container_requireRecord(job, name);
+    const kept = [];
+    const paths = vmPaths(record.machine.dir);
+    const own = external_node_path_default().join(dir, record.name);
+    await (0,promises_namespaceObject.mkdir)(own, { recursive: true });
+    for (const file of [paths.serviceLog, paths.console, paths.record]) {
+        if (await exists(file)) {
+            await (0,promises_namespaceObject.copyFile)(file, external_node_path_default().join(own, external_node_path_default().basename(file)));
+            kept.push(`${record.name}/${external_node_path_default().basename(file)}`);
+        }
+    }
+    if (mode === 'checkpoint' && (await job.hypervisor.isRunning(record.machine))) {
+        const tag = `debug-${Date.now().toString(36)}`;
+        await snapshotService(record.name, tag, { checkpoint: true, freezeTimeoutMs: 10_000 }, job);
+        const file = external_node_path_default().join(own, `${record.name}-${tag}.tar`);
+        await exportSnapshot(record.name, tag, file, job);
+        return [...kept, `${record.name}/${external_node_path_default().basename(file)}`];
+    }
+    // The volumes alone: stopped first, so their filesystems are clean.
+    const volumes = (record.disks ?? []).filter((d) => !d.readOnly);
+    if (volumes.length > 0 && (await job.hypervisor.isRunning(record.machine))) {
+        await stopContainer(record.name, 10_000, job);
+    }
+    for (const disk of volumes) {
+        const name = `${disk.serial}${disk.volume ? `-${disk.volume}` : ''}.qcow2`;
+        await qemuImg.convert(disk.path, external_node_path_default().join(own, name), { to: 'qcow2' });
+        kept.push(`${record.name}/${name}`);
+    }
+    return kept;
+}
+
+;// CONCATENATED MODULE: ./src/images/prune.ts
+
+
+
+
+
+/** Leftovers younger than this may belong to a pull still running in another job. */
+const STALE_MS = 60 * 60 * 1000;
+async function walk(dir) {
+    const entries = await (0,promises_namespaceObject.readdir)(dir, { withFileTypes: true }).catch(() => []);
+    const files = [];
+    for (const entry of entries) {
+        const full = external_node_path_default().join(dir, entry.name);
+        if (entry.isDirectory() && !entry.name.startsWith('.build-'))
+            files.push(...(await walk(full)));
+        else
+            files.push(full);
+    }
+    return files;
+}
 /**
- * Compose's variable interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
- * `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`, and `$$` for a literal `$`.
- * Defaults may nest (`${A:-${B}}`). An unset `${VAR}` is empty, as in Compose. Pure.
+ * Removes cached blobs and root filesystems that no catalog entry names, and
+ * stale temp files of interrupted pulls. With `all`, first forgets every
+ * image not in `inUse` (the images of existing VMs).
  */
-function interpolate(text, variables) {
-    let out = '';
-    let i = 0;
-    while (i < text.length) {
-        const dollar = text.indexOf('$', i);
-        if (dollar < 0)
-            break;
-        out += text.slice(i, dollar);
-        const next = text[dollar + 1];
-        if (next === '$') {
-            out += '$';
-            i = dollar + 2;
-        }
-        else if (next === '{') {
-            const close = matchingBrace(text, dollar + 2);
-            out += substitute(text.slice(dollar + 2, close), variables, text);
-            i = close + 1;
-        }
-        else {
-            const name = interpolate_NAME.exec(text.slice(dollar + 1))?.[0];
-            out += name === undefined ? '$' : (variables[name] ?? '');
-            i = dollar + 1 + (name?.length ?? 0);
-        }
-    }
-    return out + text.slice(i);
-}
-function matchingBrace(text, from) {
-    let depth = 1;
-    for (let i = from; i < text.length; i++) {
-        if (text[i] === '{' && text[i - 1] === '$')
-            depth++;
-        else if (text[i] === '}' && --depth === 0)
-            return i;
-    }
-    throw new SpecError(`unterminated "\${" in ${JSON.stringify(text)}; write $$ for a literal $`);
-}
-function substitute(expression, variables, text) {
-    const name = interpolate_NAME.exec(expression)?.[0];
-    const rest = expression.slice(name?.length ?? 0);
-    const operator = /^(:?[-?+])?/.exec(rest)?.[0] ?? '';
-    if (name === undefined || (operator === '' && rest !== '')) {
-        throw new SpecError(`"\${${expression}}" in ${JSON.stringify(text)} is not a variable; use \${NAME} or \${NAME:-default}`);
-    }
-    const argument = rest.slice(operator.length);
-    const value = variables[name];
-    // With a colon, an empty value counts as unset.
-    const missing = operator.startsWith(':') ? !value : value === undefined;
-    switch (operator.replace(':', '')) {
-        case '-':
-            return missing ? interpolate(argument, variables) : (value ?? '');
-        case '?':
-            if (missing)
-                throw new SpecError(`variable ${name} is required: ${interpolate(argument, variables) || 'it is not set'}`);
-            return value ?? '';
-        case '+':
-            return missing ? '' : interpolate(argument, variables);
-        default:
-            return value ?? '';
-    }
-}
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/spec/yaml-value.ts
-
-
-
-
-/**
- * Parses YAML text into its root value. Merge keys (`<<: *anchor`) and aliases
- * are followed; a syntax error becomes `SOURCE: YAML error at line N: REASON`.
- */
-function parseYaml(text, source, rootPath, transform = (t) => t) {
-    const lines = new dist/* LineCounter */.HN();
-    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, merge: true, prettyErrors: false });
-    const [error] = doc.errors;
-    if (error) {
-        const line = lines.linePos(error.pos[0]).line;
-        throw new SpecError(`${source}: YAML error at line ${line}: ${error.message}`);
-    }
-    const file = { source, doc, lines, transform };
-    const root = doc.contents;
-    return new YamlValue(file, root, rootPath, lineOf(file, root) ?? 1);
-}
-function lineOf(file, node) {
-    return node?.range ? file.lines.linePos(node.range[0]).line : undefined;
-}
-function keyName(key) {
-    if (!(0,dist/* isScalar */.jn)(key) || key.value === null || typeof key.value === 'object' || typeof key.value === 'symbol')
-        return undefined;
-    return typeof key.value === 'string' ? key.value : String(key.source ?? key.value);
-}
-/** One value in a YAML document, with the key path and line that error messages name. */
-class YamlValue {
-    file;
-    path;
-    line;
-    node;
-    constructor(file, node, path, line) {
-        this.file = file;
-        this.path = path;
-        this.line = line;
-        this.node = (0,dist/* isAlias */.Vj)(node) ? (node.resolve(file.doc) ?? null) : node;
-    }
-    get source() {
-        return this.file.source;
-    }
-    /** `services.db.ports[0] (line 5)`; empty for the top level of a file. */
-    get where() {
-        if (!this.path)
-            return '';
-        return this.line === undefined ? this.path : `${this.path} (line ${this.line})`;
-    }
-    /** An error about this value: `SOURCE: PATH (line N): MESSAGE`. */
-    error(message) {
-        const where = this.where;
-        return new SpecError(`${this.file.source}: ${where ? `${where}: ` : ''}${message}`);
-    }
-    /** Runs a parser of this value's text, locating the error it throws about that text. */
-    attempt(parse) {
-        try {
-            return parse();
-        }
-        catch (error) {
-            if (error instanceof SpecError ||
-                error instanceof PortSpecError ||
-                error instanceof ImageReferenceError)
-                throw this.error(error.message);
-            throw error;
-        }
-    }
-    get kind() {
-        const node = this.node;
-        if ((0,dist/* isMap */.jh)(node))
-            return 'a map';
-        if ((0,dist/* isSeq */.oP)(node))
-            return 'a list';
-        if (!(0,dist/* isScalar */.jn)(node) || node.value === null || node.value === undefined)
-            return 'null';
-        if (typeof node.value === 'number' || typeof node.value === 'bigint')
-            return 'a number';
-        if (typeof node.value === 'boolean')
-            return 'a boolean';
-        return 'a string';
-    }
-    get isNull() {
-        return this.kind === 'null';
-    }
-    expected(what) {
-        return this.error(`expected ${what}, got ${this.kind}`);
-    }
-    /** The entries of a map, in order, merge keys expanded (explicit keys win). */
-    entries(merging = new Set()) {
-        const node = this.node;
-        if (!(0,dist/* isMap */.jh)(node))
-            throw this.expected('a map');
-        if (merging.has(node))
-            throw this.error('a merge key (<<) refers to a map that contains it');
-        const explicit = new Set(node.items.map((pair) => keyName(pair.key)));
-        const entries = new Map();
-        for (const pair of node.items) {
-            const key = pair.key;
-            if ((0,dist/* isScalar */.jn)(key) && typeof key.value === 'symbol') {
-                for (const merged of this.mergeSources(pair.value, lineOf(this.file, key))) {
-                    for (const entry of merged.entries(new Set([...merging, node]))) {
-                        if (!explicit.has(entry.key) && !entries.has(entry.key))
-                            entries.set(entry.key, entry);
-                    }
-                }
+async function pruneImages(cacheDir, options) {
+    const catalog = new ImageCatalog(cacheDir);
+    const result = { removedImages: [], removedFiles: 0, reclaimedBytes: 0 };
+    if (options.all) {
+        for (const entry of await catalog.list()) {
+            if (options.inUse.has(entry.name))
                 continue;
-            }
-            const name = keyName(key);
-            if (name === undefined)
-                throw this.error('keys must be plain names');
-            const child = this.path ? `${this.path}.${name}` : name;
-            const value = new YamlValue(this.file, pair.value, child, lineOf(this.file, key));
-            entries.set(name, { key: name, value });
-        }
-        return [...entries.values()];
-    }
-    /** What a `<<` key merges: an alias to a map, or a list of them; read with this map's path. */
-    mergeSources(node, line) {
-        const merge = new YamlValue(this.file, node, `${this.path}.<<`, line);
-        const sources = (0,dist/* isSeq */.oP)(merge.node) ? merge.items().map((item) => item.node) : [merge.node];
-        return sources.map((source) => {
-            if (!(0,dist/* isMap */.jh)(source))
-                throw merge.expected('a map or a list of maps to merge');
-            return new YamlValue(this.file, source, this.path, line);
-        });
-    }
-    /** The entries of a map whose keys must all be in `valid`, by key. */
-    fields(valid) {
-        const fields = new Map();
-        for (const entry of this.entries()) {
-            if (!valid.includes(entry.key))
-                throw entry.value.unknownKey(valid);
-            fields.set(entry.key, entry.value);
-        }
-        return fields;
-    }
-    items() {
-        const node = this.node;
-        if (!(0,dist/* isSeq */.oP)(node))
-            throw this.expected('a list');
-        return node.items.map((item, index) => {
-            const child = item;
-            return new YamlValue(this.file, child, `${this.path}[${index}]`, lineOf(this.file, child) ?? this.line);
-        });
-    }
-    /** `SOURCE: services.db.imgae (line 3) is not a known key; valid keys: image, ...`. */
-    unknownKey(valid) {
-        return new SpecError(`${this.source}: ${this.where} is not a known key; valid keys: ${valid.join(', ')}`);
-    }
-    /** A string value, after the file's transform. */
-    string(what = 'a string') {
-        const node = this.node;
-        if (this.kind !== 'a string' || !(0,dist/* isScalar */.jn)(node))
-            throw this.expected(what);
-        const text = String(node.value);
-        return this.attempt(() => this.file.transform(text));
-    }
-    /** A string, number or boolean as written (`1.10` stays "1.10"), for values that end up as text. */
-    text(what = 'a string') {
-        const node = this.node;
-        if (this.kind === 'a string')
-            return this.string();
-        if ((this.kind === 'a number' || this.kind === 'a boolean') && (0,dist/* isScalar */.jn)(node))
-            return node.source ?? String(node.value);
-        throw this.expected(what);
-    }
-    boolean() {
-        const node = this.node;
-        if (this.kind === 'a boolean' && (0,dist/* isScalar */.jn)(node))
-            return node.value === true;
-        const text = this.kind === 'a string' ? this.string() : undefined;
-        if (text === 'true' || text === 'false')
-            return text === 'true';
-        throw this.expected('true or false');
-    }
-    /** A list of strings, or one string taken as a list of one. */
-    stringOrList() {
-        return (0,dist/* isSeq */.oP)(this.node) ? this.items().map((item) => item.text()) : [this.text()];
-    }
-}
-
-;// CONCATENATED MODULE: ./src/spec/compose.ts
-
-
-
-
-
-
-
-
-const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
-const SERVICE_KEYS = [
-    'image',
-    'environment',
-    'env_file',
-    'ports',
-    'volumes',
-    'command',
-    'entrypoint',
-    'healthcheck',
-    'depends_on',
-    'working_dir',
-    'user',
-    'tmpfs',
-    'mem_limit',
-    'cpus',
-    'container_name',
-    'networks',
-    'expose',
-];
-const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
-const ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
-/** The services of a compose file. See parseComposeProject. */
-function parseComposeFile(text, file, readFile, variables = {}) {
-    return parseComposeProject(text, file, readFile, variables).services;
-}
-/**
- * A subset of the Compose spec: the keys hyper-services can honour, each
- * checked, and a message naming any other. `${VAR}` in values is taken from
- * `variables`; env_file paths are relative to `file`'s directory. Pure but for `readFile`.
- */
-function parseComposeProject(text, file, readFile, variables = {}) {
-    const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
-    if (root.isNull)
-        throw root.error('the file is empty; a compose file needs a services: map');
-    const top = composeFields(root, TOP_KEYS);
-    const services = top.get('services');
-    if (!services)
-        throw root.error('services: is missing; a compose file needs a services: map');
-    const networks = top.get('networks');
-    const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
-    const volumes = top.get('volumes');
-    const declared = volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map();
-    const context = { dir: external_node_path_default().dirname(file), readFile, variables };
-    const project = {
-        services: services
-            .entries()
-            .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
-            .map((service) => withVolumeSizes(service, declared)),
-        volumes: [...declared.keys()],
-        ...(subnet ? { subnet } : {}),
-    };
-    checkDeclaredVolumes(project, file);
-    return project;
-}
-/** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
-function checkDeclaredVolumes(project, file) {
-    for (const service of project.services) {
-        for (const volume of service.volumes) {
-            const name = namedVolume(volume);
-            if (name !== undefined && !project.volumes.includes(name)) {
-                throw new SpecError(`${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`);
-            }
+            await catalog.remove(entry.name);
+            result.removedImages.push(entry.name);
         }
     }
-}
-/** The sizes the top-level volumes: set for the named volumes a service uses, carried with it to where they are made. */
-function withVolumeSizes(service, declared) {
-    const sizes = service.volumes.flatMap((volume) => {
-        const name = namedVolume(volume);
-        const size = name === undefined ? undefined : declared.get(name);
-        return name === undefined || size === undefined ? [] : [[name, size]];
-    });
-    return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
-}
-/** The keys of a map, `x-` extension keys left out, as Compose does. */
-function composeFields(value, valid) {
-    const fields = new Map();
-    for (const { key, value: field } of value.entries()) {
-        if (key.startsWith('x-'))
+    const kept = await catalog.list();
+    const store = new BlobStore(external_node_path_default().join(cacheDir, 'store'));
+    const keep = new Set();
+    for (const entry of kept) {
+        for (const digest of entry.blobs)
+            keep.add(store.path(digest));
+        keep.add(rootfsPath(cacheDir, entry.configDigest));
+    }
+    const candidates = [
+        ...(await walk(external_node_path_default().join(cacheDir, 'store', 'blobs'))),
+        ...(await walk(external_node_path_default().join(cacheDir, 'rootfs'))),
+    ];
+    const now = Date.now();
+    for (const file of candidates) {
+        if (keep.has(file))
             continue;
-        if (!valid.includes(key))
-            throw field.unknownKey(valid);
-        fields.set(key, field);
-    }
-    return fields;
-}
-function parseService(name, value, context) {
-    if (value.kind !== 'a map')
-        throw value.expected('a map with at least image:');
-    const build = value.entries().find((entry) => entry.key === 'build');
-    if (build)
-        throw build.value.error(BUILD);
-    const fields = composeFields(value, SERVICE_KEYS);
-    const image = fields.get('image');
-    if (!image)
-        throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
-    const get = (key, read) => {
-        const field = fields.get(key);
-        return field && read(field);
-    };
-    const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
-    const aliases = get('networks', readServiceNetworks);
-    return definedOnly({
-        name,
-        image: readImage(image),
-        env: [
-            ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
-            ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
-        ],
-        ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
-        volumes: mounts.volumes,
-        baseDir: context.dir,
-        command: get('command', readWords),
-        entrypoint: get('entrypoint', readWords),
-        healthcheck: get('healthcheck', readHealthcheck),
-        memoryMiB: get('mem_limit', readMemory),
-        cpus: get('cpus', readCpus),
-        dependsOn: get('depends_on', readDependsOn) ?? [],
-        workdir: get('working_dir', (field) => field.string()),
-        user: get('user', (field) => field.text()),
-        tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
-        aliases,
-        expose: get('expose', readExpose),
-    });
-}
-/** `environment:` as a map or a list of KEY=VALUE; a bare KEY comes from `variables`. */
-function readEnvironment(value, variables) {
-    if (value.kind === 'a map')
-        return readEnvMap(value, variables);
-    if (value.kind !== 'a list')
-        throw value.expected('a map or a list of KEY=VALUE');
-    return value.items().flatMap((item) => {
-        const entry = item.text('KEY=VALUE');
-        const eq = entry.indexOf('=');
-        const key = eq < 0 ? entry : entry.slice(0, eq);
-        checkEnvName(key, item);
-        if (eq >= 0)
-            return [entry];
-        const host = variables[key];
-        return host === undefined ? [] : [`${key}=${host}`];
-    });
-}
-/** `env_file:` as a path, a list of paths, or a list of { path, required }. */
-function readEnvFiles(value, context) {
-    const items = value.kind === 'a list' ? value.items() : [value];
-    return items.flatMap((item) => {
-        let file = item;
-        let required = true;
-        if (item.kind === 'a map') {
-            const fields = item.fields(['path', 'required']);
-            const given = fields.get('path');
-            if (!given)
-                throw item.error('path is missing');
-            file = given;
-            required = fields.get('required')?.boolean() ?? true;
-        }
-        const name = file.string('a path to a file of KEY=VALUE lines');
-        const resolved = external_node_path_default().isAbsolute(name) ? name : external_node_path_default().join(context.dir, name);
-        let text;
-        try {
-            text = context.readFile(resolved);
-        }
-        catch (error) {
-            if (!required && error.code === 'ENOENT')
-                return [];
-            throw file.error(`cannot read ${resolved}: ${error.message}`);
-        }
-        return file.attempt(() => parseEnvFile(text, name, context.variables));
-    });
-}
-/** The long port syntax, written back as the short one for parsePortSpec. */
-function readLongPort(value) {
-    const fields = value.fields(['target', 'published', 'host_ip', 'protocol']);
-    const target = fields.get('target')?.text();
-    if (target === undefined)
-        throw value.error('target is missing; give the container port');
-    const published = fields.get('published')?.text() ?? '';
-    const hostIp = fields.get('host_ip')?.string();
-    const protocol = fields.get('protocol')?.string();
-    const host = hostIp?.includes(':') ? `[${hostIp}]` : hostIp;
-    const mapping = host !== undefined ? `${host}:${published}:${target}` : published ? `${published}:${target}` : target;
-    return protocol ? `${mapping}/${protocol}` : mapping;
-}
-const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
-/** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
-function readVolumes(value) {
-    const volumes = [];
-    const tmpfs = [];
-    for (const item of value.items()) {
-        if (item.kind !== 'a map') {
-            volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
+        const info = await (0,promises_namespaceObject.stat)(file).catch(() => undefined);
+        if (!info)
             continue;
-        }
-        const fields = item.fields(['type', 'source', 'target', 'read_only']);
-        const type = fields.get('type')?.string();
-        if (type === undefined || !VOLUME_TYPES.includes(type)) {
-            throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
-        }
-        const target = fields.get('target')?.string();
-        if (target === undefined)
-            throw item.error('target is missing; give the path in the container');
-        const source = fields.get('source');
-        const mode = fields.get('read_only')?.boolean() ? ':ro' : '';
-        if (type === 'tmpfs') {
-            if (source)
-                throw source.error('a tmpfs has no source');
-            tmpfs.push(`${target}${mode}`);
-        }
-        else if (source) {
-            volumes.push(`${source.string()}:${target}${mode}`);
-        }
-        else if (type === 'bind') {
-            throw item.error('source is missing; a bind mount needs the host path');
-        }
-        else {
-            volumes.push(`${target}${mode}`);
-        }
-    }
-    return { volumes, tmpfs };
-}
-/**
- * The top-level volumes, by name, each with the size its `driver_opts: { size }`
- * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
- */
-function readVolumeDeclarations(value) {
-    const volumes = new Map();
-    for (const { key, value: volume } of value.entries()) {
-        if (!volume.isNull && volume.kind !== 'a map')
-            throw volume.expected('a map of volume settings');
-        const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
-        volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
-    }
-    return volumes;
-}
-/** A volume's `driver_opts`: size is the only one a volume disk can honour. */
-function readVolumeSize(options) {
-    const size = options.fields(['size']).get('size');
-    if (!size)
-        return undefined;
-    const text = size.text('a size such as 2G');
-    return size.attempt(() => parseVolumeSize(text));
-}
-/**
- * Top-level networks: names, each with at most `driver: bridge` and an ipam
- * subnet. All of a job's services share one network, so one subnet at most.
- */
-function readTopNetworks(value) {
-    const subnets = [];
-    for (const { value: network } of value.entries()) {
-        if (network.isNull)
+        const temporary = file.endsWith('.partial') || external_node_path_default().basename(file).startsWith('.build-');
+        if (temporary && now - info.mtimeMs < STALE_MS)
             continue;
-        const fields = network.fields(['driver', 'ipam']);
-        const driver = fields.get('driver');
-        if (driver && driver.string('a driver name') !== 'bridge')
-            throw driver.error(ONE_NETWORK);
-        const ipam = fields.get('ipam');
-        if (!ipam || ipam.isNull)
-            continue;
-        const config = ipam.fields(['driver', 'config']).get('config');
-        for (const entry of config?.items() ?? []) {
-            const subnet = entry.fields(['subnet']).get('subnet');
-            if (subnet)
-                subnets.push(subnet.string('a subnet such as 10.20.0.0/24'));
-        }
-    }
-    if (subnets.length > 1)
-        throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${ONE_NETWORK}`);
-    return subnets[0];
-}
-/** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
-function readServiceNetworks(value) {
-    if (value.kind === 'a list') {
-        for (const item of value.items())
-            item.string('a network name');
-        return [];
-    }
-    const aliases = [];
-    for (const { value: network } of value.entries()) {
-        if (network.isNull)
-            continue;
-        const list = network.fields(['aliases']).get('aliases');
-        if (list)
-            aliases.push(...list.items().map((item) => item.string('an alias')));
-    }
-    return aliases;
-}
-/** `expose:` ports: "3000", "3000/tcp" or 3000; TCP only (services reach each other over TCP). */
-function readExpose(value) {
-    return value.items().map((item) => {
-        const text = item.text('a port such as 3000');
-        const match = /^(\d{1,5})(\/tcp)?$/.exec(text);
-        const port = Number(match?.[1]);
-        if (!match || port < 1 || port > 65535)
-            throw item.error(`"${text}" is not a TCP port (PORT or PORT/tcp)`);
-        return port;
-    });
-}
-
-;// CONCATENATED MODULE: ./src/spec/plan.ts
-
-
-
-
-/**
- * Checks the whole set of services before anything boots: unique names,
- * dependencies that exist and form no cycle, no host port published twice,
- * no wait for the health of a service whose healthcheck is off, and no name
- * on the network (service or alias) given twice. Returns
- * the boot order as waves: each wave's dependencies are all in earlier waves,
- * so a wave can boot in parallel. Pure.
- */
-function validatePlan(specs) {
-    const byName = new Map();
-    for (const spec of specs) {
-        if (byName.has(spec.name))
-            throw new SpecError(`service "${spec.name}" is defined twice`);
-        byName.set(spec.name, spec);
-    }
-    checkDependencies(specs, byName);
-    checkCycles(specs, byName);
-    checkPorts(specs);
-    checkMounts(specs);
-    try {
-        checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
-    }
-    catch (error) {
-        if (error instanceof NetworkError)
-            throw new SpecError(error.message);
-        throw error;
-    }
-    return waves(specs);
-}
-/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
-function checkMounts(specs) {
-    const owners = new Map();
-    for (const spec of specs) {
-        let mounts;
-        try {
-            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
-        }
-        catch (error) {
-            if (error instanceof MountError)
-                throw new SpecError(`service "${spec.name}": ${error.message}`);
-            throw error;
-        }
-        for (const mount of mounts) {
-            if (mount.kind !== 'volume')
-                continue;
-            const owner = owners.get(mount.name);
-            if (owner && owner !== spec.name) {
-                throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
-            }
-            owners.set(mount.name, spec.name);
-        }
-    }
-}
-function checkDependencies(specs, byName) {
-    for (const spec of specs) {
-        for (const { service, condition } of spec.dependsOn) {
-            const target = byName.get(service);
-            if (!target) {
-                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
-            }
-            if (condition === 'service_healthy' && target.healthcheck === 'none') {
-                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
-            }
-        }
-    }
-}
-/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
-function checkCycles(specs, byName) {
-    const done = new Set();
-    const path = [];
-    const visit = (name) => {
-        const at = path.indexOf(name);
-        if (at >= 0) {
-            const cycle = [...path.slice(at), name].join(' -> ');
-            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
-        }
-        if (done.has(name))
-            return;
-        path.push(name);
-        for (const dependency of byName.get(name)?.dependsOn ?? [])
-            visit(dependency.service);
-        path.pop();
-        done.add(name);
-    };
-    for (const spec of specs)
-        visit(spec.name);
-}
-function checkPorts(specs) {
-    const owners = new Map();
-    for (const spec of specs) {
-        for (const port of spec.ports) {
-            if (port.hostPort === 0)
-                continue;
-            const key = `${port.hostPort}/${port.protocol}`;
-            const owner = owners.get(key);
-            if (owner === spec.name)
-                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
-            if (owner !== undefined) {
-                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
-            }
-            owners.set(key, spec.name);
-        }
-    }
-}
-function waves(specs) {
-    const result = [];
-    const booted = new Set();
-    let waiting = [...specs];
-    while (waiting.length > 0) {
-        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
-        for (const spec of wave)
-            booted.add(spec.name);
-        waiting = waiting.filter((spec) => !booted.has(spec.name));
-        result.push(wave);
+        await (0,promises_namespaceObject.rm)(file, { recursive: true, force: true });
+        result.removedFiles++;
+        result.reclaimedBytes += info.isDirectory() ? 0 : info.blocks * 512;
     }
     return result;
 }
 
-;// CONCATENATED MODULE: ./src/spec/docker-options.ts
+;// CONCATENATED MODULE: ./src/engine/images.ts
 
 
 
-const OPTIONS = [
-    { long: 'cpus' },
-    { long: 'entrypoint' },
-    { long: 'env', short: 'e' },
-    { long: 'expose' },
-    { long: 'health-cmd' },
-    { long: 'health-interval' },
-    { long: 'health-retries' },
-    { long: 'health-start-period' },
-    { long: 'health-timeout' },
-    { long: 'memory', short: 'm' },
-    { long: 'name' },
-    { long: 'network-alias' },
-    { long: 'no-healthcheck', flag: true },
-    { long: 'tmpfs' },
-    { long: 'user', short: 'u' },
-    { long: 'workdir', short: 'w' },
-];
-const SUPPORTED = OPTIONS.map((o) => (o.short ? `-${o.short}/--${o.long}` : `--${o.long}`)).join(', ');
-/** The options as `docker create` reads them: `--opt VALUE`, `--opt=VALUE`, `-o VALUE`, `-oVALUE` or `-o=VALUE`. */
-function readOptions(words) {
-    const found = [];
-    for (let i = 0; i < words.length; i++) {
-        const word = words[i];
-        const match = /^--([^=]+)(?:=(.*))?$/s.exec(word) ?? /^-([^-])=?(.+)?$/s.exec(word);
-        if (!match)
-            throw new SpecError(`"${word}" is not an option; options start with - or --`);
-        const [, name = '', inline] = match;
-        const long = word.startsWith('--');
-        const shown = long ? `--${name}` : `-${name}`;
-        const def = OPTIONS.find((o) => (long ? o.long : o.short) === name);
-        if (!def)
-            throw new SpecError(`${shown} is not supported; supported options: ${SUPPORTED}`);
-        if (def.flag) {
-            if (inline !== undefined)
-                throw new SpecError(`${shown} takes no value`);
-            found.push({ def, value: '' });
-            continue;
-        }
-        if (inline === undefined && i + 1 >= words.length)
-            throw new SpecError(`${shown} needs a value`);
-        found.push({ def, value: inline ?? words[++i] });
-    }
-    return found;
+
+
+/** Pulls an image into the cache and builds its root filesystem, as a run would. */
+async function images_pullImage(name, job, log) {
+    const registry = { ...job.settings.registry, credentials: job.host.registryCredentials };
+    const image = await resolveImage(name, { ...registry, cacheDir: job.cacheDir, log });
+    const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
+    return { digest: image.manifestDigest, rootfs: base.path, cached: base.cached };
 }
-/** Parses a GitHub service's `options:` string; the supported flags only, anything else is refused. Pure. */
-function parseDockerOptions(text) {
-    const result = { env: [], tmpfs: [], aliases: [], expose: [] };
-    const health = { given: [], fields: {} };
-    for (const { def, value } of readOptions(splitShellWords(text))) {
+/** The cached images, with whether each has a root filesystem built. */
+async function listImages(job) {
+    const catalog = new ImageCatalog(job.cacheDir);
+    const rows = [];
+    for (const entry of await catalog.list())
+        rows.push({ ...entry, rootfs: await catalog.hasRootfs(entry) });
+    return rows;
+}
+/** Removes cached images no VM of this job uses (every one with `all`; else only untagged leftovers). */
+async function images_pruneImages(job, all) {
+    const inUse = new Set((await listContainers(job)).map((s) => s.record.image));
+    return pruneImages(job.cacheDir, { all, inUse });
+}
+
+;// CONCATENATED MODULE: ./src/engine/down.ts
+
+
+
+
+
+/** Stops and removes the job's VMs, then the job network: what both the post step and `hyper down` do. */
+async function downJob(job, options, hooks) {
+    const { services, damaged } = await listForTeardown(job);
+    // The network's record may be damaged too: every VM still goes, and that is reported at the end.
+    let networkDamage;
+    const attempt = async (name, work) => {
         try {
-            applyOption(result, health, def.long, value);
+            await work();
+            return true;
         }
         catch (error) {
-            if (error instanceof SpecError)
-                throw new SpecError(`--${def.long}: ${error.message}`);
-            throw error;
+            if (error instanceof DamagedStateError && !(await exists(vmDir(job, name)))) {
+                networkDamage ??= error;
+                return true;
+            }
+            if (!options.keepGoing)
+                throw error;
+            hooks.failed(name, error);
+            return false;
         }
-    }
-    const healthcheck = healthOptions(health);
-    if (healthcheck)
-        result.healthcheck = healthcheck;
-    return result;
-}
-function applyOption(result, health, option, value) {
-    if (option.includes('health'))
-        health.given.push(`--${option}`);
-    switch (option) {
-        case 'cpus':
-            result.cpus = parseCpus(value);
-            return;
-        case 'entrypoint':
-            // Docker takes --entrypoint as one program, and "" as "no entrypoint".
-            result.entrypoint = value === '' ? [] : [value];
-            return;
-        case 'env':
-            if (value.indexOf('=') <= 0)
-                throw new SpecError(`${JSON.stringify(value)} is not KEY=VALUE`);
-            result.env.push(value);
-            return;
-        case 'memory':
-            result.memoryMiB = parseMemoryMiB(value);
-            return;
-        case 'name':
-            result.name = value;
-            return;
-        case 'network-alias':
-            result.aliases.push(value);
-            return;
-        case 'expose': {
-            const match = /^(\d{1,5})(\/tcp)?$/.exec(value);
-            const port = Number(match?.[1]);
-            if (!match || port < 1 || port > 65535)
-                throw new SpecError(`--expose ${JSON.stringify(value)} is not a TCP port (PORT or PORT/tcp)`);
-            result.expose.push(port);
-            return;
-        }
-        case 'tmpfs':
-            result.tmpfs.push(value);
-            return;
-        case 'user':
-            result.user = value;
-            return;
-        case 'workdir':
-            result.workdir = value;
-            return;
-        case 'no-healthcheck':
-            health.disabled = true;
-            return;
-        case 'health-cmd':
-            health.command = value;
-            return;
-        case 'health-interval':
-            health.fields.intervalMs = parseDurationMs(value);
-            return;
-        case 'health-timeout':
-            health.fields.timeoutMs = parseDurationMs(value);
-            return;
-        case 'health-start-period':
-            health.fields.startPeriodMs = parseDurationMs(value);
-            return;
-        case 'health-retries':
-            health.fields.retries = parseCount(value, 0);
-            return;
-    }
-}
-function healthOptions(health) {
-    if (health.disabled) {
-        const others = health.given.filter((option) => option !== '--no-healthcheck');
-        if (others.length > 0)
-            throw new SpecError(`--no-healthcheck conflicts with ${others.join(', ')}`);
-        return 'none';
-    }
-    if (health.given.length === 0)
-        return undefined;
-    if (health.command === undefined)
-        throw new SpecError(`${health.given.join(', ')}: ${PARTIAL_HEALTHCHECK} (--health-cmd)`);
-    if (health.command.trim() === '')
-        throw new SpecError('--health-cmd: the command is empty');
-    return healthcheck(['CMD-SHELL', health.command], health.fields);
-}
-
-;// CONCATENATED MODULE: ./src/spec/services-input.ts
-
-
-
-const KEYS = [
-    'image',
-    'credentials',
-    'env',
-    'ports',
-    'volumes',
-    'options',
-    'command',
-    'entrypoint',
-    'healthcheck',
-    'memory',
-    'cpus',
-    'depends-on',
-];
-/**
- * The action's `services` input: the shape of GitHub's `jobs.<id>.services`
- * (image, credentials, env, ports, volumes, options), plus command, entrypoint,
- * healthcheck, memory, cpus and depends-on. `options` is parsed, not passed on. Pure.
- */
-function parseServicesInput(text, source = 'input "services"') {
-    const root = parseYaml(text, source, 'services');
-    if (root.isNull)
-        return [];
-    return root.entries().map(({ key, value }) => services_input_parseService(readServiceName(key, value), value));
-}
-function services_input_parseService(name, value) {
-    if (value.kind !== 'a map')
-        throw value.expected('a map with at least image:');
-    const fields = value.fields(KEYS);
-    const image = fields.get('image');
-    if (!image)
-        throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
-    const optionsValue = fields.get('options');
-    const options = optionsValue
-        ? services_input_readOptions(optionsValue, name)
-        : { env: [], tmpfs: [], aliases: [], expose: [] };
-    const field = (key, read, option, flag) => {
-        const given = fields.get(key);
-        if (given && option !== undefined)
-            throw given.error(`also set by ${flag} in options; set it in one place`);
-        return given ? read(given) : option;
     };
-    const env = fields.get('env');
-    const ports = fields.get('ports');
-    const volumes = fields.get('volumes');
-    const command = fields.get('command');
-    const credentials = fields.get('credentials');
-    const dependsOn = fields.get('depends-on');
-    return definedOnly({
-        name,
-        image: readImage(image),
-        credentials: credentials && readCredentials(credentials),
-        // GitHub passes options before the env map's -e flags, so the map wins.
-        env: [...options.env, ...(env ? readEnvMap(env) : [])],
-        ports: ports ? readPorts(ports) : [],
-        volumes: volumes ? readStringList(volumes) : [],
-        command: command && readWords(command),
-        entrypoint: field('entrypoint', readWords, options.entrypoint, '--entrypoint'),
-        healthcheck: field('healthcheck', readHealthcheck, options.healthcheck, '--health-* or --no-healthcheck'),
-        memoryMiB: field('memory', readMemory, options.memoryMiB, '--memory'),
-        cpus: field('cpus', readCpus, options.cpus, '--cpus'),
-        dependsOn: dependsOn ? readDependsOn(dependsOn) : [],
-        workdir: options.workdir,
-        user: options.user,
-        tmpfs: options.tmpfs,
-        aliases: options.aliases.length ? options.aliases : undefined,
-        expose: options.expose.length ? options.expose : undefined,
-    });
-}
-function services_input_readOptions(value, name) {
-    const text = value.string('a string of docker create options');
-    const options = value.attempt(() => parseDockerOptions(text));
-    if (options.name !== undefined && options.name !== name) {
-        throw value.error(`--name ${JSON.stringify(options.name)} differs from the service id "${name}"; the id is the name, so drop --name`);
+    for (const { name, error } of damaged) {
+        // With a selection, a VM whose record cannot be read cannot be told to be selected: it is only reported.
+        hooks.damaged(name, error, !options.select);
+        if (options.select)
+            continue;
+        if (await attempt(name, () => removeContainer(name, true, job)))
+            hooks.removedDamaged?.(name);
     }
-    return options;
-}
-function readCredentials(value) {
-    const fields = value.fields(['username', 'password']);
-    const read = (key) => {
-        const field = fields.get(key);
-        if (!field)
-            throw value.error(`${key} is missing; credentials need username and password`);
-        return field.text();
-    };
-    return { username: read('username'), password: read('password') };
+    for (const service of services) {
+        const { name } = service.record;
+        if (options.select && !options.select(service.record))
+            continue;
+        await hooks.before?.(service);
+        let code;
+        const done = await attempt(name, async () => {
+            code = await stopContainer(name, options.graceMs, job);
+            await removeContainer(name, true, job);
+        });
+        if (done)
+            hooks.stopped(name, code);
+    }
+    if (networkDamage) {
+        if (!options.keepGoing)
+            throw networkDamage;
+        hooks.failed('the job network', networkDamage);
+    }
+    // Whatever is left of the job network (a service that never booted) goes too.
+    if (options.keepGoing || (await listVmNames(job)).length === 0) {
+        await removeNetwork(job.stateDir).catch((error) => {
+            if (!options.keepGoing)
+                throw error;
+            hooks.failed('the job network', error);
+        });
+    }
 }
 
 ;// CONCATENATED MODULE: external "os"
@@ -50526,7 +49404,7 @@ class DecodedURL extends URL {
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
 var tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(4371);
+var undici = __nccwpck_require__(6752);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
@@ -53739,7 +52617,7 @@ function extractZipNix(file, dest) {
  * @param version       version of the tool.  semver format
  * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
  */
-function tool_cache_cacheDir(sourceDir, tool, version, arch) {
+function cacheDir(sourceDir, tool, version, arch) {
     return tool_cache_awaiter(this, void 0, void 0, function* () {
         version = node_modules_semver.clean(version) || version;
         arch = arch || external_os_namespaceObject.arch();
@@ -58909,7 +57787,7 @@ const dist_src_Octokit = Octokit.plugin(requestLog, legacyRestEndpointMethods, p
  * Actions), with no retries and no logging of its own: callers decide what a
  * failed call means and say it in their words.
  */
-function githubClient(token, apiUrl = process.env.GITHUB_API_URL) {
+function githubClient(token, apiUrl) {
     return new dist_src_Octokit({
         auth: token,
         baseUrl: apiUrl || 'https://api.github.com',
@@ -58960,10 +57838,12 @@ async function findReleaseAsset(options) {
 
 
 
+
 const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
 const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-connect.c'];
-class GuestBundleError extends Error {
+class GuestBundleError extends HyperError {
+    static defaultKind = 'Internal';
     name = 'GuestBundleError';
 }
 /** sha256 over the recipe files, in a fixed order. */
@@ -59004,10 +57884,12 @@ async function checkBundleDir(dir, hash, source) {
         throw new GuestBundleError(`guest bundle from ${source} was built from recipe ${manifest.recipe}, not ${hash}`);
     }
 }
-/** tool-cache wants these set; outside Actions they point into our cache. */
-function prepareToolCache(cacheDir) {
-    process.env.RUNNER_TOOL_CACHE ??= external_node_path_default().join(cacheDir, 'toolcache');
-    process.env.RUNNER_TEMP ??= external_node_os_default().tmpdir();
+/**
+ * The variables @actions/tool-cache reads, for a front door to set where the
+ * runner has not (outside Actions): the tool cache inside our cache dir. Pure.
+ */
+function toolCacheEnv(cacheDir) {
+    return { RUNNER_TOOL_CACHE: external_node_path_default().join(cacheDir, 'toolcache'), RUNNER_TEMP: external_node_os_default().tmpdir() };
 }
 /**
  * The guest bundle for this recipe: HYPER_GUEST_BUNDLE_DIR if set, else the tool
@@ -59015,14 +57897,13 @@ function prepareToolCache(cacheDir) {
  * URL), else built here by guest/build.sh from distro packages.
  */
 async function ensureGuestBundle(options) {
-    const override = process.env.HYPER_GUEST_BUNDLE_DIR;
+    const override = options.dir;
     if (override) {
         await checkBundleDir(override, undefined, `HYPER_GUEST_BUNDLE_DIR (${override})`);
         return fromDir(override, `dir:${override}`);
     }
     const hash = await recipeHash();
     const version = bundleCacheVersion(hash);
-    prepareToolCache(options.cacheDir);
     const cached = find(BUNDLE_TOOL, version);
     if (cached)
         return fromDir(cached, hash);
@@ -59037,7 +57918,7 @@ async function ensureGuestBundle(options) {
             const extracted = await extractTar(archive);
             await (0,promises_namespaceObject.rm)(archive, { force: true });
             await checkBundleDir(extracted, hash, url);
-            const dir = await tool_cache_cacheDir(extracted, BUNDLE_TOOL, version);
+            const dir = await cacheDir(extracted, BUNDLE_TOOL, version);
             await (0,promises_namespaceObject.rm)(extracted, { recursive: true, force: true });
             return fromDir(dir, hash);
         }
@@ -59048,7 +57929,7 @@ async function ensureGuestBundle(options) {
     return buildLocally(hash, version, options);
 }
 async function releaseUrl(hash, options) {
-    const template = process.env.HYPER_GUEST_BUNDLE_URL;
+    const template = options.urlTemplate;
     if (template)
         return template.replace('{hash}', hash);
     if (!options.releaseRepository || !options.releaseTag)
@@ -59058,7 +57939,7 @@ async function releaseUrl(hash, options) {
         tag: options.releaseTag,
         assetName: bundleAssetName(hash),
         token: options.githubToken,
-        apiUrl: process.env.GITHUB_API_URL,
+        apiUrl: options.githubApiUrl,
     });
 }
 async function buildLocally(hash, version, options) {
@@ -59069,10 +57950,10 @@ async function buildLocally(hash, version, options) {
         await run({
             program: 'bash',
             args: [external_node_path_default().join(projectRoot(), 'guest', 'build.sh'), out],
-            env: { ...process.env, HYPER_GUEST_RECIPE_HASH: hash },
+            env: { HYPER_GUEST_RECIPE_HASH: hash },
         });
         await checkBundleDir(out, hash, 'guest/build.sh');
-        const dir = await tool_cache_cacheDir(out, BUNDLE_TOOL, version);
+        const dir = await cacheDir(out, BUNDLE_TOOL, version);
         return fromDir(dir, hash);
     }
     finally {
@@ -59080,112 +57961,624 @@ async function buildLocally(hash, version, options) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/host.ts
+;// CONCATENATED MODULE: ./src/install/accel.ts
 
 
 
 
 
 
-async function prepareHost(choice, reporter, release = {}, probe = {}) {
-    await ensureTools(VM_TOOLS, reporter.info);
+/** KVM asked for but not usable; a misspelt choice says Invalid where it is parsed. */
+class AccelError extends HyperError {
+    static defaultKind = 'Unavailable';
+    name = 'AccelError';
+}
+function parseAccelChoice(text, source) {
+    const value = (text ?? '').trim() || 'auto';
+    if (value === 'auto' || value === 'kvm' || value === 'tcg')
+        return value;
+    throw new AccelError(`${source}: "${value}" is not an accelerator; use auto, kvm or tcg`, {
+        kind: 'Invalid',
+    });
+}
+/** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */
+const PROBE_TIMEOUT_MS = 6000;
+/** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
+function probeArgs(bundle, consoleFile) {
+    // prettier-ignore
+    return [
+        '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-smp', '1',
+        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        '-kernel', bundle.kernel, '-initrd', bundle.initrd,
+        '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
+        '-serial', `file:${consoleFile}`,
+    ];
+}
+/**
+ * KVM works only when the test boot powered off cleanly: QEMU exited 0 within
+ * the limit and the console ends with the kernel's "Power down" (a panic says
+ * "Restarting"). Anything else is a reason not to use it. Pure.
+ */
+function judgeProbe(outcome) {
+    const { end, stderr, console } = outcome;
+    if (end.exitCode === 0 && console?.includes('Power down'))
+        return undefined;
+    return `a KVM test boot failed: ${probeFailure(end, stderr, console)}`;
+}
+function probeFailure(end, stderr, console) {
+    if (end.timedOutMs !== undefined)
+        return `the guest did not power off within ${end.timedOutMs / 1000} s`;
+    if (end.exitCode !== 0) {
+        const detail = trimOutput(stderr, 3);
+        return `QEMU ${describeEnd(end)}${detail ? `: ${detail}` : ''}`;
+    }
+    if (console === undefined)
+        return 'QEMU exited, but its console could not be read';
+    if (!console.trim())
+        return 'QEMU exited, but the guest printed nothing';
+    return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
+}
+/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
+async function probeKvm(bundle, options) {
+    const failure = await bootOnce(bundle, options);
+    return { failure: failure?.why, hung: failure?.hung ?? false };
+}
+async function bootOnce(bundle, options) {
+    try {
+        await (0,promises_namespaceObject.access)(options.kvmDevice, promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
+    }
+    catch (error) {
+        const code = error.code;
+        const why = code === 'ENOENT'
+            ? `${options.kvmDevice} does not exist`
+            : `${options.kvmDevice} is not usable by this user (${code})`;
+        return { why, hung: false };
+    }
+    if (!(await onPath(options.qemu)))
+        return { why: `${options.qemu} is not an executable program`, hung: false };
+    let dir;
+    try {
+        dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
+        const consoleFile = external_node_path_default().join(dir, 'console');
+        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile) }, options.timeoutMs);
+        // No console file at all: the guest printed nothing. Any other error: it cannot be read.
+        const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
+        const why = judgeProbe({ ...outcome, console });
+        return why === undefined ? undefined : { why, hung: outcome.end.timedOutMs !== undefined };
+    }
+    catch (error) {
+        return { why: `a KVM test boot failed: ${error.message}`, hung: false };
+    }
+    finally {
+        if (dir)
+            await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+}
+async function runProbe(command, timeoutMs) {
+    try {
+        const result = await run(command, { allowFailure: true, timeoutMs });
+        return { end: { exitCode: result.exitCode }, stderr: result.stderr };
+    }
+    catch (error) {
+        if (!(error instanceof CommandError))
+            throw error;
+        return { end: error.end, stderr: error.stderr };
+    }
+}
+/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
+async function probeKey(bundle, options) {
+    const binary = await programPath(options.qemu);
+    const qemu = binary ? await (0,promises_namespaceObject.stat)(binary).catch(() => undefined) : undefined;
+    const kvm = await (0,promises_namespaceObject.stat)(options.kvmDevice).catch(() => undefined);
+    return [
+        external_node_os_default().release(),
+        binary ?? options.qemu,
+        qemu?.size,
+        qemu?.mtimeMs,
+        bundle.version,
+        options.kvmDevice,
+        kvm?.mode,
+        kvm?.gid,
+        process.getuid?.(),
+    ].join('|');
+}
+/**
+ * A hung test boot is remembered for an hour only: a loaded machine can hang
+ * a guest that would boot on a quiet one, while a crash or a missing device
+ * is a property of the host.
+ */
+const HUNG_PROBE_TTL_MS = 60 * 60 * 1000;
+/** A cached answer for `key` at time `now`, or undefined when there is none (a damaged cache file is only a cache miss). Pure. */
+function cachedAnswer(text, key, now) {
+    try {
+        const cached = JSON.parse(text);
+        if (cached.key !== key)
+            return undefined;
+        if (typeof cached.expires === 'number' && cached.expires <= now)
+            return undefined;
+        return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
+    }
+    catch {
+        return undefined;
+    }
+}
+/** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
+async function cachedProbe(bundle, options, cacheFile) {
+    if (!cacheFile)
+        return (await probeKvm(bundle, options)).failure;
+    const key = await probeKey(bundle, options);
+    const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key, Date.now());
+    if (cached)
+        return cached.failure;
+    const { failure, hung } = await probeKvm(bundle, options);
+    const entry = {
+        key,
+        failure: failure ?? null,
+        ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
+    };
+    try {
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
+        await writeFileAtomic(cacheFile, JSON.stringify(entry));
+    }
+    catch {
+        // The answer stands; the next run probes again.
+    }
+    return failure;
+}
+/** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
+async function chooseAccel(choice, bundle, options) {
+    if (choice === 'tcg')
+        return { accel: 'tcg' };
+    const settings = {
+        qemu: options.qemu,
+        kvmDevice: options.kvmDevice ?? '/dev/kvm',
+        timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
+    };
+    const failure = await cachedProbe(bundle, settings, options.cacheFile);
+    if (failure === undefined)
+        return { accel: 'kvm' };
+    if (choice === 'kvm')
+        throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
+    return {
+        accel: 'tcg',
+        warning: `KVM is not usable (${failure}); falling back to TCG software emulation, which is much slower`,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/engine/host.ts
+
+
+
+
+/** Installs the host tools, gets the guest bundle and decides the accelerator: what booting a VM needs. */
+async function prepareHost(job, reporter, release = {}) {
+    const { host } = job;
+    await ensureTools(vmTools(host.qemu), reporter.info);
     const bundle = await ensureGuestBundle({
-        cacheDir: cacheDir(),
+        cacheDir: job.cacheDir,
         log: reporter.info,
         releaseRepository: release.repository,
         releaseTag: release.tag,
         githubToken: release.token,
+        dir: host.guestBundleDir,
+        urlTemplate: host.guestBundleUrl,
+        githubApiUrl: host.githubApiUrl,
     });
-    const decision = await chooseAccel(choice, bundle, {
-        ...probe,
-        qemu: QEMU_BINARY,
-        cacheFile: external_node_path_default().join(cacheDir(), 'accel-probe.json'),
+    const decision = await chooseAccel(job.settings.accel, bundle, {
+        qemu: host.qemu,
+        ...(host.kvmDevice ? { kvmDevice: host.kvmDevice } : {}),
+        cacheFile: external_node_path_default().join(job.cacheDir, 'accel-probe.json'),
     });
     if (decision.warning)
         reporter.warn(decision.warning);
-    return { bundle, accel: decision.accel, hypervisor: new QemuHypervisor() };
+    return { ...job, bundle, accel: decision.accel };
 }
 
-;// CONCATENATED MODULE: ./src/cli/args.ts
-class UsageError extends Error {
-    name = 'UsageError';
+;// CONCATENATED MODULE: ./src/engine/settings.ts
+
+
+
+
+
+/** The host settings in `env` (a door passes its own environment); `home` is the user's home directory. Pure. */
+function hostSettings(env, home) {
+    const stateBase = env.XDG_STATE_HOME || external_node_path_default().join(home, '.local', 'state');
+    const cacheBase = env.XDG_CACHE_HOME || external_node_path_default().join(home, '.cache');
+    const given = (value) => value || undefined;
+    return {
+        stateDir: env.HYPER_STATE_DIR ? external_node_path_default().resolve(env.HYPER_STATE_DIR) : external_node_path_default().join(stateBase, 'hyper'),
+        cacheDir: env.HYPER_CACHE_DIR ? external_node_path_default().resolve(env.HYPER_CACHE_DIR) : external_node_path_default().join(cacheBase, 'hyper'),
+        qemu: given(env.HYPER_QEMU) ?? DEFAULT_QEMU,
+        kvmDevice: given(env.HYPER_KVM_DEVICE),
+        buildScratchDir: given(env.HYPER_BUILD_TMPDIR),
+        firewall: given(env.HYPER_FIREWALL),
+        guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
+        guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
+        githubApiUrl: given(env.GITHUB_API_URL),
+        volumeSize: env.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.HYPER_VOLUME_SIZE) : undefined,
+        registryCredentials: env.HYPER_REGISTRY_USERNAME
+            ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
+            : undefined,
+    };
 }
+const DEFAULT_JOB_SETTINGS = {
+    network: DEFAULT_NETWORK,
+    accel: 'auto',
+    registry: { insecureRegistries: [] },
+};
+function jobSettingsFile(stateDir) {
+    return external_node_path_default().join(stateDir, 'job.json');
+}
+/** Settings given now win over those saved, which win over the defaults. Pure. */
+function mergeJobSettings(saved, given) {
+    const defined = Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined));
+    return { ...DEFAULT_JOB_SETTINGS, ...saved, ...defined };
+}
+async function readJobSettings(stateDir) {
+    const remedy = 'it holds the settings of the job in this state dir; delete it and give the settings again';
+    return readStateFile(jobSettingsFile(stateDir), remedy);
+}
+async function writeJobSettings(stateDir, settings) {
+    await writeFileAtomic(jobSettingsFile(stateDir), JSON.stringify(settings, null, 2));
+}
+
+;// CONCATENATED MODULE: ./src/engine/streams.ts
+
+
+
+
+
+
+const CHUNK = 64 * 1024;
+const FOLLOW_POLL_MS = 100;
 /**
- * Parses `argv` against `defs`. Parsing stops at the first positional once
- * `stopAtPositional` counts of them are seen (the image in `hyper run IMAGE ARG...`),
- * or at `--`; everything after is kept verbatim.
+ * The service's output (stdout and stderr, as the guest wrote them), read in
+ * chunks; with `follow`, it goes on until the VM has stopped and everything it
+ * wrote has been read (docker logs -f).
  */
-function parseArgs(argv, defs, stopAfterPositionals = Infinity) {
-    const options = {};
-    const positionals = [];
-    for (const def of defs)
-        if (def.multiple)
-            options[def.name] = [];
-    let i = 0;
-    for (; i < argv.length; i++) {
-        const arg = argv[i];
-        if (arg === '--') {
-            i++;
-            break;
+async function* containerLogs(name, job, options = {}) {
+    const record = await container_requireRecord(job, name);
+    const file = vmPaths(record.machine.dir).serviceLog;
+    let offset = 0;
+    for (;;) {
+        // Checked before reading, so output written just before the stop is still read after it.
+        const stopped = !options.follow || !(await vmState(record, job)).running;
+        for await (const chunk of readFrom(file, offset)) {
+            offset += chunk.length;
+            yield chunk;
         }
-        if (arg.startsWith('-') && arg !== '-') {
-            const long = arg.startsWith('--');
-            const [key, inline] = long
-                ? splitOnce(arg.slice(2), '=')
-                : [arg.slice(1, 2), arg.length > 2 ? arg.slice(2) : undefined];
-            const def = defs.find((d) => (long ? d.name === key : d.short === key));
-            if (!def)
-                throw new UsageError(`unknown option ${long ? `--${key}` : `-${key}`}`);
-            let value = true;
-            if (def.value) {
-                if (inline !== undefined)
-                    value = inline;
-                else if (i + 1 < argv.length)
-                    value = argv[++i];
-                else
-                    throw new UsageError(`option --${def.name} needs a value`);
-            }
-            else if (inline !== undefined) {
-                throw new UsageError(`option --${def.name} takes no value`);
-            }
-            if (def.multiple)
-                options[def.name].push(String(value));
-            else
-                options[def.name] = value;
-            continue;
-        }
-        positionals.push(arg);
-        if (positionals.length >= stopAfterPositionals) {
-            i++;
-            break;
+        if (stopped)
+            return;
+        await sleep(FOLLOW_POLL_MS);
+    }
+}
+async function* readFrom(file, offset) {
+    const handle = await (0,promises_namespaceObject.open)(file, 'r').catch(() => undefined);
+    if (!handle)
+        return;
+    try {
+        for (let at = offset;;) {
+            const buffer = Buffer.alloc(CHUNK);
+            const { bytesRead } = await handle.read(buffer, 0, CHUNK, at);
+            if (bytesRead === 0)
+                return;
+            at += bytesRead;
+            yield buffer.subarray(0, bytesRead);
         }
     }
-    positionals.push(...argv.slice(i));
-    return { options, positionals };
+    finally {
+        await handle.close();
+    }
 }
-function splitOnce(text, separator) {
-    const at = text.indexOf(separator);
-    return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)];
+/** The whole log as text (for summaries and failure reports). */
+async function logText(name, job) {
+    const chunks = [];
+    for await (const chunk of containerLogs(name, job))
+        chunks.push(chunk);
+    return Buffer.concat(chunks).toString('utf8');
 }
-function stringOption(parsed, name) {
-    const value = parsed.options[name];
-    return typeof value === 'string' ? value : undefined;
-}
-function listOption(parsed, name) {
-    const value = parsed.options[name];
-    return Array.isArray(value) ? value : [];
-}
-function intOption(parsed, name, fallback, min) {
-    const text = stringOption(parsed, name);
-    if (text === undefined)
-        return fallback;
-    if (!/^\d+$/.test(text) || Number(text) < min)
-        throw new UsageError(`--${name}: "${text}" is not a whole number of at least ${min}`);
-    return Number(text);
+/** Runs a command in the running container, as its user and in its working directory unless told otherwise. */
+async function execInContainer(name, command, job, options = {}) {
+    const record = await container_requireRecord(job, name);
+    const state = await vmState(record, job);
+    if (!state.running) {
+        const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
+        throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
+    }
+    if (command.length === 0)
+        throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
+    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
+    try {
+        return await job.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
+    }
+    catch (error) {
+        const ended = await stateOnceStopped(record, job, 15_000);
+        if (!ended)
+            throw error;
+        const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+        throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+    }
 }
 
-;// CONCATENATED MODULE: ./src/lifecycle/volumes.ts
+;// CONCATENATED MODULE: ./src/engine/health.ts
 
+
+
+
+class HealthError extends HyperError {
+    name = 'HealthError';
+}
+/** TCP ports in LISTEN state (st 0A) in /proc/net/tcp and tcp6 text. Pure. */
+function listeningTcpPorts(procNetTcp) {
+    const ports = new Set();
+    for (const line of procNetTcp.split('\n')) {
+        const fields = line.trim().split(/\s+/);
+        const local = fields[1];
+        if (!local || fields[3] !== '0A')
+            continue;
+        const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+        if (Number.isInteger(port))
+            ports.add(port);
+    }
+    return ports;
+}
+/** The guest argv of one healthcheck run, in the container as the service user. Pure. */
+function healthcheckArgv(record, test) {
+    const [kind, ...rest] = test;
+    if (kind === 'CMD')
+        return execArgv(record, rest);
+    if (kind === 'CMD-SHELL')
+        return execArgv(record, ['/bin/sh', '-c', rest.join(' ')]);
+    throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
+}
+/** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
+function portsProbe(record, job) {
+    const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
+    return async () => {
+        const result = await job.hypervisor.exec(record.machine, ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'], 10_000);
+        const listening = listeningTcpPorts(result.stdout.toString());
+        const missing = wanted.filter((port) => !listening.has(port));
+        return missing.length === 0
+            ? { ok: true, detail: `listening on ${wanted.join(', ') || 'no published tcp port'}` }
+            : { ok: false, detail: `not listening on ${missing.join(', ')} yet` };
+    };
+}
+function commandProbe(record, check, job) {
+    const argv = healthcheckArgv(record, check.test);
+    return async () => {
+        let result;
+        try {
+            result = await job.hypervisor.exec(record.machine, argv, check.timeoutMs);
+        }
+        catch (error) {
+            return { ok: false, detail: error.message };
+        }
+        const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
+        return {
+            ok: result.exitCode === 0,
+            detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
+        };
+    };
+}
+/**
+ * Waits until the service is healthy: its healthcheck passes, or, without one,
+ * its published ports listen inside the guest. The check runs at most once a
+ * second, however long its declared interval (Docker's default of 30 s would
+ * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
+ * ends the wait, as does the VM stopping. The error says what was last seen.
+ */
+async function waitHealthy(record, check, job, timeoutMs) {
+    const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
+    const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const state = await vmState(record, job);
+        if (!state.running) {
+            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`);
+        }
+        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
+        // The service may have exited while the probe ran (one with nothing to probe passes at once).
+        if (result.ok && (await vmState(record, job)).running)
+            return;
+        if (Date.now() + intervalMs > deadline) {
+            throw new HealthError(`${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`);
+        }
+        await sleep(intervalMs);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/up.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** A service that failed to come up, with its log for the user. */
+class ServiceStartError extends HyperError {
+    service;
+    log;
+    name = 'ServiceStartError';
+    constructor(service, message, log, cause) {
+        super(message, { kind: errorKind(cause), cause });
+        this.service = service;
+        this.log = log;
+    }
+}
+/** The pull settings for one service: the job's, with the service's own credentials when it has them. */
+function serviceRegistry(spec, job) {
+    return { ...job.settings.registry, credentials: spec.credentials ?? job.host.registryCredentials };
+}
+/**
+ * Boots services in dependency order: each wave (services whose dependencies
+ * are all up) boots in parallel and must be healthy before the next starts.
+ * `waves` is validatePlan's answer, which callers get before any side effect.
+ */
+async function upServices(waves, job, options, reporter) {
+    const specs = waves.flat();
+    const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
+    await joinNetwork(job.stateDir, job.settings.network, planned.map((p) => p.member), reporter);
+    const images = new Map(planned.map((p) => [p.member.service, p.image]));
+    const statuses = [];
+    try {
+        for (const wave of waves) {
+            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter)));
+            for (const result of results)
+                if (result.status === 'fulfilled')
+                    statuses.push(result.value);
+            const failure = results.find((r) => r.status === 'rejected');
+            if (failure)
+                throw failure.reason;
+            // A service of an earlier wave, or of this one, may have exited since it was healthy.
+            await checkStillRunning(statuses, job);
+        }
+    }
+    catch (error) {
+        // Services that never got a VM leave the network; the rest stay for logs and teardown.
+        const unbooted = [];
+        for (const spec of specs)
+            if (!(await exists(vmDir(job, spec.name))))
+                unbooted.push(spec.name);
+        await leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
+        throw error;
+    }
+    return statuses;
+}
+/**
+ * Fails, naming the service, its exit code and the tail of its log, when any
+ * of `services` is no longer running: a service that exits after it was
+ * healthy but before the job's steps start must fail the start as well.
+ */
+async function checkStillRunning(services, job) {
+    for (const { name } of services) {
+        const state = await vmState(await container_requireRecord(job, name), job);
+        if (state.running)
+            continue;
+        const log = await logText(name, job);
+        const tail = trimOutput(log, 10);
+        throw new ServiceStartError(name, `service ${name} exited with code ${state.exitCode ?? 'unknown'} after it was healthy${tail ? `; the end of its log:\n${tail}` : ''}`, log);
+    }
+}
+/**
+ * A service's place on the job network, planned before anything boots so
+ * every guest starts knowing every other: the image is pulled now for its
+ * EXPOSEd ports, and the boot then uses that same image.
+ */
+async function planMember(spec, job, reporter) {
+    let image;
+    try {
+        image = await resolveImage(spec.image, {
+            ...serviceRegistry(spec, job),
+            cacheDir: job.cacheDir,
+            log: (line) => reporter.info(`${spec.name}: ${line}`),
+        });
+    }
+    catch (error) {
+        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '', error);
+    }
+    const member = {
+        service: spec.name,
+        aliases: spec.aliases ?? [],
+        containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
+        published: spec.ports,
+    };
+    return { member, image };
+}
+async function bootOne(spec, image, job, options, reporter) {
+    const started = Date.now();
+    const exported = options.checkpoints?.[spec.name];
+    let record;
+    let restoredFrom;
+    if (exported) {
+        const resumed = await resumeFromExport(spec, exported, job, reporter);
+        record = resumed?.record;
+        restoredFrom = resumed?.snapshot;
+    }
+    try {
+        record ??= await runContainer({ ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) });
+    }
+    catch (error) {
+        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '', error);
+    }
+    reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
+    try {
+        await waitHealthy(record, record.healthcheck, job, options.waitTimeoutMs);
+    }
+    catch (error) {
+        throw new ServiceStartError(spec.name, `service ${spec.name}: ${error.message}`, await logText(spec.name, job), error);
+    }
+    const healthyMs = Date.now() - started;
+    reporter.info(`${spec.name}: healthy after ${healthyMs} ms`);
+    return {
+        name: record.name,
+        image: record.image,
+        imageDigest: record.imageDigest,
+        imageConfigDigest: record.imageConfigDigest,
+        imageBlobs: record.imageBlobs,
+        accel: record.machine.accel,
+        memoryMiB: record.machine.memoryMiB,
+        ports: record.ports,
+        bootMs: record.bootMs ?? 0,
+        healthyMs,
+        ...(restoredFrom ? { restoredFrom } : {}),
+    };
+}
+/**
+ * Starts a service from an export instead of booting it: import, then restore
+ * (a checkpoint resumes; a volume snapshot boots on its volumes). Any failure
+ * is a warning and leaves nothing, so the caller boots the service normally.
+ */
+async function resumeFromExport(spec, file, job, reporter) {
+    let imported;
+    try {
+        const result = await importSnapshot(file, { name: spec.name, image: spec.image }, job);
+        imported = result.record;
+        await restoreService(spec.name, result.snapshot.name, job, { stopGraceMs: 0 });
+        const record = await container_requireRecord(job, spec.name);
+        reporter.info(`${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`);
+        return { record, snapshot: result.snapshot.name };
+    }
+    catch (error) {
+        if (imported) {
+            // Its volumes go too: a normal boot starts them empty, as without the checkpoint.
+            await removeContainer(spec.name, true, job, { keepMember: true }).catch(() => undefined);
+            for (const disk of imported.disks ?? [])
+                if (disk.volume)
+                    await (0,promises_namespaceObject.rm)(disk.path, { force: true });
+        }
+        reporter.warn(`${spec.name}: not started from the saved checkpoint: ${error.message}; booting it normally`);
+        return undefined;
+    }
+}
+/** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
+function servicesContext(statuses) {
+    return Object.fromEntries(statuses.map((s) => [
+        s.name,
+        { ports: Object.fromEntries(s.ports.map((p) => [String(p.containerPort), String(p.hostPort)])) },
+    ]));
+}
+/** One variable per published port: HYPER_<SERVICE>_PORT_<CONTAINER PORT>[_UDP] = host port. Pure. */
+function portVariables(statuses) {
+    const variables = {};
+    for (const status of statuses) {
+        const service = status.name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+        for (const port of status.ports) {
+            const suffix = port.protocol === 'udp' ? '_UDP' : '';
+            variables[`HYPER_${service}_PORT_${port.containerPort}${suffix}`] = String(port.hostPort);
+        }
+    }
+    return variables;
+}
+
+;// CONCATENATED MODULE: ./src/engine/volumes.ts
 
 
 
@@ -59193,21 +58586,21 @@ function intOption(parsed, name, fallback, min) {
 
 
 /** The job's named volumes, with the VMs that use them, by name. */
-async function listVolumes() {
+async function listVolumes(job) {
     let files;
     try {
-        files = await (0,promises_namespaceObject.readdir)(external_node_path_default().join(stateDir(), 'volumes'));
+        files = await (0,promises_namespaceObject.readdir)(external_node_path_default().join(job.stateDir, 'volumes'));
     }
     catch (error) {
         if (isNotFound(error))
             return [];
         throw error;
     }
-    const records = await listRecords();
+    const records = await listRecords(job);
     const volumes = [];
     for (const file of files.filter((f) => f.endsWith('.qcow2')).sort()) {
         const name = file.slice(0, -'.qcow2'.length);
-        const info = await (0,promises_namespaceObject.stat)(volumePath(stateDir(), name));
+        const info = await (0,promises_namespaceObject.stat)(volumePath(job.stateDir, name));
         volumes.push({
             name,
             bytes: info.blocks * 512,
@@ -59217,26 +58610,210 @@ async function listVolumes() {
     return volumes;
 }
 /** Removes a named volume; as Docker does, refuses one that a VM, running or not, still has. */
-async function removeVolume(name) {
-    const volume = (await listVolumes()).find((v) => v.name === name);
+async function removeVolume(job, name) {
+    const volume = (await listVolumes(job)).find((v) => v.name === name);
     if (!volume)
-        throw new ServiceError(`no such volume: ${name}`);
+        throw new HyperError(`no such volume: ${name}`, { kind: 'NotFound' });
     if (volume.usedBy.length > 0) {
-        throw new ServiceError(`volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`);
+        throw new HyperError(`volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`, { kind: 'Conflict' });
     }
-    await (0,promises_namespaceObject.rm)(volumePath(stateDir(), name));
+    await (0,promises_namespaceObject.rm)(volumePath(job.stateDir, name));
 }
 
-;// CONCATENATED MODULE: ./src/cli/host-options.ts
-/** HYPER_KVM_DEVICE: the device the KVM probe opens (tests point it at a stand-in). */
-function kvmProbeOptions() {
-    const device = process.env.HYPER_KVM_DEVICE;
-    return device ? { kvmDevice: device } : {};
+;// CONCATENATED MODULE: ./src/engine/job.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * One job: a state dir with its VMs, volumes, network and settings. Every
+ * front door (the action, the CLI, later the Docker API) opens one and calls
+ * its operations; containers are named as Docker names them.
+ */
+class Job {
+    context;
+    boot;
+    constructor(context) {
+        this.context = context;
+    }
+    /**
+     * Opens the job in `host.stateDir`. Settings given here win over those the
+     * job saved, which win over the defaults; what is given is saved for the
+     * doors that open the job later.
+     */
+    static async open(host, given = {}, hypervisor = new QemuHypervisor(host.qemu)) {
+        const saved = await readJobSettings(host.stateDir);
+        const settings = mergeJobSettings(saved, given);
+        if (Object.values(given).some((value) => value !== undefined)) {
+            await (0,promises_namespaceObject.mkdir)(host.stateDir, { recursive: true });
+            await writeJobSettings(host.stateDir, settings);
+        }
+        // The packet filter is the host's choice, not the job's: never saved, always applied.
+        const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
+        return new Job({
+            stateDir: host.stateDir,
+            cacheDir: host.cacheDir,
+            hypervisor,
+            host,
+            settings: { ...settings, network },
+        });
+    }
+    /** What can be refused about the network before any image is pulled (bridge without root, for one). */
+    preflight() {
+        return preflightNetwork(this.context.stateDir, this.settings.network);
+    }
+    pull(name, log) {
+        return images_pullImage(name, this.context, log);
+    }
+    images() {
+        return listImages(this.context);
+    }
+    pruneImages(all) {
+        return images_pruneImages(this.context, all);
+    }
+    get settings() {
+        return this.context.settings;
+    }
+    /** Installs the tools, gets the guest bundle and decides the accelerator, once; what making VMs needs. */
+    async prepare(reporter, release = {}) {
+        this.boot ??= await prepareHost(this.context, reporter, release);
+        return this.boot;
+    }
+    booted() {
+        if (!this.boot)
+            throw new Error('the job must be prepared before it makes VMs');
+        return this.boot;
+    }
+    run(spec, options = {}) {
+        return runContainer(spec, this.booted(), options);
+    }
+    up(waves, options, reporter) {
+        return upServices(waves, this.booted(), options, reporter);
+    }
+    /** Fails, naming the service and its exit code, when any of `services` is no longer running. */
+    checkStillRunning(services) {
+        return checkStillRunning(services, this.context);
+    }
+    down(options, hooks) {
+        return downJob(this.context, options, hooks);
+    }
+    inspect(name) {
+        return container_requireRecord(this.context, name);
+    }
+    start(name) {
+        return startContainer(name, this.context);
+    }
+    stop(name, graceMs) {
+        return stopContainer(name, graceMs, this.context);
+    }
+    kill(name) {
+        return killContainer(name, this.context);
+    }
+    wait(name) {
+        return waitContainer(name, this.context);
+    }
+    remove(name, force) {
+        return removeContainer(name, force, this.context);
+    }
+    list() {
+        return listContainers(this.context);
+    }
+    listForTeardown() {
+        return listForTeardown(this.context);
+    }
+    exec(name, command, options = {}) {
+        return execInContainer(name, command, this.context, options);
+    }
+    logs(name, options = {}) {
+        return containerLogs(name, this.context, options);
+    }
+    logText(name) {
+        return logText(name, this.context);
+    }
+    snapshot(service, name, options) {
+        return snapshotService(service, name, options, this.context);
+    }
+    restore(service, name, stopGraceMs) {
+        return restoreService(service, name, this.context, { stopGraceMs });
+    }
+    snapshots(service) {
+        return listSnapshots(service, this.context);
+    }
+    removeSnapshot(service, name) {
+        return removeSnapshot(service, name, this.context);
+    }
+    export(service, name, file) {
+        return exportSnapshot(service, name, file, this.context);
+    }
+    import(file, options) {
+        return importSnapshot(file, options, this.booted());
+    }
+    /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
+    keepForDebugging(name, mode, dir) {
+        return keepForDebugging(name, mode, dir, this.context);
+    }
+    /** The job network's mode, once there is one. */
+    async networkMode() {
+        return (await readNetwork(this.context.stateDir))?.mode;
+    }
+    volumes() {
+        return listVolumes(this.context);
+    }
+    removeVolume(name) {
+        return removeVolume(this.context, name);
+    }
 }
 
-;// CONCATENATED MODULE: ./src/cli/network-options.ts
+;// CONCATENATED MODULE: ./src/cli/environment.ts
 
 
+
+
+
+
+
+function cliEnvironment(vars) {
+    const host = hostSettings(vars, external_node_os_default().homedir());
+    // @actions/tool-cache (the guest bundle's cache) reads these; outside Actions they point into our cache.
+    for (const [name, value] of Object.entries(toolCacheEnv(host.cacheDir)))
+        process.env[name] ??= value;
+    return { host, vars };
+}
+/** The job in the state dir, with what this command line says about its settings. */
+function openJob(env, given = {}) {
+    return Job.open(env.host, given);
+}
+const REGISTRY_OPTIONS = [
+    { name: 'registry-mirror', value: true },
+    { name: 'insecure-registry', value: true, multiple: true },
+];
+/** Registry settings from flags, else HYPER_REGISTRY_MIRROR and HYPER_INSECURE_REGISTRIES; undefined when none. */
+function registryOption(parsed, env) {
+    const insecure = [
+        ...listOption(parsed, 'insecure-registry'),
+        ...splitList(env.vars.HYPER_INSECURE_REGISTRIES),
+    ];
+    const mirror = stringOption(parsed, 'registry-mirror') ?? (env.vars.HYPER_REGISTRY_MIRROR || undefined);
+    if (!mirror && insecure.length === 0)
+        return undefined;
+    return { registryMirror: mirror, insecureRegistries: insecure };
+}
+/** --accel, else HYPER_ACCEL; undefined when neither is given. */
+function accelOption(parsed, env) {
+    const text = stringOption(parsed, 'accel') ?? env.vars.HYPER_ACCEL;
+    return text ? parseAccelChoice(text, '--accel') : undefined;
+}
 /** The job network's flags, on every command that may make the network (up, run, import). */
 const NETWORK_OPTIONS = [
     { name: 'network', value: true },
@@ -59244,24 +58821,1201 @@ const NETWORK_OPTIONS = [
     { name: 'egress-allow', value: true, multiple: true },
     { name: 'subnet', value: true },
 ];
-/** The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS, HYPER_EGRESS_ALLOW, HYPER_SUBNET. */
-function networkOption(parsed, fileSubnet) {
+/**
+ * The job network's settings from flags, else HYPER_NETWORK, HYPER_EGRESS,
+ * HYPER_EGRESS_ALLOW, HYPER_SUBNET (and a compose file's subnet); undefined
+ * when nothing is said, so the job's saved settings hold.
+ */
+function networkOption(parsed, env, fileSubnet) {
+    const given = {
+        mode: stringOption(parsed, 'network') ?? (env.vars.HYPER_NETWORK || undefined),
+        egress: stringOption(parsed, 'egress') ?? (env.vars.HYPER_EGRESS || undefined),
+        allow: [
+            ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
+            ...splitList(env.vars.HYPER_EGRESS_ALLOW),
+        ],
+        subnet: stringOption(parsed, 'subnet') ?? (env.vars.HYPER_SUBNET || undefined) ?? fileSubnet,
+    };
+    if (!given.mode && !given.egress && given.allow.length === 0 && !given.subnet)
+        return undefined;
     try {
-        return networkSettings({
-            mode: stringOption(parsed, 'network') ?? process.env.HYPER_NETWORK,
-            egress: stringOption(parsed, 'egress') ?? process.env.HYPER_EGRESS,
-            allow: [
-                ...listOption(parsed, 'egress-allow').flatMap((entry) => splitList(entry)),
-                ...splitList(process.env.HYPER_EGRESS_ALLOW),
-            ],
-            subnet: stringOption(parsed, 'subnet') ?? process.env.HYPER_SUBNET ?? fileSubnet,
-        }, { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' });
+        return networkSettings(given, {
+            mode: '--network',
+            egress: '--egress',
+            allow: '--egress-allow',
+            subnet: '--subnet',
+        });
     }
     catch (error) {
         if (error instanceof NetworkError)
             throw new UsageError(error.message);
         throw error;
     }
+}
+
+;// CONCATENATED MODULE: ./src/cli/io.ts
+/** Progress on stderr, warnings marked. */
+function reporter(io) {
+    return { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) };
+}
+
+;// CONCATENATED MODULE: ./src/spec/env-file.ts
+
+const KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+/**
+ * An env_file's `KEY=VALUE` lines -> "KEY=VALUE" entries. Blank lines and `#`
+ * comments are skipped, an `export ` prefix is allowed, and one pair of
+ * surrounding quotes is stripped (double quotes also take \n, \" and \\).
+ * A bare `KEY` takes its value from `variables`, as Compose does, or is left
+ * out when unset. `name` is how errors name the file. Pure.
+ */
+function parseEnvFile(text, name, variables) {
+    const entries = [];
+    text.split(/\r?\n/).forEach((raw, index) => {
+        const line = raw.trim().replace(/^export\s+/, '');
+        if (line === '' || line.startsWith('#'))
+            return;
+        const eq = line.indexOf('=');
+        const key = (eq < 0 ? line : line.slice(0, eq)).trim();
+        if (!KEY.test(key)) {
+            throw new SpecError(`${name} line ${index + 1}: ${JSON.stringify(raw)} is not KEY=VALUE`);
+        }
+        if (eq < 0) {
+            const value = variables[key];
+            if (value !== undefined)
+                entries.push(`${key}=${value}`);
+            return;
+        }
+        entries.push(`${key}=${unquote(line.slice(eq + 1).trim())}`);
+    });
+    return entries;
+}
+function unquote(value) {
+    const single = /^'([^']*)'\s*(?:#.*)?$/.exec(value);
+    if (single)
+        return single[1] ?? '';
+    const double = /^"((?:[^"\\]|\\.)*)"\s*(?:#.*)?$/.exec(value);
+    if (double)
+        return (double[1] ?? '').replace(/\\([n"\\])/g, (_match, c) => (c === 'n' ? '\n' : c));
+    // Unquoted, a # after whitespace starts a comment.
+    return value.replace(/\s+#.*$/, '');
+}
+
+;// CONCATENATED MODULE: ./src/spec/shell-words.ts
+
+/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
+const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
+/**
+ * Splits a command line into words as a POSIX shell does, with quotes and
+ * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
+ */
+function splitShellWords(text) {
+    const words = [];
+    let word = '';
+    let inWord = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'") {
+            const end = text.indexOf("'", i + 1);
+            if (end < 0)
+                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
+            word += text.slice(i + 1, end);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '"') {
+            let end = i + 1;
+            for (; end < text.length && text[end] !== '"'; end++) {
+                const next = text[end + 1];
+                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
+                    end++;
+                    if (next !== '\n')
+                        word += next;
+                }
+                else {
+                    word += text[end];
+                }
+            }
+            if (end >= text.length)
+                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '\\') {
+            const next = text[i + 1];
+            if (next === undefined)
+                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
+            // Backslash-newline joins lines, as in a shell script.
+            if (next !== '\n') {
+                word += next;
+                inWord = true;
+            }
+            i++;
+        }
+        else if (/\s/.test(c)) {
+            if (inWord)
+                words.push(word);
+            word = '';
+            inWord = false;
+        }
+        else {
+            word += c;
+            inWord = true;
+        }
+    }
+    if (inWord)
+        words.push(word);
+    return words;
+}
+
+;// CONCATENATED MODULE: ./src/spec/units.ts
+
+
+
+const MIN_MEMORY_MIB = 64;
+/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
+function asSpecError(parse) {
+    try {
+        return parse();
+    }
+    catch (error) {
+        if (error instanceof SizeError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: MIN_MEMORY_MIB,
+        unit: 'm',
+        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+    }));
+}
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
+ */
+function parseVolumeSize(value) {
+    return asSpecError(() => volumeBytes(value));
+}
+const DURATION_UNITS = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+};
+/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
+function parseDurationMs(value) {
+    const text = String(value).trim();
+    if (text === '0')
+        return 0;
+    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+    let total = 0;
+    let at = 0;
+    while (at < text.length) {
+        part.lastIndex = at;
+        const match = part.exec(text);
+        if (!match)
+            break;
+        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+        at = part.lastIndex;
+    }
+    if (text === '' || at < text.length || !Number.isFinite(total)) {
+        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
+    }
+    return Math.ceil(total);
+}
+/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
+function parseCpus(value) {
+    const text = String(value).trim();
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
+    }
+    return Math.ceil(Number(text));
+}
+/** A whole number of at least `min` (healthcheck retries). Pure. */
+function parseCount(value, min) {
+    const text = String(value).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min) {
+        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
+    }
+    return Number(text);
+}
+
+;// CONCATENATED MODULE: ./src/spec/fields.ts
+
+
+
+
+
+/** The readers of per-service keys that the services input and compose files share. */
+/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
+function definedOnly(value) {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
+}
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** The service id is also the VM's name and hostname. */
+function readServiceName(name, at) {
+    if (!SERVICE_NAME.test(name)) {
+        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+    return name;
+}
+/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
+function readImage(value) {
+    const image = value.string('an image reference such as postgres:16');
+    if (!image.startsWith('oci:'))
+        value.attempt(() => parseImageReference(image));
+    return image;
+}
+function readPorts(value, readLong) {
+    return value.items().map((item) => {
+        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
+        return item.attempt(() => parsePortSpec(text));
+    });
+}
+/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
+function readEnvMap(value, variables) {
+    const env = [];
+    for (const { key, value: entry } of value.entries()) {
+        checkEnvName(key, entry);
+        if (entry.isNull && variables) {
+            const host = variables[key];
+            if (host !== undefined)
+                env.push(`${key}=${host}`);
+        }
+        else {
+            env.push(`${key}=${entry.text('a string, number or boolean')}`);
+        }
+    }
+    return env;
+}
+function checkEnvName(name, at) {
+    if (name === '' || name.includes('='))
+        throw at.error(`"${name}" is not a variable name`);
+}
+/** A command as a list, or a string split as a shell would. */
+function readWords(value) {
+    if (value.kind === 'a list')
+        return value.items().map((item) => item.text());
+    const text = value.string('a string or a list of strings');
+    return value.attempt(() => splitShellWords(text));
+}
+function readStringList(value) {
+    return value.items().map((item) => item.string());
+}
+function readMemory(value) {
+    const text = value.text('an amount of memory such as 512m');
+    return value.attempt(() => parseMemoryMiB(text));
+}
+function readCpus(value) {
+    const text = value.text('a number of CPUs');
+    return value.attempt(() => parseCpus(text));
+}
+function readDuration(value) {
+    const text = value.text('a duration such as 10s');
+    return value.attempt(() => parseDurationMs(text));
+}
+const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'retries', 'disable'];
+/** Compose's healthcheck map. undefined: keep the image's. */
+function readHealthcheck(value) {
+    const fields = value.fields(HEALTHCHECK_KEYS);
+    const disable = fields.get('disable');
+    const testValue = fields.get('test');
+    const test = testValue ? readHealthTest(testValue) : undefined;
+    if (disable?.boolean()) {
+        if (test !== undefined && test !== 'none')
+            throw disable.error('disable: true cannot go with a test');
+        return 'none';
+    }
+    if (test === 'none')
+        return 'none';
+    if (test === undefined) {
+        if ([...fields.keys()].some((key) => key !== 'disable'))
+            throw value.error(PARTIAL_HEALTHCHECK);
+        return undefined;
+    }
+    const duration = (key) => {
+        const field = fields.get(key);
+        return field && readDuration(field);
+    };
+    const retries = fields.get('retries');
+    return healthcheck(test, {
+        intervalMs: duration('interval'),
+        timeoutMs: duration('timeout'),
+        startPeriodMs: duration('start_period'),
+        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
+    });
+}
+/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
+function readHealthTest(value) {
+    if (value.kind !== 'a list') {
+        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
+        if (command.trim() === '')
+            throw value.error('the test is empty');
+        return ['CMD-SHELL', command];
+    }
+    const [kind, ...args] = value.items().map((item) => item.text());
+    if (kind === 'NONE')
+        return 'none';
+    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
+        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
+    }
+    if (args.length === 0)
+        throw value.error(`${kind} needs a command after it`);
+    // Docker joins a CMD-SHELL's words into one shell command.
+    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
+}
+const CONDITIONS = ['service_started', 'service_healthy'];
+/** A list of service ids, or a map of id -> { condition }. */
+function readDependsOn(value) {
+    if (value.kind === 'a list') {
+        return value.items().map((item) => ({
+            service: item.string('a service id'),
+            condition: 'service_started',
+        }));
+    }
+    if (value.kind !== 'a map')
+        throw value.expected('a list of service ids or a map of id: { condition }');
+    return value.entries().map(({ key, value: entry }) => {
+        if (entry.isNull)
+            return { service: key, condition: 'service_started' };
+        const condition = entry.fields(['condition']).get('condition');
+        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
+    });
+}
+function readCondition(value) {
+    const condition = value.string();
+    if (condition === 'service_completed_successfully') {
+        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
+    }
+    if (!CONDITIONS.includes(condition)) {
+        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
+    }
+    return condition;
+}
+
+;// CONCATENATED MODULE: ./src/spec/interpolate.ts
+
+const interpolate_NAME = /^[A-Za-z_][A-Za-z0-9_]*/;
+/**
+ * Compose's variable interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+ * `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`, and `$$` for a literal `$`.
+ * Defaults may nest (`${A:-${B}}`). An unset `${VAR}` is empty, as in Compose. Pure.
+ */
+function interpolate(text, variables) {
+    let out = '';
+    let i = 0;
+    while (i < text.length) {
+        const dollar = text.indexOf('$', i);
+        if (dollar < 0)
+            break;
+        out += text.slice(i, dollar);
+        const next = text[dollar + 1];
+        if (next === '$') {
+            out += '$';
+            i = dollar + 2;
+        }
+        else if (next === '{') {
+            const close = matchingBrace(text, dollar + 2);
+            out += substitute(text.slice(dollar + 2, close), variables, text);
+            i = close + 1;
+        }
+        else {
+            const name = interpolate_NAME.exec(text.slice(dollar + 1))?.[0];
+            out += name === undefined ? '$' : (variables[name] ?? '');
+            i = dollar + 1 + (name?.length ?? 0);
+        }
+    }
+    return out + text.slice(i);
+}
+function matchingBrace(text, from) {
+    let depth = 1;
+    for (let i = from; i < text.length; i++) {
+        if (text[i] === '{' && text[i - 1] === '$')
+            depth++;
+        else if (text[i] === '}' && --depth === 0)
+            return i;
+    }
+    throw new SpecError(`unterminated "\${" in ${JSON.stringify(text)}; write $$ for a literal $`);
+}
+function substitute(expression, variables, text) {
+    const name = interpolate_NAME.exec(expression)?.[0];
+    const rest = expression.slice(name?.length ?? 0);
+    const operator = /^(:?[-?+])?/.exec(rest)?.[0] ?? '';
+    if (name === undefined || (operator === '' && rest !== '')) {
+        throw new SpecError(`"\${${expression}}" in ${JSON.stringify(text)} is not a variable; use \${NAME} or \${NAME:-default}`);
+    }
+    const argument = rest.slice(operator.length);
+    const value = variables[name];
+    // With a colon, an empty value counts as unset.
+    const missing = operator.startsWith(':') ? !value : value === undefined;
+    switch (operator.replace(':', '')) {
+        case '-':
+            return missing ? interpolate(argument, variables) : (value ?? '');
+        case '?':
+            if (missing)
+                throw new SpecError(`variable ${name} is required: ${interpolate(argument, variables) || 'it is not set'}`);
+            return value ?? '';
+        case '+':
+            return missing ? '' : interpolate(argument, variables);
+        default:
+            return value ?? '';
+    }
+}
+
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/spec/yaml-value.ts
+
+
+
+
+/**
+ * Parses YAML text into its root value. Merge keys (`<<: *anchor`) and aliases
+ * are followed; a syntax error becomes `SOURCE: YAML error at line N: REASON`.
+ */
+function parseYaml(text, source, rootPath, transform = (t) => t) {
+    const lines = new dist/* LineCounter */.HN();
+    const doc = (0,dist/* parseDocument */.Tp)(text, { lineCounter: lines, merge: true, prettyErrors: false });
+    const [error] = doc.errors;
+    if (error) {
+        const line = lines.linePos(error.pos[0]).line;
+        throw new SpecError(`${source}: YAML error at line ${line}: ${error.message}`);
+    }
+    const file = { source, doc, lines, transform };
+    const root = doc.contents;
+    return new YamlValue(file, root, rootPath, lineOf(file, root) ?? 1);
+}
+function lineOf(file, node) {
+    return node?.range ? file.lines.linePos(node.range[0]).line : undefined;
+}
+function keyName(key) {
+    if (!(0,dist/* isScalar */.jn)(key) || key.value === null || typeof key.value === 'object' || typeof key.value === 'symbol')
+        return undefined;
+    return typeof key.value === 'string' ? key.value : String(key.source ?? key.value);
+}
+/** One value in a YAML document, with the key path and line that error messages name. */
+class YamlValue {
+    file;
+    path;
+    line;
+    node;
+    constructor(file, node, path, line) {
+        this.file = file;
+        this.path = path;
+        this.line = line;
+        this.node = (0,dist/* isAlias */.Vj)(node) ? (node.resolve(file.doc) ?? null) : node;
+    }
+    get source() {
+        return this.file.source;
+    }
+    /** `services.db.ports[0] (line 5)`; empty for the top level of a file. */
+    get where() {
+        if (!this.path)
+            return '';
+        return this.line === undefined ? this.path : `${this.path} (line ${this.line})`;
+    }
+    /** An error about this value: `SOURCE: PATH (line N): MESSAGE`. */
+    error(message) {
+        const where = this.where;
+        return new SpecError(`${this.file.source}: ${where ? `${where}: ` : ''}${message}`);
+    }
+    /** Runs a parser of this value's text, locating the error it throws about that text. */
+    attempt(parse) {
+        try {
+            return parse();
+        }
+        catch (error) {
+            if (error instanceof SpecError ||
+                error instanceof PortSpecError ||
+                error instanceof ImageReferenceError)
+                throw this.error(error.message);
+            throw error;
+        }
+    }
+    get kind() {
+        const node = this.node;
+        if ((0,dist/* isMap */.jh)(node))
+            return 'a map';
+        if ((0,dist/* isSeq */.oP)(node))
+            return 'a list';
+        if (!(0,dist/* isScalar */.jn)(node) || node.value === null || node.value === undefined)
+            return 'null';
+        if (typeof node.value === 'number' || typeof node.value === 'bigint')
+            return 'a number';
+        if (typeof node.value === 'boolean')
+            return 'a boolean';
+        return 'a string';
+    }
+    get isNull() {
+        return this.kind === 'null';
+    }
+    expected(what) {
+        return this.error(`expected ${what}, got ${this.kind}`);
+    }
+    /** The entries of a map, in order, merge keys expanded (explicit keys win). */
+    entries(merging = new Set()) {
+        const node = this.node;
+        if (!(0,dist/* isMap */.jh)(node))
+            throw this.expected('a map');
+        if (merging.has(node))
+            throw this.error('a merge key (<<) refers to a map that contains it');
+        const explicit = new Set(node.items.map((pair) => keyName(pair.key)));
+        const entries = new Map();
+        for (const pair of node.items) {
+            const key = pair.key;
+            if ((0,dist/* isScalar */.jn)(key) && typeof key.value === 'symbol') {
+                for (const merged of this.mergeSources(pair.value, lineOf(this.file, key))) {
+                    for (const entry of merged.entries(new Set([...merging, node]))) {
+                        if (!explicit.has(entry.key) && !entries.has(entry.key))
+                            entries.set(entry.key, entry);
+                    }
+                }
+                continue;
+            }
+            const name = keyName(key);
+            if (name === undefined)
+                throw this.error('keys must be plain names');
+            const child = this.path ? `${this.path}.${name}` : name;
+            const value = new YamlValue(this.file, pair.value, child, lineOf(this.file, key));
+            entries.set(name, { key: name, value });
+        }
+        return [...entries.values()];
+    }
+    /** What a `<<` key merges: an alias to a map, or a list of them; read with this map's path. */
+    mergeSources(node, line) {
+        const merge = new YamlValue(this.file, node, `${this.path}.<<`, line);
+        const sources = (0,dist/* isSeq */.oP)(merge.node) ? merge.items().map((item) => item.node) : [merge.node];
+        return sources.map((source) => {
+            if (!(0,dist/* isMap */.jh)(source))
+                throw merge.expected('a map or a list of maps to merge');
+            return new YamlValue(this.file, source, this.path, line);
+        });
+    }
+    /** The entries of a map whose keys must all be in `valid`, by key. */
+    fields(valid) {
+        const fields = new Map();
+        for (const entry of this.entries()) {
+            if (!valid.includes(entry.key))
+                throw entry.value.unknownKey(valid);
+            fields.set(entry.key, entry.value);
+        }
+        return fields;
+    }
+    items() {
+        const node = this.node;
+        if (!(0,dist/* isSeq */.oP)(node))
+            throw this.expected('a list');
+        return node.items.map((item, index) => {
+            const child = item;
+            return new YamlValue(this.file, child, `${this.path}[${index}]`, lineOf(this.file, child) ?? this.line);
+        });
+    }
+    /** `SOURCE: services.db.imgae (line 3) is not a known key; valid keys: image, ...`. */
+    unknownKey(valid) {
+        return new SpecError(`${this.source}: ${this.where} is not a known key; valid keys: ${valid.join(', ')}`);
+    }
+    /** A string value, after the file's transform. */
+    string(what = 'a string') {
+        const node = this.node;
+        if (this.kind !== 'a string' || !(0,dist/* isScalar */.jn)(node))
+            throw this.expected(what);
+        const text = String(node.value);
+        return this.attempt(() => this.file.transform(text));
+    }
+    /** A string, number or boolean as written (`1.10` stays "1.10"), for values that end up as text. */
+    text(what = 'a string') {
+        const node = this.node;
+        if (this.kind === 'a string')
+            return this.string();
+        if ((this.kind === 'a number' || this.kind === 'a boolean') && (0,dist/* isScalar */.jn)(node))
+            return node.source ?? String(node.value);
+        throw this.expected(what);
+    }
+    boolean() {
+        const node = this.node;
+        if (this.kind === 'a boolean' && (0,dist/* isScalar */.jn)(node))
+            return node.value === true;
+        const text = this.kind === 'a string' ? this.string() : undefined;
+        if (text === 'true' || text === 'false')
+            return text === 'true';
+        throw this.expected('true or false');
+    }
+    /** A list of strings, or one string taken as a list of one. */
+    stringOrList() {
+        return (0,dist/* isSeq */.oP)(this.node) ? this.items().map((item) => item.text()) : [this.text()];
+    }
+}
+
+;// CONCATENATED MODULE: ./src/spec/compose.ts
+
+
+
+
+
+
+
+
+const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
+const SERVICE_KEYS = [
+    'image',
+    'environment',
+    'env_file',
+    'ports',
+    'volumes',
+    'command',
+    'entrypoint',
+    'healthcheck',
+    'depends_on',
+    'working_dir',
+    'user',
+    'tmpfs',
+    'mem_limit',
+    'cpus',
+    'container_name',
+    'networks',
+    'expose',
+];
+const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
+const ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
+/** The services of a compose file. See parseComposeProject. */
+function parseComposeFile(text, file, readFile, variables = {}) {
+    return parseComposeProject(text, file, readFile, variables).services;
+}
+/**
+ * A subset of the Compose spec: the keys hyper-services can honour, each
+ * checked, and a message naming any other. `${VAR}` in values is taken from
+ * `variables`; env_file paths are relative to `file`'s directory. Pure but for `readFile`.
+ */
+function parseComposeProject(text, file, readFile, variables = {}) {
+    const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
+    if (root.isNull)
+        throw root.error('the file is empty; a compose file needs a services: map');
+    const top = composeFields(root, TOP_KEYS);
+    const services = top.get('services');
+    if (!services)
+        throw root.error('services: is missing; a compose file needs a services: map');
+    const networks = top.get('networks');
+    const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
+    const volumes = top.get('volumes');
+    const declared = volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map();
+    const context = { dir: external_node_path_default().dirname(file), readFile, variables };
+    const project = {
+        services: services
+            .entries()
+            .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
+            .map((service) => withVolumeSizes(service, declared)),
+        volumes: [...declared.keys()],
+        ...(subnet ? { subnet } : {}),
+    };
+    checkDeclaredVolumes(project, file);
+    return project;
+}
+/** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
+function checkDeclaredVolumes(project, file) {
+    for (const service of project.services) {
+        for (const volume of service.volumes) {
+            const name = namedVolume(volume);
+            if (name !== undefined && !project.volumes.includes(name)) {
+                throw new SpecError(`${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`);
+            }
+        }
+    }
+}
+/** The sizes the top-level volumes: set for the named volumes a service uses, carried with it to where they are made. */
+function withVolumeSizes(service, declared) {
+    const sizes = service.volumes.flatMap((volume) => {
+        const name = namedVolume(volume);
+        const size = name === undefined ? undefined : declared.get(name);
+        return name === undefined || size === undefined ? [] : [[name, size]];
+    });
+    return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
+}
+/** The keys of a map, `x-` extension keys left out, as Compose does. */
+function composeFields(value, valid) {
+    const fields = new Map();
+    for (const { key, value: field } of value.entries()) {
+        if (key.startsWith('x-'))
+            continue;
+        if (!valid.includes(key))
+            throw field.unknownKey(valid);
+        fields.set(key, field);
+    }
+    return fields;
+}
+function parseService(name, value, context) {
+    if (value.kind !== 'a map')
+        throw value.expected('a map with at least image:');
+    const build = value.entries().find((entry) => entry.key === 'build');
+    if (build)
+        throw build.value.error(BUILD);
+    const fields = composeFields(value, SERVICE_KEYS);
+    const image = fields.get('image');
+    if (!image)
+        throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
+    const get = (key, read) => {
+        const field = fields.get(key);
+        return field && read(field);
+    };
+    const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
+    const aliases = get('networks', readServiceNetworks);
+    return definedOnly({
+        name,
+        image: readImage(image),
+        env: [
+            ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
+            ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
+        ],
+        ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
+        volumes: mounts.volumes,
+        baseDir: context.dir,
+        command: get('command', readWords),
+        entrypoint: get('entrypoint', readWords),
+        healthcheck: get('healthcheck', readHealthcheck),
+        memoryMiB: get('mem_limit', readMemory),
+        cpus: get('cpus', readCpus),
+        dependsOn: get('depends_on', readDependsOn) ?? [],
+        workdir: get('working_dir', (field) => field.string()),
+        user: get('user', (field) => field.text()),
+        tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
+        aliases,
+        expose: get('expose', readExpose),
+    });
+}
+/** `environment:` as a map or a list of KEY=VALUE; a bare KEY comes from `variables`. */
+function readEnvironment(value, variables) {
+    if (value.kind === 'a map')
+        return readEnvMap(value, variables);
+    if (value.kind !== 'a list')
+        throw value.expected('a map or a list of KEY=VALUE');
+    return value.items().flatMap((item) => {
+        const entry = item.text('KEY=VALUE');
+        const eq = entry.indexOf('=');
+        const key = eq < 0 ? entry : entry.slice(0, eq);
+        checkEnvName(key, item);
+        if (eq >= 0)
+            return [entry];
+        const host = variables[key];
+        return host === undefined ? [] : [`${key}=${host}`];
+    });
+}
+/** `env_file:` as a path, a list of paths, or a list of { path, required }. */
+function readEnvFiles(value, context) {
+    const items = value.kind === 'a list' ? value.items() : [value];
+    return items.flatMap((item) => {
+        let file = item;
+        let required = true;
+        if (item.kind === 'a map') {
+            const fields = item.fields(['path', 'required']);
+            const given = fields.get('path');
+            if (!given)
+                throw item.error('path is missing');
+            file = given;
+            required = fields.get('required')?.boolean() ?? true;
+        }
+        const name = file.string('a path to a file of KEY=VALUE lines');
+        const resolved = external_node_path_default().isAbsolute(name) ? name : external_node_path_default().join(context.dir, name);
+        let text;
+        try {
+            text = context.readFile(resolved);
+        }
+        catch (error) {
+            if (!required && error.code === 'ENOENT')
+                return [];
+            throw file.error(`cannot read ${resolved}: ${error.message}`);
+        }
+        return file.attempt(() => parseEnvFile(text, name, context.variables));
+    });
+}
+/** The long port syntax, written back as the short one for parsePortSpec. */
+function readLongPort(value) {
+    const fields = value.fields(['target', 'published', 'host_ip', 'protocol']);
+    const target = fields.get('target')?.text();
+    if (target === undefined)
+        throw value.error('target is missing; give the container port');
+    const published = fields.get('published')?.text() ?? '';
+    const hostIp = fields.get('host_ip')?.string();
+    const protocol = fields.get('protocol')?.string();
+    const host = hostIp?.includes(':') ? `[${hostIp}]` : hostIp;
+    const mapping = host !== undefined ? `${host}:${published}:${target}` : published ? `${published}:${target}` : target;
+    return protocol ? `${mapping}/${protocol}` : mapping;
+}
+const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
+/** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
+function readVolumes(value) {
+    const volumes = [];
+    const tmpfs = [];
+    for (const item of value.items()) {
+        if (item.kind !== 'a map') {
+            volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
+            continue;
+        }
+        const fields = item.fields(['type', 'source', 'target', 'read_only']);
+        const type = fields.get('type')?.string();
+        if (type === undefined || !VOLUME_TYPES.includes(type)) {
+            throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
+        }
+        const target = fields.get('target')?.string();
+        if (target === undefined)
+            throw item.error('target is missing; give the path in the container');
+        const source = fields.get('source');
+        const mode = fields.get('read_only')?.boolean() ? ':ro' : '';
+        if (type === 'tmpfs') {
+            if (source)
+                throw source.error('a tmpfs has no source');
+            tmpfs.push(`${target}${mode}`);
+        }
+        else if (source) {
+            volumes.push(`${source.string()}:${target}${mode}`);
+        }
+        else if (type === 'bind') {
+            throw item.error('source is missing; a bind mount needs the host path');
+        }
+        else {
+            volumes.push(`${target}${mode}`);
+        }
+    }
+    return { volumes, tmpfs };
+}
+/**
+ * The top-level volumes, by name, each with the size its `driver_opts: { size }`
+ * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
+ */
+function readVolumeDeclarations(value) {
+    const volumes = new Map();
+    for (const { key, value: volume } of value.entries()) {
+        if (!volume.isNull && volume.kind !== 'a map')
+            throw volume.expected('a map of volume settings');
+        const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
+        volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
+    }
+    return volumes;
+}
+/** A volume's `driver_opts`: size is the only one a volume disk can honour. */
+function readVolumeSize(options) {
+    const size = options.fields(['size']).get('size');
+    if (!size)
+        return undefined;
+    const text = size.text('a size such as 2G');
+    return size.attempt(() => parseVolumeSize(text));
+}
+/**
+ * Top-level networks: names, each with at most `driver: bridge` and an ipam
+ * subnet. All of a job's services share one network, so one subnet at most.
+ */
+function readTopNetworks(value) {
+    const subnets = [];
+    for (const { value: network } of value.entries()) {
+        if (network.isNull)
+            continue;
+        const fields = network.fields(['driver', 'ipam']);
+        const driver = fields.get('driver');
+        if (driver && driver.string('a driver name') !== 'bridge')
+            throw driver.error(ONE_NETWORK);
+        const ipam = fields.get('ipam');
+        if (!ipam || ipam.isNull)
+            continue;
+        const config = ipam.fields(['driver', 'config']).get('config');
+        for (const entry of config?.items() ?? []) {
+            const subnet = entry.fields(['subnet']).get('subnet');
+            if (subnet)
+                subnets.push(subnet.string('a subnet such as 10.20.0.0/24'));
+        }
+    }
+    if (subnets.length > 1)
+        throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${ONE_NETWORK}`);
+    return subnets[0];
+}
+/** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
+function readServiceNetworks(value) {
+    if (value.kind === 'a list') {
+        for (const item of value.items())
+            item.string('a network name');
+        return [];
+    }
+    const aliases = [];
+    for (const { value: network } of value.entries()) {
+        if (network.isNull)
+            continue;
+        const list = network.fields(['aliases']).get('aliases');
+        if (list)
+            aliases.push(...list.items().map((item) => item.string('an alias')));
+    }
+    return aliases;
+}
+/** `expose:` ports: "3000", "3000/tcp" or 3000; TCP only (services reach each other over TCP). */
+function readExpose(value) {
+    return value.items().map((item) => {
+        const text = item.text('a port such as 3000');
+        const match = /^(\d{1,5})(\/tcp)?$/.exec(text);
+        const port = Number(match?.[1]);
+        if (!match || port < 1 || port > 65535)
+            throw item.error(`"${text}" is not a TCP port (PORT or PORT/tcp)`);
+        return port;
+    });
+}
+
+;// CONCATENATED MODULE: ./src/spec/docker-options.ts
+
+
+
+const OPTIONS = [
+    { long: 'cpus' },
+    { long: 'entrypoint' },
+    { long: 'env', short: 'e' },
+    { long: 'expose' },
+    { long: 'health-cmd' },
+    { long: 'health-interval' },
+    { long: 'health-retries' },
+    { long: 'health-start-period' },
+    { long: 'health-timeout' },
+    { long: 'memory', short: 'm' },
+    { long: 'name' },
+    { long: 'network-alias' },
+    { long: 'no-healthcheck', flag: true },
+    { long: 'tmpfs' },
+    { long: 'user', short: 'u' },
+    { long: 'workdir', short: 'w' },
+];
+const SUPPORTED = OPTIONS.map((o) => (o.short ? `-${o.short}/--${o.long}` : `--${o.long}`)).join(', ');
+/** The options as `docker create` reads them: `--opt VALUE`, `--opt=VALUE`, `-o VALUE`, `-oVALUE` or `-o=VALUE`. */
+function readOptions(words) {
+    const found = [];
+    for (let i = 0; i < words.length; i++) {
+        const word = words[i];
+        const match = /^--([^=]+)(?:=(.*))?$/s.exec(word) ?? /^-([^-])=?(.+)?$/s.exec(word);
+        if (!match)
+            throw new SpecError(`"${word}" is not an option; options start with - or --`);
+        const [, name = '', inline] = match;
+        const long = word.startsWith('--');
+        const shown = long ? `--${name}` : `-${name}`;
+        const def = OPTIONS.find((o) => (long ? o.long : o.short) === name);
+        if (!def)
+            throw new SpecError(`${shown} is not supported; supported options: ${SUPPORTED}`);
+        if (def.flag) {
+            if (inline !== undefined)
+                throw new SpecError(`${shown} takes no value`);
+            found.push({ def, value: '' });
+            continue;
+        }
+        if (inline === undefined && i + 1 >= words.length)
+            throw new SpecError(`${shown} needs a value`);
+        found.push({ def, value: inline ?? words[++i] });
+    }
+    return found;
+}
+/** Parses a GitHub service's `options:` string; the supported flags only, anything else is refused. Pure. */
+function parseDockerOptions(text) {
+    const result = { env: [], tmpfs: [], aliases: [], expose: [] };
+    const health = { given: [], fields: {} };
+    for (const { def, value } of readOptions(splitShellWords(text))) {
+        try {
+            applyOption(result, health, def.long, value);
+        }
+        catch (error) {
+            if (error instanceof SpecError)
+                throw new SpecError(`--${def.long}: ${error.message}`);
+            throw error;
+        }
+    }
+    const healthcheck = healthOptions(health);
+    if (healthcheck)
+        result.healthcheck = healthcheck;
+    return result;
+}
+function applyOption(result, health, option, value) {
+    if (option.includes('health'))
+        health.given.push(`--${option}`);
+    switch (option) {
+        case 'cpus':
+            result.cpus = parseCpus(value);
+            return;
+        case 'entrypoint':
+            // Docker takes --entrypoint as one program, and "" as "no entrypoint".
+            result.entrypoint = value === '' ? [] : [value];
+            return;
+        case 'env':
+            if (value.indexOf('=') <= 0)
+                throw new SpecError(`${JSON.stringify(value)} is not KEY=VALUE`);
+            result.env.push(value);
+            return;
+        case 'memory':
+            result.memoryMiB = parseMemoryMiB(value);
+            return;
+        case 'name':
+            result.name = value;
+            return;
+        case 'network-alias':
+            result.aliases.push(value);
+            return;
+        case 'expose': {
+            const match = /^(\d{1,5})(\/tcp)?$/.exec(value);
+            const port = Number(match?.[1]);
+            if (!match || port < 1 || port > 65535)
+                throw new SpecError(`--expose ${JSON.stringify(value)} is not a TCP port (PORT or PORT/tcp)`);
+            result.expose.push(port);
+            return;
+        }
+        case 'tmpfs':
+            result.tmpfs.push(value);
+            return;
+        case 'user':
+            result.user = value;
+            return;
+        case 'workdir':
+            result.workdir = value;
+            return;
+        case 'no-healthcheck':
+            health.disabled = true;
+            return;
+        case 'health-cmd':
+            health.command = value;
+            return;
+        case 'health-interval':
+            health.fields.intervalMs = parseDurationMs(value);
+            return;
+        case 'health-timeout':
+            health.fields.timeoutMs = parseDurationMs(value);
+            return;
+        case 'health-start-period':
+            health.fields.startPeriodMs = parseDurationMs(value);
+            return;
+        case 'health-retries':
+            health.fields.retries = parseCount(value, 0);
+            return;
+    }
+}
+function healthOptions(health) {
+    if (health.disabled) {
+        const others = health.given.filter((option) => option !== '--no-healthcheck');
+        if (others.length > 0)
+            throw new SpecError(`--no-healthcheck conflicts with ${others.join(', ')}`);
+        return 'none';
+    }
+    if (health.given.length === 0)
+        return undefined;
+    if (health.command === undefined)
+        throw new SpecError(`${health.given.join(', ')}: ${PARTIAL_HEALTHCHECK} (--health-cmd)`);
+    if (health.command.trim() === '')
+        throw new SpecError('--health-cmd: the command is empty');
+    return healthcheck(['CMD-SHELL', health.command], health.fields);
+}
+
+;// CONCATENATED MODULE: ./src/spec/services-input.ts
+
+
+
+const KEYS = [
+    'image',
+    'credentials',
+    'env',
+    'ports',
+    'volumes',
+    'options',
+    'command',
+    'entrypoint',
+    'healthcheck',
+    'memory',
+    'cpus',
+    'depends-on',
+];
+/**
+ * The action's `services` input: the shape of GitHub's `jobs.<id>.services`
+ * (image, credentials, env, ports, volumes, options), plus command, entrypoint,
+ * healthcheck, memory, cpus and depends-on. `options` is parsed, not passed on. Pure.
+ */
+function parseServicesInput(text, source = 'input "services"') {
+    const root = parseYaml(text, source, 'services');
+    if (root.isNull)
+        return [];
+    return root.entries().map(({ key, value }) => services_input_parseService(readServiceName(key, value), value));
+}
+function services_input_parseService(name, value) {
+    if (value.kind !== 'a map')
+        throw value.expected('a map with at least image:');
+    const fields = value.fields(KEYS);
+    const image = fields.get('image');
+    if (!image)
+        throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
+    const optionsValue = fields.get('options');
+    const options = optionsValue
+        ? services_input_readOptions(optionsValue, name)
+        : { env: [], tmpfs: [], aliases: [], expose: [] };
+    const field = (key, read, option, flag) => {
+        const given = fields.get(key);
+        if (given && option !== undefined)
+            throw given.error(`also set by ${flag} in options; set it in one place`);
+        return given ? read(given) : option;
+    };
+    const env = fields.get('env');
+    const ports = fields.get('ports');
+    const volumes = fields.get('volumes');
+    const command = fields.get('command');
+    const credentials = fields.get('credentials');
+    const dependsOn = fields.get('depends-on');
+    return definedOnly({
+        name,
+        image: readImage(image),
+        credentials: credentials && readCredentials(credentials),
+        // GitHub passes options before the env map's -e flags, so the map wins.
+        env: [...options.env, ...(env ? readEnvMap(env) : [])],
+        ports: ports ? readPorts(ports) : [],
+        volumes: volumes ? readStringList(volumes) : [],
+        command: command && readWords(command),
+        entrypoint: field('entrypoint', readWords, options.entrypoint, '--entrypoint'),
+        healthcheck: field('healthcheck', readHealthcheck, options.healthcheck, '--health-* or --no-healthcheck'),
+        memoryMiB: field('memory', readMemory, options.memoryMiB, '--memory'),
+        cpus: field('cpus', readCpus, options.cpus, '--cpus'),
+        dependsOn: dependsOn ? readDependsOn(dependsOn) : [],
+        workdir: options.workdir,
+        user: options.user,
+        tmpfs: options.tmpfs,
+        aliases: options.aliases.length ? options.aliases : undefined,
+        expose: options.expose.length ? options.expose : undefined,
+    });
+}
+function services_input_readOptions(value, name) {
+    const text = value.string('a string of docker create options');
+    const options = value.attempt(() => parseDockerOptions(text));
+    if (options.name !== undefined && options.name !== name) {
+        throw value.error(`--name ${JSON.stringify(options.name)} differs from the service id "${name}"; the id is the name, so drop --name`);
+    }
+    return options;
+}
+function readCredentials(value) {
+    const fields = value.fields(['username', 'password']);
+    const read = (key) => {
+        const field = fields.get(key);
+        if (!field)
+            throw value.error(`${key} is missing; credentials need username and password`);
+        return field.text();
+    };
+    return { username: read('username'), password: read('password') };
+}
+
+;// CONCATENATED MODULE: ./src/spec/project.ts
+
+
+/** A compose file has a top-level `services:` map; a services input has the services at the top. Pure. */
+function isComposeFile(text) {
+    return /^services\s*:/m.test(text);
+}
+/**
+ * The project in `text`, read from `file`: a compose file (its `env_file`s
+ * read through `readText`, `${VAR}`s from `variables`) or a services YAML.
+ * `source` names it in messages about a services YAML. Pure but for `readText`.
+ */
+function loadProject(text, file, readText, variables, source = file) {
+    if (!isComposeFile(text))
+        return { services: parseServicesInput(text, source), subnet: undefined };
+    const defined = Object.fromEntries(Object.entries(variables).filter((entry) => entry[1] !== undefined));
+    const project = parseComposeProject(text, file, readText, defined);
+    return { services: project.services, subnet: project.subnet };
 }
 
 ;// CONCATENATED MODULE: ./src/cli/table.ts
@@ -59275,7 +60029,7 @@ function formatTable(header, rows) {
     return [line(header), ...rows.map(line)].join('\n');
 }
 
-;// CONCATENATED MODULE: ./src/cli/snapshot-commands.ts
+;// CONCATENATED MODULE: ./src/cli/job-commands.ts
 
 
 
@@ -59289,226 +60043,11 @@ function formatTable(header, rows) {
 
 
 
-
-
-
-
-/**
- * The commands of `hyper` that keep state between runs: start, snapshot,
- * restore, export, import and volume (src/lifecycle/{snapshots,transfer,volumes}.ts).
- */
-const host = () => ({ hypervisor: new QemuHypervisor() });
-async function start(argv, io) {
-    const parsed = parseArgs(argv, []);
-    if (parsed.positionals.length === 0)
-        throw new UsageError('hyper start needs a NAME');
-    for (const name of parsed.positionals) {
-        const record = await startService(name, host());
-        io.err(`${name}: running after ${record.bootMs} ms\n`);
-        io.out(`${name}\n`);
-    }
-    return 0;
-}
-async function snapshot(argv, io) {
-    if (argv[0] === 'rm') {
-        const [service, name] = parseArgs(argv.slice(1), []).positionals;
-        if (!service || !name)
-            throw new UsageError('hyper snapshot rm needs a SERVICE and a NAME');
-        await removeSnapshot(service, name, host());
-        io.out(`${name}\n`);
-        return 0;
-    }
-    const parsed = parseArgs(argv, [{ name: 'checkpoint' }, { name: 'timeout', value: true }]);
-    const [service, name, extra] = parsed.positionals;
-    if (!service || extra)
-        throw new UsageError('usage: hyper snapshot [--checkpoint] [--timeout S] SERVICE [NAME]');
-    const taken = await snapshotService(service, name, {
-        checkpoint: parsed.options.checkpoint === true,
-        freezeTimeoutMs: intOption(parsed, 'timeout', 10, 1) * 1000,
-    }, host());
-    io.err(`${service}: ${taken.kind === 'checkpoint' ? 'checkpoint' : 'volume snapshot'} ${taken.name} in ${taken.tookMs} ms\n`);
-    io.out(`${taken.name}\n`);
-    return 0;
-}
-async function restore(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
-    const [service, name] = parsed.positionals;
-    if (!service || !name)
-        throw new UsageError('hyper restore needs a SERVICE and a snapshot NAME');
-    const tookMs = await restoreService(service, name, host(), {
-        stopGraceMs: intOption(parsed, 'time', 10, 0) * 1000,
-    });
-    io.err(`${service}: restored ${name} in ${tookMs} ms\n`);
-    io.out(`${name}\n`);
-    return 0;
-}
-function row(service, s) {
-    return [service, s.name, s.kind, s.disks.join(','), s.createdAt, `${s.tookMs} ms`];
-}
-async function snapshots(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'json' }]);
-    const rows = await listSnapshots(parsed.positionals[0], listRecords);
-    if (parsed.options.json) {
-        io.out(`${JSON.stringify(rows.map((r) => ({ service: r.service, ...r.snapshot, status: undefined })), null, 2)}\n`);
-        return 0;
-    }
-    io.out(`${formatTable(['SERVICE', 'NAME', 'KIND', 'DISKS', 'CREATED', 'TOOK'], rows.map((r) => row(r.service, r.snapshot)))}\n`);
-    return 0;
-}
-async function exportCommand(argv, io) {
-    const [service, name, file, extra] = parseArgs(argv, []).positionals;
-    if (!service || !name || !file || extra)
-        throw new UsageError('usage: hyper export SERVICE NAME FILE');
-    const bytes = await exportSnapshot(service, name, file, host());
-    io.err(`${service}: exported ${name} to ${file} (${(bytes / 1024 / 1024).toFixed(1)} MiB)\n`);
-    io.out(`${file}\n`);
-    return 0;
-}
-async function importCommand(argv, io) {
-    const parsed = parseArgs(argv, [
-        { name: 'name', value: true },
-        { name: 'publish', short: 'p', value: true, multiple: true },
-        { name: 'accel', value: true },
-        ...NETWORK_OPTIONS,
-    ]);
-    const [file, extra] = parsed.positionals;
-    const network = networkOption(parsed);
-    await preflightNetwork(stateDir(), network);
-    if (!file || extra)
-        throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
-    const ports = listOption(parsed, 'publish').map(parsePortSpec);
-    // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
-    if (!(await exists(external_node_path_default().resolve(file))))
-        throw new TransferError(`${external_node_path_default().resolve(file)} does not exist`);
-    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const hostContext = await prepareHost(accel, { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) }, {}, kvmProbeOptions());
-    const { record, snapshot: imported } = await importSnapshot(file, { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network }, hostContext);
-    for (const port of record.ports)
-        io.err(`${record.name}: will publish ${formatPort(port)}\n`);
-    io.err(`${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`);
-    io.out(`${record.name}\n`);
-    return 0;
-}
-async function volume(argv, io) {
-    const [sub, ...rest] = argv;
-    if (sub === 'ls') {
-        const parsed = parseArgs(rest, [{ name: 'json' }]);
-        const volumes = await listVolumes();
-        if (parsed.options.json) {
-            io.out(`${JSON.stringify(volumes, null, 2)}\n`);
-            return 0;
-        }
-        const rows = volumes.map((v) => [
-            v.name,
-            `${(v.bytes / 1024 / 1024).toFixed(1)} MiB`,
-            v.usedBy.join(',') || '-',
-        ]);
-        io.out(`${formatTable(['VOLUME', 'ON DISK', 'USED BY'], rows)}\n`);
-        return 0;
-    }
-    if (sub === 'rm') {
-        const names = parseArgs(rest, []).positionals;
-        if (names.length === 0)
-            throw new UsageError('hyper volume rm needs a NAME');
-        for (const name of names) {
-            await removeVolume(name);
-            io.out(`${name}\n`);
-        }
-        return 0;
-    }
-    throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
-}
-
-;// CONCATENATED MODULE: ./src/cli/commands.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-const USAGE = `Usage: hyper COMMAND
-
-Run service containers as microVMs, each with its own kernel.
-
-Commands:
-  setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
-                                 boot a services YAML or compose file, healthy, in dependency order
-  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
-  pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
-  images [--json]
-  image prune [-a]
-  run [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
-      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
-      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
-  ps [--json]
-  logs NAME
-  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
-  stop [--time S] NAME...
-  start NAME...                  boot a stopped VM again (its volumes and disks kept)
-  rm [-f] NAME...
-  snapshot [--checkpoint] [--timeout S] SERVICE [NAME]
-                                 volumes (filesystems frozen) or, with --checkpoint, the whole VM
-  snapshot rm SERVICE NAME
-  snapshots [--json] [SERVICE]
-  restore [--time S] SERVICE NAME
-  export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
-  import [--name N] [-p SPEC]... [NETWORK OPTIONS] FILE
-                                 make a stopped service from an export; "hyper restore" starts it
-  volume ls [--json]
-  volume rm NAME...
-
-NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
-  --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
-                                 (rootless QEMU user networking); auto picks bridge when it can
-  --egress allow|deny            whether guests reach anything beyond the job's own services
-  --egress-allow HOST|CIDR,...   with --egress deny, what guests may still reach (bridge only)
-  --subnet CIDR                  the bridge's subnet (default: a free /24 of 10.213.0.0/16)
-Services reach each other by service name (and --network-alias) on their container ports.
-A guest never reaches this host's own services, nor 169.254.169.254 (bridge mode).
-
-IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
-State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
-filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
-New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
-Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
-const DEFAULT_MEMORY_MIB = 512;
-const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
-function reporter(io) {
-    return { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) };
-}
-/** Commands that only read state need no tools, bundle or probe. */
-const stateOnly = () => ({ hypervisor: new QemuHypervisor() });
-const REGISTRY_OPTIONS = [
-    { name: 'registry-mirror', value: true },
-    { name: 'insecure-registry', value: true, multiple: true },
-];
-/** The size of new volumes: --volume-size, else HYPER_VOLUME_SIZE, else 10 GiB; checked before anything starts. */
+/** --volume-size, checked before anything starts; undefined leaves HYPER_VOLUME_SIZE or the job's. */
 function volumeSizeOption(parsed) {
     const text = stringOption(parsed, 'volume-size');
     if (text === undefined)
-        return defaultVolumeSize();
+        return undefined;
     try {
         return parseVolumeSize(text);
     }
@@ -59518,75 +60057,15 @@ function volumeSizeOption(parsed) {
         throw error;
     }
 }
-/** Registry settings from flags, else HYPER_REGISTRY_* environment variables. */
-function registrySettings(parsed) {
-    const username = process.env.HYPER_REGISTRY_USERNAME;
-    const insecure = listOption(parsed, 'insecure-registry');
-    const envInsecure = (process.env.HYPER_INSECURE_REGISTRIES ?? '')
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
-    return {
-        registryMirror: stringOption(parsed, 'registry-mirror') ?? (process.env.HYPER_REGISTRY_MIRROR || undefined),
-        insecureRegistries: [...insecure, ...envInsecure],
-        credentials: username ? { username, password: process.env.HYPER_REGISTRY_PASSWORD ?? '' } : undefined,
-    };
-}
-async function commands_pull(argv, io) {
-    const parsed = parseArgs(argv, REGISTRY_OPTIONS);
-    const [name] = parsed.positionals;
-    if (!name)
-        throw new UsageError('hyper pull needs an IMAGE');
-    const log = (line) => io.err(`${line}\n`);
-    const image = await resolveImage(name, { ...registrySettings(parsed), cacheDir: cacheDir(), log });
-    const base = await ensureRootfs(image, cacheDir());
-    log(`${base.cached ? 'Root filesystem up to date' : 'Built root filesystem'}: ${base.path}`);
-    io.out(`${name}@${image.manifestDigest}\n`);
+/** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
+async function setup(argv, io, env) {
+    const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
+    const job = await openJob(env, { accel: accelOption(parsed, env) });
+    const host = await job.prepare(reporter(io));
+    io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
     return 0;
 }
-function formatBytes(bytes) {
-    if (bytes < 1024 * 1024)
-        return `${(bytes / 1024).toFixed(1)} kB`;
-    return bytes < 1024 ** 3 ? `${(bytes / 1024 ** 2).toFixed(1)} MB` : `${(bytes / 1024 ** 3).toFixed(2)} GB`;
-}
-async function commands_images(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'json' }]);
-    const catalog = new ImageCatalog(cacheDir());
-    const entries = await catalog.list();
-    const rows = [];
-    for (const entry of entries)
-        rows.push({ ...entry, rootfs: await catalog.hasRootfs(entry) });
-    if (parsed.options.json) {
-        io.out(`${JSON.stringify(rows, null, 2)}\n`);
-        return 0;
-    }
-    const table = rows.map((r) => [
-        r.name,
-        r.manifestDigest.slice(0, 19),
-        formatBytes(r.size),
-        r.rootfs ? 'yes' : 'no',
-        r.pulledAt,
-    ]);
-    io.out(`${formatTable(['IMAGE', 'DIGEST', 'SIZE', 'ROOTFS', 'PULLED'], table)}\n`);
-    return 0;
-}
-async function commands_image(argv, io) {
-    const [sub, ...rest] = argv;
-    if (sub !== 'prune')
-        throw new UsageError('hyper image supports: prune [-a]');
-    const parsed = parseArgs(rest, [{ name: 'all', short: 'a' }]);
-    const inUse = new Set((await listServices(stateOnly())).map((s) => s.record.image));
-    const result = await pruneImages(cacheDir(), { all: parsed.options.all === true, inUse });
-    for (const name of result.removedImages)
-        io.out(`untagged: ${name}\n`);
-    io.out(`removed ${result.removedFiles} cached files, reclaimed ${formatBytes(result.reclaimedBytes)}\n`);
-    return 0;
-}
-/** A compose file has a top-level `services:` map; a services input has the services at the top. Pure. */
-function isComposeFile(text) {
-    return /^services\s*:/m.test(text);
-}
-async function up(argv, io) {
+async function up(argv, io, env) {
     const parsed = parseArgs(argv, [
         ...REGISTRY_OPTIONS,
         ...NETWORK_OPTIONS,
@@ -59605,26 +60084,18 @@ async function up(argv, io) {
     catch (error) {
         throw new UsageError(`cannot read ${file}: ${error.message}`);
     }
-    const project = isComposeFile(text)
-        ? parseComposeProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), process.env)
-        : { services: parseServicesInput(text, file), subnet: undefined };
-    const specs = project.services;
-    const plan = validatePlan(specs);
+    const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), env.vars, file);
+    const plan = validatePlan(project.services);
     const volumeSize = volumeSizeOption(parsed);
-    const network = networkOption(parsed, project.subnet);
-    await preflightNetwork(stateDir(), network);
-    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
-    const options = {
-        waitTimeoutMs: intOption(parsed, 'wait-timeout', 300, 1) * 1000,
-        registry: registrySettings(parsed),
-        labels: { compose: external_node_path_default().resolve(file) },
-        volumeSize,
-        network,
-    };
+    const network = networkOption(parsed, env, project.subnet);
+    const accel = accelOption(parsed, env);
+    const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
+    const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+    await job.preflight();
+    await job.prepare(reporter(io));
     let statuses;
     try {
-        statuses = await upServices(plan, host, options, reporter(io));
+        statuses = await job.up(plan, { waitTimeoutMs, labels: { compose: external_node_path_default().resolve(file) } }, reporter(io));
     }
     catch (error) {
         if (error instanceof ServiceStartError) {
@@ -59646,7 +60117,7 @@ async function up(argv, io) {
  * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
  * only those `hyper up -f FILE` made. The job network goes with the last VM.
  */
-async function down(argv, io) {
+async function down(argv, io, env) {
     const parsed = parseArgs(argv, [
         { name: 'time', short: 't', value: true },
         { name: 'file', short: 'f', value: true },
@@ -59656,119 +60127,126 @@ async function down(argv, io) {
     const compose = file === undefined ? undefined : external_node_path_default().resolve(file);
     if (compose !== undefined && !(await exists(compose)))
         throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);
-    const host = stateOnly();
-    const { services, damaged } = await listServicesForTeardown(host);
-    // The network's record may be damaged too: every VM still goes, and that is reported at the end.
-    let networkDamage;
-    const leaving = async (name, remove) => {
-        try {
-            await remove();
-        }
-        catch (error) {
-            if (!(error instanceof DamagedStateError) || (await exists(vmDir(name))))
-                throw error;
-            networkDamage ??= error;
-        }
-    };
-    for (const { name, error } of damaged) {
-        // With -f, a VM whose record cannot be read cannot be told to be the file's: it is only reported.
-        io.err(`warning: ${error.message}${compose === undefined ? '; removing it' : ''}\n`);
-        if (compose !== undefined)
-            continue;
-        await leaving(name, () => removeService(name, true, host));
-        io.err(`${name}: killed and removed\n`);
-    }
-    for (const { record } of services) {
-        if (compose !== undefined && record.labels.compose !== compose)
-            continue;
-        let code;
-        await leaving(record.name, async () => {
-            code = await stopService(record.name, graceMs, host);
-            await removeService(record.name, true, host);
-        });
-        io.err(`${record.name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`);
-    }
-    if (networkDamage)
-        throw networkDamage;
-    // Whatever is left of the job network (a service that never booted) goes too, once no VM is left.
-    if ((await listVmNames()).length === 0)
-        await removeNetwork(stateDir());
+    const job = await openJob(env);
+    await job.down({
+        graceMs,
+        select: compose === undefined ? undefined : (record) => record.labels.compose === compose,
+        keepGoing: false,
+    }, {
+        damaged: (_name, error, removing) => io.err(`warning: ${error.message}${removing ? '; removing it' : ''}\n`),
+        removedDamaged: (name) => io.err(`${name}: killed and removed\n`),
+        stopped: (name, code) => io.err(`${name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`),
+        failed: () => undefined,
+    });
     return 0;
 }
-async function commands_run(argv, io) {
-    const parsed = parseArgs(argv, [
-        ...REGISTRY_OPTIONS,
-        ...NETWORK_OPTIONS,
-        { name: 'network-alias', value: true, multiple: true },
-        { name: 'expose', value: true, multiple: true },
-        { name: 'name', value: true },
-        { name: 'publish', short: 'p', value: true, multiple: true },
-        { name: 'env', short: 'e', value: true, multiple: true },
-        { name: 'memory', short: 'm', value: true },
-        { name: 'cpus', value: true },
-        { name: 'entrypoint', value: true },
-        { name: 'user', short: 'u', value: true },
-        { name: 'workdir', short: 'w', value: true },
-        { name: 'volume', short: 'v', value: true, multiple: true },
-        { name: 'volume-size', value: true },
-        { name: 'tmpfs', value: true, multiple: true },
-        { name: 'accel', value: true },
-    ], 1);
+
+;// CONCATENATED MODULE: ./src/cli/container-commands.ts
+
+
+
+
+
+
+
+
+
+const RUN_OPTIONS = [
+    ...REGISTRY_OPTIONS,
+    ...NETWORK_OPTIONS,
+    { name: 'network-alias', value: true, multiple: true },
+    { name: 'expose', value: true, multiple: true },
+    { name: 'name', value: true },
+    { name: 'publish', short: 'p', value: true, multiple: true },
+    { name: 'env', short: 'e', value: true, multiple: true },
+    { name: 'memory', short: 'm', value: true },
+    { name: 'cpus', value: true },
+    { name: 'entrypoint', value: true },
+    { name: 'user', short: 'u', value: true },
+    { name: 'workdir', short: 'w', value: true },
+    { name: 'volume', short: 'v', value: true, multiple: true },
+    { name: 'volume-size', value: true },
+    { name: 'tmpfs', value: true, multiple: true },
+    { name: 'accel', value: true },
+    { name: 'rm' },
+    { name: 'detach', short: 'd' },
+    { name: 'attach', short: 'a' },
+];
+/**
+ * Boots a container VM. Detached by default (it prints the name); attached
+ * with --attach or --rm, as `docker run` is: its output follows until its
+ * command ends, and `hyper run` exits with the command's exit code.
+ */
+async function container_commands_run(argv, io, env) {
+    const parsed = parseArgs(argv, RUN_OPTIONS, 1);
     const [image, ...command] = parsed.positionals;
     if (!image)
         throw new UsageError('hyper run needs an IMAGE');
-    const env = listOption(parsed, 'env').map((entry) => entry.includes('=') ? entry : `${entry}=${process.env[entry] ?? ''}`);
-    const ports = listOption(parsed, 'publish').map(parsePortSpec);
-    const entrypoint = stringOption(parsed, 'entrypoint');
-    const network = networkOption(parsed);
-    await preflightNetwork(stateDir(), network);
-    const request = {
-        name: stringOption(parsed, 'name'),
+    const autoRemove = parsed.options.rm === true;
+    if (parsed.options.detach === true && (autoRemove || parsed.options.attach === true))
+        throw new UsageError('--detach runs the VM in the background; it cannot be combined with --rm or --attach');
+    const spec = containerFromRunFlags({
         image,
-        ports,
-        env,
-        memoryMiB: intOption(parsed, 'memory', DEFAULT_MEMORY_MIB, 64),
-        cpus: intOption(parsed, 'cpus', 1, 1),
-        entrypoint: entrypoint === undefined ? undefined : [entrypoint],
+        command,
+        name: stringOption(parsed, 'name'),
+        publish: listOption(parsed, 'publish'),
+        env: listOption(parsed, 'env'),
+        memoryMiB: parsed.options.memory === undefined ? undefined : intOption(parsed, 'memory', 0, 64),
+        cpus: parsed.options.cpus === undefined ? undefined : intOption(parsed, 'cpus', 0, 1),
+        entrypoint: stringOption(parsed, 'entrypoint'),
         user: stringOption(parsed, 'user'),
         workdir: stringOption(parsed, 'workdir'),
         volumes: listOption(parsed, 'volume'),
-        volumeSize: volumeSizeOption(parsed),
         tmpfs: listOption(parsed, 'tmpfs'),
-        command,
-        bootTimeoutMs: DEFAULT_BOOT_TIMEOUT_MS,
-        registry: registrySettings(parsed),
-        network,
         aliases: listOption(parsed, 'network-alias'),
-        expose: listOption(parsed, 'expose').map(exposedPort),
-    };
-    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
-    const record = await runService(request, host, (line) => io.err(`${line}\n`));
+        expose: listOption(parsed, 'expose'),
+        baseDir: process.cwd(),
+    }, env.vars);
+    validatePlan([spec]);
+    const volumeSize = volumeSizeOption(parsed);
+    const network = networkOption(parsed, env);
+    const accel = accelOption(parsed, env);
+    const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+    await job.preflight();
+    await job.prepare(reporter(io));
+    const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
     for (const port of record.ports)
         io.err(`${record.name}: published ${formatPort(port)}\n`);
-    io.out(`${record.name}\n`);
+    if (!autoRemove && parsed.options.attach !== true) {
+        io.out(`${record.name}\n`);
+        return 0;
+    }
+    await followLog(job, record.name, io);
+    const ended = await job.wait(record.name);
+    if (autoRemove)
+        await job.remove(record.name, true);
+    if (ended.exitCode !== undefined)
+        return ended.exitCode;
+    io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);
+    return 125;
+}
+/** Writes the service's output as it comes, until the VM stops. */
+async function followLog(job, name, io) {
+    const decoder = new TextDecoder();
+    for await (const chunk of job.logs(name, { follow: true }))
+        io.out(decoder.decode(chunk, { stream: true }));
+    io.out(decoder.decode());
+}
+async function logs(argv, io, env) {
+    const parsed = parseArgs(argv, [{ name: 'follow', short: 'f' }]);
+    const [name] = parsed.positionals;
+    if (!name)
+        throw new UsageError('hyper logs needs a NAME');
+    const job = await openJob(env);
+    if (parsed.options.follow === true)
+        await followLog(job, name, io);
+    else
+        io.out(await job.logText(name));
     return 0;
 }
-/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
-function exposedPort(text) {
-    const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
-    const port = Number(match?.[1]);
-    if (!match || port < 1 || port > 65535)
-        throw new UsageError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
-    return port;
-}
-/** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
-async function setup(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
-    const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-    const host = await prepareHost(accel, reporter(io), {}, kvmProbeOptions());
-    io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
-    return 0;
-}
-async function commands_ps(argv, io) {
+async function container_commands_ps(argv, io, env) {
     const parsed = parseArgs(argv, [{ name: 'json' }]);
-    const services = await listServices(stateOnly());
+    const services = await (await openJob(env)).list();
     if (parsed.options.json) {
         const rows = services.map(({ record, state, pid }) => ({
             name: record.name,
@@ -59807,14 +60285,7 @@ async function commands_ps(argv, io) {
     }
     return 0;
 }
-async function logs(argv, io) {
-    const [name] = parseArgs(argv, []).positionals;
-    if (!name)
-        throw new UsageError('hyper logs needs a NAME');
-    io.out(await serviceLogs(name));
-    return 0;
-}
-async function commands_exec(argv, io) {
+async function container_commands_exec(argv, io, env) {
     const parsed = parseArgs(argv, [
         { name: 'env', short: 'e', value: true, multiple: true },
         { name: 'user', short: 'u', value: true },
@@ -59823,49 +60294,294 @@ async function commands_exec(argv, io) {
     if (!name)
         throw new UsageError('hyper exec needs a NAME and a command');
     const command = rest[0] === '--' ? rest.slice(1) : rest;
-    const result = await execInService(name, command, stateOnly(), {
-        env: listOption(parsed, 'env'),
-        user: stringOption(parsed, 'user'),
-    });
+    const result = await (await openJob(env)).exec(name, command, { env: listOption(parsed, 'env'), user: stringOption(parsed, 'user') });
     io.out(result.stdout.toString());
     io.err(result.stderr.toString());
     return result.exitCode;
 }
-async function stop(argv, io) {
+/** Runs `each` for every NAME given, in order; the first failure ends it. */
+async function forEachName(argv, env, options, usage, each) {
+    const parsed = parseArgs(argv, options);
+    if (parsed.positionals.length === 0)
+        throw new UsageError(usage);
+    const job = await openJob(env);
+    for (const name of parsed.positionals)
+        await each(job, name, parsed);
+    return 0;
+}
+const stop = (argv, io, env) => forEachName(argv, env, [{ name: 'time', short: 't', value: true }], 'hyper stop needs a NAME', async (job, name, parsed) => {
+    const code = await job.stop(name, intOption(parsed, 'time', 10, 0) * 1000);
+    io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
+    io.out(`${name}\n`);
+});
+const kill = (argv, io, env) => forEachName(argv, env, [], 'hyper kill needs a NAME', async (job, name) => {
+    const code = await job.kill(name);
+    io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
+    io.out(`${name}\n`);
+});
+const wait = (argv, io, env) => forEachName(argv, env, [], 'hyper wait needs a NAME', async (job, name) => {
+    const ended = await job.wait(name);
+    io.out(`${ended.exitCode ?? ended.crash ?? 'unknown'}\n`);
+});
+const start = (argv, io, env) => forEachName(argv, env, [], 'hyper start needs a NAME', async (job, name) => {
+    const record = await job.start(name);
+    io.err(`${name}: running after ${record.bootMs} ms\n`);
+    io.out(`${name}\n`);
+});
+const container_commands_rm = (argv, io, env) => forEachName(argv, env, [{ name: 'force', short: 'f' }], 'hyper rm needs a NAME', async (job, name, parsed) => {
+    await job.remove(name, parsed.options.force === true);
+    io.out(`${name}\n`);
+});
+
+;// CONCATENATED MODULE: ./src/cli/image-commands.ts
+
+
+
+async function image_commands_pull(argv, io, env) {
+    const parsed = parseArgs(argv, REGISTRY_OPTIONS);
+    const [name] = parsed.positionals;
+    if (!name)
+        throw new UsageError('hyper pull needs an IMAGE');
+    const log = (line) => io.err(`${line}\n`);
+    const job = await openJob(env, { registry: registryOption(parsed, env) });
+    const pulled = await job.pull(name, log);
+    log(`${pulled.cached ? 'Root filesystem up to date' : 'Built root filesystem'}: ${pulled.rootfs}`);
+    io.out(`${name}@${pulled.digest}\n`);
+    return 0;
+}
+function formatBytes(bytes) {
+    if (bytes < 1024 * 1024)
+        return `${(bytes / 1024).toFixed(1)} kB`;
+    return bytes < 1024 ** 3 ? `${(bytes / 1024 ** 2).toFixed(1)} MB` : `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+}
+async function image_commands_images(argv, io, env) {
+    const parsed = parseArgs(argv, [{ name: 'json' }]);
+    const rows = await (await openJob(env)).images();
+    if (parsed.options.json) {
+        io.out(`${JSON.stringify(rows, null, 2)}\n`);
+        return 0;
+    }
+    const table = rows.map((r) => [
+        r.name,
+        r.manifestDigest.slice(0, 19),
+        formatBytes(r.size),
+        r.rootfs ? 'yes' : 'no',
+        r.pulledAt,
+    ]);
+    io.out(`${formatTable(['IMAGE', 'DIGEST', 'SIZE', 'ROOTFS', 'PULLED'], table)}\n`);
+    return 0;
+}
+async function image_commands_image(argv, io, env) {
+    const [sub, ...rest] = argv;
+    if (sub !== 'prune')
+        throw new UsageError('hyper image supports: prune [-a]');
+    const parsed = parseArgs(rest, [{ name: 'all', short: 'a' }]);
+    const result = await (await openJob(env)).pruneImages(parsed.options.all === true);
+    for (const name of result.removedImages)
+        io.out(`untagged: ${name}\n`);
+    io.out(`removed ${result.removedFiles} cached files, reclaimed ${formatBytes(result.reclaimedBytes)}\n`);
+    return 0;
+}
+
+;// CONCATENATED MODULE: ./src/cli/snapshot-commands.ts
+
+
+
+
+
+
+
+
+/**
+ * The commands of `hyper` that keep state between runs: start, snapshot,
+ * restore, export, import and volume (src/engine/{snapshots,transfer,volumes}.ts).
+ */
+async function snapshot(argv, io, env) {
+    if (argv[0] === 'rm') {
+        const [service, name] = parseArgs(argv.slice(1), []).positionals;
+        if (!service || !name)
+            throw new UsageError('hyper snapshot rm needs a SERVICE and a NAME');
+        await (await openJob(env)).removeSnapshot(service, name);
+        io.out(`${name}\n`);
+        return 0;
+    }
+    const parsed = parseArgs(argv, [{ name: 'checkpoint' }, { name: 'timeout', value: true }]);
+    const [service, name, extra] = parsed.positionals;
+    if (!service || extra)
+        throw new UsageError('usage: hyper snapshot [--checkpoint] [--timeout S] SERVICE [NAME]');
+    const taken = await (await openJob(env)).snapshot(service, name, {
+        checkpoint: parsed.options.checkpoint === true,
+        freezeTimeoutMs: intOption(parsed, 'timeout', 10, 1) * 1000,
+    });
+    io.err(`${service}: ${taken.kind === 'checkpoint' ? 'checkpoint' : 'volume snapshot'} ${taken.name} in ${taken.tookMs} ms\n`);
+    io.out(`${taken.name}\n`);
+    return 0;
+}
+async function restore(argv, io, env) {
     const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
-    if (parsed.positionals.length === 0)
-        throw new UsageError('hyper stop needs a NAME');
-    const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
-    for (const name of parsed.positionals) {
-        const code = await stopService(name, graceMs, stateOnly());
-        io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
-        io.out(`${name}\n`);
-    }
+    const [service, name] = parsed.positionals;
+    if (!service || !name)
+        throw new UsageError('hyper restore needs a SERVICE and a snapshot NAME');
+    const tookMs = await (await openJob(env)).restore(service, name, intOption(parsed, 'time', 10, 0) * 1000);
+    io.err(`${service}: restored ${name} in ${tookMs} ms\n`);
+    io.out(`${name}\n`);
     return 0;
 }
-async function commands_rm(argv, io) {
-    const parsed = parseArgs(argv, [{ name: 'force', short: 'f' }]);
-    if (parsed.positionals.length === 0)
-        throw new UsageError('hyper rm needs a NAME');
-    for (const name of parsed.positionals) {
-        await removeService(name, parsed.options.force === true, stateOnly());
-        io.out(`${name}\n`);
+function row(service, s) {
+    return [service, s.name, s.kind, s.disks.join(','), s.createdAt, `${s.tookMs} ms`];
+}
+async function snapshots(argv, io, env) {
+    const parsed = parseArgs(argv, [{ name: 'json' }]);
+    const rows = await (await openJob(env)).snapshots(parsed.positionals[0]);
+    if (parsed.options.json) {
+        io.out(`${JSON.stringify(rows.map((r) => ({ service: r.service, ...r.snapshot, status: undefined })), null, 2)}\n`);
+        return 0;
     }
+    io.out(`${formatTable(['SERVICE', 'NAME', 'KIND', 'DISKS', 'CREATED', 'TOOK'], rows.map((r) => row(r.service, r.snapshot)))}\n`);
     return 0;
 }
+async function exportCommand(argv, io, env) {
+    const [service, name, file, extra] = parseArgs(argv, []).positionals;
+    if (!service || !name || !file || extra)
+        throw new UsageError('usage: hyper export SERVICE NAME FILE');
+    const bytes = await (await openJob(env)).export(service, name, file);
+    io.err(`${service}: exported ${name} to ${file} (${(bytes / 1024 / 1024).toFixed(1)} MiB)\n`);
+    io.out(`${file}\n`);
+    return 0;
+}
+async function importCommand(argv, io, env) {
+    const parsed = parseArgs(argv, [
+        { name: 'name', value: true },
+        { name: 'publish', short: 'p', value: true, multiple: true },
+        { name: 'accel', value: true },
+        ...NETWORK_OPTIONS,
+    ]);
+    const [file, extra] = parsed.positionals;
+    const network = networkOption(parsed, env);
+    const accel = accelOption(parsed, env);
+    if (!file || extra)
+        throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
+    const ports = listOption(parsed, 'publish').map(parsePortSpec);
+    // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
+    if (!(await exists(external_node_path_default().resolve(file))))
+        throw new TransferError(`${external_node_path_default().resolve(file)} does not exist`, { kind: 'NotFound' });
+    const job = await openJob(env, { network, accel });
+    await job.preflight();
+    await job.prepare(reporter(io));
+    const { record, snapshot: imported } = await job.import(file, {
+        name: stringOption(parsed, 'name'),
+        ports: ports.length > 0 ? ports : undefined,
+    });
+    for (const port of record.ports)
+        io.err(`${record.name}: will publish ${formatPort(port)}\n`);
+    io.err(`${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`);
+    io.out(`${record.name}\n`);
+    return 0;
+}
+async function volume(argv, io, env) {
+    const [sub, ...rest] = argv;
+    if (sub === 'ls') {
+        const parsed = parseArgs(rest, [{ name: 'json' }]);
+        const volumes = await (await openJob(env)).volumes();
+        if (parsed.options.json) {
+            io.out(`${JSON.stringify(volumes, null, 2)}\n`);
+            return 0;
+        }
+        const rows = volumes.map((v) => [
+            v.name,
+            `${(v.bytes / 1024 / 1024).toFixed(1)} MiB`,
+            v.usedBy.join(',') || '-',
+        ]);
+        io.out(`${formatTable(['VOLUME', 'ON DISK', 'USED BY'], rows)}\n`);
+        return 0;
+    }
+    if (sub === 'rm') {
+        const names = parseArgs(rest, []).positionals;
+        if (names.length === 0)
+            throw new UsageError('hyper volume rm needs a NAME');
+        const job = await openJob(env);
+        for (const name of names) {
+            await job.removeVolume(name);
+            io.out(`${name}\n`);
+        }
+        return 0;
+    }
+    throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
+}
+
+;// CONCATENATED MODULE: ./src/cli/commands.ts
+
+
+
+
+
+
+
+const USAGE = `Usage: hyper COMMAND
+
+Run service containers as microVMs, each with its own kernel.
+
+Commands:
+  setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
+  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
+                                 boot a services YAML or compose file, healthy, in dependency order
+  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
+  pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
+  images [--json]
+  image prune [-a]
+  run [-d | -a] [--rm] [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
+      [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
+      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
+                                 detached (prints the name) unless -a or --rm: then its output follows and
+                                 hyper exits with its command's exit code; --rm removes it when it ends
+  ps [--json]
+  logs [-f] NAME                 the service's output; -f follows it until the VM stops
+  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
+  stop [--time S] NAME...
+  kill NAME...                   stop at once (exit code 137)
+  wait NAME...                   wait until each has stopped; print its exit code
+  start NAME...                  boot a stopped VM again (its volumes and disks kept)
+  rm [-f] NAME...
+  snapshot [--checkpoint] [--timeout S] SERVICE [NAME]
+                                 volumes (filesystems frozen) or, with --checkpoint, the whole VM
+  snapshot rm SERVICE NAME
+  snapshots [--json] [SERVICE]
+  restore [--time S] SERVICE NAME
+  export SERVICE NAME FILE       write a snapshot, its disks and base to a tar (.tar.gz: gzipped)
+  import [--name N] [-p SPEC]... [NETWORK OPTIONS] FILE
+                                 make a stopped service from an export; "hyper restore" starts it
+  volume ls [--json]
+  volume rm NAME...
+
+NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
+  --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
+                                 (rootless QEMU user networking); auto picks bridge when it can
+  --egress allow|deny            whether guests reach anything beyond the job's own services
+  --egress-allow HOST|CIDR,...   with --egress deny, what guests may still reach (bridge only)
+  --subnet CIDR                  the bridge's subnet (default: a free /24 of 10.213.0.0/16)
+Services reach each other by service name (and --network-alias) on their container ports.
+A guest never reaches this host's own services, nor 169.254.169.254 (bridge mode).
+
+IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout.
+State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
+filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
+New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
+Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
 const COMMANDS = {
-    setup,
-    up,
-    down,
-    pull: commands_pull,
-    images: commands_images,
-    image: commands_image,
-    run: commands_run,
-    ps: commands_ps,
-    logs,
-    exec: commands_exec,
-    stop,
-    rm: commands_rm,
+    setup: setup,
+    up: up,
+    down: down,
+    pull: image_commands_pull,
+    images: image_commands_images,
+    image: image_commands_image,
+    run: container_commands_run,
+    ps: container_commands_ps,
+    logs: logs,
+    exec: container_commands_exec,
+    stop: stop,
+    kill: kill,
+    wait: wait,
+    rm: container_commands_rm,
     start: start,
     snapshot: snapshot,
     snapshots: snapshots,
@@ -59874,8 +60590,12 @@ const COMMANDS = {
     import: importCommand,
     volume: volume,
 };
-/** Runs one `hyper` command line; returns the process exit code. */
-async function runCli(argv, io) {
+/** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */
+function exitCodeFor(error) {
+    return error instanceof UsageError ? 2 : 125;
+}
+/** Runs one `hyper` command line with `vars` as its environment; returns the process exit code. */
+async function runCli(argv, io, vars = process.env) {
     const [command, ...rest] = argv;
     if (!command || command === '--help' || command === '-h' || command === 'help') {
         io.out(`${USAGE}\n`);
@@ -59887,12 +60607,14 @@ async function runCli(argv, io) {
         return 2;
     }
     try {
-        return await handler(rest, io);
+        return await handler(rest, io, cliEnvironment(vars));
     }
     catch (error) {
+        const kind = errorKind(error);
         io.err(`hyper ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-        // Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through.
-        return error instanceof UsageError ? 2 : 125;
+        if (kind === 'Internal' && process.env.HYPER_DEBUG && error instanceof Error)
+            io.err(`${error.stack}\n`);
+        return exitCodeFor(error);
     }
 }
 
@@ -61898,7 +62620,7 @@ var Alias = __nccwpck_require__(4065);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var Schema = __nccwpck_require__(5840);
 var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
@@ -62824,7 +63546,7 @@ var anchors = __nccwpck_require__(1596);
 var visit = __nccwpck_require__(204);
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -63107,7 +63829,7 @@ exports.isEmptyPath = isEmptyPath;
 
 var applyReviver = __nccwpck_require__(3661);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class NodeBase {
     constructor(type) {
@@ -63200,7 +63922,7 @@ exports.createPair = createPair;
 
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -63391,7 +64113,7 @@ var stringifyCollection = __nccwpck_require__(1212);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -63512,7 +64234,7 @@ var log = __nccwpck_require__(7249);
 var merge = __nccwpck_require__(452);
 var stringify = __nccwpck_require__(2148);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -63635,7 +64357,7 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 6424:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -66479,7 +67201,7 @@ var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var schema$2 = __nccwpck_require__(5913);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -66902,7 +67624,7 @@ exports.merge = merge;
 
 
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var pairs = __nccwpck_require__(8385);
@@ -67086,7 +67808,7 @@ var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schema = [
     map.map,
@@ -67220,7 +67942,7 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4371:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readCacheArchive, writeCacheArchive, type CachedImage } from '../images/cache-archive.js';
 import { ROOTFS_FORMAT } from '../images/rootfs.js';
-import { cacheDir } from '../engine/dirs.js';
+import { stagingBase } from './environment.js';
 
 /**
  * The `cache` input: pulled blobs and built root filesystems kept across
@@ -50,8 +50,8 @@ export function saveKey(imageNames: readonly string[], images: readonly CachedIm
  * Where the archive is staged. @actions/cache versions an entry by its paths,
  * so this must be the same path in every run: RUNNER_TEMP is.
  */
-function archiveDir(): string {
-  return path.join(process.env.RUNNER_TEMP ?? cacheDir(), 'hyper-services-cache');
+function archiveDir(cacheDir: string): string {
+  return path.join(stagingBase(cacheDir), 'hyper-services-cache');
 }
 
 /**
@@ -76,13 +76,16 @@ function warn(what: string, error: unknown): void {
 }
 
 /** Restores the cache for these images; returns the key that matched, if any. */
-export async function restoreImageCache(imageNames: readonly string[]): Promise<string | undefined> {
+export async function restoreImageCache(
+  imageNames: readonly string[],
+  cacheDir: string,
+): Promise<string | undefined> {
   if (!actionsCache.isFeatureAvailable()) {
     core.info('Image cache: the Actions cache service is not available to this job; skipped');
     return undefined;
   }
   const keys = restoreKeys(imageNames);
-  const dir = archiveDir();
+  const dir = archiveDir(cacheDir);
   const started = Date.now();
   try {
     const matched = await inScratchTemp(() => actionsCache.restoreCache([dir], keys.primary, keys.restore));
@@ -90,7 +93,7 @@ export async function restoreImageCache(imageNames: readonly string[]): Promise<
       core.info('Image cache: nothing restored; the images are pulled');
       return undefined;
     }
-    const report = await readCacheArchive(dir, cacheDir());
+    const report = await readCacheArchive(dir, cacheDir);
     for (const reason of report.skipped) core.warning(`Image cache: left out ${reason}`);
     core.info(
       `Image cache: restored ${report.blobs} blob(s) and ${report.rootfs} root filesystem(s) from ${matched} in ${Date.now() - started} ms`,
@@ -111,6 +114,7 @@ export async function saveImageCache(
   imageNames: readonly string[],
   images: readonly CachedImage[],
   restoredKey: string | undefined,
+  cacheDir: string,
 ): Promise<void> {
   const key = saveKey(imageNames, images);
   if (key === restoredKey) {
@@ -121,10 +125,10 @@ export async function saveImageCache(
     core.info('Image cache: the Actions cache service is not available to this job; not saved');
     return;
   }
-  const dir = archiveDir();
+  const dir = archiveDir(cacheDir);
   const started = Date.now();
   try {
-    const report = await writeCacheArchive(cacheDir(), images, dir);
+    const report = await writeCacheArchive(cacheDir, images, dir);
     for (const reason of report.skipped) core.info(`Image cache: left out ${reason}`);
     const id = await inScratchTemp(() => actionsCache.saveCache([dir], key));
     if (id !== -1) {

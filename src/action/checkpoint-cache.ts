@@ -2,12 +2,11 @@ import * as actionsCache from '@actions/cache';
 import * as core from '@actions/core';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir } from '../engine/dirs.js';
-import type { HostContext } from '../engine/host.js';
-import { listRecords } from '../engine/record.js';
-import { guestCpu, listSnapshots, qemuVersion } from '../engine/snapshots.js';
-import { exportSnapshot } from '../engine/transfer.js';
+import type { BootContext } from '../engine/dirs.js';
+import type { Job } from '../engine/job.js';
+import { guestCpu, qemuVersion } from '../engine/snapshots.js';
 import { inScratchTemp, shortHash } from './cache.js';
+import { stagingBase } from './environment.js';
 
 /**
  * The `checkpoint-key` input: a named snapshot of each service carried to
@@ -26,20 +25,19 @@ export interface CheckpointKeys {
 }
 
 /** The keys for a user's checkpoint key on this host. */
-export async function checkpointKeys(
-  userKey: string,
-  host: Pick<HostContext, 'bundle' | 'accel'>,
-): Promise<CheckpointKeys> {
+export async function checkpointKeys(userKey: string, host: BootContext): Promise<CheckpointKeys> {
   const base = `hyper-checkpoint-v1-${process.platform}-${process.arch}-${shortHash([userKey])}`;
   const fit = shortHash([
-    [host.bundle.version, await qemuVersion(), host.accel, await guestCpu(host.accel)].join('\n'),
+    [host.bundle.version, await qemuVersion(host.host.qemu), host.accel, await guestCpu(host.accel)].join(
+      '\n',
+    ),
   ]);
   return { key: `${base}-${fit}`, restore: [`${base}-`] };
 }
 
 /** Where the exports are staged: a fixed path, as @actions/cache versions an entry by its paths. */
-function stagingDir(): string {
-  return path.join(process.env.RUNNER_TEMP ?? cacheDir(), 'hyper-services-checkpoints');
+function stagingDir(cacheDir: string): string {
+  return path.join(stagingBase(cacheDir), 'hyper-services-checkpoints');
 }
 
 export interface RestoredCheckpoints {
@@ -51,12 +49,15 @@ export interface RestoredCheckpoints {
 }
 
 /** Restores the entry for `keys`; undefined when there is none (or the cache fails, with a warning). */
-export async function restoreCheckpoints(keys: CheckpointKeys): Promise<RestoredCheckpoints | undefined> {
+export async function restoreCheckpoints(
+  keys: CheckpointKeys,
+  cacheDir: string,
+): Promise<RestoredCheckpoints | undefined> {
   if (!actionsCache.isFeatureAvailable()) {
     core.info('Checkpoint cache: the Actions cache service is not available to this job; skipped');
     return undefined;
   }
-  const dir = stagingDir();
+  const dir = stagingDir(cacheDir);
   const cleanup = () =>
     rm(dir, { recursive: true, force: true }).catch((error: unknown) =>
       core.warning(`Checkpoint cache: could not remove ${dir}: ${(error as Error).message}`),
@@ -88,13 +89,13 @@ export async function saveCheckpoints(
   keyToSave: string,
   name: string,
   restoredKey: string | undefined,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: Job,
 ): Promise<void> {
   if (keyToSave === restoredKey) {
     core.info(`Checkpoint cache: ${keyToSave} was restored and is up to date; not saved again`);
     return;
   }
-  const services = (await listSnapshots(undefined, listRecords))
+  const services = (await job.snapshots(undefined))
     .filter((row) => row.snapshot.name === name)
     .map((row) => row.service);
   if (services.length === 0) {
@@ -105,13 +106,12 @@ export async function saveCheckpoints(
     core.info('Checkpoint cache: the Actions cache service is not available to this job; not saved');
     return;
   }
-  const dir = stagingDir();
+  const dir = stagingDir(job.context.cacheDir);
   const started = Date.now();
   try {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
-    for (const service of services)
-      await exportSnapshot(service, name, path.join(dir, `${service}.tar`), host);
+    for (const service of services) await job.export(service, name, path.join(dir, `${service}.tar`));
     const id = await inScratchTemp(() => actionsCache.saveCache([dir], keyToSave));
     if (id !== -1) {
       core.info(

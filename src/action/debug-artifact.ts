@@ -1,17 +1,10 @@
 import { DefaultArtifactClient } from '@actions/artifact';
 import * as core from '@actions/core';
 import { githubClient } from '../github.js';
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { exists } from '../files.js';
-import type { HostContext } from '../engine/host.js';
-import type { VmRecord } from '../engine/record.js';
-import { listServices, stopService } from '../engine/service.js';
-import { snapshotService } from '../engine/snapshots.js';
-import { exportSnapshot } from '../engine/transfer.js';
-import { qemuImg } from '../tools/qemu/img.js';
-import { vmPaths } from '../vm/paths.js';
+import type { Job } from '../engine/job.js';
 import type { KeepOnFailure } from './constants.js';
 
 /**
@@ -70,43 +63,6 @@ export async function jobFailure(
   return step === null ? undefined : `step "${step}" failed`;
 }
 
-/** Copies what one service leaves for debugging into `dir`; returns what was kept. */
-async function keepService(
-  record: VmRecord,
-  mode: Exclude<KeepOnFailure, 'false'>,
-  dir: string,
-  host: Pick<HostContext, 'hypervisor'>,
-): Promise<string[]> {
-  const kept: string[] = [];
-  const paths = vmPaths(record.machine.dir);
-  const own = path.join(dir, record.name);
-  await mkdir(own, { recursive: true });
-  for (const file of [paths.serviceLog, paths.console, paths.record]) {
-    if (await exists(file)) {
-      await copyFile(file, path.join(own, path.basename(file)));
-      kept.push(`${record.name}/${path.basename(file)}`);
-    }
-  }
-  if (mode === 'checkpoint' && (await host.hypervisor.isRunning(record.machine))) {
-    const tag = `debug-${Date.now().toString(36)}`;
-    await snapshotService(record.name, tag, { checkpoint: true, freezeTimeoutMs: 10_000 }, host);
-    const file = path.join(own, `${record.name}-${tag}.tar`);
-    await exportSnapshot(record.name, tag, file, host);
-    return [...kept, `${record.name}/${path.basename(file)}`];
-  }
-  // The volumes alone: stopped first, so their filesystems are clean.
-  const volumes = (record.disks ?? []).filter((d) => !d.readOnly);
-  if (volumes.length > 0 && (await host.hypervisor.isRunning(record.machine))) {
-    await stopService(record.name, 10_000, host);
-  }
-  for (const disk of volumes) {
-    const name = `${disk.serial}${disk.volume ? `-${disk.volume}` : ''}.qcow2`;
-    await qemuImg.convert(disk.path, path.join(own, name), { to: 'qcow2' });
-    kept.push(`${record.name}/${name}`);
-  }
-  return kept;
-}
-
 /**
  * The post step's part: when the job failed, keeps the services as an
  * artifact. When it cannot tell whether the job failed, it warns and keeps
@@ -116,7 +72,7 @@ export async function keepIfFailed(
   mode: KeepOnFailure,
   mainSucceeded: boolean,
   token: string | undefined,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: Job,
 ): Promise<void> {
   if (mode === 'false') return;
   let failure: string | undefined;
@@ -133,7 +89,7 @@ export async function keepIfFailed(
     return;
   }
   await core.group(`Keep the services' ${mode} (${failure})`, () =>
-    keepForDebugging(mode, debugArtifactName(), host),
+    keepForDebugging(mode, debugArtifactName(), job),
   );
 }
 
@@ -144,14 +100,14 @@ export async function keepIfFailed(
 async function keepForDebugging(
   mode: Exclude<KeepOnFailure, 'false'>,
   name: string,
-  host: Pick<HostContext, 'hypervisor'>,
+  job: Job,
 ): Promise<void> {
   const scratch = await mkdtemp(path.join(process.env.RUNNER_TEMP || os.tmpdir(), 'hyper-debug-'));
   try {
     const files: string[] = [];
-    for (const { record } of await listServices(host)) {
+    for (const { record } of await job.list()) {
       try {
-        const kept = await keepService(record, mode, scratch, host);
+        const kept = await job.keepForDebugging(record.name, mode, scratch);
         files.push(...kept.map((f) => path.join(scratch, f)));
         core.info(`Kept for debugging: ${kept.join(', ')}`);
       } catch (error: unknown) {

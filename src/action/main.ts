@@ -1,32 +1,19 @@
 import * as core from '@actions/core';
-import { preflightNetwork, readNetwork } from '../network/job.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { prepareHost } from '../engine/host.js';
+import { Job } from '../engine/job.js';
 import { pruneOrphanVms } from '../engine/orphans.js';
-import {
-  checkStillRunning,
-  portVariables,
-  servicesContext,
-  ServiceStartError,
-  upServices,
-  type ServiceStatus,
-} from '../engine/up.js';
+import { portVariables, servicesContext, ServiceStartError, type ServiceStatus } from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';
 import { restoreImageCache } from './cache.js';
 import { checkpointKeys, restoreCheckpoints, type RestoredCheckpoints } from './checkpoint-cache.js';
 import { Outputs } from './constants.js';
+import { actionHost, jobStateDir } from './environment.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
 import { saveCheckpointCacheState, saveImageCacheState, saveMainDone, saveStateDir } from './state.js';
-
-/** The job's state lives in RUNNER_TEMP, which the runner empties after the job. */
-function jobStateDir(): string {
-  const base = process.env.RUNNER_TEMP || path.join(process.cwd(), '.hyper');
-  return path.join(base, 'hyper');
-}
 
 /** A `hyper` on PATH for later steps, pointed at this action's CLI bundle. */
 async function installCli(stateDir: string): Promise<void> {
@@ -77,7 +64,13 @@ export async function mainRun(): Promise<void> {
     // Sets it for this process too: later `hyper` steps make their volumes with the same default.
     core.exportVariable('HYPER_VOLUME_SIZE', String(inputs.volumeSize));
   }
-  await preflightNetwork(stateDir, inputs.network);
+  const job = await Job.open(actionHost(stateDir), {
+    network: inputs.network,
+    accel: inputs.accel,
+    volumeSize: inputs.volumeSize,
+    registry: { registryMirror: inputs.registryMirror, insecureRegistries: inputs.insecureRegistries },
+  });
+  await job.preflight();
   // A later `hyper run` step joins the job network; these say how to make it if it has to.
   core.exportVariable('HYPER_NETWORK', inputs.network.mode);
   core.exportVariable('HYPER_EGRESS', inputs.network.egress);
@@ -88,15 +81,13 @@ export async function mainRun(): Promise<void> {
     core.info(await core.group('Enable KVM', enableKvm));
   }
   const host = await core.group('Install host tools and guest bundle', () =>
-    prepareHost(
-      inputs.accel,
+    job.prepare(
       { info: core.info, warn: core.warning },
       {
         repository: process.env.GITHUB_ACTION_REPOSITORY,
         tag: process.env.GITHUB_ACTION_REF,
         token: inputs.githubToken,
       },
-      process.env.HYPER_KVM_DEVICE ? { kvmDevice: process.env.HYPER_KVM_DEVICE } : {},
     ),
   );
   await pruneOrphanVms(core.info);
@@ -111,31 +102,24 @@ export async function mainRun(): Promise<void> {
   if (serviceCount > 0) {
     const imageNames = inputs.plan.flat().map((spec) => spec.image);
     const restoredKey = inputs.cache
-      ? await core.group('Restore the image cache', () => restoreImageCache(imageNames))
+      ? await core.group('Restore the image cache', () => restoreImageCache(imageNames, host.cacheDir))
       : undefined;
     const checkpointCache = inputs.checkpoint ? await checkpointKeys(inputs.checkpoint.key, host) : undefined;
     let checkpoints: RestoredCheckpoints | undefined;
     if (checkpointCache) {
       checkpoints = await core.group('Restore the checkpoint cache', () =>
-        restoreCheckpoints(checkpointCache),
+        restoreCheckpoints(checkpointCache, host.cacheDir),
       );
     }
     try {
       statuses = await core.group(`Start ${serviceCount} service(s)`, () =>
-        upServices(
+        job.up(
           inputs.plan,
-          host,
           {
             waitTimeoutMs: inputs.waitTimeoutMs,
-            registry: {
-              registryMirror: inputs.registryMirror,
-              insecureRegistries: inputs.insecureRegistries,
-            },
             baseDir: process.env.GITHUB_WORKSPACE ?? process.cwd(),
             labels: { job: `${process.env.GITHUB_RUN_ID ?? ''}-${process.env.GITHUB_JOB ?? ''}` },
-            ...(inputs.volumeSize !== undefined ? { volumeSize: inputs.volumeSize } : {}),
             ...(checkpoints ? { checkpoints: checkpoints.files } : {}),
-            network: inputs.network,
           },
           { info: core.info, warn: core.warning },
         ),
@@ -166,12 +150,12 @@ export async function mainRun(): Promise<void> {
     }
   }
   core.setOutput(Outputs.Services, JSON.stringify(servicesContext(statuses)));
-  const network = await readNetwork(stateDir);
-  if (network) core.setOutput(Outputs.Network, network.mode);
+  const network = await job.networkMode();
+  if (network) core.setOutput(Outputs.Network, network);
   for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
   await writeSummary(statuses);
   // Last word before the job's steps run: every service is still up.
-  await checkStillRunning(statuses, host).catch(async (error: unknown) => {
+  await job.checkStillRunning(statuses).catch(async (error: unknown) => {
     if (error instanceof ServiceStartError) await showLog(error);
     throw error;
   });

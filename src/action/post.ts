@@ -1,15 +1,9 @@
 import * as core from '@actions/core';
-import { removeNetwork } from '../network/job.js';
 import { rm } from 'node:fs/promises';
-import {
-  listServicesForTeardown,
-  removeService,
-  serviceLogs,
-  stateText,
-  stopService,
-} from '../engine/service.js';
+import { stateText } from '../engine/container.js';
+import { Job } from '../engine/job.js';
 import { readUsage, type VmUsage } from '../engine/usage.js';
-import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { actionHost } from './environment.js';
 import { saveImageCache } from './cache.js';
 import { saveCheckpoints } from './checkpoint-cache.js';
 import { keepIfFailed } from './debug-artifact.js';
@@ -52,15 +46,15 @@ export async function postRun(): Promise<void> {
     core.info('Nothing to tear down: the main step did not get far enough to create state');
     return;
   }
-  process.env.HYPER_STATE_DIR = savedStateDir;
-  const host = { hypervisor: new QemuHypervisor() };
+  const host = actionHost(savedStateDir);
+  const job = await Job.open(host);
   // Before teardown: the snapshots live in the VMs' disks.
   const checkpoint = savedCheckpointCacheState();
   if (checkpoint) {
     // Neither keeping nor saving may stop the teardown below.
     await core
       .group('Save the checkpoint cache', () =>
-        saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, host),
+        saveCheckpoints(checkpoint.key, checkpoint.name, checkpoint.restoredKey, job),
       )
       .catch((error: unknown) => core.warning(`checkpoint cache: ${(error as Error).message}`));
   }
@@ -68,34 +62,28 @@ export async function postRun(): Promise<void> {
     getKeepOnFailure(),
     savedMainDone,
     core.getInput(Inputs.GithubToken) || undefined,
-    host,
+    job,
   ).catch((error: unknown) => core.warning(`keep-on-failure: ${(error as Error).message}`));
   const usage: ServiceReport[] = [];
-  const { services, damaged } = await listServicesForTeardown(host);
-  for (const { name, error } of damaged) {
-    core.warning(`${error.message}; removing it`);
-    await removeService(name, true, host).catch((removal: unknown) =>
-      core.warning(`teardown of ${name}: ${(removal as Error).message}`),
-    );
-  }
-  for (const { record, state } of services) {
-    await core.group(`Logs of ${record.name}`, async () => core.info(await serviceLogs(record.name)));
-    if (!state.running && state.crash) {
-      core.warning(`${record.name}: the guest crashed (${state.crash})`);
-      await core.group(`Console of ${record.name}`, async () => core.info(state.consoleTail ?? ''));
-    }
-    try {
-      usage.push({ name: record.name, state: stateText(state), usage: await readUsage(record) });
-      const code = await stopService(record.name, STOP_GRACE_MS, host);
-      core.info(`${record.name}: stopped (exit code ${code ?? 'unknown'})`);
-      await removeService(record.name, true, host);
-    } catch (error: unknown) {
-      core.warning(`teardown of ${record.name}: ${(error as Error).message}`);
-    }
-  }
-  // Whatever is left of the job network (a service that never booted) goes too.
-  await removeNetwork(savedStateDir).catch((error: unknown) =>
-    core.warning(`teardown of the job network: ${(error as Error).message}`),
+  await job.down(
+    { graceMs: STOP_GRACE_MS, keepGoing: true },
+    {
+      damaged: (_name, error) => core.warning(`${error.message}; removing it`),
+      async before({ record, state }) {
+        await core.group(`Logs of ${record.name}`, async () => core.info(await job.logText(record.name)));
+        if (!state.running && state.crash) {
+          core.warning(`${record.name}: the guest crashed (${state.crash})`);
+          await core.group(`Console of ${record.name}`, async () => core.info(state.consoleTail ?? ''));
+        }
+        const read = await readUsage(record).catch((error: unknown) => {
+          core.warning(`usage of ${record.name}: ${(error as Error).message}`);
+          return undefined;
+        });
+        usage.push({ name: record.name, state: stateText(state), usage: read });
+      },
+      stopped: (name, code) => core.info(`${name}: stopped (exit code ${code ?? 'unknown'}) and removed`),
+      failed: (what, error) => core.warning(`teardown of ${what}: ${(error as Error).message}`),
+    },
   );
   await writeUsageSummary(usage).catch((error: unknown) =>
     core.warning(`usage summary: ${(error as Error).message}`),
@@ -106,7 +94,7 @@ export async function postRun(): Promise<void> {
   const cache = savedImageCacheState();
   if (cache) {
     await core.group('Save the image cache', () =>
-      saveImageCache(cache.names, cache.images, cache.restoredKey),
+      saveImageCache(cache.names, cache.images, cache.restoredKey, host.cacheDir),
     );
   }
 }

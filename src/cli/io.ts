@@ -3,3 +3,8 @@ export interface Io {
   out(text: string): void;
   err(text: string): void;
 }
+
+/** Progress on stderr, warnings marked. */
+export function reporter(io: Io): { info(line: string): void; warn(line: string): void } {
+  return { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) };
+}

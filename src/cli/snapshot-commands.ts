@@ -1,26 +1,11 @@
-import { prepareHost } from '../engine/host.js';
-import { listRecords } from '../engine/record.js';
-import { startService } from '../engine/service.js';
-import {
-  listSnapshots,
-  removeSnapshot,
-  restoreService,
-  snapshotService,
-  type SnapshotRecord,
-} from '../engine/snapshots.js';
 import path from 'node:path';
+import type { SnapshotRecord } from '../engine/snapshots.js';
+import { TransferError } from '../engine/transfer.js';
 import { exists } from '../files.js';
-import { exportSnapshot, importSnapshot, TransferError } from '../engine/transfer.js';
-import { listVolumes, removeVolume } from '../engine/volumes.js';
-import { parseAccelChoice } from '../install/accel.js';
-import { preflightNetwork } from '../network/job.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
-import { stateDir } from '../engine/dirs.js';
-import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
-import type { Io } from './io.js';
-import { kvmProbeOptions } from './host-options.js';
-import { NETWORK_OPTIONS, networkOption } from './network-options.js';
+import { accelOption, NETWORK_OPTIONS, networkOption, openJob, type CliEnvironment } from './environment.js';
+import { reporter, type Io } from './io.js';
 import { formatTable } from './table.js';
 
 /**
@@ -28,24 +13,11 @@ import { formatTable } from './table.js';
  * restore, export, import and volume (src/engine/{snapshots,transfer,volumes}.ts).
  */
 
-const host = () => ({ hypervisor: new QemuHypervisor() });
-
-export async function start(argv: string[], io: Io): Promise<number> {
-  const parsed = parseArgs(argv, []);
-  if (parsed.positionals.length === 0) throw new UsageError('hyper start needs a NAME');
-  for (const name of parsed.positionals) {
-    const record = await startService(name, host());
-    io.err(`${name}: running after ${record.bootMs} ms\n`);
-    io.out(`${name}\n`);
-  }
-  return 0;
-}
-
-export async function snapshot(argv: string[], io: Io): Promise<number> {
+export async function snapshot(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   if (argv[0] === 'rm') {
     const [service, name] = parseArgs(argv.slice(1), []).positionals;
     if (!service || !name) throw new UsageError('hyper snapshot rm needs a SERVICE and a NAME');
-    await removeSnapshot(service, name, host());
+    await (await openJob(env)).removeSnapshot(service, name);
     io.out(`${name}\n`);
     return 0;
   }
@@ -53,15 +25,12 @@ export async function snapshot(argv: string[], io: Io): Promise<number> {
   const [service, name, extra] = parsed.positionals;
   if (!service || extra)
     throw new UsageError('usage: hyper snapshot [--checkpoint] [--timeout S] SERVICE [NAME]');
-  const taken = await snapshotService(
-    service,
-    name,
-    {
-      checkpoint: parsed.options.checkpoint === true,
-      freezeTimeoutMs: intOption(parsed, 'timeout', 10, 1) * 1000,
-    },
-    host(),
-  );
+  const taken = await (
+    await openJob(env)
+  ).snapshot(service, name, {
+    checkpoint: parsed.options.checkpoint === true,
+    freezeTimeoutMs: intOption(parsed, 'timeout', 10, 1) * 1000,
+  });
   io.err(
     `${service}: ${taken.kind === 'checkpoint' ? 'checkpoint' : 'volume snapshot'} ${taken.name} in ${taken.tookMs} ms\n`,
   );
@@ -69,13 +38,11 @@ export async function snapshot(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-export async function restore(argv: string[], io: Io): Promise<number> {
+export async function restore(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(argv, [{ name: 'time', short: 't', value: true }]);
   const [service, name] = parsed.positionals;
   if (!service || !name) throw new UsageError('hyper restore needs a SERVICE and a snapshot NAME');
-  const tookMs = await restoreService(service, name, host(), {
-    stopGraceMs: intOption(parsed, 'time', 10, 0) * 1000,
-  });
+  const tookMs = await (await openJob(env)).restore(service, name, intOption(parsed, 'time', 10, 0) * 1000);
   io.err(`${service}: restored ${name} in ${tookMs} ms\n`);
   io.out(`${name}\n`);
   return 0;
@@ -85,9 +52,9 @@ function row(service: string, s: SnapshotRecord): string[] {
   return [service, s.name, s.kind, s.disks.join(','), s.createdAt, `${s.tookMs} ms`];
 }
 
-export async function snapshots(argv: string[], io: Io): Promise<number> {
+export async function snapshots(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(argv, [{ name: 'json' }]);
-  const rows = await listSnapshots(parsed.positionals[0], listRecords);
+  const rows = await (await openJob(env)).snapshots(parsed.positionals[0]);
   if (parsed.options.json) {
     io.out(
       `${JSON.stringify(
@@ -107,16 +74,16 @@ export async function snapshots(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-export async function exportCommand(argv: string[], io: Io): Promise<number> {
+export async function exportCommand(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const [service, name, file, extra] = parseArgs(argv, []).positionals;
   if (!service || !name || !file || extra) throw new UsageError('usage: hyper export SERVICE NAME FILE');
-  const bytes = await exportSnapshot(service, name, file, host());
+  const bytes = await (await openJob(env)).export(service, name, file);
   io.err(`${service}: exported ${name} to ${file} (${(bytes / 1024 / 1024).toFixed(1)} MiB)\n`);
   io.out(`${file}\n`);
   return 0;
 }
 
-export async function importCommand(argv: string[], io: Io): Promise<number> {
+export async function importCommand(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(argv, [
     { name: 'name', value: true },
     { name: 'publish', short: 'p', value: true, multiple: true },
@@ -124,24 +91,20 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
     ...NETWORK_OPTIONS,
   ]);
   const [file, extra] = parsed.positionals;
-  const network = networkOption(parsed);
-  await preflightNetwork(stateDir(), network);
+  const network = networkOption(parsed, env);
+  const accel = accelOption(parsed, env);
   if (!file || extra) throw new UsageError('usage: hyper import [--name N] [-p SPEC]... FILE');
   const ports = listOption(parsed, 'publish').map(parsePortSpec);
   // Before the host is prepared (which may probe KVM): a missing file is a quick answer.
-  if (!(await exists(path.resolve(file)))) throw new TransferError(`${path.resolve(file)} does not exist`);
-  const accel = parseAccelChoice(stringOption(parsed, 'accel') ?? process.env.HYPER_ACCEL, '--accel');
-  const hostContext = await prepareHost(
-    accel,
-    { info: (line) => io.err(`${line}\n`), warn: (line) => io.err(`warning: ${line}\n`) },
-    {},
-    kvmProbeOptions(),
-  );
-  const { record, snapshot: imported } = await importSnapshot(
-    file,
-    { name: stringOption(parsed, 'name'), ports: ports.length > 0 ? ports : undefined, network },
-    hostContext,
-  );
+  if (!(await exists(path.resolve(file))))
+    throw new TransferError(`${path.resolve(file)} does not exist`, { kind: 'NotFound' });
+  const job = await openJob(env, { network, accel });
+  await job.preflight();
+  await job.prepare(reporter(io));
+  const { record, snapshot: imported } = await job.import(file, {
+    name: stringOption(parsed, 'name'),
+    ports: ports.length > 0 ? ports : undefined,
+  });
   for (const port of record.ports) io.err(`${record.name}: will publish ${formatPort(port)}\n`);
   io.err(
     `${record.name}: imported ${imported.kind} ${imported.name}; start it with "hyper restore ${record.name} ${imported.name}"\n`,
@@ -150,11 +113,11 @@ export async function importCommand(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-export async function volume(argv: string[], io: Io): Promise<number> {
+export async function volume(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'ls') {
     const parsed = parseArgs(rest, [{ name: 'json' }]);
-    const volumes = await listVolumes();
+    const volumes = await (await openJob(env)).volumes();
     if (parsed.options.json) {
       io.out(`${JSON.stringify(volumes, null, 2)}\n`);
       return 0;
@@ -170,8 +133,9 @@ export async function volume(argv: string[], io: Io): Promise<number> {
   if (sub === 'rm') {
     const names = parseArgs(rest, []).positionals;
     if (names.length === 0) throw new UsageError('hyper volume rm needs a NAME');
+    const job = await openJob(env);
     for (const name of names) {
-      await removeVolume(name);
+      await job.removeVolume(name);
       io.out(`${name}\n`);
     }
     return 0;

@@ -109,7 +109,11 @@ async function syncGuestNetwork(record: VmRecord, job: JobContext): Promise<void
 }
 
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
-export async function stopContainer(name: string, graceMs: number, job: JobContext): Promise<number | undefined> {
+export async function stopContainer(
+  name: string,
+  graceMs: number,
+  job: JobContext,
+): Promise<number | undefined> {
   const record = await requireRecord(job, name);
   const how = await job.hypervisor.stop(record.machine, graceMs);
   const paths = vmPaths(record.machine.dir);

@@ -2,7 +2,13 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HyperError } from '../errors.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
-import { leaveNetwork, memberOf, memberView, type MemberRequest, type NetworkRecord } from '../network/job.js';
+import {
+  leaveNetwork,
+  memberOf,
+  memberView,
+  type MemberRequest,
+  type NetworkRecord,
+} from '../network/job.js';
 import type { MemberView } from '../network/job.js';
 import type { MountDisk } from '../storage/mounts.js';
 import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';

@@ -1,11 +1,6 @@
 import { DamagedStateError, exists } from '../files.js';
 import { removeNetwork } from '../network/job.js';
-import {
-  listForTeardown,
-  removeContainer,
-  stopContainer,
-  type ServiceSummary,
-} from './container.js';
+import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } from './container.js';
 import { vmDir, type JobContext } from './dirs.js';
 import { listVmNames, type VmRecord } from './record.js';
 

@@ -54,11 +54,7 @@ export function portsProbe(record: VmRecord, job: JobContext): Probe {
   };
 }
 
-export function commandProbe(
-  record: VmRecord,
-  check: HealthcheckSpec,
-  job: JobContext,
-): Probe {
+export function commandProbe(record: VmRecord, check: HealthcheckSpec, job: JobContext): Probe {
   const argv = healthcheckArgv(record, check.test);
   return async () => {
     let result: ExecResult;

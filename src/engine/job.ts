@@ -2,6 +2,9 @@ import { mkdir } from 'node:fs/promises';
 import type { ContainerSpec } from '../spec/container.js';
 import type { Hypervisor } from '../vm/hypervisor.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { preflightNetwork, readNetwork } from '../network/job.js';
+import { keepForDebugging } from './keep.js';
+import { listImages, pruneImages, pullImage } from './images.js';
 import {
   killContainer,
   listContainers,
@@ -29,7 +32,7 @@ import {
 import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
 import { containerLogs, execInContainer, logText } from './streams.js';
 import { exportSnapshot, importSnapshot, type ImportOptions } from './transfer.js';
-import { upServices, type ServiceStatus, type UpOptions } from './up.js';
+import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
 import { listVolumes, removeVolume } from './volumes.js';
 
 /**
@@ -58,7 +61,32 @@ export class Job {
       await mkdir(host.stateDir, { recursive: true });
       await writeJobSettings(host.stateDir, settings);
     }
-    return new Job({ stateDir: host.stateDir, cacheDir: host.cacheDir, hypervisor, host, settings });
+    // The packet filter is the host's choice, not the job's: never saved, always applied.
+    const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
+    return new Job({
+      stateDir: host.stateDir,
+      cacheDir: host.cacheDir,
+      hypervisor,
+      host,
+      settings: { ...settings, network },
+    });
+  }
+
+  /** What can be refused about the network before any image is pulled (bridge without root, for one). */
+  preflight(): Promise<void> {
+    return preflightNetwork(this.context.stateDir, this.settings.network);
+  }
+
+  pull(name: string, log: (line: string) => void): ReturnType<typeof pullImage> {
+    return pullImage(name, this.context, log);
+  }
+
+  images(): ReturnType<typeof listImages> {
+    return listImages(this.context);
+  }
+
+  pruneImages(all: boolean): ReturnType<typeof pruneImages> {
+    return pruneImages(this.context, all);
   }
 
   get settings(): JobSettings {
@@ -80,8 +108,17 @@ export class Job {
     return runContainer(spec, this.booted(), options);
   }
 
-  up(waves: readonly (readonly ContainerSpec[])[], options: UpOptions, reporter: Reporter): Promise<ServiceStatus[]> {
+  up(
+    waves: readonly (readonly ContainerSpec[])[],
+    options: UpOptions,
+    reporter: Reporter,
+  ): Promise<ServiceStatus[]> {
     return upServices(waves, this.booted(), options, reporter);
+  }
+
+  /** Fails, naming the service and its exit code, when any of `services` is no longer running. */
+  checkStillRunning(services: readonly { name: string }[]): Promise<void> {
+    return checkStillRunning(services, this.context);
   }
 
   down(options: DownOptions, hooks: DownHooks): Promise<void> {
@@ -162,6 +199,16 @@ export class Job {
 
   import(file: string, options: ImportOptions): ReturnType<typeof importSnapshot> {
     return importSnapshot(file, options, this.booted());
+  }
+
+  /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
+  keepForDebugging(name: string, mode: 'logs' | 'volumes' | 'checkpoint', dir: string): Promise<string[]> {
+    return keepForDebugging(name, mode, dir, this.context);
+  }
+
+  /** The job network's mode, once there is one. */
+  async networkMode(): Promise<string | undefined> {
+    return (await readNetwork(this.context.stateDir))?.mode;
   }
 
   volumes(): ReturnType<typeof listVolumes> {

@@ -42,7 +42,10 @@ export function damagedRecordRemedy(name: string): string {
 }
 
 /** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
-export async function readRecord(job: Pick<JobContext, 'stateDir'>, name: string): Promise<VmRecord | undefined> {
+export async function readRecord(
+  job: Pick<JobContext, 'stateDir'>,
+  name: string,
+): Promise<VmRecord | undefined> {
   return readStateFile<VmRecord>(vmPaths(vmDir(job, name)).record, damagedRecordRemedy(name));
 }
 

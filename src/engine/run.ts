@@ -77,10 +77,12 @@ export async function runContainer(
     userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
     job,
   );
-  const registry = spec.credentials
-    ? { ...job.settings.registry, credentials: spec.credentials }
-    : job.settings.registry;
-  const image = options.resolved ?? (await resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
+  const registry = {
+    ...job.settings.registry,
+    credentials: spec.credentials ?? job.host.registryCredentials,
+  };
+  const image =
+    options.resolved ?? (await resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
   const runConfig = imageRunConfig(image.config);
   const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
@@ -152,7 +154,11 @@ function guestFilesStep(
       const paths = vmPaths(draft.dir);
       const files = guestFiles({
         hostname: draft.name,
-        argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
+        argv: serviceArgv(
+          runConfig,
+          { entrypoint: spec.entrypoint, command: spec.command ?? [] },
+          spec.image,
+        ),
         env: mergeEnv(runConfig.env, spec.env, draft.name),
         user: fields.user,
         workdir: fields.workdir,

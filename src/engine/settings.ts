@@ -7,7 +7,7 @@ import { DEFAULT_QEMU } from '../vm/qemu/machine.js';
 
 /**
  * What the engine takes from the host it runs on. A front door reads it once
- * from its environment (hostSettings(process.env, ...)); nothing below the
+ * from its environment (hostSettings(env, home)); nothing below the
  * doors reads the environment.
  */
 export interface HostSettings {
@@ -29,11 +29,13 @@ export interface HostSettings {
   githubApiUrl?: string | undefined;
   /** HYPER_VOLUME_SIZE, checked: bytes for new volumes that set no size. */
   volumeSize?: number | undefined;
+  /** HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD: for images whose service names no credentials of its own. */
+  registryCredentials?: { username: string; password: string } | undefined;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
 
-/** The host settings in `env` (a door passes process.env); `home` is the user's home directory. Pure. */
+/** The host settings in `env` (a door passes its own environment); `home` is the user's home directory. Pure. */
 export function hostSettings(env: Environment, home: string): HostSettings {
   const stateBase = env.XDG_STATE_HOME || path.join(home, '.local', 'state');
   const cacheBase = env.XDG_CACHE_HOME || path.join(home, '.cache');
@@ -49,6 +51,9 @@ export function hostSettings(env: Environment, home: string): HostSettings {
     guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
     githubApiUrl: given(env.GITHUB_API_URL),
     volumeSize: env.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.HYPER_VOLUME_SIZE) : undefined,
+    registryCredentials: env.HYPER_REGISTRY_USERNAME
+      ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
+      : undefined,
   };
 }
 
@@ -82,7 +87,10 @@ export function jobSettingsFile(stateDir: string): string {
 }
 
 /** Settings given now win over those saved, which win over the defaults. Pure. */
-export function mergeJobSettings(saved: Partial<JobSettings> | undefined, given: Partial<JobSettings>): JobSettings {
+export function mergeJobSettings(
+  saved: Partial<JobSettings> | undefined,
+  given: Partial<JobSettings>,
+): JobSettings {
   const defined = Object.fromEntries(
     Object.entries(given).filter(([, value]) => value !== undefined),
   ) as Partial<JobSettings>;

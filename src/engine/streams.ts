@@ -39,7 +39,7 @@ async function* readFrom(file: string, offset: number): AsyncGenerator<Buffer> {
   const handle = await open(file, 'r').catch(() => undefined);
   if (!handle) return;
   try {
-    for (let at = offset; ; ) {
+    for (let at = offset; ;) {
       const buffer = Buffer.alloc(CHUNK);
       const { bytesRead } = await handle.read(buffer, 0, CHUNK, at);
       if (bytesRead === 0) return;

@@ -24,7 +24,12 @@ import {
 import type { BootContext, JobContext } from './dirs.js';
 import type { VmRecord } from './record.js';
 import { tcpPorts } from './run.js';
-import { checkpointCompatibility, requireSnapshot, writeSnapshots, type SnapshotRecord } from './snapshots.js';
+import {
+  checkpointCompatibility,
+  requireSnapshot,
+  writeSnapshots,
+  type SnapshotRecord,
+} from './snapshots.js';
 import type { Step } from './steps.js';
 
 /**

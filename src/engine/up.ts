@@ -59,9 +59,7 @@ export class ServiceStartError extends HyperError {
 
 /** The pull settings for one service: the job's, with the service's own credentials when it has them. */
 function serviceRegistry(spec: ContainerSpec, job: JobContext) {
-  return spec.credentials
-    ? { ...job.settings.registry, credentials: spec.credentials }
-    : job.settings.registry;
+  return { ...job.settings.registry, credentials: spec.credentials ?? job.host.registryCredentials };
 }
 
 /**

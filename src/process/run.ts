@@ -1,6 +1,5 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { execa } from 'execa';
 import { type ErrorKind, HyperError, type HyperErrorOptions } from '../errors.js';
 

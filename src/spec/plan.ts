@@ -54,7 +54,10 @@ function checkMounts(specs: readonly ContainerSpec[]): void {
   }
 }
 
-function checkDependencies(specs: readonly ContainerSpec[], byName: ReadonlyMap<string, ContainerSpec>): void {
+function checkDependencies(
+  specs: readonly ContainerSpec[],
+  byName: ReadonlyMap<string, ContainerSpec>,
+): void {
   for (const spec of specs) {
     for (const { service, condition } of spec.dependsOn) {
       const target = byName.get(service);

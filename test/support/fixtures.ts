@@ -3,7 +3,7 @@ import { cp, mkdir, readFile, rename, rm, stat, writeFile, mkdtemp } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { cacheDir } from '../../src/engine/dirs.js';
+import { cacheDir } from './dirs.js';
 
 const BUILDER = path.resolve('test/fixtures/build-busybox-image.sh');
 const SERVICE_BUILDER = path.resolve('test/fixtures/build-service-images.sh');

@@ -4,3 +4,8 @@
 // the bridge-mode tests run the CLI inside a namespace they create
 // (test/integration/network).
 process.env.HYPER_NETWORK ??= 'user';
+
+// What a front door does before it gets a guest bundle: @actions/tool-cache reads these.
+import { toolCacheEnv } from '../../src/guest/bundle.js';
+import { cacheDir } from './dirs.js';
+for (const [name, value] of Object.entries(toolCacheEnv(cacheDir()))) process.env[name] ??= value;

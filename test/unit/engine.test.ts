@@ -53,26 +53,3 @@ test('a hyper VM is known by its fw_cfg settings, and its state dir by its pidfi
   expect(vmDirOfCmdline(foreign.join('\0'))).toBeUndefined();
   expect(vmDirOfCmdline(['bash', '-c', 'name=opt/hyper/settings,'].join('\0'))).toBeUndefined();
 });
-
-test('runRequest carries the default volume size and the sizes a spec gives its named volumes', async () => {
-  const { runRequest } = await import('../../src/engine/up.js');
-  const spec = {
-    name: 'db',
-    image: 'postgres:16',
-    env: [],
-    ports: [],
-    volumes: ['pgdata:/var/lib/postgresql/data'],
-    volumeSizes: { pgdata: 2 * 1024 ** 3 },
-    dependsOn: [],
-    tmpfs: [],
-  };
-  const options = { waitTimeoutMs: 1000, registry: {}, labels: {}, volumeSize: 512 * 1024 ** 2 };
-  expect(runRequest(spec, options)).toMatchObject({
-    volumes: ['pgdata:/var/lib/postgresql/data'],
-    volumeSize: 512 * 1024 ** 2,
-    volumeSizes: { pgdata: 2 * 1024 ** 3 },
-  });
-  const plain = runRequest({ ...spec, volumeSizes: undefined }, { ...options, volumeSize: undefined });
-  expect(plain.volumeSize).toBeUndefined();
-  expect(plain.volumeSizes).toBeUndefined();
-});

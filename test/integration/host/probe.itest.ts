@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { ensureGuestBundle } from '../../../src/guest/bundle.js';
 import { chooseAccel, HUNG_PROBE_TTL_MS } from '../../../src/install/accel.js';
-import { cacheDir } from '../../../src/engine/dirs.js';
+import { cacheDir } from '../../support/dirs.js';
 import type { GuestBundle } from '../../../src/vm/hypervisor.js';
 
 // Real stand-in programs in QEMU's place (its path is configurable): each ends

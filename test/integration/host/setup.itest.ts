@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { bundleAssetName, ensureGuestBundle, recipeHash } from '../../../src/guest/bundle.js';
-import { cacheDir } from '../../../src/engine/dirs.js';
+import { cacheDir } from '../../support/dirs.js';
 import { hyper } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 
-import { cacheDir } from '../../../src/engine/dirs.js';
+import { cacheDir } from '../dirs.js';
 import { run } from '../../../src/process/run.js';
 import { projectRoot } from '../../../src/project-root.js';
 import { MediaType } from '../../../src/types/oci/index.js';

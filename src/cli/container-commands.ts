@@ -1,0 +1,233 @@
+import { stateText } from '../engine/container.js';
+import type { Job } from '../engine/job.js';
+import { formatPort } from '../network/ports.js';
+import { validatePlan } from '../spec/plan.js';
+import { containerFromRunFlags } from '../spec/run-flags.js';
+import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
+import {
+  accelOption,
+  NETWORK_OPTIONS,
+  networkOption,
+  openJob,
+  REGISTRY_OPTIONS,
+  registryOption,
+  type CliEnvironment,
+} from './environment.js';
+import { reporter, type Io } from './io.js';
+import { volumeSizeOption } from './job-commands.js';
+import { formatTable } from './table.js';
+
+const RUN_OPTIONS = [
+  ...REGISTRY_OPTIONS,
+  ...NETWORK_OPTIONS,
+  { name: 'network-alias', value: true, multiple: true },
+  { name: 'expose', value: true, multiple: true },
+  { name: 'name', value: true },
+  { name: 'publish', short: 'p', value: true, multiple: true },
+  { name: 'env', short: 'e', value: true, multiple: true },
+  { name: 'memory', short: 'm', value: true },
+  { name: 'cpus', value: true },
+  { name: 'entrypoint', value: true },
+  { name: 'user', short: 'u', value: true },
+  { name: 'workdir', short: 'w', value: true },
+  { name: 'volume', short: 'v', value: true, multiple: true },
+  { name: 'volume-size', value: true },
+  { name: 'tmpfs', value: true, multiple: true },
+  { name: 'accel', value: true },
+  { name: 'rm' },
+  { name: 'detach', short: 'd' },
+  { name: 'attach', short: 'a' },
+];
+
+/**
+ * Boots a container VM. Detached by default (it prints the name); attached
+ * with --attach or --rm, as `docker run` is: its output follows until its
+ * command ends, and `hyper run` exits with the command's exit code.
+ */
+export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, RUN_OPTIONS, 1);
+  const [image, ...command] = parsed.positionals;
+  if (!image) throw new UsageError('hyper run needs an IMAGE');
+  const autoRemove = parsed.options.rm === true;
+  if (parsed.options.detach === true && (autoRemove || parsed.options.attach === true))
+    throw new UsageError(
+      '--detach runs the VM in the background; it cannot be combined with --rm or --attach',
+    );
+  const spec = containerFromRunFlags(
+    {
+      image,
+      command,
+      name: stringOption(parsed, 'name'),
+      publish: listOption(parsed, 'publish'),
+      env: listOption(parsed, 'env'),
+      memoryMiB: parsed.options.memory === undefined ? undefined : intOption(parsed, 'memory', 0, 64),
+      cpus: parsed.options.cpus === undefined ? undefined : intOption(parsed, 'cpus', 0, 1),
+      entrypoint: stringOption(parsed, 'entrypoint'),
+      user: stringOption(parsed, 'user'),
+      workdir: stringOption(parsed, 'workdir'),
+      volumes: listOption(parsed, 'volume'),
+      tmpfs: listOption(parsed, 'tmpfs'),
+      aliases: listOption(parsed, 'network-alias'),
+      expose: listOption(parsed, 'expose'),
+      baseDir: process.cwd(),
+    },
+    env.vars,
+  );
+  validatePlan([spec]);
+  const volumeSize = volumeSizeOption(parsed);
+  const network = networkOption(parsed, env);
+  const accel = accelOption(parsed, env);
+  const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+  await job.preflight();
+  await job.prepare(reporter(io));
+  const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
+  for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);
+  if (!autoRemove && parsed.options.attach !== true) {
+    io.out(`${record.name}\n`);
+    return 0;
+  }
+  await followLog(job, record.name, io);
+  const ended = await job.wait(record.name);
+  if (autoRemove) await job.remove(record.name, true);
+  if (ended.exitCode !== undefined) return ended.exitCode;
+  io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);
+  return 125;
+}
+
+/** Writes the service's output as it comes, until the VM stops. */
+async function followLog(job: Job, name: string, io: Io): Promise<void> {
+  const decoder = new TextDecoder();
+  for await (const chunk of job.logs(name, { follow: true })) io.out(decoder.decode(chunk, { stream: true }));
+  io.out(decoder.decode());
+}
+
+export async function logs(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'follow', short: 'f' }]);
+  const [name] = parsed.positionals;
+  if (!name) throw new UsageError('hyper logs needs a NAME');
+  const job = await openJob(env);
+  if (parsed.options.follow === true) await followLog(job, name, io);
+  else io.out(await job.logText(name));
+  return 0;
+}
+
+export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'json' }]);
+  const services = await (await openJob(env)).list();
+  if (parsed.options.json) {
+    const rows = services.map(({ record, state, pid }) => ({
+      name: record.name,
+      image: record.image,
+      imageDigest: record.imageDigest,
+      state: state.running ? 'running' : 'exited',
+      exitCode: state.running ? null : (state.exitCode ?? null),
+      crash: (!state.running && state.crash) || null,
+      consoleTail: (!state.running && state.consoleTail) || null,
+      ports: record.ports,
+      pid: pid ?? null,
+      accel: record.machine.accel,
+      memoryMiB: record.machine.memoryMiB,
+      cpus: record.machine.cpus,
+      bootMs: record.bootMs ?? null,
+      createdAt: record.createdAt,
+    }));
+    io.out(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  const rows = services.map(({ record, state, pid }) => [
+    record.name,
+    record.image,
+    stateText(state),
+    record.ports.map(formatPort).join(', '),
+    pid === undefined ? '-' : String(pid),
+    record.machine.accel,
+    record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
+  ]);
+  io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+  for (const { record, state } of services) {
+    if (state.running || !state.crash) continue;
+    const tail = (state.consoleTail ?? '').replace(/^/gm, '  ');
+    io.out(`\n${record.name}: ${state.crash}; the end of its console:\n${tail}\n`);
+  }
+  return 0;
+}
+
+export async function exec(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: 'env', short: 'e', value: true, multiple: true },
+      { name: 'user', short: 'u', value: true },
+    ],
+    1,
+  );
+  const [name, ...rest] = parsed.positionals;
+  if (!name) throw new UsageError('hyper exec needs a NAME and a command');
+  const command = rest[0] === '--' ? rest.slice(1) : rest;
+  const result = await (
+    await openJob(env)
+  ).exec(name, command, { env: listOption(parsed, 'env'), user: stringOption(parsed, 'user') });
+  io.out(result.stdout.toString());
+  io.err(result.stderr.toString());
+  return result.exitCode;
+}
+
+/** Runs `each` for every NAME given, in order; the first failure ends it. */
+async function forEachName(
+  argv: string[],
+  env: CliEnvironment,
+  options: Parameters<typeof parseArgs>[1],
+  usage: string,
+  each: (job: Job, name: string, parsed: ReturnType<typeof parseArgs>) => Promise<void>,
+): Promise<number> {
+  const parsed = parseArgs(argv, options);
+  if (parsed.positionals.length === 0) throw new UsageError(usage);
+  const job = await openJob(env);
+  for (const name of parsed.positionals) await each(job, name, parsed);
+  return 0;
+}
+
+export const stop = (argv: string[], io: Io, env: CliEnvironment): Promise<number> =>
+  forEachName(
+    argv,
+    env,
+    [{ name: 'time', short: 't', value: true }],
+    'hyper stop needs a NAME',
+    async (job, name, parsed) => {
+      const code = await job.stop(name, intOption(parsed, 'time', 10, 0) * 1000);
+      io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
+      io.out(`${name}\n`);
+    },
+  );
+
+export const kill = (argv: string[], io: Io, env: CliEnvironment): Promise<number> =>
+  forEachName(argv, env, [], 'hyper kill needs a NAME', async (job, name) => {
+    const code = await job.kill(name);
+    io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
+    io.out(`${name}\n`);
+  });
+
+export const wait = (argv: string[], io: Io, env: CliEnvironment): Promise<number> =>
+  forEachName(argv, env, [], 'hyper wait needs a NAME', async (job, name) => {
+    const ended = await job.wait(name);
+    io.out(`${ended.exitCode ?? ended.crash ?? 'unknown'}\n`);
+  });
+
+export const start = (argv: string[], io: Io, env: CliEnvironment): Promise<number> =>
+  forEachName(argv, env, [], 'hyper start needs a NAME', async (job, name) => {
+    const record = await job.start(name);
+    io.err(`${name}: running after ${record.bootMs} ms\n`);
+    io.out(`${name}\n`);
+  });
+
+export const rm = (argv: string[], io: Io, env: CliEnvironment): Promise<number> =>
+  forEachName(
+    argv,
+    env,
+    [{ name: 'force', short: 'f' }],
+    'hyper rm needs a NAME',
+    async (job, name, parsed) => {
+      await job.remove(name, parsed.options.force === true);
+      io.out(`${name}\n`);
+    },
+  );

@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { exists } from '../files.js';
+import { ServiceStartError } from '../engine/up.js';
+import { formatPort } from '../network/ports.js';
+import { validatePlan } from '../spec/plan.js';
+import { loadProject } from '../spec/project.js';
+import { SpecError } from '../spec/container.js';
+import { parseVolumeSize } from '../spec/units.js';
+import { intOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
+import {
+  accelOption,
+  NETWORK_OPTIONS,
+  networkOption,
+  openJob,
+  REGISTRY_OPTIONS,
+  registryOption,
+  type CliEnvironment,
+} from './environment.js';
+import { reporter, type Io } from './io.js';
+import { formatTable } from './table.js';
+
+/** --volume-size, checked before anything starts; undefined leaves HYPER_VOLUME_SIZE or the job's. */
+export function volumeSizeOption(parsed: ParsedArgs): number | undefined {
+  const text = stringOption(parsed, 'volume-size');
+  if (text === undefined) return undefined;
+  try {
+    return parseVolumeSize(text);
+  } catch (error: unknown) {
+    if (error instanceof SpecError) throw new UsageError(`--volume-size: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
+export async function setup(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
+  const job = await openJob(env, { accel: accelOption(parsed, env) });
+  const host = await job.prepare(reporter(io));
+  io.out(
+    `accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`,
+  );
+  return 0;
+}
+
+export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [
+    ...REGISTRY_OPTIONS,
+    ...NETWORK_OPTIONS,
+    { name: 'file', short: 'f', value: true },
+    { name: 'wait-timeout', value: true },
+    { name: 'volume-size', value: true },
+    { name: 'accel', value: true },
+  ]);
+  const file = stringOption(parsed, 'file');
+  if (!file) throw new UsageError('hyper up needs -f FILE (a services YAML or a compose file)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error: unknown) {
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  const project = loadProject(text, path.resolve(file), (p) => readFileSync(p, 'utf8'), env.vars, file);
+  const plan = validatePlan(project.services);
+  const volumeSize = volumeSizeOption(parsed);
+  const network = networkOption(parsed, env, project.subnet);
+  const accel = accelOption(parsed, env);
+  const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
+  const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+  await job.preflight();
+  await job.prepare(reporter(io));
+  let statuses;
+  try {
+    statuses = await job.up(plan, { waitTimeoutMs, labels: { compose: path.resolve(file) } }, reporter(io));
+  } catch (error: unknown) {
+    if (error instanceof ServiceStartError) {
+      io.err(`--- log of ${error.service} ---\n${error.log || '(the service wrote nothing)\n'}---\n`);
+    }
+    throw error;
+  }
+  const rows = statuses.map((s) => [
+    s.name,
+    s.image,
+    s.ports.map(formatPort).join(', '),
+    `${s.bootMs} ms`,
+    `${s.healthyMs} ms`,
+  ]);
+  io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY'], rows)}\n`);
+  return 0;
+}
+
+/**
+ * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
+ * only those `hyper up -f FILE` made. The job network goes with the last VM.
+ */
+export async function down(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [
+    { name: 'time', short: 't', value: true },
+    { name: 'file', short: 'f', value: true },
+  ]);
+  const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+  const file = stringOption(parsed, 'file');
+  const compose = file === undefined ? undefined : path.resolve(file);
+  if (compose !== undefined && !(await exists(compose)))
+    throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);
+  const job = await openJob(env);
+  await job.down(
+    {
+      graceMs,
+      select: compose === undefined ? undefined : (record) => record.labels.compose === compose,
+      keepGoing: false,
+    },
+    {
+      damaged: (_name, error, removing) =>
+        io.err(`warning: ${error.message}${removing ? '; removing it' : ''}\n`),
+      removedDamaged: (name) => io.err(`${name}: killed and removed\n`),
+      stopped: (name, code) => io.err(`${name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`),
+      failed: () => undefined,
+    },
+  );
+  return 0;
+}

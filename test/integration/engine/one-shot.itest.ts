@@ -1,0 +1,100 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
+import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+
+// A container whose command runs to its end is a normal outcome, as under
+// Docker: real QEMU, real guest, an image laid out like the official busybox
+// (no entrypoint, Cmd ["sh"]), driven through the hyper CLI.
+let stateDir: string;
+let image: string;
+let cleanup: () => Promise<void>;
+
+const vmNames = (): Promise<string[]> => readdir(path.join(stateDir, 'vms')).catch(() => []);
+
+beforeAll(async () => {
+  stateDir = await mkdtemp('/tmp/hyper-oneshot-');
+  process.env.HYPER_STATE_DIR = stateDir;
+  process.env.HYPER_ACCEL = 'tcg';
+  const variant = await variantLayout(await busyboxLayout(), (config) => {
+    const inner = config.config as Record<string, unknown>;
+    delete inner.Entrypoint;
+    inner.Cmd = ['sh'];
+    delete inner.ExposedPorts;
+  });
+  cleanup = variant.cleanup;
+  image = `oci:${variant.dir}`;
+});
+
+afterEach(async () => {
+  for (const name of await vmNames()) await hyper('rm', '-f', name);
+});
+
+afterAll(async () => {
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  await cleanup();
+  await rm(stateDir, { recursive: true, force: true });
+  delete process.env.HYPER_STATE_DIR;
+  delete process.env.HYPER_ACCEL;
+});
+
+test('hyper run --rm IMAGE sh -c "echo hi; exit 3" prints hi, exits 3 and leaves no VM', async () => {
+  const result = await hyper('run', '--rm', image, 'sh', '-c', 'echo hi; exit 3');
+  expect(result.stdout).toBe('hi\n');
+  expect(result.code).toBe(3);
+  expect(await vmNames()).toEqual([]);
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+});
+
+test('attached without --rm: the output, the exit code, and the VM kept as exited', async () => {
+  const result = await hyper(
+    'run',
+    '-a',
+    '--name',
+    'once',
+    image,
+    'sh',
+    '-c',
+    'echo one; echo two >&2; exit 0',
+  );
+  expect(result.stdout).toBe('one\ntwo\n');
+  expect(result.code).toBe(0);
+  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
+    name: string;
+    state: string;
+    exitCode: number;
+  }[];
+  expect(rows).toEqual([expect.objectContaining({ name: 'once', state: 'exited', exitCode: 0 })]);
+  expect((await hyperOk('wait', 'once')).stdout).toBe('0\n');
+  expect((await hyperOk('logs', 'once')).stdout).toBe('one\ntwo\n');
+});
+
+test('hyper logs -f follows the log while the VM runs and returns when it stops', async () => {
+  const script = 'for i in 1 2 3 4 5; do echo line $i; sleep 1; done; exit 7';
+  await hyperOk('run', '-d', '--name', 'ticker', image, 'sh', '-c', script);
+  const followed = await hyperOk('logs', '-f', 'ticker');
+  // Every line, including those written after logs -f began, and nothing cut off.
+  expect(followed.stdout).toBe('line 1\nline 2\nline 3\nline 4\nline 5\n');
+  expect((await hyperOk('wait', 'ticker')).stdout).toBe('7\n');
+});
+
+test('hyper kill stops a running VM at once with 137; wait reports it', async () => {
+  await hyperOk('run', '-d', '--name', 'sleeper', image, 'sh', '-c', 'echo up; exec sleep 600');
+  expect((await hyperOk('kill', 'sleeper')).stderr).toBe('sleeper: exited with code 137\n');
+  expect((await hyperOk('wait', 'sleeper')).stdout).toBe('137\n');
+  await hyperOk('rm', 'sleeper');
+  expect(await vmNames()).toEqual([]);
+});
+
+test.each([
+  [
+    ['run', '-d', '--rm', 'x'],
+    'hyper run: --detach runs the VM in the background; it cannot be combined with --rm or --attach\n',
+    2,
+  ],
+  [['logs', '-f', 'nope'], 'hyper logs: no such VM: nope\n', 125],
+  [['wait', 'nope'], 'hyper wait: no such VM: nope\n', 125],
+  [['kill', 'nope'], 'hyper kill: no such VM: nope\n', 125],
+])('hyper %j is refused with a clear message', async (argv, message, code) => {
+  expect(await hyper(...argv)).toEqual({ code, stdout: '', stderr: message });
+});

@@ -1,0 +1,75 @@
+import {
+  DEFAULT_JOB_SETTINGS,
+  hostSettings,
+  mergeJobSettings,
+  type JobSettings,
+} from '../../../src/engine/settings.js';
+import { MountError } from '../../../src/storage/mounts.js';
+
+describe('hostSettings: what a door reads from its environment, once', () => {
+  test('defaults follow XDG under the home directory', () => {
+    expect(hostSettings({}, '/home/u')).toMatchObject({
+      stateDir: '/home/u/.local/state/hyper',
+      cacheDir: '/home/u/.cache/hyper',
+      qemu: 'qemu-system-x86_64',
+      volumeSize: undefined,
+      registryCredentials: undefined,
+    });
+  });
+
+  test('HYPER_* variables win, and XDG dirs come next', () => {
+    const env = {
+      XDG_STATE_HOME: '/xdg/state',
+      XDG_CACHE_HOME: '/xdg/cache',
+      HYPER_QEMU: '/opt/qemu',
+      HYPER_KVM_DEVICE: '/dev/null',
+      HYPER_FIREWALL: 'iptables',
+      HYPER_BUILD_TMPDIR: '/scratch',
+      HYPER_GUEST_BUNDLE_DIR: '/bundle',
+      HYPER_VOLUME_SIZE: '512M',
+      HYPER_REGISTRY_USERNAME: 'me',
+    };
+    expect(hostSettings(env, '/home/u')).toMatchObject({
+      stateDir: '/xdg/state/hyper',
+      cacheDir: '/xdg/cache/hyper',
+      qemu: '/opt/qemu',
+      kvmDevice: '/dev/null',
+      firewall: 'iptables',
+      buildScratchDir: '/scratch',
+      guestBundleDir: '/bundle',
+      volumeSize: 512 * 1024 ** 2,
+      registryCredentials: { username: 'me', password: '' },
+    });
+    expect(hostSettings({ ...env, HYPER_STATE_DIR: 'rel/state' }, '/h').stateDir).toMatch(/\/rel\/state$/);
+  });
+
+  test('a bad HYPER_VOLUME_SIZE names the variable', () => {
+    expect(() => hostSettings({ HYPER_VOLUME_SIZE: '10 gigs' }, '/h')).toThrow(MountError);
+    expect(() => hostSettings({ HYPER_VOLUME_SIZE: '10 gigs' }, '/h')).toThrow(/^HYPER_VOLUME_SIZE: /);
+  });
+});
+
+describe('mergeJobSettings: given, then saved, then defaults', () => {
+  const saved: Partial<JobSettings> = {
+    accel: 'tcg',
+    volumeSize: 64 * 1024 ** 2,
+    network: { mode: 'user', egress: 'deny', allow: [] },
+  };
+
+  test('nothing saved, nothing given: the defaults', () => {
+    expect(mergeJobSettings(undefined, {})).toEqual(DEFAULT_JOB_SETTINGS);
+  });
+
+  test('what was saved holds where nothing is given', () => {
+    expect(mergeJobSettings(saved, { accel: undefined })).toMatchObject(saved);
+  });
+
+  test('what is given wins', () => {
+    expect(mergeJobSettings(saved, { accel: 'kvm', volumeSize: 1024 ** 3 })).toMatchObject({
+      accel: 'kvm',
+      volumeSize: 1024 ** 3,
+      network: saved.network,
+      registry: { insecureRegistries: [] },
+    });
+  });
+});
