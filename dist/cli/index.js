@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6147);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2796);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32341,7 +32341,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6147:
+/***/ 2796:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -32370,7 +32370,9 @@ function errorKind(error) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/args.ts
-class UsageError extends Error {
+
+class UsageError extends HyperError {
+    static defaultKind = 'Invalid';
     name = 'UsageError';
 }
 /**
@@ -47417,6 +47419,23 @@ async function listForTeardown(job) {
 
 
 /**
+ * Checks one container on its own (`hyper run`, later Docker's create) as
+ * validatePlan checks each service of a project, with the messages naming
+ * the flag's value rather than a service. Pure.
+ */
+function validateContainer(spec) {
+    try {
+        planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+        checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
+    }
+    catch (error) {
+        if (error instanceof MountError || error instanceof NetworkError)
+            throw new SpecError(error.message, { cause: error });
+        throw error;
+    }
+    checkPorts([spec]);
+}
+/**
  * Checks the whole set of services before anything boots: unique names,
  * dependencies that exist and form no cycle, no host port published twice,
  * no wait for the health of a service whose healthcheck is off, and no name
@@ -48571,15 +48590,7 @@ async function removeSnapshot(service, name, job) {
     await writeSnapshots(record, remaining);
 }
 
-;// CONCATENATED MODULE: ./src/engine/transfer.ts
-
-
-
-
-
-
-
-
+;// CONCATENATED MODULE: ./src/engine/export-format.ts
 
 
 
@@ -48605,115 +48616,11 @@ class TransferError extends HyperError {
     static defaultKind = 'Invalid';
     name = 'TransferError';
 }
-/** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
-async function keepOnly(file, tag, snapshots) {
-    for (const other of snapshots) {
-        if (other !== tag)
-            await qemuImg.deleteSnapshot(file, other);
-    }
-    await qemuImg.applySnapshot(file, tag);
-}
 /** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
-async function transfer_scratchDir(job, kind) {
+async function export_format_scratchDir(job, kind) {
     const parent = external_node_path_default().join(job.stateDir, 'tmp');
     await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
     return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
-}
-/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
-async function claimOutput(file) {
-    const partial = `${file}.${process.pid}.partial`;
-    try {
-        const handle = await (0,promises_namespaceObject.open)(partial, 'wx');
-        await handle.close();
-    }
-    catch (error) {
-        throw new TransferError(`cannot write ${file}: ${error.message}`);
-    }
-    return partial;
-}
-/**
- * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
- * ends in .gz or .tgz). A running VM is paused while its disk files are
- * copied. Returns the bytes written. Nothing is left behind when it fails.
- */
-async function exportSnapshot(service, name, file, job) {
-    const [record, snapshot] = await requireSnapshot(job, service, name);
-    const target = external_node_path_default().resolve(file);
-    if (await exists(target).catch(() => false)) {
-        throw new TransferError(`${target} already exists; remove it or choose another file`);
-    }
-    const partial = await claimOutput(target);
-    const staging = await transfer_scratchDir(job, 'export');
-    try {
-        const paths = vmPaths(record.machine.dir);
-        const disks = record.disks ?? [];
-        const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
-        if (snapshot.kind === 'checkpoint')
-            copies.push([paths.rootDisk, ROOT]);
-        const running = await job.hypervisor.isRunning(record.machine);
-        if (running)
-            await job.hypervisor.pause(record.machine);
-        try {
-            for (const [from, entry] of copies) {
-                await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
-            }
-        }
-        finally {
-            if (running)
-                await job.hypervisor.resume(record.machine);
-        }
-        for (const [, entry] of copies) {
-            const copy = external_node_path_default().join(staging, entry);
-            const snapshots = await qemuImg.snapshotNames(copy);
-            if (snapshots.includes(name))
-                await keepOnly(copy, name, snapshots);
-        }
-        const base = await backingFile(paths.rootDisk);
-        await qemuImg.convert(base, external_node_path_default().join(staging, BASE), { to: 'qcow2' });
-        const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
-        for (const g of record.machine.guestFiles)
-            await (0,promises_namespaceObject.copyFile)(g.path, external_node_path_default().join(staging, `guest-${g.name}`));
-        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
-        const files = [];
-        for (const entry of entries) {
-            const at = external_node_path_default().join(staging, entry);
-            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await fileDigest(at) });
-        }
-        const manifest = {
-            format: FORMAT,
-            version: VERSION,
-            createdAt: new Date().toISOString(),
-            snapshot,
-            service: {
-                name: record.name,
-                ...recordFields(record),
-                ports: record.ports,
-                disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
-                guestFiles,
-                ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
-                network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
-            },
-            files,
-        };
-        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
-        await Qn({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
-            MANIFEST,
-            ...entries,
-        ]);
-        await (0,promises_namespaceObject.rename)(partial, target);
-        return (await (0,promises_namespaceObject.stat)(target)).size;
-    }
-    finally {
-        await (0,promises_namespaceObject.rm)(partial, { force: true });
-        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
-    }
-}
-async function backingFile(overlay) {
-    const info = await qemuImg.info(overlay, { forceShare: true });
-    const base = info.fullBackingFilename ?? info.backingFilename;
-    if (!base)
-        throw new TransferError(`${overlay} has no base image`);
-    return base;
 }
 /** Reads and checks an export's manifest against the files beside it. */
 async function checkExport(dir, file) {
@@ -48808,136 +48715,121 @@ async function extract(file, dir) {
         throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
     }
 }
-/**
- * Makes a stopped service from an export: checks every file against the
- * manifest, refuses a checkpoint this host cannot load, then runs the create
- * steps with the export's disks, guest files and root disk moved into place
- * (named volumes into the job's volumes) instead of made. On failure nothing
- * of it is left, and existing volumes and services are untouched.
- */
-async function importSnapshot(file, options, job) {
-    const source = external_node_path_default().resolve(file);
-    const staging = await transfer_scratchDir(job, 'import');
+
+;// CONCATENATED MODULE: ./src/engine/export.ts
+
+
+
+
+
+
+
+
+
+
+/** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
+async function keepOnly(file, tag, snapshots) {
+    for (const other of snapshots) {
+        if (other !== tag)
+            await qemuImg.deleteSnapshot(file, other);
+    }
+    await qemuImg.applySnapshot(file, tag);
+}
+/** Fails early, before the VM is paused, when `file` cannot be written. Returns the temp name to write. */
+async function claimOutput(file) {
+    const partial = `${file}.${process.pid}.partial`;
     try {
-        await extract(source, staging);
-        const manifest = await checkExport(staging, source);
-        const { snapshot, service } = manifest;
-        if (options.image !== undefined && service.image !== options.image) {
-            throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
-        }
-        if (snapshot.kind === 'checkpoint') {
-            const problem = await checkpointCompatibility(snapshot, {
-                bundle: job.bundle.version,
-                accel: job.accel,
-                qemu: job.host.qemu,
-            });
-            if (problem)
-                throw new TransferError(`cannot import ${source}: ${problem}`);
-        }
-        const name = options.name ?? service.name;
-        validateName(name);
-        for (const disk of service.disks) {
-            if (disk.volume && (await exists(volumePath(job.stateDir, disk.volume)))) {
-                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`, { kind: 'Conflict' });
+        const handle = await (0,promises_namespaceObject.open)(partial, 'wx');
+        await handle.close();
+    }
+    catch (error) {
+        throw new TransferError(`cannot write ${file}: ${error.message}`);
+    }
+    return partial;
+}
+/**
+ * Writes snapshot `name` of `service` to `file` (a tar; gzip when the name
+ * ends in .gz or .tgz). A running VM is paused while its disk files are
+ * copied. Returns the bytes written. Nothing is left behind when it fails.
+ */
+async function exportSnapshot(service, name, file, job) {
+    const [record, snapshot] = await requireSnapshot(job, service, name);
+    const target = external_node_path_default().resolve(file);
+    if (await exists(target).catch(() => false)) {
+        throw new TransferError(`${target} already exists; remove it or choose another file`);
+    }
+    const partial = await claimOutput(target);
+    const staging = await export_format_scratchDir(job, 'export');
+    try {
+        const paths = vmPaths(record.machine.dir);
+        const disks = record.disks ?? [];
+        const copies = disks.map((d) => [d.path, `${d.serial}.qcow2`]);
+        if (snapshot.kind === 'checkpoint')
+            copies.push([paths.rootDisk, ROOT]);
+        const running = await job.hypervisor.isRunning(record.machine);
+        if (running)
+            await job.hypervisor.pause(record.machine);
+        try {
+            for (const [from, entry] of copies) {
+                await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(staging, entry)] });
             }
         }
-        const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
-        const exportedOn = service.network ?? 'user';
-        const steps = [
-            claimStep((taken) => `the name "${taken}" is already in use by a VM; remove it with "hyper rm ${taken}" or import with --name`),
-            networkStep(() => ({
-                service: name,
-                aliases: [],
-                containerPorts: tcpPorts(published, [], []),
-                published,
-            })),
-            {
-                name: 'check the network kind',
-                async run(draft) {
-                    const mode = draft.network?.mode;
-                    if (snapshot.kind === 'checkpoint' && exportedOn !== mode) {
-                        throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
-                    }
-                },
+        finally {
+            if (running)
+                await job.hypervisor.resume(record.machine);
+        }
+        for (const [, entry] of copies) {
+            const copy = external_node_path_default().join(staging, entry);
+            const snapshots = await qemuImg.snapshotNames(copy);
+            if (snapshots.includes(name))
+                await keepOnly(copy, name, snapshots);
+        }
+        const base = await backingFile(paths.rootDisk);
+        await qemuImg.convert(base, external_node_path_default().join(staging, BASE), { to: 'qcow2' });
+        const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
+        for (const g of record.machine.guestFiles)
+            await (0,promises_namespaceObject.copyFile)(g.path, external_node_path_default().join(staging, `guest-${g.name}`));
+        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+        const files = [];
+        for (const entry of entries) {
+            const at = external_node_path_default().join(staging, entry);
+            files.push({ name: entry, bytes: (await (0,promises_namespaceObject.stat)(at)).size, sha256: await fileDigest(at) });
+        }
+        const manifest = {
+            format: FORMAT,
+            version: VERSION,
+            createdAt: new Date().toISOString(),
+            snapshot,
+            service: {
+                name: record.name,
+                ...recordFields(record),
+                ports: record.ports,
+                disks: disks.map((d) => ({ ...d, path: `${d.serial}.qcow2` })),
+                guestFiles,
+                ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
+                network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
             },
-            moveDisksStep(staging, service.disks),
-            moveGuestFilesStep(staging, service.guestFiles),
-            moveRootDiskStep(staging, service.rootDisk),
-            recordStep(service, async (draft) => {
-                await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
-                if (draft.record)
-                    await writeSnapshots(draft.record, [snapshot]);
-            }),
-        ];
-        const record = await createVm(newDraft(job, name), steps);
-        return { record, snapshot };
+            files,
+        };
+        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
+        await Qn({ file: partial, cwd: staging, portable: true, gzip: /\.(t?gz)$/.test(target) }, [
+            MANIFEST,
+            ...entries,
+        ]);
+        await (0,promises_namespaceObject.rename)(partial, target);
+        return (await (0,promises_namespaceObject.stat)(target)).size;
     }
     finally {
+        await (0,promises_namespaceObject.rm)(partial, { force: true });
         await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
     }
 }
-/** The export's disks: named volumes into the job's volumes, the others into the VM's directory. */
-function moveDisksStep(staging, disks) {
-    const madeVolumes = [];
-    return {
-        name: 'move the disks',
-        async run(draft) {
-            await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(draft.dir, 'disks'));
-            for (const disk of disks) {
-                const at = disk.volume
-                    ? volumePath(draft.job.stateDir, disk.volume)
-                    : external_node_path_default().join(draft.dir, 'disks', `${disk.serial}.qcow2`);
-                if (disk.volume) {
-                    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
-                    madeVolumes.push(at);
-                }
-                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
-                draft.disks.push({ ...disk, path: at });
-            }
-        },
-        async undo() {
-            for (const volume of madeVolumes)
-                await (0,promises_namespaceObject.rm)(volume, { force: true });
-        },
-    };
-}
-/** The export's guest files, their network lines rewritten for this job's network. */
-function moveGuestFilesStep(staging, files) {
-    return {
-        name: 'move the guest files',
-        async run(draft) {
-            const paths = vmPaths(draft.dir);
-            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
-            for (const g of files) {
-                const at = external_node_path_default().join(paths.guestFiles, g.name);
-                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
-                draft.guestFiles.push({ name: g.name, path: at });
-            }
-            if (!draft.view)
-                throw new TransferError(`${draft.name}: no network view for its guest files`);
-            const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
-            for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), draft.view.guest))
-                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
-        },
-    };
-}
-/** The export's base beside the VM, and the root overlay on it: the exported one for a checkpoint, else a new one. */
-function moveRootDiskStep(staging, rootDisk) {
-    return {
-        name: 'move the root disk',
-        async run(draft) {
-            const paths = vmPaths(draft.dir);
-            const base = external_node_path_default().join(draft.dir, BASE);
-            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
-            if (rootDisk) {
-                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, rootDisk), paths.rootDisk);
-                await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
-            }
-            else {
-                await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
-            }
-        },
-    };
+async function backingFile(overlay) {
+    const info = await qemuImg.info(overlay, { forceShare: true });
+    const base = info.fullBackingFilename ?? info.backingFilename;
+    if (!base)
+        throw new TransferError(`${overlay} has no base image`);
+    return base;
 }
 
 ;// CONCATENATED MODULE: ./src/engine/keep.ts
@@ -58231,6 +58123,7 @@ async function writeJobSettings(stateDir, settings) {
 
 const CHUNK = 64 * 1024;
 const FOLLOW_POLL_MS = 100;
+const QEMU_EXIT_WAIT_MS = 5000;
 /**
  * The service's output (stdout and stderr, as the guest wrote them), read in
  * chunks; with `follow`, it goes on until the VM has stopped and everything it
@@ -58242,7 +58135,7 @@ async function* containerLogs(name, job, options = {}) {
     let offset = 0;
     for (;;) {
         // Checked before reading, so output written just before the stop is still read after it.
-        const stopped = !options.follow || !(await vmState(record, job)).running;
+        const stopped = !options.follow || (await hasStopped(record, job));
         for await (const chunk of readFrom(file, offset)) {
             offset += chunk.length;
             yield chunk;
@@ -58251,6 +58144,19 @@ async function* containerLogs(name, job, options = {}) {
             return;
         await sleep(FOLLOW_POLL_MS);
     }
+}
+/**
+ * The service has ended and QEMU has written all it will: the guest reports
+ * the exit on another port than the output, so the output is complete only
+ * once QEMU is gone (the init powers off right after), or a while after.
+ */
+async function hasStopped(record, job) {
+    if ((await vmState(record, job)).running)
+        return false;
+    const deadline = Date.now() + QEMU_EXIT_WAIT_MS;
+    while (Date.now() < deadline && (await job.hypervisor.isRunning(record.machine)))
+        await sleep(50);
+    return true;
 }
 async function* readFrom(file, offset) {
     const handle = await (0,promises_namespaceObject.open)(file, 'r').catch(() => undefined);
@@ -58298,6 +58204,151 @@ async function execInContainer(name, command, job, options = {}) {
         const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
         throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
     }
+}
+
+;// CONCATENATED MODULE: ./src/engine/import.ts
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Makes a stopped service from an export: checks every file against the
+ * manifest, refuses a checkpoint this host cannot load, then runs the create
+ * steps with the export's disks, guest files and root disk moved into place
+ * (named volumes into the job's volumes) instead of made. On failure nothing
+ * of it is left, and existing volumes and services are untouched.
+ */
+async function importSnapshot(file, options, job) {
+    const source = external_node_path_default().resolve(file);
+    const staging = await export_format_scratchDir(job, 'import');
+    try {
+        await extract(source, staging);
+        const manifest = await checkExport(staging, source);
+        const { snapshot, service } = manifest;
+        if (options.image !== undefined && service.image !== options.image) {
+            throw new TransferError(`${source} holds a service of image ${service.image}, not ${options.image}`);
+        }
+        if (snapshot.kind === 'checkpoint') {
+            const problem = await checkpointCompatibility(snapshot, {
+                bundle: job.bundle.version,
+                accel: job.accel,
+                qemu: job.host.qemu,
+            });
+            if (problem)
+                throw new TransferError(`cannot import ${source}: ${problem}`);
+        }
+        const name = options.name ?? service.name;
+        validateName(name);
+        for (const disk of service.disks) {
+            if (disk.volume && (await exists(volumePath(job.stateDir, disk.volume)))) {
+                throw new TransferError(`cannot import ${source}: volume ${disk.volume} already exists here; remove it first ("hyper volume rm ${disk.volume}")`, { kind: 'Conflict' });
+            }
+        }
+        const published = options.ports ?? service.ports.map((p) => ({ ...p, hostPort: 0 }));
+        const exportedOn = service.network ?? 'user';
+        const steps = [
+            claimStep((taken) => `the name "${taken}" is already in use by a VM; remove it with "hyper rm ${taken}" or import with --name`),
+            networkStep(() => ({
+                service: name,
+                aliases: [],
+                containerPorts: tcpPorts(published, [], []),
+                published,
+            })),
+            {
+                name: 'check the network kind',
+                async run(draft) {
+                    const mode = draft.network?.mode;
+                    if (snapshot.kind === 'checkpoint' && exportedOn !== mode) {
+                        throw new TransferError(`cannot import ${source}: the checkpoint was taken on a ${exportedOn} network and this job's network is ${mode}; a checkpoint resumes only on the same kind (network ${exportedOn})`);
+                    }
+                },
+            },
+            moveDisksStep(staging, service.disks),
+            moveGuestFilesStep(staging, service.guestFiles),
+            moveRootDiskStep(staging, service.rootDisk),
+            recordStep(service, async (draft) => {
+                await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
+                if (draft.record)
+                    await writeSnapshots(draft.record, [snapshot]);
+            }),
+        ];
+        const record = await createVm(newDraft(job, name), steps);
+        return { record, snapshot };
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(staging, { recursive: true, force: true });
+    }
+}
+/** The export's disks: named volumes into the job's volumes, the others into the VM's directory. */
+function moveDisksStep(staging, disks) {
+    const madeVolumes = [];
+    return {
+        name: 'move the disks',
+        async run(draft) {
+            await (0,promises_namespaceObject.mkdir)(external_node_path_default().join(draft.dir, 'disks'));
+            for (const disk of disks) {
+                const at = disk.volume
+                    ? volumePath(draft.job.stateDir, disk.volume)
+                    : external_node_path_default().join(draft.dir, 'disks', `${disk.serial}.qcow2`);
+                if (disk.volume) {
+                    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(at), { recursive: true });
+                    madeVolumes.push(at);
+                }
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, disk.path), at);
+                draft.disks.push({ ...disk, path: at });
+            }
+        },
+        async undo() {
+            for (const volume of madeVolumes)
+                await (0,promises_namespaceObject.rm)(volume, { force: true });
+        },
+    };
+}
+/** The export's guest files, their network lines rewritten for this job's network. */
+function moveGuestFilesStep(staging, files) {
+    return {
+        name: 'move the guest files',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+            for (const g of files) {
+                const at = external_node_path_default().join(paths.guestFiles, g.name);
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, g.entry), at);
+                draft.guestFiles.push({ name: g.name, path: at });
+            }
+            if (!draft.view)
+                throw new TransferError(`${draft.name}: no network view for its guest files`);
+            const settingsFile = external_node_path_default().join(paths.guestFiles, 'settings');
+            for (const rewritten of rewriteNetworkFiles(await (0,promises_namespaceObject.readFile)(settingsFile, 'utf8'), draft.view.guest))
+                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, rewritten.name), rewritten.content);
+        },
+    };
+}
+/** The export's base beside the VM, and the root overlay on it: the exported one for a checkpoint, else a new one. */
+function moveRootDiskStep(staging, rootDisk) {
+    return {
+        name: 'move the root disk',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            const base = external_node_path_default().join(draft.dir, BASE);
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, BASE), base);
+            if (rootDisk) {
+                await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, rootDisk), paths.rootDisk);
+                await qemuImg.rebaseUnsafe(paths.rootDisk, base, 'qcow2');
+            }
+            else {
+                await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
+            }
+        },
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/engine/health.ts
@@ -58621,6 +58672,7 @@ async function removeVolume(job, name) {
 }
 
 ;// CONCATENATED MODULE: ./src/engine/job.ts
+
 
 
 
@@ -60202,7 +60254,7 @@ async function container_commands_run(argv, io, env) {
         expose: listOption(parsed, 'expose'),
         baseDir: process.cwd(),
     }, env.vars);
-    validatePlan([spec]);
+    validateContainer(spec);
     const volumeSize = volumeSizeOption(parsed);
     const network = networkOption(parsed, env);
     const accel = accelOption(parsed, env);
@@ -60612,7 +60664,7 @@ async function runCli(argv, io, vars = process.env) {
     catch (error) {
         const kind = errorKind(error);
         io.err(`hyper ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-        if (kind === 'Internal' && process.env.HYPER_DEBUG && error instanceof Error)
+        if (kind === 'Internal' && vars.HYPER_DEBUG && error instanceof Error)
             io.err(`${error.stack}\n`);
         return exitCodeFor(error);
     }

@@ -1,3 +1,4 @@
+import { HyperError, type ErrorKind } from '../errors.js';
 /** A small getopt for `hyper`: options come before the positionals, as in `docker run`. Pure. */
 export interface OptionDef {
   /** Long name without dashes; also the key in the result. */
@@ -14,7 +15,8 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-export class UsageError extends Error {
+export class UsageError extends HyperError {
+  static override defaultKind: ErrorKind = 'Invalid';
   override name = 'UsageError';
 }
 

@@ -106,7 +106,7 @@ export async function runCli(argv: string[], io: Io, vars: Environment = process
   } catch (error: unknown) {
     const kind = errorKind(error);
     io.err(`hyper ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-    if (kind === 'Internal' && process.env.HYPER_DEBUG && error instanceof Error) io.err(`${error.stack}\n`);
+    if (kind === 'Internal' && vars.HYPER_DEBUG && error instanceof Error) io.err(`${error.stack}\n`);
     return exitCodeFor(error);
   }
 }

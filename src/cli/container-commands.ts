@@ -1,7 +1,7 @@
 import { stateText } from '../engine/container.js';
 import type { Job } from '../engine/job.js';
 import { formatPort } from '../network/ports.js';
-import { validatePlan } from '../spec/plan.js';
+import { validateContainer } from '../spec/plan.js';
 import { containerFromRunFlags } from '../spec/run-flags.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import {
@@ -73,7 +73,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     },
     env.vars,
   );
-  validatePlan([spec]);
+  validateContainer(spec);
   const volumeSize = volumeSizeOption(parsed);
   const network = networkOption(parsed, env);
   const accel = accelOption(parsed, env);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { SnapshotRecord } from '../engine/snapshots.js';
-import { TransferError } from '../engine/transfer.js';
+import { TransferError } from '../engine/export-format.js';
 import { exists } from '../files.js';
 import { formatPort, parsePortSpec } from '../network/ports.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';

@@ -31,7 +31,8 @@ import {
 } from './settings.js';
 import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
 import { containerLogs, execInContainer, logText } from './streams.js';
-import { exportSnapshot, importSnapshot, type ImportOptions } from './transfer.js';
+import { exportSnapshot } from './export.js';
+import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
 import { listVolumes, removeVolume } from './volumes.js';
 

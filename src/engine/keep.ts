@@ -6,7 +6,7 @@ import { vmPaths } from '../vm/paths.js';
 import { requireRecord, stopContainer } from './container.js';
 import type { JobContext } from './dirs.js';
 import { snapshotService } from './snapshots.js';
-import { exportSnapshot } from './transfer.js';
+import { exportSnapshot } from './export.js';
 
 /** Copies what one service leaves for debugging into `dir`; returns what was kept. */
 export async function keepForDebugging(

@@ -6,9 +6,11 @@ import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { requireRecord, stateOnceStopped, vmState } from './container.js';
 import type { JobContext } from './dirs.js';
+import type { VmRecord } from './record.js';
 
 const CHUNK = 64 * 1024;
 const FOLLOW_POLL_MS = 100;
+const QEMU_EXIT_WAIT_MS = 5000;
 
 /**
  * The service's output (stdout and stderr, as the guest wrote them), read in
@@ -25,7 +27,7 @@ export async function* containerLogs(
   let offset = 0;
   for (;;) {
     // Checked before reading, so output written just before the stop is still read after it.
-    const stopped = !options.follow || !(await vmState(record, job)).running;
+    const stopped = !options.follow || (await hasStopped(record, job));
     for await (const chunk of readFrom(file, offset)) {
       offset += chunk.length;
       yield chunk;
@@ -33,6 +35,18 @@ export async function* containerLogs(
     if (stopped) return;
     await sleep(FOLLOW_POLL_MS);
   }
+}
+
+/**
+ * The service has ended and QEMU has written all it will: the guest reports
+ * the exit on another port than the output, so the output is complete only
+ * once QEMU is gone (the init powers off right after), or a while after.
+ */
+async function hasStopped(record: VmRecord, job: JobContext): Promise<boolean> {
+  if ((await vmState(record, job)).running) return false;
+  const deadline = Date.now() + QEMU_EXIT_WAIT_MS;
+  while (Date.now() < deadline && (await job.hypervisor.isRunning(record.machine))) await sleep(50);
+  return true;
 }
 
 async function* readFrom(file: string, offset: number): AsyncGenerator<Buffer> {

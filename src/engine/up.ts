@@ -16,7 +16,7 @@ import type { VmRecord } from './record.js';
 import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
-import { importSnapshot } from './transfer.js';
+import { importSnapshot } from './import.js';
 
 export interface UpOptions {
   /** How long each service may take from boot to healthy. */

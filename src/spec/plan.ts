@@ -4,6 +4,23 @@ import { MountError, planMounts } from '../storage/mounts.js';
 import { SpecError, type ContainerSpec } from './container.js';
 
 /**
+ * Checks one container on its own (`hyper run`, later Docker's create) as
+ * validatePlan checks each service of a project, with the messages naming
+ * the flag's value rather than a service. Pure.
+ */
+export function validateContainer(spec: ContainerSpec): void {
+  try {
+    planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+    checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
+  } catch (error: unknown) {
+    if (error instanceof MountError || error instanceof NetworkError)
+      throw new SpecError(error.message, { cause: error });
+    throw error;
+  }
+  checkPorts([spec]);
+}
+
+/**
  * Checks the whole set of services before anything boots: unique names,
  * dependencies that exist and form no cycle, no host port published twice,
  * no wait for the health of a service whose healthcheck is off, and no name

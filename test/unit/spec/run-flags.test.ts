@@ -1,5 +1,5 @@
 import { CONTAINER_DEFAULTS, SpecError, validateName } from '../../../src/spec/container.js';
-import { validatePlan } from '../../../src/spec/plan.js';
+import { validateContainer, validatePlan } from '../../../src/spec/plan.js';
 import { containerFromRunFlags, exposedPort, type RunFlags } from '../../../src/spec/run-flags.js';
 
 const flags: RunFlags = {
@@ -82,8 +82,14 @@ describe('containerFromRunFlags: hyper run flags to a ContainerSpec', () => {
   });
 
   test('hyper run is validated like up: a bad mount is refused before anything starts', () => {
-    const spec = containerFromRunFlags({ ...flags, name: 'x', volumes: ['bad name:/data'] }, {});
-    expect(() => validatePlan([spec])).toThrow(SpecError);
+    const spec = containerFromRunFlags({ ...flags, name: 'x', volumes: ['data:relative'] }, {});
+    expect(() => validateContainer(spec)).toThrow(
+      expect.objectContaining({
+        name: 'SpecError',
+        kind: 'Invalid',
+        message: 'volume "data:relative": the path in the container must be absolute, not "relative"',
+      }),
+    );
   });
 
   test('a bad name is Invalid', () => {
