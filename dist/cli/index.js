@@ -46918,8 +46918,8 @@ async function runSteps(steps, draft, log = () => undefined) {
 
 
 
-function newDraft(job, name) {
-    return { job, name, dir: vmDir(job, name), disks: [], guestFiles: [] };
+function newDraft(job, name, log = () => undefined) {
+    return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
 }
 /** A record's fields that are not its machine: what an export carries. Pure. */
 function recordFields(record) {
@@ -46965,8 +46965,8 @@ function networkStep(request) {
         async run(draft) {
             const { job } = draft;
             const { network, joined } = await memberOf(job.stateDir, job.settings.network, request(draft), {
-                info: () => undefined,
-                warn: () => undefined,
+                info: draft.log,
+                warn: (line) => draft.log(`warning: ${line}`),
             });
             draft.joined = joined;
             draft.network = network;
@@ -47159,7 +47159,7 @@ async function runContainer(spec, job, options = {}) {
         recordStep(fields, async () => undefined),
         bootStep(BOOT_TIMEOUT_MS),
     ];
-    return createVm(newDraft(job, name), steps);
+    return createVm(newDraft(job, name, log), steps);
 }
 function nameInUse(name) {
     return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
@@ -58072,6 +58072,7 @@ async function prepareHost(job, reporter, release = {}) {
 
 
 
+
 /** The host settings in `env` (a door passes its own environment); `home` is the user's home directory. Pure. */
 function hostSettings(env, home) {
     const stateBase = env.XDG_STATE_HOME || external_node_path_default().join(home, '.local', 'state');
@@ -58110,7 +58111,12 @@ async function readJobSettings(stateDir) {
     const remedy = 'it holds the settings of the job in this state dir; delete it and give the settings again';
     return readStateFile(jobSettingsFile(stateDir), remedy);
 }
+/** The settings go with the job: once it has no VM and no network left, a new job starts from the defaults. */
+async function forgetJobSettings(stateDir) {
+    await (0,promises_namespaceObject.rm)(jobSettingsFile(stateDir), { force: true });
+}
 async function writeJobSettings(stateDir, settings) {
+    await (0,promises_namespaceObject.mkdir)(stateDir, { recursive: true });
     await writeFileAtomic(jobSettingsFile(stateDir), JSON.stringify(settings, null, 2));
 }
 
@@ -58695,9 +58701,13 @@ async function removeVolume(job, name) {
  */
 class Job {
     context;
+    toKeep;
     boot;
-    constructor(context) {
+    constructor(context, 
+    /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
+    toKeep) {
         this.context = context;
+        this.toKeep = toKeep;
     }
     /**
      * Opens the job in `host.stateDir`. Settings given here win over those the
@@ -58707,10 +58717,6 @@ class Job {
     static async open(host, given = {}, hypervisor = new QemuHypervisor(host.qemu)) {
         const saved = await readJobSettings(host.stateDir);
         const settings = mergeJobSettings(saved, given);
-        if (Object.values(given).some((value) => value !== undefined)) {
-            await (0,promises_namespaceObject.mkdir)(host.stateDir, { recursive: true });
-            await writeJobSettings(host.stateDir, settings);
-        }
         // The packet filter is the host's choice, not the job's: never saved, always applied.
         const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
         return new Job({
@@ -58719,11 +58725,23 @@ class Job {
             hypervisor,
             host,
             settings: { ...settings, network },
-        });
+        }, Object.values(given).some((value) => value !== undefined) ? settings : undefined);
     }
-    /** What can be refused about the network before any image is pulled (bridge without root, for one). */
-    preflight() {
-        return preflightNetwork(this.context.stateDir, this.settings.network);
+    /**
+     * Before a door makes anything: refuses what can be refused before any
+     * image is pulled (bridge without root, for one), then keeps the settings
+     * this door gave for the doors that open the job later.
+     */
+    async begin() {
+        await preflightNetwork(this.context.stateDir, this.settings.network);
+        if (this.toKeep)
+            await writeJobSettings(this.context.stateDir, this.toKeep);
+    }
+    /** Once the job has no VM and no network left, its settings go too. */
+    async forgetIfEmpty() {
+        const { stateDir } = this.context;
+        if ((await listVmNames(this.context)).length === 0 && !(await readNetwork(stateDir).catch(() => true)))
+            await forgetJobSettings(stateDir);
     }
     pull(name, log) {
         return images_pullImage(name, this.context, log);
@@ -58757,8 +58775,9 @@ class Job {
     checkStillRunning(services) {
         return checkStillRunning(services, this.context);
     }
-    down(options, hooks) {
-        return downJob(this.context, options, hooks);
+    async down(options, hooks) {
+        await downJob(this.context, options, hooks);
+        await this.forgetIfEmpty();
     }
     inspect(name) {
         return container_requireRecord(this.context, name);
@@ -58775,8 +58794,9 @@ class Job {
     wait(name) {
         return waitContainer(name, this.context);
     }
-    remove(name, force) {
-        return removeContainer(name, force, this.context);
+    async remove(name, force) {
+        await removeContainer(name, force, this.context);
+        await this.forgetIfEmpty();
     }
     list() {
         return listContainers(this.context);
@@ -60143,7 +60163,7 @@ async function up(argv, io, env) {
     const accel = accelOption(parsed, env);
     const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
     const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
-    await job.preflight();
+    await job.begin();
     await job.prepare(reporter(io));
     let statuses;
     try {
@@ -60259,7 +60279,7 @@ async function container_commands_run(argv, io, env) {
     const network = networkOption(parsed, env);
     const accel = accelOption(parsed, env);
     const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
-    await job.preflight();
+    await job.begin();
     await job.prepare(reporter(io));
     const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
     for (const port of record.ports)
@@ -60518,7 +60538,7 @@ async function importCommand(argv, io, env) {
     if (!(await exists(external_node_path_default().resolve(file))))
         throw new TransferError(`${external_node_path_default().resolve(file)} does not exist`, { kind: 'NotFound' });
     const job = await openJob(env, { network, accel });
-    await job.preflight();
+    await job.begin();
     await job.prepare(reporter(io));
     const { record, snapshot: imported } = await job.import(file, {
         name: stringOption(parsed, 'name'),

@@ -78,7 +78,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
   const network = networkOption(parsed, env);
   const accel = accelOption(parsed, env);
   const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
-  await job.preflight();
+  await job.begin();
   await job.prepare(reporter(io));
   const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
   for (const port of record.ports) io.err(`${record.name}: published ${formatPort(port)}\n`);

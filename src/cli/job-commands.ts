@@ -67,7 +67,7 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
   const accel = accelOption(parsed, env);
   const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
   const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
-  await job.preflight();
+  await job.begin();
   await job.prepare(reporter(io));
   let statuses;
   try {

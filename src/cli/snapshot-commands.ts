@@ -99,7 +99,7 @@ export async function importCommand(argv: string[], io: Io, env: CliEnvironment)
   if (!(await exists(path.resolve(file))))
     throw new TransferError(`${path.resolve(file)} does not exist`, { kind: 'NotFound' });
   const job = await openJob(env, { network, accel });
-  await job.preflight();
+  await job.begin();
   await job.prepare(reporter(io));
   const { record, snapshot: imported } = await job.import(file, {
     name: stringOption(parsed, 'name'),

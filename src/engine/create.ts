@@ -22,6 +22,8 @@ export interface Draft {
   readonly job: BootContext;
   readonly name: string;
   readonly dir: string;
+  /** Progress for the user (the network chosen, a root filesystem built). */
+  readonly log: (line: string) => void;
   /** Set once this draft made the directory: only then does undo remove it. */
   claimed?: boolean;
   network?: NetworkRecord;
@@ -33,8 +35,12 @@ export interface Draft {
   record?: VmRecord;
 }
 
-export function newDraft(job: BootContext, name: string): Draft {
-  return { job, name, dir: vmDir(job, name), disks: [], guestFiles: [] };
+export function newDraft(
+  job: BootContext,
+  name: string,
+  log: (line: string) => void = () => undefined,
+): Draft {
+  return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
 }
 
 /** What the record keeps beyond the machine: where the VM came from and how to enter it. */
@@ -95,8 +101,8 @@ export function networkStep(request: (draft: Draft) => MemberRequest): Step<Draf
     async run(draft) {
       const { job } = draft;
       const { network, joined } = await memberOf(job.stateDir, job.settings.network, request(draft), {
-        info: () => undefined,
-        warn: () => undefined,
+        info: draft.log,
+        warn: (line) => draft.log(`warning: ${line}`),
       });
       draft.joined = joined;
       draft.network = network;

@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import type { ContainerSpec } from '../spec/container.js';
 import type { Hypervisor } from '../vm/hypervisor.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
@@ -20,9 +19,10 @@ import {
 import type { BootContext, JobContext } from './dirs.js';
 import { downJob, type DownHooks, type DownOptions } from './down.js';
 import { prepareHost, type ReleaseSource, type Reporter } from './host.js';
-import type { VmRecord } from './record.js';
+import { listVmNames, type VmRecord } from './record.js';
 import { runContainer, type RunOptions } from './run.js';
 import {
+  forgetJobSettings,
   mergeJobSettings,
   readJobSettings,
   writeJobSettings,
@@ -44,7 +44,11 @@ import { listVolumes, removeVolume } from './volumes.js';
 export class Job {
   private boot: BootContext | undefined;
 
-  private constructor(readonly context: JobContext) {}
+  private constructor(
+    readonly context: JobContext,
+    /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
+    private readonly toKeep: JobSettings | undefined,
+  ) {}
 
   /**
    * Opens the job in `host.stateDir`. Settings given here win over those the
@@ -58,24 +62,35 @@ export class Job {
   ): Promise<Job> {
     const saved = await readJobSettings(host.stateDir);
     const settings = mergeJobSettings(saved, given);
-    if (Object.values(given).some((value) => value !== undefined)) {
-      await mkdir(host.stateDir, { recursive: true });
-      await writeJobSettings(host.stateDir, settings);
-    }
     // The packet filter is the host's choice, not the job's: never saved, always applied.
     const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
-    return new Job({
-      stateDir: host.stateDir,
-      cacheDir: host.cacheDir,
-      hypervisor,
-      host,
-      settings: { ...settings, network },
-    });
+    return new Job(
+      {
+        stateDir: host.stateDir,
+        cacheDir: host.cacheDir,
+        hypervisor,
+        host,
+        settings: { ...settings, network },
+      },
+      Object.values(given).some((value) => value !== undefined) ? settings : undefined,
+    );
   }
 
-  /** What can be refused about the network before any image is pulled (bridge without root, for one). */
-  preflight(): Promise<void> {
-    return preflightNetwork(this.context.stateDir, this.settings.network);
+  /**
+   * Before a door makes anything: refuses what can be refused before any
+   * image is pulled (bridge without root, for one), then keeps the settings
+   * this door gave for the doors that open the job later.
+   */
+  async begin(): Promise<void> {
+    await preflightNetwork(this.context.stateDir, this.settings.network);
+    if (this.toKeep) await writeJobSettings(this.context.stateDir, this.toKeep);
+  }
+
+  /** Once the job has no VM and no network left, its settings go too. */
+  private async forgetIfEmpty(): Promise<void> {
+    const { stateDir } = this.context;
+    if ((await listVmNames(this.context)).length === 0 && !(await readNetwork(stateDir).catch(() => true)))
+      await forgetJobSettings(stateDir);
   }
 
   pull(name: string, log: (line: string) => void): ReturnType<typeof pullImage> {
@@ -122,8 +137,9 @@ export class Job {
     return checkStillRunning(services, this.context);
   }
 
-  down(options: DownOptions, hooks: DownHooks): Promise<void> {
-    return downJob(this.context, options, hooks);
+  async down(options: DownOptions, hooks: DownHooks): Promise<void> {
+    await downJob(this.context, options, hooks);
+    await this.forgetIfEmpty();
   }
 
   inspect(name: string): Promise<VmRecord> {
@@ -146,8 +162,9 @@ export class Job {
     return waitContainer(name, this.context);
   }
 
-  remove(name: string, force: boolean): Promise<void> {
-    return removeContainer(name, force, this.context);
+  async remove(name: string, force: boolean): Promise<void> {
+    await removeContainer(name, force, this.context);
+    await this.forgetIfEmpty();
   }
 
   list(): Promise<ServiceSummary[]> {

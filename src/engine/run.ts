@@ -120,7 +120,7 @@ export async function runContainer(
     recordStep(fields, async () => undefined),
     bootStep(BOOT_TIMEOUT_MS),
   ];
-  return createVm(newDraft(job, name), steps);
+  return createVm(newDraft(job, name, log), steps);
 }
 
 function nameInUse(name: string): string {

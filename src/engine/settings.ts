@@ -1,3 +1,4 @@
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import type { AccelChoice } from '../install/accel.js';
@@ -102,6 +103,12 @@ export async function readJobSettings(stateDir: string): Promise<Partial<JobSett
   return readStateFile<Partial<JobSettings>>(jobSettingsFile(stateDir), remedy);
 }
 
+/** The settings go with the job: once it has no VM and no network left, a new job starts from the defaults. */
+export async function forgetJobSettings(stateDir: string): Promise<void> {
+  await rm(jobSettingsFile(stateDir), { force: true });
+}
+
 export async function writeJobSettings(stateDir: string, settings: JobSettings): Promise<void> {
+  await mkdir(stateDir, { recursive: true });
   await writeFileAtomic(jobSettingsFile(stateDir), JSON.stringify(settings, null, 2));
 }

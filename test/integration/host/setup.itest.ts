@@ -125,10 +125,10 @@ describe('guest bundle from release assets', () => {
   test('is looked up by the action version with the GitHub API, downloaded and kept in the tool cache', async () => {
     const toolCache = await mkdtemp(path.join(os.tmpdir(), 'hyper-toolcache-'));
     try {
-      process.env.GITHUB_API_URL = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       process.env.RUNNER_TOOL_CACHE = toolCache;
       const lines: string[] = [];
       const options = {
+        githubApiUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
         cacheDir: cacheDir(),
         log: (l: string) => lines.push(l),
         releaseRepository: 'acme/hyper-services',
@@ -168,10 +168,10 @@ describe('guest bundle from release assets', () => {
           ],
         },
       ];
-      process.env.GITHUB_API_URL = `http://127.0.0.1:${port}`;
       process.env.RUNNER_TOOL_CACHE = toolCache;
       requests.length = 0;
       const bundle = await ensureGuestBundle({
+        githubApiUrl: `http://127.0.0.1:${port}`,
         cacheDir: cacheDir(),
         log: () => {},
         releaseRepository: 'acme/hyper-services',
@@ -192,10 +192,10 @@ describe('guest bundle from release assets', () => {
   test('without such a release it is built from distro packages', async () => {
     const toolCache = await mkdtemp(path.join(os.tmpdir(), 'hyper-toolcache-'));
     try {
-      process.env.GITHUB_API_URL = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       process.env.RUNNER_TOOL_CACHE = toolCache;
       const lines: string[] = [];
       const bundle = await ensureGuestBundle({
+        githubApiUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
         cacheDir: cacheDir(),
         log: (l) => lines.push(l),
         releaseRepository: 'acme/hyper-services',

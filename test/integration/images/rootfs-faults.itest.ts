@@ -38,9 +38,9 @@ async function pushLayers(repository: string, layers: RawEntry[][]): Promise<Tes
 }
 
 /** Pulls `repository:1` into `cacheDir` and builds its base; returns what that threw. */
-async function buildFails(repository: string, cacheDir: string): Promise<Error> {
+async function buildFails(repository: string, cacheDir: string, scratchDir?: string): Promise<Error> {
   const image = await resolveImage(`${registry.host}/${repository}:1`, { cacheDir, log: () => {} });
-  return ensureRootfs(image, cacheDir).then(
+  return ensureRootfs(image, cacheDir, { scratchDir }).then(
     () => new Error('ensureRootfs built a base'),
     (error: unknown) => error as Error,
   );
@@ -184,11 +184,9 @@ asRoot('a root filesystem bigger than the disk holding the cache (a 3 MiB tmpfs)
       ],
     ]);
 
-    // The unpacked tree goes to RAM-backed /dev/shm when it has room; here it must land on the small disk.
-    process.env.HYPER_BUILD_TMPDIR = cacheDir;
-    const failure = await buildFails('big/unpack', cacheDir).finally(
-      () => delete process.env.HYPER_BUILD_TMPDIR,
-    );
+    // The unpacked tree goes to RAM-backed /dev/shm when it has room; here it must land on the small disk
+    // (HYPER_BUILD_TMPDIR names it to the CLI).
+    const failure = await buildFails('big/unpack', cacheDir, cacheDir);
     expect(failure.name).toBe('RootfsError');
     expect(failure.message).toMatch(
       new RegExp(
