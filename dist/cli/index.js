@@ -47424,6 +47424,7 @@ async function listForTeardown(job) {
  * the flag's value rather than a service. Pure.
  */
 function validateContainer(spec) {
+    validateName(spec.name);
     try {
         planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
         checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
@@ -58715,7 +58716,8 @@ class Job {
      * doors that open the job later.
      */
     static async open(host, given = {}, hypervisor = new QemuHypervisor(host.qemu)) {
-        const saved = await readJobSettings(host.stateDir);
+        // Saved settings belong to a job that has state; an empty state dir starts a new job.
+        const saved = (await hasState(host.stateDir)) ? await readJobSettings(host.stateDir) : undefined;
         const settings = mergeJobSettings(saved, given);
         // The packet filter is the host's choice, not the job's: never saved, always applied.
         const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
@@ -58739,9 +58741,8 @@ class Job {
     }
     /** Once the job has no VM and no network left, its settings go too. */
     async forgetIfEmpty() {
-        const { stateDir } = this.context;
-        if ((await listVmNames(this.context)).length === 0 && !(await readNetwork(stateDir).catch(() => true)))
-            await forgetJobSettings(stateDir);
+        if (!(await hasState(this.context.stateDir)))
+            await forgetJobSettings(this.context.stateDir);
     }
     pull(name, log) {
         return images_pullImage(name, this.context, log);
@@ -58766,10 +58767,20 @@ class Job {
         return this.boot;
     }
     run(spec, options = {}) {
-        return runContainer(spec, this.booted(), options);
+        return this.creating(() => runContainer(spec, this.booted(), options));
     }
     up(waves, options, reporter) {
-        return upServices(waves, this.booted(), options, reporter);
+        return this.creating(() => upServices(waves, this.booted(), options, reporter));
+    }
+    /** A create that fails leaves the job as it found it: its settings too, when it made the job. */
+    async creating(create) {
+        try {
+            return await create();
+        }
+        catch (error) {
+            await this.forgetIfEmpty().catch(() => undefined);
+            throw error;
+        }
     }
     /** Fails, naming the service and its exit code, when any of `services` is no longer running. */
     checkStillRunning(services) {
@@ -58829,7 +58840,7 @@ class Job {
         return exportSnapshot(service, name, file, this.context);
     }
     import(file, options) {
-        return importSnapshot(file, options, this.booted());
+        return this.creating(() => importSnapshot(file, options, this.booted()));
     }
     /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
     keepForDebugging(name, mode, dir) {
@@ -58845,6 +58856,12 @@ class Job {
     removeVolume(name) {
         return removeVolume(this.context, name);
     }
+}
+/** Whether the job in `stateDir` has a VM or a network (a damaged network record counts). */
+async function hasState(stateDir) {
+    if ((await listVmNames({ stateDir })).length > 0)
+        return true;
+    return (await readNetwork(stateDir).catch(() => true)) !== undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/cli/environment.ts
@@ -60223,6 +60240,8 @@ async function down(argv, io, env) {
 
 
 
+/** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
+const STOP_GRACE_MS = 10_000;
 const RUN_OPTIONS = [
     ...REGISTRY_OPTIONS,
     ...NETWORK_OPTIONS,
@@ -60288,8 +60307,20 @@ async function container_commands_run(argv, io, env) {
         io.out(`${record.name}\n`);
         return 0;
     }
-    await followLog(job, record.name, io);
-    const ended = await job.wait(record.name);
+    // As docker run's signal proxy: an interrupt stops the container (its stop signal), and the run ends as it does.
+    const stopOnSignal = () => void job.stop(record.name, STOP_GRACE_MS).catch(() => undefined);
+    const signals = ['SIGINT', 'SIGTERM'];
+    for (const signal of signals)
+        process.on(signal, stopOnSignal);
+    let ended;
+    try {
+        await followLog(job, record.name, io);
+        ended = await job.wait(record.name);
+    }
+    finally {
+        for (const signal of signals)
+            process.off(signal, stopOnSignal);
+    }
     if (autoRemove)
         await job.remove(record.name, true);
     if (ended.exitCode !== undefined)

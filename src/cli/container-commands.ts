@@ -17,6 +17,9 @@ import { reporter, type Io } from './io.js';
 import { volumeSizeOption } from './job-commands.js';
 import { formatTable } from './table.js';
 
+/** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
+const STOP_GRACE_MS = 10_000;
+
 const RUN_OPTIONS = [
   ...REGISTRY_OPTIONS,
   ...NETWORK_OPTIONS,
@@ -86,8 +89,17 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     io.out(`${record.name}\n`);
     return 0;
   }
-  await followLog(job, record.name, io);
-  const ended = await job.wait(record.name);
+  // As docker run's signal proxy: an interrupt stops the container (its stop signal), and the run ends as it does.
+  const stopOnSignal = (): void => void job.stop(record.name, STOP_GRACE_MS).catch(() => undefined);
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  for (const signal of signals) process.on(signal, stopOnSignal);
+  let ended;
+  try {
+    await followLog(job, record.name, io);
+    ended = await job.wait(record.name);
+  } finally {
+    for (const signal of signals) process.off(signal, stopOnSignal);
+  }
   if (autoRemove) await job.remove(record.name, true);
   if (ended.exitCode !== undefined) return ended.exitCode;
   io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);

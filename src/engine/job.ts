@@ -60,7 +60,8 @@ export class Job {
     given: Partial<JobSettings> = {},
     hypervisor: Hypervisor = new QemuHypervisor(host.qemu),
   ): Promise<Job> {
-    const saved = await readJobSettings(host.stateDir);
+    // Saved settings belong to a job that has state; an empty state dir starts a new job.
+    const saved = (await hasState(host.stateDir)) ? await readJobSettings(host.stateDir) : undefined;
     const settings = mergeJobSettings(saved, given);
     // The packet filter is the host's choice, not the job's: never saved, always applied.
     const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
@@ -88,9 +89,7 @@ export class Job {
 
   /** Once the job has no VM and no network left, its settings go too. */
   private async forgetIfEmpty(): Promise<void> {
-    const { stateDir } = this.context;
-    if ((await listVmNames(this.context)).length === 0 && !(await readNetwork(stateDir).catch(() => true)))
-      await forgetJobSettings(stateDir);
+    if (!(await hasState(this.context.stateDir))) await forgetJobSettings(this.context.stateDir);
   }
 
   pull(name: string, log: (line: string) => void): ReturnType<typeof pullImage> {
@@ -121,7 +120,7 @@ export class Job {
   }
 
   run(spec: ContainerSpec, options: RunOptions = {}): Promise<VmRecord> {
-    return runContainer(spec, this.booted(), options);
+    return this.creating(() => runContainer(spec, this.booted(), options));
   }
 
   up(
@@ -129,7 +128,17 @@ export class Job {
     options: UpOptions,
     reporter: Reporter,
   ): Promise<ServiceStatus[]> {
-    return upServices(waves, this.booted(), options, reporter);
+    return this.creating(() => upServices(waves, this.booted(), options, reporter));
+  }
+
+  /** A create that fails leaves the job as it found it: its settings too, when it made the job. */
+  private async creating<T>(create: () => Promise<T>): Promise<T> {
+    try {
+      return await create();
+    } catch (error: unknown) {
+      await this.forgetIfEmpty().catch(() => undefined);
+      throw error;
+    }
   }
 
   /** Fails, naming the service and its exit code, when any of `services` is no longer running. */
@@ -216,7 +225,7 @@ export class Job {
   }
 
   import(file: string, options: ImportOptions): ReturnType<typeof importSnapshot> {
-    return importSnapshot(file, options, this.booted());
+    return this.creating(() => importSnapshot(file, options, this.booted()));
   }
 
   /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
@@ -236,4 +245,10 @@ export class Job {
   removeVolume(name: string): Promise<void> {
     return removeVolume(this.context, name);
   }
+}
+
+/** Whether the job in `stateDir` has a VM or a network (a damaged network record counts). */
+async function hasState(stateDir: string): Promise<boolean> {
+  if ((await listVmNames({ stateDir })).length > 0) return true;
+  return (await readNetwork(stateDir).catch(() => true)) !== undefined;
 }

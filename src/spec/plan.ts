@@ -1,7 +1,7 @@
 import { checkAliases } from '../network/plan.js';
 import { NetworkError } from '../network/settings.js';
 import { MountError, planMounts } from '../storage/mounts.js';
-import { SpecError, type ContainerSpec } from './container.js';
+import { SpecError, validateName, type ContainerSpec } from './container.js';
 
 /**
  * Checks one container on its own (`hyper run`, later Docker's create) as
@@ -9,6 +9,7 @@ import { SpecError, type ContainerSpec } from './container.js';
  * the flag's value rather than a service. Pure.
  */
 export function validateContainer(spec: ContainerSpec): void {
+  validateName(spec.name);
   try {
     planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
     checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);

@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
@@ -83,6 +84,29 @@ test('hyper kill stops a running VM at once with 137; wait reports it', async ()
   expect((await hyperOk('kill', 'sleeper')).stderr).toBe('sleeper: exited with code 137\n');
   expect((await hyperOk('wait', 'sleeper')).stdout).toBe('137\n');
   await hyperOk('rm', 'sleeper');
+  expect(await vmNames()).toEqual([]);
+});
+
+test('an interrupted attached run stops the command with its stop signal, exits with its code, and --rm still removes it', async () => {
+  // The CLI bundle as a user runs it, so the signal reaches a real process.
+  const script = 'trap "echo stopping; exit 5" TERM; echo ready; while :; do sleep 1; done';
+  const child = execa(
+    'node',
+    ['dist/cli/index.js', 'run', '--rm', '--name', 'stopped', image, 'sh', '-c', script],
+    {
+      reject: false,
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (data: Buffer) => {
+      if (String(data).includes('ready')) resolve();
+    });
+    void child.then(() => reject(new Error('hyper run ended before its command was ready')));
+  });
+  child.kill('SIGINT');
+  const result = await child;
+  expect(result.stdout).toBe('ready\nstopping'); // execa drops the final newline
+  expect(result.exitCode).toBe(5);
   expect(await vmNames()).toEqual([]);
 });
 
