@@ -43694,6 +43694,8 @@ function vmDir(job, name) {
 
 
 
+
+
 async function writeRecord(record) {
     await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
 }
@@ -43704,6 +43706,33 @@ function damagedRecordRemedy(name) {
 /** The VM's record; undefined when there is no such VM, a DamagedStateError when its vm.json is damaged. */
 async function readRecord(job, name) {
     return readStateFile(vmPaths(vmDir(job, name)).record, damagedRecordRemedy(name));
+}
+/** A new VM's id: 32 random bytes in hex, as Docker's. */
+function newVmId() {
+    return (0,external_node_crypto_.randomBytes)(32).toString('hex');
+}
+/**
+ * The name of the VM `ref` refers to, as Docker resolves a container
+ * reference: a name first, else a unique prefix of an id. Undefined when
+ * none matches; an error when a prefix matches more than one.
+ */
+async function resolveVm(job, ref) {
+    const names = await listVmNames(job);
+    if (names.includes(ref))
+        return ref;
+    if (!/^[0-9a-f]{1,64}$/.test(ref))
+        return undefined;
+    const matches = [];
+    for (const name of names) {
+        const record = await readRecord(job, name).catch(() => undefined);
+        if (record?.id?.startsWith(ref))
+            matches.push(name);
+    }
+    if (matches.length > 1)
+        throw new HyperError(`"${ref}" is the start of more than one VM's id (${matches.join(', ')}); give more of it`, {
+            kind: 'Conflict',
+        });
+    return matches[0];
 }
 /** The names of the VMs in the state dir, whether or not their records can be read. */
 async function listVmNames(job) {
@@ -46985,6 +47014,7 @@ function recordStep(fields, extra) {
         async run(draft) {
             const view = requireView(draft);
             const record = {
+                id: newVmId(),
                 name: draft.name,
                 image: fields.image,
                 imageDigest: fields.imageDigest,
@@ -58790,61 +58820,67 @@ class Job {
         await downJob(this.context, options, hooks);
         await this.forgetIfEmpty();
     }
-    inspect(name) {
-        return container_requireRecord(this.context, name);
+    async inspect(ref) {
+        return container_requireRecord(this.context, await this.nameOf(ref));
     }
-    start(name) {
-        return startContainer(name, this.context);
+    async start(ref) {
+        return startContainer(await this.nameOf(ref), this.context);
     }
-    stop(name, graceMs) {
-        return stopContainer(name, graceMs, this.context);
+    async stop(ref, graceMs) {
+        return stopContainer(await this.nameOf(ref), graceMs, this.context);
     }
-    kill(name) {
-        return killContainer(name, this.context);
+    async kill(ref) {
+        return killContainer(await this.nameOf(ref), this.context);
     }
-    wait(name) {
-        return waitContainer(name, this.context);
+    async wait(ref) {
+        return waitContainer(await this.nameOf(ref), this.context);
     }
-    async remove(name, force) {
-        await removeContainer(name, force, this.context);
+    async remove(ref, force) {
+        await removeContainer(await this.nameOf(ref), force, this.context);
         await this.forgetIfEmpty();
     }
-    list() {
-        return listContainers(this.context);
+    /** Every VM, or those whose labels hold every `labels` entry (a label given without a value: any value). */
+    async list(filter = {}) {
+        const wanted = Object.entries(filter.labels ?? {});
+        return (await listContainers(this.context)).filter(({ record }) => wanted.every(([key, value]) => key in record.labels && (value === undefined || record.labels[key] === value)));
     }
     listForTeardown() {
         return listForTeardown(this.context);
     }
-    exec(name, command, options = {}) {
-        return execInContainer(name, command, this.context, options);
+    async exec(ref, command, options = {}) {
+        return execInContainer(await this.nameOf(ref), command, this.context, options);
     }
-    logs(name, options = {}) {
-        return containerLogs(name, this.context, options);
+    async *logs(ref, options = {}) {
+        yield* containerLogs(await this.nameOf(ref), this.context, options);
     }
-    logText(name) {
-        return logText(name, this.context);
+    async logText(ref) {
+        return logText(await this.nameOf(ref), this.context);
     }
-    snapshot(service, name, options) {
-        return snapshotService(service, name, options, this.context);
+    async snapshot(service, name, options) {
+        return snapshotService(await this.nameOf(service), name, options, this.context);
     }
-    restore(service, name, stopGraceMs) {
-        return restoreService(service, name, this.context, { stopGraceMs });
+    async restore(service, name, stopGraceMs) {
+        return restoreService(await this.nameOf(service), name, this.context, { stopGraceMs });
     }
-    snapshots(service) {
-        return listSnapshots(service, this.context);
+    async snapshots(service) {
+        return listSnapshots(service === undefined ? undefined : await this.nameOf(service), this.context);
     }
-    removeSnapshot(service, name) {
-        return removeSnapshot(service, name, this.context);
+    async removeSnapshot(service, name) {
+        return removeSnapshot(await this.nameOf(service), name, this.context);
     }
-    export(service, name, file) {
-        return exportSnapshot(service, name, file, this.context);
+    async export(service, name, file) {
+        return exportSnapshot(await this.nameOf(service), name, file, this.context);
     }
     import(file, options) {
         return this.creating(() => importSnapshot(file, options, this.booted()));
     }
     /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
-    keepForDebugging(name, mode, dir) {
-        return keepForDebugging(name, mode, dir, this.context);
+    async keepForDebugging(ref, mode, dir) {
+        return keepForDebugging(await this.nameOf(ref), mode, dir, this.context);
+    }
+    /** The VM's name for a reference: a name, or a unique prefix of an id, as Docker takes them; else `ref` itself. */
+    async nameOf(ref) {
+        return (await resolveVm(this.context, ref)) ?? ref;
     }
     /** The job network's mode, once there is one. */
     async networkMode() {
@@ -60259,6 +60295,7 @@ const RUN_OPTIONS = [
     { name: 'volume-size', value: true },
     { name: 'tmpfs', value: true, multiple: true },
     { name: 'accel', value: true },
+    { name: 'label', short: 'l', value: true, multiple: true },
     { name: 'rm' },
     { name: 'detach', short: 'd' },
     { name: 'attach', short: 'a' },
@@ -60291,6 +60328,10 @@ async function container_commands_run(argv, io, env) {
         tmpfs: listOption(parsed, 'tmpfs'),
         aliases: listOption(parsed, 'network-alias'),
         expose: listOption(parsed, 'expose'),
+        labels: Object.fromEntries(listOption(parsed, 'label').map((entry) => {
+            const at = entry.indexOf('=');
+            return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
+        })),
         baseDir: process.cwd(),
     }, env.vars);
     validateContainer(spec);
@@ -60348,10 +60389,14 @@ async function logs(argv, io, env) {
     return 0;
 }
 async function container_commands_ps(argv, io, env) {
-    const parsed = parseArgs(argv, [{ name: 'json' }]);
-    const services = await (await openJob(env)).list();
+    const parsed = parseArgs(argv, [
+        { name: 'json' },
+        { name: 'filter', short: 'f', value: true, multiple: true },
+    ]);
+    const services = await (await openJob(env)).list({ labels: labelFilters(listOption(parsed, 'filter')) });
     if (parsed.options.json) {
         const rows = services.map(({ record, state, pid }) => ({
+            id: record.id ?? null,
             name: record.name,
             image: record.image,
             imageDigest: record.imageDigest,
@@ -60387,6 +60432,17 @@ async function container_commands_ps(argv, io, env) {
         io.out(`\n${record.name}: ${state.crash}; the end of its console:\n${tail}\n`);
     }
     return 0;
+}
+/** `--filter label=KEY` or `label=KEY=VALUE`, as docker ps takes them. */
+function labelFilters(filters) {
+    const labels = {};
+    for (const filter of filters) {
+        const match = /^label=([^=]+)(?:=(.*))?$/.exec(filter);
+        if (!match?.[1])
+            throw new UsageError(`--filter ${filter}: give label=KEY or label=KEY=VALUE`);
+        labels[match[1]] = match[2];
+    }
+    return labels;
 }
 async function container_commands_exec(argv, io, env) {
     const parsed = parseArgs(argv, [
@@ -60632,12 +60688,12 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [-d | -a] [--rm] [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
+  run [-d | -a] [--rm] [--name N] [-l KEY=VALUE]... [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
       [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
                                  detached (prints the name) unless -a or --rm: then its output follows and
                                  hyper exits with its command's exit code; --rm removes it when it ends
-  ps [--json]
+  ps [--json] [--filter label=KEY[=VALUE]]...
   logs [-f] NAME                 the service's output; -f follows it until the VM stops
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
   stop [--time S] NAME...

@@ -19,12 +19,12 @@ Commands:
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]
-  run [-d | -a] [--rm] [--name N] [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
+  run [-d | -a] [--rm] [--name N] [-l KEY=VALUE]... [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
       [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
                                  detached (prints the name) unless -a or --rm: then its output follows and
                                  hyper exits with its command's exit code; --rm removes it when it ends
-  ps [--json]
+  ps [--json] [--filter label=KEY[=VALUE]]...
   logs [-f] NAME                 the service's output; -f follows it until the VM stops
   exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
   stop [--time S] NAME...

@@ -37,6 +37,7 @@ const RUN_OPTIONS = [
   { name: 'volume-size', value: true },
   { name: 'tmpfs', value: true, multiple: true },
   { name: 'accel', value: true },
+  { name: 'label', short: 'l', value: true, multiple: true },
   { name: 'rm' },
   { name: 'detach', short: 'd' },
   { name: 'attach', short: 'a' },
@@ -72,6 +73,12 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
       tmpfs: listOption(parsed, 'tmpfs'),
       aliases: listOption(parsed, 'network-alias'),
       expose: listOption(parsed, 'expose'),
+      labels: Object.fromEntries(
+        listOption(parsed, 'label').map((entry) => {
+          const at = entry.indexOf('=');
+          return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
+        }),
+      ),
       baseDir: process.cwd(),
     },
     env.vars,
@@ -124,10 +131,14 @@ export async function logs(argv: string[], io: Io, env: CliEnvironment): Promise
 }
 
 export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
-  const parsed = parseArgs(argv, [{ name: 'json' }]);
-  const services = await (await openJob(env)).list();
+  const parsed = parseArgs(argv, [
+    { name: 'json' },
+    { name: 'filter', short: 'f', value: true, multiple: true },
+  ]);
+  const services = await (await openJob(env)).list({ labels: labelFilters(listOption(parsed, 'filter')) });
   if (parsed.options.json) {
     const rows = services.map(({ record, state, pid }) => ({
+      id: record.id ?? null,
       name: record.name,
       image: record.image,
       imageDigest: record.imageDigest,
@@ -162,6 +173,17 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
     io.out(`\n${record.name}: ${state.crash}; the end of its console:\n${tail}\n`);
   }
   return 0;
+}
+
+/** `--filter label=KEY` or `label=KEY=VALUE`, as docker ps takes them. */
+function labelFilters(filters: readonly string[]): Record<string, string | undefined> {
+  const labels: Record<string, string | undefined> = {};
+  for (const filter of filters) {
+    const match = /^label=([^=]+)(?:=(.*))?$/.exec(filter);
+    if (!match?.[1]) throw new UsageError(`--filter ${filter}: give label=KEY or label=KEY=VALUE`);
+    labels[match[1]] = match[2];
+  }
+  return labels;
 }
 
 export async function exec(argv: string[], io: Io, env: CliEnvironment): Promise<number> {

@@ -14,7 +14,7 @@ import type { MountDisk } from '../storage/mounts.js';
 import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type BootContext } from './dirs.js';
-import { writeRecord, type VmRecord } from './record.js';
+import { newVmId, writeRecord, type VmRecord } from './record.js';
 import { runSteps, type Step } from './steps.js';
 
 /** A VM being made: what the steps so far have settled. */
@@ -121,6 +121,7 @@ export function recordStep(fields: RecordFields, extra: (draft: Draft) => Promis
     async run(draft) {
       const view = requireView(draft);
       const record: VmRecord = {
+        id: newVmId(),
         name: draft.name,
         image: fields.image,
         imageDigest: fields.imageDigest,

@@ -19,7 +19,7 @@ import {
 import type { BootContext, JobContext } from './dirs.js';
 import { downJob, type DownHooks, type DownOptions } from './down.js';
 import { prepareHost, type ReleaseSource, type Reporter } from './host.js';
-import { listVmNames, type VmRecord } from './record.js';
+import { listVmNames, resolveVm, type VmRecord } from './record.js';
 import { runContainer, type RunOptions } from './run.js';
 import {
   forgetJobSettings,
@@ -151,77 +151,85 @@ export class Job {
     await this.forgetIfEmpty();
   }
 
-  inspect(name: string): Promise<VmRecord> {
-    return requireRecord(this.context, name);
+  async inspect(ref: string): Promise<VmRecord> {
+    return requireRecord(this.context, await this.nameOf(ref));
   }
 
-  start(name: string): Promise<VmRecord> {
-    return startContainer(name, this.context);
+  async start(ref: string): Promise<VmRecord> {
+    return startContainer(await this.nameOf(ref), this.context);
   }
 
-  stop(name: string, graceMs: number): Promise<number | undefined> {
-    return stopContainer(name, graceMs, this.context);
+  async stop(ref: string, graceMs: number): Promise<number | undefined> {
+    return stopContainer(await this.nameOf(ref), graceMs, this.context);
   }
 
-  kill(name: string): Promise<number | undefined> {
-    return killContainer(name, this.context);
+  async kill(ref: string): Promise<number | undefined> {
+    return killContainer(await this.nameOf(ref), this.context);
   }
 
-  wait(name: string): Promise<StoppedState> {
-    return waitContainer(name, this.context);
+  async wait(ref: string): Promise<StoppedState> {
+    return waitContainer(await this.nameOf(ref), this.context);
   }
 
-  async remove(name: string, force: boolean): Promise<void> {
-    await removeContainer(name, force, this.context);
+  async remove(ref: string, force: boolean): Promise<void> {
+    await removeContainer(await this.nameOf(ref), force, this.context);
     await this.forgetIfEmpty();
   }
 
-  list(): Promise<ServiceSummary[]> {
-    return listContainers(this.context);
+  /** Every VM, or those whose labels hold every `labels` entry (a label given without a value: any value). */
+  async list(
+    filter: { labels?: Readonly<Record<string, string | undefined>> } = {},
+  ): Promise<ServiceSummary[]> {
+    const wanted = Object.entries(filter.labels ?? {});
+    return (await listContainers(this.context)).filter(({ record }) =>
+      wanted.every(
+        ([key, value]) => key in record.labels && (value === undefined || record.labels[key] === value),
+      ),
+    );
   }
 
   listForTeardown(): ReturnType<typeof listForTeardown> {
     return listForTeardown(this.context);
   }
 
-  exec(
-    name: string,
+  async exec(
+    ref: string,
     command: string[],
     options: Parameters<typeof execInContainer>[3] = {},
   ): ReturnType<typeof execInContainer> {
-    return execInContainer(name, command, this.context, options);
+    return execInContainer(await this.nameOf(ref), command, this.context, options);
   }
 
-  logs(name: string, options: { follow?: boolean } = {}): AsyncGenerator<Buffer> {
-    return containerLogs(name, this.context, options);
+  async *logs(ref: string, options: { follow?: boolean } = {}): AsyncGenerator<Buffer> {
+    yield* containerLogs(await this.nameOf(ref), this.context, options);
   }
 
-  logText(name: string): Promise<string> {
-    return logText(name, this.context);
+  async logText(ref: string): Promise<string> {
+    return logText(await this.nameOf(ref), this.context);
   }
 
-  snapshot(
+  async snapshot(
     service: string,
     name: string | undefined,
     options: { checkpoint: boolean; freezeTimeoutMs: number },
   ): ReturnType<typeof snapshotService> {
-    return snapshotService(service, name, options, this.context);
+    return snapshotService(await this.nameOf(service), name, options, this.context);
   }
 
-  restore(service: string, name: string, stopGraceMs: number): Promise<number> {
-    return restoreService(service, name, this.context, { stopGraceMs });
+  async restore(service: string, name: string, stopGraceMs: number): Promise<number> {
+    return restoreService(await this.nameOf(service), name, this.context, { stopGraceMs });
   }
 
-  snapshots(service: string | undefined): ReturnType<typeof listSnapshots> {
-    return listSnapshots(service, this.context);
+  async snapshots(service: string | undefined): ReturnType<typeof listSnapshots> {
+    return listSnapshots(service === undefined ? undefined : await this.nameOf(service), this.context);
   }
 
-  removeSnapshot(service: string, name: string): Promise<void> {
-    return removeSnapshot(service, name, this.context);
+  async removeSnapshot(service: string, name: string): Promise<void> {
+    return removeSnapshot(await this.nameOf(service), name, this.context);
   }
 
-  export(service: string, name: string, file: string): Promise<number> {
-    return exportSnapshot(service, name, file, this.context);
+  async export(service: string, name: string, file: string): Promise<number> {
+    return exportSnapshot(await this.nameOf(service), name, file, this.context);
   }
 
   import(file: string, options: ImportOptions): ReturnType<typeof importSnapshot> {
@@ -229,8 +237,17 @@ export class Job {
   }
 
   /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
-  keepForDebugging(name: string, mode: 'logs' | 'volumes' | 'checkpoint', dir: string): Promise<string[]> {
-    return keepForDebugging(name, mode, dir, this.context);
+  async keepForDebugging(
+    ref: string,
+    mode: 'logs' | 'volumes' | 'checkpoint',
+    dir: string,
+  ): Promise<string[]> {
+    return keepForDebugging(await this.nameOf(ref), mode, dir, this.context);
+  }
+
+  /** The VM's name for a reference: a name, or a unique prefix of an id, as Docker takes them; else `ref` itself. */
+  private async nameOf(ref: string): Promise<string> {
+    return (await resolveVm(this.context, ref)) ?? ref;
   }
 
   /** The job network's mode, once there is one. */

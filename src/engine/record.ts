@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { HyperError } from '../errors.js';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
@@ -10,6 +12,8 @@ import { vmDir, type JobContext } from './dirs.js';
 
 /** Everything kept about one VM, in <state>/vms/<name>/vm.json. */
 export interface VmRecord {
+  /** 64 hex digits, as Docker's container ids; absent in records made before ids. */
+  id?: string;
   name: string;
   image: string;
   imageDigest: string;
@@ -47,6 +51,35 @@ export async function readRecord(
   name: string,
 ): Promise<VmRecord | undefined> {
   return readStateFile<VmRecord>(vmPaths(vmDir(job, name)).record, damagedRecordRemedy(name));
+}
+
+/** A new VM's id: 32 random bytes in hex, as Docker's. */
+export function newVmId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/**
+ * The name of the VM `ref` refers to, as Docker resolves a container
+ * reference: a name first, else a unique prefix of an id. Undefined when
+ * none matches; an error when a prefix matches more than one.
+ */
+export async function resolveVm(job: Pick<JobContext, 'stateDir'>, ref: string): Promise<string | undefined> {
+  const names = await listVmNames(job);
+  if (names.includes(ref)) return ref;
+  if (!/^[0-9a-f]{1,64}$/.test(ref)) return undefined;
+  const matches: string[] = [];
+  for (const name of names) {
+    const record = await readRecord(job, name).catch(() => undefined);
+    if (record?.id?.startsWith(ref)) matches.push(name);
+  }
+  if (matches.length > 1)
+    throw new HyperError(
+      `"${ref}" is the start of more than one VM's id (${matches.join(', ')}); give more of it`,
+      {
+        kind: 'Conflict',
+      },
+    );
+  return matches[0];
 }
 
 /** The names of the VMs in the state dir, whether or not their records can be read. */

@@ -122,3 +122,44 @@ test.each([
 ])('hyper %j is refused with a clear message', async (argv, message, code) => {
   expect(await hyper(...argv)).toEqual({ code, stdout: '', stderr: message });
 });
+
+test('a VM is found by a unique prefix of its id, as Docker finds containers, and listed by label', async () => {
+  await hyperOk(
+    'run',
+    '-d',
+    '--name',
+    'labelled',
+    '-l',
+    'team=db',
+    '-l',
+    'tier',
+    image,
+    'sh',
+    '-c',
+    'echo up; exec sleep 600',
+  );
+  await hyperOk('run', '-d', '--name', 'plain', image, 'sh', '-c', 'exec sleep 600');
+  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as { id: string; name: string }[];
+  const labelled = rows.find((row) => row.name === 'labelled');
+  expect(labelled?.id).toMatch(/^[0-9a-f]{64}$/);
+  expect(new Set(rows.map((row) => row.id)).size).toBe(2);
+
+  const prefix = labelled?.id.slice(0, 12) ?? '';
+  expect((await hyperOk('logs', prefix)).stdout).toBe('up\n');
+  const byLabel = async (...filters: string[]): Promise<string[]> =>
+    (
+      JSON.parse((await hyperOk('ps', '--json', ...filters.flatMap((f) => ['--filter', f]))).stdout) as {
+        name: string;
+      }[]
+    ).map((row) => row.name);
+  expect(await byLabel('label=team=db')).toEqual(['labelled']);
+  expect(await byLabel('label=tier')).toEqual(['labelled']);
+  expect(await byLabel('label=team=web')).toEqual([]);
+  expect(await hyper('ps', '--filter', 'team=db')).toEqual({
+    code: 2,
+    stdout: '',
+    stderr: 'hyper ps: --filter team=db: give label=KEY or label=KEY=VALUE\n',
+  });
+  await hyperOk('rm', '-f', prefix);
+  expect(await vmNames()).toEqual(['plain']);
+});
