@@ -16,4 +16,5 @@ if (process.env.GITHUB_ACTIONS !== 'true') {
 process.exitCode = await runCli(process.argv.slice(2), {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
+  input: process.stdin,
 });

@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2796);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5998);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32334,6 +32334,7 @@ if (process.env.GITHUB_ACTIONS !== 'true') {
 process.exitCode = await (0,_cli_commands_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2), {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
+    input: process.stdin,
 });
 
 __webpack_async_result__();
@@ -32341,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2796:
+/***/ 5998:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -47938,6 +47939,176 @@ class GuestAgent {
     }
 }
 
+;// CONCATENATED MODULE: ./src/vm/exec-stream.ts
+
+
+const exec_stream_POLL_MS = 50;
+const READ_BYTES = 48 * 1024;
+/** Chunks pushed by one producer, read by one consumer as an async iterable. */
+class ChunkQueue {
+    chunks = [];
+    ended = false;
+    failure;
+    wake;
+    push(chunk) {
+        this.chunks.push(chunk);
+        this.wake?.();
+    }
+    end(failure) {
+        this.ended = true;
+        this.failure = failure;
+        this.wake?.();
+    }
+    async *[Symbol.asyncIterator]() {
+        for (;;) {
+            const chunk = this.chunks.shift();
+            if (chunk) {
+                yield chunk;
+                continue;
+            }
+            if (this.ended) {
+                if (this.failure)
+                    throw this.failure;
+                return;
+            }
+            await new Promise((resolve) => (this.wake = resolve));
+            this.wake = undefined;
+        }
+    }
+}
+/**
+ * The guest side is plain qemu-ga: the command's stdout and stderr go to
+ * files in the initramfs (outside the container), read as they grow with
+ * guest-file-read; stdin, when given, is a FIFO the agent holds open
+ * read-write (so a command that stops reading never breaks the agent with
+ * SIGPIPE, and its non-blocking writes never hang it). `argv` runs through
+ * /bin/sh only to set up those redirections; the argv itself is exec'd as given.
+ */
+function execStream(agent, argv, options) {
+    const stdout = new ChunkQueue();
+    const stderr = new ChunkQueue();
+    const exitCode = drive(agent, argv, options, stdout, stderr).then((code) => {
+        stdout.end();
+        stderr.end();
+        return code;
+    }, (error) => {
+        stdout.end(error);
+        stderr.end(error);
+        throw error;
+    });
+    // The caller reads the failure from the output streams or from exitCode, whichever it awaits.
+    exitCode.catch(() => undefined);
+    return { stdout, stderr, exitCode };
+}
+async function drive(agent, argv, options, stdout, stderr) {
+    const dir = `/run/hyper-exec-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
+    const guestRun = async (script, ...args) => {
+        const { pid } = (await agent.execute('guest-exec', {
+            path: '/bin/sh',
+            arg: ['-c', script, 'sh', ...args],
+        }));
+        for (;;) {
+            const status = (await agent.execute('guest-exec-status', { pid }));
+            if (status.exited) {
+                if (status.exitcode !== 0)
+                    throw new HyperError(`cannot prepare the command's files in the guest (${dir})`);
+                return;
+            }
+            await exec_stream_sleep(10);
+        }
+    };
+    await guestRun('mkdir -p "$1" && : > "$1/out" && : > "$1/err" && { [ -z "$2" ] || mkfifo "$1/in"; }', dir, options.stdin ? 'in' : '');
+    try {
+        let input = options.stdin ? await openHandle(agent, `${dir}/in`, 'r+') : undefined;
+        const stdin = collect(options.stdin);
+        const script = `d=$1; shift; exec "$@" <${options.stdin ? '"$d/in"' : '/dev/null'} >"$d/out" 2>"$d/err"`;
+        const { pid } = (await agent.execute('guest-exec', {
+            path: '/bin/sh',
+            arg: ['-c', script, 'sh', dir, ...argv],
+        }));
+        const out = await openHandle(agent, `${dir}/out`, 'r');
+        const err = await openHandle(agent, `${dir}/err`, 'r');
+        const deadline = Date.now() + options.timeoutMs;
+        // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
+        for (;;) {
+            const status = (await agent.execute('guest-exec-status', { pid }));
+            // Read after the status: output written before the exit is all there once it says exited.
+            let moved = (await drain(agent, out, stdout)) + (await drain(agent, err, stderr));
+            if (input !== undefined) {
+                moved += await write(agent, input, stdin.pending);
+                if (status.exited || (stdin.done && stdin.pending.length === 0)) {
+                    await agent.execute('guest-file-close', { handle: input });
+                    input = undefined;
+                }
+            }
+            if (status.exited) {
+                for (const handle of [out, err])
+                    await agent.execute('guest-file-close', { handle });
+                return status.exitcode ?? 128 + (status.signal ?? 0);
+            }
+            if (Date.now() > deadline)
+                throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
+            if (moved === 0)
+                await exec_stream_sleep(exec_stream_POLL_MS);
+        }
+    }
+    finally {
+        await guestRun('rm -rf "$1"', dir).catch(() => undefined);
+    }
+}
+async function openHandle(agent, path, mode) {
+    return (await agent.execute('guest-file-open', { path, mode }));
+}
+/** Reads what the file holds beyond what was read; returns the bytes read. */
+async function drain(agent, handle, into) {
+    let total = 0;
+    for (;;) {
+        const read = (await agent.execute('guest-file-read', { handle, count: READ_BYTES }));
+        if (read.count === 0)
+            return total;
+        into.push(Buffer.from(read['buf-b64'], 'base64'));
+        total += read.count;
+    }
+}
+/** What the caller's stdin has given so far, gathered in the background (no agent request is made here). */
+function collect(source) {
+    const state = { pending: [], done: source === undefined };
+    if (source) {
+        void (async () => {
+            try {
+                for await (const chunk of source)
+                    state.pending.push(chunk);
+            }
+            finally {
+                state.done = true;
+            }
+        })().catch(() => undefined);
+    }
+    return state;
+}
+/** Writes pending stdin into the FIFO as far as the pipe takes it (it is non-blocking); returns the bytes written. */
+async function write(agent, handle, pending) {
+    let total = 0;
+    while (pending.length > 0) {
+        const chunk = pending[0];
+        const part = chunk.subarray(0, READ_BYTES);
+        const written = (await agent
+            .execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') })
+            .catch(() => ({ count: 0 })));
+        if (written.count === 0)
+            return total;
+        total += written.count;
+        if (written.count >= chunk.length)
+            pending.shift();
+        else
+            pending[0] = chunk.subarray(written.count);
+    }
+    return total;
+}
+function exec_stream_sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
 
 
@@ -48110,6 +48281,7 @@ class QmpClient {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -48231,6 +48403,14 @@ class QemuHypervisor {
         finally {
             agent.close();
         }
+    }
+    async execStream(spec, argv, options) {
+        if (argv.length === 0)
+            throw new VmError('no command given', { kind: 'Invalid' });
+        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+        const running = execStream(agent, argv, options);
+        void running.exitCode.finally(() => agent.close()).catch(() => undefined);
+        return running;
     }
     async stop(spec, graceMs) {
         const paths = vmPaths(spec.dir);
@@ -58242,6 +58422,34 @@ async function execInContainer(name, command, job, options = {}) {
         throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
     }
 }
+/**
+ * Runs a command in the running container with its stdout and stderr
+ * streamed as they come and `stdin`, when given, fed to it (docker exec -i).
+ */
+async function execStreamInContainer(name, command, job, options = {}) {
+    const record = await container_requireRecord(job, name);
+    const state = await vmState(record, job);
+    if (!state.running) {
+        const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
+        throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
+    }
+    if (command.length === 0)
+        throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
+    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
+    const running = await job.hypervisor.execStream(record.machine, argv, {
+        stdin: options.stdin,
+        timeoutMs: options.timeoutMs ?? 10 * 60 * 1000,
+    });
+    const exitCode = running.exitCode.catch(async (error) => {
+        const ended = await stateOnceStopped(record, job, 15_000);
+        if (!ended)
+            throw error;
+        const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+        throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+    });
+    exitCode.catch(() => undefined);
+    return { ...running, exitCode };
+}
 
 ;// CONCATENATED MODULE: ./src/engine/import.ts
 
@@ -58849,6 +59057,9 @@ class Job {
     }
     async exec(ref, command, options = {}) {
         return execInContainer(await this.nameOf(ref), command, this.context, options);
+    }
+    async execStream(ref, command, options = {}) {
+        return execStreamInContainer(await this.nameOf(ref), command, this.context, options);
     }
     async *logs(ref, options = {}) {
         yield* containerLogs(await this.nameOf(ref), this.context, options);
@@ -60371,10 +60582,7 @@ async function container_commands_run(argv, io, env) {
 }
 /** Writes the service's output as it comes, until the VM stops. */
 async function followLog(job, name, io) {
-    const decoder = new TextDecoder();
-    for await (const chunk of job.logs(name, { follow: true }))
-        io.out(decoder.decode(chunk, { stream: true }));
-    io.out(decoder.decode());
+    await container_commands_write(job.logs(name, { follow: true }), io.out);
 }
 async function logs(argv, io, env) {
     const parsed = parseArgs(argv, [{ name: 'follow', short: 'f' }]);
@@ -60444,19 +60652,33 @@ function labelFilters(filters) {
     }
     return labels;
 }
+/** Runs a command in a running VM; its output streams as it comes, and its exit code is hyper's. */
 async function container_commands_exec(argv, io, env) {
     const parsed = parseArgs(argv, [
         { name: 'env', short: 'e', value: true, multiple: true },
         { name: 'user', short: 'u', value: true },
+        { name: 'interactive', short: 'i' },
     ], 1);
     const [name, ...rest] = parsed.positionals;
     if (!name)
         throw new UsageError('hyper exec needs a NAME and a command');
     const command = rest[0] === '--' ? rest.slice(1) : rest;
-    const result = await (await openJob(env)).exec(name, command, { env: listOption(parsed, 'env'), user: stringOption(parsed, 'user') });
-    io.out(result.stdout.toString());
-    io.err(result.stderr.toString());
-    return result.exitCode;
+    const running = await (await openJob(env)).execStream(name, command, {
+        env: listOption(parsed, 'env'),
+        user: stringOption(parsed, 'user'),
+        stdin: parsed.options.interactive === true ? (io.input ?? noInput()) : undefined,
+    });
+    // A failure ends both streams; exitCode says what it was.
+    await Promise.all([container_commands_write(running.stdout, io.out), container_commands_write(running.stderr, io.err)]).catch(() => undefined);
+    return running.exitCode;
+}
+/** An stdin that ends at once, where the caller has none to give. */
+async function* noInput() { }
+async function container_commands_write(chunks, to) {
+    const decoder = new TextDecoder();
+    for await (const chunk of chunks)
+        to(decoder.decode(chunk, { stream: true }));
+    to(decoder.decode());
 }
 /** Runs `each` for every NAME given, in order; the first failure ends it. */
 async function forEachName(argv, env, options, usage, each) {
@@ -60695,7 +60917,8 @@ Commands:
                                  hyper exits with its command's exit code; --rm removes it when it ends
   ps [--json] [--filter label=KEY[=VALUE]]...
   logs [-f] NAME                 the service's output; -f follows it until the VM stops
-  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
+  exec [-i] [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
+                                 output streams as it comes; -i feeds it this stdin
   stop [--time S] NAME...
   kill NAME...                   stop at once (exit code 137)
   wait NAME...                   wait until each has stopped; print its exit code

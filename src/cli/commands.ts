@@ -26,7 +26,8 @@ Commands:
                                  hyper exits with its command's exit code; --rm removes it when it ends
   ps [--json] [--filter label=KEY[=VALUE]]...
   logs [-f] NAME                 the service's output; -f follows it until the VM stops
-  exec [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
+  exec [-i] [-e K=V]... [-u USER[:GROUP]] NAME -- CMD [ARG...]
+                                 output streams as it comes; -i feeds it this stdin
   stop [--time S] NAME...
   kill NAME...                   stop at once (exit code 137)
   wait NAME...                   wait until each has stopped; print its exit code

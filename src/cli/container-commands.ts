@@ -115,9 +115,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
 
 /** Writes the service's output as it comes, until the VM stops. */
 async function followLog(job: Job, name: string, io: Io): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const chunk of job.logs(name, { follow: true })) io.out(decoder.decode(chunk, { stream: true }));
-  io.out(decoder.decode());
+  await write(job.logs(name, { follow: true }), io.out);
 }
 
 export async function logs(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
@@ -186,24 +184,39 @@ function labelFilters(filters: readonly string[]): Record<string, string | undef
   return labels;
 }
 
+/** Runs a command in a running VM; its output streams as it comes, and its exit code is hyper's. */
 export async function exec(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(
     argv,
     [
       { name: 'env', short: 'e', value: true, multiple: true },
       { name: 'user', short: 'u', value: true },
+      { name: 'interactive', short: 'i' },
     ],
     1,
   );
   const [name, ...rest] = parsed.positionals;
   if (!name) throw new UsageError('hyper exec needs a NAME and a command');
   const command = rest[0] === '--' ? rest.slice(1) : rest;
-  const result = await (
+  const running = await (
     await openJob(env)
-  ).exec(name, command, { env: listOption(parsed, 'env'), user: stringOption(parsed, 'user') });
-  io.out(result.stdout.toString());
-  io.err(result.stderr.toString());
-  return result.exitCode;
+  ).execStream(name, command, {
+    env: listOption(parsed, 'env'),
+    user: stringOption(parsed, 'user'),
+    stdin: parsed.options.interactive === true ? (io.input ?? noInput()) : undefined,
+  });
+  // A failure ends both streams; exitCode says what it was.
+  await Promise.all([write(running.stdout, io.out), write(running.stderr, io.err)]).catch(() => undefined);
+  return running.exitCode;
+}
+
+/** An stdin that ends at once, where the caller has none to give. */
+async function* noInput(): AsyncGenerator<Buffer> {}
+
+async function write(chunks: AsyncIterable<Buffer>, to: (text: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  for await (const chunk of chunks) to(decoder.decode(chunk, { stream: true }));
+  to(decoder.decode());
 }
 
 /** Runs `each` for every NAME given, in order; the first failure ends it. */

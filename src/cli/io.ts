@@ -2,6 +2,8 @@
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** What `hyper exec -i` feeds the command: this process's stdin. */
+  input?: AsyncIterable<Buffer>;
 }
 
 /** Progress on stderr, warnings marked. */

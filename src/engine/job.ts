@@ -30,7 +30,7 @@ import {
   type JobSettings,
 } from './settings.js';
 import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
-import { containerLogs, execInContainer, logText } from './streams.js';
+import { containerLogs, execInContainer, execStreamInContainer, logText } from './streams.js';
 import { exportSnapshot } from './export.js';
 import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
@@ -198,6 +198,14 @@ export class Job {
     options: Parameters<typeof execInContainer>[3] = {},
   ): ReturnType<typeof execInContainer> {
     return execInContainer(await this.nameOf(ref), command, this.context, options);
+  }
+
+  async execStream(
+    ref: string,
+    command: string[],
+    options: Parameters<typeof execStreamInContainer>[3] = {},
+  ): ReturnType<typeof execStreamInContainer> {
+    return execStreamInContainer(await this.nameOf(ref), command, this.context, options);
   }
 
   async *logs(ref: string, options: { follow?: boolean } = {}): AsyncGenerator<Buffer> {

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { HyperError } from '../errors.js';
 import { execArgv } from '../guest/config.js';
-import type { ExecResult } from '../vm/hypervisor.js';
+import type { ExecResult, ExecStream } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { requireRecord, stateOnceStopped, vmState } from './container.js';
@@ -101,4 +101,47 @@ export async function execInContainer(
       ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
     throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
   }
+}
+
+/**
+ * Runs a command in the running container with its stdout and stderr
+ * streamed as they come and `stdin`, when given, fed to it (docker exec -i).
+ */
+export async function execStreamInContainer(
+  name: string,
+  command: string[],
+  job: JobContext,
+  options: {
+    env?: string[];
+    timeoutMs?: number;
+    user?: string | undefined;
+    stdin?: AsyncIterable<Buffer> | undefined;
+  } = {},
+): Promise<ExecStream> {
+  const record = await requireRecord(job, name);
+  const state = await vmState(record, job);
+  if (!state.running) {
+    const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
+    throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
+  }
+  if (command.length === 0)
+    throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
+  const argv = execArgv(
+    { user: options.user ?? record.user, workdir: record.workdir },
+    command,
+    options.env ?? [],
+  );
+  const running = await job.hypervisor.execStream(record.machine, argv, {
+    stdin: options.stdin,
+    timeoutMs: options.timeoutMs ?? 10 * 60 * 1000,
+  });
+  const exitCode = running.exitCode.catch(async (error: unknown) => {
+    const ended = await stateOnceStopped(record, job, 15_000);
+    if (!ended) throw error;
+    const why =
+      ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
+    throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
+  });
+  exitCode.catch(() => undefined);
+  return { ...running, exitCode };
 }

@@ -64,6 +64,14 @@ export interface ExecResult {
   stderr: Buffer;
 }
 
+/** A command running in the guest, its output as it comes. */
+export interface ExecStream {
+  stdout: AsyncIterable<Buffer>;
+  stderr: AsyncIterable<Buffer>;
+  /** The exit code (128 + signal when a signal ended it), once the output has all been read. */
+  exitCode: Promise<number>;
+}
+
 export interface StartOptions {
   /** Resume from this checkpoint (a whole-VM snapshot) instead of booting. */
   checkpoint?: string;
@@ -75,6 +83,12 @@ export interface Hypervisor {
   /** Waits until the guest has started the service (which may have run to its end since); throws with the console tail if it never started. */
   waitUntilRunning(spec: MachineSpec, timeoutMs: number): Promise<void>;
   exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult>;
+  /** Runs a command with its output streamed as it comes and, when given, `stdin` fed to it. */
+  execStream(
+    spec: MachineSpec,
+    argv: string[],
+    options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+  ): Promise<ExecStream>;
   /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;
   /** Only the VM's directory is needed: a VM whose record is damaged can still be killed. */

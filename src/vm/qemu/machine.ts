@@ -3,7 +3,8 @@ import { open, readFile } from 'node:fs/promises';
 import { type ErrorKind, HyperError } from '../../errors.js';
 import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { GuestAgent } from '../guest-agent.js';
-import type { ExecResult, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
+import { execStream } from '../exec-stream.js';
+import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
@@ -139,6 +140,18 @@ export class QemuHypervisor implements Hypervisor {
     } finally {
       agent.close();
     }
+  }
+
+  async execStream(
+    spec: MachineSpec,
+    argv: string[],
+    options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+  ): Promise<ExecStream> {
+    if (argv.length === 0) throw new VmError('no command given', { kind: 'Invalid' });
+    const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+    const running = execStream(agent, argv, options);
+    void running.exitCode.finally(() => agent.close()).catch(() => undefined);
+    return running;
   }
 
   async stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'> {

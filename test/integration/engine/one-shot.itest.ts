@@ -110,6 +110,26 @@ test('an interrupted attached run stops the command with its stop signal, exits 
   expect(await vmNames()).toEqual([]);
 });
 
+test('hyper exec streams: output comes while the command runs, and -i feeds it stdin as it comes', async () => {
+  await hyperOk('run', '-d', '--name', 'shell', image, 'sh', '-c', 'exec sleep 600');
+  // Causality, not timing: the command waits for a line that the test sends only once "first" has arrived.
+  const script = 'echo first; read line; echo "second $line"; echo to-err >&2; exit 4';
+  const child = execa('node', ['dist/cli/index.js', 'exec', '-i', 'shell', '--', 'sh', '-c', script], {
+    reject: false,
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (data: Buffer) => {
+      if (String(data).includes('first')) resolve();
+    });
+    void child.then(() => reject(new Error('hyper exec ended before its command printed "first"')));
+  });
+  child.stdin?.end('go\n');
+  const result = await child;
+  expect(result.stdout).toBe('first\nsecond go'); // execa drops the final newline
+  expect(result.stderr).toBe('to-err');
+  expect(result.exitCode).toBe(4);
+});
+
 test.each([
   [
     ['run', '-d', '--rm', 'x'],
