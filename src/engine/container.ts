@@ -3,7 +3,6 @@ import path from 'node:path';
 import { DamagedStateError } from '../files.js';
 import { HyperError } from '../errors.js';
 import { networkSyncArgv } from '../guest/config.js';
-import { leaveNetwork } from '../network/job.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
@@ -146,7 +145,7 @@ export async function removeContainer(
     if (!force || !(error instanceof DamagedStateError)) throw error;
     await job.hypervisor.kill({ dir: vmDir(job, name) });
     await rm(vmDir(job, name), { recursive: true, force: true });
-    if (!options.keepMember) await leaveNetwork(job.stateDir, [name]);
+    if (!options.keepMember) await job.network.leaveNetwork(job.stateDir, [name]);
     return;
   }
   if (await job.hypervisor.isRunning(record.machine)) {
@@ -158,7 +157,7 @@ export async function removeContainer(
     await job.hypervisor.kill(record.machine);
   }
   await rm(record.machine.dir, { recursive: true, force: true });
-  if (!options.keepMember) await leaveNetwork(job.stateDir, [name]);
+  if (!options.keepMember) await job.network.leaveNetwork(job.stateDir, [name]);
 }
 
 /** The VM's state once it is no longer running, when that happens within `withinMs` (forever when absent); else undefined. */

@@ -2,14 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HyperError } from '../errors.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
-import {
-  leaveNetwork,
-  memberOf,
-  memberView,
-  type MemberRequest,
-  type NetworkRecord,
-} from '../network/job.js';
-import type { MemberView } from '../network/job.js';
+import type { MemberRequest, MemberView, NetworkRecord } from '../network/job.js';
 import type { MountDisk } from '../storage/mounts.js';
 import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
@@ -100,16 +93,21 @@ export function networkStep(request: (draft: Draft) => MemberRequest): Step<Draf
     name: 'join the job network',
     async run(draft) {
       const { job } = draft;
-      const { network, joined } = await memberOf(job.stateDir, job.settings.network, request(draft), {
-        info: draft.log,
-        warn: (line) => draft.log(`warning: ${line}`),
-      });
+      const { network, joined } = await job.network.memberOf(
+        job.stateDir,
+        job.settings.network,
+        request(draft),
+        {
+          info: draft.log,
+          warn: (line) => draft.log(`warning: ${line}`),
+        },
+      );
       draft.joined = joined;
       draft.network = network;
-      draft.view = memberView(network, draft.name, job.bundle.connect);
+      draft.view = job.network.memberView(network, draft.name, job.bundle.connect);
     },
     async undo(draft) {
-      if (draft.joined) await leaveNetwork(draft.job.stateDir, [draft.name]);
+      if (draft.joined) await draft.job.network.leaveNetwork(draft.job.stateDir, [draft.name]);
     },
   };
 }

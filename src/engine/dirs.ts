@@ -1,12 +1,32 @@
 import path from 'node:path';
+import type { resolveImage } from '../images/resolve.js';
+import type * as jobNetwork from '../network/job.js';
 import type { Accel, GuestBundle, Hypervisor } from '../vm/hypervisor.js';
 import type { HostSettings, JobSettings } from './settings.js';
 
-/** What every engine operation works in: one job's state dir, the shared cache, the hypervisor. */
-export interface JobContext {
+/** The job network's driver: what the engine asks of `src/network` (a test or a daemon may pass another). */
+export type NetworkDriver = Pick<
+  typeof jobNetwork,
+  | 'preflightNetwork'
+  | 'memberOf'
+  | 'joinNetwork'
+  | 'leaveNetwork'
+  | 'removeNetwork'
+  | 'readNetwork'
+  | 'memberView'
+>;
+
+/** What a job is made with, each replaceable: the hypervisor, the image resolver, the network driver. */
+export interface JobParts {
+  readonly hypervisor: Hypervisor;
+  readonly resolveImage: typeof resolveImage;
+  readonly network: NetworkDriver;
+}
+
+/** What every engine operation works in: one job's state dir, the shared cache, and the parts. */
+export interface JobContext extends JobParts {
   readonly stateDir: string;
   readonly cacheDir: string;
-  readonly hypervisor: Hypervisor;
   readonly host: HostSettings;
   readonly settings: JobSettings;
 }

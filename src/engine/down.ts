@@ -1,5 +1,4 @@
 import { DamagedStateError, exists } from '../files.js';
-import { removeNetwork } from '../network/job.js';
 import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } from './container.js';
 import { vmDir, type JobContext } from './dirs.js';
 import { listVmNames, type VmRecord } from './record.js';
@@ -71,7 +70,7 @@ export async function downJob(job: JobContext, options: DownOptions, hooks: Down
   }
   // Whatever is left of the job network (a service that never booted) goes too.
   if (options.keepGoing || (await listVmNames(job)).length === 0) {
-    await removeNetwork(job.stateDir).catch((error: unknown) => {
+    await job.network.removeNetwork(job.stateDir).catch((error: unknown) => {
       if (!options.keepGoing) throw error;
       hooks.failed('the job network', error);
     });

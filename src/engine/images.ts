@@ -1,6 +1,5 @@
 import { ImageCatalog } from '../images/catalog.js';
 import { pruneImages as prune } from '../images/prune.js';
-import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { listContainers } from './container.js';
 import type { JobContext } from './dirs.js';
@@ -12,7 +11,7 @@ export async function pullImage(
   log: (line: string) => void,
 ): Promise<{ digest: string; rootfs: string; cached: boolean }> {
   const registry = { ...job.settings.registry, credentials: job.host.registryCredentials };
-  const image = await resolveImage(name, { ...registry, cacheDir: job.cacheDir, log });
+  const image = await job.resolveImage(name, { ...registry, cacheDir: job.cacheDir, log });
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
   return { digest: image.manifestDigest, rootfs: base.path, cached: base.cached };
 }

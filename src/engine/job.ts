@@ -1,7 +1,7 @@
 import type { ContainerSpec } from '../spec/container.js';
-import type { Hypervisor } from '../vm/hypervisor.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { preflightNetwork, readNetwork } from '../network/job.js';
+import { resolveImage } from '../images/resolve.js';
+import * as jobNetwork from '../network/job.js';
 import { keepForDebugging } from './keep.js';
 import { listImages, pruneImages, pullImage } from './images.js';
 import {
@@ -16,7 +16,7 @@ import {
   type ServiceSummary,
   type StoppedState,
 } from './container.js';
-import type { BootContext, JobContext } from './dirs.js';
+import type { BootContext, JobContext, JobParts, NetworkDriver } from './dirs.js';
 import { downJob, type DownHooks, type DownOptions } from './down.js';
 import { prepareHost, type ReleaseSource, type Reporter } from './host.js';
 import { listVmNames, resolveVm, type VmRecord } from './record.js';
@@ -58,18 +58,25 @@ export class Job {
   static async open(
     host: HostSettings,
     given: Partial<JobSettings> = {},
-    hypervisor: Hypervisor = new QemuHypervisor(host.qemu),
+    replaced: Partial<JobParts> = {},
   ): Promise<Job> {
+    const parts: JobParts = {
+      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu),
+      resolveImage: replaced.resolveImage ?? resolveImage,
+      network: replaced.network ?? jobNetwork,
+    };
     // Saved settings belong to a job that has state; an empty state dir starts a new job.
-    const saved = (await hasState(host.stateDir)) ? await readJobSettings(host.stateDir) : undefined;
+    const saved = (await hasState(host.stateDir, parts.network))
+      ? await readJobSettings(host.stateDir)
+      : undefined;
     const settings = mergeJobSettings(saved, given);
     // The packet filter is the host's choice, not the job's: never saved, always applied.
     const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
     return new Job(
       {
+        ...parts,
         stateDir: host.stateDir,
         cacheDir: host.cacheDir,
-        hypervisor,
         host,
         settings: { ...settings, network },
       },
@@ -83,13 +90,14 @@ export class Job {
    * this door gave for the doors that open the job later.
    */
   async begin(): Promise<void> {
-    await preflightNetwork(this.context.stateDir, this.settings.network);
+    await this.context.network.preflightNetwork(this.context.stateDir, this.settings.network);
     if (this.toKeep) await writeJobSettings(this.context.stateDir, this.toKeep);
   }
 
   /** Once the job has no VM and no network left, its settings go too. */
   private async forgetIfEmpty(): Promise<void> {
-    if (!(await hasState(this.context.stateDir))) await forgetJobSettings(this.context.stateDir);
+    if (!(await hasState(this.context.stateDir, this.context.network)))
+      await forgetJobSettings(this.context.stateDir);
   }
 
   pull(name: string, log: (line: string) => void): ReturnType<typeof pullImage> {
@@ -260,7 +268,7 @@ export class Job {
 
   /** The job network's mode, once there is one. */
   async networkMode(): Promise<string | undefined> {
-    return (await readNetwork(this.context.stateDir))?.mode;
+    return (await this.context.network.readNetwork(this.context.stateDir))?.mode;
   }
 
   volumes(): ReturnType<typeof listVolumes> {
@@ -273,7 +281,7 @@ export class Job {
 }
 
 /** Whether the job in `stateDir` has a VM or a network (a damaged network record counts). */
-async function hasState(stateDir: string): Promise<boolean> {
+async function hasState(stateDir: string, network: NetworkDriver): Promise<boolean> {
   if ((await listVmNames({ stateDir })).length > 0) return true;
-  return (await readNetwork(stateDir).catch(() => true)) !== undefined;
+  return (await network.readNetwork(stateDir).catch(() => true)) !== undefined;
 }

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { HyperError } from '../errors.js';
 import { guestFiles, mergeEnv, serviceArgv } from '../guest/config.js';
 import type { LocalImage } from '../images/image.js';
-import { resolveImage } from '../images/resolve.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { imageRunConfig, type ImageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
@@ -82,7 +81,7 @@ export async function runContainer(
     credentials: spec.credentials ?? job.host.registryCredentials,
   };
   const image =
-    options.resolved ?? (await resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
+    options.resolved ?? (await job.resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
   const runConfig = imageRunConfig(image.config);
   const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });

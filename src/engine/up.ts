@@ -1,8 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { LocalImage } from '../images/image.js';
-import { resolveImage } from '../images/resolve.js';
 import { imageRunConfig } from '../images/run-config.js';
-import { joinNetwork, leaveNetwork, type MemberRequest } from '../network/job.js';
+import type { MemberRequest } from '../network/job.js';
 import type { PublishedPort } from '../network/ports.js';
 import type { ContainerSpec } from '../spec/container.js';
 import { trimOutput } from '../process/run.js';
@@ -75,7 +74,7 @@ export async function upServices(
 ): Promise<ServiceStatus[]> {
   const specs = waves.flat();
   const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
-  await joinNetwork(
+  await job.network.joinNetwork(
     job.stateDir,
     job.settings.network,
     planned.map((p) => p.member),
@@ -98,7 +97,7 @@ export async function upServices(
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
     const unbooted = [];
     for (const spec of specs) if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
-    await leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
+    await job.network.leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
     throw error;
   }
   return statuses;
@@ -138,7 +137,7 @@ async function planMember(
 ): Promise<{ member: MemberRequest; image: LocalImage }> {
   let image: LocalImage;
   try {
-    image = await resolveImage(spec.image, {
+    image = await job.resolveImage(spec.image, {
       ...serviceRegistry(spec, job),
       cacheDir: job.cacheDir,
       log: (line) => reporter.info(`${spec.name}: ${line}`),
