@@ -58943,6 +58943,7 @@ async function removeVolume(job, name) {
 
 
 
+
 /**
  * One job: a state dir with its VMs, volumes, network and settings. Every
  * front door (the action, the CLI, later the Docker API) opens one and calls
@@ -58951,12 +58952,16 @@ async function removeVolume(job, name) {
 class Job {
     context;
     toKeep;
+    warnings;
     boot;
     constructor(context, 
     /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
-    toKeep) {
+    toKeep, 
+    /** What a door should show the user about how the job was opened (a damaged job.json). */
+    warnings = []) {
         this.context = context;
         this.toKeep = toKeep;
+        this.warnings = warnings;
     }
     /**
      * Opens the job in `host.stateDir`. Settings given here win over those the
@@ -58970,9 +58975,19 @@ class Job {
             network: replaced.network ?? job_namespaceObject,
         };
         // Saved settings belong to a job that has state; an empty state dir starts a new job.
-        const saved = (await hasState(host.stateDir, parts.network))
-            ? await readJobSettings(host.stateDir)
-            : undefined;
+        let saved;
+        const warnings = [];
+        try {
+            saved = (await hasState(host.stateDir, parts.network))
+                ? await readJobSettings(host.stateDir)
+                : undefined;
+        }
+        catch (error) {
+            // Teardown and inspection must work whatever the file says: the defaults stand in, with a warning.
+            if (!(error instanceof DamagedStateError))
+                throw error;
+            warnings.push(`${error.message}; using the default settings`);
+        }
         const settings = mergeJobSettings(saved, given);
         // The packet filter is the host's choice, not the job's: never saved, always applied.
         const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
@@ -58982,7 +58997,7 @@ class Job {
             cacheDir: host.cacheDir,
             host,
             settings: { ...settings, network },
-        }, Object.values(given).some((value) => value !== undefined) ? settings : undefined);
+        }, Object.values(given).some((value) => value !== undefined) ? settings : undefined, warnings);
     }
     /**
      * Before a door makes anything: refuses what can be refused before any
@@ -59136,16 +59151,19 @@ async function hasState(stateDir, network) {
 
 
 
-function cliEnvironment(vars) {
+function cliEnvironment(vars, warn) {
     const host = hostSettings(vars, external_node_os_default().homedir());
     // @actions/tool-cache (the guest bundle's cache) reads these; outside Actions they point into our cache.
     for (const [name, value] of Object.entries(toolCacheEnv(host.cacheDir)))
         process.env[name] ??= value;
-    return { host, vars };
+    return { host, vars, warn };
 }
 /** The job in the state dir, with what this command line says about its settings. */
-function openJob(env, given = {}) {
-    return Job.open(env.host, given);
+async function openJob(env, given = {}) {
+    const job = await Job.open(env.host, given);
+    for (const warning of job.warnings)
+        env.warn(warning);
+    return job;
 }
 const REGISTRY_OPTIONS = [
     { name: 'registry-mirror', value: true },
@@ -61006,7 +61024,8 @@ async function runCli(argv, io, vars = process.env) {
         return 2;
     }
     try {
-        return await handler(rest, io, cliEnvironment(vars));
+        const warn = (line) => io.err(`warning: ${line}\n`);
+        return await handler(rest, io, cliEnvironment(vars, warn));
     }
     catch (error) {
         const kind = errorKind(error);

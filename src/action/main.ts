@@ -70,6 +70,7 @@ export async function mainRun(): Promise<void> {
     volumeSize: inputs.volumeSize,
     registry: { registryMirror: inputs.registryMirror, insecureRegistries: inputs.insecureRegistries },
   });
+  for (const warning of job.warnings) core.warning(warning);
   await job.begin();
   // A later `hyper run` step joins the job network; these say how to make it if it has to.
   core.exportVariable('HYPER_NETWORK', inputs.network.mode);

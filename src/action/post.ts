@@ -48,6 +48,7 @@ export async function postRun(): Promise<void> {
   }
   const host = actionHost(savedStateDir);
   const job = await Job.open(host);
+  for (const warning of job.warnings) core.warning(warning);
   // Before teardown: the snapshots live in the VMs' disks.
   const checkpoint = savedCheckpointCacheState();
   if (checkpoint) {

@@ -103,7 +103,8 @@ export async function runCli(argv: string[], io: Io, vars: Environment = process
     return 2;
   }
   try {
-    return await handler(rest, io, cliEnvironment(vars));
+    const warn = (line: string): void => io.err(`warning: ${line}\n`);
+    return await handler(rest, io, cliEnvironment(vars, warn));
   } catch (error: unknown) {
     const kind = errorKind(error);
     io.err(`hyper ${command}: ${error instanceof Error ? error.message : String(error)}\n`);

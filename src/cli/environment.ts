@@ -11,20 +11,24 @@ export type Environment = Readonly<Record<string, string | undefined>>;
 /** What `hyper` takes from its environment, read once per command line. */
 export interface CliEnvironment {
   host: HostSettings;
+  /** Where a warning about the environment or the job goes (stderr). */
+  warn: (line: string) => void;
   /** Every variable, for `-e NAME` and a compose file's `${VAR}`s. */
   vars: Environment;
 }
 
-export function cliEnvironment(vars: Environment): CliEnvironment {
+export function cliEnvironment(vars: Environment, warn: (line: string) => void): CliEnvironment {
   const host = hostSettings(vars, os.homedir());
   // @actions/tool-cache (the guest bundle's cache) reads these; outside Actions they point into our cache.
   for (const [name, value] of Object.entries(toolCacheEnv(host.cacheDir))) process.env[name] ??= value;
-  return { host, vars };
+  return { host, vars, warn };
 }
 
 /** The job in the state dir, with what this command line says about its settings. */
-export function openJob(env: CliEnvironment, given: Partial<JobSettings> = {}): Promise<Job> {
-  return Job.open(env.host, given);
+export async function openJob(env: CliEnvironment, given: Partial<JobSettings> = {}): Promise<Job> {
+  const job = await Job.open(env.host, given);
+  for (const warning of job.warnings) env.warn(warning);
+  return job;
 }
 
 export const REGISTRY_OPTIONS = [

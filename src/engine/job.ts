@@ -1,5 +1,6 @@
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
 import { keepForDebugging } from './keep.js';
@@ -48,6 +49,8 @@ export class Job {
     readonly context: JobContext,
     /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
     private readonly toKeep: JobSettings | undefined,
+    /** What a door should show the user about how the job was opened (a damaged job.json). */
+    readonly warnings: readonly string[] = [],
   ) {}
 
   /**
@@ -66,9 +69,17 @@ export class Job {
       network: replaced.network ?? jobNetwork,
     };
     // Saved settings belong to a job that has state; an empty state dir starts a new job.
-    const saved = (await hasState(host.stateDir, parts.network))
-      ? await readJobSettings(host.stateDir)
-      : undefined;
+    let saved: Partial<JobSettings> | undefined;
+    const warnings: string[] = [];
+    try {
+      saved = (await hasState(host.stateDir, parts.network))
+        ? await readJobSettings(host.stateDir)
+        : undefined;
+    } catch (error: unknown) {
+      // Teardown and inspection must work whatever the file says: the defaults stand in, with a warning.
+      if (!(error instanceof DamagedStateError)) throw error;
+      warnings.push(`${error.message}; using the default settings`);
+    }
     const settings = mergeJobSettings(saved, given);
     // The packet filter is the host's choice, not the job's: never saved, always applied.
     const network = host.firewall ? { ...settings.network, firewall: host.firewall } : settings.network;
@@ -81,6 +92,7 @@ export class Job {
         settings: { ...settings, network },
       },
       Object.values(given).some((value) => value !== undefined) ? settings : undefined,
+      warnings,
     );
   }
 

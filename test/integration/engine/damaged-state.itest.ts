@@ -117,3 +117,18 @@ test('a corrupt snapshots.json is reported, and a new snapshot does not overwrit
   await hyperOk('rm', '-f', 'svc');
   await hyperOk('volume', 'rm', 'data');
 });
+
+test('a damaged job.json is named with a warning; the defaults stand in, and inspection and teardown still work', async () => {
+  await hyperOk('run', '--name', 'kept', image);
+  const file = path.join(stateDir, 'job.json');
+  await writeFile(file, '{"network": ');
+  const ps = await hyperOk('ps');
+  expect(ps.stdout).toMatch(/^kept\s+\S+\s+running/m);
+  expect(ps.stderr).toContain(`warning: ${file} is damaged (not valid JSON: `);
+  expect(ps.stderr).toContain('; using the default settings');
+  const down = await hyperOk('down', '--time', '0');
+  expect(down.stderr).toMatch(/^kept: stopped \(exit code \d+\) and removed$/m);
+  expect(await readdir(path.join(stateDir, 'vms'))).toEqual([]);
+  // The job is gone, and its settings with it.
+  expect(await readdir(stateDir)).not.toContain('job.json');
+});
