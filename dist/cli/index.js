@@ -44043,7 +44043,7 @@ function bootStep(bootTimeoutMs) {
 }
 /** Runs a create list; the record it wrote is the result. */
 async function createVm(draft, steps) {
-    await runSteps(steps, draft);
+    await runSteps(steps, draft, (line) => draft.log(`warning: ${line}`));
     return requireRecord(draft);
 }
 function requireView(draft) {
@@ -44130,7 +44130,8 @@ async function runContainer(spec, job, options = {}) {
     if (!Number.isInteger(cpus) || cpus < 1)
         throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
     // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
-    const baseDir = spec.baseDir ?? process.cwd();
+    // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
+    const baseDir = spec.baseDir ?? '/';
     const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
     await checkMountSources(userMounts);
     await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
@@ -44187,7 +44188,7 @@ function disksStep(mounts, spec) {
         async run(draft) {
             const { job } = draft;
             draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
-                defaultBytes: job.settings.volumeSize ?? job.host.volumeSize,
+                defaultBytes: job.settings.volumeSize,
                 named: spec.volumeSizes,
             });
         },
@@ -45318,12 +45319,12 @@ class ChunkQueue {
     }
 }
 /**
- * The guest side is plain qemu-ga: the command's stdout and stderr go to
- * files in the initramfs (outside the container), read as they grow with
- * guest-file-read; stdin, when given, is a FIFO the agent holds open
- * read-write (so a command that stops reading never breaks the agent with
- * SIGPIPE, and its non-blocking writes never hang it). `argv` runs through
- * /bin/sh only to set up those redirections; the argv itself is exec'd as given.
+ * The guest side is plain qemu-ga and busybox: the command's stdout and
+ * stderr go to files in the initramfs (outside the container), read as they
+ * grow with guest-file-read; stdin, when given, is appended to a regular file
+ * (so every write completes and is flushed at once), which a small guest
+ * loop (FEED) copies into the command through a FIFO. `argv` runs through
+ * /bin/sh only to set up those redirections; the argv itself is exec'd.
  */
 function execStream(agent, argv, options) {
     const stdout = new ChunkQueue();
@@ -45341,52 +45342,72 @@ function execStream(agent, argv, options) {
     exitCode.catch(() => undefined);
     return { stdout, stderr, exitCode };
 }
+/**
+ * Copies the stdin file to its stdout as it grows, until the host marks it
+ * done (in.done) and all of it is copied, or the file is gone. The command
+ * reads it through a FIFO; a command that stops reading ends the copy with
+ * SIGPIPE.
+ */
+const FEED = `d=$1; shift
+feed() {
+  off=0
+  while :; do
+    size=$(wc -c < "$d/in" 2>/dev/null) || return 0
+    if [ "$size" -gt "$off" ]; then
+      tail -c +$((off + 1)) "$d/in" | head -c $((size - off)) || return 0
+      off=$size
+    elif [ -e "$d/in.done" ]; then
+      [ "$(wc -c < "$d/in" 2>/dev/null || echo 0)" -gt "$off" ] || return 0
+    else
+      usleep 20000
+    fi
+  done
+}
+mkfifo "$d/pipe"
+feed > "$d/pipe" &
+exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
+const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
 async function drive(agent, argv, options, stdout, stderr) {
     const dir = `/run/hyper-exec-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
-    const guestRun = async (script, ...args) => {
-        const { pid } = (await agent.execute('guest-exec', {
-            path: '/bin/sh',
-            arg: ['-c', script, 'sh', ...args],
-        }));
-        for (;;) {
-            const status = (await agent.execute('guest-exec-status', { pid }));
-            if (status.exited) {
-                if (status.exitcode !== 0)
-                    throw new HyperError(`cannot prepare the command's files in the guest (${dir})`);
-                return;
-            }
-            await exec_stream_sleep(10);
-        }
+    await runToEnd(agent, 'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && : > "$1/in"', dir);
+    const handles = new Set();
+    const open = async (name, mode) => {
+        const handle = (await agent.execute('guest-file-open', { path: `${dir}/${name}`, mode }));
+        handles.add(handle);
+        return handle;
     };
-    await guestRun('mkdir -p "$1" && : > "$1/out" && : > "$1/err" && { [ -z "$2" ] || mkfifo "$1/in"; }', dir, options.stdin ? 'in' : '');
+    const close = async (handle) => {
+        handles.delete(handle);
+        await agent.execute('guest-file-close', { handle });
+    };
+    const stdin = collect(options.stdin);
+    let pid;
+    let exited = false;
     try {
-        let input = options.stdin ? await openHandle(agent, `${dir}/in`, 'r+') : undefined;
-        const stdin = collect(options.stdin);
-        const script = `d=$1; shift; exec "$@" <${options.stdin ? '"$d/in"' : '/dev/null'} >"$d/out" 2>"$d/err"`;
-        const { pid } = (await agent.execute('guest-exec', {
+        let input = options.stdin ? await open('in', 'a') : undefined;
+        pid = (await agent.execute('guest-exec', {
             path: '/bin/sh',
-            arg: ['-c', script, 'sh', dir, ...argv],
-        }));
-        const out = await openHandle(agent, `${dir}/out`, 'r');
-        const err = await openHandle(agent, `${dir}/err`, 'r');
+            arg: ['-c', options.stdin ? FEED : NO_STDIN, 'sh', dir, ...argv],
+        })).pid;
+        const out = await open('out', 'r');
+        const err = await open('err', 'r');
         const deadline = Date.now() + options.timeoutMs;
         // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
         for (;;) {
             const status = (await agent.execute('guest-exec-status', { pid }));
+            exited = status.exited;
             // Read after the status: output written before the exit is all there once it says exited.
             let moved = (await drain(agent, out, stdout)) + (await drain(agent, err, stderr));
             if (input !== undefined) {
                 moved += await write(agent, input, stdin.pending);
                 if (status.exited || (stdin.done && stdin.pending.length === 0)) {
-                    await agent.execute('guest-file-close', { handle: input });
+                    await close(input);
                     input = undefined;
+                    await close(await open('in.done', 'w'));
                 }
             }
-            if (status.exited) {
-                for (const handle of [out, err])
-                    await agent.execute('guest-file-close', { handle });
+            if (status.exited)
                 return status.exitcode ?? 128 + (status.signal ?? 0);
-            }
             if (Date.now() > deadline)
                 throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
             if (moved === 0)
@@ -45394,11 +45415,30 @@ async function drive(agent, argv, options, stdout, stderr) {
         }
     }
     finally {
-        await guestRun('rm -rf "$1"', dir).catch(() => undefined);
+        stdin.stop();
+        // Whatever happened: no handle left open in the agent, no command left running, no files left.
+        for (const handle of handles)
+            await agent.execute('guest-file-close', { handle }).catch(() => undefined);
+        if (pid !== undefined && !exited)
+            await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
+        await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
     }
 }
-async function openHandle(agent, path, mode) {
-    return (await agent.execute('guest-file-open', { path, mode }));
+/** Runs a small shell script in the guest (outside the container) and waits for it; fails unless it exits 0. */
+async function runToEnd(agent, script, ...args) {
+    const { pid } = (await agent.execute('guest-exec', {
+        path: '/bin/sh',
+        arg: ['-c', script, 'sh', ...args],
+    }));
+    for (;;) {
+        const status = (await agent.execute('guest-exec-status', { pid }));
+        if (status.exited) {
+            if (status.exitcode !== 0)
+                throw new HyperError(`guest command failed (${script})`);
+            return;
+        }
+        await exec_stream_sleep(10);
+    }
 }
 /** Reads what the file holds beyond what was read; returns the bytes read. */
 async function drain(agent, handle, into) {
@@ -45411,14 +45451,34 @@ async function drain(agent, handle, into) {
         total += read.count;
     }
 }
-/** What the caller's stdin has given so far, gathered in the background (no agent request is made here). */
+const MAX_PENDING = 1024 * 1024;
+/**
+ * The caller's stdin, gathered in the background without any agent request,
+ * at most about MAX_PENDING ahead of what was written; stop() ends the
+ * reading (for process.stdin: the process can then exit).
+ */
 function collect(source) {
-    const state = { pending: [], done: source === undefined };
-    if (source) {
+    const iterator = source?.[Symbol.asyncIterator]();
+    const state = {
+        pending: [],
+        done: iterator === undefined,
+        stopped: false,
+        stop() {
+            state.stopped = true;
+            void iterator?.return?.()?.catch(() => undefined);
+        },
+    };
+    if (iterator) {
         void (async () => {
             try {
-                for await (const chunk of source)
-                    state.pending.push(chunk);
+                while (!state.stopped) {
+                    while (!state.stopped && state.pending.reduce((sum, b) => sum + b.length, 0) > MAX_PENDING)
+                        await exec_stream_sleep(exec_stream_POLL_MS);
+                    const next = await iterator.next();
+                    if (next.done)
+                        break;
+                    state.pending.push(next.value);
+                }
             }
             finally {
                 state.done = true;
@@ -45427,23 +45487,19 @@ function collect(source) {
     }
     return state;
 }
-/** Writes pending stdin into the FIFO as far as the pipe takes it (it is non-blocking); returns the bytes written. */
+/** Appends pending stdin to the guest's stdin file and flushes it (a regular file: every write completes). */
 async function write(agent, handle, pending) {
     let total = 0;
     while (pending.length > 0) {
-        const chunk = pending[0];
-        const part = chunk.subarray(0, READ_BYTES);
-        const written = (await agent
-            .execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') })
-            .catch(() => ({ count: 0 })));
-        if (written.count === 0)
-            return total;
-        total += written.count;
-        if (written.count >= chunk.length)
-            pending.shift();
-        else
-            pending[0] = chunk.subarray(written.count);
+        const chunk = pending.shift();
+        for (let at = 0; at < chunk.length; at += READ_BYTES) {
+            const part = chunk.subarray(at, at + READ_BYTES);
+            await agent.execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') });
+            total += part.length;
+        }
     }
+    if (total > 0)
+        await agent.execute('guest-file-flush', { handle });
     return total;
 }
 function exec_stream_sleep(ms) {
@@ -58294,7 +58350,6 @@ async function prepareHost(job, reporter, release = {}) {
 
 
 
-
 /** The host settings in `env` (a door passes its own environment); `home` is the user's home directory. Pure. */
 function hostSettings(env, home) {
     const stateBase = env.XDG_STATE_HOME || external_node_path_default().join(home, '.local', 'state');
@@ -58310,7 +58365,6 @@ function hostSettings(env, home) {
         guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
         guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
         githubApiUrl: given(env.GITHUB_API_URL),
-        volumeSize: env.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.HYPER_VOLUME_SIZE) : undefined,
         registryCredentials: env.HYPER_REGISTRY_USERNAME
             ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
             : undefined,
@@ -59028,7 +59082,7 @@ class Job {
     }
     /** Installs the tools, gets the guest bundle and decides the accelerator, once; what making VMs needs. */
     async prepare(reporter, release = {}) {
-        this.boot ??= await prepareHost(this.context, reporter, release);
+        this.boot ??= await this.creating(() => prepareHost(this.context, reporter, release));
         return this.boot;
     }
     booted() {
@@ -60414,11 +60468,12 @@ function formatTable(header, rows) {
 
 
 
-/** --volume-size, checked before anything starts; undefined leaves HYPER_VOLUME_SIZE or the job's. */
-function volumeSizeOption(parsed) {
+
+/** --volume-size, else HYPER_VOLUME_SIZE, checked before anything starts; undefined leaves the job's. */
+function volumeSizeOption(parsed, env) {
     const text = stringOption(parsed, 'volume-size');
     if (text === undefined)
-        return undefined;
+        return env.vars.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.vars.HYPER_VOLUME_SIZE) : undefined;
     try {
         return parseVolumeSize(text);
     }
@@ -60457,7 +60512,7 @@ async function up(argv, io, env) {
     }
     const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), env.vars, file);
     const plan = validatePlan(project.services);
-    const volumeSize = volumeSizeOption(parsed);
+    const volumeSize = volumeSizeOption(parsed, env);
     const network = networkOption(parsed, env, project.subnet);
     const accel = accelOption(parsed, env);
     const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
@@ -60466,7 +60521,7 @@ async function up(argv, io, env) {
     await job.prepare(reporter(io));
     let statuses;
     try {
-        statuses = await job.up(plan, { waitTimeoutMs, labels: { compose: external_node_path_default().resolve(file) } }, reporter(io));
+        statuses = await job.up(plan, { waitTimeoutMs, baseDir: process.cwd(), labels: { compose: external_node_path_default().resolve(file) } }, reporter(io));
     }
     catch (error) {
         if (error instanceof ServiceStartError) {
@@ -60522,6 +60577,7 @@ async function down(argv, io, env) {
 
 
 
+
 /** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
 const STOP_GRACE_MS = 10_000;
 const RUN_OPTIONS = [
@@ -60559,6 +60615,8 @@ async function container_commands_run(argv, io, env) {
     const autoRemove = parsed.options.rm === true;
     if (parsed.options.detach === true && (autoRemove || parsed.options.attach === true))
         throw new UsageError('--detach runs the VM in the background; it cannot be combined with --rm or --attach');
+    for (const text of listOption(parsed, 'expose'))
+        usage(() => exposedPort(text));
     const spec = containerFromRunFlags({
         image,
         command,
@@ -60581,7 +60639,7 @@ async function container_commands_run(argv, io, env) {
         baseDir: process.cwd(),
     }, env.vars);
     validateContainer(spec);
-    const volumeSize = volumeSizeOption(parsed);
+    const volumeSize = volumeSizeOption(parsed, env);
     const network = networkOption(parsed, env);
     const accel = accelOption(parsed, env);
     const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
@@ -60614,6 +60672,17 @@ async function container_commands_run(argv, io, env) {
         return ended.exitCode;
     io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);
     return 125;
+}
+/** A flag's value the spec refuses is a usage error, as docker run's are (exit 2). */
+function usage(check) {
+    try {
+        check();
+    }
+    catch (error) {
+        if (error instanceof SpecError)
+            throw new UsageError(error.message);
+        throw error;
+    }
 }
 /** Writes the service's output as it comes, until the VM stops. */
 async function followLog(job, name, io) {

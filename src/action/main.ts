@@ -2,6 +2,7 @@ import * as core from '@actions/core';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Job } from '../engine/job.js';
+import { defaultVolumeSize } from '../storage/volumes.js';
 import { pruneOrphanVms } from '../engine/orphans.js';
 import { portVariables, servicesContext, ServiceStartError, type ServiceStatus } from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
@@ -67,7 +68,9 @@ export async function mainRun(): Promise<void> {
   const job = await Job.open(actionHost(stateDir), {
     network: inputs.network,
     accel: inputs.accel,
-    volumeSize: inputs.volumeSize,
+    volumeSize:
+      inputs.volumeSize ??
+      (process.env.HYPER_VOLUME_SIZE ? defaultVolumeSize(process.env.HYPER_VOLUME_SIZE) : undefined),
     registry: { registryMirror: inputs.registryMirror, insecureRegistries: inputs.insecureRegistries },
   });
   for (const warning of job.warnings) core.warning(warning);

@@ -2,7 +2,8 @@ import { stateText } from '../engine/container.js';
 import type { Job } from '../engine/job.js';
 import { formatPort } from '../network/ports.js';
 import { validateContainer } from '../spec/plan.js';
-import { containerFromRunFlags } from '../spec/run-flags.js';
+import { containerFromRunFlags, exposedPort } from '../spec/run-flags.js';
+import { SpecError } from '../spec/container.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import {
   accelOption,
@@ -57,6 +58,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     throw new UsageError(
       '--detach runs the VM in the background; it cannot be combined with --rm or --attach',
     );
+  for (const text of listOption(parsed, 'expose')) usage(() => exposedPort(text));
   const spec = containerFromRunFlags(
     {
       image,
@@ -84,7 +86,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     env.vars,
   );
   validateContainer(spec);
-  const volumeSize = volumeSizeOption(parsed);
+  const volumeSize = volumeSizeOption(parsed, env);
   const network = networkOption(parsed, env);
   const accel = accelOption(parsed, env);
   const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
@@ -111,6 +113,16 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
   if (ended.exitCode !== undefined) return ended.exitCode;
   io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);
   return 125;
+}
+
+/** A flag's value the spec refuses is a usage error, as docker run's are (exit 2). */
+function usage(check: () => unknown): void {
+  try {
+    check();
+  } catch (error: unknown) {
+    if (error instanceof SpecError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** Writes the service's output as it comes, until the VM stops. */

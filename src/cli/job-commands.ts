@@ -7,6 +7,7 @@ import { validatePlan } from '../spec/plan.js';
 import { loadProject } from '../spec/project.js';
 import { SpecError } from '../spec/container.js';
 import { parseVolumeSize } from '../spec/units.js';
+import { defaultVolumeSize } from '../storage/volumes.js';
 import { intOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import {
   accelOption,
@@ -20,10 +21,11 @@ import {
 import { reporter, type Io } from './io.js';
 import { formatTable } from './table.js';
 
-/** --volume-size, checked before anything starts; undefined leaves HYPER_VOLUME_SIZE or the job's. */
-export function volumeSizeOption(parsed: ParsedArgs): number | undefined {
+/** --volume-size, else HYPER_VOLUME_SIZE, checked before anything starts; undefined leaves the job's. */
+export function volumeSizeOption(parsed: ParsedArgs, env: CliEnvironment): number | undefined {
   const text = stringOption(parsed, 'volume-size');
-  if (text === undefined) return undefined;
+  if (text === undefined)
+    return env.vars.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.vars.HYPER_VOLUME_SIZE) : undefined;
   try {
     return parseVolumeSize(text);
   } catch (error: unknown) {
@@ -62,7 +64,7 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
   }
   const project = loadProject(text, path.resolve(file), (p) => readFileSync(p, 'utf8'), env.vars, file);
   const plan = validatePlan(project.services);
-  const volumeSize = volumeSizeOption(parsed);
+  const volumeSize = volumeSizeOption(parsed, env);
   const network = networkOption(parsed, env, project.subnet);
   const accel = accelOption(parsed, env);
   const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
@@ -71,7 +73,11 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
   await job.prepare(reporter(io));
   let statuses;
   try {
-    statuses = await job.up(plan, { waitTimeoutMs, labels: { compose: path.resolve(file) } }, reporter(io));
+    statuses = await job.up(
+      plan,
+      { waitTimeoutMs, baseDir: process.cwd(), labels: { compose: path.resolve(file) } },
+      reporter(io),
+    );
   } catch (error: unknown) {
     if (error instanceof ServiceStartError) {
       io.err(`--- log of ${error.service} ---\n${error.log || '(the service wrote nothing)\n'}---\n`);

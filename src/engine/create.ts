@@ -163,7 +163,7 @@ export function bootStep(bootTimeoutMs: number): Step<Draft> {
 
 /** Runs a create list; the record it wrote is the result. */
 export async function createVm(draft: Draft, steps: readonly Step<Draft>[]): Promise<VmRecord> {
-  await runSteps(steps, draft);
+  await runSteps(steps, draft, (line) => draft.log(`warning: ${line}`));
   return requireRecord(draft);
 }
 

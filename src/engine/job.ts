@@ -130,7 +130,7 @@ export class Job {
 
   /** Installs the tools, gets the guest bundle and decides the accelerator, once; what making VMs needs. */
   async prepare(reporter: Reporter, release: ReleaseSource = {}): Promise<BootContext> {
-    this.boot ??= await prepareHost(this.context, reporter, release);
+    this.boot ??= await this.creating(() => prepareHost(this.context, reporter, release));
     return this.boot;
   }
 

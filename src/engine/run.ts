@@ -69,7 +69,8 @@ export async function runContainer(
     throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
 
   // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
-  const baseDir = spec.baseDir ?? process.cwd();
+  // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
+  const baseDir = spec.baseDir ?? '/';
   const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
   await checkMountSources(userMounts);
   await checkVolumesFree(
@@ -133,7 +134,7 @@ function disksStep(mounts: readonly MountSpec[], spec: ContainerSpec): Step<Draf
     async run(draft) {
       const { job } = draft;
       draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
-        defaultBytes: job.settings.volumeSize ?? job.host.volumeSize,
+        defaultBytes: job.settings.volumeSize,
         named: spec.volumeSizes,
       });
     },

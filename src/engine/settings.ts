@@ -3,7 +3,6 @@ import path from 'node:path';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import type { AccelChoice } from '../install/accel.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
-import { defaultVolumeSize } from '../storage/volumes.js';
 import { DEFAULT_QEMU } from '../vm/qemu/machine.js';
 
 /**
@@ -28,8 +27,6 @@ export interface HostSettings {
   guestBundleDir?: string | undefined;
   guestBundleUrl?: string | undefined;
   githubApiUrl?: string | undefined;
-  /** HYPER_VOLUME_SIZE, checked: bytes for new volumes that set no size. */
-  volumeSize?: number | undefined;
   /** HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD: for images whose service names no credentials of its own. */
   registryCredentials?: { username: string; password: string } | undefined;
 }
@@ -51,7 +48,6 @@ export function hostSettings(env: Environment, home: string): HostSettings {
     guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
     guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
     githubApiUrl: given(env.GITHUB_API_URL),
-    volumeSize: env.HYPER_VOLUME_SIZE ? defaultVolumeSize(env.HYPER_VOLUME_SIZE) : undefined,
     registryCredentials: env.HYPER_REGISTRY_USERNAME
       ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
       : undefined,

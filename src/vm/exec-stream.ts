@@ -42,12 +42,12 @@ class ChunkQueue implements AsyncIterable<Buffer> {
 }
 
 /**
- * The guest side is plain qemu-ga: the command's stdout and stderr go to
- * files in the initramfs (outside the container), read as they grow with
- * guest-file-read; stdin, when given, is a FIFO the agent holds open
- * read-write (so a command that stops reading never breaks the agent with
- * SIGPIPE, and its non-blocking writes never hang it). `argv` runs through
- * /bin/sh only to set up those redirections; the argv itself is exec'd as given.
+ * The guest side is plain qemu-ga and busybox: the command's stdout and
+ * stderr go to files in the initramfs (outside the container), read as they
+ * grow with guest-file-read; stdin, when given, is appended to a regular file
+ * (so every write completes and is flushed at once), which a small guest
+ * loop (FEED) copies into the command through a FIFO. `argv` runs through
+ * /bin/sh only to set up those redirections; the argv itself is exec'd.
  */
 export function execStream(
   agent: GuestAgent,
@@ -75,6 +75,32 @@ export function execStream(
 
 type ExecStatus = { exited: boolean; exitcode?: number; signal?: number };
 
+/**
+ * Copies the stdin file to its stdout as it grows, until the host marks it
+ * done (in.done) and all of it is copied, or the file is gone. The command
+ * reads it through a FIFO; a command that stops reading ends the copy with
+ * SIGPIPE.
+ */
+const FEED = `d=$1; shift
+feed() {
+  off=0
+  while :; do
+    size=$(wc -c < "$d/in" 2>/dev/null) || return 0
+    if [ "$size" -gt "$off" ]; then
+      tail -c +$((off + 1)) "$d/in" | head -c $((size - off)) || return 0
+      off=$size
+    elif [ -e "$d/in.done" ]; then
+      [ "$(wc -c < "$d/in" 2>/dev/null || echo 0)" -gt "$off" ] || return 0
+    else
+      usleep 20000
+    fi
+  done
+}
+mkfifo "$d/pipe"
+feed > "$d/pipe" &
+exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
+const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
+
 async function drive(
   agent: GuestAgent,
   argv: readonly string[],
@@ -83,66 +109,76 @@ async function drive(
   stderr: ChunkQueue,
 ): Promise<number> {
   const dir = `/run/hyper-exec-${randomBytes(6).toString('hex')}`;
-  const guestRun = async (script: string, ...args: string[]): Promise<void> => {
-    const { pid } = (await agent.execute('guest-exec', {
-      path: '/bin/sh',
-      arg: ['-c', script, 'sh', ...args],
-    })) as {
-      pid: number;
-    };
-    for (;;) {
-      const status = (await agent.execute('guest-exec-status', { pid })) as ExecStatus;
-      if (status.exited) {
-        if (status.exitcode !== 0)
-          throw new HyperError(`cannot prepare the command's files in the guest (${dir})`);
-        return;
-      }
-      await sleep(10);
-    }
+  await runToEnd(agent, 'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && : > "$1/in"', dir);
+  const handles = new Set<number>();
+  const open = async (name: string, mode: string): Promise<number> => {
+    const handle = (await agent.execute('guest-file-open', { path: `${dir}/${name}`, mode })) as number;
+    handles.add(handle);
+    return handle;
   };
-  await guestRun(
-    'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && { [ -z "$2" ] || mkfifo "$1/in"; }',
-    dir,
-    options.stdin ? 'in' : '',
-  );
+  const close = async (handle: number): Promise<void> => {
+    handles.delete(handle);
+    await agent.execute('guest-file-close', { handle });
+  };
+  const stdin = collect(options.stdin);
+  let pid: number | undefined;
+  let exited = false;
   try {
-    let input = options.stdin ? await openHandle(agent, `${dir}/in`, 'r+') : undefined;
-    const stdin = collect(options.stdin);
-    const script = `d=$1; shift; exec "$@" <${options.stdin ? '"$d/in"' : '/dev/null'} >"$d/out" 2>"$d/err"`;
-    const { pid } = (await agent.execute('guest-exec', {
-      path: '/bin/sh',
-      arg: ['-c', script, 'sh', dir, ...argv],
-    })) as { pid: number };
-    const out = await openHandle(agent, `${dir}/out`, 'r');
-    const err = await openHandle(agent, `${dir}/err`, 'r');
+    let input = options.stdin ? await open('in', 'a') : undefined;
+    pid = (
+      (await agent.execute('guest-exec', {
+        path: '/bin/sh',
+        arg: ['-c', options.stdin ? FEED : NO_STDIN, 'sh', dir, ...argv],
+      })) as { pid: number }
+    ).pid;
+    const out = await open('out', 'r');
+    const err = await open('err', 'r');
     const deadline = Date.now() + options.timeoutMs;
     // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
     for (;;) {
       const status = (await agent.execute('guest-exec-status', { pid })) as ExecStatus;
+      exited = status.exited;
       // Read after the status: output written before the exit is all there once it says exited.
       let moved = (await drain(agent, out, stdout)) + (await drain(agent, err, stderr));
       if (input !== undefined) {
         moved += await write(agent, input, stdin.pending);
         if (status.exited || (stdin.done && stdin.pending.length === 0)) {
-          await agent.execute('guest-file-close', { handle: input });
+          await close(input);
           input = undefined;
+          await close(await open('in.done', 'w'));
         }
       }
-      if (status.exited) {
-        for (const handle of [out, err]) await agent.execute('guest-file-close', { handle });
-        return status.exitcode ?? 128 + (status.signal ?? 0);
-      }
+      if (status.exited) return status.exitcode ?? 128 + (status.signal ?? 0);
       if (Date.now() > deadline)
         throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
       if (moved === 0) await sleep(POLL_MS);
     }
   } finally {
-    await guestRun('rm -rf "$1"', dir).catch(() => undefined);
+    stdin.stop();
+    // Whatever happened: no handle left open in the agent, no command left running, no files left.
+    for (const handle of handles) await agent.execute('guest-file-close', { handle }).catch(() => undefined);
+    if (pid !== undefined && !exited)
+      await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
+    await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
   }
 }
 
-async function openHandle(agent: GuestAgent, path: string, mode: string): Promise<number> {
-  return (await agent.execute('guest-file-open', { path, mode })) as number;
+/** Runs a small shell script in the guest (outside the container) and waits for it; fails unless it exits 0. */
+async function runToEnd(agent: GuestAgent, script: string, ...args: string[]): Promise<void> {
+  const { pid } = (await agent.execute('guest-exec', {
+    path: '/bin/sh',
+    arg: ['-c', script, 'sh', ...args],
+  })) as {
+    pid: number;
+  };
+  for (;;) {
+    const status = (await agent.execute('guest-exec-status', { pid })) as ExecStatus;
+    if (status.exited) {
+      if (status.exitcode !== 0) throw new HyperError(`guest command failed (${script})`);
+      return;
+    }
+    await sleep(10);
+  }
 }
 
 /** Reads what the file holds beyond what was read; returns the bytes read. */
@@ -159,13 +195,38 @@ async function drain(agent: GuestAgent, handle: number, into: ChunkQueue): Promi
   }
 }
 
-/** What the caller's stdin has given so far, gathered in the background (no agent request is made here). */
-function collect(source: AsyncIterable<Buffer> | undefined): { pending: Buffer[]; done: boolean } {
-  const state = { pending: [] as Buffer[], done: source === undefined };
-  if (source) {
+const MAX_PENDING = 1024 * 1024;
+
+/**
+ * The caller's stdin, gathered in the background without any agent request,
+ * at most about MAX_PENDING ahead of what was written; stop() ends the
+ * reading (for process.stdin: the process can then exit).
+ */
+function collect(source: AsyncIterable<Buffer> | undefined): {
+  pending: Buffer[];
+  done: boolean;
+  stop(): void;
+} {
+  const iterator = source?.[Symbol.asyncIterator]();
+  const state = {
+    pending: [] as Buffer[],
+    done: iterator === undefined,
+    stopped: false,
+    stop(): void {
+      state.stopped = true;
+      void iterator?.return?.()?.catch(() => undefined);
+    },
+  };
+  if (iterator) {
     void (async () => {
       try {
-        for await (const chunk of source) state.pending.push(chunk);
+        while (!state.stopped) {
+          while (!state.stopped && state.pending.reduce((sum, b) => sum + b.length, 0) > MAX_PENDING)
+            await sleep(POLL_MS);
+          const next = await iterator.next();
+          if (next.done) break;
+          state.pending.push(next.value);
+        }
       } finally {
         state.done = true;
       }
@@ -174,20 +235,18 @@ function collect(source: AsyncIterable<Buffer> | undefined): { pending: Buffer[]
   return state;
 }
 
-/** Writes pending stdin into the FIFO as far as the pipe takes it (it is non-blocking); returns the bytes written. */
+/** Appends pending stdin to the guest's stdin file and flushes it (a regular file: every write completes). */
 async function write(agent: GuestAgent, handle: number, pending: Buffer[]): Promise<number> {
   let total = 0;
   while (pending.length > 0) {
-    const chunk = pending[0] as Buffer;
-    const part = chunk.subarray(0, READ_BYTES);
-    const written = (await agent
-      .execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') })
-      .catch(() => ({ count: 0 }))) as { count: number };
-    if (written.count === 0) return total;
-    total += written.count;
-    if (written.count >= chunk.length) pending.shift();
-    else pending[0] = chunk.subarray(written.count);
+    const chunk = pending.shift() as Buffer;
+    for (let at = 0; at < chunk.length; at += READ_BYTES) {
+      const part = chunk.subarray(at, at + READ_BYTES);
+      await agent.execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') });
+      total += part.length;
+    }
   }
+  if (total > 0) await agent.execute('guest-file-flush', { handle });
   return total;
 }
 

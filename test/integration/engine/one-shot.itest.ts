@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
@@ -123,11 +124,37 @@ test('hyper exec streams: output comes while the command runs, and -i feeds it s
     });
     void child.then(() => reject(new Error('hyper exec ended before its command printed "first"')));
   });
-  child.stdin?.end('go\n');
+  // Stdin stays open: the line must reach the command on its own, not when stdin closes.
+  child.stdin?.write('go\n');
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (data: Buffer) => {
+      if (String(data).includes('second go')) resolve();
+    });
+    void child.then(() => reject(new Error('hyper exec ended before its command read the line')));
+  });
+  child.stdin?.end();
   const result = await child;
   expect(result.stdout).toBe('first\nsecond go'); // execa drops the final newline
   expect(result.stderr).toBe('to-err');
   expect(result.exitCode).toBe(4);
+});
+
+test('hyper exec -i ends when the command does, however much stdin is left', async () => {
+  await hyperOk('run', '-d', '--name', 'reader', image, 'sh', '-c', 'exec sleep 600');
+  // 4 MiB offered, 5 bytes read: the command's exit ends the exec, and nothing is read twice.
+  const result = await execa('node', ['dist/cli/index.js', 'exec', '-i', 'reader', '--', 'head', '-c', '5'], {
+    input: Buffer.alloc(4 * 1024 * 1024, 'abcdefgh'),
+    reject: false,
+  });
+  expect(result.stdout).toBe('abcde');
+  expect(result.exitCode).toBe(0);
+
+  // Every byte arrives once and in order: 1 MiB of random bytes, checked by their digest in the guest.
+  const input = randomBytes(1024 * 1024);
+  const digest = await execa('node', ['dist/cli/index.js', 'exec', '-i', 'reader', '--', 'sha256sum'], {
+    input,
+  });
+  expect(digest.stdout).toBe(`${createHash('sha256').update(input).digest('hex')}  -`);
 });
 
 test.each([

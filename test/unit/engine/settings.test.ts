@@ -4,7 +4,6 @@ import {
   mergeJobSettings,
   type JobSettings,
 } from '../../../src/engine/settings.js';
-import { MountError } from '../../../src/storage/mounts.js';
 
 describe('hostSettings: what a door reads from its environment, once', () => {
   test('defaults follow XDG under the home directory', () => {
@@ -12,7 +11,6 @@ describe('hostSettings: what a door reads from its environment, once', () => {
       stateDir: '/home/u/.local/state/hyper',
       cacheDir: '/home/u/.cache/hyper',
       qemu: 'qemu-system-x86_64',
-      volumeSize: undefined,
       registryCredentials: undefined,
     });
   });
@@ -26,7 +24,6 @@ describe('hostSettings: what a door reads from its environment, once', () => {
       HYPER_FIREWALL: 'iptables',
       HYPER_BUILD_TMPDIR: '/scratch',
       HYPER_GUEST_BUNDLE_DIR: '/bundle',
-      HYPER_VOLUME_SIZE: '512M',
       HYPER_REGISTRY_USERNAME: 'me',
     };
     expect(hostSettings(env, '/home/u')).toMatchObject({
@@ -37,15 +34,9 @@ describe('hostSettings: what a door reads from its environment, once', () => {
       firewall: 'iptables',
       buildScratchDir: '/scratch',
       guestBundleDir: '/bundle',
-      volumeSize: 512 * 1024 ** 2,
       registryCredentials: { username: 'me', password: '' },
     });
     expect(hostSettings({ ...env, HYPER_STATE_DIR: 'rel/state' }, '/h').stateDir).toMatch(/\/rel\/state$/);
-  });
-
-  test('a bad HYPER_VOLUME_SIZE names the variable', () => {
-    expect(() => hostSettings({ HYPER_VOLUME_SIZE: '10 gigs' }, '/h')).toThrow(MountError);
-    expect(() => hostSettings({ HYPER_VOLUME_SIZE: '10 gigs' }, '/h')).toThrow(/^HYPER_VOLUME_SIZE: /);
   });
 });
 
