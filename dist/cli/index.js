@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5998);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9846);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32331,7 +32331,7 @@ if (process.env.GITHUB_ACTIONS !== 'true') {
         return write(chunk, ...rest);
     });
 }
-process.exitCode = await (0,_cli_commands_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .ak)(process.argv.slice(2), {
+process.exitCode = await (0,_cli_commands_js__WEBPACK_IMPORTED_MODULE_0__/* .runCli */ .a)(process.argv.slice(2), {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
     input: process.stdin,
@@ -32342,16 +32342,16 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5998:
+/***/ 9846:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  ak: () => (/* binding */ runCli)
+  a: () => (/* binding */ runCli)
 });
 
-// UNUSED EXPORTS: USAGE, exitCodeFor
+// UNUSED EXPORTS: USAGE
 
 // NAMESPACE OBJECT: ./src/network/job.ts
 var job_namespaceObject = {};
@@ -42128,7 +42128,7 @@ async function readConsoleTail(file, bytes = 64 * 1024) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/engine/dirs.ts
+;// CONCATENATED MODULE: ./src/engine/context.ts
 
 function vmDir(job, name) {
     return external_node_path_default().join(job.stateDir, 'vms', name);
@@ -42193,6 +42193,2077 @@ async function listVmNames(job) {
 async function listRecords(job) {
     const records = await Promise.all((await listVmNames(job)).map((name) => readRecord(job, name)));
     return records.filter((r) => r !== undefined);
+}
+
+;// CONCATENATED MODULE: ./src/engine/container.ts
+
+
+
+
+
+
+
+
+
+
+/** How long the guest may take to start its service. */
+const BOOT_TIMEOUT_MS = 120_000;
+/** A named volume is one ext4: it can be attached to one running VM at a time. */
+async function checkVolumesFree(volumes, job, self) {
+    const wanted = new Set(volumes);
+    if (wanted.size === 0)
+        return;
+    for (const record of await listRecords(job)) {
+        if (record.name === self)
+            continue;
+        const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
+        if (shared && (await job.hypervisor.isRunning(record.machine))) {
+            throw new HyperError(`volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`, { kind: 'Conflict' });
+        }
+    }
+}
+/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+function stateText(state) {
+    if (state.running)
+        return 'running';
+    if (state.crash)
+        return `exited (${state.crash.split(':')[0]})`;
+    return `exited (${state.exitCode ?? '?'})`;
+}
+/**
+ * Running means QEMU is alive and the guest has not reported its service's
+ * exit: between that report and the power-off, QEMU still runs, but the
+ * service is gone.
+ */
+async function vmState(record, job) {
+    const paths = vmPaths(record.machine.dir);
+    const status = await readGuestStatus(paths.status);
+    if (status.exitCode !== undefined)
+        return { running: false, exitCode: status.exitCode };
+    if (await job.hypervisor.isRunning(record.machine))
+        return { running: true };
+    const console = await readConsoleTail(paths.console);
+    const crash = crashReason(console);
+    if (!crash)
+        return { running: false, exitCode: undefined };
+    return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
+}
+async function requireRecord(job, name) {
+    const record = await readRecord(job, name);
+    if (!record)
+        throw new HyperError(`no such VM: ${name}`, { kind: 'NotFound' });
+    return record;
+}
+/**
+ * Boots a stopped VM again from its record: same disks (so named volumes and
+ * the container's own changes are kept), same ports, same settings. With a
+ * checkpoint it resumes from that instead of booting; `status` is then what
+ * the guest had reported when the checkpoint was taken.
+ */
+async function startContainer(name, job, options = {}) {
+    const record = await requireRecord(job, name);
+    if (await job.hypervisor.isRunning(record.machine))
+        throw new HyperError(`${name} is already running`, { kind: 'Conflict' });
+    const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
+    await checkVolumesFree(volumes, job, name);
+    const paths = vmPaths(record.machine.dir);
+    for (const file of [paths.pid, paths.qmp, paths.agent])
+        await (0,promises_namespaceObject.rm)(file, { force: true });
+    await (0,promises_namespaceObject.writeFile)(paths.status, options.checkpoint ? (options.status ?? '') : '');
+    const started = Date.now();
+    try {
+        await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+        await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+        if (options.checkpoint)
+            await syncGuestNetwork(record, job);
+    }
+    catch (error) {
+        await job.hypervisor.kill(record.machine).catch(() => undefined);
+        throw error;
+    }
+    record.bootMs = Date.now() - started;
+    await writeRecord(record);
+    return record;
+}
+/**
+ * A resumed checkpoint runs with the network it was taken on; this applies
+ * the one in its guest files, which differ when it was imported into another
+ * job (another subnet, other services).
+ */
+async function syncGuestNetwork(record, job) {
+    const dir = vmPaths(record.machine.dir).guestFiles;
+    const read = (name) => (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, name), 'utf8');
+    const settings = await read('settings');
+    const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
+    const network = {
+        ip: value('ip'),
+        prefix: Number(value('prefix')),
+        gateway: value('gateway'),
+        hosts: await read('hosts'),
+        resolvConf: await read('resolv.conf'),
+    };
+    const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
+    if (result.exitCode !== 0)
+        throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
+}
+/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
+async function stopContainer(name, graceMs, job) {
+    const record = await requireRecord(job, name);
+    const how = await job.hypervisor.stop(record.machine, graceMs);
+    const paths = vmPaths(record.machine.dir);
+    const status = await readGuestStatus(paths.status);
+    if (how === 'killed' && status.exitCode === undefined) {
+        // Killed before the guest could report: record what Docker reports for SIGKILL.
+        await (0,promises_namespaceObject.appendFile)(paths.status, 'exited 137\n');
+        return 137;
+    }
+    return status.exitCode;
+}
+/** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
+async function killContainer(name, job) {
+    return stopContainer(name, 0, job);
+}
+/** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
+async function removeContainer(name, force, job, options = {}) {
+    let record;
+    try {
+        record = await requireRecord(job, name);
+    }
+    catch (error) {
+        // A damaged record is reported by every other command; rm -f is how it goes.
+        if (!force || !(error instanceof DamagedStateError))
+            throw error;
+        await job.hypervisor.kill({ dir: vmDir(job, name) });
+        await (0,promises_namespaceObject.rm)(vmDir(job, name), { recursive: true, force: true });
+        if (!options.keepMember)
+            await job.network.leaveNetwork(job.stateDir, [name]);
+        return;
+    }
+    if (await job.hypervisor.isRunning(record.machine)) {
+        if (!force)
+            throw new HyperError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`, { kind: 'Conflict' });
+        await job.hypervisor.kill(record.machine);
+    }
+    await (0,promises_namespaceObject.rm)(record.machine.dir, { recursive: true, force: true });
+    if (!options.keepMember)
+        await job.network.leaveNetwork(job.stateDir, [name]);
+}
+/** The VM's state once it is no longer running, when that happens within `withinMs` (forever when absent); else undefined. */
+async function stateOnceStopped(record, job, withinMs) {
+    const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
+    for (;;) {
+        const state = await vmState(record, job);
+        if (!state.running)
+            return state;
+        if (Date.now() > deadline)
+            return undefined;
+        await sleep(100);
+    }
+}
+/** Waits until the container's command has ended (docker wait); its exit code, or undefined if it crashed. */
+async function waitContainer(name, job) {
+    const record = await requireRecord(job, name);
+    const state = await stateOnceStopped(record, job);
+    if (!state)
+        throw new HyperError(`${name} did not stop`);
+    // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
+    while (await job.hypervisor.isRunning(record.machine))
+        await sleep(50);
+    return state;
+}
+async function listContainers(job) {
+    const summaries = [];
+    for (const record of await listRecords(job))
+        summaries.push(await summarize(record, job));
+    return summaries;
+}
+async function summarize(record, job) {
+    const state = await vmState(record, job);
+    const pidText = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
+    return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
+}
+/**
+ * For teardown: every VM, with those whose record is damaged set apart (with
+ * the error that names the file) instead of failing the whole list, so the
+ * rest can still be torn down and the damaged ones removed by name.
+ */
+async function listForTeardown(job) {
+    const services = [];
+    const damaged = [];
+    for (const name of await listVmNames(job)) {
+        try {
+            const record = await readRecord(job, name);
+            if (record)
+                services.push(await summarize(record, job));
+        }
+        catch (error) {
+            if (!(error instanceof DamagedStateError))
+                throw error;
+            damaged.push({ name, error });
+        }
+    }
+    return { services, damaged };
+}
+
+;// CONCATENATED MODULE: external "node:dgram"
+const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
+var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
+;// CONCATENATED MODULE: ./src/network/ports.ts
+
+
+
+class PortSpecError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'PortSpecError';
+}
+const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
+function parsePort(text, spec, allowZero) {
+    if (!/^\d{1,5}$/.test(text))
+        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
+    const port = Number(text);
+    if (port > 65535 || (port === 0 && !allowZero)) {
+        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
+    }
+    return port;
+}
+/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
+function parsePortSpec(spec) {
+    const text = String(spec).trim();
+    let rest = text;
+    let protocol = 'tcp';
+    const slash = rest.lastIndexOf('/');
+    if (slash >= 0) {
+        const proto = rest.slice(slash + 1).toLowerCase();
+        if (proto !== 'tcp' && proto !== 'udp') {
+            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
+        }
+        protocol = proto;
+        rest = rest.slice(0, slash);
+    }
+    let hostIp = '127.0.0.1';
+    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+    if (bracketed) {
+        hostIp = bracketed[1] ?? '';
+        rest = bracketed[2] ?? '';
+        if (external_node_net_default().isIPv6(hostIp) === false)
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
+    }
+    const parts = rest.split(':');
+    if (parts.length === 3 && !bracketed) {
+        hostIp = parts.shift() ?? '';
+        if (!external_node_net_default().isIP(hostIp))
+            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
+    }
+    if (parts.length === 1 && !bracketed) {
+        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
+    }
+    if (parts.length !== 2 || (bracketed && parts.length !== 2))
+        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
+    const [host = '', container = ''] = parts;
+    return {
+        hostIp,
+        hostPort: host === '' ? 0 : parsePort(host, text, false),
+        containerPort: parsePort(container, text, false),
+        protocol,
+    };
+}
+/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
+function findPortClash(specs) {
+    for (let i = 0; i < specs.length; i++) {
+        for (let j = i + 1; j < specs.length; j++) {
+            const a = specs[i];
+            const b = specs[j];
+            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
+                return [a, b];
+        }
+    }
+    return undefined;
+}
+/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
+function probeBind(ip, port, protocol) {
+    return new Promise((resolve, reject) => {
+        if (protocol === 'udp') {
+            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
+            socket.once('error', reject);
+            socket.bind(port, ip, () => {
+                const bound = socket.address().port;
+                socket.close(() => resolve(bound));
+            });
+            return;
+        }
+        const server = external_node_net_default().createServer();
+        server.once('error', reject);
+        server.listen({ port, host: ip, exclusive: true }, () => {
+            const address = server.address();
+            const bound = typeof address === 'object' && address ? address.port : port;
+            server.close(() => resolve(bound));
+        });
+    });
+}
+/** How a host port is known among the ports a job has claimed: "tcp:8080". */
+function portKey(protocol, port) {
+    return `${protocol}:${port}`;
+}
+/**
+ * A free port from the kernel that is not one of `claimed`: a port the job
+ * has handed out but whose QEMU has not bound it yet is free to the kernel,
+ * and bind(0) can give it again.
+ */
+async function freePort(ip, protocol, claimed) {
+    for (let attempt = 0; attempt < 100; attempt++) {
+        const port = await probeBind(ip, 0, protocol);
+        if (!claimed.has(portKey(protocol, port)))
+            return port;
+    }
+    throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`, {
+        kind: 'Conflict',
+    });
+}
+/**
+ * Checks each requested host port is free and picks one where none was asked
+ * for, never one in `claimed` (the job's ports, by portKey) nor one picked
+ * earlier in the same call.
+ */
+async function resolvePorts(specs, claimed = new Set()) {
+    const clash = findPortClash(specs);
+    if (clash)
+        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
+    const taken = new Set(claimed);
+    const published = [];
+    for (const spec of specs) {
+        try {
+            if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
+                throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
+            const hostPort = spec.hostPort === 0
+                ? await freePort(spec.hostIp, spec.protocol, taken)
+                : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
+            taken.add(portKey(spec.protocol, hostPort));
+            published.push({ ...spec, hostPort });
+        }
+        catch (error) {
+            const code = error.code;
+            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
+            if (code === 'EADDRINUSE')
+                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`, {
+                    kind: 'Conflict',
+                });
+            if (code === 'EADDRNOTAVAIL')
+                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
+            if (code === 'EACCES')
+                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
+            throw error;
+        }
+    }
+    return published;
+}
+function formatPort(port) {
+    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
+    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
+}
+
+;// CONCATENATED MODULE: ./src/network/cidr.ts
+
+
+class CidrError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'CidrError';
+}
+function ipToNumber(ip) {
+    if (!external_node_net_default().isIPv4(ip))
+        throw new CidrError(`"${ip}" is not an IPv4 address`);
+    return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+function numberToIp(n) {
+    return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
+}
+function size(prefix) {
+    return 2 ** (32 - prefix);
+}
+/** `10.1.2.0/24`; a bare address is a /32. Host bits must be zero unless `loose` (an interface's `10.1.2.5/24`). Pure. */
+function parseCidr(text, loose = false) {
+    const [ip = '', prefixText, extra] = text.trim().split('/');
+    if (extra !== undefined || (prefixText !== undefined && !/^\d{1,2}$/.test(prefixText)))
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    const prefix = prefixText === undefined ? 32 : Number(prefixText);
+    if (prefix > 32)
+        throw new CidrError(`"${text}": prefix /${prefix} is longer than 32`);
+    let address;
+    try {
+        address = ipToNumber(ip);
+    }
+    catch {
+        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
+    }
+    const base = address - (address % size(prefix));
+    if (base !== address && !loose)
+        throw new CidrError(`"${text}" has host bits set; the network is ${formatCidr({ base, prefix })}`);
+    return { base, prefix };
+}
+function formatCidr(cidr) {
+    return `${numberToIp(cidr.base)}/${cidr.prefix}`;
+}
+function overlaps(a, b) {
+    return a.base < b.base + size(b.prefix) && b.base < a.base + size(a.prefix);
+}
+/** The n-th address of a network (1 is the first host). */
+function nthAddress(cidr, n) {
+    if (n <= 0 || n >= size(cidr.prefix) - 1)
+        throw new CidrError(`${formatCidr(cidr)} has no host number ${n}; it holds ${size(cidr.prefix) - 2}`);
+    return numberToIp(cidr.base + n);
+}
+/** How many hosts the network holds besides its gateway. */
+function guestCapacity(cidr) {
+    return Math.max(0, size(cidr.prefix) - 3);
+}
+
+;// CONCATENATED MODULE: ./src/network/settings.ts
+
+
+
+const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
+/** Mostly bad network settings; clashes on the host and missing privileges say their kind where thrown. */
+class NetworkError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'NetworkError';
+}
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+function oneOf(value, allowed, what) {
+    const text = value.trim().toLowerCase();
+    if (!allowed.includes(text))
+        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
+    return text;
+}
+/**
+ * Checks network settings from any front door; `names` says what the user
+ * called each one (`--network`, the `network` input), for the messages. Pure.
+ */
+function networkSettings(given, names) {
+    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
+    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
+    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
+    for (const entry of allow)
+        checkAllowEntry(entry, names.allow);
+    if (allow.length > 0 && egress === 'allow') {
+        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
+    }
+    let subnet;
+    if (given.subnet) {
+        try {
+            const cidr = parseCidr(given.subnet);
+            if (cidr.prefix > 29 || cidr.prefix < 16)
+                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
+            subnet = formatCidr(cidr);
+        }
+        catch (error) {
+            if (error instanceof CidrError)
+                throw new NetworkError(`${names.subnet}: ${error.message}`, { cause: error });
+            throw error;
+        }
+    }
+    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
+}
+function checkAllowEntry(entry, what) {
+    if (/^[\d./]+$/.test(entry)) {
+        try {
+            parseCidr(entry);
+        }
+        catch (error) {
+            throw new NetworkError(`${what}: ${error.message}`, { cause: error });
+        }
+        return;
+    }
+    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
+        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
+    if (!HOSTNAME.test(entry))
+        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
+}
+/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
+function splitList(text) {
+    return (text ?? '')
+        .split(/[,\n]/)
+        .map((item) => item.trim())
+        .filter(Boolean);
+}
+
+;// CONCATENATED MODULE: ./src/network/plan.ts
+
+
+const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
+/**
+ * Every name on the network is one service's: an alias may not repeat a
+ * service name or another alias, on the same service or another. Pure.
+ */
+function checkAliases(members) {
+    const owner = new Map();
+    for (const { service } of members)
+        owner.set(service.toLowerCase(), service);
+    for (const { service, aliases } of members) {
+        for (const alias of aliases) {
+            if (!ALIAS.test(alias))
+                throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
+            const key = alias.toLowerCase();
+            const taken = owner.get(key);
+            if (taken === undefined) {
+                owner.set(key, `${service}\0alias`);
+                continue;
+            }
+            const [other = '', kind] = taken.split('\0');
+            if (kind === undefined)
+                throw new NetworkError(other === service
+                    ? `service "${service}": alias "${alias}" is its own name`
+                    : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
+            throw new NetworkError(other === service
+                ? `service "${service}": alias "${alias}" is given twice`
+                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
+        }
+    }
+}
+/** The guest's /etc/hosts: loopback, itself, then every other member by name and aliases. Pure. */
+function hostsFile(self, peers) {
+    const lines = [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        `${self.address}\t${self.names.join(' ')}`,
+        ...peers.map((peer) => `${peer.address}\t${peer.names.join(' ')}`),
+    ];
+    return `${lines.join('\n')}\n`;
+}
+/** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
+function resolvConf(servers) {
+    if (servers.length === 0)
+        return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
+    return servers.map((server) => `nameserver ${server}\n`).join('');
+}
+/** Bridge networks are /24s from here unless the user gives a subnet. */
+const SUBNET_POOL = parseCidr('10.213.0.0/16');
+/** The first /24 of the pool, from `seed` on, that overlaps nothing on the host. Pure. */
+function chooseSubnet(taken, seed) {
+    const count = 2 ** (24 - SUBNET_POOL.prefix);
+    for (let i = 0; i < count; i++) {
+        const candidate = { base: SUBNET_POOL.base + ((seed + i) % count) * 256, prefix: 24 };
+        if (!taken.some((t) => overlaps(t.cidr, candidate)))
+            return candidate;
+    }
+    throw new NetworkError(`every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`, { kind: 'Conflict' });
+}
+/** A subnet the user chose must not overlap anything on the host. Pure. */
+function checkSubnet(wanted, taken) {
+    const clash = taken.find((t) => overlaps(t.cidr, wanted));
+    if (clash) {
+        throw new NetworkError(`subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`, { kind: 'Conflict' });
+    }
+}
+/** A locally administered, unicast MAC for a guest, from its address. Pure. */
+function guestMac(address) {
+    const octets = address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
+    return `52:54:${octets.join(':')}`;
+}
+
+;// CONCATENATED MODULE: ./src/storage/mounts.ts
+
+
+
+class MountError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'MountError';
+}
+/** Docker's rule for volume names. */
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+function isVolumeName(name) {
+    return VOLUME_NAME.test(name);
+}
+/** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
+const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
+/** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
+const DEFAULT_TMPFS_OPTIONS = 'rw,noexec,nosuid,nodev';
+function checkTarget(target, what) {
+    if (!target.startsWith('/')) {
+        throw new MountError(`${what}: the path in the container must be absolute, not "${target}"`);
+    }
+    if (/\s/.test(target) || target.split('/').includes('..')) {
+        throw new MountError(`${what}: "${target}" must not hold whitespace or ".."`);
+    }
+    const clean = external_node_path_default().posix.normalize(target).replace(/\/+$/, '');
+    if (clean === '')
+        throw new MountError(`${what}: cannot mount over the root directory /`);
+    return clean;
+}
+function readMode(mode, what) {
+    if (mode === undefined || mode === '' || mode === 'rw')
+        return false;
+    if (mode === 'ro')
+        return true;
+    throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
+}
+/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
+function isHostPath(source) {
+    return /^[/.~]/.test(source);
+}
+/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
+function namedVolume(text) {
+    const [source = '', target] = text.split(':');
+    return target !== undefined && !isHostPath(source) ? source : undefined;
+}
+/**
+ * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
+ * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
+ */
+function parseVolume(text, baseDir) {
+    const what = `volume "${text}"`;
+    const parts = text.split(':');
+    if (parts.length === 1)
+        return { kind: 'anonymous', target: checkTarget(text, what), readOnly: false };
+    if (parts.length > 3)
+        throw new MountError(`${what}: expected SOURCE:TARGET[:ro]`);
+    const [source = '', targetText = '', mode] = parts;
+    if (parts.length === 2 && source.startsWith('/') && !targetText.startsWith('/')) {
+        // `/path:ro`: an anonymous volume with a mode.
+        return { kind: 'anonymous', target: checkTarget(source, what), readOnly: readMode(targetText, what) };
+    }
+    const target = checkTarget(targetText, what);
+    const readOnly = readMode(mode, what);
+    if (isHostPath(source)) {
+        const home = external_node_os_default().homedir();
+        const absolute = source.startsWith('~')
+            ? external_node_path_default().join(home, source.slice(1))
+            : external_node_path_default().resolve(baseDir, source);
+        return { kind: 'bind', source: absolute, target, readOnly };
+    }
+    if (!VOLUME_NAME.test(source)) {
+        throw new MountError(`${what}: "${source}" is not a valid volume name; use letters, digits, "_", "." and "-", or a path starting with / or ./`);
+    }
+    return { kind: 'volume', name: source, target, readOnly };
+}
+/** `--tmpfs /path[:options]`, or compose `tmpfs: /path[:ro]`. */
+function parseTmpfs(text) {
+    const colon = text.indexOf(':');
+    const targetText = colon === -1 ? text : text.slice(0, colon);
+    const what = `tmpfs "${text}"`;
+    const target = checkTarget(targetText, what);
+    const given = colon === -1 ? '' : text.slice(colon + 1);
+    if (given && !TMPFS_OPTIONS.test(given)) {
+        throw new MountError(`${what}: options must look like size=64m,mode=1777`);
+    }
+    return {
+        kind: 'tmpfs',
+        target,
+        options: given ? `${DEFAULT_TMPFS_OPTIONS},${given}` : DEFAULT_TMPFS_OPTIONS,
+    };
+}
+/**
+ * Every mount of one service: its volumes and tmpfs mounts, then an anonymous
+ * volume for each image VOLUME nothing else covers (as Docker does). Refuses
+ * two mounts on one path. Sorted so that a parent is mounted before its children.
+ */
+function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
+    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
+    const seen = new Set();
+    for (const mount of mounts) {
+        if (seen.has(mount.target))
+            throw new MountError(`two mounts on ${mount.target}; give each path once`);
+        seen.add(mount.target);
+    }
+    for (const declared of imageVolumes) {
+        const target = checkTarget(declared, `the image's VOLUME "${declared}"`);
+        if (!seen.has(target)) {
+            seen.add(target);
+            mounts.push({ kind: 'anonymous', target, readOnly: false });
+        }
+    }
+    return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+}
+/**
+ * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
+ * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
+ */
+function guestMountTable(disks, mounts) {
+    const lines = disks.map((d) => ({
+        target: d.target,
+        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
+    }));
+    for (const mount of mounts) {
+        if (mount.kind === 'tmpfs')
+            lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
+    }
+    lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+    return lines.map((l) => `${l.line}\n`).join('');
+}
+
+;// CONCATENATED MODULE: ./src/images/run-config.ts
+/** Docker's defaults for healthcheck fields left unset. */
+const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
+/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
+function healthcheck(test, fields) {
+    return {
+        test,
+        intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
+        timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
+        startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
+        retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+    };
+}
+const NS_PER_MS = 1_000_000;
+/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
+function imageHealthcheck(config) {
+    const check = config.config?.Healthcheck;
+    const test = check?.Test ?? [];
+    if (test.length === 0 || test[0] === 'NONE')
+        return undefined;
+    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
+    return healthcheck(test, {
+        intervalMs: ms(check?.Interval),
+        timeoutMs: ms(check?.Timeout),
+        startPeriodMs: ms(check?.StartPeriod),
+        retries: check?.Retries ?? 0,
+    });
+}
+/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
+function imageRunConfig(config) {
+    const c = config.config ?? {};
+    return {
+        entrypoint: c.Entrypoint ?? [],
+        cmd: c.Cmd ?? [],
+        env: c.Env ?? [],
+        workingDir: c.WorkingDir || '/',
+        user: c.User ?? '',
+        stopSignal: c.StopSignal || 'SIGTERM',
+        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
+        volumes: Object.keys(c.Volumes ?? {}),
+        healthcheck: imageHealthcheck(config),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/spec/container.ts
+
+
+
+/** The one place a container's defaults live. */
+const CONTAINER_DEFAULTS = { memoryMiB: 512, cpus: 1 };
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** Docker's container name rule (it also names a directory and a hostname). */
+function validateName(name) {
+    if (!NAME.test(name)) {
+        throw new SpecError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+}
+/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
+function generateName(image) {
+    const base = image
+        .replace(/^oci:/, '')
+        .replace(/[:@].*$/, '')
+        .split('/')
+        .filter(Boolean)
+        .pop() ?? 'vm';
+    const clean = base
+        .replace(/[^a-zA-Z0-9_.-]/g, '-')
+        .replace(/^[^a-zA-Z0-9]+/, '')
+        .slice(0, 50) || 'vm';
+    return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
+}
+/** A bad services input or compose file; the message names the source, key path and line where known. */
+class SpecError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SpecError';
+}
+// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
+const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+
+;// CONCATENATED MODULE: ./src/spec/plan.ts
+
+
+
+
+/**
+ * Checks one container on its own (`hyper run`, later Docker's create) as
+ * validatePlan checks each service of a project, with the messages naming
+ * the flag's value rather than a service. Pure.
+ */
+function validateContainer(spec) {
+    validateName(spec.name);
+    try {
+        planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+        checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
+    }
+    catch (error) {
+        if (error instanceof MountError || error instanceof NetworkError)
+            throw new SpecError(error.message, { cause: error });
+        throw error;
+    }
+    checkPorts([spec]);
+}
+/**
+ * Checks the whole set of services before anything boots: unique names,
+ * dependencies that exist and form no cycle, no host port published twice,
+ * no wait for the health of a service whose healthcheck is off, and no name
+ * on the network (service or alias) given twice. Returns
+ * the boot order as waves: each wave's dependencies are all in earlier waves,
+ * so a wave can boot in parallel. Pure.
+ */
+function validatePlan(specs) {
+    const byName = new Map();
+    for (const spec of specs) {
+        if (byName.has(spec.name))
+            throw new SpecError(`service "${spec.name}" is defined twice`);
+        byName.set(spec.name, spec);
+    }
+    checkDependencies(specs, byName);
+    checkCycles(specs, byName);
+    checkPorts(specs);
+    checkMounts(specs);
+    try {
+        checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
+    }
+    catch (error) {
+        if (error instanceof NetworkError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+    return waves(specs);
+}
+/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
+function checkMounts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        let mounts;
+        try {
+            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+        }
+        catch (error) {
+            if (error instanceof MountError)
+                throw new SpecError(`service "${spec.name}": ${error.message}`);
+            throw error;
+        }
+        for (const mount of mounts) {
+            if (mount.kind !== 'volume')
+                continue;
+            const owner = owners.get(mount.name);
+            if (owner && owner !== spec.name) {
+                throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
+            }
+            owners.set(mount.name, spec.name);
+        }
+    }
+}
+function checkDependencies(specs, byName) {
+    for (const spec of specs) {
+        for (const { service, condition } of spec.dependsOn) {
+            const target = byName.get(service);
+            if (!target) {
+                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
+            }
+            if (condition === 'service_healthy' && target.healthcheck === 'none') {
+                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
+            }
+        }
+    }
+}
+/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
+function checkCycles(specs, byName) {
+    const done = new Set();
+    const path = [];
+    const visit = (name) => {
+        const at = path.indexOf(name);
+        if (at >= 0) {
+            const cycle = [...path.slice(at), name].join(' -> ');
+            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
+        }
+        if (done.has(name))
+            return;
+        path.push(name);
+        for (const dependency of byName.get(name)?.dependsOn ?? [])
+            visit(dependency.service);
+        path.pop();
+        done.add(name);
+    };
+    for (const spec of specs)
+        visit(spec.name);
+}
+function checkPorts(specs) {
+    const owners = new Map();
+    for (const spec of specs) {
+        for (const port of spec.ports) {
+            if (port.hostPort === 0)
+                continue;
+            const key = `${port.hostPort}/${port.protocol}`;
+            const owner = owners.get(key);
+            if (owner === spec.name)
+                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
+            if (owner !== undefined) {
+                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
+            }
+            owners.set(key, spec.name);
+        }
+    }
+}
+function waves(specs) {
+    const result = [];
+    const booted = new Set();
+    let waiting = [...specs];
+    while (waiting.length > 0) {
+        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
+        for (const spec of wave)
+            booted.add(spec.name);
+        waiting = waiting.filter((spec) => !booted.has(spec.name));
+        result.push(wave);
+    }
+    return result;
+}
+
+;// CONCATENATED MODULE: ./src/spec/run-flags.ts
+
+
+/** The container `hyper run` asks for; `environment` fills `-e K` entries. Pure but for the generated name. */
+function containerFromRunFlags(flags, environment) {
+    return {
+        name: flags.name ?? generateName(flags.image),
+        image: flags.image,
+        env: flags.env.map((entry) => (entry.includes('=') ? entry : `${entry}=${environment[entry] ?? ''}`)),
+        ports: flags.publish.map((text) => parsePortSpec(text)),
+        volumes: flags.volumes,
+        tmpfs: flags.tmpfs,
+        baseDir: flags.baseDir,
+        command: flags.command,
+        ...(flags.entrypoint === undefined ? {} : { entrypoint: [flags.entrypoint] }),
+        ...(flags.memoryMiB === undefined ? {} : { memoryMiB: flags.memoryMiB }),
+        ...(flags.cpus === undefined ? {} : { cpus: flags.cpus }),
+        ...(flags.user === undefined ? {} : { user: flags.user }),
+        ...(flags.workdir === undefined ? {} : { workdir: flags.workdir }),
+        dependsOn: [],
+        aliases: flags.aliases,
+        expose: flags.expose.map(exposedPort),
+        ...(flags.labels ? { labels: flags.labels } : {}),
+    };
+}
+/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
+function exposedPort(text) {
+    const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
+    const port = Number(match?.[1]);
+    if (!match || port < 1 || port > 65535)
+        throw new SpecError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
+    return port;
+}
+
+;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
+
+
+function number(text) {
+    if (text === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(text))
+        return undefined;
+    return Number(text);
+}
+/** Reads the first processor's block of /proc/cpuinfo text; empty or odd text gives a CpuInfo of undefined fields. Pure. */
+function parseCpuInfo(text) {
+    const fields = new Map();
+    for (const line of text.split('\n')) {
+        if (line.trim() === '') {
+            if (fields.size > 0)
+                break;
+            continue;
+        }
+        const colon = line.indexOf(':');
+        if (colon < 0)
+            continue;
+        const key = line.slice(0, colon).trim().toLowerCase();
+        // The value as the kernel wrote it after ": " (the flags digest must match older records).
+        if (!fields.has(key))
+            fields.set(key, line.slice(colon + 1).replace(/^ /, ''));
+    }
+    const field = (...keys) => {
+        for (const key of keys) {
+            const value = fields.get(key);
+            if (value !== undefined && value.trim() !== '')
+                return value.trim();
+        }
+        return undefined;
+    };
+    const flags = fields.get('flags') ?? fields.get('features');
+    const implementer = field('cpu implementer');
+    return {
+        vendor: field('vendor_id') ?? (implementer ? `implementer ${implementer}` : undefined),
+        family: field('cpu family', 'cpu architecture'),
+        model: field('model', 'cpu part'),
+        modelName: field('model name'),
+        flags,
+        flagsDigest: (0,external_node_crypto_.createHash)('sha256')
+            .update(flags ?? '')
+            .digest('hex')
+            .slice(0, 12),
+        mhz: number(field('cpu mhz')),
+        bogomips: number(field('bogomips')),
+    };
+}
+/**
+ * The host CPU a KVM checkpoint depends on (`-cpu host` hands the guest the
+ * host's model and features). "host MODEL NAME (flags DIGEST)" is the form
+ * checkpoint records already hold; without a model name (arm64, odd
+ * hypervisors) the vendor, family and model stand in, and without those
+ * "unknown CPU". Pure.
+ */
+function cpuIdentity(info) {
+    const described = info.modelName ??
+        ([
+            info.vendor,
+            info.family === undefined ? undefined : `family ${info.family}`,
+            info.model === undefined ? undefined : `model ${info.model}`,
+        ]
+            .filter((part) => part !== undefined)
+            .join(' ') ||
+            'unknown CPU');
+    return `host ${described} (flags ${info.flagsDigest})`;
+}
+/** tsc_early_khz when nothing better is known: a plausible rate for a current x86 host. */
+const DEFAULT_TSC_KHZ = 2_000_000;
+/** QEMU's tick rate on hosts it has no cycle counter for (aarch64): CLOCK_MONOTONIC in ns. */
+const NANOSECOND_TICKS_KHZ = 1_000_000;
+/** Rates outside 100 MHz to 10 GHz are a misread, not a CPU. */
+function plausible(khz) {
+    return khz !== undefined && Number.isFinite(khz) && khz >= 100_000 && khz <= 10_000_000;
+}
+/**
+ * The rate a TCG guest's TSC ticks at, in kHz, for `tsc_early_khz`. Under
+ * TCG, QEMU's RDTSC returns cpu_get_ticks(), the host's own cycle counter
+ * (rdtsc on an x86 host; the `tsc-frequency` property only changes CPUID), so
+ * the right value is the host's TSC rate. On x86, in this order:
+ *  1. bogomips / 2: the kernel derives it from its calibrated TSC rate
+ *     (lpj_fine = tsc_khz * 1000 / HZ), so it is the TSC even on bare metal;
+ *  2. `cpu MHz` when above 0: the TSC rate in a VM, but on bare metal the
+ *     current (scaled or boosted) clock, which is why it comes second;
+ *  3. the "@ 2.60GHz" of an Intel model name: the nominal rate, which
+ *     invariant-TSC parts count at;
+ *  4. DEFAULT_TSC_KHZ.
+ * On an arm64 host QEMU has no cycle counter to read and counts nanoseconds,
+ * so the guest's TSC runs at 1 GHz. Other hosts get the default. Pure.
+ */
+function guestTscKhz(info, arch) {
+    if (arch === 'arm64')
+        return { khz: NANOSECOND_TICKS_KHZ, source: 'QEMU clock' };
+    if (arch !== 'x64' && arch !== 'ia32')
+        return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+    const fromBogomips = info.bogomips === undefined ? undefined : Math.round(info.bogomips * 500);
+    if (plausible(fromBogomips))
+        return { khz: fromBogomips, source: 'bogomips' };
+    const fromMhz = info.mhz === undefined ? undefined : Math.round(info.mhz * 1000);
+    if (plausible(fromMhz))
+        return { khz: fromMhz, source: 'cpu MHz' };
+    const ghz = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(info.modelName ?? '')?.[1];
+    const fromName = ghz === undefined ? undefined : Math.round(Number(ghz) * 1_000_000);
+    if (plausible(fromName))
+        return { khz: fromName, source: 'model name' };
+    return { khz: DEFAULT_TSC_KHZ, source: 'default' };
+}
+let hostCpu;
+/** This host's /proc/cpuinfo, read once; unreadable reads as empty (every field undefined). */
+function readCpuInfo() {
+    hostCpu ??= (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').then(parseCpuInfo, () => parseCpuInfo(''));
+    return hostCpu;
+}
+
+;// CONCATENATED MODULE: ./src/vm/json-socket.ts
+
+
+/** One JSON message a line over a unix socket: the wire format of QMP and of the QEMU guest agent. */
+class JsonLineSocket {
+    socket;
+    buffer = '';
+    decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
+    waiting = [];
+    closedError;
+    constructor(socket) {
+        this.socket = socket;
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.on('close', () => this.fail(new Error('connection closed')));
+        socket.on('error', (error) => this.fail(error));
+    }
+    static connect(path, timeoutMs) {
+        return new Promise((resolve, reject) => {
+            const socket = external_node_net_default().connect(path);
+            const timer = setTimeout(() => {
+                socket.destroy();
+                reject(new Error(`no connection to ${path} within ${timeoutMs} ms`));
+            }, timeoutMs);
+            socket.once('error', (error) => {
+                clearTimeout(timer);
+                reject(error);
+            });
+            socket.once('connect', () => {
+                clearTimeout(timer);
+                socket.removeAllListeners('error');
+                resolve(new JsonLineSocket(socket));
+            });
+        });
+    }
+    send(message) {
+        if (this.closedError)
+            throw this.closedError;
+        this.socket.write(`${JSON.stringify(message)}\n`);
+    }
+    /**
+     * Sends `message` and resolves with the first answer `accept` takes. On a
+     * socket that is already closed it rejects once, with no stray rejection
+     * left behind (the guest may die under a command).
+     */
+    async request(message, accept, timeoutMs, what) {
+        const answer = this.next(accept, timeoutMs, what);
+        try {
+            this.send(message);
+        }
+        catch (error) {
+            answer.catch(() => undefined);
+            throw error;
+        }
+        return answer;
+    }
+    /** Resolves with the first message (from now on) that `accept` takes. */
+    next(accept, timeoutMs, what) {
+        return new Promise((resolve, reject) => {
+            if (this.closedError)
+                return reject(this.closedError);
+            const timer = setTimeout(() => {
+                remove();
+                reject(new Error(`no answer to ${what} within ${timeoutMs} ms`));
+            }, timeoutMs);
+            const waiter = (message) => {
+                if (message.__closed) {
+                    clearTimeout(timer);
+                    reject(this.closedError ?? new Error('connection closed'));
+                    return true;
+                }
+                if (!accept(message))
+                    return false;
+                clearTimeout(timer);
+                resolve(message);
+                return true;
+            };
+            const remove = () => {
+                const index = this.waiting.indexOf(waiter);
+                if (index >= 0)
+                    this.waiting.splice(index, 1);
+            };
+            this.waiting.push(waiter);
+        });
+    }
+    close() {
+        this.socket.destroy();
+    }
+    onData(chunk) {
+        // The guest agent prefixes a guest-sync-delimited answer with a 0xFF byte
+        // (never valid in UTF-8 JSON); drop it before decoding.
+        this.buffer += this.decoder.write(Buffer.from(chunk.filter((byte) => byte !== 0xff)));
+        let newline;
+        while ((newline = this.buffer.indexOf('\n')) >= 0) {
+            const line = this.buffer.slice(0, newline).trim();
+            this.buffer = this.buffer.slice(newline + 1);
+            if (!line)
+                continue;
+            let message;
+            try {
+                message = JSON.parse(line);
+            }
+            catch {
+                continue;
+            }
+            const index = this.waiting.findIndex((accept) => accept(message));
+            if (index >= 0)
+                this.waiting.splice(index, 1);
+        }
+    }
+    fail(error) {
+        if (this.closedError)
+            return;
+        this.closedError = error;
+        for (const waiter of this.waiting.splice(0))
+            waiter({ __closed: true });
+    }
+}
+/** The `error` member of a QMP or guest-agent answer, as an Error. */
+function protocolError(what, message) {
+    const error = message.error;
+    if (!error)
+        return undefined;
+    return new Error(`${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`);
+}
+
+;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
+
+const POLL_MS = 20;
+const SYNC_ATTEMPT_MS = 2000;
+/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
+class GuestAgent {
+    socket;
+    constructor(socket) {
+        this.socket = socket;
+    }
+    /**
+     * Connects and resynchronises: stale answers from an earlier client may still
+     * sit in the channel, so guest-sync-delimited with a fresh id discards
+     * everything before it. Right after boot qemu-ga may not have opened its port
+     * yet (QEMU then drops or ignores the connection), so attempts repeat until
+     * `timeoutMs` has passed.
+     */
+    static async connect(path, timeoutMs) {
+        const deadline = Date.now() + timeoutMs;
+        let lastError;
+        for (;;) {
+            const left = deadline - Date.now();
+            try {
+                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
+            }
+            catch (error) {
+                lastError = error;
+            }
+            if (Date.now() + POLL_MS * 5 >= deadline)
+                break;
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
+        }
+        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
+    }
+    static async attempt(path, timeoutMs) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
+        try {
+            const id = Math.floor(Math.random() * 2 ** 31);
+            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
+            return new GuestAgent(socket);
+        }
+        catch (error) {
+            socket.close();
+            throw error;
+        }
+    }
+    async execute(command, args = {}, timeoutMs = 10000) {
+        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
+        const error = protocolError(`guest agent ${command}`, message);
+        if (error)
+            throw error;
+        return message.return;
+    }
+    /** guest-shutdown gives no answer when it works: the guest is going away. */
+    shutdown() {
+        this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+    }
+    /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
+    async exec(path, args, timeoutMs) {
+        const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true }));
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const status = (await this.execute('guest-exec-status', { pid: started.pid }));
+            if (status.exited) {
+                return {
+                    exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
+                    stdout: Buffer.from(status['out-data'] ?? '', 'base64'),
+                    stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
+                };
+            }
+            if (Date.now() > deadline)
+                throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        }
+    }
+    close() {
+        this.socket.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/vm/exec-stream.ts
+
+
+const exec_stream_POLL_MS = 50;
+const READ_BYTES = 48 * 1024;
+/** For the setup and clean-up scripts, which do nothing that takes long. */
+const SCRIPT_TIMEOUT_MS = 30_000;
+/** Chunks pushed by one producer, read by one consumer as an async iterable. */
+class ChunkQueue {
+    chunks = [];
+    ended = false;
+    failure;
+    wake;
+    push(chunk) {
+        this.chunks.push(chunk);
+        this.wake?.();
+    }
+    end(failure) {
+        this.ended = true;
+        this.failure = failure;
+        this.wake?.();
+    }
+    async *[Symbol.asyncIterator]() {
+        for (;;) {
+            const chunk = this.chunks.shift();
+            if (chunk) {
+                yield chunk;
+                continue;
+            }
+            if (this.ended) {
+                if (this.failure)
+                    throw this.failure;
+                return;
+            }
+            await new Promise((resolve) => (this.wake = resolve));
+            this.wake = undefined;
+        }
+    }
+}
+/**
+ * The guest side is plain qemu-ga and busybox: the command's stdout and
+ * stderr go to files in the initramfs (outside the container), read as they
+ * grow with guest-file-read; stdin, when given, is appended to a regular file
+ * (so every write completes and is flushed at once), which a small guest
+ * loop (FEED) copies into the command through a FIFO. `argv` runs through
+ * /bin/sh only to set up those redirections; the argv itself is exec'd.
+ */
+function execStream(agent, argv, options) {
+    const stdout = new ChunkQueue();
+    const stderr = new ChunkQueue();
+    const exitCode = drive(agent, argv, options, stdout, stderr).then((code) => {
+        stdout.end();
+        stderr.end();
+        return code;
+    }, (error) => {
+        stdout.end(error);
+        stderr.end(error);
+        throw error;
+    });
+    // The caller reads the failure from the output streams or from exitCode, whichever it awaits.
+    exitCode.catch(() => undefined);
+    return { stdout, stderr, exitCode };
+}
+/**
+ * Copies the stdin file to its stdout as it grows, until the host marks it
+ * done (in.done) and all of it is copied, or the file is gone. The command
+ * reads it through a FIFO; a command that stops reading ends the copy with
+ * SIGPIPE.
+ */
+const FEED = `d=$1; shift
+feed() {
+  off=0
+  while :; do
+    size=$(wc -c < "$d/in" 2>/dev/null) || return 0
+    if [ "$size" -gt "$off" ]; then
+      tail -c +$((off + 1)) "$d/in" | head -c $((size - off)) || return 0
+      off=$size
+    elif [ -e "$d/in.done" ]; then
+      [ "$(wc -c < "$d/in" 2>/dev/null || echo 0)" -gt "$off" ] || return 0
+    else
+      usleep 20000
+    fi
+  done
+}
+mkfifo "$d/pipe"
+feed > "$d/pipe" &
+exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
+const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
+async function drive(agent, argv, options, stdout, stderr) {
+    const dir = `/run/hyper-exec-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
+    await runToEnd(agent, 'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && : > "$1/in"', dir);
+    const handles = new Set();
+    const open = async (name, mode) => {
+        const handle = (await agent.execute('guest-file-open', { path: `${dir}/${name}`, mode }));
+        handles.add(handle);
+        return handle;
+    };
+    const close = async (handle) => {
+        handles.delete(handle);
+        await agent.execute('guest-file-close', { handle });
+    };
+    const stdin = collect(options.stdin);
+    let pid;
+    let exited = false;
+    try {
+        let input = options.stdin ? await open('in', 'a') : undefined;
+        pid = (await agent.execute('guest-exec', {
+            path: '/bin/sh',
+            arg: ['-c', options.stdin ? FEED : NO_STDIN, 'sh', dir, ...argv],
+        })).pid;
+        const out = await open('out', 'r');
+        const err = await open('err', 'r');
+        const deadline = Date.now() + options.timeoutMs;
+        // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
+        for (;;) {
+            const status = (await agent.execute('guest-exec-status', { pid }));
+            exited = status.exited;
+            // Read after the status: output written before the exit is all there once it says exited.
+            let moved = (await drain(agent, out, stdout)) + (await drain(agent, err, stderr));
+            if (input !== undefined) {
+                moved += await write(agent, input, stdin.pending);
+                if (status.exited || (stdin.done && stdin.pending.length === 0)) {
+                    await close(input);
+                    input = undefined;
+                    await close(await open('in.done', 'w'));
+                }
+            }
+            if (status.exited)
+                return status.exitcode ?? 128 + (status.signal ?? 0);
+            if (Date.now() > deadline)
+                throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
+            if (moved === 0)
+                await exec_stream_sleep(exec_stream_POLL_MS);
+        }
+    }
+    finally {
+        stdin.stop();
+        // Whatever happened: no handle left open in the agent, no command left running, no files left.
+        for (const handle of handles)
+            await agent.execute('guest-file-close', { handle }).catch(() => undefined);
+        if (pid !== undefined && !exited)
+            await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
+        await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
+    }
+}
+/** Runs a small shell script in the guest (outside the container) to its end; fails unless it exits 0. */
+async function runToEnd(agent, script, ...args) {
+    const result = await agent.exec('/bin/sh', ['-c', script, 'sh', ...args], SCRIPT_TIMEOUT_MS);
+    if (result.exitCode !== 0)
+        throw new HyperError(`guest command failed (${script}): ${result.stderr.toString().trim()}`);
+}
+/** Reads what the file holds beyond what was read; returns the bytes read. */
+async function drain(agent, handle, into) {
+    let total = 0;
+    for (;;) {
+        const read = (await agent.execute('guest-file-read', { handle, count: READ_BYTES }));
+        if (read.count === 0)
+            return total;
+        into.push(Buffer.from(read['buf-b64'], 'base64'));
+        total += read.count;
+    }
+}
+const MAX_PENDING = 1024 * 1024;
+/**
+ * The caller's stdin, gathered in the background without any agent request,
+ * at most about MAX_PENDING ahead of what was written; stop() ends the
+ * reading (for process.stdin: the process can then exit).
+ */
+function collect(source) {
+    const iterator = source?.[Symbol.asyncIterator]();
+    const state = {
+        pending: [],
+        done: iterator === undefined,
+        stopped: false,
+        stop() {
+            state.stopped = true;
+            void iterator?.return?.()?.catch(() => undefined);
+        },
+    };
+    if (iterator) {
+        void (async () => {
+            try {
+                while (!state.stopped) {
+                    while (!state.stopped && state.pending.reduce((sum, b) => sum + b.length, 0) > MAX_PENDING)
+                        await exec_stream_sleep(exec_stream_POLL_MS);
+                    const next = await iterator.next();
+                    if (next.done)
+                        break;
+                    state.pending.push(next.value);
+                }
+            }
+            finally {
+                state.done = true;
+            }
+        })().catch(() => undefined);
+    }
+    return state;
+}
+/** Appends pending stdin to the guest's stdin file and flushes it (a regular file: every write completes). */
+async function write(agent, handle, pending) {
+    let total = 0;
+    while (pending.length > 0) {
+        const chunk = pending.shift();
+        for (let at = 0; at < chunk.length; at += READ_BYTES) {
+            const part = chunk.subarray(at, at + READ_BYTES);
+            await agent.execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') });
+            total += part.length;
+        }
+    }
+    if (total > 0)
+        await agent.execute('guest-file-flush', { handle });
+    return total;
+}
+function exec_stream_sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
+// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
+
+
+const QEMU_IMG = 'qemu-img';
+class QemuOutputError extends HyperError {
+    static defaultKind = 'Internal';
+    name = 'QemuOutputError';
+}
+/** The command lines, pure, so tests assert them exactly. */
+const qemuImgCommand = {
+    /** A thin qcow2 over `backing`, which is never written. */
+    createOverlay(file, backing, backingFormat) {
+        return {
+            program: QEMU_IMG,
+            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
+        };
+    },
+    /** Without `from`, qemu-img probes the source's format. */
+    convert(source, target, formats) {
+        const from = formats.from ? ['-f', formats.from] : [];
+        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
+    },
+    info(file, options = {}) {
+        return {
+            program: QEMU_IMG,
+            args: [
+                'info',
+                ...(options.format ? ['-f', options.format] : []),
+                ...(options.forceShare ? ['-U'] : []),
+                '--output=json',
+                file,
+            ],
+        };
+    },
+    deleteSnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
+    },
+    /** Sets the disk's current state to snapshot `tag`. */
+    applySnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
+    },
+    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
+    rebaseUnsafe(file, backing, backingFormat) {
+        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
+    },
+};
+/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
+function parseImageInfo(stdout, command = 'qemu-img info') {
+    let value;
+    try {
+        value = JSON.parse(stdout);
+    }
+    catch (error) {
+        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`, { cause: error });
+    }
+    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
+    if (!img_isObject(value))
+        throw wrong('an object');
+    const { filename, format } = value;
+    const virtualSize = value['virtual-size'];
+    if (typeof filename !== 'string')
+        throw wrong('a "filename"');
+    if (typeof format !== 'string')
+        throw wrong('a "format"');
+    if (typeof virtualSize !== 'number')
+        throw wrong('a "virtual-size"');
+    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
+    const data = img_isObject(specific.data) ? specific.data : {};
+    const snapshots = value.snapshots ?? [];
+    if (!Array.isArray(snapshots))
+        throw wrong('a "snapshots" list');
+    return {
+        filename,
+        format,
+        virtualSize,
+        backingFilename: img_text(value['backing-filename']),
+        fullBackingFilename: img_text(value['full-backing-filename']),
+        backingFormat: img_text(value['backing-filename-format']),
+        dataFile: img_text(data['data-file']),
+        snapshots: snapshots.map((snapshot) => {
+            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
+                throw wrong('a name for each snapshot');
+            const vmStateSize = snapshot['vm-state-size'];
+            return {
+                id: String(snapshot.id),
+                name: snapshot.name,
+                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
+            };
+        }),
+    };
+}
+function img_isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function img_text(value) {
+    return typeof value === 'string' ? value : undefined;
+}
+/** Runs the commands above. */
+const qemuImg = {
+    async createOverlay(file, backing, backingFormat) {
+        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
+    },
+    async convert(source, target, formats) {
+        await run(qemuImgCommand.convert(source, target, formats));
+    },
+    async info(file, options = {}) {
+        const command = qemuImgCommand.info(file, options);
+        return parseImageInfo((await run(command)).stdout, formatCommand(command));
+    },
+    async snapshotNames(file, options = {}) {
+        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
+    },
+    async deleteSnapshot(file, tag) {
+        await run(qemuImgCommand.deleteSnapshot(file, tag));
+    },
+    async applySnapshot(file, tag) {
+        await run(qemuImgCommand.applySnapshot(file, tag));
+    },
+    async rebaseUnsafe(file, backing, backingFormat) {
+        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
+    },
+};
+
+;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
+
+
+/** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
+function optValue(value) {
+    return value.replace(/,/g, ',,');
+}
+/**
+ * panic=-1 restarts at once on a panic, and -no-reboot turns the restart into
+ * QEMU's exit. reboot=t restarts by triple fault: microvm has no keyboard
+ * controller, and the kernel's default ACPI-then-keyboard path could spin
+ * after a panic and leave the dead guest's QEMU running (seen under TCG).
+ */
+const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off';
+/**
+ * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
+ * now and then, and the boot then hangs for good (2 of 8 boots in a trial
+ * here); telling it the frequency skips that calibration (8 of 8 booted).
+ * Under KVM the kernel reads it from kvm-clock and needs nothing.
+ */
+function kernelCmdline(accel, hostTscKhz) {
+    return accel === 'tcg'
+        ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
+        : KERNEL_CMDLINE;
+}
+/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
+const ROOT_NODE = 'root-disk';
+function diskNode(serial) {
+    return `${serial}-disk`;
+}
+/**
+ * The network device. User networking forwards published ports (hostfwd) and,
+ * for each other service, the address and port the guest dials to a helper
+ * that connects to that service's loopback port (guestfwd); `restrict` drops
+ * everything else. A TAP joins the job's bridge. Pure.
+ */
+function networkArgs(spec) {
+    const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
+    if (network.kind === 'tap') {
+        return [
+            '-netdev',
+            `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
+            '-device',
+            `virtio-net-device,netdev=net0,mac=${network.mac}`,
+        ];
+    }
+    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
+    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
+    const restrict = network.restrict ? ',restrict=on' : '';
+    return [
+        '-netdev',
+        `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
+        '-device',
+        'virtio-net-device,netdev=net0',
+    ];
+}
+/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
+function qemuArgs(spec, hostTscKhz) {
+    const paths = vmPaths(spec.dir);
+    // prettier-ignore
+    const args = [
+        '-name', optValue(spec.name),
+        '-M', 'microvm,x-option-roms=off,rtc=on',
+        '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+        '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+        '-m', `${spec.memoryMiB}M`,
+        '-smp', String(spec.cpus),
+        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        '-global', 'virtio-mmio.force-legacy=false',
+        '-kernel', spec.bundle.kernel,
+        '-initrd', spec.bundle.initrd,
+        '-append', kernelCmdline(spec.accel, hostTscKhz),
+        '-serial', `file:${paths.console}`,
+        '-pidfile', paths.pid,
+        '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
+        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+        '-device', 'virtio-blk-device,drive=root,serial=rootfs',
+        '-device', 'virtio-serial-device',
+        // append: a restarted VM keeps the log, and the status the host wrote for it.
+        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
+        '-device', 'virtserialport,chardev=log,name=hyper.log',
+        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
+        '-device', 'virtserialport,chardev=status,name=hyper.status',
+        '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
+        '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
+        ...networkArgs(spec),
+    ];
+    for (const disk of spec.disks ?? []) {
+        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+    }
+    for (const file of spec.guestFiles) {
+        args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
+    }
+    return args;
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/qmp.ts
+
+/** A QEMU Machine Protocol client: greeting, capabilities negotiation, then commands with ids. */
+class QmpClient {
+    socket;
+    nextId = 1;
+    constructor(socket) {
+        this.socket = socket;
+    }
+    static async connect(path, timeoutMs = 5000) {
+        const socket = await JsonLineSocket.connect(path, timeoutMs);
+        try {
+            await socket.next((m) => 'QMP' in m, timeoutMs, 'the QMP greeting');
+            const client = new QmpClient(socket);
+            await client.execute('qmp_capabilities', {}, timeoutMs);
+            return client;
+        }
+        catch (error) {
+            socket.close();
+            throw error;
+        }
+    }
+    async execute(command, args = {}, timeoutMs = 10000) {
+        const id = `hyper-${this.nextId++}`;
+        const message = await this.socket.request({ execute: command, arguments: args, id }, (m) => m.id === id, timeoutMs, `QMP ${command}`);
+        const error = protocolError(`QMP ${command}`, message);
+        if (error)
+            throw error;
+        return message.return;
+    }
+    /**
+     * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
+     * starts it, polls query-jobs until it has concluded, dismisses it, and
+     * throws the job's own error when it failed.
+     */
+    async runJob(command, args, timeoutMs) {
+        const id = `hyper-job-${this.nextId}`;
+        await this.execute(command, { ...args, 'job-id': id });
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+            const jobs = (await this.execute('query-jobs'));
+            const job = jobs.find((j) => j.id === id);
+            if (!job)
+                throw new Error(`QMP ${command}: job ${id} disappeared`);
+            if (job.status === 'concluded') {
+                await this.execute('job-dismiss', { id });
+                if (job.error)
+                    throw new Error(job.error);
+                return;
+            }
+            if (Date.now() > deadline) {
+                await this.execute('job-cancel', { id }).catch(() => undefined);
+                throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+    }
+    close() {
+        this.socket.close();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The QEMU a host runs when nothing names another (HYPER_QEMU). */
+const DEFAULT_QEMU = 'qemu-system-x86_64';
+class VmError extends HyperError {
+    static defaultKind = 'Internal';
+    name = 'VmError';
+}
+/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
+async function hostTscKhz() {
+    return guestTscKhz(await readCpuInfo(), process.arch).khz;
+}
+async function tail(file, lines = 20) {
+    try {
+        return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8'), lines);
+    }
+    catch {
+        return '';
+    }
+}
+/** QEMU's microvm machine, started as a detached child that outlives this process. */
+class QemuHypervisor {
+    qemu;
+    /** `qemu`: the qemu-system binary, a name on PATH or a path. */
+    constructor(qemu = DEFAULT_QEMU) {
+        this.qemu = qemu;
+    }
+    async start(spec, options = {}) {
+        const paths = vmPaths(spec.dir);
+        for (const socket of [paths.qmp, paths.agent]) {
+            if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
+            }
+        }
+        const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+        let exited;
+        let spawnError;
+        try {
+            // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
+            const args = qemuArgs(spec, await hostTscKhz());
+            if (options.checkpoint)
+                args.push('-loadvm', options.checkpoint);
+            const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, args, {
+                detached: true,
+                stdio: ['ignore', log.fd, log.fd],
+            });
+            child.on('error', (error) => (spawnError = error));
+            child.on('exit', (code, signal) => (exited = { code, signal }));
+            child.unref();
+            const deadline = Date.now() + 15000;
+            for (;;) {
+                if (spawnError)
+                    throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
+                        kind: 'Unavailable',
+                        cause: spawnError,
+                    });
+                if (exited) {
+                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
+                }
+                const pid = await readPid(paths.pid);
+                if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
+                    return { pid };
+                if (Date.now() > deadline) {
+                    await this.kill(spec);
+                    throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
+                }
+                await sleep(20);
+            }
+        }
+        finally {
+            await log.close();
+        }
+    }
+    async qmpAnswers(socket) {
+        try {
+            const qmp = await QmpClient.connect(socket, 1000);
+            qmp.close();
+            return true;
+        }
+        catch {
+            return false;
+        }
+    }
+    async waitUntilRunning(spec, timeoutMs) {
+        const paths = vmPaths(spec.dir);
+        const deadline = Date.now() + timeoutMs;
+        let last = 'nothing yet';
+        for (;;) {
+            const status = await readGuestStatus(paths.status);
+            if (status.failure)
+                throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+            // A service that ran and exited already is a normal outcome: a one-shot command.
+            if (status.servicePid !== undefined)
+                return;
+            if (status.exitCode !== undefined) {
+                throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
+            }
+            if (status.booted)
+                last = 'guest booted, service not started';
+            if (!(await this.isRunning(spec))) {
+                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
+            }
+            if (Date.now() > deadline) {
+                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
+            }
+            await sleep(25);
+        }
+    }
+    async isRunning(spec) {
+        const pid = await readPid(vmPaths(spec.dir).pid);
+        return pid !== undefined && (await isOurProcess(pid, spec.dir));
+    }
+    async exec(spec, argv, timeoutMs) {
+        const [program, ...args] = argv;
+        if (!program)
+            throw new VmError('no command given', { kind: 'Invalid' });
+        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+        try {
+            return await agent.exec(program, args, timeoutMs);
+        }
+        finally {
+            agent.close();
+        }
+    }
+    async execStream(spec, argv, options) {
+        if (argv.length === 0)
+            throw new VmError('no command given', { kind: 'Invalid' });
+        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+        const running = execStream(agent, argv, options);
+        void running.exitCode.finally(() => agent.close()).catch(() => undefined);
+        return running;
+    }
+    async stop(spec, graceMs) {
+        const paths = vmPaths(spec.dir);
+        const pid = await readPid(paths.pid);
+        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
+            return 'graceful';
+        const deadline = Date.now() + graceMs;
+        try {
+            const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
+            agent.shutdown();
+            // Give qemu-ga a moment to read the command before the socket goes.
+            await sleep(50);
+            agent.close();
+        }
+        catch {
+            // No agent: nothing graceful is possible; fall through to the deadline and kill.
+        }
+        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now())))
+            return 'graceful';
+        await this.kill(spec);
+        return 'killed';
+    }
+    async kill(spec) {
+        const pid = await readPid(vmPaths(spec.dir).pid);
+        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
+            return;
+        try {
+            process.kill(pid, 'SIGKILL');
+        }
+        catch {
+            return;
+        }
+        if (!(await process_waitForExit(pid, spec.dir, 10000)))
+            throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
+    }
+    async withQmp(spec, use) {
+        const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+        try {
+            return await use(qmp);
+        }
+        finally {
+            qmp.close();
+        }
+    }
+    async snapshotDisks(spec, serials, tag, freeze) {
+        const agentPath = vmPaths(spec.dir).agent;
+        let agent;
+        try {
+            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+        }
+        catch (error) {
+            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`, { cause: error });
+        }
+        let thawed = false;
+        try {
+            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
+            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
+                actions: serials.map((serial) => ({
+                    type: 'blockdev-snapshot-internal-sync',
+                    data: { device: nodeOf(serial), name: tag },
+                })),
+            }));
+            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
+            thawed = true;
+        }
+        finally {
+            agent.close();
+            // After a timeout or error the answer on this connection can be stale:
+            // thaw again on a fresh one (a no-op when nothing is frozen).
+            if (!thawed)
+                await this.thaw(agentPath, freeze.timeoutMs);
+        }
+    }
+    async thaw(agentPath, timeoutMs) {
+        let lastError;
+        for (let attempt = 0; attempt < 3; attempt++) {
+            try {
+                const agent = await GuestAgent.connect(agentPath, timeoutMs);
+                try {
+                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+                    if (status === 'thawed')
+                        return;
+                    lastError = new Error(`the agent reports the filesystems ${String(status)}`);
+                }
+                finally {
+                    agent.close();
+                }
+            }
+            catch (error) {
+                lastError = error;
+            }
+        }
+        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`, { cause: lastError });
+    }
+    async saveCheckpoint(spec, tag) {
+        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
+    }
+    async loadCheckpoint(spec, tag) {
+        await this.withQmp(spec, async (qmp) => {
+            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
+            const status = (await qmp.execute('query-status'));
+            if (!status.running)
+                await qmp.execute('cont');
+        });
+    }
+    async deleteSnapshot(spec, serials, tag) {
+        if (await this.isRunning(spec)) {
+            await this.withQmp(spec, async (qmp) => {
+                for (const serial of serials) {
+                    await qmp
+                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
+                        .catch((error) => {
+                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
+                            throw error;
+                    });
+                }
+            });
+            return;
+        }
+        for (const serial of serials) {
+            const file = diskFile(spec, serial);
+            if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
+                await qemuImg.deleteSnapshot(file, tag);
+        }
+    }
+    async pause(spec) {
+        // QEMU drains and flushes every block device when the VM stops.
+        await this.withQmp(spec, (qmp) => qmp.execute('stop'));
+    }
+    async resume(spec) {
+        await this.withQmp(spec, (qmp) => qmp.execute('cont'));
+    }
+    async revertDisks(spec, serials, tag) {
+        if (await this.isRunning(spec))
+            throw new VmError(`${spec.name} is running; stop it before reverting its disks`, { kind: 'Conflict' });
+        for (const serial of serials)
+            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
+    }
+}
+/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
+const CHECKPOINT_TIMEOUT_MS = 120_000;
+function nodeOf(serial) {
+    return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
+}
+function writableNodes(spec) {
+    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+function diskFile(spec, serial) {
+    if (serial === 'rootfs')
+        return spec.rootDisk;
+    const disk = spec.disks?.find((d) => d.serial === serial);
+    if (!disk)
+        throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
+    return disk.path;
 }
 
 ;// CONCATENATED MODULE: ./src/host/space.ts
@@ -43325,2644 +45396,6 @@ async function ensureRootfs(image, cacheDir, options = {}) {
         if (scratchOutside)
             await (0,promises_namespaceObject.rm)(scratchOutside, { recursive: true, force: true });
     }
-}
-
-;// CONCATENATED MODULE: ./src/images/run-config.ts
-/** Docker's defaults for healthcheck fields left unset. */
-const HEALTHCHECK_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, startPeriodMs: 0, retries: 3 };
-/** A healthcheck with Docker's defaults where a field is absent or 0. Pure. */
-function healthcheck(test, fields) {
-    return {
-        test,
-        intervalMs: fields.intervalMs || HEALTHCHECK_DEFAULTS.intervalMs,
-        timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
-        startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
-        retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
-    };
-}
-const NS_PER_MS = 1_000_000;
-/** The image's HEALTHCHECK (durations in nanoseconds there); undefined for none or NONE. Pure. */
-function imageHealthcheck(config) {
-    const check = config.config?.Healthcheck;
-    const test = check?.Test ?? [];
-    if (test.length === 0 || test[0] === 'NONE')
-        return undefined;
-    const ms = (ns) => Math.round((ns ?? 0) / NS_PER_MS);
-    return healthcheck(test, {
-        intervalMs: ms(check?.Interval),
-        timeoutMs: ms(check?.Timeout),
-        startPeriodMs: ms(check?.StartPeriod),
-        retries: check?.Retries ?? 0,
-    });
-}
-/** Reads the run settings out of an image config, with Docker's defaults for what is absent. Pure. */
-function imageRunConfig(config) {
-    const c = config.config ?? {};
-    return {
-        entrypoint: c.Entrypoint ?? [],
-        cmd: c.Cmd ?? [],
-        env: c.Env ?? [],
-        workingDir: c.WorkingDir || '/',
-        user: c.User ?? '',
-        stopSignal: c.StopSignal || 'SIGTERM',
-        exposedPorts: Object.keys(c.ExposedPorts ?? {}),
-        volumes: Object.keys(c.Volumes ?? {}),
-        healthcheck: imageHealthcheck(config),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/images/users.ts
-
-
-/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
-function accountNames(file) {
-    return new Set(file
-        .split('\n')
-        .map((line) => line.split(':')[0]?.trim() ?? '')
-        .filter((name) => name && !name.startsWith('#')));
-}
-/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
-async function readFromExt4(image, file) {
-    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
-    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
-}
-class UserSpecError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'UserSpecError';
-}
-/**
- * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
- * before anything boots, so a typo fails at once with a clear message. Numbers
- * need no entry, as in Docker.
- */
-async function checkUserSpec(rootfs, spec, imageName) {
-    const [user = '', group] = spec.split(':');
-    const checks = [
-        [user, '/etc/passwd', 'user'],
-        [group, '/etc/group', 'group'],
-    ];
-    for (const [name, file, what] of checks) {
-        if (!name || /^\d+$/.test(name))
-            continue;
-        const content = await readFromExt4(rootfs, file);
-        if (content === undefined || !accountNames(content).has(name)) {
-            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
-        }
-    }
-}
-
-;// CONCATENATED MODULE: ./src/spec/container.ts
-
-
-
-/** The one place a container's defaults live. */
-const CONTAINER_DEFAULTS = { memoryMiB: 512, cpus: 1 };
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-/** Docker's container name rule (it also names a directory and a hostname). */
-function validateName(name) {
-    if (!NAME.test(name)) {
-        throw new SpecError(`"${name}" is not a valid name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
-}
-/** `oci:/x/busybox-httpd:latest` -> `busybox-httpd-3f9a`. */
-function generateName(image) {
-    const base = image
-        .replace(/^oci:/, '')
-        .replace(/[:@].*$/, '')
-        .split('/')
-        .filter(Boolean)
-        .pop() ?? 'vm';
-    const clean = base
-        .replace(/[^a-zA-Z0-9_.-]/g, '-')
-        .replace(/^[^a-zA-Z0-9]+/, '')
-        .slice(0, 50) || 'vm';
-    return `${clean}-${(0,external_node_crypto_.randomBytes)(2).toString('hex')}`;
-}
-/** A bad services input or compose file; the message names the source, key path and line where known. */
-class SpecError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'SpecError';
-}
-// A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
-const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
-
-;// CONCATENATED MODULE: ./src/storage/mounts.ts
-
-
-
-class MountError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'MountError';
-}
-/** Docker's rule for volume names. */
-const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
-function isVolumeName(name) {
-    return VOLUME_NAME.test(name);
-}
-/** What may appear in tmpfs options (size=64m,mode=1777,uid=999...). */
-const TMPFS_OPTIONS = /^[a-z0-9_]+(=[a-zA-Z0-9_]+)?(,[a-z0-9_]+(=[a-zA-Z0-9_]+)?)*$/;
-/** As Docker's --tmpfs: no exec, no setuid, no devices; the size is up to the kernel (half the RAM). */
-const DEFAULT_TMPFS_OPTIONS = 'rw,noexec,nosuid,nodev';
-function checkTarget(target, what) {
-    if (!target.startsWith('/')) {
-        throw new MountError(`${what}: the path in the container must be absolute, not "${target}"`);
-    }
-    if (/\s/.test(target) || target.split('/').includes('..')) {
-        throw new MountError(`${what}: "${target}" must not hold whitespace or ".."`);
-    }
-    const clean = external_node_path_default().posix.normalize(target).replace(/\/+$/, '');
-    if (clean === '')
-        throw new MountError(`${what}: cannot mount over the root directory /`);
-    return clean;
-}
-function readMode(mode, what) {
-    if (mode === undefined || mode === '' || mode === 'rw')
-        return false;
-    if (mode === 'ro')
-        return true;
-    throw new MountError(`${what}: unknown mode "${mode}"; use ro or rw`);
-}
-/** Docker's rule: a source starting with /, . or ~ is a host path; anything else names a volume. */
-function isHostPath(source) {
-    return /^[/.~]/.test(source);
-}
-/** The volume a `volumes:` entry names (`NAME:/path`), if it names one. Pure. */
-function namedVolume(text) {
-    const [source = '', target] = text.split(':');
-    return target !== undefined && !isHostPath(source) ? source : undefined;
-}
-/**
- * One `volumes:` entry in Docker's short syntax: `NAME:/path[:ro]`,
- * `/host/path:/path[:ro]`, `./rel:/path` (relative to `baseDir`), `/path`.
- */
-function parseVolume(text, baseDir) {
-    const what = `volume "${text}"`;
-    const parts = text.split(':');
-    if (parts.length === 1)
-        return { kind: 'anonymous', target: checkTarget(text, what), readOnly: false };
-    if (parts.length > 3)
-        throw new MountError(`${what}: expected SOURCE:TARGET[:ro]`);
-    const [source = '', targetText = '', mode] = parts;
-    if (parts.length === 2 && source.startsWith('/') && !targetText.startsWith('/')) {
-        // `/path:ro`: an anonymous volume with a mode.
-        return { kind: 'anonymous', target: checkTarget(source, what), readOnly: readMode(targetText, what) };
-    }
-    const target = checkTarget(targetText, what);
-    const readOnly = readMode(mode, what);
-    if (isHostPath(source)) {
-        const home = external_node_os_default().homedir();
-        const absolute = source.startsWith('~')
-            ? external_node_path_default().join(home, source.slice(1))
-            : external_node_path_default().resolve(baseDir, source);
-        return { kind: 'bind', source: absolute, target, readOnly };
-    }
-    if (!VOLUME_NAME.test(source)) {
-        throw new MountError(`${what}: "${source}" is not a valid volume name; use letters, digits, "_", "." and "-", or a path starting with / or ./`);
-    }
-    return { kind: 'volume', name: source, target, readOnly };
-}
-/** `--tmpfs /path[:options]`, or compose `tmpfs: /path[:ro]`. */
-function parseTmpfs(text) {
-    const colon = text.indexOf(':');
-    const targetText = colon === -1 ? text : text.slice(0, colon);
-    const what = `tmpfs "${text}"`;
-    const target = checkTarget(targetText, what);
-    const given = colon === -1 ? '' : text.slice(colon + 1);
-    if (given && !TMPFS_OPTIONS.test(given)) {
-        throw new MountError(`${what}: options must look like size=64m,mode=1777`);
-    }
-    return {
-        kind: 'tmpfs',
-        target,
-        options: given ? `${DEFAULT_TMPFS_OPTIONS},${given}` : DEFAULT_TMPFS_OPTIONS,
-    };
-}
-/**
- * Every mount of one service: its volumes and tmpfs mounts, then an anonymous
- * volume for each image VOLUME nothing else covers (as Docker does). Refuses
- * two mounts on one path. Sorted so that a parent is mounted before its children.
- */
-function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
-    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
-    const seen = new Set();
-    for (const mount of mounts) {
-        if (seen.has(mount.target))
-            throw new MountError(`two mounts on ${mount.target}; give each path once`);
-        seen.add(mount.target);
-    }
-    for (const declared of imageVolumes) {
-        const target = checkTarget(declared, `the image's VOLUME "${declared}"`);
-        if (!seen.has(target)) {
-            seen.add(target);
-            mounts.push({ kind: 'anonymous', target, readOnly: false });
-        }
-    }
-    return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-}
-/**
- * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
- */
-function guestMountTable(disks, mounts) {
-    const lines = disks.map((d) => ({
-        target: d.target,
-        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
-    }));
-    for (const mount of mounts) {
-        if (mount.kind === 'tmpfs')
-            lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
-    }
-    lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-    return lines.map((l) => `${l.line}\n`).join('');
-}
-
-;// CONCATENATED MODULE: ./src/sizes.ts
-// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
-
-const sizes_MiB = 1024 * 1024;
-/** A text that is not a size, or one below the minimum for its use. */
-class SizeError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'SizeError';
-}
-const SIZE_UNITS = {
-    '': 1,
-    b: 1,
-    k: 1024,
-    m: sizes_MiB,
-    g: 1024 * sizes_MiB,
-    t: 1024 * 1024 * sizes_MiB,
-    p: 1024 * 1024 * 1024 * sizes_MiB,
-};
-/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
-function readSize(text) {
-    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
-    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-    if (!match || unit === undefined)
-        return undefined;
-    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
-}
-/**
- * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
- * messages name what it is for; `unit` is how the hints write MiB. Pure.
- */
-function wholeMiB(text, rule) {
-    const size = readSize(text);
-    if (!size)
-        throw new SizeError(`"${text}" ${rule.notASize}`);
-    const mib = Math.ceil(size.bytes / sizes_MiB);
-    if (mib < rule.minMiB) {
-        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
-        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
-    }
-    return mib;
-}
-
-;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
-// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
-
-
-const QEMU_IMG = 'qemu-img';
-class QemuOutputError extends HyperError {
-    static defaultKind = 'Internal';
-    name = 'QemuOutputError';
-}
-/** The command lines, pure, so tests assert them exactly. */
-const qemuImgCommand = {
-    /** A thin qcow2 over `backing`, which is never written. */
-    createOverlay(file, backing, backingFormat) {
-        return {
-            program: QEMU_IMG,
-            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
-        };
-    },
-    /** Without `from`, qemu-img probes the source's format. */
-    convert(source, target, formats) {
-        const from = formats.from ? ['-f', formats.from] : [];
-        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
-    },
-    info(file, options = {}) {
-        return {
-            program: QEMU_IMG,
-            args: [
-                'info',
-                ...(options.format ? ['-f', options.format] : []),
-                ...(options.forceShare ? ['-U'] : []),
-                '--output=json',
-                file,
-            ],
-        };
-    },
-    deleteSnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
-    },
-    /** Sets the disk's current state to snapshot `tag`. */
-    applySnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
-    },
-    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
-    rebaseUnsafe(file, backing, backingFormat) {
-        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
-    },
-};
-/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
-function parseImageInfo(stdout, command = 'qemu-img info') {
-    let value;
-    try {
-        value = JSON.parse(stdout);
-    }
-    catch (error) {
-        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`, { cause: error });
-    }
-    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
-    if (!img_isObject(value))
-        throw wrong('an object');
-    const { filename, format } = value;
-    const virtualSize = value['virtual-size'];
-    if (typeof filename !== 'string')
-        throw wrong('a "filename"');
-    if (typeof format !== 'string')
-        throw wrong('a "format"');
-    if (typeof virtualSize !== 'number')
-        throw wrong('a "virtual-size"');
-    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
-    const data = img_isObject(specific.data) ? specific.data : {};
-    const snapshots = value.snapshots ?? [];
-    if (!Array.isArray(snapshots))
-        throw wrong('a "snapshots" list');
-    return {
-        filename,
-        format,
-        virtualSize,
-        backingFilename: img_text(value['backing-filename']),
-        fullBackingFilename: img_text(value['full-backing-filename']),
-        backingFormat: img_text(value['backing-filename-format']),
-        dataFile: img_text(data['data-file']),
-        snapshots: snapshots.map((snapshot) => {
-            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
-                throw wrong('a name for each snapshot');
-            const vmStateSize = snapshot['vm-state-size'];
-            return {
-                id: String(snapshot.id),
-                name: snapshot.name,
-                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
-            };
-        }),
-    };
-}
-function img_isObject(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function img_text(value) {
-    return typeof value === 'string' ? value : undefined;
-}
-/** Runs the commands above. */
-const qemuImg = {
-    async createOverlay(file, backing, backingFormat) {
-        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
-    },
-    async convert(source, target, formats) {
-        await run(qemuImgCommand.convert(source, target, formats));
-    },
-    async info(file, options = {}) {
-        const command = qemuImgCommand.info(file, options);
-        return parseImageInfo((await run(command)).stdout, formatCommand(command));
-    },
-    async snapshotNames(file, options = {}) {
-        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
-    },
-    async deleteSnapshot(file, tag) {
-        await run(qemuImgCommand.deleteSnapshot(file, tag));
-    },
-    async applySnapshot(file, tag) {
-        await run(qemuImgCommand.applySnapshot(file, tag));
-    },
-    async rebaseUnsafe(file, backing, backingFormat) {
-        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
-    },
-};
-
-;// CONCATENATED MODULE: ./src/storage/volume-size.ts
-
-// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
-const MIN_VOLUME_MIB = 16;
-/**
- * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB; a bad one throws SizeError. Pure.
- */
-function volumeBytes(value) {
-    const mib = wholeMiB(String(value).trim(), {
-        minMiB: MIN_VOLUME_MIB,
-        unit: 'M',
-        notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
-        tooSmallFor: ', too small for an ext4 volume and its journal',
-    });
-    return mib * sizes_MiB;
-}
-
-;// CONCATENATED MODULE: ./src/storage/volumes.ts
-
-
-
-
-
-
-
-
-const GiB = 1024 * sizes_MiB;
-/** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
-const DEFAULT_VOLUME_SIZE = 10 * GiB;
-/** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
-const BIND_HEADROOM = 256 * sizes_MiB;
-/** The size of a new volume that sets none: `text` from HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. Pure. */
-function defaultVolumeSize(text) {
-    if (!text)
-        return DEFAULT_VOLUME_SIZE;
-    try {
-        return volumeBytes(text);
-    }
-    catch (error) {
-        if (error instanceof SizeError)
-            throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`, { cause: error });
-        throw error;
-    }
-}
-/** Where a job's named volumes live: `<stateDir>/volumes/<name>.qcow2`. They outlive the services. */
-function volumePath(stateDir, name) {
-    return external_node_path_default().join(stateDir, 'volumes', `${name}.qcow2`);
-}
-/**
- * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
- * from `contentDir` when given. Built as raw beside `target` (mkfs needs a
- * plain file), its lost+found removed (a volume reads as an empty directory,
- * as Docker's do; postgres's initdb refuses a data dir that holds anything),
- * converted, then renamed into place: never half there.
- */
-async function createExt4Disk(target, sizeBytes, contentDir) {
-    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target), { recursive: true });
-    const raw = `${target}.${process.pid}.raw`;
-    const temp = `${target}.${process.pid}.partial`;
-    try {
-        await run({ program: 'truncate', args: ['-s', String(sizeBytes), raw] });
-        await run({
-            program: 'mkfs.ext4',
-            args: [
-                '-q',
-                '-F',
-                '-m',
-                '0',
-                '-E',
-                'lazy_itable_init=1,lazy_journal_init=1',
-                ...(contentDir ? ['-d', contentDir] : []),
-                raw,
-            ],
-        });
-        await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
-        await qemuImg.convert(raw, temp, { from: 'raw', to: 'qcow2' });
-        await (0,promises_namespaceObject.rename)(temp, target);
-    }
-    finally {
-        await (0,promises_namespaceObject.rm)(raw, { force: true });
-        await (0,promises_namespaceObject.rm)(temp, { force: true });
-    }
-}
-/**
- * The named volume's disk, made empty on first use with `sizeBytes`; `created`
- * says which. An existing volume keeps the size it was made with, as Docker's do.
- */
-async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
-    const file = volumePath(stateDir, name);
-    if (await exists(file))
-        return { path: file, created: false };
-    await createExt4Disk(file, sizeBytes);
-    return { path: file, created: true };
-}
-/**
- * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
- * `stateDir` (created on first use), anonymous volumes and copies of host paths
- * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
- */
-async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
-    const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
-    const disks = [];
-    for (const mount of mounts) {
-        const serial = `vol${disks.length}`;
-        if (mount.kind === 'volume') {
-            const volume = await ensureVolume(stateDir, mount.name, sizes.named?.[mount.name] ?? defaultBytes);
-            disks.push({
-                serial,
-                path: volume.path,
-                target: mount.target,
-                readOnly: mount.readOnly,
-                copyUp: volume.created && !mount.readOnly,
-                volume: mount.name,
-            });
-        }
-        else if (mount.kind === 'anonymous') {
-            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
-            await createExt4Disk(file, defaultBytes);
-            disks.push({
-                serial,
-                path: file,
-                target: mount.target,
-                readOnly: mount.readOnly,
-                copyUp: !mount.readOnly,
-            });
-        }
-        else if (mount.kind === 'bind') {
-            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
-            const bytes = await treeBytes(mount.source);
-            const size = Math.ceil((bytes * 1.25 + 64 * sizes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / sizes_MiB) * sizes_MiB;
-            await createExt4Disk(file, size, mount.source);
-            disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
-        }
-    }
-    return disks;
-}
-/** Checks what can be checked before anything is made: host paths exist and are directories. */
-async function checkMountSources(mounts) {
-    for (const mount of mounts) {
-        if (mount.kind !== 'bind')
-            continue;
-        const info = await (0,promises_namespaceObject.stat)(mount.source).catch(() => undefined);
-        if (!info)
-            throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {
-                kind: 'NotFound',
-            });
-        if (!info.isDirectory()) {
-            throw new MountError(`host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`);
-        }
-    }
-}
-
-;// CONCATENATED MODULE: ./src/engine/steps.ts
-/** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
-function failedStepName(error) {
-    return error.step;
-}
-/**
- * Runs `steps` in order. When one fails, the steps begun so far are undone in
- * reverse (the failing one included: it may have done part of its work), and
- * the step's error is rethrown with the step's name on it.
- */
-async function runSteps(steps, draft, log = () => undefined) {
-    const begun = [];
-    try {
-        for (const step of steps) {
-            begun.push(step);
-            await step.run(draft);
-        }
-    }
-    catch (error) {
-        const failed = begun.at(-1)?.name;
-        for (const step of begun.reverse()) {
-            await step.undo?.(draft).catch((undoError) => {
-                log(`undoing ${step.name}: ${undoError.message}`);
-            });
-        }
-        if (error instanceof Error && failed)
-            Object.assign(error, { step: failed });
-        throw error;
-    }
-}
-
-;// CONCATENATED MODULE: ./src/engine/create.ts
-
-
-
-
-
-
-
-function newDraft(job, name, log = () => undefined) {
-    return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
-}
-/** A record's fields that are not its machine: what an export carries. Pure. */
-function recordFields(record) {
-    return {
-        image: record.image,
-        imageDigest: record.imageDigest,
-        imageConfigDigest: record.imageConfigDigest,
-        imageBlobs: record.imageBlobs,
-        user: record.user,
-        workdir: record.workdir,
-        labels: record.labels,
-        ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
-        memoryMiB: record.machine.memoryMiB,
-        cpus: record.machine.cpus,
-    };
-}
-/** The directory: claiming it is what makes a name taken. */
-function claimStep(nameInUse) {
-    return {
-        name: 'claim the VM directory',
-        async run(draft) {
-            await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(draft.dir), { recursive: true });
-            try {
-                await (0,promises_namespaceObject.mkdir)(draft.dir);
-            }
-            catch (error) {
-                if (error.code === 'EEXIST')
-                    throw new HyperError(nameInUse(draft.name), { kind: 'Conflict' });
-                throw error;
-            }
-            draft.claimed = true;
-        },
-        async undo(draft) {
-            if (draft.claimed)
-                await (0,promises_namespaceObject.rm)(draft.dir, { recursive: true, force: true });
-        },
-    };
-}
-/** A place on the job network (kept when `up` had planned it: `up` takes it off if the boot fails). */
-function networkStep(request) {
-    return {
-        name: 'join the job network',
-        async run(draft) {
-            const { job } = draft;
-            const { network, joined } = await job.network.memberOf(job.stateDir, job.settings.network, request(draft), {
-                info: draft.log,
-                warn: (line) => draft.log(`warning: ${line}`),
-            });
-            draft.joined = joined;
-            draft.network = network;
-            draft.view = job.network.memberView(network, draft.name, job.bundle.connect);
-        },
-        async undo(draft) {
-            if (draft.joined)
-                await draft.job.network.leaveNetwork(draft.job.stateDir, [draft.name]);
-        },
-    };
-}
-/** vm.json: from here the VM is listed, and `hyper rm` removes it. */
-function recordStep(fields, extra) {
-    return {
-        name: 'write the record',
-        async run(draft) {
-            const view = requireView(draft);
-            const record = {
-                id: newVmId(),
-                name: draft.name,
-                image: fields.image,
-                imageDigest: fields.imageDigest,
-                imageConfigDigest: fields.imageConfigDigest,
-                imageBlobs: fields.imageBlobs,
-                createdAt: new Date().toISOString(),
-                machine: machineSpec(draft, fields, view),
-                ports: view.published,
-                user: fields.user,
-                workdir: fields.workdir,
-                labels: fields.labels,
-                disks: draft.disks,
-                ...(fields.healthcheck ? { healthcheck: fields.healthcheck } : {}),
-            };
-            draft.record = record;
-            await extra(draft);
-            await writeRecord(record);
-        },
-    };
-}
-/** QEMU started and the guest's service started (it may have run to its end already). */
-function bootStep(bootTimeoutMs) {
-    return {
-        name: 'boot',
-        async run(draft) {
-            const record = requireRecord(draft);
-            const { hypervisor } = draft.job;
-            const started = Date.now();
-            await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
-            await hypervisor.start(record.machine);
-            await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
-            record.bootMs = Date.now() - started;
-            await writeRecord(record);
-        },
-        async undo(draft) {
-            await draft.job.hypervisor.kill({ dir: draft.dir });
-        },
-    };
-}
-/** Runs a create list; the record it wrote is the result. */
-async function createVm(draft, steps) {
-    await runSteps(steps, draft, (line) => draft.log(`warning: ${line}`));
-    return requireRecord(draft);
-}
-function requireView(draft) {
-    if (!draft.view)
-        throw new HyperError(`${draft.name}: the network step did not run before the record`);
-    return draft.view;
-}
-function requireRecord(draft) {
-    if (!draft.record)
-        throw new HyperError(`${draft.name}: no record was written`);
-    return draft.record;
-}
-/** The hypervisor's view of the VM, on this host's bundle and accelerator. */
-function machineSpec(draft, fields, view) {
-    const { job, dir } = draft;
-    return {
-        name: draft.name,
-        dir,
-        accel: job.accel,
-        memoryMiB: fields.memoryMiB,
-        cpus: fields.cpus,
-        bundle: job.bundle,
-        rootDisk: vmPaths(dir).rootDisk,
-        guestFiles: draft.guestFiles,
-        network: view.machine,
-        ports: view.forwards.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            guestPort: p.containerPort,
-        })),
-        disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/engine/run.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** How long the guest may take to start its service. */
-const BOOT_TIMEOUT_MS = 120_000;
-/** A named volume is one ext4: it can be attached to one running VM at a time. */
-async function checkVolumesFree(volumes, job, self) {
-    const wanted = new Set(volumes);
-    if (wanted.size === 0)
-        return;
-    for (const record of await listRecords(job)) {
-        if (record.name === self)
-            continue;
-        const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
-        if (shared && (await job.hypervisor.isRunning(record.machine))) {
-            throw new HyperError(`volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`, { kind: 'Conflict' });
-        }
-    }
-}
-/**
- * Creates and boots one container VM: everything that can be checked is
- * checked before the first side effect; then the create steps run, and a
- * failure undoes those done so far.
- */
-async function runContainer(spec, job, options = {}) {
-    const log = options.log ?? (() => undefined);
-    const { name } = spec;
-    validateName(name);
-    if (await exists(vmDir(job, name)))
-        throw new HyperError(nameInUse(name), { kind: 'Conflict' });
-    const memoryMiB = spec.memoryMiB ?? CONTAINER_DEFAULTS.memoryMiB;
-    const cpus = spec.cpus ?? CONTAINER_DEFAULTS.cpus;
-    if (!Number.isInteger(memoryMiB) || memoryMiB < 64)
-        throw new HyperError(`memory ${memoryMiB} MiB is too small; give at least 64`, { kind: 'Invalid' });
-    if (!Number.isInteger(cpus) || cpus < 1)
-        throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
-    // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
-    // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
-    const baseDir = spec.baseDir ?? '/';
-    const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
-    await checkMountSources(userMounts);
-    await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
-    const registry = {
-        ...job.settings.registry,
-        credentials: spec.credentials ?? job.host.registryCredentials,
-    };
-    const image = options.resolved ?? (await job.resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
-    const runConfig = imageRunConfig(image.config);
-    const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
-    const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
-    log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
-    const user = spec.user ?? runConfig.user;
-    await checkUserSpec(base.path, user, spec.image);
-    const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
-    const fields = {
-        image: spec.image,
-        imageDigest: image.manifestDigest,
-        imageConfigDigest: image.configDigest,
-        imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
-        user,
-        workdir: spec.workdir ?? runConfig.workingDir,
-        labels: spec.labels ?? {},
-        healthcheck: healthcheck === 'none' ? undefined : healthcheck,
-        memoryMiB,
-        cpus,
-    };
-    const steps = [
-        claimStep(nameInUse),
-        networkStep(() => ({
-            service: name,
-            aliases: spec.aliases ?? [],
-            containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
-            published: spec.ports,
-        })),
-        disksStep(mounts, spec),
-        guestFilesStep(spec, runConfig, mounts, fields),
-        {
-            name: 'make the root disk',
-            run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
-        },
-        recordStep(fields, async () => undefined),
-        bootStep(BOOT_TIMEOUT_MS),
-    ];
-    return createVm(newDraft(job, name, log), steps);
-}
-function nameInUse(name) {
-    return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
-}
-/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
-function disksStep(mounts, spec) {
-    return {
-        name: 'make the disks',
-        async run(draft) {
-            const { job } = draft;
-            draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
-                defaultBytes: job.settings.volumeSize,
-                named: spec.volumeSizes,
-            });
-        },
-    };
-}
-/** The init's settings, argv, env, hosts and resolv.conf, handed to the guest through fw_cfg. */
-function guestFilesStep(spec, runConfig, mounts, fields) {
-    return {
-        name: 'write the guest files',
-        async run(draft) {
-            const paths = vmPaths(draft.dir);
-            const files = guestFiles({
-                hostname: draft.name,
-                argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
-                env: mergeEnv(runConfig.env, spec.env, draft.name),
-                user: fields.user,
-                workdir: fields.workdir,
-                stopSignal: runConfig.stopSignal,
-                network: draft.view?.guest ?? missing('network'),
-                mounts: guestMountTable(draft.disks, mounts),
-            });
-            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
-            for (const file of files)
-                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
-            draft.guestFiles = files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) }));
-        },
-    };
-}
-function missing(what) {
-    throw new HyperError(`the ${what} step did not run before the guest files`);
-}
-/** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
-function tcpPorts(published, expose, exposed) {
-    const fromImage = exposed.flatMap((entry) => {
-        const [port, protocol = 'tcp'] = entry.split('/');
-        return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
-    });
-    const ports = [
-        ...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort),
-        ...(expose ?? []),
-        ...fromImage,
-    ];
-    return [...new Set(ports)].sort((a, b) => a - b);
-}
-
-;// CONCATENATED MODULE: ./src/engine/container.ts
-
-
-
-
-
-
-
-
-
-
-
-/** "running", "exited (3)", "exited (kernel panic)". Pure. */
-function stateText(state) {
-    if (state.running)
-        return 'running';
-    if (state.crash)
-        return `exited (${state.crash.split(':')[0]})`;
-    return `exited (${state.exitCode ?? '?'})`;
-}
-/**
- * Running means QEMU is alive and the guest has not reported its service's
- * exit: between that report and the power-off, QEMU still runs, but the
- * service is gone.
- */
-async function vmState(record, job) {
-    const paths = vmPaths(record.machine.dir);
-    const status = await readGuestStatus(paths.status);
-    if (status.exitCode !== undefined)
-        return { running: false, exitCode: status.exitCode };
-    if (await job.hypervisor.isRunning(record.machine))
-        return { running: true };
-    const console = await readConsoleTail(paths.console);
-    const crash = crashReason(console);
-    if (!crash)
-        return { running: false, exitCode: undefined };
-    return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
-}
-async function container_requireRecord(job, name) {
-    const record = await readRecord(job, name);
-    if (!record)
-        throw new HyperError(`no such VM: ${name}`, { kind: 'NotFound' });
-    return record;
-}
-/**
- * Boots a stopped VM again from its record: same disks (so named volumes and
- * the container's own changes are kept), same ports, same settings. With a
- * checkpoint it resumes from that instead of booting; `status` is then what
- * the guest had reported when the checkpoint was taken.
- */
-async function startContainer(name, job, options = {}) {
-    const record = await container_requireRecord(job, name);
-    if (await job.hypervisor.isRunning(record.machine))
-        throw new HyperError(`${name} is already running`, { kind: 'Conflict' });
-    const volumes = (record.disks ?? []).flatMap((d) => (d.volume ? [d.volume] : []));
-    await checkVolumesFree(volumes, job, name);
-    const paths = vmPaths(record.machine.dir);
-    for (const file of [paths.pid, paths.qmp, paths.agent])
-        await (0,promises_namespaceObject.rm)(file, { force: true });
-    await (0,promises_namespaceObject.writeFile)(paths.status, options.checkpoint ? (options.status ?? '') : '');
-    const started = Date.now();
-    try {
-        await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
-        await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
-        if (options.checkpoint)
-            await syncGuestNetwork(record, job);
-    }
-    catch (error) {
-        await job.hypervisor.kill(record.machine).catch(() => undefined);
-        throw error;
-    }
-    record.bootMs = Date.now() - started;
-    await writeRecord(record);
-    return record;
-}
-/**
- * A resumed checkpoint runs with the network it was taken on; this applies
- * the one in its guest files, which differ when it was imported into another
- * job (another subnet, other services).
- */
-async function syncGuestNetwork(record, job) {
-    const dir = vmPaths(record.machine.dir).guestFiles;
-    const read = (name) => (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, name), 'utf8');
-    const settings = await read('settings');
-    const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
-    const network = {
-        ip: value('ip'),
-        prefix: Number(value('prefix')),
-        gateway: value('gateway'),
-        hosts: await read('hosts'),
-        resolvConf: await read('resolv.conf'),
-    };
-    const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
-    if (result.exitCode !== 0)
-        throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
-}
-/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
-async function stopContainer(name, graceMs, job) {
-    const record = await container_requireRecord(job, name);
-    const how = await job.hypervisor.stop(record.machine, graceMs);
-    const paths = vmPaths(record.machine.dir);
-    const status = await readGuestStatus(paths.status);
-    if (how === 'killed' && status.exitCode === undefined) {
-        // Killed before the guest could report: record what Docker reports for SIGKILL.
-        await (0,promises_namespaceObject.appendFile)(paths.status, 'exited 137\n');
-        return 137;
-    }
-    return status.exitCode;
-}
-/** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
-async function killContainer(name, job) {
-    return stopContainer(name, 0, job);
-}
-/** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
-async function removeContainer(name, force, job, options = {}) {
-    let record;
-    try {
-        record = await container_requireRecord(job, name);
-    }
-    catch (error) {
-        // A damaged record is reported by every other command; rm -f is how it goes.
-        if (!force || !(error instanceof DamagedStateError))
-            throw error;
-        await job.hypervisor.kill({ dir: vmDir(job, name) });
-        await (0,promises_namespaceObject.rm)(vmDir(job, name), { recursive: true, force: true });
-        if (!options.keepMember)
-            await job.network.leaveNetwork(job.stateDir, [name]);
-        return;
-    }
-    if (await job.hypervisor.isRunning(record.machine)) {
-        if (!force)
-            throw new HyperError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`, { kind: 'Conflict' });
-        await job.hypervisor.kill(record.machine);
-    }
-    await (0,promises_namespaceObject.rm)(record.machine.dir, { recursive: true, force: true });
-    if (!options.keepMember)
-        await job.network.leaveNetwork(job.stateDir, [name]);
-}
-/** The VM's state once it is no longer running, when that happens within `withinMs` (forever when absent); else undefined. */
-async function stateOnceStopped(record, job, withinMs) {
-    const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
-    for (;;) {
-        const state = await vmState(record, job);
-        if (!state.running)
-            return state;
-        if (Date.now() > deadline)
-            return undefined;
-        await sleep(100);
-    }
-}
-/** Waits until the container's command has ended (docker wait); its exit code, or undefined if it crashed. */
-async function waitContainer(name, job) {
-    const record = await container_requireRecord(job, name);
-    const state = await stateOnceStopped(record, job);
-    if (!state)
-        throw new HyperError(`${name} did not stop`);
-    // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
-    while (await job.hypervisor.isRunning(record.machine))
-        await sleep(50);
-    return state;
-}
-async function listContainers(job) {
-    const summaries = [];
-    for (const record of await listRecords(job))
-        summaries.push(await summarize(record, job));
-    return summaries;
-}
-async function summarize(record, job) {
-    const state = await vmState(record, job);
-    const pidText = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).pid, 'utf8').catch(() => '');
-    return { record, state, pid: state.running ? Number.parseInt(pidText, 10) : undefined };
-}
-/**
- * For teardown: every VM, with those whose record is damaged set apart (with
- * the error that names the file) instead of failing the whole list, so the
- * rest can still be torn down and the damaged ones removed by name.
- */
-async function listForTeardown(job) {
-    const services = [];
-    const damaged = [];
-    for (const name of await listVmNames(job)) {
-        try {
-            const record = await readRecord(job, name);
-            if (record)
-                services.push(await summarize(record, job));
-        }
-        catch (error) {
-            if (!(error instanceof DamagedStateError))
-                throw error;
-            damaged.push({ name, error });
-        }
-    }
-    return { services, damaged };
-}
-
-;// CONCATENATED MODULE: external "node:dgram"
-const external_node_dgram_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:dgram");
-var external_node_dgram_default = /*#__PURE__*/__nccwpck_require__.n(external_node_dgram_namespaceObject);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/network/ports.ts
-
-
-
-class PortSpecError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'PortSpecError';
-}
-const FORMS = 'use "HOST:CONTAINER", "CONTAINER" or "IP:HOST:CONTAINER", optionally with "/tcp" or "/udp"';
-function parsePort(text, spec, allowZero) {
-    if (!/^\d{1,5}$/.test(text))
-        throw new PortSpecError(`"${spec}" is not a port mapping: "${text}" is not a port; ${FORMS}`);
-    const port = Number(text);
-    if (port > 65535 || (port === 0 && !allowZero)) {
-        throw new PortSpecError(`"${spec}" is not a port mapping: ${port} is out of range 1-65535`);
-    }
-    return port;
-}
-/** Parses Docker's publish syntax: `[[IP:]HOST:]CONTAINER[/PROTO]`, IPv6 hosts in brackets. Pure. */
-function parsePortSpec(spec) {
-    const text = String(spec).trim();
-    let rest = text;
-    let protocol = 'tcp';
-    const slash = rest.lastIndexOf('/');
-    if (slash >= 0) {
-        const proto = rest.slice(slash + 1).toLowerCase();
-        if (proto !== 'tcp' && proto !== 'udp') {
-            throw new PortSpecError(`"${text}" is not a port mapping: protocol "${proto}" is not tcp or udp`);
-        }
-        protocol = proto;
-        rest = rest.slice(0, slash);
-    }
-    let hostIp = '127.0.0.1';
-    const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(rest);
-    if (bracketed) {
-        hostIp = bracketed[1] ?? '';
-        rest = bracketed[2] ?? '';
-        if (external_node_net_default().isIPv6(hostIp) === false)
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IPv6 address`);
-    }
-    const parts = rest.split(':');
-    if (parts.length === 3 && !bracketed) {
-        hostIp = parts.shift() ?? '';
-        if (!external_node_net_default().isIP(hostIp))
-            throw new PortSpecError(`"${text}" is not a port mapping: "${hostIp}" is not an IP address`);
-    }
-    if (parts.length === 1 && !bracketed) {
-        return { hostIp, hostPort: 0, containerPort: parsePort(parts[0] ?? '', text, false), protocol };
-    }
-    if (parts.length !== 2 || (bracketed && parts.length !== 2))
-        throw new PortSpecError(`"${text}" is not a port mapping; ${FORMS}`);
-    const [host = '', container = ''] = parts;
-    return {
-        hostIp,
-        hostPort: host === '' ? 0 : parsePort(host, text, false),
-        containerPort: parsePort(container, text, false),
-        protocol,
-    };
-}
-/** Finds the first duplicate host binding in a set of specs (two mappings cannot share one host port). */
-function findPortClash(specs) {
-    for (let i = 0; i < specs.length; i++) {
-        for (let j = i + 1; j < specs.length; j++) {
-            const a = specs[i];
-            const b = specs[j];
-            if (a.hostPort !== 0 && a.hostPort === b.hostPort && a.protocol === b.protocol)
-                return [a, b];
-        }
-    }
-    return undefined;
-}
-/** Binds and releases a port to learn whether it is free, or asks the kernel for a free one (port 0). */
-function probeBind(ip, port, protocol) {
-    return new Promise((resolve, reject) => {
-        if (protocol === 'udp') {
-            const socket = external_node_dgram_default().createSocket(external_node_net_default().isIPv6(ip) ? 'udp6' : 'udp4');
-            socket.once('error', reject);
-            socket.bind(port, ip, () => {
-                const bound = socket.address().port;
-                socket.close(() => resolve(bound));
-            });
-            return;
-        }
-        const server = external_node_net_default().createServer();
-        server.once('error', reject);
-        server.listen({ port, host: ip, exclusive: true }, () => {
-            const address = server.address();
-            const bound = typeof address === 'object' && address ? address.port : port;
-            server.close(() => resolve(bound));
-        });
-    });
-}
-/** How a host port is known among the ports a job has claimed: "tcp:8080". */
-function portKey(protocol, port) {
-    return `${protocol}:${port}`;
-}
-/**
- * A free port from the kernel that is not one of `claimed`: a port the job
- * has handed out but whose QEMU has not bound it yet is free to the kernel,
- * and bind(0) can give it again.
- */
-async function freePort(ip, protocol, claimed) {
-    for (let attempt = 0; attempt < 100; attempt++) {
-        const port = await probeBind(ip, 0, protocol);
-        if (!claimed.has(portKey(protocol, port)))
-            return port;
-    }
-    throw new PortSpecError(`no free ${protocol} port on ${ip} that the job has not already handed out`, {
-        kind: 'Conflict',
-    });
-}
-/**
- * Checks each requested host port is free and picks one where none was asked
- * for, never one in `claimed` (the job's ports, by portKey) nor one picked
- * earlier in the same call.
- */
-async function resolvePorts(specs, claimed = new Set()) {
-    const clash = findPortClash(specs);
-    if (clash)
-        throw new PortSpecError(`host port ${clash[0].hostPort}/${clash[0].protocol} is published twice`);
-    const taken = new Set(claimed);
-    const published = [];
-    for (const spec of specs) {
-        try {
-            if (spec.hostPort !== 0 && taken.has(portKey(spec.protocol, spec.hostPort)))
-                throw Object.assign(new Error('claimed by the job'), { code: 'EADDRINUSE' });
-            const hostPort = spec.hostPort === 0
-                ? await freePort(spec.hostIp, spec.protocol, taken)
-                : await probeBind(spec.hostIp, spec.hostPort, spec.protocol);
-            taken.add(portKey(spec.protocol, hostPort));
-            published.push({ ...spec, hostPort });
-        }
-        catch (error) {
-            const code = error.code;
-            const where = `${spec.hostIp}:${spec.hostPort}/${spec.protocol}`;
-            if (code === 'EADDRINUSE')
-                throw new PortSpecError(`host port ${spec.hostPort} is already in use (${where})`, {
-                    kind: 'Conflict',
-                });
-            if (code === 'EADDRNOTAVAIL')
-                throw new PortSpecError(`cannot publish on ${where}: no such address on this host`);
-            if (code === 'EACCES')
-                throw new PortSpecError(`cannot publish on ${where}: permission denied (ports below 1024 need root)`);
-            throw error;
-        }
-    }
-    return published;
-}
-function formatPort(port) {
-    const host = external_node_net_default().isIPv6(port.hostIp) ? `[${port.hostIp}]` : port.hostIp;
-    return `${host}:${port.hostPort}->${port.containerPort}/${port.protocol}`;
-}
-
-;// CONCATENATED MODULE: ./src/network/cidr.ts
-
-
-class CidrError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'CidrError';
-}
-function ipToNumber(ip) {
-    if (!external_node_net_default().isIPv4(ip))
-        throw new CidrError(`"${ip}" is not an IPv4 address`);
-    return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
-}
-function numberToIp(n) {
-    return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
-}
-function size(prefix) {
-    return 2 ** (32 - prefix);
-}
-/** `10.1.2.0/24`; a bare address is a /32. Host bits must be zero unless `loose` (an interface's `10.1.2.5/24`). Pure. */
-function parseCidr(text, loose = false) {
-    const [ip = '', prefixText, extra] = text.trim().split('/');
-    if (extra !== undefined || (prefixText !== undefined && !/^\d{1,2}$/.test(prefixText)))
-        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
-    const prefix = prefixText === undefined ? 32 : Number(prefixText);
-    if (prefix > 32)
-        throw new CidrError(`"${text}": prefix /${prefix} is longer than 32`);
-    let address;
-    try {
-        address = ipToNumber(ip);
-    }
-    catch {
-        throw new CidrError(`"${text}" is not an IPv4 address or CIDR`);
-    }
-    const base = address - (address % size(prefix));
-    if (base !== address && !loose)
-        throw new CidrError(`"${text}" has host bits set; the network is ${formatCidr({ base, prefix })}`);
-    return { base, prefix };
-}
-function formatCidr(cidr) {
-    return `${numberToIp(cidr.base)}/${cidr.prefix}`;
-}
-function overlaps(a, b) {
-    return a.base < b.base + size(b.prefix) && b.base < a.base + size(a.prefix);
-}
-/** The n-th address of a network (1 is the first host). */
-function nthAddress(cidr, n) {
-    if (n <= 0 || n >= size(cidr.prefix) - 1)
-        throw new CidrError(`${formatCidr(cidr)} has no host number ${n}; it holds ${size(cidr.prefix) - 2}`);
-    return numberToIp(cidr.base + n);
-}
-/** How many hosts the network holds besides its gateway. */
-function guestCapacity(cidr) {
-    return Math.max(0, size(cidr.prefix) - 3);
-}
-
-;// CONCATENATED MODULE: ./src/network/settings.ts
-
-
-
-const DEFAULT_NETWORK = { mode: 'auto', egress: 'allow', allow: [] };
-/** Mostly bad network settings; clashes on the host and missing privileges say their kind where thrown. */
-class NetworkError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'NetworkError';
-}
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
-function oneOf(value, allowed, what) {
-    const text = value.trim().toLowerCase();
-    if (!allowed.includes(text))
-        throw new NetworkError(`${what} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, not "${value}"`);
-    return text;
-}
-/**
- * Checks network settings from any front door; `names` says what the user
- * called each one (`--network`, the `network` input), for the messages. Pure.
- */
-function networkSettings(given, names) {
-    const mode = given.mode ? oneOf(given.mode, ['auto', 'bridge', 'user'], names.mode) : 'auto';
-    const egress = given.egress ? oneOf(given.egress, ['allow', 'deny'], names.egress) : 'allow';
-    const allow = (given.allow ?? []).map((entry) => entry.trim()).filter(Boolean);
-    for (const entry of allow)
-        checkAllowEntry(entry, names.allow);
-    if (allow.length > 0 && egress === 'allow') {
-        throw new NetworkError(`${names.allow} lists what guests may reach when ${names.egress} is deny; with ${names.egress} allow they reach everything already`);
-    }
-    let subnet;
-    if (given.subnet) {
-        try {
-            const cidr = parseCidr(given.subnet);
-            if (cidr.prefix > 29 || cidr.prefix < 16)
-                throw new NetworkError(`${names.subnet} ${given.subnet}: use a prefix from /16 to /29`);
-            subnet = formatCidr(cidr);
-        }
-        catch (error) {
-            if (error instanceof CidrError)
-                throw new NetworkError(`${names.subnet}: ${error.message}`, { cause: error });
-            throw error;
-        }
-    }
-    return { mode, egress, allow, ...(subnet ? { subnet } : {}) };
-}
-function checkAllowEntry(entry, what) {
-    if (/^[\d./]+$/.test(entry)) {
-        try {
-            parseCidr(entry);
-        }
-        catch (error) {
-            throw new NetworkError(`${what}: ${error.message}`, { cause: error });
-        }
-        return;
-    }
-    if (external_node_net_default().isIPv6(entry) || entry.includes(':'))
-        throw new NetworkError(`${what}: "${entry}": only IPv4 addresses and networks are supported`);
-    if (!HOSTNAME.test(entry))
-        throw new NetworkError(`${what}: "${entry}" is neither a host name nor an IPv4 address or CIDR`);
-}
-/** Splits a comma- or newline-separated list, as Actions inputs and CLI flags give it. Pure. */
-function splitList(text) {
-    return (text ?? '')
-        .split(/[,\n]/)
-        .map((item) => item.trim())
-        .filter(Boolean);
-}
-
-;// CONCATENATED MODULE: ./src/network/plan.ts
-
-
-const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
-/**
- * Every name on the network is one service's: an alias may not repeat a
- * service name or another alias, on the same service or another. Pure.
- */
-function checkAliases(members) {
-    const owner = new Map();
-    for (const { service } of members)
-        owner.set(service.toLowerCase(), service);
-    for (const { service, aliases } of members) {
-        for (const alias of aliases) {
-            if (!ALIAS.test(alias))
-                throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
-            const key = alias.toLowerCase();
-            const taken = owner.get(key);
-            if (taken === undefined) {
-                owner.set(key, `${service}\0alias`);
-                continue;
-            }
-            const [other = '', kind] = taken.split('\0');
-            if (kind === undefined)
-                throw new NetworkError(other === service
-                    ? `service "${service}": alias "${alias}" is its own name`
-                    : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
-            throw new NetworkError(other === service
-                ? `service "${service}": alias "${alias}" is given twice`
-                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
-        }
-    }
-}
-/** The guest's /etc/hosts: loopback, itself, then every other member by name and aliases. Pure. */
-function hostsFile(self, peers) {
-    const lines = [
-        '127.0.0.1\tlocalhost',
-        '::1\tlocalhost ip6-localhost ip6-loopback',
-        `${self.address}\t${self.names.join(' ')}`,
-        ...peers.map((peer) => `${peer.address}\t${peer.names.join(' ')}`),
-    ];
-    return `${lines.join('\n')}\n`;
-}
-/** The guest's resolv.conf: the given servers, or none (names then come from /etc/hosts only). Pure. */
-function resolvConf(servers) {
-    if (servers.length === 0)
-        return '# no name servers: egress is closed; services resolve through /etc/hosts\n';
-    return servers.map((server) => `nameserver ${server}\n`).join('');
-}
-/** Bridge networks are /24s from here unless the user gives a subnet. */
-const SUBNET_POOL = parseCidr('10.213.0.0/16');
-/** The first /24 of the pool, from `seed` on, that overlaps nothing on the host. Pure. */
-function chooseSubnet(taken, seed) {
-    const count = 2 ** (24 - SUBNET_POOL.prefix);
-    for (let i = 0; i < count; i++) {
-        const candidate = { base: SUBNET_POOL.base + ((seed + i) % count) * 256, prefix: 24 };
-        if (!taken.some((t) => overlaps(t.cidr, candidate)))
-            return candidate;
-    }
-    throw new NetworkError(`every /24 of ${formatCidr(SUBNET_POOL)} is in use on this host; give the network a subnet of its own`, { kind: 'Conflict' });
-}
-/** A subnet the user chose must not overlap anything on the host. Pure. */
-function checkSubnet(wanted, taken) {
-    const clash = taken.find((t) => overlaps(t.cidr, wanted));
-    if (clash) {
-        throw new NetworkError(`subnet ${formatCidr(wanted)} overlaps ${clash.text} on ${clash.device}; choose a subnet that no interface or route on this host uses`, { kind: 'Conflict' });
-    }
-}
-/** A locally administered, unicast MAC for a guest, from its address. Pure. */
-function guestMac(address) {
-    const octets = address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
-    return `52:54:${octets.join(':')}`;
-}
-
-;// CONCATENATED MODULE: ./src/spec/plan.ts
-
-
-
-
-/**
- * Checks one container on its own (`hyper run`, later Docker's create) as
- * validatePlan checks each service of a project, with the messages naming
- * the flag's value rather than a service. Pure.
- */
-function validateContainer(spec) {
-    validateName(spec.name);
-    try {
-        planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
-        checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
-    }
-    catch (error) {
-        if (error instanceof MountError || error instanceof NetworkError)
-            throw new SpecError(error.message, { cause: error });
-        throw error;
-    }
-    checkPorts([spec]);
-}
-/**
- * Checks the whole set of services before anything boots: unique names,
- * dependencies that exist and form no cycle, no host port published twice,
- * no wait for the health of a service whose healthcheck is off, and no name
- * on the network (service or alias) given twice. Returns
- * the boot order as waves: each wave's dependencies are all in earlier waves,
- * so a wave can boot in parallel. Pure.
- */
-function validatePlan(specs) {
-    const byName = new Map();
-    for (const spec of specs) {
-        if (byName.has(spec.name))
-            throw new SpecError(`service "${spec.name}" is defined twice`);
-        byName.set(spec.name, spec);
-    }
-    checkDependencies(specs, byName);
-    checkCycles(specs, byName);
-    checkPorts(specs);
-    checkMounts(specs);
-    try {
-        checkAliases(specs.map((spec) => ({ service: spec.name, aliases: spec.aliases ?? [] })));
-    }
-    catch (error) {
-        if (error instanceof NetworkError)
-            throw new SpecError(error.message);
-        throw error;
-    }
-    return waves(specs);
-}
-/** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
-function checkMounts(specs) {
-    const owners = new Map();
-    for (const spec of specs) {
-        let mounts;
-        try {
-            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
-        }
-        catch (error) {
-            if (error instanceof MountError)
-                throw new SpecError(`service "${spec.name}": ${error.message}`);
-            throw error;
-        }
-        for (const mount of mounts) {
-            if (mount.kind !== 'volume')
-                continue;
-            const owner = owners.get(mount.name);
-            if (owner && owner !== spec.name) {
-                throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
-            }
-            owners.set(mount.name, spec.name);
-        }
-    }
-}
-function checkDependencies(specs, byName) {
-    for (const spec of specs) {
-        for (const { service, condition } of spec.dependsOn) {
-            const target = byName.get(service);
-            if (!target) {
-                throw new SpecError(`service "${spec.name}" depends on "${service}", which is not defined; services: ${[...byName.keys()].join(', ')}`);
-            }
-            if (condition === 'service_healthy' && target.healthcheck === 'none') {
-                throw new SpecError(`service "${spec.name}" waits for "${service}" to be healthy, but "${service}" has its healthcheck disabled`);
-            }
-        }
-    }
-}
-/** Depth-first, in the order services and dependencies were written, so the cycle reads as written. */
-function checkCycles(specs, byName) {
-    const done = new Set();
-    const path = [];
-    const visit = (name) => {
-        const at = path.indexOf(name);
-        if (at >= 0) {
-            const cycle = [...path.slice(at), name].join(' -> ');
-            throw new SpecError(`services depend on each other in a cycle: ${cycle}`);
-        }
-        if (done.has(name))
-            return;
-        path.push(name);
-        for (const dependency of byName.get(name)?.dependsOn ?? [])
-            visit(dependency.service);
-        path.pop();
-        done.add(name);
-    };
-    for (const spec of specs)
-        visit(spec.name);
-}
-function checkPorts(specs) {
-    const owners = new Map();
-    for (const spec of specs) {
-        for (const port of spec.ports) {
-            if (port.hostPort === 0)
-                continue;
-            const key = `${port.hostPort}/${port.protocol}`;
-            const owner = owners.get(key);
-            if (owner === spec.name)
-                throw new SpecError(`service "${spec.name}" publishes host port ${key} twice`);
-            if (owner !== undefined) {
-                throw new SpecError(`services "${owner}" and "${spec.name}" both publish host port ${key}`);
-            }
-            owners.set(key, spec.name);
-        }
-    }
-}
-function waves(specs) {
-    const result = [];
-    const booted = new Set();
-    let waiting = [...specs];
-    while (waiting.length > 0) {
-        const wave = waiting.filter((spec) => spec.dependsOn.every((d) => booted.has(d.service)));
-        for (const spec of wave)
-            booted.add(spec.name);
-        waiting = waiting.filter((spec) => !booted.has(spec.name));
-        result.push(wave);
-    }
-    return result;
-}
-
-;// CONCATENATED MODULE: ./src/spec/run-flags.ts
-
-
-/** The container `hyper run` asks for; `environment` fills `-e K` entries. Pure but for the generated name. */
-function containerFromRunFlags(flags, environment) {
-    return {
-        name: flags.name ?? generateName(flags.image),
-        image: flags.image,
-        env: flags.env.map((entry) => (entry.includes('=') ? entry : `${entry}=${environment[entry] ?? ''}`)),
-        ports: flags.publish.map((text) => parsePortSpec(text)),
-        volumes: flags.volumes,
-        tmpfs: flags.tmpfs,
-        baseDir: flags.baseDir,
-        command: flags.command,
-        ...(flags.entrypoint === undefined ? {} : { entrypoint: [flags.entrypoint] }),
-        ...(flags.memoryMiB === undefined ? {} : { memoryMiB: flags.memoryMiB }),
-        ...(flags.cpus === undefined ? {} : { cpus: flags.cpus }),
-        ...(flags.user === undefined ? {} : { user: flags.user }),
-        ...(flags.workdir === undefined ? {} : { workdir: flags.workdir }),
-        dependsOn: [],
-        aliases: flags.aliases,
-        expose: flags.expose.map(exposedPort),
-        ...(flags.labels ? { labels: flags.labels } : {}),
-    };
-}
-/** `--expose 5432` or `5432/tcp`: a container port the job's other services may reach. */
-function exposedPort(text) {
-    const match = /^(\d{1,5})(\/tcp)?$/.exec(text.trim());
-    const port = Number(match?.[1]);
-    if (!match || port < 1 || port > 65535)
-        throw new SpecError(`--expose ${text}: give a TCP port number from 1 to 65535 (PORT or PORT/tcp)`);
-    return port;
-}
-
-;// CONCATENATED MODULE: ./src/host/cpuinfo.ts
-
-
-function number(text) {
-    if (text === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(text))
-        return undefined;
-    return Number(text);
-}
-/** Reads the first processor's block of /proc/cpuinfo text; empty or odd text gives a CpuInfo of undefined fields. Pure. */
-function parseCpuInfo(text) {
-    const fields = new Map();
-    for (const line of text.split('\n')) {
-        if (line.trim() === '') {
-            if (fields.size > 0)
-                break;
-            continue;
-        }
-        const colon = line.indexOf(':');
-        if (colon < 0)
-            continue;
-        const key = line.slice(0, colon).trim().toLowerCase();
-        // The value as the kernel wrote it after ": " (the flags digest must match older records).
-        if (!fields.has(key))
-            fields.set(key, line.slice(colon + 1).replace(/^ /, ''));
-    }
-    const field = (...keys) => {
-        for (const key of keys) {
-            const value = fields.get(key);
-            if (value !== undefined && value.trim() !== '')
-                return value.trim();
-        }
-        return undefined;
-    };
-    const flags = fields.get('flags') ?? fields.get('features');
-    const implementer = field('cpu implementer');
-    return {
-        vendor: field('vendor_id') ?? (implementer ? `implementer ${implementer}` : undefined),
-        family: field('cpu family', 'cpu architecture'),
-        model: field('model', 'cpu part'),
-        modelName: field('model name'),
-        flags,
-        flagsDigest: (0,external_node_crypto_.createHash)('sha256')
-            .update(flags ?? '')
-            .digest('hex')
-            .slice(0, 12),
-        mhz: number(field('cpu mhz')),
-        bogomips: number(field('bogomips')),
-    };
-}
-/**
- * The host CPU a KVM checkpoint depends on (`-cpu host` hands the guest the
- * host's model and features). "host MODEL NAME (flags DIGEST)" is the form
- * checkpoint records already hold; without a model name (arm64, odd
- * hypervisors) the vendor, family and model stand in, and without those
- * "unknown CPU". Pure.
- */
-function cpuIdentity(info) {
-    const described = info.modelName ??
-        ([
-            info.vendor,
-            info.family === undefined ? undefined : `family ${info.family}`,
-            info.model === undefined ? undefined : `model ${info.model}`,
-        ]
-            .filter((part) => part !== undefined)
-            .join(' ') ||
-            'unknown CPU');
-    return `host ${described} (flags ${info.flagsDigest})`;
-}
-/** tsc_early_khz when nothing better is known: a plausible rate for a current x86 host. */
-const DEFAULT_TSC_KHZ = 2_000_000;
-/** QEMU's tick rate on hosts it has no cycle counter for (aarch64): CLOCK_MONOTONIC in ns. */
-const NANOSECOND_TICKS_KHZ = 1_000_000;
-/** Rates outside 100 MHz to 10 GHz are a misread, not a CPU. */
-function plausible(khz) {
-    return khz !== undefined && Number.isFinite(khz) && khz >= 100_000 && khz <= 10_000_000;
-}
-/**
- * The rate a TCG guest's TSC ticks at, in kHz, for `tsc_early_khz`. Under
- * TCG, QEMU's RDTSC returns cpu_get_ticks(), the host's own cycle counter
- * (rdtsc on an x86 host; the `tsc-frequency` property only changes CPUID), so
- * the right value is the host's TSC rate. On x86, in this order:
- *  1. bogomips / 2: the kernel derives it from its calibrated TSC rate
- *     (lpj_fine = tsc_khz * 1000 / HZ), so it is the TSC even on bare metal;
- *  2. `cpu MHz` when above 0: the TSC rate in a VM, but on bare metal the
- *     current (scaled or boosted) clock, which is why it comes second;
- *  3. the "@ 2.60GHz" of an Intel model name: the nominal rate, which
- *     invariant-TSC parts count at;
- *  4. DEFAULT_TSC_KHZ.
- * On an arm64 host QEMU has no cycle counter to read and counts nanoseconds,
- * so the guest's TSC runs at 1 GHz. Other hosts get the default. Pure.
- */
-function guestTscKhz(info, arch) {
-    if (arch === 'arm64')
-        return { khz: NANOSECOND_TICKS_KHZ, source: 'QEMU clock' };
-    if (arch !== 'x64' && arch !== 'ia32')
-        return { khz: DEFAULT_TSC_KHZ, source: 'default' };
-    const fromBogomips = info.bogomips === undefined ? undefined : Math.round(info.bogomips * 500);
-    if (plausible(fromBogomips))
-        return { khz: fromBogomips, source: 'bogomips' };
-    const fromMhz = info.mhz === undefined ? undefined : Math.round(info.mhz * 1000);
-    if (plausible(fromMhz))
-        return { khz: fromMhz, source: 'cpu MHz' };
-    const ghz = /@\s*(\d+(?:\.\d+)?)\s*GHz/i.exec(info.modelName ?? '')?.[1];
-    const fromName = ghz === undefined ? undefined : Math.round(Number(ghz) * 1_000_000);
-    if (plausible(fromName))
-        return { khz: fromName, source: 'model name' };
-    return { khz: DEFAULT_TSC_KHZ, source: 'default' };
-}
-let hostCpu;
-/** This host's /proc/cpuinfo, read once; unreadable reads as empty (every field undefined). */
-function readCpuInfo() {
-    hostCpu ??= (0,promises_namespaceObject.readFile)('/proc/cpuinfo', 'utf8').then(parseCpuInfo, () => parseCpuInfo(''));
-    return hostCpu;
-}
-
-;// CONCATENATED MODULE: ./src/vm/json-socket.ts
-
-
-/** One JSON message a line over a unix socket: the wire format of QMP and of the QEMU guest agent. */
-class JsonLineSocket {
-    socket;
-    buffer = '';
-    decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
-    waiting = [];
-    closedError;
-    constructor(socket) {
-        this.socket = socket;
-        socket.on('data', (chunk) => this.onData(chunk));
-        socket.on('close', () => this.fail(new Error('connection closed')));
-        socket.on('error', (error) => this.fail(error));
-    }
-    static connect(path, timeoutMs) {
-        return new Promise((resolve, reject) => {
-            const socket = external_node_net_default().connect(path);
-            const timer = setTimeout(() => {
-                socket.destroy();
-                reject(new Error(`no connection to ${path} within ${timeoutMs} ms`));
-            }, timeoutMs);
-            socket.once('error', (error) => {
-                clearTimeout(timer);
-                reject(error);
-            });
-            socket.once('connect', () => {
-                clearTimeout(timer);
-                socket.removeAllListeners('error');
-                resolve(new JsonLineSocket(socket));
-            });
-        });
-    }
-    send(message) {
-        if (this.closedError)
-            throw this.closedError;
-        this.socket.write(`${JSON.stringify(message)}\n`);
-    }
-    /**
-     * Sends `message` and resolves with the first answer `accept` takes. On a
-     * socket that is already closed it rejects once, with no stray rejection
-     * left behind (the guest may die under a command).
-     */
-    async request(message, accept, timeoutMs, what) {
-        const answer = this.next(accept, timeoutMs, what);
-        try {
-            this.send(message);
-        }
-        catch (error) {
-            answer.catch(() => undefined);
-            throw error;
-        }
-        return answer;
-    }
-    /** Resolves with the first message (from now on) that `accept` takes. */
-    next(accept, timeoutMs, what) {
-        return new Promise((resolve, reject) => {
-            if (this.closedError)
-                return reject(this.closedError);
-            const timer = setTimeout(() => {
-                remove();
-                reject(new Error(`no answer to ${what} within ${timeoutMs} ms`));
-            }, timeoutMs);
-            const waiter = (message) => {
-                if (message.__closed) {
-                    clearTimeout(timer);
-                    reject(this.closedError ?? new Error('connection closed'));
-                    return true;
-                }
-                if (!accept(message))
-                    return false;
-                clearTimeout(timer);
-                resolve(message);
-                return true;
-            };
-            const remove = () => {
-                const index = this.waiting.indexOf(waiter);
-                if (index >= 0)
-                    this.waiting.splice(index, 1);
-            };
-            this.waiting.push(waiter);
-        });
-    }
-    close() {
-        this.socket.destroy();
-    }
-    onData(chunk) {
-        // The guest agent prefixes a guest-sync-delimited answer with a 0xFF byte
-        // (never valid in UTF-8 JSON); drop it before decoding.
-        this.buffer += this.decoder.write(Buffer.from(chunk.filter((byte) => byte !== 0xff)));
-        let newline;
-        while ((newline = this.buffer.indexOf('\n')) >= 0) {
-            const line = this.buffer.slice(0, newline).trim();
-            this.buffer = this.buffer.slice(newline + 1);
-            if (!line)
-                continue;
-            let message;
-            try {
-                message = JSON.parse(line);
-            }
-            catch {
-                continue;
-            }
-            const index = this.waiting.findIndex((accept) => accept(message));
-            if (index >= 0)
-                this.waiting.splice(index, 1);
-        }
-    }
-    fail(error) {
-        if (this.closedError)
-            return;
-        this.closedError = error;
-        for (const waiter of this.waiting.splice(0))
-            waiter({ __closed: true });
-    }
-}
-/** The `error` member of a QMP or guest-agent answer, as an Error. */
-function protocolError(what, message) {
-    const error = message.error;
-    if (!error)
-        return undefined;
-    return new Error(`${what} failed: ${error.desc ?? 'unknown error'}${error.class ? ` (${error.class})` : ''}`);
-}
-
-;// CONCATENATED MODULE: ./src/vm/guest-agent.ts
-
-const POLL_MS = 20;
-const SYNC_ATTEMPT_MS = 2000;
-/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
-class GuestAgent {
-    socket;
-    constructor(socket) {
-        this.socket = socket;
-    }
-    /**
-     * Connects and resynchronises: stale answers from an earlier client may still
-     * sit in the channel, so guest-sync-delimited with a fresh id discards
-     * everything before it. Right after boot qemu-ga may not have opened its port
-     * yet (QEMU then drops or ignores the connection), so attempts repeat until
-     * `timeoutMs` has passed.
-     */
-    static async connect(path, timeoutMs) {
-        const deadline = Date.now() + timeoutMs;
-        let lastError;
-        for (;;) {
-            const left = deadline - Date.now();
-            try {
-                return await GuestAgent.attempt(path, Math.max(100, Math.min(left, SYNC_ATTEMPT_MS)));
-            }
-            catch (error) {
-                lastError = error;
-            }
-            if (Date.now() + POLL_MS * 5 >= deadline)
-                break;
-            await new Promise((resolve) => setTimeout(resolve, POLL_MS * 5));
-        }
-        throw new Error(`the guest agent did not answer within ${timeoutMs} ms (${lastError.message})`);
-    }
-    static async attempt(path, timeoutMs) {
-        const socket = await JsonLineSocket.connect(path, timeoutMs);
-        try {
-            const id = Math.floor(Math.random() * 2 ** 31);
-            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
-            return new GuestAgent(socket);
-        }
-        catch (error) {
-            socket.close();
-            throw error;
-        }
-    }
-    async execute(command, args = {}, timeoutMs = 10000) {
-        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
-        const error = protocolError(`guest agent ${command}`, message);
-        if (error)
-            throw error;
-        return message.return;
-    }
-    /** guest-shutdown gives no answer when it works: the guest is going away. */
-    shutdown() {
-        this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
-    }
-    /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
-    async exec(path, args, timeoutMs) {
-        const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true }));
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-            const status = (await this.execute('guest-exec-status', { pid: started.pid }));
-            if (status.exited) {
-                return {
-                    exitCode: status.exitcode ?? 128 + (status.signal ?? 0),
-                    stdout: Buffer.from(status['out-data'] ?? '', 'base64'),
-                    stderr: Buffer.from(status['err-data'] ?? '', 'base64'),
-                };
-            }
-            if (Date.now() > deadline)
-                throw new Error(`command still running after ${timeoutMs} ms: ${[path, ...args].join(' ')}`);
-            await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-        }
-    }
-    close() {
-        this.socket.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/vm/exec-stream.ts
-
-
-const exec_stream_POLL_MS = 50;
-const READ_BYTES = 48 * 1024;
-/** Chunks pushed by one producer, read by one consumer as an async iterable. */
-class ChunkQueue {
-    chunks = [];
-    ended = false;
-    failure;
-    wake;
-    push(chunk) {
-        this.chunks.push(chunk);
-        this.wake?.();
-    }
-    end(failure) {
-        this.ended = true;
-        this.failure = failure;
-        this.wake?.();
-    }
-    async *[Symbol.asyncIterator]() {
-        for (;;) {
-            const chunk = this.chunks.shift();
-            if (chunk) {
-                yield chunk;
-                continue;
-            }
-            if (this.ended) {
-                if (this.failure)
-                    throw this.failure;
-                return;
-            }
-            await new Promise((resolve) => (this.wake = resolve));
-            this.wake = undefined;
-        }
-    }
-}
-/**
- * The guest side is plain qemu-ga and busybox: the command's stdout and
- * stderr go to files in the initramfs (outside the container), read as they
- * grow with guest-file-read; stdin, when given, is appended to a regular file
- * (so every write completes and is flushed at once), which a small guest
- * loop (FEED) copies into the command through a FIFO. `argv` runs through
- * /bin/sh only to set up those redirections; the argv itself is exec'd.
- */
-function execStream(agent, argv, options) {
-    const stdout = new ChunkQueue();
-    const stderr = new ChunkQueue();
-    const exitCode = drive(agent, argv, options, stdout, stderr).then((code) => {
-        stdout.end();
-        stderr.end();
-        return code;
-    }, (error) => {
-        stdout.end(error);
-        stderr.end(error);
-        throw error;
-    });
-    // The caller reads the failure from the output streams or from exitCode, whichever it awaits.
-    exitCode.catch(() => undefined);
-    return { stdout, stderr, exitCode };
-}
-/**
- * Copies the stdin file to its stdout as it grows, until the host marks it
- * done (in.done) and all of it is copied, or the file is gone. The command
- * reads it through a FIFO; a command that stops reading ends the copy with
- * SIGPIPE.
- */
-const FEED = `d=$1; shift
-feed() {
-  off=0
-  while :; do
-    size=$(wc -c < "$d/in" 2>/dev/null) || return 0
-    if [ "$size" -gt "$off" ]; then
-      tail -c +$((off + 1)) "$d/in" | head -c $((size - off)) || return 0
-      off=$size
-    elif [ -e "$d/in.done" ]; then
-      [ "$(wc -c < "$d/in" 2>/dev/null || echo 0)" -gt "$off" ] || return 0
-    else
-      usleep 20000
-    fi
-  done
-}
-mkfifo "$d/pipe"
-feed > "$d/pipe" &
-exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
-const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
-async function drive(agent, argv, options, stdout, stderr) {
-    const dir = `/run/hyper-exec-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
-    await runToEnd(agent, 'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && : > "$1/in"', dir);
-    const handles = new Set();
-    const open = async (name, mode) => {
-        const handle = (await agent.execute('guest-file-open', { path: `${dir}/${name}`, mode }));
-        handles.add(handle);
-        return handle;
-    };
-    const close = async (handle) => {
-        handles.delete(handle);
-        await agent.execute('guest-file-close', { handle });
-    };
-    const stdin = collect(options.stdin);
-    let pid;
-    let exited = false;
-    try {
-        let input = options.stdin ? await open('in', 'a') : undefined;
-        pid = (await agent.execute('guest-exec', {
-            path: '/bin/sh',
-            arg: ['-c', options.stdin ? FEED : NO_STDIN, 'sh', dir, ...argv],
-        })).pid;
-        const out = await open('out', 'r');
-        const err = await open('err', 'r');
-        const deadline = Date.now() + options.timeoutMs;
-        // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
-        for (;;) {
-            const status = (await agent.execute('guest-exec-status', { pid }));
-            exited = status.exited;
-            // Read after the status: output written before the exit is all there once it says exited.
-            let moved = (await drain(agent, out, stdout)) + (await drain(agent, err, stderr));
-            if (input !== undefined) {
-                moved += await write(agent, input, stdin.pending);
-                if (status.exited || (stdin.done && stdin.pending.length === 0)) {
-                    await close(input);
-                    input = undefined;
-                    await close(await open('in.done', 'w'));
-                }
-            }
-            if (status.exited)
-                return status.exitcode ?? 128 + (status.signal ?? 0);
-            if (Date.now() > deadline)
-                throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
-            if (moved === 0)
-                await exec_stream_sleep(exec_stream_POLL_MS);
-        }
-    }
-    finally {
-        stdin.stop();
-        // Whatever happened: no handle left open in the agent, no command left running, no files left.
-        for (const handle of handles)
-            await agent.execute('guest-file-close', { handle }).catch(() => undefined);
-        if (pid !== undefined && !exited)
-            await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
-        await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
-    }
-}
-/** Runs a small shell script in the guest (outside the container) and waits for it; fails unless it exits 0. */
-async function runToEnd(agent, script, ...args) {
-    const { pid } = (await agent.execute('guest-exec', {
-        path: '/bin/sh',
-        arg: ['-c', script, 'sh', ...args],
-    }));
-    for (;;) {
-        const status = (await agent.execute('guest-exec-status', { pid }));
-        if (status.exited) {
-            if (status.exitcode !== 0)
-                throw new HyperError(`guest command failed (${script})`);
-            return;
-        }
-        await exec_stream_sleep(10);
-    }
-}
-/** Reads what the file holds beyond what was read; returns the bytes read. */
-async function drain(agent, handle, into) {
-    let total = 0;
-    for (;;) {
-        const read = (await agent.execute('guest-file-read', { handle, count: READ_BYTES }));
-        if (read.count === 0)
-            return total;
-        into.push(Buffer.from(read['buf-b64'], 'base64'));
-        total += read.count;
-    }
-}
-const MAX_PENDING = 1024 * 1024;
-/**
- * The caller's stdin, gathered in the background without any agent request,
- * at most about MAX_PENDING ahead of what was written; stop() ends the
- * reading (for process.stdin: the process can then exit).
- */
-function collect(source) {
-    const iterator = source?.[Symbol.asyncIterator]();
-    const state = {
-        pending: [],
-        done: iterator === undefined,
-        stopped: false,
-        stop() {
-            state.stopped = true;
-            void iterator?.return?.()?.catch(() => undefined);
-        },
-    };
-    if (iterator) {
-        void (async () => {
-            try {
-                while (!state.stopped) {
-                    while (!state.stopped && state.pending.reduce((sum, b) => sum + b.length, 0) > MAX_PENDING)
-                        await exec_stream_sleep(exec_stream_POLL_MS);
-                    const next = await iterator.next();
-                    if (next.done)
-                        break;
-                    state.pending.push(next.value);
-                }
-            }
-            finally {
-                state.done = true;
-            }
-        })().catch(() => undefined);
-    }
-    return state;
-}
-/** Appends pending stdin to the guest's stdin file and flushes it (a regular file: every write completes). */
-async function write(agent, handle, pending) {
-    let total = 0;
-    while (pending.length > 0) {
-        const chunk = pending.shift();
-        for (let at = 0; at < chunk.length; at += READ_BYTES) {
-            const part = chunk.subarray(at, at + READ_BYTES);
-            await agent.execute('guest-file-write', { handle, 'buf-b64': part.toString('base64') });
-            total += part.length;
-        }
-    }
-    if (total > 0)
-        await agent.execute('guest-file-flush', { handle });
-    return total;
-}
-function exec_stream_sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
-
-
-/** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
-function optValue(value) {
-    return value.replace(/,/g, ',,');
-}
-/**
- * panic=-1 restarts at once on a panic, and -no-reboot turns the restart into
- * QEMU's exit. reboot=t restarts by triple fault: microvm has no keyboard
- * controller, and the kernel's default ACPI-then-keyboard path could spin
- * after a panic and leave the dead guest's QEMU running (seen under TCG).
- */
-const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off';
-/**
- * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
- * now and then, and the boot then hangs for good (2 of 8 boots in a trial
- * here); telling it the frequency skips that calibration (8 of 8 booted).
- * Under KVM the kernel reads it from kvm-clock and needs nothing.
- */
-function kernelCmdline(accel, hostTscKhz) {
-    return accel === 'tcg'
-        ? `${KERNEL_CMDLINE} tsc_early_khz=${hostTscKhz ?? DEFAULT_TSC_KHZ}`
-        : KERNEL_CMDLINE;
-}
-/** Block node names, for QMP snapshot commands: the root disk's, and each further disk's. */
-const ROOT_NODE = 'root-disk';
-function diskNode(serial) {
-    return `${serial}-disk`;
-}
-/**
- * The network device. User networking forwards published ports (hostfwd) and,
- * for each other service, the address and port the guest dials to a helper
- * that connects to that service's loopback port (guestfwd); `restrict` drops
- * everything else. A TAP joins the job's bridge. Pure.
- */
-function networkArgs(spec) {
-    const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
-    if (network.kind === 'tap') {
-        return [
-            '-netdev',
-            `tap,id=net0,ifname=${optValue(network.ifname)},script=no,downscript=no`,
-            '-device',
-            `virtio-net-device,netdev=net0,mac=${network.mac}`,
-        ];
-    }
-    const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
-    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
-    const restrict = network.restrict ? ',restrict=on' : '';
-    return [
-        '-netdev',
-        `user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3${restrict}${hostfwd.join('')}${guestfwd.join('')}`,
-        '-device',
-        'virtio-net-device,netdev=net0',
-    ];
-}
-/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
-function qemuArgs(spec, hostTscKhz) {
-    const paths = vmPaths(spec.dir);
-    // prettier-ignore
-    const args = [
-        '-name', optValue(spec.name),
-        '-M', 'microvm,x-option-roms=off,rtc=on',
-        '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-        '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
-        '-m', `${spec.memoryMiB}M`,
-        '-smp', String(spec.cpus),
-        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-        '-global', 'virtio-mmio.force-legacy=false',
-        '-kernel', spec.bundle.kernel,
-        '-initrd', spec.bundle.initrd,
-        '-append', kernelCmdline(spec.accel, hostTscKhz),
-        '-serial', `file:${paths.console}`,
-        '-pidfile', paths.pid,
-        '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
-        '-device', 'virtio-blk-device,drive=root,serial=rootfs',
-        '-device', 'virtio-serial-device',
-        // append: a restarted VM keeps the log, and the status the host wrote for it.
-        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
-        '-device', 'virtserialport,chardev=log,name=hyper.log',
-        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
-        '-device', 'virtserialport,chardev=status,name=hyper.status',
-        '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
-        '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-        ...networkArgs(spec),
-    ];
-    for (const disk of spec.disks ?? []) {
-        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
-        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
-    }
-    for (const file of spec.guestFiles) {
-        args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
-    }
-    return args;
-}
-
-;// CONCATENATED MODULE: ./src/vm/qemu/qmp.ts
-
-/** A QEMU Machine Protocol client: greeting, capabilities negotiation, then commands with ids. */
-class QmpClient {
-    socket;
-    nextId = 1;
-    constructor(socket) {
-        this.socket = socket;
-    }
-    static async connect(path, timeoutMs = 5000) {
-        const socket = await JsonLineSocket.connect(path, timeoutMs);
-        try {
-            await socket.next((m) => 'QMP' in m, timeoutMs, 'the QMP greeting');
-            const client = new QmpClient(socket);
-            await client.execute('qmp_capabilities', {}, timeoutMs);
-            return client;
-        }
-        catch (error) {
-            socket.close();
-            throw error;
-        }
-    }
-    async execute(command, args = {}, timeoutMs = 10000) {
-        const id = `hyper-${this.nextId++}`;
-        const message = await this.socket.request({ execute: command, arguments: args, id }, (m) => m.id === id, timeoutMs, `QMP ${command}`);
-        const error = protocolError(`QMP ${command}`, message);
-        if (error)
-            throw error;
-        return message.return;
-    }
-    /**
-     * Runs a QMP job command (snapshot-save, snapshot-load...) to its end:
-     * starts it, polls query-jobs until it has concluded, dismisses it, and
-     * throws the job's own error when it failed.
-     */
-    async runJob(command, args, timeoutMs) {
-        const id = `hyper-job-${this.nextId}`;
-        await this.execute(command, { ...args, 'job-id': id });
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-            const jobs = (await this.execute('query-jobs'));
-            const job = jobs.find((j) => j.id === id);
-            if (!job)
-                throw new Error(`QMP ${command}: job ${id} disappeared`);
-            if (job.status === 'concluded') {
-                await this.execute('job-dismiss', { id });
-                if (job.error)
-                    throw new Error(job.error);
-                return;
-            }
-            if (Date.now() > deadline) {
-                await this.execute('job-cancel', { id }).catch(() => undefined);
-                throw new Error(`QMP ${command} did not finish within ${timeoutMs} ms`);
-            }
-            await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-    }
-    close() {
-        this.socket.close();
-    }
-}
-
-;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
-
-
-
-
-
-
-
-
-
-
-
-
-
-/** The QEMU a host runs when nothing names another (HYPER_QEMU). */
-const DEFAULT_QEMU = 'qemu-system-x86_64';
-class VmError extends HyperError {
-    static defaultKind = 'Internal';
-    name = 'VmError';
-}
-/** What a TCG guest's TSC ticks at: the host's TSC, as QEMU's RDTSC reads the host's counter (see guestTscKhz). */
-async function hostTscKhz() {
-    return guestTscKhz(await readCpuInfo(), process.arch).khz;
-}
-async function tail(file, lines = 20) {
-    try {
-        return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8'), lines);
-    }
-    catch {
-        return '';
-    }
-}
-/** QEMU's microvm machine, started as a detached child that outlives this process. */
-class QemuHypervisor {
-    qemu;
-    /** `qemu`: the qemu-system binary, a name on PATH or a path. */
-    constructor(qemu = DEFAULT_QEMU) {
-        this.qemu = qemu;
-    }
-    async start(spec, options = {}) {
-        const paths = vmPaths(spec.dir);
-        for (const socket of [paths.qmp, paths.agent]) {
-            if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-                throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
-            }
-        }
-        const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
-        let exited;
-        let spawnError;
-        try {
-            // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-            const args = qemuArgs(spec, await hostTscKhz());
-            if (options.checkpoint)
-                args.push('-loadvm', options.checkpoint);
-            const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, args, {
-                detached: true,
-                stdio: ['ignore', log.fd, log.fd],
-            });
-            child.on('error', (error) => (spawnError = error));
-            child.on('exit', (code, signal) => (exited = { code, signal }));
-            child.unref();
-            const deadline = Date.now() + 15000;
-            for (;;) {
-                if (spawnError)
-                    throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
-                        kind: 'Unavailable',
-                        cause: spawnError,
-                    });
-                if (exited) {
-                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
-                }
-                const pid = await readPid(paths.pid);
-                if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
-                    return { pid };
-                if (Date.now() > deadline) {
-                    await this.kill(spec);
-                    throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
-                }
-                await sleep(20);
-            }
-        }
-        finally {
-            await log.close();
-        }
-    }
-    async qmpAnswers(socket) {
-        try {
-            const qmp = await QmpClient.connect(socket, 1000);
-            qmp.close();
-            return true;
-        }
-        catch {
-            return false;
-        }
-    }
-    async waitUntilRunning(spec, timeoutMs) {
-        const paths = vmPaths(spec.dir);
-        const deadline = Date.now() + timeoutMs;
-        let last = 'nothing yet';
-        for (;;) {
-            const status = await readGuestStatus(paths.status);
-            if (status.failure)
-                throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
-            // A service that ran and exited already is a normal outcome: a one-shot command.
-            if (status.servicePid !== undefined)
-                return;
-            if (status.exitCode !== undefined) {
-                throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
-            }
-            if (status.booted)
-                last = 'guest booted, service not started';
-            if (!(await this.isRunning(spec))) {
-                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
-            }
-            if (Date.now() > deadline) {
-                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
-            }
-            await sleep(25);
-        }
-    }
-    async isRunning(spec) {
-        const pid = await readPid(vmPaths(spec.dir).pid);
-        return pid !== undefined && (await isOurProcess(pid, spec.dir));
-    }
-    async exec(spec, argv, timeoutMs) {
-        const [program, ...args] = argv;
-        if (!program)
-            throw new VmError('no command given', { kind: 'Invalid' });
-        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
-        try {
-            return await agent.exec(program, args, timeoutMs);
-        }
-        finally {
-            agent.close();
-        }
-    }
-    async execStream(spec, argv, options) {
-        if (argv.length === 0)
-            throw new VmError('no command given', { kind: 'Invalid' });
-        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
-        const running = execStream(agent, argv, options);
-        void running.exitCode.finally(() => agent.close()).catch(() => undefined);
-        return running;
-    }
-    async stop(spec, graceMs) {
-        const paths = vmPaths(spec.dir);
-        const pid = await readPid(paths.pid);
-        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
-            return 'graceful';
-        const deadline = Date.now() + graceMs;
-        try {
-            const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
-            agent.shutdown();
-            // Give qemu-ga a moment to read the command before the socket goes.
-            await sleep(50);
-            agent.close();
-        }
-        catch {
-            // No agent: nothing graceful is possible; fall through to the deadline and kill.
-        }
-        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now())))
-            return 'graceful';
-        await this.kill(spec);
-        return 'killed';
-    }
-    async kill(spec) {
-        const pid = await readPid(vmPaths(spec.dir).pid);
-        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
-            return;
-        try {
-            process.kill(pid, 'SIGKILL');
-        }
-        catch {
-            return;
-        }
-        if (!(await process_waitForExit(pid, spec.dir, 10000)))
-            throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
-    }
-    async withQmp(spec, use) {
-        const qmp = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
-        try {
-            return await use(qmp);
-        }
-        finally {
-            qmp.close();
-        }
-    }
-    async snapshotDisks(spec, serials, tag, freeze) {
-        const agentPath = vmPaths(spec.dir).agent;
-        let agent;
-        try {
-            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
-        }
-        catch (error) {
-            throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`, { cause: error });
-        }
-        let thawed = false;
-        try {
-            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
-            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
-                actions: serials.map((serial) => ({
-                    type: 'blockdev-snapshot-internal-sync',
-                    data: { device: nodeOf(serial), name: tag },
-                })),
-            }));
-            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
-            thawed = true;
-        }
-        finally {
-            agent.close();
-            // After a timeout or error the answer on this connection can be stale:
-            // thaw again on a fresh one (a no-op when nothing is frozen).
-            if (!thawed)
-                await this.thaw(agentPath, freeze.timeoutMs);
-        }
-    }
-    async thaw(agentPath, timeoutMs) {
-        let lastError;
-        for (let attempt = 0; attempt < 3; attempt++) {
-            try {
-                const agent = await GuestAgent.connect(agentPath, timeoutMs);
-                try {
-                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
-                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
-                    if (status === 'thawed')
-                        return;
-                    lastError = new Error(`the agent reports the filesystems ${String(status)}`);
-                }
-                finally {
-                    agent.close();
-                }
-            }
-            catch (error) {
-                lastError = error;
-            }
-        }
-        throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`, { cause: lastError });
-    }
-    async saveCheckpoint(spec, tag) {
-        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
-    }
-    async loadCheckpoint(spec, tag) {
-        await this.withQmp(spec, async (qmp) => {
-            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
-            const status = (await qmp.execute('query-status'));
-            if (!status.running)
-                await qmp.execute('cont');
-        });
-    }
-    async deleteSnapshot(spec, serials, tag) {
-        if (await this.isRunning(spec)) {
-            await this.withQmp(spec, async (qmp) => {
-                for (const serial of serials) {
-                    await qmp
-                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
-                        .catch((error) => {
-                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
-                            throw error;
-                    });
-                }
-            });
-            return;
-        }
-        for (const serial of serials) {
-            const file = diskFile(spec, serial);
-            if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
-                await qemuImg.deleteSnapshot(file, tag);
-        }
-    }
-    async pause(spec) {
-        // QEMU drains and flushes every block device when the VM stops.
-        await this.withQmp(spec, (qmp) => qmp.execute('stop'));
-    }
-    async resume(spec) {
-        await this.withQmp(spec, (qmp) => qmp.execute('cont'));
-    }
-    async revertDisks(spec, serials, tag) {
-        if (await this.isRunning(spec))
-            throw new VmError(`${spec.name} is running; stop it before reverting its disks`, { kind: 'Conflict' });
-        for (const serial of serials)
-            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
-    }
-}
-/** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
-const CHECKPOINT_TIMEOUT_MS = 120_000;
-function nodeOf(serial) {
-    return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
-}
-function writableNodes(spec) {
-    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
-}
-function diskFile(spec, serial) {
-    if (serial === 'rootfs')
-        return spec.rootDisk;
-    const disk = spec.disks?.find((d) => d.serial === serial);
-    if (!disk)
-        throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
-    return disk.path;
 }
 
 ;// CONCATENATED MODULE: ./src/images/catalog.ts
@@ -48720,7 +48153,7 @@ class SnapshotError extends HyperError {
 }
 /** Takes snapshot `name` of a service; returns its record. Nothing is kept when it fails. */
 async function snapshotService(service, name, options, job) {
-    const record = await container_requireRecord(job, service);
+    const record = await requireRecord(job, service);
     const tag = name ?? defaultSnapshotName();
     const problem = snapshotNameProblem(tag);
     if (problem)
@@ -48791,7 +48224,7 @@ function checkpointSpaceHint(free, dir, memoryMiB) {
     return ` (the disk holding ${dir} has ${freeMiB} MiB free; a checkpoint writes up to the VM's ${memoryMiB} MiB of RAM)`;
 }
 async function requireSnapshot(job, service, name) {
-    const record = await container_requireRecord(job, service);
+    const record = await requireRecord(job, service);
     const snapshots = await readSnapshots(record);
     const snapshot = snapshots.find((s) => s.name === name);
     if (!snapshot) {
@@ -48855,7 +48288,7 @@ async function restoreService(service, name, job, options) {
     return Date.now() - started;
 }
 async function listSnapshots(service, job) {
-    const chosen = service ? [await container_requireRecord(job, service)] : await listRecords(job);
+    const chosen = service ? [await requireRecord(job, service)] : await listRecords(job);
     const rows = [];
     for (const record of chosen) {
         for (const snapshot of await readSnapshots(record))
@@ -48868,6 +48301,190 @@ async function removeSnapshot(service, name, job) {
     await job.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
     const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
     await writeSnapshots(record, remaining);
+}
+
+;// CONCATENATED MODULE: ./src/engine/steps.ts
+/** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
+function failedStepName(error) {
+    return error.step;
+}
+/**
+ * Runs `steps` in order. When one fails, the steps begun so far are undone in
+ * reverse (the failing one included: it may have done part of its work), and
+ * the step's error is rethrown with the step's name on it.
+ */
+async function runSteps(steps, draft, log = () => undefined) {
+    const begun = [];
+    try {
+        for (const step of steps) {
+            begun.push(step);
+            await step.run(draft);
+        }
+    }
+    catch (error) {
+        const failed = begun.at(-1)?.name;
+        for (const step of begun.reverse()) {
+            await step.undo?.(draft).catch((undoError) => {
+                log(`undoing ${step.name}: ${undoError.message}`);
+            });
+        }
+        if (error instanceof Error && failed)
+            Object.assign(error, { step: failed });
+        throw error;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/create.ts
+
+
+
+
+
+
+
+function newDraft(job, name, log = () => undefined) {
+    return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
+}
+/** A record's fields that are not its machine: what an export carries. Pure. */
+function recordFields(record) {
+    return {
+        image: record.image,
+        imageDigest: record.imageDigest,
+        imageConfigDigest: record.imageConfigDigest,
+        imageBlobs: record.imageBlobs,
+        user: record.user,
+        workdir: record.workdir,
+        labels: record.labels,
+        ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
+        memoryMiB: record.machine.memoryMiB,
+        cpus: record.machine.cpus,
+    };
+}
+/** The directory: claiming it is what makes a name taken. */
+function claimStep(nameInUse) {
+    return {
+        name: 'claim the VM directory',
+        async run(draft) {
+            await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(draft.dir), { recursive: true });
+            try {
+                await (0,promises_namespaceObject.mkdir)(draft.dir);
+            }
+            catch (error) {
+                if (error.code === 'EEXIST')
+                    throw new HyperError(nameInUse(draft.name), { kind: 'Conflict' });
+                throw error;
+            }
+            draft.claimed = true;
+        },
+        async undo(draft) {
+            if (draft.claimed)
+                await (0,promises_namespaceObject.rm)(draft.dir, { recursive: true, force: true });
+        },
+    };
+}
+/** A place on the job network (kept when `up` had planned it: `up` takes it off if the boot fails). */
+function networkStep(request) {
+    return {
+        name: 'join the job network',
+        async run(draft) {
+            const { job } = draft;
+            const { network, joined } = await job.network.memberOf(job.stateDir, job.settings.network, request(draft), {
+                info: draft.log,
+                warn: (line) => draft.log(`warning: ${line}`),
+            });
+            draft.joined = joined;
+            draft.network = network;
+            draft.view = job.network.memberView(network, draft.name, job.bundle.connect);
+        },
+        async undo(draft) {
+            if (draft.joined)
+                await draft.job.network.leaveNetwork(draft.job.stateDir, [draft.name]);
+        },
+    };
+}
+/** vm.json: from here the VM is listed, and `hyper rm` removes it. */
+function recordStep(fields, extra) {
+    return {
+        name: 'write the record',
+        async run(draft) {
+            const view = requireView(draft);
+            const record = {
+                id: newVmId(),
+                name: draft.name,
+                image: fields.image,
+                imageDigest: fields.imageDigest,
+                imageConfigDigest: fields.imageConfigDigest,
+                imageBlobs: fields.imageBlobs,
+                createdAt: new Date().toISOString(),
+                machine: machineSpec(draft, fields, view),
+                ports: view.published,
+                user: fields.user,
+                workdir: fields.workdir,
+                labels: fields.labels,
+                disks: draft.disks,
+                ...(fields.healthcheck ? { healthcheck: fields.healthcheck } : {}),
+            };
+            draft.record = record;
+            await extra(draft);
+            await writeRecord(record);
+        },
+    };
+}
+/** QEMU started and the guest's service started (it may have run to its end already). */
+function bootStep(bootTimeoutMs) {
+    return {
+        name: 'boot',
+        async run(draft) {
+            const record = create_requireRecord(draft);
+            const { hypervisor } = draft.job;
+            const started = Date.now();
+            await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
+            await hypervisor.start(record.machine);
+            await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
+            record.bootMs = Date.now() - started;
+            await writeRecord(record);
+        },
+        async undo(draft) {
+            await draft.job.hypervisor.kill({ dir: draft.dir });
+        },
+    };
+}
+/** Runs a create list; the record it wrote is the result. */
+async function createVm(draft, steps) {
+    await runSteps(steps, draft, (line) => draft.log(`warning: ${line}`));
+    return create_requireRecord(draft);
+}
+function requireView(draft) {
+    if (!draft.view)
+        throw new HyperError(`${draft.name}: the network step did not run before the record`);
+    return draft.view;
+}
+function create_requireRecord(draft) {
+    if (!draft.record)
+        throw new HyperError(`${draft.name}: no record was written`);
+    return draft.record;
+}
+/** The hypervisor's view of the VM, on this host's bundle and accelerator. */
+function machineSpec(draft, fields, view) {
+    const { job, dir } = draft;
+    return {
+        name: draft.name,
+        dir,
+        accel: job.accel,
+        memoryMiB: fields.memoryMiB,
+        cpus: fields.cpus,
+        bundle: job.bundle,
+        rootDisk: vmPaths(dir).rootDisk,
+        guestFiles: draft.guestFiles,
+        network: view.machine,
+        ports: view.forwards.map((p) => ({
+            protocol: p.protocol,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            guestPort: p.containerPort,
+        })),
+        disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/engine/export-format.ts
@@ -49121,9 +48738,8 @@ async function backingFile(overlay) {
 
 
 
-/** Copies what one service leaves for debugging into `dir`; returns what was kept. */
 async function keepForDebugging(name, mode, dir, job) {
-    const record = await container_requireRecord(job, name);
+    const record = await requireRecord(job, name);
     const kept = [];
     const paths = vmPaths(record.machine.dir);
     const own = external_node_path_default().join(dir, record.name);
@@ -49224,10 +48840,21 @@ async function pruneImages(cacheDir, options) {
 
 
 
+/**
+ * Resolves `name` on the job's registry terms, with `credentials` (a
+ * service's own) or else the host's; the one place pull settings are put together.
+ */
+function resolveFor(job, name, log, credentials) {
+    return job.resolveImage(name, {
+        ...job.settings.registry,
+        credentials: credentials ?? job.host.registryCredentials,
+        cacheDir: job.cacheDir,
+        log,
+    });
+}
 /** Pulls an image into the cache and builds its root filesystem, as a run would. */
 async function images_pullImage(name, job, log) {
-    const registry = { ...job.settings.registry, credentials: job.host.registryCredentials };
-    const image = await job.resolveImage(name, { ...registry, cacheDir: job.cacheDir, log });
+    const image = await resolveFor(job, name, log);
     const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
     return { digest: image.manifestDigest, rootfs: base.path, cached: base.cached };
 }
@@ -58344,6 +57971,377 @@ async function prepareHost(job, reporter, release = {}) {
     return { ...job, bundle, accel: decision.accel };
 }
 
+;// CONCATENATED MODULE: ./src/images/users.ts
+
+
+/** Names in an /etc/passwd or /etc/group file (first field of each line). Pure. */
+function accountNames(file) {
+    return new Set(file
+        .split('\n')
+        .map((line) => line.split(':')[0]?.trim() ?? '')
+        .filter((name) => name && !name.startsWith('#')));
+}
+/** Reads a file from an ext4 image without mounting it; undefined when it is absent. */
+async function readFromExt4(image, file) {
+    const result = await run({ program: 'debugfs', args: ['-R', `cat ${file}`, image] }, { allowFailure: true });
+    return result.exitCode === 0 && !/File not found/.test(result.stderr) ? result.stdout : undefined;
+}
+class UserSpecError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'UserSpecError';
+}
+/**
+ * Checks a USER[:GROUP] spec against the image's own /etc/passwd and /etc/group
+ * before anything boots, so a typo fails at once with a clear message. Numbers
+ * need no entry, as in Docker.
+ */
+async function checkUserSpec(rootfs, spec, imageName) {
+    const [user = '', group] = spec.split(':');
+    const checks = [
+        [user, '/etc/passwd', 'user'],
+        [group, '/etc/group', 'group'],
+    ];
+    for (const [name, file, what] of checks) {
+        if (!name || /^\d+$/.test(name))
+            continue;
+        const content = await readFromExt4(rootfs, file);
+        if (content === undefined || !accountNames(content).has(name)) {
+            throw new UserSpecError(`unable to find ${what} "${name}": no matching entry in ${file} of image ${imageName}`);
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/sizes.ts
+// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
+
+const sizes_MiB = 1024 * 1024;
+/** A text that is not a size, or one below the minimum for its use. */
+class SizeError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SizeError';
+}
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    k: 1024,
+    m: sizes_MiB,
+    g: 1024 * sizes_MiB,
+    t: 1024 * 1024 * sizes_MiB,
+    p: 1024 * 1024 * 1024 * sizes_MiB,
+};
+/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
+function readSize(text) {
+    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
+    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        return undefined;
+    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
+}
+/**
+ * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
+ * messages name what it is for; `unit` is how the hints write MiB. Pure.
+ */
+function wholeMiB(text, rule) {
+    const size = readSize(text);
+    if (!size)
+        throw new SizeError(`"${text}" ${rule.notASize}`);
+    const mib = Math.ceil(size.bytes / sizes_MiB);
+    if (mib < rule.minMiB) {
+        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
+        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
+    }
+    return mib;
+}
+
+;// CONCATENATED MODULE: ./src/storage/volume-size.ts
+
+// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
+const MIN_VOLUME_MIB = 16;
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB; a bad one throws SizeError. Pure.
+ */
+function volumeBytes(value) {
+    const mib = wholeMiB(String(value).trim(), {
+        minMiB: MIN_VOLUME_MIB,
+        unit: 'M',
+        notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
+        tooSmallFor: ', too small for an ext4 volume and its journal',
+    });
+    return mib * sizes_MiB;
+}
+
+;// CONCATENATED MODULE: ./src/storage/volumes.ts
+
+
+
+
+
+
+
+
+const GiB = 1024 * sizes_MiB;
+/** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
+const DEFAULT_VOLUME_SIZE = 10 * GiB;
+/** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
+const BIND_HEADROOM = 256 * sizes_MiB;
+/** The size of a new volume that sets none: `text` from HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. Pure. */
+function defaultVolumeSize(text) {
+    if (!text)
+        return DEFAULT_VOLUME_SIZE;
+    try {
+        return volumeBytes(text);
+    }
+    catch (error) {
+        if (error instanceof SizeError)
+            throw new MountError(`HYPER_VOLUME_SIZE: ${error.message}`, { cause: error });
+        throw error;
+    }
+}
+/** Where a job's named volumes live: `<stateDir>/volumes/<name>.qcow2`. They outlive the services. */
+function volumePath(stateDir, name) {
+    return external_node_path_default().join(stateDir, 'volumes', `${name}.qcow2`);
+}
+/**
+ * A qcow2 holding an ext4 of `sizeBytes` (sparse: it grows as written), filled
+ * from `contentDir` when given. Built as raw beside `target` (mkfs needs a
+ * plain file), its lost+found removed (a volume reads as an empty directory,
+ * as Docker's do; postgres's initdb refuses a data dir that holds anything),
+ * converted, then renamed into place: never half there.
+ */
+async function createExt4Disk(target, sizeBytes, contentDir) {
+    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target), { recursive: true });
+    const raw = `${target}.${process.pid}.raw`;
+    const temp = `${target}.${process.pid}.partial`;
+    try {
+        await run({ program: 'truncate', args: ['-s', String(sizeBytes), raw] });
+        await run({
+            program: 'mkfs.ext4',
+            args: [
+                '-q',
+                '-F',
+                '-m',
+                '0',
+                '-E',
+                'lazy_itable_init=1,lazy_journal_init=1',
+                ...(contentDir ? ['-d', contentDir] : []),
+                raw,
+            ],
+        });
+        await run({ program: 'debugfs', args: ['-w', '-R', 'rmdir lost+found', raw] });
+        await qemuImg.convert(raw, temp, { from: 'raw', to: 'qcow2' });
+        await (0,promises_namespaceObject.rename)(temp, target);
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(raw, { force: true });
+        await (0,promises_namespaceObject.rm)(temp, { force: true });
+    }
+}
+/**
+ * The named volume's disk, made empty on first use with `sizeBytes`; `created`
+ * says which. An existing volume keeps the size it was made with, as Docker's do.
+ */
+async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
+    const file = volumePath(stateDir, name);
+    if (await exists(file))
+        return { path: file, created: false };
+    await createExt4Disk(file, sizeBytes);
+    return { path: file, created: true };
+}
+/**
+ * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
+ * `stateDir` (created on first use), anonymous volumes and copies of host paths
+ * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
+ */
+async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
+    const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
+    const disks = [];
+    for (const mount of mounts) {
+        const serial = `vol${disks.length}`;
+        if (mount.kind === 'volume') {
+            const volume = await ensureVolume(stateDir, mount.name, sizes.named?.[mount.name] ?? defaultBytes);
+            disks.push({
+                serial,
+                path: volume.path,
+                target: mount.target,
+                readOnly: mount.readOnly,
+                copyUp: volume.created && !mount.readOnly,
+                volume: mount.name,
+            });
+        }
+        else if (mount.kind === 'anonymous') {
+            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
+            await createExt4Disk(file, defaultBytes);
+            disks.push({
+                serial,
+                path: file,
+                target: mount.target,
+                readOnly: mount.readOnly,
+                copyUp: !mount.readOnly,
+            });
+        }
+        else if (mount.kind === 'bind') {
+            const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
+            const bytes = await treeBytes(mount.source);
+            const size = Math.ceil((bytes * 1.25 + 64 * sizes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / sizes_MiB) * sizes_MiB;
+            await createExt4Disk(file, size, mount.source);
+            disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
+        }
+    }
+    return disks;
+}
+/** Checks what can be checked before anything is made: host paths exist and are directories. */
+async function checkMountSources(mounts) {
+    for (const mount of mounts) {
+        if (mount.kind !== 'bind')
+            continue;
+        const info = await (0,promises_namespaceObject.stat)(mount.source).catch(() => undefined);
+        if (!info)
+            throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {
+                kind: 'NotFound',
+            });
+        if (!info.isDirectory()) {
+            throw new MountError(`host path ${mount.source} is not a directory; only directories can be mounted (mount the one that holds it)`);
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/run.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Creates and boots one container VM: everything that can be checked is
+ * checked before the first side effect; then the create steps run, and a
+ * failure undoes those done so far.
+ */
+async function runContainer(spec, job, options = {}) {
+    const log = options.log ?? (() => undefined);
+    const { name } = spec;
+    validateName(name);
+    if (await exists(vmDir(job, name)))
+        throw new HyperError(nameInUse(name), { kind: 'Conflict' });
+    const memoryMiB = spec.memoryMiB ?? CONTAINER_DEFAULTS.memoryMiB;
+    const cpus = spec.cpus ?? CONTAINER_DEFAULTS.cpus;
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 64)
+        throw new HyperError(`memory ${memoryMiB} MiB is too small; give at least 64`, { kind: 'Invalid' });
+    if (!Number.isInteger(cpus) || cpus < 1)
+        throw new HyperError(`cpus must be a whole number of at least 1`, { kind: 'Invalid' });
+    // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
+    // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
+    const baseDir = spec.baseDir ?? '/';
+    const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
+    await checkMountSources(userMounts);
+    await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
+    const image = options.resolved ?? (await resolveFor(job, spec.image, log, spec.credentials));
+    const runConfig = imageRunConfig(image.config);
+    const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
+    const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
+    log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
+    const user = spec.user ?? runConfig.user;
+    await checkUserSpec(base.path, user, spec.image);
+    const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
+    const fields = {
+        image: spec.image,
+        imageDigest: image.manifestDigest,
+        imageConfigDigest: image.configDigest,
+        imageBlobs: [image.configDigest, ...image.layers.map((layer) => layer.digest)],
+        user,
+        workdir: spec.workdir ?? runConfig.workingDir,
+        labels: spec.labels ?? {},
+        healthcheck: healthcheck === 'none' ? undefined : healthcheck,
+        memoryMiB,
+        cpus,
+    };
+    const steps = [
+        claimStep(nameInUse),
+        networkStep(() => ({
+            service: name,
+            aliases: spec.aliases ?? [],
+            containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+            published: spec.ports,
+        })),
+        disksStep(mounts, spec),
+        guestFilesStep(spec, runConfig, mounts, fields),
+        {
+            name: 'make the root disk',
+            run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+        },
+        recordStep(fields, async () => undefined),
+        bootStep(BOOT_TIMEOUT_MS),
+    ];
+    return createVm(newDraft(job, name, log), steps);
+}
+function nameInUse(name) {
+    return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
+}
+/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
+function disksStep(mounts, spec) {
+    return {
+        name: 'make the disks',
+        async run(draft) {
+            const { job } = draft;
+            draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
+                defaultBytes: job.settings.volumeSize,
+                named: spec.volumeSizes,
+            });
+        },
+    };
+}
+/** The init's settings, argv, env, hosts and resolv.conf, handed to the guest through fw_cfg. */
+function guestFilesStep(spec, runConfig, mounts, fields) {
+    return {
+        name: 'write the guest files',
+        async run(draft) {
+            const paths = vmPaths(draft.dir);
+            const files = guestFiles({
+                hostname: draft.name,
+                argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
+                env: mergeEnv(runConfig.env, spec.env, draft.name),
+                user: fields.user,
+                workdir: fields.workdir,
+                stopSignal: runConfig.stopSignal,
+                network: draft.view?.guest ?? missing('network'),
+                mounts: guestMountTable(draft.disks, mounts),
+            });
+            await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
+            for (const file of files)
+                await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(paths.guestFiles, file.name), file.content);
+            draft.guestFiles = files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) }));
+        },
+    };
+}
+function missing(what) {
+    throw new HyperError(`the ${what} step did not run before the guest files`);
+}
+/** The container ports other services may reach: published, expose:, and the image's EXPOSE (TCP only). Pure. */
+function tcpPorts(published, expose, exposed) {
+    const fromImage = exposed.flatMap((entry) => {
+        const [port, protocol = 'tcp'] = entry.split('/');
+        return protocol === 'tcp' && /^\d+$/.test(port ?? '') ? [Number(port)] : [];
+    });
+    const ports = [
+        ...published.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort),
+        ...(expose ?? []),
+        ...fromImage,
+    ];
+    return [...new Set(ports)].sort((a, b) => a - b);
+}
+
 ;// CONCATENATED MODULE: ./src/engine/settings.ts
 
 
@@ -58412,7 +58410,7 @@ const QEMU_EXIT_WAIT_MS = 5000;
  * wrote has been read (docker logs -f).
  */
 async function* containerLogs(name, job, options = {}) {
-    const record = await container_requireRecord(job, name);
+    const record = await requireRecord(job, name);
     const file = vmPaths(record.machine.dir).serviceLog;
     let offset = 0;
     for (;;) {
@@ -58465,34 +58463,12 @@ async function logText(name, job) {
         chunks.push(chunk);
     return Buffer.concat(chunks).toString('utf8');
 }
-/** Runs a command in the running container, as its user and in its working directory unless told otherwise. */
-async function execInContainer(name, command, job, options = {}) {
-    const record = await container_requireRecord(job, name);
-    const state = await vmState(record, job);
-    if (!state.running) {
-        const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
-        throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
-    }
-    if (command.length === 0)
-        throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
-    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
-    try {
-        return await job.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
-    }
-    catch (error) {
-        const ended = await stateOnceStopped(record, job, 15_000);
-        if (!ended)
-            throw error;
-        const why = ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
-        throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
-    }
-}
 /**
  * Runs a command in the running container with its stdout and stderr
  * streamed as they come and `stdin`, when given, fed to it (docker exec -i).
  */
 async function execStreamInContainer(name, command, job, options = {}) {
-    const record = await container_requireRecord(job, name);
+    const record = await requireRecord(job, name);
     const state = await vmState(record, job);
     if (!state.running) {
         const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
@@ -58761,6 +58737,11 @@ async function waitHealthy(record, check, job, timeoutMs) {
 
 
 
+
+/** A service that got no VM: the cause's message, kind and cause kept. */
+function failedToStart(service, error) {
+    return new ServiceStartError(service, `service ${service} failed to start: ${error.message}`, '', error);
+}
 /** A service that failed to come up, with its log for the user. */
 class ServiceStartError extends HyperError {
     service;
@@ -58771,10 +58752,6 @@ class ServiceStartError extends HyperError {
         this.service = service;
         this.log = log;
     }
-}
-/** The pull settings for one service: the job's, with the service's own credentials when it has them. */
-function serviceRegistry(spec, job) {
-    return { ...job.settings.registry, credentials: spec.credentials ?? job.host.registryCredentials };
 }
 /**
  * Boots services in dependency order: each wave (services whose dependencies
@@ -58818,7 +58795,7 @@ async function upServices(waves, job, options, reporter) {
  */
 async function checkStillRunning(services, job) {
     for (const { name } of services) {
-        const state = await vmState(await container_requireRecord(job, name), job);
+        const state = await vmState(await requireRecord(job, name), job);
         if (state.running)
             continue;
         const log = await logText(name, job);
@@ -58834,14 +58811,10 @@ async function checkStillRunning(services, job) {
 async function planMember(spec, job, reporter) {
     let image;
     try {
-        image = await job.resolveImage(spec.image, {
-            ...serviceRegistry(spec, job),
-            cacheDir: job.cacheDir,
-            log: (line) => reporter.info(`${spec.name}: ${line}`),
-        });
+        image = await resolveFor(job, spec.image, (line) => reporter.info(`${spec.name}: ${line}`), spec.credentials);
     }
     catch (error) {
-        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '', error);
+        throw failedToStart(spec.name, error);
     }
     const member = {
         service: spec.name,
@@ -58865,7 +58838,7 @@ async function bootOne(spec, image, job, options, reporter) {
         record ??= await runContainer({ ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) });
     }
     catch (error) {
-        throw new ServiceStartError(spec.name, `service ${spec.name} failed to start: ${error.message}`, '', error);
+        throw failedToStart(spec.name, error);
     }
     reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
     try {
@@ -58901,7 +58874,7 @@ async function resumeFromExport(spec, file, job, reporter) {
         const result = await importSnapshot(file, { name: spec.name, image: spec.image }, job);
         imported = result.record;
         await restoreService(spec.name, result.snapshot.name, job, { stopGraceMs: 0 });
-        const record = await container_requireRecord(job, spec.name);
+        const record = await requireRecord(job, spec.name);
         reporter.info(`${spec.name}: started from ${result.snapshot.kind} ${result.snapshot.name} in ${record.bootMs} ms`);
         return { record, snapshot: result.snapshot.name };
     }
@@ -59114,9 +59087,6 @@ class Job {
         await downJob(this.context, options, hooks);
         await this.forgetIfEmpty();
     }
-    async inspect(ref) {
-        return container_requireRecord(this.context, await this.nameOf(ref));
-    }
     async start(ref) {
         return startContainer(await this.nameOf(ref), this.context);
     }
@@ -59137,12 +59107,6 @@ class Job {
     async list(filter = {}) {
         const wanted = Object.entries(filter.labels ?? {});
         return (await listContainers(this.context)).filter(({ record }) => wanted.every(([key, value]) => key in record.labels && (value === undefined || record.labels[key] === value)));
-    }
-    listForTeardown() {
-        return listForTeardown(this.context);
-    }
-    async exec(ref, command, options = {}) {
-        return execInContainer(await this.nameOf(ref), command, this.context, options);
     }
     async execStream(ref, command, options = {}) {
         return execStreamInContainer(await this.nameOf(ref), command, this.context, options);
@@ -60615,9 +60579,7 @@ async function container_commands_run(argv, io, env) {
     const autoRemove = parsed.options.rm === true;
     if (parsed.options.detach === true && (autoRemove || parsed.options.attach === true))
         throw new UsageError('--detach runs the VM in the background; it cannot be combined with --rm or --attach');
-    for (const text of listOption(parsed, 'expose'))
-        usage(() => exposedPort(text));
-    const spec = containerFromRunFlags({
+    const spec = usage(() => containerFromRunFlags({
         image,
         command,
         name: stringOption(parsed, 'name'),
@@ -60637,7 +60599,7 @@ async function container_commands_run(argv, io, env) {
             return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
         })),
         baseDir: process.cwd(),
-    }, env.vars);
+    }, env.vars));
     validateContainer(spec);
     const volumeSize = volumeSizeOption(parsed, env);
     const network = networkOption(parsed, env);
@@ -60673,10 +60635,10 @@ async function container_commands_run(argv, io, env) {
     io.err(`hyper run: ${record.name} ended without an exit code (${ended.crash ?? 'its guest stopped'})\n`);
     return 125;
 }
-/** A flag's value the spec refuses is a usage error, as docker run's are (exit 2). */
-function usage(check) {
+/** A flag's value the translation refuses is a usage error, as docker run's are (exit 2). */
+function usage(translate) {
     try {
-        check();
+        return translate();
     }
     catch (error) {
         if (error instanceof SpecError)

@@ -2,7 +2,7 @@ import * as actionsCache from '@actions/cache';
 import * as core from '@actions/core';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { BootContext } from '../engine/dirs.js';
+import type { BootContext } from '../engine/context.js';
 import type { Job } from '../engine/job.js';
 import { guestCpu, qemuVersion } from '../engine/snapshots.js';
 import { inScratchTemp, shortHash } from './cache.js';

@@ -86,7 +86,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */
-export function exitCodeFor(error: unknown): number {
+function exitCodeFor(error: unknown): number {
   return error instanceof UsageError ? 2 : 125;
 }
 

@@ -2,7 +2,7 @@ import { stateText } from '../engine/container.js';
 import type { Job } from '../engine/job.js';
 import { formatPort } from '../network/ports.js';
 import { validateContainer } from '../spec/plan.js';
-import { containerFromRunFlags, exposedPort } from '../spec/run-flags.js';
+import { containerFromRunFlags } from '../spec/run-flags.js';
 import { SpecError } from '../spec/container.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import {
@@ -58,32 +58,33 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     throw new UsageError(
       '--detach runs the VM in the background; it cannot be combined with --rm or --attach',
     );
-  for (const text of listOption(parsed, 'expose')) usage(() => exposedPort(text));
-  const spec = containerFromRunFlags(
-    {
-      image,
-      command,
-      name: stringOption(parsed, 'name'),
-      publish: listOption(parsed, 'publish'),
-      env: listOption(parsed, 'env'),
-      memoryMiB: parsed.options.memory === undefined ? undefined : intOption(parsed, 'memory', 0, 64),
-      cpus: parsed.options.cpus === undefined ? undefined : intOption(parsed, 'cpus', 0, 1),
-      entrypoint: stringOption(parsed, 'entrypoint'),
-      user: stringOption(parsed, 'user'),
-      workdir: stringOption(parsed, 'workdir'),
-      volumes: listOption(parsed, 'volume'),
-      tmpfs: listOption(parsed, 'tmpfs'),
-      aliases: listOption(parsed, 'network-alias'),
-      expose: listOption(parsed, 'expose'),
-      labels: Object.fromEntries(
-        listOption(parsed, 'label').map((entry) => {
-          const at = entry.indexOf('=');
-          return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
-        }),
-      ),
-      baseDir: process.cwd(),
-    },
-    env.vars,
+  const spec = usage(() =>
+    containerFromRunFlags(
+      {
+        image,
+        command,
+        name: stringOption(parsed, 'name'),
+        publish: listOption(parsed, 'publish'),
+        env: listOption(parsed, 'env'),
+        memoryMiB: parsed.options.memory === undefined ? undefined : intOption(parsed, 'memory', 0, 64),
+        cpus: parsed.options.cpus === undefined ? undefined : intOption(parsed, 'cpus', 0, 1),
+        entrypoint: stringOption(parsed, 'entrypoint'),
+        user: stringOption(parsed, 'user'),
+        workdir: stringOption(parsed, 'workdir'),
+        volumes: listOption(parsed, 'volume'),
+        tmpfs: listOption(parsed, 'tmpfs'),
+        aliases: listOption(parsed, 'network-alias'),
+        expose: listOption(parsed, 'expose'),
+        labels: Object.fromEntries(
+          listOption(parsed, 'label').map((entry) => {
+            const at = entry.indexOf('=');
+            return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)];
+          }),
+        ),
+        baseDir: process.cwd(),
+      },
+      env.vars,
+    ),
   );
   validateContainer(spec);
   const volumeSize = volumeSizeOption(parsed, env);
@@ -115,10 +116,10 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
   return 125;
 }
 
-/** A flag's value the spec refuses is a usage error, as docker run's are (exit 2). */
-function usage(check: () => unknown): void {
+/** A flag's value the translation refuses is a usage error, as docker run's are (exit 2). */
+function usage<T>(translate: () => T): T {
   try {
-    check();
+    return translate();
   } catch (error: unknown) {
     if (error instanceof SpecError) throw new UsageError(error.message);
     throw error;

@@ -6,9 +6,31 @@ import { networkSyncArgv } from '../guest/config.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
-import { vmDir, type JobContext } from './dirs.js';
+import { vmDir, type JobContext } from './context.js';
 import { listRecords, listVmNames, readRecord, writeRecord, type VmRecord } from './record.js';
-import { BOOT_TIMEOUT_MS, checkVolumesFree } from './run.js';
+
+/** How long the guest may take to start its service. */
+export const BOOT_TIMEOUT_MS = 120_000;
+
+/** A named volume is one ext4: it can be attached to one running VM at a time. */
+export async function checkVolumesFree(
+  volumes: readonly string[],
+  job: JobContext,
+  self?: string,
+): Promise<void> {
+  const wanted = new Set(volumes);
+  if (wanted.size === 0) return;
+  for (const record of await listRecords(job)) {
+    if (record.name === self) continue;
+    const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
+    if (shared && (await job.hypervisor.isRunning(record.machine))) {
+      throw new HyperError(
+        `volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`,
+        { kind: 'Conflict' },
+      );
+    }
+  }
+}
 
 export type VmState =
   | { running: true }

@@ -6,7 +6,7 @@ import type { MemberRequest, MemberView, NetworkRecord } from '../network/job.js
 import type { MountDisk } from '../storage/mounts.js';
 import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
-import { vmDir, type BootContext } from './dirs.js';
+import { vmDir, type BootContext } from './context.js';
 import { newVmId, writeRecord, type VmRecord } from './record.js';
 import { runSteps, type Step } from './steps.js';
 

@@ -1,6 +1,6 @@
 import { DamagedStateError, exists } from '../files.js';
 import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } from './container.js';
-import { vmDir, type JobContext } from './dirs.js';
+import { vmDir, type JobContext } from './context.js';
 import { listVmNames, type VmRecord } from './record.js';
 
 export interface DownOptions {

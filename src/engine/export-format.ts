@@ -7,7 +7,7 @@ import type { PublishedPort } from '../network/ports.js';
 import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import type { RecordFields } from './create.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import type { SnapshotRecord } from './snapshots.js';
 
 /**

@@ -6,7 +6,7 @@ import { run } from '../process/run.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { recordFields } from './create.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import {
   BASE,
   FORMAT,

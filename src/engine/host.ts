@@ -2,7 +2,7 @@ import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel } from '../install/accel.js';
 import { ensureTools, vmTools } from '../install/tools.js';
-import type { BootContext, JobContext } from './dirs.js';
+import type { BootContext, JobContext } from './context.js';
 
 export interface Reporter {
   info(line: string): void;

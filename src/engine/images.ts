@@ -2,7 +2,26 @@ import { ImageCatalog } from '../images/catalog.js';
 import { pruneImages as prune } from '../images/prune.js';
 import { ensureRootfs } from '../images/rootfs.js';
 import { listContainers } from './container.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
+import type { LocalImage } from '../images/image.js';
+
+/**
+ * Resolves `name` on the job's registry terms, with `credentials` (a
+ * service's own) or else the host's; the one place pull settings are put together.
+ */
+export function resolveFor(
+  job: JobContext,
+  name: string,
+  log: (line: string) => void,
+  credentials?: { username: string; password: string },
+): Promise<LocalImage> {
+  return job.resolveImage(name, {
+    ...job.settings.registry,
+    credentials: credentials ?? job.host.registryCredentials,
+    cacheDir: job.cacheDir,
+    log,
+  });
+}
 
 /** Pulls an image into the cache and builds its root filesystem, as a run would. */
 export async function pullImage(
@@ -10,8 +29,7 @@ export async function pullImage(
   job: JobContext,
   log: (line: string) => void,
 ): Promise<{ digest: string; rootfs: string; cached: boolean }> {
-  const registry = { ...job.settings.registry, credentials: job.host.registryCredentials };
-  const image = await job.resolveImage(name, { ...registry, cacheDir: job.cacheDir, log });
+  const image = await resolveFor(job, name, log);
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
   return { digest: image.manifestDigest, rootfs: base.path, cached: base.cached };
 }

@@ -9,7 +9,7 @@ import { volumePath } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
-import type { BootContext } from './dirs.js';
+import type { BootContext } from './context.js';
 import { BASE, checkExport, extract, scratchDir, TransferError } from './export-format.js';
 import type { VmRecord } from './record.js';
 import { tcpPorts } from './run.js';

@@ -3,21 +3,19 @@ import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
-import { keepForDebugging } from './keep.js';
+import { keepForDebugging, type KeepMode } from './keep.js';
 import { listImages, pruneImages, pullImage } from './images.js';
 import {
   killContainer,
   listContainers,
-  listForTeardown,
   removeContainer,
-  requireRecord,
   startContainer,
   stopContainer,
   waitContainer,
   type ServiceSummary,
   type StoppedState,
 } from './container.js';
-import type { BootContext, JobContext, JobParts, NetworkDriver } from './dirs.js';
+import type { BootContext, JobContext, JobParts, NetworkDriver } from './context.js';
 import { downJob, type DownHooks, type DownOptions } from './down.js';
 import { prepareHost, type ReleaseSource, type Reporter } from './host.js';
 import { listVmNames, resolveVm, type VmRecord } from './record.js';
@@ -31,7 +29,7 @@ import {
   type JobSettings,
 } from './settings.js';
 import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
-import { containerLogs, execInContainer, execStreamInContainer, logText } from './streams.js';
+import { containerLogs, execStreamInContainer, logText } from './streams.js';
 import { exportSnapshot } from './export.js';
 import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
@@ -171,10 +169,6 @@ export class Job {
     await this.forgetIfEmpty();
   }
 
-  async inspect(ref: string): Promise<VmRecord> {
-    return requireRecord(this.context, await this.nameOf(ref));
-  }
-
   async start(ref: string): Promise<VmRecord> {
     return startContainer(await this.nameOf(ref), this.context);
   }
@@ -206,18 +200,6 @@ export class Job {
         ([key, value]) => key in record.labels && (value === undefined || record.labels[key] === value),
       ),
     );
-  }
-
-  listForTeardown(): ReturnType<typeof listForTeardown> {
-    return listForTeardown(this.context);
-  }
-
-  async exec(
-    ref: string,
-    command: string[],
-    options: Parameters<typeof execInContainer>[3] = {},
-  ): ReturnType<typeof execInContainer> {
-    return execInContainer(await this.nameOf(ref), command, this.context, options);
   }
 
   async execStream(
@@ -265,11 +247,7 @@ export class Job {
   }
 
   /** Copies what a VM leaves for debugging (logs, and its volumes or a checkpoint) into `dir`; returns what was kept. */
-  async keepForDebugging(
-    ref: string,
-    mode: 'logs' | 'volumes' | 'checkpoint',
-    dir: string,
-  ): Promise<string[]> {
+  async keepForDebugging(ref: string, mode: KeepMode, dir: string): Promise<string[]> {
     return keepForDebugging(await this.nameOf(ref), mode, dir, this.context);
   }
 

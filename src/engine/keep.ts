@@ -4,14 +4,17 @@ import { exists } from '../files.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { requireRecord, stopContainer } from './container.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import { snapshotService } from './snapshots.js';
 import { exportSnapshot } from './export.js';
 
 /** Copies what one service leaves for debugging into `dir`; returns what was kept. */
+/** What a failed job keeps of each VM: its logs, with its volumes, or with a checkpoint of the whole VM. */
+export type KeepMode = 'logs' | 'volumes' | 'checkpoint';
+
 export async function keepForDebugging(
   name: string,
-  mode: 'logs' | 'volumes' | 'checkpoint',
+  mode: KeepMode,
   dir: string,
   job: JobContext,
 ): Promise<string[]> {

@@ -8,7 +8,7 @@ import type { HealthcheckSpec } from '../images/run-config.js';
 import type { MountDisk } from '../storage/mounts.js';
 import type { MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
-import { vmDir, type JobContext } from './dirs.js';
+import { vmDir, type JobContext } from './context.js';
 
 /** Everything kept about one VM, in <state>/vms/<name>/vm.json. */
 export interface VmRecord {

@@ -14,37 +14,16 @@ import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { exists } from '../files.js';
 import { bootStep, claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
-import { vmDir, type BootContext, type JobContext } from './dirs.js';
-import { listRecords, type VmRecord } from './record.js';
+import { vmDir, type BootContext } from './context.js';
+import type { VmRecord } from './record.js';
+import { BOOT_TIMEOUT_MS, checkVolumesFree } from './container.js';
+import { resolveFor } from './images.js';
 import type { Step } from './steps.js';
-
-/** How long the guest may take to start its service. */
-export const BOOT_TIMEOUT_MS = 120_000;
 
 export interface RunOptions {
   /** The image as already resolved (`up` pulls every image before planning the network); pulled here when absent. */
   resolved?: LocalImage | undefined;
   log?: (line: string) => void;
-}
-
-/** A named volume is one ext4: it can be attached to one running VM at a time. */
-export async function checkVolumesFree(
-  volumes: readonly string[],
-  job: JobContext,
-  self?: string,
-): Promise<void> {
-  const wanted = new Set(volumes);
-  if (wanted.size === 0) return;
-  for (const record of await listRecords(job)) {
-    if (record.name === self) continue;
-    const shared = record.disks?.find((d) => d.volume !== undefined && wanted.has(d.volume));
-    if (shared && (await job.hypervisor.isRunning(record.machine))) {
-      throw new HyperError(
-        `volume ${shared.volume} is in use by ${record.name}; a volume can be attached to one running VM at a time`,
-        { kind: 'Conflict' },
-      );
-    }
-  }
 }
 
 /**
@@ -77,12 +56,7 @@ export async function runContainer(
     userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
     job,
   );
-  const registry = {
-    ...job.settings.registry,
-    credentials: spec.credentials ?? job.host.registryCredentials,
-  };
-  const image =
-    options.resolved ?? (await job.resolveImage(spec.image, { ...registry, cacheDir: job.cacheDir, log }));
+  const image = options.resolved ?? (await resolveFor(job, spec.image, log, spec.credentials));
   const runConfig = imageRunConfig(image.config);
   const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });

@@ -8,7 +8,7 @@ import { readFreeBytes } from '../host/space.js';
 import type { Accel } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { HyperError, type ErrorKind } from '../errors.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import { listRecords, type VmRecord } from './record.js';
 import { requireRecord, startContainer, stopContainer } from './container.js';
 

@@ -1,11 +1,11 @@
 import { open } from 'node:fs/promises';
 import { HyperError } from '../errors.js';
 import { execArgv } from '../guest/config.js';
-import type { ExecResult, ExecStream } from '../vm/hypervisor.js';
+import type { ExecStream } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { requireRecord, stateOnceStopped, vmState } from './container.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import type { VmRecord } from './record.js';
 
 const CHUNK = 64 * 1024;
@@ -70,37 +70,6 @@ export async function logText(name: string, job: JobContext): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of containerLogs(name, job)) chunks.push(chunk);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Runs a command in the running container, as its user and in its working directory unless told otherwise. */
-export async function execInContainer(
-  name: string,
-  command: string[],
-  job: JobContext,
-  options: { env?: string[]; timeoutMs?: number; user?: string | undefined } = {},
-): Promise<ExecResult> {
-  const record = await requireRecord(job, name);
-  const state = await vmState(record, job);
-  if (!state.running) {
-    const code = state.exitCode === undefined ? '' : ` (exited with code ${state.exitCode})`;
-    throw new HyperError(`cannot exec in "${name}": the VM is not running${code}`, { kind: 'Conflict' });
-  }
-  if (command.length === 0)
-    throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
-  const argv = execArgv(
-    { user: options.user ?? record.user, workdir: record.workdir },
-    command,
-    options.env ?? [],
-  );
-  try {
-    return await job.hypervisor.exec(record.machine, argv, options.timeoutMs ?? 10 * 60 * 1000);
-  } catch (error: unknown) {
-    const ended = await stateOnceStopped(record, job, 15_000);
-    if (!ended) throw error;
-    const why =
-      ended.crash ?? (ended.exitCode === undefined ? 'it stopped' : `exited with code ${ended.exitCode}`);
-    throw new HyperError(`"${name}" stopped while the command ran (${why})`, { cause: error });
-  }
 }
 
 /**

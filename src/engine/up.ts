@@ -8,10 +8,11 @@ import { trimOutput } from '../process/run.js';
 import { exists } from '../files.js';
 import { errorKind, HyperError } from '../errors.js';
 import { removeContainer, requireRecord, vmState } from './container.js';
-import { vmDir, type BootContext, type JobContext } from './dirs.js';
+import { vmDir, type BootContext, type JobContext } from './context.js';
 import { waitHealthy } from './health.js';
 import type { Reporter } from './host.js';
 import type { VmRecord } from './record.js';
+import { resolveFor } from './images.js';
 import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
@@ -43,6 +44,16 @@ export interface ServiceStatus {
   restoredFrom?: string;
 }
 
+/** A service that got no VM: the cause's message, kind and cause kept. */
+function failedToStart(service: string, error: unknown): ServiceStartError {
+  return new ServiceStartError(
+    service,
+    `service ${service} failed to start: ${(error as Error).message}`,
+    '',
+    error,
+  );
+}
+
 /** A service that failed to come up, with its log for the user. */
 export class ServiceStartError extends HyperError {
   override name = 'ServiceStartError';
@@ -54,11 +65,6 @@ export class ServiceStartError extends HyperError {
   ) {
     super(message, { kind: errorKind(cause), cause });
   }
-}
-
-/** The pull settings for one service: the job's, with the service's own credentials when it has them. */
-function serviceRegistry(spec: ContainerSpec, job: JobContext) {
-  return { ...job.settings.registry, credentials: spec.credentials ?? job.host.registryCredentials };
 }
 
 /**
@@ -137,18 +143,14 @@ async function planMember(
 ): Promise<{ member: MemberRequest; image: LocalImage }> {
   let image: LocalImage;
   try {
-    image = await job.resolveImage(spec.image, {
-      ...serviceRegistry(spec, job),
-      cacheDir: job.cacheDir,
-      log: (line) => reporter.info(`${spec.name}: ${line}`),
-    });
-  } catch (error: unknown) {
-    throw new ServiceStartError(
-      spec.name,
-      `service ${spec.name} failed to start: ${(error as Error).message}`,
-      '',
-      error,
+    image = await resolveFor(
+      job,
+      spec.image,
+      (line) => reporter.info(`${spec.name}: ${line}`),
+      spec.credentials,
     );
+  } catch (error: unknown) {
+    throw failedToStart(spec.name, error);
   }
   const member = {
     service: spec.name,
@@ -182,12 +184,7 @@ async function bootOne(
       { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) },
     );
   } catch (error: unknown) {
-    throw new ServiceStartError(
-      spec.name,
-      `service ${spec.name} failed to start: ${(error as Error).message}`,
-      '',
-      error,
-    );
+    throw failedToStart(spec.name, error);
   }
   reporter.info(`${spec.name}: VM running after ${record.bootMs} ms, waiting for it to be healthy`);
   try {

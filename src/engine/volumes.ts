@@ -3,7 +3,7 @@ import path from 'node:path';
 import { isNotFound } from '../files.js';
 import { volumePath } from '../storage/volumes.js';
 import { HyperError } from '../errors.js';
-import type { JobContext } from './dirs.js';
+import type { JobContext } from './context.js';
 import { listRecords } from './record.js';
 
 export interface VolumeSummary {

@@ -5,6 +5,8 @@ import type { ExecStream } from './hypervisor.js';
 
 const POLL_MS = 50;
 const READ_BYTES = 48 * 1024;
+/** For the setup and clean-up scripts, which do nothing that takes long. */
+const SCRIPT_TIMEOUT_MS = 30_000;
 
 /** Chunks pushed by one producer, read by one consumer as an async iterable. */
 class ChunkQueue implements AsyncIterable<Buffer> {
@@ -163,22 +165,11 @@ async function drive(
   }
 }
 
-/** Runs a small shell script in the guest (outside the container) and waits for it; fails unless it exits 0. */
+/** Runs a small shell script in the guest (outside the container) to its end; fails unless it exits 0. */
 async function runToEnd(agent: GuestAgent, script: string, ...args: string[]): Promise<void> {
-  const { pid } = (await agent.execute('guest-exec', {
-    path: '/bin/sh',
-    arg: ['-c', script, 'sh', ...args],
-  })) as {
-    pid: number;
-  };
-  for (;;) {
-    const status = (await agent.execute('guest-exec-status', { pid })) as ExecStatus;
-    if (status.exited) {
-      if (status.exitcode !== 0) throw new HyperError(`guest command failed (${script})`);
-      return;
-    }
-    await sleep(10);
-  }
+  const result = await agent.exec('/bin/sh', ['-c', script, 'sh', ...args], SCRIPT_TIMEOUT_MS);
+  if (result.exitCode !== 0)
+    throw new HyperError(`guest command failed (${script}): ${result.stderr.toString().trim()}`);
 }
 
 /** Reads what the file holds beyond what was read; returns the bytes read. */

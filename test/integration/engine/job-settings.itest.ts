@@ -32,10 +32,19 @@ async function anonymousVolumeSize(name: string): Promise<number> {
 }
 
 test('a later command uses the volume size an earlier one gave; the settings go with the last VM', async () => {
-  await hyperOk('run', '-d', '--name', 'first', '--volume-size', '48M', '-v', '/scratch', image);
-  const saved = JSON.parse(await readFile(path.join(stateDir, 'job.json'), 'utf8')) as { volumeSize: number };
-  expect(saved.volumeSize).toBe(48 * MiB);
-  expect(JSON.stringify(saved)).not.toContain('password');
+  // Registry credentials given to this command must not be kept (the image is a local layout: they go unused).
+  process.env.HYPER_REGISTRY_USERNAME = 'settings-user';
+  process.env.HYPER_REGISTRY_PASSWORD = 'settings-secret';
+  try {
+    await hyperOk('run', '-d', '--name', 'first', '--volume-size', '48M', '-v', '/scratch', image);
+  } finally {
+    delete process.env.HYPER_REGISTRY_USERNAME;
+    delete process.env.HYPER_REGISTRY_PASSWORD;
+  }
+  const text = await readFile(path.join(stateDir, 'job.json'), 'utf8');
+  expect((JSON.parse(text) as { volumeSize: number }).volumeSize).toBe(48 * MiB);
+  expect(text).not.toContain('settings-user');
+  expect(text).not.toContain('settings-secret');
 
   await hyperOk('run', '-d', '--name', 'second', '-v', '/scratch', image);
   expect(await anonymousVolumeSize('second')).toBe(48 * MiB);
