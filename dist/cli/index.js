@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9846);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6106);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9846:
+/***/ 6106:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -32358,6 +32358,7 @@ var job_namespaceObject = {};
 __nccwpck_require__.r(job_namespaceObject);
 __nccwpck_require__.d(job_namespaceObject, {
   USER_SUBNET: () => (USER_SUBNET),
+  addAliases: () => (addAliases),
   firewallPlan: () => (firewallPlan),
   joinNetwork: () => (joinNetwork),
   leaveNetwork: () => (leaveNetwork),
@@ -42226,6 +42227,8 @@ async function checkVolumesFree(volumes, job, self) {
 function stateText(state) {
     if (state.running)
         return 'running';
+    if (state.created)
+        return 'created';
     if (state.crash)
         return `exited (${state.crash.split(':')[0]})`;
     return `exited (${state.exitCode ?? '?'})`;
@@ -42245,8 +42248,12 @@ async function vmState(record, job) {
     const console = await readConsoleTail(paths.console);
     const crash = crashReason(console);
     if (!crash)
-        return { running: false, exitCode: undefined };
+        return { running: false, exitCode: undefined, ...(neverStarted(record) ? { created: true } : {}) };
     return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
+}
+/** A VM made by a create that did not boot it, and not booted since; records before startedAt count their bootMs. */
+function neverStarted(record) {
+    return record.startedAt === undefined && record.bootMs === undefined;
 }
 async function requireRecord(job, name) {
     const record = await readRecord(job, name);
@@ -42282,6 +42289,7 @@ async function startContainer(name, job, options = {}) {
         throw error;
     }
     record.bootMs = Date.now() - started;
+    record.startedAt = new Date(started).toISOString();
     await writeRecord(record);
     return record;
 }
@@ -43595,6 +43603,9 @@ async function drive(agent, argv, options, stdout, stderr) {
             }
             if (status.exited)
                 return status.exitcode ?? 128 + (status.signal ?? 0);
+            // The caller went away (a client that hung up): the command is killed below.
+            if (options.signal?.aborted)
+                throw new HyperError(`cancelled: ${argv.join(' ')}`);
             if (Date.now() > deadline)
                 throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
             if (moved === 0)
@@ -48050,6 +48061,24 @@ async function leaveNetwork(stateDir, services) {
         await writeNetwork(stateDir, driver.record);
     });
 }
+/**
+ * Gives a member further names (docker network connect --alias): the
+ * services that join after it find it by them. Nothing on the host changes.
+ */
+async function addAliases(stateDir, service, aliases) {
+    await withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        const member = record?.members.find((m) => m.service === service);
+        if (!record || !member)
+            throw new NetworkError(`${service} is not on the job network`, { kind: 'NotFound' });
+        const wanted = aliases.filter((alias) => !member.aliases.includes(alias) && alias !== service);
+        if (wanted.length === 0)
+            return;
+        member.aliases = [...member.aliases, ...wanted];
+        checkAliases(record.members);
+        await writeNetwork(stateDir, record);
+    });
+}
 /** Removes the whole network, whoever is still on it (teardown). */
 async function removeNetwork(stateDir) {
     await withLock(stateDir, async () => {
@@ -48358,6 +48387,8 @@ function recordFields(record) {
         ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
         memoryMiB: record.machine.memoryMiB,
         cpus: record.machine.cpus,
+        ...(record.argv ? { argv: record.argv } : {}),
+        ...(record.env ? { env: record.env } : {}),
     };
 }
 /** The directory: claiming it is what makes a name taken. */
@@ -48423,6 +48454,9 @@ function recordStep(fields, extra) {
                 labels: fields.labels,
                 disks: draft.disks,
                 ...(fields.healthcheck ? { healthcheck: fields.healthcheck } : {}),
+                ...(fields.argv ? { argv: fields.argv } : {}),
+                ...(fields.env ? { env: fields.env } : {}),
+                ...(fields.networks ? { networks: fields.networks } : {}),
             };
             draft.record = record;
             await extra(draft);
@@ -48442,6 +48476,7 @@ function bootStep(bootTimeoutMs) {
             await hypervisor.start(record.machine);
             await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
             record.bootMs = Date.now() - started;
+            record.startedAt = new Date(started).toISOString();
             await writeRecord(record);
         },
         async undo(draft) {
@@ -48840,6 +48875,11 @@ async function pruneImages(cacheDir, options) {
 
 
 
+
+
+
+
+
 /**
  * Resolves `name` on the job's registry terms, with `credentials` (a
  * service's own) or else the host's; the one place pull settings are put together.
@@ -48853,8 +48893,8 @@ function resolveFor(job, name, log, credentials) {
     });
 }
 /** Pulls an image into the cache and builds its root filesystem, as a run would. */
-async function images_pullImage(name, job, log) {
-    const image = await resolveFor(job, name, log);
+async function images_pullImage(name, job, log, credentials) {
+    const image = await resolveFor(job, name, log, credentials);
     const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
     return { digest: image.manifestDigest, rootfs: base.path, cached: base.cached };
 }
@@ -48870,6 +48910,46 @@ async function listImages(job) {
 async function images_pruneImages(job, all) {
     const inUse = new Set((await listContainers(job)).map((s) => s.record.image));
     return pruneImages(job.cacheDir, { all, inUse });
+}
+/** A name as one canonical text (redis -> docker.io/library/redis:latest), so two spellings of one image match. Pure. */
+function canonicalImageName(name) {
+    if (name.startsWith('oci:'))
+        return name;
+    try {
+        return formatReference(parseImageReference(name));
+    }
+    catch {
+        return name;
+    }
+}
+/** The cached image a reference names: by name (any spelling), or by its id (config digest, or a prefix of it). */
+async function findImage(job, ref) {
+    const entries = await new ImageCatalog(job.cacheDir).list();
+    const wanted = canonicalImageName(ref);
+    const byName = entries.find((entry) => canonicalImageName(entry.name) === wanted);
+    if (byName)
+        return byName;
+    const hex = ref.replace(/^sha256:/, '');
+    if (!/^[0-9a-f]{4,64}$/.test(hex))
+        return undefined;
+    return entries.find((entry) => entry.configDigest.slice('sha256:'.length).startsWith(hex));
+}
+/** The image's config (what inspect shows), read from the blob store. */
+async function imageConfig(job, entry) {
+    const store = new BlobStore(external_node_path_default().join(job.cacheDir, 'store'));
+    return JSON.parse(await (0,promises_namespaceObject.readFile)(store.path(entry.configDigest), 'utf8'));
+}
+/** Forgets a cached image (docker rmi) and reclaims what no other image uses; refused while a VM uses it, unless `force`. */
+async function removeImage(job, ref, force) {
+    const entry = await findImage(job, ref);
+    if (!entry)
+        throw new HyperError(`No such image: ${ref}`, { kind: 'NotFound' });
+    const users = (await listContainers(job)).filter((s) => canonicalImageName(s.record.image) === canonicalImageName(entry.name));
+    if (users.length > 0 && !force)
+        throw new HyperError(`conflict: unable to remove repository reference "${ref}" - container ${users[0]?.record.id ?? users[0]?.record.name} is using its referenced image`, { kind: 'Conflict' });
+    await new ImageCatalog(job.cacheDir).remove(entry.name);
+    await pruneImages(job.cacheDir, { all: false, inUse: new Set() });
+    return entry;
 }
 
 ;// CONCATENATED MODULE: ./src/engine/down.ts
@@ -58143,10 +58223,27 @@ async function createExt4Disk(target, sizeBytes, contentDir) {
  */
 async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
     const file = volumePath(stateDir, name);
-    if (await exists(file))
-        return { path: file, created: false };
+    if (await exists(file)) {
+        // Made ahead of its first mount (docker volume create): that mount still fills it from the image, as Docker's does.
+        const fresh = await exists(freshMarker(file));
+        if (fresh)
+            await (0,promises_namespaceObject.rm)(freshMarker(file), { force: true });
+        return { path: file, created: fresh };
+    }
     await createExt4Disk(file, sizeBytes);
     return { path: file, created: true };
+}
+function freshMarker(volumeFile) {
+    return `${volumeFile}.fresh`;
+}
+/** Makes a named volume before any VM mounts it; an existing one is kept as it is. Returns whether it was made. */
+async function createVolumeAhead(stateDir, name, sizeBytes) {
+    const file = volumePath(stateDir, name);
+    if (await exists(file))
+        return false;
+    await createExt4Disk(file, sizeBytes);
+    await (0,promises_namespaceObject.writeFile)(freshMarker(file), '');
+    return true;
 }
 /**
  * Makes the disks for one VM's mounts in `vmDir`: named volumes in the job's
@@ -58191,10 +58288,13 @@ async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
     return disks;
 }
 /** Checks what can be checked before anything is made: host paths exist and are directories. */
-async function checkMountSources(mounts) {
+async function checkMountSources(mounts, options = {}) {
     for (const mount of mounts) {
         if (mount.kind !== 'bind')
             continue;
+        // As Docker's -v: a missing source is made as a directory (the runner relies on that).
+        if (options.createMissing)
+            await (0,promises_namespaceObject.mkdir)(mount.source, { recursive: true });
         const info = await (0,promises_namespaceObject.stat)(mount.source).catch(() => undefined);
         if (!info)
             throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {
@@ -58245,7 +58345,7 @@ async function runContainer(spec, job, options = {}) {
     // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
     const baseDir = spec.baseDir ?? '/';
     const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
-    await checkMountSources(userMounts);
+    await checkMountSources(userMounts, { createMissing: spec.createBindSources === true });
     await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
     const image = options.resolved ?? (await resolveFor(job, spec.image, log, spec.credentials));
     const runConfig = imageRunConfig(image.config);
@@ -58255,6 +58355,8 @@ async function runContainer(spec, job, options = {}) {
     const user = spec.user ?? runConfig.user;
     await checkUserSpec(base.path, user, spec.image);
     const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
+    const argv = serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image);
+    const env = mergeEnv(runConfig.env, spec.env, name);
     const fields = {
         image: spec.image,
         imageDigest: image.manifestDigest,
@@ -58266,6 +58368,9 @@ async function runContainer(spec, job, options = {}) {
         healthcheck: healthcheck === 'none' ? undefined : healthcheck,
         memoryMiB,
         cpus,
+        argv,
+        env,
+        networks: options.networks,
     };
     const steps = [
         claimStep(nameInUse),
@@ -58282,7 +58387,7 @@ async function runContainer(spec, job, options = {}) {
             run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
         },
         recordStep(fields, async () => undefined),
-        bootStep(BOOT_TIMEOUT_MS),
+        ...(options.createOnly ? [] : [bootStep(BOOT_TIMEOUT_MS)]),
     ];
     return createVm(newDraft(job, name, log), steps);
 }
@@ -58310,12 +58415,12 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
             const paths = vmPaths(draft.dir);
             const files = guestFiles({
                 hostname: draft.name,
-                argv: serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image),
-                env: mergeEnv(runConfig.env, spec.env, draft.name),
+                argv: fields.argv,
+                env: fields.env,
                 user: fields.user,
                 workdir: fields.workdir,
-                stopSignal: runConfig.stopSignal,
-                network: draft.view?.guest ?? missing('network'),
+                stopSignal: spec.stopSignal ?? runConfig.stopSignal,
+                network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
                 mounts: guestMountTable(draft.disks, mounts),
             });
             await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
@@ -58324,6 +58429,13 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
             draft.guestFiles = files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) }));
         },
     };
+}
+/** The job network's hosts file with the container's own extra entries (docker --add-host) after it. Pure. */
+function withExtraHosts(guest, extra) {
+    if (extra.length === 0)
+        return guest;
+    const lines = extra.map((entry) => `${entry.ip}\t${entry.host}\n`).join('');
+    return { ...guest, hosts: `${guest.hosts.replace(/\n?$/, '\n')}${lines}` };
 }
 function missing(what) {
     throw new HyperError(`the ${what} step did not run before the guest files`);
@@ -58476,9 +58588,10 @@ async function execStreamInContainer(name, command, job, options = {}) {
     }
     if (command.length === 0)
         throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
-    const argv = execArgv({ user: options.user ?? record.user, workdir: record.workdir }, command, options.env ?? []);
+    const argv = execArgv({ user: options.user ?? record.user, workdir: options.workdir ?? record.workdir }, command, options.env ?? []);
     const running = await job.hypervisor.execStream(record.machine, argv, {
         stdin: options.stdin,
+        signal: options.signal,
         timeoutMs: options.timeoutMs ?? 10 * 60 * 1000,
     });
     const exitCode = running.exitCode.catch(async (error) => {
@@ -58917,6 +59030,7 @@ function portVariables(statuses) {
 
 
 
+
 /** The job's named volumes, with the VMs that use them, by name. */
 async function listVolumes(job) {
     let files;
@@ -58950,9 +59064,182 @@ async function removeVolume(job, name) {
         throw new HyperError(`volume ${name} is in use by ${volume.usedBy.join(', ')}; remove ${volume.usedBy.length > 1 ? 'them' : 'it'} first with "hyper rm"`, { kind: 'Conflict' });
     }
     await (0,promises_namespaceObject.rm)(volumePath(job.stateDir, name));
+    await (0,promises_namespaceObject.rm)(`${volumePath(job.stateDir, name)}.fresh`, { force: true });
+}
+/** Makes a named volume now (docker volume create) of the job's volume size; an existing one is kept. */
+async function createVolume(job, name) {
+    if (!isVolumeName(name))
+        throw new HyperError(`"${name}" is not a valid volume name: use letters, digits, "_", "." and "-"`, {
+            kind: 'Invalid',
+        });
+    return createVolumeAhead(job.stateDir, name, job.settings.volumeSize ?? DEFAULT_VOLUME_SIZE);
+}
+
+;// CONCATENATED MODULE: ./src/engine/networks.ts
+
+
+
+
+
+
+const networks_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+function networksDir(job) {
+    return external_node_path_default().join(job.stateDir, 'networks');
+}
+function networks_networkFile(job, name) {
+    return external_node_path_default().join(networksDir(job), `${name}.json`);
+}
+async function listNamedNetworks(job) {
+    let files;
+    try {
+        files = await (0,promises_namespaceObject.readdir)(networksDir(job));
+    }
+    catch (error) {
+        if (isNotFound(error))
+            return [];
+        throw error;
+    }
+    const networks = [];
+    for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
+        const network = await readStateFile(external_node_path_default().join(networksDir(job), file), `remove the file to forget network ${file.slice(0, -5)}`);
+        if (network)
+            networks.push(network);
+    }
+    return networks;
+}
+/** The network a reference names: its name, or a unique prefix of its id. */
+async function findNamedNetwork(job, ref) {
+    const networks = await listNamedNetworks(job);
+    const byName = networks.find((n) => n.name === ref);
+    if (byName)
+        return byName;
+    const byId = networks.filter((n) => ref.length > 0 && n.id.startsWith(ref));
+    if (byId.length > 1)
+        throw new HyperError(`network ${ref} is ambiguous (${byId.length} matches)`, { kind: 'Conflict' });
+    return byId[0];
+}
+async function requireNamedNetwork(job, ref) {
+    const network = await findNamedNetwork(job, ref);
+    if (!network)
+        throw new HyperError(`network ${ref} not found`, { kind: 'NotFound' });
+    return network;
+}
+async function createNamedNetwork(job, name, labels) {
+    if (!networks_NAME.test(name))
+        throw new HyperError(`"${name}" is not a valid network name: use letters, digits, "_", "." and "-"`, {
+            kind: 'Invalid',
+        });
+    const network = {
+        id: (0,external_node_crypto_.randomBytes)(32).toString('hex'),
+        name,
+        labels,
+        createdAt: new Date().toISOString(),
+    };
+    await (0,promises_namespaceObject.mkdir)(networksDir(job), { recursive: true });
+    try {
+        // wx: of two creates of one name, one wins and the other is a conflict.
+        await (0,promises_namespaceObject.writeFile)(networks_networkFile(job, name), JSON.stringify(network, null, 2), { flag: 'wx' });
+    }
+    catch (error) {
+        if (error.code === 'EEXIST')
+            throw new HyperError(`network with name ${name} already exists`, { kind: 'Conflict' });
+        throw error;
+    }
+    return network;
+}
+/** The containers on a network (by their records). */
+async function networkMembers(job, name) {
+    return (await listRecords(job)).filter((record) => record.networks?.[name] !== undefined);
+}
+async function removeNamedNetwork(job, ref) {
+    const network = await requireNamedNetwork(job, ref);
+    const members = await networkMembers(job, network.name);
+    if (members.length > 0)
+        throw new HyperError(`error while removing network: network ${network.name} id ${network.id} has active endpoints (${members.map((m) => m.name).join(', ')})`, { kind: 'Conflict' });
+    await (0,promises_namespaceObject.rm)(networks_networkFile(job, network.name), { force: true });
+}
+/** Puts a container on a named network with these aliases (docker network connect); its peers find it by them. */
+async function connectNamedNetwork(job, record, network, aliases) {
+    await job.network.addAliases(job.stateDir, record.name, aliases);
+    record.networks = { ...(record.networks ?? {}), [network.name]: { aliases: [...aliases] } };
+    await writeRecord(record);
+}
+async function disconnectNamedNetwork(record, network) {
+    if (!record.networks?.[network.name])
+        throw new HyperError(`container ${record.name} is not connected to network ${network.name}`, {
+            kind: 'Invalid',
+        });
+    const rest = { ...record.networks };
+    delete rest[network.name];
+    record.networks = rest;
+    await writeRecord(record);
+}
+
+;// CONCATENATED MODULE: ./src/engine/health-monitor.ts
+
+
+
+
+
+const KEEP_PROBES = 5;
+/** Until the first pass, probe at least this often, as Docker's start interval does: a CI job should not wait 30 s. */
+const STARTING_PROBE_MS = 1000;
+function healthFile(record) {
+    return external_node_path_default().join(record.machine.dir, 'health.json');
+}
+/** The health last written for a VM with a healthcheck; undefined when none was probed yet. */
+async function readHealth(record) {
+    if (!record.healthcheck)
+        return undefined;
+    return ((await readStateFile(healthFile(record), 'it is written again at the next probe').catch(() => undefined)) ?? { status: 'starting', failingStreak: 0, log: [] });
+}
+/** One probe's outcome applied to the health, by Docker's rules. Pure. */
+function nextHealth(health, check, probe, inStartPeriod) {
+    const entry = {
+        start: probe.start.toISOString(),
+        end: probe.end.toISOString(),
+        exitCode: probe.ok ? 0 : 1,
+        output: probe.output,
+    };
+    const log = [...health.log, entry].slice(-KEEP_PROBES);
+    if (probe.ok)
+        return { status: 'healthy', failingStreak: 0, log };
+    // Failures in the start period do not count, unless the service had already been healthy.
+    if (inStartPeriod && health.status === 'starting')
+        return { ...health, log };
+    const failingStreak = health.failingStreak + 1;
+    return { status: failingStreak >= check.retries ? 'unhealthy' : health.status, failingStreak, log };
+}
+/**
+ * Runs the VM's healthcheck while it runs, keeping its health where inspect
+ * reads it, until `signal` aborts or the VM stops. Probes every second until
+ * the first pass, then at the check's interval.
+ */
+async function monitorHealth(record, job, signal) {
+    const check = record.healthcheck;
+    if (!check)
+        return;
+    const probe = commandProbe(record, check, job);
+    const started = Date.now();
+    let health = { status: 'starting', failingStreak: 0, log: [] };
+    await writeFileAtomic(healthFile(record), JSON.stringify(health));
+    while (!signal.aborted) {
+        const wait = health.status === 'starting' ? Math.min(check.intervalMs, STARTING_PROBE_MS) : check.intervalMs;
+        await sleep(wait);
+        if (signal.aborted || !(await vmState(record, job)).running)
+            return;
+        const start = new Date();
+        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
+        const inStartPeriod = Date.now() - started < check.startPeriodMs;
+        health = nextHealth(health, check, { ok: result.ok, output: result.detail, start, end: new Date() }, inStartPeriod);
+        await writeFileAtomic(healthFile(record), JSON.stringify(health));
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/engine/job.ts
+
+
+
 
 
 
@@ -59041,8 +59328,17 @@ class Job {
         if (!(await hasState(this.context.stateDir, this.context.network)))
             await forgetJobSettings(this.context.stateDir);
     }
-    pull(name, log) {
-        return images_pullImage(name, this.context, log);
+    pull(name, log, credentials) {
+        return images_pullImage(name, this.context, log, credentials);
+    }
+    findImage(ref) {
+        return findImage(this.context, ref);
+    }
+    imageConfig(entry) {
+        return imageConfig(this.context, entry);
+    }
+    removeImage(ref, force) {
+        return removeImage(this.context, ref, force);
     }
     images() {
         return listImages(this.context);
@@ -59065,6 +59361,10 @@ class Job {
     }
     run(spec, options = {}) {
         return this.creating(() => runContainer(spec, this.booted(), options));
+    }
+    /** Makes the VM without booting it (docker create); `start` boots it. */
+    create(spec, options = {}) {
+        return this.creating(() => runContainer(spec, this.booted(), { ...options, createOnly: true }));
     }
     up(waves, options, reporter) {
         return this.creating(() => upServices(waves, this.booted(), options, reporter));
@@ -59143,6 +59443,15 @@ class Job {
     async nameOf(ref) {
         return (await resolveVm(this.context, ref)) ?? ref;
     }
+    /** A VM's address on the job network (what inspect shows), once it is on it. */
+    async address(ref) {
+        const name = await this.nameOf(ref);
+        const network = await this.context.network.readNetwork(this.context.stateDir);
+        if (!network?.members.some((member) => member.service === name))
+            return undefined;
+        const { guest } = this.context.network.memberView(network, name, '');
+        return { ip: guest.ip, prefix: guest.prefix, gateway: guest.gateway };
+    }
     /** The job network's mode, once there is one. */
     async networkMode() {
         return (await this.context.network.readNetwork(this.context.stateDir))?.mode;
@@ -59152,6 +59461,43 @@ class Job {
     }
     removeVolume(name) {
         return removeVolume(this.context, name);
+    }
+    /** Makes a named volume before any VM mounts it (docker volume create); false when it was there already. */
+    createVolume(name) {
+        return createVolume(this.context, name);
+    }
+    /** One VM's record, state and health (docker inspect). */
+    async inspect(ref) {
+        const record = await requireRecord(this.context, await this.nameOf(ref));
+        return { record, state: await vmState(record, this.context), health: await readHealth(record) };
+    }
+    /** Runs the VM's healthcheck while it runs, keeping the health inspect shows, until `signal` aborts. */
+    async monitorHealth(ref, signal) {
+        await monitorHealth(await requireRecord(this.context, await this.nameOf(ref)), this.context, signal);
+    }
+    networks() {
+        return listNamedNetworks(this.context);
+    }
+    network(ref) {
+        return requireNamedNetwork(this.context, ref);
+    }
+    networkMembers(name) {
+        return networkMembers(this.context, name);
+    }
+    createNetwork(name, labels) {
+        return createNamedNetwork(this.context, name, labels);
+    }
+    removeNetwork(ref) {
+        return removeNamedNetwork(this.context, ref);
+    }
+    async connect(networkRef, ref, aliases) {
+        const network = await requireNamedNetwork(this.context, networkRef);
+        const record = await requireRecord(this.context, await this.nameOf(ref));
+        await connectNamedNetwork(this.context, record, network, aliases);
+    }
+    async disconnect(networkRef, ref) {
+        const network = await requireNamedNetwork(this.context, networkRef);
+        await disconnectNamedNetwork(await requireRecord(this.context, await this.nameOf(ref)), network);
     }
 }
 /** Whether the job in `stateDir` has a VM or a network (a damaged network record counts). */
@@ -60674,7 +61020,7 @@ async function container_commands_ps(argv, io, env) {
             name: record.name,
             image: record.image,
             imageDigest: record.imageDigest,
-            state: state.running ? 'running' : 'exited',
+            state: state.running ? 'running' : state.created ? 'created' : 'exited',
             exitCode: state.running ? null : (state.exitCode ?? null),
             crash: (!state.running && state.crash) || null,
             consoleTail: (!state.running && state.consoleTail) || null,
@@ -60956,7 +61302,2348 @@ async function volume(argv, io, env) {
     throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
 }
 
+;// CONCATENATED MODULE: ./src/api/daemon.ts
+
+
+
+/**
+ * What `hyper serve` keeps while it runs, beyond the job's own state: exec
+ * instances, which containers it removes when they end (AutoRemove), the exit
+ * codes of those it removed (for wait?condition=removed), and the event feed.
+ * Everything a container is lives in the job.
+ */
+class Daemon {
+    job;
+    log;
+    events = new external_node_events_.EventEmitter();
+    execs = new Map();
+    /** Containers (by id) removed when their command ends. */
+    autoRemove = new Set();
+    /** When each container (by id) was last seen to finish. */
+    finishedAt = new Map();
+    /** Exit codes of containers removed by AutoRemove, by id, for waits on their removal. */
+    removedExits = new Map();
+    /** Containers (by id) whose end is being watched, with the abort for their health monitor. */
+    watched = new Map();
+    /** Containers this daemon started, by id (for --stop-containers). */
+    started = new Set();
+    prepared;
+    constructor(job, log) {
+        this.job = job;
+        this.log = log;
+        this.events.setMaxListeners(0);
+    }
+    /** Installs the tools and guest bundle once, the first time a VM is made. */
+    async prepare() {
+        const reporter = { info: (line) => this.log.info(line), warn: (line) => this.log.warn(line) };
+        this.prepared ??= this.job.prepare(reporter).catch((error) => {
+            this.prepared = undefined;
+            throw error;
+        });
+        await this.prepared;
+    }
+    emit(action, record, extra = {}) {
+        const event = {
+            action,
+            id: record.id ?? record.name,
+            name: record.name,
+            image: record.image,
+            labels: record.labels,
+            ...extra,
+        };
+        this.events.emit('container', event);
+    }
+    /**
+     * Watches a started container until it ends: its healthcheck runs
+     * meanwhile; then "die" is sent and, with AutoRemove, it is removed.
+     */
+    watch(record) {
+        const id = record.id ?? record.name;
+        this.watched.get(id)?.abort();
+        const controller = new AbortController();
+        this.watched.set(id, controller);
+        if (record.healthcheck)
+            this.job.monitorHealth(id, controller.signal).catch((error) => {
+                this.log.debug(`${record.name}: health monitor ended: ${error.message}`);
+            });
+        void this.job
+            .wait(id)
+            .then(async (state) => {
+            if (this.watched.get(id) !== controller)
+                return;
+            this.watched.delete(id);
+            controller.abort();
+            const exitCode = state.crash ? 255 : (state.exitCode ?? 255);
+            this.finishedAt.set(id, new Date().toISOString());
+            this.emit('die', record, { exitCode });
+            if (this.autoRemove.has(id)) {
+                this.removedExits.set(id, exitCode);
+                await this.job.remove(id, true);
+                this.autoRemove.delete(id);
+                this.emit('destroy', record);
+            }
+        })
+            .catch((error) => {
+            if (this.watched.get(id) === controller)
+                this.watched.delete(id);
+            controller.abort();
+            this.log.debug(`${record.name}: no longer watched: ${error.message}`);
+        });
+    }
+    /** Stops watching (the container is being removed or restarted by a request). */
+    unwatch(id) {
+        this.watched.get(id)?.abort();
+        this.watched.delete(id);
+    }
+    /** Stops every watch (the daemon is shutting down). */
+    close() {
+        for (const controller of this.watched.values())
+            controller.abort();
+        this.watched.clear();
+    }
+    newExec(instance) {
+        const exec = {
+            ...instance,
+            id: (0,external_node_crypto_.randomBytes)(32).toString('hex'),
+            running: false,
+            exitCode: null,
+        };
+        this.execs.set(exec.id, exec);
+        return exec;
+    }
+    requireExec(id) {
+        const exec = this.execs.get(id);
+        if (!exec)
+            throw new HyperError(`No such exec instance: ${id}`, { kind: 'NotFound' });
+        return exec;
+    }
+}
+
+// EXTERNAL MODULE: external "node:http"
+var external_node_http_ = __nccwpck_require__(7067);
+var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_node_http_);
+;// CONCATENATED MODULE: ./src/spec/docker-create.ts
+
+
+
+/** A create field that cannot be honoured: a 400 that names it. */
+class CreateFieldError extends SpecError {
+    name = 'CreateFieldError';
+}
+/** The networks every Docker daemon has; all of them mean the job's own network here. */
+const DEFAULT_NETWORKS = new Set(['', 'default', 'bridge']);
+const docker_create_NS_PER_MS = 1_000_000;
+const MIB = 1024 * 1024;
+/** A field that would let the container past its VM, or reach the host's devices: refused, never ignored. */
+const REFUSED = [
+    {
+        field: 'HostConfig.Privileged',
+        set: (b) => b.HostConfig?.Privileged === true,
+        why: 'privileged containers are not supported: each container is a VM with its own kernel, and its root has no host privileges to extend',
+    },
+    {
+        field: 'HostConfig.CapAdd',
+        set: (b) => nonEmpty(b.HostConfig?.CapAdd),
+        why: "capabilities cannot be added: the container runs in its own VM with the guest kernel's default set",
+    },
+    {
+        field: 'HostConfig.CapDrop',
+        set: (b) => nonEmpty(b.HostConfig?.CapDrop),
+        why: 'capabilities cannot be dropped yet, and a drop that did nothing would weaken what was asked for',
+    },
+    {
+        field: 'HostConfig.Devices',
+        set: (b) => nonEmpty(b.HostConfig?.Devices),
+        why: 'host devices cannot be passed into a microVM',
+    },
+    {
+        field: 'HostConfig.DeviceRequests',
+        set: (b) => nonEmpty(b.HostConfig?.DeviceRequests),
+        why: 'host devices (GPUs) cannot be passed into a microVM',
+    },
+    {
+        field: 'HostConfig.PidMode',
+        set: (b) => isSet(b.HostConfig?.PidMode),
+        why: 'a container cannot share another PID namespace: it has a kernel of its own',
+    },
+    {
+        field: 'HostConfig.IpcMode',
+        set: (b) => !['', 'private', 'none', 'shareable', undefined].includes(b.HostConfig?.IpcMode),
+        why: 'a container cannot share another IPC namespace: it has a kernel of its own',
+    },
+    {
+        field: 'HostConfig.UTSMode',
+        set: (b) => isSet(b.HostConfig?.UTSMode),
+        why: "a container cannot share the host's hostname namespace",
+    },
+    {
+        field: 'HostConfig.UsernsMode',
+        set: (b) => isSet(b.HostConfig?.UsernsMode),
+        why: "a container cannot share the host's user namespace",
+    },
+    {
+        field: 'HostConfig.CgroupParent',
+        set: (b) => isSet(b.HostConfig?.CgroupParent),
+        why: "a VM is not placed in a host cgroup of the caller's choice",
+    },
+    {
+        field: 'HostConfig.SecurityOpt',
+        set: (b) => nonEmpty(b.HostConfig?.SecurityOpt),
+        why: 'security options apply to a shared kernel; each container here has its own',
+    },
+    {
+        field: 'HostConfig.VolumesFrom',
+        set: (b) => nonEmpty(b.HostConfig?.VolumesFrom),
+        why: 'volumes cannot be taken from another container; name a volume instead',
+    },
+    {
+        field: 'HostConfig.Links',
+        set: (b) => nonEmpty(b.HostConfig?.Links),
+        why: 'legacy links are not supported; put both containers on one network and use its aliases',
+    },
+    {
+        field: 'HostConfig.Sysctls',
+        set: (b) => Object.keys(b.HostConfig?.Sysctls ?? {}).length > 0,
+        why: 'sysctls are not supported yet',
+    },
+    {
+        field: 'Tty',
+        set: (b) => b.Tty === true,
+        why: 'a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
+    },
+    {
+        field: 'OpenStdin',
+        set: (b) => b.OpenStdin === true,
+        why: "the container's command cannot be given stdin (docker run -i); use exec -i",
+    },
+];
+/**
+ * Reads a ContainerCreate body into the one ContainerSpec every door makes;
+ * `name` is the query's (or a generated one). A field that cannot be honoured
+ * is refused with its name, one that would weaken isolation always. Pure.
+ */
+function containerFromCreateBody(body, name, baseDir) {
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw new CreateFieldError('the request body must be a JSON object');
+    for (const refused of REFUSED)
+        if (refused.set(body))
+            throw new CreateFieldError(`${refused.field}: ${refused.why}`);
+    const host = body.HostConfig ?? {};
+    const image = stringField(body.Image, 'Image');
+    if (!image)
+        throw new CreateFieldError('Image: an image is required');
+    validateName(name);
+    const warnings = [];
+    const network = networkOf(body);
+    const restart = host.RestartPolicy?.Name;
+    if (restart && restart !== 'no')
+        throw new CreateFieldError(`HostConfig.RestartPolicy: "${restart}" is not supported yet; only "no"`);
+    if (host.PublishAllPorts === true)
+        throw new CreateFieldError('HostConfig.PublishAllPorts: publish each port with PortBindings (-p) instead');
+    for (const field of ['Dns', 'DnsSearch', 'DnsOptions'])
+        if (nonEmpty(host[field]))
+            warnings.push(`HostConfig.${field} is ignored: the job network's resolver is used`);
+    if (body.Hostname)
+        warnings.push("Hostname is ignored: a container's hostname is its name");
+    if (body.StopTimeout !== undefined)
+        warnings.push('StopTimeout is ignored: give the time to stop');
+    const volumes = [
+        ...stringList(host.Binds, 'HostConfig.Binds').map(bindEntry),
+        ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
+        ...Object.keys(body.Volumes ?? {}),
+    ];
+    const tmpfs = [
+        ...Object.entries(host.Tmpfs ?? {}).map(([target, options]) => options ? `${target}:${options}` : target),
+        ...(host.Mounts ?? []).flatMap((m) => (m.Type === 'tmpfs' ? [m.Target] : [])),
+    ];
+    const aliases = Object.values(body.NetworkingConfig?.EndpointsConfig ?? {}).flatMap((endpoint) => stringList(endpoint?.Aliases, 'NetworkingConfig.EndpointsConfig.Aliases'));
+    const spec = {
+        name,
+        image,
+        env: stringList(body.Env, 'Env'),
+        ports: portBindings(host.PortBindings),
+        volumes,
+        tmpfs,
+        baseDir,
+        dependsOn: [],
+        aliases: [...new Set(aliases.filter((alias) => alias !== name))],
+        expose: exposedPorts(body.ExposedPorts),
+        labels: labels(body.Labels),
+        createBindSources: true,
+        ...optional('command', commandField(body.Cmd, 'Cmd')),
+        ...optional('entrypoint', commandField(body.Entrypoint, 'Entrypoint', true)),
+        ...optional('workdir', stringField(body.WorkingDir, 'WorkingDir') || undefined),
+        ...optional('user', stringField(body.User, 'User') || undefined),
+        ...optional('healthcheck', healthField(body.Healthcheck)),
+        ...optional('memoryMiB', memoryField(host.Memory)),
+        ...optional('cpus', cpusField(host.NanoCpus)),
+        ...optional('extraHosts', extraHosts(host.ExtraHosts)),
+        ...optional('stopSignal', stringField(body.StopSignal, 'StopSignal') || undefined),
+    };
+    return { spec, autoRemove: host.AutoRemove === true, network, warnings };
+}
+function optional(key, value) {
+    return (value === undefined ? {} : { [key]: value });
+}
+function nonEmpty(value) {
+    return Array.isArray(value) && value.length > 0;
+}
+function isSet(value) {
+    return typeof value === 'string' && value !== '' && value !== 'private';
+}
+function stringField(value, field) {
+    if (value === undefined || value === null)
+        return '';
+    if (typeof value !== 'string')
+        throw new CreateFieldError(`${field}: must be a string`);
+    return value;
+}
+function stringList(value, field) {
+    if (value === undefined || value === null)
+        return [];
+    if (!Array.isArray(value) || value.some((entry) => typeof entry !== 'string'))
+        throw new CreateFieldError(`${field}: must be a list of strings`);
+    return value;
+}
+/** Cmd/Entrypoint: a list, or (as older clients send) one string; for Entrypoint, [] or [""] clears the image's. */
+function commandField(value, field, clears = false) {
+    if (value === undefined || value === null)
+        return undefined;
+    const list = typeof value === 'string' ? [value] : stringList(value, field);
+    if (clears && (list.length === 0 || (list.length === 1 && list[0] === '')))
+        return [];
+    return list.length === 0 ? undefined : list;
+}
+function labels(value) {
+    if (value === undefined || value === null)
+        return {};
+    if (typeof value !== 'object' ||
+        Array.isArray(value) ||
+        Object.values(value).some((v) => typeof v !== 'string'))
+        throw new CreateFieldError('Labels: must be an object of strings');
+    return { ...value };
+}
+/** The one network a create names; more than one is refused. */
+function networkOf(body) {
+    const mode = stringField(body.HostConfig?.NetworkMode, 'HostConfig.NetworkMode');
+    if (mode === 'host')
+        throw new CreateFieldError('HostConfig.NetworkMode: "host" would put the container on the host\'s network; each container here is a VM on the job network');
+    if (mode === 'none' || mode.startsWith('container:'))
+        throw new CreateFieldError(`HostConfig.NetworkMode: "${mode}" is not supported; use the default network or a network made with "docker network create"`);
+    const endpoints = Object.keys(body.NetworkingConfig?.EndpointsConfig ?? {});
+    if (endpoints.length > 1)
+        throw new CreateFieldError('NetworkingConfig.EndpointsConfig: a container is created on one network; connect it to others afterwards');
+    const named = mode || endpoints[0] || '';
+    return DEFAULT_NETWORKS.has(named) ? undefined : named;
+}
+/** Binds entries `SRC:DST[:OPTS]`; of the options only ro and rw mean anything for a VM's disk. */
+function bindEntry(text) {
+    const parts = text.split(':');
+    if (parts.length < 2 || parts.length > 3)
+        throw new CreateFieldError(`HostConfig.Binds: "${text}" is not SOURCE:TARGET[:OPTIONS]`);
+    const [source = '', target = '', options = ''] = parts;
+    const readOnly = options.split(',').includes('ro');
+    return `${source}:${target}${readOnly ? ':ro' : ''}`;
+}
+function mountEntry(mount, index) {
+    const where = `HostConfig.Mounts[${index}]`;
+    const ro = mount.ReadOnly ? ':ro' : '';
+    switch (mount.Type) {
+        case 'bind':
+            if (!mount.Source?.startsWith('/'))
+                throw new CreateFieldError(`${where}.Source: a bind mount needs an absolute host path`);
+            return [`${mount.Source}:${mount.Target}${ro}`];
+        case 'volume':
+            return [mount.Source ? `${mount.Source}:${mount.Target}${ro}` : mount.Target];
+        case 'tmpfs':
+            return [];
+        default:
+            throw new CreateFieldError(`${where}.Type: "${String(mount.Type)}" is not supported; use bind, volume or tmpfs`);
+    }
+}
+/**
+ * PortBindings: {"80/tcp": [{HostIp, HostPort}]}; an empty or "0" HostPort
+ * picks a free one. An empty HostIp means loopback, as `hyper run -p` does:
+ * publishing beyond this host is asked for with "0.0.0.0".
+ */
+function portBindings(value) {
+    const specs = [];
+    for (const [key, bindings] of Object.entries(value ?? {})) {
+        for (const binding of bindings ?? []) {
+            const host = binding?.HostPort ?? '';
+            const ip = binding?.HostIp ?? '';
+            const address = ip.includes(':') ? `[${ip}]:` : ip ? `${ip}:` : '';
+            const text = `${address}${host === '0' ? '' : host}${address || (host && host !== '0') ? ':' : ''}${key}`;
+            try {
+                specs.push(parsePortSpec(text));
+            }
+            catch (error) {
+                if (error instanceof PortSpecError)
+                    throw new CreateFieldError(`HostConfig.PortBindings: ${error.message}`);
+                throw error;
+            }
+        }
+    }
+    return specs;
+}
+/** ExposedPorts: {"5432/tcp": {}}; the TCP ones are what other containers may reach. */
+function exposedPorts(value) {
+    return Object.keys(value ?? {}).flatMap((key) => {
+        const match = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(key);
+        if (!match)
+            throw new CreateFieldError(`ExposedPorts: "${key}" is not PORT/PROTOCOL`);
+        return (match[2] ?? 'tcp') === 'tcp' ? [Number(match[1])] : [];
+    });
+}
+/** Docker's Healthcheck (nanoseconds); Test ["NONE"] turns the image's off. */
+function healthField(value) {
+    if (!value || value.Test === undefined || value.Test.length === 0)
+        return undefined;
+    const test = stringList(value.Test, 'Healthcheck.Test');
+    if (test[0] === 'NONE')
+        return 'none';
+    if (test[0] !== 'CMD' && test[0] !== 'CMD-SHELL')
+        throw new CreateFieldError('Healthcheck.Test: must start with "CMD", "CMD-SHELL" or "NONE"');
+    const ms = (ns, field) => {
+        if (ns !== undefined && (!Number.isFinite(ns) || ns < 0))
+            throw new CreateFieldError(`Healthcheck.${field}: must be a duration in nanoseconds`);
+        return Math.round((ns ?? 0) / docker_create_NS_PER_MS);
+    };
+    return healthcheck(test, {
+        intervalMs: ms(value.Interval, 'Interval'),
+        timeoutMs: ms(value.Timeout, 'Timeout'),
+        startPeriodMs: ms(value.StartPeriod, 'StartPeriod'),
+        retries: value.Retries ?? 0,
+    });
+}
+/** Memory in bytes, rounded up to whole MiB; 0 means the default. */
+function memoryField(bytes) {
+    if (bytes === undefined || bytes === 0)
+        return undefined;
+    if (!Number.isInteger(bytes) || bytes < 0)
+        throw new CreateFieldError('HostConfig.Memory: must be a number of bytes');
+    const mib = Math.ceil(bytes / MIB);
+    if (mib < 64)
+        throw new CreateFieldError(`HostConfig.Memory: ${mib} MiB is too small for a VM; give at least 64 MiB`);
+    return mib;
+}
+/** NanoCpus rounded up to whole vCPUs; 0 means the default. */
+function cpusField(nano) {
+    if (nano === undefined || nano === 0)
+        return undefined;
+    if (!Number.isInteger(nano) || nano < 0)
+        throw new CreateFieldError('HostConfig.NanoCpus: must be a whole number');
+    return Math.max(CONTAINER_DEFAULTS.cpus, Math.ceil(nano / 1e9));
+}
+/** ExtraHosts: "name:ip" (also "name=ip"), as `--add-host`. */
+function extraHosts(value) {
+    const entries = stringList(value, 'HostConfig.ExtraHosts');
+    if (entries.length === 0)
+        return undefined;
+    return entries.map((entry) => {
+        const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
+        if (!match || match[2] === 'host-gateway')
+            throw new CreateFieldError(`HostConfig.ExtraHosts: "${entry}" is not HOST:IP${match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : ''}`);
+        return { host: match[1], ip: match[2] };
+    });
+}
+
+;// CONCATENATED MODULE: ./src/api/protocol.ts
+
+/** The newest and oldest Engine API versions served; clients negotiate down from theirs, as Docker's do. */
+const API_VERSION = '1.47';
+const MIN_API_VERSION = '1.24';
+/** Docker's multiplexed stream ids (stdcopy). */
+const STDOUT = 1;
+const STDERR = 2;
+/** One stdcopy frame: [stream, 0, 0, 0, size (big-endian u32)] then the bytes. Pure. */
+function protocol_frame(stream, data) {
+    const header = Buffer.alloc(8);
+    header[0] = stream;
+    header.writeUInt32BE(data.length, 4);
+    return Buffer.concat([header, data]);
+}
+/** "1.41" -> [1, 41]. */
+function parts(version) {
+    const [major = '0', minor = '0'] = version.split('.');
+    return [Number(major), Number(minor)];
+}
+function compareVersions(a, b) {
+    const [am, an] = parts(a);
+    const [bm, bn] = parts(b);
+    return am === bm ? an - bn : am - bm;
+}
+/** A /vX.Y prefix taken off the path: the version the client asked for, refused when out of range, as Docker does. Pure. */
+function splitVersion(pathname) {
+    const match = /^\/v(\d+\.\d+)(\/.*)$/.exec(pathname);
+    if (!match)
+        return { version: API_VERSION, path: pathname };
+    const version = match[1];
+    if (compareVersions(version, API_VERSION) > 0)
+        throw new HyperError(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`, { kind: 'Invalid' });
+    if (compareVersions(version, MIN_API_VERSION) < 0)
+        throw new HyperError(`client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`, { kind: 'Invalid' });
+    return { version, path: match[2] };
+}
+/** What no handler serves: 501, naming the request. */
+class NotImplementedError extends HyperError {
+    name = 'NotImplementedError';
+}
+/** The HTTP status for an error, from its kind: Docker's codes. Pure. */
+function statusFor(error) {
+    if (error instanceof NotImplementedError)
+        return 501;
+    switch (errorKind(error)) {
+        case 'Invalid':
+            return 400;
+        case 'NotFound':
+            return 404;
+        case 'Conflict':
+            return 409;
+        default:
+            return 500;
+    }
+}
+/** Docker's filters query: {"label":["a=b"]} (or the older {"label":{"a=b":true}}). Pure. */
+function parseFilters(text) {
+    if (!text)
+        return {};
+    let parsed;
+    try {
+        parsed = JSON.parse(text);
+    }
+    catch {
+        throw new HyperError(`invalid filter: ${text} is not JSON`, { kind: 'Invalid' });
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new HyperError('invalid filter: must be a JSON object of lists', { kind: 'Invalid' });
+    const filters = {};
+    for (const [key, value] of Object.entries(parsed)) {
+        if (Array.isArray(value))
+            filters[key] = value.map(String);
+        else if (typeof value === 'object' && value !== null)
+            filters[key] = Object.entries(value).flatMap(([k, on]) => (on ? [k] : []));
+        else
+            throw new HyperError(`invalid filter '${key}'`, { kind: 'Invalid' });
+    }
+    return filters;
+}
+/** A label filter entry "key" or "key=value" as the engine's label match. Pure. */
+function labelFilter(entries) {
+    return Object.fromEntries(entries.map((entry) => {
+        const at = entry.indexOf('=');
+        return at < 0 ? [entry, undefined] : [entry.slice(0, at), entry.slice(at + 1)];
+    }));
+}
+/** Whether labels hold every label filter entry. Pure. */
+function labelsMatch(labels, entries) {
+    return Object.entries(labelFilter(entries)).every(([key, value]) => key in labels && (value === undefined || labels[key] === value));
+}
+/** A Docker duration in seconds, as `docker ps` shows it ("5 seconds", "About a minute", "2 hours"). Pure. */
+function humanDuration(seconds) {
+    if (seconds < 1)
+        return 'Less than a second';
+    if (seconds < 60)
+        return `${Math.floor(seconds)} second${Math.floor(seconds) === 1 ? '' : 's'}`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes === 1)
+        return 'About a minute';
+    if (minutes < 60)
+        return `${minutes} minutes`;
+    const hours = Math.round(seconds / 3600);
+    if (hours === 1)
+        return 'About an hour';
+    if (hours < 48)
+        return `${hours} hours`;
+    return `${Math.round(hours / 24)} days`;
+}
+/** A random name as Docker gives containers without one: adjective_noun. */
+function containerName(random = Math.random) {
+    const pick = (list) => list[Math.floor(random() * list.length)];
+    return `${pick(ADJECTIVES)}_${pick(NOUNS)}${Math.floor(random() * 1000)}`;
+}
+const ADJECTIVES = ['brave', 'calm', 'eager', 'fond', 'keen', 'lucid', 'merry', 'quiet', 'sharp', 'tidy'];
+const NOUNS = [
+    'bohr',
+    'curie',
+    'dirac',
+    'euler',
+    'gauss',
+    'hopper',
+    'lovelace',
+    'noether',
+    'turing',
+    'yalow',
+];
+
+;// CONCATENATED MODULE: ./src/api/views.ts
+
+
+/** The default network every Docker daemon has, as clients look it up; here it is the job's network. */
+const BRIDGE = {
+    name: 'bridge',
+    id: (0,external_node_crypto_.createHash)('sha256').update('hyper-services default network').digest('hex'),
+};
+/** Docker's zero time, what inspect shows for a time that has not happened. */
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+const views_NS_PER_MS = 1_000_000;
+function isCreated(state) {
+    return !state.running && state.created === true;
+}
+function dockerState(state) {
+    if (state.running)
+        return 'running';
+    if (state.created)
+        return 'created';
+    return 'exited';
+}
+/** The exit code Docker reports: the command's, 137 for a kill the guest could not report, 255 for a crash. */
+function exitCodeOf(state) {
+    if (state.running || isCreated(state))
+        return 0;
+    if (state.crash)
+        return 255;
+    return state.exitCode ?? 255;
+}
+/** `docker ps`'s Status column. Pure. */
+function statusText(state, record, extra, now, health) {
+    if (state.running) {
+        const since = record.startedAt ? (now - Date.parse(record.startedAt)) / 1000 : 0;
+        const healthText = health
+            ? ` (${health.status === 'starting' ? 'health: starting' : health.status})`
+            : '';
+        return `Up ${humanDuration(since)}${healthText}`;
+    }
+    if (isCreated(state))
+        return 'Created';
+    const ago = extra.finishedAt ? ` ${humanDuration((now - Date.parse(extra.finishedAt)) / 1000)} ago` : '';
+    return `Exited (${exitCodeOf(state)})${ago}`;
+}
+function views_portKey(port) {
+    return `${port.containerPort}/${port.protocol}`;
+}
+function healthConfig(check) {
+    if (!check)
+        return undefined;
+    return {
+        Test: check.test,
+        Interval: check.intervalMs * views_NS_PER_MS,
+        Timeout: check.timeoutMs * views_NS_PER_MS,
+        StartPeriod: check.startPeriodMs * views_NS_PER_MS,
+        Retries: check.retries,
+    };
+}
+function networkNames(record) {
+    return [BRIDGE.name, ...Object.keys(record.networks ?? {})];
+}
+function views_endpoint(record, name, networks, extra) {
+    const named = networks.find((n) => n.name === name);
+    return {
+        IPAMConfig: null,
+        Links: null,
+        Aliases: name === BRIDGE.name
+            ? null
+            : [...(record.networks?.[name]?.aliases ?? []), record.id?.slice(0, 12) ?? record.name],
+        NetworkID: named?.id ?? BRIDGE.id,
+        EndpointID: record.id ?? '',
+        Gateway: extra.address?.gateway ?? '',
+        IPAddress: extra.address?.ip ?? '',
+        IPPrefixLen: extra.address?.prefix ?? 0,
+        IPv6Gateway: '',
+        GlobalIPv6Address: '',
+        GlobalIPv6PrefixLen: 0,
+        MacAddress: extra.address?.mac ?? '',
+    };
+}
+/** GET /containers/{id}/json. Pure. */
+function containerInspect(record, state, health, networks, extra) {
+    const [path = '', ...args] = record.argv ?? [];
+    const dState = dockerState(state);
+    const ports = {};
+    const bindings = {};
+    for (const port of record.ports) {
+        const key = views_portKey(port);
+        const binding = { HostIp: port.hostIp, HostPort: String(port.hostPort) };
+        (bindings[key] ??= []).push({
+            HostIp: port.hostIp === '127.0.0.1' ? '' : port.hostIp,
+            HostPort: String(port.hostPort),
+        });
+        if (state.running)
+            (ports[key] ??= []).push(binding);
+    }
+    return {
+        Id: record.id ?? '',
+        Created: record.createdAt,
+        Path: path,
+        Args: args,
+        State: {
+            Status: dState,
+            Running: state.running,
+            Paused: false,
+            Restarting: false,
+            OOMKilled: false,
+            Dead: false,
+            Pid: 0,
+            ExitCode: exitCodeOf(state),
+            Error: !state.running && state.crash ? state.crash : '',
+            StartedAt: record.startedAt ?? ZERO_TIME,
+            FinishedAt: !state.running && !isCreated(state) ? (extra.finishedAt ?? ZERO_TIME) : ZERO_TIME,
+            ...(health
+                ? {
+                    Health: {
+                        Status: health.status,
+                        FailingStreak: health.failingStreak,
+                        Log: health.log.map((entry) => ({
+                            Start: entry.start,
+                            End: entry.end,
+                            ExitCode: entry.exitCode,
+                            Output: entry.output,
+                        })),
+                    },
+                }
+                : {}),
+        },
+        Image: record.imageConfigDigest,
+        ResolvConfPath: '',
+        HostnamePath: '',
+        HostsPath: '',
+        LogPath: '',
+        Name: `/${record.name}`,
+        RestartCount: 0,
+        Driver: 'hyper-microvm',
+        Platform: 'linux',
+        MountLabel: '',
+        ProcessLabel: '',
+        AppArmorProfile: '',
+        ExecIDs: null,
+        HostConfig: {
+            Binds: null,
+            NetworkMode: Object.keys(record.networks ?? {})[0] ?? 'default',
+            PortBindings: bindings,
+            AutoRemove: extra.autoRemove,
+            Memory: record.machine.memoryMiB * 1024 * 1024,
+            NanoCpus: record.machine.cpus * 1e9,
+            RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+            Privileged: false,
+            Runtime: 'hyper-microvm',
+        },
+        Config: {
+            Hostname: record.name,
+            Domainname: '',
+            User: record.user,
+            AttachStdin: false,
+            AttachStdout: false,
+            AttachStderr: false,
+            ExposedPorts: Object.fromEntries(record.ports.map((p) => [views_portKey(p), {}])),
+            Tty: false,
+            OpenStdin: false,
+            StdinOnce: false,
+            Env: record.env ?? [],
+            Cmd: args.length > 0 || path ? [path, ...args] : null,
+            Image: record.image,
+            Volumes: null,
+            WorkingDir: record.workdir,
+            Entrypoint: null,
+            Labels: record.labels,
+            ...(record.healthcheck ? { Healthcheck: healthConfig(record.healthcheck) } : {}),
+        },
+        NetworkSettings: {
+            Bridge: '',
+            SandboxID: '',
+            Ports: ports,
+            IPAddress: extra.address?.ip ?? '',
+            IPPrefixLen: extra.address?.prefix ?? 0,
+            Gateway: extra.address?.gateway ?? '',
+            MacAddress: extra.address?.mac ?? '',
+            Networks: Object.fromEntries(networkNames(record).map((name) => [name, views_endpoint(record, name, networks, extra)])),
+        },
+        Mounts: (record.disks ?? []).map((disk) => ({
+            Type: disk.volume ? 'volume' : 'bind',
+            ...(disk.volume ? { Name: disk.volume } : {}),
+            Source: disk.volume ? '' : disk.path,
+            Destination: disk.target,
+            Driver: disk.volume ? 'local' : '',
+            Mode: disk.readOnly ? 'ro' : '',
+            RW: !disk.readOnly,
+            Propagation: '',
+        })),
+    };
+}
+/** One row of GET /containers/json. Pure. */
+function containerSummary(record, state, health, networks, extra, now) {
+    return {
+        Id: record.id ?? '',
+        Names: [`/${record.name}`],
+        Image: record.image,
+        ImageID: record.imageConfigDigest,
+        Command: (record.argv ?? []).join(' '),
+        Created: Math.floor(Date.parse(record.createdAt) / 1000),
+        Ports: record.ports.map((p) => ({
+            IP: p.hostIp,
+            PrivatePort: p.containerPort,
+            PublicPort: p.hostPort,
+            Type: p.protocol,
+        })),
+        Labels: record.labels,
+        State: dockerState(state),
+        Status: statusText(state, record, extra, now, health),
+        HostConfig: { NetworkMode: Object.keys(record.networks ?? {})[0] ?? 'default' },
+        NetworkSettings: {
+            Networks: Object.fromEntries(networkNames(record).map((name) => [name, views_endpoint(record, name, networks, extra)])),
+        },
+        Mounts: [],
+    };
+}
+/** The docker ps status filter's value for a container. */
+function statusFilterValue(state) {
+    return dockerState(state);
+}
+/** GET /networks/{id}: a named network, or the default one. Pure. */
+function networkInspect(network, members, subnet) {
+    return {
+        Name: network.name,
+        Id: network.id,
+        Created: network.createdAt ?? ZERO_TIME,
+        Scope: 'local',
+        Driver: 'bridge',
+        EnableIPv6: false,
+        IPAM: {
+            Driver: 'default',
+            Options: null,
+            Config: subnet ? [{ Subnet: subnet.subnet, Gateway: subnet.gateway }] : [],
+        },
+        Internal: false,
+        Attachable: false,
+        Ingress: false,
+        ConfigFrom: { Network: '' },
+        ConfigOnly: false,
+        Containers: Object.fromEntries(members.map((record) => [
+            record.id ?? record.name,
+            { Name: record.name, EndpointID: record.id ?? '', MacAddress: '', IPv4Address: '', IPv6Address: '' },
+        ])),
+        Options: {},
+        Labels: network.labels,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/api/containers.ts
+
+
+
+
+const MULTIPLEXED = 'application/vnd.docker.multiplexed-stream';
+/** Docker's default for stop and restart without ?t=. */
+const DEFAULT_STOP_SECONDS = 10;
+function flag(exchange, name) {
+    const value = exchange.url.searchParams.get(name);
+    return value !== null && value !== '' && value !== '0' && value.toLowerCase() !== 'false';
+}
+function seconds(exchange, name, fallback) {
+    const text = exchange.url.searchParams.get(name);
+    if (text === null || text === '')
+        return fallback;
+    const value = Number(text);
+    if (!Number.isInteger(value))
+        throw new HyperError(`${name}: "${text}" is not a whole number of seconds`, { kind: 'Invalid' });
+    return value < 0 ? 0 : value;
+}
+async function extraFor(daemon, record) {
+    const id = record.id ?? record.name;
+    return {
+        autoRemove: daemon.autoRemove.has(id),
+        finishedAt: daemon.finishedAt.get(id),
+        address: await daemon.job.address(record.name),
+    };
+}
+/** Docker's "No such container" for the references the job does not know. */
+async function requireContainer(daemon, ref) {
+    try {
+        return await daemon.job.inspect(ref);
+    }
+    catch (error) {
+        if (error instanceof HyperError && error.kind === 'NotFound')
+            throw new HyperError(`No such container: ${ref}`, { kind: 'NotFound' });
+        throw error;
+    }
+}
+async function createContainer(daemon, exchange) {
+    const body = (await exchange.json());
+    const given = exchange.url.searchParams.get('name');
+    const name = given ? given.replace(/^\//, '') : containerName();
+    const request = containerFromCreateBody(body ?? {}, name, '/');
+    if (request.network)
+        await daemon.job.network(request.network);
+    await daemon.prepare();
+    const aliases = request.spec.aliases ?? [];
+    let record;
+    try {
+        record = await daemon.job.create(request.spec, {
+            log: (line) => daemon.log.debug(`${name}: ${line}`),
+            networks: request.network ? { [request.network]: { aliases } } : undefined,
+        });
+    }
+    catch (error) {
+        // Docker's wording, which clients match on.
+        if (error instanceof HyperError && error.kind === 'Conflict' && /already in use/.test(error.message))
+            throw new HyperError(`Conflict. The container name "/${name}" is already in use. ${error.message}`, {
+                kind: 'Conflict',
+            });
+        throw error;
+    }
+    const id = record.id ?? record.name;
+    if (request.autoRemove)
+        daemon.autoRemove.add(id);
+    daemon.emit('create', record);
+    exchange.send(201, { Id: id, Warnings: request.warnings });
+}
+async function containers_startContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    if (state.running)
+        return exchange.send(304);
+    await daemon.prepare();
+    const started = await daemon.job.start(record.name);
+    daemon.started.add(started.id ?? started.name);
+    daemon.emit('start', started);
+    daemon.watch(started);
+    exchange.send(204);
+}
+async function containers_stopContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    if (!state.running)
+        return exchange.send(304);
+    const graceMs = seconds(exchange, 't', DEFAULT_STOP_SECONDS) * 1000;
+    await daemon.job.stop(record.name, graceMs);
+    daemon.emit('stop', record);
+    exchange.send(204);
+}
+async function containers_killContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    const signal = exchange.url.searchParams.get('signal') || 'KILL';
+    if (!/^(SIG)?KILL$|^9$/i.test(signal))
+        throw new HyperError(`signal ${signal}: only KILL is supported; use stop for a graceful stop`, {
+            kind: 'Invalid',
+        });
+    if (!state.running)
+        throw new HyperError(`Container ${record.id ?? record.name} is not running`, { kind: 'Conflict' });
+    await daemon.job.kill(record.name);
+    daemon.emit('kill', record);
+    exchange.send(204);
+}
+async function restartContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    const id = record.id ?? record.name;
+    if (state.running) {
+        daemon.unwatch(id);
+        await daemon.job.stop(record.name, seconds(exchange, 't', DEFAULT_STOP_SECONDS) * 1000);
+        await daemon.job.wait(record.name);
+    }
+    await daemon.prepare();
+    const started = await daemon.job.start(record.name);
+    daemon.emit('restart', started);
+    daemon.watch(started);
+    exchange.send(204);
+}
+async function containers_waitContainer(daemon, exchange, ref) {
+    const condition = exchange.url.searchParams.get('condition') || 'not-running';
+    if (!['not-running', 'next-exit', 'removed'].includes(condition))
+        throw new HyperError(`invalid condition: "${condition}"`, { kind: 'Invalid' });
+    const { record, state } = await requireContainer(daemon, ref);
+    const id = record.id ?? record.name;
+    // The answer's headers go at once (docker run waits on it before it starts the container).
+    const output = exchange.stream('application/json');
+    const answer = (code, error) => {
+        output.end(`${JSON.stringify({ StatusCode: code, ...(error ? { Error: { Message: error } } : {}) })}\n`);
+    };
+    try {
+        if (condition !== 'not-running' || !state.running) {
+            if (isCreated(state) || condition === 'next-exit' || condition === 'removed')
+                await untilStarted(daemon, record, exchange.closed);
+        }
+        const ended = await daemon.job.wait(record.name);
+        const code = ended.crash ? 255 : (ended.exitCode ?? 255);
+        if (condition === 'removed') {
+            while (!exchange.closed.aborted && (await stillThere(daemon, record)))
+                await delay(100);
+            return answer(daemon.removedExits.get(id) ?? code);
+        }
+        answer(code);
+    }
+    catch (error) {
+        if (!exchange.closed.aborted)
+            answer(255, error.message);
+    }
+}
+async function stillThere(daemon, record) {
+    return (await daemon.job.list()).some((s) => s.record.id === record.id);
+}
+/** Until the created container has been started (docker run: wait is asked for before start). */
+async function untilStarted(daemon, record, closed) {
+    for (;;) {
+        if (closed.aborted)
+            throw new HyperError('the client went away');
+        const current = await daemon.job.inspect(record.id ?? record.name).catch(() => undefined);
+        if (!current)
+            return;
+        if (!isCreated(current.state))
+            return;
+        await delay(100);
+    }
+}
+function delay(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+async function containers_removeContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    const id = record.id ?? record.name;
+    if (state.running && !flag(exchange, 'force'))
+        throw new HyperError(`You cannot remove a running container ${id}. Stop the container before attempting removal or force remove`, { kind: 'Conflict' });
+    daemon.unwatch(id);
+    await daemon.job.remove(record.name, true);
+    daemon.autoRemove.delete(id);
+    daemon.started.delete(id);
+    daemon.emit('destroy', record);
+    exchange.send(204);
+}
+async function containers_listContainers(daemon, exchange) {
+    const all = flag(exchange, 'all');
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const limitText = exchange.url.searchParams.get('limit');
+    const limit = limitText ? Number(limitText) : -1;
+    const networks = await daemon.job.networks();
+    const now = Date.now();
+    const rows = [];
+    const summaries = await daemon.job.list();
+    summaries.sort((a, b) => Date.parse(b.record.createdAt) - Date.parse(a.record.createdAt));
+    for (const { record, state } of summaries) {
+        const status = dockerState(state);
+        if (!all && !filters.status && status !== 'running')
+            continue;
+        if (!matches(record, status, exitCodeOf(state), filters))
+            continue;
+        const { health } = await daemon.job.inspect(record.name).catch(() => ({ health: undefined }));
+        rows.push(containerSummary(record, state, health, networks, await extraFor(daemon, record), now));
+        if (limit > 0 && rows.length >= limit)
+            break;
+    }
+    exchange.send(200, rows);
+}
+/** Docker's container filters: label, id, name, status, exited, network, ancestor. */
+function matches(record, status, exitCode, filters) {
+    for (const [key, values] of Object.entries(filters)) {
+        if (values.length === 0)
+            continue;
+        const ok = (() => {
+            switch (key) {
+                case 'label':
+                    return labelsMatch(record.labels, values);
+                case 'id':
+                    return values.some((v) => (record.id ?? '').startsWith(v));
+                case 'name':
+                    return values.some((v) => record.name.includes(v.replace(/^\//, '')));
+                case 'status':
+                    return values.includes(status);
+                case 'exited':
+                    return status === 'exited' && values.map(Number).includes(exitCode);
+                case 'network':
+                    return values.some((v) => v === 'bridge' || record.networks?.[v] !== undefined);
+                case 'ancestor':
+                    return values.includes(record.image);
+                default:
+                    throw new HyperError(`invalid filter '${key}'`, { kind: 'Invalid' });
+            }
+        })();
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+async function inspectContainer(daemon, exchange, ref) {
+    const { record, state, health } = await requireContainer(daemon, ref);
+    exchange.send(200, containerInspect(record, state, health, await daemon.job.networks(), await extraFor(daemon, record)));
+}
+/**
+ * The service's output as Docker's multiplexed frames. The guest writes
+ * stdout and stderr to one port, so everything comes as stdout.
+ */
+async function containers_containerLogs(daemon, exchange, ref) {
+    const { record } = await requireContainer(daemon, ref);
+    const stdout = flag(exchange, 'stdout');
+    const stderr = flag(exchange, 'stderr');
+    if (!stdout && !stderr)
+        throw new HyperError('Bad parameters: you must choose at least one stream', { kind: 'Invalid' });
+    const follow = flag(exchange, 'follow');
+    const tail = tailOf(exchange.url.searchParams.get('tail'));
+    const timestamps = flag(exchange, 'timestamps');
+    const output = exchange.stream(MULTIPLEXED);
+    const lines = new LineCutter(tail, timestamps);
+    try {
+        const chunks = daemon.job.logs(record.name, { follow });
+        for await (const chunk of chunks) {
+            if (exchange.closed.aborted)
+                break;
+            for (const piece of lines.push(chunk, !follow))
+                output.write(protocol_frame(STDOUT, piece));
+            if (follow)
+                for (const piece of lines.flushTail())
+                    output.write(protocol_frame(STDOUT, piece));
+        }
+        for (const piece of lines.end())
+            output.write(protocol_frame(STDOUT, piece));
+    }
+    finally {
+        output.end();
+    }
+}
+function tailOf(text) {
+    if (text === null || text === '' || text === 'all')
+        return -1;
+    const value = Number(text);
+    if (!Number.isInteger(value))
+        throw new HyperError(`tail: "${text}" is not a number of lines or "all"`, { kind: 'Invalid' });
+    return value;
+}
+/**
+ * Cuts the log into lines where tail or timestamps need them: with tail=N,
+ * only the last N lines of what was written before the request; with
+ * timestamps, each line led by the time it was read.
+ */
+class LineCutter {
+    tail;
+    timestamps;
+    buffered = [];
+    partial = Buffer.alloc(0);
+    tailing;
+    constructor(tail, timestamps) {
+        this.tail = tail;
+        this.timestamps = timestamps;
+        this.tailing = tail >= 0;
+    }
+    /** What can go out now; while tailing, lines are held until the log written so far has all been read. */
+    push(chunk, whole) {
+        if (!this.tailing && !this.timestamps)
+            return [chunk];
+        const text = Buffer.concat([this.partial, chunk]);
+        const end = text.lastIndexOf(10);
+        this.partial = end < 0 ? text : text.subarray(end + 1);
+        const lines = end < 0 ? [] : splitLines(text.subarray(0, end + 1));
+        if (this.tailing) {
+            this.buffered.push(...lines);
+            if (!whole && this.buffered.length > Math.max(this.tail, 0) * 4 + 1024)
+                this.buffered = this.buffered.slice(-Math.max(this.tail, 0));
+            return [];
+        }
+        return lines.map((line) => this.stamp(line));
+    }
+    /** Following: the past log has been read once the first chunk came, so the tail goes out. */
+    flushTail() {
+        if (!this.tailing)
+            return [];
+        this.tailing = false;
+        const kept = this.tail === 0 ? [] : this.buffered.slice(-this.tail);
+        this.buffered = [];
+        return kept.map((line) => this.stamp(line));
+    }
+    end() {
+        const tail = this.flushTail();
+        const rest = this.partial.length > 0 ? [this.stamp(this.partial)] : [];
+        this.partial = Buffer.alloc(0);
+        return [...tail, ...rest];
+    }
+    stamp(line) {
+        return this.timestamps ? Buffer.concat([Buffer.from(`${new Date().toISOString()} `), line]) : line;
+    }
+}
+function splitLines(text) {
+    const lines = [];
+    let start = 0;
+    for (let at = text.indexOf(10); at >= 0; at = text.indexOf(10, start)) {
+        lines.push(text.subarray(start, at + 1));
+        start = at + 1;
+    }
+    return lines;
+}
+/**
+ * POST /containers/{id}/attach: the output from now on, as frames, until the
+ * container ends (docker run attaches before it starts the container, so all
+ * of it). Stdin is not given to the service.
+ */
+async function attachContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    const wanted = flag(exchange, 'stdout') || flag(exchange, 'stderr');
+    const { output, input } = exchange.hijack(MULTIPLEXED);
+    input.resume();
+    try {
+        if (!wanted || !flag(exchange, 'stream'))
+            return;
+        if (isCreated(state))
+            await untilStarted(daemon, record, exchange.closed);
+        // A container already running shows what it writes from now on.
+        let skip = state.running ? await logSize(daemon, record) : 0;
+        for await (const chunk of daemon.job.logs(record.name, { follow: true })) {
+            if (exchange.closed.aborted)
+                break;
+            const piece = skip >= chunk.length ? Buffer.alloc(0) : chunk.subarray(skip);
+            skip = Math.max(0, skip - chunk.length);
+            if (piece.length > 0)
+                output.write(protocol_frame(STDOUT, piece));
+        }
+    }
+    catch (error) {
+        daemon.log.debug(`attach ${record.name}: ${error.message}`);
+    }
+    finally {
+        output.end();
+    }
+}
+async function logSize(daemon, record) {
+    let size = 0;
+    for await (const chunk of daemon.job.logs(record.name))
+        size += chunk.length;
+    return size;
+}
+/** GET /containers/{id}/top: the guest's processes (ps as busybox gives it). */
+async function topContainer(daemon, exchange, ref) {
+    const { record, state } = await requireContainer(daemon, ref);
+    if (!state.running)
+        throw new HyperError(`Container ${record.id ?? record.name} is not running`, { kind: 'Conflict' });
+    const running = await daemon.job.execStream(record.name, ['ps', '-o', 'pid,user,args'], { user: 'root' });
+    const chunks = [];
+    for await (const chunk of running.stdout)
+        chunks.push(chunk);
+    for await (const _ of running.stderr)
+        void _;
+    await running.exitCode;
+    const [header = '', ...rows] = Buffer.concat(chunks).toString('utf8').trimEnd().split('\n');
+    const titles = header.trim().split(/\s+/);
+    exchange.send(200, {
+        Titles: titles,
+        Processes: rows.map((row) => {
+            const fields = row.trim().split(/\s+/);
+            return [...fields.slice(0, titles.length - 1), fields.slice(titles.length - 1).join(' ')];
+        }),
+    });
+}
+async function pruneContainers(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const deleted = [];
+    for (const { record, state } of await daemon.job.list()) {
+        if (state.running)
+            continue;
+        if (filters.label && !labelsMatch(record.labels, filters.label))
+            continue;
+        await daemon.job.remove(record.name, true);
+        daemon.emit('destroy', record);
+        deleted.push(record.id ?? record.name);
+    }
+    exchange.send(200, { ContainersDeleted: deleted, SpaceReclaimed: 0 });
+}
+
+;// CONCATENATED MODULE: ./src/api/exec.ts
+
+
+const exec_MULTIPLEXED = 'application/vnd.docker.multiplexed-stream';
+/** Docker has no limit on an exec's run; a runner step may take hours. */
+const EXEC_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
+function strings(value, field) {
+    if (value === undefined || value === null)
+        return [];
+    if (!Array.isArray(value) || value.some((entry) => typeof entry !== 'string'))
+        throw new HyperError(`${field}: must be a list of strings`, { kind: 'Invalid' });
+    return value;
+}
+function exec_text(value, field) {
+    if (value === undefined || value === null || value === '')
+        return undefined;
+    if (typeof value !== 'string')
+        throw new HyperError(`${field}: must be a string`, { kind: 'Invalid' });
+    return value;
+}
+/** POST /containers/{id}/exec. */
+async function createExec(daemon, exchange, ref) {
+    const body = ((await exchange.json()) ?? {});
+    if (typeof body !== 'object')
+        throw new HyperError('the request body must be a JSON object', { kind: 'Invalid' });
+    if (body.Tty === true)
+        throw new HyperError('Tty: a terminal is not supported; the output comes as stdout and stderr', {
+            kind: 'Invalid',
+        });
+    if (body.Privileged === true)
+        throw new HyperError('Privileged: privileged execs are not supported; the command runs as the container user asks, inside its VM', { kind: 'Invalid' });
+    const cmd = strings(body.Cmd, 'Cmd');
+    if (cmd.length === 0)
+        throw new HyperError('No exec command specified', { kind: 'Invalid' });
+    const inspected = await daemon.job.inspect(ref).catch((error) => {
+        if (error instanceof HyperError && error.kind === 'NotFound')
+            throw new HyperError(`No such container: ${ref}`, { kind: 'NotFound' });
+        throw error;
+    });
+    const id = inspected.record.id ?? inspected.record.name;
+    if (!inspected.state.running)
+        throw new HyperError(`Container ${id} is not running`, { kind: 'Conflict' });
+    const exec = daemon.newExec({
+        containerId: id,
+        container: inspected.record.name,
+        cmd,
+        // A bare K (no value where the client ran) means unset; the container's own env is there already.
+        env: strings(body.Env, 'Env').filter((entry) => entry.includes('=')),
+        user: exec_text(body.User, 'User'),
+        workdir: exec_text(body.WorkingDir, 'WorkingDir'),
+        attachStdin: body.AttachStdin === true,
+    });
+    exchange.send(201, { Id: exec.id });
+}
+/**
+ * POST /exec/{id}/start: the command's output as frames, as it comes; stdin
+ * from the client (after its body) when the exec asked for it, ending at the
+ * client's half-close. The exit code is set before the stream ends.
+ */
+async function startExec(daemon, exchange, id) {
+    const exec = daemon.requireExec(id);
+    const body = ((await exchange.json()) ?? {});
+    if (body.Tty === true)
+        throw new HyperError('Tty: a terminal is not supported', { kind: 'Invalid' });
+    if (exec.running || exec.exitCode !== null)
+        throw new HyperError(`Exec ${id} has already been started`, { kind: 'Conflict' });
+    exec.running = true;
+    const detach = body.Detach === true;
+    const controller = new AbortController();
+    let output;
+    let stdin;
+    if (!detach) {
+        const streams = exchange.hijack(exec_MULTIPLEXED);
+        output = streams.output;
+        if (exec.attachStdin)
+            stdin = streams.input;
+        else
+            streams.input.resume();
+        // A client that hangs up takes the command with it.
+        exchange.closed.addEventListener('abort', () => controller.abort(), { once: true });
+    }
+    try {
+        const running = await daemon.job.execStream(exec.containerId, exec.cmd, {
+            env: exec.env,
+            user: exec.user,
+            workdir: exec.workdir,
+            stdin,
+            signal: controller.signal,
+            timeoutMs: EXEC_TIMEOUT_MS,
+        });
+        if (detach) {
+            exchange.send(200);
+            void drainDetached(running).then((code) => finish(exec, code));
+            return;
+        }
+        const pump = async (source, stream) => {
+            for await (const chunk of source)
+                if (!controller.signal.aborted)
+                    output?.write(protocol_frame(stream, chunk));
+        };
+        await Promise.all([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
+        finish(exec, await running.exitCode);
+    }
+    catch (error) {
+        finish(exec, 126);
+        if (!output)
+            throw error;
+        // The stream has begun: the error goes to the client as its stderr, as Docker's does for a failed start.
+        if (!controller.signal.aborted)
+            output.write(protocol_frame(STDERR, Buffer.from(`${error.message}\n`)));
+        daemon.log.debug(`exec ${exec.cmd.join(' ')} in ${exec.container}: ${error.message}`);
+    }
+    finally {
+        output?.end();
+    }
+}
+function finish(exec, code) {
+    exec.running = false;
+    exec.exitCode = code;
+}
+async function drainDetached(running) {
+    const drain = async (source) => {
+        for await (const _ of source)
+            void _;
+    };
+    try {
+        await Promise.all([drain(running.stdout), drain(running.stderr)]);
+        return await running.exitCode;
+    }
+    catch {
+        return 126;
+    }
+}
+/** GET /exec/{id}/json. */
+function inspectExec(daemon, exchange, id) {
+    const exec = daemon.requireExec(id);
+    exchange.send(200, {
+        ID: exec.id,
+        ContainerID: exec.containerId,
+        Running: exec.running,
+        ExitCode: exec.exitCode,
+        Pid: 0,
+        OpenStdin: exec.attachStdin,
+        OpenStdout: true,
+        OpenStderr: true,
+        ProcessConfig: {
+            entrypoint: exec.cmd[0],
+            arguments: exec.cmd.slice(1),
+            privileged: false,
+            tty: false,
+            user: exec.user ?? '',
+        },
+        CanRemove: false,
+        DetachKeys: '',
+    });
+}
+
+;// CONCATENATED MODULE: ./src/api/exchange.ts
+
+
+
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+async function readAll(input, limit) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of input) {
+        size += chunk.length;
+        if (size > limit)
+            throw new HyperError(`the request body is larger than ${limit} bytes`, { kind: 'Invalid' });
+        chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+}
+/** Parses a JSON body; malformed JSON is a 400 that says where. Pure. */
+function parseJsonBody(bytes) {
+    const text = bytes.toString('utf8').trim();
+    if (text === '')
+        return undefined;
+    try {
+        return JSON.parse(text);
+    }
+    catch (error) {
+        throw new HyperError(`malformed JSON in the request body: ${error.message}`, {
+            kind: 'Invalid',
+        });
+    }
+}
+function bodyOf(value) {
+    if (value === undefined)
+        return { bytes: Buffer.alloc(0), type: '' };
+    if (typeof value === 'string')
+        return { bytes: Buffer.from(value), type: 'text/plain; charset=utf-8' };
+    return { bytes: Buffer.from(`${JSON.stringify(value)}\n`), type: 'application/json' };
+}
+/** An exchange over Node's request and response. */
+function httpExchange(req, res) {
+    const controller = new AbortController();
+    res.on('close', () => controller.abort());
+    const url = new URL(req.url ?? '/', 'http://docker');
+    let bodyTaken = false;
+    const takeBody = () => {
+        if (bodyTaken)
+            throw new HyperError('the request body was read twice');
+        bodyTaken = true;
+        return req;
+    };
+    const exchange = {
+        method: req.method ?? 'GET',
+        url,
+        headers: req.headers,
+        json: async () => parseJsonBody(await readAll(takeBody(), MAX_JSON_BYTES)),
+        body: takeBody,
+        send(status, value) {
+            const { bytes, type } = bodyOf(value);
+            res.writeHead(status, {
+                ...(type ? { 'Content-Type': type } : {}),
+                'Content-Length': bytes.length,
+                ...apiHeaders(),
+            });
+            res.end(bytes);
+        },
+        stream(contentType) {
+            res.writeHead(200, { 'Content-Type': contentType, ...apiHeaders() });
+            res.flushHeaders();
+            return res;
+        },
+        hijack(contentType) {
+            const output = exchange.stream(contentType);
+            return { output, input: bodyTaken ? emptyInput() : takeBody() };
+        },
+        closed: controller.signal,
+        get sent() {
+            return res.headersSent;
+        },
+    };
+    return exchange;
+}
+function emptyInput() {
+    const input = new external_node_stream_.PassThrough();
+    input.end();
+    return input;
+}
+/**
+ * An exchange over the raw socket of a request that asked to upgrade. Node
+ * hands over the socket after the headers; the body (Content-Length bytes)
+ * comes first in `head` and what follows, and everything after it is the
+ * client's stdin.
+ */
+function upgradeExchange(req, socket, head) {
+    const controller = new AbortController();
+    socket.on('close', () => controller.abort());
+    socket.on('error', () => controller.abort());
+    const url = new URL(req.url ?? '/', 'http://docker');
+    const input = new external_node_stream_.PassThrough();
+    if (head.length > 0)
+        input.write(head);
+    socket.pipe(input);
+    let length = Number(req.headers['content-length'] ?? 0);
+    let sent = false;
+    /** Exactly the Content-Length bytes of the body, leaving the rest in `input`. */
+    const readBody = async () => {
+        if (length > MAX_JSON_BYTES)
+            throw new HyperError(`the request body is larger than ${MAX_JSON_BYTES} bytes`, { kind: 'Invalid' });
+        const chunks = [];
+        while (length > 0) {
+            const chunk = input.read() ?? (await nextChunk(input));
+            if (chunk === null)
+                break;
+            const take = chunk.subarray(0, length);
+            if (chunk.length > take.length)
+                input.unshift(chunk.subarray(take.length));
+            chunks.push(take);
+            length -= take.length;
+        }
+        return Buffer.concat(chunks);
+    };
+    const writeHead = (status, headers) => {
+        sent = true;
+        const lines = [`HTTP/1.1 ${status} ${external_node_http_.STATUS_CODES[status] ?? ''}`];
+        for (const [name, value] of Object.entries({ ...headers, ...apiHeaders() }))
+            lines.push(`${name}: ${value}`);
+        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    };
+    const exchange = {
+        method: req.method ?? 'POST',
+        url,
+        headers: req.headers,
+        json: async () => parseJsonBody(await readBody()),
+        body: () => input,
+        send(status, value) {
+            const { bytes, type } = bodyOf(value);
+            writeHead(status, {
+                ...(type ? { 'Content-Type': type } : {}),
+                'Content-Length': bytes.length,
+                Connection: 'close',
+            });
+            socket.end(bytes);
+        },
+        stream(contentType) {
+            writeHead(200, { 'Content-Type': contentType, Connection: 'close' });
+            return socket;
+        },
+        hijack(contentType) {
+            writeHead(101, { 'Content-Type': contentType, Connection: 'Upgrade', Upgrade: 'tcp' });
+            return { output: socket, input };
+        },
+        closed: controller.signal,
+        get sent() {
+            return sent;
+        },
+    };
+    return exchange;
+}
+function nextChunk(input) {
+    return new Promise((resolve) => {
+        const done = () => {
+            input.off('readable', onReadable);
+            input.off('end', onEnd);
+        };
+        const onReadable = () => {
+            const chunk = input.read();
+            if (chunk === null)
+                return;
+            done();
+            resolve(chunk);
+        };
+        const onEnd = () => {
+            done();
+            resolve(null);
+        };
+        input.on('readable', onReadable);
+        input.on('end', onEnd);
+    });
+}
+/** What every response of Docker's carries. */
+function apiHeaders() {
+    return { Server: 'hyper-services', 'Api-Version': API_HEADER_VERSION, Ostype: 'linux' };
+}
+
+const API_HEADER_VERSION = API_VERSION;
+
+;// CONCATENATED MODULE: ./src/api/images.ts
+
+
+/** X-Registry-Auth: base64url JSON {username, password, serveraddress}; "e30=" ({}) means none. */
+function registryAuth(header) {
+    const text = Array.isArray(header) ? header[0] : header;
+    if (!text)
+        return undefined;
+    let parsed;
+    try {
+        parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+    }
+    catch {
+        throw new HyperError('X-Registry-Auth: not base64url-encoded JSON', { kind: 'Invalid' });
+    }
+    const auth = parsed;
+    if (typeof auth.username === 'string' && auth.username !== '' && typeof auth.password === 'string')
+        return { username: auth.username, password: auth.password };
+    return undefined;
+}
+/**
+ * POST /images/create?fromImage=&tag=: pulls, with Docker's progress lines.
+ * A failure after the stream began is an error line (the docker CLI exits
+ * non-zero on it); one found before is a plain error response.
+ */
+async function api_images_pullImage(daemon, exchange) {
+    const params = exchange.url.searchParams;
+    const from = params.get('fromImage');
+    if (!from)
+        throw new HyperError('fromImage: give the image to pull (importing from a tar is not supported)', {
+            kind: 'Invalid',
+        });
+    const tag = params.get('tag') ?? '';
+    const name = !tag ? from : tag.includes(':') ? `${from}@${tag}` : `${from}:${tag}`;
+    const credentials = registryAuth(exchange.headers['x-registry-auth']);
+    const output = exchange.stream('application/json');
+    const line = (value) => output.write(`${JSON.stringify(value)}\n`);
+    line({ status: `Pulling from ${from}`, id: tag || 'latest' });
+    try {
+        const pulled = await daemon.job.pull(name, (text) => line({ status: text }), credentials);
+        line({ status: `Digest: ${pulled.digest}` });
+        line({ status: `Status: Downloaded newer image for ${name}` });
+    }
+    catch (error) {
+        const message = error.message;
+        line({ errorDetail: { message }, error: message });
+    }
+    finally {
+        output.end();
+    }
+}
+/** GET /images/json. */
+async function images_listImages(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const rows = [];
+    for (const entry of await daemon.job.images()) {
+        const config = await daemon.job.imageConfig(entry).catch(() => undefined);
+        const labels = config?.config?.Labels ?? {};
+        if (filters.label && !labelsMatch(labels, filters.label))
+            continue;
+        if (filters.reference &&
+            !filters.reference.some((r) => entry.name === r || entry.name.startsWith(`${r}:`)))
+            continue;
+        rows.push({
+            Id: entry.configDigest,
+            ParentId: '',
+            RepoTags: [entry.name],
+            RepoDigests: [`${entry.name.replace(/:[^:/]*$/, '')}@${entry.manifestDigest}`],
+            Created: Math.floor(Date.parse(config?.created ?? entry.pulledAt) / 1000),
+            Size: entry.size,
+            SharedSize: -1,
+            VirtualSize: entry.size,
+            Labels: labels,
+            Containers: -1,
+        });
+    }
+    exchange.send(200, rows);
+}
+async function requireImage(daemon, ref) {
+    const entry = await daemon.job.findImage(ref);
+    if (!entry)
+        throw new HyperError(`No such image: ${ref}`, { kind: 'NotFound' });
+    return entry;
+}
+/** GET /images/{name}/json. */
+async function inspectImage(daemon, exchange, ref) {
+    const entry = await requireImage(daemon, ref);
+    const config = await daemon.job.imageConfig(entry);
+    const inner = config.config ?? {};
+    exchange.send(200, {
+        Id: entry.configDigest,
+        RepoTags: [entry.name],
+        RepoDigests: [`${entry.name.replace(/:[^:/]*$/, '')}@${entry.manifestDigest}`],
+        Parent: '',
+        Comment: '',
+        Created: config.created ?? entry.pulledAt,
+        Container: '',
+        DockerVersion: '',
+        Author: config.author ?? '',
+        Config: {
+            Hostname: '',
+            Domainname: '',
+            User: inner.User ?? '',
+            AttachStdin: false,
+            AttachStdout: false,
+            AttachStderr: false,
+            ExposedPorts: inner.ExposedPorts ?? null,
+            Tty: false,
+            OpenStdin: false,
+            StdinOnce: false,
+            Env: inner.Env ?? null,
+            Cmd: inner.Cmd ?? null,
+            ...(inner.Healthcheck ? { Healthcheck: inner.Healthcheck } : {}),
+            Image: '',
+            Volumes: inner.Volumes ?? null,
+            WorkingDir: inner.WorkingDir ?? '',
+            Entrypoint: inner.Entrypoint ?? null,
+            OnBuild: null,
+            Labels: inner.Labels ?? null,
+            StopSignal: inner.StopSignal,
+        },
+        Architecture: config.architecture,
+        Os: config.os,
+        Size: entry.size,
+        VirtualSize: entry.size,
+        RootFS: { Type: 'layers', Layers: config.rootfs?.diff_ids ?? [] },
+        Metadata: { LastTagTime: entry.pulledAt },
+    });
+}
+/** DELETE /images/{name}. */
+async function images_removeImage(daemon, exchange, ref) {
+    const force = ['1', 'true'].includes(exchange.url.searchParams.get('force') ?? '');
+    const entry = await daemon.job.removeImage(ref, force);
+    exchange.send(200, [{ Untagged: entry.name }, { Deleted: entry.configDigest }]);
+}
+/** POST /images/prune: dangling=false (the docker CLI's -a) removes every image no container uses. */
+async function api_images_pruneImages(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const all = (filters.dangling ?? []).some((value) => value === 'false' || value === '0');
+    const result = await daemon.job.pruneImages(all);
+    exchange.send(200, {
+        ImagesDeleted: result.removedImages.map((name) => ({ Untagged: name })),
+        SpaceReclaimed: result.reclaimedBytes,
+    });
+}
+
+;// CONCATENATED MODULE: ./src/api/networks.ts
+
+
+
+
+/**
+ * The default network as clients see it. Its gateway is given as 127.0.0.1:
+ * published ports are bound there, and clients (Testcontainers) take the
+ * default network's gateway as the address to reach them on.
+ */
+async function defaultNetwork(daemon) {
+    const members = (await daemon.job.list()).map((s) => s.record);
+    return networkInspect({ id: BRIDGE.id, name: BRIDGE.name, labels: {} }, members, {
+        subnet: '127.0.0.0/8',
+        gateway: '127.0.0.1',
+    });
+}
+function isDefault(ref) {
+    return DEFAULT_NETWORKS.has(ref) || ref === BRIDGE.id;
+}
+async function inspectNamed(daemon, network) {
+    return networkInspect(network, await daemon.job.networkMembers(network.name), undefined);
+}
+function objectBody(value) {
+    if (value === undefined)
+        return {};
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+        throw new HyperError('the request body must be a JSON object', { kind: 'Invalid' });
+    return value;
+}
+function labelsOf(value, field) {
+    if (value === undefined || value === null)
+        return {};
+    if (typeof value !== 'object' ||
+        Array.isArray(value) ||
+        Object.values(value).some((v) => typeof v !== 'string'))
+        throw new HyperError(`${field}: must be an object of strings`, { kind: 'Invalid' });
+    return value;
+}
+/** POST /networks/create. */
+async function networks_createNetwork(daemon, exchange) {
+    const body = objectBody(await exchange.json());
+    const name = body.Name;
+    if (typeof name !== 'string' || name === '')
+        throw new HyperError('Name: give the network a name', { kind: 'Invalid' });
+    if (isDefault(name))
+        throw new HyperError(`network with name ${name} already exists`, { kind: 'Conflict' });
+    if (body.Driver !== undefined && body.Driver !== '' && body.Driver !== 'bridge')
+        throw new HyperError(`Driver: "${String(body.Driver)}" is not supported; networks here are bridge networks of the job`, { kind: 'Invalid' });
+    if (body.Internal === true)
+        throw new HyperError('Internal: internal networks are not supported yet; the job network egress setting decides what guests reach', { kind: 'Invalid' });
+    const network = await daemon.job.createNetwork(name, labelsOf(body.Labels, 'Labels'));
+    exchange.send(201, { Id: network.id, Warning: '' });
+}
+/** GET /networks. */
+async function listNetworks(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const rows = [await defaultNetwork(daemon)];
+    for (const network of await daemon.job.networks())
+        rows.push(await inspectNamed(daemon, network));
+    exchange.send(200, rows.filter((row) => {
+        const labels = row.Labels;
+        if (filters.label && !labelsMatch(labels, filters.label))
+            return false;
+        if (filters.name && !filters.name.some((n) => String(row.Name).includes(n)))
+            return false;
+        if (filters.id && !filters.id.some((id) => String(row.Id).startsWith(id)))
+            return false;
+        return true;
+    }));
+}
+/** GET /networks/{id}. */
+async function inspectNetwork(daemon, exchange, ref) {
+    if (isDefault(ref))
+        return exchange.send(200, await defaultNetwork(daemon));
+    exchange.send(200, await inspectNamed(daemon, await daemon.job.network(ref)));
+}
+/** DELETE /networks/{id}. */
+async function networks_removeNetwork(daemon, exchange, ref) {
+    if (isDefault(ref))
+        throw new HyperError(`bridge is a pre-defined network and cannot be removed`, { kind: 'Invalid' });
+    await daemon.job.removeNetwork(ref);
+    exchange.send(204);
+}
+/** POST /networks/{id}/connect: puts the container on the network with its aliases. */
+async function connectNetwork(daemon, exchange, ref) {
+    const body = objectBody(await exchange.json());
+    const container = body.Container;
+    if (typeof container !== 'string' || container === '')
+        throw new HyperError('Container: give the container to connect', { kind: 'Invalid' });
+    const endpoint = objectBody(body.EndpointConfig ?? undefined);
+    const aliases = endpoint.Aliases ?? [];
+    if (!Array.isArray(aliases) || aliases.some((a) => typeof a !== 'string'))
+        throw new HyperError('EndpointConfig.Aliases: must be a list of strings', { kind: 'Invalid' });
+    if (isDefault(ref))
+        return exchange.send(200);
+    await daemon.job.inspect(container).catch((error) => {
+        if (error instanceof HyperError && error.kind === 'NotFound')
+            throw new HyperError(`No such container: ${container}`, { kind: 'NotFound' });
+        throw error;
+    });
+    await daemon.job.connect(ref, container, aliases);
+    exchange.send(200);
+}
+/** POST /networks/{id}/disconnect. */
+async function disconnectNetwork(daemon, exchange, ref) {
+    const body = objectBody(await exchange.json());
+    const container = body.Container;
+    if (typeof container !== 'string' || container === '')
+        throw new HyperError('Container: give the container to disconnect', { kind: 'Invalid' });
+    if (isDefault(ref))
+        throw new HyperError('a container cannot leave the default network: it is the job network every VM is on', { kind: 'Invalid' });
+    await daemon.job.disconnect(ref, container);
+    exchange.send(200);
+}
+/** POST /networks/prune: the named networks no container is on (that match the label filters). */
+async function pruneNetworks(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const deleted = [];
+    for (const network of await daemon.job.networks()) {
+        if (filters.label && !labelsMatch(network.labels, filters.label))
+            continue;
+        if ((await daemon.job.networkMembers(network.name)).length > 0)
+            continue;
+        await daemon.job.removeNetwork(network.name);
+        deleted.push(network.name);
+    }
+    exchange.send(200, { NetworksDeleted: deleted });
+}
+
+;// CONCATENATED MODULE: ./src/api/system.ts
+
+
+/** What this daemon reports as its version (the project's). */
+const SERVER_VERSION = '0.1.0';
+/** GET|HEAD /_ping: "OK", with the API version headers every response has. */
+function ping(_daemon, exchange) {
+    exchange.send(200, exchange.method === 'HEAD' ? undefined : 'OK');
+}
+/** GET /version. */
+function version(_daemon, exchange) {
+    const details = {
+        ApiVersion: API_VERSION,
+        MinAPIVersion: MIN_API_VERSION,
+        GitCommit: '',
+        GoVersion: '',
+        Os: 'linux',
+        Arch: external_node_os_default().arch() === 'x64' ? 'amd64' : external_node_os_default().arch(),
+        KernelVersion: external_node_os_default().release(),
+        BuildTime: '',
+        Experimental: 'false',
+    };
+    exchange.send(200, {
+        Platform: { Name: 'hyper-services (every container a microVM)' },
+        Components: [{ Name: 'Engine', Version: SERVER_VERSION, Details: details }],
+        Version: SERVER_VERSION,
+        ...details,
+        Experimental: false,
+    });
+}
+/** GET /info. */
+async function system_info(daemon, exchange) {
+    const containers = await daemon.job.list();
+    const running = containers.filter((c) => c.state.running).length;
+    exchange.send(200, {
+        ID: 'hyper-services',
+        Containers: containers.length,
+        ContainersRunning: running,
+        ContainersPaused: 0,
+        ContainersStopped: containers.length - running,
+        Images: (await daemon.job.images()).length,
+        Driver: 'hyper-microvm',
+        DriverStatus: [],
+        Plugins: { Volume: ['local'], Network: ['bridge'], Authorization: null, Log: [] },
+        MemoryLimit: true,
+        SwapLimit: false,
+        CpuCfsPeriod: false,
+        CpuCfsQuota: false,
+        IPv4Forwarding: true,
+        Debug: false,
+        NFd: 0,
+        NGoroutines: 0,
+        SystemTime: new Date().toISOString(),
+        LoggingDriver: 'hyper-microvm',
+        CgroupDriver: 'none',
+        NEventsListener: daemon.events.listenerCount('container'),
+        KernelVersion: external_node_os_default().release(),
+        OperatingSystem: 'hyper-services',
+        OSVersion: '',
+        OSType: 'linux',
+        Architecture: external_node_os_default().arch() === 'x64' ? 'x86_64' : external_node_os_default().arch(),
+        IndexServerAddress: 'https://index.docker.io/v1/',
+        RegistryConfig: { IndexConfigs: {}, InsecureRegistryCIDRs: [], Mirrors: [] },
+        NCPU: external_node_os_default().cpus().length,
+        MemTotal: external_node_os_default().totalmem(),
+        DockerRootDir: daemon.job.context.stateDir,
+        Name: external_node_os_default().hostname(),
+        Labels: [],
+        ExperimentalBuild: false,
+        ServerVersion: SERVER_VERSION,
+        Runtimes: { 'hyper-microvm': { path: 'qemu-system-x86_64' } },
+        DefaultRuntime: 'hyper-microvm',
+        Swarm: { LocalNodeState: 'inactive', ControlAvailable: false },
+        LiveRestoreEnabled: false,
+        Isolation: '',
+        SecurityOptions: [],
+        Warnings: null,
+    });
+}
+/**
+ * GET /events: container lifecycle events as they happen, one JSON object a
+ * line, filtered by type, container, event and label; until the client goes.
+ */
+function events(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const output = exchange.stream('application/json');
+    const wanted = (event) => (!filters.type || filters.type.includes('container')) &&
+        (!filters.container || filters.container.some((c) => event.id.startsWith(c) || event.name === c)) &&
+        (!filters.event || filters.event.includes(event.action)) &&
+        (!filters.label || labelsMatch(event.labels, filters.label));
+    const listener = (event) => {
+        if (!wanted(event))
+            return;
+        const now = Date.now();
+        output.write(`${JSON.stringify({
+            status: event.action,
+            id: event.id,
+            from: event.image,
+            Type: 'container',
+            Action: event.action,
+            Actor: {
+                ID: event.id,
+                Attributes: {
+                    ...event.labels,
+                    image: event.image,
+                    name: event.name,
+                    ...(event.exitCode === undefined ? {} : { exitCode: String(event.exitCode) }),
+                },
+            },
+            scope: 'local',
+            time: Math.floor(now / 1000),
+            timeNano: now * 1_000_000,
+        })}\n`);
+    };
+    daemon.events.on('container', listener);
+    return new Promise((resolve) => {
+        exchange.closed.addEventListener('abort', () => {
+            daemon.events.off('container', listener);
+            output.end();
+            resolve();
+        }, { once: true });
+    });
+}
+
+;// CONCATENATED MODULE: ./src/api/volumes.ts
+
+
+
+function volumeView(stateDir, volume, createdAt) {
+    return {
+        Name: volume.name,
+        Driver: 'local',
+        Mountpoint: `${stateDir}/volumes/${volume.name}.qcow2`,
+        CreatedAt: createdAt ?? new Date().toISOString(),
+        Labels: {},
+        Scope: 'local',
+        Options: null,
+        UsageData: { Size: volume.bytes, RefCount: -1 },
+    };
+}
+async function findVolume(daemon, name) {
+    const volume = (await daemon.job.volumes()).find((v) => v.name === name);
+    if (!volume)
+        throw new HyperError(`get ${name}: no such volume`, { kind: 'NotFound' });
+    return volume;
+}
+/** POST /volumes/create: a named volume of the job (an ext4 disk); labels and driver options are not kept. */
+async function volumes_createVolume(daemon, exchange) {
+    const body = ((await exchange.json()) ?? {});
+    if (body.Driver !== undefined && body.Driver !== '' && body.Driver !== 'local')
+        throw new HyperError(`Driver: "${String(body.Driver)}" is not supported; volumes here are local disks`, {
+            kind: 'Invalid',
+        });
+    if (body.DriverOpts && Object.keys(body.DriverOpts).length > 0)
+        throw new HyperError("DriverOpts: not supported; a volume gets the job's volume size", {
+            kind: 'Invalid',
+        });
+    const name = typeof body.Name === 'string' && body.Name !== '' ? body.Name : cryptoName();
+    await daemon.job.createVolume(name);
+    exchange.send(201, volumeView(daemon.job.context.stateDir, await findVolume(daemon, name)));
+}
+function cryptoName() {
+    return (0,external_node_crypto_.randomBytes)(32).toString('hex');
+}
+/** GET /volumes. */
+async function volumes_listVolumes(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const volumes = (await daemon.job.volumes()).filter((v) => {
+        if (filters.name && !filters.name.some((n) => v.name.includes(n)))
+            return false;
+        if (filters.dangling?.includes('true') && v.usedBy.length > 0)
+            return false;
+        // A volume keeps no labels: a label filter matches none.
+        if (filters.label && filters.label.length > 0)
+            return false;
+        return true;
+    });
+    exchange.send(200, {
+        Volumes: volumes.map((v) => volumeView(daemon.job.context.stateDir, v)),
+        Warnings: null,
+    });
+}
+async function inspectVolume(daemon, exchange, name) {
+    exchange.send(200, volumeView(daemon.job.context.stateDir, await findVolume(daemon, name)));
+}
+async function volumes_removeVolume(daemon, exchange, name) {
+    await findVolume(daemon, name);
+    await daemon.job.removeVolume(name);
+    exchange.send(204);
+}
+/** POST /volumes/prune: the volumes no container has. */
+async function pruneVolumes(daemon, exchange) {
+    const filters = parseFilters(exchange.url.searchParams.get('filters'));
+    const deleted = [];
+    if (!filters.label || filters.label.length === 0) {
+        for (const volume of await daemon.job.volumes()) {
+            if (volume.usedBy.length > 0)
+                continue;
+            await daemon.job.removeVolume(volume.name);
+            deleted.push(volume.name);
+        }
+    }
+    exchange.send(200, { VolumesDeleted: deleted, SpaceReclaimed: 0 });
+}
+
+;// CONCATENATED MODULE: ./src/api/server.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** The Engine API paths served; a name in a path may hold "/" (image names), so the patterns say where. */
+const ROUTES = [
+    ['GET', /^\/_ping$/, ping],
+    ['HEAD', /^\/_ping$/, ping],
+    ['GET', /^\/version$/, version],
+    ['GET', /^\/info$/, system_info],
+    ['GET', /^\/events$/, events],
+    ['POST', /^\/containers\/create$/, createContainer],
+    ['GET', /^\/containers\/json$/, containers_listContainers],
+    ['POST', /^\/containers\/prune$/, pruneContainers],
+    ['GET', /^\/containers\/([^/]+)\/json$/, inspectContainer],
+    ['POST', /^\/containers\/([^/]+)\/start$/, containers_startContainer],
+    ['POST', /^\/containers\/([^/]+)\/stop$/, containers_stopContainer],
+    ['POST', /^\/containers\/([^/]+)\/kill$/, containers_killContainer],
+    ['POST', /^\/containers\/([^/]+)\/restart$/, restartContainer],
+    ['POST', /^\/containers\/([^/]+)\/wait$/, containers_waitContainer],
+    ['DELETE', /^\/containers\/([^/]+)$/, containers_removeContainer],
+    ['GET', /^\/containers\/([^/]+)\/logs$/, containers_containerLogs],
+    ['POST', /^\/containers\/([^/]+)\/attach$/, attachContainer],
+    ['GET', /^\/containers\/([^/]+)\/top$/, topContainer],
+    ['POST', /^\/containers\/([^/]+)\/exec$/, createExec],
+    ['POST', /^\/exec\/([^/]+)\/start$/, startExec],
+    ['GET', /^\/exec\/([^/]+)\/json$/, inspectExec],
+    ['POST', /^\/images\/create$/, api_images_pullImage],
+    ['GET', /^\/images\/json$/, images_listImages],
+    ['POST', /^\/images\/prune$/, api_images_pruneImages],
+    ['GET', /^\/images\/(.+)\/json$/, inspectImage],
+    ['DELETE', /^\/images\/(.+)$/, images_removeImage],
+    ['POST', /^\/networks\/create$/, networks_createNetwork],
+    ['GET', /^\/networks$/, listNetworks],
+    ['POST', /^\/networks\/prune$/, pruneNetworks],
+    ['GET', /^\/networks\/([^/]+)$/, inspectNetwork],
+    ['DELETE', /^\/networks\/([^/]+)$/, networks_removeNetwork],
+    ['POST', /^\/networks\/([^/]+)\/connect$/, connectNetwork],
+    ['POST', /^\/networks\/([^/]+)\/disconnect$/, disconnectNetwork],
+    ['GET', /^\/plugins$/, (_daemon, exchange) => exchange.send(200, [])],
+    ['GET', /^\/plugins\/(.+)\/json$/, noPlugin],
+    ['POST', /^\/volumes\/create$/, volumes_createVolume],
+    ['GET', /^\/volumes$/, volumes_listVolumes],
+    ['POST', /^\/volumes\/prune$/, pruneVolumes],
+    ['GET', /^\/volumes\/([^/]+)$/, inspectVolume],
+    ['DELETE', /^\/volumes\/([^/]+)$/, volumes_removeVolume],
+];
+/** There are no plugins: each lookup is a 404, which `docker inspect` takes as "not this kind of object". */
+function noPlugin(_daemon, _exchange, name = '') {
+    throw new HyperError(`plugin "${name}" not found`, { kind: 'NotFound' });
+}
+/** Finds the handler for a request; 501 naming it when none serves it. Pure. */
+function route(method, pathname) {
+    const { path: bare } = splitVersion(pathname);
+    for (const [verb, pattern, handler] of ROUTES) {
+        if (verb !== method)
+            continue;
+        const match = pattern.exec(bare);
+        if (match)
+            return { handler, params: match.slice(1).map((p) => decodeURIComponent(p)) };
+    }
+    throw new NotImplementedError(`hyper-services does not implement ${method} ${bare}`);
+}
+async function serve(daemon, exchange) {
+    const started = Date.now();
+    const { method } = exchange;
+    let status = 0;
+    try {
+        const { handler, params } = route(method, exchange.url.pathname);
+        await handler(daemon, exchange, ...params);
+        status = 200;
+    }
+    catch (error) {
+        status = statusFor(error);
+        const message = error instanceof Error ? error.message : String(error);
+        if (!exchange.sent)
+            exchange.send(status, { message });
+        if (status >= 500)
+            daemon.log.warn(`${method} ${exchange.url.pathname}: ${message}`);
+    }
+    finally {
+        daemon.log.debug(`${method} ${exchange.url.pathname}${exchange.url.search} ${status} ${Date.now() - started} ms`);
+    }
+}
+/** Listens on the socket (and loopback TCP when asked) and serves the Engine API over the daemon's job. */
+async function startServer(daemon, options) {
+    if (options.tcp && !isLoopback(options.tcp.host))
+        throw new HyperError(`--tcp ${options.tcp.host}: the API is served on loopback only (127.0.0.1 or ::1)`, {
+            kind: 'Invalid',
+        });
+    const sockets = new Set();
+    const onRequest = (req, res) => {
+        void serve(daemon, httpExchange(req, res));
+    };
+    const onUpgrade = (req, socket, head) => {
+        void serve(daemon, upgradeExchange(req, socket, head));
+    };
+    const make = () => {
+        const server = external_node_http_default().createServer({ requestTimeout: 0, headersTimeout: 60_000 }, onRequest);
+        server.keepAliveTimeout = 60_000;
+        server.on('upgrade', onUpgrade);
+        server.on('connection', (socket) => {
+            sockets.add(socket);
+            socket.on('close', () => sockets.delete(socket));
+        });
+        return server;
+    };
+    await claimSocketPath(options.socket);
+    const unix = make();
+    await listen(unix, () => unix.listen(options.socket));
+    const servers = [unix];
+    try {
+        await (0,promises_namespaceObject.chmod)(options.socket, 0o660);
+        if (options.group !== undefined)
+            await (0,promises_namespaceObject.chown)(options.socket, process.getuid?.() ?? 0, options.group);
+        if (options.tcp) {
+            const tcp = make();
+            const { host, port } = options.tcp;
+            await listen(tcp, () => tcp.listen(port, host));
+            servers.push(tcp);
+        }
+    }
+    catch (error) {
+        await closeAll(servers, sockets);
+        await (0,promises_namespaceObject.rm)(options.socket, { force: true });
+        throw error;
+    }
+    const tcpAddress = servers[1]?.address();
+    return {
+        tcpAddress: typeof tcpAddress === 'object' && tcpAddress !== null ? tcpAddress : undefined,
+        async close() {
+            daemon.close();
+            await closeAll(servers, sockets);
+            await (0,promises_namespaceObject.rm)(options.socket, { force: true });
+        },
+    };
+}
+function isLoopback(host) {
+    return host === '127.0.0.1' || host === '::1' || host === 'localhost';
+}
+function listen(server, start) {
+    return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.once('listening', () => {
+            server.off('error', reject);
+            resolve();
+        });
+        start();
+    });
+}
+async function closeAll(servers, sockets) {
+    for (const socket of sockets)
+        socket.destroy();
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(() => resolve()))));
+}
+/**
+ * Makes the socket's directory (0755) and takes the path: a socket left by
+ * a daemon that is gone is removed; one that answers is another daemon's,
+ * and so is anything that is not a socket.
+ */
+async function claimSocketPath(socket) {
+    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(socket), { recursive: true, mode: 0o755 });
+    const info = await (0,promises_namespaceObject.stat)(socket).catch(() => undefined);
+    if (!info)
+        return;
+    if (!info.isSocket())
+        throw new HyperError(`${socket} exists and is not a socket; remove it or give another --socket`, {
+            kind: 'Conflict',
+        });
+    const alive = await new Promise((resolve) => {
+        const probe = external_node_net_default().connect(socket);
+        probe.once('connect', () => {
+            probe.destroy();
+            resolve(true);
+        });
+        probe.once('error', () => resolve(false));
+    });
+    if (alive)
+        throw new HyperError(`another daemon is serving ${socket}; stop it or give another --socket`, {
+            kind: 'Conflict',
+        });
+    await (0,promises_namespaceObject.rm)(socket, { force: true });
+}
+
+;// CONCATENATED MODULE: ./src/cli/serve-command.ts
+
+
+
+
+
+
+const SERVE_OPTIONS = [
+    { name: 'socket', value: true },
+    { name: 'group', value: true },
+    { name: 'tcp', value: true },
+    { name: 'stop-containers' },
+    { name: 'debug' },
+];
+/** The socket `hyper serve` listens on unless told: /run/hyper as root, else the user's runtime dir. Pure. */
+function defaultSocket(vars, uid) {
+    if (uid === 0)
+        return '/run/hyper/docker.sock';
+    const runtime = vars.XDG_RUNTIME_DIR;
+    return runtime ? external_node_path_default().join(runtime, 'hyper', 'docker.sock') : undefined;
+}
+/** `--tcp PORT` or `--tcp HOST:PORT` (loopback only; the server refuses any other host). Pure. */
+function tcpOption(text) {
+    const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d{1,5})$/.exec(text);
+    const port = Number(match?.[2]);
+    if (!match || port > 65535)
+        throw new UsageError(`--tcp ${text}: give PORT or HOST:PORT (HOST 127.0.0.1 or [::1])`);
+    return { host: (match[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+}
+/** A group name or number, as --group takes it, from /etc/group. */
+async function groupId(text) {
+    if (/^\d+$/.test(text))
+        return Number(text);
+    const groups = await (0,promises_namespaceObject.readFile)('/etc/group', 'utf8').catch(() => '');
+    for (const line of groups.split('\n')) {
+        const [name, , gid] = line.split(':');
+        if (name === text && gid)
+            return Number(gid);
+    }
+    throw new UsageError(`--group ${text}: no such group`);
+}
+/**
+ * Serves the Docker Engine API on a Unix socket over this job's VMs, until
+ * SIGTERM or SIGINT; with --stop-containers, what it started is removed then.
+ */
+async function serve_command_serve(argv, io, env) {
+    const parsed = parseArgs(argv, SERVE_OPTIONS, 0);
+    if (parsed.positionals.length > 0)
+        throw new UsageError('hyper serve takes no arguments');
+    const socket = stringOption(parsed, 'socket') ?? defaultSocket(env.vars, process.getuid?.() ?? 0);
+    if (!socket)
+        throw new UsageError('give --socket PATH: XDG_RUNTIME_DIR is not set');
+    const tcpText = stringOption(parsed, 'tcp');
+    const groupText = stringOption(parsed, 'group');
+    const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
+    const job = await openJob(env);
+    const daemon = new Daemon(job, {
+        debug: (line) => {
+            if (debug)
+                io.err(`debug: ${line}\n`);
+        },
+        info: (line) => io.err(`${line}\n`),
+        warn: (line) => io.err(`warning: ${line}\n`),
+    });
+    const server = await startServer(daemon, {
+        socket: external_node_path_default().resolve(socket),
+        group: groupText === undefined ? undefined : await groupId(groupText),
+        tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
+    });
+    io.err(`hyper serve: listening on unix://${external_node_path_default().resolve(socket)}\n`);
+    if (server.tcpAddress)
+        io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
+    const signal = await new Promise((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    io.err(`hyper serve: ${signal}: stopping\n`);
+    await server.close();
+    if (parsed.options['stop-containers'] === true) {
+        for (const id of daemon.started) {
+            await job
+                .remove(id, true)
+                .catch((error) => io.err(`warning: ${id}: ${error.message}\n`));
+        }
+    }
+    return 0;
+}
+
 ;// CONCATENATED MODULE: ./src/cli/commands.ts
+
 
 
 
@@ -61000,6 +63687,9 @@ Commands:
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
+  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+                                 serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
+                                 default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 
 NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
   --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
@@ -61037,6 +63727,7 @@ const COMMANDS = {
     export: exportCommand,
     import: importCommand,
     volume: volume,
+    serve: serve_command_serve,
 };
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */
 function exitCodeFor(error) {

@@ -6,6 +6,7 @@ import { image, images, pull } from './image-commands.js';
 import type { Io } from './io.js';
 import { down, setup, up } from './job-commands.js';
 import { exportCommand, importCommand, restore, snapshot, snapshots, volume } from './snapshot-commands.js';
+import { serve } from './serve-command.js';
 
 export const USAGE = `Usage: hyper COMMAND
 
@@ -43,6 +44,9 @@ Commands:
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
+  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+                                 serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
+                                 default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 
 NETWORK OPTIONS (for the job network, which the first VM makes and the last one removes):
   --network auto|bridge|user     bridge (root or sudo: a Linux bridge, TAPs, nftables) or user
@@ -83,6 +87,7 @@ const COMMANDS: Record<string, Command> = {
   export: exportCommand,
   import: importCommand,
   volume,
+  serve,
 };
 
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */

@@ -153,7 +153,7 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
       name: record.name,
       image: record.image,
       imageDigest: record.imageDigest,
-      state: state.running ? 'running' : 'exited',
+      state: state.running ? 'running' : state.created ? 'created' : 'exited',
       exitCode: state.running ? null : (state.exitCode ?? null),
       crash: (!state.running && state.crash) || null,
       consoleTail: (!state.running && state.consoleTail) || null,

@@ -36,6 +36,8 @@ export type VmState =
   | { running: true }
   | {
       running: false;
+      /** Made and never started (docker create): there is no exit to report. */
+      created?: boolean;
       exitCode: number | undefined;
       /** Why the guest died when its init could not say, e.g. "kernel panic: ...". */
       crash?: string;
@@ -48,6 +50,7 @@ export type StoppedState = Extract<VmState, { running: false }>;
 /** "running", "exited (3)", "exited (kernel panic)". Pure. */
 export function stateText(state: VmState): string {
   if (state.running) return 'running';
+  if (state.created) return 'created';
   if (state.crash) return `exited (${state.crash.split(':')[0]})`;
   return `exited (${state.exitCode ?? '?'})`;
 }
@@ -64,8 +67,14 @@ export async function vmState(record: VmRecord, job: Pick<JobContext, 'hyperviso
   if (await job.hypervisor.isRunning(record.machine)) return { running: true };
   const console = await readConsoleTail(paths.console);
   const crash = crashReason(console);
-  if (!crash) return { running: false, exitCode: undefined };
+  if (!crash)
+    return { running: false, exitCode: undefined, ...(neverStarted(record) ? { created: true } : {}) };
   return { running: false, exitCode: undefined, crash, consoleTail: crashExcerpt(console) };
+}
+
+/** A VM made by a create that did not boot it, and not booted since; records before startedAt count their bootMs. */
+function neverStarted(record: VmRecord): boolean {
+  return record.startedAt === undefined && record.bootMs === undefined;
 }
 
 export async function requireRecord(job: Pick<JobContext, 'stateDir'>, name: string): Promise<VmRecord> {
@@ -103,6 +112,7 @@ export async function startContainer(
     throw error;
   }
   record.bootMs = Date.now() - started;
+  record.startedAt = new Date(started).toISOString();
   await writeRecord(record);
   return record;
 }

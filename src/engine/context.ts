@@ -14,6 +14,7 @@ export type NetworkDriver = Pick<
   | 'removeNetwork'
   | 'readNetwork'
   | 'memberView'
+  | 'addAliases'
 >;
 
 /** What a job is made with, each replaceable: the hypervisor, the image resolver, the network driver. */

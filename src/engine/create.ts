@@ -48,6 +48,10 @@ export interface RecordFields {
   healthcheck?: HealthcheckSpec | undefined;
   memoryMiB: number;
   cpus: number;
+  /** The service's command and environment as the guest gets them. */
+  argv?: string[] | undefined;
+  env?: string[] | undefined;
+  networks?: Record<string, { aliases: string[] }> | undefined;
 }
 
 /** A record's fields that are not its machine: what an export carries. Pure. */
@@ -63,6 +67,8 @@ export function recordFields(record: VmRecord): RecordFields {
     ...(record.healthcheck ? { healthcheck: record.healthcheck } : {}),
     memoryMiB: record.machine.memoryMiB,
     cpus: record.machine.cpus,
+    ...(record.argv ? { argv: record.argv } : {}),
+    ...(record.env ? { env: record.env } : {}),
   };
 }
 
@@ -133,6 +139,9 @@ export function recordStep(fields: RecordFields, extra: (draft: Draft) => Promis
         labels: fields.labels,
         disks: draft.disks,
         ...(fields.healthcheck ? { healthcheck: fields.healthcheck } : {}),
+        ...(fields.argv ? { argv: fields.argv } : {}),
+        ...(fields.env ? { env: fields.env } : {}),
+        ...(fields.networks ? { networks: fields.networks } : {}),
       };
       draft.record = record;
       await extra(draft);
@@ -153,6 +162,7 @@ export function bootStep(bootTimeoutMs: number): Step<Draft> {
       await hypervisor.start(record.machine);
       await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
       record.bootMs = Date.now() - started;
+      record.startedAt = new Date(started).toISOString();
       await writeRecord(record);
     },
     async undo(draft) {

@@ -4,7 +4,8 @@ import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
 import { keepForDebugging, type KeepMode } from './keep.js';
-import { listImages, pruneImages, pullImage } from './images.js';
+import { findImage, imageConfig, listImages, pruneImages, pullImage, removeImage } from './images.js';
+import type { CatalogEntry } from '../images/catalog.js';
 import {
   killContainer,
   listContainers,
@@ -33,7 +34,19 @@ import { containerLogs, execStreamInContainer, logText } from './streams.js';
 import { exportSnapshot } from './export.js';
 import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
-import { listVolumes, removeVolume } from './volumes.js';
+import { createVolume, listVolumes, removeVolume } from './volumes.js';
+import {
+  connectNamedNetwork,
+  createNamedNetwork,
+  disconnectNamedNetwork,
+  listNamedNetworks,
+  networkMembers,
+  removeNamedNetwork,
+  requireNamedNetwork,
+  type NamedNetwork,
+} from './networks.js';
+import { monitorHealth, readHealth, type HealthState } from './health-monitor.js';
+import { requireRecord, vmState, type VmState } from './container.js';
 
 /**
  * One job: a state dir with its VMs, volumes, network and settings. Every
@@ -110,8 +123,24 @@ export class Job {
       await forgetJobSettings(this.context.stateDir);
   }
 
-  pull(name: string, log: (line: string) => void): ReturnType<typeof pullImage> {
-    return pullImage(name, this.context, log);
+  pull(
+    name: string,
+    log: (line: string) => void,
+    credentials?: { username: string; password: string },
+  ): ReturnType<typeof pullImage> {
+    return pullImage(name, this.context, log, credentials);
+  }
+
+  findImage(ref: string): ReturnType<typeof findImage> {
+    return findImage(this.context, ref);
+  }
+
+  imageConfig(entry: CatalogEntry): ReturnType<typeof imageConfig> {
+    return imageConfig(this.context, entry);
+  }
+
+  removeImage(ref: string, force: boolean): ReturnType<typeof removeImage> {
+    return removeImage(this.context, ref, force);
   }
 
   images(): ReturnType<typeof listImages> {
@@ -139,6 +168,11 @@ export class Job {
 
   run(spec: ContainerSpec, options: RunOptions = {}): Promise<VmRecord> {
     return this.creating(() => runContainer(spec, this.booted(), options));
+  }
+
+  /** Makes the VM without booting it (docker create); `start` boots it. */
+  create(spec: ContainerSpec, options: Omit<RunOptions, 'createOnly'> = {}): Promise<VmRecord> {
+    return this.creating(() => runContainer(spec, this.booted(), { ...options, createOnly: true }));
   }
 
   up(
@@ -256,6 +290,15 @@ export class Job {
     return (await resolveVm(this.context, ref)) ?? ref;
   }
 
+  /** A VM's address on the job network (what inspect shows), once it is on it. */
+  async address(ref: string): Promise<{ ip: string; prefix: number; gateway: string } | undefined> {
+    const name = await this.nameOf(ref);
+    const network = await this.context.network.readNetwork(this.context.stateDir);
+    if (!network?.members.some((member) => member.service === name)) return undefined;
+    const { guest } = this.context.network.memberView(network, name, '');
+    return { ip: guest.ip, prefix: guest.prefix, gateway: guest.gateway };
+  }
+
   /** The job network's mode, once there is one. */
   async networkMode(): Promise<string | undefined> {
     return (await this.context.network.readNetwork(this.context.stateDir))?.mode;
@@ -267,6 +310,53 @@ export class Job {
 
   removeVolume(name: string): Promise<void> {
     return removeVolume(this.context, name);
+  }
+
+  /** Makes a named volume before any VM mounts it (docker volume create); false when it was there already. */
+  createVolume(name: string): Promise<boolean> {
+    return createVolume(this.context, name);
+  }
+
+  /** One VM's record, state and health (docker inspect). */
+  async inspect(ref: string): Promise<{ record: VmRecord; state: VmState; health: HealthState | undefined }> {
+    const record = await requireRecord(this.context, await this.nameOf(ref));
+    return { record, state: await vmState(record, this.context), health: await readHealth(record) };
+  }
+
+  /** Runs the VM's healthcheck while it runs, keeping the health inspect shows, until `signal` aborts. */
+  async monitorHealth(ref: string, signal: AbortSignal): Promise<void> {
+    await monitorHealth(await requireRecord(this.context, await this.nameOf(ref)), this.context, signal);
+  }
+
+  networks(): Promise<NamedNetwork[]> {
+    return listNamedNetworks(this.context);
+  }
+
+  network(ref: string): Promise<NamedNetwork> {
+    return requireNamedNetwork(this.context, ref);
+  }
+
+  networkMembers(name: string): Promise<VmRecord[]> {
+    return networkMembers(this.context, name);
+  }
+
+  createNetwork(name: string, labels: Record<string, string>): Promise<NamedNetwork> {
+    return createNamedNetwork(this.context, name, labels);
+  }
+
+  removeNetwork(ref: string): Promise<void> {
+    return removeNamedNetwork(this.context, ref);
+  }
+
+  async connect(networkRef: string, ref: string, aliases: readonly string[]): Promise<void> {
+    const network = await requireNamedNetwork(this.context, networkRef);
+    const record = await requireRecord(this.context, await this.nameOf(ref));
+    await connectNamedNetwork(this.context, record, network, aliases);
+  }
+
+  async disconnect(networkRef: string, ref: string): Promise<void> {
+    const network = await requireNamedNetwork(this.context, networkRef);
+    await disconnectNamedNetwork(await requireRecord(this.context, await this.nameOf(ref)), network);
   }
 }
 

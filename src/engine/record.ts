@@ -28,12 +28,19 @@ export interface VmRecord {
   workdir: string;
   /** Milliseconds from QEMU's start to the service being started by the guest init. */
   bootMs?: number;
+  /** When the VM was last booted (ISO 8601); absent while it was created and never started. */
+  startedAt?: string;
   /** Free-form owner labels, e.g. the job that started the VM. */
   labels: Record<string, string>;
   /** The VM's volume and host-path disks, in mount order. */
   disks?: MountDisk[];
   /** The healthcheck in force (the image's unless the service set one); none when absent. */
   healthcheck?: HealthcheckSpec;
+  /** The named networks (docker network create) it is on, with its aliases on each. */
+  networks?: Record<string, { aliases: string[] }>;
+  /** The command the service runs (entrypoint and cmd merged), and its environment: what inspect shows. */
+  argv?: string[];
+  env?: string[];
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {

@@ -21,6 +21,10 @@ import { resolveFor } from './images.js';
 import type { Step } from './steps.js';
 
 export interface RunOptions {
+  /** Make the VM and leave it created, not booted (docker create); start boots it. */
+  createOnly?: boolean;
+  /** The named networks it joins, with its aliases on each. */
+  networks?: Record<string, { aliases: string[] }> | undefined;
   /** The image as already resolved (`up` pulls every image before planning the network); pulled here when absent. */
   resolved?: LocalImage | undefined;
   log?: (line: string) => void;
@@ -51,7 +55,7 @@ export async function runContainer(
   // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
   const baseDir = spec.baseDir ?? '/';
   const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
-  await checkMountSources(userMounts);
+  await checkMountSources(userMounts, { createMissing: spec.createBindSources === true });
   await checkVolumesFree(
     userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
     job,
@@ -65,6 +69,12 @@ export async function runContainer(
   await checkUserSpec(base.path, user, spec.image);
 
   const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
+  const argv = serviceArgv(
+    runConfig,
+    { entrypoint: spec.entrypoint, command: spec.command ?? [] },
+    spec.image,
+  );
+  const env = mergeEnv(runConfig.env, spec.env, name);
   const fields = {
     image: spec.image,
     imageDigest: image.manifestDigest,
@@ -76,6 +86,9 @@ export async function runContainer(
     healthcheck: healthcheck === 'none' ? undefined : healthcheck,
     memoryMiB,
     cpus,
+    argv,
+    env,
+    networks: options.networks,
   };
   const steps: Step<Draft>[] = [
     claimStep(nameInUse),
@@ -92,7 +105,7 @@ export async function runContainer(
       run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
     },
     recordStep(fields, async () => undefined),
-    bootStep(BOOT_TIMEOUT_MS),
+    ...(options.createOnly ? [] : [bootStep(BOOT_TIMEOUT_MS)]),
   ];
   return createVm(newDraft(job, name, log), steps);
 }
@@ -120,7 +133,7 @@ function guestFilesStep(
   spec: ContainerSpec,
   runConfig: ImageRunConfig,
   mounts: readonly MountSpec[],
-  fields: { user: string; workdir: string },
+  fields: { user: string; workdir: string; argv: string[]; env: string[] },
 ): Step<Draft> {
   return {
     name: 'write the guest files',
@@ -128,16 +141,12 @@ function guestFilesStep(
       const paths = vmPaths(draft.dir);
       const files = guestFiles({
         hostname: draft.name,
-        argv: serviceArgv(
-          runConfig,
-          { entrypoint: spec.entrypoint, command: spec.command ?? [] },
-          spec.image,
-        ),
-        env: mergeEnv(runConfig.env, spec.env, draft.name),
+        argv: fields.argv,
+        env: fields.env,
         user: fields.user,
         workdir: fields.workdir,
-        stopSignal: runConfig.stopSignal,
-        network: draft.view?.guest ?? missing('network'),
+        stopSignal: spec.stopSignal ?? runConfig.stopSignal,
+        network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
         mounts: guestMountTable(draft.disks, mounts),
       });
       await mkdir(paths.guestFiles);
@@ -145,6 +154,16 @@ function guestFilesStep(
       draft.guestFiles = files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) }));
     },
   };
+}
+
+/** The job network's hosts file with the container's own extra entries (docker --add-host) after it. Pure. */
+function withExtraHosts<T extends { hosts: string }>(
+  guest: T,
+  extra: readonly { host: string; ip: string }[],
+): T {
+  if (extra.length === 0) return guest;
+  const lines = extra.map((entry) => `${entry.ip}\t${entry.host}\n`).join('');
+  return { ...guest, hosts: `${guest.hosts.replace(/\n?$/, '\n')}${lines}` };
 }
 
 function missing(what: string): never {

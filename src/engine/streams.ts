@@ -84,7 +84,10 @@ export async function execStreamInContainer(
     env?: string[];
     timeoutMs?: number;
     user?: string | undefined;
+    workdir?: string | undefined;
     stdin?: AsyncIterable<Buffer> | undefined;
+    /** Aborting it kills the command (a client that went away). */
+    signal?: AbortSignal | undefined;
   } = {},
 ): Promise<ExecStream> {
   const record = await requireRecord(job, name);
@@ -96,12 +99,13 @@ export async function execStreamInContainer(
   if (command.length === 0)
     throw new HyperError('no command given: hyper exec NAME -- CMD [ARG...]', { kind: 'Invalid' });
   const argv = execArgv(
-    { user: options.user ?? record.user, workdir: record.workdir },
+    { user: options.user ?? record.user, workdir: options.workdir ?? record.workdir },
     command,
     options.env ?? [],
   );
   const running = await job.hypervisor.execStream(record.machine, argv, {
     stdin: options.stdin,
+    signal: options.signal,
     timeoutMs: options.timeoutMs ?? 10 * 60 * 1000,
   });
   const exitCode = running.exitCode.catch(async (error: unknown) => {

@@ -1,7 +1,8 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isNotFound } from '../files.js';
-import { volumePath } from '../storage/volumes.js';
+import { createVolumeAhead, DEFAULT_VOLUME_SIZE, volumePath } from '../storage/volumes.js';
+import { isVolumeName } from '../storage/mounts.js';
 import { HyperError } from '../errors.js';
 import type { JobContext } from './context.js';
 import { listRecords } from './record.js';
@@ -48,4 +49,17 @@ export async function removeVolume(job: Pick<JobContext, 'stateDir'>, name: stri
     );
   }
   await rm(volumePath(job.stateDir, name));
+  await rm(`${volumePath(job.stateDir, name)}.fresh`, { force: true });
+}
+
+/** Makes a named volume now (docker volume create) of the job's volume size; an existing one is kept. */
+export async function createVolume(
+  job: Pick<JobContext, 'stateDir' | 'settings'>,
+  name: string,
+): Promise<boolean> {
+  if (!isVolumeName(name))
+    throw new HyperError(`"${name}" is not a valid volume name: use letters, digits, "_", "." and "-"`, {
+      kind: 'Invalid',
+    });
+  return createVolumeAhead(job.stateDir, name, job.settings.volumeSize ?? DEFAULT_VOLUME_SIZE);
 }

@@ -148,6 +148,28 @@ export async function leaveNetwork(stateDir: string, services: readonly string[]
   });
 }
 
+/**
+ * Gives a member further names (docker network connect --alias): the
+ * services that join after it find it by them. Nothing on the host changes.
+ */
+export async function addAliases(
+  stateDir: string,
+  service: string,
+  aliases: readonly string[],
+): Promise<void> {
+  await withLock(stateDir, async () => {
+    const record = await readNetwork(stateDir);
+    const member = record?.members.find((m) => m.service === service);
+    if (!record || !member)
+      throw new NetworkError(`${service} is not on the job network`, { kind: 'NotFound' });
+    const wanted = aliases.filter((alias) => !member.aliases.includes(alias) && alias !== service);
+    if (wanted.length === 0) return;
+    member.aliases = [...member.aliases, ...wanted];
+    checkAliases(record.members);
+    await writeNetwork(stateDir, record);
+  });
+}
+
 /** Removes the whole network, whoever is still on it (teardown). */
 export async function removeNetwork(stateDir: string): Promise<void> {
   await withLock(stateDir, async () => {

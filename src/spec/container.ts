@@ -46,6 +46,12 @@ export interface ContainerSpec {
   expose?: number[];
   /** Owner labels kept on the VM, e.g. the compose file or job that made it. */
   labels?: Record<string, string>;
+  /** A bind source that does not exist is made as an empty directory, as Docker's `-v` does; else it is an error. */
+  createBindSources?: boolean;
+  /** Further /etc/hosts entries (docker --add-host). */
+  extraHosts?: { host: string; ip: string }[];
+  /** Replaces the image's STOPSIGNAL. */
+  stopSignal?: string;
 }
 
 /** The one place a container's defaults live. */

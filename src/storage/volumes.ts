@@ -1,4 +1,4 @@
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, treeBytes } from '../files.js';
 import { run } from '../process/run.js';
@@ -83,9 +83,27 @@ export async function ensureVolume(
   sizeBytes = DEFAULT_VOLUME_SIZE,
 ): Promise<{ path: string; created: boolean }> {
   const file = volumePath(stateDir, name);
-  if (await exists(file)) return { path: file, created: false };
+  if (await exists(file)) {
+    // Made ahead of its first mount (docker volume create): that mount still fills it from the image, as Docker's does.
+    const fresh = await exists(freshMarker(file));
+    if (fresh) await rm(freshMarker(file), { force: true });
+    return { path: file, created: fresh };
+  }
   await createExt4Disk(file, sizeBytes);
   return { path: file, created: true };
+}
+
+function freshMarker(volumeFile: string): string {
+  return `${volumeFile}.fresh`;
+}
+
+/** Makes a named volume before any VM mounts it; an existing one is kept as it is. Returns whether it was made. */
+export async function createVolumeAhead(stateDir: string, name: string, sizeBytes: number): Promise<boolean> {
+  const file = volumePath(stateDir, name);
+  if (await exists(file)) return false;
+  await createExt4Disk(file, sizeBytes);
+  await writeFile(freshMarker(file), '');
+  return true;
 }
 
 /**
@@ -135,9 +153,14 @@ export async function prepareMountDisks(
 }
 
 /** Checks what can be checked before anything is made: host paths exist and are directories. */
-export async function checkMountSources(mounts: readonly MountSpec[]): Promise<void> {
+export async function checkMountSources(
+  mounts: readonly MountSpec[],
+  options: { createMissing?: boolean } = {},
+): Promise<void> {
   for (const mount of mounts) {
     if (mount.kind !== 'bind') continue;
+    // As Docker's -v: a missing source is made as a directory (the runner relies on that).
+    if (options.createMissing) await mkdir(mount.source, { recursive: true });
     const info = await stat(mount.source).catch(() => undefined);
     if (!info)
       throw new MountError(`host path ${mount.source} (for ${mount.target}) does not exist`, {

@@ -54,7 +54,7 @@ class ChunkQueue implements AsyncIterable<Buffer> {
 export function execStream(
   agent: GuestAgent,
   argv: readonly string[],
-  options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+  options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number; signal?: AbortSignal | undefined },
 ): ExecStream {
   const stdout = new ChunkQueue();
   const stderr = new ChunkQueue();
@@ -106,7 +106,7 @@ const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
 async function drive(
   agent: GuestAgent,
   argv: readonly string[],
-  options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+  options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number; signal?: AbortSignal | undefined },
   stdout: ChunkQueue,
   stderr: ChunkQueue,
 ): Promise<number> {
@@ -151,6 +151,8 @@ async function drive(
         }
       }
       if (status.exited) return status.exitcode ?? 128 + (status.signal ?? 0);
+      // The caller went away (a client that hung up): the command is killed below.
+      if (options.signal?.aborted) throw new HyperError(`cancelled: ${argv.join(' ')}`);
       if (Date.now() > deadline)
         throw new HyperError(`command still running after ${options.timeoutMs} ms: ${argv.join(' ')}`);
       if (moved === 0) await sleep(POLL_MS);

@@ -87,7 +87,11 @@ export interface Hypervisor {
   execStream(
     spec: MachineSpec,
     argv: string[],
-    options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+    options: {
+      stdin?: AsyncIterable<Buffer> | undefined;
+      timeoutMs: number;
+      signal?: AbortSignal | undefined;
+    },
   ): Promise<ExecStream>;
   /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;

@@ -145,7 +145,11 @@ export class QemuHypervisor implements Hypervisor {
   async execStream(
     spec: MachineSpec,
     argv: string[],
-    options: { stdin?: AsyncIterable<Buffer> | undefined; timeoutMs: number },
+    options: {
+      stdin?: AsyncIterable<Buffer> | undefined;
+      timeoutMs: number;
+      signal?: AbortSignal | undefined;
+    },
   ): Promise<ExecStream> {
     if (argv.length === 0) throw new VmError('no command given', { kind: 'Invalid' });
     const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);

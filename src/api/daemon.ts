@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { HyperError } from '../errors.js';
+import type { Job } from '../engine/job.js';
+import type { Reporter } from '../engine/host.js';
+import type { VmRecord } from '../engine/record.js';
+
+/** A container lifecycle event, as GET /events streams them. */
+export interface ContainerEvent {
+  action: string;
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  exitCode?: number;
+}
+
+/** An exec made by POST /containers/{id}/exec, started by POST /exec/{id}/start. */
+export interface ExecInstance {
+  id: string;
+  containerId: string;
+  container: string;
+  cmd: string[];
+  env: string[];
+  user: string | undefined;
+  workdir: string | undefined;
+  attachStdin: boolean;
+  running: boolean;
+  exitCode: number | null;
+}
+
+/** How the daemon logs: each request at debug level, problems at warn. */
+export interface DaemonLog {
+  debug(line: string): void;
+  info(line: string): void;
+  warn(line: string): void;
+}
+
+/**
+ * What `hyper serve` keeps while it runs, beyond the job's own state: exec
+ * instances, which containers it removes when they end (AutoRemove), the exit
+ * codes of those it removed (for wait?condition=removed), and the event feed.
+ * Everything a container is lives in the job.
+ */
+export class Daemon {
+  readonly events = new EventEmitter();
+  readonly execs = new Map<string, ExecInstance>();
+  /** Containers (by id) removed when their command ends. */
+  readonly autoRemove = new Set<string>();
+  /** When each container (by id) was last seen to finish. */
+  readonly finishedAt = new Map<string, string>();
+  /** Exit codes of containers removed by AutoRemove, by id, for waits on their removal. */
+  readonly removedExits = new Map<string, number>();
+  /** Containers (by id) whose end is being watched, with the abort for their health monitor. */
+  private readonly watched = new Map<string, AbortController>();
+  /** Containers this daemon started, by id (for --stop-containers). */
+  readonly started = new Set<string>();
+  private prepared: Promise<unknown> | undefined;
+
+  constructor(
+    readonly job: Job,
+    readonly log: DaemonLog,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  /** Installs the tools and guest bundle once, the first time a VM is made. */
+  async prepare(): Promise<void> {
+    const reporter: Reporter = { info: (line) => this.log.info(line), warn: (line) => this.log.warn(line) };
+    this.prepared ??= this.job.prepare(reporter).catch((error: unknown) => {
+      this.prepared = undefined;
+      throw error;
+    });
+    await this.prepared;
+  }
+
+  emit(action: string, record: VmRecord, extra: { exitCode?: number } = {}): void {
+    const event: ContainerEvent = {
+      action,
+      id: record.id ?? record.name,
+      name: record.name,
+      image: record.image,
+      labels: record.labels,
+      ...extra,
+    };
+    this.events.emit('container', event);
+  }
+
+  /**
+   * Watches a started container until it ends: its healthcheck runs
+   * meanwhile; then "die" is sent and, with AutoRemove, it is removed.
+   */
+  watch(record: VmRecord): void {
+    const id = record.id ?? record.name;
+    this.watched.get(id)?.abort();
+    const controller = new AbortController();
+    this.watched.set(id, controller);
+    if (record.healthcheck)
+      this.job.monitorHealth(id, controller.signal).catch((error: unknown) => {
+        this.log.debug(`${record.name}: health monitor ended: ${(error as Error).message}`);
+      });
+    void this.job
+      .wait(id)
+      .then(async (state) => {
+        if (this.watched.get(id) !== controller) return;
+        this.watched.delete(id);
+        controller.abort();
+        const exitCode = state.crash ? 255 : (state.exitCode ?? 255);
+        this.finishedAt.set(id, new Date().toISOString());
+        this.emit('die', record, { exitCode });
+        if (this.autoRemove.has(id)) {
+          this.removedExits.set(id, exitCode);
+          await this.job.remove(id, true);
+          this.autoRemove.delete(id);
+          this.emit('destroy', record);
+        }
+      })
+      .catch((error: unknown) => {
+        if (this.watched.get(id) === controller) this.watched.delete(id);
+        controller.abort();
+        this.log.debug(`${record.name}: no longer watched: ${(error as Error).message}`);
+      });
+  }
+
+  /** Stops watching (the container is being removed or restarted by a request). */
+  unwatch(id: string): void {
+    this.watched.get(id)?.abort();
+    this.watched.delete(id);
+  }
+
+  /** Stops every watch (the daemon is shutting down). */
+  close(): void {
+    for (const controller of this.watched.values()) controller.abort();
+    this.watched.clear();
+  }
+
+  newExec(instance: Omit<ExecInstance, 'id' | 'running' | 'exitCode'>): ExecInstance {
+    const exec: ExecInstance = {
+      ...instance,
+      id: randomBytes(32).toString('hex'),
+      running: false,
+      exitCode: null,
+    };
+    this.execs.set(exec.id, exec);
+    return exec;
+  }
+
+  requireExec(id: string): ExecInstance {
+    const exec = this.execs.get(id);
+    if (!exec) throw new HyperError(`No such exec instance: ${id}`, { kind: 'NotFound' });
+    return exec;
+  }
+}

@@ -1,0 +1,86 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Daemon } from '../api/daemon.js';
+import { startServer } from '../api/server.js';
+import { parseArgs, stringOption, UsageError } from './args.js';
+import { openJob, type CliEnvironment, type Environment } from './environment.js';
+import type { Io } from './io.js';
+
+const SERVE_OPTIONS = [
+  { name: 'socket', value: true },
+  { name: 'group', value: true },
+  { name: 'tcp', value: true },
+  { name: 'stop-containers' },
+  { name: 'debug' },
+];
+
+/** The socket `hyper serve` listens on unless told: /run/hyper as root, else the user's runtime dir. Pure. */
+export function defaultSocket(vars: Environment, uid: number): string | undefined {
+  if (uid === 0) return '/run/hyper/docker.sock';
+  const runtime = vars.XDG_RUNTIME_DIR;
+  return runtime ? path.join(runtime, 'hyper', 'docker.sock') : undefined;
+}
+
+/** `--tcp PORT` or `--tcp HOST:PORT` (loopback only; the server refuses any other host). Pure. */
+export function tcpOption(text: string): { host: string; port: number } {
+  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535)
+    throw new UsageError(`--tcp ${text}: give PORT or HOST:PORT (HOST 127.0.0.1 or [::1])`);
+  return { host: (match[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+}
+
+/** A group name or number, as --group takes it, from /etc/group. */
+async function groupId(text: string): Promise<number> {
+  if (/^\d+$/.test(text)) return Number(text);
+  const groups = await readFile('/etc/group', 'utf8').catch(() => '');
+  for (const line of groups.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === text && gid) return Number(gid);
+  }
+  throw new UsageError(`--group ${text}: no such group`);
+}
+
+/**
+ * Serves the Docker Engine API on a Unix socket over this job's VMs, until
+ * SIGTERM or SIGINT; with --stop-containers, what it started is removed then.
+ */
+export async function serve(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, SERVE_OPTIONS, 0);
+  if (parsed.positionals.length > 0) throw new UsageError('hyper serve takes no arguments');
+  const socket = stringOption(parsed, 'socket') ?? defaultSocket(env.vars, process.getuid?.() ?? 0);
+  if (!socket) throw new UsageError('give --socket PATH: XDG_RUNTIME_DIR is not set');
+  const tcpText = stringOption(parsed, 'tcp');
+  const groupText = stringOption(parsed, 'group');
+  const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
+  const job = await openJob(env);
+  const daemon = new Daemon(job, {
+    debug: (line) => {
+      if (debug) io.err(`debug: ${line}\n`);
+    },
+    info: (line) => io.err(`${line}\n`),
+    warn: (line) => io.err(`warning: ${line}\n`),
+  });
+  const server = await startServer(daemon, {
+    socket: path.resolve(socket),
+    group: groupText === undefined ? undefined : await groupId(groupText),
+    tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
+  });
+  io.err(`hyper serve: listening on unix://${path.resolve(socket)}\n`);
+  if (server.tcpAddress)
+    io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  io.err(`hyper serve: ${signal}: stopping\n`);
+  await server.close();
+  if (parsed.options['stop-containers'] === true) {
+    for (const id of daemon.started) {
+      await job
+        .remove(id, true)
+        .catch((error: unknown) => io.err(`warning: ${id}: ${(error as Error).message}\n`));
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,109 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { busyboxLayout } from '../../support/fixtures.js';
+import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
+import { pushLayout } from '../../support/registry/push-layout.js';
+import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
+import { docker, dockerOk, socketRequest, startDaemon, type RunningDaemon } from '../../support/serve.js';
+
+// The docker CLI (Debian's docker.io, client only) against `hyper serve`:
+// real daemon from dist/, real VMs under TCG, images from a real registry.
+let registry: TestRegistry;
+let daemon: RunningDaemon;
+let stateDir: string;
+let image: string;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  image = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
+  stateDir = await mkdtemp('/tmp/hyper-api-it-');
+  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+});
+
+afterAll(async () => {
+  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
+  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
+  expect(await daemon.stop()).toBe(0);
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  await registry?.stop();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+test('docker version negotiates the API and names the server', async () => {
+  const server = await dockerOk(daemon, 'version', '--format', '{{.Server.APIVersion}}');
+  expect(server.trim()).toBe('1.47');
+  // The client (API 1.41) stays at its own version, as it does with a newer Docker.
+  expect((await dockerOk(daemon, 'version', '--format', '{{.Client.APIVersion}}')).trim()).toBe('1.41');
+  const ping = await socketRequest(daemon.socket, 'HEAD', '/_ping');
+  expect(ping.headers['api-version']).toBe('1.47');
+});
+
+test('pull, run -d -p, ps, port, logs, exec, stop and rm', async () => {
+  const pull = await docker(daemon, ['pull', image]);
+  expect(pull.code).toBe(0);
+  const id = (await dockerOk(daemon, 'run', '-d', '--name', 'web', '-p', '127.0.0.1::80', image)).trim();
+  expect(id).toMatch(/^[0-9a-f]{64}$/);
+  const port = (await dockerOk(daemon, 'port', 'web')).trim();
+  const match = /^80\/tcp -> 127\.0\.0\.1:(\d+)$/.exec(port);
+  expect(match).not.toBeNull();
+  expect(await httpGet(`http://127.0.0.1:${match?.[1]}/`)).toContain('hello from a hyper-services microVM');
+  const ps = await dockerOk(daemon, 'ps', '--no-trunc', '--format', '{{.ID}} {{.Names}} {{.Status}}');
+  expect(ps).toMatch(new RegExp(`^${id} web Up `));
+  const exec = await docker(daemon, ['exec', 'web', 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+  expect(exec).toEqual(expect.objectContaining({ code: 3, stdout: 'out', stderr: 'err' }));
+  expect(await dockerOk(daemon, 'stop', '-t', '5', 'web')).toBe('web');
+  expect((await dockerOk(daemon, 'ps', '-a', '--format', '{{.State}}')).trim()).toBe('exited');
+  expect(await dockerOk(daemon, 'rm', 'web')).toBe('web');
+  expect((await dockerOk(daemon, 'ps', '-a', '-q')).trim()).toBe('');
+});
+
+test('run --rm attached: the output, the exit code, and nothing left', async () => {
+  // The image's entrypoint is httpd, as the official httpd images have one: --entrypoint replaces it.
+  const result = await docker(daemon, [
+    'run',
+    '--rm',
+    '--entrypoint',
+    'sh',
+    image,
+    '-c',
+    'echo one; echo two; exit 4',
+  ]);
+  expect(result.stdout).toBe('one\ntwo');
+  expect(result.code).toBe(4);
+  expect((await dockerOk(daemon, 'ps', '-a', '-q')).trim()).toBe('');
+});
+
+test('exec -i gives the command its stdin and sees its end', async () => {
+  await dockerOk(daemon, 'run', '-d', '--name', 'shell', '--entrypoint', 'sleep', image, '600');
+  const result = await docker(daemon, ['exec', '-i', 'shell', 'sh', '-e'], {
+    input: 'echo from-stdin\ncat /etc/hostname\nexit 5\n',
+  });
+  expect(result.stdout).toBe('from-stdin\nshell');
+  expect(result.code).toBe(5);
+  await dockerOk(daemon, 'rm', '-f', 'shell');
+});
+
+test('bad input: unknown container, name conflict, refused field, unknown endpoint', async () => {
+  const missing = await docker(daemon, ['inspect', 'nope']);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain('No such object: nope');
+
+  const refused = await docker(daemon, ['create', '--privileged', image]);
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toContain('HostConfig.Privileged: privileged containers are not supported');
+
+  const hostNet = await docker(daemon, ['create', '--network', 'host', image]);
+  expect(hostNet.stderr).toContain('HostConfig.NetworkMode: "host" would put the container on the host');
+
+  await dockerOk(daemon, 'create', '--name', 'taken', image);
+  const conflict = await docker(daemon, ['create', '--name', 'taken', image]);
+  expect(conflict.stderr).toContain('Conflict. The container name "/taken" is already in use');
+  await dockerOk(daemon, 'rm', 'taken');
+
+  const unknown = await socketRequest(daemon.socket, 'POST', '/v1.41/swarm/init', '{}');
+  expect(unknown.status).toBe(501);
+  expect(JSON.parse(unknown.body)).toEqual({ message: 'hyper-services does not implement POST /swarm/init' });
+
+  const malformed = await socketRequest(daemon.socket, 'POST', '/containers/create', '{"Image": ');
+  expect(malformed.status).toBe(400);
+  expect(JSON.parse(malformed.body).message).toMatch(/^malformed JSON in the request body/);
+});
