@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6106);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5810);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6106:
+/***/ 5810:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -43694,6 +43694,55 @@ function exec_stream_sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+;// CONCATENATED MODULE: ./src/vm/log-records.ts
+const MARK = 0x1e;
+const HEADER = 14;
+/** Turns the log's bytes, in the chunks they are read in, into records; keeps a record cut by a chunk until the rest comes. */
+class LogDecoder {
+    pending = Buffer.alloc(0);
+    raw;
+    push(chunk) {
+        if (this.raw === undefined && chunk.length > 0)
+            this.raw = chunk[0] !== MARK;
+        if (this.raw)
+            return chunk.length > 0 ? [{ stream: 'stdout', data: chunk }] : [];
+        let buffer = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+        const records = [];
+        while (buffer.length >= HEADER) {
+            if (buffer[0] !== MARK) {
+                // Not a record where one should start: the rest is shown as it is rather than lost.
+                records.push({ stream: 'stdout', data: buffer });
+                buffer = Buffer.alloc(0);
+                break;
+            }
+            const length = buffer.readUInt32BE(2);
+            if (buffer.length < HEADER + length)
+                break;
+            records.push({
+                stream: buffer[1] === 2 ? 'stderr' : 'stdout',
+                data: buffer.subarray(HEADER, HEADER + length),
+                timeNs: buffer.readBigUInt64BE(6),
+            });
+            buffer = buffer.subarray(HEADER + length);
+        }
+        this.pending = Buffer.from(buffer);
+        return records;
+    }
+}
+/** One record as hyper-log writes it (for tests and for logs carried in exports). Pure. */
+function encodeLogRecord(stream, data, timeNs) {
+    const header = Buffer.alloc(HEADER);
+    header[0] = MARK;
+    header[1] = stream === 'stderr' ? 2 : 1;
+    header.writeUInt32BE(data.length, 2);
+    header.writeBigUInt64BE(timeNs, 6);
+    return Buffer.concat([header, data]);
+}
+/** A whole log's text, both streams in the order they were written. Pure. */
+function logRecordsText(bytes) {
+    return Buffer.concat(new LogDecoder().push(bytes).map((record) => record.data)).toString('utf8');
+}
+
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
 
@@ -43991,6 +44040,7 @@ class QmpClient {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -44008,6 +44058,10 @@ async function tail(file, lines = 20) {
     catch {
         return '';
     }
+}
+async function serviceLogTail(file, lines = 20) {
+    const bytes = await (0,promises_namespaceObject.readFile)(file).catch(() => Buffer.alloc(0));
+    return trimOutput(logRecordsText(bytes), lines);
 }
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 class QemuHypervisor {
@@ -44084,7 +44138,7 @@ class QemuHypervisor {
             if (status.servicePid !== undefined)
                 return;
             if (status.exitCode !== undefined) {
-                throw new VmError(`service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd());
+                throw new VmError(`service exited at once with code ${status.exitCode}\n${await serviceLogTail(paths.serviceLog)}`.trimEnd());
             }
             if (status.booted)
                 last = 'guest booted, service not started';
@@ -48773,6 +48827,7 @@ async function backingFile(overlay) {
 
 
 
+
 async function keepForDebugging(name, mode, dir, job) {
     const record = await requireRecord(job, name);
     const kept = [];
@@ -48781,7 +48836,12 @@ async function keepForDebugging(name, mode, dir, job) {
     await (0,promises_namespaceObject.mkdir)(own, { recursive: true });
     for (const file of [paths.serviceLog, paths.console, paths.record]) {
         if (await exists(file)) {
-            await (0,promises_namespaceObject.copyFile)(file, external_node_path_default().join(own, external_node_path_default().basename(file)));
+            const target = external_node_path_default().join(own, external_node_path_default().basename(file));
+            // The service log as text, both streams in order, not the guest's records.
+            if (file === paths.serviceLog)
+                await (0,promises_namespaceObject.writeFile)(target, logRecordsText(await (0,promises_namespaceObject.readFile)(file)));
+            else
+                await (0,promises_namespaceObject.copyFile)(file, target);
             kept.push(`${record.name}/${external_node_path_default().basename(file)}`);
         }
     }
@@ -57718,7 +57778,7 @@ async function findReleaseAsset(options) {
 
 const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
-const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-connect.c'];
+const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-log.c', 'hyper-connect.c'];
 class GuestBundleError extends HyperError {
     static defaultKind = 'Internal';
     name = 'GuestBundleError';
@@ -58513,24 +58573,33 @@ async function writeJobSettings(stateDir, settings) {
 
 
 
+
 const CHUNK = 64 * 1024;
 const FOLLOW_POLL_MS = 100;
 const QEMU_EXIT_WAIT_MS = 5000;
 /**
- * The service's output (stdout and stderr, as the guest wrote them), read in
- * chunks; with `follow`, it goes on until the VM has stopped and everything it
+ * The service's output, stdout and stderr records in the order the guest read
+ * them; with `follow`, it goes on until the VM has stopped and everything it
  * wrote has been read (docker logs -f).
  */
 async function* containerLogs(name, job, options = {}) {
     const record = await requireRecord(job, name);
     const file = vmPaths(record.machine.dir).serviceLog;
+    const decoder = new LogDecoder();
     let offset = 0;
+    if (options.fromNow) {
+        // What was written before is read (so a record cut at the end is completed later) but not given.
+        for await (const chunk of readFrom(file, offset)) {
+            offset += chunk.length;
+            decoder.push(chunk);
+        }
+    }
     for (;;) {
         // Checked before reading, so output written just before the stop is still read after it.
         const stopped = !options.follow || (await hasStopped(record, job));
         for await (const chunk of readFrom(file, offset)) {
             offset += chunk.length;
-            yield chunk;
+            yield* decoder.push(chunk);
         }
         if (stopped)
             return;
@@ -58571,8 +58640,8 @@ async function* readFrom(file, offset) {
 /** The whole log as text (for summaries and failure reports). */
 async function logText(name, job) {
     const chunks = [];
-    for await (const chunk of containerLogs(name, job))
-        chunks.push(chunk);
+    for await (const record of containerLogs(name, job))
+        chunks.push(record.data);
     return Buffer.concat(chunks).toString('utf8');
 }
 /**
@@ -60992,9 +61061,18 @@ function usage(translate) {
         throw error;
     }
 }
-/** Writes the service's output as it comes, until the VM stops. */
+/** Writes the service's output as it comes (stderr's to stderr), until the VM stops. */
 async function followLog(job, name, io) {
-    await container_commands_write(job.logs(name, { follow: true }), io.out);
+    await writeLog(job.logs(name, { follow: true }), io);
+}
+async function writeLog(records, io) {
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    for await (const record of records) {
+        const to = record.stream === 'stderr' ? io.err : io.out;
+        to(decoders[record.stream].decode(record.data, { stream: true }));
+    }
+    io.out(decoders.stdout.decode());
+    io.err(decoders.stderr.decode());
 }
 async function logs(argv, io, env) {
     const parsed = parseArgs(argv, [{ name: 'follow', short: 'f' }]);
@@ -61002,10 +61080,7 @@ async function logs(argv, io, env) {
     if (!name)
         throw new UsageError('hyper logs needs a NAME');
     const job = await openJob(env);
-    if (parsed.options.follow === true)
-        await followLog(job, name, io);
-    else
-        io.out(await job.logText(name));
+    await writeLog(job.logs(name, { follow: parsed.options.follow === true }), io);
     return 0;
 }
 async function container_commands_ps(argv, io, env) {
@@ -62361,34 +62436,47 @@ async function inspectContainer(daemon, exchange, ref) {
     const { record, state, health } = await requireContainer(daemon, ref);
     exchange.send(200, containerInspect(record, state, health, await daemon.job.networks(), await extraFor(daemon, record)));
 }
+/** Docker's stream ids for the log's streams. */
+const STREAM_ID = { stdout: STDOUT, stderr: STDERR };
 /**
- * The service's output as Docker's multiplexed frames. The guest writes
- * stdout and stderr to one port, so everything comes as stdout.
+ * GET /containers/{id}/logs: the service's stdout and stderr as Docker's
+ * multiplexed frames, with tail, since, until, timestamps and details, and
+ * with follow until the container stops or the client goes.
  */
 async function containers_containerLogs(daemon, exchange, ref) {
     const { record } = await requireContainer(daemon, ref);
-    const stdout = flag(exchange, 'stdout');
-    const stderr = flag(exchange, 'stderr');
-    if (!stdout && !stderr)
+    const wanted = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
+    if (!wanted.stdout && !wanted.stderr)
         throw new HyperError('Bad parameters: you must choose at least one stream', { kind: 'Invalid' });
+    const options = {
+        tail: tailOf(exchange.url.searchParams.get('tail')),
+        timestamps: flag(exchange, 'timestamps'),
+        details: flag(exchange, 'details'),
+        sinceNs: timeParam(exchange, 'since'),
+        untilNs: timeParam(exchange, 'until'),
+    };
     const follow = flag(exchange, 'follow');
-    const tail = tailOf(exchange.url.searchParams.get('tail'));
-    const timestamps = flag(exchange, 'timestamps');
     const output = exchange.stream(MULTIPLEXED);
-    const lines = new LineCutter(tail, timestamps);
+    const send = (line) => {
+        if (wanted[line.stream])
+            output.write(protocol_frame(STREAM_ID[line.stream], formatLine(line, options)));
+    };
     try {
-        const chunks = daemon.job.logs(record.name, { follow });
-        for await (const chunk of chunks) {
-            if (exchange.closed.aborted)
-                break;
-            for (const piece of lines.push(chunk, !follow))
-                output.write(protocol_frame(STDOUT, piece));
-            if (follow)
-                for (const piece of lines.flushTail())
-                    output.write(protocol_frame(STDOUT, piece));
+        // The past first (tail applies to it), then, following, what comes.
+        const past = [];
+        for await (const piece of daemon.job.logs(record.name))
+            past.push(...splitRecord(piece));
+        for (const line of selectLines(past, options))
+            send(line);
+        if (follow) {
+            for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow: true })) {
+                if (exchange.closed.aborted)
+                    break;
+                for (const line of splitRecord(piece))
+                    if (inWindow(line, options))
+                        send(line);
+            }
         }
-        for (const piece of lines.end())
-            output.write(protocol_frame(STDOUT, piece));
     }
     finally {
         output.end();
@@ -62402,65 +62490,58 @@ function tailOf(text) {
         throw new HyperError(`tail: "${text}" is not a number of lines or "all"`, { kind: 'Invalid' });
     return value;
 }
-/**
- * Cuts the log into lines where tail or timestamps need them: with tail=N,
- * only the last N lines of what was written before the request; with
- * timestamps, each line led by the time it was read.
- */
-class LineCutter {
-    tail;
-    timestamps;
-    buffered = [];
-    partial = Buffer.alloc(0);
-    tailing;
-    constructor(tail, timestamps) {
-        this.tail = tail;
-        this.timestamps = timestamps;
-        this.tailing = tail >= 0;
-    }
-    /** What can go out now; while tailing, lines are held until the log written so far has all been read. */
-    push(chunk, whole) {
-        if (!this.tailing && !this.timestamps)
-            return [chunk];
-        const text = Buffer.concat([this.partial, chunk]);
-        const end = text.lastIndexOf(10);
-        this.partial = end < 0 ? text : text.subarray(end + 1);
-        const lines = end < 0 ? [] : splitLines(text.subarray(0, end + 1));
-        if (this.tailing) {
-            this.buffered.push(...lines);
-            if (!whole && this.buffered.length > Math.max(this.tail, 0) * 4 + 1024)
-                this.buffered = this.buffered.slice(-Math.max(this.tail, 0));
-            return [];
-        }
-        return lines.map((line) => this.stamp(line));
-    }
-    /** Following: the past log has been read once the first chunk came, so the tail goes out. */
-    flushTail() {
-        if (!this.tailing)
-            return [];
-        this.tailing = false;
-        const kept = this.tail === 0 ? [] : this.buffered.slice(-this.tail);
-        this.buffered = [];
-        return kept.map((line) => this.stamp(line));
-    }
-    end() {
-        const tail = this.flushTail();
-        const rest = this.partial.length > 0 ? [this.stamp(this.partial)] : [];
-        this.partial = Buffer.alloc(0);
-        return [...tail, ...rest];
-    }
-    stamp(line) {
-        return this.timestamps ? Buffer.concat([Buffer.from(`${new Date().toISOString()} `), line]) : line;
-    }
+/** since/until: Unix seconds, with a fraction ("1712345678.123"); 0 or absent means no bound. */
+function timeParam(exchange, name) {
+    const text = exchange.url.searchParams.get(name);
+    if (text === null || text === '' || text === '0')
+        return undefined;
+    const match = /^(\d+)(?:\.(\d{1,9}))?$/.exec(text);
+    if (!match)
+        throw new HyperError(`${name}: "${text}" is not a Unix time in seconds`, { kind: 'Invalid' });
+    return BigInt(match[1]) * 1000000000n + BigInt((match[2] ?? '').padEnd(9, '0'));
 }
-function splitLines(text) {
+function inWindow(line, options) {
+    if (line.timeNs === undefined)
+        return true;
+    if (options.sinceNs !== undefined && line.timeNs < options.sinceNs)
+        return false;
+    if (options.untilNs !== undefined && line.timeNs > options.untilNs)
+        return false;
+    return true;
+}
+/** The lines of the past log that go out: in the time window, then the last `tail` of them. Pure. */
+function selectLines(lines, options) {
+    const inside = lines.filter((line) => inWindow(line, { ...options, timestamps: false, details: false }));
+    return options.tail < 0 ? inside : options.tail === 0 ? [] : inside.slice(-options.tail);
+}
+/** A record cut at its newlines, each line keeping the record's stream and time. Pure. */
+function splitRecord(record) {
     const lines = [];
     let start = 0;
-    for (let at = text.indexOf(10); at >= 0; at = text.indexOf(10, start)) {
-        lines.push(text.subarray(start, at + 1));
+    for (let at = record.data.indexOf(10); at >= 0; at = record.data.indexOf(10, start)) {
+        lines.push({ ...record, data: record.data.subarray(start, at + 1) });
         start = at + 1;
     }
+    if (start < record.data.length)
+        lines.push({ ...record, data: record.data.subarray(start) });
     return lines;
+}
+/** A line as Docker sends it: with timestamps, led by its time (RFC 3339, nanoseconds); with details, by a space. Pure. */
+function formatLine(line, options) {
+    const parts = [];
+    if (options.timestamps)
+        parts.push(Buffer.from(`${rfc3339Nano(line.timeNs)} `));
+    if (options.details)
+        parts.push(Buffer.from(' '));
+    parts.push(line.data);
+    return parts.length === 1 ? line.data : Buffer.concat(parts);
+}
+function rfc3339Nano(timeNs) {
+    if (timeNs === undefined)
+        return '0001-01-01T00:00:00.000000000Z';
+    const seconds = timeNs / 1000000000n;
+    const nanos = (timeNs % 1000000000n).toString().padStart(9, '0');
+    return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${nanos}Z`;
 }
 /**
  * POST /containers/{id}/attach: the output from now on, as frames, until the
@@ -62477,15 +62558,14 @@ async function attachContainer(daemon, exchange, ref) {
             return;
         if (isCreated(state))
             await untilStarted(daemon, record, exchange.closed);
-        // A container already running shows what it writes from now on.
-        let skip = state.running ? await logSize(daemon, record) : 0;
-        for await (const chunk of daemon.job.logs(record.name, { follow: true })) {
+        const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
+        // A container already running shows what it writes from now on; one just started, all of it.
+        const fromNow = state.running;
+        for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow })) {
             if (exchange.closed.aborted)
                 break;
-            const piece = skip >= chunk.length ? Buffer.alloc(0) : chunk.subarray(skip);
-            skip = Math.max(0, skip - chunk.length);
-            if (piece.length > 0)
-                output.write(protocol_frame(STDOUT, piece));
+            if (streams[piece.stream])
+                output.write(protocol_frame(STREAM_ID[piece.stream], piece.data));
         }
     }
     catch (error) {
@@ -62494,12 +62574,6 @@ async function attachContainer(daemon, exchange, ref) {
     finally {
         output.end();
     }
-}
-async function logSize(daemon, record) {
-    let size = 0;
-    for await (const chunk of daemon.job.logs(record.name))
-        size += chunk.length;
-    return size;
 }
 /** GET /containers/{id}/top: the guest's processes (ps as busybox gives it). */
 async function topContainer(daemon, exchange, ref) {

@@ -3,7 +3,8 @@ import type { VmRecord } from '../engine/record.js';
 import { containerFromCreateBody, type CreateBody } from '../spec/docker-create.js';
 import type { Daemon } from './daemon.js';
 import type { Exchange } from './exchange.js';
-import { frame, labelsMatch, parseFilters, STDOUT, containerName } from './protocol.js';
+import { frame, labelsMatch, parseFilters, STDERR, STDOUT, containerName } from './protocol.js';
+import type { LogRecord } from '../vm/log-records.js';
 import {
   containerInspect,
   containerSummary,
@@ -254,32 +255,53 @@ export async function inspectContainer(daemon: Daemon, exchange: Exchange, ref: 
   );
 }
 
+/** Docker's stream ids for the log's streams. */
+const STREAM_ID = { stdout: STDOUT, stderr: STDERR } as const;
+
 /**
- * The service's output as Docker's multiplexed frames. The guest writes
- * stdout and stderr to one port, so everything comes as stdout.
+ * GET /containers/{id}/logs: the service's stdout and stderr as Docker's
+ * multiplexed frames, with tail, since, until, timestamps and details, and
+ * with follow until the container stops or the client goes.
  */
 export async function containerLogs(daemon: Daemon, exchange: Exchange, ref: string): Promise<void> {
   const { record } = await requireContainer(daemon, ref);
-  const stdout = flag(exchange, 'stdout');
-  const stderr = flag(exchange, 'stderr');
-  if (!stdout && !stderr)
+  const wanted = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
+  if (!wanted.stdout && !wanted.stderr)
     throw new HyperError('Bad parameters: you must choose at least one stream', { kind: 'Invalid' });
+  const options: LogOptions = {
+    tail: tailOf(exchange.url.searchParams.get('tail')),
+    timestamps: flag(exchange, 'timestamps'),
+    details: flag(exchange, 'details'),
+    sinceNs: timeParam(exchange, 'since'),
+    untilNs: timeParam(exchange, 'until'),
+  };
   const follow = flag(exchange, 'follow');
-  const tail = tailOf(exchange.url.searchParams.get('tail'));
-  const timestamps = flag(exchange, 'timestamps');
   const output = exchange.stream(MULTIPLEXED);
-  const lines = new LineCutter(tail, timestamps);
+  const send = (line: LogRecord): void => {
+    if (wanted[line.stream]) output.write(frame(STREAM_ID[line.stream], formatLine(line, options)));
+  };
   try {
-    const chunks = daemon.job.logs(record.name, { follow });
-    for await (const chunk of chunks) {
-      if (exchange.closed.aborted) break;
-      for (const piece of lines.push(chunk, !follow)) output.write(frame(STDOUT, piece));
-      if (follow) for (const piece of lines.flushTail()) output.write(frame(STDOUT, piece));
+    // The past first (tail applies to it), then, following, what comes.
+    const past: LogRecord[] = [];
+    for await (const piece of daemon.job.logs(record.name)) past.push(...splitRecord(piece));
+    for (const line of selectLines(past, options)) send(line);
+    if (follow) {
+      for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow: true })) {
+        if (exchange.closed.aborted) break;
+        for (const line of splitRecord(piece)) if (inWindow(line, options)) send(line);
+      }
     }
-    for (const piece of lines.end()) output.write(frame(STDOUT, piece));
   } finally {
     output.end();
   }
+}
+
+interface LogOptions {
+  tail: number;
+  timestamps: boolean;
+  details: boolean;
+  sinceNs: bigint | undefined;
+  untilNs: bigint | undefined;
 }
 
 function tailOf(text: string | null): number {
@@ -290,68 +312,57 @@ function tailOf(text: string | null): number {
   return value;
 }
 
-/**
- * Cuts the log into lines where tail or timestamps need them: with tail=N,
- * only the last N lines of what was written before the request; with
- * timestamps, each line led by the time it was read.
- */
-class LineCutter {
-  private buffered: Buffer[] = [];
-  private partial = Buffer.alloc(0);
-  private tailing: boolean;
-
-  constructor(
-    private readonly tail: number,
-    private readonly timestamps: boolean,
-  ) {
-    this.tailing = tail >= 0;
-  }
-
-  /** What can go out now; while tailing, lines are held until the log written so far has all been read. */
-  push(chunk: Buffer, whole: boolean): Buffer[] {
-    if (!this.tailing && !this.timestamps) return [chunk];
-    const text = Buffer.concat([this.partial, chunk]);
-    const end = text.lastIndexOf(10);
-    this.partial = end < 0 ? text : text.subarray(end + 1);
-    const lines = end < 0 ? [] : splitLines(text.subarray(0, end + 1));
-    if (this.tailing) {
-      this.buffered.push(...lines);
-      if (!whole && this.buffered.length > Math.max(this.tail, 0) * 4 + 1024)
-        this.buffered = this.buffered.slice(-Math.max(this.tail, 0));
-      return [];
-    }
-    return lines.map((line) => this.stamp(line));
-  }
-
-  /** Following: the past log has been read once the first chunk came, so the tail goes out. */
-  flushTail(): Buffer[] {
-    if (!this.tailing) return [];
-    this.tailing = false;
-    const kept = this.tail === 0 ? [] : this.buffered.slice(-this.tail);
-    this.buffered = [];
-    return kept.map((line) => this.stamp(line));
-  }
-
-  end(): Buffer[] {
-    const tail = this.flushTail();
-    const rest = this.partial.length > 0 ? [this.stamp(this.partial)] : [];
-    this.partial = Buffer.alloc(0);
-    return [...tail, ...rest];
-  }
-
-  private stamp(line: Buffer): Buffer {
-    return this.timestamps ? Buffer.concat([Buffer.from(`${new Date().toISOString()} `), line]) : line;
-  }
+/** since/until: Unix seconds, with a fraction ("1712345678.123"); 0 or absent means no bound. */
+function timeParam(exchange: Exchange, name: string): bigint | undefined {
+  const text = exchange.url.searchParams.get(name);
+  if (text === null || text === '' || text === '0') return undefined;
+  const match = /^(\d+)(?:\.(\d{1,9}))?$/.exec(text);
+  if (!match) throw new HyperError(`${name}: "${text}" is not a Unix time in seconds`, { kind: 'Invalid' });
+  return BigInt(match[1] as string) * 1_000_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
 }
 
-function splitLines(text: Buffer): Buffer[] {
-  const lines: Buffer[] = [];
+function inWindow(line: LogRecord, options: LogOptions): boolean {
+  if (line.timeNs === undefined) return true;
+  if (options.sinceNs !== undefined && line.timeNs < options.sinceNs) return false;
+  if (options.untilNs !== undefined && line.timeNs > options.untilNs) return false;
+  return true;
+}
+
+/** The lines of the past log that go out: in the time window, then the last `tail` of them. Pure. */
+export function selectLines(
+  lines: readonly LogRecord[],
+  options: Pick<LogOptions, 'tail' | 'sinceNs' | 'untilNs'>,
+): LogRecord[] {
+  const inside = lines.filter((line) => inWindow(line, { ...options, timestamps: false, details: false }));
+  return options.tail < 0 ? inside : options.tail === 0 ? [] : inside.slice(-options.tail);
+}
+
+/** A record cut at its newlines, each line keeping the record's stream and time. Pure. */
+export function splitRecord(record: LogRecord): LogRecord[] {
+  const lines: LogRecord[] = [];
   let start = 0;
-  for (let at = text.indexOf(10); at >= 0; at = text.indexOf(10, start)) {
-    lines.push(text.subarray(start, at + 1));
+  for (let at = record.data.indexOf(10); at >= 0; at = record.data.indexOf(10, start)) {
+    lines.push({ ...record, data: record.data.subarray(start, at + 1) });
     start = at + 1;
   }
+  if (start < record.data.length) lines.push({ ...record, data: record.data.subarray(start) });
   return lines;
+}
+
+/** A line as Docker sends it: with timestamps, led by its time (RFC 3339, nanoseconds); with details, by a space. Pure. */
+export function formatLine(line: LogRecord, options: Pick<LogOptions, 'timestamps' | 'details'>): Buffer {
+  const parts: Buffer[] = [];
+  if (options.timestamps) parts.push(Buffer.from(`${rfc3339Nano(line.timeNs)} `));
+  if (options.details) parts.push(Buffer.from(' '));
+  parts.push(line.data);
+  return parts.length === 1 ? line.data : Buffer.concat(parts);
+}
+
+function rfc3339Nano(timeNs: bigint | undefined): string {
+  if (timeNs === undefined) return '0001-01-01T00:00:00.000000000Z';
+  const seconds = timeNs / 1_000_000_000n;
+  const nanos = (timeNs % 1_000_000_000n).toString().padStart(9, '0');
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${nanos}Z`;
 }
 
 /**
@@ -367,25 +378,18 @@ export async function attachContainer(daemon: Daemon, exchange: Exchange, ref: s
   try {
     if (!wanted || !flag(exchange, 'stream')) return;
     if (isCreated(state)) await untilStarted(daemon, record, exchange.closed);
-    // A container already running shows what it writes from now on.
-    let skip = state.running ? await logSize(daemon, record) : 0;
-    for await (const chunk of daemon.job.logs(record.name, { follow: true })) {
+    const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
+    // A container already running shows what it writes from now on; one just started, all of it.
+    const fromNow = state.running;
+    for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow })) {
       if (exchange.closed.aborted) break;
-      const piece = skip >= chunk.length ? Buffer.alloc(0) : chunk.subarray(skip);
-      skip = Math.max(0, skip - chunk.length);
-      if (piece.length > 0) output.write(frame(STDOUT, piece));
+      if (streams[piece.stream]) output.write(frame(STREAM_ID[piece.stream], piece.data));
     }
   } catch (error: unknown) {
     daemon.log.debug(`attach ${record.name}: ${(error as Error).message}`);
   } finally {
     output.end();
   }
-}
-
-async function logSize(daemon: Daemon, record: VmRecord): Promise<number> {
-  let size = 0;
-  for await (const chunk of daemon.job.logs(record.name)) size += chunk.length;
-  return size;
 }
 
 /** GET /containers/{id}/top: the guest's processes (ps as busybox gives it). */

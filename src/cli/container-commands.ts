@@ -17,6 +17,7 @@ import {
 import { reporter, type Io } from './io.js';
 import { volumeSizeOption } from './job-commands.js';
 import { formatTable } from './table.js';
+import type { LogRecord } from '../vm/log-records.js';
 
 /** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
 const STOP_GRACE_MS = 10_000;
@@ -126,9 +127,19 @@ function usage<T>(translate: () => T): T {
   }
 }
 
-/** Writes the service's output as it comes, until the VM stops. */
+/** Writes the service's output as it comes (stderr's to stderr), until the VM stops. */
 async function followLog(job: Job, name: string, io: Io): Promise<void> {
-  await write(job.logs(name, { follow: true }), io.out);
+  await writeLog(job.logs(name, { follow: true }), io);
+}
+
+async function writeLog(records: AsyncIterable<LogRecord>, io: Io): Promise<void> {
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  for await (const record of records) {
+    const to = record.stream === 'stderr' ? io.err : io.out;
+    to(decoders[record.stream].decode(record.data, { stream: true }));
+  }
+  io.out(decoders.stdout.decode());
+  io.err(decoders.stderr.decode());
 }
 
 export async function logs(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
@@ -136,8 +147,7 @@ export async function logs(argv: string[], io: Io, env: CliEnvironment): Promise
   const [name] = parsed.positionals;
   if (!name) throw new UsageError('hyper logs needs a NAME');
   const job = await openJob(env);
-  if (parsed.options.follow === true) await followLog(job, name, io);
-  else io.out(await job.logText(name));
+  await writeLog(job.logs(name, { follow: parsed.options.follow === true }), io);
   return 0;
 }
 

@@ -6,6 +6,7 @@ import * as jobNetwork from '../network/job.js';
 import { keepForDebugging, type KeepMode } from './keep.js';
 import { findImage, imageConfig, listImages, pruneImages, pullImage, removeImage } from './images.js';
 import type { CatalogEntry } from '../images/catalog.js';
+import type { LogRecord } from '../vm/log-records.js';
 import {
   killContainer,
   listContainers,
@@ -244,7 +245,7 @@ export class Job {
     return execStreamInContainer(await this.nameOf(ref), command, this.context, options);
   }
 
-  async *logs(ref: string, options: { follow?: boolean } = {}): AsyncGenerator<Buffer> {
+  async *logs(ref: string, options: { follow?: boolean; fromNow?: boolean } = {}): AsyncGenerator<LogRecord> {
     yield* containerLogs(await this.nameOf(ref), this.context, options);
   }
 

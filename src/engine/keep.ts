@@ -1,4 +1,5 @@
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { logRecordsText } from '../vm/log-records.js';
 import path from 'node:path';
 import { exists } from '../files.js';
 import { qemuImg } from '../tools/qemu/img.js';
@@ -25,7 +26,10 @@ export async function keepForDebugging(
   await mkdir(own, { recursive: true });
   for (const file of [paths.serviceLog, paths.console, paths.record]) {
     if (await exists(file)) {
-      await copyFile(file, path.join(own, path.basename(file)));
+      const target = path.join(own, path.basename(file));
+      // The service log as text, both streams in order, not the guest's records.
+      if (file === paths.serviceLog) await writeFile(target, logRecordsText(await readFile(file)));
+      else await copyFile(file, target);
       kept.push(`${record.name}/${path.basename(file)}`);
     }
   }

@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { HyperError } from '../errors.js';
 import { execArgv } from '../guest/config.js';
 import type { ExecStream } from '../vm/hypervisor.js';
+import { LogDecoder, type LogRecord } from '../vm/log-records.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { requireRecord, stateOnceStopped, vmState } from './container.js';
@@ -13,24 +14,32 @@ const FOLLOW_POLL_MS = 100;
 const QEMU_EXIT_WAIT_MS = 5000;
 
 /**
- * The service's output (stdout and stderr, as the guest wrote them), read in
- * chunks; with `follow`, it goes on until the VM has stopped and everything it
+ * The service's output, stdout and stderr records in the order the guest read
+ * them; with `follow`, it goes on until the VM has stopped and everything it
  * wrote has been read (docker logs -f).
  */
 export async function* containerLogs(
   name: string,
   job: JobContext,
-  options: { follow?: boolean } = {},
-): AsyncGenerator<Buffer> {
+  options: { follow?: boolean; fromNow?: boolean } = {},
+): AsyncGenerator<LogRecord> {
   const record = await requireRecord(job, name);
   const file = vmPaths(record.machine.dir).serviceLog;
+  const decoder = new LogDecoder();
   let offset = 0;
+  if (options.fromNow) {
+    // What was written before is read (so a record cut at the end is completed later) but not given.
+    for await (const chunk of readFrom(file, offset)) {
+      offset += chunk.length;
+      decoder.push(chunk);
+    }
+  }
   for (;;) {
     // Checked before reading, so output written just before the stop is still read after it.
     const stopped = !options.follow || (await hasStopped(record, job));
     for await (const chunk of readFrom(file, offset)) {
       offset += chunk.length;
-      yield chunk;
+      yield* decoder.push(chunk);
     }
     if (stopped) return;
     await sleep(FOLLOW_POLL_MS);
@@ -68,7 +77,7 @@ async function* readFrom(file: string, offset: number): AsyncGenerator<Buffer> {
 /** The whole log as text (for summaries and failure reports). */
 export async function logText(name: string, job: JobContext): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of containerLogs(name, job)) chunks.push(chunk);
+  for await (const record of containerLogs(name, job)) chunks.push(record.data);
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -4,6 +4,7 @@ import { type ErrorKind, HyperError } from '../../errors.js';
 import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { GuestAgent } from '../guest-agent.js';
 import { execStream } from '../exec-stream.js';
+import { logRecordsText } from '../log-records.js';
 import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
@@ -32,6 +33,11 @@ async function tail(file: string, lines = 20): Promise<string> {
   } catch {
     return '';
   }
+}
+
+async function serviceLogTail(file: string, lines = 20): Promise<string> {
+  const bytes = await readFile(file).catch(() => Buffer.alloc(0));
+  return trimOutput(logRecordsText(bytes), lines);
 }
 
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
@@ -110,7 +116,7 @@ export class QemuHypervisor implements Hypervisor {
       if (status.servicePid !== undefined) return;
       if (status.exitCode !== undefined) {
         throw new VmError(
-          `service exited at once with code ${status.exitCode}\n${await tail(paths.serviceLog)}`.trimEnd(),
+          `service exited at once with code ${status.exitCode}\n${await serviceLogTail(paths.serviceLog)}`.trimEnd(),
         );
       }
       if (status.booted) last = 'guest booted, service not started';

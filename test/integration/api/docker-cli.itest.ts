@@ -82,6 +82,23 @@ test('exec -i gives the command its stdin and sees its end', async () => {
   await dockerOk(daemon, 'rm', '-f', 'shell');
 });
 
+test('logs: the streams apart, tail, timestamps, follow until the container ends', async () => {
+  const script = 'for i in 1 2 3; do echo out $i; echo err $i >&2; done; sleep 2; echo late; exit 0';
+  await dockerOk(daemon, 'run', '-d', '--name', 'talker', '--entrypoint', 'sh', image, '-c', script);
+  const followed = await docker(daemon, ['logs', '-f', 'talker']);
+  expect(followed.stdout).toBe('out 1\nout 2\nout 3\nlate');
+  expect(followed.stderr).toBe('err 1\nerr 2\nerr 3');
+  const tail = await docker(daemon, ['logs', '--tail', '2', 'talker']);
+  expect(tail.stdout).toBe('late');
+  expect(tail.stderr).toBe('err 3');
+  const stamped = (await dockerOk(daemon, 'logs', '-t', '--tail', '1', 'talker')).trim();
+  const [time = '', text] = stamped.split(' ');
+  expect(text).toBe('late');
+  // The guest's clock, close to the host's (the VM has a real-time clock).
+  expect(Math.abs(Date.parse(time) - Date.now())).toBeLessThan(5 * 60 * 1000);
+  await dockerOk(daemon, 'rm', 'talker');
+});
+
 test('bad input: unknown container, name conflict, refused field, unknown endpoint', async () => {
   const missing = await docker(daemon, ['inspect', 'nope']);
   expect(missing.code).toBe(1);

@@ -48,7 +48,7 @@ test('hyper run --rm IMAGE sh -c "echo hi; exit 3" prints hi, exits 3 and leaves
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
 });
 
-test('attached without --rm: the output, the exit code, and the VM kept as exited', async () => {
+test('attached without --rm: stdout and stderr apart, the exit code, and the VM kept as exited', async () => {
   const result = await hyper(
     'run',
     '-a',
@@ -59,7 +59,9 @@ test('attached without --rm: the output, the exit code, and the VM kept as exite
     '-c',
     'echo one; echo two >&2; exit 0',
   );
-  expect(result.stdout).toBe('one\ntwo\n');
+  expect(result.stdout).toBe('one\n');
+  // The service's stderr is the run's stderr, after the progress lines, as docker run does it.
+  expect(result.stderr).toMatch(/\ntwo\n$|^two\n$/);
   expect(result.code).toBe(0);
   const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
     name: string;
@@ -68,7 +70,9 @@ test('attached without --rm: the output, the exit code, and the VM kept as exite
   }[];
   expect(rows).toEqual([expect.objectContaining({ name: 'once', state: 'exited', exitCode: 0 })]);
   expect((await hyperOk('wait', 'once')).stdout).toBe('0\n');
-  expect((await hyperOk('logs', 'once')).stdout).toBe('one\ntwo\n');
+  const logs = await hyperOk('logs', 'once');
+  expect(logs.stdout).toBe('one\n');
+  expect(logs.stderr).toBe('two\n');
 });
 
 test('hyper logs -f follows the log while the VM runs and returns when it stops', async () => {
