@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5810);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3776);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5810:
+/***/ 3776:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42196,7 +42196,42 @@ async function listRecords(job) {
     return records.filter((r) => r !== undefined);
 }
 
+;// CONCATENATED MODULE: ./src/engine/copy-in.ts
+
+
+
+
+/**
+ * The machine to boot: the VM's own, plus the disks and guest file of the
+ * archives waiting to be unpacked, when there are any.
+ */
+async function machineWithCopies(record) {
+    const copies = record.copyIn ?? [];
+    if (copies.length === 0)
+        return record.machine;
+    const list = external_node_path_default().join(vmPaths(record.machine.dir).guestFiles, 'copyin');
+    await (0,promises_namespaceObject.writeFile)(list, copies.map((c) => `${c.serial} ${c.target}\n`).join(''));
+    return {
+        ...record.machine,
+        disks: [
+            ...(record.machine.disks ?? []),
+            ...copies.map((c) => ({ serial: c.serial, path: c.file, readOnly: true, format: 'raw' })),
+        ],
+        guestFiles: [...record.machine.guestFiles, { name: 'copyin', path: list }],
+    };
+}
+/** After a boot that unpacked them: the archives are forgotten (the next boot must not unpack them again). */
+async function forgetCopies(record) {
+    if (!record.copyIn?.length)
+        return;
+    delete record.copyIn;
+    await writeRecord(record);
+    await (0,promises_namespaceObject.rm)(external_node_path_default().join(record.machine.dir, 'copy-in'), { recursive: true, force: true });
+    await (0,promises_namespaceObject.rm)(external_node_path_default().join(vmPaths(record.machine.dir).guestFiles, 'copyin'), { force: true });
+}
+
 ;// CONCATENATED MODULE: ./src/engine/container.ts
+
 
 
 
@@ -42279,8 +42314,11 @@ async function startContainer(name, job, options = {}) {
     await (0,promises_namespaceObject.writeFile)(paths.status, options.checkpoint ? (options.status ?? '') : '');
     const started = Date.now();
     try {
-        await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
-        await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+        // Archives copied in before the first start go in with this boot (never with a checkpoint's).
+        const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
+        await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+        await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+        await forgetCopies(record);
         if (options.checkpoint)
             await syncGuestNetwork(record, job);
     }
@@ -43956,7 +43994,7 @@ function qemuArgs(spec, hostTscKhz) {
     ];
     for (const disk of spec.disks ?? []) {
         const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
-        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
     }
     for (const file of spec.guestFiles) {
         args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
@@ -59144,6 +59182,128 @@ async function createVolume(job, name) {
     return createVolumeAhead(job.stateDir, name, job.settings.volumeSize ?? DEFAULT_VOLUME_SIZE);
 }
 
+;// CONCATENATED MODULE: ./src/engine/archive.ts
+
+
+
+
+
+
+
+
+
+const TAR_TIMEOUT_MS = 60 * 60 * 1000;
+/** virtio-blk sizes a disk in 512-byte sectors; a tar is written in such blocks already. */
+const SECTOR = 512;
+/** An absolute, normalized path inside the container; refuses what would leave it. Pure. */
+function containerPath(text) {
+    if (!text.startsWith('/'))
+        throw new HyperError(`path "${text}" must be absolute in the container`, { kind: 'Invalid' });
+    return external_node_path_default().posix.normalize(text).replace(/(.)\/+$/, '$1');
+}
+/** `stat -c` output "SIZE|MODE_HEX|MTIME|NAME" and readlink's target, as a PathStat. Pure. */
+function parseStat(output, linkTarget) {
+    const [size = '', mode = '', mtime = '', ...name] = output.trim().split('|');
+    return {
+        name: external_node_path_default().posix.basename(name.join('|')),
+        size: Number(size),
+        mode: Number.parseInt(mode, 16),
+        mtime: Number(mtime),
+        linkTarget,
+    };
+}
+async function running(name, job) {
+    const record = await requireRecord(job, name);
+    const state = await vmState(record, job);
+    if (!state.running)
+        throw new HyperError(`${name} is not running; files can be copied out of a running VM only`, {
+            kind: 'Conflict',
+        });
+    return record;
+}
+async function archive_collect(stream) {
+    const read = async (source) => {
+        const chunks = [];
+        for await (const chunk of source)
+            chunks.push(chunk);
+        return Buffer.concat(chunks).toString('utf8');
+    };
+    const [stdout, stderr] = await Promise.all([read(stream.stdout), read(stream.stderr)]);
+    return { stdout, stderr, code: await stream.exitCode };
+}
+/** The path's stat in the running container; NotFound when it is not there. */
+async function statPath(name, target, job) {
+    const record = await running(name, job);
+    const inGuest = `${CONTAINER_ROOT}${containerPath(target)}`;
+    const result = await archive_collect(await job.hypervisor.execStream(record.machine, ['/bin/sh', '-c', 'stat -c "%s|%f|%Y|%n" "$1" && { readlink "$1" || :; }', 'sh', inGuest], { timeoutMs: 30_000 }));
+    if (result.code !== 0)
+        throw new HyperError(`Could not find the file ${target} in container ${name}`, { kind: 'NotFound' });
+    const [statLine = '', link = ''] = result.stdout.split('\n');
+    return parseStat(statLine, link);
+}
+/** A tar of the path (its last component at the top), streamed out of the running container. */
+async function readArchive(name, target, job, signal) {
+    const record = await running(name, job);
+    const stat = await statPath(name, target, job);
+    const clean = containerPath(target);
+    const tar = await job.hypervisor.execStream(record.machine, [
+        '/bin/tar',
+        '-c',
+        '-f',
+        '-',
+        '-C',
+        `${CONTAINER_ROOT}${external_node_path_default().posix.dirname(clean)}`,
+        external_node_path_default().posix.basename(clean),
+    ], { timeoutMs: TAR_TIMEOUT_MS, signal });
+    return { stat, tar };
+}
+/**
+ * Unpacks a tar into a directory of the container: into the running VM
+ * through the agent; into a created one that has not started, at its first
+ * boot (the tar is kept as a disk the guest reads).
+ */
+async function writeArchive(name, target, tar, job) {
+    const record = await requireRecord(job, name);
+    const dir = containerPath(target);
+    const state = await vmState(record, job);
+    if (state.running) {
+        const result = await archive_collect(await job.hypervisor.execStream(record.machine, [
+            '/bin/sh',
+            '-c',
+            'test -d "$1" || { echo "no such directory" >&2; exit 2; }; tar -x -f - -C "$1"',
+            'sh',
+            `${CONTAINER_ROOT}${dir}`,
+        ], { stdin: tar, timeoutMs: TAR_TIMEOUT_MS }));
+        if (result.code === 2 && result.stderr.includes('no such directory'))
+            throw new HyperError(`Could not find the file ${dir} in container ${name}`, { kind: 'NotFound' });
+        if (result.code !== 0)
+            throw new HyperError(`cannot unpack the archive into ${dir}: ${result.stderr.trim()}`);
+        return;
+    }
+    if (!(state.created ?? false))
+        throw new HyperError(`${name} has stopped; copy into it while it runs, or before its first start`, {
+            kind: 'Conflict',
+        });
+    const copies = record.copyIn ?? [];
+    const serial = `copy${copies.length}`;
+    const file = external_node_path_default().join(record.machine.dir, 'copy-in', `${serial}.tar`);
+    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(file), { recursive: true });
+    try {
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(external_node_stream_.Readable.from(tar), (0,external_node_fs_namespaceObject.createWriteStream)(file));
+        const { size } = await (0,promises_namespaceObject.stat)(file);
+        if (size === 0 || size % SECTOR !== 0)
+            throw new HyperError(`the archive for ${dir} is not a tar (${size} bytes, not whole 512-byte blocks)`, {
+                kind: 'Invalid',
+            });
+    }
+    catch (error) {
+        await (0,promises_namespaceObject.rm)(file, { force: true });
+        throw error;
+    }
+    record.copyIn = [...copies, { serial, file, target: dir }];
+    await writeRecord(record);
+}
+
 ;// CONCATENATED MODULE: ./src/engine/networks.ts
 
 
@@ -59306,6 +59466,7 @@ async function monitorHealth(record, job, signal) {
 }
 
 ;// CONCATENATED MODULE: ./src/engine/job.ts
+
 
 
 
@@ -59534,6 +59695,15 @@ class Job {
     /** Makes a named volume before any VM mounts it (docker volume create); false when it was there already. */
     createVolume(name) {
         return createVolume(this.context, name);
+    }
+    async statPath(ref, target) {
+        return statPath(await this.nameOf(ref), target, this.context);
+    }
+    async readArchive(ref, target, signal) {
+        return readArchive(await this.nameOf(ref), target, this.context, signal);
+    }
+    async writeArchive(ref, target, tar) {
+        return writeArchive(await this.nameOf(ref), target, tar, this.context);
     }
     /** One VM's record, state and health (docker inspect). */
     async inspect(ref) {
@@ -61501,6 +61671,8 @@ var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_nod
 
 
 
+
+
 /** A create field that cannot be honoured: a 400 that names it. */
 class CreateFieldError extends SpecError {
     name = 'CreateFieldError';
@@ -61725,11 +61897,15 @@ function mountEntry(mount, index) {
     const ro = mount.ReadOnly ? ':ro' : '';
     switch (mount.Type) {
         case 'bind':
+            if (!mount.Target)
+                throw new CreateFieldError(`${where}.Target: give the path in the container`);
             if (!mount.Source?.startsWith('/'))
                 throw new CreateFieldError(`${where}.Source: a bind mount needs an absolute host path`);
             return [`${mount.Source}:${mount.Target}${ro}`];
         case 'volume':
-            return [mount.Source ? `${mount.Source}:${mount.Target}${ro}` : mount.Target];
+            if (mount.Source && !isVolumeName(mount.Source))
+                throw new CreateFieldError(`${where}.Source: "${mount.Source}" is not a volume name; use a bind mount for a host path`);
+            return [mount.Source ? `${mount.Source}:${mount.Target}${ro}` : `${mount.Target}${ro}`];
         case 'tmpfs':
             return [];
         default:
@@ -61765,15 +61941,24 @@ function portBindings(value) {
 function exposedPorts(value) {
     return Object.keys(value ?? {}).flatMap((key) => {
         const match = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(key);
-        if (!match)
-            throw new CreateFieldError(`ExposedPorts: "${key}" is not PORT/PROTOCOL`);
-        return (match[2] ?? 'tcp') === 'tcp' ? [Number(match[1])] : [];
+        const port = Number(match?.[1]);
+        if (!match || port < 1 || port > 65535)
+            throw new CreateFieldError(`ExposedPorts: "${key}" is not PORT/PROTOCOL with a port from 1 to 65535`);
+        return (match[2] ?? 'tcp') === 'tcp' ? [port] : [];
     });
 }
 /** Docker's Healthcheck (nanoseconds); Test ["NONE"] turns the image's off. */
 function healthField(value) {
-    if (!value || value.Test === undefined || value.Test.length === 0)
+    if (!value)
         return undefined;
+    if (value.Test === undefined || value.Test === null || value.Test.length === 0) {
+        const timing = [value.Interval, value.Timeout, value.StartPeriod, value.Retries].some((v) => v);
+        if (timing)
+            throw new CreateFieldError(`Healthcheck: ${PARTIAL_HEALTHCHECK}`);
+        return undefined;
+    }
+    if (value.Retries !== undefined && (!Number.isInteger(value.Retries) || value.Retries < 0))
+        throw new CreateFieldError('Healthcheck.Retries: must be a whole number, 0 or more');
     const test = stringList(value.Test, 'Healthcheck.Test');
     if (test[0] === 'NONE')
         return 'none';
@@ -61817,9 +62002,9 @@ function extraHosts(value) {
         return undefined;
     return entries.map((entry) => {
         const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
-        if (!match || match[2] === 'host-gateway')
+        if (!match || match[2] === 'host-gateway' || !external_node_net_default().isIP((match[2] ?? '').replace(/^\[|\]$/g, '')))
             throw new CreateFieldError(`HostConfig.ExtraHosts: "${entry}" is not HOST:IP${match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : ''}`);
-        return { host: match[1], ip: match[2] };
+        return { host: match[1], ip: match[2].replace(/^\[|\]$/g, '') };
     });
 }
 
@@ -61875,6 +62060,8 @@ function statusFor(error) {
             return 404;
         case 'Conflict':
             return 409;
+        case 'Unavailable':
+            return 503;
         default:
             return 500;
     }
@@ -61912,25 +62099,34 @@ function labelFilter(entries) {
 }
 /** Whether labels hold every label filter entry. Pure. */
 function labelsMatch(labels, entries) {
-    return Object.entries(labelFilter(entries)).every(([key, value]) => key in labels && (value === undefined || labels[key] === value));
+    return Object.entries(labelFilter(entries)).every(([key, value]) => Object.hasOwn(labels, key) && (value === undefined || labels[key] === value));
 }
-/** A Docker duration in seconds, as `docker ps` shows it ("5 seconds", "About a minute", "2 hours"). Pure. */
+/** A duration as `docker ps` shows it, by Docker's own rules (go-units HumanDuration): whole units, truncated. Pure. */
 function humanDuration(seconds) {
-    if (seconds < 1)
+    const whole = Math.floor(seconds);
+    if (whole < 1)
         return 'Less than a second';
-    if (seconds < 60)
-        return `${Math.floor(seconds)} second${Math.floor(seconds) === 1 ? '' : 's'}`;
-    const minutes = Math.round(seconds / 60);
+    if (whole === 1)
+        return '1 second';
+    if (whole < 60)
+        return `${whole} seconds`;
+    const minutes = Math.floor(seconds / 60);
     if (minutes === 1)
         return 'About a minute';
     if (minutes < 60)
         return `${minutes} minutes`;
-    const hours = Math.round(seconds / 3600);
+    const hours = Math.floor(seconds / 3600 + 0.5);
     if (hours === 1)
         return 'About an hour';
     if (hours < 48)
         return `${hours} hours`;
-    return `${Math.round(hours / 24)} days`;
+    if (hours < 24 * 7 * 2)
+        return `${Math.floor(hours / 24)} days`;
+    if (hours < 24 * 30 * 2)
+        return `${Math.floor(hours / 24 / 7)} weeks`;
+    if (hours < 24 * 365 * 2)
+        return `${Math.floor(hours / 24 / 30)} months`;
+    return `${Math.floor(seconds / 3600 / 24 / 365)} years`;
 }
 /** A random name as Docker gives containers without one: adjective_noun. */
 function containerName(random = Math.random) {
@@ -62612,6 +62808,98 @@ async function pruneContainers(daemon, exchange) {
     exchange.send(200, { ContainersDeleted: deleted, SpaceReclaimed: 0 });
 }
 
+;// CONCATENATED MODULE: ./src/api/archive.ts
+
+/** Go's os.FileMode bits, which the docker CLI reads in the path-stat header. */
+const GO_DIR = 2 ** 31;
+const GO_SYMLINK = 2 ** 27;
+const GO_PIPE = 2 ** 25;
+const GO_SOCKET = 2 ** 24;
+const GO_DEVICE = 2 ** 26;
+const GO_SETUID = 2 ** 23;
+const GO_SETGID = 2 ** 22;
+const GO_STICKY = 2 ** 20;
+/** A Unix st_mode as Go's FileMode. Pure. */
+function goFileMode(mode) {
+    const type = mode & 0o170000;
+    let result = mode & 0o777;
+    if (type === 0o040000)
+        result += GO_DIR;
+    else if (type === 0o120000)
+        result += GO_SYMLINK;
+    else if (type === 0o010000)
+        result += GO_PIPE;
+    else if (type === 0o140000)
+        result += GO_SOCKET;
+    else if (type === 0o060000 || type === 0o020000)
+        result += GO_DEVICE;
+    if (mode & 0o4000)
+        result += GO_SETUID;
+    if (mode & 0o2000)
+        result += GO_SETGID;
+    if (mode & 0o1000)
+        result += GO_STICKY;
+    return result;
+}
+/** X-Docker-Container-Path-Stat: base64 of Docker's ContainerPathStat JSON. Pure. */
+function pathStatHeader(stat) {
+    const json = {
+        name: stat.name,
+        size: stat.size,
+        mode: goFileMode(stat.mode),
+        mtime: new Date(stat.mtime * 1000).toISOString(),
+        linkTarget: stat.linkTarget,
+    };
+    return Buffer.from(JSON.stringify(json)).toString('base64');
+}
+function pathParam(exchange) {
+    const target = exchange.url.searchParams.get('path');
+    if (!target)
+        throw new HyperError('path: give the path in the container', { kind: 'Invalid' });
+    return target;
+}
+/** HEAD /containers/{id}/archive: the path's stat, in the header. */
+async function statArchive(daemon, exchange, ref) {
+    const stat = await daemon.job.statPath(ref, pathParam(exchange));
+    exchange.send(200, undefined, { 'X-Docker-Container-Path-Stat': pathStatHeader(stat) });
+}
+/** GET /containers/{id}/archive: a tar of the path, streamed out of the running VM. */
+async function getArchive(daemon, exchange, ref) {
+    const controller = new AbortController();
+    exchange.closed.addEventListener('abort', () => controller.abort(), { once: true });
+    const { stat, tar } = await daemon.job.readArchive(ref, pathParam(exchange), controller.signal);
+    const output = exchange.stream('application/x-tar', {
+        'X-Docker-Container-Path-Stat': pathStatHeader(stat),
+    });
+    const errors = [];
+    const drainErrors = (async () => {
+        for await (const chunk of tar.stderr)
+            errors.push(chunk);
+    })();
+    try {
+        for await (const chunk of tar.stdout)
+            if (!controller.signal.aborted)
+                output.write(chunk);
+        await drainErrors;
+        const code = await tar.exitCode;
+        if (code !== 0)
+            daemon.log.warn(`archive of ${ref}: tar exited ${code}: ${Buffer.concat(errors).toString().trim()}`);
+    }
+    catch (error) {
+        // The docker CLI hangs up once it has read the end of the tar; what is left of tar is killed.
+        await drainErrors.catch(() => undefined);
+        daemon.log.debug(`archive of ${ref}: ${error.message}`);
+    }
+    finally {
+        output.end();
+    }
+}
+/** PUT /containers/{id}/archive: unpacks the body (a tar) into the directory at path. */
+async function putArchive(daemon, exchange, ref) {
+    await daemon.job.writeArchive(ref, pathParam(exchange), exchange.body());
+    exchange.send(200);
+}
+
 ;// CONCATENATED MODULE: ./src/api/exec.ts
 
 
@@ -62712,7 +63000,11 @@ async function startExec(daemon, exchange, id) {
                 if (!controller.signal.aborted)
                     output?.write(protocol_frame(stream, chunk));
         };
-        await Promise.all([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
+        // Both read to their end (or failure) before anything is decided: no rejection left unheard.
+        const pumped = await Promise.allSettled([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
+        const failed = pumped.find((result) => result.status === 'rejected');
+        if (failed)
+            throw failed.reason;
         finish(exec, await running.exitCode);
     }
     catch (error) {
@@ -62824,17 +63116,18 @@ function httpExchange(req, res) {
         headers: req.headers,
         json: async () => parseJsonBody(await readAll(takeBody(), MAX_JSON_BYTES)),
         body: takeBody,
-        send(status, value) {
+        send(status, value, headers = {}) {
             const { bytes, type } = bodyOf(value);
             res.writeHead(status, {
                 ...(type ? { 'Content-Type': type } : {}),
                 'Content-Length': bytes.length,
+                ...headers,
                 ...apiHeaders(),
             });
             res.end(bytes);
         },
-        stream(contentType) {
-            res.writeHead(200, { 'Content-Type': contentType, ...apiHeaders() });
+        stream(contentType, headers = {}) {
+            res.writeHead(200, { 'Content-Type': contentType, ...headers, ...apiHeaders() });
             res.flushHeaders();
             return res;
         },
@@ -62901,17 +63194,18 @@ function upgradeExchange(req, socket, head) {
         headers: req.headers,
         json: async () => parseJsonBody(await readBody()),
         body: () => input,
-        send(status, value) {
+        send(status, value, headers = {}) {
             const { bytes, type } = bodyOf(value);
             writeHead(status, {
                 ...(type ? { 'Content-Type': type } : {}),
                 'Content-Length': bytes.length,
+                ...headers,
                 Connection: 'close',
             });
             socket.end(bytes);
         },
-        stream(contentType) {
-            writeHead(200, { 'Content-Type': contentType, Connection: 'close' });
+        stream(contentType, headers = {}) {
+            writeHead(200, { 'Content-Type': contentType, ...headers, Connection: 'close' });
             return socket;
         },
         hijack(contentType) {
@@ -62968,6 +63262,8 @@ function registryAuth(header) {
     catch {
         throw new HyperError('X-Registry-Auth: not base64url-encoded JSON', { kind: 'Invalid' });
     }
+    if (typeof parsed !== 'object' || parsed === null)
+        return undefined;
     const auth = parsed;
     if (typeof auth.username === 'string' && auth.username !== '' && typeof auth.password === 'string')
         return { username: auth.username, password: auth.password };
@@ -63448,6 +63744,7 @@ async function pruneVolumes(daemon, exchange) {
 
 
 
+
 /** The Engine API paths served; a name in a path may hold "/" (image names), so the patterns say where. */
 const ROUTES = [
     ['GET', /^\/_ping$/, ping],
@@ -63469,6 +63766,9 @@ const ROUTES = [
     ['POST', /^\/containers\/([^/]+)\/attach$/, attachContainer],
     ['GET', /^\/containers\/([^/]+)\/top$/, topContainer],
     ['POST', /^\/containers\/([^/]+)\/exec$/, createExec],
+    ['HEAD', /^\/containers\/([^/]+)\/archive$/, statArchive],
+    ['GET', /^\/containers\/([^/]+)\/archive$/, getArchive],
+    ['PUT', /^\/containers\/([^/]+)\/archive$/, putArchive],
     ['POST', /^\/exec\/([^/]+)\/start$/, startExec],
     ['GET', /^\/exec\/([^/]+)\/json$/, inspectExec],
     ['POST', /^\/images\/create$/, api_images_pullImage],
@@ -63495,6 +63795,14 @@ const ROUTES = [
 function noPlugin(_daemon, _exchange, name = '') {
     throw new HyperError(`plugin "${name}" not found`, { kind: 'NotFound' });
 }
+function decodePart(part) {
+    try {
+        return decodeURIComponent(part);
+    }
+    catch {
+        throw new HyperError(`invalid escape in the path: "${part}"`, { kind: 'Invalid' });
+    }
+}
 /** Finds the handler for a request; 501 naming it when none serves it. Pure. */
 function route(method, pathname) {
     const { path: bare } = splitVersion(pathname);
@@ -63503,7 +63811,7 @@ function route(method, pathname) {
             continue;
         const match = pattern.exec(bare);
         if (match)
-            return { handler, params: match.slice(1).map((p) => decodeURIComponent(p)) };
+            return { handler, params: match.slice(1).map(decodePart) };
     }
     throw new NotImplementedError(`hyper-services does not implement ${method} ${bare}`);
 }
@@ -63635,7 +63943,12 @@ async function claimSocketPath(socket) {
 
 
 
+
 const SERVE_OPTIONS = [
+    ...NETWORK_OPTIONS,
+    ...REGISTRY_OPTIONS,
+    { name: 'accel', value: true },
+    { name: 'volume-size', value: true },
     { name: 'socket', value: true },
     { name: 'group', value: true },
     { name: 'tcp', value: true },
@@ -63683,7 +63996,14 @@ async function serve_command_serve(argv, io, env) {
     const tcpText = stringOption(parsed, 'tcp');
     const groupText = stringOption(parsed, 'group');
     const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
-    const job = await openJob(env);
+    // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
+    const job = await openJob(env, {
+        network: networkOption(parsed, env),
+        accel: accelOption(parsed, env),
+        volumeSize: volumeSizeOption(parsed, env),
+        registry: registryOption(parsed, env),
+    });
+    await job.begin();
     const daemon = new Daemon(job, {
         debug: (line) => {
             if (debug)
@@ -63697,6 +64017,9 @@ async function serve_command_serve(argv, io, env) {
         group: groupText === undefined ? undefined : await groupId(groupText),
         tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
     });
+    // One request's failure must never take the daemon, and every client's VMs, down with it.
+    const unhandled = (error) => io.err(`warning: hyper serve: unhandled failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.on('unhandledRejection', unhandled);
     io.err(`hyper serve: listening on unix://${external_node_path_default().resolve(socket)}\n`);
     if (server.tcpAddress)
         io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
@@ -63705,6 +64028,7 @@ async function serve_command_serve(argv, io, env) {
         process.once('SIGINT', () => resolve('SIGINT'));
     });
     io.err(`hyper serve: ${signal}: stopping\n`);
+    process.off('unhandledRejection', unhandled);
     await server.close();
     if (parsed.options['stop-containers'] === true) {
         for (const id of daemon.started) {
@@ -63762,6 +64086,7 @@ Commands:
   volume ls [--json]
   volume rm NAME...
   serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 

@@ -13,9 +13,9 @@ export interface Exchange {
   json(): Promise<unknown>;
   /** The request body as it arrives (archive uploads). */
   body(): Readable;
-  send(status: number, value?: unknown): void;
+  send(status: number, value?: unknown, headers?: Record<string, string>): void;
   /** A streamed 200 response (logs, pull progress, events): write to it, then end it. */
-  stream(contentType: string): Writable;
+  stream(contentType: string, headers?: Record<string, string>): Writable;
   /**
    * A two-way stream: after 101 Switching Protocols when the client asked to
    * upgrade (docker attach and exec), else a streamed 200 whose input is the
@@ -77,17 +77,18 @@ export function httpExchange(req: IncomingMessage, res: ServerResponse): Exchang
     headers: req.headers,
     json: async () => parseJsonBody(await readAll(takeBody(), MAX_JSON_BYTES)),
     body: takeBody,
-    send(status, value) {
+    send(status, value, headers = {}) {
       const { bytes, type } = bodyOf(value);
       res.writeHead(status, {
         ...(type ? { 'Content-Type': type } : {}),
         'Content-Length': bytes.length,
+        ...headers,
         ...apiHeaders(),
       });
       res.end(bytes);
     },
-    stream(contentType) {
-      res.writeHead(200, { 'Content-Type': contentType, ...apiHeaders() });
+    stream(contentType, headers = {}) {
+      res.writeHead(200, { 'Content-Type': contentType, ...headers, ...apiHeaders() });
       res.flushHeaders();
       return res;
     },
@@ -154,17 +155,18 @@ export function upgradeExchange(req: IncomingMessage, socket: Socket, head: Buff
     headers: req.headers,
     json: async () => parseJsonBody(await readBody()),
     body: () => input,
-    send(status, value) {
+    send(status, value, headers = {}) {
       const { bytes, type } = bodyOf(value);
       writeHead(status, {
         ...(type ? { 'Content-Type': type } : {}),
         'Content-Length': bytes.length,
+        ...headers,
         Connection: 'close',
       });
       socket.end(bytes);
     },
-    stream(contentType) {
-      writeHead(200, { 'Content-Type': contentType, Connection: 'close' });
+    stream(contentType, headers = {}) {
+      writeHead(200, { 'Content-Type': contentType, ...headers, Connection: 'close' });
       return socket;
     },
     hijack(contentType) {

@@ -108,7 +108,10 @@ export async function startExec(daemon: Daemon, exchange: Exchange, id: string):
     const pump = async (source: AsyncIterable<Buffer>, stream: number): Promise<void> => {
       for await (const chunk of source) if (!controller.signal.aborted) output?.write(frame(stream, chunk));
     };
-    await Promise.all([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
+    // Both read to their end (or failure) before anything is decided: no rejection left unheard.
+    const pumped = await Promise.allSettled([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
+    const failed = pumped.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
     finish(exec, await running.exitCode);
   } catch (error: unknown) {
     finish(exec, 126);

@@ -15,6 +15,7 @@ export function registryAuth(
   } catch {
     throw new HyperError('X-Registry-Auth: not base64url-encoded JSON', { kind: 'Invalid' });
   }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
   const auth = parsed as { username?: unknown; password?: unknown; identitytoken?: unknown };
   if (typeof auth.username === 'string' && auth.username !== '' && typeof auth.password === 'string')
     return { username: auth.username, password: auth.password };

@@ -61,6 +61,8 @@ export function statusFor(error: unknown): number {
       return 404;
     case 'Conflict':
       return 409;
+    case 'Unavailable':
+      return 503;
     default:
       return 500;
   }
@@ -100,21 +102,26 @@ export function labelFilter(entries: readonly string[]): Record<string, string |
 /** Whether labels hold every label filter entry. Pure. */
 export function labelsMatch(labels: Readonly<Record<string, string>>, entries: readonly string[]): boolean {
   return Object.entries(labelFilter(entries)).every(
-    ([key, value]) => key in labels && (value === undefined || labels[key] === value),
+    ([key, value]) => Object.hasOwn(labels, key) && (value === undefined || labels[key] === value),
   );
 }
 
-/** A Docker duration in seconds, as `docker ps` shows it ("5 seconds", "About a minute", "2 hours"). Pure. */
+/** A duration as `docker ps` shows it, by Docker's own rules (go-units HumanDuration): whole units, truncated. Pure. */
 export function humanDuration(seconds: number): string {
-  if (seconds < 1) return 'Less than a second';
-  if (seconds < 60) return `${Math.floor(seconds)} second${Math.floor(seconds) === 1 ? '' : 's'}`;
-  const minutes = Math.round(seconds / 60);
+  const whole = Math.floor(seconds);
+  if (whole < 1) return 'Less than a second';
+  if (whole === 1) return '1 second';
+  if (whole < 60) return `${whole} seconds`;
+  const minutes = Math.floor(seconds / 60);
   if (minutes === 1) return 'About a minute';
   if (minutes < 60) return `${minutes} minutes`;
-  const hours = Math.round(seconds / 3600);
+  const hours = Math.floor(seconds / 3600 + 0.5);
   if (hours === 1) return 'About an hour';
   if (hours < 48) return `${hours} hours`;
-  return `${Math.round(hours / 24)} days`;
+  if (hours < 24 * 7 * 2) return `${Math.floor(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.floor(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24 / 30)} months`;
+  return `${Math.floor(seconds / 3600 / 24 / 365)} years`;
 }
 
 /** A random name as Docker gives containers without one: adjective_noun. */

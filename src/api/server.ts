@@ -19,6 +19,7 @@ import {
   waitContainer,
 } from './containers.js';
 import type { Daemon } from './daemon.js';
+import { getArchive, putArchive, statArchive } from './archive.js';
 import { createExec, inspectExec, startExec } from './exec.js';
 import { httpExchange, upgradeExchange, type Exchange } from './exchange.js';
 import { inspectImage, listImages, pruneImages, pullImage, removeImage } from './images.js';
@@ -59,6 +60,9 @@ const ROUTES: readonly [method: string, pattern: RegExp, handler: Handler][] = [
   ['POST', /^\/containers\/([^/]+)\/attach$/, attachContainer],
   ['GET', /^\/containers\/([^/]+)\/top$/, topContainer],
   ['POST', /^\/containers\/([^/]+)\/exec$/, createExec],
+  ['HEAD', /^\/containers\/([^/]+)\/archive$/, statArchive],
+  ['GET', /^\/containers\/([^/]+)\/archive$/, getArchive],
+  ['PUT', /^\/containers\/([^/]+)\/archive$/, putArchive],
 
   ['POST', /^\/exec\/([^/]+)\/start$/, startExec],
   ['GET', /^\/exec\/([^/]+)\/json$/, inspectExec],
@@ -92,13 +96,21 @@ function noPlugin(_daemon: Daemon, _exchange: Exchange, name = ''): never {
   throw new HyperError(`plugin "${name}" not found`, { kind: 'NotFound' });
 }
 
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HyperError(`invalid escape in the path: "${part}"`, { kind: 'Invalid' });
+  }
+}
+
 /** Finds the handler for a request; 501 naming it when none serves it. Pure. */
 export function route(method: string, pathname: string): { handler: Handler; params: string[] } {
   const { path: bare } = splitVersion(pathname);
   for (const [verb, pattern, handler] of ROUTES) {
     if (verb !== method) continue;
     const match = pattern.exec(bare);
-    if (match) return { handler, params: match.slice(1).map((p) => decodeURIComponent(p)) };
+    if (match) return { handler, params: match.slice(1).map(decodePart) };
   }
   throw new NotImplementedError(`hyper-services does not implement ${method} ${bare}`);
 }

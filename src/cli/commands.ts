@@ -45,6 +45,7 @@ Commands:
   volume ls [--json]
   volume rm NAME...
   serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 

@@ -3,10 +3,24 @@ import path from 'node:path';
 import { Daemon } from '../api/daemon.js';
 import { startServer } from '../api/server.js';
 import { parseArgs, stringOption, UsageError } from './args.js';
-import { openJob, type CliEnvironment, type Environment } from './environment.js';
+import {
+  accelOption,
+  NETWORK_OPTIONS,
+  networkOption,
+  openJob,
+  REGISTRY_OPTIONS,
+  registryOption,
+  type CliEnvironment,
+  type Environment,
+} from './environment.js';
+import { volumeSizeOption } from './job-commands.js';
 import type { Io } from './io.js';
 
 const SERVE_OPTIONS = [
+  ...NETWORK_OPTIONS,
+  ...REGISTRY_OPTIONS,
+  { name: 'accel', value: true },
+  { name: 'volume-size', value: true },
   { name: 'socket', value: true },
   { name: 'group', value: true },
   { name: 'tcp', value: true },
@@ -53,7 +67,14 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
   const tcpText = stringOption(parsed, 'tcp');
   const groupText = stringOption(parsed, 'group');
   const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
-  const job = await openJob(env);
+  // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
+  const job = await openJob(env, {
+    network: networkOption(parsed, env),
+    accel: accelOption(parsed, env),
+    volumeSize: volumeSizeOption(parsed, env),
+    registry: registryOption(parsed, env),
+  });
+  await job.begin();
   const daemon = new Daemon(job, {
     debug: (line) => {
       if (debug) io.err(`debug: ${line}\n`);
@@ -66,6 +87,12 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
     group: groupText === undefined ? undefined : await groupId(groupText),
     tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
   });
+  // One request's failure must never take the daemon, and every client's VMs, down with it.
+  const unhandled = (error: unknown): void =>
+    io.err(
+      `warning: hyper serve: unhandled failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+  process.on('unhandledRejection', unhandled);
   io.err(`hyper serve: listening on unix://${path.resolve(socket)}\n`);
   if (server.tcpAddress)
     io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
@@ -74,6 +101,7 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   io.err(`hyper serve: ${signal}: stopping\n`);
+  process.off('unhandledRejection', unhandled);
   await server.close();
   if (parsed.options['stop-containers'] === true) {
     for (const id of daemon.started) {

@@ -7,6 +7,7 @@ import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
 import { vmDir, type JobContext } from './context.js';
+import { forgetCopies, machineWithCopies } from './copy-in.js';
 import { listRecords, listVmNames, readRecord, writeRecord, type VmRecord } from './record.js';
 
 /** How long the guest may take to start its service. */
@@ -104,8 +105,11 @@ export async function startContainer(
   await writeFile(paths.status, options.checkpoint ? (options.status ?? '') : '');
   const started = Date.now();
   try {
-    await job.hypervisor.start(record.machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
-    await job.hypervisor.waitUntilRunning(record.machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+    // Archives copied in before the first start go in with this boot (never with a checkpoint's).
+    const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
+    await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+    await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
+    await forgetCopies(record);
     if (options.checkpoint) await syncGuestNetwork(record, job);
   } catch (error: unknown) {
     await job.hypervisor.kill(record.machine).catch(() => undefined);

@@ -36,6 +36,7 @@ import { exportSnapshot } from './export.js';
 import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
 import { createVolume, listVolumes, removeVolume } from './volumes.js';
+import { readArchive, statPath, writeArchive } from './archive.js';
 import {
   connectNamedNetwork,
   createNamedNetwork,
@@ -316,6 +317,18 @@ export class Job {
   /** Makes a named volume before any VM mounts it (docker volume create); false when it was there already. */
   createVolume(name: string): Promise<boolean> {
     return createVolume(this.context, name);
+  }
+
+  async statPath(ref: string, target: string): ReturnType<typeof statPath> {
+    return statPath(await this.nameOf(ref), target, this.context);
+  }
+
+  async readArchive(ref: string, target: string, signal?: AbortSignal): ReturnType<typeof readArchive> {
+    return readArchive(await this.nameOf(ref), target, this.context, signal);
+  }
+
+  async writeArchive(ref: string, target: string, tar: AsyncIterable<Buffer>): Promise<void> {
+    return writeArchive(await this.nameOf(ref), target, tar, this.context);
   }
 
   /** One VM's record, state and health (docker inspect). */

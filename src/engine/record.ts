@@ -36,6 +36,8 @@ export interface VmRecord {
   disks?: MountDisk[];
   /** The healthcheck in force (the image's unless the service set one); none when absent. */
   healthcheck?: HealthcheckSpec;
+  /** Archives put into the VM while it was created and not yet started; unpacked by the guest at its next boot. */
+  copyIn?: { serial: string; file: string; target: string }[];
   /** The named networks (docker network create) it is on, with its aliases on each. */
   networks?: Record<string, { aliases: string[] }>;
   /** The command the service runs (entrypoint and cmd merged), and its environment: what inspect shows. */

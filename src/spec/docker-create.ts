@@ -1,7 +1,15 @@
 import type Docker from 'dockerode';
 import { parsePortSpec, PortSpecError, type PortSpec } from '../network/ports.js';
 import { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
-import { CONTAINER_DEFAULTS, SpecError, validateName, type ContainerSpec } from './container.js';
+import net from 'node:net';
+import { isVolumeName } from '../storage/mounts.js';
+import {
+  CONTAINER_DEFAULTS,
+  PARTIAL_HEALTHCHECK,
+  SpecError,
+  validateName,
+  type ContainerSpec,
+} from './container.js';
 
 /** The body of POST /containers/create, as Docker's API describes it (types from @types/dockerode). */
 export type CreateBody = Docker.ContainerCreateOptions;
@@ -261,11 +269,16 @@ function mountEntry(mount: Docker.MountSettings, index: number): string[] {
   const ro = mount.ReadOnly ? ':ro' : '';
   switch (mount.Type) {
     case 'bind':
+      if (!mount.Target) throw new CreateFieldError(`${where}.Target: give the path in the container`);
       if (!mount.Source?.startsWith('/'))
         throw new CreateFieldError(`${where}.Source: a bind mount needs an absolute host path`);
       return [`${mount.Source}:${mount.Target}${ro}`];
     case 'volume':
-      return [mount.Source ? `${mount.Source}:${mount.Target}${ro}` : mount.Target];
+      if (mount.Source && !isVolumeName(mount.Source))
+        throw new CreateFieldError(
+          `${where}.Source: "${mount.Source}" is not a volume name; use a bind mount for a host path`,
+        );
+      return [mount.Source ? `${mount.Source}:${mount.Target}${ro}` : `${mount.Target}${ro}`];
     case 'tmpfs':
       return [];
     default:
@@ -304,14 +317,23 @@ function portBindings(value: Docker.PortMap | undefined): PortSpec[] {
 function exposedPorts(value: Record<string, unknown> | undefined): number[] {
   return Object.keys(value ?? {}).flatMap((key) => {
     const match = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(key);
-    if (!match) throw new CreateFieldError(`ExposedPorts: "${key}" is not PORT/PROTOCOL`);
-    return (match[2] ?? 'tcp') === 'tcp' ? [Number(match[1])] : [];
+    const port = Number(match?.[1]);
+    if (!match || port < 1 || port > 65535)
+      throw new CreateFieldError(`ExposedPorts: "${key}" is not PORT/PROTOCOL with a port from 1 to 65535`);
+    return (match[2] ?? 'tcp') === 'tcp' ? [port] : [];
   });
 }
 
 /** Docker's Healthcheck (nanoseconds); Test ["NONE"] turns the image's off. */
 function healthField(value: Docker.HealthConfig | undefined): HealthcheckSpec | 'none' | undefined {
-  if (!value || value.Test === undefined || value.Test.length === 0) return undefined;
+  if (!value) return undefined;
+  if (value.Test === undefined || value.Test === null || value.Test.length === 0) {
+    const timing = [value.Interval, value.Timeout, value.StartPeriod, value.Retries].some((v) => v);
+    if (timing) throw new CreateFieldError(`Healthcheck: ${PARTIAL_HEALTHCHECK}`);
+    return undefined;
+  }
+  if (value.Retries !== undefined && (!Number.isInteger(value.Retries) || value.Retries < 0))
+    throw new CreateFieldError('Healthcheck.Retries: must be a whole number, 0 or more');
   const test = stringList(value.Test, 'Healthcheck.Test');
   if (test[0] === 'NONE') return 'none';
   if (test[0] !== 'CMD' && test[0] !== 'CMD-SHELL')
@@ -354,10 +376,10 @@ function extraHosts(value: unknown): { host: string; ip: string }[] | undefined 
   if (entries.length === 0) return undefined;
   return entries.map((entry) => {
     const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
-    if (!match || match[2] === 'host-gateway')
+    if (!match || match[2] === 'host-gateway' || !net.isIP((match[2] ?? '').replace(/^\[|\]$/g, '')))
       throw new CreateFieldError(
         `HostConfig.ExtraHosts: "${entry}" is not HOST:IP${match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : ''}`,
       );
-    return { host: match[1] as string, ip: match[2] as string };
+    return { host: match[1] as string, ip: (match[2] as string).replace(/^\[|\]$/g, '') };
   });
 }

@@ -53,9 +53,10 @@ export type MachineNetwork =
 export interface DiskSpec {
   /** Also the block device id; at most 20 characters (virtio-blk's serial). */
   serial: string;
-  /** A qcow2 image. */
+  /** A qcow2 image, or a raw one (a tar the guest reads as a device) when `format` says so. */
   path: string;
   readOnly: boolean;
+  format?: 'qcow2' | 'raw';
 }
 
 export interface ExecResult {

@@ -97,7 +97,7 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
     args.push(
       '-drive',
-      `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=qcow2,if=none${mode}`,
+      `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
       '-device',
       `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
     );

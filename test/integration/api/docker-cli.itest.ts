@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { busyboxLayout } from '../../support/fixtures.js';
 import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
@@ -97,6 +98,36 @@ test('logs: the streams apart, tail, timestamps, follow until the container ends
   // The guest's clock, close to the host's (the VM has a real-time clock).
   expect(Math.abs(Date.parse(time) - Date.now())).toBeLessThan(5 * 60 * 1000);
   await dockerOk(daemon, 'rm', 'talker');
+});
+
+test('docker cp into a running container and out of it, with owner and mode kept', async () => {
+  await dockerOk(daemon, 'run', '-d', '--name', 'files', '--entrypoint', 'sleep', image, '600');
+  const host = await mkdtemp('/tmp/hyper-cp-');
+  try {
+    await mkdir(path.join(host, 'tree', 'sub'), { recursive: true });
+    await writeFile(path.join(host, 'tree', 'sub', 'note.txt'), 'copied in\n', { mode: 0o640 });
+    await dockerOk(daemon, 'cp', path.join(host, 'tree'), 'files:/tmp/');
+    expect(await dockerOk(daemon, 'exec', 'files', 'cat', '/tmp/tree/sub/note.txt')).toBe('copied in');
+    expect(await dockerOk(daemon, 'exec', 'files', 'stat', '-c', '%a', '/tmp/tree/sub/note.txt')).toBe('640');
+
+    await dockerOk(
+      daemon,
+      'exec',
+      'files',
+      'sh',
+      '-c',
+      'mkdir -p /srv/out && echo made inside > /srv/out/result',
+    );
+    await dockerOk(daemon, 'cp', 'files:/srv/out', path.join(host, 'back'));
+    expect(await readFile(path.join(host, 'back', 'result'), 'utf8')).toBe('made inside\n');
+
+    const missing = await docker(daemon, ['cp', 'files:/no/such/path', host]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('No such container:path: files:/no/such/path');
+  } finally {
+    await rm(host, { recursive: true, force: true });
+    await dockerOk(daemon, 'rm', '-f', 'files');
+  }
 });
 
 test('bad input: unknown container, name conflict, refused field, unknown endpoint', async () => {

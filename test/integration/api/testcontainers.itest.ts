@@ -55,6 +55,24 @@ test('a GenericContainer with an exposed port, ready by the listening-ports wait
   expect((await docker(daemon, ['ps', '-a', '-q'])).stdout).toBe('');
 });
 
+test('content copied in before the start is there when the service starts', async () => {
+  const web = await start(
+    new GenericContainer(image)
+      .withExposedPorts(80)
+      .withCopyContentToContainer([
+        { content: 'copied before start\n', target: '/www/copied.txt', mode: 0o644 },
+      ]),
+  );
+  const url = `http://${web.getHost()}:${web.getMappedPort(80)}/copied.txt`;
+  expect(await httpGet(url)).toBe('copied before start\n');
+  // And after the start, into the running VM.
+  await web.copyContentToContainer([{ content: 'copied while running\n', target: '/www/later.txt' }]);
+  expect(await httpGet(`http://${web.getHost()}:${web.getMappedPort(80)}/later.txt`)).toBe(
+    'copied while running\n',
+  );
+  await web.stop();
+});
+
 test('the log message and health check wait strategies', async () => {
   const logged = await start(
     new GenericContainer(image)

@@ -135,7 +135,7 @@ describe('postgres with a named volume', () => {
     expect(Number(rows)).toBeGreaterThanOrEqual(20);
     expect(max).toBe(rows);
     expect(min).toBe('1');
-    const log = (await hyperOk('logs', 'pg')).stdout;
+    const log = await serviceLog('pg');
     expect(log).toMatch(/database system is ready to accept connections[\s\S]*database system is ready/);
   });
 
@@ -249,9 +249,7 @@ test('a host directory mounted read-only: the init SQL in it is applied by the e
     const write = await hyper('exec', '-u', 'root', 'pginit', '--', 'touch', '/docker-entrypoint-initdb.d/x');
     expect(write.code).not.toBe(0);
     expect(write.stderr).toContain('Read-only file system');
-    expect((await hyperOk('logs', 'pginit')).stdout).toContain(
-      'applying /docker-entrypoint-initdb.d/01-schema.sql',
-    );
+    expect(await serviceLog('pginit')).toContain('applying /docker-entrypoint-initdb.d/01-schema.sql');
   } finally {
     process.chdir(cwd);
     await hyper('rm', '-f', 'pginit');
@@ -335,3 +333,9 @@ test('a disk too full for a checkpoint: the snapshot fails with the reason, noth
     expect(left).toEqual([]);
   }
 });
+
+/** The service's log, both streams (postgres writes its log to stderr), as `hyper logs` prints them. */
+async function serviceLog(name: string): Promise<string> {
+  const result = await hyperOk('logs', name);
+  return result.stdout + result.stderr;
+}

@@ -131,14 +131,14 @@ describe('through hyper run', () => {
     await expect(psqlWithPassword(dbPort, 'select 1', 'wrong')).rejects.toThrow(
       /password authentication failed for user "app"/,
     );
-    const log = (await hyperOk('logs', 'db')).stdout;
+    const log = await serviceLog('db');
     expect(log).toContain('PostgreSQL init process complete; ready for start up.');
     expect(log).not.toContain('/dev/fd');
   });
 
   test('redis keeps its 10000 clients: the open-file limit is not cut', async () => {
     expect(await redisCli(cachePort, 'config', 'get', 'maxclients')).toBe('maxclients\n10000');
-    expect((await hyperOk('logs', 'cache')).stdout).not.toMatch(/reduced/);
+    expect(await serviceLog('cache')).not.toMatch(/reduced/);
   });
 
   test('the services run as uid 999 with 1048576 open files; redis tightened the umask 0022 it was given', async () => {
@@ -222,7 +222,7 @@ describe('through hyper run', () => {
   test('a graceful stop of a service with its own tmpfs on /dev/shm exits 0', async () => {
     const stop = await hyperOk('stop', 'cache');
     expect(stop.stderr).toContain('cache: exited with code 0');
-    expect((await hyperOk('logs', 'cache')).stdout).toMatch(/Redis is now ready to exit, bye bye/);
+    expect(await serviceLog('cache')).toMatch(/Redis is now ready to exit, bye bye/);
   });
 });
 
@@ -291,3 +291,9 @@ db:
     }
   });
 });
+
+/** The service's log, both streams (postgres writes its log to stderr), as `hyper logs` prints them. */
+async function serviceLog(name: string): Promise<string> {
+  const result = await hyperOk('logs', name);
+  return result.stdout + result.stderr;
+}
