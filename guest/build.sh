@@ -18,8 +18,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hyper-guest-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # Modules the init loads: virtio transport, disk, network, console ports,
-# vsock, fw_cfg (settings from the host) and ext4 (built in on most kernels).
-wanted_modules="virtio_mmio virtio_blk virtio_net virtio_console vmw_vsock_virtio_transport qemu_fw_cfg ext4"
+# vsock, fw_cfg (settings from the host), ext4 (built in on most kernels) and
+# virtiofs (shared host directories).
+wanted_modules="virtio_mmio virtio_blk virtio_net virtio_console vmw_vsock_virtio_transport qemu_fw_cfg ext4 virtiofs"
 
 say() { echo "guest/build.sh: $*" >&2; }
 die() { say "$*"; exit 1; }

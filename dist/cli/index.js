@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3776);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1725);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3776:
+/***/ 1725:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42388,8 +42388,9 @@ async function removeContainer(name, force, job, options = {}) {
     if (await job.hypervisor.isRunning(record.machine)) {
         if (!force)
             throw new HyperError(`cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`, { kind: 'Conflict' });
-        await job.hypervisor.kill(record.machine);
     }
+    // Also when it stopped on its own: whatever it left (a virtiofsd) goes with it.
+    await job.hypervisor.kill(record.machine);
     await (0,promises_namespaceObject.rm)(record.machine.dir, { recursive: true, force: true });
     if (!options.keepMember)
         await job.network.leaveNetwork(job.stateDir, [name]);
@@ -42921,15 +42922,26 @@ function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
     }
     return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
 }
+/** The bind mounts as live shares, tagged in order. Pure. */
+function bindShares(mounts) {
+    return mounts.flatMap((mount, index) => mount.kind === 'bind'
+        ? [{ tag: `share${index}`, source: mount.source, target: mount.target, readOnly: mount.readOnly }]
+        : []);
+}
 /**
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
  * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
  */
-function guestMountTable(disks, mounts) {
+function guestMountTable(disks, mounts, shares = []) {
     const lines = disks.map((d) => ({
         target: d.target,
         line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
     }));
+    for (const share of shares)
+        lines.push({
+            target: share.target,
+            line: `share ${share.tag} ${share.target} ${share.readOnly ? 'ro' : 'rw'} -`,
+        });
     for (const mount of mounts) {
         if (mount.kind === 'tmpfs')
             lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
@@ -43781,6 +43793,131 @@ function logRecordsText(bytes) {
     return Buffer.concat(new LogDecoder().push(bytes).map((record) => record.data)).toString('utf8');
 }
 
+;// CONCATENATED MODULE: ./src/vm/qemu/virtiofs.ts
+
+
+
+
+
+
+/** Debian's qemu-system-common ships it here. */
+const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+const READY_TIMEOUT_MS = 10_000;
+/** Where one share's socket, pid and log live in the VM's directory. Pure. */
+function sharePaths(dir, index) {
+    return {
+        socket: external_node_path_default().join(dir, `fs${index}.sock`),
+        pid: external_node_path_default().join(dir, `fs${index}.pid`),
+        log: external_node_path_default().join(dir, `fs${index}.log`),
+    };
+}
+/**
+ * The command that serves one share: virtiofsd in a mount namespace of its
+ * own, where a read-only share is first bound read-only over itself (C
+ * virtiofsd has no read-only mode; the namespace keeps that bind off the
+ * host). Pure.
+ */
+function virtiofsdArgv(share, socket, program = VIRTIOFSD) {
+    const serve = [
+        program,
+        `--socket-path=${socket}`,
+        '-o',
+        `source=${share.source}`,
+        '-o',
+        'cache=auto',
+        '-o',
+        'xattr',
+        '-o',
+        'announce_submounts',
+    ];
+    const script = share.readOnly
+        ? 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+        : 'shift && exec "$@"';
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', share.source, ...serve];
+}
+/** Whether shares can be served here: virtiofsd is installed and we are root (it needs to make namespaces). */
+async function canShare() {
+    return process.getuid?.() === 0 && (await exists(VIRTIOFSD));
+}
+/**
+ * Starts a virtiofsd for each share, detached like QEMU, and waits for its
+ * socket. Each exits on its own once QEMU disconnects; stopShares makes sure.
+ * On failure, the ones already started are stopped.
+ */
+async function startShares(dir, shares) {
+    try {
+        for (const [index, share] of shares.entries())
+            await startShare(dir, index, share);
+    }
+    catch (error) {
+        await stopShares(dir);
+        throw error;
+    }
+}
+async function startShare(dir, index, share) {
+    const paths = sharePaths(dir, index);
+    await (0,promises_namespaceObject.rm)(paths.socket, { force: true });
+    const log = await (0,promises_namespaceObject.open)(paths.log, 'a');
+    try {
+        const [program = '', ...args] = virtiofsdArgv(share, paths.socket);
+        const child = (0,external_node_child_process_namespaceObject.spawn)(program, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+        let exited;
+        let failure;
+        child.on('exit', (code) => (exited = code));
+        child.on('error', (error) => (failure = error));
+        child.unref();
+        if (child.pid !== undefined)
+            await (0,promises_namespaceObject.writeFile)(paths.pid, String(child.pid));
+        const deadline = Date.now() + READY_TIMEOUT_MS;
+        for (;;) {
+            if (failure)
+                throw new HyperError(`cannot start virtiofsd for ${share.source}: ${failure.message}`);
+            if (exited !== undefined)
+                throw new HyperError(`virtiofsd for ${share.source} exited at start (code ${exited}): ${await tail(paths.log)}`);
+            if (await exists(paths.socket))
+                return;
+            if (Date.now() > deadline)
+                throw new HyperError(`virtiofsd for ${share.source} did not come up within ${READY_TIMEOUT_MS / 1000} s`);
+            await sleep(20);
+        }
+    }
+    finally {
+        await log.close();
+    }
+}
+/** Stops what is left of the VM's virtiofsd processes (by their recorded pids) and removes their sockets. */
+async function stopShares(dir) {
+    const files = await (0,promises_namespaceObject.readdir)(dir).catch(() => []);
+    const indexes = files.flatMap((file) => /^fs(\d+)\.pid$/.exec(file)?.slice(1).map(Number) ?? []);
+    for (const index of indexes) {
+        const paths = sharePaths(dir, index);
+        const pid = await readPid(paths.pid);
+        if (pid !== undefined && (await isOurProcess(pid, paths.socket))) {
+            try {
+                process.kill(pid, 'SIGTERM');
+            }
+            catch {
+                // Gone already.
+            }
+            if (!(await process_waitForExit(pid, paths.socket, 5000))) {
+                try {
+                    process.kill(pid, 'SIGKILL');
+                }
+                catch {
+                    // Gone already.
+                }
+                await process_waitForExit(pid, paths.socket, 5000);
+            }
+        }
+        await (0,promises_namespaceObject.rm)(paths.pid, { force: true });
+        await (0,promises_namespaceObject.rm)(paths.socket, { force: true });
+    }
+}
+async function tail(file) {
+    const text = await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => '');
+    return text.trim().split('\n').slice(-5).join('\n');
+}
+
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
 
@@ -43908,6 +44045,7 @@ const qemuImg = {
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
 
 
+
 /** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
 function optValue(value) {
     return value.replace(/,/g, ',,');
@@ -43967,7 +44105,8 @@ function qemuArgs(spec, hostTscKhz) {
     // prettier-ignore
     const args = [
         '-name', optValue(spec.name),
-        '-M', 'microvm,x-option-roms=off,rtc=on',
+        // Shared host directories need the guest's RAM shared with virtiofsd.
+        '-M', `microvm,x-option-roms=off,rtc=on${spec.shares?.length ? ',memory-backend=ram' : ''}`,
         '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
         '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
         '-m', `${spec.memoryMiB}M`,
@@ -43995,6 +44134,11 @@ function qemuArgs(spec, hostTscKhz) {
     for (const disk of spec.disks ?? []) {
         const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
         args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+    }
+    if (spec.shares?.length)
+        args.push('-object', `memory-backend-memfd,id=ram,size=${spec.memoryMiB}M,share=on`);
+    for (const [index, share] of (spec.shares ?? []).entries()) {
+        args.push('-chardev', `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`, '-device', `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`);
     }
     for (const file of spec.guestFiles) {
         args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
@@ -44079,6 +44223,7 @@ class QmpClient {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -44089,7 +44234,7 @@ class VmError extends HyperError {
 async function hostTscKhz() {
     return guestTscKhz(await readCpuInfo(), process.arch).khz;
 }
-async function tail(file, lines = 20) {
+async function machine_tail(file, lines = 20) {
     try {
         return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8'), lines);
     }
@@ -44108,6 +44253,9 @@ class QemuHypervisor {
     constructor(qemu = DEFAULT_QEMU) {
         this.qemu = qemu;
     }
+    canShareDirectories() {
+        return canShare();
+    }
     async start(spec, options = {}) {
         const paths = vmPaths(spec.dir);
         for (const socket of [paths.qmp, paths.agent]) {
@@ -44115,6 +44263,9 @@ class QemuHypervisor {
                 throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
         }
+        // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
+        if (spec.shares?.length)
+            await startShares(spec.dir, spec.shares);
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
         let exited;
         let spawnError;
@@ -44132,20 +44283,23 @@ class QemuHypervisor {
             child.unref();
             const deadline = Date.now() + 15000;
             for (;;) {
-                if (spawnError)
+                if (spawnError) {
+                    await stopShares(spec.dir);
                     throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
                         kind: 'Unavailable',
                         cause: spawnError,
                     });
+                }
                 if (exited) {
-                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`);
+                    await stopShares(spec.dir);
+                    throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await machine_tail(paths.qemuLog)}`);
                 }
                 const pid = await readPid(paths.pid);
                 if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
                     return { pid };
                 if (Date.now() > deadline) {
                     await this.kill(spec);
-                    throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
+                    throw new VmError(`QEMU did not come up within 15 s: ${await machine_tail(paths.qemuLog)}`);
                 }
                 await sleep(20);
             }
@@ -44171,7 +44325,7 @@ class QemuHypervisor {
         for (;;) {
             const status = await readGuestStatus(paths.status);
             if (status.failure)
-                throw new VmError(`guest init failed: ${status.failure}\n${await tail(paths.console)}`);
+                throw new VmError(`guest init failed: ${status.failure}\n${await machine_tail(paths.console)}`);
             // A service that ran and exited already is a normal outcome: a one-shot command.
             if (status.servicePid !== undefined)
                 return;
@@ -44181,10 +44335,10 @@ class QemuHypervisor {
             if (status.booted)
                 last = 'guest booted, service not started';
             if (!(await this.isRunning(spec))) {
-                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await tail(paths.console)}`);
+                throw new VmError(`VM stopped while booting (last seen: ${last})\n${await machine_tail(paths.console)}`);
             }
             if (Date.now() > deadline) {
-                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await tail(paths.console)}`);
+                throw new VmError(`VM did not start its service within ${timeoutMs} ms (last seen: ${last})\n${await machine_tail(paths.console)}`);
             }
             await sleep(25);
         }
@@ -44216,8 +44370,10 @@ class QemuHypervisor {
     async stop(spec, graceMs) {
         const paths = vmPaths(spec.dir);
         const pid = await readPid(paths.pid);
-        if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
+        if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
+            await stopShares(spec.dir);
             return 'graceful';
+        }
         const deadline = Date.now() + graceMs;
         try {
             const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
@@ -44229,12 +44385,19 @@ class QemuHypervisor {
         catch {
             // No agent: nothing graceful is possible; fall through to the deadline and kill.
         }
-        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now())))
+        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
+            await stopShares(spec.dir);
             return 'graceful';
+        }
         await this.kill(spec);
         return 'killed';
     }
     async kill(spec) {
+        await this.killQemu(spec);
+        // virtiofsd ends when QEMU goes; whatever is left is stopped.
+        await stopShares(spec.dir);
+    }
+    async killQemu(spec) {
         const pid = await readPid(vmPaths(spec.dir).pid);
         if (pid === undefined || !(await isOurProcess(pid, spec.dir)))
             return;
@@ -48288,6 +48451,9 @@ async function snapshotService(service, name, options, job) {
             kind: 'Conflict',
         });
     }
+    if (options.checkpoint && record.machine.shares?.length) {
+        throw new SnapshotError(`${service} shares host directories live (${record.machine.shares.map((s) => s.source).join(', ')}); a checkpoint cannot hold their state: snapshot its volumes instead`, { kind: 'Conflict' });
+    }
     const volumes = writableVolumes(record);
     const disks = options.checkpoint
         ? ['rootfs', ...volumes.map((d) => d.serial)]
@@ -48464,7 +48630,7 @@ async function runSteps(steps, draft, log = () => undefined) {
 
 
 function newDraft(job, name, log = () => undefined) {
-    return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
+    return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], guestFiles: [] };
 }
 /** A record's fields that are not its machine: what an export carries. Pure. */
 function recordFields(record) {
@@ -48611,6 +48777,9 @@ function machineSpec(draft, fields, view) {
             guestPort: p.containerPort,
         })),
         disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+        ...(draft.shares.length > 0
+            ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
+            : {}),
     };
 }
 
@@ -58348,7 +58517,7 @@ async function createVolumeAhead(stateDir, name, sizeBytes) {
  * `stateDir` (created on first use), anonymous volumes and copies of host paths
  * in the VM's own directory (gone with it). Serials are vol0, vol1... in order.
  */
-async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
+async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}, options = {}) {
     const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
     const disks = [];
     for (const mount of mounts) {
@@ -58375,7 +58544,8 @@ async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}) {
                 copyUp: !mount.readOnly,
             });
         }
-        else if (mount.kind === 'bind') {
+        else if (mount.kind === 'bind' && !options.shareBinds) {
+            // Where no directory can be shared live, a copy of it in a disk of its own.
             const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
             const bytes = await treeBytes(mount.source);
             const size = Math.ceil((bytes * 1.25 + 64 * sizes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / sizes_MiB) * sizes_MiB;
@@ -58498,10 +58668,10 @@ function disksStep(mounts, spec) {
         name: 'make the disks',
         async run(draft) {
             const { job } = draft;
-            draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
-                defaultBytes: job.settings.volumeSize,
-                named: spec.volumeSizes,
-            });
+            // Bind mounts are shared live where the host can (virtiofs), else copied into disks.
+            const share = await job.hypervisor.canShareDirectories();
+            draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, { defaultBytes: job.settings.volumeSize, named: spec.volumeSizes }, { shareBinds: share });
+            draft.shares = share ? bindShares(mounts) : [];
         },
     };
 }
@@ -58519,7 +58689,7 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
                 workdir: fields.workdir,
                 stopSignal: spec.stopSignal ?? runConfig.stopSignal,
                 network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
-                mounts: guestMountTable(draft.disks, mounts),
+                mounts: guestMountTable(draft.disks, mounts, draft.shares),
             });
             await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
             for (const file of files)
@@ -61680,6 +61850,8 @@ class CreateFieldError extends SpecError {
 /** The networks every Docker daemon has; all of them mean the job's own network here. */
 const DEFAULT_NETWORKS = new Set(['', 'default', 'bridge']);
 const docker_create_NS_PER_MS = 1_000_000;
+/** A bind of a Docker API socket (the runner's /var/run/docker.sock). */
+const DOCKER_SOCKET = /(^|\/)docker\.sock$/;
 const MIB = 1024 * 1024;
 /** A field that would let the container past its VM, or reach the host's devices: refused, never ignored. */
 const REFUSED = [
@@ -61794,8 +61966,13 @@ function containerFromCreateBody(body, name, baseDir) {
         warnings.push("Hostname is ignored: a container's hostname is its name");
     if (body.StopTimeout !== undefined)
         warnings.push('StopTimeout is ignored: give the time to stop');
+    const binds = stringList(host.Binds, 'HostConfig.Binds');
+    // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).
+    const socketBinds = binds.filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''));
+    for (const entry of socketBinds)
+        warnings.push(`HostConfig.Binds: "${entry}" is left out: the Docker socket is not forwarded into microVMs`);
     const volumes = [
-        ...stringList(host.Binds, 'HostConfig.Binds').map(bindEntry),
+        ...binds.filter((entry) => !socketBinds.includes(entry)).map(bindEntry),
         ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
         ...Object.keys(body.Volumes ?? {}),
     ];

@@ -15,6 +15,7 @@ export enum Inputs {
   Egress = 'egress',
   EgressAllow = 'egress-allow',
   Subnet = 'subnet',
+  DockerApi = 'docker-api',
 }
 
 export enum Outputs {
@@ -23,6 +24,7 @@ export enum Outputs {
   Services = 'services',
   CheckpointHit = 'checkpoint-hit',
   Network = 'network',
+  DockerHost = 'docker-host',
 }
 
 export enum StateKeys {
@@ -33,6 +35,8 @@ export enum StateKeys {
   CheckpointCache = 'checkpoint-cache',
   /** Set when the main step finished: every service is up. */
   MainDone = 'main-done',
+  /** The Docker API daemon the main step started: pid, socket and log. */
+  DockerApi = 'docker-api',
 }
 
 /** The keep-on-failure input's values: what to keep as an artifact when the job fails. */

@@ -29,6 +29,8 @@ export interface ActionInputs {
   /** Carry snapshot `name` of each service across runs under this cache key. */
   checkpoint: { key: string; name: string } | undefined;
   network: NetworkSettings;
+  /** Serve the Docker Engine API over the job's VMs (`hyper serve`) for later steps. */
+  dockerApi: boolean;
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
@@ -116,6 +118,7 @@ export function getInputs(): ActionInputs {
     keepOnFailure,
     checkpoint: checkpointKey ? { key: checkpointKey, name: checkpointName } : undefined,
     network,
+    dockerApi: parseBoolean(core.getInput(Inputs.DockerApi), false, Inputs.DockerApi),
   };
 }
 

@@ -14,13 +14,25 @@ import { Outputs } from './constants.js';
 import { actionHost, jobStateDir } from './environment.js';
 import { getInputs } from './inputs.js';
 import { enableKvm } from './kvm.js';
-import { saveCheckpointCacheState, saveImageCacheState, saveMainDone, saveStateDir } from './state.js';
+import { startDockerApi } from './docker-api.js';
+import {
+  saveCheckpointCacheState,
+  saveDockerApiState,
+  saveImageCacheState,
+  saveMainDone,
+  saveStateDir,
+} from './state.js';
+
+/** This action's CLI bundle. */
+function cliBundle(): string {
+  return path.join(projectRoot(), 'dist', 'cli', 'index.js');
+}
 
 /** A `hyper` on PATH for later steps, pointed at this action's CLI bundle. */
 async function installCli(stateDir: string): Promise<void> {
   const binDir = path.join(stateDir, 'bin');
   await mkdir(binDir, { recursive: true });
-  const cli = path.join(projectRoot(), 'dist', 'cli', 'index.js');
+  const cli = cliBundle();
   await writeFile(path.join(binDir, 'hyper'), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`, {
     mode: 0o755,
   });
@@ -46,6 +58,25 @@ async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
     .addHeading('hyper-services', 3)
     .addTable([header, ...rows])
     .write();
+}
+
+/** `hyper serve` over this job's VMs, as DOCKER_HOST for later steps; the post step stops it. */
+async function serveDockerApi(stateDir: string): Promise<string> {
+  const daemon = await core.group('Start the Docker API (hyper serve)', () =>
+    startDockerApi({
+      cli: cliBundle(),
+      stateDir,
+      // By now process.env has every HYPER_* this step exported (accel as decided, network...); job.json has the rest.
+      env: { ...process.env, HYPER_STATE_DIR: stateDir },
+      debug: core.isDebug(),
+      started: saveDockerApiState,
+    }),
+  );
+  const dockerHost = `unix://${daemon.socket}`;
+  core.info(`hyper serve (pid ${daemon.pid}) answers on ${dockerHost}; its log is ${daemon.log}`);
+  core.exportVariable('DOCKER_HOST', dockerHost);
+  core.setOutput(Outputs.DockerHost, dockerHost);
+  return dockerHost;
 }
 
 async function showLog(error: ServiceStartError): Promise<void> {
@@ -158,6 +189,7 @@ export async function mainRun(): Promise<void> {
   if (network) core.setOutput(Outputs.Network, network);
   for (const [name, value] of Object.entries(portVariables(statuses))) core.exportVariable(name, value);
   await writeSummary(statuses);
+  const dockerHost = inputs.dockerApi ? await serveDockerApi(stateDir) : undefined;
   // Last word before the job's steps run: every service is still up.
   await job.checkStillRunning(statuses).catch(async (error: unknown) => {
     if (error instanceof ServiceStartError) await showLog(error);
@@ -165,6 +197,6 @@ export async function mainRun(): Promise<void> {
   });
   saveMainDone();
   core.info(
-    `hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version}, ${statuses.length} service(s))`,
+    `hyper is ready (accel ${host.accel}, guest bundle ${host.bundle.version}, ${statuses.length} service(s)${dockerHost ? `, Docker API on ${dockerHost}` : ''})`,
   );
 }

@@ -7,11 +7,20 @@ import { actionHost } from './environment.js';
 import { saveImageCache } from './cache.js';
 import { saveCheckpoints } from './checkpoint-cache.js';
 import { keepIfFailed } from './debug-artifact.js';
+import { logTail, stopDockerApi } from './docker-api.js';
 import { getKeepOnFailure } from './inputs.js';
 import { Inputs } from './constants.js';
-import { savedCheckpointCacheState, savedImageCacheState, savedMainDone, savedStateDir } from './state.js';
+import {
+  savedCheckpointCacheState,
+  savedDockerApiState,
+  savedImageCacheState,
+  savedMainDone,
+  savedStateDir,
+  type DockerApiState,
+} from './state.js';
 
 const STOP_GRACE_MS = 10_000;
+const DAEMON_LOG_CHARS = 64_000;
 
 interface ServiceReport {
   name: string;
@@ -40,11 +49,26 @@ async function writeUsageSummary(reports: ServiceReport[]): Promise<void> {
     .write();
 }
 
+/** Stops the Docker API daemon so that no client changes the job while it is torn down. */
+async function stopDaemon(daemon: DockerApiState): Promise<void> {
+  await core.group('Stop the Docker API (hyper serve)', async () => {
+    await stopDockerApi(daemon, { info: core.info, warn: core.warning });
+    core.info(`--- its log (${daemon.log}):`);
+    core.info(await logTail(daemon.log, DAEMON_LOG_CHARS));
+  });
+}
+
 /** Tears down every VM of this job. Never fails the job: teardown problems are warnings. */
 export async function postRun(): Promise<void> {
   if (!savedStateDir) {
     core.info('Nothing to tear down: the main step did not get far enough to create state');
     return;
+  }
+  const daemon = savedDockerApiState();
+  if (daemon) {
+    await stopDaemon(daemon).catch((error: unknown) =>
+      core.warning(`docker-api: could not stop hyper serve: ${(error as Error).message}`),
+    );
   }
   const host = actionHost(savedStateDir);
   const job = await Job.open(host);

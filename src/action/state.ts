@@ -47,3 +47,22 @@ export function saveMainDone(): void {
 }
 
 export const savedMainDone: boolean = core.getState(StateKeys.MainDone) === 'true';
+
+/** The Docker API daemon (`hyper serve`) the main step left running for the post step to stop. */
+export interface DockerApiState {
+  pid: number;
+  socket: string;
+  /** Its stdout and stderr. */
+  log: string;
+  /** A directory made only to hold the socket (the state dir's path was too long for one); post removes it. */
+  socketDir?: string;
+}
+
+export function saveDockerApiState(state: DockerApiState): void {
+  core.saveState(StateKeys.DockerApi, JSON.stringify(state));
+}
+
+export function savedDockerApiState(): DockerApiState | undefined {
+  const text = core.getState(StateKeys.DockerApi);
+  return text ? (JSON.parse(text) as DockerApiState) : undefined;
+}

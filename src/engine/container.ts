@@ -190,8 +190,9 @@ export async function removeContainer(
         `cannot remove "${name}": the VM is running; stop it first or use "hyper rm -f ${name}"`,
         { kind: 'Conflict' },
       );
-    await job.hypervisor.kill(record.machine);
   }
+  // Also when it stopped on its own: whatever it left (a virtiofsd) goes with it.
+  await job.hypervisor.kill(record.machine);
   await rm(record.machine.dir, { recursive: true, force: true });
   if (!options.keepMember) await job.network.leaveNetwork(job.stateDir, [name]);
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { HyperError } from '../errors.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { MemberRequest, MemberView, NetworkRecord } from '../network/job.js';
-import type { MountDisk } from '../storage/mounts.js';
+import type { MountDisk, MountShare } from '../storage/mounts.js';
 import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type BootContext } from './context.js';
@@ -24,6 +24,8 @@ export interface Draft {
   joined?: boolean;
   view?: MemberView;
   disks: MountDisk[];
+  /** Host directories shared live (bind mounts, where the host can). */
+  shares: MountShare[];
   guestFiles: GuestFile[];
   record?: VmRecord;
 }
@@ -33,7 +35,7 @@ export function newDraft(
   name: string,
   log: (line: string) => void = () => undefined,
 ): Draft {
-  return { job, name, dir: vmDir(job, name), log, disks: [], guestFiles: [] };
+  return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], guestFiles: [] };
 }
 
 /** What the record keeps beyond the machine: where the VM came from and how to enter it. */
@@ -207,5 +209,8 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
       guestPort: p.containerPort,
     })),
     disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    ...(draft.shares.length > 0
+      ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
+      : {}),
   };
 }

@@ -8,7 +8,7 @@ import { imageRunConfig, type ImageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
 import type { PortSpec } from '../network/ports.js';
 import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
-import { guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
+import { bindShares, guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
@@ -120,10 +120,16 @@ function disksStep(mounts: readonly MountSpec[], spec: ContainerSpec): Step<Draf
     name: 'make the disks',
     async run(draft) {
       const { job } = draft;
-      draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, {
-        defaultBytes: job.settings.volumeSize,
-        named: spec.volumeSizes,
-      });
+      // Bind mounts are shared live where the host can (virtiofs), else copied into disks.
+      const share = await job.hypervisor.canShareDirectories();
+      draft.disks = await prepareMountDisks(
+        job.stateDir,
+        mounts,
+        draft.dir,
+        { defaultBytes: job.settings.volumeSize, named: spec.volumeSizes },
+        { shareBinds: share },
+      );
+      draft.shares = share ? bindShares(mounts) : [];
     },
   };
 }
@@ -147,7 +153,7 @@ function guestFilesStep(
         workdir: fields.workdir,
         stopSignal: spec.stopSignal ?? runConfig.stopSignal,
         network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
-        mounts: guestMountTable(draft.disks, mounts),
+        mounts: guestMountTable(draft.disks, mounts, draft.shares),
       });
       await mkdir(paths.guestFiles);
       for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);

@@ -126,6 +126,12 @@ export async function snapshotService(
       kind: 'Conflict',
     });
   }
+  if (options.checkpoint && record.machine.shares?.length) {
+    throw new SnapshotError(
+      `${service} shares host directories live (${record.machine.shares.map((s) => s.source).join(', ')}); a checkpoint cannot hold their state: snapshot its volumes instead`,
+      { kind: 'Conflict' },
+    );
+  }
   const volumes = writableVolumes(record);
   const disks = options.checkpoint
     ? ['rootfs', ...volumes.map((d) => d.serial)]

@@ -34,6 +34,8 @@ export class CreateFieldError extends SpecError {
 export const DEFAULT_NETWORKS = new Set(['', 'default', 'bridge']);
 
 const NS_PER_MS = 1_000_000;
+/** A bind of a Docker API socket (the runner's /var/run/docker.sock). */
+const DOCKER_SOCKET = /(^|\/)docker\.sock$/;
 const MIB = 1024 * 1024;
 
 /** A field that would let the container past its VM, or reach the host's devices: refused, never ignored. */
@@ -150,8 +152,15 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
   if (body.Hostname) warnings.push("Hostname is ignored: a container's hostname is its name");
   if (body.StopTimeout !== undefined) warnings.push('StopTimeout is ignored: give the time to stop');
 
+  const binds = stringList(host.Binds, 'HostConfig.Binds');
+  // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).
+  const socketBinds = binds.filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''));
+  for (const entry of socketBinds)
+    warnings.push(
+      `HostConfig.Binds: "${entry}" is left out: the Docker socket is not forwarded into microVMs`,
+    );
   const volumes = [
-    ...stringList(host.Binds, 'HostConfig.Binds').map(bindEntry),
+    ...binds.filter((entry) => !socketBinds.includes(entry)).map(bindEntry),
     ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
     ...Object.keys(body.Volumes ?? {}),
   ];

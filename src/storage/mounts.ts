@@ -136,6 +136,23 @@ export function planMounts(
   return mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
 }
 
+/** A host directory a bind mount shares live with the guest (virtiofs), where the host can serve one. */
+export interface MountShare {
+  tag: string;
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** The bind mounts as live shares, tagged in order. Pure. */
+export function bindShares(mounts: readonly MountSpec[]): MountShare[] {
+  return mounts.flatMap((mount, index) =>
+    mount.kind === 'bind'
+      ? [{ tag: `share${index}`, source: mount.source, target: mount.target, readOnly: mount.readOnly }]
+      : [],
+  );
+}
+
 /** A disk the VM gets for a mount: its virtio serial (how the guest finds it) and how to mount it. */
 export interface MountDisk {
   serial: string;
@@ -152,11 +169,20 @@ export interface MountDisk {
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
  * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
  */
-export function guestMountTable(disks: readonly MountDisk[], mounts: readonly MountSpec[]): string {
+export function guestMountTable(
+  disks: readonly MountDisk[],
+  mounts: readonly MountSpec[],
+  shares: readonly MountShare[] = [],
+): string {
   const lines: { target: string; line: string }[] = disks.map((d) => ({
     target: d.target,
     line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
   }));
+  for (const share of shares)
+    lines.push({
+      target: share.target,
+      line: `share ${share.tag} ${share.target} ${share.readOnly ? 'ro' : 'rw'} -`,
+    });
   for (const mount of mounts) {
     if (mount.kind === 'tmpfs')
       lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });

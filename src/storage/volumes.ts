@@ -116,6 +116,7 @@ export async function prepareMountDisks(
   mounts: readonly MountSpec[],
   vmDir: string,
   sizes: VolumeSizes = {},
+  options: { shareBinds?: boolean } = {},
 ): Promise<MountDisk[]> {
   const defaultBytes = sizes.defaultBytes ?? DEFAULT_VOLUME_SIZE;
   const disks: MountDisk[] = [];
@@ -141,7 +142,8 @@ export async function prepareMountDisks(
         readOnly: mount.readOnly,
         copyUp: !mount.readOnly,
       });
-    } else if (mount.kind === 'bind') {
+    } else if (mount.kind === 'bind' && !options.shareBinds) {
+      // Where no directory can be shared live, a copy of it in a disk of its own.
       const file = path.join(vmDir, 'disks', `${serial}.qcow2`);
       const bytes = await treeBytes(mount.source);
       const size = Math.ceil((bytes * 1.25 + 64 * MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / MiB) * MiB;

@@ -35,6 +35,17 @@ export interface MachineSpec {
   network?: MachineNetwork;
   /** Further disks (volumes, host-path copies); the guest finds each by its serial. */
   disks?: DiskSpec[];
+  /** Host directories shared live with the guest (virtiofs); the guest finds each by its tag. */
+  shares?: ShareSpec[];
+}
+
+/** A host directory the guest mounts live, both ways (bind mounts), served by a virtiofsd of its own. */
+export interface ShareSpec {
+  /** The virtiofs tag the guest mounts it by. */
+  tag: string;
+  source: string;
+  /** Served read-only: virtiofsd sees it through a read-only bind mount of its own. */
+  readOnly: boolean;
 }
 
 /** How QEMU connects one VM to its job's network (src/network/job.ts decides). */
@@ -79,6 +90,8 @@ export interface StartOptions {
 }
 
 export interface Hypervisor {
+  /** Whether host directories can be shared live with guests here (MachineSpec.shares). */
+  canShareDirectories(): Promise<boolean>;
   /** Starts the VM as a detached process and returns its pid once the process is up. */
   start(spec: MachineSpec, options?: StartOptions): Promise<{ pid: number }>;
   /** Waits until the guest has started the service (which may have run to its end since); throws with the console tail if it never started. */

@@ -1,6 +1,7 @@
 import { DEFAULT_TSC_KHZ } from '../../host/cpuinfo.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
+import { sharePaths } from './virtiofs.js';
 
 /** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
 export function optValue(value: string): string {
@@ -68,7 +69,8 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
   // prettier-ignore
   const args = [
     '-name', optValue(spec.name),
-    '-M', 'microvm,x-option-roms=off,rtc=on',
+    // Shared host directories need the guest's RAM shared with virtiofsd.
+    '-M', `microvm,x-option-roms=off,rtc=on${spec.shares?.length ? ',memory-backend=ram' : ''}`,
     '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-m', `${spec.memoryMiB}M`,
@@ -100,6 +102,16 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
       `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
       '-device',
       `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
+    );
+  }
+  if (spec.shares?.length)
+    args.push('-object', `memory-backend-memfd,id=ram,size=${spec.memoryMiB}M,share=on`);
+  for (const [index, share] of (spec.shares ?? []).entries()) {
+    args.push(
+      '-chardev',
+      `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`,
+      '-device',
+      `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`,
     );
   }
   for (const file of spec.guestFiles) {

@@ -5,6 +5,7 @@ import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { GuestAgent } from '../guest-agent.js';
 import { execStream } from '../exec-stream.js';
 import { logRecordsText } from '../log-records.js';
+import { canShare, startShares, stopShares } from './virtiofs.js';
 import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
@@ -45,6 +46,10 @@ export class QemuHypervisor implements Hypervisor {
   /** `qemu`: the qemu-system binary, a name on PATH or a path. */
   constructor(readonly qemu: string = DEFAULT_QEMU) {}
 
+  canShareDirectories(): Promise<boolean> {
+    return canShare();
+  }
+
   async start(spec: MachineSpec, options: StartOptions = {}): Promise<{ pid: number }> {
     const paths = vmPaths(spec.dir);
     for (const socket of [paths.qmp, paths.agent]) {
@@ -55,6 +60,8 @@ export class QemuHypervisor implements Hypervisor {
         );
       }
     }
+    // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
+    if (spec.shares?.length) await startShares(spec.dir, spec.shares);
     const log = await open(paths.qemuLog, 'a');
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let spawnError: Error | undefined;
@@ -71,12 +78,15 @@ export class QemuHypervisor implements Hypervisor {
       child.unref();
       const deadline = Date.now() + 15000;
       for (;;) {
-        if (spawnError)
+        if (spawnError) {
+          await stopShares(spec.dir);
           throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
             kind: 'Unavailable',
             cause: spawnError,
           });
+        }
         if (exited) {
+          await stopShares(spec.dir);
           throw new VmError(
             `QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`,
           );
@@ -167,7 +177,10 @@ export class QemuHypervisor implements Hypervisor {
   async stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'> {
     const paths = vmPaths(spec.dir);
     const pid = await readPid(paths.pid);
-    if (pid === undefined || !(await isOurProcess(pid, spec.dir))) return 'graceful';
+    if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
+      await stopShares(spec.dir);
+      return 'graceful';
+    }
     const deadline = Date.now() + graceMs;
     try {
       const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
@@ -178,12 +191,21 @@ export class QemuHypervisor implements Hypervisor {
     } catch {
       // No agent: nothing graceful is possible; fall through to the deadline and kill.
     }
-    if (await waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) return 'graceful';
+    if (await waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
+      await stopShares(spec.dir);
+      return 'graceful';
+    }
     await this.kill(spec);
     return 'killed';
   }
 
   async kill(spec: Pick<MachineSpec, 'dir'>): Promise<void> {
+    await this.killQemu(spec);
+    // virtiofsd ends when QEMU goes; whatever is left is stopped.
+    await stopShares(spec.dir);
+  }
+
+  private async killQemu(spec: Pick<MachineSpec, 'dir'>): Promise<void> {
     const pid = await readPid(vmPaths(spec.dir).pid);
     if (pid === undefined || !(await isOurProcess(pid, spec.dir))) return;
     try {

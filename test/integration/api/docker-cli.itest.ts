@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout } from '../../support/fixtures.js';
 import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
@@ -127,6 +127,45 @@ test('docker cp into a running container and out of it, with owner and mode kept
   } finally {
     await rm(host, { recursive: true, force: true });
     await dockerOk(daemon, 'rm', '-f', 'files');
+  }
+});
+
+test("a bind mount is shared live both ways, with a non-root user's ownership; a missing source is made", async () => {
+  const host = await mkdtemp('/tmp/hyper-bind-');
+  try {
+    const shared = path.join(host, 'shared');
+    await mkdir(shared);
+    await chown(shared, 1000, 1000);
+    await dockerOk(
+      daemon,
+      'run',
+      '-d',
+      '--name',
+      'binder',
+      '-u',
+      '1000:1000',
+      '-v',
+      `${shared}:/work`,
+      '-v',
+      `${path.join(host, 'made-by-docker')}:/made`,
+      '--entrypoint',
+      'sleep',
+      image,
+      '600',
+    );
+    // Written in the guest by uid 1000: on the host at once, owned by 1000, with the umask's mode.
+    await dockerOk(daemon, 'exec', 'binder', 'sh', '-c', 'echo from the guest > /work/out.txt');
+    const info = await stat(path.join(shared, 'out.txt'));
+    expect([info.uid, info.gid, info.mode & 0o777]).toEqual([1000, 1000, 0o644]);
+    expect(await readFile(path.join(shared, 'out.txt'), 'utf8')).toBe('from the guest\n');
+    // Written on the host while the VM runs: seen in the guest.
+    await writeFile(path.join(shared, 'in.txt'), 'from the host\n');
+    expect(await dockerOk(daemon, 'exec', 'binder', 'cat', '/work/in.txt')).toBe('from the host');
+    // Docker's -v makes a missing source as a directory.
+    expect((await stat(path.join(host, 'made-by-docker'))).isDirectory()).toBe(true);
+    await dockerOk(daemon, 'rm', '-f', 'binder');
+  } finally {
+    await rm(host, { recursive: true, force: true });
   }
 });
 

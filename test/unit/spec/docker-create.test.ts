@@ -779,3 +779,14 @@ test('a read-only anonymous volume stays read-only', () => {
   });
   expect(spec.volumes).toEqual(['/d:ro']);
 });
+
+test('the Docker socket bound in by the runner is left out with a warning', () => {
+  const { spec, warnings } = create({
+    ...IMAGE,
+    HostConfig: { Binds: ['/var/run/docker.sock:/var/run/docker.sock', '/home/runner/work:/__w'] },
+  });
+  expect(spec.volumes).toEqual(['/home/runner/work:/__w']);
+  expect(warnings).toContain(
+    'HostConfig.Binds: "/var/run/docker.sock:/var/run/docker.sock" is left out: the Docker socket is not forwarded into microVMs',
+  );
+});

@@ -1,4 +1,5 @@
 import { optValue, qemuArgs } from '../../../src/vm/qemu/args.js';
+import { virtiofsdArgv } from '../../../src/vm/qemu/virtiofs.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 
 const spec: MachineSpec = {
@@ -114,5 +115,68 @@ describe('qemuArgs', () => {
     expect(optValue('/a,b/c')).toBe('/a,,b/c');
     const odd = qemuArgs({ ...spec, rootDisk: '/x,y/root.qcow2' });
     expect(valueOf(odd, '-drive')[0]).toContain('file=/x,,y/root.qcow2,');
+  });
+});
+
+describe('shared host directories', () => {
+  const shared = qemuArgs({
+    ...spec,
+    shares: [
+      { tag: 'share0', source: '/home/runner/work', readOnly: false },
+      { tag: 'share1', source: '/opt/tools', readOnly: true },
+    ],
+  });
+
+  test("put the guest's RAM in shared memory and connect each virtiofsd by its socket", () => {
+    expect(valueOf(shared, '-M')).toEqual(['microvm,x-option-roms=off,rtc=on,memory-backend=ram']);
+    expect(valueOf(shared, '-object')).toEqual(['memory-backend-memfd,id=ram,size=256M,share=on']);
+    expect(valueOf(shared, '-chardev')).toEqual(
+      expect.arrayContaining([
+        'socket,id=fs0,path=/state/vms/web/fs0.sock',
+        'socket,id=fs1,path=/state/vms/web/fs1.sock',
+      ]),
+    );
+    expect(valueOf(shared, '-device')).toEqual(
+      expect.arrayContaining([
+        'vhost-user-fs-device,chardev=fs0,tag=share0,queue-size=1024',
+        'vhost-user-fs-device,chardev=fs1,tag=share1,queue-size=1024',
+      ]),
+    );
+  });
+
+  test('leave a VM without shares on private memory', () => {
+    expect(valueOf(qemuArgs(spec), '-object')).toEqual([]);
+  });
+});
+
+describe('virtiofsdArgv', () => {
+  test('serves a read-write share from its own mount namespace', () => {
+    expect(virtiofsdArgv({ tag: 'share0', source: '/w', readOnly: false }, '/d/fs0.sock', '/v')).toEqual([
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'shift && exec "$@"',
+      'sh',
+      '/w',
+      '/v',
+      '--socket-path=/d/fs0.sock',
+      '-o',
+      'source=/w',
+      '-o',
+      'cache=auto',
+      '-o',
+      'xattr',
+      '-o',
+      'announce_submounts',
+    ]);
+  });
+
+  test('binds a read-only share read-only over itself first, inside that namespace only', () => {
+    const argv = virtiofsdArgv({ tag: 'share0', source: '/w', readOnly: true }, '/d/fs0.sock', '/v');
+    expect(argv[6]).toBe('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"');
+    expect(argv.slice(7, 10)).toEqual(['sh', '/w', '/v']);
   });
 });
