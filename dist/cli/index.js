@@ -61847,6 +61847,21 @@ var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_nod
 class CreateFieldError extends SpecError {
     name = 'CreateFieldError';
 }
+/** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
+const IGNORED_LIMITS = [
+    'Ulimits',
+    'PidsLimit',
+    'ShmSize',
+    'CpuShares',
+    'CpuQuota',
+    'CpuPeriod',
+    'CpusetCpus',
+    'CpusetMems',
+    'BlkioWeight',
+    'MemorySwap',
+    'MemoryReservation',
+    'OomKillDisable',
+];
 /** The networks every Docker daemon has; all of them mean the job's own network here. */
 const DEFAULT_NETWORKS = new Set(['', 'default', 'bridge']);
 const docker_create_NS_PER_MS = 1_000_000;
@@ -61926,6 +61941,11 @@ const REFUSED = [
         why: 'sysctls are not supported yet',
     },
     {
+        field: 'HostConfig.ReadonlyRootfs',
+        set: (b) => b.HostConfig?.ReadonlyRootfs === true,
+        why: 'a read-only root filesystem is not supported yet',
+    },
+    {
         field: 'Tty',
         set: (b) => b.Tty === true,
         why: 'a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
@@ -61966,6 +61986,12 @@ function containerFromCreateBody(body, name, baseDir) {
         warnings.push("Hostname is ignored: a container's hostname is its name");
     if (body.StopTimeout !== undefined)
         warnings.push('StopTimeout is ignored: give the time to stop');
+    for (const field of IGNORED_LIMITS) {
+        const value = host[field];
+        const unset = value === undefined || value === null || value === 0 || value === '' || value === false;
+        if (!unset && !(Array.isArray(value) && value.length === 0))
+            warnings.push(`HostConfig.${field} is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)`);
+    }
     const binds = stringList(host.Binds, 'HostConfig.Binds');
     // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).
     const socketBinds = binds.filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''));

@@ -30,6 +30,22 @@ export class CreateFieldError extends SpecError {
   override name = 'CreateFieldError';
 }
 
+/** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
+const IGNORED_LIMITS = [
+  'Ulimits',
+  'PidsLimit',
+  'ShmSize',
+  'CpuShares',
+  'CpuQuota',
+  'CpuPeriod',
+  'CpusetCpus',
+  'CpusetMems',
+  'BlkioWeight',
+  'MemorySwap',
+  'MemoryReservation',
+  'OomKillDisable',
+] as const;
+
 /** The networks every Docker daemon has; all of them mean the job's own network here. */
 export const DEFAULT_NETWORKS = new Set(['', 'default', 'bridge']);
 
@@ -111,6 +127,11 @@ const REFUSED: readonly { field: string; set: (body: CreateBody) => boolean; why
     why: 'sysctls are not supported yet',
   },
   {
+    field: 'HostConfig.ReadonlyRootfs',
+    set: (b) => b.HostConfig?.ReadonlyRootfs === true,
+    why: 'a read-only root filesystem is not supported yet',
+  },
+  {
     field: 'Tty',
     set: (b) => b.Tty === true,
     why: 'a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
@@ -151,6 +172,14 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
       warnings.push(`HostConfig.${field} is ignored: the job network's resolver is used`);
   if (body.Hostname) warnings.push("Hostname is ignored: a container's hostname is its name");
   if (body.StopTimeout !== undefined) warnings.push('StopTimeout is ignored: give the time to stop');
+  for (const field of IGNORED_LIMITS) {
+    const value = (host as Record<string, unknown>)[field];
+    const unset = value === undefined || value === null || value === 0 || value === '' || value === false;
+    if (!unset && !(Array.isArray(value) && value.length === 0))
+      warnings.push(
+        `HostConfig.${field} is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)`,
+      );
+  }
 
   const binds = stringList(host.Binds, 'HostConfig.Binds');
   // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).

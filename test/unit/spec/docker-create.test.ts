@@ -790,3 +790,25 @@ test('the Docker socket bound in by the runner is left out with a warning', () =
     'HostConfig.Binds: "/var/run/docker.sock:/var/run/docker.sock" is left out: the Docker socket is not forwarded into microVMs',
   );
 });
+
+test('cgroup limits are accepted with a warning each; their zero values with none', () => {
+  const { warnings } = create({
+    ...IMAGE,
+    HostConfig: {
+      Ulimits: [{ Name: 'nofile', Soft: 10, Hard: 10 }],
+      ShmSize: 0,
+      PidsLimit: 100,
+      OomKillDisable: false,
+    },
+  });
+  expect(warnings).toEqual([
+    'HostConfig.Ulimits is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
+    'HostConfig.PidsLimit is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
+  ]);
+});
+
+test('a read-only root filesystem is refused, not ignored', () => {
+  expect(() => create({ ...IMAGE, HostConfig: { ReadonlyRootfs: true } })).toThrow(
+    'HostConfig.ReadonlyRootfs: a read-only root filesystem is not supported yet',
+  );
+});
