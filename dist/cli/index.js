@@ -59409,7 +59409,9 @@ async function statPath(name, target, job) {
     if (result.code !== 0)
         throw new HyperError(`Could not find the file ${target} in container ${name}`, { kind: 'NotFound' });
     const [statLine = '', link = ''] = result.stdout.split('\n');
-    return parseStat(statLine, link);
+    const stat = parseStat(statLine, link);
+    // The container's root is / to its clients, not the guest's /container.
+    return containerPath(target) === '/' ? { ...stat, name: '/' } : stat;
 }
 /** A tar of the path (its last component at the top), streamed out of the running container. */
 async function readArchive(name, target, job, signal) {
@@ -63019,6 +63021,7 @@ const GO_SYMLINK = 2 ** 27;
 const GO_PIPE = 2 ** 25;
 const GO_SOCKET = 2 ** 24;
 const GO_DEVICE = 2 ** 26;
+const GO_CHAR_DEVICE = 2 ** 21;
 const GO_SETUID = 2 ** 23;
 const GO_SETGID = 2 ** 22;
 const GO_STICKY = 2 ** 20;
@@ -63034,8 +63037,10 @@ function goFileMode(mode) {
         result += GO_PIPE;
     else if (type === 0o140000)
         result += GO_SOCKET;
-    else if (type === 0o060000 || type === 0o020000)
+    else if (type === 0o060000)
         result += GO_DEVICE;
+    else if (type === 0o020000)
+        result += GO_DEVICE + GO_CHAR_DEVICE;
     if (mode & 0o4000)
         result += GO_SETUID;
     if (mode & 0o2000)

@@ -9,6 +9,7 @@ const GO_SYMLINK = 2 ** 27;
 const GO_PIPE = 2 ** 25;
 const GO_SOCKET = 2 ** 24;
 const GO_DEVICE = 2 ** 26;
+const GO_CHAR_DEVICE = 2 ** 21;
 const GO_SETUID = 2 ** 23;
 const GO_SETGID = 2 ** 22;
 const GO_STICKY = 2 ** 20;
@@ -21,7 +22,8 @@ export function goFileMode(mode: number): number {
   else if (type === 0o120000) result += GO_SYMLINK;
   else if (type === 0o010000) result += GO_PIPE;
   else if (type === 0o140000) result += GO_SOCKET;
-  else if (type === 0o060000 || type === 0o020000) result += GO_DEVICE;
+  else if (type === 0o060000) result += GO_DEVICE;
+  else if (type === 0o020000) result += GO_DEVICE + GO_CHAR_DEVICE;
   if (mode & 0o4000) result += GO_SETUID;
   if (mode & 0o2000) result += GO_SETGID;
   if (mode & 0o1000) result += GO_STICKY;

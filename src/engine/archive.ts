@@ -78,7 +78,9 @@ export async function statPath(name: string, target: string, job: JobContext): P
   if (result.code !== 0)
     throw new HyperError(`Could not find the file ${target} in container ${name}`, { kind: 'NotFound' });
   const [statLine = '', link = ''] = result.stdout.split('\n');
-  return parseStat(statLine, link);
+  const stat = parseStat(statLine, link);
+  // The container's root is / to its clients, not the guest's /container.
+  return containerPath(target) === '/' ? { ...stat, name: '/' } : stat;
 }
 
 /** A tar of the path (its last component at the top), streamed out of the running container. */

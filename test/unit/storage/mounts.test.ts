@@ -1,10 +1,12 @@
 import {
+  bindShares,
   DEFAULT_TMPFS_OPTIONS,
   guestMountTable,
   namedVolume,
   parseTmpfs,
   parseVolume,
   planMounts,
+  type MountSpec,
 } from '../../../src/storage/mounts.js';
 
 describe('parseVolume: Docker short syntax', () => {
@@ -99,4 +101,72 @@ test('namedVolume: only NAME:/path names a volume', () => {
       namedVolume,
     ),
   ).toEqual(['pgdata', 'pgdata', undefined, undefined, undefined, undefined, undefined]);
+});
+
+describe('live shares of bind mounts', () => {
+  const mounts: MountSpec[] = [
+    { kind: 'volume', name: 'data', target: '/data', readOnly: false },
+    { kind: 'bind', source: '/repo/conf', target: '/etc/app', readOnly: true },
+    { kind: 'tmpfs', target: '/run', options: DEFAULT_TMPFS_OPTIONS },
+    { kind: 'anonymous', target: '/cache', readOnly: false },
+    { kind: 'bind', source: '/repo/src', target: '/srv/app', readOnly: false },
+  ];
+
+  test('bindShares: only bind mounts, each tagged share<index> by its place among the mounts', () => {
+    expect(bindShares(mounts)).toEqual([
+      { tag: 'share1', source: '/repo/conf', target: '/etc/app', readOnly: true },
+      { tag: 'share4', source: '/repo/src', target: '/srv/app', readOnly: false },
+    ]);
+  });
+
+  test('bindShares: no bind mounts, no shares', () => {
+    expect(bindShares(mounts.filter((m) => m.kind !== 'bind'))).toEqual([]);
+    expect(bindShares([])).toEqual([]);
+  });
+
+  test('the mount table gives each share a line: share TAG TARGET rw|ro -', () => {
+    expect(
+      guestMountTable(
+        [],
+        [],
+        [
+          { tag: 'share0', source: '/repo/src', target: '/srv', readOnly: false },
+          { tag: 'share1', source: '/repo/conf', target: '/etc', readOnly: true },
+        ],
+      ),
+    ).toBe('share share0 /srv rw -\nshare share1 /etc ro -\n');
+  });
+
+  test('shares, disks and tmpfs mounts are ordered together, parents before children', () => {
+    const table = guestMountTable(
+      [{ serial: 'vol0', path: '/s/v0.qcow2', target: '/srv/app/data/db', readOnly: false, copyUp: true }],
+      [{ kind: 'tmpfs', target: '/srv/app/data', options: 'rw,noexec' }],
+      [
+        { tag: 'share2', source: '/repo/app', target: '/srv/app', readOnly: false },
+        { tag: 'share3', source: '/repo/cache', target: '/srv/app/data/db/cache', readOnly: true },
+      ],
+    );
+    expect(table).toBe(
+      [
+        'share share2 /srv/app rw -',
+        'tmpfs - /srv/app/data rw,noexec -',
+        'disk vol0 /srv/app/data/db rw copyup',
+        'share share3 /srv/app/data/db/cache ro -',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('a share given after its child share still comes first', () => {
+    expect(
+      guestMountTable(
+        [],
+        [],
+        [
+          { tag: 'share1', source: '/repo/www/html', target: '/var/www/html', readOnly: true },
+          { tag: 'share0', source: '/repo/www', target: '/var/www', readOnly: false },
+        ],
+      ),
+    ).toBe('share share0 /var/www rw -\nshare share1 /var/www/html ro -\n');
+  });
 });
