@@ -43610,8 +43610,8 @@ feed() {
 }
 mkfifo "$d/pipe"
 feed > "$d/pipe" &
-exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
-const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
+exec setsid "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
+const NO_STDIN = 'd=$1; shift; exec setsid "$@" </dev/null >"$d/out" 2>"$d/err"';
 async function drive(agent, argv, options, stdout, stderr) {
     const dir = `/run/hyper-exec-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`;
     await runToEnd(agent, 'mkdir -p "$1" && : > "$1/out" && : > "$1/err" && : > "$1/in"', dir);
@@ -43668,7 +43668,8 @@ async function drive(agent, argv, options, stdout, stderr) {
         for (const handle of handles)
             await agent.execute('guest-file-close', { handle }).catch(() => undefined);
         if (pid !== undefined && !exited)
-            await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
+            // setsid made the command its own process group: what it started in the background goes with it.
+            await runToEnd(agent, 'kill -KILL -"$1" 2>/dev/null || kill -KILL "$1"', String(pid)).catch(() => undefined);
         await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
     }
 }
@@ -62502,6 +62503,8 @@ function containerInspect(record, state, health, networks, extra) {
             RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
             Privileged: false,
             Runtime: 'hyper-microvm',
+            // Logs are read through the API, as json-file's are; compose skips a container's logs without a type.
+            LogConfig: { Type: 'json-file', Config: {} },
         },
         Config: {
             Hostname: record.name,

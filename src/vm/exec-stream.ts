@@ -100,8 +100,8 @@ feed() {
 }
 mkfifo "$d/pipe"
 feed > "$d/pipe" &
-exec "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
-const NO_STDIN = 'd=$1; shift; exec "$@" </dev/null >"$d/out" 2>"$d/err"';
+exec setsid "$@" < "$d/pipe" > "$d/out" 2> "$d/err"`;
+const NO_STDIN = 'd=$1; shift; exec setsid "$@" </dev/null >"$d/out" 2>"$d/err"';
 
 async function drive(
   agent: GuestAgent,
@@ -162,7 +162,8 @@ async function drive(
     // Whatever happened: no handle left open in the agent, no command left running, no files left.
     for (const handle of handles) await agent.execute('guest-file-close', { handle }).catch(() => undefined);
     if (pid !== undefined && !exited)
-      await runToEnd(agent, 'kill -KILL "$1"', String(pid)).catch(() => undefined);
+      // setsid made the command its own process group: what it started in the background goes with it.
+      await runToEnd(agent, 'kill -KILL -"$1" 2>/dev/null || kill -KILL "$1"', String(pid)).catch(() => undefined);
     await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
   }
 }

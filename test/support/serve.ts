@@ -10,6 +10,8 @@ export const DOCKER = '/usr/bin/docker';
 
 export interface RunningDaemon {
   socket: string;
+  /** The `hyper serve` process. */
+  pid: number;
   stateDir: string;
   /** DOCKER_HOST and a config dir of its own, for the docker CLI. */
   env: Record<string, string>;
@@ -56,9 +58,11 @@ export function socketRequest(
 export async function startDaemon(
   stateDir: string,
   extraEnv: Record<string, string> = {},
+  options: { socket?: string } = {},
 ): Promise<RunningDaemon> {
   const dir = await mkdtemp('/tmp/hyper-serve-');
-  const socket = path.join(dir, 'docker.sock');
+  // A socket elsewhere (a directory others may enter) when asked; the daemon makes its directory.
+  const socket = options.socket ?? path.join(dir, 'docker.sock');
   let output = '';
   const child: ChildProcess = spawn(
     process.execPath,
@@ -82,6 +86,7 @@ export async function startDaemon(
   }
   return {
     socket,
+    pid: child.pid ?? 0,
     stateDir,
     env: { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(dir, 'docker-config') },
     output: () => output,
