@@ -58810,7 +58810,8 @@ async function* containerLogs(name, job, options = {}) {
             offset += chunk.length;
             yield* decoder.push(chunk);
         }
-        if (stopped)
+        // Following ends with the VM, or when the reader goes away (a client that hung up).
+        if (stopped || options.signal?.aborted)
             return;
         await sleep(FOLLOW_POLL_MS);
     }
@@ -59627,7 +59628,8 @@ async function monitorHealth(record, job, signal) {
     await writeFileAtomic(healthFile(record), JSON.stringify(health));
     while (!signal.aborted) {
         const wait = health.status === 'starting' ? Math.min(check.intervalMs, STARTING_PROBE_MS) : check.intervalMs;
-        await sleep(wait);
+        // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(wait, undefined, { signal }).catch(() => undefined);
         if (signal.aborted || !(await vmState(record, job)).running)
             return;
         const start = new Date();
@@ -61724,6 +61726,13 @@ async function volume(argv, io, env) {
 
 
 
+/** How often a started container is checked for its end. */
+const WATCH_POLL_MS = 250;
+/** How long AutoRemove waits for attached clients to have the last of the output. */
+const ATTACH_DRAIN_MS = 10_000;
+function delay(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 /**
  * What `hyper serve` keeps while it runs, beyond the job's own state: exec
  * instances, which containers it removes when they end (AutoRemove), the exit
@@ -61743,6 +61752,8 @@ class Daemon {
     removedExits = new Map();
     /** Containers (by id) whose end is being watched, with the abort for their health monitor. */
     watched = new Map();
+    /** The attach streams open on each container (by id), settled when each ends. */
+    attached = new Map();
     /** Containers this daemon started, by id (for --stop-containers). */
     started = new Set();
     prepared;
@@ -61784,10 +61795,9 @@ class Daemon {
             this.job.monitorHealth(id, controller.signal).catch((error) => {
                 this.log.debug(`${record.name}: health monitor ended: ${error.message}`);
             });
-        void this.job
-            .wait(id)
+        void this.untilStopped(id, controller.signal)
             .then(async (state) => {
-            if (this.watched.get(id) !== controller)
+            if (!state || this.watched.get(id) !== controller)
                 return;
             this.watched.delete(id);
             controller.abort();
@@ -61795,6 +61805,8 @@ class Daemon {
             this.finishedAt.set(id, new Date().toISOString());
             this.emit('die', record, { exitCode });
             if (this.autoRemove.has(id)) {
+                // As Docker does: the attached clients get all the output first, then the container goes.
+                await Promise.race([Promise.all(this.attached.get(id) ?? []), delay(ATTACH_DRAIN_MS)]);
                 this.removedExits.set(id, exitCode);
                 await this.job.remove(id, true);
                 this.autoRemove.delete(id);
@@ -61807,6 +61819,32 @@ class Daemon {
             controller.abort();
             this.log.debug(`${record.name}: no longer watched: ${error.message}`);
         });
+    }
+    /** The container's state once its command has ended; undefined when the watch was called off first. */
+    async untilStopped(id, signal) {
+        while (!signal.aborted) {
+            const { state } = await this.job.inspect(id);
+            if (!state.running)
+                return state;
+            await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));
+        }
+        return undefined;
+    }
+    /** Runs an attach stream, known to AutoRemove, which waits for it before it removes the container. */
+    async attach(id, stream) {
+        const running = stream();
+        const settled = running.then(() => undefined, () => undefined);
+        const set = this.attached.get(id) ?? new Set();
+        set.add(settled);
+        this.attached.set(id, set);
+        try {
+            await running;
+        }
+        finally {
+            set.delete(settled);
+            if (set.size === 0)
+                this.attached.delete(id);
+        }
     }
     /** Stops watching (the container is being removed or restarted by a request). */
     unwatch(id) {
@@ -62738,11 +62776,14 @@ async function containers_waitContainer(daemon, exchange, ref) {
             if (isCreated(state) || condition === 'next-exit' || condition === 'removed')
                 await untilStarted(daemon, record, exchange.closed);
         }
-        const ended = await daemon.job.wait(record.name);
+        const ended = await daemon.untilStopped(id, exchange.closed);
+        // The client went away (docker run -d leaves its wait behind): nothing to answer.
+        if (!ended)
+            return;
         const code = ended.crash ? 255 : (ended.exitCode ?? 255);
         if (condition === 'removed') {
             while (!exchange.closed.aborted && (await stillThere(daemon, record)))
-                await delay(100);
+                await containers_delay(100);
             return answer(daemon.removedExits.get(id) ?? code);
         }
         answer(code);
@@ -62765,10 +62806,10 @@ async function untilStarted(daemon, record, closed) {
             return;
         if (!isCreated(current.state))
             return;
-        await delay(100);
+        await containers_delay(100);
     }
 }
-function delay(ms) {
+function containers_delay(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 async function containers_removeContainer(daemon, exchange, ref) {
@@ -62873,7 +62914,11 @@ async function containers_containerLogs(daemon, exchange, ref) {
         for (const line of selectLines(past, options))
             send(line);
         if (follow) {
-            for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow: true })) {
+            for await (const piece of daemon.job.logs(record.name, {
+                follow: true,
+                fromNow: true,
+                signal: exchange.closed,
+            })) {
                 if (exchange.closed.aborted)
                     break;
                 for (const line of splitRecord(piece))
@@ -62957,6 +63002,9 @@ async function attachContainer(daemon, exchange, ref) {
     const wanted = flag(exchange, 'stdout') || flag(exchange, 'stderr');
     const { output, input } = exchange.hijack(MULTIPLEXED);
     input.resume();
+    await daemon.attach(record.id ?? record.name, () => streamOutput(daemon, exchange, record, state, wanted, output));
+}
+async function streamOutput(daemon, exchange, record, state, wanted, output) {
     try {
         if (!wanted || !flag(exchange, 'stream'))
             return;
@@ -62965,7 +63013,11 @@ async function attachContainer(daemon, exchange, ref) {
         const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
         // A container already running shows what it writes from now on; one just started, all of it.
         const fromNow = state.running;
-        for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow })) {
+        for await (const piece of daemon.job.logs(record.name, {
+            follow: true,
+            fromNow,
+            signal: exchange.closed,
+        })) {
             if (exchange.closed.aborted)
                 break;
             if (streams[piece.stream])

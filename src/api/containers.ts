@@ -1,5 +1,7 @@
 import { HyperError } from '../errors.js';
 import type { VmRecord } from '../engine/record.js';
+import type { VmState } from '../engine/container.js';
+import type { Writable } from 'node:stream';
 import { containerFromCreateBody, type CreateBody } from '../spec/docker-create.js';
 import type { Daemon } from './daemon.js';
 import type { Exchange } from './exchange.js';
@@ -145,7 +147,9 @@ export async function waitContainer(daemon: Daemon, exchange: Exchange, ref: str
       if (isCreated(state) || condition === 'next-exit' || condition === 'removed')
         await untilStarted(daemon, record, exchange.closed);
     }
-    const ended = await daemon.job.wait(record.name);
+    const ended = await daemon.untilStopped(id, exchange.closed);
+    // The client went away (docker run -d leaves its wait behind): nothing to answer.
+    if (!ended) return;
     const code = ended.crash ? 255 : (ended.exitCode ?? 255);
     if (condition === 'removed') {
       while (!exchange.closed.aborted && (await stillThere(daemon, record))) await delay(100);
@@ -286,7 +290,11 @@ export async function containerLogs(daemon: Daemon, exchange: Exchange, ref: str
     for await (const piece of daemon.job.logs(record.name)) past.push(...splitRecord(piece));
     for (const line of selectLines(past, options)) send(line);
     if (follow) {
-      for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow: true })) {
+      for await (const piece of daemon.job.logs(record.name, {
+        follow: true,
+        fromNow: true,
+        signal: exchange.closed,
+      })) {
         if (exchange.closed.aborted) break;
         for (const line of splitRecord(piece)) if (inWindow(line, options)) send(line);
       }
@@ -375,13 +383,30 @@ export async function attachContainer(daemon: Daemon, exchange: Exchange, ref: s
   const wanted = flag(exchange, 'stdout') || flag(exchange, 'stderr');
   const { output, input } = exchange.hijack(MULTIPLEXED);
   input.resume();
+  await daemon.attach(record.id ?? record.name, () =>
+    streamOutput(daemon, exchange, record, state, wanted, output),
+  );
+}
+
+async function streamOutput(
+  daemon: Daemon,
+  exchange: Exchange,
+  record: VmRecord,
+  state: VmState,
+  wanted: boolean,
+  output: Writable,
+): Promise<void> {
   try {
     if (!wanted || !flag(exchange, 'stream')) return;
     if (isCreated(state)) await untilStarted(daemon, record, exchange.closed);
     const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
     // A container already running shows what it writes from now on; one just started, all of it.
     const fromNow = state.running;
-    for await (const piece of daemon.job.logs(record.name, { follow: true, fromNow })) {
+    for await (const piece of daemon.job.logs(record.name, {
+      follow: true,
+      fromNow,
+      signal: exchange.closed,
+    })) {
       if (exchange.closed.aborted) break;
       if (streams[piece.stream]) output.write(frame(STREAM_ID[piece.stream], piece.data));
     }

@@ -4,6 +4,16 @@ import { HyperError } from '../errors.js';
 import type { Job } from '../engine/job.js';
 import type { Reporter } from '../engine/host.js';
 import type { VmRecord } from '../engine/record.js';
+import type { StoppedState } from '../engine/container.js';
+
+/** How often a started container is checked for its end. */
+const WATCH_POLL_MS = 250;
+/** How long AutoRemove waits for attached clients to have the last of the output. */
+const ATTACH_DRAIN_MS = 10_000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 /** A container lifecycle event, as GET /events streams them. */
 export interface ContainerEvent {
@@ -53,6 +63,8 @@ export class Daemon {
   readonly removedExits = new Map<string, number>();
   /** Containers (by id) whose end is being watched, with the abort for their health monitor. */
   private readonly watched = new Map<string, AbortController>();
+  /** The attach streams open on each container (by id), settled when each ends. */
+  private readonly attached = new Map<string, Set<Promise<void>>>();
   /** Containers this daemon started, by id (for --stop-containers). */
   readonly started = new Set<string>();
   private prepared: Promise<unknown> | undefined;
@@ -99,16 +111,17 @@ export class Daemon {
       this.job.monitorHealth(id, controller.signal).catch((error: unknown) => {
         this.log.debug(`${record.name}: health monitor ended: ${(error as Error).message}`);
       });
-    void this.job
-      .wait(id)
+    void this.untilStopped(id, controller.signal)
       .then(async (state) => {
-        if (this.watched.get(id) !== controller) return;
+        if (!state || this.watched.get(id) !== controller) return;
         this.watched.delete(id);
         controller.abort();
         const exitCode = state.crash ? 255 : (state.exitCode ?? 255);
         this.finishedAt.set(id, new Date().toISOString());
         this.emit('die', record, { exitCode });
         if (this.autoRemove.has(id)) {
+          // As Docker does: the attached clients get all the output first, then the container goes.
+          await Promise.race([Promise.all(this.attached.get(id) ?? []), delay(ATTACH_DRAIN_MS)]);
           this.removedExits.set(id, exitCode);
           await this.job.remove(id, true);
           this.autoRemove.delete(id);
@@ -120,6 +133,34 @@ export class Daemon {
         controller.abort();
         this.log.debug(`${record.name}: no longer watched: ${(error as Error).message}`);
       });
+  }
+
+  /** The container's state once its command has ended; undefined when the watch was called off first. */
+  async untilStopped(id: string, signal: AbortSignal): Promise<StoppedState | undefined> {
+    while (!signal.aborted) {
+      const { state } = await this.job.inspect(id);
+      if (!state.running) return state;
+      await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));
+    }
+    return undefined;
+  }
+
+  /** Runs an attach stream, known to AutoRemove, which waits for it before it removes the container. */
+  async attach(id: string, stream: () => Promise<void>): Promise<void> {
+    const running = stream();
+    const settled = running.then(
+      () => undefined,
+      () => undefined,
+    );
+    const set = this.attached.get(id) ?? new Set<Promise<void>>();
+    set.add(settled);
+    this.attached.set(id, set);
+    try {
+      await running;
+    } finally {
+      set.delete(settled);
+      if (set.size === 0) this.attached.delete(id);
+    }
   }
 
   /** Stops watching (the container is being removed or restarted by a request). */

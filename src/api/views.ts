@@ -181,6 +181,8 @@ export function containerInspect(
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
       Privileged: false,
       Runtime: 'hyper-microvm',
+      // Logs are read through the API, as json-file's are; compose skips a container's logs without a type.
+      LogConfig: { Type: 'json-file', Config: {} },
     },
     Config: {
       Hostname: record.name,

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
-import { sleep } from '../vm/process.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import { vmState } from './container.js';
 import type { JobContext } from './context.js';
 import { commandProbe } from './health.js';
@@ -69,7 +69,8 @@ export async function monitorHealth(record: VmRecord, job: JobContext, signal: A
   while (!signal.aborted) {
     const wait =
       health.status === 'starting' ? Math.min(check.intervalMs, STARTING_PROBE_MS) : check.intervalMs;
-    await sleep(wait);
+    // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
+    await delay(wait, undefined, { signal }).catch(() => undefined);
     if (signal.aborted || !(await vmState(record, job)).running) return;
     const start = new Date();
     const result = await probe().catch((error: unknown) => ({ ok: false, detail: (error as Error).message }));

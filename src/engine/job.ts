@@ -246,7 +246,10 @@ export class Job {
     return execStreamInContainer(await this.nameOf(ref), command, this.context, options);
   }
 
-  async *logs(ref: string, options: { follow?: boolean; fromNow?: boolean } = {}): AsyncGenerator<LogRecord> {
+  async *logs(
+    ref: string,
+    options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
+  ): AsyncGenerator<LogRecord> {
     yield* containerLogs(await this.nameOf(ref), this.context, options);
   }
 

@@ -21,7 +21,7 @@ const QEMU_EXIT_WAIT_MS = 5000;
 export async function* containerLogs(
   name: string,
   job: JobContext,
-  options: { follow?: boolean; fromNow?: boolean } = {},
+  options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
 ): AsyncGenerator<LogRecord> {
   const record = await requireRecord(job, name);
   const file = vmPaths(record.machine.dir).serviceLog;
@@ -41,7 +41,8 @@ export async function* containerLogs(
       offset += chunk.length;
       yield* decoder.push(chunk);
     }
-    if (stopped) return;
+    // Following ends with the VM, or when the reader goes away (a client that hung up).
+    if (stopped || options.signal?.aborted) return;
     await sleep(FOLLOW_POLL_MS);
   }
 }

@@ -163,7 +163,9 @@ async function drive(
     for (const handle of handles) await agent.execute('guest-file-close', { handle }).catch(() => undefined);
     if (pid !== undefined && !exited)
       // setsid made the command its own process group: what it started in the background goes with it.
-      await runToEnd(agent, 'kill -KILL -"$1" 2>/dev/null || kill -KILL "$1"', String(pid)).catch(() => undefined);
+      await runToEnd(agent, 'kill -KILL -"$1" 2>/dev/null || kill -KILL "$1"', String(pid)).catch(
+        () => undefined,
+      );
     await runToEnd(agent, 'rm -rf "$1"', dir).catch(() => undefined);
   }
 }

@@ -57,18 +57,12 @@ test('pull, run -d -p, ps, port, logs, exec, stop and rm', async () => {
   expect((await dockerOk(daemon, 'ps', '-a', '-q')).trim()).toBe('');
 });
 
-test('run --rm attached: the output, the exit code, and nothing left', async () => {
+test('run --rm attached: stdout and stderr apart, the exit code, and nothing left', async () => {
   // The image's entrypoint is httpd, as the official httpd images have one: --entrypoint replaces it.
-  const result = await docker(daemon, [
-    'run',
-    '--rm',
-    '--entrypoint',
-    'sh',
-    image,
-    '-c',
-    'echo one; echo two; exit 4',
-  ]);
-  expect(result.stdout).toBe('one\ntwo');
+  const script = 'echo one; echo two >&2; echo three; exit 4';
+  const result = await docker(daemon, ['run', '--rm', '--entrypoint', 'sh', image, '-c', script]);
+  expect(result.stdout).toBe('one\nthree');
+  expect(result.stderr).toBe('two');
   expect(result.code).toBe(4);
   expect((await dockerOk(daemon, 'ps', '-a', '-q')).trim()).toBe('');
 });
@@ -193,4 +187,26 @@ test('bad input: unknown container, name conflict, refused field, unknown endpoi
   const malformed = await socketRequest(daemon.socket, 'POST', '/containers/create', '{"Image": ');
   expect(malformed.status).toBe(400);
   expect(JSON.parse(malformed.body).message).toMatch(/^malformed JSON in the request body/);
+});
+
+test('SIGTERM stops the daemon while a container runs; a new daemon finds the container again', async () => {
+  await dockerOk(
+    daemon,
+    'run',
+    '-d',
+    '--name',
+    'outlives',
+    '--health-cmd',
+    'true',
+    '--entrypoint',
+    'sleep',
+    image,
+    '600',
+  );
+  expect(await daemon.stop()).toBe(0);
+  // Without --stop-containers, what it started keeps running, as a Docker daemon with live-restore does.
+  expect((await qemuProcessesUnder(stateDir)).length).toBe(1);
+  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+  expect((await dockerOk(daemon, 'ps', '--format', '{{.Names}} {{.State}}')).trim()).toBe('outlives running');
+  await dockerOk(daemon, 'rm', '-f', 'outlives');
 });

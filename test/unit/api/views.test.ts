@@ -210,6 +210,7 @@ describe('containerInspect: GET /containers/{id}/json', () => {
         RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
         Privileged: false,
         Runtime: 'hyper-microvm',
+        LogConfig: { Type: 'json-file', Config: {} },
       },
       Config: {
         Hostname: 'db',
