@@ -4,6 +4,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { execa } from 'execa';
 import { projectRoot } from '../../src/project-root.js';
+import { qemuProcessesUnder } from './cli.js';
+import { busyboxLayout } from './fixtures.js';
+import { pushLayout } from './registry/push-layout.js';
+import { startRegistry, type TestRegistry } from './registry/registry.js';
 
 /** Debian's docker.io client (scripts/install-host-deps); never a docker that may be elsewhere on PATH. */
 export const DOCKER = '/usr/bin/docker';
@@ -122,4 +126,40 @@ export async function dockerOk(daemon: RunningDaemon, ...args: string[]): Promis
       `docker ${args.join(' ')} exited ${result.code}:\n${result.stderr}\n--- hyper serve:\n${daemon.output().slice(-3000)}`,
     );
   return result.stdout;
+}
+
+export interface ApiFixture {
+  registry: TestRegistry;
+  /** The busybox httpd image in that registry. */
+  image: string;
+  stateDir: string;
+  daemon: RunningDaemon;
+}
+
+/** A real registry holding the busybox httpd image, and `hyper serve` (TCG) on a fresh state dir. */
+export async function startApiFixture(prefix: string, repository = 'demo/httpd'): Promise<ApiFixture> {
+  const registry = await startRegistry();
+  const image = await pushLayout(registry, await busyboxLayout(), repository, '1');
+  const stateDir = await mkdtemp(prefix);
+  const daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+  return { registry, image, stateDir, daemon };
+}
+
+/**
+ * Removes what the daemon still has, stops it (it must exit cleanly), checks
+ * that no QEMU is left under its state, stops the registry and removes the
+ * state dir.
+ */
+export async function stopApiFixture(fixture: Partial<ApiFixture>): Promise<void> {
+  const { daemon, stateDir, registry } = fixture;
+  if (daemon) {
+    const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
+    for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
+    expect(await daemon.stop()).toBe(0);
+  }
+  if (stateDir) {
+    expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+  await registry?.stop();
 }

@@ -4,10 +4,8 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
-import { busyboxLayout } from '../../support/fixtures.js';
 import { qemuProcessesUnder } from '../../support/cli.js';
-import { pushLayout } from '../../support/registry/push-layout.js';
-import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
+import { type TestRegistry } from '../../support/registry/registry.js';
 import {
   DOCKER,
   docker,
@@ -15,6 +13,8 @@ import {
   socketRequest,
   startDaemon,
   type RunningDaemon,
+  startApiFixture,
+  stopApiFixture,
 } from '../../support/serve.js';
 
 // What `hyper serve` does with clients that misbehave or ask for what cannot
@@ -26,20 +26,12 @@ let stateDir: string;
 let image: string;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  image = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
-  stateDir = await mkdtemp('/tmp/hyper-api-bad-');
-  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+  ({ registry, image, stateDir, daemon } = await startApiFixture('/tmp/hyper-api-bad-'));
   await dockerOk(daemon, 'pull', image);
 });
 
 afterAll(async () => {
-  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-  expect(await daemon.stop()).toBe(0);
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  await registry?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await stopApiFixture({ registry, daemon, stateDir });
 });
 
 /** Polls `probe` until it gives a value; the timeout says what was awaited and what was last seen. */

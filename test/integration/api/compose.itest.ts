@@ -1,12 +1,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { busyboxLayout } from '../../support/fixtures.js';
 import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
 import { until } from '../../support/postgres.js';
-import { pushLayout } from '../../support/registry/push-layout.js';
-import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { docker, dockerOk, startDaemon, type RunningDaemon } from '../../support/serve.js';
+import { type TestRegistry } from '../../support/registry/registry.js';
+import { dockerOk, type RunningDaemon, startApiFixture, stopApiFixture } from '../../support/serve.js';
 
 // Debian's docker-compose 1.29 (the Python one, a client only) against
 // `hyper serve`: a two-service project on its own network, each service a
@@ -19,9 +17,8 @@ let stateDir: string;
 let projectDir: string;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  const image = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
-  stateDir = await mkdtemp('/tmp/hyper-compose-it-');
+  let image: string;
+  ({ registry, image, stateDir, daemon } = await startApiFixture('/tmp/hyper-compose-it-'));
   projectDir = await mkdtemp('/tmp/hyper-compose-project-');
   // web: the image's httpd, its port published on a free one; client: asks web for its page by name.
   await writeFile(
@@ -39,17 +36,11 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
 });
 
 afterAll(async () => {
   await compose('down');
-  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-  expect(await daemon.stop()).toBe(0);
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  await registry?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await stopApiFixture({ registry, daemon, stateDir });
   await rm(projectDir, { recursive: true, force: true });
 });
 

@@ -1,10 +1,16 @@
 import { chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { busyboxLayout } from '../../support/fixtures.js';
 import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
-import { pushLayout } from '../../support/registry/push-layout.js';
-import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { docker, dockerOk, socketRequest, startDaemon, type RunningDaemon } from '../../support/serve.js';
+import { type TestRegistry } from '../../support/registry/registry.js';
+import {
+  docker,
+  dockerOk,
+  socketRequest,
+  startDaemon,
+  type RunningDaemon,
+  startApiFixture,
+  stopApiFixture,
+} from '../../support/serve.js';
 
 // The docker CLI (Debian's docker.io, client only) against `hyper serve`:
 // real daemon from dist/, real VMs under TCG, images from a real registry.
@@ -14,19 +20,11 @@ let stateDir: string;
 let image: string;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  image = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
-  stateDir = await mkdtemp('/tmp/hyper-api-it-');
-  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+  ({ registry, image, stateDir, daemon } = await startApiFixture('/tmp/hyper-api-it-'));
 });
 
 afterAll(async () => {
-  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-  expect(await daemon.stop()).toBe(0);
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  await registry?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await stopApiFixture({ registry, daemon, stateDir });
 });
 
 test('docker version negotiates the API and names the server', async () => {

@@ -1,11 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { busyboxLayout } from '../../support/fixtures.js';
-import { qemuProcessesUnder } from '../../support/cli.js';
-import { pushLayout } from '../../support/registry/push-layout.js';
-import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { docker, startDaemon, type RunningDaemon } from '../../support/serve.js';
+import { type TestRegistry } from '../../support/registry/registry.js';
+import { docker, type RunningDaemon, startApiFixture, stopApiFixture } from '../../support/serve.js';
 
 // What the GitHub runner does for a job with a `container:` and `services:`
 // (actions/runner: ContainerOperationProvider.cs, DockerCommandManager.cs,
@@ -23,20 +20,15 @@ let image: string;
 const LABEL = 'a1b2c3';
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  image = await pushLayout(registry, await busyboxLayout(), 'library/busybox-httpd', '1');
-  stateDir = await mkdtemp('/tmp/hyper-runner-it-');
+  ({ registry, image, stateDir, daemon } = await startApiFixture(
+    '/tmp/hyper-runner-it-',
+    'library/busybox-httpd',
+  ));
   work = await mkdtemp('/tmp/hyper-runner-work-');
-  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
 });
 
 afterAll(async () => {
-  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-  expect(await daemon.stop()).toBe(0);
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  await registry?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await stopApiFixture({ registry, daemon, stateDir });
   await rm(work, { recursive: true, force: true });
 });
 

@@ -1,11 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { GenericContainer, Network, Wait, type StartedTestContainer } from 'testcontainers';
-import { busyboxLayout } from '../../support/fixtures.js';
-import { httpGet, qemuProcessesUnder } from '../../support/cli.js';
+import { httpGet } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
-import { pushLayout } from '../../support/registry/push-layout.js';
-import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import { docker, startDaemon, type RunningDaemon } from '../../support/serve.js';
+import { type TestRegistry } from '../../support/registry/registry.js';
+import { docker, type RunningDaemon, startApiFixture, stopApiFixture } from '../../support/serve.js';
 
 // The testcontainers npm package (12.x) against `hyper serve`, as a test
 // suite would use it: Ryuk off (TESTCONTAINERS_RYUK_DISABLED), each
@@ -18,22 +15,14 @@ const restoreEnv = snapshotEnv();
 const started: StartedTestContainer[] = [];
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  image = await pushLayout(registry, await busyboxLayout(), 'demo/httpd', '1');
-  stateDir = await mkdtemp('/tmp/hyper-tc-it-');
-  daemon = await startDaemon(stateDir, { HYPER_ACCEL: 'tcg' });
+  ({ registry, image, stateDir, daemon } = await startApiFixture('/tmp/hyper-tc-it-'));
   process.env.DOCKER_HOST = daemon.env.DOCKER_HOST;
   process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
 });
 
 afterAll(async () => {
   for (const container of started) await container.stop().catch(() => undefined);
-  const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-  for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-  expect(await daemon.stop()).toBe(0);
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  await registry?.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  await stopApiFixture({ registry, daemon, stateDir });
   restoreEnv();
 });
 
