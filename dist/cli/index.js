@@ -61823,7 +61823,14 @@ class Daemon {
     /** The container's state once its command has ended; undefined when the watch was called off first. */
     async untilStopped(id, signal) {
         while (!signal.aborted) {
-            const { state } = await this.job.inspect(id);
+            const inspected = await this.job.inspect(id).catch((error) => {
+                // Removed by AutoRemove between two looks: it ended, with the exit code kept for it.
+                const removed = this.removedExits.get(id);
+                if (removed === undefined)
+                    throw error;
+                return { state: { running: false, exitCode: removed } };
+            });
+            const { state } = inspected;
             if (!state.running)
                 return state;
             await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));

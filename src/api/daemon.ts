@@ -138,7 +138,13 @@ export class Daemon {
   /** The container's state once its command has ended; undefined when the watch was called off first. */
   async untilStopped(id: string, signal: AbortSignal): Promise<StoppedState | undefined> {
     while (!signal.aborted) {
-      const { state } = await this.job.inspect(id);
+      const inspected = await this.job.inspect(id).catch((error: unknown) => {
+        // Removed by AutoRemove between two looks: it ended, with the exit code kept for it.
+        const removed = this.removedExits.get(id);
+        if (removed === undefined) throw error;
+        return { state: { running: false as const, exitCode: removed } };
+      });
+      const { state } = inspected;
       if (!state.running) return state;
       await new Promise((resolve) => setTimeout(resolve, WATCH_POLL_MS));
     }
