@@ -63241,6 +63241,7 @@ async function startExec(daemon, exchange, id) {
     const controller = new AbortController();
     let output;
     let stdin;
+    let probe;
     if (!detach) {
         const streams = exchange.hijack(exec_MULTIPLEXED);
         output = streams.output;
@@ -63265,11 +63266,16 @@ async function startExec(daemon, exchange, id) {
             void drainDetached(running).then((code) => finish(exec, code));
             return;
         }
+        let wrote = Date.now();
         const pump = async (source, stream) => {
-            for await (const chunk of source)
-                if (!controller.signal.aborted)
-                    output?.write(protocol_frame(stream, chunk));
+            for await (const chunk of source) {
+                if (controller.signal.aborted)
+                    continue;
+                output?.write(protocol_frame(stream, chunk));
+                wrote = Date.now();
+            }
         };
+        probe = probeClient(exchange, output, () => wrote);
         // Both read to their end (or failure) before anything is decided: no rejection left unheard.
         const pumped = await Promise.allSettled([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
         const failed = pumped.find((result) => result.status === 'rejected');
@@ -63287,8 +63293,28 @@ async function startExec(daemon, exchange, id) {
         daemon.log.debug(`exec ${exec.cmd.join(' ')} in ${exec.container}: ${error.message}`);
     }
     finally {
+        clearInterval(probe);
         output?.end();
     }
+}
+/** How long an exec may be silent before the daemon checks that its docker CLI client is still there. */
+const PROBE_MS = 2000;
+/**
+ * The docker CLI half-closes an exec's connection at once when it has no
+ * stdin, so a client that dies later cannot be told from one that waits,
+ * until something is written to it. For the docker CLI (Go's stdcopy takes
+ * an empty frame as nothing), an empty frame goes out after each silent
+ * PROBE_MS; a dead client then fails the write, and the command is killed.
+ * Other clients (docker-modem stalls on an empty frame) get none.
+ */
+function probeClient(exchange, output, lastWrite) {
+    const agent = String(exchange.headers['user-agent'] ?? '');
+    if (!output || !exchange.upgraded || !agent.startsWith('Docker-Client/'))
+        return undefined;
+    return setInterval(() => {
+        if (Date.now() - lastWrite() >= PROBE_MS && !exchange.closed.aborted)
+            output.write(protocol_frame(STDOUT, Buffer.alloc(0)));
+    }, PROBE_MS).unref();
 }
 function finish(exec, code) {
     exec.running = false;
@@ -63406,6 +63432,7 @@ function httpExchange(req, res) {
             return { output, input: bodyTaken ? emptyInput() : takeBody() };
         },
         closed: controller.signal,
+        upgraded: false,
         get sent() {
             return res.headersSent;
         },
@@ -63483,6 +63510,7 @@ function upgradeExchange(req, socket, head) {
             return { output: socket, input };
         },
         closed: controller.signal,
+        upgraded: true,
         get sent() {
             return sent;
         },

@@ -24,6 +24,8 @@ export interface Exchange {
   hijack(contentType: string): { output: Writable; input: Readable };
   /** Aborted when the client goes away. */
   readonly closed: AbortSignal;
+  /** The request asked to be hijacked (Upgrade: tcp) and has the raw socket. */
+  readonly upgraded: boolean;
   readonly sent: boolean;
 }
 
@@ -97,6 +99,7 @@ export function httpExchange(req: IncomingMessage, res: ServerResponse): Exchang
       return { output, input: bodyTaken ? emptyInput() : takeBody() };
     },
     closed: controller.signal,
+    upgraded: false,
     get sent() {
       return res.headersSent;
     },
@@ -174,6 +177,7 @@ export function upgradeExchange(req: IncomingMessage, socket: Socket, head: Buff
       return { output: socket, input };
     },
     closed: controller.signal,
+    upgraded: true,
     get sent() {
       return sent;
     },

@@ -83,6 +83,7 @@ export async function startExec(daemon: Daemon, exchange: Exchange, id: string):
   const controller = new AbortController();
   let output: Writable | undefined;
   let stdin: AsyncIterable<Buffer> | undefined;
+  let probe: NodeJS.Timeout | undefined;
   if (!detach) {
     const streams = exchange.hijack(MULTIPLEXED);
     output = streams.output;
@@ -105,9 +106,15 @@ export async function startExec(daemon: Daemon, exchange: Exchange, id: string):
       void drainDetached(running).then((code) => finish(exec, code));
       return;
     }
+    let wrote = Date.now();
     const pump = async (source: AsyncIterable<Buffer>, stream: number): Promise<void> => {
-      for await (const chunk of source) if (!controller.signal.aborted) output?.write(frame(stream, chunk));
+      for await (const chunk of source) {
+        if (controller.signal.aborted) continue;
+        output?.write(frame(stream, chunk));
+        wrote = Date.now();
+      }
     };
+    probe = probeClient(exchange, output, () => wrote);
     // Both read to their end (or failure) before anything is decided: no rejection left unheard.
     const pumped = await Promise.allSettled([pump(running.stdout, STDOUT), pump(running.stderr, STDERR)]);
     const failed = pumped.find((result) => result.status === 'rejected');
@@ -120,8 +127,33 @@ export async function startExec(daemon: Daemon, exchange: Exchange, id: string):
     if (!controller.signal.aborted) output.write(frame(STDERR, Buffer.from(`${(error as Error).message}\n`)));
     daemon.log.debug(`exec ${exec.cmd.join(' ')} in ${exec.container}: ${(error as Error).message}`);
   } finally {
+    clearInterval(probe);
     output?.end();
   }
+}
+
+/** How long an exec may be silent before the daemon checks that its docker CLI client is still there. */
+const PROBE_MS = 2000;
+
+/**
+ * The docker CLI half-closes an exec's connection at once when it has no
+ * stdin, so a client that dies later cannot be told from one that waits,
+ * until something is written to it. For the docker CLI (Go's stdcopy takes
+ * an empty frame as nothing), an empty frame goes out after each silent
+ * PROBE_MS; a dead client then fails the write, and the command is killed.
+ * Other clients (docker-modem stalls on an empty frame) get none.
+ */
+function probeClient(
+  exchange: Exchange,
+  output: Writable | undefined,
+  lastWrite: () => number,
+): NodeJS.Timeout | undefined {
+  const agent = String(exchange.headers['user-agent'] ?? '');
+  if (!output || !exchange.upgraded || !agent.startsWith('Docker-Client/')) return undefined;
+  return setInterval(() => {
+    if (Date.now() - lastWrite() >= PROBE_MS && !exchange.closed.aborted)
+      output.write(frame(STDOUT, Buffer.alloc(0)));
+  }, PROBE_MS).unref();
 }
 
 function finish(exec: { running: boolean; exitCode: number | null }, code: number): void {

@@ -264,6 +264,24 @@ describe('a client that hangs up', () => {
 });
 
 // A container of its own: while the exec runs, it holds the VM's guest agent.
+test('a docker CLI that dies during a silent exec takes the command with it', async () => {
+  await dockerOk(daemon, 'run', '-d', '--name', 'silent', '--entrypoint', 'sleep', image, '600');
+  try {
+    // No output for the daemon to fail to write: only its probe of the half-closed connection notices.
+    const exec = spawnDocker(['exec', 'silent', 'sh', '-c', 'echo started; exec sleep 300']);
+    await waitFor('the exec to start', async () => (exec.output().includes('started') ? true : undefined));
+    await exec.hangUp();
+    await waitFor(
+      'the silent command to be gone from the guest',
+      noneRunning('silent', (line) => line === 'sleep 300'),
+    );
+    expect(await execDirs('silent')).toEqual([]);
+    await expectPing();
+  } finally {
+    await docker(daemon, ['rm', '-f', 'silent']);
+  }
+});
+
 test('two clients creating the same name at once: one 201, one 409, one container', async () => {
   const body = JSON.stringify({ Image: image, Entrypoint: ['sleep'], Cmd: ['600'] });
   const answers = await Promise.all(
