@@ -43801,6 +43801,7 @@ function logRecordsText(bytes) {
 
 
 
+
 /** Debian's qemu-system-common ships it here. */
 const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const READY_TIMEOUT_MS = 10_000;
@@ -43915,8 +43916,7 @@ async function stopShares(dir) {
     }
 }
 async function tail(file) {
-    const text = await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => '');
-    return text.trim().split('\n').slice(-5).join('\n');
+    return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''), 5);
 }
 
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
@@ -62618,10 +62618,6 @@ function containerSummary(record, state, health, networks, extra, now) {
         Mounts: [],
     };
 }
-/** The docker ps status filter's value for a container. */
-function statusFilterValue(state) {
-    return dockerState(state);
-}
 /** GET /networks/{id}: a named network, or the default one. Pure. */
 function networkInspect(network, members, subnet) {
     return {
@@ -62651,6 +62647,7 @@ function networkInspect(network, members, subnet) {
 }
 
 ;// CONCATENATED MODULE: ./src/api/containers.ts
+
 
 
 
@@ -62790,7 +62787,7 @@ async function containers_waitContainer(daemon, exchange, ref) {
         const code = ended.crash ? 255 : (ended.exitCode ?? 255);
         if (condition === 'removed') {
             while (!exchange.closed.aborted && (await stillThere(daemon, record)))
-                await containers_delay(100);
+                await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
             return answer(daemon.removedExits.get(id) ?? code);
         }
         answer(code);
@@ -62800,8 +62797,9 @@ async function containers_waitContainer(daemon, exchange, ref) {
             answer(255, error.message);
     }
 }
+/** Whether the container is still there: one record read, not the whole job's list. */
 async function stillThere(daemon, record) {
-    return (await daemon.job.list()).some((s) => s.record.id === record.id);
+    return daemon.job.inspect(record.id ?? record.name).then(() => true, () => false);
 }
 /** Until the created container has been started (docker run: wait is asked for before start). */
 async function untilStarted(daemon, record, closed) {
@@ -62813,11 +62811,8 @@ async function untilStarted(daemon, record, closed) {
             return;
         if (!isCreated(current.state))
             return;
-        await containers_delay(100);
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(100);
     }
-}
-function containers_delay(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
 }
 async function containers_removeContainer(daemon, exchange, ref) {
     const { record, state } = await requireContainer(daemon, ref);

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { HyperError } from '../errors.js';
 import type { VmRecord } from '../engine/record.js';
 import type { VmState } from '../engine/container.js';
@@ -161,8 +162,12 @@ export async function waitContainer(daemon: Daemon, exchange: Exchange, ref: str
   }
 }
 
+/** Whether the container is still there: one record read, not the whole job's list. */
 async function stillThere(daemon: Daemon, record: VmRecord): Promise<boolean> {
-  return (await daemon.job.list()).some((s) => s.record.id === record.id);
+  return daemon.job.inspect(record.id ?? record.name).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Until the created container has been started (docker run: wait is asked for before start). */
@@ -174,10 +179,6 @@ async function untilStarted(daemon: Daemon, record: VmRecord, closed: AbortSigna
     if (!isCreated(current.state)) return;
     await delay(100);
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export async function removeContainer(daemon: Daemon, exchange: Exchange, ref: string): Promise<void> {

@@ -264,11 +264,6 @@ export function containerSummary(
   };
 }
 
-/** The docker ps status filter's value for a container. */
-export function statusFilterValue(state: VmState): string {
-  return dockerState(state);
-}
-
 /** GET /networks/{id}: a named network, or the default one. Pure. */
 export function networkInspect(
   network: { id: string; name: string; labels: Record<string, string>; createdAt?: string },

@@ -5,6 +5,7 @@ import { HyperError } from '../../errors.js';
 import type { ShareSpec } from '../hypervisor.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { exists } from '../../files.js';
+import { trimOutput } from '../../process/run.js';
 
 /** Debian's qemu-system-common ships it here. */
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -123,6 +124,5 @@ export async function stopShares(dir: string): Promise<void> {
 }
 
 async function tail(file: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-5).join('\n');
+  return trimOutput(await readFile(file, 'utf8').catch(() => ''), 5);
 }
