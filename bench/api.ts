@@ -11,7 +11,13 @@
  *     redis-server as a plain host process until it answers (the floor);
  *   exec: `docker exec C /bin/true` in a running container against
  *     `hyper exec C -- /bin/true` (a new CLI process) in the same VM, and the
- *     same exec in this process (no Node start-up: the engine's own cost).
+ *     same exec in this process (no Node start-up: the engine's own cost);
+ *   the Docker socket inside a microVM: `docker inspect` of one container
+ *     named NAMES times (NAMES API round trips through guest/hyper-relay.c
+ *     in one CLI process) less `docker --version` (the CLI's own start-up,
+ *     which under TCG dwarfs one call), over NAMES, run LOOP times inside the
+ *     guest; against the same for the same CLI on the host, which talks to
+ *     the daemon's socket directly.
  * Both images come from a local registry; they are pulled and their root
  * filesystems built before the first timed run.
  *
@@ -26,13 +32,34 @@ import { GenericContainer } from 'testcontainers';
 import { formatRuns, machineLine, median } from './stats.js';
 import { projectRoot } from '../src/project-root.js';
 import { hyper, qemuProcessesUnder } from '../test/support/cli.js';
-import { busyboxLayout, serviceImageLayouts } from '../test/support/fixtures.js';
+import { busyboxLayout, dockerCliLayout, serviceImageLayouts } from '../test/support/fixtures.js';
 import { pushLayout } from '../test/support/registry/push-layout.js';
 import { startRegistry } from '../test/support/registry/registry.js';
 import { DOCKER, startDaemon, type RunningDaemon } from '../test/support/serve.js';
 
 const HYPER_CLI = path.join(projectRoot(), 'dist', 'cli', 'index.js');
 const EXEC_CONTAINER = 'bench-exec';
+const SOCKET_CONTAINER = 'bench-socket';
+/** docker CLI runs per timed loop. */
+const LOOP = 3;
+/** Containers named in one `docker inspect`: one API call each. */
+const NAMES = 50;
+
+/** ms per call of `docker ARGS` in a loop of LOOP, timed inside the guest by its own clock (10 ms steps). */
+async function guestLoop(env: Record<string, string>, args: string): Promise<number> {
+  // Busybox's date has no %N: /proc/uptime counts hundredths of a second.
+  const script = `now() { read -r up _ < /proc/uptime; echo \${up%.*}\${up#*.}; }; s=$(now); i=0; while [ $i -lt ${LOOP} ]; do docker ${args} >/dev/null || exit 1; i=$((i+1)); done; echo $(( ($(now) - s) * 10 ))`;
+  const result = await execa(DOCKER, ['exec', SOCKET_CONTAINER, 'sh', '-c', script], { env, reject: false });
+  if (result.exitCode !== 0) throw new Error(`the guest loop docker ${args} failed:\n${result.stderr}`);
+  return Number(result.stdout.trim()) / LOOP;
+}
+
+/** ms per call of `docker ARGS` on the host, in a loop of LOOP. */
+async function hostLoop(env: Record<string, string>, args: string[]): Promise<number> {
+  const start = performance.now();
+  for (let i = 0; i < LOOP; i++) await mustRun(DOCKER, args, env);
+  return (performance.now() - start) / LOOP;
+}
 
 async function timed(action: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
@@ -139,16 +166,22 @@ async function main(): Promise<void> {
     dockerExec: [] as number[],
     hyperExec: [] as number[],
     inProcessExec: [] as number[],
+    guestCall: [] as number[],
+    guestStartup: [] as number[],
+    hostCall: [] as number[],
+    hostStartup: [] as number[],
   };
   try {
     const busybox = await pushLayout(registry, await busyboxLayout(), 'bench/httpd', '1');
     const redis = await pushLayout(registry, (await serviceImageLayouts()).redis, 'bench/redis', '7');
+    const cli = await pushLayout(registry, await dockerCliLayout(), 'bench/docker', 'cli');
     daemon = await startDaemon(stateDir, { HYPER_ACCEL: process.env.HYPER_ACCEL, HYPER_NETWORK: 'user' });
     const env = daemon.env;
     process.env.DOCKER_HOST = env.DOCKER_HOST;
     const dockerRun = () => mustRun(DOCKER, ['run', '--rm', '--entrypoint', '/bin/true', busybox], env);
     const hyperRun = () =>
       mustRun(process.execPath, [HYPER_CLI, 'run', '--rm', '--entrypoint', '/bin/true', busybox]);
+    const inspect = ['inspect', '--format', '.', ...Array<string>(NAMES).fill(SOCKET_CONTAINER)];
     const dockerExec = () => mustRun(DOCKER, ['exec', EXEC_CONTAINER, '/bin/true'], env);
     const hyperExec = () => mustRun(process.execPath, [HYPER_CLI, 'exec', EXEC_CONTAINER, '--', '/bin/true']);
     const inProcessExec = async () => {
@@ -170,6 +203,22 @@ async function main(): Promise<void> {
     await dockerExec();
     await hyperExec();
     await inProcessExec();
+    await mustRun(
+      DOCKER,
+      [
+        'run',
+        '-d',
+        '--name',
+        SOCKET_CONTAINER,
+        '-v',
+        '/var/run/docker.sock:/var/run/docker.sock',
+        cli,
+        'sleep',
+        '600',
+      ],
+      env,
+    );
+    await guestLoop(env, inspect.join(' '));
 
     for (let i = 0; i < runs; i++) {
       figures.dockerRun.push(await timed(dockerRun));
@@ -179,6 +228,10 @@ async function main(): Promise<void> {
       figures.dockerExec.push(await timed(dockerExec));
       figures.hyperExec.push(await timed(hyperExec));
       figures.inProcessExec.push(await timed(inProcessExec));
+      figures.guestCall.push(await guestLoop(env, inspect.join(' ')));
+      figures.guestStartup.push(await guestLoop(env, '--version'));
+      figures.hostCall.push(await hostLoop(env, inspect));
+      figures.hostStartup.push(await hostLoop(env, ['--version']));
       console.error(`run ${i + 1}/${runs} done`);
     }
   } finally {
@@ -204,6 +257,20 @@ async function main(): Promise<void> {
   console.log(
     `  ratio API / CLI: ${ratio(f.dockerExec, f.hyperExec)}; API / in-process: ${ratio(f.dockerExec, f.inProcessExec)}`,
   );
+  const apiCall = (calls: number[], startups: number[]) =>
+    calls.map((call, i) => (call - (startups[i] ?? 0)) / NAMES);
+  console.log(`Docker socket inside a microVM (loops of ${LOOP} CLI runs):`);
+  console.log(`  guest docker inspect x${NAMES}: ${formatRuns(f.guestCall)}`);
+  console.log(`  guest docker --version:    ${formatRuns(f.guestStartup)}`);
+  console.log(`  host docker inspect x${NAMES}:  ${formatRuns(f.hostCall)}`);
+  console.log(`  host docker --version:     ${formatRuns(f.hostStartup)}`);
+  const guestApi = apiCall(f.guestCall, f.guestStartup);
+  const hostApi = apiCall(f.hostCall, f.hostStartup);
+  const fine = (values: number[]) =>
+    `${median(values).toFixed(1)} ms  [${values.map((v) => v.toFixed(1)).join(' ')}]`;
+  console.log(`  one inspect, guest through the relay: ${fine(guestApi)}`);
+  console.log(`  one inspect, host on the socket:      ${fine(hostApi)}`);
+  console.log(`  ratio relay / direct: ${ratio(guestApi, hostApi)}`);
 }
 
 main().catch((error: unknown) => {

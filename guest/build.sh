@@ -151,6 +151,7 @@ cp -L "$(find_library "$(basename "$interpreter")")" "$work/initrd$interpreter"
 # Our own pieces.
 gcc -static -Os -s -o "$work/initrd/bin/hyper-exec" "$here/hyper-exec.c"
 gcc -static -Os -s -o "$work/initrd/bin/hyper-log" "$here/hyper-log.c"
+gcc -static -Os -s -o "$work/initrd/bin/hyper-relay" "$here/hyper-relay.c"
 install -m 0755 "$here/init" "$work/initrd/init"
 install -m 0755 "$here/shutdown" "$work/initrd/sbin/shutdown"
 mkdir -p "$work/initrd"/{proc,sys,dev,run,tmp,etc,container}

@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1725);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1784);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1725:
+/***/ 1784:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42015,6 +42015,7 @@ function vmPaths(dir) {
         pid: external_node_path_default().join(dir, 'qemu.pid'),
         qmp: external_node_path_default().join(dir, 'qmp.sock'),
         agent: external_node_path_default().join(dir, 'agent.sock'),
+        relay: external_node_path_default().join(dir, 'relay.sock'),
         console: external_node_path_default().join(dir, 'console.log'),
         serviceLog: external_node_path_default().join(dir, 'service.log'),
         status: external_node_path_default().join(dir, 'status'),
@@ -42928,11 +42929,16 @@ function bindShares(mounts) {
         ? [{ tag: `share${index}`, source: mount.source, target: mount.target, readOnly: mount.readOnly }]
         : []);
 }
+/** The virtio-serial port name of the relayed sockets (src/vm/qemu/args.ts gives the guest this port). */
+const RELAY_PORT = 'hyper.relay';
 /**
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
+ * `disk SERIAL TARGET ro|rw copyup|-`, `share TAG TARGET ro|rw -`,
+ * `tmpfs - TARGET OPTIONS -` or `socket PORT TARGET - -` (a relayed socket,
+ * served after every mount by guest/hyper-relay.c on the virtio-serial port
+ * PORT). Pure.
  */
-function guestMountTable(disks, mounts, shares = []) {
+function guestMountTable(disks, mounts, shares = [], relaySockets = []) {
     const lines = disks.map((d) => ({
         target: d.target,
         line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
@@ -42947,7 +42953,8 @@ function guestMountTable(disks, mounts, shares = []) {
             lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
     }
     lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-    return lines.map((l) => `${l.line}\n`).join('');
+    const sockets = relaySockets.map((target) => `socket ${RELAY_PORT} ${target} - -`);
+    return [...lines.map((l) => l.line), ...sockets].map((line) => `${line}\n`).join('');
 }
 
 ;// CONCATENATED MODULE: ./src/images/run-config.ts
@@ -43448,11 +43455,26 @@ function protocolError(what, message) {
 
 const POLL_MS = 20;
 const SYNC_ATTEMPT_MS = 2000;
-/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
+/** How long one wait for the end of the connection lasts before it starts again (see watch). */
+const WATCH_MS = 10 * 60_000;
+/**
+ * A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. Several
+ * users may share one: qemu-ga answers in order and its answers name no
+ * request, so requests take turns, one outstanding at a time.
+ */
 class GuestAgent {
     socket;
+    /** Settles once the connection is gone, closed by either side. */
+    closed;
+    ended;
+    /** Settles when the last request given a turn has finished. */
+    turns = Promise.resolve();
     constructor(socket) {
         this.socket = socket;
+        let ended = () => undefined;
+        this.closed = new Promise((resolve) => (ended = resolve));
+        this.ended = ended;
+        this.watch();
     }
     /**
      * Connects and resynchronises: stale answers from an earlier client may still
@@ -43481,8 +43503,7 @@ class GuestAgent {
     static async attempt(path, timeoutMs) {
         const socket = await JsonLineSocket.connect(path, timeoutMs);
         try {
-            const id = Math.floor(Math.random() * 2 ** 31);
-            await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
+            await resync(socket, timeoutMs);
             return new GuestAgent(socket);
         }
         catch (error) {
@@ -43490,16 +43511,40 @@ class GuestAgent {
             throw error;
         }
     }
-    async execute(command, args = {}, timeoutMs = 10000) {
-        const message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
-        const error = protocolError(`guest agent ${command}`, message);
-        if (error)
-            throw error;
-        return message.return;
+    execute(command, args = {}, timeoutMs = 10000) {
+        return this.inTurn(() => this.ask(command, args, timeoutMs));
     }
-    /** guest-shutdown gives no answer when it works: the guest is going away. */
+    /**
+     * guest-shutdown gives no answer when it works (the guest is going away),
+     * and an error when it fails. The resync after it skips either, and its
+     * answer shows qemu-ga has read the command; when none comes the guest is
+     * going, and so is the connection.
+     */
     shutdown() {
-        this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+        return this.inTurn(async () => {
+            this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+            await resync(this.socket, SYNC_ATTEMPT_MS).catch(() => this.close());
+        });
+    }
+    /**
+     * Freezes the filesystems at `mountpoints`, runs `during`, then thaws them,
+     * all in one turn: while frozen qemu-ga refuses most commands, so other
+     * users wait instead of failing. After a failure the filesystems may still
+     * be frozen: one thaw is tried before the turn ends, and the caller must
+     * make sure.
+     */
+    whileFrozen(mountpoints, timeoutMs, during) {
+        return this.inTurn(async () => {
+            try {
+                await this.ask('guest-fsfreeze-freeze-list', { mountpoints: [...mountpoints] }, timeoutMs);
+                await during();
+            }
+            catch (error) {
+                await this.ask('guest-fsfreeze-thaw', {}, timeoutMs).catch(() => undefined);
+                throw error;
+            }
+            await this.ask('guest-fsfreeze-thaw', {}, timeoutMs);
+        });
     }
     /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
     async exec(path, args, timeoutMs) {
@@ -43521,8 +43566,97 @@ class GuestAgent {
     }
     close() {
         this.socket.close();
+        this.ended();
+    }
+    /** Runs `use` once every request given a turn before it has finished, whether it worked or not. */
+    inTurn(use) {
+        const result = this.turns.then(use);
+        this.turns = result.catch(() => undefined);
+        return result;
+    }
+    /** One request and its answer; only within a turn. */
+    async ask(command, args, timeoutMs) {
+        let message;
+        try {
+            message = await this.socket.request({ execute: command, arguments: args }, (m) => 'return' in m || 'error' in m, timeoutMs, command);
+        }
+        catch (error) {
+            // The answer may still come, and the next request would take it for its own:
+            // skip past it, or give up the connection when even that fails.
+            await resync(this.socket, SYNC_ATTEMPT_MS).catch(() => this.close());
+            throw error;
+        }
+        const error = protocolError(`guest agent ${command}`, message);
+        if (error)
+            throw error;
+        return message.return;
+    }
+    /**
+     * JsonLineSocket tells of a lost connection only by failing the answers
+     * awaited on it, so a wait that accepts no answer stands for the connection.
+     * Its own timeout cannot end it before WATCH_MS (half of it, allowing for a
+     * timer that fires early); then it simply waits again.
+     */
+    watch() {
+        const since = Date.now();
+        this.socket
+            .next(() => false, WATCH_MS, 'the end of the connection')
+            .catch(() => (Date.now() - since < WATCH_MS / 2 ? this.ended() : this.watch()));
     }
 }
+/** guest-sync-delimited with a fresh id: the answers before its own are stale, and skipped. */
+async function resync(socket, timeoutMs) {
+    const id = Math.floor(Math.random() * 2 ** 31);
+    await socket.request({ execute: 'guest-sync-delimited', arguments: { id } }, (m) => m.return === id, timeoutMs, 'guest-sync-delimited');
+}
+
+;// CONCATENATED MODULE: ./src/vm/agent-pool.ts
+
+/**
+ * One guest-agent connection per agent socket, shared by all its users in
+ * this process: qemu-ga serves one client at a time, so a second connection
+ * would wait until the first is closed. The connection closes when its last
+ * lease is released, so that another process (the CLI) can reach the agent
+ * between uses, and it leaves the pool when it ends (the VM stopped or
+ * rebooted), so that the next acquire connects again.
+ */
+class AgentPool {
+    connections = new Map();
+    /** Users who come while the connection is being made wait for that one, whatever their own `timeoutMs`. */
+    async acquire(path, timeoutMs) {
+        const connection = this.connections.get(path) ?? this.open(path, timeoutMs);
+        // Counted before the wait, so a release in the meantime cannot close it under this user.
+        connection.leases++;
+        const agent = await connection.agent;
+        let released = false;
+        return {
+            agent,
+            release: () => {
+                if (released)
+                    return;
+                released = true;
+                if (--connection.leases > 0)
+                    return;
+                this.forget(path, connection);
+                agent.close();
+            },
+        };
+    }
+    open(path, timeoutMs) {
+        const connection = { agent: GuestAgent.connect(path, timeoutMs), leases: 0 };
+        this.connections.set(path, connection);
+        // A connection that failed is not kept: the next acquire tries again.
+        void connection.agent.then((agent) => agent.closed.then(() => this.forget(path, connection)), () => this.forget(path, connection));
+        return connection;
+    }
+    /** Only this connection: a newer one for the same socket may have taken its place. */
+    forget(path, connection) {
+        if (this.connections.get(path) === connection)
+            this.connections.delete(path);
+    }
+}
+/** The pool of this process: every QemuHypervisor shares it, as they share the VMs. */
+const agentPool = new AgentPool();
 
 ;// CONCATENATED MODULE: ./src/vm/exec-stream.ts
 
@@ -43637,7 +43771,7 @@ async function drive(agent, argv, options, stdout, stderr) {
         const out = await open('out', 'r');
         const err = await open('err', 'r');
         const deadline = Date.now() + options.timeoutMs;
-        // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
+        // Each request takes its own turn on the agent, shared by every user of this VM: between them, theirs run.
         for (;;) {
             const status = (await agent.execute('guest-exec-status', { pid }));
             exited = status.exited;
@@ -43743,6 +43877,212 @@ async function write(agent, handle, pending) {
 }
 function exec_stream_sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+;// CONCATENATED MODULE: ./src/vm/stream-relay.ts
+
+/**
+ * The host side of guest/hyper-relay.c: connections made inside a guest to a
+ * relayed Unix socket arrive multiplexed on one virtio-serial port, each as a
+ * stream of frames, and each is joined here to a fresh connection of the
+ * caller's (`hyper serve` joins them to its own API socket).
+ *
+ * A frame: 4 bytes stream id (big-endian), 1 byte type, 4 bytes payload
+ * length, then the payload. The guest opens streams; either side may half-close
+ * (EOF) or drop (CLOSE) one.
+ */
+const FrameType = { open: 1, data: 2, eof: 3, close: 4 };
+const HEADER_BYTES = 9;
+/** The guest's virtio-serial driver moves at most 32 KiB per write; a frame is never more. */
+const MAX_FRAME_BYTES = 32 * 1024;
+const MAX_PAYLOAD = MAX_FRAME_BYTES - HEADER_BYTES;
+/** One frame on the wire. Pure. */
+function encodeFrame(id, type, payload = Buffer.alloc(0)) {
+    if (payload.length > MAX_PAYLOAD)
+        throw new RangeError(`a relay frame carries at most ${MAX_PAYLOAD} bytes`);
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeUInt32BE(id, 0);
+    header.writeUInt8(type, 4);
+    header.writeUInt32BE(payload.length, 5);
+    return Buffer.concat([header, payload]);
+}
+/** Data for one stream, cut into frames of at most MAX_FRAME_BYTES. Pure. */
+function dataFrames(id, data) {
+    const frames = [];
+    for (let at = 0; at < data.length; at += MAX_PAYLOAD)
+        frames.push(encodeFrame(id, FrameType.data, data.subarray(at, at + MAX_PAYLOAD)));
+    return frames;
+}
+/** Cuts a byte stream into frames, whatever the chunks it arrives in. */
+class FrameReader {
+    held = Buffer.alloc(0);
+    /** The frames completed by `chunk`; throws on bytes that are not a frame (the channel is then useless). */
+    push(chunk) {
+        this.held = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
+        const frames = [];
+        let at = 0;
+        while (this.held.length - at >= HEADER_BYTES) {
+            const type = this.held.readUInt8(at + 4);
+            const size = this.held.readUInt32BE(at + 5);
+            if (type < FrameType.open || type > FrameType.close || size > MAX_PAYLOAD)
+                throw new Error(`not a relay frame (type ${type}, ${size} bytes)`);
+            if (this.held.length - at < HEADER_BYTES + size)
+                break;
+            frames.push({
+                id: this.held.readUInt32BE(at),
+                type: type,
+                payload: Buffer.from(this.held.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size)),
+            });
+            at += HEADER_BYTES + size;
+        }
+        this.held = this.held.subarray(at);
+        return frames;
+    }
+}
+/**
+ * Serves one connection to the guest's relay port until it closes: each
+ * stream the guest opens gets `connect()`, and bytes, half-closes and drops
+ * pass both ways. Backpressure is the channel's: a peer that cannot take more
+ * pauses the channel, and a full channel pauses every peer.
+ */
+function serveChannel(channel, connect) {
+    const streams = new Map();
+    const reader = new FrameReader();
+    const paused = new Set();
+    const send = (frames) => {
+        let room = true;
+        for (const frame of frames)
+            room = channel.write(frame);
+        if (!room)
+            for (const { peer } of streams.values()) {
+                peer.pause();
+                paused.add(peer);
+            }
+    };
+    channel.on('drain', () => {
+        for (const peer of paused)
+            peer.resume();
+        paused.clear();
+    });
+    const forget = (id) => {
+        const stream = streams.get(id);
+        if (!stream)
+            return;
+        streams.delete(id);
+        paused.delete(stream.peer);
+        stream.peer.destroy();
+    };
+    const open = (id) => {
+        const peer = connect();
+        const stream = { peer, guestDone: false, peerDone: false };
+        streams.set(id, stream);
+        peer.on('data', (chunk) => send(dataFrames(id, chunk)));
+        peer.on('end', () => {
+            stream.peerDone = true;
+            send([encodeFrame(id, FrameType.eof)]);
+            if (stream.guestDone)
+                forget(id);
+        });
+        peer.on('error', () => undefined);
+        peer.on('close', () => {
+            // Closed before both sides were done: the guest's client sees its connection drop.
+            if (streams.get(id) !== stream)
+                return;
+            streams.delete(id);
+            if (!channel.destroyed)
+                send([encodeFrame(id, FrameType.close)]);
+        });
+    };
+    const receive = (frame) => {
+        if (frame.type === FrameType.open)
+            return open(frame.id);
+        const stream = streams.get(frame.id);
+        if (!stream) {
+            // A stream this side has closed already: the guest is told, unless it is closing it too.
+            if (frame.type !== FrameType.close)
+                send([encodeFrame(frame.id, FrameType.close)]);
+            return;
+        }
+        if (frame.type === FrameType.close)
+            return forget(frame.id);
+        if (frame.type === FrameType.eof) {
+            stream.guestDone = true;
+            stream.peer.end();
+            if (stream.peerDone)
+                forget(frame.id);
+            return;
+        }
+        if (!stream.peer.write(frame.payload)) {
+            channel.pause();
+            stream.peer.once('drain', () => channel.resume());
+        }
+    };
+    return new Promise((resolve) => {
+        channel.on('data', (chunk) => {
+            let frames;
+            try {
+                frames = reader.push(chunk);
+            }
+            catch {
+                // Not the relay's frames: drop the channel; the guest closes its streams and starts afresh.
+                channel.destroy();
+                return;
+            }
+            for (const frame of frames)
+                receive(frame);
+        });
+        channel.on('error', () => undefined);
+        // The channel has no half-close of its own: its end is the end of every stream.
+        channel.on('end', () => channel.destroy());
+        channel.on('close', () => {
+            for (const id of [...streams.keys()])
+                forget(id);
+            resolve();
+        });
+    });
+}
+/** How often a relay port that does not answer is tried again. */
+const RETRY_MS = 200;
+/**
+ * Keeps serving the guest's relay port at `socketPath` (QEMU's side of the
+ * virtio-serial port) until `signal` aborts: a connection that ends (QEMU
+ * restarted, or not up yet) is made again.
+ */
+async function relayStreams(socketPath, connect, signal) {
+    while (!signal.aborted) {
+        const channel = await connectChannel(socketPath).catch(() => undefined);
+        if (channel) {
+            const stop = () => {
+                channel.destroy();
+            };
+            signal.addEventListener('abort', stop, { once: true });
+            await serveChannel(channel, connect);
+            signal.removeEventListener('abort', stop);
+        }
+        if (!signal.aborted)
+            await abortableDelay(RETRY_MS, signal);
+    }
+}
+function connectChannel(socketPath) {
+    return new Promise((resolve, reject) => {
+        const socket = external_node_net_default().connect({ path: socketPath, allowHalfOpen: false });
+        socket.once('connect', () => {
+            socket.removeAllListeners('error');
+            resolve(socket);
+        });
+        socket.once('error', reject);
+    });
+}
+function abortableDelay(ms, signal) {
+    return new Promise((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/vm/log-records.ts
@@ -44132,6 +44472,8 @@ function qemuArgs(spec, hostTscKhz) {
         '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
         ...networkArgs(spec),
     ];
+    if (spec.relaySockets?.length)
+        args.push('-chardev', `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`, '-device', 'virtserialport,chardev=relay,name=hyper.relay');
     for (const disk of spec.disks ?? []) {
         const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
         args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
@@ -44225,6 +44567,7 @@ class QmpClient {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -44259,7 +44602,7 @@ class QemuHypervisor {
     }
     async start(spec, options = {}) {
         const paths = vmPaths(spec.dir);
-        for (const socket of [paths.qmp, paths.agent]) {
+        for (const socket of [paths.qmp, paths.agent, paths.relay]) {
             if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
                 throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
@@ -44352,20 +44695,20 @@ class QemuHypervisor {
         const [program, ...args] = argv;
         if (!program)
             throw new VmError('no command given', { kind: 'Invalid' });
-        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+        const lease = await agentPool.acquire(vmPaths(spec.dir).agent, 10000);
         try {
-            return await agent.exec(program, args, timeoutMs);
+            return await lease.agent.exec(program, args, timeoutMs);
         }
         finally {
-            agent.close();
+            lease.release();
         }
     }
     async execStream(spec, argv, options) {
         if (argv.length === 0)
             throw new VmError('no command given', { kind: 'Invalid' });
-        const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
-        const running = execStream(agent, argv, options);
-        void running.exitCode.finally(() => agent.close()).catch(() => undefined);
+        const lease = await agentPool.acquire(vmPaths(spec.dir).agent, 10000);
+        const running = execStream(lease.agent, argv, options);
+        void running.exitCode.finally(() => lease.release()).catch(() => undefined);
         return running;
     }
     async stop(spec, graceMs) {
@@ -44377,11 +44720,13 @@ class QemuHypervisor {
         }
         const deadline = Date.now() + graceMs;
         try {
-            const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
-            agent.shutdown();
-            // Give qemu-ga a moment to read the command before the socket goes.
-            await sleep(50);
-            agent.close();
+            const lease = await agentPool.acquire(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
+            try {
+                await lease.agent.shutdown();
+            }
+            finally {
+                lease.release();
+            }
         }
         catch {
             // No agent: nothing graceful is possible; fall through to the deadline and kill.
@@ -44422,29 +44767,28 @@ class QemuHypervisor {
     }
     async snapshotDisks(spec, serials, tag, freeze) {
         const agentPath = vmPaths(spec.dir).agent;
-        let agent;
+        let lease;
         try {
-            agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+            lease = await agentPool.acquire(agentPath, freeze.timeoutMs);
         }
         catch (error) {
             throw new VmError(`cannot freeze the guest's filesystems: ${error.message}; no snapshot was taken and nothing was frozen`, { cause: error });
         }
         let thawed = false;
         try {
-            await agent.execute('guest-fsfreeze-freeze-list', { mountpoints: [...freeze.mountpoints] }, freeze.timeoutMs);
-            await this.withQmp(spec, (qmp) => qmp.execute('transaction', {
+            await lease.agent.whileFrozen(freeze.mountpoints, freeze.timeoutMs, () => this.withQmp(spec, (qmp) => qmp.execute('transaction', {
                 actions: serials.map((serial) => ({
                     type: 'blockdev-snapshot-internal-sync',
                     data: { device: nodeOf(serial), name: tag },
                 })),
-            }));
-            await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
+            })));
             thawed = true;
         }
         finally {
-            agent.close();
-            // After a timeout or error the answer on this connection can be stale:
-            // thaw again on a fresh one (a no-op when nothing is frozen).
+            lease.release();
+            // After a failure the filesystems may still be frozen: thaw again, and check
+            // (a no-op when nothing is frozen). A request that timed out left no stale
+            // answer behind: the agent resynchronised, or dropped the connection for a new one.
             if (!thawed)
                 await this.thaw(agentPath, freeze.timeoutMs);
         }
@@ -44453,16 +44797,16 @@ class QemuHypervisor {
         let lastError;
         for (let attempt = 0; attempt < 3; attempt++) {
             try {
-                const agent = await GuestAgent.connect(agentPath, timeoutMs);
+                const lease = await agentPool.acquire(agentPath, timeoutMs);
                 try {
-                    await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
-                    const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+                    await lease.agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+                    const status = await lease.agent.execute('guest-fsfreeze-status', {}, timeoutMs);
                     if (status === 'thawed')
                         return;
                     lastError = new Error(`the agent reports the filesystems ${String(status)}`);
                 }
                 finally {
-                    agent.close();
+                    lease.release();
                 }
             }
             catch (error) {
@@ -44501,6 +44845,9 @@ class QemuHypervisor {
             if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
                 await qemuImg.deleteSnapshot(file, tag);
         }
+    }
+    relayStreams(spec, connect, signal) {
+        return relayStreams(vmPaths(spec.dir).relay, connect, signal);
     }
     async pause(spec) {
         // QEMU drains and flushes every block device when the VM stops.
@@ -48631,7 +48978,7 @@ async function runSteps(steps, draft, log = () => undefined) {
 
 
 function newDraft(job, name, log = () => undefined) {
-    return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], guestFiles: [] };
+    return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], relaySockets: [], guestFiles: [] };
 }
 /** A record's fields that are not its machine: what an export carries. Pure. */
 function recordFields(record) {
@@ -48781,6 +49128,7 @@ function machineSpec(draft, fields, view) {
         ...(draft.shares.length > 0
             ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
             : {}),
+        ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
     };
 }
 
@@ -57986,7 +58334,15 @@ async function findReleaseAsset(options) {
 
 const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
-const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-log.c', 'hyper-connect.c'];
+const RECIPE_FILES = [
+    'build.sh',
+    'init',
+    'shutdown',
+    'hyper-exec.c',
+    'hyper-log.c',
+    'hyper-connect.c',
+    'hyper-relay.c',
+];
 class GuestBundleError extends HyperError {
     static defaultKind = 'Internal';
     name = 'GuestBundleError';
@@ -58682,6 +59038,7 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
         name: 'write the guest files',
         async run(draft) {
             const paths = vmPaths(draft.dir);
+            draft.relaySockets = [...(spec.apiSockets ?? [])];
             const files = guestFiles({
                 hostname: draft.name,
                 argv: fields.argv,
@@ -58690,7 +59047,7 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
                 workdir: fields.workdir,
                 stopSignal: spec.stopSignal ?? runConfig.stopSignal,
                 network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
-                mounts: guestMountTable(draft.disks, mounts, draft.shares),
+                mounts: guestMountTable(draft.disks, mounts, draft.shares, draft.relaySockets),
             });
             await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
             for (const file of files)
@@ -59888,6 +60245,17 @@ class Job {
     /** Runs the VM's healthcheck while it runs, keeping the health inspect shows, until `signal` aborts. */
     async monitorHealth(ref, signal) {
         await monitorHealth(await requireRecord(this.context, await this.nameOf(ref)), this.context, signal);
+    }
+    /**
+     * Joins the connections made to the VM's relayed sockets (ContainerSpec
+     * apiSockets) each to a fresh `connect()`, until `signal` aborts; nothing
+     * to do for a VM without them.
+     */
+    async relayApi(ref, connect, signal) {
+        const record = await requireRecord(this.context, await this.nameOf(ref));
+        if (!record.machine.relaySockets?.length)
+            return;
+        await this.context.hypervisor.relayStreams(record.machine, connect, signal);
     }
     networks() {
         return listNamedNetworks(this.context);
@@ -61757,6 +62125,8 @@ class Daemon {
     /** Containers this daemon started, by id (for --stop-containers). */
     started = new Set();
     prepared;
+    /** A new connection to this daemon's own API, for containers given the Docker socket (set once it listens). */
+    connectApi;
     constructor(job, log) {
         this.job = job;
         this.log = log;
@@ -61794,6 +62164,11 @@ class Daemon {
         if (record.healthcheck)
             this.job.monitorHealth(id, controller.signal).catch((error) => {
                 this.log.debug(`${record.name}: health monitor ended: ${error.message}`);
+            });
+        // The Docker socket bound into it: its connections reach this daemon while it runs.
+        if (this.connectApi && record.machine.relaySockets?.length)
+            this.job.relayApi(id, this.connectApi, controller.signal).catch((error) => {
+                this.log.warn(`${record.name}: the Docker socket inside it stopped: ${error.message}`);
             });
         void this.untilStopped(id, controller.signal)
             .then(async (state) => {
@@ -62040,14 +62415,16 @@ function containerFromCreateBody(body, name, baseDir) {
         if (!unset && !(Array.isArray(value) && value.length === 0))
             warnings.push(`HostConfig.${field} is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)`);
     }
-    const binds = stringList(host.Binds, 'HostConfig.Binds');
-    // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).
-    const socketBinds = binds.filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''));
-    for (const entry of socketBinds)
-        warnings.push(`HostConfig.Binds: "${entry}" is left out: the Docker socket is not forwarded into microVMs`);
-    const volumes = [
-        ...binds.filter((entry) => !socketBinds.includes(entry)).map(bindEntry),
+    const binds = [
+        ...stringList(host.Binds, 'HostConfig.Binds').map(bindEntry),
         ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
+    ];
+    // The Docker socket bound in (the runner's job container, Testcontainers' Ryuk) is this daemon's own API, served inside the VM.
+    const apiSockets = binds
+        .filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''))
+        .map(apiSocketTarget);
+    const volumes = [
+        ...binds.filter((entry) => !DOCKER_SOCKET.test(entry.split(':')[0] ?? '')),
         ...Object.keys(body.Volumes ?? {}),
     ];
     const tmpfs = [
@@ -62077,6 +62454,7 @@ function containerFromCreateBody(body, name, baseDir) {
         ...optional('cpus', cpusField(host.NanoCpus)),
         ...optional('extraHosts', extraHosts(host.ExtraHosts)),
         ...optional('stopSignal', stringField(body.StopSignal, 'StopSignal') || undefined),
+        ...optional('apiSockets', apiSockets.length > 0 ? [...new Set(apiSockets)] : undefined),
     };
     return { spec, autoRemove: host.AutoRemove === true, network, warnings };
 }
@@ -62142,6 +62520,17 @@ function bindEntry(text) {
     const [source = '', target = '', options = ''] = parts;
     const readOnly = options.split(',').includes('ro');
     return `${source}:${target}${readOnly ? ':ro' : ''}`;
+}
+/** Longest socket path the guest can serve (sun_path holds 108 bytes with its NUL). */
+const docker_create_MAX_SOCKET_PATH = 107;
+/** Where a Docker socket bind puts the socket in the container. */
+function apiSocketTarget(entry) {
+    const target = entry.split(':')[1] ?? '';
+    if (!target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..'))
+        throw new CreateFieldError(`HostConfig.Binds: "${entry}": the Docker socket's path in the container must be absolute, without whitespace or ".."`);
+    if (Buffer.byteLength(target) > docker_create_MAX_SOCKET_PATH)
+        throw new CreateFieldError(`HostConfig.Binds: "${entry}": a socket path in the container is at most ${docker_create_MAX_SOCKET_PATH} bytes`);
+    return target;
 }
 function mountEntry(mount, index) {
     const where = `HostConfig.Mounts[${index}]`;
@@ -64156,6 +64545,7 @@ async function startServer(daemon, options) {
     const unix = make();
     await listen(unix, () => unix.listen(options.socket));
     const servers = [unix];
+    daemon.connectApi = () => external_node_net_default().connect({ path: options.socket, allowHalfOpen: true });
     try {
         await (0,promises_namespaceObject.chmod)(options.socket, 0o660);
         if (options.group !== undefined)

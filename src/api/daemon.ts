@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { HyperError } from '../errors.js';
 import type { Job } from '../engine/job.js';
 import type { Reporter } from '../engine/host.js';
@@ -68,6 +69,8 @@ export class Daemon {
   /** Containers this daemon started, by id (for --stop-containers). */
   readonly started = new Set<string>();
   private prepared: Promise<unknown> | undefined;
+  /** A new connection to this daemon's own API, for containers given the Docker socket (set once it listens). */
+  connectApi: (() => Duplex) | undefined;
 
   constructor(
     readonly job: Job,
@@ -110,6 +113,11 @@ export class Daemon {
     if (record.healthcheck)
       this.job.monitorHealth(id, controller.signal).catch((error: unknown) => {
         this.log.debug(`${record.name}: health monitor ended: ${(error as Error).message}`);
+      });
+    // The Docker socket bound into it: its connections reach this daemon while it runs.
+    if (this.connectApi && record.machine.relaySockets?.length)
+      this.job.relayApi(id, this.connectApi, controller.signal).catch((error: unknown) => {
+        this.log.warn(`${record.name}: the Docker socket inside it stopped: ${(error as Error).message}`);
       });
     void this.untilStopped(id, controller.signal)
       .then(async (state) => {

@@ -177,6 +177,7 @@ export async function startServer(daemon: Daemon, options: ServeOptions): Promis
   const unix = make();
   await listen(unix, () => unix.listen(options.socket));
   const servers = [unix];
+  daemon.connectApi = () => net.connect({ path: options.socket, allowHalfOpen: true });
   try {
     await chmod(options.socket, 0o660);
     if (options.group !== undefined) await chown(options.socket, process.getuid?.() ?? 0, options.group);

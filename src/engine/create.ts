@@ -26,6 +26,8 @@ export interface Draft {
   disks: MountDisk[];
   /** Host directories shared live (bind mounts, where the host can). */
   shares: MountShare[];
+  /** Paths in the container where the Docker API that made it is served (guest/hyper-relay.c). */
+  relaySockets: string[];
   guestFiles: GuestFile[];
   record?: VmRecord;
 }
@@ -35,7 +37,7 @@ export function newDraft(
   name: string,
   log: (line: string) => void = () => undefined,
 ): Draft {
-  return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], guestFiles: [] };
+  return { job, name, dir: vmDir(job, name), log, disks: [], shares: [], relaySockets: [], guestFiles: [] };
 }
 
 /** What the record keeps beyond the machine: where the VM came from and how to enter it. */
@@ -212,5 +214,6 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
     ...(draft.shares.length > 0
       ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
       : {}),
+    ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
   };
 }

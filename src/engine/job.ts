@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
 import { DamagedStateError } from '../files.js';
@@ -343,6 +344,17 @@ export class Job {
   /** Runs the VM's healthcheck while it runs, keeping the health inspect shows, until `signal` aborts. */
   async monitorHealth(ref: string, signal: AbortSignal): Promise<void> {
     await monitorHealth(await requireRecord(this.context, await this.nameOf(ref)), this.context, signal);
+  }
+
+  /**
+   * Joins the connections made to the VM's relayed sockets (ContainerSpec
+   * apiSockets) each to a fresh `connect()`, until `signal` aborts; nothing
+   * to do for a VM without them.
+   */
+  async relayApi(ref: string, connect: () => Duplex, signal: AbortSignal): Promise<void> {
+    const record = await requireRecord(this.context, await this.nameOf(ref));
+    if (!record.machine.relaySockets?.length) return;
+    await this.context.hypervisor.relayStreams(record.machine, connect, signal);
   }
 
   networks(): Promise<NamedNetwork[]> {

@@ -145,6 +145,7 @@ function guestFilesStep(
     name: 'write the guest files',
     async run(draft) {
       const paths = vmPaths(draft.dir);
+      draft.relaySockets = [...(spec.apiSockets ?? [])];
       const files = guestFiles({
         hostname: draft.name,
         argv: fields.argv,
@@ -153,7 +154,7 @@ function guestFilesStep(
         workdir: fields.workdir,
         stopSignal: spec.stopSignal ?? runConfig.stopSignal,
         network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
-        mounts: guestMountTable(draft.disks, mounts, draft.shares),
+        mounts: guestMountTable(draft.disks, mounts, draft.shares, draft.relaySockets),
       });
       await mkdir(paths.guestFiles);
       for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);

@@ -12,7 +12,15 @@ import { findReleaseAsset } from './release.js';
 
 export const BUNDLE_TOOL = 'hyper-guest';
 /** The files whose content defines a bundle; their hash is its version. */
-const RECIPE_FILES = ['build.sh', 'init', 'shutdown', 'hyper-exec.c', 'hyper-log.c', 'hyper-connect.c'];
+const RECIPE_FILES = [
+  'build.sh',
+  'init',
+  'shutdown',
+  'hyper-exec.c',
+  'hyper-log.c',
+  'hyper-connect.c',
+  'hyper-relay.c',
+];
 
 export class GuestBundleError extends HyperError {
   static override defaultKind: ErrorKind = 'Internal';

@@ -52,6 +52,12 @@ export interface ContainerSpec {
   extraHosts?: { host: string; ip: string }[];
   /** Replaces the image's STOPSIGNAL. */
   stopSignal?: string;
+  /**
+   * Paths in the container where the Docker API that made it is served (the
+   * Docker socket bound in, as the runner and Testcontainers' Ryuk do); only
+   * `hyper serve` has an API to serve there.
+   */
+  apiSockets?: string[];
 }
 
 /** The one place a container's defaults live. */

@@ -181,16 +181,16 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
       );
   }
 
-  const binds = stringList(host.Binds, 'HostConfig.Binds');
-  // The runner mounts the Docker socket into every job container; it is not forwarded into a VM (yet).
-  const socketBinds = binds.filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''));
-  for (const entry of socketBinds)
-    warnings.push(
-      `HostConfig.Binds: "${entry}" is left out: the Docker socket is not forwarded into microVMs`,
-    );
-  const volumes = [
-    ...binds.filter((entry) => !socketBinds.includes(entry)).map(bindEntry),
+  const binds = [
+    ...stringList(host.Binds, 'HostConfig.Binds').map(bindEntry),
     ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
+  ];
+  // The Docker socket bound in (the runner's job container, Testcontainers' Ryuk) is this daemon's own API, served inside the VM.
+  const apiSockets = binds
+    .filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''))
+    .map(apiSocketTarget);
+  const volumes = [
+    ...binds.filter((entry) => !DOCKER_SOCKET.test(entry.split(':')[0] ?? '')),
     ...Object.keys(body.Volumes ?? {}),
   ];
   const tmpfs = [
@@ -224,6 +224,7 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
     ...optional('cpus', cpusField(host.NanoCpus)),
     ...optional('extraHosts', extraHosts(host.ExtraHosts)),
     ...optional('stopSignal', stringField(body.StopSignal, 'StopSignal') || undefined),
+    ...optional('apiSockets', apiSockets.length > 0 ? [...new Set(apiSockets)] : undefined),
   };
   return { spec, autoRemove: host.AutoRemove === true, network, warnings };
 }
@@ -300,6 +301,23 @@ function bindEntry(text: string): string {
   const [source = '', target = '', options = ''] = parts;
   const readOnly = options.split(',').includes('ro');
   return `${source}:${target}${readOnly ? ':ro' : ''}`;
+}
+
+/** Longest socket path the guest can serve (sun_path holds 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/** Where a Docker socket bind puts the socket in the container. */
+function apiSocketTarget(entry: string): string {
+  const target = entry.split(':')[1] ?? '';
+  if (!target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..'))
+    throw new CreateFieldError(
+      `HostConfig.Binds: "${entry}": the Docker socket's path in the container must be absolute, without whitespace or ".."`,
+    );
+  if (Buffer.byteLength(target) > MAX_SOCKET_PATH)
+    throw new CreateFieldError(
+      `HostConfig.Binds: "${entry}": a socket path in the container is at most ${MAX_SOCKET_PATH} bytes`,
+    );
+  return target;
 }
 
 function mountEntry(mount: Docker.MountSettings, index: number): string[] {

@@ -165,14 +165,21 @@ export interface MountDisk {
   volume?: string;
 }
 
+/** The virtio-serial port name of the relayed sockets (src/vm/qemu/args.ts gives the guest this port). */
+export const RELAY_PORT = 'hyper.relay';
+
 /**
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-` or `tmpfs - TARGET OPTIONS -`. Pure.
+ * `disk SERIAL TARGET ro|rw copyup|-`, `share TAG TARGET ro|rw -`,
+ * `tmpfs - TARGET OPTIONS -` or `socket PORT TARGET - -` (a relayed socket,
+ * served after every mount by guest/hyper-relay.c on the virtio-serial port
+ * PORT). Pure.
  */
 export function guestMountTable(
   disks: readonly MountDisk[],
   mounts: readonly MountSpec[],
   shares: readonly MountShare[] = [],
+  relaySockets: readonly string[] = [],
 ): string {
   const lines: { target: string; line: string }[] = disks.map((d) => ({
     target: d.target,
@@ -188,5 +195,6 @@ export function guestMountTable(
       lines.push({ target: mount.target, line: `tmpfs - ${mount.target} ${mount.options} -` });
   }
   lines.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
-  return lines.map((l) => `${l.line}\n`).join('');
+  const sockets = relaySockets.map((target) => `socket ${RELAY_PORT} ${target} - -`);
+  return [...lines.map((l) => l.line), ...sockets].map((line) => `${line}\n`).join('');
 }

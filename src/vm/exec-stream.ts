@@ -136,7 +136,7 @@ async function drive(
     const out = await open('out', 'r');
     const err = await open('err', 'r');
     const deadline = Date.now() + options.timeoutMs;
-    // One request at a time: the agent's channel answers in order, so nothing here runs concurrently.
+    // Each request takes its own turn on the agent, shared by every user of this VM: between them, theirs run.
     for (;;) {
       const status = (await agent.execute('guest-exec-status', { pid })) as ExecStatus;
       exited = status.exited;

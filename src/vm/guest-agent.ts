@@ -3,10 +3,27 @@ import type { ExecResult } from './hypervisor.js';
 
 const POLL_MS = 20;
 const SYNC_ATTEMPT_MS = 2000;
+/** How long one wait for the end of the connection lasts before it starts again (see watch). */
+const WATCH_MS = 10 * 60_000;
 
-/** A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. */
+/**
+ * A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. Several
+ * users may share one: qemu-ga answers in order and its answers name no
+ * request, so requests take turns, one outstanding at a time.
+ */
 export class GuestAgent {
-  private constructor(private readonly socket: JsonLineSocket) {}
+  /** Settles once the connection is gone, closed by either side. */
+  readonly closed: Promise<void>;
+  private readonly ended: () => void;
+  /** Settles when the last request given a turn has finished. */
+  private turns: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly socket: JsonLineSocket) {
+    let ended = (): void => undefined;
+    this.closed = new Promise((resolve) => (ended = resolve));
+    this.ended = ended;
+    this.watch();
+  }
 
   /**
    * Connects and resynchronises: stale answers from an earlier client may still
@@ -36,13 +53,7 @@ export class GuestAgent {
   private static async attempt(path: string, timeoutMs: number): Promise<GuestAgent> {
     const socket = await JsonLineSocket.connect(path, timeoutMs);
     try {
-      const id = Math.floor(Math.random() * 2 ** 31);
-      await socket.request(
-        { execute: 'guest-sync-delimited', arguments: { id } },
-        (m) => m.return === id,
-        timeoutMs,
-        'guest-sync-delimited',
-      );
+      await resync(socket, timeoutMs);
       return new GuestAgent(socket);
     } catch (error: unknown) {
       socket.close();
@@ -50,21 +61,45 @@ export class GuestAgent {
     }
   }
 
-  async execute(command: string, args: Record<string, unknown> = {}, timeoutMs = 10000): Promise<unknown> {
-    const message = await this.socket.request(
-      { execute: command, arguments: args },
-      (m) => 'return' in m || 'error' in m,
-      timeoutMs,
-      command,
-    );
-    const error = protocolError(`guest agent ${command}`, message);
-    if (error) throw error;
-    return message.return;
+  execute(command: string, args: Record<string, unknown> = {}, timeoutMs = 10000): Promise<unknown> {
+    return this.inTurn(() => this.ask(command, args, timeoutMs));
   }
 
-  /** guest-shutdown gives no answer when it works: the guest is going away. */
-  shutdown(): void {
-    this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+  /**
+   * guest-shutdown gives no answer when it works (the guest is going away),
+   * and an error when it fails. The resync after it skips either, and its
+   * answer shows qemu-ga has read the command; when none comes the guest is
+   * going, and so is the connection.
+   */
+  shutdown(): Promise<void> {
+    return this.inTurn(async () => {
+      this.socket.send({ execute: 'guest-shutdown', arguments: { mode: 'powerdown' } });
+      await resync(this.socket, SYNC_ATTEMPT_MS).catch(() => this.close());
+    });
+  }
+
+  /**
+   * Freezes the filesystems at `mountpoints`, runs `during`, then thaws them,
+   * all in one turn: while frozen qemu-ga refuses most commands, so other
+   * users wait instead of failing. After a failure the filesystems may still
+   * be frozen: one thaw is tried before the turn ends, and the caller must
+   * make sure.
+   */
+  whileFrozen(
+    mountpoints: readonly string[],
+    timeoutMs: number,
+    during: () => Promise<unknown>,
+  ): Promise<void> {
+    return this.inTurn(async () => {
+      try {
+        await this.ask('guest-fsfreeze-freeze-list', { mountpoints: [...mountpoints] }, timeoutMs);
+        await during();
+      } catch (error: unknown) {
+        await this.ask('guest-fsfreeze-thaw', {}, timeoutMs).catch(() => undefined);
+        throw error;
+      }
+      await this.ask('guest-fsfreeze-thaw', {}, timeoutMs);
+    });
   }
 
   /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
@@ -96,5 +131,58 @@ export class GuestAgent {
 
   close(): void {
     this.socket.close();
+    this.ended();
   }
+
+  /** Runs `use` once every request given a turn before it has finished, whether it worked or not. */
+  private inTurn<T>(use: () => Promise<T>): Promise<T> {
+    const result = this.turns.then(use);
+    this.turns = result.catch(() => undefined);
+    return result;
+  }
+
+  /** One request and its answer; only within a turn. */
+  private async ask(command: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+    let message: Record<string, unknown>;
+    try {
+      message = await this.socket.request(
+        { execute: command, arguments: args },
+        (m) => 'return' in m || 'error' in m,
+        timeoutMs,
+        command,
+      );
+    } catch (error: unknown) {
+      // The answer may still come, and the next request would take it for its own:
+      // skip past it, or give up the connection when even that fails.
+      await resync(this.socket, SYNC_ATTEMPT_MS).catch(() => this.close());
+      throw error;
+    }
+    const error = protocolError(`guest agent ${command}`, message);
+    if (error) throw error;
+    return message.return;
+  }
+
+  /**
+   * JsonLineSocket tells of a lost connection only by failing the answers
+   * awaited on it, so a wait that accepts no answer stands for the connection.
+   * Its own timeout cannot end it before WATCH_MS (half of it, allowing for a
+   * timer that fires early); then it simply waits again.
+   */
+  private watch(): void {
+    const since = Date.now();
+    this.socket
+      .next(() => false, WATCH_MS, 'the end of the connection')
+      .catch(() => (Date.now() - since < WATCH_MS / 2 ? this.ended() : this.watch()));
+  }
+}
+
+/** guest-sync-delimited with a fresh id: the answers before its own are stale, and skipped. */
+async function resync(socket: JsonLineSocket, timeoutMs: number): Promise<void> {
+  const id = Math.floor(Math.random() * 2 ** 31);
+  await socket.request(
+    { execute: 'guest-sync-delimited', arguments: { id } },
+    (m) => m.return === id,
+    timeoutMs,
+    'guest-sync-delimited',
+  );
 }

@@ -1,4 +1,5 @@
 // What a hypervisor must do for one VM. QEMU implements it; Firecracker and Cloud Hypervisor can later.
+import type { Duplex } from 'node:stream';
 import type { GuestBundle } from '../types/guest-bundle.js';
 import type { Accel } from '../install/accel.js';
 
@@ -37,6 +38,12 @@ export interface MachineSpec {
   disks?: DiskSpec[];
   /** Host directories shared live with the guest (virtiofs); the guest finds each by its tag. */
   shares?: ShareSpec[];
+  /**
+   * Paths in the guest's container where a Unix socket is served whose
+   * connections reach the host (guest/hyper-relay.c): the Docker API socket
+   * bound into a container. The host joins them with relayStreams.
+   */
+  relaySockets?: string[];
 }
 
 /** A host directory the guest mounts live, both ways (bind mounts), served by a virtiofsd of its own. */
@@ -107,6 +114,12 @@ export interface Hypervisor {
       signal?: AbortSignal | undefined;
     },
   ): Promise<ExecStream>;
+  /**
+   * Joins each connection made in the guest to one of its relaySockets to a
+   * fresh `connect()` on the host, until `signal` aborts (a VM that restarts
+   * is served again).
+   */
+  relayStreams(spec: MachineSpec, connect: () => Duplex, signal: AbortSignal): Promise<void>;
   /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;
   /** Only the VM's directory is needed: a VM whose record is damaged can still be killed. */

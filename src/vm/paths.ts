@@ -7,6 +7,8 @@ export interface VmPaths {
   pid: string;
   qmp: string;
   agent: string;
+  /** QEMU's end of the virtio-serial port that carries the guest's relayed sockets. */
+  relay: string;
   console: string;
   serviceLog: string;
   status: string;
@@ -22,6 +24,7 @@ export function vmPaths(dir: string): VmPaths {
     pid: path.join(dir, 'qemu.pid'),
     qmp: path.join(dir, 'qmp.sock'),
     agent: path.join(dir, 'agent.sock'),
+    relay: path.join(dir, 'relay.sock'),
     console: path.join(dir, 'console.log'),
     serviceLog: path.join(dir, 'service.log'),
     status: path.join(dir, 'status'),

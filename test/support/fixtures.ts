@@ -20,6 +20,70 @@ export async function busyboxLayout(): Promise<string> {
   return cachedFixture('busybox-httpd', [BUILDER], 'index.json');
 }
 
+/** Debian's docker CLI (scripts/install-host-deps), which the docker-cli image carries. */
+const DOCKER_CLI = '/usr/bin/docker';
+
+/**
+ * The busybox image with the docker CLI in it, laid out as Docker Hub's
+ * docker:cli is (the client at /usr/local/bin/docker, a shell as the
+ * command): what a job container that drives Docker looks like. The CLI is
+ * the host's Debian build, with the C library it links against.
+ */
+export async function dockerCliLayout(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of [BUILDER, DOCKER_CLI]) hash.update(await readFile(file));
+  const target = path.join(cacheDir(), 'fixtures', `docker-cli-${hash.digest('hex').slice(0, 12)}`);
+  if (await stat(path.join(target, 'index.json')).catch(() => undefined)) return target;
+  const work = await mkdtemp(`${target}.tmp-`);
+  try {
+    await cp(await busyboxLayout(), work, { recursive: true });
+    const root = path.join(work, 'rootfs');
+    await mkdir(path.join(root, 'usr/local/bin'), { recursive: true });
+    await cp(DOCKER_CLI, path.join(root, 'usr/local/bin/docker'));
+    // What the CLI links against: the paths ldd prints, copied to the same paths.
+    const { stdout } = await execa('ldd', [DOCKER_CLI]);
+    for (const library of stdout.matchAll(/(\/\S+\.so[.\d]*)/g)) {
+      const file = library[1] as string;
+      await mkdir(path.join(root, path.dirname(file)), { recursive: true });
+      await cp(file, path.join(root, file), { dereference: true });
+    }
+    const layer = path.join(work, 'layer.tar');
+    await execa('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-C',
+      root,
+      '-cf',
+      layer,
+      '.',
+    ]);
+    const tar = await readFile(layer);
+    const gzip = (await execa('gzip', ['-n', '-1', '-c', layer], { encoding: 'buffer' })).stdout as Buffer;
+    await rm(root, { recursive: true });
+    await rm(layer);
+    await editLayout(work, {
+      config: (config) => {
+        const run = config.config as Record<string, unknown>;
+        run.Entrypoint = null;
+        run.Cmd = ['sh'];
+        run.Env = ['PATH=/usr/local/bin:/bin'];
+        run.WorkingDir = '/';
+        delete run.ExposedPorts;
+      },
+      addLayers: [{ gzip, diffId: `sha256:${sha256(tar)}` }],
+    });
+    await rename(work, target).catch(async (error: unknown) => {
+      if (!(await stat(target).catch(() => undefined))) throw error;
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return target;
+}
+
 export interface ServiceImageLayouts {
   /** redis-server as the redis user, with a healthcheck. */
   redis: string;

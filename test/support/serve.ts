@@ -155,10 +155,12 @@ export async function stopApiFixture(fixture: Partial<ApiFixture>): Promise<void
   if (daemon) {
     const leftover = (await docker(daemon, ['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
     for (const id of leftover) await docker(daemon, ['rm', '-f', id]);
-    expect(await daemon.stop()).toBe(0);
+    const code = await daemon.stop();
+    if (code !== 0) throw new Error(`hyper serve exited ${code}:\n${daemon.output().slice(-3000)}`);
   }
   if (stateDir) {
-    expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+    const left = await qemuProcessesUnder(stateDir);
+    if (left.length > 0) throw new Error(`QEMU left running under ${stateDir}: pids ${left.join(', ')}`);
     await rm(stateDir, { recursive: true, force: true });
   }
   await registry?.stop();

@@ -95,6 +95,13 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
     ...networkArgs(spec),
   ];
+  if (spec.relaySockets?.length)
+    args.push(
+      '-chardev',
+      `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`,
+      '-device',
+      'virtserialport,chardev=relay,name=hyper.relay',
+    );
   for (const disk of spec.disks ?? []) {
     const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
     args.push(

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
 import { type ErrorKind, HyperError } from '../../errors.js';
 import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
-import { GuestAgent } from '../guest-agent.js';
+import { type AgentLease, agentPool } from '../agent-pool.js';
 import { execStream } from '../exec-stream.js';
+import { relayStreams } from '../stream-relay.js';
 import { logRecordsText } from '../log-records.js';
 import { canShare, startShares, stopShares } from './virtiofs.js';
 import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
@@ -52,7 +54,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async start(spec: MachineSpec, options: StartOptions = {}): Promise<{ pid: number }> {
     const paths = vmPaths(spec.dir);
-    for (const socket of [paths.qmp, paths.agent]) {
+    for (const socket of [paths.qmp, paths.agent, paths.relay]) {
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
         throw new VmError(
           `state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`,
@@ -150,11 +152,11 @@ export class QemuHypervisor implements Hypervisor {
   async exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult> {
     const [program, ...args] = argv;
     if (!program) throw new VmError('no command given', { kind: 'Invalid' });
-    const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
+    const lease = await agentPool.acquire(vmPaths(spec.dir).agent, 10000);
     try {
-      return await agent.exec(program, args, timeoutMs);
+      return await lease.agent.exec(program, args, timeoutMs);
     } finally {
-      agent.close();
+      lease.release();
     }
   }
 
@@ -168,9 +170,9 @@ export class QemuHypervisor implements Hypervisor {
     },
   ): Promise<ExecStream> {
     if (argv.length === 0) throw new VmError('no command given', { kind: 'Invalid' });
-    const agent = await GuestAgent.connect(vmPaths(spec.dir).agent, 10000);
-    const running = execStream(agent, argv, options);
-    void running.exitCode.finally(() => agent.close()).catch(() => undefined);
+    const lease = await agentPool.acquire(vmPaths(spec.dir).agent, 10000);
+    const running = execStream(lease.agent, argv, options);
+    void running.exitCode.finally(() => lease.release()).catch(() => undefined);
     return running;
   }
 
@@ -183,11 +185,12 @@ export class QemuHypervisor implements Hypervisor {
     }
     const deadline = Date.now() + graceMs;
     try {
-      const agent = await GuestAgent.connect(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
-      agent.shutdown();
-      // Give qemu-ga a moment to read the command before the socket goes.
-      await sleep(50);
-      agent.close();
+      const lease = await agentPool.acquire(paths.agent, Math.max(100, Math.min(graceMs, 3000)));
+      try {
+        await lease.agent.shutdown();
+      } finally {
+        lease.release();
+      }
     } catch {
       // No agent: nothing graceful is possible; fall through to the deadline and kill.
     }
@@ -233,9 +236,9 @@ export class QemuHypervisor implements Hypervisor {
     freeze: { mountpoints: readonly string[]; timeoutMs: number },
   ): Promise<void> {
     const agentPath = vmPaths(spec.dir).agent;
-    let agent: GuestAgent;
+    let lease: AgentLease;
     try {
-      agent = await GuestAgent.connect(agentPath, freeze.timeoutMs);
+      lease = await agentPool.acquire(agentPath, freeze.timeoutMs);
     } catch (error: unknown) {
       throw new VmError(
         `cannot freeze the guest's filesystems: ${(error as Error).message}; no snapshot was taken and nothing was frozen`,
@@ -244,25 +247,22 @@ export class QemuHypervisor implements Hypervisor {
     }
     let thawed = false;
     try {
-      await agent.execute(
-        'guest-fsfreeze-freeze-list',
-        { mountpoints: [...freeze.mountpoints] },
-        freeze.timeoutMs,
+      await lease.agent.whileFrozen(freeze.mountpoints, freeze.timeoutMs, () =>
+        this.withQmp(spec, (qmp) =>
+          qmp.execute('transaction', {
+            actions: serials.map((serial) => ({
+              type: 'blockdev-snapshot-internal-sync',
+              data: { device: nodeOf(serial), name: tag },
+            })),
+          }),
+        ),
       );
-      await this.withQmp(spec, (qmp) =>
-        qmp.execute('transaction', {
-          actions: serials.map((serial) => ({
-            type: 'blockdev-snapshot-internal-sync',
-            data: { device: nodeOf(serial), name: tag },
-          })),
-        }),
-      );
-      await agent.execute('guest-fsfreeze-thaw', {}, freeze.timeoutMs);
       thawed = true;
     } finally {
-      agent.close();
-      // After a timeout or error the answer on this connection can be stale:
-      // thaw again on a fresh one (a no-op when nothing is frozen).
+      lease.release();
+      // After a failure the filesystems may still be frozen: thaw again, and check
+      // (a no-op when nothing is frozen). A request that timed out left no stale
+      // answer behind: the agent resynchronised, or dropped the connection for a new one.
       if (!thawed) await this.thaw(agentPath, freeze.timeoutMs);
     }
   }
@@ -271,14 +271,14 @@ export class QemuHypervisor implements Hypervisor {
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const agent = await GuestAgent.connect(agentPath, timeoutMs);
+        const lease = await agentPool.acquire(agentPath, timeoutMs);
         try {
-          await agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
-          const status = await agent.execute('guest-fsfreeze-status', {}, timeoutMs);
+          await lease.agent.execute('guest-fsfreeze-thaw', {}, timeoutMs);
+          const status = await lease.agent.execute('guest-fsfreeze-status', {}, timeoutMs);
           if (status === 'thawed') return;
           lastError = new Error(`the agent reports the filesystems ${String(status)}`);
         } finally {
-          agent.close();
+          lease.release();
         }
       } catch (error: unknown) {
         lastError = error;
@@ -331,6 +331,10 @@ export class QemuHypervisor implements Hypervisor {
       if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
         await qemuImg.deleteSnapshot(file, tag);
     }
+  }
+
+  relayStreams(spec: MachineSpec, connect: () => Duplex, signal: AbortSignal): Promise<void> {
+    return relayStreams(vmPaths(spec.dir).relay, connect, signal);
   }
 
   async pause(spec: MachineSpec): Promise<void> {

@@ -75,6 +75,21 @@ test('exec -i gives the command its stdin and sees its end', async () => {
   await dockerOk(daemon, 'rm', '-f', 'shell');
 });
 
+test('a long exec does not hold up other execs in the same container', async () => {
+  await dockerOk(daemon, 'run', '-d', '--name', 'busy', '--entrypoint', 'sleep', image, '600');
+  // It waits for a file that only the later exec makes: the two must run side by side.
+  const long = docker(daemon, [
+    'exec',
+    'busy',
+    'sh',
+    '-c',
+    'while [ ! -e /tmp/go ]; do sleep 0.2; done; echo long-done',
+  ]);
+  expect(await dockerOk(daemon, 'exec', 'busy', 'sh', '-c', 'echo short && touch /tmp/go')).toBe('short');
+  expect(await long).toEqual(expect.objectContaining({ code: 0, stdout: 'long-done' }));
+  await dockerOk(daemon, 'rm', '-f', 'busy');
+});
+
 test('logs: the streams apart, tail, timestamps, follow until the container ends', async () => {
   const script = 'for i in 1 2 3; do echo out $i; echo err $i >&2; done; sleep 2; echo late; exit 0';
   await dockerOk(daemon, 'run', '-d', '--name', 'talker', '--entrypoint', 'sh', image, '-c', script);

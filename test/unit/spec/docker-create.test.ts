@@ -780,14 +780,25 @@ test('a read-only anonymous volume stays read-only', () => {
   expect(spec.volumes).toEqual(['/d:ro']);
 });
 
-test('the Docker socket bound in by the runner is left out with a warning', () => {
+test("the Docker socket bound in (the runner, Ryuk) becomes this daemon's API inside the VM, not a host mount", () => {
   const { spec, warnings } = create({
     ...IMAGE,
-    HostConfig: { Binds: ['/var/run/docker.sock:/var/run/docker.sock', '/home/runner/work:/__w'] },
+    HostConfig: {
+      Binds: ['/var/run/docker.sock:/var/run/docker.sock', '/home/runner/work:/__w'],
+      Mounts: [{ Type: 'bind', Source: '/run/hyper/docker.sock', Target: '/tmp/docker.sock' }],
+    },
   });
   expect(spec.volumes).toEqual(['/home/runner/work:/__w']);
-  expect(warnings).toContain(
-    'HostConfig.Binds: "/var/run/docker.sock:/var/run/docker.sock" is left out: the Docker socket is not forwarded into microVMs',
+  expect(spec.apiSockets).toEqual(['/var/run/docker.sock', '/tmp/docker.sock']);
+  expect(warnings).toEqual([]);
+});
+
+test('a Docker socket bound to a path the guest cannot serve is refused, naming the bind', () => {
+  expect(() =>
+    create({ ...IMAGE, HostConfig: { Binds: [`/var/run/docker.sock:/${'d/'.repeat(60)}docker.sock`] } }),
+  ).toThrow(/HostConfig.Binds: ".*": a socket path in the container is at most 107 bytes/);
+  expect(() => create({ ...IMAGE, HostConfig: { Binds: ['/var/run/docker.sock:relative.sock'] } })).toThrow(
+    'HostConfig.Binds: "/var/run/docker.sock:relative.sock": the Docker socket\'s path in the container must be absolute, without whitespace or ".."',
   );
 });
 

@@ -157,6 +157,17 @@ describe('live shares of bind mounts', () => {
     );
   });
 
+  test('relayed sockets come after every mount, on the relay port', () => {
+    expect(
+      guestMountTable(
+        [{ serial: 'vol0', path: '/s/v0.qcow2', target: '/var/run', readOnly: false, copyUp: false }],
+        [],
+        [],
+        ['/var/run/docker.sock'],
+      ),
+    ).toBe('disk vol0 /var/run rw -\nsocket hyper.relay /var/run/docker.sock - -\n');
+  });
+
   test('a share given after its child share still comes first', () => {
     expect(
       guestMountTable(

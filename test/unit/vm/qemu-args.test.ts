@@ -118,6 +118,20 @@ describe('qemuArgs', () => {
   });
 });
 
+describe('relayed sockets', () => {
+  test('a VM given the Docker socket gets one virtio-serial port for it, served by QEMU at relay.sock', () => {
+    const args = qemuArgs({ ...spec, relaySockets: ['/var/run/docker.sock'] });
+    expect(valueOf(args, '-chardev')).toContain(
+      'socket,id=relay,path=/state/vms/web/relay.sock,server=on,wait=off',
+    );
+    expect(valueOf(args, '-device')).toContain('virtserialport,chardev=relay,name=hyper.relay');
+  });
+
+  test('a VM without them has no such port', () => {
+    expect(qemuArgs(spec).join(' ')).not.toContain('relay');
+  });
+});
+
 describe('shared host directories', () => {
   const shared = qemuArgs({
     ...spec,
