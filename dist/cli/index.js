@@ -43336,8 +43336,12 @@ class JsonLineSocket {
     decoder = new external_node_string_decoder_namespaceObject.StringDecoder('utf8');
     waiting = [];
     closedError;
+    /** Settles once the connection is gone, closed by either side. */
+    closed;
+    ended = () => undefined;
     constructor(socket) {
         this.socket = socket;
+        this.closed = new Promise((resolve) => (this.ended = resolve));
         socket.on('data', (chunk) => this.onData(chunk));
         socket.on('close', () => this.fail(new Error('connection closed')));
         socket.on('error', (error) => this.fail(error));
@@ -43439,6 +43443,7 @@ class JsonLineSocket {
         if (this.closedError)
             return;
         this.closedError = error;
+        this.ended();
         for (const waiter of this.waiting.splice(0))
             waiter({ __closed: true });
     }
@@ -43455,8 +43460,6 @@ function protocolError(what, message) {
 
 const POLL_MS = 20;
 const SYNC_ATTEMPT_MS = 2000;
-/** How long one wait for the end of the connection lasts before it starts again (see watch). */
-const WATCH_MS = 10 * 60_000;
 /**
  * A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. Several
  * users may share one: qemu-ga answers in order and its answers name no
@@ -43464,17 +43467,14 @@ const WATCH_MS = 10 * 60_000;
  */
 class GuestAgent {
     socket;
-    /** Settles once the connection is gone, closed by either side. */
-    closed;
-    ended;
     /** Settles when the last request given a turn has finished. */
     turns = Promise.resolve();
     constructor(socket) {
         this.socket = socket;
-        let ended = () => undefined;
-        this.closed = new Promise((resolve) => (ended = resolve));
-        this.ended = ended;
-        this.watch();
+    }
+    /** Settles once the connection is gone, closed by either side. */
+    get closed() {
+        return this.socket.closed;
     }
     /**
      * Connects and resynchronises: stale answers from an earlier client may still
@@ -43566,7 +43566,6 @@ class GuestAgent {
     }
     close() {
         this.socket.close();
-        this.ended();
     }
     /** Runs `use` once every request given a turn before it has finished, whether it worked or not. */
     inTurn(use) {
@@ -43590,18 +43589,6 @@ class GuestAgent {
         if (error)
             throw error;
         return message.return;
-    }
-    /**
-     * JsonLineSocket tells of a lost connection only by failing the answers
-     * awaited on it, so a wait that accepts no answer stands for the connection.
-     * Its own timeout cannot end it before WATCH_MS (half of it, allowing for a
-     * timer that fires early); then it simply waits again.
-     */
-    watch() {
-        const since = Date.now();
-        this.socket
-            .next(() => false, WATCH_MS, 'the end of the connection')
-            .catch(() => (Date.now() - since < WATCH_MS / 2 ? this.ended() : this.watch()));
     }
 }
 /** guest-sync-delimited with a fresh id: the answers before its own are stale, and skipped. */
@@ -43881,6 +43868,7 @@ function exec_stream_sleep(ms) {
 
 ;// CONCATENATED MODULE: ./src/vm/stream-relay.ts
 
+
 /**
  * The host side of guest/hyper-relay.c: connections made inside a guest to a
  * relayed Unix socket arrive multiplexed on one virtio-serial port, each as a
@@ -44060,7 +44048,7 @@ async function relayStreams(socketPath, connect, signal) {
             signal.removeEventListener('abort', stop);
         }
         if (!signal.aborted)
-            await abortableDelay(RETRY_MS, signal);
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(RETRY_MS, undefined, { signal }).catch(() => undefined);
     }
 }
 function connectChannel(socketPath) {
@@ -44071,17 +44059,6 @@ function connectChannel(socketPath) {
             resolve(socket);
         });
         socket.once('error', reject);
-    });
-}
-function abortableDelay(ms, signal) {
-    return new Promise((resolve) => {
-        const timer = setTimeout(done, ms);
-        function done() {
-            clearTimeout(timer);
-            signal.removeEventListener('abort', done);
-            resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
     });
 }
 
@@ -62420,13 +62397,9 @@ function containerFromCreateBody(body, name, baseDir) {
         ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
     ];
     // The Docker socket bound in (the runner's job container, Testcontainers' Ryuk) is this daemon's own API, served inside the VM.
-    const apiSockets = binds
-        .filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''))
-        .map(apiSocketTarget);
-    const volumes = [
-        ...binds.filter((entry) => !DOCKER_SOCKET.test(entry.split(':')[0] ?? '')),
-        ...Object.keys(body.Volumes ?? {}),
-    ];
+    const isSocket = (entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? '');
+    const apiSockets = binds.filter(isSocket).map(apiSocketTarget);
+    const volumes = [...binds.filter((entry) => !isSocket(entry)), ...Object.keys(body.Volumes ?? {})];
     const tmpfs = [
         ...Object.entries(host.Tmpfs ?? {}).map(([target, options]) => options ? `${target}:${options}` : target),
         ...(host.Mounts ?? []).flatMap((m) => (m.Type === 'tmpfs' ? [m.Target] : [])),

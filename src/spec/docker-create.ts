@@ -186,13 +186,9 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
     ...(host.Mounts ?? []).flatMap((mount, index) => mountEntry(mount, index)),
   ];
   // The Docker socket bound in (the runner's job container, Testcontainers' Ryuk) is this daemon's own API, served inside the VM.
-  const apiSockets = binds
-    .filter((entry) => DOCKER_SOCKET.test(entry.split(':')[0] ?? ''))
-    .map(apiSocketTarget);
-  const volumes = [
-    ...binds.filter((entry) => !DOCKER_SOCKET.test(entry.split(':')[0] ?? '')),
-    ...Object.keys(body.Volumes ?? {}),
-  ];
+  const isSocket = (entry: string): boolean => DOCKER_SOCKET.test(entry.split(':')[0] ?? '');
+  const apiSockets = binds.filter(isSocket).map(apiSocketTarget);
+  const volumes = [...binds.filter((entry) => !isSocket(entry)), ...Object.keys(body.Volumes ?? {})];
   const tmpfs = [
     ...Object.entries(host.Tmpfs ?? {}).map(([target, options]) =>
       options ? `${target}:${options}` : target,

@@ -3,8 +3,6 @@ import type { ExecResult } from './hypervisor.js';
 
 const POLL_MS = 20;
 const SYNC_ATTEMPT_MS = 2000;
-/** How long one wait for the end of the connection lasts before it starts again (see watch). */
-const WATCH_MS = 10 * 60_000;
 
 /**
  * A QEMU guest agent (qemu-ga) client on the VM's virtio-serial port. Several
@@ -12,17 +10,14 @@ const WATCH_MS = 10 * 60_000;
  * request, so requests take turns, one outstanding at a time.
  */
 export class GuestAgent {
-  /** Settles once the connection is gone, closed by either side. */
-  readonly closed: Promise<void>;
-  private readonly ended: () => void;
   /** Settles when the last request given a turn has finished. */
   private turns: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly socket: JsonLineSocket) {
-    let ended = (): void => undefined;
-    this.closed = new Promise((resolve) => (ended = resolve));
-    this.ended = ended;
-    this.watch();
+  private constructor(private readonly socket: JsonLineSocket) {}
+
+  /** Settles once the connection is gone, closed by either side. */
+  get closed(): Promise<void> {
+    return this.socket.closed;
   }
 
   /**
@@ -131,7 +126,6 @@ export class GuestAgent {
 
   close(): void {
     this.socket.close();
-    this.ended();
   }
 
   /** Runs `use` once every request given a turn before it has finished, whether it worked or not. */
@@ -160,19 +154,6 @@ export class GuestAgent {
     const error = protocolError(`guest agent ${command}`, message);
     if (error) throw error;
     return message.return;
-  }
-
-  /**
-   * JsonLineSocket tells of a lost connection only by failing the answers
-   * awaited on it, so a wait that accepts no answer stands for the connection.
-   * Its own timeout cannot end it before WATCH_MS (half of it, allowing for a
-   * timer that fires early); then it simply waits again.
-   */
-  private watch(): void {
-    const since = Date.now();
-    this.socket
-      .next(() => false, WATCH_MS, 'the end of the connection')
-      .catch(() => (Date.now() - since < WATCH_MS / 2 ? this.ended() : this.watch()));
   }
 }
 

@@ -7,8 +7,12 @@ export class JsonLineSocket {
   private readonly decoder = new StringDecoder('utf8');
   private readonly waiting: Array<(message: Record<string, unknown>) => boolean> = [];
   private closedError: Error | undefined;
+  /** Settles once the connection is gone, closed by either side. */
+  readonly closed: Promise<void>;
+  private ended: () => void = () => undefined;
 
   private constructor(private readonly socket: net.Socket) {
+    this.closed = new Promise((resolve) => (this.ended = resolve));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.fail(new Error('connection closed')));
     socket.on('error', (error) => this.fail(error));
@@ -117,6 +121,7 @@ export class JsonLineSocket {
   private fail(error: Error): void {
     if (this.closedError) return;
     this.closedError = error;
+    this.ended();
     for (const waiter of this.waiting.splice(0)) waiter({ __closed: true });
   }
 }

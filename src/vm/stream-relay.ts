@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -192,7 +193,7 @@ export async function relayStreams(
       await serveChannel(channel, connect);
       signal.removeEventListener('abort', stop);
     }
-    if (!signal.aborted) await abortableDelay(RETRY_MS, signal);
+    if (!signal.aborted) await delay(RETRY_MS, undefined, { signal }).catch(() => undefined);
   }
 }
 
@@ -204,17 +205,5 @@ function connectChannel(socketPath: string): Promise<net.Socket> {
       resolve(socket);
     });
     socket.once('error', reject);
-  });
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
   });
 }
