@@ -116,6 +116,8 @@ cp "$work/root/bin/busybox" "$work/initrd/bin/busybox"
 for applet in $("$work/initrd/bin/busybox" --list); do
   [ -e "$work/initrd/bin/$applet" ] || ln -s busybox "$work/initrd/bin/$applet"
 done
+# qemu-ga sets a clone's clock (guest-set-time) only where it finds /sbin/hwclock.
+ln -s ../bin/busybox "$work/initrd/sbin/hwclock"
 
 # The guest agent, its shared libraries (ELF NEEDED, transitively) and loader.
 libdirs="$work/root/lib/x86_64-linux-gnu $work/root/usr/lib/x86_64-linux-gnu $work/root/lib64"
@@ -152,6 +154,7 @@ cp -L "$(find_library "$(basename "$interpreter")")" "$work/initrd$interpreter"
 gcc -static -Os -s -o "$work/initrd/bin/hyper-exec" "$here/hyper-exec.c"
 gcc -static -Os -s -o "$work/initrd/bin/hyper-log" "$here/hyper-log.c"
 gcc -static -Os -s -o "$work/initrd/bin/hyper-relay" "$here/hyper-relay.c"
+gcc -static -Os -s -o "$work/initrd/bin/hyper-reseed" "$here/hyper-reseed.c"
 install -m 0755 "$here/init" "$work/initrd/init"
 install -m 0755 "$here/shutdown" "$work/initrd/sbin/shutdown"
 mkdir -p "$work/initrd"/{proc,sys,dev,run,tmp,etc,container}

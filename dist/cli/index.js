@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1784);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5039);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1784:
+/***/ 5039:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42053,6 +42053,16 @@ async function isOurProcess(pid, marker) {
         return false;
     }
 }
+/** Whether a process with this pid exists (any owner). */
+function isAlive(pid) {
+    try {
+        process.kill(pid, 0);
+        return true;
+    }
+    catch (error) {
+        return error.code === 'EPERM';
+    }
+}
 async function process_waitForExit(pid, marker, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -42070,11 +42080,13 @@ function sleep(ms) {
 
 /** Parses the hyper.status lines written by guest/init. Pure. */
 function parseGuestStatus(text) {
-    const status = { booted: false, halted: false };
+    const status = { template: false, booted: false, halted: false };
     for (const line of text.split('\n')) {
         const [event, ...rest] = line.trim().split(' ');
         const value = rest.join(' ');
-        if (event === 'booted')
+        if (event === 'template')
+            status.template = true;
+        else if (event === 'booted')
             status.booted = true;
         else if (event === 'started')
             status.servicePid = Number(value);
@@ -42092,7 +42104,7 @@ async function readGuestStatus(file) {
         return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
     }
     catch {
-        return { booted: false, halted: false };
+        return { template: false, booted: false, halted: false };
     }
 }
 /** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
@@ -42317,7 +42329,10 @@ async function startContainer(name, job, options = {}) {
     try {
         // Archives copied in before the first start go in with this boot (never with a checkpoint's).
         const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
-        await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+        const { origin } = await job.hypervisor.start(machine, options.checkpoint
+            ? { checkpoint: options.checkpoint }
+            : { template: job.settings.templates, ...(options.log ? { log: options.log } : {}) });
+        record.origin = origin;
         await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
         await forgetCopies(record);
         if (options.checkpoint)
@@ -43546,9 +43561,14 @@ class GuestAgent {
             await this.ask('guest-fsfreeze-thaw', {}, timeoutMs);
         });
     }
-    /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
-    async exec(path, args, timeoutMs) {
-        const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true }));
+    /** Runs a program in the guest, capturing stdout, stderr and the exit code; `input` is its whole stdin. */
+    async exec(path, args, timeoutMs, input) {
+        const started = (await this.execute('guest-exec', {
+            path,
+            arg: args,
+            'capture-output': true,
+            ...(input ? { 'input-data': input.toString('base64') } : {}),
+        }));
         const deadline = Date.now() + timeoutMs;
         for (;;) {
             const status = (await this.execute('guest-exec-status', { pid: started.pid }));
@@ -44417,14 +44437,67 @@ function networkArgs(spec) {
         'virtio-net-device,netdev=net0',
     ];
 }
-/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
-function qemuArgs(spec, hostTscKhz) {
+/**
+ * Extra virtio-blk slots in the fixed device layout that boot templates and
+ * their clones share (volumes, host-path copies, archives copied in). A clone
+ * must have the very devices its template was saved with, so a VM fills what
+ * it uses and the rest hold empty placeholders. microvm has 24 virtio-mmio
+ * transports; root disk, slots, ports and NIC take 9.
+ */
+const DISK_SLOTS = 6;
+/** The MAC a template's NIC is saved with: QEMU's default, which user-mode clones keep. */
+const TEMPLATE_MAC = '52:54:00:12:34:56';
+/** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
+const TEMPLATE_MARKER = 'opt/hyper/template';
+/** Whether a VM can be a clone: no live shares (vhost-user devices cannot migrate) and disks that fit the slots. Pure. */
+function fitsSlots(spec) {
+    return !spec.shares?.length && (spec.disks?.length ?? 0) <= DISK_SLOTS;
+}
+function diskArgs(disk) {
+    const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+    return [
+        '-drive',
+        `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
+        '-device',
+        `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
+    ];
+}
+/** An empty disk slot: a null block device of no size, which the guest sees and ignores. */
+function placeholderArgs(id) {
+    return [
+        '-blockdev',
+        `driver=null-co,node-name=${id},size=0`,
+        '-device',
+        `virtio-blk-device,drive=${id},serial=${id}`,
+    ];
+}
+function memoryArgs(spec, launch) {
+    const size = `size=${spec.memoryMiB}M`;
+    if (spec.shares?.length)
+        return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
+    if (launch.kind === 'template')
+        return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
+    if (launch.kind === 'clone')
+        return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
+    return spec.slots === undefined ? [] : ['-object', `memory-backend-ram,id=ram,${size}`];
+}
+/**
+ * The full argv (without the program) for one microVM. Pure: same spec, same argv.
+ *
+ * A VM with `slots` has the device layout of a boot template, in the
+ * template's order, whether it is a clone or booted in full. A checkpoint
+ * taken on one then loads on the other.
+ */
+function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
     const paths = vmPaths(spec.dir);
+    const template = launch.kind === 'template';
+    const slots = spec.slots;
+    const memory = memoryArgs(spec, launch);
     // prettier-ignore
     const args = [
         '-name', optValue(spec.name),
-        // Shared host directories need the guest's RAM shared with virtiofsd.
-        '-M', `microvm,x-option-roms=off,rtc=on${spec.shares?.length ? ',memory-backend=ram' : ''}`,
+        // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
+        '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
         '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
         '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
         '-m', `${spec.memoryMiB}M`,
@@ -44437,32 +44510,48 @@ function qemuArgs(spec, hostTscKhz) {
         '-serial', `file:${paths.console}`,
         '-pidfile', paths.pid,
         '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-        '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
-        '-device', 'virtio-blk-device,drive=root,serial=rootfs',
-        '-device', 'virtio-serial-device',
-        // append: a restarted VM keeps the log, and the status the host wrote for it.
-        '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
-        '-device', 'virtserialport,chardev=log,name=hyper.log',
-        '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`,
-        '-device', 'virtserialport,chardev=status,name=hyper.status',
-        '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
-        '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-        ...networkArgs(spec),
+        ...memory,
     ];
-    if (spec.relaySockets?.length)
-        args.push('-chardev', `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`, '-device', 'virtserialport,chardev=relay,name=hyper.relay');
-    for (const disk of spec.disks ?? []) {
-        const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
-        args.push('-drive', `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`, '-device', `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`);
+    if (template)
+        args.push(...placeholderArgs('root'));
+    else
+        args.push('-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`, '-device', 'virtio-blk-device,drive=root,serial=rootfs');
+    if (slots !== undefined) {
+        const disks = template ? [] : (spec.disks ?? []);
+        for (const disk of disks)
+            args.push(...diskArgs(disk));
+        for (let index = disks.length; index < slots; index++)
+            args.push(...placeholderArgs(`slot${index}`));
     }
-    if (spec.shares?.length)
-        args.push('-object', `memory-backend-memfd,id=ram,size=${spec.memoryMiB}M,share=on`);
+    // prettier-ignore
+    args.push('-device', 'virtio-serial-device', 
+    // append: a restarted VM keeps the log, and the status the host wrote for it.
+    '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`, '-device', 'virtserialport,chardev=log,name=hyper.log', '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`, '-device', 'virtserialport,chardev=status,name=hyper.status', '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`, '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0');
+    // A template has every port a clone may use.
+    if (slots !== undefined || spec.relaySockets?.length)
+        args.push('-chardev', `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`, '-device', 'virtserialport,chardev=relay,name=hyper.relay');
+    // The template's NIC has no backend: a user-mode one would save its state, which a TAP clone could not load.
+    if (template)
+        args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
+    else
+        args.push(...networkArgs(spec));
+    if (slots === undefined)
+        for (const disk of spec.disks ?? [])
+            args.push(...diskArgs(disk));
     for (const [index, share] of (spec.shares ?? []).entries()) {
         args.push('-chardev', `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`, '-device', `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`);
     }
-    for (const file of spec.guestFiles) {
-        args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
-    }
+    // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
+    if (template || launch.kind === 'clone')
+        args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
+    else
+        for (const file of spec.guestFiles) {
+            args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
+        }
+    if (launch.kind === 'checkpoint')
+        args.push('-loadvm', launch.tag);
+    if (launch.kind === 'clone')
+        args.push('-incoming', 'defer');
     return args;
 }
 
@@ -44528,7 +44617,371 @@ class QmpClient {
     }
 }
 
+;// CONCATENATED MODULE: ./src/vm/qemu/template.ts
+// Boot templates: a guest booted once up to where its init waits for a
+// service, saved as a RAM file plus its device state. Every VM with the same
+// machine shape then starts as a copy-on-write clone of it (machine.ts).
+
+
+
+
+
+
+
+
+
+
+
+/** Bumped whenever the template's device layout or the init's wait changes meaning. */
+const TEMPLATE_FORMAT = 1;
+class TemplateError extends Error {
+    name = 'TemplateError';
+}
+/** Where a host's boot templates are kept, under its cache dir. */
+function bootTemplateDir(cacheDir) {
+    return external_node_path_default().join(cacheDir, 'templates', 'boot');
+}
+/** The directory name for a shape (readable) and identity (hashed). Pure. */
+function templateName(identity) {
+    const digest = (0,external_node_crypto_.createHash)('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
+    return `${shapeName(identity)}-${digest}`;
+}
+function shapeName(identity) {
+    return `${identity.accel}-${identity.memoryMiB}m-${identity.cpus}c-${identity.slots}s`;
+}
+/** The fields in which two identities differ, for the log. Pure. */
+function identityChanges(was, now) {
+    return Object.keys(now)
+        .filter((key) => String(was[key]) !== String(now[key]))
+        .map((key) => `${key} ${String(was[key])} -> ${String(now[key])}`);
+}
+async function fileIdentity(file) {
+    const info = await (0,promises_namespaceObject.stat)(file);
+    return `${file}|${info.size}|${info.mtimeMs}`;
+}
+const qemuVersions = new Map();
+/** `qemu --version`, asked once per binary and process. */
+function qemuVersion(qemu) {
+    let version = qemuVersions.get(qemu);
+    if (!version) {
+        version = run({ program: qemu, args: ['--version'] }).then(({ stdout }) => stdout.split('\n')[0]?.trim() ?? '');
+        version.catch(() => qemuVersions.delete(qemu));
+        qemuVersions.set(qemu, version);
+    }
+    return version;
+}
+async function templateIdentity(qemu, spec, hostTscKhz, hostCpu) {
+    const binary = (await programPath(qemu)) ?? qemu;
+    return {
+        format: TEMPLATE_FORMAT,
+        bundle: spec.bundle.version,
+        kernel: await fileIdentity(spec.bundle.kernel),
+        initrd: await fileIdentity(spec.bundle.initrd),
+        qemu: `${await qemuVersion(qemu)} (${await fileIdentity(binary)})`,
+        accel: spec.accel,
+        cpu: spec.accel === 'kvm' ? hostCpu : 'max',
+        cmdline: kernelCmdline(spec.accel, hostTscKhz),
+        memoryMiB: spec.memoryMiB,
+        cpus: spec.cpus,
+        slots: spec.slots,
+    };
+}
+/** The machine a template is booted as: the shape, no disks, no network, no settings. */
+function templateSpec(identity, bundle, dir) {
+    return {
+        name: 'boot-template',
+        dir,
+        accel: identity.accel,
+        memoryMiB: identity.memoryMiB,
+        cpus: identity.cpus,
+        bundle,
+        rootDisk: '',
+        guestFiles: [],
+        ports: [],
+        slots: identity.slots,
+    };
+}
+/** The boot templates kept under one directory (the cache's `templates/boot`). */
+class TemplateStore {
+    root;
+    qemu;
+    constructor(root, qemu) {
+        this.root = root;
+        this.qemu = qemu;
+    }
+    /**
+     * The template for `identity`, made first when there is none (or, with
+     * `refresh`, always). Made under a lock: two processes that need the same
+     * template wait for one to make it. A damaged template is removed, and
+     * the error says so; the caller then boots in full.
+     */
+    async obtain(identity, bundle, options) {
+        const name = templateName(identity);
+        const dir = external_node_path_default().join(this.root, name);
+        await (0,promises_namespaceObject.mkdir)(this.root, { recursive: true });
+        if (!options.refresh) {
+            const found = await this.check(dir, identity);
+            if (found)
+                return found;
+        }
+        return this.withLock(external_node_path_default().join(this.root, `${name}.lock`), async () => {
+            // Another process may have made it while this one waited.
+            if (!options.refresh) {
+                const found = await this.check(dir, identity);
+                if (found)
+                    return found;
+            }
+            await this.tellWhy(identity, options);
+            const started = Date.now();
+            await this.make(dir, identity, bundle);
+            options.log(`made a boot template for ${describeShape(identity)} in ${Date.now() - started} ms (${dir})`);
+            const made = await this.check(dir, identity);
+            if (!made)
+                throw new TemplateError(`the boot template just made in ${dir} does not check out`);
+            return made;
+        });
+    }
+    /** The template in `dir` when it is whole and made for `identity`; a damaged one is removed, and the error says why. */
+    async check(dir, identity) {
+        let meta;
+        try {
+            meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+        }
+        catch (error) {
+            if (error.code === 'ENOENT')
+                return undefined;
+            return this.refuse(dir, `its meta.json cannot be read (${error.message})`);
+        }
+        const template = { dir, ram: external_node_path_default().join(dir, 'ram'), state: external_node_path_default().join(dir, 'state') };
+        const changes = meta.identity ? identityChanges(meta.identity, identity) : ['no identity'];
+        if (changes.length)
+            return this.refuse(dir, `it was made for another machine (${changes.join('; ')})`);
+        const ram = await (0,promises_namespaceObject.stat)(template.ram).catch(() => undefined);
+        if (ram?.size !== meta.ramBytes)
+            return this.refuse(dir, `its RAM file holds ${ram?.size ?? 'no'} bytes, not ${meta.ramBytes}`);
+        const state = await (0,promises_namespaceObject.stat)(template.state).catch(() => undefined);
+        if (state?.size !== meta.stateBytes || (await fileDigest(template.state)) !== meta.stateSha256)
+            return this.refuse(dir, 'its device state is not what was saved (digest differs)');
+        return template;
+    }
+    async refuse(dir, why) {
+        // Running clones keep their mapping of the RAM file: removing the name does not touch them.
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        throw new TemplateError(`the boot template ${dir} was refused and removed: ${why}`);
+    }
+    /** Says why a template is being made: none yet for this shape, or the one there was made for another machine. */
+    async tellWhy(identity, options) {
+        if (options.refresh) {
+            options.log(`making a new boot template for ${describeShape(identity)} (refresh asked for)`);
+            return;
+        }
+        for (const other of await this.list()) {
+            if (shapeName(other.identity) !== shapeName(identity))
+                continue;
+            const changes = identityChanges(other.identity, identity);
+            if (changes.length)
+                options.log(`the boot template ${other.dir} was made for another machine (${changes.join('; ')}); making one for this one`);
+        }
+    }
+    /** Every template here, with its identity (the unreadable ones left out). */
+    async list() {
+        const names = await (0,promises_namespaceObject.readdir)(this.root).catch(() => []);
+        const found = [];
+        for (const name of names) {
+            const dir = external_node_path_default().join(this.root, name);
+            try {
+                const meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+                found.push({ dir, identity: meta.identity, madeMs: meta.madeMs });
+            }
+            catch {
+                // A lock file, a template being made, or one damaged: not listed.
+            }
+        }
+        return found;
+    }
+    /** Boots the template machine, waits for its init to stop at the template point, and saves it. */
+    async make(dir, identity, bundle) {
+        const work = `${dir}.making-${process.pid}`;
+        await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+        await (0,promises_namespaceObject.mkdir)(work, { recursive: true });
+        const spec = templateSpec(identity, bundle, work);
+        const paths = vmPaths(work);
+        const ram = external_node_path_default().join(work, 'ram');
+        const state = external_node_path_default().join(work, 'state');
+        const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
+        const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+        const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }), {
+            stdio: ['ignore', log.fd, log.fd],
+        });
+        let exited = false;
+        child.on('exit', () => (exited = true));
+        child.on('error', () => (exited = true));
+        try {
+            await this.waitForTemplatePoint(paths, () => exited);
+            const qmp = await QmpClient.connect(paths.qmp, 5000);
+            try {
+                await qmp.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: true }],
+                });
+                await qmp.execute('stop');
+                await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
+                await waitForMigration(qmp, TEMPLATE_SAVE_TIMEOUT_MS);
+                await qmp.execute('quit').catch(() => undefined);
+            }
+            finally {
+                qmp.close();
+            }
+            const pid = await readPid(paths.pid);
+            if (pid !== undefined && !(await process_waitForExit(pid, work, 10000)))
+                throw new TemplateError('the template machine did not quit after saving');
+            const meta = {
+                identity,
+                stateBytes: (await (0,promises_namespaceObject.stat)(state)).size,
+                stateSha256: await fileDigest(state),
+                ramBytes: (await (0,promises_namespaceObject.stat)(ram)).size,
+                madeMs: Date.now(),
+            };
+            await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(work, 'meta.json'), JSON.stringify(meta, null, 2));
+            // Only what a clone needs is kept; the rest was the template machine's own.
+            for (const file of [paths.qmp, paths.agent, paths.relay, paths.pid, paths.status, paths.serviceLog])
+                await (0,promises_namespaceObject.rm)(file, { force: true });
+            await (0,promises_namespaceObject.rename)(work, dir);
+        }
+        catch (error) {
+            const console = await (0,promises_namespaceObject.readFile)(paths.console, 'utf8').catch(() => '');
+            const qemuLog = await (0,promises_namespaceObject.readFile)(paths.qemuLog, 'utf8').catch(() => '');
+            throw new TemplateError(`could not make a boot template: ${error.message}${tailOf(qemuLog)}${tailOf(console)}`);
+        }
+        finally {
+            await log.close();
+            if (!exited)
+                child.kill('SIGKILL');
+            await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
+        }
+    }
+    async waitForTemplatePoint(paths, exited) {
+        const deadline = Date.now() + TEMPLATE_BOOT_TIMEOUT_MS;
+        for (;;) {
+            const status = await readGuestStatus(paths.status);
+            if (status.failure)
+                throw new TemplateError(`the guest init failed: ${status.failure}`);
+            if (status.template)
+                return;
+            if (exited())
+                throw new TemplateError('QEMU exited while the template booted');
+            if (Date.now() > deadline)
+                throw new TemplateError(`the template did not reach its wait within ${TEMPLATE_BOOT_TIMEOUT_MS} ms`);
+            await sleep(25);
+        }
+    }
+    /** Holds `lock` (a file with the holder's pid) while `work` runs; a holder that died leaves it to the next. */
+    async withLock(lock, work) {
+        const deadline = Date.now() + TEMPLATE_LOCK_TIMEOUT_MS;
+        for (;;) {
+            try {
+                const handle = await (0,promises_namespaceObject.open)(lock, 'wx');
+                await handle.writeFile(String(process.pid));
+                await handle.close();
+                break;
+            }
+            catch (error) {
+                if (error.code !== 'EEXIST')
+                    throw error;
+                const holder = await readPid(lock);
+                if (holder !== undefined && !isAlive(holder)) {
+                    await (0,promises_namespaceObject.rm)(lock, { force: true });
+                    continue;
+                }
+                if (Date.now() > deadline)
+                    throw new TemplateError(`another hyper process (pid ${holder}) is still making this boot template (${lock})`);
+                await sleep(100);
+            }
+        }
+        try {
+            return await work();
+        }
+        finally {
+            await (0,promises_namespaceObject.rm)(lock, { force: true });
+        }
+    }
+}
+/** Waits for an outgoing or incoming migration to complete; a failed one throws with QEMU's reason. */
+async function waitForMigration(qmp, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const info = (await qmp.execute('query-migrate'));
+        if (info.status === 'completed')
+            return;
+        if (info.status === 'failed' || info.status === 'cancelled')
+            throw new TemplateError(`migration ${info.status}: ${info['error-desc'] ?? 'no reason given'}`);
+        if (Date.now() > deadline)
+            throw new TemplateError(`migration not done within ${timeoutMs} ms (last status ${info.status ?? 'none'})`);
+        await sleep(5);
+    }
+}
+function describeShape(identity) {
+    return `${identity.memoryMiB} MiB, ${identity.cpus} CPU${identity.cpus === 1 ? '' : 's'}, ${identity.accel.toUpperCase()}`;
+}
+function tailOf(text) {
+    const lines = text.trimEnd().split('\n').slice(-8).join('\n');
+    return lines ? `\n${lines}` : '';
+}
+/** A path for /bin/sh (QEMU's exec: migration runs one). */
+function shellQuote(text) {
+    return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+/** A template boot is a full boot under TCG, on a machine that may be busy. */
+const TEMPLATE_BOOT_TIMEOUT_MS = 60_000;
+const TEMPLATE_SAVE_TIMEOUT_MS = 30_000;
+/** Waiting for another process's template: its boot plus its save, with room. */
+const TEMPLATE_LOCK_TIMEOUT_MS = 120_000;
+
+;// CONCATENATED MODULE: ./src/vm/ustar.ts
+const BLOCK = 512;
+function octal(value, width) {
+    return `${value.toString(8).padStart(width - 1, '0')}\0`;
+}
+function header(file) {
+    const block = Buffer.alloc(BLOCK);
+    if (Buffer.byteLength(file.name) > 100 || file.name.includes('/'))
+        throw new Error(`"${file.name}" is not a plain file name of at most 100 bytes`);
+    block.write(file.name, 0);
+    block.write(octal(file.mode ?? 0o644, 8), 100);
+    block.write(octal(0, 8), 108);
+    block.write(octal(0, 8), 116);
+    block.write(octal(file.content.length, 12), 124);
+    block.write(octal(0, 12), 136);
+    block.write(' '.repeat(8), 148);
+    block.write('0', 156);
+    block.write('ustar\0' + '00', 257);
+    let sum = 0;
+    for (const byte of block)
+        sum += byte;
+    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    return block;
+}
+/**
+ * A tar of a few small regular files, owned by root, as busybox tar reads
+ * it: the settings a clone of a boot template gets through the guest agent.
+ * Pure.
+ */
+function ustar(files) {
+    const parts = [];
+    for (const file of files) {
+        parts.push(header(file), file.content);
+        const rest = file.content.length % BLOCK;
+        if (rest)
+            parts.push(Buffer.alloc(BLOCK - rest));
+    }
+    parts.push(Buffer.alloc(BLOCK * 2));
+    return Buffer.concat(parts);
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
+
+
+
 
 
 
@@ -44570,12 +45023,20 @@ async function serviceLogTail(file, lines = 20) {
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 class QemuHypervisor {
     qemu;
-    /** `qemu`: the qemu-system binary, a name on PATH or a path. */
-    constructor(qemu = DEFAULT_QEMU) {
+    templates;
+    /**
+     * `qemu`: the qemu-system binary, a name on PATH or a path. `templates`:
+     * where boot templates are kept; without it every VM boots in full.
+     */
+    constructor(qemu = DEFAULT_QEMU, templates) {
         this.qemu = qemu;
+        this.templates = templates;
     }
     canShareDirectories() {
         return canShare();
+    }
+    templateSlots(spec) {
+        return fitsSlots(spec) ? DISK_SLOTS : undefined;
     }
     async start(spec, options = {}) {
         const paths = vmPaths(spec.dir);
@@ -44584,6 +45045,86 @@ class QemuHypervisor {
                 throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
         }
+        if (options.checkpoint) {
+            const pid = await this.launch(spec, { kind: 'checkpoint', tag: options.checkpoint });
+            return { pid, origin: 'checkpoint' };
+        }
+        const mode = options.template ?? 'auto';
+        const log = options.log ?? (() => undefined);
+        if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
+            const cloned = await this.startClone(spec, spec.slots, mode === 'refresh', log);
+            if (cloned !== undefined)
+                return { pid: cloned, origin: 'boot-template' };
+        }
+        return { pid: await this.launch(spec, { kind: 'boot' }), origin: 'boot' };
+    }
+    /**
+     * Starts the VM as a clone of its shape's boot template, made first when
+     * needed: QEMU maps the template's RAM privately and loads its device
+     * state, then the guest gets its clock, fresh entropy and its settings
+     * through the agent. Undefined (with the reason logged) when that fails:
+     * the caller boots in full.
+     */
+    async startClone(spec, slots, refresh, log) {
+        const templates = this.templates;
+        if (!templates)
+            return undefined;
+        let template;
+        try {
+            const identity = await templateIdentity(this.qemu, { ...spec, slots }, await hostTscKhz(), cpuIdentity(await readCpuInfo()));
+            template = await templates.obtain(identity, spec.bundle, { refresh, log });
+        }
+        catch (error) {
+            log(`warning: ${spec.name}: no boot template, booting in full: ${error.message}`);
+            return undefined;
+        }
+        try {
+            const pid = await this.launch(spec, { kind: 'clone', ram: template.ram });
+            await this.withQmp(spec, async (qmp) => {
+                await qmp.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: true }],
+                });
+                await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
+                await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+                // The template was saved stopped, and a loaded VM keeps the state it was saved in.
+                await qmp.execute('cont');
+            });
+            await this.sendCloneSettings(spec);
+            return pid;
+        }
+        catch (error) {
+            log(`warning: ${spec.name}: the clone of boot template ${template.dir} failed, booting in full: ${error.message}`);
+            await this.killQemu(spec);
+            const paths = vmPaths(spec.dir);
+            await (0,promises_namespaceObject.writeFile)(paths.status, '');
+            await (0,promises_namespaceObject.rm)(paths.pid, { force: true });
+            return undefined;
+        }
+    }
+    /**
+     * What a booted guest reads from fw_cfg, a clone gets through the agent:
+     * the host's time first, then one tar of its settings and fresh entropy,
+     * unpacked beside the init, which waits for the FIFO to be written.
+     */
+    async sendCloneSettings(spec) {
+        const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+        try {
+            await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+            const files = [
+                ...(await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })))),
+                { name: 'entropy', content: (0,external_node_crypto_.randomBytes)(64), mode: 0o600 },
+            ];
+            const result = await lease.agent.exec('/bin/sh', ['-c', CLONE_UNPACK], CLONE_AGENT_TIMEOUT_MS, ustar(files));
+            if (result.exitCode !== 0)
+                throw new VmError(`the guest could not take its settings (exit ${result.exitCode}): ${result.stderr.toString().trim()}`);
+        }
+        finally {
+            lease.release();
+        }
+    }
+    /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
+    async launch(spec, launch) {
+        const paths = vmPaths(spec.dir);
         // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
         if (spec.shares?.length)
             await startShares(spec.dir, spec.shares);
@@ -44592,9 +45133,7 @@ class QemuHypervisor {
         let spawnError;
         try {
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-            const args = qemuArgs(spec, await hostTscKhz());
-            if (options.checkpoint)
-                args.push('-loadvm', options.checkpoint);
+            const args = qemuArgs(spec, await hostTscKhz(), launch);
             const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, args, {
                 detached: true,
                 stdio: ['ignore', log.fd, log.fd],
@@ -44617,7 +45156,7 @@ class QemuHypervisor {
                 }
                 const pid = await readPid(paths.pid);
                 if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
-                    return { pid };
+                    return pid;
                 if (Date.now() > deadline) {
                     await this.kill(spec);
                     throw new VmError(`QEMU did not come up within 15 s: ${await machine_tail(paths.qemuLog)}`);
@@ -44840,6 +45379,16 @@ class QemuHypervisor {
             await qemuImg.applySnapshot(diskFile(spec, serial), tag);
     }
 }
+/**
+ * Run in the guest with the clone's settings as a tar on stdin: unpacked
+ * aside, then moved into place whole, then the init told (guest/init).
+ */
+const CLONE_UNPACK = 'set -e; rm -rf /run/hyper/clone.tmp; mkdir /run/hyper/clone.tmp; tar -x -f - -C /run/hyper/clone.tmp; ' +
+    'mv /run/hyper/clone.tmp /run/hyper/clone; echo go > /run/hyper/resume';
+/** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
+const CLONE_LOAD_TIMEOUT_MS = 30_000;
+/** A clone's agent answers once its vCPU runs again; a loaded host can delay that. */
+const CLONE_AGENT_TIMEOUT_MS = 30_000;
 /** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
 const CHECKPOINT_TIMEOUT_MS = 120_000;
 function nodeOf(serial) {
@@ -45568,7 +46117,7 @@ var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enum
 
 ;// CONCATENATED MODULE: ./src/images/layer-tar.ts
 
-const BLOCK = 512;
+const layer_tar_BLOCK = 512;
 const XATTR_KEY = 'SCHILY.xattr.';
 /**
  * Reads a tar stream with node-tar's Parser and hands each entry to `visit`, one at a time,
@@ -45649,7 +46198,7 @@ async function feed(source, parser, stopped, failed, inspect) {
             return;
         inspect(chunk);
         const data = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
-        const whole = data.length - (data.length % BLOCK);
+        const whole = data.length - (data.length % layer_tar_BLOCK);
         carry = Buffer.from(data.subarray(whole));
         if (whole > 0 && !parser.write(data.subarray(0, whole))) {
             await Promise.race([new Promise((resolve) => parser.once('drain', resolve)), failed]);
@@ -48690,7 +49239,7 @@ function parseQemuVersion(stdout) {
     const text = stdout.split('\n')[0] ?? '';
     return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
 }
-async function qemuVersion(binary) {
+async function version_qemuVersion(binary) {
     return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
 }
 
@@ -48725,14 +49274,14 @@ async function readSnapshots(record) {
 async function writeSnapshots(record, snapshots) {
     await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
-const qemuVersions = new Map();
+const snapshots_qemuVersions = new Map();
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
 async function snapshots_qemuVersion(qemu) {
-    let text = qemuVersions.get(qemu);
+    let text = snapshots_qemuVersions.get(qemu);
     if (!text) {
-        text = qemuVersion(qemu).then((v) => v.text);
-        qemuVersions.set(qemu, text);
-        text.catch(() => qemuVersions.delete(qemu));
+        text = version_qemuVersion(qemu).then((v) => v.text);
+        snapshots_qemuVersions.set(qemu, text);
+        text.catch(() => snapshots_qemuVersions.delete(qemu));
     }
     return text;
 }
@@ -49056,7 +49605,11 @@ function bootStep(bootTimeoutMs) {
             const { hypervisor } = draft.job;
             const started = Date.now();
             await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
-            await hypervisor.start(record.machine);
+            const { origin } = await hypervisor.start(record.machine, {
+                template: draft.job.settings.templates,
+                log: draft.log,
+            });
+            record.origin = origin;
             await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
             record.bootMs = Date.now() - started;
             record.startedAt = new Date(started).toISOString();
@@ -49085,7 +49638,7 @@ function create_requireRecord(draft) {
 /** The hypervisor's view of the VM, on this host's bundle and accelerator. */
 function machineSpec(draft, fields, view) {
     const { job, dir } = draft;
-    return {
+    const spec = {
         name: draft.name,
         dir,
         accel: job.accel,
@@ -49107,6 +49660,8 @@ function machineSpec(draft, fields, view) {
             : {}),
         ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
     };
+    const slots = job.hypervisor.templateSlots(spec);
+    return slots === undefined ? spec : { ...spec, slots };
 }
 
 ;// CONCATENATED MODULE: ./src/engine/export-format.ts
@@ -58319,6 +58874,7 @@ const RECIPE_FILES = [
     'hyper-log.c',
     'hyper-connect.c',
     'hyper-relay.c',
+    'hyper-reseed.c',
 ];
 class GuestBundleError extends HyperError {
     static defaultKind = 'Internal';
@@ -59997,6 +60553,7 @@ async function monitorHealth(record, job, signal) {
 
 
 
+
 /**
  * One job: a state dir with its VMs, volumes, network and settings. Every
  * front door (the action, the CLI, later the Docker API) opens one and calls
@@ -60023,7 +60580,8 @@ class Job {
      */
     static async open(host, given = {}, replaced = {}) {
         const parts = {
-            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu),
+            hypervisor: replaced.hypervisor ??
+                new QemuHypervisor(host.qemu, new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu)),
             resolveImage: replaced.resolveImage ?? resolveImage,
             network: replaced.network ?? job_namespaceObject,
         };
@@ -63258,7 +63816,7 @@ async function containers_containerLogs(daemon, exchange, ref) {
     if (!wanted.stdout && !wanted.stderr)
         throw new HyperError('Bad parameters: you must choose at least one stream', { kind: 'Invalid' });
     const options = {
-        tail: tailOf(exchange.url.searchParams.get('tail')),
+        tail: containers_tailOf(exchange.url.searchParams.get('tail')),
         timestamps: flag(exchange, 'timestamps'),
         details: flag(exchange, 'details'),
         sinceNs: timeParam(exchange, 'since'),
@@ -63295,7 +63853,7 @@ async function containers_containerLogs(daemon, exchange, ref) {
         output.end();
     }
 }
-function tailOf(text) {
+function containers_tailOf(text) {
     if (text === null || text === '' || text === 'all')
         return -1;
     const value = Number(text);

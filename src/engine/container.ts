@@ -93,7 +93,7 @@ export async function requireRecord(job: Pick<JobContext, 'stateDir'>, name: str
 export async function startContainer(
   name: string,
   job: JobContext,
-  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number } = {},
+  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number; log?: (line: string) => void } = {},
 ): Promise<VmRecord> {
   const record = await requireRecord(job, name);
   if (await job.hypervisor.isRunning(record.machine))
@@ -107,7 +107,13 @@ export async function startContainer(
   try {
     // Archives copied in before the first start go in with this boot (never with a checkpoint's).
     const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
-    await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : {});
+    const { origin } = await job.hypervisor.start(
+      machine,
+      options.checkpoint
+        ? { checkpoint: options.checkpoint }
+        : { template: job.settings.templates, ...(options.log ? { log: options.log } : {}) },
+    );
+    record.origin = origin;
     await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
     await forgetCopies(record);
     if (options.checkpoint) await syncGuestNetwork(record, job);

@@ -163,7 +163,11 @@ export function bootStep(bootTimeoutMs: number): Step<Draft> {
       const { hypervisor } = draft.job;
       const started = Date.now();
       await writeFile(vmPaths(draft.dir).status, '');
-      await hypervisor.start(record.machine);
+      const { origin } = await hypervisor.start(record.machine, {
+        template: draft.job.settings.templates,
+        log: draft.log,
+      });
+      record.origin = origin;
       await hypervisor.waitUntilRunning(record.machine, bootTimeoutMs);
       record.bootMs = Date.now() - started;
       record.startedAt = new Date(started).toISOString();
@@ -194,7 +198,7 @@ function requireRecord(draft: Draft): VmRecord {
 /** The hypervisor's view of the VM, on this host's bundle and accelerator. */
 function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): MachineSpec {
   const { job, dir } = draft;
-  return {
+  const spec: MachineSpec = {
     name: draft.name,
     dir,
     accel: job.accel,
@@ -216,4 +220,6 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
       : {}),
     ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
   };
+  const slots = job.hypervisor.templateSlots(spec);
+  return slots === undefined ? spec : { ...spec, slots };
 }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { bootTemplateDir, TemplateStore } from '../vm/qemu/template.js';
 import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
@@ -78,7 +79,9 @@ export class Job {
     replaced: Partial<JobParts> = {},
   ): Promise<Job> {
     const parts: JobParts = {
-      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu),
+      hypervisor:
+        replaced.hypervisor ??
+        new QemuHypervisor(host.qemu, new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu)),
       resolveImage: replaced.resolveImage ?? resolveImage,
       network: replaced.network ?? jobNetwork,
     };

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { PublishedPort } from '../network/ports.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { MountDisk } from '../storage/mounts.js';
-import type { MachineSpec } from '../vm/hypervisor.js';
+import type { MachineSpec, StartOrigin } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type JobContext } from './context.js';
 
@@ -28,6 +28,8 @@ export interface VmRecord {
   workdir: string;
   /** Milliseconds from QEMU's start to the service being started by the guest init. */
   bootMs?: number;
+  /** How it last came up: booted in full, cloned from a boot template, or loaded from a checkpoint. */
+  origin?: StartOrigin;
   /** When the VM was last booted (ISO 8601); absent while it was created and never started. */
   startedAt?: string;
   /** Free-form owner labels, e.g. the job that started the VM. */

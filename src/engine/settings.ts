@@ -3,6 +3,7 @@ import path from 'node:path';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import type { AccelChoice } from '../install/accel.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
+import type { TemplateMode } from '../vm/hypervisor.js';
 import { DEFAULT_QEMU } from '../vm/qemu/machine.js';
 
 /**
@@ -71,6 +72,8 @@ export interface JobSettings {
   /** Bytes for new volumes that set no size of their own. */
   volumeSize?: number | undefined;
   registry: RegistryPolicy;
+  /** Whether VMs start as clones of boot templates (src/vm/qemu/template.ts); `auto` when absent. */
+  templates?: TemplateMode | undefined;
 }
 
 export const DEFAULT_JOB_SETTINGS: JobSettings = {

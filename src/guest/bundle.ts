@@ -20,6 +20,7 @@ const RECIPE_FILES = [
   'hyper-log.c',
   'hyper-connect.c',
   'hyper-relay.c',
+  'hyper-reseed.c',
 ];
 
 export class GuestBundleError extends HyperError {

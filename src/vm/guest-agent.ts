@@ -97,11 +97,14 @@ export class GuestAgent {
     });
   }
 
-  /** Runs a program in the guest, capturing stdout, stderr and the exit code. */
-  async exec(path: string, args: string[], timeoutMs: number): Promise<ExecResult> {
-    const started = (await this.execute('guest-exec', { path, arg: args, 'capture-output': true })) as {
-      pid: number;
-    };
+  /** Runs a program in the guest, capturing stdout, stderr and the exit code; `input` is its whole stdin. */
+  async exec(path: string, args: string[], timeoutMs: number, input?: Buffer): Promise<ExecResult> {
+    const started = (await this.execute('guest-exec', {
+      path,
+      arg: args,
+      'capture-output': true,
+      ...(input ? { 'input-data': input.toString('base64') } : {}),
+    })) as { pid: number };
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const status = (await this.execute('guest-exec-status', { pid: started.pid })) as {

@@ -44,6 +44,13 @@ export interface MachineSpec {
    * bound into a container. The host joins them with relayStreams.
    */
   relaySockets?: string[];
+  /**
+   * The VM has the device layout of a boot template with this many extra
+   * disk slots, so it can start as a clone of one (src/vm/qemu/template.ts).
+   * Absent on VMs that cannot (live shares, more disks than slots) and on
+   * records made before templates.
+   */
+  slots?: number;
 }
 
 /** A host directory the guest mounts live, both ways (bind mounts), served by a virtiofsd of its own. */
@@ -91,16 +98,47 @@ export interface ExecStream {
   exitCode: Promise<number>;
 }
 
+/**
+ * Whether a VM starts as a clone of a boot template: `auto` when one can be
+ * (made first when there is none), `off` never, `refresh` with a new
+ * template made first.
+ */
+export type TemplateMode = 'auto' | 'off' | 'refresh';
+
+export const TEMPLATE_MODES: readonly TemplateMode[] = ['auto', 'off', 'refresh'];
+
 export interface StartOptions {
   /** Resume from this checkpoint (a whole-VM snapshot) instead of booting. */
   checkpoint?: string;
+  /** Ignored with a checkpoint; `auto` when absent. */
+  template?: TemplateMode;
+  /** Where each step of the start is told (a template made, a damaged one refused). */
+  log?: (line: string) => void;
+}
+
+/** How a VM came up: booted in full, cloned from a boot template, or loaded from a checkpoint. */
+export type StartOrigin = 'boot' | 'boot-template' | 'checkpoint';
+
+export interface Started {
+  pid: number;
+  origin: StartOrigin;
 }
 
 export interface Hypervisor {
+  /**
+   * The disk slots (MachineSpec.slots) a VM with these devices is made with
+   * so that it can start as a clone of a boot template; undefined when it
+   * cannot be one. Fixed when the VM is made: a checkpoint loads only into
+   * the layout it was taken in.
+   */
+  templateSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): number | undefined;
   /** Whether host directories can be shared live with guests here (MachineSpec.shares). */
   canShareDirectories(): Promise<boolean>;
-  /** Starts the VM as a detached process and returns its pid once the process is up. */
-  start(spec: MachineSpec, options?: StartOptions): Promise<{ pid: number }>;
+  /**
+   * Starts the VM as a detached process and returns its pid once the process
+   * is up (a clone: once it has its settings).
+   */
+  start(spec: MachineSpec, options?: StartOptions): Promise<Started>;
   /** Waits until the guest has started the service (which may have run to its end since); throws with the console tail if it never started. */
   waitUntilRunning(spec: MachineSpec, timeoutMs: number): Promise<void>;
   exec(spec: MachineSpec, argv: string[], timeoutMs: number): Promise<ExecResult>;

@@ -2,6 +2,8 @@ import { open, readFile } from 'node:fs/promises';
 
 /** What the guest init has reported on its hyper.status port. */
 export interface GuestStatus {
+  /** The init waits as a boot template (only a template machine says so). */
+  template: boolean;
   booted: boolean;
   servicePid?: number;
   exitCode?: number;
@@ -11,11 +13,12 @@ export interface GuestStatus {
 
 /** Parses the hyper.status lines written by guest/init. Pure. */
 export function parseGuestStatus(text: string): GuestStatus {
-  const status: GuestStatus = { booted: false, halted: false };
+  const status: GuestStatus = { template: false, booted: false, halted: false };
   for (const line of text.split('\n')) {
     const [event, ...rest] = line.trim().split(' ');
     const value = rest.join(' ');
-    if (event === 'booted') status.booted = true;
+    if (event === 'template') status.template = true;
+    else if (event === 'booted') status.booted = true;
     else if (event === 'started') status.servicePid = Number(value);
     else if (event === 'exited') status.exitCode = Number(value);
     else if (event === 'failed') status.failure = value;
@@ -28,7 +31,7 @@ export async function readGuestStatus(file: string): Promise<GuestStatus> {
   try {
     return parseGuestStatus(await readFile(file, 'utf8'));
   } catch {
-    return { booted: false, halted: false };
+    return { template: false, booted: false, halted: false };
   }
 }
 

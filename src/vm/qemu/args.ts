@@ -63,14 +63,89 @@ export function networkArgs(spec: MachineSpec): string[] {
   ];
 }
 
-/** The full argv (without the program) for one microVM. Pure: same spec, same argv. */
-export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
+/**
+ * Extra virtio-blk slots in the fixed device layout that boot templates and
+ * their clones share (volumes, host-path copies, archives copied in). A clone
+ * must have the very devices its template was saved with, so a VM fills what
+ * it uses and the rest hold empty placeholders. microvm has 24 virtio-mmio
+ * transports; root disk, slots, ports and NIC take 9.
+ */
+export const DISK_SLOTS = 6;
+
+/** The MAC a template's NIC is saved with: QEMU's default, which user-mode clones keep. */
+export const TEMPLATE_MAC = '52:54:00:12:34:56';
+
+/** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
+export const TEMPLATE_MARKER = 'opt/hyper/template';
+
+/**
+ * How QEMU is started for a VM:
+ * - `boot`: the kernel boots;
+ * - `checkpoint`: a whole-VM snapshot of its disks is loaded (`-loadvm`);
+ * - `template`: a boot template is made: RAM in the shared file `ram`, empty
+ *   disk slots, a NIC with no backend, and the init told to wait;
+ * - `clone`: the VM resumes from a boot template. Its RAM maps the template's
+ *   file privately (copy-on-write), and QEMU waits for the device state
+ *   (`-incoming defer`) to be fed through QMP.
+ */
+export type Launch =
+  | { kind: 'boot' }
+  | { kind: 'checkpoint'; tag: string }
+  | { kind: 'template'; ram: string }
+  | { kind: 'clone'; ram: string };
+
+/** Whether a VM can be a clone: no live shares (vhost-user devices cannot migrate) and disks that fit the slots. Pure. */
+export function fitsSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): boolean {
+  return !spec.shares?.length && (spec.disks?.length ?? 0) <= DISK_SLOTS;
+}
+
+function diskArgs(disk: NonNullable<MachineSpec['disks']>[number]): string[] {
+  const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
+  return [
+    '-drive',
+    `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
+    '-device',
+    `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
+  ];
+}
+
+/** An empty disk slot: a null block device of no size, which the guest sees and ignores. */
+function placeholderArgs(id: string): string[] {
+  return [
+    '-blockdev',
+    `driver=null-co,node-name=${id},size=0`,
+    '-device',
+    `virtio-blk-device,drive=${id},serial=${id}`,
+  ];
+}
+
+function memoryArgs(spec: MachineSpec, launch: Launch): string[] {
+  const size = `size=${spec.memoryMiB}M`;
+  if (spec.shares?.length) return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
+  if (launch.kind === 'template')
+    return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
+  if (launch.kind === 'clone')
+    return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
+  return spec.slots === undefined ? [] : ['-object', `memory-backend-ram,id=ram,${size}`];
+}
+
+/**
+ * The full argv (without the program) for one microVM. Pure: same spec, same argv.
+ *
+ * A VM with `slots` has the device layout of a boot template, in the
+ * template's order, whether it is a clone or booted in full. A checkpoint
+ * taken on one then loads on the other.
+ */
+export function qemuArgs(spec: MachineSpec, hostTscKhz?: number, launch: Launch = { kind: 'boot' }): string[] {
   const paths = vmPaths(spec.dir);
+  const template = launch.kind === 'template';
+  const slots = spec.slots;
+  const memory = memoryArgs(spec, launch);
   // prettier-ignore
   const args = [
     '-name', optValue(spec.name),
-    // Shared host directories need the guest's RAM shared with virtiofsd.
-    '-M', `microvm,x-option-roms=off,rtc=on${spec.shares?.length ? ',memory-backend=ram' : ''}`,
+    // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
+    '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
     '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-m', `${spec.memoryMiB}M`,
@@ -83,8 +158,23 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     '-serial', `file:${paths.console}`,
     '-pidfile', paths.pid,
     '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
-    '-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
-    '-device', 'virtio-blk-device,drive=root,serial=rootfs',
+    ...memory,
+  ];
+  if (template) args.push(...placeholderArgs('root'));
+  else
+    args.push(
+      '-drive',
+      `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+      '-device',
+      'virtio-blk-device,drive=root,serial=rootfs',
+    );
+  if (slots !== undefined) {
+    const disks = template ? [] : (spec.disks ?? []);
+    for (const disk of disks) args.push(...diskArgs(disk));
+    for (let index = disks.length; index < slots; index++) args.push(...placeholderArgs(`slot${index}`));
+  }
+  // prettier-ignore
+  args.push(
     '-device', 'virtio-serial-device',
     // append: a restarted VM keeps the log, and the status the host wrote for it.
     '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`,
@@ -93,26 +183,19 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
     '-device', 'virtserialport,chardev=status,name=hyper.status',
     '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
     '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
-    ...networkArgs(spec),
-  ];
-  if (spec.relaySockets?.length)
+  );
+  // A template has every port a clone may use.
+  if (slots !== undefined || spec.relaySockets?.length)
     args.push(
       '-chardev',
       `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`,
       '-device',
       'virtserialport,chardev=relay,name=hyper.relay',
     );
-  for (const disk of spec.disks ?? []) {
-    const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
-    args.push(
-      '-drive',
-      `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
-      '-device',
-      `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
-    );
-  }
-  if (spec.shares?.length)
-    args.push('-object', `memory-backend-memfd,id=ram,size=${spec.memoryMiB}M,share=on`);
+  // The template's NIC has no backend: a user-mode one would save its state, which a TAP clone could not load.
+  if (template) args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
+  else args.push(...networkArgs(spec));
+  if (slots === undefined) for (const disk of spec.disks ?? []) args.push(...diskArgs(disk));
   for (const [index, share] of (spec.shares ?? []).entries()) {
     args.push(
       '-chardev',
@@ -121,8 +204,13 @@ export function qemuArgs(spec: MachineSpec, hostTscKhz?: number): string[] {
       `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`,
     );
   }
-  for (const file of spec.guestFiles) {
-    args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
-  }
+  // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
+  if (template || launch.kind === 'clone') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
+  else
+    for (const file of spec.guestFiles) {
+      args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
+    }
+  if (launch.kind === 'checkpoint') args.push('-loadvm', launch.tag);
+  if (launch.kind === 'clone') args.push('-incoming', 'defer');
   return args;
 }

@@ -1,20 +1,23 @@
 import { spawn } from 'node:child_process';
-import { open, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { type ErrorKind, HyperError } from '../../errors.js';
-import { guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
+import { cpuIdentity, guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
 import { type AgentLease, agentPool } from '../agent-pool.js';
 import { execStream } from '../exec-stream.js';
 import { relayStreams } from '../stream-relay.js';
 import { logRecordsText } from '../log-records.js';
 import { canShare, startShares, stopShares } from './virtiofs.js';
-import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions } from '../hypervisor.js';
+import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions, Started } from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
 import { trimOutput } from '../../process/run.js';
 import { qemuImg } from '../../tools/qemu/img.js';
-import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
+import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
+import { type BootTemplate, shellQuote, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
+import { ustar } from '../ustar.js';
 import { QmpClient } from './qmp.js';
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
@@ -45,14 +48,24 @@ async function serviceLogTail(file: string, lines = 20): Promise<string> {
 
 /** QEMU's microvm machine, started as a detached child that outlives this process. */
 export class QemuHypervisor implements Hypervisor {
-  /** `qemu`: the qemu-system binary, a name on PATH or a path. */
-  constructor(readonly qemu: string = DEFAULT_QEMU) {}
+  /**
+   * `qemu`: the qemu-system binary, a name on PATH or a path. `templates`:
+   * where boot templates are kept; without it every VM boots in full.
+   */
+  constructor(
+    readonly qemu: string = DEFAULT_QEMU,
+    private readonly templates?: TemplateStore,
+  ) {}
 
   canShareDirectories(): Promise<boolean> {
     return canShare();
   }
 
-  async start(spec: MachineSpec, options: StartOptions = {}): Promise<{ pid: number }> {
+  templateSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): number | undefined {
+    return fitsSlots(spec) ? DISK_SLOTS : undefined;
+  }
+
+  async start(spec: MachineSpec, options: StartOptions = {}): Promise<Started> {
     const paths = vmPaths(spec.dir);
     for (const socket of [paths.qmp, paths.agent, paths.relay]) {
       if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
@@ -62,6 +75,105 @@ export class QemuHypervisor implements Hypervisor {
         );
       }
     }
+    if (options.checkpoint) {
+      const pid = await this.launch(spec, { kind: 'checkpoint', tag: options.checkpoint });
+      return { pid, origin: 'checkpoint' };
+    }
+    const mode = options.template ?? 'auto';
+    const log = options.log ?? (() => undefined);
+    if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
+      const cloned = await this.startClone(spec, spec.slots, mode === 'refresh', log);
+      if (cloned !== undefined) return { pid: cloned, origin: 'boot-template' };
+    }
+    return { pid: await this.launch(spec, { kind: 'boot' }), origin: 'boot' };
+  }
+
+  /**
+   * Starts the VM as a clone of its shape's boot template, made first when
+   * needed: QEMU maps the template's RAM privately and loads its device
+   * state, then the guest gets its clock, fresh entropy and its settings
+   * through the agent. Undefined (with the reason logged) when that fails:
+   * the caller boots in full.
+   */
+  private async startClone(
+    spec: MachineSpec,
+    slots: number,
+    refresh: boolean,
+    log: (line: string) => void,
+  ): Promise<number | undefined> {
+    const templates = this.templates;
+    if (!templates) return undefined;
+    let template: BootTemplate;
+    try {
+      const identity = await templateIdentity(
+        this.qemu,
+        { ...spec, slots },
+        await hostTscKhz(),
+        cpuIdentity(await readCpuInfo()),
+      );
+      template = await templates.obtain(identity, spec.bundle, { refresh, log });
+    } catch (error: unknown) {
+      log(`warning: ${spec.name}: no boot template, booting in full: ${(error as Error).message}`);
+      return undefined;
+    }
+    try {
+      const pid = await this.launch(spec, { kind: 'clone', ram: template.ram });
+      await this.withQmp(spec, async (qmp) => {
+        await qmp.execute('migrate-set-capabilities', {
+          capabilities: [{ capability: 'x-ignore-shared', state: true }],
+        });
+        await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
+        await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+        // The template was saved stopped, and a loaded VM keeps the state it was saved in.
+        await qmp.execute('cont');
+      });
+      await this.sendCloneSettings(spec);
+      return pid;
+    } catch (error: unknown) {
+      log(
+        `warning: ${spec.name}: the clone of boot template ${template.dir} failed, booting in full: ${(error as Error).message}`,
+      );
+      await this.killQemu(spec);
+      const paths = vmPaths(spec.dir);
+      await writeFile(paths.status, '');
+      await rm(paths.pid, { force: true });
+      return undefined;
+    }
+  }
+
+  /**
+   * What a booted guest reads from fw_cfg, a clone gets through the agent:
+   * the host's time first, then one tar of its settings and fresh entropy,
+   * unpacked beside the init, which waits for the FIFO to be written.
+   */
+  private async sendCloneSettings(spec: MachineSpec): Promise<void> {
+    const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+    try {
+      await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+      const files = [
+        ...(await Promise.all(
+          spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
+        )),
+        { name: 'entropy', content: randomBytes(64), mode: 0o600 },
+      ];
+      const result = await lease.agent.exec(
+        '/bin/sh',
+        ['-c', CLONE_UNPACK],
+        CLONE_AGENT_TIMEOUT_MS,
+        ustar(files),
+      );
+      if (result.exitCode !== 0)
+        throw new VmError(
+          `the guest could not take its settings (exit ${result.exitCode}): ${result.stderr.toString().trim()}`,
+        );
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
+  private async launch(spec: MachineSpec, launch: Launch): Promise<number> {
+    const paths = vmPaths(spec.dir);
     // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
     if (spec.shares?.length) await startShares(spec.dir, spec.shares);
     const log = await open(paths.qemuLog, 'a');
@@ -69,8 +181,7 @@ export class QemuHypervisor implements Hypervisor {
     let spawnError: Error | undefined;
     try {
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-      const args = qemuArgs(spec, await hostTscKhz());
-      if (options.checkpoint) args.push('-loadvm', options.checkpoint);
+      const args = qemuArgs(spec, await hostTscKhz(), launch);
       const child = spawn(this.qemu, args, {
         detached: true,
         stdio: ['ignore', log.fd, log.fd],
@@ -94,7 +205,7 @@ export class QemuHypervisor implements Hypervisor {
           );
         }
         const pid = await readPid(paths.pid);
-        if (pid !== undefined && (await this.qmpAnswers(paths.qmp))) return { pid };
+        if (pid !== undefined && (await this.qmpAnswers(paths.qmp))) return pid;
         if (Date.now() > deadline) {
           await this.kill(spec);
           throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
@@ -352,6 +463,18 @@ export class QemuHypervisor implements Hypervisor {
     for (const serial of serials) await qemuImg.applySnapshot(diskFile(spec, serial), tag);
   }
 }
+
+/**
+ * Run in the guest with the clone's settings as a tar on stdin: unpacked
+ * aside, then moved into place whole, then the init told (guest/init).
+ */
+const CLONE_UNPACK =
+  'set -e; rm -rf /run/hyper/clone.tmp; mkdir /run/hyper/clone.tmp; tar -x -f - -C /run/hyper/clone.tmp; ' +
+  'mv /run/hyper/clone.tmp /run/hyper/clone; echo go > /run/hyper/resume';
+/** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
+const CLONE_LOAD_TIMEOUT_MS = 30_000;
+/** A clone's agent answers once its vCPU runs again; a loaded host can delay that. */
+const CLONE_AGENT_TIMEOUT_MS = 30_000;
 
 /** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
 const CHECKPOINT_TIMEOUT_MS = 120_000;

@@ -2,17 +2,18 @@ import { crashExcerpt, crashReason, parseGuestStatus } from '../../../src/vm/sta
 
 describe('parseGuestStatus', () => {
   test.each([
-    ['', { booted: false, halted: false }],
-    ['booted\n', { booted: true, halted: false }],
-    ['booted\nstarted 136\n', { booted: true, servicePid: 136, halted: false }],
+    ['', { template: false, booted: false, halted: false }],
+    ['booted\n', { template: false, booted: true, halted: false }],
+    ['booted\nstarted 136\n', { template: false, booted: true, servicePid: 136, halted: false }],
     [
       'booted\nstarted 136\nexited 143\nhalted\n',
-      { booted: true, servicePid: 136, exitCode: 143, halted: true },
+      { template: false, booted: true, servicePid: 136, exitCode: 143, halted: true },
     ],
     [
       'booted\nfailed no disk with serial rootfs\n',
-      { booted: true, failure: 'no disk with serial rootfs', halted: false },
+      { template: false, booted: true, failure: 'no disk with serial rootfs', halted: false },
     ],
+    ['template\n', { template: true, booted: false, halted: false }],
   ])('%j', (text, expected) => expect(parseGuestStatus(text)).toEqual(expected));
 });
 
