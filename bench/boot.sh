@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boot benchmark: time from `hyper run` to the service answering HTTP on its
-# published port, and QEMU's RSS per idle VM; medians over N runs. The
+# published port, full boot against a clone of the boot template, and the
+# memory of each idle VM (RSS, PSS, private); medians over N runs. The
 # baseline, measured in the same run, is the same busybox httpd started as a
 # plain host process (no VM): the floor that isolation is paid against.
 #
@@ -31,7 +32,31 @@ busybox=$(mktemp -d)
 trap 'rm -rf "$busybox"; for n in $(hyper ps --json | node -e "for (const r of JSON.parse(require(\"fs\").readFileSync(0))) console.log(r.name)"); do hyper rm -f "$n" >/dev/null; done; [ -z "$own_state" ] || rm -rf "$own_state"' EXIT
 tar -C "$busybox" -xzf "$image/blobs/sha256/$(node -e 'const fs = require("fs"); const i = JSON.parse(fs.readFileSync(process.argv[1] + "/index.json")); const m = JSON.parse(fs.readFileSync(process.argv[1] + "/blobs/sha256/" + i.manifests[0].digest.slice(7))); console.log(m.layers[0].digest.slice(7))' "$image")"
 
-host_ms=() vm_ms=() rss_kib=() host_rss=()
+# Private and proportional memory of a process, in KiB, from smaps_rollup:
+# a clone shares the template's untouched pages with every other clone.
+mem_of() { awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } /^Private_(Clean|Dirty):/ { u += $2 } END { print r, p, u }' "/proc/$1/smaps_rollup"; }
+
+# One VM: start, wait for HTTP, idle, read its memory, remove. Prints "ms rss pss private".
+vm_run() {
+  local name=$1 mode=$2 port start ms qpid
+  port=$(free_port)
+  start=$(now_ms)
+  hyper run --name "$name" --template "$mode" -p "$port:80" "oci:$image" >/dev/null 2>&1
+  wait_http "$port"
+  ms=$(($(now_ms) - start))
+  sleep 3 # idle
+  qpid=$(cat "$HYPER_STATE_DIR/vms/$name/qemu.pid")
+  echo "$ms $(mem_of "$qpid")"
+  hyper rm -f "$name" >/dev/null
+}
+
+# The boot template is made before the timed runs (its one-off cost is printed apart).
+start=$(now_ms)
+hyper run --name bench-warm --template refresh -p 0:80 "oci:$image" >/dev/null 2>&1
+template_ms=$(($(now_ms) - start))
+hyper rm -f bench-warm >/dev/null
+
+host_ms=() host_rss=() boot_ms=() boot_rss=() boot_pss=() boot_priv=() clone_ms=() clone_rss=() clone_pss=() clone_priv=()
 for i in $(seq 1 "$runs"); do
   port=$(free_port)
   start=$(now_ms)
@@ -41,25 +66,23 @@ for i in $(seq 1 "$runs"); do
   host_rss+=($(awk '/VmRSS/ { print $2 }' "/proc/$pid/status"))
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
-  port=$(free_port)
-  start=$(now_ms)
-  hyper run --name "bench-$i" -p "$port:80" "oci:$image" >/dev/null 2>&1
-  wait_http "$port"
-  vm_ms+=($(($(now_ms) - start)))
-  sleep 3 # idle
-  qpid=$(cat "$HYPER_STATE_DIR/vms/bench-$i/qemu.pid")
-  rss_kib+=($(awk '/VmRSS/ { print $2 }' "/proc/$qpid/status"))
-  hyper rm -f "bench-$i" >/dev/null
+  read -r ms rss pss priv < <(vm_run "bench-boot-$i" off)
+  boot_ms+=("$ms") boot_rss+=("$rss") boot_pss+=("$pss") boot_priv+=("$priv")
+  read -r ms rss pss priv < <(vm_run "bench-clone-$i" auto)
+  clone_ms+=("$ms") clone_rss+=("$rss") clone_pss+=("$pss") clone_priv+=("$priv")
 done
 
-m_host=$(printf '%s\n' "${host_ms[@]}" | median)
-m_vm=$(printf '%s\n' "${vm_ms[@]}" | median)
-m_rss=$(printf '%s\n' "${rss_kib[@]}" | median)
-m_host_rss=$(printf '%s\n' "${host_rss[@]}" | median)
+med() { printf '%s\n' "$@" | median; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }'; }
+m_host=$(med "${host_ms[@]}") m_boot=$(med "${boot_ms[@]}") m_clone=$(med "${clone_ms[@]}")
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), accel $accel"
-echo "runs: $runs"
-echo "hyper run -> HTTP answer (ms): median $m_vm  [${vm_ms[*]}]"
+echo "runs: $runs (full boot and clone alternate)"
+echo "making the boot template, then a clone answering (ms, once): $template_ms"
+echo "hyper run -> HTTP answer, full boot (ms): median $m_boot  [${boot_ms[*]}]"
+echo "hyper run -> HTTP answer, clone of the boot template (ms): median $m_clone  [${clone_ms[*]}]"
 echo "host process -> HTTP answer (ms): median $m_host  [${host_ms[*]}]"
-echo "ratio vm/host start: $(awk -v a="$m_vm" -v b="$m_host" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 1) }')x"
-echo "QEMU RSS per idle VM (MiB, 512 MiB guest): median $(awk -v k="$m_rss" 'BEGIN { printf "%.1f", k / 1024 }')  [${rss_kib[*]} KiB]"
-echo "host httpd RSS (MiB): median $(awk -v k="$m_host_rss" 'BEGIN { printf "%.1f", k / 1024 }')"
+echo "ratio clone/full boot: $(ratio "$m_clone" "$m_boot")x; clone/host: $(ratio "$m_clone" "$m_host")x; full boot/host: $(ratio "$m_boot" "$m_host")x"
+echo "QEMU memory per idle VM (MiB, 512 MiB guest), medians: full boot RSS $(mib "$(med "${boot_rss[@]}")") PSS $(mib "$(med "${boot_pss[@]}")") private $(mib "$(med "${boot_priv[@]}")"); clone RSS $(mib "$(med "${clone_rss[@]}")") PSS $(mib "$(med "${clone_pss[@]}")") private $(mib "$(med "${clone_priv[@]}")")"
+echo "ratio clone/full boot private memory: $(ratio "$(med "${clone_priv[@]}")" "$(med "${boot_priv[@]}")")x"
+echo "host httpd RSS (MiB): median $(mib "$(med "${host_rss[@]}")")"

@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5039);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9524);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5039:
+/***/ 9524:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41922,6 +41922,7 @@ function nulList(items) {
 function guestFiles(config) {
     const settings = [
         `hostname=${singleLine('hostname', config.hostname)}`,
+        ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
         `ip=${config.network.ip}`,
         `prefix=${config.network.prefix}`,
         `gateway=${config.network.gateway}`,
@@ -42156,6 +42157,14 @@ function vmDir(job, name) {
 
 
 
+/** How a start is told to the user: the summary, `hyper ps`. Pure. */
+function describeOrigin(origin) {
+    if (origin === 'boot-template')
+        return 'boot template';
+    if (origin === 'checkpoint')
+        return 'checkpoint';
+    return 'full boot';
+}
 async function writeRecord(record) {
     await writeFileAtomic(vmPaths(record.machine.dir).record, JSON.stringify(record, null, 2));
 }
@@ -44466,7 +44475,7 @@ function diskArgs(disk) {
 function placeholderArgs(id) {
     return [
         '-blockdev',
-        `driver=null-co,node-name=${id},size=0`,
+        `driver=null-co,node-name=${id},size=0,read-only=on`,
         '-device',
         `virtio-blk-device,drive=${id},serial=${id}`,
     ];
@@ -44634,6 +44643,29 @@ class QmpClient {
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
 const TEMPLATE_FORMAT = 1;
+/**
+ * Every file mapped by a process this one can see, with the pids mapping
+ * it: a template's RAM file stays while a clone maps it.
+ */
+async function mappedFiles() {
+    const mapped = new Map();
+    for (const entry of await (0,promises_namespaceObject.readdir)('/proc').catch(() => [])) {
+        if (!/^\d+$/.test(entry))
+            continue;
+        const maps = await (0,promises_namespaceObject.readFile)(`/proc/${entry}/maps`, 'utf8').catch(() => '');
+        for (const line of maps.split('\n')) {
+            const at = line.indexOf('/');
+            if (at < 0)
+                continue;
+            const file = line.slice(at).replace(/ \(deleted\)$/, '');
+            const pids = mapped.get(file) ?? [];
+            if (!pids.includes(Number(entry)))
+                pids.push(Number(entry));
+            mapped.set(file, pids);
+        }
+    }
+    return mapped;
+}
 class TemplateError extends Error {
     name = 'TemplateError';
 }
@@ -44738,6 +44770,10 @@ class TemplateStore {
             const made = await this.check(dir, identity);
             if (!made)
                 throw new TemplateError(`the boot template just made in ${dir} does not check out`);
+            // Those this one replaces go once no clone maps them.
+            for (const other of await this.list())
+                if (other.dir !== dir && shapeName(other.identity) === shapeName(identity) && !other.usedBy.length)
+                    await (0,promises_namespaceObject.rm)(other.dir, { recursive: true, force: true });
             return made;
         });
     }
@@ -44783,21 +44819,52 @@ class TemplateStore {
                 options.log(`the boot template ${other.dir} was made for another machine (${changes.join('; ')}); making one for this one`);
         }
     }
-    /** Every template here, with its identity (the unreadable ones left out). */
+    /** Every template here, with its identity and the pids of the VMs that map its RAM. */
     async list() {
         const names = await (0,promises_namespaceObject.readdir)(this.root).catch(() => []);
+        const mapped = await mappedFiles();
         const found = [];
         for (const name of names) {
             const dir = external_node_path_default().join(this.root, name);
             try {
                 const meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
-                found.push({ dir, identity: meta.identity, madeMs: meta.madeMs });
+                const ram = external_node_path_default().join(dir, 'ram');
+                const usage = await (0,promises_namespaceObject.stat)(ram);
+                found.push({
+                    dir,
+                    identity: meta.identity,
+                    madeMs: meta.madeMs,
+                    diskBytes: usage.blocks * 512,
+                    usedBy: mapped.get(ram) ?? [],
+                });
             }
             catch {
                 // A lock file, a template being made, or one damaged: not listed.
             }
         }
         return found;
+    }
+    /**
+     * Removes the templates no process maps (VMs started from them run on;
+     * the rest are made again when needed), and what was left half-made by a
+     * process that died. `keep` is spared.
+     */
+    async prune(keep) {
+        const removed = [];
+        for (const template of await this.list()) {
+            if (template.dir === keep || template.usedBy.length)
+                continue;
+            await (0,promises_namespaceObject.rm)(template.dir, { recursive: true, force: true });
+            removed.push(template.dir);
+        }
+        for (const name of await (0,promises_namespaceObject.readdir)(this.root).catch(() => [])) {
+            const making = /\.making-(\d+)$/.exec(name);
+            if (making && !isAlive(Number(making[1]))) {
+                await (0,promises_namespaceObject.rm)(external_node_path_default().join(this.root, name), { recursive: true, force: true });
+                removed.push(external_node_path_default().join(this.root, name));
+            }
+        }
+        return removed;
     }
     /** Boots the template machine, waits for its init to stop at the template point, and saves it. */
     async make(dir, identity, bundle) {
@@ -45086,6 +45153,10 @@ class QemuHypervisor {
                 });
                 await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
                 await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+                // A checkpoint saved later must not carry it: a VM that loads one boots with it off.
+                await qmp.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: false }],
+                });
                 // The template was saved stopped, and a loaded VM keeps the state it was saved in.
                 await qmp.execute('cont');
             });
@@ -48892,6 +48963,7 @@ class BridgeDriver {
         return {
             machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
             guest: {
+                mac: guestMac(self.address),
                 ip: self.address,
                 prefix: parseCidr(this.record.subnet).prefix,
                 gateway: this.record.gateway,
@@ -49882,6 +49954,7 @@ async function exportSnapshot(service, name, file, job) {
                 guestFiles,
                 ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
                 network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
+                ...(record.machine.slots === undefined ? {} : { slots: record.machine.slots }),
             },
             files,
         };
@@ -59613,7 +59686,12 @@ function tcpPorts(published, expose, exposed) {
     return [...new Set(ports)].sort((a, b) => a - b);
 }
 
+;// CONCATENATED MODULE: ./src/vm/hypervisor.ts
+const TEMPLATE_MODES = ['auto', 'off', 'refresh'];
+
 ;// CONCATENATED MODULE: ./src/engine/settings.ts
+
+
 
 
 
@@ -59638,6 +59716,13 @@ function hostSettings(env, home) {
             ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
             : undefined,
     };
+}
+/** `--template` / the `templates` input / HYPER_TEMPLATES: auto, off or refresh. Pure. */
+function parseTemplateMode(text, source) {
+    const mode = text.trim().toLowerCase();
+    if (TEMPLATE_MODES.includes(mode))
+        return mode;
+    throw new HyperError(`${source}: "${text}" is not a template mode; use auto (start VMs as clones of boot templates, made when missing), off (boot every VM in full) or refresh (make new boot templates first)`, { kind: 'Invalid' });
 }
 const DEFAULT_JOB_SETTINGS = {
     network: DEFAULT_NETWORK,
@@ -59844,6 +59929,12 @@ async function importSnapshot(file, options, job) {
             moveRootDiskStep(staging, service.rootDisk),
             recordStep(service, async (draft) => {
                 await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
+                if (draft.record && snapshot.kind === 'checkpoint') {
+                    // The device state in the checkpoint is for the layout it was taken in.
+                    const machine = { ...draft.record.machine };
+                    delete machine.slots;
+                    draft.record.machine = service.slots === undefined ? machine : { ...machine, slots: service.slots };
+                }
                 if (draft.record)
                     await writeSnapshots(draft.record, [snapshot]);
             }),
@@ -60142,6 +60233,7 @@ async function bootOne(spec, image, job, options, reporter) {
         ports: record.ports,
         bootMs: record.bootMs ?? 0,
         healthyMs,
+        origin: record.origin ?? 'boot',
         ...(restoredFrom ? { restoredFrom } : {}),
     };
 }
@@ -60640,6 +60732,17 @@ class Job {
     images() {
         return listImages(this.context);
     }
+    /** The host's boot templates (in the cache dir), with the VMs using each. */
+    templates() {
+        return this.templateStore().list();
+    }
+    /** Removes the boot templates no running VM maps; returns their directories. */
+    pruneTemplates() {
+        return this.templateStore().prune();
+    }
+    templateStore() {
+        return new TemplateStore(bootTemplateDir(this.context.cacheDir), this.context.host.qemu);
+    }
     pruneImages(all) {
         return images_pruneImages(this.context, all);
     }
@@ -60865,6 +60968,13 @@ function registryOption(parsed, env) {
 function accelOption(parsed, env) {
     const text = stringOption(parsed, 'accel') ?? env.vars.HYPER_ACCEL;
     return text ? parseAccelChoice(text, '--accel') : undefined;
+}
+/** --template, else HYPER_TEMPLATES; undefined leaves the job's (auto unless saved otherwise). */
+function templateOption(parsed, env) {
+    const text = stringOption(parsed, 'template') ?? env.vars.HYPER_TEMPLATES;
+    return text
+        ? parseTemplateMode(text, parsed.options.template === undefined ? 'HYPER_TEMPLATES' : '--template')
+        : undefined;
 }
 /** The job network's flags, on every command that may make the network (up, run, import). */
 const NETWORK_OPTIONS = [
@@ -62096,6 +62206,7 @@ function formatTable(header, rows) {
 
 
 
+
 /** --volume-size, else HYPER_VOLUME_SIZE, checked before anything starts; undefined leaves the job's. */
 function volumeSizeOption(parsed, env) {
     const text = stringOption(parsed, 'volume-size');
@@ -62126,6 +62237,7 @@ async function up(argv, io, env) {
         { name: 'wait-timeout', value: true },
         { name: 'volume-size', value: true },
         { name: 'accel', value: true },
+        { name: 'template', value: true },
     ]);
     const file = stringOption(parsed, 'file');
     if (!file)
@@ -62143,7 +62255,14 @@ async function up(argv, io, env) {
     const network = networkOption(parsed, env, project.subnet);
     const accel = accelOption(parsed, env);
     const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
-    const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+    const templates = templateOption(parsed, env);
+    const job = await openJob(env, {
+        network,
+        accel,
+        volumeSize,
+        templates,
+        registry: registryOption(parsed, env),
+    });
     await job.begin();
     await job.prepare(reporter(io));
     let statuses;
@@ -62162,8 +62281,9 @@ async function up(argv, io, env) {
         s.ports.map(formatPort).join(', '),
         `${s.bootMs} ms`,
         `${s.healthyMs} ms`,
+        s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
     ]);
-    io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY'], rows)}\n`);
+    io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY', 'FROM'], rows)}\n`);
     return 0;
 }
 /**
@@ -62205,6 +62325,7 @@ async function down(argv, io, env) {
 
 
 
+
 /** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
 const STOP_GRACE_MS = 10_000;
 const RUN_OPTIONS = [
@@ -62224,6 +62345,7 @@ const RUN_OPTIONS = [
     { name: 'volume-size', value: true },
     { name: 'tmpfs', value: true, multiple: true },
     { name: 'accel', value: true },
+    { name: 'template', value: true },
     { name: 'label', short: 'l', value: true, multiple: true },
     { name: 'rm' },
     { name: 'detach', short: 'd' },
@@ -62267,7 +62389,14 @@ async function container_commands_run(argv, io, env) {
     const volumeSize = volumeSizeOption(parsed, env);
     const network = networkOption(parsed, env);
     const accel = accelOption(parsed, env);
-    const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+    const templates = templateOption(parsed, env);
+    const job = await openJob(env, {
+        network,
+        accel,
+        volumeSize,
+        templates,
+        registry: registryOption(parsed, env),
+    });
     await job.begin();
     await job.prepare(reporter(io));
     const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
@@ -62353,6 +62482,7 @@ async function container_commands_ps(argv, io, env) {
             memoryMiB: record.machine.memoryMiB,
             cpus: record.machine.cpus,
             bootMs: record.bootMs ?? null,
+            origin: record.origin ?? null,
             createdAt: record.createdAt,
         }));
         io.out(`${JSON.stringify(rows, null, 2)}\n`);
@@ -62366,8 +62496,9 @@ async function container_commands_ps(argv, io, env) {
         pid === undefined ? '-' : String(pid),
         record.machine.accel,
         record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
+        record.origin === undefined ? '-' : describeOrigin(record.origin),
     ]);
-    io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+    io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT', 'FROM'], rows)}\n`);
     for (const { record, state } of services) {
         if (state.running || !state.crash)
             continue;
@@ -62453,6 +62584,7 @@ const container_commands_rm = (argv, io, env) => forEachName(argv, env, [{ name:
 
 
 
+
 async function image_commands_pull(argv, io, env) {
     const parsed = parseArgs(argv, REGISTRY_OPTIONS);
     const [name] = parsed.positionals;
@@ -62485,6 +62617,34 @@ async function image_commands_images(argv, io, env) {
         r.pulledAt,
     ]);
     io.out(`${formatTable(['IMAGE', 'DIGEST', 'SIZE', 'ROOTFS', 'PULLED'], table)}\n`);
+    return 0;
+}
+/** `hyper template ls|prune`: the boot templates VMs start from. */
+async function template(argv, io, env) {
+    const [sub, ...rest] = argv;
+    if (sub === 'prune') {
+        parseArgs(rest, []);
+        for (const dir of await (await openJob(env)).pruneTemplates())
+            io.out(`removed ${dir}\n`);
+        return 0;
+    }
+    if (sub !== 'ls')
+        throw new UsageError('hyper template supports: ls [--json], prune');
+    const parsed = parseArgs(rest, [{ name: 'json' }]);
+    const rows = await (await openJob(env)).templates();
+    if (parsed.options.json) {
+        io.out(`${JSON.stringify(rows, null, 2)}\n`);
+        return 0;
+    }
+    const table = rows.map((t) => [
+        external_node_path_default().basename(t.dir),
+        `${t.identity.memoryMiB} MiB, ${t.identity.cpus} CPU`,
+        t.identity.bundle,
+        formatBytes(t.diskBytes),
+        t.usedBy.length ? t.usedBy.join(',') : '-',
+        new Date(t.madeMs).toISOString(),
+    ]);
+    io.out(`${formatTable(['TEMPLATE', 'SHAPE', 'BUNDLE', 'DISK', 'MAPPED BY', 'MADE'], table)}\n`);
     return 0;
 }
 async function image_commands_image(argv, io, env) {
@@ -65163,6 +65323,7 @@ const SERVE_OPTIONS = [
     ...REGISTRY_OPTIONS,
     { name: 'accel', value: true },
     { name: 'volume-size', value: true },
+    { name: 'template', value: true },
     { name: 'socket', value: true },
     { name: 'group', value: true },
     { name: 'tcp', value: true },
@@ -65215,6 +65376,7 @@ async function serve_command_serve(argv, io, env) {
         network: networkOption(parsed, env),
         accel: accelOption(parsed, env),
         volumeSize: volumeSizeOption(parsed, env),
+        templates: templateOption(parsed, env),
         registry: registryOption(parsed, env),
     });
     await job.begin();
@@ -65269,7 +65431,7 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
+  up -f FILE [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
   down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
@@ -65277,7 +65439,7 @@ Commands:
   image prune [-a]
   run [-d | -a] [--rm] [--name N] [-l KEY=VALUE]... [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
-      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--template MODE] IMAGE [ARG...]
                                  detached (prints the name) unless -a or --rm: then its output follows and
                                  hyper exits with its command's exit code; --rm removes it when it ends
   ps [--json] [--filter label=KEY[=VALUE]]...
@@ -65299,8 +65461,10 @@ Commands:
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
+  template ls [--json]           the boot templates VMs start from, and which are in use
+  template prune                 remove the boot templates no running VM maps
   serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
-        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--registry-mirror URL] [--insecure-registry HOST]...
+        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--template MODE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 
@@ -65317,7 +65481,10 @@ IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
 New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
-Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
+Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.
+--template MODE (else HYPER_TEMPLATES): auto starts each VM as a copy-on-write clone of a boot
+template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made when missing);
+off boots every VM in full; refresh makes new boot templates first.`;
 const COMMANDS = {
     setup: setup,
     up: up,
@@ -65340,6 +65507,7 @@ const COMMANDS = {
     export: exportCommand,
     import: importCommand,
     volume: volume,
+    template: template,
     serve: serve_command_serve,
 };
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */

@@ -16,6 +16,7 @@ export enum Inputs {
   EgressAllow = 'egress-allow',
   Subnet = 'subnet',
   DockerApi = 'docker-api',
+  Templates = 'templates',
 }
 
 export enum Outputs {

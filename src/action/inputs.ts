@@ -8,6 +8,7 @@ import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { snapshotNameProblem } from '../engine/snapshots.js';
+import { parseTemplateMode, type TemplateMode } from '../engine/settings.js';
 import type { ContainerSpec } from '../spec/container.js';
 import { SpecError } from '../spec/container.js';
 import { Inputs, KEEP_ON_FAILURE, type KeepOnFailure } from './constants.js';
@@ -31,6 +32,8 @@ export interface ActionInputs {
   network: NetworkSettings;
   /** Serve the Docker Engine API over the job's VMs (`hyper serve`) for later steps. */
   dockerApi: boolean;
+  /** Whether VMs start as clones of boot templates. */
+  templates: TemplateMode;
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
@@ -119,6 +122,7 @@ export function getInputs(): ActionInputs {
     checkpoint: checkpointKey ? { key: checkpointKey, name: checkpointName } : undefined,
     network,
     dockerApi: parseBoolean(core.getInput(Inputs.DockerApi), false, Inputs.DockerApi),
+    templates: parseTemplateMode(core.getInput(Inputs.Templates) || 'auto', `input "${Inputs.Templates}"`),
   };
 }
 

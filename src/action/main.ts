@@ -2,6 +2,7 @@ import * as core from '@actions/core';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Job } from '../engine/job.js';
+import { describeOrigin } from '../engine/record.js';
 import { defaultVolumeSize } from '../storage/volumes.js';
 import { pruneOrphanVms } from '../engine/orphans.js';
 import { portVariables, servicesContext, ServiceStartError, type ServiceStatus } from '../engine/up.js';
@@ -41,7 +42,16 @@ async function installCli(stateDir: string): Promise<void> {
 
 async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
   if (statuses.length === 0) return;
-  const header = ['service', 'image', 'accel', 'boot ms', 'healthy ms', 'ports', 'memory'].map((data) => ({
+  const header = [
+    'service',
+    'image',
+    'accel',
+    'started from',
+    'boot ms',
+    'healthy ms',
+    'ports',
+    'memory',
+  ].map((data) => ({
     data,
     header: true,
   }));
@@ -49,6 +59,7 @@ async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
     s.name,
     `${s.image}@${s.imageDigest}`,
     s.accel,
+    s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
     String(s.bootMs),
     String(s.healthyMs),
     s.ports.map(formatPort).join(', '),
@@ -103,6 +114,7 @@ export async function mainRun(): Promise<void> {
       inputs.volumeSize ??
       (process.env.HYPER_VOLUME_SIZE ? defaultVolumeSize(process.env.HYPER_VOLUME_SIZE) : undefined),
     registry: { registryMirror: inputs.registryMirror, insecureRegistries: inputs.insecureRegistries },
+    templates: inputs.templates,
   });
   for (const warning of job.warnings) core.warning(warning);
   await job.begin();
@@ -111,6 +123,7 @@ export async function mainRun(): Promise<void> {
   core.exportVariable('HYPER_EGRESS', inputs.network.egress);
   if (inputs.network.allow.length) core.exportVariable('HYPER_EGRESS_ALLOW', inputs.network.allow.join(','));
   if (inputs.network.subnet) core.exportVariable('HYPER_SUBNET', inputs.network.subnet);
+  core.exportVariable('HYPER_TEMPLATES', inputs.templates);
 
   if (inputs.accel !== 'tcg' && process.env.GITHUB_ACTIONS === 'true') {
     core.info(await core.group('Enable KVM', enableKvm));

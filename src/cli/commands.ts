@@ -2,7 +2,7 @@ import { errorKind } from '../errors.js';
 import { UsageError } from './args.js';
 import { exec, kill, logs, ps, rm, run, start, stop, wait } from './container-commands.js';
 import { cliEnvironment, type CliEnvironment, type Environment } from './environment.js';
-import { image, images, pull } from './image-commands.js';
+import { image, images, pull, template } from './image-commands.js';
 import type { Io } from './io.js';
 import { down, setup, up } from './job-commands.js';
 import { exportCommand, importCommand, restore, snapshot, snapshots, volume } from './snapshot-commands.js';
@@ -14,7 +14,7 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE] [NETWORK OPTIONS]
+  up -f FILE [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
   down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
@@ -22,7 +22,7 @@ Commands:
   image prune [-a]
   run [-d | -a] [--rm] [--name N] [-l KEY=VALUE]... [-p SPEC]... [-e K=V]... [--memory MIB] [--cpus N] [--entrypoint X] [-u USER[:GROUP]] [-w DIR]
       [-v NAME:/PATH[:ro] | -v ./HOST:/PATH[:ro] | -v /PATH]... [--volume-size SIZE] [--tmpfs /PATH[:OPTS]]...
-      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] IMAGE [ARG...]
+      [--network-alias NAME]... [--expose PORT]... [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--template MODE] IMAGE [ARG...]
                                  detached (prints the name) unless -a or --rm: then its output follows and
                                  hyper exits with its command's exit code; --rm removes it when it ends
   ps [--json] [--filter label=KEY[=VALUE]]...
@@ -44,8 +44,10 @@ Commands:
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
+  template ls [--json]           the boot templates VMs start from, and which are in use
+  template prune                 remove the boot templates no running VM maps
   serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
-        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--registry-mirror URL] [--insecure-registry HOST]...
+        [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--template MODE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock
 
@@ -62,7 +64,10 @@ IMAGE is a registry reference (redis:7) or oci:DIR[:TAG] for an OCI image layout
 State lives in HYPER_STATE_DIR (default ~/.local/state/hyper); images and root
 filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
 New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
-Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.`;
+Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.
+--template MODE (else HYPER_TEMPLATES): auto starts each VM as a copy-on-write clone of a boot
+template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made when missing);
+off boots every VM in full; refresh makes new boot templates first.`;
 
 type Command = (argv: string[], io: Io, env: CliEnvironment) => Promise<number>;
 
@@ -88,6 +93,7 @@ const COMMANDS: Record<string, Command> = {
   export: exportCommand,
   import: importCommand,
   volume,
+  template,
   serve,
 };
 

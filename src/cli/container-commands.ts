@@ -7,6 +7,7 @@ import { SpecError } from '../spec/container.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
 import {
   accelOption,
+  templateOption,
   NETWORK_OPTIONS,
   networkOption,
   openJob,
@@ -17,6 +18,7 @@ import {
 import { reporter, type Io } from './io.js';
 import { volumeSizeOption } from './job-commands.js';
 import { formatTable } from './table.js';
+import { describeOrigin } from '../engine/record.js';
 import type { LogRecord } from '../vm/log-records.js';
 
 /** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
@@ -39,6 +41,7 @@ const RUN_OPTIONS = [
   { name: 'volume-size', value: true },
   { name: 'tmpfs', value: true, multiple: true },
   { name: 'accel', value: true },
+  { name: 'template', value: true },
   { name: 'label', short: 'l', value: true, multiple: true },
   { name: 'rm' },
   { name: 'detach', short: 'd' },
@@ -91,7 +94,14 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
   const volumeSize = volumeSizeOption(parsed, env);
   const network = networkOption(parsed, env);
   const accel = accelOption(parsed, env);
-  const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+  const templates = templateOption(parsed, env);
+  const job = await openJob(env, {
+    network,
+    accel,
+    volumeSize,
+    templates,
+    registry: registryOption(parsed, env),
+  });
   await job.begin();
   await job.prepare(reporter(io));
   const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
@@ -173,6 +183,7 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
       memoryMiB: record.machine.memoryMiB,
       cpus: record.machine.cpus,
       bootMs: record.bootMs ?? null,
+      origin: record.origin ?? null,
       createdAt: record.createdAt,
     }));
     io.out(`${JSON.stringify(rows, null, 2)}\n`);
@@ -186,8 +197,9 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
     pid === undefined ? '-' : String(pid),
     record.machine.accel,
     record.bootMs === undefined ? '-' : `${(record.bootMs / 1000).toFixed(2)}s`,
+    record.origin === undefined ? '-' : describeOrigin(record.origin),
   ]);
-  io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT'], rows)}\n`);
+  io.out(`${formatTable(['NAME', 'IMAGE', 'STATE', 'PORTS', 'PID', 'ACCEL', 'BOOT', 'FROM'], rows)}\n`);
   for (const { record, state } of services) {
     if (state.running || !state.crash) continue;
     const tail = (state.consoleTail ?? '').replace(/^/gm, '  ');

@@ -1,6 +1,12 @@
 import os from 'node:os';
 import { Job } from '../engine/job.js';
-import { hostSettings, type HostSettings, type JobSettings } from '../engine/settings.js';
+import {
+  hostSettings,
+  parseTemplateMode,
+  type HostSettings,
+  type JobSettings,
+  type TemplateMode,
+} from '../engine/settings.js';
 import { toolCacheEnv } from '../guest/bundle.js';
 import { parseAccelChoice } from '../install/accel.js';
 import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
@@ -51,6 +57,14 @@ export function registryOption(parsed: ParsedArgs, env: CliEnvironment): JobSett
 export function accelOption(parsed: ParsedArgs, env: CliEnvironment): JobSettings['accel'] | undefined {
   const text = stringOption(parsed, 'accel') ?? env.vars.HYPER_ACCEL;
   return text ? parseAccelChoice(text, '--accel') : undefined;
+}
+
+/** --template, else HYPER_TEMPLATES; undefined leaves the job's (auto unless saved otherwise). */
+export function templateOption(parsed: ParsedArgs, env: CliEnvironment): TemplateMode | undefined {
+  const text = stringOption(parsed, 'template') ?? env.vars.HYPER_TEMPLATES;
+  return text
+    ? parseTemplateMode(text, parsed.options.template === undefined ? 'HYPER_TEMPLATES' : '--template')
+    : undefined;
 }
 
 /** The job network's flags, on every command that may make the network (up, run, import). */

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { parseArgs, UsageError } from './args.js';
 import { openJob, REGISTRY_OPTIONS, registryOption, type CliEnvironment } from './environment.js';
 import type { Io } from './io.js';
@@ -35,6 +36,33 @@ export async function images(argv: string[], io: Io, env: CliEnvironment): Promi
     r.pulledAt,
   ]);
   io.out(`${formatTable(['IMAGE', 'DIGEST', 'SIZE', 'ROOTFS', 'PULLED'], table)}\n`);
+  return 0;
+}
+
+/** `hyper template ls|prune`: the boot templates VMs start from. */
+export async function template(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'prune') {
+    parseArgs(rest, []);
+    for (const dir of await (await openJob(env)).pruneTemplates()) io.out(`removed ${dir}\n`);
+    return 0;
+  }
+  if (sub !== 'ls') throw new UsageError('hyper template supports: ls [--json], prune');
+  const parsed = parseArgs(rest, [{ name: 'json' }]);
+  const rows = await (await openJob(env)).templates();
+  if (parsed.options.json) {
+    io.out(`${JSON.stringify(rows, null, 2)}\n`);
+    return 0;
+  }
+  const table = rows.map((t) => [
+    path.basename(t.dir),
+    `${t.identity.memoryMiB} MiB, ${t.identity.cpus} CPU`,
+    t.identity.bundle,
+    formatBytes(t.diskBytes),
+    t.usedBy.length ? t.usedBy.join(',') : '-',
+    new Date(t.madeMs).toISOString(),
+  ]);
+  io.out(`${formatTable(['TEMPLATE', 'SHAPE', 'BUNDLE', 'DISK', 'MAPPED BY', 'MADE'], table)}\n`);
   return 0;
 }
 

@@ -11,6 +11,7 @@ import { defaultVolumeSize } from '../storage/volumes.js';
 import { intOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import {
   accelOption,
+  templateOption,
   NETWORK_OPTIONS,
   networkOption,
   openJob,
@@ -20,6 +21,7 @@ import {
 } from './environment.js';
 import { reporter, type Io } from './io.js';
 import { formatTable } from './table.js';
+import { describeOrigin } from '../engine/record.js';
 
 /** --volume-size, else HYPER_VOLUME_SIZE, checked before anything starts; undefined leaves the job's. */
 export function volumeSizeOption(parsed: ParsedArgs, env: CliEnvironment): number | undefined {
@@ -53,6 +55,7 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
     { name: 'wait-timeout', value: true },
     { name: 'volume-size', value: true },
     { name: 'accel', value: true },
+    { name: 'template', value: true },
   ]);
   const file = stringOption(parsed, 'file');
   if (!file) throw new UsageError('hyper up needs -f FILE (a services YAML or a compose file)');
@@ -68,7 +71,14 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
   const network = networkOption(parsed, env, project.subnet);
   const accel = accelOption(parsed, env);
   const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
-  const job = await openJob(env, { network, accel, volumeSize, registry: registryOption(parsed, env) });
+  const templates = templateOption(parsed, env);
+  const job = await openJob(env, {
+    network,
+    accel,
+    volumeSize,
+    templates,
+    registry: registryOption(parsed, env),
+  });
   await job.begin();
   await job.prepare(reporter(io));
   let statuses;
@@ -90,8 +100,9 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
     s.ports.map(formatPort).join(', '),
     `${s.bootMs} ms`,
     `${s.healthyMs} ms`,
+    s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
   ]);
-  io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY'], rows)}\n`);
+  io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY', 'FROM'], rows)}\n`);
   return 0;
 }
 

@@ -5,6 +5,7 @@ import { startServer } from '../api/server.js';
 import { parseArgs, stringOption, UsageError } from './args.js';
 import {
   accelOption,
+  templateOption,
   NETWORK_OPTIONS,
   networkOption,
   openJob,
@@ -21,6 +22,7 @@ const SERVE_OPTIONS = [
   ...REGISTRY_OPTIONS,
   { name: 'accel', value: true },
   { name: 'volume-size', value: true },
+  { name: 'template', value: true },
   { name: 'socket', value: true },
   { name: 'group', value: true },
   { name: 'tcp', value: true },
@@ -72,6 +74,7 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
     network: networkOption(parsed, env),
     accel: accelOption(parsed, env),
     volumeSize: volumeSizeOption(parsed, env),
+    templates: templateOption(parsed, env),
     registry: registryOption(parsed, env),
   });
   await job.begin();

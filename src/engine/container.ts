@@ -93,7 +93,12 @@ export async function requireRecord(job: Pick<JobContext, 'stateDir'>, name: str
 export async function startContainer(
   name: string,
   job: JobContext,
-  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number; log?: (line: string) => void } = {},
+  options: {
+    checkpoint?: string;
+    status?: string;
+    bootTimeoutMs?: number;
+    log?: (line: string) => void;
+  } = {},
 ): Promise<VmRecord> {
   const record = await requireRecord(job, name);
   if (await job.hypervisor.isRunning(record.machine))

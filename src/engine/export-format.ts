@@ -48,6 +48,11 @@ export interface ExportManifest {
     rootDisk?: string;
     /** The kind of network it ran on; a checkpoint resumes only on the same (its device state is in it). */
     network?: 'user' | 'bridge';
+    /**
+     * The device layout it ran in (MachineSpec.slots); absent for the layout
+     * without template slots. A checkpoint loads only into its own.
+     */
+    slots?: number;
   };
   files: ExportedFile[];
 }

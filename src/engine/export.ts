@@ -100,6 +100,7 @@ export async function exportSnapshot(
         guestFiles,
         ...(snapshot.kind === 'checkpoint' ? { rootDisk: ROOT } : {}),
         network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
+        ...(record.machine.slots === undefined ? {} : { slots: record.machine.slots }),
       },
       files,
     };

@@ -98,6 +98,12 @@ export async function importSnapshot(
       moveRootDiskStep(staging, service.rootDisk),
       recordStep(service, async (draft) => {
         await writeFile(vmPaths(draft.dir).status, '');
+        if (draft.record && snapshot.kind === 'checkpoint') {
+          // The device state in the checkpoint is for the layout it was taken in.
+          const machine = { ...draft.record.machine };
+          delete machine.slots;
+          draft.record.machine = service.slots === undefined ? machine : { ...machine, slots: service.slots };
+        }
         if (draft.record) await writeSnapshots(draft.record, [snapshot]);
       }),
     ];

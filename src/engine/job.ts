@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { bootTemplateDir, TemplateStore } from '../vm/qemu/template.js';
+import { bootTemplateDir, TemplateStore, type TemplateInfo } from '../vm/qemu/template.js';
 import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
@@ -151,6 +151,20 @@ export class Job {
 
   images(): ReturnType<typeof listImages> {
     return listImages(this.context);
+  }
+
+  /** The host's boot templates (in the cache dir), with the VMs using each. */
+  templates(): Promise<TemplateInfo[]> {
+    return this.templateStore().list();
+  }
+
+  /** Removes the boot templates no running VM maps; returns their directories. */
+  pruneTemplates(): Promise<string[]> {
+    return this.templateStore().prune();
+  }
+
+  private templateStore(): TemplateStore {
+    return new TemplateStore(bootTemplateDir(this.context.cacheDir), this.context.host.qemu);
   }
 
   pruneImages(all: boolean): ReturnType<typeof pruneImages> {

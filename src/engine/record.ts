@@ -10,6 +10,13 @@ import type { MachineSpec, StartOrigin } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type JobContext } from './context.js';
 
+/** How a start is told to the user: the summary, `hyper ps`. Pure. */
+export function describeOrigin(origin: StartOrigin | undefined): string {
+  if (origin === 'boot-template') return 'boot template';
+  if (origin === 'checkpoint') return 'checkpoint';
+  return 'full boot';
+}
+
 /** Everything kept about one VM, in <state>/vms/<name>/vm.json. */
 export interface VmRecord {
   /** 64 hex digits, as Docker's container ids; absent in records made before ids. */

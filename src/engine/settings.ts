@@ -3,7 +3,10 @@ import path from 'node:path';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import type { AccelChoice } from '../install/accel.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
-import type { TemplateMode } from '../vm/hypervisor.js';
+import { HyperError } from '../errors.js';
+import { TEMPLATE_MODES, type TemplateMode } from '../vm/hypervisor.js';
+
+export type { TemplateMode };
 import { DEFAULT_QEMU } from '../vm/qemu/machine.js';
 
 /**
@@ -74,6 +77,16 @@ export interface JobSettings {
   registry: RegistryPolicy;
   /** Whether VMs start as clones of boot templates (src/vm/qemu/template.ts); `auto` when absent. */
   templates?: TemplateMode | undefined;
+}
+
+/** `--template` / the `templates` input / HYPER_TEMPLATES: auto, off or refresh. Pure. */
+export function parseTemplateMode(text: string, source: string): TemplateMode {
+  const mode = text.trim().toLowerCase();
+  if ((TEMPLATE_MODES as readonly string[]).includes(mode)) return mode as TemplateMode;
+  throw new HyperError(
+    `${source}: "${text}" is not a template mode; use auto (start VMs as clones of boot templates, made when missing), off (boot every VM in full) or refresh (make new boot templates first)`,
+    { kind: 'Invalid' },
+  );
 }
 
 export const DEFAULT_JOB_SETTINGS: JobSettings = {

@@ -12,6 +12,7 @@ import { vmDir, type BootContext, type JobContext } from './context.js';
 import { waitHealthy } from './health.js';
 import type { Reporter } from './host.js';
 import type { VmRecord } from './record.js';
+import type { StartOrigin } from '../vm/hypervisor.js';
 import { resolveFor } from './images.js';
 import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
@@ -40,6 +41,8 @@ export interface ServiceStatus {
   ports: PublishedPort[];
   bootMs: number;
   healthyMs: number;
+  /** How its VM came up: a full boot, a clone of a boot template, or a checkpoint. */
+  origin: StartOrigin;
   /** The snapshot it was started from, when it came from a checkpoint export. */
   restoredFrom?: string;
 }
@@ -210,6 +213,7 @@ async function bootOne(
     ports: record.ports,
     bootMs: record.bootMs ?? 0,
     healthyMs,
+    origin: record.origin ?? 'boot',
     ...(restoredFrom ? { restoredFrom } : {}),
   };
 }

@@ -20,6 +20,11 @@ export interface GuestConfig {
 
 /** What the guest init configures: its address, and the hosts and resolv.conf it binds into the container. */
 export interface GuestNetwork {
+  /**
+   * The NIC's address, set by the init: a clone of a boot template starts
+   * with the template's. Absent in user networking, which keeps QEMU's default.
+   */
+  mac?: string | undefined;
   ip: string;
   prefix: number;
   gateway: string;
@@ -97,6 +102,7 @@ function nulList(items: readonly string[]): Buffer {
 export function guestFiles(config: GuestConfig): { name: string; content: Buffer }[] {
   const settings = [
     `hostname=${singleLine('hostname', config.hostname)}`,
+    ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
     `ip=${config.network.ip}`,
     `prefix=${config.network.prefix}`,
     `gateway=${config.network.gateway}`,

@@ -162,6 +162,7 @@ export class BridgeDriver implements NetworkDriver {
     return {
       machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
       guest: {
+        mac: guestMac(self.address),
         ip: self.address,
         prefix: parseCidr(this.record.subnet).prefix,
         gateway: this.record.gateway,

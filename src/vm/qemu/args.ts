@@ -113,7 +113,7 @@ function diskArgs(disk: NonNullable<MachineSpec['disks']>[number]): string[] {
 function placeholderArgs(id: string): string[] {
   return [
     '-blockdev',
-    `driver=null-co,node-name=${id},size=0`,
+    `driver=null-co,node-name=${id},size=0,read-only=on`,
     '-device',
     `virtio-blk-device,drive=${id},serial=${id}`,
   ];
@@ -136,7 +136,11 @@ function memoryArgs(spec: MachineSpec, launch: Launch): string[] {
  * template's order, whether it is a clone or booted in full. A checkpoint
  * taken on one then loads on the other.
  */
-export function qemuArgs(spec: MachineSpec, hostTscKhz?: number, launch: Launch = { kind: 'boot' }): string[] {
+export function qemuArgs(
+  spec: MachineSpec,
+  hostTscKhz?: number,
+  launch: Launch = { kind: 'boot' },
+): string[] {
   const paths = vmPaths(spec.dir);
   const template = launch.kind === 'template';
   const slots = spec.slots;

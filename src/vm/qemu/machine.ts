@@ -9,14 +9,27 @@ import { execStream } from '../exec-stream.js';
 import { relayStreams } from '../stream-relay.js';
 import { logRecordsText } from '../log-records.js';
 import { canShare, startShares, stopShares } from './virtiofs.js';
-import type { ExecResult, ExecStream, Hypervisor, MachineSpec, StartOptions, Started } from '../hypervisor.js';
+import type {
+  ExecResult,
+  ExecStream,
+  Hypervisor,
+  MachineSpec,
+  StartOptions,
+  Started,
+} from '../hypervisor.js';
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
 import { trimOutput } from '../../process/run.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
-import { type BootTemplate, shellQuote, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
+import {
+  type BootTemplate,
+  shellQuote,
+  templateIdentity,
+  type TemplateStore,
+  waitForMigration,
+} from './template.js';
 import { ustar } from '../ustar.js';
 import { QmpClient } from './qmp.js';
 
@@ -124,6 +137,10 @@ export class QemuHypervisor implements Hypervisor {
         });
         await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
         await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+        // A checkpoint saved later must not carry it: a VM that loads one boots with it off.
+        await qmp.execute('migrate-set-capabilities', {
+          capabilities: [{ capability: 'x-ignore-shared', state: false }],
+        });
         // The template was saved stopped, and a loaded VM keeps the state it was saved in.
         await qmp.execute('cont');
       });

@@ -51,6 +51,38 @@ interface TemplateMeta {
   madeMs: number;
 }
 
+/** A template as `hyper template ls` shows it. */
+export interface TemplateInfo {
+  dir: string;
+  identity: TemplateIdentity;
+  madeMs: number;
+  /** What its RAM file takes on disk (it is sparse: the pages the boot touched). */
+  diskBytes: number;
+  /** Pids of the processes (clones) that map its RAM. */
+  usedBy: number[];
+}
+
+/**
+ * Every file mapped by a process this one can see, with the pids mapping
+ * it: a template's RAM file stays while a clone maps it.
+ */
+async function mappedFiles(): Promise<Map<string, number[]>> {
+  const mapped = new Map<string, number[]>();
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const maps = await readFile(`/proc/${entry}/maps`, 'utf8').catch(() => '');
+    for (const line of maps.split('\n')) {
+      const at = line.indexOf('/');
+      if (at < 0) continue;
+      const file = line.slice(at).replace(/ \(deleted\)$/, '');
+      const pids = mapped.get(file) ?? [];
+      if (!pids.includes(Number(entry))) pids.push(Number(entry));
+      mapped.set(file, pids);
+    }
+  }
+  return mapped;
+}
+
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
@@ -169,9 +201,15 @@ export class TemplateStore {
       await this.tellWhy(identity, options);
       const started = Date.now();
       await this.make(dir, identity, bundle);
-      options.log(`made a boot template for ${describeShape(identity)} in ${Date.now() - started} ms (${dir})`);
+      options.log(
+        `made a boot template for ${describeShape(identity)} in ${Date.now() - started} ms (${dir})`,
+      );
       const made = await this.check(dir, identity);
       if (!made) throw new TemplateError(`the boot template just made in ${dir} does not check out`);
+      // Those this one replaces go once no clone maps them.
+      for (const other of await this.list())
+        if (other.dir !== dir && shapeName(other.identity) === shapeName(identity) && !other.usedBy.length)
+          await rm(other.dir, { recursive: true, force: true });
       return made;
     });
   }
@@ -204,7 +242,10 @@ export class TemplateStore {
   }
 
   /** Says why a template is being made: none yet for this shape, or the one there was made for another machine. */
-  private async tellWhy(identity: TemplateIdentity, options: { refresh: boolean; log: (line: string) => void }): Promise<void> {
+  private async tellWhy(
+    identity: TemplateIdentity,
+    options: { refresh: boolean; log: (line: string) => void },
+  ): Promise<void> {
     if (options.refresh) {
       options.log(`making a new boot template for ${describeShape(identity)} (refresh asked for)`);
       return;
@@ -219,20 +260,51 @@ export class TemplateStore {
     }
   }
 
-  /** Every template here, with its identity (the unreadable ones left out). */
-  async list(): Promise<{ dir: string; identity: TemplateIdentity; madeMs: number }[]> {
+  /** Every template here, with its identity and the pids of the VMs that map its RAM. */
+  async list(): Promise<TemplateInfo[]> {
     const names = await readdir(this.root).catch(() => [] as string[]);
-    const found = [];
+    const mapped = await mappedFiles();
+    const found: TemplateInfo[] = [];
     for (const name of names) {
       const dir = path.join(this.root, name);
       try {
         const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as TemplateMeta;
-        found.push({ dir, identity: meta.identity, madeMs: meta.madeMs });
+        const ram = path.join(dir, 'ram');
+        const usage = await stat(ram);
+        found.push({
+          dir,
+          identity: meta.identity,
+          madeMs: meta.madeMs,
+          diskBytes: usage.blocks * 512,
+          usedBy: mapped.get(ram) ?? [],
+        });
       } catch {
         // A lock file, a template being made, or one damaged: not listed.
       }
     }
     return found;
+  }
+
+  /**
+   * Removes the templates no process maps (VMs started from them run on;
+   * the rest are made again when needed), and what was left half-made by a
+   * process that died. `keep` is spared.
+   */
+  async prune(keep?: string): Promise<string[]> {
+    const removed: string[] = [];
+    for (const template of await this.list()) {
+      if (template.dir === keep || template.usedBy.length) continue;
+      await rm(template.dir, { recursive: true, force: true });
+      removed.push(template.dir);
+    }
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      const making = /\.making-(\d+)$/.exec(name);
+      if (making && !isAlive(Number(making[1]))) {
+        await rm(path.join(this.root, name), { recursive: true, force: true });
+        removed.push(path.join(this.root, name));
+      }
+    }
+    return removed;
   }
 
   /** Boots the template machine, waits for its init to stop at the template point, and saves it. */
@@ -295,7 +367,10 @@ export class TemplateStore {
     }
   }
 
-  private async waitForTemplatePoint(paths: ReturnType<typeof vmPaths>, exited: () => boolean): Promise<void> {
+  private async waitForTemplatePoint(
+    paths: ReturnType<typeof vmPaths>,
+    exited: () => boolean,
+  ): Promise<void> {
     const deadline = Date.now() + TEMPLATE_BOOT_TIMEOUT_MS;
     for (;;) {
       const status = await readGuestStatus(paths.status);
@@ -325,7 +400,9 @@ export class TemplateStore {
           continue;
         }
         if (Date.now() > deadline)
-          throw new TemplateError(`another hyper process (pid ${holder}) is still making this boot template (${lock})`);
+          throw new TemplateError(
+            `another hyper process (pid ${holder}) is still making this boot template (${lock})`,
+          );
         await sleep(100);
       }
     }
@@ -346,7 +423,9 @@ export async function waitForMigration(qmp: QmpClient, timeoutMs: number): Promi
     if (info.status === 'failed' || info.status === 'cancelled')
       throw new TemplateError(`migration ${info.status}: ${info['error-desc'] ?? 'no reason given'}`);
     if (Date.now() > deadline)
-      throw new TemplateError(`migration not done within ${timeoutMs} ms (last status ${info.status ?? 'none'})`);
+      throw new TemplateError(
+        `migration not done within ${timeoutMs} ms (last status ${info.status ?? 'none'})`,
+      );
     await sleep(5);
   }
 }

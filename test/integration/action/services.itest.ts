@@ -66,9 +66,12 @@ api:
 
     const summary = await readFile(job.file('summary'), 'utf8');
     expect(summary).toContain(
-      '<th>service</th><th>image</th><th>accel</th><th>boot ms</th><th>healthy ms</th><th>ports</th><th>memory</th>',
+      '<th>service</th><th>image</th><th>accel</th><th>started from</th><th>boot ms</th><th>healthy ms</th><th>ports</th><th>memory</th>',
     );
-    expect(summary).toMatch(/<td>web<\/td><td>oci:[^<]+@sha256:[0-9a-f]{64}<\/td><td>tcg<\/td>/);
+    // templates defaults to auto: each service VM is a clone of the boot template.
+    expect(summary).toMatch(
+      /<td>web<\/td><td>oci:[^<]+@sha256:[0-9a-f]{64}<\/td><td>tcg<\/td><td>boot template<\/td>/,
+    );
 
     const post = await job.step(POST, {});
     expect(post.exitCode).toBe(0);
@@ -114,6 +117,26 @@ describe('bad input fails main with a clear message and leaves nothing after pos
       const main = await job.step(MAIN, { services, accel: 'tcg' });
       expect(main.exitCode).toBe(1);
       expect(main.stdout).toMatch(message);
+      const post = await job.step(POST, {});
+      expect(post.exitCode).toBe(0);
+      await expectNothingLeft(job);
+    } finally {
+      await job.remove();
+    }
+  });
+
+  test('a templates input that is not a mode', async () => {
+    const job = await RunnerJob.create();
+    try {
+      const main = await job.step(MAIN, {
+        services: `web:\n  image: ${image}\n`,
+        accel: 'tcg',
+        templates: 'sometimes',
+      });
+      expect(main.exitCode).toBe(1);
+      expect(main.stdout).toContain(
+        '::error::input "templates": "sometimes" is not a template mode; use auto (start VMs as clones of boot templates, made when missing), off (boot every VM in full) or refresh (make new boot templates first)',
+      );
       const post = await job.step(POST, {});
       expect(post.exitCode).toBe(0);
       await expectNothingLeft(job);

@@ -49,7 +49,7 @@ test('a compose file with depends_on: service_healthy boots the dependency first
 `,
   );
   const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
-  expect(up.stdout).toMatch(/^SERVICE\s+IMAGE\s+PORTS\s+BOOT\s+HEALTHY\n/);
+  expect(up.stdout).toMatch(/^SERVICE\s+IMAGE\s+PORTS\s+BOOT\s+HEALTHY\s+FROM\n/);
   const lines = up.stderr.split('\n');
   expect(lines.findIndex((l) => l.startsWith('db: healthy after'))).toBeLessThan(
     lines.findIndex((l) => l.startsWith('app: VM running')),

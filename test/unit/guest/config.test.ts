@@ -94,6 +94,18 @@ describe('guestFiles', () => {
       'hostname=web\nip=10.0.2.15\nprefix=24\ngateway=10.0.2.2\nuser=www:www\nworkdir=/srv\nstopsignal=QUIT\nrootdev=rootfs\n',
     );
   });
+  test("a bridge member's settings name its MAC, which a clone of a boot template sets itself", () => {
+    const [settings] = guestFiles({
+      hostname: 'web',
+      argv: ['x'],
+      env: [],
+      user: '',
+      workdir: '/',
+      stopSignal: 'TERM',
+      network: { ...NETWORK, mac: '52:54:0a:d5:08:02' },
+    });
+    expect(settings?.content.toString()).toMatch(/^hostname=web\nmac=52:54:0a:d5:08:02\nip=10.0.2.15\n/);
+  });
   test('argv and env are NUL-separated, so any byte but NUL survives', () => {
     expect(byName.argv).toBe('/bin/httpd\0-f\0a b\0');
     expect(byName.env).toBe('PATH=/bin\0X=1\0');

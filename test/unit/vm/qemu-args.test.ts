@@ -1,4 +1,4 @@
-import { optValue, qemuArgs } from '../../../src/vm/qemu/args.js';
+import { DISK_SLOTS, fitsSlots, optValue, qemuArgs } from '../../../src/vm/qemu/args.js';
 import { virtiofsdArgv } from '../../../src/vm/qemu/virtiofs.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 
@@ -192,5 +192,94 @@ describe('virtiofsdArgv', () => {
     const argv = virtiofsdArgv({ tag: 'share0', source: '/w', readOnly: true }, '/d/fs0.sock', '/v');
     expect(argv[6]).toBe('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"');
     expect(argv.slice(7, 10)).toEqual(['sh', '/w', '/v']);
+  });
+});
+
+/** The -device values: what a clone must share with its template, in order. */
+function devicesOf(args: string[]): string[] {
+  return valueOf(args, '-device');
+}
+
+describe('the boot-template layout (slots)', () => {
+  const slotted: MachineSpec = {
+    ...spec,
+    slots: 3,
+    disks: [{ serial: 'vol0', path: '/state/volumes/pgdata.qcow2', readOnly: false }],
+  };
+
+  test('a booted VM fills its slots with its disks, then empty null devices, in a fixed order', () => {
+    const args = qemuArgs(slotted);
+    expect(valueOf(args, '-drive')).toEqual([
+      'id=root,node-name=root-disk,file=/state/vms/web/rootfs.qcow2,format=qcow2,if=none,discard=unmap',
+      'id=vol0,node-name=vol0-disk,file=/state/volumes/pgdata.qcow2,format=qcow2,if=none,discard=unmap',
+    ]);
+    expect(valueOf(args, '-blockdev')).toEqual([
+      'driver=null-co,node-name=slot1,size=0,read-only=on',
+      'driver=null-co,node-name=slot2,size=0,read-only=on',
+    ]);
+    expect(devicesOf(args).slice(0, 4)).toEqual([
+      'virtio-blk-device,drive=root,serial=rootfs',
+      'virtio-blk-device,drive=vol0,serial=vol0',
+      'virtio-blk-device,drive=slot1,serial=slot1',
+      'virtio-blk-device,drive=slot2,serial=slot2',
+    ]);
+  });
+
+  test('it always has the relay port, its RAM as a named backend, and its settings in fw_cfg', () => {
+    const args = qemuArgs(slotted);
+    expect(devicesOf(args)).toContain('virtserialport,chardev=relay,name=hyper.relay');
+    expect(valueOf(args, '-M')).toEqual(['microvm,x-option-roms=off,rtc=on,memory-backend=ram']);
+    expect(valueOf(args, '-object')).toEqual(['memory-backend-ram,id=ram,size=256M']);
+    expect(valueOf(args, '-fw_cfg')).toEqual(['name=opt/hyper/settings,file=/state/vms/web/guest/settings']);
+    expect(args).not.toContain('-incoming');
+  });
+
+  test('a template has the same devices in the same order, empty, and a NIC without a backend', () => {
+    const template = qemuArgs({ ...slotted, disks: [] }, undefined, {
+      kind: 'template',
+      ram: '/cache/t/ram',
+    });
+    const clone = qemuArgs(slotted, undefined, { kind: 'clone', ram: '/cache/t/ram' });
+    const kinds = (devices: string[]): string[] => devices.map((d) => d.split(',')[0] ?? '');
+    expect(kinds(devicesOf(template))).toEqual(kinds(devicesOf(clone)));
+    expect(devicesOf(template)).toContain('virtio-net-device,mac=52:54:00:12:34:56');
+    expect(template).not.toContain('-netdev');
+    expect(valueOf(template, '-drive')).toEqual([]);
+    expect(valueOf(template, '-blockdev')).toEqual([
+      'driver=null-co,node-name=root,size=0,read-only=on',
+      'driver=null-co,node-name=slot0,size=0,read-only=on',
+      'driver=null-co,node-name=slot1,size=0,read-only=on',
+      'driver=null-co,node-name=slot2,size=0,read-only=on',
+    ]);
+    expect(valueOf(template, '-object')).toEqual([
+      'memory-backend-file,id=ram,size=256M,mem-path=/cache/t/ram,share=on',
+    ]);
+  });
+
+  test('a clone maps the template RAM privately, waits for its device state, and gets no fw_cfg settings', () => {
+    const clone = qemuArgs(slotted, undefined, { kind: 'clone', ram: '/cache/t/ram' });
+    expect(valueOf(clone, '-object')).toEqual([
+      'memory-backend-file,id=ram,size=256M,mem-path=/cache/t/ram,share=off',
+    ]);
+    expect(valueOf(clone, '-incoming')).toEqual(['defer']);
+    expect(valueOf(clone, '-fw_cfg')).toEqual(['name=opt/hyper/template,string=1']);
+    expect(valueOf(clone, '-netdev')).toHaveLength(1);
+  });
+
+  test('a checkpoint loads into the same layout', () => {
+    const args = qemuArgs(slotted, undefined, { kind: 'checkpoint', tag: 'cp1' });
+    expect(valueOf(args, '-loadvm')).toEqual(['cp1']);
+    expect(devicesOf(args)).toEqual(devicesOf(qemuArgs(slotted)));
+  });
+
+  test('VMs with live shares or more disks than slots cannot be clones', () => {
+    expect(fitsSlots({ shares: [{ tag: 's', source: '/w', readOnly: false }] })).toBe(false);
+    const disks = Array.from({ length: DISK_SLOTS + 1 }, (_, i) => ({
+      serial: `d${i}`,
+      path: `/d${i}`,
+      readOnly: false,
+    }));
+    expect(fitsSlots({ disks })).toBe(false);
+    expect(fitsSlots({ disks: disks.slice(1) })).toBe(true);
   });
 });
