@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9524);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9247);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9524:
+/***/ 9247:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42380,7 +42380,8 @@ async function syncGuestNetwork(record, job) {
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
 async function stopContainer(name, graceMs, job) {
     const record = await requireRecord(job, name);
-    const how = await job.hypervisor.stop(record.machine, graceMs);
+    // A kill asks nothing of the guest: a shutdown through the agent could let the service exit on its stop signal first.
+    const how = graceMs > 0 ? await job.hypervisor.stop(record.machine, graceMs) : await killVm(record, job);
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
     if (how === 'killed' && status.exitCode === undefined) {
@@ -42389,6 +42390,10 @@ async function stopContainer(name, graceMs, job) {
         return 137;
     }
     return status.exitCode;
+}
+async function killVm(record, job) {
+    await job.hypervisor.kill(record.machine);
+    return 'killed';
 }
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
 async function killContainer(name, job) {
@@ -62314,7 +62319,53 @@ async function down(argv, io, env) {
     return 0;
 }
 
+;// CONCATENATED MODULE: ./src/engine/usage.ts
+
+
+
+/** Rss, Pss and Anonymous of /proc/PID/smaps_rollup, in MiB. Pure. */
+function parseSmapsRollup(text) {
+    const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+    const mib = (value) => Math.round((value / 1024) * 10) / 10;
+    return { rssMiB: mib(kib('Rss')), pssMiB: mib(kib('Pss')), ownMiB: mib(kib('Anonymous')) };
+}
+/** utime + stime (fields 14 and 15) of /proc/PID/stat, in clock ticks. Pure. */
+function cpuTicks(stat) {
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+}
+/** VmHWM (peak resident set) of /proc/PID/status, in KiB. Pure. */
+function peakRssKiB(status) {
+    return Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+}
+/** Linux's USER_HZ, the unit of /proc/PID/stat times, is 100 on every mainstream architecture. */
+const CLOCK_TICKS_PER_SECOND = 100;
+/** Reads a running VM's usage from its QEMU process; undefined once it is gone. */
+async function readUsage(record) {
+    const pid = await readPid(vmPaths(record.machine.dir).pid);
+    if (pid === undefined)
+        return undefined;
+    try {
+        const [stat, status, rollup] = await Promise.all([
+            (0,promises_namespaceObject.readFile)(`/proc/${pid}/stat`, 'utf8'),
+            (0,promises_namespaceObject.readFile)(`/proc/${pid}/status`, 'utf8'),
+            (0,promises_namespaceObject.readFile)(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => undefined),
+        ]);
+        return {
+            vmSeconds: (Date.now() - Date.parse(record.createdAt)) / 1000,
+            cpuSeconds: cpuTicks(stat) / CLOCK_TICKS_PER_SECOND,
+            peakMemoryMiB: peakRssKiB(status) / 1024,
+            ...(rollup ? { memory: parseSmapsRollup(rollup) } : {}),
+        };
+    }
+    catch {
+        return undefined;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/cli/container-commands.ts
+
 
 
 
@@ -62467,7 +62518,8 @@ async function container_commands_ps(argv, io, env) {
     ]);
     const services = await (await openJob(env)).list({ labels: labelFilters(listOption(parsed, 'filter')) });
     if (parsed.options.json) {
-        const rows = services.map(({ record, state, pid }) => ({
+        const usage = await Promise.all(services.map(({ record, state }) => (state.running ? readUsage(record) : Promise.resolve(undefined))));
+        const rows = services.map(({ record, state, pid }, index) => ({
             id: record.id ?? null,
             name: record.name,
             image: record.image,
@@ -62483,6 +62535,7 @@ async function container_commands_ps(argv, io, env) {
             cpus: record.machine.cpus,
             bootMs: record.bootMs ?? null,
             origin: record.origin ?? null,
+            memory: usage[index]?.memory ?? null,
             createdAt: record.createdAt,
         }));
         io.out(`${JSON.stringify(rows, null, 2)}\n`);

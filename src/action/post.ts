@@ -32,7 +32,14 @@ interface ServiceReport {
 
 async function writeUsageSummary(reports: ServiceReport[]): Promise<void> {
   if (reports.length === 0) return;
-  const header = ['service', 'state at teardown', 'VM-seconds', 'CPU-seconds', 'peak memory'].map((data) => ({
+  const header = [
+    'service',
+    'state at teardown',
+    'VM-seconds',
+    'CPU-seconds',
+    'peak memory',
+    'own / shared memory',
+  ].map((data) => ({
     data,
     header: true,
   }));
@@ -42,6 +49,7 @@ async function writeUsageSummary(reports: ServiceReport[]): Promise<void> {
     u ? u.vmSeconds.toFixed(1) : '-',
     u ? u.cpuSeconds.toFixed(1) : '-',
     u ? `${u.peakMemoryMiB.toFixed(0)} MiB` : '-',
+    u?.memory ? `${u.memory.ownMiB.toFixed(0)} / ${(u.memory.rssMiB - u.memory.ownMiB).toFixed(0)} MiB` : '-',
   ]);
   await core.summary
     .addHeading('hyper-services usage', 3)

@@ -19,6 +19,7 @@ import { reporter, type Io } from './io.js';
 import { volumeSizeOption } from './job-commands.js';
 import { formatTable } from './table.js';
 import { describeOrigin } from '../engine/record.js';
+import { readUsage } from '../engine/usage.js';
 import type { LogRecord } from '../vm/log-records.js';
 
 /** How long an interrupted attached run gives its command to stop, as `docker stop`'s default. */
@@ -168,7 +169,10 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
   ]);
   const services = await (await openJob(env)).list({ labels: labelFilters(listOption(parsed, 'filter')) });
   if (parsed.options.json) {
-    const rows = services.map(({ record, state, pid }) => ({
+    const usage = await Promise.all(
+      services.map(({ record, state }) => (state.running ? readUsage(record) : Promise.resolve(undefined))),
+    );
+    const rows = services.map(({ record, state, pid }, index) => ({
       id: record.id ?? null,
       name: record.name,
       image: record.image,
@@ -184,6 +188,7 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
       cpus: record.machine.cpus,
       bootMs: record.bootMs ?? null,
       origin: record.origin ?? null,
+      memory: usage[index]?.memory ?? null,
       createdAt: record.createdAt,
     }));
     io.out(`${JSON.stringify(rows, null, 2)}\n`);

@@ -161,7 +161,8 @@ export async function stopContainer(
   job: JobContext,
 ): Promise<number | undefined> {
   const record = await requireRecord(job, name);
-  const how = await job.hypervisor.stop(record.machine, graceMs);
+  // A kill asks nothing of the guest: a shutdown through the agent could let the service exit on its stop signal first.
+  const how = graceMs > 0 ? await job.hypervisor.stop(record.machine, graceMs) : await killVm(record, job);
   const paths = vmPaths(record.machine.dir);
   const status = await readGuestStatus(paths.status);
   if (how === 'killed' && status.exitCode === undefined) {
@@ -170,6 +171,11 @@ export async function stopContainer(
     return 137;
   }
   return status.exitCode;
+}
+
+async function killVm(record: VmRecord, job: JobContext): Promise<'killed'> {
+  await job.hypervisor.kill(record.machine);
+  return 'killed';
 }
 
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */

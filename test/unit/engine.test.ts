@@ -1,5 +1,5 @@
 import { healthcheckArgv, listeningTcpPorts } from '../../src/engine/health.js';
-import { cpuTicks, peakRssKiB } from '../../src/engine/usage.js';
+import { cpuTicks, parseSmapsRollup, peakRssKiB } from '../../src/engine/usage.js';
 
 test('listening TCP ports from /proc/net/tcp and tcp6', () => {
   const text = [
@@ -52,4 +52,17 @@ test('a hyper VM is known by its fw_cfg settings, and its state dir by its pidfi
   const foreign = ['qemu-system-x86_64', '-pidfile', '/var/run/other.pid', '-hda', 'disk.img'];
   expect(vmDirOfCmdline(foreign.join('\0'))).toBeUndefined();
   expect(vmDirOfCmdline(['bash', '-c', 'name=opt/hyper/settings,'].join('\0'))).toBeUndefined();
+});
+
+test('parseSmapsRollup: resident, proportional and own (anonymous) memory in MiB', () => {
+  const rollup = [
+    '55d0c0a00000-7ffd3b9fe000 ---p 00000000 00:00 0                          [rollup]',
+    'Rss:              150630 kB',
+    'Pss:              120340 kB',
+    'Pss_Anon:          91750 kB',
+    'Private_Dirty:     91750 kB',
+    'Anonymous:         91750 kB',
+    'Swap:                  0 kB',
+  ].join('\n');
+  expect(parseSmapsRollup(rollup)).toEqual({ rssMiB: 147.1, pssMiB: 117.5, ownMiB: 89.6 });
 });

@@ -79,7 +79,7 @@ api:
     expect(post.stdout).not.toContain('::warning::');
     const usage = await readFile(job.file('summary'), 'utf8');
     expect(usage).toContain(
-      '<th>service</th><th>state at teardown</th><th>VM-seconds</th><th>CPU-seconds</th><th>peak memory</th>',
+      '<th>service</th><th>state at teardown</th><th>VM-seconds</th><th>CPU-seconds</th><th>peak memory</th><th>own / shared memory</th>',
     );
     expect(usage).toMatch(/<td>web<\/td><td>running<\/td><td>[\d.]+<\/td>/);
     await expectNothingLeft(job);

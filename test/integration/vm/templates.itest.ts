@@ -17,6 +17,7 @@ interface PsRow {
   pid: number | null;
   origin: string | null;
   ports: { hostPort: number }[];
+  memory: { rssMiB: number; pssMiB: number; ownMiB: number } | null;
 }
 
 async function row(name: string): Promise<PsRow> {
@@ -100,6 +101,14 @@ test('two clones of one template serve at once, each with its own identity, cloc
         .filter((line) => line.endsWith(ram))
         .map((line) => line.split(/\s+/)[1]),
     ).toEqual(['rw-p']);
+  }
+
+  // The template's pages are shared: each clone's proportional share is below its resident size.
+  for (const name of ['one', 'two']) {
+    const memory = (await row(name)).memory;
+    expect(memory?.ownMiB).toBeGreaterThan(0);
+    expect(memory?.pssMiB).toBeLessThan(memory?.rssMiB ?? 0);
+    expect(memory?.ownMiB).toBeLessThan(memory?.rssMiB ?? 0);
   }
 
   const identity =
