@@ -13,8 +13,10 @@ export function optValue(value: string): string {
  * QEMU's exit. reboot=t restarts by triple fault: microvm has no keyboard
  * controller, and the kernel's default ACPI-then-keyboard path could spin
  * after a panic and leave the dead guest's QEMU running (seen under TCG).
+ * cryptomgr.notests skips the kernel's crypto self-tests at boot: kernel start
+ * to /init went from 1.22-1.43 s to 1.01-1.17 s under TCG here (3 boots each).
  */
-export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off';
+export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests';
 
 /**
  * Under TCG the guest kernel's TSC calibration against the emulated PIT fails

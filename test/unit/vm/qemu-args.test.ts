@@ -39,10 +39,10 @@ describe('qemuArgs', () => {
 
   test('under TCG the kernel is told the TSC frequency; under KVM it is not', () => {
     expect(valueOf(qemuArgs(spec, 2600000), '-append')).toEqual([
-      'console=ttyS0 quiet panic=-1 reboot=t pci=off tsc_early_khz=2600000',
+      'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests tsc_early_khz=2600000',
     ]);
     expect(valueOf(qemuArgs({ ...spec, accel: 'kvm' }, 2600000), '-append')).toEqual([
-      'console=ttyS0 quiet panic=-1 reboot=t pci=off',
+      'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests',
     ]);
   });
 

@@ -16,7 +16,7 @@ const identity: TemplateIdentity = {
   qemu: 'QEMU emulator version 7.2.22 (/usr/bin/qemu-system-x86_64|18397984|1)',
   accel: 'tcg',
   cpu: 'max',
-  cmdline: 'console=ttyS0 quiet panic=-1 reboot=t pci=off tsc_early_khz=2000000',
+  cmdline: 'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests tsc_early_khz=2000000',
   memoryMiB: 512,
   cpus: 1,
   slots: 6,
