@@ -165,7 +165,9 @@ describe('bad input fails main with a clear message and leaves nothing after pos
   test('a service that exits at once shows its exit code and log', async () => {
     const job = await RunnerJob.create();
     try {
-      const services = `dies:\n  image: ${image}\n  entrypoint: /bin/sh\n  command: ["-c", "echo giving up >&2; exit 3"]\n`;
+      // A published port gives the start a probe that cannot pass: without one, a
+      // service is up once it has started, and one that exits a moment later may already count as up.
+      const services = `dies:\n  image: ${image}\n  ports: ['80']\n  entrypoint: /bin/sh\n  command: ["-c", "echo giving up >&2; exit 3"]\n`;
       const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '60' });
       expect(main.exitCode).toBe(1);
       expect(main.stdout).toMatch(/::error::service dies.*(exited with code 3|exited at once with code 3)/);
