@@ -59026,18 +59026,24 @@ async function ensureGuestBundle(options) {
         return undefined;
     });
     if (url) {
+        let archive;
+        let extracted;
         try {
             options.log(`Downloading guest bundle ${hash}`);
-            const archive = await downloadTool(url);
-            const extracted = await extractTar(archive);
-            await (0,promises_namespaceObject.rm)(archive, { force: true });
+            archive = await downloadTool(url);
+            extracted = await extractTar(archive);
             await checkBundleDir(extracted, hash, url);
-            const dir = await cacheDir(extracted, BUNDLE_TOOL, version);
-            await (0,promises_namespaceObject.rm)(extracted, { recursive: true, force: true });
-            return fromDir(dir, hash);
+            return fromDir(await cacheDir(extracted, BUNDLE_TOOL, version), hash);
         }
         catch (error) {
             options.log(`Guest bundle download failed (${error.message}); building one`);
+        }
+        finally {
+            // A download that did not check out leaves nothing in the runner's temp dir either.
+            if (archive)
+                await (0,promises_namespaceObject.rm)(archive, { force: true });
+            if (extracted)
+                await (0,promises_namespaceObject.rm)(extracted, { recursive: true, force: true });
         }
     }
     return buildLocally(hash, version, options);

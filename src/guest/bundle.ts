@@ -116,17 +116,20 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
     return undefined;
   });
   if (url) {
+    let archive: string | undefined;
+    let extracted: string | undefined;
     try {
       options.log(`Downloading guest bundle ${hash}`);
-      const archive = await tc.downloadTool(url);
-      const extracted = await tc.extractTar(archive);
-      await rm(archive, { force: true });
+      archive = await tc.downloadTool(url);
+      extracted = await tc.extractTar(archive);
       await checkBundleDir(extracted, hash, url);
-      const dir = await tc.cacheDir(extracted, BUNDLE_TOOL, version);
-      await rm(extracted, { recursive: true, force: true });
-      return fromDir(dir, hash);
+      return fromDir(await tc.cacheDir(extracted, BUNDLE_TOOL, version), hash);
     } catch (error: unknown) {
       options.log(`Guest bundle download failed (${(error as Error).message}); building one`);
+    } finally {
+      // A download that did not check out leaves nothing in the runner's temp dir either.
+      if (archive) await rm(archive, { force: true });
+      if (extracted) await rm(extracted, { recursive: true, force: true });
     }
   }
   return buildLocally(hash, version, options);
