@@ -41681,9 +41681,10 @@ function setCommandLogger(logger) {
     debugLog = logger;
 }
 function formatCommand(command) {
-    return [command.program, ...command.args].map(quoteArg).join(' ');
+    return [command.program, ...command.args].map(shellQuote).join(' ');
 }
-function quoteArg(arg) {
+/** `arg` as /bin/sh reads it back: as it is when plain, else in single quotes. Pure. */
+function shellQuote(arg) {
     return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 /** Keeps the last lines of a tool's stderr: enough to say why it failed, short enough for a log line. */
@@ -42338,9 +42339,7 @@ async function startContainer(name, job, options = {}) {
     try {
         // Archives copied in before the first start go in with this boot (never with a checkpoint's).
         const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
-        const { origin } = await job.hypervisor.start(machine, options.checkpoint
-            ? { checkpoint: options.checkpoint }
-            : { template: job.settings.templates, ...(options.log ? { log: options.log } : {}) });
+        const { origin } = await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : { template: job.settings.templates });
         record.origin = origin;
         await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
         await forgetCopies(record);
@@ -42380,8 +42379,7 @@ async function syncGuestNetwork(record, job) {
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
 async function stopContainer(name, graceMs, job) {
     const record = await requireRecord(job, name);
-    // A kill asks nothing of the guest: a shutdown through the agent could let the service exit on its stop signal first.
-    const how = graceMs > 0 ? await job.hypervisor.stop(record.machine, graceMs) : await killVm(record, job);
+    const how = await job.hypervisor.stop(record.machine, graceMs);
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
     if (how === 'killed' && status.exitCode === undefined) {
@@ -42390,10 +42388,6 @@ async function stopContainer(name, graceMs, job) {
         return 137;
     }
     return status.exitCode;
-}
-async function killVm(record, job) {
-    await job.hypervisor.kill(record.machine);
-    return 'killed';
 }
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
 async function killContainer(name, job) {
@@ -44998,12 +44992,7 @@ function describeShape(identity) {
     return `${identity.memoryMiB} MiB, ${identity.cpus} CPU${identity.cpus === 1 ? '' : 's'}, ${identity.accel.toUpperCase()}`;
 }
 function tailOf(text) {
-    const lines = text.trimEnd().split('\n').slice(-8).join('\n');
-    return lines ? `\n${lines}` : '';
-}
-/** A path for /bin/sh (QEMU's exec: migration runs one). */
-function shellQuote(text) {
-    return `'${text.replace(/'/g, `'\\''`)}'`;
+    return text.trim() ? `\n${trimOutput(text, 8)}` : '';
 }
 /** A template boot is a full boot under TCG, on a machine that may be busy. */
 const TEMPLATE_BOOT_TIMEOUT_MS = 60_000;
@@ -45311,6 +45300,11 @@ class QemuHypervisor {
         if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
             await stopShares(spec.dir);
             return 'graceful';
+        }
+        // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
+        if (graceMs <= 0) {
+            await this.kill(spec);
+            return 'killed';
         }
         const deadline = Date.now() + graceMs;
         try {
@@ -60667,15 +60661,19 @@ async function monitorHealth(record, job, signal) {
 class Job {
     context;
     toKeep;
+    templateStore;
     warnings;
     boot;
     constructor(context, 
     /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
     toKeep, 
+    /** The host's boot templates: the ones the QEMU hypervisor clones from. */
+    templateStore, 
     /** What a door should show the user about how the job was opened (a damaged job.json). */
     warnings = []) {
         this.context = context;
         this.toKeep = toKeep;
+        this.templateStore = templateStore;
         this.warnings = warnings;
     }
     /**
@@ -60684,9 +60682,9 @@ class Job {
      * doors that open the job later.
      */
     static async open(host, given = {}, replaced = {}) {
+        const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu);
         const parts = {
-            hypervisor: replaced.hypervisor ??
-                new QemuHypervisor(host.qemu, new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu)),
+            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates),
             resolveImage: replaced.resolveImage ?? resolveImage,
             network: replaced.network ?? job_namespaceObject,
         };
@@ -60713,7 +60711,7 @@ class Job {
             cacheDir: host.cacheDir,
             host,
             settings: { ...settings, network },
-        }, Object.values(given).some((value) => value !== undefined) ? settings : undefined, warnings);
+        }, Object.values(given).some((value) => value !== undefined) ? settings : undefined, templates, warnings);
     }
     /**
      * Before a door makes anything: refuses what can be refused before any
@@ -60747,14 +60745,11 @@ class Job {
     }
     /** The host's boot templates (in the cache dir), with the VMs using each. */
     templates() {
-        return this.templateStore().list();
+        return this.templateStore.list();
     }
     /** Removes the boot templates no running VM maps; returns their directories. */
     pruneTemplates() {
-        return this.templateStore().prune();
-    }
-    templateStore() {
-        return new TemplateStore(bootTemplateDir(this.context.cacheDir), this.context.host.qemu);
+        return this.templateStore.prune();
     }
     pruneImages(all) {
         return images_pruneImages(this.context, all);
@@ -62234,6 +62229,21 @@ function volumeSizeOption(parsed, env) {
         throw error;
     }
 }
+/**
+ * The job settings every command that boots VMs takes (run, up, serve): the
+ * flags, else the HYPER_* variables; undefined ones leave the job's. Each is
+ * checked before anything starts.
+ */
+function jobOptions(parsed, env, subnet) {
+    const volumeSize = volumeSizeOption(parsed, env);
+    return {
+        network: networkOption(parsed, env, subnet),
+        accel: accelOption(parsed, env),
+        volumeSize,
+        templates: templateOption(parsed, env),
+        registry: registryOption(parsed, env),
+    };
+}
 /** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
 async function setup(argv, io, env) {
     const parsed = parseArgs(argv, [{ name: 'accel', value: true }]);
@@ -62264,18 +62274,9 @@ async function up(argv, io, env) {
     }
     const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), env.vars, file);
     const plan = validatePlan(project.services);
-    const volumeSize = volumeSizeOption(parsed, env);
-    const network = networkOption(parsed, env, project.subnet);
-    const accel = accelOption(parsed, env);
+    const settings = jobOptions(parsed, env, project.subnet);
     const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
-    const templates = templateOption(parsed, env);
-    const job = await openJob(env, {
-        network,
-        accel,
-        volumeSize,
-        templates,
-        registry: registryOption(parsed, env),
-    });
+    const job = await openJob(env, settings);
     await job.begin();
     await job.prepare(reporter(io));
     let statuses;
@@ -62445,17 +62446,7 @@ async function container_commands_run(argv, io, env) {
         baseDir: process.cwd(),
     }, env.vars));
     validateContainer(spec);
-    const volumeSize = volumeSizeOption(parsed, env);
-    const network = networkOption(parsed, env);
-    const accel = accelOption(parsed, env);
-    const templates = templateOption(parsed, env);
-    const job = await openJob(env, {
-        network,
-        accel,
-        volumeSize,
-        templates,
-        registry: registryOption(parsed, env),
-    });
+    const job = await openJob(env, jobOptions(parsed, env));
     await job.begin();
     await job.prepare(reporter(io));
     const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });
@@ -65433,13 +65424,7 @@ async function serve_command_serve(argv, io, env) {
     const groupText = stringOption(parsed, 'group');
     const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
     // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
-    const job = await openJob(env, {
-        network: networkOption(parsed, env),
-        accel: accelOption(parsed, env),
-        volumeSize: volumeSizeOption(parsed, env),
-        templates: templateOption(parsed, env),
-        registry: registryOption(parsed, env),
-    });
+    const job = await openJob(env, jobOptions(parsed, env));
     await job.begin();
     const daemon = new Daemon(job, {
         debug: (line) => {

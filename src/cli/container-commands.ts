@@ -5,18 +5,9 @@ import { validateContainer } from '../spec/plan.js';
 import { containerFromRunFlags } from '../spec/run-flags.js';
 import { SpecError } from '../spec/container.js';
 import { intOption, listOption, parseArgs, stringOption, UsageError } from './args.js';
-import {
-  accelOption,
-  templateOption,
-  NETWORK_OPTIONS,
-  networkOption,
-  openJob,
-  REGISTRY_OPTIONS,
-  registryOption,
-  type CliEnvironment,
-} from './environment.js';
+import { NETWORK_OPTIONS, openJob, REGISTRY_OPTIONS, type CliEnvironment } from './environment.js';
 import { reporter, type Io } from './io.js';
-import { volumeSizeOption } from './job-commands.js';
+import { jobOptions } from './job-commands.js';
 import { formatTable } from './table.js';
 import { describeOrigin } from '../engine/record.js';
 import { readUsage } from '../engine/usage.js';
@@ -92,17 +83,7 @@ export async function run(argv: string[], io: Io, env: CliEnvironment): Promise<
     ),
   );
   validateContainer(spec);
-  const volumeSize = volumeSizeOption(parsed, env);
-  const network = networkOption(parsed, env);
-  const accel = accelOption(parsed, env);
-  const templates = templateOption(parsed, env);
-  const job = await openJob(env, {
-    network,
-    accel,
-    volumeSize,
-    templates,
-    registry: registryOption(parsed, env),
-  });
+  const job = await openJob(env, jobOptions(parsed, env));
   await job.begin();
   await job.prepare(reporter(io));
   const record = await job.run(spec, { log: (line) => io.err(`${line}\n`) });

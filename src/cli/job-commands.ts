@@ -21,6 +21,7 @@ import {
 } from './environment.js';
 import { reporter, type Io } from './io.js';
 import { formatTable } from './table.js';
+import type { JobSettings } from '../engine/settings.js';
 import { describeOrigin } from '../engine/record.js';
 
 /** --volume-size, else HYPER_VOLUME_SIZE, checked before anything starts; undefined leaves the job's. */
@@ -34,6 +35,22 @@ export function volumeSizeOption(parsed: ParsedArgs, env: CliEnvironment): numbe
     if (error instanceof SpecError) throw new UsageError(`--volume-size: ${error.message}`);
     throw error;
   }
+}
+
+/**
+ * The job settings every command that boots VMs takes (run, up, serve): the
+ * flags, else the HYPER_* variables; undefined ones leave the job's. Each is
+ * checked before anything starts.
+ */
+export function jobOptions(parsed: ParsedArgs, env: CliEnvironment, subnet?: string): Partial<JobSettings> {
+  const volumeSize = volumeSizeOption(parsed, env);
+  return {
+    network: networkOption(parsed, env, subnet),
+    accel: accelOption(parsed, env),
+    volumeSize,
+    templates: templateOption(parsed, env),
+    registry: registryOption(parsed, env),
+  };
 }
 
 /** Installs the host tools, gets the guest bundle and probes the accelerator, ahead of the first run. */
@@ -67,18 +84,9 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
   }
   const project = loadProject(text, path.resolve(file), (p) => readFileSync(p, 'utf8'), env.vars, file);
   const plan = validatePlan(project.services);
-  const volumeSize = volumeSizeOption(parsed, env);
-  const network = networkOption(parsed, env, project.subnet);
-  const accel = accelOption(parsed, env);
+  const settings = jobOptions(parsed, env, project.subnet);
   const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
-  const templates = templateOption(parsed, env);
-  const job = await openJob(env, {
-    network,
-    accel,
-    volumeSize,
-    templates,
-    registry: registryOption(parsed, env),
-  });
+  const job = await openJob(env, settings);
   await job.begin();
   await job.prepare(reporter(io));
   let statuses;

@@ -4,17 +4,13 @@ import { Daemon } from '../api/daemon.js';
 import { startServer } from '../api/server.js';
 import { parseArgs, stringOption, UsageError } from './args.js';
 import {
-  accelOption,
-  templateOption,
   NETWORK_OPTIONS,
-  networkOption,
   openJob,
   REGISTRY_OPTIONS,
-  registryOption,
   type CliEnvironment,
   type Environment,
 } from './environment.js';
-import { volumeSizeOption } from './job-commands.js';
+import { jobOptions } from './job-commands.js';
 import type { Io } from './io.js';
 
 const SERVE_OPTIONS = [
@@ -70,13 +66,7 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
   const groupText = stringOption(parsed, 'group');
   const debug = parsed.options.debug === true || Boolean(env.vars.HYPER_DEBUG);
   // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
-  const job = await openJob(env, {
-    network: networkOption(parsed, env),
-    accel: accelOption(parsed, env),
-    volumeSize: volumeSizeOption(parsed, env),
-    templates: templateOption(parsed, env),
-    registry: registryOption(parsed, env),
-  });
+  const job = await openJob(env, jobOptions(parsed, env));
   await job.begin();
   const daemon = new Daemon(job, {
     debug: (line) => {

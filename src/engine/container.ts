@@ -93,12 +93,7 @@ export async function requireRecord(job: Pick<JobContext, 'stateDir'>, name: str
 export async function startContainer(
   name: string,
   job: JobContext,
-  options: {
-    checkpoint?: string;
-    status?: string;
-    bootTimeoutMs?: number;
-    log?: (line: string) => void;
-  } = {},
+  options: { checkpoint?: string; status?: string; bootTimeoutMs?: number } = {},
 ): Promise<VmRecord> {
   const record = await requireRecord(job, name);
   if (await job.hypervisor.isRunning(record.machine))
@@ -114,9 +109,7 @@ export async function startContainer(
     const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
     const { origin } = await job.hypervisor.start(
       machine,
-      options.checkpoint
-        ? { checkpoint: options.checkpoint }
-        : { template: job.settings.templates, ...(options.log ? { log: options.log } : {}) },
+      options.checkpoint ? { checkpoint: options.checkpoint } : { template: job.settings.templates },
     );
     record.origin = origin;
     await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
@@ -161,8 +154,7 @@ export async function stopContainer(
   job: JobContext,
 ): Promise<number | undefined> {
   const record = await requireRecord(job, name);
-  // A kill asks nothing of the guest: a shutdown through the agent could let the service exit on its stop signal first.
-  const how = graceMs > 0 ? await job.hypervisor.stop(record.machine, graceMs) : await killVm(record, job);
+  const how = await job.hypervisor.stop(record.machine, graceMs);
   const paths = vmPaths(record.machine.dir);
   const status = await readGuestStatus(paths.status);
   if (how === 'killed' && status.exitCode === undefined) {
@@ -171,11 +163,6 @@ export async function stopContainer(
     return 137;
   }
   return status.exitCode;
-}
-
-async function killVm(record: VmRecord, job: JobContext): Promise<'killed'> {
-  await job.hypervisor.kill(record.machine);
-  return 'killed';
 }
 
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */

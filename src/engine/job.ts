@@ -64,6 +64,8 @@ export class Job {
     readonly context: JobContext,
     /** The job's settings as begin() keeps them, for the doors that open the job later; undefined when nothing was given. */
     private readonly toKeep: JobSettings | undefined,
+    /** The host's boot templates: the ones the QEMU hypervisor clones from. */
+    private readonly templateStore: TemplateStore,
     /** What a door should show the user about how the job was opened (a damaged job.json). */
     readonly warnings: readonly string[] = [],
   ) {}
@@ -78,10 +80,9 @@ export class Job {
     given: Partial<JobSettings> = {},
     replaced: Partial<JobParts> = {},
   ): Promise<Job> {
+    const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu);
     const parts: JobParts = {
-      hypervisor:
-        replaced.hypervisor ??
-        new QemuHypervisor(host.qemu, new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu)),
+      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates),
       resolveImage: replaced.resolveImage ?? resolveImage,
       network: replaced.network ?? jobNetwork,
     };
@@ -109,6 +110,7 @@ export class Job {
         settings: { ...settings, network },
       },
       Object.values(given).some((value) => value !== undefined) ? settings : undefined,
+      templates,
       warnings,
     );
   }
@@ -155,16 +157,12 @@ export class Job {
 
   /** The host's boot templates (in the cache dir), with the VMs using each. */
   templates(): Promise<TemplateInfo[]> {
-    return this.templateStore().list();
+    return this.templateStore.list();
   }
 
   /** Removes the boot templates no running VM maps; returns their directories. */
   pruneTemplates(): Promise<string[]> {
-    return this.templateStore().prune();
-  }
-
-  private templateStore(): TemplateStore {
-    return new TemplateStore(bootTemplateDir(this.context.cacheDir), this.context.host.qemu);
+    return this.templateStore.prune();
   }
 
   pruneImages(all: boolean): ReturnType<typeof pruneImages> {

@@ -75,10 +75,11 @@ export function setCommandLogger(logger: Logger): void {
 }
 
 export function formatCommand(command: Command): string {
-  return [command.program, ...command.args].map(quoteArg).join(' ');
+  return [command.program, ...command.args].map(shellQuote).join(' ');
 }
 
-function quoteArg(arg: string): string {
+/** `arg` as /bin/sh reads it back: as it is when plain, else in single quotes. Pure. */
+export function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 

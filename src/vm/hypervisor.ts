@@ -158,7 +158,10 @@ export interface Hypervisor {
    * is served again).
    */
   relayStreams(spec: MachineSpec, connect: () => Duplex, signal: AbortSignal): Promise<void>;
-  /** Asks the guest to stop its service; resolves once the VM process has gone or the grace time ran out. */
+  /**
+   * Asks the guest to stop its service; resolves once the VM process has gone
+   * or the grace time ran out. With no grace it kills at once, asking nothing.
+   */
   stop(spec: MachineSpec, graceMs: number): Promise<'graceful' | 'killed'>;
   /** Only the VM's directory is needed: a VM whose record is damaged can still be killed. */
   kill(spec: Pick<MachineSpec, 'dir'>): Promise<void>;

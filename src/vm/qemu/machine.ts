@@ -20,16 +20,10 @@ import type {
 import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
-import { trimOutput } from '../../process/run.js';
+import { shellQuote, trimOutput } from '../../process/run.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
-import {
-  type BootTemplate,
-  shellQuote,
-  templateIdentity,
-  type TemplateStore,
-  waitForMigration,
-} from './template.js';
+import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
 import { ustar } from '../ustar.js';
 import { QmpClient } from './qmp.js';
 
@@ -310,6 +304,11 @@ export class QemuHypervisor implements Hypervisor {
     if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
       await stopShares(spec.dir);
       return 'graceful';
+    }
+    // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
+    if (graceMs <= 0) {
+      await this.kill(spec);
+      return 'killed';
     }
     const deadline = Date.now() + graceMs;
     try {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileDigest } from '../../files.js';
-import { programPath, run } from '../../process/run.js';
+import { programPath, run, shellQuote, trimOutput } from '../../process/run.js';
 import type { Accel, GuestBundle, MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
 import { isAlive, readPid, sleep, waitForExit } from '../process.js';
@@ -435,13 +435,7 @@ function describeShape(identity: TemplateIdentity): string {
 }
 
 function tailOf(text: string): string {
-  const lines = text.trimEnd().split('\n').slice(-8).join('\n');
-  return lines ? `\n${lines}` : '';
-}
-
-/** A path for /bin/sh (QEMU's exec: migration runs one). */
-export function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
+  return text.trim() ? `\n${trimOutput(text, 8)}` : '';
 }
 
 /** A template boot is a full boot under TCG, on a machine that may be busy. */

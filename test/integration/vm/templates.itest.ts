@@ -103,8 +103,16 @@ test('two clones of one template serve at once, each with its own identity, cloc
     ).toEqual(['rw-p']);
   }
 
-  // The template's pages are shared: each clone's proportional share is below its resident size.
+  // The template's pages are shared: resident pages of its RAM file that the other clone maps too.
   for (const name of ['one', 'two']) {
+    const smaps = await readFile(`/proc/${(await row(name)).pid}/smaps`, 'utf8');
+    const block = smaps.slice(smaps.indexOf(ram)).split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)[0] ?? '';
+    // Dirty while the new file's pages are not yet written back, clean after.
+    const shared = ['Shared_Clean', 'Shared_Dirty'].map((field) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(block)?.[1]),
+    );
+    expect(shared.every(Number.isInteger)).toBe(true);
+    expect((shared[0] ?? 0) + (shared[1] ?? 0)).toBeGreaterThan(1024);
     const memory = (await row(name)).memory;
     expect(memory?.ownMiB).toBeGreaterThan(0);
     expect(memory?.pssMiB).toBeLessThan(memory?.rssMiB ?? 0);

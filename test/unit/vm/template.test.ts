@@ -1,11 +1,7 @@
 import { Parser, type ReadEntry } from 'tar';
-import {
-  identityChanges,
-  shellQuote,
-  templateName,
-  type TemplateIdentity,
-} from '../../../src/vm/qemu/template.js';
+import { identityChanges, templateName, type TemplateIdentity } from '../../../src/vm/qemu/template.js';
 import { ustar } from '../../../src/vm/ustar.js';
+import { shellQuote } from '../../../src/process/run.js';
 import { parseTemplateMode } from '../../../src/engine/settings.js';
 
 const identity: TemplateIdentity = {
