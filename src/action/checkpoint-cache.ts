@@ -26,7 +26,7 @@ export interface CheckpointKeys {
 
 /** The keys for a user's checkpoint key on this host. */
 export async function checkpointKeys(userKey: string, host: BootContext): Promise<CheckpointKeys> {
-  const base = `hyper-checkpoint-v1-${process.platform}-${process.arch}-${shortHash([userKey])}`;
+  const base = `hyper-checkpoint-v2-${process.platform}-${process.arch}-${shortHash([userKey])}`;
   const fit = shortHash([
     [host.bundle.version, await qemuVersion(host.host.qemu), host.accel, await guestCpu(host.accel)].join(
       '\n',

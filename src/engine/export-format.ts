@@ -19,9 +19,15 @@ import type { SnapshotRecord } from './snapshots.js';
  */
 export const MANIFEST = 'hyper-export.json';
 export const FORMAT = 'hyper-export';
-export const VERSION = 1;
+/** 2: a checkpoint's RAM and device state are entries of their own (before, its RAM was inside the root disk). */
+export const VERSION = 2;
+/** Versions this hyper reads: a version-1 checkpoint is then refused with the reason (snapshots.ts). */
+const READABLE = [1, 2];
 export const BASE = 'base.qcow2';
 export const ROOT = 'rootfs.qcow2';
+/** A checkpoint's RAM, as a compact qcow2 (the file itself is raw and sparse), and its device state. */
+export const RAM = 'checkpoint-ram.qcow2';
+export const STATE = 'checkpoint-state';
 /** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
 export const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -54,6 +60,8 @@ export interface ExportManifest {
      */
     slots?: number;
   };
+  /** A checkpoint's RAM and device state: entry names. */
+  memory?: { ram: string; state: string };
   files: ExportedFile[];
 }
 
@@ -81,9 +89,9 @@ export async function checkExport(dir: string, file: string): Promise<ExportMani
   if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
     throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
   }
-  if (manifest.version !== VERSION) {
+  if (!READABLE.includes(manifest.version)) {
     throw new TransferError(
-      `${file} is a hyper export of version ${manifest.version}; this hyper reads version ${VERSION}`,
+      `${file} is a hyper export of version ${manifest.version}; this hyper reads versions ${READABLE.join(' and ')}`,
     );
   }
   const service = manifest.service as Partial<ExportManifest['service']> | undefined;
@@ -95,6 +103,9 @@ export async function checkExport(dir: string, file: string): Promise<ExportMani
     !Array.isArray(service.ports)
   ) {
     throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+  }
+  if (manifest.snapshot.kind === 'checkpoint' && manifest.snapshot.memory === 'file' && !manifest.memory) {
+    throw new TransferError(`${file} is damaged: its checkpoint's RAM and device state are not listed`);
   }
   // Names from the file become paths and QEMU arguments here: each must be a plain name.
   for (const disk of manifest.service.disks) {
@@ -112,6 +123,7 @@ export async function checkExport(dir: string, file: string): Promise<ExportMani
     ...manifest.service.disks.map((d) => d.path),
     ...manifest.service.guestFiles.map((g) => g.entry),
     ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+    ...(manifest.memory ? [manifest.memory.ram, manifest.memory.state] : []),
   ];
   for (const entry of needed) {
     const expected = listed.get(entry);

@@ -4,15 +4,17 @@ import * as tar from 'tar';
 import { exists, fileDigest } from '../files.js';
 import { run } from '../process/run.js';
 import { qemuImg } from '../tools/qemu/img.js';
-import { vmPaths } from '../vm/paths.js';
+import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { recordFields } from './create.js';
 import type { JobContext } from './context.js';
 import {
   BASE,
   FORMAT,
   MANIFEST,
+  RAM,
   ROOT,
   scratchDir,
+  STATE,
   TransferError,
   VERSION,
   type ExportedFile,
@@ -77,11 +79,22 @@ export async function exportSnapshot(
       const snapshots = await qemuImg.snapshotNames(copy);
       if (snapshots.includes(name)) await keepOnly(copy, name, snapshots);
     }
+    const memory = snapshot.kind === 'checkpoint' ? { ram: RAM, state: STATE } : undefined;
+    if (memory) {
+      const saved = checkpointPaths(record.machine.dir, name);
+      await qemuImg.convert(saved.ram, path.join(staging, memory.ram), { from: 'raw', to: 'qcow2' });
+      await copyFile(saved.state, path.join(staging, memory.state));
+    }
     const base = await backingFile(paths.rootDisk);
     await qemuImg.convert(base, path.join(staging, BASE), { to: 'qcow2' });
     const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
     for (const g of record.machine.guestFiles) await copyFile(g.path, path.join(staging, `guest-${g.name}`));
-    const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+    const entries = [
+      BASE,
+      ...copies.map(([, entry]) => entry),
+      ...guestFiles.map((g) => g.entry),
+      ...(memory ? [memory.ram, memory.state] : []),
+    ];
     const files: ExportedFile[] = [];
     for (const entry of entries) {
       const at = path.join(staging, entry);
@@ -102,6 +115,7 @@ export async function exportSnapshot(
         network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
         ...(record.machine.slots === undefined ? {} : { slots: record.machine.slots }),
       },
+      ...(memory ? { memory } : {}),
       files,
     };
     await writeFile(path.join(staging, MANIFEST), JSON.stringify(manifest, null, 2));

@@ -7,7 +7,7 @@ import { validateName } from '../spec/container.js';
 import type { MountDisk } from '../storage/mounts.js';
 import { volumePath } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
-import { vmPaths } from '../vm/paths.js';
+import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
 import type { BootContext } from './context.js';
 import { BASE, checkExport, extract, scratchDir, TransferError } from './export-format.js';
@@ -96,6 +96,7 @@ export async function importSnapshot(
       moveDisksStep(staging, service.disks),
       moveGuestFilesStep(staging, service.guestFiles),
       moveRootDiskStep(staging, service.rootDisk),
+      ...(manifest.memory ? [moveMemoryStep(staging, manifest.memory, snapshot.name)] : []),
       recordStep(service, async (draft) => {
         await writeFile(vmPaths(draft.dir).status, '');
         if (draft.record && snapshot.kind === 'checkpoint') {
@@ -173,6 +174,19 @@ function moveRootDiskStep(staging: string, rootDisk: string | undefined): Step<D
       } else {
         await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
       }
+    },
+  };
+}
+
+/** A checkpoint's RAM, back to the raw file a restored VM maps (sparse: qemu-img writes no zeros), and its device state. */
+function moveMemoryStep(staging: string, memory: { ram: string; state: string }, tag: string): Step<Draft> {
+  return {
+    name: "move the checkpoint's memory",
+    async run(draft) {
+      const saved = checkpointPaths(draft.dir, tag);
+      await mkdir(saved.dir, { recursive: true });
+      await qemuImg.convert(path.join(staging, memory.ram), saved.ram, { from: 'qcow2', to: 'raw' });
+      await rename(path.join(staging, memory.state), saved.state);
     },
   };
 }

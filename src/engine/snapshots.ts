@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import { qemuVersion as readQemuVersion } from '../tools/qemu/version.js';
@@ -17,8 +17,9 @@ import { requireRecord, startContainer, stopContainer } from './container.js';
  * and listed in `<vm dir>/snapshots.json`:
  *   volumes:    its writable volume disks, taken with the guest's filesystems
  *               frozen; restoring stops the service, reverts them, boots again.
- *   checkpoint: the whole VM (RAM, devices, every writable disk); restoring
- *               resumes the processes where they were.
+ *   checkpoint: the whole VM: every writable disk, and its RAM and device
+ *               state in files beside them (vm/paths.ts checkpointPaths);
+ *               restoring resumes the processes where they were.
  */
 export type SnapshotKind = 'volumes' | 'checkpoint';
 
@@ -38,6 +39,12 @@ export interface SnapshotRecord {
   tookMs: number;
   /** The guest's status reports when a checkpoint was taken, restored with it. */
   status?: string;
+  /**
+   * Where a checkpoint's RAM is: `file`, beside the disks. Checkpoints
+   * without it were taken before that, with the RAM inside the root disk,
+   * and are refused with that reason.
+   */
+  memory?: 'file';
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -132,6 +139,15 @@ export async function snapshotService(
       { kind: 'Conflict' },
     );
   }
+  if (options.checkpoint && record.machine.slots === undefined) {
+    const why =
+      job.hypervisor.templateSlots(record.machine) === undefined
+        ? `it has more disks (${record.machine.disks?.length ?? 0}) than a checkpoint can hold`
+        : 'it was made by an earlier hyper-services, without the device layout a checkpoint needs; make it again';
+    throw new SnapshotError(`${service} cannot be checkpointed: ${why}; snapshot its volumes instead`, {
+      kind: 'Conflict',
+    });
+  }
   const volumes = writableVolumes(record);
   const disks = options.checkpoint
     ? ['rootfs', ...volumes.map((d) => d.serial)]
@@ -170,7 +186,10 @@ export async function snapshotService(
     cpu: await guestCpu(record.machine.accel),
     tookMs: Date.now() - started,
   };
-  if (options.checkpoint) snapshot.status = await readFile(vmPaths(record.machine.dir).status, 'utf8');
+  if (options.checkpoint) {
+    snapshot.status = await readFile(vmPaths(record.machine.dir).status, 'utf8');
+    snapshot.memory = 'file';
+  }
   await writeSnapshots(record, [...snapshots, snapshot]);
   return snapshot;
 }
@@ -221,6 +240,9 @@ export async function checkpointCompatibility(
   here: { bundle: string; accel: Accel; qemu: string },
 ): Promise<string | undefined> {
   const { bundle: bundleVersion, accel } = here;
+  if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file') {
+    return `checkpoint "${snapshot.name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; this one loads only checkpoints with the RAM in a file of its own: take the checkpoint again`;
+  }
   if (snapshot.bundle !== bundleVersion) {
     return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
   }
@@ -256,13 +278,10 @@ export async function restoreService(
       qemu: job.host.qemu,
     });
     if (problem) throw new SnapshotError(`cannot restore: ${problem}`);
-    if (running) {
-      await writeFile(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-      await job.hypervisor.loadCheckpoint(record.machine, name);
-    } else {
-      // startService puts the status back before QEMU starts.
-      await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
-    }
+    // The running VM is replaced: whatever it did since the checkpoint is what a restore discards.
+    if (running) await job.hypervisor.kill(record.machine);
+    // startContainer puts the guest's status back before QEMU starts.
+    await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
     return Date.now() - started;
   }
   if (running) await stopContainer(service, options.stopGraceMs, job);

@@ -177,11 +177,12 @@ export interface Hypervisor {
     tag: string,
     freeze: { mountpoints: readonly string[]; timeoutMs: number },
   ): Promise<void>;
-  /** Saves RAM, devices and every writable disk as checkpoint `tag`; the VM keeps running. */
+  /**
+   * Saves RAM, devices and every writable disk as checkpoint `tag`; the VM
+   * keeps running. A stopped VM resumes from one with `start`'s `checkpoint`.
+   */
   saveCheckpoint(spec: MachineSpec, tag: string): Promise<void>;
-  /** Puts a running VM back to checkpoint `tag`. */
-  loadCheckpoint(spec: MachineSpec, tag: string): Promise<void>;
-  /** Deletes snapshot `tag` from these disks (serials; "rootfs" is the root disk), running or not. */
+  /** Deletes snapshot `tag` from these disks (serials; "rootfs" is the root disk), and a checkpoint's RAM, running or not. */
   deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void>;
   /** Stops the guest's CPUs and flushes every disk, so the disk files can be copied; `resume` undoes it. */
   pause(spec: MachineSpec): Promise<void>;

@@ -36,3 +36,13 @@ export function vmPaths(dir: string): VmPaths {
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
 export const MAX_SOCKET_PATH = 107;
+
+/**
+ * Where checkpoint `tag` of a VM keeps what is not in its disks (their state
+ * is a qcow2 internal snapshot of the same name): the guest's RAM as a file
+ * that a restored VM maps copy-on-write, and the device state that goes with it.
+ */
+export function checkpointPaths(dir: string, tag: string): { dir: string; ram: string; state: string } {
+  const at = path.join(dir, 'checkpoints', tag);
+  return { dir: at, ram: path.join(at, 'ram'), state: path.join(at, 'state') };
+}

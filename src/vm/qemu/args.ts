@@ -83,18 +83,21 @@ export const TEMPLATE_MARKER = 'opt/hyper/template';
 /**
  * How QEMU is started for a VM:
  * - `boot`: the kernel boots;
- * - `checkpoint`: a whole-VM snapshot of its disks is loaded (`-loadvm`);
  * - `template`: a boot template is made: RAM in the shared file `ram`, empty
  *   disk slots, a NIC with no backend, and the init told to wait;
- * - `clone`: the VM resumes from a boot template. Its RAM maps the template's
- *   file privately (copy-on-write), and QEMU waits for the device state
- *   (`-incoming defer`) to be fed through QMP.
+ * - `clone`: the VM resumes from saved state, a boot template's or a
+ *   checkpoint's. Its RAM maps that file privately (copy-on-write), and QEMU
+ *   waits for the device state (`-incoming defer`) to be fed through QMP;
+ * - `capture`: the machine a checkpoint is taken through. It has the VM's
+ *   devices with empty disks and RAM in the shared file `ram`, never runs
+ *   (`-S`), and waits for the VM to migrate into it; it then saves its device
+ *   state beside that file, as a template does.
  */
 export type Launch =
   | { kind: 'boot' }
-  | { kind: 'checkpoint'; tag: string }
   | { kind: 'template'; ram: string }
-  | { kind: 'clone'; ram: string };
+  | { kind: 'clone'; ram: string }
+  | { kind: 'capture'; ram: string };
 
 /** Whether a VM can be a clone: no live shares (vhost-user devices cannot migrate) and disks that fit the slots. Pure. */
 export function fitsSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): boolean {
@@ -124,7 +127,7 @@ function placeholderArgs(id: string): string[] {
 function memoryArgs(spec: MachineSpec, launch: Launch): string[] {
   const size = `size=${spec.memoryMiB}M`;
   if (spec.shares?.length) return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
-  if (launch.kind === 'template')
+  if (launch.kind === 'template' || launch.kind === 'capture')
     return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
   if (launch.kind === 'clone')
     return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
@@ -144,7 +147,8 @@ export function qemuArgs(
   launch: Launch = { kind: 'boot' },
 ): string[] {
   const paths = vmPaths(spec.dir);
-  const template = launch.kind === 'template';
+  // A capture machine holds no disk of the VM's: only their devices, whose state migrates.
+  const template = launch.kind === 'template' || launch.kind === 'capture';
   const slots = spec.slots;
   const memory = memoryArgs(spec, launch);
   // prettier-ignore
@@ -199,7 +203,8 @@ export function qemuArgs(
       'virtserialport,chardev=relay,name=hyper.relay',
     );
   // The template's NIC has no backend: a user-mode one would save its state, which a TAP clone could not load.
-  if (template) args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
+  if (launch.kind === 'template') args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
+  else if (launch.kind === 'capture') args.push(...captureNetworkArgs(spec));
   else args.push(...networkArgs(spec));
   if (slots === undefined) for (const disk of spec.disks ?? []) args.push(...diskArgs(disk));
   for (const [index, share] of (spec.shares ?? []).entries()) {
@@ -211,12 +216,25 @@ export function qemuArgs(
     );
   }
   // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
-  if (template || launch.kind === 'clone') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
+  if (launch.kind !== 'boot') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
   else
     for (const file of spec.guestFiles) {
       args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
     }
-  if (launch.kind === 'checkpoint') args.push('-loadvm', launch.tag);
   if (launch.kind === 'clone') args.push('-incoming', 'defer');
+  if (launch.kind === 'capture') args.push('-S', '-incoming', 'defer');
   return args;
+}
+
+/**
+ * The capture machine's NIC has a backend of the VM's kind, with nothing
+ * behind it, so that the VM's device state loads: a user-mode VM's carries
+ * its slirp state, and a TAP VM's guest uses the offloads that only a TAP
+ * with a vnet header offers. The TAP is QEMU's own (no ifname): the kernel
+ * makes it, down and on no bridge, and removes it when QEMU exits. Pure.
+ */
+export function captureNetworkArgs(spec: MachineSpec): string[] {
+  const backend =
+    spec.network?.kind === 'tap' ? 'tap,id=net0,script=no,downscript=no' : 'user,id=net0,restrict=on';
+  return ['-netdev', backend, '-device', 'virtio-net-device,netdev=net0'];
 }

@@ -17,7 +17,9 @@ import type {
   StartOptions,
   Started,
 } from '../hypervisor.js';
-import { MAX_SOCKET_PATH, vmPaths } from '../paths.js';
+import { checkpointPaths, MAX_SOCKET_PATH, vmPaths } from '../paths.js';
+import { captureCheckpoint } from './checkpoint.js';
+import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
 import { shellQuote, trimOutput } from '../../process/run.js';
@@ -82,10 +84,8 @@ export class QemuHypervisor implements Hypervisor {
         );
       }
     }
-    if (options.checkpoint) {
-      const pid = await this.launch(spec, { kind: 'checkpoint', tag: options.checkpoint });
-      return { pid, origin: 'checkpoint' };
-    }
+    if (options.checkpoint)
+      return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
     const mode = options.template ?? 'auto';
     const log = options.log ?? (() => undefined);
     if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -124,20 +124,7 @@ export class QemuHypervisor implements Hypervisor {
       return undefined;
     }
     try {
-      const pid = await this.launch(spec, { kind: 'clone', ram: template.ram });
-      await this.withQmp(spec, async (qmp) => {
-        await qmp.execute('migrate-set-capabilities', {
-          capabilities: [{ capability: 'x-ignore-shared', state: true }],
-        });
-        await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
-        await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
-        // A checkpoint saved later must not carry it: a VM that loads one boots with it off.
-        await qmp.execute('migrate-set-capabilities', {
-          capabilities: [{ capability: 'x-ignore-shared', state: false }],
-        });
-        // The template was saved stopped, and a loaded VM keeps the state it was saved in.
-        await qmp.execute('cont');
-      });
+      const pid = await this.resumeFrom(spec, template);
       await this.sendCloneSettings(spec);
       return pid;
     } catch (error: unknown) {
@@ -160,7 +147,7 @@ export class QemuHypervisor implements Hypervisor {
   private async sendCloneSettings(spec: MachineSpec): Promise<void> {
     const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
     try {
-      await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+      await setGuestClock(lease);
       const files = [
         ...(await Promise.all(
           spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
@@ -180,6 +167,68 @@ export class QemuHypervisor implements Hypervisor {
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
+   * without the RAM) loaded, then the guest runs on. Returns the pid.
+   */
+  private async resumeFrom(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
+    const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram });
+    await this.withQmp(spec, async (qmp) => {
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'x-ignore-shared', state: true }],
+      });
+      await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(saved.state)}` });
+      await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+      // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'x-ignore-shared', state: false }],
+      });
+      // The state was saved stopped, and a loaded VM keeps the state it was saved in.
+      await qmp.execute('cont');
+    });
+    return pid;
+  }
+
+  /**
+   * Resumes a stopped VM from checkpoint `tag`: its writable disks go back to
+   * their snapshots, its RAM file is mapped copy-on-write (so it can be
+   * restored again), and the guest gets the host's clock and fresh entropy:
+   * two restores of one checkpoint do not share RNG state.
+   */
+  private async restoreCheckpoint(spec: MachineSpec, tag: string): Promise<number> {
+    const saved = checkpointPaths(spec.dir, tag);
+    for (const file of [saved.ram, saved.state]) {
+      if (!(await exists(file)))
+        throw new VmError(`checkpoint "${tag}" of ${spec.name} is incomplete: ${file} is missing`, {
+          kind: 'NotFound',
+        });
+    }
+    await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
+    const pid = await this.resumeFrom(spec, saved);
+    try {
+      const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+      try {
+        await setGuestClock(lease);
+        const reseeded = await lease.agent.exec(
+          '/bin/sh',
+          ['-c', RESEED],
+          CLONE_AGENT_TIMEOUT_MS,
+          randomBytes(64),
+        );
+        if (reseeded.exitCode !== 0)
+          throw new VmError(
+            `the guest's RNG could not be reseeded (exit ${reseeded.exitCode}): ${reseeded.stderr.toString().trim()}`,
+          );
+      } finally {
+        lease.release();
+      }
+    } catch (error: unknown) {
+      await this.killQemu(spec);
+      throw error;
+    }
+    return pid;
   }
 
   /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
@@ -418,28 +467,17 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   async saveCheckpoint(spec: MachineSpec, tag: string): Promise<void> {
-    await this.withQmp(spec, (qmp) =>
-      qmp.runJob(
-        'snapshot-save',
-        { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) },
-        CHECKPOINT_TIMEOUT_MS,
-      ),
-    );
-  }
-
-  async loadCheckpoint(spec: MachineSpec, tag: string): Promise<void> {
-    await this.withQmp(spec, async (qmp) => {
-      await qmp.runJob(
-        'snapshot-load',
-        { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) },
-        CHECKPOINT_TIMEOUT_MS,
+    if (spec.slots === undefined)
+      throw new VmError(
+        `${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`,
+        { kind: 'Invalid' },
       );
-      const status = (await qmp.execute('query-status')) as { running: boolean };
-      if (!status.running) await qmp.execute('cont');
-    });
+    await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS);
   }
 
   async deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {
+    // A VM restored from it maps the RAM file privately: its pages stay with it.
+    await rm(checkpointPaths(spec.dir, tag).dir, { recursive: true, force: true });
     if (await this.isRunning(spec)) {
       await this.withQmp(spec, async (qmp) => {
         for (const serial of serials) {
@@ -499,9 +537,20 @@ function nodeOf(serial: string): string {
   return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
 }
 
-function writableNodes(spec: MachineSpec): string[] {
-  return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+/** The files of the disks a checkpoint holds a snapshot of (checkpoint.ts writableNodes). */
+function writableDisks(spec: MachineSpec): string[] {
+  return [spec.rootDisk, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => d.path)];
 }
+
+/** Sets the guest's clock to the host's: a resumed guest's stands where it was saved. */
+async function setGuestClock(lease: AgentLease): Promise<void> {
+  await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+}
+
+/** Run in a restored guest with 64 fresh random bytes on stdin (guest/hyper-reseed.c). */
+const RESEED =
+  'set -e; umask 077; cat > /run/hyper/entropy; ' +
+  'trap "rm -f /run/hyper/entropy" EXIT; /bin/hyper-reseed /run/hyper/entropy';
 
 function diskFile(spec: MachineSpec, serial: string): string {
   if (serial === 'rootfs') return spec.rootDisk;

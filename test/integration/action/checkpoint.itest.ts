@@ -90,7 +90,7 @@ test('the first run seeds and checkpoints; the next starts from the checkpoint w
     'Checkpoint cache: no saved checkpoint for this key; the services boot normally',
   );
   expect(first.post).toMatch(
-    /Checkpoint cache: saved "seeded" of cache as hyper-checkpoint-v1-linux-x64-[0-9a-f]{16}-[0-9a-f]{16} in \d+ ms/,
+    /Checkpoint cache: saved "seeded" of cache as hyper-checkpoint-v2-linux-x64-[0-9a-f]{16}-[0-9a-f]{16} in \d+ ms/,
   );
   expect(first.post).not.toContain('::warning::');
   expect(cache.keys()).toHaveLength(1);

@@ -266,10 +266,31 @@ describe('the boot-template layout (slots)', () => {
     expect(valueOf(clone, '-netdev')).toHaveLength(1);
   });
 
-  test('a checkpoint loads into the same layout', () => {
-    const args = qemuArgs(slotted, undefined, { kind: 'checkpoint', tag: 'cp1' });
-    expect(valueOf(args, '-loadvm')).toEqual(['cp1']);
-    expect(devicesOf(args)).toEqual(devicesOf(qemuArgs(slotted)));
+  test("a capture machine has the VM's devices, none of its disks, its RAM in a shared file, and never runs", () => {
+    const capture = qemuArgs(slotted, undefined, {
+      kind: 'capture',
+      ram: '/state/vms/web/checkpoints/c.partial-1/ram',
+    });
+    const kinds = (devices: string[]): string[] => devices.map((d) => d.split(',')[0] ?? '');
+    expect(kinds(devicesOf(capture))).toEqual(kinds(devicesOf(qemuArgs(slotted))));
+    expect(valueOf(capture, '-drive')).toEqual([]);
+    expect(valueOf(capture, '-object')).toEqual([
+      'memory-backend-file,id=ram,size=256M,mem-path=/state/vms/web/checkpoints/c.partial-1/ram,share=on',
+    ]);
+    expect(capture).toContain('-S');
+    expect(valueOf(capture, '-incoming')).toEqual(['defer']);
+    // A user-mode VM's slirp state loads only into a user-mode backend; nothing is forwarded.
+    expect(valueOf(capture, '-netdev')).toEqual(['user,id=net0,restrict=on']);
+  });
+
+  test("a TAP VM's capture machine has a TAP of QEMU's own, on no bridge", () => {
+    const tap: MachineSpec = {
+      ...slotted,
+      network: { kind: 'tap', ifname: 'hy3a2b1', mac: '02:00:0a:00:00:02' },
+    };
+    expect(valueOf(qemuArgs(tap, undefined, { kind: 'capture', ram: '/r' }), '-netdev')).toEqual([
+      'tap,id=net0,script=no,downscript=no',
+    ]);
   });
 
   test('VMs with live shares or more disks than slots cannot be clones', () => {

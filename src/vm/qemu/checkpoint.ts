@@ -1,0 +1,165 @@
+// Checkpoints on the mechanism of boot templates: the guest's RAM in a file
+// that a restored VM maps copy-on-write, and the device state saved beside
+// it. A running VM's RAM is anonymous (or a template's file mapped
+// privately), so it cannot be saved that way itself: it migrates into a
+// capture machine whose RAM is a shared file, and that machine saves its
+// device state without the RAM, as a template is saved.
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { shellQuote, trimOutput } from '../../process/run.js';
+import type { MachineSpec } from '../hypervisor.js';
+import { checkpointPaths, vmPaths } from '../paths.js';
+import { sleep } from '../process.js';
+import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
+import { QmpClient } from './qmp.js';
+import { waitForMigration } from './template.js';
+
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
+/** The block nodes a checkpoint keeps a snapshot of: the root disk and every writable further disk. */
+export function writableNodes(spec: MachineSpec): string[] {
+  return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+
+/**
+ * Saves checkpoint `tag` of the running VM `spec`: its writable disks as
+ * qcow2 internal snapshots `tag`, and its RAM and device state in
+ * checkpointPaths(spec.dir, tag). The VM is paused from the disk snapshots
+ * until its RAM has moved out, and runs on whatever happens. On failure the
+ * checkpoint's files are gone; the disk snapshots are the caller's to delete.
+ */
+export async function captureCheckpoint(
+  qemu: string,
+  spec: MachineSpec,
+  tag: string,
+  hostTscKhz: number,
+  timeoutMs: number,
+): Promise<void> {
+  const target = checkpointPaths(spec.dir, tag);
+  const partial = `${target.dir}.partial-${process.pid}`;
+  // The capture machine's sockets go in a short directory of their own: the VM's dir may be deep.
+  const run = await mkdtemp(path.join(os.tmpdir(), 'hyper-capture-'));
+  const ram = path.join(partial, 'ram');
+  const state = path.join(partial, 'state');
+  const capture = { ...spec, dir: run };
+  const paths = vmPaths(run);
+  let exit: string | undefined;
+  const log = await open(paths.qemuLog, 'a');
+  try {
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(partial, { recursive: true });
+    const child = spawn(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }), {
+      stdio: ['ignore', log.fd, log.fd],
+    });
+    child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
+    child.on('error', (error) => (exit = `could not start: ${error.message}`));
+    try {
+      const machine = await connectWhileAlive(paths.qmp, () => exit);
+      try {
+        const channel = `unix:${path.join(run, 'migrate.sock')}`;
+        await machine.execute('migrate-incoming', { uri: channel });
+        await moveOut(spec, tag, channel, timeoutMs, () => exit);
+        await waitForMigration(machine, timeoutMs);
+        await machine.execute('migrate-set-capabilities', {
+          capabilities: [{ capability: 'x-ignore-shared', state: true }],
+        });
+        await machine.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
+        await waitForMigration(machine, timeoutMs);
+        await machine.execute('quit').catch(() => undefined);
+      } finally {
+        machine.close();
+      }
+      await waitForEnd(() => exit, 10_000);
+    } catch (error: unknown) {
+      const why = exit && exit !== 'exited with code 0' ? ` (the capture machine ${exit})` : '';
+      const qemuLog = trimOutput(await readFile(paths.qemuLog, 'utf8').catch(() => ''), 4);
+      throw new CheckpointError(`${(error as Error).message}${why}${qemuLog ? `: ${qemuLog}` : ''}`, {
+        cause: error,
+      });
+    } finally {
+      if (exit === undefined) child.kill('SIGKILL');
+      await waitForEnd(() => exit, 10_000).catch(() => undefined);
+    }
+    await rm(target.dir, { recursive: true, force: true });
+    await mkdir(path.dirname(target.dir), { recursive: true });
+    await rename(partial, target.dir);
+  } finally {
+    await log.close();
+    await rm(run, { recursive: true, force: true });
+    await rm(partial, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Pauses the VM, snapshots its writable disks, and migrates it (all of its
+ * RAM) into the capture machine listening on `channel`; then the VM runs on.
+ */
+async function moveOut(
+  spec: MachineSpec,
+  tag: string,
+  channel: string,
+  timeoutMs: number,
+  captureExit: () => string | undefined,
+): Promise<void> {
+  const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+  try {
+    const status = (await vm.execute('query-status')) as { running: boolean };
+    await vm.execute('stop');
+    try {
+      // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
+      await vm.execute('transaction', {
+        actions: writableNodes(spec).map((node) => ({
+          type: 'blockdev-snapshot-internal-sync',
+          data: { device: node, name: tag },
+        })),
+      });
+      // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
+      await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+      await vm.execute('migrate', { uri: channel });
+      await waitForMigration(vm, timeoutMs).catch(async (error: unknown) => {
+        // A capture machine that died (a full disk under its RAM file is SIGBUS) leaves the migration waiting.
+        await vm.execute('migrate_cancel').catch(() => undefined);
+        throw error;
+      });
+      if (captureExit() !== undefined) throw new CheckpointError('the capture machine ended during the move');
+    } finally {
+      // After a migration QEMU has let go of the disks; `cont` takes them back.
+      if (status.running) await vm.execute('cont');
+    }
+  } finally {
+    vm.close();
+  }
+}
+
+/** Connects to a starting QEMU's QMP socket, failing at once if the process ends first. */
+async function connectWhileAlive(socket: string, exit: () => string | undefined): Promise<QmpClient> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const ended = exit();
+    if (ended !== undefined) throw new CheckpointError(`the capture machine ${ended} at start`);
+    try {
+      return await QmpClient.connect(socket, 1000);
+    } catch (error: unknown) {
+      if (Date.now() > deadline)
+        throw new CheckpointError(
+          `the capture machine did not answer within 15 s: ${(error as Error).message}`,
+        );
+    }
+    await sleep(20);
+  }
+}
+
+async function waitForEnd(exit: () => string | undefined, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (exit() === undefined) {
+    if (Date.now() > deadline) throw new CheckpointError('the capture machine did not quit');
+    await sleep(10);
+  }
+}
+
+/** Bytes per second: as fast as the host can copy. */
+const MIGRATION_BANDWIDTH = 64 * 1024 * 1024 * 1024;
