@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9247);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7432);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9247:
+/***/ 7432:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42028,6 +42028,15 @@ function vmPaths(dir) {
 }
 /** Unix socket paths are limited to 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
+/**
+ * Where checkpoint `tag` of a VM keeps what is not in its disks (their state
+ * is a qcow2 internal snapshot of the same name): the guest's RAM as a file
+ * that a restored VM maps copy-on-write, and the device state that goes with it.
+ */
+function checkpointPaths(dir, tag) {
+    const at = external_node_path_default().join(dir, 'checkpoints', tag);
+    return { dir: at, ram: external_node_path_default().join(at, 'ram'), state: external_node_path_default().join(at, 'state') };
+}
 
 ;// CONCATENATED MODULE: ./src/vm/process.ts
 
@@ -44264,130 +44273,6 @@ async function tail(file) {
     return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''), 5);
 }
 
-;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
-// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
-
-
-const QEMU_IMG = 'qemu-img';
-class QemuOutputError extends HyperError {
-    static defaultKind = 'Internal';
-    name = 'QemuOutputError';
-}
-/** The command lines, pure, so tests assert them exactly. */
-const qemuImgCommand = {
-    /** A thin qcow2 over `backing`, which is never written. */
-    createOverlay(file, backing, backingFormat) {
-        return {
-            program: QEMU_IMG,
-            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
-        };
-    },
-    /** Without `from`, qemu-img probes the source's format. */
-    convert(source, target, formats) {
-        const from = formats.from ? ['-f', formats.from] : [];
-        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
-    },
-    info(file, options = {}) {
-        return {
-            program: QEMU_IMG,
-            args: [
-                'info',
-                ...(options.format ? ['-f', options.format] : []),
-                ...(options.forceShare ? ['-U'] : []),
-                '--output=json',
-                file,
-            ],
-        };
-    },
-    deleteSnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
-    },
-    /** Sets the disk's current state to snapshot `tag`. */
-    applySnapshot(file, tag) {
-        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
-    },
-    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
-    rebaseUnsafe(file, backing, backingFormat) {
-        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
-    },
-};
-/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
-function parseImageInfo(stdout, command = 'qemu-img info') {
-    let value;
-    try {
-        value = JSON.parse(stdout);
-    }
-    catch (error) {
-        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`, { cause: error });
-    }
-    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
-    if (!img_isObject(value))
-        throw wrong('an object');
-    const { filename, format } = value;
-    const virtualSize = value['virtual-size'];
-    if (typeof filename !== 'string')
-        throw wrong('a "filename"');
-    if (typeof format !== 'string')
-        throw wrong('a "format"');
-    if (typeof virtualSize !== 'number')
-        throw wrong('a "virtual-size"');
-    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
-    const data = img_isObject(specific.data) ? specific.data : {};
-    const snapshots = value.snapshots ?? [];
-    if (!Array.isArray(snapshots))
-        throw wrong('a "snapshots" list');
-    return {
-        filename,
-        format,
-        virtualSize,
-        backingFilename: img_text(value['backing-filename']),
-        fullBackingFilename: img_text(value['full-backing-filename']),
-        backingFormat: img_text(value['backing-filename-format']),
-        dataFile: img_text(data['data-file']),
-        snapshots: snapshots.map((snapshot) => {
-            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
-                throw wrong('a name for each snapshot');
-            const vmStateSize = snapshot['vm-state-size'];
-            return {
-                id: String(snapshot.id),
-                name: snapshot.name,
-                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
-            };
-        }),
-    };
-}
-function img_isObject(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-function img_text(value) {
-    return typeof value === 'string' ? value : undefined;
-}
-/** Runs the commands above. */
-const qemuImg = {
-    async createOverlay(file, backing, backingFormat) {
-        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
-    },
-    async convert(source, target, formats) {
-        await run(qemuImgCommand.convert(source, target, formats));
-    },
-    async info(file, options = {}) {
-        const command = qemuImgCommand.info(file, options);
-        return parseImageInfo((await run(command)).stdout, formatCommand(command));
-    },
-    async snapshotNames(file, options = {}) {
-        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
-    },
-    async deleteSnapshot(file, tag) {
-        await run(qemuImgCommand.deleteSnapshot(file, tag));
-    },
-    async applySnapshot(file, tag) {
-        await run(qemuImgCommand.applySnapshot(file, tag));
-    },
-    async rebaseUnsafe(file, backing, backingFormat) {
-        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
-    },
-};
-
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
 
 
@@ -44485,7 +44370,7 @@ function memoryArgs(spec, launch) {
     const size = `size=${spec.memoryMiB}M`;
     if (spec.shares?.length)
         return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
-    if (launch.kind === 'template')
+    if (launch.kind === 'template' || launch.kind === 'capture')
         return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
     if (launch.kind === 'clone')
         return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
@@ -44500,7 +44385,8 @@ function memoryArgs(spec, launch) {
  */
 function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
     const paths = vmPaths(spec.dir);
-    const template = launch.kind === 'template';
+    // A capture machine holds no disk of the VM's: only their devices, whose state migrates.
+    const template = launch.kind === 'template' || launch.kind === 'capture';
     const slots = spec.slots;
     const memory = memoryArgs(spec, launch);
     // prettier-ignore
@@ -44541,8 +44427,10 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
     if (slots !== undefined || spec.relaySockets?.length)
         args.push('-chardev', `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`, '-device', 'virtserialport,chardev=relay,name=hyper.relay');
     // The template's NIC has no backend: a user-mode one would save its state, which a TAP clone could not load.
-    if (template)
+    if (launch.kind === 'template')
         args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
+    else if (launch.kind === 'capture')
+        args.push(...captureNetworkArgs(spec));
     else
         args.push(...networkArgs(spec));
     if (slots === undefined)
@@ -44552,17 +44440,28 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
         args.push('-chardev', `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`, '-device', `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`);
     }
     // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
-    if (template || launch.kind === 'clone')
+    if (launch.kind !== 'boot')
         args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
     else
         for (const file of spec.guestFiles) {
             args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
         }
-    if (launch.kind === 'checkpoint')
-        args.push('-loadvm', launch.tag);
     if (launch.kind === 'clone')
         args.push('-incoming', 'defer');
+    if (launch.kind === 'capture')
+        args.push('-S', '-incoming', 'defer');
     return args;
+}
+/**
+ * The capture machine's NIC has a backend of the VM's kind, with nothing
+ * behind it, so that the VM's device state loads: a user-mode VM's carries
+ * its slirp state, and a TAP VM's guest uses the offloads that only a TAP
+ * with a vnet header offers. The TAP is QEMU's own (no ifname): the kernel
+ * makes it, down and on no bridge, and removes it when QEMU exits. Pure.
+ */
+function captureNetworkArgs(spec) {
+    const backend = spec.network?.kind === 'tap' ? 'tap,id=net0,script=no,downscript=no' : 'user,id=net0,restrict=on';
+    return ['-netdev', backend, '-device', 'virtio-net-device,netdev=net0'];
 }
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/qmp.ts
@@ -45000,6 +44899,295 @@ const TEMPLATE_SAVE_TIMEOUT_MS = 30_000;
 /** Waiting for another process's template: its boot plus its save, with room. */
 const TEMPLATE_LOCK_TIMEOUT_MS = 120_000;
 
+;// CONCATENATED MODULE: ./src/vm/qemu/checkpoint.ts
+// Checkpoints on the mechanism of boot templates: the guest's RAM in a file
+// that a restored VM maps copy-on-write, and the device state saved beside
+// it. A running VM's RAM is anonymous (or a template's file mapped
+// privately), so it cannot be saved that way itself: it migrates into a
+// capture machine whose RAM is a shared file, and that machine saves its
+// device state without the RAM, as a template is saved.
+
+
+
+
+
+
+
+
+
+
+class CheckpointError extends Error {
+    name = 'CheckpointError';
+}
+/** The block nodes a checkpoint keeps a snapshot of: the root disk and every writable further disk. */
+function writableNodes(spec) {
+    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+}
+/**
+ * Saves checkpoint `tag` of the running VM `spec`: its writable disks as
+ * qcow2 internal snapshots `tag`, and its RAM and device state in
+ * checkpointPaths(spec.dir, tag). The VM is paused from the disk snapshots
+ * until its RAM has moved out, and runs on whatever happens. On failure the
+ * checkpoint's files are gone; the disk snapshots are the caller's to delete.
+ */
+async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
+    const target = checkpointPaths(spec.dir, tag);
+    const partial = `${target.dir}.partial-${process.pid}`;
+    // The capture machine's sockets go in a short directory of their own: the VM's dir may be deep.
+    const run = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-capture-'));
+    const ram = external_node_path_default().join(partial, 'ram');
+    const state = external_node_path_default().join(partial, 'state');
+    const capture = { ...spec, dir: run };
+    const paths = vmPaths(run);
+    let exit;
+    const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+    try {
+        await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
+        await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
+        const child = (0,external_node_child_process_namespaceObject.spawn)(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }), {
+            stdio: ['ignore', log.fd, log.fd],
+        });
+        child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
+        child.on('error', (error) => (exit = `could not start: ${error.message}`));
+        try {
+            const machine = await connectWhileAlive(paths.qmp, () => exit);
+            try {
+                const channel = `unix:${external_node_path_default().join(run, 'migrate.sock')}`;
+                await machine.execute('migrate-incoming', { uri: channel });
+                await moveOut(spec, tag, channel, timeoutMs, () => exit);
+                await waitForMigration(machine, timeoutMs);
+                await machine.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: true }],
+                });
+                await machine.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
+                await waitForMigration(machine, timeoutMs);
+                await machine.execute('quit').catch(() => undefined);
+            }
+            finally {
+                machine.close();
+            }
+            await waitForEnd(() => exit, 10_000);
+        }
+        catch (error) {
+            const qemuLog = trimOutput(await (0,promises_namespaceObject.readFile)(paths.qemuLog, 'utf8').catch(() => ''), 4);
+            throw new CheckpointError(`${captureFailure(exit, error.message, ram)}${qemuLog ? `: ${qemuLog}` : ''}`, { cause: error });
+        }
+        finally {
+            if (exit === undefined)
+                child.kill('SIGKILL');
+            await waitForEnd(() => exit, 10_000).catch(() => undefined);
+        }
+        await (0,promises_namespaceObject.rm)(target.dir, { recursive: true, force: true });
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target.dir), { recursive: true });
+        await (0,promises_namespaceObject.rename)(partial, target.dir);
+    }
+    finally {
+        await log.close();
+        await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
+        await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
+    }
+}
+/**
+ * Pauses the VM, snapshots its writable disks, and migrates it (all of its
+ * RAM) into the capture machine listening on `channel`; then the VM runs on.
+ */
+async function moveOut(spec, tag, channel, timeoutMs, captureExit) {
+    const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+    try {
+        const status = (await vm.execute('query-status'));
+        await vm.execute('stop');
+        try {
+            // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
+            await vm.execute('transaction', {
+                actions: writableNodes(spec).map((node) => ({
+                    type: 'blockdev-snapshot-internal-sync',
+                    data: { device: node, name: tag },
+                })),
+            });
+            // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
+            await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+            await vm.execute('migrate', { uri: channel });
+            await waitForMigration(vm, timeoutMs).catch(async (error) => {
+                // A capture machine that died (a full disk under its RAM file is SIGBUS) leaves the migration waiting.
+                await vm.execute('migrate_cancel').catch(() => undefined);
+                throw error;
+            });
+            if (captureExit() !== undefined)
+                throw new CheckpointError('the capture machine ended during the move');
+        }
+        finally {
+            // After a migration QEMU has let go of the disks; `cont` takes them back.
+            if (status.running)
+                await vm.execute('cont');
+        }
+    }
+    finally {
+        vm.close();
+    }
+}
+/** Connects to a starting QEMU's QMP socket, failing at once if the process ends first. */
+async function connectWhileAlive(socket, exit) {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+        const ended = exit();
+        if (ended !== undefined)
+            throw new CheckpointError(`the capture machine ${ended} at start`);
+        try {
+            return await QmpClient.connect(socket, 1000);
+        }
+        catch (error) {
+            if (Date.now() > deadline)
+                throw new CheckpointError(`the capture machine did not answer within 15 s: ${error.message}`);
+        }
+        await sleep(20);
+    }
+}
+async function waitForEnd(exit, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (exit() === undefined) {
+        if (Date.now() > deadline)
+            throw new CheckpointError('the capture machine did not quit');
+        await sleep(10);
+    }
+}
+/**
+ * What a failed capture tells the user. QEMU gets SIGBUS when a page of a
+ * file-backed RAM cannot be written: the file's filesystem is full. Pure.
+ */
+function captureFailure(exit, message, ram) {
+    if (exit === 'ended by SIGBUS')
+        return `the RAM could not be written to ${ram} (${message})`;
+    if (exit !== undefined && exit !== 'exited with code 0')
+        return `the capture machine ${exit}: ${message}`;
+    return message;
+}
+/** Bytes per second: as fast as the host can copy. */
+const MIGRATION_BANDWIDTH = 64 * 1024 * 1024 * 1024;
+
+;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
+// In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
+
+
+const QEMU_IMG = 'qemu-img';
+class QemuOutputError extends HyperError {
+    static defaultKind = 'Internal';
+    name = 'QemuOutputError';
+}
+/** The command lines, pure, so tests assert them exactly. */
+const qemuImgCommand = {
+    /** A thin qcow2 over `backing`, which is never written. */
+    createOverlay(file, backing, backingFormat) {
+        return {
+            program: QEMU_IMG,
+            args: ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file],
+        };
+    },
+    /** Without `from`, qemu-img probes the source's format. */
+    convert(source, target, formats) {
+        const from = formats.from ? ['-f', formats.from] : [];
+        return { program: QEMU_IMG, args: ['convert', '-q', ...from, '-O', formats.to, source, target] };
+    },
+    info(file, options = {}) {
+        return {
+            program: QEMU_IMG,
+            args: [
+                'info',
+                ...(options.format ? ['-f', options.format] : []),
+                ...(options.forceShare ? ['-U'] : []),
+                '--output=json',
+                file,
+            ],
+        };
+    },
+    deleteSnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-d', tag, file] };
+    },
+    /** Sets the disk's current state to snapshot `tag`. */
+    applySnapshot(file, tag) {
+        return { program: QEMU_IMG, args: ['snapshot', '-a', tag, file] };
+    },
+    /** Points the overlay at `backing` without reading either: the caller vouches that it holds the same data. */
+    rebaseUnsafe(file, backing, backingFormat) {
+        return { program: QEMU_IMG, args: ['rebase', '-u', '-F', backingFormat, '-b', backing, file] };
+    },
+};
+/** Parses `qemu-img info --output=json`. `command` names what printed it, for the error. Pure. */
+function parseImageInfo(stdout, command = 'qemu-img info') {
+    let value;
+    try {
+        value = JSON.parse(stdout);
+    }
+    catch (error) {
+        throw new QemuOutputError(`${command} did not print JSON (${error.message}): ${stdout.trim().slice(0, 200)}`, { cause: error });
+    }
+    const wrong = (what) => new QemuOutputError(`${command} printed JSON without ${what}`);
+    if (!img_isObject(value))
+        throw wrong('an object');
+    const { filename, format } = value;
+    const virtualSize = value['virtual-size'];
+    if (typeof filename !== 'string')
+        throw wrong('a "filename"');
+    if (typeof format !== 'string')
+        throw wrong('a "format"');
+    if (typeof virtualSize !== 'number')
+        throw wrong('a "virtual-size"');
+    const specific = img_isObject(value['format-specific']) ? value['format-specific'] : {};
+    const data = img_isObject(specific.data) ? specific.data : {};
+    const snapshots = value.snapshots ?? [];
+    if (!Array.isArray(snapshots))
+        throw wrong('a "snapshots" list');
+    return {
+        filename,
+        format,
+        virtualSize,
+        backingFilename: img_text(value['backing-filename']),
+        fullBackingFilename: img_text(value['full-backing-filename']),
+        backingFormat: img_text(value['backing-filename-format']),
+        dataFile: img_text(data['data-file']),
+        snapshots: snapshots.map((snapshot) => {
+            if (!img_isObject(snapshot) || typeof snapshot.name !== 'string')
+                throw wrong('a name for each snapshot');
+            const vmStateSize = snapshot['vm-state-size'];
+            return {
+                id: String(snapshot.id),
+                name: snapshot.name,
+                vmStateSize: typeof vmStateSize === 'number' ? vmStateSize : 0,
+            };
+        }),
+    };
+}
+function img_isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function img_text(value) {
+    return typeof value === 'string' ? value : undefined;
+}
+/** Runs the commands above. */
+const qemuImg = {
+    async createOverlay(file, backing, backingFormat) {
+        await run(qemuImgCommand.createOverlay(file, backing, backingFormat));
+    },
+    async convert(source, target, formats) {
+        await run(qemuImgCommand.convert(source, target, formats));
+    },
+    async info(file, options = {}) {
+        const command = qemuImgCommand.info(file, options);
+        return parseImageInfo((await run(command)).stdout, formatCommand(command));
+    },
+    async snapshotNames(file, options = {}) {
+        return (await qemuImg.info(file, options)).snapshots.map((snapshot) => snapshot.name);
+    },
+    async deleteSnapshot(file, tag) {
+        await run(qemuImgCommand.deleteSnapshot(file, tag));
+    },
+    async applySnapshot(file, tag) {
+        await run(qemuImgCommand.applySnapshot(file, tag));
+    },
+    async rebaseUnsafe(file, backing, backingFormat) {
+        await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
+    },
+};
+
 ;// CONCATENATED MODULE: ./src/vm/ustar.ts
 const BLOCK = 512;
 function octal(value, width) {
@@ -45042,6 +45230,8 @@ function ustar(files) {
 }
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
+
+
 
 
 
@@ -45108,10 +45298,8 @@ class QemuHypervisor {
                 throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
         }
-        if (options.checkpoint) {
-            const pid = await this.launch(spec, { kind: 'checkpoint', tag: options.checkpoint });
-            return { pid, origin: 'checkpoint' };
-        }
+        if (options.checkpoint)
+            return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
         const mode = options.template ?? 'auto';
         const log = options.log ?? (() => undefined);
         if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -45142,20 +45330,7 @@ class QemuHypervisor {
             return undefined;
         }
         try {
-            const pid = await this.launch(spec, { kind: 'clone', ram: template.ram });
-            await this.withQmp(spec, async (qmp) => {
-                await qmp.execute('migrate-set-capabilities', {
-                    capabilities: [{ capability: 'x-ignore-shared', state: true }],
-                });
-                await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(template.state)}` });
-                await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
-                // A checkpoint saved later must not carry it: a VM that loads one boots with it off.
-                await qmp.execute('migrate-set-capabilities', {
-                    capabilities: [{ capability: 'x-ignore-shared', state: false }],
-                });
-                // The template was saved stopped, and a loaded VM keeps the state it was saved in.
-                await qmp.execute('cont');
-            });
+            const pid = await this.resumeFrom(spec, template);
             await this.sendCloneSettings(spec);
             return pid;
         }
@@ -45176,7 +45351,7 @@ class QemuHypervisor {
     async sendCloneSettings(spec) {
         const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
         try {
-            await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+            await setGuestClock(lease);
             const files = [
                 ...(await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })))),
                 { name: 'entropy', content: (0,external_node_crypto_.randomBytes)(64), mode: 0o600 },
@@ -45188,6 +45363,61 @@ class QemuHypervisor {
         finally {
             lease.release();
         }
+    }
+    /**
+     * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
+     * without the RAM) loaded, then the guest runs on. Returns the pid.
+     */
+    async resumeFrom(spec, saved) {
+        const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram });
+        await this.withQmp(spec, async (qmp) => {
+            await qmp.execute('migrate-set-capabilities', {
+                capabilities: [{ capability: 'x-ignore-shared', state: true }],
+            });
+            await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(saved.state)}` });
+            await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+            // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
+            await qmp.execute('migrate-set-capabilities', {
+                capabilities: [{ capability: 'x-ignore-shared', state: false }],
+            });
+            // The state was saved stopped, and a loaded VM keeps the state it was saved in.
+            await qmp.execute('cont');
+        });
+        return pid;
+    }
+    /**
+     * Resumes a stopped VM from checkpoint `tag`: its writable disks go back to
+     * their snapshots, its RAM file is mapped copy-on-write (so it can be
+     * restored again), and the guest gets the host's clock and fresh entropy:
+     * two restores of one checkpoint do not share RNG state.
+     */
+    async restoreCheckpoint(spec, tag) {
+        const saved = checkpointPaths(spec.dir, tag);
+        for (const file of [saved.ram, saved.state]) {
+            if (!(await exists(file)))
+                throw new VmError(`checkpoint "${tag}" of ${spec.name} is incomplete: ${file} is missing`, {
+                    kind: 'NotFound',
+                });
+        }
+        await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
+        const pid = await this.resumeFrom(spec, saved);
+        try {
+            const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+            try {
+                await setGuestClock(lease);
+                const reseeded = await lease.agent.exec('/bin/sh', ['-c', RESEED], CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
+                if (reseeded.exitCode !== 0)
+                    throw new VmError(`the guest's RNG could not be reseeded (exit ${reseeded.exitCode}): ${reseeded.stderr.toString().trim()}`);
+            }
+            finally {
+                lease.release();
+            }
+        }
+        catch (error) {
+            await this.killQemu(spec);
+            throw error;
+        }
+        return pid;
     }
     /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
     async launch(spec, launch) {
@@ -45404,17 +45634,13 @@ class QemuHypervisor {
         throw new VmError(`the guest's filesystems could not be thawed: ${lastError.message}; thaw them with "hyper exec" once the agent answers`, { cause: lastError });
     }
     async saveCheckpoint(spec, tag) {
-        await this.withQmp(spec, (qmp) => qmp.runJob('snapshot-save', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS));
-    }
-    async loadCheckpoint(spec, tag) {
-        await this.withQmp(spec, async (qmp) => {
-            await qmp.runJob('snapshot-load', { tag, vmstate: ROOT_NODE, devices: writableNodes(spec) }, CHECKPOINT_TIMEOUT_MS);
-            const status = (await qmp.execute('query-status'));
-            if (!status.running)
-                await qmp.execute('cont');
-        });
+        if (spec.slots === undefined)
+            throw new VmError(`${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`, { kind: 'Invalid' });
+        await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS);
     }
     async deleteSnapshot(spec, serials, tag) {
+        // A VM restored from it maps the RAM file privately: its pages stay with it.
+        await (0,promises_namespaceObject.rm)(checkpointPaths(spec.dir, tag).dir, { recursive: true, force: true });
         if (await this.isRunning(spec)) {
             await this.withQmp(spec, async (qmp) => {
                 for (const serial of serials) {
@@ -45466,9 +45692,17 @@ const CHECKPOINT_TIMEOUT_MS = 120_000;
 function nodeOf(serial) {
     return serial === 'rootfs' ? ROOT_NODE : diskNode(serial);
 }
-function writableNodes(spec) {
-    return [ROOT_NODE, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => diskNode(d.serial))];
+/** The files of the disks a checkpoint holds a snapshot of (checkpoint.ts writableNodes). */
+function writableDisks(spec) {
+    return [spec.rootDisk, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => d.path)];
 }
+/** Sets the guest's clock to the host's: a resumed guest's stands where it was saved. */
+async function setGuestClock(lease) {
+    await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
+}
+/** Run in a restored guest with 64 fresh random bytes on stdin (guest/hyper-reseed.c). */
+const RESEED = 'set -e; umask 077; cat > /run/hyper/entropy; ' +
+    'trap "rm -f /run/hyper/entropy" EXIT; /bin/hyper-reseed /run/hyper/entropy';
 function diskFile(spec, serial) {
     if (serial === 'rootfs')
         return spec.rootDisk;
@@ -49401,6 +49635,14 @@ async function snapshotService(service, name, options, job) {
     if (options.checkpoint && record.machine.shares?.length) {
         throw new SnapshotError(`${service} shares host directories live (${record.machine.shares.map((s) => s.source).join(', ')}); a checkpoint cannot hold their state: snapshot its volumes instead`, { kind: 'Conflict' });
     }
+    if (options.checkpoint && record.machine.slots === undefined) {
+        const why = job.hypervisor.templateSlots(record.machine) === undefined
+            ? `it has more disks (${record.machine.disks?.length ?? 0}) than a checkpoint can hold`
+            : 'it was made by an earlier hyper-services, without the device layout a checkpoint needs; make it again';
+        throw new SnapshotError(`${service} cannot be checkpointed: ${why}; snapshot its volumes instead`, {
+            kind: 'Conflict',
+        });
+    }
     const volumes = writableVolumes(record);
     const disks = options.checkpoint
         ? ['rootfs', ...volumes.map((d) => d.serial)]
@@ -49436,8 +49678,10 @@ async function snapshotService(service, name, options, job) {
         cpu: await guestCpu(record.machine.accel),
         tookMs: Date.now() - started,
     };
-    if (options.checkpoint)
+    if (options.checkpoint) {
         snapshot.status = await (0,promises_namespaceObject.readFile)(vmPaths(record.machine.dir).status, 'utf8');
+        snapshot.memory = 'file';
+    }
     await writeSnapshots(record, [...snapshots, snapshot]);
     return snapshot;
 }
@@ -49475,6 +49719,9 @@ async function requireSnapshot(job, service, name) {
  */
 async function checkpointCompatibility(snapshot, here) {
     const { bundle: bundleVersion, accel } = here;
+    if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file') {
+        return `checkpoint "${snapshot.name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; this one loads only checkpoints with the RAM in a file of its own: take the checkpoint again`;
+    }
     if (snapshot.bundle !== bundleVersion) {
         return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
     }
@@ -49505,14 +49752,11 @@ async function restoreService(service, name, job, options) {
         });
         if (problem)
             throw new SnapshotError(`cannot restore: ${problem}`);
-        if (running) {
-            await (0,promises_namespaceObject.writeFile)(vmPaths(record.machine.dir).status, snapshot.status ?? '');
-            await job.hypervisor.loadCheckpoint(record.machine, name);
-        }
-        else {
-            // startService puts the status back before QEMU starts.
-            await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
-        }
+        // The running VM is replaced: whatever it did since the checkpoint is what a restore discards.
+        if (running)
+            await job.hypervisor.kill(record.machine);
+        // startContainer puts the guest's status back before QEMU starts.
+        await startContainer(service, job, { checkpoint: name, status: snapshot.status ?? '' });
         return Date.now() - started;
     }
     if (running)
@@ -49754,9 +49998,15 @@ function machineSpec(draft, fields, view) {
  */
 const MANIFEST = 'hyper-export.json';
 const FORMAT = 'hyper-export';
-const VERSION = 1;
+/** 2: a checkpoint's RAM and device state are entries of their own (before, its RAM was inside the root disk). */
+const VERSION = 2;
+/** Versions this hyper reads: a version-1 checkpoint is then refused with the reason (snapshots.ts). */
+const READABLE = [1, 2];
 const BASE = 'base.qcow2';
 const ROOT = 'rootfs.qcow2';
+/** A checkpoint's RAM, as a compact qcow2 (the file itself is raw and sparse), and its device state. */
+const RAM = 'checkpoint-ram.qcow2';
+const STATE = 'checkpoint-state';
 /** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
 const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 class TransferError extends HyperError {
@@ -49783,8 +50033,8 @@ async function checkExport(dir, file) {
     if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
         throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
     }
-    if (manifest.version !== VERSION) {
-        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads version ${VERSION}`);
+    if (!READABLE.includes(manifest.version)) {
+        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads versions ${READABLE.join(' and ')}`);
     }
     const service = manifest.service;
     if (typeof manifest.snapshot?.name !== 'string' ||
@@ -49793,6 +50043,9 @@ async function checkExport(dir, file) {
         !Array.isArray(service.guestFiles) ||
         !Array.isArray(service.ports)) {
         throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+    }
+    if (manifest.snapshot.kind === 'checkpoint' && manifest.snapshot.memory === 'file' && !manifest.memory) {
+        throw new TransferError(`${file} is damaged: its checkpoint's RAM and device state are not listed`);
     }
     // Names from the file become paths and QEMU arguments here: each must be a plain name.
     for (const disk of manifest.service.disks) {
@@ -49810,6 +50063,7 @@ async function checkExport(dir, file) {
         ...manifest.service.disks.map((d) => d.path),
         ...manifest.service.guestFiles.map((g) => g.entry),
         ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+        ...(manifest.memory ? [manifest.memory.ram, manifest.memory.state] : []),
     ];
     for (const entry of needed) {
         const expected = listed.get(entry);
@@ -49931,12 +50185,23 @@ async function exportSnapshot(service, name, file, job) {
             if (snapshots.includes(name))
                 await keepOnly(copy, name, snapshots);
         }
+        const memory = snapshot.kind === 'checkpoint' ? { ram: RAM, state: STATE } : undefined;
+        if (memory) {
+            const saved = checkpointPaths(record.machine.dir, name);
+            await qemuImg.convert(saved.ram, external_node_path_default().join(staging, memory.ram), { from: 'raw', to: 'qcow2' });
+            await (0,promises_namespaceObject.copyFile)(saved.state, external_node_path_default().join(staging, memory.state));
+        }
         const base = await backingFile(paths.rootDisk);
         await qemuImg.convert(base, external_node_path_default().join(staging, BASE), { to: 'qcow2' });
         const guestFiles = record.machine.guestFiles.map((g) => ({ name: g.name, entry: `guest-${g.name}` }));
         for (const g of record.machine.guestFiles)
             await (0,promises_namespaceObject.copyFile)(g.path, external_node_path_default().join(staging, `guest-${g.name}`));
-        const entries = [BASE, ...copies.map(([, entry]) => entry), ...guestFiles.map((g) => g.entry)];
+        const entries = [
+            BASE,
+            ...copies.map(([, entry]) => entry),
+            ...guestFiles.map((g) => g.entry),
+            ...(memory ? [memory.ram, memory.state] : []),
+        ];
         const files = [];
         for (const entry of entries) {
             const at = external_node_path_default().join(staging, entry);
@@ -49957,6 +50222,7 @@ async function exportSnapshot(service, name, file, job) {
                 network: record.machine.network?.kind === 'tap' ? 'bridge' : 'user',
                 ...(record.machine.slots === undefined ? {} : { slots: record.machine.slots }),
             },
+            ...(memory ? { memory } : {}),
             files,
         };
         await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(staging, MANIFEST), JSON.stringify(manifest, null, 2));
@@ -59934,6 +60200,7 @@ async function importSnapshot(file, options, job) {
             moveDisksStep(staging, service.disks),
             moveGuestFilesStep(staging, service.guestFiles),
             moveRootDiskStep(staging, service.rootDisk),
+            ...(manifest.memory ? [moveMemoryStep(staging, manifest.memory, snapshot.name)] : []),
             recordStep(service, async (draft) => {
                 await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
                 if (draft.record && snapshot.kind === 'checkpoint') {
@@ -60013,6 +60280,18 @@ function moveRootDiskStep(staging, rootDisk) {
             else {
                 await qemuImg.createOverlay(paths.rootDisk, base, 'qcow2');
             }
+        },
+    };
+}
+/** A checkpoint's RAM, back to the raw file a restored VM maps (sparse: qemu-img writes no zeros), and its device state. */
+function moveMemoryStep(staging, memory, tag) {
+    return {
+        name: "move the checkpoint's memory",
+        async run(draft) {
+            const saved = checkpointPaths(draft.dir, tag);
+            await (0,promises_namespaceObject.mkdir)(saved.dir, { recursive: true });
+            await qemuImg.convert(external_node_path_default().join(staging, memory.ram), saved.ram, { from: 'qcow2', to: 'raw' });
+            await (0,promises_namespaceObject.rename)(external_node_path_default().join(staging, memory.state), saved.state);
         },
     };
 }

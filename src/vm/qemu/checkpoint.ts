@@ -75,11 +75,11 @@ export async function captureCheckpoint(
       }
       await waitForEnd(() => exit, 10_000);
     } catch (error: unknown) {
-      const why = exit && exit !== 'exited with code 0' ? ` (the capture machine ${exit})` : '';
       const qemuLog = trimOutput(await readFile(paths.qemuLog, 'utf8').catch(() => ''), 4);
-      throw new CheckpointError(`${(error as Error).message}${why}${qemuLog ? `: ${qemuLog}` : ''}`, {
-        cause: error,
-      });
+      throw new CheckpointError(
+        `${captureFailure(exit, (error as Error).message, ram)}${qemuLog ? `: ${qemuLog}` : ''}`,
+        { cause: error },
+      );
     } finally {
       if (exit === undefined) child.kill('SIGKILL');
       await waitForEnd(() => exit, 10_000).catch(() => undefined);
@@ -159,6 +159,16 @@ async function waitForEnd(exit: () => string | undefined, timeoutMs: number): Pr
     if (Date.now() > deadline) throw new CheckpointError('the capture machine did not quit');
     await sleep(10);
   }
+}
+
+/**
+ * What a failed capture tells the user. QEMU gets SIGBUS when a page of a
+ * file-backed RAM cannot be written: the file's filesystem is full. Pure.
+ */
+export function captureFailure(exit: string | undefined, message: string, ram: string): string {
+  if (exit === 'ended by SIGBUS') return `the RAM could not be written to ${ram} (${message})`;
+  if (exit !== undefined && exit !== 'exited with code 0') return `the capture machine ${exit}: ${message}`;
+  return message;
 }
 
 /** Bytes per second: as fast as the host can copy. */

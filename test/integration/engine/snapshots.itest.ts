@@ -1,5 +1,6 @@
 import { execa } from 'execa';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
@@ -91,8 +92,13 @@ describe('postgres with a named volume', () => {
     const pid = JSON.parse((await hyperOk('ps', '--json')).stdout)[0].pid;
     await hyperOk('restore', 'pg', 'warm');
     expect(await until('pg after checkpoint restore', () => count(port))).toBe('1000');
-    // Restored in place: the same QEMU process, the same port.
-    expect(JSON.parse((await hyperOk('ps', '--json')).stdout)[0].pid).toBe(pid);
+    // Restored in place on the same port, by a new QEMU that maps the checkpoint's RAM file copy-on-write.
+    const after = JSON.parse((await hyperOk('ps', '--json')).stdout)[0];
+    expect(after.pid).not.toBe(pid);
+    expect(after.origin).toBe('checkpoint');
+    const ram = path.join(stateDir, 'vms', 'pg', 'checkpoints', 'warm', 'ram');
+    // "rw-p": a private mapping, so the guest's writes never reach the file.
+    expect(await readFile(`/proc/${after.pid}/maps`, 'utf8')).toMatch(new RegExp(` rw-p .* ${ram}$`, 'm'));
   });
 
   test('snapshots lists both; snapshot rm removes one', async () => {
@@ -219,18 +225,37 @@ test('redis without persistence: a key set before a checkpoint and deleted after
   expect(await cli('GET', 'greeting')).toBe('');
   await hyperOk('restore', 'cache', 'mem');
   expect(await cli('GET', 'greeting')).toBe('from-memory');
+  // Each restore reseeds the guest's RNG: two restores of one checkpoint draw different bytes.
+  const urandom = async () =>
+    (await hyperOk('exec', 'cache', '--', 'od', '-An', '-tx1', '-N32', '/dev/urandom')).stdout;
+  const first = await urandom();
+  await hyperOk('restore', 'cache', 'mem');
+  expect(await urandom()).not.toBe(first);
 
   // A stopped VM resumes from the checkpoint instead of booting.
   await hyperOk('stop', 'cache');
   await hyperOk('restore', 'cache', 'mem');
   expect(await until('redis resumed', () => cli('GET', 'greeting'))).toBe('from-memory');
 
-  // Removing a checkpoint of a stopped VM deletes it from the disk files themselves.
+  // Removing a checkpoint of a stopped VM deletes it from the disk files themselves, and its RAM.
   await hyperOk('stop', 'cache');
   await hyperOk('snapshot', 'rm', 'cache', 'mem');
   const root = path.join(stateDir, 'vms', 'cache', 'rootfs.qcow2');
   const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', root])).stdout);
   expect(info.snapshots ?? []).toEqual([]);
+  expect(await readdir(path.join(stateDir, 'vms', 'cache', 'checkpoints'))).toEqual([]);
+
+  // A checkpoint listed as taken by an earlier hyper-services (its RAM inside the root disk) is refused.
+  const list = path.join(stateDir, 'vms', 'cache', 'snapshots.json');
+  await writeFile(
+    list,
+    JSON.stringify([
+      { name: 'old', kind: 'checkpoint', createdAt: '', disks: ['rootfs'], bundle: '', qemu: '', tookMs: 1 },
+    ]),
+  );
+  expect((await hyper('restore', 'cache', 'old')).stderr).toBe(
+    'hyper restore: cannot restore: checkpoint "old" was taken by an earlier hyper-services, which kept the RAM inside the root disk; this one loads only checkpoints with the RAM in a file of its own: take the checkpoint again\n',
+  );
   await hyperOk('rm', '-f', 'cache');
 });
 
@@ -311,7 +336,7 @@ test('a disk too full for a checkpoint: the snapshot fails with the reason, noth
     const failed = await hyper('snapshot', '--checkpoint', 'tight', 'big');
     expect(failed.code).toBe(125);
     expect(failed.stderr).toMatch(
-      /^hyper snapshot: snapshot "big" of tight failed: Error while writing VM state: .* \(the disk holding \S+ has \d MiB free; a checkpoint writes up to the VM's 256 MiB of RAM\); nothing was kept\n$/,
+      /^hyper snapshot: snapshot "big" of tight failed: the RAM could not be written to \S+\/vms\/tight\/checkpoints\/big\.partial-\d+\/ram \(migration failed: .*\) \(the disk holding \S+ has \d MiB free; a checkpoint writes up to the VM's 256 MiB of RAM\); nothing was kept\n$/,
     );
     expect(JSON.parse((await hyperOk('snapshots', '--json', 'tight')).stdout)).toEqual([]);
     expect(await cli('GET', 'kept')).toBe('yes');
@@ -323,6 +348,9 @@ test('a disk too full for a checkpoint: the snapshot fails with the reason, noth
     }
     const data = await hyperOk('exec', 'tight', '--', 'ls', '/data');
     expect(data.stdout).toContain('dump.rdb');
+    // No half-written RAM file, and no capture machine's sockets.
+    expect(await readdir(path.join(vms, 'checkpoints')).catch(() => [])).toEqual([]);
+    expect((await readdir(tmpdir())).filter((n) => n.startsWith('hyper-capture-'))).toEqual([]);
   } finally {
     await hyper('rm', '-f', 'tight');
     process.env.HYPER_STATE_DIR = previous;

@@ -115,7 +115,14 @@ describe('postgres with a named volume, exported from one state dir', () => {
     const entries: string[] = [];
     await tar.t({ file: checkpointFile, onReadEntry: (entry) => entries.push(entry.path) });
     expect(entries).toEqual(
-      expect.arrayContaining(['hyper-export.json', 'base.qcow2', 'rootfs.qcow2', 'vol0.qcow2']),
+      expect.arrayContaining([
+        'hyper-export.json',
+        'base.qcow2',
+        'rootfs.qcow2',
+        'vol0.qcow2',
+        'checkpoint-ram.qcow2',
+        'checkpoint-state',
+      ]),
     );
     expect(entries.some((e) => e.startsWith('guest-'))).toBe(true);
     // The service kept running through the pause, with its current rows.
@@ -172,6 +179,10 @@ describe('imported into another state dir', () => {
       usedBy: string[];
     }[];
     expect(volumes.map((v) => [v.name, v.usedBy])).toEqual([['pgdata', ['pg']]]);
+    // The RAM came back as a sparse raw file: only the pages the guest had touched take space.
+    const ram = await stat(path.join(there, 'vms', 'pg', 'checkpoints', 'warm', 'ram'));
+    expect(ram.size).toBe(256 * 1024 * 1024);
+    expect(ram.blocks * 512).toBeLessThan(ram.size);
     await on(there, 'restore', 'pg', 'warm');
     const port = await hostPort(there, 'pg');
     expect(port).not.toBe(await hostPort(here, 'pg'));
@@ -300,6 +311,36 @@ describe('imported into another state dir', () => {
           return file;
         },
         ': checkpoint "warm" was made by "QEMU emulator version 9.9.9", this host has "QEMU emulator version ',
+      ],
+      [
+        'a checkpoint exported by an earlier hyper-services (version 1: its RAM inside the root disk)',
+        async () => {
+          const file = path.join(work, 'version-1.tar');
+          await rewriteExport(checkpointFile, file, async (dir) => {
+            const manifestFile = path.join(dir, 'hyper-export.json');
+            const manifest = JSON.parse(await readFile(manifestFile, 'utf8'));
+            manifest.version = 1;
+            delete manifest.snapshot.memory;
+            delete manifest.memory;
+            await writeFile(manifestFile, JSON.stringify(manifest));
+          });
+          return file;
+        },
+        ': checkpoint "warm" was taken by an earlier hyper-services, which kept the RAM inside the root disk; this one loads only checkpoints with the RAM in a file of its own: take the checkpoint again\n',
+      ],
+      [
+        'a checkpoint whose RAM is not in the export',
+        async () => {
+          const file = path.join(work, 'no-ram.tar');
+          await rewriteExport(checkpointFile, file, async (dir) => {
+            const manifestFile = path.join(dir, 'hyper-export.json');
+            const manifest = JSON.parse(await readFile(manifestFile, 'utf8'));
+            delete manifest.memory;
+            await writeFile(manifestFile, JSON.stringify(manifest));
+          });
+          return file;
+        },
+        "is damaged: its checkpoint's RAM and device state are not listed\n",
       ],
     ];
     for (const [what, make, message] of cases) {
