@@ -181,6 +181,31 @@ describe('bridge mode', () => {
     expect(await fetchFrom(a, 'app', addressB)).toBe('unreachable');
   });
 
+  test("a checkpoint of a bridge member restores on its own TAP and address; the capture machine's TAP is gone", async () => {
+    const address = /^(\S+)\tweb$/m.exec(
+      String((await ok(b, 'exec', 'web', '--', 'cat', '/etc/hosts')).stdout),
+    )?.[1];
+    await ok(b, 'snapshot', '--checkpoint', 'web', 'cp');
+    const links = async () => String((await net.exec('ip', ['-o', 'link', 'show'])).stdout);
+    // The capture machine's TAP (QEMU's own, tapN) went with it.
+    expect(await links()).not.toMatch(/^\d+: tap\d+/m);
+    await ok(b, 'exec', 'web', '--', 'rm', '/www/index.html');
+    await ok(b, 'restore', 'web', 'cp');
+    const ps = JSON.parse(String((await ok(b, 'ps', '--json')).stdout)) as {
+      ports: { hostPort: number }[];
+    }[];
+    const fromHost = await net.exec('curl', [
+      '-s',
+      '-m',
+      '3',
+      `http://127.0.0.1:${ps[0]?.ports[0]?.hostPort}/`,
+    ]);
+    expect(String(fromHost.stdout).trim()).toBe(PAGE);
+    expect(await fetchFrom(b, 'web', '192.0.2.1:8000')).toBe('internet');
+    expect(await fetchFrom(a, 'app', String(address))).toBe('unreachable');
+    await ok(b, 'snapshot', 'rm', 'web', 'cp');
+  });
+
   test('tearing one job down leaves the other serving; then nothing of either is left', async () => {
     const before = await net.leftovers();
     expect(before.links.length).toBe(2 + 3); // two bridges, three TAPs
