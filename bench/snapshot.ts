@@ -4,8 +4,8 @@
  * runs of:
  *   volume snapshot (freeze, one QMP transaction, thaw) and its restore
  *   (stop, revert, boot, answering);
- *   checkpoint (QMP snapshot-save) and its restore in place (snapshot-load,
- *   answering);
+ *   checkpoint (the VM migrated into a capture machine with file-backed RAM)
+ *   and its restore in place (a new QEMU mapping that RAM file, answering);
  *   boot from checkpoint (a stopped VM resumed from it, to answering) against
  *   a normal boot of the same stopped VM to answering, and against a cold
  *   boot (a new VM on an empty volume: initdb, to answering), in the same run;
