@@ -32318,7 +32318,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7432);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5074);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +32342,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7432:
+/***/ 5074:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -41975,6 +41975,8 @@ function networkSyncArgv(network) {
         'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
         'printf %s "$1" > /run/hyper/hosts',
         'printf %s "$2" > /run/hyper/resolv.conf',
+        // A VM resumed from another VM's saved state has that VM's MAC until told its own.
+        ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
         'ip addr flush dev eth0',
         'ip addr add "$3" dev eth0',
         'ip route replace default via "$4"',
@@ -41988,6 +41990,7 @@ function networkSyncArgv(network) {
         network.resolvConf,
         `${network.ip}/${network.prefix}`,
         network.gateway,
+        ...(network.mac ? [network.mac] : []),
     ];
 }
 /** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
@@ -42065,7 +42068,7 @@ async function isOurProcess(pid, marker) {
     }
 }
 /** Whether a process with this pid exists (any owner). */
-function isAlive(pid) {
+function process_isAlive(pid) {
     try {
         process.kill(pid, 0);
         return true;
@@ -42074,14 +42077,53 @@ function isAlive(pid) {
         return error.code === 'EPERM';
     }
 }
+/**
+ * Waits until process `pid` (ours while its command line mentions `marker`)
+ * has exited and let go of its files. A process loses its command line when
+ * its memory goes, before its files are closed: QEMU killed with SIGKILL can
+ * still hold its disk images' locks then, and a `qemu-img` run at once fails
+ * to get them. So it counts as gone only once it is reaped, or is a zombie
+ * whose threads have all exited (or the pid is another process's by now).
+ */
 async function process_waitForExit(pid, marker, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (!(await isOurProcess(pid, marker)))
+    const started = (await procStat(pid))?.startTime;
+    for (;;) {
+        if (!(await isOurProcess(pid, marker)) && (await released(pid, started)))
             return true;
+        if (Date.now() >= deadline)
+            return false;
         await sleep(25);
     }
-    return !(await isOurProcess(pid, marker));
+}
+/** State and start time (in clock ticks since boot) from /proc/PID/stat's text. Pure. */
+function parseProcStat(stat) {
+    // The command name, in parentheses, may hold spaces: fields are counted after its end.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+}
+async function procStat(pid) {
+    try {
+        return parseProcStat(await (0,promises_namespaceObject.readFile)(`/proc/${pid}/stat`, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * Whether a process whose stat is `stat` (undefined: no such pid) and which
+ * has `threads` threads has let go of its files, given the start time it had
+ * while it was ours. Pure.
+ */
+function hasReleased(stat, threads, startTime) {
+    if (!stat || (startTime !== undefined && stat.startTime !== startTime))
+        return true;
+    return stat.state === 'Z' && threads <= 1;
+}
+async function released(pid, startTime) {
+    const stat = await procStat(pid);
+    const threads = stat ? (await (0,promises_namespaceObject.readdir)(`/proc/${pid}/task`).catch(() => [])).length : 0;
+    return hasReleased(stat, threads, startTime);
 }
 function sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
@@ -42171,6 +42213,8 @@ function vmDir(job, name) {
 function describeOrigin(origin) {
     if (origin === 'boot-template')
         return 'boot template';
+    if (origin === 'service-template')
+        return 'service template';
     if (origin === 'checkpoint')
         return 'checkpoint';
     return 'full boot';
@@ -42367,7 +42411,7 @@ async function startContainer(name, job, options = {}) {
 /**
  * A resumed checkpoint runs with the network it was taken on; this applies
  * the one in its guest files, which differ when it was imported into another
- * job (another subnet, other services).
+ * job (another subnet, other services), or when it is a service template's.
  */
 async function syncGuestNetwork(record, job) {
     const dir = vmPaths(record.machine.dir).guestFiles;
@@ -42375,6 +42419,7 @@ async function syncGuestNetwork(record, job) {
     const settings = await read('settings');
     const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
     const network = {
+        mac: value('mac') || undefined,
         ip: value('ip'),
         prefix: Number(value('prefix')),
         gateway: value('gateway'),
@@ -44759,7 +44804,7 @@ class TemplateStore {
         }
         for (const name of await (0,promises_namespaceObject.readdir)(this.root).catch(() => [])) {
             const making = /\.making-(\d+)$/.exec(name);
-            if (making && !isAlive(Number(making[1]))) {
+            if (making && !process_isAlive(Number(making[1]))) {
                 await (0,promises_namespaceObject.rm)(external_node_path_default().join(this.root, name), { recursive: true, force: true });
                 removed.push(external_node_path_default().join(this.root, name));
             }
@@ -44856,7 +44901,7 @@ class TemplateStore {
                 if (error.code !== 'EEXIST')
                     throw error;
                 const holder = await readPid(lock);
-                if (holder !== undefined && !isAlive(holder)) {
+                if (holder !== undefined && !process_isAlive(holder)) {
                     await (0,promises_namespaceObject.rm)(lock, { force: true });
                     continue;
                 }
@@ -45300,6 +45345,8 @@ class QemuHypervisor {
         }
         if (options.checkpoint)
             return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
+        if (options.saved)
+            return { pid: await this.resumeSaved(spec, options.saved), origin: 'service-template' };
         const mode = options.template ?? 'auto';
         const log = options.log ?? (() => undefined);
         if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -45400,6 +45447,13 @@ class QemuHypervisor {
                 });
         }
         await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
+        return this.resumeSaved(spec, saved);
+    }
+    /**
+     * Resumes the VM from saved RAM and device state that match its disks as
+     * they are, then gives the guest the host's clock and fresh entropy.
+     */
+    async resumeSaved(spec, saved) {
         const pid = await this.resumeFrom(spec, saved);
         try {
             const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
@@ -51948,7 +52002,7 @@ var io_util_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _
 };
 
 
-const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir, rename, rm, rmdir, stat, symlink, unlink } = external_fs_.promises;
+const { chmod, copyFile, lstat, mkdir, open: io_util_open, readdir: io_util_readdir, rename, rm: io_util_rm, rmdir, stat: io_util_stat, symlink, unlink } = external_fs_.promises;
 // export const {open} = 'fs'
 const IS_WINDOWS = process.platform === 'win32';
 /**
@@ -51979,7 +52033,7 @@ const READONLY = external_fs_.constants.O_RDONLY;
 function io_util_exists(fsPath) {
     return io_util_awaiter(this, void 0, void 0, function* () {
         try {
-            yield stat(fsPath);
+            yield io_util_stat(fsPath);
         }
         catch (err) {
             if (err.code === 'ENOENT') {
@@ -51992,7 +52046,7 @@ function io_util_exists(fsPath) {
 }
 function isDirectory(fsPath_1) {
     return io_util_awaiter(this, arguments, void 0, function* (fsPath, useStat = false) {
-        const stats = useStat ? yield stat(fsPath) : yield lstat(fsPath);
+        const stats = useStat ? yield io_util_stat(fsPath) : yield lstat(fsPath);
         return stats.isDirectory();
     });
 }
@@ -52022,7 +52076,7 @@ function tryGetExecutablePath(filePath, extensions) {
         let stats = undefined;
         try {
             // test file exists
-            stats = yield stat(filePath);
+            stats = yield io_util_stat(filePath);
         }
         catch (err) {
             if (err.code !== 'ENOENT') {
@@ -52050,7 +52104,7 @@ function tryGetExecutablePath(filePath, extensions) {
             filePath = originalFilePath + extension;
             stats = undefined;
             try {
-                stats = yield stat(filePath);
+                stats = yield io_util_stat(filePath);
             }
             catch (err) {
                 if (err.code !== 'ENOENT') {
@@ -52064,7 +52118,7 @@ function tryGetExecutablePath(filePath, extensions) {
                     try {
                         const directory = external_path_.dirname(filePath);
                         const upperName = external_path_.basename(filePath).toUpperCase();
-                        for (const actualName of yield readdir(directory)) {
+                        for (const actualName of yield io_util_readdir(directory)) {
                             if (upperName === actualName.toUpperCase()) {
                                 filePath = external_path_.join(directory, actualName);
                                 break;
@@ -52140,7 +52194,7 @@ var io_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _argum
 function io_cp(source_1, dest_1) {
     return io_awaiter(this, arguments, void 0, function* (source, dest, options = {}) {
         const { force, recursive, copySourceDirectory } = readCopyOptions(options);
-        const destStat = (yield io_util_exists(dest)) ? yield stat(dest) : null;
+        const destStat = (yield io_util_exists(dest)) ? yield io_util_stat(dest) : null;
         // Dest is an existing file, but not forcing
         if (destStat && destStat.isFile() && !force) {
             return;
@@ -52152,7 +52206,7 @@ function io_cp(source_1, dest_1) {
         if (!(yield io_util_exists(source))) {
             throw new Error(`no such file or directory: ${source}`);
         }
-        const sourceStat = yield stat(source);
+        const sourceStat = yield io_util_stat(source);
         if (sourceStat.isDirectory()) {
             if (!recursive) {
                 throw new Error(`Failed to copy. ${source} is a directory, but tried to copy without recursive flag.`);
@@ -52215,7 +52269,7 @@ function rmRF(inputPath) {
         }
         try {
             // note if path does not exist, error is silent
-            yield rm(inputPath, {
+            yield io_util_rm(inputPath, {
                 force: true,
                 maxRetries: 3,
                 recursive: true,
@@ -52344,7 +52398,7 @@ function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
             return;
         currentDepth++;
         yield mkdirP(destDir);
-        const files = yield readdir(sourceDir);
+        const files = yield io_util_readdir(sourceDir);
         for (const fileName of files) {
             const srcFile = `${sourceDir}/${fileName}`;
             const destFile = `${destDir}/${fileName}`;
@@ -52358,7 +52412,7 @@ function cpDirRecursive(sourceDir, destDir, currentDepth, force) {
             }
         }
         // Change the mode for the newly created directory
-        yield chmod(destDir, (yield stat(sourceDir)).mode);
+        yield chmod(destDir, (yield io_util_stat(sourceDir)).mode);
     });
 }
 // Buffered file copy
@@ -59736,6 +59790,15 @@ async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
     await createExt4Disk(file, sizeBytes);
     return { path: file, created: true };
 }
+/** Whether named volume `name` holds nothing yet: not made, or made ahead and never mounted. */
+async function isUnfilledVolume(stateDir, name) {
+    const file = volumePath(stateDir, name);
+    return !(await exists(file)) || (await exists(freshMarker(file)));
+}
+/** Marks a volume made ahead as mounted: it holds data from now on. */
+async function markVolumeFilled(stateDir, name) {
+    await (0,promises_namespaceObject.rm)(freshMarker(volumePath(stateDir, name)), { force: true });
+}
 function freshMarker(volumeFile) {
     return `${volumeFile}.fresh`;
 }
@@ -59810,7 +59873,277 @@ async function checkMountSources(mounts, options = {}) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/engine/service-templates.ts
+// Service templates: a service's whole state once it first became healthy
+// (its RAM and device state as a checkpoint keeps them, and copies of every
+// disk), kept in the cache dir under a key of everything that state depends
+// on. A later start with the same key makes the VM's disks from the copies
+// and resumes from the saved RAM, mapped copy-on-write: postgres skips
+// initdb and its start-up, and answers with the rows its first run seeded.
+
+
+
+
+
+
+
+
+
+
+/** Bumped whenever what a template holds, or how it is resumed, changes meaning. */
+const SERVICE_TEMPLATE_FORMAT = 1;
+/** The snapshot tag a template is taken under; deleted from the service's disks once copied. */
+const TAG = 'hyper-service-template';
+class ServiceTemplateError extends Error {
+    name = 'ServiceTemplateError';
+}
+/** Where a host's service templates are kept, under its cache dir. */
+function serviceTemplateRoot(cacheDir) {
+    return external_node_path_default().join(cacheDir, 'templates', 'service');
+}
+/** The template directory's name: the service (readable) and the key (hashed). Pure. */
+function serviceTemplateName(key) {
+    const digest = (0,external_node_crypto_.createHash)('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
+    return `${key.name}-${digest}`;
+}
+/**
+ * A digest of a host directory's content as it is copied into a disk:
+ * every entry's path, type, mode and content (or link target).
+ */
+async function treeDigest(root) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    const walk = async (dir, prefix) => {
+        const names = (await (0,promises_namespaceObject.readdir)(dir)).sort();
+        for (const name of names) {
+            const at = external_node_path_default().join(dir, name);
+            const relative = `${prefix}${name}`;
+            const info = await (0,promises_namespaceObject.lstat)(at);
+            hash.update(`${relative}\0${info.mode}\0${info.uid}\0${info.gid}\0`);
+            if (info.isDirectory())
+                await walk(at, `${relative}/`);
+            else if (info.isSymbolicLink())
+                hash.update(`link\0${await (0,promises_namespaceObject.readlink)(at)}\0`);
+            else if (info.isFile())
+                hash.update(`file\0${await fileDigest(at)}\0`);
+        }
+    };
+    const top = await (0,promises_namespaceObject.stat)(root);
+    hash.update(`${top.mode}\0${top.uid}\0${top.gid}\0`);
+    await walk(root, '');
+    return hash.digest('hex');
+}
+/** The mounts as the key holds them: host directories by content, not path. */
+async function keyMounts(mounts) {
+    return Promise.all(mounts.map(async (mount) => mount.kind === 'bind'
+        ? {
+            kind: 'bind',
+            content: await treeDigest(mount.source),
+            target: mount.target,
+            readOnly: mount.readOnly,
+        }
+        : mount));
+}
+/** What the key takes from the host: the guest bundle, QEMU, accelerator and guest CPU. */
+async function hostKeyFields(job) {
+    return {
+        bundle: job.bundle.version,
+        qemu: await snapshots_qemuVersion(job.host.qemu),
+        accel: job.accel,
+        cpu: await guestCpu(job.accel),
+    };
+}
+async function service_templates_fileIdentity(file) {
+    const info = await (0,promises_namespaceObject.stat)(file);
+    return `${file}|${info.size}|${info.mtimeMs}|${info.ino}`;
+}
+/**
+ * The template for `key`, checked against the base the VM would boot on;
+ * undefined when there is none. A damaged one, or one made on another base,
+ * is removed, and the error says why.
+ */
+async function findServiceTemplate(cacheDir, key, base) {
+    const dir = external_node_path_default().join(serviceTemplateRoot(cacheDir), serviceTemplateName(key));
+    let meta;
+    try {
+        meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+    }
+    catch (error) {
+        if (error.code === 'ENOENT')
+            return undefined;
+        return refuse(dir, `its meta.json cannot be read (${error.message})`);
+    }
+    if (JSON.stringify(meta.key) !== JSON.stringify(key))
+        return refuse(dir, 'it was made for another key');
+    if (meta.base !== (await service_templates_fileIdentity(base).catch(() => 'missing')))
+        return refuse(dir, `the root filesystem ${base} is not the one it was made on`);
+    const template = {
+        dir,
+        ram: external_node_path_default().join(dir, 'ram'),
+        state: external_node_path_default().join(dir, 'state'),
+        rootDisk: external_node_path_default().join(dir, 'rootfs.qcow2'),
+        disks: meta.disks,
+        status: meta.status,
+    };
+    const ram = await (0,promises_namespaceObject.stat)(template.ram).catch(() => undefined);
+    if (ram?.size !== meta.ramBytes)
+        return refuse(dir, `its RAM file holds ${ram?.size ?? 'no'} bytes, not ${meta.ramBytes}`);
+    const state = await (0,promises_namespaceObject.stat)(template.state).catch(() => undefined);
+    if (state?.size !== meta.stateBytes || (await fileDigest(template.state)) !== meta.stateSha256)
+        return refuse(dir, 'its device state is not what was saved (digest differs)');
+    for (const file of [template.rootDisk, ...meta.disks.map((d) => external_node_path_default().join(dir, d.file))]) {
+        if (!(await (0,promises_namespaceObject.stat)(file).catch(() => undefined)))
+            return refuse(dir, `${external_node_path_default().basename(file)} is missing`);
+    }
+    return template;
+}
+async function refuse(dir, why) {
+    // VMs resumed from it keep their mapping of the RAM file, and their own disk copies.
+    await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    throw new ServiceTemplateError(`the service template ${dir} was refused and removed: ${why}`);
+}
+/**
+ * Keeps the running service `record` as the template for `key`: a
+ * checkpoint of it whose RAM and state move into the template, and copies of
+ * its disks taken while it is paused, with that checkpoint applied and alone
+ * in them; then the checkpoint leaves the service's own disks. Returns the
+ * template's directory, or undefined when one for the key is there already.
+ */
+async function keepServiceTemplate(record, key, base, job, options) {
+    const started = Date.now();
+    const root = serviceTemplateRoot(job.cacheDir);
+    const dir = external_node_path_default().join(root, serviceTemplateName(key));
+    // VMs resumed from the one replaced keep their mapping of its RAM, and their own disk copies.
+    if (options.replace)
+        await (0,promises_namespaceObject.rm)(dir, { recursive: true, force: true });
+    else if (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))
+        return undefined;
+    const work = `${dir}.making-${process.pid}`;
+    const machine = record.machine;
+    const writable = ['rootfs', ...(record.disks ?? []).filter((d) => !d.readOnly).map((d) => d.serial)];
+    await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
+    await (0,promises_namespaceObject.mkdir)(work, { recursive: true });
+    try {
+        await job.hypervisor.saveCheckpoint(machine, TAG);
+        try {
+            const saved = checkpointPaths(machine.dir, TAG);
+            await moveFile(saved.ram, external_node_path_default().join(work, 'ram'));
+            await moveFile(saved.state, external_node_path_default().join(work, 'state'));
+            const disks = (record.disks ?? []).map((d) => ({ ...d, file: `${d.serial}.qcow2` }));
+            const copies = [
+                [machine.rootDisk, 'rootfs.qcow2'],
+                ...disks.map((d) => [d.path, d.file]),
+            ];
+            await job.hypervisor.pause(machine);
+            try {
+                for (const [from, entry] of copies)
+                    await run({ program: 'cp', args: ['--sparse=always', from, external_node_path_default().join(work, entry)] });
+            }
+            finally {
+                await job.hypervisor.resume(machine);
+            }
+            for (const [, entry] of copies) {
+                const copy = external_node_path_default().join(work, entry);
+                const snapshots = await qemuImg.snapshotNames(copy);
+                if (snapshots.includes(TAG))
+                    await keepOnly(copy, TAG, snapshots);
+            }
+            const meta = {
+                key,
+                base: await service_templates_fileIdentity(base),
+                disks: disks.map((d) => ({ ...d, path: '' })),
+                status: await (0,promises_namespaceObject.readFile)(vmPaths(machine.dir).status, 'utf8'),
+                ramBytes: (await (0,promises_namespaceObject.stat)(external_node_path_default().join(work, 'ram'))).size,
+                stateBytes: (await (0,promises_namespaceObject.stat)(external_node_path_default().join(work, 'state'))).size,
+                stateSha256: await fileDigest(external_node_path_default().join(work, 'state')),
+                madeMs: Date.now(),
+                tookMs: Date.now() - started,
+            };
+            await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(work, 'meta.json'), JSON.stringify(meta, null, 2));
+        }
+        finally {
+            await job.hypervisor.deleteSnapshot(machine, writable, TAG);
+        }
+        try {
+            await (0,promises_namespaceObject.rename)(work, dir);
+        }
+        catch (error) {
+            // Another job made it meanwhile: theirs stays.
+            if (!['EEXIST', 'ENOTEMPTY'].includes(error.code ?? ''))
+                throw error;
+            return undefined;
+        }
+        return { dir, tookMs: Date.now() - started };
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
+    }
+}
+/** Rename, or copy (sparse) and remove where the cache dir is on another filesystem. */
+async function moveFile(from, to) {
+    try {
+        await (0,promises_namespaceObject.rename)(from, to);
+    }
+    catch (error) {
+        if (error.code !== 'EXDEV')
+            throw error;
+        await run({ program: 'cp', args: ['--sparse=always', from, to] });
+        await (0,promises_namespaceObject.rm)(from, { force: true });
+    }
+}
+/** Copies a template's disk to where the VM keeps it (sparse). */
+async function copyTemplateDisk(from, to) {
+    await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(to), { recursive: true });
+    await run({ program: 'cp', args: ['--sparse=always', from, to] });
+}
+/** Every service template here, with the pids of the VMs mapping its RAM (from `mapped`). */
+async function listServiceTemplates(cacheDir, mapped) {
+    const root = serviceTemplateRoot(cacheDir);
+    const found = [];
+    for (const name of await readdir(root).catch(() => [])) {
+        const dir = path.join(root, name);
+        try {
+            const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8'));
+            let diskBytes = 0;
+            for (const file of await readdir(dir))
+                diskBytes += (await stat(path.join(dir, file))).blocks * 512;
+            found.push({
+                dir,
+                service: meta.key.name,
+                image: meta.key.imageDigest,
+                madeMs: meta.madeMs,
+                diskBytes,
+                usedBy: mapped.get(path.join(dir, 'ram')) ?? [],
+            });
+        }
+        catch {
+            // Being made, or damaged: not listed.
+        }
+    }
+    return found;
+}
+/** Removes the service templates no VM maps, and what a process that died left half-made. */
+async function pruneServiceTemplates(cacheDir, mapped) {
+    const removed = [];
+    for (const template of await listServiceTemplates(cacheDir, mapped)) {
+        if (template.usedBy.length)
+            continue;
+        await rm(template.dir, { recursive: true, force: true });
+        removed.push(template.dir);
+    }
+    const root = serviceTemplateRoot(cacheDir);
+    for (const name of await readdir(root).catch(() => [])) {
+        const making = /\.making-(\d+)$/.exec(name);
+        if (making && !isAlive(Number(making[1]))) {
+            await rm(path.join(root, name), { recursive: true, force: true });
+            removed.push(path.join(root, name));
+        }
+    }
+    return removed;
+}
+
 ;// CONCATENATED MODULE: ./src/engine/run.ts
+
+
 
 
 
@@ -59876,38 +60209,202 @@ async function runContainer(spec, job, options = {}) {
         env,
         networks: options.networks,
     };
-    const steps = [
-        claimStep(nameInUse),
-        networkStep(() => ({
-            service: name,
-            aliases: spec.aliases ?? [],
-            containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
-            published: spec.ports,
-        })),
-        disksStep(mounts, spec),
-        guestFilesStep(spec, runConfig, mounts, fields),
-        {
-            name: 'make the root disk',
-            run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+    const keyFields = {
+        name,
+        stopSignal: spec.stopSignal ?? runConfig.stopSignal ?? '',
+        extraHosts: spec.extraHosts ?? [],
+        apiSockets: spec.apiSockets ?? [],
+        volumeSizes: spec.volumeSizes ?? {},
+    };
+    const templated = options.serviceTemplate === true && !options.createOnly && job.settings.templates !== 'off'
+        ? await templateEligible(mounts, job)
+        : false;
+    const create = (useTemplate) => {
+        const templating = templated ? { found: undefined } : undefined;
+        const steps = [
+            claimStep(nameInUse),
+            networkStep(() => ({
+                service: name,
+                aliases: spec.aliases ?? [],
+                containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+                published: spec.ports,
+            })),
+            ...(templating
+                ? [templateStep(templating, { ...keyFields, mounts, fields, base: base.path, use: useTemplate })]
+                : []),
+            disksStep(mounts, spec, templating),
+            guestFilesStep(spec, runConfig, mounts, fields),
+            {
+                name: 'make the root disk',
+                run: (draft) => templating?.found
+                    ? copyTemplateDisk(templating.found.rootDisk, vmPaths(draft.dir).rootDisk)
+                    : qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+            },
+            recordStep(fields, async (draft) => {
+                if (templating && draft.record && draft.templateKey)
+                    draft.record.serviceTemplate = { key: draft.templateKey, base: base.path };
+            }),
+            ...(options.createOnly
+                ? []
+                : [
+                    templating
+                        ? withTemplateResume(templating, bootStep(BOOT_TIMEOUT_MS))
+                        : bootStep(BOOT_TIMEOUT_MS),
+                ]),
+        ];
+        return createVm(newDraft(job, name, log), steps);
+    };
+    if (!templated)
+        return create(false);
+    try {
+        return await create((job.settings.templates ?? 'auto') === 'auto');
+    }
+    catch (error) {
+        if (!(error instanceof TemplateResumeError))
+            throw error;
+        // The template is what failed: it goes, and the service starts as it would without one.
+        log(`warning: ${error.message}; removed it, booting in full`);
+        await (0,promises_namespaceObject.rm)(error.template, { recursive: true, force: true });
+        return create(false);
+    }
+}
+/**
+ * Whether a VM of these mounts can be kept as, and started from, a service
+ * template: its devices fit the template layout (no live shares), and every
+ * named volume is still unfilled, so that its content comes from the start
+ * the key describes, not from an earlier job.
+ */
+async function templateEligible(mounts, job) {
+    const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
+    const disks = mounts
+        .filter((m) => m.kind !== 'tmpfs')
+        .map((m, index) => ({ serial: `vol${index}`, path: '', readOnly: m.readOnly }));
+    if (share || job.hypervisor.templateSlots({ disks }) === undefined)
+        return false;
+    for (const mount of mounts)
+        if (mount.kind === 'volume' && !(await isUnfilledVolume(job.stateDir, mount.name)))
+            return false;
+    return true;
+}
+/** A resume from a service template failed: the caller removes `template` and boots in full. */
+class TemplateResumeError extends HyperError {
+    template;
+    constructor(message, template, cause) {
+        super(message, { cause });
+        this.template = template;
+    }
+}
+/** Works out the service's template key once its network is known, and finds its template when `use`. */
+function templateStep(templating, inputs) {
+    return {
+        name: 'find the service template',
+        async run(draft) {
+            const { job } = draft;
+            const { fields } = inputs;
+            const key = {
+                format: SERVICE_TEMPLATE_FORMAT,
+                name: inputs.name,
+                imageDigest: fields.imageDigest,
+                argv: fields.argv,
+                env: fields.env,
+                user: fields.user,
+                workdir: fields.workdir,
+                stopSignal: inputs.stopSignal,
+                mounts: await keyMounts(inputs.mounts),
+                extraHosts: inputs.extraHosts,
+                apiSockets: inputs.apiSockets,
+                volumeBytes: job.settings.volumeSize ?? 0,
+                volumeSizes: inputs.volumeSizes,
+                memoryMiB: fields.memoryMiB,
+                cpus: fields.cpus,
+                ...(await hostKeyFields(job)),
+                network: draft.network?.mode ?? 'user',
+            };
+            draft.templateKey = key;
+            if (!inputs.use)
+                return;
+            try {
+                templating.found = await findServiceTemplate(job.cacheDir, key, inputs.base);
+            }
+            catch (error) {
+                draft.log(`warning: ${error.message}; booting in full`);
+            }
         },
-        recordStep(fields, async () => undefined),
-        ...(options.createOnly ? [] : [bootStep(BOOT_TIMEOUT_MS)]),
-    ];
-    return createVm(newDraft(job, name, log), steps);
+    };
+}
+/** The boot step, or with a template found, the resume from it: its status, its saved RAM, then this job's network. */
+function withTemplateResume(templating, boot) {
+    return {
+        name: 'boot or resume',
+        async run(draft) {
+            const template = templating.found;
+            if (!template)
+                return boot.run(draft);
+            const record = draft.record;
+            if (!record)
+                throw new HyperError(`${draft.name}: no record was written`);
+            const { hypervisor } = draft.job;
+            const started = Date.now();
+            try {
+                await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, template.status);
+                const { origin } = await hypervisor.start(record.machine, {
+                    saved: { ram: template.ram, state: template.state },
+                });
+                record.origin = origin;
+                await hypervisor.waitUntilRunning(record.machine, BOOT_TIMEOUT_MS);
+                await syncGuestNetwork(record, draft.job);
+            }
+            catch (error) {
+                throw new TemplateResumeError(`${draft.name}: the resume from service template ${template.dir} failed: ${error.message}`, template.dir, error);
+            }
+            record.bootMs = Date.now() - started;
+            record.startedAt = new Date(started).toISOString();
+            draft.log(`started from service template ${template.dir} in ${record.bootMs} ms`);
+            await writeRecord(record);
+        },
+        undo: boot.undo,
+    };
 }
 function nameInUse(name) {
     return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
 }
-/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
-function disksStep(mounts, spec) {
+/**
+ * Named volumes in the job (made on first use), anonymous volumes and
+ * host-path copies in the VM's directory; with a service template found,
+ * copies of the template's disks instead, which hold what the service's
+ * first start put there.
+ */
+function disksStep(mounts, spec, templating) {
+    const madeVolumes = [];
     return {
         name: 'make the disks',
         async run(draft) {
             const { job } = draft;
+            const template = templating?.found;
+            if (template) {
+                for (const disk of template.disks) {
+                    const at = disk.volume
+                        ? volumePath(job.stateDir, disk.volume)
+                        : external_node_path_default().join(draft.dir, 'disks', `${disk.serial}.qcow2`);
+                    if (disk.volume)
+                        madeVolumes.push(at);
+                    await copyTemplateDisk(external_node_path_default().join(template.dir, disk.file), at);
+                    if (disk.volume)
+                        await markVolumeFilled(job.stateDir, disk.volume);
+                    const { file: _file, ...mount } = disk;
+                    draft.disks.push({ ...mount, path: at, copyUp: false });
+                }
+                return;
+            }
             // Bind mounts are shared live where the host can (virtiofs), else copied into disks.
             const share = await job.hypervisor.canShareDirectories();
             draft.disks = await prepareMountDisks(job.stateDir, mounts, draft.dir, { defaultBytes: job.settings.volumeSize, named: spec.volumeSizes }, { shareBinds: share });
             draft.shares = share ? bindShares(mounts) : [];
+        },
+        async undo() {
+            // Only volumes copied from a template: they were unfilled before, and a full boot makes them again.
+            for (const volume of madeVolumes)
+                await (0,promises_namespaceObject.rm)(volume, { force: true });
         },
     };
 }
@@ -60397,6 +60894,7 @@ async function waitHealthy(record, check, job, timeoutMs) {
 
 
 
+
 /** A service that got no VM: the cause's message, kind and cause kept. */
 function failedToStart(service, error) {
     return new ServiceStartError(service, `service ${service} failed to start: ${error.message}`, '', error);
@@ -60494,7 +60992,7 @@ async function bootOne(spec, image, job, options, reporter) {
         restoredFrom = resumed?.snapshot;
     }
     try {
-        record ??= await runContainer({ ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) });
+        record ??= await runContainer({ ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true });
     }
     catch (error) {
         throw failedToStart(spec.name, error);
@@ -60508,6 +61006,8 @@ async function bootOne(spec, image, job, options, reporter) {
     }
     const healthyMs = Date.now() - started;
     reporter.info(`${spec.name}: healthy after ${healthyMs} ms`);
+    if (record.serviceTemplate && record.origin !== 'service-template' && !restoredFrom)
+        await keepAsTemplate(record, record.serviceTemplate, job, reporter);
     return {
         name: record.name,
         image: record.image,
@@ -60522,6 +61022,22 @@ async function bootOne(spec, image, job, options, reporter) {
         origin: record.origin ?? 'boot',
         ...(restoredFrom ? { restoredFrom } : {}),
     };
+}
+/**
+ * Keeps a service that has just become healthy as its service template, for
+ * later starts with the same key. A failure is a warning: the service runs on.
+ */
+async function keepAsTemplate(record, template, job, reporter) {
+    try {
+        const kept = await keepServiceTemplate(record, template.key, template.base, job, {
+            replace: job.settings.templates === 'refresh',
+        });
+        if (kept)
+            reporter.info(`${record.name}: kept as service template ${kept.dir} in ${kept.tookMs} ms`);
+    }
+    catch (error) {
+        reporter.warn(`${record.name}: not kept as a service template: ${error.message}`);
+    }
 }
 /**
  * Starts a service from an export instead of booting it: import, then restore

@@ -128,14 +128,15 @@ export async function startContainer(
 /**
  * A resumed checkpoint runs with the network it was taken on; this applies
  * the one in its guest files, which differ when it was imported into another
- * job (another subnet, other services).
+ * job (another subnet, other services), or when it is a service template's.
  */
-async function syncGuestNetwork(record: VmRecord, job: JobContext): Promise<void> {
+export async function syncGuestNetwork(record: VmRecord, job: JobContext): Promise<void> {
   const dir = vmPaths(record.machine.dir).guestFiles;
   const read = (name: string): Promise<string> => readFile(path.join(dir, name), 'utf8');
   const settings = await read('settings');
   const value = (key: string): string => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
   const network = {
+    mac: value('mac') || undefined,
     ip: value('ip'),
     prefix: Number(value('prefix')),
     gateway: value('gateway'),

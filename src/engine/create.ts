@@ -8,6 +8,7 @@ import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type BootContext } from './context.js';
 import { newVmId, writeRecord, type VmRecord } from './record.js';
+import type { ServiceTemplateKey } from './service-templates.js';
 import { runSteps, type Step } from './steps.js';
 
 /** A VM being made: what the steps so far have settled. */
@@ -30,6 +31,8 @@ export interface Draft {
   relaySockets: string[];
   guestFiles: GuestFile[];
   record?: VmRecord;
+  /** The service template key worked out for it (run.ts), kept in the record. */
+  templateKey?: ServiceTemplateKey;
 }
 
 export function newDraft(

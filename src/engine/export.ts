@@ -23,7 +23,7 @@ import {
 import { requireSnapshot } from './snapshots.js';
 
 /** Leaves snapshot `tag` alone in a copied disk holding `snapshots`, with the disk's current state set to it. */
-async function keepOnly(file: string, tag: string, snapshots: readonly string[]): Promise<void> {
+export async function keepOnly(file: string, tag: string, snapshots: readonly string[]): Promise<void> {
   for (const other of snapshots) {
     if (other !== tag) await qemuImg.deleteSnapshot(file, other);
   }

@@ -9,10 +9,12 @@ import type { MountDisk } from '../storage/mounts.js';
 import type { MachineSpec, StartOrigin } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type JobContext } from './context.js';
+import type { ServiceTemplateKey } from './service-templates.js';
 
 /** How a start is told to the user: the summary, `hyper ps`. Pure. */
 export function describeOrigin(origin: StartOrigin | undefined): string {
   if (origin === 'boot-template') return 'boot template';
+  if (origin === 'service-template') return 'service template';
   if (origin === 'checkpoint') return 'checkpoint';
   return 'full boot';
 }
@@ -35,8 +37,14 @@ export interface VmRecord {
   workdir: string;
   /** Milliseconds from QEMU's start to the service being started by the guest init. */
   bootMs?: number;
-  /** How it last came up: booted in full, cloned from a boot template, or loaded from a checkpoint. */
+  /** How it last came up: booted in full, cloned from a boot template or a service template, or loaded from a checkpoint. */
   origin?: StartOrigin;
+  /**
+   * The service template this VM's state is kept as once it is first
+   * healthy (`up` does that), or was resumed from: its key, and the root
+   * filesystem base it runs on.
+   */
+  serviceTemplate?: { key: ServiceTemplateKey; base: string };
   /** When the VM was last booted (ISO 8601); absent while it was created and never started. */
   startedAt?: string;
   /** Free-form owner labels, e.g. the job that started the VM. */

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HyperError } from '../errors.js';
 import { guestFiles, mergeEnv, serviceArgv } from '../guest/config.js';
@@ -9,14 +9,29 @@ import { checkUserSpec } from '../images/users.js';
 import type { PortSpec } from '../network/ports.js';
 import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
 import { bindShares, guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
-import { checkMountSources, prepareMountDisks } from '../storage/volumes.js';
+import {
+  checkMountSources,
+  isUnfilledVolume,
+  markVolumeFilled,
+  prepareMountDisks,
+  volumePath,
+} from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { exists } from '../files.js';
 import { bootStep, claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
 import { vmDir, type BootContext } from './context.js';
-import type { VmRecord } from './record.js';
-import { BOOT_TIMEOUT_MS, checkVolumesFree } from './container.js';
+import { writeRecord, type VmRecord } from './record.js';
+import { BOOT_TIMEOUT_MS, checkVolumesFree, syncGuestNetwork } from './container.js';
+import {
+  copyTemplateDisk,
+  findServiceTemplate,
+  hostKeyFields,
+  keyMounts,
+  SERVICE_TEMPLATE_FORMAT,
+  type ServiceTemplate,
+  type ServiceTemplateKey,
+} from './service-templates.js';
 import { resolveFor } from './images.js';
 import type { Step } from './steps.js';
 
@@ -28,6 +43,11 @@ export interface RunOptions {
   /** The image as already resolved (`up` pulls every image before planning the network); pulled here when absent. */
   resolved?: LocalImage | undefined;
   log?: (line: string) => void;
+  /**
+   * Resume it from its service template when there is one, and mark it to
+   * be kept as one once healthy (`up` keeps it), per job.settings.templates.
+   */
+  serviceTemplate?: boolean;
 }
 
 /**
@@ -90,36 +110,235 @@ export async function runContainer(
     env,
     networks: options.networks,
   };
-  const steps: Step<Draft>[] = [
-    claimStep(nameInUse),
-    networkStep(() => ({
-      service: name,
-      aliases: spec.aliases ?? [],
-      containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
-      published: spec.ports,
-    })),
-    disksStep(mounts, spec),
-    guestFilesStep(spec, runConfig, mounts, fields),
-    {
-      name: 'make the root disk',
-      run: (draft) => qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+  const keyFields = {
+    name,
+    stopSignal: spec.stopSignal ?? runConfig.stopSignal ?? '',
+    extraHosts: spec.extraHosts ?? [],
+    apiSockets: spec.apiSockets ?? [],
+    volumeSizes: spec.volumeSizes ?? {},
+  };
+  const templated =
+    options.serviceTemplate === true && !options.createOnly && job.settings.templates !== 'off'
+      ? await templateEligible(mounts, job)
+      : false;
+  const create = (useTemplate: boolean): Promise<VmRecord> => {
+    const templating = templated ? { found: undefined as ServiceTemplate | undefined } : undefined;
+    const steps: Step<Draft>[] = [
+      claimStep(nameInUse),
+      networkStep(() => ({
+        service: name,
+        aliases: spec.aliases ?? [],
+        containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+        published: spec.ports,
+      })),
+      ...(templating
+        ? [templateStep(templating, { ...keyFields, mounts, fields, base: base.path, use: useTemplate })]
+        : []),
+      disksStep(mounts, spec, templating),
+      guestFilesStep(spec, runConfig, mounts, fields),
+      {
+        name: 'make the root disk',
+        run: (draft) =>
+          templating?.found
+            ? copyTemplateDisk(templating.found.rootDisk, vmPaths(draft.dir).rootDisk)
+            : qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
+      },
+      recordStep(fields, async (draft) => {
+        if (templating && draft.record && draft.templateKey)
+          draft.record.serviceTemplate = { key: draft.templateKey, base: base.path };
+      }),
+      ...(options.createOnly
+        ? []
+        : [
+            templating
+              ? withTemplateResume(templating, bootStep(BOOT_TIMEOUT_MS))
+              : bootStep(BOOT_TIMEOUT_MS),
+          ]),
+    ];
+    return createVm(newDraft(job, name, log), steps);
+  };
+  if (!templated) return create(false);
+  try {
+    return await create((job.settings.templates ?? 'auto') === 'auto');
+  } catch (error: unknown) {
+    if (!(error instanceof TemplateResumeError)) throw error;
+    // The template is what failed: it goes, and the service starts as it would without one.
+    log(`warning: ${error.message}; removed it, booting in full`);
+    await rm(error.template, { recursive: true, force: true });
+    return create(false);
+  }
+}
+
+/**
+ * Whether a VM of these mounts can be kept as, and started from, a service
+ * template: its devices fit the template layout (no live shares), and every
+ * named volume is still unfilled, so that its content comes from the start
+ * the key describes, not from an earlier job.
+ */
+async function templateEligible(mounts: readonly MountSpec[], job: BootContext): Promise<boolean> {
+  const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
+  const disks = mounts
+    .filter((m) => m.kind !== 'tmpfs')
+    .map((m, index) => ({ serial: `vol${index}`, path: '', readOnly: m.readOnly }));
+  if (share || job.hypervisor.templateSlots({ disks }) === undefined) return false;
+  for (const mount of mounts)
+    if (mount.kind === 'volume' && !(await isUnfilledVolume(job.stateDir, mount.name))) return false;
+  return true;
+}
+
+/** A resume from a service template failed: the caller removes `template` and boots in full. */
+class TemplateResumeError extends HyperError {
+  constructor(
+    message: string,
+    readonly template: string,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+  }
+}
+
+/** Works out the service's template key once its network is known, and finds its template when `use`. */
+function templateStep(
+  templating: { found: ServiceTemplate | undefined },
+  inputs: Omit<
+    ServiceTemplateKey,
+    | 'format'
+    | 'mounts'
+    | 'imageDigest'
+    | 'argv'
+    | 'env'
+    | 'user'
+    | 'workdir'
+    | 'memoryMiB'
+    | 'cpus'
+    | 'bundle'
+    | 'qemu'
+    | 'accel'
+    | 'cpu'
+    | 'network'
+    | 'volumeBytes'
+  > & {
+    mounts: readonly MountSpec[];
+    fields: {
+      imageDigest: string;
+      argv: string[];
+      env: string[];
+      user: string;
+      workdir: string;
+      memoryMiB: number;
+      cpus: number;
+    };
+    base: string;
+    use: boolean;
+  },
+): Step<Draft> {
+  return {
+    name: 'find the service template',
+    async run(draft) {
+      const { job } = draft;
+      const { fields } = inputs;
+      const key: ServiceTemplateKey = {
+        format: SERVICE_TEMPLATE_FORMAT,
+        name: inputs.name,
+        imageDigest: fields.imageDigest,
+        argv: fields.argv,
+        env: fields.env,
+        user: fields.user,
+        workdir: fields.workdir,
+        stopSignal: inputs.stopSignal,
+        mounts: await keyMounts(inputs.mounts),
+        extraHosts: inputs.extraHosts,
+        apiSockets: inputs.apiSockets,
+        volumeBytes: job.settings.volumeSize ?? 0,
+        volumeSizes: inputs.volumeSizes,
+        memoryMiB: fields.memoryMiB,
+        cpus: fields.cpus,
+        ...(await hostKeyFields(job)),
+        network: draft.network?.mode ?? 'user',
+      };
+      draft.templateKey = key;
+      if (!inputs.use) return;
+      try {
+        templating.found = await findServiceTemplate(job.cacheDir, key, inputs.base);
+      } catch (error: unknown) {
+        draft.log(`warning: ${(error as Error).message}; booting in full`);
+      }
     },
-    recordStep(fields, async () => undefined),
-    ...(options.createOnly ? [] : [bootStep(BOOT_TIMEOUT_MS)]),
-  ];
-  return createVm(newDraft(job, name, log), steps);
+  };
+}
+
+/** The boot step, or with a template found, the resume from it: its status, its saved RAM, then this job's network. */
+function withTemplateResume(
+  templating: { found: ServiceTemplate | undefined },
+  boot: Step<Draft>,
+): Step<Draft> {
+  return {
+    name: 'boot or resume',
+    async run(draft) {
+      const template = templating.found;
+      if (!template) return boot.run(draft);
+      const record = draft.record;
+      if (!record) throw new HyperError(`${draft.name}: no record was written`);
+      const { hypervisor } = draft.job;
+      const started = Date.now();
+      try {
+        await writeFile(vmPaths(draft.dir).status, template.status);
+        const { origin } = await hypervisor.start(record.machine, {
+          saved: { ram: template.ram, state: template.state },
+        });
+        record.origin = origin;
+        await hypervisor.waitUntilRunning(record.machine, BOOT_TIMEOUT_MS);
+        await syncGuestNetwork(record, draft.job);
+      } catch (error: unknown) {
+        throw new TemplateResumeError(
+          `${draft.name}: the resume from service template ${template.dir} failed: ${(error as Error).message}`,
+          template.dir,
+          error,
+        );
+      }
+      record.bootMs = Date.now() - started;
+      record.startedAt = new Date(started).toISOString();
+      draft.log(`started from service template ${template.dir} in ${record.bootMs} ms`);
+      await writeRecord(record);
+    },
+    undo: boot.undo,
+  };
 }
 
 function nameInUse(name: string): string {
   return `the name "${name}" is already in use by a VM; remove it with "hyper rm ${name}" or choose another --name`;
 }
 
-/** Named volumes in the job (made on first use), anonymous volumes and host-path copies in the VM's directory. */
-function disksStep(mounts: readonly MountSpec[], spec: ContainerSpec): Step<Draft> {
+/**
+ * Named volumes in the job (made on first use), anonymous volumes and
+ * host-path copies in the VM's directory; with a service template found,
+ * copies of the template's disks instead, which hold what the service's
+ * first start put there.
+ */
+function disksStep(
+  mounts: readonly MountSpec[],
+  spec: ContainerSpec,
+  templating?: { found: ServiceTemplate | undefined },
+): Step<Draft> {
+  const madeVolumes: string[] = [];
   return {
     name: 'make the disks',
     async run(draft) {
       const { job } = draft;
+      const template = templating?.found;
+      if (template) {
+        for (const disk of template.disks) {
+          const at = disk.volume
+            ? volumePath(job.stateDir, disk.volume)
+            : path.join(draft.dir, 'disks', `${disk.serial}.qcow2`);
+          if (disk.volume) madeVolumes.push(at);
+          await copyTemplateDisk(path.join(template.dir, disk.file), at);
+          if (disk.volume) await markVolumeFilled(job.stateDir, disk.volume);
+          const { file: _file, ...mount } = disk;
+          draft.disks.push({ ...mount, path: at, copyUp: false });
+        }
+        return;
+      }
       // Bind mounts are shared live where the host can (virtiofs), else copied into disks.
       const share = await job.hypervisor.canShareDirectories();
       draft.disks = await prepareMountDisks(
@@ -130,6 +349,10 @@ function disksStep(mounts: readonly MountSpec[], spec: ContainerSpec): Step<Draf
         { shareBinds: share },
       );
       draft.shares = share ? bindShares(mounts) : [];
+    },
+    async undo() {
+      // Only volumes copied from a template: they were unfilled before, and a full boot makes them again.
+      for (const volume of madeVolumes) await rm(volume, { force: true });
     },
   };
 }

@@ -75,7 +75,11 @@ export interface JobSettings {
   /** Bytes for new volumes that set no size of their own. */
   volumeSize?: number | undefined;
   registry: RegistryPolicy;
-  /** Whether VMs start as clones of boot templates (src/vm/qemu/template.ts); `auto` when absent. */
+  /**
+   * Whether VMs start as clones of boot templates (src/vm/qemu/template.ts)
+   * and `up`'s services from service templates (src/engine/service-templates.ts);
+   * `auto` when absent.
+   */
   templates?: TemplateMode | undefined;
 }
 

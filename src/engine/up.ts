@@ -18,6 +18,7 @@ import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
 import { importSnapshot } from './import.js';
+import { keepServiceTemplate } from './service-templates.js';
 
 export interface UpOptions {
   /** How long each service may take from boot to healthy. */
@@ -184,7 +185,7 @@ async function bootOne(
     record ??= await runContainer(
       { ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir },
       job,
-      { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`) },
+      { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true },
     );
   } catch (error: unknown) {
     throw failedToStart(spec.name, error);
@@ -202,6 +203,8 @@ async function bootOne(
   }
   const healthyMs = Date.now() - started;
   reporter.info(`${spec.name}: healthy after ${healthyMs} ms`);
+  if (record.serviceTemplate && record.origin !== 'service-template' && !restoredFrom)
+    await keepAsTemplate(record, record.serviceTemplate, job, reporter);
   return {
     name: record.name,
     image: record.image,
@@ -216,6 +219,26 @@ async function bootOne(
     origin: record.origin ?? 'boot',
     ...(restoredFrom ? { restoredFrom } : {}),
   };
+}
+
+/**
+ * Keeps a service that has just become healthy as its service template, for
+ * later starts with the same key. A failure is a warning: the service runs on.
+ */
+async function keepAsTemplate(
+  record: VmRecord,
+  template: NonNullable<VmRecord['serviceTemplate']>,
+  job: BootContext,
+  reporter: Reporter,
+): Promise<void> {
+  try {
+    const kept = await keepServiceTemplate(record, template.key, template.base, job, {
+      replace: job.settings.templates === 'refresh',
+    });
+    if (kept) reporter.info(`${record.name}: kept as service template ${kept.dir} in ${kept.tookMs} ms`);
+  } catch (error: unknown) {
+    reporter.warn(`${record.name}: not kept as a service template: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -159,6 +159,8 @@ export function networkSyncArgv(network: GuestNetwork): string[] {
     'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
     'printf %s "$1" > /run/hyper/hosts',
     'printf %s "$2" > /run/hyper/resolv.conf',
+    // A VM resumed from another VM's saved state has that VM's MAC until told its own.
+    ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
     'ip addr flush dev eth0',
     'ip addr add "$3" dev eth0',
     'ip route replace default via "$4"',
@@ -172,6 +174,7 @@ export function networkSyncArgv(network: GuestNetwork): string[] {
     network.resolvConf,
     `${network.ip}/${network.prefix}`,
     network.gateway,
+    ...(network.mac ? [network.mac] : []),
   ];
 }
 

@@ -110,14 +110,19 @@ export const TEMPLATE_MODES: readonly TemplateMode[] = ['auto', 'off', 'refresh'
 export interface StartOptions {
   /** Resume from this checkpoint (a whole-VM snapshot) instead of booting. */
   checkpoint?: string;
+  /**
+   * Resume from this saved RAM and device state (a service template's),
+   * whose disks the VM's already are: nothing is reverted.
+   */
+  saved?: { ram: string; state: string };
   /** Ignored with a checkpoint; `auto` when absent. */
   template?: TemplateMode;
   /** Where each step of the start is told (a template made, a damaged one refused). */
   log?: (line: string) => void;
 }
 
-/** How a VM came up: booted in full, cloned from a boot template, or loaded from a checkpoint. */
-export type StartOrigin = 'boot' | 'boot-template' | 'checkpoint';
+/** How a VM came up: booted in full, cloned from a boot template or a service template, or loaded from a checkpoint. */
+export type StartOrigin = 'boot' | 'boot-template' | 'service-template' | 'checkpoint';
 
 export interface Started {
   pid: number;

@@ -86,6 +86,8 @@ export class QemuHypervisor implements Hypervisor {
     }
     if (options.checkpoint)
       return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
+    if (options.saved)
+      return { pid: await this.resumeSaved(spec, options.saved), origin: 'service-template' };
     const mode = options.template ?? 'auto';
     const log = options.log ?? (() => undefined);
     if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -206,6 +208,14 @@ export class QemuHypervisor implements Hypervisor {
         });
     }
     await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
+    return this.resumeSaved(spec, saved);
+  }
+
+  /**
+   * Resumes the VM from saved RAM and device state that match its disks as
+   * they are, then gives the guest the host's clock and fresh entropy.
+   */
+  private async resumeSaved(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
     const pid = await this.resumeFrom(spec, saved);
     try {
       const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);

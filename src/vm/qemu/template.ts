@@ -66,7 +66,7 @@ export interface TemplateInfo {
  * Every file mapped by a process this one can see, with the pids mapping
  * it: a template's RAM file stays while a clone maps it.
  */
-async function mappedFiles(): Promise<Map<string, number[]>> {
+export async function mappedFiles(): Promise<Map<string, number[]>> {
   const mapped = new Map<string, number[]>();
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
