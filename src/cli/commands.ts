@@ -44,8 +44,8 @@ Commands:
                                  make a stopped service from an export; "hyper restore" starts it
   volume ls [--json]
   volume rm NAME...
-  template ls [--json]           the boot templates VMs start from, and which are in use
-  template prune                 remove the boot templates no running VM maps
+  template ls [--json]           the boot and service templates VMs start from, and which are in use
+  template prune                 remove the templates no running VM maps
   serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
         [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--template MODE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
@@ -66,8 +66,10 @@ filesystems are cached in HYPER_CACHE_DIR (default ~/.cache/hyper).
 New volumes get --volume-size (512M, 2G), else HYPER_VOLUME_SIZE, else 10G; a volume keeps its size.
 Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.
 --template MODE (else HYPER_TEMPLATES): auto starts each VM as a copy-on-write clone of a boot
-template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made when missing);
-off boots every VM in full; refresh makes new boot templates first.`;
+template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made when missing),
+and with up, each service from its service template (its whole state when it was first healthy
+in an earlier up with the same image, command, env, mounts and machine; kept when missing);
+off boots every VM in full; refresh makes new templates first.`;
 
 type Command = (argv: string[], io: Io, env: CliEnvironment) => Promise<number>;
 

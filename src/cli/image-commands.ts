@@ -49,20 +49,35 @@ export async function template(argv: string[], io: Io, env: CliEnvironment): Pro
   }
   if (sub !== 'ls') throw new UsageError('hyper template supports: ls [--json], prune');
   const parsed = parseArgs(rest, [{ name: 'json' }]);
-  const rows = await (await openJob(env)).templates();
+  const { boot, service } = await (await openJob(env)).templates();
   if (parsed.options.json) {
+    const rows = [
+      ...boot.map((t) => ({ kind: 'boot', ...t })),
+      ...service.map((t) => ({ kind: 'service', ...t })),
+    ];
     io.out(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
-  const table = rows.map((t) => [
-    path.basename(t.dir),
-    `${t.identity.memoryMiB} MiB, ${t.identity.cpus} CPU`,
-    t.identity.bundle,
-    formatBytes(t.diskBytes),
-    t.usedBy.length ? t.usedBy.join(',') : '-',
-    new Date(t.madeMs).toISOString(),
-  ]);
-  io.out(`${formatTable(['TEMPLATE', 'SHAPE', 'BUNDLE', 'DISK', 'MAPPED BY', 'MADE'], table)}\n`);
+  const mapped = (pids: number[]): string => (pids.length ? pids.join(',') : '-');
+  const table = [
+    ...boot.map((t) => [
+      'boot',
+      path.basename(t.dir),
+      `${t.identity.memoryMiB} MiB, ${t.identity.cpus} CPU, bundle ${t.identity.bundle}`,
+      formatBytes(t.diskBytes),
+      mapped(t.usedBy),
+      new Date(t.madeMs).toISOString(),
+    ]),
+    ...service.map((t) => [
+      'service',
+      path.basename(t.dir),
+      `service ${t.service}, image ${t.image.slice(0, 19)}`,
+      formatBytes(t.diskBytes),
+      mapped(t.usedBy),
+      new Date(t.madeMs).toISOString(),
+    ]),
+  ];
+  io.out(`${formatTable(['KIND', 'TEMPLATE', 'FOR', 'DISK', 'MAPPED BY', 'MADE'], table)}\n`);
   return 0;
 }
 

@@ -1,7 +1,12 @@
 import type { Duplex } from 'node:stream';
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
-import { bootTemplateDir, TemplateStore, type TemplateInfo } from '../vm/qemu/template.js';
+import { bootTemplateDir, mappedFiles, TemplateStore, type TemplateInfo } from '../vm/qemu/template.js';
+import {
+  listServiceTemplates,
+  pruneServiceTemplates,
+  type ServiceTemplateInfo,
+} from './service-templates.js';
 import { DamagedStateError } from '../files.js';
 import { resolveImage } from '../images/resolve.js';
 import * as jobNetwork from '../network/job.js';
@@ -155,14 +160,20 @@ export class Job {
     return listImages(this.context);
   }
 
-  /** The host's boot templates (in the cache dir), with the VMs using each. */
-  templates(): Promise<TemplateInfo[]> {
-    return this.templateStore.list();
+  /** The host's boot templates and service templates (in the cache dir), with the VMs using each. */
+  async templates(): Promise<{ boot: TemplateInfo[]; service: ServiceTemplateInfo[] }> {
+    return {
+      boot: await this.templateStore.list(),
+      service: await listServiceTemplates(this.context.cacheDir, await mappedFiles()),
+    };
   }
 
-  /** Removes the boot templates no running VM maps; returns their directories. */
-  pruneTemplates(): Promise<string[]> {
-    return this.templateStore.prune();
+  /** Removes the boot and service templates no running VM maps; returns their directories. */
+  async pruneTemplates(): Promise<string[]> {
+    return [
+      ...(await this.templateStore.prune()),
+      ...(await pruneServiceTemplates(this.context.cacheDir, await mappedFiles())),
+    ];
   }
 
   pruneImages(all: boolean): ReturnType<typeof pruneImages> {

@@ -334,8 +334,14 @@ function disksStep(
           if (disk.volume) madeVolumes.push(at);
           await copyTemplateDisk(path.join(template.dir, disk.file), at);
           if (disk.volume) await markVolumeFilled(job.stateDir, disk.volume);
-          const { file: _file, ...mount } = disk;
-          draft.disks.push({ ...mount, path: at, copyUp: false });
+          draft.disks.push({
+            serial: disk.serial,
+            path: at,
+            target: disk.target,
+            readOnly: disk.readOnly,
+            copyUp: false,
+            ...(disk.volume ? { volume: disk.volume } : {}),
+          });
         }
         return;
       }
