@@ -8,7 +8,7 @@ import type { GuestFile, MachineSpec } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type BootContext } from './context.js';
 import { newVmId, writeRecord, type VmRecord } from './record.js';
-import type { ServiceTemplateKey } from './service-templates.js';
+import type { ServiceTemplateKey } from './template-key.js';
 import { runSteps, type Step } from './steps.js';
 
 /** A VM being made: what the steps so far have settled. */

@@ -9,7 +9,7 @@ import type { MountDisk } from '../storage/mounts.js';
 import type { MachineSpec, StartOrigin } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type JobContext } from './context.js';
-import type { ServiceTemplateKey } from './service-templates.js';
+import type { ServiceTemplateKey } from './template-key.js';
 
 /** How a start is told to the user: the summary, `hyper ps`. Pure. */
 export function describeOrigin(origin: StartOrigin | undefined): string {

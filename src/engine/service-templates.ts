@@ -11,43 +11,20 @@ import { fileDigest } from '../files.js';
 import { run } from '../process/run.js';
 import type { MountDisk, MountSpec } from '../storage/mounts.js';
 import { qemuImg } from '../tools/qemu/img.js';
-import type { Accel } from '../vm/hypervisor.js';
 import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { isAlive } from '../vm/process.js';
 import type { BootContext, JobContext } from './context.js';
 import { keepOnly } from './export.js';
 import type { VmRecord } from './record.js';
 import { guestCpu, qemuVersion } from './snapshots.js';
+import type { ServiceTemplateKey } from './template-key.js';
+
+export type { ServiceTemplateKey };
 
 /** Bumped whenever what a template holds, or how it is resumed, changes meaning. */
 export const SERVICE_TEMPLATE_FORMAT = 1;
 /** The snapshot tag a template is taken under; deleted from the service's disks once copied. */
 const TAG = 'hyper-service-template';
-
-/** Everything a service's state on first becoming healthy depends on. */
-export interface ServiceTemplateKey {
-  format: number;
-  name: string;
-  imageDigest: string;
-  argv: string[];
-  env: string[];
-  user: string;
-  workdir: string;
-  stopSignal: string;
-  /** The mounts in order; a copied host directory by the digest of its content. */
-  mounts: unknown[];
-  extraHosts: unknown[];
-  apiSockets: string[];
-  volumeBytes: number;
-  volumeSizes: Record<string, number>;
-  memoryMiB: number;
-  cpus: number;
-  bundle: string;
-  qemu: string;
-  accel: Accel;
-  cpu: string;
-  network: string;
-}
 
 interface TemplateDisk extends MountDisk {
   /** The copy's file name in the template's directory. */
