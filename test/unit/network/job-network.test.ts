@@ -378,4 +378,10 @@ describe('guest network files', () => {
   });
   test('a resumed guest re-applies them through one shell', () =>
     expect(networkSyncArgv(network).slice(3)).toEqual(['sh', 'H\n', 'R\n', '10.213.9.2/24', '10.213.9.1']));
+  test("with a MAC, the guest's NIC takes it first (a service template's guest has its maker's)", () => {
+    const argv = networkSyncArgv({ ...network, mac: '52:54:0a:d5:09:02' });
+    expect(argv.slice(3)).toEqual(['sh', 'H\n', 'R\n', '10.213.9.2/24', '10.213.9.1', '52:54:0a:d5:09:02']);
+    expect(argv[2]).toContain('ip link set dev eth0 address "$5" && ip addr flush dev eth0');
+    expect(networkSyncArgv(network)[2]).not.toContain('address "$5"');
+  });
 });
