@@ -3,7 +3,10 @@
  * them, with the Debian-built redis and postgres images served by a local
  * registry. Medians over N runs of:
  *   cold: main with an empty image cache (pull, verify, unpack, mkfs, boot, health);
- *   warm: main with the images and root filesystems cached;
+ *   warm: main with the images, root filesystems and templates cached (the
+ *     services resume from their service templates, kept by the fill run);
+ *   warm, templates off: the same cache, every VM booted in full (the
+ *     baseline for templates, in the same run);
  *   restored: main on an empty image cache with the `cache` input restoring
  *     blobs and root filesystems from the Actions cache (a local fake of the
  *     service, test/support/actions-cache.ts, since the real one is GitHub's);
@@ -102,6 +105,7 @@ async function main(): Promise<void> {
   const figures = {
     cold: [] as number[],
     warm: [] as number[],
+    warmOff: [] as number[],
     restored: [] as number[],
     restoreStep: [] as number[],
     save: [] as number[],
@@ -120,16 +124,22 @@ async function main(): Promise<void> {
   );
   try {
     for (let i = 0; i < runs; i++) {
-      for (const kind of ['cold', 'warm', 'restored'] as const) {
-        const cache =
-          kind === 'warm' ? sharedCache : await mkdtemp(path.join(os.tmpdir(), `hyper-bench-${kind}-`));
+      for (const kind of ['cold', 'warm', 'warmOff', 'restored'] as const) {
+        const shared = kind === 'warm' || kind === 'warmOff';
+        const cache = shared ? sharedCache : await mkdtemp(path.join(os.tmpdir(), `hyper-bench-${kind}-`));
         const env = { HYPER_CACHE_DIR: cache, RUNNER_TOOL_CACHE: toolCache };
-        const inputs = { services, accel: 'tcg', 'wait-timeout': '300', cache: 'false' };
+        const inputs = {
+          services,
+          accel: 'tcg',
+          'wait-timeout': '300',
+          cache: 'false',
+          templates: kind === 'warmOff' ? 'off' : 'auto',
+        };
         if (kind === 'restored') {
           Object.assign(env, actionsCache.env, { RUNNER_TEMP: runnerTemp });
           inputs.cache = 'true';
         }
-        if (kind !== 'cold' && i === 0) {
+        if ((kind === 'warm' || kind === 'restored') && i === 0) {
           // Fill the warm cache, or the Actions cache, once, outside the main figures.
           const fill = await RunnerJob.create();
           await fill.step(MAIN, inputs, env);
@@ -160,7 +170,7 @@ async function main(): Promise<void> {
         figures[kind].push(mainMs);
         if (kind === 'warm') figures.firstHealthy.push(Math.min(...healthy));
         await job.remove();
-        if (kind !== 'warm') await rm(cache, { recursive: true, force: true });
+        if (!shared) await rm(cache, { recursive: true, force: true });
       }
       const host = await hostBaseline();
       if (host !== undefined) figures.host.push(host);
@@ -176,7 +186,11 @@ async function main(): Promise<void> {
   console.log(`Action benchmark: bench/run-ts action, ${runs} runs, ${new Date().toISOString()}`);
   console.log(`Machine: ${machineLine()}, accel tcg`);
   console.log(`main, cold (empty image cache): ${fmt(figures.cold)}`);
-  console.log(`main, warm (images cached):     ${fmt(figures.warm)}`);
+  console.log(`main, warm (images and service templates cached): ${fmt(figures.warm)}`);
+  console.log(`main, warm, templates off (every VM booted in full): ${fmt(figures.warmOff)}`);
+  console.log(
+    `ratio warm templates off / warm: ${(median(figures.warmOff) / median(figures.warm)).toFixed(1)}x`,
+  );
   console.log(`main, restored from the Actions cache (empty image cache): ${fmt(figures.restored)}`);
   console.log(
     `  of which the cache restore: ${fmt(figures.restoreStep)}; the save in post, once: ${fmt(figures.save)}`,

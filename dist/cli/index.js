@@ -41864,153 +41864,6 @@ async function readStateFile(file, remedy, shape = 'object') {
     return parsed.value;
 }
 
-;// CONCATENATED MODULE: ./src/guest/config.ts
-
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const CONTAINER_ROOT = '/container';
-const EXEC_HELPER = '/bin/hyper-exec';
-const ENV_FILE = '/run/hyper/env';
-class GuestConfigError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'GuestConfigError';
-}
-/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
-function serviceArgv(image, overrides, imageName) {
-    const entrypoint = overrides.entrypoint ?? image.entrypoint;
-    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
-    const argv = [...entrypoint, ...command];
-    if (argv.length === 0) {
-        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
-    }
-    return argv;
-}
-/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
-function mergeEnv(imageEnv, userEnv, hostname) {
-    const merged = new Map();
-    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
-    merged.set('HOSTNAME', hostname);
-    for (const entry of [...imageEnv, ...userEnv]) {
-        const eq = entry.indexOf('=');
-        if (eq <= 0)
-            continue;
-        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
-    }
-    return [...merged].map(([key, value]) => `${key}=${value}`);
-}
-/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
-function config_normalizeSignal(signal) {
-    const text = signal.trim().toUpperCase();
-    if (/^\d+$/.test(text))
-        return text;
-    const name = text.startsWith('SIG') ? text.slice(3) : text;
-    if (!/^[A-Z0-9+]+$/.test(name))
-        throw new GuestConfigError(`"${signal}" is not a signal name`);
-    return name;
-}
-function singleLine(what, value) {
-    if (/[\n\r\0]/.test(value))
-        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
-    return value;
-}
-function nulList(items) {
-    for (const item of items) {
-        if (item.includes('\0'))
-            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
-    }
-    return Buffer.from(items.map((item) => `${item}\0`).join(''));
-}
-/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
-function guestFiles(config) {
-    const settings = [
-        `hostname=${singleLine('hostname', config.hostname)}`,
-        ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
-        `ip=${config.network.ip}`,
-        `prefix=${config.network.prefix}`,
-        `gateway=${config.network.gateway}`,
-        `user=${singleLine('user', config.user)}`,
-        `workdir=${singleLine('working directory', config.workdir)}`,
-        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
-        'rootdev=rootfs',
-    ];
-    return [
-        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
-        { name: 'argv', content: nulList(config.argv) },
-        { name: 'env', content: nulList(config.env) },
-        { name: 'hosts', content: Buffer.from(config.network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
-        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
-    ];
-}
-/**
- * A guest's network files for a (new) job network: hosts, resolv.conf, and
- * the settings file with its address lines replaced. For an imported service,
- * whose files were made for the job it came from. Pure.
- */
-function rewriteNetworkFiles(settings, network) {
-    const address = {
-        ip: network.ip,
-        prefix: String(network.prefix),
-        gateway: network.gateway,
-    };
-    const lines = settings
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => {
-        const key = line.slice(0, line.indexOf('='));
-        return key in address ? `${key}=${address[key]}` : line;
-    });
-    return [
-        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
-        { name: 'hosts', content: Buffer.from(network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
-    ];
-}
-/**
- * The guest argv that re-applies the network files to a running guest (after
- * a checkpoint resumes in another job): eth0's address and route, and the
- * hosts and resolv.conf bound into the container. Pure.
- */
-function networkSyncArgv(network) {
-    const script = [
-        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
-        'printf %s "$1" > /run/hyper/hosts',
-        'printf %s "$2" > /run/hyper/resolv.conf',
-        // A VM resumed from another VM's saved state has that VM's MAC until told its own.
-        ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
-        'ip addr flush dev eth0',
-        'ip addr add "$3" dev eth0',
-        'ip route replace default via "$4"',
-    ].join(' && ');
-    return [
-        '/bin/sh',
-        '-c',
-        script,
-        'sh',
-        network.hosts,
-        network.resolvConf,
-        `${network.ip}/${network.prefix}`,
-        network.gateway,
-        ...(network.mac ? [network.mac] : []),
-    ];
-}
-/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
-function execArgv(config, command, env = []) {
-    return [
-        EXEC_HELPER,
-        '--root',
-        CONTAINER_ROOT,
-        '--user',
-        config.user,
-        '--workdir',
-        config.workdir,
-        '--env-file',
-        ENV_FILE,
-        ...env.flatMap((entry) => ['--env', entry]),
-        '--',
-        ...command,
-    ];
-}
-
 ;// CONCATENATED MODULE: ./src/vm/paths.ts
 
 function vmPaths(dir) {
@@ -42317,7 +42170,6 @@ async function forgetCopies(record) {
 
 
 
-
 /** How long the guest may take to start its service. */
 const BOOT_TIMEOUT_MS = 120_000;
 /** A named volume is one ext4: it can be attached to one running VM at a time. */
@@ -42392,12 +42244,12 @@ async function startContainer(name, job, options = {}) {
     try {
         // Archives copied in before the first start go in with this boot (never with a checkpoint's).
         const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
-        const { origin } = await job.hypervisor.start(machine, options.checkpoint ? { checkpoint: options.checkpoint } : { template: job.settings.templates });
+        const { origin } = await job.hypervisor.start(machine, options.checkpoint
+            ? { checkpoint: options.checkpoint, network: await guestNetworkOf(record) }
+            : { template: job.settings.templates });
         record.origin = origin;
         await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
         await forgetCopies(record);
-        if (options.checkpoint)
-            await syncGuestNetwork(record, job);
     }
     catch (error) {
         await job.hypervisor.kill(record.machine).catch(() => undefined);
@@ -42409,16 +42261,17 @@ async function startContainer(name, job, options = {}) {
     return record;
 }
 /**
- * A resumed checkpoint runs with the network it was taken on; this applies
- * the one in its guest files, which differ when it was imported into another
- * job (another subnet, other services), or when it is a service template's.
+ * A resumed checkpoint runs with the network it was taken on; the hypervisor
+ * applies this one, from its guest files, which differ when it was imported
+ * into another job (another subnet, other services), or when it is a
+ * service template's.
  */
-async function syncGuestNetwork(record, job) {
+async function guestNetworkOf(record) {
     const dir = vmPaths(record.machine.dir).guestFiles;
     const read = (name) => (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, name), 'utf8');
     const settings = await read('settings');
     const value = (key) => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
-    const network = {
+    return {
         mac: value('mac') || undefined,
         ip: value('ip'),
         prefix: Number(value('prefix')),
@@ -42426,9 +42279,6 @@ async function syncGuestNetwork(record, job) {
         hosts: await read('hosts'),
         resolvConf: await read('resolv.conf'),
     };
-    const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
-    if (result.exitCode !== 0)
-        throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
 }
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
 async function stopContainer(name, graceMs, job) {
@@ -45109,6 +44959,168 @@ function captureFailure(exit, message, ram) {
 /** Bytes per second: as fast as the host can copy. */
 const MIGRATION_BANDWIDTH = 64 * 1024 * 1024 * 1024;
 
+;// CONCATENATED MODULE: ./src/guest/config.ts
+
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const CONTAINER_ROOT = '/container';
+const EXEC_HELPER = '/bin/hyper-exec';
+const ENV_FILE = '/run/hyper/env';
+class GuestConfigError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'GuestConfigError';
+}
+/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
+function serviceArgv(image, overrides, imageName) {
+    const entrypoint = overrides.entrypoint ?? image.entrypoint;
+    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
+    const argv = [...entrypoint, ...command];
+    if (argv.length === 0) {
+        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
+    }
+    return argv;
+}
+/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
+function mergeEnv(imageEnv, userEnv, hostname) {
+    const merged = new Map();
+    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
+    merged.set('HOSTNAME', hostname);
+    for (const entry of [...imageEnv, ...userEnv]) {
+        const eq = entry.indexOf('=');
+        if (eq <= 0)
+            continue;
+        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    return [...merged].map(([key, value]) => `${key}=${value}`);
+}
+/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
+function config_normalizeSignal(signal) {
+    const text = signal.trim().toUpperCase();
+    if (/^\d+$/.test(text))
+        return text;
+    const name = text.startsWith('SIG') ? text.slice(3) : text;
+    if (!/^[A-Z0-9+]+$/.test(name))
+        throw new GuestConfigError(`"${signal}" is not a signal name`);
+    return name;
+}
+function singleLine(what, value) {
+    if (/[\n\r\0]/.test(value))
+        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
+    return value;
+}
+function nulList(items) {
+    for (const item of items) {
+        if (item.includes('\0'))
+            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
+    }
+    return Buffer.from(items.map((item) => `${item}\0`).join(''));
+}
+/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
+function guestFiles(config) {
+    const settings = [
+        `hostname=${singleLine('hostname', config.hostname)}`,
+        ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
+        `ip=${config.network.ip}`,
+        `prefix=${config.network.prefix}`,
+        `gateway=${config.network.gateway}`,
+        `user=${singleLine('user', config.user)}`,
+        `workdir=${singleLine('working directory', config.workdir)}`,
+        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
+        'rootdev=rootfs',
+    ];
+    return [
+        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
+        { name: 'argv', content: nulList(config.argv) },
+        { name: 'env', content: nulList(config.env) },
+        { name: 'hosts', content: Buffer.from(config.network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
+        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+    ];
+}
+/**
+ * A guest's network files for a (new) job network: hosts, resolv.conf, and
+ * the settings file with its address lines replaced. For an imported service,
+ * whose files were made for the job it came from. Pure.
+ */
+function rewriteNetworkFiles(settings, network) {
+    const address = {
+        ip: network.ip,
+        prefix: String(network.prefix),
+        gateway: network.gateway,
+    };
+    const lines = settings
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+        const key = line.slice(0, line.indexOf('='));
+        return key in address ? `${key}=${address[key]}` : line;
+    });
+    return [
+        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
+        { name: 'hosts', content: Buffer.from(network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+    ];
+}
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
+/**
+ * What a guest resumed from saved state runs first, with 64 fresh random
+ * bytes from the host on stdin: its RNG reseeded (guest/hyper-reseed.c), so
+ * two VMs resumed from one state do not share RNG state, then, when given,
+ * this VM's network applied (networkSyncArgv). One exec: each costs a guest
+ * fork and the agent's polling. Pure.
+ */
+function resumeSyncArgv(network) {
+    const reseed = 'umask 077 && cat > /run/hyper/entropy && /bin/hyper-reseed /run/hyper/entropy; ' +
+        'status=$?; rm -f /run/hyper/entropy; [ $status = 0 ] || exit $status';
+    if (!network)
+        return ['/bin/sh', '-c', reseed];
+    const [shell, flag, script, ...rest] = networkSyncArgv(network);
+    return [shell, flag, `${reseed}; ${script}`, ...rest];
+}
+function networkSyncArgv(network) {
+    const script = [
+        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
+        'printf %s "$1" > /run/hyper/hosts',
+        'printf %s "$2" > /run/hyper/resolv.conf',
+        // A VM resumed from another VM's saved state has that VM's MAC until told its own.
+        ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
+        'ip addr flush dev eth0',
+        'ip addr add "$3" dev eth0',
+        'ip route replace default via "$4"',
+    ].join(' && ');
+    return [
+        '/bin/sh',
+        '-c',
+        script,
+        'sh',
+        network.hosts,
+        network.resolvConf,
+        `${network.ip}/${network.prefix}`,
+        network.gateway,
+        ...(network.mac ? [network.mac] : []),
+    ];
+}
+/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
+function execArgv(config, command, env = []) {
+    return [
+        EXEC_HELPER,
+        '--root',
+        CONTAINER_ROOT,
+        '--user',
+        config.user,
+        '--workdir',
+        config.workdir,
+        '--env-file',
+        ENV_FILE,
+        ...env.flatMap((entry) => ['--env', entry]),
+        '--',
+        ...command,
+    ];
+}
+
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
 
@@ -45296,6 +45308,7 @@ function ustar(files) {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -45344,9 +45357,15 @@ class QemuHypervisor {
             }
         }
         if (options.checkpoint)
-            return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
+            return {
+                pid: await this.restoreCheckpoint(spec, options.checkpoint, options.network),
+                origin: 'checkpoint',
+            };
         if (options.saved)
-            return { pid: await this.resumeSaved(spec, options.saved), origin: 'service-template' };
+            return {
+                pid: await this.resumeSaved(spec, options.saved, options.network),
+                origin: 'service-template',
+            };
         const mode = options.template ?? 'auto';
         const log = options.log ?? (() => undefined);
         if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -45438,7 +45457,7 @@ class QemuHypervisor {
      * restored again), and the guest gets the host's clock and fresh entropy:
      * two restores of one checkpoint do not share RNG state.
      */
-    async restoreCheckpoint(spec, tag) {
+    async restoreCheckpoint(spec, tag, network) {
         const saved = checkpointPaths(spec.dir, tag);
         for (const file of [saved.ram, saved.state]) {
             if (!(await exists(file)))
@@ -45447,21 +45466,23 @@ class QemuHypervisor {
                 });
         }
         await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
-        return this.resumeSaved(spec, saved);
+        return this.resumeSaved(spec, saved, network);
     }
     /**
      * Resumes the VM from saved RAM and device state that match its disks as
-     * they are, then gives the guest the host's clock and fresh entropy.
+     * they are, then gives the guest the host's clock, fresh entropy and, when
+     * given, its network.
      */
-    async resumeSaved(spec, saved) {
+    async resumeSaved(spec, saved, network) {
         const pid = await this.resumeFrom(spec, saved);
         try {
             const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
             try {
                 await setGuestClock(lease);
-                const reseeded = await lease.agent.exec('/bin/sh', ['-c', RESEED], CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
-                if (reseeded.exitCode !== 0)
-                    throw new VmError(`the guest's RNG could not be reseeded (exit ${reseeded.exitCode}): ${reseeded.stderr.toString().trim()}`);
+                const [program, ...args] = resumeSyncArgv(network);
+                const synced = await lease.agent.exec(program, args, CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
+                if (synced.exitCode !== 0)
+                    throw new VmError(`the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`);
             }
             finally {
                 lease.release();
@@ -45754,9 +45775,6 @@ function writableDisks(spec) {
 async function setGuestClock(lease) {
     await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
 }
-/** Run in a restored guest with 64 fresh random bytes on stdin (guest/hyper-reseed.c). */
-const RESEED = 'set -e; umask 077; cat > /run/hyper/entropy; ' +
-    'trap "rm -f /run/hyper/entropy" EXIT; /bin/hyper-reseed /run/hyper/entropy';
 function diskFile(spec, serial) {
     if (serial === 'rootfs')
         return spec.rootDisk;
@@ -60349,10 +60367,10 @@ function withTemplateResume(templating, boot) {
                 await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, template.status);
                 const { origin } = await hypervisor.start(record.machine, {
                     saved: { ram: template.ram, state: template.state },
+                    network: await guestNetworkOf(record),
                 });
                 record.origin = origin;
                 await hypervisor.waitUntilRunning(record.machine, BOOT_TIMEOUT_MS);
-                await syncGuestNetwork(record, draft.job);
             }
             catch (error) {
                 throw new TemplateResumeError(`${draft.name}: the resume from service template ${template.dir} failed: ${error.message}`, template.dir, error);

@@ -2,7 +2,7 @@ import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DamagedStateError } from '../files.js';
 import { HyperError } from '../errors.js';
-import { networkSyncArgv } from '../guest/config.js';
+import type { GuestNetwork } from '../guest/config.js';
 import { vmPaths } from '../vm/paths.js';
 import { sleep } from '../vm/process.js';
 import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
@@ -109,12 +109,13 @@ export async function startContainer(
     const machine = options.checkpoint ? record.machine : await machineWithCopies(record);
     const { origin } = await job.hypervisor.start(
       machine,
-      options.checkpoint ? { checkpoint: options.checkpoint } : { template: job.settings.templates },
+      options.checkpoint
+        ? { checkpoint: options.checkpoint, network: await guestNetworkOf(record) }
+        : { template: job.settings.templates },
     );
     record.origin = origin;
     await job.hypervisor.waitUntilRunning(machine, options.bootTimeoutMs ?? BOOT_TIMEOUT_MS);
     await forgetCopies(record);
-    if (options.checkpoint) await syncGuestNetwork(record, job);
   } catch (error: unknown) {
     await job.hypervisor.kill(record.machine).catch(() => undefined);
     throw error;
@@ -126,16 +127,17 @@ export async function startContainer(
 }
 
 /**
- * A resumed checkpoint runs with the network it was taken on; this applies
- * the one in its guest files, which differ when it was imported into another
- * job (another subnet, other services), or when it is a service template's.
+ * A resumed checkpoint runs with the network it was taken on; the hypervisor
+ * applies this one, from its guest files, which differ when it was imported
+ * into another job (another subnet, other services), or when it is a
+ * service template's.
  */
-export async function syncGuestNetwork(record: VmRecord, job: JobContext): Promise<void> {
+export async function guestNetworkOf(record: VmRecord): Promise<GuestNetwork> {
   const dir = vmPaths(record.machine.dir).guestFiles;
   const read = (name: string): Promise<string> => readFile(path.join(dir, name), 'utf8');
   const settings = await read('settings');
   const value = (key: string): string => new RegExp(`^${key}=(.*)$`, 'm').exec(settings)?.[1] ?? '';
-  const network = {
+  return {
     mac: value('mac') || undefined,
     ip: value('ip'),
     prefix: Number(value('prefix')),
@@ -143,9 +145,6 @@ export async function syncGuestNetwork(record: VmRecord, job: JobContext): Promi
     hosts: await read('hosts'),
     resolvConf: await read('resolv.conf'),
   };
-  const result = await job.hypervisor.exec(record.machine, networkSyncArgv(network), 30_000);
-  if (result.exitCode !== 0)
-    throw new HyperError(`cannot re-apply the network in ${record.name}: ${result.stderr.toString().trim()}`);
 }
 
 /** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */

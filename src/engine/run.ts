@@ -22,7 +22,7 @@ import { exists } from '../files.js';
 import { bootStep, claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
 import { vmDir, type BootContext } from './context.js';
 import { writeRecord, type VmRecord } from './record.js';
-import { BOOT_TIMEOUT_MS, checkVolumesFree, syncGuestNetwork } from './container.js';
+import { BOOT_TIMEOUT_MS, checkVolumesFree, guestNetworkOf } from './container.js';
 import {
   copyTemplateDisk,
   findServiceTemplate,
@@ -285,10 +285,10 @@ function withTemplateResume(
         await writeFile(vmPaths(draft.dir).status, template.status);
         const { origin } = await hypervisor.start(record.machine, {
           saved: { ram: template.ram, state: template.state },
+          network: await guestNetworkOf(record),
         });
         record.origin = origin;
         await hypervisor.waitUntilRunning(record.machine, BOOT_TIMEOUT_MS);
-        await syncGuestNetwork(record, draft.job);
       } catch (error: unknown) {
         throw new TemplateResumeError(
           `${draft.name}: the resume from service template ${template.dir} failed: ${(error as Error).message}`,

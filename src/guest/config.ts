@@ -154,6 +154,22 @@ export function rewriteNetworkFiles(
  * a checkpoint resumes in another job): eth0's address and route, and the
  * hosts and resolv.conf bound into the container. Pure.
  */
+/**
+ * What a guest resumed from saved state runs first, with 64 fresh random
+ * bytes from the host on stdin: its RNG reseeded (guest/hyper-reseed.c), so
+ * two VMs resumed from one state do not share RNG state, then, when given,
+ * this VM's network applied (networkSyncArgv). One exec: each costs a guest
+ * fork and the agent's polling. Pure.
+ */
+export function resumeSyncArgv(network?: GuestNetwork): string[] {
+  const reseed =
+    'umask 077 && cat > /run/hyper/entropy && /bin/hyper-reseed /run/hyper/entropy; ' +
+    'status=$?; rm -f /run/hyper/entropy; [ $status = 0 ] || exit $status';
+  if (!network) return ['/bin/sh', '-c', reseed];
+  const [shell, flag, script, ...rest] = networkSyncArgv(network);
+  return [shell as string, flag as string, `${reseed}; ${script as string}`, ...rest];
+}
+
 export function networkSyncArgv(network: GuestNetwork): string[] {
   const script = [
     'PATH=/bin:/sbin:/usr/bin:/usr/sbin',

@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import type { GuestBundle } from '../types/guest-bundle.js';
 import type { Accel } from '../install/accel.js';
+import type { GuestNetwork } from '../guest/config.js';
 
 // Re-exported so the engine names everything a VM is made of from one module.
 export type { Accel, GuestBundle };
@@ -115,6 +116,11 @@ export interface StartOptions {
    * whose disks the VM's already are: nothing is reverted.
    */
   saved?: { ram: string; state: string };
+  /**
+   * With `checkpoint` or `saved`: the network the guest is to have, applied
+   * once it runs again (the saved one may be another job's).
+   */
+  network?: GuestNetwork;
   /** Ignored with a checkpoint; `auto` when absent. */
   template?: TemplateMode;
   /** Where each step of the start is told (a template made, a damaged one refused). */

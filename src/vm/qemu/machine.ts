@@ -23,6 +23,7 @@ import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
 import { shellQuote, trimOutput } from '../../process/run.js';
+import { type GuestNetwork, resumeSyncArgv } from '../../guest/config.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
@@ -85,9 +86,15 @@ export class QemuHypervisor implements Hypervisor {
       }
     }
     if (options.checkpoint)
-      return { pid: await this.restoreCheckpoint(spec, options.checkpoint), origin: 'checkpoint' };
+      return {
+        pid: await this.restoreCheckpoint(spec, options.checkpoint, options.network),
+        origin: 'checkpoint',
+      };
     if (options.saved)
-      return { pid: await this.resumeSaved(spec, options.saved), origin: 'service-template' };
+      return {
+        pid: await this.resumeSaved(spec, options.saved, options.network),
+        origin: 'service-template',
+      };
     const mode = options.template ?? 'auto';
     const log = options.log ?? (() => undefined);
     if (mode !== 'off' && this.templates && spec.slots !== undefined && fitsSlots(spec)) {
@@ -199,7 +206,7 @@ export class QemuHypervisor implements Hypervisor {
    * restored again), and the guest gets the host's clock and fresh entropy:
    * two restores of one checkpoint do not share RNG state.
    */
-  private async restoreCheckpoint(spec: MachineSpec, tag: string): Promise<number> {
+  private async restoreCheckpoint(spec: MachineSpec, tag: string, network?: GuestNetwork): Promise<number> {
     const saved = checkpointPaths(spec.dir, tag);
     for (const file of [saved.ram, saved.state]) {
       if (!(await exists(file)))
@@ -208,28 +215,34 @@ export class QemuHypervisor implements Hypervisor {
         });
     }
     await Promise.all(writableDisks(spec).map((file) => qemuImg.applySnapshot(file, tag)));
-    return this.resumeSaved(spec, saved);
+    return this.resumeSaved(spec, saved, network);
   }
 
   /**
    * Resumes the VM from saved RAM and device state that match its disks as
-   * they are, then gives the guest the host's clock and fresh entropy.
+   * they are, then gives the guest the host's clock, fresh entropy and, when
+   * given, its network.
    */
-  private async resumeSaved(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
+  private async resumeSaved(
+    spec: MachineSpec,
+    saved: { ram: string; state: string },
+    network?: GuestNetwork,
+  ): Promise<number> {
     const pid = await this.resumeFrom(spec, saved);
     try {
       const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
       try {
         await setGuestClock(lease);
-        const reseeded = await lease.agent.exec(
-          '/bin/sh',
-          ['-c', RESEED],
+        const [program, ...args] = resumeSyncArgv(network);
+        const synced = await lease.agent.exec(
+          program as string,
+          args,
           CLONE_AGENT_TIMEOUT_MS,
           randomBytes(64),
         );
-        if (reseeded.exitCode !== 0)
+        if (synced.exitCode !== 0)
           throw new VmError(
-            `the guest's RNG could not be reseeded (exit ${reseeded.exitCode}): ${reseeded.stderr.toString().trim()}`,
+            `the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`,
           );
       } finally {
         lease.release();
@@ -556,11 +569,6 @@ function writableDisks(spec: MachineSpec): string[] {
 async function setGuestClock(lease: AgentLease): Promise<void> {
   await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
 }
-
-/** Run in a restored guest with 64 fresh random bytes on stdin (guest/hyper-reseed.c). */
-const RESEED =
-  'set -e; umask 077; cat > /run/hyper/entropy; ' +
-  'trap "rm -f /run/hyper/entropy" EXIT; /bin/hyper-reseed /run/hyper/entropy';
 
 function diskFile(spec: MachineSpec, serial: string): string {
   if (serial === 'rootfs') return spec.rootDisk;

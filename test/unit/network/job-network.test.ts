@@ -18,7 +18,7 @@ import { networkArgs } from '../../../src/vm/qemu/args.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 import { validatePlan } from '../../../src/spec/plan.js';
 import { parseComposeProject } from '../../../src/spec/compose.js';
-import { networkSyncArgv, rewriteNetworkFiles } from '../../../src/guest/config.js';
+import { networkSyncArgv, resumeSyncArgv, rewriteNetworkFiles } from '../../../src/guest/config.js';
 
 const NAMES = { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' };
 
@@ -383,5 +383,23 @@ describe('guest network files', () => {
     expect(argv.slice(3)).toEqual(['sh', 'H\n', 'R\n', '10.213.9.2/24', '10.213.9.1', '52:54:0a:d5:09:02']);
     expect(argv[2]).toContain('ip link set dev eth0 address "$5" && ip addr flush dev eth0');
     expect(networkSyncArgv(network)[2]).not.toContain('address "$5"');
+  });
+});
+
+describe('a guest resumed from saved state', () => {
+  const network = { ip: '10.213.9.2', prefix: 24, gateway: '10.213.9.1', hosts: 'H\n', resolvConf: 'R\n' };
+  test('reseeds its RNG from stdin, then applies the network, in one shell with the same arguments', () => {
+    const argv = resumeSyncArgv(network);
+    const sync = networkSyncArgv(network);
+    expect(argv[2]).toMatch(
+      /^umask 077 && cat > \/run\/hyper\/entropy && \/bin\/hyper-reseed \/run\/hyper\/entropy; /,
+    );
+    expect(argv[2]?.endsWith(`; ${sync[2]}`)).toBe(true);
+    expect(argv.slice(3)).toEqual(sync.slice(3));
+  });
+  test('without a network, only the reseed; a failed reseed is the exit status', () => {
+    const argv = resumeSyncArgv();
+    expect(argv).toHaveLength(3);
+    expect(argv[2]).toContain('[ $status = 0 ] || exit $status');
   });
 });
