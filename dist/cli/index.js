@@ -46551,6 +46551,7 @@ async function backingFile(overlay) {
 
 
 
+
 /** Bumped whenever what a template holds, or how it is resumed, changes meaning. */
 const SERVICE_TEMPLATE_FORMAT = 1;
 /** The snapshot tag a template is taken under; deleted from the service's disks once copied. */
@@ -46705,8 +46706,11 @@ async function keepServiceTemplate(record, key, base, job, options) {
             for (const [, entry] of copies) {
                 const copy = external_node_path_default().join(work, entry);
                 const snapshots = await qemuImg.snapshotNames(copy);
-                if (snapshots.includes(TAG))
-                    await keepOnly(copy, TAG, snapshots);
+                if (!snapshots.includes(TAG))
+                    continue;
+                await keepOnly(copy, TAG, snapshots);
+                // Applied, the snapshot itself would only pin clusters the VMs made from the copy write over.
+                await qemuImg.deleteSnapshot(copy, TAG);
             }
             const meta = {
                 key,
@@ -46733,6 +46737,11 @@ async function keepServiceTemplate(record, key, base, job, options) {
                 throw error;
             return undefined;
         }
+        // One template per service name: the ones it replaces (another image, env, machine) go once no VM maps them.
+        const mapped = await mappedFiles();
+        for (const other of await listServiceTemplates(job.cacheDir, mapped))
+            if (other.dir !== dir && other.service === key.name && !other.usedBy.length)
+                await (0,promises_namespaceObject.rm)(other.dir, { recursive: true, force: true });
         return { dir, tookMs: Date.now() - started };
     }
     finally {

@@ -13,6 +13,7 @@ import type { MountDisk, MountSpec } from '../storage/mounts.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { isAlive } from '../vm/process.js';
+import { mappedFiles } from '../vm/qemu/template.js';
 import type { BootContext, JobContext } from './context.js';
 import { keepOnly } from './export.js';
 import type { VmRecord } from './record.js';
@@ -220,7 +221,10 @@ export async function keepServiceTemplate(
       for (const [, entry] of copies) {
         const copy = path.join(work, entry);
         const snapshots = await qemuImg.snapshotNames(copy);
-        if (snapshots.includes(TAG)) await keepOnly(copy, TAG, snapshots);
+        if (!snapshots.includes(TAG)) continue;
+        await keepOnly(copy, TAG, snapshots);
+        // Applied, the snapshot itself would only pin clusters the VMs made from the copy write over.
+        await qemuImg.deleteSnapshot(copy, TAG);
       }
       const meta: ServiceTemplateMeta = {
         key,
@@ -244,6 +248,11 @@ export async function keepServiceTemplate(
       if (!['EEXIST', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
       return undefined;
     }
+    // One template per service name: the ones it replaces (another image, env, machine) go once no VM maps them.
+    const mapped = await mappedFiles();
+    for (const other of await listServiceTemplates(job.cacheDir, mapped))
+      if (other.dir !== dir && other.service === key.name && !other.usedBy.length)
+        await rm(other.dir, { recursive: true, force: true });
     return { dir, tookMs: Date.now() - started };
   } finally {
     await rm(work, { recursive: true, force: true });
