@@ -85,6 +85,14 @@ export class RunnerJob {
   }
 
   async remove(): Promise<void> {
+    // A test that failed before its post step leaves its VMs running: they go with the job.
+    for (const pid of await qemuProcessesUnder(this.dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
     await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { httpGet } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
+import { forgetServiceTemplates } from '../../support/templates.js';
 import {
   expectNothingLeft,
   MAIN_BUNDLE as MAIN,
@@ -16,10 +17,7 @@ beforeAll(async () => {
   image = `oci:${await busyboxLayout()}`;
 });
 
-test('services boot in dependency order, healthy, with outputs, port variables and a summary; post tears them down', async () => {
-  const job = await RunnerJob.create();
-  try {
-    const services = `
+const SERVICES = (image: string) => `
 web:
   image: ${image}
   ports: ['80']
@@ -32,6 +30,12 @@ api:
   depends-on:
     web: { condition: service_healthy }
 `;
+
+test('services boot in dependency order, healthy, with outputs, port variables and a summary; post tears them down', async () => {
+  await forgetServiceTemplates('web', 'api');
+  const job = await RunnerJob.create();
+  try {
+    const services = SERVICES(image);
     const main = await job.step(MAIN, { services, accel: 'tcg', 'wait-timeout': '120' });
     expect(main.stdout).not.toContain('::error::');
     expect(main.exitCode).toBe(0);
@@ -68,9 +72,13 @@ api:
     expect(summary).toContain(
       '<th>service</th><th>image</th><th>accel</th><th>started from</th><th>boot ms</th><th>healthy ms</th><th>ports</th><th>memory</th>',
     );
-    // templates defaults to auto: each service VM is a clone of the boot template.
+    // templates defaults to auto: each service VM is a clone of the boot template,
+    // and each healthy service is kept as its service template.
     expect(summary).toMatch(
       /<td>web<\/td><td>oci:[^<]+@sha256:[0-9a-f]{64}<\/td><td>tcg<\/td><td>boot template<\/td>/,
+    );
+    expect(main.stdout).toMatch(
+      /web: kept as service template \S+\/templates\/service\/web-[0-9a-f]{16} in \d+ ms/,
     );
 
     const post = await job.step(POST, {});
@@ -82,6 +90,28 @@ api:
       '<th>service</th><th>state at teardown</th><th>VM-seconds</th><th>CPU-seconds</th><th>peak memory</th><th>own / shared memory</th>',
     );
     expect(usage).toMatch(/<td>web<\/td><td>running<\/td><td>[\d.]+<\/td>/);
+    await expectNothingLeft(job);
+  } finally {
+    await job.remove();
+  }
+});
+
+test('a later job starts the same services from their service templates; the summary says so', async () => {
+  const job = await RunnerJob.create();
+  try {
+    const main = await job.step(MAIN, { services: SERVICES(image), accel: 'tcg', 'wait-timeout': '120' });
+    expect(main.exitCode).toBe(0);
+    expect(main.stdout).toMatch(/web: started from service template \S+\/web-[0-9a-f]{16} in \d+ ms/);
+    const summary = await readFile(job.file('summary'), 'utf8');
+    for (const name of ['web', 'api'])
+      expect(summary).toMatch(
+        new RegExp(`<td>${name}</td><td>oci:[^<]+</td><td>tcg</td><td>service template</td>`),
+      );
+    const env = await job.env();
+    expect(await httpGet(`http://127.0.0.1:${env.HYPER_WEB_PORT_80}/`)).toContain('hello');
+    expect(await httpGet('http://127.0.0.1:8080/')).toContain('hello');
+    const post = await job.step(POST, {});
+    expect(post.exitCode).toBe(0);
     await expectNothingLeft(job);
   } finally {
     await job.remove();

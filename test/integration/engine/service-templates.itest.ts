@@ -8,6 +8,7 @@ import { editLayout, serviceImageLayouts } from '../../support/fixtures.js';
 import { psql, until } from '../../support/postgres.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
+import { forgetServiceTemplates } from '../../support/templates.js';
 
 // Service templates with real VMs: the Debian-built postgres image, with a
 // seed script baked into /docker-entrypoint-initdb.d, from a real registry.
@@ -24,6 +25,8 @@ const restoreEnv = snapshotEnv();
 
 beforeAll(async () => {
   process.env.HYPER_ACCEL = 'tcg';
+  // One kept by an earlier run of this file would make the first up a resume.
+  await forgetServiceTemplates('pgseed');
   work = await mkdtemp('/tmp/hyper-svct-');
   const layout = path.join(work, 'layout');
   await cp((await serviceImageLayouts()).postgres, layout, { recursive: true });
