@@ -1,3 +1,4 @@
+import { beforeAll } from '@jest/globals';
 import { forgetServiceTemplates } from './templates.js';
 
 // Every test file starts with no service templates in the shared cache dir:
