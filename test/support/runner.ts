@@ -1,4 +1,3 @@
-import { expect } from '@jest/globals';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -103,9 +102,4 @@ export const POST_BUNDLE = path.resolve('dist/post/index.js');
 /** What a job left behind: live QEMU processes started under it, and anything in its RUNNER_TEMP. */
 export async function jobLeftovers(job: RunnerJob): Promise<{ qemu: number[]; temp: string[] }> {
   return { qemu: await qemuProcessesUnder(job.dir), temp: await readdir(job.runnerTemp).catch(() => []) };
-}
-
-/** Fails the test when a job left a QEMU process or anything in its RUNNER_TEMP. */
-export async function expectNothingLeft(job: RunnerJob): Promise<void> {
-  expect(await jobLeftovers(job)).toEqual({ qemu: [], temp: [] });
 }

@@ -4,12 +4,12 @@ import path from 'node:path';
 import { qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
 import {
-  expectNothingLeft,
   MAIN_BUNDLE as MAIN,
   parseCommandFile,
   POST_BUNDLE as POST,
   RunnerJob,
 } from '../../support/runner.js';
+import { expectNothingLeft } from '../../support/runner-expect.js';
 import { DOCKER } from '../../support/serve.js';
 
 // docker-api: true. dist/main leaves `hyper serve` (dist/cli) running over the

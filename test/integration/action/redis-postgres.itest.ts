@@ -4,12 +4,8 @@ import path from 'node:path';
 import { serviceImageLayouts } from '../../support/fixtures.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import {
-  expectNothingLeft,
-  MAIN_BUNDLE as MAIN,
-  POST_BUNDLE as POST,
-  RunnerJob,
-} from '../../support/runner.js';
+import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import { expectNothingLeft } from '../../support/runner-expect.js';
 
 // The acceptance: Debian-built redis and postgres images served by a
 // real registry, booted by dist/main, reached from the host with redis-cli and

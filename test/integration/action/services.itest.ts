@@ -3,12 +3,8 @@ import path from 'node:path';
 import { httpGet } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
 import { forgetServiceTemplates } from '../../support/templates.js';
-import {
-  expectNothingLeft,
-  MAIN_BUNDLE as MAIN,
-  POST_BUNDLE as POST,
-  RunnerJob,
-} from '../../support/runner.js';
+import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import { expectNothingLeft } from '../../support/runner-expect.js';
 
 // dist/main with a `services:` input, then dist/post, as the runner runs them.
 // The services are busybox httpd VMs from the OCI layout the tests build.

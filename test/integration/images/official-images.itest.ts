@@ -8,12 +8,8 @@ import { serviceImageLayouts } from '../../support/fixtures.js';
 import { until } from '../../support/postgres.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
-import {
-  expectNothingLeft,
-  MAIN_BUNDLE as MAIN,
-  POST_BUNDLE as POST,
-  RunnerJob,
-} from '../../support/runner.js';
+import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import { expectNothingLeft } from '../../support/runner-expect.js';
 
 // Images laid out like Docker Hub's official postgres and redis (an entrypoint
 // that starts as root and steps down with gosu, uid 999, a VOLUME, no

@@ -3,12 +3,8 @@ import path from 'node:path';
 import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
 import { busyboxLayout } from '../../support/fixtures.js';
-import {
-  expectNothingLeft,
-  MAIN_BUNDLE as MAIN,
-  POST_BUNDLE as POST,
-  RunnerJob,
-} from '../../support/runner.js';
+import { MAIN_BUNDLE as MAIN, POST_BUNDLE as POST, RunnerJob } from '../../support/runner.js';
+import { expectNothingLeft } from '../../support/runner-expect.js';
 
 // One guest's kernel panic stays in that guest: the other service keeps
 // answering, `hyper ps` and the job summary say which one crashed and why
