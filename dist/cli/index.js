@@ -60085,15 +60085,6 @@ async function ensureVolume(stateDir, name, sizeBytes = DEFAULT_VOLUME_SIZE) {
     await createExt4Disk(file, sizeBytes);
     return { path: file, created: true };
 }
-/** Whether named volume `name` holds nothing yet: not made, or made ahead and never mounted. */
-async function isUnfilledVolume(stateDir, name) {
-    const file = volumePath(stateDir, name);
-    return !(await exists(file)) || (await exists(freshMarker(file)));
-}
-/** Marks a volume made ahead as mounted: it holds data from now on. */
-async function markVolumeFilled(stateDir, name) {
-    await (0,promises_namespaceObject.rm)(freshMarker(volumePath(stateDir, name)), { force: true });
-}
 function freshMarker(volumeFile) {
     return `${volumeFile}.fresh`;
 }
@@ -60297,9 +60288,10 @@ async function runContainer(spec, job, options = {}) {
 }
 /**
  * Whether a VM of these mounts can be kept as, and started from, a service
- * template: its devices fit the template layout (no live shares), and every
- * named volume is still unfilled, so that its content comes from the start
- * the key describes, not from an earlier job.
+ * template: its devices fit the template layout (no live shares), and no
+ * named volume exists yet, so that its content comes from the start the key
+ * describes, not from an earlier job (and one made ahead, with a size of
+ * its own, is never written over by a template's copy).
  */
 async function templateEligible(mounts, job) {
     const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
@@ -60309,7 +60301,7 @@ async function templateEligible(mounts, job) {
     if (share || job.hypervisor.templateSlots({ disks }) === undefined)
         return false;
     for (const mount of mounts)
-        if (mount.kind === 'volume' && !(await isUnfilledVolume(job.stateDir, mount.name)))
+        if (mount.kind === 'volume' && (await exists(volumePath(job.stateDir, mount.name))))
             return false;
     return true;
 }
@@ -60416,8 +60408,6 @@ function disksStep(mounts, spec, templating) {
                     if (disk.volume)
                         madeVolumes.push(at);
                     await copyTemplateDisk(external_node_path_default().join(template.dir, disk.file), at);
-                    if (disk.volume)
-                        await markVolumeFilled(job.stateDir, disk.volume);
                     draft.disks.push({
                         serial: disk.serial,
                         path: at,
@@ -60435,7 +60425,7 @@ function disksStep(mounts, spec, templating) {
             draft.shares = share ? bindShares(mounts) : [];
         },
         async undo() {
-            // Only volumes copied from a template: they were unfilled before, and a full boot makes them again.
+            // Only volumes copied from a template: none existed before, and a full boot makes them.
             for (const volume of madeVolumes)
                 await (0,promises_namespaceObject.rm)(volume, { force: true });
         },

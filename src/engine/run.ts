@@ -9,13 +9,7 @@ import { checkUserSpec } from '../images/users.js';
 import type { PortSpec } from '../network/ports.js';
 import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
 import { bindShares, guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
-import {
-  checkMountSources,
-  isUnfilledVolume,
-  markVolumeFilled,
-  prepareMountDisks,
-  volumePath,
-} from '../storage/volumes.js';
+import { checkMountSources, prepareMountDisks, volumePath } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
 import { exists } from '../files.js';
@@ -171,9 +165,10 @@ export async function runContainer(
 
 /**
  * Whether a VM of these mounts can be kept as, and started from, a service
- * template: its devices fit the template layout (no live shares), and every
- * named volume is still unfilled, so that its content comes from the start
- * the key describes, not from an earlier job.
+ * template: its devices fit the template layout (no live shares), and no
+ * named volume exists yet, so that its content comes from the start the key
+ * describes, not from an earlier job (and one made ahead, with a size of
+ * its own, is never written over by a template's copy).
  */
 async function templateEligible(mounts: readonly MountSpec[], job: BootContext): Promise<boolean> {
   const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
@@ -182,7 +177,7 @@ async function templateEligible(mounts: readonly MountSpec[], job: BootContext):
     .map((m, index) => ({ serial: `vol${index}`, path: '', readOnly: m.readOnly }));
   if (share || job.hypervisor.templateSlots({ disks }) === undefined) return false;
   for (const mount of mounts)
-    if (mount.kind === 'volume' && !(await isUnfilledVolume(job.stateDir, mount.name))) return false;
+    if (mount.kind === 'volume' && (await exists(volumePath(job.stateDir, mount.name)))) return false;
   return true;
 }
 
@@ -333,7 +328,6 @@ function disksStep(
             : path.join(draft.dir, 'disks', `${disk.serial}.qcow2`);
           if (disk.volume) madeVolumes.push(at);
           await copyTemplateDisk(path.join(template.dir, disk.file), at);
-          if (disk.volume) await markVolumeFilled(job.stateDir, disk.volume);
           draft.disks.push({
             serial: disk.serial,
             path: at,
@@ -357,7 +351,7 @@ function disksStep(
       draft.shares = share ? bindShares(mounts) : [];
     },
     async undo() {
-      // Only volumes copied from a template: they were unfilled before, and a full boot makes them again.
+      // Only volumes copied from a template: none existed before, and a full boot makes them.
       for (const volume of madeVolumes) await rm(volume, { force: true });
     },
   };

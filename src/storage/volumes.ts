@@ -93,17 +93,6 @@ export async function ensureVolume(
   return { path: file, created: true };
 }
 
-/** Whether named volume `name` holds nothing yet: not made, or made ahead and never mounted. */
-export async function isUnfilledVolume(stateDir: string, name: string): Promise<boolean> {
-  const file = volumePath(stateDir, name);
-  return !(await exists(file)) || (await exists(freshMarker(file)));
-}
-
-/** Marks a volume made ahead as mounted: it holds data from now on. */
-export async function markVolumeFilled(stateDir: string, name: string): Promise<void> {
-  await rm(freshMarker(volumePath(stateDir, name)), { force: true });
-}
-
 function freshMarker(volumeFile: string): string {
   return `${volumeFile}.fresh`;
 }
