@@ -44835,7 +44835,10 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
     const capture = { ...spec, dir: run };
     const paths = vmPaths(run);
     let exit;
-    const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+    const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a').catch(async (error) => {
+        await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
+        throw error;
+    });
     try {
         await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
         await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
@@ -46005,142 +46008,6 @@ function machineSpec(draft, fields, view) {
     return slots === undefined ? spec : { ...spec, slots };
 }
 
-;// CONCATENATED MODULE: ./src/engine/export-format.ts
-
-
-
-
-
-
-
-/**
- * One snapshot of a service as a single tar file, to carry it to another
- * machine or a later run: the service's record, the snapshot's record, its
- * root filesystem base as a compact qcow2, and every disk with that snapshot
- * alone in it (the root overlay too, for a checkpoint). Importing it makes a
- * stopped service that `hyper restore` resumes or boots.
- */
-const MANIFEST = 'hyper-export.json';
-const FORMAT = 'hyper-export';
-/** 2: a checkpoint's RAM and device state are entries of their own (before, its RAM was inside the root disk). */
-const VERSION = 2;
-/** Versions this hyper reads: a version-1 checkpoint is then refused with the reason (snapshots.ts). */
-const READABLE = [1, 2];
-const BASE = 'base.qcow2';
-const ROOT = 'rootfs.qcow2';
-/** A checkpoint's RAM, as a compact qcow2 (the file itself is raw and sparse), and its device state. */
-const RAM = 'checkpoint-ram.qcow2';
-const STATE = 'checkpoint-state';
-/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
-const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-class TransferError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'TransferError';
-}
-/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
-async function scratchDir(job, kind) {
-    const parent = external_node_path_default().join(job.stateDir, 'tmp');
-    await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
-    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
-}
-/** Reads and checks an export's manifest against the files beside it. */
-async function checkExport(dir, file) {
-    let manifest;
-    try {
-        manifest = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, MANIFEST), 'utf8'));
-    }
-    catch (error) {
-        if (isNotFound(error))
-            throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
-        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
-    }
-    if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
-        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
-    }
-    if (!READABLE.includes(manifest.version)) {
-        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads versions ${READABLE.join(' and ')}`);
-    }
-    const service = manifest.service;
-    if (typeof manifest.snapshot?.name !== 'string' ||
-        !Array.isArray(manifest.files) ||
-        !Array.isArray(service?.disks) ||
-        !Array.isArray(service.guestFiles) ||
-        !Array.isArray(service.ports)) {
-        throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
-    }
-    if (manifest.snapshot.kind === 'checkpoint' && manifest.snapshot.memory === 'file' && !manifest.memory) {
-        throw new TransferError(`${file} is damaged: its checkpoint's RAM and device state are not listed`);
-    }
-    // Names from the file become paths and QEMU arguments here: each must be a plain name.
-    for (const disk of manifest.service.disks) {
-        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !isVolumeName(disk.volume))) {
-            throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
-        }
-    }
-    for (const g of manifest.service.guestFiles) {
-        if (!ENTRY.test(g.name))
-            throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
-    }
-    const listed = new Map(manifest.files.map((f) => [f.name, f]));
-    const needed = [
-        BASE,
-        ...manifest.service.disks.map((d) => d.path),
-        ...manifest.service.guestFiles.map((g) => g.entry),
-        ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
-        ...(manifest.memory ? [manifest.memory.ram, manifest.memory.state] : []),
-    ];
-    for (const entry of needed) {
-        const expected = listed.get(entry);
-        if (!expected || !ENTRY.test(entry))
-            throw new TransferError(`${file} is damaged: it does not list ${entry}`);
-        const at = external_node_path_default().join(dir, entry);
-        const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
-        if (size === undefined)
-            throw new TransferError(`${file} is damaged: ${entry} is missing`);
-        if (size !== expected.bytes || (await fileDigest(at)) !== expected.sha256) {
-            throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
-        }
-    }
-    for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
-        const info = await qemuImg.info(external_node_path_default().join(dir, entry));
-        if (info.format !== 'qcow2')
-            throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
-        // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
-        if (info.dataFile || (info.backingFilename && entry !== manifest.service.rootDisk)) {
-            throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
-        }
-    }
-    return manifest;
-}
-async function extract(file, dir) {
-    const refused = [];
-    try {
-        await So({
-            file,
-            cwd: dir,
-            strict: true,
-            preservePaths: false,
-            filter: (entry, stat) => {
-                const ok = ENTRY.test(entry) && stat.type === 'File';
-                if (!ok)
-                    refused.push(entry);
-                return ok;
-            },
-        });
-    }
-    catch (error) {
-        if (isNotFound(error) && !(await exists(file)))
-            throw new TransferError(`${file} does not exist`);
-        const code = error.code ?? '';
-        // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
-        const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
-        throw new TransferError(`${file} is not a hyper export: ${what} (${error.message})`);
-    }
-    if (refused.length > 0) {
-        throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
 // In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
 
@@ -46376,6 +46243,14 @@ async function restoreService(service, name, job, options) {
         });
         if (problem)
             throw new SnapshotError(`cannot restore: ${problem}`);
+        // Before the running VM goes: a checkpoint whose files are gone cannot bring it back.
+        const saved = checkpointPaths(record.machine.dir, name);
+        for (const file of [saved.ram, saved.state]) {
+            if (!(await exists(file)))
+                throw new SnapshotError(`cannot restore: checkpoint "${name}" of ${service} is incomplete: ${file} is missing`, {
+                    kind: 'NotFound',
+                });
+        }
         // The running VM is replaced: whatever it did since the checkpoint is what a restore discards.
         if (running)
             await job.hypervisor.kill(record.machine);
@@ -46403,6 +46278,146 @@ async function removeSnapshot(service, name, job) {
     await job.hypervisor.deleteSnapshot(record.machine, snapshot.disks, name);
     const remaining = (await readSnapshots(record)).filter((s) => s.name !== name);
     await writeSnapshots(record, remaining);
+}
+
+;// CONCATENATED MODULE: ./src/engine/export-format.ts
+
+
+
+
+
+
+
+
+/**
+ * One snapshot of a service as a single tar file, to carry it to another
+ * machine or a later run: the service's record, the snapshot's record, its
+ * root filesystem base as a compact qcow2, and every disk with that snapshot
+ * alone in it (the root overlay too, for a checkpoint). Importing it makes a
+ * stopped service that `hyper restore` resumes or boots.
+ */
+const MANIFEST = 'hyper-export.json';
+const FORMAT = 'hyper-export';
+/** 2: a checkpoint's RAM and device state are entries of their own (before, its RAM was inside the root disk). */
+const VERSION = 2;
+/** Versions this hyper reads: a version-1 checkpoint is then refused with the reason (snapshots.ts). */
+const READABLE = [1, 2];
+const BASE = 'base.qcow2';
+const ROOT = 'rootfs.qcow2';
+/** A checkpoint's RAM, as a compact qcow2 (the file itself is raw and sparse), and its device state. */
+const RAM = 'checkpoint-ram.qcow2';
+const STATE = 'checkpoint-state';
+/** Entry names are flat: a manifest, disks and guest files, nothing with a path. */
+const ENTRY = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+class TransferError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'TransferError';
+}
+/** A scratch directory on the state dir's filesystem, so disks move into place by rename. */
+async function scratchDir(job, kind) {
+    const parent = external_node_path_default().join(job.stateDir, 'tmp');
+    await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
+    return (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(parent, `${kind}-`));
+}
+/** Reads and checks an export's manifest against the files beside it. */
+async function checkExport(dir, file) {
+    let manifest;
+    try {
+        manifest = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, MANIFEST), 'utf8'));
+    }
+    catch (error) {
+        if (isNotFound(error))
+            throw new TransferError(`${file} is not a hyper export: it has no ${MANIFEST}`);
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} is not JSON`);
+    }
+    if (manifest.format !== FORMAT || typeof manifest.version !== 'number') {
+        throw new TransferError(`${file} is not a hyper export: ${MANIFEST} has no "${FORMAT}" format`);
+    }
+    if (!READABLE.includes(manifest.version)) {
+        throw new TransferError(`${file} is a hyper export of version ${manifest.version}; this hyper reads versions ${READABLE.join(' and ')}`);
+    }
+    const service = manifest.service;
+    if (typeof manifest.snapshot?.name !== 'string' ||
+        !Array.isArray(manifest.files) ||
+        !Array.isArray(service?.disks) ||
+        !Array.isArray(service.guestFiles) ||
+        !Array.isArray(service.ports)) {
+        throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
+    }
+    // The snapshot's name becomes a path here (a checkpoint's RAM dir) and a qcow2 snapshot tag.
+    if (snapshotNameProblem(manifest.snapshot.name))
+        throw new TransferError(`${file} is damaged: its snapshot has a bad name`);
+    if (manifest.snapshot.kind === 'checkpoint' && manifest.snapshot.memory === 'file' && !manifest.memory) {
+        throw new TransferError(`${file} is damaged: its checkpoint's RAM and device state are not listed`);
+    }
+    // Names from the file become paths and QEMU arguments here: each must be a plain name.
+    for (const disk of manifest.service.disks) {
+        if (!/^vol\d{1,3}$/.test(disk.serial) || (disk.volume !== undefined && !isVolumeName(disk.volume))) {
+            throw new TransferError(`${file} is damaged: disk "${disk.serial}" has a bad serial or volume name`);
+        }
+    }
+    for (const g of manifest.service.guestFiles) {
+        if (!ENTRY.test(g.name))
+            throw new TransferError(`${file} is damaged: guest file "${g.name}" has a bad name`);
+    }
+    const listed = new Map(manifest.files.map((f) => [f.name, f]));
+    const needed = [
+        BASE,
+        ...manifest.service.disks.map((d) => d.path),
+        ...manifest.service.guestFiles.map((g) => g.entry),
+        ...(manifest.service.rootDisk ? [manifest.service.rootDisk] : []),
+        ...(manifest.memory ? [manifest.memory.ram, manifest.memory.state] : []),
+    ];
+    for (const entry of needed) {
+        const expected = listed.get(entry);
+        if (!expected || !ENTRY.test(entry))
+            throw new TransferError(`${file} is damaged: it does not list ${entry}`);
+        const at = external_node_path_default().join(dir, entry);
+        const size = await (0,promises_namespaceObject.stat)(at).then((s) => s.size, () => undefined);
+        if (size === undefined)
+            throw new TransferError(`${file} is damaged: ${entry} is missing`);
+        if (size !== expected.bytes || (await fileDigest(at)) !== expected.sha256) {
+            throw new TransferError(`${file} is damaged: ${entry} does not match its checksum`);
+        }
+    }
+    for (const entry of needed.filter((e) => e.endsWith('.qcow2'))) {
+        const info = await qemuImg.info(external_node_path_default().join(dir, entry));
+        if (info.format !== 'qcow2')
+            throw new TransferError(`${file} is damaged: ${entry} is not a qcow2`);
+        // A backing or data file could make a disk read a host file; only the root overlay has one, replaced below.
+        if (info.dataFile || (info.backingFilename && entry !== manifest.service.rootDisk)) {
+            throw new TransferError(`${file} is refused: ${entry} refers to a file outside the export`);
+        }
+    }
+    return manifest;
+}
+async function extract(file, dir) {
+    const refused = [];
+    try {
+        await So({
+            file,
+            cwd: dir,
+            strict: true,
+            preservePaths: false,
+            filter: (entry, stat) => {
+                const ok = ENTRY.test(entry) && stat.type === 'File';
+                if (!ok)
+                    refused.push(entry);
+                return ok;
+            },
+        });
+    }
+    catch (error) {
+        if (isNotFound(error) && !(await exists(file)))
+            throw new TransferError(`${file} does not exist`);
+        const code = error.code ?? '';
+        // tar's codes (TAR_*) and zlib's (Z_*) mean a damaged or cut-short archive.
+        const what = /^(TAR|Z)_/.test(code) ? 'it is not a whole tar archive' : 'it cannot be read';
+        throw new TransferError(`${file} is not a hyper export: ${what} (${error.message})`);
+    }
+    if (refused.length > 0) {
+        throw new TransferError(`${file} is not a hyper export: it holds ${refused.slice(0, 3).join(', ')}`);
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/engine/export.ts
@@ -46443,6 +46458,8 @@ async function claimOutput(file) {
  */
 async function exportSnapshot(service, name, file, job) {
     const [record, snapshot] = await requireSnapshot(job, service, name);
+    if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file')
+        throw new TransferError(`cannot export: checkpoint "${name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; take the checkpoint again`);
     const target = external_node_path_default().resolve(file);
     if (await exists(target).catch(() => false)) {
         throw new TransferError(`${target} already exists; remove it or choose another file`);
@@ -46686,6 +46703,8 @@ async function keepServiceTemplate(record, key, base, job, options) {
     await (0,promises_namespaceObject.mkdir)(work, { recursive: true });
     try {
         await job.hypervisor.saveCheckpoint(machine, TAG);
+        // What the guest had reported when its RAM was saved: the status a resume starts with.
+        const status = await (0,promises_namespaceObject.readFile)(vmPaths(machine.dir).status, 'utf8');
         try {
             const saved = checkpointPaths(machine.dir, TAG);
             await moveFile(saved.ram, external_node_path_default().join(work, 'ram'));
@@ -46716,7 +46735,7 @@ async function keepServiceTemplate(record, key, base, job, options) {
                 key,
                 base: await service_templates_fileIdentity(base),
                 disks: disks.map((d) => ({ ...d, path: '' })),
-                status: await (0,promises_namespaceObject.readFile)(vmPaths(machine.dir).status, 'utf8'),
+                status,
                 ramBytes: (await (0,promises_namespaceObject.stat)(external_node_path_default().join(work, 'ram'))).size,
                 stateBytes: (await (0,promises_namespaceObject.stat)(external_node_path_default().join(work, 'state'))).size,
                 stateSha256: await fileDigest(external_node_path_default().join(work, 'state')),
@@ -46770,6 +46789,9 @@ async function listServiceTemplates(cacheDir, mapped) {
     const root = serviceTemplateRoot(cacheDir);
     const found = [];
     for (const name of await (0,promises_namespaceObject.readdir)(root).catch(() => [])) {
+        // One being made is not a template yet: never listed, so never pruned under its maker.
+        if (/\.making-\d+$/.test(name))
+            continue;
         const dir = external_node_path_default().join(root, name);
         try {
             const meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
@@ -60255,7 +60277,7 @@ async function runContainer(spec, job, options = {}) {
             {
                 name: 'make the root disk',
                 run: (draft) => templating?.found
-                    ? copyTemplateDisk(templating.found.rootDisk, vmPaths(draft.dir).rootDisk)
+                    ? copyFromTemplate(templating.found, external_node_path_default().basename(templating.found.rootDisk), vmPaths(draft.dir).rootDisk, draft.name)
                     : qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
             },
             recordStep(fields, async (draft) => {
@@ -60304,6 +60326,18 @@ async function templateEligible(mounts, job) {
         if (mount.kind === 'volume' && (await exists(volumePath(job.stateDir, mount.name))))
             return false;
     return true;
+}
+/**
+ * Copies a template's disk for the VM. A failure (the template removed by
+ * another job meanwhile) is the template's: the caller boots in full.
+ */
+async function copyFromTemplate(template, file, to, name) {
+    try {
+        await copyTemplateDisk(external_node_path_default().join(template.dir, file), to);
+    }
+    catch (error) {
+        throw new TemplateResumeError(`${name}: the disk ${file} of service template ${template.dir} could not be copied: ${error.message}`, template.dir, error);
+    }
 }
 /** A resume from a service template failed: the caller removes `template` and boots in full. */
 class TemplateResumeError extends HyperError {
@@ -60407,7 +60441,7 @@ function disksStep(mounts, spec, templating) {
                         : external_node_path_default().join(draft.dir, 'disks', `${disk.serial}.qcow2`);
                     if (disk.volume)
                         madeVolumes.push(at);
-                    await copyTemplateDisk(external_node_path_default().join(template.dir, disk.file), at);
+                    await copyFromTemplate(template, disk.file, at, draft.name);
                     draft.disks.push({
                         serial: disk.serial,
                         path: at,
@@ -60720,7 +60754,9 @@ async function importSnapshot(file, options, job) {
             moveDisksStep(staging, service.disks),
             moveGuestFilesStep(staging, service.guestFiles),
             moveRootDiskStep(staging, service.rootDisk),
-            ...(manifest.memory ? [moveMemoryStep(staging, manifest.memory, snapshot.name)] : []),
+            ...(manifest.memory && snapshot.kind === 'checkpoint'
+                ? [moveMemoryStep(staging, manifest.memory, snapshot.name)]
+                : []),
             recordStep(service, async (draft) => {
                 await (0,promises_namespaceObject.writeFile)(vmPaths(draft.dir).status, '');
                 if (draft.record && snapshot.kind === 'checkpoint') {

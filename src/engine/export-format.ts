@@ -8,7 +8,7 @@ import { isVolumeName, type MountDisk } from '../storage/mounts.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import type { RecordFields } from './create.js';
 import type { JobContext } from './context.js';
-import type { SnapshotRecord } from './snapshots.js';
+import { snapshotNameProblem, type SnapshotRecord } from './snapshots.js';
 
 /**
  * One snapshot of a service as a single tar file, to carry it to another
@@ -104,6 +104,9 @@ export async function checkExport(dir: string, file: string): Promise<ExportMani
   ) {
     throw new TransferError(`${file} is damaged: ${MANIFEST} lacks the snapshot, service or file list`);
   }
+  // The snapshot's name becomes a path here (a checkpoint's RAM dir) and a qcow2 snapshot tag.
+  if (snapshotNameProblem(manifest.snapshot.name))
+    throw new TransferError(`${file} is damaged: its snapshot has a bad name`);
   if (manifest.snapshot.kind === 'checkpoint' && manifest.snapshot.memory === 'file' && !manifest.memory) {
     throw new TransferError(`${file} is damaged: its checkpoint's RAM and device state are not listed`);
   }

@@ -54,6 +54,10 @@ export async function exportSnapshot(
   job: JobContext,
 ): Promise<number> {
   const [record, snapshot] = await requireSnapshot(job, service, name);
+  if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file')
+    throw new TransferError(
+      `cannot export: checkpoint "${name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; take the checkpoint again`,
+    );
   const target = path.resolve(file);
   if (await exists(target).catch(() => false)) {
     throw new TransferError(`${target} already exists; remove it or choose another file`);

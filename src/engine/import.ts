@@ -96,7 +96,9 @@ export async function importSnapshot(
       moveDisksStep(staging, service.disks),
       moveGuestFilesStep(staging, service.guestFiles),
       moveRootDiskStep(staging, service.rootDisk),
-      ...(manifest.memory ? [moveMemoryStep(staging, manifest.memory, snapshot.name)] : []),
+      ...(manifest.memory && snapshot.kind === 'checkpoint'
+        ? [moveMemoryStep(staging, manifest.memory, snapshot.name)]
+        : []),
       recordStep(service, async (draft) => {
         await writeFile(vmPaths(draft.dir).status, '');
         if (draft.record && snapshot.kind === 'checkpoint') {

@@ -134,7 +134,12 @@ export async function runContainer(
         name: 'make the root disk',
         run: (draft) =>
           templating?.found
-            ? copyTemplateDisk(templating.found.rootDisk, vmPaths(draft.dir).rootDisk)
+            ? copyFromTemplate(
+                templating.found,
+                path.basename(templating.found.rootDisk),
+                vmPaths(draft.dir).rootDisk,
+                draft.name,
+              )
             : qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
       },
       recordStep(fields, async (draft) => {
@@ -179,6 +184,27 @@ async function templateEligible(mounts: readonly MountSpec[], job: BootContext):
   for (const mount of mounts)
     if (mount.kind === 'volume' && (await exists(volumePath(job.stateDir, mount.name)))) return false;
   return true;
+}
+
+/**
+ * Copies a template's disk for the VM. A failure (the template removed by
+ * another job meanwhile) is the template's: the caller boots in full.
+ */
+async function copyFromTemplate(
+  template: ServiceTemplate,
+  file: string,
+  to: string,
+  name: string,
+): Promise<void> {
+  try {
+    await copyTemplateDisk(path.join(template.dir, file), to);
+  } catch (error: unknown) {
+    throw new TemplateResumeError(
+      `${name}: the disk ${file} of service template ${template.dir} could not be copied: ${(error as Error).message}`,
+      template.dir,
+      error,
+    );
+  }
 }
 
 /** A resume from a service template failed: the caller removes `template` and boots in full. */
@@ -327,7 +353,7 @@ function disksStep(
             ? volumePath(job.stateDir, disk.volume)
             : path.join(draft.dir, 'disks', `${disk.serial}.qcow2`);
           if (disk.volume) madeVolumes.push(at);
-          await copyTemplateDisk(path.join(template.dir, disk.file), at);
+          await copyFromTemplate(template, disk.file, at, draft.name);
           draft.disks.push({
             serial: disk.serial,
             path: at,

@@ -202,6 +202,8 @@ export async function keepServiceTemplate(
   await mkdir(work, { recursive: true });
   try {
     await job.hypervisor.saveCheckpoint(machine, TAG);
+    // What the guest had reported when its RAM was saved: the status a resume starts with.
+    const status = await readFile(vmPaths(machine.dir).status, 'utf8');
     try {
       const saved = checkpointPaths(machine.dir, TAG);
       await moveFile(saved.ram, path.join(work, 'ram'));
@@ -230,7 +232,7 @@ export async function keepServiceTemplate(
         key,
         base: await fileIdentity(base),
         disks: disks.map((d) => ({ ...d, path: '' })),
-        status: await readFile(vmPaths(machine.dir).status, 'utf8'),
+        status,
         ramBytes: (await stat(path.join(work, 'ram'))).size,
         stateBytes: (await stat(path.join(work, 'state'))).size,
         stateSha256: await fileDigest(path.join(work, 'state')),
@@ -294,6 +296,8 @@ export async function listServiceTemplates(
   const root = serviceTemplateRoot(cacheDir);
   const found: ServiceTemplateInfo[] = [];
   for (const name of await readdir(root).catch(() => [] as string[])) {
+    // One being made is not a template yet: never listed, so never pruned under its maker.
+    if (/\.making-\d+$/.test(name)) continue;
     const dir = path.join(root, name);
     try {
       const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ServiceTemplateMeta;

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
-import { readStateFile, writeFileAtomic } from '../files.js';
+import { exists, readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
 import { qemuVersion as readQemuVersion } from '../tools/qemu/version.js';
 import { CONTAINER_ROOT } from '../guest/config.js';
 import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
 import { readFreeBytes } from '../host/space.js';
 import type { Accel } from '../vm/hypervisor.js';
-import { vmPaths } from '../vm/paths.js';
+import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { HyperError, type ErrorKind } from '../errors.js';
 import type { JobContext } from './context.js';
 import { listRecords, type VmRecord } from './record.js';
@@ -278,6 +278,17 @@ export async function restoreService(
       qemu: job.host.qemu,
     });
     if (problem) throw new SnapshotError(`cannot restore: ${problem}`);
+    // Before the running VM goes: a checkpoint whose files are gone cannot bring it back.
+    const saved = checkpointPaths(record.machine.dir, name);
+    for (const file of [saved.ram, saved.state]) {
+      if (!(await exists(file)))
+        throw new SnapshotError(
+          `cannot restore: checkpoint "${name}" of ${service} is incomplete: ${file} is missing`,
+          {
+            kind: 'NotFound',
+          },
+        );
+    }
     // The running VM is replaced: whatever it did since the checkpoint is what a restore discards.
     if (running) await job.hypervisor.kill(record.machine);
     // startContainer puts the guest's status back before QEMU starts.

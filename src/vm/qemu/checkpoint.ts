@@ -48,7 +48,10 @@ export async function captureCheckpoint(
   const capture = { ...spec, dir: run };
   const paths = vmPaths(run);
   let exit: string | undefined;
-  const log = await open(paths.qemuLog, 'a');
+  const log = await open(paths.qemuLog, 'a').catch(async (error: unknown) => {
+    await rm(run, { recursive: true, force: true });
+    throw error;
+  });
   try {
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });

@@ -329,6 +329,20 @@ describe('imported into another state dir', () => {
         ': checkpoint "warm" was taken by an earlier hyper-services, which kept the RAM inside the root disk; this one loads only checkpoints with the RAM in a file of its own: take the checkpoint again\n',
       ],
       [
+        'a snapshot name that would be a path out of the VM dir',
+        async () => {
+          const file = path.join(work, 'escape-name.tar');
+          await rewriteExport(checkpointFile, file, async (dir) => {
+            const manifestFile = path.join(dir, 'hyper-export.json');
+            const manifest = JSON.parse(await readFile(manifestFile, 'utf8'));
+            manifest.snapshot.name = '../../../../tmp/escaped';
+            await writeFile(manifestFile, JSON.stringify(manifest));
+          });
+          return file;
+        },
+        'is damaged: its snapshot has a bad name\n',
+      ],
+      [
         'a checkpoint whose RAM is not in the export',
         async () => {
           const file = path.join(work, 'no-ram.tar');
