@@ -190,3 +190,30 @@ export async function variantLayout(
   await editLayout(dir, { config: edit });
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/**
+ * Appends a gzip layer made by GNU tar from `dir` (with `tarArgs`, e.g.
+ * owners) to a single-image OCI layout; the tar is staged beside the layout.
+ */
+export async function addDirLayer(layout: string, dir: string, tarArgs: string[] = []): Promise<void> {
+  const tarFile = `${layout}.layer-${sha256(Buffer.from(dir))}.tar`;
+  try {
+    await execa('tar', [
+      '--sort=name',
+      '--mtime=@0',
+      '--numeric-owner',
+      ...tarArgs,
+      '-C',
+      dir,
+      '-cf',
+      tarFile,
+      '.',
+    ]);
+    const { stdout } = await execa('gzip', ['-n', '-c', tarFile], { encoding: 'buffer' });
+    await editLayout(layout, {
+      addLayers: [{ gzip: Buffer.from(stdout), diffId: `sha256:${sha256(await readFile(tarFile))}` }],
+    });
+  } finally {
+    await rm(tarFile, { force: true });
+  }
+}

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
-import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { busyboxLayout, editLayout } from '../../support/fixtures.js';
+import { addDirLayer, busyboxLayout } from '../../support/fixtures.js';
 
 // GitHub-hosted runners run the action as an ordinary user: a root filesystem
 // built there must still carry the owners, modes and devices its layers give.
@@ -10,28 +9,6 @@ import { busyboxLayout, editLayout } from '../../support/fixtures.js';
 // ext4 with debugfs.
 let work: string;
 let base: string;
-
-const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
-
-/** Adds a gzip layer made by GNU tar from `dir` (with `tarArgs`) to a single-image OCI layout. */
-async function addLayer(layout: string, dir: string, tarArgs: string[]): Promise<void> {
-  const tarFile = path.join(work, `layer-${sha256(Buffer.from(dir))}.tar`);
-  await execa('tar', [
-    '--sort=name',
-    '--mtime=@0',
-    '--numeric-owner',
-    ...tarArgs,
-    '-C',
-    dir,
-    '-cf',
-    tarFile,
-    '.',
-  ]);
-  const { stdout } = await execa('gzip', ['-n', '-c', tarFile], { encoding: 'buffer' });
-  await editLayout(layout, {
-    addLayers: [{ gzip: Buffer.from(stdout), diffId: `sha256:${sha256(await readFile(tarFile))}` }],
-  });
-}
 
 async function debugfsStat(file: string): Promise<string> {
   const { stdout } = await execa('debugfs', ['-R', `stat ${file}`, base]);
@@ -46,7 +23,7 @@ beforeAll(async () => {
   const app = path.join(work, 'app');
   await mkdir(path.join(app, 'home', 'app'), { recursive: true });
   await writeFile(path.join(app, 'home', 'app', 'data'), 'private\n');
-  await addLayer(layout, app, ['--owner=1000', '--group=1000']);
+  await addDirLayer(layout, app, ['--owner=1000', '--group=1000']);
   // Layer 3, as root: a setuid binary and a character device (made here as root).
   const sys = path.join(work, 'sys');
   await mkdir(path.join(sys, 'usr', 'bin'), { recursive: true });
@@ -54,7 +31,7 @@ beforeAll(async () => {
   await writeFile(path.join(sys, 'usr', 'bin', 'suid'), '#!/bin/sh\n');
   await chmod(path.join(sys, 'usr', 'bin', 'suid'), 0o4755);
   await execa('mknod', ['-m', '620', path.join(sys, 'dev', 'console'), 'c', '5', '1']);
-  await addLayer(layout, sys, ['--owner=0', '--group=0']);
+  await addDirLayer(layout, sys, ['--owner=0', '--group=0']);
 
   const cache = path.join(work, 'cache');
   await mkdir(cache);

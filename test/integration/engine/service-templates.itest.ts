@@ -1,10 +1,8 @@
-import { execa } from 'execa';
 import { appendFile, cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { snapshotEnv } from '../../support/env.js';
-import { editLayout, serviceImageLayouts } from '../../support/fixtures.js';
+import { addDirLayer, serviceImageLayouts } from '../../support/fixtures.js';
 import { psql, until } from '../../support/postgres.js';
 import { pushLayout } from '../../support/registry/push-layout.js';
 import { startRegistry, type TestRegistry } from '../../support/registry/registry.js';
@@ -36,28 +34,7 @@ beforeAll(async () => {
     path.join(seed, 'docker-entrypoint-initdb.d', '01-seed.sql'),
     'create table seeded as select generate_series(1, 250) as id;\n',
   );
-  const tarFile = path.join(work, 'seed.tar');
-  await execa('tar', [
-    '--sort=name',
-    '--mtime=@0',
-    '--owner=0',
-    '--group=0',
-    '-C',
-    seed,
-    '-cf',
-    tarFile,
-    '.',
-  ]);
-  const tar = await execa('cat', [tarFile], { encoding: 'buffer' });
-  const gzip = await execa('gzip', ['-n', '-c', tarFile], { encoding: 'buffer' });
-  await editLayout(layout, {
-    addLayers: [
-      {
-        gzip: Buffer.from(gzip.stdout),
-        diffId: `sha256:${createHash('sha256').update(Buffer.from(tar.stdout)).digest('hex')}`,
-      },
-    ],
-  });
+  await addDirLayer(layout, seed, ['--owner=0', '--group=0']);
   registry = await startRegistry({ auth: 'anonymous' });
   const image = await pushLayout(registry, layout, 'test/pgseed', '15');
   compose = path.join(work, 'compose.yml');
