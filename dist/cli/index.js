@@ -44186,6 +44186,17 @@ function optValue(value) {
  */
 const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests';
 /**
+ * The guest CPU: QEMU's "max" under TCG; under KVM the named model the probe
+ * chose, with `enforce` so that a host lacking any of its features refuses to
+ * start the VM rather than hand the guest less than a template was made with;
+ * else the host's own CPU. Pure.
+ */
+function guestCpuArg(spec) {
+    if (spec.accel !== 'kvm')
+        return 'max';
+    return spec.cpuModel ? `${spec.cpuModel},enforce` : 'host';
+}
+/**
  * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
  * now and then, and the boot then hangs for good (2 of 8 boots in a trial
  * here); telling it the frequency skips that calibration (8 of 8 booted).
@@ -44290,7 +44301,7 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
         // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
         '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
         '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-        '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+        '-cpu', guestCpuArg(spec),
         '-m', `${spec.memoryMiB}M`,
         '-smp', String(spec.cpus),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
@@ -44506,7 +44517,8 @@ async function templateIdentity(qemu, spec, hostTscKhz, hostCpu) {
         initrd: await fileIdentity(spec.bundle.initrd),
         qemu: `${await qemuVersion(qemu)} (${await fileIdentity(binary)})`,
         accel: spec.accel,
-        cpu: spec.accel === 'kvm' ? hostCpu : 'max',
+        cpu: spec.accel !== 'kvm' ? 'max' : spec.cpuModel ? `model ${spec.cpuModel}` : hostCpu,
+        ...(spec.accel === 'kvm' && spec.cpuModel ? { cpuModel: spec.cpuModel } : {}),
         cmdline: kernelCmdline(spec.accel, hostTscKhz),
         memoryMiB: spec.memoryMiB,
         cpus: spec.cpus,
@@ -44519,6 +44531,7 @@ function templateSpec(identity, bundle, dir) {
         name: 'boot-template',
         dir,
         accel: identity.accel,
+        ...(identity.cpuModel ? { cpuModel: identity.cpuModel } : {}),
         memoryMiB: identity.memoryMiB,
         cpus: identity.cpus,
         bundle,
@@ -45986,6 +45999,7 @@ function machineSpec(draft, fields, view) {
         name: draft.name,
         dir,
         accel: job.accel,
+        ...(job.accel === 'kvm' && job.cpuModel ? { cpuModel: job.cpuModel } : {}),
         memoryMiB: fields.memoryMiB,
         cpus: fields.cpus,
         bundle: job.bundle,
@@ -46084,15 +46098,18 @@ async function snapshots_qemuVersion(qemu) {
     return text;
 }
 /**
- * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
- * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
- * and feature flags: a guest resumed on a CPU without a feature it uses dies.
- * An unreadable /proc/cpuinfo gives "host unknown CPU (flags ...)" (see
- * cpuIdentity), never an error.
+ * The guest CPU a checkpoint or template depends on. Under TCG it is QEMU's
+ * "max" model, fixed by the QEMU version. Under KVM it is the named model the
+ * probe chose (the same on every host that can run it), else "-cpu host", so
+ * the host's model and feature flags: a guest resumed on a CPU without a
+ * feature it uses dies. An unreadable /proc/cpuinfo gives "host unknown CPU
+ * (flags ...)" (see cpuIdentity), never an error.
  */
-async function guestCpu(accel) {
+async function guestCpu(accel, cpuModel) {
     if (accel === 'tcg')
         return 'max';
+    if (cpuModel)
+        return `model ${cpuModel}`;
     return cpuIdentity(await readCpuInfo());
 }
 /** A default name: the time, as docker commit's generated names are not useful to type. */
@@ -46166,7 +46183,7 @@ async function snapshotService(service, name, options, job) {
         bundle: record.machine.bundle.version,
         qemu: await snapshots_qemuVersion(job.host.qemu),
         accel: record.machine.accel,
-        cpu: await guestCpu(record.machine.accel),
+        cpu: await guestCpu(record.machine.accel, record.machine.cpuModel),
         tookMs: Date.now() - started,
     };
     if (options.checkpoint) {
@@ -46221,7 +46238,7 @@ async function checkpointCompatibility(snapshot, here) {
         return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
     if (snapshot.accel && snapshot.accel !== accel)
         return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
-    const cpu = await guestCpu(accel);
+    const cpu = await guestCpu(accel, here.cpuModel);
     if (snapshot.cpu && snapshot.cpu !== cpu)
         return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
     return undefined;
@@ -46239,6 +46256,7 @@ async function restoreService(service, name, job, options) {
         const problem = await checkpointCompatibility(snapshot, {
             bundle: record.machine.bundle.version,
             accel: record.machine.accel,
+            ...(record.machine.cpuModel ? { cpuModel: record.machine.cpuModel } : {}),
             qemu: job.host.qemu,
         });
         if (problem)
@@ -46628,7 +46646,7 @@ async function hostKeyFields(job) {
         bundle: job.bundle.version,
         qemu: await snapshots_qemuVersion(job.host.qemu),
         accel: job.accel,
-        cpu: await guestCpu(job.accel),
+        cpu: await guestCpu(job.accel, job.cpuModel),
     };
 }
 async function service_templates_fileIdentity(file) {
@@ -46734,6 +46752,7 @@ async function keepServiceTemplate(record, key, base, job, options) {
             const meta = {
                 key,
                 base: await service_templates_fileIdentity(base),
+                configDigest: record.imageConfigDigest,
                 disks: disks.map((d) => ({ ...d, path: '' })),
                 status,
                 ramBytes: (await (0,promises_namespaceObject.stat)(external_node_path_default().join(work, 'ram'))).size,
@@ -59719,6 +59738,22 @@ async function buildLocally(hash, version, options) {
 
 
 
+
+/**
+ * The guest CPU models tried under KVM, by host vendor, in order: the first
+ * that boots with every feature it names (QEMU's `enforce`) is used. Versioned
+ * names, because an alias may change meaning with the machine type. Haswell
+ * (x86-64-v3: AVX2, BMI2, FMA, MOVBE) is the oldest Intel model GitHub's
+ * hosted runners have run on (Broadwell to Ice Lake and later); v4 drops TSX
+ * (off on most hosts since TAA) and adds IBRS. EPYC (Zen 1) is below every
+ * AMD EPYC they run on (Rome, Milan, Genoa); v2 adds IBPB. The second of each
+ * pair, without the speculation-control bit, is for hosts that hide it.
+ * Intel and AMD never share a model: a guest's vendor must not change under it.
+ */
+const PORTABLE_CPU_MODELS = {
+    GenuineIntel: ['Haswell-v4', 'Haswell-v2'],
+    AuthenticAMD: ['EPYC-v2', 'EPYC-v1'],
+};
 /** KVM asked for but not usable; a misspelt choice says Invalid where it is parsed. */
 class AccelError extends HyperError {
     static defaultKind = 'Unavailable';
@@ -59734,11 +59769,16 @@ function parseAccelChoice(text, source) {
 }
 /** A KVM boot to poweroff takes well under a second; a hung one must not stall the job long. */
 const PROBE_TIMEOUT_MS = 6000;
-/** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
-function probeArgs(bundle, consoleFile) {
+/**
+ * The tiny boot that proves KVM works: our kernel, init replaced by an
+ * immediate poweroff. With a named CPU model, QEMU refuses to start when the
+ * host lacks any feature the model names. Pure.
+ */
+function probeArgs(bundle, consoleFile, cpuModel) {
     // prettier-ignore
     return [
-        '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-smp', '1',
+        '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
+        '-m', '128M', '-smp', '1',
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
         '-kernel', bundle.kernel, '-initrd', bundle.initrd,
         '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
@@ -59769,12 +59809,23 @@ function probeFailure(end, stderr, console) {
         return 'QEMU exited, but the guest printed nothing';
     return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
 }
-/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
+/**
+ * Boots the probe under KVM: no failure when it worked, else why not, and
+ * whether the guest hung. When it worked, boots it again with each portable
+ * CPU model of the host's vendor until one boots. Never throws.
+ */
 async function probeKvm(bundle, options) {
     const failure = await bootOnce(bundle, options);
-    return { failure: failure?.why, hung: failure?.hung ?? false };
+    if (failure)
+        return { failure: failure.why, hung: failure.hung };
+    const vendor = (await readCpuInfo()).vendor ?? '';
+    for (const model of PORTABLE_CPU_MODELS[vendor] ?? []) {
+        if ((await bootOnce(bundle, options, model)) === undefined)
+            return { failure: undefined, hung: false, cpuModel: model };
+    }
+    return { failure: undefined, hung: false };
 }
-async function bootOnce(bundle, options) {
+async function bootOnce(bundle, options, cpuModel) {
     try {
         await (0,promises_namespaceObject.access)(options.kvmDevice, promises_namespaceObject.constants.R_OK | promises_namespaceObject.constants.W_OK);
     }
@@ -59791,7 +59842,7 @@ async function bootOnce(bundle, options) {
     try {
         dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
         const consoleFile = external_node_path_default().join(dir, 'console');
-        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile) }, options.timeoutMs);
+        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel) }, options.timeoutMs);
         // No console file at all: the guest printed nothing. Any other error: it cannot be read.
         const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
         const why = judgeProbe({ ...outcome, console });
@@ -59816,13 +59867,14 @@ async function runProbe(command, timeoutMs) {
         return { end: error.end, stderr: error.stderr };
     }
 }
-/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
+/** What the probe's answer depends on: the host kernel and CPU, the QEMU binary, the guest bundle and the KVM device. */
 async function probeKey(bundle, options) {
     const binary = await programPath(options.qemu);
     const qemu = binary ? await (0,promises_namespaceObject.stat)(binary).catch(() => undefined) : undefined;
     const kvm = await (0,promises_namespaceObject.stat)(options.kvmDevice).catch(() => undefined);
     return [
         external_node_os_default().release(),
+        cpuIdentity(await readCpuInfo()),
         binary ?? options.qemu,
         qemu?.size,
         qemu?.mtimeMs,
@@ -59847,7 +59899,10 @@ function cachedAnswer(text, key, now) {
             return undefined;
         if (typeof cached.expires === 'number' && cached.expires <= now)
             return undefined;
-        return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
+        return {
+            failure: typeof cached.failure === 'string' ? cached.failure : undefined,
+            ...(typeof cached.cpuModel === 'string' ? { cpuModel: cached.cpuModel } : {}),
+        };
     }
     catch {
         return undefined;
@@ -59856,15 +59911,16 @@ function cachedAnswer(text, key, now) {
 /** Probes once per host/QEMU/bundle, remembering the answer in `cacheFile`. */
 async function cachedProbe(bundle, options, cacheFile) {
     if (!cacheFile)
-        return (await probeKvm(bundle, options)).failure;
+        return probeKvm(bundle, options);
     const key = await probeKey(bundle, options);
     const cached = cachedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), key, Date.now());
     if (cached)
-        return cached.failure;
-    const { failure, hung } = await probeKvm(bundle, options);
+        return cached;
+    const { failure, hung, cpuModel } = await probeKvm(bundle, options);
     const entry = {
         key,
         failure: failure ?? null,
+        ...(cpuModel ? { cpuModel } : {}),
         ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
     };
     try {
@@ -59874,7 +59930,7 @@ async function cachedProbe(bundle, options, cacheFile) {
     catch {
         // The answer stands; the next run probes again.
     }
-    return failure;
+    return { failure, ...(cpuModel ? { cpuModel } : {}) };
 }
 /** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
 async function chooseAccel(choice, bundle, options) {
@@ -59885,9 +59941,9 @@ async function chooseAccel(choice, bundle, options) {
         kvmDevice: options.kvmDevice ?? '/dev/kvm',
         timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
     };
-    const failure = await cachedProbe(bundle, settings, options.cacheFile);
+    const { failure, cpuModel } = await cachedProbe(bundle, settings, options.cacheFile);
     if (failure === undefined)
-        return { accel: 'kvm' };
+        return { accel: 'kvm', ...(cpuModel ? { cpuModel } : {}) };
     if (choice === 'kvm')
         throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
     return {
@@ -59922,7 +59978,12 @@ async function prepareHost(job, reporter, release = {}) {
     });
     if (decision.warning)
         reporter.warn(decision.warning);
-    return { ...job, bundle, accel: decision.accel };
+    return {
+        ...job,
+        bundle,
+        accel: decision.accel,
+        ...(decision.cpuModel ? { cpuModel: decision.cpuModel } : {}),
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/images/users.ts
@@ -60720,6 +60781,7 @@ async function importSnapshot(file, options, job) {
             const problem = await checkpointCompatibility(snapshot, {
                 bundle: job.bundle.version,
                 accel: job.accel,
+                ...(job.cpuModel ? { cpuModel: job.cpuModel } : {}),
                 qemu: job.host.qemu,
             });
             if (problem)
@@ -61080,6 +61142,7 @@ async function bootOne(spec, image, job, options, reporter) {
         healthyMs,
         origin: record.origin ?? 'boot',
         ...(restoredFrom ? { restoredFrom } : {}),
+        ...(record.serviceTemplate ? { serviceTemplate: serviceTemplateName(record.serviceTemplate.key) } : {}),
     };
 }
 /**

@@ -4,15 +4,17 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readTemplateArchive, writeTemplateArchive } from '../engine/template-archive.js';
 import { readCacheArchive, writeCacheArchive, type CachedImage } from '../images/cache-archive.js';
 import { ROOTFS_FORMAT } from '../images/rootfs.js';
 import { stagingBase } from './environment.js';
+import type { ImageCacheState } from './state.js';
 
 /**
- * The `cache` input: pulled blobs and built root filesystems kept across
- * workflow runs with @actions/cache. Restored before the services boot, saved
- * by the post step when the job's services all came up and the set of images
- * differs from what was restored. Caching is an optimisation: every failure
+ * The `cache` input: pulled blobs, built root filesystems and the services'
+ * service templates kept across workflow runs with @actions/cache. Restored
+ * before the services boot, saved by the post step when the job's services
+ * all came up and the images or templates differ from what was restored. Caching is an optimisation: every failure
  * here is a warning, never a failed job.
  */
 
@@ -40,9 +42,13 @@ export function restoreKeys(imageNames: readonly string[]): CacheKeys {
   return { primary: names, restore: [`${names}-`, `${keyBase()}-`] };
 }
 
-/** The key to save under: the image names, then exactly which images they were. Pure. */
-export function saveKey(imageNames: readonly string[], images: readonly CachedImage[]): string {
-  const content = images.flatMap((image) => [image.configDigest, ...image.blobs]);
+/** The key to save under: the image names, then exactly which images and service templates they were. Pure. */
+export function saveKey(
+  imageNames: readonly string[],
+  images: readonly CachedImage[],
+  templates: readonly string[] = [],
+): string {
+  const content = [...images.flatMap((image) => [image.configDigest, ...image.blobs]), ...templates];
   return `${restoreKeys(imageNames).primary}-${shortHash(content)}`;
 }
 
@@ -94,9 +100,11 @@ export async function restoreImageCache(
       return undefined;
     }
     const report = await readCacheArchive(dir, cacheDir);
-    for (const reason of report.skipped) core.warning(`Image cache: left out ${reason}`);
+    const templates = await readTemplateArchive(dir, cacheDir, report.imported);
+    for (const reason of [...report.skipped, ...templates.skipped])
+      core.warning(`Image cache: left out ${reason}`);
     core.info(
-      `Image cache: restored ${report.blobs} blob(s) and ${report.rootfs} root filesystem(s) from ${matched} in ${Date.now() - started} ms`,
+      `Image cache: restored ${report.blobs} blob(s), ${report.rootfs} root filesystem(s) and ${templates.templates} service template(s) from ${matched} in ${Date.now() - started} ms`,
     );
     return matched;
   } catch (error: unknown) {
@@ -109,14 +117,12 @@ export async function restoreImageCache(
   }
 }
 
-/** Saves what these images need, unless the entry restored was already exactly that. */
-export async function saveImageCache(
-  imageNames: readonly string[],
-  images: readonly CachedImage[],
-  restoredKey: string | undefined,
-  cacheDir: string,
-): Promise<void> {
-  const key = saveKey(imageNames, images);
+/** Saves what these images and templates need, unless the entry restored was already exactly that. */
+export async function saveImageCache(state: ImageCacheState, cacheDir: string): Promise<void> {
+  const { names: imageNames, images, restoredKey } = state;
+  // Main steps of earlier versions saved no template list.
+  const templateNames = state.templates ?? [];
+  const key = saveKey(imageNames, images, templateNames);
   if (key === restoredKey) {
     core.info(`Image cache: ${key} is up to date; not saved again`);
     return;
@@ -129,11 +135,13 @@ export async function saveImageCache(
   const started = Date.now();
   try {
     const report = await writeCacheArchive(cacheDir, images, dir);
-    for (const reason of report.skipped) core.info(`Image cache: left out ${reason}`);
+    const templates = await writeTemplateArchive(cacheDir, templateNames, dir);
+    for (const reason of [...report.skipped, ...templates.skipped])
+      core.info(`Image cache: left out ${reason}`);
     const id = await inScratchTemp(() => actionsCache.saveCache([dir], key));
     if (id !== -1) {
       core.info(
-        `Image cache: saved ${report.blobs} blob(s) and ${report.rootfs} root filesystem(s) as ${key} in ${Date.now() - started} ms`,
+        `Image cache: saved ${report.blobs} blob(s), ${report.rootfs} root filesystem(s) and ${templates.templates} service template(s) as ${key} in ${Date.now() - started} ms`,
       );
     }
   } catch (error: unknown) {

@@ -28,9 +28,12 @@ export interface CheckpointKeys {
 export async function checkpointKeys(userKey: string, host: BootContext): Promise<CheckpointKeys> {
   const base = `hyper-checkpoint-v2-${process.platform}-${process.arch}-${shortHash([userKey])}`;
   const fit = shortHash([
-    [host.bundle.version, await qemuVersion(host.host.qemu), host.accel, await guestCpu(host.accel)].join(
-      '\n',
-    ),
+    [
+      host.bundle.version,
+      await qemuVersion(host.host.qemu),
+      host.accel,
+      await guestCpu(host.accel, host.cpuModel),
+    ].join('\n'),
   ]);
   return { key: `${base}-${fit}`, restore: [`${base}-`] };
 }

@@ -193,6 +193,7 @@ export async function mainRun(): Promise<void> {
       saveImageCacheState({
         names: imageNames,
         images: statuses.map((s) => ({ configDigest: s.imageConfigDigest, blobs: s.imageBlobs })),
+        templates: statuses.flatMap((s) => (s.serviceTemplate ? [s.serviceTemplate] : [])),
         ...(restoredKey ? { restoredKey } : {}),
       });
     }

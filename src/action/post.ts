@@ -126,8 +126,6 @@ export async function postRun(): Promise<void> {
   );
   const cache = savedImageCacheState();
   if (cache) {
-    await core.group('Save the image cache', () =>
-      saveImageCache(cache.names, cache.images, cache.restoredKey, host.cacheDir),
-    );
+    await core.group('Save the image cache', () => saveImageCache(cache, host.cacheDir));
   }
 }

@@ -13,6 +13,8 @@ export function saveStateDir(dir: string): void {
 export interface ImageCacheState {
   names: string[];
   images: CachedImage[];
+  /** The service templates the services started from or were kept as. */
+  templates: string[];
   restoredKey?: string;
 }
 

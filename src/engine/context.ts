@@ -36,6 +36,8 @@ export interface JobContext extends JobParts {
 export interface BootContext extends JobContext {
   readonly bundle: GuestBundle;
   readonly accel: Accel;
+  /** Under KVM, the named guest CPU model the probe chose; absent: "-cpu host" (src/install/accel.ts). */
+  readonly cpuModel?: string;
 }
 
 export function vmDir(job: Pick<JobContext, 'stateDir'>, name: string): string {

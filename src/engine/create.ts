@@ -205,6 +205,7 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
     name: draft.name,
     dir,
     accel: job.accel,
+    ...(job.accel === 'kvm' && job.cpuModel ? { cpuModel: job.cpuModel } : {}),
     memoryMiB: fields.memoryMiB,
     cpus: fields.cpus,
     bundle: job.bundle,

@@ -40,5 +40,10 @@ export async function prepareHost(
     cacheFile: path.join(job.cacheDir, 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);
-  return { ...job, bundle, accel: decision.accel };
+  return {
+    ...job,
+    bundle,
+    accel: decision.accel,
+    ...(decision.cpuModel ? { cpuModel: decision.cpuModel } : {}),
+  };
 }

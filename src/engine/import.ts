@@ -55,6 +55,7 @@ export async function importSnapshot(
       const problem = await checkpointCompatibility(snapshot, {
         bundle: job.bundle.version,
         accel: job.accel,
+        ...(job.cpuModel ? { cpuModel: job.cpuModel } : {}),
         qemu: job.host.qemu,
       });
       if (problem) throw new TransferError(`cannot import ${source}: ${problem}`);

@@ -32,10 +32,12 @@ interface TemplateDisk extends MountDisk {
   file: string;
 }
 
-interface ServiceTemplateMeta {
+export interface ServiceTemplateMeta {
   key: ServiceTemplateKey;
   /** The root filesystem base the root overlay copy is backed by, as a file: a rebuilt base is another. */
   base: string;
+  /** The image config digest that base was built from; absent in templates made before they travelled. */
+  configDigest?: string;
   disks: TemplateDisk[];
   /** The guest's status reports when it was saved, put back when a VM resumes from it. */
   status: string;
@@ -113,17 +115,17 @@ export async function keyMounts(mounts: readonly MountSpec[]): Promise<unknown[]
 
 /** What the key takes from the host: the guest bundle, QEMU, accelerator and guest CPU. */
 export async function hostKeyFields(
-  job: Pick<BootContext, 'bundle' | 'accel' | 'host'>,
+  job: Pick<BootContext, 'bundle' | 'accel' | 'cpuModel' | 'host'>,
 ): Promise<Pick<ServiceTemplateKey, 'bundle' | 'qemu' | 'accel' | 'cpu'>> {
   return {
     bundle: job.bundle.version,
     qemu: await qemuVersion(job.host.qemu),
     accel: job.accel,
-    cpu: await guestCpu(job.accel),
+    cpu: await guestCpu(job.accel, job.cpuModel),
   };
 }
 
-async function fileIdentity(file: string): Promise<string> {
+export async function fileIdentity(file: string): Promise<string> {
   const info = await stat(file);
   return `${file}|${info.size}|${info.mtimeMs}|${info.ino}`;
 }
@@ -231,6 +233,7 @@ export async function keepServiceTemplate(
       const meta: ServiceTemplateMeta = {
         key,
         base: await fileIdentity(base),
+        configDigest: record.imageConfigDigest,
         disks: disks.map((d) => ({ ...d, path: '' })),
         status,
         ramBytes: (await stat(path.join(work, 'ram'))).size,

@@ -84,14 +84,16 @@ export async function qemuVersion(qemu: string): Promise<string> {
 }
 
 /**
- * The guest CPU a checkpoint depends on. Under TCG it is QEMU's "max" model,
- * fixed by the QEMU version; under KVM it is "-cpu host", so the host's model
- * and feature flags: a guest resumed on a CPU without a feature it uses dies.
- * An unreadable /proc/cpuinfo gives "host unknown CPU (flags ...)" (see
- * cpuIdentity), never an error.
+ * The guest CPU a checkpoint or template depends on. Under TCG it is QEMU's
+ * "max" model, fixed by the QEMU version. Under KVM it is the named model the
+ * probe chose (the same on every host that can run it), else "-cpu host", so
+ * the host's model and feature flags: a guest resumed on a CPU without a
+ * feature it uses dies. An unreadable /proc/cpuinfo gives "host unknown CPU
+ * (flags ...)" (see cpuIdentity), never an error.
  */
-export async function guestCpu(accel: Accel): Promise<string> {
+export async function guestCpu(accel: Accel, cpuModel?: string): Promise<string> {
   if (accel === 'tcg') return 'max';
+  if (cpuModel) return `model ${cpuModel}`;
   return cpuIdentity(await readCpuInfo());
 }
 
@@ -183,7 +185,7 @@ export async function snapshotService(
     bundle: record.machine.bundle.version,
     qemu: await qemuVersion(job.host.qemu),
     accel: record.machine.accel,
-    cpu: await guestCpu(record.machine.accel),
+    cpu: await guestCpu(record.machine.accel, record.machine.cpuModel),
     tookMs: Date.now() - started,
   };
   if (options.checkpoint) {
@@ -237,7 +239,7 @@ export async function requireSnapshot(
  */
 export async function checkpointCompatibility(
   snapshot: SnapshotRecord,
-  here: { bundle: string; accel: Accel; qemu: string },
+  here: { bundle: string; accel: Accel; cpuModel?: string; qemu: string },
 ): Promise<string | undefined> {
   const { bundle: bundleVersion, accel } = here;
   if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file') {
@@ -251,7 +253,7 @@ export async function checkpointCompatibility(
     return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
   if (snapshot.accel && snapshot.accel !== accel)
     return `checkpoint "${snapshot.name}" was made under ${snapshot.accel}, this host runs ${accel}`;
-  const cpu = await guestCpu(accel);
+  const cpu = await guestCpu(accel, here.cpuModel);
   if (snapshot.cpu && snapshot.cpu !== cpu)
     return `checkpoint "${snapshot.name}" was made on guest CPU "${snapshot.cpu}", this host gives "${cpu}"`;
   return undefined;
@@ -275,6 +277,7 @@ export async function restoreService(
     const problem = await checkpointCompatibility(snapshot, {
       bundle: record.machine.bundle.version,
       accel: record.machine.accel,
+      ...(record.machine.cpuModel ? { cpuModel: record.machine.cpuModel } : {}),
       qemu: job.host.qemu,
     });
     if (problem) throw new SnapshotError(`cannot restore: ${problem}`);

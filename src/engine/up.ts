@@ -18,7 +18,7 @@ import { runContainer, tcpPorts } from './run.js';
 import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
 import { importSnapshot } from './import.js';
-import { keepServiceTemplate } from './service-templates.js';
+import { keepServiceTemplate, serviceTemplateName } from './service-templates.js';
 
 export interface UpOptions {
   /** How long each service may take from boot to healthy. */
@@ -46,6 +46,8 @@ export interface ServiceStatus {
   origin: StartOrigin;
   /** The snapshot it was started from, when it came from a checkpoint export. */
   restoredFrom?: string;
+  /** The service template it was started from or kept as (its directory's name), when it has one. */
+  serviceTemplate?: string;
 }
 
 /** A service that got no VM: the cause's message, kind and cause kept. */
@@ -218,6 +220,7 @@ async function bootOne(
     healthyMs,
     origin: record.origin ?? 'boot',
     ...(restoredFrom ? { restoredFrom } : {}),
+    ...(record.serviceTemplate ? { serviceTemplate: serviceTemplateName(record.serviceTemplate.key) } : {}),
   };
 }
 

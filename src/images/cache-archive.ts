@@ -31,6 +31,8 @@ interface ArchiveManifest {
 export interface ArchiveReport {
   blobs: number;
   rootfs: number;
+  /** The config digests whose root filesystems this read put in the cache. */
+  imported: string[];
   /** Entries that were left out, each with the reason. */
   skipped: string[];
 }
@@ -78,7 +80,7 @@ export async function writeCacheArchive(
     manifest.rootfs.push(configDigest);
   }
   await writeFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
-  return { blobs: manifest.blobs.length, rootfs: manifest.rootfs.length, skipped };
+  return { blobs: manifest.blobs.length, rootfs: manifest.rootfs.length, imported: [], skipped };
 }
 
 function temporaryBeside(file: string): string {
@@ -97,12 +99,12 @@ async function publish(target: string, write: (temp: string) => Promise<void>): 
   }
 }
 
-async function requireRegularFile(file: string): Promise<void> {
+export async function requireRegularFile(file: string): Promise<void> {
   if (!(await lstat(file)).isFile()) throw new Error('not a regular file');
 }
 
 /** A qcow2 that reads nothing but itself: no backing file and no external data file. */
-async function checkStandaloneQcow2(file: string): Promise<void> {
+export async function checkStandaloneQcow2(file: string): Promise<void> {
   await requireRegularFile(file);
   const info = await qemuImg.info(file, { format: 'qcow2' });
   if (info.backingFilename !== undefined || info.dataFile !== undefined) {
@@ -130,7 +132,7 @@ function readManifest(text: string): ArchiveManifest {
  * Entries already in the cache are kept as they are.
  */
 export async function readCacheArchive(dir: string, cacheDir: string): Promise<ArchiveReport> {
-  const report: ArchiveReport = { blobs: 0, rootfs: 0, skipped: [] };
+  const report: ArchiveReport = { blobs: 0, rootfs: 0, imported: [], skipped: [] };
   let manifest: ArchiveManifest;
   try {
     manifest = readManifest(await readFile(path.join(dir, MANIFEST), 'utf8'));
@@ -165,6 +167,7 @@ export async function readCacheArchive(dir: string, cacheDir: string): Promise<A
       await checkStandaloneQcow2(source);
       await publish(target, (temp) => qemuImg.convert(source, temp, { from: 'qcow2', to: 'raw' }));
       report.rootfs++;
+      report.imported.push(configDigest);
     } catch (error: unknown) {
       report.skipped.push(`root filesystem for ${configDigest}: ${(error as Error).message}`);
     }

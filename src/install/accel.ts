@@ -13,6 +13,7 @@ import {
   type Command,
   type CommandEnd,
 } from '../process/run.js';
+import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
 import type { GuestBundle } from '../types/guest-bundle.js';
 
 /** How a VM's CPU runs: KVM, or TCG (QEMU's software emulation). The probe here decides it. */
@@ -22,9 +23,31 @@ export type AccelChoice = 'auto' | Accel;
 
 export interface AccelDecision {
   accel: Accel;
+  /**
+   * Under KVM, the named QEMU CPU model guests get (PORTABLE_CPU_MODELS), so
+   * that templates and checkpoints made here load on other hosts of the
+   * vendor; absent, guests get "-cpu host" and what is saved stays here.
+   */
+  cpuModel?: string;
   /** Why TCG was chosen, when it was; shown to the user as a warning. */
   warning?: string;
 }
+
+/**
+ * The guest CPU models tried under KVM, by host vendor, in order: the first
+ * that boots with every feature it names (QEMU's `enforce`) is used. Versioned
+ * names, because an alias may change meaning with the machine type. Haswell
+ * (x86-64-v3: AVX2, BMI2, FMA, MOVBE) is the oldest Intel model GitHub's
+ * hosted runners have run on (Broadwell to Ice Lake and later); v4 drops TSX
+ * (off on most hosts since TAA) and adds IBRS. EPYC (Zen 1) is below every
+ * AMD EPYC they run on (Rome, Milan, Genoa); v2 adds IBPB. The second of each
+ * pair, without the speculation-control bit, is for hosts that hide it.
+ * Intel and AMD never share a model: a guest's vendor must not change under it.
+ */
+export const PORTABLE_CPU_MODELS: Readonly<Record<string, readonly string[]>> = {
+  GenuineIntel: ['Haswell-v4', 'Haswell-v2'],
+  AuthenticAMD: ['EPYC-v2', 'EPYC-v1'],
+};
 
 /** KVM asked for but not usable; a misspelt choice says Invalid where it is parsed. */
 export class AccelError extends HyperError {
@@ -53,11 +76,16 @@ export interface ProbeOptions {
   timeoutMs?: number;
 }
 
-/** The tiny boot that proves KVM works: our kernel, init replaced by an immediate poweroff. Pure. */
-export function probeArgs(bundle: GuestBundle, consoleFile: string): string[] {
+/**
+ * The tiny boot that proves KVM works: our kernel, init replaced by an
+ * immediate poweroff. With a named CPU model, QEMU refuses to start when the
+ * host lacks any feature the model names. Pure.
+ */
+export function probeArgs(bundle: GuestBundle, consoleFile: string, cpuModel?: string): string[] {
   // prettier-ignore
   return [
-    '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-smp', '1',
+    '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
+    '-m', '128M', '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', bundle.kernel, '-initrd', bundle.initrd,
     '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
@@ -96,18 +124,32 @@ function probeFailure(end: CommandEnd, stderr: string, console: string | undefin
   return `QEMU exited, but the guest did not power off cleanly: ${trimOutput(console, 3)}`;
 }
 
-/** Boots the probe under KVM: no failure when it worked, else why not, and whether the guest hung. Never throws. */
-async function probeKvm(
-  bundle: GuestBundle,
-  options: ProbeSettings,
-): Promise<{ failure: string | undefined; hung: boolean }> {
+interface ProbeResult {
+  failure: string | undefined;
+  hung: boolean;
+  cpuModel?: string;
+}
+
+/**
+ * Boots the probe under KVM: no failure when it worked, else why not, and
+ * whether the guest hung. When it worked, boots it again with each portable
+ * CPU model of the host's vendor until one boots. Never throws.
+ */
+async function probeKvm(bundle: GuestBundle, options: ProbeSettings): Promise<ProbeResult> {
   const failure = await bootOnce(bundle, options);
-  return { failure: failure?.why, hung: failure?.hung ?? false };
+  if (failure) return { failure: failure.why, hung: failure.hung };
+  const vendor = (await readCpuInfo()).vendor ?? '';
+  for (const model of PORTABLE_CPU_MODELS[vendor] ?? []) {
+    if ((await bootOnce(bundle, options, model)) === undefined)
+      return { failure: undefined, hung: false, cpuModel: model };
+  }
+  return { failure: undefined, hung: false };
 }
 
 async function bootOnce(
   bundle: GuestBundle,
   options: ProbeSettings,
+  cpuModel?: string,
 ): Promise<{ why: string; hung: boolean } | undefined> {
   try {
     await access(options.kvmDevice, constants.R_OK | constants.W_OK);
@@ -126,7 +168,7 @@ async function bootOnce(
     dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-kvm-probe-'));
     const consoleFile = path.join(dir, 'console');
     const outcome = await runProbe(
-      { program: options.qemu, args: probeArgs(bundle, consoleFile) },
+      { program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel) },
       options.timeoutMs,
     );
     // No console file at all: the guest printed nothing. Any other error: it cannot be read.
@@ -152,13 +194,14 @@ async function runProbe(command: Command, timeoutMs: number): Promise<Omit<Probe
   }
 }
 
-/** What the probe's answer depends on: the host kernel, the QEMU binary, the guest bundle and the KVM device. */
+/** What the probe's answer depends on: the host kernel and CPU, the QEMU binary, the guest bundle and the KVM device. */
 async function probeKey(bundle: GuestBundle, options: ProbeSettings): Promise<string> {
   const binary = await programPath(options.qemu);
   const qemu = binary ? await stat(binary).catch(() => undefined) : undefined;
   const kvm = await stat(options.kvmDevice).catch(() => undefined);
   return [
     os.release(),
+    cpuIdentity(await readCpuInfo()),
     binary ?? options.qemu,
     qemu?.size,
     qemu?.mtimeMs,
@@ -182,12 +225,20 @@ export function cachedAnswer(
   text: string,
   key: string,
   now: number,
-): { failure: string | undefined } | undefined {
+): { failure: string | undefined; cpuModel?: string } | undefined {
   try {
-    const cached = JSON.parse(text) as { key?: unknown; failure?: unknown; expires?: unknown };
+    const cached = JSON.parse(text) as {
+      key?: unknown;
+      failure?: unknown;
+      expires?: unknown;
+      cpuModel?: unknown;
+    };
     if (cached.key !== key) return undefined;
     if (typeof cached.expires === 'number' && cached.expires <= now) return undefined;
-    return { failure: typeof cached.failure === 'string' ? cached.failure : undefined };
+    return {
+      failure: typeof cached.failure === 'string' ? cached.failure : undefined,
+      ...(typeof cached.cpuModel === 'string' ? { cpuModel: cached.cpuModel } : {}),
+    };
   } catch {
     return undefined;
   }
@@ -198,15 +249,16 @@ async function cachedProbe(
   bundle: GuestBundle,
   options: ProbeSettings,
   cacheFile: string | undefined,
-): Promise<string | undefined> {
-  if (!cacheFile) return (await probeKvm(bundle, options)).failure;
+): Promise<Omit<ProbeResult, 'hung'>> {
+  if (!cacheFile) return probeKvm(bundle, options);
   const key = await probeKey(bundle, options);
   const cached = cachedAnswer(await readFile(cacheFile, 'utf8').catch(() => ''), key, Date.now());
-  if (cached) return cached.failure;
-  const { failure, hung } = await probeKvm(bundle, options);
+  if (cached) return cached;
+  const { failure, hung, cpuModel } = await probeKvm(bundle, options);
   const entry = {
     key,
     failure: failure ?? null,
+    ...(cpuModel ? { cpuModel } : {}),
     ...(hung ? { expires: Date.now() + HUNG_PROBE_TTL_MS } : {}),
   };
   try {
@@ -215,7 +267,7 @@ async function cachedProbe(
   } catch {
     // The answer stands; the next run probes again.
   }
-  return failure;
+  return { failure, ...(cpuModel ? { cpuModel } : {}) };
 }
 
 /** Decides the accelerator: probes KVM for real, falls back to TCG with a warning unless KVM was demanded. */
@@ -230,8 +282,8 @@ export async function chooseAccel(
     kvmDevice: options.kvmDevice ?? '/dev/kvm',
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
   };
-  const failure = await cachedProbe(bundle, settings, options.cacheFile);
-  if (failure === undefined) return { accel: 'kvm' };
+  const { failure, cpuModel } = await cachedProbe(bundle, settings, options.cacheFile);
+  if (failure === undefined) return { accel: 'kvm', ...(cpuModel ? { cpuModel } : {}) };
   if (choice === 'kvm')
     throw new AccelError(`accel "kvm" was asked for, but KVM does not work here: ${failure}`);
   return {

@@ -25,6 +25,8 @@ export interface MachineSpec {
   /** Per-VM state directory: sockets, logs and disks live here. */
   dir: string;
   accel: Accel;
+  /** Under KVM, the named CPU model the guest gets (QEMU enforces its features); absent: "-cpu host". */
+  cpuModel?: string;
   memoryMiB: number;
   cpus: number;
   bundle: GuestBundle;

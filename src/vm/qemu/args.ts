@@ -19,6 +19,17 @@ export function optValue(value: string): string {
 export const KERNEL_CMDLINE = 'console=ttyS0 quiet panic=-1 reboot=t pci=off cryptomgr.notests';
 
 /**
+ * The guest CPU: QEMU's "max" under TCG; under KVM the named model the probe
+ * chose, with `enforce` so that a host lacking any of its features refuses to
+ * start the VM rather than hand the guest less than a template was made with;
+ * else the host's own CPU. Pure.
+ */
+export function guestCpuArg(spec: Pick<MachineSpec, 'accel' | 'cpuModel'>): string {
+  if (spec.accel !== 'kvm') return 'max';
+  return spec.cpuModel ? `${spec.cpuModel},enforce` : 'host';
+}
+
+/**
  * Under TCG the guest kernel's TSC calibration against the emulated PIT fails
  * now and then, and the boot then hangs for good (2 of 8 boots in a trial
  * here); telling it the frequency skips that calibration (8 of 8 booted).
@@ -157,7 +168,7 @@ export function qemuArgs(
     // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
     '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
     '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-cpu', guestCpuArg(spec),
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',

@@ -27,8 +27,10 @@ export interface TemplateIdentity {
   /** `qemu --version`'s first line, and the binary as a file. */
   qemu: string;
   accel: Accel;
-  /** The CPU the guest sees: QEMU's `max` model under TCG, the host's CPU under KVM. */
+  /** The CPU the guest sees: QEMU's `max` model under TCG; under KVM the named model, else the host's CPU. */
   cpu: string;
+  /** Under KVM, the named model the template is booted with (absent: "-cpu host"). */
+  cpuModel?: string;
   cmdline: string;
   memoryMiB: number;
   cpus: number;
@@ -131,7 +133,7 @@ function qemuVersion(qemu: string): Promise<string> {
 
 export async function templateIdentity(
   qemu: string,
-  spec: Pick<MachineSpec, 'bundle' | 'accel' | 'memoryMiB' | 'cpus'> & { slots: number },
+  spec: Pick<MachineSpec, 'bundle' | 'accel' | 'cpuModel' | 'memoryMiB' | 'cpus'> & { slots: number },
   hostTscKhz: number,
   hostCpu: string,
 ): Promise<TemplateIdentity> {
@@ -143,7 +145,8 @@ export async function templateIdentity(
     initrd: await fileIdentity(spec.bundle.initrd),
     qemu: `${await qemuVersion(qemu)} (${await fileIdentity(binary)})`,
     accel: spec.accel,
-    cpu: spec.accel === 'kvm' ? hostCpu : 'max',
+    cpu: spec.accel !== 'kvm' ? 'max' : spec.cpuModel ? `model ${spec.cpuModel}` : hostCpu,
+    ...(spec.accel === 'kvm' && spec.cpuModel ? { cpuModel: spec.cpuModel } : {}),
     cmdline: kernelCmdline(spec.accel, hostTscKhz),
     memoryMiB: spec.memoryMiB,
     cpus: spec.cpus,
@@ -157,6 +160,7 @@ function templateSpec(identity: TemplateIdentity, bundle: GuestBundle, dir: stri
     name: 'boot-template',
     dir,
     accel: identity.accel,
+    ...(identity.cpuModel ? { cpuModel: identity.cpuModel } : {}),
     memoryMiB: identity.memoryMiB,
     cpus: identity.cpus,
     bundle,

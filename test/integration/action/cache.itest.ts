@@ -69,13 +69,16 @@ async function workflowRun(inputs: Record<string, string> = {}) {
   }
 }
 
-test('the first run saves blobs and root filesystem; the next restores them and downloads no blob', async () => {
+test('the first run saves blobs, root filesystem and service template; the next restores them, downloads no blob and resumes the service', async () => {
   const first = await workflowRun();
   expect(first.main).toContain('Image cache: nothing restored; the images are pulled');
   expect(first.blobGets).toBeGreaterThan(0);
   expect(first.main).toContain('Built root filesystem');
+  expect(first.main).toMatch(
+    /web: kept as service template \S+\/templates\/service\/web-[0-9a-f]{16} in \d+ ms/,
+  );
   expect(first.post).toMatch(
-    /Image cache: saved 2 blob\(s\) and 1 root filesystem\(s\) as hyper-services-v1-linux-x64-[0-9a-f]{16}-[0-9a-f]{16} in \d+ ms/,
+    /Image cache: saved 2 blob\(s\), 1 root filesystem\(s\) and 1 service template\(s\) as hyper-services-v1-linux-x64-[0-9a-f]{16}-[0-9a-f]{16} in \d+ ms/,
   );
   expect(first.post).not.toContain('::warning::');
   expect(cache.keys()).toHaveLength(1);
@@ -83,9 +86,16 @@ test('the first run saves blobs and root filesystem; the next restores them and 
 
   const second = await workflowRun();
   expect(second.main).toMatch(
-    new RegExp(`Image cache: restored 2 blob\\(s\\) and 1 root filesystem\\(s\\) from ${key} in \\d+ ms`),
+    new RegExp(
+      `Image cache: restored 2 blob\\(s\\), 1 root filesystem\\(s\\) and 1 service template\\(s\\) from ${key} in \\d+ ms`,
+    ),
   );
   expect(second.main).toContain('Reusing root filesystem');
+  // Its own HYPER_CACHE_DIR, so the template came with the cache entry; the page is served as before.
+  expect(second.main).toMatch(
+    /web: started from service template \S+\/templates\/service\/web-[0-9a-f]{16} in \d+ ms/,
+  );
+  expect(second.main).not.toContain('kept as service template');
   expect(second.main).not.toContain('::warning::');
   expect(second.blobGets).toBe(0);
   expect(second.post).toContain(`Image cache: ${key} is up to date; not saved again`);

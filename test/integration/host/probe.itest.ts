@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ensureGuestBundle } from '../../../src/guest/bundle.js';
-import { chooseAccel, HUNG_PROBE_TTL_MS } from '../../../src/install/accel.js';
+import { readCpuInfo } from '../../../src/host/cpuinfo.js';
+import { chooseAccel, HUNG_PROBE_TTL_MS, PORTABLE_CPU_MODELS } from '../../../src/install/accel.js';
 import { cacheDir } from '../../support/dirs.js';
 import type { GuestBundle } from '../../../src/vm/hypervisor.js';
 
@@ -28,10 +29,20 @@ const STAND_INS: Record<string, string> = {
   // A KVM that works: the kernel's last words after poweroff.
   'powers off':
     'for a in "$@"; do case "$a" in file:*) printf "ACPI: PM: Preparing to enter system sleep state S5\\nreboot: Power down\\n" > "${a#file:}" ;; esac; done',
+  // A host that lacks a feature of every named model: QEMU 7.2's words under `enforce`.
+  'host CPU only':
+    'for a in "$@"; do case "$a" in *,enforce) echo "qemu-system-x86_64: warning: host doesn\'t support requested feature: CPUID.07H:EBX.invpcid [bit 10]" >&2; exit 1 ;; esac; done; for a in "$@"; do case "$a" in file:*) echo "reboot: Power down" > "${a#file:}" ;; esac; done',
+  // A host that lacks a feature of the first model only ($FIRST_MODEL is set by the test).
+  'second model':
+    'for a in "$@"; do case "$a" in "$FIRST_MODEL,enforce") echo "qemu-system-x86_64: warning: host doesn\'t support requested feature: CPUID.80000008H:EBX.ibpb [bit 12]" >&2; exit 1 ;; esac; done; for a in "$@"; do case "$a" in file:*) echo "reboot: Power down" > "${a#file:}" ;; esac; done',
 };
 
 let work: string;
 let bundle: GuestBundle;
+/** The named models the probe tries on this machine's CPU vendor (none on other vendors). */
+let models: readonly string[];
+/** What a KVM that works decides on this machine: the first model, when the vendor has one. */
+const kvmWithModel = (model = models[0]) => ({ accel: 'kvm', ...(model ? { cpuModel: model } : {}) });
 const standIn = (name: string): string => path.join(work, name.replace(/ /g, '-'));
 
 beforeAll(async () => {
@@ -42,6 +53,7 @@ beforeAll(async () => {
   }
   await writeFile(path.join(work, 'not-executable'), '#!/bin/sh\nexit 0\n');
   bundle = await ensureGuestBundle({ cacheDir: cacheDir(), log: () => undefined });
+  models = PORTABLE_CPU_MODELS[(await readCpuInfo()).vendor ?? ''] ?? [];
 });
 
 afterAll(async () => {
@@ -87,7 +99,7 @@ describe('the KVM probe never crashes the tool: auto falls back to TCG, naming w
   });
 
   test('a clean power-off is KVM; "kvm" asked for where it fails is an error naming the reason', async () => {
-    expect(await probe(standIn('powers off'))).toEqual({ accel: 'kvm' });
+    expect(await probe(standIn('powers off'))).toEqual(kvmWithModel());
     await expect(
       chooseAccel('kvm', bundle, { qemu: standIn('abort'), kvmDevice: '/dev/null' }),
     ).rejects.toThrow(
@@ -112,9 +124,26 @@ describe('the KVM probe never crashes the tool: auto falls back to TCG, naming w
     expect(expires).toBeGreaterThanOrEqual(before + HUNG_PROBE_TTL_MS);
     expect(expires).toBeLessThanOrEqual(Date.now() + HUNG_PROBE_TTL_MS);
     // Another binary is another answer, not the cached one.
-    expect(await chooseAccel('auto', bundle, { ...options, qemu: standIn('powers off') })).toEqual({
-      accel: 'kvm',
-    });
+    expect(await chooseAccel('auto', bundle, { ...options, qemu: standIn('powers off') })).toEqual(
+      kvmWithModel(),
+    );
+    // The model is remembered with the answer.
+    expect(JSON.parse(await readFile(cacheFile, 'utf8')).cpuModel).toBe(models[0]);
+  });
+});
+
+describe('under KVM the guest CPU is a named model the host has every feature of, else the host CPU', () => {
+  test('a host that lacks a feature of every model gives guests its own CPU', async () => {
+    expect(await probe(standIn('host CPU only'))).toEqual({ accel: 'kvm' });
+  });
+
+  test('a host that lacks a feature of the first model gets the next', async () => {
+    process.env.FIRST_MODEL = models[0] ?? 'none';
+    try {
+      expect(await probe(standIn('second model'))).toEqual(kvmWithModel(models[1]));
+    } finally {
+      delete process.env.FIRST_MODEL;
+    }
   });
 });
 

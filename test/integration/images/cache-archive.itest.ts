@@ -54,13 +54,18 @@ test('a round trip gives back the same blob and base, and the base stays sparse'
   const source = await sourceCache();
   const archive = path.join(work, 'archive');
   const written = await writeCacheArchive(source.dir, source.images, archive);
-  expect(written).toEqual({ blobs: 1, rootfs: 1, skipped: [] });
+  expect(written).toEqual({ blobs: 1, rootfs: 1, imported: [], skipped: [] });
   // The qcow2 in the archive holds the data, not the 64 MiB of holes.
   const archived = (await readdir(path.join(archive, 'rootfs')))[0] as string;
   expect((await stat(path.join(archive, 'rootfs', archived))).size).toBeLessThan(4 * MiB);
 
   const target = path.join(work, 'target');
-  expect(await readCacheArchive(archive, target)).toEqual({ blobs: 1, rootfs: 1, skipped: [] });
+  expect(await readCacheArchive(archive, target)).toEqual({
+    blobs: 1,
+    rootfs: 1,
+    imported: [source.configDigest],
+    skipped: [],
+  });
   const store = new BlobStore(path.join(target, 'store'));
   expect(await readFile(store.path(source.digest), 'utf8')).toBe('layer bytes');
   const restored = rootfsPath(target, source.configDigest);
@@ -68,7 +73,7 @@ test('a round trip gives back the same blob and base, and the base stays sparse'
   const { blocks } = await stat(restored);
   expect(blocks * 512).toBeLessThan(8 * MiB);
   // Read again into a cache that has it all: nothing to do.
-  expect(await readCacheArchive(archive, target)).toEqual({ blobs: 0, rootfs: 0, skipped: [] });
+  expect(await readCacheArchive(archive, target)).toEqual({ blobs: 0, rootfs: 0, imported: [], skipped: [] });
 });
 
 test('a blob whose content does not match its digest is left out, and nothing half-written stays', async () => {
@@ -118,6 +123,7 @@ test('a manifest of another format is left out whole', async () => {
   expect(report).toEqual({
     blobs: 0,
     rootfs: 0,
+    imported: [],
     skipped: ['the whole archive: not a cache archive of format 1'],
   });
 });

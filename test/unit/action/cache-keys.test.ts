@@ -26,3 +26,14 @@ test('the save key starts with the restore prefix and changes when any image con
   expect(saveKey(names, [image('2')])).not.toBe(key);
   expect(restoreKeys(['redis:8']).primary).not.toBe(restoreKeys(names).primary);
 });
+
+test('the save key changes when the service templates change, and not with their order', () => {
+  const names = ['postgres:16'];
+  const images = [image('1')];
+  const withTemplates = saveKey(names, images, ['db-0123456789abcdef', 'cache-fedcba9876543210']);
+  expect(withTemplates).not.toBe(saveKey(names, images));
+  expect(withTemplates).toBe(saveKey(names, images, ['cache-fedcba9876543210', 'db-0123456789abcdef']));
+  expect(saveKey(names, images, ['db-1111111111111111'])).not.toBe(
+    saveKey(names, images, ['db-0123456789abcdef']),
+  );
+});

@@ -1,5 +1,11 @@
 import { kvmUdevCommands } from '../../../src/action/kvm.js';
-import { cachedAnswer, judgeProbe, parseAccelChoice, probeArgs } from '../../../src/install/accel.js';
+import {
+  cachedAnswer,
+  judgeProbe,
+  parseAccelChoice,
+  PORTABLE_CPU_MODELS,
+  probeArgs,
+} from '../../../src/install/accel.js';
 import { aptCommand, describeTools } from '../../../src/install/tools.js';
 
 test('apt-get goes through sudo -n when not root', () => {
@@ -29,6 +35,19 @@ test('the KVM probe boots our kernel and powers off at once', () => {
   expect(args.slice(0, 4)).toEqual(['-M', 'microvm,x-option-roms=off', '-accel', 'kvm']);
   expect(args).toEqual(expect.arrayContaining(['-kernel', '/k', '-initrd', '/i', '-serial', 'file:/tmp/c']));
   expect(args[args.indexOf('-append') + 1]).toBe('console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f');
+  expect(args[args.indexOf('-cpu') + 1]).toBe('host');
+  const model = probeArgs(
+    { version: 'v', kernel: '/k', initrd: '/i', connect: '/c' },
+    '/tmp/c',
+    'Haswell-v4',
+  );
+  expect(model[model.indexOf('-cpu') + 1]).toBe('Haswell-v4,enforce');
+});
+
+test('the portable models never mix vendors, and are versioned names that do not move with machine types', () => {
+  expect(Object.keys(PORTABLE_CPU_MODELS).sort()).toEqual(['AuthenticAMD', 'GenuineIntel']);
+  expect(PORTABLE_CPU_MODELS.GenuineIntel?.every((m) => /^Haswell-v\d$/.test(m))).toBe(true);
+  expect(PORTABLE_CPU_MODELS.AuthenticAMD?.every((m) => /^EPYC-v\d$/.test(m))).toBe(true);
 });
 
 test('the KVM udev rule is the one GitHub documents', () => {
@@ -95,6 +114,10 @@ describe('judging the KVM test boot', () => {
   test('a cached answer counts only for the same key and until it expires; a damaged cache file is a miss', () => {
     expect(cachedAnswer('{"key":"k","failure":null}', 'k', 0)).toEqual({ failure: undefined });
     expect(cachedAnswer('{"key":"k","failure":"why"}', 'k', 0)).toEqual({ failure: 'why' });
+    expect(cachedAnswer('{"key":"k","failure":null,"cpuModel":"EPYC-v2"}', 'k', 0)).toEqual({
+      failure: undefined,
+      cpuModel: 'EPYC-v2',
+    });
     expect(cachedAnswer('{"key":"other","failure":null}', 'k', 0)).toBeUndefined();
     expect(cachedAnswer('{"key":"k","fail', 'k', 0)).toBeUndefined();
     expect(cachedAnswer('', 'k', 0)).toBeUndefined();

@@ -29,12 +29,16 @@ describe('qemuArgs', () => {
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-no-reboot']));
   });
 
-  test('TCG gets multi-threaded TCG and the max CPU model; KVM gets the host CPU', () => {
+  test('TCG gets multi-threaded TCG and the max CPU model; KVM gets the probed model, enforced, else the host CPU', () => {
     expect(valueOf(args, '-accel')).toEqual(['tcg,thread=multi']);
     expect(valueOf(args, '-cpu')).toEqual(['max']);
+    expect(valueOf(qemuArgs({ ...spec, cpuModel: 'Haswell-v4' }), '-cpu')).toEqual(['max']);
     const kvm = qemuArgs({ ...spec, accel: 'kvm' });
     expect(valueOf(kvm, '-accel')).toEqual(['kvm']);
     expect(valueOf(kvm, '-cpu')).toEqual(['host']);
+    expect(valueOf(qemuArgs({ ...spec, accel: 'kvm', cpuModel: 'EPYC-v2' }), '-cpu')).toEqual([
+      'EPYC-v2,enforce',
+    ]);
   });
 
   test('under TCG the kernel is told the TSC frequency; under KVM it is not', () => {
