@@ -44283,6 +44283,18 @@ function memoryArgs(spec, launch) {
     return spec.slots === undefined ? [] : ['-object', `memory-backend-ram,id=ram,${size}`];
 }
 /**
+ * A balloon that is never inflated, there for free-page reporting: the
+ * guest hands back the memory it frees (2 MiB blocks), and QEMU discards it,
+ * so a VM's own memory follows what its guest uses rather than the most it
+ * ever touched. Only on VMs that are no template, clone, checkpoint or
+ * capture machine (those without `slots`): QEMU discards file-backed RAM by
+ * punching a hole in the file, which in a template's or checkpoint's RAM
+ * file would zero pages every other clone of it still reads.
+ */
+function freePageReportingArgs() {
+    return ['-device', 'virtio-balloon-device,free-page-reporting=on'];
+}
+/**
  * The full argv (without the program) for one microVM. Pure: same spec, same argv.
  *
  * A VM with `slots` has the device layout of a boot template, in the
@@ -44345,6 +44357,8 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
     for (const [index, share] of (spec.shares ?? []).entries()) {
         args.push('-chardev', `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`, '-device', `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`);
     }
+    if (launch.kind === 'boot' && slots === undefined)
+        args.push(...freePageReportingArgs());
     // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
     if (launch.kind !== 'boot')
         args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
@@ -49616,6 +49630,8 @@ const GUEST_BUILD_TOOLS = [
     { program: 'cpio', aptPackage: 'cpio' },
     { program: 'gzip', aptPackage: 'gzip' },
     { program: 'xz', aptPackage: 'xz-utils' },
+    { program: 'zstd', aptPackage: 'zstd' },
+    { program: 'lz4', aptPackage: 'lz4' },
 ];
 class MissingToolsError extends HyperError {
     static defaultKind = 'Unavailable';
@@ -59605,6 +59621,7 @@ const RECIPE_FILES = [
     'hyper-connect.c',
     'hyper-relay.c',
     'hyper-reseed.c',
+    'hyper-tools.c',
 ];
 class GuestBundleError extends HyperError {
     static defaultKind = 'Internal';
@@ -59627,16 +59644,32 @@ function bundleCacheVersion(hash) {
 function bundleAssetName(hash) {
     return `hyper-guest-${hash}.tar.gz`;
 }
-function fromDir(dir, version) {
+/**
+ * The kernel files a bundle may hold, preferred first: the ELF QEMU enters at
+ * its PVH entry point, then the bzImage (kernels without one, and bundles
+ * built before).
+ */
+const KERNEL_FILES = ['vmlinux', 'vmlinuz'];
+async function kernelIn(dir) {
+    for (const file of KERNEL_FILES) {
+        if (await (0,promises_namespaceObject.stat)(external_node_path_default().join(dir, file)).catch(() => undefined))
+            return external_node_path_default().join(dir, file);
+    }
+    return undefined;
+}
+async function fromDir(dir, version) {
     return {
         version,
-        kernel: external_node_path_default().join(dir, 'vmlinuz'),
+        kernel: (await kernelIn(dir)) ?? external_node_path_default().join(dir, 'vmlinuz'),
         initrd: external_node_path_default().join(dir, 'initrd.img'),
         connect: external_node_path_default().join(dir, 'hyper-connect'),
     };
 }
 async function checkBundleDir(dir, hash, source) {
-    for (const file of ['vmlinuz', 'initrd.img', 'hyper-connect', 'manifest.json']) {
+    if (!(await kernelIn(dir))) {
+        throw new GuestBundleError(`guest bundle from ${source} has no kernel (${KERNEL_FILES.join(' or ')})`);
+    }
+    for (const file of ['initrd.img', 'hyper-connect', 'manifest.json']) {
         if (!(await (0,promises_namespaceObject.stat)(external_node_path_default().join(dir, file)).catch(() => undefined))) {
             throw new GuestBundleError(`guest bundle from ${source} has no ${file}`);
         }

@@ -21,6 +21,7 @@ const RECIPE_FILES = [
   'hyper-connect.c',
   'hyper-relay.c',
   'hyper-reseed.c',
+  'hyper-tools.c',
 ];
 
 export class GuestBundleError extends HyperError {
@@ -48,17 +49,34 @@ export function bundleAssetName(hash: string): string {
   return `hyper-guest-${hash}.tar.gz`;
 }
 
-function fromDir(dir: string, version: string): GuestBundle {
+/**
+ * The kernel files a bundle may hold, preferred first: the ELF QEMU enters at
+ * its PVH entry point, then the bzImage (kernels without one, and bundles
+ * built before).
+ */
+const KERNEL_FILES = ['vmlinux', 'vmlinuz'];
+
+async function kernelIn(dir: string): Promise<string | undefined> {
+  for (const file of KERNEL_FILES) {
+    if (await stat(path.join(dir, file)).catch(() => undefined)) return path.join(dir, file);
+  }
+  return undefined;
+}
+
+async function fromDir(dir: string, version: string): Promise<GuestBundle> {
   return {
     version,
-    kernel: path.join(dir, 'vmlinuz'),
+    kernel: (await kernelIn(dir)) ?? path.join(dir, 'vmlinuz'),
     initrd: path.join(dir, 'initrd.img'),
     connect: path.join(dir, 'hyper-connect'),
   };
 }
 
 async function checkBundleDir(dir: string, hash: string | undefined, source: string): Promise<void> {
-  for (const file of ['vmlinuz', 'initrd.img', 'hyper-connect', 'manifest.json']) {
+  if (!(await kernelIn(dir))) {
+    throw new GuestBundleError(`guest bundle from ${source} has no kernel (${KERNEL_FILES.join(' or ')})`);
+  }
+  for (const file of ['initrd.img', 'hyper-connect', 'manifest.json']) {
     if (!(await stat(path.join(dir, file)).catch(() => undefined))) {
       throw new GuestBundleError(`guest bundle from ${source} has no ${file}`);
     }

@@ -27,6 +27,8 @@ export const GUEST_BUILD_TOOLS: HostTool[] = [
   { program: 'cpio', aptPackage: 'cpio' },
   { program: 'gzip', aptPackage: 'gzip' },
   { program: 'xz', aptPackage: 'xz-utils' },
+  { program: 'zstd', aptPackage: 'zstd' },
+  { program: 'lz4', aptPackage: 'lz4' },
 ];
 
 export class MissingToolsError extends HyperError {

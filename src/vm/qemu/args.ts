@@ -146,6 +146,19 @@ function memoryArgs(spec: MachineSpec, launch: Launch): string[] {
 }
 
 /**
+ * A balloon that is never inflated, there for free-page reporting: the
+ * guest hands back the memory it frees (2 MiB blocks), and QEMU discards it,
+ * so a VM's own memory follows what its guest uses rather than the most it
+ * ever touched. Only on VMs that are no template, clone, checkpoint or
+ * capture machine (those without `slots`): QEMU discards file-backed RAM by
+ * punching a hole in the file, which in a template's or checkpoint's RAM
+ * file would zero pages every other clone of it still reads.
+ */
+export function freePageReportingArgs(): string[] {
+  return ['-device', 'virtio-balloon-device,free-page-reporting=on'];
+}
+
+/**
  * The full argv (without the program) for one microVM. Pure: same spec, same argv.
  *
  * A VM with `slots` has the device layout of a boot template, in the
@@ -226,6 +239,7 @@ export function qemuArgs(
       `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`,
     );
   }
+  if (launch.kind === 'boot' && slots === undefined) args.push(...freePageReportingArgs());
   // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
   if (launch.kind !== 'boot') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
   else

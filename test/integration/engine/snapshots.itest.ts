@@ -275,6 +275,18 @@ test('a host directory mounted read-only: the init SQL in it is applied by the e
     expect(write.code).not.toBe(0);
     expect(write.stderr).toContain('Read-only file system');
     expect(await serviceLog('pginit')).toContain('applying /docker-entrypoint-initdb.d/01-schema.sql');
+    // A live share keeps it from ever being a template or checkpoint, so it hands its free pages back:
+    // the guest's balloon driver negotiated VIRTIO_BALLOON_F_REPORTING (feature bit 5).
+    const features = await hyper(
+      'exec',
+      'pginit',
+      '--',
+      'sh',
+      '-c',
+      'cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features',
+    );
+    expect(features.stderr).toBe('');
+    expect(features.stdout.trim()[5]).toBe('1');
   } finally {
     process.chdir(cwd);
     await hyper('rm', '-f', 'pginit');

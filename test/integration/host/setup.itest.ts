@@ -87,7 +87,7 @@ describe('guest bundle from release assets', () => {
       asset,
       '-C',
       path.dirname(kernel),
-      'vmlinuz',
+      path.basename(kernel),
       'initrd.img',
       'hyper-connect',
       'manifest.json',

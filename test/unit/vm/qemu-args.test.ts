@@ -204,6 +204,23 @@ function devicesOf(args: string[]): string[] {
   return valueOf(args, '-device');
 }
 
+describe('free-page reporting', () => {
+  const balloon = 'virtio-balloon-device,free-page-reporting=on';
+  const slotted: MachineSpec = { ...spec, slots: 3 };
+
+  test('a VM that can never be a template, clone or checkpoint (no slots) hands its free pages back', () => {
+    expect(devicesOf(qemuArgs(spec))).toContain(balloon);
+    const shared = { ...spec, shares: [{ tag: 'share0', source: '/src', readOnly: true }] };
+    expect(devicesOf(qemuArgs(shared))).toContain(balloon);
+  });
+
+  test('no VM whose RAM is, or may become, a file that others map has it', () => {
+    expect(devicesOf(qemuArgs(slotted))).not.toContain(balloon);
+    for (const kind of ['template', 'clone', 'capture'] as const)
+      expect(devicesOf(qemuArgs(slotted, undefined, { kind, ram: '/r' }))).not.toContain(balloon);
+  });
+});
+
 describe('the boot-template layout (slots)', () => {
   const slotted: MachineSpec = {
     ...spec,
