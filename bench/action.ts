@@ -8,8 +8,9 @@
  *   warm, templates off: the same cache, every VM booted in full (the
  *     baseline for templates, in the same run);
  *   restored: main on an empty image cache with the `cache` input restoring
- *     blobs and root filesystems from the Actions cache (a local fake of the
- *     service, test/support/actions-cache.ts, since the real one is GitHub's);
+ *     blobs, root filesystems and service templates from the Actions cache (a
+ *     local fake of the service, test/support/actions-cache.ts, since the real
+ *     one is GitHub's): a later workflow run on a fresh hosted runner;
  *   first healthy: from main's start to the first "healthy" line it prints;
  *   teardown: the post step.
  * Baseline, in the same run: redis-server and postgres started as plain host
@@ -191,7 +192,9 @@ async function main(): Promise<void> {
   console.log(
     `ratio warm templates off / warm: ${(median(figures.warmOff) / median(figures.warm)).toFixed(1)}x`,
   );
-  console.log(`main, restored from the Actions cache (empty image cache): ${fmt(figures.restored)}`);
+  console.log(
+    `main, restored from the Actions cache (empty image cache; images and service templates restored): ${fmt(figures.restored)}`,
+  );
   console.log(
     `  of which the cache restore: ${fmt(figures.restoreStep)}; the save in post, once: ${fmt(figures.save)}`,
   );
