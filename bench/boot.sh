@@ -9,27 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-hyper() { node dist/cli/index.js "$@"; }
-own_state=
-if [ -z "${HYPER_STATE_DIR:-}" ]; then
-  HYPER_STATE_DIR=$(mktemp -d /tmp/hyper-bench-XXXX)
-  own_state=$HYPER_STATE_DIR
-fi
-export HYPER_STATE_DIR
-cache=${HYPER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hyper}
-image=$cache/demo-image
-[ -f "$image/index.json" ] || bash test/fixtures/build-busybox-image.sh "$image" >/dev/null
-hyper setup >/dev/null 2>&1
-accel=$(hyper setup 2>/dev/null | awk '/^accel/ { print $2 }')
-export HYPER_ACCEL=$accel
+# shellcheck source=bench/demo-vm.sh
+. bench/demo-vm.sh
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-wait_http() { until curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null; do sleep 0.01; done; }
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 
 busybox=$(mktemp -d)
-trap 'rm -rf "$busybox"; for n in $(hyper ps --json | node -e "for (const r of JSON.parse(require(\"fs\").readFileSync(0))) console.log(r.name)"); do hyper rm -f "$n" >/dev/null; done; [ -z "$own_state" ] || rm -rf "$own_state"' EXIT
+trap 'rm -rf "$busybox"; bench_cleanup' EXIT
 tar -C "$busybox" -xzf "$image/blobs/sha256/$(node -e 'const fs = require("fs"); const i = JSON.parse(fs.readFileSync(process.argv[1] + "/index.json")); const m = JSON.parse(fs.readFileSync(process.argv[1] + "/blobs/sha256/" + i.manifests[0].digest.slice(7))); console.log(m.layers[0].digest.slice(7))' "$image")"
 
 # A process's resident memory and, of it, the anonymous part (KiB, from

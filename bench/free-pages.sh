@@ -5,34 +5,23 @@
 # template, clone or checkpoint, so it has the reporting balloon), and one
 # booted in full without it (`--template off`, the template layout, so no
 # balloon: the baseline). In each, once it answers and has idled, a process
-# builds a 128 MiB string (busybox awk touches about twice that) and exits; QEMU's resident memory is read
-# before, and 10 s after it exited. Medians over N runs.
+# builds a 128 MiB string (busybox awk touches about twice that) and exits;
+# QEMU's resident memory is read before, and 10 s after it exited. Medians
+# over N runs.
 #
 # Usage: bench/free-pages.sh [RUNS]   (default 3). Needs root (virtiofsd).
 # Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-hyper() { node dist/cli/index.js "$@"; }
-own_state=
-if [ -z "${HYPER_STATE_DIR:-}" ]; then
-  HYPER_STATE_DIR=$(mktemp -d /tmp/hyper-bench-XXXX)
-  own_state=$HYPER_STATE_DIR
-fi
-export HYPER_STATE_DIR
-cache=${HYPER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hyper}
-image=$cache/demo-image
-[ -f "$image/index.json" ] || bash test/fixtures/build-busybox-image.sh "$image" > /dev/null
-hyper setup > /dev/null 2>&1
-export HYPER_ACCEL=$(hyper setup 2> /dev/null | awk '/^accel/ { print $2 }')
+# shellcheck source=bench/demo-vm.sh
+. bench/demo-vm.sh
 shared=$(mktemp -d)
 echo 'a host file' > "$shared/note"
-trap 'rm -rf "$shared"; for n in $(hyper ps --json | node -e "for (const r of JSON.parse(require(\"fs\").readFileSync(0))) console.log(r.name)"); do hyper rm -f "$n" > /dev/null; done; [ -z "$own_state" ] || rm -rf "$own_state"' EXIT
+trap 'rm -rf "$shared"; bench_cleanup' EXIT
 
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-wait_http() { until curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2> /dev/null; do sleep 0.05; done; }
-free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
-# RSS (KiB): a VM's guest RAM is anonymous memory, or a shared memfd with a live share, so Rss counts both alike.
+# RSS (KiB): a VM's guest RAM is anonymous memory, or with a live share a
+# shared memfd, so Rss counts both alike.
 rss_of() { awk '/^Rss:/ { print $2 }' "/proc/$1/smaps_rollup"; }
 
 # One VM: boot, idle, read RSS, fill and free memory in the guest, wait, read again. Prints "before after".
