@@ -50,7 +50,7 @@ export async function jobFailure(
   if (!owner || !repo || !runId || !runnerName) {
     throw new Error('GITHUB_REPOSITORY, GITHUB_RUN_ID and RUNNER_NAME are needed to find this job');
   }
-  const octokit = githubClient(token, process.env.GITHUB_API_URL);
+  const octokit = await githubClient(token, process.env.GITHUB_API_URL);
   const jobs = await octokit.paginate(octokit.rest.actions.listJobsForWorkflowRunAttempt, {
     owner,
     repo,

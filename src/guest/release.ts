@@ -11,7 +11,7 @@ export async function findReleaseAsset(options: {
   const [owner, repo] = options.repository.split('/');
   if (!owner || !repo) return undefined;
   // A missing release is an ordinary answer here; the caller logs what matters.
-  const octokit = githubClient(options.token, options.apiUrl);
+  const octokit = await githubClient(options.token, options.apiUrl);
   const find = (assets: { name: string; browser_download_url: string }[]) =>
     assets.find((asset) => asset.name === options.assetName)?.browser_download_url;
   try {
