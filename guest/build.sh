@@ -162,8 +162,6 @@ cp "$work/root/bin/busybox" "$work/initrd/bin/busybox"
 for applet in $("$work/initrd/bin/busybox" --list); do
   [ -e "$work/initrd/bin/$applet" ] || ln -s busybox "$work/initrd/bin/$applet"
 done
-# qemu-ga sets a clone's clock (guest-set-time) only where it finds /sbin/hwclock.
-ln -s ../bin/busybox "$work/initrd/sbin/hwclock"
 
 # The guest agent, its shared libraries (ELF NEEDED, transitively) and loader.
 libdirs="$work/root/lib/x86_64-linux-gnu $work/root/usr/lib/x86_64-linux-gnu $work/root/lib64"

@@ -45091,25 +45091,36 @@ function rewriteNetworkFiles(settings, network) {
     ];
 }
 /**
- * The guest argv that re-applies the network files to a running guest (after
- * a checkpoint resumes in another job): eth0's address and route, and the
- * hosts and resolv.conf bound into the container. Pure.
+ * The guest command that sets a resumed guest's clock to `clockNs` (the
+ * host's time, in nanoseconds since the epoch, as it sends the command):
+ * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
  */
+function clockCommand(clockNs) {
+    return `/bin/hyper-reseed --clock ${clockNs} || exit $?`;
+}
+/** The host's time in nanoseconds since the epoch, for clockCommand. */
+function hostClockNs() {
+    return BigInt(Date.now()) * 1000000n;
+}
 /**
  * What a guest resumed from saved state runs first, with 64 fresh random
- * bytes from the host on stdin: its RNG reseeded (guest/hyper-reseed.c), so
- * two VMs resumed from one state do not share RNG state, then, when given,
- * this VM's network applied (networkSyncArgv). One exec: each costs a guest
- * fork and the agent's polling. Pure.
+ * bytes from the host on stdin: its clock set and its RNG reseeded
+ * (guest/hyper-reseed.c), so two VMs resumed from one state do not share RNG
+ * state, then, when given, this VM's network applied (networkSyncArgv). One
+ * exec: each costs a guest fork and the agent's round trips. Pure.
  */
-function resumeSyncArgv(network) {
-    const reseed = 'umask 077 && cat > /run/hyper/entropy && /bin/hyper-reseed /run/hyper/entropy; ' +
-        'status=$?; rm -f /run/hyper/entropy; [ $status = 0 ] || exit $status';
+function resumeSyncArgv(clockNs, network) {
+    const reseed = `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
     if (!network)
         return ['/bin/sh', '-c', reseed];
     const [shell, flag, script, ...rest] = networkSyncArgv(network);
     return [shell, flag, `${reseed}; ${script}`, ...rest];
 }
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
 function networkSyncArgv(network) {
     const script = [
         'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
@@ -45440,19 +45451,19 @@ class QemuHypervisor {
         }
     }
     /**
-     * What a booted guest reads from fw_cfg, a clone gets through the agent:
-     * the host's time first, then one tar of its settings and fresh entropy,
-     * unpacked beside the init, which waits for the FIFO to be written.
+     * What a booted guest reads from fw_cfg, a clone gets through the agent in
+     * one exec: the host's time set first, then one tar of its settings and
+     * fresh entropy, unpacked beside the init, which waits for the FIFO to be
+     * written.
      */
     async sendCloneSettings(spec) {
         const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
         try {
-            await setGuestClock(lease);
             const files = [
                 ...(await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })))),
                 { name: 'entropy', content: (0,external_node_crypto_.randomBytes)(64), mode: 0o600 },
             ];
-            const result = await lease.agent.exec('/bin/sh', ['-c', CLONE_UNPACK], CLONE_AGENT_TIMEOUT_MS, ustar(files));
+            const result = await lease.agent.exec('/bin/sh', ['-c', `${clockCommand(hostClockNs())}; ${CLONE_UNPACK}`], CLONE_AGENT_TIMEOUT_MS, ustar(files));
             if (result.exitCode !== 0)
                 throw new VmError(`the guest could not take its settings (exit ${result.exitCode}): ${result.stderr.toString().trim()}`);
         }
@@ -45508,8 +45519,7 @@ class QemuHypervisor {
         try {
             const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
             try {
-                await setGuestClock(lease);
-                const [program, ...args] = resumeSyncArgv(network);
+                const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
                 const synced = await lease.agent.exec(program, args, CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
                 if (synced.exitCode !== 0)
                     throw new VmError(`the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`);
@@ -45800,10 +45810,6 @@ function nodeOf(serial) {
 /** The files of the disks a checkpoint holds a snapshot of (checkpoint.ts writableNodes). */
 function writableDisks(spec) {
     return [spec.rootDisk, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => d.path)];
-}
-/** Sets the guest's clock to the host's: a resumed guest's stands where it was saved. */
-async function setGuestClock(lease) {
-    await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
 }
 function diskFile(spec, serial) {
     if (serial === 'rootfs')

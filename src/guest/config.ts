@@ -150,26 +150,38 @@ export function rewriteNetworkFiles(
 }
 
 /**
- * The guest argv that re-applies the network files to a running guest (after
- * a checkpoint resumes in another job): eth0's address and route, and the
- * hosts and resolv.conf bound into the container. Pure.
+ * The guest command that sets a resumed guest's clock to `clockNs` (the
+ * host's time, in nanoseconds since the epoch, as it sends the command):
+ * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
  */
+export function clockCommand(clockNs: bigint): string {
+  return `/bin/hyper-reseed --clock ${clockNs} || exit $?`;
+}
+
+/** The host's time in nanoseconds since the epoch, for clockCommand. */
+export function hostClockNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
 /**
  * What a guest resumed from saved state runs first, with 64 fresh random
- * bytes from the host on stdin: its RNG reseeded (guest/hyper-reseed.c), so
- * two VMs resumed from one state do not share RNG state, then, when given,
- * this VM's network applied (networkSyncArgv). One exec: each costs a guest
- * fork and the agent's polling. Pure.
+ * bytes from the host on stdin: its clock set and its RNG reseeded
+ * (guest/hyper-reseed.c), so two VMs resumed from one state do not share RNG
+ * state, then, when given, this VM's network applied (networkSyncArgv). One
+ * exec: each costs a guest fork and the agent's round trips. Pure.
  */
-export function resumeSyncArgv(network?: GuestNetwork): string[] {
-  const reseed =
-    'umask 077 && cat > /run/hyper/entropy && /bin/hyper-reseed /run/hyper/entropy; ' +
-    'status=$?; rm -f /run/hyper/entropy; [ $status = 0 ] || exit $status';
+export function resumeSyncArgv(clockNs: bigint, network?: GuestNetwork): string[] {
+  const reseed = `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
   if (!network) return ['/bin/sh', '-c', reseed];
   const [shell, flag, script, ...rest] = networkSyncArgv(network);
   return [shell as string, flag as string, `${reseed}; ${script as string}`, ...rest];
 }
 
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
 export function networkSyncArgv(network: GuestNetwork): string[] {
   const script = [
     'PATH=/bin:/sbin:/usr/bin:/usr/sbin',

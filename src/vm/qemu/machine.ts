@@ -23,7 +23,7 @@ import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
 import { readGuestStatus } from '../status.js';
 import { shellQuote, trimOutput } from '../../process/run.js';
-import { type GuestNetwork, resumeSyncArgv } from '../../guest/config.js';
+import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
@@ -149,14 +149,14 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   /**
-   * What a booted guest reads from fw_cfg, a clone gets through the agent:
-   * the host's time first, then one tar of its settings and fresh entropy,
-   * unpacked beside the init, which waits for the FIFO to be written.
+   * What a booted guest reads from fw_cfg, a clone gets through the agent in
+   * one exec: the host's time set first, then one tar of its settings and
+   * fresh entropy, unpacked beside the init, which waits for the FIFO to be
+   * written.
    */
   private async sendCloneSettings(spec: MachineSpec): Promise<void> {
     const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
     try {
-      await setGuestClock(lease);
       const files = [
         ...(await Promise.all(
           spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
@@ -165,7 +165,7 @@ export class QemuHypervisor implements Hypervisor {
       ];
       const result = await lease.agent.exec(
         '/bin/sh',
-        ['-c', CLONE_UNPACK],
+        ['-c', `${clockCommand(hostClockNs())}; ${CLONE_UNPACK}`],
         CLONE_AGENT_TIMEOUT_MS,
         ustar(files),
       );
@@ -232,8 +232,7 @@ export class QemuHypervisor implements Hypervisor {
     try {
       const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
       try {
-        await setGuestClock(lease);
-        const [program, ...args] = resumeSyncArgv(network);
+        const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
         const synced = await lease.agent.exec(
           program as string,
           args,
@@ -563,11 +562,6 @@ function nodeOf(serial: string): string {
 /** The files of the disks a checkpoint holds a snapshot of (checkpoint.ts writableNodes). */
 function writableDisks(spec: MachineSpec): string[] {
   return [spec.rootDisk, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => d.path)];
-}
-
-/** Sets the guest's clock to the host's: a resumed guest's stands where it was saved. */
-async function setGuestClock(lease: AgentLease): Promise<void> {
-  await lease.agent.execute('guest-set-time', { time: Date.now() * 1_000_000 }, CLONE_AGENT_TIMEOUT_MS);
 }
 
 function diskFile(spec: MachineSpec, serial: string): string {

@@ -18,7 +18,13 @@ import { networkArgs } from '../../../src/vm/qemu/args.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 import { validatePlan } from '../../../src/spec/plan.js';
 import { parseComposeProject } from '../../../src/spec/compose.js';
-import { networkSyncArgv, resumeSyncArgv, rewriteNetworkFiles } from '../../../src/guest/config.js';
+import {
+  clockCommand,
+  hostClockNs,
+  networkSyncArgv,
+  resumeSyncArgv,
+  rewriteNetworkFiles,
+} from '../../../src/guest/config.js';
 
 const NAMES = { mode: '--network', egress: '--egress', allow: '--egress-allow', subnet: '--subnet' };
 
@@ -388,18 +394,25 @@ describe('guest network files', () => {
 
 describe('a guest resumed from saved state', () => {
   const network = { ip: '10.213.9.2', prefix: 24, gateway: '10.213.9.1', hosts: 'H\n', resolvConf: 'R\n' };
-  test('reseeds its RNG from stdin, then applies the network, in one shell with the same arguments', () => {
-    const argv = resumeSyncArgv(network);
+  const clock = 1_764_583_200_123_456_789n;
+  test('sets its clock and reseeds its RNG from stdin, then applies the network, in one shell with the same arguments', () => {
+    const argv = resumeSyncArgv(clock, network);
     const sync = networkSyncArgv(network);
-    expect(argv[2]).toMatch(
-      /^umask 077 && cat > \/run\/hyper\/entropy && \/bin\/hyper-reseed \/run\/hyper\/entropy; /,
-    );
+    expect(argv[2]).toMatch(/^\/bin\/hyper-reseed --clock 1764583200123456789 - \|\| exit \$\?; /);
     expect(argv[2]?.endsWith(`; ${sync[2]}`)).toBe(true);
     expect(argv.slice(3)).toEqual(sync.slice(3));
   });
-  test('without a network, only the reseed; a failed reseed is the exit status', () => {
-    const argv = resumeSyncArgv();
-    expect(argv).toHaveLength(3);
-    expect(argv[2]).toContain('[ $status = 0 ] || exit $status');
+  test('without a network, only the clock and the reseed; a failure is the exit status', () => {
+    expect(resumeSyncArgv(clock)).toEqual([
+      '/bin/sh',
+      '-c',
+      '/bin/hyper-reseed --clock 1764583200123456789 - || exit $?',
+    ]);
+  });
+  test("the host's clock in nanoseconds, and the clock alone for a clone's settings", () => {
+    const before = BigInt(Date.now()) * 1_000_000n;
+    const now = hostClockNs();
+    expect(now >= before && now <= BigInt(Date.now()) * 1_000_000n).toBe(true);
+    expect(clockCommand(clock)).toBe('/bin/hyper-reseed --clock 1764583200123456789 || exit $?');
   });
 });
