@@ -45096,7 +45096,11 @@ function rewriteNetworkFiles(settings, network) {
  * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
  */
 function clockCommand(clockNs) {
-    return `/bin/hyper-reseed --clock ${clockNs} || exit $?`;
+    return reseedCommand(clockNs, false);
+}
+/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
+function reseedCommand(clockNs, entropy) {
+    return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
 }
 /** The host's time in nanoseconds since the epoch, for clockCommand. */
 function hostClockNs() {
@@ -45110,7 +45114,7 @@ function hostClockNs() {
  * exec: each costs a guest fork and the agent's round trips. Pure.
  */
 function resumeSyncArgv(clockNs, network) {
-    const reseed = `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
+    const reseed = reseedCommand(clockNs, true);
     if (!network)
         return ['/bin/sh', '-c', reseed];
     const [shell, flag, script, ...rest] = networkSyncArgv(network);
@@ -46669,6 +46673,10 @@ async function hostKeyFields(job) {
         cpu: await guestCpu(job.accel, job.cpuModel),
     };
 }
+/** A template directory's meta.json, parsed (not checked). */
+async function readTemplateMeta(dir) {
+    return JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+}
 async function service_templates_fileIdentity(file) {
     const info = await (0,promises_namespaceObject.stat)(file);
     return `${file}|${info.size}|${info.mtimeMs}|${info.ino}`;
@@ -46682,7 +46690,7 @@ async function findServiceTemplate(cacheDir, key, base) {
     const dir = external_node_path_default().join(serviceTemplateRoot(cacheDir), serviceTemplateName(key));
     let meta;
     try {
-        meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+        meta = await readTemplateMeta(dir);
     }
     catch (error) {
         if (error.code === 'ENOENT')
@@ -46833,7 +46841,7 @@ async function listServiceTemplates(cacheDir, mapped) {
             continue;
         const dir = external_node_path_default().join(root, name);
         try {
-            const meta = JSON.parse(await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, 'meta.json'), 'utf8'));
+            const meta = await readTemplateMeta(dir);
             let diskBytes = 0;
             for (const file of await (0,promises_namespaceObject.readdir)(dir))
                 diskBytes += (await (0,promises_namespaceObject.stat)(external_node_path_default().join(dir, file))).blocks * 512;

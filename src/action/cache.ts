@@ -119,9 +119,7 @@ export async function restoreImageCache(
 
 /** Saves what these images and templates need, unless the entry restored was already exactly that. */
 export async function saveImageCache(state: ImageCacheState, cacheDir: string): Promise<void> {
-  const { names: imageNames, images, restoredKey } = state;
-  // Main steps of earlier versions saved no template list.
-  const templateNames = state.templates ?? [];
+  const { names: imageNames, images, templates: templateNames, restoredKey } = state;
   const key = saveKey(imageNames, images, templateNames);
   if (key === restoredKey) {
     core.info(`Image cache: ${key} is up to date; not saved again`);

@@ -125,6 +125,11 @@ export async function hostKeyFields(
   };
 }
 
+/** A template directory's meta.json, parsed (not checked). */
+export async function readTemplateMeta(dir: string): Promise<ServiceTemplateMeta> {
+  return JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ServiceTemplateMeta;
+}
+
 export async function fileIdentity(file: string): Promise<string> {
   const info = await stat(file);
   return `${file}|${info.size}|${info.mtimeMs}|${info.ino}`;
@@ -143,7 +148,7 @@ export async function findServiceTemplate(
   const dir = path.join(serviceTemplateRoot(cacheDir), serviceTemplateName(key));
   let meta: ServiceTemplateMeta;
   try {
-    meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ServiceTemplateMeta;
+    meta = await readTemplateMeta(dir);
   } catch (error: unknown) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return refuse(dir, `its meta.json cannot be read (${(error as Error).message})`);
@@ -303,7 +308,7 @@ export async function listServiceTemplates(
     if (/\.making-\d+$/.test(name)) continue;
     const dir = path.join(root, name);
     try {
-      const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ServiceTemplateMeta;
+      const meta = await readTemplateMeta(dir);
       let diskBytes = 0;
       for (const file of await readdir(dir)) diskBytes += (await stat(path.join(dir, file))).blocks * 512;
       found.push({

@@ -12,6 +12,7 @@ import { rootfsPath } from '../images/rootfs.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import {
   fileIdentity,
+  readTemplateMeta,
   SERVICE_TEMPLATE_FORMAT,
   serviceTemplateName,
   serviceTemplateRoot,
@@ -39,10 +40,6 @@ function archiveRoot(dir: string): string {
   return path.join(dir, 'templates');
 }
 
-async function readMeta(dir: string): Promise<ServiceTemplateMeta> {
-  return JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as ServiceTemplateMeta;
-}
-
 /** The files a template holds besides its RAM: state, meta, the root overlay and each disk copy. */
 function plainFiles(meta: ServiceTemplateMeta): string[] {
   return ['meta.json', 'state', 'rootfs.qcow2', ...meta.disks.map((disk) => disk.file)];
@@ -67,7 +64,7 @@ export async function writeTemplateArchive(
     const source = path.join(serviceTemplateRoot(cacheDir), name);
     const target = path.join(root, name);
     try {
-      const meta = await readMeta(source).catch(() => {
+      const meta = await readTemplateMeta(source).catch(() => {
         throw new Error('not in the cache dir');
       });
       if (!meta.configDigest) throw new Error('made before templates recorded their root filesystem');
@@ -129,7 +126,7 @@ async function adoptTemplate(
   cacheDir: string,
   bases: readonly string[],
 ): Promise<boolean> {
-  const meta = await readMeta(source);
+  const meta = await readTemplateMeta(source);
   if (meta.key?.format !== SERVICE_TEMPLATE_FORMAT)
     throw new Error(
       `made in template format ${meta.key?.format}, this version uses ${SERVICE_TEMPLATE_FORMAT}`,
@@ -154,7 +151,8 @@ async function adoptTemplate(
       await checkStandaloneQcow2(path.join(source, disk.file));
       await linkOrCopy(path.join(source, disk.file), path.join(work, disk.file));
     }
-    await checkRootOverlay(path.join(source, 'rootfs.qcow2'));
+    // The root overlay's backing file is the base on the machine that made it: rebased onto ours below.
+    await checkStandaloneQcow2(path.join(source, 'rootfs.qcow2'), 'allowed');
     await linkOrCopy(path.join(source, 'rootfs.qcow2'), path.join(work, 'rootfs.qcow2'));
     await qemuImg.rebaseUnsafe(path.join(work, 'rootfs.qcow2'), base, 'raw');
     // The base is this machine's file now; sizes and the state's digest are checked when the template is used.
@@ -170,11 +168,4 @@ async function adoptTemplate(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** A root overlay reads only its base (which it is pointed at here) and itself: no external data file. */
-async function checkRootOverlay(file: string): Promise<void> {
-  await requireRegularFile(file);
-  const info = await qemuImg.info(file, { format: 'qcow2' });
-  if (info.dataFile !== undefined) throw new Error('its root disk refers to an external data file');
 }

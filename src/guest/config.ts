@@ -155,7 +155,12 @@ export function rewriteNetworkFiles(
  * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
  */
 export function clockCommand(clockNs: bigint): string {
-  return `/bin/hyper-reseed --clock ${clockNs} || exit $?`;
+  return reseedCommand(clockNs, false);
+}
+
+/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
+function reseedCommand(clockNs: bigint, entropy: boolean): string {
+  return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
 }
 
 /** The host's time in nanoseconds since the epoch, for clockCommand. */
@@ -171,7 +176,7 @@ export function hostClockNs(): bigint {
  * exec: each costs a guest fork and the agent's round trips. Pure.
  */
 export function resumeSyncArgv(clockNs: bigint, network?: GuestNetwork): string[] {
-  const reseed = `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
+  const reseed = reseedCommand(clockNs, true);
   if (!network) return ['/bin/sh', '-c', reseed];
   const [shell, flag, script, ...rest] = networkSyncArgv(network);
   return [shell as string, flag as string, `${reseed}; ${script as string}`, ...rest];

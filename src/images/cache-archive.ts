@@ -31,10 +31,13 @@ interface ArchiveManifest {
 export interface ArchiveReport {
   blobs: number;
   rootfs: number;
-  /** The config digests whose root filesystems this read put in the cache. */
-  imported: string[];
   /** Entries that were left out, each with the reason. */
   skipped: string[];
+}
+
+export interface ArchiveReadReport extends ArchiveReport {
+  /** The config digests whose root filesystems this read put in the cache. */
+  imported: string[];
 }
 
 function archiveBlobPath(dir: string, digest: string): string {
@@ -80,7 +83,7 @@ export async function writeCacheArchive(
     manifest.rootfs.push(configDigest);
   }
   await writeFile(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
-  return { blobs: manifest.blobs.length, rootfs: manifest.rootfs.length, imported: [], skipped };
+  return { blobs: manifest.blobs.length, rootfs: manifest.rootfs.length, skipped };
 }
 
 function temporaryBeside(file: string): string {
@@ -103,11 +106,18 @@ export async function requireRegularFile(file: string): Promise<void> {
   if (!(await lstat(file)).isFile()) throw new Error('not a regular file');
 }
 
-/** A qcow2 that reads nothing but itself: no backing file and no external data file. */
-export async function checkStandaloneQcow2(file: string): Promise<void> {
+/**
+ * A qcow2 that reads nothing but itself: no external data file, and no
+ * backing file unless `backing` allows one (an overlay the caller rebases
+ * onto a base of its own).
+ */
+export async function checkStandaloneQcow2(
+  file: string,
+  backing: 'refused' | 'allowed' = 'refused',
+): Promise<void> {
   await requireRegularFile(file);
   const info = await qemuImg.info(file, { format: 'qcow2' });
-  if (info.backingFilename !== undefined || info.dataFile !== undefined) {
+  if ((backing === 'refused' && info.backingFilename !== undefined) || info.dataFile !== undefined) {
     throw new Error('the qcow2 refers to another file');
   }
 }
@@ -131,8 +141,8 @@ function readManifest(text: string): ArchiveManifest {
  * skipped with its reason, and nothing half-written is left in the cache.
  * Entries already in the cache are kept as they are.
  */
-export async function readCacheArchive(dir: string, cacheDir: string): Promise<ArchiveReport> {
-  const report: ArchiveReport = { blobs: 0, rootfs: 0, imported: [], skipped: [] };
+export async function readCacheArchive(dir: string, cacheDir: string): Promise<ArchiveReadReport> {
+  const report: ArchiveReadReport = { blobs: 0, rootfs: 0, imported: [], skipped: [] };
   let manifest: ArchiveManifest;
   try {
     manifest = readManifest(await readFile(path.join(dir, MANIFEST), 'utf8'));
