@@ -7,8 +7,11 @@
  * QEMU guest agent.
  *
  * Usage: hyper-exec --root DIR [--user USER[:GROUP]] [--workdir DIR]
- *                   [--env-file FILE]... [--env K=V]... (--argv-file FILE | -- CMD [ARG...])
- * Files hold NUL-separated strings. Later --env entries override earlier ones.
+ *                   [--env-file FILE]... [--env K=V]... [--limits-file FILE]
+ *                   (--argv-file FILE | -- CMD [ARG...])
+ * Env and argv files hold NUL-separated strings. Later --env entries override
+ * earlier ones. A limits file holds "NAME SOFT HARD" lines (compose ulimits,
+ * -1 unlimited), set after Docker's defaults; a missing one sets none.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -177,8 +180,51 @@ static int member_groups(const char *name, gid_t *groups, int count) {
   return count;
 }
 
+static const struct {
+  const char *name;
+  int resource;
+} LIMITS[] = {
+    {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},         {"data", RLIMIT_DATA},
+    {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},     {"memlock", RLIMIT_MEMLOCK},
+    {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},       {"nofile", RLIMIT_NOFILE},
+    {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},         {"rtprio", RLIMIT_RTPRIO},
+    {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+    {"as", RLIMIT_AS},
+};
+
+static rlim_t limit_value(const char *text) {
+  return strcmp(text, "-1") == 0 ? RLIM_INFINITY : (rlim_t)strtoull(text, NULL, 10);
+}
+
+#define MAX_LIMITS 32
+static struct {
+  int resource;
+  struct rlimit value;
+} limits[MAX_LIMITS];
+static int nlimits;
+
+/* Reads the limits a limits file names (before the chroot hides it); the host checked the names and numbers. */
+static void load_limits(const char *path) {
+  size_t len;
+  char *buf = read_file(path, &len);
+  if (!buf) return;
+  for (char *line = strtok(buf, "\n"); line && nlimits < MAX_LIMITS; line = strtok(NULL, "\n")) {
+    char name[32], soft[32], hard[32];
+    if (sscanf(line, "%31s %31s %31s", name, soft, hard) != 3) die("bad limits line", line);
+    size_t k;
+    for (k = 0; k < sizeof LIMITS / sizeof LIMITS[0]; k++)
+      if (strcmp(LIMITS[k].name, name) == 0) break;
+    if (k == sizeof LIMITS / sizeof LIMITS[0]) die("unknown limit", name);
+    limits[nlimits].resource = LIMITS[k].resource;
+    limits[nlimits].value.rlim_cur = limit_value(soft);
+    limits[nlimits].value.rlim_max = limit_value(hard);
+    nlimits++;
+  }
+  free(buf);
+}
+
 int main(int argc, char **argv) {
-  const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL;
+  const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL, *limits_file = NULL;
   static char *env[MAX_LIST];
   static char *cmd[MAX_LIST];
   int envc = 0, cmdc = 0, i;
@@ -194,6 +240,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--user") == 0) user_spec = argv[++i];
     else if (strcmp(a, "--workdir") == 0) workdir = argv[++i];
     else if (strcmp(a, "--argv-file") == 0) argv_file = argv[++i];
+    else if (strcmp(a, "--limits-file") == 0) limits_file = argv[++i];
     else if (strcmp(a, "--env-file") == 0) {
       static char *loaded[MAX_LIST];
       int n = load_list(argv[++i], loaded, 0);
@@ -202,6 +249,7 @@ int main(int argc, char **argv) {
     else die("unknown option", a);
   }
   if (argv_file) cmdc = load_list(argv_file, cmd, 0);
+  if (limits_file) load_limits(limits_file);
   for (; i < argc && cmdc < MAX_LIST - 1; i++) cmd[cmdc++] = argv[i];
   if (cmdc == 0) die("no command to run", NULL);
   if (!root) die("--root is required", NULL);
@@ -251,6 +299,8 @@ int main(int argc, char **argv) {
   /* As a container runtime sets them, before the user change drops the right to raise a limit. */
   struct rlimit open_files = {OPEN_FILES, OPEN_FILES};
   if (setrlimit(RLIMIT_NOFILE, &open_files) != 0) die("cannot set the open-file limit", strerror(errno));
+  for (int k = 0; k < nlimits; k++)
+    if (setrlimit(limits[k].resource, &limits[k].value) != 0) die("cannot set a limit", strerror(errno));
   umask(022);
 
   if (setgroups((size_t)ngroups, groups) != 0) die("setgroups failed", strerror(errno));

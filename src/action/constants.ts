@@ -1,6 +1,7 @@
 export enum Inputs {
   Services = 'services',
   ComposeFile = 'compose-file',
+  ComposeProfiles = 'compose-profiles',
   Accel = 'accel',
   WaitTimeout = 'wait-timeout',
   RegistryMirror = 'registry-mirror',

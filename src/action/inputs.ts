@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAccelChoice, type AccelChoice } from '../install/accel.js';
 import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
-import { parseComposeProject } from '../spec/compose.js';
+import { composeProfiles, loadProject } from '../spec/project.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
@@ -34,6 +34,8 @@ export interface ActionInputs {
   dockerApi: boolean;
   /** Whether VMs start as clones of boot templates. */
   templates: TemplateMode;
+  /** What the compose file asked for that is accepted and ignored, a line each. */
+  warnings: string[];
 }
 
 const DEFAULT_WAIT_TIMEOUT_S = 300;
@@ -46,6 +48,7 @@ export function getInputs(): ActionInputs {
   const servicesText = core.getInput(Inputs.Services);
   if (servicesText.trim()) services.push(...parseServicesInput(servicesText, `input "${Inputs.Services}"`));
   const composeFile = core.getInput(Inputs.ComposeFile);
+  const warnings: string[] = [];
   let fileSubnet: string | undefined;
   if (composeFile) {
     const file = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), composeFile);
@@ -55,12 +58,11 @@ export function getInputs(): ActionInputs {
     } catch (error: unknown) {
       throw new SpecError(`input "${Inputs.ComposeFile}": cannot read ${file}: ${(error as Error).message}`);
     }
-    const project = parseComposeProject(
-      text,
-      file,
-      (p) => readFileSync(p, 'utf8'),
-      process.env as Record<string, string>,
-    );
+    const profilesText = core.getInput(Inputs.ComposeProfiles);
+    const project = loadProject(text, file, (p) => readFileSync(p), process.env, {
+      profiles: profilesText ? splitList(profilesText) : composeProfiles(process.env),
+    });
+    warnings.push(...project.warnings);
     services.push(...project.services);
     fileSubnet = project.subnet;
   }
@@ -123,6 +125,7 @@ export function getInputs(): ActionInputs {
     network,
     dockerApi: parseBoolean(core.getInput(Inputs.DockerApi), false, Inputs.DockerApi),
     templates: parseTemplateMode(core.getInput(Inputs.Templates) || 'auto', `input "${Inputs.Templates}"`),
+    warnings,
   };
 }
 

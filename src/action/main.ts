@@ -99,6 +99,7 @@ async function showLog(error: ServiceStartError): Promise<void> {
 export async function mainRun(): Promise<void> {
   setCommandLogger((line) => core.debug(line));
   const inputs = getInputs();
+  for (const warning of inputs.warnings) core.warning(warning);
   const stateDir = jobStateDir();
   await mkdir(stateDir, { recursive: true });
   saveStateDir(stateDir);

@@ -19,7 +19,6 @@ import {
   type DockerApiState,
 } from './state.js';
 
-const STOP_GRACE_MS = 10_000;
 const DAEMON_LOG_CHARS = 64_000;
 
 interface ServiceReport {
@@ -99,7 +98,8 @@ export async function postRun(): Promise<void> {
   ).catch((error: unknown) => core.warning(`keep-on-failure: ${(error as Error).message}`));
   const usage: ServiceReport[] = [];
   await job.down(
-    { graceMs: STOP_GRACE_MS, keepGoing: true },
+    // Each service's stop_grace_period, else Docker's 10 s.
+    { graceMs: undefined, keepGoing: true },
     {
       damaged: (_name, error) => core.warning(`${error.message}; removing it`),
       async before({ record, state }) {

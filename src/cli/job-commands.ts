@@ -4,11 +4,13 @@ import { exists } from '../files.js';
 import { ServiceStartError } from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
 import { validatePlan } from '../spec/plan.js';
-import { loadProject } from '../spec/project.js';
+import { loadProject, type Project } from '../spec/project.js';
+import { splitList } from '../network/settings.js';
+import { stringify } from 'yaml';
 import { SpecError } from '../spec/container.js';
 import { parseVolumeSize } from '../spec/units.js';
 import { defaultVolumeSize } from '../storage/volumes.js';
-import { intOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
+import { intOption, listOption, parseArgs, stringOption, UsageError, type ParsedArgs } from './args.js';
 import {
   accelOption,
   templateOption,
@@ -64,25 +66,77 @@ export async function setup(argv: string[], io: Io, env: CliEnvironment): Promis
   return 0;
 }
 
-export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
-  const parsed = parseArgs(argv, [
-    ...REGISTRY_OPTIONS,
-    ...NETWORK_OPTIONS,
-    { name: 'file', short: 'f', value: true },
-    { name: 'wait-timeout', value: true },
-    { name: 'volume-size', value: true },
-    { name: 'accel', value: true },
-    { name: 'template', value: true },
-  ]);
+/** The project `-f FILE` names, with the profiles --profile (else COMPOSE_PROFILES) enables; its warnings go to stderr. */
+function readProject(parsed: ParsedArgs, io: Io, env: CliEnvironment, command: string): { file: string; project: Project } {
   const file = stringOption(parsed, 'file');
-  if (!file) throw new UsageError('hyper up needs -f FILE (a services YAML or a compose file)');
+  if (!file) throw new UsageError(`hyper ${command} needs -f FILE (a services YAML or a compose file)`);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error: unknown) {
     throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
   }
-  const project = loadProject(text, path.resolve(file), (p) => readFileSync(p, 'utf8'), env.vars, file);
+  const profiles = listOption(parsed, 'profile');
+  const project = loadProject(text, path.resolve(file), (p) => readFileSync(p), env.vars, {
+    source: file,
+    ...(profiles.length > 0 ? { profiles: profiles.flatMap((profile) => splitList(profile)) } : {}),
+  });
+  for (const warning of project.warnings) io.err(`warning: ${warning}\n`);
+  return { file, project };
+}
+
+const PROJECT_OPTIONS = [
+  { name: 'file', short: 'f', value: true },
+  { name: 'profile', value: true, multiple: true },
+];
+
+/**
+ * Validates a services YAML or compose file as `up` would and prints the
+ * plan, as `docker compose config` does: nothing boots. Secret and config
+ * contents are shown by size only.
+ */
+export async function config(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [...PROJECT_OPTIONS, { name: 'format', value: true }]);
+  const format = stringOption(parsed, 'format') ?? 'yaml';
+  if (format !== 'yaml' && format !== 'json') throw new UsageError(`--format: "${format}" is not yaml or json`);
+  const { project } = readProject(parsed, io, env, 'config');
+  const waves = validatePlan(project.services);
+  const shown = {
+    services: Object.fromEntries(
+      project.services.map(({ name, files, ...service }) => [
+        name,
+        {
+          ...service,
+          ...(files
+            ? {
+                files: files.map(({ content, ...file }) => ({
+                  ...file,
+                  mode: `0${file.mode.toString(8)}`,
+                  bytes: content.length,
+                })),
+              }
+            : {}),
+        },
+      ]),
+    ),
+    ...(project.subnet ? { subnet: project.subnet } : {}),
+    order: waves.map((wave) => wave.map((service) => service.name)),
+  };
+  io.out(format === 'json' ? `${JSON.stringify(shown, null, 2)}\n` : stringify(shown));
+  return 0;
+}
+
+export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [
+    ...REGISTRY_OPTIONS,
+    ...NETWORK_OPTIONS,
+    ...PROJECT_OPTIONS,
+    { name: 'wait-timeout', value: true },
+    { name: 'volume-size', value: true },
+    { name: 'accel', value: true },
+    { name: 'template', value: true },
+  ]);
+  const { file, project } = readProject(parsed, io, env, 'up');
   const plan = validatePlan(project.services);
   const settings = jobOptions(parsed, env, project.subnet);
   const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
@@ -123,7 +177,7 @@ export async function down(argv: string[], io: Io, env: CliEnvironment): Promise
     { name: 'time', short: 't', value: true },
     { name: 'file', short: 'f', value: true },
   ]);
-  const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+  const graceMs = stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
   const file = stringOption(parsed, 'file');
   const compose = file === undefined ? undefined : path.resolve(file);
   if (compose !== undefined && !(await exists(compose)))

@@ -147,14 +147,21 @@ export async function guestNetworkOf(record: VmRecord): Promise<GuestNetwork> {
   };
 }
 
-/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
+/** Docker's time to stop, when neither the caller nor the service gives one. */
+export const DEFAULT_STOP_GRACE_MS = 10_000;
+
+/**
+ * Graceful stop (the image's stop signal through the guest), then kill after
+ * `graceMs`; undefined: the service's stop_grace_period, else Docker's 10 s.
+ * Returns the exit code.
+ */
 export async function stopContainer(
   name: string,
-  graceMs: number,
+  graceMs: number | undefined,
   job: JobContext,
 ): Promise<number | undefined> {
   const record = await requireRecord(job, name);
-  const how = await job.hypervisor.stop(record.machine, graceMs);
+  const how = await job.hypervisor.stop(record.machine, graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
   const paths = vmPaths(record.machine.dir);
   const status = await readGuestStatus(paths.status);
   if (how === 'killed' && status.exitCode === undefined) {

@@ -59,6 +59,8 @@ export interface RecordFields {
   argv?: string[] | undefined;
   env?: string[] | undefined;
   networks?: Record<string, { aliases: string[] }> | undefined;
+  /** How long a stop waits before it kills, when the service set it (compose stop_grace_period). */
+  stopGraceMs?: number | undefined;
 }
 
 /** A record's fields that are not its machine: what an export carries. Pure. */
@@ -149,6 +151,7 @@ export function recordStep(fields: RecordFields, extra: (draft: Draft) => Promis
         ...(fields.argv ? { argv: fields.argv } : {}),
         ...(fields.env ? { env: fields.env } : {}),
         ...(fields.networks ? { networks: fields.networks } : {}),
+        ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
       };
       draft.record = record;
       await extra(draft);

@@ -4,8 +4,8 @@ import { vmDir, type JobContext } from './context.js';
 import { listVmNames, type VmRecord } from './record.js';
 
 export interface DownOptions {
-  /** How long each service may take to stop on its stop signal before it is killed. */
-  graceMs: number;
+  /** How long each service may take to stop on its stop signal before it is killed; else its own stop_grace_period, or 10 s. */
+  graceMs: number | undefined;
   /** Only the VMs this says yes to (hyper down -f FILE); every VM when absent. */
   select?: ((record: VmRecord) => boolean) | undefined;
   /**

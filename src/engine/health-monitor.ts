@@ -4,7 +4,7 @@ import type { HealthcheckSpec } from '../images/run-config.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { vmState } from './container.js';
 import type { JobContext } from './context.js';
-import { commandProbe } from './health.js';
+import { commandProbe, startingInterval } from './health.js';
 import type { VmRecord } from './record.js';
 
 /** A container's health as Docker's inspect shows it (State.Health). */
@@ -17,7 +17,6 @@ export interface HealthState {
 
 const KEEP_PROBES = 5;
 /** Until the first pass, probe at least this often, as Docker's start interval does: a CI job should not wait 30 s. */
-const STARTING_PROBE_MS = 1000;
 
 function healthFile(record: VmRecord): string {
   return path.join(record.machine.dir, 'health.json');
@@ -68,7 +67,7 @@ export async function monitorHealth(record: VmRecord, job: JobContext, signal: A
   await writeFileAtomic(healthFile(record), JSON.stringify(health));
   while (!signal.aborted) {
     const wait =
-      health.status === 'starting' ? Math.min(check.intervalMs, STARTING_PROBE_MS) : check.intervalMs;
+      health.status === 'starting' ? startingInterval(check) : check.intervalMs;
     // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
     await delay(wait, undefined, { signal }).catch(() => undefined);
     if (signal.aborted || !(await vmState(record, job)).running) return;

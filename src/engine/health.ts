@@ -78,6 +78,17 @@ export function commandProbe(record: VmRecord, check: HealthcheckSpec, job: JobC
  * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
  * ends the wait, as does the VM stopping. The error says what was last seen.
  */
+/**
+ * How often a starting service is probed: at least once a second, however
+ * long its interval or start_interval (a job should not wait longer than it
+ * must), and sooner when either is shorter. Pure.
+ */
+export function startingInterval(check: HealthcheckSpec): number {
+  return Math.min(check.intervalMs, check.startIntervalMs ?? STARTING_PROBE_MS, STARTING_PROBE_MS);
+}
+
+const STARTING_PROBE_MS = 1000;
+
 export async function waitHealthy(
   record: VmRecord,
   check: HealthcheckSpec | undefined,
@@ -85,7 +96,7 @@ export async function waitHealthy(
   timeoutMs: number,
 ): Promise<void> {
   const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
-  const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
+  const intervalMs = check ? startingInterval(check) : 250;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const state = await vmState(record, job);

@@ -236,7 +236,7 @@ export class Job {
     return startContainer(await this.nameOf(ref), this.context);
   }
 
-  async stop(ref: string, graceMs: number): Promise<number | undefined> {
+  async stop(ref: string, graceMs: number | undefined): Promise<number | undefined> {
     return stopContainer(await this.nameOf(ref), graceMs, this.context);
   }
 

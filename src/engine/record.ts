@@ -60,6 +60,8 @@ export interface VmRecord {
   /** The command the service runs (entrypoint and cmd merged), and its environment: what inspect shows. */
   argv?: string[];
   env?: string[];
+  /** How long a stop waits after the stop signal before it kills, when the service set it; else the caller's. */
+  stopGraceMs?: number;
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HyperError } from '../errors.js';
@@ -8,6 +9,7 @@ import { imageRunConfig, type ImageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
 import type { PortSpec } from '../network/ports.js';
 import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
+import { definedOnly } from '../spec/fields.js';
 import { bindShares, guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks, volumePath } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
@@ -88,7 +90,7 @@ export async function runContainer(
     { entrypoint: spec.entrypoint, command: spec.command ?? [] },
     spec.image,
   );
-  const env = mergeEnv(runConfig.env, spec.env, name);
+  const env = mergeEnv(runConfig.env, spec.env, spec.hostname ?? name);
   const fields = {
     image: spec.image,
     imageDigest: image.manifestDigest,
@@ -103,6 +105,7 @@ export async function runContainer(
     argv,
     env,
     networks: options.networks,
+    stopGraceMs: spec.stopGraceMs,
   };
   const keyFields = {
     name,
@@ -110,6 +113,7 @@ export async function runContainer(
     extraHosts: spec.extraHosts ?? [],
     apiSockets: spec.apiSockets ?? [],
     volumeSizes: spec.volumeSizes ?? {},
+    guest: guestKey(spec),
   };
   const templated =
     options.serviceTemplate === true && !options.createOnly && job.settings.templates !== 'off'
@@ -270,6 +274,7 @@ function templateStep(
         mounts: await keyMounts(inputs.mounts),
         extraHosts: inputs.extraHosts,
         apiSockets: inputs.apiSockets,
+        ...(inputs.guest ? { guest: inputs.guest } : {}),
         volumeBytes: job.settings.volumeSize ?? 0,
         volumeSizes: inputs.volumeSizes,
         memoryMiB: fields.memoryMiB,
@@ -396,7 +401,7 @@ function guestFilesStep(
       const paths = vmPaths(draft.dir);
       draft.relaySockets = [...(spec.apiSockets ?? [])];
       const files = guestFiles({
-        hostname: draft.name,
+        hostname: spec.hostname ?? draft.name,
         argv: fields.argv,
         env: fields.env,
         user: fields.user,
@@ -404,12 +409,28 @@ function guestFilesStep(
         stopSignal: spec.stopSignal ?? runConfig.stopSignal,
         network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
         mounts: guestMountTable(draft.disks, mounts, draft.shares, draft.relaySockets),
+        ...(spec.guest ? { settings: spec.guest } : {}),
+        ...(spec.files ? { files: spec.files } : {}),
       });
       await mkdir(paths.guestFiles);
       for (const file of files) await writeFile(path.join(paths.guestFiles, file.name), file.content);
       draft.guestFiles = files.map((f) => ({ name: f.name, path: path.join(paths.guestFiles, f.name) }));
     },
   };
+}
+
+/**
+ * What a service template's key holds of the guest settings a spec adds (a
+ * hostname, kernel settings, files by digest), or undefined when it adds
+ * none, so that the keys of services without them stay as they were. Pure.
+ */
+function guestKey(spec: ContainerSpec): Record<string, unknown> | undefined {
+  const files = spec.files?.map(({ content, ...file }) => ({
+    ...file,
+    sha256: createHash('sha256').update(content).digest('hex'),
+  }));
+  const key = definedOnly({ hostname: spec.hostname, settings: spec.guest, files });
+  return Object.keys(key).length > 0 ? key : undefined;
 }
 
 /** The job network's hosts file with the container's own extra entries (docker --add-host) after it. Pure. */

@@ -14,6 +14,8 @@ export interface ServiceTemplateKey {
   mounts: unknown[];
   extraHosts: unknown[];
   apiSockets: string[];
+  /** The hostname, kernel settings and files a service adds (compose), when it adds any. */
+  guest?: Record<string, unknown>;
   volumeBytes: number;
   volumeSizes: Record<string, number>;
   memoryMiB: number;

@@ -185,7 +185,7 @@ async function bootOne(
   }
   try {
     record ??= await runContainer(
-      { ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir },
+      { ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir },
       job,
       { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true },
     );

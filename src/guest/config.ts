@@ -1,5 +1,32 @@
 import { type ErrorKind, HyperError } from '../errors.js';
 import type { ImageRunConfig } from '../images/run-config.js';
+import { ustar } from './ustar.js';
+
+/**
+ * Docker's per-container kernel settings, with their VM meaning: each is
+ * set in the service's own guest kernel, so none reaches the host.
+ */
+export interface GuestSettings {
+  /** The guest kernel's NIS domain name. */
+  domainname?: string;
+  /** Written to /proc/sys before the service starts; any the guest kernel has. */
+  sysctls?: Record<string, string>;
+  /** Resource limits for the service (`nofile`, `nproc`, ...): soft and hard; -1 is unlimited. */
+  ulimits?: Record<string, { soft: number; hard: number }>;
+  /** The size of the container's /dev/shm, in MiB (Docker's default is 64). */
+  shmMiB?: number;
+  /** The container's root filesystem is mounted read-only; volumes and tmpfs mounts stay writable. */
+  readOnly?: boolean;
+}
+
+/** A file put into the container: its path, content, owner and mode. */
+export interface ServiceFile {
+  target: string;
+  content: Buffer;
+  uid: number;
+  gid: number;
+  mode: number;
+}
 
 /**
  * What the guest init (guest/init) needs to run one service. It reaches the
@@ -16,6 +43,10 @@ export interface GuestConfig {
   network: GuestNetwork;
   /** The mount table (src/storage/mounts.ts guestMountTable); empty for none. */
   mounts?: string;
+  /** Kernel settings, limits, /dev/shm and a read-only root (compose sysctls, ulimits, shm_size, read_only). */
+  settings?: GuestSettings;
+  /** Files put into the container before the service starts (compose secrets and configs). */
+  files?: ServiceFile[];
 }
 
 /** What the guest init configures: its address, and the hosts and resolv.conf it binds into the container. */
@@ -36,6 +67,8 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 export const CONTAINER_ROOT = '/container';
 const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
+/** The service's ulimits, written by guest/init: what every process in its container gets. */
+const LIMITS_FILE = '/run/hyper/limits';
 
 export class GuestConfigError extends HyperError {
   static override defaultKind: ErrorKind = 'Invalid';
@@ -110,6 +143,7 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
     `workdir=${singleLine('working directory', config.workdir)}`,
     `stopsignal=${normalizeSignal(config.stopSignal)}`,
     'rootdev=rootfs',
+    ...settingsLines(config.settings ?? {}),
   ];
   return [
     { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
@@ -118,7 +152,38 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
     { name: 'hosts', content: Buffer.from(config.network.hosts) },
     { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
     ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+    ...(config.files?.length ? [{ name: 'files', content: filesArchive(config.files) }] : []),
   ];
+}
+
+/**
+ * The settings lines guest/init reads for compose's sysctls, ulimits,
+ * shm_size, read_only and domainname: `sysctl=KEY=VALUE` and
+ * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
+ */
+function settingsLines(settings: GuestSettings): string[] {
+  return [
+    ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
+    ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
+    ...(settings.readOnly ? ['readonly=1'] : []),
+    ...Object.entries(settings.sysctls ?? {}).map(
+      ([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`,
+    ),
+    ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
+  ];
+}
+
+/** The files as a tar at their paths under the container root, with their owners and modes. Pure. */
+function filesArchive(files: readonly ServiceFile[]): Buffer {
+  return ustar(
+    files.map((file) => ({
+      name: file.target.replace(/^\/+/, ''),
+      content: file.content,
+      mode: file.mode,
+      uid: file.uid,
+      gid: file.gid,
+    })),
+  );
 }
 
 /**
@@ -227,6 +292,8 @@ export function execArgv(
     config.workdir,
     '--env-file',
     ENV_FILE,
+    '--limits-file',
+    LIMITS_FILE,
     ...env.flatMap((entry) => ['--env', entry]),
     '--',
     ...command,

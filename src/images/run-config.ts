@@ -22,6 +22,8 @@ export interface HealthcheckSpec {
   timeoutMs: number;
   startPeriodMs: number;
   retries: number;
+  /** How often to probe during the start period (compose start_interval); else every second at most. */
+  startIntervalMs?: number;
 }
 
 /** Docker's defaults for healthcheck fields left unset. */
@@ -35,6 +37,7 @@ export function healthcheck(test: string[], fields: Partial<Omit<HealthcheckSpec
     timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
     startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
     retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+    ...(fields.startIntervalMs ? { startIntervalMs: fields.startIntervalMs } : {}),
   };
 }
 

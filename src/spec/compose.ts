@@ -3,8 +3,9 @@ import { parseEnvFile } from './env-file.js';
 import {
   checkEnvName,
   definedOnly,
+  readCondition,
   readCpus,
-  readDependsOn,
+  readDuration,
   readEnvMap,
   readHealthcheck,
   readImage,
@@ -15,42 +16,56 @@ import {
 } from './fields.js';
 import { interpolate, type VariableMap } from './interpolate.js';
 import { namedVolume } from '../storage/mounts.js';
-import { SpecError, type ContainerSpec } from './container.js';
-import { parseVolumeSize } from './units.js';
+import { checkComposeSchema } from './compose-schema-check.js';
+import {
+  CONFIG_KEYS,
+  DEPENDS_ON_KEYS,
+  DEPLOY_KEYS,
+  FILE_GRANT_KEYS,
+  NETWORK_KEYS,
+  PORT_KEYS,
+  RESOURCE_KEYS,
+  SECRET_KEYS,
+  SERVICE_KEYS,
+  SERVICE_NETWORK_KEYS,
+  TOP_KEYS,
+  VOLUME_KEYS,
+  VOLUME_MOUNT_KEYS,
+  type KeyRule,
+} from './compose-keys.js';
+import {
+  parseHostEntry,
+  SpecError,
+  validateName,
+  type ContainerSpec,
+  type DependencyCondition,
+  type GuestSettings,
+  type ServiceFile,
+} from './container.js';
+import { parseCount, parseShmMiB, parseVolumeSize } from './units.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
-/** Reads a file named in the compose file (env_file), by a path already joined to the file's directory. */
-export type ReadFile = (path: string) => string;
+/** Reads a file named in the compose file (env_file, a secret), by a path already joined to the file's directory. */
+export type ReadFile = (path: string) => string | Buffer;
 
 export interface ComposeProject {
+  /** The services the profiles enable, in file order. */
   services: ContainerSpec[];
   /** The top-level named volumes, for when volumes are set up. */
   volumes: string[];
   /** The job network's subnet, from a top-level network's `ipam: { config: [{ subnet }] }`. */
   subnet?: string;
+  /** One line per key that was accepted and ignored, with where it is and why. */
+  warnings: string[];
 }
 
-const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
-const SERVICE_KEYS = [
-  'image',
-  'environment',
-  'env_file',
-  'ports',
-  'volumes',
-  'command',
-  'entrypoint',
-  'healthcheck',
-  'depends_on',
-  'working_dir',
-  'user',
-  'tmpfs',
-  'mem_limit',
-  'cpus',
-  'container_name',
-  'networks',
-  'expose',
-];
-const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
+export interface ComposeOptions {
+  /** `${VAR}` values and bare environment entries. */
+  variables?: VariableMap;
+  /** The profiles enabled (`--profile`, COMPOSE_PROFILES); `*` enables every one. */
+  profiles?: readonly string[];
+}
+
 const ONE_NETWORK =
   'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
 
@@ -61,45 +76,100 @@ export function parseComposeFile(
   readFile: ReadFile,
   variables: VariableMap = {},
 ): ContainerSpec[] {
-  return parseComposeProject(text, file, readFile, variables).services;
+  return parseComposeProject(text, file, readFile, { variables }).services;
 }
 
 /**
- * A subset of the Compose spec: the keys hyper-services can honour, each
- * checked, and a message naming any other. `${VAR}` in values is taken from
- * `variables`; env_file paths are relative to `file`'s directory. Pure but for `readFile`.
+ * A compose file, checked against the Compose Specification's schema, then
+ * each key given the answer compose-keys.ts has for it: read, a warning, or
+ * an error naming it. `${VAR}` in values is taken from `options.variables`;
+ * relative paths are relative to `file`'s directory. Pure but for `readFile`.
  */
 export function parseComposeProject(
   text: string,
   file: string,
   readFile: ReadFile,
-  variables: VariableMap = {},
+  options: ComposeOptions = {},
 ): ComposeProject {
+  const variables = options.variables ?? {};
   const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
   if (root.isNull) throw root.error('the file is empty; a compose file needs a services: map');
-  const top = composeFields(root, TOP_KEYS);
+  checkComposeSchema(root);
+  const warnings: string[] = [];
+  const top = answered(root, TOP_KEYS, warnings);
   const services = top.get('services');
-  if (!services) throw root.error('services: is missing; a compose file needs a services: map');
+  if (!services || services.isNull) throw root.error('services: is missing; a compose file needs a services: map');
   const networks = top.get('networks');
-  const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
+  const subnet = networks && !networks.isNull ? readTopNetworks(networks, warnings) : undefined;
   const volumes = top.get('volumes');
   const declared =
-    volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map<string, number | undefined>();
-  const context = { dir: path.dirname(file), readFile, variables };
+    volumes && !volumes.isNull
+      ? readVolumeDeclarations(volumes, warnings)
+      : new Map<string, number | undefined>();
+  const context: Context = { dir: path.dirname(file), readFile, variables, warnings };
+  const grants = {
+    secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
+    configs: readSources(top.get('configs'), CONFIG_KEYS, context),
+  };
+  const parsed = services.entries().map(({ key, value }) => {
+    const service = parseService(readServiceName(key, value), value, context, grants);
+    return { ...service, spec: withVolumeSizes(service.spec, declared) };
+  });
   const project = {
-    services: services
-      .entries()
-      .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
-      .map((service) => withVolumeSizes(service, declared)),
+    services: enabledServices(parsed, options.profiles ?? [], file, warnings),
     volumes: [...declared.keys()],
+    warnings,
     ...(subnet ? { subnet } : {}),
   };
   checkDeclaredVolumes(project, file);
   return project;
 }
 
+interface ParsedService {
+  spec: ContainerSpec;
+  profiles: string[];
+  /** The dependencies a service can start without (`required: false`). */
+  optional: Set<string>;
+}
+
+/**
+ * The services the profiles enable: those with no profiles, and those with
+ * one that is enabled. A dependency on a service left out is an error that
+ * names its profile, unless it is not required.
+ */
+function enabledServices(
+  services: ParsedService[],
+  profiles: readonly string[],
+  file: string,
+  warnings: string[],
+): ContainerSpec[] {
+  const enabled = (service: ParsedService): boolean =>
+    service.profiles.length === 0 ||
+    profiles.includes('*') ||
+    service.profiles.some((profile) => profiles.includes(profile));
+  const byName = new Map(services.map((service) => [service.spec.name, service]));
+  return services.filter(enabled).map(({ spec, optional }) => ({
+    ...spec,
+    dependsOn: spec.dependsOn.filter(({ service }) => {
+      const dependency = byName.get(service);
+      if (dependency === undefined || enabled(dependency)) {
+        if (dependency === undefined && optional.has(service)) {
+          warnings.push(`${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`);
+          return false;
+        }
+        return true;
+      }
+      if (optional.has(service)) return false;
+      const names = dependency.profiles.map((profile) => `"${profile}"`).join(' or ');
+      throw new SpecError(
+        `${file}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`,
+      );
+    }),
+  }));
+}
+
 /** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
-function checkDeclaredVolumes(project: ComposeProject, file: string): void {
+function checkDeclaredVolumes(project: { services: ContainerSpec[]; volumes: string[] }, file: string): void {
   for (const service of project.services) {
     for (const volume of service.volumes) {
       const name = namedVolume(volume);
@@ -125,58 +195,407 @@ function withVolumeSizes(
   return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
 }
 
-/** The keys of a map, `x-` extension keys left out, as Compose does. */
-function composeFields(value: YamlValue, valid: readonly string[]): Map<string, YamlValue> {
+/**
+ * The keys of a map by the answers in `table`: an ignored one becomes a
+ * warning (unless it is empty or false: nothing was asked), a refused one an
+ * error with the reason; the others are returned. `x-` extension keys are
+ * left out, as Compose does.
+ */
+function answered(
+  value: YamlValue,
+  table: Readonly<Record<string, KeyRule>>,
+  warnings: string[],
+): Map<string, YamlValue> {
   const fields = new Map<string, YamlValue>();
   for (const { key, value: field } of value.entries()) {
     if (key.startsWith('x-')) continue;
-    if (!valid.includes(key)) throw field.unknownKey(valid);
+    const rule = table[key];
+    if (!rule) throw field.unknownKey(Object.keys(table));
+    if (rule.answer === 'refused') {
+      if (rule.harmless?.includes(scalarText(field) ?? '')) continue;
+      throw field.error(rule.why ?? 'not supported');
+    }
+    if (rule.answer === 'ignored') {
+      if (!asksNothing(field)) warnings.push(`${field.source}: ${field.where}: ignored: ${rule.why ?? ''}`);
+      continue;
+    }
     fields.set(key, field);
   }
   return fields;
+}
+
+function scalarText(value: YamlValue): string | undefined {
+  return value.kind === 'a string' || value.kind === 'a number' || value.kind === 'a boolean'
+    ? value.text()
+    : undefined;
+}
+
+function asksNothing(value: YamlValue): boolean {
+  if (value.isNull) return true;
+  if (value.kind === 'a boolean') return !value.boolean();
+  if (value.kind === 'a list') return value.items().length === 0;
+  if (value.kind === 'a map') return value.entries().length === 0;
+  return false;
 }
 
 interface Context {
   dir: string;
   readFile: ReadFile;
   variables: VariableMap;
+  warnings: string[];
 }
 
-function parseService(name: string, value: YamlValue, context: Context): ContainerSpec {
+/** The top-level secrets and configs, by name: their content, read now. */
+type Sources = Map<string, Buffer>;
+
+function readSources(
+  value: YamlValue | undefined,
+  table: Readonly<Record<string, KeyRule>>,
+  context: Context,
+): Sources {
+  const sources: Sources = new Map();
+  if (!value || value.isNull) return sources;
+  for (const { key, value: entry } of value.entries()) {
+    const fields = answered(entry, table, context.warnings);
+    const file = fields.get('file');
+    const environment = fields.get('environment');
+    const content = fields.get('content');
+    if (file) {
+      const resolved = resolvePath(file.string('a path to a file'), context);
+      sources.set(key, Buffer.from(readNamedFile(file, resolved, context)));
+    } else if (environment) {
+      const name = environment.string('a variable name');
+      const variable = context.variables[name];
+      if (variable === undefined) throw environment.error(`the variable ${name} is not set`);
+      sources.set(key, Buffer.from(variable));
+    } else if (content) {
+      sources.set(key, Buffer.from(content.string()));
+    } else {
+      throw entry.error('give file:, environment: or content:');
+    }
+  }
+  return sources;
+}
+
+function resolvePath(name: string, context: Context): string {
+  return path.isAbsolute(name) ? name : path.join(context.dir, name);
+}
+
+function readNamedFile(at: YamlValue, resolved: string, context: Context): string | Buffer {
+  try {
+    return context.readFile(resolved);
+  } catch (error: unknown) {
+    throw at.error(`cannot read ${resolved}: ${(error as Error).message}`);
+  }
+}
+
+function parseService(
+  name: string,
+  value: YamlValue,
+  context: Context,
+  grants: { secrets: Sources; configs: Sources },
+): ParsedService {
   if (value.kind !== 'a map') throw value.expected('a map with at least image:');
-  const build = value.entries().find((entry) => entry.key === 'build');
-  if (build) throw build.value.error(BUILD);
-  const fields = composeFields(value, SERVICE_KEYS);
+  const scale = value.entries().find((entry) => entry.key === 'scale')?.value;
+  if (scale) readReplicas(scale);
+  const fields = answered(value, SERVICE_KEYS, context.warnings);
   const image = fields.get('image');
   if (!image) throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
   const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
     const field = fields.get(key);
-    return field && read(field);
+    return field && !field.isNull ? read(field) : undefined;
   };
-  const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
-  const aliases = get('networks', readServiceNetworks);
-  return definedOnly({
+  const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
+  const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
+  const dependencies = get('depends_on', (field) => readDependsOn(field, context)) ?? [];
+  const containerName = get('container_name', (field) => readContainerName(field));
+  const aliases = [...(get('networks', (field) => readServiceNetworks(field, context)) ?? []), ...(containerName && containerName !== name ? [containerName] : [])];
+  get('platform', readPlatform);
+  const memory = pick(fields.get('mem_limit'), deploy.memory, readMemory, 'mem_limit', 'deploy.resources.limits.memory');
+  const cpus = pick(fields.get('cpus') ?? fields.get('cpu_count'), deploy.cpus, readCpus, 'cpus', 'deploy.resources.limits.cpus');
+  const spec: ContainerSpec = definedOnly({
     name,
     image: readImage(image),
     env: [
       ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
       ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
     ],
-    ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
+    ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
     volumes: mounts.volumes,
     baseDir: context.dir,
     command: get('command', readWords),
     entrypoint: get('entrypoint', readWords),
     healthcheck: get('healthcheck', readHealthcheck),
-    memoryMiB: get('mem_limit', readMemory),
-    cpus: get('cpus', readCpus),
-    dependsOn: get('depends_on', readDependsOn) ?? [],
+    memoryMiB: memory,
+    cpus,
+    dependsOn: dependencies.map(({ service, condition }) => ({ service, condition })),
     workdir: get('working_dir', (field) => field.string()),
     user: get('user', (field) => field.text()),
     tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
-    aliases,
+    aliases: aliases.length > 0 ? aliases : undefined,
     expose: get('expose', readExpose),
+    labels: readLabels(fields, context),
+    extraHosts: get('extra_hosts', readExtraHosts),
+    stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
+    stopGraceMs: get('stop_grace_period', readDuration),
+    hostname: get('hostname', readHostname),
+    guest: readGuestSettings(fields),
+    files: readGrants(fields, grants),
   });
+  return {
+    spec,
+    profiles: get('profiles', (field) => field.items().map((item) => item.string('a profile name'))) ?? [],
+    optional: new Set(dependencies.filter((d) => !d.required).map((d) => d.service)),
+  };
+}
+
+/** A setting given by a service key and by deploy.resources.limits: they must agree. */
+function pick<T>(
+  field: YamlValue | undefined,
+  limit: YamlValue | undefined,
+  read: (value: YamlValue) => T,
+  key: string,
+  limitKey: string,
+): T | undefined {
+  const given = field && !field.isNull ? read(field) : undefined;
+  const limited = limit && !limit.isNull ? read(limit) : undefined;
+  if (given !== undefined && limited !== undefined && given !== limited && limit)
+    throw limit.error(`${limitKey} differs from ${key}; give one of them`);
+  return given ?? limited;
+}
+
+/** deploy: resources.limits size the VM; the rest is answered by the table. */
+function readDeploy(value: YamlValue, context: Context): { memory?: YamlValue; cpus?: YamlValue } {
+  const replicas = value.entries().find((entry) => entry.key === 'replicas')?.value;
+  if (replicas) readReplicas(replicas);
+  const fields = answered(value, DEPLOY_KEYS, context.warnings);
+  const resources = fields.get('resources');
+  if (!resources || resources.isNull) return {};
+  const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
+  const reservations = sections.get('reservations');
+  if (reservations && !reservations.isNull) {
+    answered(reservations, RESOURCE_KEYS, context.warnings);
+    if (!asksNothing(reservations))
+      context.warnings.push(`${reservations.source}: ${reservations.where}: ignored: a VM has the memory and vCPUs of its limits`);
+  }
+  const limits = sections.get('limits');
+  if (!limits || limits.isNull) return {};
+  const limited = answered(limits, RESOURCE_KEYS, context.warnings);
+  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus') });
+}
+
+/** A replica count must be a whole number of at least 1 before anything else is said of it. */
+function readReplicas(value: YamlValue): number {
+  const text = value.text('a number of replicas');
+  if (!/^\d+$/.test(text) || Number(text) < 1)
+    throw value.error(`"${text}" is not a number of replicas: give a whole number of at least 1`);
+  return Number(text);
+}
+
+const PLATFORMS = ['linux/amd64', 'linux/x86_64', 'linux/amd64/v1', 'linux/amd64/v2', 'linux/amd64/v3'];
+
+function readPlatform(value: YamlValue): void {
+  const platform = value.string('a platform such as linux/amd64');
+  if (!PLATFORMS.includes(platform.toLowerCase()))
+    throw value.error(`"${platform}" cannot run here: service VMs are linux/amd64`);
+}
+
+function readContainerName(value: YamlValue): string {
+  const name = value.string('a container name');
+  value.attempt(() => validateName(name));
+  return name;
+}
+
+const HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+function readHostname(value: YamlValue): string {
+  const name = value.text('a host name');
+  if (!HOSTNAME.test(name))
+    throw value.error(`"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`);
+  return name;
+}
+
+/** labels (a map, or KEY=VALUE list), on top of those its label_file(s) give. */
+function readLabels(fields: Map<string, YamlValue>, context: Context): Record<string, string> | undefined {
+  const labels = new Map<string, string>();
+  const files = fields.get('label_file');
+  if (files && !files.isNull) {
+    for (const entry of readKeyValueFiles(files, context)) {
+      const eq = entry.indexOf('=');
+      labels.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+  }
+  const given = fields.get('labels');
+  if (given && !given.isNull) {
+    if (given.kind === 'a map') {
+      for (const { key, value } of given.entries()) labels.set(key, value.isNull ? '' : value.text());
+    } else {
+      for (const item of given.items()) {
+        const entry = item.text('KEY=VALUE');
+        const eq = entry.indexOf('=');
+        labels.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? '' : entry.slice(eq + 1));
+      }
+    }
+  }
+  return labels.size > 0 ? Object.fromEntries(labels) : undefined;
+}
+
+/** extra_hosts: "HOST:IP" / "HOST=IP" entries, or a map of HOST to an address or a list of them. */
+function readExtraHosts(value: YamlValue): { host: string; ip: string }[] {
+  const entries =
+    value.kind === 'a map'
+      ? value.entries().flatMap(({ key, value: ips }) =>
+          ips.stringOrList().map((ip) => ({ text: `${key}=${ip}`, at: ips })),
+        )
+      : value.items().map((item) => ({ text: item.text('HOST:IP'), at: item }));
+  return entries.map(({ text, at }) => {
+    const parsed = parseHostEntry(text);
+    if (typeof parsed === 'string') throw at.error(parsed);
+    return parsed;
+  });
+}
+
+/** sysctls, ulimits, shm_size, read_only and the domain name: set in the guest. */
+function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | undefined {
+  const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
+    const field = fields.get(key);
+    return field && !field.isNull ? read(field) : undefined;
+  };
+  const settings: GuestSettings = definedOnly({
+    domainname: get('domainname', (field) => field.string('a domain name')),
+    sysctls: get('sysctls', readSysctls),
+    ulimits: get('ulimits', readUlimits),
+    shmMiB: get('shm_size', (field) => field.attempt(() => parseShmMiB(field.text('a size such as 256m')))),
+    readOnly: get('read_only', (field) => field.boolean() || undefined),
+  });
+  return Object.keys(settings).length > 0 ? settings : undefined;
+}
+
+const SYSCTL = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
+
+function readSysctls(value: YamlValue): Record<string, string> {
+  const entries =
+    value.kind === 'a map'
+      ? value.entries().map(({ key, value: entry }) => ({ key, text: entry.text('a value'), at: entry }))
+      : value.items().map((item) => {
+          const text = item.text('KEY=VALUE');
+          const eq = text.indexOf('=');
+          if (eq < 0) throw item.error(`"${text}" is not KEY=VALUE`);
+          return { key: text.slice(0, eq).trim(), text: text.slice(eq + 1).trim(), at: item };
+        });
+  return Object.fromEntries(
+    entries.map(({ key, text, at }) => {
+      if (!SYSCTL.test(key)) throw at.error(`"${key}" is not a sysctl name such as net.core.somaxconn`);
+      if (/[\n\0]/.test(text)) throw at.error(`the value of ${key} must be one line`);
+      return [key, text];
+    }),
+  );
+}
+
+/** The limits `ulimit` and Docker's --ulimit know, by their names there. */
+export const ULIMITS = [
+  'core',
+  'cpu',
+  'data',
+  'fsize',
+  'locks',
+  'memlock',
+  'msgqueue',
+  'nice',
+  'nofile',
+  'nproc',
+  'rss',
+  'rtprio',
+  'rttime',
+  'sigpending',
+  'stack',
+  'as',
+];
+
+function readUlimits(value: YamlValue): Record<string, { soft: number; hard: number }> {
+  return Object.fromEntries(
+    value.entries().map(({ key, value: limit }) => {
+      if (!ULIMITS.includes(key)) throw limit.error(`"${key}" is not a ulimit; use one of ${ULIMITS.join(', ')}`);
+      const number = (field: YamlValue): number => {
+        const text = field.text('a number');
+        if (!/^(-1|\d+)$/.test(text)) throw field.error(`"${text}" is not a whole number (or -1 for unlimited)`);
+        return Number(text);
+      };
+      if (limit.kind !== 'a map') {
+        const both = number(limit);
+        return [key, { soft: both, hard: both }];
+      }
+      const pair = new Map(limit.entries().map((entry) => [entry.key, entry.value]));
+      const soft = pair.get('soft');
+      const hard = pair.get('hard');
+      if (!soft || !hard) throw limit.error('give both soft and hard');
+      const limits = { soft: number(soft), hard: number(hard) };
+      const unlimited = (n: number): number => (n === -1 ? Number.POSITIVE_INFINITY : n);
+      if (unlimited(limits.soft) > unlimited(limits.hard))
+        throw limit.error(`the soft limit ${limits.soft} is above the hard limit ${limits.hard}`);
+      return [key, limits];
+    }),
+  );
+}
+
+/** A service's secrets and configs: the files they put into the guest. */
+function readGrants(
+  fields: Map<string, YamlValue>,
+  grants: { secrets: Sources; configs: Sources },
+): ServiceFile[] | undefined {
+  const files = [
+    ...readGrantList(fields.get('secrets'), grants.secrets, 'secret', (source) => `/run/secrets/${source}`),
+    ...readGrantList(fields.get('configs'), grants.configs, 'config', (source) => `/${source}`),
+  ];
+  return files.length > 0 ? files : undefined;
+}
+
+function readGrantList(
+  value: YamlValue | undefined,
+  sources: Sources,
+  kind: 'secret' | 'config',
+  defaultTarget: (source: string) => string,
+): ServiceFile[] {
+  if (!value || value.isNull) return [];
+  return value.items().map((item) => {
+    const fields =
+      item.kind === 'a map' ? new Map(item.entries().map(({ key, value: v }) => [key, v])) : undefined;
+    for (const key of fields?.keys() ?? []) if (!(key in FILE_GRANT_KEYS) && !key.startsWith('x-')) throw item.error(`${key} is not a known key`);
+    const sourceValue = fields ? fields.get('source') : item;
+    if (!sourceValue) throw item.error('source is missing; give the name of a top-level ' + kind);
+    const source = sourceValue.string(`the name of a ${kind}`);
+    const content = sources.get(source);
+    if (content === undefined)
+      throw sourceValue.error(`${kind} "${source}" is not declared under the top-level ${kind}s:`);
+    const targetValue = fields?.get('target');
+    const given = targetValue?.string('a path');
+    const target =
+      given === undefined
+        ? defaultTarget(source)
+        : path.posix.isAbsolute(given)
+          ? path.posix.normalize(given)
+          : kind === 'secret'
+            ? `/run/secrets/${given}`
+            : `/${given}`;
+    if (target.split('/').includes('..') || target === '/')
+      throw (targetValue ?? item).error(`"${target}" is not a file path in the container`);
+    const id = (key: 'uid' | 'gid'): number => {
+      const field = fields?.get(key);
+      return field ? field.attempt(() => parseCount(field.text('a numeric id'), 0)) : 0;
+    };
+    const modeValue = fields?.get('mode');
+    const mode = modeValue ? readMode(modeValue) : 0o444;
+    return { target, content, uid: id('uid'), gid: id('gid'), mode };
+  });
+}
+
+/** A file mode: octal as written (0440, 0o440, or a string "440"), or a plain decimal number (288). */
+function readMode(value: YamlValue): number {
+  const text = value.text('a mode such as 0440');
+  const octal = /^0o?([0-7]+)$/i.exec(text) ?? (value.kind === 'a string' ? /^([0-7]+)$/.exec(text) : null);
+  const mode = octal ? parseInt(octal[1] ?? '', 8) : /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(mode) || mode > 0o7777) throw value.error(`"${text}" is not a file mode such as 0440`);
+  return mode;
 }
 
 /** `environment:` as a map or a list of KEY=VALUE; a bare KEY comes from `variables`. */
@@ -194,24 +613,32 @@ function readEnvironment(value: YamlValue, variables: VariableMap): string[] {
   });
 }
 
-/** `env_file:` as a path, a list of paths, or a list of { path, required }. */
+/** `env_file:` as a path, a list of paths, or a list of { path, required, format }. */
 function readEnvFiles(value: YamlValue, context: Context): string[] {
+  return readKeyValueFiles(value, context);
+}
+
+/** env_file and label_file: files of KEY=VALUE lines, in order; a missing one that is not required is skipped. */
+function readKeyValueFiles(value: YamlValue, context: Context): string[] {
   const items = value.kind === 'a list' ? value.items() : [value];
   return items.flatMap((item) => {
     let file = item;
     let required = true;
     if (item.kind === 'a map') {
-      const fields = item.fields(['path', 'required']);
+      const fields = new Map(item.entries().map((entry) => [entry.key, entry.value]));
       const given = fields.get('path');
       if (!given) throw item.error('path is missing');
       file = given;
       required = fields.get('required')?.boolean() ?? true;
+      const format = fields.get('format');
+      if (format && format.string() !== 'raw')
+        throw format.error(`"${format.string()}" is not a format hyper-services reads; leave it out`);
     }
     const name = file.string('a path to a file of KEY=VALUE lines');
-    const resolved = path.isAbsolute(name) ? name : path.join(context.dir, name);
+    const resolved = resolvePath(name, context);
     let text: string;
     try {
-      text = context.readFile(resolved);
+      text = context.readFile(resolved).toString();
     } catch (error: unknown) {
       if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw file.error(`cannot read ${resolved}: ${(error as Error).message}`);
@@ -220,9 +647,33 @@ function readEnvFiles(value: YamlValue, context: Context): string[] {
   });
 }
 
+/** `depends_on:` as a list of names, or a map of name to { condition, required, restart }. */
+function readDependsOn(
+  value: YamlValue,
+  context: Context,
+): { service: string; condition: DependencyCondition; required: boolean }[] {
+  if (value.kind === 'a list') {
+    return value.items().map((item) => ({
+      service: item.string('a service id'),
+      condition: 'service_started' as const,
+      required: true,
+    }));
+  }
+  return value.entries().map(({ key, value: entry }) => {
+    if (entry.isNull) return { service: key, condition: 'service_started' as const, required: true };
+    const fields = answered(entry, DEPENDS_ON_KEYS, context.warnings);
+    const condition = fields.get('condition');
+    return {
+      service: key,
+      condition: condition ? readCondition(condition) : 'service_started',
+      required: fields.get('required')?.boolean() ?? true,
+    };
+  });
+}
+
 /** The long port syntax, written back as the short one for parsePortSpec. */
-function readLongPort(value: YamlValue): string {
-  const fields = value.fields(['target', 'published', 'host_ip', 'protocol']);
+function readLongPort(value: YamlValue, context: Context): string {
+  const fields = answered(value, PORT_KEYS, context.warnings);
   const target = fields.get('target')?.text();
   if (target === undefined) throw value.error('target is missing; give the container port');
   const published = fields.get('published')?.text() ?? '';
@@ -237,7 +688,7 @@ function readLongPort(value: YamlValue): string {
 const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
 
 /** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
-function readVolumes(value: YamlValue): { volumes: string[]; tmpfs: string[] } {
+function readVolumes(value: YamlValue, context: Context): { volumes: string[]; tmpfs: string[] } {
   const volumes: string[] = [];
   const tmpfs: string[] = [];
   for (const item of value.items()) {
@@ -245,7 +696,7 @@ function readVolumes(value: YamlValue): { volumes: string[]; tmpfs: string[] } {
       volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
       continue;
     }
-    const fields = item.fields(['type', 'source', 'target', 'read_only']);
+    const fields = answered(item, VOLUME_MOUNT_KEYS, context.warnings);
     const type = fields.get('type')?.string();
     if (type === undefined || !VOLUME_TYPES.includes(type)) {
       throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
@@ -270,14 +721,14 @@ function readVolumes(value: YamlValue): { volumes: string[]; tmpfs: string[] } {
 
 /**
  * The top-level volumes, by name, each with the size its `driver_opts: { size }`
- * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
+ * sets (Docker's `--opt size=`), if any. Their other settings are answered by the table.
  */
-function readVolumeDeclarations(value: YamlValue): Map<string, number | undefined> {
+function readVolumeDeclarations(value: YamlValue, warnings: string[]): Map<string, number | undefined> {
   const volumes = new Map<string, number | undefined>();
   for (const { key, value: volume } of value.entries()) {
-    if (!volume.isNull && volume.kind !== 'a map') throw volume.expected('a map of volume settings');
-    const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
-    volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
+    if (key.startsWith('x-')) continue;
+    const options = volume.isNull ? undefined : answered(volume, VOLUME_KEYS, warnings).get('driver_opts');
+    volumes.set(key, options && !options.isNull ? readVolumeSize(options) : undefined);
   }
   return volumes;
 }
@@ -294,11 +745,11 @@ function readVolumeSize(options: YamlValue): number | undefined {
  * Top-level networks: names, each with at most `driver: bridge` and an ipam
  * subnet. All of a job's services share one network, so one subnet at most.
  */
-function readTopNetworks(value: YamlValue): string | undefined {
+function readTopNetworks(value: YamlValue, warnings: string[]): string | undefined {
   const subnets: string[] = [];
-  for (const { value: network } of value.entries()) {
-    if (network.isNull) continue;
-    const fields = network.fields(['driver', 'ipam']);
+  for (const { key, value: network } of value.entries()) {
+    if (network.isNull || key.startsWith('x-')) continue;
+    const fields = answered(network, NETWORK_KEYS, warnings);
     const driver = fields.get('driver');
     if (driver && driver.string('a driver name') !== 'bridge') throw driver.error(ONE_NETWORK);
     const ipam = fields.get('ipam');
@@ -315,7 +766,7 @@ function readTopNetworks(value: YamlValue): string | undefined {
 }
 
 /** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
-function readServiceNetworks(value: YamlValue): string[] {
+function readServiceNetworks(value: YamlValue, context: Context): string[] {
   if (value.kind === 'a list') {
     for (const item of value.items()) item.string('a network name');
     return [];
@@ -323,7 +774,7 @@ function readServiceNetworks(value: YamlValue): string[] {
   const aliases: string[] = [];
   for (const { value: network } of value.entries()) {
     if (network.isNull) continue;
-    const list = network.fields(['aliases']).get('aliases');
+    const list = answered(network, SERVICE_NETWORK_KEYS, context.warnings).get('aliases');
     if (list) aliases.push(...list.items().map((item) => item.string('an alias')));
   }
   return aliases;

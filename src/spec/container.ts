@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { HyperError, type ErrorKind } from '../errors.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
+import type { GuestSettings, ServiceFile } from '../guest/config.js';
 import type { PortSpec } from '../network/ports.js';
 
 export { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
+export type { GuestSettings, ServiceFile } from '../guest/config.js';
 
 export type DependencyCondition = 'service_started' | 'service_healthy';
 
@@ -52,6 +55,14 @@ export interface ContainerSpec {
   extraHosts?: { host: string; ip: string }[];
   /** Replaces the image's STOPSIGNAL. */
   stopSignal?: string;
+  /** The container's hostname, when not its name (compose `hostname:`). */
+  hostname?: string;
+  /** How long a stop waits after the stop signal before it kills the VM; else the caller's. */
+  stopGraceMs?: number;
+  /** What the guest sets up around the service beyond Docker's defaults. */
+  guest?: GuestSettings;
+  /** Files put into the container before it starts (compose secrets and configs). */
+  files?: ServiceFile[];
   /**
    * Paths in the container where the Docker API that made it is served (the
    * Docker socket bound in, as the runner and Testcontainers' Ryuk do); only
@@ -100,3 +111,18 @@ export class SpecError extends HyperError {
 // A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
 export const PARTIAL_HEALTHCHECK =
   "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+
+/**
+ * An extra /etc/hosts entry, "HOST:IP" or "HOST=IP" as `--add-host` and
+ * compose's extra_hosts take it (an IPv6 address may be in brackets); else
+ * what is wrong with it. Pure.
+ */
+export function parseHostEntry(entry: string): { host: string; ip: string } | string {
+  const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
+  const ip = (match?.[2] ?? '').replace(/^\[|\]$/g, '');
+  if (!match || !net.isIP(ip)) {
+    const gateway = match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : '';
+    return `"${entry}" is not HOST:IP${gateway}`;
+  }
+  return { host: match[1] as string, ip };
+}

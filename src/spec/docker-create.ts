@@ -1,10 +1,10 @@
 import type Docker from 'dockerode';
 import { parsePortSpec, PortSpecError, type PortSpec } from '../network/ports.js';
 import { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
-import net from 'node:net';
 import { isVolumeName } from '../storage/mounts.js';
 import {
   CONTAINER_DEFAULTS,
+  parseHostEntry,
   PARTIAL_HEALTHCHECK,
   SpecError,
   validateName,
@@ -427,11 +427,8 @@ function extraHosts(value: unknown): { host: string; ip: string }[] | undefined 
   const entries = stringList(value, 'HostConfig.ExtraHosts');
   if (entries.length === 0) return undefined;
   return entries.map((entry) => {
-    const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
-    if (!match || match[2] === 'host-gateway' || !net.isIP((match[2] ?? '').replace(/^\[|\]$/g, '')))
-      throw new CreateFieldError(
-        `HostConfig.ExtraHosts: "${entry}" is not HOST:IP${match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : ''}`,
-      );
-    return { host: match[1] as string, ip: (match[2] as string).replace(/^\[|\]$/g, '') };
+    const parsed = parseHostEntry(entry);
+    if (typeof parsed === 'string') throw new CreateFieldError(`HostConfig.ExtraHosts: ${parsed}`);
+    return parsed;
   });
 }

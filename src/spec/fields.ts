@@ -86,12 +86,12 @@ export function readCpus(value: YamlValue): number {
   return value.attempt(() => parseCpus(text));
 }
 
-function readDuration(value: YamlValue): number {
+export function readDuration(value: YamlValue): number {
   const text = value.text('a duration such as 10s');
   return value.attempt(() => parseDurationMs(text));
 }
 
-const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'retries', 'disable'];
+const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'start_interval', 'retries', 'disable'];
 
 /** Compose's healthcheck map. undefined: keep the image's. */
 export function readHealthcheck(value: YamlValue): HealthcheckSpec | 'none' | undefined {
@@ -117,6 +117,7 @@ export function readHealthcheck(value: YamlValue): HealthcheckSpec | 'none' | un
     intervalMs: duration('interval'),
     timeoutMs: duration('timeout'),
     startPeriodMs: duration('start_period'),
+    startIntervalMs: duration('start_interval'),
     retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
   });
 }
@@ -158,7 +159,7 @@ export function readDependsOn(value: YamlValue): ContainerSpec['dependsOn'] {
   });
 }
 
-function readCondition(value: YamlValue): DependencyCondition {
+export function readCondition(value: YamlValue): DependencyCondition {
   const condition = value.string();
   if (condition === 'service_completed_successfully') {
     throw value.error(

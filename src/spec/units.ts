@@ -80,3 +80,14 @@ export function parseCount(value: string | number, min: number): number {
   }
   return Number(text);
 }
+
+/** compose's shm_size (`64m`, `1g`, bytes) -> whole MiB, at least 1. Pure. */
+export function parseShmMiB(value: string | number): number {
+  return asSpecError(() =>
+    wholeMiB(String(value).trim(), {
+      minMiB: 1,
+      unit: 'm',
+      notASize: 'is not a size; use a number with a unit: 64m, 1g',
+    }),
+  );
+}

@@ -27,7 +27,7 @@ import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '..
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
-import { ustar } from '../ustar.js';
+import { ustar } from '../../guest/ustar.js';
 import { QmpClient } from './qmp.js';
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */

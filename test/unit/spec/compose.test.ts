@@ -31,7 +31,7 @@ services:
   db:
     <<: *common
     image: postgres:\${PG_VERSION:-16}
-    container_name: ignored
+    container_name: shop-db
     env_file:
       - db.env
       - path: ../secrets/missing.env
@@ -84,7 +84,7 @@ services:
     tmpfs:
       - /tmp
       - /var/cache/nginx:size=64m
-    user: 101
+    user: "101"
     healthcheck:
       test: ["NONE"]
     depends_on:
@@ -95,7 +95,7 @@ services:
       frontend: {}
   worker:
     image: busybox
-    command: [sleep, 3600]
+    command: [sleep, "3600"]
     entrypoint: ""
     depends_on: [db, web]
 volumes:
@@ -109,7 +109,7 @@ networks:
     const readFile = files({
       '/repo/ci/db.env': '# db settings\nPOSTGRES_PASSWORD="s3cret"\nexport POSTGRES_DB=ignored\n',
     });
-    const project = parseComposeProject(text, FILE, readFile, { DB_USER: 'app', FROM_HOST: 'h' });
+    const project = parseComposeProject(text, FILE, readFile, { variables: { DB_USER: 'app', FROM_HOST: 'h' } });
     expect(project.volumes).toEqual(['pgdata', 'cache']);
     const [db, web, worker] = project.services;
     expect(db).toEqual({
@@ -146,7 +146,7 @@ networks:
       workdir: '/var/lib/postgresql',
       user: '999:999',
       tmpfs: ['/run', '/scratch'],
-      aliases: [],
+      aliases: ['shop-db'],
     });
     expect(web).toEqual({
       name: 'web',
@@ -160,7 +160,6 @@ networks:
       dependsOn: [{ service: 'db', condition: 'service_healthy' }],
       user: '101',
       tmpfs: ['/tmp', '/var/cache/nginx:size=64m'],
-      aliases: [],
     });
     expect(worker).toMatchObject({
       command: ['sleep', '3600'],
@@ -226,8 +225,8 @@ describe('parseComposeFile: bad files, exact messages', () => {
     ['an empty file', '', `${FILE}: the file is empty; a compose file needs a services: map`],
     [
       'an unknown top-level key',
-      'services: {}\nconfigs: {}\n',
-      `${FILE}: configs (line 2) is not a known key; valid keys: services, version, name, volumes, networks`,
+      'services: {}\nconfig: {}\n',
+      `${FILE}: config (line 2) is not a known key; did you mean configs?`,
     ],
     [
       'build',
@@ -236,8 +235,8 @@ describe('parseComposeFile: bad files, exact messages', () => {
     ],
     [
       'an unknown service key',
-      'services:\n  app:\n    image: busybox\n    restart: always\n',
-      `${FILE}: services.app.restart (line 4) is not a known key; valid keys: ${SERVICE_KEYS}`,
+      'services:\n  app:\n    image: busybox\n    restrat: always\n',
+      `${FILE}: services.app.restrat (line 4) is not a known key; did you mean restart?`,
     ],
     [
       'a missing image',
@@ -256,8 +255,8 @@ describe('parseComposeFile: bad files, exact messages', () => {
     ],
     [
       'a long port with an unknown key',
-      'services:\n  app:\n    image: busybox\n    ports:\n      - target: 80\n        mode: host\n',
-      `${FILE}: services.app.ports[0].mode (line 6) is not a known key; valid keys: target, published, host_ip, protocol`,
+      'services:\n  app:\n    image: busybox\n    ports:\n      - target: 80\n        hostip: 0.0.0.0\n',
+      `${FILE}: services.app.ports[0].hostip (line 6) is not a known key; did you mean host_ip?`,
     ],
     [
       'a long port with a bad protocol',
@@ -282,7 +281,7 @@ describe('parseComposeFile: bad files, exact messages', () => {
     [
       'a volume that is a number',
       'services:\n  app:\n    image: busybox\n    volumes: [5]\n',
-      `${FILE}: services.app.volumes[0] (line 4): expected a volume such as ./data:/data, or a map with type, source and target, got a number`,
+      `${FILE}: services.app.volumes[0] (line 4): expected a map or a string, got a number`,
     ],
     [
       'service_completed_successfully',
@@ -290,9 +289,9 @@ describe('parseComposeFile: bad files, exact messages', () => {
       `${FILE}: services.app.depends_on.migrate.condition (line 6): service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy`,
     ],
     [
-      'a depends_on option other than condition',
+      'a long depends_on without its condition',
       'services:\n  app:\n    image: busybox\n    depends_on:\n      db:\n        restart: true\n',
-      `${FILE}: services.app.depends_on.db.restart (line 6) is not a known key; valid keys: condition`,
+      `${FILE}: services.app.depends_on.db (line 5): condition is missing`,
     ],
     [
       'a network driver other than bridge',
@@ -305,9 +304,9 @@ describe('parseComposeFile: bad files, exact messages', () => {
       `${FILE}: networks (line 2): only one subnet can be given (10.1.0.0/24, 10.2.0.0/24): every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported`,
     ],
     [
-      'a service network option other than aliases',
-      'services:\n  app:\n    image: busybox\n    networks:\n      backend:\n        ipv4_address: 10.1.0.9\n',
-      `${FILE}: services.app.networks.backend.ipv4_address (line 6) is not a known key; valid keys: aliases`,
+      'a service network option that is not in the specification',
+      'services:\n  app:\n    image: busybox\n    networks:\n      backend:\n        ipv4: 10.1.0.9\n',
+      `${FILE}: services.app.networks.backend.ipv4 (line 6) is not a known key; valid keys: aliases, interface_name, ipv4_address, ipv6_address, link_local_ips, mac_address, driver_opts, priority, gw_priority`,
     ],
     [
       'an expose entry that is not a TCP port',
@@ -342,7 +341,7 @@ describe('parseComposeFile: bad files, exact messages', () => {
     [
       'a service that is null',
       'services:\n  app:\n',
-      `${FILE}: services.app (line 2): expected a map with at least image:, got null`,
+      `${FILE}: services.app (line 2): expected a map, got null`,
     ],
     [
       'services that are a list',
@@ -352,13 +351,13 @@ describe('parseComposeFile: bad files, exact messages', () => {
     [
       'a healthcheck test that is a map',
       'services:\n  app:\n    image: busybox\n    healthcheck:\n      test: { cmd: x }\n',
-      `${FILE}: services.app.healthcheck.test (line 5): expected a string or a list led by CMD, CMD-SHELL or NONE, got a map`,
+      `${FILE}: services.app.healthcheck.test (line 5): expected a string or a list, got a map`,
     ],
     ['a top level that is a list', '- services\n', `${FILE}: expected a map, got a list`],
     [
       'environment that is a string',
       'services:\n  app:\n    image: busybox\n    environment: A=1\n',
-      `${FILE}: services.app.environment (line 4): expected a map or a list of KEY=VALUE, got a string`,
+      `${FILE}: services.app.environment (line 4): expected a map or a list, got a string`,
     ],
     [
       'a merge of something that is not a map',
@@ -368,7 +367,7 @@ describe('parseComposeFile: bad files, exact messages', () => {
     [
       'a command that is a number',
       'services:\n  app:\n    image: busybox\n    command: 5\n',
-      `${FILE}: services.app.command (line 4): expected a string or a list of strings, got a number`,
+      `${FILE}: services.app.command (line 4): expected a string, a list or null, got a number`,
     ],
   ])('%s', (_what, text, message) => {
     const readFile = files({ '/repo/ci/bad.env': 'OK=1\nNOT VALID\n' });
@@ -424,8 +423,8 @@ describe('top-level volumes: driver_opts size', () => {
     expect(parse(text, { PG_SIZE: '3G' })[0]?.volumeSizes).toEqual({ pgdata: bytes });
   });
 
-  test('driver_opts left empty sets no size', () => {
-    const text = `${services}volumes:\n  pgdata:\n    driver_opts:\n  cachedata: {}\n`;
+  test('driver_opts given as an empty map sets no size', () => {
+    const text = `${services}volumes:\n  pgdata:\n    driver_opts: {}\n  cachedata: {}\n`;
     expect(parse(text)[0]).not.toHaveProperty('volumeSizes');
   });
 
@@ -443,7 +442,7 @@ describe('top-level volumes: driver_opts size', () => {
     [
       'a size that is a map',
       '    driver_opts:\n      size: { value: 2G }\n',
-      `${FILE}: volumes.pgdata.driver_opts.size (line 11): expected a size such as 2G, got a map`,
+      `${FILE}: volumes.pgdata.driver_opts.size (line 11): expected a string or a number, got a map`,
     ],
     [
       'a driver option other than size',

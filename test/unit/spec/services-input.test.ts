@@ -347,7 +347,7 @@ describe('parseServicesInput: bad input, exact messages', () => {
     [
       'a healthcheck typo',
       'db:\n  image: postgres\n  healthcheck:\n    tset: pg_isready\n',
-      `${SOURCE}: services.db.healthcheck.tset (line 4) is not a known key; valid keys: test, interval, timeout, start_period, retries, disable`,
+      `${SOURCE}: services.db.healthcheck.tset (line 4) is not a known key; valid keys: test, interval, timeout, start_period, start_interval, retries, disable`,
     ],
     [
       'depends-on not a list or map',

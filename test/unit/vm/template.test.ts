@@ -1,6 +1,6 @@
 import { Parser, type ReadEntry } from 'tar';
 import { identityChanges, templateName, type TemplateIdentity } from '../../../src/vm/qemu/template.js';
-import { ustar } from '../../../src/vm/ustar.js';
+import { ustar } from '../../../src/guest/ustar.js';
 import { shellQuote } from '../../../src/process/run.js';
 import { parseTemplateMode } from '../../../src/engine/settings.js';
 
