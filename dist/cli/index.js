@@ -2,6 +2,6048 @@
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
+/***/ 2210:
+/***/ ((module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.MissingRefError = exports.ValidationError = exports.CodeGen = exports.Name = exports.nil = exports.stringify = exports.str = exports._ = exports.KeywordCxt = exports.Ajv2020 = void 0;
+const core_1 = __nccwpck_require__(3893);
+const draft2020_1 = __nccwpck_require__(4298);
+const discriminator_1 = __nccwpck_require__(8886);
+const json_schema_2020_12_1 = __nccwpck_require__(3995);
+const META_SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema";
+class Ajv2020 extends core_1.default {
+    constructor(opts = {}) {
+        super({
+            ...opts,
+            dynamicRef: true,
+            next: true,
+            unevaluated: true,
+        });
+    }
+    _addVocabularies() {
+        super._addVocabularies();
+        draft2020_1.default.forEach((v) => this.addVocabulary(v));
+        if (this.opts.discriminator)
+            this.addKeyword(discriminator_1.default);
+    }
+    _addDefaultMetaSchema() {
+        super._addDefaultMetaSchema();
+        const { $data, meta } = this.opts;
+        if (!meta)
+            return;
+        json_schema_2020_12_1.default.call(this, $data);
+        this.refs["http://json-schema.org/schema"] = META_SCHEMA_ID;
+    }
+    defaultMeta() {
+        return (this.opts.defaultMeta =
+            super.defaultMeta() || (this.getSchema(META_SCHEMA_ID) ? META_SCHEMA_ID : undefined));
+    }
+}
+exports.Ajv2020 = Ajv2020;
+module.exports = exports = Ajv2020;
+module.exports.Ajv2020 = Ajv2020;
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports["default"] = Ajv2020;
+var validate_1 = __nccwpck_require__(7881);
+Object.defineProperty(exports, "KeywordCxt", ({ enumerable: true, get: function () { return validate_1.KeywordCxt; } }));
+var codegen_1 = __nccwpck_require__(1436);
+Object.defineProperty(exports, "_", ({ enumerable: true, get: function () { return codegen_1._; } }));
+Object.defineProperty(exports, "str", ({ enumerable: true, get: function () { return codegen_1.str; } }));
+Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function () { return codegen_1.stringify; } }));
+Object.defineProperty(exports, "nil", ({ enumerable: true, get: function () { return codegen_1.nil; } }));
+Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return codegen_1.Name; } }));
+Object.defineProperty(exports, "CodeGen", ({ enumerable: true, get: function () { return codegen_1.CodeGen; } }));
+var validation_error_1 = __nccwpck_require__(3021);
+Object.defineProperty(exports, "ValidationError", ({ enumerable: true, get: function () { return validation_error_1.default; } }));
+var ref_error_1 = __nccwpck_require__(3162);
+Object.defineProperty(exports, "MissingRefError", ({ enumerable: true, get: function () { return ref_error_1.default; } }));
+//# sourceMappingURL=2020.js.map
+
+/***/ }),
+
+/***/ 567:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.regexpCode = exports.getEsmExportName = exports.getProperty = exports.safeStringify = exports.stringify = exports.strConcat = exports.addCodeArg = exports.str = exports._ = exports.nil = exports._Code = exports.Name = exports.IDENTIFIER = exports._CodeOrName = void 0;
+// eslint-disable-next-line @typescript-eslint/no-extraneous-class
+class _CodeOrName {
+}
+exports._CodeOrName = _CodeOrName;
+exports.IDENTIFIER = /^[a-z$_][a-z$_0-9]*$/i;
+class Name extends _CodeOrName {
+    constructor(s) {
+        super();
+        if (!exports.IDENTIFIER.test(s))
+            throw new Error("CodeGen: name must be a valid identifier");
+        this.str = s;
+    }
+    toString() {
+        return this.str;
+    }
+    emptyStr() {
+        return false;
+    }
+    get names() {
+        return { [this.str]: 1 };
+    }
+}
+exports.Name = Name;
+class _Code extends _CodeOrName {
+    constructor(code) {
+        super();
+        this._items = typeof code === "string" ? [code] : code;
+    }
+    toString() {
+        return this.str;
+    }
+    emptyStr() {
+        if (this._items.length > 1)
+            return false;
+        const item = this._items[0];
+        return item === "" || item === '""';
+    }
+    get str() {
+        var _a;
+        return ((_a = this._str) !== null && _a !== void 0 ? _a : (this._str = this._items.reduce((s, c) => `${s}${c}`, "")));
+    }
+    get names() {
+        var _a;
+        return ((_a = this._names) !== null && _a !== void 0 ? _a : (this._names = this._items.reduce((names, c) => {
+            if (c instanceof Name)
+                names[c.str] = (names[c.str] || 0) + 1;
+            return names;
+        }, {})));
+    }
+}
+exports._Code = _Code;
+exports.nil = new _Code("");
+function _(strs, ...args) {
+    const code = [strs[0]];
+    let i = 0;
+    while (i < args.length) {
+        addCodeArg(code, args[i]);
+        code.push(strs[++i]);
+    }
+    return new _Code(code);
+}
+exports._ = _;
+const plus = new _Code("+");
+function str(strs, ...args) {
+    const expr = [safeStringify(strs[0])];
+    let i = 0;
+    while (i < args.length) {
+        expr.push(plus);
+        addCodeArg(expr, args[i]);
+        expr.push(plus, safeStringify(strs[++i]));
+    }
+    optimize(expr);
+    return new _Code(expr);
+}
+exports.str = str;
+function addCodeArg(code, arg) {
+    if (arg instanceof _Code)
+        code.push(...arg._items);
+    else if (arg instanceof Name)
+        code.push(arg);
+    else
+        code.push(interpolate(arg));
+}
+exports.addCodeArg = addCodeArg;
+function optimize(expr) {
+    let i = 1;
+    while (i < expr.length - 1) {
+        if (expr[i] === plus) {
+            const res = mergeExprItems(expr[i - 1], expr[i + 1]);
+            if (res !== undefined) {
+                expr.splice(i - 1, 3, res);
+                continue;
+            }
+            expr[i++] = "+";
+        }
+        i++;
+    }
+}
+function mergeExprItems(a, b) {
+    if (b === '""')
+        return a;
+    if (a === '""')
+        return b;
+    if (typeof a == "string") {
+        if (b instanceof Name || a[a.length - 1] !== '"')
+            return;
+        if (typeof b != "string")
+            return `${a.slice(0, -1)}${b}"`;
+        if (b[0] === '"')
+            return a.slice(0, -1) + b.slice(1);
+        return;
+    }
+    if (typeof b == "string" && b[0] === '"' && !(a instanceof Name))
+        return `"${a}${b.slice(1)}`;
+    return;
+}
+function strConcat(c1, c2) {
+    return c2.emptyStr() ? c1 : c1.emptyStr() ? c2 : str `${c1}${c2}`;
+}
+exports.strConcat = strConcat;
+// TODO do not allow arrays here
+function interpolate(x) {
+    return typeof x == "number" || typeof x == "boolean" || x === null
+        ? x
+        : safeStringify(Array.isArray(x) ? x.join(",") : x);
+}
+function stringify(x) {
+    return new _Code(safeStringify(x));
+}
+exports.stringify = stringify;
+function safeStringify(x) {
+    return JSON.stringify(x)
+        .replace(/\u2028/g, "\\u2028")
+        .replace(/\u2029/g, "\\u2029");
+}
+exports.safeStringify = safeStringify;
+function getProperty(key) {
+    return typeof key == "string" && exports.IDENTIFIER.test(key) ? new _Code(`.${key}`) : _ `[${key}]`;
+}
+exports.getProperty = getProperty;
+//Does best effort to format the name properly
+function getEsmExportName(key) {
+    if (typeof key == "string" && exports.IDENTIFIER.test(key)) {
+        return new _Code(`${key}`);
+    }
+    throw new Error(`CodeGen: invalid export name: ${key}, use explicit $id name mapping`);
+}
+exports.getEsmExportName = getEsmExportName;
+function regexpCode(rx) {
+    return new _Code(rx.toString());
+}
+exports.regexpCode = regexpCode;
+//# sourceMappingURL=code.js.map
+
+/***/ }),
+
+/***/ 1436:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.or = exports.and = exports.not = exports.CodeGen = exports.operators = exports.varKinds = exports.ValueScopeName = exports.ValueScope = exports.Scope = exports.Name = exports.regexpCode = exports.stringify = exports.getProperty = exports.nil = exports.strConcat = exports.str = exports._ = void 0;
+const code_1 = __nccwpck_require__(567);
+const scope_1 = __nccwpck_require__(7788);
+var code_2 = __nccwpck_require__(567);
+Object.defineProperty(exports, "_", ({ enumerable: true, get: function () { return code_2._; } }));
+Object.defineProperty(exports, "str", ({ enumerable: true, get: function () { return code_2.str; } }));
+Object.defineProperty(exports, "strConcat", ({ enumerable: true, get: function () { return code_2.strConcat; } }));
+Object.defineProperty(exports, "nil", ({ enumerable: true, get: function () { return code_2.nil; } }));
+Object.defineProperty(exports, "getProperty", ({ enumerable: true, get: function () { return code_2.getProperty; } }));
+Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function () { return code_2.stringify; } }));
+Object.defineProperty(exports, "regexpCode", ({ enumerable: true, get: function () { return code_2.regexpCode; } }));
+Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return code_2.Name; } }));
+var scope_2 = __nccwpck_require__(7788);
+Object.defineProperty(exports, "Scope", ({ enumerable: true, get: function () { return scope_2.Scope; } }));
+Object.defineProperty(exports, "ValueScope", ({ enumerable: true, get: function () { return scope_2.ValueScope; } }));
+Object.defineProperty(exports, "ValueScopeName", ({ enumerable: true, get: function () { return scope_2.ValueScopeName; } }));
+Object.defineProperty(exports, "varKinds", ({ enumerable: true, get: function () { return scope_2.varKinds; } }));
+exports.operators = {
+    GT: new code_1._Code(">"),
+    GTE: new code_1._Code(">="),
+    LT: new code_1._Code("<"),
+    LTE: new code_1._Code("<="),
+    EQ: new code_1._Code("==="),
+    NEQ: new code_1._Code("!=="),
+    NOT: new code_1._Code("!"),
+    OR: new code_1._Code("||"),
+    AND: new code_1._Code("&&"),
+    ADD: new code_1._Code("+"),
+};
+class Node {
+    optimizeNodes() {
+        return this;
+    }
+    optimizeNames(_names, _constants) {
+        return this;
+    }
+}
+class Def extends Node {
+    constructor(varKind, name, rhs) {
+        super();
+        this.varKind = varKind;
+        this.name = name;
+        this.rhs = rhs;
+    }
+    render({ es5, _n }) {
+        const varKind = es5 ? scope_1.varKinds.var : this.varKind;
+        const rhs = this.rhs === undefined ? "" : ` = ${this.rhs}`;
+        return `${varKind} ${this.name}${rhs};` + _n;
+    }
+    optimizeNames(names, constants) {
+        if (!names[this.name.str])
+            return;
+        if (this.rhs)
+            this.rhs = optimizeExpr(this.rhs, names, constants);
+        return this;
+    }
+    get names() {
+        return this.rhs instanceof code_1._CodeOrName ? this.rhs.names : {};
+    }
+}
+class Assign extends Node {
+    constructor(lhs, rhs, sideEffects) {
+        super();
+        this.lhs = lhs;
+        this.rhs = rhs;
+        this.sideEffects = sideEffects;
+    }
+    render({ _n }) {
+        return `${this.lhs} = ${this.rhs};` + _n;
+    }
+    optimizeNames(names, constants) {
+        if (this.lhs instanceof code_1.Name && !names[this.lhs.str] && !this.sideEffects)
+            return;
+        this.rhs = optimizeExpr(this.rhs, names, constants);
+        return this;
+    }
+    get names() {
+        const names = this.lhs instanceof code_1.Name ? {} : { ...this.lhs.names };
+        return addExprNames(names, this.rhs);
+    }
+}
+class AssignOp extends Assign {
+    constructor(lhs, op, rhs, sideEffects) {
+        super(lhs, rhs, sideEffects);
+        this.op = op;
+    }
+    render({ _n }) {
+        return `${this.lhs} ${this.op}= ${this.rhs};` + _n;
+    }
+}
+class Label extends Node {
+    constructor(label) {
+        super();
+        this.label = label;
+        this.names = {};
+    }
+    render({ _n }) {
+        return `${this.label}:` + _n;
+    }
+}
+class Break extends Node {
+    constructor(label) {
+        super();
+        this.label = label;
+        this.names = {};
+    }
+    render({ _n }) {
+        const label = this.label ? ` ${this.label}` : "";
+        return `break${label};` + _n;
+    }
+}
+class Throw extends Node {
+    constructor(error) {
+        super();
+        this.error = error;
+    }
+    render({ _n }) {
+        return `throw ${this.error};` + _n;
+    }
+    get names() {
+        return this.error.names;
+    }
+}
+class AnyCode extends Node {
+    constructor(code) {
+        super();
+        this.code = code;
+    }
+    render({ _n }) {
+        return `${this.code};` + _n;
+    }
+    optimizeNodes() {
+        return `${this.code}` ? this : undefined;
+    }
+    optimizeNames(names, constants) {
+        this.code = optimizeExpr(this.code, names, constants);
+        return this;
+    }
+    get names() {
+        return this.code instanceof code_1._CodeOrName ? this.code.names : {};
+    }
+}
+class ParentNode extends Node {
+    constructor(nodes = []) {
+        super();
+        this.nodes = nodes;
+    }
+    render(opts) {
+        return this.nodes.reduce((code, n) => code + n.render(opts), "");
+    }
+    optimizeNodes() {
+        const { nodes } = this;
+        let i = nodes.length;
+        while (i--) {
+            const n = nodes[i].optimizeNodes();
+            if (Array.isArray(n))
+                nodes.splice(i, 1, ...n);
+            else if (n)
+                nodes[i] = n;
+            else
+                nodes.splice(i, 1);
+        }
+        return nodes.length > 0 ? this : undefined;
+    }
+    optimizeNames(names, constants) {
+        const { nodes } = this;
+        let i = nodes.length;
+        while (i--) {
+            // iterating backwards improves 1-pass optimization
+            const n = nodes[i];
+            if (n.optimizeNames(names, constants))
+                continue;
+            subtractNames(names, n.names);
+            nodes.splice(i, 1);
+        }
+        return nodes.length > 0 ? this : undefined;
+    }
+    get names() {
+        return this.nodes.reduce((names, n) => addNames(names, n.names), {});
+    }
+}
+class BlockNode extends ParentNode {
+    render(opts) {
+        return "{" + opts._n + super.render(opts) + "}" + opts._n;
+    }
+}
+class Root extends ParentNode {
+}
+class Else extends BlockNode {
+}
+Else.kind = "else";
+class If extends BlockNode {
+    constructor(condition, nodes) {
+        super(nodes);
+        this.condition = condition;
+    }
+    render(opts) {
+        let code = `if(${this.condition})` + super.render(opts);
+        if (this.else)
+            code += "else " + this.else.render(opts);
+        return code;
+    }
+    optimizeNodes() {
+        super.optimizeNodes();
+        const cond = this.condition;
+        if (cond === true)
+            return this.nodes; // else is ignored here
+        let e = this.else;
+        if (e) {
+            const ns = e.optimizeNodes();
+            e = this.else = Array.isArray(ns) ? new Else(ns) : ns;
+        }
+        if (e) {
+            if (cond === false)
+                return e instanceof If ? e : e.nodes;
+            if (this.nodes.length)
+                return this;
+            return new If(not(cond), e instanceof If ? [e] : e.nodes);
+        }
+        if (cond === false || !this.nodes.length)
+            return undefined;
+        return this;
+    }
+    optimizeNames(names, constants) {
+        var _a;
+        this.else = (_a = this.else) === null || _a === void 0 ? void 0 : _a.optimizeNames(names, constants);
+        if (!(super.optimizeNames(names, constants) || this.else))
+            return;
+        this.condition = optimizeExpr(this.condition, names, constants);
+        return this;
+    }
+    get names() {
+        const names = super.names;
+        addExprNames(names, this.condition);
+        if (this.else)
+            addNames(names, this.else.names);
+        return names;
+    }
+}
+If.kind = "if";
+class For extends BlockNode {
+}
+For.kind = "for";
+class ForLoop extends For {
+    constructor(iteration) {
+        super();
+        this.iteration = iteration;
+    }
+    render(opts) {
+        return `for(${this.iteration})` + super.render(opts);
+    }
+    optimizeNames(names, constants) {
+        if (!super.optimizeNames(names, constants))
+            return;
+        this.iteration = optimizeExpr(this.iteration, names, constants);
+        return this;
+    }
+    get names() {
+        return addNames(super.names, this.iteration.names);
+    }
+}
+class ForRange extends For {
+    constructor(varKind, name, from, to) {
+        super();
+        this.varKind = varKind;
+        this.name = name;
+        this.from = from;
+        this.to = to;
+    }
+    render(opts) {
+        const varKind = opts.es5 ? scope_1.varKinds.var : this.varKind;
+        const { name, from, to } = this;
+        return `for(${varKind} ${name}=${from}; ${name}<${to}; ${name}++)` + super.render(opts);
+    }
+    get names() {
+        const names = addExprNames(super.names, this.from);
+        return addExprNames(names, this.to);
+    }
+}
+class ForIter extends For {
+    constructor(loop, varKind, name, iterable) {
+        super();
+        this.loop = loop;
+        this.varKind = varKind;
+        this.name = name;
+        this.iterable = iterable;
+    }
+    render(opts) {
+        return `for(${this.varKind} ${this.name} ${this.loop} ${this.iterable})` + super.render(opts);
+    }
+    optimizeNames(names, constants) {
+        if (!super.optimizeNames(names, constants))
+            return;
+        this.iterable = optimizeExpr(this.iterable, names, constants);
+        return this;
+    }
+    get names() {
+        return addNames(super.names, this.iterable.names);
+    }
+}
+class Func extends BlockNode {
+    constructor(name, args, async) {
+        super();
+        this.name = name;
+        this.args = args;
+        this.async = async;
+    }
+    render(opts) {
+        const _async = this.async ? "async " : "";
+        return `${_async}function ${this.name}(${this.args})` + super.render(opts);
+    }
+}
+Func.kind = "func";
+class Return extends ParentNode {
+    render(opts) {
+        return "return " + super.render(opts);
+    }
+}
+Return.kind = "return";
+class Try extends BlockNode {
+    render(opts) {
+        let code = "try" + super.render(opts);
+        if (this.catch)
+            code += this.catch.render(opts);
+        if (this.finally)
+            code += this.finally.render(opts);
+        return code;
+    }
+    optimizeNodes() {
+        var _a, _b;
+        super.optimizeNodes();
+        (_a = this.catch) === null || _a === void 0 ? void 0 : _a.optimizeNodes();
+        (_b = this.finally) === null || _b === void 0 ? void 0 : _b.optimizeNodes();
+        return this;
+    }
+    optimizeNames(names, constants) {
+        var _a, _b;
+        super.optimizeNames(names, constants);
+        (_a = this.catch) === null || _a === void 0 ? void 0 : _a.optimizeNames(names, constants);
+        (_b = this.finally) === null || _b === void 0 ? void 0 : _b.optimizeNames(names, constants);
+        return this;
+    }
+    get names() {
+        const names = super.names;
+        if (this.catch)
+            addNames(names, this.catch.names);
+        if (this.finally)
+            addNames(names, this.finally.names);
+        return names;
+    }
+}
+class Catch extends BlockNode {
+    constructor(error) {
+        super();
+        this.error = error;
+    }
+    render(opts) {
+        return `catch(${this.error})` + super.render(opts);
+    }
+}
+Catch.kind = "catch";
+class Finally extends BlockNode {
+    render(opts) {
+        return "finally" + super.render(opts);
+    }
+}
+Finally.kind = "finally";
+class CodeGen {
+    constructor(extScope, opts = {}) {
+        this._values = {};
+        this._blockStarts = [];
+        this._constants = {};
+        this.opts = { ...opts, _n: opts.lines ? "\n" : "" };
+        this._extScope = extScope;
+        this._scope = new scope_1.Scope({ parent: extScope });
+        this._nodes = [new Root()];
+    }
+    toString() {
+        return this._root.render(this.opts);
+    }
+    // returns unique name in the internal scope
+    name(prefix) {
+        return this._scope.name(prefix);
+    }
+    // reserves unique name in the external scope
+    scopeName(prefix) {
+        return this._extScope.name(prefix);
+    }
+    // reserves unique name in the external scope and assigns value to it
+    scopeValue(prefixOrName, value) {
+        const name = this._extScope.value(prefixOrName, value);
+        const vs = this._values[name.prefix] || (this._values[name.prefix] = new Set());
+        vs.add(name);
+        return name;
+    }
+    getScopeValue(prefix, keyOrRef) {
+        return this._extScope.getValue(prefix, keyOrRef);
+    }
+    // return code that assigns values in the external scope to the names that are used internally
+    // (same names that were returned by gen.scopeName or gen.scopeValue)
+    scopeRefs(scopeName) {
+        return this._extScope.scopeRefs(scopeName, this._values);
+    }
+    scopeCode() {
+        return this._extScope.scopeCode(this._values);
+    }
+    _def(varKind, nameOrPrefix, rhs, constant) {
+        const name = this._scope.toName(nameOrPrefix);
+        if (rhs !== undefined && constant)
+            this._constants[name.str] = rhs;
+        this._leafNode(new Def(varKind, name, rhs));
+        return name;
+    }
+    // `const` declaration (`var` in es5 mode)
+    const(nameOrPrefix, rhs, _constant) {
+        return this._def(scope_1.varKinds.const, nameOrPrefix, rhs, _constant);
+    }
+    // `let` declaration with optional assignment (`var` in es5 mode)
+    let(nameOrPrefix, rhs, _constant) {
+        return this._def(scope_1.varKinds.let, nameOrPrefix, rhs, _constant);
+    }
+    // `var` declaration with optional assignment
+    var(nameOrPrefix, rhs, _constant) {
+        return this._def(scope_1.varKinds.var, nameOrPrefix, rhs, _constant);
+    }
+    // assignment code
+    assign(lhs, rhs, sideEffects) {
+        return this._leafNode(new Assign(lhs, rhs, sideEffects));
+    }
+    // `+=` code
+    add(lhs, rhs) {
+        return this._leafNode(new AssignOp(lhs, exports.operators.ADD, rhs));
+    }
+    // appends passed SafeExpr to code or executes Block
+    code(c) {
+        if (typeof c == "function")
+            c();
+        else if (c !== code_1.nil)
+            this._leafNode(new AnyCode(c));
+        return this;
+    }
+    // returns code for object literal for the passed argument list of key-value pairs
+    object(...keyValues) {
+        const code = ["{"];
+        for (const [key, value] of keyValues) {
+            if (code.length > 1)
+                code.push(",");
+            code.push(key);
+            if (key !== value || this.opts.es5) {
+                code.push(":");
+                (0, code_1.addCodeArg)(code, value);
+            }
+        }
+        code.push("}");
+        return new code_1._Code(code);
+    }
+    // `if` clause (or statement if `thenBody` and, optionally, `elseBody` are passed)
+    if(condition, thenBody, elseBody) {
+        this._blockNode(new If(condition));
+        if (thenBody && elseBody) {
+            this.code(thenBody).else().code(elseBody).endIf();
+        }
+        else if (thenBody) {
+            this.code(thenBody).endIf();
+        }
+        else if (elseBody) {
+            throw new Error('CodeGen: "else" body without "then" body');
+        }
+        return this;
+    }
+    // `else if` clause - invalid without `if` or after `else` clauses
+    elseIf(condition) {
+        return this._elseNode(new If(condition));
+    }
+    // `else` clause - only valid after `if` or `else if` clauses
+    else() {
+        return this._elseNode(new Else());
+    }
+    // end `if` statement (needed if gen.if was used only with condition)
+    endIf() {
+        return this._endBlockNode(If, Else);
+    }
+    _for(node, forBody) {
+        this._blockNode(node);
+        if (forBody)
+            this.code(forBody).endFor();
+        return this;
+    }
+    // a generic `for` clause (or statement if `forBody` is passed)
+    for(iteration, forBody) {
+        return this._for(new ForLoop(iteration), forBody);
+    }
+    // `for` statement for a range of values
+    forRange(nameOrPrefix, from, to, forBody, varKind = this.opts.es5 ? scope_1.varKinds.var : scope_1.varKinds.let) {
+        const name = this._scope.toName(nameOrPrefix);
+        return this._for(new ForRange(varKind, name, from, to), () => forBody(name));
+    }
+    // `for-of` statement (in es5 mode replace with a normal for loop)
+    forOf(nameOrPrefix, iterable, forBody, varKind = scope_1.varKinds.const) {
+        const name = this._scope.toName(nameOrPrefix);
+        if (this.opts.es5) {
+            const arr = iterable instanceof code_1.Name ? iterable : this.var("_arr", iterable);
+            return this.forRange("_i", 0, (0, code_1._) `${arr}.length`, (i) => {
+                this.var(name, (0, code_1._) `${arr}[${i}]`);
+                forBody(name);
+            });
+        }
+        return this._for(new ForIter("of", varKind, name, iterable), () => forBody(name));
+    }
+    // `for-in` statement.
+    // With option `ownProperties` replaced with a `for-of` loop for object keys
+    forIn(nameOrPrefix, obj, forBody, varKind = this.opts.es5 ? scope_1.varKinds.var : scope_1.varKinds.const) {
+        if (this.opts.ownProperties) {
+            return this.forOf(nameOrPrefix, (0, code_1._) `Object.keys(${obj})`, forBody);
+        }
+        const name = this._scope.toName(nameOrPrefix);
+        return this._for(new ForIter("in", varKind, name, obj), () => forBody(name));
+    }
+    // end `for` loop
+    endFor() {
+        return this._endBlockNode(For);
+    }
+    // `label` statement
+    label(label) {
+        return this._leafNode(new Label(label));
+    }
+    // `break` statement
+    break(label) {
+        return this._leafNode(new Break(label));
+    }
+    // `return` statement
+    return(value) {
+        const node = new Return();
+        this._blockNode(node);
+        this.code(value);
+        if (node.nodes.length !== 1)
+            throw new Error('CodeGen: "return" should have one node');
+        return this._endBlockNode(Return);
+    }
+    // `try` statement
+    try(tryBody, catchCode, finallyCode) {
+        if (!catchCode && !finallyCode)
+            throw new Error('CodeGen: "try" without "catch" and "finally"');
+        const node = new Try();
+        this._blockNode(node);
+        this.code(tryBody);
+        if (catchCode) {
+            const error = this.name("e");
+            this._currNode = node.catch = new Catch(error);
+            catchCode(error);
+        }
+        if (finallyCode) {
+            this._currNode = node.finally = new Finally();
+            this.code(finallyCode);
+        }
+        return this._endBlockNode(Catch, Finally);
+    }
+    // `throw` statement
+    throw(error) {
+        return this._leafNode(new Throw(error));
+    }
+    // start self-balancing block
+    block(body, nodeCount) {
+        this._blockStarts.push(this._nodes.length);
+        if (body)
+            this.code(body).endBlock(nodeCount);
+        return this;
+    }
+    // end the current self-balancing block
+    endBlock(nodeCount) {
+        const len = this._blockStarts.pop();
+        if (len === undefined)
+            throw new Error("CodeGen: not in self-balancing block");
+        const toClose = this._nodes.length - len;
+        if (toClose < 0 || (nodeCount !== undefined && toClose !== nodeCount)) {
+            throw new Error(`CodeGen: wrong number of nodes: ${toClose} vs ${nodeCount} expected`);
+        }
+        this._nodes.length = len;
+        return this;
+    }
+    // `function` heading (or definition if funcBody is passed)
+    func(name, args = code_1.nil, async, funcBody) {
+        this._blockNode(new Func(name, args, async));
+        if (funcBody)
+            this.code(funcBody).endFunc();
+        return this;
+    }
+    // end function definition
+    endFunc() {
+        return this._endBlockNode(Func);
+    }
+    optimize(n = 1) {
+        while (n-- > 0) {
+            this._root.optimizeNodes();
+            this._root.optimizeNames(this._root.names, this._constants);
+        }
+    }
+    _leafNode(node) {
+        this._currNode.nodes.push(node);
+        return this;
+    }
+    _blockNode(node) {
+        this._currNode.nodes.push(node);
+        this._nodes.push(node);
+    }
+    _endBlockNode(N1, N2) {
+        const n = this._currNode;
+        if (n instanceof N1 || (N2 && n instanceof N2)) {
+            this._nodes.pop();
+            return this;
+        }
+        throw new Error(`CodeGen: not in block "${N2 ? `${N1.kind}/${N2.kind}` : N1.kind}"`);
+    }
+    _elseNode(node) {
+        const n = this._currNode;
+        if (!(n instanceof If)) {
+            throw new Error('CodeGen: "else" without "if"');
+        }
+        this._currNode = n.else = node;
+        return this;
+    }
+    get _root() {
+        return this._nodes[0];
+    }
+    get _currNode() {
+        const ns = this._nodes;
+        return ns[ns.length - 1];
+    }
+    set _currNode(node) {
+        const ns = this._nodes;
+        ns[ns.length - 1] = node;
+    }
+}
+exports.CodeGen = CodeGen;
+function addNames(names, from) {
+    for (const n in from)
+        names[n] = (names[n] || 0) + (from[n] || 0);
+    return names;
+}
+function addExprNames(names, from) {
+    return from instanceof code_1._CodeOrName ? addNames(names, from.names) : names;
+}
+function optimizeExpr(expr, names, constants) {
+    if (expr instanceof code_1.Name)
+        return replaceName(expr);
+    if (!canOptimize(expr))
+        return expr;
+    return new code_1._Code(expr._items.reduce((items, c) => {
+        if (c instanceof code_1.Name)
+            c = replaceName(c);
+        if (c instanceof code_1._Code)
+            items.push(...c._items);
+        else
+            items.push(c);
+        return items;
+    }, []));
+    function replaceName(n) {
+        const c = constants[n.str];
+        if (c === undefined || names[n.str] !== 1)
+            return n;
+        delete names[n.str];
+        return c;
+    }
+    function canOptimize(e) {
+        return (e instanceof code_1._Code &&
+            e._items.some((c) => c instanceof code_1.Name && names[c.str] === 1 && constants[c.str] !== undefined));
+    }
+}
+function subtractNames(names, from) {
+    for (const n in from)
+        names[n] = (names[n] || 0) - (from[n] || 0);
+}
+function not(x) {
+    return typeof x == "boolean" || typeof x == "number" || x === null ? !x : (0, code_1._) `!${par(x)}`;
+}
+exports.not = not;
+const andCode = mappend(exports.operators.AND);
+// boolean AND (&&) expression with the passed arguments
+function and(...args) {
+    return args.reduce(andCode);
+}
+exports.and = and;
+const orCode = mappend(exports.operators.OR);
+// boolean OR (||) expression with the passed arguments
+function or(...args) {
+    return args.reduce(orCode);
+}
+exports.or = or;
+function mappend(op) {
+    return (x, y) => (x === code_1.nil ? y : y === code_1.nil ? x : (0, code_1._) `${par(x)} ${op} ${par(y)}`);
+}
+function par(x) {
+    return x instanceof code_1.Name ? x : (0, code_1._) `(${x})`;
+}
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 7788:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.ValueScope = exports.ValueScopeName = exports.Scope = exports.varKinds = exports.UsedValueState = void 0;
+const code_1 = __nccwpck_require__(567);
+class ValueError extends Error {
+    constructor(name) {
+        super(`CodeGen: "code" for ${name} not defined`);
+        this.value = name.value;
+    }
+}
+var UsedValueState;
+(function (UsedValueState) {
+    UsedValueState[UsedValueState["Started"] = 0] = "Started";
+    UsedValueState[UsedValueState["Completed"] = 1] = "Completed";
+})(UsedValueState || (exports.UsedValueState = UsedValueState = {}));
+exports.varKinds = {
+    const: new code_1.Name("const"),
+    let: new code_1.Name("let"),
+    var: new code_1.Name("var"),
+};
+class Scope {
+    constructor({ prefixes, parent } = {}) {
+        this._names = {};
+        this._prefixes = prefixes;
+        this._parent = parent;
+    }
+    toName(nameOrPrefix) {
+        return nameOrPrefix instanceof code_1.Name ? nameOrPrefix : this.name(nameOrPrefix);
+    }
+    name(prefix) {
+        return new code_1.Name(this._newName(prefix));
+    }
+    _newName(prefix) {
+        const ng = this._names[prefix] || this._nameGroup(prefix);
+        return `${prefix}${ng.index++}`;
+    }
+    _nameGroup(prefix) {
+        var _a, _b;
+        if (((_b = (_a = this._parent) === null || _a === void 0 ? void 0 : _a._prefixes) === null || _b === void 0 ? void 0 : _b.has(prefix)) || (this._prefixes && !this._prefixes.has(prefix))) {
+            throw new Error(`CodeGen: prefix "${prefix}" is not allowed in this scope`);
+        }
+        return (this._names[prefix] = { prefix, index: 0 });
+    }
+}
+exports.Scope = Scope;
+class ValueScopeName extends code_1.Name {
+    constructor(prefix, nameStr) {
+        super(nameStr);
+        this.prefix = prefix;
+    }
+    setValue(value, { property, itemIndex }) {
+        this.value = value;
+        this.scopePath = (0, code_1._) `.${new code_1.Name(property)}[${itemIndex}]`;
+    }
+}
+exports.ValueScopeName = ValueScopeName;
+const line = (0, code_1._) `\n`;
+class ValueScope extends Scope {
+    constructor(opts) {
+        super(opts);
+        this._values = {};
+        this._scope = opts.scope;
+        this.opts = { ...opts, _n: opts.lines ? line : code_1.nil };
+    }
+    get() {
+        return this._scope;
+    }
+    name(prefix) {
+        return new ValueScopeName(prefix, this._newName(prefix));
+    }
+    value(nameOrPrefix, value) {
+        var _a;
+        if (value.ref === undefined)
+            throw new Error("CodeGen: ref must be passed in value");
+        const name = this.toName(nameOrPrefix);
+        const { prefix } = name;
+        const valueKey = (_a = value.key) !== null && _a !== void 0 ? _a : value.ref;
+        let vs = this._values[prefix];
+        if (vs) {
+            const _name = vs.get(valueKey);
+            if (_name)
+                return _name;
+        }
+        else {
+            vs = this._values[prefix] = new Map();
+        }
+        vs.set(valueKey, name);
+        const s = this._scope[prefix] || (this._scope[prefix] = []);
+        const itemIndex = s.length;
+        s[itemIndex] = value.ref;
+        name.setValue(value, { property: prefix, itemIndex });
+        return name;
+    }
+    getValue(prefix, keyOrRef) {
+        const vs = this._values[prefix];
+        if (!vs)
+            return;
+        return vs.get(keyOrRef);
+    }
+    scopeRefs(scopeName, values = this._values) {
+        return this._reduceValues(values, (name) => {
+            if (name.scopePath === undefined)
+                throw new Error(`CodeGen: name "${name}" has no value`);
+            return (0, code_1._) `${scopeName}${name.scopePath}`;
+        });
+    }
+    scopeCode(values = this._values, usedValues, getCode) {
+        return this._reduceValues(values, (name) => {
+            if (name.value === undefined)
+                throw new Error(`CodeGen: name "${name}" has no value`);
+            return name.value.code;
+        }, usedValues, getCode);
+    }
+    _reduceValues(values, valueCode, usedValues = {}, getCode) {
+        let code = code_1.nil;
+        for (const prefix in values) {
+            const vs = values[prefix];
+            if (!vs)
+                continue;
+            const nameSet = (usedValues[prefix] = usedValues[prefix] || new Map());
+            vs.forEach((name) => {
+                if (nameSet.has(name))
+                    return;
+                nameSet.set(name, UsedValueState.Started);
+                let c = valueCode(name);
+                if (c) {
+                    const def = this.opts.es5 ? exports.varKinds.var : exports.varKinds.const;
+                    code = (0, code_1._) `${code}${def} ${name} = ${c};${this.opts._n}`;
+                }
+                else if ((c = getCode === null || getCode === void 0 ? void 0 : getCode(name))) {
+                    code = (0, code_1._) `${code}${c}${this.opts._n}`;
+                }
+                else {
+                    throw new ValueError(name);
+                }
+                nameSet.set(name, UsedValueState.Completed);
+            });
+        }
+        return code;
+    }
+}
+exports.ValueScope = ValueScope;
+//# sourceMappingURL=scope.js.map
+
+/***/ }),
+
+/***/ 1283:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.extendErrors = exports.resetErrorsCount = exports.reportExtraError = exports.reportError = exports.keyword$DataError = exports.keywordError = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const names_1 = __nccwpck_require__(630);
+exports.keywordError = {
+    message: ({ keyword }) => (0, codegen_1.str) `must pass "${keyword}" keyword validation`,
+};
+exports.keyword$DataError = {
+    message: ({ keyword, schemaType }) => schemaType
+        ? (0, codegen_1.str) `"${keyword}" keyword must be ${schemaType} ($data)`
+        : (0, codegen_1.str) `"${keyword}" keyword is invalid ($data)`,
+};
+function reportError(cxt, error = exports.keywordError, errorPaths, overrideAllErrors) {
+    const { it } = cxt;
+    const { gen, compositeRule, allErrors } = it;
+    const errObj = errorObjectCode(cxt, error, errorPaths);
+    if (overrideAllErrors !== null && overrideAllErrors !== void 0 ? overrideAllErrors : (compositeRule || allErrors)) {
+        addError(gen, errObj);
+    }
+    else {
+        returnErrors(it, (0, codegen_1._) `[${errObj}]`);
+    }
+}
+exports.reportError = reportError;
+function reportExtraError(cxt, error = exports.keywordError, errorPaths) {
+    const { it } = cxt;
+    const { gen, compositeRule, allErrors } = it;
+    const errObj = errorObjectCode(cxt, error, errorPaths);
+    addError(gen, errObj);
+    if (!(compositeRule || allErrors)) {
+        returnErrors(it, names_1.default.vErrors);
+    }
+}
+exports.reportExtraError = reportExtraError;
+function resetErrorsCount(gen, errsCount) {
+    gen.assign(names_1.default.errors, errsCount);
+    gen.if((0, codegen_1._) `${names_1.default.vErrors} !== null`, () => gen.if(errsCount, () => gen.assign((0, codegen_1._) `${names_1.default.vErrors}.length`, errsCount), () => gen.assign(names_1.default.vErrors, null)));
+}
+exports.resetErrorsCount = resetErrorsCount;
+function extendErrors({ gen, keyword, schemaValue, data, errsCount, it, }) {
+    /* istanbul ignore if */
+    if (errsCount === undefined)
+        throw new Error("ajv implementation error");
+    const err = gen.name("err");
+    gen.forRange("i", errsCount, names_1.default.errors, (i) => {
+        gen.const(err, (0, codegen_1._) `${names_1.default.vErrors}[${i}]`);
+        gen.if((0, codegen_1._) `${err}.instancePath === undefined`, () => gen.assign((0, codegen_1._) `${err}.instancePath`, (0, codegen_1.strConcat)(names_1.default.instancePath, it.errorPath)));
+        gen.assign((0, codegen_1._) `${err}.schemaPath`, (0, codegen_1.str) `${it.errSchemaPath}/${keyword}`);
+        if (it.opts.verbose) {
+            gen.assign((0, codegen_1._) `${err}.schema`, schemaValue);
+            gen.assign((0, codegen_1._) `${err}.data`, data);
+        }
+    });
+}
+exports.extendErrors = extendErrors;
+function addError(gen, errObj) {
+    const err = gen.const("err", errObj);
+    gen.if((0, codegen_1._) `${names_1.default.vErrors} === null`, () => gen.assign(names_1.default.vErrors, (0, codegen_1._) `[${err}]`), (0, codegen_1._) `${names_1.default.vErrors}.push(${err})`);
+    gen.code((0, codegen_1._) `${names_1.default.errors}++`);
+}
+function returnErrors(it, errs) {
+    const { gen, validateName, schemaEnv } = it;
+    if (schemaEnv.$async) {
+        gen.throw((0, codegen_1._) `new ${it.ValidationError}(${errs})`);
+    }
+    else {
+        gen.assign((0, codegen_1._) `${validateName}.errors`, errs);
+        gen.return(false);
+    }
+}
+const E = {
+    keyword: new codegen_1.Name("keyword"),
+    schemaPath: new codegen_1.Name("schemaPath"), // also used in JTD errors
+    params: new codegen_1.Name("params"),
+    propertyName: new codegen_1.Name("propertyName"),
+    message: new codegen_1.Name("message"),
+    schema: new codegen_1.Name("schema"),
+    parentSchema: new codegen_1.Name("parentSchema"),
+};
+function errorObjectCode(cxt, error, errorPaths) {
+    const { createErrors } = cxt.it;
+    if (createErrors === false)
+        return (0, codegen_1._) `{}`;
+    return errorObject(cxt, error, errorPaths);
+}
+function errorObject(cxt, error, errorPaths = {}) {
+    const { gen, it } = cxt;
+    const keyValues = [
+        errorInstancePath(it, errorPaths),
+        errorSchemaPath(cxt, errorPaths),
+    ];
+    extraErrorProps(cxt, error, keyValues);
+    return gen.object(...keyValues);
+}
+function errorInstancePath({ errorPath }, { instancePath }) {
+    const instPath = instancePath
+        ? (0, codegen_1.str) `${errorPath}${(0, util_1.getErrorPath)(instancePath, util_1.Type.Str)}`
+        : errorPath;
+    return [names_1.default.instancePath, (0, codegen_1.strConcat)(names_1.default.instancePath, instPath)];
+}
+function errorSchemaPath({ keyword, it: { errSchemaPath } }, { schemaPath, parentSchema }) {
+    let schPath = parentSchema ? errSchemaPath : (0, codegen_1.str) `${errSchemaPath}/${keyword}`;
+    if (schemaPath) {
+        schPath = (0, codegen_1.str) `${schPath}${(0, util_1.getErrorPath)(schemaPath, util_1.Type.Str)}`;
+    }
+    return [E.schemaPath, schPath];
+}
+function extraErrorProps(cxt, { params, message }, keyValues) {
+    const { keyword, data, schemaValue, it } = cxt;
+    const { opts, propertyName, topSchemaRef, schemaPath } = it;
+    keyValues.push([E.keyword, keyword], [E.params, typeof params == "function" ? params(cxt) : params || (0, codegen_1._) `{}`]);
+    if (opts.messages) {
+        keyValues.push([E.message, typeof message == "function" ? message(cxt) : message]);
+    }
+    if (opts.verbose) {
+        keyValues.push([E.schema, schemaValue], [E.parentSchema, (0, codegen_1._) `${topSchemaRef}${schemaPath}`], [names_1.default.data, data]);
+    }
+    if (propertyName)
+        keyValues.push([E.propertyName, propertyName]);
+}
+//# sourceMappingURL=errors.js.map
+
+/***/ }),
+
+/***/ 2718:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.resolveSchema = exports.getCompilingSchema = exports.resolveRef = exports.compileSchema = exports.SchemaEnv = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const validation_error_1 = __nccwpck_require__(3021);
+const names_1 = __nccwpck_require__(630);
+const resolve_1 = __nccwpck_require__(4090);
+const util_1 = __nccwpck_require__(4464);
+const validate_1 = __nccwpck_require__(7881);
+class SchemaEnv {
+    constructor(env) {
+        var _a;
+        this.refs = {};
+        this.dynamicAnchors = {};
+        let schema;
+        if (typeof env.schema == "object")
+            schema = env.schema;
+        this.schema = env.schema;
+        this.schemaId = env.schemaId;
+        this.root = env.root || this;
+        this.baseId = (_a = env.baseId) !== null && _a !== void 0 ? _a : (0, resolve_1.normalizeId)(schema === null || schema === void 0 ? void 0 : schema[env.schemaId || "$id"]);
+        this.schemaPath = env.schemaPath;
+        this.localRefs = env.localRefs;
+        this.meta = env.meta;
+        this.$async = schema === null || schema === void 0 ? void 0 : schema.$async;
+        this.refs = {};
+    }
+}
+exports.SchemaEnv = SchemaEnv;
+// let codeSize = 0
+// let nodeCount = 0
+// Compiles schema in SchemaEnv
+function compileSchema(sch) {
+    // TODO refactor - remove compilations
+    const _sch = getCompilingSchema.call(this, sch);
+    if (_sch)
+        return _sch;
+    const rootId = (0, resolve_1.getFullPath)(this.opts.uriResolver, sch.root.baseId); // TODO if getFullPath removed 1 tests fails
+    const { es5, lines } = this.opts.code;
+    const { ownProperties } = this.opts;
+    const gen = new codegen_1.CodeGen(this.scope, { es5, lines, ownProperties });
+    let _ValidationError;
+    if (sch.$async) {
+        _ValidationError = gen.scopeValue("Error", {
+            ref: validation_error_1.default,
+            code: (0, codegen_1._) `require("ajv/dist/runtime/validation_error").default`,
+        });
+    }
+    const validateName = gen.scopeName("validate");
+    sch.validateName = validateName;
+    const schemaCxt = {
+        gen,
+        allErrors: this.opts.allErrors,
+        data: names_1.default.data,
+        parentData: names_1.default.parentData,
+        parentDataProperty: names_1.default.parentDataProperty,
+        dataNames: [names_1.default.data],
+        dataPathArr: [codegen_1.nil], // TODO can its length be used as dataLevel if nil is removed?
+        dataLevel: 0,
+        dataTypes: [],
+        definedProperties: new Set(),
+        topSchemaRef: gen.scopeValue("schema", this.opts.code.source === true
+            ? { ref: sch.schema, code: (0, codegen_1.stringify)(sch.schema) }
+            : { ref: sch.schema }),
+        validateName,
+        ValidationError: _ValidationError,
+        schema: sch.schema,
+        schemaEnv: sch,
+        rootId,
+        baseId: sch.baseId || rootId,
+        schemaPath: codegen_1.nil,
+        errSchemaPath: sch.schemaPath || (this.opts.jtd ? "" : "#"),
+        errorPath: (0, codegen_1._) `""`,
+        opts: this.opts,
+        self: this,
+    };
+    let sourceCode;
+    try {
+        this._compilations.add(sch);
+        (0, validate_1.validateFunctionCode)(schemaCxt);
+        gen.optimize(this.opts.code.optimize);
+        // gen.optimize(1)
+        const validateCode = gen.toString();
+        sourceCode = `${gen.scopeRefs(names_1.default.scope)}return ${validateCode}`;
+        // console.log((codeSize += sourceCode.length), (nodeCount += gen.nodeCount))
+        if (this.opts.code.process)
+            sourceCode = this.opts.code.process(sourceCode, sch);
+        // console.log("\n\n\n *** \n", sourceCode)
+        const makeValidate = new Function(`${names_1.default.self}`, `${names_1.default.scope}`, sourceCode);
+        const validate = makeValidate(this, this.scope.get());
+        this.scope.value(validateName, { ref: validate });
+        validate.errors = null;
+        validate.schema = sch.schema;
+        validate.schemaEnv = sch;
+        if (sch.$async)
+            validate.$async = true;
+        if (this.opts.code.source === true) {
+            validate.source = { validateName, validateCode, scopeValues: gen._values };
+        }
+        if (this.opts.unevaluated) {
+            const { props, items } = schemaCxt;
+            validate.evaluated = {
+                props: props instanceof codegen_1.Name ? undefined : props,
+                items: items instanceof codegen_1.Name ? undefined : items,
+                dynamicProps: props instanceof codegen_1.Name,
+                dynamicItems: items instanceof codegen_1.Name,
+            };
+            if (validate.source)
+                validate.source.evaluated = (0, codegen_1.stringify)(validate.evaluated);
+        }
+        sch.validate = validate;
+        return sch;
+    }
+    catch (e) {
+        delete sch.validate;
+        delete sch.validateName;
+        if (sourceCode)
+            this.logger.error("Error compiling schema, function code:", sourceCode);
+        // console.log("\n\n\n *** \n", sourceCode, this.opts)
+        throw e;
+    }
+    finally {
+        this._compilations.delete(sch);
+    }
+}
+exports.compileSchema = compileSchema;
+function resolveRef(root, baseId, ref) {
+    var _a;
+    ref = (0, resolve_1.resolveUrl)(this.opts.uriResolver, baseId, ref);
+    const schOrFunc = root.refs[ref];
+    if (schOrFunc)
+        return schOrFunc;
+    let _sch = resolve.call(this, root, ref);
+    if (_sch === undefined) {
+        const schema = (_a = root.localRefs) === null || _a === void 0 ? void 0 : _a[ref]; // TODO maybe localRefs should hold SchemaEnv
+        const { schemaId } = this.opts;
+        if (schema)
+            _sch = new SchemaEnv({ schema, schemaId, root, baseId });
+    }
+    if (_sch === undefined)
+        return;
+    return (root.refs[ref] = inlineOrCompile.call(this, _sch));
+}
+exports.resolveRef = resolveRef;
+function inlineOrCompile(sch) {
+    if ((0, resolve_1.inlineRef)(sch.schema, this.opts.inlineRefs))
+        return sch.schema;
+    return sch.validate ? sch : compileSchema.call(this, sch);
+}
+// Index of schema compilation in the currently compiled list
+function getCompilingSchema(schEnv) {
+    for (const sch of this._compilations) {
+        if (sameSchemaEnv(sch, schEnv))
+            return sch;
+    }
+}
+exports.getCompilingSchema = getCompilingSchema;
+function sameSchemaEnv(s1, s2) {
+    return s1.schema === s2.schema && s1.root === s2.root && s1.baseId === s2.baseId;
+}
+// resolve and compile the references ($ref)
+// TODO returns AnySchemaObject (if the schema can be inlined) or validation function
+function resolve(root, // information about the root schema for the current schema
+ref // reference to resolve
+) {
+    let sch;
+    while (typeof (sch = this.refs[ref]) == "string")
+        ref = sch;
+    return sch || this.schemas[ref] || resolveSchema.call(this, root, ref);
+}
+// Resolve schema, its root and baseId
+function resolveSchema(root, // root object with properties schema, refs TODO below SchemaEnv is assigned to it
+ref // reference to resolve
+) {
+    const p = this.opts.uriResolver.parse(ref);
+    const refPath = (0, resolve_1._getFullPath)(this.opts.uriResolver, p);
+    let baseId = (0, resolve_1.getFullPath)(this.opts.uriResolver, root.baseId, undefined);
+    // TODO `Object.keys(root.schema).length > 0` should not be needed - but removing breaks 2 tests
+    if (Object.keys(root.schema).length > 0 && refPath === baseId) {
+        return getJsonPointer.call(this, p, root);
+    }
+    const id = (0, resolve_1.normalizeId)(refPath);
+    const schOrRef = this.refs[id] || this.schemas[id];
+    if (typeof schOrRef == "string") {
+        const sch = resolveSchema.call(this, root, schOrRef);
+        if (typeof (sch === null || sch === void 0 ? void 0 : sch.schema) !== "object")
+            return;
+        return getJsonPointer.call(this, p, sch);
+    }
+    if (typeof (schOrRef === null || schOrRef === void 0 ? void 0 : schOrRef.schema) !== "object")
+        return;
+    if (!schOrRef.validate)
+        compileSchema.call(this, schOrRef);
+    if (id === (0, resolve_1.normalizeId)(ref)) {
+        const { schema } = schOrRef;
+        const { schemaId } = this.opts;
+        const schId = schema[schemaId];
+        if (schId)
+            baseId = (0, resolve_1.resolveUrl)(this.opts.uriResolver, baseId, schId);
+        return new SchemaEnv({ schema, schemaId, root, baseId });
+    }
+    return getJsonPointer.call(this, p, schOrRef);
+}
+exports.resolveSchema = resolveSchema;
+const PREVENT_SCOPE_CHANGE = new Set([
+    "properties",
+    "patternProperties",
+    "enum",
+    "dependencies",
+    "definitions",
+]);
+function getJsonPointer(parsedRef, { baseId, schema, root }) {
+    var _a;
+    if (((_a = parsedRef.fragment) === null || _a === void 0 ? void 0 : _a[0]) !== "/")
+        return;
+    for (const part of parsedRef.fragment.slice(1).split("/")) {
+        if (typeof schema === "boolean")
+            return;
+        const partSchema = schema[(0, util_1.unescapeFragment)(part)];
+        if (partSchema === undefined)
+            return;
+        schema = partSchema;
+        // TODO PREVENT_SCOPE_CHANGE could be defined in keyword def?
+        const schId = typeof schema === "object" && schema[this.opts.schemaId];
+        if (!PREVENT_SCOPE_CHANGE.has(part) && schId) {
+            baseId = (0, resolve_1.resolveUrl)(this.opts.uriResolver, baseId, schId);
+        }
+    }
+    let env;
+    if (typeof schema != "boolean" && schema.$ref && !(0, util_1.schemaHasRulesButRef)(schema, this.RULES)) {
+        const $ref = (0, resolve_1.resolveUrl)(this.opts.uriResolver, baseId, schema.$ref);
+        env = resolveSchema.call(this, root, $ref);
+    }
+    // even though resolution failed we need to return SchemaEnv to throw exception
+    // so that compileAsync loads missing schema.
+    const { schemaId } = this.opts;
+    env = env || new SchemaEnv({ schema, schemaId, root, baseId });
+    if (env.schema !== env.root.schema)
+        return env;
+    return undefined;
+}
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 630:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const names = {
+    // validation function arguments
+    data: new codegen_1.Name("data"), // data passed to validation function
+    // args passed from referencing schema
+    valCxt: new codegen_1.Name("valCxt"), // validation/data context - should not be used directly, it is destructured to the names below
+    instancePath: new codegen_1.Name("instancePath"),
+    parentData: new codegen_1.Name("parentData"),
+    parentDataProperty: new codegen_1.Name("parentDataProperty"),
+    rootData: new codegen_1.Name("rootData"), // root data - same as the data passed to the first/top validation function
+    dynamicAnchors: new codegen_1.Name("dynamicAnchors"), // used to support recursiveRef and dynamicRef
+    // function scoped variables
+    vErrors: new codegen_1.Name("vErrors"), // null or array of validation errors
+    errors: new codegen_1.Name("errors"), // counter of validation errors
+    this: new codegen_1.Name("this"),
+    // "globals"
+    self: new codegen_1.Name("self"),
+    scope: new codegen_1.Name("scope"),
+    // JTD serialize/parse name for JSON string and position
+    json: new codegen_1.Name("json"),
+    jsonPos: new codegen_1.Name("jsonPos"),
+    jsonLen: new codegen_1.Name("jsonLen"),
+    jsonPart: new codegen_1.Name("jsonPart"),
+};
+exports["default"] = names;
+//# sourceMappingURL=names.js.map
+
+/***/ }),
+
+/***/ 3162:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const resolve_1 = __nccwpck_require__(4090);
+class MissingRefError extends Error {
+    constructor(resolver, baseId, ref, msg) {
+        super(msg || `can't resolve reference ${ref} from id ${baseId}`);
+        this.missingRef = (0, resolve_1.resolveUrl)(resolver, baseId, ref);
+        this.missingSchema = (0, resolve_1.normalizeId)((0, resolve_1.getFullPath)(resolver, this.missingRef));
+    }
+}
+exports["default"] = MissingRefError;
+//# sourceMappingURL=ref_error.js.map
+
+/***/ }),
+
+/***/ 4090:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.getSchemaRefs = exports.resolveUrl = exports.normalizeId = exports._getFullPath = exports.getFullPath = exports.inlineRef = void 0;
+const util_1 = __nccwpck_require__(4464);
+const equal = __nccwpck_require__(3430);
+const traverse = __nccwpck_require__(1167);
+// TODO refactor to use keyword definitions
+const SIMPLE_INLINED = new Set([
+    "type",
+    "format",
+    "pattern",
+    "maxLength",
+    "minLength",
+    "maxProperties",
+    "minProperties",
+    "maxItems",
+    "minItems",
+    "maximum",
+    "minimum",
+    "uniqueItems",
+    "multipleOf",
+    "required",
+    "enum",
+    "const",
+]);
+function inlineRef(schema, limit = true) {
+    if (typeof schema == "boolean")
+        return true;
+    if (limit === true)
+        return !hasRef(schema);
+    if (!limit)
+        return false;
+    return countKeys(schema) <= limit;
+}
+exports.inlineRef = inlineRef;
+const REF_KEYWORDS = new Set([
+    "$ref",
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+]);
+function hasRef(schema) {
+    for (const key in schema) {
+        if (REF_KEYWORDS.has(key))
+            return true;
+        const sch = schema[key];
+        if (Array.isArray(sch) && sch.some(hasRef))
+            return true;
+        if (typeof sch == "object" && hasRef(sch))
+            return true;
+    }
+    return false;
+}
+function countKeys(schema) {
+    let count = 0;
+    for (const key in schema) {
+        if (key === "$ref")
+            return Infinity;
+        count++;
+        if (SIMPLE_INLINED.has(key))
+            continue;
+        if (typeof schema[key] == "object") {
+            (0, util_1.eachItem)(schema[key], (sch) => (count += countKeys(sch)));
+        }
+        if (count === Infinity)
+            return Infinity;
+    }
+    return count;
+}
+function getFullPath(resolver, id = "", normalize) {
+    if (normalize !== false)
+        id = normalizeId(id);
+    const p = resolver.parse(id);
+    return _getFullPath(resolver, p);
+}
+exports.getFullPath = getFullPath;
+function _getFullPath(resolver, p) {
+    const serialized = resolver.serialize(p);
+    return serialized.split("#")[0] + "#";
+}
+exports._getFullPath = _getFullPath;
+const TRAILING_SLASH_HASH = /#\/?$/;
+function normalizeId(id) {
+    return id ? id.replace(TRAILING_SLASH_HASH, "") : "";
+}
+exports.normalizeId = normalizeId;
+function resolveUrl(resolver, baseId, id) {
+    id = normalizeId(id);
+    return resolver.resolve(baseId, id);
+}
+exports.resolveUrl = resolveUrl;
+const ANCHOR = /^[a-z_][-a-z0-9._]*$/i;
+function getSchemaRefs(schema, baseId) {
+    if (typeof schema == "boolean")
+        return {};
+    const { schemaId, uriResolver } = this.opts;
+    const schId = normalizeId(schema[schemaId] || baseId);
+    const baseIds = { "": schId };
+    const pathPrefix = getFullPath(uriResolver, schId, false);
+    const localRefs = {};
+    const schemaRefs = new Set();
+    traverse(schema, { allKeys: true }, (sch, jsonPtr, _, parentJsonPtr) => {
+        if (parentJsonPtr === undefined)
+            return;
+        const fullPath = pathPrefix + jsonPtr;
+        let innerBaseId = baseIds[parentJsonPtr];
+        if (typeof sch[schemaId] == "string")
+            innerBaseId = addRef.call(this, sch[schemaId]);
+        addAnchor.call(this, sch.$anchor);
+        addAnchor.call(this, sch.$dynamicAnchor);
+        baseIds[jsonPtr] = innerBaseId;
+        function addRef(ref) {
+            // eslint-disable-next-line @typescript-eslint/unbound-method
+            const _resolve = this.opts.uriResolver.resolve;
+            ref = normalizeId(innerBaseId ? _resolve(innerBaseId, ref) : ref);
+            if (schemaRefs.has(ref))
+                throw ambiguos(ref);
+            schemaRefs.add(ref);
+            let schOrRef = this.refs[ref];
+            if (typeof schOrRef == "string")
+                schOrRef = this.refs[schOrRef];
+            if (typeof schOrRef == "object") {
+                checkAmbiguosRef(sch, schOrRef.schema, ref);
+            }
+            else if (ref !== normalizeId(fullPath)) {
+                if (ref[0] === "#") {
+                    checkAmbiguosRef(sch, localRefs[ref], ref);
+                    localRefs[ref] = sch;
+                }
+                else {
+                    this.refs[ref] = fullPath;
+                }
+            }
+            return ref;
+        }
+        function addAnchor(anchor) {
+            if (typeof anchor == "string") {
+                if (!ANCHOR.test(anchor))
+                    throw new Error(`invalid anchor "${anchor}"`);
+                addRef.call(this, `#${anchor}`);
+            }
+        }
+    });
+    return localRefs;
+    function checkAmbiguosRef(sch1, sch2, ref) {
+        if (sch2 !== undefined && !equal(sch1, sch2))
+            throw ambiguos(ref);
+    }
+    function ambiguos(ref) {
+        return new Error(`reference "${ref}" resolves to more than one schema`);
+    }
+}
+exports.getSchemaRefs = getSchemaRefs;
+//# sourceMappingURL=resolve.js.map
+
+/***/ }),
+
+/***/ 7353:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.getRules = exports.isJSONType = void 0;
+const _jsonTypes = ["string", "number", "integer", "boolean", "null", "object", "array"];
+const jsonTypes = new Set(_jsonTypes);
+function isJSONType(x) {
+    return typeof x == "string" && jsonTypes.has(x);
+}
+exports.isJSONType = isJSONType;
+function getRules() {
+    const groups = {
+        number: { type: "number", rules: [] },
+        string: { type: "string", rules: [] },
+        array: { type: "array", rules: [] },
+        object: { type: "object", rules: [] },
+    };
+    return {
+        types: { ...groups, integer: true, boolean: true, null: true },
+        rules: [{ rules: [] }, groups.number, groups.string, groups.array, groups.object],
+        post: { rules: [] },
+        all: {},
+        keywords: {},
+    };
+}
+exports.getRules = getRules;
+//# sourceMappingURL=rules.js.map
+
+/***/ }),
+
+/***/ 4464:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.checkStrictMode = exports.getErrorPath = exports.Type = exports.useFunc = exports.setEvaluated = exports.evaluatedPropsToName = exports.mergeEvaluated = exports.eachItem = exports.unescapeJsonPointer = exports.escapeJsonPointer = exports.escapeFragment = exports.unescapeFragment = exports.schemaRefOrVal = exports.schemaHasRulesButRef = exports.schemaHasRules = exports.checkUnknownRules = exports.alwaysValidSchema = exports.toHash = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const code_1 = __nccwpck_require__(567);
+// TODO refactor to use Set
+function toHash(arr) {
+    const hash = {};
+    for (const item of arr)
+        hash[item] = true;
+    return hash;
+}
+exports.toHash = toHash;
+function alwaysValidSchema(it, schema) {
+    if (typeof schema == "boolean")
+        return schema;
+    if (Object.keys(schema).length === 0)
+        return true;
+    checkUnknownRules(it, schema);
+    return !schemaHasRules(schema, it.self.RULES.all);
+}
+exports.alwaysValidSchema = alwaysValidSchema;
+function checkUnknownRules(it, schema = it.schema) {
+    const { opts, self } = it;
+    if (!opts.strictSchema)
+        return;
+    if (typeof schema === "boolean")
+        return;
+    const rules = self.RULES.keywords;
+    for (const key in schema) {
+        if (!rules[key])
+            checkStrictMode(it, `unknown keyword: "${key}"`);
+    }
+}
+exports.checkUnknownRules = checkUnknownRules;
+function schemaHasRules(schema, rules) {
+    if (typeof schema == "boolean")
+        return !schema;
+    for (const key in schema)
+        if (rules[key])
+            return true;
+    return false;
+}
+exports.schemaHasRules = schemaHasRules;
+function schemaHasRulesButRef(schema, RULES) {
+    if (typeof schema == "boolean")
+        return !schema;
+    for (const key in schema)
+        if (key !== "$ref" && RULES.all[key])
+            return true;
+    return false;
+}
+exports.schemaHasRulesButRef = schemaHasRulesButRef;
+function schemaRefOrVal({ topSchemaRef, schemaPath }, schema, keyword, $data) {
+    if (!$data) {
+        if (typeof schema == "number" || typeof schema == "boolean")
+            return schema;
+        if (typeof schema == "string")
+            return (0, codegen_1._) `${schema}`;
+    }
+    return (0, codegen_1._) `${topSchemaRef}${schemaPath}${(0, codegen_1.getProperty)(keyword)}`;
+}
+exports.schemaRefOrVal = schemaRefOrVal;
+function unescapeFragment(str) {
+    return unescapeJsonPointer(decodeURIComponent(str));
+}
+exports.unescapeFragment = unescapeFragment;
+function escapeFragment(str) {
+    return encodeURIComponent(escapeJsonPointer(str));
+}
+exports.escapeFragment = escapeFragment;
+function escapeJsonPointer(str) {
+    if (typeof str == "number")
+        return `${str}`;
+    return str.replace(/~/g, "~0").replace(/\//g, "~1");
+}
+exports.escapeJsonPointer = escapeJsonPointer;
+function unescapeJsonPointer(str) {
+    return str.replace(/~1/g, "/").replace(/~0/g, "~");
+}
+exports.unescapeJsonPointer = unescapeJsonPointer;
+function eachItem(xs, f) {
+    if (Array.isArray(xs)) {
+        for (const x of xs)
+            f(x);
+    }
+    else {
+        f(xs);
+    }
+}
+exports.eachItem = eachItem;
+function makeMergeEvaluated({ mergeNames, mergeToName, mergeValues, resultToName, }) {
+    return (gen, from, to, toName) => {
+        const res = to === undefined
+            ? from
+            : to instanceof codegen_1.Name
+                ? (from instanceof codegen_1.Name ? mergeNames(gen, from, to) : mergeToName(gen, from, to), to)
+                : from instanceof codegen_1.Name
+                    ? (mergeToName(gen, to, from), from)
+                    : mergeValues(from, to);
+        return toName === codegen_1.Name && !(res instanceof codegen_1.Name) ? resultToName(gen, res) : res;
+    };
+}
+exports.mergeEvaluated = {
+    props: makeMergeEvaluated({
+        mergeNames: (gen, from, to) => gen.if((0, codegen_1._) `${to} !== true && ${from} !== undefined`, () => {
+            gen.if((0, codegen_1._) `${from} === true`, () => gen.assign(to, true), () => gen.assign(to, (0, codegen_1._) `${to} || {}`).code((0, codegen_1._) `Object.assign(${to}, ${from})`));
+        }),
+        mergeToName: (gen, from, to) => gen.if((0, codegen_1._) `${to} !== true`, () => {
+            if (from === true) {
+                gen.assign(to, true);
+            }
+            else {
+                gen.assign(to, (0, codegen_1._) `${to} || {}`);
+                setEvaluated(gen, to, from);
+            }
+        }),
+        mergeValues: (from, to) => (from === true ? true : { ...from, ...to }),
+        resultToName: evaluatedPropsToName,
+    }),
+    items: makeMergeEvaluated({
+        mergeNames: (gen, from, to) => gen.if((0, codegen_1._) `${to} !== true && ${from} !== undefined`, () => gen.assign(to, (0, codegen_1._) `${from} === true ? true : ${to} > ${from} ? ${to} : ${from}`)),
+        mergeToName: (gen, from, to) => gen.if((0, codegen_1._) `${to} !== true`, () => gen.assign(to, from === true ? true : (0, codegen_1._) `${to} > ${from} ? ${to} : ${from}`)),
+        mergeValues: (from, to) => (from === true ? true : Math.max(from, to)),
+        resultToName: (gen, items) => gen.var("items", items),
+    }),
+};
+function evaluatedPropsToName(gen, ps) {
+    if (ps === true)
+        return gen.var("props", true);
+    const props = gen.var("props", (0, codegen_1._) `{}`);
+    if (ps !== undefined)
+        setEvaluated(gen, props, ps);
+    return props;
+}
+exports.evaluatedPropsToName = evaluatedPropsToName;
+function setEvaluated(gen, props, ps) {
+    Object.keys(ps).forEach((p) => gen.assign((0, codegen_1._) `${props}${(0, codegen_1.getProperty)(p)}`, true));
+}
+exports.setEvaluated = setEvaluated;
+const snippets = {};
+function useFunc(gen, f) {
+    return gen.scopeValue("func", {
+        ref: f,
+        code: snippets[f.code] || (snippets[f.code] = new code_1._Code(f.code)),
+    });
+}
+exports.useFunc = useFunc;
+var Type;
+(function (Type) {
+    Type[Type["Num"] = 0] = "Num";
+    Type[Type["Str"] = 1] = "Str";
+})(Type || (exports.Type = Type = {}));
+function getErrorPath(dataProp, dataPropType, jsPropertySyntax) {
+    // let path
+    if (dataProp instanceof codegen_1.Name) {
+        const isNumber = dataPropType === Type.Num;
+        return jsPropertySyntax
+            ? isNumber
+                ? (0, codegen_1._) `"[" + ${dataProp} + "]"`
+                : (0, codegen_1._) `"['" + ${dataProp} + "']"`
+            : isNumber
+                ? (0, codegen_1._) `"/" + ${dataProp}`
+                : (0, codegen_1._) `"/" + ${dataProp}.replace(/~/g, "~0").replace(/\\//g, "~1")`; // TODO maybe use global escapePointer
+    }
+    return jsPropertySyntax ? (0, codegen_1.getProperty)(dataProp).toString() : "/" + escapeJsonPointer(dataProp);
+}
+exports.getErrorPath = getErrorPath;
+function checkStrictMode(it, msg, mode = it.opts.strictSchema) {
+    if (!mode)
+        return;
+    msg = `strict mode: ${msg}`;
+    if (mode === true)
+        throw new Error(msg);
+    it.self.logger.warn(msg);
+}
+exports.checkStrictMode = checkStrictMode;
+//# sourceMappingURL=util.js.map
+
+/***/ }),
+
+/***/ 7692:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.shouldUseRule = exports.shouldUseGroup = exports.schemaHasRulesForType = void 0;
+function schemaHasRulesForType({ schema, self }, type) {
+    const group = self.RULES.types[type];
+    return group && group !== true && shouldUseGroup(schema, group);
+}
+exports.schemaHasRulesForType = schemaHasRulesForType;
+function shouldUseGroup(schema, group) {
+    return group.rules.some((rule) => shouldUseRule(schema, rule));
+}
+exports.shouldUseGroup = shouldUseGroup;
+function shouldUseRule(schema, rule) {
+    var _a;
+    return (schema[rule.keyword] !== undefined ||
+        ((_a = rule.definition.implements) === null || _a === void 0 ? void 0 : _a.some((kwd) => schema[kwd] !== undefined)));
+}
+exports.shouldUseRule = shouldUseRule;
+//# sourceMappingURL=applicability.js.map
+
+/***/ }),
+
+/***/ 5346:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.boolOrEmptySchema = exports.topBoolOrEmptySchema = void 0;
+const errors_1 = __nccwpck_require__(1283);
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const boolError = {
+    message: "boolean schema is false",
+};
+function topBoolOrEmptySchema(it) {
+    const { gen, schema, validateName } = it;
+    if (schema === false) {
+        falseSchemaError(it, false);
+    }
+    else if (typeof schema == "object" && schema.$async === true) {
+        gen.return(names_1.default.data);
+    }
+    else {
+        gen.assign((0, codegen_1._) `${validateName}.errors`, null);
+        gen.return(true);
+    }
+}
+exports.topBoolOrEmptySchema = topBoolOrEmptySchema;
+function boolOrEmptySchema(it, valid) {
+    const { gen, schema } = it;
+    if (schema === false) {
+        gen.var(valid, false); // TODO var
+        falseSchemaError(it);
+    }
+    else {
+        gen.var(valid, true); // TODO var
+    }
+}
+exports.boolOrEmptySchema = boolOrEmptySchema;
+function falseSchemaError(it, overrideAllErrors) {
+    const { gen, data } = it;
+    // TODO maybe some other interface should be used for non-keyword validation errors...
+    const cxt = {
+        gen,
+        keyword: "false schema",
+        data,
+        schema: false,
+        schemaCode: false,
+        schemaValue: false,
+        params: {},
+        it,
+    };
+    (0, errors_1.reportError)(cxt, boolError, undefined, overrideAllErrors);
+}
+//# sourceMappingURL=boolSchema.js.map
+
+/***/ }),
+
+/***/ 6685:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.reportTypeError = exports.checkDataTypes = exports.checkDataType = exports.coerceAndCheckDataType = exports.getJSONTypes = exports.getSchemaTypes = exports.DataType = void 0;
+const rules_1 = __nccwpck_require__(7353);
+const applicability_1 = __nccwpck_require__(7692);
+const errors_1 = __nccwpck_require__(1283);
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+var DataType;
+(function (DataType) {
+    DataType[DataType["Correct"] = 0] = "Correct";
+    DataType[DataType["Wrong"] = 1] = "Wrong";
+})(DataType || (exports.DataType = DataType = {}));
+function getSchemaTypes(schema) {
+    const types = getJSONTypes(schema.type);
+    const hasNull = types.includes("null");
+    if (hasNull) {
+        if (schema.nullable === false)
+            throw new Error("type: null contradicts nullable: false");
+    }
+    else {
+        if (!types.length && schema.nullable !== undefined) {
+            throw new Error('"nullable" cannot be used without "type"');
+        }
+        if (schema.nullable === true)
+            types.push("null");
+    }
+    return types;
+}
+exports.getSchemaTypes = getSchemaTypes;
+// eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents
+function getJSONTypes(ts) {
+    const types = Array.isArray(ts) ? ts : ts ? [ts] : [];
+    if (types.every(rules_1.isJSONType))
+        return types;
+    throw new Error("type must be JSONType or JSONType[]: " + types.join(","));
+}
+exports.getJSONTypes = getJSONTypes;
+function coerceAndCheckDataType(it, types) {
+    const { gen, data, opts } = it;
+    const coerceTo = coerceToTypes(types, opts.coerceTypes);
+    const checkTypes = types.length > 0 &&
+        !(coerceTo.length === 0 && types.length === 1 && (0, applicability_1.schemaHasRulesForType)(it, types[0]));
+    if (checkTypes) {
+        const wrongType = checkDataTypes(types, data, opts.strictNumbers, DataType.Wrong);
+        gen.if(wrongType, () => {
+            if (coerceTo.length)
+                coerceData(it, types, coerceTo);
+            else
+                reportTypeError(it);
+        });
+    }
+    return checkTypes;
+}
+exports.coerceAndCheckDataType = coerceAndCheckDataType;
+const COERCIBLE = new Set(["string", "number", "integer", "boolean", "null"]);
+function coerceToTypes(types, coerceTypes) {
+    return coerceTypes
+        ? types.filter((t) => COERCIBLE.has(t) || (coerceTypes === "array" && t === "array"))
+        : [];
+}
+function coerceData(it, types, coerceTo) {
+    const { gen, data, opts } = it;
+    const dataType = gen.let("dataType", (0, codegen_1._) `typeof ${data}`);
+    const coerced = gen.let("coerced", (0, codegen_1._) `undefined`);
+    if (opts.coerceTypes === "array") {
+        gen.if((0, codegen_1._) `${dataType} == 'object' && Array.isArray(${data}) && ${data}.length == 1`, () => gen
+            .assign(data, (0, codegen_1._) `${data}[0]`)
+            .assign(dataType, (0, codegen_1._) `typeof ${data}`)
+            .if(checkDataTypes(types, data, opts.strictNumbers), () => gen.assign(coerced, data)));
+    }
+    gen.if((0, codegen_1._) `${coerced} !== undefined`);
+    for (const t of coerceTo) {
+        if (COERCIBLE.has(t) || (t === "array" && opts.coerceTypes === "array")) {
+            coerceSpecificType(t);
+        }
+    }
+    gen.else();
+    reportTypeError(it);
+    gen.endIf();
+    gen.if((0, codegen_1._) `${coerced} !== undefined`, () => {
+        gen.assign(data, coerced);
+        assignParentData(it, coerced);
+    });
+    function coerceSpecificType(t) {
+        switch (t) {
+            case "string":
+                gen
+                    .elseIf((0, codegen_1._) `${dataType} == "number" || ${dataType} == "boolean"`)
+                    .assign(coerced, (0, codegen_1._) `"" + ${data}`)
+                    .elseIf((0, codegen_1._) `${data} === null`)
+                    .assign(coerced, (0, codegen_1._) `""`);
+                return;
+            case "number":
+                gen
+                    .elseIf((0, codegen_1._) `${dataType} == "boolean" || ${data} === null
+              || (${dataType} == "string" && ${data} && ${data} == +${data})`)
+                    .assign(coerced, (0, codegen_1._) `+${data}`);
+                return;
+            case "integer":
+                gen
+                    .elseIf((0, codegen_1._) `${dataType} === "boolean" || ${data} === null
+              || (${dataType} === "string" && ${data} && ${data} == +${data} && !(${data} % 1))`)
+                    .assign(coerced, (0, codegen_1._) `+${data}`);
+                return;
+            case "boolean":
+                gen
+                    .elseIf((0, codegen_1._) `${data} === "false" || ${data} === 0 || ${data} === null`)
+                    .assign(coerced, false)
+                    .elseIf((0, codegen_1._) `${data} === "true" || ${data} === 1`)
+                    .assign(coerced, true);
+                return;
+            case "null":
+                gen.elseIf((0, codegen_1._) `${data} === "" || ${data} === 0 || ${data} === false`);
+                gen.assign(coerced, null);
+                return;
+            case "array":
+                gen
+                    .elseIf((0, codegen_1._) `${dataType} === "string" || ${dataType} === "number"
+              || ${dataType} === "boolean" || ${data} === null`)
+                    .assign(coerced, (0, codegen_1._) `[${data}]`);
+        }
+    }
+}
+function assignParentData({ gen, parentData, parentDataProperty }, expr) {
+    // TODO use gen.property
+    gen.if((0, codegen_1._) `${parentData} !== undefined`, () => gen.assign((0, codegen_1._) `${parentData}[${parentDataProperty}]`, expr));
+}
+function checkDataType(dataType, data, strictNums, correct = DataType.Correct) {
+    const EQ = correct === DataType.Correct ? codegen_1.operators.EQ : codegen_1.operators.NEQ;
+    let cond;
+    switch (dataType) {
+        case "null":
+            return (0, codegen_1._) `${data} ${EQ} null`;
+        case "array":
+            cond = (0, codegen_1._) `Array.isArray(${data})`;
+            break;
+        case "object":
+            cond = (0, codegen_1._) `${data} && typeof ${data} == "object" && !Array.isArray(${data})`;
+            break;
+        case "integer":
+            cond = numCond((0, codegen_1._) `!(${data} % 1) && !isNaN(${data})`);
+            break;
+        case "number":
+            cond = numCond();
+            break;
+        default:
+            return (0, codegen_1._) `typeof ${data} ${EQ} ${dataType}`;
+    }
+    return correct === DataType.Correct ? cond : (0, codegen_1.not)(cond);
+    function numCond(_cond = codegen_1.nil) {
+        return (0, codegen_1.and)((0, codegen_1._) `typeof ${data} == "number"`, _cond, strictNums ? (0, codegen_1._) `isFinite(${data})` : codegen_1.nil);
+    }
+}
+exports.checkDataType = checkDataType;
+function checkDataTypes(dataTypes, data, strictNums, correct) {
+    if (dataTypes.length === 1) {
+        return checkDataType(dataTypes[0], data, strictNums, correct);
+    }
+    let cond;
+    const types = (0, util_1.toHash)(dataTypes);
+    if (types.array && types.object) {
+        const notObj = (0, codegen_1._) `typeof ${data} != "object"`;
+        cond = types.null ? notObj : (0, codegen_1._) `!${data} || ${notObj}`;
+        delete types.null;
+        delete types.array;
+        delete types.object;
+    }
+    else {
+        cond = codegen_1.nil;
+    }
+    if (types.number)
+        delete types.integer;
+    for (const t in types)
+        cond = (0, codegen_1.and)(cond, checkDataType(t, data, strictNums, correct));
+    return cond;
+}
+exports.checkDataTypes = checkDataTypes;
+const typeError = {
+    message: ({ schema }) => `must be ${schema}`,
+    params: ({ schema, schemaValue }) => typeof schema == "string" ? (0, codegen_1._) `{type: ${schema}}` : (0, codegen_1._) `{type: ${schemaValue}}`,
+};
+function reportTypeError(it) {
+    const cxt = getTypeErrorContext(it);
+    (0, errors_1.reportError)(cxt, typeError);
+}
+exports.reportTypeError = reportTypeError;
+function getTypeErrorContext(it) {
+    const { gen, data, schema } = it;
+    const schemaCode = (0, util_1.schemaRefOrVal)(it, schema, "type");
+    return {
+        gen,
+        keyword: "type",
+        data,
+        schema: schema.type,
+        schemaCode,
+        schemaValue: schemaCode,
+        parentSchema: schema,
+        params: {},
+        it,
+    };
+}
+//# sourceMappingURL=dataType.js.map
+
+/***/ }),
+
+/***/ 1699:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.assignDefaults = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+function assignDefaults(it, ty) {
+    const { properties, items } = it.schema;
+    if (ty === "object" && properties) {
+        for (const key in properties) {
+            assignDefault(it, key, properties[key].default);
+        }
+    }
+    else if (ty === "array" && Array.isArray(items)) {
+        items.forEach((sch, i) => assignDefault(it, i, sch.default));
+    }
+}
+exports.assignDefaults = assignDefaults;
+function assignDefault(it, prop, defaultValue) {
+    const { gen, compositeRule, data, opts } = it;
+    if (defaultValue === undefined)
+        return;
+    const childData = (0, codegen_1._) `${data}${(0, codegen_1.getProperty)(prop)}`;
+    if (compositeRule) {
+        (0, util_1.checkStrictMode)(it, `default is ignored for: ${childData}`);
+        return;
+    }
+    let condition = (0, codegen_1._) `${childData} === undefined`;
+    if (opts.useDefaults === "empty") {
+        condition = (0, codegen_1._) `${condition} || ${childData} === null || ${childData} === ""`;
+    }
+    // `${childData} === undefined` +
+    // (opts.useDefaults === "empty" ? ` || ${childData} === null || ${childData} === ""` : "")
+    gen.if(condition, (0, codegen_1._) `${childData} = ${(0, codegen_1.stringify)(defaultValue)}`);
+}
+//# sourceMappingURL=defaults.js.map
+
+/***/ }),
+
+/***/ 7881:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.getData = exports.KeywordCxt = exports.validateFunctionCode = void 0;
+const boolSchema_1 = __nccwpck_require__(5346);
+const dataType_1 = __nccwpck_require__(6685);
+const applicability_1 = __nccwpck_require__(7692);
+const dataType_2 = __nccwpck_require__(6685);
+const defaults_1 = __nccwpck_require__(1699);
+const keyword_1 = __nccwpck_require__(5202);
+const subschema_1 = __nccwpck_require__(6200);
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const resolve_1 = __nccwpck_require__(4090);
+const util_1 = __nccwpck_require__(4464);
+const errors_1 = __nccwpck_require__(1283);
+// schema compilation - generates validation function, subschemaCode (below) is used for subschemas
+function validateFunctionCode(it) {
+    if (isSchemaObj(it)) {
+        checkKeywords(it);
+        if (schemaCxtHasRules(it)) {
+            topSchemaObjCode(it);
+            return;
+        }
+    }
+    validateFunction(it, () => (0, boolSchema_1.topBoolOrEmptySchema)(it));
+}
+exports.validateFunctionCode = validateFunctionCode;
+function validateFunction({ gen, validateName, schema, schemaEnv, opts }, body) {
+    if (opts.code.es5) {
+        gen.func(validateName, (0, codegen_1._) `${names_1.default.data}, ${names_1.default.valCxt}`, schemaEnv.$async, () => {
+            gen.code((0, codegen_1._) `"use strict"; ${funcSourceUrl(schema, opts)}`);
+            destructureValCxtES5(gen, opts);
+            gen.code(body);
+        });
+    }
+    else {
+        gen.func(validateName, (0, codegen_1._) `${names_1.default.data}, ${destructureValCxt(opts)}`, schemaEnv.$async, () => gen.code(funcSourceUrl(schema, opts)).code(body));
+    }
+}
+function destructureValCxt(opts) {
+    return (0, codegen_1._) `{${names_1.default.instancePath}="", ${names_1.default.parentData}, ${names_1.default.parentDataProperty}, ${names_1.default.rootData}=${names_1.default.data}${opts.dynamicRef ? (0, codegen_1._) `, ${names_1.default.dynamicAnchors}={}` : codegen_1.nil}}={}`;
+}
+function destructureValCxtES5(gen, opts) {
+    gen.if(names_1.default.valCxt, () => {
+        gen.var(names_1.default.instancePath, (0, codegen_1._) `${names_1.default.valCxt}.${names_1.default.instancePath}`);
+        gen.var(names_1.default.parentData, (0, codegen_1._) `${names_1.default.valCxt}.${names_1.default.parentData}`);
+        gen.var(names_1.default.parentDataProperty, (0, codegen_1._) `${names_1.default.valCxt}.${names_1.default.parentDataProperty}`);
+        gen.var(names_1.default.rootData, (0, codegen_1._) `${names_1.default.valCxt}.${names_1.default.rootData}`);
+        if (opts.dynamicRef)
+            gen.var(names_1.default.dynamicAnchors, (0, codegen_1._) `${names_1.default.valCxt}.${names_1.default.dynamicAnchors}`);
+    }, () => {
+        gen.var(names_1.default.instancePath, (0, codegen_1._) `""`);
+        gen.var(names_1.default.parentData, (0, codegen_1._) `undefined`);
+        gen.var(names_1.default.parentDataProperty, (0, codegen_1._) `undefined`);
+        gen.var(names_1.default.rootData, names_1.default.data);
+        if (opts.dynamicRef)
+            gen.var(names_1.default.dynamicAnchors, (0, codegen_1._) `{}`);
+    });
+}
+function topSchemaObjCode(it) {
+    const { schema, opts, gen } = it;
+    validateFunction(it, () => {
+        if (opts.$comment && schema.$comment)
+            commentKeyword(it);
+        checkNoDefault(it);
+        gen.let(names_1.default.vErrors, null);
+        gen.let(names_1.default.errors, 0);
+        if (opts.unevaluated)
+            resetEvaluated(it);
+        typeAndKeywords(it);
+        returnResults(it);
+    });
+    return;
+}
+function resetEvaluated(it) {
+    // TODO maybe some hook to execute it in the end to check whether props/items are Name, as in assignEvaluated
+    const { gen, validateName } = it;
+    it.evaluated = gen.const("evaluated", (0, codegen_1._) `${validateName}.evaluated`);
+    gen.if((0, codegen_1._) `${it.evaluated}.dynamicProps`, () => gen.assign((0, codegen_1._) `${it.evaluated}.props`, (0, codegen_1._) `undefined`));
+    gen.if((0, codegen_1._) `${it.evaluated}.dynamicItems`, () => gen.assign((0, codegen_1._) `${it.evaluated}.items`, (0, codegen_1._) `undefined`));
+}
+function funcSourceUrl(schema, opts) {
+    const schId = typeof schema == "object" && schema[opts.schemaId];
+    return schId && (opts.code.source || opts.code.process) ? (0, codegen_1._) `/*# sourceURL=${schId} */` : codegen_1.nil;
+}
+// schema compilation - this function is used recursively to generate code for sub-schemas
+function subschemaCode(it, valid) {
+    if (isSchemaObj(it)) {
+        checkKeywords(it);
+        if (schemaCxtHasRules(it)) {
+            subSchemaObjCode(it, valid);
+            return;
+        }
+    }
+    (0, boolSchema_1.boolOrEmptySchema)(it, valid);
+}
+function schemaCxtHasRules({ schema, self }) {
+    if (typeof schema == "boolean")
+        return !schema;
+    for (const key in schema)
+        if (self.RULES.all[key])
+            return true;
+    return false;
+}
+function isSchemaObj(it) {
+    return typeof it.schema != "boolean";
+}
+function subSchemaObjCode(it, valid) {
+    const { schema, gen, opts } = it;
+    if (opts.$comment && schema.$comment)
+        commentKeyword(it);
+    updateContext(it);
+    checkAsyncSchema(it);
+    const errsCount = gen.const("_errs", names_1.default.errors);
+    typeAndKeywords(it, errsCount);
+    // TODO var
+    gen.var(valid, (0, codegen_1._) `${errsCount} === ${names_1.default.errors}`);
+}
+function checkKeywords(it) {
+    (0, util_1.checkUnknownRules)(it);
+    checkRefsAndKeywords(it);
+}
+function typeAndKeywords(it, errsCount) {
+    if (it.opts.jtd)
+        return schemaKeywords(it, [], false, errsCount);
+    const types = (0, dataType_1.getSchemaTypes)(it.schema);
+    const checkedTypes = (0, dataType_1.coerceAndCheckDataType)(it, types);
+    schemaKeywords(it, types, !checkedTypes, errsCount);
+}
+function checkRefsAndKeywords(it) {
+    const { schema, errSchemaPath, opts, self } = it;
+    if (schema.$ref && opts.ignoreKeywordsWithRef && (0, util_1.schemaHasRulesButRef)(schema, self.RULES)) {
+        self.logger.warn(`$ref: keywords ignored in schema at path "${errSchemaPath}"`);
+    }
+}
+function checkNoDefault(it) {
+    const { schema, opts } = it;
+    if (schema.default !== undefined && opts.useDefaults && opts.strictSchema) {
+        (0, util_1.checkStrictMode)(it, "default is ignored in the schema root");
+    }
+}
+function updateContext(it) {
+    const schId = it.schema[it.opts.schemaId];
+    if (schId)
+        it.baseId = (0, resolve_1.resolveUrl)(it.opts.uriResolver, it.baseId, schId);
+}
+function checkAsyncSchema(it) {
+    if (it.schema.$async && !it.schemaEnv.$async)
+        throw new Error("async schema in sync schema");
+}
+function commentKeyword({ gen, schemaEnv, schema, errSchemaPath, opts }) {
+    const msg = schema.$comment;
+    if (opts.$comment === true) {
+        gen.code((0, codegen_1._) `${names_1.default.self}.logger.log(${msg})`);
+    }
+    else if (typeof opts.$comment == "function") {
+        const schemaPath = (0, codegen_1.str) `${errSchemaPath}/$comment`;
+        const rootName = gen.scopeValue("root", { ref: schemaEnv.root });
+        gen.code((0, codegen_1._) `${names_1.default.self}.opts.$comment(${msg}, ${schemaPath}, ${rootName}.schema)`);
+    }
+}
+function returnResults(it) {
+    const { gen, schemaEnv, validateName, ValidationError, opts } = it;
+    if (schemaEnv.$async) {
+        // TODO assign unevaluated
+        gen.if((0, codegen_1._) `${names_1.default.errors} === 0`, () => gen.return(names_1.default.data), () => gen.throw((0, codegen_1._) `new ${ValidationError}(${names_1.default.vErrors})`));
+    }
+    else {
+        gen.assign((0, codegen_1._) `${validateName}.errors`, names_1.default.vErrors);
+        if (opts.unevaluated)
+            assignEvaluated(it);
+        gen.return((0, codegen_1._) `${names_1.default.errors} === 0`);
+    }
+}
+function assignEvaluated({ gen, evaluated, props, items }) {
+    if (props instanceof codegen_1.Name)
+        gen.assign((0, codegen_1._) `${evaluated}.props`, props);
+    if (items instanceof codegen_1.Name)
+        gen.assign((0, codegen_1._) `${evaluated}.items`, items);
+}
+function schemaKeywords(it, types, typeErrors, errsCount) {
+    const { gen, schema, data, allErrors, opts, self } = it;
+    const { RULES } = self;
+    if (schema.$ref && (opts.ignoreKeywordsWithRef || !(0, util_1.schemaHasRulesButRef)(schema, RULES))) {
+        gen.block(() => keywordCode(it, "$ref", RULES.all.$ref.definition)); // TODO typecast
+        return;
+    }
+    if (!opts.jtd)
+        checkStrictTypes(it, types);
+    gen.block(() => {
+        for (const group of RULES.rules)
+            groupKeywords(group);
+        groupKeywords(RULES.post);
+    });
+    function groupKeywords(group) {
+        if (!(0, applicability_1.shouldUseGroup)(schema, group))
+            return;
+        if (group.type) {
+            gen.if((0, dataType_2.checkDataType)(group.type, data, opts.strictNumbers));
+            iterateKeywords(it, group);
+            if (types.length === 1 && types[0] === group.type && typeErrors) {
+                gen.else();
+                (0, dataType_2.reportTypeError)(it);
+            }
+            gen.endIf();
+        }
+        else {
+            iterateKeywords(it, group);
+        }
+        // TODO make it "ok" call?
+        if (!allErrors)
+            gen.if((0, codegen_1._) `${names_1.default.errors} === ${errsCount || 0}`);
+    }
+}
+function iterateKeywords(it, group) {
+    const { gen, schema, opts: { useDefaults }, } = it;
+    if (useDefaults)
+        (0, defaults_1.assignDefaults)(it, group.type);
+    gen.block(() => {
+        for (const rule of group.rules) {
+            if ((0, applicability_1.shouldUseRule)(schema, rule)) {
+                keywordCode(it, rule.keyword, rule.definition, group.type);
+            }
+        }
+    });
+}
+function checkStrictTypes(it, types) {
+    if (it.schemaEnv.meta || !it.opts.strictTypes)
+        return;
+    checkContextTypes(it, types);
+    if (!it.opts.allowUnionTypes)
+        checkMultipleTypes(it, types);
+    checkKeywordTypes(it, it.dataTypes);
+}
+function checkContextTypes(it, types) {
+    if (!types.length)
+        return;
+    if (!it.dataTypes.length) {
+        it.dataTypes = types;
+        return;
+    }
+    types.forEach((t) => {
+        if (!includesType(it.dataTypes, t)) {
+            strictTypesError(it, `type "${t}" not allowed by context "${it.dataTypes.join(",")}"`);
+        }
+    });
+    narrowSchemaTypes(it, types);
+}
+function checkMultipleTypes(it, ts) {
+    if (ts.length > 1 && !(ts.length === 2 && ts.includes("null"))) {
+        strictTypesError(it, "use allowUnionTypes to allow union type keyword");
+    }
+}
+function checkKeywordTypes(it, ts) {
+    const rules = it.self.RULES.all;
+    for (const keyword in rules) {
+        const rule = rules[keyword];
+        if (typeof rule == "object" && (0, applicability_1.shouldUseRule)(it.schema, rule)) {
+            const { type } = rule.definition;
+            if (type.length && !type.some((t) => hasApplicableType(ts, t))) {
+                strictTypesError(it, `missing type "${type.join(",")}" for keyword "${keyword}"`);
+            }
+        }
+    }
+}
+function hasApplicableType(schTs, kwdT) {
+    return schTs.includes(kwdT) || (kwdT === "number" && schTs.includes("integer"));
+}
+function includesType(ts, t) {
+    return ts.includes(t) || (t === "integer" && ts.includes("number"));
+}
+function narrowSchemaTypes(it, withTypes) {
+    const ts = [];
+    for (const t of it.dataTypes) {
+        if (includesType(withTypes, t))
+            ts.push(t);
+        else if (withTypes.includes("integer") && t === "number")
+            ts.push("integer");
+    }
+    it.dataTypes = ts;
+}
+function strictTypesError(it, msg) {
+    const schemaPath = it.schemaEnv.baseId + it.errSchemaPath;
+    msg += ` at "${schemaPath}" (strictTypes)`;
+    (0, util_1.checkStrictMode)(it, msg, it.opts.strictTypes);
+}
+class KeywordCxt {
+    constructor(it, def, keyword) {
+        (0, keyword_1.validateKeywordUsage)(it, def, keyword);
+        this.gen = it.gen;
+        this.allErrors = it.allErrors;
+        this.keyword = keyword;
+        this.data = it.data;
+        this.schema = it.schema[keyword];
+        this.$data = def.$data && it.opts.$data && this.schema && this.schema.$data;
+        this.schemaValue = (0, util_1.schemaRefOrVal)(it, this.schema, keyword, this.$data);
+        this.schemaType = def.schemaType;
+        this.parentSchema = it.schema;
+        this.params = {};
+        this.it = it;
+        this.def = def;
+        if (this.$data) {
+            this.schemaCode = it.gen.const("vSchema", getData(this.$data, it));
+        }
+        else {
+            this.schemaCode = this.schemaValue;
+            if (!(0, keyword_1.validSchemaType)(this.schema, def.schemaType, def.allowUndefined)) {
+                throw new Error(`${keyword} value must be ${JSON.stringify(def.schemaType)}`);
+            }
+        }
+        if ("code" in def ? def.trackErrors : def.errors !== false) {
+            this.errsCount = it.gen.const("_errs", names_1.default.errors);
+        }
+    }
+    result(condition, successAction, failAction) {
+        this.failResult((0, codegen_1.not)(condition), successAction, failAction);
+    }
+    failResult(condition, successAction, failAction) {
+        this.gen.if(condition);
+        if (failAction)
+            failAction();
+        else
+            this.error();
+        if (successAction) {
+            this.gen.else();
+            successAction();
+            if (this.allErrors)
+                this.gen.endIf();
+        }
+        else {
+            if (this.allErrors)
+                this.gen.endIf();
+            else
+                this.gen.else();
+        }
+    }
+    pass(condition, failAction) {
+        this.failResult((0, codegen_1.not)(condition), undefined, failAction);
+    }
+    fail(condition) {
+        if (condition === undefined) {
+            this.error();
+            if (!this.allErrors)
+                this.gen.if(false); // this branch will be removed by gen.optimize
+            return;
+        }
+        this.gen.if(condition);
+        this.error();
+        if (this.allErrors)
+            this.gen.endIf();
+        else
+            this.gen.else();
+    }
+    fail$data(condition) {
+        if (!this.$data)
+            return this.fail(condition);
+        const { schemaCode } = this;
+        this.fail((0, codegen_1._) `${schemaCode} !== undefined && (${(0, codegen_1.or)(this.invalid$data(), condition)})`);
+    }
+    error(append, errorParams, errorPaths) {
+        if (errorParams) {
+            this.setParams(errorParams);
+            this._error(append, errorPaths);
+            this.setParams({});
+            return;
+        }
+        this._error(append, errorPaths);
+    }
+    _error(append, errorPaths) {
+        ;
+        (append ? errors_1.reportExtraError : errors_1.reportError)(this, this.def.error, errorPaths);
+    }
+    $dataError() {
+        (0, errors_1.reportError)(this, this.def.$dataError || errors_1.keyword$DataError);
+    }
+    reset() {
+        if (this.errsCount === undefined)
+            throw new Error('add "trackErrors" to keyword definition');
+        (0, errors_1.resetErrorsCount)(this.gen, this.errsCount);
+    }
+    ok(cond) {
+        if (!this.allErrors)
+            this.gen.if(cond);
+    }
+    setParams(obj, assign) {
+        if (assign)
+            Object.assign(this.params, obj);
+        else
+            this.params = obj;
+    }
+    block$data(valid, codeBlock, $dataValid = codegen_1.nil) {
+        this.gen.block(() => {
+            this.check$data(valid, $dataValid);
+            codeBlock();
+        });
+    }
+    check$data(valid = codegen_1.nil, $dataValid = codegen_1.nil) {
+        if (!this.$data)
+            return;
+        const { gen, schemaCode, schemaType, def } = this;
+        gen.if((0, codegen_1.or)((0, codegen_1._) `${schemaCode} === undefined`, $dataValid));
+        if (valid !== codegen_1.nil)
+            gen.assign(valid, true);
+        if (schemaType.length || def.validateSchema) {
+            gen.elseIf(this.invalid$data());
+            this.$dataError();
+            if (valid !== codegen_1.nil)
+                gen.assign(valid, false);
+        }
+        gen.else();
+    }
+    invalid$data() {
+        const { gen, schemaCode, schemaType, def, it } = this;
+        return (0, codegen_1.or)(wrong$DataType(), invalid$DataSchema());
+        function wrong$DataType() {
+            if (schemaType.length) {
+                /* istanbul ignore if */
+                if (!(schemaCode instanceof codegen_1.Name))
+                    throw new Error("ajv implementation error");
+                const st = Array.isArray(schemaType) ? schemaType : [schemaType];
+                return (0, codegen_1._) `${(0, dataType_2.checkDataTypes)(st, schemaCode, it.opts.strictNumbers, dataType_2.DataType.Wrong)}`;
+            }
+            return codegen_1.nil;
+        }
+        function invalid$DataSchema() {
+            if (def.validateSchema) {
+                const validateSchemaRef = gen.scopeValue("validate$data", { ref: def.validateSchema }); // TODO value.code for standalone
+                return (0, codegen_1._) `!${validateSchemaRef}(${schemaCode})`;
+            }
+            return codegen_1.nil;
+        }
+    }
+    subschema(appl, valid) {
+        const subschema = (0, subschema_1.getSubschema)(this.it, appl);
+        (0, subschema_1.extendSubschemaData)(subschema, this.it, appl);
+        (0, subschema_1.extendSubschemaMode)(subschema, appl);
+        const nextContext = { ...this.it, ...subschema, items: undefined, props: undefined };
+        subschemaCode(nextContext, valid);
+        return nextContext;
+    }
+    mergeEvaluated(schemaCxt, toName) {
+        const { it, gen } = this;
+        if (!it.opts.unevaluated)
+            return;
+        if (it.props !== true && schemaCxt.props !== undefined) {
+            it.props = util_1.mergeEvaluated.props(gen, schemaCxt.props, it.props, toName);
+        }
+        if (it.items !== true && schemaCxt.items !== undefined) {
+            it.items = util_1.mergeEvaluated.items(gen, schemaCxt.items, it.items, toName);
+        }
+    }
+    mergeValidEvaluated(schemaCxt, valid) {
+        const { it, gen } = this;
+        if (it.opts.unevaluated && (it.props !== true || it.items !== true)) {
+            gen.if(valid, () => this.mergeEvaluated(schemaCxt, codegen_1.Name));
+            return true;
+        }
+    }
+}
+exports.KeywordCxt = KeywordCxt;
+function keywordCode(it, keyword, def, ruleType) {
+    const cxt = new KeywordCxt(it, def, keyword);
+    if ("code" in def) {
+        def.code(cxt, ruleType);
+    }
+    else if (cxt.$data && def.validate) {
+        (0, keyword_1.funcKeywordCode)(cxt, def);
+    }
+    else if ("macro" in def) {
+        (0, keyword_1.macroKeywordCode)(cxt, def);
+    }
+    else if (def.compile || def.validate) {
+        (0, keyword_1.funcKeywordCode)(cxt, def);
+    }
+}
+const JSON_POINTER = /^\/(?:[^~]|~0|~1)*$/;
+const RELATIVE_JSON_POINTER = /^([0-9]+)(#|\/(?:[^~]|~0|~1)*)?$/;
+function getData($data, { dataLevel, dataNames, dataPathArr }) {
+    let jsonPointer;
+    let data;
+    if ($data === "")
+        return names_1.default.rootData;
+    if ($data[0] === "/") {
+        if (!JSON_POINTER.test($data))
+            throw new Error(`Invalid JSON-pointer: ${$data}`);
+        jsonPointer = $data;
+        data = names_1.default.rootData;
+    }
+    else {
+        const matches = RELATIVE_JSON_POINTER.exec($data);
+        if (!matches)
+            throw new Error(`Invalid JSON-pointer: ${$data}`);
+        const up = +matches[1];
+        jsonPointer = matches[2];
+        if (jsonPointer === "#") {
+            if (up >= dataLevel)
+                throw new Error(errorMsg("property/index", up));
+            return dataPathArr[dataLevel - up];
+        }
+        if (up > dataLevel)
+            throw new Error(errorMsg("data", up));
+        data = dataNames[dataLevel - up];
+        if (!jsonPointer)
+            return data;
+    }
+    let expr = data;
+    const segments = jsonPointer.split("/");
+    for (const segment of segments) {
+        if (segment) {
+            data = (0, codegen_1._) `${data}${(0, codegen_1.getProperty)((0, util_1.unescapeJsonPointer)(segment))}`;
+            expr = (0, codegen_1._) `${expr} && ${data}`;
+        }
+    }
+    return expr;
+    function errorMsg(pointerType, up) {
+        return `Cannot access ${pointerType} ${up} levels up, current level is ${dataLevel}`;
+    }
+}
+exports.getData = getData;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 5202:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateKeywordUsage = exports.validSchemaType = exports.funcKeywordCode = exports.macroKeywordCode = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const code_1 = __nccwpck_require__(8484);
+const errors_1 = __nccwpck_require__(1283);
+function macroKeywordCode(cxt, def) {
+    const { gen, keyword, schema, parentSchema, it } = cxt;
+    const macroSchema = def.macro.call(it.self, schema, parentSchema, it);
+    const schemaRef = useKeyword(gen, keyword, macroSchema);
+    if (it.opts.validateSchema !== false)
+        it.self.validateSchema(macroSchema, true);
+    const valid = gen.name("valid");
+    cxt.subschema({
+        schema: macroSchema,
+        schemaPath: codegen_1.nil,
+        errSchemaPath: `${it.errSchemaPath}/${keyword}`,
+        topSchemaRef: schemaRef,
+        compositeRule: true,
+    }, valid);
+    cxt.pass(valid, () => cxt.error(true));
+}
+exports.macroKeywordCode = macroKeywordCode;
+function funcKeywordCode(cxt, def) {
+    var _a;
+    const { gen, keyword, schema, parentSchema, $data, it } = cxt;
+    checkAsyncKeyword(it, def);
+    const validate = !$data && def.compile ? def.compile.call(it.self, schema, parentSchema, it) : def.validate;
+    const validateRef = useKeyword(gen, keyword, validate);
+    const valid = gen.let("valid");
+    cxt.block$data(valid, validateKeyword);
+    cxt.ok((_a = def.valid) !== null && _a !== void 0 ? _a : valid);
+    function validateKeyword() {
+        if (def.errors === false) {
+            assignValid();
+            if (def.modifying)
+                modifyData(cxt);
+            reportErrs(() => cxt.error());
+        }
+        else {
+            const ruleErrs = def.async ? validateAsync() : validateSync();
+            if (def.modifying)
+                modifyData(cxt);
+            reportErrs(() => addErrs(cxt, ruleErrs));
+        }
+    }
+    function validateAsync() {
+        const ruleErrs = gen.let("ruleErrs", null);
+        gen.try(() => assignValid((0, codegen_1._) `await `), (e) => gen.assign(valid, false).if((0, codegen_1._) `${e} instanceof ${it.ValidationError}`, () => gen.assign(ruleErrs, (0, codegen_1._) `${e}.errors`), () => gen.throw(e)));
+        return ruleErrs;
+    }
+    function validateSync() {
+        const validateErrs = (0, codegen_1._) `${validateRef}.errors`;
+        gen.assign(validateErrs, null);
+        assignValid(codegen_1.nil);
+        return validateErrs;
+    }
+    function assignValid(_await = def.async ? (0, codegen_1._) `await ` : codegen_1.nil) {
+        const passCxt = it.opts.passContext ? names_1.default.this : names_1.default.self;
+        const passSchema = !(("compile" in def && !$data) || def.schema === false);
+        gen.assign(valid, (0, codegen_1._) `${_await}${(0, code_1.callValidateCode)(cxt, validateRef, passCxt, passSchema)}`, def.modifying);
+    }
+    function reportErrs(errors) {
+        var _a;
+        gen.if((0, codegen_1.not)((_a = def.valid) !== null && _a !== void 0 ? _a : valid), errors);
+    }
+}
+exports.funcKeywordCode = funcKeywordCode;
+function modifyData(cxt) {
+    const { gen, data, it } = cxt;
+    gen.if(it.parentData, () => gen.assign(data, (0, codegen_1._) `${it.parentData}[${it.parentDataProperty}]`));
+}
+function addErrs(cxt, errs) {
+    const { gen } = cxt;
+    gen.if((0, codegen_1._) `Array.isArray(${errs})`, () => {
+        gen
+            .assign(names_1.default.vErrors, (0, codegen_1._) `${names_1.default.vErrors} === null ? ${errs} : ${names_1.default.vErrors}.concat(${errs})`)
+            .assign(names_1.default.errors, (0, codegen_1._) `${names_1.default.vErrors}.length`);
+        (0, errors_1.extendErrors)(cxt);
+    }, () => cxt.error());
+}
+function checkAsyncKeyword({ schemaEnv }, def) {
+    if (def.async && !schemaEnv.$async)
+        throw new Error("async keyword in sync schema");
+}
+function useKeyword(gen, keyword, result) {
+    if (result === undefined)
+        throw new Error(`keyword "${keyword}" failed to compile`);
+    return gen.scopeValue("keyword", typeof result == "function" ? { ref: result } : { ref: result, code: (0, codegen_1.stringify)(result) });
+}
+function validSchemaType(schema, schemaType, allowUndefined = false) {
+    // TODO add tests
+    return (!schemaType.length ||
+        schemaType.some((st) => st === "array"
+            ? Array.isArray(schema)
+            : st === "object"
+                ? schema && typeof schema == "object" && !Array.isArray(schema)
+                : typeof schema == st || (allowUndefined && typeof schema == "undefined")));
+}
+exports.validSchemaType = validSchemaType;
+function validateKeywordUsage({ schema, opts, self, errSchemaPath }, def, keyword) {
+    /* istanbul ignore if */
+    if (Array.isArray(def.keyword) ? !def.keyword.includes(keyword) : def.keyword !== keyword) {
+        throw new Error("ajv implementation error");
+    }
+    const deps = def.dependencies;
+    if (deps === null || deps === void 0 ? void 0 : deps.some((kwd) => !Object.prototype.hasOwnProperty.call(schema, kwd))) {
+        throw new Error(`parent schema must have dependencies of ${keyword}: ${deps.join(",")}`);
+    }
+    if (def.validateSchema) {
+        const valid = def.validateSchema(schema[keyword]);
+        if (!valid) {
+            const msg = `keyword "${keyword}" value is invalid at path "${errSchemaPath}": ` +
+                self.errorsText(def.validateSchema.errors);
+            if (opts.validateSchema === "log")
+                self.logger.error(msg);
+            else
+                throw new Error(msg);
+        }
+    }
+}
+exports.validateKeywordUsage = validateKeywordUsage;
+//# sourceMappingURL=keyword.js.map
+
+/***/ }),
+
+/***/ 6200:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.extendSubschemaMode = exports.extendSubschemaData = exports.getSubschema = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+function getSubschema(it, { keyword, schemaProp, schema, schemaPath, errSchemaPath, topSchemaRef }) {
+    if (keyword !== undefined && schema !== undefined) {
+        throw new Error('both "keyword" and "schema" passed, only one allowed');
+    }
+    if (keyword !== undefined) {
+        const sch = it.schema[keyword];
+        return schemaProp === undefined
+            ? {
+                schema: sch,
+                schemaPath: (0, codegen_1._) `${it.schemaPath}${(0, codegen_1.getProperty)(keyword)}`,
+                errSchemaPath: `${it.errSchemaPath}/${keyword}`,
+            }
+            : {
+                schema: sch[schemaProp],
+                schemaPath: (0, codegen_1._) `${it.schemaPath}${(0, codegen_1.getProperty)(keyword)}${(0, codegen_1.getProperty)(schemaProp)}`,
+                errSchemaPath: `${it.errSchemaPath}/${keyword}/${(0, util_1.escapeFragment)(schemaProp)}`,
+            };
+    }
+    if (schema !== undefined) {
+        if (schemaPath === undefined || errSchemaPath === undefined || topSchemaRef === undefined) {
+            throw new Error('"schemaPath", "errSchemaPath" and "topSchemaRef" are required with "schema"');
+        }
+        return {
+            schema,
+            schemaPath,
+            topSchemaRef,
+            errSchemaPath,
+        };
+    }
+    throw new Error('either "keyword" or "schema" must be passed');
+}
+exports.getSubschema = getSubschema;
+function extendSubschemaData(subschema, it, { dataProp, dataPropType: dpType, data, dataTypes, propertyName }) {
+    if (data !== undefined && dataProp !== undefined) {
+        throw new Error('both "data" and "dataProp" passed, only one allowed');
+    }
+    const { gen } = it;
+    if (dataProp !== undefined) {
+        const { errorPath, dataPathArr, opts } = it;
+        const nextData = gen.let("data", (0, codegen_1._) `${it.data}${(0, codegen_1.getProperty)(dataProp)}`, true);
+        dataContextProps(nextData);
+        subschema.errorPath = (0, codegen_1.str) `${errorPath}${(0, util_1.getErrorPath)(dataProp, dpType, opts.jsPropertySyntax)}`;
+        subschema.parentDataProperty = (0, codegen_1._) `${dataProp}`;
+        subschema.dataPathArr = [...dataPathArr, subschema.parentDataProperty];
+    }
+    if (data !== undefined) {
+        const nextData = data instanceof codegen_1.Name ? data : gen.let("data", data, true); // replaceable if used once?
+        dataContextProps(nextData);
+        if (propertyName !== undefined)
+            subschema.propertyName = propertyName;
+        // TODO something is possibly wrong here with not changing parentDataProperty and not appending dataPathArr
+    }
+    if (dataTypes)
+        subschema.dataTypes = dataTypes;
+    function dataContextProps(_nextData) {
+        subschema.data = _nextData;
+        subschema.dataLevel = it.dataLevel + 1;
+        subschema.dataTypes = [];
+        it.definedProperties = new Set();
+        subschema.parentData = it.data;
+        subschema.dataNames = [...it.dataNames, _nextData];
+    }
+}
+exports.extendSubschemaData = extendSubschemaData;
+function extendSubschemaMode(subschema, { jtdDiscriminator, jtdMetadata, compositeRule, createErrors, allErrors }) {
+    if (compositeRule !== undefined)
+        subschema.compositeRule = compositeRule;
+    if (createErrors !== undefined)
+        subschema.createErrors = createErrors;
+    if (allErrors !== undefined)
+        subschema.allErrors = allErrors;
+    subschema.jtdDiscriminator = jtdDiscriminator; // not inherited
+    subschema.jtdMetadata = jtdMetadata; // not inherited
+}
+exports.extendSubschemaMode = extendSubschemaMode;
+//# sourceMappingURL=subschema.js.map
+
+/***/ }),
+
+/***/ 3893:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.CodeGen = exports.Name = exports.nil = exports.stringify = exports.str = exports._ = exports.KeywordCxt = void 0;
+var validate_1 = __nccwpck_require__(7881);
+Object.defineProperty(exports, "KeywordCxt", ({ enumerable: true, get: function () { return validate_1.KeywordCxt; } }));
+var codegen_1 = __nccwpck_require__(1436);
+Object.defineProperty(exports, "_", ({ enumerable: true, get: function () { return codegen_1._; } }));
+Object.defineProperty(exports, "str", ({ enumerable: true, get: function () { return codegen_1.str; } }));
+Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function () { return codegen_1.stringify; } }));
+Object.defineProperty(exports, "nil", ({ enumerable: true, get: function () { return codegen_1.nil; } }));
+Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return codegen_1.Name; } }));
+Object.defineProperty(exports, "CodeGen", ({ enumerable: true, get: function () { return codegen_1.CodeGen; } }));
+const validation_error_1 = __nccwpck_require__(3021);
+const ref_error_1 = __nccwpck_require__(3162);
+const rules_1 = __nccwpck_require__(7353);
+const compile_1 = __nccwpck_require__(2718);
+const codegen_2 = __nccwpck_require__(1436);
+const resolve_1 = __nccwpck_require__(4090);
+const dataType_1 = __nccwpck_require__(6685);
+const util_1 = __nccwpck_require__(4464);
+const $dataRefSchema = __nccwpck_require__(3837);
+const uri_1 = __nccwpck_require__(6285);
+const defaultRegExp = (str, flags) => new RegExp(str, flags);
+defaultRegExp.code = "new RegExp";
+const META_IGNORE_OPTIONS = ["removeAdditional", "useDefaults", "coerceTypes"];
+const EXT_SCOPE_NAMES = new Set([
+    "validate",
+    "serialize",
+    "parse",
+    "wrapper",
+    "root",
+    "schema",
+    "keyword",
+    "pattern",
+    "formats",
+    "validate$data",
+    "func",
+    "obj",
+    "Error",
+]);
+const removedOptions = {
+    errorDataPath: "",
+    format: "`validateFormats: false` can be used instead.",
+    nullable: '"nullable" keyword is supported by default.',
+    jsonPointers: "Deprecated jsPropertySyntax can be used instead.",
+    extendRefs: "Deprecated ignoreKeywordsWithRef can be used instead.",
+    missingRefs: "Pass empty schema with $id that should be ignored to ajv.addSchema.",
+    processCode: "Use option `code: {process: (code, schemaEnv: object) => string}`",
+    sourceCode: "Use option `code: {source: true}`",
+    strictDefaults: "It is default now, see option `strict`.",
+    strictKeywords: "It is default now, see option `strict`.",
+    uniqueItems: '"uniqueItems" keyword is always validated.',
+    unknownFormats: "Disable strict mode or pass `true` to `ajv.addFormat` (or `formats` option).",
+    cache: "Map is used as cache, schema object as key.",
+    serialize: "Map is used as cache, schema object as key.",
+    ajvErrors: "It is default now.",
+};
+const deprecatedOptions = {
+    ignoreKeywordsWithRef: "",
+    jsPropertySyntax: "",
+    unicode: '"minLength"/"maxLength" account for unicode characters by default.',
+};
+const MAX_EXPRESSION = 200;
+// eslint-disable-next-line complexity
+function requiredOptions(o) {
+    var _a, _b, _c, _d, _e, _f, _g, _h, _j, _k, _l, _m, _o, _p, _q, _r, _s, _t, _u, _v, _w, _x, _y, _z, _0;
+    const s = o.strict;
+    const _optz = (_a = o.code) === null || _a === void 0 ? void 0 : _a.optimize;
+    const optimize = _optz === true || _optz === undefined ? 1 : _optz || 0;
+    const regExp = (_c = (_b = o.code) === null || _b === void 0 ? void 0 : _b.regExp) !== null && _c !== void 0 ? _c : defaultRegExp;
+    const uriResolver = (_d = o.uriResolver) !== null && _d !== void 0 ? _d : uri_1.default;
+    return {
+        strictSchema: (_f = (_e = o.strictSchema) !== null && _e !== void 0 ? _e : s) !== null && _f !== void 0 ? _f : true,
+        strictNumbers: (_h = (_g = o.strictNumbers) !== null && _g !== void 0 ? _g : s) !== null && _h !== void 0 ? _h : true,
+        strictTypes: (_k = (_j = o.strictTypes) !== null && _j !== void 0 ? _j : s) !== null && _k !== void 0 ? _k : "log",
+        strictTuples: (_m = (_l = o.strictTuples) !== null && _l !== void 0 ? _l : s) !== null && _m !== void 0 ? _m : "log",
+        strictRequired: (_p = (_o = o.strictRequired) !== null && _o !== void 0 ? _o : s) !== null && _p !== void 0 ? _p : false,
+        code: o.code ? { ...o.code, optimize, regExp } : { optimize, regExp },
+        loopRequired: (_q = o.loopRequired) !== null && _q !== void 0 ? _q : MAX_EXPRESSION,
+        loopEnum: (_r = o.loopEnum) !== null && _r !== void 0 ? _r : MAX_EXPRESSION,
+        meta: (_s = o.meta) !== null && _s !== void 0 ? _s : true,
+        messages: (_t = o.messages) !== null && _t !== void 0 ? _t : true,
+        inlineRefs: (_u = o.inlineRefs) !== null && _u !== void 0 ? _u : true,
+        schemaId: (_v = o.schemaId) !== null && _v !== void 0 ? _v : "$id",
+        addUsedSchema: (_w = o.addUsedSchema) !== null && _w !== void 0 ? _w : true,
+        validateSchema: (_x = o.validateSchema) !== null && _x !== void 0 ? _x : true,
+        validateFormats: (_y = o.validateFormats) !== null && _y !== void 0 ? _y : true,
+        unicodeRegExp: (_z = o.unicodeRegExp) !== null && _z !== void 0 ? _z : true,
+        int32range: (_0 = o.int32range) !== null && _0 !== void 0 ? _0 : true,
+        uriResolver: uriResolver,
+    };
+}
+class Ajv {
+    constructor(opts = {}) {
+        this.schemas = {};
+        this.refs = {};
+        this.formats = Object.create(null);
+        this._compilations = new Set();
+        this._loading = {};
+        this._cache = new Map();
+        opts = this.opts = { ...opts, ...requiredOptions(opts) };
+        const { es5, lines } = this.opts.code;
+        this.scope = new codegen_2.ValueScope({ scope: {}, prefixes: EXT_SCOPE_NAMES, es5, lines });
+        this.logger = getLogger(opts.logger);
+        const formatOpt = opts.validateFormats;
+        opts.validateFormats = false;
+        this.RULES = (0, rules_1.getRules)();
+        checkOptions.call(this, removedOptions, opts, "NOT SUPPORTED");
+        checkOptions.call(this, deprecatedOptions, opts, "DEPRECATED", "warn");
+        this._metaOpts = getMetaSchemaOptions.call(this);
+        if (opts.formats)
+            addInitialFormats.call(this);
+        this._addVocabularies();
+        this._addDefaultMetaSchema();
+        if (opts.keywords)
+            addInitialKeywords.call(this, opts.keywords);
+        if (typeof opts.meta == "object")
+            this.addMetaSchema(opts.meta);
+        addInitialSchemas.call(this);
+        opts.validateFormats = formatOpt;
+    }
+    _addVocabularies() {
+        this.addKeyword("$async");
+    }
+    _addDefaultMetaSchema() {
+        const { $data, meta, schemaId } = this.opts;
+        let _dataRefSchema = $dataRefSchema;
+        if (schemaId === "id") {
+            _dataRefSchema = { ...$dataRefSchema };
+            _dataRefSchema.id = _dataRefSchema.$id;
+            delete _dataRefSchema.$id;
+        }
+        if (meta && $data)
+            this.addMetaSchema(_dataRefSchema, _dataRefSchema[schemaId], false);
+    }
+    defaultMeta() {
+        const { meta, schemaId } = this.opts;
+        return (this.opts.defaultMeta = typeof meta == "object" ? meta[schemaId] || meta : undefined);
+    }
+    validate(schemaKeyRef, // key, ref or schema object
+    // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents
+    data // to be validated
+    ) {
+        let v;
+        if (typeof schemaKeyRef == "string") {
+            v = this.getSchema(schemaKeyRef);
+            if (!v)
+                throw new Error(`no schema with key or ref "${schemaKeyRef}"`);
+        }
+        else {
+            v = this.compile(schemaKeyRef);
+        }
+        const valid = v(data);
+        if (!("$async" in v))
+            this.errors = v.errors;
+        return valid;
+    }
+    compile(schema, _meta) {
+        const sch = this._addSchema(schema, _meta);
+        return (sch.validate || this._compileSchemaEnv(sch));
+    }
+    compileAsync(schema, meta) {
+        if (typeof this.opts.loadSchema != "function") {
+            throw new Error("options.loadSchema should be a function");
+        }
+        const { loadSchema } = this.opts;
+        return runCompileAsync.call(this, schema, meta);
+        async function runCompileAsync(_schema, _meta) {
+            await loadMetaSchema.call(this, _schema.$schema);
+            const sch = this._addSchema(_schema, _meta);
+            return sch.validate || _compileAsync.call(this, sch);
+        }
+        async function loadMetaSchema($ref) {
+            if ($ref && !this.getSchema($ref)) {
+                await runCompileAsync.call(this, { $ref }, true);
+            }
+        }
+        async function _compileAsync(sch) {
+            try {
+                return this._compileSchemaEnv(sch);
+            }
+            catch (e) {
+                if (!(e instanceof ref_error_1.default))
+                    throw e;
+                checkLoaded.call(this, e);
+                await loadMissingSchema.call(this, e.missingSchema);
+                return _compileAsync.call(this, sch);
+            }
+        }
+        function checkLoaded({ missingSchema: ref, missingRef }) {
+            if (this.refs[ref]) {
+                throw new Error(`AnySchema ${ref} is loaded but ${missingRef} cannot be resolved`);
+            }
+        }
+        async function loadMissingSchema(ref) {
+            const _schema = await _loadSchema.call(this, ref);
+            if (!this.refs[ref])
+                await loadMetaSchema.call(this, _schema.$schema);
+            if (!this.refs[ref])
+                this.addSchema(_schema, ref, meta);
+        }
+        async function _loadSchema(ref) {
+            const p = this._loading[ref];
+            if (p)
+                return p;
+            try {
+                return await (this._loading[ref] = loadSchema(ref));
+            }
+            finally {
+                delete this._loading[ref];
+            }
+        }
+    }
+    // Adds schema to the instance
+    addSchema(schema, // If array is passed, `key` will be ignored
+    key, // Optional schema key. Can be passed to `validate` method instead of schema object or id/ref. One schema per instance can have empty `id` and `key`.
+    _meta, // true if schema is a meta-schema. Used internally, addMetaSchema should be used instead.
+    _validateSchema = this.opts.validateSchema // false to skip schema validation. Used internally, option validateSchema should be used instead.
+    ) {
+        if (Array.isArray(schema)) {
+            for (const sch of schema)
+                this.addSchema(sch, undefined, _meta, _validateSchema);
+            return this;
+        }
+        let id;
+        if (typeof schema === "object") {
+            const { schemaId } = this.opts;
+            id = schema[schemaId];
+            if (id !== undefined && typeof id != "string") {
+                throw new Error(`schema ${schemaId} must be string`);
+            }
+        }
+        key = (0, resolve_1.normalizeId)(key || id);
+        this._checkUnique(key);
+        this.schemas[key] = this._addSchema(schema, _meta, key, _validateSchema, true);
+        return this;
+    }
+    // Add schema that will be used to validate other schemas
+    // options in META_IGNORE_OPTIONS are alway set to false
+    addMetaSchema(schema, key, // schema key
+    _validateSchema = this.opts.validateSchema // false to skip schema validation, can be used to override validateSchema option for meta-schema
+    ) {
+        this.addSchema(schema, key, true, _validateSchema);
+        return this;
+    }
+    //  Validate schema against its meta-schema
+    validateSchema(schema, throwOrLogError) {
+        if (typeof schema == "boolean")
+            return true;
+        let $schema;
+        $schema = schema.$schema;
+        if ($schema !== undefined && typeof $schema != "string") {
+            throw new Error("$schema must be a string");
+        }
+        $schema = $schema || this.opts.defaultMeta || this.defaultMeta();
+        if (!$schema) {
+            this.logger.warn("meta-schema not available");
+            this.errors = null;
+            return true;
+        }
+        const valid = this.validate($schema, schema);
+        if (!valid && throwOrLogError) {
+            const message = "schema is invalid: " + this.errorsText();
+            if (this.opts.validateSchema === "log")
+                this.logger.error(message);
+            else
+                throw new Error(message);
+        }
+        return valid;
+    }
+    // Get compiled schema by `key` or `ref`.
+    // (`key` that was passed to `addSchema` or full schema reference - `schema.$id` or resolved id)
+    getSchema(keyRef) {
+        let sch;
+        while (typeof (sch = getSchEnv.call(this, keyRef)) == "string")
+            keyRef = sch;
+        if (sch === undefined) {
+            const { schemaId } = this.opts;
+            const root = new compile_1.SchemaEnv({ schema: {}, schemaId });
+            sch = compile_1.resolveSchema.call(this, root, keyRef);
+            if (!sch)
+                return;
+            this.refs[keyRef] = sch;
+        }
+        return (sch.validate || this._compileSchemaEnv(sch));
+    }
+    // Remove cached schema(s).
+    // If no parameter is passed all schemas but meta-schemas are removed.
+    // If RegExp is passed all schemas with key/id matching pattern but meta-schemas are removed.
+    // Even if schema is referenced by other schemas it still can be removed as other schemas have local references.
+    removeSchema(schemaKeyRef) {
+        if (schemaKeyRef instanceof RegExp) {
+            this._removeAllSchemas(this.schemas, schemaKeyRef);
+            this._removeAllSchemas(this.refs, schemaKeyRef);
+            return this;
+        }
+        switch (typeof schemaKeyRef) {
+            case "undefined":
+                this._removeAllSchemas(this.schemas);
+                this._removeAllSchemas(this.refs);
+                this._cache.clear();
+                return this;
+            case "string": {
+                const sch = getSchEnv.call(this, schemaKeyRef);
+                if (typeof sch == "object")
+                    this._cache.delete(sch.schema);
+                delete this.schemas[schemaKeyRef];
+                delete this.refs[schemaKeyRef];
+                return this;
+            }
+            case "object": {
+                const cacheKey = schemaKeyRef;
+                this._cache.delete(cacheKey);
+                let id = schemaKeyRef[this.opts.schemaId];
+                if (id) {
+                    id = (0, resolve_1.normalizeId)(id);
+                    delete this.schemas[id];
+                    delete this.refs[id];
+                }
+                return this;
+            }
+            default:
+                throw new Error("ajv.removeSchema: invalid parameter");
+        }
+    }
+    // add "vocabulary" - a collection of keywords
+    addVocabulary(definitions) {
+        for (const def of definitions)
+            this.addKeyword(def);
+        return this;
+    }
+    addKeyword(kwdOrDef, def // deprecated
+    ) {
+        let keyword;
+        if (typeof kwdOrDef == "string") {
+            keyword = kwdOrDef;
+            if (typeof def == "object") {
+                this.logger.warn("these parameters are deprecated, see docs for addKeyword");
+                def.keyword = keyword;
+            }
+        }
+        else if (typeof kwdOrDef == "object" && def === undefined) {
+            def = kwdOrDef;
+            keyword = def.keyword;
+            if (Array.isArray(keyword) && !keyword.length) {
+                throw new Error("addKeywords: keyword must be string or non-empty array");
+            }
+        }
+        else {
+            throw new Error("invalid addKeywords parameters");
+        }
+        checkKeyword.call(this, keyword, def);
+        if (!def) {
+            (0, util_1.eachItem)(keyword, (kwd) => addRule.call(this, kwd));
+            return this;
+        }
+        keywordMetaschema.call(this, def);
+        const definition = {
+            ...def,
+            type: (0, dataType_1.getJSONTypes)(def.type),
+            schemaType: (0, dataType_1.getJSONTypes)(def.schemaType),
+        };
+        (0, util_1.eachItem)(keyword, definition.type.length === 0
+            ? (k) => addRule.call(this, k, definition)
+            : (k) => definition.type.forEach((t) => addRule.call(this, k, definition, t)));
+        return this;
+    }
+    getKeyword(keyword) {
+        const rule = this.RULES.all[keyword];
+        return typeof rule == "object" ? rule.definition : !!rule;
+    }
+    // Remove keyword
+    removeKeyword(keyword) {
+        // TODO return type should be Ajv
+        const { RULES } = this;
+        delete RULES.keywords[keyword];
+        delete RULES.all[keyword];
+        for (const group of RULES.rules) {
+            const i = group.rules.findIndex((rule) => rule.keyword === keyword);
+            if (i >= 0)
+                group.rules.splice(i, 1);
+        }
+        return this;
+    }
+    // Add format
+    addFormat(name, format) {
+        if (typeof format == "string")
+            format = new RegExp(format);
+        this.formats[name] = format;
+        return this;
+    }
+    errorsText(errors = this.errors, // optional array of validation errors
+    { separator = ", ", dataVar = "data" } = {} // optional options with properties `separator` and `dataVar`
+    ) {
+        if (!errors || errors.length === 0)
+            return "No errors";
+        return errors
+            .map((e) => `${dataVar}${e.instancePath} ${e.message}`)
+            .reduce((text, msg) => text + separator + msg);
+    }
+    $dataMetaSchema(metaSchema, keywordsJsonPointers) {
+        const rules = this.RULES.all;
+        metaSchema = JSON.parse(JSON.stringify(metaSchema));
+        for (const jsonPointer of keywordsJsonPointers) {
+            const segments = jsonPointer.split("/").slice(1); // first segment is an empty string
+            let keywords = metaSchema;
+            for (const seg of segments)
+                keywords = keywords[seg];
+            for (const key in rules) {
+                const rule = rules[key];
+                if (typeof rule != "object")
+                    continue;
+                const { $data } = rule.definition;
+                const schema = keywords[key];
+                if ($data && schema)
+                    keywords[key] = schemaOrData(schema);
+            }
+        }
+        return metaSchema;
+    }
+    _removeAllSchemas(schemas, regex) {
+        for (const keyRef in schemas) {
+            const sch = schemas[keyRef];
+            if (!regex || regex.test(keyRef)) {
+                if (typeof sch == "string") {
+                    delete schemas[keyRef];
+                }
+                else if (sch && !sch.meta) {
+                    this._cache.delete(sch.schema);
+                    delete schemas[keyRef];
+                }
+            }
+        }
+    }
+    _addSchema(schema, meta, baseId, validateSchema = this.opts.validateSchema, addSchema = this.opts.addUsedSchema) {
+        let id;
+        const { schemaId } = this.opts;
+        if (typeof schema == "object") {
+            id = schema[schemaId];
+        }
+        else {
+            if (this.opts.jtd)
+                throw new Error("schema must be object");
+            else if (typeof schema != "boolean")
+                throw new Error("schema must be object or boolean");
+        }
+        let sch = this._cache.get(schema);
+        if (sch !== undefined)
+            return sch;
+        baseId = (0, resolve_1.normalizeId)(id || baseId);
+        const localRefs = resolve_1.getSchemaRefs.call(this, schema, baseId);
+        sch = new compile_1.SchemaEnv({ schema, schemaId, meta, baseId, localRefs });
+        this._cache.set(sch.schema, sch);
+        if (addSchema && !baseId.startsWith("#")) {
+            // TODO atm it is allowed to overwrite schemas without id (instead of not adding them)
+            if (baseId)
+                this._checkUnique(baseId);
+            this.refs[baseId] = sch;
+        }
+        if (validateSchema)
+            this.validateSchema(schema, true);
+        return sch;
+    }
+    _checkUnique(id) {
+        if (this.schemas[id] || this.refs[id]) {
+            throw new Error(`schema with key or id "${id}" already exists`);
+        }
+    }
+    _compileSchemaEnv(sch) {
+        if (sch.meta)
+            this._compileMetaSchema(sch);
+        else
+            compile_1.compileSchema.call(this, sch);
+        /* istanbul ignore if */
+        if (!sch.validate)
+            throw new Error("ajv implementation error");
+        return sch.validate;
+    }
+    _compileMetaSchema(sch) {
+        const currentOpts = this.opts;
+        this.opts = this._metaOpts;
+        try {
+            compile_1.compileSchema.call(this, sch);
+        }
+        finally {
+            this.opts = currentOpts;
+        }
+    }
+}
+Ajv.ValidationError = validation_error_1.default;
+Ajv.MissingRefError = ref_error_1.default;
+exports["default"] = Ajv;
+function checkOptions(checkOpts, options, msg, log = "error") {
+    for (const key in checkOpts) {
+        const opt = key;
+        if (opt in options)
+            this.logger[log](`${msg}: option ${key}. ${checkOpts[opt]}`);
+    }
+}
+function getSchEnv(keyRef) {
+    keyRef = (0, resolve_1.normalizeId)(keyRef); // TODO tests fail without this line
+    return this.schemas[keyRef] || this.refs[keyRef];
+}
+function addInitialSchemas() {
+    const optsSchemas = this.opts.schemas;
+    if (!optsSchemas)
+        return;
+    if (Array.isArray(optsSchemas))
+        this.addSchema(optsSchemas);
+    else
+        for (const key in optsSchemas)
+            this.addSchema(optsSchemas[key], key);
+}
+function addInitialFormats() {
+    for (const name in this.opts.formats) {
+        const format = this.opts.formats[name];
+        if (format)
+            this.addFormat(name, format);
+    }
+}
+function addInitialKeywords(defs) {
+    if (Array.isArray(defs)) {
+        this.addVocabulary(defs);
+        return;
+    }
+    this.logger.warn("keywords option as map is deprecated, pass array");
+    for (const keyword in defs) {
+        const def = defs[keyword];
+        if (!def.keyword)
+            def.keyword = keyword;
+        this.addKeyword(def);
+    }
+}
+function getMetaSchemaOptions() {
+    const metaOpts = { ...this.opts };
+    for (const opt of META_IGNORE_OPTIONS)
+        delete metaOpts[opt];
+    return metaOpts;
+}
+const noLogs = { log() { }, warn() { }, error() { } };
+function getLogger(logger) {
+    if (logger === false)
+        return noLogs;
+    if (logger === undefined)
+        return console;
+    if (logger.log && logger.warn && logger.error)
+        return logger;
+    throw new Error("logger must implement log, warn and error methods");
+}
+const KEYWORD_NAME = /^[a-z_$][a-z0-9_$:-]*$/i;
+function checkKeyword(keyword, def) {
+    const { RULES } = this;
+    (0, util_1.eachItem)(keyword, (kwd) => {
+        if (RULES.keywords[kwd])
+            throw new Error(`Keyword ${kwd} is already defined`);
+        if (!KEYWORD_NAME.test(kwd))
+            throw new Error(`Keyword ${kwd} has invalid name`);
+    });
+    if (!def)
+        return;
+    if (def.$data && !("code" in def || "validate" in def)) {
+        throw new Error('$data keyword must have "code" or "validate" function');
+    }
+}
+function addRule(keyword, definition, dataType) {
+    var _a;
+    const post = definition === null || definition === void 0 ? void 0 : definition.post;
+    if (dataType && post)
+        throw new Error('keyword with "post" flag cannot have "type"');
+    const { RULES } = this;
+    let ruleGroup = post ? RULES.post : RULES.rules.find(({ type: t }) => t === dataType);
+    if (!ruleGroup) {
+        ruleGroup = { type: dataType, rules: [] };
+        RULES.rules.push(ruleGroup);
+    }
+    RULES.keywords[keyword] = true;
+    if (!definition)
+        return;
+    const rule = {
+        keyword,
+        definition: {
+            ...definition,
+            type: (0, dataType_1.getJSONTypes)(definition.type),
+            schemaType: (0, dataType_1.getJSONTypes)(definition.schemaType),
+        },
+    };
+    if (definition.before)
+        addBeforeRule.call(this, ruleGroup, rule, definition.before);
+    else
+        ruleGroup.rules.push(rule);
+    RULES.all[keyword] = rule;
+    (_a = definition.implements) === null || _a === void 0 ? void 0 : _a.forEach((kwd) => this.addKeyword(kwd));
+}
+function addBeforeRule(ruleGroup, rule, before) {
+    const i = ruleGroup.rules.findIndex((_rule) => _rule.keyword === before);
+    if (i >= 0) {
+        ruleGroup.rules.splice(i, 0, rule);
+    }
+    else {
+        ruleGroup.rules.push(rule);
+        this.logger.warn(`rule ${before} is not defined`);
+    }
+}
+function keywordMetaschema(def) {
+    let { metaSchema } = def;
+    if (metaSchema === undefined)
+        return;
+    if (def.$data && this.opts.$data)
+        metaSchema = schemaOrData(metaSchema);
+    def.validateSchema = this.compile(metaSchema, true);
+}
+const $dataRef = {
+    $ref: "https://raw.githubusercontent.com/ajv-validator/ajv/master/lib/refs/data.json#",
+};
+function schemaOrData(schema) {
+    return { anyOf: [schema, $dataRef] };
+}
+//# sourceMappingURL=core.js.map
+
+/***/ }),
+
+/***/ 3995:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const metaSchema = __nccwpck_require__(1678);
+const applicator = __nccwpck_require__(7216);
+const unevaluated = __nccwpck_require__(9547);
+const content = __nccwpck_require__(8226);
+const core = __nccwpck_require__(518);
+const format = __nccwpck_require__(4588);
+const metadata = __nccwpck_require__(5707);
+const validation = __nccwpck_require__(7082);
+const META_SUPPORT_DATA = ["/properties"];
+function addMetaSchema2020($data) {
+    ;
+    [
+        metaSchema,
+        applicator,
+        unevaluated,
+        content,
+        core,
+        with$data(this, format),
+        metadata,
+        with$data(this, validation),
+    ].forEach((sch) => this.addMetaSchema(sch, undefined, false));
+    return this;
+    function with$data(ajv, sch) {
+        return $data ? ajv.$dataMetaSchema(sch, META_SUPPORT_DATA) : sch;
+    }
+}
+exports["default"] = addMetaSchema2020;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 4951:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+// https://github.com/ajv-validator/ajv/issues/889
+const equal = __nccwpck_require__(3430);
+equal.code = 'require("ajv/dist/runtime/equal").default';
+exports["default"] = equal;
+//# sourceMappingURL=equal.js.map
+
+/***/ }),
+
+/***/ 6214:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+// https://mathiasbynens.be/notes/javascript-encoding
+// https://github.com/bestiejs/punycode.js - punycode.ucs2.decode
+function ucs2length(str) {
+    const len = str.length;
+    let length = 0;
+    let pos = 0;
+    let value;
+    while (pos < len) {
+        length++;
+        value = str.charCodeAt(pos++);
+        if (value >= 0xd800 && value <= 0xdbff && pos < len) {
+            // high surrogate, and there is a next character
+            value = str.charCodeAt(pos);
+            if ((value & 0xfc00) === 0xdc00)
+                pos++; // low surrogate
+        }
+    }
+    return length;
+}
+exports["default"] = ucs2length;
+ucs2length.code = 'require("ajv/dist/runtime/ucs2length").default';
+//# sourceMappingURL=ucs2length.js.map
+
+/***/ }),
+
+/***/ 6285:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const uri = __nccwpck_require__(4352);
+uri.code = 'require("ajv/dist/runtime/uri").default';
+exports["default"] = uri;
+//# sourceMappingURL=uri.js.map
+
+/***/ }),
+
+/***/ 3021:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+class ValidationError extends Error {
+    constructor(errors) {
+        super("validation failed");
+        this.errors = errors;
+        this.ajv = this.validation = true;
+    }
+}
+exports["default"] = ValidationError;
+//# sourceMappingURL=validation_error.js.map
+
+/***/ }),
+
+/***/ 3448:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateAdditionalItems = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params: { len } }) => (0, codegen_1.str) `must NOT have more than ${len} items`,
+    params: ({ params: { len } }) => (0, codegen_1._) `{limit: ${len}}`,
+};
+const def = {
+    keyword: "additionalItems",
+    type: "array",
+    schemaType: ["boolean", "object"],
+    before: "uniqueItems",
+    error,
+    code(cxt) {
+        const { parentSchema, it } = cxt;
+        const { items } = parentSchema;
+        if (!Array.isArray(items)) {
+            (0, util_1.checkStrictMode)(it, '"additionalItems" is ignored when "items" is not an array of schemas');
+            return;
+        }
+        validateAdditionalItems(cxt, items);
+    },
+};
+function validateAdditionalItems(cxt, items) {
+    const { gen, schema, data, keyword, it } = cxt;
+    it.items = true;
+    const len = gen.const("len", (0, codegen_1._) `${data}.length`);
+    if (schema === false) {
+        cxt.setParams({ len: items.length });
+        cxt.pass((0, codegen_1._) `${len} <= ${items.length}`);
+    }
+    else if (typeof schema == "object" && !(0, util_1.alwaysValidSchema)(it, schema)) {
+        const valid = gen.var("valid", (0, codegen_1._) `${len} <= ${items.length}`); // TODO var
+        gen.if((0, codegen_1.not)(valid), () => validateItems(valid));
+        cxt.ok(valid);
+    }
+    function validateItems(valid) {
+        gen.forRange("i", items.length, len, (i) => {
+            cxt.subschema({ keyword, dataProp: i, dataPropType: util_1.Type.Num }, valid);
+            if (!it.allErrors)
+                gen.if((0, codegen_1.not)(valid), () => gen.break());
+        });
+    }
+}
+exports.validateAdditionalItems = validateAdditionalItems;
+exports["default"] = def;
+//# sourceMappingURL=additionalItems.js.map
+
+/***/ }),
+
+/***/ 2431:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const code_1 = __nccwpck_require__(8484);
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: "must NOT have additional properties",
+    params: ({ params }) => (0, codegen_1._) `{additionalProperty: ${params.additionalProperty}}`,
+};
+const def = {
+    keyword: "additionalProperties",
+    type: ["object"],
+    schemaType: ["boolean", "object"],
+    allowUndefined: true,
+    trackErrors: true,
+    error,
+    code(cxt) {
+        const { gen, schema, parentSchema, data, errsCount, it } = cxt;
+        /* istanbul ignore if */
+        if (!errsCount)
+            throw new Error("ajv implementation error");
+        const { allErrors, opts } = it;
+        it.props = true;
+        if (opts.removeAdditional !== "all" && (0, util_1.alwaysValidSchema)(it, schema))
+            return;
+        const props = (0, code_1.allSchemaProperties)(parentSchema.properties);
+        const patProps = (0, code_1.allSchemaProperties)(parentSchema.patternProperties);
+        checkAdditionalProperties();
+        cxt.ok((0, codegen_1._) `${errsCount} === ${names_1.default.errors}`);
+        function checkAdditionalProperties() {
+            gen.forIn("key", data, (key) => {
+                if (!props.length && !patProps.length)
+                    additionalPropertyCode(key);
+                else
+                    gen.if(isAdditional(key), () => additionalPropertyCode(key));
+            });
+        }
+        function isAdditional(key) {
+            let definedProp;
+            if (props.length > 8) {
+                // TODO maybe an option instead of hard-coded 8?
+                const propsSchema = (0, util_1.schemaRefOrVal)(it, parentSchema.properties, "properties");
+                definedProp = (0, code_1.isOwnProperty)(gen, propsSchema, key);
+            }
+            else if (props.length) {
+                definedProp = (0, codegen_1.or)(...props.map((p) => (0, codegen_1._) `${key} === ${p}`));
+            }
+            else {
+                definedProp = codegen_1.nil;
+            }
+            if (patProps.length) {
+                definedProp = (0, codegen_1.or)(definedProp, ...patProps.map((p) => (0, codegen_1._) `${(0, code_1.usePattern)(cxt, p)}.test(${key})`));
+            }
+            return (0, codegen_1.not)(definedProp);
+        }
+        function deleteAdditional(key) {
+            gen.code((0, codegen_1._) `delete ${data}[${key}]`);
+        }
+        function additionalPropertyCode(key) {
+            if (opts.removeAdditional === "all" || (opts.removeAdditional && schema === false)) {
+                deleteAdditional(key);
+                return;
+            }
+            if (schema === false) {
+                cxt.setParams({ additionalProperty: key });
+                cxt.error();
+                if (!allErrors)
+                    gen.break();
+                return;
+            }
+            if (typeof schema == "object" && !(0, util_1.alwaysValidSchema)(it, schema)) {
+                const valid = gen.name("valid");
+                if (opts.removeAdditional === "failing") {
+                    applyAdditionalSchema(key, valid, false);
+                    gen.if((0, codegen_1.not)(valid), () => {
+                        cxt.reset();
+                        deleteAdditional(key);
+                    });
+                }
+                else {
+                    applyAdditionalSchema(key, valid);
+                    if (!allErrors)
+                        gen.if((0, codegen_1.not)(valid), () => gen.break());
+                }
+            }
+        }
+        function applyAdditionalSchema(key, valid, errors) {
+            const subschema = {
+                keyword: "additionalProperties",
+                dataProp: key,
+                dataPropType: util_1.Type.Str,
+            };
+            if (errors === false) {
+                Object.assign(subschema, {
+                    compositeRule: true,
+                    createErrors: false,
+                    allErrors: false,
+                });
+            }
+            cxt.subschema(subschema, valid);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=additionalProperties.js.map
+
+/***/ }),
+
+/***/ 9205:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: "allOf",
+    schemaType: "array",
+    code(cxt) {
+        const { gen, schema, it } = cxt;
+        /* istanbul ignore if */
+        if (!Array.isArray(schema))
+            throw new Error("ajv implementation error");
+        const valid = gen.name("valid");
+        schema.forEach((sch, i) => {
+            if ((0, util_1.alwaysValidSchema)(it, sch))
+                return;
+            const schCxt = cxt.subschema({ keyword: "allOf", schemaProp: i }, valid);
+            cxt.ok(valid);
+            cxt.mergeEvaluated(schCxt);
+        });
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=allOf.js.map
+
+/***/ }),
+
+/***/ 9380:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const code_1 = __nccwpck_require__(8484);
+const def = {
+    keyword: "anyOf",
+    schemaType: "array",
+    trackErrors: true,
+    code: code_1.validateUnion,
+    error: { message: "must match a schema in anyOf" },
+};
+exports["default"] = def;
+//# sourceMappingURL=anyOf.js.map
+
+/***/ }),
+
+/***/ 6182:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params: { min, max } }) => max === undefined
+        ? (0, codegen_1.str) `must contain at least ${min} valid item(s)`
+        : (0, codegen_1.str) `must contain at least ${min} and no more than ${max} valid item(s)`,
+    params: ({ params: { min, max } }) => max === undefined ? (0, codegen_1._) `{minContains: ${min}}` : (0, codegen_1._) `{minContains: ${min}, maxContains: ${max}}`,
+};
+const def = {
+    keyword: "contains",
+    type: "array",
+    schemaType: ["object", "boolean"],
+    before: "uniqueItems",
+    trackErrors: true,
+    error,
+    code(cxt) {
+        const { gen, schema, parentSchema, data, it } = cxt;
+        let min;
+        let max;
+        const { minContains, maxContains } = parentSchema;
+        if (it.opts.next) {
+            min = minContains === undefined ? 1 : minContains;
+            max = maxContains;
+        }
+        else {
+            min = 1;
+        }
+        const len = gen.const("len", (0, codegen_1._) `${data}.length`);
+        cxt.setParams({ min, max });
+        if (max === undefined && min === 0) {
+            (0, util_1.checkStrictMode)(it, `"minContains" == 0 without "maxContains": "contains" keyword ignored`);
+            return;
+        }
+        if (max !== undefined && min > max) {
+            (0, util_1.checkStrictMode)(it, `"minContains" > "maxContains" is always invalid`);
+            cxt.fail();
+            return;
+        }
+        if ((0, util_1.alwaysValidSchema)(it, schema)) {
+            let cond = (0, codegen_1._) `${len} >= ${min}`;
+            if (max !== undefined)
+                cond = (0, codegen_1._) `${cond} && ${len} <= ${max}`;
+            cxt.pass(cond);
+            return;
+        }
+        it.items = true;
+        const valid = gen.name("valid");
+        if (max === undefined && min === 1) {
+            validateItems(valid, () => gen.if(valid, () => gen.break()));
+        }
+        else if (min === 0) {
+            gen.let(valid, true);
+            if (max !== undefined)
+                gen.if((0, codegen_1._) `${data}.length > 0`, validateItemsWithCount);
+        }
+        else {
+            gen.let(valid, false);
+            validateItemsWithCount();
+        }
+        cxt.result(valid, () => cxt.reset());
+        function validateItemsWithCount() {
+            const schValid = gen.name("_valid");
+            const count = gen.let("count", 0);
+            validateItems(schValid, () => gen.if(schValid, () => checkLimits(count)));
+        }
+        function validateItems(_valid, block) {
+            gen.forRange("i", 0, len, (i) => {
+                cxt.subschema({
+                    keyword: "contains",
+                    dataProp: i,
+                    dataPropType: util_1.Type.Num,
+                    compositeRule: true,
+                }, _valid);
+                block();
+            });
+        }
+        function checkLimits(count) {
+            gen.code((0, codegen_1._) `${count}++`);
+            if (max === undefined) {
+                gen.if((0, codegen_1._) `${count} >= ${min}`, () => gen.assign(valid, true).break());
+            }
+            else {
+                gen.if((0, codegen_1._) `${count} > ${max}`, () => gen.assign(valid, false).break());
+                if (min === 1)
+                    gen.assign(valid, true);
+                else
+                    gen.if((0, codegen_1._) `${count} >= ${min}`, () => gen.assign(valid, true));
+            }
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=contains.js.map
+
+/***/ }),
+
+/***/ 5826:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateSchemaDeps = exports.validatePropertyDeps = exports.error = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const code_1 = __nccwpck_require__(8484);
+exports.error = {
+    message: ({ params: { property, depsCount, deps } }) => {
+        const property_ies = depsCount === 1 ? "property" : "properties";
+        return (0, codegen_1.str) `must have ${property_ies} ${deps} when property ${property} is present`;
+    },
+    params: ({ params: { property, depsCount, deps, missingProperty } }) => (0, codegen_1._) `{property: ${property},
+    missingProperty: ${missingProperty},
+    depsCount: ${depsCount},
+    deps: ${deps}}`, // TODO change to reference
+};
+const def = {
+    keyword: "dependencies",
+    type: "object",
+    schemaType: "object",
+    error: exports.error,
+    code(cxt) {
+        const [propDeps, schDeps] = splitDependencies(cxt);
+        validatePropertyDeps(cxt, propDeps);
+        validateSchemaDeps(cxt, schDeps);
+    },
+};
+function splitDependencies({ schema }) {
+    const propertyDeps = {};
+    const schemaDeps = {};
+    for (const key in schema) {
+        if (key === "__proto__")
+            continue;
+        const deps = Array.isArray(schema[key]) ? propertyDeps : schemaDeps;
+        deps[key] = schema[key];
+    }
+    return [propertyDeps, schemaDeps];
+}
+function validatePropertyDeps(cxt, propertyDeps = cxt.schema) {
+    const { gen, data, it } = cxt;
+    if (Object.keys(propertyDeps).length === 0)
+        return;
+    const missing = gen.let("missing");
+    for (const prop in propertyDeps) {
+        const deps = propertyDeps[prop];
+        if (deps.length === 0)
+            continue;
+        const hasProperty = (0, code_1.propertyInData)(gen, data, prop, it.opts.ownProperties);
+        cxt.setParams({
+            property: prop,
+            depsCount: deps.length,
+            deps: deps.join(", "),
+        });
+        if (it.allErrors) {
+            gen.if(hasProperty, () => {
+                for (const depProp of deps) {
+                    (0, code_1.checkReportMissingProp)(cxt, depProp);
+                }
+            });
+        }
+        else {
+            gen.if((0, codegen_1._) `${hasProperty} && (${(0, code_1.checkMissingProp)(cxt, deps, missing)})`);
+            (0, code_1.reportMissingProp)(cxt, missing);
+            gen.else();
+        }
+    }
+}
+exports.validatePropertyDeps = validatePropertyDeps;
+function validateSchemaDeps(cxt, schemaDeps = cxt.schema) {
+    const { gen, data, keyword, it } = cxt;
+    const valid = gen.name("valid");
+    for (const prop in schemaDeps) {
+        if ((0, util_1.alwaysValidSchema)(it, schemaDeps[prop]))
+            continue;
+        gen.if((0, code_1.propertyInData)(gen, data, prop, it.opts.ownProperties), () => {
+            const schCxt = cxt.subschema({ keyword, schemaProp: prop }, valid);
+            cxt.mergeValidEvaluated(schCxt, valid);
+        }, () => gen.var(valid, true) // TODO var
+        );
+        cxt.ok(valid);
+    }
+}
+exports.validateSchemaDeps = validateSchemaDeps;
+exports["default"] = def;
+//# sourceMappingURL=dependencies.js.map
+
+/***/ }),
+
+/***/ 3818:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dependencies_1 = __nccwpck_require__(5826);
+const def = {
+    keyword: "dependentSchemas",
+    type: "object",
+    schemaType: "object",
+    code: (cxt) => (0, dependencies_1.validateSchemaDeps)(cxt),
+};
+exports["default"] = def;
+//# sourceMappingURL=dependentSchemas.js.map
+
+/***/ }),
+
+/***/ 8584:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params }) => (0, codegen_1.str) `must match "${params.ifClause}" schema`,
+    params: ({ params }) => (0, codegen_1._) `{failingKeyword: ${params.ifClause}}`,
+};
+const def = {
+    keyword: "if",
+    schemaType: ["object", "boolean"],
+    trackErrors: true,
+    error,
+    code(cxt) {
+        const { gen, parentSchema, it } = cxt;
+        if (parentSchema.then === undefined && parentSchema.else === undefined) {
+            (0, util_1.checkStrictMode)(it, '"if" without "then" and "else" is ignored');
+        }
+        const hasThen = hasSchema(it, "then");
+        const hasElse = hasSchema(it, "else");
+        if (!hasThen && !hasElse)
+            return;
+        const valid = gen.let("valid", true);
+        const schValid = gen.name("_valid");
+        validateIf();
+        cxt.reset();
+        if (hasThen && hasElse) {
+            const ifClause = gen.let("ifClause");
+            cxt.setParams({ ifClause });
+            gen.if(schValid, validateClause("then", ifClause), validateClause("else", ifClause));
+        }
+        else if (hasThen) {
+            gen.if(schValid, validateClause("then"));
+        }
+        else {
+            gen.if((0, codegen_1.not)(schValid), validateClause("else"));
+        }
+        cxt.pass(valid, () => cxt.error(true));
+        function validateIf() {
+            const schCxt = cxt.subschema({
+                keyword: "if",
+                compositeRule: true,
+                createErrors: false,
+                allErrors: false,
+            }, schValid);
+            cxt.mergeEvaluated(schCxt);
+        }
+        function validateClause(keyword, ifClause) {
+            return () => {
+                const schCxt = cxt.subschema({ keyword }, schValid);
+                gen.assign(valid, schValid);
+                cxt.mergeValidEvaluated(schCxt, valid);
+                if (ifClause)
+                    gen.assign(ifClause, (0, codegen_1._) `${keyword}`);
+                else
+                    cxt.setParams({ ifClause: keyword });
+            };
+        }
+    },
+};
+function hasSchema(it, keyword) {
+    const schema = it.schema[keyword];
+    return schema !== undefined && !(0, util_1.alwaysValidSchema)(it, schema);
+}
+exports["default"] = def;
+//# sourceMappingURL=if.js.map
+
+/***/ }),
+
+/***/ 8775:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const additionalItems_1 = __nccwpck_require__(3448);
+const prefixItems_1 = __nccwpck_require__(6467);
+const items_1 = __nccwpck_require__(5791);
+const items2020_1 = __nccwpck_require__(2959);
+const contains_1 = __nccwpck_require__(6182);
+const dependencies_1 = __nccwpck_require__(5826);
+const propertyNames_1 = __nccwpck_require__(1372);
+const additionalProperties_1 = __nccwpck_require__(2431);
+const properties_1 = __nccwpck_require__(8778);
+const patternProperties_1 = __nccwpck_require__(664);
+const not_1 = __nccwpck_require__(8350);
+const anyOf_1 = __nccwpck_require__(9380);
+const oneOf_1 = __nccwpck_require__(2490);
+const allOf_1 = __nccwpck_require__(9205);
+const if_1 = __nccwpck_require__(8584);
+const thenElse_1 = __nccwpck_require__(6829);
+function getApplicator(draft2020 = false) {
+    const applicator = [
+        // any
+        not_1.default,
+        anyOf_1.default,
+        oneOf_1.default,
+        allOf_1.default,
+        if_1.default,
+        thenElse_1.default,
+        // object
+        propertyNames_1.default,
+        additionalProperties_1.default,
+        dependencies_1.default,
+        properties_1.default,
+        patternProperties_1.default,
+    ];
+    // array
+    if (draft2020)
+        applicator.push(prefixItems_1.default, items2020_1.default);
+    else
+        applicator.push(additionalItems_1.default, items_1.default);
+    applicator.push(contains_1.default);
+    return applicator;
+}
+exports["default"] = getApplicator;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 5791:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateTuple = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const code_1 = __nccwpck_require__(8484);
+const def = {
+    keyword: "items",
+    type: "array",
+    schemaType: ["object", "array", "boolean"],
+    before: "uniqueItems",
+    code(cxt) {
+        const { schema, it } = cxt;
+        if (Array.isArray(schema))
+            return validateTuple(cxt, "additionalItems", schema);
+        it.items = true;
+        if ((0, util_1.alwaysValidSchema)(it, schema))
+            return;
+        cxt.ok((0, code_1.validateArray)(cxt));
+    },
+};
+function validateTuple(cxt, extraItems, schArr = cxt.schema) {
+    const { gen, parentSchema, data, keyword, it } = cxt;
+    checkStrictTuple(parentSchema);
+    if (it.opts.unevaluated && schArr.length && it.items !== true) {
+        it.items = util_1.mergeEvaluated.items(gen, schArr.length, it.items);
+    }
+    const valid = gen.name("valid");
+    const len = gen.const("len", (0, codegen_1._) `${data}.length`);
+    schArr.forEach((sch, i) => {
+        if ((0, util_1.alwaysValidSchema)(it, sch))
+            return;
+        gen.if((0, codegen_1._) `${len} > ${i}`, () => cxt.subschema({
+            keyword,
+            schemaProp: i,
+            dataProp: i,
+        }, valid));
+        cxt.ok(valid);
+    });
+    function checkStrictTuple(sch) {
+        const { opts, errSchemaPath } = it;
+        const l = schArr.length;
+        const fullTuple = l === sch.minItems && (l === sch.maxItems || sch[extraItems] === false);
+        if (opts.strictTuples && !fullTuple) {
+            const msg = `"${keyword}" is ${l}-tuple, but minItems or maxItems/${extraItems} are not specified or different at path "${errSchemaPath}"`;
+            (0, util_1.checkStrictMode)(it, msg, opts.strictTuples);
+        }
+    }
+}
+exports.validateTuple = validateTuple;
+exports["default"] = def;
+//# sourceMappingURL=items.js.map
+
+/***/ }),
+
+/***/ 2959:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const code_1 = __nccwpck_require__(8484);
+const additionalItems_1 = __nccwpck_require__(3448);
+const error = {
+    message: ({ params: { len } }) => (0, codegen_1.str) `must NOT have more than ${len} items`,
+    params: ({ params: { len } }) => (0, codegen_1._) `{limit: ${len}}`,
+};
+const def = {
+    keyword: "items",
+    type: "array",
+    schemaType: ["object", "boolean"],
+    before: "uniqueItems",
+    error,
+    code(cxt) {
+        const { schema, parentSchema, it } = cxt;
+        const { prefixItems } = parentSchema;
+        it.items = true;
+        if ((0, util_1.alwaysValidSchema)(it, schema))
+            return;
+        if (prefixItems)
+            (0, additionalItems_1.validateAdditionalItems)(cxt, prefixItems);
+        else
+            cxt.ok((0, code_1.validateArray)(cxt));
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=items2020.js.map
+
+/***/ }),
+
+/***/ 8350:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: "not",
+    schemaType: ["object", "boolean"],
+    trackErrors: true,
+    code(cxt) {
+        const { gen, schema, it } = cxt;
+        if ((0, util_1.alwaysValidSchema)(it, schema)) {
+            cxt.fail();
+            return;
+        }
+        const valid = gen.name("valid");
+        cxt.subschema({
+            keyword: "not",
+            compositeRule: true,
+            createErrors: false,
+            allErrors: false,
+        }, valid);
+        cxt.failResult(valid, () => cxt.reset(), () => cxt.error());
+    },
+    error: { message: "must NOT be valid" },
+};
+exports["default"] = def;
+//# sourceMappingURL=not.js.map
+
+/***/ }),
+
+/***/ 2490:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: "must match exactly one schema in oneOf",
+    params: ({ params }) => (0, codegen_1._) `{passingSchemas: ${params.passing}}`,
+};
+const def = {
+    keyword: "oneOf",
+    schemaType: "array",
+    trackErrors: true,
+    error,
+    code(cxt) {
+        const { gen, schema, parentSchema, it } = cxt;
+        /* istanbul ignore if */
+        if (!Array.isArray(schema))
+            throw new Error("ajv implementation error");
+        if (it.opts.discriminator && parentSchema.discriminator)
+            return;
+        const schArr = schema;
+        const valid = gen.let("valid", false);
+        const passing = gen.let("passing", null);
+        const schValid = gen.name("_valid");
+        cxt.setParams({ passing });
+        // TODO possibly fail straight away (with warning or exception) if there are two empty always valid schemas
+        gen.block(validateOneOf);
+        cxt.result(valid, () => cxt.reset(), () => cxt.error(true));
+        function validateOneOf() {
+            schArr.forEach((sch, i) => {
+                let schCxt;
+                if ((0, util_1.alwaysValidSchema)(it, sch)) {
+                    gen.var(schValid, true);
+                }
+                else {
+                    schCxt = cxt.subschema({
+                        keyword: "oneOf",
+                        schemaProp: i,
+                        compositeRule: true,
+                    }, schValid);
+                }
+                if (i > 0) {
+                    gen
+                        .if((0, codegen_1._) `${schValid} && ${valid}`)
+                        .assign(valid, false)
+                        .assign(passing, (0, codegen_1._) `[${passing}, ${i}]`)
+                        .else();
+                }
+                gen.if(schValid, () => {
+                    gen.assign(valid, true);
+                    gen.assign(passing, i);
+                    if (schCxt)
+                        cxt.mergeEvaluated(schCxt, codegen_1.Name);
+                });
+            });
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=oneOf.js.map
+
+/***/ }),
+
+/***/ 664:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const code_1 = __nccwpck_require__(8484);
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const util_2 = __nccwpck_require__(4464);
+const def = {
+    keyword: "patternProperties",
+    type: "object",
+    schemaType: "object",
+    code(cxt) {
+        const { gen, schema, data, parentSchema, it } = cxt;
+        const { opts } = it;
+        const patterns = (0, code_1.allSchemaProperties)(schema);
+        const alwaysValidPatterns = patterns.filter((p) => (0, util_1.alwaysValidSchema)(it, schema[p]));
+        if (patterns.length === 0 ||
+            (alwaysValidPatterns.length === patterns.length &&
+                (!it.opts.unevaluated || it.props === true))) {
+            return;
+        }
+        const checkProperties = opts.strictSchema && !opts.allowMatchingProperties && parentSchema.properties;
+        const valid = gen.name("valid");
+        if (it.props !== true && !(it.props instanceof codegen_1.Name)) {
+            it.props = (0, util_2.evaluatedPropsToName)(gen, it.props);
+        }
+        const { props } = it;
+        validatePatternProperties();
+        function validatePatternProperties() {
+            for (const pat of patterns) {
+                if (checkProperties)
+                    checkMatchingProperties(pat);
+                if (it.allErrors) {
+                    validateProperties(pat);
+                }
+                else {
+                    gen.var(valid, true); // TODO var
+                    validateProperties(pat);
+                    gen.if(valid);
+                }
+            }
+        }
+        function checkMatchingProperties(pat) {
+            for (const prop in checkProperties) {
+                if (new RegExp(pat).test(prop)) {
+                    (0, util_1.checkStrictMode)(it, `property ${prop} matches pattern ${pat} (use allowMatchingProperties)`);
+                }
+            }
+        }
+        function validateProperties(pat) {
+            gen.forIn("key", data, (key) => {
+                gen.if((0, codegen_1._) `${(0, code_1.usePattern)(cxt, pat)}.test(${key})`, () => {
+                    const alwaysValid = alwaysValidPatterns.includes(pat);
+                    if (!alwaysValid) {
+                        cxt.subschema({
+                            keyword: "patternProperties",
+                            schemaProp: pat,
+                            dataProp: key,
+                            dataPropType: util_2.Type.Str,
+                        }, valid);
+                    }
+                    if (it.opts.unevaluated && props !== true) {
+                        gen.assign((0, codegen_1._) `${props}[${key}]`, true);
+                    }
+                    else if (!alwaysValid && !it.allErrors) {
+                        // can short-circuit if `unevaluatedProperties` is not supported (opts.next === false)
+                        // or if all properties were evaluated (props === true)
+                        gen.if((0, codegen_1.not)(valid), () => gen.break());
+                    }
+                });
+            });
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=patternProperties.js.map
+
+/***/ }),
+
+/***/ 6467:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const items_1 = __nccwpck_require__(5791);
+const def = {
+    keyword: "prefixItems",
+    type: "array",
+    schemaType: ["array"],
+    before: "uniqueItems",
+    code: (cxt) => (0, items_1.validateTuple)(cxt, "items"),
+};
+exports["default"] = def;
+//# sourceMappingURL=prefixItems.js.map
+
+/***/ }),
+
+/***/ 8778:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const validate_1 = __nccwpck_require__(7881);
+const code_1 = __nccwpck_require__(8484);
+const util_1 = __nccwpck_require__(4464);
+const additionalProperties_1 = __nccwpck_require__(2431);
+const def = {
+    keyword: "properties",
+    type: "object",
+    schemaType: "object",
+    code(cxt) {
+        const { gen, schema, parentSchema, data, it } = cxt;
+        if (it.opts.removeAdditional === "all" && parentSchema.additionalProperties === undefined) {
+            additionalProperties_1.default.code(new validate_1.KeywordCxt(it, additionalProperties_1.default, "additionalProperties"));
+        }
+        const allProps = (0, code_1.allSchemaProperties)(schema);
+        for (const prop of allProps) {
+            it.definedProperties.add(prop);
+        }
+        if (it.opts.unevaluated && allProps.length && it.props !== true) {
+            it.props = util_1.mergeEvaluated.props(gen, (0, util_1.toHash)(allProps), it.props);
+        }
+        const properties = allProps.filter((p) => !(0, util_1.alwaysValidSchema)(it, schema[p]));
+        if (properties.length === 0)
+            return;
+        const valid = gen.name("valid");
+        for (const prop of properties) {
+            if (hasDefault(prop)) {
+                applyPropertySchema(prop);
+            }
+            else {
+                gen.if((0, code_1.propertyInData)(gen, data, prop, it.opts.ownProperties));
+                applyPropertySchema(prop);
+                if (!it.allErrors)
+                    gen.else().var(valid, true);
+                gen.endIf();
+            }
+            cxt.it.definedProperties.add(prop);
+            cxt.ok(valid);
+        }
+        function hasDefault(prop) {
+            return it.opts.useDefaults && !it.compositeRule && schema[prop].default !== undefined;
+        }
+        function applyPropertySchema(prop) {
+            cxt.subschema({
+                keyword: "properties",
+                schemaProp: prop,
+                dataProp: prop,
+            }, valid);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=properties.js.map
+
+/***/ }),
+
+/***/ 1372:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: "property name must be valid",
+    params: ({ params }) => (0, codegen_1._) `{propertyName: ${params.propertyName}}`,
+};
+const def = {
+    keyword: "propertyNames",
+    type: "object",
+    schemaType: ["object", "boolean"],
+    error,
+    code(cxt) {
+        const { gen, schema, data, it } = cxt;
+        if ((0, util_1.alwaysValidSchema)(it, schema))
+            return;
+        const valid = gen.name("valid");
+        gen.forIn("key", data, (key) => {
+            cxt.setParams({ propertyName: key });
+            cxt.subschema({
+                keyword: "propertyNames",
+                data: key,
+                dataTypes: ["string"],
+                propertyName: key,
+                compositeRule: true,
+            }, valid);
+            gen.if((0, codegen_1.not)(valid), () => {
+                cxt.error(true);
+                if (!it.allErrors)
+                    gen.break();
+            });
+        });
+        cxt.ok(valid);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=propertyNames.js.map
+
+/***/ }),
+
+/***/ 6829:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: ["then", "else"],
+    schemaType: ["object", "boolean"],
+    code({ keyword, parentSchema, it }) {
+        if (parentSchema.if === undefined)
+            (0, util_1.checkStrictMode)(it, `"${keyword}" without "if" is ignored`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=thenElse.js.map
+
+/***/ }),
+
+/***/ 8484:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.validateUnion = exports.validateArray = exports.usePattern = exports.callValidateCode = exports.schemaProperties = exports.allSchemaProperties = exports.noPropertyInData = exports.propertyInData = exports.isOwnProperty = exports.hasPropFunc = exports.reportMissingProp = exports.checkMissingProp = exports.checkReportMissingProp = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const names_1 = __nccwpck_require__(630);
+const util_2 = __nccwpck_require__(4464);
+function checkReportMissingProp(cxt, prop) {
+    const { gen, data, it } = cxt;
+    gen.if(noPropertyInData(gen, data, prop, it.opts.ownProperties), () => {
+        cxt.setParams({ missingProperty: (0, codegen_1._) `${prop}` }, true);
+        cxt.error();
+    });
+}
+exports.checkReportMissingProp = checkReportMissingProp;
+function checkMissingProp({ gen, data, it: { opts } }, properties, missing) {
+    return (0, codegen_1.or)(...properties.map((prop) => (0, codegen_1.and)(noPropertyInData(gen, data, prop, opts.ownProperties), (0, codegen_1._) `${missing} = ${prop}`)));
+}
+exports.checkMissingProp = checkMissingProp;
+function reportMissingProp(cxt, missing) {
+    cxt.setParams({ missingProperty: missing }, true);
+    cxt.error();
+}
+exports.reportMissingProp = reportMissingProp;
+function hasPropFunc(gen) {
+    return gen.scopeValue("func", {
+        // eslint-disable-next-line @typescript-eslint/unbound-method
+        ref: Object.prototype.hasOwnProperty,
+        code: (0, codegen_1._) `Object.prototype.hasOwnProperty`,
+    });
+}
+exports.hasPropFunc = hasPropFunc;
+function isOwnProperty(gen, data, property) {
+    return (0, codegen_1._) `${hasPropFunc(gen)}.call(${data}, ${property})`;
+}
+exports.isOwnProperty = isOwnProperty;
+function propertyInData(gen, data, property, ownProperties) {
+    const cond = (0, codegen_1._) `${data}${(0, codegen_1.getProperty)(property)} !== undefined`;
+    return ownProperties ? (0, codegen_1._) `${cond} && ${isOwnProperty(gen, data, property)}` : cond;
+}
+exports.propertyInData = propertyInData;
+function noPropertyInData(gen, data, property, ownProperties) {
+    const cond = (0, codegen_1._) `${data}${(0, codegen_1.getProperty)(property)} === undefined`;
+    return ownProperties ? (0, codegen_1.or)(cond, (0, codegen_1.not)(isOwnProperty(gen, data, property))) : cond;
+}
+exports.noPropertyInData = noPropertyInData;
+function allSchemaProperties(schemaMap) {
+    return schemaMap ? Object.keys(schemaMap).filter((p) => p !== "__proto__") : [];
+}
+exports.allSchemaProperties = allSchemaProperties;
+function schemaProperties(it, schemaMap) {
+    return allSchemaProperties(schemaMap).filter((p) => !(0, util_1.alwaysValidSchema)(it, schemaMap[p]));
+}
+exports.schemaProperties = schemaProperties;
+function callValidateCode({ schemaCode, data, it: { gen, topSchemaRef, schemaPath, errorPath }, it }, func, context, passSchema) {
+    const dataAndSchema = passSchema ? (0, codegen_1._) `${schemaCode}, ${data}, ${topSchemaRef}${schemaPath}` : data;
+    const valCxt = [
+        [names_1.default.instancePath, (0, codegen_1.strConcat)(names_1.default.instancePath, errorPath)],
+        [names_1.default.parentData, it.parentData],
+        [names_1.default.parentDataProperty, it.parentDataProperty],
+        [names_1.default.rootData, names_1.default.rootData],
+    ];
+    if (it.opts.dynamicRef)
+        valCxt.push([names_1.default.dynamicAnchors, names_1.default.dynamicAnchors]);
+    const args = (0, codegen_1._) `${dataAndSchema}, ${gen.object(...valCxt)}`;
+    return context !== codegen_1.nil ? (0, codegen_1._) `${func}.call(${context}, ${args})` : (0, codegen_1._) `${func}(${args})`;
+}
+exports.callValidateCode = callValidateCode;
+const newRegExp = (0, codegen_1._) `new RegExp`;
+function usePattern({ gen, it: { opts } }, pattern) {
+    const u = opts.unicodeRegExp ? "u" : "";
+    const { regExp } = opts.code;
+    const rx = regExp(pattern, u);
+    return gen.scopeValue("pattern", {
+        key: rx.toString(),
+        ref: rx,
+        code: (0, codegen_1._) `${regExp.code === "new RegExp" ? newRegExp : (0, util_2.useFunc)(gen, regExp)}(${pattern}, ${u})`,
+    });
+}
+exports.usePattern = usePattern;
+function validateArray(cxt) {
+    const { gen, data, keyword, it } = cxt;
+    const valid = gen.name("valid");
+    if (it.allErrors) {
+        const validArr = gen.let("valid", true);
+        validateItems(() => gen.assign(validArr, false));
+        return validArr;
+    }
+    gen.var(valid, true);
+    validateItems(() => gen.break());
+    return valid;
+    function validateItems(notValid) {
+        const len = gen.const("len", (0, codegen_1._) `${data}.length`);
+        gen.forRange("i", 0, len, (i) => {
+            cxt.subschema({
+                keyword,
+                dataProp: i,
+                dataPropType: util_1.Type.Num,
+            }, valid);
+            gen.if((0, codegen_1.not)(valid), notValid);
+        });
+    }
+}
+exports.validateArray = validateArray;
+function validateUnion(cxt) {
+    const { gen, schema, keyword, it } = cxt;
+    /* istanbul ignore if */
+    if (!Array.isArray(schema))
+        throw new Error("ajv implementation error");
+    const alwaysValid = schema.some((sch) => (0, util_1.alwaysValidSchema)(it, sch));
+    if (alwaysValid && !it.opts.unevaluated)
+        return;
+    const valid = gen.let("valid", false);
+    const schValid = gen.name("_valid");
+    gen.block(() => schema.forEach((_sch, i) => {
+        const schCxt = cxt.subschema({
+            keyword,
+            schemaProp: i,
+            compositeRule: true,
+        }, schValid);
+        gen.assign(valid, (0, codegen_1._) `${valid} || ${schValid}`);
+        const merged = cxt.mergeValidEvaluated(schCxt, schValid);
+        // can short-circuit if `unevaluatedProperties/Items` not supported (opts.unevaluated !== true)
+        // or if all properties and items were evaluated (it.props === true && it.items === true)
+        if (!merged)
+            gen.if((0, codegen_1.not)(valid));
+    }));
+    cxt.result(valid, () => cxt.reset(), () => cxt.error(true));
+}
+exports.validateUnion = validateUnion;
+//# sourceMappingURL=code.js.map
+
+/***/ }),
+
+/***/ 7491:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const def = {
+    keyword: "id",
+    code() {
+        throw new Error('NOT SUPPORTED: keyword "id", use "$id" for schema ID');
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=id.js.map
+
+/***/ }),
+
+/***/ 7397:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const id_1 = __nccwpck_require__(7491);
+const ref_1 = __nccwpck_require__(2996);
+const core = [
+    "$schema",
+    "$id",
+    "$defs",
+    "$vocabulary",
+    { keyword: "$comment" },
+    "definitions",
+    id_1.default,
+    ref_1.default,
+];
+exports["default"] = core;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 2996:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.callRef = exports.getValidate = void 0;
+const ref_error_1 = __nccwpck_require__(3162);
+const code_1 = __nccwpck_require__(8484);
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const compile_1 = __nccwpck_require__(2718);
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: "$ref",
+    schemaType: "string",
+    code(cxt) {
+        const { gen, schema: $ref, it } = cxt;
+        const { baseId, schemaEnv: env, validateName, opts, self } = it;
+        const { root } = env;
+        if (($ref === "#" || $ref === "#/") && baseId === root.baseId)
+            return callRootRef();
+        const schOrEnv = compile_1.resolveRef.call(self, root, baseId, $ref);
+        if (schOrEnv === undefined)
+            throw new ref_error_1.default(it.opts.uriResolver, baseId, $ref);
+        if (schOrEnv instanceof compile_1.SchemaEnv)
+            return callValidate(schOrEnv);
+        return inlineRefSchema(schOrEnv);
+        function callRootRef() {
+            if (env === root)
+                return callRef(cxt, validateName, env, env.$async);
+            const rootName = gen.scopeValue("root", { ref: root });
+            return callRef(cxt, (0, codegen_1._) `${rootName}.validate`, root, root.$async);
+        }
+        function callValidate(sch) {
+            const v = getValidate(cxt, sch);
+            callRef(cxt, v, sch, sch.$async);
+        }
+        function inlineRefSchema(sch) {
+            const schName = gen.scopeValue("schema", opts.code.source === true ? { ref: sch, code: (0, codegen_1.stringify)(sch) } : { ref: sch });
+            const valid = gen.name("valid");
+            const schCxt = cxt.subschema({
+                schema: sch,
+                dataTypes: [],
+                schemaPath: codegen_1.nil,
+                topSchemaRef: schName,
+                errSchemaPath: $ref,
+            }, valid);
+            cxt.mergeEvaluated(schCxt);
+            cxt.ok(valid);
+        }
+    },
+};
+function getValidate(cxt, sch) {
+    const { gen } = cxt;
+    return sch.validate
+        ? gen.scopeValue("validate", { ref: sch.validate })
+        : (0, codegen_1._) `${gen.scopeValue("wrapper", { ref: sch })}.validate`;
+}
+exports.getValidate = getValidate;
+function callRef(cxt, v, sch, $async) {
+    const { gen, it } = cxt;
+    const { allErrors, schemaEnv: env, opts } = it;
+    const passCxt = opts.passContext ? names_1.default.this : codegen_1.nil;
+    if ($async)
+        callAsyncRef();
+    else
+        callSyncRef();
+    function callAsyncRef() {
+        if (!env.$async)
+            throw new Error("async schema referenced by sync schema");
+        const valid = gen.let("valid");
+        gen.try(() => {
+            gen.code((0, codegen_1._) `await ${(0, code_1.callValidateCode)(cxt, v, passCxt)}`);
+            addEvaluatedFrom(v); // TODO will not work with async, it has to be returned with the result
+            if (!allErrors)
+                gen.assign(valid, true);
+        }, (e) => {
+            gen.if((0, codegen_1._) `!(${e} instanceof ${it.ValidationError})`, () => gen.throw(e));
+            addErrorsFrom(e);
+            if (!allErrors)
+                gen.assign(valid, false);
+        });
+        cxt.ok(valid);
+    }
+    function callSyncRef() {
+        cxt.result((0, code_1.callValidateCode)(cxt, v, passCxt), () => addEvaluatedFrom(v), () => addErrorsFrom(v));
+    }
+    function addErrorsFrom(source) {
+        const errs = (0, codegen_1._) `${source}.errors`;
+        gen.assign(names_1.default.vErrors, (0, codegen_1._) `${names_1.default.vErrors} === null ? ${errs} : ${names_1.default.vErrors}.concat(${errs})`); // TODO tagged
+        gen.assign(names_1.default.errors, (0, codegen_1._) `${names_1.default.vErrors}.length`);
+    }
+    function addEvaluatedFrom(source) {
+        var _a;
+        if (!it.opts.unevaluated)
+            return;
+        const schEvaluated = (_a = sch === null || sch === void 0 ? void 0 : sch.validate) === null || _a === void 0 ? void 0 : _a.evaluated;
+        // TODO refactor
+        if (it.props !== true) {
+            if (schEvaluated && !schEvaluated.dynamicProps) {
+                if (schEvaluated.props !== undefined) {
+                    it.props = util_1.mergeEvaluated.props(gen, schEvaluated.props, it.props);
+                }
+            }
+            else {
+                const props = gen.var("props", (0, codegen_1._) `${source}.evaluated.props`);
+                it.props = util_1.mergeEvaluated.props(gen, props, it.props, codegen_1.Name);
+            }
+        }
+        if (it.items !== true) {
+            if (schEvaluated && !schEvaluated.dynamicItems) {
+                if (schEvaluated.items !== undefined) {
+                    it.items = util_1.mergeEvaluated.items(gen, schEvaluated.items, it.items);
+                }
+            }
+            else {
+                const items = gen.var("items", (0, codegen_1._) `${source}.evaluated.items`);
+                it.items = util_1.mergeEvaluated.items(gen, items, it.items, codegen_1.Name);
+            }
+        }
+    }
+}
+exports.callRef = callRef;
+exports["default"] = def;
+//# sourceMappingURL=ref.js.map
+
+/***/ }),
+
+/***/ 8886:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const types_1 = __nccwpck_require__(7115);
+const compile_1 = __nccwpck_require__(2718);
+const ref_error_1 = __nccwpck_require__(3162);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params: { discrError, tagName } }) => discrError === types_1.DiscrError.Tag
+        ? `tag "${tagName}" must be string`
+        : `value of tag "${tagName}" must be in oneOf`,
+    params: ({ params: { discrError, tag, tagName } }) => (0, codegen_1._) `{error: ${discrError}, tag: ${tagName}, tagValue: ${tag}}`,
+};
+const def = {
+    keyword: "discriminator",
+    type: "object",
+    schemaType: "object",
+    error,
+    code(cxt) {
+        const { gen, data, schema, parentSchema, it } = cxt;
+        const { oneOf } = parentSchema;
+        if (!it.opts.discriminator) {
+            throw new Error("discriminator: requires discriminator option");
+        }
+        const tagName = schema.propertyName;
+        if (typeof tagName != "string")
+            throw new Error("discriminator: requires propertyName");
+        if (schema.mapping)
+            throw new Error("discriminator: mapping is not supported");
+        if (!oneOf)
+            throw new Error("discriminator: requires oneOf keyword");
+        const valid = gen.let("valid", false);
+        const tag = gen.const("tag", (0, codegen_1._) `${data}${(0, codegen_1.getProperty)(tagName)}`);
+        gen.if((0, codegen_1._) `typeof ${tag} == "string"`, () => validateMapping(), () => cxt.error(false, { discrError: types_1.DiscrError.Tag, tag, tagName }));
+        cxt.ok(valid);
+        function validateMapping() {
+            const mapping = getMapping();
+            gen.if(false);
+            for (const tagValue in mapping) {
+                gen.elseIf((0, codegen_1._) `${tag} === ${tagValue}`);
+                gen.assign(valid, applyTagSchema(mapping[tagValue]));
+            }
+            gen.else();
+            cxt.error(false, { discrError: types_1.DiscrError.Mapping, tag, tagName });
+            gen.endIf();
+        }
+        function applyTagSchema(schemaProp) {
+            const _valid = gen.name("valid");
+            const schCxt = cxt.subschema({ keyword: "oneOf", schemaProp }, _valid);
+            cxt.mergeEvaluated(schCxt, codegen_1.Name);
+            return _valid;
+        }
+        function getMapping() {
+            var _a;
+            const oneOfMapping = {};
+            const topRequired = hasRequired(parentSchema);
+            let tagRequired = true;
+            for (let i = 0; i < oneOf.length; i++) {
+                let sch = oneOf[i];
+                if ((sch === null || sch === void 0 ? void 0 : sch.$ref) && !(0, util_1.schemaHasRulesButRef)(sch, it.self.RULES)) {
+                    const ref = sch.$ref;
+                    sch = compile_1.resolveRef.call(it.self, it.schemaEnv.root, it.baseId, ref);
+                    if (sch instanceof compile_1.SchemaEnv)
+                        sch = sch.schema;
+                    if (sch === undefined)
+                        throw new ref_error_1.default(it.opts.uriResolver, it.baseId, ref);
+                }
+                const propSch = (_a = sch === null || sch === void 0 ? void 0 : sch.properties) === null || _a === void 0 ? void 0 : _a[tagName];
+                if (typeof propSch != "object") {
+                    throw new Error(`discriminator: oneOf subschemas (or referenced schemas) must have "properties/${tagName}"`);
+                }
+                tagRequired = tagRequired && (topRequired || hasRequired(sch));
+                addMappings(propSch, i);
+            }
+            if (!tagRequired)
+                throw new Error(`discriminator: "${tagName}" must be required`);
+            return oneOfMapping;
+            function hasRequired({ required }) {
+                return Array.isArray(required) && required.includes(tagName);
+            }
+            function addMappings(sch, i) {
+                if (sch.const) {
+                    addMapping(sch.const, i);
+                }
+                else if (sch.enum) {
+                    for (const tagValue of sch.enum) {
+                        addMapping(tagValue, i);
+                    }
+                }
+                else {
+                    throw new Error(`discriminator: "properties/${tagName}" must have "const" or "enum"`);
+                }
+            }
+            function addMapping(tagValue, i) {
+                if (typeof tagValue != "string" || tagValue in oneOfMapping) {
+                    throw new Error(`discriminator: "${tagName}" values must be unique strings`);
+                }
+                oneOfMapping[tagValue] = i;
+            }
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 7115:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.DiscrError = void 0;
+var DiscrError;
+(function (DiscrError) {
+    DiscrError["Tag"] = "tag";
+    DiscrError["Mapping"] = "mapping";
+})(DiscrError || (exports.DiscrError = DiscrError = {}));
+//# sourceMappingURL=types.js.map
+
+/***/ }),
+
+/***/ 4298:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const core_1 = __nccwpck_require__(7397);
+const validation_1 = __nccwpck_require__(5481);
+const applicator_1 = __nccwpck_require__(8775);
+const dynamic_1 = __nccwpck_require__(9923);
+const next_1 = __nccwpck_require__(7844);
+const unevaluated_1 = __nccwpck_require__(2010);
+const format_1 = __nccwpck_require__(2601);
+const metadata_1 = __nccwpck_require__(6620);
+const draft2020Vocabularies = [
+    dynamic_1.default,
+    core_1.default,
+    validation_1.default,
+    (0, applicator_1.default)(true),
+    format_1.default,
+    metadata_1.metadataVocabulary,
+    metadata_1.contentVocabulary,
+    next_1.default,
+    unevaluated_1.default,
+];
+exports["default"] = draft2020Vocabularies;
+//# sourceMappingURL=draft2020.js.map
+
+/***/ }),
+
+/***/ 8639:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.dynamicAnchor = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const compile_1 = __nccwpck_require__(2718);
+const ref_1 = __nccwpck_require__(2996);
+const def = {
+    keyword: "$dynamicAnchor",
+    schemaType: "string",
+    code: (cxt) => dynamicAnchor(cxt, cxt.schema),
+};
+function dynamicAnchor(cxt, anchor) {
+    const { gen, it } = cxt;
+    it.schemaEnv.root.dynamicAnchors[anchor] = true;
+    const v = (0, codegen_1._) `${names_1.default.dynamicAnchors}${(0, codegen_1.getProperty)(anchor)}`;
+    const validate = it.errSchemaPath === "#" ? it.validateName : _getValidate(cxt);
+    gen.if((0, codegen_1._) `!${v}`, () => gen.assign(v, validate));
+}
+exports.dynamicAnchor = dynamicAnchor;
+function _getValidate(cxt) {
+    const { schemaEnv, schema, self } = cxt.it;
+    const { root, baseId, localRefs, meta } = schemaEnv.root;
+    const { schemaId } = self.opts;
+    const sch = new compile_1.SchemaEnv({ schema, schemaId, root, baseId, localRefs, meta });
+    compile_1.compileSchema.call(self, sch);
+    return (0, ref_1.getValidate)(cxt, sch);
+}
+exports["default"] = def;
+//# sourceMappingURL=dynamicAnchor.js.map
+
+/***/ }),
+
+/***/ 5065:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.dynamicRef = void 0;
+const codegen_1 = __nccwpck_require__(1436);
+const names_1 = __nccwpck_require__(630);
+const ref_1 = __nccwpck_require__(2996);
+const def = {
+    keyword: "$dynamicRef",
+    schemaType: "string",
+    code: (cxt) => dynamicRef(cxt, cxt.schema),
+};
+function dynamicRef(cxt, ref) {
+    const { gen, keyword, it } = cxt;
+    if (ref[0] !== "#")
+        throw new Error(`"${keyword}" only supports hash fragment reference`);
+    const anchor = ref.slice(1);
+    if (it.allErrors) {
+        _dynamicRef();
+    }
+    else {
+        const valid = gen.let("valid", false);
+        _dynamicRef(valid);
+        cxt.ok(valid);
+    }
+    function _dynamicRef(valid) {
+        // TODO the assumption here is that `recursiveRef: #` always points to the root
+        // of the schema object, which is not correct, because there may be $id that
+        // makes # point to it, and the target schema may not contain dynamic/recursiveAnchor.
+        // Because of that 2 tests in recursiveRef.json fail.
+        // This is a similar problem to #815 (`$id` doesn't alter resolution scope for `{ "$ref": "#" }`).
+        // (This problem is not tested in JSON-Schema-Test-Suite)
+        if (it.schemaEnv.root.dynamicAnchors[anchor]) {
+            const v = gen.let("_v", (0, codegen_1._) `${names_1.default.dynamicAnchors}${(0, codegen_1.getProperty)(anchor)}`);
+            gen.if(v, _callRef(v, valid), _callRef(it.validateName, valid));
+        }
+        else {
+            _callRef(it.validateName, valid)();
+        }
+    }
+    function _callRef(validate, valid) {
+        return valid
+            ? () => gen.block(() => {
+                (0, ref_1.callRef)(cxt, validate);
+                gen.let(valid, true);
+            })
+            : () => (0, ref_1.callRef)(cxt, validate);
+    }
+}
+exports.dynamicRef = dynamicRef;
+exports["default"] = def;
+//# sourceMappingURL=dynamicRef.js.map
+
+/***/ }),
+
+/***/ 9923:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dynamicAnchor_1 = __nccwpck_require__(8639);
+const dynamicRef_1 = __nccwpck_require__(5065);
+const recursiveAnchor_1 = __nccwpck_require__(9982);
+const recursiveRef_1 = __nccwpck_require__(1794);
+const dynamic = [dynamicAnchor_1.default, dynamicRef_1.default, recursiveAnchor_1.default, recursiveRef_1.default];
+exports["default"] = dynamic;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 9982:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dynamicAnchor_1 = __nccwpck_require__(8639);
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: "$recursiveAnchor",
+    schemaType: "boolean",
+    code(cxt) {
+        if (cxt.schema)
+            (0, dynamicAnchor_1.dynamicAnchor)(cxt, "");
+        else
+            (0, util_1.checkStrictMode)(cxt.it, "$recursiveAnchor: false is ignored");
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=recursiveAnchor.js.map
+
+/***/ }),
+
+/***/ 1794:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dynamicRef_1 = __nccwpck_require__(5065);
+const def = {
+    keyword: "$recursiveRef",
+    schemaType: "string",
+    code: (cxt) => (0, dynamicRef_1.dynamicRef)(cxt, cxt.schema),
+};
+exports["default"] = def;
+//# sourceMappingURL=recursiveRef.js.map
+
+/***/ }),
+
+/***/ 6402:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const error = {
+    message: ({ schemaCode }) => (0, codegen_1.str) `must match format "${schemaCode}"`,
+    params: ({ schemaCode }) => (0, codegen_1._) `{format: ${schemaCode}}`,
+};
+const def = {
+    keyword: "format",
+    type: ["number", "string"],
+    schemaType: "string",
+    $data: true,
+    error,
+    code(cxt, ruleType) {
+        const { gen, data, $data, schema, schemaCode, it } = cxt;
+        const { opts, errSchemaPath, schemaEnv, self } = it;
+        if (!opts.validateFormats)
+            return;
+        if ($data)
+            validate$DataFormat();
+        else
+            validateFormat();
+        function validate$DataFormat() {
+            const fmts = gen.scopeValue("formats", {
+                ref: self.formats,
+                code: opts.code.formats,
+            });
+            const fDef = gen.const("fDef", (0, codegen_1._) `${fmts}[${schemaCode}]`);
+            const fType = gen.let("fType");
+            const format = gen.let("format");
+            // TODO simplify
+            gen.if((0, codegen_1._) `typeof ${fDef} == "object" && !(${fDef} instanceof RegExp)`, () => gen.assign(fType, (0, codegen_1._) `${fDef}.type || "string"`).assign(format, (0, codegen_1._) `${fDef}.validate`), () => gen.assign(fType, (0, codegen_1._) `"string"`).assign(format, fDef));
+            cxt.fail$data((0, codegen_1.or)(unknownFmt(), invalidFmt()));
+            function unknownFmt() {
+                if (opts.strictSchema === false)
+                    return codegen_1.nil;
+                return (0, codegen_1._) `${schemaCode} && !${format}`;
+            }
+            function invalidFmt() {
+                const callFormat = schemaEnv.$async
+                    ? (0, codegen_1._) `(${fDef}.async ? await ${format}(${data}) : ${format}(${data}))`
+                    : (0, codegen_1._) `${format}(${data})`;
+                const validData = (0, codegen_1._) `(typeof ${format} == "function" ? ${callFormat} : ${format}.test(${data}))`;
+                return (0, codegen_1._) `${format} && ${format} !== true && ${fType} === ${ruleType} && !${validData}`;
+            }
+        }
+        function validateFormat() {
+            const formatDef = self.formats[schema];
+            if (!formatDef) {
+                unknownFormat();
+                return;
+            }
+            if (formatDef === true)
+                return;
+            const [fmtType, format, fmtRef] = getFormat(formatDef);
+            if (fmtType === ruleType)
+                cxt.pass(validCondition());
+            function unknownFormat() {
+                if (opts.strictSchema === false) {
+                    self.logger.warn(unknownMsg());
+                    return;
+                }
+                throw new Error(unknownMsg());
+                function unknownMsg() {
+                    return `unknown format "${schema}" ignored in schema at path "${errSchemaPath}"`;
+                }
+            }
+            function getFormat(fmtDef) {
+                const code = fmtDef instanceof RegExp
+                    ? (0, codegen_1.regexpCode)(fmtDef)
+                    : opts.code.formats
+                        ? (0, codegen_1._) `${opts.code.formats}${(0, codegen_1.getProperty)(schema)}`
+                        : undefined;
+                const fmt = gen.scopeValue("formats", { key: schema, ref: fmtDef, code });
+                if (typeof fmtDef == "object" && !(fmtDef instanceof RegExp)) {
+                    return [fmtDef.type || "string", fmtDef.validate, (0, codegen_1._) `${fmt}.validate`];
+                }
+                return ["string", fmtDef, fmt];
+            }
+            function validCondition() {
+                if (typeof formatDef == "object" && !(formatDef instanceof RegExp) && formatDef.async) {
+                    if (!schemaEnv.$async)
+                        throw new Error("async format in sync schema");
+                    return (0, codegen_1._) `await ${fmtRef}(${data})`;
+                }
+                return typeof format == "function" ? (0, codegen_1._) `${fmtRef}(${data})` : (0, codegen_1._) `${fmtRef}.test(${data})`;
+            }
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=format.js.map
+
+/***/ }),
+
+/***/ 2601:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const format_1 = __nccwpck_require__(6402);
+const format = [format_1.default];
+exports["default"] = format;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 6620:
+/***/ ((__unused_webpack_module, exports) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+exports.contentVocabulary = exports.metadataVocabulary = void 0;
+exports.metadataVocabulary = [
+    "title",
+    "description",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "examples",
+];
+exports.contentVocabulary = [
+    "contentMediaType",
+    "contentEncoding",
+    "contentSchema",
+];
+//# sourceMappingURL=metadata.js.map
+
+/***/ }),
+
+/***/ 7844:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dependentRequired_1 = __nccwpck_require__(3024);
+const dependentSchemas_1 = __nccwpck_require__(3818);
+const limitContains_1 = __nccwpck_require__(3907);
+const next = [dependentRequired_1.default, dependentSchemas_1.default, limitContains_1.default];
+exports["default"] = next;
+//# sourceMappingURL=next.js.map
+
+/***/ }),
+
+/***/ 2010:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const unevaluatedProperties_1 = __nccwpck_require__(6855);
+const unevaluatedItems_1 = __nccwpck_require__(4144);
+const unevaluated = [unevaluatedProperties_1.default, unevaluatedItems_1.default];
+exports["default"] = unevaluated;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 4144:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params: { len } }) => (0, codegen_1.str) `must NOT have more than ${len} items`,
+    params: ({ params: { len } }) => (0, codegen_1._) `{limit: ${len}}`,
+};
+const def = {
+    keyword: "unevaluatedItems",
+    type: "array",
+    schemaType: ["boolean", "object"],
+    error,
+    code(cxt) {
+        const { gen, schema, data, it } = cxt;
+        const items = it.items || 0;
+        if (items === true)
+            return;
+        const len = gen.const("len", (0, codegen_1._) `${data}.length`);
+        if (schema === false) {
+            cxt.setParams({ len: items });
+            cxt.fail((0, codegen_1._) `${len} > ${items}`);
+        }
+        else if (typeof schema == "object" && !(0, util_1.alwaysValidSchema)(it, schema)) {
+            const valid = gen.var("valid", (0, codegen_1._) `${len} <= ${items}`);
+            gen.if((0, codegen_1.not)(valid), () => validateItems(valid, items));
+            cxt.ok(valid);
+        }
+        it.items = true;
+        function validateItems(valid, from) {
+            gen.forRange("i", from, len, (i) => {
+                cxt.subschema({ keyword: "unevaluatedItems", dataProp: i, dataPropType: util_1.Type.Num }, valid);
+                if (!it.allErrors)
+                    gen.if((0, codegen_1.not)(valid), () => gen.break());
+            });
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=unevaluatedItems.js.map
+
+/***/ }),
+
+/***/ 6855:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const names_1 = __nccwpck_require__(630);
+const error = {
+    message: "must NOT have unevaluated properties",
+    params: ({ params }) => (0, codegen_1._) `{unevaluatedProperty: ${params.unevaluatedProperty}}`,
+};
+const def = {
+    keyword: "unevaluatedProperties",
+    type: "object",
+    schemaType: ["boolean", "object"],
+    trackErrors: true,
+    error,
+    code(cxt) {
+        const { gen, schema, data, errsCount, it } = cxt;
+        /* istanbul ignore if */
+        if (!errsCount)
+            throw new Error("ajv implementation error");
+        const { allErrors, props } = it;
+        if (props instanceof codegen_1.Name) {
+            gen.if((0, codegen_1._) `${props} !== true`, () => gen.forIn("key", data, (key) => gen.if(unevaluatedDynamic(props, key), () => unevaluatedPropCode(key))));
+        }
+        else if (props !== true) {
+            gen.forIn("key", data, (key) => props === undefined
+                ? unevaluatedPropCode(key)
+                : gen.if(unevaluatedStatic(props, key), () => unevaluatedPropCode(key)));
+        }
+        it.props = true;
+        cxt.ok((0, codegen_1._) `${errsCount} === ${names_1.default.errors}`);
+        function unevaluatedPropCode(key) {
+            if (schema === false) {
+                cxt.setParams({ unevaluatedProperty: key });
+                cxt.error();
+                if (!allErrors)
+                    gen.break();
+                return;
+            }
+            if (!(0, util_1.alwaysValidSchema)(it, schema)) {
+                const valid = gen.name("valid");
+                cxt.subschema({
+                    keyword: "unevaluatedProperties",
+                    dataProp: key,
+                    dataPropType: util_1.Type.Str,
+                }, valid);
+                if (!allErrors)
+                    gen.if((0, codegen_1.not)(valid), () => gen.break());
+            }
+        }
+        function unevaluatedDynamic(evaluatedProps, key) {
+            return (0, codegen_1._) `!${evaluatedProps} || !${evaluatedProps}[${key}]`;
+        }
+        function unevaluatedStatic(evaluatedProps, key) {
+            const ps = [];
+            for (const p in evaluatedProps) {
+                if (evaluatedProps[p] === true)
+                    ps.push((0, codegen_1._) `${key} !== ${p}`);
+            }
+            return (0, codegen_1.and)(...ps);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=unevaluatedProperties.js.map
+
+/***/ }),
+
+/***/ 8026:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const equal_1 = __nccwpck_require__(4951);
+const error = {
+    message: "must be equal to constant",
+    params: ({ schemaCode }) => (0, codegen_1._) `{allowedValue: ${schemaCode}}`,
+};
+const def = {
+    keyword: "const",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, data, $data, schemaCode, schema } = cxt;
+        if ($data || (schema && typeof schema == "object")) {
+            cxt.fail$data((0, codegen_1._) `!${(0, util_1.useFunc)(gen, equal_1.default)}(${data}, ${schemaCode})`);
+        }
+        else {
+            cxt.fail((0, codegen_1._) `${schema} !== ${data}`);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=const.js.map
+
+/***/ }),
+
+/***/ 3024:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dependencies_1 = __nccwpck_require__(5826);
+const def = {
+    keyword: "dependentRequired",
+    type: "object",
+    schemaType: "object",
+    error: dependencies_1.error,
+    code: (cxt) => (0, dependencies_1.validatePropertyDeps)(cxt),
+};
+exports["default"] = def;
+//# sourceMappingURL=dependentRequired.js.map
+
+/***/ }),
+
+/***/ 3200:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const equal_1 = __nccwpck_require__(4951);
+const error = {
+    message: "must be equal to one of the allowed values",
+    params: ({ schemaCode }) => (0, codegen_1._) `{allowedValues: ${schemaCode}}`,
+};
+const def = {
+    keyword: "enum",
+    schemaType: "array",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, data, $data, schema, schemaCode, it } = cxt;
+        if (!$data && schema.length === 0)
+            throw new Error("enum must have non-empty array");
+        const useLoop = schema.length >= it.opts.loopEnum;
+        let eql;
+        const getEql = () => (eql !== null && eql !== void 0 ? eql : (eql = (0, util_1.useFunc)(gen, equal_1.default)));
+        let valid;
+        if (useLoop || $data) {
+            valid = gen.let("valid");
+            cxt.block$data(valid, loopEnum);
+        }
+        else {
+            /* istanbul ignore if */
+            if (!Array.isArray(schema))
+                throw new Error("ajv implementation error");
+            const vSchema = gen.const("vSchema", schemaCode);
+            valid = (0, codegen_1.or)(...schema.map((_x, i) => equalCode(vSchema, i)));
+        }
+        cxt.pass(valid);
+        function loopEnum() {
+            gen.assign(valid, false);
+            gen.forOf("v", schemaCode, (v) => gen.if((0, codegen_1._) `${getEql()}(${data}, ${v})`, () => gen.assign(valid, true).break()));
+        }
+        function equalCode(vSchema, i) {
+            const sch = schema[i];
+            return typeof sch === "object" && sch !== null
+                ? (0, codegen_1._) `${getEql()}(${data}, ${vSchema}[${i}])`
+                : (0, codegen_1._) `${data} === ${sch}`;
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=enum.js.map
+
+/***/ }),
+
+/***/ 5481:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const limitNumber_1 = __nccwpck_require__(3723);
+const multipleOf_1 = __nccwpck_require__(8132);
+const limitLength_1 = __nccwpck_require__(6962);
+const pattern_1 = __nccwpck_require__(6023);
+const limitProperties_1 = __nccwpck_require__(895);
+const required_1 = __nccwpck_require__(4504);
+const limitItems_1 = __nccwpck_require__(6296);
+const uniqueItems_1 = __nccwpck_require__(5132);
+const const_1 = __nccwpck_require__(8026);
+const enum_1 = __nccwpck_require__(3200);
+const validation = [
+    // number
+    limitNumber_1.default,
+    multipleOf_1.default,
+    // string
+    limitLength_1.default,
+    pattern_1.default,
+    // object
+    limitProperties_1.default,
+    required_1.default,
+    // array
+    limitItems_1.default,
+    uniqueItems_1.default,
+    // any
+    { keyword: "type", schemaType: ["string", "array"] },
+    { keyword: "nullable", schemaType: "boolean" },
+    const_1.default,
+    enum_1.default,
+];
+exports["default"] = validation;
+//# sourceMappingURL=index.js.map
+
+/***/ }),
+
+/***/ 3907:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const util_1 = __nccwpck_require__(4464);
+const def = {
+    keyword: ["maxContains", "minContains"],
+    type: "array",
+    schemaType: "number",
+    code({ keyword, parentSchema, it }) {
+        if (parentSchema.contains === undefined) {
+            (0, util_1.checkStrictMode)(it, `"${keyword}" without "contains" is ignored`);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=limitContains.js.map
+
+/***/ }),
+
+/***/ 6296:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const error = {
+    message({ keyword, schemaCode }) {
+        const comp = keyword === "maxItems" ? "more" : "fewer";
+        return (0, codegen_1.str) `must NOT have ${comp} than ${schemaCode} items`;
+    },
+    params: ({ schemaCode }) => (0, codegen_1._) `{limit: ${schemaCode}}`,
+};
+const def = {
+    keyword: ["maxItems", "minItems"],
+    type: "array",
+    schemaType: "number",
+    $data: true,
+    error,
+    code(cxt) {
+        const { keyword, data, schemaCode } = cxt;
+        const op = keyword === "maxItems" ? codegen_1.operators.GT : codegen_1.operators.LT;
+        cxt.fail$data((0, codegen_1._) `${data}.length ${op} ${schemaCode}`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=limitItems.js.map
+
+/***/ }),
+
+/***/ 6962:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const ucs2length_1 = __nccwpck_require__(6214);
+const error = {
+    message({ keyword, schemaCode }) {
+        const comp = keyword === "maxLength" ? "more" : "fewer";
+        return (0, codegen_1.str) `must NOT have ${comp} than ${schemaCode} characters`;
+    },
+    params: ({ schemaCode }) => (0, codegen_1._) `{limit: ${schemaCode}}`,
+};
+const def = {
+    keyword: ["maxLength", "minLength"],
+    type: "string",
+    schemaType: "number",
+    $data: true,
+    error,
+    code(cxt) {
+        const { keyword, data, schemaCode, it } = cxt;
+        const op = keyword === "maxLength" ? codegen_1.operators.GT : codegen_1.operators.LT;
+        const len = it.opts.unicode === false ? (0, codegen_1._) `${data}.length` : (0, codegen_1._) `${(0, util_1.useFunc)(cxt.gen, ucs2length_1.default)}(${data})`;
+        cxt.fail$data((0, codegen_1._) `${len} ${op} ${schemaCode}`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=limitLength.js.map
+
+/***/ }),
+
+/***/ 3723:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const ops = codegen_1.operators;
+const KWDs = {
+    maximum: { okStr: "<=", ok: ops.LTE, fail: ops.GT },
+    minimum: { okStr: ">=", ok: ops.GTE, fail: ops.LT },
+    exclusiveMaximum: { okStr: "<", ok: ops.LT, fail: ops.GTE },
+    exclusiveMinimum: { okStr: ">", ok: ops.GT, fail: ops.LTE },
+};
+const error = {
+    message: ({ keyword, schemaCode }) => (0, codegen_1.str) `must be ${KWDs[keyword].okStr} ${schemaCode}`,
+    params: ({ keyword, schemaCode }) => (0, codegen_1._) `{comparison: ${KWDs[keyword].okStr}, limit: ${schemaCode}}`,
+};
+const def = {
+    keyword: Object.keys(KWDs),
+    type: "number",
+    schemaType: "number",
+    $data: true,
+    error,
+    code(cxt) {
+        const { keyword, data, schemaCode } = cxt;
+        cxt.fail$data((0, codegen_1._) `${data} ${KWDs[keyword].fail} ${schemaCode} || isNaN(${data})`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=limitNumber.js.map
+
+/***/ }),
+
+/***/ 895:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const error = {
+    message({ keyword, schemaCode }) {
+        const comp = keyword === "maxProperties" ? "more" : "fewer";
+        return (0, codegen_1.str) `must NOT have ${comp} than ${schemaCode} properties`;
+    },
+    params: ({ schemaCode }) => (0, codegen_1._) `{limit: ${schemaCode}}`,
+};
+const def = {
+    keyword: ["maxProperties", "minProperties"],
+    type: "object",
+    schemaType: "number",
+    $data: true,
+    error,
+    code(cxt) {
+        const { keyword, data, schemaCode } = cxt;
+        const op = keyword === "maxProperties" ? codegen_1.operators.GT : codegen_1.operators.LT;
+        cxt.fail$data((0, codegen_1._) `Object.keys(${data}).length ${op} ${schemaCode}`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=limitProperties.js.map
+
+/***/ }),
+
+/***/ 8132:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const codegen_1 = __nccwpck_require__(1436);
+const error = {
+    message: ({ schemaCode }) => (0, codegen_1.str) `must be multiple of ${schemaCode}`,
+    params: ({ schemaCode }) => (0, codegen_1._) `{multipleOf: ${schemaCode}}`,
+};
+const def = {
+    keyword: "multipleOf",
+    type: "number",
+    schemaType: "number",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, data, schemaCode, it } = cxt;
+        // const bdt = bad$DataType(schemaCode, <string>def.schemaType, $data)
+        const prec = it.opts.multipleOfPrecision;
+        const res = gen.let("res");
+        const invalid = prec
+            ? (0, codegen_1._) `Math.abs(Math.round(${res}) - ${res}) > 1e-${prec}`
+            : (0, codegen_1._) `${res} !== parseInt(${res})`;
+        cxt.fail$data((0, codegen_1._) `(${schemaCode} === 0 || (${res} = ${data}/${schemaCode}, ${invalid}))`);
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=multipleOf.js.map
+
+/***/ }),
+
+/***/ 6023:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const code_1 = __nccwpck_require__(8484);
+const util_1 = __nccwpck_require__(4464);
+const codegen_1 = __nccwpck_require__(1436);
+const error = {
+    message: ({ schemaCode }) => (0, codegen_1.str) `must match pattern "${schemaCode}"`,
+    params: ({ schemaCode }) => (0, codegen_1._) `{pattern: ${schemaCode}}`,
+};
+const def = {
+    keyword: "pattern",
+    type: "string",
+    schemaType: "string",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, data, $data, schema, schemaCode, it } = cxt;
+        const u = it.opts.unicodeRegExp ? "u" : "";
+        if ($data) {
+            const { regExp } = it.opts.code;
+            const regExpCode = regExp.code === "new RegExp" ? (0, codegen_1._) `new RegExp` : (0, util_1.useFunc)(gen, regExp);
+            const valid = gen.let("valid");
+            gen.try(() => gen.assign(valid, (0, codegen_1._) `${regExpCode}(${schemaCode}, ${u}).test(${data})`), () => gen.assign(valid, false));
+            cxt.fail$data((0, codegen_1._) `!${valid}`);
+        }
+        else {
+            const regExp = (0, code_1.usePattern)(cxt, schema);
+            cxt.fail$data((0, codegen_1._) `!${regExp}.test(${data})`);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=pattern.js.map
+
+/***/ }),
+
+/***/ 4504:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const code_1 = __nccwpck_require__(8484);
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const error = {
+    message: ({ params: { missingProperty } }) => (0, codegen_1.str) `must have required property '${missingProperty}'`,
+    params: ({ params: { missingProperty } }) => (0, codegen_1._) `{missingProperty: ${missingProperty}}`,
+};
+const def = {
+    keyword: "required",
+    type: "object",
+    schemaType: "array",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, schema, schemaCode, data, $data, it } = cxt;
+        const { opts } = it;
+        if (!$data && schema.length === 0)
+            return;
+        const useLoop = schema.length >= opts.loopRequired;
+        if (it.allErrors)
+            allErrorsMode();
+        else
+            exitOnErrorMode();
+        if (opts.strictRequired) {
+            const props = cxt.parentSchema.properties;
+            const { definedProperties } = cxt.it;
+            for (const requiredKey of schema) {
+                if ((props === null || props === void 0 ? void 0 : props[requiredKey]) === undefined && !definedProperties.has(requiredKey)) {
+                    const schemaPath = it.schemaEnv.baseId + it.errSchemaPath;
+                    const msg = `required property "${requiredKey}" is not defined at "${schemaPath}" (strictRequired)`;
+                    (0, util_1.checkStrictMode)(it, msg, it.opts.strictRequired);
+                }
+            }
+        }
+        function allErrorsMode() {
+            if (useLoop || $data) {
+                cxt.block$data(codegen_1.nil, loopAllRequired);
+            }
+            else {
+                for (const prop of schema) {
+                    (0, code_1.checkReportMissingProp)(cxt, prop);
+                }
+            }
+        }
+        function exitOnErrorMode() {
+            const missing = gen.let("missing");
+            if (useLoop || $data) {
+                const valid = gen.let("valid", true);
+                cxt.block$data(valid, () => loopUntilMissing(missing, valid));
+                cxt.ok(valid);
+            }
+            else {
+                gen.if((0, code_1.checkMissingProp)(cxt, schema, missing));
+                (0, code_1.reportMissingProp)(cxt, missing);
+                gen.else();
+            }
+        }
+        function loopAllRequired() {
+            gen.forOf("prop", schemaCode, (prop) => {
+                cxt.setParams({ missingProperty: prop });
+                gen.if((0, code_1.noPropertyInData)(gen, data, prop, opts.ownProperties), () => cxt.error());
+            });
+        }
+        function loopUntilMissing(missing, valid) {
+            cxt.setParams({ missingProperty: missing });
+            gen.forOf(missing, schemaCode, () => {
+                gen.assign(valid, (0, code_1.propertyInData)(gen, data, missing, opts.ownProperties));
+                gen.if((0, codegen_1.not)(valid), () => {
+                    cxt.error();
+                    gen.break();
+                });
+            }, codegen_1.nil);
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=required.js.map
+
+/***/ }),
+
+/***/ 5132:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+
+Object.defineProperty(exports, "__esModule", ({ value: true }));
+const dataType_1 = __nccwpck_require__(6685);
+const codegen_1 = __nccwpck_require__(1436);
+const util_1 = __nccwpck_require__(4464);
+const equal_1 = __nccwpck_require__(4951);
+const error = {
+    message: ({ params: { i, j } }) => (0, codegen_1.str) `must NOT have duplicate items (items ## ${j} and ${i} are identical)`,
+    params: ({ params: { i, j } }) => (0, codegen_1._) `{i: ${i}, j: ${j}}`,
+};
+const def = {
+    keyword: "uniqueItems",
+    type: "array",
+    schemaType: "boolean",
+    $data: true,
+    error,
+    code(cxt) {
+        const { gen, data, $data, schema, parentSchema, schemaCode, it } = cxt;
+        if (!$data && !schema)
+            return;
+        const valid = gen.let("valid");
+        const itemTypes = parentSchema.items ? (0, dataType_1.getSchemaTypes)(parentSchema.items) : [];
+        cxt.block$data(valid, validateUniqueItems, (0, codegen_1._) `${schemaCode} === false`);
+        cxt.ok(valid);
+        function validateUniqueItems() {
+            const i = gen.let("i", (0, codegen_1._) `${data}.length`);
+            const j = gen.let("j");
+            cxt.setParams({ i, j });
+            gen.assign(valid, true);
+            gen.if((0, codegen_1._) `${i} > 1`, () => (canOptimize() ? loopN : loopN2)(i, j));
+        }
+        function canOptimize() {
+            return itemTypes.length > 0 && !itemTypes.some((t) => t === "object" || t === "array");
+        }
+        function loopN(i, j) {
+            const item = gen.name("item");
+            const wrongType = (0, dataType_1.checkDataTypes)(itemTypes, item, it.opts.strictNumbers, dataType_1.DataType.Wrong);
+            const indices = gen.const("indices", (0, codegen_1._) `{}`);
+            gen.for((0, codegen_1._) `;${i}--;`, () => {
+                gen.let(item, (0, codegen_1._) `${data}[${i}]`);
+                gen.if(wrongType, (0, codegen_1._) `continue`);
+                if (itemTypes.length > 1)
+                    gen.if((0, codegen_1._) `typeof ${item} == "string"`, (0, codegen_1._) `${item} += "_"`);
+                gen
+                    .if((0, codegen_1._) `typeof ${indices}[${item}] == "number"`, () => {
+                    gen.assign(j, (0, codegen_1._) `${indices}[${item}]`);
+                    cxt.error();
+                    gen.assign(valid, false).break();
+                })
+                    .code((0, codegen_1._) `${indices}[${item}] = ${i}`);
+            });
+        }
+        function loopN2(i, j) {
+            const eql = (0, util_1.useFunc)(gen, equal_1.default);
+            const outer = gen.name("outer");
+            gen.label(outer).for((0, codegen_1._) `;${i}--;`, () => gen.for((0, codegen_1._) `${j} = ${i}; ${j}--;`, () => gen.if((0, codegen_1._) `${eql}(${data}[${i}], ${data}[${j}])`, () => {
+                cxt.error();
+                gen.assign(valid, false).break(outer);
+            })));
+        }
+    },
+};
+exports["default"] = def;
+//# sourceMappingURL=uniqueItems.js.map
+
+/***/ }),
+
 /***/ 546:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
@@ -355,6 +6397,59 @@ module.exports = resolveCommand;
 
 /***/ }),
 
+/***/ 3430:
+/***/ ((module) => {
+
+
+
+// do not edit .js files directly - edit src/index.jst
+
+
+
+module.exports = function equal(a, b) {
+  if (a === b) return true;
+
+  if (a && b && typeof a == 'object' && typeof b == 'object') {
+    if (a.constructor !== b.constructor) return false;
+
+    var length, i, keys;
+    if (Array.isArray(a)) {
+      length = a.length;
+      if (length != b.length) return false;
+      for (i = length; i-- !== 0;)
+        if (!equal(a[i], b[i])) return false;
+      return true;
+    }
+
+
+
+    if (a.constructor === RegExp) return a.source === b.source && a.flags === b.flags;
+    if (a.valueOf !== Object.prototype.valueOf) return a.valueOf() === b.valueOf();
+    if (a.toString !== Object.prototype.toString) return a.toString() === b.toString();
+
+    keys = Object.keys(a);
+    length = keys.length;
+    if (length !== Object.keys(b).length) return false;
+
+    for (i = length; i-- !== 0;)
+      if (!Object.prototype.hasOwnProperty.call(b, keys[i])) return false;
+
+    for (i = length; i-- !== 0;) {
+      var key = keys[i];
+
+      if (!equal(a[key], b[key])) return false;
+    }
+
+    return true;
+  }
+
+  // true if both NaN, false otherwise
+  return a!==a && b!==b;
+};
+
+
+/***/ }),
+
 /***/ 2940:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
@@ -511,6 +6606,106 @@ function isexe (path, options, cb) {
 
 function sync (path, options) {
   return checkStat(fs.statSync(path), path, options)
+}
+
+
+/***/ }),
+
+/***/ 1167:
+/***/ ((module) => {
+
+
+
+var traverse = module.exports = function (schema, opts, cb) {
+  // Legacy support for v0.3.1 and earlier.
+  if (typeof opts == 'function') {
+    cb = opts;
+    opts = {};
+  }
+
+  cb = opts.cb || cb;
+  var pre = (typeof cb == 'function') ? cb : cb.pre || function() {};
+  var post = cb.post || function() {};
+
+  _traverse(opts, pre, post, schema, '', schema);
+};
+
+
+traverse.keywords = {
+  additionalItems: true,
+  items: true,
+  contains: true,
+  additionalProperties: true,
+  propertyNames: true,
+  not: true,
+  if: true,
+  then: true,
+  else: true
+};
+
+traverse.arrayKeywords = {
+  items: true,
+  allOf: true,
+  anyOf: true,
+  oneOf: true
+};
+
+traverse.propsKeywords = {
+  $defs: true,
+  definitions: true,
+  properties: true,
+  patternProperties: true,
+  dependencies: true
+};
+
+traverse.skipKeywords = {
+  default: true,
+  enum: true,
+  const: true,
+  required: true,
+  maximum: true,
+  minimum: true,
+  exclusiveMaximum: true,
+  exclusiveMinimum: true,
+  multipleOf: true,
+  maxLength: true,
+  minLength: true,
+  pattern: true,
+  format: true,
+  maxItems: true,
+  minItems: true,
+  uniqueItems: true,
+  maxProperties: true,
+  minProperties: true
+};
+
+
+function _traverse(opts, pre, post, schema, jsonPtr, rootSchema, parentJsonPtr, parentKeyword, parentSchema, keyIndex) {
+  if (schema && typeof schema == 'object' && !Array.isArray(schema)) {
+    pre(schema, jsonPtr, rootSchema, parentJsonPtr, parentKeyword, parentSchema, keyIndex);
+    for (var key in schema) {
+      var sch = schema[key];
+      if (Array.isArray(sch)) {
+        if (key in traverse.arrayKeywords) {
+          for (var i=0; i<sch.length; i++)
+            _traverse(opts, pre, post, sch[i], jsonPtr + '/' + key + '/' + i, rootSchema, jsonPtr, key, schema, i);
+        }
+      } else if (key in traverse.propsKeywords) {
+        if (sch && typeof sch == 'object') {
+          for (var prop in sch)
+            _traverse(opts, pre, post, sch[prop], jsonPtr + '/' + key + '/' + escapeJsonPtr(prop), rootSchema, jsonPtr, key, schema, prop);
+        }
+      } else if (key in traverse.keywords || (opts.allKeys && !(key in traverse.skipKeywords))) {
+        _traverse(opts, pre, post, sch, jsonPtr + '/' + key, rootSchema, jsonPtr, key, schema);
+      }
+    }
+    post(schema, jsonPtr, rootSchema, parentJsonPtr, parentKeyword, parentSchema, keyIndex);
+  }
+}
+
+
+function escapeJsonPtr(str) {
+  return str.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 
@@ -32318,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9243);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(775);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -32342,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9243:
+/***/ 775:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -42280,10 +48475,16 @@ async function guestNetworkOf(record) {
         resolvConf: await read('resolv.conf'),
     };
 }
-/** Graceful stop (the image's stop signal through the guest), then kill after `graceMs`. Returns the exit code. */
+/** Docker's time to stop, when neither the caller nor the service gives one. */
+const DEFAULT_STOP_GRACE_MS = 10_000;
+/**
+ * Graceful stop (the image's stop signal through the guest), then kill after
+ * `graceMs`; undefined: the service's stop_grace_period, else Docker's 10 s.
+ * Returns the exit code.
+ */
 async function stopContainer(name, graceMs, job) {
     const record = await requireRecord(job, name);
-    const how = await job.hypervisor.stop(record.machine, graceMs);
+    const how = await job.hypervisor.stop(record.machine, graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
     if (how === 'killed' && status.exitCode === undefined) {
@@ -42895,6 +49096,7 @@ function healthcheck(test, fields) {
         timeoutMs: fields.timeoutMs || HEALTHCHECK_DEFAULTS.timeoutMs,
         startPeriodMs: fields.startPeriodMs || HEALTHCHECK_DEFAULTS.startPeriodMs,
         retries: fields.retries || HEALTHCHECK_DEFAULTS.retries,
+        ...(fields.startIntervalMs ? { startIntervalMs: fields.startIntervalMs } : {}),
     };
 }
 const NS_PER_MS = 1_000_000;
@@ -42932,6 +49134,7 @@ function imageRunConfig(config) {
 
 
 
+
 /** The one place a container's defaults live. */
 const CONTAINER_DEFAULTS = { memoryMiB: 512, cpus: 1 };
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
@@ -42962,6 +49165,20 @@ class SpecError extends HyperError {
 }
 // A partial override would need the image's HEALTHCHECK, which is not known until it is pulled.
 const PARTIAL_HEALTHCHECK = "changing only part of the image's HEALTHCHECK is not supported; give the test as well";
+/**
+ * An extra /etc/hosts entry, "HOST:IP" or "HOST=IP" as `--add-host` and
+ * compose's extra_hosts take it (an IPv6 address may be in brackets); else
+ * what is wrong with it. Pure.
+ */
+function parseHostEntry(entry) {
+    const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
+    const ip = (match?.[2] ?? '').replace(/^\[|\]$/g, '');
+    if (!match || !external_node_net_default().isIP(ip)) {
+        const gateway = match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : '';
+        return `"${entry}" is not HOST:IP${gateway}`;
+    }
+    return { host: match[1], ip };
+}
 
 ;// CONCATENATED MODULE: ./src/spec/plan.ts
 
@@ -44989,12 +51206,60 @@ function captureFailure(exit, message, ram) {
 /** Bytes per second: as fast as the host can copy. */
 const MIGRATION_BANDWIDTH = 64 * 1024 * 1024 * 1024;
 
+;// CONCATENATED MODULE: ./src/guest/ustar.ts
+const BLOCK = 512;
+/** The longest path a ustar header holds without its prefix field. */
+const USTAR_NAME_MAX = 100;
+function octal(value, width) {
+    return `${value.toString(8).padStart(width - 1, '0')}\0`;
+}
+function header(file) {
+    const block = Buffer.alloc(BLOCK);
+    if (Buffer.byteLength(file.name) > USTAR_NAME_MAX ||
+        file.name.startsWith('/') ||
+        file.name.split('/').some((part) => part === '' || part === '..' || part === '.'))
+        throw new Error(`"${file.name}" is not a relative file path of at most ${USTAR_NAME_MAX} bytes`);
+    block.write(file.name, 0);
+    block.write(octal(file.mode ?? 0o644, 8), 100);
+    block.write(octal(file.uid ?? 0, 8), 108);
+    block.write(octal(file.gid ?? 0, 8), 116);
+    block.write(octal(file.content.length, 12), 124);
+    block.write(octal(0, 12), 136);
+    block.write(' '.repeat(8), 148);
+    block.write('0', 156);
+    block.write('ustar\0' + '00', 257);
+    let sum = 0;
+    for (const byte of block)
+        sum += byte;
+    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    return block;
+}
+/**
+ * A tar of a few small regular files, as busybox tar reads it (it makes
+ * their parent directories): the settings a clone of a boot template gets
+ * through the guest agent, and the files a service is given. Pure.
+ */
+function ustar(files) {
+    const parts = [];
+    for (const file of files) {
+        parts.push(header(file), file.content);
+        const rest = file.content.length % BLOCK;
+        if (rest)
+            parts.push(Buffer.alloc(BLOCK - rest));
+    }
+    parts.push(Buffer.alloc(BLOCK * 2));
+    return Buffer.concat(parts);
+}
+
 ;// CONCATENATED MODULE: ./src/guest/config.ts
+
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const CONTAINER_ROOT = '/container';
 const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
+/** The service's ulimits, written by guest/init: what every process in its container gets. */
+const LIMITS_FILE = '/run/hyper/limits';
 class GuestConfigError extends HyperError {
     static defaultKind = 'Invalid';
     name = 'GuestConfigError';
@@ -45056,6 +51321,7 @@ function guestFiles(config) {
         `workdir=${singleLine('working directory', config.workdir)}`,
         `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
         'rootdev=rootfs',
+        ...settingsLines(config.settings ?? {}),
     ];
     return [
         { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
@@ -45064,7 +51330,32 @@ function guestFiles(config) {
         { name: 'hosts', content: Buffer.from(config.network.hosts) },
         { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
         ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+        ...(config.files?.length ? [{ name: 'files', content: filesArchive(config.files) }] : []),
     ];
+}
+/**
+ * The settings lines guest/init reads for compose's sysctls, ulimits,
+ * shm_size, read_only and domainname: `sysctl=KEY=VALUE` and
+ * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
+ */
+function settingsLines(settings) {
+    return [
+        ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
+        ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
+        ...(settings.readOnly ? ['readonly=1'] : []),
+        ...Object.entries(settings.sysctls ?? {}).map(([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`),
+        ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
+    ];
+}
+/** The files as a tar at their paths under the container root, with their owners and modes. Pure. */
+function filesArchive(files) {
+    return ustar(files.map((file) => ({
+        name: file.target.replace(/^\/+/, ''),
+        content: file.content,
+        mode: file.mode,
+        uid: file.uid,
+        gid: file.gid,
+    })));
 }
 /**
  * A guest's network files for a (new) job network: hosts, resolv.conf, and
@@ -45160,6 +51451,8 @@ function execArgv(config, command, env = []) {
         config.workdir,
         '--env-file',
         ENV_FILE,
+        '--limits-file',
+        LIMITS_FILE,
         ...env.flatMap((entry) => ['--env', entry]),
         '--',
         ...command,
@@ -45289,47 +51582,6 @@ const qemuImg = {
         await run(qemuImgCommand.rebaseUnsafe(file, backing, backingFormat));
     },
 };
-
-;// CONCATENATED MODULE: ./src/vm/ustar.ts
-const BLOCK = 512;
-function octal(value, width) {
-    return `${value.toString(8).padStart(width - 1, '0')}\0`;
-}
-function header(file) {
-    const block = Buffer.alloc(BLOCK);
-    if (Buffer.byteLength(file.name) > 100 || file.name.includes('/'))
-        throw new Error(`"${file.name}" is not a plain file name of at most 100 bytes`);
-    block.write(file.name, 0);
-    block.write(octal(file.mode ?? 0o644, 8), 100);
-    block.write(octal(0, 8), 108);
-    block.write(octal(0, 8), 116);
-    block.write(octal(file.content.length, 12), 124);
-    block.write(octal(0, 12), 136);
-    block.write(' '.repeat(8), 148);
-    block.write('0', 156);
-    block.write('ustar\0' + '00', 257);
-    let sum = 0;
-    for (const byte of block)
-        sum += byte;
-    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    return block;
-}
-/**
- * A tar of a few small regular files, owned by root, as busybox tar reads
- * it: the settings a clone of a boot template gets through the guest agent.
- * Pure.
- */
-function ustar(files) {
-    const parts = [];
-    for (const file of files) {
-        parts.push(header(file), file.content);
-        const rest = file.content.length % BLOCK;
-        if (rest)
-            parts.push(Buffer.alloc(BLOCK - rest));
-    }
-    parts.push(Buffer.alloc(BLOCK * 2));
-    return Buffer.concat(parts);
-}
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
 
@@ -45970,6 +52222,7 @@ function recordStep(fields, extra) {
                 ...(fields.argv ? { argv: fields.argv } : {}),
                 ...(fields.env ? { env: fields.env } : {}),
                 ...(fields.networks ? { networks: fields.networks } : {}),
+                ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
             };
             draft.record = record;
             await extra(draft);
@@ -55192,6 +61445,73 @@ async function checkUserSpec(rootfs, spec, imageName) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/spec/shell-words.ts
+
+/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
+const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
+/**
+ * Splits a command line into words as a POSIX shell does, with quotes and
+ * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
+ */
+function splitShellWords(text) {
+    const words = [];
+    let word = '';
+    let inWord = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'") {
+            const end = text.indexOf("'", i + 1);
+            if (end < 0)
+                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
+            word += text.slice(i + 1, end);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '"') {
+            let end = i + 1;
+            for (; end < text.length && text[end] !== '"'; end++) {
+                const next = text[end + 1];
+                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
+                    end++;
+                    if (next !== '\n')
+                        word += next;
+                }
+                else {
+                    word += text[end];
+                }
+            }
+            if (end >= text.length)
+                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '\\') {
+            const next = text[i + 1];
+            if (next === undefined)
+                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
+            // Backslash-newline joins lines, as in a shell script.
+            if (next !== '\n') {
+                word += next;
+                inWord = true;
+            }
+            i++;
+        }
+        else if (/\s/.test(c)) {
+            if (inWord)
+                words.push(word);
+            word = '';
+            inWord = false;
+        }
+        else {
+            word += c;
+            inWord = true;
+        }
+    }
+    if (inWord)
+        words.push(word);
+    return words;
+}
+
 ;// CONCATENATED MODULE: ./src/sizes.ts
 // Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
 
@@ -55250,6 +61570,254 @@ function volumeBytes(value) {
         tooSmallFor: ', too small for an ext4 volume and its journal',
     });
     return mib * sizes_MiB;
+}
+
+;// CONCATENATED MODULE: ./src/spec/units.ts
+
+
+
+const MIN_MEMORY_MIB = 64;
+/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
+function asSpecError(parse) {
+    try {
+        return parse();
+    }
+    catch (error) {
+        if (error instanceof SizeError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: MIN_MEMORY_MIB,
+        unit: 'm',
+        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+    }));
+}
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
+ */
+function parseVolumeSize(value) {
+    return asSpecError(() => volumeBytes(value));
+}
+const DURATION_UNITS = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+};
+/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
+function parseDurationMs(value) {
+    const text = String(value).trim();
+    if (text === '0')
+        return 0;
+    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+    let total = 0;
+    let at = 0;
+    while (at < text.length) {
+        part.lastIndex = at;
+        const match = part.exec(text);
+        if (!match)
+            break;
+        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+        at = part.lastIndex;
+    }
+    if (text === '' || at < text.length || !Number.isFinite(total)) {
+        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
+    }
+    return Math.ceil(total);
+}
+/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
+function parseCpus(value) {
+    const text = String(value).trim();
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
+    }
+    return Math.ceil(Number(text));
+}
+/** A whole number of at least `min` (healthcheck retries). Pure. */
+function parseCount(value, min) {
+    const text = String(value).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min) {
+        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
+    }
+    return Number(text);
+}
+/** compose's shm_size (`64m`, `1g`, bytes) -> whole MiB, at least 1. Pure. */
+function parseShmMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: 1,
+        unit: 'm',
+        notASize: 'is not a size; use a number with a unit: 64m, 1g',
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/spec/fields.ts
+
+
+
+
+
+/** The readers of per-service keys that the services input and compose files share. */
+/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
+function definedOnly(value) {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
+}
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** The service id is also the VM's name and hostname. */
+function readServiceName(name, at) {
+    if (!SERVICE_NAME.test(name)) {
+        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+    return name;
+}
+/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
+function readImage(value) {
+    const image = value.string('an image reference such as postgres:16');
+    if (!image.startsWith('oci:'))
+        value.attempt(() => parseImageReference(image));
+    return image;
+}
+function readPorts(value, readLong) {
+    return value.items().map((item) => {
+        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
+        return item.attempt(() => parsePortSpec(text));
+    });
+}
+/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
+function readEnvMap(value, variables) {
+    const env = [];
+    for (const { key, value: entry } of value.entries()) {
+        checkEnvName(key, entry);
+        if (entry.isNull && variables) {
+            const host = variables[key];
+            if (host !== undefined)
+                env.push(`${key}=${host}`);
+        }
+        else {
+            env.push(`${key}=${entry.text('a string, number or boolean')}`);
+        }
+    }
+    return env;
+}
+function checkEnvName(name, at) {
+    if (name === '' || name.includes('='))
+        throw at.error(`"${name}" is not a variable name`);
+}
+/** A command as a list, or a string split as a shell would. */
+function readWords(value) {
+    if (value.kind === 'a list')
+        return value.items().map((item) => item.text());
+    const text = value.string('a string or a list of strings');
+    return value.attempt(() => splitShellWords(text));
+}
+function readStringList(value) {
+    return value.items().map((item) => item.string());
+}
+function readMemory(value) {
+    const text = value.text('an amount of memory such as 512m');
+    return value.attempt(() => parseMemoryMiB(text));
+}
+function readCpus(value) {
+    const text = value.text('a number of CPUs');
+    return value.attempt(() => parseCpus(text));
+}
+function readDuration(value) {
+    const text = value.text('a duration such as 10s');
+    return value.attempt(() => parseDurationMs(text));
+}
+const HEALTHCHECK_KEYS = [
+    'test',
+    'interval',
+    'timeout',
+    'start_period',
+    'start_interval',
+    'retries',
+    'disable',
+];
+/** Compose's healthcheck map. undefined: keep the image's. */
+function readHealthcheck(value) {
+    const fields = value.fields(HEALTHCHECK_KEYS);
+    const disable = fields.get('disable');
+    const testValue = fields.get('test');
+    const test = testValue ? readHealthTest(testValue) : undefined;
+    if (disable?.boolean()) {
+        if (test !== undefined && test !== 'none')
+            throw disable.error('disable: true cannot go with a test');
+        return 'none';
+    }
+    if (test === 'none')
+        return 'none';
+    if (test === undefined) {
+        if ([...fields.keys()].some((key) => key !== 'disable'))
+            throw value.error(PARTIAL_HEALTHCHECK);
+        return undefined;
+    }
+    const duration = (key) => {
+        const field = fields.get(key);
+        return field && readDuration(field);
+    };
+    const retries = fields.get('retries');
+    return healthcheck(test, {
+        intervalMs: duration('interval'),
+        timeoutMs: duration('timeout'),
+        startPeriodMs: duration('start_period'),
+        startIntervalMs: duration('start_interval'),
+        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
+    });
+}
+/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
+function readHealthTest(value) {
+    if (value.kind !== 'a list') {
+        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
+        if (command.trim() === '')
+            throw value.error('the test is empty');
+        return ['CMD-SHELL', command];
+    }
+    const [kind, ...args] = value.items().map((item) => item.text());
+    if (kind === 'NONE')
+        return 'none';
+    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
+        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
+    }
+    if (args.length === 0)
+        throw value.error(`${kind} needs a command after it`);
+    // Docker joins a CMD-SHELL's words into one shell command.
+    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
+}
+const CONDITIONS = ['service_started', 'service_healthy'];
+/** A list of service ids, or a map of id -> { condition }. */
+function readDependsOn(value) {
+    if (value.kind === 'a list') {
+        return value.items().map((item) => ({
+            service: item.string('a service id'),
+            condition: 'service_started',
+        }));
+    }
+    if (value.kind !== 'a map')
+        throw value.expected('a list of service ids or a map of id: { condition }');
+    return value.entries().map(({ key, value: entry }) => {
+        if (entry.isNull)
+            return { service: key, condition: 'service_started' };
+        const condition = entry.fields(['condition']).get('condition');
+        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
+    });
+}
+function readCondition(value) {
+    const condition = value.string();
+    if (condition === 'service_completed_successfully') {
+        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
+    }
+    if (!CONDITIONS.includes(condition)) {
+        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
+    }
+    return condition;
 }
 
 ;// CONCATENATED MODULE: ./src/storage/volumes.ts
@@ -55428,6 +61996,8 @@ async function checkMountSources(mounts, options = {}) {
 
 
 
+
+
 /**
  * Creates and boots one container VM: everything that can be checked is
  * checked before the first side effect; then the create steps run, and a
@@ -55460,7 +62030,7 @@ async function runContainer(spec, job, options = {}) {
     await checkUserSpec(base.path, user, spec.image);
     const healthcheck = spec.healthcheck ?? runConfig.healthcheck;
     const argv = serviceArgv(runConfig, { entrypoint: spec.entrypoint, command: spec.command ?? [] }, spec.image);
-    const env = mergeEnv(runConfig.env, spec.env, name);
+    const env = mergeEnv(runConfig.env, spec.env, spec.hostname ?? name);
     const fields = {
         image: spec.image,
         imageDigest: image.manifestDigest,
@@ -55475,6 +62045,7 @@ async function runContainer(spec, job, options = {}) {
         argv,
         env,
         networks: options.networks,
+        stopGraceMs: spec.stopGraceMs,
     };
     const keyFields = {
         name,
@@ -55482,6 +62053,7 @@ async function runContainer(spec, job, options = {}) {
         extraHosts: spec.extraHosts ?? [],
         apiSockets: spec.apiSockets ?? [],
         volumeSizes: spec.volumeSizes ?? {},
+        guest: guestKey(spec),
     };
     const templated = options.serviceTemplate === true && !options.createOnly && job.settings.templates !== 'off'
         ? await templateEligible(mounts, job)
@@ -55593,6 +62165,7 @@ function templateStep(templating, inputs) {
                 mounts: await keyMounts(inputs.mounts),
                 extraHosts: inputs.extraHosts,
                 apiSockets: inputs.apiSockets,
+                ...(inputs.guest ? { guest: inputs.guest } : {}),
                 volumeBytes: job.settings.volumeSize ?? 0,
                 volumeSizes: inputs.volumeSizes,
                 memoryMiB: fields.memoryMiB,
@@ -55700,7 +62273,7 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
             const paths = vmPaths(draft.dir);
             draft.relaySockets = [...(spec.apiSockets ?? [])];
             const files = guestFiles({
-                hostname: draft.name,
+                hostname: spec.hostname ?? draft.name,
                 argv: fields.argv,
                 env: fields.env,
                 user: fields.user,
@@ -55708,6 +62281,8 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
                 stopSignal: spec.stopSignal ?? runConfig.stopSignal,
                 network: withExtraHosts(draft.view?.guest ?? missing('network'), spec.extraHosts ?? []),
                 mounts: guestMountTable(draft.disks, mounts, draft.shares, draft.relaySockets),
+                ...(spec.guest ? { settings: spec.guest } : {}),
+                ...(spec.files ? { files: spec.files } : {}),
             });
             await (0,promises_namespaceObject.mkdir)(paths.guestFiles);
             for (const file of files)
@@ -55715,6 +62290,19 @@ function guestFilesStep(spec, runConfig, mounts, fields) {
             draft.guestFiles = files.map((f) => ({ name: f.name, path: external_node_path_default().join(paths.guestFiles, f.name) }));
         },
     };
+}
+/**
+ * What a service template's key holds of the guest settings a spec adds (a
+ * hostname, kernel settings, files by digest), or undefined when it adds
+ * none, so that the keys of services without them stay as they were. Pure.
+ */
+function guestKey(spec) {
+    const files = spec.files?.map(({ content, ...file }) => ({
+        ...file,
+        sha256: (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex'),
+    }));
+    const key = definedOnly({ hostname: spec.hostname, settings: spec.guest, files });
+    return Object.keys(key).length > 0 ? key : undefined;
 }
 /** The job network's hosts file with the container's own extra entries (docker --add-host) after it. Pure. */
 function withExtraHosts(guest, extra) {
@@ -56147,9 +62735,18 @@ function commandProbe(record, check, job) {
  * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
  * ends the wait, as does the VM stopping. The error says what was last seen.
  */
+/**
+ * How often a starting service is probed: at least once a second, however
+ * long its interval or start_interval (a job should not wait longer than it
+ * must), and sooner when either is shorter. Pure.
+ */
+function startingInterval(check) {
+    return Math.min(check.intervalMs, check.startIntervalMs ?? STARTING_PROBE_MS, STARTING_PROBE_MS);
+}
+const STARTING_PROBE_MS = 1000;
 async function waitHealthy(record, check, job, timeoutMs) {
     const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
-    const intervalMs = check ? Math.min(check.intervalMs, 1000) : 250;
+    const intervalMs = check ? startingInterval(check) : 250;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
         const state = await vmState(record, job);
@@ -56279,7 +62876,7 @@ async function bootOne(spec, image, job, options, reporter) {
         restoredFrom = resumed?.snapshot;
     }
     try {
-        record ??= await runContainer({ ...spec, labels: options.labels, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true });
+        record ??= await runContainer({ ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true });
     }
     catch (error) {
         throw failedToStart(spec.name, error);
@@ -56658,7 +63255,6 @@ async function disconnectNamedNetwork(record, network) {
 
 const KEEP_PROBES = 5;
 /** Until the first pass, probe at least this often, as Docker's start interval does: a CI job should not wait 30 s. */
-const STARTING_PROBE_MS = 1000;
 function healthFile(record) {
     return external_node_path_default().join(record.machine.dir, 'health.json');
 }
@@ -56699,7 +63295,7 @@ async function monitorHealth(record, job, signal) {
     let health = { status: 'starting', failingStreak: 0, log: [] };
     await writeFileAtomic(healthFile(record), JSON.stringify(health));
     while (!signal.aborted) {
-        const wait = health.status === 'starting' ? Math.min(check.intervalMs, STARTING_PROBE_MS) : check.intervalMs;
+        const wait = health.status === 'starting' ? startingInterval(check) : check.intervalMs;
         // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
         await (0,external_node_timers_promises_namespaceObject.setTimeout)(wait, undefined, { signal }).catch(() => undefined);
         if (signal.aborted || !(await vmState(record, job)).running)
@@ -57161,304 +63757,6 @@ function unquote(value) {
     return value.replace(/\s+#.*$/, '');
 }
 
-;// CONCATENATED MODULE: ./src/spec/shell-words.ts
-
-/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
-const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
-/**
- * Splits a command line into words as a POSIX shell does, with quotes and
- * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
- */
-function splitShellWords(text) {
-    const words = [];
-    let word = '';
-    let inWord = false;
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'") {
-            const end = text.indexOf("'", i + 1);
-            if (end < 0)
-                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
-            word += text.slice(i + 1, end);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '"') {
-            let end = i + 1;
-            for (; end < text.length && text[end] !== '"'; end++) {
-                const next = text[end + 1];
-                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
-                    end++;
-                    if (next !== '\n')
-                        word += next;
-                }
-                else {
-                    word += text[end];
-                }
-            }
-            if (end >= text.length)
-                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '\\') {
-            const next = text[i + 1];
-            if (next === undefined)
-                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
-            // Backslash-newline joins lines, as in a shell script.
-            if (next !== '\n') {
-                word += next;
-                inWord = true;
-            }
-            i++;
-        }
-        else if (/\s/.test(c)) {
-            if (inWord)
-                words.push(word);
-            word = '';
-            inWord = false;
-        }
-        else {
-            word += c;
-            inWord = true;
-        }
-    }
-    if (inWord)
-        words.push(word);
-    return words;
-}
-
-;// CONCATENATED MODULE: ./src/spec/units.ts
-
-
-
-const MIN_MEMORY_MIB = 64;
-/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
-function asSpecError(parse) {
-    try {
-        return parse();
-    }
-    catch (error) {
-        if (error instanceof SizeError)
-            throw new SpecError(error.message);
-        throw error;
-    }
-}
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    return asSpecError(() => wholeMiB(String(value).trim(), {
-        minMiB: MIN_MEMORY_MIB,
-        unit: 'm',
-        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
-    }));
-}
-/**
- * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
- */
-function parseVolumeSize(value) {
-    return asSpecError(() => volumeBytes(value));
-}
-const DURATION_UNITS = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-};
-/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
-function parseDurationMs(value) {
-    const text = String(value).trim();
-    if (text === '0')
-        return 0;
-    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-    let total = 0;
-    let at = 0;
-    while (at < text.length) {
-        part.lastIndex = at;
-        const match = part.exec(text);
-        if (!match)
-            break;
-        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
-        at = part.lastIndex;
-    }
-    if (text === '' || at < text.length || !Number.isFinite(total)) {
-        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
-    }
-    return Math.ceil(total);
-}
-/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
-function parseCpus(value) {
-    const text = String(value).trim();
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
-        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
-    }
-    return Math.ceil(Number(text));
-}
-/** A whole number of at least `min` (healthcheck retries). Pure. */
-function parseCount(value, min) {
-    const text = String(value).trim();
-    if (!/^\d+$/.test(text) || Number(text) < min) {
-        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
-    }
-    return Number(text);
-}
-
-;// CONCATENATED MODULE: ./src/spec/fields.ts
-
-
-
-
-
-/** The readers of per-service keys that the services input and compose files share. */
-/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
-function definedOnly(value) {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
-}
-const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-/** The service id is also the VM's name and hostname. */
-function readServiceName(name, at) {
-    if (!SERVICE_NAME.test(name)) {
-        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
-    return name;
-}
-/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
-function readImage(value) {
-    const image = value.string('an image reference such as postgres:16');
-    if (!image.startsWith('oci:'))
-        value.attempt(() => parseImageReference(image));
-    return image;
-}
-function readPorts(value, readLong) {
-    return value.items().map((item) => {
-        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
-        return item.attempt(() => parsePortSpec(text));
-    });
-}
-/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
-function readEnvMap(value, variables) {
-    const env = [];
-    for (const { key, value: entry } of value.entries()) {
-        checkEnvName(key, entry);
-        if (entry.isNull && variables) {
-            const host = variables[key];
-            if (host !== undefined)
-                env.push(`${key}=${host}`);
-        }
-        else {
-            env.push(`${key}=${entry.text('a string, number or boolean')}`);
-        }
-    }
-    return env;
-}
-function checkEnvName(name, at) {
-    if (name === '' || name.includes('='))
-        throw at.error(`"${name}" is not a variable name`);
-}
-/** A command as a list, or a string split as a shell would. */
-function readWords(value) {
-    if (value.kind === 'a list')
-        return value.items().map((item) => item.text());
-    const text = value.string('a string or a list of strings');
-    return value.attempt(() => splitShellWords(text));
-}
-function readStringList(value) {
-    return value.items().map((item) => item.string());
-}
-function readMemory(value) {
-    const text = value.text('an amount of memory such as 512m');
-    return value.attempt(() => parseMemoryMiB(text));
-}
-function readCpus(value) {
-    const text = value.text('a number of CPUs');
-    return value.attempt(() => parseCpus(text));
-}
-function readDuration(value) {
-    const text = value.text('a duration such as 10s');
-    return value.attempt(() => parseDurationMs(text));
-}
-const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'retries', 'disable'];
-/** Compose's healthcheck map. undefined: keep the image's. */
-function readHealthcheck(value) {
-    const fields = value.fields(HEALTHCHECK_KEYS);
-    const disable = fields.get('disable');
-    const testValue = fields.get('test');
-    const test = testValue ? readHealthTest(testValue) : undefined;
-    if (disable?.boolean()) {
-        if (test !== undefined && test !== 'none')
-            throw disable.error('disable: true cannot go with a test');
-        return 'none';
-    }
-    if (test === 'none')
-        return 'none';
-    if (test === undefined) {
-        if ([...fields.keys()].some((key) => key !== 'disable'))
-            throw value.error(PARTIAL_HEALTHCHECK);
-        return undefined;
-    }
-    const duration = (key) => {
-        const field = fields.get(key);
-        return field && readDuration(field);
-    };
-    const retries = fields.get('retries');
-    return healthcheck(test, {
-        intervalMs: duration('interval'),
-        timeoutMs: duration('timeout'),
-        startPeriodMs: duration('start_period'),
-        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
-    });
-}
-/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
-function readHealthTest(value) {
-    if (value.kind !== 'a list') {
-        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
-        if (command.trim() === '')
-            throw value.error('the test is empty');
-        return ['CMD-SHELL', command];
-    }
-    const [kind, ...args] = value.items().map((item) => item.text());
-    if (kind === 'NONE')
-        return 'none';
-    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
-        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
-    }
-    if (args.length === 0)
-        throw value.error(`${kind} needs a command after it`);
-    // Docker joins a CMD-SHELL's words into one shell command.
-    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
-}
-const CONDITIONS = ['service_started', 'service_healthy'];
-/** A list of service ids, or a map of id -> { condition }. */
-function readDependsOn(value) {
-    if (value.kind === 'a list') {
-        return value.items().map((item) => ({
-            service: item.string('a service id'),
-            condition: 'service_started',
-        }));
-    }
-    if (value.kind !== 'a map')
-        throw value.expected('a list of service ids or a map of id: { condition }');
-    return value.entries().map(({ key, value: entry }) => {
-        if (entry.isNull)
-            return { service: key, condition: 'service_started' };
-        const condition = entry.fields(['condition']).get('condition');
-        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
-    });
-}
-function readCondition(value) {
-    const condition = value.string();
-    if (condition === 'service_completed_successfully') {
-        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
-    }
-    if (!CONDITIONS.includes(condition)) {
-        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
-    }
-    return condition;
-}
-
 ;// CONCATENATED MODULE: ./src/spec/interpolate.ts
 
 const interpolate_NAME = /^[A-Za-z_][A-Za-z0-9_]*/;
@@ -57527,6 +63825,2343 @@ function substitute(expression, variables, text) {
             return value ?? '';
     }
 }
+
+// EXTERNAL MODULE: ./node_modules/ajv/dist/2020.js
+var _2020 = __nccwpck_require__(2210);
+;// CONCATENATED MODULE: ./src/spec/compose-schema.ts
+// The Compose Specification's JSON schema, unedited: schema/compose-spec.json of
+// https://github.com/compose-spec/compose-go at e70e961c3a3acebf0800b882f1afb3dbf1fb74a2
+// (2026-07-21), the canonical copy (compose-spec/compose-spec keeps a copy of it).
+// Copyright The Compose Specification Authors, Apache License 2.0.
+// To update it, replace the object with that file's content and run the unit tests:
+// test/unit/spec/compose-keys.test.ts fails until every new key has an answer.
+const COMPOSE_SPEC_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "compose_spec.json",
+    "type": "object",
+    "title": "Compose Specification",
+    "description": "The Compose file is a YAML file defining a multi-containers based application.",
+    "properties": {
+        "version": {
+            "type": "string",
+            "deprecated": true,
+            "description": "declared for backward compatibility, ignored. Please remove it."
+        },
+        "name": {
+            "type": "string",
+            "description": "define the Compose project name, until user defines one explicitly."
+        },
+        "include": {
+            "type": "array",
+            "items": {
+                "$ref": "#/$defs/include"
+            },
+            "description": "compose sub-projects to be included."
+        },
+        "services": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/service"
+                }
+            },
+            "additionalProperties": false,
+            "description": "The services that will be used by your application."
+        },
+        "models": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/model"
+                }
+            },
+            "description": "Language models that will be used by your application."
+        },
+        "networks": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/network"
+                }
+            },
+            "description": "Networks that are shared among multiple services."
+        },
+        "volumes": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/volume"
+                }
+            },
+            "additionalProperties": false,
+            "description": "Named volumes that are shared among multiple services."
+        },
+        "secrets": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/secret"
+                }
+            },
+            "additionalProperties": false,
+            "description": "Secrets that are shared among multiple services."
+        },
+        "configs": {
+            "type": "object",
+            "patternProperties": {
+                "^[a-zA-Z0-9._-]+$": {
+                    "$ref": "#/$defs/config"
+                }
+            },
+            "additionalProperties": false,
+            "description": "Configurations that are shared among multiple services."
+        }
+    },
+    "patternProperties": { "^x-": {} },
+    "additionalProperties": false,
+    "$defs": {
+        "service": {
+            "type": "object",
+            "description": "Configuration for a service.",
+            "properties": {
+                "develop": { "$ref": "#/$defs/development" },
+                "deploy": { "$ref": "#/$defs/deployment" },
+                "annotations": { "$ref": "#/$defs/list_or_dict" },
+                "attach": { "type": ["boolean", "string"] },
+                "build": {
+                    "description": "Configuration options for building the service's image.",
+                    "oneOf": [
+                        { "type": "string", "description": "Path to the build context. Can be a relative path or a URL." },
+                        {
+                            "type": "object",
+                            "properties": {
+                                "context": { "type": "string", "description": "Path to the build context. Can be a relative path or a URL." },
+                                "dockerfile": { "type": "string", "description": "Name of the Dockerfile to use for building the image." },
+                                "dockerfile_inline": { "type": "string", "description": "Inline Dockerfile content to use instead of a Dockerfile from the build context." },
+                                "entitlements": { "type": "array", "items": { "type": "string" }, "description": "List of extra privileged entitlements to grant to the build process." },
+                                "args": { "$ref": "#/$defs/list_or_dict", "description": "Build-time variables, specified as a map or a list of KEY=VAL pairs." },
+                                "ssh": { "$ref": "#/$defs/list_or_dict", "description": "SSH agent socket or keys to expose to the build. Format is either a string or a list of 'default|<id>[=<socket>|<key>[,<key>]]'." },
+                                "labels": { "$ref": "#/$defs/list_or_dict", "description": "Labels to apply to the built image." },
+                                "cache_from": { "type": "array", "items": { "type": "string" }, "description": "List of sources the image builder should use for cache resolution" },
+                                "cache_to": { "type": "array", "items": { "type": "string" }, "description": "Cache destinations for the build cache." },
+                                "no_cache": { "type": ["boolean", "string"], "description": "Do not use cache when building the image." },
+                                "no_cache_filter": { "$ref": "#/$defs/string_or_list", "description": "Do not use build cache for the specified stages." },
+                                "additional_contexts": { "$ref": "#/$defs/list_or_dict", "description": "Additional build contexts to use, specified as a map of name to context path or URL." },
+                                "network": { "type": "string", "description": "Network mode to use for the build. Options include 'default', 'none', 'host', or a network name." },
+                                "provenance": { "type": ["string", "boolean"], "description": "Add a provenance attestation" },
+                                "sbom": { "type": ["string", "boolean"], "description": "Add a SBOM attestation" },
+                                "pull": { "type": ["boolean", "string"], "description": "Always attempt to pull a newer version of the image." },
+                                "target": { "type": "string", "description": "Build stage to target in a multi-stage Dockerfile." },
+                                "shm_size": { "type": ["integer", "string"], "description": "Size of /dev/shm for the build container. A string value can use suffix like '2g' for 2 gigabytes." },
+                                "extra_hosts": { "$ref": "#/$defs/extra_hosts", "description": "Add hostname mappings for the build container." },
+                                "isolation": { "type": "string", "description": "Container isolation technology to use for the build process." },
+                                "privileged": { "type": ["boolean", "string"], "description": "Give extended privileges to the build container." },
+                                "secrets": { "$ref": "#/$defs/service_config_or_secret", "description": "Secrets to expose to the build. These are accessible at build-time." },
+                                "tags": { "type": "array", "items": { "type": "string" }, "description": "Additional tags to apply to the built image." },
+                                "ulimits": { "$ref": "#/$defs/ulimits", "description": "Override the default ulimits for the build container." },
+                                "platforms": { "type": "array", "items": { "type": "string" }, "description": "Platforms to build for, e.g., 'linux/amd64', 'linux/arm64', or 'windows/amd64'." }
+                            },
+                            "additionalProperties": false,
+                            "patternProperties": { "^x-": {} }
+                        }
+                    ]
+                },
+                "blkio_config": {
+                    "type": "object",
+                    "description": "Block IO configuration for the service.",
+                    "properties": {
+                        "device_read_bps": {
+                            "type": "array",
+                            "description": "Limit read rate (bytes per second) from a device.",
+                            "items": { "$ref": "#/$defs/blkio_limit" }
+                        },
+                        "device_read_iops": {
+                            "type": "array",
+                            "description": "Limit read rate (IO per second) from a device.",
+                            "items": { "$ref": "#/$defs/blkio_limit" }
+                        },
+                        "device_write_bps": {
+                            "type": "array",
+                            "description": "Limit write rate (bytes per second) to a device.",
+                            "items": { "$ref": "#/$defs/blkio_limit" }
+                        },
+                        "device_write_iops": {
+                            "type": "array",
+                            "description": "Limit write rate (IO per second) to a device.",
+                            "items": { "$ref": "#/$defs/blkio_limit" }
+                        },
+                        "weight": {
+                            "type": ["integer", "string"],
+                            "description": "Block IO weight (relative weight) for the service, between 10 and 1000."
+                        },
+                        "weight_device": {
+                            "type": "array",
+                            "description": "Block IO weight (relative weight) for specific devices.",
+                            "items": { "$ref": "#/$defs/blkio_weight" }
+                        }
+                    },
+                    "additionalProperties": false
+                },
+                "cap_add": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Add Linux capabilities. For example, 'CAP_SYS_ADMIN', 'SYS_ADMIN', or 'NET_ADMIN'."
+                },
+                "cap_drop": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Drop Linux capabilities. For example, 'CAP_SYS_ADMIN', 'SYS_ADMIN', or 'NET_ADMIN'."
+                },
+                "cgroup": {
+                    "type": "string",
+                    "enum": ["host", "private"],
+                    "description": "Specify the cgroup namespace to join. Use 'host' to use the host's cgroup namespace, or 'private' to use a private cgroup namespace."
+                },
+                "cgroup_parent": {
+                    "type": "string",
+                    "description": "Specify an optional parent cgroup for the container."
+                },
+                "command": {
+                    "$ref": "#/$defs/command",
+                    "description": "Override the default command declared by the container image, for example 'CMD' in Dockerfile."
+                },
+                "configs": {
+                    "$ref": "#/$defs/service_config_or_secret",
+                    "description": "Grant access to Configs on a per-service basis."
+                },
+                "container_name": {
+                    "type": "string",
+                    "description": "Specify a custom container name, rather than a generated default name.",
+                    "pattern": "[a-zA-Z0-9][a-zA-Z0-9_.-]+"
+                },
+                "cpu_count": {
+                    "oneOf": [
+                        { "type": "string" },
+                        { "type": "integer", "minimum": 0 }
+                    ],
+                    "description": "Number of usable CPUs."
+                },
+                "cpu_percent": {
+                    "oneOf": [
+                        { "type": "string" },
+                        { "type": "integer", "minimum": 0, "maximum": 100 }
+                    ],
+                    "description": "Percentage of CPU resources to use."
+                },
+                "cpu_shares": {
+                    "type": ["number", "string"],
+                    "description": "CPU shares (relative weight) for the container."
+                },
+                "cpu_quota": {
+                    "type": ["number", "string"],
+                    "description": "Limit the CPU CFS (Completely Fair Scheduler) quota."
+                },
+                "cpu_period": {
+                    "type": ["number", "string"],
+                    "description": "Limit the CPU CFS (Completely Fair Scheduler) period."
+                },
+                "cpu_rt_period": {
+                    "type": ["number", "string"],
+                    "description": "Limit the CPU real-time period in microseconds or a duration."
+                },
+                "cpu_rt_runtime": {
+                    "type": ["number", "string"],
+                    "description": "Limit the CPU real-time runtime in microseconds or a duration."
+                },
+                "cpus": {
+                    "type": ["number", "string"],
+                    "description": "Number of CPUs to use. A floating-point value is supported to request partial CPUs."
+                },
+                "cpuset": {
+                    "type": "string",
+                    "description": "CPUs in which to allow execution (0-3, 0,1)."
+                },
+                "credential_spec": {
+                    "type": "object",
+                    "description": "Configure the credential spec for managed service account.",
+                    "properties": {
+                        "config": {
+                            "type": "string",
+                            "description": "The name of the credential spec Config to use."
+                        },
+                        "file": {
+                            "type": "string",
+                            "description": "Path to a credential spec file."
+                        },
+                        "registry": {
+                            "type": "string",
+                            "description": "Path to a credential spec in the Windows registry."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "depends_on": {
+                    "oneOf": [
+                        { "$ref": "#/$defs/list_of_strings" },
+                        {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "patternProperties": {
+                                "^[a-zA-Z0-9._-]+$": {
+                                    "type": "object",
+                                    "additionalProperties": false,
+                                    "patternProperties": { "^x-": {} },
+                                    "properties": {
+                                        "restart": {
+                                            "type": ["boolean", "string"],
+                                            "description": "Whether to restart dependent services when this service is restarted."
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": true,
+                                            "description": "Whether the dependency is required for the dependent service to start."
+                                        },
+                                        "condition": {
+                                            "type": "string",
+                                            "enum": ["service_started", "service_healthy", "service_completed_successfully"],
+                                            "description": "Condition to wait for. 'service_started' waits until the service has started, 'service_healthy' waits until the service is healthy (as defined by its healthcheck), 'service_completed_successfully' waits until the service has completed successfully."
+                                        }
+                                    },
+                                    "required": ["condition"]
+                                }
+                            }
+                        }
+                    ],
+                    "description": "Express dependency between services. Service dependencies cause services to be started in dependency order. The dependent service will wait for the dependency to be ready before starting."
+                },
+                "device_cgroup_rules": {
+                    "$ref": "#/$defs/list_of_strings",
+                    "description": "Add rules to the cgroup allowed devices list."
+                },
+                "devices": {
+                    "type": "array",
+                    "description": "List of device mappings for the container.",
+                    "items": {
+                        "oneOf": [
+                            { "type": "string" },
+                            {
+                                "type": "object",
+                                "required": ["source"],
+                                "properties": {
+                                    "source": {
+                                        "type": "string",
+                                        "description": "Path on the host to the device."
+                                    },
+                                    "target": {
+                                        "type": "string",
+                                        "description": "Path in the container where the device will be mapped."
+                                    },
+                                    "permissions": {
+                                        "type": "string",
+                                        "description": "Cgroup permissions for the device (rwm)."
+                                    }
+                                },
+                                "additionalProperties": false,
+                                "patternProperties": { "^x-": {} }
+                            }
+                        ]
+                    }
+                },
+                "dns": {
+                    "$ref": "#/$defs/string_or_list",
+                    "description": "Custom DNS servers to set for the service container."
+                },
+                "dns_opt": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Custom DNS options to be passed to the container's DNS resolver."
+                },
+                "dns_search": {
+                    "$ref": "#/$defs/string_or_list",
+                    "description": "Custom DNS search domains to set on the service container."
+                },
+                "domainname": {
+                    "type": "string",
+                    "description": "Custom domain name to use for the service container."
+                },
+                "entrypoint": {
+                    "$ref": "#/$defs/command",
+                    "description": "Override the default entrypoint declared by the container image, for example 'ENTRYPOINT' in Dockerfile."
+                },
+                "env_file": {
+                    "$ref": "#/$defs/env_file",
+                    "description": "Add environment variables from a file or multiple files. Can be a single file path or a list of file paths."
+                },
+                "label_file": {
+                    "$ref": "#/$defs/label_file",
+                    "description": "Add metadata to containers using files containing Docker labels."
+                },
+                "environment": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add environment variables. You can use either an array or a list of KEY=VAL pairs."
+                },
+                "expose": {
+                    "type": "array",
+                    "items": {
+                        "type": ["string", "number"]
+                    },
+                    "uniqueItems": true,
+                    "description": "Expose ports without publishing them to the host machine - they'll only be accessible to linked services."
+                },
+                "extends": {
+                    "oneOf": [
+                        { "type": "string" },
+                        {
+                            "type": "object",
+                            "properties": {
+                                "service": {
+                                    "type": "string",
+                                    "description": "The name of the service to extend."
+                                },
+                                "file": {
+                                    "type": "string",
+                                    "description": "The file path where the service to extend is defined."
+                                }
+                            },
+                            "required": ["service"],
+                            "additionalProperties": false
+                        }
+                    ],
+                    "description": "Extend another service, in the current file or another file."
+                },
+                "provider": {
+                    "type": "object",
+                    "description": "Specify a service which will not be manage by Compose directly, and delegate its management to an external provider.",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {
+                            "type": "string",
+                            "description": "External component used by Compose to manage setup and teardown lifecycle of the service."
+                        },
+                        "options": {
+                            "type": "object",
+                            "description": "Provider-specific options.",
+                            "patternProperties": {
+                                "^.+$": { "oneOf": [
+                                        { "type": ["string", "number", "boolean"] },
+                                        { "type": "array", "items": { "type": ["string", "number", "boolean"] } }
+                                    ] }
+                            }
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "external_links": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Link to services started outside this Compose application. Specify services as <service_name>:<alias>."
+                },
+                "extra_hosts": {
+                    "$ref": "#/$defs/extra_hosts",
+                    "description": "Add hostname mappings to the container network interface configuration."
+                },
+                "gpus": {
+                    "$ref": "#/$defs/gpus",
+                    "description": "Define GPU devices to use. Can be set to 'all' to use all GPUs, or a list of specific GPU devices."
+                },
+                "group_add": {
+                    "type": "array",
+                    "items": {
+                        "type": ["string", "number"]
+                    },
+                    "uniqueItems": true,
+                    "description": "Add additional groups which user inside the container should be member of."
+                },
+                "healthcheck": {
+                    "$ref": "#/$defs/healthcheck",
+                    "description": "Configure a health check for the container to monitor its health status."
+                },
+                "hostname": {
+                    "type": "string",
+                    "description": "Define a custom hostname for the service container."
+                },
+                "image": {
+                    "type": "string",
+                    "description": "Specify the image to start the container from. Can be a repository/tag, a digest, or a local image ID."
+                },
+                "init": {
+                    "type": ["boolean", "string"],
+                    "description": "Run as an init process inside the container that forwards signals and reaps processes."
+                },
+                "ipc": {
+                    "type": "string",
+                    "description": "IPC sharing mode for the service container. Use 'host' to share the host's IPC namespace, 'service:[service_name]' to share with another service, or 'shareable' to allow other services to share this service's IPC namespace."
+                },
+                "isolation": {
+                    "type": "string",
+                    "description": "Container isolation technology to use. Supported values are platform-specific."
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add metadata to containers using Docker labels. You can use either an array or a list."
+                },
+                "links": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Link to containers in another service. Either specify both the service name and a link alias (SERVICE:ALIAS), or just the service name."
+                },
+                "logging": {
+                    "type": "object",
+                    "description": "Logging configuration for the service.",
+                    "properties": {
+                        "driver": {
+                            "type": "string",
+                            "description": "Logging driver to use, such as 'json-file', 'syslog', 'journald', etc."
+                        },
+                        "options": {
+                            "type": "object",
+                            "description": "Options for the logging driver.",
+                            "patternProperties": {
+                                "^.+$": { "type": ["string", "number", "null"] }
+                            }
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "mac_address": {
+                    "type": "string",
+                    "description": "Container MAC address to set."
+                },
+                "mem_limit": {
+                    "type": ["number", "string"],
+                    "description": "Memory limit for the container. A string value can use suffix like '2g' for 2 gigabytes."
+                },
+                "mem_reservation": {
+                    "type": ["string", "integer"],
+                    "description": "Memory reservation for the container."
+                },
+                "mem_swappiness": {
+                    "type": ["integer", "string"],
+                    "description": "Container memory swappiness as percentage (0 to 100)."
+                },
+                "memswap_limit": {
+                    "type": ["number", "string"],
+                    "description": "Amount of memory the container is allowed to swap to disk. Set to -1 to enable unlimited swap."
+                },
+                "network_mode": {
+                    "type": "string",
+                    "description": "Network mode. Values can be 'bridge', 'host', 'none', 'service:[service name]', or 'container:[container name]'."
+                },
+                "models": {
+                    "oneOf": [
+                        { "$ref": "#/$defs/list_of_strings" },
+                        { "type": "object",
+                            "patternProperties": {
+                                "^[a-zA-Z0-9._-]+$": {
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "endpoint_var": {
+                                                    "type": "string",
+                                                    "description": "Environment variable set to AI model endpoint."
+                                                },
+                                                "model_var": {
+                                                    "type": "string",
+                                                    "description": "Environment variable set to AI model name."
+                                                }
+                                            },
+                                            "additionalProperties": false,
+                                            "patternProperties": { "^x-": {} }
+                                        },
+                                        { "type": "null" }
+                                    ]
+                                }
+                            }
+                        }
+                    ],
+                    "description": "AI Models to use, referencing entries under the top-level models key."
+                },
+                "networks": {
+                    "oneOf": [
+                        { "$ref": "#/$defs/list_of_strings" },
+                        {
+                            "type": "object",
+                            "patternProperties": {
+                                "^[a-zA-Z0-9._-]+$": {
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "aliases": {
+                                                    "$ref": "#/$defs/list_of_strings",
+                                                    "description": "Alternative hostnames for this service on the network."
+                                                },
+                                                "interface_name": {
+                                                    "type": "string",
+                                                    "description": "Interface network name used to connect to network"
+                                                },
+                                                "ipv4_address": {
+                                                    "type": "string",
+                                                    "description": "Specify a static IPv4 address for this service on this network."
+                                                },
+                                                "ipv6_address": {
+                                                    "type": "string",
+                                                    "description": "Specify a static IPv6 address for this service on this network."
+                                                },
+                                                "link_local_ips": {
+                                                    "$ref": "#/$defs/list_of_strings",
+                                                    "description": "List of link-local IPs."
+                                                },
+                                                "mac_address": {
+                                                    "type": "string",
+                                                    "description": "Specify a MAC address for this service on this network."
+                                                },
+                                                "driver_opts": {
+                                                    "type": "object",
+                                                    "description": "Driver options for this network.",
+                                                    "patternProperties": {
+                                                        "^.+$": { "type": ["string", "number"] }
+                                                    }
+                                                },
+                                                "priority": {
+                                                    "type": "number",
+                                                    "description": "Specify the priority for the network connection."
+                                                },
+                                                "gw_priority": {
+                                                    "type": "number",
+                                                    "description": "Specify the gateway priority for the network connection."
+                                                }
+                                            },
+                                            "additionalProperties": false,
+                                            "patternProperties": { "^x-": {} }
+                                        },
+                                        { "type": "null" }
+                                    ]
+                                }
+                            },
+                            "additionalProperties": false
+                        }
+                    ],
+                    "description": "Networks to join, referencing entries under the top-level networks key. Can be a list of network names or a mapping of network name to network configuration."
+                },
+                "oom_kill_disable": {
+                    "type": ["boolean", "string"],
+                    "description": "Disable OOM Killer for the container."
+                },
+                "oom_score_adj": {
+                    "oneOf": [
+                        { "type": "string" },
+                        { "type": "integer", "minimum": -1000, "maximum": 1000 }
+                    ],
+                    "description": "Tune host's OOM preferences for the container (accepts -1000 to 1000)."
+                },
+                "pid": {
+                    "type": ["string", "null"],
+                    "description": "PID mode for container."
+                },
+                "pids_limit": {
+                    "type": ["number", "string"],
+                    "description": "Tune a container's PIDs limit. Set to -1 for unlimited PIDs."
+                },
+                "platform": {
+                    "type": "string",
+                    "description": "Target platform to run on, e.g., 'linux/amd64', 'linux/arm64', or 'windows/amd64'."
+                },
+                "ports": {
+                    "type": "array",
+                    "description": "Expose container ports. Short format ([HOST:]CONTAINER[/PROTOCOL]).",
+                    "items": {
+                        "oneOf": [
+                            { "type": "number" },
+                            { "type": "string" },
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "name": {
+                                        "type": "string",
+                                        "description": "A human-readable name for this port mapping."
+                                    },
+                                    "mode": {
+                                        "type": "string",
+                                        "description": "The port binding mode, either 'host' for publishing a host port or 'ingress' for load balancing."
+                                    },
+                                    "host_ip": {
+                                        "type": "string",
+                                        "description": "The host IP to bind to."
+                                    },
+                                    "target": {
+                                        "type": ["integer", "string"],
+                                        "description": "The port inside the container."
+                                    },
+                                    "published": {
+                                        "type": ["string", "integer"],
+                                        "description": "The publicly exposed port."
+                                    },
+                                    "protocol": {
+                                        "type": "string",
+                                        "description": "The port protocol (tcp or udp)."
+                                    },
+                                    "app_protocol": {
+                                        "type": "string",
+                                        "description": "Application protocol to use with the port (e.g., http, https, mysql)."
+                                    }
+                                },
+                                "additionalProperties": false,
+                                "patternProperties": { "^x-": {} }
+                            }
+                        ]
+                    },
+                    "uniqueItems": true
+                },
+                "pre_start": {
+                    "type": "array",
+                    "items": { "$ref": "#/$defs/pre_start_hook" },
+                    "description": "Init containers to run to completion before the service container is started. Each step runs in its own ephemeral container, in declared order; a non-zero exit fails the bring-up of the service and its dependents."
+                },
+                "post_start": {
+                    "type": "array",
+                    "items": { "$ref": "#/$defs/service_hook" },
+                    "description": "Commands to run after the container starts. If any command fails, the container stops."
+                },
+                "pre_stop": {
+                    "type": "array",
+                    "items": { "$ref": "#/$defs/service_hook" },
+                    "description": "Commands to run before the container stops. If any command fails, the container stop is aborted."
+                },
+                "privileged": {
+                    "type": ["boolean", "string"],
+                    "description": "Give extended privileges to the service container."
+                },
+                "profiles": {
+                    "$ref": "#/$defs/list_of_strings",
+                    "description": "List of profiles for this service. When profiles are specified, services are only started when the profile is activated."
+                },
+                "pull_policy": {
+                    "type": "string",
+                    "pattern": "always|never|build|if_not_present|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+",
+                    "description": "Policy for pulling images. Options include: 'always', 'never', 'if_not_present', 'missing', 'build', or time-based refresh policies."
+                },
+                "pull_refresh_after": {
+                    "type": "string",
+                    "description": "Time after which to refresh the image. Used with pull_policy=refresh."
+                },
+                "read_only": {
+                    "type": ["boolean", "string"],
+                    "description": "Mount the container's filesystem as read only."
+                },
+                "restart": {
+                    "type": "string",
+                    "description": "Restart policy for the service container. Options include: 'no', 'always', 'on-failure', and 'unless-stopped'."
+                },
+                "runtime": {
+                    "type": "string",
+                    "description": "Runtime to use for this container, e.g., 'runc'."
+                },
+                "scale": {
+                    "type": ["integer", "string"],
+                    "description": "Number of containers to deploy for this service."
+                },
+                "security_opt": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Override the default labeling scheme for each container."
+                },
+                "shm_size": {
+                    "type": ["number", "string"],
+                    "description": "Size of /dev/shm. A string value can use suffix like '2g' for 2 gigabytes."
+                },
+                "secrets": {
+                    "$ref": "#/$defs/service_config_or_secret",
+                    "description": "Grant access to Secrets on a per-service basis."
+                },
+                "sysctls": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Kernel parameters to set in the container. You can use either an array or a list."
+                },
+                "stdin_open": {
+                    "type": ["boolean", "string"],
+                    "description": "Keep STDIN open even if not attached."
+                },
+                "stop_grace_period": {
+                    "type": "string",
+                    "description": "Time to wait for the container to stop gracefully before sending SIGKILL (e.g., '1s', '1m30s')."
+                },
+                "stop_signal": {
+                    "type": "string",
+                    "description": "Signal to stop the container (e.g., 'SIGTERM', 'SIGINT')."
+                },
+                "storage_opt": {
+                    "type": "object",
+                    "description": "Storage driver options for the container."
+                },
+                "tmpfs": {
+                    "$ref": "#/$defs/string_or_list",
+                    "description": "Mount a temporary filesystem (tmpfs) into the container. Can be a single value or a list."
+                },
+                "tty": {
+                    "type": ["boolean", "string"],
+                    "description": "Allocate a pseudo-TTY to service container."
+                },
+                "ulimits": {
+                    "$ref": "#/$defs/ulimits",
+                    "description": "Override the default ulimits for a container."
+                },
+                "use_api_socket": {
+                    "type": "boolean",
+                    "description": "Bind mount Docker API socket and required auth."
+                },
+                "user": {
+                    "type": "string",
+                    "description": "Username or UID to run the container process as."
+                },
+                "uts": {
+                    "type": "string",
+                    "description": "UTS namespace to use. 'host' shares the host's UTS namespace."
+                },
+                "userns_mode": {
+                    "type": "string",
+                    "description": "User namespace to use. 'host' shares the host's user namespace."
+                },
+                "volumes": {
+                    "type": "array",
+                    "description": "Mount host paths or named volumes accessible to the container. Short syntax (VOLUME:CONTAINER_PATH[:MODE])",
+                    "items": {
+                        "oneOf": [
+                            { "type": "string" },
+                            {
+                                "type": "object",
+                                "required": ["type"],
+                                "properties": {
+                                    "type": {
+                                        "type": "string",
+                                        "enum": ["bind", "volume", "tmpfs", "cluster", "npipe", "image"],
+                                        "description": "The mount type: bind for mounting host directories, volume for named volumes, tmpfs for temporary filesystems, cluster for cluster volumes, npipe for named pipes, or image for mounting from an image."
+                                    },
+                                    "source": {
+                                        "type": "string",
+                                        "description": "The source of the mount, a path on the host for a bind mount, a docker image reference for an image mount, or the name of a volume defined in the top-level volumes key. Not applicable for a tmpfs mount."
+                                    },
+                                    "target": {
+                                        "type": "string",
+                                        "description": "The path in the container where the volume is mounted."
+                                    },
+                                    "read_only": {
+                                        "type": ["boolean", "string"],
+                                        "description": "Flag to set the volume as read-only."
+                                    },
+                                    "consistency": {
+                                        "type": "string",
+                                        "description": "The consistency requirements for the mount. Available values are platform specific."
+                                    },
+                                    "bind": {
+                                        "type": "object",
+                                        "description": "Configuration specific to bind mounts.",
+                                        "properties": {
+                                            "propagation": {
+                                                "type": "string",
+                                                "description": "The propagation mode for the bind mount: 'shared', 'slave', 'private', 'rshared', 'rslave', or 'rprivate'."
+                                            },
+                                            "create_host_path": {
+                                                "type": ["boolean", "string"],
+                                                "description": "Create the host path if it doesn't exist."
+                                            },
+                                            "recursive": {
+                                                "type": "string",
+                                                "enum": ["enabled", "disabled", "writable", "readonly"],
+                                                "description": "Recursively mount the source directory."
+                                            },
+                                            "selinux": {
+                                                "type": "string",
+                                                "enum": ["z", "Z"],
+                                                "description": "SELinux relabeling options: 'z' for shared content, 'Z' for private unshared content."
+                                            }
+                                        },
+                                        "additionalProperties": false,
+                                        "patternProperties": { "^x-": {} }
+                                    },
+                                    "volume": {
+                                        "type": "object",
+                                        "description": "Configuration specific to volume mounts.",
+                                        "properties": {
+                                            "labels": {
+                                                "$ref": "#/$defs/list_or_dict",
+                                                "description": "Labels to apply to the volume."
+                                            },
+                                            "nocopy": {
+                                                "type": ["boolean", "string"],
+                                                "description": "Flag to disable copying of data from a container when a volume is created."
+                                            },
+                                            "subpath": {
+                                                "type": "string",
+                                                "description": "Path within the volume to mount instead of the volume root."
+                                            }
+                                        },
+                                        "additionalProperties": false,
+                                        "patternProperties": { "^x-": {} }
+                                    },
+                                    "tmpfs": {
+                                        "type": "object",
+                                        "description": "Configuration specific to tmpfs mounts.",
+                                        "properties": {
+                                            "size": {
+                                                "oneOf": [
+                                                    { "type": "integer", "minimum": 0 },
+                                                    { "type": "string" }
+                                                ],
+                                                "description": "Size of the tmpfs mount in bytes."
+                                            },
+                                            "mode": {
+                                                "type": ["number", "string"],
+                                                "description": "File mode of the tmpfs in octal."
+                                            }
+                                        },
+                                        "additionalProperties": false,
+                                        "patternProperties": { "^x-": {} }
+                                    },
+                                    "image": {
+                                        "type": "object",
+                                        "description": "Configuration specific to image mounts.",
+                                        "properties": {
+                                            "subpath": {
+                                                "type": "string",
+                                                "description": "Path within the image to mount instead of the image root."
+                                            }
+                                        },
+                                        "additionalProperties": false,
+                                        "patternProperties": { "^x-": {} }
+                                    }
+                                },
+                                "additionalProperties": false,
+                                "patternProperties": { "^x-": {} }
+                            }
+                        ]
+                    },
+                    "uniqueItems": true
+                },
+                "volumes_from": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "uniqueItems": true,
+                    "description": "Mount volumes from another service or container. Optionally specify read-only access (ro) or read-write (rw)."
+                },
+                "working_dir": {
+                    "type": "string",
+                    "description": "The working directory in which the entrypoint or command will be run"
+                }
+            },
+            "patternProperties": { "^x-": {} },
+            "additionalProperties": false
+        },
+        "healthcheck": {
+            "type": "object",
+            "description": "Configuration options to determine whether the container is healthy.",
+            "properties": {
+                "disable": {
+                    "type": ["boolean", "string"],
+                    "description": "Disable any container-specified healthcheck. Set to true to disable."
+                },
+                "interval": {
+                    "type": "string",
+                    "description": "Time between running the check (e.g., '1s', '1m30s'). Default: 30s."
+                },
+                "retries": {
+                    "type": ["number", "string"],
+                    "description": "Number of consecutive failures needed to consider the container as unhealthy. Default: 3."
+                },
+                "test": {
+                    "oneOf": [
+                        { "type": "string" },
+                        { "type": "array", "items": { "type": "string" } }
+                    ],
+                    "description": "The test to perform to check container health. Can be a string or a list. The first item is either NONE, CMD, or CMD-SHELL. If it's CMD, the rest of the command is exec'd. If it's CMD-SHELL, the rest is run in the shell."
+                },
+                "timeout": {
+                    "type": "string",
+                    "description": "Maximum time to allow one check to run (e.g., '1s', '1m30s'). Default: 30s."
+                },
+                "start_period": {
+                    "type": "string",
+                    "description": "Start period for the container to initialize before starting health-retries countdown (e.g., '1s', '1m30s'). Default: 0s."
+                },
+                "start_interval": {
+                    "type": "string",
+                    "description": "Time between running the check during the start period (e.g., '1s', '1m30s'). Default: interval value."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "development": {
+            "type": ["object", "null"],
+            "description": "Development configuration for the service, used for development workflows.",
+            "properties": {
+                "watch": {
+                    "type": "array",
+                    "description": "Configure watch mode for the service, which monitors file changes and performs actions in response.",
+                    "items": {
+                        "type": "object",
+                        "required": ["path", "action"],
+                        "properties": {
+                            "ignore": {
+                                "$ref": "#/$defs/string_or_list",
+                                "description": "Patterns to exclude from watching."
+                            },
+                            "include": {
+                                "$ref": "#/$defs/string_or_list",
+                                "description": "Patterns to include in watching."
+                            },
+                            "path": {
+                                "type": "string",
+                                "description": "Path to watch for changes."
+                            },
+                            "action": {
+                                "type": "string",
+                                "enum": ["rebuild", "sync", "restart", "sync+restart", "sync+exec"],
+                                "description": "Action to take when a change is detected: rebuild the container, sync files, restart the container, sync and restart, or sync and execute a command."
+                            },
+                            "target": {
+                                "type": "string",
+                                "description": "Target path in the container for sync operations."
+                            },
+                            "exec": {
+                                "$ref": "#/$defs/service_hook",
+                                "description": "Command to execute when a change is detected and action is sync+exec."
+                            },
+                            "initial_sync": {
+                                "type": "boolean",
+                                "description": "Ensure that an initial synchronization is done before starting watch mode for sync+x triggers"
+                            }
+                        },
+                        "additionalProperties": false,
+                        "patternProperties": { "^x-": {} }
+                    }
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "deployment": {
+            "type": ["object", "null"],
+            "description": "Deployment configuration for the service.",
+            "properties": {
+                "mode": {
+                    "type": "string",
+                    "description": "Deployment mode for the service: 'replicated' (default) or 'global'."
+                },
+                "endpoint_mode": {
+                    "type": "string",
+                    "description": "Endpoint mode for the service: 'vip' (default) or 'dnsrr'."
+                },
+                "replicas": {
+                    "type": ["integer", "string"],
+                    "description": "Number of replicas of the service container to run."
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Labels to apply to the service."
+                },
+                "rollback_config": {
+                    "type": "object",
+                    "description": "Configuration for rolling back a service update.",
+                    "properties": {
+                        "parallelism": {
+                            "type": ["integer", "string"],
+                            "description": "The number of containers to rollback at a time. If set to 0, all containers rollback simultaneously."
+                        },
+                        "delay": {
+                            "type": "string",
+                            "description": "The time to wait between each container group's rollback (e.g., '1s', '1m30s')."
+                        },
+                        "failure_action": {
+                            "type": "string",
+                            "description": "Action to take if a rollback fails: 'continue', 'pause'."
+                        },
+                        "monitor": {
+                            "type": "string",
+                            "description": "Duration to monitor each task for failures after it is created (e.g., '1s', '1m30s')."
+                        },
+                        "max_failure_ratio": {
+                            "type": ["number", "string"],
+                            "description": "Failure rate to tolerate during a rollback."
+                        },
+                        "order": {
+                            "type": "string",
+                            "enum": ["start-first", "stop-first"],
+                            "description": "Order of operations during rollbacks: 'stop-first' (default) or 'start-first'."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "update_config": {
+                    "type": "object",
+                    "description": "Configuration for updating a service.",
+                    "properties": {
+                        "parallelism": {
+                            "type": ["integer", "string"],
+                            "description": "The number of containers to update at a time."
+                        },
+                        "delay": {
+                            "type": "string",
+                            "description": "The time to wait between updating a group of containers (e.g., '1s', '1m30s')."
+                        },
+                        "failure_action": {
+                            "type": "string",
+                            "description": "Action to take if an update fails: 'continue', 'pause', 'rollback'."
+                        },
+                        "monitor": {
+                            "type": "string",
+                            "description": "Duration to monitor each updated task for failures after it is created (e.g., '1s', '1m30s')."
+                        },
+                        "max_failure_ratio": {
+                            "type": ["number", "string"],
+                            "description": "Failure rate to tolerate during an update (0 to 1)."
+                        },
+                        "order": {
+                            "type": "string",
+                            "enum": ["start-first", "stop-first"],
+                            "description": "Order of operations during updates: 'stop-first' (default) or 'start-first'."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "resources": {
+                    "type": "object",
+                    "description": "Resource constraints and reservations for the service.",
+                    "properties": {
+                        "limits": {
+                            "type": "object",
+                            "description": "Resource limits for the service containers.",
+                            "properties": {
+                                "cpus": {
+                                    "type": ["number", "string"],
+                                    "description": "Limit for how much of the available CPU resources, as number of cores, a container can use."
+                                },
+                                "memory": {
+                                    "type": "string",
+                                    "description": "Limit on the amount of memory a container can allocate (e.g., '1g', '1024m')."
+                                },
+                                "pids": {
+                                    "type": ["integer", "string"],
+                                    "description": "Maximum number of PIDs available to the container."
+                                }
+                            },
+                            "additionalProperties": false,
+                            "patternProperties": { "^x-": {} }
+                        },
+                        "reservations": {
+                            "type": "object",
+                            "description": "Resource reservations for the service containers.",
+                            "properties": {
+                                "cpus": {
+                                    "type": ["number", "string"],
+                                    "description": "Reservation for how much of the available CPU resources, as number of cores, a container can use."
+                                },
+                                "memory": {
+                                    "type": "string",
+                                    "description": "Reservation on the amount of memory a container can allocate (e.g., '1g', '1024m')."
+                                },
+                                "generic_resources": {
+                                    "$ref": "#/$defs/generic_resources",
+                                    "description": "User-defined resources to reserve."
+                                },
+                                "devices": {
+                                    "$ref": "#/$defs/devices",
+                                    "description": "Device reservations for the container."
+                                }
+                            },
+                            "additionalProperties": false,
+                            "patternProperties": { "^x-": {} }
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "restart_policy": {
+                    "type": "object",
+                    "description": "Restart policy for the service containers.",
+                    "properties": {
+                        "condition": {
+                            "type": "string",
+                            "description": "Condition for restarting the container: 'none', 'on-failure', 'any'."
+                        },
+                        "delay": {
+                            "type": "string",
+                            "description": "Delay between restart attempts (e.g., '1s', '1m30s')."
+                        },
+                        "max_attempts": {
+                            "type": ["integer", "string"],
+                            "description": "Maximum number of restart attempts before giving up."
+                        },
+                        "window": {
+                            "type": "string",
+                            "description": "Time window used to evaluate the restart policy (e.g., '1s', '1m30s')."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "placement": {
+                    "type": "object",
+                    "description": "Constraints and preferences for the platform to select a physical node to run service containers",
+                    "properties": {
+                        "constraints": {
+                            "type": "array",
+                            "items": { "type": "string" },
+                            "description": "Placement constraints for the service (e.g., 'node.role==manager')."
+                        },
+                        "preferences": {
+                            "type": "array",
+                            "description": "Placement preferences for the service.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "spread": {
+                                        "type": "string",
+                                        "description": "Spread tasks evenly across values of the specified node label."
+                                    }
+                                },
+                                "additionalProperties": false,
+                                "patternProperties": { "^x-": {} }
+                            }
+                        },
+                        "max_replicas_per_node": {
+                            "type": ["integer", "string"],
+                            "description": "Maximum number of replicas of the service."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "generic_resources": {
+            "type": "array",
+            "description": "User-defined resources for services, allowing services to reserve specialized hardware resources.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "discrete_resource_spec": {
+                        "type": "object",
+                        "description": "Specification for discrete (countable) resources.",
+                        "properties": {
+                            "kind": {
+                                "type": "string",
+                                "description": "Type of resource (e.g., 'GPU', 'FPGA', 'SSD')."
+                            },
+                            "value": {
+                                "type": ["number", "string"],
+                                "description": "Number of resources of this kind to reserve."
+                            }
+                        },
+                        "additionalProperties": false,
+                        "patternProperties": { "^x-": {} }
+                    }
+                },
+                "additionalProperties": false,
+                "patternProperties": { "^x-": {} }
+            }
+        },
+        "devices": {
+            "type": "array",
+            "description": "Device reservations for containers, allowing services to access specific hardware devices.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "capabilities": {
+                        "$ref": "#/$defs/list_of_strings",
+                        "description": "List of capabilities the device needs to have (e.g., 'gpu', 'compute', 'utility')."
+                    },
+                    "count": {
+                        "type": ["string", "integer"],
+                        "description": "Number of devices of this type to reserve."
+                    },
+                    "device_ids": {
+                        "$ref": "#/$defs/list_of_strings",
+                        "description": "List of specific device IDs to reserve."
+                    },
+                    "driver": {
+                        "type": "string",
+                        "description": "Device driver to use (e.g., 'nvidia')."
+                    },
+                    "options": {
+                        "$ref": "#/$defs/list_or_dict",
+                        "description": "Driver-specific options for the device."
+                    }
+                },
+                "additionalProperties": false,
+                "patternProperties": { "^x-": {} },
+                "required": [
+                    "capabilities"
+                ]
+            }
+        },
+        "gpus": {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "enum": ["all"],
+                    "description": "Use all available GPUs."
+                },
+                {
+                    "type": "array",
+                    "description": "List of specific GPU devices to use.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "capabilities": {
+                                "$ref": "#/$defs/list_of_strings",
+                                "description": "List of capabilities the GPU needs to have (e.g., 'compute', 'utility')."
+                            },
+                            "count": {
+                                "type": ["string", "integer"],
+                                "description": "Number of GPUs to use."
+                            },
+                            "device_ids": {
+                                "$ref": "#/$defs/list_of_strings",
+                                "description": "List of specific GPU device IDs to use."
+                            },
+                            "driver": {
+                                "type": "string",
+                                "description": "GPU driver to use (e.g., 'nvidia')."
+                            },
+                            "options": {
+                                "$ref": "#/$defs/list_or_dict",
+                                "description": "Driver-specific options for the GPU."
+                            }
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                }
+            ]
+        },
+        "include": {
+            "description": "Compose application or sub-projects to be included.",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "path": {
+                            "$ref": "#/$defs/string_or_list",
+                            "description": "Path to the Compose application or sub-project files to include."
+                        },
+                        "env_file": {
+                            "$ref": "#/$defs/string_or_list",
+                            "description": "Path to the environment files to use to define default values when interpolating variables in the Compose files being parsed."
+                        },
+                        "project_directory": {
+                            "type": "string",
+                            "description": "Path to resolve relative paths set in the Compose file"
+                        }
+                    },
+                    "additionalProperties": false
+                }
+            ]
+        },
+        "network": {
+            "type": ["object", "null"],
+            "description": "Network configuration for the Compose application.",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Custom name for this network."
+                },
+                "driver": {
+                    "type": "string",
+                    "description": "Specify which driver should be used for this network. Default is 'bridge'."
+                },
+                "driver_opts": {
+                    "type": "object",
+                    "description": "Specify driver-specific options defined as key/value pairs.",
+                    "patternProperties": {
+                        "^.+$": { "type": ["string", "number"] }
+                    }
+                },
+                "ipam": {
+                    "type": "object",
+                    "description": "Custom IP Address Management configuration for this network.",
+                    "properties": {
+                        "driver": {
+                            "type": "string",
+                            "description": "Custom IPAM driver, instead of the default."
+                        },
+                        "config": {
+                            "type": "array",
+                            "description": "List of IPAM configuration blocks.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "subnet": {
+                                        "type": "string",
+                                        "description": "Subnet in CIDR format that represents a network segment."
+                                    },
+                                    "ip_range": {
+                                        "type": "string",
+                                        "description": "Range of IPs from which to allocate container IPs."
+                                    },
+                                    "gateway": {
+                                        "type": "string",
+                                        "description": "IPv4 or IPv6 gateway for the subnet."
+                                    },
+                                    "aux_addresses": {
+                                        "type": "object",
+                                        "description": "Auxiliary IPv4 or IPv6 addresses used by Network driver.",
+                                        "additionalProperties": false,
+                                        "patternProperties": { "^.+$": { "type": "string" } }
+                                    }
+                                },
+                                "additionalProperties": false,
+                                "patternProperties": { "^x-": {} }
+                            }
+                        },
+                        "options": {
+                            "type": "object",
+                            "description": "Driver-specific options for the IPAM driver.",
+                            "additionalProperties": false,
+                            "patternProperties": { "^.+$": { "type": "string" } }
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "external": {
+                    "type": ["boolean", "string", "object"],
+                    "description": "Specifies that this network already exists and was created outside of Compose.",
+                    "properties": {
+                        "name": {
+                            "deprecated": true,
+                            "type": "string",
+                            "description": "Specifies the name of the external network. Deprecated: use the 'name' property instead."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "internal": {
+                    "type": ["boolean", "string"],
+                    "description": "Create an externally isolated network."
+                },
+                "enable_ipv4": {
+                    "type": ["boolean", "string"],
+                    "description": "Enable IPv4 networking."
+                },
+                "enable_ipv6": {
+                    "type": ["boolean", "string"],
+                    "description": "Enable IPv6 networking."
+                },
+                "attachable": {
+                    "type": ["boolean", "string"],
+                    "description": "If true, standalone containers can attach to this network."
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add metadata to the network using labels."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "volume": {
+            "type": ["object", "null"],
+            "description": "Volume configuration for the Compose application.",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Custom name for this volume."
+                },
+                "driver": {
+                    "type": "string",
+                    "description": "Specify which volume driver should be used for this volume."
+                },
+                "driver_opts": {
+                    "type": "object",
+                    "description": "Specify driver-specific options.",
+                    "patternProperties": {
+                        "^.+$": { "type": ["string", "number"] }
+                    }
+                },
+                "external": {
+                    "type": ["boolean", "string", "object"],
+                    "description": "Specifies that this volume already exists and was created outside of Compose.",
+                    "properties": {
+                        "name": {
+                            "deprecated": true,
+                            "type": "string",
+                            "description": "Specifies the name of the external volume. Deprecated: use the 'name' property instead."
+                        }
+                    },
+                    "additionalProperties": false,
+                    "patternProperties": { "^x-": {} }
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add metadata to the volume using labels."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "secret": {
+            "type": "object",
+            "description": "Secret configuration for the Compose application.",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Custom name for this secret."
+                },
+                "environment": {
+                    "type": "string",
+                    "description": "Name of an environment variable from which to get the secret value."
+                },
+                "file": {
+                    "type": "string",
+                    "description": "Path to a file containing the secret value."
+                },
+                "external": {
+                    "type": ["boolean", "string", "object"],
+                    "description": "Specifies that this secret already exists and was created outside of Compose.",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "description": "Specifies the name of the external secret."
+                        }
+                    }
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add metadata to the secret using labels."
+                },
+                "driver": {
+                    "type": "string",
+                    "description": "Specify which secret driver should be used for this secret."
+                },
+                "driver_opts": {
+                    "type": "object",
+                    "description": "Specify driver-specific options.",
+                    "patternProperties": {
+                        "^.+$": { "type": ["string", "number"] }
+                    }
+                },
+                "template_driver": {
+                    "type": "string",
+                    "description": "Driver to use for templating the secret's value."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "config": {
+            "type": "object",
+            "description": "Config configuration for the Compose application.",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Custom name for this config."
+                },
+                "content": {
+                    "type": "string",
+                    "description": "Inline content of the config."
+                },
+                "environment": {
+                    "type": "string",
+                    "description": "Name of an environment variable from which to get the config value."
+                },
+                "file": {
+                    "type": "string",
+                    "description": "Path to a file containing the config value."
+                },
+                "external": {
+                    "type": ["boolean", "string", "object"],
+                    "description": "Specifies that this config already exists and was created outside of Compose.",
+                    "properties": {
+                        "name": {
+                            "deprecated": true,
+                            "type": "string",
+                            "description": "Specifies the name of the external config. Deprecated: use the 'name' property instead."
+                        }
+                    }
+                },
+                "labels": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Add metadata to the config using labels."
+                },
+                "template_driver": {
+                    "type": "string",
+                    "description": "Driver to use for templating the config's value."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "model": {
+            "type": "object",
+            "description": "Language Model for the Compose application.",
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "Custom name for this model."
+                },
+                "model": {
+                    "type": "string",
+                    "description": "Language Model to run."
+                },
+                "context_size": {
+                    "type": "integer"
+                },
+                "runtime_flags": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "description": "Raw runtime flags to pass to the inference engine."
+                }
+            },
+            "required": ["model"],
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "command": {
+            "oneOf": [
+                {
+                    "type": "null",
+                    "description": "No command specified, use the container's default command."
+                },
+                {
+                    "type": "string",
+                    "description": "Command as a string, which will be executed in a shell (e.g., '/bin/sh -c')."
+                },
+                {
+                    "type": "array",
+                    "description": "Command as an array of strings, which will be executed directly without a shell.",
+                    "items": {
+                        "type": "string",
+                        "description": "Part of the command (executable or argument)."
+                    }
+                }
+            ],
+            "description": "Command to run in the container, which can be specified as a string (shell form) or array (exec form)."
+        },
+        "service_hook": {
+            "type": "object",
+            "description": "Configuration for service lifecycle hooks, which are commands executed at specific points in a container's lifecycle.",
+            "properties": {
+                "command": {
+                    "$ref": "#/$defs/command",
+                    "description": "Command to execute as part of the hook."
+                },
+                "user": {
+                    "type": "string",
+                    "description": "User to run the command as."
+                },
+                "privileged": {
+                    "type": ["boolean", "string"],
+                    "description": "Whether to run the command with extended privileges."
+                },
+                "working_dir": {
+                    "type": "string",
+                    "description": "Working directory for the command."
+                },
+                "environment": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Environment variables for the command."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} },
+            "required": ["command"]
+        },
+        "pre_start_hook": {
+            "type": "object",
+            "description": "Configuration for a pre_start init container, run to completion before the service container starts.",
+            "properties": {
+                "command": {
+                    "$ref": "#/$defs/command",
+                    "description": "Command to execute. Optional when the chosen image's entrypoint already runs the intended command."
+                },
+                "image": {
+                    "type": "string",
+                    "description": "Image used for the ephemeral container. If omitted, the parent service's image is used."
+                },
+                "user": {
+                    "type": "string",
+                    "description": "User to run the command as. Defaults to the user declared in image (or to the service's user when image is omitted)."
+                },
+                "privileged": {
+                    "type": ["boolean", "string"],
+                    "description": "Whether to run the command with extended privileges."
+                },
+                "working_dir": {
+                    "type": "string",
+                    "description": "Working directory for the command. Defaults to the service's working directory."
+                },
+                "environment": {
+                    "$ref": "#/$defs/list_or_dict",
+                    "description": "Environment variables for the command. Appended to or overriding the service environment."
+                },
+                "per_replica": {
+                    "type": ["boolean", "string"],
+                    "description": "Whether the hook runs once per service replica (true), or once for the service as a whole before any replica starts (false, the default)."
+                }
+            },
+            "additionalProperties": false,
+            "patternProperties": { "^x-": {} }
+        },
+        "env_file": {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "description": "Path to a file containing environment variables."
+                },
+                {
+                    "type": "array",
+                    "description": "List of paths to files containing environment variables.",
+                    "items": {
+                        "oneOf": [
+                            {
+                                "type": "string",
+                                "description": "Path to a file containing environment variables."
+                            },
+                            {
+                                "type": "object",
+                                "description": "Detailed configuration for an environment file.",
+                                "additionalProperties": false,
+                                "properties": {
+                                    "path": {
+                                        "type": "string",
+                                        "description": "Path to the environment file."
+                                    },
+                                    "format": {
+                                        "type": "string",
+                                        "description": "Format attribute lets you to use an alternative file formats for env_file. When not set, env_file is parsed according to Compose rules."
+                                    },
+                                    "required": {
+                                        "type": ["boolean", "string"],
+                                        "default": true,
+                                        "description": "Whether the file is required. If true and the file doesn't exist, an error will be raised."
+                                    }
+                                },
+                                "required": [
+                                    "path"
+                                ]
+                            }
+                        ]
+                    }
+                }
+            ]
+        },
+        "label_file": {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "description": "Path to a file containing Docker labels."
+                },
+                {
+                    "type": "array",
+                    "description": "List of paths to files containing Docker labels.",
+                    "items": {
+                        "type": "string",
+                        "description": "Path to a file containing Docker labels."
+                    }
+                }
+            ]
+        },
+        "string_or_list": {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "description": "A single string value."
+                },
+                {
+                    "$ref": "#/$defs/list_of_strings",
+                    "description": "A list of string values."
+                }
+            ],
+            "description": "Either a single string or a list of strings."
+        },
+        "list_of_strings": {
+            "type": "array",
+            "description": "A list of unique string values.",
+            "items": {
+                "type": "string",
+                "description": "A string value in the list."
+            },
+            "uniqueItems": true
+        },
+        "list_or_dict": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "description": "A dictionary mapping keys to values.",
+                    "patternProperties": {
+                        ".+": {
+                            "type": ["string", "number", "boolean", "null"],
+                            "description": "Value for the key, which can be a string, number, boolean, or null."
+                        }
+                    },
+                    "additionalProperties": false
+                },
+                {
+                    "type": "array",
+                    "description": "A list of unique string values.",
+                    "items": {
+                        "type": "string",
+                        "description": "A string value in the list."
+                    },
+                    "uniqueItems": true
+                }
+            ],
+            "description": "Either a dictionary mapping keys to values, or a list of strings."
+        },
+        "extra_hosts": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "description": "list mapping hostnames to IP addresses.",
+                    "patternProperties": {
+                        ".+": {
+                            "oneOf": [
+                                {
+                                    "type": "string",
+                                    "description": "IP address for the hostname."
+                                },
+                                {
+                                    "type": "array",
+                                    "description": "List of IP addresses for the hostname.",
+                                    "items": {
+                                        "type": "string",
+                                        "description": "IP address for the hostname."
+                                    },
+                                    "uniqueItems": false
+                                }
+                            ]
+                        }
+                    },
+                    "additionalProperties": false
+                },
+                {
+                    "type": "array",
+                    "description": "List of host:IP mappings in the format 'hostname:IP'.",
+                    "items": {
+                        "type": "string",
+                        "description": "Host:IP mapping in the format 'hostname:IP'."
+                    },
+                    "uniqueItems": true
+                }
+            ],
+            "description": "Additional hostnames to be defined in the container's /etc/hosts file."
+        },
+        "blkio_limit": {
+            "type": "object",
+            "description": "Block IO limit for a specific device.",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "description": "Path to the device (e.g., '/dev/sda')."
+                },
+                "rate": {
+                    "type": ["integer", "string"],
+                    "description": "Rate limit in bytes per second or IO operations per second."
+                }
+            },
+            "additionalProperties": false
+        },
+        "blkio_weight": {
+            "type": "object",
+            "description": "Block IO weight for a specific device.",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "description": "Path to the device (e.g., '/dev/sda')."
+                },
+                "weight": {
+                    "type": ["integer", "string"],
+                    "description": "Relative weight for the device, between 10 and 1000."
+                }
+            },
+            "additionalProperties": false
+        },
+        "service_config_or_secret": {
+            "type": "array",
+            "description": "Configuration for service configs or secrets, defining how they are mounted in the container.",
+            "items": {
+                "oneOf": [
+                    {
+                        "type": "string",
+                        "description": "Name of the config or secret to grant access to."
+                    },
+                    {
+                        "type": "object",
+                        "description": "Detailed configuration for a config or secret.",
+                        "properties": {
+                            "source": {
+                                "type": "string",
+                                "description": "Name of the config or secret as defined in the top-level configs or secrets section."
+                            },
+                            "target": {
+                                "type": "string",
+                                "description": "Path in the container where the config or secret will be mounted. Defaults to /<source> for configs and /run/secrets/<source> for secrets."
+                            },
+                            "uid": {
+                                "type": "string",
+                                "description": "UID of the file in the container. Default is 0 (root)."
+                            },
+                            "gid": {
+                                "type": "string",
+                                "description": "GID of the file in the container. Default is 0 (root)."
+                            },
+                            "mode": {
+                                "type": ["number", "string"],
+                                "description": "File permission mode inside the container, in octal. Default is 0444 for configs and 0400 for secrets."
+                            }
+                        },
+                        "additionalProperties": false,
+                        "patternProperties": { "^x-": {} }
+                    }
+                ]
+            }
+        },
+        "ulimits": {
+            "type": "object",
+            "description": "Container ulimit options, controlling resource limits for processes inside the container.",
+            "patternProperties": {
+                "^[a-z]+$": {
+                    "oneOf": [
+                        {
+                            "type": ["integer", "string"],
+                            "description": "Single value for both soft and hard limits."
+                        },
+                        {
+                            "type": "object",
+                            "description": "Separate soft and hard limits.",
+                            "properties": {
+                                "hard": {
+                                    "type": ["integer", "string"],
+                                    "description": "Hard limit for the ulimit type. This is the maximum allowed value."
+                                },
+                                "soft": {
+                                    "type": ["integer", "string"],
+                                    "description": "Soft limit for the ulimit type. This is the value that's actually enforced."
+                                }
+                            },
+                            "required": ["soft", "hard"],
+                            "additionalProperties": false,
+                            "patternProperties": { "^x-": {} }
+                        }
+                    ]
+                }
+            }
+        }
+    }
+};
+
+;// CONCATENATED MODULE: ./src/spec/compose-schema-check.ts
+
+
+
+let compiled;
+/** The schema's validator, compiled on first use (a few hundred milliseconds). */
+function validator() {
+    compiled ??= new _2020.Ajv2020({
+        // The schema is not written for Ajv's strict type checks; unknown keywords still fail.
+        strictTypes: false,
+        strictTuples: false,
+        allErrors: true,
+        verbose: true,
+    }).compile(COMPOSE_SPEC_SCHEMA);
+    return compiled;
+}
+/**
+ * Checks a compose file against the Compose Specification's own JSON schema,
+ * after interpolation as `docker compose` does. The first problem becomes a
+ * message that names the key path and line: an unknown key with the nearest
+ * valid one when there is an obvious one. Pure.
+ */
+function checkComposeSchema(root) {
+    const at = new Map();
+    const document = plain(root, '', at);
+    const validate = validator();
+    if (validate(document))
+        return;
+    const problem = firstProblem(validate.errors ?? []);
+    if (!problem)
+        throw root.error('the file does not follow the Compose Specification');
+    const value = at.get(problem.instancePath) ?? root;
+    throw compose_schema_check_describe(problem, value, validate.errors ?? []);
+}
+/** The value as plain data, strings interpolated; `at` maps each JSON pointer to its YAML value. */
+function plain(value, pointer, at) {
+    at.set(pointer, value);
+    switch (value.kind) {
+        case 'a map':
+            return Object.fromEntries(value.entries().map(({ key, value: entry }) => [key, plain(entry, `${pointer}/${compose_schema_check_escape(key)}`, at)]));
+        case 'a list':
+            return value.items().map((item, index) => plain(item, `${pointer}/${index}`, at));
+        case 'a string':
+            return value.string();
+        case 'a number':
+            return Number(value.text());
+        case 'a boolean':
+            return value.boolean();
+        case 'null':
+            return null;
+    }
+}
+function compose_schema_check_escape(key) {
+    return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+/**
+ * The error a user should see first: an unknown key before anything else
+ * (under oneOf every branch reports, and a misspelt key is what went wrong),
+ * then the deepest, which is the most specific.
+ */
+function firstProblem(errors) {
+    const depth = (error) => error.instancePath.split('/').length;
+    const ranked = errors
+        .filter((error) => error.keyword !== 'oneOf' && error.keyword !== 'anyOf' && error.keyword !== 'if')
+        .sort((a, b) => {
+        const unknown = Number(b.keyword === 'additionalProperties') - Number(a.keyword === 'additionalProperties');
+        return unknown !== 0 ? unknown : depth(b) - depth(a);
+    });
+    return ranked[0] ?? errors[0];
+}
+function compose_schema_check_describe(error, value, errors) {
+    if (error.keyword === 'additionalProperties') {
+        const key = error.params.additionalProperty;
+        const entry = value.kind === 'a map' ? value.entries().find((e) => e.key === key)?.value : undefined;
+        const valid = Object.keys(error.parentSchema?.properties ?? {});
+        const near = nearest(key, valid);
+        const hint = near
+            ? `; did you mean ${near}?`
+            : valid.length > 0 && valid.length <= 12
+                ? `; valid keys: ${valid.join(', ')}`
+                : '';
+        if (entry)
+            return new SpecError(`${entry.source}: ${entry.where} is not a known key${hint}`);
+        return value.error(`${key} is not a known key${hint}`);
+    }
+    if (error.keyword === 'type') {
+        // Each branch of a oneOf reports the type it wanted: together they are what the value may be.
+        const types = new Set(errors
+            .filter((other) => other.keyword === 'type' && other.instancePath === error.instancePath)
+            .flatMap((other) => [other.params.type].flat()));
+        const words = TYPE_ORDER.filter((type) => types.has(type)).map((type) => TYPE_WORDS[type] ?? type);
+        const last = words.pop() ?? 'something else';
+        return value.expected(words.length > 0 ? `${words.join(', ')} or ${last}` : last);
+    }
+    if (error.keyword === 'enum') {
+        const allowed = error.params.allowedValues;
+        return value.error(`must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`);
+    }
+    if (error.keyword === 'required') {
+        return value.error(`${error.params.missingProperty} is missing`);
+    }
+    return value.error(error.message ?? 'does not follow the Compose Specification');
+}
+const TYPE_ORDER = ['object', 'string', 'array', 'number', 'integer', 'boolean', 'null'];
+const TYPE_WORDS = {
+    object: 'a map',
+    array: 'a list',
+    string: 'a string',
+    number: 'a number',
+    integer: 'a whole number',
+    boolean: 'a boolean',
+    null: 'null',
+};
+/** The valid key `key` is most likely a typo of: within two edits, or a third of its length. */
+function nearest(key, valid) {
+    const limit = Math.max(2, Math.floor(key.length / 3));
+    let best;
+    for (const name of valid) {
+        const distance = editDistance(key, name);
+        if (distance <= limit && (!best || distance < best.distance))
+            best = { name, distance };
+    }
+    return best?.name;
+}
+function editDistance(a, b) {
+    let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+        const row = [i];
+        for (let j = 1; j <= b.length; j++) {
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            row[j] = Math.min((previous[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost);
+        }
+        previous = row;
+    }
+    return previous[b.length] ?? 0;
+}
+
+;// CONCATENATED MODULE: ./src/spec/compose-keys.ts
+/**
+ * What hyper-services does with every key of the Compose Specification: one
+ * of four answers per key, and why. The compose parser acts on it (a warning
+ * for an ignored key, an error for a refused one) and docs/compose.md shows
+ * it; a unit test checks that it answers exactly the keys the specification's
+ * schema (compose-schema.ts) has.
+ */
+const honoured = (why) => ({ answer: 'honoured', ...(why ? { why } : {}) });
+const vm = (why) => ({ answer: 'vm', why });
+const ignored = (why) => ({ answer: 'ignored', why });
+const refused = (why, harmless) => ({
+    answer: 'refused',
+    why,
+    ...(harmless ? { harmless } : {}),
+});
+const HOST_NAMESPACE = "sharing the host's namespace would reach past the VM boundary; each service has its own kernel";
+const NO_SWARM = 'hyper-services runs one job on one host; there is no orchestrator to hand this to';
+const NO_HOST_DEVICES = 'host devices are not passed into service VMs: that would break the VM boundary';
+const NOT_YET = 'not supported yet';
+const NO_BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
+const LOGS_KEPT = "a service's output is always kept, and shown by hyper logs and in the job summary";
+const ONE_NETWORK = 'every service of a job is on the one job network';
+const HOST_CGROUP = 'the VM is bounded on the host by hyper itself; host cgroup settings do not reach into it';
+/** Top-level keys. */
+const TOP_KEYS = {
+    version: ignored('it is obsolete in the Compose Specification'),
+    name: ignored('hyper names a job by its state directory, not by a project name'),
+    include: refused(NOT_YET),
+    services: honoured(),
+    models: refused('AI models need a model runner on the host; hyper-services has none'),
+    networks: honoured('as the one job network: a bridge with an optional ipam subnet'),
+    volumes: honoured('each named volume is a disk of its own, sized by driver_opts.size'),
+    secrets: honoured('from a file or an environment variable'),
+    configs: honoured('from a file, inline content or an environment variable'),
+};
+/** The keys of a service. */
+const SERVICE_KEYS = {
+    develop: ignored('file watching is for a developer machine, not a CI job'),
+    deploy: honoured('see the deploy keys'),
+    annotations: ignored('annotations are for an OCI runtime; a service VM has none'),
+    attach: ignored(LOGS_KEPT),
+    build: refused(NO_BUILD),
+    blkio_config: ignored('block I/O is not throttled per service'),
+    cap_add: refused(NOT_YET),
+    cap_drop: refused(NOT_YET),
+    cgroup: refused(HOST_NAMESPACE, ['private']),
+    cgroup_parent: refused(HOST_CGROUP),
+    command: honoured(),
+    configs: vm('the file is put into the guest at its target, with its uid, gid and mode'),
+    container_name: vm('another name the service answers to on the job network'),
+    cpu_count: vm('the number of vCPUs'),
+    cpu_percent: ignored('a VM gets whole vCPUs; use cpus'),
+    cpu_shares: ignored('a VM gets whole vCPUs; use cpus'),
+    cpu_quota: ignored('a VM gets whole vCPUs; use cpus'),
+    cpu_period: ignored('a VM gets whole vCPUs; use cpus'),
+    cpu_rt_period: ignored('real-time scheduling is not available to service VMs'),
+    cpu_rt_runtime: ignored('real-time scheduling is not available to service VMs'),
+    cpus: vm('the number of vCPUs, rounded up'),
+    cpuset: ignored('vCPUs are not pinned to host CPUs'),
+    credential_spec: ignored('a Windows container setting'),
+    depends_on: honoured(),
+    device_cgroup_rules: refused(NO_HOST_DEVICES),
+    devices: refused(NO_HOST_DEVICES),
+    dns: ignored("each service resolves its peers by name through the job's own resolver"),
+    dns_opt: ignored("each service resolves its peers by name through the job's own resolver"),
+    dns_search: ignored("each service resolves its peers by name through the job's own resolver"),
+    domainname: vm("the guest kernel's NIS domain name"),
+    entrypoint: honoured(),
+    env_file: honoured(),
+    label_file: honoured(),
+    environment: honoured(),
+    expose: honoured(),
+    extends: refused(NOT_YET),
+    provider: refused('a provider service is run by a plugin on the host; hyper-services runs only VMs'),
+    external_links: ignored(ONE_NETWORK),
+    extra_hosts: honoured(),
+    gpus: refused(NO_HOST_DEVICES),
+    group_add: refused(NOT_YET),
+    healthcheck: honoured(),
+    hostname: honoured(),
+    image: honoured(),
+    init: vm('the guest init already runs as PID 1, reaps orphans and passes on the stop signal'),
+    ipc: refused(HOST_NAMESPACE, ['private', 'shareable']),
+    isolation: ignored('a Windows container setting; every service is isolated by its own VM'),
+    labels: honoured(),
+    links: ignored(`${ONE_NETWORK}, where every service reaches every other by name`),
+    logging: ignored(LOGS_KEPT),
+    mac_address: ignored('the job network gives each VM its own MAC'),
+    mem_limit: vm("the VM's memory"),
+    mem_reservation: ignored("the VM's memory is mem_limit (or deploy.resources.limits.memory)"),
+    mem_swappiness: ignored('service VMs have no swap'),
+    memswap_limit: ignored('service VMs have no swap'),
+    network_mode: refused("host or another service's network would reach past the VM boundary; every service is on the job network", ['bridge', 'default']),
+    models: refused('AI models need a model runner on the host; hyper-services has none'),
+    networks: honoured(ONE_NETWORK),
+    oom_kill_disable: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
+    oom_score_adj: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
+    pid: refused(HOST_NAMESPACE),
+    pids_limit: ignored(NOT_YET),
+    platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
+    ports: honoured(),
+    post_start: refused(NOT_YET),
+    pre_start: refused(NOT_YET),
+    pre_stop: refused(NOT_YET),
+    privileged: refused(NOT_YET),
+    profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
+    pull_policy: ignored('every image is resolved from its registry, and its blobs cached'),
+    pull_refresh_after: ignored('every image is resolved from its registry, and its blobs cached'),
+    read_only: vm("the container's root filesystem is mounted read-only in the guest"),
+    restart: ignored(`${NOT_YET}: a service that exits stays exited`),
+    runtime: ignored('every service runs in a VM'),
+    scale: refused(`${NOT_YET}: more than one replica`, ['1']),
+    security_opt: ignored('seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary'),
+    shm_size: vm("the size of the guest's /dev/shm"),
+    secrets: vm('the file is put into the guest at /run/secrets/NAME (or its target), with its uid, gid and mode'),
+    sysctls: vm("set in the service's own guest kernel, so any sysctl is allowed"),
+    stdin_open: ignored('a service reads no terminal input in a job'),
+    stop_grace_period: honoured(),
+    stop_signal: honoured(),
+    storage_opt: ignored('the root filesystem is a disk of the VM'),
+    tmpfs: honoured(),
+    tty: ignored('a service has no terminal in a job'),
+    ulimits: vm('set for the service inside its guest'),
+    use_api_socket: refused("the host's Docker socket is not put into service VMs"),
+    user: honoured(),
+    uts: refused(HOST_NAMESPACE),
+    userns_mode: ignored('the service runs as its user in its own kernel; there is no user namespace to remap'),
+    volumes: honoured('a named volume is a disk; a bind is a copy of the host path, or shared live'),
+    volumes_from: refused('volumes are not shared between VMs'),
+    working_dir: honoured(),
+};
+/** `deploy:`. */
+const DEPLOY_KEYS = {
+    mode: ignored(NO_SWARM),
+    endpoint_mode: ignored(NO_SWARM),
+    replicas: refused(`${NOT_YET}: more than one replica`, ['1']),
+    labels: ignored('they label a Swarm service, not its containers'),
+    rollback_config: ignored(NO_SWARM),
+    update_config: ignored(NO_SWARM),
+    resources: vm('limits size the VM'),
+    restart_policy: ignored(`${NOT_YET}: a service that exits stays exited`),
+    placement: ignored(NO_SWARM),
+};
+/** `deploy.resources.limits` and `deploy.resources.reservations`. */
+const RESOURCE_KEYS = {
+    cpus: vm('limits.cpus is the number of vCPUs, rounded up; a reservation is not acted on'),
+    memory: vm("limits.memory is the VM's memory; a reservation is not acted on"),
+    pids: ignored(NOT_YET),
+    generic_resources: refused(NO_HOST_DEVICES),
+    devices: refused(NO_HOST_DEVICES),
+};
+const compose_keys_HEALTHCHECK_KEYS = {
+    disable: honoured(),
+    interval: honoured(),
+    retries: honoured(),
+    test: honoured(),
+    timeout: honoured(),
+    start_period: honoured(),
+    start_interval: vm('a starting service is probed every second, or sooner when start_interval or interval is shorter: a job waits no longer than it must'),
+};
+/** An entry of `depends_on:` in its long form. */
+const DEPENDS_ON_KEYS = {
+    condition: honoured('service_started and service_healthy; services run for the whole job'),
+    required: honoured(),
+    restart: ignored('hyper does not restart services, so there is no restart to follow'),
+};
+/** An entry of `ports:` in its long form. */
+const PORT_KEYS = {
+    name: ignored('a port has no name here'),
+    mode: ignored(NO_SWARM),
+    host_ip: honoured(),
+    target: honoured(),
+    published: honoured(),
+    protocol: honoured('tcp and udp'),
+    app_protocol: ignored('it is a hint for other tools'),
+};
+/** An entry of `volumes:` in its long form. */
+const VOLUME_MOUNT_KEYS = {
+    type: honoured('volume, bind and tmpfs'),
+    source: honoured(),
+    target: honoured(),
+    read_only: honoured(),
+    consistency: ignored('a macOS setting'),
+    bind: ignored('bind options do not apply: a bind is a copy of the host path, or shared live'),
+    volume: ignored('volume options are not acted on'),
+    tmpfs: ignored('tmpfs options are not acted on'),
+    image: refused(NOT_YET),
+};
+/** An entry of a service's `networks:` map. */
+const SERVICE_NETWORK_KEYS = {
+    aliases: honoured(),
+    interface_name: ignored(`${ONE_NETWORK}, on eth0`),
+    ipv4_address: ignored(`${ONE_NETWORK}, which gives out the addresses`),
+    ipv6_address: ignored(`${ONE_NETWORK}, which is IPv4`),
+    link_local_ips: ignored(ONE_NETWORK),
+    mac_address: ignored('the job network gives each VM its own MAC'),
+    driver_opts: ignored(ONE_NETWORK),
+    priority: ignored(ONE_NETWORK),
+    gw_priority: ignored(ONE_NETWORK),
+};
+/** An entry of a service's `secrets:` or `configs:` in its long form. */
+const FILE_GRANT_KEYS = {
+    source: honoured(),
+    target: honoured(),
+    uid: honoured(),
+    gid: honoured(),
+    mode: honoured(),
+};
+/** An entry of the top-level `networks:`. */
+const NETWORK_KEYS = {
+    name: ignored(ONE_NETWORK),
+    driver: honoured('bridge only'),
+    driver_opts: ignored(ONE_NETWORK),
+    ipam: honoured('one subnet for the job network'),
+    external: refused(`${ONE_NETWORK}, which the job makes itself`),
+    internal: ignored('use hyper up --egress deny, or the egress input'),
+    enable_ipv4: ignored(`${ONE_NETWORK}, which is IPv4`),
+    enable_ipv6: ignored(`${ONE_NETWORK}, which is IPv4`),
+    attachable: ignored(ONE_NETWORK),
+    labels: ignored(ONE_NETWORK),
+};
+/** An entry of the top-level `volumes:`. */
+const VOLUME_KEYS = {
+    name: ignored('a volume is named by its key'),
+    driver: ignored('every volume is a disk image'),
+    driver_opts: honoured('size only'),
+    external: refused('a volume is a disk of the job; an external one is not there to use'),
+    labels: ignored('volumes carry no labels here'),
+};
+/** An entry of the top-level `secrets:`. */
+const SECRET_KEYS = {
+    name: ignored('a secret is named by its key'),
+    environment: honoured(),
+    file: honoured(),
+    external: refused('an external secret lives in a Swarm, which a job does not have'),
+    labels: ignored('secrets carry no labels here'),
+    driver: refused(NO_SWARM),
+    driver_opts: refused(NO_SWARM),
+    template_driver: refused(NO_SWARM),
+};
+/** An entry of the top-level `configs:`. */
+const CONFIG_KEYS = {
+    name: ignored('a config is named by its key'),
+    content: honoured(),
+    environment: honoured(),
+    file: honoured(),
+    external: refused('an external config lives in a Swarm, which a job does not have'),
+    labels: ignored('configs carry no labels here'),
+    template_driver: refused(NO_SWARM),
+};
+/** Every table, by where its keys sit in a compose file, for the docs and the schema check. */
+const KEY_TABLES = {
+    '(top level)': TOP_KEYS,
+    'services.NAME': SERVICE_KEYS,
+    'services.NAME.deploy': DEPLOY_KEYS,
+    'services.NAME.deploy.resources.limits / reservations': RESOURCE_KEYS,
+    'services.NAME.healthcheck': compose_keys_HEALTHCHECK_KEYS,
+    'services.NAME.depends_on.NAME': DEPENDS_ON_KEYS,
+    'services.NAME.ports[]': PORT_KEYS,
+    'services.NAME.volumes[]': VOLUME_MOUNT_KEYS,
+    'services.NAME.networks.NAME': SERVICE_NETWORK_KEYS,
+    'services.NAME.secrets[] / configs[]': FILE_GRANT_KEYS,
+    'networks.NAME': NETWORK_KEYS,
+    'volumes.NAME': VOLUME_KEYS,
+    'secrets.NAME': SECRET_KEYS,
+    'configs.NAME': CONFIG_KEYS,
+};
 
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
@@ -57721,60 +66356,81 @@ class YamlValue {
 
 
 
-const TOP_KEYS = ['services', 'version', 'name', 'volumes', 'networks'];
-const SERVICE_KEYS = [
-    'image',
-    'environment',
-    'env_file',
-    'ports',
-    'volumes',
-    'command',
-    'entrypoint',
-    'healthcheck',
-    'depends_on',
-    'working_dir',
-    'user',
-    'tmpfs',
-    'mem_limit',
-    'cpus',
-    'container_name',
-    'networks',
-    'expose',
-];
-const BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
-const ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
+
+
+const compose_ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
 /** The services of a compose file. See parseComposeProject. */
 function parseComposeFile(text, file, readFile, variables = {}) {
-    return parseComposeProject(text, file, readFile, variables).services;
+    return parseComposeProject(text, file, readFile, { variables }).services;
 }
 /**
- * A subset of the Compose spec: the keys hyper-services can honour, each
- * checked, and a message naming any other. `${VAR}` in values is taken from
- * `variables`; env_file paths are relative to `file`'s directory. Pure but for `readFile`.
+ * A compose file, checked against the Compose Specification's schema, then
+ * each key given the answer compose-keys.ts has for it: read, a warning, or
+ * an error naming it. `${VAR}` in values is taken from `options.variables`;
+ * relative paths are relative to `file`'s directory. Pure but for `readFile`.
  */
-function parseComposeProject(text, file, readFile, variables = {}) {
+function parseComposeProject(text, file, readFile, options = {}) {
+    const variables = options.variables ?? {};
     const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
     if (root.isNull)
         throw root.error('the file is empty; a compose file needs a services: map');
-    const top = composeFields(root, TOP_KEYS);
+    checkComposeSchema(root);
+    const warnings = [];
+    const top = answered(root, TOP_KEYS, warnings);
     const services = top.get('services');
-    if (!services)
+    if (!services || services.isNull)
         throw root.error('services: is missing; a compose file needs a services: map');
     const networks = top.get('networks');
-    const subnet = networks && !networks.isNull ? readTopNetworks(networks) : undefined;
+    const subnet = networks && !networks.isNull ? readTopNetworks(networks, warnings) : undefined;
     const volumes = top.get('volumes');
-    const declared = volumes && !volumes.isNull ? readVolumeDeclarations(volumes) : new Map();
-    const context = { dir: external_node_path_default().dirname(file), readFile, variables };
+    const declared = volumes && !volumes.isNull
+        ? readVolumeDeclarations(volumes, warnings)
+        : new Map();
+    const context = { dir: external_node_path_default().dirname(file), readFile, variables, warnings };
+    const grants = {
+        secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
+        configs: readSources(top.get('configs'), CONFIG_KEYS, context),
+    };
+    const parsed = services.entries().map(({ key, value }) => {
+        const service = parseService(readServiceName(key, value), value, context, grants);
+        return { ...service, spec: withVolumeSizes(service.spec, declared) };
+    });
     const project = {
-        services: services
-            .entries()
-            .map(({ key, value }) => parseService(readServiceName(key, value), value, context))
-            .map((service) => withVolumeSizes(service, declared)),
+        services: enabledServices(parsed, options.profiles ?? [], file, warnings),
         volumes: [...declared.keys()],
+        warnings,
         ...(subnet ? { subnet } : {}),
     };
     checkDeclaredVolumes(project, file);
     return project;
+}
+/**
+ * The services the profiles enable: those with no profiles, and those with
+ * one that is enabled. A dependency on a service left out is an error that
+ * names its profile, unless it is not required.
+ */
+function enabledServices(services, profiles, file, warnings) {
+    const enabled = (service) => service.profiles.length === 0 ||
+        profiles.includes('*') ||
+        service.profiles.some((profile) => profiles.includes(profile));
+    const byName = new Map(services.map((service) => [service.spec.name, service]));
+    return services.filter(enabled).map(({ spec, optional }) => ({
+        ...spec,
+        dependsOn: spec.dependsOn.filter(({ service }) => {
+            const dependency = byName.get(service);
+            if (dependency === undefined || enabled(dependency)) {
+                if (dependency === undefined && optional.has(service)) {
+                    warnings.push(`${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`);
+                    return false;
+                }
+                return true;
+            }
+            if (optional.has(service))
+                return false;
+            const names = dependency.profiles.map((profile) => `"${profile}"`).join(' or ');
+            throw new SpecError(`${file}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`);
+        }),
+    }));
 }
 /** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
 function checkDeclaredVolumes(project, file) {
@@ -57796,56 +66452,375 @@ function withVolumeSizes(service, declared) {
     });
     return sizes.length > 0 ? { ...service, volumeSizes: Object.fromEntries(sizes) } : service;
 }
-/** The keys of a map, `x-` extension keys left out, as Compose does. */
-function composeFields(value, valid) {
+/**
+ * The keys of a map by the answers in `table`: an ignored one becomes a
+ * warning (unless it is empty or false: nothing was asked), a refused one an
+ * error with the reason; the others are returned. `x-` extension keys are
+ * left out, as Compose does.
+ */
+function answered(value, table, warnings) {
     const fields = new Map();
     for (const { key, value: field } of value.entries()) {
         if (key.startsWith('x-'))
             continue;
-        if (!valid.includes(key))
-            throw field.unknownKey(valid);
+        const rule = table[key];
+        if (!rule)
+            throw field.unknownKey(Object.keys(table));
+        if (rule.answer === 'refused') {
+            if (rule.harmless?.includes(scalarText(field) ?? ''))
+                continue;
+            throw field.error(rule.why ?? 'not supported');
+        }
+        if (rule.answer === 'ignored') {
+            if (!asksNothing(field))
+                warnings.push(`${field.source}: ${field.where}: ignored: ${rule.why ?? ''}`);
+            continue;
+        }
         fields.set(key, field);
     }
     return fields;
 }
-function parseService(name, value, context) {
+function scalarText(value) {
+    return value.kind === 'a string' || value.kind === 'a number' || value.kind === 'a boolean'
+        ? value.text()
+        : undefined;
+}
+function asksNothing(value) {
+    if (value.isNull)
+        return true;
+    if (value.kind === 'a boolean')
+        return !value.boolean();
+    if (value.kind === 'a list')
+        return value.items().length === 0;
+    if (value.kind === 'a map')
+        return value.entries().length === 0;
+    return false;
+}
+function readSources(value, table, context) {
+    const sources = new Map();
+    if (!value || value.isNull)
+        return sources;
+    for (const { key, value: entry } of value.entries()) {
+        const fields = answered(entry, table, context.warnings);
+        const file = fields.get('file');
+        const environment = fields.get('environment');
+        const content = fields.get('content');
+        if (file) {
+            const resolved = resolvePath(file.string('a path to a file'), context);
+            sources.set(key, Buffer.from(readNamedFile(file, resolved, context)));
+        }
+        else if (environment) {
+            const name = environment.string('a variable name');
+            const variable = context.variables[name];
+            if (variable === undefined)
+                throw environment.error(`the variable ${name} is not set`);
+            sources.set(key, Buffer.from(variable));
+        }
+        else if (content) {
+            sources.set(key, Buffer.from(content.string()));
+        }
+        else {
+            throw entry.error('give file:, environment: or content:');
+        }
+    }
+    return sources;
+}
+function resolvePath(name, context) {
+    return external_node_path_default().isAbsolute(name) ? name : external_node_path_default().join(context.dir, name);
+}
+function readNamedFile(at, resolved, context) {
+    try {
+        return context.readFile(resolved);
+    }
+    catch (error) {
+        throw at.error(`cannot read ${resolved}: ${error.message}`);
+    }
+}
+function parseService(name, value, context, grants) {
     if (value.kind !== 'a map')
         throw value.expected('a map with at least image:');
-    const build = value.entries().find((entry) => entry.key === 'build');
-    if (build)
-        throw build.value.error(BUILD);
-    const fields = composeFields(value, SERVICE_KEYS);
+    const scale = value.entries().find((entry) => entry.key === 'scale')?.value;
+    if (scale)
+        readReplicas(scale);
+    const fields = answered(value, SERVICE_KEYS, context.warnings);
     const image = fields.get('image');
     if (!image)
         throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
     const get = (key, read) => {
         const field = fields.get(key);
-        return field && read(field);
+        return field && !field.isNull ? read(field) : undefined;
     };
-    const mounts = get('volumes', readVolumes) ?? { volumes: [], tmpfs: [] };
-    const aliases = get('networks', readServiceNetworks);
-    return definedOnly({
+    const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
+    const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
+    const dependencies = get('depends_on', (field) => compose_readDependsOn(field, context)) ?? [];
+    const containerName = get('container_name', (field) => readContainerName(field));
+    const aliases = [
+        ...(get('networks', (field) => readServiceNetworks(field, context)) ?? []),
+        ...(containerName && containerName !== name ? [containerName] : []),
+    ];
+    get('platform', readPlatform);
+    const memory = pick(fields.get('mem_limit'), deploy.memory, readMemory, 'mem_limit', 'deploy.resources.limits.memory');
+    const cpus = pick(fields.get('cpus') ?? fields.get('cpu_count'), deploy.cpus, readCpus, 'cpus', 'deploy.resources.limits.cpus');
+    const spec = definedOnly({
         name,
         image: readImage(image),
         env: [
             ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
             ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
         ],
-        ports: get('ports', (field) => readPorts(field, readLongPort)) ?? [],
+        ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
         volumes: mounts.volumes,
         baseDir: context.dir,
         command: get('command', readWords),
         entrypoint: get('entrypoint', readWords),
         healthcheck: get('healthcheck', readHealthcheck),
-        memoryMiB: get('mem_limit', readMemory),
-        cpus: get('cpus', readCpus),
-        dependsOn: get('depends_on', readDependsOn) ?? [],
+        memoryMiB: memory,
+        cpus,
+        dependsOn: dependencies.map(({ service, condition }) => ({ service, condition })),
         workdir: get('working_dir', (field) => field.string()),
         user: get('user', (field) => field.text()),
         tmpfs: [...(get('tmpfs', (field) => field.stringOrList()) ?? []), ...mounts.tmpfs],
-        aliases,
+        aliases: aliases.length > 0 ? aliases : undefined,
         expose: get('expose', readExpose),
+        labels: readLabels(fields, context),
+        extraHosts: get('extra_hosts', readExtraHosts),
+        stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
+        stopGraceMs: get('stop_grace_period', readDuration),
+        hostname: get('hostname', readHostname),
+        guest: readGuestSettings(fields),
+        files: readGrants(fields, grants),
     });
+    return {
+        spec,
+        profiles: get('profiles', (field) => field.items().map((item) => item.string('a profile name'))) ?? [],
+        optional: new Set(dependencies.filter((d) => !d.required).map((d) => d.service)),
+    };
+}
+/** A setting given by a service key and by deploy.resources.limits: they must agree. */
+function pick(field, limit, read, key, limitKey) {
+    const given = field && !field.isNull ? read(field) : undefined;
+    const limited = limit && !limit.isNull ? read(limit) : undefined;
+    if (given !== undefined && limited !== undefined && given !== limited && limit)
+        throw limit.error(`${limitKey} differs from ${key}; give one of them`);
+    return given ?? limited;
+}
+/** deploy: resources.limits size the VM; the rest is answered by the table. */
+function readDeploy(value, context) {
+    const replicas = value.entries().find((entry) => entry.key === 'replicas')?.value;
+    if (replicas)
+        readReplicas(replicas);
+    const fields = answered(value, DEPLOY_KEYS, context.warnings);
+    const resources = fields.get('resources');
+    if (!resources || resources.isNull)
+        return {};
+    const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
+    const reservations = sections.get('reservations');
+    if (reservations && !reservations.isNull) {
+        answered(reservations, RESOURCE_KEYS, context.warnings);
+        if (!asksNothing(reservations))
+            context.warnings.push(`${reservations.source}: ${reservations.where}: ignored: a VM has the memory and vCPUs of its limits`);
+    }
+    const limits = sections.get('limits');
+    if (!limits || limits.isNull)
+        return {};
+    const limited = answered(limits, RESOURCE_KEYS, context.warnings);
+    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus') });
+}
+/** A replica count must be a whole number of at least 1 before anything else is said of it. */
+function readReplicas(value) {
+    const text = value.text('a number of replicas');
+    if (!/^\d+$/.test(text) || Number(text) < 1)
+        throw value.error(`"${text}" is not a number of replicas: give a whole number of at least 1`);
+    return Number(text);
+}
+const PLATFORMS = ['linux/amd64', 'linux/x86_64', 'linux/amd64/v1', 'linux/amd64/v2', 'linux/amd64/v3'];
+function readPlatform(value) {
+    const platform = value.string('a platform such as linux/amd64');
+    if (!PLATFORMS.includes(platform.toLowerCase()))
+        throw value.error(`"${platform}" cannot run here: service VMs are linux/amd64`);
+}
+function readContainerName(value) {
+    const name = value.string('a container name');
+    value.attempt(() => validateName(name));
+    return name;
+}
+const compose_HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+function readHostname(value) {
+    const name = value.text('a host name');
+    if (!compose_HOSTNAME.test(name))
+        throw value.error(`"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`);
+    return name;
+}
+/** labels (a map, or KEY=VALUE list), on top of those its label_file(s) give. */
+function readLabels(fields, context) {
+    const labels = new Map();
+    const files = fields.get('label_file');
+    if (files && !files.isNull) {
+        for (const entry of readKeyValueFiles(files, context)) {
+            const eq = entry.indexOf('=');
+            labels.set(entry.slice(0, eq), entry.slice(eq + 1));
+        }
+    }
+    const given = fields.get('labels');
+    if (given && !given.isNull) {
+        if (given.kind === 'a map') {
+            for (const { key, value } of given.entries())
+                labels.set(key, value.isNull ? '' : value.text());
+        }
+        else {
+            for (const item of given.items()) {
+                const entry = item.text('KEY=VALUE');
+                const eq = entry.indexOf('=');
+                labels.set(eq < 0 ? entry : entry.slice(0, eq), eq < 0 ? '' : entry.slice(eq + 1));
+            }
+        }
+    }
+    return labels.size > 0 ? Object.fromEntries(labels) : undefined;
+}
+/** extra_hosts: "HOST:IP" / "HOST=IP" entries, or a map of HOST to an address or a list of them. */
+function readExtraHosts(value) {
+    const entries = value.kind === 'a map'
+        ? value
+            .entries()
+            .flatMap(({ key, value: ips }) => ips.stringOrList().map((ip) => ({ text: `${key}=${ip}`, at: ips })))
+        : value.items().map((item) => ({ text: item.text('HOST:IP'), at: item }));
+    return entries.map(({ text, at }) => {
+        const parsed = parseHostEntry(text);
+        if (typeof parsed === 'string')
+            throw at.error(parsed);
+        return parsed;
+    });
+}
+/** sysctls, ulimits, shm_size, read_only and the domain name: set in the guest. */
+function readGuestSettings(fields) {
+    const get = (key, read) => {
+        const field = fields.get(key);
+        return field && !field.isNull ? read(field) : undefined;
+    };
+    const settings = definedOnly({
+        domainname: get('domainname', (field) => field.string('a domain name')),
+        sysctls: get('sysctls', readSysctls),
+        ulimits: get('ulimits', readUlimits),
+        shmMiB: get('shm_size', (field) => field.attempt(() => parseShmMiB(field.text('a size such as 256m')))),
+        readOnly: get('read_only', (field) => field.boolean() || undefined),
+    });
+    return Object.keys(settings).length > 0 ? settings : undefined;
+}
+const SYSCTL = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
+function readSysctls(value) {
+    const entries = value.kind === 'a map'
+        ? value.entries().map(({ key, value: entry }) => ({ key, text: entry.text('a value'), at: entry }))
+        : value.items().map((item) => {
+            const text = item.text('KEY=VALUE');
+            const eq = text.indexOf('=');
+            if (eq < 0)
+                throw item.error(`"${text}" is not KEY=VALUE`);
+            return { key: text.slice(0, eq).trim(), text: text.slice(eq + 1).trim(), at: item };
+        });
+    return Object.fromEntries(entries.map(({ key, text, at }) => {
+        if (!SYSCTL.test(key))
+            throw at.error(`"${key}" is not a sysctl name such as net.core.somaxconn`);
+        if (/[\n\0]/.test(text))
+            throw at.error(`the value of ${key} must be one line`);
+        return [key, text];
+    }));
+}
+/** The limits `ulimit` and Docker's --ulimit know, by their names there. */
+const ULIMITS = [
+    'core',
+    'cpu',
+    'data',
+    'fsize',
+    'locks',
+    'memlock',
+    'msgqueue',
+    'nice',
+    'nofile',
+    'nproc',
+    'rss',
+    'rtprio',
+    'rttime',
+    'sigpending',
+    'stack',
+    'as',
+];
+function readUlimits(value) {
+    return Object.fromEntries(value.entries().map(({ key, value: limit }) => {
+        if (!ULIMITS.includes(key))
+            throw limit.error(`"${key}" is not a ulimit; use one of ${ULIMITS.join(', ')}`);
+        const number = (field) => {
+            const text = field.text('a number');
+            if (!/^(-1|\d+)$/.test(text))
+                throw field.error(`"${text}" is not a whole number (or -1 for unlimited)`);
+            return Number(text);
+        };
+        if (limit.kind !== 'a map') {
+            const both = number(limit);
+            return [key, { soft: both, hard: both }];
+        }
+        const pair = new Map(limit.entries().map((entry) => [entry.key, entry.value]));
+        const soft = pair.get('soft');
+        const hard = pair.get('hard');
+        if (!soft || !hard)
+            throw limit.error('give both soft and hard');
+        const limits = { soft: number(soft), hard: number(hard) };
+        const unlimited = (n) => (n === -1 ? Number.POSITIVE_INFINITY : n);
+        if (unlimited(limits.soft) > unlimited(limits.hard))
+            throw limit.error(`the soft limit ${limits.soft} is above the hard limit ${limits.hard}`);
+        return [key, limits];
+    }));
+}
+/** A service's secrets and configs: the files they put into the guest. */
+function readGrants(fields, grants) {
+    const files = [
+        ...readGrantList(fields.get('secrets'), grants.secrets, 'secret', (source) => `/run/secrets/${source}`),
+        ...readGrantList(fields.get('configs'), grants.configs, 'config', (source) => `/${source}`),
+    ];
+    return files.length > 0 ? files : undefined;
+}
+function readGrantList(value, sources, kind, defaultTarget) {
+    if (!value || value.isNull)
+        return [];
+    return value.items().map((item) => {
+        const fields = item.kind === 'a map' ? new Map(item.entries().map(({ key, value: v }) => [key, v])) : undefined;
+        for (const key of fields?.keys() ?? [])
+            if (!(key in FILE_GRANT_KEYS) && !key.startsWith('x-'))
+                throw item.error(`${key} is not a known key`);
+        const sourceValue = fields ? fields.get('source') : item;
+        if (!sourceValue)
+            throw item.error('source is missing; give the name of a top-level ' + kind);
+        const source = sourceValue.string(`the name of a ${kind}`);
+        const content = sources.get(source);
+        if (content === undefined)
+            throw sourceValue.error(`${kind} "${source}" is not declared under the top-level ${kind}s:`);
+        const targetValue = fields?.get('target');
+        const given = targetValue?.string('a path');
+        const target = given === undefined
+            ? defaultTarget(source)
+            : external_node_path_default().posix.isAbsolute(given)
+                ? external_node_path_default().posix.normalize(given)
+                : kind === 'secret'
+                    ? `/run/secrets/${given}`
+                    : `/${given}`;
+        if (target.split('/').includes('..') || target === '/')
+            throw (targetValue ?? item).error(`"${target}" is not a file path in the container`);
+        const id = (key) => {
+            const field = fields?.get(key);
+            return field ? field.attempt(() => parseCount(field.text('a numeric id'), 0)) : 0;
+        };
+        const modeValue = fields?.get('mode');
+        const mode = modeValue ? compose_readMode(modeValue) : 0o444;
+        return { target, content, uid: id('uid'), gid: id('gid'), mode };
+    });
+}
+/** A file mode: octal as written (0440, 0o440, or a string "440"), or a plain decimal number (288). */
+function compose_readMode(value) {
+    const text = value.text('a mode such as 0440');
+    const octal = /^0o?([0-7]+)$/i.exec(text) ?? (value.kind === 'a string' ? /^([0-7]+)$/.exec(text) : null);
+    const mode = octal ? parseInt(octal[1] ?? '', 8) : /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (!Number.isInteger(mode) || mode > 0o7777)
+        throw value.error(`"${text}" is not a file mode such as 0440`);
+    return mode;
 }
 /** `environment:` as a map or a list of KEY=VALUE; a bare KEY comes from `variables`. */
 function readEnvironment(value, variables) {
@@ -57864,25 +66839,32 @@ function readEnvironment(value, variables) {
         return host === undefined ? [] : [`${key}=${host}`];
     });
 }
-/** `env_file:` as a path, a list of paths, or a list of { path, required }. */
+/** `env_file:` as a path, a list of paths, or a list of { path, required, format }. */
 function readEnvFiles(value, context) {
+    return readKeyValueFiles(value, context);
+}
+/** env_file and label_file: files of KEY=VALUE lines, in order; a missing one that is not required is skipped. */
+function readKeyValueFiles(value, context) {
     const items = value.kind === 'a list' ? value.items() : [value];
     return items.flatMap((item) => {
         let file = item;
         let required = true;
         if (item.kind === 'a map') {
-            const fields = item.fields(['path', 'required']);
+            const fields = new Map(item.entries().map((entry) => [entry.key, entry.value]));
             const given = fields.get('path');
             if (!given)
                 throw item.error('path is missing');
             file = given;
             required = fields.get('required')?.boolean() ?? true;
+            const format = fields.get('format');
+            if (format && format.string() !== 'raw')
+                throw format.error(`"${format.string()}" is not a format hyper-services reads; leave it out`);
         }
         const name = file.string('a path to a file of KEY=VALUE lines');
-        const resolved = external_node_path_default().isAbsolute(name) ? name : external_node_path_default().join(context.dir, name);
+        const resolved = resolvePath(name, context);
         let text;
         try {
-            text = context.readFile(resolved);
+            text = context.readFile(resolved).toString();
         }
         catch (error) {
             if (!required && error.code === 'ENOENT')
@@ -57892,9 +66874,30 @@ function readEnvFiles(value, context) {
         return file.attempt(() => parseEnvFile(text, name, context.variables));
     });
 }
+/** `depends_on:` as a list of names, or a map of name to { condition, required, restart }. */
+function compose_readDependsOn(value, context) {
+    if (value.kind === 'a list') {
+        return value.items().map((item) => ({
+            service: item.string('a service id'),
+            condition: 'service_started',
+            required: true,
+        }));
+    }
+    return value.entries().map(({ key, value: entry }) => {
+        if (entry.isNull)
+            return { service: key, condition: 'service_started', required: true };
+        const fields = answered(entry, DEPENDS_ON_KEYS, context.warnings);
+        const condition = fields.get('condition');
+        return {
+            service: key,
+            condition: condition ? readCondition(condition) : 'service_started',
+            required: fields.get('required')?.boolean() ?? true,
+        };
+    });
+}
 /** The long port syntax, written back as the short one for parsePortSpec. */
-function readLongPort(value) {
-    const fields = value.fields(['target', 'published', 'host_ip', 'protocol']);
+function readLongPort(value, context) {
+    const fields = answered(value, PORT_KEYS, context.warnings);
     const target = fields.get('target')?.text();
     if (target === undefined)
         throw value.error('target is missing; give the container port');
@@ -57907,7 +66910,7 @@ function readLongPort(value) {
 }
 const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
 /** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
-function readVolumes(value) {
+function readVolumes(value, context) {
     const volumes = [];
     const tmpfs = [];
     for (const item of value.items()) {
@@ -57915,7 +66918,7 @@ function readVolumes(value) {
             volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
             continue;
         }
-        const fields = item.fields(['type', 'source', 'target', 'read_only']);
+        const fields = answered(item, VOLUME_MOUNT_KEYS, context.warnings);
         const type = fields.get('type')?.string();
         if (type === undefined || !VOLUME_TYPES.includes(type)) {
             throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
@@ -57944,15 +66947,15 @@ function readVolumes(value) {
 }
 /**
  * The top-level volumes, by name, each with the size its `driver_opts: { size }`
- * sets (Docker's `--opt size=`), if any. Their other settings are not acted on.
+ * sets (Docker's `--opt size=`), if any. Their other settings are answered by the table.
  */
-function readVolumeDeclarations(value) {
+function readVolumeDeclarations(value, warnings) {
     const volumes = new Map();
     for (const { key, value: volume } of value.entries()) {
-        if (!volume.isNull && volume.kind !== 'a map')
-            throw volume.expected('a map of volume settings');
-        const options = volume.isNull ? undefined : volume.entries().find((entry) => entry.key === 'driver_opts');
-        volumes.set(key, options && !options.value.isNull ? readVolumeSize(options.value) : undefined);
+        if (key.startsWith('x-'))
+            continue;
+        const options = volume.isNull ? undefined : answered(volume, VOLUME_KEYS, warnings).get('driver_opts');
+        volumes.set(key, options && !options.isNull ? readVolumeSize(options) : undefined);
     }
     return volumes;
 }
@@ -57968,15 +66971,15 @@ function readVolumeSize(options) {
  * Top-level networks: names, each with at most `driver: bridge` and an ipam
  * subnet. All of a job's services share one network, so one subnet at most.
  */
-function readTopNetworks(value) {
+function readTopNetworks(value, warnings) {
     const subnets = [];
-    for (const { value: network } of value.entries()) {
-        if (network.isNull)
+    for (const { key, value: network } of value.entries()) {
+        if (network.isNull || key.startsWith('x-'))
             continue;
-        const fields = network.fields(['driver', 'ipam']);
+        const fields = answered(network, NETWORK_KEYS, warnings);
         const driver = fields.get('driver');
         if (driver && driver.string('a driver name') !== 'bridge')
-            throw driver.error(ONE_NETWORK);
+            throw driver.error(compose_ONE_NETWORK);
         const ipam = fields.get('ipam');
         if (!ipam || ipam.isNull)
             continue;
@@ -57988,11 +66991,11 @@ function readTopNetworks(value) {
         }
     }
     if (subnets.length > 1)
-        throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${ONE_NETWORK}`);
+        throw value.error(`only one subnet can be given (${subnets.join(', ')}): ${compose_ONE_NETWORK}`);
     return subnets[0];
 }
 /** A service's networks: names, or a map of name to null or `{ aliases: [...] }`; returns the aliases. */
-function readServiceNetworks(value) {
+function readServiceNetworks(value, context) {
     if (value.kind === 'a list') {
         for (const item of value.items())
             item.string('a network name');
@@ -58002,7 +67005,7 @@ function readServiceNetworks(value) {
     for (const { value: network } of value.entries()) {
         if (network.isNull)
             continue;
-        const list = network.fields(['aliases']).get('aliases');
+        const list = answered(network, SERVICE_NETWORK_KEYS, context.warnings).get('aliases');
         if (list)
             aliases.push(...list.items().map((item) => item.string('an alias')));
     }
@@ -58261,6 +67264,7 @@ function readCredentials(value) {
 ;// CONCATENATED MODULE: ./src/spec/project.ts
 
 
+
 /** A compose file has a top-level `services:` map; a services input has the services at the top. Pure. */
 function isComposeFile(text) {
     return /^services\s*:/m.test(text);
@@ -58268,14 +67272,22 @@ function isComposeFile(text) {
 /**
  * The project in `text`, read from `file`: a compose file (its `env_file`s
  * read through `readText`, `${VAR}`s from `variables`) or a services YAML.
- * `source` names it in messages about a services YAML. Pure but for `readText`.
+ * `options.source` names it in messages about a services YAML; `options.profiles`
+ * (else COMPOSE_PROFILES) are the compose profiles enabled. Pure but for `readText`.
  */
-function loadProject(text, file, readText, variables, source = file) {
+function loadProject(text, file, readText, variables, options = {}) {
     if (!isComposeFile(text))
-        return { services: parseServicesInput(text, source), subnet: undefined };
+        return { services: parseServicesInput(text, options.source ?? file), subnet: undefined, warnings: [] };
     const defined = Object.fromEntries(Object.entries(variables).filter((entry) => entry[1] !== undefined));
-    const project = parseComposeProject(text, file, readText, defined);
-    return { services: project.services, subnet: project.subnet };
+    const project = parseComposeProject(text, file, readText, {
+        variables: defined,
+        profiles: options.profiles ?? composeProfiles(variables),
+    });
+    return { services: project.services, subnet: project.subnet, warnings: project.warnings };
+}
+/** COMPOSE_PROFILES, as docker compose reads it: names separated by commas. Pure. */
+function composeProfiles(variables) {
+    return splitList(variables.COMPOSE_PROFILES);
 }
 
 ;// CONCATENATED MODULE: ./src/cli/table.ts
@@ -58290,6 +67302,8 @@ function formatTable(header, rows) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli/job-commands.ts
+
+
 
 
 
@@ -58342,19 +67356,11 @@ async function setup(argv, io, env) {
     io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
     return 0;
 }
-async function up(argv, io, env) {
-    const parsed = parseArgs(argv, [
-        ...REGISTRY_OPTIONS,
-        ...NETWORK_OPTIONS,
-        { name: 'file', short: 'f', value: true },
-        { name: 'wait-timeout', value: true },
-        { name: 'volume-size', value: true },
-        { name: 'accel', value: true },
-        { name: 'template', value: true },
-    ]);
+/** The project `-f FILE` names, with the profiles --profile (else COMPOSE_PROFILES) enables; its warnings go to stderr. */
+function readProject(parsed, io, env, command) {
     const file = stringOption(parsed, 'file');
     if (!file)
-        throw new UsageError('hyper up needs -f FILE (a services YAML or a compose file)');
+        throw new UsageError(`hyper ${command} needs -f FILE (a services YAML or a compose file)`);
     let text;
     try {
         text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
@@ -58362,7 +67368,64 @@ async function up(argv, io, env) {
     catch (error) {
         throw new UsageError(`cannot read ${file}: ${error.message}`);
     }
-    const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p, 'utf8'), env.vars, file);
+    const profiles = listOption(parsed, 'profile');
+    const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p), env.vars, {
+        source: file,
+        ...(profiles.length > 0 ? { profiles: profiles.flatMap((profile) => splitList(profile)) } : {}),
+    });
+    for (const warning of project.warnings)
+        io.err(`warning: ${warning}\n`);
+    return { file, project };
+}
+const PROJECT_OPTIONS = [
+    { name: 'file', short: 'f', value: true },
+    { name: 'profile', value: true, multiple: true },
+];
+/**
+ * Validates a services YAML or compose file as `up` would and prints the
+ * plan, as `docker compose config` does: nothing boots. Secret and config
+ * contents are shown by size only.
+ */
+async function config(argv, io, env) {
+    const parsed = parseArgs(argv, [...PROJECT_OPTIONS, { name: 'format', value: true }]);
+    const format = stringOption(parsed, 'format') ?? 'yaml';
+    if (format !== 'yaml' && format !== 'json')
+        throw new UsageError(`--format: "${format}" is not yaml or json`);
+    const { project } = readProject(parsed, io, env, 'config');
+    const waves = validatePlan(project.services);
+    const shown = {
+        services: Object.fromEntries(project.services.map(({ name, files, ...service }) => [
+            name,
+            {
+                ...service,
+                ...(files
+                    ? {
+                        files: files.map(({ content, ...file }) => ({
+                            ...file,
+                            mode: `0${file.mode.toString(8)}`,
+                            bytes: content.length,
+                        })),
+                    }
+                    : {}),
+            },
+        ])),
+        ...(project.subnet ? { subnet: project.subnet } : {}),
+        order: waves.map((wave) => wave.map((service) => service.name)),
+    };
+    io.out(format === 'json' ? `${JSON.stringify(shown, null, 2)}\n` : (0,dist/* stringify */.As)(shown));
+    return 0;
+}
+async function up(argv, io, env) {
+    const parsed = parseArgs(argv, [
+        ...REGISTRY_OPTIONS,
+        ...NETWORK_OPTIONS,
+        ...PROJECT_OPTIONS,
+        { name: 'wait-timeout', value: true },
+        { name: 'volume-size', value: true },
+        { name: 'accel', value: true },
+        { name: 'template', value: true },
+    ]);
+    const { file, project } = readProject(parsed, io, env, 'up');
     const plan = validatePlan(project.services);
     const settings = jobOptions(parsed, env, project.subnet);
     const waitTimeoutMs = intOption(parsed, 'wait-timeout', 300, 1) * 1000;
@@ -58399,7 +67462,7 @@ async function down(argv, io, env) {
         { name: 'time', short: 't', value: true },
         { name: 'file', short: 'f', value: true },
     ]);
-    const graceMs = intOption(parsed, 'time', 10, 0) * 1000;
+    const graceMs = stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
     const file = stringOption(parsed, 'file');
     const compose = file === undefined ? undefined : external_node_path_default().resolve(file);
     if (compose !== undefined && !(await exists(compose)))
@@ -58699,7 +67762,7 @@ async function forEachName(argv, env, options, usage, each) {
     return 0;
 }
 const stop = (argv, io, env) => forEachName(argv, env, [{ name: 'time', short: 't', value: true }], 'hyper stop needs a NAME', async (job, name, parsed) => {
-    const code = await job.stop(name, intOption(parsed, 'time', 10, 0) * 1000);
+    const code = await job.stop(name, stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000);
     io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
     io.out(`${name}\n`);
 });
@@ -59117,7 +68180,6 @@ var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_nod
 
 
 
-
 /** A create field that cannot be honoured: a 400 that names it. */
 class CreateFieldError extends SpecError {
     name = 'CreateFieldError';
@@ -59489,10 +68551,10 @@ function extraHosts(value) {
     if (entries.length === 0)
         return undefined;
     return entries.map((entry) => {
-        const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
-        if (!match || match[2] === 'host-gateway' || !external_node_net_default().isIP((match[2] ?? '').replace(/^\[|\]$/g, '')))
-            throw new CreateFieldError(`HostConfig.ExtraHosts: "${entry}" is not HOST:IP${match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : ''}`);
-        return { host: match[1], ip: match[2].replace(/^\[|\]$/g, '') };
+        const parsed = parseHostEntry(entry);
+        if (typeof parsed === 'string')
+            throw new CreateFieldError(`HostConfig.ExtraHosts: ${parsed}`);
+        return parsed;
     });
 }
 
@@ -61582,8 +70644,10 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
+  up -f FILE [--profile P]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
+  config -f FILE [--profile P]... [--format yaml|json]
+                                 check the file as up would and print its plan; boots nothing
   down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
@@ -61637,10 +70701,13 @@ Registry credentials: HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD.
 template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made when missing),
 and with up, each service from its service template (its whole state when it was first healthy
 in an earlier up with the same image, command, env, mounts and machine; kept when missing);
-off boots every VM in full; refresh makes new templates first.`;
+off boots every VM in full; refresh makes new templates first.
+Compose profiles: --profile P (repeatable, or P,Q), else COMPOSE_PROFILES; "*" enables all.
+docs/compose.md says what each key of the Compose Specification does here.`;
 const COMMANDS = {
     setup: setup,
     up: up,
+    config: config,
     down: down,
     pull: image_commands_pull,
     images: image_commands_images,
@@ -61926,6 +70993,1809 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("util");
 
 /***/ }),
 
+/***/ 4352:
+/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
+
+
+
+const { normalizeIPv6, removeDotSegments, removeDotSegmentsRelative, recomposeAuthority, normalizePercentEncoding, normalizePathEncoding, serializePathEncoding, normalizeQueryFragmentEncoding, encodeQuery, encodeFragment, reescapeHostDelimiters, isIPv4, nonSimpleDomain } = __nccwpck_require__(5077)
+const { SCHEMES, getSchemeHandler } = __nccwpck_require__(5300)
+
+const VALID_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*$/u
+const MALFORMED_SCHEME_ERROR = 'URI scheme is malformed.'
+const MALFORMED_HOST_ERROR = 'URI host is malformed.'
+// ASCII characters outside the RFC 3986 reg-name set (unreserved, sub-delims
+// and "%" for pct-encoded): C0 controls, space, DEL, and "#/:<>?@[\]^`{|}.
+const FORBIDDEN_DOMAIN_HOST_CHARACTER = /[\0-\x20"#/:<>?@[\\\]^`{|}\x7F]/u
+
+/**
+ * RFC 3986 section 3.1 does not allow percent-encoding in a scheme, so the
+ * scheme is validated as-is and never decoded. Decoding would let inert input
+ * such as `%6Aavascript:` become a live `javascript:` scheme.
+ *
+ * @param {string} scheme
+ * @returns {string}
+ */
+function validateScheme (scheme) {
+  const stringScheme = String(scheme)
+  if (!VALID_SCHEME.test(stringScheme)) {
+    throw new TypeError(MALFORMED_SCHEME_ERROR)
+  }
+  return stringScheme
+}
+
+/**
+ * @template {import('./types/index').URIComponent|string} T
+ * @param {T} uri
+ * @param {import('./types/index').Options} [options]
+ * @returns {T}
+ */
+function normalize (uri, options) {
+  if (typeof uri === 'string') {
+    uri = /** @type {T} */ (normalizeString(uri, options))
+  } else if (typeof uri === 'object') {
+    uri = /** @type {T} */ (parse(serialize(uri, options), options))
+  }
+  return uri
+}
+
+/**
+ * @param {string} baseURI
+ * @param {string} relativeURI
+ * @param {import('./types/index').Options} [options]
+ * @returns {string}
+ */
+function resolve (baseURI, relativeURI, options) {
+  const schemelessOptions = options ? Object.assign({ scheme: 'null' }, options) : { scheme: 'null' }
+  const {
+    parsed: baseParsed,
+    malformedAuthorityOrPort: baseMalformed,
+    malformedPercentEncoding: baseMalformedPercentEncoding,
+    malformedSchemeSpecific: baseMalformedSchemeSpecific,
+    malformedHost: baseMalformedHost,
+    malformedScheme: baseMalformedScheme
+  } = parseWithStatus(baseURI, schemelessOptions)
+  const {
+    parsed: relativeParsed,
+    malformedAuthorityOrPort: relativeMalformed,
+    malformedPercentEncoding: relativeMalformedPercentEncoding,
+    malformedSchemeSpecific: relativeMalformedSchemeSpecific,
+    malformedHost: relativeMalformedHost,
+    malformedScheme: relativeMalformedScheme
+  } = parseWithStatus(relativeURI, schemelessOptions)
+  if (
+    baseMalformed ||
+    relativeMalformed ||
+    baseMalformedPercentEncoding ||
+    relativeMalformedPercentEncoding ||
+    baseMalformedSchemeSpecific ||
+    relativeMalformedSchemeSpecific ||
+    baseMalformedHost ||
+    relativeMalformedHost ||
+    baseMalformedScheme ||
+    relativeMalformedScheme
+  ) {
+    throw new Error(baseParsed.error || relativeParsed.error || 'URI is malformed.')
+  }
+  const resolved = resolveComponent(baseParsed, relativeParsed, schemelessOptions, true)
+  const resolvedSchemeHandler = getSchemeHandler((options && options.scheme) || resolved.scheme)
+  const resolvedHost = resolved.host
+  const resolvedHostIsIP = resolvedHost !== undefined && resolvedHost !== '' &&
+    (isIPv4(resolvedHost) || normalizeIPv6(resolvedHost).isIPV6)
+  // Inputs are parsed scheme-neutrally, so delimiters and controls in a domain
+  // host are only detected here, once the final scheme is known. They always
+  // fail closed, including in percent-encoded hosts.
+  if (hasForbiddenDomainHost(resolved, options || {}, resolvedSchemeHandler, resolvedHostIsIP)) {
+    throw new Error(MALFORMED_HOST_ERROR)
+  }
+  canonicalizeHost(resolved, options || {}, resolvedSchemeHandler, resolvedHostIsIP)
+  // Percent escapes in an ASCII reg-name are encoded data. The WHATWG hostname
+  // parser can reject them even though fast-uri preserves them safely as RFC
+  // 3986 data. A raw non-ASCII host must still fail closed if conversion fails.
+  const encodedASCIIHost = resolvedHost && resolvedHost.indexOf('%') !== -1 &&
+    !/\P{ASCII}/u.test(resolvedHost)
+  if (resolved.error && !encodedASCIIHost) {
+    throw new Error(resolved.error)
+  }
+  schemelessOptions.skipEscape = true
+  return serialize(resolved, schemelessOptions)
+}
+
+/**
+ * @param {import ('./types/index').URIComponent} base
+ * @param {import ('./types/index').URIComponent} relative
+ * @param {import('./types/index').Options} [options]
+ * @param {boolean} [skipNormalization=false]
+ * @returns {import ('./types/index').URIComponent}
+ */
+function resolveComponent (base, relative, options, skipNormalization) {
+  /** @type {import('./types/index').URIComponent} */
+  const target = {}
+  if (!skipNormalization) {
+    base = parse(serialize(base, options), options) // normalize base component
+    relative = parse(serialize(relative, options), options) // normalize relative component
+  }
+  options = options || {}
+
+  if (!options.tolerant && relative.scheme) {
+    target.scheme = relative.scheme
+    // target.authority = relative.authority;
+    target.userinfo = relative.userinfo
+    target.host = relative.host
+    target.port = relative.port
+    target.path = removeDotSegments(relative.path || '')
+    target.query = relative.query
+  } else {
+    if (relative.userinfo !== undefined || relative.host !== undefined || relative.port !== undefined) {
+      // target.authority = relative.authority;
+      target.userinfo = relative.userinfo
+      target.host = relative.host
+      target.port = relative.port
+      target.path = removeDotSegments(relative.path || '')
+      target.query = relative.query
+    } else {
+      if (!relative.path) {
+        target.path = base.path
+        if (relative.query !== undefined) {
+          target.query = relative.query
+        } else {
+          target.query = base.query
+        }
+      } else {
+        if (relative.path[0] === '/') {
+          target.path = removeDotSegments(relative.path)
+        } else {
+          const baseHasAuthority = base.userinfo !== undefined || base.host !== undefined || base.port !== undefined
+          if (baseHasAuthority && !base.path) {
+            target.path = '/' + relative.path
+          } else if (!base.path) {
+            target.path = relative.path
+          } else {
+            target.path = base.path.slice(0, base.path.lastIndexOf('/') + 1) + relative.path
+          }
+          target.path = base.scheme === undefined && !baseHasAuthority && target.path[0] !== '/'
+            ? removeDotSegmentsRelative(target.path)
+            : removeDotSegments(target.path)
+        }
+        target.query = relative.query
+      }
+      // target.authority = base.authority;
+      target.userinfo = base.userinfo
+      target.host = base.host
+      target.port = base.port
+    }
+    target.scheme = base.scheme
+  }
+
+  target.fragment = relative.fragment
+
+  return target
+}
+
+/**
+ * @param {import ('./types/index').URIComponent|string} uriA
+ * @param {import ('./types/index').URIComponent|string} uriB
+ * @param {import ('./types/index').Options} options
+ * @returns {boolean}
+ */
+function equal (uriA, uriB, options) {
+  const normalizedA = normalizeComparableURI(uriA, options)
+  const normalizedB = normalizeComparableURI(uriB, options)
+
+  return normalizedA !== undefined && normalizedB !== undefined && normalizedA === normalizedB
+}
+
+/**
+ * @param {Readonly<import('./types/index').URIComponent>} cmpts
+ * @param {import('./types/index').Options} [opts]
+ * @returns {string}
+ */
+function serialize (cmpts, opts) {
+  const component = {
+    host: cmpts.host,
+    scheme: cmpts.scheme,
+    userinfo: cmpts.userinfo,
+    port: cmpts.port,
+    path: cmpts.path,
+    query: cmpts.query,
+    nid: cmpts.nid,
+    nss: cmpts.nss,
+    uuid: cmpts.uuid,
+    fragment: cmpts.fragment,
+    reference: cmpts.reference,
+    resourceName: cmpts.resourceName,
+    secure: cmpts.secure,
+    error: ''
+  }
+  const options = Object.assign({}, opts)
+  const uriTokens = []
+
+  if (component.scheme) {
+    component.scheme = validateScheme(component.scheme)
+  }
+
+  // find scheme handler
+  const schemeHandler = getSchemeHandler(options.scheme || component.scheme)
+
+  // perform scheme specific serialization
+  if (schemeHandler && schemeHandler.serialize) schemeHandler.serialize(component, options)
+
+  const hasAuthority = component.userinfo !== undefined || component.host !== undefined || component.port !== undefined
+  // A reference with no emitted scheme is path-noscheme: a bare ':' in its
+  // first path segment would reparse as a scheme (RFC 3986 3.3/4.2). Enforced
+  // under skipEscape too (resolve()), so the reapply below gates on this flag.
+  const schemelessReference = (component.scheme === undefined || options.reference === 'suffix') && !hasAuthority
+  const pathNoScheme = !options.skipEscape && schemelessReference
+
+  if (component.path !== undefined) {
+    if (!options.skipEscape) {
+      component.path = serializePathEncoding(component.path, pathNoScheme)
+    } else {
+      component.path = normalizePercentEncoding(component.path)
+    }
+  }
+
+  if (options.reference !== 'suffix' && component.scheme) {
+    // Scheme handlers may replace the scheme during serialization.
+    component.scheme = validateScheme(component.scheme)
+    uriTokens.push(component.scheme, ':')
+  }
+
+  const authority = recomposeAuthority(component)
+  if (authority !== undefined) {
+    if (options.reference !== 'suffix') {
+      uriTokens.push('//')
+    }
+
+    uriTokens.push(authority)
+
+    if (component.path && component.path[0] !== '/') {
+      uriTokens.push('/')
+    }
+  }
+  if (component.path !== undefined) {
+    let s = component.path
+
+    if (!options.absolutePath && (!schemeHandler || !schemeHandler.absolutePath)) {
+      // A relative-path reference keeps its unresolvable leading ".." segments
+      // and must never become root-relative (RFC 3986 section 5.2.4 applies to
+      // merged target paths, not to the reference itself).
+      s = schemelessReference && s[0] !== '/'
+        ? removeDotSegmentsRelative(s)
+        : removeDotSegments(s)
+    }
+
+    // Dot-segment removal can expose a colon that was not originally in the
+    // first segment (for example, "./a:b"). Reapply path-noscheme encoding so
+    // the serialized relative reference cannot be reparsed as a URI scheme.
+    if (schemelessReference) {
+      s = serializePathEncoding(s, true)
+    }
+
+    if (
+      authority === undefined &&
+      s[0] === '/' &&
+      s[1] === '/'
+    ) {
+      // don't allow the path to start with "//"
+      s = '/%2F' + s.slice(2)
+    }
+
+    uriTokens.push(s)
+  }
+
+  if (component.query !== undefined) {
+    uriTokens.push('?', encodeQuery(component.query))
+  }
+
+  if (component.fragment !== undefined) {
+    uriTokens.push('#', encodeFragment(component.fragment))
+  }
+  return uriTokens.join('')
+}
+
+const URI_PARSE = /^(?:([^#/:?]+):)?(?:\/\/((?:([^#/?@]*)@)?(\[[^#/?\]]+\]|[^#/:?]*)(?::(\d*))?))?([^#?]*)(?:\?([^#]*))?(?:#((?:.|[\n\r])*))?/u
+
+// Captures the authority component (between "//" and the next "/", "?" or "#"),
+// with or without a scheme prefix, for the literal-backslash rejection below.
+const AUTHORITY_PREFIX = /^(?:[^#/:?]+:)?\/\/([^/?#]*)/
+
+// Captures the leading authority-introducer region after an optional scheme: a
+// run of forward slashes, backslashes, and the characters the WHATWG URL parser
+// removes before parsing (TAB U+0009, LF U+000A, CR U+000D). A valid introducer
+// is exactly "//". Node treats "\" as "/" on special schemes and strips those
+// characters first, so forms like "\\", "/\", "\/", "/<TAB>/", or a leading
+// "<TAB>//" reach an authority in Node while fast-uri's URI_PARSE folds them into
+// the path group (host confusion / SSRF / redirect bypass).
+const AUTHORITY_INTRODUCER_REGION = /^(?:[^#/:?]+:)?([/\\\t\n\r]*)/
+
+/**
+ * @param {import('./types/index').URIComponent} parsed
+ * @param {RegExpMatchArray} matches
+ * @returns {string|undefined}
+ */
+function getParseError (parsed, matches) {
+  if (matches[2] !== undefined && parsed.path && parsed.path[0] !== '/') {
+    return 'URI path must start with "/" when authority is present.'
+  }
+
+  if (typeof parsed.port === 'number' && (parsed.port < 0 || parsed.port > 65535)) {
+    return 'URI port is malformed.'
+  }
+
+  return undefined
+}
+
+/**
+ * Checks percent syntax without decoding the represented octets. RFC 3986
+ * percent-encoding is byte-oriented, so sequences such as `%FF` are valid even
+ * though they are not independently valid UTF-8.
+ *
+ * @param {string|undefined} component
+ * @returns {boolean}
+ */
+function hasMalformedPercentEncoding (component) {
+  if (component === undefined) return false
+
+  let percent = component.indexOf('%')
+  while (percent !== -1) {
+    if (percent + 2 >= component.length || !/^[\da-f]{2}$/iu.test(component.slice(percent + 1, percent + 3))) {
+      return true
+    }
+    percent = component.indexOf('%', percent + 3)
+  }
+
+  return false
+}
+
+/**
+ * Whether the host is a bracketed IP literal (RFC 3986 `IP-literal`).
+ * An unterminated `[` is not a literal, so it must still be validated as a
+ * reg-name instead of being waved through as an IP.
+ *
+ * @param {string} host
+ * @returns {boolean}
+ */
+function isIPLiteral (host) {
+  return host[0] === '[' && host[host.length - 1] === ']'
+}
+
+/**
+ * @param {RegExpMatchArray} matches
+ * @returns {boolean}
+ */
+function hasMalformedComponentPercentEncoding (matches) {
+  // Bracketed IP literals use a raw "%" as the zone separator for historical
+  // compatibility. Their parsing is intentionally left to normalizeIPv6.
+  const host = matches[4]
+  return hasMalformedPercentEncoding(matches[3]) ||
+    (host !== undefined && !isIPLiteral(host) && hasMalformedPercentEncoding(host)) ||
+    hasMalformedPercentEncoding(matches[6]) ||
+    hasMalformedPercentEncoding(matches[7]) ||
+    hasMalformedPercentEncoding(matches[8])
+}
+
+/**
+ * @param {import('./types/index').URIComponent} parsed
+ * @param {import('./types/index').Options} options
+ * @param {{ domainHost?: boolean, unicodeSupport?: boolean }|undefined} schemeHandler
+ * @param {boolean} isIP
+ * @returns {boolean} whether host conversion failed
+ */
+function canonicalizeHost (parsed, options, schemeHandler, isIP) {
+  if (hasForbiddenDomainHost(parsed, options, schemeHandler, isIP)) {
+    parsed.error = parsed.error || MALFORMED_HOST_ERROR
+    return true
+  }
+
+  if (
+    !options.unicodeSupport &&
+    (!schemeHandler || !schemeHandler.unicodeSupport) &&
+    parsed.host &&
+    !isIPLiteral(parsed.host) &&
+    (options.domainHost || (schemeHandler && schemeHandler.domainHost)) &&
+    isIP === false &&
+    nonSimpleDomain(parsed.host)
+  ) {
+    let url
+    try {
+      url = new URL('http://' + parsed.host)
+    } catch (e) {
+      parsed.error = parsed.error || "Host's domain name can not be converted to ASCII: " + e
+      return true
+    }
+    // The WHATWG parser must have read the whole input as a host. Anything
+    // else means it found a delimiter fast-uri did not, so its hostname would
+    // describe a different authority.
+    if (!isHostOnlyURL(url)) {
+      parsed.error = parsed.error || MALFORMED_HOST_ERROR
+      return true
+    }
+    parsed.host = url.hostname
+  }
+  return false
+}
+
+/**
+ * Whether a domain host contains an ASCII character that RFC 3986 does not
+ * allow in a reg-name (unreserved, sub-delims, or pct-encoded). Such a host is
+ * rejected instead of being handed to the WHATWG URL parser, which would treat
+ * "@" as a userinfo delimiter (silently dropping the data before it) and strip
+ * TAB, LF, and CR. Non-ASCII characters remain allowed for IDNs.
+ *
+ * @param {import('./types/index').URIComponent} parsed
+ * @param {import('./types/index').Options} options
+ * @param {{ domainHost?: boolean }|undefined} schemeHandler
+ * @param {boolean} isIP
+ * @returns {boolean}
+ */
+function hasForbiddenDomainHost (parsed, options, schemeHandler, isIP) {
+  return Boolean(
+    parsed.host &&
+    isIP === false &&
+    !isIPLiteral(parsed.host) &&
+    (options.domainHost || (schemeHandler && schemeHandler.domainHost)) &&
+    FORBIDDEN_DOMAIN_HOST_CHARACTER.test(parsed.host)
+  )
+}
+
+/**
+ * @param {URL} url
+ * @returns {boolean}
+ */
+function isHostOnlyURL (url) {
+  return url.username === '' &&
+    url.password === '' &&
+    url.port === '' &&
+    url.pathname === '/' &&
+    url.search === '' &&
+    url.hash === '' &&
+    url.hostname !== ''
+}
+
+/**
+ * @param {string} uri
+ * @param {import('./types/index').Options} [opts]
+ * @returns {{ parsed: import('./types/index').URIComponent, malformedAuthorityOrPort: boolean, malformedPercentEncoding: boolean, malformedSchemeSpecific: boolean, malformedHost: boolean, malformedScheme: boolean }}
+ */
+function parseWithStatus (uri, opts) {
+  const options = Object.assign({}, opts)
+  /** @type {import('./types/index').URIComponent} */
+  const parsed = {
+    scheme: undefined,
+    userinfo: undefined,
+    host: '',
+    port: undefined,
+    path: '',
+    query: undefined,
+    fragment: undefined
+  }
+
+  let malformedAuthorityOrPort = false
+  let malformedPercentEncoding = false
+  let malformedSchemeSpecific = false
+  let malformedHost = false
+  let malformedIPLiteral = false
+  let malformedScheme = false
+
+  let isIP = false
+  if (options.reference === 'suffix') {
+    if (options.scheme) {
+      uri = options.scheme + ':' + uri
+    } else {
+      uri = '//' + uri
+    }
+  }
+
+  // A literal backslash (U+005C) is not a valid RFC 3986 URI character and is
+  // not an authority delimiter. Reject it in the authority rather than
+  // rewriting it: normalizing "\" -> "/" (WHATWG error recovery) could silently
+  // change the resource identified by an otherwise-invalid input, and lets "\"
+  // act as a host delimiter here while Node's native URL parses a different
+  // host (SSRF / redirect / origin-allowlist bypass). Percent-encoded %5C is
+  // untouched and remains valid encoded data.
+  const authorityMatch = uri.match(AUTHORITY_PREFIX)
+  if (authorityMatch !== null && authorityMatch[1].indexOf('\\') !== -1) {
+    parsed.error = 'URI authority must not contain a literal backslash.'
+    malformedAuthorityOrPort = true
+  }
+
+  // Reject a malformed or whitespace-smuggled authority introducer. fast-uri
+  // only recognizes a literal "//"; anything else in the leading separator run
+  // (a backslash, or a "//" that appears only after removing the TAB/LF/CR that
+  // Node strips) means the authority fast-uri parses differs from the one Node's
+  // URL resolves. Reject rather than rewrite, mirroring the literal-backslash
+  // guard above. Percent-encoded forms (%5C, %09) are untouched, valid data.
+  const introducerMatch = uri.match(AUTHORITY_INTRODUCER_REGION)
+  if (introducerMatch !== null) {
+    const region = introducerMatch[1]
+    const normalizedRegion = region.replace(/[\t\n\r]/g, '')
+    // Two or more leading separators introduce an authority.
+    if (normalizedRegion.length >= 2) {
+      if (normalizedRegion.slice(0, 2) !== '//') {
+        parsed.error = parsed.error || 'URI authority must not contain a literal backslash.'
+        malformedAuthorityOrPort = true
+      } else if (region.length !== normalizedRegion.length) {
+        parsed.error = parsed.error || 'URI authority introducer must not contain whitespace.'
+        malformedAuthorityOrPort = true
+      }
+    }
+  }
+
+  const matches = uri.match(URI_PARSE)
+
+  if (matches) {
+    // store each component
+    parsed.scheme = matches[1]
+    parsed.userinfo = matches[3]
+    parsed.host = matches[4]
+    parsed.port = parseInt(matches[5], 10)
+    parsed.path = matches[6] || ''
+    parsed.query = matches[7]
+    parsed.fragment = matches[8]
+
+    if (parsed.scheme !== undefined) {
+      if (VALID_SCHEME.test(parsed.scheme)) {
+        parsed.scheme = parsed.scheme.toLowerCase()
+      } else {
+        parsed.error = parsed.error || MALFORMED_SCHEME_ERROR
+        malformedScheme = true
+      }
+    }
+
+    malformedPercentEncoding = hasMalformedComponentPercentEncoding(matches)
+    if (malformedPercentEncoding) {
+      parsed.error = parsed.error || 'URI contains malformed percent-encoding.'
+    }
+
+    // fix port number
+    if (isNaN(parsed.port)) {
+      parsed.port = matches[5]
+    }
+
+    const parseError = getParseError(parsed, matches)
+    if (parseError !== undefined) {
+      parsed.error = parsed.error || parseError
+      malformedAuthorityOrPort = true
+    }
+
+    if (parsed.host) {
+      const ipv4result = isIPv4(parsed.host)
+      if (ipv4result === false) {
+        const bracketedIPLiteral = isIPLiteral(parsed.host)
+        const hasIPLiteralBracket = parsed.host.indexOf('[') !== -1 || parsed.host.indexOf(']') !== -1
+        const ipv6result = normalizeIPv6(parsed.host)
+        isIP = ipv6result.isIPV6 || ipv6result.isIPVFuture === true
+        malformedIPLiteral = hasIPLiteralBracket && (!bracketedIPLiteral || ipv6result.error === true)
+        parsed.host = isIP ? ipv6result.host : ipv6result.host.toLowerCase()
+
+        if (malformedIPLiteral) {
+          parsed.error = parsed.error || MALFORMED_HOST_ERROR
+          malformedAuthorityOrPort = true
+        }
+      } else {
+        isIP = true
+      }
+    }
+    if (parsed.scheme === undefined && parsed.userinfo === undefined && parsed.host === undefined && parsed.port === undefined && parsed.query === undefined && !parsed.path) {
+      parsed.reference = 'same-document'
+    } else if (parsed.scheme === undefined) {
+      parsed.reference = 'relative'
+    } else if (parsed.fragment === undefined) {
+      parsed.reference = 'absolute'
+    } else {
+      parsed.reference = 'uri'
+    }
+
+    // check for reference errors
+    if (options.reference && options.reference !== 'suffix' && options.reference !== parsed.reference) {
+      parsed.error = parsed.error || 'URI is not a ' + options.reference + ' reference.'
+    }
+
+    // find scheme handler
+    const schemeHandler = getSchemeHandler(options.scheme || parsed.scheme)
+
+    // convert Unicode IDN -> ASCII IDN when the effective scheme uses domain hosts
+    if (!malformedIPLiteral) {
+      malformedHost = canonicalizeHost(parsed, options, schemeHandler, isIP)
+    }
+
+    if (uri.indexOf('%') !== -1 && parsed.host !== undefined && !malformedIPLiteral) {
+      let host = isIP ? parsed.host : normalizePercentEncoding(parsed.host, true)
+      if (!isIP) {
+        // Fold reg-name case after decoding unreserved octets. The second
+        // pass only restores uppercase hex in escapes that remain encoded.
+        host = normalizePercentEncoding(host.toLowerCase())
+      }
+      // Resolution parses both inputs with the internal `null` scheme before
+      // the effective scheme is known. Keep raw host delimiters for that step
+      // so resolve() can reject them for domain-host schemes; the resolved
+      // authority is encoded when it is serialized.
+      parsed.host = isIP || options.scheme !== 'null' ? reescapeHostDelimiters(host, isIP) : host
+    }
+
+    if (!schemeHandler || (schemeHandler && !schemeHandler.skipNormalize)) {
+      if (parsed.path) {
+        parsed.path = normalizePathEncoding(parsed.path)
+      }
+      if (parsed.query) {
+        parsed.query = normalizeQueryFragmentEncoding(parsed.query)
+      }
+      if (parsed.fragment) {
+        parsed.fragment = normalizeQueryFragmentEncoding(parsed.fragment)
+      }
+    }
+
+    // perform scheme specific parsing
+    if (schemeHandler && schemeHandler.parse) {
+      schemeHandler.parse(parsed, options)
+      if (schemeHandler === SCHEMES.urn && parsed.nid === undefined) {
+        malformedSchemeSpecific = true
+      }
+    }
+  } else {
+    parsed.error = parsed.error || 'URI can not be parsed.'
+  }
+  return { parsed, malformedAuthorityOrPort, malformedPercentEncoding, malformedSchemeSpecific, malformedHost, malformedScheme }
+}
+
+/**
+ * @param {string} uri
+ * @param {import('./types/index').Options} [opts]
+ * @returns
+ */
+function parse (uri, opts) {
+  return parseWithStatus(uri, opts).parsed
+}
+
+/**
+ * @param {string} uri
+ * @param {import('./types/index').Options} [opts]
+ * @returns {string}
+ */
+function normalizeString (uri, opts) {
+  return normalizeStringWithStatus(uri, opts).normalized
+}
+
+/**
+ * @param {string} uri
+ * @param {import('./types/index').Options} [opts]
+ * @returns {{ normalized: string, malformedAuthorityOrPort: boolean, malformedPercentEncoding: boolean, malformedSchemeSpecific: boolean, malformedHost: boolean, malformedScheme: boolean }}
+ */
+function normalizeStringWithStatus (uri, opts) {
+  const { parsed, malformedAuthorityOrPort, malformedPercentEncoding, malformedSchemeSpecific, malformedHost, malformedScheme } = parseWithStatus(uri, opts)
+  return {
+    normalized: malformedAuthorityOrPort || malformedPercentEncoding || malformedSchemeSpecific || malformedHost || malformedScheme ? uri : serialize(parsed, opts),
+    malformedAuthorityOrPort,
+    malformedPercentEncoding,
+    malformedSchemeSpecific,
+    malformedHost,
+    malformedScheme
+  }
+}
+
+/**
+ * @param {import ('./types/index').URIComponent|string} uri
+ * @param {import('./types/index').Options} [opts]
+ * @returns {string|undefined}
+ */
+function normalizeComparableURI (uri, opts) {
+  if (typeof uri !== 'string' && typeof uri !== 'object') {
+    return undefined
+  }
+
+  let value
+  try {
+    value = typeof uri === 'string' ? uri : serialize(uri, opts)
+  } catch {
+    return undefined
+  }
+  const { normalized, malformedAuthorityOrPort, malformedPercentEncoding, malformedSchemeSpecific, malformedHost, malformedScheme } = normalizeStringWithStatus(value, opts)
+  return malformedAuthorityOrPort || malformedPercentEncoding || malformedSchemeSpecific || malformedHost || malformedScheme ? undefined : normalized
+}
+
+const fastUri = {
+  SCHEMES,
+  normalize,
+  resolve,
+  resolveComponent,
+  equal,
+  serialize,
+  parse
+}
+
+module.exports = fastUri
+module.exports["default"] = fastUri
+module.exports.fastUri = fastUri
+
+
+/***/ }),
+
+/***/ 5300:
+/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
+
+
+
+const { isUUID } = __nccwpck_require__(5077)
+const URN_REG = /^([\da-z][\d\-a-z]{0,31}):((?:[\w!$'()*+,\-./:;=@]|%[\da-f]{2})+)$/iu
+
+const supportedSchemeNames = /** @type {const} */ (['http', 'https', 'ws',
+  'wss', 'urn', 'urn:uuid'])
+
+/** @typedef {supportedSchemeNames[number]} SchemeName */
+
+/**
+ * @param {string} name
+ * @returns {name is SchemeName}
+ */
+function isValidSchemeName (name) {
+  return supportedSchemeNames.indexOf(/** @type {*} */ (name)) !== -1
+}
+
+/**
+ * @callback SchemeFn
+ * @param {import('../types/index').URIComponent} component
+ * @param {import('../types/index').Options} options
+ * @returns {import('../types/index').URIComponent}
+ */
+
+/**
+ * @typedef {Object} SchemeHandler
+ * @property {SchemeName} scheme - The scheme name.
+ * @property {boolean} [domainHost] - Indicates if the scheme supports domain hosts.
+ * @property {SchemeFn} parse - Function to parse the URI component for this scheme.
+ * @property {SchemeFn} serialize - Function to serialize the URI component for this scheme.
+ * @property {boolean} [skipNormalize] - Indicates if normalization should be skipped for this scheme.
+ * @property {boolean} [absolutePath] - Indicates if the scheme uses absolute paths.
+ * @property {boolean} [unicodeSupport] - Indicates if the scheme supports Unicode.
+ */
+
+/**
+ * @param {import('../types/index').URIComponent} wsComponent
+ * @returns {boolean}
+ */
+function wsIsSecure (wsComponent) {
+  if (wsComponent.secure === true) {
+    return true
+  } else if (wsComponent.secure === false) {
+    return false
+  } else if (wsComponent.scheme) {
+    return (
+      wsComponent.scheme.length === 3 &&
+      (wsComponent.scheme[0] === 'w' || wsComponent.scheme[0] === 'W') &&
+      (wsComponent.scheme[1] === 's' || wsComponent.scheme[1] === 'S') &&
+      (wsComponent.scheme[2] === 's' || wsComponent.scheme[2] === 'S')
+    )
+  } else {
+    return false
+  }
+}
+
+/** @type {SchemeFn} */
+function httpParse (component) {
+  if (!component.host) {
+    component.error = component.error || 'HTTP URIs must have a host.'
+  }
+
+  return component
+}
+
+/** @type {SchemeFn} */
+function httpSerialize (component) {
+  const secure = String(component.scheme).toLowerCase() === 'https'
+
+  // normalize the default port
+  if (component.port === (secure ? 443 : 80) || component.port === '') {
+    component.port = undefined
+  }
+
+  // normalize the empty path
+  if (!component.path) {
+    component.path = '/'
+  }
+
+  // NOTE: We do not parse query strings for HTTP URIs
+  // as WWW Form Url Encoded query strings are part of the HTML4+ spec,
+  // and not the HTTP spec.
+
+  return component
+}
+
+/** @type {SchemeFn} */
+function wsParse (wsComponent) {
+// indicate if the secure flag is set
+  wsComponent.secure = wsIsSecure(wsComponent)
+
+  // construct resouce name
+  wsComponent.resourceName = (wsComponent.path || '/') + (wsComponent.query ? '?' + wsComponent.query : '')
+  wsComponent.path = undefined
+  wsComponent.query = undefined
+
+  return wsComponent
+}
+
+/** @type {SchemeFn} */
+function wsSerialize (wsComponent) {
+// normalize the default port
+  if (wsComponent.port === (wsIsSecure(wsComponent) ? 443 : 80) || wsComponent.port === '') {
+    wsComponent.port = undefined
+  }
+
+  // ensure scheme matches secure flag
+  if (typeof wsComponent.secure === 'boolean') {
+    wsComponent.scheme = (wsComponent.secure ? 'wss' : 'ws')
+    wsComponent.secure = undefined
+  }
+
+  // reconstruct path from resource name
+  if (wsComponent.resourceName) {
+    const queryIndex = wsComponent.resourceName.indexOf('?')
+    const path = queryIndex === -1
+      ? wsComponent.resourceName
+      : wsComponent.resourceName.slice(0, queryIndex)
+    wsComponent.path = (path && path !== '/' ? path : undefined)
+    wsComponent.query = queryIndex === -1
+      ? undefined
+      : wsComponent.resourceName.slice(queryIndex + 1)
+    wsComponent.resourceName = undefined
+  }
+
+  // forbid fragment component
+  wsComponent.fragment = undefined
+
+  return wsComponent
+}
+
+/** @type {SchemeFn} */
+function urnParse (urnComponent, options) {
+  if (!urnComponent.path) {
+    urnComponent.error = 'URN can not be parsed'
+    return urnComponent
+  }
+  const matches = urnComponent.path.match(URN_REG)
+  if (matches && matches[0] === urnComponent.path) {
+    const scheme = options.scheme || urnComponent.scheme || 'urn'
+    urnComponent.nid = matches[1].toLowerCase()
+    urnComponent.nss = matches[2]
+    const urnScheme = `${scheme}:${options.nid || urnComponent.nid}`
+    const schemeHandler = getSchemeHandler(urnScheme)
+    urnComponent.path = undefined
+
+    if (schemeHandler) {
+      urnComponent = schemeHandler.parse(urnComponent, options)
+    }
+  } else {
+    urnComponent.error = urnComponent.error || 'URN can not be parsed.'
+  }
+
+  return urnComponent
+}
+
+/** @type {SchemeFn} */
+function urnSerialize (urnComponent, options) {
+  if (urnComponent.nid === undefined) {
+    throw new Error('URN without nid cannot be serialized')
+  }
+  const scheme = options.scheme || urnComponent.scheme || 'urn'
+  const nid = urnComponent.nid.toLowerCase()
+  const urnScheme = `${scheme}:${options.nid || nid}`
+  const schemeHandler = getSchemeHandler(urnScheme)
+
+  if (schemeHandler) {
+    urnComponent = schemeHandler.serialize(urnComponent, options)
+  }
+
+  const uriComponent = urnComponent
+  const nss = urnComponent.nss
+  uriComponent.path = `${nid || options.nid}:${nss}`
+
+  options.skipEscape = true
+  return uriComponent
+}
+
+/** @type {SchemeFn} */
+function urnuuidParse (urnComponent, options) {
+  const uuidComponent = urnComponent
+  uuidComponent.uuid = uuidComponent.nss
+  uuidComponent.nss = undefined
+
+  if (!options.tolerant && (!uuidComponent.uuid || !isUUID(uuidComponent.uuid))) {
+    uuidComponent.error = uuidComponent.error || 'UUID is not valid.'
+  }
+
+  return uuidComponent
+}
+
+/** @type {SchemeFn} */
+function urnuuidSerialize (uuidComponent) {
+  const urnComponent = uuidComponent
+  // normalize UUID
+  urnComponent.nss = (uuidComponent.uuid || '').toLowerCase()
+  return urnComponent
+}
+
+const http = /** @type {SchemeHandler} */ ({
+  scheme: 'http',
+  domainHost: true,
+  parse: httpParse,
+  serialize: httpSerialize
+})
+
+const https = /** @type {SchemeHandler} */ ({
+  scheme: 'https',
+  domainHost: http.domainHost,
+  parse: httpParse,
+  serialize: httpSerialize
+})
+
+const ws = /** @type {SchemeHandler} */ ({
+  scheme: 'ws',
+  domainHost: true,
+  parse: wsParse,
+  serialize: wsSerialize
+})
+
+const wss = /** @type {SchemeHandler} */ ({
+  scheme: 'wss',
+  domainHost: ws.domainHost,
+  parse: ws.parse,
+  serialize: ws.serialize
+})
+
+const urn = /** @type {SchemeHandler} */ ({
+  scheme: 'urn',
+  parse: urnParse,
+  serialize: urnSerialize,
+  skipNormalize: true
+})
+
+const urnuuid = /** @type {SchemeHandler} */ ({
+  scheme: 'urn:uuid',
+  parse: urnuuidParse,
+  serialize: urnuuidSerialize,
+  skipNormalize: true
+})
+
+const SCHEMES = /** @type {Record<SchemeName, SchemeHandler>} */ ({
+  http,
+  https,
+  ws,
+  wss,
+  urn,
+  'urn:uuid': urnuuid
+})
+
+Object.setPrototypeOf(SCHEMES, null)
+
+/**
+ * @param {string|undefined} scheme
+ * @returns {SchemeHandler|undefined}
+ */
+function getSchemeHandler (scheme) {
+  return (
+    scheme && (
+      SCHEMES[/** @type {SchemeName} */ (scheme)] ||
+      SCHEMES[/** @type {SchemeName} */(scheme.toLowerCase())])
+  ) ||
+    undefined
+}
+
+module.exports = {
+  wsIsSecure,
+  SCHEMES,
+  isValidSchemeName,
+  getSchemeHandler,
+}
+
+
+/***/ }),
+
+/***/ 5077:
+/***/ ((module) => {
+
+
+
+/** @type {(value: string) => boolean} */
+const isUUID = RegExp.prototype.test.bind(/^[\da-f]{8}-[\da-f]{4}-[\da-f]{4}-[\da-f]{4}-[\da-f]{12}$/iu)
+
+/** @type {(value: string) => boolean} */
+const isIPv4 = RegExp.prototype.test.bind(/^(?:(?:25[0-5]|2[0-4]\d|1\d{2}|[1-9]\d|\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d{2}|[1-9]\d|\d)$/u)
+
+/** @type {(value: string) => boolean} */
+const isPort = RegExp.prototype.test.bind(/^\d*$/u)
+
+/** @type {(value: string) => boolean} */
+const isHexPair = RegExp.prototype.test.bind(/^[\da-f]{2}$/iu)
+
+/** @type {(value: string) => boolean} */
+const isUnreserved = RegExp.prototype.test.bind(/^[\da-z\-._~]$/iu)
+
+/** @type {(value: string) => boolean} */
+const isPathCharacter = RegExp.prototype.test.bind(/^[A-Za-z0-9\-._~!$&'()*+,;=:@/]$/u)
+
+/** @type {(value: string) => boolean} */
+const isQueryFragmentCharacter = RegExp.prototype.test.bind(/^[A-Za-z0-9\-._~!$&'()*+,;=:@/?]$/u)
+
+/** @type {(value: string) => boolean} */
+const isUserinfoCharacter = RegExp.prototype.test.bind(/^[A-Za-z0-9\-._~!$&'()*+,;=:]$/u)
+
+const BYTE_HEX = new Array(256)
+{
+  const HEX_DIGITS = '0123456789ABCDEF'
+  for (let i = 0; i < 256; i++) {
+    BYTE_HEX[i] = '%' + HEX_DIGITS[i >> 4] + HEX_DIGITS[i & 0xF]
+  }
+}
+function percentEncodeNonAscii (cp) {
+  if (cp < 0x800) {
+    return BYTE_HEX[0xC0 | (cp >> 6)] +
+           BYTE_HEX[0x80 | (cp & 0x3F)]
+  }
+  if (cp < 0x10000) {
+    return BYTE_HEX[0xE0 | (cp >> 12)] +
+           BYTE_HEX[0x80 | ((cp >> 6) & 0x3F)] +
+           BYTE_HEX[0x80 | (cp & 0x3F)]
+  }
+  return BYTE_HEX[0xF0 | (cp >> 18)] +
+         BYTE_HEX[0x80 | ((cp >> 12) & 0x3F)] +
+         BYTE_HEX[0x80 | ((cp >> 6) & 0x3F)] +
+         BYTE_HEX[0x80 | (cp & 0x3F)]
+}
+
+/**
+ * @param {Array<string>} input
+ * @returns {string}
+ */
+function stringArrayToHexStripped (input) {
+  let acc = ''
+  let code = 0
+  let i = 0
+
+  for (i = 0; i < input.length; i++) {
+    code = input[i].charCodeAt(0)
+    if (code === 48) {
+      continue
+    }
+    if (!((code >= 48 && code <= 57) || (code >= 65 && code <= 70) || (code >= 97 && code <= 102))) {
+      return ''
+    }
+    acc += input[i]
+    break
+  }
+
+  for (i += 1; i < input.length; i++) {
+    code = input[i].charCodeAt(0)
+    if (!((code >= 48 && code <= 57) || (code >= 65 && code <= 70) || (code >= 97 && code <= 102))) {
+      return ''
+    }
+    acc += input[i]
+  }
+  return acc
+}
+
+/** @type {(value: string) => boolean} */
+const isHextet = RegExp.prototype.test.bind(/^[\dA-Fa-f]{1,4}$/)
+
+/** @type {(value: string) => boolean} */
+const isIPvFuture = RegExp.prototype.test.bind(/^[vV][\dA-Fa-f]+\.[A-Za-z\d\-._~!$&'()*+,;=:]+$/)
+
+/** @type {(value: string) => boolean} */
+const isZoneCharacter = RegExp.prototype.test.bind(/^[A-Za-z\d\-._~]$/)
+
+/**
+ * @param {string} value
+ * @returns {boolean}
+ */
+const nonSimpleDomain = RegExp.prototype.test.bind(/[^!"$&'()*+,\-.;=_`a-z{}~]/u)
+
+/**
+ * @param {string} zone
+ * @returns {boolean}
+ */
+function isZoneIdentifier (zone) {
+  if (zone.length === 0) return false
+
+  for (let i = 0; i < zone.length; i++) {
+    if (isZoneCharacter(zone[i])) continue
+    if (zone[i] === '%' && i + 2 < zone.length && isHexPair(zone.slice(i + 1, i + 3))) {
+      i += 2
+      continue
+    }
+    return false
+  }
+
+  return true
+}
+
+/**
+ * Compresses the longest run of zero hextets to "::" per RFC 5952. A run of a
+ * single zero hextet is left uncompressed. On ties the leftmost run wins.
+ *
+ * @param {string[]} hextets
+ * @returns {string}
+ */
+function compressIPv6ZeroRun (hextets) {
+  let bestStart = -1
+  let bestLength = 0
+  let runStart = -1
+  let runLength = 0
+  for (let i = 0; i < hextets.length; i++) {
+    if (hextets[i] === '0') {
+      if (runStart === -1) runStart = i
+      runLength++
+      if (runLength > bestLength) {
+        bestLength = runLength
+        bestStart = runStart
+      }
+    } else {
+      runStart = -1
+      runLength = 0
+    }
+  }
+
+  if (bestLength < 2) return hextets.join(':')
+
+  const head = hextets.slice(0, bestStart).join(':')
+  const tail = hextets.slice(bestStart + bestLength).join(':')
+  return head + '::' + tail
+}
+
+/**
+ * Validates an IPv6 address against the alternatives in RFC 3986 section
+ * 3.2.2 and returns the same address with leading hextet zeroes removed.
+ * An embedded IPv4 address counts as two hextets and is only valid at the end.
+ *
+ * @param {string} input
+ * @returns {string|undefined}
+ */
+function normalizeIPv6Address (input) {
+  const compression = input.indexOf('::')
+  if (compression !== -1 && input.indexOf('::', compression + 1) !== -1) return undefined
+
+  const left = compression === -1 ? input.split(':') : input.slice(0, compression).split(':')
+  const right = compression === -1 ? [] : input.slice(compression + 2).split(':')
+  if (compression !== -1) {
+    if (left.length === 1 && left[0] === '') left.length = 0
+    if (right.length === 1 && right[0] === '') right.length = 0
+  }
+
+  const parts = left.concat(right)
+  let hextetCount = 0
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]
+    if (part === '') return undefined
+
+    if (part.indexOf('.') !== -1) {
+      if (i !== parts.length - 1 || (compression !== -1 && right.length === 0) || !isIPv4(part)) return undefined
+      hextetCount += 2
+      continue
+    }
+
+    if (!isHextet(part)) return undefined
+    parts[i] = parseInt(part, 16).toString(16)
+    hextetCount++
+  }
+
+  if (compression === -1) {
+    if (hextetCount !== 8) return undefined
+    return compressIPv6ZeroRun(parts)
+  }
+  if (hextetCount >= 8) return undefined
+
+  // expand "::" then re-compress the longest run for a canonical result
+  const expanded = parts.slice(0, left.length)
+  for (let i = hextetCount; i < 8; i++) expanded.push('0')
+  for (let i = left.length; i < parts.length; i++) expanded.push(parts[i])
+  return compressIPv6ZeroRun(expanded)
+}
+
+/**
+ * @typedef {Object} NormalizeIPv6Result
+ * @property {string} host - The normalized host.
+ * @property {string} [escapedHost] - The escaped host.
+ * @property {boolean} isIPV6 - Indicates if the host is an IPv6 address.
+ * @property {boolean} [isIPVFuture] - Indicates if the host is an IPvFuture literal.
+ * @property {boolean} [error] - Indicates if a bracketed IP literal is malformed.
+ */
+
+/**
+ * Validates and normalizes a bracketed IP literal. Raw zone separators remain
+ * accepted for backwards compatibility, while encoded separators and zone
+ * contents follow RFC 6874.
+ *
+ * @param {string} host
+ * @returns {NormalizeIPv6Result}
+ */
+function normalizeIPv6 (host) {
+  const bracketed = host[0] === '[' && host[host.length - 1] === ']'
+  const hasBracket = host[0] === '[' || host[host.length - 1] === ']'
+  if (hasBracket && !bracketed) return { host, isIPV6: false, error: true }
+
+  let input = bracketed ? host.slice(1, -1) : host
+  if (bracketed && isIPvFuture(input)) {
+    input = input.toLowerCase()
+    return { host: `[${input}]`, escapedHost: input, isIPV6: false, isIPVFuture: true }
+  }
+
+  if (findToken(input, ':') < 2) {
+    return { host, isIPV6: false, error: bracketed }
+  }
+
+  let zoneIdentifier = ''
+  const zoneSeparator = input.indexOf('%')
+  if (zoneSeparator !== -1) {
+    const separatorLength = input.slice(zoneSeparator, zoneSeparator + 3).toLowerCase() === '%25' ? 3 : 1
+    zoneIdentifier = input.slice(zoneSeparator + separatorLength)
+    if (!isZoneIdentifier(zoneIdentifier)) return { host, isIPV6: false, error: true }
+    input = input.slice(0, zoneSeparator)
+  }
+
+  const address = normalizeIPv6Address(input)
+  if (address === undefined) return { host, isIPV6: false, error: true }
+
+  return {
+    host: address + (zoneIdentifier ? '%' + zoneIdentifier : ''),
+    escapedHost: address + (zoneIdentifier ? '%25' + zoneIdentifier : ''),
+    isIPV6: true
+  }
+}
+
+/**
+ * @param {string} str
+ * @param {string} token
+ * @returns {number}
+ */
+function findToken (str, token) {
+  let ind = 0
+  for (let i = 0; i < str.length; i++) {
+    if (str[i] === token) ind++
+  }
+  return ind
+}
+
+/**
+ * @param {string} path
+ * @returns {string}
+ *
+ * @see https://datatracker.ietf.org/doc/html/rfc3986#section-5.2.4
+ */
+function removeDotSegments (path) {
+  let input = path
+  const output = []
+  let nextSlash = -1
+  let len = 0
+
+  // eslint-disable-next-line no-cond-assign
+  while (len = input.length) {
+    if (len === 1) {
+      if (input === '.') {
+        break
+      } else if (input === '/') {
+        output.push('/')
+        break
+      } else {
+        output.push(input)
+        break
+      }
+    } else if (len === 2) {
+      if (input[0] === '.') {
+        if (input[1] === '.') {
+          break
+        } else if (input[1] === '/') {
+          input = input.slice(2)
+          continue
+        }
+      } else if (input[0] === '/') {
+        if (input[1] === '.' || input[1] === '/') {
+          output.push('/')
+          break
+        }
+      }
+    } else if (len === 3) {
+      if (input === '/..') {
+        if (output.length !== 0) {
+          output.pop()
+        }
+        output.push('/')
+        break
+      }
+    }
+    if (input[0] === '.') {
+      if (input[1] === '.') {
+        if (input[2] === '/') {
+          input = input.slice(3)
+          continue
+        }
+      } else if (input[1] === '/') {
+        input = input.slice(2)
+        continue
+      }
+    } else if (input[0] === '/') {
+      if (input[1] === '.') {
+        if (input[2] === '/') {
+          input = input.slice(2)
+          continue
+        } else if (input[2] === '.') {
+          if (input[3] === '/') {
+            input = input.slice(3)
+            if (output.length !== 0) {
+              output.pop()
+            }
+            continue
+          }
+        }
+      }
+    }
+
+    // Rule 2E: Move normal path segment to output
+    if ((nextSlash = input.indexOf('/', 1)) === -1) {
+      output.push(input)
+      break
+    } else {
+      output.push(input.slice(0, nextSlash))
+      input = input.slice(nextSlash)
+    }
+  }
+
+  return output.join('')
+}
+
+/**
+ * Removes dot segments from the path of a relative reference (a path that does
+ * not start with "/") without changing what it resolves to against any base.
+ * Unlike `removeDotSegments`, leading ".." segments that cannot be collapsed
+ * are kept, the result never becomes root-relative, and a result that would be
+ * empty or start with an empty segment is prefixed with "." (an empty path
+ * means "same document" and a leading "//" would introduce an authority).
+ *
+ * @param {string} path
+ * @returns {string}
+ */
+function removeDotSegmentsRelative (path) {
+  if (path === '' || path[0] === '/') {
+    return removeDotSegments(path)
+  }
+
+  const segments = path.split('/')
+  const last = segments.length - 1
+  /** @type {string[]} */
+  const output = []
+  let trailingDirectory = false
+
+  for (let i = 0; i <= last; i++) {
+    const segment = segments[i]
+    if (segment === '.' || segment === '..') {
+      if (segment === '..') {
+        if (output.length !== 0 && output[output.length - 1] !== '..') {
+          output.pop()
+        } else {
+          output.push('..')
+        }
+      }
+      trailingDirectory = i === last
+    } else {
+      output.push(segment)
+    }
+  }
+
+  if (trailingDirectory && output[output.length - 1] !== '..') {
+    output.push('')
+  }
+  if (output.length === 0 || output[0] === '' || output[0].includes(':')) {
+    // An empty path, a leading empty segment ("//"), or a first segment
+    // containing ":" (which would be mistaken for a scheme, RFC 3986 section
+    // 4.2) must stay behind a "." segment so the reference keeps its meaning.
+    output.unshift('.')
+  }
+
+  return output.join('/')
+}
+
+/**
+ * Re-escape RFC 3986 gen-delims that must not appear literally in the host.
+ * After the URI regex parses, these characters cannot be literal in the host
+ * field, so any that appear after decoding came from percent-encoding and
+ * must be restored to prevent authority structure changes.
+ *
+ * @param {string} host
+ * @param {boolean} isIP - true for IPv4/IPv6 hosts (skip colon re-escaping)
+ * @returns {string}
+ */
+const HOST_DELIMS = { '@': '%40', '/': '%2F', '?': '%3F', '#': '%23', ':': '%3A' }
+const HOST_DELIM_RE = /[@/?#:]/g
+const HOST_DELIM_NO_COLON_RE = /[@/?#]/g
+
+function reescapeHostDelimiters (host, isIP) {
+  const re = isIP ? HOST_DELIM_NO_COLON_RE : HOST_DELIM_RE
+  re.lastIndex = 0
+  return host.replace(re, (ch) => HOST_DELIMS[ch])
+}
+
+/**
+ * Normalizes percent escapes and optionally decodes only unreserved ASCII bytes.
+ * Reserved delimiters such as `%2F` stay escaped; `%2E` is unreserved.
+ *
+ * @param {string} input
+ * @param {boolean} [decodeUnreserved=false]
+ * @returns {string}
+ */
+function normalizePercentEncoding (input, decodeUnreserved = false) {
+  if (input.indexOf('%') === -1) {
+    return input
+  }
+
+  let output = ''
+
+  for (let i = 0; i < input.length; i++) {
+    if (input[i] === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        const normalizedHex = hex.toUpperCase()
+        const decoded = String.fromCharCode(parseInt(normalizedHex, 16))
+
+        if (decodeUnreserved && isUnreserved(decoded)) {
+          output += decoded
+        } else {
+          output += '%' + normalizedHex
+        }
+
+        i += 2
+        continue
+      }
+    }
+
+    output += input[i]
+  }
+
+  return output
+}
+
+/**
+ * Normalizes path data without turning reserved escapes into live path syntax.
+ * Valid escapes are uppercased, raw unsafe characters are escaped, and only
+ * unreserved bytes that are not `.` are decoded.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function normalizePathEncoding (input) {
+  let output = ''
+
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i]
+    if (ch === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        const normalizedHex = hex.toUpperCase()
+        const decoded = String.fromCharCode(parseInt(normalizedHex, 16))
+
+        if (decoded !== '.' && isUnreserved(decoded)) {
+          output += decoded
+        } else {
+          output += '%' + normalizedHex
+        }
+
+        i += 2
+        continue
+      }
+    }
+
+    if (isPathCharacter(ch)) {
+      output += ch
+    } else {
+      const code = input.charCodeAt(i)
+      if (code < 0x80) {
+        output += isEscapeSafe(code) ? ch : BYTE_HEX[code]
+      } else if (code < 0xD800 || code > 0xDFFF) {
+        output += percentEncodeNonAscii(code)
+      } else if (code <= 0xDBFF && i + 1 < input.length) {
+        const low = input.charCodeAt(i + 1)
+        if (low >= 0xDC00 && low <= 0xDFFF) {
+          output += percentEncodeNonAscii(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+          i++
+        } else {
+          output += percentEncodeNonAscii(0xFFFD)
+        }
+      } else {
+        output += percentEncodeNonAscii(0xFFFD)
+      }
+    }
+  }
+
+  return output
+}
+
+/**
+ * Serializes a path without rewriting reserved data. Raw RFC 3986 path
+ * characters remain literal, valid escapes are preserved and uppercased, and
+ * everything else is UTF-8 percent-encoded. In a path-noscheme, a colon in the
+ * first segment must be escaped so the result cannot be parsed as a scheme.
+ *
+ * @param {string} input
+ * @param {boolean} [pathNoScheme=false]
+ * @returns {string}
+ */
+function serializePathEncoding (input, pathNoScheme = false) {
+  let output = ''
+  let firstSegment = pathNoScheme && input[0] !== '/'
+
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i]
+    if (ch === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        output += '%' + hex.toUpperCase()
+        i += 2
+        continue
+      }
+    }
+
+    if (ch === '/') {
+      firstSegment = false
+    }
+
+    if (isPathCharacter(ch) && (ch !== ':' || !firstSegment)) {
+      output += ch
+    } else {
+      const code = input.charCodeAt(i)
+      if (code < 0x80) {
+        output += BYTE_HEX[code]
+      } else if (code < 0xD800 || code > 0xDFFF) {
+        output += percentEncodeNonAscii(code)
+      } else if (code <= 0xDBFF && i + 1 < input.length) {
+        const low = input.charCodeAt(i + 1)
+        if (low >= 0xDC00 && low <= 0xDFFF) {
+          output += percentEncodeNonAscii(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+          i++
+        } else {
+          output += percentEncodeNonAscii(0xFFFD)
+        }
+      } else {
+        output += percentEncodeNonAscii(0xFFFD)
+      }
+    }
+  }
+
+  return output
+}
+
+/**
+ * Percent-encodes a URI component using its RFC 3986 literal character set.
+ * Existing valid escapes are preserved and normalized to uppercase hex.
+ *
+ * @param {string} input
+ * @param {(value: string) => boolean} isAllowed
+ * @returns {string}
+ */
+function encodeComponent (input, isAllowed) {
+  let output = ''
+
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i]
+    if (ch === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        output += '%' + hex.toUpperCase()
+        i += 2
+        continue
+      }
+    }
+
+    if (isAllowed(ch)) {
+      output += ch
+    } else {
+      const code = input.charCodeAt(i)
+      if (code < 0x80) {
+        output += BYTE_HEX[code]
+      } else if (code < 0xD800 || code > 0xDFFF) {
+        output += percentEncodeNonAscii(code)
+      } else if (code <= 0xDBFF && i + 1 < input.length) {
+        const low = input.charCodeAt(i + 1)
+        if (low >= 0xDC00 && low <= 0xDFFF) {
+          output += percentEncodeNonAscii(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+          i++
+        } else {
+          output += percentEncodeNonAscii(0xFFFD)
+        }
+      } else {
+        output += percentEncodeNonAscii(0xFFFD)
+      }
+    }
+  }
+
+  return output
+}
+
+/**
+ * Encodes userinfo while preserving its RFC 3986 §3.2.1 literal characters.
+ * In particular, authority delimiters such as `@`, `/`, `?`, and `#` are data.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function encodeUserinfo (input) {
+  return encodeComponent(input, isUserinfoCharacter)
+}
+
+/**
+ * Encodes query data using the RFC 3986 §3.4 grammar. A literal `#` must be
+ * escaped because it would otherwise begin the fragment component.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function encodeQuery (input) {
+  return encodeComponent(input, isQueryFragmentCharacter)
+}
+
+/**
+ * Encodes fragment data using the RFC 3986 §3.5 grammar.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function encodeFragment (input) {
+  return encodeComponent(input, isQueryFragmentCharacter)
+}
+
+function isEscapeSafe (cp) {
+  return (
+    (cp >= 0x30 && cp <= 0x39) ||
+    (cp >= 0x41 && cp <= 0x5A) ||
+    (cp >= 0x61 && cp <= 0x7A) ||
+    cp === 0x2A || cp === 0x2B || cp === 0x2D || cp === 0x2E ||
+    cp === 0x2F || cp === 0x40 || cp === 0x5F
+  )
+}
+
+/**
+ * Normalizes the percent-encoding of a query or fragment component.
+ *
+ * Like `normalizePathEncoding`, but uses the query/fragment character set
+ * (which additionally allows `?`) and decodes `.` since it has no dot-segment
+ * meaning outside of a path.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function normalizeQueryFragmentEncoding (input) {
+  let output = ''
+
+  for (let i = 0; i < input.length; i++) {
+    const ch = input[i]
+    if (ch === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        const normalizedHex = hex.toUpperCase()
+        const decoded = String.fromCharCode(parseInt(normalizedHex, 16))
+
+        if (isUnreserved(decoded)) {
+          output += decoded
+        } else {
+          output += '%' + normalizedHex
+        }
+
+        i += 2
+        continue
+      }
+    }
+
+    if (isQueryFragmentCharacter(ch)) {
+      output += ch
+    } else {
+      const code = input.charCodeAt(i)
+      if (code < 0x80) {
+        output += isEscapeSafe(code) ? ch : BYTE_HEX[code]
+      } else if (code < 0xD800 || code > 0xDFFF) {
+        output += percentEncodeNonAscii(code)
+      } else if (code <= 0xDBFF && i + 1 < input.length) {
+        const low = input.charCodeAt(i + 1)
+        if (low >= 0xDC00 && low <= 0xDFFF) {
+          output += percentEncodeNonAscii(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+          i++
+        } else {
+          output += percentEncodeNonAscii(0xFFFD)
+        }
+      } else {
+        output += percentEncodeNonAscii(0xFFFD)
+      }
+    }
+  }
+
+  return output
+}
+
+/**
+ * Escapes a component while preserving existing valid percent escapes.
+ *
+ * @param {string} input
+ * @returns {string}
+ */
+function escapePreservingEscapes (input) {
+  let output = ''
+
+  for (let i = 0; i < input.length; i++) {
+    if (input[i] === '%' && i + 2 < input.length) {
+      const hex = input.slice(i + 1, i + 3)
+      if (isHexPair(hex)) {
+        output += '%' + hex.toUpperCase()
+        i += 2
+        continue
+      }
+    }
+
+    output += escape(input[i])
+  }
+
+  return output
+}
+
+/**
+ * @param {import('../types/index').URIComponent} component
+ * @returns {string|undefined}
+ */
+function recomposeAuthority (component) {
+  const uriTokens = []
+
+  if (component.userinfo !== undefined) {
+    uriTokens.push(encodeUserinfo(component.userinfo))
+    uriTokens.push('@')
+  }
+
+  if (component.host !== undefined) {
+    let host = component.host
+    if (!isIPv4(host)) {
+      let ipV6res = normalizeIPv6(host)
+      if (ipV6res.isIPV6 !== true && ipV6res.isIPVFuture !== true) {
+        // Decode only unreserved bytes, once. In particular, keep %25 encoded
+        // so it cannot introduce a second escape during recomposition.
+        host = normalizePercentEncoding(host, true)
+        ipV6res = normalizeIPv6(host)
+      }
+      if (ipV6res.isIPV6 === true || ipV6res.isIPVFuture === true) {
+        host = `[${ipV6res.escapedHost}]`
+      } else {
+        host = reescapeHostDelimiters(host, false)
+      }
+    }
+    uriTokens.push(host)
+  }
+
+  if (typeof component.port === 'number' || typeof component.port === 'string') {
+    const port = String(component.port)
+    if (!isPort(port)) {
+      throw new TypeError('URI port is malformed.')
+    }
+    uriTokens.push(':')
+    uriTokens.push(port)
+  }
+
+  return uriTokens.length ? uriTokens.join('') : undefined
+};
+
+module.exports = {
+  nonSimpleDomain,
+  recomposeAuthority,
+  reescapeHostDelimiters,
+  normalizePercentEncoding,
+  normalizePathEncoding,
+  serializePathEncoding,
+  normalizeQueryFragmentEncoding,
+  encodeUserinfo,
+  encodeQuery,
+  encodeFragment,
+  escapePreservingEscapes,
+  removeDotSegments,
+  removeDotSegmentsRelative,
+  isIPv4,
+  isUUID,
+  normalizeIPv6,
+  stringArrayToHexStripped
+}
+
+
+/***/ }),
+
 /***/ 7349:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -62028,9 +72898,9 @@ exports.composeCollection = composeCollection;
 
 
 
-var Document = __nccwpck_require__(3021);
+var Document = __nccwpck_require__(5402);
 var composeNode = __nccwpck_require__(5937);
-var resolveEnd = __nccwpck_require__(7788);
+var resolveEnd = __nccwpck_require__(5407);
 var resolveProps = __nccwpck_require__(4631);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
@@ -62084,7 +72954,7 @@ var Alias = __nccwpck_require__(4065);
 var identity = __nccwpck_require__(1127);
 var composeCollection = __nccwpck_require__(7349);
 var composeScalar = __nccwpck_require__(5413);
-var resolveEnd = __nccwpck_require__(7788);
+var resolveEnd = __nccwpck_require__(5407);
 var utilEmptyScalarPosition = __nccwpck_require__(2599);
 
 const CN = { composeNode, composeEmptyNode };
@@ -62296,11 +73166,11 @@ exports.composeScalar = composeScalar;
 
 var node_process = __nccwpck_require__(932);
 var directives = __nccwpck_require__(1342);
-var Document = __nccwpck_require__(3021);
+var Document = __nccwpck_require__(5402);
 var errors = __nccwpck_require__(1464);
 var identity = __nccwpck_require__(1127);
 var composeDoc = __nccwpck_require__(3683);
-var resolveEnd = __nccwpck_require__(7788);
+var resolveEnd = __nccwpck_require__(5407);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -62909,7 +73779,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 7788:
+/***/ 5407:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -62964,7 +73834,7 @@ var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
-var resolveEnd = __nccwpck_require__(7788);
+var resolveEnd = __nccwpck_require__(5407);
 var resolveProps = __nccwpck_require__(4631);
 var utilContainsNewline = __nccwpck_require__(9499);
 var utilMapIncludes = __nccwpck_require__(1187);
@@ -63177,7 +74047,7 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 
 var Scalar = __nccwpck_require__(3301);
-var resolveEnd = __nccwpck_require__(7788);
+var resolveEnd = __nccwpck_require__(5407);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -63685,7 +74555,7 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 3021:
+/***/ 5402:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -63696,7 +74566,7 @@ var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
 var toJS = __nccwpck_require__(6424);
 var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(6829);
+var stringifyDocument = __nccwpck_require__(9210);
 var anchors = __nccwpck_require__(1596);
 var applyReviver = __nccwpck_require__(3661);
 var createNode = __nccwpck_require__(2404);
@@ -64534,7 +75404,7 @@ var __webpack_unused_export__;
 
 
 var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
+var Document = __nccwpck_require__(5402);
 var Schema = __nccwpck_require__(5840);
 var errors = __nccwpck_require__(1464);
 var Alias = __nccwpck_require__(4065);
@@ -64578,7 +75448,7 @@ __webpack_unused_export__ = parser.Parser;
 __webpack_unused_export__ = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
 exports.Tp = publicApi.parseDocument;
-__webpack_unused_export__ = publicApi.stringify;
+exports.As = publicApi.stringify;
 __webpack_unused_export__ = visit.visit;
 __webpack_unused_export__ = visit.visitAsync;
 
@@ -67768,7 +78638,7 @@ exports.Parser = Parser;
 
 
 var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(3021);
+var Document = __nccwpck_require__(5402);
 var errors = __nccwpck_require__(1464);
 var log = __nccwpck_require__(7249);
 var identity = __nccwpck_require__(1127);
@@ -69618,7 +80488,7 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 6829:
+/***/ 9210:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -70490,6 +81360,69 @@ function replaceNode(key, path, node) {
 exports.visit = visit;
 exports.visitAsync = visitAsync;
 
+
+/***/ }),
+
+/***/ 3837:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$id":"https://raw.githubusercontent.com/ajv-validator/ajv/master/lib/refs/data.json#","description":"Meta-schema for $data reference (JSON AnySchema extension proposal)","type":"object","required":["$data"],"properties":{"$data":{"type":"string","anyOf":[{"format":"relative-json-pointer"},{"format":"json-pointer"}]}},"additionalProperties":false}');
+
+/***/ }),
+
+/***/ 7216:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/applicator","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/applicator":true},"$dynamicAnchor":"meta","title":"Applicator vocabulary meta-schema","type":["object","boolean"],"properties":{"prefixItems":{"$ref":"#/$defs/schemaArray"},"items":{"$dynamicRef":"#meta"},"contains":{"$dynamicRef":"#meta"},"additionalProperties":{"$dynamicRef":"#meta"},"properties":{"type":"object","additionalProperties":{"$dynamicRef":"#meta"},"default":{}},"patternProperties":{"type":"object","additionalProperties":{"$dynamicRef":"#meta"},"propertyNames":{"format":"regex"},"default":{}},"dependentSchemas":{"type":"object","additionalProperties":{"$dynamicRef":"#meta"},"default":{}},"propertyNames":{"$dynamicRef":"#meta"},"if":{"$dynamicRef":"#meta"},"then":{"$dynamicRef":"#meta"},"else":{"$dynamicRef":"#meta"},"allOf":{"$ref":"#/$defs/schemaArray"},"anyOf":{"$ref":"#/$defs/schemaArray"},"oneOf":{"$ref":"#/$defs/schemaArray"},"not":{"$dynamicRef":"#meta"}},"$defs":{"schemaArray":{"type":"array","minItems":1,"items":{"$dynamicRef":"#meta"}}}}');
+
+/***/ }),
+
+/***/ 8226:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/content","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/content":true},"$dynamicAnchor":"meta","title":"Content vocabulary meta-schema","type":["object","boolean"],"properties":{"contentEncoding":{"type":"string"},"contentMediaType":{"type":"string"},"contentSchema":{"$dynamicRef":"#meta"}}}');
+
+/***/ }),
+
+/***/ 518:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/core","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/core":true},"$dynamicAnchor":"meta","title":"Core vocabulary meta-schema","type":["object","boolean"],"properties":{"$id":{"$ref":"#/$defs/uriReferenceString","$comment":"Non-empty fragments not allowed.","pattern":"^[^#]*#?$"},"$schema":{"$ref":"#/$defs/uriString"},"$ref":{"$ref":"#/$defs/uriReferenceString"},"$anchor":{"$ref":"#/$defs/anchorString"},"$dynamicRef":{"$ref":"#/$defs/uriReferenceString"},"$dynamicAnchor":{"$ref":"#/$defs/anchorString"},"$vocabulary":{"type":"object","propertyNames":{"$ref":"#/$defs/uriString"},"additionalProperties":{"type":"boolean"}},"$comment":{"type":"string"},"$defs":{"type":"object","additionalProperties":{"$dynamicRef":"#meta"}}},"$defs":{"anchorString":{"type":"string","pattern":"^[A-Za-z_][-A-Za-z0-9._]*$"},"uriString":{"type":"string","format":"uri"},"uriReferenceString":{"type":"string","format":"uri-reference"}}}');
+
+/***/ }),
+
+/***/ 4588:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/format-annotation","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/format-annotation":true},"$dynamicAnchor":"meta","title":"Format vocabulary meta-schema for annotation results","type":["object","boolean"],"properties":{"format":{"type":"string"}}}');
+
+/***/ }),
+
+/***/ 5707:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/meta-data","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/meta-data":true},"$dynamicAnchor":"meta","title":"Meta-data vocabulary meta-schema","type":["object","boolean"],"properties":{"title":{"type":"string"},"description":{"type":"string"},"default":true,"deprecated":{"type":"boolean","default":false},"readOnly":{"type":"boolean","default":false},"writeOnly":{"type":"boolean","default":false},"examples":{"type":"array","items":true}}}');
+
+/***/ }),
+
+/***/ 9547:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/unevaluated","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/unevaluated":true},"$dynamicAnchor":"meta","title":"Unevaluated applicator vocabulary meta-schema","type":["object","boolean"],"properties":{"unevaluatedItems":{"$dynamicRef":"#meta"},"unevaluatedProperties":{"$dynamicRef":"#meta"}}}');
+
+/***/ }),
+
+/***/ 7082:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/meta/validation","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/validation":true},"$dynamicAnchor":"meta","title":"Validation vocabulary meta-schema","type":["object","boolean"],"properties":{"type":{"anyOf":[{"$ref":"#/$defs/simpleTypes"},{"type":"array","items":{"$ref":"#/$defs/simpleTypes"},"minItems":1,"uniqueItems":true}]},"const":true,"enum":{"type":"array","items":true},"multipleOf":{"type":"number","exclusiveMinimum":0},"maximum":{"type":"number"},"exclusiveMaximum":{"type":"number"},"minimum":{"type":"number"},"exclusiveMinimum":{"type":"number"},"maxLength":{"$ref":"#/$defs/nonNegativeInteger"},"minLength":{"$ref":"#/$defs/nonNegativeIntegerDefault0"},"pattern":{"type":"string","format":"regex"},"maxItems":{"$ref":"#/$defs/nonNegativeInteger"},"minItems":{"$ref":"#/$defs/nonNegativeIntegerDefault0"},"uniqueItems":{"type":"boolean","default":false},"maxContains":{"$ref":"#/$defs/nonNegativeInteger"},"minContains":{"$ref":"#/$defs/nonNegativeInteger","default":1},"maxProperties":{"$ref":"#/$defs/nonNegativeInteger"},"minProperties":{"$ref":"#/$defs/nonNegativeIntegerDefault0"},"required":{"$ref":"#/$defs/stringArray"},"dependentRequired":{"type":"object","additionalProperties":{"$ref":"#/$defs/stringArray"}}},"$defs":{"nonNegativeInteger":{"type":"integer","minimum":0},"nonNegativeIntegerDefault0":{"$ref":"#/$defs/nonNegativeInteger","default":0},"simpleTypes":{"enum":["array","boolean","integer","null","number","object","string"]},"stringArray":{"type":"array","items":{"type":"string"},"uniqueItems":true,"default":[]}}}');
+
+/***/ }),
+
+/***/ 1678:
+/***/ ((module) => {
+
+module.exports = /*#__PURE__*/JSON.parse('{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://json-schema.org/draft/2020-12/schema","$vocabulary":{"https://json-schema.org/draft/2020-12/vocab/core":true,"https://json-schema.org/draft/2020-12/vocab/applicator":true,"https://json-schema.org/draft/2020-12/vocab/unevaluated":true,"https://json-schema.org/draft/2020-12/vocab/validation":true,"https://json-schema.org/draft/2020-12/vocab/meta-data":true,"https://json-schema.org/draft/2020-12/vocab/format-annotation":true,"https://json-schema.org/draft/2020-12/vocab/content":true},"$dynamicAnchor":"meta","title":"Core and Validation specifications meta-schema","allOf":[{"$ref":"meta/core"},{"$ref":"meta/applicator"},{"$ref":"meta/unevaluated"},{"$ref":"meta/validation"},{"$ref":"meta/meta-data"},{"$ref":"meta/format-annotation"},{"$ref":"meta/content"}],"type":["object","boolean"],"$comment":"This meta-schema also defines keywords that have appeared in previous drafts in order to prevent incompatible extensions as they remain in common use.","properties":{"definitions":{"$comment":"\\"definitions\\" has been replaced by \\"$defs\\".","type":"object","additionalProperties":{"$dynamicRef":"#meta"},"deprecated":true,"default":{}},"dependencies":{"$comment":"\\"dependencies\\" has been split and replaced by \\"dependentSchemas\\" and \\"dependentRequired\\" in order to serve their differing semantics.","type":"object","additionalProperties":{"anyOf":[{"$dynamicRef":"#meta"},{"$ref":"meta/validation#/$defs/stringArray"}]},"deprecated":true,"default":{}},"$recursiveAnchor":{"$comment":"\\"$recursiveAnchor\\" has been replaced by \\"$dynamicAnchor\\".","$ref":"meta/core#/$defs/anchorString","deprecated":true},"$recursiveRef":{"$comment":"\\"$recursiveRef\\" has been replaced by \\"$dynamicRef\\".","$ref":"meta/core#/$defs/uriReferenceString","deprecated":true}}}');
 
 /***/ })
 

@@ -262,7 +262,10 @@ export const stop = (argv: string[], io: Io, env: CliEnvironment): Promise<numbe
     [{ name: 'time', short: 't', value: true }],
     'hyper stop needs a NAME',
     async (job, name, parsed) => {
-      const code = await job.stop(name, stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000);
+      const code = await job.stop(
+        name,
+        stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000,
+      );
       io.err(`${name}: exited with code ${code ?? 'unknown'}\n`);
       io.out(`${name}\n`);
     },

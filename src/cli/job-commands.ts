@@ -67,7 +67,12 @@ export async function setup(argv: string[], io: Io, env: CliEnvironment): Promis
 }
 
 /** The project `-f FILE` names, with the profiles --profile (else COMPOSE_PROFILES) enables; its warnings go to stderr. */
-function readProject(parsed: ParsedArgs, io: Io, env: CliEnvironment, command: string): { file: string; project: Project } {
+function readProject(
+  parsed: ParsedArgs,
+  io: Io,
+  env: CliEnvironment,
+  command: string,
+): { file: string; project: Project } {
   const file = stringOption(parsed, 'file');
   if (!file) throw new UsageError(`hyper ${command} needs -f FILE (a services YAML or a compose file)`);
   let text: string;
@@ -98,7 +103,8 @@ const PROJECT_OPTIONS = [
 export async function config(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(argv, [...PROJECT_OPTIONS, { name: 'format', value: true }]);
   const format = stringOption(parsed, 'format') ?? 'yaml';
-  if (format !== 'yaml' && format !== 'json') throw new UsageError(`--format: "${format}" is not yaml or json`);
+  if (format !== 'yaml' && format !== 'json')
+    throw new UsageError(`--format: "${format}" is not yaml or json`);
   const { project } = readProject(parsed, io, env, 'config');
   const waves = validatePlan(project.services);
   const shown = {
@@ -177,7 +183,8 @@ export async function down(argv: string[], io: Io, env: CliEnvironment): Promise
     { name: 'time', short: 't', value: true },
     { name: 'file', short: 'f', value: true },
   ]);
-  const graceMs = stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
+  const graceMs =
+    stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
   const file = stringOption(parsed, 'file');
   const compose = file === undefined ? undefined : path.resolve(file);
   if (compose !== undefined && !(await exists(compose)))

@@ -161,7 +161,10 @@ export async function stopContainer(
   job: JobContext,
 ): Promise<number | undefined> {
   const record = await requireRecord(job, name);
-  const how = await job.hypervisor.stop(record.machine, graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
+  const how = await job.hypervisor.stop(
+    record.machine,
+    graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+  );
   const paths = vmPaths(record.machine.dir);
   const status = await readGuestStatus(paths.status);
   if (how === 'killed' && status.exitCode === undefined) {

@@ -66,8 +66,7 @@ export async function monitorHealth(record: VmRecord, job: JobContext, signal: A
   let health: HealthState = { status: 'starting', failingStreak: 0, log: [] };
   await writeFileAtomic(healthFile(record), JSON.stringify(health));
   while (!signal.aborted) {
-    const wait =
-      health.status === 'starting' ? startingInterval(check) : check.intervalMs;
+    const wait = health.status === 'starting' ? startingInterval(check) : check.intervalMs;
     // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
     await delay(wait, undefined, { signal }).catch(() => undefined);
     if (signal.aborted || !(await vmState(record, job)).running) return;

@@ -169,7 +169,9 @@ function settingsLines(settings: GuestSettings): string[] {
     ...Object.entries(settings.sysctls ?? {}).map(
       ([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`,
     ),
-    ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
+    ...Object.entries(settings.ulimits ?? {}).map(
+      ([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`,
+    ),
   ];
 }
 

@@ -34,14 +34,16 @@ const refused = (why: string, harmless?: readonly string[]): KeyRule => ({
   ...(harmless ? { harmless } : {}),
 });
 
-const HOST_NAMESPACE = 'sharing the host\'s namespace would reach past the VM boundary; each service has its own kernel';
+const HOST_NAMESPACE =
+  "sharing the host's namespace would reach past the VM boundary; each service has its own kernel";
 const NO_SWARM = 'hyper-services runs one job on one host; there is no orchestrator to hand this to';
 const NO_HOST_DEVICES = 'host devices are not passed into service VMs: that would break the VM boundary';
 const NOT_YET = 'not supported yet';
 const NO_BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
 const LOGS_KEPT = "a service's output is always kept, and shown by hyper logs and in the job summary";
 const ONE_NETWORK = 'every service of a job is on the one job network';
-const HOST_CGROUP = 'the VM is bounded on the host by hyper itself; host cgroup settings do not reach into it';
+const HOST_CGROUP =
+  'the VM is bounded on the host by hyper itself; host cgroup settings do not reach into it';
 
 /** Top-level keys. */
 export const TOP_KEYS: Readonly<Record<string, KeyRule>> = {
@@ -114,7 +116,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   mem_swappiness: ignored('service VMs have no swap'),
   memswap_limit: ignored('service VMs have no swap'),
   network_mode: refused(
-    'host or another service\'s network would reach past the VM boundary; every service is on the job network',
+    "host or another service's network would reach past the VM boundary; every service is on the job network",
     ['bridge', 'default'],
   ),
   models: refused('AI models need a model runner on the host; hyper-services has none'),
@@ -126,6 +128,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
   ports: honoured(),
   post_start: refused(NOT_YET),
+  pre_start: refused(NOT_YET),
   pre_stop: refused(NOT_YET),
   privileged: refused(NOT_YET),
   profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
@@ -135,9 +138,13 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   restart: ignored(`${NOT_YET}: a service that exits stays exited`),
   runtime: ignored('every service runs in a VM'),
   scale: refused(`${NOT_YET}: more than one replica`, ['1']),
-  security_opt: ignored('seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary'),
+  security_opt: ignored(
+    'seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary',
+  ),
   shm_size: vm("the size of the guest's /dev/shm"),
-  secrets: vm('the file is put into the guest at /run/secrets/NAME (or its target), with its uid, gid and mode'),
+  secrets: vm(
+    'the file is put into the guest at /run/secrets/NAME (or its target), with its uid, gid and mode',
+  ),
   sysctls: vm("set in the service's own guest kernel, so any sysctl is allowed"),
   stdin_open: ignored('a service reads no terminal input in a job'),
   stop_grace_period: honoured(),
@@ -146,7 +153,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   tmpfs: honoured(),
   tty: ignored('a service has no terminal in a job'),
   ulimits: vm('set for the service inside its guest'),
-  use_api_socket: refused('the host\'s Docker socket is not put into service VMs'),
+  use_api_socket: refused("the host's Docker socket is not put into service VMs"),
   user: honoured(),
   uts: refused(HOST_NAMESPACE),
   userns_mode: ignored('the service runs as its user in its own kernel; there is no user namespace to remap'),
@@ -184,7 +191,9 @@ export const HEALTHCHECK_KEYS: Readonly<Record<string, KeyRule>> = {
   test: honoured(),
   timeout: honoured(),
   start_period: honoured(),
-  start_interval: vm('a starting service is probed every second, or sooner when start_interval or interval is shorter: a job waits no longer than it must'),
+  start_interval: vm(
+    'a starting service is probed every second, or sooner when start_interval or interval is shorter: a job waits no longer than it must',
+  ),
 };
 
 /** An entry of `depends_on:` in its long form. */

@@ -69,7 +69,8 @@ function firstProblem(errors: readonly ErrorObject[]): ErrorObject | undefined {
   const ranked = errors
     .filter((error) => error.keyword !== 'oneOf' && error.keyword !== 'anyOf' && error.keyword !== 'if')
     .sort((a, b) => {
-      const unknown = Number(b.keyword === 'additionalProperties') - Number(a.keyword === 'additionalProperties');
+      const unknown =
+        Number(b.keyword === 'additionalProperties') - Number(a.keyword === 'additionalProperties');
       return unknown !== 0 ? unknown : depth(b) - depth(a);
     });
   return ranked[0] ?? errors[0];

@@ -4,7 +4,6 @@
 // Copyright The Compose Specification Authors, Apache License 2.0.
 // To update it, replace the object with that file's content and run the unit tests:
 // test/unit/spec/compose-keys.test.ts fails until every new key has an answer.
-/* eslint-disable */
 export const COMPOSE_SPEC_SCHEMA = {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "compose_spec.json",

@@ -98,7 +98,8 @@ export function parseComposeProject(
   const warnings: string[] = [];
   const top = answered(root, TOP_KEYS, warnings);
   const services = top.get('services');
-  if (!services || services.isNull) throw root.error('services: is missing; a compose file needs a services: map');
+  if (!services || services.isNull)
+    throw root.error('services: is missing; a compose file needs a services: map');
   const networks = top.get('networks');
   const subnet = networks && !networks.isNull ? readTopNetworks(networks, warnings) : undefined;
   const volumes = top.get('volumes');
@@ -154,7 +155,9 @@ function enabledServices(
       const dependency = byName.get(service);
       if (dependency === undefined || enabled(dependency)) {
         if (dependency === undefined && optional.has(service)) {
-          warnings.push(`${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`);
+          warnings.push(
+            `${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`,
+          );
           return false;
         }
         return true;
@@ -309,10 +312,25 @@ function parseService(
   const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
   const dependencies = get('depends_on', (field) => readDependsOn(field, context)) ?? [];
   const containerName = get('container_name', (field) => readContainerName(field));
-  const aliases = [...(get('networks', (field) => readServiceNetworks(field, context)) ?? []), ...(containerName && containerName !== name ? [containerName] : [])];
+  const aliases = [
+    ...(get('networks', (field) => readServiceNetworks(field, context)) ?? []),
+    ...(containerName && containerName !== name ? [containerName] : []),
+  ];
   get('platform', readPlatform);
-  const memory = pick(fields.get('mem_limit'), deploy.memory, readMemory, 'mem_limit', 'deploy.resources.limits.memory');
-  const cpus = pick(fields.get('cpus') ?? fields.get('cpu_count'), deploy.cpus, readCpus, 'cpus', 'deploy.resources.limits.cpus');
+  const memory = pick(
+    fields.get('mem_limit'),
+    deploy.memory,
+    readMemory,
+    'mem_limit',
+    'deploy.resources.limits.memory',
+  );
+  const cpus = pick(
+    fields.get('cpus') ?? fields.get('cpu_count'),
+    deploy.cpus,
+    readCpus,
+    'cpus',
+    'deploy.resources.limits.cpus',
+  );
   const spec: ContainerSpec = definedOnly({
     name,
     image: readImage(image),
@@ -376,7 +394,9 @@ function readDeploy(value: YamlValue, context: Context): { memory?: YamlValue; c
   if (reservations && !reservations.isNull) {
     answered(reservations, RESOURCE_KEYS, context.warnings);
     if (!asksNothing(reservations))
-      context.warnings.push(`${reservations.source}: ${reservations.where}: ignored: a VM has the memory and vCPUs of its limits`);
+      context.warnings.push(
+        `${reservations.source}: ${reservations.where}: ignored: a VM has the memory and vCPUs of its limits`,
+      );
   }
   const limits = sections.get('limits');
   if (!limits || limits.isNull) return {};
@@ -411,7 +431,9 @@ const HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
 function readHostname(value: YamlValue): string {
   const name = value.text('a host name');
   if (!HOSTNAME.test(name))
-    throw value.error(`"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`);
+    throw value.error(
+      `"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`,
+    );
   return name;
 }
 
@@ -444,9 +466,11 @@ function readLabels(fields: Map<string, YamlValue>, context: Context): Record<st
 function readExtraHosts(value: YamlValue): { host: string; ip: string }[] {
   const entries =
     value.kind === 'a map'
-      ? value.entries().flatMap(({ key, value: ips }) =>
-          ips.stringOrList().map((ip) => ({ text: `${key}=${ip}`, at: ips })),
-        )
+      ? value
+          .entries()
+          .flatMap(({ key, value: ips }) =>
+            ips.stringOrList().map((ip) => ({ text: `${key}=${ip}`, at: ips })),
+          )
       : value.items().map((item) => ({ text: item.text('HOST:IP'), at: item }));
   return entries.map(({ text, at }) => {
     const parsed = parseHostEntry(text);
@@ -515,10 +539,12 @@ export const ULIMITS = [
 function readUlimits(value: YamlValue): Record<string, { soft: number; hard: number }> {
   return Object.fromEntries(
     value.entries().map(({ key, value: limit }) => {
-      if (!ULIMITS.includes(key)) throw limit.error(`"${key}" is not a ulimit; use one of ${ULIMITS.join(', ')}`);
+      if (!ULIMITS.includes(key))
+        throw limit.error(`"${key}" is not a ulimit; use one of ${ULIMITS.join(', ')}`);
       const number = (field: YamlValue): number => {
         const text = field.text('a number');
-        if (!/^(-1|\d+)$/.test(text)) throw field.error(`"${text}" is not a whole number (or -1 for unlimited)`);
+        if (!/^(-1|\d+)$/.test(text))
+          throw field.error(`"${text}" is not a whole number (or -1 for unlimited)`);
         return Number(text);
       };
       if (limit.kind !== 'a map') {
@@ -560,7 +586,8 @@ function readGrantList(
   return value.items().map((item) => {
     const fields =
       item.kind === 'a map' ? new Map(item.entries().map(({ key, value: v }) => [key, v])) : undefined;
-    for (const key of fields?.keys() ?? []) if (!(key in FILE_GRANT_KEYS) && !key.startsWith('x-')) throw item.error(`${key} is not a known key`);
+    for (const key of fields?.keys() ?? [])
+      if (!(key in FILE_GRANT_KEYS) && !key.startsWith('x-')) throw item.error(`${key} is not a known key`);
     const sourceValue = fields ? fields.get('source') : item;
     if (!sourceValue) throw item.error('source is missing; give the name of a top-level ' + kind);
     const source = sourceValue.string(`the name of a ${kind}`);
@@ -594,7 +621,8 @@ function readMode(value: YamlValue): number {
   const text = value.text('a mode such as 0440');
   const octal = /^0o?([0-7]+)$/i.exec(text) ?? (value.kind === 'a string' ? /^([0-7]+)$/.exec(text) : null);
   const mode = octal ? parseInt(octal[1] ?? '', 8) : /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(mode) || mode > 0o7777) throw value.error(`"${text}" is not a file mode such as 0440`);
+  if (!Number.isInteger(mode) || mode > 0o7777)
+    throw value.error(`"${text}" is not a file mode such as 0440`);
   return mode;
 }
 

@@ -121,7 +121,8 @@ export function parseHostEntry(entry: string): { host: string; ip: string } | st
   const match = /^([^:=\s]+)[:=](\S+)$/.exec(entry);
   const ip = (match?.[2] ?? '').replace(/^\[|\]$/g, '');
   if (!match || !net.isIP(ip)) {
-    const gateway = match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : '';
+    const gateway =
+      match?.[2] === 'host-gateway' ? ' (host-gateway would reach this host, which guests never do)' : '';
     return `"${entry}" is not HOST:IP${gateway}`;
   }
   return { host: match[1] as string, ip };

@@ -91,7 +91,15 @@ export function readDuration(value: YamlValue): number {
   return value.attempt(() => parseDurationMs(text));
 }
 
-const HEALTHCHECK_KEYS = ['test', 'interval', 'timeout', 'start_period', 'start_interval', 'retries', 'disable'];
+const HEALTHCHECK_KEYS = [
+  'test',
+  'interval',
+  'timeout',
+  'start_period',
+  'start_interval',
+  'retries',
+  'disable',
+];
 
 /** Compose's healthcheck map. undefined: keep the image's. */
 export function readHealthcheck(value: YamlValue): HealthcheckSpec | 'none' | undefined {

@@ -140,6 +140,8 @@ test('execArgv enters the container as the service user', () => {
     '/srv',
     '--env-file',
     '/run/hyper/env',
+    '--limits-file',
+    '/run/hyper/limits',
     '--env',
     'A=1',
     '--',

@@ -2,8 +2,6 @@ import { parseComposeFile, parseComposeProject } from '../../../src/spec/compose
 import { specError } from './spec-error.js';
 
 const FILE = '/repo/ci/compose.yml';
-const SERVICE_KEYS =
-  'image, environment, env_file, ports, volumes, command, entrypoint, healthcheck, depends_on, working_dir, user, tmpfs, mem_limit, cpus, container_name, networks, expose';
 
 /** A readFile over a Map, as the compose parser is given one. */
 function files(entries: Record<string, string>): (path: string) => string {
@@ -109,7 +107,9 @@ networks:
     const readFile = files({
       '/repo/ci/db.env': '# db settings\nPOSTGRES_PASSWORD="s3cret"\nexport POSTGRES_DB=ignored\n',
     });
-    const project = parseComposeProject(text, FILE, readFile, { variables: { DB_USER: 'app', FROM_HOST: 'h' } });
+    const project = parseComposeProject(text, FILE, readFile, {
+      variables: { DB_USER: 'app', FROM_HOST: 'h' },
+    });
     expect(project.volumes).toEqual(['pgdata', 'cache']);
     const [db, web, worker] = project.services;
     expect(db).toEqual({

@@ -1,0 +1,151 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { busyboxLayout } from '../../support/fixtures.js';
+import { snapshotEnv } from '../../support/env.js';
+
+// The compose keys that reach the guest, each seen from inside a real VM.
+let stateDir: string;
+let work: string;
+const restoreEnv = snapshotEnv();
+
+beforeAll(async () => {
+  stateDir = await mkdtemp('/tmp/hyper-it-');
+  work = await mkdtemp('/tmp/hyper-compose-keys-');
+  process.env.HYPER_STATE_DIR = stateDir;
+  process.env.HYPER_ACCEL = 'tcg';
+});
+
+afterAll(async () => {
+  await hyper('down', '--time', '0');
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  await rm(stateDir, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
+  restoreEnv();
+});
+
+test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, configs, labels and the stop signal, from inside the guest', async () => {
+  const image = `oci:${await busyboxLayout()}`;
+  await writeFile(path.join(work, 'password.txt'), 's3cret\n');
+  const compose = path.join(work, 'compose.yml');
+  await writeFile(
+    compose,
+    `services:
+  web:
+    image: ${image}
+    entrypoint:
+      - sh
+      - -c
+      - "trap 'echo the service got USR1; exit 0' USR1; httpd -f -p 80 -h / & wait"
+    hostname: web-host
+    domainname: example.test
+    sysctls:
+      net.core.somaxconn: 1024
+      kernel.msgmax: "16384"
+    ulimits:
+      nofile: { soft: 2048, hard: 4096 }
+      nproc: 500
+    shm_size: 128m
+    read_only: true
+    stop_signal: SIGUSR1
+    stop_grace_period: 20s
+    labels:
+      team: ci
+    logging:
+      driver: json-file
+    secrets: [db_password]
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+        uid: "100"
+        gid: "101"
+        mode: 0440
+    tmpfs: /scratch
+  tools:
+    image: ${image}
+    profiles: [debug]
+secrets:
+  db_password:
+    file: ./password.txt
+configs:
+  app_conf:
+    content: port=80
+`,
+  );
+  const config = await hyperOk('config', '-f', compose, '--format', 'json');
+  const plan = JSON.parse(config.stdout) as { services: Record<string, unknown>; order: string[][] };
+  expect(Object.keys(plan.services)).toEqual(['web']);
+  expect(config.stdout).not.toContain('s3cret');
+
+  const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
+  expect(up.stderr).toContain('services.web.logging (line 22): ignored: ');
+  const inside = async (script: string): Promise<string> =>
+    (await hyperOk('exec', 'web', '--', 'sh', '-c', script)).stdout.trim();
+  expect(await inside('hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname')).toBe(
+    'web-host\nweb-host\nexample.test',
+  );
+  expect(await inside('cat /proc/sys/net/core/somaxconn /proc/sys/kernel/msgmax')).toBe('1024\n16384');
+  // The service's own limits, as its process has them.
+  const limits = await inside('grep -E "^Max (open files|processes)" /proc/$(pidof httpd)/limits');
+  expect(limits).toMatch(/^Max processes\s+500\s+500\s+processes/m);
+  expect(limits).toMatch(/^Max open files\s+2048\s+4096\s+files/m);
+  expect(await inside('ulimit -n')).toBe('2048');
+  expect(await inside('awk \'$2 == "/dev/shm" { print $4 }\' /proc/mounts')).toContain('size=131072k');
+  expect(await inside('touch /written 2>&1; echo $?')).toMatch(/Read-only file system\n1$/);
+  expect(await inside('touch /scratch/written && echo ok')).toBe('ok');
+  expect(await inside('stat -c "%a %u %g %n" /run/secrets/db_password /etc/app.conf')).toBe(
+    '444 0 0 /run/secrets/db_password\n440 100 101 /etc/app.conf',
+  );
+  expect(await inside('cat /run/secrets/db_password /etc/app.conf')).toBe('s3cret\nport=80');
+  const labelled = JSON.parse((await hyperOk('ps', '--json', '--filter', 'label=team=ci')).stdout) as {
+    name: string;
+  }[];
+  expect(labelled.map((row) => row.name)).toEqual(['web']);
+
+  // No --time: the service's own stop_grace_period, and its stop signal reaches it.
+  await hyperOk('stop', 'web');
+  expect((await hyperOk('logs', 'web')).stdout).toContain('the service got USR1');
+  expect((await hyperOk('wait', 'web')).stdout.trim()).toBe('0');
+
+  await hyperOk('down');
+  expect(await readdir(path.join(stateDir, 'vms'))).toEqual([]);
+});
+
+test('refused keys, bad counts and a missing secret file stop up before anything boots', async () => {
+  const image = `oci:${await busyboxLayout()}`;
+  const cases: [string, string][] = [
+    [
+      `services:\n  app:\n    image: ${image}\n    network_mode: host\n`,
+      "services.app.network_mode (line 4): host or another service's network would reach past the VM boundary",
+    ],
+    [
+      `services:\n  app:\n    image: ${image}\n    devices: ["/dev/kvm:/dev/kvm"]\n`,
+      'services.app.devices (line 4): host devices are not passed into service VMs',
+    ],
+    [
+      `services:\n  app:\n    image: ${image}\n    deploy:\n      replicas: 0\n`,
+      'services.app.deploy.replicas (line 5): "0" is not a number of replicas: give a whole number of at least 1',
+    ],
+    [
+      `services:\n  app:\n    image: ${image}\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./missing.txt\n`,
+      `secrets.pw.file (line 7): cannot read ${path.join(work, 'missing.txt')}`,
+    ],
+    [
+      `services:\n  app:\n    image: ${image}\n    stop_signl: SIGINT\n`,
+      'services.app.stop_signl (line 4) is not a known key; did you mean stop_signal?',
+    ],
+  ];
+  for (const [text, message] of cases) {
+    const compose = path.join(work, 'bad.yml');
+    await writeFile(compose, text);
+    const result = await hyper('up', '-f', compose);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({
+      code: 125,
+      stderr: expect.stringContaining(message) as unknown,
+    });
+    const config = await hyper('config', '-f', compose);
+    expect(config.code).toBe(125);
+    expect(config.stderr).toContain(message);
+  }
+  expect(await readdir(path.join(stateDir, 'vms')).catch(() => [])).not.toContain('app');
+});
