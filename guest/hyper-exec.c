@@ -8,10 +8,13 @@
  *
  * Usage: hyper-exec --root DIR [--user USER[:GROUP]] [--workdir DIR]
  *                   [--env-file FILE]... [--env K=V]... [--limits-file FILE]
- *                   (--argv-file FILE | -- CMD [ARG...])
+ *                   [--caps-file FILE] (--argv-file FILE | -- CMD [ARG...])
  * Env and argv files hold NUL-separated strings. Later --env entries override
  * earlier ones. A limits file holds "NAME SOFT HARD" lines (compose ulimits,
- * -1 unlimited), set after Docker's defaults; a missing one sets none.
+ * -1 unlimited), set after Docker's defaults; a missing one sets none. A caps
+ * file holds the comma-separated numbers of the capabilities to keep: every
+ * other one leaves the bounding set, so the command (root or not) can never
+ * hold it; a missing one keeps them all.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,8 +227,38 @@ static void load_limits(const char *path) {
   free(buf);
 }
 
+#define MAX_CAP 64
+static int keep_cap[MAX_CAP];
+static int caps_given;
+static int last_cap = -1;
+
+/* Reads the capabilities to keep, and the kernel's highest, before the chroot hides them. */
+static void load_caps(const char *path) {
+  size_t len;
+  char *buf = read_file(path, &len);
+  if (!buf) return;
+  caps_given = 1;
+  for (char *item = strtok(buf, ",\n"); item; item = strtok(NULL, ",\n")) {
+    long cap = strtol(item, NULL, 10);
+    if (cap >= 0 && cap < MAX_CAP) keep_cap[cap] = 1;
+  }
+  free(buf);
+  char *last = read_file("/proc/sys/kernel/cap_last_cap", &len);
+  if (!last) die("cannot read /proc/sys/kernel/cap_last_cap", strerror(errno));
+  last_cap = atoi(last);
+  free(last);
+}
+
+static void drop_caps(void) {
+  if (!caps_given) return;
+  for (int cap = 0; cap <= last_cap && cap < MAX_CAP; cap++)
+    if (!keep_cap[cap] && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+      die("cannot drop a capability from the bounding set", strerror(errno));
+}
+
 int main(int argc, char **argv) {
-  const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL, *limits_file = NULL;
+  const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL, *limits_file = NULL,
+             *caps_file = NULL;
   static char *env[MAX_LIST];
   static char *cmd[MAX_LIST];
   int envc = 0, cmdc = 0, i;
@@ -241,6 +275,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--workdir") == 0) workdir = argv[++i];
     else if (strcmp(a, "--argv-file") == 0) argv_file = argv[++i];
     else if (strcmp(a, "--limits-file") == 0) limits_file = argv[++i];
+    else if (strcmp(a, "--caps-file") == 0) caps_file = argv[++i];
     else if (strcmp(a, "--env-file") == 0) {
       static char *loaded[MAX_LIST];
       int n = load_list(argv[++i], loaded, 0);
@@ -250,6 +285,7 @@ int main(int argc, char **argv) {
   }
   if (argv_file) cmdc = load_list(argv_file, cmd, 0);
   if (limits_file) load_limits(limits_file);
+  if (caps_file) load_caps(caps_file);
   for (; i < argc && cmdc < MAX_LIST - 1; i++) cmd[cmdc++] = argv[i];
   if (cmdc == 0) die("no command to run", NULL);
   if (!root) die("--root is required", NULL);
@@ -302,6 +338,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < nlimits; k++)
     if (setrlimit(limits[k].resource, &limits[k].value) != 0) die("cannot set a limit", strerror(errno));
   umask(022);
+  drop_caps();
 
   if (setgroups((size_t)ngroups, groups) != 0) die("setgroups failed", strerror(errno));
   if (setgid(u.gid) != 0) die("setgid failed", strerror(errno));

@@ -164,7 +164,7 @@ export function containerInspect(
     HostsPath: '',
     LogPath: '',
     Name: `/${record.name}`,
-    RestartCount: 0,
+    RestartCount: state.restarts ?? 0,
     Driver: 'hyper-microvm',
     Platform: 'linux',
     MountLabel: '',
@@ -178,7 +178,10 @@ export function containerInspect(
       AutoRemove: extra.autoRemove,
       Memory: record.machine.memoryMiB * 1024 * 1024,
       NanoCpus: record.machine.cpus * 1e9,
-      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      RestartPolicy: {
+        Name: record.restart?.policy ?? 'no',
+        MaximumRetryCount: record.restart?.maxRetries ?? 0,
+      },
       Privileged: false,
       Runtime: 'hyper-microvm',
       // Logs are read through the API, as json-file's are; compose skips a container's logs without a type.

@@ -160,6 +160,7 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
       imageDigest: record.imageDigest,
       state: state.running ? 'running' : state.created ? 'created' : 'exited',
       exitCode: state.running ? null : (state.exitCode ?? null),
+      restarts: state.restarts ?? 0,
       crash: (!state.running && state.crash) || null,
       consoleTail: (!state.running && state.consoleTail) || null,
       ports: record.ports,

@@ -33,7 +33,7 @@ export async function checkVolumesFree(
   }
 }
 
-export type VmState =
+export type VmState = (
   | { running: true }
   | {
       running: false;
@@ -44,16 +44,23 @@ export type VmState =
       crash?: string;
       /** The end of the guest's console, when it crashed. */
       consoleTail?: string;
-    };
+    }
+) & {
+  /** How many times the guest init started the service again under its restart policy. */
+  restarts?: number;
+};
 
 export type StoppedState = Extract<VmState, { running: false }>;
 
-/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+/** "running", "exited (3)", "exited (kernel panic)", "running, restarted 2 times". Pure. */
 export function stateText(state: VmState): string {
-  if (state.running) return 'running';
+  const restarts = state.restarts
+    ? `, restarted ${state.restarts} time${state.restarts === 1 ? '' : 's'}`
+    : '';
+  if (state.running) return `running${restarts}`;
   if (state.created) return 'created';
-  if (state.crash) return `exited (${state.crash.split(':')[0]})`;
-  return `exited (${state.exitCode ?? '?'})`;
+  if (state.crash) return `exited (${state.crash.split(':')[0]})${restarts}`;
+  return `exited (${state.exitCode ?? '?'})${restarts}`;
 }
 
 /**
@@ -64,8 +71,9 @@ export function stateText(state: VmState): string {
 export async function vmState(record: VmRecord, job: Pick<JobContext, 'hypervisor'>): Promise<VmState> {
   const paths = vmPaths(record.machine.dir);
   const status = await readGuestStatus(paths.status);
-  if (status.exitCode !== undefined) return { running: false, exitCode: status.exitCode };
-  if (await job.hypervisor.isRunning(record.machine)) return { running: true };
+  const restarts = status.restarts > 0 ? { restarts: status.restarts } : {};
+  if (status.exitCode !== undefined) return { running: false, exitCode: status.exitCode, ...restarts };
+  if (await job.hypervisor.isRunning(record.machine)) return { running: true, ...restarts };
   const console = await readConsoleTail(paths.console);
   const crash = crashReason(console);
   if (!crash)

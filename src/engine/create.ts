@@ -61,6 +61,7 @@ export interface RecordFields {
   networks?: Record<string, { aliases: string[] }> | undefined;
   /** How long a stop waits before it kills, when the service set it (compose stop_grace_period). */
   stopGraceMs?: number | undefined;
+  restart?: VmRecord['restart'] | undefined;
 }
 
 /** A record's fields that are not its machine: what an export carries. Pure. */
@@ -78,6 +79,8 @@ export function recordFields(record: VmRecord): RecordFields {
     cpus: record.machine.cpus,
     ...(record.argv ? { argv: record.argv } : {}),
     ...(record.env ? { env: record.env } : {}),
+    ...(record.stopGraceMs !== undefined ? { stopGraceMs: record.stopGraceMs } : {}),
+    ...(record.restart ? { restart: record.restart } : {}),
   };
 }
 
@@ -152,6 +155,7 @@ export function recordStep(fields: RecordFields, extra: (draft: Draft) => Promis
         ...(fields.env ? { env: fields.env } : {}),
         ...(fields.networks ? { networks: fields.networks } : {}),
         ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
+        ...(fields.restart && fields.restart.policy !== 'no' ? { restart: fields.restart } : {}),
       };
       draft.record = record;
       await extra(draft);

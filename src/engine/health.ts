@@ -102,7 +102,7 @@ export async function waitHealthy(
     const state = await vmState(record, job);
     if (!state.running) {
       throw new HealthError(
-        `${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`,
+        `${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy${state.restarts ? `, after ${state.restarts} restart${state.restarts === 1 ? '' : 's'}` : ''}`,
       );
     }
     const result = await probe().catch((error: unknown) => ({ ok: false, detail: (error as Error).message }));

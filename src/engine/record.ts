@@ -1,3 +1,4 @@
+import type { RestartPolicy } from '../guest/config.js';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { HyperError } from '../errors.js';
@@ -62,6 +63,8 @@ export interface VmRecord {
   env?: string[];
   /** How long a stop waits after the stop signal before it kills, when the service set it; else the caller's. */
   stopGraceMs?: number;
+  /** The restart policy the guest init carries out, when there is one. */
+  restart?: { policy: RestartPolicy; maxRetries?: number };
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {

@@ -106,6 +106,7 @@ export async function runContainer(
     env,
     networks: options.networks,
     stopGraceMs: spec.stopGraceMs,
+    restart: spec.guest?.restart,
   };
   const keyFields = {
     name,

@@ -17,7 +17,125 @@ export interface GuestSettings {
   shmMiB?: number;
   /** The container's root filesystem is mounted read-only; volumes and tmpfs mounts stay writable. */
   readOnly?: boolean;
+  /**
+   * Docker's restart policy, carried out by the guest init: the service is
+   * started again in its VM after it exits, with Docker's back-off. `no`
+   * when absent. `maxRetries` bounds on-failure (0: no bound).
+   */
+  restart?: { policy: RestartPolicy; maxRetries?: number };
+  /** Capabilities on top of Docker's default set (names without CAP_, or ALL). */
+  capAdd?: string[];
+  /** Capabilities taken from the set (names without CAP_, or ALL). */
+  capDrop?: string[];
+  /** Every capability, as docker run --privileged gives (inside this VM only). */
+  privileged?: boolean;
 }
+
+/** The limits hyper-exec sets, by the names `ulimit`, Docker's --ulimit and compose use. */
+export const ULIMITS = [
+  'core',
+  'cpu',
+  'data',
+  'fsize',
+  'locks',
+  'memlock',
+  'msgqueue',
+  'nice',
+  'nofile',
+  'nproc',
+  'rss',
+  'rtprio',
+  'rttime',
+  'sigpending',
+  'stack',
+  'as',
+];
+
+/** Linux capability numbers by name (linux/capability.h), as Docker names them. */
+export const CAPABILITIES: Readonly<Record<string, number>> = {
+  CHOWN: 0,
+  DAC_OVERRIDE: 1,
+  DAC_READ_SEARCH: 2,
+  FOWNER: 3,
+  FSETID: 4,
+  KILL: 5,
+  SETGID: 6,
+  SETUID: 7,
+  SETPCAP: 8,
+  LINUX_IMMUTABLE: 9,
+  NET_BIND_SERVICE: 10,
+  NET_BROADCAST: 11,
+  NET_ADMIN: 12,
+  NET_RAW: 13,
+  IPC_LOCK: 14,
+  IPC_OWNER: 15,
+  SYS_MODULE: 16,
+  SYS_RAWIO: 17,
+  SYS_CHROOT: 18,
+  SYS_PTRACE: 19,
+  SYS_PACCT: 20,
+  SYS_ADMIN: 21,
+  SYS_BOOT: 22,
+  SYS_NICE: 23,
+  SYS_RESOURCE: 24,
+  SYS_TIME: 25,
+  SYS_TTY_CONFIG: 26,
+  MKNOD: 27,
+  LEASE: 28,
+  AUDIT_WRITE: 29,
+  AUDIT_CONTROL: 30,
+  SETFCAP: 31,
+  MAC_OVERRIDE: 32,
+  MAC_ADMIN: 33,
+  SYSLOG: 34,
+  WAKE_ALARM: 35,
+  BLOCK_SUSPEND: 36,
+  AUDIT_READ: 37,
+  PERFMON: 38,
+  BPF: 39,
+  CHECKPOINT_RESTORE: 40,
+};
+
+/** The capabilities Docker gives a container unless told otherwise (moby's default set). */
+export const DEFAULT_CAPABILITIES: readonly string[] = [
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FSETID',
+  'FOWNER',
+  'MKNOD',
+  'NET_RAW',
+  'SETGID',
+  'SETUID',
+  'SETFCAP',
+  'SETPCAP',
+  'NET_BIND_SERVICE',
+  'SYS_CHROOT',
+  'KILL',
+  'AUDIT_WRITE',
+];
+
+/**
+ * The service's capabilities, as Docker computes them: every one when
+ * privileged; else the default set, with cap_drop taken out and cap_add put
+ * in (ALL in either means every one). Names are checked. Pure.
+ */
+export function serviceCapabilities(
+  settings: Pick<GuestSettings, 'capAdd' | 'capDrop' | 'privileged'>,
+): string[] {
+  const all = Object.keys(CAPABILITIES);
+  for (const name of [...(settings.capAdd ?? []), ...(settings.capDrop ?? [])])
+    if (name !== 'ALL' && !(name in CAPABILITIES))
+      throw new GuestConfigError(`"${name}" is not a capability; use one of ${all.join(', ')}, or ALL`);
+  if (settings.privileged) return all;
+  const drop = settings.capDrop ?? [];
+  const add = settings.capAdd ?? [];
+  const kept = drop.includes('ALL') ? [] : DEFAULT_CAPABILITIES.filter((name) => !drop.includes(name));
+  const added = add.includes('ALL') ? all : add;
+  return all.filter((name) => kept.includes(name) || added.includes(name));
+}
+
+export type RestartPolicy = 'no' | 'always' | 'on-failure' | 'unless-stopped';
+export const RESTART_POLICIES: readonly RestartPolicy[] = ['no', 'always', 'on-failure', 'unless-stopped'];
 
 /** A file put into the container: its path, content, owner and mode. */
 export interface ServiceFile {
@@ -69,6 +187,8 @@ const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
 /** The service's ulimits, written by guest/init: what every process in its container gets. */
 const LIMITS_FILE = '/run/hyper/limits';
+/** The numbers of the capabilities the service keeps, written by guest/init. */
+const CAPS_FILE = '/run/hyper/caps';
 
 export class GuestConfigError extends HyperError {
   static override defaultKind: ErrorKind = 'Invalid';
@@ -158,7 +278,7 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
 
 /**
  * The settings lines guest/init reads for compose's sysctls, ulimits,
- * shm_size, read_only and domainname: `sysctl=KEY=VALUE` and
+ * shm_size, read_only, domainname and restart: `sysctl=KEY=VALUE` and
  * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
  */
 function settingsLines(settings: GuestSettings): string[] {
@@ -166,9 +286,15 @@ function settingsLines(settings: GuestSettings): string[] {
     ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
     ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
     ...(settings.readOnly ? ['readonly=1'] : []),
+    ...(settings.restart && settings.restart.policy !== 'no'
+      ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
+      : []),
     ...Object.entries(settings.sysctls ?? {}).map(
       ([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`,
     ),
+    `caps=${serviceCapabilities(settings)
+      .map((name) => CAPABILITIES[name])
+      .join(',')}`,
     ...Object.entries(settings.ulimits ?? {}).map(
       ([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`,
     ),
@@ -296,6 +422,8 @@ export function execArgv(
     ENV_FILE,
     '--limits-file',
     LIMITS_FILE,
+    '--caps-file',
+    CAPS_FILE,
     ...env.flatMap((entry) => ['--env', entry]),
     '--',
     ...command,

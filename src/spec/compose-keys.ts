@@ -66,8 +66,8 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   attach: ignored(LOGS_KEPT),
   build: refused(NO_BUILD),
   blkio_config: ignored('block I/O is not throttled per service'),
-  cap_add: refused(NOT_YET),
-  cap_drop: refused(NOT_YET),
+  cap_add: vm("capabilities added to Docker's default set, inside the service's own guest"),
+  cap_drop: vm("capabilities taken from Docker's default set, inside the service's own guest"),
   cgroup: refused(HOST_NAMESPACE, ['private']),
   cgroup_parent: refused(HOST_CGROUP),
   command: honoured(),
@@ -130,12 +130,14 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   post_start: refused(NOT_YET),
   pre_start: refused(NOT_YET),
   pre_stop: refused(NOT_YET),
-  privileged: refused(NOT_YET),
+  privileged: vm("every capability, inside the service's own guest; the host's devices stay out of it"),
   profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
   pull_policy: ignored('every image is resolved from its registry, and its blobs cached'),
   pull_refresh_after: ignored('every image is resolved from its registry, and its blobs cached'),
   read_only: vm("the container's root filesystem is mounted read-only in the guest"),
-  restart: ignored(`${NOT_YET}: a service that exits stays exited`),
+  restart: vm(
+    "the guest init starts the service again in its VM, with Docker's back-off; hyper ps shows how many times",
+  ),
   runtime: ignored('every service runs in a VM'),
   scale: refused(`${NOT_YET}: more than one replica`, ['1']),
   security_opt: ignored(
@@ -171,7 +173,9 @@ export const DEPLOY_KEYS: Readonly<Record<string, KeyRule>> = {
   rollback_config: ignored(NO_SWARM),
   update_config: ignored(NO_SWARM),
   resources: vm('limits size the VM'),
-  restart_policy: ignored(`${NOT_YET}: a service that exits stays exited`),
+  restart_policy: vm(
+    'condition (none, on-failure, any) and max_attempts, as restart: does; delay and window are not acted on',
+  ),
   placement: ignored(NO_SWARM),
 };
 
@@ -200,7 +204,7 @@ export const HEALTHCHECK_KEYS: Readonly<Record<string, KeyRule>> = {
 export const DEPENDS_ON_KEYS: Readonly<Record<string, KeyRule>> = {
   condition: honoured('service_started and service_healthy; services run for the whole job'),
   required: honoured(),
-  restart: ignored('hyper does not restart services, so there is no restart to follow'),
+  restart: ignored('it follows a restart made by a compose command, and hyper has none'),
 };
 
 /** An entry of `ports:` in its long form. */

@@ -34,15 +34,18 @@ import {
   type KeyRule,
 } from './compose-keys.js';
 import {
+  isHostname,
   parseHostEntry,
   SpecError,
   validateName,
   type ContainerSpec,
   type DependencyCondition,
   type GuestSettings,
+  type RestartPolicy,
   type ServiceFile,
 } from './container.js';
 import { parseCount, parseShmMiB, parseVolumeSize } from './units.js';
+import { CAPABILITIES, ULIMITS } from '../guest/config.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 /** Reads a file named in the compose file (env_file, a secret), by a path already joined to the file's directory. */
@@ -357,7 +360,7 @@ function parseService(
     stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
     stopGraceMs: get('stop_grace_period', readDuration),
     hostname: get('hostname', readHostname),
-    guest: readGuestSettings(fields),
+    guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
     files: readGrants(fields, grants),
   });
   return {
@@ -383,12 +386,17 @@ function pick<T>(
 }
 
 /** deploy: resources.limits size the VM; the rest is answered by the table. */
-function readDeploy(value: YamlValue, context: Context): { memory?: YamlValue; cpus?: YamlValue } {
+function readDeploy(
+  value: YamlValue,
+  context: Context,
+): { memory?: YamlValue; cpus?: YamlValue; restart?: GuestSettings['restart'] } {
   const replicas = value.entries().find((entry) => entry.key === 'replicas')?.value;
   if (replicas) readReplicas(replicas);
   const fields = answered(value, DEPLOY_KEYS, context.warnings);
+  const policy = fields.get('restart_policy');
+  const restart = policy && !policy.isNull ? { restart: readRestartPolicy(policy) } : {};
   const resources = fields.get('resources');
-  if (!resources || resources.isNull) return {};
+  if (!resources || resources.isNull) return restart;
   const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
   const reservations = sections.get('reservations');
   if (reservations && !reservations.isNull) {
@@ -399,9 +407,45 @@ function readDeploy(value: YamlValue, context: Context): { memory?: YamlValue; c
       );
   }
   const limits = sections.get('limits');
-  if (!limits || limits.isNull) return {};
+  if (!limits || limits.isNull) return restart;
   const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus') });
+  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...restart });
+}
+
+/** deploy.restart_policy where restart: is not given; both must agree. */
+function withDeployRestart(
+  settings: GuestSettings | undefined,
+  deployed: GuestSettings['restart'],
+  given: YamlValue | undefined,
+): GuestSettings | undefined {
+  if (!deployed) return settings;
+  const restart = settings?.restart;
+  if (restart && JSON.stringify(restart) !== JSON.stringify(deployed) && given)
+    throw given.error('restart differs from deploy.restart_policy; give one of them');
+  return { ...settings, restart: deployed };
+}
+
+/** `restart:` no, always, on-failure[:N] or unless-stopped, as docker run --restart takes it. */
+function readRestart(value: YamlValue): GuestSettings['restart'] {
+  const text = value.string('a restart policy such as on-failure:3');
+  const match = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(text);
+  if (!match || (match[2] !== undefined && match[1] !== 'on-failure'))
+    throw value.error(`"${text}" is not a restart policy: use no, always, on-failure[:N] or unless-stopped`);
+  const policy = match[1] as RestartPolicy;
+  return match[2] !== undefined ? { policy, maxRetries: Number(match[2]) } : { policy };
+}
+
+/** deploy.restart_policy: condition none, on-failure or any, and max_attempts. */
+function readRestartPolicy(value: YamlValue): GuestSettings['restart'] {
+  const fields = new Map(value.entries().map((entry) => [entry.key, entry.value]));
+  const condition = fields.get('condition')?.string() ?? 'any';
+  const policies: Record<string, RestartPolicy> = { none: 'no', 'on-failure': 'on-failure', any: 'always' };
+  const policy = policies[condition];
+  if (!policy) throw value.error(`condition "${condition}" is not none, on-failure or any`);
+  const attempts = fields.get('max_attempts');
+  return attempts
+    ? { policy, maxRetries: attempts.attempt(() => parseCount(attempts.text(), 0)) }
+    : { policy };
 }
 
 /** A replica count must be a whole number of at least 1 before anything else is said of it. */
@@ -426,14 +470,10 @@ function readContainerName(value: YamlValue): string {
   return name;
 }
 
-const HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
-
 function readHostname(value: YamlValue): string {
   const name = value.text('a host name');
-  if (!HOSTNAME.test(name))
-    throw value.error(
-      `"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`,
-    );
+  if (!isHostname(name))
+    throw value.error(`"${name}" is not a host name: labels of letters, digits and "-", at most 63 in all`);
   return name;
 }
 
@@ -479,7 +519,7 @@ function readExtraHosts(value: YamlValue): { host: string; ip: string }[] {
   });
 }
 
-/** sysctls, ulimits, shm_size, read_only and the domain name: set in the guest. */
+/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
 function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | undefined {
   const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
     const field = fields.get(key);
@@ -489,8 +529,12 @@ function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | unde
     domainname: get('domainname', (field) => field.string('a domain name')),
     sysctls: get('sysctls', readSysctls),
     ulimits: get('ulimits', readUlimits),
+    restart: get('restart', readRestart),
     shmMiB: get('shm_size', (field) => field.attempt(() => parseShmMiB(field.text('a size such as 256m')))),
     readOnly: get('read_only', (field) => field.boolean() || undefined),
+    capAdd: get('cap_add', readCapabilities),
+    capDrop: get('cap_drop', readCapabilities),
+    privileged: get('privileged', (field) => field.boolean() || undefined),
   });
   return Object.keys(settings).length > 0 ? settings : undefined;
 }
@@ -515,26 +559,6 @@ function readSysctls(value: YamlValue): Record<string, string> {
     }),
   );
 }
-
-/** The limits `ulimit` and Docker's --ulimit know, by their names there. */
-export const ULIMITS = [
-  'core',
-  'cpu',
-  'data',
-  'fsize',
-  'locks',
-  'memlock',
-  'msgqueue',
-  'nice',
-  'nofile',
-  'nproc',
-  'rss',
-  'rtprio',
-  'rttime',
-  'sigpending',
-  'stack',
-  'as',
-];
 
 function readUlimits(value: YamlValue): Record<string, { soft: number; hard: number }> {
   return Object.fromEntries(
@@ -562,6 +586,18 @@ function readUlimits(value: YamlValue): Record<string, { soft: number; hard: num
       return [key, limits];
     }),
   );
+}
+
+/** Capability names as Docker takes them: CHOWN or CAP_CHOWN, any case, or ALL. */
+function readCapabilities(value: YamlValue): string[] {
+  return value.items().map((item) => {
+    const name = item.string('a capability such as NET_ADMIN').toUpperCase().replace(/^CAP_/, '');
+    if (name !== 'ALL' && !(name in CAPABILITIES))
+      throw item.error(
+        `"${name}" is not a capability; use one of ${Object.keys(CAPABILITIES).join(', ')}, or ALL`,
+      );
+    return name;
+  });
 }
 
 /** A service's secrets and configs: the files they put into the guest. */

@@ -6,7 +6,7 @@ import type { GuestSettings, ServiceFile } from '../guest/config.js';
 import type { PortSpec } from '../network/ports.js';
 
 export { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
-export type { GuestSettings, ServiceFile } from '../guest/config.js';
+export type { GuestSettings, RestartPolicy, ServiceFile } from '../guest/config.js';
 
 export type DependencyCondition = 'service_started' | 'service_healthy';
 
@@ -126,4 +126,12 @@ export function parseHostEntry(entry: string): { host: string; ip: string } | st
     return `"${entry}" is not HOST:IP${gateway}`;
   }
   return { host: match[1] as string, ip };
+}
+
+const HOST_LABEL = '[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?';
+const HOSTNAME = new RegExp(`^(?=.{1,63}$)${HOST_LABEL}(\\.${HOST_LABEL})*$`);
+
+/** A hostname the guest kernel takes: dot-separated labels of letters, digits and "-", at most 63 in all. Pure. */
+export function isHostname(name: string): boolean {
+  return HOSTNAME.test(name);
 }

@@ -4,12 +4,16 @@ import { healthcheck, type HealthcheckSpec } from '../images/run-config.js';
 import { isVolumeName } from '../storage/mounts.js';
 import {
   CONTAINER_DEFAULTS,
+  isHostname,
   parseHostEntry,
   PARTIAL_HEALTHCHECK,
   SpecError,
   validateName,
   type ContainerSpec,
+  type GuestSettings,
+  type RestartPolicy,
 } from './container.js';
+import { RESTART_POLICIES, serviceCapabilities, ULIMITS } from '../guest/config.js';
 
 /** The body of POST /containers/create, as Docker's API describes it (types from @types/dockerode). */
 export type CreateBody = Docker.ContainerCreateOptions;
@@ -32,9 +36,7 @@ export class CreateFieldError extends SpecError {
 
 /** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
 const IGNORED_LIMITS = [
-  'Ulimits',
   'PidsLimit',
-  'ShmSize',
   'CpuShares',
   'CpuQuota',
   'CpuPeriod',
@@ -56,21 +58,6 @@ const MIB = 1024 * 1024;
 
 /** A field that would let the container past its VM, or reach the host's devices: refused, never ignored. */
 const REFUSED: readonly { field: string; set: (body: CreateBody) => boolean; why: string }[] = [
-  {
-    field: 'HostConfig.Privileged',
-    set: (b) => b.HostConfig?.Privileged === true,
-    why: 'privileged containers are not supported: each container is a VM with its own kernel, and its root has no host privileges to extend',
-  },
-  {
-    field: 'HostConfig.CapAdd',
-    set: (b) => nonEmpty(b.HostConfig?.CapAdd),
-    why: "capabilities cannot be added: the container runs in its own VM with the guest kernel's default set",
-  },
-  {
-    field: 'HostConfig.CapDrop',
-    set: (b) => nonEmpty(b.HostConfig?.CapDrop),
-    why: 'capabilities cannot be dropped yet, and a drop that did nothing would weaken what was asked for',
-  },
   {
     field: 'HostConfig.Devices',
     set: (b) => nonEmpty(b.HostConfig?.Devices),
@@ -122,16 +109,6 @@ const REFUSED: readonly { field: string; set: (body: CreateBody) => boolean; why
     why: 'legacy links are not supported; put both containers on one network and use its aliases',
   },
   {
-    field: 'HostConfig.Sysctls',
-    set: (b) => Object.keys(b.HostConfig?.Sysctls ?? {}).length > 0,
-    why: 'sysctls are not supported yet',
-  },
-  {
-    field: 'HostConfig.ReadonlyRootfs',
-    set: (b) => b.HostConfig?.ReadonlyRootfs === true,
-    why: 'a read-only root filesystem is not supported yet',
-  },
-  {
     field: 'Tty',
     set: (b) => b.Tty === true,
     why: 'a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
@@ -160,9 +137,7 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
   const warnings: string[] = [];
 
   const network = networkOf(body);
-  const restart = host.RestartPolicy?.Name;
-  if (restart && restart !== 'no')
-    throw new CreateFieldError(`HostConfig.RestartPolicy: "${restart}" is not supported yet; only "no"`);
+  const restart = restartPolicy(host.RestartPolicy);
   if (host.PublishAllPorts === true)
     throw new CreateFieldError(
       'HostConfig.PublishAllPorts: publish each port with PortBindings (-p) instead',
@@ -170,8 +145,7 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
   for (const field of ['Dns', 'DnsSearch', 'DnsOptions'] as const)
     if (nonEmpty(host[field]))
       warnings.push(`HostConfig.${field} is ignored: the job network's resolver is used`);
-  if (body.Hostname) warnings.push("Hostname is ignored: a container's hostname is its name");
-  if (body.StopTimeout !== undefined) warnings.push('StopTimeout is ignored: give the time to stop');
+  const guest = guestSettings(body);
   for (const field of IGNORED_LIMITS) {
     const value = (host as Record<string, unknown>)[field];
     const unset = value === undefined || value === null || value === 0 || value === '' || value === false;
@@ -221,8 +195,101 @@ export function containerFromCreateBody(body: CreateBody, name: string, baseDir:
     ...optional('extraHosts', extraHosts(host.ExtraHosts)),
     ...optional('stopSignal', stringField(body.StopSignal, 'StopSignal') || undefined),
     ...optional('apiSockets', apiSockets.length > 0 ? [...new Set(apiSockets)] : undefined),
+    ...optional('guest', restart || guest ? { ...guest, ...(restart ? { restart } : {}) } : undefined),
+    ...optional('hostname', hostnameField(body.Hostname)),
+    ...optional('stopGraceMs', stopTimeout(body.StopTimeout)),
   };
   return { spec, autoRemove: host.AutoRemove === true, network, warnings };
+}
+
+/**
+ * What the guest sets up around the service (docker run --sysctl, --ulimit,
+ * --shm-size, --read-only, --cap-add, --cap-drop, --privileged, --domainname):
+ * in the container's own kernel, so none of it reaches the host. Pure.
+ */
+function guestSettings(body: CreateBody): GuestSettings | undefined {
+  const host = body.HostConfig ?? {};
+  const sysctls = Object.entries(host.Sysctls ?? {});
+  for (const [key, value] of sysctls)
+    if (!SYSCTL_NAME.test(key) || typeof value !== 'string' || /[\n\0]/.test(value))
+      throw new CreateFieldError(`HostConfig.Sysctls: "${key}" is not a sysctl name with a one-line value`);
+  const ulimits = (host.Ulimits ?? []).map((limit) => {
+    const name = String(limit.Name ?? '');
+    if (!ULIMITS.includes(name))
+      throw new CreateFieldError(
+        `HostConfig.Ulimits: "${name}" is not a ulimit; use one of ${ULIMITS.join(', ')}`,
+      );
+    const soft = limit.Soft ?? -1;
+    const hard = limit.Hard ?? -1;
+    if (!Number.isInteger(soft) || !Number.isInteger(hard) || soft < -1 || hard < -1)
+      throw new CreateFieldError(`HostConfig.Ulimits: ${name} needs whole numbers (-1 for unlimited)`);
+    return [name, { soft, hard }] as const;
+  });
+  const capAdd = capabilityNames(host.CapAdd, 'HostConfig.CapAdd');
+  const capDrop = capabilityNames(host.CapDrop, 'HostConfig.CapDrop');
+  const shm = host.ShmSize;
+  if (shm !== undefined && (!Number.isInteger(shm) || shm < 0))
+    throw new CreateFieldError('HostConfig.ShmSize: must be a whole number of bytes');
+  const settings: GuestSettings = {
+    ...optional('domainname', stringField(body.Domainname, 'Domainname') || undefined),
+    ...optional('sysctls', sysctls.length > 0 ? Object.fromEntries(sysctls) : undefined),
+    ...optional('ulimits', ulimits.length > 0 ? Object.fromEntries(ulimits) : undefined),
+    ...optional('shmMiB', shm ? Math.max(1, Math.ceil(shm / MIB)) : undefined),
+    ...optional('readOnly', host.ReadonlyRootfs === true ? true : undefined),
+    ...optional('capAdd', capAdd.length > 0 ? capAdd : undefined),
+    ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
+    ...optional('privileged', host.Privileged === true ? true : undefined),
+  };
+  try {
+    serviceCapabilities(settings);
+  } catch (error: unknown) {
+    throw new CreateFieldError(`HostConfig.CapAdd/CapDrop: ${(error as Error).message}`);
+  }
+  return Object.keys(settings).length > 0 ? settings : undefined;
+}
+
+const SYSCTL_NAME = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
+
+/** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */
+function capabilityNames(value: unknown, field: string): string[] {
+  return stringList(value, field).map((name) => name.toUpperCase().replace(/^CAP_/, ''));
+}
+
+/** Hostname (docker run -h); else the container's name is its hostname. */
+function hostnameField(value: unknown): string | undefined {
+  const name = stringField(value, 'Hostname');
+  if (!name) return undefined;
+  if (!isHostname(name))
+    throw new CreateFieldError(
+      `Hostname: "${name}" is not a host name (labels of letters, digits and "-", at most 63 in all)`,
+    );
+  return name;
+}
+
+/** StopTimeout (docker run --stop-timeout), in seconds; the time a stop waits unless the stop gives its own. */
+function stopTimeout(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    throw new CreateFieldError('StopTimeout: must be a whole number of seconds');
+  return value * 1000;
+}
+
+/** HostConfig.RestartPolicy: carried out by the guest init (--restart always, on-failure:N, unless-stopped). */
+function restartPolicy(
+  policy: { Name?: string; MaximumRetryCount?: number } | undefined,
+): { policy: RestartPolicy; maxRetries?: number } | undefined {
+  const name = policy?.Name ?? '';
+  if (name === '' || name === 'no') return undefined;
+  if (!(RESTART_POLICIES as readonly string[]).includes(name))
+    throw new CreateFieldError(
+      `HostConfig.RestartPolicy: "${name}" is not no, always, on-failure or unless-stopped`,
+    );
+  const retries = policy?.MaximumRetryCount ?? 0;
+  if (!Number.isInteger(retries) || retries < 0)
+    throw new CreateFieldError('HostConfig.RestartPolicy.MaximumRetryCount: must be a whole number');
+  return name === 'on-failure' && retries > 0
+    ? { policy: name, maxRetries: retries }
+    : { policy: name as RestartPolicy };
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [key in K]?: V } {

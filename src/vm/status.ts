@@ -6,14 +6,17 @@ export interface GuestStatus {
   template: boolean;
   booted: boolean;
   servicePid?: number;
+  /** Set once the service has exited for good: its restart policy, if any, starts it no more. */
   exitCode?: number;
+  /** How many times the init started the service again under its restart policy. */
+  restarts: number;
   failure?: string;
   halted: boolean;
 }
 
 /** Parses the hyper.status lines written by guest/init. Pure. */
 export function parseGuestStatus(text: string): GuestStatus {
-  const status: GuestStatus = { template: false, booted: false, halted: false };
+  const status: GuestStatus = { template: false, booted: false, halted: false, restarts: 0 };
   for (const line of text.split('\n')) {
     const [event, ...rest] = line.trim().split(' ');
     const value = rest.join(' ');
@@ -21,6 +24,7 @@ export function parseGuestStatus(text: string): GuestStatus {
     else if (event === 'booted') status.booted = true;
     else if (event === 'started') status.servicePid = Number(value);
     else if (event === 'exited') status.exitCode = Number(value);
+    else if (event === 'restarting') status.restarts = Number(rest[0]);
     else if (event === 'failed') status.failure = value;
     else if (event === 'halted') status.halted = true;
   }
@@ -31,7 +35,7 @@ export async function readGuestStatus(file: string): Promise<GuestStatus> {
   try {
     return parseGuestStatus(await readFile(file, 'utf8'));
   } catch {
-    return { template: false, booted: false, halted: false };
+    return { template: false, booted: false, halted: false, restarts: 0 };
   }
 }
 

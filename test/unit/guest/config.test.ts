@@ -1,4 +1,12 @@
-import { execArgv, guestFiles, mergeEnv, normalizeSignal, serviceArgv } from '../../../src/guest/config.js';
+import {
+  DEFAULT_CAPABILITIES,
+  execArgv,
+  guestFiles,
+  mergeEnv,
+  normalizeSignal,
+  serviceArgv,
+  serviceCapabilities,
+} from '../../../src/guest/config.js';
 import { imageRunConfig } from '../../../src/images/run-config.js';
 
 const image = imageRunConfig({
@@ -91,7 +99,7 @@ describe('guestFiles', () => {
 
   test('settings are key=value lines the init reads', () => {
     expect(byName.settings).toBe(
-      'hostname=web\nip=10.0.2.15\nprefix=24\ngateway=10.0.2.2\nuser=www:www\nworkdir=/srv\nstopsignal=QUIT\nrootdev=rootfs\n',
+      'hostname=web\nip=10.0.2.15\nprefix=24\ngateway=10.0.2.2\nuser=www:www\nworkdir=/srv\nstopsignal=QUIT\nrootdev=rootfs\ncaps=0,1,3,4,5,6,7,8,10,13,18,27,29,31\n',
     );
   });
   test("a bridge member's settings name its MAC, which a clone of a boot template sets itself", () => {
@@ -114,6 +122,43 @@ describe('guestFiles', () => {
     expect(byName.hosts).toBe(NETWORK.hosts);
     expect(byName['resolv.conf']).toBe('nameserver 10.0.2.3\n');
   });
+  test("compose's guest settings are lines of their own, and the files a tar at their paths", () => {
+    const config = {
+      hostname: 'web',
+      argv: ['x'],
+      env: [],
+      user: '',
+      workdir: '/',
+      stopSignal: 'TERM',
+      network: NETWORK,
+      settings: {
+        domainname: 'example.test',
+        shmMiB: 128,
+        readOnly: true,
+        restart: { policy: 'on-failure' as const, maxRetries: 2 },
+        sysctls: { 'net.core.somaxconn': '1024' },
+        ulimits: { nofile: { soft: 1024, hard: -1 } },
+        capAdd: ['NET_ADMIN'],
+        capDrop: ['ALL'],
+      },
+      files: [{ target: '/run/secrets/pw', content: Buffer.from('s3cret'), uid: 0, gid: 0, mode: 0o400 }],
+    };
+    const made = Object.fromEntries(guestFiles(config).map((f) => [f.name, f.content]));
+    expect(made.settings?.toString().split('\n').slice(8)).toEqual([
+      'domainname=example.test',
+      'shmsize=128',
+      'readonly=1',
+      'restart=on-failure',
+      'restartmax=2',
+      'sysctl=net.core.somaxconn=1024',
+      'caps=12',
+      'ulimit=nofile 1024 -1',
+      '',
+    ]);
+    expect(made.files?.subarray(0, 15).toString()).toBe('run/secrets/pw\0');
+    expect(made.files?.subarray(100, 107).toString()).toBe('0000400');
+  });
+
   test('a newline in a single-line setting is refused', () => {
     expect(() =>
       guestFiles({
@@ -142,6 +187,8 @@ test('execArgv enters the container as the service user', () => {
     '/run/hyper/env',
     '--limits-file',
     '/run/hyper/limits',
+    '--caps-file',
+    '/run/hyper/caps',
     '--env',
     'A=1',
     '--',
@@ -155,4 +202,22 @@ test('accountNames reads the first field of passwd and group lines', async () =>
   expect([
     ...accountNames('root:x:0:0:root:/root:/bin/sh\n# comment\nwww-data:x:33:33::/www:/bin/false\n\n'),
   ]).toEqual(['root', 'www-data']);
+});
+
+describe('serviceCapabilities, as Docker computes them', () => {
+  test("Docker's default set unless told otherwise", () => {
+    expect(serviceCapabilities({}).sort()).toEqual([...DEFAULT_CAPABILITIES].sort());
+  });
+  test('cap_drop takes out, cap_add puts in, ALL means every one', () => {
+    const set = serviceCapabilities({ capAdd: ['NET_ADMIN'], capDrop: ['NET_RAW', 'MKNOD'] });
+    expect(set).toContain('NET_ADMIN');
+    expect(set).not.toContain('NET_RAW');
+    expect(set).not.toContain('MKNOD');
+    expect(serviceCapabilities({ capDrop: ['ALL'], capAdd: ['CHOWN'] })).toEqual(['CHOWN']);
+    expect(serviceCapabilities({ capAdd: ['ALL'] })).toHaveLength(41);
+    expect(serviceCapabilities({ privileged: true, capDrop: ['ALL'] })).toHaveLength(41);
+  });
+  test('a name that is not a capability is refused', () => {
+    expect(() => serviceCapabilities({ capAdd: ['FLY'] })).toThrow('"FLY" is not a capability');
+  });
 });

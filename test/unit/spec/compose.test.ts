@@ -459,3 +459,218 @@ describe('top-level volumes: driver_opts size', () => {
     expect(specError(() => parse(text))).toBe(message);
   });
 });
+
+describe('the keys of the Compose Specification beyond the basics', () => {
+  const project = (text: string, readFile = noFiles, profiles: string[] = []) =>
+    parseComposeProject(text, FILE, readFile, { variables: { PW: 'from-env' }, profiles });
+
+  test('guest settings, labels, hostname, stop settings and restart land in the spec', () => {
+    const text = `services:
+  app:
+    image: busybox
+    hostname: app-host
+    domainname: example.test
+    labels: { team: ci }
+    label_file: ./labels
+    extra_hosts: ["db.internal:10.1.2.3", "cache.internal=10.1.2.4"]
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    sysctls: ["net.core.somaxconn=1024"]
+    ulimits:
+      nofile: { soft: 1024, hard: 2048 }
+      core: 0
+    shm_size: 1g
+    read_only: true
+    cap_add: [cap_net_admin]
+    cap_drop: [NET_RAW]
+    restart: on-failure:2
+    init: true
+    platform: linux/amd64
+    deploy:
+      resources:
+        limits: { cpus: "1.5", memory: 1g }
+`;
+    const [app] = project(text, files({ '/repo/ci/labels': 'owner=team-a\nteam=overridden\n' })).services;
+    expect(app).toMatchObject({
+      hostname: 'app-host',
+      labels: { owner: 'team-a', team: 'ci' },
+      extraHosts: [
+        { host: 'db.internal', ip: '10.1.2.3' },
+        { host: 'cache.internal', ip: '10.1.2.4' },
+      ],
+      stopSignal: 'SIGINT',
+      stopGraceMs: 90_000,
+      memoryMiB: 1024,
+      cpus: 2,
+      guest: {
+        domainname: 'example.test',
+        sysctls: { 'net.core.somaxconn': '1024' },
+        ulimits: { nofile: { soft: 1024, hard: 2048 }, core: { soft: 0, hard: 0 } },
+        shmMiB: 1024,
+        readOnly: true,
+        capAdd: ['NET_ADMIN'],
+        capDrop: ['NET_RAW'],
+        restart: { policy: 'on-failure', maxRetries: 2 },
+      },
+    });
+  });
+
+  test('deploy.restart_policy is restart: in Swarm words', () => {
+    const text = `services:
+  app:
+    image: busybox
+    deploy:
+      restart_policy: { condition: on-failure, max_attempts: 4, delay: 5s }
+`;
+    expect(project(text).services[0]?.guest?.restart).toEqual({ policy: 'on-failure', maxRetries: 4 });
+  });
+
+  test('secrets and configs become files with their targets, owners and modes', () => {
+    const text = `services:
+  app:
+    image: busybox
+    secrets:
+      - db_password
+      - source: token
+        target: api-token
+        uid: "1000"
+        mode: 0400
+    configs:
+      - app_conf
+      - source: inline
+        target: /etc/inline.conf
+        mode: "640"
+secrets:
+  db_password: { file: ./pw.txt }
+  token: { environment: PW }
+configs:
+  app_conf: { file: /abs/app.conf }
+  inline: { content: "port=\${PORT:-80}" }
+`;
+    const read = files({ '/repo/ci/pw.txt': 's3cret\n', '/abs/app.conf': 'a=1\n' });
+    const [app] = project(text, read).services;
+    expect(app?.files?.map((file) => ({ ...file, content: file.content.toString() }))).toEqual([
+      { target: '/run/secrets/db_password', content: 's3cret\n', uid: 0, gid: 0, mode: 0o444 },
+      { target: '/run/secrets/api-token', content: 'from-env', uid: 1000, gid: 0, mode: 0o400 },
+      { target: '/app_conf', content: 'a=1\n', uid: 0, gid: 0, mode: 0o444 },
+      { target: '/etc/inline.conf', content: 'port=80', uid: 0, gid: 0, mode: 0o640 },
+    ]);
+  });
+
+  test('each ignored key is one warning line with where it is and why; empty ones say nothing', () => {
+    const text = `version: "3.9"
+services:
+  app:
+    image: busybox
+    logging: { driver: syslog }
+    tty: false
+    ports:
+      - target: 80
+        mode: ingress
+`;
+    expect(project(text).warnings).toEqual([
+      `${FILE}: version (line 1): ignored: it is obsolete in the Compose Specification`,
+      `${FILE}: services.app.logging (line 5): ignored: a service's output is always kept, and shown by hyper logs and in the job summary`,
+      `${FILE}: services.app.ports[0].mode (line 9): ignored: hyper-services runs one job on one host; there is no orchestrator to hand this to`,
+    ]);
+  });
+
+  test('profiles: a service runs only with one of its profiles enabled; * enables all', () => {
+    const text = `services:
+  app:
+    image: busybox
+    depends_on:
+      debug: { condition: service_started, required: false }
+  debug:
+    image: busybox
+    profiles: [debug, tools]
+`;
+    expect(project(text).services.map((s) => s.name)).toEqual(['app']);
+    expect(project(text).services[0]?.dependsOn).toEqual([]);
+    expect(project(text, noFiles, ['tools']).services.map((s) => s.name)).toEqual(['app', 'debug']);
+    expect(project(text, noFiles, ['*']).services[0]?.dependsOn).toEqual([
+      { service: 'debug', condition: 'service_started' },
+    ]);
+  });
+
+  test('harmless values of refused keys are accepted; replicas: 1 is one VM', () => {
+    const text = `services:
+  app:
+    image: busybox
+    ipc: private
+    network_mode: bridge
+    deploy: { replicas: 1 }
+`;
+    expect(project(text).services).toHaveLength(1);
+  });
+
+  test.each([
+    [
+      'network_mode: host',
+      'services:\n  app:\n    image: busybox\n    network_mode: host\n',
+      `${FILE}: services.app.network_mode (line 4): host or another service's network would reach past the VM boundary; every service is on the job network`,
+    ],
+    [
+      'devices',
+      'services:\n  app:\n    image: busybox\n    devices: ["/dev/sda:/dev/sda"]\n',
+      `${FILE}: services.app.devices (line 4): host devices are not passed into service VMs: that would break the VM boundary`,
+    ],
+    [
+      'replicas: 0',
+      'services:\n  app:\n    image: busybox\n    deploy: { replicas: 0 }\n',
+      `${FILE}: services.app.deploy.replicas (line 4): "0" is not a number of replicas: give a whole number of at least 1`,
+    ],
+    [
+      'a negative replica count',
+      'services:\n  app:\n    image: busybox\n    deploy:\n      replicas: -2\n',
+      `${FILE}: services.app.deploy.replicas (line 5): "-2" is not a number of replicas: give a whole number of at least 1`,
+    ],
+    [
+      'a missing secret file',
+      'services:\n  app:\n    image: busybox\n    secrets: [pw]\nsecrets:\n  pw: { file: ./nope.txt }\n',
+      `${FILE}: secrets.pw.file (line 6): cannot read /repo/ci/nope.txt: ENOENT: no such file or directory, open '/repo/ci/nope.txt'`,
+    ],
+    [
+      'an undeclared secret',
+      'services:\n  app:\n    image: busybox\n    secrets: [pw]\n',
+      `${FILE}: services.app.secrets[0] (line 4): secret "pw" is not declared under the top-level secrets:`,
+    ],
+    [
+      'a dependency only in a disabled profile',
+      'services:\n  app:\n    image: busybox\n    depends_on: [debug]\n  debug:\n    image: busybox\n    profiles: [debug]\n',
+      `${FILE}: service "app" depends on "debug", which is only in profile "debug"; enable it with --profile debug (or set required: false)`,
+    ],
+    [
+      'an unknown capability',
+      'services:\n  app:\n    image: busybox\n    cap_add: [FLY]\n',
+      `${FILE}: services.app.cap_add[0] (line 4): "FLY" is not a capability; use one of`,
+    ],
+    [
+      'a restart policy that is not one',
+      'services:\n  app:\n    image: busybox\n    restart: sometimes\n',
+      `${FILE}: services.app.restart (line 4): "sometimes" is not a restart policy: use no, always, on-failure[:N] or unless-stopped`,
+    ],
+    [
+      'a ulimit that is not one',
+      'services:\n  app:\n    image: busybox\n    ulimits: { files: 10 }\n',
+      `${FILE}: services.app.ulimits.files (line 4): "files" is not a ulimit; use one of core, cpu`,
+    ],
+    [
+      'a soft limit above the hard one',
+      'services:\n  app:\n    image: busybox\n    ulimits:\n      nofile: { soft: 10, hard: 5 }\n',
+      `${FILE}: services.app.ulimits.nofile (line 5): the soft limit 10 is above the hard limit 5`,
+    ],
+    [
+      'another platform',
+      'services:\n  app:\n    image: busybox\n    platform: linux/arm64\n',
+      `${FILE}: services.app.platform (line 4): "linux/arm64" cannot run here: service VMs are linux/amd64`,
+    ],
+    [
+      'mem_limit and a deploy limit that differ',
+      'services:\n  app:\n    image: busybox\n    mem_limit: 512m\n    deploy:\n      resources:\n        limits: { memory: 1g }\n',
+      `${FILE}: services.app.deploy.resources.limits.memory (line 7): deploy.resources.limits.memory differs from mem_limit; give one of them`,
+    ],
+  ])('%s is refused with its reason', (_what, text, message) => {
+    expect(specError(() => project(text))).toContain(message);
+  });
+});

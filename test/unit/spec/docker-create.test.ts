@@ -97,23 +97,43 @@ describe('containerFromCreateBody: a ContainerCreate body to a ContainerSpec', (
   });
 });
 
+describe('containerFromCreateBody: kernel settings, capabilities and restarts have their VM meaning', () => {
+  test('docker run --sysctl, --ulimit, --shm-size, --read-only, --cap-add, --cap-drop, --privileged, -h, --restart', () => {
+    const made = spec({
+      Hostname: 'web-host',
+      Domainname: 'example.test',
+      StopTimeout: 30,
+      HostConfig: {
+        Sysctls: { 'net.core.somaxconn': '1024' },
+        Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }],
+        ShmSize: 256 * 1024 * 1024,
+        ReadonlyRootfs: true,
+        CapAdd: ['CAP_NET_ADMIN'],
+        CapDrop: ['net_raw'],
+        Privileged: true,
+        RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 },
+      },
+    });
+    expect(made).toMatchObject({
+      hostname: 'web-host',
+      stopGraceMs: 30_000,
+      guest: {
+        domainname: 'example.test',
+        sysctls: { 'net.core.somaxconn': '1024' },
+        ulimits: { nofile: { soft: 1024, hard: 2048 } },
+        shmMiB: 256,
+        readOnly: true,
+        capAdd: ['NET_ADMIN'],
+        capDrop: ['NET_RAW'],
+        privileged: true,
+        restart: { policy: 'on-failure', maxRetries: 3 },
+      },
+    });
+  });
+});
+
 describe('containerFromCreateBody: what would let a container past its VM is refused, naming the field', () => {
   const refused: [field: string, body: Partial<CreateBody>, message: string][] = [
-    [
-      'HostConfig.Privileged',
-      { HostConfig: { Privileged: true } },
-      'HostConfig.Privileged: privileged containers are not supported: each container is a VM with its own kernel, and its root has no host privileges to extend',
-    ],
-    [
-      'HostConfig.CapAdd',
-      { HostConfig: { CapAdd: ['NET_ADMIN'] } },
-      "HostConfig.CapAdd: capabilities cannot be added: the container runs in its own VM with the guest kernel's default set",
-    ],
-    [
-      'HostConfig.CapDrop',
-      { HostConfig: { CapDrop: ['ALL'] } },
-      'HostConfig.CapDrop: capabilities cannot be dropped yet, and a drop that did nothing would weaken what was asked for',
-    ],
     [
       'HostConfig.Devices',
       {
@@ -174,11 +194,6 @@ describe('containerFromCreateBody: what would let a container past its VM is ref
       'HostConfig.Links: legacy links are not supported; put both containers on one network and use its aliases',
     ],
     [
-      'HostConfig.Sysctls',
-      { HostConfig: { Sysctls: { 'net.core.somaxconn': '1024' } } },
-      'HostConfig.Sysctls: sysctls are not supported yet',
-    ],
-    [
       'Tty',
       { Tty: true },
       'Tty: a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
@@ -204,11 +219,6 @@ describe('containerFromCreateBody: what would let a container past its VM is ref
       'HostConfig.NetworkMode: "container:other" is not supported; use the default network or a network made with "docker network create"',
     ],
     [
-      'HostConfig.RestartPolicy',
-      { HostConfig: { RestartPolicy: { Name: 'always' } } },
-      'HostConfig.RestartPolicy: "always" is not supported yet; only "no"',
-    ],
-    [
       'HostConfig.PublishAllPorts',
       { HostConfig: { PublishAllPorts: true } },
       'HostConfig.PublishAllPorts: publish each port with PortBindings (-p) instead',
@@ -221,7 +231,33 @@ describe('containerFromCreateBody: what would let a container past its VM is ref
   });
 
   test('a refused field is refused before the image is looked at', () => {
-    expect(refusal({ HostConfig: { Privileged: true } })).toMatch(/^HostConfig\.Privileged: /);
+    expect(
+      refusal({
+        HostConfig: {
+          Devices: [{ PathOnHost: '/dev/kvm', PathInContainer: '/dev/kvm', CgroupPermissions: 'rwm' }],
+        },
+      }),
+    ).toMatch(/^HostConfig\.Devices: /);
+  });
+
+  test.each([
+    [
+      { HostConfig: { RestartPolicy: { Name: 'sometimes' } } },
+      'HostConfig.RestartPolicy: "sometimes" is not no, always, on-failure or unless-stopped',
+    ],
+    [{ HostConfig: { CapAdd: ['FLY'] } }, 'HostConfig.CapAdd/CapDrop: "FLY" is not a capability'],
+    [
+      { HostConfig: { Sysctls: { 'not a name': '1' } } },
+      'HostConfig.Sysctls: "not a name" is not a sysctl name with a one-line value',
+    ],
+    [
+      { HostConfig: { Ulimits: [{ Name: 'files', Soft: 1, Hard: 1 }] } },
+      'HostConfig.Ulimits: "files" is not a ulimit',
+    ],
+    [{ Hostname: 'not_a_host' }, 'Hostname: "not_a_host" is not a host name'],
+    [{ StopTimeout: -1 }, 'StopTimeout: must be a whole number of seconds'],
+  ] as [Partial<CreateBody>, string][])('a bad value is refused with its field: %j', (body, message) => {
+    expect(refusal({ ...IMAGE, ...body })).toContain(message);
   });
 
   test('a refusal is a 400-kind SpecError', () => {
@@ -748,7 +784,7 @@ describe('containerFromCreateBody: Labels', () => {
 });
 
 describe('containerFromCreateBody: fields accepted without effect are warned about', () => {
-  test('Dns, DnsSearch, DnsOptions, Hostname and StopTimeout', () => {
+  test('Dns, DnsSearch and DnsOptions', () => {
     expect(
       create({
         ...IMAGE,
@@ -760,8 +796,6 @@ describe('containerFromCreateBody: fields accepted without effect are warned abo
       "HostConfig.Dns is ignored: the job network's resolver is used",
       "HostConfig.DnsSearch is ignored: the job network's resolver is used",
       "HostConfig.DnsOptions is ignored: the job network's resolver is used",
-      "Hostname is ignored: a container's hostname is its name",
-      'StopTimeout is ignored: give the time to stop',
     ]);
   });
 
@@ -802,7 +836,7 @@ test('a Docker socket bound to a path the guest cannot serve is refused, naming 
   );
 });
 
-test('cgroup limits are accepted with a warning each; their zero values with none', () => {
+test('cgroup limits are accepted with a warning each; their zero values with none; ulimits are set', () => {
   const { warnings } = create({
     ...IMAGE,
     HostConfig: {
@@ -813,13 +847,6 @@ test('cgroup limits are accepted with a warning each; their zero values with non
     },
   });
   expect(warnings).toEqual([
-    'HostConfig.Ulimits is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
     'HostConfig.PidsLimit is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
   ]);
-});
-
-test('a read-only root filesystem is refused, not ignored', () => {
-  expect(() => create({ ...IMAGE, HostConfig: { ReadonlyRootfs: true } })).toThrow(
-    'HostConfig.ReadonlyRootfs: a read-only root filesystem is not supported yet',
-  );
 });

@@ -2,18 +2,22 @@ import { crashExcerpt, crashReason, parseGuestStatus } from '../../../src/vm/sta
 
 describe('parseGuestStatus', () => {
   test.each([
-    ['', { template: false, booted: false, halted: false }],
-    ['booted\n', { template: false, booted: true, halted: false }],
-    ['booted\nstarted 136\n', { template: false, booted: true, servicePid: 136, halted: false }],
+    ['', { template: false, booted: false, halted: false, restarts: 0 }],
+    ['booted\n', { template: false, booted: true, halted: false, restarts: 0 }],
+    ['booted\nstarted 136\n', { template: false, booted: true, servicePid: 136, halted: false, restarts: 0 }],
     [
       'booted\nstarted 136\nexited 143\nhalted\n',
-      { template: false, booted: true, servicePid: 136, exitCode: 143, halted: true },
+      { template: false, booted: true, servicePid: 136, exitCode: 143, halted: true, restarts: 0 },
     ],
     [
       'booted\nfailed no disk with serial rootfs\n',
-      { template: false, booted: true, failure: 'no disk with serial rootfs', halted: false },
+      { template: false, booted: true, failure: 'no disk with serial rootfs', halted: false, restarts: 0 },
     ],
-    ['template\n', { template: true, booted: false, halted: false }],
+    [
+      'booted\nstarted 136\nrestarting 1 3\nstarted 150\nrestarting 2 3\nstarted 161\n',
+      { template: false, booted: true, servicePid: 161, halted: false, restarts: 2 },
+    ],
+    ['template\n', { template: true, booted: false, halted: false, restarts: 0 }],
   ])('%j', (text, expected) => expect(parseGuestStatus(text)).toEqual(expected));
 });
 
