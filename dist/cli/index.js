@@ -48181,7 +48181,7 @@ function sleep(ms) {
 
 /** Parses the hyper.status lines written by guest/init. Pure. */
 function parseGuestStatus(text) {
-    const status = { template: false, booted: false, halted: false };
+    const status = { template: false, booted: false, halted: false, restarts: 0 };
     for (const line of text.split('\n')) {
         const [event, ...rest] = line.trim().split(' ');
         const value = rest.join(' ');
@@ -48193,6 +48193,8 @@ function parseGuestStatus(text) {
             status.servicePid = Number(value);
         else if (event === 'exited')
             status.exitCode = Number(value);
+        else if (event === 'restarting')
+            status.restarts = Number(rest[0]);
         else if (event === 'failed')
             status.failure = value;
         else if (event === 'halted')
@@ -48205,7 +48207,7 @@ async function readGuestStatus(file) {
         return parseGuestStatus(await (0,promises_namespaceObject.readFile)(file, 'utf8'));
     }
     catch {
-        return { template: false, booted: false, halted: false };
+        return { template: false, booted: false, halted: false, restarts: 0 };
     }
 }
 /** Why a guest died without its init reporting an exit, from its console: a kernel panic. Pure. */
@@ -48381,15 +48383,18 @@ async function checkVolumesFree(volumes, job, self) {
         }
     }
 }
-/** "running", "exited (3)", "exited (kernel panic)". Pure. */
+/** "running", "exited (3)", "exited (kernel panic)", "running, restarted 2 times". Pure. */
 function stateText(state) {
+    const restarts = state.restarts
+        ? `, restarted ${state.restarts} time${state.restarts === 1 ? '' : 's'}`
+        : '';
     if (state.running)
-        return 'running';
+        return `running${restarts}`;
     if (state.created)
         return 'created';
     if (state.crash)
-        return `exited (${state.crash.split(':')[0]})`;
-    return `exited (${state.exitCode ?? '?'})`;
+        return `exited (${state.crash.split(':')[0]})${restarts}`;
+    return `exited (${state.exitCode ?? '?'})${restarts}`;
 }
 /**
  * Running means QEMU is alive and the guest has not reported its service's
@@ -48399,10 +48404,11 @@ function stateText(state) {
 async function vmState(record, job) {
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
+    const restarts = status.restarts > 0 ? { restarts: status.restarts } : {};
     if (status.exitCode !== undefined)
-        return { running: false, exitCode: status.exitCode };
+        return { running: false, exitCode: status.exitCode, ...restarts };
     if (await job.hypervisor.isRunning(record.machine))
-        return { running: true };
+        return { running: true, ...restarts };
     const console = await readConsoleTail(paths.console);
     const crash = crashReason(console);
     if (!crash)
@@ -49178,6 +49184,12 @@ function parseHostEntry(entry) {
         return `"${entry}" is not HOST:IP${gateway}`;
     }
     return { host: match[1], ip };
+}
+const HOST_LABEL = '[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?';
+const container_HOSTNAME = new RegExp(`^(?=.{1,63}$)${HOST_LABEL}(\\.${HOST_LABEL})*$`);
+/** A hostname the guest kernel takes: dot-separated labels of letters, digits and "-", at most 63 in all. Pure. */
+function isHostname(name) {
+    return container_HOSTNAME.test(name);
 }
 
 ;// CONCATENATED MODULE: ./src/spec/plan.ts
@@ -51254,12 +51266,113 @@ function ustar(files) {
 ;// CONCATENATED MODULE: ./src/guest/config.ts
 
 
+/** The limits hyper-exec sets, by the names `ulimit`, Docker's --ulimit and compose use. */
+const ULIMITS = [
+    'core',
+    'cpu',
+    'data',
+    'fsize',
+    'locks',
+    'memlock',
+    'msgqueue',
+    'nice',
+    'nofile',
+    'nproc',
+    'rss',
+    'rtprio',
+    'rttime',
+    'sigpending',
+    'stack',
+    'as',
+];
+/** Linux capability numbers by name (linux/capability.h), as Docker names them. */
+const CAPABILITIES = {
+    CHOWN: 0,
+    DAC_OVERRIDE: 1,
+    DAC_READ_SEARCH: 2,
+    FOWNER: 3,
+    FSETID: 4,
+    KILL: 5,
+    SETGID: 6,
+    SETUID: 7,
+    SETPCAP: 8,
+    LINUX_IMMUTABLE: 9,
+    NET_BIND_SERVICE: 10,
+    NET_BROADCAST: 11,
+    NET_ADMIN: 12,
+    NET_RAW: 13,
+    IPC_LOCK: 14,
+    IPC_OWNER: 15,
+    SYS_MODULE: 16,
+    SYS_RAWIO: 17,
+    SYS_CHROOT: 18,
+    SYS_PTRACE: 19,
+    SYS_PACCT: 20,
+    SYS_ADMIN: 21,
+    SYS_BOOT: 22,
+    SYS_NICE: 23,
+    SYS_RESOURCE: 24,
+    SYS_TIME: 25,
+    SYS_TTY_CONFIG: 26,
+    MKNOD: 27,
+    LEASE: 28,
+    AUDIT_WRITE: 29,
+    AUDIT_CONTROL: 30,
+    SETFCAP: 31,
+    MAC_OVERRIDE: 32,
+    MAC_ADMIN: 33,
+    SYSLOG: 34,
+    WAKE_ALARM: 35,
+    BLOCK_SUSPEND: 36,
+    AUDIT_READ: 37,
+    PERFMON: 38,
+    BPF: 39,
+    CHECKPOINT_RESTORE: 40,
+};
+/** The capabilities Docker gives a container unless told otherwise (moby's default set). */
+const DEFAULT_CAPABILITIES = [
+    'CHOWN',
+    'DAC_OVERRIDE',
+    'FSETID',
+    'FOWNER',
+    'MKNOD',
+    'NET_RAW',
+    'SETGID',
+    'SETUID',
+    'SETFCAP',
+    'SETPCAP',
+    'NET_BIND_SERVICE',
+    'SYS_CHROOT',
+    'KILL',
+    'AUDIT_WRITE',
+];
+/**
+ * The service's capabilities, as Docker computes them: every one when
+ * privileged; else the default set, with cap_drop taken out and cap_add put
+ * in (ALL in either means every one). Names are checked. Pure.
+ */
+function serviceCapabilities(settings) {
+    const all = Object.keys(CAPABILITIES);
+    for (const name of [...(settings.capAdd ?? []), ...(settings.capDrop ?? [])])
+        if (name !== 'ALL' && !(name in CAPABILITIES))
+            throw new GuestConfigError(`"${name}" is not a capability; use one of ${all.join(', ')}, or ALL`);
+    if (settings.privileged)
+        return all;
+    const drop = settings.capDrop ?? [];
+    const add = settings.capAdd ?? [];
+    const kept = drop.includes('ALL') ? [] : DEFAULT_CAPABILITIES.filter((name) => !drop.includes(name));
+    const added = add.includes('ALL') ? all : add;
+    return all.filter((name) => kept.includes(name) || added.includes(name));
+}
+const RESTART_POLICIES = ['no', 'always', 'on-failure', 'unless-stopped'];
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const CONTAINER_ROOT = '/container';
 const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
 /** The service's ulimits, written by guest/init: what every process in its container gets. */
 const LIMITS_FILE = '/run/hyper/limits';
+/** The numbers of the capabilities the service keeps, written by guest/init. */
+const CAPS_FILE = '/run/hyper/caps';
 class GuestConfigError extends HyperError {
     static defaultKind = 'Invalid';
     name = 'GuestConfigError';
@@ -51335,7 +51448,7 @@ function guestFiles(config) {
 }
 /**
  * The settings lines guest/init reads for compose's sysctls, ulimits,
- * shm_size, read_only and domainname: `sysctl=KEY=VALUE` and
+ * shm_size, read_only, domainname and restart: `sysctl=KEY=VALUE` and
  * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
  */
 function settingsLines(settings) {
@@ -51343,7 +51456,13 @@ function settingsLines(settings) {
         ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
         ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
         ...(settings.readOnly ? ['readonly=1'] : []),
+        ...(settings.restart && settings.restart.policy !== 'no'
+            ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
+            : []),
         ...Object.entries(settings.sysctls ?? {}).map(([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`),
+        `caps=${serviceCapabilities(settings)
+            .map((name) => CAPABILITIES[name])
+            .join(',')}`,
         ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
     ];
 }
@@ -51453,6 +51572,8 @@ function execArgv(config, command, env = []) {
         ENV_FILE,
         '--limits-file',
         LIMITS_FILE,
+        '--caps-file',
+        CAPS_FILE,
         ...env.flatMap((entry) => ['--env', entry]),
         '--',
         ...command,
@@ -52154,6 +52275,8 @@ function recordFields(record) {
         cpus: record.machine.cpus,
         ...(record.argv ? { argv: record.argv } : {}),
         ...(record.env ? { env: record.env } : {}),
+        ...(record.stopGraceMs !== undefined ? { stopGraceMs: record.stopGraceMs } : {}),
+        ...(record.restart ? { restart: record.restart } : {}),
     };
 }
 /** The directory: claiming it is what makes a name taken. */
@@ -52223,6 +52346,7 @@ function recordStep(fields, extra) {
                 ...(fields.env ? { env: fields.env } : {}),
                 ...(fields.networks ? { networks: fields.networks } : {}),
                 ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
+                ...(fields.restart && fields.restart.policy !== 'no' ? { restart: fields.restart } : {}),
             };
             draft.record = record;
             await extra(draft);
@@ -62046,6 +62170,7 @@ async function runContainer(spec, job, options = {}) {
         env,
         networks: options.networks,
         stopGraceMs: spec.stopGraceMs,
+        restart: spec.guest?.restart,
     };
     const keyFields = {
         name,
@@ -62751,7 +62876,7 @@ async function waitHealthy(record, check, job, timeoutMs) {
     for (;;) {
         const state = await vmState(record, job);
         if (!state.running) {
-            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy`);
+            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy${state.restarts ? `, after ${state.restarts} restart${state.restarts === 1 ? '' : 's'}` : ''}`);
         }
         const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
         // The service may have exited while the probe ran (one with nothing to probe passes at once).
@@ -65922,7 +66047,7 @@ const HOST_CGROUP = 'the VM is bounded on the host by hyper itself; host cgroup 
 const TOP_KEYS = {
     version: ignored('it is obsolete in the Compose Specification'),
     name: ignored('hyper names a job by its state directory, not by a project name'),
-    include: refused(NOT_YET),
+    include: honoured('from files under the project directory; several files merged into one include are not supported yet'),
     services: honoured(),
     models: refused('AI models need a model runner on the host; hyper-services has none'),
     networks: honoured('as the one job network: a bridge with an optional ipam subnet'),
@@ -65938,8 +66063,8 @@ const SERVICE_KEYS = {
     attach: ignored(LOGS_KEPT),
     build: refused(NO_BUILD),
     blkio_config: ignored('block I/O is not throttled per service'),
-    cap_add: refused(NOT_YET),
-    cap_drop: refused(NOT_YET),
+    cap_add: vm("capabilities added to Docker's default set, inside the service's own guest"),
+    cap_drop: vm("capabilities taken from Docker's default set, inside the service's own guest"),
     cgroup: refused(HOST_NAMESPACE, ['private']),
     cgroup_parent: refused(HOST_CGROUP),
     command: honoured(),
@@ -65967,7 +66092,7 @@ const SERVICE_KEYS = {
     label_file: honoured(),
     environment: honoured(),
     expose: honoured(),
-    extends: refused(NOT_YET),
+    extends: honoured(),
     provider: refused('a provider service is run by a plugin on the host; hyper-services runs only VMs'),
     external_links: ignored(ONE_NETWORK),
     extra_hosts: honoured(),
@@ -65999,12 +66124,12 @@ const SERVICE_KEYS = {
     post_start: refused(NOT_YET),
     pre_start: refused(NOT_YET),
     pre_stop: refused(NOT_YET),
-    privileged: refused(NOT_YET),
+    privileged: vm("every capability, inside the service's own guest; the host's devices stay out of it"),
     profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
     pull_policy: ignored('every image is resolved from its registry, and its blobs cached'),
     pull_refresh_after: ignored('every image is resolved from its registry, and its blobs cached'),
     read_only: vm("the container's root filesystem is mounted read-only in the guest"),
-    restart: ignored(`${NOT_YET}: a service that exits stays exited`),
+    restart: vm("the guest init starts the service again in its VM, with Docker's back-off; hyper ps shows how many times"),
     runtime: ignored('every service runs in a VM'),
     scale: refused(`${NOT_YET}: more than one replica`, ['1']),
     security_opt: ignored('seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary'),
@@ -66035,7 +66160,7 @@ const DEPLOY_KEYS = {
     rollback_config: ignored(NO_SWARM),
     update_config: ignored(NO_SWARM),
     resources: vm('limits size the VM'),
-    restart_policy: ignored(`${NOT_YET}: a service that exits stays exited`),
+    restart_policy: vm('condition (none, on-failure, any) and max_attempts, as restart: does; delay and window are not acted on'),
     placement: ignored(NO_SWARM),
 };
 /** `deploy.resources.limits` and `deploy.resources.reservations`. */
@@ -66059,7 +66184,7 @@ const compose_keys_HEALTHCHECK_KEYS = {
 const DEPENDS_ON_KEYS = {
     condition: honoured('service_started and service_healthy; services run for the whole job'),
     required: honoured(),
-    restart: ignored('hyper does not restart services, so there is no restart to follow'),
+    restart: ignored('it follows a restart made by a compose command, and hyper has none'),
 };
 /** An entry of `ports:` in its long form. */
 const PORT_KEYS = {
@@ -66358,6 +66483,7 @@ class YamlValue {
 
 
 
+
 const compose_ONE_NETWORK = 'every service of a job shares one network; of the network settings only driver: bridge, ipam subnet and aliases are supported';
 /** The services of a compose file. See parseComposeProject. */
 function parseComposeFile(text, file, readFile, variables = {}) {
@@ -66391,29 +66517,216 @@ function parseComposeProject(text, file, readFile, options = {}) {
         secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
         configs: readSources(top.get('configs'), CONFIG_KEYS, context),
     };
+    const included = readIncludes(top.get('include'), file, readFile, options);
+    warnings.push(...included.warnings);
+    const extending = { file, root, readFile, variables, grants, warnings };
     const parsed = services.entries().map(({ key, value }) => {
-        const service = parseService(readServiceName(key, value), value, context, grants);
+        const service = resolveService(readServiceName(key, value), value, context, extending, []);
         return { ...service, spec: withVolumeSizes(service.spec, declared) };
     });
+    const own = enabledServices(parsed, options.profiles ?? [], file, warnings, included.services);
+    for (const service of own) {
+        const other = included.services.find((s) => s.name === service.name);
+        if (other)
+            throw new SpecError(`${file}: service "${service.name}" is also defined by an included file; a name belongs to one service`);
+    }
+    if (subnet && included.subnet && subnet !== included.subnet)
+        throw new SpecError(`${file}: the job network's subnet is ${subnet} here and ${included.subnet} in an included file`);
     const project = {
-        services: enabledServices(parsed, options.profiles ?? [], file, warnings),
-        volumes: [...declared.keys()],
-        warnings,
-        ...(subnet ? { subnet } : {}),
+        services: [...included.services, ...own],
+        volumes: [...new Set([...included.volumes, ...declared.keys()])],
+        // A base service that is also a service of its own is read twice: one warning is enough.
+        warnings: [...new Set(warnings)],
+        ...((subnet ?? included.subnet) ? { subnet: subnet ?? included.subnet } : {}),
     };
     checkDeclaredVolumes(project, file);
     return project;
+}
+/** What `include:` brings in: the projects it names, each parsed on its own, then put together. */
+function readIncludes(value, file, readFile, options) {
+    const result = { services: [], volumes: [], warnings: [] };
+    let subnet;
+    if (!value || value.isNull)
+        return result;
+    const root = options.projectDir ?? external_node_path_default().dirname(file);
+    const chain = [...(options.including ?? []), file];
+    for (const item of value.items()) {
+        const fields = item.kind === 'a map' ? new Map(item.entries().map((e) => [e.key, e.value])) : undefined;
+        const pathValue = fields ? fields.get('path') : item;
+        if (!pathValue)
+            throw item.error('path is missing');
+        if (pathValue.kind === 'a list' && pathValue.items().length !== 1)
+            throw pathValue.error('several files merged into one include are not supported yet; include each project once');
+        const target = pathValue.kind === 'a list' ? pathValue.items()[0] : pathValue;
+        const resolved = external_node_path_default().resolve(external_node_path_default().dirname(file), target.string('a path to a compose file'));
+        const inside = external_node_path_default().relative(root, resolved);
+        if (inside.startsWith('..') || external_node_path_default().isAbsolute(inside))
+            throw target.error(`${resolved} is outside the project directory ${root}; include files from under it`);
+        if (chain.includes(resolved))
+            throw target.error(`include makes a cycle: ${[...chain, resolved].map((f) => external_node_path_default().relative(root, f) || f).join(' -> ')}`);
+        const projectDir = fields?.get('project_directory');
+        const dir = projectDir ? external_node_path_default().resolve(external_node_path_default().dirname(file), projectDir.string('a directory')) : external_node_path_default().dirname(resolved);
+        const defaults = includeDefaults(fields?.get('env_file'), dir, file, readFile, options.variables ?? {});
+        let text;
+        try {
+            text = readFile(resolved).toString();
+        }
+        catch (error) {
+            throw target.error(`cannot read ${resolved}: ${error.message}`);
+        }
+        // The including project's environment wins over the included one's .env.
+        const project = parseComposeProject(text, resolved, readFile, {
+            ...options,
+            variables: { ...defaults, ...options.variables },
+            projectDir: root,
+            including: chain,
+        });
+        for (const service of project.services) {
+            if (result.services.some((s) => s.name === service.name))
+                throw target.error(`service "${service.name}" is defined by two included files`);
+            result.services.push(service);
+        }
+        result.volumes.push(...project.volumes);
+        result.warnings.push(...project.warnings);
+        if (project.subnet && subnet && project.subnet !== subnet)
+            throw target.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
+        subnet ??= project.subnet;
+    }
+    return { ...result, ...(subnet ? { subnet } : {}) };
+}
+/** The variables an included project interpolates with when the environment does not set them: its env_file, else its .env. */
+function includeDefaults(value, dir, file, readFile, variables) {
+    const files = value ? value.stringOrList().map((name) => external_node_path_default().resolve(external_node_path_default().dirname(file), name)) : [external_node_path_default().join(dir, '.env')];
+    const defaults = {};
+    for (const envFile of files) {
+        let text;
+        try {
+            text = readFile(envFile).toString();
+        }
+        catch (error) {
+            if (value)
+                throw value.error(`cannot read ${envFile}: ${error.message}`);
+            if (error.code === 'ENOENT')
+                continue;
+            throw error;
+        }
+        for (const entry of parseEnvFile(text, envFile, variables)) {
+            const eq = entry.indexOf('=');
+            defaults[entry.slice(0, eq)] = entry.slice(eq + 1);
+        }
+    }
+    return defaults;
+}
+/**
+ * A service, with what `extends:` names merged under it as Compose merges
+ * them: the base service parsed in its own file (its relative paths are its
+ * own), then this one's keys over it. A cycle is an error that shows it.
+ */
+function resolveService(name, value, context, extending, chain) {
+    const own = parseService(name, value, context, extending.grants);
+    const reference = value.kind === 'a map' ? value.entries().find((e) => e.key === 'extends')?.value : undefined;
+    if (!reference)
+        return own;
+    const fields = reference.kind === 'a map' ? new Map(reference.entries().map((e) => [e.key, e.value])) : undefined;
+    const baseName = (fields ? fields.get('service') : reference)?.string('a service name') ?? '';
+    const fileValue = fields?.get('file');
+    let baseFile = extending.file;
+    let baseRoot = extending.root;
+    if (fileValue) {
+        baseFile = external_node_path_default().resolve(external_node_path_default().dirname(extending.file), fileValue.string('a path to a compose file'));
+        let text;
+        try {
+            text = extending.readFile(baseFile).toString();
+        }
+        catch (error) {
+            throw fileValue.error(`cannot read ${baseFile}: ${error.message}`);
+        }
+        baseRoot = parseYaml(text, baseFile, '', (t) => interpolate(t, extending.variables));
+        checkComposeSchema(baseRoot);
+    }
+    const services = baseRoot.isNull ? undefined : baseRoot.entries().find((e) => e.key === 'services')?.value;
+    const baseValue = services?.isNull === false ? services.entries().find((e) => e.key === baseName)?.value : undefined;
+    if (!baseValue)
+        throw reference.error(`service "${baseName}" is not defined in ${baseFile}`);
+    const here = `${extending.file}\0${name}`;
+    const there = `${baseFile}\0${baseName}`;
+    const seen = chain.length === 0 ? [here] : chain;
+    if (seen.includes(there)) {
+        const names = [...seen, there].map((entry) => entry.split('\0')[1]);
+        throw reference.error(`extends makes a cycle: ${names.join(' -> ')}`);
+    }
+    const base = resolveService(baseName, baseValue, { ...context, dir: external_node_path_default().dirname(baseFile) }, { ...extending, file: baseFile, root: baseRoot }, [...seen, there]);
+    return mergeExtended(base, own);
+}
+/**
+ * A service over the one it extends, by Compose's merge rules: maps merge
+ * (this one's keys win), lists are put together (the base's first), and
+ * ports, volumes and files are unique by their target, this one's winning;
+ * everything else is this one's when it sets it. Pure.
+ */
+function mergeExtended(base, own) {
+    const b = base.spec;
+    const o = own.spec;
+    const uniqueBy = (items, key) => {
+        const byKey = new Map();
+        for (const item of items) {
+            byKey.delete(key(item));
+            byKey.set(key(item), item);
+        }
+        return [...byKey.values()];
+    };
+    const target = (volume) => {
+        const parts = volume.split(':');
+        return parts.length >= 2 && parts[0]?.length ? (parts[1] ?? volume) : (parts[0] ?? volume);
+    };
+    const guest = b.guest || o.guest
+        ? definedOnly({
+            ...b.guest,
+            ...o.guest,
+            sysctls: b.guest?.sysctls || o.guest?.sysctls ? { ...b.guest?.sysctls, ...o.guest?.sysctls } : undefined,
+            ulimits: b.guest?.ulimits || o.guest?.ulimits ? { ...b.guest?.ulimits, ...o.guest?.ulimits } : undefined,
+            capAdd: b.guest?.capAdd || o.guest?.capAdd ? [...(b.guest?.capAdd ?? []), ...(o.guest?.capAdd ?? [])] : undefined,
+            capDrop: b.guest?.capDrop || o.guest?.capDrop ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])] : undefined,
+        })
+        : undefined;
+    const spec = definedOnly({
+        ...b,
+        ...o,
+        name: o.name,
+        image: o.image || b.image,
+        env: [...b.env, ...o.env],
+        ports: uniqueBy([...b.ports, ...o.ports], (p) => `${p.hostIp}|${p.containerPort}|${p.hostPort}|${p.protocol}`),
+        volumes: uniqueBy([...b.volumes, ...o.volumes], target),
+        tmpfs: [...new Set([...b.tmpfs, ...o.tmpfs])],
+        dependsOn: uniqueBy([...b.dependsOn, ...o.dependsOn], (d) => d.service),
+        aliases: b.aliases || o.aliases ? [...new Set([...(b.aliases ?? []), ...(o.aliases ?? [])])] : undefined,
+        expose: b.expose || o.expose ? [...new Set([...(b.expose ?? []), ...(o.expose ?? [])])] : undefined,
+        labels: b.labels || o.labels ? { ...b.labels, ...o.labels } : undefined,
+        extraHosts: b.extraHosts || o.extraHosts ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host) : undefined,
+        files: b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+        guest,
+    });
+    return {
+        spec,
+        profiles: [...new Set([...base.profiles, ...own.profiles])],
+        optional: new Set([...base.optional, ...own.optional]),
+    };
 }
 /**
  * The services the profiles enable: those with no profiles, and those with
  * one that is enabled. A dependency on a service left out is an error that
  * names its profile, unless it is not required.
  */
-function enabledServices(services, profiles, file, warnings) {
+function enabledServices(services, profiles, file, warnings, included) {
     const enabled = (service) => service.profiles.length === 0 ||
         profiles.includes('*') ||
         service.profiles.some((profile) => profiles.includes(profile));
     const byName = new Map(services.map((service) => [service.spec.name, service]));
+    for (const spec of included)
+        byName.set(spec.name, { spec, profiles: [], optional: new Set() });
+    const missingImage = services.find((service) => enabled(service) && !service.spec.image);
+    if (missingImage)
+        throw new SpecError(`${file}: service "${missingImage.spec.name}" has no image, nor does the service it extends`);
     return services.filter(enabled).map(({ spec, optional }) => ({
         ...spec,
         dependsOn: spec.dependsOn.filter(({ service }) => {
@@ -66544,7 +66857,7 @@ function parseService(name, value, context, grants) {
         readReplicas(scale);
     const fields = answered(value, SERVICE_KEYS, context.warnings);
     const image = fields.get('image');
-    if (!image)
+    if (!image && !fields.has('extends'))
         throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
     const get = (key, read) => {
         const field = fields.get(key);
@@ -66563,7 +66876,7 @@ function parseService(name, value, context, grants) {
     const cpus = pick(fields.get('cpus') ?? fields.get('cpu_count'), deploy.cpus, readCpus, 'cpus', 'deploy.resources.limits.cpus');
     const spec = definedOnly({
         name,
-        image: readImage(image),
+        image: image ? readImage(image) : '',
         env: [
             ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
             ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
@@ -66587,7 +66900,7 @@ function parseService(name, value, context, grants) {
         stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
         stopGraceMs: get('stop_grace_period', readDuration),
         hostname: get('hostname', readHostname),
-        guest: readGuestSettings(fields),
+        guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
         files: readGrants(fields, grants),
     });
     return {
@@ -66610,9 +66923,11 @@ function readDeploy(value, context) {
     if (replicas)
         readReplicas(replicas);
     const fields = answered(value, DEPLOY_KEYS, context.warnings);
+    const policy = fields.get('restart_policy');
+    const restart = policy && !policy.isNull ? { restart: readRestartPolicy(policy) } : {};
     const resources = fields.get('resources');
     if (!resources || resources.isNull)
-        return {};
+        return restart;
     const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
     const reservations = sections.get('reservations');
     if (reservations && !reservations.isNull) {
@@ -66622,9 +66937,40 @@ function readDeploy(value, context) {
     }
     const limits = sections.get('limits');
     if (!limits || limits.isNull)
-        return {};
+        return restart;
     const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus') });
+    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...restart });
+}
+/** deploy.restart_policy where restart: is not given; both must agree. */
+function withDeployRestart(settings, deployed, given) {
+    if (!deployed)
+        return settings;
+    const restart = settings?.restart;
+    if (restart && JSON.stringify(restart) !== JSON.stringify(deployed) && given)
+        throw given.error('restart differs from deploy.restart_policy; give one of them');
+    return { ...settings, restart: deployed };
+}
+/** `restart:` no, always, on-failure[:N] or unless-stopped, as docker run --restart takes it. */
+function readRestart(value) {
+    const text = value.string('a restart policy such as on-failure:3');
+    const match = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(text);
+    if (!match || (match[2] !== undefined && match[1] !== 'on-failure'))
+        throw value.error(`"${text}" is not a restart policy: use no, always, on-failure[:N] or unless-stopped`);
+    const policy = match[1];
+    return match[2] !== undefined ? { policy, maxRetries: Number(match[2]) } : { policy };
+}
+/** deploy.restart_policy: condition none, on-failure or any, and max_attempts. */
+function readRestartPolicy(value) {
+    const fields = new Map(value.entries().map((entry) => [entry.key, entry.value]));
+    const condition = fields.get('condition')?.string() ?? 'any';
+    const policies = { none: 'no', 'on-failure': 'on-failure', any: 'always' };
+    const policy = policies[condition];
+    if (!policy)
+        throw value.error(`condition "${condition}" is not none, on-failure or any`);
+    const attempts = fields.get('max_attempts');
+    return attempts
+        ? { policy, maxRetries: attempts.attempt(() => parseCount(attempts.text(), 0)) }
+        : { policy };
 }
 /** A replica count must be a whole number of at least 1 before anything else is said of it. */
 function readReplicas(value) {
@@ -66644,11 +66990,10 @@ function readContainerName(value) {
     value.attempt(() => validateName(name));
     return name;
 }
-const compose_HOSTNAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
 function readHostname(value) {
     const name = value.text('a host name');
-    if (!compose_HOSTNAME.test(name))
-        throw value.error(`"${name}" is not a host name: letters, digits and "-", at most 63, not starting or ending with "-"`);
+    if (!isHostname(name))
+        throw value.error(`"${name}" is not a host name: labels of letters, digits and "-", at most 63 in all`);
     return name;
 }
 /** labels (a map, or KEY=VALUE list), on top of those its label_file(s) give. */
@@ -66691,7 +67036,7 @@ function readExtraHosts(value) {
         return parsed;
     });
 }
-/** sysctls, ulimits, shm_size, read_only and the domain name: set in the guest. */
+/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
 function readGuestSettings(fields) {
     const get = (key, read) => {
         const field = fields.get(key);
@@ -66701,8 +67046,12 @@ function readGuestSettings(fields) {
         domainname: get('domainname', (field) => field.string('a domain name')),
         sysctls: get('sysctls', readSysctls),
         ulimits: get('ulimits', readUlimits),
+        restart: get('restart', readRestart),
         shmMiB: get('shm_size', (field) => field.attempt(() => parseShmMiB(field.text('a size such as 256m')))),
         readOnly: get('read_only', (field) => field.boolean() || undefined),
+        capAdd: get('cap_add', readCapabilities),
+        capDrop: get('cap_drop', readCapabilities),
+        privileged: get('privileged', (field) => field.boolean() || undefined),
     });
     return Object.keys(settings).length > 0 ? settings : undefined;
 }
@@ -66725,25 +67074,6 @@ function readSysctls(value) {
         return [key, text];
     }));
 }
-/** The limits `ulimit` and Docker's --ulimit know, by their names there. */
-const ULIMITS = [
-    'core',
-    'cpu',
-    'data',
-    'fsize',
-    'locks',
-    'memlock',
-    'msgqueue',
-    'nice',
-    'nofile',
-    'nproc',
-    'rss',
-    'rtprio',
-    'rttime',
-    'sigpending',
-    'stack',
-    'as',
-];
 function readUlimits(value) {
     return Object.fromEntries(value.entries().map(({ key, value: limit }) => {
         if (!ULIMITS.includes(key))
@@ -66769,6 +67099,15 @@ function readUlimits(value) {
             throw limit.error(`the soft limit ${limits.soft} is above the hard limit ${limits.hard}`);
         return [key, limits];
     }));
+}
+/** Capability names as Docker takes them: CHOWN or CAP_CHOWN, any case, or ALL. */
+function readCapabilities(value) {
+    return value.items().map((item) => {
+        const name = item.string('a capability such as NET_ADMIN').toUpperCase().replace(/^CAP_/, '');
+        if (name !== 'ALL' && !(name in CAPABILITIES))
+            throw item.error(`"${name}" is not a capability; use one of ${Object.keys(CAPABILITIES).join(', ')}, or ALL`);
+        return name;
+    });
 }
 /** A service's secrets and configs: the files they put into the guest. */
 function readGrants(fields, grants) {
@@ -67678,6 +68017,7 @@ async function container_commands_ps(argv, io, env) {
             imageDigest: record.imageDigest,
             state: state.running ? 'running' : state.created ? 'created' : 'exited',
             exitCode: state.running ? null : (state.exitCode ?? null),
+            restarts: state.restarts ?? 0,
             crash: (!state.running && state.crash) || null,
             consoleTail: (!state.running && state.consoleTail) || null,
             ports: record.ports,
@@ -68180,15 +68520,14 @@ var external_node_http_default = /*#__PURE__*/__nccwpck_require__.n(external_nod
 
 
 
+
 /** A create field that cannot be honoured: a 400 that names it. */
 class CreateFieldError extends SpecError {
     name = 'CreateFieldError';
 }
 /** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
 const IGNORED_LIMITS = [
-    'Ulimits',
     'PidsLimit',
-    'ShmSize',
     'CpuShares',
     'CpuQuota',
     'CpuPeriod',
@@ -68207,21 +68546,6 @@ const DOCKER_SOCKET = /(^|\/)docker\.sock$/;
 const MIB = 1024 * 1024;
 /** A field that would let the container past its VM, or reach the host's devices: refused, never ignored. */
 const REFUSED = [
-    {
-        field: 'HostConfig.Privileged',
-        set: (b) => b.HostConfig?.Privileged === true,
-        why: 'privileged containers are not supported: each container is a VM with its own kernel, and its root has no host privileges to extend',
-    },
-    {
-        field: 'HostConfig.CapAdd',
-        set: (b) => nonEmpty(b.HostConfig?.CapAdd),
-        why: "capabilities cannot be added: the container runs in its own VM with the guest kernel's default set",
-    },
-    {
-        field: 'HostConfig.CapDrop',
-        set: (b) => nonEmpty(b.HostConfig?.CapDrop),
-        why: 'capabilities cannot be dropped yet, and a drop that did nothing would weaken what was asked for',
-    },
     {
         field: 'HostConfig.Devices',
         set: (b) => nonEmpty(b.HostConfig?.Devices),
@@ -68273,16 +68597,6 @@ const REFUSED = [
         why: 'legacy links are not supported; put both containers on one network and use its aliases',
     },
     {
-        field: 'HostConfig.Sysctls',
-        set: (b) => Object.keys(b.HostConfig?.Sysctls ?? {}).length > 0,
-        why: 'sysctls are not supported yet',
-    },
-    {
-        field: 'HostConfig.ReadonlyRootfs',
-        set: (b) => b.HostConfig?.ReadonlyRootfs === true,
-        why: 'a read-only root filesystem is not supported yet',
-    },
-    {
         field: 'Tty',
         set: (b) => b.Tty === true,
         why: 'a terminal (docker run -t) is not supported; the output comes as stdout and stderr',
@@ -68311,18 +68625,13 @@ function containerFromCreateBody(body, name, baseDir) {
     validateName(name);
     const warnings = [];
     const network = networkOf(body);
-    const restart = host.RestartPolicy?.Name;
-    if (restart && restart !== 'no')
-        throw new CreateFieldError(`HostConfig.RestartPolicy: "${restart}" is not supported yet; only "no"`);
+    const restart = restartPolicy(host.RestartPolicy);
     if (host.PublishAllPorts === true)
         throw new CreateFieldError('HostConfig.PublishAllPorts: publish each port with PortBindings (-p) instead');
     for (const field of ['Dns', 'DnsSearch', 'DnsOptions'])
         if (nonEmpty(host[field]))
             warnings.push(`HostConfig.${field} is ignored: the job network's resolver is used`);
-    if (body.Hostname)
-        warnings.push("Hostname is ignored: a container's hostname is its name");
-    if (body.StopTimeout !== undefined)
-        warnings.push('StopTimeout is ignored: give the time to stop');
+    const guest = guestSettings(body);
     for (const field of IGNORED_LIMITS) {
         const value = host[field];
         const unset = value === undefined || value === null || value === 0 || value === '' || value === false;
@@ -68365,8 +68674,91 @@ function containerFromCreateBody(body, name, baseDir) {
         ...optional('extraHosts', extraHosts(host.ExtraHosts)),
         ...optional('stopSignal', stringField(body.StopSignal, 'StopSignal') || undefined),
         ...optional('apiSockets', apiSockets.length > 0 ? [...new Set(apiSockets)] : undefined),
+        ...optional('guest', restart || guest ? { ...guest, ...(restart ? { restart } : {}) } : undefined),
+        ...optional('hostname', hostnameField(body.Hostname)),
+        ...optional('stopGraceMs', stopTimeout(body.StopTimeout)),
     };
     return { spec, autoRemove: host.AutoRemove === true, network, warnings };
+}
+/**
+ * What the guest sets up around the service (docker run --sysctl, --ulimit,
+ * --shm-size, --read-only, --cap-add, --cap-drop, --privileged, --domainname):
+ * in the container's own kernel, so none of it reaches the host. Pure.
+ */
+function guestSettings(body) {
+    const host = body.HostConfig ?? {};
+    const sysctls = Object.entries(host.Sysctls ?? {});
+    for (const [key, value] of sysctls)
+        if (!SYSCTL_NAME.test(key) || typeof value !== 'string' || /[\n\0]/.test(value))
+            throw new CreateFieldError(`HostConfig.Sysctls: "${key}" is not a sysctl name with a one-line value`);
+    const ulimits = (host.Ulimits ?? []).map((limit) => {
+        const name = String(limit.Name ?? '');
+        if (!ULIMITS.includes(name))
+            throw new CreateFieldError(`HostConfig.Ulimits: "${name}" is not a ulimit; use one of ${ULIMITS.join(', ')}`);
+        const soft = limit.Soft ?? -1;
+        const hard = limit.Hard ?? -1;
+        if (!Number.isInteger(soft) || !Number.isInteger(hard) || soft < -1 || hard < -1)
+            throw new CreateFieldError(`HostConfig.Ulimits: ${name} needs whole numbers (-1 for unlimited)`);
+        return [name, { soft, hard }];
+    });
+    const capAdd = capabilityNames(host.CapAdd, 'HostConfig.CapAdd');
+    const capDrop = capabilityNames(host.CapDrop, 'HostConfig.CapDrop');
+    const shm = host.ShmSize;
+    if (shm !== undefined && (!Number.isInteger(shm) || shm < 0))
+        throw new CreateFieldError('HostConfig.ShmSize: must be a whole number of bytes');
+    const settings = {
+        ...optional('domainname', stringField(body.Domainname, 'Domainname') || undefined),
+        ...optional('sysctls', sysctls.length > 0 ? Object.fromEntries(sysctls) : undefined),
+        ...optional('ulimits', ulimits.length > 0 ? Object.fromEntries(ulimits) : undefined),
+        ...optional('shmMiB', shm ? Math.max(1, Math.ceil(shm / MIB)) : undefined),
+        ...optional('readOnly', host.ReadonlyRootfs === true ? true : undefined),
+        ...optional('capAdd', capAdd.length > 0 ? capAdd : undefined),
+        ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
+        ...optional('privileged', host.Privileged === true ? true : undefined),
+    };
+    try {
+        serviceCapabilities(settings);
+    }
+    catch (error) {
+        throw new CreateFieldError(`HostConfig.CapAdd/CapDrop: ${error.message}`);
+    }
+    return Object.keys(settings).length > 0 ? settings : undefined;
+}
+const SYSCTL_NAME = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
+/** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */
+function capabilityNames(value, field) {
+    return stringList(value, field).map((name) => name.toUpperCase().replace(/^CAP_/, ''));
+}
+/** Hostname (docker run -h); else the container's name is its hostname. */
+function hostnameField(value) {
+    const name = stringField(value, 'Hostname');
+    if (!name)
+        return undefined;
+    if (!isHostname(name))
+        throw new CreateFieldError(`Hostname: "${name}" is not a host name (labels of letters, digits and "-", at most 63 in all)`);
+    return name;
+}
+/** StopTimeout (docker run --stop-timeout), in seconds; the time a stop waits unless the stop gives its own. */
+function stopTimeout(value) {
+    if (value === undefined || value === null)
+        return undefined;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+        throw new CreateFieldError('StopTimeout: must be a whole number of seconds');
+    return value * 1000;
+}
+/** HostConfig.RestartPolicy: carried out by the guest init (--restart always, on-failure:N, unless-stopped). */
+function restartPolicy(policy) {
+    const name = policy?.Name ?? '';
+    if (name === '' || name === 'no')
+        return undefined;
+    if (!RESTART_POLICIES.includes(name))
+        throw new CreateFieldError(`HostConfig.RestartPolicy: "${name}" is not no, always, on-failure or unless-stopped`);
+    const retries = policy?.MaximumRetryCount ?? 0;
+    if (!Number.isInteger(retries) || retries < 0)
+        throw new CreateFieldError('HostConfig.RestartPolicy.MaximumRetryCount: must be a whole number');
+    return name === 'on-failure' && retries > 0
+        ? { policy: name, maxRetries: retries }
+        : { policy: name };
 }
 function optional(key, value) {
     return (value === undefined ? {} : { [key]: value });
@@ -68830,7 +69222,7 @@ function containerInspect(record, state, health, networks, extra) {
         HostsPath: '',
         LogPath: '',
         Name: `/${record.name}`,
-        RestartCount: 0,
+        RestartCount: state.restarts ?? 0,
         Driver: 'hyper-microvm',
         Platform: 'linux',
         MountLabel: '',
@@ -68844,7 +69236,10 @@ function containerInspect(record, state, health, networks, extra) {
             AutoRemove: extra.autoRemove,
             Memory: record.machine.memoryMiB * 1024 * 1024,
             NanoCpus: record.machine.cpus * 1e9,
-            RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+            RestartPolicy: {
+                Name: record.restart?.policy ?? 'no',
+                MaximumRetryCount: record.restart?.maxRetries ?? 0,
+            },
             Privileged: false,
             Runtime: 'hyper-microvm',
             // Logs are read through the API, as json-file's are; compose skips a container's logs without a type.

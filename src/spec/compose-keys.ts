@@ -49,7 +49,9 @@ const HOST_CGROUP =
 export const TOP_KEYS: Readonly<Record<string, KeyRule>> = {
   version: ignored('it is obsolete in the Compose Specification'),
   name: ignored('hyper names a job by its state directory, not by a project name'),
-  include: refused(NOT_YET),
+  include: honoured(
+    'from files under the project directory; several files merged into one include are not supported yet',
+  ),
   services: honoured(),
   models: refused('AI models need a model runner on the host; hyper-services has none'),
   networks: honoured('as the one job network: a bridge with an optional ipam subnet'),
@@ -95,7 +97,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   label_file: honoured(),
   environment: honoured(),
   expose: honoured(),
-  extends: refused(NOT_YET),
+  extends: honoured(),
   provider: refused('a provider service is run by a plugin on the host; hyper-services runs only VMs'),
   external_links: ignored(ONE_NETWORK),
   extra_hosts: honoured(),

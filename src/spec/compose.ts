@@ -67,6 +67,10 @@ export interface ComposeOptions {
   variables?: VariableMap;
   /** The profiles enabled (`--profile`, COMPOSE_PROFILES); `*` enables every one. */
   profiles?: readonly string[];
+  /** Where `include:` may read from: the top file's directory. */
+  projectDir?: string;
+  /** The files including this one, for the cycle check. */
+  including?: readonly string[];
 }
 
 const ONE_NETWORK =
@@ -115,18 +119,259 @@ export function parseComposeProject(
     secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
     configs: readSources(top.get('configs'), CONFIG_KEYS, context),
   };
+  const included = readIncludes(top.get('include'), file, readFile, options);
+  warnings.push(...included.warnings);
+  const extending = { file, root, readFile, variables, grants, warnings };
   const parsed = services.entries().map(({ key, value }) => {
-    const service = parseService(readServiceName(key, value), value, context, grants);
+    const service = resolveService(readServiceName(key, value), value, context, extending, []);
     return { ...service, spec: withVolumeSizes(service.spec, declared) };
   });
+  const own = enabledServices(parsed, options.profiles ?? [], file, warnings, included.services);
+  for (const service of own) {
+    const other = included.services.find((s) => s.name === service.name);
+    if (other)
+      throw new SpecError(
+        `${file}: service "${service.name}" is also defined by an included file; a name belongs to one service`,
+      );
+  }
+  if (subnet && included.subnet && subnet !== included.subnet)
+    throw new SpecError(
+      `${file}: the job network's subnet is ${subnet} here and ${included.subnet} in an included file`,
+    );
   const project = {
-    services: enabledServices(parsed, options.profiles ?? [], file, warnings),
-    volumes: [...declared.keys()],
-    warnings,
-    ...(subnet ? { subnet } : {}),
+    services: [...included.services, ...own],
+    volumes: [...new Set([...included.volumes, ...declared.keys()])],
+    // A base service that is also a service of its own is read twice: one warning is enough.
+    warnings: [...new Set(warnings)],
+    ...((subnet ?? included.subnet) ? { subnet: subnet ?? included.subnet } : {}),
   };
   checkDeclaredVolumes(project, file);
   return project;
+}
+
+/** What `include:` brings in: the projects it names, each parsed on its own, then put together. */
+function readIncludes(
+  value: YamlValue | undefined,
+  file: string,
+  readFile: ReadFile,
+  options: ComposeOptions,
+): { services: ContainerSpec[]; volumes: string[]; subnet?: string; warnings: string[] } {
+  const result = { services: [] as ContainerSpec[], volumes: [] as string[], warnings: [] as string[] };
+  let subnet: string | undefined;
+  if (!value || value.isNull) return result;
+  const root = options.projectDir ?? path.dirname(file);
+  const chain = [...(options.including ?? []), file];
+  for (const item of value.items()) {
+    const fields = item.kind === 'a map' ? new Map(item.entries().map((e) => [e.key, e.value])) : undefined;
+    const pathValue = fields ? fields.get('path') : item;
+    if (!pathValue) throw item.error('path is missing');
+    if (pathValue.kind === 'a list' && pathValue.items().length !== 1)
+      throw pathValue.error(
+        'several files merged into one include are not supported yet; include each project once',
+      );
+    const target = pathValue.kind === 'a list' ? (pathValue.items()[0] as YamlValue) : pathValue;
+    const resolved = path.resolve(path.dirname(file), target.string('a path to a compose file'));
+    const inside = path.relative(root, resolved);
+    if (inside.startsWith('..') || path.isAbsolute(inside))
+      throw target.error(`${resolved} is outside the project directory ${root}; include files from under it`);
+    if (chain.includes(resolved))
+      throw target.error(
+        `include makes a cycle: ${[...chain, resolved].map((f) => path.relative(root, f) || f).join(' -> ')}`,
+      );
+    const projectDir = fields?.get('project_directory');
+    const dir = projectDir
+      ? path.resolve(path.dirname(file), projectDir.string('a directory'))
+      : path.dirname(resolved);
+    const defaults = includeDefaults(fields?.get('env_file'), dir, file, readFile, options.variables ?? {});
+    let text: string;
+    try {
+      text = readFile(resolved).toString();
+    } catch (error: unknown) {
+      throw target.error(`cannot read ${resolved}: ${(error as Error).message}`);
+    }
+    // The including project's environment wins over the included one's .env.
+    const project = parseComposeProject(text, resolved, readFile, {
+      ...options,
+      variables: { ...defaults, ...options.variables },
+      projectDir: root,
+      including: chain,
+    });
+    for (const service of project.services) {
+      if (result.services.some((s) => s.name === service.name))
+        throw target.error(`service "${service.name}" is defined by two included files`);
+      result.services.push(service);
+    }
+    result.volumes.push(...project.volumes);
+    result.warnings.push(...project.warnings);
+    if (project.subnet && subnet && project.subnet !== subnet)
+      throw target.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
+    subnet ??= project.subnet;
+  }
+  return { ...result, ...(subnet ? { subnet } : {}) };
+}
+
+/** The variables an included project interpolates with when the environment does not set them: its env_file, else its .env. */
+function includeDefaults(
+  value: YamlValue | undefined,
+  dir: string,
+  file: string,
+  readFile: ReadFile,
+  variables: VariableMap,
+): VariableMap {
+  const files = value
+    ? value.stringOrList().map((name) => path.resolve(path.dirname(file), name))
+    : [path.join(dir, '.env')];
+  const defaults: Record<string, string> = {};
+  for (const envFile of files) {
+    let text: string;
+    try {
+      text = readFile(envFile).toString();
+    } catch (error: unknown) {
+      if (value) throw value.error(`cannot read ${envFile}: ${(error as Error).message}`);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    for (const entry of parseEnvFile(text, envFile, variables)) {
+      const eq = entry.indexOf('=');
+      defaults[entry.slice(0, eq)] = entry.slice(eq + 1);
+    }
+  }
+  return defaults;
+}
+
+/** Where `extends:` looks for the services it names. */
+interface Extending {
+  file: string;
+  root: YamlValue;
+  readFile: ReadFile;
+  variables: VariableMap;
+  grants: { secrets: Sources; configs: Sources };
+  warnings: string[];
+}
+
+/**
+ * A service, with what `extends:` names merged under it as Compose merges
+ * them: the base service parsed in its own file (its relative paths are its
+ * own), then this one's keys over it. A cycle is an error that shows it.
+ */
+function resolveService(
+  name: string,
+  value: YamlValue,
+  context: Context,
+  extending: Extending,
+  chain: readonly string[],
+): ParsedService {
+  const own = parseService(name, value, context, extending.grants);
+  const reference =
+    value.kind === 'a map' ? value.entries().find((e) => e.key === 'extends')?.value : undefined;
+  if (!reference) return own;
+  const fields =
+    reference.kind === 'a map' ? new Map(reference.entries().map((e) => [e.key, e.value])) : undefined;
+  const baseName = (fields ? fields.get('service') : reference)?.string('a service name') ?? '';
+  const fileValue = fields?.get('file');
+  let baseFile = extending.file;
+  let baseRoot = extending.root;
+  if (fileValue) {
+    baseFile = path.resolve(path.dirname(extending.file), fileValue.string('a path to a compose file'));
+    let text: string;
+    try {
+      text = extending.readFile(baseFile).toString();
+    } catch (error: unknown) {
+      throw fileValue.error(`cannot read ${baseFile}: ${(error as Error).message}`);
+    }
+    baseRoot = parseYaml(text, baseFile, '', (t) => interpolate(t, extending.variables));
+    checkComposeSchema(baseRoot);
+  }
+  const services = baseRoot.isNull ? undefined : baseRoot.entries().find((e) => e.key === 'services')?.value;
+  const baseValue =
+    services?.isNull === false ? services.entries().find((e) => e.key === baseName)?.value : undefined;
+  if (!baseValue) throw reference.error(`service "${baseName}" is not defined in ${baseFile}`);
+  const here = `${extending.file}\0${name}`;
+  const there = `${baseFile}\0${baseName}`;
+  const seen = chain.length === 0 ? [here] : chain;
+  if (seen.includes(there)) {
+    const names = [...seen, there].map((entry) => entry.split('\0')[1]);
+    throw reference.error(`extends makes a cycle: ${names.join(' -> ')}`);
+  }
+  const base = resolveService(
+    baseName,
+    baseValue,
+    { ...context, dir: path.dirname(baseFile) },
+    { ...extending, file: baseFile, root: baseRoot },
+    [...seen, there],
+  );
+  return mergeExtended(base, own);
+}
+
+/**
+ * A service over the one it extends, by Compose's merge rules: maps merge
+ * (this one's keys win), lists are put together (the base's first), and
+ * ports, volumes and files are unique by their target, this one's winning;
+ * everything else is this one's when it sets it. Pure.
+ */
+function mergeExtended(base: ParsedService, own: ParsedService): ParsedService {
+  const b = base.spec;
+  const o = own.spec;
+  const uniqueBy = <T>(items: T[], key: (item: T) => string): T[] => {
+    const byKey = new Map<string, T>();
+    for (const item of items) {
+      byKey.delete(key(item));
+      byKey.set(key(item), item);
+    }
+    return [...byKey.values()];
+  };
+  const target = (volume: string): string => {
+    const parts = volume.split(':');
+    return parts.length >= 2 && parts[0]?.length ? (parts[1] ?? volume) : (parts[0] ?? volume);
+  };
+  const guest =
+    b.guest || o.guest
+      ? definedOnly({
+          ...b.guest,
+          ...o.guest,
+          sysctls:
+            b.guest?.sysctls || o.guest?.sysctls ? { ...b.guest?.sysctls, ...o.guest?.sysctls } : undefined,
+          ulimits:
+            b.guest?.ulimits || o.guest?.ulimits ? { ...b.guest?.ulimits, ...o.guest?.ulimits } : undefined,
+          capAdd:
+            b.guest?.capAdd || o.guest?.capAdd
+              ? [...(b.guest?.capAdd ?? []), ...(o.guest?.capAdd ?? [])]
+              : undefined,
+          capDrop:
+            b.guest?.capDrop || o.guest?.capDrop
+              ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])]
+              : undefined,
+        })
+      : undefined;
+  const spec: ContainerSpec = definedOnly({
+    ...b,
+    ...o,
+    name: o.name,
+    image: o.image || b.image,
+    env: [...b.env, ...o.env],
+    ports: uniqueBy(
+      [...b.ports, ...o.ports],
+      (p) => `${p.hostIp}|${p.containerPort}|${p.hostPort}|${p.protocol}`,
+    ),
+    volumes: uniqueBy([...b.volumes, ...o.volumes], target),
+    tmpfs: [...new Set([...b.tmpfs, ...o.tmpfs])],
+    dependsOn: uniqueBy([...b.dependsOn, ...o.dependsOn], (d) => d.service),
+    aliases: b.aliases || o.aliases ? [...new Set([...(b.aliases ?? []), ...(o.aliases ?? [])])] : undefined,
+    expose: b.expose || o.expose ? [...new Set([...(b.expose ?? []), ...(o.expose ?? [])])] : undefined,
+    labels: b.labels || o.labels ? { ...b.labels, ...o.labels } : undefined,
+    extraHosts:
+      b.extraHosts || o.extraHosts
+        ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host)
+        : undefined,
+    files:
+      b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+    guest,
+  });
+  return {
+    spec,
+    profiles: [...new Set([...base.profiles, ...own.profiles])],
+    optional: new Set([...base.optional, ...own.optional]),
+  };
 }
 
 interface ParsedService {
@@ -146,12 +391,19 @@ function enabledServices(
   profiles: readonly string[],
   file: string,
   warnings: string[],
+  included: readonly ContainerSpec[],
 ): ContainerSpec[] {
   const enabled = (service: ParsedService): boolean =>
     service.profiles.length === 0 ||
     profiles.includes('*') ||
     service.profiles.some((profile) => profiles.includes(profile));
   const byName = new Map(services.map((service) => [service.spec.name, service]));
+  for (const spec of included) byName.set(spec.name, { spec, profiles: [], optional: new Set() });
+  const missingImage = services.find((service) => enabled(service) && !service.spec.image);
+  if (missingImage)
+    throw new SpecError(
+      `${file}: service "${missingImage.spec.name}" has no image, nor does the service it extends`,
+    );
   return services.filter(enabled).map(({ spec, optional }) => ({
     ...spec,
     dependsOn: spec.dependsOn.filter(({ service }) => {
@@ -306,7 +558,8 @@ function parseService(
   if (scale) readReplicas(scale);
   const fields = answered(value, SERVICE_KEYS, context.warnings);
   const image = fields.get('image');
-  if (!image) throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
+  if (!image && !fields.has('extends'))
+    throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
   const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
     const field = fields.get(key);
     return field && !field.isNull ? read(field) : undefined;
@@ -336,7 +589,7 @@ function parseService(
   );
   const spec: ContainerSpec = definedOnly({
     name,
-    image: readImage(image),
+    image: image ? readImage(image) : '',
     env: [
       ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
       ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),

@@ -47,6 +47,8 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
       nproc: 500
     shm_size: 128m
     read_only: true
+    cap_add: [NET_ADMIN]
+    cap_drop: [NET_RAW]
     stop_signal: SIGUSR1
     stop_grace_period: 20s
     labels:
@@ -78,7 +80,7 @@ configs:
   expect(config.stdout).not.toContain('s3cret');
 
   const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
-  expect(up.stderr).toContain('services.web.logging (line 22): ignored: ');
+  expect(up.stderr).toContain('services.web.logging (line 24): ignored: ');
   const inside = async (script: string): Promise<string> =>
     (await hyperOk('exec', 'web', '--', 'sh', '-c', script)).stdout.trim();
   expect(await inside('hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname')).toBe(
@@ -90,6 +92,15 @@ configs:
   expect(limits).toMatch(/^Max processes\s+500\s+500\s+processes/m);
   expect(limits).toMatch(/^Max open files\s+2048\s+4096\s+files/m);
   expect(await inside('ulimit -n')).toBe('2048');
+  // Docker's default set, less NET_RAW, plus NET_ADMIN: for the service and for an exec alike.
+  const kept = [0, 1, 3, 4, 5, 6, 7, 8, 10, 12, 18, 27, 29, 31];
+  const mask = kept
+    .reduce((sum, cap) => sum | (1n << BigInt(cap)), 0n)
+    .toString(16)
+    .padStart(16, '0');
+  expect(await inside('grep CapBnd /proc/$(pidof httpd)/status; grep CapBnd /proc/self/status')).toBe(
+    `CapBnd:\t${mask}\nCapBnd:\t${mask}`,
+  );
   expect(await inside('awk \'$2 == "/dev/shm" { print $4 }\' /proc/mounts')).toContain('size=131072k');
   expect(await inside('touch /written 2>&1; echo $?')).toMatch(/Read-only file system\n1$/);
   expect(await inside('touch /scratch/written && echo ok')).toBe('ok');
@@ -109,6 +120,49 @@ configs:
 
   await hyperOk('down');
   expect(await readdir(path.join(stateDir, 'vms'))).toEqual([]);
+});
+
+test('restart: on-failure:2 starts a service that always fails 3 times in all, then reports its exit code', async () => {
+  const image = `oci:${await busyboxLayout()}`;
+  const compose = path.join(work, 'restart.yml');
+  await writeFile(
+    compose,
+    `services:\n  flaky:\n    image: ${image}\n    entrypoint: ["sh", "-c", "echo a run of flaky; exit 3"]\n    restart: on-failure:2\n`,
+  );
+  const up = await hyper('up', '-f', compose, '--wait-timeout', '120');
+  expect(up.code).not.toBe(0);
+  expect(up.stderr).toContain('flaky exited with code 3 before it was healthy, after 2 restarts');
+  const logs = await hyperOk('logs', 'flaky');
+  expect(logs.stdout.match(/a run of flaky/g)).toHaveLength(3);
+  const [row] = JSON.parse((await hyperOk('ps', '--json')).stdout) as {
+    name: string;
+    state: string;
+    exitCode: number;
+    restarts: number;
+  }[];
+  expect(row).toMatchObject({ name: 'flaky', state: 'exited', exitCode: 3, restarts: 2 });
+  expect((await hyperOk('ps')).stdout).toMatch(/flaky .*exited \(3\), restarted 2 times/);
+  await hyperOk('down', '--time', '0');
+});
+
+test('restart: always starts a service again after it exits, until it is stopped', async () => {
+  const image = `oci:${await busyboxLayout()}`;
+  const compose = path.join(work, 'always.yml');
+  await writeFile(
+    compose,
+    `services:\n  looper:\n    image: ${image}\n    entrypoint: ["sh", "-c", "echo a run of looper; sleep 0.2"]\n    restart: always\n`,
+  );
+  await hyperOk('up', '-f', compose, '--wait-timeout', '120');
+  const restarts = async (): Promise<number> =>
+    (JSON.parse((await hyperOk('ps', '--json')).stdout) as { restarts: number }[])[0]?.restarts ?? 0;
+  // Back-off: 100, 200, 400 ms... a few restarts come within seconds; wait for them however slow the machine.
+  while ((await restarts()) < 3) await new Promise((resolve) => setTimeout(resolve, 200));
+  await hyperOk('stop', '--time', '30', 'looper');
+  const [row] = JSON.parse((await hyperOk('ps', '--json')).stdout) as { state: string }[];
+  expect(row?.state).toBe('exited');
+  const count = (await hyperOk('logs', 'looper')).stdout.match(/a run of looper/g)?.length ?? 0;
+  expect(count).toBeGreaterThanOrEqual(4);
+  await hyperOk('down', '--time', '0');
 });
 
 test('refused keys, bad counts and a missing secret file stop up before anything boots', async () => {

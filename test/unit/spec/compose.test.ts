@@ -674,3 +674,88 @@ services:
     expect(specError(() => project(text))).toContain(message);
   });
 });
+
+describe('extends and include', () => {
+  const project = (text: string, readFile = noFiles) =>
+    parseComposeProject(text, FILE, readFile, { variables: {} });
+
+  test('extends merges as Compose does: maps by key, lists together, this service winning', () => {
+    const read = files({
+      '/repo/ci/common.yml': `services:
+  base:
+    image: busybox
+    environment: { TZ: utc, PORT: "80" }
+    ports: ["8080:80"]
+    volumes: ["./data:/data", "cache:/cache"]
+    labels: { tier: base }
+    command: ["httpd", "-f"]
+`,
+    });
+    const text = `services:
+  web:
+    extends: { file: common.yml, service: base }
+    environment: { PORT: "8080" }
+    volumes: ["./other:/data"]
+    labels: { team: ci }
+  cli:
+    extends: web
+    command: ["sh"]
+volumes:
+  cache:
+`;
+    const [web, cli] = project(text, read).services;
+    expect(web).toMatchObject({
+      image: 'busybox',
+      env: ['TZ=utc', 'PORT=80', 'PORT=8080'],
+      volumes: ['cache:/cache', './other:/data'],
+      labels: { tier: 'base', team: 'ci' },
+      command: ['httpd', '-f'],
+    });
+    expect(web?.ports).toHaveLength(1);
+    expect(cli).toMatchObject({ name: 'cli', image: 'busybox', command: ['sh'], labels: { team: 'ci' } });
+  });
+
+  test('an extends cycle, and a base that is not there, are errors that say so', () => {
+    expect(
+      specError(() => project('services:\n  a:\n    extends: b\n  b:\n    extends: a\n    image: busybox\n')),
+    ).toBe(`${FILE}: services.b.extends (line 5): extends makes a cycle: a -> b -> a`);
+    expect(specError(() => project('services:\n  a:\n    extends: nope\n'))).toBe(
+      `${FILE}: services.a.extends (line 3): service "nope" is not defined in ${FILE}`,
+    );
+  });
+
+  test("include brings in another project's services, resolved in its own directory, with its .env as defaults", () => {
+    const read = files({
+      '/repo/ci/db/compose.yml':
+        'services:\n  db:\n    image: postgres:${PG:-15}\n    env_file: db.env\nvolumes:\n  pgdata:\n',
+      '/repo/ci/db/db.env': 'POSTGRES_PASSWORD=pw\n',
+      '/repo/ci/db/.env': 'PG=16\n',
+    });
+    const text =
+      'include:\n  - db/compose.yml\nservices:\n  app:\n    image: busybox\n    depends_on: [db]\n';
+    const result = project(text, read);
+    expect(result.services.map((s) => [s.name, s.image, s.baseDir])).toEqual([
+      ['db', 'postgres:16', '/repo/ci/db'],
+      ['app', 'busybox', '/repo/ci'],
+    ]);
+    expect(result.services[0]?.env).toEqual(['POSTGRES_PASSWORD=pw']);
+    expect(result.volumes).toEqual(['pgdata']);
+  });
+
+  test('an include outside the project directory, an include cycle and a service defined twice are errors', () => {
+    expect(specError(() => project('include: [../other/compose.yml]\nservices: {}\n'))).toBe(
+      `${FILE}: include[0] (line 1): /repo/other/compose.yml is outside the project directory /repo/ci; include files from under it`,
+    );
+    const cycle = files({
+      '/repo/ci/a.yml': 'include: [b.yml]\nservices: {}\n',
+      '/repo/ci/b.yml': 'include: [a.yml]\nservices: {}\n',
+    });
+    expect(specError(() => project('include: [a.yml]\nservices: {}\n', cycle))).toBe(
+      '/repo/ci/b.yml: include[0] (line 1): include makes a cycle: compose.yml -> a.yml -> b.yml -> a.yml',
+    );
+    const twice = files({ '/repo/ci/x.yml': 'services:\n  app:\n    image: busybox\n' });
+    expect(specError(() => project('include: [x.yml]\nservices:\n  app:\n    image: busybox\n', twice))).toBe(
+      `${FILE}: service "app" is also defined by an included file; a name belongs to one service`,
+    );
+  });
+});
