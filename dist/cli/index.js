@@ -66565,7 +66565,9 @@ function readIncludes(value, file, readFile, options) {
         if (chain.includes(resolved))
             throw target.error(`include makes a cycle: ${[...chain, resolved].map((f) => external_node_path_default().relative(root, f) || f).join(' -> ')}`);
         const projectDir = fields?.get('project_directory');
-        const dir = projectDir ? external_node_path_default().resolve(external_node_path_default().dirname(file), projectDir.string('a directory')) : external_node_path_default().dirname(resolved);
+        const dir = projectDir
+            ? external_node_path_default().resolve(external_node_path_default().dirname(file), projectDir.string('a directory'))
+            : external_node_path_default().dirname(resolved);
         const defaults = includeDefaults(fields?.get('env_file'), dir, file, readFile, options.variables ?? {});
         let text;
         try {
@@ -66596,7 +66598,9 @@ function readIncludes(value, file, readFile, options) {
 }
 /** The variables an included project interpolates with when the environment does not set them: its env_file, else its .env. */
 function includeDefaults(value, dir, file, readFile, variables) {
-    const files = value ? value.stringOrList().map((name) => external_node_path_default().resolve(external_node_path_default().dirname(file), name)) : [external_node_path_default().join(dir, '.env')];
+    const files = value
+        ? value.stringOrList().map((name) => external_node_path_default().resolve(external_node_path_default().dirname(file), name))
+        : [external_node_path_default().join(dir, '.env')];
     const defaults = {};
     for (const envFile of files) {
         let text;
@@ -66656,7 +66660,24 @@ function resolveService(name, value, context, extending, chain) {
         throw reference.error(`extends makes a cycle: ${names.join(' -> ')}`);
     }
     const base = resolveService(baseName, baseValue, { ...context, dir: external_node_path_default().dirname(baseFile) }, { ...extending, file: baseFile, root: baseRoot }, [...seen, there]);
-    return mergeExtended(base, own);
+    return mergeExtended(withAbsoluteBinds(base, own.spec.baseDir), own);
+}
+/**
+ * A base service from another file, its relative bind sources made absolute
+ * from its own directory: the merged service resolves the rest from the
+ * extending file's. Pure.
+ */
+function withAbsoluteBinds(base, dir) {
+    const from = base.spec.baseDir;
+    if (from === undefined || from === dir)
+        return base;
+    const volumes = base.spec.volumes.map((volume) => {
+        const [source = '', ...rest] = volume.split(':');
+        return rest.length > 0 && source.startsWith('.') && namedVolume(volume) === undefined
+            ? [external_node_path_default().resolve(from, source), ...rest].join(':')
+            : volume;
+    });
+    return { ...base, spec: { ...base.spec, volumes } };
 }
 /**
  * A service over the one it extends, by Compose's merge rules: maps merge
@@ -66685,8 +66706,12 @@ function mergeExtended(base, own) {
             ...o.guest,
             sysctls: b.guest?.sysctls || o.guest?.sysctls ? { ...b.guest?.sysctls, ...o.guest?.sysctls } : undefined,
             ulimits: b.guest?.ulimits || o.guest?.ulimits ? { ...b.guest?.ulimits, ...o.guest?.ulimits } : undefined,
-            capAdd: b.guest?.capAdd || o.guest?.capAdd ? [...(b.guest?.capAdd ?? []), ...(o.guest?.capAdd ?? [])] : undefined,
-            capDrop: b.guest?.capDrop || o.guest?.capDrop ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])] : undefined,
+            capAdd: b.guest?.capAdd || o.guest?.capAdd
+                ? [...(b.guest?.capAdd ?? []), ...(o.guest?.capAdd ?? [])]
+                : undefined,
+            capDrop: b.guest?.capDrop || o.guest?.capDrop
+                ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])]
+                : undefined,
         })
         : undefined;
     const spec = definedOnly({
@@ -66702,7 +66727,9 @@ function mergeExtended(base, own) {
         aliases: b.aliases || o.aliases ? [...new Set([...(b.aliases ?? []), ...(o.aliases ?? [])])] : undefined,
         expose: b.expose || o.expose ? [...new Set([...(b.expose ?? []), ...(o.expose ?? [])])] : undefined,
         labels: b.labels || o.labels ? { ...b.labels, ...o.labels } : undefined,
-        extraHosts: b.extraHosts || o.extraHosts ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host) : undefined,
+        extraHosts: b.extraHosts || o.extraHosts
+            ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host)
+            : undefined,
         files: b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
         guest,
     });

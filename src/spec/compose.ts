@@ -300,7 +300,24 @@ function resolveService(
     { ...extending, file: baseFile, root: baseRoot },
     [...seen, there],
   );
-  return mergeExtended(base, own);
+  return mergeExtended(withAbsoluteBinds(base, own.spec.baseDir), own);
+}
+
+/**
+ * A base service from another file, its relative bind sources made absolute
+ * from its own directory: the merged service resolves the rest from the
+ * extending file's. Pure.
+ */
+function withAbsoluteBinds(base: ParsedService, dir: string | undefined): ParsedService {
+  const from = base.spec.baseDir;
+  if (from === undefined || from === dir) return base;
+  const volumes = base.spec.volumes.map((volume) => {
+    const [source = '', ...rest] = volume.split(':');
+    return rest.length > 0 && source.startsWith('.') && namedVolume(volume) === undefined
+      ? [path.resolve(from, source), ...rest].join(':')
+      : volume;
+  });
+  return { ...base, spec: { ...base.spec, volumes } };
 }
 
 /**

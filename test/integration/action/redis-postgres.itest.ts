@@ -74,7 +74,7 @@ db:
   }
 });
 
-test('a compose file with depends_on service_healthy starts postgres only once redis is healthy', async () => {
+test('a compose file with depends_on service_healthy starts postgres only once redis is healthy; compose-profiles selects, ignored keys warn', async () => {
   const job = await RunnerJob.create();
   const dir = await mkdtemp('/tmp/hyper-compose-');
   try {
@@ -88,14 +88,30 @@ test('a compose file with depends_on service_healthy starts postgres only once r
   db:
     image: ${postgres}
     ports: ['5432']
+    profiles: [ci]
+    logging:
+      driver: json-file
     depends_on:
       redis:
         condition: service_healthy
+  debug:
+    image: ${redis}
+    profiles: [debug]
 `,
     );
-    const main = await job.step(MAIN, { 'compose-file': compose, accel: 'tcg', 'wait-timeout': '180' });
+    const main = await job.step(MAIN, {
+      'compose-file': compose,
+      'compose-profiles': 'ci',
+      accel: 'tcg',
+      'wait-timeout': '180',
+    });
     expect(main.stdout).not.toContain('::error::');
     expect(main.exitCode).toBe(0);
+    // The ignored key is one warning line; the service of a profile not enabled does not run.
+    expect(main.stdout).toContain(
+      `::warning::${compose}: services.db.logging (line 9): ignored: a service's output is always kept`,
+    );
+    expect(Object.keys(JSON.parse((await job.outputs()).services as string)).sort()).toEqual(['db', 'redis']);
     const lines = main.stdout.split('\n');
     expect(lines.findIndex((l) => l.startsWith('redis: healthy after'))).toBeGreaterThan(-1);
     expect(lines.findIndex((l) => l.startsWith('redis: healthy after'))).toBeLessThan(

@@ -681,19 +681,19 @@ describe('extends and include', () => {
 
   test('extends merges as Compose does: maps by key, lists together, this service winning', () => {
     const read = files({
-      '/repo/ci/common.yml': `services:
+      '/repo/ci/shared/common.yml': `services:
   base:
     image: busybox
     environment: { TZ: utc, PORT: "80" }
     ports: ["8080:80"]
-    volumes: ["./data:/data", "cache:/cache"]
+    volumes: ["./data:/data", "cache:/cache", "./logs:/logs"]
     labels: { tier: base }
     command: ["httpd", "-f"]
 `,
     });
     const text = `services:
   web:
-    extends: { file: common.yml, service: base }
+    extends: { file: shared/common.yml, service: base }
     environment: { PORT: "8080" }
     volumes: ["./other:/data"]
     labels: { team: ci }
@@ -707,7 +707,7 @@ volumes:
     expect(web).toMatchObject({
       image: 'busybox',
       env: ['TZ=utc', 'PORT=80', 'PORT=8080'],
-      volumes: ['cache:/cache', './other:/data'],
+      volumes: ['cache:/cache', '/repo/ci/shared/logs:/logs', './other:/data'],
       labels: { tier: 'base', team: 'ci' },
       command: ['httpd', '-f'],
     });
@@ -757,5 +757,63 @@ volumes:
     expect(specError(() => project('include: [x.yml]\nservices:\n  app:\n    image: busybox\n', twice))).toBe(
       `${FILE}: service "app" is also defined by an included file; a name belongs to one service`,
     );
+  });
+});
+
+test("a file shaped like the voting sample app's prebuilt-images compose file plans without a warning", () => {
+  // Written here in the shape of dockersamples/example-voting-app's docker-compose.images.yml:
+  // services on two networks, healthchecks from a bound directory, depends_on with conditions.
+  const text = `services:
+  vote:
+    image: dockersamples/examplevotingapp_vote
+    depends_on:
+      redis:
+        condition: service_healthy
+    ports: ["8080:80"]
+    networks: [front-tier, back-tier]
+  result:
+    image: dockersamples/examplevotingapp_result
+    depends_on:
+      db:
+        condition: service_healthy
+    ports: ["8081:80"]
+    networks: [front-tier, back-tier]
+  worker:
+    image: dockersamples/examplevotingapp_worker
+    depends_on:
+      redis: { condition: service_healthy }
+      db: { condition: service_healthy }
+    networks: [back-tier]
+  redis:
+    image: redis:alpine
+    volumes: ["./healthchecks:/healthchecks"]
+    healthcheck:
+      test: /healthchecks/redis.sh
+      interval: "5s"
+    networks: [back-tier]
+  db:
+    image: postgres:15-alpine
+    environment:
+      POSTGRES_USER: "postgres"
+      POSTGRES_PASSWORD: "postgres"
+    volumes:
+      - "db-data:/var/lib/postgresql/data"
+      - "./healthchecks:/healthchecks"
+    healthcheck:
+      test: /healthchecks/postgres.sh
+      interval: "5s"
+    networks: [back-tier]
+volumes:
+  db-data:
+networks:
+  front-tier:
+  back-tier:
+`;
+  const result = parseComposeProject(text, FILE, noFiles);
+  expect(result.warnings).toEqual([]);
+  expect(result.services.map((s) => s.name)).toEqual(['vote', 'result', 'worker', 'redis', 'db']);
+  expect(result.services[3]?.healthcheck).toMatchObject({
+    test: ['CMD-SHELL', '/healthchecks/redis.sh'],
+    intervalMs: 5000,
   });
 });
