@@ -42,6 +42,8 @@ const NOT_YET = 'not supported yet';
 const NO_BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
 const LOGS_KEPT = "a service's output is always kept, and shown by hyper logs and in the job summary";
 const ONE_NETWORK = 'every service of a job is on the one job network';
+const RESOLVER =
+  "a service finds its peers through /etc/hosts, and other names through the job network's resolver";
 const HOST_CGROUP =
   'the VM is bounded on the host by hyper itself; host cgroup settings do not reach into it';
 
@@ -88,9 +90,9 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   depends_on: honoured(),
   device_cgroup_rules: refused(NO_HOST_DEVICES),
   devices: refused(NO_HOST_DEVICES),
-  dns: ignored("each service resolves its peers by name through the job's own resolver"),
-  dns_opt: ignored("each service resolves its peers by name through the job's own resolver"),
-  dns_search: ignored("each service resolves its peers by name through the job's own resolver"),
+  dns: ignored(RESOLVER),
+  dns_opt: ignored(RESOLVER),
+  dns_search: ignored(RESOLVER),
   domainname: vm("the guest kernel's NIS domain name"),
   entrypoint: honoured(),
   env_file: honoured(),
@@ -157,7 +159,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   tmpfs: honoured(),
   tty: ignored('a service has no terminal in a job'),
   ulimits: vm('set for the service inside its guest'),
-  use_api_socket: refused("the host's Docker socket is not put into service VMs"),
+  use_api_socket: refused("the host's Docker socket is not put into service VMs", ['false']),
   user: honoured(),
   uts: refused(HOST_NAMESPACE),
   userns_mode: ignored('the service runs as its user in its own kernel; there is no user namespace to remap'),
@@ -261,7 +263,7 @@ export const NETWORK_KEYS: Readonly<Record<string, KeyRule>> = {
   driver: honoured('bridge only'),
   driver_opts: ignored(ONE_NETWORK),
   ipam: honoured('one subnet for the job network'),
-  external: refused(`${ONE_NETWORK}, which the job makes itself`),
+  external: refused(`${ONE_NETWORK}, which the job makes itself`, ['false']),
   internal: ignored('use hyper up --egress deny, or the egress input'),
   enable_ipv4: ignored(`${ONE_NETWORK}, which is IPv4`),
   enable_ipv6: ignored(`${ONE_NETWORK}, which is IPv4`),
@@ -274,7 +276,7 @@ export const VOLUME_KEYS: Readonly<Record<string, KeyRule>> = {
   name: ignored('a volume is named by its key'),
   driver: ignored('every volume is a disk image'),
   driver_opts: honoured('size only'),
-  external: refused('a volume is a disk of the job; an external one is not there to use'),
+  external: refused('a volume is a disk of the job; an external one is not there to use', ['false']),
   labels: ignored('volumes carry no labels here'),
 };
 
@@ -283,7 +285,7 @@ export const SECRET_KEYS: Readonly<Record<string, KeyRule>> = {
   name: ignored('a secret is named by its key'),
   environment: honoured(),
   file: honoured(),
-  external: refused('an external secret lives in a Swarm, which a job does not have'),
+  external: refused('an external secret lives in a Swarm, which a job does not have', ['false']),
   labels: ignored('secrets carry no labels here'),
   driver: refused(NO_SWARM),
   driver_opts: refused(NO_SWARM),
@@ -296,7 +298,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyRule>> = {
   content: honoured(),
   environment: honoured(),
   file: honoured(),
-  external: refused('an external config lives in a Swarm, which a job does not have'),
+  external: refused('an external config lives in a Swarm, which a job does not have', ['false']),
   labels: ignored('configs carry no labels here'),
   template_driver: refused(NO_SWARM),
 };

@@ -817,3 +817,12 @@ networks:
     intervalMs: 5000,
   });
 });
+
+test('external: false asks for nothing and is accepted; external: true is refused with its reason', () => {
+  const text = (external: string) =>
+    `services:\n  app:\n    image: busybox\nvolumes:\n  data:\n    external: ${external}\n`;
+  expect(parseComposeProject(text('false'), FILE, noFiles).volumes).toEqual(['data']);
+  expect(specError(() => parseComposeProject(text('true'), FILE, noFiles))).toBe(
+    `${FILE}: volumes.data.external (line 6): a volume is a disk of the job; an external one is not there to use`,
+  );
+});
