@@ -173,7 +173,21 @@ describe('a client that hangs up', () => {
   let baseline = 0;
 
   beforeAll(async () => {
-    await dockerOk(daemon, 'run', '-d', '--name', 'chatty', '--entrypoint', 'sh', image, '-c', ticker);
+    // SYS_PTRACE: an exec reads the guest's /run through init's root (/proc/1/root), outside Docker's default set.
+    await dockerOk(
+      daemon,
+      'run',
+      '-d',
+      '--name',
+      'chatty',
+      '--cap-add',
+      'SYS_PTRACE',
+      '--entrypoint',
+      'sh',
+      image,
+      '-c',
+      ticker,
+    );
     // A first exec sets up what every exec shares; the daemon's descriptors after it are the baseline.
     expect(await execDirs('chatty')).toEqual([]);
     baseline = await restingDescriptors();
@@ -265,7 +279,20 @@ describe('a client that hangs up', () => {
 
 // A container of its own: while the exec runs, it holds the VM's guest agent.
 test('a docker CLI that dies during a silent exec takes the command with it', async () => {
-  await dockerOk(daemon, 'run', '-d', '--name', 'silent', '--entrypoint', 'sleep', image, '600');
+  // SYS_PTRACE: execDirs reads the guest's /run through init's root (/proc/1/root).
+  await dockerOk(
+    daemon,
+    'run',
+    '-d',
+    '--name',
+    'silent',
+    '--cap-add',
+    'SYS_PTRACE',
+    '--entrypoint',
+    'sleep',
+    image,
+    '600',
+  );
   try {
     // No output for the daemon to fail to write: only its probe of the half-closed connection notices.
     const exec = spawnDocker(['exec', 'silent', 'sh', '-c', 'echo started; exec sleep 300']);

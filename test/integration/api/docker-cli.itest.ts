@@ -185,9 +185,11 @@ test('bad input: unknown container, name conflict, refused field, unknown endpoi
   expect(missing.code).toBe(1);
   expect(missing.stderr).toContain('No such object: nope');
 
-  const refused = await docker(daemon, ['create', '--privileged', image]);
+  const refused = await docker(daemon, ['create', '--pid', 'host', image]);
   expect(refused.code).not.toBe(0);
-  expect(refused.stderr).toContain('HostConfig.Privileged: privileged containers are not supported');
+  expect(refused.stderr).toContain(
+    'HostConfig.PidMode: a container cannot share another PID namespace: it has a kernel of its own',
+  );
 
   const hostNet = await docker(daemon, ['create', '--network', 'host', image]);
   expect(hostNet.stderr).toContain('HostConfig.NetworkMode: "host" would put the container on the host');
