@@ -51285,6 +51285,14 @@ const ULIMITS = [
     'stack',
     'as',
 ];
+/** A sysctl's name as Docker and compose take it: dotted, such as net.core.somaxconn. Pure. */
+function isSysctlName(name) {
+    return /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/.test(name);
+}
+/** A capability as Docker takes it (NET_ADMIN, CAP_NET_ADMIN, net_admin, ALL) -> NET_ADMIN. Pure. */
+function capabilityName(text) {
+    return text.toUpperCase().replace(/^CAP_/, '');
+}
 /** Linux capability numbers by name (linux/capability.h), as Docker names them. */
 const CAPABILITIES = {
     CHOWN: 0,
@@ -66887,10 +66895,7 @@ function parseService(name, value, context, grants) {
     const image = fields.get('image');
     if (!image && !fields.has('extends'))
         throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
-    const get = (key, read) => {
-        const field = fields.get(key);
-        return field && !field.isNull ? read(field) : undefined;
-    };
+    const get = fieldReader(fields);
     const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
     const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
     const dependencies = get('depends_on', (field) => compose_readDependsOn(field, context)) ?? [];
@@ -66906,7 +66911,7 @@ function parseService(name, value, context, grants) {
         name,
         image: image ? readImage(image) : '',
         env: [
-            ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
+            ...(get('env_file', (field) => readKeyValueFiles(field, context)) ?? []),
             ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
         ],
         ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
@@ -67064,12 +67069,16 @@ function readExtraHosts(value) {
         return parsed;
     });
 }
-/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
-function readGuestSettings(fields) {
-    const get = (key, read) => {
+/** Reads a key of `fields` that is there and not null; undefined otherwise. */
+function fieldReader(fields) {
+    return (key, read) => {
         const field = fields.get(key);
         return field && !field.isNull ? read(field) : undefined;
     };
+}
+/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
+function readGuestSettings(fields) {
+    const get = fieldReader(fields);
     const settings = definedOnly({
         domainname: get('domainname', (field) => field.string('a domain name')),
         sysctls: get('sysctls', readSysctls),
@@ -67083,7 +67092,6 @@ function readGuestSettings(fields) {
     });
     return Object.keys(settings).length > 0 ? settings : undefined;
 }
-const SYSCTL = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
 function readSysctls(value) {
     const entries = value.kind === 'a map'
         ? value.entries().map(({ key, value: entry }) => ({ key, text: entry.text('a value'), at: entry }))
@@ -67095,7 +67103,7 @@ function readSysctls(value) {
             return { key: text.slice(0, eq).trim(), text: text.slice(eq + 1).trim(), at: item };
         });
     return Object.fromEntries(entries.map(({ key, text, at }) => {
-        if (!SYSCTL.test(key))
+        if (!isSysctlName(key))
             throw at.error(`"${key}" is not a sysctl name such as net.core.somaxconn`);
         if (/[\n\0]/.test(text))
             throw at.error(`the value of ${key} must be one line`);
@@ -67131,7 +67139,7 @@ function readUlimits(value) {
 /** Capability names as Docker takes them: CHOWN or CAP_CHOWN, any case, or ALL. */
 function readCapabilities(value) {
     return value.items().map((item) => {
-        const name = item.string('a capability such as NET_ADMIN').toUpperCase().replace(/^CAP_/, '');
+        const name = capabilityName(item.string('a capability such as NET_ADMIN'));
         if (name !== 'ALL' && !(name in CAPABILITIES))
             throw item.error(`"${name}" is not a capability; use one of ${Object.keys(CAPABILITIES).join(', ')}, or ALL`);
         return name;
@@ -67205,10 +67213,6 @@ function readEnvironment(value, variables) {
         const host = variables[key];
         return host === undefined ? [] : [`${key}=${host}`];
     });
-}
-/** `env_file:` as a path, a list of paths, or a list of { path, required, format }. */
-function readEnvFiles(value, context) {
-    return readKeyValueFiles(value, context);
 }
 /** env_file and label_file: files of KEY=VALUE lines, in order; a missing one that is not required is skipped. */
 function readKeyValueFiles(value, context) {
@@ -68717,7 +68721,7 @@ function guestSettings(body) {
     const host = body.HostConfig ?? {};
     const sysctls = Object.entries(host.Sysctls ?? {});
     for (const [key, value] of sysctls)
-        if (!SYSCTL_NAME.test(key) || typeof value !== 'string' || /[\n\0]/.test(value))
+        if (!isSysctlName(key) || typeof value !== 'string' || /[\n\0]/.test(value))
             throw new CreateFieldError(`HostConfig.Sysctls: "${key}" is not a sysctl name with a one-line value`);
     const ulimits = (host.Ulimits ?? []).map((limit) => {
         const name = String(limit.Name ?? '');
@@ -68752,10 +68756,9 @@ function guestSettings(body) {
     }
     return Object.keys(settings).length > 0 ? settings : undefined;
 }
-const SYSCTL_NAME = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
 /** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */
 function capabilityNames(value, field) {
-    return stringList(value, field).map((name) => name.toUpperCase().replace(/^CAP_/, ''));
+    return stringList(value, field).map(capabilityName);
 }
 /** Hostname (docker run -h); else the container's name is its hostname. */
 function hostnameField(value) {

@@ -51,6 +51,16 @@ export const ULIMITS = [
   'as',
 ];
 
+/** A sysctl's name as Docker and compose take it: dotted, such as net.core.somaxconn. Pure. */
+export function isSysctlName(name: string): boolean {
+  return /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/.test(name);
+}
+
+/** A capability as Docker takes it (NET_ADMIN, CAP_NET_ADMIN, net_admin, ALL) -> NET_ADMIN. Pure. */
+export function capabilityName(text: string): string {
+  return text.toUpperCase().replace(/^CAP_/, '');
+}
+
 /** Linux capability numbers by name (linux/capability.h), as Docker names them. */
 export const CAPABILITIES: Readonly<Record<string, number>> = {
   CHOWN: 0,

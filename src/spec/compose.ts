@@ -45,7 +45,7 @@ import {
   type ServiceFile,
 } from './container.js';
 import { parseCount, parseShmMiB, parseVolumeSize } from './units.js';
-import { CAPABILITIES, ULIMITS } from '../guest/config.js';
+import { CAPABILITIES, capabilityName, isSysctlName, ULIMITS } from '../guest/config.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 /** Reads a file named in the compose file (env_file, a secret), by a path already joined to the file's directory. */
@@ -577,10 +577,7 @@ function parseService(
   const image = fields.get('image');
   if (!image && !fields.has('extends'))
     throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
-  const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
-    const field = fields.get(key);
-    return field && !field.isNull ? read(field) : undefined;
-  };
+  const get = fieldReader(fields);
   const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
   const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
   const dependencies = get('depends_on', (field) => readDependsOn(field, context)) ?? [];
@@ -608,7 +605,7 @@ function parseService(
     name,
     image: image ? readImage(image) : '',
     env: [
-      ...(get('env_file', (field) => readEnvFiles(field, context)) ?? []),
+      ...(get('env_file', (field) => readKeyValueFiles(field, context)) ?? []),
       ...(get('environment', (field) => readEnvironment(field, context.variables)) ?? []),
     ],
     ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
@@ -789,12 +786,17 @@ function readExtraHosts(value: YamlValue): { host: string; ip: string }[] {
   });
 }
 
-/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
-function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | undefined {
-  const get = <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
+/** Reads a key of `fields` that is there and not null; undefined otherwise. */
+function fieldReader(fields: Map<string, YamlValue>) {
+  return <T>(key: string, read: (field: YamlValue) => T): T | undefined => {
     const field = fields.get(key);
     return field && !field.isNull ? read(field) : undefined;
   };
+}
+
+/** sysctls, ulimits, shm_size, read_only, restart, capabilities and the domain name: set in the guest. */
+function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | undefined {
+  const get = fieldReader(fields);
   const settings: GuestSettings = definedOnly({
     domainname: get('domainname', (field) => field.string('a domain name')),
     sysctls: get('sysctls', readSysctls),
@@ -809,8 +811,6 @@ function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | unde
   return Object.keys(settings).length > 0 ? settings : undefined;
 }
 
-const SYSCTL = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
-
 function readSysctls(value: YamlValue): Record<string, string> {
   const entries =
     value.kind === 'a map'
@@ -823,7 +823,7 @@ function readSysctls(value: YamlValue): Record<string, string> {
         });
   return Object.fromEntries(
     entries.map(({ key, text, at }) => {
-      if (!SYSCTL.test(key)) throw at.error(`"${key}" is not a sysctl name such as net.core.somaxconn`);
+      if (!isSysctlName(key)) throw at.error(`"${key}" is not a sysctl name such as net.core.somaxconn`);
       if (/[\n\0]/.test(text)) throw at.error(`the value of ${key} must be one line`);
       return [key, text];
     }),
@@ -861,7 +861,7 @@ function readUlimits(value: YamlValue): Record<string, { soft: number; hard: num
 /** Capability names as Docker takes them: CHOWN or CAP_CHOWN, any case, or ALL. */
 function readCapabilities(value: YamlValue): string[] {
   return value.items().map((item) => {
-    const name = item.string('a capability such as NET_ADMIN').toUpperCase().replace(/^CAP_/, '');
+    const name = capabilityName(item.string('a capability such as NET_ADMIN'));
     if (name !== 'ALL' && !(name in CAPABILITIES))
       throw item.error(
         `"${name}" is not a capability; use one of ${Object.keys(CAPABILITIES).join(', ')}, or ALL`,
@@ -945,11 +945,6 @@ function readEnvironment(value: YamlValue, variables: VariableMap): string[] {
     const host = variables[key];
     return host === undefined ? [] : [`${key}=${host}`];
   });
-}
-
-/** `env_file:` as a path, a list of paths, or a list of { path, required, format }. */
-function readEnvFiles(value: YamlValue, context: Context): string[] {
-  return readKeyValueFiles(value, context);
 }
 
 /** env_file and label_file: files of KEY=VALUE lines, in order; a missing one that is not required is skipped. */

@@ -13,7 +13,13 @@ import {
   type GuestSettings,
   type RestartPolicy,
 } from './container.js';
-import { RESTART_POLICIES, serviceCapabilities, ULIMITS } from '../guest/config.js';
+import {
+  capabilityName,
+  isSysctlName,
+  RESTART_POLICIES,
+  serviceCapabilities,
+  ULIMITS,
+} from '../guest/config.js';
 
 /** The body of POST /containers/create, as Docker's API describes it (types from @types/dockerode). */
 export type CreateBody = Docker.ContainerCreateOptions;
@@ -211,7 +217,7 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
   const host = body.HostConfig ?? {};
   const sysctls = Object.entries(host.Sysctls ?? {});
   for (const [key, value] of sysctls)
-    if (!SYSCTL_NAME.test(key) || typeof value !== 'string' || /[\n\0]/.test(value))
+    if (!isSysctlName(key) || typeof value !== 'string' || /[\n\0]/.test(value))
       throw new CreateFieldError(`HostConfig.Sysctls: "${key}" is not a sysctl name with a one-line value`);
   const ulimits = (host.Ulimits ?? []).map((limit) => {
     const name = String(limit.Name ?? '');
@@ -248,11 +254,9 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
   return Object.keys(settings).length > 0 ? settings : undefined;
 }
 
-const SYSCTL_NAME = /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/;
-
 /** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */
 function capabilityNames(value: unknown, field: string): string[] {
-  return stringList(value, field).map((name) => name.toUpperCase().replace(/^CAP_/, ''));
+  return stringList(value, field).map(capabilityName);
 }
 
 /** Hostname (docker run -h); else the container's name is its hostname. */
