@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(775);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9467);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 775:
+/***/ 9467:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -38562,7 +38562,8 @@ __nccwpck_require__.d(job_namespaceObject, {
   networkFile: () => (networkFile),
   preflightNetwork: () => (preflightNetwork),
   readNetwork: () => (readNetwork),
-  removeNetwork: () => (removeNetwork)
+  removeNetwork: () => (removeNetwork),
+  setRotation: () => (setRotation)
 });
 
 ;// CONCATENATED MODULE: ./src/errors.ts
@@ -48554,9 +48555,20 @@ async function waitContainer(name, job) {
     return state;
 }
 async function listContainers(job) {
+    const network = await job.network.readNetwork(job.stateDir).catch(() => undefined);
     const summaries = [];
-    for (const record of await listRecords(job))
-        summaries.push(await summarize(record, job));
+    for (const record of await listRecords(job)) {
+        const member = network?.members.find((m) => m.service === record.name);
+        const replica = member?.group
+            ? {
+                replica: {
+                    of: member.group,
+                    ...(member.outOfRotation ? { outOfRotation: member.outOfRotation } : {}),
+                },
+            }
+            : {};
+        summaries.push({ ...(await summarize(record, job)), ...replica });
+    }
     return summaries;
 }
 async function summarize(record, job) {
@@ -48876,20 +48888,30 @@ function splitList(text) {
 const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
 /**
  * Every name on the network is one service's: an alias may not repeat a
- * service name or another alias, on the same service or another. Pure.
+ * service name or another alias, on the same service or another. The
+ * replicas of one group share its name and aliases. Pure.
  */
 function checkAliases(members) {
     const owner = new Map();
     for (const { service } of members)
         owner.set(service.toLowerCase(), service);
-    for (const { service, aliases } of members) {
+    const shared = new Map();
+    for (const { service, aliases, group } of members) {
+        const own = new Set();
         for (const alias of aliases) {
             if (!ALIAS.test(alias))
                 throw new NetworkError(`service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`);
             const key = alias.toLowerCase();
+            if (own.has(key))
+                throw new NetworkError(`service "${service}": alias "${alias}" is given twice`);
+            own.add(key);
+            if (group !== undefined && shared.get(key) === group)
+                continue;
             const taken = owner.get(key);
             if (taken === undefined) {
                 owner.set(key, `${service}\0alias`);
+                if (group !== undefined)
+                    shared.set(key, group);
                 continue;
             }
             const [other = '', kind] = taken.split('\0');
@@ -48897,9 +48919,7 @@ function checkAliases(members) {
                 throw new NetworkError(other === service
                     ? `service "${service}": alias "${alias}" is its own name`
                     : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`);
-            throw new NetworkError(other === service
-                ? `service "${service}": alias "${alias}" is given twice`
-                : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
+            throw new NetworkError(`alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`);
         }
     }
 }
@@ -49232,6 +49252,7 @@ function validatePlan(specs) {
     }
     checkDependencies(specs, byName);
     checkCycles(specs, byName);
+    checkReplicas(specs, byName);
     checkPorts(specs);
     checkMounts(specs);
     try {
@@ -49260,6 +49281,8 @@ function checkMounts(specs) {
         for (const mount of mounts) {
             if (mount.kind !== 'volume')
                 continue;
+            if ((spec.replicas ?? 1) > 1)
+                throw new SpecError(`volume "${mount.name}" would be attached to the ${spec.replicas} replicas of "${spec.name}"; a volume can be attached to one VM at a time`);
             const owner = owners.get(mount.name);
             if (owner && owner !== spec.name) {
                 throw new SpecError(`volume "${mount.name}" is used by both "${owner}" and "${spec.name}"; a volume can be attached to one VM at a time`);
@@ -49267,6 +49290,83 @@ function checkMounts(specs) {
             owners.set(mount.name, spec.name);
         }
     }
+}
+/**
+ * A service with replicas: no container_name (it names one container), TCP
+ * ports only (connections are spread; datagrams are not), and replica names
+ * that are no other service's.
+ */
+function checkReplicas(specs, byName) {
+    for (const spec of specs) {
+        const count = spec.replicas ?? 1;
+        if (count === 1)
+            continue;
+        if (spec.containerName)
+            throw new SpecError(`service "${spec.name}": container_name "${spec.containerName}" names one container, and it has ${count} replicas; remove container_name or the replicas`);
+        const udp = spec.ports.find((port) => port.protocol === 'udp');
+        if (udp)
+            throw new SpecError(`service "${spec.name}" has ${count} replicas and publishes ${udp.containerPort}/udp; a service with replicas publishes TCP ports only`);
+        for (const replica of replicaNames(spec)) {
+            if (byName.has(replica))
+                throw new SpecError(`service "${replica}" has the name of a replica of "${spec.name}"; rename it`);
+            validateName(replica);
+        }
+    }
+}
+/** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */
+function replicaNames(spec) {
+    const count = spec.replicas ?? 1;
+    if (count === 1)
+        return [spec.name];
+    return Array.from({ length: count }, (_, i) => `${spec.name}.${i + 1}`);
+}
+/**
+ * The VMs a service runs as: itself, or one spec per replica, each answering
+ * to its own name and, with its siblings, to the service's name and aliases.
+ * Pure.
+ */
+function replicaSpecs(spec) {
+    if ((spec.replicas ?? 1) === 1)
+        return [spec];
+    const shared = { ...spec };
+    delete shared.replicas;
+    // Each its own hostname, which also keeps each replica's service template its own.
+    return replicaNames(spec).map((name) => ({
+        ...shared,
+        name,
+        hostname: spec.hostname ?? name,
+        replicaOf: spec.name,
+        aliases: [spec.name, ...(spec.aliases ?? [])],
+    }));
+}
+/**
+ * Applies `hyper up --scale SERVICE=N` (each given once) over the replica
+ * counts the file gives. Pure.
+ */
+function scaleServices(specs, scales) {
+    const wanted = new Map();
+    for (const scale of scales) {
+        const match = /^([^=]+)=(.*)$/.exec(scale);
+        if (!match)
+            throw new SpecError(`--scale: "${scale}" is not SERVICE=COUNT`);
+        const [, service = '', count = ''] = match;
+        if (!specs.some((spec) => spec.name === service))
+            throw new SpecError(`--scale: there is no service "${service}"; services: ${specs.map((s) => s.name).join(', ')}`);
+        if (!/^\d+$/.test(count) || Number(count) < 1)
+            throw new SpecError(`--scale: "${count}" is not a number of replicas: give a whole number of at least 1`);
+        if (wanted.has(service))
+            throw new SpecError(`--scale: service "${service}" is scaled twice`);
+        wanted.set(service, Number(count));
+    }
+    return specs.map((spec) => {
+        const count = wanted.get(spec.name);
+        if (count === undefined)
+            return spec;
+        const scaled = { ...spec, replicas: count };
+        if (count === 1)
+            delete scaled.replicas;
+        return scaled;
+    });
 }
 function checkDependencies(specs, byName) {
     for (const spec of specs) {
@@ -55941,12 +56041,33 @@ function claimedPorts(record) {
 }
 /** A new member's mode-independent part, with its published ports bound (none the job has handed out). */
 async function memberBase(request, address, record) {
+    // A replica's siblings already hold the group's ports: it shares them.
+    const sibling = request.group ? record.members.find((m) => m.group === request.group) : undefined;
     return {
         service: request.service,
         aliases: request.aliases,
         address,
-        published: await resolvePorts(request.published, claimedPorts(record)),
+        published: sibling ? sibling.published : await resolvePorts(request.published, claimedPorts(record)),
+        ...(request.group ? { group: request.group } : {}),
     };
+}
+/**
+ * Each published host port and the members behind it: one for a service,
+ * the replicas in rotation for a group (none when no replica takes
+ * connections). Pure.
+ */
+function publishedTargets(members) {
+    const targets = new Map();
+    for (const member of members) {
+        for (const port of member.published) {
+            const key = `${port.hostIp} ${portKey(port.protocol, port.hostPort)}`;
+            const target = targets.get(key) ?? { port, members: [] };
+            targets.set(key, target);
+            if (!member.outOfRotation)
+                target.members.push(member);
+        }
+    }
+    return [...targets.values()];
 }
 /** A service, its own names, and the other members as its hosts file names them. Pure. */
 function memberAndPeers(members, service) {
@@ -56233,10 +56354,10 @@ function nftHostMatch(hostIp) {
 function nftRuleset(plan) {
     const table = nftTableName(plan.id);
     const br = `"${plan.bridge}"`;
-    const dnatRule = (f) => `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
-    const dnat = plan.forwards.map(dnatRule);
+    const forwarded = plan.forwards.filter((f) => f.addresses.length > 0);
+    const dnat = forwarded.map(nftDnat);
     // From outside only what is published beyond loopback.
-    const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
+    const fromOutside = forwarded.filter((f) => !f.hostIp.startsWith('127.')).map(nftDnat);
     const egress = plan.egress === 'allow'
         ? [`    iifname ${br} accept`]
         : [
@@ -56277,6 +56398,14 @@ function nftRuleset(plan) {
         '}',
         '',
     ].join('\n');
+}
+/** One published port's DNAT rule: to its address, or to each of several in turn (numgen's round robin). Pure. */
+function nftDnat(f) {
+    const match = `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort}`;
+    if (f.addresses.length === 1)
+        return `${match} dnat to ${f.addresses[0]}:${f.containerPort}`;
+    const map = f.addresses.map((address, i) => `${i} : ${address}`).join(', ');
+    return `${match} dnat to numgen inc mod ${f.addresses.length} map { ${map} } : ${f.containerPort}`;
 }
 /** The nft command that removes the job's table. */
 function nftDelete(id) {
@@ -56331,11 +56460,34 @@ function iptablesSetup(plan) {
         filter('-A', c.forward, '-o', br, '-j', 'DROP'),
         filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),
         ...egress,
-        ...plan.forwards.map((f) => nat('-A', c.dnat, ...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort), '-j', 'DNAT', '--to-destination', `${f.address}:${f.containerPort}`)),
+        ...plan.forwards.flatMap((f) => iptablesDnat(c.dnat, f)),
         nat('-A', c.snat, '-o', br, '-s', '127.0.0.0/8', '-j', 'MASQUERADE'),
         nat('-A', c.snat, '-s', plan.subnet, '!', '-o', br, '-j', 'MASQUERADE'),
         ...iptablesHooks(plan.id).map((h) => ['-t', h.table, '-I', h.from, '-j', h.to]),
     ];
+}
+/**
+ * One published port's DNAT rules: one per address, each taking every
+ * (n-i)th new connection that reaches it (the statistic match's round
+ * robin), the last taking the rest. Pure.
+ */
+function iptablesDnat(chain, f) {
+    const match = [...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort)];
+    const count = f.addresses.length;
+    return f.addresses.map((address, i) => [
+        '-t',
+        'nat',
+        '-A',
+        chain,
+        ...match,
+        ...(i < count - 1
+            ? ['-m', 'statistic', '--mode', 'nth', '--every', String(count - i), '--packet', '0']
+            : []),
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${address}:${f.containerPort}`,
+    ]);
 }
 /** Unhooks and deletes the job's chains; each command may fail harmlessly when already gone. Pure. */
 function iptablesTeardown(id) {
@@ -56634,13 +56786,13 @@ function firewallPlan(record) {
         subnet: record.subnet,
         egress: record.egress,
         allow: record.allowCidrs,
-        forwards: record.members.flatMap((m) => m.published.map((p) => ({
-            protocol: p.protocol,
-            hostIp: p.hostIp,
-            hostPort: p.hostPort,
-            address: m.address,
-            containerPort: p.containerPort,
-        }))),
+        forwards: publishedTargets(record.members).map(({ port, members }) => ({
+            protocol: port.protocol,
+            hostIp: port.hostIp,
+            hostPort: port.hostPort,
+            addresses: members.map((m) => m.address),
+            containerPort: port.containerPort,
+        })),
     };
 }
 /** The first host address after the gateway that no member has. Pure. */
@@ -56878,7 +57030,8 @@ class UserDriver {
                 resolvConf: resolvConf(this.record.dns),
             },
             published: self.published,
-            forwards: [...self.published, ...loopbackForwards(self)],
+            // A replica's published ports are the group's: hyper's forwarder binds them, not each QEMU.
+            forwards: [...(self.group ? [] : self.published), ...loopbackForwards(self)],
         };
     }
 }
@@ -57029,6 +57182,28 @@ async function addAliases(stateDir, service, aliases) {
         member.aliases = [...member.aliases, ...wanted];
         checkAliases(record.members);
         await writeNetwork(stateDir, record);
+    });
+}
+/**
+ * Takes a replica out of its group's rotation (with the reason) or puts it
+ * back (undefined), and brings what the host publishes in line: the
+ * firewall's round robin in bridge mode; in user mode the forwarder reads
+ * the record. False when the member is no longer on the network.
+ */
+async function setRotation(stateDir, service, outOfRotation) {
+    return withLock(stateDir, async () => {
+        const record = await readNetwork(stateDir);
+        const member = record?.members.find((m) => m.service === service);
+        if (!record || !member)
+            return false;
+        if (outOfRotation === undefined)
+            delete member.outOfRotation;
+        else
+            member.outOfRotation = outOfRotation;
+        const driver = driverFor(record);
+        await driver.publish();
+        await writeNetwork(stateDir, driver.record);
+        return true;
     });
 }
 /** Removes the whole network, whoever is still on it (teardown). */
@@ -57245,11 +57420,498 @@ async function removeImage(job, ref, force) {
     return entry;
 }
 
+;// CONCATENATED MODULE: ./src/network/forwarder.ts
+
+/**
+ * User networking's replicas: listens on each published TCP port and joins
+ * every connection to one replica's loopback port, in turn. A replica that
+ * refuses (its QEMU is gone) is skipped for the next; a connection that no
+ * replica takes is closed.
+ */
+async function startForwarder(ports, backends) {
+    const servers = [];
+    const open = new Set();
+    let turn = 0;
+    try {
+        for (const port of ports) {
+            // Half-open both ways: each side's end is passed on, and a reply still flows after a client's FIN.
+            const server = external_node_net_default().createServer({ allowHalfOpen: true }, (client) => {
+                open.add(client);
+                client.once('close', () => open.delete(client));
+                client.on('error', () => client.destroy());
+                const candidates = backends(port.containerPort);
+                const start = turn++;
+                const order = candidates.map((_, i) => candidates[(start + i) % candidates.length]);
+                connectFirst(client, order, open);
+            });
+            await new Promise((resolve, reject) => {
+                server.once('error', reject);
+                server.listen({ host: port.hostIp, port: port.hostPort, exclusive: true }, () => {
+                    server.off('error', reject);
+                    resolve();
+                });
+            });
+            servers.push(server);
+        }
+    }
+    catch (error) {
+        await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+        throw error;
+    }
+    return {
+        async close() {
+            for (const socket of open)
+                socket.destroy();
+            await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+        },
+    };
+}
+/** Joins `client` to the first of `ports` on loopback that accepts; closes it when none does. */
+function connectFirst(client, ports, open) {
+    const [port, ...rest] = ports;
+    if (port === undefined || client.destroyed) {
+        client.destroy();
+        return;
+    }
+    const upstream = external_node_net_default().connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    open.add(upstream);
+    upstream.once('close', () => open.delete(upstream));
+    const refused = () => {
+        upstream.destroy();
+        connectFirst(client, rest, open);
+    };
+    upstream.once('error', refused);
+    upstream.once('connect', () => {
+        upstream.off('error', refused);
+        if (client.destroyed) {
+            upstream.destroy();
+            return;
+        }
+        upstream.on('error', () => client.destroy());
+        client.on('error', () => upstream.destroy());
+        client.pipe(upstream);
+        upstream.pipe(client);
+    });
+}
+
+;// CONCATENATED MODULE: ./src/project-root.ts
+
+
+
+/**
+ * The checkout this code runs from (the action's own repository, or a clone
+ * used by the CLI): the nearest directory upwards holding guest/build.sh.
+ * Works the same from src/ under jest and from the ncc bundles in dist/.
+ */
+function projectRoot() {
+    let dir = external_node_path_default().dirname((0,external_node_url_.fileURLToPath)(import.meta.url));
+    for (;;) {
+        if ((0,external_node_fs_namespaceObject.existsSync)(external_node_path_default().join(dir, 'guest', 'build.sh')))
+            return dir;
+        const parent = external_node_path_default().dirname(dir);
+        if (parent === dir)
+            throw new Error('cannot find the hyper-services checkout (no guest/build.sh above this file)');
+        dir = parent;
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/health.ts
+
+
+
+
+class HealthError extends HyperError {
+    name = 'HealthError';
+}
+/** TCP ports in LISTEN state (st 0A) in /proc/net/tcp and tcp6 text. Pure. */
+function listeningTcpPorts(procNetTcp) {
+    const ports = new Set();
+    for (const line of procNetTcp.split('\n')) {
+        const fields = line.trim().split(/\s+/);
+        const local = fields[1];
+        if (!local || fields[3] !== '0A')
+            continue;
+        const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+        if (Number.isInteger(port))
+            ports.add(port);
+    }
+    return ports;
+}
+/** The guest argv of one healthcheck run, in the container as the service user. Pure. */
+function healthcheckArgv(record, test) {
+    const [kind, ...rest] = test;
+    if (kind === 'CMD')
+        return execArgv(record, rest);
+    if (kind === 'CMD-SHELL')
+        return execArgv(record, ['/bin/sh', '-c', rest.join(' ')]);
+    throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
+}
+/** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
+function portsProbe(record, job) {
+    const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
+    return async () => {
+        const result = await job.hypervisor.exec(record.machine, ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'], 10_000);
+        const listening = listeningTcpPorts(result.stdout.toString());
+        const missing = wanted.filter((port) => !listening.has(port));
+        return missing.length === 0
+            ? { ok: true, detail: `listening on ${wanted.join(', ') || 'no published tcp port'}` }
+            : { ok: false, detail: `not listening on ${missing.join(', ')} yet` };
+    };
+}
+function commandProbe(record, check, job) {
+    const argv = healthcheckArgv(record, check.test);
+    return async () => {
+        let result;
+        try {
+            result = await job.hypervisor.exec(record.machine, argv, check.timeoutMs);
+        }
+        catch (error) {
+            return { ok: false, detail: error.message };
+        }
+        const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
+        return {
+            ok: result.exitCode === 0,
+            detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
+        };
+    };
+}
+/**
+ * Waits until the service is healthy: its healthcheck passes, or, without one,
+ * its published ports listen inside the guest. The check runs at most once a
+ * second, however long its declared interval (Docker's default of 30 s would
+ * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
+ * ends the wait, as does the VM stopping. The error says what was last seen.
+ */
+/**
+ * How often a starting service is probed: at least once a second, however
+ * long its interval or start_interval (a job should not wait longer than it
+ * must), and sooner when either is shorter. Pure.
+ */
+function startingInterval(check) {
+    return Math.min(check.intervalMs, check.startIntervalMs ?? STARTING_PROBE_MS, STARTING_PROBE_MS);
+}
+const STARTING_PROBE_MS = 1000;
+async function waitHealthy(record, check, job, timeoutMs) {
+    const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
+    const intervalMs = check ? startingInterval(check) : 250;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const state = await vmState(record, job);
+        if (!state.running) {
+            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy${state.restarts ? `, after ${state.restarts} restart${state.restarts === 1 ? '' : 's'}` : ''}`);
+        }
+        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
+        // The service may have exited while the probe ran (one with nothing to probe passes at once).
+        if (result.ok && (await vmState(record, job)).running)
+            return;
+        if (Date.now() + intervalMs > deadline) {
+            throw new HealthError(`${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`);
+        }
+        await sleep(intervalMs);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/health-monitor.ts
+
+
+
+
+
+const KEEP_PROBES = 5;
+/** Until the first pass, probe at least this often, as Docker's start interval does: a CI job should not wait 30 s. */
+function healthFile(record) {
+    return external_node_path_default().join(record.machine.dir, 'health.json');
+}
+/** The health last written for a VM with a healthcheck; undefined when none was probed yet. */
+async function readHealth(record) {
+    if (!record.healthcheck)
+        return undefined;
+    return ((await readStateFile(healthFile(record), 'it is written again at the next probe').catch(() => undefined)) ?? { status: 'starting', failingStreak: 0, log: [] });
+}
+/** One probe's outcome applied to the health, by Docker's rules. Pure. */
+function nextHealth(health, check, probe, inStartPeriod) {
+    const entry = {
+        start: probe.start.toISOString(),
+        end: probe.end.toISOString(),
+        exitCode: probe.ok ? 0 : 1,
+        output: probe.output,
+    };
+    const log = [...health.log, entry].slice(-KEEP_PROBES);
+    if (probe.ok)
+        return { status: 'healthy', failingStreak: 0, log };
+    // Failures in the start period do not count, unless the service had already been healthy.
+    if (inStartPeriod && health.status === 'starting')
+        return { ...health, log };
+    const failingStreak = health.failingStreak + 1;
+    return { status: failingStreak >= check.retries ? 'unhealthy' : health.status, failingStreak, log };
+}
+/**
+ * Runs the VM's healthcheck while it runs, keeping its health where inspect
+ * reads it, until `signal` aborts or the VM stops. Probes every second until
+ * the first pass, then at the check's interval.
+ */
+async function monitorHealth(record, job, signal) {
+    const check = record.healthcheck;
+    if (!check)
+        return;
+    const probe = commandProbe(record, check, job);
+    const started = Date.now();
+    let health = { status: 'starting', failingStreak: 0, log: [] };
+    await writeFileAtomic(healthFile(record), JSON.stringify(health));
+    while (!signal.aborted) {
+        const wait = health.status === 'starting' ? startingInterval(check) : check.intervalMs;
+        // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(wait, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted || !(await vmState(record, job)).running)
+            return;
+        const start = new Date();
+        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
+        const inStartPeriod = Date.now() - started < check.startPeriodMs;
+        health = nextHealth(health, check, { ok: result.ok, output: result.detail, start, end: new Date() }, inStartPeriod);
+        await writeFileAtomic(healthFile(record), JSON.stringify(health));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/engine/balancer.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** How often the balancer looks at its replicas' VMs. */
+const WATCH_MS = 250;
+const balancer_READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+function balancerDir(job) {
+    return external_node_path_default().join(job.stateDir, 'balancers');
+}
+/** The command-line tail that marks a balancer as this job's, for this service (a recycled pid has another). */
+function marker(job, service) {
+    return `${job.stateDir}\0${service}\0`;
+}
+/**
+ * Keeps one service's replicas in rotation while they take connections, and
+ * out while they do not: a replica whose VM is gone or stopped, or whose
+ * healthcheck fails `retries` times in a row, is taken out until it runs and
+ * passes again. In bridge mode the firewall's round robin follows the
+ * rotation; in user mode this process is also the forwarder on the
+ * service's published ports. Runs until `signal` aborts, or until no
+ * replica of the service is left on the job network.
+ */
+async function balanceService(service, job, signal, log, ready) {
+    const watches = new Map();
+    let members = [];
+    let forwarder;
+    try {
+        for (let first = true; !signal.aborted; first = false) {
+            const network = await job.network.readNetwork(job.stateDir).catch((error) => {
+                log(`cannot read the job network: ${error.message}`);
+                return null;
+            });
+            // A damaged record is read again at the next look; a missing one means the job is gone.
+            if (network === undefined)
+                return log('the job network is gone; the balancer ends');
+            if (network) {
+                const group = network.members.filter((m) => m.group === service);
+                if (group.length === 0)
+                    return log(`no replica of ${service} is left on the job network; the balancer ends`);
+                members = await followRotation(group, watches, job, log);
+                forwarder ??= await forwardIfUser(network, group, () => members);
+            }
+            if (first) {
+                await ready();
+                log(`balancing ${service} over ${members.map((m) => m.service).join(', ')}`);
+            }
+            await (0,external_node_timers_promises_namespaceObject.setTimeout)(WATCH_MS, undefined, { signal }).catch(() => undefined);
+        }
+    }
+    finally {
+        await forwarder?.close();
+    }
+}
+/** In user mode, the forwarder on the group's published ports, to whichever replicas `current` has in rotation. */
+async function forwardIfUser(network, group, current) {
+    if (network.mode !== 'user')
+        return undefined;
+    const ports = (group[0]?.published ?? []).filter((port) => port.protocol === 'tcp');
+    return startForwarder(ports, (containerPort) => current().flatMap((member) => {
+        if (member.outOfRotation || !('internal' in member))
+            return [];
+        const internal = member.internal.find((i) => i.containerPort === containerPort);
+        return internal ? [internal.hostPort] : [];
+    }));
+}
+/** Looks at each replica once, changes the rotation where it must, and returns the members as they now stand. */
+async function followRotation(group, watches, job, log) {
+    const now = [];
+    for (const member of group) {
+        const reason = await reasonOut(member.service, watches, job, log);
+        if (reason !== member.outOfRotation) {
+            if (!(await job.network.setRotation(job.stateDir, member.service, reason)))
+                continue;
+            log(reason ? `${member.service} out of rotation: ${reason}` : `${member.service} back in rotation`);
+        }
+        now.push(reason ? { ...member, outOfRotation: reason } : (({ outOfRotation: _, ...m }) => m)(member));
+    }
+    return now;
+}
+/** Why a replica should take no connections now, or undefined when it should. Starts its next probe when one is due. */
+async function reasonOut(name, watches, job, log) {
+    const record = await readRecord(job, name).catch(() => undefined);
+    if (!record)
+        return 'its VM was removed';
+    const running = (await vmState(record, job)).running;
+    const check = record.healthcheck;
+    // A replica is in rotation when the balancer starts: up waited for it to be healthy.
+    let watch = watches.get(name);
+    if (!watch) {
+        watch = { health: healthy(), nextProbeAt: 0, probing: false, wasRunning: running };
+        watches.set(name, watch);
+    }
+    if (!running) {
+        watch.wasRunning = false;
+        return 'its VM is not running';
+    }
+    if (!watch.wasRunning) {
+        // Started again: it takes connections once it passes its healthcheck, or without one, once its ports listen.
+        watch.wasRunning = true;
+        watch.health = { status: 'starting', failingStreak: 0, log: [] };
+        watch.nextProbeAt = 0;
+    }
+    // Without a healthcheck a replica is probed only while it starts.
+    const due = (check !== undefined || watch.health.status === 'starting') && Date.now() >= watch.nextProbeAt;
+    if (due && !watch.probing)
+        probe(watch, check, check ? commandProbe(record, check, job) : portsProbe(record, job), (line) => log(`${name}: ${line}`));
+    if (watch.health.status === 'unhealthy')
+        return 'it is unhealthy';
+    if (watch.health.status === 'starting')
+        return 'it is starting';
+    return undefined;
+}
+function healthy() {
+    return { status: 'healthy', failingStreak: 0, log: [] };
+}
+/** Runs one probe in the background; its outcome is the replica's health at the next look. */
+function probe(watch, check, run, log) {
+    watch.probing = true;
+    const start = new Date();
+    void run()
+        .catch((error) => ({ ok: false, detail: error.message }))
+        .then((result) => {
+        const before = watch.health.status;
+        const outcome = { ok: result.ok, output: result.detail, start, end: new Date() };
+        if (check)
+            watch.health = nextHealth(watch.health, check, outcome, false);
+        else if (result.ok)
+            watch.health = healthy();
+        if (watch.health.status === 'unhealthy' && before !== 'unhealthy')
+            log(`healthcheck failed: ${result.detail}`);
+        const starting = watch.health.status === 'starting';
+        watch.nextProbeAt =
+            Date.now() + (check ? (starting ? startingInterval(check) : check.intervalMs) : WATCH_MS);
+        watch.probing = false;
+    });
+}
+/** The balancer's state file, once it serves. */
+function stateFile(job, service) {
+    return external_node_path_default().join(balancerDir(job), `${service}.json`);
+}
+/** Written by the balancer itself once it serves: what startBalancer waits for, and stopBalancers reads. */
+async function markBalancerReady(job, service) {
+    await writeFileAtomic(stateFile(job, service), JSON.stringify({ pid: process.pid, service }));
+}
+/** Removes the balancer's state file on its way out. */
+async function forgetBalancer(job, service) {
+    await (0,promises_namespaceObject.rm)(stateFile(job, service), { force: true });
+}
+/**
+ * Starts `hyper balance` for a service with replicas, detached like the VMs
+ * (it outlives this process), with its log in <state>/balancers/SERVICE.log,
+ * and waits until it serves.
+ */
+async function startBalancer(job, service) {
+    await (0,promises_namespaceObject.mkdir)(balancerDir(job), { recursive: true });
+    const logFile = external_node_path_default().join(balancerDir(job), `${service}.log`);
+    const output = await (0,promises_namespaceObject.open)(logFile, 'a');
+    const cli = external_node_path_default().join(projectRoot(), 'dist', 'cli', 'index.js');
+    const child = (() => {
+        try {
+            return (0,external_node_child_process_namespaceObject.spawn)(process.execPath, [cli, 'balance', '--state-dir', job.stateDir, service], {
+                detached: true,
+                stdio: ['ignore', output.fd, output.fd],
+                env: { ...process.env, HYPER_STATE_DIR: job.stateDir },
+            });
+        }
+        finally {
+            void output.close();
+        }
+    })();
+    let ended;
+    child.once('exit', (code, sig) => (ended = sig ? `was killed by ${sig}` : `exited with code ${code}`));
+    child.once('error', (error) => (ended = `could not be started: ${error.message}`));
+    child.unref();
+    const deadline = Date.now() + balancer_READY_TIMEOUT_MS;
+    for (;;) {
+        const state = await readStateFile(stateFile(job, service), '').catch(() => undefined);
+        if (state && state.pid === child.pid)
+            return state.pid;
+        const tail = async () => (await (0,promises_namespaceObject.readFile)(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-10).join('\n');
+        if (ended)
+            throw new HyperError(`the balancer of ${service} ${ended} before it served; its log:\n${await tail()}`);
+        if (Date.now() >= deadline) {
+            child.kill('SIGKILL');
+            throw new HyperError(`the balancer of ${service} did not serve within ${balancer_READY_TIMEOUT_MS / 1000} s; it was killed; its log:\n${await tail()}`);
+        }
+        await (0,external_node_timers_promises_namespaceObject.setTimeout)(50);
+    }
+}
+/**
+ * Stops the job's balancers that `select` says yes to, by their pid (one
+ * whose pid is now another process's is only forgotten): SIGTERM, then
+ * SIGKILL after 5 s. Returns the services whose balancer it stopped.
+ */
+async function stopBalancers(job, select = () => true) {
+    const stopped = [];
+    const files = await (0,promises_namespaceObject.readdir)(balancerDir(job)).catch(() => []);
+    for (const file of files.filter((f) => f.endsWith('.json'))) {
+        const service = file.slice(0, -'.json'.length);
+        if (!select(service))
+            continue;
+        const state = await readStateFile(stateFile(job, service), '').catch(() => undefined);
+        const mark = marker(job, service);
+        if (state && (await isOurProcess(state.pid, mark))) {
+            process.kill(state.pid, 'SIGTERM');
+            if (!(await process_waitForExit(state.pid, mark, STOP_TIMEOUT_MS))) {
+                process.kill(state.pid, 'SIGKILL');
+                await process_waitForExit(state.pid, mark, STOP_TIMEOUT_MS);
+            }
+            stopped.push(service);
+        }
+        await forgetBalancer(job, service);
+        await (0,promises_namespaceObject.rm)(external_node_path_default().join(balancerDir(job), `${service}.log`), { force: true });
+    }
+    await (0,promises_namespaceObject.rmdir)(balancerDir(job)).catch(() => undefined);
+    return stopped;
+}
+
 ;// CONCATENATED MODULE: ./src/engine/down.ts
 
 
 
 
+
+/** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
+function isReplicaOf(name, service) {
+    return name.startsWith(`${service}.`) && /^\d+$/.test(name.slice(service.length + 1));
+}
 /** Stops and removes the job's VMs, then the job network: what both the post step and `hyper down` do. */
 async function downJob(job, options, hooks) {
     const { services, damaged } = await listForTeardown(job);
@@ -57279,6 +57941,15 @@ async function downJob(job, options, hooks) {
         if (await attempt(name, () => removeContainer(name, true, job)))
             hooks.removedDamaged?.(name);
     }
+    // The replicas' balancers go first, so no connection is sent to a replica that is stopping.
+    const selected = services
+        .filter((s) => !options.select || options.select(s.record))
+        .map((s) => s.record.name);
+    await stopBalancers(job, (group) => !options.select || selected.some((name) => isReplicaOf(name, group))).catch((error) => {
+        if (!options.keepGoing)
+            throw error;
+        hooks.failed('the balancers', error);
+    });
     for (const service of services) {
         const { name } = service.record;
         if (options.select && !options.select(service.record))
@@ -61046,27 +61717,6 @@ function _unique(values) {
     return Array.from(new Set(values));
 }
 //# sourceMappingURL=tool-cache.js.map
-;// CONCATENATED MODULE: ./src/project-root.ts
-
-
-
-/**
- * The checkout this code runs from (the action's own repository, or a clone
- * used by the CLI): the nearest directory upwards holding guest/build.sh.
- * Works the same from src/ under jest and from the ncc bundles in dist/.
- */
-function projectRoot() {
-    let dir = external_node_path_default().dirname((0,external_node_url_.fileURLToPath)(import.meta.url));
-    for (;;) {
-        if ((0,external_node_fs_namespaceObject.existsSync)(external_node_path_default().join(dir, 'guest', 'build.sh')))
-            return dir;
-        const parent = external_node_path_default().dirname(dir);
-        if (parent === dir)
-            throw new Error('cannot find the hyper-services checkout (no guest/build.sh above this file)');
-        dir = parent;
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/github.ts
 /**
  * A REST client for GITHUB_API_URL (github.com's API when unset, as outside
@@ -62801,103 +63451,9 @@ function moveMemoryStep(staging, memory, tag) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/engine/health.ts
-
-
-
-
-class HealthError extends HyperError {
-    name = 'HealthError';
-}
-/** TCP ports in LISTEN state (st 0A) in /proc/net/tcp and tcp6 text. Pure. */
-function listeningTcpPorts(procNetTcp) {
-    const ports = new Set();
-    for (const line of procNetTcp.split('\n')) {
-        const fields = line.trim().split(/\s+/);
-        const local = fields[1];
-        if (!local || fields[3] !== '0A')
-            continue;
-        const port = Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
-        if (Number.isInteger(port))
-            ports.add(port);
-    }
-    return ports;
-}
-/** The guest argv of one healthcheck run, in the container as the service user. Pure. */
-function healthcheckArgv(record, test) {
-    const [kind, ...rest] = test;
-    if (kind === 'CMD')
-        return execArgv(record, rest);
-    if (kind === 'CMD-SHELL')
-        return execArgv(record, ['/bin/sh', '-c', rest.join(' ')]);
-    throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
-}
-/** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
-function portsProbe(record, job) {
-    const wanted = [...new Set(record.ports.filter((p) => p.protocol === 'tcp').map((p) => p.containerPort))];
-    return async () => {
-        const result = await job.hypervisor.exec(record.machine, ['/bin/cat', '/proc/net/tcp', '/proc/net/tcp6'], 10_000);
-        const listening = listeningTcpPorts(result.stdout.toString());
-        const missing = wanted.filter((port) => !listening.has(port));
-        return missing.length === 0
-            ? { ok: true, detail: `listening on ${wanted.join(', ') || 'no published tcp port'}` }
-            : { ok: false, detail: `not listening on ${missing.join(', ')} yet` };
-    };
-}
-function commandProbe(record, check, job) {
-    const argv = healthcheckArgv(record, check.test);
-    return async () => {
-        let result;
-        try {
-            result = await job.hypervisor.exec(record.machine, argv, check.timeoutMs);
-        }
-        catch (error) {
-            return { ok: false, detail: error.message };
-        }
-        const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
-        return {
-            ok: result.exitCode === 0,
-            detail: `exit code ${result.exitCode}${output ? `: ${output}` : ''}`,
-        };
-    };
-}
-/**
- * Waits until the service is healthy: its healthcheck passes, or, without one,
- * its published ports listen inside the guest. The check runs at most once a
- * second, however long its declared interval (Docker's default of 30 s would
- * waste a CI job's time), so its retries are not counted: `timeoutMs` alone
- * ends the wait, as does the VM stopping. The error says what was last seen.
- */
-/**
- * How often a starting service is probed: at least once a second, however
- * long its interval or start_interval (a job should not wait longer than it
- * must), and sooner when either is shorter. Pure.
- */
-function startingInterval(check) {
-    return Math.min(check.intervalMs, check.startIntervalMs ?? STARTING_PROBE_MS, STARTING_PROBE_MS);
-}
-const STARTING_PROBE_MS = 1000;
-async function waitHealthy(record, check, job, timeoutMs) {
-    const probe = check ? commandProbe(record, check, job) : portsProbe(record, job);
-    const intervalMs = check ? startingInterval(check) : 250;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const state = await vmState(record, job);
-        if (!state.running) {
-            throw new HealthError(`${record.name} exited with code ${state.exitCode ?? 'unknown'} before it was healthy${state.restarts ? `, after ${state.restarts} restart${state.restarts === 1 ? '' : 's'}` : ''}`);
-        }
-        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
-        // The service may have exited while the probe ran (one with nothing to probe passes at once).
-        if (result.ok && (await vmState(record, job)).running)
-            return;
-        if (Date.now() + intervalMs > deadline) {
-            throw new HealthError(`${record.name} did not become healthy within ${Math.round(timeoutMs / 1000)} s (last: ${result.detail})`);
-        }
-        await sleep(intervalMs);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/engine/up.ts
+
+
 
 
 
@@ -62932,7 +63488,9 @@ class ServiceStartError extends HyperError {
  * are all up) boots in parallel and must be healthy before the next starts.
  * `waves` is validatePlan's answer, which callers get before any side effect.
  */
-async function upServices(waves, job, options, reporter) {
+async function upServices(services, job, options, reporter) {
+    // A service with replicas boots as one VM per replica, all in its wave.
+    const waves = services.map((wave) => wave.flatMap(replicaSpecs));
     const specs = waves.flat();
     const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
     await job.network.joinNetwork(job.stateDir, job.settings.network, planned.map((p) => p.member), reporter);
@@ -62949,6 +63507,10 @@ async function upServices(waves, job, options, reporter) {
                 throw failure.reason;
             // A service of an earlier wave, or of this one, may have exited since it was healthy.
             await checkStillRunning(statuses, job);
+            for (const group of new Set(wave.flatMap((spec) => (spec.replicaOf ? [spec.replicaOf] : [])))) {
+                const pid = await startBalancer(job, group);
+                reporter.info(`${group}: balancer (pid ${pid}) spreads its published ports over its healthy replicas`);
+            }
         }
     }
     catch (error) {
@@ -62995,6 +63557,7 @@ async function planMember(spec, job, reporter) {
         aliases: spec.aliases ?? [],
         containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
         published: spec.ports,
+        ...(spec.replicaOf ? { group: spec.replicaOf } : {}),
     };
     return { member, image };
 }
@@ -63027,6 +63590,7 @@ async function bootOne(spec, image, job, options, reporter) {
         await keepAsTemplate(record, record.serviceTemplate, job, reporter);
     return {
         name: record.name,
+        ...(spec.replicaOf ? { replicaOf: spec.replicaOf } : {}),
         image: record.image,
         imageDigest: record.imageDigest,
         imageConfigDigest: record.imageConfigDigest,
@@ -63086,22 +63650,33 @@ async function resumeFromExport(spec, file, job, reporter) {
 }
 /** The `job.services` context shape: `{ db: { ports: { "5432": "49153" } } }`. Pure. */
 function servicesContext(statuses) {
-    return Object.fromEntries(statuses.map((s) => [
-        s.name,
+    return Object.fromEntries(byService(statuses).map((s) => [
+        s.replicaOf ?? s.name,
         { ports: Object.fromEntries(s.ports.map((p) => [String(p.containerPort), String(p.hostPort)])) },
     ]));
 }
 /** One variable per published port: HYPER_<SERVICE>_PORT_<CONTAINER PORT>[_UDP] = host port. Pure. */
 function portVariables(statuses) {
     const variables = {};
-    for (const status of statuses) {
-        const service = status.name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+    for (const status of byService(statuses)) {
+        const service = (status.replicaOf ?? status.name).toUpperCase().replace(/[^A-Z0-9]/g, '_');
         for (const port of status.ports) {
             const suffix = port.protocol === 'udp' ? '_UDP' : '';
             variables[`HYPER_${service}_PORT_${port.containerPort}${suffix}`] = String(port.hostPort);
         }
     }
     return variables;
+}
+/** One status per service: a service with replicas is its first replica (they share its published ports). Pure. */
+function byService(statuses) {
+    const seen = new Set();
+    return statuses.filter((s) => {
+        const service = s.replicaOf ?? s.name;
+        if (seen.has(service))
+            return false;
+        seen.add(service);
+        return true;
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/engine/volumes.ts
@@ -63380,68 +63955,8 @@ async function disconnectNamedNetwork(record, network) {
     await writeRecord(record);
 }
 
-;// CONCATENATED MODULE: ./src/engine/health-monitor.ts
-
-
-
-
-
-const KEEP_PROBES = 5;
-/** Until the first pass, probe at least this often, as Docker's start interval does: a CI job should not wait 30 s. */
-function healthFile(record) {
-    return external_node_path_default().join(record.machine.dir, 'health.json');
-}
-/** The health last written for a VM with a healthcheck; undefined when none was probed yet. */
-async function readHealth(record) {
-    if (!record.healthcheck)
-        return undefined;
-    return ((await readStateFile(healthFile(record), 'it is written again at the next probe').catch(() => undefined)) ?? { status: 'starting', failingStreak: 0, log: [] });
-}
-/** One probe's outcome applied to the health, by Docker's rules. Pure. */
-function nextHealth(health, check, probe, inStartPeriod) {
-    const entry = {
-        start: probe.start.toISOString(),
-        end: probe.end.toISOString(),
-        exitCode: probe.ok ? 0 : 1,
-        output: probe.output,
-    };
-    const log = [...health.log, entry].slice(-KEEP_PROBES);
-    if (probe.ok)
-        return { status: 'healthy', failingStreak: 0, log };
-    // Failures in the start period do not count, unless the service had already been healthy.
-    if (inStartPeriod && health.status === 'starting')
-        return { ...health, log };
-    const failingStreak = health.failingStreak + 1;
-    return { status: failingStreak >= check.retries ? 'unhealthy' : health.status, failingStreak, log };
-}
-/**
- * Runs the VM's healthcheck while it runs, keeping its health where inspect
- * reads it, until `signal` aborts or the VM stops. Probes every second until
- * the first pass, then at the check's interval.
- */
-async function monitorHealth(record, job, signal) {
-    const check = record.healthcheck;
-    if (!check)
-        return;
-    const probe = commandProbe(record, check, job);
-    const started = Date.now();
-    let health = { status: 'starting', failingStreak: 0, log: [] };
-    await writeFileAtomic(healthFile(record), JSON.stringify(health));
-    while (!signal.aborted) {
-        const wait = health.status === 'starting' ? startingInterval(check) : check.intervalMs;
-        // Aborting ends the wait at once: a daemon that stops is not held up by a 30 s interval.
-        await (0,external_node_timers_promises_namespaceObject.setTimeout)(wait, undefined, { signal }).catch(() => undefined);
-        if (signal.aborted || !(await vmState(record, job)).running)
-            return;
-        const start = new Date();
-        const result = await probe().catch((error) => ({ ok: false, detail: error.message }));
-        const inStartPeriod = Date.now() - started < check.startPeriodMs;
-        health = nextHealth(health, check, { ok: result.ok, output: result.detail, start, end: new Date() }, inStartPeriod);
-        await writeFileAtomic(healthFile(record), JSON.stringify(health));
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/engine/job.ts
+
 
 
 
@@ -63721,6 +64236,18 @@ class Job {
         if (!record.machine.relaySockets?.length)
             return;
         await this.context.hypervisor.relayStreams(record.machine, connect, signal);
+    }
+    /**
+     * Runs the balancer of a service with replicas in this process (what
+     * `hyper up` starts detached) until `signal` aborts or no replica is left.
+     */
+    async balance(service, signal, log) {
+        try {
+            await balanceService(service, this.context, signal, log, () => markBalancerReady(this.context, service));
+        }
+        finally {
+            await forgetBalancer(this.context, service);
+        }
     }
     networks() {
         return listNamedNetworks(this.context);
@@ -66140,7 +66667,7 @@ const SERVICE_KEYS = {
     read_only: vm("the container's root filesystem is mounted read-only in the guest"),
     restart: vm("the guest init starts the service again in its VM, with Docker's back-off; hyper ps shows how many times"),
     runtime: ignored('every service runs in a VM'),
-    scale: refused(`${NOT_YET}: more than one replica`, ['1']),
+    scale: vm('that many VMs of the service, named SERVICE.1 to SERVICE.N, behind its published ports'),
     security_opt: ignored('seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary'),
     shm_size: vm("the size of the guest's /dev/shm"),
     secrets: vm('the file is put into the guest at /run/secrets/NAME (or its target), with its uid, gid and mode'),
@@ -66164,7 +66691,7 @@ const SERVICE_KEYS = {
 const DEPLOY_KEYS = {
     mode: ignored(NO_SWARM),
     endpoint_mode: ignored(NO_SWARM),
-    replicas: refused(`${NOT_YET}: more than one replica`, ['1']),
+    replicas: vm('that many VMs of the service, named SERVICE.1 to SERVICE.N; its name resolves to all of them, and its published ports spread connections across the healthy ones'),
     labels: ignored('they label a Swarm service, not its containers'),
     rollback_config: ignored(NO_SWARM),
     update_config: ignored(NO_SWARM),
@@ -66888,9 +67415,6 @@ function readNamedFile(at, resolved, context) {
 function parseService(name, value, context, grants) {
     if (value.kind !== 'a map')
         throw value.expected('a map with at least image:');
-    const scale = value.entries().find((entry) => entry.key === 'scale')?.value;
-    if (scale)
-        readReplicas(scale);
     const fields = answered(value, SERVICE_KEYS, context.warnings);
     const image = fields.get('image');
     if (!image && !fields.has('extends'))
@@ -66900,6 +67424,9 @@ function parseService(name, value, context, grants) {
     const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
     const dependencies = get('depends_on', (field) => compose_readDependsOn(field, context)) ?? [];
     const containerName = get('container_name', (field) => readContainerName(field));
+    const replicas = pick(fields.get('scale'), deploy.replicas, readReplicas, 'scale', 'deploy.replicas');
+    if (containerName && replicas !== undefined && replicas > 1)
+        throw fields.get('container_name').error(`container_name "${containerName}" names one container, and ${name} has ${replicas} replicas; remove container_name or the replicas`);
     const aliases = [
         ...(get('networks', (field) => readServiceNetworks(field, context)) ?? []),
         ...(containerName && containerName !== name ? [containerName] : []),
@@ -66935,6 +67462,8 @@ function parseService(name, value, context, grants) {
         hostname: get('hostname', readHostname),
         guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
         files: readGrants(fields, grants),
+        replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
+        containerName,
     });
     return {
         spec,
@@ -66952,15 +67481,16 @@ function pick(field, limit, read, key, limitKey) {
 }
 /** deploy: resources.limits size the VM; the rest is answered by the table. */
 function readDeploy(value, context) {
-    const replicas = value.entries().find((entry) => entry.key === 'replicas')?.value;
-    if (replicas)
-        readReplicas(replicas);
     const fields = answered(value, DEPLOY_KEYS, context.warnings);
     const policy = fields.get('restart_policy');
-    const restart = policy && !policy.isNull ? { restart: readRestartPolicy(policy) } : {};
+    const replicas = fields.get('replicas');
+    const others = definedOnly({
+        replicas: replicas && !replicas.isNull ? replicas : undefined,
+        restart: policy && !policy.isNull ? readRestartPolicy(policy) : undefined,
+    });
     const resources = fields.get('resources');
     if (!resources || resources.isNull)
-        return restart;
+        return others;
     const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
     const reservations = sections.get('reservations');
     if (reservations && !reservations.isNull) {
@@ -66970,9 +67500,9 @@ function readDeploy(value, context) {
     }
     const limits = sections.get('limits');
     if (!limits || limits.isNull)
-        return restart;
+        return others;
     const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...restart });
+    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...others });
 }
 /** deploy.restart_policy where restart: is not given; both must agree. */
 function withDeployRestart(settings, deployed, given) {
@@ -67005,7 +67535,7 @@ function readRestartPolicy(value) {
         ? { policy, maxRetries: attempts.attempt(() => parseCount(attempts.text(), 0)) }
         : { policy };
 }
-/** A replica count must be a whole number of at least 1 before anything else is said of it. */
+/** A replica count: a whole number of at least 1. */
 function readReplicas(value) {
     const text = value.text('a number of replicas');
     if (!/^\d+$/.test(text) || Number(text) < 1)
@@ -67746,11 +68276,16 @@ function readProject(parsed, io, env, command) {
     });
     for (const warning of project.warnings)
         io.err(`warning: ${warning}\n`);
-    return { file, project };
+    const scales = listOption(parsed, 'scale');
+    return {
+        file,
+        project: scales.length > 0 ? { ...project, services: scaleServices(project.services, scales) } : project,
+    };
 }
 const PROJECT_OPTIONS = [
     { name: 'file', short: 'f', value: true },
     { name: 'profile', value: true, multiple: true },
+    { name: 'scale', value: true, multiple: true },
 ];
 /**
  * Validates a services YAML or compose file as `up` would and prints the
@@ -67822,6 +68357,24 @@ async function up(argv, io, env) {
         s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
     ]);
     io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY', 'FROM'], rows)}\n`);
+    return 0;
+}
+/**
+ * The balancer of a service with replicas, in the foreground: what `hyper
+ * up` starts detached for each such service. It ends on SIGTERM or SIGINT,
+ * or once no replica of the service is left.
+ */
+async function balance(argv, io, env) {
+    const parsed = parseArgs(argv, [{ name: 'state-dir', value: true }]);
+    const [service] = parsed.positionals;
+    if (!service || parsed.positionals.length > 1)
+        throw new UsageError('hyper balance needs one SERVICE');
+    const stateDir = stringOption(parsed, 'state-dir');
+    const job = await openJob(stateDir ? { ...env, host: { ...env.host, stateDir: external_node_path_default().resolve(stateDir) } } : env);
+    const stop = new AbortController();
+    for (const signal of ['SIGTERM', 'SIGINT'])
+        process.once(signal, () => stop.abort());
+    await job.balance(service, stop.signal, (line) => io.out(`${new Date().toISOString()} ${line}\n`));
     return 0;
 }
 /**
@@ -68042,9 +68595,11 @@ async function container_commands_ps(argv, io, env) {
     const services = await (await openJob(env)).list({ labels: labelFilters(listOption(parsed, 'filter')) });
     if (parsed.options.json) {
         const usage = await Promise.all(services.map(({ record, state }) => (state.running ? readUsage(record) : Promise.resolve(undefined))));
-        const rows = services.map(({ record, state, pid }, index) => ({
+        const rows = services.map(({ record, state, pid, replica }, index) => ({
             id: record.id ?? null,
             name: record.name,
+            replicaOf: replica?.of ?? null,
+            outOfRotation: replica?.outOfRotation ?? null,
             image: record.image,
             imageDigest: record.imageDigest,
             state: state.running ? 'running' : state.created ? 'created' : 'exited',
@@ -68065,10 +68620,12 @@ async function container_commands_ps(argv, io, env) {
         io.out(`${JSON.stringify(rows, null, 2)}\n`);
         return 0;
     }
-    const rows = services.map(({ record, state, pid }) => [
+    const rows = services.map(({ record, state, pid, replica }) => [
         record.name,
         record.image,
-        stateText(state),
+        replica?.outOfRotation
+            ? `${stateText(state)}, out of rotation (${replica.outOfRotation})`
+            : stateText(state),
         record.ports.map(formatPort).join(', '),
         pid === undefined ? '-' : String(pid),
         record.machine.accel,
@@ -71070,9 +71627,9 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--profile P]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
+  up -f FILE [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  config -f FILE [--profile P]... [--format yaml|json]
+  config -f FILE [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
                                  check the file as up would and print its plan; boots nothing
   down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
@@ -71128,6 +71685,9 @@ template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made w
 and with up, each service from its service template (its whole state when it was first healthy
 in an earlier up with the same image, command, env, mounts and machine; kept when missing);
 off boots every VM in full; refresh makes new templates first.
+Replicas: deploy.replicas or scale in the file, or --scale SERVICE=N, boot SERVICE.1 to SERVICE.N;
+the service's name resolves to all of them, and its published ports spread connections over
+the healthy ones (a balancer process per service, stopped by down).
 Compose profiles: --profile P (repeatable, or P,Q), else COMPOSE_PROFILES; "*" enables all.
 docs/compose.md says what each key of the Compose Specification does here.`;
 const COMMANDS = {
@@ -71155,6 +71715,7 @@ const COMMANDS = {
     volume: volume,
     template: template,
     serve: serve_command_serve,
+    balance: balance,
 };
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */
 function exitCodeFor(error) {

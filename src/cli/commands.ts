@@ -4,7 +4,7 @@ import { exec, kill, logs, ps, rm, run, start, stop, wait } from './container-co
 import { cliEnvironment, type CliEnvironment, type Environment } from './environment.js';
 import { image, images, pull, template } from './image-commands.js';
 import type { Io } from './io.js';
-import { config, down, setup, up } from './job-commands.js';
+import { balance, config, down, setup, up } from './job-commands.js';
 import { exportCommand, importCommand, restore, snapshot, snapshots, volume } from './snapshot-commands.js';
 import { serve } from './serve-command.js';
 
@@ -14,9 +14,9 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--profile P]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
+  up -f FILE [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
                                  boot a services YAML or compose file, healthy, in dependency order
-  config -f FILE [--profile P]... [--format yaml|json]
+  config -f FILE [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
                                  check the file as up would and print its plan; boots nothing
   down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
@@ -72,6 +72,9 @@ template (a guest booted once per machine shape, kept in HYPER_CACHE_DIR, made w
 and with up, each service from its service template (its whole state when it was first healthy
 in an earlier up with the same image, command, env, mounts and machine; kept when missing);
 off boots every VM in full; refresh makes new templates first.
+Replicas: deploy.replicas or scale in the file, or --scale SERVICE=N, boot SERVICE.1 to SERVICE.N;
+the service's name resolves to all of them, and its published ports spread connections over
+the healthy ones (a balancer process per service, stopped by down).
 Compose profiles: --profile P (repeatable, or P,Q), else COMPOSE_PROFILES; "*" enables all.
 docs/compose.md says what each key of the Compose Specification does here.`;
 
@@ -102,6 +105,7 @@ const COMMANDS: Record<string, Command> = {
   volume,
   template,
   serve,
+  balance,
 };
 
 /** Like docker run/exec: 125 is the tool's own failure, so a command's exit codes pass through; 2 is bad usage. */

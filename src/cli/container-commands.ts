@@ -153,9 +153,11 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
     const usage = await Promise.all(
       services.map(({ record, state }) => (state.running ? readUsage(record) : Promise.resolve(undefined))),
     );
-    const rows = services.map(({ record, state, pid }, index) => ({
+    const rows = services.map(({ record, state, pid, replica }, index) => ({
       id: record.id ?? null,
       name: record.name,
+      replicaOf: replica?.of ?? null,
+      outOfRotation: replica?.outOfRotation ?? null,
       image: record.image,
       imageDigest: record.imageDigest,
       state: state.running ? 'running' : state.created ? 'created' : 'exited',
@@ -176,10 +178,12 @@ export async function ps(argv: string[], io: Io, env: CliEnvironment): Promise<n
     io.out(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
-  const rows = services.map(({ record, state, pid }) => [
+  const rows = services.map(({ record, state, pid, replica }) => [
     record.name,
     record.image,
-    stateText(state),
+    replica?.outOfRotation
+      ? `${stateText(state)}, out of rotation (${replica.outOfRotation})`
+      : stateText(state),
     record.ports.map(formatPort).join(', '),
     pid === undefined ? '-' : String(pid),
     record.machine.accel,

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { exists } from '../files.js';
 import { ServiceStartError } from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
-import { validatePlan } from '../spec/plan.js';
+import { scaleServices, validatePlan } from '../spec/plan.js';
 import { loadProject, type Project } from '../spec/project.js';
 import { splitList } from '../network/settings.js';
 import { stringify } from 'yaml';
@@ -87,12 +87,17 @@ function readProject(
     ...(profiles.length > 0 ? { profiles: profiles.flatMap((profile) => splitList(profile)) } : {}),
   });
   for (const warning of project.warnings) io.err(`warning: ${warning}\n`);
-  return { file, project };
+  const scales = listOption(parsed, 'scale');
+  return {
+    file,
+    project: scales.length > 0 ? { ...project, services: scaleServices(project.services, scales) } : project,
+  };
 }
 
 const PROJECT_OPTIONS = [
   { name: 'file', short: 'f', value: true },
   { name: 'profile', value: true, multiple: true },
+  { name: 'scale', value: true, multiple: true },
 ];
 
 /**
@@ -171,6 +176,25 @@ export async function up(argv: string[], io: Io, env: CliEnvironment): Promise<n
     s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
   ]);
   io.out(`${formatTable(['SERVICE', 'IMAGE', 'PORTS', 'BOOT', 'HEALTHY', 'FROM'], rows)}\n`);
+  return 0;
+}
+
+/**
+ * The balancer of a service with replicas, in the foreground: what `hyper
+ * up` starts detached for each such service. It ends on SIGTERM or SIGINT,
+ * or once no replica of the service is left.
+ */
+export async function balance(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: 'state-dir', value: true }]);
+  const [service] = parsed.positionals;
+  if (!service || parsed.positionals.length > 1) throw new UsageError('hyper balance needs one SERVICE');
+  const stateDir = stringOption(parsed, 'state-dir');
+  const job = await openJob(
+    stateDir ? { ...env, host: { ...env.host, stateDir: path.resolve(stateDir) } } : env,
+  );
+  const stop = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => stop.abort());
+  await job.balance(service, stop.signal, (line) => io.out(`${new Date().toISOString()} ${line}\n`));
   return 0;
 }
 

@@ -248,11 +248,25 @@ export interface ServiceSummary {
   record: VmRecord;
   state: VmState;
   pid: number | undefined;
+  /** For a replica: the service it is one of, and why it takes no connections now (absent while it does). */
+  replica?: { of: string; outOfRotation?: string };
 }
 
 export async function listContainers(job: JobContext): Promise<ServiceSummary[]> {
+  const network = await job.network.readNetwork(job.stateDir).catch(() => undefined);
   const summaries: ServiceSummary[] = [];
-  for (const record of await listRecords(job)) summaries.push(await summarize(record, job));
+  for (const record of await listRecords(job)) {
+    const member = network?.members.find((m) => m.service === record.name);
+    const replica = member?.group
+      ? {
+          replica: {
+            of: member.group,
+            ...(member.outOfRotation ? { outOfRotation: member.outOfRotation } : {}),
+          },
+        }
+      : {};
+    summaries.push({ ...(await summarize(record, job)), ...replica });
+  }
   return summaries;
 }
 

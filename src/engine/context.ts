@@ -15,6 +15,7 @@ export type NetworkDriver = Pick<
   | 'readNetwork'
   | 'memberView'
   | 'addAliases'
+  | 'setRotation'
 >;
 
 /** What a job is made with, each replaceable: the hypervisor, the image resolver, the network driver. */

@@ -2,6 +2,12 @@ import { DamagedStateError, exists } from '../files.js';
 import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } from './container.js';
 import { vmDir, type JobContext } from './context.js';
 import { listVmNames, type VmRecord } from './record.js';
+import { stopBalancers } from './balancer.js';
+
+/** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
+function isReplicaOf(name: string, service: string): boolean {
+  return name.startsWith(`${service}.`) && /^\d+$/.test(name.slice(service.length + 1));
+}
 
 export interface DownOptions {
   /** How long each service may take to stop on its stop signal before it is killed; else its own stop_grace_period, or 10 s. */
@@ -53,6 +59,17 @@ export async function downJob(job: JobContext, options: DownOptions, hooks: Down
     if (options.select) continue;
     if (await attempt(name, () => removeContainer(name, true, job))) hooks.removedDamaged?.(name);
   }
+  // The replicas' balancers go first, so no connection is sent to a replica that is stopping.
+  const selected = services
+    .filter((s) => !options.select || options.select(s.record))
+    .map((s) => s.record.name);
+  await stopBalancers(
+    job,
+    (group) => !options.select || selected.some((name) => isReplicaOf(name, group)),
+  ).catch((error: unknown) => {
+    if (!options.keepGoing) throw error;
+    hooks.failed('the balancers', error);
+  });
   for (const service of services) {
     const { name } = service.record;
     if (options.select && !options.select(service.record)) continue;

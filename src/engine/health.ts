@@ -35,7 +35,7 @@ export function healthcheckArgv(
   throw new HealthError(`healthcheck test must start with CMD or CMD-SHELL, not ${JSON.stringify(kind)}`);
 }
 
-type Probe = () => Promise<{ ok: boolean; detail: string }>;
+export type Probe = () => Promise<{ ok: boolean; detail: string }>;
 
 /** Listening, inside the guest, on every published container port: what "started" means without a healthcheck. */
 export function portsProbe(record: VmRecord, job: JobContext): Probe {

@@ -56,6 +56,7 @@ import {
 } from './networks.js';
 import { monitorHealth, readHealth, type HealthState } from './health-monitor.js';
 import { requireRecord, vmState, type VmState } from './container.js';
+import { balanceService, forgetBalancer, markBalancerReady } from './balancer.js';
 
 /**
  * One job: a state dir with its VMs, volumes, network and settings. Every
@@ -381,6 +382,20 @@ export class Job {
     const record = await requireRecord(this.context, await this.nameOf(ref));
     if (!record.machine.relaySockets?.length) return;
     await this.context.hypervisor.relayStreams(record.machine, connect, signal);
+  }
+
+  /**
+   * Runs the balancer of a service with replicas in this process (what
+   * `hyper up` starts detached) until `signal` aborts or no replica is left.
+   */
+  async balance(service: string, signal: AbortSignal, log: (line: string) => void): Promise<void> {
+    try {
+      await balanceService(service, this.context, signal, log, () =>
+        markBalancerReady(this.context, service),
+      );
+    } finally {
+      await forgetBalancer(this.context, service);
+    }
   }
 
   networks(): Promise<NamedNetwork[]> {

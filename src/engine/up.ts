@@ -19,6 +19,8 @@ import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
 import { importSnapshot } from './import.js';
 import { keepServiceTemplate, serviceTemplateName } from './service-templates.js';
+import { replicaSpecs } from '../spec/plan.js';
+import { startBalancer } from './balancer.js';
 
 export interface UpOptions {
   /** How long each service may take from boot to healthy. */
@@ -32,6 +34,8 @@ export interface UpOptions {
 
 export interface ServiceStatus {
   name: string;
+  /** The service this VM is one replica of. */
+  replicaOf?: string;
   image: string;
   imageDigest: string;
   /** Config digest and blobs, for the action's cache. */
@@ -79,11 +83,13 @@ export class ServiceStartError extends HyperError {
  * `waves` is validatePlan's answer, which callers get before any side effect.
  */
 export async function upServices(
-  waves: readonly (readonly ContainerSpec[])[],
+  services: readonly (readonly ContainerSpec[])[],
   job: BootContext,
   options: UpOptions,
   reporter: Reporter,
 ): Promise<ServiceStatus[]> {
+  // A service with replicas boots as one VM per replica, all in its wave.
+  const waves = services.map((wave) => wave.flatMap(replicaSpecs));
   const specs = waves.flat();
   const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
   await job.network.joinNetwork(
@@ -104,6 +110,12 @@ export async function upServices(
       if (failure) throw failure.reason;
       // A service of an earlier wave, or of this one, may have exited since it was healthy.
       await checkStillRunning(statuses, job);
+      for (const group of new Set(wave.flatMap((spec) => (spec.replicaOf ? [spec.replicaOf] : [])))) {
+        const pid = await startBalancer(job, group);
+        reporter.info(
+          `${group}: balancer (pid ${pid}) spreads its published ports over its healthy replicas`,
+        );
+      }
     }
   } catch (error: unknown) {
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
@@ -163,6 +175,7 @@ async function planMember(
     aliases: spec.aliases ?? [],
     containerPorts: tcpPorts(spec.ports, spec.expose, imageRunConfig(image.config).exposedPorts),
     published: spec.ports,
+    ...(spec.replicaOf ? { group: spec.replicaOf } : {}),
   };
   return { member, image };
 }
@@ -209,6 +222,7 @@ async function bootOne(
     await keepAsTemplate(record, record.serviceTemplate, job, reporter);
   return {
     name: record.name,
+    ...(spec.replicaOf ? { replicaOf: spec.replicaOf } : {}),
     image: record.image,
     imageDigest: record.imageDigest,
     imageConfigDigest: record.imageConfigDigest,
@@ -283,8 +297,8 @@ export function servicesContext(
   statuses: readonly ServiceStatus[],
 ): Record<string, { ports: Record<string, string> }> {
   return Object.fromEntries(
-    statuses.map((s) => [
-      s.name,
+    byService(statuses).map((s) => [
+      s.replicaOf ?? s.name,
       { ports: Object.fromEntries(s.ports.map((p) => [String(p.containerPort), String(p.hostPort)])) },
     ]),
   );
@@ -293,12 +307,23 @@ export function servicesContext(
 /** One variable per published port: HYPER_<SERVICE>_PORT_<CONTAINER PORT>[_UDP] = host port. Pure. */
 export function portVariables(statuses: readonly ServiceStatus[]): Record<string, string> {
   const variables: Record<string, string> = {};
-  for (const status of statuses) {
-    const service = status.name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+  for (const status of byService(statuses)) {
+    const service = (status.replicaOf ?? status.name).toUpperCase().replace(/[^A-Z0-9]/g, '_');
     for (const port of status.ports) {
       const suffix = port.protocol === 'udp' ? '_UDP' : '';
       variables[`HYPER_${service}_PORT_${port.containerPort}${suffix}`] = String(port.hostPort);
     }
   }
   return variables;
+}
+
+/** One status per service: a service with replicas is its first replica (they share its published ports). Pure. */
+function byService(statuses: readonly ServiceStatus[]): ServiceStatus[] {
+  const seen = new Set<string>();
+  return statuses.filter((s) => {
+    const service = s.replicaOf ?? s.name;
+    if (seen.has(service)) return false;
+    seen.add(service);
+    return true;
+  });
 }

@@ -3,6 +3,7 @@ import { formatCidr, guestCapacity, nthAddress, parseCidr, type Cidr } from './c
 import {
   memberAndPeers,
   memberBase,
+  publishedTargets,
   type BridgeNetworkRecord,
   type MemberRequest,
   type MemberView,
@@ -76,15 +77,13 @@ export function firewallPlan(record: BridgeNetworkRecord): FirewallPlan {
     subnet: record.subnet,
     egress: record.egress,
     allow: record.allowCidrs,
-    forwards: record.members.flatMap((m) =>
-      m.published.map((p) => ({
-        protocol: p.protocol,
-        hostIp: p.hostIp,
-        hostPort: p.hostPort,
-        address: m.address,
-        containerPort: p.containerPort,
-      })),
-    ),
+    forwards: publishedTargets(record.members).map(({ port, members }) => ({
+      protocol: port.protocol,
+      hostIp: port.hostIp,
+      hostPort: port.hostPort,
+      addresses: members.map((m) => m.address),
+      containerPort: port.containerPort,
+    })),
   };
 }
 

@@ -12,6 +12,10 @@ interface MemberBase {
   /** bridge: its address on the bridge; user: the address the other guests reach it at. */
   address: string;
   published: PublishedPort[];
+  /** The service this member is one replica of: its published ports are the group's, shared by every replica. */
+  group?: string;
+  /** Why a replica takes no connections through the group's published ports now; absent while it does. */
+  outOfRotation?: string;
 }
 
 /** A service on a bridge network. Records written before the split also hold `internal: []`. */
@@ -64,6 +68,8 @@ export interface MemberRequest {
   /** TCP ports the service listens on that other services may use (its EXPOSE, expose: and ports:). */
   containerPorts: number[];
   published: PortSpec[];
+  /** The service this one is a replica of; replicas share its published ports. */
+  group?: string;
 }
 
 export interface NetworkReporter {
@@ -116,12 +122,35 @@ export async function memberBase(
   address: string,
   record: NetworkRecord,
 ): Promise<MemberBase> {
+  // A replica's siblings already hold the group's ports: it shares them.
+  const sibling = request.group ? record.members.find((m) => m.group === request.group) : undefined;
   return {
     service: request.service,
     aliases: request.aliases,
     address,
-    published: await resolvePorts(request.published, claimedPorts(record)),
+    published: sibling ? sibling.published : await resolvePorts(request.published, claimedPorts(record)),
+    ...(request.group ? { group: request.group } : {}),
   };
+}
+
+/**
+ * Each published host port and the members behind it: one for a service,
+ * the replicas in rotation for a group (none when no replica takes
+ * connections). Pure.
+ */
+export function publishedTargets<M extends MemberBase>(
+  members: readonly M[],
+): { port: PublishedPort; members: M[] }[] {
+  const targets = new Map<string, { port: PublishedPort; members: M[] }>();
+  for (const member of members) {
+    for (const port of member.published) {
+      const key = `${port.hostIp} ${portKey(port.protocol, port.hostPort)}`;
+      const target = targets.get(key) ?? { port, members: [] };
+      targets.set(key, target);
+      if (!member.outOfRotation) target.members.push(member);
+    }
+  }
+  return [...targets.values()];
 }
 
 /** A service, its own names, and the other members as its hosts file names them. Pure. */

@@ -8,12 +8,16 @@ export interface FirewallPlan {
   egress: EgressPolicy;
   /** CIDRs guests may reach when egress is deny. */
   allow: readonly string[];
-  /** Published ports: host side to guest side. */
+  /**
+   * Published ports: host side to guest side. Connections are spread over
+   * the addresses in turn (a service's replicas); a port with none is not
+   * forwarded, so it refuses connections.
+   */
   forwards: readonly {
     protocol: 'tcp' | 'udp';
     hostIp: string;
     hostPort: number;
-    address: string;
+    addresses: readonly string[];
     containerPort: number;
   }[];
 }
@@ -43,11 +47,10 @@ function nftHostMatch(hostIp: string): string {
 export function nftRuleset(plan: FirewallPlan): string {
   const table = nftTableName(plan.id);
   const br = `"${plan.bridge}"`;
-  const dnatRule = (f: FirewallPlan['forwards'][number]) =>
-    `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort} dnat to ${f.address}:${f.containerPort}`;
-  const dnat = plan.forwards.map(dnatRule);
+  const forwarded = plan.forwards.filter((f) => f.addresses.length > 0);
+  const dnat = forwarded.map(nftDnat);
   // From outside only what is published beyond loopback.
-  const fromOutside = plan.forwards.filter((f) => !f.hostIp.startsWith('127.')).map(dnatRule);
+  const fromOutside = forwarded.filter((f) => !f.hostIp.startsWith('127.')).map(nftDnat);
   const egress =
     plan.egress === 'allow'
       ? [`    iifname ${br} accept`]
@@ -89,6 +92,14 @@ export function nftRuleset(plan: FirewallPlan): string {
     '}',
     '',
   ].join('\n');
+}
+
+/** One published port's DNAT rule: to its address, or to each of several in turn (numgen's round robin). Pure. */
+function nftDnat(f: FirewallPlan['forwards'][number]): string {
+  const match = `    ${nftHostMatch(f.hostIp)} ${f.protocol} dport ${f.hostPort}`;
+  if (f.addresses.length === 1) return `${match} dnat to ${f.addresses[0]}:${f.containerPort}`;
+  const map = f.addresses.map((address, i) => `${i} : ${address}`).join(', ');
+  return `${match} dnat to numgen inc mod ${f.addresses.length} map { ${map} } : ${f.containerPort}`;
 }
 
 /** The nft command that removes the job's table. */
@@ -160,25 +171,35 @@ export function iptablesSetup(plan: FirewallPlan): string[][] {
     filter('-A', c.forward, '-o', br, '-j', 'DROP'),
     filter('-A', c.forward, '-i', br, '-d', LINK_LOCAL, '-j', 'DROP'),
     ...egress,
-    ...plan.forwards.map((f) =>
-      nat(
-        '-A',
-        c.dnat,
-        ...iptablesHostMatch(f.hostIp),
-        '-p',
-        f.protocol,
-        '--dport',
-        String(f.hostPort),
-        '-j',
-        'DNAT',
-        '--to-destination',
-        `${f.address}:${f.containerPort}`,
-      ),
-    ),
+    ...plan.forwards.flatMap((f) => iptablesDnat(c.dnat, f)),
     nat('-A', c.snat, '-o', br, '-s', '127.0.0.0/8', '-j', 'MASQUERADE'),
     nat('-A', c.snat, '-s', plan.subnet, '!', '-o', br, '-j', 'MASQUERADE'),
     ...iptablesHooks(plan.id).map((h) => ['-t', h.table, '-I', h.from, '-j', h.to]),
   ];
+}
+
+/**
+ * One published port's DNAT rules: one per address, each taking every
+ * (n-i)th new connection that reaches it (the statistic match's round
+ * robin), the last taking the rest. Pure.
+ */
+function iptablesDnat(chain: string, f: FirewallPlan['forwards'][number]): string[][] {
+  const match = [...iptablesHostMatch(f.hostIp), '-p', f.protocol, '--dport', String(f.hostPort)];
+  const count = f.addresses.length;
+  return f.addresses.map((address, i) => [
+    '-t',
+    'nat',
+    '-A',
+    chain,
+    ...match,
+    ...(i < count - 1
+      ? ['-m', 'statistic', '--mode', 'nth', '--every', String(count - i), '--packet', '0']
+      : []),
+    '-j',
+    'DNAT',
+    '--to-destination',
+    `${address}:${f.containerPort}`,
+  ]);
 }
 
 /** Unhooks and deletes the job's chains; each command may fail harmlessly when already gone. Pure. */

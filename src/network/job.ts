@@ -170,6 +170,30 @@ export async function addAliases(
   });
 }
 
+/**
+ * Takes a replica out of its group's rotation (with the reason) or puts it
+ * back (undefined), and brings what the host publishes in line: the
+ * firewall's round robin in bridge mode; in user mode the forwarder reads
+ * the record. False when the member is no longer on the network.
+ */
+export async function setRotation(
+  stateDir: string,
+  service: string,
+  outOfRotation: string | undefined,
+): Promise<boolean> {
+  return withLock(stateDir, async () => {
+    const record = await readNetwork(stateDir);
+    const member = record?.members.find((m) => m.service === service);
+    if (!record || !member) return false;
+    if (outOfRotation === undefined) delete member.outOfRotation;
+    else member.outOfRotation = outOfRotation;
+    const driver = driverFor(record);
+    await driver.publish();
+    await writeNetwork(stateDir, driver.record);
+    return true;
+  });
+}
+
 /** Removes the whole network, whoever is still on it (teardown). */
 export async function removeNetwork(stateDir: string): Promise<void> {
   await withLock(stateDir, async () => {

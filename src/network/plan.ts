@@ -12,21 +12,30 @@ const ALIAS = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$/;
 
 /**
  * Every name on the network is one service's: an alias may not repeat a
- * service name or another alias, on the same service or another. Pure.
+ * service name or another alias, on the same service or another. The
+ * replicas of one group share its name and aliases. Pure.
  */
-export function checkAliases(members: readonly { service: string; aliases: readonly string[] }[]): void {
+export function checkAliases(
+  members: readonly { service: string; aliases: readonly string[]; group?: string | undefined }[],
+): void {
   const owner = new Map<string, string>();
   for (const { service } of members) owner.set(service.toLowerCase(), service);
-  for (const { service, aliases } of members) {
+  const shared = new Map<string, string>();
+  for (const { service, aliases, group } of members) {
+    const own = new Set<string>();
     for (const alias of aliases) {
       if (!ALIAS.test(alias))
         throw new NetworkError(
           `service "${service}": alias "${alias}" is not a host name (letters, digits, "_", "." and "-")`,
         );
       const key = alias.toLowerCase();
+      if (own.has(key)) throw new NetworkError(`service "${service}": alias "${alias}" is given twice`);
+      own.add(key);
+      if (group !== undefined && shared.get(key) === group) continue;
       const taken = owner.get(key);
       if (taken === undefined) {
         owner.set(key, `${service}\0alias`);
+        if (group !== undefined) shared.set(key, group);
         continue;
       }
       const [other = '', kind] = taken.split('\0');
@@ -37,9 +46,7 @@ export function checkAliases(members: readonly { service: string; aliases: reado
             : `alias "${alias}" of service "${service}" is the name of service "${other}"; a name on the network belongs to one service`,
         );
       throw new NetworkError(
-        other === service
-          ? `service "${service}": alias "${alias}" is given twice`
-          : `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`,
+        `alias "${alias}" is given twice, by services "${other}" and "${service}"; a name on the network belongs to one service`,
       );
     }
   }

@@ -124,7 +124,8 @@ export class UserDriver implements NetworkDriver {
         resolvConf: resolvConf(this.record.dns),
       },
       published: self.published,
-      forwards: [...self.published, ...loopbackForwards(self)],
+      // A replica's published ports are the group's: hyper's forwarder binds them, not each QEMU.
+      forwards: [...(self.group ? [] : self.published), ...loopbackForwards(self)],
     };
   }
 }

@@ -143,7 +143,7 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
     "the guest init starts the service again in its VM, with Docker's back-off; hyper ps shows how many times",
   ),
   runtime: ignored('every service runs in a VM'),
-  scale: refused(`${NOT_YET}: more than one replica`, ['1']),
+  scale: vm('that many VMs of the service, named SERVICE.1 to SERVICE.N, behind its published ports'),
   security_opt: ignored(
     'seccomp, AppArmor and SELinux profiles for containers do not apply; the VM is the boundary',
   ),
@@ -172,7 +172,9 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
 export const DEPLOY_KEYS: Readonly<Record<string, KeyRule>> = {
   mode: ignored(NO_SWARM),
   endpoint_mode: ignored(NO_SWARM),
-  replicas: refused(`${NOT_YET}: more than one replica`, ['1']),
+  replicas: vm(
+    'that many VMs of the service, named SERVICE.1 to SERVICE.N; its name resolves to all of them, and its published ports spread connections across the healthy ones',
+  ),
   labels: ignored('they label a Swarm service, not its containers'),
   rollback_config: ignored(NO_SWARM),
   update_config: ignored(NO_SWARM),

@@ -571,8 +571,6 @@ function parseService(
   grants: { secrets: Sources; configs: Sources },
 ): ParsedService {
   if (value.kind !== 'a map') throw value.expected('a map with at least image:');
-  const scale = value.entries().find((entry) => entry.key === 'scale')?.value;
-  if (scale) readReplicas(scale);
   const fields = answered(value, SERVICE_KEYS, context.warnings);
   const image = fields.get('image');
   if (!image && !fields.has('extends'))
@@ -582,6 +580,11 @@ function parseService(
   const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
   const dependencies = get('depends_on', (field) => readDependsOn(field, context)) ?? [];
   const containerName = get('container_name', (field) => readContainerName(field));
+  const replicas = pick(fields.get('scale'), deploy.replicas, readReplicas, 'scale', 'deploy.replicas');
+  if (containerName && replicas !== undefined && replicas > 1)
+    throw (fields.get('container_name') as YamlValue).error(
+      `container_name "${containerName}" names one container, and ${name} has ${replicas} replicas; remove container_name or the replicas`,
+    );
   const aliases = [
     ...(get('networks', (field) => readServiceNetworks(field, context)) ?? []),
     ...(containerName && containerName !== name ? [containerName] : []),
@@ -629,6 +632,8 @@ function parseService(
     hostname: get('hostname', readHostname),
     guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
     files: readGrants(fields, grants),
+    replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
+    containerName,
   });
   return {
     spec,
@@ -656,14 +661,16 @@ function pick<T>(
 function readDeploy(
   value: YamlValue,
   context: Context,
-): { memory?: YamlValue; cpus?: YamlValue; restart?: GuestSettings['restart'] } {
-  const replicas = value.entries().find((entry) => entry.key === 'replicas')?.value;
-  if (replicas) readReplicas(replicas);
+): { memory?: YamlValue; cpus?: YamlValue; replicas?: YamlValue; restart?: GuestSettings['restart'] } {
   const fields = answered(value, DEPLOY_KEYS, context.warnings);
   const policy = fields.get('restart_policy');
-  const restart = policy && !policy.isNull ? { restart: readRestartPolicy(policy) } : {};
+  const replicas = fields.get('replicas');
+  const others = definedOnly({
+    replicas: replicas && !replicas.isNull ? replicas : undefined,
+    restart: policy && !policy.isNull ? readRestartPolicy(policy) : undefined,
+  });
   const resources = fields.get('resources');
-  if (!resources || resources.isNull) return restart;
+  if (!resources || resources.isNull) return others;
   const sections = new Map(resources.entries().map(({ key, value: entry }) => [key, entry]));
   const reservations = sections.get('reservations');
   if (reservations && !reservations.isNull) {
@@ -674,9 +681,9 @@ function readDeploy(
       );
   }
   const limits = sections.get('limits');
-  if (!limits || limits.isNull) return restart;
+  if (!limits || limits.isNull) return others;
   const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...restart });
+  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...others });
 }
 
 /** deploy.restart_policy where restart: is not given; both must agree. */
@@ -715,7 +722,7 @@ function readRestartPolicy(value: YamlValue): GuestSettings['restart'] {
     : { policy };
 }
 
-/** A replica count must be a whole number of at least 1 before anything else is said of it. */
+/** A replica count: a whole number of at least 1. */
 function readReplicas(value: YamlValue): number {
   const text = value.text('a number of replicas');
   if (!/^\d+$/.test(text) || Number(text) < 1)

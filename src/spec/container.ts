@@ -69,6 +69,15 @@ export interface ContainerSpec {
    * `hyper serve` has an API to serve there.
    */
   apiSockets?: string[];
+  /**
+   * How many VMs of this service to run (compose deploy.replicas, scale,
+   * `hyper up --scale`), named NAME.1 to NAME.N; undefined is one, named NAME.
+   */
+  replicas?: number;
+  /** The service this VM is one replica of (set by replicaSpecs); its name is then SERVICE.N. */
+  replicaOf?: string;
+  /** Compose's container_name: a name for one container, so never with replicas (it is in aliases too). */
+  containerName?: string;
 }
 
 /** The one place a container's defaults live. */

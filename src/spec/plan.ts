@@ -37,6 +37,7 @@ export function validatePlan(specs: readonly ContainerSpec[]): ContainerSpec[][]
   }
   checkDependencies(specs, byName);
   checkCycles(specs, byName);
+  checkReplicas(specs, byName);
   checkPorts(specs);
   checkMounts(specs);
   try {
@@ -61,6 +62,10 @@ function checkMounts(specs: readonly ContainerSpec[]): void {
     }
     for (const mount of mounts) {
       if (mount.kind !== 'volume') continue;
+      if ((spec.replicas ?? 1) > 1)
+        throw new SpecError(
+          `volume "${mount.name}" would be attached to the ${spec.replicas} replicas of "${spec.name}"; a volume can be attached to one VM at a time`,
+        );
       const owner = owners.get(mount.name);
       if (owner && owner !== spec.name) {
         throw new SpecError(
@@ -70,6 +75,88 @@ function checkMounts(specs: readonly ContainerSpec[]): void {
       owners.set(mount.name, spec.name);
     }
   }
+}
+
+/**
+ * A service with replicas: no container_name (it names one container), TCP
+ * ports only (connections are spread; datagrams are not), and replica names
+ * that are no other service's.
+ */
+function checkReplicas(specs: readonly ContainerSpec[], byName: ReadonlyMap<string, ContainerSpec>): void {
+  for (const spec of specs) {
+    const count = spec.replicas ?? 1;
+    if (count === 1) continue;
+    if (spec.containerName)
+      throw new SpecError(
+        `service "${spec.name}": container_name "${spec.containerName}" names one container, and it has ${count} replicas; remove container_name or the replicas`,
+      );
+    const udp = spec.ports.find((port) => port.protocol === 'udp');
+    if (udp)
+      throw new SpecError(
+        `service "${spec.name}" has ${count} replicas and publishes ${udp.containerPort}/udp; a service with replicas publishes TCP ports only`,
+      );
+    for (const replica of replicaNames(spec)) {
+      if (byName.has(replica))
+        throw new SpecError(`service "${replica}" has the name of a replica of "${spec.name}"; rename it`);
+      validateName(replica);
+    }
+  }
+}
+
+/** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */
+export function replicaNames(spec: Pick<ContainerSpec, 'name' | 'replicas'>): string[] {
+  const count = spec.replicas ?? 1;
+  if (count === 1) return [spec.name];
+  return Array.from({ length: count }, (_, i) => `${spec.name}.${i + 1}`);
+}
+
+/**
+ * The VMs a service runs as: itself, or one spec per replica, each answering
+ * to its own name and, with its siblings, to the service's name and aliases.
+ * Pure.
+ */
+export function replicaSpecs(spec: ContainerSpec): ContainerSpec[] {
+  if ((spec.replicas ?? 1) === 1) return [spec];
+  const shared: ContainerSpec = { ...spec };
+  delete shared.replicas;
+  // Each its own hostname, which also keeps each replica's service template its own.
+  return replicaNames(spec).map((name) => ({
+    ...shared,
+    name,
+    hostname: spec.hostname ?? name,
+    replicaOf: spec.name,
+    aliases: [spec.name, ...(spec.aliases ?? [])],
+  }));
+}
+
+/**
+ * Applies `hyper up --scale SERVICE=N` (each given once) over the replica
+ * counts the file gives. Pure.
+ */
+export function scaleServices(specs: readonly ContainerSpec[], scales: readonly string[]): ContainerSpec[] {
+  const wanted = new Map<string, number>();
+  for (const scale of scales) {
+    const match = /^([^=]+)=(.*)$/.exec(scale);
+    if (!match) throw new SpecError(`--scale: "${scale}" is not SERVICE=COUNT`);
+    const [, service = '', count = ''] = match;
+    if (!specs.some((spec) => spec.name === service))
+      throw new SpecError(
+        `--scale: there is no service "${service}"; services: ${specs.map((s) => s.name).join(', ')}`,
+      );
+    if (!/^\d+$/.test(count) || Number(count) < 1)
+      throw new SpecError(
+        `--scale: "${count}" is not a number of replicas: give a whole number of at least 1`,
+      );
+    if (wanted.has(service)) throw new SpecError(`--scale: service "${service}" is scaled twice`);
+    wanted.set(service, Number(count));
+  }
+  return specs.map((spec) => {
+    const count = wanted.get(spec.name);
+    if (count === undefined) return spec;
+    const scaled: ContainerSpec = { ...spec, replicas: count };
+    if (count === 1) delete scaled.replicas;
+    return scaled;
+  });
 }
 
 function checkDependencies(

@@ -162,7 +162,13 @@ describe('network.json', () => {
       mac: '52:54:0a:d5:08:02',
     });
     expect(firewallPlan(record).forwards).toEqual([
-      { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 40000, address: '10.213.8.2', containerPort: 5432 },
+      {
+        protocol: 'tcp',
+        hostIp: '127.0.0.1',
+        hostPort: 40000,
+        addresses: ['10.213.8.2'],
+        containerPort: 5432,
+      },
     ]);
   });
   test('written and read back whole; none is undefined', async () => {

@@ -162,8 +162,8 @@ const plan: FirewallPlan = {
   egress: 'deny',
   allow: ['192.0.2.0/24'],
   forwards: [
-    { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 40000, address: '10.213.8.2', containerPort: 5432 },
-    { protocol: 'udp', hostIp: '0.0.0.0', hostPort: 40001, address: '10.213.8.3', containerPort: 53 },
+    { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 40000, addresses: ['10.213.8.2'], containerPort: 5432 },
+    { protocol: 'udp', hostIp: '0.0.0.0', hostPort: 40001, addresses: ['10.213.8.3'], containerPort: 53 },
   ],
 };
 
@@ -318,7 +318,7 @@ describe('memberView', () => {
     });
     expect(view.guest.hosts).toContain('10.213.8.3\tapp\n192.0.2.80\tmirror.example\n');
     expect(firewallPlan(bridge).forwards).toEqual([
-      { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 8080, address: '10.213.8.3', containerPort: 80 },
+      { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 8080, addresses: ['10.213.8.3'], containerPort: 80 },
     ]);
   });
   test('a service not on the network is an error', () =>

@@ -147,6 +147,7 @@ networks:
       user: '999:999',
       tmpfs: ['/run', '/scratch'],
       aliases: ['shop-db'],
+      containerName: 'shop-db',
     });
     expect(web).toEqual({
       name: 'web',
