@@ -57708,6 +57708,8 @@ function marker(job, service) {
  */
 async function balanceService(service, job, signal, log, ready) {
     const watches = new Map();
+    // The rotation as this process last decided it: the forwarder follows it at once, the record just after.
+    const rotation = new Map();
     let members = [];
     let forwarder;
     try {
@@ -57723,8 +57725,9 @@ async function balanceService(service, job, signal, log, ready) {
                 const group = network.members.filter((m) => m.group === service);
                 if (group.length === 0)
                     return log(`no replica of ${service} is left on the job network; the balancer ends`);
-                members = await followRotation(group, watches, job, log);
-                forwarder ??= await forwardIfUser(network, group, () => members);
+                members = group;
+                await followRotation(group, rotation, watches, job, log);
+                forwarder ??= await forwardIfUser(network, group, () => members.filter((m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined));
             }
             if (first) {
                 await ready();
@@ -57737,31 +57740,33 @@ async function balanceService(service, job, signal, log, ready) {
         await forwarder?.close();
     }
 }
-/** In user mode, the forwarder on the group's published ports, to whichever replicas `current` has in rotation. */
-async function forwardIfUser(network, group, current) {
+/** In user mode, the forwarder on the group's published ports, to the replicas `inRotation` gives. */
+async function forwardIfUser(network, group, inRotation) {
     if (network.mode !== 'user')
         return undefined;
     const ports = (group[0]?.published ?? []).filter((port) => port.protocol === 'tcp');
-    return startForwarder(ports, (containerPort) => current().flatMap((member) => {
-        if (member.outOfRotation || !('internal' in member))
+    return startForwarder(ports, (containerPort) => inRotation().flatMap((member) => {
+        if (!('internal' in member))
             return [];
         const internal = member.internal.find((i) => i.containerPort === containerPort);
         return internal ? [internal.hostPort] : [];
     }));
 }
-/** Looks at each replica once, changes the rotation where it must, and returns the members as they now stand. */
-async function followRotation(group, watches, job, log) {
-    const now = [];
+/**
+ * Looks at each replica once and changes the rotation where it must: first
+ * in `rotation` (what the forwarder follows), then in the record (what the
+ * firewall follows, and `hyper ps` shows), so that a replica shown out of
+ * rotation gets no more connections.
+ */
+async function followRotation(group, rotation, watches, job, log) {
     for (const member of group) {
         const reason = await reasonOut(member.service, watches, job, log);
-        if (reason !== member.outOfRotation) {
-            if (!(await job.network.setRotation(job.stateDir, member.service, reason)))
-                continue;
+        rotation.set(member.service, reason);
+        if (reason === member.outOfRotation)
+            continue;
+        if (await job.network.setRotation(job.stateDir, member.service, reason))
             log(reason ? `${member.service} out of rotation: ${reason}` : `${member.service} back in rotation`);
-        }
-        now.push(reason ? { ...member, outOfRotation: reason } : (({ outOfRotation: _, ...m }) => m)(member));
     }
-    return now;
 }
 /** Why a replica should take no connections now, or undefined when it should. Starts its next probe when one is due. */
 async function reasonOut(name, watches, job, log) {

@@ -2,11 +2,9 @@ import * as core from '@actions/core';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Job } from '../engine/job.js';
-import { describeOrigin } from '../engine/record.js';
 import { defaultVolumeSize } from '../storage/volumes.js';
 import { pruneOrphanVms } from '../engine/orphans.js';
 import { portVariables, servicesContext, ServiceStartError, type ServiceStatus } from '../engine/up.js';
-import { formatPort } from '../network/ports.js';
 import { projectRoot } from '../project-root.js';
 import { setCommandLogger } from '../process/run.js';
 import { restoreImageCache } from './cache.js';
@@ -14,6 +12,7 @@ import { checkpointKeys, restoreCheckpoints, type RestoredCheckpoints } from './
 import { Outputs } from './constants.js';
 import { actionHost, jobStateDir } from './environment.js';
 import { getInputs } from './inputs.js';
+import { summaryRows } from './summary.js';
 import { enableKvm } from './kvm.js';
 import { startDockerApi } from './docker-api.js';
 import {
@@ -55,16 +54,7 @@ async function writeSummary(statuses: readonly ServiceStatus[]): Promise<void> {
     data,
     header: true,
   }));
-  const rows = statuses.map((s) => [
-    s.name,
-    `${s.image}@${s.imageDigest}`,
-    s.accel,
-    s.restoredFrom ? `checkpoint ${s.restoredFrom}` : describeOrigin(s.origin),
-    String(s.bootMs),
-    String(s.healthyMs),
-    s.ports.map(formatPort).join(', '),
-    `${s.memoryMiB} MiB`,
-  ]);
+  const rows = summaryRows(statuses);
   await core.summary
     .addHeading('hyper-services', 3)
     .addTable([header, ...rows])

@@ -60,6 +60,8 @@ export async function balanceService(
   ready: () => Promise<void>,
 ): Promise<void> {
   const watches = new Map<string, Watch>();
+  // The rotation as this process last decided it: the forwarder follows it at once, the record just after.
+  const rotation = new Map<string, string | undefined>();
   let members: NetworkMember[] = [];
   let forwarder: Forwarder | undefined;
   try {
@@ -74,8 +76,13 @@ export async function balanceService(
         const group = network.members.filter((m) => m.group === service);
         if (group.length === 0)
           return log(`no replica of ${service} is left on the job network; the balancer ends`);
-        members = await followRotation(group, watches, job, log);
-        forwarder ??= await forwardIfUser(network, group, () => members);
+        members = group;
+        await followRotation(group, rotation, watches, job, log);
+        forwarder ??= await forwardIfUser(network, group, () =>
+          members.filter(
+            (m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined,
+          ),
+        );
       }
       if (first) {
         await ready();
@@ -88,40 +95,43 @@ export async function balanceService(
   }
 }
 
-/** In user mode, the forwarder on the group's published ports, to whichever replicas `current` has in rotation. */
+/** In user mode, the forwarder on the group's published ports, to the replicas `inRotation` gives. */
 async function forwardIfUser(
   network: NetworkRecord,
   group: readonly NetworkMember[],
-  current: () => readonly NetworkMember[],
+  inRotation: () => readonly NetworkMember[],
 ): Promise<Forwarder | undefined> {
   if (network.mode !== 'user') return undefined;
   const ports = (group[0]?.published ?? []).filter((port) => port.protocol === 'tcp');
   return startForwarder(ports, (containerPort) =>
-    current().flatMap((member) => {
-      if (member.outOfRotation || !('internal' in member)) return [];
+    inRotation().flatMap((member) => {
+      if (!('internal' in member)) return [];
       const internal = member.internal.find((i) => i.containerPort === containerPort);
       return internal ? [internal.hostPort] : [];
     }),
   );
 }
 
-/** Looks at each replica once, changes the rotation where it must, and returns the members as they now stand. */
+/**
+ * Looks at each replica once and changes the rotation where it must: first
+ * in `rotation` (what the forwarder follows), then in the record (what the
+ * firewall follows, and `hyper ps` shows), so that a replica shown out of
+ * rotation gets no more connections.
+ */
 async function followRotation(
   group: readonly NetworkMember[],
+  rotation: Map<string, string | undefined>,
   watches: Map<string, Watch>,
   job: JobContext,
   log: (line: string) => void,
-): Promise<NetworkMember[]> {
-  const now: NetworkMember[] = [];
+): Promise<void> {
   for (const member of group) {
     const reason = await reasonOut(member.service, watches, job, log);
-    if (reason !== member.outOfRotation) {
-      if (!(await job.network.setRotation(job.stateDir, member.service, reason))) continue;
+    rotation.set(member.service, reason);
+    if (reason === member.outOfRotation) continue;
+    if (await job.network.setRotation(job.stateDir, member.service, reason))
       log(reason ? `${member.service} out of rotation: ${reason}` : `${member.service} back in rotation`);
-    }
-    now.push(reason ? { ...member, outOfRotation: reason } : (({ outOfRotation: _, ...m }) => m)(member));
   }
-  return now;
 }
 
 /** Why a replica should take no connections now, or undefined when it should. Starts its next probe when one is due. */

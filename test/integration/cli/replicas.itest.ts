@@ -1,34 +1,84 @@
 import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { execa } from 'execa';
-import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { hyper, qemuProcessesUnder, type CliResult } from '../../support/cli.js';
 import { busyboxLayout } from '../../support/fixtures.js';
 import { snapshotEnv } from '../../support/env.js';
 import { freePort } from '../../support/registry/registry.js';
+import { TestNetwork } from '../../support/netns.js';
 
 // Three replicas of an HTTP service behind one host port, in both network
-// modes: real VMs, real QEMU, the real packet filter (bridge) or hyper's
-// forwarder (user), driven by plain HTTP clients on loopback.
+// modes: real VMs, real QEMU, hyper's forwarder (user mode, clients on this
+// host's loopback) or the real packet filter (bridge mode, run with its
+// clients inside a network namespace this test makes, test/support/netns.ts).
 let stateDir: string;
+let bridgeStateDir: string;
 let work: string;
+let net: TestNetwork;
 const restoreEnv = snapshotEnv();
 
 beforeAll(async () => {
   stateDir = await mkdtemp('/tmp/hyper-it-');
+  bridgeStateDir = await mkdtemp('/tmp/hyper-it-');
   work = await mkdtemp('/tmp/hyper-replicas-');
   process.env.HYPER_STATE_DIR = stateDir;
   process.env.HYPER_ACCEL = 'tcg';
+  net = await TestNetwork.create();
 });
 
 afterAll(async () => {
   await hyper('down', '--time', '0');
-  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  expect(await balancersUnder(stateDir)).toEqual([]);
-  await rm(stateDir, { recursive: true, force: true });
-  await rm(work, { recursive: true, force: true });
+  await net.hyper({ HYPER_STATE_DIR: bridgeStateDir }, 'down', '--time', '0');
+  for (const dir of [stateDir, bridgeStateDir]) {
+    expect(await qemuProcessesUnder(dir)).toEqual([]);
+    expect(await balancersUnder(dir)).toEqual([]);
+  }
+  expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+  await net.remove();
+  for (const dir of [stateDir, bridgeStateDir, work]) await rm(dir, { recursive: true, force: true });
   restoreEnv();
 });
+
+/** How a test drives one job: its hyper, and an HTTP GET from where its clients are. */
+interface Door {
+  stateDir: string;
+  hyper(...args: string[]): Promise<CliResult>;
+  /** One GET on a new connection: the body, "refused", or what else went wrong. */
+  get(port: number): Promise<string>;
+}
+
+const userDoor = (): Door => ({ stateDir, hyper, get });
+
+/** Bridge mode inside the namespace: the CLI bundle and curl run there. */
+const bridgeDoor = (): Door => ({
+  stateDir: bridgeStateDir,
+  async hyper(...args) {
+    const result = await net.hyper({ HYPER_STATE_DIR: bridgeStateDir }, ...args);
+    return { code: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+  },
+  async get(port) {
+    const result = await net.exec('curl', [
+      '-s',
+      '-m',
+      '10',
+      '-w',
+      '\n%{http_code}',
+      `http://127.0.0.1:${port}/`,
+    ]);
+    if (result.exitCode === 7) return 'refused';
+    // The status code is the last line; the body (with its own newline) comes before it.
+    const output = String(result.stdout);
+    const code = output.slice(output.lastIndexOf('\n') + 1);
+    const body = output.slice(0, output.lastIndexOf('\n'));
+    return result.exitCode === 0 && code === '200' ? body.trim() : `failed: curl ${result.exitCode} ${code}`;
+  },
+});
+
+async function ok(door: Door, ...args: string[]): Promise<CliResult> {
+  const result = await door.hyper(...args);
+  if (result.code !== 0) throw new Error(`hyper ${args.join(' ')} exited ${result.code}:\n${result.stderr}`);
+  return result;
+}
 
 /** Pids of live balancer processes of the job in `stateDir`. */
 async function balancersUnder(dir: string): Promise<number[]> {
@@ -41,7 +91,7 @@ async function balancersUnder(dir: string): Promise<number[]> {
   return pids;
 }
 
-/** One GET on a new connection; the body, or the error's message. */
+/** One GET on a new connection from this host's loopback. */
 function get(port: number): Promise<string> {
   return new Promise((resolve) => {
     const request = http.get(
@@ -56,15 +106,19 @@ function get(port: number): Promise<string> {
       },
     );
     request.on('timeout', () => request.destroy(new Error('timed out')));
-    request.on('error', (error) => resolve(`failed: ${error.message}`));
+    request.on('error', (error) =>
+      resolve(
+        (error as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'refused' : `failed: ${error.message}`,
+      ),
+    );
   });
 }
 
 /** `count` requests one after another, as the hostnames that answered, counted. */
-async function spread(port: number, count: number): Promise<Record<string, number>> {
+async function spread(door: Door, port: number, count: number): Promise<Record<string, number>> {
   const seen: Record<string, number> = {};
   for (let i = 0; i < count; i++) {
-    const answer = await get(port);
+    const answer = await door.get(port);
     seen[answer] = (seen[answer] ?? 0) + 1;
   }
   return seen;
@@ -78,15 +132,15 @@ interface PsRow {
   outOfRotation: string | null;
 }
 
-async function psRows(): Promise<PsRow[]> {
-  return JSON.parse((await hyperOk('ps', '--json')).stdout) as PsRow[];
+async function psRows(door: Door): Promise<PsRow[]> {
+  return JSON.parse((await ok(door, 'ps', '--json')).stdout) as PsRow[];
 }
 
 /** Waits until the balancer has `name` out of rotation for `reason`, or back in (null). */
-async function waitRotation(name: string, reason: string | null): Promise<void> {
+async function waitRotation(door: Door, name: string, reason: string | null): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const row = (await psRows()).find((r) => r.name === name);
+    const row = (await psRows(door)).find((r) => r.name === name);
     if (row?.outOfRotation === reason) return;
     if (Date.now() > deadline)
       throw new Error(
@@ -96,9 +150,10 @@ async function waitRotation(name: string, reason: string | null): Promise<void> 
   }
 }
 
-test.each(['user', 'bridge'])(
+test.each(['user', 'bridge'] as const)(
   '%s networking: 3 replicas share one host port, a killed or unhealthy one leaves the rotation',
   async (mode) => {
+    const door = mode === 'user' ? userDoor() : bridgeDoor();
     const port = await freePort();
     const compose = path.join(work, `${mode}.yml`);
     await writeFile(
@@ -119,19 +174,19 @@ test.each(['user', 'bridge'])(
       replicas: 3
 `,
     );
-    const up = await hyperOk('up', '-f', compose, '--network', mode);
+    const up = await ok(door, 'up', '-f', compose, '--network', mode);
     expect(up.stderr).toContain('web: balancer (pid ');
-    expect((await psRows()).map((r) => [r.name, r.state, r.replicaOf, r.outOfRotation])).toEqual([
+    expect((await psRows(door)).map((r) => [r.name, r.state, r.replicaOf, r.outOfRotation])).toEqual([
       ['web.1', 'running', 'web', null],
       ['web.2', 'running', 'web', null],
       ['web.3', 'running', 'web', null],
     ]);
 
     // 30 connections reach all three, each answering with its own hostname.
-    const first = await spread(port, 30);
+    const first = await spread(door, port, 30);
     expect(Object.keys(first).sort()).toEqual(['web.1', 'web.2', 'web.3']);
     // The service name resolves to every replica for its peers.
-    const hosts = (await hyperOk('exec', 'web.1', '--', 'grep', '-w', 'web', '/etc/hosts')).stdout;
+    const hosts = (await ok(door, 'exec', 'web.1', '--', 'grep', '-w', 'web', '/etc/hosts')).stdout;
     expect(
       hosts
         .trim()
@@ -140,33 +195,33 @@ test.each(['user', 'bridge'])(
     ).toEqual(['web.1', 'web.2', 'web.3']);
 
     // Kill one replica's VM outright: once the balancer has seen it, every request is served by the other two.
-    const victim = (await psRows()).find((r) => r.name === 'web.2')?.pid;
+    const victim = (await psRows(door)).find((r) => r.name === 'web.2')?.pid;
     expect(victim).toEqual(expect.any(Number));
     process.kill(victim as number, 'SIGKILL');
-    await waitRotation('web.2', 'its VM is not running');
-    const afterKill = await spread(port, 30);
+    await waitRotation(door, 'web.2', 'its VM is not running');
+    const afterKill = await spread(door, port, 30);
     expect(Object.keys(afterKill).sort()).toEqual(['web.1', 'web.3']);
 
     // A replica that fails its healthcheck leaves the rotation, and comes back once it passes again.
-    await hyperOk('exec', 'web.3', '--', 'touch', '/tmp/sick');
-    await waitRotation('web.3', 'it is unhealthy');
-    expect(await spread(port, 10)).toEqual({ 'web.1': 10 });
-    expect((await hyperOk('ps')).stdout).toMatch(/web\.3 .* running, out of rotation \(it is unhealthy\)/);
-    await hyperOk('exec', 'web.3', '--', 'rm', '/tmp/sick');
-    await waitRotation('web.3', null);
-    expect(Object.keys(await spread(port, 10)).sort()).toEqual(['web.1', 'web.3']);
+    await ok(door, 'exec', 'web.3', '--', 'touch', '/tmp/sick');
+    await waitRotation(door, 'web.3', 'it is unhealthy');
+    expect(await spread(door, port, 10)).toEqual({ 'web.1': 10 });
+    expect((await ok(door, 'ps')).stdout).toMatch(/web\.3 .* running, out of rotation \(it is unhealthy\)/);
+    await ok(door, 'exec', 'web.3', '--', 'rm', '/tmp/sick');
+    await waitRotation(door, 'web.3', null);
+    expect(Object.keys(await spread(door, port, 10)).sort()).toEqual(['web.1', 'web.3']);
 
     // A replica started again is back once it is healthy.
-    await hyperOk('start', 'web.2');
-    await waitRotation('web.2', null);
-    expect(Object.keys(await spread(port, 30)).sort()).toEqual(['web.1', 'web.2', 'web.3']);
+    await ok(door, 'start', 'web.2');
+    await waitRotation(door, 'web.2', null);
+    expect(Object.keys(await spread(door, port, 30)).sort()).toEqual(['web.1', 'web.2', 'web.3']);
 
-    const down = await hyperOk('down', '--time', '0');
+    const down = await ok(door, 'down', '--time', '0');
     expect(down.stderr).toContain('web.3: stopped');
-    expect(await balancersUnder(stateDir)).toEqual([]);
-    expect(await readdir(stateDir)).not.toContain('balancers');
-    expect(await get(port)).toMatch(/^failed: connect ECONNREFUSED/);
-    if (mode === 'bridge') expect((await execa('nft', ['list', 'tables'])).stdout).not.toContain('hyper-');
+    expect(await balancersUnder(door.stateDir)).toEqual([]);
+    expect(await readdir(door.stateDir)).not.toContain('balancers');
+    expect(await door.get(port)).toBe('refused');
+    if (mode === 'bridge') expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
   },
 );
 
