@@ -8,13 +8,16 @@
  *
  * Usage: hyper-exec --root DIR [--user USER[:GROUP]] [--workdir DIR]
  *                   [--env-file FILE]... [--env K=V]... [--limits-file FILE]
- *                   [--caps-file FILE] (--argv-file FILE | -- CMD [ARG...])
+ *                   [--caps-file FILE] [--groups-file FILE]
+ *                   (--argv-file FILE | -- CMD [ARG...])
  * Env and argv files hold NUL-separated strings. Later --env entries override
  * earlier ones. A limits file holds "NAME SOFT HARD" lines (compose ulimits,
  * -1 unlimited), set after Docker's defaults; a missing one sets none. A caps
  * file holds the comma-separated numbers of the capabilities to keep: every
  * other one leaves the bounding set, so the command (root or not) can never
- * hold it; a missing one keeps them all.
+ * hold it; a missing one keeps them all. A groups file holds one group per
+ * line (compose group_add), a name in the image's /etc/group or a number:
+ * supplementary groups beyond the user's own; a missing one adds none.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -258,7 +261,7 @@ static void drop_caps(void) {
 
 int main(int argc, char **argv) {
   const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL, *limits_file = NULL,
-             *caps_file = NULL;
+             *caps_file = NULL, *groups_file = NULL;
   static char *env[MAX_LIST];
   static char *cmd[MAX_LIST];
   int envc = 0, cmdc = 0, i;
@@ -276,6 +279,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--argv-file") == 0) argv_file = argv[++i];
     else if (strcmp(a, "--limits-file") == 0) limits_file = argv[++i];
     else if (strcmp(a, "--caps-file") == 0) caps_file = argv[++i];
+    else if (strcmp(a, "--groups-file") == 0) groups_file = argv[++i];
     else if (strcmp(a, "--env-file") == 0) {
       static char *loaded[MAX_LIST];
       int n = load_list(argv[++i], loaded, 0);
@@ -286,6 +290,9 @@ int main(int argc, char **argv) {
   if (argv_file) cmdc = load_list(argv_file, cmd, 0);
   if (limits_file) load_limits(limits_file);
   if (caps_file) load_caps(caps_file);
+  /* Read before the chroot (the file is the guest's); resolved after it, in the image's /etc/group. */
+  size_t added_len = 0;
+  char *added = groups_file ? read_file(groups_file, &added_len) : NULL;
   for (; i < argc && cmdc < MAX_LIST - 1; i++) cmd[cmdc++] = argv[i];
   if (cmdc == 0) die("no command to run", NULL);
   if (!root) die("--root is required", NULL);
@@ -323,6 +330,13 @@ int main(int argc, char **argv) {
   }
   groups[ngroups++] = u.gid;
   ngroups = member_groups(u.name, groups, ngroups);
+  char *save_added = NULL;
+  for (char *line = added ? strtok_r(added, "\n", &save_added) : NULL; line;
+       line = strtok_r(NULL, "\n", &save_added)) {
+    long gid = lookup_group(line);
+    if (gid < 0) die("unable to find group in the image's /etc/group", line);
+    if (ngroups < MAX_GROUPS) groups[ngroups++] = (gid_t)gid;
+  }
 
   if (!env_has(env, envc, "HOME")) {
     static char home[1100];

@@ -225,7 +225,7 @@ export async function down(argv: string[], io: Io, env: CliEnvironment): Promise
         io.err(`warning: ${error.message}${removing ? '; removing it' : ''}\n`),
       removedDamaged: (name) => io.err(`${name}: killed and removed\n`),
       stopped: (name, code) => io.err(`${name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`),
-      failed: () => undefined,
+      failed: (what, error) => io.err(`warning: ${what}: ${(error as Error).message}\n`),
     },
   );
   return 0;

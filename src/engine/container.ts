@@ -9,6 +9,7 @@ import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../
 import { vmDir, type JobContext } from './context.js';
 import { forgetCopies, machineWithCopies } from './copy-in.js';
 import { listRecords, listVmNames, readRecord, writeRecord, type VmRecord } from './record.js';
+import { runHooks } from './hooks.js';
 
 /** How long the guest may take to start its service. */
 export const BOOT_TIMEOUT_MS = 120_000;
@@ -131,7 +132,26 @@ export async function startContainer(
   record.bootMs = Date.now() - started;
   record.startedAt = new Date(started).toISOString();
   await writeRecord(record);
+  await afterStart(record, job);
   return record;
+}
+
+/**
+ * A VM that has just started runs its post_start hooks, unless it resumed
+ * saved state (a checkpoint or service template: the hooks ran before it was
+ * saved). One that fails stops the VM, as Compose stops the container.
+ */
+export async function afterStart(record: VmRecord, job: JobContext): Promise<void> {
+  if (!record.postStart?.length || record.origin === 'checkpoint' || record.origin === 'service-template')
+    return;
+  try {
+    await runHooks(record, 'post_start', job);
+  } catch (error: unknown) {
+    await job.hypervisor
+      .stop(record.machine, record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS)
+      .catch(() => undefined);
+    throw error;
+  }
 }
 
 /**
@@ -161,14 +181,19 @@ export const DEFAULT_STOP_GRACE_MS = 10_000;
 /**
  * Graceful stop (the image's stop signal through the guest), then kill after
  * `graceMs`; undefined: the service's stop_grace_period, else Docker's 10 s.
- * Returns the exit code.
+ * Its pre_stop hooks run first (not for a kill, nor with `hooks: 'skip'`);
+ * one that fails ends the stop with a HookError, the VM still running, as
+ * Compose aborts it. Returns the exit code.
  */
 export async function stopContainer(
   name: string,
   graceMs: number | undefined,
   job: JobContext,
+  options: { hooks?: 'run' | 'skip' } = {},
 ): Promise<number | undefined> {
   const record = await requireRecord(job, name);
+  if (options.hooks !== 'skip' && record.preStop?.length && (await vmState(record, job)).running)
+    await runHooks(record, 'pre_stop', job);
   const how = await job.hypervisor.stop(
     record.machine,
     graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
@@ -185,7 +210,7 @@ export async function stopContainer(
 
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
 export async function killContainer(name: string, job: JobContext): Promise<number | undefined> {
-  return stopContainer(name, 0, job);
+  return stopContainer(name, 0, job, { hooks: 'skip' });
 }
 
 /** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */

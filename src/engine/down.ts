@@ -3,6 +3,7 @@ import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } 
 import { vmDir, type JobContext } from './context.js';
 import { listVmNames, type VmRecord } from './record.js';
 import { stopBalancers } from './balancer.js';
+import { HookError } from './hooks.js';
 
 /** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
 function isReplicaOf(name: string, service: string): boolean {
@@ -30,7 +31,7 @@ export interface DownHooks {
   /** Before a VM is stopped: the post step shows its logs and reads its usage here. */
   before?(service: ServiceSummary): Promise<void>;
   stopped(name: string, exitCode: number | undefined): void;
-  /** With keepGoing: what went wrong with one VM (or the network), teardown going on. */
+  /** What went wrong with one VM (or the network), teardown going on: with keepGoing, or a pre_stop hook that failed. */
   failed(what: string, error: unknown): void;
 }
 
@@ -76,7 +77,12 @@ export async function downJob(job: JobContext, options: DownOptions, hooks: Down
     await hooks.before?.(service);
     let code: number | undefined;
     const done = await attempt(name, async () => {
-      code = await stopContainer(name, options.graceMs, job);
+      // Teardown goes on past a failing pre_stop hook: it is reported, and the VM stopped without it.
+      code = await stopContainer(name, options.graceMs, job).catch((error: unknown) => {
+        if (!(error instanceof HookError)) throw error;
+        hooks.failed(name, error);
+        return stopContainer(name, options.graceMs, job, { hooks: 'skip' });
+      });
       await removeContainer(name, true, job);
     });
     if (done) hooks.stopped(name, code);

@@ -11,6 +11,7 @@ import type { MachineSpec, StartOrigin } from '../vm/hypervisor.js';
 import { vmPaths } from '../vm/paths.js';
 import { vmDir, type JobContext } from './context.js';
 import type { ServiceTemplateKey } from './template-key.js';
+import type { LifecycleHook } from '../spec/container.js';
 
 /** How a start is told to the user: the summary, `hyper ps`. Pure. */
 export function describeOrigin(origin: StartOrigin | undefined): string {
@@ -65,6 +66,9 @@ export interface VmRecord {
   stopGraceMs?: number;
   /** The restart policy the guest init carries out, when there is one. */
   restart?: { policy: RestartPolicy; maxRetries?: number };
+  /** Compose lifecycle hooks: run once the VM has started (not when it resumes saved state), and before a stop. */
+  postStart?: LifecycleHook[];
+  preStop?: LifecycleHook[];
 }
 
 export async function writeRecord(record: VmRecord): Promise<void> {

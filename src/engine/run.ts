@@ -18,7 +18,7 @@ import { exists } from '../files.js';
 import { bootStep, claimStep, createVm, networkStep, newDraft, recordStep, type Draft } from './create.js';
 import { vmDir, type BootContext } from './context.js';
 import { writeRecord, type VmRecord } from './record.js';
-import { BOOT_TIMEOUT_MS, checkVolumesFree, guestNetworkOf } from './container.js';
+import { afterStart, BOOT_TIMEOUT_MS, checkVolumesFree, guestNetworkOf } from './container.js';
 import {
   copyTemplateDisk,
   findServiceTemplate,
@@ -107,6 +107,8 @@ export async function runContainer(
     networks: options.networks,
     stopGraceMs: spec.stopGraceMs,
     restart: spec.guest?.restart,
+    postStart: spec.postStart,
+    preStop: spec.preStop,
   };
   const keyFields = {
     name,
@@ -161,16 +163,21 @@ export async function runContainer(
     ];
     return createVm(newDraft(job, name, log), steps);
   };
-  if (!templated) return create(false);
-  try {
-    return await create((job.settings.templates ?? 'auto') === 'auto');
-  } catch (error: unknown) {
-    if (!(error instanceof TemplateResumeError)) throw error;
-    // The template is what failed: it goes, and the service starts as it would without one.
-    log(`warning: ${error.message}; removed it, booting in full`);
-    await rm(error.template, { recursive: true, force: true });
-    return create(false);
+  let record: VmRecord;
+  if (!templated) record = await create(false);
+  else {
+    try {
+      record = await create((job.settings.templates ?? 'auto') === 'auto');
+    } catch (error: unknown) {
+      if (!(error instanceof TemplateResumeError)) throw error;
+      // The template is what failed: it goes, and the service starts as it would without one.
+      log(`warning: ${error.message}; removed it, booting in full`);
+      await rm(error.template, { recursive: true, force: true });
+      record = await create(false);
+    }
   }
+  if (!options.createOnly) await afterStart(record, job);
+  return record;
 }
 
 /**
@@ -430,7 +437,13 @@ function guestKey(spec: ContainerSpec): Record<string, unknown> | undefined {
     ...file,
     sha256: createHash('sha256').update(content).digest('hex'),
   }));
-  const key = definedOnly({ hostname: spec.hostname, settings: spec.guest, files });
+  // post_start hooks change what a service template keeps.
+  const key = definedOnly({
+    hostname: spec.hostname,
+    settings: spec.guest,
+    files,
+    postStart: spec.postStart,
+  });
   return Object.keys(key).length > 0 ? key : undefined;
 }
 

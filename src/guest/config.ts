@@ -29,6 +29,13 @@ export interface GuestSettings {
   capDrop?: string[];
   /** Every capability, as docker run --privileged gives (inside this VM only). */
   privileged?: boolean;
+  /** Supplementary groups beyond the user's own (compose group_add, --group-add): names in the image's /etc/group, or numbers. */
+  groupAdd?: string[];
+}
+
+/** A group as group_add and --group-add take it: a name as /etc/group has it, or a number. Pure. */
+export function isGroupName(group: string): boolean {
+  return /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$/.test(group);
 }
 
 /** The limits hyper-exec sets, by the names `ulimit`, Docker's --ulimit and compose use. */
@@ -199,6 +206,8 @@ const ENV_FILE = '/run/hyper/env';
 const LIMITS_FILE = '/run/hyper/limits';
 /** The numbers of the capabilities the service keeps, written by guest/init. */
 const CAPS_FILE = '/run/hyper/caps';
+/** The supplementary groups the service and every exec get (group_add), written by guest/init. */
+const GROUPS_FILE = '/run/hyper/groups';
 
 export class GuestConfigError extends HyperError {
   static override defaultKind: ErrorKind = 'Invalid';
@@ -288,8 +297,8 @@ export function guestFiles(config: GuestConfig): { name: string; content: Buffer
 
 /**
  * The settings lines guest/init reads for compose's sysctls, ulimits,
- * shm_size, read_only, domainname and restart: `sysctl=KEY=VALUE` and
- * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
+ * shm_size, read_only, domainname, group_add and restart: `sysctl=KEY=VALUE`,
+ * `ulimit=NAME SOFT HARD` (-1 unlimited) and `group=GROUP` once each. Pure.
  */
 function settingsLines(settings: GuestSettings): string[] {
   return [
@@ -308,6 +317,7 @@ function settingsLines(settings: GuestSettings): string[] {
     ...Object.entries(settings.ulimits ?? {}).map(
       ([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`,
     ),
+    ...(settings.groupAdd ?? []).map((group) => `group=${singleLine('group', group)}`),
   ];
 }
 
@@ -434,6 +444,8 @@ export function execArgv(
     LIMITS_FILE,
     '--caps-file',
     CAPS_FILE,
+    '--groups-file',
+    GROUPS_FILE,
     ...env.flatMap((entry) => ['--env', entry]),
     '--',
     ...command,

@@ -104,7 +104,9 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   external_links: ignored(ONE_NETWORK),
   extra_hosts: honoured(),
   gpus: refused(NO_HOST_DEVICES),
-  group_add: refused(NOT_YET),
+  group_add: honoured(
+    "supplementary groups of the service and of every exec, from the image's /etc/group or by number",
+  ),
   healthcheck: honoured(),
   hostname: honoured(),
   image: honoured(),
@@ -131,9 +133,13 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   pids_limit: ignored(NOT_YET),
   platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
   ports: honoured(),
-  post_start: refused(NOT_YET),
+  post_start: honoured(
+    'each command runs in the container once the service has started, as an exec; one that fails stops it and fails the start',
+  ),
   pre_start: refused(NOT_YET),
-  pre_stop: refused(NOT_YET),
+  pre_stop: vm(
+    'each command runs in the container before its stop signal; one that fails aborts hyper stop, while hyper down and the post step report it and stop the service anyway',
+  ),
   privileged: vm("every capability, inside the service's own guest; the host's devices stay out of it"),
   profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
   pull_policy: ignored('every image is resolved from its registry, and its blobs cached'),

@@ -41,11 +41,12 @@ import {
   type ContainerSpec,
   type DependencyCondition,
   type GuestSettings,
+  type LifecycleHook,
   type RestartPolicy,
   type ServiceFile,
 } from './container.js';
 import { parseCount, parseShmMiB, parseVolumeSize } from './units.js';
-import { CAPABILITIES, capabilityName, isSysctlName, ULIMITS } from '../guest/config.js';
+import { CAPABILITIES, capabilityName, isGroupName, isSysctlName, ULIMITS } from '../guest/config.js';
 import { parseYaml, type YamlValue } from './yaml-value.js';
 
 /** Reads a file named in the compose file (env_file, a secret), by a path already joined to the file's directory. */
@@ -358,6 +359,10 @@ function mergeExtended(base: ParsedService, own: ParsedService): ParsedService {
             b.guest?.capDrop || o.guest?.capDrop
               ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])]
               : undefined,
+          groupAdd:
+            b.guest?.groupAdd || o.guest?.groupAdd
+              ? [...new Set([...(b.guest?.groupAdd ?? []), ...(o.guest?.groupAdd ?? [])])]
+              : undefined,
         })
       : undefined;
   const spec: ContainerSpec = definedOnly({
@@ -382,6 +387,8 @@ function mergeExtended(base: ParsedService, own: ParsedService): ParsedService {
         : undefined,
     files:
       b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+    postStart: b.postStart || o.postStart ? [...(b.postStart ?? []), ...(o.postStart ?? [])] : undefined,
+    preStop: b.preStop || o.preStop ? [...(b.preStop ?? []), ...(o.preStop ?? [])] : undefined,
     guest,
   });
   return {
@@ -634,6 +641,8 @@ function parseService(
     files: readGrants(fields, grants),
     replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
     containerName,
+    postStart: get('post_start', (field) => readHooks(field, context)),
+    preStop: get('pre_stop', (field) => readHooks(field, context)),
   });
   return {
     spec,
@@ -814,8 +823,45 @@ function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | unde
     capAdd: get('cap_add', readCapabilities),
     capDrop: get('cap_drop', readCapabilities),
     privileged: get('privileged', (field) => field.boolean() || undefined),
+    groupAdd: get('group_add', readGroups),
   });
   return Object.keys(settings).length > 0 ? settings : undefined;
+}
+
+/** post_start and pre_stop: commands run in the container, each as an exec with its own user, directory and environment. */
+function readHooks(value: YamlValue, context: Context): LifecycleHook[] | undefined {
+  const hooks = value.items().map((item) => {
+    const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+    const present = (key: string): YamlValue | undefined => {
+      const field = fields.get(key);
+      return field && !field.isNull ? field : undefined;
+    };
+    const commandField = present('command');
+    const command = commandField ? readWords(commandField) : [];
+    if (command.length === 0) throw item.error('a hook needs a command');
+    const user = present('user');
+    const workdir = present('working_dir');
+    const privileged = present('privileged');
+    const environment = present('environment');
+    return definedOnly({
+      command,
+      user: user?.text(),
+      privileged: privileged?.boolean() || undefined,
+      workdir: workdir?.string('a directory'),
+      env: environment ? readEnvironment(environment, context.variables) : undefined,
+    });
+  });
+  return hooks.length > 0 ? hooks : undefined;
+}
+
+/** group_add: group names in the image's /etc/group, or numbers. */
+function readGroups(value: YamlValue): string[] | undefined {
+  const groups = value.items().map((item) => {
+    const group = item.text('a group name or number');
+    if (!isGroupName(group)) throw item.error(`"${group}" is not a group name or number`);
+    return group;
+  });
+  return groups.length > 0 ? groups : undefined;
 }
 
 function readSysctls(value: YamlValue): Record<string, string> {

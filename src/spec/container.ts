@@ -74,10 +74,27 @@ export interface ContainerSpec {
    * `hyper up --scale`), named NAME.1 to NAME.N; undefined is one, named NAME.
    */
   replicas?: number;
+  /** Run in the container once it has started (compose post_start); one that fails stops it. */
+  postStart?: LifecycleHook[];
+  /** Run in the container before its stop signal (compose pre_stop). */
+  preStop?: LifecycleHook[];
   /** The service this VM is one replica of (set by replicaSpecs); its name is then SERVICE.N. */
   replicaOf?: string;
   /** Compose's container_name: a name for one container, so never with replicas (it is in aliases too). */
   containerName?: string;
+}
+
+/** A compose lifecycle hook (post_start, pre_stop): a command run in the service's container, as an exec. */
+export interface LifecycleHook {
+  command: string[];
+  /** Else the service's user. */
+  user?: string;
+  /** With every capability, as a privileged exec. */
+  privileged?: boolean;
+  /** Else the service's working directory. */
+  workdir?: string;
+  /** "K=V" over the service's environment. */
+  env?: string[];
 }
 
 /** The one place a container's defaults live. */

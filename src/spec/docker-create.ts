@@ -17,6 +17,7 @@ import {
   capabilityName,
   isSysctlName,
   RESTART_POLICIES,
+  isGroupName,
   serviceCapabilities,
   ULIMITS,
 } from '../guest/config.js';
@@ -233,6 +234,10 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
   });
   const capAdd = capabilityNames(host.CapAdd, 'HostConfig.CapAdd');
   const capDrop = capabilityNames(host.CapDrop, 'HostConfig.CapDrop');
+  const groupAdd = stringList(host.GroupAdd, 'HostConfig.GroupAdd');
+  const badGroup = groupAdd.find((group) => !isGroupName(group));
+  if (badGroup !== undefined)
+    throw new CreateFieldError(`HostConfig.GroupAdd: "${badGroup}" is not a group name or number`);
   const shm = host.ShmSize;
   if (shm !== undefined && (!Number.isInteger(shm) || shm < 0))
     throw new CreateFieldError('HostConfig.ShmSize: must be a whole number of bytes');
@@ -245,6 +250,7 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
     ...optional('capAdd', capAdd.length > 0 ? capAdd : undefined),
     ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
     ...optional('privileged', host.Privileged === true ? true : undefined),
+    ...optional('groupAdd', groupAdd.length > 0 ? groupAdd : undefined),
   };
   try {
     serviceCapabilities(settings);

@@ -36,7 +36,7 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
     entrypoint:
       - sh
       - -c
-      - "trap 'echo the service got USR1; exit 0' USR1; httpd -f -p 80 -h / & wait"
+      - "trap 'cat /scratch/pre-stop; echo the service got USR1; exit 0' USR1; httpd -f -p 80 -h / & wait"
     hostname: web-host
     domainname: example.test
     sysctls:
@@ -51,6 +51,12 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
     cap_drop: [NET_RAW]
     stop_signal: SIGUSR1
     stop_grace_period: 20s
+    group_add: [www-data, "4242"]
+    post_start:
+      - command: ["sh", "-c", "grep CapBnd /proc/self/status > /scratch/post-start"]
+        privileged: true
+    pre_stop:
+      - command: ["sh", "-c", "echo pre_stop ran > /scratch/pre-stop"]
     labels:
       team: ci
     logging:
@@ -80,7 +86,7 @@ configs:
   expect(config.stdout).not.toContain('s3cret');
 
   const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
-  expect(up.stderr).toContain('services.web.logging (line 24): ignored: ');
+  expect(up.stderr).toContain('services.web.logging (line 30): ignored: ');
   const inside = async (script: string): Promise<string> =>
     (await hyperOk('exec', 'web', '--', 'sh', '-c', script)).stdout.trim();
   expect(await inside('hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname')).toBe(
@@ -101,6 +107,14 @@ configs:
   expect(await inside('grep CapBnd /proc/$(pidof httpd)/status; grep CapBnd /proc/self/status')).toBe(
     `CapBnd:\t${mask}\nCapBnd:\t${mask}`,
   );
+  // A privileged post_start hook ran with every capability, as the guest's init has them.
+  expect(await inside('cat /scratch/post-start; grep CapBnd /proc/1/status')).toMatch(
+    /^(CapBnd:\t[0-9a-f]+)\n\1$/,
+  );
+  // group_add: the service and every exec are in www-data (33) and 4242 besides root's own group.
+  expect(await inside('grep Groups /proc/$(pidof httpd)/status; grep Groups /proc/self/status')).toMatch(
+    /^Groups:\t0 33 4242\s*\nGroups:\t0 33 4242\s*$/,
+  );
   expect(await inside('awk \'$2 == "/dev/shm" { print $4 }\' /proc/mounts')).toContain('size=131072k');
   expect(await inside('touch /written 2>&1; echo $?')).toMatch(/Read-only file system\n1$/);
   expect(await inside('touch /scratch/written && echo ok')).toBe('ok');
@@ -115,7 +129,8 @@ configs:
 
   // No --time: the service's own stop_grace_period, and its stop signal reaches it.
   await hyperOk('stop', 'web');
-  expect((await hyperOk('logs', 'web')).stdout).toContain('the service got USR1');
+  // The pre_stop hook ran before the stop signal.
+  expect((await hyperOk('logs', 'web')).stdout).toContain('pre_stop ran\nthe service got USR1');
   expect((await hyperOk('wait', 'web')).stdout.trim()).toBe('0');
 
   await hyperOk('down');

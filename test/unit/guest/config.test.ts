@@ -140,6 +140,7 @@ describe('guestFiles', () => {
         ulimits: { nofile: { soft: 1024, hard: -1 } },
         capAdd: ['NET_ADMIN'],
         capDrop: ['ALL'],
+        groupAdd: ['audio', '4242'],
       },
       files: [{ target: '/run/secrets/pw', content: Buffer.from('s3cret'), uid: 0, gid: 0, mode: 0o400 }],
     };
@@ -153,6 +154,8 @@ describe('guestFiles', () => {
       'sysctl=net.core.somaxconn=1024',
       'caps=12',
       'ulimit=nofile 1024 -1',
+      'group=audio',
+      'group=4242',
       '',
     ]);
     expect(made.files?.subarray(0, 15).toString()).toBe('run/secrets/pw\0');
@@ -189,6 +192,8 @@ test('execArgv enters the container as the service user', () => {
     '/run/hyper/limits',
     '--caps-file',
     '/run/hyper/caps',
+    '--groups-file',
+    '/run/hyper/groups',
     '--env',
     'A=1',
     '--',

@@ -111,6 +111,7 @@ describe('containerFromCreateBody: kernel settings, capabilities and restarts ha
         CapAdd: ['CAP_NET_ADMIN'],
         CapDrop: ['net_raw'],
         Privileged: true,
+        GroupAdd: ['audio', '4242'],
         RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 },
       },
     });
@@ -126,6 +127,7 @@ describe('containerFromCreateBody: kernel settings, capabilities and restarts ha
         capAdd: ['NET_ADMIN'],
         capDrop: ['NET_RAW'],
         privileged: true,
+        groupAdd: ['audio', '4242'],
         restart: { policy: 'on-failure', maxRetries: 3 },
       },
     });
@@ -246,6 +248,7 @@ describe('containerFromCreateBody: what would let a container past its VM is ref
       'HostConfig.RestartPolicy: "sometimes" is not no, always, on-failure or unless-stopped',
     ],
     [{ HostConfig: { CapAdd: ['FLY'] } }, 'HostConfig.CapAdd/CapDrop: "FLY" is not a capability'],
+    [{ HostConfig: { GroupAdd: ['a b'] } }, 'HostConfig.GroupAdd: "a b" is not a group name or number'],
     [
       { HostConfig: { Sysctls: { 'not a name': '1' } } },
       'HostConfig.Sysctls: "not a name" is not a sysctl name with a one-line value',
