@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9467);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8284);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9467:
+/***/ 8284:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48357,7 +48357,428 @@ async function forgetCopies(record) {
     await (0,promises_namespaceObject.rm)(external_node_path_default().join(vmPaths(record.machine.dir).guestFiles, 'copyin'), { force: true });
 }
 
+;// CONCATENATED MODULE: ./src/guest/ustar.ts
+const BLOCK = 512;
+/** The longest path a ustar header holds without its prefix field. */
+const USTAR_NAME_MAX = 100;
+function octal(value, width) {
+    return `${value.toString(8).padStart(width - 1, '0')}\0`;
+}
+function header(file) {
+    const block = Buffer.alloc(BLOCK);
+    if (Buffer.byteLength(file.name) > USTAR_NAME_MAX ||
+        file.name.startsWith('/') ||
+        file.name.split('/').some((part) => part === '' || part === '..' || part === '.'))
+        throw new Error(`"${file.name}" is not a relative file path of at most ${USTAR_NAME_MAX} bytes`);
+    block.write(file.name, 0);
+    block.write(octal(file.mode ?? 0o644, 8), 100);
+    block.write(octal(file.uid ?? 0, 8), 108);
+    block.write(octal(file.gid ?? 0, 8), 116);
+    block.write(octal(file.content.length, 12), 124);
+    block.write(octal(0, 12), 136);
+    block.write(' '.repeat(8), 148);
+    block.write('0', 156);
+    block.write('ustar\0' + '00', 257);
+    let sum = 0;
+    for (const byte of block)
+        sum += byte;
+    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    return block;
+}
+/**
+ * A tar of a few small regular files, as busybox tar reads it (it makes
+ * their parent directories): the settings a clone of a boot template gets
+ * through the guest agent, and the files a service is given. Pure.
+ */
+function ustar(files) {
+    const parts = [];
+    for (const file of files) {
+        parts.push(header(file), file.content);
+        const rest = file.content.length % BLOCK;
+        if (rest)
+            parts.push(Buffer.alloc(BLOCK - rest));
+    }
+    parts.push(Buffer.alloc(BLOCK * 2));
+    return Buffer.concat(parts);
+}
+
+;// CONCATENATED MODULE: ./src/guest/config.ts
+
+
+/** A group as group_add and --group-add take it: a name as /etc/group has it, or a number. Pure. */
+function isGroupName(group) {
+    return /^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$/.test(group);
+}
+/** The limits hyper-exec sets, by the names `ulimit`, Docker's --ulimit and compose use. */
+const ULIMITS = [
+    'core',
+    'cpu',
+    'data',
+    'fsize',
+    'locks',
+    'memlock',
+    'msgqueue',
+    'nice',
+    'nofile',
+    'nproc',
+    'rss',
+    'rtprio',
+    'rttime',
+    'sigpending',
+    'stack',
+    'as',
+];
+/** A sysctl's name as Docker and compose take it: dotted, such as net.core.somaxconn. Pure. */
+function isSysctlName(name) {
+    return /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/.test(name);
+}
+/** A capability as Docker takes it (NET_ADMIN, CAP_NET_ADMIN, net_admin, ALL) -> NET_ADMIN. Pure. */
+function capabilityName(text) {
+    return text.toUpperCase().replace(/^CAP_/, '');
+}
+/** Linux capability numbers by name (linux/capability.h), as Docker names them. */
+const CAPABILITIES = {
+    CHOWN: 0,
+    DAC_OVERRIDE: 1,
+    DAC_READ_SEARCH: 2,
+    FOWNER: 3,
+    FSETID: 4,
+    KILL: 5,
+    SETGID: 6,
+    SETUID: 7,
+    SETPCAP: 8,
+    LINUX_IMMUTABLE: 9,
+    NET_BIND_SERVICE: 10,
+    NET_BROADCAST: 11,
+    NET_ADMIN: 12,
+    NET_RAW: 13,
+    IPC_LOCK: 14,
+    IPC_OWNER: 15,
+    SYS_MODULE: 16,
+    SYS_RAWIO: 17,
+    SYS_CHROOT: 18,
+    SYS_PTRACE: 19,
+    SYS_PACCT: 20,
+    SYS_ADMIN: 21,
+    SYS_BOOT: 22,
+    SYS_NICE: 23,
+    SYS_RESOURCE: 24,
+    SYS_TIME: 25,
+    SYS_TTY_CONFIG: 26,
+    MKNOD: 27,
+    LEASE: 28,
+    AUDIT_WRITE: 29,
+    AUDIT_CONTROL: 30,
+    SETFCAP: 31,
+    MAC_OVERRIDE: 32,
+    MAC_ADMIN: 33,
+    SYSLOG: 34,
+    WAKE_ALARM: 35,
+    BLOCK_SUSPEND: 36,
+    AUDIT_READ: 37,
+    PERFMON: 38,
+    BPF: 39,
+    CHECKPOINT_RESTORE: 40,
+};
+/** The capabilities Docker gives a container unless told otherwise (moby's default set). */
+const DEFAULT_CAPABILITIES = [
+    'CHOWN',
+    'DAC_OVERRIDE',
+    'FSETID',
+    'FOWNER',
+    'MKNOD',
+    'NET_RAW',
+    'SETGID',
+    'SETUID',
+    'SETFCAP',
+    'SETPCAP',
+    'NET_BIND_SERVICE',
+    'SYS_CHROOT',
+    'KILL',
+    'AUDIT_WRITE',
+];
+/**
+ * The service's capabilities, as Docker computes them: every one when
+ * privileged; else the default set, with cap_drop taken out and cap_add put
+ * in (ALL in either means every one). Names are checked. Pure.
+ */
+function serviceCapabilities(settings) {
+    const all = Object.keys(CAPABILITIES);
+    for (const name of [...(settings.capAdd ?? []), ...(settings.capDrop ?? [])])
+        if (name !== 'ALL' && !(name in CAPABILITIES))
+            throw new GuestConfigError(`"${name}" is not a capability; use one of ${all.join(', ')}, or ALL`);
+    if (settings.privileged)
+        return all;
+    const drop = settings.capDrop ?? [];
+    const add = settings.capAdd ?? [];
+    const kept = drop.includes('ALL') ? [] : DEFAULT_CAPABILITIES.filter((name) => !drop.includes(name));
+    const added = add.includes('ALL') ? all : add;
+    return all.filter((name) => kept.includes(name) || added.includes(name));
+}
+const RESTART_POLICIES = ['no', 'always', 'on-failure', 'unless-stopped'];
+const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const CONTAINER_ROOT = '/container';
+const EXEC_HELPER = '/bin/hyper-exec';
+const ENV_FILE = '/run/hyper/env';
+/** The service's ulimits, written by guest/init: what every process in its container gets. */
+const LIMITS_FILE = '/run/hyper/limits';
+/** The numbers of the capabilities the service keeps, written by guest/init. */
+const CAPS_FILE = '/run/hyper/caps';
+/** The supplementary groups the service and every exec get (group_add), written by guest/init. */
+const GROUPS_FILE = '/run/hyper/groups';
+class GuestConfigError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'GuestConfigError';
+}
+/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
+function serviceArgv(image, overrides, imageName) {
+    const entrypoint = overrides.entrypoint ?? image.entrypoint;
+    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
+    const argv = [...entrypoint, ...command];
+    if (argv.length === 0) {
+        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
+    }
+    return argv;
+}
+/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
+function mergeEnv(imageEnv, userEnv, hostname) {
+    const merged = new Map();
+    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
+    merged.set('HOSTNAME', hostname);
+    for (const entry of [...imageEnv, ...userEnv]) {
+        const eq = entry.indexOf('=');
+        if (eq <= 0)
+            continue;
+        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    return [...merged].map(([key, value]) => `${key}=${value}`);
+}
+/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
+function config_normalizeSignal(signal) {
+    const text = signal.trim().toUpperCase();
+    if (/^\d+$/.test(text))
+        return text;
+    const name = text.startsWith('SIG') ? text.slice(3) : text;
+    if (!/^[A-Z0-9+]+$/.test(name))
+        throw new GuestConfigError(`"${signal}" is not a signal name`);
+    return name;
+}
+function singleLine(what, value) {
+    if (/[\n\r\0]/.test(value))
+        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
+    return value;
+}
+function nulList(items) {
+    for (const item of items) {
+        if (item.includes('\0'))
+            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
+    }
+    return Buffer.from(items.map((item) => `${item}\0`).join(''));
+}
+/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
+function guestFiles(config) {
+    const settings = [
+        `hostname=${singleLine('hostname', config.hostname)}`,
+        ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
+        `ip=${config.network.ip}`,
+        `prefix=${config.network.prefix}`,
+        `gateway=${config.network.gateway}`,
+        `user=${singleLine('user', config.user)}`,
+        `workdir=${singleLine('working directory', config.workdir)}`,
+        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
+        'rootdev=rootfs',
+        ...settingsLines(config.settings ?? {}),
+    ];
+    return [
+        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
+        { name: 'argv', content: nulList(config.argv) },
+        { name: 'env', content: nulList(config.env) },
+        { name: 'hosts', content: Buffer.from(config.network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
+        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
+        ...(config.files?.length ? [{ name: 'files', content: filesArchive(config.files) }] : []),
+    ];
+}
+/**
+ * The settings lines guest/init reads for compose's sysctls, ulimits,
+ * shm_size, read_only, domainname, group_add and restart: `sysctl=KEY=VALUE`,
+ * `ulimit=NAME SOFT HARD` (-1 unlimited) and `group=GROUP` once each. Pure.
+ */
+function settingsLines(settings) {
+    return [
+        ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
+        ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
+        ...(settings.readOnly ? ['readonly=1'] : []),
+        ...(settings.restart && settings.restart.policy !== 'no'
+            ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
+            : []),
+        ...Object.entries(settings.sysctls ?? {}).map(([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`),
+        `caps=${serviceCapabilities(settings)
+            .map((name) => CAPABILITIES[name])
+            .join(',')}`,
+        ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
+        ...(settings.groupAdd ?? []).map((group) => `group=${singleLine('group', group)}`),
+    ];
+}
+/** The files as a tar at their paths under the container root, with their owners and modes. Pure. */
+function filesArchive(files) {
+    return ustar(files.map((file) => ({
+        name: file.target.replace(/^\/+/, ''),
+        content: file.content,
+        mode: file.mode,
+        uid: file.uid,
+        gid: file.gid,
+    })));
+}
+/**
+ * A guest's network files for a (new) job network: hosts, resolv.conf, and
+ * the settings file with its address lines replaced. For an imported service,
+ * whose files were made for the job it came from. Pure.
+ */
+function rewriteNetworkFiles(settings, network) {
+    const address = {
+        ip: network.ip,
+        prefix: String(network.prefix),
+        gateway: network.gateway,
+    };
+    const lines = settings
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+        const key = line.slice(0, line.indexOf('='));
+        return key in address ? `${key}=${address[key]}` : line;
+    });
+    return [
+        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
+        { name: 'hosts', content: Buffer.from(network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+    ];
+}
+/**
+ * The guest command that sets a resumed guest's clock to `clockNs` (the
+ * host's time, in nanoseconds since the epoch, as it sends the command):
+ * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
+ */
+function clockCommand(clockNs) {
+    return reseedCommand(clockNs, false);
+}
+/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
+function reseedCommand(clockNs, entropy) {
+    return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
+}
+/** The host's time in nanoseconds since the epoch, for clockCommand. */
+function hostClockNs() {
+    return BigInt(Date.now()) * 1000000n;
+}
+/**
+ * What a guest resumed from saved state runs first, with 64 fresh random
+ * bytes from the host on stdin: its clock set and its RNG reseeded
+ * (guest/hyper-reseed.c), so two VMs resumed from one state do not share RNG
+ * state, then, when given, this VM's network applied (networkSyncArgv). One
+ * exec: each costs a guest fork and the agent's round trips. Pure.
+ */
+function resumeSyncArgv(clockNs, network) {
+    const reseed = reseedCommand(clockNs, true);
+    if (!network)
+        return ['/bin/sh', '-c', reseed];
+    const [shell, flag, script, ...rest] = networkSyncArgv(network);
+    return [shell, flag, `${reseed}; ${script}`, ...rest];
+}
+/**
+ * The guest argv that re-applies the network files to a running guest (after
+ * a checkpoint resumes in another job): eth0's address and route, and the
+ * hosts and resolv.conf bound into the container. Pure.
+ */
+function networkSyncArgv(network) {
+    const script = [
+        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
+        'printf %s "$1" > /run/hyper/hosts',
+        'printf %s "$2" > /run/hyper/resolv.conf',
+        // A VM resumed from another VM's saved state has that VM's MAC until told its own.
+        ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
+        'ip addr flush dev eth0',
+        'ip addr add "$3" dev eth0',
+        'ip route replace default via "$4"',
+    ].join(' && ');
+    return [
+        '/bin/sh',
+        '-c',
+        script,
+        'sh',
+        network.hosts,
+        network.resolvConf,
+        `${network.ip}/${network.prefix}`,
+        network.gateway,
+        ...(network.mac ? [network.mac] : []),
+    ];
+}
+/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
+function execArgv(config, command, env = []) {
+    return [
+        EXEC_HELPER,
+        '--root',
+        CONTAINER_ROOT,
+        '--user',
+        config.user,
+        '--workdir',
+        config.workdir,
+        '--env-file',
+        ENV_FILE,
+        '--limits-file',
+        LIMITS_FILE,
+        '--caps-file',
+        CAPS_FILE,
+        '--groups-file',
+        GROUPS_FILE,
+        ...env.flatMap((entry) => ['--env', entry]),
+        '--',
+        ...command,
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/engine/hooks.ts
+
+
+
+/** How long one hook may run. */
+const HOOK_TIMEOUT_MS = 10 * 60 * 1000;
+/** A lifecycle hook that failed: which, its exit code and the end of its output. */
+class HookError extends HyperError {
+    name = 'HookError';
+}
+/** The guest argv of a hook: the service's container, as `hyper exec` runs a command, with the hook's own user, directory and environment. Pure. */
+function hookArgv(record, hook) {
+    const argv = execArgv({ user: hook.user ?? record.user, workdir: hook.workdir ?? record.workdir }, hook.command, hook.env ?? []);
+    // Privileged: the bounding set is left whole, as for a privileged exec.
+    if (!hook.privileged)
+        return argv;
+    const caps = argv.indexOf('--caps-file');
+    return [...argv.slice(0, caps), ...argv.slice(caps + 2)];
+}
+/**
+ * Runs a VM's post_start or pre_stop hooks in order, each in the service's
+ * container; the first that fails ends them with a HookError.
+ */
+async function runHooks(record, which, job) {
+    const hooks = (which === 'post_start' ? record.postStart : record.preStop) ?? [];
+    for (const [index, hook] of hooks.entries()) {
+        const what = `${which} hook ${index + 1} (${hook.command.join(' ')})`;
+        let result;
+        try {
+            result = await job.hypervisor.exec(record.machine, hookArgv(record, hook), HOOK_TIMEOUT_MS);
+        }
+        catch (error) {
+            throw new HookError(`${what} could not run: ${error.message}`, { cause: error });
+        }
+        if (result.exitCode === 0)
+            continue;
+        const output = trimOutput(`${result.stdout}${result.stderr}`, 5);
+        throw new HookError(`${what} exited with code ${result.exitCode}${output ? `:\n${output}` : ''}`);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/engine/container.ts
+
 
 
 
@@ -48460,7 +48881,26 @@ async function startContainer(name, job, options = {}) {
     record.bootMs = Date.now() - started;
     record.startedAt = new Date(started).toISOString();
     await writeRecord(record);
+    await afterStart(record, job);
     return record;
+}
+/**
+ * A VM that has just started runs its post_start hooks, unless it resumed
+ * saved state (a checkpoint or service template: the hooks ran before it was
+ * saved). One that fails stops the VM, as Compose stops the container.
+ */
+async function afterStart(record, job) {
+    if (!record.postStart?.length || record.origin === 'checkpoint' || record.origin === 'service-template')
+        return;
+    try {
+        await runHooks(record, 'post_start', job);
+    }
+    catch (error) {
+        await job.hypervisor
+            .stop(record.machine, record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS)
+            .catch(() => undefined);
+        throw error;
+    }
 }
 /**
  * A resumed checkpoint runs with the network it was taken on; the hypervisor
@@ -48487,10 +48927,14 @@ const DEFAULT_STOP_GRACE_MS = 10_000;
 /**
  * Graceful stop (the image's stop signal through the guest), then kill after
  * `graceMs`; undefined: the service's stop_grace_period, else Docker's 10 s.
- * Returns the exit code.
+ * Its pre_stop hooks run first (not for a kill, nor with `hooks: 'skip'`);
+ * one that fails ends the stop with a HookError, the VM still running, as
+ * Compose aborts it. Returns the exit code.
  */
-async function stopContainer(name, graceMs, job) {
+async function stopContainer(name, graceMs, job, options = {}) {
     const record = await requireRecord(job, name);
+    if (options.hooks !== 'skip' && record.preStop?.length && (await vmState(record, job)).running)
+        await runHooks(record, 'pre_stop', job);
     const how = await job.hypervisor.stop(record.machine, graceMs ?? record.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
     const paths = vmPaths(record.machine.dir);
     const status = await readGuestStatus(paths.status);
@@ -48503,7 +48947,7 @@ async function stopContainer(name, graceMs, job) {
 }
 /** Kills the VM at once (docker kill); its exit code is 137 unless the guest had reported one. */
 async function killContainer(name, job) {
-    return stopContainer(name, 0, job);
+    return stopContainer(name, 0, job, { hooks: 'skip' });
 }
 /** Kills (with force) and removes a VM; it leaves the job network unless `keepMember` (it is about to be booted again). */
 async function removeContainer(name, force, job, options = {}) {
@@ -51317,376 +51761,6 @@ function captureFailure(exit, message, ram) {
 }
 /** Bytes per second: as fast as the host can copy. */
 const MIGRATION_BANDWIDTH = 64 * 1024 * 1024 * 1024;
-
-;// CONCATENATED MODULE: ./src/guest/ustar.ts
-const BLOCK = 512;
-/** The longest path a ustar header holds without its prefix field. */
-const USTAR_NAME_MAX = 100;
-function octal(value, width) {
-    return `${value.toString(8).padStart(width - 1, '0')}\0`;
-}
-function header(file) {
-    const block = Buffer.alloc(BLOCK);
-    if (Buffer.byteLength(file.name) > USTAR_NAME_MAX ||
-        file.name.startsWith('/') ||
-        file.name.split('/').some((part) => part === '' || part === '..' || part === '.'))
-        throw new Error(`"${file.name}" is not a relative file path of at most ${USTAR_NAME_MAX} bytes`);
-    block.write(file.name, 0);
-    block.write(octal(file.mode ?? 0o644, 8), 100);
-    block.write(octal(file.uid ?? 0, 8), 108);
-    block.write(octal(file.gid ?? 0, 8), 116);
-    block.write(octal(file.content.length, 12), 124);
-    block.write(octal(0, 12), 136);
-    block.write(' '.repeat(8), 148);
-    block.write('0', 156);
-    block.write('ustar\0' + '00', 257);
-    let sum = 0;
-    for (const byte of block)
-        sum += byte;
-    block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    return block;
-}
-/**
- * A tar of a few small regular files, as busybox tar reads it (it makes
- * their parent directories): the settings a clone of a boot template gets
- * through the guest agent, and the files a service is given. Pure.
- */
-function ustar(files) {
-    const parts = [];
-    for (const file of files) {
-        parts.push(header(file), file.content);
-        const rest = file.content.length % BLOCK;
-        if (rest)
-            parts.push(Buffer.alloc(BLOCK - rest));
-    }
-    parts.push(Buffer.alloc(BLOCK * 2));
-    return Buffer.concat(parts);
-}
-
-;// CONCATENATED MODULE: ./src/guest/config.ts
-
-
-/** The limits hyper-exec sets, by the names `ulimit`, Docker's --ulimit and compose use. */
-const ULIMITS = [
-    'core',
-    'cpu',
-    'data',
-    'fsize',
-    'locks',
-    'memlock',
-    'msgqueue',
-    'nice',
-    'nofile',
-    'nproc',
-    'rss',
-    'rtprio',
-    'rttime',
-    'sigpending',
-    'stack',
-    'as',
-];
-/** A sysctl's name as Docker and compose take it: dotted, such as net.core.somaxconn. Pure. */
-function isSysctlName(name) {
-    return /^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$/.test(name);
-}
-/** A capability as Docker takes it (NET_ADMIN, CAP_NET_ADMIN, net_admin, ALL) -> NET_ADMIN. Pure. */
-function capabilityName(text) {
-    return text.toUpperCase().replace(/^CAP_/, '');
-}
-/** Linux capability numbers by name (linux/capability.h), as Docker names them. */
-const CAPABILITIES = {
-    CHOWN: 0,
-    DAC_OVERRIDE: 1,
-    DAC_READ_SEARCH: 2,
-    FOWNER: 3,
-    FSETID: 4,
-    KILL: 5,
-    SETGID: 6,
-    SETUID: 7,
-    SETPCAP: 8,
-    LINUX_IMMUTABLE: 9,
-    NET_BIND_SERVICE: 10,
-    NET_BROADCAST: 11,
-    NET_ADMIN: 12,
-    NET_RAW: 13,
-    IPC_LOCK: 14,
-    IPC_OWNER: 15,
-    SYS_MODULE: 16,
-    SYS_RAWIO: 17,
-    SYS_CHROOT: 18,
-    SYS_PTRACE: 19,
-    SYS_PACCT: 20,
-    SYS_ADMIN: 21,
-    SYS_BOOT: 22,
-    SYS_NICE: 23,
-    SYS_RESOURCE: 24,
-    SYS_TIME: 25,
-    SYS_TTY_CONFIG: 26,
-    MKNOD: 27,
-    LEASE: 28,
-    AUDIT_WRITE: 29,
-    AUDIT_CONTROL: 30,
-    SETFCAP: 31,
-    MAC_OVERRIDE: 32,
-    MAC_ADMIN: 33,
-    SYSLOG: 34,
-    WAKE_ALARM: 35,
-    BLOCK_SUSPEND: 36,
-    AUDIT_READ: 37,
-    PERFMON: 38,
-    BPF: 39,
-    CHECKPOINT_RESTORE: 40,
-};
-/** The capabilities Docker gives a container unless told otherwise (moby's default set). */
-const DEFAULT_CAPABILITIES = [
-    'CHOWN',
-    'DAC_OVERRIDE',
-    'FSETID',
-    'FOWNER',
-    'MKNOD',
-    'NET_RAW',
-    'SETGID',
-    'SETUID',
-    'SETFCAP',
-    'SETPCAP',
-    'NET_BIND_SERVICE',
-    'SYS_CHROOT',
-    'KILL',
-    'AUDIT_WRITE',
-];
-/**
- * The service's capabilities, as Docker computes them: every one when
- * privileged; else the default set, with cap_drop taken out and cap_add put
- * in (ALL in either means every one). Names are checked. Pure.
- */
-function serviceCapabilities(settings) {
-    const all = Object.keys(CAPABILITIES);
-    for (const name of [...(settings.capAdd ?? []), ...(settings.capDrop ?? [])])
-        if (name !== 'ALL' && !(name in CAPABILITIES))
-            throw new GuestConfigError(`"${name}" is not a capability; use one of ${all.join(', ')}, or ALL`);
-    if (settings.privileged)
-        return all;
-    const drop = settings.capDrop ?? [];
-    const add = settings.capAdd ?? [];
-    const kept = drop.includes('ALL') ? [] : DEFAULT_CAPABILITIES.filter((name) => !drop.includes(name));
-    const added = add.includes('ALL') ? all : add;
-    return all.filter((name) => kept.includes(name) || added.includes(name));
-}
-const RESTART_POLICIES = ['no', 'always', 'on-failure', 'unless-stopped'];
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const CONTAINER_ROOT = '/container';
-const EXEC_HELPER = '/bin/hyper-exec';
-const ENV_FILE = '/run/hyper/env';
-/** The service's ulimits, written by guest/init: what every process in its container gets. */
-const LIMITS_FILE = '/run/hyper/limits';
-/** The numbers of the capabilities the service keeps, written by guest/init. */
-const CAPS_FILE = '/run/hyper/caps';
-class GuestConfigError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'GuestConfigError';
-}
-/** Docker's rule: an --entrypoint drops the image's Cmd; arguments replace Cmd. Pure. */
-function serviceArgv(image, overrides, imageName) {
-    const entrypoint = overrides.entrypoint ?? image.entrypoint;
-    const command = overrides.command?.length ? overrides.command : overrides.entrypoint ? [] : image.cmd;
-    const argv = [...entrypoint, ...command];
-    if (argv.length === 0) {
-        throw new GuestConfigError(`image ${imageName} has neither Entrypoint nor Cmd, and no command was given: pass one after the image name or use --entrypoint`);
-    }
-    return argv;
-}
-/** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
-function mergeEnv(imageEnv, userEnv, hostname) {
-    const merged = new Map();
-    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
-    merged.set('HOSTNAME', hostname);
-    for (const entry of [...imageEnv, ...userEnv]) {
-        const eq = entry.indexOf('=');
-        if (eq <= 0)
-            continue;
-        merged.set(entry.slice(0, eq), entry.slice(eq + 1));
-    }
-    return [...merged].map(([key, value]) => `${key}=${value}`);
-}
-/** `SIGTERM`, `TERM`, `15` -> the name or number busybox `kill -s` takes. */
-function config_normalizeSignal(signal) {
-    const text = signal.trim().toUpperCase();
-    if (/^\d+$/.test(text))
-        return text;
-    const name = text.startsWith('SIG') ? text.slice(3) : text;
-    if (!/^[A-Z0-9+]+$/.test(name))
-        throw new GuestConfigError(`"${signal}" is not a signal name`);
-    return name;
-}
-function singleLine(what, value) {
-    if (/[\n\r\0]/.test(value))
-        throw new GuestConfigError(`${what} must be a single line: ${JSON.stringify(value)}`);
-    return value;
-}
-function nulList(items) {
-    for (const item of items) {
-        if (item.includes('\0'))
-            throw new GuestConfigError(`NUL byte in ${JSON.stringify(item)}`);
-    }
-    return Buffer.from(items.map((item) => `${item}\0`).join(''));
-}
-/** The fw_cfg files for one guest: name (under opt/hyper/) and content. Pure. */
-function guestFiles(config) {
-    const settings = [
-        `hostname=${singleLine('hostname', config.hostname)}`,
-        ...(config.network.mac ? [`mac=${config.network.mac}`] : []),
-        `ip=${config.network.ip}`,
-        `prefix=${config.network.prefix}`,
-        `gateway=${config.network.gateway}`,
-        `user=${singleLine('user', config.user)}`,
-        `workdir=${singleLine('working directory', config.workdir)}`,
-        `stopsignal=${config_normalizeSignal(config.stopSignal)}`,
-        'rootdev=rootfs',
-        ...settingsLines(config.settings ?? {}),
-    ];
-    return [
-        { name: 'settings', content: Buffer.from(`${settings.join('\n')}\n`) },
-        { name: 'argv', content: nulList(config.argv) },
-        { name: 'env', content: nulList(config.env) },
-        { name: 'hosts', content: Buffer.from(config.network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(config.network.resolvConf) },
-        ...(config.mounts ? [{ name: 'mounts', content: Buffer.from(config.mounts) }] : []),
-        ...(config.files?.length ? [{ name: 'files', content: filesArchive(config.files) }] : []),
-    ];
-}
-/**
- * The settings lines guest/init reads for compose's sysctls, ulimits,
- * shm_size, read_only, domainname and restart: `sysctl=KEY=VALUE` and
- * `ulimit=NAME SOFT HARD` (-1 unlimited) once each. Pure.
- */
-function settingsLines(settings) {
-    return [
-        ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
-        ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
-        ...(settings.readOnly ? ['readonly=1'] : []),
-        ...(settings.restart && settings.restart.policy !== 'no'
-            ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
-            : []),
-        ...Object.entries(settings.sysctls ?? {}).map(([key, value]) => `sysctl=${singleLine('sysctl name', key)}=${singleLine(`sysctl ${key}`, value)}`),
-        `caps=${serviceCapabilities(settings)
-            .map((name) => CAPABILITIES[name])
-            .join(',')}`,
-        ...Object.entries(settings.ulimits ?? {}).map(([name, { soft, hard }]) => `ulimit=${name} ${soft} ${hard}`),
-    ];
-}
-/** The files as a tar at their paths under the container root, with their owners and modes. Pure. */
-function filesArchive(files) {
-    return ustar(files.map((file) => ({
-        name: file.target.replace(/^\/+/, ''),
-        content: file.content,
-        mode: file.mode,
-        uid: file.uid,
-        gid: file.gid,
-    })));
-}
-/**
- * A guest's network files for a (new) job network: hosts, resolv.conf, and
- * the settings file with its address lines replaced. For an imported service,
- * whose files were made for the job it came from. Pure.
- */
-function rewriteNetworkFiles(settings, network) {
-    const address = {
-        ip: network.ip,
-        prefix: String(network.prefix),
-        gateway: network.gateway,
-    };
-    const lines = settings
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => {
-        const key = line.slice(0, line.indexOf('='));
-        return key in address ? `${key}=${address[key]}` : line;
-    });
-    return [
-        { name: 'settings', content: Buffer.from(`${lines.join('\n')}\n`) },
-        { name: 'hosts', content: Buffer.from(network.hosts) },
-        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
-    ];
-}
-/**
- * The guest command that sets a resumed guest's clock to `clockNs` (the
- * host's time, in nanoseconds since the epoch, as it sends the command):
- * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
- */
-function clockCommand(clockNs) {
-    return reseedCommand(clockNs, false);
-}
-/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
-function reseedCommand(clockNs, entropy) {
-    return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
-}
-/** The host's time in nanoseconds since the epoch, for clockCommand. */
-function hostClockNs() {
-    return BigInt(Date.now()) * 1000000n;
-}
-/**
- * What a guest resumed from saved state runs first, with 64 fresh random
- * bytes from the host on stdin: its clock set and its RNG reseeded
- * (guest/hyper-reseed.c), so two VMs resumed from one state do not share RNG
- * state, then, when given, this VM's network applied (networkSyncArgv). One
- * exec: each costs a guest fork and the agent's round trips. Pure.
- */
-function resumeSyncArgv(clockNs, network) {
-    const reseed = reseedCommand(clockNs, true);
-    if (!network)
-        return ['/bin/sh', '-c', reseed];
-    const [shell, flag, script, ...rest] = networkSyncArgv(network);
-    return [shell, flag, `${reseed}; ${script}`, ...rest];
-}
-/**
- * The guest argv that re-applies the network files to a running guest (after
- * a checkpoint resumes in another job): eth0's address and route, and the
- * hosts and resolv.conf bound into the container. Pure.
- */
-function networkSyncArgv(network) {
-    const script = [
-        'PATH=/bin:/sbin:/usr/bin:/usr/sbin',
-        'printf %s "$1" > /run/hyper/hosts',
-        'printf %s "$2" > /run/hyper/resolv.conf',
-        // A VM resumed from another VM's saved state has that VM's MAC until told its own.
-        ...(network.mac ? ['ip link set dev eth0 address "$5"'] : []),
-        'ip addr flush dev eth0',
-        'ip addr add "$3" dev eth0',
-        'ip route replace default via "$4"',
-    ].join(' && ');
-    return [
-        '/bin/sh',
-        '-c',
-        script,
-        'sh',
-        network.hosts,
-        network.resolvConf,
-        `${network.ip}/${network.prefix}`,
-        network.gateway,
-        ...(network.mac ? [network.mac] : []),
-    ];
-}
-/** The guest argv that runs a command in the service's container, as `docker exec` would. Pure. */
-function execArgv(config, command, env = []) {
-    return [
-        EXEC_HELPER,
-        '--root',
-        CONTAINER_ROOT,
-        '--user',
-        config.user,
-        '--workdir',
-        config.workdir,
-        '--env-file',
-        ENV_FILE,
-        '--limits-file',
-        LIMITS_FILE,
-        '--caps-file',
-        CAPS_FILE,
-        ...env.flatMap((entry) => ['--env', entry]),
-        '--',
-        ...command,
-    ];
-}
 
 ;// CONCATENATED MODULE: ./src/tools/qemu/img.ts
 // In src/tools, just above src/process: src/images (below src/vm) converts and inspects disks too.
@@ -57913,6 +57987,7 @@ async function stopBalancers(job, select = () => true) {
 
 
 
+
 /** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
 function isReplicaOf(name, service) {
     return name.startsWith(`${service}.`) && /^\d+$/.test(name.slice(service.length + 1));
@@ -57962,7 +58037,13 @@ async function downJob(job, options, hooks) {
         await hooks.before?.(service);
         let code;
         const done = await attempt(name, async () => {
-            code = await stopContainer(name, options.graceMs, job);
+            // Teardown goes on past a failing pre_stop hook: it is reported, and the VM stopped without it.
+            code = await stopContainer(name, options.graceMs, job).catch((error) => {
+                if (!(error instanceof HookError))
+                    throw error;
+                hooks.failed(name, error);
+                return stopContainer(name, options.graceMs, job, { hooks: 'skip' });
+            });
             await removeContainer(name, true, job);
         });
         if (done)
@@ -62834,6 +62915,8 @@ async function runContainer(spec, job, options = {}) {
         networks: options.networks,
         stopGraceMs: spec.stopGraceMs,
         restart: spec.guest?.restart,
+        postStart: spec.postStart,
+        preStop: spec.preStop,
     };
     const keyFields = {
         name,
@@ -62881,19 +62964,25 @@ async function runContainer(spec, job, options = {}) {
         ];
         return createVm(newDraft(job, name, log), steps);
     };
+    let record;
     if (!templated)
-        return create(false);
-    try {
-        return await create((job.settings.templates ?? 'auto') === 'auto');
+        record = await create(false);
+    else {
+        try {
+            record = await create((job.settings.templates ?? 'auto') === 'auto');
+        }
+        catch (error) {
+            if (!(error instanceof TemplateResumeError))
+                throw error;
+            // The template is what failed: it goes, and the service starts as it would without one.
+            log(`warning: ${error.message}; removed it, booting in full`);
+            await (0,promises_namespaceObject.rm)(error.template, { recursive: true, force: true });
+            record = await create(false);
+        }
     }
-    catch (error) {
-        if (!(error instanceof TemplateResumeError))
-            throw error;
-        // The template is what failed: it goes, and the service starts as it would without one.
-        log(`warning: ${error.message}; removed it, booting in full`);
-        await (0,promises_namespaceObject.rm)(error.template, { recursive: true, force: true });
-        return create(false);
-    }
+    if (!options.createOnly)
+        await afterStart(record, job);
+    return record;
 }
 /**
  * Whether a VM of these mounts can be kept as, and started from, a service
@@ -63089,7 +63178,13 @@ function guestKey(spec) {
         ...file,
         sha256: (0,external_node_crypto_.createHash)('sha256').update(content).digest('hex'),
     }));
-    const key = definedOnly({ hostname: spec.hostname, settings: spec.guest, files });
+    // post_start hooks change what a service template keeps.
+    const key = definedOnly({
+        hostname: spec.hostname,
+        settings: spec.guest,
+        files,
+        postStart: spec.postStart,
+    });
     return Object.keys(key).length > 0 ? key : undefined;
 }
 /** The job network's hosts file with the container's own extra entries (docker --add-host) after it. Pure. */
@@ -66638,7 +66733,7 @@ const SERVICE_KEYS = {
     external_links: ignored(ONE_NETWORK),
     extra_hosts: honoured(),
     gpus: refused(NO_HOST_DEVICES),
-    group_add: refused(NOT_YET),
+    group_add: honoured("supplementary groups of the service and of every exec, from the image's /etc/group or by number"),
     healthcheck: honoured(),
     hostname: honoured(),
     image: honoured(),
@@ -66662,9 +66757,9 @@ const SERVICE_KEYS = {
     pids_limit: ignored(NOT_YET),
     platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
     ports: honoured(),
-    post_start: refused(NOT_YET),
+    post_start: honoured('each command runs in the container once the service has started, as an exec; one that fails stops it and fails the start'),
     pre_start: refused(NOT_YET),
-    pre_stop: refused(NOT_YET),
+    pre_stop: vm('each command runs in the container before its stop signal; one that fails aborts hyper stop, while hyper down and the post step report it and stop the service anyway'),
     privileged: vm("every capability, inside the service's own guest; the host's devices stay out of it"),
     profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
     pull_policy: ignored('every image is resolved from its registry, and its blobs cached'),
@@ -67253,6 +67348,9 @@ function mergeExtended(base, own) {
             capDrop: b.guest?.capDrop || o.guest?.capDrop
                 ? [...(b.guest?.capDrop ?? []), ...(o.guest?.capDrop ?? [])]
                 : undefined,
+            groupAdd: b.guest?.groupAdd || o.guest?.groupAdd
+                ? [...new Set([...(b.guest?.groupAdd ?? []), ...(o.guest?.groupAdd ?? [])])]
+                : undefined,
         })
         : undefined;
     const spec = definedOnly({
@@ -67272,6 +67370,8 @@ function mergeExtended(base, own) {
             ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host)
             : undefined,
         files: b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+        postStart: b.postStart || o.postStart ? [...(b.postStart ?? []), ...(o.postStart ?? [])] : undefined,
+        preStop: b.preStop || o.preStop ? [...(b.preStop ?? []), ...(o.preStop ?? [])] : undefined,
         guest,
     });
     return {
@@ -67469,6 +67569,8 @@ function parseService(name, value, context, grants) {
         files: readGrants(fields, grants),
         replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
         containerName,
+        postStart: get('post_start', (field) => readHooks(field, context)),
+        preStop: get('pre_stop', (field) => readHooks(field, context)),
     });
     return {
         spec,
@@ -67624,8 +67726,45 @@ function readGuestSettings(fields) {
         capAdd: get('cap_add', readCapabilities),
         capDrop: get('cap_drop', readCapabilities),
         privileged: get('privileged', (field) => field.boolean() || undefined),
+        groupAdd: get('group_add', readGroups),
     });
     return Object.keys(settings).length > 0 ? settings : undefined;
+}
+/** post_start and pre_stop: commands run in the container, each as an exec with its own user, directory and environment. */
+function readHooks(value, context) {
+    const hooks = value.items().map((item) => {
+        const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+        const present = (key) => {
+            const field = fields.get(key);
+            return field && !field.isNull ? field : undefined;
+        };
+        const commandField = present('command');
+        const command = commandField ? readWords(commandField) : [];
+        if (command.length === 0)
+            throw item.error('a hook needs a command');
+        const user = present('user');
+        const workdir = present('working_dir');
+        const privileged = present('privileged');
+        const environment = present('environment');
+        return definedOnly({
+            command,
+            user: user?.text(),
+            privileged: privileged?.boolean() || undefined,
+            workdir: workdir?.string('a directory'),
+            env: environment ? readEnvironment(environment, context.variables) : undefined,
+        });
+    });
+    return hooks.length > 0 ? hooks : undefined;
+}
+/** group_add: group names in the image's /etc/group, or numbers. */
+function readGroups(value) {
+    const groups = value.items().map((item) => {
+        const group = item.text('a group name or number');
+        if (!isGroupName(group))
+            throw item.error(`"${group}" is not a group name or number`);
+        return group;
+    });
+    return groups.length > 0 ? groups : undefined;
 }
 function readSysctls(value) {
     const entries = value.kind === 'a map'
@@ -68405,7 +68544,7 @@ async function down(argv, io, env) {
         damaged: (_name, error, removing) => io.err(`warning: ${error.message}${removing ? '; removing it' : ''}\n`),
         removedDamaged: (name) => io.err(`${name}: killed and removed\n`),
         stopped: (name, code) => io.err(`${name}: stopped (exit code ${code ?? 'unknown'}) and removed\n`),
-        failed: () => undefined,
+        failed: (what, error) => io.err(`warning: ${what}: ${error.message}\n`),
     });
     return 0;
 }
@@ -69297,6 +69436,10 @@ function guestSettings(body) {
     });
     const capAdd = capabilityNames(host.CapAdd, 'HostConfig.CapAdd');
     const capDrop = capabilityNames(host.CapDrop, 'HostConfig.CapDrop');
+    const groupAdd = stringList(host.GroupAdd, 'HostConfig.GroupAdd');
+    const badGroup = groupAdd.find((group) => !isGroupName(group));
+    if (badGroup !== undefined)
+        throw new CreateFieldError(`HostConfig.GroupAdd: "${badGroup}" is not a group name or number`);
     const shm = host.ShmSize;
     if (shm !== undefined && (!Number.isInteger(shm) || shm < 0))
         throw new CreateFieldError('HostConfig.ShmSize: must be a whole number of bytes');
@@ -69309,6 +69452,7 @@ function guestSettings(body) {
         ...optional('capAdd', capAdd.length > 0 ? capAdd : undefined),
         ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
         ...optional('privileged', host.Privileged === true ? true : undefined),
+        ...optional('groupAdd', groupAdd.length > 0 ? groupAdd : undefined),
     };
     try {
         serviceCapabilities(settings);
