@@ -204,6 +204,42 @@ test('restart: always starts a service again after it exits, until it is stopped
   }
 });
 
+test('a failing post_start hook fails the start; a failing pre_stop hook aborts hyper stop, not hyper down', async () => {
+  const image = `oci:${await busyboxLayout()}`;
+  const seeding = path.join(work, 'post-start.yml');
+  await writeFile(
+    seeding,
+    `services:\n  seeded:\n    image: ${image}\n    post_start:\n      - command: ["sh", "-c", "echo seeding failed >&2; exit 3"]\n`,
+  );
+  const up = await hyper('up', '-f', seeding);
+  expect({ code: up.code, stderr: up.stderr }).toEqual({
+    code: 125,
+    stderr: expect.stringContaining(
+      'service seeded failed to start: post_start hook 1 (sh -c echo seeding failed >&2; exit 3) exited with code 3:\nseeding failed',
+    ) as unknown,
+  });
+  // Compose stops a container whose post_start hook fails: so is the VM.
+  expect((await psRow('seeded')).state).toBe('exited');
+  await hyperOk('down', '--time', '0');
+
+  const stubborn = path.join(work, 'pre-stop.yml');
+  await writeFile(
+    stubborn,
+    `services:\n  stubborn:\n    image: ${image}\n    pre_stop:\n      - command: ["sh", "-c", "exit 4"]\n`,
+  );
+  await hyperOk('up', '-f', stubborn);
+  const stop = await hyper('stop', 'stubborn');
+  expect({ code: stop.code, stderr: stop.stderr }).toEqual({
+    code: 125,
+    stderr: 'hyper stop: pre_stop hook 1 (sh -c exit 4) exited with code 4\n',
+  });
+  expect((await psRow('stubborn')).state).toBe('running');
+  const down = await hyperOk('down', '--time', '0');
+  expect(down.stderr).toContain('warning: stubborn: pre_stop hook 1 (sh -c exit 4) exited with code 4\n');
+  expect(down.stderr).toContain('stubborn: stopped');
+  expect(await readdir(path.join(stateDir, 'vms'))).toEqual([]);
+});
+
 test('refused keys, bad counts and a missing secret file stop up before anything boots', async () => {
   const image = `oci:${await busyboxLayout()}`;
   const cases: [string, string][] = [
