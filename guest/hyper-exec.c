@@ -8,7 +8,7 @@
  *
  * Usage: hyper-exec --root DIR [--user USER[:GROUP]] [--workdir DIR]
  *                   [--env-file FILE]... [--env K=V]... [--limits-file FILE]
- *                   [--caps-file FILE] [--groups-file FILE]
+ *                   [--caps-file FILE] [--groups-file FILE] [--cgroup DIR]
  *                   (--argv-file FILE | -- CMD [ARG...])
  * Env and argv files hold NUL-separated strings. Later --env entries override
  * earlier ones. A limits file holds "NAME SOFT HARD" lines (compose ulimits,
@@ -17,7 +17,9 @@
  * other one leaves the bounding set, so the command (root or not) can never
  * hold it; a missing one keeps them all. A groups file holds one group per
  * line (compose group_add), a name in the image's /etc/group or a number:
- * supplementary groups beyond the user's own; a missing one adds none.
+ * supplementary groups beyond the user's own; a missing one adds none. A
+ * cgroup (the service's, with its pids limit) is joined before anything else
+ * runs, so every process the command starts counts; a missing one is none.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -236,6 +238,19 @@ static int caps_given;
 static int last_cap = -1;
 
 /* Reads the capabilities to keep, and the kernel's highest, before the chroot hides them. */
+/* Moves this process into the cgroup DIR (its children follow); nothing when DIR has none. */
+static void join_cgroup(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return;
+    die("cannot open the service's cgroup", strerror(errno));
+  }
+  if (write(fd, "0\n", 2) != 2) die("cannot join the service's cgroup", strerror(errno));
+  close(fd);
+}
+
 static void load_caps(const char *path) {
   size_t len;
   char *buf = read_file(path, &len);
@@ -261,7 +276,7 @@ static void drop_caps(void) {
 
 int main(int argc, char **argv) {
   const char *root = NULL, *user_spec = "", *workdir = NULL, *argv_file = NULL, *limits_file = NULL,
-             *caps_file = NULL, *groups_file = NULL;
+             *caps_file = NULL, *groups_file = NULL, *cgroup = NULL;
   static char *env[MAX_LIST];
   static char *cmd[MAX_LIST];
   int envc = 0, cmdc = 0, i;
@@ -280,6 +295,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--limits-file") == 0) limits_file = argv[++i];
     else if (strcmp(a, "--caps-file") == 0) caps_file = argv[++i];
     else if (strcmp(a, "--groups-file") == 0) groups_file = argv[++i];
+    else if (strcmp(a, "--cgroup") == 0) cgroup = argv[++i];
     else if (strcmp(a, "--env-file") == 0) {
       static char *loaded[MAX_LIST];
       int n = load_list(argv[++i], loaded, 0);
@@ -287,6 +303,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--env") == 0) envc = env_set(env, envc, argv[++i]);
     else die("unknown option", a);
   }
+  if (cgroup) join_cgroup(cgroup);
   if (argv_file) cmdc = load_list(argv_file, cmd, 0);
   if (limits_file) load_limits(limits_file);
   if (caps_file) load_caps(caps_file);

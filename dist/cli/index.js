@@ -48526,6 +48526,8 @@ const LIMITS_FILE = '/run/hyper/limits';
 const CAPS_FILE = '/run/hyper/caps';
 /** The supplementary groups the service and every exec get (group_add), written by guest/init. */
 const GROUPS_FILE = '/run/hyper/groups';
+/** The service's pids cgroup, made by guest/init when it has a pids limit. */
+const SERVICE_CGROUP = '/sys/fs/cgroup/service';
 class GuestConfigError extends HyperError {
     static defaultKind = 'Invalid';
     name = 'GuestConfigError';
@@ -48609,6 +48611,7 @@ function settingsLines(settings) {
         ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
         ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
         ...(settings.readOnly ? ['readonly=1'] : []),
+        ...(settings.pidsLimit ? [`pidslimit=${settings.pidsLimit}`] : []),
         ...(settings.restart && settings.restart.policy !== 'no'
             ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
             : []),
@@ -48730,6 +48733,8 @@ function execArgv(config, command, env = []) {
         CAPS_FILE,
         '--groups-file',
         GROUPS_FILE,
+        '--cgroup',
+        SERVICE_CGROUP,
         ...env.flatMap((entry) => ['--env', entry]),
         '--',
         ...command,
@@ -66754,7 +66759,7 @@ const SERVICE_KEYS = {
     oom_kill_disable: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
     oom_score_adj: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
     pid: refused(HOST_NAMESPACE),
-    pids_limit: ignored(NOT_YET),
+    pids_limit: vm("the most processes the service and its execs may have, counted in a pids cgroup of the guest's kernel"),
     platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
     ports: honoured(),
     post_start: honoured('each command runs in the container once the service has started, as an exec; one that fails stops it and fails the start'),
@@ -66803,7 +66808,7 @@ const DEPLOY_KEYS = {
 const RESOURCE_KEYS = {
     cpus: vm('limits.cpus is the number of vCPUs, rounded up; a reservation is not acted on'),
     memory: vm("limits.memory is the VM's memory; a reservation is not acted on"),
-    pids: ignored(NOT_YET),
+    pids: vm('limits.pids is the pids limit, as pids_limit; a reservation is not acted on'),
     generic_resources: refused(NO_HOST_DEVICES),
     devices: refused(NO_HOST_DEVICES),
 };
@@ -67565,7 +67570,7 @@ function parseService(name, value, context, grants) {
         stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
         stopGraceMs: get('stop_grace_period', readDuration),
         hostname: get('hostname', readHostname),
-        guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
+        guest: withPidsLimit(withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')), pick(fields.get('pids_limit'), deploy.pids, readPidsLimit, 'pids_limit', 'deploy.resources.limits.pids')),
         files: readGrants(fields, grants),
         replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
         containerName,
@@ -67609,7 +67614,12 @@ function readDeploy(value, context) {
     if (!limits || limits.isNull)
         return others;
     const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-    return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...others });
+    return definedOnly({
+        memory: limited.get('memory'),
+        cpus: limited.get('cpus'),
+        pids: limited.get('pids'),
+        ...others,
+    });
 }
 /** deploy.restart_policy where restart: is not given; both must agree. */
 function withDeployRestart(settings, deployed, given) {
@@ -67755,6 +67765,18 @@ function readHooks(value, context) {
         });
     });
     return hooks.length > 0 ? hooks : undefined;
+}
+/** pids_limit: a whole number of processes; 0 and -1 mean no limit, as under Docker. */
+function readPidsLimit(value) {
+    const text = value.text('a number of processes');
+    if (!/^-?\d+$/.test(text) || Number(text) < -1)
+        throw value.error(`"${text}" is not a pids limit: give a whole number (-1 for none)`);
+    return Number(text);
+}
+function withPidsLimit(settings, limit) {
+    if (limit === undefined || limit <= 0)
+        return settings;
+    return { ...settings, pidsLimit: limit };
 }
 /** group_add: group names in the image's /etc/group, or numbers. */
 function readGroups(value) {
@@ -69260,7 +69282,6 @@ class CreateFieldError extends SpecError {
 }
 /** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
 const IGNORED_LIMITS = [
-    'PidsLimit',
     'CpuShares',
     'CpuQuota',
     'CpuPeriod',
@@ -69453,6 +69474,7 @@ function guestSettings(body) {
         ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
         ...optional('privileged', host.Privileged === true ? true : undefined),
         ...optional('groupAdd', groupAdd.length > 0 ? groupAdd : undefined),
+        ...optional('pidsLimit', pidsLimit(host.PidsLimit)),
     };
     try {
         serviceCapabilities(settings);
@@ -69461,6 +69483,14 @@ function guestSettings(body) {
         throw new CreateFieldError(`HostConfig.CapAdd/CapDrop: ${error.message}`);
     }
     return Object.keys(settings).length > 0 ? settings : undefined;
+}
+/** HostConfig.PidsLimit (docker run --pids-limit): 0, -1 and null are no limit. */
+function pidsLimit(value) {
+    if (value === undefined || value === null)
+        return undefined;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < -1)
+        throw new CreateFieldError('HostConfig.PidsLimit: must be a whole number (-1 or 0 for no limit)');
+    return value > 0 ? value : undefined;
 }
 /** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */
 function capabilityNames(value, field) {

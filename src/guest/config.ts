@@ -29,6 +29,8 @@ export interface GuestSettings {
   capDrop?: string[];
   /** Every capability, as docker run --privileged gives (inside this VM only). */
   privileged?: boolean;
+  /** The most processes (tasks) the service and its execs may have at once (compose pids_limit, --pids-limit). */
+  pidsLimit?: number;
   /** Supplementary groups beyond the user's own (compose group_add, --group-add): names in the image's /etc/group, or numbers. */
   groupAdd?: string[];
 }
@@ -208,6 +210,8 @@ const LIMITS_FILE = '/run/hyper/limits';
 const CAPS_FILE = '/run/hyper/caps';
 /** The supplementary groups the service and every exec get (group_add), written by guest/init. */
 const GROUPS_FILE = '/run/hyper/groups';
+/** The service's pids cgroup, made by guest/init when it has a pids limit. */
+const SERVICE_CGROUP = '/sys/fs/cgroup/service';
 
 export class GuestConfigError extends HyperError {
   static override defaultKind: ErrorKind = 'Invalid';
@@ -305,6 +309,7 @@ function settingsLines(settings: GuestSettings): string[] {
     ...(settings.domainname ? [`domainname=${singleLine('domainname', settings.domainname)}`] : []),
     ...(settings.shmMiB ? [`shmsize=${settings.shmMiB}`] : []),
     ...(settings.readOnly ? ['readonly=1'] : []),
+    ...(settings.pidsLimit ? [`pidslimit=${settings.pidsLimit}`] : []),
     ...(settings.restart && settings.restart.policy !== 'no'
       ? [`restart=${settings.restart.policy}`, `restartmax=${settings.restart.maxRetries ?? 0}`]
       : []),
@@ -446,6 +451,8 @@ export function execArgv(
     CAPS_FILE,
     '--groups-file',
     GROUPS_FILE,
+    '--cgroup',
+    SERVICE_CGROUP,
     ...env.flatMap((entry) => ['--env', entry]),
     '--',
     ...command,

@@ -130,7 +130,9 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   oom_kill_disable: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
   oom_score_adj: ignored("out of memory, the guest kernel's OOM killer acts inside the VM"),
   pid: refused(HOST_NAMESPACE),
-  pids_limit: ignored(NOT_YET),
+  pids_limit: vm(
+    "the most processes the service and its execs may have, counted in a pids cgroup of the guest's kernel",
+  ),
   platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
   ports: honoured(),
   post_start: honoured(
@@ -195,7 +197,7 @@ export const DEPLOY_KEYS: Readonly<Record<string, KeyRule>> = {
 export const RESOURCE_KEYS: Readonly<Record<string, KeyRule>> = {
   cpus: vm('limits.cpus is the number of vCPUs, rounded up; a reservation is not acted on'),
   memory: vm("limits.memory is the VM's memory; a reservation is not acted on"),
-  pids: ignored(NOT_YET),
+  pids: vm('limits.pids is the pids limit, as pids_limit; a reservation is not acted on'),
   generic_resources: refused(NO_HOST_DEVICES),
   devices: refused(NO_HOST_DEVICES),
 };

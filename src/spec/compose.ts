@@ -637,7 +637,16 @@ function parseService(
     stopSignal: get('stop_signal', (field) => field.string('a signal such as SIGTERM')),
     stopGraceMs: get('stop_grace_period', readDuration),
     hostname: get('hostname', readHostname),
-    guest: withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
+    guest: withPidsLimit(
+      withDeployRestart(readGuestSettings(fields), deploy.restart, fields.get('restart')),
+      pick(
+        fields.get('pids_limit'),
+        deploy.pids,
+        readPidsLimit,
+        'pids_limit',
+        'deploy.resources.limits.pids',
+      ),
+    ),
     files: readGrants(fields, grants),
     replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
     containerName,
@@ -670,7 +679,13 @@ function pick<T>(
 function readDeploy(
   value: YamlValue,
   context: Context,
-): { memory?: YamlValue; cpus?: YamlValue; replicas?: YamlValue; restart?: GuestSettings['restart'] } {
+): {
+  memory?: YamlValue;
+  cpus?: YamlValue;
+  pids?: YamlValue;
+  replicas?: YamlValue;
+  restart?: GuestSettings['restart'];
+} {
   const fields = answered(value, DEPLOY_KEYS, context.warnings);
   const policy = fields.get('restart_policy');
   const replicas = fields.get('replicas');
@@ -692,7 +707,12 @@ function readDeploy(
   const limits = sections.get('limits');
   if (!limits || limits.isNull) return others;
   const limited = answered(limits, RESOURCE_KEYS, context.warnings);
-  return definedOnly({ memory: limited.get('memory'), cpus: limited.get('cpus'), ...others });
+  return definedOnly({
+    memory: limited.get('memory'),
+    cpus: limited.get('cpus'),
+    pids: limited.get('pids'),
+    ...others,
+  });
 }
 
 /** deploy.restart_policy where restart: is not given; both must agree. */
@@ -852,6 +872,22 @@ function readHooks(value: YamlValue, context: Context): LifecycleHook[] | undefi
     });
   });
   return hooks.length > 0 ? hooks : undefined;
+}
+
+/** pids_limit: a whole number of processes; 0 and -1 mean no limit, as under Docker. */
+function readPidsLimit(value: YamlValue): number {
+  const text = value.text('a number of processes');
+  if (!/^-?\d+$/.test(text) || Number(text) < -1)
+    throw value.error(`"${text}" is not a pids limit: give a whole number (-1 for none)`);
+  return Number(text);
+}
+
+function withPidsLimit(
+  settings: GuestSettings | undefined,
+  limit: number | undefined,
+): GuestSettings | undefined {
+  if (limit === undefined || limit <= 0) return settings;
+  return { ...settings, pidsLimit: limit };
 }
 
 /** group_add: group names in the image's /etc/group, or numbers. */

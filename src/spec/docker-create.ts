@@ -43,7 +43,6 @@ export class CreateFieldError extends SpecError {
 
 /** Resource limits of a shared kernel's cgroups; a VM is bounded by its own memory and vCPUs instead. */
 const IGNORED_LIMITS = [
-  'PidsLimit',
   'CpuShares',
   'CpuQuota',
   'CpuPeriod',
@@ -251,6 +250,7 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
     ...optional('capDrop', capDrop.length > 0 ? capDrop : undefined),
     ...optional('privileged', host.Privileged === true ? true : undefined),
     ...optional('groupAdd', groupAdd.length > 0 ? groupAdd : undefined),
+    ...optional('pidsLimit', pidsLimit(host.PidsLimit)),
   };
   try {
     serviceCapabilities(settings);
@@ -258,6 +258,14 @@ function guestSettings(body: CreateBody): GuestSettings | undefined {
     throw new CreateFieldError(`HostConfig.CapAdd/CapDrop: ${(error as Error).message}`);
   }
   return Object.keys(settings).length > 0 ? settings : undefined;
+}
+
+/** HostConfig.PidsLimit (docker run --pids-limit): 0, -1 and null are no limit. */
+function pidsLimit(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < -1)
+    throw new CreateFieldError('HostConfig.PidsLimit: must be a whole number (-1 or 0 for no limit)');
+  return value > 0 ? value : undefined;
 }
 
 /** CapAdd and CapDrop as Docker takes them: NET_ADMIN or CAP_NET_ADMIN, any case, or ALL. */

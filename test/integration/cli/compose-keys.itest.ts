@@ -52,6 +52,7 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
     stop_signal: SIGUSR1
     stop_grace_period: 20s
     group_add: [www-data, "4242"]
+    pids_limit: 24
     post_start:
       - command: ["sh", "-c", "grep CapBnd /proc/self/status > /scratch/post-start"]
         privileged: true
@@ -86,7 +87,7 @@ configs:
   expect(config.stdout).not.toContain('s3cret');
 
   const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
-  expect(up.stderr).toContain('services.web.logging (line 30): ignored: ');
+  expect(up.stderr).toContain('services.web.logging (line 31): ignored: ');
   const inside = async (script: string): Promise<string> =>
     (await hyperOk('exec', 'web', '--', 'sh', '-c', script)).stdout.trim();
   expect(await inside('hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname')).toBe(
@@ -111,6 +112,11 @@ configs:
   expect(await inside('cat /scratch/post-start; grep CapBnd /proc/1/status')).toMatch(
     /^(CapBnd:\t[0-9a-f]+)\n\1$/,
   );
+  // pids_limit: the service and every exec are in the guest's pids cgroup, and a 25th process cannot start.
+  expect(await inside('cat /proc/$(pidof httpd)/cgroup /proc/self/cgroup')).toBe('0::/service\n0::/service');
+  expect(await inside('(for i in $(seq 40); do sleep 2 & done) 2>&1 | grep -c fork')).toBe('1');
+  // The sleeps that did start end and are reaped before the next exec.
+  await new Promise((resolve) => setTimeout(resolve, 4000));
   // group_add: the service and every exec are in www-data (33) and 4242 besides root's own group.
   expect(await inside('grep Groups /proc/$(pidof httpd)/status; grep Groups /proc/self/status')).toMatch(
     /^Groups:\t0 33 4242\s*\nGroups:\t0 33 4242\s*$/,

@@ -839,17 +839,23 @@ test('a Docker socket bound to a path the guest cannot serve is refused, naming 
   );
 });
 
-test('cgroup limits are accepted with a warning each; their zero values with none; ulimits are set', () => {
-  const { warnings } = create({
+test('cgroup limits are accepted with a warning each; their zero values with none; ulimits and the pids limit are set', () => {
+  const { warnings, spec } = create({
     ...IMAGE,
     HostConfig: {
       Ulimits: [{ Name: 'nofile', Soft: 10, Hard: 10 }],
       ShmSize: 0,
       PidsLimit: 100,
+      CpuShares: 512,
       OomKillDisable: false,
     },
   });
   expect(warnings).toEqual([
-    'HostConfig.PidsLimit is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
+    'HostConfig.CpuShares is ignored: a VM is limited by its memory and CPUs (Memory, NanoCpus)',
   ]);
+  expect(spec.guest).toMatchObject({ pidsLimit: 100, ulimits: { nofile: { soft: 10, hard: 10 } } });
+  expect(create({ ...IMAGE, HostConfig: { PidsLimit: -1 } }).spec.guest).toBeUndefined();
+  expect(() => create({ ...IMAGE, HostConfig: { PidsLimit: 1.5 } })).toThrow(
+    'HostConfig.PidsLimit: must be a whole number (-1 or 0 for no limit)',
+  );
 });

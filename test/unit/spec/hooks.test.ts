@@ -11,6 +11,7 @@ describe('post_start, pre_stop and group_add in a compose file', () => {
   db:
     image: postgres
     group_add: [audio, 4242]
+    pids_limit: 300
     post_start:
       - command: ./seed.sh --fast
         user: postgres
@@ -25,6 +26,7 @@ describe('post_start, pre_stop and group_add in a compose file', () => {
       { SEED: 'large' },
     );
     expect(db?.guest?.groupAdd).toEqual(['audio', '4242']);
+    expect(db?.guest?.pidsLimit).toBe(300);
     expect(db?.postStart).toEqual([
       {
         command: ['./seed.sh', '--fast'],
@@ -53,6 +55,18 @@ describe('post_start, pre_stop and group_add in a compose file', () => {
       ['echo', 'app'],
     ]);
     expect(app?.guest?.groupAdd).toEqual(['audio', 'video']);
+  });
+  test('deploy.resources.limits.pids is the pids limit too; -1 is none; the two must agree', () => {
+    const limited = parse(
+      'services:\n  app:\n    image: busybox\n    deploy: { resources: { limits: { pids: 50 } } }\n',
+    );
+    expect(limited[0]?.guest?.pidsLimit).toBe(50);
+    expect(parse('services:\n  app:\n    image: busybox\n    pids_limit: -1\n')[0]?.guest).toBeUndefined();
+    expect(() =>
+      parse(
+        'services:\n  app:\n    image: busybox\n    pids_limit: 10\n    deploy: { resources: { limits: { pids: 50 } } }\n',
+      ),
+    ).toThrow('deploy.resources.limits.pids differs from pids_limit; give one of them');
   });
   test.each([
     [
