@@ -52464,6 +52464,8 @@ function recordFields(record) {
         ...(record.env ? { env: record.env } : {}),
         ...(record.stopGraceMs !== undefined ? { stopGraceMs: record.stopGraceMs } : {}),
         ...(record.restart ? { restart: record.restart } : {}),
+        ...(record.postStart ? { postStart: record.postStart } : {}),
+        ...(record.preStop ? { preStop: record.preStop } : {}),
     };
 }
 /** The directory: claiming it is what makes a name taken. */
@@ -52534,6 +52536,8 @@ function recordStep(fields, extra) {
                 ...(fields.networks ? { networks: fields.networks } : {}),
                 ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
                 ...(fields.restart && fields.restart.policy !== 'no' ? { restart: fields.restart } : {}),
+                ...(fields.postStart?.length ? { postStart: fields.postStart } : {}),
+                ...(fields.preStop?.length ? { preStop: fields.preStop } : {}),
             };
             draft.record = record;
             await extra(draft);

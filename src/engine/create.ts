@@ -62,6 +62,9 @@ export interface RecordFields {
   /** How long a stop waits before it kills, when the service set it (compose stop_grace_period). */
   stopGraceMs?: number | undefined;
   restart?: VmRecord['restart'] | undefined;
+  /** Compose lifecycle hooks. */
+  postStart?: VmRecord['postStart'] | undefined;
+  preStop?: VmRecord['preStop'] | undefined;
 }
 
 /** A record's fields that are not its machine: what an export carries. Pure. */
@@ -81,6 +84,8 @@ export function recordFields(record: VmRecord): RecordFields {
     ...(record.env ? { env: record.env } : {}),
     ...(record.stopGraceMs !== undefined ? { stopGraceMs: record.stopGraceMs } : {}),
     ...(record.restart ? { restart: record.restart } : {}),
+    ...(record.postStart ? { postStart: record.postStart } : {}),
+    ...(record.preStop ? { preStop: record.preStop } : {}),
   };
 }
 
@@ -156,6 +161,8 @@ export function recordStep(fields: RecordFields, extra: (draft: Draft) => Promis
         ...(fields.networks ? { networks: fields.networks } : {}),
         ...(fields.stopGraceMs !== undefined ? { stopGraceMs: fields.stopGraceMs } : {}),
         ...(fields.restart && fields.restart.policy !== 'no' ? { restart: fields.restart } : {}),
+        ...(fields.postStart?.length ? { postStart: fields.postStart } : {}),
+        ...(fields.preStop?.length ? { preStop: fields.preStop } : {}),
       };
       draft.record = record;
       await extra(draft);
