@@ -1,5 +1,5 @@
 import { summaryRows } from '../../../src/action/summary.js';
-import type { ServiceStatus } from '../../../src/engine/up.js';
+import { portVariables, servicesContext, type ServiceStatus } from '../../../src/engine/up.js';
 
 function status(name: string, extra: Partial<ServiceStatus> = {}): ServiceStatus {
   return {
@@ -39,5 +39,21 @@ describe('the job summary', () => {
         '2 × 512 MiB',
       ],
     ]);
+  });
+});
+
+describe('the services output and port variables', () => {
+  test('a service with replicas appears once, under its own name, with the port its replicas share', () => {
+    const port = { hostIp: '127.0.0.1', hostPort: 8080, containerPort: 80, protocol: 'tcp' as const };
+    const statuses = [
+      status('web.1', { replicaOf: 'web', ports: [port] }),
+      status('web.2', { replicaOf: 'web', ports: [port] }),
+      status('db', { ports: [{ ...port, hostPort: 5432, containerPort: 5432 }] }),
+    ];
+    expect(servicesContext(statuses)).toEqual({
+      web: { ports: { '80': '8080' } },
+      db: { ports: { '5432': '5432' } },
+    });
+    expect(portVariables(statuses)).toEqual({ HYPER_WEB_PORT_80: '8080', HYPER_DB_PORT_5432: '5432' });
   });
 });
