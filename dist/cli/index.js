@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8284);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5629);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8284:
+/***/ 5629:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48998,10 +48998,23 @@ async function waitContainer(name, job) {
     const state = await stateOnceStopped(record, job);
     if (!state)
         throw new HyperError(`${name} did not stop`);
-    // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
-    while (await job.hypervisor.isRunning(record.machine))
-        await sleep(50);
+    await poweredOff(record, job);
     return state;
+}
+/**
+ * Waits until QEMU has ended, within `withinMs` (forever when absent);
+ * whether it did. The init reports the exit, then syncs and unmounts the
+ * volumes before it powers off: a removal or another VM on the same volume
+ * waits for that.
+ */
+async function poweredOff(record, job, withinMs) {
+    const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
+    while (await job.hypervisor.isRunning(record.machine)) {
+        if (Date.now() > deadline)
+            return false;
+        await sleep(50);
+    }
+    return true;
 }
 async function listContainers(job) {
     const network = await job.network.readNetwork(job.stateDir).catch(() => undefined);
@@ -49442,6 +49455,13 @@ function checkTarget(target, what) {
         throw new MountError(`${what}: cannot mount over the root directory /`);
     return clean;
 }
+/** A path inside an image, relative, as the guest init takes it: no whitespace, no "..". */
+function checkSubpath(subpath, image) {
+    const clean = external_node_path_default().posix.normalize(subpath).replace(/^\/+|\/+$/g, '');
+    if (/\s/.test(subpath) || clean === '..' || clean.startsWith('../') || clean === '' || clean === '.')
+        throw new MountError(`image mount of ${image}: subpath "${subpath}" must name a directory inside the image, without whitespace or ".."`);
+    return clean;
+}
 function readMode(mode, what) {
     if (mode === undefined || mode === '' || mode === 'rw')
         return false;
@@ -49509,8 +49529,16 @@ function parseTmpfs(text) {
  * volume for each image VOLUME nothing else covers (as Docker does). Refuses
  * two mounts on one path. Sorted so that a parent is mounted before its children.
  */
-function planMounts(volumes, tmpfs, imageVolumes, baseDir) {
-    const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
+function planMounts(volumes, tmpfs, imageVolumes, baseDir, images = []) {
+    const mounts = [
+        ...volumes.map((v) => parseVolume(v, baseDir)),
+        ...tmpfs.map(parseTmpfs),
+        ...images.map((m) => {
+            const target = checkTarget(m.target, `image mount of ${m.image}`);
+            const subpath = m.subpath === undefined ? {} : { subpath: checkSubpath(m.subpath, m.image) };
+            return { kind: 'image', image: m.image, base: m.base, target, readOnly: true, ...subpath };
+        }),
+    ];
     const seen = new Set();
     for (const mount of mounts) {
         if (seen.has(mount.target))
@@ -49536,7 +49564,8 @@ function bindShares(mounts) {
 const RELAY_PORT = 'hyper.relay';
 /**
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-`, `share TAG TARGET ro|rw -`,
+ * `disk SERIAL TARGET ro|rw copyup|-`, `image SERIAL TARGET ro SUBPATH|-` (an
+ * image's filesystem, read-only), `share TAG TARGET ro|rw -`,
  * `tmpfs - TARGET OPTIONS -` or `socket PORT TARGET - -` (a relayed socket,
  * served after every mount by guest/hyper-relay.c on the virtio-serial port
  * PORT). Pure.
@@ -49544,7 +49573,9 @@ const RELAY_PORT = 'hyper.relay';
 function guestMountTable(disks, mounts, shares = [], relaySockets = []) {
     const lines = disks.map((d) => ({
         target: d.target,
-        line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
+        line: d.image
+            ? `image ${d.serial} ${d.target} ro ${d.image.subpath ?? '-'}`
+            : `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
     }));
     for (const share of shares)
         lines.push({
@@ -49661,7 +49692,567 @@ function isHostname(name) {
     return container_HOSTNAME.test(name);
 }
 
+;// CONCATENATED MODULE: ./src/images/reference.ts
+/**
+ * Image references, parsed the way Docker parses them (distribution/reference `ParseNormalizedNamed`,
+ * followed by `TagNameOnly`): "redis" is docker.io/library/redis:latest.
+ */
+
+class ImageReferenceError extends HyperError {
+    text;
+    reason;
+    static defaultKind = 'Invalid';
+    constructor(text, reason) {
+        super(`${JSON.stringify(text)} is not a valid image reference: ${reason}`);
+        this.text = text;
+        this.reason = reason;
+        this.name = 'ImageReferenceError';
+    }
+}
+const DOCKER_HUB_REGISTRY = 'docker.io';
+const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
+const LEGACY_DOCKER_HUB_REGISTRY = 'index.docker.io';
+const OFFICIAL_REPOSITORY_PREFIX = 'library/';
+const DEFAULT_TAG = 'latest';
+const NAME_MAX_LENGTH = 255;
+// The grammar of distribution/reference's regexp.go. The separator uses `-+` where the Go source has
+// `[-]*`: it matches the same names, and stays linear under a backtracking regexp engine.
+const pathComponent = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const remoteName = `${pathComponent}(?:/${pathComponent})*`;
+const domainComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const ipv6Address = '\\[(?:[a-fA-F0-9:]+)\\]';
+const domainAndPort = `(?:${domainComponent}(?:\\.${domainComponent})*|${ipv6Address})(?::[0-9]+)?`;
+const tagPattern = '[\\w][\\w.-]{0,127}';
+const digestPattern = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+const referenceRegexp = new RegExp(`^((?:${domainAndPort}/)?${remoteName})(?::(${tagPattern}))?(?:@(${digestPattern}))?$`);
+const imageIdRegexp = /^[a-f0-9]{64}$/;
+const tagRegexp = new RegExp(`^${tagPattern}$`);
+/** Hex length of each digest algorithm Docker accepts (those go-digest registers). */
+const DIGEST_HEX_LENGTHS = { sha256: 64, sha384: 96, sha512: 128 };
+const FORMAT_HINT = 'expected [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST]';
+/** Parses an image reference as `docker pull` does; throws ImageReferenceError saying what is wrong. */
+function parseImageReference(text) {
+    const fail = (reason) => {
+        throw new ImageReferenceError(text, reason);
+    };
+    if (text === '')
+        fail('it is empty');
+    if (imageIdRegexp.test(text)) {
+        fail('a 64-character hexadecimal string is an image ID, not a repository name');
+    }
+    if (text.includes('://'))
+        fail(`an image reference has no URL scheme; ${FORMAT_HINT}`);
+    const [registry, remainder] = splitRegistry(text);
+    const tagSeparator = remainder.indexOf(':');
+    const remote = tagSeparator === -1 ? remainder : remainder.slice(0, tagSeparator);
+    if (remote.toLowerCase() !== remote)
+        fail('repository names must be lowercase');
+    const qualified = `${registry}/${remainder}`;
+    const match = referenceRegexp.exec(qualified);
+    if (!match)
+        fail(describeFormatError(registry, remainder));
+    const [, name = '', tag, digest] = match;
+    if (name.length > NAME_MAX_LENGTH) {
+        fail(`the repository name is ${name.length} characters long; at most ${NAME_MAX_LENGTH} are allowed`);
+    }
+    if (digest !== undefined) {
+        const problem = digestProblem(digest);
+        if (problem)
+            fail(problem);
+    }
+    const repository = name.slice(registry.length + 1);
+    return {
+        registry,
+        repository,
+        tag: tag ?? (digest === undefined ? DEFAULT_TAG : undefined),
+        digest,
+        original: text,
+    };
+}
+/**
+ * Splits off the registry. The first path component is a registry when it contains "." or ":" or is
+ * "localhost"; otherwise the image is on Docker Hub, where one-component names live under "library/".
+ *
+ * Since distribution/reference v0.6 Docker also treats a first component with uppercase letters as a
+ * registry ("Foo/bar" would pull from host "Foo"); we keep the older rule, which reports the uppercase.
+ */
+function splitRegistry(text) {
+    const slash = text.indexOf('/');
+    if (slash === -1)
+        return [DOCKER_HUB_REGISTRY, OFFICIAL_REPOSITORY_PREFIX + text];
+    const first = text.slice(0, slash);
+    const rest = text.slice(slash + 1);
+    let registry;
+    let remainder;
+    if (first === 'localhost' || /[.:]/.test(first)) {
+        registry = first === LEGACY_DOCKER_HUB_REGISTRY ? DOCKER_HUB_REGISTRY : first;
+        remainder = rest;
+    }
+    else {
+        registry = DOCKER_HUB_REGISTRY;
+        remainder = text;
+    }
+    if (registry === DOCKER_HUB_REGISTRY && !remainder.includes('/')) {
+        remainder = OFFICIAL_REPOSITORY_PREFIX + remainder;
+    }
+    return [registry, remainder];
+}
+/** Says which part of an unparseable reference is wrong, as precisely as cheap checks allow. */
+function describeFormatError(registry, remainder) {
+    if (!new RegExp(`^${domainAndPort}$`).test(registry)) {
+        return `registry ${JSON.stringify(registry)} is not a valid host[:port]; ${FORMAT_HINT}`;
+    }
+    const at = remainder.indexOf('@');
+    const beforeDigest = at === -1 ? remainder : remainder.slice(0, at);
+    const lastSlash = beforeDigest.lastIndexOf('/');
+    const colon = beforeDigest.indexOf(':', lastSlash + 1);
+    const path = colon === -1 ? beforeDigest : beforeDigest.slice(0, colon);
+    const tag = colon === -1 ? undefined : beforeDigest.slice(colon + 1);
+    if (path === '' || path.endsWith('/') || path.split('/').some((part) => part === '')) {
+        return `the repository name has an empty component; ${FORMAT_HINT}`;
+    }
+    if (!new RegExp(`^${remoteName}$`).test(path)) {
+        return (`repository name components must be lowercase letters and digits, separated by ".", "_", "__" or "-" ` +
+            `(and not start or end with one); ${FORMAT_HINT}`);
+    }
+    if (tag !== undefined && !tagRegexp.test(tag)) {
+        return `tag ${JSON.stringify(tag)} is not valid: up to 128 letters, digits, "_", "." and "-", not starting with "." or "-"`;
+    }
+    if (at !== -1 && !new RegExp(`^${digestPattern}$`).test(remainder.slice(at + 1))) {
+        return `digest ${JSON.stringify(remainder.slice(at + 1))} is not valid; expected sha256:<64 hex digits>`;
+    }
+    return `invalid reference format; ${FORMAT_HINT}`;
+}
+function digestProblem(digest) {
+    const colon = digest.indexOf(':');
+    const algorithm = digest.slice(0, colon);
+    const hex = digest.slice(colon + 1);
+    const expectedLength = DIGEST_HEX_LENGTHS[algorithm];
+    if (expectedLength === undefined) {
+        return `unsupported digest algorithm ${JSON.stringify(algorithm)}; use sha256`;
+    }
+    if (hex.length !== expectedLength) {
+        return `${algorithm} digests have ${expectedLength} hexadecimal digits, this one has ${hex.length}`;
+    }
+    if (!/^[a-f0-9]+$/.test(hex))
+        return `${algorithm} digests are written in lowercase hexadecimal`;
+    return undefined;
+}
+/**
+ * The reference as text. Fully qualified by default ("docker.io/library/redis:7");
+ * `familiar` drops the Docker Hub registry and "library/" as Docker's UI does ("redis:7").
+ */
+function formatReference(ref, options = {}) {
+    let name = `${ref.registry}/${ref.repository}`;
+    if (options.familiar && ref.registry === DOCKER_HUB_REGISTRY) {
+        const short = ref.repository.startsWith(OFFICIAL_REPOSITORY_PREFIX)
+            ? ref.repository.slice(OFFICIAL_REPOSITORY_PREFIX.length)
+            : ref.repository;
+        name = short.includes('/') ? ref.repository : short;
+    }
+    const tag = ref.tag === undefined ? '' : `:${ref.tag}`;
+    const digest = ref.digest === undefined ? '' : `@${ref.digest}`;
+    return `${name}${tag}${digest}`;
+}
+/**
+ * The host[:port] that serves the registry API for `ref`: Docker Hub's API lives on
+ * registry-1.docker.io, and a `registry-mirror` (URL or host[:port]) replaces it, for Docker Hub only.
+ */
+function registryApiHost(ref, options = {}) {
+    if (ref.registry !== DOCKER_HUB_REGISTRY)
+        return ref.registry;
+    if (options.mirror)
+        return mirrorHost(options.mirror);
+    return DOCKER_HUB_API_HOST;
+}
+function mirrorHost(mirror) {
+    if (!mirror.includes('://'))
+        return mirror.replace(/\/+$/, '');
+    try {
+        return new URL(mirror).host;
+    }
+    catch {
+        throw new Error(`registry mirror ${JSON.stringify(mirror)} is not a URL or host[:port]`);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/spec/shell-words.ts
+
+/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
+const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
+/**
+ * Splits a command line into words as a POSIX shell does, with quotes and
+ * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
+ */
+function splitShellWords(text) {
+    const words = [];
+    let word = '';
+    let inWord = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === "'") {
+            const end = text.indexOf("'", i + 1);
+            if (end < 0)
+                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
+            word += text.slice(i + 1, end);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '"') {
+            let end = i + 1;
+            for (; end < text.length && text[end] !== '"'; end++) {
+                const next = text[end + 1];
+                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
+                    end++;
+                    if (next !== '\n')
+                        word += next;
+                }
+                else {
+                    word += text[end];
+                }
+            }
+            if (end >= text.length)
+                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
+            inWord = true;
+            i = end;
+        }
+        else if (c === '\\') {
+            const next = text[i + 1];
+            if (next === undefined)
+                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
+            // Backslash-newline joins lines, as in a shell script.
+            if (next !== '\n') {
+                word += next;
+                inWord = true;
+            }
+            i++;
+        }
+        else if (/\s/.test(c)) {
+            if (inWord)
+                words.push(word);
+            word = '';
+            inWord = false;
+        }
+        else {
+            word += c;
+            inWord = true;
+        }
+    }
+    if (inWord)
+        words.push(word);
+    return words;
+}
+
+;// CONCATENATED MODULE: ./src/sizes.ts
+// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
+
+const MiB = 1024 * 1024;
+/** A text that is not a size, or one below the minimum for its use. */
+class SizeError extends HyperError {
+    static defaultKind = 'Invalid';
+    name = 'SizeError';
+}
+const SIZE_UNITS = {
+    '': 1,
+    b: 1,
+    k: 1024,
+    m: MiB,
+    g: 1024 * MiB,
+    t: 1024 * 1024 * MiB,
+    p: 1024 * 1024 * 1024 * MiB,
+};
+/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
+function readSize(text) {
+    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
+    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
+    if (!match || unit === undefined)
+        return undefined;
+    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
+}
+/**
+ * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
+ * messages name what it is for; `unit` is how the hints write MiB. Pure.
+ */
+function wholeMiB(text, rule) {
+    const size = readSize(text);
+    if (!size)
+        throw new SizeError(`"${text}" ${rule.notASize}`);
+    const mib = Math.ceil(size.bytes / MiB);
+    if (mib < rule.minMiB) {
+        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
+        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
+    }
+    return mib;
+}
+
+;// CONCATENATED MODULE: ./src/storage/volume-size.ts
+
+// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
+const MIN_VOLUME_MIB = 16;
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB; a bad one throws SizeError. Pure.
+ */
+function volumeBytes(value) {
+    const mib = wholeMiB(String(value).trim(), {
+        minMiB: MIN_VOLUME_MIB,
+        unit: 'M',
+        notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
+        tooSmallFor: ', too small for an ext4 volume and its journal',
+    });
+    return mib * MiB;
+}
+
+;// CONCATENATED MODULE: ./src/spec/units.ts
+
+
+
+const MIN_MEMORY_MIB = 64;
+/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
+function asSpecError(parse) {
+    try {
+        return parse();
+    }
+    catch (error) {
+        if (error instanceof SizeError)
+            throw new SpecError(error.message);
+        throw error;
+    }
+}
+/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
+function parseMemoryMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: MIN_MEMORY_MIB,
+        unit: 'm',
+        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
+    }));
+}
+/**
+ * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
+ * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
+ */
+function parseVolumeSize(value) {
+    return asSpecError(() => volumeBytes(value));
+}
+const DURATION_UNITS = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+};
+/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
+function parseDurationMs(value) {
+    const text = String(value).trim();
+    if (text === '0')
+        return 0;
+    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+    let total = 0;
+    let at = 0;
+    while (at < text.length) {
+        part.lastIndex = at;
+        const match = part.exec(text);
+        if (!match)
+            break;
+        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+        at = part.lastIndex;
+    }
+    if (text === '' || at < text.length || !Number.isFinite(total)) {
+        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
+    }
+    return Math.ceil(total);
+}
+/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
+function parseCpus(value) {
+    const text = String(value).trim();
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
+    }
+    return Math.ceil(Number(text));
+}
+/** A whole number of at least `min` (healthcheck retries). Pure. */
+function parseCount(value, min) {
+    const text = String(value).trim();
+    if (!/^\d+$/.test(text) || Number(text) < min) {
+        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
+    }
+    return Number(text);
+}
+/** compose's shm_size (`64m`, `1g`, bytes) -> whole MiB, at least 1. Pure. */
+function parseShmMiB(value) {
+    return asSpecError(() => wholeMiB(String(value).trim(), {
+        minMiB: 1,
+        unit: 'm',
+        notASize: 'is not a size; use a number with a unit: 64m, 1g',
+    }));
+}
+
+;// CONCATENATED MODULE: ./src/spec/fields.ts
+
+
+
+
+
+/** The readers of per-service keys that the services input and compose files share. */
+/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
+function definedOnly(value) {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
+}
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/** The service id is also the VM's name and hostname. */
+function readServiceName(name, at) {
+    if (!SERVICE_NAME.test(name)) {
+        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
+    }
+    return name;
+}
+/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
+function readImage(value) {
+    const image = value.string('an image reference such as postgres:16');
+    if (!image.startsWith('oci:'))
+        value.attempt(() => parseImageReference(image));
+    return image;
+}
+function readPorts(value, readLong) {
+    return value.items().map((item) => {
+        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
+        return item.attempt(() => parsePortSpec(text));
+    });
+}
+/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
+function readEnvMap(value, variables) {
+    const env = [];
+    for (const { key, value: entry } of value.entries()) {
+        checkEnvName(key, entry);
+        if (entry.isNull && variables) {
+            const host = variables[key];
+            if (host !== undefined)
+                env.push(`${key}=${host}`);
+        }
+        else {
+            env.push(`${key}=${entry.text('a string, number or boolean')}`);
+        }
+    }
+    return env;
+}
+function checkEnvName(name, at) {
+    if (name === '' || name.includes('='))
+        throw at.error(`"${name}" is not a variable name`);
+}
+/** A command as a list, or a string split as a shell would. */
+function readWords(value) {
+    if (value.kind === 'a list')
+        return value.items().map((item) => item.text());
+    const text = value.string('a string or a list of strings');
+    return value.attempt(() => splitShellWords(text));
+}
+function readStringList(value) {
+    return value.items().map((item) => item.string());
+}
+function readMemory(value) {
+    const text = value.text('an amount of memory such as 512m');
+    return value.attempt(() => parseMemoryMiB(text));
+}
+function readCpus(value) {
+    const text = value.text('a number of CPUs');
+    return value.attempt(() => parseCpus(text));
+}
+function readDuration(value) {
+    const text = value.text('a duration such as 10s');
+    return value.attempt(() => parseDurationMs(text));
+}
+const HEALTHCHECK_KEYS = [
+    'test',
+    'interval',
+    'timeout',
+    'start_period',
+    'start_interval',
+    'retries',
+    'disable',
+];
+/** Compose's healthcheck map. undefined: keep the image's. */
+function readHealthcheck(value) {
+    const fields = value.fields(HEALTHCHECK_KEYS);
+    const disable = fields.get('disable');
+    const testValue = fields.get('test');
+    const test = testValue ? readHealthTest(testValue) : undefined;
+    if (disable?.boolean()) {
+        if (test !== undefined && test !== 'none')
+            throw disable.error('disable: true cannot go with a test');
+        return 'none';
+    }
+    if (test === 'none')
+        return 'none';
+    if (test === undefined) {
+        if ([...fields.keys()].some((key) => key !== 'disable'))
+            throw value.error(PARTIAL_HEALTHCHECK);
+        return undefined;
+    }
+    const duration = (key) => {
+        const field = fields.get(key);
+        return field && readDuration(field);
+    };
+    const retries = fields.get('retries');
+    return healthcheck(test, {
+        intervalMs: duration('interval'),
+        timeoutMs: duration('timeout'),
+        startPeriodMs: duration('start_period'),
+        startIntervalMs: duration('start_interval'),
+        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
+    });
+}
+/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
+function readHealthTest(value) {
+    if (value.kind !== 'a list') {
+        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
+        if (command.trim() === '')
+            throw value.error('the test is empty');
+        return ['CMD-SHELL', command];
+    }
+    const [kind, ...args] = value.items().map((item) => item.text());
+    if (kind === 'NONE')
+        return 'none';
+    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
+        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
+    }
+    if (args.length === 0)
+        throw value.error(`${kind} needs a command after it`);
+    // Docker joins a CMD-SHELL's words into one shell command.
+    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
+}
+const CONDITIONS = ['service_started', 'service_healthy'];
+/** A list of service ids, or a map of id -> { condition }. */
+function readDependsOn(value) {
+    if (value.kind === 'a list') {
+        return value.items().map((item) => ({
+            service: item.string('a service id'),
+            condition: 'service_started',
+        }));
+    }
+    if (value.kind !== 'a map')
+        throw value.expected('a list of service ids or a map of id: { condition }');
+    return value.entries().map(({ key, value: entry }) => {
+        if (entry.isNull)
+            return { service: key, condition: 'service_started' };
+        const condition = entry.fields(['condition']).get('condition');
+        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
+    });
+}
+function readCondition(value) {
+    const condition = value.string();
+    if (condition === 'service_completed_successfully') {
+        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
+    }
+    if (!CONDITIONS.includes(condition)) {
+        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
+    }
+    return condition;
+}
+
 ;// CONCATENATED MODULE: ./src/spec/plan.ts
+
 
 
 
@@ -49674,7 +50265,7 @@ function isHostname(name) {
 function validateContainer(spec) {
     validateName(spec.name);
     try {
-        planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+        planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/', unbuiltImageMounts(spec));
         checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
     }
     catch (error) {
@@ -49702,6 +50293,7 @@ function validatePlan(specs) {
     checkDependencies(specs, byName);
     checkCycles(specs, byName);
     checkReplicas(specs, byName);
+    checkPreStart(specs, byName);
     checkPorts(specs);
     checkMounts(specs);
     try {
@@ -49714,13 +50306,17 @@ function validatePlan(specs) {
     }
     return waves(specs);
 }
+/** A spec's image mounts, for the checks that need no image: their bases are not built yet. */
+function unbuiltImageMounts(spec) {
+    return (spec.imageMounts ?? []).map((mount) => ({ ...mount, base: '' }));
+}
 /** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
 function checkMounts(specs) {
     const owners = new Map();
     for (const spec of specs) {
         let mounts;
         try {
-            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+            mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/', unbuiltImageMounts(spec));
         }
         catch (error) {
             if (error instanceof MountError)
@@ -49761,6 +50357,67 @@ function checkReplicas(specs, byName) {
             validateName(replica);
         }
     }
+}
+/** Every VM name a service's pre_start steps take is free, and valid. */
+function checkPreStart(specs, byName) {
+    const taken = new Set(specs.flatMap(replicaNames));
+    for (const spec of specs) {
+        const names = [...preStartSpecs(spec), ...replicaSpecs(spec).flatMap(replicaPreStartSpecs)].map((step) => step.name);
+        for (const name of names) {
+            if (taken.has(name) || byName.has(name))
+                throw new SpecError(`service "${name}" has the name of a pre_start step of "${spec.name}"; rename it`);
+            validateName(name);
+        }
+    }
+}
+/**
+ * The one-shot VMs of a service's pre_start steps that run before the
+ * service boots: every step, or for a service with replicas the steps
+ * without per_replica, once before any replica. Each is named
+ * SERVICE-pre-start-N, N its place in the list. Pure.
+ */
+function preStartSpecs(spec) {
+    const replicated = (spec.replicas ?? 1) > 1;
+    return (spec.preStart ?? []).flatMap((step, index) => replicated && step.perReplica ? [] : [preStartSpec(spec, step, `${spec.name}-pre-start-${index + 1}`)]);
+}
+/** The per_replica pre_start steps of one replica (a spec from replicaSpecs), named REPLICA-pre-start-N. Pure. */
+function replicaPreStartSpecs(replica) {
+    if (!replica.replicaOf)
+        return [];
+    return (replica.preStart ?? []).flatMap((step, index) => step.perReplica ? [preStartSpec(replica, step, `${replica.name}-pre-start-${index + 1}`)] : []);
+}
+/**
+ * One pre_start step as a container, as Compose makes it: the service's
+ * mounts, environment (the step's over it), files, host entries, memory
+ * and vCPUs; the image's entrypoint with the step's command, else the
+ * image's; the service's user only where the step runs the service's own
+ * image. It answers to no name and publishes nothing.
+ */
+function preStartSpec(spec, step, name) {
+    const ownImage = step.image === undefined;
+    return definedOnly({
+        name,
+        image: step.image ?? spec.image,
+        credentials: ownImage ? spec.credentials : undefined,
+        env: [...spec.env, ...(step.env ?? [])],
+        ports: [],
+        volumes: spec.volumes,
+        volumeSizes: spec.volumeSizes,
+        imageMounts: spec.imageMounts,
+        baseDir: spec.baseDir,
+        command: step.command,
+        healthcheck: 'none',
+        memoryMiB: spec.memoryMiB,
+        cpus: spec.cpus,
+        dependsOn: [],
+        workdir: step.workdir ?? spec.workdir,
+        user: step.user ?? (ownImage ? spec.user : undefined),
+        tmpfs: spec.tmpfs,
+        labels: { ...spec.labels, 'hyper.pre-start-of': spec.name },
+        extraHosts: spec.extraHosts,
+        files: spec.files,
+        guest: step.privileged ? { privileged: true } : undefined,
+    });
 }
 /** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */
 function replicaNames(spec) {
@@ -52604,7 +53261,12 @@ function machineSpec(draft, fields, view) {
             hostPort: p.hostPort,
             guestPort: p.containerPort,
         })),
-        disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+        disks: draft.disks.map((d) => ({
+            serial: d.serial,
+            path: d.path,
+            readOnly: d.readOnly,
+            ...(d.image ? { format: 'raw' } : {}),
+        })),
         ...(draft.shares.length > 0
             ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
             : {}),
@@ -53070,6 +53732,9 @@ async function exportSnapshot(service, name, file, job) {
     const [record, snapshot] = await requireSnapshot(job, service, name);
     if (snapshot.kind === 'checkpoint' && snapshot.memory !== 'file')
         throw new TransferError(`cannot export: checkpoint "${name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; take the checkpoint again`);
+    const mounted = (record.disks ?? []).find((d) => d.image);
+    if (mounted?.image)
+        throw new TransferError(`cannot export ${service}: it mounts the image ${mounted.image.name} on ${mounted.target}, and an export holds only the service's own disks`);
     const target = external_node_path_default().resolve(file);
     if (await exists(target).catch(() => false)) {
         throw new TransferError(`${target} already exists; remove it or choose another file`);
@@ -54420,7 +55085,7 @@ async function treePaths(root) {
 
 /** Bump when the way a base is built changes, so old bases are not reused. */
 const ROOTFS_FORMAT = 'v1';
-const MiB = 1024 * 1024;
+const rootfs_MiB = 1024 * 1024;
 /** Free space the service gets on its root filesystem (the qcow2 overlay grows into it lazily). */
 const DEFAULT_HEADROOM_MIB = 1024;
 class RootfsError extends HyperError {
@@ -54432,7 +55097,7 @@ function rootfsPath(cacheDir, configDigest) {
 }
 /** Size of the ext4 image for a tree of `contentBytes`: content, ext4 overhead, then headroom. Pure. */
 function rootfsSizeMiB(contentBytes, headroomMiB = DEFAULT_HEADROOM_MIB) {
-    return Math.ceil((contentBytes * 1.25) / MiB) + 64 + headroomMiB;
+    return Math.ceil((contentBytes * 1.25) / rootfs_MiB) + 64 + headroomMiB;
 }
 /** Uncompressed layers are rarely more than this many times their compressed size. */
 const EXPANSION = 5;
@@ -54540,6 +55205,16 @@ async function ensureRootfs(image, cacheDir, options = {}) {
             await (0,promises_namespaceObject.rm)(scratchOutside, { recursive: true, force: true });
     }
 }
+/**
+ * What `file` is in an image's ext4 base, read without mounting it:
+ * "directory", "regular", "symlink"..., or undefined when it is absent.
+ */
+async function rootfsEntryType(base, file) {
+    const result = await run({ program: 'debugfs', args: ['-R', `stat "/${file.replace(/^\/+/, '')}"`, base] }, { allowFailure: true });
+    if (result.exitCode !== 0 || /File not found/.test(result.stderr))
+        return undefined;
+    return /Type: (\w+)/.exec(result.stdout)?.[1];
+}
 
 ;// CONCATENATED MODULE: ./src/images/catalog.ts
 
@@ -54613,190 +55288,6 @@ class ImageCatalog {
 
 
 
-
-;// CONCATENATED MODULE: ./src/images/reference.ts
-/**
- * Image references, parsed the way Docker parses them (distribution/reference `ParseNormalizedNamed`,
- * followed by `TagNameOnly`): "redis" is docker.io/library/redis:latest.
- */
-
-class ImageReferenceError extends HyperError {
-    text;
-    reason;
-    static defaultKind = 'Invalid';
-    constructor(text, reason) {
-        super(`${JSON.stringify(text)} is not a valid image reference: ${reason}`);
-        this.text = text;
-        this.reason = reason;
-        this.name = 'ImageReferenceError';
-    }
-}
-const DOCKER_HUB_REGISTRY = 'docker.io';
-const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
-const LEGACY_DOCKER_HUB_REGISTRY = 'index.docker.io';
-const OFFICIAL_REPOSITORY_PREFIX = 'library/';
-const DEFAULT_TAG = 'latest';
-const NAME_MAX_LENGTH = 255;
-// The grammar of distribution/reference's regexp.go. The separator uses `-+` where the Go source has
-// `[-]*`: it matches the same names, and stays linear under a backtracking regexp engine.
-const pathComponent = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const remoteName = `${pathComponent}(?:/${pathComponent})*`;
-const domainComponent = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const ipv6Address = '\\[(?:[a-fA-F0-9:]+)\\]';
-const domainAndPort = `(?:${domainComponent}(?:\\.${domainComponent})*|${ipv6Address})(?::[0-9]+)?`;
-const tagPattern = '[\\w][\\w.-]{0,127}';
-const digestPattern = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
-const referenceRegexp = new RegExp(`^((?:${domainAndPort}/)?${remoteName})(?::(${tagPattern}))?(?:@(${digestPattern}))?$`);
-const imageIdRegexp = /^[a-f0-9]{64}$/;
-const tagRegexp = new RegExp(`^${tagPattern}$`);
-/** Hex length of each digest algorithm Docker accepts (those go-digest registers). */
-const DIGEST_HEX_LENGTHS = { sha256: 64, sha384: 96, sha512: 128 };
-const FORMAT_HINT = 'expected [REGISTRY[:PORT]/]NAME[:TAG][@DIGEST]';
-/** Parses an image reference as `docker pull` does; throws ImageReferenceError saying what is wrong. */
-function parseImageReference(text) {
-    const fail = (reason) => {
-        throw new ImageReferenceError(text, reason);
-    };
-    if (text === '')
-        fail('it is empty');
-    if (imageIdRegexp.test(text)) {
-        fail('a 64-character hexadecimal string is an image ID, not a repository name');
-    }
-    if (text.includes('://'))
-        fail(`an image reference has no URL scheme; ${FORMAT_HINT}`);
-    const [registry, remainder] = splitRegistry(text);
-    const tagSeparator = remainder.indexOf(':');
-    const remote = tagSeparator === -1 ? remainder : remainder.slice(0, tagSeparator);
-    if (remote.toLowerCase() !== remote)
-        fail('repository names must be lowercase');
-    const qualified = `${registry}/${remainder}`;
-    const match = referenceRegexp.exec(qualified);
-    if (!match)
-        fail(describeFormatError(registry, remainder));
-    const [, name = '', tag, digest] = match;
-    if (name.length > NAME_MAX_LENGTH) {
-        fail(`the repository name is ${name.length} characters long; at most ${NAME_MAX_LENGTH} are allowed`);
-    }
-    if (digest !== undefined) {
-        const problem = digestProblem(digest);
-        if (problem)
-            fail(problem);
-    }
-    const repository = name.slice(registry.length + 1);
-    return {
-        registry,
-        repository,
-        tag: tag ?? (digest === undefined ? DEFAULT_TAG : undefined),
-        digest,
-        original: text,
-    };
-}
-/**
- * Splits off the registry. The first path component is a registry when it contains "." or ":" or is
- * "localhost"; otherwise the image is on Docker Hub, where one-component names live under "library/".
- *
- * Since distribution/reference v0.6 Docker also treats a first component with uppercase letters as a
- * registry ("Foo/bar" would pull from host "Foo"); we keep the older rule, which reports the uppercase.
- */
-function splitRegistry(text) {
-    const slash = text.indexOf('/');
-    if (slash === -1)
-        return [DOCKER_HUB_REGISTRY, OFFICIAL_REPOSITORY_PREFIX + text];
-    const first = text.slice(0, slash);
-    const rest = text.slice(slash + 1);
-    let registry;
-    let remainder;
-    if (first === 'localhost' || /[.:]/.test(first)) {
-        registry = first === LEGACY_DOCKER_HUB_REGISTRY ? DOCKER_HUB_REGISTRY : first;
-        remainder = rest;
-    }
-    else {
-        registry = DOCKER_HUB_REGISTRY;
-        remainder = text;
-    }
-    if (registry === DOCKER_HUB_REGISTRY && !remainder.includes('/')) {
-        remainder = OFFICIAL_REPOSITORY_PREFIX + remainder;
-    }
-    return [registry, remainder];
-}
-/** Says which part of an unparseable reference is wrong, as precisely as cheap checks allow. */
-function describeFormatError(registry, remainder) {
-    if (!new RegExp(`^${domainAndPort}$`).test(registry)) {
-        return `registry ${JSON.stringify(registry)} is not a valid host[:port]; ${FORMAT_HINT}`;
-    }
-    const at = remainder.indexOf('@');
-    const beforeDigest = at === -1 ? remainder : remainder.slice(0, at);
-    const lastSlash = beforeDigest.lastIndexOf('/');
-    const colon = beforeDigest.indexOf(':', lastSlash + 1);
-    const path = colon === -1 ? beforeDigest : beforeDigest.slice(0, colon);
-    const tag = colon === -1 ? undefined : beforeDigest.slice(colon + 1);
-    if (path === '' || path.endsWith('/') || path.split('/').some((part) => part === '')) {
-        return `the repository name has an empty component; ${FORMAT_HINT}`;
-    }
-    if (!new RegExp(`^${remoteName}$`).test(path)) {
-        return (`repository name components must be lowercase letters and digits, separated by ".", "_", "__" or "-" ` +
-            `(and not start or end with one); ${FORMAT_HINT}`);
-    }
-    if (tag !== undefined && !tagRegexp.test(tag)) {
-        return `tag ${JSON.stringify(tag)} is not valid: up to 128 letters, digits, "_", "." and "-", not starting with "." or "-"`;
-    }
-    if (at !== -1 && !new RegExp(`^${digestPattern}$`).test(remainder.slice(at + 1))) {
-        return `digest ${JSON.stringify(remainder.slice(at + 1))} is not valid; expected sha256:<64 hex digits>`;
-    }
-    return `invalid reference format; ${FORMAT_HINT}`;
-}
-function digestProblem(digest) {
-    const colon = digest.indexOf(':');
-    const algorithm = digest.slice(0, colon);
-    const hex = digest.slice(colon + 1);
-    const expectedLength = DIGEST_HEX_LENGTHS[algorithm];
-    if (expectedLength === undefined) {
-        return `unsupported digest algorithm ${JSON.stringify(algorithm)}; use sha256`;
-    }
-    if (hex.length !== expectedLength) {
-        return `${algorithm} digests have ${expectedLength} hexadecimal digits, this one has ${hex.length}`;
-    }
-    if (!/^[a-f0-9]+$/.test(hex))
-        return `${algorithm} digests are written in lowercase hexadecimal`;
-    return undefined;
-}
-/**
- * The reference as text. Fully qualified by default ("docker.io/library/redis:7");
- * `familiar` drops the Docker Hub registry and "library/" as Docker's UI does ("redis:7").
- */
-function formatReference(ref, options = {}) {
-    let name = `${ref.registry}/${ref.repository}`;
-    if (options.familiar && ref.registry === DOCKER_HUB_REGISTRY) {
-        const short = ref.repository.startsWith(OFFICIAL_REPOSITORY_PREFIX)
-            ? ref.repository.slice(OFFICIAL_REPOSITORY_PREFIX.length)
-            : ref.repository;
-        name = short.includes('/') ? ref.repository : short;
-    }
-    const tag = ref.tag === undefined ? '' : `:${ref.tag}`;
-    const digest = ref.digest === undefined ? '' : `@${ref.digest}`;
-    return `${name}${tag}${digest}`;
-}
-/**
- * The host[:port] that serves the registry API for `ref`: Docker Hub's API lives on
- * registry-1.docker.io, and a `registry-mirror` (URL or host[:port]) replaces it, for Docker Hub only.
- */
-function registryApiHost(ref, options = {}) {
-    if (ref.registry !== DOCKER_HUB_REGISTRY)
-        return ref.registry;
-    if (options.mirror)
-        return mirrorHost(options.mirror);
-    return DOCKER_HUB_API_HOST;
-}
-function mirrorHost(mirror) {
-    if (!mirror.includes('://'))
-        return mirror.replace(/\/+$/, '');
-    try {
-        return new URL(mirror).host;
-    }
-    catch {
-        throw new Error(`registry mirror ${JSON.stringify(mirror)} is not a URL or host[:port]`);
-    }
-}
 
 ;// CONCATENATED MODULE: ./src/images/store.ts
 
@@ -62322,381 +62813,6 @@ async function checkUserSpec(rootfs, spec, imageName) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/spec/shell-words.ts
-
-/** Characters a backslash escapes inside double quotes (POSIX); before anything else it stays. */
-const DOUBLE_QUOTE_ESCAPES = '\\"$`\n';
-/**
- * Splits a command line into words as a POSIX shell does, with quotes and
- * backslashes but no expansions: `--health-cmd "pg_isready -U postgres"` is two words. Pure.
- */
-function splitShellWords(text) {
-    const words = [];
-    let word = '';
-    let inWord = false;
-    for (let i = 0; i < text.length; i++) {
-        const c = text[i];
-        if (c === "'") {
-            const end = text.indexOf("'", i + 1);
-            if (end < 0)
-                throw new SpecError(`unterminated ' quote in ${JSON.stringify(text)}`);
-            word += text.slice(i + 1, end);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '"') {
-            let end = i + 1;
-            for (; end < text.length && text[end] !== '"'; end++) {
-                const next = text[end + 1];
-                if (text[end] === '\\' && next !== undefined && DOUBLE_QUOTE_ESCAPES.includes(next)) {
-                    end++;
-                    if (next !== '\n')
-                        word += next;
-                }
-                else {
-                    word += text[end];
-                }
-            }
-            if (end >= text.length)
-                throw new SpecError(`unterminated " quote in ${JSON.stringify(text)}`);
-            inWord = true;
-            i = end;
-        }
-        else if (c === '\\') {
-            const next = text[i + 1];
-            if (next === undefined)
-                throw new SpecError(`${JSON.stringify(text)} ends with a lone backslash`);
-            // Backslash-newline joins lines, as in a shell script.
-            if (next !== '\n') {
-                word += next;
-                inWord = true;
-            }
-            i++;
-        }
-        else if (/\s/.test(c)) {
-            if (inWord)
-                words.push(word);
-            word = '';
-            inWord = false;
-        }
-        else {
-            word += c;
-            inWord = true;
-        }
-    }
-    if (inWord)
-        words.push(word);
-    return words;
-}
-
-;// CONCATENATED MODULE: ./src/sizes.ts
-// Docker's size syntax, shared by spec (memory, volume sizes) and storage (HYPER_VOLUME_SIZE); each rethrows SizeError as its own error.
-
-const sizes_MiB = 1024 * 1024;
-/** A text that is not a size, or one below the minimum for its use. */
-class SizeError extends HyperError {
-    static defaultKind = 'Invalid';
-    name = 'SizeError';
-}
-const SIZE_UNITS = {
-    '': 1,
-    b: 1,
-    k: 1024,
-    m: sizes_MiB,
-    g: 1024 * sizes_MiB,
-    t: 1024 * 1024 * sizes_MiB,
-    p: 1024 * 1024 * 1024 * sizes_MiB,
-};
-/** Docker's size syntax (`512m`, `1.5g`, `2GiB`, `1024k`, `268435456` bytes; binary units), or undefined. Pure. */
-function readSize(text) {
-    const match = /^(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?$/i.exec(text);
-    const unit = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-    if (!match || unit === undefined)
-        return undefined;
-    return { bytes: Number(match[1]) * unit, hasUnit: match[2] !== '' };
-}
-/**
- * A size in Docker's syntax, rounded up to whole MiB, at least `minMiB`. The
- * messages name what it is for; `unit` is how the hints write MiB. Pure.
- */
-function wholeMiB(text, rule) {
-    const size = readSize(text);
-    if (!size)
-        throw new SizeError(`"${text}" ${rule.notASize}`);
-    const mib = Math.ceil(size.bytes / sizes_MiB);
-    if (mib < rule.minMiB) {
-        const hint = size.hasUnit ? '' : ` (a bare number is bytes; write 512${rule.unit} for MiB)`;
-        throw new SizeError(`"${text}" is less than ${rule.minMiB} MiB${hint}${rule.tooSmallFor ?? ''}; give at least ${rule.minMiB}${rule.unit}`);
-    }
-    return mib;
-}
-
-;// CONCATENATED MODULE: ./src/storage/volume-size.ts
-
-// ext4 on a small disk takes 1 MiB for its journal plus its inode tables; below this little is left.
-const MIN_VOLUME_MIB = 16;
-/**
- * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB; a bad one throws SizeError. Pure.
- */
-function volumeBytes(value) {
-    const mib = wholeMiB(String(value).trim(), {
-        minMiB: MIN_VOLUME_MIB,
-        unit: 'M',
-        notASize: 'is not a size; use a number with a unit, such as 512M or 2G',
-        tooSmallFor: ', too small for an ext4 volume and its journal',
-    });
-    return mib * sizes_MiB;
-}
-
-;// CONCATENATED MODULE: ./src/spec/units.ts
-
-
-
-const MIN_MEMORY_MIB = 64;
-/** Runs a size parser, turning its SizeError into the spec's own error, message unchanged. */
-function asSpecError(parse) {
-    try {
-        return parse();
-    }
-    catch (error) {
-        if (error instanceof SizeError)
-            throw new SpecError(error.message);
-        throw error;
-    }
-}
-/** Docker's memory syntax (`512m`, `1.5g`, `1024k`, `268435456` bytes; binary units) -> MiB, rounded up. Pure. */
-function parseMemoryMiB(value) {
-    return asSpecError(() => wholeMiB(String(value).trim(), {
-        minMiB: MIN_MEMORY_MIB,
-        unit: 'm',
-        notASize: 'is not an amount of memory; use a number with a unit: 512m, 1g, 1.5g',
-    }));
-}
-/**
- * A volume's size, in the syntax memory takes (`512M`, `2G`, `2GiB`, bytes)
- * -> bytes, rounded up to whole MiB (src/storage's rule, an ext4 minimum). Pure.
- */
-function parseVolumeSize(value) {
-    return asSpecError(() => volumeBytes(value));
-}
-const DURATION_UNITS = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-};
-/** Go's duration syntax, as Docker and Compose take it (`10s`, `1m30s`, `500ms`, `2.5s`) -> ms, rounded up. Pure. */
-function parseDurationMs(value) {
-    const text = String(value).trim();
-    if (text === '0')
-        return 0;
-    const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-    let total = 0;
-    let at = 0;
-    while (at < text.length) {
-        part.lastIndex = at;
-        const match = part.exec(text);
-        if (!match)
-            break;
-        total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
-        at = part.lastIndex;
-    }
-    if (text === '' || at < text.length || !Number.isFinite(total)) {
-        throw new SpecError(`"${text}" is not a duration; use a number with a unit: 500ms, 10s, 1m30s, 1h`);
-    }
-    return Math.ceil(total);
-}
-/** `--cpus 1.5` -> 2: a VM gets whole vCPUs, so a fraction is rounded up. Pure. */
-function parseCpus(value) {
-    const text = String(value).trim();
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
-        throw new SpecError(`"${text}" is not a number of CPUs; use a number above 0, such as 1, 2 or 1.5`);
-    }
-    return Math.ceil(Number(text));
-}
-/** A whole number of at least `min` (healthcheck retries). Pure. */
-function parseCount(value, min) {
-    const text = String(value).trim();
-    if (!/^\d+$/.test(text) || Number(text) < min) {
-        throw new SpecError(`"${text}" is not a whole number of at least ${min}`);
-    }
-    return Number(text);
-}
-/** compose's shm_size (`64m`, `1g`, bytes) -> whole MiB, at least 1. Pure. */
-function parseShmMiB(value) {
-    return asSpecError(() => wholeMiB(String(value).trim(), {
-        minMiB: 1,
-        unit: 'm',
-        notASize: 'is not a size; use a number with a unit: 64m, 1g',
-    }));
-}
-
-;// CONCATENATED MODULE: ./src/spec/fields.ts
-
-
-
-
-
-/** The readers of per-service keys that the services input and compose files share. */
-/** Drops the keys whose value is undefined, so an absent setting is absent, not `key: undefined`. */
-function definedOnly(value) {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
-}
-const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-/** The service id is also the VM's name and hostname. */
-function readServiceName(name, at) {
-    if (!SERVICE_NAME.test(name)) {
-        throw at.error(`"${name}" is not a valid service name: use letters, digits, "_", "." and "-", starting with a letter or digit (at most 63)`);
-    }
-    return name;
-}
-/** A registry reference as `docker pull` takes it, or a local OCI layout (`oci:DIR[:TAG]`). */
-function readImage(value) {
-    const image = value.string('an image reference such as postgres:16');
-    if (!image.startsWith('oci:'))
-        value.attempt(() => parseImageReference(image));
-    return image;
-}
-function readPorts(value, readLong) {
-    return value.items().map((item) => {
-        const text = readLong && item.kind === 'a map' ? readLong(item) : item.text('a port mapping such as "8080:80"');
-        return item.attempt(() => parsePortSpec(text));
-    });
-}
-/** `KEY: value` entries; a null value is taken from `variables` (Compose) or refused (no `variables`). */
-function readEnvMap(value, variables) {
-    const env = [];
-    for (const { key, value: entry } of value.entries()) {
-        checkEnvName(key, entry);
-        if (entry.isNull && variables) {
-            const host = variables[key];
-            if (host !== undefined)
-                env.push(`${key}=${host}`);
-        }
-        else {
-            env.push(`${key}=${entry.text('a string, number or boolean')}`);
-        }
-    }
-    return env;
-}
-function checkEnvName(name, at) {
-    if (name === '' || name.includes('='))
-        throw at.error(`"${name}" is not a variable name`);
-}
-/** A command as a list, or a string split as a shell would. */
-function readWords(value) {
-    if (value.kind === 'a list')
-        return value.items().map((item) => item.text());
-    const text = value.string('a string or a list of strings');
-    return value.attempt(() => splitShellWords(text));
-}
-function readStringList(value) {
-    return value.items().map((item) => item.string());
-}
-function readMemory(value) {
-    const text = value.text('an amount of memory such as 512m');
-    return value.attempt(() => parseMemoryMiB(text));
-}
-function readCpus(value) {
-    const text = value.text('a number of CPUs');
-    return value.attempt(() => parseCpus(text));
-}
-function readDuration(value) {
-    const text = value.text('a duration such as 10s');
-    return value.attempt(() => parseDurationMs(text));
-}
-const HEALTHCHECK_KEYS = [
-    'test',
-    'interval',
-    'timeout',
-    'start_period',
-    'start_interval',
-    'retries',
-    'disable',
-];
-/** Compose's healthcheck map. undefined: keep the image's. */
-function readHealthcheck(value) {
-    const fields = value.fields(HEALTHCHECK_KEYS);
-    const disable = fields.get('disable');
-    const testValue = fields.get('test');
-    const test = testValue ? readHealthTest(testValue) : undefined;
-    if (disable?.boolean()) {
-        if (test !== undefined && test !== 'none')
-            throw disable.error('disable: true cannot go with a test');
-        return 'none';
-    }
-    if (test === 'none')
-        return 'none';
-    if (test === undefined) {
-        if ([...fields.keys()].some((key) => key !== 'disable'))
-            throw value.error(PARTIAL_HEALTHCHECK);
-        return undefined;
-    }
-    const duration = (key) => {
-        const field = fields.get(key);
-        return field && readDuration(field);
-    };
-    const retries = fields.get('retries');
-    return healthcheck(test, {
-        intervalMs: duration('interval'),
-        timeoutMs: duration('timeout'),
-        startPeriodMs: duration('start_period'),
-        startIntervalMs: duration('start_interval'),
-        retries: retries && retries.attempt(() => parseCount(retries.text(), 0)),
-    });
-}
-/** `test:` as a string (CMD-SHELL) or a list led by CMD, CMD-SHELL or NONE. */
-function readHealthTest(value) {
-    if (value.kind !== 'a list') {
-        const command = value.string('a string or a list led by CMD, CMD-SHELL or NONE');
-        if (command.trim() === '')
-            throw value.error('the test is empty');
-        return ['CMD-SHELL', command];
-    }
-    const [kind, ...args] = value.items().map((item) => item.text());
-    if (kind === 'NONE')
-        return 'none';
-    if (kind !== 'CMD' && kind !== 'CMD-SHELL') {
-        throw value.error(`a test list starts with "CMD", "CMD-SHELL" or "NONE", not ${JSON.stringify(kind ?? '')}; a plain string runs through the shell`);
-    }
-    if (args.length === 0)
-        throw value.error(`${kind} needs a command after it`);
-    // Docker joins a CMD-SHELL's words into one shell command.
-    return kind === 'CMD' ? [kind, ...args] : [kind, args.join(' ')];
-}
-const CONDITIONS = ['service_started', 'service_healthy'];
-/** A list of service ids, or a map of id -> { condition }. */
-function readDependsOn(value) {
-    if (value.kind === 'a list') {
-        return value.items().map((item) => ({
-            service: item.string('a service id'),
-            condition: 'service_started',
-        }));
-    }
-    if (value.kind !== 'a map')
-        throw value.expected('a list of service ids or a map of id: { condition }');
-    return value.entries().map(({ key, value: entry }) => {
-        if (entry.isNull)
-            return { service: key, condition: 'service_started' };
-        const condition = entry.fields(['condition']).get('condition');
-        return { service: key, condition: condition ? readCondition(condition) : 'service_started' };
-    });
-}
-function readCondition(value) {
-    const condition = value.string();
-    if (condition === 'service_completed_successfully') {
-        throw value.error('service_completed_successfully is not supported: services run for the whole job; use service_started or service_healthy');
-    }
-    if (!CONDITIONS.includes(condition)) {
-        throw value.error(`"${condition}" is not a condition; use service_started or service_healthy`);
-    }
-    return condition;
-}
-
 ;// CONCATENATED MODULE: ./src/storage/volumes.ts
 
 
@@ -62706,11 +62822,11 @@ function readCondition(value) {
 
 
 
-const GiB = 1024 * sizes_MiB;
+const GiB = 1024 * MiB;
 /** A volume's size when nothing sets one. The qcow2 only grows as the guest writes. */
 const DEFAULT_VOLUME_SIZE = 10 * GiB;
 /** Room to write in a host-path disk mounted read-write, beyond a copy of its content. */
-const BIND_HEADROOM = 256 * sizes_MiB;
+const BIND_HEADROOM = 256 * MiB;
 /** The size of a new volume that sets none: `text` from HYPER_VOLUME_SIZE (`2G`, `512M`), else DEFAULT_VOLUME_SIZE. Pure. */
 function defaultVolumeSize(text) {
     if (!text)
@@ -62823,11 +62939,22 @@ async function prepareMountDisks(stateDir, mounts, vmDir, sizes = {}, options = 
                 copyUp: !mount.readOnly,
             });
         }
+        else if (mount.kind === 'image') {
+            // The image's own cached base, shared read-only by every VM that mounts it.
+            disks.push({
+                serial,
+                path: mount.base,
+                target: mount.target,
+                readOnly: true,
+                copyUp: false,
+                image: { name: mount.image, ...(mount.subpath ? { subpath: mount.subpath } : {}) },
+            });
+        }
         else if (mount.kind === 'bind' && !options.shareBinds) {
             // Where no directory can be shared live, a copy of it in a disk of its own.
             const file = external_node_path_default().join(vmDir, 'disks', `${serial}.qcow2`);
             const bytes = await treeBytes(mount.source);
-            const size = Math.ceil((bytes * 1.25 + 64 * sizes_MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / sizes_MiB) * sizes_MiB;
+            const size = Math.ceil((bytes * 1.25 + 64 * MiB + (mount.readOnly ? 0 : BIND_HEADROOM)) / MiB) * MiB;
             await createExt4Disk(file, size, mount.source);
             disks.push({ serial, path: file, target: mount.target, readOnly: mount.readOnly, copyUp: false });
         }
@@ -62875,6 +63002,7 @@ async function checkMountSources(mounts, options = {}) {
 
 
 
+
 /**
  * Creates and boots one container VM: everything that can be checked is
  * checked before the first side effect; then the create steps run, and a
@@ -62895,12 +63023,13 @@ async function runContainer(spec, job, options = {}) {
     // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
     // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
     const baseDir = spec.baseDir ?? '/';
-    const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
+    const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir, unbuiltImageMounts(spec));
     await checkMountSources(userMounts, { createMissing: spec.createBindSources === true });
     await checkVolumesFree(userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])), job);
+    const imageMounts = await buildImageMounts(spec.imageMounts ?? [], job, log);
     const image = options.resolved ?? (await resolveFor(job, spec.image, log, spec.credentials));
     const runConfig = imageRunConfig(image.config);
-    const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
+    const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir, imageMounts);
     const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
     log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${external_node_path_default().basename(base.path)}`);
     const user = spec.user ?? runConfig.user;
@@ -62994,6 +63123,25 @@ async function runContainer(spec, job, options = {}) {
     return record;
 }
 /**
+ * The images a service mounts (compose `type: image`), each pulled and its
+ * read-only base built as the service's own image is; a subpath must be a
+ * directory in it.
+ */
+async function buildImageMounts(wanted, job, log) {
+    const built = [];
+    for (const mount of wanted) {
+        const image = await resolveFor(job, mount.image, log);
+        const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
+        if (mount.subpath !== undefined) {
+            const type = await rootfsEntryType(base.path, mount.subpath);
+            if (type !== 'directory')
+                throw new HyperError(`image mount of ${mount.image} on ${mount.target}: ${type === undefined ? 'the image has no' : `the image's ${type} is not a directory:`} /${mount.subpath}; give a subpath that is a directory in the image`, { kind: 'Invalid' });
+        }
+        built.push({ ...mount, base: base.path });
+    }
+    return built;
+}
+/**
  * Whether a VM of these mounts can be kept as, and started from, a service
  * template: its devices fit the template layout (no live shares), and no
  * named volume exists yet, so that its content comes from the start the key
@@ -63001,6 +63149,9 @@ async function runContainer(spec, job, options = {}) {
  * its own, is never written over by a template's copy).
  */
 async function templateEligible(mounts, job) {
+    // A template keeps copies of its disks; an image's base is shared, not the VM's to copy.
+    if (mounts.some((m) => m.kind === 'image'))
+        return false;
     const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
     const disks = mounts
         .filter((m) => m.kind !== 'tmpfs')
@@ -63560,7 +63711,72 @@ function moveMemoryStep(staging, memory, tag) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/engine/pre-start.ts
+
+
+
+
+
+/**
+ * Runs a service's pre_start steps (compose init containers) in order, each
+ * a one-shot VM booted on the service's mounts and the job network, waited
+ * for, and removed whatever happened. A step that exits non-zero, crashes
+ * or outlasts `timeoutMs` is a PreStartError with its output.
+ */
+async function runPreStart(service, steps, images, job, timeoutMs, reporter) {
+    for (const [index, step] of steps.entries()) {
+        const what = `pre_start step ${index + 1} of ${steps.length} (${step.name})`;
+        const started = Date.now();
+        let record;
+        try {
+            record = await runContainer(step, job, {
+                resolved: images.get(step.name),
+                log: (line) => reporter.info(`${step.name}: ${line}`),
+            });
+        }
+        catch (error) {
+            // runContainer has undone what it made.
+            throw new PreStartError(step.name, `service ${service}: ${what} failed to start: ${error.message}`, '', error);
+        }
+        let ended;
+        let log;
+        try {
+            ended = await stateOnceStopped(record, job, timeoutMs);
+            // What it wrote is on its volumes once its init has unmounted them and QEMU has ended.
+            if (ended && !(await poweredOff(record, job, timeoutMs)))
+                ended = undefined;
+            log = await logText(step.name, job).catch(() => '');
+        }
+        finally {
+            await removeContainer(step.name, true, job).catch((error) => {
+                reporter.warn(`${step.name}: not removed: ${error.message}`);
+            });
+        }
+        const tail = trimOutput(log, 10);
+        const output = tail ? `; the end of its output:\n${tail}` : '';
+        if (!ended)
+            throw new PreStartError(step.name, `service ${service}: ${what} did not finish within ${Math.round(timeoutMs / 1000)} s, the wait timeout; it was killed${output}`, log);
+        if (ended.exitCode !== 0)
+            throw new PreStartError(step.name, `service ${service}: ${what} exited with ${ended.exitCode === undefined ? (ended.crash ?? 'no exit code') : `code ${ended.exitCode}`}${output}`, log);
+        reporter.info(`${service}: ${what} exited 0 after ${Date.now() - started} ms`);
+    }
+}
+/** A pre_start step that failed: the message names the step, `log` is all of its output. */
+class PreStartError extends HyperError {
+    step;
+    log;
+    name = 'PreStartError';
+    constructor(
+    /** The step's VM, whose output `log` is. */
+    step, message, log, cause) {
+        super(message, cause === undefined ? {} : { kind: errorKind(cause), cause });
+        this.step = step;
+        this.log = log;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/engine/up.ts
+
 
 
 
@@ -63601,13 +63817,40 @@ async function upServices(services, job, options, reporter) {
     // A service with replicas boots as one VM per replica, all in its wave.
     const waves = services.map((wave) => wave.flatMap(replicaSpecs));
     const specs = waves.flat();
-    const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
+    // pre_start steps: once per service before its wave boots, or per replica before that replica.
+    const initSteps = new Map([
+        ...services.flat().map((spec) => [spec.name, preStartSpecs(spec)]),
+        ...specs.map((spec) => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
+    ]);
+    const oneShots = [...initSteps.values()].flat();
+    const planned = await Promise.all([...specs, ...oneShots].map((spec) => planMember(spec, job, reporter)));
     await job.network.joinNetwork(job.stateDir, job.settings.network, planned.map((p) => p.member), reporter);
     const images = new Map(planned.map((p) => [p.member.service, p.image]));
     const statuses = [];
+    const initialize = async (service, key) => {
+        const steps = initSteps.get(key) ?? [];
+        // A service resumed from a checkpoint export has what its steps made already.
+        if (steps.length === 0 || options.checkpoints?.[service])
+            return;
+        try {
+            await runPreStart(service, steps, images, job, options.waitTimeoutMs, reporter);
+        }
+        catch (error) {
+            if (!(error instanceof PreStartError))
+                throw error;
+            throw new ServiceStartError(error.step, error.message, error.log, error);
+        }
+    };
     try {
-        for (const wave of waves) {
-            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter)));
+        for (const [index, wave] of waves.entries()) {
+            const initialized = await Promise.allSettled((services[index] ?? []).map((spec) => initialize(spec.name, spec.name)));
+            const stepFailure = initialized.find((r) => r.status === 'rejected');
+            if (stepFailure)
+                throw stepFailure.reason;
+            const results = await Promise.allSettled(wave.map(async (spec) => {
+                await initialize(spec.name, `${spec.name}\0replica`);
+                return bootOne(spec, images.get(spec.name), job, options, reporter);
+            }));
             for (const result of results)
                 if (result.status === 'fulfilled')
                     statuses.push(result.value);
@@ -63625,7 +63868,7 @@ async function upServices(services, job, options, reporter) {
     catch (error) {
         // Services that never got a VM leave the network; the rest stay for logs and teardown.
         const unbooted = [];
-        for (const spec of specs)
+        for (const spec of [...specs, ...oneShots])
             if (!(await exists(vmDir(job, spec.name))))
                 unbooted.push(spec.name);
         await job.network.leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
@@ -63681,7 +63924,12 @@ async function bootOne(spec, image, job, options, reporter) {
         restoredFrom = resumed?.snapshot;
     }
     try {
-        record ??= await runContainer({ ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir }, job, { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true });
+        record ??= await runContainer({ ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir }, job, {
+            resolved: image,
+            log: (line) => reporter.info(`${spec.name}: ${line}`),
+            // What pre_start steps leave is theirs to make at each start, not a template's to carry.
+            serviceTemplate: !spec.preStart?.length,
+        });
     }
     catch (error) {
         throw failedToStart(spec.name, error);
@@ -66682,7 +66930,6 @@ const refused = (why, harmless) => ({
 const HOST_NAMESPACE = "sharing the host's namespace would reach past the VM boundary; each service has its own kernel";
 const NO_SWARM = 'hyper-services runs one job on one host; there is no orchestrator to hand this to';
 const NO_HOST_DEVICES = 'host devices are not passed into service VMs: that would break the VM boundary';
-const NOT_YET = 'not supported yet';
 const NO_BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
 const LOGS_KEPT = "a service's output is always kept, and shown by hyper logs and in the job summary";
 const ONE_NETWORK = 'every service of a job is on the one job network';
@@ -66692,7 +66939,7 @@ const HOST_CGROUP = 'the VM is bounded on the host by hyper itself; host cgroup 
 const TOP_KEYS = {
     version: ignored('it is obsolete in the Compose Specification'),
     name: ignored('hyper names a job by its state directory, not by a project name'),
-    include: honoured('from files under the project directory; several files merged into one include are not supported yet'),
+    include: honoured('from files under the project directory; a path: list is merged in order, as -f files are'),
     services: honoured(),
     models: refused('AI models need a model runner on the host; hyper-services has none'),
     networks: honoured('as the one job network: a bridge with an optional ipam subnet'),
@@ -66767,7 +67014,7 @@ const SERVICE_KEYS = {
     platform: vm('linux/amd64 is the only platform a service VM runs; any other is refused'),
     ports: honoured(),
     post_start: honoured('each command runs in the container once the service has started, as an exec; one that fails stops it and fails the start'),
-    pre_start: refused(NOT_YET),
+    pre_start: honoured("each step a one-shot VM of its own, run in order on the service's volumes and the job network before the service boots"),
     pre_stop: vm('each command runs in the container before its stop signal; one that fails aborts hyper stop, while hyper down and the post step report it and stop the service anyway'),
     privileged: vm("every capability, inside the service's own guest; the host's devices stay out of it"),
     profiles: honoured('hyper up --profile, COMPOSE_PROFILES, or the compose-profiles input'),
@@ -66843,7 +67090,7 @@ const PORT_KEYS = {
 };
 /** An entry of `volumes:` in its long form. */
 const VOLUME_MOUNT_KEYS = {
-    type: honoured('volume, bind and tmpfs'),
+    type: honoured('volume, bind, tmpfs and image'),
     source: honoured(),
     target: honoured(),
     read_only: honoured(),
@@ -66851,7 +67098,7 @@ const VOLUME_MOUNT_KEYS = {
     bind: ignored('bind options do not apply: a bind is a copy of the host path, or shared live'),
     volume: ignored('volume options are not acted on'),
     tmpfs: ignored('tmpfs options are not acted on'),
-    image: refused(NOT_YET),
+    image: honoured("type: image mounts the image's root filesystem, or its subpath, read-only: the cached ext4 of the image as a read-only disk"),
 };
 /** An entry of a service's `networks:` map. */
 const SERVICE_NETWORK_KEYS = {
@@ -67138,9 +67385,39 @@ function parseComposeFile(text, file, readFile, variables = {}) {
  * A compose file, checked against the Compose Specification's schema, then
  * each key given the answer compose-keys.ts has for it: read, a warning, or
  * an error naming it. `${VAR}` in values is taken from `options.variables`;
- * relative paths are relative to `file`'s directory. Pure but for `readFile`.
+ * relative paths are relative to `file`'s directory (or `options.baseDir`).
+ * Pure but for `readFile`.
  */
 function parseComposeProject(text, file, readFile, options = {}) {
+    return parseComposeFiles([{ text, file }], readFile, options);
+}
+/**
+ * Compose files merged in order, as `docker compose -f a.yml -f b.yml` merges
+ * them: a service in several files is the later one over the earlier, by the
+ * rules `extends` merges with, and may take its image from any of them; the
+ * top-level volumes and the subnet are the later file's where both set them.
+ * Relative paths in every file resolve from the first file's directory (or
+ * `options.baseDir`). One file is parseComposeProject. Pure but for `readFile`.
+ */
+function parseComposeFiles(files, readFile, options = {}) {
+    const [first] = files;
+    if (!first)
+        throw new SpecError('no compose file was given');
+    const each = {
+        ...options,
+        projectDir: options.projectDir ?? external_node_path_default().dirname(first.file),
+        baseDir: options.baseDir ?? external_node_path_default().dirname(first.file),
+    };
+    const merging = files.length > 1;
+    const parts = files.map(({ text, file }) => readComposeFile(text, file, readFile, each, merging));
+    return finishProject(parts.reduce(mergeParts), options.profiles ?? []);
+}
+/**
+ * One compose file, read into parts: the schema checked, each key answered,
+ * its includes and extends resolved. `imageElsewhere`: another file merged
+ * with this one may give a service its image.
+ */
+function readComposeFile(text, file, readFile, options, imageElsewhere) {
     const variables = options.variables ?? {};
     const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
     if (root.isNull)
@@ -67157,7 +67434,13 @@ function parseComposeProject(text, file, readFile, options = {}) {
     const declared = volumes && !volumes.isNull
         ? readVolumeDeclarations(volumes, warnings)
         : new Map();
-    const context = { dir: external_node_path_default().dirname(file), readFile, variables, warnings };
+    const context = {
+        dir: options.baseDir ?? external_node_path_default().dirname(file),
+        readFile,
+        variables,
+        warnings,
+        imageElsewhere,
+    };
     const grants = {
         secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
         configs: readSources(top.get('configs'), CONFIG_KEYS, context),
@@ -67165,86 +67448,174 @@ function parseComposeProject(text, file, readFile, options = {}) {
     const included = readIncludes(top.get('include'), file, readFile, options);
     warnings.push(...included.warnings);
     const extending = { file, root, readFile, variables, grants, warnings };
-    const parsed = services.entries().map(({ key, value }) => {
-        const service = resolveService(readServiceName(key, value), value, context, extending, []);
-        return { ...service, spec: withVolumeSizes(service.spec, declared) };
-    });
-    const own = enabledServices(parsed, options.profiles ?? [], file, warnings, included.services);
-    for (const service of own) {
-        const other = included.services.find((s) => s.name === service.name);
-        if (other)
-            throw new SpecError(`${file}: service "${service.name}" is also defined by an included file; a name belongs to one service`);
+    const parsed = services
+        .entries()
+        .map(({ key, value }) => resolveService(readServiceName(key, value), value, context, extending, []));
+    return {
+        files: [file],
+        services: parsed,
+        sources: new Map(parsed.map((service) => [service.spec.name, [file]])),
+        declared,
+        ...(subnet ? { subnet: { cidr: subnet, file } } : {}),
+        warnings,
+        included: { services: included.services, volumes: included.volumes, subnet: included.subnet },
+    };
+}
+/**
+ * A later file's parts over an earlier one's: a service in both is the later
+ * one merged over the earlier (mergeExtended), a new one comes after; a
+ * declared volume takes the later size where it sets one; the later subnet wins.
+ */
+function mergeParts(earlier, later) {
+    const services = [...earlier.services];
+    const sources = new Map(earlier.sources);
+    for (const service of later.services) {
+        const name = service.spec.name;
+        const at = services.findIndex((s) => s.spec.name === name);
+        if (at < 0)
+            services.push(service);
+        else
+            services[at] = mergeExtended(services[at], service);
+        sources.set(name, [...(sources.get(name) ?? []), ...(later.sources.get(name) ?? [])]);
     }
-    if (subnet && included.subnet && subnet !== included.subnet)
-        throw new SpecError(`${file}: the job network's subnet is ${subnet} here and ${included.subnet} in an included file`);
+    const declared = new Map(earlier.declared);
+    for (const [name, size] of later.declared)
+        declared.set(name, size ?? earlier.declared.get(name));
+    const subnet = later.subnet ?? earlier.subnet;
+    return {
+        files: [...earlier.files, ...later.files],
+        services,
+        sources,
+        declared,
+        ...(subnet ? { subnet } : {}),
+        warnings: [...earlier.warnings, ...later.warnings],
+        included: mergeIncluded(earlier.included, later.included, later.files.join(', ')),
+    };
+}
+/** What the includes of two merged files bring in: a service both bring in, or two subnets, is an error naming `file`, the later. */
+function mergeIncluded(earlier, later, file) {
+    for (const service of later.services)
+        if (earlier.services.some((s) => s.name === service.name))
+            throw new SpecError(`${file}: service "${service.name}" is defined by two included files`);
+    if (earlier.subnet && later.subnet && earlier.subnet !== later.subnet)
+        throw new SpecError(`${file}: an included file's subnet ${later.subnet} differs from another included file's, ${earlier.subnet}`);
+    const subnet = later.subnet ?? earlier.subnet;
+    return {
+        services: [...earlier.services, ...later.services],
+        volumes: [...earlier.volumes, ...later.volumes],
+        ...(subnet ? { subnet } : {}),
+    };
+}
+/**
+ * A project from its parts: the services the profiles enable, each with an
+ * image, their volume sizes, and the included projects' beside them. The
+ * checks that need every file merged are made here.
+ */
+function finishProject(parts, profiles) {
+    const { included, warnings } = parts;
+    const sourceOf = (name) => (parts.sources.get(name) ?? parts.files).join(', ');
+    const missing = parts.services.find((service) => isEnabled(service, profiles) && !service.spec.image);
+    if (missing) {
+        const name = missing.spec.name;
+        const written = parts.sources.get(name) ?? parts.files;
+        throw new SpecError(parts.files.length > 1
+            ? `service "${name}" has no image in ${written.join(' or ')}; add image: NAME[:TAG]`
+            : `${sourceOf(name)}: service "${name}" has no image, nor does the service it extends`);
+    }
+    const sized = parts.services.map((service) => ({
+        ...service,
+        spec: withVolumeSizes(service.spec, parts.declared),
+    }));
+    const own = enabledServices(sized, profiles, sourceOf, warnings, included.services);
+    for (const service of own) {
+        if (included.services.some((s) => s.name === service.name))
+            throw new SpecError(`${sourceOf(service.name)}: service "${service.name}" is also defined by an included file; a name belongs to one service`);
+    }
+    if (parts.subnet && included.subnet && parts.subnet.cidr !== included.subnet)
+        throw new SpecError(`${parts.subnet.file}: the job network's subnet is ${parts.subnet.cidr} here and ${included.subnet} in an included file`);
+    const subnet = parts.subnet?.cidr ?? included.subnet;
     const project = {
         services: [...included.services, ...own],
-        volumes: [...new Set([...included.volumes, ...declared.keys()])],
+        volumes: [...new Set([...included.volumes, ...parts.declared.keys()])],
         // A base service that is also a service of its own is read twice: one warning is enough.
         warnings: [...new Set(warnings)],
-        ...((subnet ?? included.subnet) ? { subnet: subnet ?? included.subnet } : {}),
+        ...(subnet ? { subnet } : {}),
     };
-    checkDeclaredVolumes(project, file);
+    checkDeclaredVolumes(project, sourceOf);
     return project;
 }
-/** What `include:` brings in: the projects it names, each parsed on its own, then put together. */
+/**
+ * What `include:` brings in: the projects it names, each parsed on its own
+ * (a `path:` list as files merged), then put together.
+ */
 function readIncludes(value, file, readFile, options) {
     const result = { services: [], volumes: [], warnings: [] };
     let subnet;
     if (!value || value.isNull)
         return result;
     const root = options.projectDir ?? external_node_path_default().dirname(file);
+    const here = options.baseDir ?? external_node_path_default().dirname(file);
     const chain = [...(options.including ?? []), file];
     for (const item of value.items()) {
         const fields = item.kind === 'a map' ? new Map(item.entries().map((e) => [e.key, e.value])) : undefined;
         const pathValue = fields ? fields.get('path') : item;
         if (!pathValue)
             throw item.error('path is missing');
-        if (pathValue.kind === 'a list' && pathValue.items().length !== 1)
-            throw pathValue.error('several files merged into one include are not supported yet; include each project once');
-        const target = pathValue.kind === 'a list' ? pathValue.items()[0] : pathValue;
-        const resolved = external_node_path_default().resolve(external_node_path_default().dirname(file), target.string('a path to a compose file'));
-        const inside = external_node_path_default().relative(root, resolved);
-        if (inside.startsWith('..') || external_node_path_default().isAbsolute(inside))
-            throw target.error(`${resolved} is outside the project directory ${root}; include files from under it`);
-        if (chain.includes(resolved))
-            throw target.error(`include makes a cycle: ${[...chain, resolved].map((f) => external_node_path_default().relative(root, f) || f).join(' -> ')}`);
+        const targets = pathValue.kind === 'a list' ? pathValue.items() : [pathValue];
+        if (targets.length === 0)
+            throw pathValue.error('the list is empty; give the compose files to include');
+        const resolved = targets.map((target) => {
+            const name = external_node_path_default().resolve(here, target.string('a path to a compose file'));
+            const inside = external_node_path_default().relative(root, name);
+            if (inside.startsWith('..') || external_node_path_default().isAbsolute(inside))
+                throw target.error(`${name} is outside the project directory ${root}; include files from under it`);
+            if (chain.includes(name))
+                throw target.error(`include makes a cycle: ${[...chain, name].map((f) => external_node_path_default().relative(root, f) || f).join(' -> ')}`);
+            return name;
+        });
+        // What a message about the include as a whole points at: its one file, else its list.
+        const at = targets.length === 1 ? targets[0] : pathValue;
         const projectDir = fields?.get('project_directory');
         const dir = projectDir
-            ? external_node_path_default().resolve(external_node_path_default().dirname(file), projectDir.string('a directory'))
-            : external_node_path_default().dirname(resolved);
-        const defaults = includeDefaults(fields?.get('env_file'), dir, file, readFile, options.variables ?? {});
-        let text;
-        try {
-            text = readFile(resolved).toString();
-        }
-        catch (error) {
-            throw target.error(`cannot read ${resolved}: ${error.message}`);
-        }
+            ? external_node_path_default().resolve(here, projectDir.string('a directory'))
+            : external_node_path_default().dirname(resolved[0]);
+        const defaults = includeDefaults(fields?.get('env_file'), dir, here, readFile, options.variables ?? {});
+        const inputs = resolved.map((name, index) => {
+            try {
+                return { text: readFile(name).toString(), file: name };
+            }
+            catch (error) {
+                throw targets[index].error(`cannot read ${name}: ${error.message}`);
+            }
+        });
         // The including project's environment wins over the included one's .env.
-        const project = parseComposeProject(text, resolved, readFile, {
+        const project = parseComposeFiles(inputs, readFile, {
             ...options,
             variables: { ...defaults, ...options.variables },
             projectDir: root,
+            baseDir: dir,
             including: chain,
         });
         for (const service of project.services) {
             if (result.services.some((s) => s.name === service.name))
-                throw target.error(`service "${service.name}" is defined by two included files`);
+                throw at.error(`service "${service.name}" is defined by two included files`);
             result.services.push(service);
         }
         result.volumes.push(...project.volumes);
         result.warnings.push(...project.warnings);
         if (project.subnet && subnet && project.subnet !== subnet)
-            throw target.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
+            throw at.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
         subnet ??= project.subnet;
     }
     return { ...result, ...(subnet ? { subnet } : {}) };
 }
-/** The variables an included project interpolates with when the environment does not set them: its env_file, else its .env. */
-function includeDefaults(value, dir, file, readFile, variables) {
+/**
+ * The variables an included project interpolates with when the environment
+ * does not set them: its env_file (relative to `from`), else the .env in `dir`.
+ */
+function includeDefaults(value, dir, from, readFile, variables) {
     const files = value
-        ? value.stringOrList().map((name) => external_node_path_default().resolve(external_node_path_default().dirname(file), name))
+        ? value.stringOrList().map((name) => external_node_path_default().resolve(from, name))
         : [external_node_path_default().join(dir, '.env')];
     const defaults = {};
     for (const envFile of files) {
@@ -67282,7 +67653,7 @@ function resolveService(name, value, context, extending, chain) {
     let baseFile = extending.file;
     let baseRoot = extending.root;
     if (fileValue) {
-        baseFile = external_node_path_default().resolve(external_node_path_default().dirname(extending.file), fileValue.string('a path to a compose file'));
+        baseFile = external_node_path_default().resolve(context.dir, fileValue.string('a path to a compose file'));
         let text;
         try {
             text = extending.readFile(baseFile).toString();
@@ -67371,6 +67742,9 @@ function mergeExtended(base, own) {
         ports: uniqueBy([...b.ports, ...o.ports], (p) => `${p.hostIp}|${p.containerPort}|${p.hostPort}|${p.protocol}`),
         volumes: uniqueBy([...b.volumes, ...o.volumes], target),
         tmpfs: [...new Set([...b.tmpfs, ...o.tmpfs])],
+        imageMounts: b.imageMounts || o.imageMounts
+            ? uniqueBy([...(b.imageMounts ?? []), ...(o.imageMounts ?? [])], (m) => m.target)
+            : undefined,
         dependsOn: uniqueBy([...b.dependsOn, ...o.dependsOn], (d) => d.service),
         aliases: b.aliases || o.aliases ? [...new Set([...(b.aliases ?? []), ...(o.aliases ?? [])])] : undefined,
         expose: b.expose || o.expose ? [...new Set([...(b.expose ?? []), ...(o.expose ?? [])])] : undefined,
@@ -67379,6 +67753,7 @@ function mergeExtended(base, own) {
             ? uniqueBy([...(b.extraHosts ?? []), ...(o.extraHosts ?? [])], (h) => h.host)
             : undefined,
         files: b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+        preStart: b.preStart || o.preStart ? [...(b.preStart ?? []), ...(o.preStart ?? [])] : undefined,
         postStart: b.postStart || o.postStart ? [...(b.postStart ?? []), ...(o.postStart ?? [])] : undefined,
         preStop: b.preStop || o.preStop ? [...(b.preStop ?? []), ...(o.preStop ?? [])] : undefined,
         guest,
@@ -67389,28 +67764,29 @@ function mergeExtended(base, own) {
         optional: new Set([...base.optional, ...own.optional]),
     };
 }
-/**
- * The services the profiles enable: those with no profiles, and those with
- * one that is enabled. A dependency on a service left out is an error that
- * names its profile, unless it is not required.
- */
-function enabledServices(services, profiles, file, warnings, included) {
-    const enabled = (service) => service.profiles.length === 0 ||
+/** A service runs when it has no profiles, or one of them is enabled. */
+function isEnabled(service, profiles) {
+    return (service.profiles.length === 0 ||
         profiles.includes('*') ||
-        service.profiles.some((profile) => profiles.includes(profile));
+        service.profiles.some((profile) => profiles.includes(profile)));
+}
+/**
+ * The services the profiles enable. A dependency on a service left out is an
+ * error that names its profile, unless it is not required. `sourceOf` names
+ * the file(s) a service is written in.
+ */
+function enabledServices(services, profiles, sourceOf, warnings, included) {
+    const enabled = (service) => isEnabled(service, profiles);
     const byName = new Map(services.map((service) => [service.spec.name, service]));
     for (const spec of included)
         byName.set(spec.name, { spec, profiles: [], optional: new Set() });
-    const missingImage = services.find((service) => enabled(service) && !service.spec.image);
-    if (missingImage)
-        throw new SpecError(`${file}: service "${missingImage.spec.name}" has no image, nor does the service it extends`);
     return services.filter(enabled).map(({ spec, optional }) => ({
         ...spec,
         dependsOn: spec.dependsOn.filter(({ service }) => {
             const dependency = byName.get(service);
             if (dependency === undefined || enabled(dependency)) {
                 if (dependency === undefined && optional.has(service)) {
-                    warnings.push(`${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`);
+                    warnings.push(`${sourceOf(spec.name)}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`);
                     return false;
                 }
                 return true;
@@ -67418,17 +67794,17 @@ function enabledServices(services, profiles, file, warnings, included) {
             if (optional.has(service))
                 return false;
             const names = dependency.profiles.map((profile) => `"${profile}"`).join(' or ');
-            throw new SpecError(`${file}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`);
+            throw new SpecError(`${sourceOf(spec.name)}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`);
         }),
     }));
 }
 /** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
-function checkDeclaredVolumes(project, file) {
+function checkDeclaredVolumes(project, sourceOf) {
     for (const service of project.services) {
         for (const volume of service.volumes) {
             const name = namedVolume(volume);
             if (name !== undefined && !project.volumes.includes(name)) {
-                throw new SpecError(`${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`);
+                throw new SpecError(`${sourceOf(service.name)}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`);
             }
         }
     }
@@ -67531,10 +67907,14 @@ function parseService(name, value, context, grants) {
         throw value.expected('a map with at least image:');
     const fields = answered(value, SERVICE_KEYS, context.warnings);
     const image = fields.get('image');
-    if (!image && !fields.has('extends'))
+    if (!image && !fields.has('extends') && !context.imageElsewhere)
         throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
     const get = fieldReader(fields);
-    const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
+    const mounts = get('volumes', (field) => readVolumes(field, context)) ?? {
+        volumes: [],
+        tmpfs: [],
+        images: [],
+    };
     const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
     const dependencies = get('depends_on', (field) => compose_readDependsOn(field, context)) ?? [];
     const containerName = get('container_name', (field) => readContainerName(field));
@@ -67557,6 +67937,7 @@ function parseService(name, value, context, grants) {
         ],
         ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
         volumes: mounts.volumes,
+        imageMounts: mounts.images.length > 0 ? mounts.images : undefined,
         baseDir: context.dir,
         command: get('command', readWords),
         entrypoint: get('entrypoint', readWords),
@@ -67578,6 +67959,7 @@ function parseService(name, value, context, grants) {
         files: readGrants(fields, grants),
         replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
         containerName,
+        preStart: get('pre_start', (field) => readPreStart(field, context)),
         postStart: get('post_start', (field) => readHooks(field, context)),
         preStop: get('pre_stop', (field) => readHooks(field, context)),
     });
@@ -67769,6 +68151,33 @@ function readHooks(value, context) {
         });
     });
     return hooks.length > 0 ? hooks : undefined;
+}
+/** pre_start: init containers, each with its own image, or the service's, and an optional command. */
+function readPreStart(value, context) {
+    const steps = value.items().map((item) => {
+        const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+        const present = (key) => {
+            const field = fields.get(key);
+            return field && !field.isNull ? field : undefined;
+        };
+        const command = present('command');
+        const image = present('image');
+        const user = present('user');
+        const workdir = present('working_dir');
+        const privileged = present('privileged');
+        const environment = present('environment');
+        const perReplica = present('per_replica');
+        return definedOnly({
+            image: image ? readImage(image) : undefined,
+            command: command ? readWords(command) : undefined,
+            user: user?.text(),
+            privileged: privileged?.boolean() || undefined,
+            workdir: workdir?.string('a directory'),
+            env: environment ? readEnvironment(environment, context.variables) : undefined,
+            perReplica: perReplica?.boolean() || undefined,
+        });
+    });
+    return steps.length > 0 ? steps : undefined;
 }
 /** pids_limit: a whole number of processes; 0 and -1 mean no limit, as under Docker. */
 function readPidsLimit(value) {
@@ -67979,11 +68388,12 @@ function readLongPort(value, context) {
     const mapping = host !== undefined ? `${host}:${published}:${target}` : published ? `${published}:${target}` : target;
     return protocol ? `${mapping}/${protocol}` : mapping;
 }
-const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
+const VOLUME_TYPES = ['volume', 'bind', 'tmpfs', 'image'];
 /** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
 function readVolumes(value, context) {
     const volumes = [];
     const tmpfs = [];
+    const images = [];
     for (const item of value.items()) {
         if (item.kind !== 'a map') {
             volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
@@ -67992,13 +68402,20 @@ function readVolumes(value, context) {
         const fields = answered(item, VOLUME_MOUNT_KEYS, context.warnings);
         const type = fields.get('type')?.string();
         if (type === undefined || !VOLUME_TYPES.includes(type)) {
-            throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
+            throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind, tmpfs or image`);
         }
         const target = fields.get('target')?.string();
         if (target === undefined)
             throw item.error('target is missing; give the path in the container');
         const source = fields.get('source');
         const mode = fields.get('read_only')?.boolean() ? ':ro' : '';
+        if (type === 'image') {
+            images.push(readImageMount(item, fields, target));
+            continue;
+        }
+        const imageOptions = fields.get('image');
+        if (imageOptions && !imageOptions.isNull)
+            throw imageOptions.error(`image options are for type: image, and this volume is type: ${type}`);
         if (type === 'tmpfs') {
             if (source)
                 throw source.error('a tmpfs has no source');
@@ -68014,7 +68431,29 @@ function readVolumes(value, context) {
             volumes.push(`${target}${mode}`);
         }
     }
-    return { volumes, tmpfs };
+    return { volumes, tmpfs, images };
+}
+/** A `type: image` volume: an image reference as the source, and optionally `image: { subpath }`. */
+function readImageMount(item, fields, target) {
+    const source = fields.get('source');
+    if (!source || source.isNull)
+        throw item.error('source is missing; an image volume needs the image to mount');
+    const readOnly = fields.get('read_only');
+    if (readOnly && !readOnly.isNull && !readOnly.boolean())
+        throw readOnly.error("an image volume is always read-only: an image's filesystem is not written");
+    if (!target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..'))
+        throw fields.get('target').error(`"${target}" must be an absolute path in the container, without whitespace or ".."`);
+    const options = fields.get('image');
+    const subpathField = options && !options.isNull ? options.fields(['subpath']).get('subpath') : undefined;
+    const subpath = subpathField && !subpathField.isNull ? subpathField.string('a path inside the image') : undefined;
+    if (subpath !== undefined) {
+        const clean = external_node_path_default().posix.normalize(subpath).replace(/^\/+|\/+$/g, '');
+        if (external_node_path_default().posix.isAbsolute(subpath) || clean === '..' || clean.startsWith('../') || /\s/.test(subpath))
+            throw subpathField.error(`subpath "${subpath}" must be a relative path inside the image, without whitespace or ".."`);
+        if (clean !== '' && clean !== '.')
+            return { image: readImage(source), target, subpath: clean };
+    }
+    return { image: readImage(source), target };
 }
 /**
  * The top-level volumes, by name, each with the size its `driver_opts: { size }`
@@ -68341,16 +68780,23 @@ function isComposeFile(text) {
     return /^services\s*:/m.test(text);
 }
 /**
- * The project in `text`, read from `file`: a compose file (its `env_file`s
- * read through `readText`, `${VAR}`s from `variables`) or a services YAML.
- * `options.source` names it in messages about a services YAML; `options.profiles`
- * (else COMPOSE_PROFILES) are the compose profiles enabled. Pure but for `readText`.
+ * The project in `files`, each with its text and path: a compose file, or
+ * several merged in order as `docker compose -f a.yml -f b.yml` merges them
+ * (their `env_file`s read through `readText`, `${VAR}`s from `variables`), or
+ * one services YAML. `options.source` names a services YAML in messages;
+ * `options.profiles` (else COMPOSE_PROFILES) are the compose profiles enabled.
+ * Pure but for `readText`.
  */
-function loadProject(text, file, readText, variables, options = {}) {
-    if (!isComposeFile(text))
-        return { services: parseServicesInput(text, options.source ?? file), subnet: undefined, warnings: [] };
+function loadProject(files, readText, variables, options = {}) {
+    const [first] = files;
+    if (first && files.length === 1 && !isComposeFile(first.text))
+        return {
+            services: parseServicesInput(first.text, options.source ?? first.file),
+            subnet: undefined,
+            warnings: [],
+        };
     const defined = Object.fromEntries(Object.entries(variables).filter((entry) => entry[1] !== undefined));
-    const project = parseComposeProject(text, file, readText, {
+    const project = parseComposeFiles(files, readText, {
         variables: defined,
         profiles: options.profiles ?? composeProfiles(variables),
     });
@@ -68427,20 +68873,30 @@ async function setup(argv, io, env) {
     io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
     return 0;
 }
-/** The project `-f FILE` names, with the profiles --profile (else COMPOSE_PROFILES) enables; its warnings go to stderr. */
+/**
+ * The project `-f FILE` names, or several compose files merged in order (`-f
+ * a.yml -f b.yml`, as docker compose takes them), with the profiles --profile
+ * (else COMPOSE_PROFILES) enables; its warnings go to stderr. `file` is the
+ * first file: the one that names the project for `hyper down -f FILE`.
+ */
 function readProject(parsed, io, env, command) {
-    const file = stringOption(parsed, 'file');
+    const [file, ...others] = listOption(parsed, 'file');
     if (!file)
         throw new UsageError(`hyper ${command} needs -f FILE (a services YAML or a compose file)`);
-    let text;
-    try {
-        text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
-    }
-    catch (error) {
-        throw new UsageError(`cannot read ${file}: ${error.message}`);
-    }
+    const inputs = [file, ...others].map((name) => {
+        let text;
+        try {
+            text = (0,external_node_fs_namespaceObject.readFileSync)(name, 'utf8');
+        }
+        catch (error) {
+            throw new UsageError(`cannot read ${name}: ${error.message}`);
+        }
+        if (others.length > 0 && !isComposeFile(text))
+            throw new UsageError(`-f ${name}: a services YAML cannot be merged with other files; give it alone, or give only compose files`);
+        return { text, file: external_node_path_default().resolve(name) };
+    });
     const profiles = listOption(parsed, 'profile');
-    const project = loadProject(text, external_node_path_default().resolve(file), (p) => (0,external_node_fs_namespaceObject.readFileSync)(p), env.vars, {
+    const project = loadProject(inputs, (p) => (0,external_node_fs_namespaceObject.readFileSync)(p), env.vars, {
         source: file,
         ...(profiles.length > 0 ? { profiles: profiles.flatMap((profile) => splitList(profile)) } : {}),
     });
@@ -68453,7 +68909,7 @@ function readProject(parsed, io, env, command) {
     };
 }
 const PROJECT_OPTIONS = [
-    { name: 'file', short: 'f', value: true },
+    { name: 'file', short: 'f', value: true, multiple: true },
     { name: 'profile', value: true, multiple: true },
     { name: 'scale', value: true, multiple: true },
 ];
@@ -68549,15 +69005,16 @@ async function balance(argv, io, env) {
 }
 /**
  * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
- * only those `hyper up -f FILE` made. The job network goes with the last VM.
+ * only those `hyper up -f FILE` made (of several -f, the first names them, as
+ * for up). The job network goes with the last VM.
  */
 async function down(argv, io, env) {
     const parsed = parseArgs(argv, [
         { name: 'time', short: 't', value: true },
-        { name: 'file', short: 'f', value: true },
+        { name: 'file', short: 'f', value: true, multiple: true },
     ]);
     const graceMs = stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
-    const file = stringOption(parsed, 'file');
+    const [file] = listOption(parsed, 'file');
     const compose = file === undefined ? undefined : external_node_path_default().resolve(file);
     if (compose !== undefined && !(await exists(compose)))
         throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);
@@ -70047,9 +70504,9 @@ function containerInspect(record, state, health, networks, extra) {
             Networks: Object.fromEntries(networkNames(record).map((name) => [name, endpoint(record, name, networks, extra)])),
         },
         Mounts: (record.disks ?? []).map((disk) => ({
-            Type: disk.volume ? 'volume' : 'bind',
+            Type: disk.image ? 'image' : disk.volume ? 'volume' : 'bind',
             ...(disk.volume ? { Name: disk.volume } : {}),
-            Source: disk.volume ? '' : disk.path,
+            Source: disk.image ? disk.image.name : disk.volume ? '' : disk.path,
             Destination: disk.target,
             Driver: disk.volume ? 'local' : '',
             Mode: disk.readOnly ? 'ro' : '',
@@ -71810,11 +72267,12 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
-                                 boot a services YAML or compose file, healthy, in dependency order
-  config -f FILE [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
-                                 check the file as up would and print its plan; boots nothing
-  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
+  up -f FILE [-f FILE]... [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
+                                 boot a services YAML or compose file, healthy, in dependency order;
+                                 several -f merge compose files in order, as docker compose does
+  config -f FILE [-f FILE]... [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
+                                 check the file(s) as up would and print the plan; boots nothing
+  down [-f FILE]... [--time S]   stop and remove every VM (with -f, those up -f FILE made: the first -f), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]

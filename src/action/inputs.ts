@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAccelChoice, type AccelChoice } from '../install/accel.js';
 import { networkSettings, NetworkError, splitList, type NetworkSettings } from '../network/settings.js';
-import { composeProfiles, loadProject } from '../spec/project.js';
+import { composeProfiles, isComposeFile, loadProject } from '../spec/project.js';
 import { validatePlan } from '../spec/plan.js';
 import { parseServicesInput } from '../spec/services-input.js';
 import { parseVolumeSize } from '../spec/units.js';
@@ -47,19 +47,33 @@ export function getInputs(): ActionInputs {
   const services: ContainerSpec[] = [];
   const servicesText = core.getInput(Inputs.Services);
   if (servicesText.trim()) services.push(...parseServicesInput(servicesText, `input "${Inputs.Services}"`));
-  const composeFile = core.getInput(Inputs.ComposeFile);
+  // One file, or several merged in order (one per line), as `docker compose -f a.yml -f b.yml` merges them.
+  const composeFiles = core
+    .getInput(Inputs.ComposeFile)
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   const warnings: string[] = [];
   let fileSubnet: string | undefined;
-  if (composeFile) {
-    const file = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), composeFile);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error: unknown) {
-      throw new SpecError(`input "${Inputs.ComposeFile}": cannot read ${file}: ${(error as Error).message}`);
-    }
+  if (composeFiles.length > 0) {
+    const inputs = composeFiles.map((name) => {
+      const file = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), name);
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (error: unknown) {
+        throw new SpecError(
+          `input "${Inputs.ComposeFile}": cannot read ${file}: ${(error as Error).message}`,
+        );
+      }
+      if (composeFiles.length > 1 && !isComposeFile(text))
+        throw new SpecError(
+          `input "${Inputs.ComposeFile}": ${file} has no top-level services: map; only compose files can be merged`,
+        );
+      return { text, file };
+    });
     const profilesText = core.getInput(Inputs.ComposeProfiles);
-    const project = loadProject(text, file, (p) => readFileSync(p), process.env, {
+    const project = loadProject(inputs, (p) => readFileSync(p), process.env, {
       profiles: profilesText ? splitList(profilesText) : composeProfiles(process.env),
     });
     warnings.push(...project.warnings);

@@ -220,9 +220,9 @@ export function containerInspect(
       ),
     },
     Mounts: (record.disks ?? []).map((disk) => ({
-      Type: disk.volume ? 'volume' : 'bind',
+      Type: disk.image ? 'image' : disk.volume ? 'volume' : 'bind',
       ...(disk.volume ? { Name: disk.volume } : {}),
-      Source: disk.volume ? '' : disk.path,
+      Source: disk.image ? disk.image.name : disk.volume ? '' : disk.path,
       Destination: disk.target,
       Driver: disk.volume ? 'local' : '',
       Mode: disk.readOnly ? 'ro' : '',

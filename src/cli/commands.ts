@@ -14,11 +14,12 @@ Run service containers as microVMs, each with its own kernel.
 
 Commands:
   setup [--accel auto|kvm|tcg]   install QEMU and the guest bundle, probe KVM
-  up -f FILE [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
-                                 boot a services YAML or compose file, healthy, in dependency order
-  config -f FILE [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
-                                 check the file as up would and print its plan; boots nothing
-  down [-f FILE] [--time S]      stop and remove every VM (with -f, those up -f FILE made), and the job network
+  up -f FILE [-f FILE]... [--profile P]... [--scale SERVICE=N]... [--wait-timeout S] [--volume-size SIZE] [--template MODE] [NETWORK OPTIONS]
+                                 boot a services YAML or compose file, healthy, in dependency order;
+                                 several -f merge compose files in order, as docker compose does
+  config -f FILE [-f FILE]... [--profile P]... [--scale SERVICE=N]... [--format yaml|json]
+                                 check the file(s) as up would and print the plan; boots nothing
+  down [-f FILE]... [--time S]   stop and remove every VM (with -f, those up -f FILE made: the first -f), and the job network
   pull [--registry-mirror URL] [--insecure-registry HOST]... IMAGE
   images [--json]
   image prune [-a]

@@ -4,7 +4,7 @@ import { exists } from '../files.js';
 import { ServiceStartError } from '../engine/up.js';
 import { formatPort } from '../network/ports.js';
 import { scaleServices, validatePlan } from '../spec/plan.js';
-import { loadProject, type Project } from '../spec/project.js';
+import { isComposeFile, loadProject, type Project } from '../spec/project.js';
 import { splitList } from '../network/settings.js';
 import { stringify } from 'yaml';
 import { SpecError } from '../spec/container.js';
@@ -66,23 +66,35 @@ export async function setup(argv: string[], io: Io, env: CliEnvironment): Promis
   return 0;
 }
 
-/** The project `-f FILE` names, with the profiles --profile (else COMPOSE_PROFILES) enables; its warnings go to stderr. */
+/**
+ * The project `-f FILE` names, or several compose files merged in order (`-f
+ * a.yml -f b.yml`, as docker compose takes them), with the profiles --profile
+ * (else COMPOSE_PROFILES) enables; its warnings go to stderr. `file` is the
+ * first file: the one that names the project for `hyper down -f FILE`.
+ */
 function readProject(
   parsed: ParsedArgs,
   io: Io,
   env: CliEnvironment,
   command: string,
 ): { file: string; project: Project } {
-  const file = stringOption(parsed, 'file');
+  const [file, ...others] = listOption(parsed, 'file');
   if (!file) throw new UsageError(`hyper ${command} needs -f FILE (a services YAML or a compose file)`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error: unknown) {
-    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
-  }
+  const inputs = [file, ...others].map((name) => {
+    let text: string;
+    try {
+      text = readFileSync(name, 'utf8');
+    } catch (error: unknown) {
+      throw new UsageError(`cannot read ${name}: ${(error as Error).message}`);
+    }
+    if (others.length > 0 && !isComposeFile(text))
+      throw new UsageError(
+        `-f ${name}: a services YAML cannot be merged with other files; give it alone, or give only compose files`,
+      );
+    return { text, file: path.resolve(name) };
+  });
   const profiles = listOption(parsed, 'profile');
-  const project = loadProject(text, path.resolve(file), (p) => readFileSync(p), env.vars, {
+  const project = loadProject(inputs, (p) => readFileSync(p), env.vars, {
     source: file,
     ...(profiles.length > 0 ? { profiles: profiles.flatMap((profile) => splitList(profile)) } : {}),
   });
@@ -95,7 +107,7 @@ function readProject(
 }
 
 const PROJECT_OPTIONS = [
-  { name: 'file', short: 'f', value: true },
+  { name: 'file', short: 'f', value: true, multiple: true },
   { name: 'profile', value: true, multiple: true },
   { name: 'scale', value: true, multiple: true },
 ];
@@ -200,16 +212,17 @@ export async function balance(argv: string[], io: Io, env: CliEnvironment): Prom
 
 /**
  * Stops and removes the VMs; with -f FILE, as `docker compose -f FILE down`,
- * only those `hyper up -f FILE` made. The job network goes with the last VM.
+ * only those `hyper up -f FILE` made (of several -f, the first names them, as
+ * for up). The job network goes with the last VM.
  */
 export async function down(argv: string[], io: Io, env: CliEnvironment): Promise<number> {
   const parsed = parseArgs(argv, [
     { name: 'time', short: 't', value: true },
-    { name: 'file', short: 'f', value: true },
+    { name: 'file', short: 'f', value: true, multiple: true },
   ]);
   const graceMs =
     stringOption(parsed, 'time') === undefined ? undefined : intOption(parsed, 'time', 10, 0) * 1000;
-  const file = stringOption(parsed, 'file');
+  const [file] = listOption(parsed, 'file');
   const compose = file === undefined ? undefined : path.resolve(file);
   if (compose !== undefined && !(await exists(compose)))
     throw new UsageError(`-f: ${compose} does not exist; give the file "hyper up -f" was given`);

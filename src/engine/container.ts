@@ -264,9 +264,27 @@ export async function waitContainer(name: string, job: JobContext): Promise<Stop
   const record = await requireRecord(job, name);
   const state = await stateOnceStopped(record, job);
   if (!state) throw new HyperError(`${name} did not stop`);
-  // The init powers off after reporting; wait for QEMU too, so a removal right after finds it gone.
-  while (await job.hypervisor.isRunning(record.machine)) await sleep(50);
+  await poweredOff(record, job);
   return state;
+}
+
+/**
+ * Waits until QEMU has ended, within `withinMs` (forever when absent);
+ * whether it did. The init reports the exit, then syncs and unmounts the
+ * volumes before it powers off: a removal or another VM on the same volume
+ * waits for that.
+ */
+export async function poweredOff(
+  record: VmRecord,
+  job: Pick<JobContext, 'hypervisor'>,
+  withinMs?: number,
+): Promise<boolean> {
+  const deadline = withinMs === undefined ? Infinity : Date.now() + withinMs;
+  while (await job.hypervisor.isRunning(record.machine)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
 }
 
 export interface ServiceSummary {

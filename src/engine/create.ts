@@ -232,7 +232,12 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
       hostPort: p.hostPort,
       guestPort: p.containerPort,
     })),
-    disks: draft.disks.map((d) => ({ serial: d.serial, path: d.path, readOnly: d.readOnly })),
+    disks: draft.disks.map((d) => ({
+      serial: d.serial,
+      path: d.path,
+      readOnly: d.readOnly,
+      ...(d.image ? { format: 'raw' as const } : {}),
+    })),
     ...(draft.shares.length > 0
       ? { shares: draft.shares.map((s) => ({ tag: s.tag, source: s.source, readOnly: s.readOnly })) }
       : {}),

@@ -58,6 +58,11 @@ export async function exportSnapshot(
     throw new TransferError(
       `cannot export: checkpoint "${name}" was taken by an earlier hyper-services, which kept the RAM inside the root disk; take the checkpoint again`,
     );
+  const mounted = (record.disks ?? []).find((d) => d.image);
+  if (mounted?.image)
+    throw new TransferError(
+      `cannot export ${service}: it mounts the image ${mounted.image.name} on ${mounted.target}, and an export holds only the service's own disks`,
+    );
   const target = path.resolve(file);
   if (await exists(target).catch(() => false)) {
     throw new TransferError(`${target} already exists; remove it or choose another file`);

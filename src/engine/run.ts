@@ -4,13 +4,20 @@ import path from 'node:path';
 import { HyperError } from '../errors.js';
 import { guestFiles, mergeEnv, serviceArgv } from '../guest/config.js';
 import type { LocalImage } from '../images/image.js';
-import { ensureRootfs } from '../images/rootfs.js';
+import { ensureRootfs, rootfsEntryType } from '../images/rootfs.js';
 import { imageRunConfig, type ImageRunConfig } from '../images/run-config.js';
 import { checkUserSpec } from '../images/users.js';
 import type { PortSpec } from '../network/ports.js';
-import { CONTAINER_DEFAULTS, validateName, type ContainerSpec } from '../spec/container.js';
+import { CONTAINER_DEFAULTS, validateName, type ContainerSpec, type ImageMount } from '../spec/container.js';
+import { unbuiltImageMounts } from '../spec/plan.js';
 import { definedOnly } from '../spec/fields.js';
-import { bindShares, guestMountTable, planMounts, type MountSpec } from '../storage/mounts.js';
+import {
+  bindShares,
+  guestMountTable,
+  planMounts,
+  type ImageMountPlan,
+  type MountSpec,
+} from '../storage/mounts.js';
 import { checkMountSources, prepareMountDisks, volumePath } from '../storage/volumes.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { vmPaths } from '../vm/paths.js';
@@ -70,15 +77,16 @@ export async function runContainer(
   // Mounts are checked before any pull; the image's VOLUMEs join in once it is known.
   // The doors give a base dir (the working directory, the workspace, the compose file's); '/' only as a last resort.
   const baseDir = spec.baseDir ?? '/';
-  const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir);
+  const userMounts = planMounts(spec.volumes, spec.tmpfs, [], baseDir, unbuiltImageMounts(spec));
   await checkMountSources(userMounts, { createMissing: spec.createBindSources === true });
   await checkVolumesFree(
     userMounts.flatMap((m) => (m.kind === 'volume' ? [m.name] : [])),
     job,
   );
+  const imageMounts = await buildImageMounts(spec.imageMounts ?? [], job, log);
   const image = options.resolved ?? (await resolveFor(job, spec.image, log, spec.credentials));
   const runConfig = imageRunConfig(image.config);
-  const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir);
+  const mounts = planMounts(spec.volumes, spec.tmpfs, runConfig.volumes, baseDir, imageMounts);
   const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
   log(`${base.cached ? 'Reusing' : 'Built'} root filesystem ${path.basename(base.path)}`);
   const user = spec.user ?? runConfig.user;
@@ -181,6 +189,35 @@ export async function runContainer(
 }
 
 /**
+ * The images a service mounts (compose `type: image`), each pulled and its
+ * read-only base built as the service's own image is; a subpath must be a
+ * directory in it.
+ */
+async function buildImageMounts(
+  wanted: readonly ImageMount[],
+  job: BootContext,
+  log: (line: string) => void,
+): Promise<ImageMountPlan[]> {
+  const built: ImageMountPlan[] = [];
+  for (const mount of wanted) {
+    const image = await resolveFor(job, mount.image, log);
+    const base = await ensureRootfs(image, job.cacheDir, { scratchDir: job.host.buildScratchDir });
+    if (mount.subpath !== undefined) {
+      const type = await rootfsEntryType(base.path, mount.subpath);
+      if (type !== 'directory')
+        throw new HyperError(
+          `image mount of ${mount.image} on ${mount.target}: ${
+            type === undefined ? 'the image has no' : `the image's ${type} is not a directory:`
+          } /${mount.subpath}; give a subpath that is a directory in the image`,
+          { kind: 'Invalid' },
+        );
+    }
+    built.push({ ...mount, base: base.path });
+  }
+  return built;
+}
+
+/**
  * Whether a VM of these mounts can be kept as, and started from, a service
  * template: its devices fit the template layout (no live shares), and no
  * named volume exists yet, so that its content comes from the start the key
@@ -188,6 +225,8 @@ export async function runContainer(
  * its own, is never written over by a template's copy).
  */
 async function templateEligible(mounts: readonly MountSpec[], job: BootContext): Promise<boolean> {
+  // A template keeps copies of its disks; an image's base is shared, not the VM's to copy.
+  if (mounts.some((m) => m.kind === 'image')) return false;
   const share = (await job.hypervisor.canShareDirectories()) && mounts.some((m) => m.kind === 'bind');
   const disks = mounts
     .filter((m) => m.kind !== 'tmpfs')

@@ -19,7 +19,8 @@ import { restoreService } from './snapshots.js';
 import { logText } from './streams.js';
 import { importSnapshot } from './import.js';
 import { keepServiceTemplate, serviceTemplateName } from './service-templates.js';
-import { replicaSpecs } from '../spec/plan.js';
+import { preStartSpecs, replicaPreStartSpecs, replicaSpecs } from '../spec/plan.js';
+import { PreStartError, runPreStart } from './pre-start.js';
 import { startBalancer } from './balancer.js';
 
 export interface UpOptions {
@@ -91,7 +92,13 @@ export async function upServices(
   // A service with replicas boots as one VM per replica, all in its wave.
   const waves = services.map((wave) => wave.flatMap(replicaSpecs));
   const specs = waves.flat();
-  const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
+  // pre_start steps: once per service before its wave boots, or per replica before that replica.
+  const initSteps = new Map<string, ContainerSpec[]>([
+    ...services.flat().map((spec): [string, ContainerSpec[]] => [spec.name, preStartSpecs(spec)]),
+    ...specs.map((spec): [string, ContainerSpec[]] => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
+  ]);
+  const oneShots = [...initSteps.values()].flat();
+  const planned = await Promise.all([...specs, ...oneShots].map((spec) => planMember(spec, job, reporter)));
   await job.network.joinNetwork(
     job.stateDir,
     job.settings.network,
@@ -100,10 +107,29 @@ export async function upServices(
   );
   const images = new Map(planned.map((p) => [p.member.service, p.image]));
   const statuses: ServiceStatus[] = [];
+  const initialize = async (service: string, key: string): Promise<void> => {
+    const steps = initSteps.get(key) ?? [];
+    // A service resumed from a checkpoint export has what its steps made already.
+    if (steps.length === 0 || options.checkpoints?.[service]) return;
+    try {
+      await runPreStart(service, steps, images, job, options.waitTimeoutMs, reporter);
+    } catch (error: unknown) {
+      if (!(error instanceof PreStartError)) throw error;
+      throw new ServiceStartError(error.step, error.message, error.log, error);
+    }
+  };
   try {
-    for (const wave of waves) {
+    for (const [index, wave] of waves.entries()) {
+      const initialized = await Promise.allSettled(
+        (services[index] ?? []).map((spec) => initialize(spec.name, spec.name)),
+      );
+      const stepFailure = initialized.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (stepFailure) throw stepFailure.reason;
       const results = await Promise.allSettled(
-        wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter)),
+        wave.map(async (spec) => {
+          await initialize(spec.name, `${spec.name}\0replica`);
+          return bootOne(spec, images.get(spec.name), job, options, reporter);
+        }),
       );
       for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -120,7 +146,8 @@ export async function upServices(
   } catch (error: unknown) {
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
     const unbooted = [];
-    for (const spec of specs) if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
+    for (const spec of [...specs, ...oneShots])
+      if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
     await job.network.leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
     throw error;
   }
@@ -200,7 +227,12 @@ async function bootOne(
     record ??= await runContainer(
       { ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir },
       job,
-      { resolved: image, log: (line) => reporter.info(`${spec.name}: ${line}`), serviceTemplate: true },
+      {
+        resolved: image,
+        log: (line) => reporter.info(`${spec.name}: ${line}`),
+        // What pre_start steps leave is theirs to make at each start, not a template's to carry.
+        serviceTemplate: !spec.preStart?.length,
+      },
     );
   } catch (error: unknown) {
     throw failedToStart(spec.name, error);

@@ -140,3 +140,16 @@ export async function ensureRootfs(
     if (scratchOutside) await rm(scratchOutside, { recursive: true, force: true });
   }
 }
+
+/**
+ * What `file` is in an image's ext4 base, read without mounting it:
+ * "directory", "regular", "symlink"..., or undefined when it is absent.
+ */
+export async function rootfsEntryType(base: string, file: string): Promise<string | undefined> {
+  const result = await run(
+    { program: 'debugfs', args: ['-R', `stat "/${file.replace(/^\/+/, '')}"`, base] },
+    { allowFailure: true },
+  );
+  if (result.exitCode !== 0 || /File not found/.test(result.stderr)) return undefined;
+  return /Type: (\w+)/.exec(result.stdout)?.[1];
+}

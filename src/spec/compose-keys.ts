@@ -38,7 +38,6 @@ const HOST_NAMESPACE =
   "sharing the host's namespace would reach past the VM boundary; each service has its own kernel";
 const NO_SWARM = 'hyper-services runs one job on one host; there is no orchestrator to hand this to';
 const NO_HOST_DEVICES = 'host devices are not passed into service VMs: that would break the VM boundary';
-const NOT_YET = 'not supported yet';
 const NO_BUILD = 'images must come from a registry; hyper-services does not build images (use image:)';
 const LOGS_KEPT = "a service's output is always kept, and shown by hyper logs and in the job summary";
 const ONE_NETWORK = 'every service of a job is on the one job network';
@@ -52,7 +51,7 @@ export const TOP_KEYS: Readonly<Record<string, KeyRule>> = {
   version: ignored('it is obsolete in the Compose Specification'),
   name: ignored('hyper names a job by its state directory, not by a project name'),
   include: honoured(
-    'from files under the project directory; several files merged into one include are not supported yet',
+    'from files under the project directory; a path: list is merged in order, as -f files are',
   ),
   services: honoured(),
   models: refused('AI models need a model runner on the host; hyper-services has none'),
@@ -138,7 +137,9 @@ export const SERVICE_KEYS: Readonly<Record<string, KeyRule>> = {
   post_start: honoured(
     'each command runs in the container once the service has started, as an exec; one that fails stops it and fails the start',
   ),
-  pre_start: refused(NOT_YET),
+  pre_start: honoured(
+    "each step a one-shot VM of its own, run in order on the service's volumes and the job network before the service boots",
+  ),
   pre_stop: vm(
     'each command runs in the container before its stop signal; one that fails aborts hyper stop, while hyper down and the post step report it and stop the service anyway',
   ),
@@ -234,7 +235,7 @@ export const PORT_KEYS: Readonly<Record<string, KeyRule>> = {
 
 /** An entry of `volumes:` in its long form. */
 export const VOLUME_MOUNT_KEYS: Readonly<Record<string, KeyRule>> = {
-  type: honoured('volume, bind and tmpfs'),
+  type: honoured('volume, bind, tmpfs and image'),
   source: honoured(),
   target: honoured(),
   read_only: honoured(),
@@ -242,7 +243,9 @@ export const VOLUME_MOUNT_KEYS: Readonly<Record<string, KeyRule>> = {
   bind: ignored('bind options do not apply: a bind is a copy of the host path, or shared live'),
   volume: ignored('volume options are not acted on'),
   tmpfs: ignored('tmpfs options are not acted on'),
-  image: refused(NOT_YET),
+  image: honoured(
+    "type: image mounts the image's root filesystem, or its subpath, read-only: the cached ext4 of the image as a read-only disk",
+  ),
 };
 
 /** An entry of a service's `networks:` map. */

@@ -41,7 +41,9 @@ import {
   type ContainerSpec,
   type DependencyCondition,
   type GuestSettings,
+  type ImageMount,
   type LifecycleHook,
+  type PreStartStep,
   type RestartPolicy,
   type ServiceFile,
 } from './container.js';
@@ -70,8 +72,19 @@ export interface ComposeOptions {
   profiles?: readonly string[];
   /** Where `include:` may read from: the top file's directory. */
   projectDir?: string;
+  /**
+   * What relative paths resolve from; else the first file's directory. Every
+   * file merged after the first resolves from it too, as under docker compose.
+   */
+  baseDir?: string;
   /** The files including this one, for the cycle check. */
   including?: readonly string[];
+}
+
+/** A compose file to read: its text, and its path, which messages name. */
+export interface ComposeInput {
+  text: string;
+  file: string;
 }
 
 const ONE_NETWORK =
@@ -91,7 +104,8 @@ export function parseComposeFile(
  * A compose file, checked against the Compose Specification's schema, then
  * each key given the answer compose-keys.ts has for it: read, a warning, or
  * an error naming it. `${VAR}` in values is taken from `options.variables`;
- * relative paths are relative to `file`'s directory. Pure but for `readFile`.
+ * relative paths are relative to `file`'s directory (or `options.baseDir`).
+ * Pure but for `readFile`.
  */
 export function parseComposeProject(
   text: string,
@@ -99,6 +113,69 @@ export function parseComposeProject(
   readFile: ReadFile,
   options: ComposeOptions = {},
 ): ComposeProject {
+  return parseComposeFiles([{ text, file }], readFile, options);
+}
+
+/**
+ * Compose files merged in order, as `docker compose -f a.yml -f b.yml` merges
+ * them: a service in several files is the later one over the earlier, by the
+ * rules `extends` merges with, and may take its image from any of them; the
+ * top-level volumes and the subnet are the later file's where both set them.
+ * Relative paths in every file resolve from the first file's directory (or
+ * `options.baseDir`). One file is parseComposeProject. Pure but for `readFile`.
+ */
+export function parseComposeFiles(
+  files: readonly ComposeInput[],
+  readFile: ReadFile,
+  options: ComposeOptions = {},
+): ComposeProject {
+  const [first] = files;
+  if (!first) throw new SpecError('no compose file was given');
+  const each = {
+    ...options,
+    projectDir: options.projectDir ?? path.dirname(first.file),
+    baseDir: options.baseDir ?? path.dirname(first.file),
+  };
+  const merging = files.length > 1;
+  const parts = files.map(({ text, file }) => readComposeFile(text, file, readFile, each, merging));
+  return finishProject(parts.reduce(mergeParts), options.profiles ?? []);
+}
+
+/** What `include:` brings in, put together. */
+interface Included {
+  services: ContainerSpec[];
+  volumes: string[];
+  subnet?: string;
+  warnings: string[];
+}
+
+/** A compose file read, or files merged: the services as written (profiles not yet applied), and what is declared beside them. */
+interface ComposeParts {
+  /** The files read, in order. */
+  files: string[];
+  services: ParsedService[];
+  /** The files each service is written in, by name: what a message about it names. */
+  sources: Map<string, string[]>;
+  /** The top-level named volumes, each with the size its driver_opts set, if any. */
+  declared: Map<string, number | undefined>;
+  subnet?: { cidr: string; file: string };
+  warnings: string[];
+  /** What the files' includes bring in; their warnings are in `warnings`. */
+  included: Omit<Included, 'warnings'>;
+}
+
+/**
+ * One compose file, read into parts: the schema checked, each key answered,
+ * its includes and extends resolved. `imageElsewhere`: another file merged
+ * with this one may give a service its image.
+ */
+function readComposeFile(
+  text: string,
+  file: string,
+  readFile: ReadFile,
+  options: ComposeOptions,
+  imageElsewhere: boolean,
+): ComposeParts {
   const variables = options.variables ?? {};
   const root = parseYaml(text, file, '', (value) => interpolate(value, variables));
   if (root.isNull) throw root.error('the file is empty; a compose file needs a services: map');
@@ -115,7 +192,13 @@ export function parseComposeProject(
     volumes && !volumes.isNull
       ? readVolumeDeclarations(volumes, warnings)
       : new Map<string, number | undefined>();
-  const context: Context = { dir: path.dirname(file), readFile, variables, warnings };
+  const context: Context = {
+    dir: options.baseDir ?? path.dirname(file),
+    readFile,
+    variables,
+    warnings,
+    imageElsewhere,
+  };
   const grants = {
     secrets: readSources(top.get('secrets'), SECRET_KEYS, context),
     configs: readSources(top.get('configs'), CONFIG_KEYS, context),
@@ -123,104 +206,197 @@ export function parseComposeProject(
   const included = readIncludes(top.get('include'), file, readFile, options);
   warnings.push(...included.warnings);
   const extending = { file, root, readFile, variables, grants, warnings };
-  const parsed = services.entries().map(({ key, value }) => {
-    const service = resolveService(readServiceName(key, value), value, context, extending, []);
-    return { ...service, spec: withVolumeSizes(service.spec, declared) };
-  });
-  const own = enabledServices(parsed, options.profiles ?? [], file, warnings, included.services);
+  const parsed = services
+    .entries()
+    .map(({ key, value }) => resolveService(readServiceName(key, value), value, context, extending, []));
+  return {
+    files: [file],
+    services: parsed,
+    sources: new Map(parsed.map((service) => [service.spec.name, [file]])),
+    declared,
+    ...(subnet ? { subnet: { cidr: subnet, file } } : {}),
+    warnings,
+    included: { services: included.services, volumes: included.volumes, subnet: included.subnet },
+  };
+}
+
+/**
+ * A later file's parts over an earlier one's: a service in both is the later
+ * one merged over the earlier (mergeExtended), a new one comes after; a
+ * declared volume takes the later size where it sets one; the later subnet wins.
+ */
+function mergeParts(earlier: ComposeParts, later: ComposeParts): ComposeParts {
+  const services = [...earlier.services];
+  const sources = new Map(earlier.sources);
+  for (const service of later.services) {
+    const name = service.spec.name;
+    const at = services.findIndex((s) => s.spec.name === name);
+    if (at < 0) services.push(service);
+    else services[at] = mergeExtended(services[at] as ParsedService, service);
+    sources.set(name, [...(sources.get(name) ?? []), ...(later.sources.get(name) ?? [])]);
+  }
+  const declared = new Map(earlier.declared);
+  for (const [name, size] of later.declared) declared.set(name, size ?? earlier.declared.get(name));
+  const subnet = later.subnet ?? earlier.subnet;
+  return {
+    files: [...earlier.files, ...later.files],
+    services,
+    sources,
+    declared,
+    ...(subnet ? { subnet } : {}),
+    warnings: [...earlier.warnings, ...later.warnings],
+    included: mergeIncluded(earlier.included, later.included, later.files.join(', ')),
+  };
+}
+
+/** What the includes of two merged files bring in: a service both bring in, or two subnets, is an error naming `file`, the later. */
+function mergeIncluded(
+  earlier: ComposeParts['included'],
+  later: ComposeParts['included'],
+  file: string,
+): ComposeParts['included'] {
+  for (const service of later.services)
+    if (earlier.services.some((s) => s.name === service.name))
+      throw new SpecError(`${file}: service "${service.name}" is defined by two included files`);
+  if (earlier.subnet && later.subnet && earlier.subnet !== later.subnet)
+    throw new SpecError(
+      `${file}: an included file's subnet ${later.subnet} differs from another included file's, ${earlier.subnet}`,
+    );
+  const subnet = later.subnet ?? earlier.subnet;
+  return {
+    services: [...earlier.services, ...later.services],
+    volumes: [...earlier.volumes, ...later.volumes],
+    ...(subnet ? { subnet } : {}),
+  };
+}
+
+/**
+ * A project from its parts: the services the profiles enable, each with an
+ * image, their volume sizes, and the included projects' beside them. The
+ * checks that need every file merged are made here.
+ */
+function finishProject(parts: ComposeParts, profiles: readonly string[]): ComposeProject {
+  const { included, warnings } = parts;
+  const sourceOf = (name: string): string => (parts.sources.get(name) ?? parts.files).join(', ');
+  const missing = parts.services.find((service) => isEnabled(service, profiles) && !service.spec.image);
+  if (missing) {
+    const name = missing.spec.name;
+    const written = parts.sources.get(name) ?? parts.files;
+    throw new SpecError(
+      parts.files.length > 1
+        ? `service "${name}" has no image in ${written.join(' or ')}; add image: NAME[:TAG]`
+        : `${sourceOf(name)}: service "${name}" has no image, nor does the service it extends`,
+    );
+  }
+  const sized = parts.services.map((service) => ({
+    ...service,
+    spec: withVolumeSizes(service.spec, parts.declared),
+  }));
+  const own = enabledServices(sized, profiles, sourceOf, warnings, included.services);
   for (const service of own) {
-    const other = included.services.find((s) => s.name === service.name);
-    if (other)
+    if (included.services.some((s) => s.name === service.name))
       throw new SpecError(
-        `${file}: service "${service.name}" is also defined by an included file; a name belongs to one service`,
+        `${sourceOf(service.name)}: service "${service.name}" is also defined by an included file; a name belongs to one service`,
       );
   }
-  if (subnet && included.subnet && subnet !== included.subnet)
+  if (parts.subnet && included.subnet && parts.subnet.cidr !== included.subnet)
     throw new SpecError(
-      `${file}: the job network's subnet is ${subnet} here and ${included.subnet} in an included file`,
+      `${parts.subnet.file}: the job network's subnet is ${parts.subnet.cidr} here and ${included.subnet} in an included file`,
     );
+  const subnet = parts.subnet?.cidr ?? included.subnet;
   const project = {
     services: [...included.services, ...own],
-    volumes: [...new Set([...included.volumes, ...declared.keys()])],
+    volumes: [...new Set([...included.volumes, ...parts.declared.keys()])],
     // A base service that is also a service of its own is read twice: one warning is enough.
     warnings: [...new Set(warnings)],
-    ...((subnet ?? included.subnet) ? { subnet: subnet ?? included.subnet } : {}),
+    ...(subnet ? { subnet } : {}),
   };
-  checkDeclaredVolumes(project, file);
+  checkDeclaredVolumes(project, sourceOf);
   return project;
 }
 
-/** What `include:` brings in: the projects it names, each parsed on its own, then put together. */
+/**
+ * What `include:` brings in: the projects it names, each parsed on its own
+ * (a `path:` list as files merged), then put together.
+ */
 function readIncludes(
   value: YamlValue | undefined,
   file: string,
   readFile: ReadFile,
   options: ComposeOptions,
-): { services: ContainerSpec[]; volumes: string[]; subnet?: string; warnings: string[] } {
+): Included {
   const result = { services: [] as ContainerSpec[], volumes: [] as string[], warnings: [] as string[] };
   let subnet: string | undefined;
   if (!value || value.isNull) return result;
   const root = options.projectDir ?? path.dirname(file);
+  const here = options.baseDir ?? path.dirname(file);
   const chain = [...(options.including ?? []), file];
   for (const item of value.items()) {
     const fields = item.kind === 'a map' ? new Map(item.entries().map((e) => [e.key, e.value])) : undefined;
     const pathValue = fields ? fields.get('path') : item;
     if (!pathValue) throw item.error('path is missing');
-    if (pathValue.kind === 'a list' && pathValue.items().length !== 1)
-      throw pathValue.error(
-        'several files merged into one include are not supported yet; include each project once',
-      );
-    const target = pathValue.kind === 'a list' ? (pathValue.items()[0] as YamlValue) : pathValue;
-    const resolved = path.resolve(path.dirname(file), target.string('a path to a compose file'));
-    const inside = path.relative(root, resolved);
-    if (inside.startsWith('..') || path.isAbsolute(inside))
-      throw target.error(`${resolved} is outside the project directory ${root}; include files from under it`);
-    if (chain.includes(resolved))
-      throw target.error(
-        `include makes a cycle: ${[...chain, resolved].map((f) => path.relative(root, f) || f).join(' -> ')}`,
-      );
+    const targets = pathValue.kind === 'a list' ? pathValue.items() : [pathValue];
+    if (targets.length === 0) throw pathValue.error('the list is empty; give the compose files to include');
+    const resolved = targets.map((target) => {
+      const name = path.resolve(here, target.string('a path to a compose file'));
+      const inside = path.relative(root, name);
+      if (inside.startsWith('..') || path.isAbsolute(inside))
+        throw target.error(`${name} is outside the project directory ${root}; include files from under it`);
+      if (chain.includes(name))
+        throw target.error(
+          `include makes a cycle: ${[...chain, name].map((f) => path.relative(root, f) || f).join(' -> ')}`,
+        );
+      return name;
+    });
+    // What a message about the include as a whole points at: its one file, else its list.
+    const at = targets.length === 1 ? (targets[0] as YamlValue) : pathValue;
     const projectDir = fields?.get('project_directory');
     const dir = projectDir
-      ? path.resolve(path.dirname(file), projectDir.string('a directory'))
-      : path.dirname(resolved);
-    const defaults = includeDefaults(fields?.get('env_file'), dir, file, readFile, options.variables ?? {});
-    let text: string;
-    try {
-      text = readFile(resolved).toString();
-    } catch (error: unknown) {
-      throw target.error(`cannot read ${resolved}: ${(error as Error).message}`);
-    }
+      ? path.resolve(here, projectDir.string('a directory'))
+      : path.dirname(resolved[0] as string);
+    const defaults = includeDefaults(fields?.get('env_file'), dir, here, readFile, options.variables ?? {});
+    const inputs = resolved.map((name, index) => {
+      try {
+        return { text: readFile(name).toString(), file: name };
+      } catch (error: unknown) {
+        throw (targets[index] as YamlValue).error(`cannot read ${name}: ${(error as Error).message}`);
+      }
+    });
     // The including project's environment wins over the included one's .env.
-    const project = parseComposeProject(text, resolved, readFile, {
+    const project = parseComposeFiles(inputs, readFile, {
       ...options,
       variables: { ...defaults, ...options.variables },
       projectDir: root,
+      baseDir: dir,
       including: chain,
     });
     for (const service of project.services) {
       if (result.services.some((s) => s.name === service.name))
-        throw target.error(`service "${service.name}" is defined by two included files`);
+        throw at.error(`service "${service.name}" is defined by two included files`);
       result.services.push(service);
     }
     result.volumes.push(...project.volumes);
     result.warnings.push(...project.warnings);
     if (project.subnet && subnet && project.subnet !== subnet)
-      throw target.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
+      throw at.error(`its subnet ${project.subnet} differs from another included file's, ${subnet}`);
     subnet ??= project.subnet;
   }
   return { ...result, ...(subnet ? { subnet } : {}) };
 }
 
-/** The variables an included project interpolates with when the environment does not set them: its env_file, else its .env. */
+/**
+ * The variables an included project interpolates with when the environment
+ * does not set them: its env_file (relative to `from`), else the .env in `dir`.
+ */
 function includeDefaults(
   value: YamlValue | undefined,
   dir: string,
-  file: string,
+  from: string,
   readFile: ReadFile,
   variables: VariableMap,
 ): VariableMap {
   const files = value
-    ? value.stringOrList().map((name) => path.resolve(path.dirname(file), name))
+    ? value.stringOrList().map((name) => path.resolve(from, name))
     : [path.join(dir, '.env')];
   const defaults: Record<string, string> = {};
   for (const envFile of files) {
@@ -273,7 +449,7 @@ function resolveService(
   let baseFile = extending.file;
   let baseRoot = extending.root;
   if (fileValue) {
-    baseFile = path.resolve(path.dirname(extending.file), fileValue.string('a path to a compose file'));
+    baseFile = path.resolve(context.dir, fileValue.string('a path to a compose file'));
     let text: string;
     try {
       text = extending.readFile(baseFile).toString();
@@ -377,6 +553,10 @@ function mergeExtended(base: ParsedService, own: ParsedService): ParsedService {
     ),
     volumes: uniqueBy([...b.volumes, ...o.volumes], target),
     tmpfs: [...new Set([...b.tmpfs, ...o.tmpfs])],
+    imageMounts:
+      b.imageMounts || o.imageMounts
+        ? uniqueBy([...(b.imageMounts ?? []), ...(o.imageMounts ?? [])], (m) => m.target)
+        : undefined,
     dependsOn: uniqueBy([...b.dependsOn, ...o.dependsOn], (d) => d.service),
     aliases: b.aliases || o.aliases ? [...new Set([...(b.aliases ?? []), ...(o.aliases ?? [])])] : undefined,
     expose: b.expose || o.expose ? [...new Set([...(b.expose ?? []), ...(o.expose ?? [])])] : undefined,
@@ -387,6 +567,7 @@ function mergeExtended(base: ParsedService, own: ParsedService): ParsedService {
         : undefined,
     files:
       b.files || o.files ? uniqueBy([...(b.files ?? []), ...(o.files ?? [])], (f) => f.target) : undefined,
+    preStart: b.preStart || o.preStart ? [...(b.preStart ?? []), ...(o.preStart ?? [])] : undefined,
     postStart: b.postStart || o.postStart ? [...(b.postStart ?? []), ...(o.postStart ?? [])] : undefined,
     preStop: b.preStop || o.preStop ? [...(b.preStop ?? []), ...(o.preStop ?? [])] : undefined,
     guest,
@@ -405,29 +586,30 @@ interface ParsedService {
   optional: Set<string>;
 }
 
+/** A service runs when it has no profiles, or one of them is enabled. */
+function isEnabled(service: ParsedService, profiles: readonly string[]): boolean {
+  return (
+    service.profiles.length === 0 ||
+    profiles.includes('*') ||
+    service.profiles.some((profile) => profiles.includes(profile))
+  );
+}
+
 /**
- * The services the profiles enable: those with no profiles, and those with
- * one that is enabled. A dependency on a service left out is an error that
- * names its profile, unless it is not required.
+ * The services the profiles enable. A dependency on a service left out is an
+ * error that names its profile, unless it is not required. `sourceOf` names
+ * the file(s) a service is written in.
  */
 function enabledServices(
   services: ParsedService[],
   profiles: readonly string[],
-  file: string,
+  sourceOf: (service: string) => string,
   warnings: string[],
   included: readonly ContainerSpec[],
 ): ContainerSpec[] {
-  const enabled = (service: ParsedService): boolean =>
-    service.profiles.length === 0 ||
-    profiles.includes('*') ||
-    service.profiles.some((profile) => profiles.includes(profile));
+  const enabled = (service: ParsedService): boolean => isEnabled(service, profiles);
   const byName = new Map(services.map((service) => [service.spec.name, service]));
   for (const spec of included) byName.set(spec.name, { spec, profiles: [], optional: new Set() });
-  const missingImage = services.find((service) => enabled(service) && !service.spec.image);
-  if (missingImage)
-    throw new SpecError(
-      `${file}: service "${missingImage.spec.name}" has no image, nor does the service it extends`,
-    );
   return services.filter(enabled).map(({ spec, optional }) => ({
     ...spec,
     dependsOn: spec.dependsOn.filter(({ service }) => {
@@ -435,7 +617,7 @@ function enabledServices(
       if (dependency === undefined || enabled(dependency)) {
         if (dependency === undefined && optional.has(service)) {
           warnings.push(
-            `${file}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`,
+            `${sourceOf(spec.name)}: service "${spec.name}" starts without "${service}", which is not defined (required: false)`,
           );
           return false;
         }
@@ -444,20 +626,23 @@ function enabledServices(
       if (optional.has(service)) return false;
       const names = dependency.profiles.map((profile) => `"${profile}"`).join(' or ');
       throw new SpecError(
-        `${file}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`,
+        `${sourceOf(spec.name)}: service "${spec.name}" depends on "${service}", which is only in profile ${names}; enable it with --profile ${dependency.profiles[0] ?? ''} (or set required: false)`,
       );
     }),
   }));
 }
 
 /** As Compose: a named volume a service uses must be declared under the top-level volumes:. */
-function checkDeclaredVolumes(project: { services: ContainerSpec[]; volumes: string[] }, file: string): void {
+function checkDeclaredVolumes(
+  project: { services: ContainerSpec[]; volumes: string[] },
+  sourceOf: (service: string) => string,
+): void {
   for (const service of project.services) {
     for (const volume of service.volumes) {
       const name = namedVolume(volume);
       if (name !== undefined && !project.volumes.includes(name)) {
         throw new SpecError(
-          `${file}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`,
+          `${sourceOf(service.name)}: service "${service.name}" uses volume "${name}", which is not declared under the top-level volumes:`,
         );
       }
     }
@@ -525,6 +710,8 @@ interface Context {
   readFile: ReadFile;
   variables: VariableMap;
   warnings: string[];
+  /** A service may lack image: here: another file merged with this one may give it. */
+  imageElsewhere?: boolean;
 }
 
 /** The top-level secrets and configs, by name: their content, read now. */
@@ -580,10 +767,14 @@ function parseService(
   if (value.kind !== 'a map') throw value.expected('a map with at least image:');
   const fields = answered(value, SERVICE_KEYS, context.warnings);
   const image = fields.get('image');
-  if (!image && !fields.has('extends'))
+  if (!image && !fields.has('extends') && !context.imageElsewhere)
     throw value.error(`service "${name}" has no image; add image: NAME[:TAG]`);
   const get = fieldReader(fields);
-  const mounts = get('volumes', (field) => readVolumes(field, context)) ?? { volumes: [], tmpfs: [] };
+  const mounts = get('volumes', (field) => readVolumes(field, context)) ?? {
+    volumes: [],
+    tmpfs: [],
+    images: [],
+  };
   const deploy = get('deploy', (field) => readDeploy(field, context)) ?? {};
   const dependencies = get('depends_on', (field) => readDependsOn(field, context)) ?? [];
   const containerName = get('container_name', (field) => readContainerName(field));
@@ -620,6 +811,7 @@ function parseService(
     ],
     ports: get('ports', (field) => readPorts(field, (item) => readLongPort(item, context))) ?? [],
     volumes: mounts.volumes,
+    imageMounts: mounts.images.length > 0 ? mounts.images : undefined,
     baseDir: context.dir,
     command: get('command', readWords),
     entrypoint: get('entrypoint', readWords),
@@ -650,6 +842,7 @@ function parseService(
     files: readGrants(fields, grants),
     replicas: replicas !== undefined && replicas > 1 ? replicas : undefined,
     containerName,
+    preStart: get('pre_start', (field) => readPreStart(field, context)),
     postStart: get('post_start', (field) => readHooks(field, context)),
     preStop: get('pre_stop', (field) => readHooks(field, context)),
   });
@@ -872,6 +1065,34 @@ function readHooks(value: YamlValue, context: Context): LifecycleHook[] | undefi
     });
   });
   return hooks.length > 0 ? hooks : undefined;
+}
+
+/** pre_start: init containers, each with its own image, or the service's, and an optional command. */
+function readPreStart(value: YamlValue, context: Context): PreStartStep[] | undefined {
+  const steps = value.items().map((item) => {
+    const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+    const present = (key: string): YamlValue | undefined => {
+      const field = fields.get(key);
+      return field && !field.isNull ? field : undefined;
+    };
+    const command = present('command');
+    const image = present('image');
+    const user = present('user');
+    const workdir = present('working_dir');
+    const privileged = present('privileged');
+    const environment = present('environment');
+    const perReplica = present('per_replica');
+    return definedOnly({
+      image: image ? readImage(image) : undefined,
+      command: command ? readWords(command) : undefined,
+      user: user?.text(),
+      privileged: privileged?.boolean() || undefined,
+      workdir: workdir?.string('a directory'),
+      env: environment ? readEnvironment(environment, context.variables) : undefined,
+      perReplica: perReplica?.boolean() || undefined,
+    });
+  });
+  return steps.length > 0 ? steps : undefined;
 }
 
 /** pids_limit: a whole number of processes; 0 and -1 mean no limit, as under Docker. */
@@ -1103,12 +1324,16 @@ function readLongPort(value: YamlValue, context: Context): string {
   return protocol ? `${mapping}/${protocol}` : mapping;
 }
 
-const VOLUME_TYPES = ['volume', 'bind', 'tmpfs'];
+const VOLUME_TYPES = ['volume', 'bind', 'tmpfs', 'image'];
 
 /** Short volume strings as written; the long syntax as "SOURCE:TARGET[:ro]", or a tmpfs path. */
-function readVolumes(value: YamlValue, context: Context): { volumes: string[]; tmpfs: string[] } {
+function readVolumes(
+  value: YamlValue,
+  context: Context,
+): { volumes: string[]; tmpfs: string[]; images: ImageMount[] } {
   const volumes: string[] = [];
   const tmpfs: string[] = [];
+  const images: ImageMount[] = [];
   for (const item of value.items()) {
     if (item.kind !== 'a map') {
       volumes.push(item.string('a volume such as ./data:/data, or a map with type, source and target'));
@@ -1117,12 +1342,21 @@ function readVolumes(value: YamlValue, context: Context): { volumes: string[]; t
     const fields = answered(item, VOLUME_MOUNT_KEYS, context.warnings);
     const type = fields.get('type')?.string();
     if (type === undefined || !VOLUME_TYPES.includes(type)) {
-      throw item.error(`type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind or tmpfs`);
+      throw item.error(
+        `type is ${type === undefined ? 'missing' : `"${type}"`}; use volume, bind, tmpfs or image`,
+      );
     }
     const target = fields.get('target')?.string();
     if (target === undefined) throw item.error('target is missing; give the path in the container');
     const source = fields.get('source');
     const mode = fields.get('read_only')?.boolean() ? ':ro' : '';
+    if (type === 'image') {
+      images.push(readImageMount(item, fields, target));
+      continue;
+    }
+    const imageOptions = fields.get('image');
+    if (imageOptions && !imageOptions.isNull)
+      throw imageOptions.error(`image options are for type: image, and this volume is type: ${type}`);
     if (type === 'tmpfs') {
       if (source) throw source.error('a tmpfs has no source');
       tmpfs.push(`${target}${mode}`);
@@ -1134,7 +1368,34 @@ function readVolumes(value: YamlValue, context: Context): { volumes: string[]; t
       volumes.push(`${target}${mode}`);
     }
   }
-  return { volumes, tmpfs };
+  return { volumes, tmpfs, images };
+}
+
+/** A `type: image` volume: an image reference as the source, and optionally `image: { subpath }`. */
+function readImageMount(item: YamlValue, fields: Map<string, YamlValue>, target: string): ImageMount {
+  const source = fields.get('source');
+  if (!source || source.isNull)
+    throw item.error('source is missing; an image volume needs the image to mount');
+  const readOnly = fields.get('read_only');
+  if (readOnly && !readOnly.isNull && !readOnly.boolean())
+    throw readOnly.error("an image volume is always read-only: an image's filesystem is not written");
+  if (!target.startsWith('/') || /\s/.test(target) || target.split('/').includes('..'))
+    throw (fields.get('target') as YamlValue).error(
+      `"${target}" must be an absolute path in the container, without whitespace or ".."`,
+    );
+  const options = fields.get('image');
+  const subpathField = options && !options.isNull ? options.fields(['subpath']).get('subpath') : undefined;
+  const subpath =
+    subpathField && !subpathField.isNull ? subpathField.string('a path inside the image') : undefined;
+  if (subpath !== undefined) {
+    const clean = path.posix.normalize(subpath).replace(/^\/+|\/+$/g, '');
+    if (path.posix.isAbsolute(subpath) || clean === '..' || clean.startsWith('../') || /\s/.test(subpath))
+      throw (subpathField as YamlValue).error(
+        `subpath "${subpath}" must be a relative path inside the image, without whitespace or ".."`,
+      );
+    if (clean !== '' && clean !== '.') return { image: readImage(source), target, subpath: clean };
+  }
+  return { image: readImage(source), target };
 }
 
 /**

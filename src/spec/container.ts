@@ -25,6 +25,8 @@ export interface ContainerSpec {
   ports: PortSpec[];
   /** Docker short syntax, as written (src/storage/mounts.ts parses them). */
   volumes: string[];
+  /** Images whose filesystem is mounted read-only into the container (compose `type: image` volumes). */
+  imageMounts?: ImageMount[];
   /** Bytes for the named volumes in `volumes` that set a size (compose `driver_opts: { size }`), by name. */
   volumeSizes?: Record<string, number>;
   /** What relative host paths in `volumes` are relative to: the compose file's directory; else the caller's. */
@@ -74,6 +76,11 @@ export interface ContainerSpec {
    * `hyper up --scale`), named NAME.1 to NAME.N; undefined is one, named NAME.
    */
   replicas?: number;
+  /**
+   * Init containers (compose pre_start): each a one-shot VM on the service's
+   * mounts and network, run to completion in order before the service boots.
+   */
+  preStart?: PreStartStep[];
   /** Run in the container once it has started (compose post_start); one that fails stops it. */
   postStart?: LifecycleHook[];
   /** Run in the container before its stop signal (compose pre_stop). */
@@ -82,6 +89,14 @@ export interface ContainerSpec {
   replicaOf?: string;
   /** Compose's container_name: a name for one container, so never with replicas (it is in aliases too). */
   containerName?: string;
+}
+
+/** An image's filesystem, or one directory of it, mounted read-only at `target` (compose `type: image`). */
+export interface ImageMount {
+  image: string;
+  target: string;
+  /** A relative path inside the image to mount instead of its root. */
+  subpath?: string;
 }
 
 /** A compose lifecycle hook (post_start, pre_stop): a command run in the service's container, as an exec. */
@@ -95,6 +110,23 @@ export interface LifecycleHook {
   workdir?: string;
   /** "K=V" over the service's environment. */
   env?: string[];
+}
+
+/** One compose pre_start step: a VM of its own, run to completion before the service starts. */
+export interface PreStartStep {
+  /** Else the service's image (and then the service's user too). */
+  image?: string;
+  /** Replaces the image's Cmd; its entrypoint stays. */
+  command?: string[];
+  user?: string;
+  /** With every capability. */
+  privileged?: boolean;
+  /** Else the service's working directory. */
+  workdir?: string;
+  /** "K=V" over the service's environment. */
+  env?: string[];
+  /** Run once per replica, before that replica; else once for the service, before any replica. */
+  perReplica?: boolean;
 }
 
 /** The one place a container's defaults live. */

@@ -1,7 +1,8 @@
 import { checkAliases } from '../network/plan.js';
 import { NetworkError } from '../network/settings.js';
-import { MountError, planMounts } from '../storage/mounts.js';
-import { SpecError, validateName, type ContainerSpec } from './container.js';
+import { MountError, planMounts, type ImageMountPlan } from '../storage/mounts.js';
+import { SpecError, validateName, type ContainerSpec, type PreStartStep } from './container.js';
+import { definedOnly } from './fields.js';
 
 /**
  * Checks one container on its own (`hyper run`, later Docker's create) as
@@ -11,7 +12,7 @@ import { SpecError, validateName, type ContainerSpec } from './container.js';
 export function validateContainer(spec: ContainerSpec): void {
   validateName(spec.name);
   try {
-    planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+    planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/', unbuiltImageMounts(spec));
     checkAliases([{ service: spec.name, aliases: spec.aliases ?? [] }]);
   } catch (error: unknown) {
     if (error instanceof MountError || error instanceof NetworkError)
@@ -38,6 +39,7 @@ export function validatePlan(specs: readonly ContainerSpec[]): ContainerSpec[][]
   checkDependencies(specs, byName);
   checkCycles(specs, byName);
   checkReplicas(specs, byName);
+  checkPreStart(specs, byName);
   checkPorts(specs);
   checkMounts(specs);
   try {
@@ -49,13 +51,18 @@ export function validatePlan(specs: readonly ContainerSpec[]): ContainerSpec[][]
   return waves(specs);
 }
 
+/** A spec's image mounts, for the checks that need no image: their bases are not built yet. */
+export function unbuiltImageMounts(spec: Pick<ContainerSpec, 'imageMounts'>): ImageMountPlan[] {
+  return (spec.imageMounts ?? []).map((mount) => ({ ...mount, base: '' }));
+}
+
 /** Every mount parses, and no named volume is attached to two services (one ext4 cannot be shared by two VMs). */
 function checkMounts(specs: readonly ContainerSpec[]): void {
   const owners = new Map<string, string>();
   for (const spec of specs) {
     let mounts;
     try {
-      mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/');
+      mounts = planMounts(spec.volumes, spec.tmpfs, [], spec.baseDir ?? '/', unbuiltImageMounts(spec));
     } catch (error: unknown) {
       if (error instanceof MountError) throw new SpecError(`service "${spec.name}": ${error.message}`);
       throw error;
@@ -101,6 +108,78 @@ function checkReplicas(specs: readonly ContainerSpec[], byName: ReadonlyMap<stri
       validateName(replica);
     }
   }
+}
+
+/** Every VM name a service's pre_start steps take is free, and valid. */
+function checkPreStart(specs: readonly ContainerSpec[], byName: ReadonlyMap<string, ContainerSpec>): void {
+  const taken = new Set(specs.flatMap(replicaNames));
+  for (const spec of specs) {
+    const names = [...preStartSpecs(spec), ...replicaSpecs(spec).flatMap(replicaPreStartSpecs)].map(
+      (step) => step.name,
+    );
+    for (const name of names) {
+      if (taken.has(name) || byName.has(name))
+        throw new SpecError(
+          `service "${name}" has the name of a pre_start step of "${spec.name}"; rename it`,
+        );
+      validateName(name);
+    }
+  }
+}
+
+/**
+ * The one-shot VMs of a service's pre_start steps that run before the
+ * service boots: every step, or for a service with replicas the steps
+ * without per_replica, once before any replica. Each is named
+ * SERVICE-pre-start-N, N its place in the list. Pure.
+ */
+export function preStartSpecs(spec: ContainerSpec): ContainerSpec[] {
+  const replicated = (spec.replicas ?? 1) > 1;
+  return (spec.preStart ?? []).flatMap((step, index) =>
+    replicated && step.perReplica ? [] : [preStartSpec(spec, step, `${spec.name}-pre-start-${index + 1}`)],
+  );
+}
+
+/** The per_replica pre_start steps of one replica (a spec from replicaSpecs), named REPLICA-pre-start-N. Pure. */
+export function replicaPreStartSpecs(replica: ContainerSpec): ContainerSpec[] {
+  if (!replica.replicaOf) return [];
+  return (replica.preStart ?? []).flatMap((step, index) =>
+    step.perReplica ? [preStartSpec(replica, step, `${replica.name}-pre-start-${index + 1}`)] : [],
+  );
+}
+
+/**
+ * One pre_start step as a container, as Compose makes it: the service's
+ * mounts, environment (the step's over it), files, host entries, memory
+ * and vCPUs; the image's entrypoint with the step's command, else the
+ * image's; the service's user only where the step runs the service's own
+ * image. It answers to no name and publishes nothing.
+ */
+function preStartSpec(spec: ContainerSpec, step: PreStartStep, name: string): ContainerSpec {
+  const ownImage = step.image === undefined;
+  return definedOnly({
+    name,
+    image: step.image ?? spec.image,
+    credentials: ownImage ? spec.credentials : undefined,
+    env: [...spec.env, ...(step.env ?? [])],
+    ports: [],
+    volumes: spec.volumes,
+    volumeSizes: spec.volumeSizes,
+    imageMounts: spec.imageMounts,
+    baseDir: spec.baseDir,
+    command: step.command,
+    healthcheck: 'none' as const,
+    memoryMiB: spec.memoryMiB,
+    cpus: spec.cpus,
+    dependsOn: [],
+    workdir: step.workdir ?? spec.workdir,
+    user: step.user ?? (ownImage ? spec.user : undefined),
+    tmpfs: spec.tmpfs,
+    labels: { ...spec.labels, 'hyper.pre-start-of': spec.name },
+    extraHosts: spec.extraHosts,
+    files: spec.files,
+    guest: step.privileged ? { privileged: true } : undefined,
+  });
 }
 
 /** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */

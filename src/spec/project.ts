@@ -1,5 +1,5 @@
 import { splitList } from '../network/settings.js';
-import { parseComposeProject } from './compose.js';
+import { parseComposeFiles, type ComposeInput } from './compose.js';
 import type { ContainerSpec } from './container.js';
 import { parseServicesInput } from './services-input.js';
 
@@ -16,24 +16,30 @@ export function isComposeFile(text: string): boolean {
 }
 
 /**
- * The project in `text`, read from `file`: a compose file (its `env_file`s
- * read through `readText`, `${VAR}`s from `variables`) or a services YAML.
- * `options.source` names it in messages about a services YAML; `options.profiles`
- * (else COMPOSE_PROFILES) are the compose profiles enabled. Pure but for `readText`.
+ * The project in `files`, each with its text and path: a compose file, or
+ * several merged in order as `docker compose -f a.yml -f b.yml` merges them
+ * (their `env_file`s read through `readText`, `${VAR}`s from `variables`), or
+ * one services YAML. `options.source` names a services YAML in messages;
+ * `options.profiles` (else COMPOSE_PROFILES) are the compose profiles enabled.
+ * Pure but for `readText`.
  */
 export function loadProject(
-  text: string,
-  file: string,
+  files: readonly ComposeInput[],
   readText: (file: string) => string | Buffer,
   variables: Readonly<Record<string, string | undefined>>,
   options: { source?: string; profiles?: readonly string[] } = {},
 ): Project {
-  if (!isComposeFile(text))
-    return { services: parseServicesInput(text, options.source ?? file), subnet: undefined, warnings: [] };
+  const [first] = files;
+  if (first && files.length === 1 && !isComposeFile(first.text))
+    return {
+      services: parseServicesInput(first.text, options.source ?? first.file),
+      subnet: undefined,
+      warnings: [],
+    };
   const defined = Object.fromEntries(
     Object.entries(variables).filter((entry): entry is [string, string] => entry[1] !== undefined),
   );
-  const project = parseComposeProject(text, file, readText, {
+  const project = parseComposeFiles(files, readText, {
     variables: defined,
     profiles: options.profiles ?? composeProfiles(variables),
   });

@@ -14,7 +14,18 @@ export type MountSpec =
   | { kind: 'anonymous'; target: string; readOnly: boolean }
   /** A host directory or file, copied into a disk of its own when the service starts. */
   | { kind: 'bind'; source: string; target: string; readOnly: boolean }
-  | { kind: 'tmpfs'; target: string; options: string };
+  | { kind: 'tmpfs'; target: string; options: string }
+  /** An image's filesystem (its cached read-only ext4, `base`), or `subpath` of it, mounted read-only. */
+  | { kind: 'image'; image: string; base: string; subpath?: string; target: string; readOnly: true };
+
+/** A `type: image` mount once its image's base is built: what planMounts takes. */
+export interface ImageMountPlan {
+  image: string;
+  /** The image's read-only ext4 (src/images/rootfs.ts). */
+  base: string;
+  target: string;
+  subpath?: string;
+}
 
 export class MountError extends HyperError {
   static override defaultKind: ErrorKind = 'Invalid';
@@ -41,6 +52,16 @@ function checkTarget(target: string, what: string): string {
   }
   const clean = path.posix.normalize(target).replace(/\/+$/, '');
   if (clean === '') throw new MountError(`${what}: cannot mount over the root directory /`);
+  return clean;
+}
+
+/** A path inside an image, relative, as the guest init takes it: no whitespace, no "..". */
+function checkSubpath(subpath: string, image: string): string {
+  const clean = path.posix.normalize(subpath).replace(/^\/+|\/+$/g, '');
+  if (/\s/.test(subpath) || clean === '..' || clean.startsWith('../') || clean === '' || clean === '.')
+    throw new MountError(
+      `image mount of ${image}: subpath "${subpath}" must name a directory inside the image, without whitespace or ".."`,
+    );
   return clean;
 }
 
@@ -119,8 +140,17 @@ export function planMounts(
   tmpfs: readonly string[],
   imageVolumes: readonly string[],
   baseDir: string,
+  images: readonly ImageMountPlan[] = [],
 ): MountSpec[] {
-  const mounts = [...volumes.map((v) => parseVolume(v, baseDir)), ...tmpfs.map(parseTmpfs)];
+  const mounts = [
+    ...volumes.map((v) => parseVolume(v, baseDir)),
+    ...tmpfs.map(parseTmpfs),
+    ...images.map((m): MountSpec => {
+      const target = checkTarget(m.target, `image mount of ${m.image}`);
+      const subpath = m.subpath === undefined ? {} : { subpath: checkSubpath(m.subpath, m.image) };
+      return { kind: 'image', image: m.image, base: m.base, target, readOnly: true, ...subpath };
+    }),
+  ];
   const seen = new Set<string>();
   for (const mount of mounts) {
     if (seen.has(mount.target)) throw new MountError(`two mounts on ${mount.target}; give each path once`);
@@ -163,6 +193,8 @@ export interface MountDisk {
   copyUp: boolean;
   /** The named volume it holds, if any. */
   volume?: string;
+  /** An image's read-only ext4 (raw), mounted whole or at `subpath`: a `type: image` mount. */
+  image?: { name: string; subpath?: string };
 }
 
 /** The virtio-serial port name of the relayed sockets (src/vm/qemu/args.ts gives the guest this port). */
@@ -170,7 +202,8 @@ export const RELAY_PORT = 'hyper.relay';
 
 /**
  * The guest init's mount table (fw_cfg opt/hyper/mounts), one mount a line:
- * `disk SERIAL TARGET ro|rw copyup|-`, `share TAG TARGET ro|rw -`,
+ * `disk SERIAL TARGET ro|rw copyup|-`, `image SERIAL TARGET ro SUBPATH|-` (an
+ * image's filesystem, read-only), `share TAG TARGET ro|rw -`,
  * `tmpfs - TARGET OPTIONS -` or `socket PORT TARGET - -` (a relayed socket,
  * served after every mount by guest/hyper-relay.c on the virtio-serial port
  * PORT). Pure.
@@ -183,7 +216,9 @@ export function guestMountTable(
 ): string {
   const lines: { target: string; line: string }[] = disks.map((d) => ({
     target: d.target,
-    line: `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
+    line: d.image
+      ? `image ${d.serial} ${d.target} ro ${d.image.subpath ?? '-'}`
+      : `disk ${d.serial} ${d.target} ${d.readOnly ? 'ro' : 'rw'} ${d.copyUp ? 'copyup' : '-'}`,
   }));
   for (const share of shares)
     lines.push({

@@ -142,6 +142,16 @@ export async function prepareMountDisks(
         readOnly: mount.readOnly,
         copyUp: !mount.readOnly,
       });
+    } else if (mount.kind === 'image') {
+      // The image's own cached base, shared read-only by every VM that mounts it.
+      disks.push({
+        serial,
+        path: mount.base,
+        target: mount.target,
+        readOnly: true,
+        copyUp: false,
+        image: { name: mount.image, ...(mount.subpath ? { subpath: mount.subpath } : {}) },
+      });
     } else if (mount.kind === 'bind' && !options.shareBinds) {
       // Where no directory can be shared live, a copy of it in a disk of its own.
       const file = path.join(vmDir, 'disks', `${serial}.qcow2`);

@@ -74,7 +74,7 @@ db:
   }
 });
 
-test('a compose file with depends_on service_healthy starts postgres only once redis is healthy; compose-profiles selects, ignored keys warn', async () => {
+test('compose files merged in order: the override depends_on service_healthy starts postgres only once redis is healthy; compose-profiles selects, ignored keys warn', async () => {
   const job = await RunnerJob.create();
   const dir = await mkdtemp('/tmp/hyper-compose-');
   try {
@@ -91,16 +91,24 @@ test('a compose file with depends_on service_healthy starts postgres only once r
     profiles: [ci]
     logging:
       driver: json-file
-    depends_on:
-      redis:
-        condition: service_healthy
   debug:
     image: ${redis}
     profiles: [debug]
 `,
     );
+    // An override file, as docker compose takes after the first: no image, only what it changes.
+    const override = path.join(dir, 'compose.ci.yml');
+    await writeFile(
+      override,
+      `services:
+  db:
+    depends_on:
+      redis:
+        condition: service_healthy
+`,
+    );
     const main = await job.step(MAIN, {
-      'compose-file': compose,
+      'compose-file': `${compose}\n${override}\n`,
       'compose-profiles': 'ci',
       accel: 'tcg',
       'wait-timeout': '180',

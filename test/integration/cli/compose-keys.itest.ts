@@ -1,12 +1,15 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
-import { busyboxLayout } from '../../support/fixtures.js';
+import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
 import { snapshotEnv } from '../../support/env.js';
 
 // The compose keys that reach the guest, each seen from inside a real VM.
 let stateDir: string;
 let work: string;
+/** busybox laid out as Docker Hub's is: no entrypoint, a shell as its command (pre_start steps run the image's). */
+let shell: string;
+let cleanShell: () => Promise<void>;
 const restoreEnv = snapshotEnv();
 
 beforeAll(async () => {
@@ -14,6 +17,13 @@ beforeAll(async () => {
   work = await mkdtemp('/tmp/hyper-compose-keys-');
   process.env.HYPER_STATE_DIR = stateDir;
   process.env.HYPER_ACCEL = 'tcg';
+  const variant = await variantLayout(await busyboxLayout(), (config) => {
+    const inner = config.config as Record<string, unknown>;
+    delete inner.Entrypoint;
+    inner.Cmd = ['sh'];
+  });
+  shell = `oci:${variant.dir}`;
+  cleanShell = variant.cleanup;
 });
 
 afterAll(async () => {
@@ -21,6 +31,7 @@ afterAll(async () => {
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
   await rm(stateDir, { recursive: true, force: true });
   await rm(work, { recursive: true, force: true });
+  await cleanShell();
   restoreEnv();
 });
 
@@ -32,7 +43,7 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
     compose,
     `services:
   web:
-    image: ${image}
+    image: ${shell}
     entrypoint:
       - sh
       - -c
@@ -70,6 +81,24 @@ test('sysctls, ulimits, shm_size, read_only, hostname, domainname, secrets, conf
         gid: "101"
         mode: 0440
     tmpfs: /scratch
+    volumes:
+      - seed:/seed
+      - type: image
+        source: ${image}
+        target: /tools
+        image:
+          subpath: bin
+      - type: image
+        source: ${image}
+        target: /whole
+    environment:
+      MODE: service
+    pre_start:
+      - command: ["sh", "-c", "echo seeded by $$(hostname) with MODE=$$MODE > /seed/note"]
+        environment:
+          MODE: init
+      - image: ${shell}
+        command: ["sh", "-c", "cp /seed/note /seed/second && chmod 600 /seed/second"]
   tools:
     image: ${image}
     profiles: [debug]
@@ -79,6 +108,8 @@ secrets:
 configs:
   app_conf:
     content: port=80
+volumes:
+  seed:
 `,
   );
   const config = await hyperOk('config', '-f', compose, '--format', 'json');
@@ -140,10 +171,24 @@ configs:
     '444 0 0 /run/secrets/db_password\n440 100 101 /etc/app.conf',
   );
   expect(await inside('cat /run/secrets/db_password /etc/app.conf')).toBe('s3cret\nport=80');
+  // pre_start: two one-shot VMs ran in order on the service's volume, each its own host, and are gone.
+  expect(
+    await inside('cat /seed/note; stat -c "%a %n" /seed/second; cmp /seed/note /seed/second && echo same'),
+  ).toBe('seeded by web-pre-start-1 with MODE=init\n600 /seed/second\nsame');
+  expect(up.stderr).toMatch(/web: pre_start step 1 of 2 \(web-pre-start-1\) exited 0 after \d+ ms/);
+  expect(up.stderr).toMatch(/web: pre_start step 2 of 2 \(web-pre-start-2\) exited 0 after \d+ ms/);
+  // type: image: the image's bin directory, and the whole image, read-only.
+  expect(await inside('ls /tools/busybox /whole/bin/busybox; /tools/busybox true && echo runs')).toBe(
+    '/tools/busybox\n/whole/bin/busybox\nruns',
+  );
+  expect(await inside('touch /tools/x 2>&1; echo $?; touch /whole/x 2>&1; echo $?')).toMatch(
+    /Read-only file system\n1\n.*Read-only file system\n1$/,
+  );
   const labelled = JSON.parse((await hyperOk('ps', '--json', '--filter', 'label=team=ci')).stdout) as {
     name: string;
   }[];
   expect(labelled.map((row) => row.name)).toEqual(['web']);
+  expect(JSON.parse((await hyperOk('ps', '--json')).stdout)).toHaveLength(1);
 
   // No --time: the service's own stop_grace_period, and its stop signal reaches it.
   await hyperOk('stop', 'web');
@@ -256,6 +301,24 @@ test('a failing post_start hook fails the start; a failing pre_stop hook aborts 
   expect(down.stderr).toContain('warning: stubborn: pre_stop hook 1 (sh -c exit 4) exited with code 4\n');
   expect(down.stderr).toContain('stubborn: stopped');
   expect(await readdir(path.join(stateDir, 'vms'))).toEqual([]);
+});
+
+test('a failing pre_start step fails up with its output; the service never boots and the step VM is gone', async () => {
+  const gated = path.join(work, 'pre-start.yml');
+  await writeFile(
+    gated,
+    `services:\n  gated:\n    image: ${shell}\n    pre_start:\n      - command: ["sh", "-c", "echo migration failed >&2; exit 5"]\n`,
+  );
+  const up = await hyper('up', '-f', gated);
+  expect({ code: up.code, stderr: up.stderr }).toEqual({
+    code: 125,
+    stderr: expect.stringContaining(
+      'service gated: pre_start step 1 of 1 (gated-pre-start-1) exited with code 5; the end of its output:\nmigration failed',
+    ) as unknown,
+  });
+  expect(JSON.parse((await hyperOk('ps', '--json')).stdout)).toEqual([]);
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  await hyperOk('down', '--time', '0');
 });
 
 test('refused keys, bad counts and a missing secret file stop up before anything boots', async () => {

@@ -272,7 +272,32 @@ describe('parseComposeFile: bad files, exact messages', () => {
     [
       'a volume of an unknown type',
       'services:\n  app:\n    image: busybox\n    volumes:\n      - type: npipe\n        target: /x\n',
-      `${FILE}: services.app.volumes[0] (line 5): type is "npipe"; use volume, bind or tmpfs`,
+      `${FILE}: services.app.volumes[0] (line 5): type is "npipe"; use volume, bind, tmpfs or image`,
+    ],
+    [
+      'an image volume without source',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: image\n        target: /x\n',
+      `${FILE}: services.app.volumes[0] (line 5): source is missing; an image volume needs the image to mount`,
+    ],
+    [
+      'an image volume asked to be writable',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: image\n        source: alpine\n        target: /x\n        read_only: false\n',
+      `${FILE}: services.app.volumes[0].read_only (line 8): an image volume is always read-only: an image's filesystem is not written`,
+    ],
+    [
+      'an image subpath that climbs out',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: image\n        source: alpine\n        target: /x\n        image: { subpath: ../etc }\n',
+      `${FILE}: services.app.volumes[0].image.subpath (line 8): subpath "../etc" must be a relative path inside the image, without whitespace or ".."`,
+    ],
+    [
+      'an image volume with a relative target',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: image\n        source: alpine\n        target: x\n',
+      `${FILE}: services.app.volumes[0].target (line 7): "x" must be an absolute path in the container, without whitespace or ".."`,
+    ],
+    [
+      'image options on a bind',
+      'services:\n  app:\n    image: busybox\n    volumes:\n      - type: bind\n        source: ./x\n        target: /x\n        image: { subpath: etc }\n',
+      `${FILE}: services.app.volumes[0].image (line 8): image options are for type: image, and this volume is type: bind`,
     ],
     [
       'a bind mount without source',

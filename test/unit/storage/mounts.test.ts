@@ -77,6 +77,35 @@ describe('planMounts', () => {
     ]);
   });
 
+  test("an image mount covers the image's VOLUME at its path, and shares the one-mount-a-path rule", () => {
+    const image = {
+      image: 'docs:1',
+      base: '/cache/rootfs/abc.ext4',
+      target: '/srv/docs/',
+      subpath: 'usr/share/doc/',
+    };
+    const mounts = planMounts([], [], ['/srv/docs'], '/', [image]);
+    expect(mounts).toEqual([
+      {
+        kind: 'image',
+        image: 'docs:1',
+        base: '/cache/rootfs/abc.ext4',
+        target: '/srv/docs',
+        subpath: 'usr/share/doc',
+        readOnly: true,
+      },
+    ]);
+    expect(() => planMounts(['data:/srv/docs'], [], [], '/', [image])).toThrow(
+      'two mounts on /srv/docs; give each path once',
+    );
+    expect(() => planMounts([], [], [], '/', [{ ...image, subpath: 'a/../../etc' }])).toThrow(
+      'image mount of docs:1: subpath "a/../../etc" must name a directory inside the image, without whitespace or ".."',
+    );
+    expect(() => planMounts([], [], [], '/', [{ ...image, target: 'docs' }])).toThrow(
+      'image mount of docs:1: the path in the container must be absolute, not "docs"',
+    );
+  });
+
   test('two mounts on one path are refused', () => {
     expect(() => planMounts(['aa:/data'], ['/data'], [], '/')).toThrow(
       'two mounts on /data; give each path once',
@@ -93,6 +122,31 @@ test('the guest mount table lists disks and tmpfs mounts, parents first, one a l
     [{ kind: 'tmpfs', target: '/a/b/c', options: 'rw,noexec' }],
   );
   expect(table).toBe('disk vol0 /a rw copyup\ndisk vol1 /a/b ro -\ntmpfs - /a/b/c rw,noexec -\n');
+});
+
+test("an image mount's line names its disk, read-only, and its subpath or -", () => {
+  const table = guestMountTable(
+    [
+      {
+        serial: 'vol0',
+        path: '/cache/rootfs/abc.ext4',
+        target: '/docs',
+        readOnly: true,
+        copyUp: false,
+        image: { name: 'docs:1', subpath: 'usr/share/doc' },
+      },
+      {
+        serial: 'vol1',
+        path: '/cache/rootfs/def.ext4',
+        target: '/tools',
+        readOnly: true,
+        copyUp: false,
+        image: { name: 'tools:1' },
+      },
+    ],
+    [],
+  );
+  expect(table).toBe('image vol0 /docs ro usr/share/doc\nimage vol1 /tools ro -\n');
 });
 
 test('namedVolume: only NAME:/path names a volume', () => {
