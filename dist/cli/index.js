@@ -48145,6 +48145,35 @@ async function process_waitForExit(pid, marker, timeoutMs) {
         await sleep(25);
     }
 }
+/**
+ * Stops our process `pid` (its command line mentions `marker`, so a
+ * recycled pid is never signalled): SIGTERM, then SIGKILL once `graceMs`
+ * has passed. Says how it ended; fails when it outlives the SIGKILL by
+ * `killWaitMs`.
+ */
+async function terminate(pid, marker, graceMs, killWaitMs = graceMs) {
+    if (!(await isOurProcess(pid, marker)))
+        return 'already gone';
+    if (!signal(pid, 'SIGTERM'))
+        return 'already gone';
+    if (await process_waitForExit(pid, marker, graceMs))
+        return 'stopped';
+    if (signal(pid, 'SIGKILL') && !(await process_waitForExit(pid, marker, killWaitMs)))
+        throw new Error(`process ${pid} is still running after SIGKILL`);
+    return 'killed';
+}
+/** Sends `name` to `pid` alone; false when it was already gone. */
+function signal(pid, name) {
+    try {
+        process.kill(pid, name);
+        return true;
+    }
+    catch (error) {
+        if (error.code === 'ESRCH')
+            return false;
+        throw error;
+    }
+}
 /** State and start time (in clock ticks since boot) from /proc/PID/stat's text. Pure. */
 function parseProcStat(stat) {
     // The command name, in parentheses, may hold spaces: fields are counted after its end.
@@ -50418,6 +50447,10 @@ function preStartSpec(spec, step, name) {
         files: spec.files,
         guest: step.privileged ? { privileged: true } : undefined,
     });
+}
+/** Whether `name` is one of the names replicaNames gives the replicas of `service`. Pure. */
+function isReplicaName(name, service) {
+    return name.startsWith(`${service}.`) && /^[1-9]\d*$/.test(name.slice(service.length + 1));
 }
 /** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */
 function replicaNames(spec) {
@@ -58286,6 +58319,8 @@ async function balanceService(service, job, signal, log, ready) {
     const rotation = new Map();
     let members = [];
     let forwarder;
+    // Whether to forward is decided once, at the first read of the network: its mode never changes.
+    let forwarding = false;
     try {
         for (let first = true; !signal.aborted; first = false) {
             const network = await job.network.readNetwork(job.stateDir).catch((error) => {
@@ -58301,7 +58336,10 @@ async function balanceService(service, job, signal, log, ready) {
                     return log(`no replica of ${service} is left on the job network; the balancer ends`);
                 members = group;
                 await followRotation(group, rotation, watches, job, log);
-                forwarder ??= await forwardIfUser(network, group, () => members.filter((m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined));
+                if (!forwarding) {
+                    forwarding = true;
+                    forwarder = await forwardIfUser(network, group, () => members.filter((m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined));
+                }
             }
             if (first) {
                 await ready();
@@ -58466,14 +58504,8 @@ async function stopBalancers(job, select = () => true) {
             continue;
         const state = await readStateFile(stateFile(job, service), '').catch(() => undefined);
         const mark = marker(job, service);
-        if (state && (await isOurProcess(state.pid, mark))) {
-            process.kill(state.pid, 'SIGTERM');
-            if (!(await process_waitForExit(state.pid, mark, STOP_TIMEOUT_MS))) {
-                process.kill(state.pid, 'SIGKILL');
-                await process_waitForExit(state.pid, mark, STOP_TIMEOUT_MS);
-            }
+        if (state && (await terminate(state.pid, mark, STOP_TIMEOUT_MS)) !== 'already gone')
             stopped.push(service);
-        }
         await forgetBalancer(job, service);
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(balancerDir(job), `${service}.log`), { force: true });
     }
@@ -58488,10 +58520,7 @@ async function stopBalancers(job, select = () => true) {
 
 
 
-/** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
-function isReplicaOf(name, service) {
-    return name.startsWith(`${service}.`) && /^\d+$/.test(name.slice(service.length + 1));
-}
+
 /** Stops and removes the job's VMs, then the job network: what both the post step and `hyper down` do. */
 async function downJob(job, options, hooks) {
     const { services, damaged } = await listForTeardown(job);
@@ -58525,7 +58554,7 @@ async function downJob(job, options, hooks) {
     const selected = services
         .filter((s) => !options.select || options.select(s.record))
         .map((s) => s.record.name);
-    await stopBalancers(job, (group) => !options.select || selected.some((name) => isReplicaOf(name, group))).catch((error) => {
+    await stopBalancers(job, (group) => !options.select || selected.some((name) => isReplicaName(name, group))).catch((error) => {
         if (!options.keepGoing)
             throw error;
         hooks.failed('the balancers', error);

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { terminate } from '../vm/process.js';
 import type { DockerApiState } from './state.js';
 
 /** sun_path holds 108 bytes, the terminating NUL included. */
@@ -124,55 +125,21 @@ export async function startDockerApi(options: DockerApiStart): Promise<DockerApi
   }
 }
 
-/**
- * True while the daemon's pid is alive and still the daemon: a recycled pid
- * has another command line, and a zombie (nobody reaped it) an empty one.
- */
-async function isRunning(state: DockerApiState): Promise<boolean> {
-  try {
-    process.kill(state.pid, 0);
-  } catch {
-    return false;
-  }
-  const cmdline = await readFile(`/proc/${state.pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0').includes(state.socket);
-}
-
-async function waitForExit(state: DockerApiState, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (await isRunning(state)) {
-    if (Date.now() >= deadline) return false;
-    await sleep(POLL_MS);
-  }
-  return true;
-}
-
-/** Sends `signal` to the daemon's pid alone; false when it was already gone. */
-function signal(state: DockerApiState, name: NodeJS.Signals): boolean {
-  try {
-    process.kill(state.pid, name);
-    return true;
-  } catch (error: unknown) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw error;
-  }
-}
-
 /** Stops the daemon (SIGTERM, then SIGKILL after 20 s) and removes its socket. Safe to repeat. */
 export async function stopDockerApi(state: DockerApiState, log: DockerApiLog): Promise<void> {
   try {
-    if (!(await isRunning(state))) {
-      log.info(`hyper serve (pid ${state.pid}) had already exited`);
-    } else if (signal(state, 'SIGTERM') && !(await waitForExit(state, STOP_TIMEOUT_MS))) {
+    // Its command line names its socket: a recycled pid is never signalled.
+    const ended = await terminate(state.pid, state.socket, STOP_TIMEOUT_MS, KILL_TIMEOUT_MS).catch(
+      (error: unknown) => {
+        throw new Error(`hyper serve (pid ${state.pid}): ${(error as Error).message}`);
+      },
+    );
+    if (ended === 'already gone') log.info(`hyper serve (pid ${state.pid}) had already exited`);
+    else if (ended === 'stopped') log.info(`hyper serve (pid ${state.pid}) stopped`);
+    else
       log.warn(
-        `hyper serve (pid ${state.pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; killing it`,
+        `hyper serve (pid ${state.pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; it was killed`,
       );
-      if (signal(state, 'SIGKILL') && !(await waitForExit(state, KILL_TIMEOUT_MS))) {
-        throw new Error(`hyper serve (pid ${state.pid}) is still running after SIGKILL`);
-      }
-    } else {
-      log.info(`hyper serve (pid ${state.pid}) stopped`);
-    }
   } finally {
     await rm(state.socket, { force: true });
     if (state.socketDir) await rm(state.socketDir, { recursive: true, force: true });

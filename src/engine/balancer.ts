@@ -7,7 +7,7 @@ import type { HealthcheckSpec } from '../images/run-config.js';
 import type { NetworkMember, NetworkRecord } from '../network/job.js';
 import { startForwarder, type Forwarder } from '../network/forwarder.js';
 import { projectRoot } from '../project-root.js';
-import { isOurProcess, waitForExit } from '../vm/process.js';
+import { terminate } from '../vm/process.js';
 import { vmState } from './container.js';
 import type { JobContext } from './context.js';
 import { commandProbe, portsProbe, startingInterval, type Probe } from './health.js';
@@ -64,6 +64,8 @@ export async function balanceService(
   const rotation = new Map<string, string | undefined>();
   let members: NetworkMember[] = [];
   let forwarder: Forwarder | undefined;
+  // Whether to forward is decided once, at the first read of the network: its mode never changes.
+  let forwarding = false;
   try {
     for (let first = true; !signal.aborted; first = false) {
       const network = await job.network.readNetwork(job.stateDir).catch((error: unknown) => {
@@ -78,11 +80,14 @@ export async function balanceService(
           return log(`no replica of ${service} is left on the job network; the balancer ends`);
         members = group;
         await followRotation(group, rotation, watches, job, log);
-        forwarder ??= await forwardIfUser(network, group, () =>
-          members.filter(
-            (m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined,
-          ),
-        );
+        if (!forwarding) {
+          forwarding = true;
+          forwarder = await forwardIfUser(network, group, () =>
+            members.filter(
+              (m) => (rotation.has(m.service) ? rotation.get(m.service) : m.outOfRotation) === undefined,
+            ),
+          );
+        }
       }
       if (first) {
         await ready();
@@ -278,14 +283,8 @@ export async function stopBalancers(
     if (!select(service)) continue;
     const state = await readStateFile<BalancerState>(stateFile(job, service), '').catch(() => undefined);
     const mark = marker(job, service);
-    if (state && (await isOurProcess(state.pid, mark))) {
-      process.kill(state.pid, 'SIGTERM');
-      if (!(await waitForExit(state.pid, mark, STOP_TIMEOUT_MS))) {
-        process.kill(state.pid, 'SIGKILL');
-        await waitForExit(state.pid, mark, STOP_TIMEOUT_MS);
-      }
+    if (state && (await terminate(state.pid, mark, STOP_TIMEOUT_MS)) !== 'already gone')
       stopped.push(service);
-    }
     await forgetBalancer(job, service);
     await rm(path.join(balancerDir(job), `${service}.log`), { force: true });
   }

@@ -3,12 +3,8 @@ import { listForTeardown, removeContainer, stopContainer, type ServiceSummary } 
 import { vmDir, type JobContext } from './context.js';
 import { listVmNames, type VmRecord } from './record.js';
 import { stopBalancers } from './balancer.js';
+import { isReplicaName } from '../spec/plan.js';
 import { HookError } from './hooks.js';
-
-/** Whether `name` is one of the replicas SERVICE.1 to SERVICE.N of `service`. Pure. */
-function isReplicaOf(name: string, service: string): boolean {
-  return name.startsWith(`${service}.`) && /^\d+$/.test(name.slice(service.length + 1));
-}
 
 export interface DownOptions {
   /** How long each service may take to stop on its stop signal before it is killed; else its own stop_grace_period, or 10 s. */
@@ -66,7 +62,7 @@ export async function downJob(job: JobContext, options: DownOptions, hooks: Down
     .map((s) => s.record.name);
   await stopBalancers(
     job,
-    (group) => !options.select || selected.some((name) => isReplicaOf(name, group)),
+    (group) => !options.select || selected.some((name) => isReplicaName(name, group)),
   ).catch((error: unknown) => {
     if (!options.keepGoing) throw error;
     hooks.failed('the balancers', error);

@@ -182,6 +182,11 @@ function preStartSpec(spec: ContainerSpec, step: PreStartStep, name: string): Co
   });
 }
 
+/** Whether `name` is one of the names replicaNames gives the replicas of `service`. Pure. */
+export function isReplicaName(name: string, service: string): boolean {
+  return name.startsWith(`${service}.`) && /^[1-9]\d*$/.test(name.slice(service.length + 1));
+}
+
 /** NAME.1 to NAME.N for a service with replicas, else NAME. Pure. */
 export function replicaNames(spec: Pick<ContainerSpec, 'name' | 'replicas'>): string[] {
   const count = spec.replicas ?? 1;

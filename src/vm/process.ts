@@ -52,6 +52,37 @@ export async function waitForExit(pid: number, marker: string, timeoutMs: number
   }
 }
 
+/**
+ * Stops our process `pid` (its command line mentions `marker`, so a
+ * recycled pid is never signalled): SIGTERM, then SIGKILL once `graceMs`
+ * has passed. Says how it ended; fails when it outlives the SIGKILL by
+ * `killWaitMs`.
+ */
+export async function terminate(
+  pid: number,
+  marker: string,
+  graceMs: number,
+  killWaitMs = graceMs,
+): Promise<'already gone' | 'stopped' | 'killed'> {
+  if (!(await isOurProcess(pid, marker))) return 'already gone';
+  if (!signal(pid, 'SIGTERM')) return 'already gone';
+  if (await waitForExit(pid, marker, graceMs)) return 'stopped';
+  if (signal(pid, 'SIGKILL') && !(await waitForExit(pid, marker, killWaitMs)))
+    throw new Error(`process ${pid} is still running after SIGKILL`);
+  return 'killed';
+}
+
+/** Sends `name` to `pid` alone; false when it was already gone. */
+function signal(pid: number, name: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, name);
+    return true;
+  } catch (error: unknown) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw error;
+  }
+}
+
 /** State and start time (in clock ticks since boot) from /proc/PID/stat's text. Pure. */
 export function parseProcStat(stat: string): { state: string; startTime: string } {
   // The command name, in parentheses, may hold spaces: fields are counted after its end.

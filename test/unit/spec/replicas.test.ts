@@ -1,7 +1,13 @@
 import { parsePortSpec } from '../../../src/network/ports.js';
 import { parseComposeFile } from '../../../src/spec/compose.js';
 import type { ContainerSpec } from '../../../src/spec/container.js';
-import { replicaNames, replicaSpecs, scaleServices, validatePlan } from '../../../src/spec/plan.js';
+import {
+  isReplicaName,
+  replicaNames,
+  replicaSpecs,
+  scaleServices,
+  validatePlan,
+} from '../../../src/spec/plan.js';
 
 const FILE = '/repo/ci/compose.yml';
 const parse = (text: string) => ({ services: parseComposeFile(text, FILE, () => '', {}) });
@@ -105,6 +111,16 @@ describe('replicaSpecs', () => {
     const single = spec('db');
     expect(replicaSpecs(single)).toEqual([single]);
     expect(replicaNames(single)).toEqual(['db']);
+  });
+
+  test('isReplicaName knows the names replicaNames gives, and no others', () => {
+    const names = replicaNames(spec('web', { replicas: 12 }));
+    expect(names.every((name) => isReplicaName(name, 'web'))).toBe(true);
+    expect(
+      ['web', 'web.', 'web.0', 'web.01', 'web.1a', 'web.pre-start-1', 'webx.1', 'web.1-pre-start-1'].filter(
+        (n) => isReplicaName(n, 'web'),
+      ),
+    ).toEqual([]);
   });
 });
 
