@@ -1,5 +1,5 @@
-/** What went wrong, as a front door must tell it: Docker's API answers 404, 409, 400, 503 and 500 for these. */
-export type ErrorKind = 'NotFound' | 'Conflict' | 'Invalid' | 'Unavailable' | 'Internal';
+/** What went wrong, as a front door must tell it: Docker's API answers 404, 409, 400, 403, 503 and 500 for these. */
+export type ErrorKind = 'NotFound' | 'Conflict' | 'Invalid' | 'Forbidden' | 'Unavailable' | 'Internal';
 
 export interface HyperErrorOptions {
   kind?: ErrorKind | undefined;

@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5629);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5147);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5629:
+/***/ 5147:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -51636,7 +51636,27 @@ async function tail(file) {
     return trimOutput(await (0,promises_namespaceObject.readFile)(file, 'utf8').catch(() => ''), 5);
 }
 
+;// CONCATENATED MODULE: ./src/tools/qemu/sandbox.ts
+/**
+ * QEMU's own seccomp filter, for every QEMU hyper starts: obsolete system
+ * calls and host resource control (scheduling, affinity, priorities) are
+ * refused, and QEMU then has no_new_privs, so nothing it runs can gain a
+ * privilege through a setuid file. Privilege changes (setuid, setgid and
+ * the like, and setsid) are refused too, except where user-mode networking
+ * serves connections between services: QEMU's slirp starts hyper-connect for
+ * each one in a session of its own (setsid), and the filter would kill QEMU
+ * there. Spawning stays allowed: that same helper, and migration to and from
+ * files (templates, checkpoints) through `exec:cat`. Pure.
+ */
+function qemuSandbox(userNetwork) {
+    return [
+        '-sandbox',
+        `on,obsolete=deny,elevateprivileges=${userNetwork ? 'allow' : 'deny'},spawn=allow,resourcecontrol=deny`,
+    ];
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
+
 
 
 
@@ -51785,6 +51805,7 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
         '-m', `${spec.memoryMiB}M`,
         '-smp', String(spec.cpus),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        ...qemuSandbox((spec.network?.kind ?? 'user') === 'user'),
         '-global', 'virtio-mmio.force-legacy=false',
         '-kernel', spec.bundle.kernel,
         '-initrd', spec.bundle.initrd,
@@ -62555,6 +62576,7 @@ async function buildLocally(hash, version, options) {
 
 
 
+
 /**
  * The guest CPU models tried under KVM, by host vendor, in order: the first
  * that boots with every feature it names (QEMU's `enforce`) is used. Versioned
@@ -62596,6 +62618,8 @@ function probeArgs(bundle, consoleFile, cpuModel) {
         '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
         '-m', '128M', '-smp', '1',
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        // The probe has no network: nothing it runs needs a privilege change.
+        ...qemuSandbox(false),
         '-kernel', bundle.kernel, '-initrd', bundle.initrd,
         '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
         '-serial', `file:${consoleFile}`,
@@ -69590,6 +69614,130 @@ async function volume(argv, io, env) {
     throw new UsageError('usage: hyper volume ls [--json] | hyper volume rm NAME...');
 }
 
+;// CONCATENATED MODULE: ./src/api/bind-policy.ts
+
+
+
+
+/** A bind the policy refuses: Docker's 403, with the path and the flag that allows it. */
+class BindRefusedError extends HyperError {
+    name = 'BindRefusedError';
+}
+/** Whether `dir` is `root` or under it; both absolute and normalized. Pure. */
+function isUnder(dir, root) {
+    const inside = external_node_path_default().relative(root, dir);
+    return inside === '' || (!inside.startsWith('..') && !external_node_path_default().isAbsolute(inside));
+}
+/**
+ * A host path as the kernel will resolve it: symbolic links followed as far
+ * as the path exists, the rest (made when the container is created, as
+ * Docker's -v does) appended. So a link under an allowed root that points
+ * elsewhere is judged by where it points.
+ */
+async function resolvedPath(source) {
+    const missing = [];
+    let at = external_node_path_default().resolve(source);
+    for (;;) {
+        const real = await (0,promises_namespaceObject.realpath)(at).catch(() => undefined);
+        if (real !== undefined)
+            return external_node_path_default().join(real, ...missing.reverse());
+        const parent = external_node_path_default().dirname(at);
+        if (parent === at)
+            return external_node_path_default().join(at, ...missing.reverse());
+        missing.push(external_node_path_default().basename(at));
+        at = parent;
+    }
+}
+/** The policy's roots as the kernel resolves them, so that a root that is itself a link still admits what is under it. */
+async function resolvePolicy(policy) {
+    return {
+        roots: await Promise.all(policy.roots.map(async (r) => ({ ...r, dir: await resolvedPath(r.dir) }))),
+    };
+}
+/**
+ * The spec with each bind source replaced by the path the kernel resolves it
+ * to, once that path is found under one of the policy's roots; refuses the
+ * container otherwise. What is mounted later is the path that was checked,
+ * not a link that could have been pointed elsewhere meanwhile. Docker socket
+ * binds are not in `volumes`: they are this API, never a host path.
+ */
+async function confineBinds(spec, policy) {
+    const volumes = [];
+    for (const volume of spec.volumes) {
+        const mount = parseVolume(volume, spec.baseDir ?? '/');
+        if (mount.kind !== 'bind') {
+            volumes.push(volume);
+            continue;
+        }
+        const real = await resolvedPath(mount.source);
+        if (!policy.roots.some((root) => isUnder(real, root.dir)))
+            throw refusal(mount.source, real, policy);
+        volumes.push(`${real}:${mount.target}${mount.readOnly ? ':ro' : ''}`);
+    }
+    return { ...spec, volumes };
+}
+function refusal(source, real, policy) {
+    const via = real === external_node_path_default().resolve(source) ? '' : ` (${source} leads there)`;
+    const allowed = policy.roots.length
+        ? `bind mounts are allowed under ${policy.roots.map((r) => `${r.dir} (${r.why})`).join(', ')}`
+        : 'no bind mount is allowed yet';
+    return new BindRefusedError(`bind mount of ${real}${via} refused: it is outside the directories this daemon shares; ${allowed}; start hyper serve with --allow-bind ${real} (or a directory above it) to allow it`, { kind: 'Forbidden' });
+}
+
+;// CONCATENATED MODULE: ./src/host/runners.ts
+
+
+/** Where `svc.sh install` puts a runner's unit (actions.runner.OWNER-REPO.NAME.service). */
+const SYSTEMD_UNIT_DIRS = ['/etc/systemd/system'];
+/** The runner directory a unit runs from: its WorkingDirectory, else the directory of its ExecStart (runsvc.sh). Pure. */
+function runnerDirOfUnit(unit) {
+    const value = (key) => new RegExp(`^\\s*${key}\\s*=\\s*(.+?)\\s*$`, 'm').exec(unit)?.[1];
+    const working = value('WorkingDirectory');
+    if (working?.startsWith('/'))
+        return external_node_path_default().normalize(working);
+    const program = value('ExecStart')
+        ?.replace(/^[-@:+!]+/, '')
+        .split(/\s+/)[0];
+    return program?.startsWith('/') ? external_node_path_default().dirname(external_node_path_default().normalize(program)) : undefined;
+}
+/**
+ * The directories a runner binds into containers, from its directory and
+ * its `.runner` settings (JSON, as config.sh writes it, a BOM allowed): its
+ * work folder (`_work` unless the settings say) and its `externals`. Pure.
+ */
+function runnerBindDirs(dir, settings) {
+    let work = '_work';
+    try {
+        const parsed = JSON.parse((settings ?? '{}').replace(/^\uFEFF/, ''));
+        if (typeof parsed.workFolder === 'string' && parsed.workFolder)
+            work = parsed.workFolder;
+    }
+    catch {
+        // Unreadable settings: the runner's default work folder.
+    }
+    return [external_node_path_default().resolve(dir, work), external_node_path_default().join(dir, 'externals')];
+}
+/**
+ * The work and externals directories of the GitHub Actions runners installed
+ * as services on this host (found by their systemd units): what a runner
+ * bind-mounts into its job and service containers.
+ */
+async function findRunnerBindDirs(unitDirs = SYSTEMD_UNIT_DIRS) {
+    const found = [];
+    for (const unitDir of unitDirs) {
+        const names = await (0,promises_namespaceObject.readdir)(unitDir).catch(() => []);
+        for (const name of names.filter((n) => /^actions\.runner\..+\.service$/.test(n))) {
+            const unit = await (0,promises_namespaceObject.readFile)(external_node_path_default().join(unitDir, name), 'utf8').catch(() => undefined);
+            const dir = unit === undefined ? undefined : runnerDirOfUnit(unit);
+            if (!dir)
+                continue;
+            const settings = await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, '.runner'), 'utf8').catch(() => undefined);
+            found.push(...runnerBindDirs(dir, settings));
+        }
+    }
+    return [...new Set(found)];
+}
+
 ;// CONCATENATED MODULE: ./src/api/daemon.ts
 
 
@@ -69610,6 +69758,7 @@ function delay(ms) {
 class Daemon {
     job;
     log;
+    binds;
     events = new external_node_events_.EventEmitter();
     execs = new Map();
     /** Containers (by id) removed when their command ends. */
@@ -69627,9 +69776,12 @@ class Daemon {
     prepared;
     /** A new connection to this daemon's own API, for containers given the Docker socket (set once it listens). */
     connectApi;
-    constructor(job, log) {
+    constructor(job, log, 
+    /** Where containers may bind-mount host directories from. */
+    binds) {
         this.job = job;
         this.log = log;
+        this.binds = binds;
         this.events.setMaxListeners(0);
     }
     /** Installs the tools and guest bundle once, the first time a VM is made. */
@@ -70259,6 +70411,8 @@ function statusFor(error) {
             return 404;
         case 'Conflict':
             return 409;
+        case 'Forbidden':
+            return 403;
         case 'Unavailable':
             return 503;
         default:
@@ -70603,6 +70757,7 @@ function networkInspect(network, members, subnet) {
 
 
 
+
 const MULTIPLEXED = 'application/vnd.docker.multiplexed-stream';
 /** Docker's default for stop and restart without ?t=. */
 const DEFAULT_STOP_SECONDS = 10;
@@ -70642,7 +70797,8 @@ async function createContainer(daemon, exchange) {
     const body = (await exchange.json());
     const given = exchange.url.searchParams.get('name');
     const name = given ? given.replace(/^\//, '') : containerName();
-    const request = containerFromCreateBody(body ?? {}, name, '/');
+    const parsed = containerFromCreateBody(body ?? {}, name, '/');
+    const request = { ...parsed, spec: await confineBinds(parsed.spec, daemon.binds) };
     if (request.network)
         await daemon.job.network(request.network);
     await daemon.prepare();
@@ -72189,6 +72345,9 @@ async function claimSocketPath(socket) {
 
 
 
+
+
+
 const SERVE_OPTIONS = [
     ...NETWORK_OPTIONS,
     ...REGISTRY_OPTIONS,
@@ -72199,8 +72358,44 @@ const SERVE_OPTIONS = [
     { name: 'group', value: true },
     { name: 'tcp', value: true },
     { name: 'stop-containers' },
+    { name: 'allow-bind', value: true, multiple: true },
     { name: 'debug' },
 ];
+/**
+ * The homes of the users the API's socket admits, by uid and --group:
+ * a daemon's own user's, or root's; with --group, its members'. A TCP
+ * listener admits any local user, so no home is theirs to share. Pure.
+ */
+function callerHomes(uid, home, group, tcp, passwd, groups) {
+    if (tcp)
+        return [];
+    if (uid !== 0)
+        return [{ dir: home, why: "the home of the daemon's user, the socket's one user" }];
+    const homes = [{ dir: home, why: "root's home" }];
+    if (group === undefined)
+        return homes;
+    const members = new Set(groups
+        .split('\n')
+        .map((line) => line.split(':'))
+        .filter((fields) => fields[2] === String(group))
+        .flatMap((fields) => (fields[3] ?? '').split(',').filter(Boolean)));
+    for (const line of passwd.split('\n')) {
+        const [name = '', , id, gid, , dir] = line.split(':');
+        if (!dir?.startsWith('/') || id === '0')
+            continue;
+        if (members.has(name) || gid === String(group))
+            homes.push({ dir, why: `the home of ${name}, who may use the socket` });
+    }
+    return homes;
+}
+/** --allow-bind: absolute host directories. */
+function allowedBinds(values) {
+    return values.map((value) => {
+        if (!external_node_path_default().isAbsolute(value))
+            throw new UsageError(`--allow-bind ${value}: give an absolute path`);
+        return { dir: external_node_path_default().normalize(value), why: '--allow-bind' };
+    });
+}
 /** The socket `hyper serve` listens on unless told: /run/hyper as root, else the user's runtime dir. Pure. */
 function defaultSocket(vars, uid) {
     if (uid === 0)
@@ -72245,6 +72440,14 @@ async function serve_command_serve(argv, io, env) {
     // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
     const job = await openJob(env, jobOptions(parsed, env));
     await job.begin();
+    const group = groupText === undefined ? undefined : await groupId(groupText);
+    const binds = await resolvePolicy({
+        roots: [
+            ...allowedBinds(listOption(parsed, 'allow-bind')),
+            ...(await findRunnerBindDirs()).map((dir) => ({ dir, why: "a runner's directory" })),
+            ...callerHomes(process.getuid?.() ?? 0, external_node_os_default().homedir(), group, tcpText !== undefined, await (0,promises_namespaceObject.readFile)('/etc/passwd', 'utf8').catch(() => ''), await (0,promises_namespaceObject.readFile)('/etc/group', 'utf8').catch(() => '')),
+        ],
+    });
     const daemon = new Daemon(job, {
         debug: (line) => {
             if (debug)
@@ -72252,16 +72455,17 @@ async function serve_command_serve(argv, io, env) {
         },
         info: (line) => io.err(`${line}\n`),
         warn: (line) => io.err(`warning: ${line}\n`),
-    });
+    }, binds);
     const server = await startServer(daemon, {
         socket: external_node_path_default().resolve(socket),
-        group: groupText === undefined ? undefined : await groupId(groupText),
+        group,
         tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
     });
     // One request's failure must never take the daemon, and every client's VMs, down with it.
     const unhandled = (error) => io.err(`warning: hyper serve: unhandled failure: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.on('unhandledRejection', unhandled);
     io.err(`hyper serve: listening on unix://${external_node_path_default().resolve(socket)}\n`);
+    io.err(`hyper serve: bind mounts allowed under ${binds.roots.map((r) => `${r.dir} (${r.why})`).join(', ') || 'no directory (give --allow-bind DIR)'}\n`);
     if (server.tcpAddress)
         io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
     const signal = await new Promise((resolve) => {
@@ -72331,7 +72535,7 @@ Commands:
   volume rm NAME...
   template ls [--json]           the boot and service templates VMs start from, and which are in use
   template prune                 remove the templates no running VM maps
-  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--allow-bind DIR]... [--stop-containers] [--debug]
         [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--template MODE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock

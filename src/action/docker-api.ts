@@ -20,9 +20,38 @@ export interface DockerApiLog {
   warn: (line: string) => void;
 }
 
-/** `hyper serve`'s command line for node: the CLI bundle, the socket, and --debug when asked. Pure. */
-export function serveArgs(cli: string, socket: string, debug: boolean): string[] {
-  return [cli, 'serve', '--socket', socket, ...(debug ? ['--debug'] : [])];
+/**
+ * `hyper serve`'s command line for node: the CLI bundle, the socket, the
+ * directories the job's containers may bind-mount, and --debug when asked. Pure.
+ */
+export function serveArgs(
+  cli: string,
+  socket: string,
+  debug: boolean,
+  allowBinds: readonly string[] = [],
+): string[] {
+  return [
+    cli,
+    'serve',
+    '--socket',
+    socket,
+    ...allowBinds.flatMap((dir) => ['--allow-bind', dir]),
+    ...(debug ? ['--debug'] : []),
+  ];
+}
+
+/**
+ * What a job's containers may bind-mount: the runner's work directory (the
+ * parent of RUNNER_WORKSPACE, which holds the workspace, _temp, _actions and
+ * _tool), RUNNER_TEMP and the tool cache, wherever the runner put them. Pure.
+ */
+export function runnerBindRoots(env: NodeJS.ProcessEnv): string[] {
+  const dirs = [
+    env.RUNNER_WORKSPACE ? path.dirname(env.RUNNER_WORKSPACE) : undefined,
+    env.RUNNER_TEMP,
+    env.RUNNER_TOOL_CACHE,
+  ];
+  return [...new Set(dirs.filter((dir): dir is string => Boolean(dir && path.isAbsolute(dir))))];
 }
 
 /** Whether a Unix socket can be bound at `file`. Pure. */
@@ -84,11 +113,15 @@ export async function startDockerApi(options: DockerApiStart): Promise<DockerApi
   const output = await open(log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, serveArgs(options.cli, socket, options.debug), {
-      detached: true,
-      stdio: ['ignore', output.fd, output.fd],
-      env: options.env,
-    });
+    child = spawn(
+      process.execPath,
+      serveArgs(options.cli, socket, options.debug, runnerBindRoots(process.env)),
+      {
+        detached: true,
+        stdio: ['ignore', output.fd, output.fd],
+        env: options.env,
+      },
+    );
   } finally {
     // The child holds its own copy of the descriptor.
     await output.close();

@@ -1,3 +1,4 @@
+import { confineBinds } from './bind-policy.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { HyperError } from '../errors.js';
 import type { VmRecord } from '../engine/record.js';
@@ -59,7 +60,8 @@ export async function createContainer(daemon: Daemon, exchange: Exchange): Promi
   const body = (await exchange.json()) as CreateBody | undefined;
   const given = exchange.url.searchParams.get('name');
   const name = given ? given.replace(/^\//, '') : containerName();
-  const request = containerFromCreateBody(body ?? ({} as CreateBody), name, '/');
+  const parsed = containerFromCreateBody(body ?? ({} as CreateBody), name, '/');
+  const request = { ...parsed, spec: await confineBinds(parsed.spec, daemon.binds) };
   if (request.network) await daemon.job.network(request.network);
   await daemon.prepare();
   const aliases = request.spec.aliases ?? [];

@@ -1,3 +1,4 @@
+import type { BindPolicy } from './bind-policy.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -75,6 +76,8 @@ export class Daemon {
   constructor(
     readonly job: Job,
     readonly log: DaemonLog,
+    /** Where containers may bind-mount host directories from. */
+    readonly binds: BindPolicy,
   ) {
     this.events.setMaxListeners(0);
   }

@@ -61,6 +61,8 @@ export function statusFor(error: unknown): number {
       return 404;
     case 'Conflict':
       return 409;
+    case 'Forbidden':
+      return 403;
     case 'Unavailable':
       return 503;
     default:

@@ -49,7 +49,7 @@ Commands:
   volume rm NAME...
   template ls [--json]           the boot and service templates VMs start from, and which are in use
   template prune                 remove the templates no running VM maps
-  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--stop-containers] [--debug]
+  serve [--socket PATH] [--group GROUP] [--tcp [127.0.0.1:]PORT] [--allow-bind DIR]... [--stop-containers] [--debug]
         [NETWORK OPTIONS] [--accel auto|kvm|tcg] [--volume-size SIZE] [--template MODE] [--registry-mirror URL] [--insecure-registry HOST]...
                                  serve the Docker Engine API over this job's microVMs (DOCKER_HOST=unix://PATH);
                                  default socket /run/hyper/docker.sock as root, else $XDG_RUNTIME_DIR/hyper/docker.sock

@@ -1,8 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { resolvePolicy } from '../api/bind-policy.js';
+import { findRunnerBindDirs } from '../host/runners.js';
 import { Daemon } from '../api/daemon.js';
 import { startServer } from '../api/server.js';
-import { parseArgs, stringOption, UsageError } from './args.js';
+import { listOption, parseArgs, stringOption, UsageError } from './args.js';
 import {
   NETWORK_OPTIONS,
   openJob,
@@ -23,8 +26,50 @@ const SERVE_OPTIONS = [
   { name: 'group', value: true },
   { name: 'tcp', value: true },
   { name: 'stop-containers' },
+  { name: 'allow-bind', value: true, multiple: true },
   { name: 'debug' },
 ];
+
+/**
+ * The homes of the users the API's socket admits, by uid and --group:
+ * a daemon's own user's, or root's; with --group, its members'. A TCP
+ * listener admits any local user, so no home is theirs to share. Pure.
+ */
+export function callerHomes(
+  uid: number,
+  home: string,
+  group: number | undefined,
+  tcp: boolean,
+  passwd: string,
+  groups: string,
+): { dir: string; why: string }[] {
+  if (tcp) return [];
+  if (uid !== 0) return [{ dir: home, why: "the home of the daemon's user, the socket's one user" }];
+  const homes = [{ dir: home, why: "root's home" }];
+  if (group === undefined) return homes;
+  const members = new Set(
+    groups
+      .split('\n')
+      .map((line) => line.split(':'))
+      .filter((fields) => fields[2] === String(group))
+      .flatMap((fields) => (fields[3] ?? '').split(',').filter(Boolean)),
+  );
+  for (const line of passwd.split('\n')) {
+    const [name = '', , id, gid, , dir] = line.split(':');
+    if (!dir?.startsWith('/') || id === '0') continue;
+    if (members.has(name) || gid === String(group))
+      homes.push({ dir, why: `the home of ${name}, who may use the socket` });
+  }
+  return homes;
+}
+
+/** --allow-bind: absolute host directories. */
+function allowedBinds(values: readonly string[]): { dir: string; why: string }[] {
+  return values.map((value) => {
+    if (!path.isAbsolute(value)) throw new UsageError(`--allow-bind ${value}: give an absolute path`);
+    return { dir: path.normalize(value), why: '--allow-bind' };
+  });
+}
 
 /** The socket `hyper serve` listens on unless told: /run/hyper as root, else the user's runtime dir. Pure. */
 export function defaultSocket(vars: Environment, uid: number): string | undefined {
@@ -68,16 +113,35 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
   // The job's settings, as `hyper run` takes them: flags, else the HYPER_* variables, else the saved ones.
   const job = await openJob(env, jobOptions(parsed, env));
   await job.begin();
-  const daemon = new Daemon(job, {
-    debug: (line) => {
-      if (debug) io.err(`debug: ${line}\n`);
-    },
-    info: (line) => io.err(`${line}\n`),
-    warn: (line) => io.err(`warning: ${line}\n`),
+  const group = groupText === undefined ? undefined : await groupId(groupText);
+  const binds = await resolvePolicy({
+    roots: [
+      ...allowedBinds(listOption(parsed, 'allow-bind')),
+      ...(await findRunnerBindDirs()).map((dir) => ({ dir, why: "a runner's directory" })),
+      ...callerHomes(
+        process.getuid?.() ?? 0,
+        os.homedir(),
+        group,
+        tcpText !== undefined,
+        await readFile('/etc/passwd', 'utf8').catch(() => ''),
+        await readFile('/etc/group', 'utf8').catch(() => ''),
+      ),
+    ],
   });
+  const daemon = new Daemon(
+    job,
+    {
+      debug: (line) => {
+        if (debug) io.err(`debug: ${line}\n`);
+      },
+      info: (line) => io.err(`${line}\n`),
+      warn: (line) => io.err(`warning: ${line}\n`),
+    },
+    binds,
+  );
   const server = await startServer(daemon, {
     socket: path.resolve(socket),
-    group: groupText === undefined ? undefined : await groupId(groupText),
+    group,
     tcp: tcpText === undefined ? undefined : tcpOption(tcpText),
   });
   // One request's failure must never take the daemon, and every client's VMs, down with it.
@@ -87,6 +151,9 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
     );
   process.on('unhandledRejection', unhandled);
   io.err(`hyper serve: listening on unix://${path.resolve(socket)}\n`);
+  io.err(
+    `hyper serve: bind mounts allowed under ${binds.roots.map((r) => `${r.dir} (${r.why})`).join(', ') || 'no directory (give --allow-bind DIR)'}\n`,
+  );
   if (server.tcpAddress)
     io.err(`hyper serve: listening on tcp://${server.tcpAddress.address}:${server.tcpAddress.port}\n`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

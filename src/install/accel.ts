@@ -1,3 +1,4 @@
+import { qemuSandbox } from '../tools/qemu/sandbox.js';
 import { access, constants, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,6 +88,8 @@ export function probeArgs(bundle: GuestBundle, consoleFile: string, cpuModel?: s
     '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
     '-m', '128M', '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    // The probe has no network: nothing it runs needs a privilege change.
+    ...qemuSandbox(false),
     '-kernel', bundle.kernel, '-initrd', bundle.initrd,
     '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
     '-serial', `file:${consoleFile}`,

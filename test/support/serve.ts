@@ -62,7 +62,7 @@ export function socketRequest(
 export async function startDaemon(
   stateDir: string,
   extraEnv: Record<string, string> = {},
-  options: { socket?: string } = {},
+  options: { socket?: string; allowBind?: readonly string[] } = {},
 ): Promise<RunningDaemon> {
   const dir = await mkdtemp('/tmp/hyper-serve-');
   // A socket elsewhere (a directory others may enter) when asked; the daemon makes its directory.
@@ -70,7 +70,15 @@ export async function startDaemon(
   let output = '';
   const child: ChildProcess = spawn(
     process.execPath,
-    [path.join(projectRoot(), 'dist', 'cli', 'index.js'), 'serve', '--socket', socket, '--debug'],
+    [
+      path.join(projectRoot(), 'dist', 'cli', 'index.js'),
+      'serve',
+      '--socket',
+      socket,
+      '--debug',
+      // The tests' bind sources are made under /tmp.
+      ...(options.allowBind ?? ['/tmp']).flatMap((dir) => ['--allow-bind', dir]),
+    ],
     {
       env: { ...process.env, HYPER_STATE_DIR: stateDir, ...extraEnv },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -1,3 +1,4 @@
+import { qemuSandbox } from '../../tools/qemu/sandbox.js';
 import { DEFAULT_TSC_KHZ } from '../../host/cpuinfo.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
@@ -185,6 +186,7 @@ export function qemuArgs(
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    ...qemuSandbox((spec.network?.kind ?? 'user') === 'user'),
     '-global', 'virtio-mmio.force-legacy=false',
     '-kernel', spec.bundle.kernel,
     '-initrd', spec.bundle.initrd,

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import path from 'node:path';
@@ -386,6 +386,58 @@ test('pulling an image the registry does not have fails with the registry’s an
   }[];
   expect(images.flatMap((entry) => entry.RepoTags).filter((tag) => tag.includes('/demo/nope'))).toEqual([]);
   await expectPing();
+});
+
+test('a bind mount outside the allowed directories is 403, names the path and the flag, and makes nothing', async () => {
+  const before = await readdir(path.join(stateDir, 'vms')).catch(() => []);
+  const refused = await docker(daemon, [
+    'run',
+    '--rm',
+    '--entrypoint',
+    'cat',
+    '-v',
+    '/etc:/host-etc:ro',
+    image,
+    '/host-etc/shadow',
+  ]);
+  expect(refused.code).toBe(125);
+  expect(refused.stderr).toContain(
+    'Error response from daemon: bind mount of /etc refused: it is outside the directories this daemon shares; bind mounts are allowed under /tmp (--allow-bind), ',
+  );
+  expect(refused.stderr).toContain(
+    '; start hyper serve with --allow-bind /etc (or a directory above it) to allow it',
+  );
+  // --mount takes the same path, and a link under an allowed root is judged by where it leads.
+  const link = await mkdtemp('/tmp/hyper-bind-link-');
+  try {
+    await symlink('/etc', path.join(link, 'etc'));
+    const mounted = await docker(daemon, [
+      'create',
+      '--mount',
+      `type=bind,source=${link}/etc,target=/x`,
+      image,
+    ]);
+    expect(mounted.code).toBe(1);
+    expect(mounted.stderr).toContain(`bind mount of /etc (${link}/etc leads there) refused`);
+    // Under an allowed root: the container runs and sees the directory.
+    await writeFile(path.join(link, 'note'), 'shared\n');
+    expect(
+      await dockerOk(
+        daemon,
+        'run',
+        '--rm',
+        '--entrypoint',
+        'cat',
+        '-v',
+        `${link}:/data:ro`,
+        image,
+        '/data/note',
+      ),
+    ).toBe('shared');
+  } finally {
+    await rm(link, { recursive: true, force: true });
+  }
+  expect(await readdir(path.join(stateDir, 'vms')).catch(() => [])).toEqual(before);
 });
 
 test('unknown containers are 404 by id and name; exec in a stopped one is 409', async () => {

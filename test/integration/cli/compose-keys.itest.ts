@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
@@ -119,6 +119,14 @@ volumes:
 
   const up = await hyperOk('up', '-f', compose, '--wait-timeout', '120');
   expect(up.stderr).toContain('services.web.logging (line 31): ignored: ');
+  // QEMU runs under its own seccomp filter, with no_new_privs (mode 2: a filter).
+  const qemus = await qemuProcessesUnder(stateDir);
+  expect(qemus).toHaveLength(1);
+  for (const pid of qemus)
+    expect((await readFile(`/proc/${pid}/status`, 'utf8')).match(/^(NoNewPrivs|Seccomp):.*$/gm)).toEqual([
+      'NoNewPrivs:\t1',
+      'Seccomp:\t2',
+    ]);
   const inside = async (script: string): Promise<string> =>
     (await hyperOk('exec', 'web', '--', 'sh', '-c', script)).stdout.trim();
   expect(await inside('hostname; echo $HOSTNAME; cat /proc/sys/kernel/domainname')).toBe(

@@ -29,6 +29,22 @@ describe('qemuArgs', () => {
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-no-reboot']));
   });
 
+  test('every launch is under the seccomp sandbox; privilege changes are refused but where slirp starts helpers', () => {
+    const tap = { kind: 'tap' as const, ifname: 'hy0', mac: '52:54:00:00:00:01' };
+    for (const launch of [
+      undefined,
+      { kind: 'template' as const, ram: '/t/ram' },
+      { kind: 'capture' as const, ram: '/t/ram' },
+    ]) {
+      expect(valueOf(qemuArgs({ ...spec, network: tap }, undefined, launch), '-sandbox')).toEqual([
+        'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny',
+      ]);
+      expect(valueOf(qemuArgs(spec, undefined, launch), '-sandbox')).toEqual([
+        'on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny',
+      ]);
+    }
+  });
+
   test('TCG gets multi-threaded TCG and the max CPU model; KVM gets the probed model, enforced, else the host CPU', () => {
     expect(valueOf(args, '-accel')).toEqual(['tcg,thread=multi']);
     expect(valueOf(args, '-cpu')).toEqual(['max']);
