@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(5147);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2547);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5147:
+/***/ 2547:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48090,7 +48090,7 @@ function checkpointPaths(dir, tag) {
     return { dir: at, ram: external_node_path_default().join(at, 'ram'), state: external_node_path_default().join(at, 'state') };
 }
 
-;// CONCATENATED MODULE: ./src/vm/process.ts
+;// CONCATENATED MODULE: ./src/process/pids.ts
 
 /** The pid in a pidfile, or undefined when there is none. */
 async function readPid(pidFile) {
@@ -48134,7 +48134,7 @@ function isAlive(pid) {
  * to get them. So it counts as gone only once it is reaped, or is a zombie
  * whose threads have all exited (or the pid is another process's by now).
  */
-async function process_waitForExit(pid, marker, timeoutMs) {
+async function pids_waitForExit(pid, marker, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
     const started = (await procStat(pid))?.startTime;
     for (;;) {
@@ -48156,9 +48156,9 @@ async function terminate(pid, marker, graceMs, killWaitMs = graceMs) {
         return 'already gone';
     if (!signal(pid, 'SIGTERM'))
         return 'already gone';
-    if (await process_waitForExit(pid, marker, graceMs))
+    if (await pids_waitForExit(pid, marker, graceMs))
         return 'stopped';
-    if (signal(pid, 'SIGKILL') && !(await process_waitForExit(pid, marker, killWaitMs)))
+    if (signal(pid, 'SIGKILL') && !(await pids_waitForExit(pid, marker, killWaitMs)))
         throw new Error(`process ${pid} is still running after SIGKILL`);
     return 'killed';
 }
@@ -51618,14 +51618,14 @@ async function stopShares(dir) {
             catch {
                 // Gone already.
             }
-            if (!(await process_waitForExit(pid, paths.socket, 5000))) {
+            if (!(await pids_waitForExit(pid, paths.socket, 5000))) {
                 try {
                     process.kill(pid, 'SIGKILL');
                 }
                 catch {
                     // Gone already.
                 }
-                await process_waitForExit(pid, paths.socket, 5000);
+                await pids_waitForExit(pid, paths.socket, 5000);
             }
         }
         await (0,promises_namespaceObject.rm)(paths.pid, { force: true });
@@ -52211,7 +52211,7 @@ class TemplateStore {
                 qmp.close();
             }
             const pid = await readPid(paths.pid);
-            if (pid !== undefined && !(await process_waitForExit(pid, work, 10000)))
+            if (pid !== undefined && !(await pids_waitForExit(pid, work, 10000)))
                 throw new TemplateError('the template machine did not quit after saving');
             const meta = {
                 identity,
@@ -52939,7 +52939,7 @@ class QemuHypervisor {
         catch {
             // No agent: nothing graceful is possible; fall through to the deadline and kill.
         }
-        if (await process_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
+        if (await pids_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
             await stopShares(spec.dir);
             return 'graceful';
         }
@@ -52961,7 +52961,7 @@ class QemuHypervisor {
         catch {
             return;
         }
-        if (!(await process_waitForExit(pid, spec.dir, 10000)))
+        if (!(await pids_waitForExit(pid, spec.dir, 10000)))
             throw new VmError(`QEMU process ${pid} did not exit after SIGKILL`);
     }
     async withQmp(spec, use) {
@@ -58004,8 +58004,12 @@ async function listImages(job) {
 }
 /** Removes cached images no VM of this job uses (every one with `all`; else only untagged leftovers). */
 async function images_pruneImages(job, all) {
-    const inUse = new Set((await listContainers(job)).map((s) => s.record.image));
+    const inUse = new Set((await listContainers(job)).flatMap((s) => imagesOf(s.record)));
     return pruneImages(job.cacheDir, { all, inUse });
+}
+/** The images a VM uses: its own, and those it mounts (compose `type: image`). Pure. */
+function imagesOf(record) {
+    return [record.image, ...(record.disks ?? []).flatMap((disk) => (disk.image ? [disk.image.name] : []))];
 }
 /** A name as one canonical text (redis -> docker.io/library/redis:latest), so two spellings of one image match. Pure. */
 function canonicalImageName(name) {
@@ -58040,7 +58044,7 @@ async function removeImage(job, ref, force) {
     const entry = await findImage(job, ref);
     if (!entry)
         throw new HyperError(`No such image: ${ref}`, { kind: 'NotFound' });
-    const users = (await listContainers(job)).filter((s) => canonicalImageName(s.record.image) === canonicalImageName(entry.name));
+    const users = (await listContainers(job)).filter((s) => imagesOf(s.record).some((image) => canonicalImageName(image) === canonicalImageName(entry.name)));
     if (users.length > 0 && !force)
         throw new HyperError(`conflict: unable to remove repository reference "${ref}" - container ${users[0]?.record.id ?? users[0]?.record.name} is using its referenced image`, { kind: 'Conflict' });
     await new ImageCatalog(job.cacheDir).remove(entry.name);
@@ -58518,19 +58522,28 @@ async function startBalancer(job, service) {
  */
 async function stopBalancers(job, select = () => true) {
     const stopped = [];
+    const failures = [];
     const files = await (0,promises_namespaceObject.readdir)(balancerDir(job)).catch(() => []);
     for (const file of files.filter((f) => f.endsWith('.json'))) {
         const service = file.slice(0, -'.json'.length);
         if (!select(service))
             continue;
         const state = await readStateFile(stateFile(job, service), '').catch(() => undefined);
-        const mark = marker(job, service);
-        if (state && (await terminate(state.pid, mark, STOP_TIMEOUT_MS)) !== 'already gone')
-            stopped.push(service);
+        try {
+            if (state && (await terminate(state.pid, marker(job, service), STOP_TIMEOUT_MS)) !== 'already gone')
+                stopped.push(service);
+        }
+        catch (error) {
+            // One that will not die keeps its files; the others still go.
+            failures.push(new HyperError(`the balancer of ${service}: ${error.message}`, { cause: error }));
+            continue;
+        }
         await forgetBalancer(job, service);
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(balancerDir(job), `${service}.log`), { force: true });
     }
     await (0,promises_namespaceObject.rmdir)(balancerDir(job)).catch(() => undefined);
+    if (failures[0])
+        throw failures[0];
     return stopped;
 }
 
@@ -63772,23 +63785,28 @@ function moveMemoryStep(staging, memory, tag) {
 
 /**
  * Runs a service's pre_start steps (compose init containers) in order, each
- * a one-shot VM booted on the service's mounts and the job network, waited
- * for, and removed whatever happened. A step that exits non-zero, crashes
+ * a one-shot VM booted on the service's mounts, joined to the job network
+ * from `planned` while it runs, waited for, and removed whatever happened. A step that exits non-zero, crashes
  * or outlasts `timeoutMs` is a PreStartError with its output.
  */
-async function runPreStart(service, steps, images, job, timeoutMs, reporter) {
+async function runPreStart(service, steps, planned, job, timeoutMs, reporter) {
     for (const [index, step] of steps.entries()) {
         const what = `pre_start step ${index + 1} of ${steps.length} (${step.name})`;
         const started = Date.now();
+        const plan = planned.get(step.name);
         let record;
         try {
+            // On the network only while it runs: it reaches its service's dependencies, and no peer lists it.
+            if (plan)
+                await job.network.joinNetwork(job.stateDir, job.settings.network, [plan.member], reporter);
             record = await runContainer(step, job, {
-                resolved: images.get(step.name),
+                resolved: plan?.image,
                 log: (line) => reporter.info(`${step.name}: ${line}`),
             });
         }
         catch (error) {
-            // runContainer has undone what it made.
+            // runContainer has undone what it made; the network member is this step's to take back.
+            await job.network.leaveNetwork(job.stateDir, [step.name]).catch(() => undefined);
             throw new PreStartError(step.name, `service ${service}: ${what} failed to start: ${error.message}`, '', error);
         }
         let ended;
@@ -63876,17 +63894,25 @@ async function upServices(services, job, options, reporter) {
         ...specs.map((spec) => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
     ]);
     const oneShots = [...initSteps.values()].flat();
-    const planned = await Promise.all([...specs, ...oneShots].map((spec) => planMember(spec, job, reporter)));
+    const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
+    // Steps are planned (their images pulled) now, but each joins the network only while it runs:
+    // no peer lists it, and a step that never runs never joins.
+    const steps = new Map((await Promise.all(oneShots.map((spec) => planMember(spec, job, reporter)))).map((p) => [
+        p.member.service,
+        p,
+    ]));
     await job.network.joinNetwork(job.stateDir, job.settings.network, planned.map((p) => p.member), reporter);
     const images = new Map(planned.map((p) => [p.member.service, p.image]));
     const statuses = [];
     const initialize = async (service, key) => {
-        const steps = initSteps.get(key) ?? [];
-        // A service resumed from a checkpoint export has what its steps made already.
-        if (steps.length === 0 || options.checkpoints?.[service])
+        const wanted = (initSteps.get(key) ?? []).map((step) => ({
+            ...step,
+            labels: { ...step.labels, ...options.labels },
+        }));
+        if (wanted.length === 0)
             return;
         try {
-            await runPreStart(service, steps, images, job, options.waitTimeoutMs, reporter);
+            await runPreStart(service, wanted, steps, job, options.waitTimeoutMs, reporter);
         }
         catch (error) {
             if (!(error instanceof PreStartError))
@@ -63896,14 +63922,14 @@ async function upServices(services, job, options, reporter) {
     };
     try {
         for (const [index, wave] of waves.entries()) {
-            const initialized = await Promise.allSettled((services[index] ?? []).map((spec) => initialize(spec.name, spec.name)));
+            // A service with replicas: its steps without per_replica, once, before any replica boots.
+            const initialized = await Promise.allSettled((services[index] ?? [])
+                .filter((spec) => (spec.replicas ?? 1) > 1)
+                .map((spec) => initialize(spec.name, spec.name)));
             const stepFailure = initialized.find((r) => r.status === 'rejected');
             if (stepFailure)
                 throw stepFailure.reason;
-            const results = await Promise.allSettled(wave.map(async (spec) => {
-                await initialize(spec.name, `${spec.name}\0replica`);
-                return bootOne(spec, images.get(spec.name), job, options, reporter);
-            }));
+            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter, () => initialize(spec.name, spec.replicaOf ? `${spec.name}\0replica` : spec.name))));
             for (const result of results)
                 if (result.status === 'fulfilled')
                     statuses.push(result.value);
@@ -63921,7 +63947,7 @@ async function upServices(services, job, options, reporter) {
     catch (error) {
         // Services that never got a VM leave the network; the rest stay for logs and teardown.
         const unbooted = [];
-        for (const spec of [...specs, ...oneShots])
+        for (const spec of specs)
             if (!(await exists(vmDir(job, spec.name))))
                 unbooted.push(spec.name);
         await job.network.leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
@@ -63966,7 +63992,7 @@ async function planMember(spec, job, reporter) {
     };
     return { member, image };
 }
-async function bootOne(spec, image, job, options, reporter) {
+async function bootOne(spec, image, job, options, reporter, initialize) {
     const started = Date.now();
     const exported = options.checkpoints?.[spec.name];
     let record;
@@ -63976,6 +64002,9 @@ async function bootOne(spec, image, job, options, reporter) {
         record = resumed?.record;
         restoredFrom = resumed?.snapshot;
     }
+    // Its pre_start steps, unless it resumed from a checkpoint, which holds what they made.
+    if (!record)
+        await initialize();
     try {
         record ??= await runContainer({ ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir }, job, {
             resolved: image,
@@ -68179,54 +68208,46 @@ function readGuestSettings(fields) {
     });
     return Object.keys(settings).length > 0 ? settings : undefined;
 }
+/** The fields post_start, pre_stop and pre_start steps share: command, user, working directory, privilege and environment. */
+function readHookFields(item, context) {
+    const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+    const present = (key) => {
+        const field = fields.get(key);
+        return field && !field.isNull ? field : undefined;
+    };
+    const command = present('command');
+    const user = present('user');
+    const workdir = present('working_dir');
+    const privileged = present('privileged');
+    const environment = present('environment');
+    const hook = definedOnly({
+        command: command ? readWords(command) : undefined,
+        user: user?.text(),
+        privileged: privileged?.boolean() || undefined,
+        workdir: workdir?.string('a directory'),
+        env: environment ? readEnvironment(environment, context.variables) : undefined,
+    });
+    return { hook, present };
+}
 /** post_start and pre_stop: commands run in the container, each as an exec with its own user, directory and environment. */
 function readHooks(value, context) {
     const hooks = value.items().map((item) => {
-        const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
-        const present = (key) => {
-            const field = fields.get(key);
-            return field && !field.isNull ? field : undefined;
-        };
-        const commandField = present('command');
-        const command = commandField ? readWords(commandField) : [];
-        if (command.length === 0)
+        const { command, ...rest } = readHookFields(item, context).hook;
+        if (!command?.length)
             throw item.error('a hook needs a command');
-        const user = present('user');
-        const workdir = present('working_dir');
-        const privileged = present('privileged');
-        const environment = present('environment');
-        return definedOnly({
-            command,
-            user: user?.text(),
-            privileged: privileged?.boolean() || undefined,
-            workdir: workdir?.string('a directory'),
-            env: environment ? readEnvironment(environment, context.variables) : undefined,
-        });
+        return { command, ...rest };
     });
     return hooks.length > 0 ? hooks : undefined;
 }
 /** pre_start: init containers, each with its own image, or the service's, and an optional command. */
 function readPreStart(value, context) {
     const steps = value.items().map((item) => {
-        const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
-        const present = (key) => {
-            const field = fields.get(key);
-            return field && !field.isNull ? field : undefined;
-        };
-        const command = present('command');
+        const { present, hook } = readHookFields(item, context);
         const image = present('image');
-        const user = present('user');
-        const workdir = present('working_dir');
-        const privileged = present('privileged');
-        const environment = present('environment');
         const perReplica = present('per_replica');
         return definedOnly({
             image: image ? readImage(image) : undefined,
-            command: command ? readWords(command) : undefined,
-            user: user?.text(),
-            privileged: privileged?.boolean() || undefined,
-            workdir: workdir?.string('a directory'),
-            env: environment ? readEnvironment(environment, context.variables) : undefined,
+            ...hook,
             perReplica: perReplica?.boolean() || undefined,
         });
     });
@@ -69626,7 +69647,7 @@ class BindRefusedError extends HyperError {
 /** Whether `dir` is `root` or under it; both absolute and normalized. Pure. */
 function isUnder(dir, root) {
     const inside = external_node_path_default().relative(root, dir);
-    return inside === '' || (!inside.startsWith('..') && !external_node_path_default().isAbsolute(inside));
+    return inside === '' || (inside !== '..' && !inside.startsWith('../') && !external_node_path_default().isAbsolute(inside));
 }
 /**
  * A host path as the kernel will resolve it: symbolic links followed as far
@@ -69669,17 +69690,47 @@ async function confineBinds(spec, policy) {
             volumes.push(volume);
             continue;
         }
-        const real = await resolvedPath(mount.source);
-        if (!policy.roots.some((root) => isUnder(real, root.dir)))
-            throw refusal(mount.source, real, policy);
+        // Docker's API takes absolute host paths only: no ~ (whose home?), nothing relative to the daemon.
+        const given = volume.split(':')[0] ?? '';
+        if (!given.startsWith('/'))
+            throw new HyperError(`bind mount source "${given}" is not an absolute host path`, { kind: 'Invalid' });
+        const real = await checkedSource(mount.source, mount.readOnly, policy);
         volumes.push(`${real}:${mount.target}${mount.readOnly ? ':ro' : ''}`);
     }
     return { ...spec, volumes };
 }
+/**
+ * The path a bind source resolves to, when the policy admits it (read-only
+ * roots admit read-only binds only); else the refusal. Run at create, and
+ * again just before a start, so a link put in the checked path's place
+ * meanwhile is caught.
+ */
+async function checkedSource(source, readOnly, policy) {
+    const real = await resolvedPath(source);
+    const under = policy.roots.filter((root) => isUnder(real, root.dir));
+    if (under.length === 0)
+        throw refusal(source, real, policy);
+    if (!readOnly && under.every((root) => root.readOnly))
+        throw new BindRefusedError(`bind mount of ${real} refused: ${under.map((r) => `${r.dir} (${r.why})`).join(', ')} is shared read-only; mount it with :ro`, { kind: 'Forbidden' });
+    return real;
+}
+/**
+ * Before a start: each of the VM's shared directories still resolves to
+ * itself (no link has taken its place since the create) and is still
+ * admitted. Checked just before virtiofsd opens it; what is left is that
+ * window.
+ */
+async function checkShares(sources, policy) {
+    for (const { source, readOnly } of sources) {
+        const real = await checkedSource(source, readOnly, policy);
+        if (real !== source)
+            throw new BindRefusedError(`bind mount of ${source} refused: it leads to ${real} now, not to the directory checked when the container was created`, { kind: 'Forbidden' });
+    }
+}
 function refusal(source, real, policy) {
     const via = real === external_node_path_default().resolve(source) ? '' : ` (${source} leads there)`;
     const allowed = policy.roots.length
-        ? `bind mounts are allowed under ${policy.roots.map((r) => `${r.dir} (${r.why})`).join(', ')}`
+        ? `bind mounts are allowed under ${policy.roots.map((r) => `${r.dir} (${r.why}${r.readOnly ? ', read-only' : ''})`).join(', ')}`
         : 'no bind mount is allowed yet';
     return new BindRefusedError(`bind mount of ${real}${via} refused: it is outside the directories this daemon shares; ${allowed}; start hyper serve with --allow-bind ${real} (or a directory above it) to allow it`, { kind: 'Forbidden' });
 }
@@ -69703,19 +69754,29 @@ function runnerDirOfUnit(unit) {
 /**
  * The directories a runner binds into containers, from its directory and
  * its `.runner` settings (JSON, as config.sh writes it, a BOM allowed): its
- * work folder (`_work` unless the settings say) and its `externals`. Pure.
+ * work folder (`_work` unless the settings say), read-write, and its
+ * `externals`, read-only, as the runner binds them (`/__w`, `/__e:ro`). The
+ * settings file is the runner user's to edit, so a work folder outside the
+ * runner's directory is not taken from it. Pure.
  */
 function runnerBindDirs(dir, settings) {
-    let work = '_work';
+    let work = external_node_path_default().join(dir, '_work');
     try {
         const parsed = JSON.parse((settings ?? '{}').replace(/^\uFEFF/, ''));
-        if (typeof parsed.workFolder === 'string' && parsed.workFolder)
-            work = parsed.workFolder;
+        if (typeof parsed.workFolder === 'string' && parsed.workFolder) {
+            const wanted = external_node_path_default().resolve(dir, parsed.workFolder);
+            const inside = external_node_path_default().relative(dir, wanted);
+            if (inside && inside !== '..' && !inside.startsWith('../') && !external_node_path_default().isAbsolute(inside))
+                work = wanted;
+        }
     }
     catch {
         // Unreadable settings: the runner's default work folder.
     }
-    return [external_node_path_default().resolve(dir, work), external_node_path_default().join(dir, 'externals')];
+    return [
+        { dir: work, readOnly: false },
+        { dir: external_node_path_default().join(dir, 'externals'), readOnly: true },
+    ];
 }
 /**
  * The work and externals directories of the GitHub Actions runners installed
@@ -69723,7 +69784,7 @@ function runnerBindDirs(dir, settings) {
  * bind-mounts into its job and service containers.
  */
 async function findRunnerBindDirs(unitDirs = SYSTEMD_UNIT_DIRS) {
-    const found = [];
+    const found = new Map();
     for (const unitDir of unitDirs) {
         const names = await (0,promises_namespaceObject.readdir)(unitDir).catch(() => []);
         for (const name of names.filter((n) => /^actions\.runner\..+\.service$/.test(n))) {
@@ -69732,10 +69793,11 @@ async function findRunnerBindDirs(unitDirs = SYSTEMD_UNIT_DIRS) {
             if (!dir)
                 continue;
             const settings = await (0,promises_namespaceObject.readFile)(external_node_path_default().join(dir, '.runner'), 'utf8').catch(() => undefined);
-            found.push(...runnerBindDirs(dir, settings));
+            for (const entry of runnerBindDirs(dir, settings))
+                found.set(entry.dir, entry);
         }
     }
-    return [...new Set(found)];
+    return [...found.values()];
 }
 
 ;// CONCATENATED MODULE: ./src/api/daemon.ts
@@ -70829,6 +70891,7 @@ async function containers_startContainer(daemon, exchange, ref) {
     if (state.running)
         return exchange.send(304);
     await daemon.prepare();
+    await checkShares(record.machine.shares ?? [], daemon.binds);
     const started = await daemon.job.start(record.name);
     daemon.started.add(started.id ?? started.name);
     daemon.emit('start', started);
@@ -70866,6 +70929,7 @@ async function restartContainer(daemon, exchange, ref) {
         await daemon.job.wait(record.name);
     }
     await daemon.prepare();
+    await checkShares(record.machine.shares ?? [], daemon.binds);
     const started = await daemon.job.start(record.name);
     daemon.emit('restart', started);
     daemon.watch(started);
@@ -72362,31 +72426,21 @@ const SERVE_OPTIONS = [
     { name: 'debug' },
 ];
 /**
- * The homes of the users the API's socket admits, by uid and --group:
- * a daemon's own user's, or root's; with --group, its members'. A TCP
- * listener admits any local user, so no home is theirs to share. Pure.
+ * The home of the one user the API's socket admits, when there is one: a
+ * daemon's own user's (its socket is that user's), or root's when a root
+ * daemon's socket has no --group. A socket shared by a group, or a TCP
+ * listener (any local user), cannot tell which caller a request is from,
+ * so no home is shared then. Pure.
  */
-function callerHomes(uid, home, group, tcp, passwd, groups) {
-    if (tcp)
+function callerHome(uid, home, group, tcp) {
+    if (tcp || (uid === 0 && group !== undefined))
         return [];
-    if (uid !== 0)
-        return [{ dir: home, why: "the home of the daemon's user, the socket's one user" }];
-    const homes = [{ dir: home, why: "root's home" }];
-    if (group === undefined)
-        return homes;
-    const members = new Set(groups
-        .split('\n')
-        .map((line) => line.split(':'))
-        .filter((fields) => fields[2] === String(group))
-        .flatMap((fields) => (fields[3] ?? '').split(',').filter(Boolean)));
-    for (const line of passwd.split('\n')) {
-        const [name = '', , id, gid, , dir] = line.split(':');
-        if (!dir?.startsWith('/') || id === '0')
-            continue;
-        if (members.has(name) || gid === String(group))
-            homes.push({ dir, why: `the home of ${name}, who may use the socket` });
-    }
-    return homes;
+    return [
+        {
+            dir: home,
+            why: uid === 0 ? "root's home; only root may use the socket" : "the home of the socket's user",
+        },
+    ];
 }
 /** --allow-bind: absolute host directories. */
 function allowedBinds(values) {
@@ -72444,8 +72498,12 @@ async function serve_command_serve(argv, io, env) {
     const binds = await resolvePolicy({
         roots: [
             ...allowedBinds(listOption(parsed, 'allow-bind')),
-            ...(await findRunnerBindDirs()).map((dir) => ({ dir, why: "a runner's directory" })),
-            ...callerHomes(process.getuid?.() ?? 0, external_node_os_default().homedir(), group, tcpText !== undefined, await (0,promises_namespaceObject.readFile)('/etc/passwd', 'utf8').catch(() => ''), await (0,promises_namespaceObject.readFile)('/etc/group', 'utf8').catch(() => '')),
+            ...(await findRunnerBindDirs()).map((found) => ({
+                dir: found.dir,
+                why: found.readOnly ? "a runner's externals" : "a runner's work folder",
+                readOnly: found.readOnly,
+            })),
+            ...callerHome(process.getuid?.() ?? 0, external_node_os_default().homedir(), group, tcpText !== undefined),
         ],
     });
     const daemon = new Daemon(job, {

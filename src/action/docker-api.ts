@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { terminate } from '../vm/process.js';
+import { terminate } from '../process/pids.js';
 import type { DockerApiState } from './state.js';
 
 /** sun_path holds 108 bytes, the terminating NUL included. */

@@ -9,7 +9,14 @@ import { parseVolume } from '../storage/mounts.js';
  * each root with where it came from, for the refusal and the start-up line.
  */
 export interface BindPolicy {
-  roots: readonly { dir: string; why: string }[];
+  roots: readonly BindRoot[];
+}
+
+export interface BindRoot {
+  dir: string;
+  why: string;
+  /** Only read-only binds from under it (a runner's externals, as the runner itself binds them). */
+  readOnly?: boolean;
 }
 
 /** A bind the policy refuses: Docker's 403, with the path and the flag that allows it. */
@@ -20,7 +27,7 @@ export class BindRefusedError extends HyperError {
 /** Whether `dir` is `root` or under it; both absolute and normalized. Pure. */
 export function isUnder(dir: string, root: string): boolean {
   const inside = path.relative(root, dir);
-  return inside === '' || (!inside.startsWith('..') && !path.isAbsolute(inside));
+  return inside === '' || (inside !== '..' && !inside.startsWith('../') && !path.isAbsolute(inside));
 }
 
 /**
@@ -64,17 +71,58 @@ export async function confineBinds(spec: ContainerSpec, policy: BindPolicy): Pro
       volumes.push(volume);
       continue;
     }
-    const real = await resolvedPath(mount.source);
-    if (!policy.roots.some((root) => isUnder(real, root.dir))) throw refusal(mount.source, real, policy);
+    // Docker's API takes absolute host paths only: no ~ (whose home?), nothing relative to the daemon.
+    const given = volume.split(':')[0] ?? '';
+    if (!given.startsWith('/'))
+      throw new HyperError(`bind mount source "${given}" is not an absolute host path`, { kind: 'Invalid' });
+    const real = await checkedSource(mount.source, mount.readOnly, policy);
     volumes.push(`${real}:${mount.target}${mount.readOnly ? ':ro' : ''}`);
   }
   return { ...spec, volumes };
 }
 
+/**
+ * The path a bind source resolves to, when the policy admits it (read-only
+ * roots admit read-only binds only); else the refusal. Run at create, and
+ * again just before a start, so a link put in the checked path's place
+ * meanwhile is caught.
+ */
+export async function checkedSource(source: string, readOnly: boolean, policy: BindPolicy): Promise<string> {
+  const real = await resolvedPath(source);
+  const under = policy.roots.filter((root) => isUnder(real, root.dir));
+  if (under.length === 0) throw refusal(source, real, policy);
+  if (!readOnly && under.every((root) => root.readOnly))
+    throw new BindRefusedError(
+      `bind mount of ${real} refused: ${under.map((r) => `${r.dir} (${r.why})`).join(', ')} is shared read-only; mount it with :ro`,
+      { kind: 'Forbidden' },
+    );
+  return real;
+}
+
+/**
+ * Before a start: each of the VM's shared directories still resolves to
+ * itself (no link has taken its place since the create) and is still
+ * admitted. Checked just before virtiofsd opens it; what is left is that
+ * window.
+ */
+export async function checkShares(
+  sources: readonly { source: string; readOnly: boolean }[],
+  policy: BindPolicy,
+): Promise<void> {
+  for (const { source, readOnly } of sources) {
+    const real = await checkedSource(source, readOnly, policy);
+    if (real !== source)
+      throw new BindRefusedError(
+        `bind mount of ${source} refused: it leads to ${real} now, not to the directory checked when the container was created`,
+        { kind: 'Forbidden' },
+      );
+  }
+}
+
 function refusal(source: string, real: string, policy: BindPolicy): BindRefusedError {
   const via = real === path.resolve(source) ? '' : ` (${source} leads there)`;
   const allowed = policy.roots.length
-    ? `bind mounts are allowed under ${policy.roots.map((r) => `${r.dir} (${r.why})`).join(', ')}`
+    ? `bind mounts are allowed under ${policy.roots.map((r) => `${r.dir} (${r.why}${r.readOnly ? ', read-only' : ''})`).join(', ')}`
     : 'no bind mount is allowed yet';
   return new BindRefusedError(
     `bind mount of ${real}${via} refused: it is outside the directories this daemon shares; ${allowed}; start hyper serve with --allow-bind ${real} (or a directory above it) to allow it`,

@@ -1,4 +1,4 @@
-import { confineBinds } from './bind-policy.js';
+import { checkShares, confineBinds } from './bind-policy.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { HyperError } from '../errors.js';
 import type { VmRecord } from '../engine/record.js';
@@ -89,6 +89,7 @@ export async function startContainer(daemon: Daemon, exchange: Exchange, ref: st
   const { record, state } = await requireContainer(daemon, ref);
   if (state.running) return exchange.send(304);
   await daemon.prepare();
+  await checkShares(record.machine.shares ?? [], daemon.binds);
   const started = await daemon.job.start(record.name);
   daemon.started.add(started.id ?? started.name);
   daemon.emit('start', started);
@@ -128,6 +129,7 @@ export async function restartContainer(daemon: Daemon, exchange: Exchange, ref: 
     await daemon.job.wait(record.name);
   }
   await daemon.prepare();
+  await checkShares(record.machine.shares ?? [], daemon.binds);
   const started = await daemon.job.start(record.name);
   daemon.emit('restart', started);
   daemon.watch(started);

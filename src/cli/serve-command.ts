@@ -31,36 +31,25 @@ const SERVE_OPTIONS = [
 ];
 
 /**
- * The homes of the users the API's socket admits, by uid and --group:
- * a daemon's own user's, or root's; with --group, its members'. A TCP
- * listener admits any local user, so no home is theirs to share. Pure.
+ * The home of the one user the API's socket admits, when there is one: a
+ * daemon's own user's (its socket is that user's), or root's when a root
+ * daemon's socket has no --group. A socket shared by a group, or a TCP
+ * listener (any local user), cannot tell which caller a request is from,
+ * so no home is shared then. Pure.
  */
-export function callerHomes(
+export function callerHome(
   uid: number,
   home: string,
   group: number | undefined,
   tcp: boolean,
-  passwd: string,
-  groups: string,
 ): { dir: string; why: string }[] {
-  if (tcp) return [];
-  if (uid !== 0) return [{ dir: home, why: "the home of the daemon's user, the socket's one user" }];
-  const homes = [{ dir: home, why: "root's home" }];
-  if (group === undefined) return homes;
-  const members = new Set(
-    groups
-      .split('\n')
-      .map((line) => line.split(':'))
-      .filter((fields) => fields[2] === String(group))
-      .flatMap((fields) => (fields[3] ?? '').split(',').filter(Boolean)),
-  );
-  for (const line of passwd.split('\n')) {
-    const [name = '', , id, gid, , dir] = line.split(':');
-    if (!dir?.startsWith('/') || id === '0') continue;
-    if (members.has(name) || gid === String(group))
-      homes.push({ dir, why: `the home of ${name}, who may use the socket` });
-  }
-  return homes;
+  if (tcp || (uid === 0 && group !== undefined)) return [];
+  return [
+    {
+      dir: home,
+      why: uid === 0 ? "root's home; only root may use the socket" : "the home of the socket's user",
+    },
+  ];
 }
 
 /** --allow-bind: absolute host directories. */
@@ -117,15 +106,12 @@ export async function serve(argv: string[], io: Io, env: CliEnvironment): Promis
   const binds = await resolvePolicy({
     roots: [
       ...allowedBinds(listOption(parsed, 'allow-bind')),
-      ...(await findRunnerBindDirs()).map((dir) => ({ dir, why: "a runner's directory" })),
-      ...callerHomes(
-        process.getuid?.() ?? 0,
-        os.homedir(),
-        group,
-        tcpText !== undefined,
-        await readFile('/etc/passwd', 'utf8').catch(() => ''),
-        await readFile('/etc/group', 'utf8').catch(() => ''),
-      ),
+      ...(await findRunnerBindDirs()).map((found) => ({
+        dir: found.dir,
+        why: found.readOnly ? "a runner's externals" : "a runner's work folder",
+        readOnly: found.readOnly,
+      })),
+      ...callerHome(process.getuid?.() ?? 0, os.homedir(), group, tcpText !== undefined),
     ],
   });
   const daemon = new Daemon(

@@ -7,7 +7,7 @@ import type { HealthcheckSpec } from '../images/run-config.js';
 import type { NetworkMember, NetworkRecord } from '../network/job.js';
 import { startForwarder, type Forwarder } from '../network/forwarder.js';
 import { projectRoot } from '../project-root.js';
-import { terminate } from '../vm/process.js';
+import { terminate } from '../process/pids.js';
 import { vmState } from './container.js';
 import type { JobContext } from './context.js';
 import { commandProbe, portsProbe, startingInterval, type Probe } from './health.js';
@@ -277,17 +277,26 @@ export async function stopBalancers(
   select: (service: string) => boolean = () => true,
 ): Promise<string[]> {
   const stopped: string[] = [];
+  const failures: HyperError[] = [];
   const files = await readdir(balancerDir(job)).catch(() => [] as string[]);
   for (const file of files.filter((f) => f.endsWith('.json'))) {
     const service = file.slice(0, -'.json'.length);
     if (!select(service)) continue;
     const state = await readStateFile<BalancerState>(stateFile(job, service), '').catch(() => undefined);
-    const mark = marker(job, service);
-    if (state && (await terminate(state.pid, mark, STOP_TIMEOUT_MS)) !== 'already gone')
-      stopped.push(service);
+    try {
+      if (state && (await terminate(state.pid, marker(job, service), STOP_TIMEOUT_MS)) !== 'already gone')
+        stopped.push(service);
+    } catch (error: unknown) {
+      // One that will not die keeps its files; the others still go.
+      failures.push(
+        new HyperError(`the balancer of ${service}: ${(error as Error).message}`, { cause: error }),
+      );
+      continue;
+    }
     await forgetBalancer(job, service);
     await rm(path.join(balancerDir(job), `${service}.log`), { force: true });
   }
   await rmdir(balancerDir(job)).catch(() => undefined);
+  if (failures[0]) throw failures[0];
   return stopped;
 }

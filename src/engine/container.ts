@@ -4,7 +4,7 @@ import { DamagedStateError } from '../files.js';
 import { HyperError } from '../errors.js';
 import type { GuestNetwork } from '../guest/config.js';
 import { vmPaths } from '../vm/paths.js';
-import { sleep } from '../vm/process.js';
+import { sleep } from '../process/pids.js';
 import { crashExcerpt, crashReason, readConsoleTail, readGuestStatus } from '../vm/status.js';
 import { vmDir, type JobContext } from './context.js';
 import { forgetCopies, machineWithCopies } from './copy-in.js';

@@ -1,7 +1,7 @@
 import { HyperError } from '../errors.js';
 import { execArgv } from '../guest/config.js';
 import type { ExecResult } from '../vm/hypervisor.js';
-import { sleep } from '../vm/process.js';
+import { sleep } from '../process/pids.js';
 import type { JobContext } from './context.js';
 import type { HealthcheckSpec } from '../images/run-config.js';
 import type { VmRecord } from './record.js';

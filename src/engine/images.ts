@@ -1,3 +1,4 @@
+import type { VmRecord } from './record.js';
 import { ImageCatalog } from '../images/catalog.js';
 import { pruneImages as prune } from '../images/prune.js';
 import { ensureRootfs } from '../images/rootfs.js';
@@ -52,8 +53,13 @@ export async function listImages(job: Pick<JobContext, 'cacheDir'>) {
 
 /** Removes cached images no VM of this job uses (every one with `all`; else only untagged leftovers). */
 export async function pruneImages(job: JobContext, all: boolean): ReturnType<typeof prune> {
-  const inUse = new Set((await listContainers(job)).map((s) => s.record.image));
+  const inUse = new Set((await listContainers(job)).flatMap((s) => imagesOf(s.record)));
   return prune(job.cacheDir, { all, inUse });
+}
+
+/** The images a VM uses: its own, and those it mounts (compose `type: image`). Pure. */
+function imagesOf(record: Pick<VmRecord, 'image' | 'disks'>): string[] {
+  return [record.image, ...(record.disks ?? []).flatMap((disk) => (disk.image ? [disk.image.name] : []))];
 }
 
 /** A name as one canonical text (redis -> docker.io/library/redis:latest), so two spellings of one image match. Pure. */
@@ -93,8 +99,8 @@ export async function imageConfig(
 export async function removeImage(job: JobContext, ref: string, force: boolean): Promise<CatalogEntry> {
   const entry = await findImage(job, ref);
   if (!entry) throw new HyperError(`No such image: ${ref}`, { kind: 'NotFound' });
-  const users = (await listContainers(job)).filter(
-    (s) => canonicalImageName(s.record.image) === canonicalImageName(entry.name),
+  const users = (await listContainers(job)).filter((s) =>
+    imagesOf(s.record).some((image) => canonicalImageName(image) === canonicalImageName(entry.name)),
   );
   if (users.length > 0 && !force)
     throw new HyperError(

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { waitForExit } from '../vm/process.js';
+import { waitForExit } from '../process/pids.js';
 
 /** The state dir of a hyper-services VM from its QEMU command line (NUL-separated), or undefined. Pure. */
 export function vmDirOfCmdline(cmdline: string): string | undefined {

@@ -1,4 +1,5 @@
 import type { LocalImage } from '../images/image.js';
+import type { MemberRequest } from '../network/job.js';
 import { trimOutput } from '../process/run.js';
 import type { ContainerSpec } from '../spec/container.js';
 import { errorKind, HyperError } from '../errors.js';
@@ -11,14 +12,14 @@ import { logText } from './streams.js';
 
 /**
  * Runs a service's pre_start steps (compose init containers) in order, each
- * a one-shot VM booted on the service's mounts and the job network, waited
- * for, and removed whatever happened. A step that exits non-zero, crashes
+ * a one-shot VM booted on the service's mounts, joined to the job network
+ * from `planned` while it runs, waited for, and removed whatever happened. A step that exits non-zero, crashes
  * or outlasts `timeoutMs` is a PreStartError with its output.
  */
 export async function runPreStart(
   service: string,
   steps: readonly ContainerSpec[],
-  images: ReadonlyMap<string, LocalImage>,
+  planned: ReadonlyMap<string, { member: MemberRequest; image: LocalImage }>,
   job: BootContext,
   timeoutMs: number,
   reporter: Reporter,
@@ -26,14 +27,18 @@ export async function runPreStart(
   for (const [index, step] of steps.entries()) {
     const what = `pre_start step ${index + 1} of ${steps.length} (${step.name})`;
     const started = Date.now();
+    const plan = planned.get(step.name);
     let record: VmRecord;
     try {
+      // On the network only while it runs: it reaches its service's dependencies, and no peer lists it.
+      if (plan) await job.network.joinNetwork(job.stateDir, job.settings.network, [plan.member], reporter);
       record = await runContainer(step, job, {
-        resolved: images.get(step.name),
+        resolved: plan?.image,
         log: (line) => reporter.info(`${step.name}: ${line}`),
       });
     } catch (error: unknown) {
-      // runContainer has undone what it made.
+      // runContainer has undone what it made; the network member is this step's to take back.
+      await job.network.leaveNetwork(job.stateDir, [step.name]).catch(() => undefined);
       throw new PreStartError(
         step.name,
         `service ${service}: ${what} failed to start: ${(error as Error).message}`,

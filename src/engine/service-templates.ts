@@ -12,7 +12,7 @@ import { run } from '../process/run.js';
 import type { MountDisk, MountSpec } from '../storage/mounts.js';
 import { qemuImg } from '../tools/qemu/img.js';
 import { checkpointPaths, vmPaths } from '../vm/paths.js';
-import { isAlive } from '../vm/process.js';
+import { isAlive } from '../process/pids.js';
 import { mappedFiles } from '../vm/qemu/template.js';
 import type { BootContext, JobContext } from './context.js';
 import { keepOnly } from './export.js';

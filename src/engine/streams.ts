@@ -4,7 +4,7 @@ import { execArgv } from '../guest/config.js';
 import type { ExecStream } from '../vm/hypervisor.js';
 import { LogDecoder, type LogRecord } from '../vm/log-records.js';
 import { vmPaths } from '../vm/paths.js';
-import { sleep } from '../vm/process.js';
+import { sleep } from '../process/pids.js';
 import { requireRecord, stateOnceStopped, vmState } from './container.js';
 import type { JobContext } from './context.js';
 import type { VmRecord } from './record.js';

@@ -98,7 +98,15 @@ export async function upServices(
     ...specs.map((spec): [string, ContainerSpec[]] => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
   ]);
   const oneShots = [...initSteps.values()].flat();
-  const planned = await Promise.all([...specs, ...oneShots].map((spec) => planMember(spec, job, reporter)));
+  const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
+  // Steps are planned (their images pulled) now, but each joins the network only while it runs:
+  // no peer lists it, and a step that never runs never joins.
+  const steps = new Map(
+    (await Promise.all(oneShots.map((spec) => planMember(spec, job, reporter)))).map((p) => [
+      p.member.service,
+      p,
+    ]),
+  );
   await job.network.joinNetwork(
     job.stateDir,
     job.settings.network,
@@ -108,11 +116,13 @@ export async function upServices(
   const images = new Map(planned.map((p) => [p.member.service, p.image]));
   const statuses: ServiceStatus[] = [];
   const initialize = async (service: string, key: string): Promise<void> => {
-    const steps = initSteps.get(key) ?? [];
-    // A service resumed from a checkpoint export has what its steps made already.
-    if (steps.length === 0 || options.checkpoints?.[service]) return;
+    const wanted = (initSteps.get(key) ?? []).map((step) => ({
+      ...step,
+      labels: { ...step.labels, ...options.labels },
+    }));
+    if (wanted.length === 0) return;
     try {
-      await runPreStart(service, steps, images, job, options.waitTimeoutMs, reporter);
+      await runPreStart(service, wanted, steps, job, options.waitTimeoutMs, reporter);
     } catch (error: unknown) {
       if (!(error instanceof PreStartError)) throw error;
       throw new ServiceStartError(error.step, error.message, error.log, error);
@@ -120,16 +130,20 @@ export async function upServices(
   };
   try {
     for (const [index, wave] of waves.entries()) {
+      // A service with replicas: its steps without per_replica, once, before any replica boots.
       const initialized = await Promise.allSettled(
-        (services[index] ?? []).map((spec) => initialize(spec.name, spec.name)),
+        (services[index] ?? [])
+          .filter((spec) => (spec.replicas ?? 1) > 1)
+          .map((spec) => initialize(spec.name, spec.name)),
       );
       const stepFailure = initialized.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (stepFailure) throw stepFailure.reason;
       const results = await Promise.allSettled(
-        wave.map(async (spec) => {
-          await initialize(spec.name, `${spec.name}\0replica`);
-          return bootOne(spec, images.get(spec.name), job, options, reporter);
-        }),
+        wave.map((spec) =>
+          bootOne(spec, images.get(spec.name), job, options, reporter, () =>
+            initialize(spec.name, spec.replicaOf ? `${spec.name}\0replica` : spec.name),
+          ),
+        ),
       );
       for (const result of results) if (result.status === 'fulfilled') statuses.push(result.value);
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -146,8 +160,7 @@ export async function upServices(
   } catch (error: unknown) {
     // Services that never got a VM leave the network; the rest stay for logs and teardown.
     const unbooted = [];
-    for (const spec of [...specs, ...oneShots])
-      if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
+    for (const spec of specs) if (!(await exists(vmDir(job, spec.name)))) unbooted.push(spec.name);
     await job.network.leaveNetwork(job.stateDir, unbooted).catch(() => undefined);
     throw error;
   }
@@ -213,6 +226,7 @@ async function bootOne(
   job: BootContext,
   options: UpOptions,
   reporter: Reporter,
+  initialize: () => Promise<void>,
 ): Promise<ServiceStatus> {
   const started = Date.now();
   const exported = options.checkpoints?.[spec.name];
@@ -223,6 +237,8 @@ async function bootOne(
     record = resumed?.record;
     restoredFrom = resumed?.snapshot;
   }
+  // Its pre_start steps, unless it resumed from a checkpoint, which holds what they made.
+  if (!record) await initialize();
   try {
     record ??= await runContainer(
       { ...spec, labels: { ...spec.labels, ...options.labels }, baseDir: spec.baseDir ?? options.baseDir },

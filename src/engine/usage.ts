@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { readPid } from '../vm/process.js';
+import { readPid } from '../process/pids.js';
 import { vmPaths } from '../vm/paths.js';
 import type { VmRecord } from './record.js';
 

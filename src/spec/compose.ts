@@ -1041,28 +1041,40 @@ function readGuestSettings(fields: Map<string, YamlValue>): GuestSettings | unde
   return Object.keys(settings).length > 0 ? settings : undefined;
 }
 
+/** The fields post_start, pre_stop and pre_start steps share: command, user, working directory, privilege and environment. */
+function readHookFields(
+  item: YamlValue,
+  context: Context,
+): {
+  hook: Omit<LifecycleHook, 'command'> & { command?: string[] };
+  present: (key: string) => YamlValue | undefined;
+} {
+  const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
+  const present = (key: string): YamlValue | undefined => {
+    const field = fields.get(key);
+    return field && !field.isNull ? field : undefined;
+  };
+  const command = present('command');
+  const user = present('user');
+  const workdir = present('working_dir');
+  const privileged = present('privileged');
+  const environment = present('environment');
+  const hook = definedOnly({
+    command: command ? readWords(command) : undefined,
+    user: user?.text(),
+    privileged: privileged?.boolean() || undefined,
+    workdir: workdir?.string('a directory'),
+    env: environment ? readEnvironment(environment, context.variables) : undefined,
+  });
+  return { hook, present };
+}
+
 /** post_start and pre_stop: commands run in the container, each as an exec with its own user, directory and environment. */
 function readHooks(value: YamlValue, context: Context): LifecycleHook[] | undefined {
   const hooks = value.items().map((item) => {
-    const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
-    const present = (key: string): YamlValue | undefined => {
-      const field = fields.get(key);
-      return field && !field.isNull ? field : undefined;
-    };
-    const commandField = present('command');
-    const command = commandField ? readWords(commandField) : [];
-    if (command.length === 0) throw item.error('a hook needs a command');
-    const user = present('user');
-    const workdir = present('working_dir');
-    const privileged = present('privileged');
-    const environment = present('environment');
-    return definedOnly({
-      command,
-      user: user?.text(),
-      privileged: privileged?.boolean() || undefined,
-      workdir: workdir?.string('a directory'),
-      env: environment ? readEnvironment(environment, context.variables) : undefined,
-    });
+    const { command, ...rest } = readHookFields(item, context).hook;
+    if (!command?.length) throw item.error('a hook needs a command');
+    return { command, ...rest };
   });
   return hooks.length > 0 ? hooks : undefined;
 }
@@ -1070,25 +1082,12 @@ function readHooks(value: YamlValue, context: Context): LifecycleHook[] | undefi
 /** pre_start: init containers, each with its own image, or the service's, and an optional command. */
 function readPreStart(value: YamlValue, context: Context): PreStartStep[] | undefined {
   const steps = value.items().map((item) => {
-    const fields = new Map(item.entries().map(({ key, value: entry }) => [key, entry]));
-    const present = (key: string): YamlValue | undefined => {
-      const field = fields.get(key);
-      return field && !field.isNull ? field : undefined;
-    };
-    const command = present('command');
+    const { present, hook } = readHookFields(item, context);
     const image = present('image');
-    const user = present('user');
-    const workdir = present('working_dir');
-    const privileged = present('privileged');
-    const environment = present('environment');
     const perReplica = present('per_replica');
     return definedOnly({
       image: image ? readImage(image) : undefined,
-      command: command ? readWords(command) : undefined,
-      user: user?.text(),
-      privileged: privileged?.boolean() || undefined,
-      workdir: workdir?.string('a directory'),
-      env: environment ? readEnvironment(environment, context.variables) : undefined,
+      ...hook,
       perReplica: perReplica?.boolean() || undefined,
     });
   });

@@ -1,7 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { serviceTemplateRoot } from '../../src/engine/service-templates.js';
-import { isAlive } from '../../src/vm/process.js';
+import { isAlive } from '../../src/process/pids.js';
 import { cacheDir } from './dirs.js';
 
 /**

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { shellQuote, trimOutput } from '../../process/run.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { checkpointPaths, vmPaths } from '../paths.js';
-import { sleep } from '../process.js';
+import { sleep } from '../../process/pids.js';
 import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 import { waitForMigration } from './template.js';

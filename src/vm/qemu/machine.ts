@@ -20,7 +20,7 @@ import type {
 import { checkpointPaths, MAX_SOCKET_PATH, vmPaths } from '../paths.js';
 import { captureCheckpoint } from './checkpoint.js';
 import { exists } from '../../files.js';
-import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
+import { isOurProcess, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { shellQuote, trimOutput } from '../../process/run.js';
 import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';

@@ -9,7 +9,7 @@ import { fileDigest } from '../../files.js';
 import { programPath, run, shellQuote, trimOutput } from '../../process/run.js';
 import type { Accel, GuestBundle, MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
-import { isAlive, readPid, sleep, waitForExit } from '../process.js';
+import { isAlive, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';

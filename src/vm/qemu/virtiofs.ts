@@ -3,7 +3,7 @@ import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HyperError } from '../../errors.js';
 import type { ShareSpec } from '../hypervisor.js';
-import { isOurProcess, readPid, sleep, waitForExit } from '../process.js';
+import { isOurProcess, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { exists } from '../../files.js';
 import { trimOutput } from '../../process/run.js';
 

@@ -326,6 +326,13 @@ test('a failing pre_start step fails up with its output; the service never boots
   });
   expect(JSON.parse((await hyperOk('ps', '--json')).stdout)).toEqual([]);
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  // Neither the step nor the service that never booted is left on the job network.
+  const network = JSON.parse(
+    await readFile(path.join(stateDir, 'network.json'), 'utf8').catch(() => '{}'),
+  ) as {
+    members?: { service: string }[];
+  };
+  expect((network.members ?? []).map((m) => m.service)).toEqual([]);
   await hyperOk('down', '--time', '0');
 });
 

@@ -1,7 +1,13 @@
 import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { confineBinds, isUnder, resolvedPath, resolvePolicy } from '../../../src/api/bind-policy.js';
+import {
+  checkShares,
+  confineBinds,
+  isUnder,
+  resolvedPath,
+  resolvePolicy,
+} from '../../../src/api/bind-policy.js';
 import { errorKind } from '../../../src/errors.js';
 import { statusFor } from '../../../src/api/protocol.js';
 import type { ContainerSpec } from '../../../src/spec/container.js';
@@ -31,6 +37,8 @@ test('isUnder: the root itself and what is below it, never a sibling that shares
   expect(isUnder('/w', '/w')).toBe(true);
   expect(isUnder('/w/a/b', '/w')).toBe(true);
   expect(isUnder('/work', '/w')).toBe(false);
+  expect(isUnder('/w/..foo', '/w')).toBe(true);
+  expect(isUnder('/x', '/w')).toBe(false);
   expect(isUnder('/', '/w')).toBe(false);
   expect(isUnder('/etc', '/')).toBe(true);
 });
@@ -80,6 +88,35 @@ describe('confineBinds', () => {
   test('with no root, every bind is refused', async () => {
     await expect(confineBinds(spec([`${dir}/work:/w`]), { roots: [] })).rejects.toThrow(
       'no bind mount is allowed yet; start hyper serve with --allow-bind',
+    );
+  });
+
+  test('a read-only root admits read-only binds only', async () => {
+    const readOnly = {
+      roots: [{ dir: path.join(dir, 'work'), why: "a runner's externals", readOnly: true }],
+    };
+    await expect(confineBinds(spec([`${dir}/work/repo:/e:ro`]), readOnly)).resolves.toBeDefined();
+    await expect(confineBinds(spec([`${dir}/work/repo:/e`]), readOnly)).rejects.toThrow(
+      `bind mount of ${dir}/work/repo refused: ${dir}/work (a runner's externals) is shared read-only; mount it with :ro`,
+    );
+  });
+
+  test('a source that is not an absolute path is refused: no ~, nothing relative to the daemon', async () => {
+    for (const source of ['~/.ssh', './x'])
+      await expect(confineBinds(spec([`${source}:/x`]), await policy())).rejects.toThrow(
+        `bind mount source "${source}" is not an absolute host path`,
+      );
+  });
+
+  test('at start, a shared directory that a link has replaced since the create is refused', async () => {
+    const swapped = path.join(dir, 'work', 'swapped');
+    await mkdir(swapped);
+    const shares = [{ source: swapped, readOnly: false }];
+    await expect(checkShares(shares, await policy())).resolves.toBeUndefined();
+    await rm(swapped, { recursive: true });
+    await symlink(path.join(dir, 'work', 'repo'), swapped);
+    await expect(checkShares(shares, await policy())).rejects.toThrow(
+      `bind mount of ${swapped} refused: it leads to ${dir}/work/repo now, not to the directory checked when the container was created`,
     );
   });
 });

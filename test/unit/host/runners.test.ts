@@ -13,14 +13,21 @@ test('a runner unit names its directory by WorkingDirectory, else by where runsv
   expect(runnerDirOfUnit('[Service]\nExecStart=runsvc.sh\n')).toBeUndefined();
 });
 
-test('its work folder from .runner (a BOM allowed), else _work; and its externals', () => {
-  expect(runnerBindDirs('/r', '\uFEFF{"agentName":"a","workFolder":"/srv/work"}')).toEqual([
-    '/srv/work',
-    '/r/externals',
+test('its work folder from .runner (a BOM allowed), else _work, read-write; its externals read-only', () => {
+  expect(runnerBindDirs('/r', '\uFEFF{"agentName":"a","workFolder":"w/x"}')).toEqual([
+    { dir: '/r/w/x', readOnly: false },
+    { dir: '/r/externals', readOnly: true },
   ]);
-  expect(runnerBindDirs('/r', '{"workFolder":"w"}')).toEqual(['/r/w', '/r/externals']);
-  expect(runnerBindDirs('/r', undefined)).toEqual(['/r/_work', '/r/externals']);
-  expect(runnerBindDirs('/r', 'not json')).toEqual(['/r/_work', '/r/externals']);
+  expect(runnerBindDirs('/r', undefined)[0]).toEqual({ dir: '/r/_work', readOnly: false });
+  expect(runnerBindDirs('/r', 'not json')[0]).toEqual({ dir: '/r/_work', readOnly: false });
+});
+
+test("a work folder outside the runner's directory is not taken from the settings the runner's user can edit", () => {
+  for (const workFolder of ['/', '/srv/work', '..', '../other', '.'])
+    expect(runnerBindDirs('/r', JSON.stringify({ workFolder }))[0]).toEqual({
+      dir: '/r/_work',
+      readOnly: false,
+    });
 });
 
 test('findRunnerBindDirs reads the runner units of a systemd directory, and nothing else', async () => {
@@ -37,8 +44,8 @@ test('findRunnerBindDirs reads the runner units of a systemd directory, and noth
     );
     await writeFile(path.join(units, 'nginx.service'), '[Service]\nWorkingDirectory=/var/www\n');
     expect(await findRunnerBindDirs([units, path.join(root, 'missing')])).toEqual([
-      path.join(runner, '_w'),
-      path.join(runner, 'externals'),
+      { dir: path.join(runner, '_w'), readOnly: false },
+      { dir: path.join(runner, 'externals'), readOnly: true },
     ]);
   } finally {
     await rm(root, { recursive: true, force: true });

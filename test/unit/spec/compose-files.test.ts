@@ -1,21 +1,12 @@
 import { parseComposeFiles, parseComposeProject } from '../../../src/spec/compose.js';
 import { loadProject } from '../../../src/spec/project.js';
+import { memoryFiles } from './memory-files.js';
 import { specError } from './spec-error.js';
 
 const BASE = '/repo/ci/compose.yml';
 const OVERRIDE = '/repo/ci/compose.override.yml';
 
-/** A readFile over a Map, as the compose parser is given one. */
-function files(entries: Record<string, string>): (path: string) => string {
-  const map = new Map(Object.entries(entries));
-  return (path) => {
-    const text = map.get(path);
-    if (text === undefined) {
-      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
-    }
-    return text;
-  };
-}
+const files = memoryFiles;
 const noFiles = files({});
 const merge = (base: string, override: string, readFile = noFiles, profiles: string[] = []) =>
   parseComposeFiles(

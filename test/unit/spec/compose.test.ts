@@ -1,19 +1,10 @@
 import { parseComposeFile, parseComposeProject } from '../../../src/spec/compose.js';
+import { memoryFiles } from './memory-files.js';
 import { specError } from './spec-error.js';
 
 const FILE = '/repo/ci/compose.yml';
 
-/** A readFile over a Map, as the compose parser is given one. */
-function files(entries: Record<string, string>): (path: string) => string {
-  const map = new Map(Object.entries(entries));
-  return (path) => {
-    const text = map.get(path);
-    if (text === undefined) {
-      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
-    }
-    return text;
-  };
-}
+const files = memoryFiles;
 const noFiles = files({});
 const parse = (text: string, variables = {}) => parseComposeFile(text, FILE, noFiles, variables);
 

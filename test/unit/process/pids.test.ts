@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { hasReleased, parseProcStat, waitForExit } from '../../../src/vm/process.js';
+import { hasReleased, parseProcStat, waitForExit } from '../../../src/process/pids.js';
 
 describe('waitForExit', () => {
   test('a process still running is not gone; once killed and reaped it is', async () => {

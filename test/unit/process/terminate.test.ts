@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { isAlive, isOurProcess, terminate } from '../../../src/vm/process.js';
+import { isAlive, isOurProcess, terminate } from '../../../src/process/pids.js';
 
 /** A real node process whose command line carries `marker`; `ignoreTerm` makes it outlive SIGTERM. */
 async function child(marker: string, ignoreTerm: boolean): Promise<number> {
