@@ -63786,8 +63786,9 @@ function moveMemoryStep(staging, memory, tag) {
 /**
  * Runs a service's pre_start steps (compose init containers) in order, each
  * a one-shot VM booted on the service's mounts, joined to the job network
- * from `planned` while it runs, waited for, and removed whatever happened. A step that exits non-zero, crashes
- * or outlasts `timeoutMs` is a PreStartError with its output.
+ * from `planned` while it runs, waited for, and removed whatever happened.
+ * A step that exits non-zero, crashes or outlasts `timeoutMs` is a
+ * PreStartError with its output.
  */
 async function runPreStart(service, steps, planned, job, timeoutMs, reporter) {
     for (const [index, step] of steps.entries()) {
@@ -63888,12 +63889,11 @@ async function upServices(services, job, options, reporter) {
     // A service with replicas boots as one VM per replica, all in its wave.
     const waves = services.map((wave) => wave.flatMap(replicaSpecs));
     const specs = waves.flat();
-    // pre_start steps: once per service before its wave boots, or per replica before that replica.
-    const initSteps = new Map([
-        ...services.flat().map((spec) => [spec.name, preStartSpecs(spec)]),
-        ...specs.map((spec) => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
-    ]);
-    const oneShots = [...initSteps.values()].flat();
+    // pre_start steps: a service with replicas runs those without per_replica once, before its wave
+    // boots, and each replica its per_replica ones; any other service all of its own, before it boots.
+    const once = services.flat().filter((spec) => (spec.replicas ?? 1) > 1);
+    const stepsOf = (spec) => spec.replicaOf ? replicaPreStartSpecs(spec) : preStartSpecs(spec);
+    const oneShots = [...once.flatMap(preStartSpecs), ...specs.flatMap(stepsOf)];
     const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
     // Steps are planned (their images pulled) now, but each joins the network only while it runs:
     // no peer lists it, and a step that never runs never joins.
@@ -63904,8 +63904,8 @@ async function upServices(services, job, options, reporter) {
     await job.network.joinNetwork(job.stateDir, job.settings.network, planned.map((p) => p.member), reporter);
     const images = new Map(planned.map((p) => [p.member.service, p.image]));
     const statuses = [];
-    const initialize = async (service, key) => {
-        const wanted = (initSteps.get(key) ?? []).map((step) => ({
+    const initialize = async (service, stepSpecs) => {
+        const wanted = stepSpecs.map((step) => ({
             ...step,
             labels: { ...step.labels, ...options.labels },
         }));
@@ -63924,12 +63924,12 @@ async function upServices(services, job, options, reporter) {
         for (const [index, wave] of waves.entries()) {
             // A service with replicas: its steps without per_replica, once, before any replica boots.
             const initialized = await Promise.allSettled((services[index] ?? [])
-                .filter((spec) => (spec.replicas ?? 1) > 1)
-                .map((spec) => initialize(spec.name, spec.name)));
+                .filter((spec) => once.includes(spec))
+                .map((spec) => initialize(spec.name, preStartSpecs(spec))));
             const stepFailure = initialized.find((r) => r.status === 'rejected');
             if (stepFailure)
                 throw stepFailure.reason;
-            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter, () => initialize(spec.name, spec.replicaOf ? `${spec.name}\0replica` : spec.name))));
+            const results = await Promise.allSettled(wave.map((spec) => bootOne(spec, images.get(spec.name), job, options, reporter, () => initialize(spec.name, stepsOf(spec)))));
             for (const result of results)
                 if (result.status === 'fulfilled')
                     statuses.push(result.value);

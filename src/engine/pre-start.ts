@@ -13,8 +13,9 @@ import { logText } from './streams.js';
 /**
  * Runs a service's pre_start steps (compose init containers) in order, each
  * a one-shot VM booted on the service's mounts, joined to the job network
- * from `planned` while it runs, waited for, and removed whatever happened. A step that exits non-zero, crashes
- * or outlasts `timeoutMs` is a PreStartError with its output.
+ * from `planned` while it runs, waited for, and removed whatever happened.
+ * A step that exits non-zero, crashes or outlasts `timeoutMs` is a
+ * PreStartError with its output.
  */
 export async function runPreStart(
   service: string,

@@ -92,12 +92,12 @@ export async function upServices(
   // A service with replicas boots as one VM per replica, all in its wave.
   const waves = services.map((wave) => wave.flatMap(replicaSpecs));
   const specs = waves.flat();
-  // pre_start steps: once per service before its wave boots, or per replica before that replica.
-  const initSteps = new Map<string, ContainerSpec[]>([
-    ...services.flat().map((spec): [string, ContainerSpec[]] => [spec.name, preStartSpecs(spec)]),
-    ...specs.map((spec): [string, ContainerSpec[]] => [`${spec.name}\0replica`, replicaPreStartSpecs(spec)]),
-  ]);
-  const oneShots = [...initSteps.values()].flat();
+  // pre_start steps: a service with replicas runs those without per_replica once, before its wave
+  // boots, and each replica its per_replica ones; any other service all of its own, before it boots.
+  const once = services.flat().filter((spec) => (spec.replicas ?? 1) > 1);
+  const stepsOf = (spec: ContainerSpec): ContainerSpec[] =>
+    spec.replicaOf ? replicaPreStartSpecs(spec) : preStartSpecs(spec);
+  const oneShots = [...once.flatMap(preStartSpecs), ...specs.flatMap(stepsOf)];
   const planned = await Promise.all(specs.map((spec) => planMember(spec, job, reporter)));
   // Steps are planned (their images pulled) now, but each joins the network only while it runs:
   // no peer lists it, and a step that never runs never joins.
@@ -115,8 +115,8 @@ export async function upServices(
   );
   const images = new Map(planned.map((p) => [p.member.service, p.image]));
   const statuses: ServiceStatus[] = [];
-  const initialize = async (service: string, key: string): Promise<void> => {
-    const wanted = (initSteps.get(key) ?? []).map((step) => ({
+  const initialize = async (service: string, stepSpecs: readonly ContainerSpec[]): Promise<void> => {
+    const wanted = stepSpecs.map((step) => ({
       ...step,
       labels: { ...step.labels, ...options.labels },
     }));
@@ -133,15 +133,15 @@ export async function upServices(
       // A service with replicas: its steps without per_replica, once, before any replica boots.
       const initialized = await Promise.allSettled(
         (services[index] ?? [])
-          .filter((spec) => (spec.replicas ?? 1) > 1)
-          .map((spec) => initialize(spec.name, spec.name)),
+          .filter((spec) => once.includes(spec))
+          .map((spec) => initialize(spec.name, preStartSpecs(spec))),
       );
       const stepFailure = initialized.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (stepFailure) throw stepFailure.reason;
       const results = await Promise.allSettled(
         wave.map((spec) =>
           bootOne(spec, images.get(spec.name), job, options, reporter, () =>
-            initialize(spec.name, spec.replicaOf ? `${spec.name}\0replica` : spec.name),
+            initialize(spec.name, stepsOf(spec)),
           ),
         ),
       );
