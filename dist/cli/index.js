@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2547);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8001);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2547:
+/***/ 8001:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -51641,21 +51641,332 @@ async function tail(file) {
  * QEMU's own seccomp filter, for every QEMU hyper starts: obsolete system
  * calls and host resource control (scheduling, affinity, priorities) are
  * refused, and QEMU then has no_new_privs, so nothing it runs can gain a
- * privilege through a setuid file. Privilege changes (setuid, setgid and
- * the like, and setsid) are refused too, except where user-mode networking
- * serves connections between services: QEMU's slirp starts hyper-connect for
- * each one in a session of its own (setsid), and the filter would kill QEMU
- * there. Spawning stays allowed: that same helper, and migration to and from
- * files (templates, checkpoints) through `exec:cat`. Pure.
+ * privilege through a setuid file.
+ *
+ * - Spawning is refused unless QEMU must start user networking's helper
+ *   (hyper-connect, one per connection between services); migrations go
+ *   through descriptors and sockets hyper serves, not `exec:`.
+ * - Privilege changes (set*uid, set*gid, setsid) are refused, except where
+ *   QEMU drops its own privileges (-runas: it calls setgid and setuid after
+ *   the filter is in place, and the filter would kill it; after the drop it
+ *   has no capability left, so no such call can raise anything), or where
+ *   slirp starts the helper in a session of its own (setsid). Pure.
  */
-function qemuSandbox(userNetwork) {
+function qemuSandbox(options) {
+    const elevate = options.dropsPrivileges || options.spawns ? 'allow' : 'deny';
     return [
         '-sandbox',
-        `on,obsolete=deny,elevateprivileges=${userNetwork ? 'allow' : 'deny'},spawn=allow,resourcecontrol=deny`,
+        `on,obsolete=deny,elevateprivileges=${elevate},spawn=${options.spawns ? 'allow' : 'deny'},resourcecontrol=deny`,
     ];
 }
 
+;// CONCATENATED MODULE: ./src/host/user.ts
+
+
+/** True when this process runs as uid 0 (false where the platform has no uids). */
+function user_isRoot() {
+    return process.getuid?.() === 0;
+}
+/**
+ * Whether a /proc/self/uid_map text maps all 2^32 ids straight through: the
+ * host's own user namespace. Root in a smaller map (rootless Podman or Docker,
+ * userns-remap) cannot chown to ids outside it nor make device nodes. No text
+ * (a kernel without user namespaces) means the host's. Pure.
+ */
+function mapsAllIds(idMap) {
+    if (idMap === undefined)
+        return true;
+    return idMap
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/))
+        .some(([inside, outside, count]) => inside === '0' && outside === '0' && count === '4294967295');
+}
+/** Root of the host's user namespace: can give files any owner and make device nodes. */
+async function ownsAllIds() {
+    if (!user_isRoot())
+        return false;
+    return mapsAllIds(await (0,promises_namespaceObject.readFile)('/proc/self/uid_map', 'utf8').catch(() => undefined));
+}
+/**
+ * Whether passwordless sudo works, from what `sudo -n true` said; the reason
+ * completes "not running as root, and ...". Pure.
+ */
+function readSudoProbe(probe) {
+    if ('startError' in probe) {
+        return {
+            usable: false,
+            reason: probe.startError === 'ENOENT' ? 'sudo is not installed' : `sudo cannot be run (${probe.startError})`,
+        };
+    }
+    if (probe.exitCode === 0)
+        return { usable: true };
+    const said = probe.stderr;
+    if (/password is required|a terminal is required/i.test(said))
+        return { usable: false, reason: 'sudo asks for a password' };
+    if (/not in the sudoers|not allowed to|may not run sudo/i.test(said))
+        return { usable: false, reason: 'sudo does not allow this user' };
+    if (/no new privileges/i.test(said))
+        return {
+            usable: false,
+            reason: 'sudo cannot raise privileges here: the "no new privileges" flag is set (a container setting)',
+        };
+    if (/effective uid is not 0|nosuid/i.test(said))
+        return {
+            usable: false,
+            reason: 'sudo cannot raise privileges here: it is not setuid root (a nosuid mount or a container)',
+        };
+    const line = said.split('\n').find((l) => l.trim() !== '');
+    return { usable: false, reason: `sudo -n true failed (${line?.trim() ?? `exit code ${probe.exitCode}`})` };
+}
+/** Runs `sudo -n true` and reads the answer; never throws. */
+async function probeSudo() {
+    try {
+        const result = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true });
+        return readSudoProbe(result);
+    }
+    catch (error) {
+        // Not started (or killed): the message names ENOENT when there is no sudo at all.
+        const text = error instanceof Error ? error.message : String(error);
+        return readSudoProbe({ startError: /\bENOENT\b/.test(text) ? 'ENOENT' : trimOutput(text, 1) });
+    }
+}
+
+;// CONCATENATED MODULE: ./src/host/vm-ids.ts
+// The ids QEMU runs as when hyper is root: a uid and gid of its own for each
+// VM, from a block reserved for the system user `hyper` in /etc/subuid and
+// /etc/subgid. A QEMU that a guest takes over then owns nothing of another
+// VM's, and no file of the host's but what any user may read.
+
+
+
+/** The system user whose subordinate ids the VMs run as; `hyper setup` makes it. */
+const VM_USER = 'hyper';
+/**
+ * The block hyper reserves when the host has none for it: 65536 ids from
+ * 0x70000000, above the ranges useradd hands out (100000 on) and the ones
+ * systemd-nspawn picks containers from (0x80000 to 0x6FFFFFFF), and below
+ * 2^31, where some tools read a uid as negative.
+ */
+const DEFAULT_VM_IDS = { start: 0x7000_0000, count: 65_536 };
+/** The block /etc/subuid (or subgid) text gives `user`, if any. Pure. */
+function subordinateRange(text, user) {
+    for (const line of text.split('\n')) {
+        const [name, start, count] = line.trim().split(':');
+        if (name === user && /^\d+$/.test(start ?? '') && /^\d+$/.test(count ?? ''))
+            return { start: Number(start), count: Number(count) };
+    }
+    return undefined;
+}
+/** The first line of a subordinate-id file, of another user, whose block overlaps `range`. Pure. */
+function overlappingEntry(text, range, user) {
+    return text
+        .split('\n')
+        .map((line) => line.trim())
+        .find((line) => {
+        const [name, start, count] = line.split(':');
+        if (!name || name === user || !/^\d+$/.test(start ?? '') || !/^\d+$/.test(count ?? ''))
+            return false;
+        const from = Number(start);
+        return from < range.start + range.count && range.start < from + Number(count);
+    });
+}
+class VmIdsError extends HyperError {
+    name = 'VmIdsError';
+}
+let reserved;
+/**
+ * The block of ids VMs run as: the one /etc/subuid and /etc/subgid give the
+ * user `hyper`, made first when there is none (the system user, then the
+ * same block of uids and gids). Root only; once per process.
+ */
+function vmIdRange() {
+    reserved ??= reserveVmIds().catch((error) => {
+        reserved = undefined;
+        throw error;
+    });
+    return reserved;
+}
+async function reserveVmIds() {
+    const read = async () => [
+        await (0,promises_namespaceObject.readFile)('/etc/subuid', 'utf8').catch(() => ''),
+        await (0,promises_namespaceObject.readFile)('/etc/subgid', 'utf8').catch(() => ''),
+    ];
+    let [uids, gids] = await read();
+    const have = subordinateRange(uids, VM_USER);
+    if (have && sameRange(have, subordinateRange(gids, VM_USER)))
+        return have;
+    const range = have ?? DEFAULT_VM_IDS;
+    for (const text of [uids, gids]) {
+        const clash = overlappingEntry(text, range, VM_USER);
+        if (clash)
+            throw new VmIdsError(`the ids hyper runs VMs as (${range.start}-${range.start + range.count - 1}) overlap "${clash}" in /etc/subuid or /etc/subgid; ` +
+                `give the user ${VM_USER} a free block of its own in both files (for example with "usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST ${VM_USER}")`, { kind: 'Conflict' });
+    }
+    const user = await run({ program: 'id', args: ['-u', VM_USER] }, { allowFailure: true });
+    if (user.exitCode !== 0) {
+        const made = await run({
+            program: 'useradd',
+            args: [
+                '--system',
+                '--user-group',
+                '--no-create-home',
+                '--home-dir',
+                '/nonexistent',
+                '--shell',
+                '/usr/sbin/nologin',
+                '--comment',
+                'the ids hyper runs VMs as',
+                VM_USER,
+            ],
+        }, { allowFailure: true });
+        if (made.exitCode !== 0 && made.exitCode !== 9)
+            throw new VmIdsError(`could not make the system user ${VM_USER}: ${made.stderr.trim()}`, {
+                kind: 'Unavailable',
+            });
+    }
+    const last = range.start + range.count - 1;
+    const block = `${range.start}-${last}`;
+    const added = await run({ program: 'usermod', args: ['--add-subuids', block, '--add-subgids', block, VM_USER] }, { allowFailure: true });
+    if (added.exitCode !== 0)
+        throw new VmIdsError(`could not reserve ids ${block} for the user ${VM_USER}: ${added.stderr.trim()}`, {
+            kind: 'Unavailable',
+        });
+    [uids, gids] = await read();
+    const now = subordinateRange(uids, VM_USER);
+    if (!now || !sameRange(now, subordinateRange(gids, VM_USER)))
+        throw new VmIdsError(`usermod did not reserve ids ${block} for the user ${VM_USER} in /etc/subuid and /etc/subgid`, {
+            kind: 'Internal',
+        });
+    return now;
+}
+function sameRange(a, b) {
+    return b !== undefined && a.start === b.start && a.count === b.count;
+}
+
+;// CONCATENATED MODULE: ./src/vm/qemu/jail.ts
+// Where a QEMU is kept once it has opened what it needs. When hyper is root,
+// QEMU opens its disks, sockets, logs, RAM file and TAP as root, then drops
+// to a uid and gid of its own VM's (-runas) and chroots into the VM's jail
+// directory (-chroot), which holds only the sockets it must reach later and
+// the helper user networking runs. Anything QMP would later ask it to open
+// by path is looked up in that empty directory, as that uid.
+
+
+
+
+
+
+
+/** The name of the helper user networking runs, inside a jail. */
+const JAILED_CONNECT = 'hyper-connect';
+/** QEMU's options that drop its privileges and confine it, once it has opened its files. Pure. */
+function jailArgs(jail) {
+    if (!jail?.ids)
+        return [];
+    return ['-runas', `${jail.ids.uid}:${jail.ids.gid}`, '-chroot', jail.dir];
+}
+/**
+ * The path a QEMU in `jail` reaches file `name` of the jail by: from the
+ * jail's root once it is chrooted, else through `alias` (a short path to the
+ * jail, see shortAlias). Pure.
+ */
+function pathInJail(jail, alias, name) {
+    return jail.ids ? `/${name}` : external_node_path_default().join(alias, name);
+}
+/** Where a host keeps which VM holds which uid: gone with a reboot, as the VMs are. */
+const LEASES = '/run/hyper/vm-ids';
+/**
+ * The jail of the VM in `vmDir`: `jail/` in it, owned by the uid the VM's
+ * QEMU drops to (the one it had before when no other VM took it since).
+ * `connect`: the user-networking helper, linked in when the VM needs it.
+ */
+async function vmJail(vmDir, connect) {
+    const dir = external_node_path_default().join(vmDir, 'jail');
+    await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
+    if (connect) {
+        await (0,promises_namespaceObject.rm)(external_node_path_default().join(dir, JAILED_CONNECT), { force: true });
+        await linkOrCopy(connect, external_node_path_default().join(dir, JAILED_CONNECT));
+    }
+    if (!(await ownsAllIds()))
+        return { dir };
+    const range = await vmIdRange();
+    const ids = await leaseIds(dir, range);
+    await (0,promises_namespaceObject.chown)(dir, ids.uid, ids.gid);
+    return { dir, ids };
+}
+/** A jail of its own for a machine hyper makes and ends itself (a boot template's), in `dir`. */
+async function machineJail(dir) {
+    await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
+    if (!(await ownsAllIds()))
+        return { dir };
+    const ids = await leaseIds(dir, await vmIdRange());
+    await (0,promises_namespaceObject.chown)(dir, ids.uid, ids.gid);
+    return { dir, ids };
+}
+/**
+ * A uid (and the same gid) for the jail `dir`: the one that owns it when its
+ * lease is still its own, else a free one of `range`. A lease is a file
+ * named by the uid holding the jail's path, made with O_EXCL; one whose jail
+ * is gone or owned by another uid is stale (sweepLeases).
+ */
+async function leaseIds(dir, range) {
+    await (0,promises_namespaceObject.mkdir)(LEASES, { recursive: true, mode: 0o700 });
+    await sweepLeases();
+    const had = (await (0,promises_namespaceObject.stat)(dir)).uid;
+    if (had >= range.start && had < range.start + range.count && (await claim(had, dir)))
+        return { uid: had, gid: had };
+    for (let attempt = 0; attempt < 64; attempt++) {
+        const uid = range.start + (0,external_node_crypto_.randomInt)(range.count);
+        if (await claim(uid, dir))
+            return { uid, gid: uid };
+    }
+    throw new Error(`no free id in ${range.start}-${range.start + range.count - 1} after 64 tries (${LEASES})`);
+}
+async function claim(uid, dir) {
+    const lease = external_node_path_default().join(LEASES, String(uid));
+    try {
+        const handle = await (0,promises_namespaceObject.open)(lease, 'wx', 0o600);
+        await handle.writeFile(dir);
+        await handle.close();
+        return true;
+    }
+    catch (error) {
+        if (error.code !== 'EEXIST')
+            throw error;
+        return (await (0,promises_namespaceObject.readFile)(lease, 'utf8').catch(() => '')) === dir;
+    }
+}
+/**
+ * Removes the leases whose jail is gone or has another owner, made more
+ * than a minute ago (a jail is chowned to its uid just after its lease is
+ * made).
+ */
+async function sweepLeases() {
+    for (const name of await (0,promises_namespaceObject.readdir)(LEASES).catch(() => [])) {
+        const lease = external_node_path_default().join(LEASES, name);
+        const made = await (0,promises_namespaceObject.stat)(lease).catch(() => undefined);
+        if (!made || Date.now() - made.mtimeMs < 60_000)
+            continue;
+        const dir = await (0,promises_namespaceObject.readFile)(lease, 'utf8').catch(() => '');
+        const owner = dir ? (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))?.uid : undefined;
+        if (owner !== Number(name))
+            await (0,promises_namespaceObject.rm)(lease, { force: true });
+    }
+}
+/**
+ * A short path to `dir`, for the Unix sockets hyper serves there (a socket's
+ * path is limited to 107 bytes, and a VM's dir can be deep): a link in a
+ * new directory under the temp dir. `remove` takes it away.
+ */
+async function shortAlias(dir) {
+    const holder = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-'));
+    const alias = external_node_path_default().join(holder, 'j');
+    await (0,promises_namespaceObject.symlink)(dir, alias);
+    return { path: alias, remove: () => (0,promises_namespaceObject.rm)(holder, { recursive: true, force: true }) };
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/args.ts
+
 
 
 
@@ -51701,12 +52012,25 @@ function diskNode(serial) {
     return `${serial}-disk`;
 }
 /**
+ * The most TCG's translation cache takes, in MiB (QEMU's default is 1 GiB):
+ * a bound the VM's cgroup can count on. A busybox VM used 57 MiB of it, and
+ * 64 made no difference to its boot (docs/benchmarks.md).
+ */
+const TCG_CACHE_MIB = 256;
+/** Whether QEMU starts processes: user networking's helper, one per connection between services. Pure. */
+function spawnsHelpers(spec, launch) {
+    const network = spec.network ?? { kind: 'user', guestForwards: [] };
+    return ((launch.kind === 'boot' || launch.kind === 'clone') &&
+        network.kind === 'user' &&
+        network.guestForwards.length > 0);
+}
+/**
  * The network device. User networking forwards published ports (hostfwd) and,
  * for each other service, the address and port the guest dials to a helper
  * that connects to that service's loopback port (guestfwd); `restrict` drops
  * everything else. A TAP joins the job's bridge. Pure.
  */
-function networkArgs(spec) {
+function networkArgs(spec, jail) {
     const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
     if (network.kind === 'tap') {
         return [
@@ -51717,7 +52041,9 @@ function networkArgs(spec) {
         ];
     }
     const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
-    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`);
+    // A chrooted QEMU runs the helper linked into its jail (vmJail).
+    const connect = jail?.ids ? `/${JAILED_CONNECT}` : network.connect;
+    const guestfwd = network.guestForwards.map((f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(connect)} 127.0.0.1 ${f.hostPort}`);
     const restrict = network.restrict ? ',restrict=on' : '';
     return [
         '-netdev',
@@ -51742,11 +52068,20 @@ const TEMPLATE_MARKER = 'opt/hyper/template';
 function fitsSlots(spec) {
     return !spec.shares?.length && (spec.disks?.length ?? 0) <= DISK_SLOTS;
 }
-function diskArgs(disk) {
+/** The file= value of a disk: its fd set when it has one, else its path. Pure. */
+function diskFile(file, fds) {
+    const handed = fds?.get(file);
+    return handed ? `/dev/fdset/${handed.set}` : optValue(file);
+}
+/** The -add-fd options for `fds`. Pure. */
+function addFdArgs(fds) {
+    return [...(fds?.values() ?? [])].flatMap(({ set, fds: handed }) => handed.flatMap((fd) => ['-add-fd', `fd=${fd},set=${set}`]));
+}
+function diskArgs(disk, fds) {
     const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
     return [
         '-drive',
-        `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
+        `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${diskFile(disk.path, fds)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
         '-device',
         `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
     ];
@@ -51789,7 +52124,7 @@ function freePageReportingArgs() {
  * template's order, whether it is a clone or booted in full. A checkpoint
  * taken on one then loads on the other.
  */
-function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
+function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }, jail, fds) {
     const paths = vmPaths(spec.dir);
     // A capture machine holds no disk of the VM's: only their devices, whose state migrates.
     const template = launch.kind === 'template' || launch.kind === 'capture';
@@ -51800,12 +52135,13 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
         '-name', optValue(spec.name),
         // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
         '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
-        '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+        '-accel', spec.accel === 'kvm' ? 'kvm' : `tcg,thread=multi,tb-size=${TCG_CACHE_MIB}`,
         '-cpu', guestCpuArg(spec),
         '-m', `${spec.memoryMiB}M`,
         '-smp', String(spec.cpus),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-        ...qemuSandbox((spec.network?.kind ?? 'user') === 'user'),
+        ...qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) }),
+        ...jailArgs(jail),
         '-global', 'virtio-mmio.force-legacy=false',
         '-kernel', spec.bundle.kernel,
         '-initrd', spec.bundle.initrd,
@@ -51814,15 +52150,16 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
         '-pidfile', paths.pid,
         '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
         ...memory,
+        ...addFdArgs(fds),
     ];
     if (template)
         args.push(...placeholderArgs('root'));
     else
-        args.push('-drive', `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`, '-device', 'virtio-blk-device,drive=root,serial=rootfs');
+        args.push('-drive', `id=root,node-name=${ROOT_NODE},file=${diskFile(spec.rootDisk, fds)},format=qcow2,if=none,discard=unmap`, '-device', 'virtio-blk-device,drive=root,serial=rootfs');
     if (slots !== undefined) {
         const disks = template ? [] : (spec.disks ?? []);
         for (const disk of disks)
-            args.push(...diskArgs(disk));
+            args.push(...diskArgs(disk, fds));
         for (let index = disks.length; index < slots; index++)
             args.push(...placeholderArgs(`slot${index}`));
     }
@@ -51839,10 +52176,10 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }) {
     else if (launch.kind === 'capture')
         args.push(...captureNetworkArgs(spec));
     else
-        args.push(...networkArgs(spec));
+        args.push(...networkArgs(spec, jail));
     if (slots === undefined)
         for (const disk of spec.disks ?? [])
-            args.push(...diskArgs(disk));
+            args.push(...diskArgs(disk, fds));
     for (const [index, share] of (spec.shares ?? []).entries()) {
         args.push('-chardev', `socket,id=fs${index},path=${optValue(sharePaths(spec.dir, index).socket)}`, '-device', `vhost-user-fs-device,chardev=fs${index},tag=${share.tag},queue-size=1024`);
     }
@@ -51935,10 +52272,309 @@ class QmpClient {
     }
 }
 
+;// CONCATENATED MODULE: ./src/vm/qemu/spawn.ts
+// Starting a QEMU: in its VM's cgroups, with the descriptors hyper opened for
+// it, and moving a machine's saved state in and out without QEMU spawning
+// anything or opening a path (see jail.ts).
+
+
+
+
+
+
+
+
+
+/** The descriptor a machine reads its incoming state from: `migrate-incoming fd:3`. */
+const INCOMING_FD = 3;
+/**
+ * The command that starts QEMU inside cgroups `procs`: a shell writes its
+ * own pid to each cgroup.procs, then becomes QEMU (same pid), so every page
+ * and thread QEMU ever has is counted there. Pure.
+ */
+function qemuCommand(qemu, args, procs) {
+    if (procs.length === 0)
+        return { program: qemu, args: [...args] };
+    return { program: 'sh', args: ['-c', JOIN_CGROUPS, 'sh', ...procs, '--', qemu, ...args] };
+}
+const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+/** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD). */
+const FIRST_DISK_FD = INCOMING_FD + 1;
+/**
+ * Starts QEMU with its output to `output`, `incoming` (a descriptor of this
+ * process) as INCOMING_FD, and the disks' descriptors where `disks` says.
+ */
+function spawnQemu(qemu, args, options) {
+    const command = qemuCommand(qemu, args, options.procs);
+    const stdio = [
+        'ignore',
+        options.output,
+        options.output,
+        options.incoming ?? 'ignore',
+    ];
+    for (const handle of options.disks?.handles ?? [])
+        stdio.push(handle.fd);
+    return (0,external_node_child_process_namespaceObject.spawn)(command.program, command.args, { stdio, detached: options.detached ?? false });
+}
+/**
+ * Opens the VM's root disk and further disks, read-only and (when writable)
+ * read-write, numbering them as QEMU will find them (FIRST_DISK_FD on).
+ */
+async function openDisks(spec) {
+    const handles = [];
+    const fds = new Map();
+    const close = async () => {
+        await Promise.all(handles.map((handle) => handle.close().catch(() => undefined)));
+    };
+    try {
+        const disks = [{ path: spec.rootDisk, readOnly: false }, ...(spec.disks ?? [])];
+        for (const disk of disks) {
+            if (fds.has(disk.path))
+                continue;
+            const set = { set: fds.size + 1, fds: [] };
+            for (const flags of disk.readOnly ? ['r'] : ['r', 'r+']) {
+                handles.push(await (0,promises_namespaceObject.open)(disk.path, flags));
+                set.fds.push(FIRST_DISK_FD + handles.length - 1);
+            }
+            fds.set(disk.path, set);
+        }
+    }
+    catch (error) {
+        await close();
+        throw error;
+    }
+    return { fds, handles, close };
+}
+/**
+ * What a machine's QEMU may take on the host: the guest's RAM, TCG's
+ * translation cache at its bound, and what QEMU itself uses (about 60 MiB
+ * seen for an idle busybox VM: docs/security.md), with room; pids for its
+ * threads and the helpers user networking starts (one per connection
+ * between services); a CPU weight by vCPUs. Pure.
+ */
+function machineLimits(spec) {
+    const overheadMiB = QEMU_OWN_MIB + (spec.accel === 'kvm' ? 0 : TCG_CACHE_MIB);
+    return {
+        memoryBytes: (spec.memoryMiB + overheadMiB) * 1024 * 1024,
+        pids: MACHINE_PIDS,
+        cpuWeight: Math.min(10_000, 100 * spec.cpus),
+    };
+}
+/** QEMU's own memory beside the guest's RAM and TCG's cache, with room for its I/O buffers. */
+const QEMU_OWN_MIB = 192;
+/** QEMU's threads (vCPUs, I/O workers: at most 64) and user networking's helpers. */
+const MACHINE_PIDS = 512;
+/** The cgroup name of the machine whose files are in `dir`. Pure. */
+function cgroupName(kind, dir) {
+    return `${kind}-${(0,external_node_crypto_.createHash)('sha256').update(dir).digest('hex').slice(0, 16)}`;
+}
+/**
+ * Saves the state of the machine on `qmp` (a migration) to `file`: QEMU
+ * connects to a socket hyper serves in its jail, and hyper writes what comes.
+ */
+async function saveState(qmp, jail, file, wait) {
+    const socket = external_node_path_default().join(jail.dir, 'save.sock');
+    await (0,promises_namespaceObject.rm)(socket, { force: true });
+    const alias = await shortAlias(jail.dir);
+    const server = external_node_net_default().createServer();
+    const out = (0,external_node_fs_namespaceObject.createWriteStream)(file, { mode: 0o600 });
+    const written = new Promise((resolve, reject) => {
+        server.once('connection', (connection) => {
+            server.close();
+            connection.pipe(out);
+            connection.once('error', reject);
+            (0,external_node_stream_promises_namespaceObject.finished)(out).then(resolve, reject);
+        });
+    });
+    written.catch(() => undefined);
+    try {
+        await new Promise((resolve, reject) => {
+            server.once('error', reject);
+            server.listen(external_node_path_default().join(alias.path, 'save.sock'), resolve);
+        });
+        if (jail.ids) {
+            await (0,promises_namespaceObject.chown)(socket, jail.ids.uid, jail.ids.gid);
+            await (0,promises_namespaceObject.chmod)(socket, 0o600);
+        }
+        await qmp.execute('migrate', { uri: `unix:${pathInJail(jail, alias.path, 'save.sock')}` });
+        await wait(qmp);
+        await written;
+    }
+    finally {
+        server.close();
+        out.destroy();
+        await alias.remove();
+        await (0,promises_namespaceObject.rm)(socket, { force: true });
+    }
+}
+
+;// CONCATENATED MODULE: ./src/host/cgroups.ts
+// A cgroup per VM, so that what a guest makes its QEMU do (grow its memory,
+// spawn helpers, spin its vCPUs) stays within bounds on the host. Made under
+// `hyper/` at the top of each hierarchy, as Docker's cgroupfs driver makes
+// `docker/`: cgroup v2, or the v1 hierarchies of the memory, pids and cpu
+// controllers where the host has them there (hybrid hosts).
+
+
+const CONTROLLERS = ['memory', 'pids', 'cpu'];
+/** The directory under each hierarchy's top that holds the VMs' cgroups. */
+const CGROUP_PARENT = 'hyper';
+/**
+ * The cgroup mounts in a /proc/self/mountinfo text: which v1 hierarchy holds
+ * each controller, and the v2 mount with the controllers its
+ * cgroup.controllers lists (`v2Controllers`, read by the caller). A
+ * controller in a v1 hierarchy is not in v2. Pure.
+ */
+function cgroupLayout(mountinfo, v2Controllers) {
+    const layout = {};
+    let unified;
+    for (const line of mountinfo.split('\n')) {
+        const [before, after] = line.split(' - ');
+        if (!before || !after)
+            continue;
+        const mount = before.split(' ')[4];
+        const [fstype, , superOptions = ''] = after.split(' ');
+        if (!mount)
+            continue;
+        if (fstype === 'cgroup2')
+            unified ??= mount;
+        if (fstype !== 'cgroup')
+            continue;
+        const options = superOptions.split(',');
+        for (const controller of CONTROLLERS)
+            if (options.includes(controller))
+                layout[controller] ??= { mount, v2: false };
+    }
+    if (unified !== undefined) {
+        const available = v2Controllers(unified);
+        for (const controller of CONTROLLERS)
+            if (!layout[controller] && available.includes(controller))
+                layout[controller] = { mount: unified, v2: true };
+    }
+    return layout;
+}
+/** The directories of cgroup `name` (one per hierarchy) and the limit writes in each. Pure. */
+function cgroupPlan(layout, name, limits) {
+    const dirs = [];
+    const writes = [];
+    for (const controller of CONTROLLERS) {
+        const place = layout[controller];
+        if (!place)
+            continue;
+        const dir = external_node_path_default().join(place.mount, CGROUP_PARENT, name);
+        if (!dirs.includes(dir))
+            dirs.push(dir);
+        const [file, value] = limitFile(controller, place.v2, limits);
+        writes.push({ file: external_node_path_default().join(dir, file), value });
+    }
+    return { dirs, writes };
+}
+function limitFile(controller, v2, limits) {
+    if (controller === 'memory')
+        return [v2 ? 'memory.max' : 'memory.limit_in_bytes', String(limits.memoryBytes)];
+    if (controller === 'pids')
+        return ['pids.max', String(limits.pids)];
+    return v2
+        ? ['cpu.weight', String(limits.cpuWeight)]
+        : ['cpu.shares', String(Math.round((limits.cpuWeight * 1024) / 100))];
+}
+let layoutRead;
+function hostLayout() {
+    layoutRead ??= (async () => {
+        const mountinfo = await (0,promises_namespaceObject.readFile)('/proc/self/mountinfo', 'utf8').catch(() => '');
+        const controllers = new Map();
+        for (const line of mountinfo.split('\n')) {
+            const [before, after] = line.split(' - ');
+            const mount = before?.split(' ')[4];
+            if (mount && after?.startsWith('cgroup2 '))
+                controllers.set(mount, (await (0,promises_namespaceObject.readFile)(external_node_path_default().join(mount, 'cgroup.controllers'), 'utf8').catch(() => ''))
+                    .trim()
+                    .split(/\s+/));
+        }
+        return cgroupLayout(mountinfo, (mount) => controllers.get(mount) ?? []);
+    })();
+    return layoutRead;
+}
+/**
+ * Makes cgroup `name` with `limits` in every hierarchy that has one of the
+ * controllers, and says which cgroup.procs files a process joins. Never
+ * throws: a host where none can be made (not root, no controller, a
+ * read-only cgroupfs) gets the reason, and whatever was made is removed.
+ */
+async function makeCgroup(name, limits) {
+    if (process.getuid?.() !== 0)
+        return { reason: 'hyper is not running as root' };
+    const layout = await hostLayout();
+    const plan = cgroupPlan(layout, name, limits);
+    if (plan.dirs.length === 0)
+        return { reason: 'the host mounts no cgroup hierarchy with the memory, pids or cpu controller' };
+    try {
+        for (const dir of plan.dirs) {
+            const parent = external_node_path_default().dirname(dir);
+            await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
+            if (await isV2(dir))
+                await enableControllers(parent, layout);
+            await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+        }
+        for (const write of plan.writes)
+            await (0,promises_namespaceObject.writeFile)(write.file, write.value);
+        return { procs: plan.dirs.map((dir) => external_node_path_default().join(dir, 'cgroup.procs')), dirs: plan.dirs };
+    }
+    catch (error) {
+        await removeCgroup(name);
+        return { reason: `cannot make cgroup ${CGROUP_PARENT}/${name}: ${error.message}` };
+    }
+}
+async function isV2(dir) {
+    const layout = await hostLayout();
+    return Object.values(layout).some((place) => place.v2 && dir.startsWith(`${place.mount}/`));
+}
+/** In v2 a cgroup hands its controllers to its children only when its parent's subtree_control lists them. */
+async function enableControllers(parent, layout) {
+    const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
+    const top = external_node_path_default().dirname(parent);
+    const enabled = (await (0,promises_namespaceObject.readFile)(external_node_path_default().join(top, 'cgroup.subtree_control'), 'utf8').catch(() => '')).split(/\s+/);
+    const missing = wanted.filter((controller) => !enabled.includes(controller));
+    if (missing.length)
+        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(top, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+    await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(parent, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
+}
+/** Removes cgroup `name` from every hierarchy; one that still holds a process stays. */
+async function removeCgroup(name) {
+    const layout = await hostLayout();
+    const mounts = new Set(Object.values(layout).map((place) => place.mount));
+    for (const mount of mounts)
+        await (0,promises_namespaceObject.rmdir)(external_node_path_default().join(mount, CGROUP_PARENT, name)).catch(() => undefined);
+}
+/**
+ * Removes the VMs' cgroups that hold no process any more and were made more
+ * than a minute ago (one just made is about to be joined): what a QEMU that
+ * ended on its own, or a hyper that was killed, left behind.
+ */
+async function sweepCgroups() {
+    if (process.getuid?.() !== 0)
+        return;
+    const layout = await hostLayout();
+    const mounts = new Set(Object.values(layout).map((place) => place.mount));
+    for (const mount of mounts) {
+        const parent = external_node_path_default().join(mount, CGROUP_PARENT);
+        for (const entry of await (0,promises_namespaceObject.readdir)(parent, { withFileTypes: true }).catch(() => [])) {
+            if (!entry.isDirectory())
+                continue;
+            const dir = external_node_path_default().join(parent, entry.name);
+            const made = await (0,promises_namespaceObject.stat)(dir).catch(() => undefined);
+            if (made && Date.now() - made.mtimeMs > 60_000)
+                await (0,promises_namespaceObject.rmdir)(dir).catch(() => undefined);
+        }
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/template.ts
 // Boot templates: a guest booted once up to where its init waits for a
 // service, saved as a RAM file plus its device state. Every VM with the same
 // machine shape then starts as a copy-on-write clone of it (machine.ts).
+
+
 
 
 
@@ -52188,10 +52824,10 @@ class TemplateStore {
         const ram = external_node_path_default().join(work, 'ram');
         const state = external_node_path_default().join(work, 'state');
         const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
+        const jail = await machineJail(external_node_path_default().join(work, 'jail'));
+        const cgroup = await makeCgroup(cgroupName('template', work), machineLimits(spec));
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
-        const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }), {
-            stdio: ['ignore', log.fd, log.fd],
-        });
+        const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail), { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] });
         let exited = false;
         child.on('exit', () => (exited = true));
         child.on('error', () => (exited = true));
@@ -52203,8 +52839,7 @@ class TemplateStore {
                     capabilities: [{ capability: 'x-ignore-shared', state: true }],
                 });
                 await qmp.execute('stop');
-                await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
-                await waitForMigration(qmp, TEMPLATE_SAVE_TIMEOUT_MS);
+                await saveState(qmp, jail, state, (machine) => waitForMigration(machine, TEMPLATE_SAVE_TIMEOUT_MS));
                 await qmp.execute('quit').catch(() => undefined);
             }
             finally {
@@ -52222,8 +52857,16 @@ class TemplateStore {
             };
             await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(work, 'meta.json'), JSON.stringify(meta, null, 2));
             // Only what a clone needs is kept; the rest was the template machine's own.
-            for (const file of [paths.qmp, paths.agent, paths.relay, paths.pid, paths.status, paths.serviceLog])
-                await (0,promises_namespaceObject.rm)(file, { force: true });
+            for (const file of [
+                paths.qmp,
+                paths.agent,
+                paths.relay,
+                paths.pid,
+                paths.status,
+                paths.serviceLog,
+                jail.dir,
+            ])
+                await (0,promises_namespaceObject.rm)(file, { recursive: true, force: true });
             await (0,promises_namespaceObject.rename)(work, dir);
         }
         catch (error) {
@@ -52235,6 +52878,8 @@ class TemplateStore {
             await log.close();
             if (!exited)
                 child.kill('SIGKILL');
+            await waitForEnd(() => exited);
+            await removeCgroup(cgroupName('template', work));
             await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
         }
     }
@@ -52284,6 +52929,12 @@ class TemplateStore {
         }
     }
 }
+/** Waits (10 s at most) for a child hyper started to have ended. */
+async function waitForEnd(exited) {
+    const deadline = Date.now() + 10_000;
+    while (!exited() && Date.now() < deadline)
+        await sleep(10);
+}
 /** Waits for an outgoing or incoming migration to complete; a failed one throws with QEMU's reason. */
 async function waitForMigration(qmp, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
@@ -52327,6 +52978,8 @@ const TEMPLATE_LOCK_TIMEOUT_MS = 120_000;
 
 
 
+
+
 class CheckpointError extends Error {
     name = 'CheckpointError';
 }
@@ -52350,37 +53003,45 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
     const state = external_node_path_default().join(partial, 'state');
     const capture = { ...spec, dir: run };
     const paths = vmPaths(run);
+    // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
+    const jail = await vmJail(spec.dir);
+    const alias = await shortAlias(jail.dir);
+    const cgroup = cgroupName('capture', run);
     let exit;
     const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a').catch(async (error) => {
         await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
+        await alias.remove();
         throw error;
     });
     try {
         await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
         await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
-        const child = (0,external_node_child_process_namespaceObject.spawn)(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }), {
-            stdio: ['ignore', log.fd, log.fd],
+        await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
+        const limits = await makeCgroup(cgroup, machineLimits(spec));
+        const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
+            output: log.fd,
+            procs: 'procs' in limits ? limits.procs : [],
         });
         child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
         child.on('error', (error) => (exit = `could not start: ${error.message}`));
         try {
             const machine = await connectWhileAlive(paths.qmp, () => exit);
             try {
-                const channel = `unix:${external_node_path_default().join(run, 'migrate.sock')}`;
+                // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
+                const channel = `unix:${captureSocket(jail, alias.path)}`;
                 await machine.execute('migrate-incoming', { uri: channel });
                 await moveOut(spec, tag, channel, timeoutMs, () => exit);
                 await waitForMigration(machine, timeoutMs);
                 await machine.execute('migrate-set-capabilities', {
                     capabilities: [{ capability: 'x-ignore-shared', state: true }],
                 });
-                await machine.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
-                await waitForMigration(machine, timeoutMs);
+                await saveState(machine, jail, state, (qmp) => waitForMigration(qmp, timeoutMs));
                 await machine.execute('quit').catch(() => undefined);
             }
             finally {
                 machine.close();
             }
-            await waitForEnd(() => exit, 10_000);
+            await checkpoint_waitForEnd(() => exit, 10_000);
         }
         catch (error) {
             const qemuLog = trimOutput(await (0,promises_namespaceObject.readFile)(paths.qemuLog, 'utf8').catch(() => ''), 4);
@@ -52389,7 +53050,7 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
         finally {
             if (exit === undefined)
                 child.kill('SIGKILL');
-            await waitForEnd(() => exit, 10_000).catch(() => undefined);
+            await checkpoint_waitForEnd(() => exit, 10_000).catch(() => undefined);
         }
         await (0,promises_namespaceObject.rm)(target.dir, { recursive: true, force: true });
         await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(target.dir), { recursive: true });
@@ -52397,9 +53058,16 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
     }
     finally {
         await log.close();
+        await removeCgroup(cgroup);
+        await alias.remove();
+        await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
         await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
         await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
     }
+}
+/** The socket the capture machine listens on, as both QEMUs see it. Pure. */
+function captureSocket(jail, alias) {
+    return pathInJail(jail, alias, 'capture.sock');
 }
 /**
  * Pauses the VM, snapshots its writable disks, and migrates it (all of its
@@ -52456,7 +53124,7 @@ async function connectWhileAlive(socket, exit) {
         await sleep(20);
     }
 }
-async function waitForEnd(exit, timeoutMs) {
+async function checkpoint_waitForEnd(exit, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
     while (exit() === undefined) {
         if (Date.now() > deadline)
@@ -52625,6 +53293,8 @@ const qemuImg = {
 
 
 
+
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -52751,12 +53421,13 @@ class QemuHypervisor {
      * without the RAM) loaded, then the guest runs on. Returns the pid.
      */
     async resumeFrom(spec, saved) {
-        const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram });
+        const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram }, saved.state);
         await this.withQmp(spec, async (qmp) => {
             await qmp.execute('migrate-set-capabilities', {
                 capabilities: [{ capability: 'x-ignore-shared', state: true }],
             });
-            await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(saved.state)}` });
+            // hyper opened the state file and handed it over: QEMU opens no path for it.
+            await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
             await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
             // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
             await qmp.execute('migrate-set-capabilities', {
@@ -52809,38 +53480,49 @@ class QemuHypervisor {
         }
         return pid;
     }
-    /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
-    async launch(spec, launch) {
+    /**
+     * Starts QEMU for `launch` in the VM's jail and cgroup, and returns its pid
+     * once it answers on QMP. `incoming`: a file of saved state it is handed
+     * open (INCOMING_FD).
+     */
+    async launch(spec, launch, incoming) {
         const paths = vmPaths(spec.dir);
-        // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
-        if (spec.shares?.length)
-            await startShares(spec.dir, spec.shares);
+        const network = spec.network;
+        const jail = await vmJail(spec.dir, network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined);
+        const cgroup = cgroupName('vm', spec.dir);
+        const procs = await this.joinCgroup(cgroup, spec);
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
+        let state;
+        let disks;
         let exited;
         let spawnError;
         try {
+            state = incoming === undefined ? undefined : await (0,promises_namespaceObject.open)(incoming, 'r');
+            disks = await openDisks(spec);
+            // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
+            if (spec.shares?.length)
+                await startShares(spec.dir, spec.shares);
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-            const args = qemuArgs(spec, await hostTscKhz(), launch);
-            const child = (0,external_node_child_process_namespaceObject.spawn)(this.qemu, args, {
+            const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
+            const child = spawnQemu(this.qemu, args, {
+                output: log.fd,
+                procs,
                 detached: true,
-                stdio: ['ignore', log.fd, log.fd],
+                disks,
+                ...(state ? { incoming: state.fd } : {}),
             });
             child.on('error', (error) => (spawnError = error));
             child.on('exit', (code, signal) => (exited = { code, signal }));
             child.unref();
             const deadline = Date.now() + 15000;
             for (;;) {
-                if (spawnError) {
-                    await stopShares(spec.dir);
+                if (spawnError)
                     throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
                         kind: 'Unavailable',
                         cause: spawnError,
                     });
-                }
-                if (exited) {
-                    await stopShares(spec.dir);
+                if (exited)
                     throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await machine_tail(paths.qemuLog)}`);
-                }
                 const pid = await readPid(paths.pid);
                 if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
                     return pid;
@@ -52851,9 +53533,31 @@ class QemuHypervisor {
                 await sleep(20);
             }
         }
+        catch (error) {
+            await stopShares(spec.dir);
+            await removeCgroup(cgroup);
+            throw error;
+        }
         finally {
             await log.close();
+            await state?.close();
+            await disks?.close();
         }
+    }
+    /**
+     * The cgroup.procs files of the VM's cgroup `name`, made with its limits;
+     * none where no cgroup can be made, which is said once per process.
+     */
+    async joinCgroup(name, spec) {
+        await sweepCgroups();
+        const cgroup = await makeCgroup(name, machineLimits(spec));
+        if ('procs' in cgroup)
+            return cgroup.procs;
+        if (!warnedNoCgroup) {
+            warnedNoCgroup = true;
+            process.stderr.write(`warning: the VMs' memory, pids and CPU are not bounded on this host: ${cgroup.reason}\n`);
+        }
+        return [];
     }
     async qmpAnswers(socket) {
         try {
@@ -52919,6 +53623,7 @@ class QemuHypervisor {
         const pid = await readPid(paths.pid);
         if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
             await stopShares(spec.dir);
+            await removeCgroup(cgroupName('vm', spec.dir));
             return 'graceful';
         }
         // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
@@ -52941,6 +53646,7 @@ class QemuHypervisor {
         }
         if (await pids_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
             await stopShares(spec.dir);
+            await removeCgroup(cgroupName('vm', spec.dir));
             return 'graceful';
         }
         await this.kill(spec);
@@ -52950,6 +53656,7 @@ class QemuHypervisor {
         await this.killQemu(spec);
         // virtiofsd ends when QEMU goes; whatever is left is stopped.
         await stopShares(spec.dir);
+        await removeCgroup(cgroupName('vm', spec.dir));
     }
     async killQemu(spec) {
         const pid = await readPid(vmPaths(spec.dir).pid);
@@ -53045,7 +53752,7 @@ class QemuHypervisor {
             return;
         }
         for (const serial of serials) {
-            const file = diskFile(spec, serial);
+            const file = machine_diskFile(spec, serial);
             if ((await qemuImg.snapshotNames(file, { forceShare: true })).includes(tag))
                 await qemuImg.deleteSnapshot(file, tag);
         }
@@ -53064,9 +53771,11 @@ class QemuHypervisor {
         if (await this.isRunning(spec))
             throw new VmError(`${spec.name} is running; stop it before reverting its disks`, { kind: 'Conflict' });
         for (const serial of serials)
-            await qemuImg.applySnapshot(diskFile(spec, serial), tag);
+            await qemuImg.applySnapshot(machine_diskFile(spec, serial), tag);
     }
 }
+/** Whether this process has said that VMs get no cgroup here. */
+let warnedNoCgroup = false;
 /**
  * Run in the guest with the clone's settings as a tar on stdin: unpacked
  * aside, then moved into place whole, then the init told (guest/init).
@@ -53086,7 +53795,7 @@ function nodeOf(serial) {
 function writableDisks(spec) {
     return [spec.rootDisk, ...(spec.disks ?? []).filter((d) => !d.readOnly).map((d) => d.path)];
 }
-function diskFile(spec, serial) {
+function machine_diskFile(spec, serial) {
     if (serial === 'rootfs')
         return spec.rootDisk;
     const disk = spec.disks?.find((d) => d.serial === serial);
@@ -54165,77 +54874,6 @@ async function pruneServiceTemplates(cacheDir, mapped) {
         }
     }
     return removed;
-}
-
-;// CONCATENATED MODULE: ./src/host/user.ts
-
-
-/** True when this process runs as uid 0 (false where the platform has no uids). */
-function user_isRoot() {
-    return process.getuid?.() === 0;
-}
-/**
- * Whether a /proc/self/uid_map text maps all 2^32 ids straight through: the
- * host's own user namespace. Root in a smaller map (rootless Podman or Docker,
- * userns-remap) cannot chown to ids outside it nor make device nodes. No text
- * (a kernel without user namespaces) means the host's. Pure.
- */
-function mapsAllIds(idMap) {
-    if (idMap === undefined)
-        return true;
-    return idMap
-        .split('\n')
-        .map((line) => line.trim().split(/\s+/))
-        .some(([inside, outside, count]) => inside === '0' && outside === '0' && count === '4294967295');
-}
-/** Root of the host's user namespace: can give files any owner and make device nodes. */
-async function ownsAllIds() {
-    if (!user_isRoot())
-        return false;
-    return mapsAllIds(await (0,promises_namespaceObject.readFile)('/proc/self/uid_map', 'utf8').catch(() => undefined));
-}
-/**
- * Whether passwordless sudo works, from what `sudo -n true` said; the reason
- * completes "not running as root, and ...". Pure.
- */
-function readSudoProbe(probe) {
-    if ('startError' in probe) {
-        return {
-            usable: false,
-            reason: probe.startError === 'ENOENT' ? 'sudo is not installed' : `sudo cannot be run (${probe.startError})`,
-        };
-    }
-    if (probe.exitCode === 0)
-        return { usable: true };
-    const said = probe.stderr;
-    if (/password is required|a terminal is required/i.test(said))
-        return { usable: false, reason: 'sudo asks for a password' };
-    if (/not in the sudoers|not allowed to|may not run sudo/i.test(said))
-        return { usable: false, reason: 'sudo does not allow this user' };
-    if (/no new privileges/i.test(said))
-        return {
-            usable: false,
-            reason: 'sudo cannot raise privileges here: the "no new privileges" flag is set (a container setting)',
-        };
-    if (/effective uid is not 0|nosuid/i.test(said))
-        return {
-            usable: false,
-            reason: 'sudo cannot raise privileges here: it is not setuid root (a nosuid mount or a container)',
-        };
-    const line = said.split('\n').find((l) => l.trim() !== '');
-    return { usable: false, reason: `sudo -n true failed (${line?.trim() ?? `exit code ${probe.exitCode}`})` };
-}
-/** Runs `sudo -n true` and reads the answer; never throws. */
-async function probeSudo() {
-    try {
-        const result = await run({ program: 'sudo', args: ['-n', 'true'] }, { allowFailure: true });
-        return readSudoProbe(result);
-    }
-    catch (error) {
-        // Not started (or killed): the message names ENOENT when there is no sudo at all.
-        const text = error instanceof Error ? error.message : String(error);
-        return readSudoProbe({ startError: /\bENOENT\b/.test(text) ? 'ENOENT' : trimOutput(text, 1) });
-    }
 }
 
 // EXTERNAL MODULE: external "node:zlib"
@@ -61528,7 +62166,7 @@ function group(name, fn) {
  * @param     value    value to store. Non-string values will be converted to a string via JSON.stringify
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function saveState(name, value) {
+function core_saveState(name, value) {
     const filePath = process.env['GITHUB_STATE'] || '';
     if (filePath) {
         return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
@@ -62632,7 +63270,7 @@ function probeArgs(bundle, consoleFile, cpuModel) {
         '-m', '128M', '-smp', '1',
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
         // The probe has no network: nothing it runs needs a privilege change.
-        ...qemuSandbox(false),
+        ...qemuSandbox({ dropsPrivileges: false, spawns: false }),
         '-kernel', bundle.kernel, '-initrd', bundle.initrd,
         '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
         '-serial', `file:${consoleFile}`,
@@ -62810,6 +63448,8 @@ async function chooseAccel(choice, bundle, options) {
 
 
 
+
+
 /** Installs the host tools, gets the guest bundle and decides the accelerator: what booting a VM needs. */
 async function prepareHost(job, reporter, release = {}) {
     const { host } = job;
@@ -62831,8 +63471,11 @@ async function prepareHost(job, reporter, release = {}) {
     });
     if (decision.warning)
         reporter.warn(decision.warning);
+    // Made (or found) before any VM, so that a host where it cannot be fails before anything is made.
+    const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
     return {
         ...job,
+        ...(vmIds ? { vmIds } : {}),
         bundle,
         accel: decision.accel,
         ...(decision.cpuModel ? { cpuModel: decision.cpuModel } : {}),
@@ -68945,6 +69588,8 @@ async function setup(argv, io, env) {
     const job = await openJob(env, { accel: accelOption(parsed, env) });
     const host = await job.prepare(reporter(io));
     io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
+    if (host.vmIds)
+        io.out(`vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper, one uid and gid per VM)\n`);
     return 0;
 }
 /**

@@ -63,6 +63,10 @@ export async function setup(argv: string[], io: Io, env: CliEnvironment): Promis
   io.out(
     `accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`,
   );
+  if (host.vmIds)
+    io.out(
+      `vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper, one uid and gid per VM)\n`,
+    );
   return 0;
 }
 

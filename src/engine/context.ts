@@ -1,3 +1,4 @@
+import type { IdRange } from '../host/vm-ids.js';
 import path from 'node:path';
 import type { resolveImage } from '../images/resolve.js';
 import type * as jobNetwork from '../network/job.js';
@@ -39,6 +40,8 @@ export interface BootContext extends JobContext {
   readonly accel: Accel;
   /** Under KVM, the named guest CPU model the probe chose; absent: "-cpu host" (src/install/accel.ts). */
   readonly cpuModel?: string;
+  /** When hyper is root: the ids its VMs' QEMUs drop to, one each (src/host/vm-ids.ts). */
+  readonly vmIds?: IdRange;
 }
 
 export function vmDir(job: Pick<JobContext, 'stateDir'>, name: string): string {

@@ -1,3 +1,5 @@
+import { ownsAllIds } from '../host/user.js';
+import { vmIdRange } from '../host/vm-ids.js';
 import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel } from '../install/accel.js';
@@ -40,8 +42,11 @@ export async function prepareHost(
     cacheFile: path.join(job.cacheDir, 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);
+  // Made (or found) before any VM, so that a host where it cannot be fails before anything is made.
+  const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
   return {
     ...job,
+    ...(vmIds ? { vmIds } : {}),
     bundle,
     accel: decision.accel,
     ...(decision.cpuModel ? { cpuModel: decision.cpuModel } : {}),

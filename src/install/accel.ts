@@ -89,7 +89,7 @@ export function probeArgs(bundle: GuestBundle, consoleFile: string, cpuModel?: s
     '-m', '128M', '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     // The probe has no network: nothing it runs needs a privilege change.
-    ...qemuSandbox(false),
+    ...qemuSandbox({ dropsPrivileges: false, spawns: false }),
     '-kernel', bundle.kernel, '-initrd', bundle.initrd,
     '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
     '-serial', `file:${consoleFile}`,

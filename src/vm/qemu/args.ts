@@ -3,6 +3,7 @@ import { DEFAULT_TSC_KHZ } from '../../host/cpuinfo.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
 import { sharePaths } from './virtiofs.js';
+import { JAILED_CONNECT, type Jail, jailArgs } from './jail.js';
 
 /** QEMU's option syntax treats ',' as a separator; a literal comma is written twice. */
 export function optValue(value: string): string {
@@ -49,12 +50,29 @@ export function diskNode(serial: string): string {
 }
 
 /**
+ * The most TCG's translation cache takes, in MiB (QEMU's default is 1 GiB):
+ * a bound the VM's cgroup can count on. A busybox VM used 57 MiB of it, and
+ * 64 made no difference to its boot (docs/benchmarks.md).
+ */
+export const TCG_CACHE_MIB = 256;
+
+/** Whether QEMU starts processes: user networking's helper, one per connection between services. Pure. */
+export function spawnsHelpers(spec: MachineSpec, launch: Launch): boolean {
+  const network = spec.network ?? { kind: 'user', guestForwards: [] };
+  return (
+    (launch.kind === 'boot' || launch.kind === 'clone') &&
+    network.kind === 'user' &&
+    network.guestForwards.length > 0
+  );
+}
+
+/**
  * The network device. User networking forwards published ports (hostfwd) and,
  * for each other service, the address and port the guest dials to a helper
  * that connects to that service's loopback port (guestfwd); `restrict` drops
  * everything else. A TAP joins the job's bridge. Pure.
  */
-export function networkArgs(spec: MachineSpec): string[] {
+export function networkArgs(spec: MachineSpec, jail?: Jail): string[] {
   const network = spec.network ?? { kind: 'user', restrict: false, guestForwards: [], connect: '' };
   if (network.kind === 'tap') {
     return [
@@ -65,8 +83,10 @@ export function networkArgs(spec: MachineSpec): string[] {
     ];
   }
   const hostfwd = spec.ports.map((p) => `,hostfwd=${p.protocol}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`);
+  // A chrooted QEMU runs the helper linked into its jail (vmJail).
+  const connect = jail?.ids ? `/${JAILED_CONNECT}` : network.connect;
   const guestfwd = network.guestForwards.map(
-    (f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(network.connect)} 127.0.0.1 ${f.hostPort}`,
+    (f) => `,guestfwd=tcp:${f.address}:${f.port}-cmd:${optValue(connect)} 127.0.0.1 ${f.hostPort}`,
   );
   const restrict = network.restrict ? ',restrict=on' : '';
   return [
@@ -116,11 +136,33 @@ export function fitsSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): boolean 
   return !spec.shares?.length && (spec.disks?.length ?? 0) <= DISK_SLOTS;
 }
 
-function diskArgs(disk: NonNullable<MachineSpec['disks']>[number]): string[] {
+/**
+ * Disk files hyper opens itself and hands QEMU (`-add-fd`), by path: the
+ * fd set's id and the descriptors in the child, one read-only and, for a
+ * writable disk, one read-write. QEMU takes the one whose access mode it
+ * needs whenever it (re)opens the disk, as it does when a VM that loaded
+ * its state starts running, by then inside its jail where no path is.
+ */
+export type DiskFds = ReadonlyMap<string, { set: number; fds: readonly number[] }>;
+
+/** The file= value of a disk: its fd set when it has one, else its path. Pure. */
+function diskFile(file: string, fds: DiskFds | undefined): string {
+  const handed = fds?.get(file);
+  return handed ? `/dev/fdset/${handed.set}` : optValue(file);
+}
+
+/** The -add-fd options for `fds`. Pure. */
+export function addFdArgs(fds: DiskFds | undefined): string[] {
+  return [...(fds?.values() ?? [])].flatMap(({ set, fds: handed }) =>
+    handed.flatMap((fd) => ['-add-fd', `fd=${fd},set=${set}`]),
+  );
+}
+
+function diskArgs(disk: NonNullable<MachineSpec['disks']>[number], fds: DiskFds | undefined): string[] {
   const mode = disk.readOnly ? ',read-only=on' : ',discard=unmap';
   return [
     '-drive',
-    `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${optValue(disk.path)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
+    `id=${disk.serial},node-name=${diskNode(disk.serial)},file=${diskFile(disk.path, fds)},format=${disk.format ?? 'qcow2'},if=none${mode}`,
     '-device',
     `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
   ];
@@ -170,6 +212,8 @@ export function qemuArgs(
   spec: MachineSpec,
   hostTscKhz?: number,
   launch: Launch = { kind: 'boot' },
+  jail?: Jail,
+  fds?: DiskFds,
 ): string[] {
   const paths = vmPaths(spec.dir);
   // A capture machine holds no disk of the VM's: only their devices, whose state migrates.
@@ -181,12 +225,13 @@ export function qemuArgs(
     '-name', optValue(spec.name),
     // Shared host directories need the guest's RAM shared with virtiofsd; templates and clones need it in a file.
     '-M', `microvm,x-option-roms=off,rtc=on${memory.length ? ',memory-backend=ram' : ''}`,
-    '-accel', spec.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-accel', spec.accel === 'kvm' ? 'kvm' : `tcg,thread=multi,tb-size=${TCG_CACHE_MIB}`,
     '-cpu', guestCpuArg(spec),
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    ...qemuSandbox((spec.network?.kind ?? 'user') === 'user'),
+    ...qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) }),
+    ...jailArgs(jail),
     '-global', 'virtio-mmio.force-legacy=false',
     '-kernel', spec.bundle.kernel,
     '-initrd', spec.bundle.initrd,
@@ -195,18 +240,19 @@ export function qemuArgs(
     '-pidfile', paths.pid,
     '-qmp', `unix:${optValue(paths.qmp)},server=on,wait=off`,
     ...memory,
+    ...addFdArgs(fds),
   ];
   if (template) args.push(...placeholderArgs('root'));
   else
     args.push(
       '-drive',
-      `id=root,node-name=${ROOT_NODE},file=${optValue(spec.rootDisk)},format=qcow2,if=none,discard=unmap`,
+      `id=root,node-name=${ROOT_NODE},file=${diskFile(spec.rootDisk, fds)},format=qcow2,if=none,discard=unmap`,
       '-device',
       'virtio-blk-device,drive=root,serial=rootfs',
     );
   if (slots !== undefined) {
     const disks = template ? [] : (spec.disks ?? []);
-    for (const disk of disks) args.push(...diskArgs(disk));
+    for (const disk of disks) args.push(...diskArgs(disk, fds));
     for (let index = disks.length; index < slots; index++) args.push(...placeholderArgs(`slot${index}`));
   }
   // prettier-ignore
@@ -231,8 +277,8 @@ export function qemuArgs(
   // The template's NIC has no backend: a user-mode one would save its state, which a TAP clone could not load.
   if (launch.kind === 'template') args.push('-device', `virtio-net-device,mac=${TEMPLATE_MAC}`);
   else if (launch.kind === 'capture') args.push(...captureNetworkArgs(spec));
-  else args.push(...networkArgs(spec));
-  if (slots === undefined) for (const disk of spec.disks ?? []) args.push(...diskArgs(disk));
+  else args.push(...networkArgs(spec, jail));
+  if (slots === undefined) for (const disk of spec.disks ?? []) args.push(...diskArgs(disk, fds));
   for (const [index, share] of (spec.shares ?? []).entries()) {
     args.push(
       '-chardev',

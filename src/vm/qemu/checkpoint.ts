@@ -4,17 +4,19 @@
 // privately), so it cannot be saved that way itself: it migrates into a
 // capture machine whose RAM is a shared file, and that machine saves its
 // device state without the RAM, as a template is saved.
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { shellQuote, trimOutput } from '../../process/run.js';
+import { trimOutput } from '../../process/run.js';
 import type { MachineSpec } from '../hypervisor.js';
 import { checkpointPaths, vmPaths } from '../paths.js';
 import { sleep } from '../../process/pids.js';
 import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 import { waitForMigration } from './template.js';
+import { type Jail, pathInJail, shortAlias, vmJail } from './jail.js';
+import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
+import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
@@ -47,31 +49,39 @@ export async function captureCheckpoint(
   const state = path.join(partial, 'state');
   const capture = { ...spec, dir: run };
   const paths = vmPaths(run);
+  // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
+  const jail = await vmJail(spec.dir);
+  const alias = await shortAlias(jail.dir);
+  const cgroup = cgroupName('capture', run);
   let exit: string | undefined;
   const log = await open(paths.qemuLog, 'a').catch(async (error: unknown) => {
     await rm(run, { recursive: true, force: true });
+    await alias.remove();
     throw error;
   });
   try {
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });
-    const child = spawn(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }), {
-      stdio: ['ignore', log.fd, log.fd],
+    await rm(path.join(jail.dir, 'capture.sock'), { force: true });
+    const limits = await makeCgroup(cgroup, machineLimits(spec));
+    const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
+      output: log.fd,
+      procs: 'procs' in limits ? limits.procs : [],
     });
     child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
     child.on('error', (error) => (exit = `could not start: ${error.message}`));
     try {
       const machine = await connectWhileAlive(paths.qmp, () => exit);
       try {
-        const channel = `unix:${path.join(run, 'migrate.sock')}`;
+        // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
+        const channel = `unix:${captureSocket(jail, alias.path)}`;
         await machine.execute('migrate-incoming', { uri: channel });
         await moveOut(spec, tag, channel, timeoutMs, () => exit);
         await waitForMigration(machine, timeoutMs);
         await machine.execute('migrate-set-capabilities', {
           capabilities: [{ capability: 'x-ignore-shared', state: true }],
         });
-        await machine.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
-        await waitForMigration(machine, timeoutMs);
+        await saveState(machine, jail, state, (qmp) => waitForMigration(qmp, timeoutMs));
         await machine.execute('quit').catch(() => undefined);
       } finally {
         machine.close();
@@ -92,9 +102,17 @@ export async function captureCheckpoint(
     await rename(partial, target.dir);
   } finally {
     await log.close();
+    await removeCgroup(cgroup);
+    await alias.remove();
+    await rm(path.join(jail.dir, 'capture.sock'), { force: true });
     await rm(run, { recursive: true, force: true });
     await rm(partial, { recursive: true, force: true });
   }
+}
+
+/** The socket the capture machine listens on, as both QEMUs see it. Pure. */
+function captureSocket(jail: Jail, alias: string): string {
+  return pathInJail(jail, alias, 'capture.sock');
 }
 
 /**

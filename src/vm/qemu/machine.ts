@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { type ErrorKind, HyperError } from '../../errors.js';
 import { cpuIdentity, guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
@@ -22,13 +21,16 @@ import { captureCheckpoint } from './checkpoint.js';
 import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
-import { shellQuote, trimOutput } from '../../process/run.js';
+import { trimOutput } from '../../process/run.js';
 import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
 import { ustar } from '../../guest/ustar.js';
 import { QmpClient } from './qmp.js';
+import { vmJail } from './jail.js';
+import { cgroupName, INCOMING_FD, machineLimits, type OpenDisks, openDisks, spawnQemu } from './spawn.js';
+import { makeCgroup, removeCgroup, sweepCgroups } from '../../host/cgroups.js';
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
@@ -183,12 +185,13 @@ export class QemuHypervisor implements Hypervisor {
    * without the RAM) loaded, then the guest runs on. Returns the pid.
    */
   private async resumeFrom(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
-    const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram });
+    const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram }, saved.state);
     await this.withQmp(spec, async (qmp) => {
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'x-ignore-shared', state: true }],
       });
-      await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(saved.state)}` });
+      // hyper opened the state file and handed it over: QEMU opens no path for it.
+      await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
       await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
       // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
       await qmp.execute('migrate-set-capabilities', {
@@ -253,39 +256,53 @@ export class QemuHypervisor implements Hypervisor {
     return pid;
   }
 
-  /** Starts QEMU for `launch` and returns its pid once it answers on QMP. */
-  private async launch(spec: MachineSpec, launch: Launch): Promise<number> {
+  /**
+   * Starts QEMU for `launch` in the VM's jail and cgroup, and returns its pid
+   * once it answers on QMP. `incoming`: a file of saved state it is handed
+   * open (INCOMING_FD).
+   */
+  private async launch(spec: MachineSpec, launch: Launch, incoming?: string): Promise<number> {
     const paths = vmPaths(spec.dir);
-    // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
-    if (spec.shares?.length) await startShares(spec.dir, spec.shares);
+    const network = spec.network;
+    const jail = await vmJail(
+      spec.dir,
+      network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined,
+    );
+    const cgroup = cgroupName('vm', spec.dir);
+    const procs = await this.joinCgroup(cgroup, spec);
     const log = await open(paths.qemuLog, 'a');
+    let state: FileHandle | undefined;
+    let disks: OpenDisks | undefined;
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let spawnError: Error | undefined;
     try {
+      state = incoming === undefined ? undefined : await open(incoming, 'r');
+      disks = await openDisks(spec);
+      // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
+      if (spec.shares?.length) await startShares(spec.dir, spec.shares);
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
-      const args = qemuArgs(spec, await hostTscKhz(), launch);
-      const child = spawn(this.qemu, args, {
+      const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
+      const child = spawnQemu(this.qemu, args, {
+        output: log.fd,
+        procs,
         detached: true,
-        stdio: ['ignore', log.fd, log.fd],
+        disks,
+        ...(state ? { incoming: state.fd } : {}),
       });
       child.on('error', (error) => (spawnError = error));
       child.on('exit', (code, signal) => (exited = { code, signal }));
       child.unref();
       const deadline = Date.now() + 15000;
       for (;;) {
-        if (spawnError) {
-          await stopShares(spec.dir);
+        if (spawnError)
           throw new VmError(`cannot start ${this.qemu}: ${spawnError.message}`, {
             kind: 'Unavailable',
             cause: spawnError,
           });
-        }
-        if (exited) {
-          await stopShares(spec.dir);
+        if (exited)
           throw new VmError(
             `QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`,
           );
-        }
         const pid = await readPid(paths.pid);
         if (pid !== undefined && (await this.qmpAnswers(paths.qmp))) return pid;
         if (Date.now() > deadline) {
@@ -294,9 +311,32 @@ export class QemuHypervisor implements Hypervisor {
         }
         await sleep(20);
       }
+    } catch (error: unknown) {
+      await stopShares(spec.dir);
+      await removeCgroup(cgroup);
+      throw error;
     } finally {
       await log.close();
+      await state?.close();
+      await disks?.close();
     }
+  }
+
+  /**
+   * The cgroup.procs files of the VM's cgroup `name`, made with its limits;
+   * none where no cgroup can be made, which is said once per process.
+   */
+  private async joinCgroup(name: string, spec: MachineSpec): Promise<string[]> {
+    await sweepCgroups();
+    const cgroup = await makeCgroup(name, machineLimits(spec));
+    if ('procs' in cgroup) return cgroup.procs;
+    if (!warnedNoCgroup) {
+      warnedNoCgroup = true;
+      process.stderr.write(
+        `warning: the VMs' memory, pids and CPU are not bounded on this host: ${cgroup.reason}\n`,
+      );
+    }
+    return [];
   }
 
   private async qmpAnswers(socket: string): Promise<boolean> {
@@ -374,6 +414,7 @@ export class QemuHypervisor implements Hypervisor {
     const pid = await readPid(paths.pid);
     if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
       await stopShares(spec.dir);
+      await removeCgroup(cgroupName('vm', spec.dir));
       return 'graceful';
     }
     // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
@@ -394,6 +435,7 @@ export class QemuHypervisor implements Hypervisor {
     }
     if (await waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
       await stopShares(spec.dir);
+      await removeCgroup(cgroupName('vm', spec.dir));
       return 'graceful';
     }
     await this.kill(spec);
@@ -404,6 +446,7 @@ export class QemuHypervisor implements Hypervisor {
     await this.killQemu(spec);
     // virtiofsd ends when QEMU goes; whatever is left is stopped.
     await stopShares(spec.dir);
+    await removeCgroup(cgroupName('vm', spec.dir));
   }
 
   private async killQemu(spec: Pick<MachineSpec, 'dir'>): Promise<void> {
@@ -539,6 +582,9 @@ export class QemuHypervisor implements Hypervisor {
     for (const serial of serials) await qemuImg.applySnapshot(diskFile(spec, serial), tag);
   }
 }
+
+/** Whether this process has said that VMs get no cgroup here. */
+let warnedNoCgroup = false;
 
 /**
  * Run in the guest with the clone's settings as a tar on stdin: unpacked

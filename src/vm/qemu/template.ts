@@ -1,18 +1,20 @@
 // Boot templates: a guest booted once up to where its init waits for a
 // service, saved as a RAM file plus its device state. Every VM with the same
 // machine shape then starts as a copy-on-write clone of it (machine.ts).
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileDigest } from '../../files.js';
-import { programPath, run, shellQuote, trimOutput } from '../../process/run.js';
+import { programPath, run, trimOutput } from '../../process/run.js';
 import type { Accel, GuestBundle, MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
 import { isAlive, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';
+import { machineJail } from './jail.js';
+import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
+import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
 export const TEMPLATE_FORMAT = 1;
@@ -322,10 +324,14 @@ export class TemplateStore {
     const ram = path.join(work, 'ram');
     const state = path.join(work, 'state');
     const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
+    const jail = await machineJail(path.join(work, 'jail'));
+    const cgroup = await makeCgroup(cgroupName('template', work), machineLimits(spec));
     const log = await open(paths.qemuLog, 'a');
-    const child = spawn(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }), {
-      stdio: ['ignore', log.fd, log.fd],
-    });
+    const child = spawnQemu(
+      this.qemu,
+      qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail),
+      { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] },
+    );
     let exited = false;
     child.on('exit', () => (exited = true));
     child.on('error', () => (exited = true));
@@ -337,8 +343,7 @@ export class TemplateStore {
           capabilities: [{ capability: 'x-ignore-shared', state: true }],
         });
         await qmp.execute('stop');
-        await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` });
-        await waitForMigration(qmp, TEMPLATE_SAVE_TIMEOUT_MS);
+        await saveState(qmp, jail, state, (machine) => waitForMigration(machine, TEMPLATE_SAVE_TIMEOUT_MS));
         await qmp.execute('quit').catch(() => undefined);
       } finally {
         qmp.close();
@@ -355,8 +360,16 @@ export class TemplateStore {
       };
       await writeFile(path.join(work, 'meta.json'), JSON.stringify(meta, null, 2));
       // Only what a clone needs is kept; the rest was the template machine's own.
-      for (const file of [paths.qmp, paths.agent, paths.relay, paths.pid, paths.status, paths.serviceLog])
-        await rm(file, { force: true });
+      for (const file of [
+        paths.qmp,
+        paths.agent,
+        paths.relay,
+        paths.pid,
+        paths.status,
+        paths.serviceLog,
+        jail.dir,
+      ])
+        await rm(file, { recursive: true, force: true });
       await rename(work, dir);
     } catch (error: unknown) {
       const console = await readFile(paths.console, 'utf8').catch(() => '');
@@ -367,6 +380,8 @@ export class TemplateStore {
     } finally {
       await log.close();
       if (!exited) child.kill('SIGKILL');
+      await waitForEnd(() => exited);
+      await removeCgroup(cgroupName('template', work));
       await rm(work, { recursive: true, force: true });
     }
   }
@@ -416,6 +431,12 @@ export class TemplateStore {
       await rm(lock, { force: true });
     }
   }
+}
+
+/** Waits (10 s at most) for a child hyper started to have ended. */
+async function waitForEnd(exited: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!exited() && Date.now() < deadline) await sleep(10);
 }
 
 /** Waits for an outgoing or incoming migration to complete; a failed one throws with QEMU's reason. */

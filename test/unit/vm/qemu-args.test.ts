@@ -29,24 +29,67 @@ describe('qemuArgs', () => {
     expect(args).toEqual(expect.arrayContaining(['-nodefaults', '-no-user-config', '-no-reboot']));
   });
 
-  test('every launch is under the seccomp sandbox; privilege changes are refused but where slirp starts helpers', () => {
+  test('every launch is under the seccomp sandbox; spawning only where slirp starts helpers, privilege changes only there or for -runas', () => {
     const tap = { kind: 'tap' as const, ifname: 'hy0', mac: '52:54:00:00:00:01' };
+    const forwards = {
+      kind: 'user' as const,
+      restrict: true,
+      guestForwards: [{ address: '10.0.2.100', port: 5432, hostPort: 40000 }],
+      connect: '/b/hyper-connect',
+    };
+    const strict = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+    const jail = { dir: '/state/vms/web/jail', ids: { uid: 1879048200, gid: 1879048200 } };
     for (const launch of [
       undefined,
+      { kind: 'clone' as const, ram: '/t/ram' },
       { kind: 'template' as const, ram: '/t/ram' },
       { kind: 'capture' as const, ram: '/t/ram' },
     ]) {
-      expect(valueOf(qemuArgs({ ...spec, network: tap }, undefined, launch), '-sandbox')).toEqual([
-        'on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny',
-      ]);
-      expect(valueOf(qemuArgs(spec, undefined, launch), '-sandbox')).toEqual([
-        'on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny',
+      expect(valueOf(qemuArgs({ ...spec, network: tap }, undefined, launch), '-sandbox')).toEqual([strict]);
+      // User networking with no other service to reach starts no helper.
+      expect(valueOf(qemuArgs(spec, undefined, launch), '-sandbox')).toEqual([strict]);
+      expect(valueOf(qemuArgs({ ...spec, network: tap }, undefined, launch, jail), '-sandbox')).toEqual([
+        'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
       ]);
     }
+    for (const launch of [undefined, { kind: 'clone' as const, ram: '/t/ram' }])
+      expect(valueOf(qemuArgs({ ...spec, network: forwards }, undefined, launch), '-sandbox')).toEqual([
+        'on,obsolete=deny,elevateprivileges=allow,spawn=allow,resourcecontrol=deny',
+      ]);
+    // A template's and a capture machine's NIC has no helper to start.
+    expect(
+      valueOf(
+        qemuArgs({ ...spec, network: forwards }, undefined, { kind: 'template', ram: '/t/ram' }),
+        '-sandbox',
+      ),
+    ).toEqual([strict]);
+  });
+
+  test('a jailed QEMU drops to its ids and chroots into its jail, and runs the helper linked there', () => {
+    const forwards = {
+      kind: 'user' as const,
+      restrict: true,
+      guestForwards: [{ address: '10.0.2.100', port: 5432, hostPort: 40000 }],
+      connect: '/b/hyper-connect',
+    };
+    const jail = { dir: '/state/vms/web/jail', ids: { uid: 1879048200, gid: 1879048201 } };
+    const jailed = qemuArgs({ ...spec, network: forwards }, undefined, undefined, jail);
+    expect(valueOf(jailed, '-runas')).toEqual(['1879048200:1879048201']);
+    expect(valueOf(jailed, '-chroot')).toEqual(['/state/vms/web/jail']);
+    expect(valueOf(jailed, '-netdev')[0]).toContain(
+      'guestfwd=tcp:10.0.2.100:5432-cmd:/hyper-connect 127.0.0.1 40000',
+    );
+    // Not root: nothing to drop, and QEMU runs the helper where it is.
+    const plain = qemuArgs({ ...spec, network: forwards }, undefined, undefined, {
+      dir: '/state/vms/web/jail',
+    });
+    expect(plain).not.toContain('-runas');
+    expect(plain).not.toContain('-chroot');
+    expect(valueOf(plain, '-netdev')[0]).toContain('-cmd:/b/hyper-connect 127.0.0.1 40000');
   });
 
   test('TCG gets multi-threaded TCG and the max CPU model; KVM gets the probed model, enforced, else the host CPU', () => {
-    expect(valueOf(args, '-accel')).toEqual(['tcg,thread=multi']);
+    expect(valueOf(args, '-accel')).toEqual(['tcg,thread=multi,tb-size=256']);
     expect(valueOf(args, '-cpu')).toEqual(['max']);
     expect(valueOf(qemuArgs({ ...spec, cpuModel: 'Haswell-v4' }), '-cpu')).toEqual(['max']);
     const kvm = qemuArgs({ ...spec, accel: 'kvm' });
