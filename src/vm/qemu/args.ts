@@ -145,10 +145,17 @@ export function fitsSlots(spec: Pick<MachineSpec, 'shares' | 'disks'>): boolean 
  */
 export type DiskFds = ReadonlyMap<string, { set: number; fds: readonly number[] }>;
 
-/** The file= value of a disk: its fd set when it has one, else its path. Pure. */
+/**
+ * The file= value of a disk: its fd set when it has one, else its path.
+ * QEMU's image locks (OFD locks) are off for a handed disk: they belong to
+ * the open file, which the fd set keeps open, so a lock taken through one
+ * descriptor would outlive QEMU's switch to the other (after a migration
+ * out, `cont` failed with 'Failed to get "write" lock'). hyper never lets
+ * two QEMUs open one VM's disks. Pure.
+ */
 function diskFile(file: string, fds: DiskFds | undefined): string {
   const handed = fds?.get(file);
-  return handed ? `/dev/fdset/${handed.set}` : optValue(file);
+  return handed ? `/dev/fdset/${handed.set},file.locking=off` : optValue(file);
 }
 
 /** The -add-fd options for `fds`. Pure. */
