@@ -51880,13 +51880,15 @@ const LEASES = '/run/hyper/vm-ids';
  * QEMU drops to (the one it had before when no other VM took it since).
  * `connect`: the user-networking helper, linked in when the VM needs it.
  */
-async function vmJail(vmDir, connect) {
+async function vmJail(vmDir, connect, confine = true) {
     const dir = external_node_path_default().join(vmDir, 'jail');
     await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
     if (connect) {
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(dir, JAILED_CONNECT), { force: true });
         await linkOrCopy(connect, external_node_path_default().join(dir, JAILED_CONNECT));
     }
+    if (!confine)
+        return { dir, off: true };
     if (!(await ownsAllIds()))
         return { dir };
     const range = await vmIdRange();
@@ -51895,8 +51897,10 @@ async function vmJail(vmDir, connect) {
     return { dir, ids };
 }
 /** A jail of its own for a machine hyper makes and ends itself (a boot template's), in `dir`. */
-async function machineJail(dir) {
+async function machineJail(dir, confine = true) {
     await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
+    if (!confine)
+        return { dir, off: true };
     if (!(await ownsAllIds()))
         return { dir };
     const ids = await leaseIds(dir, await vmIdRange());
@@ -52147,7 +52151,7 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }, jail, fds) {
         '-m', `${spec.memoryMiB}M`,
         '-smp', String(spec.cpus),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-        ...qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) }),
+        ...(jail?.off ? [] : qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) })),
         ...jailArgs(jail),
         '-global', 'virtio-mmio.force-legacy=false',
         '-kernel', spec.bundle.kernel,
@@ -52355,7 +52359,7 @@ async function openDisks(spec) {
 /**
  * What a machine's QEMU may take on the host: the guest's RAM, TCG's
  * translation cache at its bound, and what QEMU itself uses (about 60 MiB
- * seen for an idle busybox VM: docs/security.md), with room; pids for its
+ * seen for an idle busybox VM: docs/benchmarks.md), with room; pids for its
  * threads and the helpers user networking starts (one per connection
  * between services); a CPU weight by vCPUs. Pure.
  */
@@ -52691,9 +52695,13 @@ function templateSpec(identity, bundle, dir) {
 class TemplateStore {
     root;
     qemu;
-    constructor(root, qemu) {
+    confine;
+    constructor(root, qemu, 
+    /** False: template machines run without their jail (HYPER_JAIL=off). */
+    confine = true) {
         this.root = root;
         this.qemu = qemu;
+        this.confine = confine;
     }
     /**
      * The template for `identity`, made first when there is none (or, with
@@ -52831,8 +52839,10 @@ class TemplateStore {
         const ram = external_node_path_default().join(work, 'ram');
         const state = external_node_path_default().join(work, 'state');
         const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
-        const jail = await machineJail(external_node_path_default().join(work, 'jail'));
-        const cgroup = await makeCgroup(cgroupName('template', work), machineLimits(spec));
+        const jail = await machineJail(external_node_path_default().join(work, 'jail'), this.confine);
+        const cgroup = this.confine
+            ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
+            : { reason: 'HYPER_JAIL=off' };
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
         const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail), { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] });
         let exited = false;
@@ -53001,7 +53011,7 @@ function writableNodes(spec) {
  * until its RAM has moved out, and runs on whatever happens. On failure the
  * checkpoint's files are gone; the disk snapshots are the caller's to delete.
  */
-async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
+async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true) {
     const target = checkpointPaths(spec.dir, tag);
     const partial = `${target.dir}.partial-${process.pid}`;
     // The capture machine's sockets go in a short directory of their own: the VM's dir may be deep.
@@ -53011,7 +53021,7 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
     const capture = { ...spec, dir: run };
     const paths = vmPaths(run);
     // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
-    const jail = await vmJail(spec.dir);
+    const jail = await vmJail(spec.dir, undefined, confine);
     const alias = await shortAlias(jail.dir);
     const cgroup = cgroupName('capture', run);
     let exit;
@@ -53024,7 +53034,7 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs) {
         await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
         await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
-        const limits = await makeCgroup(cgroup, machineLimits(spec));
+        const limits = confine ? await makeCgroup(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
         const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
             output: log.fd,
             procs: 'procs' in limits ? limits.procs : [],
@@ -53328,13 +53338,17 @@ async function serviceLogTail(file, lines = 20) {
 class QemuHypervisor {
     qemu;
     templates;
+    confine;
     /**
      * `qemu`: the qemu-system binary, a name on PATH or a path. `templates`:
      * where boot templates are kept; without it every VM boots in full.
      */
-    constructor(qemu = DEFAULT_QEMU, templates) {
+    constructor(qemu = DEFAULT_QEMU, templates, 
+    /** False: QEMU runs without its jail (HYPER_JAIL=off; see jail.ts). */
+    confine = true) {
         this.qemu = qemu;
         this.templates = templates;
+        this.confine = confine;
     }
     canShareDirectories() {
         return canShare();
@@ -53495,9 +53509,11 @@ class QemuHypervisor {
     async launch(spec, launch, incoming) {
         const paths = vmPaths(spec.dir);
         const network = spec.network;
-        const jail = await vmJail(spec.dir, network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined);
+        const jail = await vmJail(spec.dir, network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined, this.confine);
         const cgroup = cgroupName('vm', spec.dir);
-        const procs = await this.joinCgroup(cgroup, spec);
+        const procs = this.confine ? await this.joinCgroup(cgroup, spec) : [];
+        // A jailed QEMU cannot remove its pidfile as it ends; the last one's must not be taken for this one's.
+        await (0,promises_namespaceObject.rm)(paths.pid, { force: true });
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
         let state;
         let disks;
@@ -53740,7 +53756,7 @@ class QemuHypervisor {
     async saveCheckpoint(spec, tag) {
         if (spec.slots === undefined)
             throw new VmError(`${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`, { kind: 'Invalid' });
-        await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS);
+        await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS, this.confine);
     }
     async deleteSnapshot(spec, serials, tag) {
         // A VM restored from it maps the RAM file privately: its pages stay with it.
@@ -64113,10 +64129,18 @@ function hostSettings(env, home) {
         guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
         guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
         githubApiUrl: given(env.GITHUB_API_URL),
+        jail: jailSetting(env.HYPER_JAIL),
         registryCredentials: env.HYPER_REGISTRY_USERNAME
             ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
             : undefined,
     };
+}
+function jailSetting(value) {
+    if (!value || value === 'on')
+        return true;
+    if (value === 'off')
+        return false;
+    throw new HyperError(`HYPER_JAIL must be "on" or "off", not "${value}"`, { kind: 'Invalid' });
 }
 /** `--template` / the `templates` input / HYPER_TEMPLATES: auto, off or refresh. Pure. */
 function parseTemplateMode(text, source) {
@@ -65099,9 +65123,9 @@ class Job {
      * doors that open the job later.
      */
     static async open(host, given = {}, replaced = {}) {
-        const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu);
+        const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail);
         const parts = {
-            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates),
+            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail),
             resolveImage: replaced.resolveImage ?? resolveImage,
             network: replaced.network ?? job_namespaceObject,
         };
@@ -69783,7 +69807,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 /** Reads a running VM's usage from its QEMU process; undefined once it is gone. */
 async function readUsage(record) {
     const pid = await readPid(vmPaths(record.machine.dir).pid);
-    if (pid === undefined)
+    // A jailed QEMU cannot remove its pidfile when it ends: the pid must still be its.
+    if (pid === undefined || !(await isOurProcess(pid, record.machine.dir)))
         return undefined;
     try {
         const [stat, status, rollup] = await Promise.all([

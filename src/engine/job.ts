@@ -86,9 +86,9 @@ export class Job {
     given: Partial<JobSettings> = {},
     replaced: Partial<JobParts> = {},
   ): Promise<Job> {
-    const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu);
+    const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail);
     const parts: JobParts = {
-      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates),
+      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail),
       resolveImage: replaced.resolveImage ?? resolveImage,
       network: replaced.network ?? jobNetwork,
     };

@@ -33,6 +33,12 @@ export interface HostSettings {
   githubApiUrl?: string | undefined;
   /** HYPER_REGISTRY_USERNAME and HYPER_REGISTRY_PASSWORD: for images whose service names no credentials of its own. */
   registryCredentials?: { username: string; password: string } | undefined;
+  /**
+   * HYPER_JAIL=off: QEMU without its jail (no filter, no drop to a VM's
+   * uid, no chroot, no cgroup), to measure what the jail costs or to tell
+   * whether it is what breaks something. On when absent.
+   */
+  jail: boolean;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -52,10 +58,17 @@ export function hostSettings(env: Environment, home: string): HostSettings {
     guestBundleDir: given(env.HYPER_GUEST_BUNDLE_DIR),
     guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
     githubApiUrl: given(env.GITHUB_API_URL),
+    jail: jailSetting(env.HYPER_JAIL),
     registryCredentials: env.HYPER_REGISTRY_USERNAME
       ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
       : undefined,
   };
+}
+
+function jailSetting(value: string | undefined): boolean {
+  if (!value || value === 'on') return true;
+  if (value === 'off') return false;
+  throw new HyperError(`HYPER_JAIL must be "on" or "off", not "${value}"`, { kind: 'Invalid' });
 }
 
 /** How images are pulled, beyond credentials: a Docker Hub mirror, registries reached over plain HTTP. */

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { readPid } from '../process/pids.js';
+import { isOurProcess, readPid } from '../process/pids.js';
 import { vmPaths } from '../vm/paths.js';
 import type { VmRecord } from './record.js';
 
@@ -50,7 +50,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 /** Reads a running VM's usage from its QEMU process; undefined once it is gone. */
 export async function readUsage(record: VmRecord): Promise<VmUsage | undefined> {
   const pid = await readPid(vmPaths(record.machine.dir).pid);
-  if (pid === undefined) return undefined;
+  // A jailed QEMU cannot remove its pidfile when it ends: the pid must still be its.
+  if (pid === undefined || !(await isOurProcess(pid, record.machine.dir))) return undefined;
   try {
     const [stat, status, rollup] = await Promise.all([
       readFile(`/proc/${pid}/stat`, 'utf8'),

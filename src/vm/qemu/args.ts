@@ -237,7 +237,7 @@ export function qemuArgs(
     '-m', `${spec.memoryMiB}M`,
     '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    ...qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) }),
+    ...(jail?.off ? [] : qemuSandbox({ dropsPrivileges: jail?.ids !== undefined, spawns: spawnsHelpers(spec, launch) })),
     ...jailArgs(jail),
     '-global', 'virtio-mmio.force-legacy=false',
     '-kernel', spec.bundle.kernel,

@@ -40,6 +40,7 @@ export async function captureCheckpoint(
   tag: string,
   hostTscKhz: number,
   timeoutMs: number,
+  confine = true,
 ): Promise<void> {
   const target = checkpointPaths(spec.dir, tag);
   const partial = `${target.dir}.partial-${process.pid}`;
@@ -50,7 +51,7 @@ export async function captureCheckpoint(
   const capture = { ...spec, dir: run };
   const paths = vmPaths(run);
   // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
-  const jail = await vmJail(spec.dir);
+  const jail = await vmJail(spec.dir, undefined, confine);
   const alias = await shortAlias(jail.dir);
   const cgroup = cgroupName('capture', run);
   let exit: string | undefined;
@@ -63,7 +64,7 @@ export async function captureCheckpoint(
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });
     await rm(path.join(jail.dir, 'capture.sock'), { force: true });
-    const limits = await makeCgroup(cgroup, machineLimits(spec));
+    const limits = confine ? await makeCgroup(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
     const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
       output: log.fd,
       procs: 'procs' in limits ? limits.procs : [],

@@ -67,6 +67,8 @@ export class QemuHypervisor implements Hypervisor {
   constructor(
     readonly qemu: string = DEFAULT_QEMU,
     private readonly templates?: TemplateStore,
+    /** False: QEMU runs without its jail (HYPER_JAIL=off; see jail.ts). */
+    private readonly confine = true,
   ) {}
 
   canShareDirectories(): Promise<boolean> {
@@ -267,9 +269,12 @@ export class QemuHypervisor implements Hypervisor {
     const jail = await vmJail(
       spec.dir,
       network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined,
+      this.confine,
     );
     const cgroup = cgroupName('vm', spec.dir);
-    const procs = await this.joinCgroup(cgroup, spec);
+    const procs = this.confine ? await this.joinCgroup(cgroup, spec) : [];
+    // A jailed QEMU cannot remove its pidfile as it ends; the last one's must not be taken for this one's.
+    await rm(paths.pid, { force: true });
     const log = await open(paths.qemuLog, 'a');
     let state: FileHandle | undefined;
     let disks: OpenDisks | undefined;
@@ -537,7 +542,7 @@ export class QemuHypervisor implements Hypervisor {
         `${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`,
         { kind: 'Invalid' },
       );
-    await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS);
+    await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS, this.confine);
   }
 
   async deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {

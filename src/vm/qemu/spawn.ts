@@ -100,7 +100,7 @@ export async function openDisks(spec: Pick<MachineSpec, 'rootDisk' | 'disks'>): 
 /**
  * What a machine's QEMU may take on the host: the guest's RAM, TCG's
  * translation cache at its bound, and what QEMU itself uses (about 60 MiB
- * seen for an idle busybox VM: docs/security.md), with room; pids for its
+ * seen for an idle busybox VM: docs/benchmarks.md), with room; pids for its
  * threads and the helpers user networking starts (one per connection
  * between services); a CPU weight by vCPUs. Pure.
  */

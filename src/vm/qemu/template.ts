@@ -178,6 +178,8 @@ export class TemplateStore {
   constructor(
     readonly root: string,
     private readonly qemu: string,
+    /** False: template machines run without their jail (HYPER_JAIL=off). */
+    private readonly confine = true,
   ) {}
 
   /**
@@ -324,8 +326,10 @@ export class TemplateStore {
     const ram = path.join(work, 'ram');
     const state = path.join(work, 'state');
     const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
-    const jail = await machineJail(path.join(work, 'jail'));
-    const cgroup = await makeCgroup(cgroupName('template', work), machineLimits(spec));
+    const jail = await machineJail(path.join(work, 'jail'), this.confine);
+    const cgroup = this.confine
+      ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
+      : { reason: 'HYPER_JAIL=off' };
     const log = await open(paths.qemuLog, 'a');
     const child = spawnQemu(
       this.qemu,

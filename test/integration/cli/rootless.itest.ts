@@ -1,7 +1,8 @@
-import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { addDirLayer, busyboxLayout } from '../../support/fixtures.js';
+import { httpGet, hyperOk } from '../../support/cli.js';
 
 // GitHub-hosted runners run the action as an ordinary user: a root filesystem
 // built there must still carry the owners, modes and devices its layers give.
@@ -9,6 +10,7 @@ import { addDirLayer, busyboxLayout } from '../../support/fixtures.js';
 // ext4 with debugfs.
 let work: string;
 let base: string;
+let layoutDir: string;
 
 async function debugfsStat(file: string): Promise<string> {
   const { stdout } = await execa('debugfs', ['-R', `stat ${file}`, base]);
@@ -33,6 +35,7 @@ beforeAll(async () => {
   await execa('mknod', ['-m', '620', path.join(sys, 'dev', 'console'), 'c', '5', '1']);
   await addDirLayer(layout, sys, ['--owner=0', '--group=0']);
 
+  layoutDir = layout;
   const cache = path.join(work, 'cache');
   await mkdir(cache);
   await execa('chown', ['-R', '65534:65534', work]);
@@ -78,4 +81,76 @@ test.each([
   expect(stat).toContain(`Type: ${type}`);
   expect(stat).toMatch(new RegExp(`Mode:\\s+${mode}\\s`));
   expect(stat).toMatch(new RegExp(`User:\\s+${uid}\\s+Group:\\s+${gid}\\s`));
+});
+
+/** Runs the real CLI bundle as uid 65534, with the work dir as its home, state and cache. */
+function asNobody(env: Record<string, string>, ...args: string[]) {
+  return execa(
+    'setpriv',
+    [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      path.resolve('dist/cli/index.js'),
+      ...args,
+    ],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: work,
+        HYPER_CACHE_DIR: path.join(work, 'cache'),
+        HYPER_STATE_DIR: path.join(work, 'state'),
+        HYPER_ACCEL: 'tcg',
+        HYPER_NETWORK: 'user',
+        ...env,
+      },
+      extendEnv: false,
+      reject: false,
+    },
+  );
+}
+
+test("a plain user's VM: QEMU runs as that user, with no capability, under its filter; no cgroup, said once", async () => {
+  // The guest bundle this host set up, copied where uid 65534 can read it.
+  const kernel = /^kernel (.+)$/m.exec((await hyperOk('setup')).stdout)?.[1] ?? '';
+  const bundle = path.join(work, 'bundle');
+  await cp(path.dirname(kernel), bundle, { recursive: true });
+  await execa('chown', ['-R', '65534:65534', bundle]);
+  const env = { HYPER_GUEST_BUNDLE_DIR: bundle };
+  try {
+    const run = await asNobody(
+      env,
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '-p',
+      '80',
+      '--entrypoint',
+      '/bin/sh',
+      `oci:${layoutDir}`,
+      '-c',
+      'httpd -f -p 80 -h /www',
+    );
+    expect(run.stderr.match(/are not bounded on this host: hyper is not running as root/g)).toHaveLength(1);
+    expect(run.exitCode).toBe(0);
+    const [web] = JSON.parse((await asNobody(env, 'ps', '--json')).stdout) as {
+      pid: number;
+      ports: { hostPort: number }[];
+    }[];
+    expect(await httpGet(`http://127.0.0.1:${web?.ports[0]?.hostPort}/`)).toContain('hello from');
+    const status = await readFile(`/proc/${web?.pid}/status`, 'utf8');
+    expect(status).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    expect(status).toMatch(/^CapEff:\s+0000000000000000$/m);
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(status).toMatch(/^Seccomp:\s+2$/m);
+    // Not root: nothing to drop to, and no chroot.
+    const cmdline = await readFile(`/proc/${web?.pid}/cmdline`, 'utf8');
+    expect(cmdline).not.toContain('-runas');
+    expect(cmdline).toContain('spawn=deny');
+  } finally {
+    const removed = await asNobody(env, 'rm', '-f', 'web');
+    expect(removed.exitCode).toBe(0);
+  }
 });

@@ -1,0 +1,331 @@
+import { execa } from 'execa';
+import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
+import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { QmpClient } from '../../../src/vm/qemu/qmp.js';
+
+// The jail, measured on real QEMUs under TCG with hyper as root (as CI runs
+// it): what each QEMU is left with once it runs, read from /proc while it
+// runs; what QMP can still open; and what a guest can make its QEMU take.
+
+let stateDir: string;
+let image: string;
+let shell: string;
+const cleanups: (() => Promise<void>)[] = [];
+
+interface PsRow {
+  name: string;
+  pid: number | null;
+  origin: string | null;
+  ports: { hostPort: number }[];
+}
+
+async function row(name: string): Promise<PsRow> {
+  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as PsRow[];
+  const found = rows.find((r) => r.name === name);
+  if (!found?.pid) throw new Error(`${name} is not running`);
+  return found;
+}
+
+/** What /proc says of a process: the fields the jail sets. */
+interface Confinement {
+  cmdline: string;
+  uid: string;
+  gid: string;
+  capEff: string;
+  noNewPrivs: string;
+  seccomp: string;
+  root: string;
+  cgroups: string;
+}
+
+async function confinement(pid: number): Promise<Confinement | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
+    return {
+      cmdline: (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' '),
+      uid: field('Uid'),
+      gid: field('Gid'),
+      capEff: field('CapEff'),
+      noNewPrivs: field('NoNewPrivs'),
+      seccomp: field('Seccomp'),
+      root: await readlink(`/proc/${pid}/root`),
+      cgroups: await readFile(`/proc/${pid}/cgroup`, 'utf8'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Watches every QEMU whose command line mentions `marker`, every 10 ms, and
+ * keeps what it last saw of each: a QEMU opens its files as root and drops
+ * after, so the last look (within 10 ms of its end) is the one that counts.
+ */
+function watchQemus(marker: string): { stop: () => Promise<Map<number, Confinement>> } {
+  const seen = new Map<number, Confinement>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const entry of await readdir('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+        if (!cmdline.startsWith('qemu-system') || !cmdline.includes(marker)) continue;
+        const now = await confinement(Number(entry));
+        // Before the drop QEMU is root; a look then is replaced by a later one.
+        if (now) seen.set(Number(entry), now);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return seen;
+    },
+  };
+}
+
+/** The v1 or v2 cgroup line of a controller in /proc/PID/cgroup text. */
+function cgroupOf(text: string, controller: string): string | undefined {
+  const line = text.split('\n').find((l) => l.split(':')[1]?.split(',').includes(controller));
+  return line?.split(':')[2];
+}
+
+/**
+ * The files of a process's memory and pids cgroups, v1 (a hybrid host like
+ * the ones here) or v2: the memory limit, the most it has used, and the pids.
+ */
+async function cgroupFiles(
+  pid: number,
+): Promise<{ limit: string; peak: string; pidsMax: string; pidsNow: string }> {
+  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+  const memory = cgroupOf(text, 'memory');
+  const pids = cgroupOf(text, 'pids');
+  if (memory && pids)
+    return {
+      limit: `/sys/fs/cgroup/memory${memory}/memory.limit_in_bytes`,
+      peak: `/sys/fs/cgroup/memory${memory}/memory.max_usage_in_bytes`,
+      pidsMax: `/sys/fs/cgroup/pids${pids}/pids.max`,
+      pidsNow: `/sys/fs/cgroup/pids${pids}/pids.current`,
+    };
+  const dir = `/sys/fs/cgroup${cgroupOf(text, '') ?? ''}`;
+  const peak = (await readFile(`${dir}/memory.peak`)
+    .then(() => true)
+    .catch(() => false))
+    ? 'memory.peak'
+    : 'memory.current';
+  return {
+    limit: `${dir}/memory.max`,
+    peak: `${dir}/${peak}`,
+    pidsMax: `${dir}/pids.max`,
+    pidsNow: `${dir}/pids.current`,
+  };
+}
+
+async function readNumber(file: string): Promise<number> {
+  return Number((await readFile(file, 'utf8')).trim());
+}
+
+async function subuidRange(): Promise<{ start: number; count: number }> {
+  const line = (await readFile('/etc/subuid', 'utf8')).split('\n').find((l) => l.startsWith('hyper:'));
+  const [, start, count] = (line ?? '').split(':');
+  return { start: Number(start), count: Number(count) };
+}
+
+beforeAll(async () => {
+  stateDir = await mkdtemp('/tmp/hyper-jail-');
+  process.env.HYPER_STATE_DIR = stateDir;
+  process.env.HYPER_ACCEL = 'tcg';
+  image = `oci:${await busyboxLayout()}`;
+  const variant = await variantLayout(await busyboxLayout(), (config) => {
+    delete config.Entrypoint;
+    config.Cmd = ['sh', '-c', 'sleep 100000'];
+  });
+  cleanups.push(variant.cleanup);
+  shell = `oci:${variant.dir}`;
+});
+
+afterEach(async () => {
+  await hyper('down', '--time', '0');
+  for (const name of await readdir(path.join(stateDir, 'vms')).catch(() => [])) await hyper('rm', '-f', name);
+});
+
+afterAll(async () => {
+  expect(await qemuProcessesUnder(stateDir)).toEqual([]);
+  // No cgroup of this file's VMs is left.
+  for (const mount of ['/sys/fs/cgroup/memory/hyper', '/sys/fs/cgroup/hyper']) {
+    for (const name of await readdir(mount).catch(() => [] as string[])) {
+      const procs = await readFile(path.join(mount, name, 'cgroup.procs'), 'utf8').catch(() => '');
+      expect(procs.trim()).toBe('');
+    }
+  }
+  await rm(stateDir, { recursive: true, force: true });
+  for (const cleanup of cleanups) await cleanup();
+  for (const name of ['HYPER_STATE_DIR', 'HYPER_ACCEL', 'HYPER_NETWORK']) delete process.env[name];
+});
+
+const serve = (name: string, ...extra: string[]) => [
+  'run',
+  '--name',
+  name,
+  ...extra,
+  '-p',
+  '80',
+  '--entrypoint',
+  '/bin/sh',
+  image,
+  '-c',
+  'httpd -f -p 80 -h /www',
+];
+
+test('every QEMU hyper starts (template, clone, user-mode VM and its helper, capture) runs as a VM uid of its own, with no capability, under its filter, chrooted, in its cgroup', async () => {
+  const range = await subuidRange();
+  expect(range.count).toBeGreaterThan(0);
+  const watch = watchQemus(stateDir);
+  const helpers = new Set<string>();
+  // A template machine's command line names its work dir in the cache, not the state dir.
+  const templates = watchQemus('.making-');
+  // Bridge network: a boot template made anew, then a clone of it.
+  await hyperOk(...serve('web', '--template', 'refresh'));
+  const web = await row('web');
+  expect(web.origin).toBe('boot-template');
+  expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
+  // A checkpoint goes through a capture machine, jailed with the VM.
+  await hyperOk('snapshot', '--checkpoint', 'web', 'cp');
+  // User networking: app reaches db by name through the helper QEMU spawns, inside the jail.
+  process.env.HYPER_NETWORK = 'user';
+  const compose = path.join(stateDir, 'compose.yml');
+  await writeFile(
+    compose,
+    `services:\n  db:\n    image: ${image}\n    entrypoint: ["/bin/sh", "-c", "httpd -f -p 80 -h /www"]\n` +
+      `  app:\n    image: ${shell}\n    depends_on: [db]\n`,
+  );
+  try {
+    await hyperOk('up', '-f', compose);
+    const fetch = hyperOk('exec', 'app', '--', 'timeout', '10', 'wget', '-q', '-O', '-', 'http://db/');
+    // While the connection is open, its helper is a child of app's QEMU.
+    const app = await row('app');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && helpers.size === 0) {
+      for (const entry of await readdir('/proc')) {
+        const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+        if (!cmdline.startsWith('/hyper-connect')) continue;
+        const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+        if (new RegExp(`^PPid:\\s*${app.pid}$`, 'm').test(status)) {
+          const seen = await confinement(Number(entry));
+          if (seen) helpers.add(JSON.stringify(seen));
+        }
+      }
+    }
+    expect((await fetch).stdout).toContain('hello from');
+  } finally {
+    delete process.env.HYPER_NETWORK;
+  }
+  const qemus = [...(await watch.stop()).values(), ...(await templates.stop()).values()];
+  const kinds = qemus.map((q) =>
+    q.cmdline.includes('.making-') ? 'template' : q.cmdline.includes(' -S ') ? 'capture' : 'vm',
+  );
+  expect(new Set(kinds)).toEqual(new Set(['template', 'capture', 'vm']));
+  expect(qemus.length).toBeGreaterThanOrEqual(5);
+  const uids = new Map<string, string>();
+  for (const qemu of qemus) {
+    const [uid] = qemu.uid.split('\t');
+    expect(qemu.uid).toBe([uid, uid, uid, uid].join('\t'));
+    expect(qemu.gid).toBe(qemu.uid);
+    expect(Number(uid)).toBeGreaterThanOrEqual(range.start);
+    expect(Number(uid)).toBeLessThan(range.start + range.count);
+    expect(qemu.capEff).toBe('0000000000000000');
+    expect(qemu.noNewPrivs).toBe('1');
+    expect(qemu.seccomp).toBe('2');
+    // Chrooted into its jail: the VM's own, or the template machine's.
+    const chroot = /-chroot (\S+)/.exec(qemu.cmdline)?.[1];
+    expect(chroot).toMatch(/\/jail$/);
+    expect(qemu.root).toBe(chroot);
+    uids.set(chroot ?? '', uid ?? '');
+    // In a cgroup of hyper's, with a memory limit.
+    expect(cgroupOf(qemu.cgroups, 'memory') ?? cgroupOf(qemu.cgroups, '')).toMatch(
+      /^\/hyper\/(vm|template|capture)-/,
+    );
+  }
+  // One uid per jail: no two VMs share one (the capture machine shares its VM's jail, and uid).
+  expect(new Set(uids.values()).size).toBe(uids.size);
+  expect(uids.size).toBeGreaterThanOrEqual(4);
+  // The helper runs as app's uid, chrooted with it, under the same filter.
+  expect(helpers.size).toBeGreaterThan(0);
+  for (const text of helpers) {
+    const helper = JSON.parse(text) as Confinement;
+    expect(helper.root).toMatch(/\/vms\/app\/jail$/);
+    expect(helper.uid.split('\t')[0]).toBe(uids.get(helper.root));
+    expect(helper.capEff).toBe('0000000000000000');
+    expect(helper.seccomp).toBe('2');
+  }
+});
+
+test("QMP cannot open a host file: not /etc/shadow, not even the VM's own disk by its path", async () => {
+  await hyperOk(...serve('web'));
+  const qmp = await QmpClient.connect(path.join(stateDir, 'vms', 'web', 'qmp.sock'), 5000);
+  try {
+    for (const file of ['/etc/shadow', path.join(stateDir, 'vms', 'web', 'rootfs.qcow2')]) {
+      await expect(
+        qmp.execute('blockdev-add', {
+          driver: 'file',
+          'node-name': 'probe',
+          filename: file,
+          'read-only': true,
+        }),
+      ).rejects.toThrow(`Could not open '${file}': No such file or directory`);
+    }
+  } finally {
+    qmp.close();
+  }
+  const web = await row('web');
+  expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
+});
+
+test('a guest that allocates past its RAM, and a fork bomb in a guest, stay inside its cgroup; the other service answers', async () => {
+  await hyperOk(...serve('web'));
+  await hyperOk('run', '-d', '--name', 'hog', '--memory', '256m', shell);
+  const web = await row('web');
+  const hog = await row('hog');
+  const files = await cgroupFiles(hog.pid ?? 0);
+  expect(files.limit).toMatch(/\/hyper\/vm-[0-9a-f]{16}\//);
+  const limit = await readNumber(files.limit);
+  // 256 MiB of guest RAM, QEMU's own 192 MiB and TCG's cache bound, 256 MiB.
+  expect(limit).toBe((256 + 192 + 256) * 1024 * 1024);
+  expect(await readNumber(files.pidsMax)).toBe(512);
+
+  // awk doubles a string until the guest's kernel kills it.
+  const hogged = await hyper('exec', 'hog', '--', 'awk', 'BEGIN { s = "x"; while (1) s = s s }');
+  expect(hogged.code).not.toBe(0);
+  expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
+  expect(await readNumber(files.peak)).toBeLessThanOrEqual(limit);
+  // QEMU was not killed on the host: the guest ran out, not the host.
+  expect((await row('hog')).pid).toBe(hog.pid);
+
+  // A fork bomb, left to run for 8 s while the other service is asked.
+  const bomb = execa(
+    process.execPath,
+    [path.resolve('dist/cli/index.js'), 'exec', 'hog', '--', 'sh', '-c', 'b() { b | b & }; b'],
+    { reject: false, env: { HYPER_STATE_DIR: stateDir, HYPER_ACCEL: 'tcg' } },
+  );
+  const threads: number[] = [];
+  const until = Date.now() + 8000;
+  while (Date.now() < until) {
+    threads.push(await readNumber(files.pidsNow));
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
+  // The guest's processes are the guest's: on the host, hog is QEMU's threads, far under the bound.
+  expect(Math.max(...threads)).toBeLessThanOrEqual(512);
+  expect(await readNumber(files.peak)).toBeLessThanOrEqual(limit);
+  await hyperOk('rm', '-f', 'hog');
+  bomb.kill('SIGKILL');
+  await bomb;
+  // Its cgroup went with it.
+  await expect(readFile(files.limit, 'utf8')).rejects.toThrow(/ENOENT/);
+  expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
+});

@@ -1,0 +1,79 @@
+import { cgroupName, machineLimits, qemuCommand } from '../../../src/vm/qemu/spawn.js';
+import { addFdArgs, qemuArgs } from '../../../src/vm/qemu/args.js';
+import type { MachineSpec } from '../../../src/vm/hypervisor.js';
+
+describe('starting QEMU', () => {
+  test('in cgroups: a shell joins each, then becomes QEMU; without any, QEMU itself', () => {
+    expect(qemuCommand('qemu-system-x86_64', ['-name', 'web'], [])).toEqual({
+      program: 'qemu-system-x86_64',
+      args: ['-name', 'web'],
+    });
+    const joined = qemuCommand(
+      'qemu-system-x86_64',
+      ['-name', 'web'],
+      ['/cg/memory/hyper/vm-a/cgroup.procs', '/cg/pids/hyper/vm-a/cgroup.procs'],
+    );
+    expect(joined.program).toBe('sh');
+    expect(joined.args.slice(2)).toEqual([
+      'sh',
+      '/cg/memory/hyper/vm-a/cgroup.procs',
+      '/cg/pids/hyper/vm-a/cgroup.procs',
+      '--',
+      'qemu-system-x86_64',
+      '-name',
+      'web',
+    ]);
+    expect(joined.args[1]).toContain('exec "$@"');
+  });
+
+  test('limits: guest RAM plus QEMU and, under TCG, its translation cache; weight by vCPUs', () => {
+    expect(machineLimits({ memoryMiB: 512, cpus: 1, accel: 'tcg' })).toEqual({
+      memoryBytes: (512 + 192 + 256) * 1024 * 1024,
+      pids: 512,
+      cpuWeight: 100,
+    });
+    expect(machineLimits({ memoryMiB: 1024, cpus: 4, accel: 'kvm' })).toEqual({
+      memoryBytes: (1024 + 192) * 1024 * 1024,
+      pids: 512,
+      cpuWeight: 400,
+    });
+  });
+
+  test("a machine's cgroup name is its kind and a hash of its directory", () => {
+    expect(cgroupName('vm', '/state/vms/web')).toMatch(/^vm-[0-9a-f]{16}$/);
+    expect(cgroupName('vm', '/state/vms/web')).not.toBe(cgroupName('vm', '/state/vms/db'));
+    expect(cgroupName('capture', '/tmp/x')).toMatch(/^capture-/);
+  });
+
+  test('handed disks: an fd set per file, read-only then read-write; the drives name the set, with locks off', () => {
+    const spec: MachineSpec = {
+      name: 'web',
+      dir: '/s/web',
+      accel: 'tcg',
+      memoryMiB: 256,
+      cpus: 1,
+      bundle: { version: 'a', kernel: '/b/k', initrd: '/b/i', connect: '/b/c' },
+      rootDisk: '/s/web/rootfs.qcow2',
+      guestFiles: [],
+      ports: [],
+      disks: [{ serial: 'vol-data', path: '/s/vol.qcow2', readOnly: true }],
+    };
+    const fds = new Map([
+      ['/s/web/rootfs.qcow2', { set: 1, fds: [4, 5] }],
+      ['/s/vol.qcow2', { set: 2, fds: [6] }],
+    ]);
+    expect(addFdArgs(fds)).toEqual([
+      '-add-fd',
+      'fd=4,set=1',
+      '-add-fd',
+      'fd=5,set=1',
+      '-add-fd',
+      'fd=6,set=2',
+    ]);
+    const args = qemuArgs(spec, undefined, undefined, undefined, fds);
+    const drives = args.flatMap((arg, i) => (arg === '-drive' ? [args[i + 1]] : []));
+    expect(drives[0]).toContain('file=/dev/fdset/1,file.locking=off,format=qcow2');
+    expect(drives[1]).toContain('file=/dev/fdset/2,file.locking=off,format=qcow2');
+    expect(drives.join(' ')).not.toContain('/s/web/rootfs.qcow2');
+  });
+});
