@@ -40,23 +40,7 @@ beforeAll(async () => {
   await mkdir(cache);
   await execa('chown', ['-R', '65534:65534', work]);
   await execa('chmod', ['-R', 'a+rX', work]);
-  const pull = await execa(
-    'setpriv',
-    [
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      path.resolve('dist/cli/index.js'),
-      'pull',
-      `oci:${layout}`,
-    ],
-    {
-      env: { PATH: process.env.PATH ?? '', HOME: work, HYPER_CACHE_DIR: cache },
-      extendEnv: false,
-      reject: false,
-    },
-  );
+  const pull = await asNobody({}, 'pull', `oci:${layout}`);
   expect(pull.stderr).toContain('Built root filesystem');
   expect(pull.exitCode).toBe(0);
   const { stdout } = await execa('sh', ['-c', `ls ${cache}/rootfs/v1/*.ext4`]);
