@@ -47,7 +47,7 @@ const LEASES = '/run/hyper/vm-ids';
  * `connect`: the user-networking helper, linked in when the VM needs it.
  */
 export async function vmJail(vmDir: string, connect?: string, confine = true): Promise<Jail> {
-  const dir = path.join(vmDir, 'jail');
+  const dir = vmJailDir(vmDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (connect) {
     await rm(path.join(dir, JAILED_CONNECT), { force: true });
@@ -101,6 +101,23 @@ async function claim(uid: number, dir: string): Promise<boolean> {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     return (await readFile(lease, 'utf8').catch(() => '')) === dir;
   }
+}
+
+/**
+ * Gives back the uid of the jail `dir` (its QEMU has ended): the lease goes,
+ * and the jail keeps its owner, so a start takes the same uid again when no
+ * other VM has taken it meanwhile.
+ */
+export async function releaseJail(dir: string): Promise<void> {
+  const owner = (await stat(dir).catch(() => undefined))?.uid;
+  if (owner === undefined || owner === 0) return;
+  const lease = path.join(LEASES, String(owner));
+  if ((await readFile(lease, 'utf8').catch(() => '')) === dir) await rm(lease, { force: true });
+}
+
+/** The jail directory of the VM in `vmDir`. Pure. */
+export function vmJailDir(vmDir: string): string {
+  return path.join(vmDir, 'jail');
 }
 
 /**

@@ -28,7 +28,7 @@ import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } fro
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
 import { ustar } from '../../guest/ustar.js';
 import { QmpClient } from './qmp.js';
-import { vmJail } from './jail.js';
+import { releaseJail, vmJail, vmJailDir } from './jail.js';
 import { cgroupName, INCOMING_FD, machineLimits, type OpenDisks, openDisks, spawnQemu } from './spawn.js';
 import { makeCgroup, removeCgroup, sweepCgroups } from '../../host/cgroups.js';
 
@@ -317,8 +317,7 @@ export class QemuHypervisor implements Hypervisor {
         await sleep(20);
       }
     } catch (error: unknown) {
-      await stopShares(spec.dir);
-      await removeCgroup(cgroup);
+      await this.released(spec.dir);
       throw error;
     } finally {
       await log.close();
@@ -418,8 +417,7 @@ export class QemuHypervisor implements Hypervisor {
     const paths = vmPaths(spec.dir);
     const pid = await readPid(paths.pid);
     if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
-      await stopShares(spec.dir);
-      await removeCgroup(cgroupName('vm', spec.dir));
+      await this.released(spec.dir);
       return 'graceful';
     }
     // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
@@ -439,8 +437,7 @@ export class QemuHypervisor implements Hypervisor {
       // No agent: nothing graceful is possible; fall through to the deadline and kill.
     }
     if (await waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
-      await stopShares(spec.dir);
-      await removeCgroup(cgroupName('vm', spec.dir));
+      await this.released(spec.dir);
       return 'graceful';
     }
     await this.kill(spec);
@@ -450,8 +447,14 @@ export class QemuHypervisor implements Hypervisor {
   async kill(spec: Pick<MachineSpec, 'dir'>): Promise<void> {
     await this.killQemu(spec);
     // virtiofsd ends when QEMU goes; whatever is left is stopped.
-    await stopShares(spec.dir);
-    await removeCgroup(cgroupName('vm', spec.dir));
+    await this.released(spec.dir);
+  }
+
+  /** What a VM whose QEMU has ended holds on the host: its shares' virtiofsd, its cgroup, its uid. */
+  private async released(dir: string): Promise<void> {
+    await stopShares(dir);
+    await removeCgroup(cgroupName('vm', dir));
+    await releaseJail(vmJailDir(dir));
   }
 
   private async killQemu(spec: Pick<MachineSpec, 'dir'>): Promise<void> {

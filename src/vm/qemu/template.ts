@@ -12,7 +12,7 @@ import { isAlive, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';
-import { machineJail } from './jail.js';
+import { machineJail, releaseJail } from './jail.js';
 import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
 import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
 
@@ -364,6 +364,7 @@ export class TemplateStore {
       };
       await writeFile(path.join(work, 'meta.json'), JSON.stringify(meta, null, 2));
       // Only what a clone needs is kept; the rest was the template machine's own.
+      await releaseJail(jail.dir);
       for (const file of [
         paths.qmp,
         paths.agent,
@@ -386,6 +387,7 @@ export class TemplateStore {
       if (!exited) child.kill('SIGKILL');
       await waitForEnd(() => exited);
       await removeCgroup(cgroupName('template', work));
+      await releaseJail(jail.dir);
       await rm(work, { recursive: true, force: true });
     }
   }

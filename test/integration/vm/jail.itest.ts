@@ -169,6 +169,11 @@ afterAll(async () => {
       expect(procs.trim()).toBe('');
     }
   }
+  // Every uid this file's VMs held is given back.
+  for (const lease of await readdir('/run/hyper/vm-ids').catch(() => [] as string[]))
+    expect(await readFile(path.join('/run/hyper/vm-ids', lease), 'utf8').catch(() => '')).not.toContain(
+      stateDir,
+    );
   await rm(stateDir, { recursive: true, force: true });
   for (const cleanup of cleanups) await cleanup();
   for (const name of ['HYPER_STATE_DIR', 'HYPER_ACCEL', 'HYPER_NETWORK']) delete process.env[name];
