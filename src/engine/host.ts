@@ -1,5 +1,5 @@
 import { ownsAllIds } from '../host/user.js';
-import { vmIdRange } from '../host/vm-ids.js';
+import { probeId, vmIdRange } from '../host/vm-ids.js';
 import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel } from '../install/accel.js';
@@ -36,14 +36,15 @@ export async function prepareHost(
     urlTemplate: host.guestBundleUrl,
     githubApiUrl: host.githubApiUrl,
   });
+  // Made (or found) before any QEMU, so that a host where it cannot be fails before anything is made.
+  const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
   const decision = await chooseAccel(job.settings.accel, bundle, {
     qemu: host.qemu,
+    ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),
     ...(host.kvmDevice ? { kvmDevice: host.kvmDevice } : {}),
     cacheFile: path.join(job.cacheDir, 'accel-probe.json'),
   });
   if (decision.warning) reporter.warn(decision.warning);
-  // Made (or found) before any VM, so that a host where it cannot be fails before anything is made.
-  const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
   return {
     ...job,
     ...(vmIds ? { vmIds } : {}),

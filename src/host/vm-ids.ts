@@ -23,6 +23,11 @@ export interface IdRange {
  */
 export const DEFAULT_VM_IDS: IdRange = { start: 0x7000_0000, count: 65_536 };
 
+/** The id the accelerator probe's QEMU runs as: the block's last, which no VM is given. Pure. */
+export function probeId(range: IdRange): number {
+  return range.start + range.count - 1;
+}
+
 /** The block /etc/subuid (or subgid) text gives `user`, if any. Pure. */
 export function subordinateRange(text: string, user: string): IdRange | undefined {
   for (const line of text.split('\n')) {

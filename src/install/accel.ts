@@ -75,6 +75,8 @@ export interface ProbeOptions {
   qemu: string;
   kvmDevice?: string;
   timeoutMs?: number;
+  /** When hyper is root: the ids the probe's QEMU drops to, chrooted into its empty temp dir. */
+  runAs?: { uid: number; gid: number } | undefined;
 }
 
 /**
@@ -82,21 +84,29 @@ export interface ProbeOptions {
  * immediate poweroff. With a named CPU model, QEMU refuses to start when the
  * host lacks any feature the model names. Pure.
  */
-export function probeArgs(bundle: GuestBundle, consoleFile: string, cpuModel?: string): string[] {
+export function probeArgs(
+  bundle: GuestBundle,
+  consoleFile: string,
+  cpuModel?: string,
+  runAs?: { uid: number; gid: number },
+): string[] {
+  // Once it has opened /dev/kvm and its files, QEMU drops to `runAs` in the console's (empty) directory.
+  const jail = runAs ? ['-runas', `${runAs.uid}:${runAs.gid}`, '-chroot', path.dirname(consoleFile)] : [];
   // prettier-ignore
   return [
     '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
     '-m', '128M', '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     // The probe has no network: nothing it runs needs a privilege change.
-    ...qemuSandbox({ dropsPrivileges: false, spawns: false }),
+    ...qemuSandbox({ dropsPrivileges: runAs !== undefined, spawns: false }),
+    ...jail,
     '-kernel', bundle.kernel, '-initrd', bundle.initrd,
     '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
     '-serial', `file:${consoleFile}`,
   ];
 }
 
-type ProbeSettings = Required<Omit<ProbeOptions, 'cacheFile'>>;
+type ProbeSettings = Required<Omit<ProbeOptions, 'cacheFile' | 'runAs'>> & Pick<ProbeOptions, 'runAs'>;
 
 /** How the probe's QEMU ended, and what its guest printed (undefined: the console could not be read). */
 export interface ProbeOutcome {
@@ -171,7 +181,7 @@ async function bootOnce(
     dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-kvm-probe-'));
     const consoleFile = path.join(dir, 'console');
     const outcome = await runProbe(
-      { program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel) },
+      { program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel, options.runAs) },
       options.timeoutMs,
     );
     // No console file at all: the guest printed nothing. Any other error: it cannot be read.
@@ -284,6 +294,7 @@ export async function chooseAccel(
     qemu: options.qemu,
     kvmDevice: options.kvmDevice ?? '/dev/kvm',
     timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
+    runAs: options.runAs,
   };
   const { failure, cpuModel } = await cachedProbe(bundle, settings, options.cacheFile);
   if (failure === undefined) return { accel: 'kvm', ...(cpuModel ? { cpuModel } : {}) };

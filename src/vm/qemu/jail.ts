@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { linkOrCopy } from '../../files.js';
 import { ownsAllIds } from '../../host/user.js';
-import { type IdRange, vmIdRange } from '../../host/vm-ids.js';
+import { type IdRange, probeId, vmIdRange } from '../../host/vm-ids.js';
 
 /** A QEMU's jail: its directory, and the ids it drops to (absent when hyper is not root: nothing to drop). */
 export interface Jail {
@@ -80,11 +80,11 @@ export async function machineJail(dir: string, confine = true): Promise<Jail> {
 async function leaseIds(dir: string, range: IdRange): Promise<{ uid: number; gid: number }> {
   await mkdir(LEASES, { recursive: true, mode: 0o700 });
   await sweepLeases();
+  // The block's last id is the accelerator probe's (probeId).
   const had = (await stat(dir)).uid;
-  if (had >= range.start && had < range.start + range.count && (await claim(had, dir)))
-    return { uid: had, gid: had };
+  if (had >= range.start && had < probeId(range) && (await claim(had, dir))) return { uid: had, gid: had };
   for (let attempt = 0; attempt < 64; attempt++) {
-    const uid = range.start + randomInt(range.count);
+    const uid = range.start + randomInt(range.count - 1);
     if (await claim(uid, dir)) return { uid, gid: uid };
   }
   throw new Error(`no free id in ${range.start}-${range.start + range.count - 1} after 64 tries (${LEASES})`);

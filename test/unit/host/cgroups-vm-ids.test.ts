@@ -1,5 +1,5 @@
 import { cgroupLayout, cgroupPlan } from '../../../src/host/cgroups.js';
-import { DEFAULT_VM_IDS, overlappingEntry, subordinateRange } from '../../../src/host/vm-ids.js';
+import { DEFAULT_VM_IDS, overlappingEntry, probeId, subordinateRange } from '../../../src/host/vm-ids.js';
 
 // Mount lines as /proc/self/mountinfo prints them: a hybrid host (v1
 // controllers, an empty v2 at unified/) like the machines here, and a v2-only one.
@@ -71,6 +71,10 @@ describe('the ids VMs run as', () => {
     expect(subordinateRange(text, 'hyper')).toEqual({ start: 1879048192, count: 65536 });
     expect(subordinateRange('runner:100000:65536\n', 'hyper')).toBeUndefined();
     expect(subordinateRange('hyper:x:65536\n', 'hyper')).toBeUndefined();
+  });
+
+  test("the probe's id is the block's last, which no VM gets", () => {
+    expect(probeId(DEFAULT_VM_IDS)).toBe(0x7000_0000 + 65_535);
   });
 
   test("another user's block that overlaps is named; the user's own and disjoint ones are not", () => {

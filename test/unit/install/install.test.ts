@@ -42,6 +42,26 @@ test('the KVM probe boots our kernel and powers off at once', () => {
     'Haswell-v4',
   );
   expect(model[model.indexOf('-cpu') + 1]).toBe('Haswell-v4,enforce');
+  expect(args).not.toContain('-runas');
+  expect(args[args.indexOf('-sandbox') + 1]).toContain('elevateprivileges=deny,spawn=deny');
+});
+
+test('as root the probe drops to its id once it has opened /dev/kvm, chrooted into its empty directory', () => {
+  const args = probeArgs(
+    { version: 'v', kernel: '/k', initrd: '/i', connect: '/c' },
+    '/tmp/probe-x/console',
+    undefined,
+    {
+      uid: 1879113727,
+      gid: 1879113727,
+    },
+  );
+  expect(args[args.indexOf('-runas') + 1]).toBe('1879113727:1879113727');
+  expect(args[args.indexOf('-chroot') + 1]).toBe('/tmp/probe-x');
+  // QEMU drops with setuid after its filter is in place: the filter must let it.
+  expect(args[args.indexOf('-sandbox') + 1]).toBe(
+    'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny',
+  );
 });
 
 test('the portable models never mix vendors, and are versioned names that do not move with machine types', () => {
