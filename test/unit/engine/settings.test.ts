@@ -38,6 +38,15 @@ describe('hostSettings: what a door reads from its environment, once', () => {
     });
     expect(hostSettings({ ...env, HYPER_STATE_DIR: 'rel/state' }, '/h').stateDir).toMatch(/\/rel\/state$/);
   });
+
+  test('HYPER_JAIL: on unless "off"; anything else is refused, naming the value', () => {
+    expect(hostSettings({}, '/h').jail).toBe(true);
+    expect(hostSettings({ HYPER_JAIL: 'on' }, '/h').jail).toBe(true);
+    expect(hostSettings({ HYPER_JAIL: 'off' }, '/h').jail).toBe(false);
+    expect(() => hostSettings({ HYPER_JAIL: 'no' }, '/h')).toThrow(
+      'HYPER_JAIL must be "on" or "off", not "no"',
+    );
+  });
 });
 
 describe('mergeJobSettings: given, then saved, then defaults', () => {
