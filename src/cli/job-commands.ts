@@ -65,7 +65,7 @@ export async function setup(argv: string[], io: Io, env: CliEnvironment): Promis
   );
   if (host.vmIds)
     io.out(
-      `vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper, one uid and gid per VM)\n`,
+      `vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper-vm, one uid and gid per VM)\n`,
     );
   return 0;
 }

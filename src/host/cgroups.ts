@@ -129,6 +129,8 @@ export async function makeCgroup(name: string, limits: CgroupLimits): Promise<Vm
       const parent = path.dirname(dir);
       await mkdir(parent, { recursive: true });
       if (await isV2(dir)) await enableControllers(parent, layout);
+      // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
+      await rmdir(dir).catch(() => undefined);
       await mkdir(dir, { recursive: true });
     }
     for (const write of plan.writes) await writeFile(write.file, write.value);

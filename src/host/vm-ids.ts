@@ -6,8 +6,12 @@ import { readFile } from 'node:fs/promises';
 import { HyperError } from '../errors.js';
 import { run } from '../process/run.js';
 
-/** The system user whose subordinate ids the VMs run as; `hyper setup` makes it. */
-export const VM_USER = 'hyper';
+/**
+ * The system user whose subordinate ids the VMs run as; `hyper setup` makes
+ * it. Not `hyper`: that is the group docs/self-hosted.md has operators make
+ * for the Docker API socket.
+ */
+export const VM_USER = 'hyper-vm';
 
 /** A block of ids: `start` to `start + count - 1`. */
 export interface IdRange {
@@ -36,6 +40,14 @@ export function subordinateRange(text: string, user: string): IdRange | undefine
       return { start: Number(start), count: Number(count) };
   }
   return undefined;
+}
+
+/** The first /etc/passwd line whose uid falls in `range`. Pure. */
+export function userInRange(passwd: string, range: IdRange): string | undefined {
+  return passwd.split('\n').find((line) => {
+    const uid = Number(line.split(':')[2]);
+    return line.includes(':') && uid >= range.start && uid < range.start + range.count;
+  });
 }
 
 /** The first line of a subordinate-id file, of another user, whose block overlaps `range`. Pure. */
@@ -77,8 +89,15 @@ async function reserveVmIds(): Promise<IdRange> {
   ];
   let [uids, gids] = await read();
   const have = subordinateRange(uids, VM_USER);
-  if (have && sameRange(have, subordinateRange(gids, VM_USER))) return have;
+  if (have && sameRange(have, subordinateRange(gids, VM_USER))) return checkedRange(have);
   const range = have ?? DEFAULT_VM_IDS;
+  const user = userInRange(await readFile('/etc/passwd', 'utf8').catch(() => ''), range);
+  if (user)
+    throw new VmIdsError(
+      `the ids hyper runs VMs as (${range.start}-${range.start + range.count - 1}) include the user "${user.split(':')[0]}" in /etc/passwd; ` +
+        `give the user ${VM_USER} a free block of its own in /etc/subuid and /etc/subgid`,
+      { kind: 'Conflict' },
+    );
   for (const text of [uids, gids]) {
     const clash = overlappingEntry(text, range, VM_USER);
     if (clash)
@@ -88,8 +107,8 @@ async function reserveVmIds(): Promise<IdRange> {
         { kind: 'Conflict' },
       );
   }
-  const user = await run({ program: 'id', args: ['-u', VM_USER] }, { allowFailure: true });
-  if (user.exitCode !== 0) {
+  const known = await run({ program: 'id', args: ['-u', VM_USER] }, { allowFailure: true });
+  if (known.exitCode !== 0) {
     const made = await run(
       {
         program: 'useradd',
@@ -108,7 +127,7 @@ async function reserveVmIds(): Promise<IdRange> {
       },
       { allowFailure: true },
     );
-    if (made.exitCode !== 0 && made.exitCode !== 9)
+    if (made.exitCode !== 0)
       throw new VmIdsError(`could not make the system user ${VM_USER}: ${made.stderr.trim()}`, {
         kind: 'Unavailable',
       });
@@ -132,7 +151,17 @@ async function reserveVmIds(): Promise<IdRange> {
         kind: 'Internal',
       },
     );
-  return now;
+  return checkedRange(now);
+}
+
+/** A block with room for at least one VM besides the probe's id (probeId). */
+function checkedRange(range: IdRange): IdRange {
+  if (range.count < 2)
+    throw new VmIdsError(
+      `the block of ids /etc/subuid gives ${VM_USER} has ${range.count}; it needs one per VM at once, and one more`,
+      { kind: 'Invalid' },
+    );
+  return range;
 }
 
 function sameRange(a: IdRange, b: IdRange | undefined): boolean {

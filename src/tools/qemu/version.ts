@@ -21,3 +21,16 @@ export function parseQemuVersion(stdout: string): QemuVersion {
 export async function qemuVersion(binary: string): Promise<QemuVersion> {
   return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
 }
+
+const asked = new Map<string, Promise<QemuVersion>>();
+
+/** qemuVersion, asked once per binary and process (a failure is asked again). */
+export function knownQemuVersion(binary: string): Promise<QemuVersion> {
+  let version = asked.get(binary);
+  if (!version) {
+    version = qemuVersion(binary);
+    version.catch(() => asked.delete(binary));
+    asked.set(binary, version);
+  }
+  return version;
+}

@@ -44,15 +44,18 @@ export async function captureCheckpoint(
 ): Promise<void> {
   const target = checkpointPaths(spec.dir, tag);
   const partial = `${target.dir}.partial-${process.pid}`;
+  // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
+  const jail = await vmJail(qemu, spec.dir, undefined, confine);
+  const alias = await shortAlias(jail.dir);
   // The capture machine's sockets go in a short directory of their own: the VM's dir may be deep.
-  const run = await mkdtemp(path.join(os.tmpdir(), 'hyper-capture-'));
+  const run = await mkdtemp(path.join(os.tmpdir(), 'hyper-capture-')).catch(async (error: unknown) => {
+    await alias.remove();
+    throw error;
+  });
   const ram = path.join(partial, 'ram');
   const state = path.join(partial, 'state');
   const capture = { ...spec, dir: run };
   const paths = vmPaths(run);
-  // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
-  const jail = await vmJail(spec.dir, undefined, confine);
-  const alias = await shortAlias(jail.dir);
   const cgroup = cgroupName('capture', run);
   let exit: string | undefined;
   const log = await open(paths.qemuLog, 'a').catch(async (error: unknown) => {

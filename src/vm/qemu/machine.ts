@@ -266,28 +266,29 @@ export class QemuHypervisor implements Hypervisor {
   private async launch(spec: MachineSpec, launch: Launch, incoming?: string): Promise<number> {
     const paths = vmPaths(spec.dir);
     const network = spec.network;
-    const jail = await vmJail(
-      spec.dir,
-      network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined,
-      this.confine,
-    );
-    const cgroup = cgroupName('vm', spec.dir);
-    const procs = this.confine ? await this.joinCgroup(cgroup, spec) : [];
     // A jailed QEMU cannot remove its pidfile as it ends; the last one's must not be taken for this one's.
     await rm(paths.pid, { force: true });
     const log = await open(paths.qemuLog, 'a');
     let state: FileHandle | undefined;
     let disks: OpenDisks | undefined;
+    let child: ReturnType<typeof spawnQemu> | undefined;
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let spawnError: Error | undefined;
     try {
+      const jail = await vmJail(
+        this.qemu,
+        spec.dir,
+        network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined,
+        this.confine,
+      );
+      const procs = this.confine ? await this.joinCgroup(cgroupName('vm', spec.dir), spec) : [];
       state = incoming === undefined ? undefined : await open(incoming, 'r');
       disks = await openDisks(spec);
       // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
       if (spec.shares?.length) await startShares(spec.dir, spec.shares);
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
       const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
-      const child = spawnQemu(this.qemu, args, {
+      child = spawnQemu(this.qemu, args, {
         output: log.fd,
         procs,
         detached: true,
@@ -317,6 +318,8 @@ export class QemuHypervisor implements Hypervisor {
         await sleep(20);
       }
     } catch (error: unknown) {
+      // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
+      if (child && !exited) child.kill('SIGKILL');
       await this.released(spec.dir);
       throw error;
     } finally {

@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, type FileHandle, open, rm } from 'node:fs/promises';
+import { type FileHandle, lchown, open, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -138,8 +138,10 @@ export async function saveState(
   const alias = await shortAlias(jail.dir);
   const server = net.createServer();
   const out = createWriteStream(file, { mode: 0o600 });
+  let taken: net.Socket | undefined;
   const written = new Promise<void>((resolve, reject) => {
     server.once('connection', (connection) => {
+      taken = connection;
       server.close();
       connection.pipe(out);
       connection.once('error', reject);
@@ -152,15 +154,14 @@ export async function saveState(
       server.once('error', reject);
       server.listen(path.join(alias.path, 'save.sock'), resolve);
     });
-    if (jail.ids) {
-      await chown(socket, jail.ids.uid, jail.ids.gid);
-      await chmod(socket, 0o600);
-    }
+    // lchown: never through a link (the jail is sticky and root's, so QEMU cannot put one there anyway).
+    if (jail.ids) await lchown(socket, jail.ids.uid, jail.ids.gid);
     await qmp.execute('migrate', { uri: `unix:${pathInJail(jail, alias.path, 'save.sock')}` });
     await wait(qmp);
     await written;
   } finally {
     server.close();
+    taken?.destroy();
     out.destroy();
     await alias.remove();
     await rm(socket, { force: true });

@@ -326,7 +326,7 @@ export class TemplateStore {
     const ram = path.join(work, 'ram');
     const state = path.join(work, 'state');
     const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
-    const jail = await machineJail(path.join(work, 'jail'), this.confine);
+    const jail = await machineJail(this.qemu, path.join(work, 'jail'), this.confine);
     const cgroup = this.confine
       ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
       : { reason: 'HYPER_JAIL=off' };

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
 import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
 import { QmpClient } from '../../../src/vm/qemu/qmp.js';
+import { LEASES } from '../../../src/vm/qemu/jail.js';
+import { cgroupName } from '../../../src/vm/qemu/spawn.js';
 
 // The jail, measured on real QEMUs under TCG with hyper as root (as CI runs
 // it): what each QEMU is left with once it runs, read from /proc while it
@@ -97,30 +99,21 @@ function cgroupOf(text: string, controller: string): string | undefined {
 
 /**
  * The files of a process's memory and pids cgroups, v1 (a hybrid host like
- * the ones here) or v2: the memory limit, the most it has used, and the pids.
+ * the ones here) or v2: the memory limit and the pids.
  */
-async function cgroupFiles(
-  pid: number,
-): Promise<{ limit: string; peak: string; pidsMax: string; pidsNow: string }> {
+async function cgroupFiles(pid: number): Promise<{ limit: string; pidsMax: string; pidsNow: string }> {
   const text = await readFile(`/proc/${pid}/cgroup`, 'utf8');
   const memory = cgroupOf(text, 'memory');
   const pids = cgroupOf(text, 'pids');
   if (memory && pids)
     return {
       limit: `/sys/fs/cgroup/memory${memory}/memory.limit_in_bytes`,
-      peak: `/sys/fs/cgroup/memory${memory}/memory.max_usage_in_bytes`,
       pidsMax: `/sys/fs/cgroup/pids${pids}/pids.max`,
       pidsNow: `/sys/fs/cgroup/pids${pids}/pids.current`,
     };
   const dir = `/sys/fs/cgroup${cgroupOf(text, '') ?? ''}`;
-  const peak = (await readFile(`${dir}/memory.peak`)
-    .then(() => true)
-    .catch(() => false))
-    ? 'memory.peak'
-    : 'memory.current';
   return {
     limit: `${dir}/memory.max`,
-    peak: `${dir}/${peak}`,
     pidsMax: `${dir}/pids.max`,
     pidsNow: `${dir}/pids.current`,
   };
@@ -137,7 +130,7 @@ async function readNumber(file: string): Promise<number> {
 }
 
 async function subuidRange(): Promise<{ start: number; count: number }> {
-  const line = (await readFile('/etc/subuid', 'utf8')).split('\n').find((l) => l.startsWith('hyper:'));
+  const line = (await readFile('/etc/subuid', 'utf8')).split('\n').find((l) => l.startsWith('hyper-vm:'));
   const [, start, count] = (line ?? '').split(':');
   return { start: Number(start), count: Number(count) };
 }
@@ -162,18 +155,15 @@ afterEach(async () => {
 
 afterAll(async () => {
   expect(await qemuProcessesUnder(stateDir)).toEqual([]);
-  // No cgroup of this file's VMs is left.
-  for (const mount of ['/sys/fs/cgroup/memory/hyper', '/sys/fs/cgroup/hyper']) {
-    for (const name of await readdir(mount).catch(() => [] as string[])) {
-      const procs = await readFile(path.join(mount, name, 'cgroup.procs'), 'utf8').catch(() => '');
-      expect(procs.trim()).toBe('');
-    }
+  // No cgroup of this file's VMs is left, in either layout.
+  for (const name of ['web', 'db', 'app', 'hog']) {
+    const cgroup = cgroupName('vm', path.join(stateDir, 'vms', name));
+    for (const mount of ['/sys/fs/cgroup/memory/hyper', '/sys/fs/cgroup/pids/hyper', '/sys/fs/cgroup/hyper'])
+      await expect(readdir(path.join(mount, cgroup))).rejects.toThrow(/ENOENT/);
   }
   // Every uid this file's VMs held is given back.
-  for (const lease of await readdir('/run/hyper/vm-ids').catch(() => [] as string[]))
-    expect(await readFile(path.join('/run/hyper/vm-ids', lease), 'utf8').catch(() => '')).not.toContain(
-      stateDir,
-    );
+  for (const lease of await readdir(LEASES).catch(() => [] as string[]))
+    expect(await readFile(path.join(LEASES, lease), 'utf8').catch(() => '')).not.toContain(stateDir);
   await rm(stateDir, { recursive: true, force: true });
   for (const cleanup of cleanups) await cleanup();
   for (const name of ['HYPER_STATE_DIR', 'HYPER_ACCEL', 'HYPER_NETWORK']) delete process.env[name];
@@ -243,7 +233,7 @@ test('every QEMU hyper starts (template, clone, user-mode VM and its helper, cap
   );
   expect(new Set(kinds)).toEqual(new Set(['template', 'capture', 'vm']));
   expect(qemus.length).toBeGreaterThanOrEqual(5);
-  const uids = new Map<string, string>();
+  const uids = new Map<string, Set<string>>();
   for (const qemu of qemus) {
     const [uid] = qemu.uid.split('\t');
     expect(qemu.uid).toBe([uid, uid, uid, uid].join('\t'));
@@ -257,21 +247,26 @@ test('every QEMU hyper starts (template, clone, user-mode VM and its helper, cap
     const chroot = /-chroot (\S+)/.exec(qemu.cmdline)?.[1];
     expect(chroot).toMatch(/\/jail$/);
     expect(qemu.root).toBe(chroot);
-    uids.set(chroot ?? '', uid ?? '');
+    uids.set(chroot ?? '', (uids.get(chroot ?? '') ?? new Set()).add(uid ?? ''));
     // In a cgroup of hyper's, with a memory limit.
     expect(cgroupOf(qemu.cgroups, 'memory') ?? cgroupOf(qemu.cgroups, '')).toMatch(
       /^\/hyper\/(vm|template|capture)-/,
     );
   }
-  // One uid per jail: no two VMs share one (the capture machine shares its VM's jail, and uid).
-  expect(new Set(uids.values()).size).toBe(uids.size);
+  // One uid per jail, and no two jails share one. The capture machine is in
+  // web's jail: it ran as web's uid.
+  for (const held of uids.values()) expect(held.size).toBe(1);
+  const each = [...uids.values()].map((held) => [...held][0]);
+  expect(new Set(each).size).toBe(uids.size);
   expect(uids.size).toBeGreaterThanOrEqual(4);
+  const webJail = path.join(stateDir, 'vms', 'web', 'jail');
+  expect(qemus.filter((q) => q.root === webJail && q.cmdline.includes(' -S ')).length).toBeGreaterThan(0);
   // The helper runs as app's uid, chrooted with it, under the same filter.
   expect(helpers.size).toBeGreaterThan(0);
   for (const text of helpers) {
     const helper = JSON.parse(text) as Confinement;
     expect(helper.root).toMatch(/\/vms\/app\/jail$/);
-    expect(helper.uid.split('\t')[0]).toBe(uids.get(helper.root));
+    expect(uids.get(helper.root)).toEqual(new Set([helper.uid.split('\t')[0]]));
     expect(helper.capEff).toBe('0000000000000000');
     expect(helper.seccomp).toBe('2');
     expect(cgroupOf(helper.cgroups, 'memory') ?? cgroupOf(helper.cgroups, '')).toMatch(/^\/hyper\/vm-/);
@@ -316,7 +311,6 @@ test('a guest that allocates past its RAM, and a fork bomb in a guest, stay insi
   // The guest's kernel killed it (137), or awk found no more memory to have.
   expect(hogged.code === 137 || /memory/i.test(hogged.stderr)).toBe(true);
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
-  expect(await readNumber(files.peak)).toBeLessThanOrEqual(limit);
   // QEMU was not killed on the host: the guest ran out, not the host.
   expect((await row('hog')).pid).toBe(hog.pid);
 
@@ -334,12 +328,12 @@ test('a guest that allocates past its RAM, and a fork bomb in a guest, stay insi
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
-  // The guest's processes are the guest's: on the host, hog is QEMU's threads, far under the bound.
-  expect(Math.max(...threads)).toBeLessThanOrEqual(512);
-  expect(await readNumber(files.peak)).toBeLessThanOrEqual(limit);
+  // The guest's thousands of processes are the guest's: on the host, hog's
+  // cgroup holds QEMU's threads, a handful (its I/O pool has 64 at most).
+  expect(Math.max(...threads)).toBeLessThan(128);
   // The bomb kept hog's vCPU busy all along (an idle TCG guest takes a few
   // percent of a core): it ran while the other service answered.
-  expect((await cpuSeconds(hog.pid ?? 0)) - cpuBefore).toBeGreaterThan(2);
+  expect((await cpuSeconds(hog.pid ?? 0)) - cpuBefore).toBeGreaterThan(1);
   expect((await row('hog')).pid).toBe(hog.pid);
   await hyperOk('rm', '-f', 'hog');
   bomb.kill('SIGKILL');

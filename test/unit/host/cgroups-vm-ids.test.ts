@@ -1,5 +1,11 @@
 import { cgroupLayout, cgroupPlan } from '../../../src/host/cgroups.js';
-import { DEFAULT_VM_IDS, overlappingEntry, probeId, subordinateRange } from '../../../src/host/vm-ids.js';
+import {
+  DEFAULT_VM_IDS,
+  overlappingEntry,
+  probeId,
+  subordinateRange,
+  userInRange,
+} from '../../../src/host/vm-ids.js';
 
 // Mount lines as /proc/self/mountinfo prints them: a hybrid host (v1
 // controllers, an empty v2 at unified/) like the machines here, and a v2-only one.
@@ -71,6 +77,13 @@ describe('the ids VMs run as', () => {
     expect(subordinateRange(text, 'hyper')).toEqual({ start: 1879048192, count: 65536 });
     expect(subordinateRange('runner:100000:65536\n', 'hyper')).toBeUndefined();
     expect(subordinateRange('hyper:x:65536\n', 'hyper')).toBeUndefined();
+  });
+
+  test('a user of /etc/passwd whose uid is in the block is found', () => {
+    const passwd =
+      'root:x:0:0:root:/root:/bin/bash\nad-user:*:1879050000:1879050000::/home/ad-user:/bin/bash\n';
+    expect(userInRange(passwd, DEFAULT_VM_IDS)).toMatch(/^ad-user:/);
+    expect(userInRange('root:x:0:0:root:/root:/bin/bash\n', DEFAULT_VM_IDS)).toBeUndefined();
   });
 
   test("the probe's id is the block's last, which no VM gets", () => {

@@ -1,5 +1,6 @@
 import { cgroupName, machineLimits, qemuCommand } from '../../../src/vm/qemu/spawn.js';
 import { addFdArgs, qemuArgs } from '../../../src/vm/qemu/args.js';
+import { jailArgs, pathInJail } from '../../../src/vm/qemu/jail.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 
 describe('starting QEMU', () => {
@@ -75,5 +76,41 @@ describe('starting QEMU', () => {
     expect(drives[0]).toContain('file=/dev/fdset/1,file.locking=off,format=qcow2');
     expect(drives[1]).toContain('file=/dev/fdset/2,file.locking=off,format=qcow2');
     expect(drives.join(' ')).not.toContain('/s/web/rootfs.qcow2');
+  });
+});
+
+describe('the jail', () => {
+  const ids = { uid: 1879048200, gid: 1879048200 };
+  test("QEMU's options for the drop and the chroot follow its version: -runas/-chroot, then -run-with", () => {
+    expect(jailArgs({ dir: '/j', ids, qemuVersion: '7.2.22' })).toEqual([
+      '-runas',
+      '1879048200:1879048200',
+      '-chroot',
+      '/j',
+    ]);
+    expect(jailArgs({ dir: '/j', ids, qemuVersion: '6.2.0' })).toEqual(jailArgs({ dir: '/j', ids }));
+    expect(jailArgs({ dir: '/j', ids, qemuVersion: '8.2.2' })).toEqual([
+      '-run-with',
+      'chroot=/j',
+      '-runas',
+      '1879048200:1879048200',
+    ]);
+    expect(jailArgs({ dir: '/j', ids, qemuVersion: '9.0.0' })).toEqual(
+      jailArgs({ dir: '/j', ids, qemuVersion: '8.1.0' }),
+    );
+    expect(jailArgs({ dir: '/j', ids, qemuVersion: '10.0.2' })).toEqual([
+      '-run-with',
+      'chroot=/j,user=1879048200:1879048200',
+    ]);
+    // Not root: nothing to drop, no chroot.
+    expect(jailArgs({ dir: '/j' })).toEqual([]);
+    expect(jailArgs(undefined)).toEqual([]);
+  });
+
+  test('a socket in the jail: from its root once chrooted, else through the short alias', () => {
+    expect(pathInJail({ dir: '/deep/vms/web/jail', ids }, '/tmp/hyper-x/j', 'save.sock')).toBe('/save.sock');
+    expect(pathInJail({ dir: '/deep/vms/web/jail' }, '/tmp/hyper-x/j', 'save.sock')).toBe(
+      '/tmp/hyper-x/j/save.sock',
+    );
   });
 });
