@@ -51739,8 +51739,12 @@ async function probeSudo() {
 
 
 
-/** The system user whose subordinate ids the VMs run as; `hyper setup` makes it. */
-const VM_USER = 'hyper';
+/**
+ * The system user whose subordinate ids the VMs run as; `hyper setup` makes
+ * it. Not `hyper`: that is the group docs/self-hosted.md has operators make
+ * for the Docker API socket.
+ */
+const VM_USER = 'hyper-vm';
 /**
  * The block hyper reserves when the host has none for it: 65536 ids from
  * 0x70000000, above the ranges useradd hands out (100000 on) and the ones
@@ -51748,6 +51752,10 @@ const VM_USER = 'hyper';
  * 2^31, where some tools read a uid as negative.
  */
 const DEFAULT_VM_IDS = { start: 0x7000_0000, count: 65_536 };
+/** The id the accelerator probe's QEMU runs as: the block's last, which no VM is given. Pure. */
+function probeId(range) {
+    return range.start + range.count - 1;
+}
 /** The block /etc/subuid (or subgid) text gives `user`, if any. Pure. */
 function subordinateRange(text, user) {
     for (const line of text.split('\n')) {
@@ -51756,6 +51764,13 @@ function subordinateRange(text, user) {
             return { start: Number(start), count: Number(count) };
     }
     return undefined;
+}
+/** The first /etc/passwd line whose uid falls in `range`. Pure. */
+function userInRange(passwd, range) {
+    return passwd.split('\n').find((line) => {
+        const uid = Number(line.split(':')[2]);
+        return line.includes(':') && uid >= range.start && uid < range.start + range.count;
+    });
 }
 /** The first line of a subordinate-id file, of another user, whose block overlaps `range`. Pure. */
 function overlappingEntry(text, range, user) {
@@ -51794,16 +51809,20 @@ async function reserveVmIds() {
     let [uids, gids] = await read();
     const have = subordinateRange(uids, VM_USER);
     if (have && sameRange(have, subordinateRange(gids, VM_USER)))
-        return have;
+        return checkedRange(have);
     const range = have ?? DEFAULT_VM_IDS;
+    const user = userInRange(await (0,promises_namespaceObject.readFile)('/etc/passwd', 'utf8').catch(() => ''), range);
+    if (user)
+        throw new VmIdsError(`the ids hyper runs VMs as (${range.start}-${range.start + range.count - 1}) include the user "${user.split(':')[0]}" in /etc/passwd; ` +
+            `give the user ${VM_USER} a free block of its own in /etc/subuid and /etc/subgid`, { kind: 'Conflict' });
     for (const text of [uids, gids]) {
         const clash = overlappingEntry(text, range, VM_USER);
         if (clash)
             throw new VmIdsError(`the ids hyper runs VMs as (${range.start}-${range.start + range.count - 1}) overlap "${clash}" in /etc/subuid or /etc/subgid; ` +
                 `give the user ${VM_USER} a free block of its own in both files (for example with "usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST ${VM_USER}")`, { kind: 'Conflict' });
     }
-    const user = await run({ program: 'id', args: ['-u', VM_USER] }, { allowFailure: true });
-    if (user.exitCode !== 0) {
+    const known = await run({ program: 'id', args: ['-u', VM_USER] }, { allowFailure: true });
+    if (known.exitCode !== 0) {
         const made = await run({
             program: 'useradd',
             args: [
@@ -51819,7 +51838,7 @@ async function reserveVmIds() {
                 VM_USER,
             ],
         }, { allowFailure: true });
-        if (made.exitCode !== 0 && made.exitCode !== 9)
+        if (made.exitCode !== 0)
             throw new VmIdsError(`could not make the system user ${VM_USER}: ${made.stderr.trim()}`, {
                 kind: 'Unavailable',
             });
@@ -51837,10 +51856,42 @@ async function reserveVmIds() {
         throw new VmIdsError(`usermod did not reserve ids ${block} for the user ${VM_USER} in /etc/subuid and /etc/subgid`, {
             kind: 'Internal',
         });
-    return now;
+    return checkedRange(now);
+}
+/** A block with room for at least one VM besides the probe's id (probeId). */
+function checkedRange(range) {
+    if (range.count < 2)
+        throw new VmIdsError(`the block of ids /etc/subuid gives ${VM_USER} has ${range.count}; it needs one per VM at once, and one more`, { kind: 'Invalid' });
+    return range;
 }
 function sameRange(a, b) {
     return b !== undefined && a.start === b.start && a.count === b.count;
+}
+
+;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
+// In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
+
+function qemuVersionCommand(binary) {
+    return { program: binary, args: ['--version'] };
+}
+/** Parses `qemu-system-* --version` or `qemu-img --version`. Pure. */
+function parseQemuVersion(stdout) {
+    const text = stdout.split('\n')[0] ?? '';
+    return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
+}
+async function qemuVersion(binary) {
+    return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
+}
+const asked = new Map();
+/** qemuVersion, asked once per binary and process (a failure is asked again). */
+function knownQemuVersion(binary) {
+    let version = asked.get(binary);
+    if (!version) {
+        version = qemuVersion(binary);
+        version.catch(() => asked.delete(binary));
+        asked.set(binary, version);
+    }
+    return version;
 }
 
 ;// CONCATENATED MODULE: ./src/vm/qemu/jail.ts
@@ -51857,13 +51908,26 @@ function sameRange(a, b) {
 
 
 
+
 /** The name of the helper user networking runs, inside a jail. */
 const JAILED_CONNECT = 'hyper-connect';
-/** QEMU's options that drop its privileges and confine it, once it has opened its files. Pure. */
+/**
+ * QEMU's options that drop its privileges and confine it, once it has
+ * opened its files: `-runas` and `-chroot` up to 8.0; 8.1 moved the chroot
+ * into `-run-with` (and 9.0 removed `-chroot`), 9.1 the user too. `version`:
+ * QEMU's, as "7.2.22" (unknown: the oldest form). Pure.
+ */
 function jailArgs(jail) {
     if (!jail?.ids)
         return [];
-    return ['-runas', `${jail.ids.uid}:${jail.ids.gid}`, '-chroot', jail.dir];
+    const [major = 0, minor = 0] = (jail.qemuVersion ?? '').split('.').map(Number);
+    const at = major * 100 + minor;
+    const user = `${jail.ids.uid}:${jail.ids.gid}`;
+    if (at >= 901)
+        return ['-run-with', `chroot=${jail.dir},user=${user}`];
+    if (at >= 801)
+        return ['-run-with', `chroot=${jail.dir}`, '-runas', user];
+    return ['-runas', user, '-chroot', jail.dir];
 }
 /**
  * The path a QEMU in `jail` reaches file `name` of the jail by: from the
@@ -51874,53 +51938,58 @@ function pathInJail(jail, alias, name) {
     return jail.ids ? `/${name}` : external_node_path_default().join(alias, name);
 }
 /** Where a host keeps which VM holds which uid: gone with a reboot, as the VMs are. */
-const LEASES = '/run/hyper/vm-ids';
+const LEASES = '/run/hyper-vm-ids';
 /**
- * The jail of the VM in `vmDir`: `jail/` in it, owned by the uid the VM's
- * QEMU drops to (the one it had before when no other VM took it since).
- * `connect`: the user-networking helper, linked in when the VM needs it.
+ * The jail of the VM in `vmDir`: `jail/` in it, root's, with the group of
+ * the VM's gid, mode 1770: QEMU (that uid and gid) can make its sockets
+ * there but cannot move or replace what root put there (sticky), so hyper
+ * never follows a link QEMU planted. The VM keeps the ids it had while no
+ * other VM took them since. `connect`: the user-networking helper, linked
+ * in when the chrooted VM needs it.
  */
-async function vmJail(vmDir, connect, confine = true) {
-    const dir = external_node_path_default().join(vmDir, 'jail');
-    await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
-    if (connect) {
-        await (0,promises_namespaceObject.rm)(external_node_path_default().join(dir, JAILED_CONNECT), { force: true });
-        await linkOrCopy(connect, external_node_path_default().join(dir, JAILED_CONNECT));
-    }
-    if (!confine)
-        return { dir, off: true };
-    if (!(await ownsAllIds()))
-        return { dir };
-    const range = await vmIdRange();
-    const ids = await leaseIds(dir, range);
-    await (0,promises_namespaceObject.chown)(dir, ids.uid, ids.gid);
-    return { dir, ids };
+async function vmJail(qemu, vmDir, connect, confine = true) {
+    return jailIn(qemu, vmJailDir(vmDir), confine, connect);
 }
 /** A jail of its own for a machine hyper makes and ends itself (a boot template's), in `dir`. */
-async function machineJail(dir, confine = true) {
+function machineJail(qemu, dir, confine = true) {
+    return jailIn(qemu, dir, confine);
+}
+async function jailIn(qemu, dir, confine, connect) {
     await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
     if (!confine)
         return { dir, off: true };
     if (!(await ownsAllIds()))
         return { dir };
-    const ids = await leaseIds(dir, await vmIdRange());
-    await (0,promises_namespaceObject.chown)(dir, ids.uid, ids.gid);
-    return { dir, ids };
+    const { version } = await knownQemuVersion(qemu);
+    const ids = await withLeases(async () => leaseIds(dir, await vmIdRange()));
+    await (0,promises_namespaceObject.chown)(dir, 0, ids.gid);
+    await (0,promises_namespaceObject.chmod)(dir, 0o1770);
+    if (connect) {
+        // Made anew, never through a link: O_EXCL and link(2) do not follow one at the target.
+        const helper = external_node_path_default().join(dir, JAILED_CONNECT);
+        await (0,promises_namespaceObject.rm)(helper, { force: true });
+        await (0,promises_namespaceObject.link)(connect, helper).catch(async (error) => {
+            if (error.code !== 'EXDEV')
+                throw error;
+            await (0,promises_namespaceObject.copyFile)(connect, helper, external_node_fs_namespaceObject.constants.COPYFILE_EXCL);
+        });
+    }
+    return { dir, ids, qemuVersion: version };
 }
 /**
- * A uid (and the same gid) for the jail `dir`: the one that owns it when its
- * lease is still its own, else a free one of `range`. A lease is a file
- * named by the uid holding the jail's path, made with O_EXCL; one whose jail
- * is gone or owned by another uid is stale (sweepLeases).
+ * A uid (and the same gid) for the jail `dir`: the one whose group it has
+ * when its lease is still its own, else a free one of `range`. A lease is a
+ * file named by the uid holding the jail's path; one whose jail is gone or
+ * has another group is stale (sweepLeases). Under withLeases.
  */
 async function leaseIds(dir, range) {
-    await (0,promises_namespaceObject.mkdir)(LEASES, { recursive: true, mode: 0o700 });
     await sweepLeases();
-    const had = (await (0,promises_namespaceObject.stat)(dir)).uid;
-    if (had >= range.start && had < range.start + range.count && (await claim(had, dir)))
+    // The block's last id is the accelerator probe's (probeId).
+    const had = (await (0,promises_namespaceObject.stat)(dir)).gid;
+    if (had >= range.start && had < probeId(range) && (await claim(had, dir)))
         return { uid: had, gid: had };
     for (let attempt = 0; attempt < 64; attempt++) {
-        const uid = range.start + (0,external_node_crypto_.randomInt)(range.count);
+        const uid = range.start + (0,external_node_crypto_.randomInt)(range.count - 1);
         if (await claim(uid, dir))
             return { uid, gid: uid };
     }
@@ -51941,6 +52010,88 @@ async function claim(uid, dir) {
     }
 }
 /**
+ * Gives back the uid of the jail `dir` (its QEMU has ended): the lease goes,
+ * and the jail keeps its owner, so a start takes the same uid again when no
+ * other VM has taken it meanwhile.
+ */
+async function releaseJail(dir) {
+    const owner = (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))?.gid;
+    if (owner === undefined || owner === 0)
+        return;
+    const lease = external_node_path_default().join(LEASES, String(owner));
+    await withLeases(async () => {
+        if ((await (0,promises_namespaceObject.readFile)(lease, 'utf8').catch(() => '')) !== dir)
+            return;
+        // What QEMU left running as that uid (user networking's helpers outlive it) ends first: the next VM given it must not meet them.
+        if (!(await endProcessesOf(owner)))
+            return;
+        await (0,promises_namespaceObject.rm)(lease, { force: true });
+    });
+}
+/** SIGKILLs every process whose real uid is `uid`, and waits (2 s at most) until none is left; false when some still are. */
+async function endProcessesOf(uid) {
+    const deadline = Date.now() + 2000;
+    for (;;) {
+        let left = 0;
+        for (const entry of await (0,promises_namespaceObject.readdir)('/proc').catch(() => [])) {
+            if (!/^\d+$/.test(entry))
+                continue;
+            const status = await (0,promises_namespaceObject.readFile)(`/proc/${entry}/status`, 'utf8').catch(() => '');
+            const real = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+            // A zombie has let go of everything; its parent reaps it.
+            if (real !== String(uid) || /^State:\s+Z/m.test(status))
+                continue;
+            left++;
+            try {
+                process.kill(Number(entry), 'SIGKILL');
+            }
+            catch {
+                // Gone meanwhile.
+            }
+        }
+        if (left === 0)
+            return true;
+        if (Date.now() > deadline)
+            return false;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+}
+/**
+ * Runs `work` holding the host's lease lock (a directory made with mkdir),
+ * so that no sweep removes a lease another process has just claimed. A
+ * lock older than a minute was left by a process that died holding it.
+ */
+async function withLeases(work) {
+    await (0,promises_namespaceObject.mkdir)(LEASES, { recursive: true, mode: 0o700 });
+    const lock = `${LEASES}.lock`;
+    for (let waited = 0;; waited += 20) {
+        try {
+            await (0,promises_namespaceObject.mkdir)(lock);
+            break;
+        }
+        catch (error) {
+            if (error.code !== 'EEXIST')
+                throw error;
+            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+            if (age > 60_000)
+                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+            if (waited > 120_000)
+                throw new Error(`the VM id leases are locked by another hyper process (${lock})`, { cause: error });
+            await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+    }
+    try {
+        return await work();
+    }
+    finally {
+        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+    }
+}
+/** The jail directory of the VM in `vmDir`. Pure. */
+function vmJailDir(vmDir) {
+    return external_node_path_default().join(vmDir, 'jail');
+}
+/**
  * Removes the leases whose jail is gone or has another owner, made more
  * than a minute ago (a jail is chowned to its uid just after its lease is
  * made).
@@ -51952,7 +52103,7 @@ async function sweepLeases() {
         if (!made || Date.now() - made.mtimeMs < 60_000)
             continue;
         const dir = await (0,promises_namespaceObject.readFile)(lease, 'utf8').catch(() => '');
-        const owner = dir ? (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))?.uid : undefined;
+        const owner = dir ? (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))?.gid : undefined;
         if (owner !== Number(name))
             await (0,promises_namespaceObject.rm)(lease, { force: true });
     }
@@ -52389,8 +52540,10 @@ async function saveState(qmp, jail, file, wait) {
     const alias = await shortAlias(jail.dir);
     const server = external_node_net_default().createServer();
     const out = (0,external_node_fs_namespaceObject.createWriteStream)(file, { mode: 0o600 });
+    let taken;
     const written = new Promise((resolve, reject) => {
         server.once('connection', (connection) => {
+            taken = connection;
             server.close();
             connection.pipe(out);
             connection.once('error', reject);
@@ -52403,16 +52556,16 @@ async function saveState(qmp, jail, file, wait) {
             server.once('error', reject);
             server.listen(external_node_path_default().join(alias.path, 'save.sock'), resolve);
         });
-        if (jail.ids) {
-            await (0,promises_namespaceObject.chown)(socket, jail.ids.uid, jail.ids.gid);
-            await (0,promises_namespaceObject.chmod)(socket, 0o600);
-        }
+        // lchown: never through a link (the jail is sticky and root's, so QEMU cannot put one there anyway).
+        if (jail.ids)
+            await (0,promises_namespaceObject.lchown)(socket, jail.ids.uid, jail.ids.gid);
         await qmp.execute('migrate', { uri: `unix:${pathInJail(jail, alias.path, 'save.sock')}` });
         await wait(qmp);
         await written;
     }
     finally {
         server.close();
+        taken?.destroy();
         out.destroy();
         await alias.remove();
         await (0,promises_namespaceObject.rm)(socket, { force: true });
@@ -52525,6 +52678,8 @@ async function makeCgroup(name, limits) {
             await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
             if (await isV2(dir))
                 await enableControllers(parent, layout);
+            // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
+            await (0,promises_namespaceObject.rmdir)(dir).catch(() => undefined);
             await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
         }
         for (const write of plan.writes)
@@ -52649,7 +52804,7 @@ async function fileIdentity(file) {
 }
 const qemuVersions = new Map();
 /** `qemu --version`, asked once per binary and process. */
-function qemuVersion(qemu) {
+function template_qemuVersion(qemu) {
     let version = qemuVersions.get(qemu);
     if (!version) {
         version = run({ program: qemu, args: ['--version'] }).then(({ stdout }) => stdout.split('\n')[0]?.trim() ?? '');
@@ -52665,7 +52820,7 @@ async function templateIdentity(qemu, spec, hostTscKhz, hostCpu) {
         bundle: spec.bundle.version,
         kernel: await fileIdentity(spec.bundle.kernel),
         initrd: await fileIdentity(spec.bundle.initrd),
-        qemu: `${await qemuVersion(qemu)} (${await fileIdentity(binary)})`,
+        qemu: `${await template_qemuVersion(qemu)} (${await fileIdentity(binary)})`,
         accel: spec.accel,
         cpu: spec.accel !== 'kvm' ? 'max' : spec.cpuModel ? `model ${spec.cpuModel}` : hostCpu,
         ...(spec.accel === 'kvm' && spec.cpuModel ? { cpuModel: spec.cpuModel } : {}),
@@ -52839,7 +52994,7 @@ class TemplateStore {
         const ram = external_node_path_default().join(work, 'ram');
         const state = external_node_path_default().join(work, 'state');
         const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
-        const jail = await machineJail(external_node_path_default().join(work, 'jail'), this.confine);
+        const jail = await machineJail(this.qemu, external_node_path_default().join(work, 'jail'), this.confine);
         const cgroup = this.confine
             ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
             : { reason: 'HYPER_JAIL=off' };
@@ -52874,6 +53029,7 @@ class TemplateStore {
             };
             await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(work, 'meta.json'), JSON.stringify(meta, null, 2));
             // Only what a clone needs is kept; the rest was the template machine's own.
+            await releaseJail(jail.dir);
             for (const file of [
                 paths.qmp,
                 paths.agent,
@@ -52897,6 +53053,7 @@ class TemplateStore {
                 child.kill('SIGKILL');
             await waitForEnd(() => exited);
             await removeCgroup(cgroupName('template', work));
+            await releaseJail(jail.dir);
             await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
         }
     }
@@ -53014,15 +53171,18 @@ function writableNodes(spec) {
 async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true) {
     const target = checkpointPaths(spec.dir, tag);
     const partial = `${target.dir}.partial-${process.pid}`;
+    // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
+    const jail = await vmJail(qemu, spec.dir, undefined, confine);
+    const alias = await shortAlias(jail.dir);
     // The capture machine's sockets go in a short directory of their own: the VM's dir may be deep.
-    const run = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-capture-'));
+    const run = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-capture-')).catch(async (error) => {
+        await alias.remove();
+        throw error;
+    });
     const ram = external_node_path_default().join(partial, 'ram');
     const state = external_node_path_default().join(partial, 'state');
     const capture = { ...spec, dir: run };
     const paths = vmPaths(run);
-    // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
-    const jail = await vmJail(spec.dir, undefined, confine);
-    const alias = await shortAlias(jail.dir);
     const cgroup = cgroupName('capture', run);
     let exit;
     const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a').catch(async (error) => {
@@ -53509,17 +53669,17 @@ class QemuHypervisor {
     async launch(spec, launch, incoming) {
         const paths = vmPaths(spec.dir);
         const network = spec.network;
-        const jail = await vmJail(spec.dir, network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined, this.confine);
-        const cgroup = cgroupName('vm', spec.dir);
-        const procs = this.confine ? await this.joinCgroup(cgroup, spec) : [];
         // A jailed QEMU cannot remove its pidfile as it ends; the last one's must not be taken for this one's.
         await (0,promises_namespaceObject.rm)(paths.pid, { force: true });
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
         let state;
         let disks;
+        let child;
         let exited;
         let spawnError;
         try {
+            const jail = await vmJail(this.qemu, spec.dir, network?.kind === 'user' && network.guestForwards.length > 0 ? network.connect : undefined, this.confine);
+            const procs = this.confine ? await this.joinCgroup(cgroupName('vm', spec.dir), spec) : [];
             state = incoming === undefined ? undefined : await (0,promises_namespaceObject.open)(incoming, 'r');
             disks = await openDisks(spec);
             // Each shared directory's virtiofsd first: QEMU connects to their sockets as it starts.
@@ -53527,7 +53687,7 @@ class QemuHypervisor {
                 await startShares(spec.dir, spec.shares);
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
             const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
-            const child = spawnQemu(this.qemu, args, {
+            child = spawnQemu(this.qemu, args, {
                 output: log.fd,
                 procs,
                 detached: true,
@@ -53557,8 +53717,10 @@ class QemuHypervisor {
             }
         }
         catch (error) {
-            await stopShares(spec.dir);
-            await removeCgroup(cgroup);
+            // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
+            if (child && !exited)
+                child.kill('SIGKILL');
+            await this.released(spec.dir);
             throw error;
         }
         finally {
@@ -53645,8 +53807,7 @@ class QemuHypervisor {
         const paths = vmPaths(spec.dir);
         const pid = await readPid(paths.pid);
         if (pid === undefined || !(await isOurProcess(pid, spec.dir))) {
-            await stopShares(spec.dir);
-            await removeCgroup(cgroupName('vm', spec.dir));
+            await this.released(spec.dir);
             return 'graceful';
         }
         // No grace: nothing is asked of the guest, whose service could otherwise exit on its stop signal first.
@@ -53668,8 +53829,7 @@ class QemuHypervisor {
             // No agent: nothing graceful is possible; fall through to the deadline and kill.
         }
         if (await pids_waitForExit(pid, spec.dir, Math.max(0, deadline - Date.now()))) {
-            await stopShares(spec.dir);
-            await removeCgroup(cgroupName('vm', spec.dir));
+            await this.released(spec.dir);
             return 'graceful';
         }
         await this.kill(spec);
@@ -53678,8 +53838,13 @@ class QemuHypervisor {
     async kill(spec) {
         await this.killQemu(spec);
         // virtiofsd ends when QEMU goes; whatever is left is stopped.
-        await stopShares(spec.dir);
-        await removeCgroup(cgroupName('vm', spec.dir));
+        await this.released(spec.dir);
+    }
+    /** What a VM whose QEMU has ended holds on the host: its shares' virtiofsd, its cgroup, its uid. */
+    async released(dir) {
+        await stopShares(dir);
+        await removeCgroup(cgroupName('vm', dir));
+        await releaseJail(vmJailDir(dir));
     }
     async killQemu(spec) {
         const pid = await readPid(vmPaths(spec.dir).pid);
@@ -54062,21 +54227,6 @@ function machineSpec(draft, fields, view) {
     return slots === undefined ? spec : { ...spec, slots };
 }
 
-;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
-// In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
-
-function qemuVersionCommand(binary) {
-    return { program: binary, args: ['--version'] };
-}
-/** Parses `qemu-system-* --version` or `qemu-img --version`. Pure. */
-function parseQemuVersion(stdout) {
-    const text = stdout.split('\n')[0] ?? '';
-    return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
-}
-async function version_qemuVersion(binary) {
-    return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
-}
-
 ;// CONCATENATED MODULE: ./src/host/space.ts
 
 /** Bytes free to an unprivileged writer; undefined when statfs failed (missing path, no permission, odd fs). Pure. */
@@ -54131,7 +54281,7 @@ const snapshots_qemuVersions = new Map();
 async function snapshots_qemuVersion(qemu) {
     let text = snapshots_qemuVersions.get(qemu);
     if (!text) {
-        text = version_qemuVersion(qemu).then((v) => v.text);
+        text = qemuVersion(qemu).then((v) => v.text);
         snapshots_qemuVersions.set(qemu, text);
         text.catch(() => snapshots_qemuVersions.delete(qemu));
     }
@@ -63286,14 +63436,17 @@ const PROBE_TIMEOUT_MS = 6000;
  * immediate poweroff. With a named CPU model, QEMU refuses to start when the
  * host lacks any feature the model names. Pure.
  */
-function probeArgs(bundle, consoleFile, cpuModel) {
+function probeArgs(bundle, consoleFile, cpuModel, runAs) {
+    // Once it has opened /dev/kvm and its files, QEMU drops to `runAs` in the console's (empty) directory.
+    const jail = runAs ? ['-runas', `${runAs.uid}:${runAs.gid}`, '-chroot', external_node_path_default().dirname(consoleFile)] : [];
     // prettier-ignore
     return [
         '-M', 'microvm,x-option-roms=off', '-accel', 'kvm', '-cpu', cpuModel ? `${cpuModel},enforce` : 'host',
         '-m', '128M', '-smp', '1',
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
         // The probe has no network: nothing it runs needs a privilege change.
-        ...qemuSandbox({ dropsPrivileges: false, spawns: false }),
+        ...qemuSandbox({ dropsPrivileges: runAs !== undefined, spawns: false }),
+        ...jail,
         '-kernel', bundle.kernel, '-initrd', bundle.initrd,
         '-append', 'console=ttyS0 panic=-1 rdinit=/bin/poweroff -- -f',
         '-serial', `file:${consoleFile}`,
@@ -63356,7 +63509,7 @@ async function bootOnce(bundle, options, cpuModel) {
     try {
         dir = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-kvm-probe-'));
         const consoleFile = external_node_path_default().join(dir, 'console');
-        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel) }, options.timeoutMs);
+        const outcome = await runProbe({ program: options.qemu, args: probeArgs(bundle, consoleFile, cpuModel, options.runAs) }, options.timeoutMs);
         // No console file at all: the guest printed nothing. Any other error: it cannot be read.
         const console = await (0,promises_namespaceObject.readFile)(consoleFile, 'utf8').catch((error) => isNotFound(error) ? '' : undefined);
         const why = judgeProbe({ ...outcome, console });
@@ -63454,6 +63607,7 @@ async function chooseAccel(choice, bundle, options) {
         qemu: options.qemu,
         kvmDevice: options.kvmDevice ?? '/dev/kvm',
         timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS,
+        runAs: options.runAs,
     };
     const { failure, cpuModel } = await cachedProbe(bundle, settings, options.cacheFile);
     if (failure === undefined)
@@ -63487,15 +63641,16 @@ async function prepareHost(job, reporter, release = {}) {
         urlTemplate: host.guestBundleUrl,
         githubApiUrl: host.githubApiUrl,
     });
+    // Made (or found) before any QEMU, so that a host where it cannot be fails before anything is made.
+    const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
     const decision = await chooseAccel(job.settings.accel, bundle, {
         qemu: host.qemu,
+        ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),
         ...(host.kvmDevice ? { kvmDevice: host.kvmDevice } : {}),
         cacheFile: external_node_path_default().join(job.cacheDir, 'accel-probe.json'),
     });
     if (decision.warning)
         reporter.warn(decision.warning);
-    // Made (or found) before any VM, so that a host where it cannot be fails before anything is made.
-    const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
     return {
         ...job,
         ...(vmIds ? { vmIds } : {}),
@@ -69620,7 +69775,7 @@ async function setup(argv, io, env) {
     const host = await job.prepare(reporter(io));
     io.out(`accel ${host.accel}\nguest bundle ${host.bundle.version}\nkernel ${host.bundle.kernel}\ninitrd ${host.bundle.initrd}\n`);
     if (host.vmIds)
-        io.out(`vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper, one uid and gid per VM)\n`);
+        io.out(`vm ids ${host.vmIds.start}-${host.vmIds.start + host.vmIds.count - 1} (user hyper-vm, one uid and gid per VM)\n`);
     return 0;
 }
 /**
