@@ -52015,6 +52015,8 @@ async function claim(uid, dir) {
  * other VM has taken it meanwhile.
  */
 async function releaseJail(dir) {
+    if (!(await ownsAllIds()))
+        return;
     const owner = (await (0,promises_namespaceObject.stat)(dir).catch(() => undefined))?.gid;
     if (owner === undefined || owner === 0)
         return;

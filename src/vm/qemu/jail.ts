@@ -142,6 +142,7 @@ async function claim(uid: number, dir: string): Promise<boolean> {
  * other VM has taken it meanwhile.
  */
 export async function releaseJail(dir: string): Promise<void> {
+  if (!(await ownsAllIds())) return;
   const owner = (await stat(dir).catch(() => undefined))?.gid;
   if (owner === undefined || owner === 0) return;
   const lease = path.join(LEASES, String(owner));
