@@ -44,17 +44,23 @@ interface Confinement {
 
 async function confinement(pid: number): Promise<Confinement | undefined> {
   try {
+    // Read before the status that shows it alive: an exited process (a
+    // zombie) is in the root cgroup and has no root or command line.
+    const cgroups = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+    const root = await readlink(`/proc/${pid}/root`);
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
     const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
+    if (!cmdline.trim() || /^[ZX]/.test(field('State'))) return undefined;
     return {
-      cmdline: (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' '),
+      cmdline,
       uid: field('Uid'),
       gid: field('Gid'),
       capEff: field('CapEff'),
       noNewPrivs: field('NoNewPrivs'),
       seccomp: field('Seccomp'),
-      root: await readlink(`/proc/${pid}/root`),
-      cgroups: await readFile(`/proc/${pid}/cgroup`, 'utf8'),
+      root,
+      cgroups,
     };
   } catch {
     return undefined;
