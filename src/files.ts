@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { type ErrorKind, HyperError } from './errors.js';
 import { run } from './process/run.js';
 
@@ -113,4 +113,34 @@ export async function readStateFile<T>(
   const parsed = parseStateJson(text, shape);
   if ('why' in parsed) throw new DamagedStateError(file, parsed.why, remedy);
   return parsed.value as T;
+}
+
+/**
+ * Runs `work` holding `lock`, a directory made with mkdir (atomic on every
+ * filesystem), between hyper processes. A lock older than `staleMs` was
+ * left by a process that died holding it and is taken over; after
+ * `timeoutMs` of waiting, `busy(cause)` is thrown.
+ */
+export async function withDirLock<T>(
+  lock: string,
+  options: { staleMs: number; pollMs: number; timeoutMs: number; busy: (cause: unknown) => Error },
+  work: () => Promise<T>,
+): Promise<T> {
+  for (let waited = 0; ; waited += options.pollMs) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (error: unknown) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age > options.staleMs) await rmdir(lock).catch(() => undefined);
+      if (waited > options.timeoutMs) throw options.busy(error);
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs));
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    await rmdir(lock).catch(() => undefined);
+  }
 }

@@ -48059,6 +48059,36 @@ async function readStateFile(file, remedy, shape = 'object') {
         throw new DamagedStateError(file, parsed.why, remedy);
     return parsed.value;
 }
+/**
+ * Runs `work` holding `lock`, a directory made with mkdir (atomic on every
+ * filesystem), between hyper processes. A lock older than `staleMs` was
+ * left by a process that died holding it and is taken over; after
+ * `timeoutMs` of waiting, `busy(cause)` is thrown.
+ */
+async function withDirLock(lock, options, work) {
+    for (let waited = 0;; waited += options.pollMs) {
+        try {
+            await (0,promises_namespaceObject.mkdir)(lock);
+            break;
+        }
+        catch (error) {
+            if (error.code !== 'EEXIST')
+                throw error;
+            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+            if (age > options.staleMs)
+                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+            if (waited > options.timeoutMs)
+                throw options.busy(error);
+            await new Promise((resolve) => setTimeout(resolve, options.pollMs));
+        }
+    }
+    try {
+        return await work();
+    }
+    finally {
+        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
+    }
+}
 
 ;// CONCATENATED MODULE: ./src/vm/paths.ts
 
@@ -51909,6 +51939,7 @@ function knownQemuVersion(binary) {
 
 
 
+
 /** The name of the helper user networking runs, inside a jail. */
 const JAILED_CONNECT = 'hyper-connect';
 /**
@@ -52066,28 +52097,12 @@ async function endProcessesOf(uid) {
 async function withLeases(work) {
     await (0,promises_namespaceObject.mkdir)(LEASES, { recursive: true, mode: 0o700 });
     const lock = `${LEASES}.lock`;
-    for (let waited = 0;; waited += 20) {
-        try {
-            await (0,promises_namespaceObject.mkdir)(lock);
-            break;
-        }
-        catch (error) {
-            if (error.code !== 'EEXIST')
-                throw error;
-            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-            if (age > 60_000)
-                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-            if (waited > 120_000)
-                throw new Error(`the VM id leases are locked by another hyper process (${lock})`, { cause: error });
-            await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-    }
-    try {
-        return await work();
-    }
-    finally {
-        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-    }
+    return withDirLock(lock, {
+        staleMs: 60_000,
+        pollMs: 20,
+        timeoutMs: 120_000,
+        busy: (cause) => new Error(`the VM id leases are locked by another hyper process (${lock})`, { cause }),
+    }, work);
 }
 /** The jail directory of the VM in `vmDir`. Pure. */
 function vmJailDir(vmDir) {
@@ -52754,6 +52769,7 @@ async function sweepCgroups() {
 
 
 
+
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
 const TEMPLATE_FORMAT = 1;
 /**
@@ -52804,17 +52820,6 @@ async function fileIdentity(file) {
     const info = await (0,promises_namespaceObject.stat)(file);
     return `${file}|${info.size}|${info.mtimeMs}`;
 }
-const qemuVersions = new Map();
-/** `qemu --version`, asked once per binary and process. */
-function template_qemuVersion(qemu) {
-    let version = qemuVersions.get(qemu);
-    if (!version) {
-        version = run({ program: qemu, args: ['--version'] }).then(({ stdout }) => stdout.split('\n')[0]?.trim() ?? '');
-        version.catch(() => qemuVersions.delete(qemu));
-        qemuVersions.set(qemu, version);
-    }
-    return version;
-}
 async function templateIdentity(qemu, spec, hostTscKhz, hostCpu) {
     const binary = (await programPath(qemu)) ?? qemu;
     return {
@@ -52822,7 +52827,7 @@ async function templateIdentity(qemu, spec, hostTscKhz, hostCpu) {
         bundle: spec.bundle.version,
         kernel: await fileIdentity(spec.bundle.kernel),
         initrd: await fileIdentity(spec.bundle.initrd),
-        qemu: `${await template_qemuVersion(qemu)} (${await fileIdentity(binary)})`,
+        qemu: `${(await knownQemuVersion(qemu)).text.trim()} (${await fileIdentity(binary)})`,
         accel: spec.accel,
         cpu: spec.accel !== 'kvm' ? 'max' : spec.cpuModel ? `model ${spec.cpuModel}` : hostCpu,
         ...(spec.accel === 'kvm' && spec.cpuModel ? { cpuModel: spec.cpuModel } : {}),
@@ -54278,14 +54283,14 @@ async function readSnapshots(record) {
 async function writeSnapshots(record, snapshots) {
     await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
-const snapshots_qemuVersions = new Map();
+const qemuVersions = new Map();
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
 async function snapshots_qemuVersion(qemu) {
-    let text = snapshots_qemuVersions.get(qemu);
+    let text = qemuVersions.get(qemu);
     if (!text) {
         text = qemuVersion(qemu).then((v) => v.text);
-        snapshots_qemuVersions.set(qemu, text);
-        text.catch(() => snapshots_qemuVersions.delete(qemu));
+        qemuVersions.set(qemu, text);
+        text.catch(() => qemuVersions.delete(qemu));
     }
     return text;
 }
@@ -58344,31 +58349,14 @@ async function writeNetwork(stateDir, record) {
 async function withLock(stateDir, work) {
     const lock = external_node_path_default().join(stateDir, 'network.lock');
     await (0,promises_namespaceObject.mkdir)(stateDir, { recursive: true });
-    for (let waited = 0;; waited += 50) {
-        try {
-            await (0,promises_namespaceObject.mkdir)(lock);
-            break;
-        }
-        catch (error) {
-            if (error.code !== 'EEXIST')
-                throw error;
-            const age = Date.now() - ((await (0,promises_namespaceObject.stat)(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-            // A lock this old was left by a process that died holding it.
-            if (age > 120_000)
-                await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-            if (waited > 120_000)
-                throw new NetworkError(`the job network is locked by another hyper process (${lock})`, {
-                    kind: 'Conflict',
-                });
-            await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-    }
-    try {
-        return await work();
-    }
-    finally {
-        await (0,promises_namespaceObject.rmdir)(lock).catch(() => undefined);
-    }
+    return withDirLock(lock, {
+        staleMs: 120_000,
+        pollMs: 50,
+        timeoutMs: 120_000,
+        busy: () => new NetworkError(`the job network is locked by another hyper process (${lock})`, {
+            kind: 'Conflict',
+        }),
+    }, work);
 }
 
 ;// CONCATENATED MODULE: ./src/network/user-driver.ts

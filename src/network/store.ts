@@ -1,6 +1,6 @@
-import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readStateFile, writeFileAtomic } from '../files.js';
+import { readStateFile, withDirLock, writeFileAtomic } from '../files.js';
 import type { NetworkRecord } from './driver.js';
 import { NetworkError } from './settings.js';
 
@@ -28,25 +28,17 @@ export async function writeNetwork(stateDir: string, record: NetworkRecord): Pro
 export async function withLock<T>(stateDir: string, work: () => Promise<T>): Promise<T> {
   const lock = path.join(stateDir, 'network.lock');
   await mkdir(stateDir, { recursive: true });
-  for (let waited = 0; ; waited += 50) {
-    try {
-      await mkdir(lock);
-      break;
-    } catch (error: unknown) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-      // A lock this old was left by a process that died holding it.
-      if (age > 120_000) await rmdir(lock).catch(() => undefined);
-      if (waited > 120_000)
-        throw new NetworkError(`the job network is locked by another hyper process (${lock})`, {
+  return withDirLock(
+    lock,
+    {
+      staleMs: 120_000,
+      pollMs: 50,
+      timeoutMs: 120_000,
+      busy: () =>
+        new NetworkError(`the job network is locked by another hyper process (${lock})`, {
           kind: 'Conflict',
-        });
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    await rmdir(lock).catch(() => undefined);
-  }
+        }),
+    },
+    work,
+  );
 }

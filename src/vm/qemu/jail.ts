@@ -17,7 +17,6 @@ import {
   readdir,
   readFile,
   rm,
-  rmdir,
   stat,
   symlink,
 } from 'node:fs/promises';
@@ -26,6 +25,7 @@ import path from 'node:path';
 import { ownsAllIds } from '../../host/user.js';
 import { type IdRange, probeId, vmIdRange } from '../../host/vm-ids.js';
 import { knownQemuVersion } from '../../tools/qemu/version.js';
+import { withDirLock } from '../../files.js';
 
 /** A QEMU's jail: its directory, and the ids it drops to (absent when hyper is not root: nothing to drop). */
 export interface Jail {
@@ -186,24 +186,16 @@ async function endProcessesOf(uid: number): Promise<boolean> {
 async function withLeases<T>(work: () => Promise<T>): Promise<T> {
   await mkdir(LEASES, { recursive: true, mode: 0o700 });
   const lock = `${LEASES}.lock`;
-  for (let waited = 0; ; waited += 20) {
-    try {
-      await mkdir(lock);
-      break;
-    } catch (error: unknown) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-      if (age > 60_000) await rmdir(lock).catch(() => undefined);
-      if (waited > 120_000)
-        throw new Error(`the VM id leases are locked by another hyper process (${lock})`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    await rmdir(lock).catch(() => undefined);
-  }
+  return withDirLock(
+    lock,
+    {
+      staleMs: 60_000,
+      pollMs: 20,
+      timeoutMs: 120_000,
+      busy: (cause) => new Error(`the VM id leases are locked by another hyper process (${lock})`, { cause }),
+    },
+    work,
+  );
 }
 
 /** The jail directory of the VM in `vmDir`. Pure. */

@@ -5,13 +5,14 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileDigest } from '../../files.js';
-import { programPath, run, trimOutput } from '../../process/run.js';
+import { programPath, trimOutput } from '../../process/run.js';
 import type { Accel, GuestBundle, MachineSpec } from '../hypervisor.js';
 import { vmPaths } from '../paths.js';
 import { isAlive, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';
+import { knownQemuVersion } from '../../tools/qemu/version.js';
 import { machineJail, releaseJail } from './jail.js';
 import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
 import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
@@ -118,21 +119,6 @@ async function fileIdentity(file: string): Promise<string> {
   return `${file}|${info.size}|${info.mtimeMs}`;
 }
 
-const qemuVersions = new Map<string, Promise<string>>();
-
-/** `qemu --version`, asked once per binary and process. */
-function qemuVersion(qemu: string): Promise<string> {
-  let version = qemuVersions.get(qemu);
-  if (!version) {
-    version = run({ program: qemu, args: ['--version'] }).then(
-      ({ stdout }) => stdout.split('\n')[0]?.trim() ?? '',
-    );
-    version.catch(() => qemuVersions.delete(qemu));
-    qemuVersions.set(qemu, version);
-  }
-  return version;
-}
-
 export async function templateIdentity(
   qemu: string,
   spec: Pick<MachineSpec, 'bundle' | 'accel' | 'cpuModel' | 'memoryMiB' | 'cpus'> & { slots: number },
@@ -145,7 +131,7 @@ export async function templateIdentity(
     bundle: spec.bundle.version,
     kernel: await fileIdentity(spec.bundle.kernel),
     initrd: await fileIdentity(spec.bundle.initrd),
-    qemu: `${await qemuVersion(qemu)} (${await fileIdentity(binary)})`,
+    qemu: `${(await knownQemuVersion(qemu)).text.trim()} (${await fileIdentity(binary)})`,
     accel: spec.accel,
     cpu: spec.accel !== 'kvm' ? 'max' : spec.cpuModel ? `model ${spec.cpuModel}` : hostCpu,
     ...(spec.accel === 'kvm' && spec.cpuModel ? { cpuModel: spec.cpuModel } : {}),
