@@ -53172,10 +53172,84 @@ function writableNodes(spec) {
  * Saves checkpoint `tag` of the running VM `spec`: its writable disks as
  * qcow2 internal snapshots `tag`, and its RAM and device state in
  * checkpointPaths(spec.dir, tag). The VM is paused from the disk snapshots
- * until its RAM has moved out, and runs on whatever happens. On failure the
- * checkpoint's files are gone; the disk snapshots are the caller's to delete.
+ * until its RAM has moved out, and runs on whatever happens. On failure
+ * nothing is kept: neither the checkpoint's files nor the disk snapshots.
  */
 async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true) {
+    const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+    try {
+        const { running } = (await vm.execute('query-status'));
+        let paused = false;
+        const held = {
+            pause: async () => {
+                await vm.execute('stop');
+                paused = running;
+            },
+            resume: async () => {
+                if (!paused)
+                    return;
+                paused = false;
+                await vm.execute('cont');
+            },
+        };
+        try {
+            await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held);
+        }
+        catch (error) {
+            await undo(vm, spec, tag, held, running);
+            throw error;
+        }
+    }
+    finally {
+        vm.close();
+    }
+}
+/**
+ * After a failed capture, whose files are gone by now (a disk the RAM filled
+ * has its space back): deletes the disk snapshots before the VM runs on. A
+ * snapshot shares every cluster, so each guest write copies one, and on a
+ * full disk QEMU stops the guest (werror=enospc). A VM that stopped so
+ * while the capture filled the disk runs again too.
+ */
+async function undo(vm, spec, tag, held, running) {
+    const migration = await settleMigration(vm);
+    // A completed migration has let go of the disks; only `cont` takes them back.
+    if (migration === 'completed')
+        await held.resume();
+    await deleteDiskSnapshots(vm, writableNodes(spec), tag).catch(() => undefined);
+    await held.resume();
+    const status = (await vm.execute('query-status'));
+    if (running && status.status === 'io-error')
+        await vm.execute('cont');
+}
+/**
+ * Ends the VM's outgoing migration, if one is still under way, and returns
+ * how it ended.
+ */
+async function settleMigration(vm) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+        const info = (await vm.execute('query-migrate'));
+        if (info.status === undefined || SETTLED.has(info.status) || Date.now() > deadline)
+            return info.status;
+        await vm.execute('migrate_cancel').catch(() => undefined);
+        await sleep(10);
+    }
+}
+const SETTLED = new Set(['none', 'completed', 'failed', 'cancelled']);
+/** Deletes internal snapshot `tag` from these block nodes of a running QEMU; a node without it is skipped. */
+async function deleteDiskSnapshots(qmp, nodes, tag) {
+    for (const node of nodes) {
+        await qmp
+            .execute('blockdev-snapshot-delete-internal-sync', { device: node, name: tag })
+            .catch((error) => {
+            if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
+                throw error;
+        });
+    }
+}
+/** The capture itself: on failure its files are gone, and the VM (`held`) is the caller's to undo. */
+async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held) {
     const target = checkpointPaths(spec.dir, tag);
     const partial = `${target.dir}.partial-${process.pid}`;
     // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
@@ -53214,7 +53288,7 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine
                 // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
                 const channel = `unix:${captureSocket(jail, alias.path)}`;
                 await machine.execute('migrate-incoming', { uri: channel });
-                await moveOut(spec, tag, channel, timeoutMs, () => exit);
+                await moveOut(vm, held, spec, tag, channel, timeoutMs, () => exit);
                 await waitForMigration(machine, timeoutMs);
                 await machine.execute('migrate-set-capabilities', {
                     capabilities: [{ capability: 'x-ignore-shared', state: true }],
@@ -53256,40 +53330,26 @@ function captureSocket(jail, alias) {
 /**
  * Pauses the VM, snapshots its writable disks, and migrates it (all of its
  * RAM) into the capture machine listening on `channel`; then the VM runs on.
+ * On failure it stays paused, for undo().
  */
-async function moveOut(spec, tag, channel, timeoutMs, captureExit) {
-    const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
-    try {
-        const status = (await vm.execute('query-status'));
-        await vm.execute('stop');
-        try {
-            // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
-            await vm.execute('transaction', {
-                actions: writableNodes(spec).map((node) => ({
-                    type: 'blockdev-snapshot-internal-sync',
-                    data: { device: node, name: tag },
-                })),
-            });
-            // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
-            await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
-            await vm.execute('migrate', { uri: channel });
-            await waitForMigration(vm, timeoutMs).catch(async (error) => {
-                // A capture machine that died (a full disk under its RAM file is SIGBUS) leaves the migration waiting.
-                await vm.execute('migrate_cancel').catch(() => undefined);
-                throw error;
-            });
-            if (captureExit() !== undefined)
-                throw new CheckpointError('the capture machine ended during the move');
-        }
-        finally {
-            // After a migration QEMU has let go of the disks; `cont` takes them back.
-            if (status.running)
-                await vm.execute('cont');
-        }
-    }
-    finally {
-        vm.close();
-    }
+async function moveOut(vm, held, spec, tag, channel, timeoutMs, captureExit) {
+    await held.pause();
+    // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
+    await vm.execute('transaction', {
+        actions: writableNodes(spec).map((node) => ({
+            type: 'blockdev-snapshot-internal-sync',
+            data: { device: node, name: tag },
+        })),
+    });
+    // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
+    await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+    await vm.execute('migrate', { uri: channel });
+    // A capture machine that died (a full disk under its RAM file is SIGBUS) fails the migration, or leaves it waiting: undo() cancels it.
+    await waitForMigration(vm, timeoutMs);
+    // After a migration QEMU has let go of the disks; `cont` takes them back.
+    await held.resume();
+    if (captureExit() !== undefined)
+        throw new CheckpointError('the capture machine ended during the move');
 }
 /** Connects to a starting QEMU's QMP socket, failing at once if the process ends first. */
 async function connectWhileAlive(socket, exit) {
@@ -53934,16 +53994,7 @@ class QemuHypervisor {
         // A VM restored from it maps the RAM file privately: its pages stay with it.
         await (0,promises_namespaceObject.rm)(checkpointPaths(spec.dir, tag).dir, { recursive: true, force: true });
         if (await this.isRunning(spec)) {
-            await this.withQmp(spec, async (qmp) => {
-                for (const serial of serials) {
-                    await qmp
-                        .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
-                        .catch((error) => {
-                        if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
-                            throw error;
-                    });
-                }
-            });
+            await this.withQmp(spec, (qmp) => deleteDiskSnapshots(qmp, serials.map(nodeOf), tag));
             return;
         }
         for (const serial of serials) {

@@ -31,8 +31,8 @@ export function writableNodes(spec: MachineSpec): string[] {
  * Saves checkpoint `tag` of the running VM `spec`: its writable disks as
  * qcow2 internal snapshots `tag`, and its RAM and device state in
  * checkpointPaths(spec.dir, tag). The VM is paused from the disk snapshots
- * until its RAM has moved out, and runs on whatever happens. On failure the
- * checkpoint's files are gone; the disk snapshots are the caller's to delete.
+ * until its RAM has moved out, and runs on whatever happens. On failure
+ * nothing is kept: neither the checkpoint's files nor the disk snapshots.
  */
 export async function captureCheckpoint(
   qemu: string,
@@ -41,6 +41,103 @@ export async function captureCheckpoint(
   hostTscKhz: number,
   timeoutMs: number,
   confine = true,
+): Promise<void> {
+  const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+  try {
+    const { running } = (await vm.execute('query-status')) as { running: boolean };
+    let paused = false;
+    const held: Hold = {
+      pause: async () => {
+        await vm.execute('stop');
+        paused = running;
+      },
+      resume: async () => {
+        if (!paused) return;
+        paused = false;
+        await vm.execute('cont');
+      },
+    };
+    try {
+      await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held);
+    } catch (error: unknown) {
+      await undo(vm, spec, tag, held, running);
+      throw error;
+    }
+  } finally {
+    vm.close();
+  }
+}
+
+/** Pausing the VM for the move, and running it again once (if it ran before). */
+interface Hold {
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+}
+
+/**
+ * After a failed capture, whose files are gone by now (a disk the RAM filled
+ * has its space back): deletes the disk snapshots before the VM runs on. A
+ * snapshot shares every cluster, so each guest write copies one, and on a
+ * full disk QEMU stops the guest (werror=enospc). A VM that stopped so
+ * while the capture filled the disk runs again too.
+ */
+async function undo(
+  vm: QmpClient,
+  spec: MachineSpec,
+  tag: string,
+  held: Hold,
+  running: boolean,
+): Promise<void> {
+  const migration = await settleMigration(vm);
+  // A completed migration has let go of the disks; only `cont` takes them back.
+  if (migration === 'completed') await held.resume();
+  await deleteDiskSnapshots(vm, writableNodes(spec), tag).catch(() => undefined);
+  await held.resume();
+  const status = (await vm.execute('query-status')) as { status: string };
+  if (running && status.status === 'io-error') await vm.execute('cont');
+}
+
+/**
+ * Ends the VM's outgoing migration, if one is still under way, and returns
+ * how it ended.
+ */
+async function settleMigration(vm: QmpClient): Promise<string | undefined> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const info = (await vm.execute('query-migrate')) as { status?: string };
+    if (info.status === undefined || SETTLED.has(info.status) || Date.now() > deadline) return info.status;
+    await vm.execute('migrate_cancel').catch(() => undefined);
+    await sleep(10);
+  }
+}
+
+const SETTLED = new Set(['none', 'completed', 'failed', 'cancelled']);
+
+/** Deletes internal snapshot `tag` from these block nodes of a running QEMU; a node without it is skipped. */
+export async function deleteDiskSnapshots(
+  qmp: QmpClient,
+  nodes: readonly string[],
+  tag: string,
+): Promise<void> {
+  for (const node of nodes) {
+    await qmp
+      .execute('blockdev-snapshot-delete-internal-sync', { device: node, name: tag })
+      .catch((error: unknown) => {
+        if (!/not found|does not exist|can't find|cannot find/i.test((error as Error).message)) throw error;
+      });
+  }
+}
+
+/** The capture itself: on failure its files are gone, and the VM (`held`) is the caller's to undo. */
+async function runCapture(
+  qemu: string,
+  spec: MachineSpec,
+  tag: string,
+  hostTscKhz: number,
+  timeoutMs: number,
+  confine: boolean,
+  vm: QmpClient,
+  held: Hold,
 ): Promise<void> {
   const target = checkpointPaths(spec.dir, tag);
   const partial = `${target.dir}.partial-${process.pid}`;
@@ -80,7 +177,7 @@ export async function captureCheckpoint(
         // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
         const channel = `unix:${captureSocket(jail, alias.path)}`;
         await machine.execute('migrate-incoming', { uri: channel });
-        await moveOut(spec, tag, channel, timeoutMs, () => exit);
+        await moveOut(vm, held, spec, tag, channel, timeoutMs, () => exit);
         await waitForMigration(machine, timeoutMs);
         await machine.execute('migrate-set-capabilities', {
           capabilities: [{ capability: 'x-ignore-shared', state: true }],
@@ -122,42 +219,33 @@ function captureSocket(jail: Jail, alias: string): string {
 /**
  * Pauses the VM, snapshots its writable disks, and migrates it (all of its
  * RAM) into the capture machine listening on `channel`; then the VM runs on.
+ * On failure it stays paused, for undo().
  */
 async function moveOut(
+  vm: QmpClient,
+  held: Hold,
   spec: MachineSpec,
   tag: string,
   channel: string,
   timeoutMs: number,
   captureExit: () => string | undefined,
 ): Promise<void> {
-  const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
-  try {
-    const status = (await vm.execute('query-status')) as { running: boolean };
-    await vm.execute('stop');
-    try {
-      // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
-      await vm.execute('transaction', {
-        actions: writableNodes(spec).map((node) => ({
-          type: 'blockdev-snapshot-internal-sync',
-          data: { device: node, name: tag },
-        })),
-      });
-      // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
-      await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
-      await vm.execute('migrate', { uri: channel });
-      await waitForMigration(vm, timeoutMs).catch(async (error: unknown) => {
-        // A capture machine that died (a full disk under its RAM file is SIGBUS) leaves the migration waiting.
-        await vm.execute('migrate_cancel').catch(() => undefined);
-        throw error;
-      });
-      if (captureExit() !== undefined) throw new CheckpointError('the capture machine ended during the move');
-    } finally {
-      // After a migration QEMU has let go of the disks; `cont` takes them back.
-      if (status.running) await vm.execute('cont');
-    }
-  } finally {
-    vm.close();
-  }
+  await held.pause();
+  // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
+  await vm.execute('transaction', {
+    actions: writableNodes(spec).map((node) => ({
+      type: 'blockdev-snapshot-internal-sync',
+      data: { device: node, name: tag },
+    })),
+  });
+  // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
+  await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+  await vm.execute('migrate', { uri: channel });
+  // A capture machine that died (a full disk under its RAM file is SIGBUS) fails the migration, or leaves it waiting: undo() cancels it.
+  await waitForMigration(vm, timeoutMs);
+  // After a migration QEMU has let go of the disks; `cont` takes them back.
+  await held.resume();
+  if (captureExit() !== undefined) throw new CheckpointError('the capture machine ended during the move');
 }
 
 /** Connects to a starting QEMU's QMP socket, failing at once if the process ends first. */

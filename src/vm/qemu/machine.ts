@@ -17,7 +17,7 @@ import type {
   Started,
 } from '../hypervisor.js';
 import { checkpointPaths, MAX_SOCKET_PATH, vmPaths } from '../paths.js';
-import { captureCheckpoint } from './checkpoint.js';
+import { captureCheckpoint, deleteDiskSnapshots } from './checkpoint.js';
 import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
@@ -555,16 +555,7 @@ export class QemuHypervisor implements Hypervisor {
     // A VM restored from it maps the RAM file privately: its pages stay with it.
     await rm(checkpointPaths(spec.dir, tag).dir, { recursive: true, force: true });
     if (await this.isRunning(spec)) {
-      await this.withQmp(spec, async (qmp) => {
-        for (const serial of serials) {
-          await qmp
-            .execute('blockdev-snapshot-delete-internal-sync', { device: nodeOf(serial), name: tag })
-            .catch((error: unknown) => {
-              if (!/not found|does not exist|can't find|cannot find/i.test((error as Error).message))
-                throw error;
-            });
-        }
-      });
+      await this.withQmp(spec, (qmp) => deleteDiskSnapshots(qmp, serials.map(nodeOf), tag));
       return;
     }
     for (const serial of serials) {
