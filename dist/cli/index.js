@@ -52592,14 +52592,37 @@ async function saveState(qmp, jail, file, wait) {
 ;// CONCATENATED MODULE: ./src/host/cgroups.ts
 // A cgroup per VM, so that what a guest makes its QEMU do (grow its memory,
 // spawn helpers, spin its vCPUs) stays within bounds on the host. Made under
-// `hyper/` at the top of each hierarchy, as Docker's cgroupfs driver makes
-// `docker/`: cgroup v2, or the v1 hierarchies of the memory, pids and cpu
-// controllers where the host has them there (hybrid hosts).
+// a parent cgroup in each hierarchy: cgroup v2, or the v1 hierarchies of the
+// memory, pids and cpu controllers where the host has them there (hybrid
+// hosts). The parent follows dockerd's --cgroup-parent: an absolute one
+// (`/hyper`, the default, as Docker's cgroupfs driver makes `/docker`) is
+// under each hierarchy's root; a relative one is under hyper's own cgroup,
+// which is how a systemd service with Delegate=yes keeps its VMs inside the
+// tree systemd gave it.
 
 
 const CONTROLLERS = ['memory', 'pids', 'cpu'];
-/** The directory under each hierarchy's top that holds the VMs' cgroups. */
-const CGROUP_PARENT = 'hyper';
+/** Where the VMs' cgroups go unless HYPER_CGROUP_PARENT says otherwise. */
+const DEFAULT_CGROUP_PARENT = '/hyper';
+/**
+ * Under cgroup v2 a cgroup that hands controllers to its children holds no
+ * process itself: hyper moves out of its own cgroup into this child of it
+ * before its VMs' parent is made there.
+ */
+const SELF_LEAF = 'supervisor';
+/**
+ * HYPER_CGROUP_PARENT checked: absolute (from each hierarchy's root) or
+ * relative (under hyper's own cgroup), plain names between slashes. The
+ * reason it is refused, if it is. Pure.
+ */
+function cgroupParentProblem(parent) {
+    const names = parent.replace(/^\//, '').replace(/\/$/, '').split('/');
+    if (names.some((name) => name === '' || name === '.' || name === '..'))
+        return 'give cgroup names between slashes, with no "." or ".." and no empty name';
+    if (!parent.startsWith('/') && names[0] === SELF_LEAF)
+        return `"${SELF_LEAF}" under hyper's own cgroup is where hyper itself moves`;
+    return undefined;
+}
 /**
  * The cgroup mounts in a /proc/self/mountinfo text: which v1 hierarchy holds
  * each controller, and the v2 mount with the controllers its
@@ -52613,42 +52636,94 @@ function cgroupLayout(mountinfo, v2Controllers) {
         const [before, after] = line.split(' - ');
         if (!before || !after)
             continue;
-        const mount = before.split(' ')[4];
+        const [, , , root, mount] = before.split(' ');
         const [fstype, , superOptions = ''] = after.split(' ');
-        if (!mount)
+        if (!mount || !root)
             continue;
         if (fstype === 'cgroup2')
-            unified ??= mount;
+            unified ??= { mount, root };
         if (fstype !== 'cgroup')
             continue;
         const options = superOptions.split(',');
         for (const controller of CONTROLLERS)
             if (options.includes(controller))
-                layout[controller] ??= { mount, v2: false };
+                layout[controller] ??= { mount, root, v2: false };
     }
     if (unified !== undefined) {
-        const available = v2Controllers(unified);
+        const available = v2Controllers(unified.mount);
         for (const controller of CONTROLLERS)
             if (!layout[controller] && available.includes(controller))
-                layout[controller] = { mount: unified, v2: true };
+                layout[controller] = { ...unified, v2: true };
     }
     return layout;
 }
-/** The directories of cgroup `name` (one per hierarchy) and the limit writes in each. Pure. */
-function cgroupPlan(layout, name, limits) {
+/** The cgroups in a /proc/PID/cgroup text. Pure. */
+function ownCgroups(text) {
+    const own = { v1: {} };
+    for (const line of text.split('\n')) {
+        const match = /^(\d+):([^:]*):(.*)$/.exec(line);
+        if (!match)
+            continue;
+        const [, id, controllers = '', cgroup = '/'] = match;
+        if (id === '0' && controllers === '')
+            own.unified = cgroup;
+        else
+            for (const controller of controllers.split(','))
+                own.v1[controller] ??= cgroup;
+    }
+    return own;
+}
+/**
+ * The directory of cgroup `parent` in each hierarchy of `layout`, for a
+ * process whose own cgroups are `own`; a controller whose own cgroup is
+ * outside the mounted tree is left out. Pure.
+ */
+function parentPlaces(layout, own, parent) {
+    const places = {};
+    for (const controller of CONTROLLERS) {
+        const where = layout[controller];
+        if (!where)
+            continue;
+        if (parent.startsWith('/')) {
+            places[controller] = { dir: external_node_path_default().join(where.mount, parent), mount: where.mount, v2: where.v2 };
+            continue;
+        }
+        const mine = (where.v2 ? own.unified : own.v1[controller]) ?? '/';
+        const inside = external_node_path_default().posix.relative(where.root, mine);
+        if (inside.startsWith('..'))
+            continue;
+        const ownDir = external_node_path_default().join(where.mount, inside);
+        places[controller] = { dir: external_node_path_default().join(ownDir, parent), mount: where.mount, v2: where.v2, own: ownDir };
+    }
+    return places;
+}
+/** The directories of cgroup `name` (one per hierarchy, under `places`) and the limit writes in each. Pure. */
+function cgroupPlan(places, name, limits) {
     const dirs = [];
     const writes = [];
     for (const controller of CONTROLLERS) {
-        const place = layout[controller];
+        const place = places[controller];
         if (!place)
             continue;
-        const dir = external_node_path_default().join(place.mount, CGROUP_PARENT, name);
+        const dir = external_node_path_default().join(place.dir, name);
         if (!dirs.includes(dir))
             dirs.push(dir);
         const [file, value] = limitFile(controller, place.v2, limits);
         writes.push({ file: external_node_path_default().join(dir, file), value });
     }
     return { dirs, writes };
+}
+/**
+ * The v2 cgroups whose cgroup.subtree_control must list the controllers for
+ * `place`'s children to have them: from where hyper may write (its own
+ * cgroup for a relative parent, else the root) down to the parent. Pure.
+ */
+function subtreeChain(place) {
+    const from = place.own ?? place.mount;
+    const chain = [from];
+    for (const name of external_node_path_default().relative(from, place.dir).split('/').filter(Boolean))
+        chain.push(external_node_path_default().join(chain[chain.length - 1] ?? from, name));
+    return chain;
 }
 function limitFile(controller, v2, limits) {
     if (controller === 'memory')
@@ -52676,79 +52751,137 @@ function hostLayout() {
     })();
     return layoutRead;
 }
+/** This process's cgroups as it started: read once, before hyper moves itself (SELF_LEAF). */
+let ownRead;
+function startingCgroups() {
+    ownRead ??= (0,promises_namespaceObject.readFile)('/proc/self/cgroup', 'utf8')
+        .catch(() => '')
+        .then(ownCgroups);
+    return ownRead;
+}
+/** Moves done (one per own v2 cgroup), so that each is done once per process. */
+const leavesMade = new Map();
 /**
- * Makes cgroup `name` with `limits` in every hierarchy that has one of the
- * controllers, and says which cgroup.procs files a process joins. Never
- * throws: a host where none can be made (not root, no controller, a
- * read-only cgroupfs) gets the reason, and whatever was made is removed.
+ * Moves every process of v2 cgroup `ownDir` into its child SELF_LEAF, so
+ * that `ownDir` may hand controllers to the VMs' parent. The root cgroup is
+ * exempt from the rule and is left as it is.
  */
-async function makeCgroup(name, limits) {
-    if (process.getuid?.() !== 0)
-        return { reason: 'hyper is not running as root' };
-    const layout = await hostLayout();
-    const plan = cgroupPlan(layout, name, limits);
-    if (plan.dirs.length === 0)
-        return { reason: 'the host mounts no cgroup hierarchy with the memory, pids or cpu controller' };
-    try {
-        for (const dir of plan.dirs) {
-            const parent = external_node_path_default().dirname(dir);
-            await (0,promises_namespaceObject.mkdir)(parent, { recursive: true });
-            if (await isV2(dir))
-                await enableControllers(parent, layout);
-            // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
-            await (0,promises_namespaceObject.rmdir)(dir).catch(() => undefined);
-            await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
-        }
-        for (const write of plan.writes)
-            await (0,promises_namespaceObject.writeFile)(write.file, write.value);
-        return { procs: plan.dirs.map((dir) => external_node_path_default().join(dir, 'cgroup.procs')), dirs: plan.dirs };
+function leaveOwnCgroup(ownDir, mount) {
+    if (ownDir === mount)
+        return Promise.resolve();
+    let move = leavesMade.get(ownDir);
+    if (!move) {
+        move = (async () => {
+            const leaf = external_node_path_default().join(ownDir, SELF_LEAF);
+            await (0,promises_namespaceObject.mkdir)(leaf, { recursive: true });
+            // A process that starts meanwhile (a child being spawned) lands in ownDir too: go round until it is empty.
+            for (let round = 0; round < 10; round++) {
+                const pids = (await (0,promises_namespaceObject.readFile)(external_node_path_default().join(ownDir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+                if (pids.length === 0)
+                    return;
+                for (const pid of pids)
+                    await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(leaf, 'cgroup.procs'), pid).catch((error) => {
+                        // A process that ended is gone from the list; any other failure is the caller's reason.
+                        if (error.code !== 'ESRCH')
+                            throw error;
+                    });
+            }
+        })();
+        move.catch(() => leavesMade.delete(ownDir));
+        leavesMade.set(ownDir, move);
     }
-    catch (error) {
-        await removeCgroup(name);
-        return { reason: `cannot make cgroup ${CGROUP_PARENT}/${name}: ${error.message}` };
-    }
-}
-async function isV2(dir) {
-    const layout = await hostLayout();
-    return Object.values(layout).some((place) => place.v2 && dir.startsWith(`${place.mount}/`));
-}
-/** In v2 a cgroup hands its controllers to its children only when its parent's subtree_control lists them. */
-async function enableControllers(parent, layout) {
-    const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
-    const top = external_node_path_default().dirname(parent);
-    const enabled = (await (0,promises_namespaceObject.readFile)(external_node_path_default().join(top, 'cgroup.subtree_control'), 'utf8').catch(() => '')).split(/\s+/);
-    const missing = wanted.filter((controller) => !enabled.includes(controller));
-    if (missing.length)
-        await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(top, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
-    await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(parent, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
-}
-/** Removes cgroup `name` from every hierarchy; one that still holds a process stays. */
-async function removeCgroup(name) {
-    const layout = await hostLayout();
-    const mounts = new Set(Object.values(layout).map((place) => place.mount));
-    for (const mount of mounts)
-        await (0,promises_namespaceObject.rmdir)(external_node_path_default().join(mount, CGROUP_PARENT, name)).catch(() => undefined);
+    return move;
 }
 /**
- * Removes the VMs' cgroups that hold no process any more and were made more
- * than a minute ago (one just made is about to be joined): what a QEMU that
- * ended on its own, or a hyper that was killed, left behind.
+ * The VMs' cgroups on this host, under `parent` (HYPER_CGROUP_PARENT,
+ * checked by cgroupParentProblem). Only root makes them.
  */
-async function sweepCgroups() {
-    if (process.getuid?.() !== 0)
-        return;
-    const layout = await hostLayout();
-    const mounts = new Set(Object.values(layout).map((place) => place.mount));
-    for (const mount of mounts) {
-        const parent = external_node_path_default().join(mount, CGROUP_PARENT);
-        for (const entry of await (0,promises_namespaceObject.readdir)(parent, { withFileTypes: true }).catch(() => [])) {
-            if (!entry.isDirectory())
-                continue;
-            const dir = external_node_path_default().join(parent, entry.name);
-            const made = await (0,promises_namespaceObject.stat)(dir).catch(() => undefined);
-            if (made && Date.now() - made.mtimeMs > 60_000)
+class VmCgroups {
+    parent;
+    constructor(parent = DEFAULT_CGROUP_PARENT) {
+        this.parent = parent;
+    }
+    async places() {
+        return parentPlaces(await hostLayout(), await startingCgroups(), this.parent);
+    }
+    /**
+     * Makes cgroup `name` with `limits` in every hierarchy that has one of
+     * the controllers, and says which cgroup.procs files a process joins.
+     * Never throws: a host where none can be made (not root, no controller,
+     * a read-only cgroupfs, a v2 parent not delegated to hyper) gets the
+     * reason, and whatever was made is removed.
+     */
+    async make(name, limits) {
+        if (process.getuid?.() !== 0)
+            return { reason: 'hyper is not running as root' };
+        const places = await this.places();
+        const plan = cgroupPlan(places, name, limits);
+        if (plan.dirs.length === 0)
+            return { reason: 'the host mounts no cgroup hierarchy with the memory, pids or cpu controller' };
+        try {
+            // One v2 parent serves all three controllers: made once.
+            const parents = new Map(Object.values(places).map((place) => [place.dir, place]));
+            for (const place of parents.values()) {
+                if (place.v2)
+                    await this.delegate(place);
+                else
+                    await (0,promises_namespaceObject.mkdir)(place.dir, { recursive: true });
+            }
+            for (const dir of plan.dirs) {
+                // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
                 await (0,promises_namespaceObject.rmdir)(dir).catch(() => undefined);
+                await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+            }
+            for (const write of plan.writes)
+                await (0,promises_namespaceObject.writeFile)(write.file, write.value);
+            return { procs: plan.dirs.map((dir) => external_node_path_default().join(dir, 'cgroup.procs')), dirs: plan.dirs };
         }
+        catch (error) {
+            await this.remove(name);
+            return { reason: `cannot make cgroup ${external_node_path_default().join(this.parent, name)}: ${error.message}` };
+        }
+    }
+    /** Makes a v2 parent whose children get the controllers: each cgroup on the way hands them down. */
+    async delegate(place) {
+        const layout = await hostLayout();
+        const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
+        if (place.own)
+            await leaveOwnCgroup(place.own, place.mount);
+        for (const dir of subtreeChain(place)) {
+            await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
+            const file = external_node_path_default().join(dir, 'cgroup.subtree_control');
+            const enabled = (await (0,promises_namespaceObject.readFile)(file, 'utf8')).split(/\s+/);
+            const missing = wanted.filter((controller) => !enabled.includes(controller));
+            if (missing.length)
+                await (0,promises_namespaceObject.writeFile)(file, missing.map((c) => `+${c}`).join(' '));
+        }
+    }
+    /** Removes cgroup `name` from every hierarchy; one that still holds a process stays. */
+    async remove(name) {
+        for (const dir of await this.parentDirs())
+            await (0,promises_namespaceObject.rmdir)(external_node_path_default().join(dir, name)).catch(() => undefined);
+    }
+    /**
+     * Removes the VMs' cgroups that hold no process any more and were made
+     * more than a minute ago (one just made is about to be joined): what a
+     * QEMU that ended on its own, or a hyper that was killed, left behind.
+     */
+    async sweep() {
+        if (process.getuid?.() !== 0)
+            return;
+        for (const parent of await this.parentDirs()) {
+            for (const entry of await (0,promises_namespaceObject.readdir)(parent, { withFileTypes: true }).catch(() => [])) {
+                if (!entry.isDirectory())
+                    continue;
+                const dir = external_node_path_default().join(parent, entry.name);
+                const made = await (0,promises_namespaceObject.stat)(dir).catch(() => undefined);
+                if (made && Date.now() - made.mtimeMs > 60_000)
+                    await (0,promises_namespaceObject.rmdir)(dir).catch(() => undefined);
+            }
+        }
+    }
+    async parentDirs() {
+        return [...new Set(Object.values(await this.places()).map((place) => place.dir))];
     }
 }
 
@@ -52858,12 +52991,16 @@ class TemplateStore {
     root;
     qemu;
     confine;
+    cgroups;
     constructor(root, qemu, 
     /** False: template machines run without their jail (HYPER_JAIL=off). */
-    confine = true) {
+    confine = true, 
+    /** Where the template machines' cgroups go (HYPER_CGROUP_PARENT). */
+    cgroups = new VmCgroups()) {
         this.root = root;
         this.qemu = qemu;
         this.confine = confine;
+        this.cgroups = cgroups;
     }
     /**
      * The template for `identity`, made first when there is none (or, with
@@ -53003,7 +53140,7 @@ class TemplateStore {
         const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
         const jail = await machineJail(this.qemu, external_node_path_default().join(work, 'jail'), this.confine);
         const cgroup = this.confine
-            ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
+            ? await this.cgroups.make(cgroupName('template', work), machineLimits(spec))
             : { reason: 'HYPER_JAIL=off' };
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
         const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail), { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] });
@@ -53059,7 +53196,7 @@ class TemplateStore {
             if (!exited)
                 child.kill('SIGKILL');
             await waitForEnd(() => exited);
-            await removeCgroup(cgroupName('template', work));
+            await this.cgroups.remove(cgroupName('template', work));
             await releaseJail(jail.dir);
             await (0,promises_namespaceObject.rm)(work, { recursive: true, force: true });
         }
@@ -53175,7 +53312,7 @@ function writableNodes(spec) {
  * until its RAM has moved out, and runs on whatever happens. On failure
  * nothing is kept: neither the checkpoint's files nor the disk snapshots.
  */
-async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true) {
+async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true, cgroups = new VmCgroups()) {
     const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
     try {
         const { running } = (await vm.execute('query-status'));
@@ -53193,7 +53330,7 @@ async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine
             },
         };
         try {
-            await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held);
+            await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held);
         }
         catch (error) {
             await undo(vm, spec, tag, held, running);
@@ -53249,7 +53386,7 @@ async function deleteDiskSnapshots(qmp, nodes, tag) {
     }
 }
 /** The capture itself: on failure its files are gone, and the VM (`held`) is the caller's to undo. */
-async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held) {
+async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held) {
     const target = checkpointPaths(spec.dir, tag);
     const partial = `${target.dir}.partial-${process.pid}`;
     // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
@@ -53275,7 +53412,7 @@ async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, h
         await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
         await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
-        const limits = confine ? await makeCgroup(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
+        const limits = confine ? await cgroups.make(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
         const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
             output: log.fd,
             procs: 'procs' in limits ? limits.procs : [],
@@ -53316,7 +53453,7 @@ async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, h
     }
     finally {
         await log.close();
-        await removeCgroup(cgroup);
+        await cgroups.remove(cgroup);
         await alias.remove();
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
         await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
@@ -53566,16 +53703,20 @@ class QemuHypervisor {
     qemu;
     templates;
     confine;
+    cgroups;
     /**
      * `qemu`: the qemu-system binary, a name on PATH or a path. `templates`:
      * where boot templates are kept; without it every VM boots in full.
      */
     constructor(qemu = DEFAULT_QEMU, templates, 
     /** False: QEMU runs without its jail (HYPER_JAIL=off; see jail.ts). */
-    confine = true) {
+    confine = true, 
+    /** Where the VMs' cgroups go (HYPER_CGROUP_PARENT). */
+    cgroups = new VmCgroups()) {
         this.qemu = qemu;
         this.templates = templates;
         this.confine = confine;
+        this.cgroups = cgroups;
     }
     canShareDirectories() {
         return canShare();
@@ -53801,8 +53942,8 @@ class QemuHypervisor {
      * none where no cgroup can be made, which is said once per process.
      */
     async joinCgroup(name, spec) {
-        await sweepCgroups();
-        const cgroup = await makeCgroup(name, machineLimits(spec));
+        await this.cgroups.sweep();
+        const cgroup = await this.cgroups.make(name, machineLimits(spec));
         if ('procs' in cgroup)
             return cgroup.procs;
         if (!warnedNoCgroup) {
@@ -53910,7 +54051,7 @@ class QemuHypervisor {
     /** What a VM whose QEMU has ended holds on the host: its shares' virtiofsd, its cgroup, its uid. */
     async released(dir) {
         await stopShares(dir);
-        await removeCgroup(cgroupName('vm', dir));
+        await this.cgroups.remove(cgroupName('vm', dir));
         await releaseJail(vmJailDir(dir));
     }
     async killQemu(spec) {
@@ -53988,7 +54129,7 @@ class QemuHypervisor {
     async saveCheckpoint(spec, tag) {
         if (spec.slots === undefined)
             throw new VmError(`${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`, { kind: 'Invalid' });
-        await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS, this.confine);
+        await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS, this.confine, this.cgroups);
     }
     async deleteSnapshot(spec, serials, tag) {
         // A VM restored from it maps the RAM file privately: its pages stay with it.
@@ -64310,6 +64451,7 @@ const TEMPLATE_MODES = ['auto', 'off', 'refresh'];
 
 
 
+
 /** The host settings in `env` (a door passes its own environment); `home` is the user's home directory. Pure. */
 function hostSettings(env, home) {
     const stateBase = env.XDG_STATE_HOME || external_node_path_default().join(home, '.local', 'state');
@@ -64326,6 +64468,7 @@ function hostSettings(env, home) {
         guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
         githubApiUrl: given(env.GITHUB_API_URL),
         jail: jailSetting(env.HYPER_JAIL),
+        cgroupParent: cgroupParentSetting(env.HYPER_CGROUP_PARENT),
         registryCredentials: env.HYPER_REGISTRY_USERNAME
             ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
             : undefined,
@@ -64337,6 +64480,14 @@ function jailSetting(value) {
     if (value === 'off')
         return false;
     throw new HyperError(`HYPER_JAIL must be "on" or "off", not "${value}"`, { kind: 'Invalid' });
+}
+function cgroupParentSetting(value) {
+    if (!value)
+        return DEFAULT_CGROUP_PARENT;
+    const problem = cgroupParentProblem(value);
+    if (problem)
+        throw new HyperError(`HYPER_CGROUP_PARENT "${value}": ${problem}`, { kind: 'Invalid' });
+    return value;
 }
 /** `--template` / the `templates` input / HYPER_TEMPLATES: auto, off or refresh. Pure. */
 function parseTemplateMode(text, source) {
@@ -65290,6 +65441,7 @@ async function disconnectNamedNetwork(record, network) {
 
 
 
+
 /**
  * One job: a state dir with its VMs, volumes, network and settings. Every
  * front door (the action, the CLI, later the Docker API) opens one and calls
@@ -65319,9 +65471,10 @@ class Job {
      * doors that open the job later.
      */
     static async open(host, given = {}, replaced = {}) {
-        const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail);
+        const cgroups = new VmCgroups(host.cgroupParent);
+        const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail, cgroups);
         const parts = {
-            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail),
+            hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail, cgroups),
             resolveImage: replaced.resolveImage ?? resolveImage,
             network: replaced.network ?? job_namespaceObject,
         };

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { ContainerSpec } from '../spec/container.js';
 import { QemuHypervisor } from '../vm/qemu/machine.js';
+import { VmCgroups } from '../host/cgroups.js';
 import { bootTemplateDir, mappedFiles, TemplateStore, type TemplateInfo } from '../vm/qemu/template.js';
 import {
   listServiceTemplates,
@@ -86,9 +87,10 @@ export class Job {
     given: Partial<JobSettings> = {},
     replaced: Partial<JobParts> = {},
   ): Promise<Job> {
-    const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail);
+    const cgroups = new VmCgroups(host.cgroupParent);
+    const templates = new TemplateStore(bootTemplateDir(host.cacheDir), host.qemu, host.jail, cgroups);
     const parts: JobParts = {
-      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail),
+      hypervisor: replaced.hypervisor ?? new QemuHypervisor(host.qemu, templates, host.jail, cgroups),
       resolveImage: replaced.resolveImage ?? resolveImage,
       network: replaced.network ?? jobNetwork,
     };

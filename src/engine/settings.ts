@@ -4,6 +4,7 @@ import { readStateFile, writeFileAtomic } from '../files.js';
 import type { AccelChoice } from '../install/accel.js';
 import { DEFAULT_NETWORK, type NetworkSettings } from '../network/settings.js';
 import { HyperError } from '../errors.js';
+import { cgroupParentProblem, DEFAULT_CGROUP_PARENT } from '../host/cgroups.js';
 import { TEMPLATE_MODES, type TemplateMode } from '../vm/hypervisor.js';
 
 export type { TemplateMode };
@@ -39,6 +40,13 @@ export interface HostSettings {
    * whether it is what breaks something. On when absent.
    */
   jail: boolean;
+  /**
+   * HYPER_CGROUP_PARENT: where the VMs' cgroups go, as dockerd's
+   * --cgroup-parent: absolute from each hierarchy's root (`/hyper` when
+   * absent), or relative, under hyper's own cgroup (a systemd service with
+   * Delegate=yes).
+   */
+  cgroupParent: string;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -59,6 +67,7 @@ export function hostSettings(env: Environment, home: string): HostSettings {
     guestBundleUrl: given(env.HYPER_GUEST_BUNDLE_URL),
     githubApiUrl: given(env.GITHUB_API_URL),
     jail: jailSetting(env.HYPER_JAIL),
+    cgroupParent: cgroupParentSetting(env.HYPER_CGROUP_PARENT),
     registryCredentials: env.HYPER_REGISTRY_USERNAME
       ? { username: env.HYPER_REGISTRY_USERNAME, password: env.HYPER_REGISTRY_PASSWORD ?? '' }
       : undefined,
@@ -69,6 +78,13 @@ function jailSetting(value: string | undefined): boolean {
   if (!value || value === 'on') return true;
   if (value === 'off') return false;
   throw new HyperError(`HYPER_JAIL must be "on" or "off", not "${value}"`, { kind: 'Invalid' });
+}
+
+function cgroupParentSetting(value: string | undefined): string {
+  if (!value) return DEFAULT_CGROUP_PARENT;
+  const problem = cgroupParentProblem(value);
+  if (problem) throw new HyperError(`HYPER_CGROUP_PARENT "${value}": ${problem}`, { kind: 'Invalid' });
+  return value;
 }
 
 /** How images are pulled, beyond credentials: a Docker Hub mirror, registries reached over plain HTTP. */

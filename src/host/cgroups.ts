@@ -1,8 +1,12 @@
 // A cgroup per VM, so that what a guest makes its QEMU do (grow its memory,
 // spawn helpers, spin its vCPUs) stays within bounds on the host. Made under
-// `hyper/` at the top of each hierarchy, as Docker's cgroupfs driver makes
-// `docker/`: cgroup v2, or the v1 hierarchies of the memory, pids and cpu
-// controllers where the host has them there (hybrid hosts).
+// a parent cgroup in each hierarchy: cgroup v2, or the v1 hierarchies of the
+// memory, pids and cpu controllers where the host has them there (hybrid
+// hosts). The parent follows dockerd's --cgroup-parent: an absolute one
+// (`/hyper`, the default, as Docker's cgroupfs driver makes `/docker`) is
+// under each hierarchy's root; a relative one is under hyper's own cgroup,
+// which is how a systemd service with Delegate=yes keeps its VMs inside the
+// tree systemd gave it.
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -10,8 +14,12 @@ import path from 'node:path';
 export type Controller = 'memory' | 'pids' | 'cpu';
 const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'cpu'];
 
-/** Where each controller is: the mount point of the hierarchy that has it, and whether that is v2. */
-export type CgroupLayout = Partial<Record<Controller, { mount: string; v2: boolean }>>;
+/**
+ * Where each controller is: the mount point of the hierarchy that has it,
+ * the cgroup mounted there (`root`, not `/` in a container that sees part
+ * of the host's tree), and whether that is v2.
+ */
+export type CgroupLayout = Partial<Record<Controller, { mount: string; root: string; v2: boolean }>>;
 
 export interface CgroupLimits {
   memoryBytes: number;
@@ -20,8 +28,28 @@ export interface CgroupLimits {
   cpuWeight: number;
 }
 
-/** The directory under each hierarchy's top that holds the VMs' cgroups. */
-export const CGROUP_PARENT = 'hyper';
+/** Where the VMs' cgroups go unless HYPER_CGROUP_PARENT says otherwise. */
+export const DEFAULT_CGROUP_PARENT = '/hyper';
+/**
+ * Under cgroup v2 a cgroup that hands controllers to its children holds no
+ * process itself: hyper moves out of its own cgroup into this child of it
+ * before its VMs' parent is made there.
+ */
+export const SELF_LEAF = 'supervisor';
+
+/**
+ * HYPER_CGROUP_PARENT checked: absolute (from each hierarchy's root) or
+ * relative (under hyper's own cgroup), plain names between slashes. The
+ * reason it is refused, if it is. Pure.
+ */
+export function cgroupParentProblem(parent: string): string | undefined {
+  const names = parent.replace(/^\//, '').replace(/\/$/, '').split('/');
+  if (names.some((name) => name === '' || name === '.' || name === '..'))
+    return 'give cgroup names between slashes, with no "." or ".." and no empty name';
+  if (!parent.startsWith('/') && names[0] === SELF_LEAF)
+    return `"${SELF_LEAF}" under hyper's own cgroup is where hyper itself moves`;
+  return undefined;
+}
 
 /**
  * The cgroup mounts in a /proc/self/mountinfo text: which v1 hierarchy holds
@@ -31,26 +59,86 @@ export const CGROUP_PARENT = 'hyper';
  */
 export function cgroupLayout(mountinfo: string, v2Controllers: (mount: string) => string[]): CgroupLayout {
   const layout: CgroupLayout = {};
-  let unified: string | undefined;
+  let unified: { mount: string; root: string } | undefined;
   for (const line of mountinfo.split('\n')) {
     const [before, after] = line.split(' - ');
     if (!before || !after) continue;
-    const mount = before.split(' ')[4];
+    const [, , , root, mount] = before.split(' ');
     const [fstype, , superOptions = ''] = after.split(' ');
-    if (!mount) continue;
-    if (fstype === 'cgroup2') unified ??= mount;
+    if (!mount || !root) continue;
+    if (fstype === 'cgroup2') unified ??= { mount, root };
     if (fstype !== 'cgroup') continue;
     const options = superOptions.split(',');
     for (const controller of CONTROLLERS)
-      if (options.includes(controller)) layout[controller] ??= { mount, v2: false };
+      if (options.includes(controller)) layout[controller] ??= { mount, root, v2: false };
   }
   if (unified !== undefined) {
-    const available = v2Controllers(unified);
+    const available = v2Controllers(unified.mount);
     for (const controller of CONTROLLERS)
       if (!layout[controller] && available.includes(controller))
-        layout[controller] = { mount: unified, v2: true };
+        layout[controller] = { ...unified, v2: true };
   }
   return layout;
+}
+
+/** A process's cgroup in each hierarchy, as /proc/PID/cgroup lists them: v1 by controller, v2 as `unified`. */
+export interface OwnCgroups {
+  v1: Partial<Record<string, string>>;
+  unified?: string | undefined;
+}
+
+/** The cgroups in a /proc/PID/cgroup text. Pure. */
+export function ownCgroups(text: string): OwnCgroups {
+  const own: OwnCgroups = { v1: {} };
+  for (const line of text.split('\n')) {
+    const match = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!match) continue;
+    const [, id, controllers = '', cgroup = '/'] = match;
+    if (id === '0' && controllers === '') own.unified = cgroup;
+    else for (const controller of controllers.split(',')) own.v1[controller] ??= cgroup;
+  }
+  return own;
+}
+
+/** Where the VMs' parent cgroup is for one controller. */
+export interface ParentPlace {
+  /** The parent's directory. */
+  dir: string;
+  /** The mount it is under, and whether that is v2. */
+  mount: string;
+  v2: boolean;
+  /**
+   * For a relative parent, the directory of hyper's own cgroup it is under;
+   * under v2 hyper moves out of it first (SELF_LEAF).
+   */
+  own?: string | undefined;
+}
+
+/**
+ * The directory of cgroup `parent` in each hierarchy of `layout`, for a
+ * process whose own cgroups are `own`; a controller whose own cgroup is
+ * outside the mounted tree is left out. Pure.
+ */
+export function parentPlaces(
+  layout: CgroupLayout,
+  own: OwnCgroups,
+  parent: string,
+): Partial<Record<Controller, ParentPlace>> {
+  const places: Partial<Record<Controller, ParentPlace>> = {};
+  for (const controller of CONTROLLERS) {
+    const where = layout[controller];
+    if (!where) continue;
+    if (parent.startsWith('/')) {
+      places[controller] = { dir: path.join(where.mount, parent), mount: where.mount, v2: where.v2 };
+      continue;
+    }
+    const mine = (where.v2 ? own.unified : own.v1[controller]) ?? '/';
+    const inside = path.posix.relative(where.root, mine);
+    if (inside.startsWith('..')) continue;
+    const ownDir = path.join(where.mount, inside);
+    places[controller] = { dir: path.join(ownDir, parent), mount: where.mount, v2: where.v2, own: ownDir };
+  }
+  return places;
 }
 
 /** One write that sets a limit: the cgroup file and its value. */
@@ -59,23 +147,36 @@ export interface CgroupWrite {
   value: string;
 }
 
-/** The directories of cgroup `name` (one per hierarchy) and the limit writes in each. Pure. */
+/** The directories of cgroup `name` (one per hierarchy, under `places`) and the limit writes in each. Pure. */
 export function cgroupPlan(
-  layout: CgroupLayout,
+  places: Partial<Record<Controller, ParentPlace>>,
   name: string,
   limits: CgroupLimits,
 ): { dirs: string[]; writes: CgroupWrite[] } {
   const dirs: string[] = [];
   const writes: CgroupWrite[] = [];
   for (const controller of CONTROLLERS) {
-    const place = layout[controller];
+    const place = places[controller];
     if (!place) continue;
-    const dir = path.join(place.mount, CGROUP_PARENT, name);
+    const dir = path.join(place.dir, name);
     if (!dirs.includes(dir)) dirs.push(dir);
     const [file, value] = limitFile(controller, place.v2, limits);
     writes.push({ file: path.join(dir, file), value });
   }
   return { dirs, writes };
+}
+
+/**
+ * The v2 cgroups whose cgroup.subtree_control must list the controllers for
+ * `place`'s children to have them: from where hyper may write (its own
+ * cgroup for a relative parent, else the root) down to the parent. Pure.
+ */
+export function subtreeChain(place: ParentPlace): string[] {
+  const from = place.own ?? place.mount;
+  const chain = [from];
+  for (const name of path.relative(from, place.dir).split('/').filter(Boolean))
+    chain.push(path.join(chain[chain.length - 1] ?? from, name));
+  return chain;
 }
 
 function limitFile(controller: Controller, v2: boolean, limits: CgroupLimits): [string, string] {
@@ -87,7 +188,7 @@ function limitFile(controller: Controller, v2: boolean, limits: CgroupLimits): [
     : ['cpu.shares', String(Math.round((limits.cpuWeight * 1024) / 100))];
 }
 
-/** What makeCgroup gives: the cgroup.procs files a process joins, or why none could be made. */
+/** What VmCgroups.make gives: the cgroup.procs files a process joins, or why none could be made. */
 export type VmCgroup = { procs: string[]; dirs: string[] } | { reason: string };
 
 let layoutRead: Promise<CgroupLayout> | undefined;
@@ -112,76 +213,129 @@ function hostLayout(): Promise<CgroupLayout> {
   return layoutRead;
 }
 
+/** This process's cgroups as it started: read once, before hyper moves itself (SELF_LEAF). */
+let ownRead: Promise<OwnCgroups> | undefined;
+
+function startingCgroups(): Promise<OwnCgroups> {
+  ownRead ??= readFile('/proc/self/cgroup', 'utf8')
+    .catch(() => '')
+    .then(ownCgroups);
+  return ownRead;
+}
+
+/** Moves done (one per own v2 cgroup), so that each is done once per process. */
+const leavesMade = new Map<string, Promise<void>>();
+
 /**
- * Makes cgroup `name` with `limits` in every hierarchy that has one of the
- * controllers, and says which cgroup.procs files a process joins. Never
- * throws: a host where none can be made (not root, no controller, a
- * read-only cgroupfs) gets the reason, and whatever was made is removed.
+ * Moves every process of v2 cgroup `ownDir` into its child SELF_LEAF, so
+ * that `ownDir` may hand controllers to the VMs' parent. The root cgroup is
+ * exempt from the rule and is left as it is.
  */
-export async function makeCgroup(name: string, limits: CgroupLimits): Promise<VmCgroup> {
-  if (process.getuid?.() !== 0) return { reason: 'hyper is not running as root' };
-  const layout = await hostLayout();
-  const plan = cgroupPlan(layout, name, limits);
-  if (plan.dirs.length === 0)
-    return { reason: 'the host mounts no cgroup hierarchy with the memory, pids or cpu controller' };
-  try {
-    for (const dir of plan.dirs) {
-      const parent = path.dirname(dir);
-      await mkdir(parent, { recursive: true });
-      if (await isV2(dir)) await enableControllers(parent, layout);
-      // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
-      await rmdir(dir).catch(() => undefined);
-      await mkdir(dir, { recursive: true });
-    }
-    for (const write of plan.writes) await writeFile(write.file, write.value);
-    return { procs: plan.dirs.map((dir) => path.join(dir, 'cgroup.procs')), dirs: plan.dirs };
-  } catch (error: unknown) {
-    await removeCgroup(name);
-    return { reason: `cannot make cgroup ${CGROUP_PARENT}/${name}: ${(error as Error).message}` };
+function leaveOwnCgroup(ownDir: string, mount: string): Promise<void> {
+  if (ownDir === mount) return Promise.resolve();
+  let move = leavesMade.get(ownDir);
+  if (!move) {
+    move = (async () => {
+      const leaf = path.join(ownDir, SELF_LEAF);
+      await mkdir(leaf, { recursive: true });
+      // A process that starts meanwhile (a child being spawned) lands in ownDir too: go round until it is empty.
+      for (let round = 0; round < 10; round++) {
+        const pids = (await readFile(path.join(ownDir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+        if (pids.length === 0) return;
+        for (const pid of pids)
+          await writeFile(path.join(leaf, 'cgroup.procs'), pid).catch((error: unknown) => {
+            // A process that ended is gone from the list; any other failure is the caller's reason.
+            if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+          });
+      }
+    })();
+    move.catch(() => leavesMade.delete(ownDir));
+    leavesMade.set(ownDir, move);
   }
-}
-
-async function isV2(dir: string): Promise<boolean> {
-  const layout = await hostLayout();
-  return Object.values(layout).some((place) => place.v2 && dir.startsWith(`${place.mount}/`));
-}
-
-/** In v2 a cgroup hands its controllers to its children only when its parent's subtree_control lists them. */
-async function enableControllers(parent: string, layout: CgroupLayout): Promise<void> {
-  const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
-  const top = path.dirname(parent);
-  const enabled = (await readFile(path.join(top, 'cgroup.subtree_control'), 'utf8').catch(() => '')).split(
-    /\s+/,
-  );
-  const missing = wanted.filter((controller) => !enabled.includes(controller));
-  if (missing.length)
-    await writeFile(path.join(top, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
-  await writeFile(path.join(parent, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
-}
-
-/** Removes cgroup `name` from every hierarchy; one that still holds a process stays. */
-export async function removeCgroup(name: string): Promise<void> {
-  const layout = await hostLayout();
-  const mounts = new Set(Object.values(layout).map((place) => place.mount));
-  for (const mount of mounts) await rmdir(path.join(mount, CGROUP_PARENT, name)).catch(() => undefined);
+  return move;
 }
 
 /**
- * Removes the VMs' cgroups that hold no process any more and were made more
- * than a minute ago (one just made is about to be joined): what a QEMU that
- * ended on its own, or a hyper that was killed, left behind.
+ * The VMs' cgroups on this host, under `parent` (HYPER_CGROUP_PARENT,
+ * checked by cgroupParentProblem). Only root makes them.
  */
-export async function sweepCgroups(): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const layout = await hostLayout();
-  const mounts = new Set(Object.values(layout).map((place) => place.mount));
-  for (const mount of mounts) {
-    const parent = path.join(mount, CGROUP_PARENT);
-    for (const entry of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
-      if (!entry.isDirectory()) continue;
-      const dir = path.join(parent, entry.name);
-      const made = await stat(dir).catch(() => undefined);
-      if (made && Date.now() - made.mtimeMs > 60_000) await rmdir(dir).catch(() => undefined);
+export class VmCgroups {
+  constructor(readonly parent: string = DEFAULT_CGROUP_PARENT) {}
+
+  private async places(): Promise<Partial<Record<Controller, ParentPlace>>> {
+    return parentPlaces(await hostLayout(), await startingCgroups(), this.parent);
+  }
+
+  /**
+   * Makes cgroup `name` with `limits` in every hierarchy that has one of
+   * the controllers, and says which cgroup.procs files a process joins.
+   * Never throws: a host where none can be made (not root, no controller,
+   * a read-only cgroupfs, a v2 parent not delegated to hyper) gets the
+   * reason, and whatever was made is removed.
+   */
+  async make(name: string, limits: CgroupLimits): Promise<VmCgroup> {
+    if (process.getuid?.() !== 0) return { reason: 'hyper is not running as root' };
+    const places = await this.places();
+    const plan = cgroupPlan(places, name, limits);
+    if (plan.dirs.length === 0)
+      return { reason: 'the host mounts no cgroup hierarchy with the memory, pids or cpu controller' };
+    try {
+      // One v2 parent serves all three controllers: made once.
+      const parents = new Map(Object.values(places).map((place) => [place.dir, place]));
+      for (const place of parents.values()) {
+        if (place.v2) await this.delegate(place);
+        else await mkdir(place.dir, { recursive: true });
+      }
+      for (const dir of plan.dirs) {
+        // Made anew (a left one is empty, or holds what kill left): a sweep spares what is under a minute old.
+        await rmdir(dir).catch(() => undefined);
+        await mkdir(dir, { recursive: true });
+      }
+      for (const write of plan.writes) await writeFile(write.file, write.value);
+      return { procs: plan.dirs.map((dir) => path.join(dir, 'cgroup.procs')), dirs: plan.dirs };
+    } catch (error: unknown) {
+      await this.remove(name);
+      return { reason: `cannot make cgroup ${path.join(this.parent, name)}: ${(error as Error).message}` };
     }
+  }
+
+  /** Makes a v2 parent whose children get the controllers: each cgroup on the way hands them down. */
+  private async delegate(place: ParentPlace): Promise<void> {
+    const layout = await hostLayout();
+    const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
+    if (place.own) await leaveOwnCgroup(place.own, place.mount);
+    for (const dir of subtreeChain(place)) {
+      await mkdir(dir, { recursive: true });
+      const file = path.join(dir, 'cgroup.subtree_control');
+      const enabled = (await readFile(file, 'utf8')).split(/\s+/);
+      const missing = wanted.filter((controller) => !enabled.includes(controller));
+      if (missing.length) await writeFile(file, missing.map((c) => `+${c}`).join(' '));
+    }
+  }
+
+  /** Removes cgroup `name` from every hierarchy; one that still holds a process stays. */
+  async remove(name: string): Promise<void> {
+    for (const dir of await this.parentDirs()) await rmdir(path.join(dir, name)).catch(() => undefined);
+  }
+
+  /**
+   * Removes the VMs' cgroups that hold no process any more and were made
+   * more than a minute ago (one just made is about to be joined): what a
+   * QEMU that ended on its own, or a hyper that was killed, left behind.
+   */
+  async sweep(): Promise<void> {
+    if (process.getuid?.() !== 0) return;
+    for (const parent of await this.parentDirs()) {
+      for (const entry of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
+        if (!entry.isDirectory()) continue;
+        const dir = path.join(parent, entry.name);
+        const made = await stat(dir).catch(() => undefined);
+        if (made && Date.now() - made.mtimeMs > 60_000) await rmdir(dir).catch(() => undefined);
+      }
+    }
+  }
+
+  private async parentDirs(): Promise<string[]> {
+    return [...new Set(Object.values(await this.places()).map((place) => place.dir))];
   }
 }

@@ -16,7 +16,7 @@ import { QmpClient } from './qmp.js';
 import { waitForMigration } from './template.js';
 import { type Jail, pathInJail, shortAlias, vmJail } from './jail.js';
 import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
-import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
+import { VmCgroups } from '../../host/cgroups.js';
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
@@ -41,6 +41,7 @@ export async function captureCheckpoint(
   hostTscKhz: number,
   timeoutMs: number,
   confine = true,
+  cgroups = new VmCgroups(),
 ): Promise<void> {
   const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
   try {
@@ -58,7 +59,7 @@ export async function captureCheckpoint(
       },
     };
     try {
-      await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, confine, vm, held);
+      await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held);
     } catch (error: unknown) {
       await undo(vm, spec, tag, held, running);
       throw error;
@@ -135,7 +136,7 @@ async function runCapture(
   tag: string,
   hostTscKhz: number,
   timeoutMs: number,
-  confine: boolean,
+  { confine, cgroups }: { confine: boolean; cgroups: VmCgroups },
   vm: QmpClient,
   held: Hold,
 ): Promise<void> {
@@ -164,7 +165,7 @@ async function runCapture(
     await rm(partial, { recursive: true, force: true });
     await mkdir(partial, { recursive: true });
     await rm(path.join(jail.dir, 'capture.sock'), { force: true });
-    const limits = confine ? await makeCgroup(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
+    const limits = confine ? await cgroups.make(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
     const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
       output: log.fd,
       procs: 'procs' in limits ? limits.procs : [],
@@ -203,7 +204,7 @@ async function runCapture(
     await rename(partial, target.dir);
   } finally {
     await log.close();
-    await removeCgroup(cgroup);
+    await cgroups.remove(cgroup);
     await alias.remove();
     await rm(path.join(jail.dir, 'capture.sock'), { force: true });
     await rm(run, { recursive: true, force: true });

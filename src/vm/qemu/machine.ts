@@ -30,7 +30,7 @@ import { ustar } from '../../guest/ustar.js';
 import { QmpClient } from './qmp.js';
 import { releaseJail, vmJail, vmJailDir } from './jail.js';
 import { cgroupName, INCOMING_FD, machineLimits, type OpenDisks, openDisks, spawnQemu } from './spawn.js';
-import { makeCgroup, removeCgroup, sweepCgroups } from '../../host/cgroups.js';
+import { VmCgroups } from '../../host/cgroups.js';
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
@@ -69,6 +69,8 @@ export class QemuHypervisor implements Hypervisor {
     private readonly templates?: TemplateStore,
     /** False: QEMU runs without its jail (HYPER_JAIL=off; see jail.ts). */
     private readonly confine = true,
+    /** Where the VMs' cgroups go (HYPER_CGROUP_PARENT). */
+    private readonly cgroups = new VmCgroups(),
   ) {}
 
   canShareDirectories(): Promise<boolean> {
@@ -334,8 +336,8 @@ export class QemuHypervisor implements Hypervisor {
    * none where no cgroup can be made, which is said once per process.
    */
   private async joinCgroup(name: string, spec: MachineSpec): Promise<string[]> {
-    await sweepCgroups();
-    const cgroup = await makeCgroup(name, machineLimits(spec));
+    await this.cgroups.sweep();
+    const cgroup = await this.cgroups.make(name, machineLimits(spec));
     if ('procs' in cgroup) return cgroup.procs;
     if (!warnedNoCgroup) {
       warnedNoCgroup = true;
@@ -456,7 +458,7 @@ export class QemuHypervisor implements Hypervisor {
   /** What a VM whose QEMU has ended holds on the host: its shares' virtiofsd, its cgroup, its uid. */
   private async released(dir: string): Promise<void> {
     await stopShares(dir);
-    await removeCgroup(cgroupName('vm', dir));
+    await this.cgroups.remove(cgroupName('vm', dir));
     await releaseJail(vmJailDir(dir));
   }
 
@@ -548,7 +550,15 @@ export class QemuHypervisor implements Hypervisor {
         `${spec.name} has more disks than a checkpoint can hold (${DISK_SLOTS} besides its root disk)`,
         { kind: 'Invalid' },
       );
-    await captureCheckpoint(this.qemu, spec, tag, await hostTscKhz(), CHECKPOINT_TIMEOUT_MS, this.confine);
+    await captureCheckpoint(
+      this.qemu,
+      spec,
+      tag,
+      await hostTscKhz(),
+      CHECKPOINT_TIMEOUT_MS,
+      this.confine,
+      this.cgroups,
+    );
   }
 
   async deleteSnapshot(spec: MachineSpec, serials: readonly string[], tag: string): Promise<void> {

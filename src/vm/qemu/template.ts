@@ -15,7 +15,7 @@ import { QmpClient } from './qmp.js';
 import { knownQemuVersion } from '../../tools/qemu/version.js';
 import { machineJail, releaseJail } from './jail.js';
 import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
-import { makeCgroup, removeCgroup } from '../../host/cgroups.js';
+import { VmCgroups } from '../../host/cgroups.js';
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
 export const TEMPLATE_FORMAT = 1;
@@ -166,6 +166,8 @@ export class TemplateStore {
     private readonly qemu: string,
     /** False: template machines run without their jail (HYPER_JAIL=off). */
     private readonly confine = true,
+    /** Where the template machines' cgroups go (HYPER_CGROUP_PARENT). */
+    private readonly cgroups = new VmCgroups(),
   ) {}
 
   /**
@@ -314,7 +316,7 @@ export class TemplateStore {
     const tsc = /tsc_early_khz=(\d+)/.exec(identity.cmdline)?.[1];
     const jail = await machineJail(this.qemu, path.join(work, 'jail'), this.confine);
     const cgroup = this.confine
-      ? await makeCgroup(cgroupName('template', work), machineLimits(spec))
+      ? await this.cgroups.make(cgroupName('template', work), machineLimits(spec))
       : { reason: 'HYPER_JAIL=off' };
     const log = await open(paths.qemuLog, 'a');
     const child = spawnQemu(
@@ -372,7 +374,7 @@ export class TemplateStore {
       await log.close();
       if (!exited) child.kill('SIGKILL');
       await waitForEnd(() => exited);
-      await removeCgroup(cgroupName('template', work));
+      await this.cgroups.remove(cgroupName('template', work));
       await releaseJail(jail.dir);
       await rm(work, { recursive: true, force: true });
     }

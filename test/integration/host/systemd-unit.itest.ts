@@ -81,6 +81,10 @@ test('the unit runs hyper serve as root on the root default socket, for the hype
   const host = hostSettings(environment, '/root');
   expect(host.stateDir).toBe('/var/lib/hyper');
   expect(host.cacheDir).toBe('/var/cache/hyper');
+  // The VMs' cgroups inside the service's own, which systemd hands over.
+  expect(host.cgroupParent).toBe('vms');
+  expect(values('Delegate')).toEqual(['yes']);
+  expect(values('ProtectControlGroups')).toEqual([]);
   expect(values('StateDirectory')).toEqual(['hyper']);
   expect(values('CacheDirectory')).toEqual(['hyper']);
 

@@ -354,3 +354,70 @@ test('a guest that allocates past its RAM, and a fork bomb in a guest, stay insi
   await expect(readFile(files.limit, 'utf8')).rejects.toThrow(/ENOENT/);
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
 });
+
+/**
+ * The directory of a process's cgroup for `controller` in /proc/PID/cgroup
+ * text: its v1 hierarchy's, or the v2 one where the host has no v1 one.
+ */
+function cgroupDir(text: string, controller: 'memory' | 'pids' | 'cpu'): string {
+  const v1 = cgroupOf(text, controller);
+  if (v1 !== undefined) return path.join('/sys/fs/cgroup', controller, v1);
+  return path.join('/sys/fs/cgroup', cgroupOf(text, '') ?? '/');
+}
+
+test("HYPER_CGROUP_PARENT relative, as the shipped unit sets it: the VM's cgroup is inside hyper's own, and goes with the VM", async () => {
+  // hyper runs in a cgroup made for it here, below this test's own in each
+  // hierarchy, as systemd gives a service with Delegate=yes one of its own.
+  const mine = await readFile('/proc/self/cgroup', 'utf8');
+  const controllers = ['memory', 'pids', 'cpu'] as const;
+  const owns = [
+    ...new Set(controllers.map((c) => path.join(cgroupDir(mine, c), `hyper-itest-${process.pid}`))),
+  ];
+  const delegated = (...args: string[]) =>
+    execa(
+      'sh',
+      [
+        '-c',
+        'for dir in $OWN_CGROUPS; do mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs" || exit 1; done; exec "$@"',
+        'sh',
+        process.execPath,
+        path.resolve('dist/cli/index.js'),
+        ...args,
+      ],
+      { env: { OWN_CGROUPS: owns.join(' '), HYPER_CGROUP_PARENT: 'vms' }, reject: false },
+    );
+  try {
+    const started = await delegated('run', '--name', 'deleg', '-m', '128', shell);
+    expect(started.stderr).not.toMatch(/not bounded/);
+    expect(started.exitCode).toBe(0);
+    const { pid } = await row('deleg');
+    const qemu = await readFile(`/proc/${pid}/cgroup`, 'utf8');
+    const vm = cgroupName('vm', path.join(stateDir, 'vms', 'deleg'));
+    for (const controller of controllers) {
+      const own = path.join(cgroupDir(mine, controller), `hyper-itest-${process.pid}`);
+      expect(cgroupDir(qemu, controller)).toBe(path.join(own, 'vms', vm));
+    }
+    const { limit } = await cgroupFiles(pid!);
+    expect(await readNumber(limit)).toBeLessThan(1024 * 1024 * 1024);
+
+    const removed = await delegated('rm', '-f', 'deleg');
+    expect(removed.exitCode).toBe(0);
+    for (const own of owns) await expect(readdir(path.join(own, 'vms', vm))).rejects.toThrow(/ENOENT/);
+
+    // A parent that is not a plain path is refused, and nothing boots.
+    process.env.HYPER_CGROUP_PARENT = '../vms';
+    const refused = await hyper('run', '--name', 'bad', shell);
+    expect(refused.stderr).toBe(
+      'hyper run: HYPER_CGROUP_PARENT "../vms": give cgroup names between slashes, with no "." or ".." and no empty name\n',
+    );
+    expect(refused.code).toBe(125);
+    expect(await readdir(path.join(stateDir, 'vms'))).not.toContain('bad');
+  } finally {
+    delete process.env.HYPER_CGROUP_PARENT;
+    await delegated('rm', '-f', 'deleg');
+    // Deepest first: a v2 host has supervisor/ too, where hyper moved itself.
+    for (const own of owns)
+      for (const dir of [path.join(own, 'vms'), path.join(own, 'supervisor'), own])
+        await execa('rmdir', [dir], { reject: false });
+  }
+});

@@ -47,6 +47,21 @@ describe('hostSettings: what a door reads from its environment, once', () => {
       'HYPER_JAIL must be "on" or "off", not "no"',
     );
   });
+
+  test('HYPER_CGROUP_PARENT: /hyper when absent; absolute or relative names; anything else is refused, naming it', () => {
+    expect(hostSettings({}, '/h').cgroupParent).toBe('/hyper');
+    expect(hostSettings({ HYPER_CGROUP_PARENT: 'vms' }, '/h').cgroupParent).toBe('vms');
+    expect(hostSettings({ HYPER_CGROUP_PARENT: '/ci/vms' }, '/h').cgroupParent).toBe('/ci/vms');
+    expect(() => hostSettings({ HYPER_CGROUP_PARENT: '../up' }, '/h')).toThrow(
+      'HYPER_CGROUP_PARENT "../up": give cgroup names between slashes, with no "." or ".." and no empty name',
+    );
+    expect(() => hostSettings({ HYPER_CGROUP_PARENT: '/a//b' }, '/h')).toThrow(
+      /^HYPER_CGROUP_PARENT "\/a\/\/b": give/,
+    );
+    expect(() => hostSettings({ HYPER_CGROUP_PARENT: 'supervisor' }, '/h')).toThrow(
+      `HYPER_CGROUP_PARENT "supervisor": "supervisor" under hyper's own cgroup is where hyper itself moves`,
+    );
+  });
 });
 
 describe('mergeJobSettings: given, then saved, then defaults', () => {
