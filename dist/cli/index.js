@@ -52601,6 +52601,7 @@ async function saveState(qmp, jail, file, wait) {
 // tree systemd gave it.
 
 
+
 const CONTROLLERS = ['memory', 'pids', 'cpu'];
 /** Where the VMs' cgroups go unless HYPER_CGROUP_PARENT says otherwise. */
 const DEFAULT_CGROUP_PARENT = '/hyper';
@@ -52688,7 +52689,13 @@ function parentPlaces(layout, own, parent) {
             places[controller] = { dir: external_node_path_default().join(where.mount, parent), mount: where.mount, v2: where.v2 };
             continue;
         }
-        const mine = (where.v2 ? own.unified : own.v1[controller]) ?? '/';
+        let mine = where.v2 ? own.unified : own.v1[controller];
+        // Unknown (no /proc/self/cgroup): not guessed as the root.
+        if (mine === undefined)
+            continue;
+        // Already in the leaf a hyper before it moved into (or systemd's DelegateSubgroup= put it in): the cgroup above is its own.
+        if (where.v2 && external_node_path_default().posix.basename(mine) === SELF_LEAF)
+            mine = external_node_path_default().posix.dirname(mine);
         const inside = external_node_path_default().posix.relative(where.root, mine);
         if (inside.startsWith('..'))
             continue;
@@ -52763,22 +52770,25 @@ function startingCgroups() {
 const leavesMade = new Map();
 /**
  * Moves every process of v2 cgroup `ownDir` into its child SELF_LEAF, so
- * that `ownDir` may hand controllers to the VMs' parent. The root cgroup is
- * exempt from the rule and is left as it is.
+ * that `ownDir` may hand controllers to the VMs' parent. The host's root
+ * cgroup, exempt from the rule, is left as it is: it is the one without a
+ * cgroup.type (a container's root is an ordinary cgroup, and has one).
  */
-function leaveOwnCgroup(ownDir, mount) {
-    if (ownDir === mount)
-        return Promise.resolve();
+function leaveOwnCgroup(ownDir) {
     let move = leavesMade.get(ownDir);
     if (!move) {
         move = (async () => {
+            if (!(0,external_node_fs_namespaceObject.existsSync)(external_node_path_default().join(ownDir, 'cgroup.type')))
+                return;
             const leaf = external_node_path_default().join(ownDir, SELF_LEAF);
             await (0,promises_namespaceObject.mkdir)(leaf, { recursive: true });
             // A process that starts meanwhile (a child being spawned) lands in ownDir too: go round until it is empty.
-            for (let round = 0; round < 10; round++) {
+            for (let round = 0;; round++) {
                 const pids = (await (0,promises_namespaceObject.readFile)(external_node_path_default().join(ownDir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
                 if (pids.length === 0)
                     return;
+                if (round === 10)
+                    throw new Error(`processes keep arriving in ${ownDir}: ${pids.join(' ')}`);
                 for (const pid of pids)
                     await (0,promises_namespaceObject.writeFile)(external_node_path_default().join(leaf, 'cgroup.procs'), pid).catch((error) => {
                         // A process that ended is gone from the list; any other failure is the caller's reason.
@@ -52846,7 +52856,7 @@ class VmCgroups {
         const layout = await hostLayout();
         const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
         if (place.own)
-            await leaveOwnCgroup(place.own, place.mount);
+            await leaveOwnCgroup(place.own);
         for (const dir of subtreeChain(place)) {
             await (0,promises_namespaceObject.mkdir)(dir, { recursive: true });
             const file = external_node_path_default().join(dir, 'cgroup.subtree_control');
@@ -53313,51 +53323,110 @@ function writableNodes(spec) {
  * nothing is kept: neither the checkpoint's files nor the disk snapshots.
  */
 async function captureCheckpoint(qemu, spec, tag, hostTscKhz, timeoutMs, confine = true, cgroups = new VmCgroups()) {
-    const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+    const held = new HeldVm(vmPaths(spec.dir).qmp);
     try {
-        const { running } = (await vm.execute('query-status'));
-        let paused = false;
-        const held = {
-            pause: async () => {
-                await vm.execute('stop');
-                paused = running;
-            },
-            resume: async () => {
-                if (!paused)
-                    return;
-                paused = false;
-                await vm.execute('cont');
-            },
-        };
-        try {
-            await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held);
-        }
-        catch (error) {
-            await undo(vm, spec, tag, held, running);
+        await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, held);
+    }
+    catch (error) {
+        const problems = await undo(held, spec, tag);
+        if (problems.length === 0)
             throw error;
-        }
+        throw new CheckpointError(`${error.message}; and undoing it: ${problems.join('; ')}`, {
+            cause: error,
+        });
     }
     finally {
-        vm.close();
+        held.close();
+    }
+}
+/**
+ * The VM a checkpoint pauses: its QMP connection, held only while the
+ * checkpoint uses it (QEMU serves one QMP client at a time), and what has
+ * been done to it.
+ */
+class HeldVm {
+    socket;
+    client;
+    /** Stopped by the checkpoint and not run again yet. */
+    paused = false;
+    /** Stopped once (it ran before): its disks may hold the checkpoint's snapshots. */
+    stopped = false;
+    /** QEMU took this checkpoint's `migrate`: query-migrate speaks of it, not of an earlier one. */
+    migrating = false;
+    constructor(socket) {
+        this.socket = socket;
+    }
+    async qmp() {
+        this.client ??= await QmpClient.connect(this.socket, 5000);
+        return this.client;
+    }
+    /**
+     * Stops a running guest. One QEMU stopped already (on a disk error) is
+     * refused: a migration out of it would leave its disks released until it
+     * runs, and a snapshot cannot be deleted from a released disk.
+     */
+    async pause(name) {
+        const qmp = await this.qmp();
+        const status = (await qmp.execute('query-status'));
+        if (!status.running)
+            throw new CheckpointError(`the guest of ${name} is not running (QEMU reports "${status.status}"); a checkpoint is taken of a running guest`);
+        // Marked first: a `stop` that times out may still have stopped it.
+        this.stopped = true;
+        this.paused = true;
+        await qmp.execute('stop');
+    }
+    /** Runs the VM again, once, if the checkpoint paused a running VM. */
+    async resume() {
+        if (!this.paused)
+            return;
+        await (await this.qmp()).execute('cont');
+        this.paused = false;
+    }
+    close() {
+        this.client?.close();
+        this.client = undefined;
     }
 }
 /**
  * After a failed capture, whose files are gone by now (a disk the RAM filled
  * has its space back): deletes the disk snapshots before the VM runs on. A
  * snapshot shares every cluster, so each guest write copies one, and on a
- * full disk QEMU stops the guest (werror=enospc). A VM that stopped so
- * while the capture filled the disk runs again too.
+ * full disk QEMU stops the guest (werror=enospc). A VM that ran before runs
+ * again whatever state it is found in (stopped so meanwhile, or left
+ * paused by a step that failed). Each step is tried whatever the others
+ * did; what failed is returned.
  */
-async function undo(vm, spec, tag, held, running) {
-    const migration = await settleMigration(vm);
+async function undo(held, spec, tag) {
+    const problems = [];
+    const step = async (what, action) => {
+        await action().catch((error) => {
+            problems.push(`${what}: ${error.message}`);
+            // A request that failed may still be answered late: the next step connects afresh.
+            held.close();
+        });
+    };
+    if (!held.stopped)
+        return problems;
+    let migration;
+    if (held.migrating)
+        await step('ending the move', async () => {
+            migration = await settleMigration(await held.qmp());
+        });
     // A completed migration has let go of the disks; only `cont` takes them back.
     if (migration === 'completed')
-        await held.resume();
-    await deleteDiskSnapshots(vm, writableNodes(spec), tag).catch(() => undefined);
-    await held.resume();
-    const status = (await vm.execute('query-status'));
-    if (running && status.status === 'io-error')
-        await vm.execute('cont');
+        await step('running the VM again', () => held.resume());
+    // Never on released disks (QEMU's block layer may abort on a write there): the snapshots stay, and the error says so.
+    if (migration === 'completed' && held.paused)
+        problems.push(`the snapshots "${tag}" stay on its disks`);
+    else
+        await step('deleting the disk snapshots', async () => deleteDiskSnapshots(await held.qmp(), writableNodes(spec), tag));
+    await step('running the VM again', () => held.resume());
+    await step('running the VM again', async () => {
+        const qmp = await held.qmp();
+        if (!(await qmp.execute('query-status')).running)
+            await qmp.execute('cont');
+    });
+    return problems;
 }
 /**
  * Ends the VM's outgoing migration, if one is still under way, and returns
@@ -53374,19 +53443,26 @@ async function settleMigration(vm) {
     }
 }
 const SETTLED = new Set(['none', 'completed', 'failed', 'cancelled']);
-/** Deletes internal snapshot `tag` from these block nodes of a running QEMU; a node without it is skipped. */
+/**
+ * Deletes internal snapshot `tag` from these block nodes of a running QEMU;
+ * a node without it is skipped. Every node is tried; what failed is thrown after.
+ */
 async function deleteDiskSnapshots(qmp, nodes, tag) {
+    const failed = [];
     for (const node of nodes) {
         await qmp
             .execute('blockdev-snapshot-delete-internal-sync', { device: node, name: tag })
             .catch((error) => {
-            if (!/not found|does not exist|can't find|cannot find/i.test(error.message))
-                throw error;
+            const message = error.message;
+            if (!/not found|does not exist|can't find|cannot find/i.test(message))
+                failed.push(`${node}: ${message}`);
         });
     }
+    if (failed.length)
+        throw new CheckpointError(`snapshot ${tag} could not be deleted from ${failed.join('; ')}`);
 }
 /** The capture itself: on failure its files are gone, and the VM (`held`) is the caller's to undo. */
-async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held) {
+async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, held) {
     const target = checkpointPaths(spec.dir, tag);
     const partial = `${target.dir}.partial-${process.pid}`;
     // The capture machine is jailed with the VM, as the VM's own ids: the VM connects to it there.
@@ -53425,7 +53501,7 @@ async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgr
                 // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
                 const channel = `unix:${captureSocket(jail, alias.path)}`;
                 await machine.execute('migrate-incoming', { uri: channel });
-                await moveOut(vm, held, spec, tag, channel, timeoutMs, () => exit);
+                await moveOut(held, spec, tag, channel, timeoutMs, () => exit);
                 await waitForMigration(machine, timeoutMs);
                 await machine.execute('migrate-set-capabilities', {
                     capabilities: [{ capability: 'x-ignore-shared', state: true }],
@@ -53452,12 +53528,14 @@ async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgr
         await (0,promises_namespaceObject.rename)(partial, target.dir);
     }
     finally {
-        await log.close();
-        await cgroups.remove(cgroup);
-        await alias.remove();
-        await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
-        await (0,promises_namespaceObject.rm)(run, { recursive: true, force: true });
-        await (0,promises_namespaceObject.rm)(partial, { recursive: true, force: true });
+        // The RAM file first: it may be what fills the disk. Each step whatever the others do.
+        const quietly = (done) => done.catch(() => undefined);
+        await quietly((0,promises_namespaceObject.rm)(partial, { recursive: true, force: true }));
+        await quietly(log.close());
+        await quietly(cgroups.remove(cgroup));
+        await quietly(alias.remove());
+        await quietly((0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true }));
+        await quietly((0,promises_namespaceObject.rm)(run, { recursive: true, force: true }));
     }
 }
 /** The socket the capture machine listens on, as both QEMUs see it. Pure. */
@@ -53469,8 +53547,9 @@ function captureSocket(jail, alias) {
  * RAM) into the capture machine listening on `channel`; then the VM runs on.
  * On failure it stays paused, for undo().
  */
-async function moveOut(vm, held, spec, tag, channel, timeoutMs, captureExit) {
-    await held.pause();
+async function moveOut(held, spec, tag, channel, timeoutMs, captureExit) {
+    await held.pause(spec.name);
+    const vm = await held.qmp();
     // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
     await vm.execute('transaction', {
         actions: writableNodes(spec).map((node) => ({
@@ -53481,10 +53560,13 @@ async function moveOut(vm, held, spec, tag, channel, timeoutMs, captureExit) {
     // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
     await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
     await vm.execute('migrate', { uri: channel });
+    held.migrating = true;
     // A capture machine that died (a full disk under its RAM file is SIGBUS) fails the migration, or leaves it waiting: undo() cancels it.
     await waitForMigration(vm, timeoutMs);
     // After a migration QEMU has let go of the disks; `cont` takes them back.
     await held.resume();
+    // Nothing else here needs the VM's QMP: others may use it meanwhile.
+    held.close();
     if (captureExit() !== undefined)
         throw new CheckpointError('the capture machine ended during the move');
 }

@@ -7,6 +7,7 @@
 // under each hierarchy's root; a relative one is under hyper's own cgroup,
 // which is how a systemd service with Delegate=yes keeps its VMs inside the
 // tree systemd gave it.
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -132,7 +133,11 @@ export function parentPlaces(
       places[controller] = { dir: path.join(where.mount, parent), mount: where.mount, v2: where.v2 };
       continue;
     }
-    const mine = (where.v2 ? own.unified : own.v1[controller]) ?? '/';
+    let mine = where.v2 ? own.unified : own.v1[controller];
+    // Unknown (no /proc/self/cgroup): not guessed as the root.
+    if (mine === undefined) continue;
+    // Already in the leaf a hyper before it moved into (or systemd's DelegateSubgroup= put it in): the cgroup above is its own.
+    if (where.v2 && path.posix.basename(mine) === SELF_LEAF) mine = path.posix.dirname(mine);
     const inside = path.posix.relative(where.root, mine);
     if (inside.startsWith('..')) continue;
     const ownDir = path.join(where.mount, inside);
@@ -228,20 +233,22 @@ const leavesMade = new Map<string, Promise<void>>();
 
 /**
  * Moves every process of v2 cgroup `ownDir` into its child SELF_LEAF, so
- * that `ownDir` may hand controllers to the VMs' parent. The root cgroup is
- * exempt from the rule and is left as it is.
+ * that `ownDir` may hand controllers to the VMs' parent. The host's root
+ * cgroup, exempt from the rule, is left as it is: it is the one without a
+ * cgroup.type (a container's root is an ordinary cgroup, and has one).
  */
-function leaveOwnCgroup(ownDir: string, mount: string): Promise<void> {
-  if (ownDir === mount) return Promise.resolve();
+function leaveOwnCgroup(ownDir: string): Promise<void> {
   let move = leavesMade.get(ownDir);
   if (!move) {
     move = (async () => {
+      if (!existsSync(path.join(ownDir, 'cgroup.type'))) return;
       const leaf = path.join(ownDir, SELF_LEAF);
       await mkdir(leaf, { recursive: true });
       // A process that starts meanwhile (a child being spawned) lands in ownDir too: go round until it is empty.
-      for (let round = 0; round < 10; round++) {
+      for (let round = 0; ; round++) {
         const pids = (await readFile(path.join(ownDir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
         if (pids.length === 0) return;
+        if (round === 10) throw new Error(`processes keep arriving in ${ownDir}: ${pids.join(' ')}`);
         for (const pid of pids)
           await writeFile(path.join(leaf, 'cgroup.procs'), pid).catch((error: unknown) => {
             // A process that ended is gone from the list; any other failure is the caller's reason.
@@ -303,7 +310,7 @@ export class VmCgroups {
   private async delegate(place: ParentPlace): Promise<void> {
     const layout = await hostLayout();
     const wanted = CONTROLLERS.filter((controller) => layout[controller]?.v2);
-    if (place.own) await leaveOwnCgroup(place.own, place.mount);
+    if (place.own) await leaveOwnCgroup(place.own);
     for (const dir of subtreeChain(place)) {
       await mkdir(dir, { recursive: true });
       const file = path.join(dir, 'cgroup.subtree_control');

@@ -43,59 +43,110 @@ export async function captureCheckpoint(
   confine = true,
   cgroups = new VmCgroups(),
 ): Promise<void> {
-  const vm = await QmpClient.connect(vmPaths(spec.dir).qmp, 5000);
+  const held = new HeldVm(vmPaths(spec.dir).qmp);
   try {
-    const { running } = (await vm.execute('query-status')) as { running: boolean };
-    let paused = false;
-    const held: Hold = {
-      pause: async () => {
-        await vm.execute('stop');
-        paused = running;
-      },
-      resume: async () => {
-        if (!paused) return;
-        paused = false;
-        await vm.execute('cont');
-      },
-    };
-    try {
-      await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, vm, held);
-    } catch (error: unknown) {
-      await undo(vm, spec, tag, held, running);
-      throw error;
-    }
+    await runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgroups }, held);
+  } catch (error: unknown) {
+    const problems = await undo(held, spec, tag);
+    if (problems.length === 0) throw error;
+    throw new CheckpointError(`${(error as Error).message}; and undoing it: ${problems.join('; ')}`, {
+      cause: error,
+    });
   } finally {
-    vm.close();
+    held.close();
   }
 }
 
-/** Pausing the VM for the move, and running it again once (if it ran before). */
-interface Hold {
-  pause(): Promise<void>;
-  resume(): Promise<void>;
+/**
+ * The VM a checkpoint pauses: its QMP connection, held only while the
+ * checkpoint uses it (QEMU serves one QMP client at a time), and what has
+ * been done to it.
+ */
+class HeldVm {
+  private client: QmpClient | undefined;
+  /** Stopped by the checkpoint and not run again yet. */
+  paused = false;
+  /** Stopped once (it ran before): its disks may hold the checkpoint's snapshots. */
+  stopped = false;
+  /** QEMU took this checkpoint's `migrate`: query-migrate speaks of it, not of an earlier one. */
+  migrating = false;
+
+  constructor(private readonly socket: string) {}
+
+  async qmp(): Promise<QmpClient> {
+    this.client ??= await QmpClient.connect(this.socket, 5000);
+    return this.client;
+  }
+
+  /**
+   * Stops a running guest. One QEMU stopped already (on a disk error) is
+   * refused: a migration out of it would leave its disks released until it
+   * runs, and a snapshot cannot be deleted from a released disk.
+   */
+  async pause(name: string): Promise<void> {
+    const qmp = await this.qmp();
+    const status = (await qmp.execute('query-status')) as { running: boolean; status: string };
+    if (!status.running)
+      throw new CheckpointError(
+        `the guest of ${name} is not running (QEMU reports "${status.status}"); a checkpoint is taken of a running guest`,
+      );
+    // Marked first: a `stop` that times out may still have stopped it.
+    this.stopped = true;
+    this.paused = true;
+    await qmp.execute('stop');
+  }
+
+  /** Runs the VM again, once, if the checkpoint paused a running VM. */
+  async resume(): Promise<void> {
+    if (!this.paused) return;
+    await (await this.qmp()).execute('cont');
+    this.paused = false;
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+  }
 }
 
 /**
  * After a failed capture, whose files are gone by now (a disk the RAM filled
  * has its space back): deletes the disk snapshots before the VM runs on. A
  * snapshot shares every cluster, so each guest write copies one, and on a
- * full disk QEMU stops the guest (werror=enospc). A VM that stopped so
- * while the capture filled the disk runs again too.
+ * full disk QEMU stops the guest (werror=enospc). A VM that ran before runs
+ * again whatever state it is found in (stopped so meanwhile, or left
+ * paused by a step that failed). Each step is tried whatever the others
+ * did; what failed is returned.
  */
-async function undo(
-  vm: QmpClient,
-  spec: MachineSpec,
-  tag: string,
-  held: Hold,
-  running: boolean,
-): Promise<void> {
-  const migration = await settleMigration(vm);
+async function undo(held: HeldVm, spec: MachineSpec, tag: string): Promise<string[]> {
+  const problems: string[] = [];
+  const step = async (what: string, action: () => Promise<void>): Promise<void> => {
+    await action().catch((error: unknown) => {
+      problems.push(`${what}: ${(error as Error).message}`);
+      // A request that failed may still be answered late: the next step connects afresh.
+      held.close();
+    });
+  };
+  if (!held.stopped) return problems;
+  let migration: string | undefined;
+  if (held.migrating)
+    await step('ending the move', async () => {
+      migration = await settleMigration(await held.qmp());
+    });
   // A completed migration has let go of the disks; only `cont` takes them back.
-  if (migration === 'completed') await held.resume();
-  await deleteDiskSnapshots(vm, writableNodes(spec), tag).catch(() => undefined);
-  await held.resume();
-  const status = (await vm.execute('query-status')) as { status: string };
-  if (running && status.status === 'io-error') await vm.execute('cont');
+  if (migration === 'completed') await step('running the VM again', () => held.resume());
+  // Never on released disks (QEMU's block layer may abort on a write there): the snapshots stay, and the error says so.
+  if (migration === 'completed' && held.paused) problems.push(`the snapshots "${tag}" stay on its disks`);
+  else
+    await step('deleting the disk snapshots', async () =>
+      deleteDiskSnapshots(await held.qmp(), writableNodes(spec), tag),
+    );
+  await step('running the VM again', () => held.resume());
+  await step('running the VM again', async () => {
+    const qmp = await held.qmp();
+    if (!((await qmp.execute('query-status')) as { running: boolean }).running) await qmp.execute('cont');
+  });
+  return problems;
 }
 
 /**
@@ -114,19 +165,27 @@ async function settleMigration(vm: QmpClient): Promise<string | undefined> {
 
 const SETTLED = new Set(['none', 'completed', 'failed', 'cancelled']);
 
-/** Deletes internal snapshot `tag` from these block nodes of a running QEMU; a node without it is skipped. */
+/**
+ * Deletes internal snapshot `tag` from these block nodes of a running QEMU;
+ * a node without it is skipped. Every node is tried; what failed is thrown after.
+ */
 export async function deleteDiskSnapshots(
   qmp: QmpClient,
   nodes: readonly string[],
   tag: string,
 ): Promise<void> {
+  const failed: string[] = [];
   for (const node of nodes) {
     await qmp
       .execute('blockdev-snapshot-delete-internal-sync', { device: node, name: tag })
       .catch((error: unknown) => {
-        if (!/not found|does not exist|can't find|cannot find/i.test((error as Error).message)) throw error;
+        const message = (error as Error).message;
+        if (!/not found|does not exist|can't find|cannot find/i.test(message))
+          failed.push(`${node}: ${message}`);
       });
   }
+  if (failed.length)
+    throw new CheckpointError(`snapshot ${tag} could not be deleted from ${failed.join('; ')}`);
 }
 
 /** The capture itself: on failure its files are gone, and the VM (`held`) is the caller's to undo. */
@@ -137,8 +196,7 @@ async function runCapture(
   hostTscKhz: number,
   timeoutMs: number,
   { confine, cgroups }: { confine: boolean; cgroups: VmCgroups },
-  vm: QmpClient,
-  held: Hold,
+  held: HeldVm,
 ): Promise<void> {
   const target = checkpointPaths(spec.dir, tag);
   const partial = `${target.dir}.partial-${process.pid}`;
@@ -178,7 +236,7 @@ async function runCapture(
         // Both machines reach this socket by the same path: each is in the VM's jail (or neither is).
         const channel = `unix:${captureSocket(jail, alias.path)}`;
         await machine.execute('migrate-incoming', { uri: channel });
-        await moveOut(vm, held, spec, tag, channel, timeoutMs, () => exit);
+        await moveOut(held, spec, tag, channel, timeoutMs, () => exit);
         await waitForMigration(machine, timeoutMs);
         await machine.execute('migrate-set-capabilities', {
           capabilities: [{ capability: 'x-ignore-shared', state: true }],
@@ -203,12 +261,14 @@ async function runCapture(
     await mkdir(path.dirname(target.dir), { recursive: true });
     await rename(partial, target.dir);
   } finally {
-    await log.close();
-    await cgroups.remove(cgroup);
-    await alias.remove();
-    await rm(path.join(jail.dir, 'capture.sock'), { force: true });
-    await rm(run, { recursive: true, force: true });
-    await rm(partial, { recursive: true, force: true });
+    // The RAM file first: it may be what fills the disk. Each step whatever the others do.
+    const quietly = (done: Promise<unknown>) => done.catch(() => undefined);
+    await quietly(rm(partial, { recursive: true, force: true }));
+    await quietly(log.close());
+    await quietly(cgroups.remove(cgroup));
+    await quietly(alias.remove());
+    await quietly(rm(path.join(jail.dir, 'capture.sock'), { force: true }));
+    await quietly(rm(run, { recursive: true, force: true }));
   }
 }
 
@@ -223,15 +283,15 @@ function captureSocket(jail: Jail, alias: string): string {
  * On failure it stays paused, for undo().
  */
 async function moveOut(
-  vm: QmpClient,
-  held: Hold,
+  held: HeldVm,
   spec: MachineSpec,
   tag: string,
   channel: string,
   timeoutMs: number,
   captureExit: () => string | undefined,
 ): Promise<void> {
-  await held.pause();
+  await held.pause(spec.name);
+  const vm = await held.qmp();
   // Stopped, QEMU has drained and flushed every disk: the snapshots match the RAM.
   await vm.execute('transaction', {
     actions: writableNodes(spec).map((node) => ({
@@ -242,10 +302,13 @@ async function moveOut(
   // QEMU's default cap (128 MiB/s) would make a large guest's pause seconds long.
   await vm.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
   await vm.execute('migrate', { uri: channel });
+  held.migrating = true;
   // A capture machine that died (a full disk under its RAM file is SIGBUS) fails the migration, or leaves it waiting: undo() cancels it.
   await waitForMigration(vm, timeoutMs);
   // After a migration QEMU has let go of the disks; `cont` takes them back.
   await held.resume();
+  // Nothing else here needs the VM's QMP: others may use it meanwhile.
+  held.close();
   if (captureExit() !== undefined) throw new CheckpointError('the capture machine ended during the move');
 }
 

@@ -83,7 +83,9 @@ function watchQemus(marker: string): { stop: () => Promise<Map<number, Confineme
         if (!cmdline.startsWith('qemu-system') || !cmdline.includes(marker)) continue;
         const now = await confinement(Number(entry));
         // Before the drop QEMU is root; a look then is replaced by a later one.
-        if (now) seen.set(Number(entry), now);
+        // A look that is no longer QEMU's is dropped: slirp forks QEMU to start
+        // the user-mode helper, and the child can exec between the two reads.
+        if (now?.cmdline.startsWith('qemu-system')) seen.set(Number(entry), now);
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -378,7 +380,8 @@ test("HYPER_CGROUP_PARENT relative, as the shipped unit sets it: the VM's cgroup
       'sh',
       [
         '-c',
-        'for dir in $OWN_CGROUPS; do mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs" || exit 1; done; exec "$@"',
+        // On v2, once the first hyper has made its cgroup hand controllers down, a later one joins it in supervisor/.
+        'for dir in $OWN_CGROUPS; do mkdir -p "$dir" && { echo $$ > "$dir/cgroup.procs" || echo $$ > "$dir/supervisor/cgroup.procs"; } || exit 1; done; exec "$@"',
         'sh',
         process.execPath,
         path.resolve('dist/cli/index.js'),

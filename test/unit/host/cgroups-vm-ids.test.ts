@@ -145,6 +145,15 @@ describe("the parent of the VMs' cgroups (HYPER_CGROUP_PARENT)", () => {
     // systemd's own cgroups above the service are not written: Delegate=yes gave the controllers down to it.
     expect(subtreeChain(places.cpu!)).toEqual([service, `${service}/vms`]);
     expect(cgroupPlan(places, 'vm-abc', LIMITS).dirs).toEqual([`${service}/vms/vm-abc`]);
+    // A later hyper of the same service starts where the first moved (or DelegateSubgroup= put it): the same places.
+    const later = parentPlaces(
+      layout,
+      ownCgroups(`0::/system.slice/hyper-serve.service/supervisor\n`),
+      'vms',
+    );
+    expect(later).toEqual(places);
+    // No /proc/self/cgroup to read: a relative parent is not guessed to be at the root.
+    expect(parentPlaces(layout, { v1: {} }, 'vms')).toEqual({});
     // The default, at the root: the root hands them to /hyper, and /hyper to the VMs.
     const top = parentPlaces(layout, ownCgroups(UNIT_SELF), '/hyper');
     expect(subtreeChain(top.cpu!)).toEqual(['/sys/fs/cgroup', '/sys/fs/cgroup/hyper']);
