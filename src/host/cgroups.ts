@@ -36,7 +36,7 @@ export const DEFAULT_CGROUP_PARENT = '/hyper';
  * process itself: hyper moves out of its own cgroup into this child of it
  * before its VMs' parent is made there.
  */
-export const SELF_LEAF = 'supervisor';
+const SELF_LEAF = 'supervisor';
 
 /**
  * HYPER_CGROUP_PARENT checked: absolute (from each hierarchy's root) or
