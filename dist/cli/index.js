@@ -64618,31 +64618,56 @@ const QEMU_EXIT_WAIT_MS = 5000;
 /**
  * The service's output, stdout and stderr records in the order the guest read
  * them; with `follow`, it goes on until the VM has stopped and everything it
- * wrote has been read (docker logs -f).
+ * wrote has been read (docker logs -f). `fromNow` leaves out what was written
+ * before.
  */
 async function* containerLogs(name, job, options = {}) {
-    const record = await requireRecord(job, name);
-    const file = vmPaths(record.machine.dir).serviceLog;
-    const decoder = new LogDecoder();
-    let offset = 0;
-    if (options.fromNow) {
-        // What was written before is read (so a record cut at the end is completed later) but not given.
-        for await (const chunk of readFrom(file, offset)) {
-            offset += chunk.length;
-            decoder.push(chunk);
+    const log = await openServiceLog(name, job);
+    if (options.fromNow)
+        for await (const _ of log.read())
+            void _;
+    if (options.follow)
+        yield* log.follow(options.signal);
+    else if (!options.fromNow)
+        yield* log.read();
+}
+/** The service's log of `name`, read on from where the last read stopped. */
+async function openServiceLog(name, job) {
+    return new ServiceLog(await requireRecord(job, name), job);
+}
+/**
+ * One reader's place in a service's log: what was there (`read`) and then
+ * what comes (`follow`) are taken from one offset, so a record written in
+ * between is given once, neither lost nor repeated.
+ */
+class ServiceLog {
+    record;
+    job;
+    decoder = new LogDecoder();
+    offset = 0;
+    constructor(record, job) {
+        this.record = record;
+        this.job = job;
+    }
+    /** The records written since the last read, up to the log's end as it is now. */
+    async *read() {
+        const file = vmPaths(this.record.machine.dir).serviceLog;
+        for await (const chunk of readFrom(file, this.offset)) {
+            this.offset += chunk.length;
+            yield* this.decoder.push(chunk);
         }
     }
-    for (;;) {
-        // Checked before reading, so output written just before the stop is still read after it.
-        const stopped = !options.follow || (await hasStopped(record, job));
-        for await (const chunk of readFrom(file, offset)) {
-            offset += chunk.length;
-            yield* decoder.push(chunk);
+    /** The records from here on, until the VM has stopped and all it wrote is read, or `signal` aborts. */
+    async *follow(signal) {
+        for (;;) {
+            // Checked before reading, so output written just before the stop is still read after it.
+            const stopped = await hasStopped(this.record, this.job);
+            yield* this.read();
+            // Following ends with the VM, or when the reader goes away (a client that hung up).
+            if (stopped || signal?.aborted)
+                return;
+            await sleep(FOLLOW_POLL_MS);
         }
-        // Following ends with the VM, or when the reader goes away (a client that hung up).
-        if (stopped || options.signal?.aborted)
-            return;
-        await sleep(FOLLOW_POLL_MS);
     }
 }
 /**
@@ -65699,6 +65724,10 @@ class Job {
     }
     async *logs(ref, options = {}) {
         yield* containerLogs(await this.nameOf(ref), this.context, options);
+    }
+    /** A reader of the service's log that gives what is there, then follows on from the same place. */
+    async openLog(ref) {
+        return openServiceLog(await this.nameOf(ref), this.context);
     }
     async logText(ref) {
         return logText(await this.nameOf(ref), this.context);
@@ -72188,18 +72217,15 @@ async function containers_containerLogs(daemon, exchange, ref) {
             output.write(protocol_frame(STREAM_ID[line.stream], formatLine(line, options)));
     };
     try {
-        // The past first (tail applies to it), then, following, what comes.
+        // The past first (tail applies to it), then, following, what comes after it in the same log.
+        const log = await daemon.job.openLog(record.name);
         const past = [];
-        for await (const piece of daemon.job.logs(record.name))
+        for await (const piece of log.read())
             past.push(...splitRecord(piece));
         for (const line of selectLines(past, options))
             send(line);
         if (follow) {
-            for await (const piece of daemon.job.logs(record.name, {
-                follow: true,
-                fromNow: true,
-                signal: exchange.closed,
-            })) {
+            for await (const piece of log.follow(exchange.closed)) {
                 if (exchange.closed.aborted)
                     break;
                 for (const line of splitRecord(piece))

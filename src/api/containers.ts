@@ -290,16 +290,13 @@ export async function containerLogs(daemon: Daemon, exchange: Exchange, ref: str
     if (wanted[line.stream]) output.write(frame(STREAM_ID[line.stream], formatLine(line, options)));
   };
   try {
-    // The past first (tail applies to it), then, following, what comes.
+    // The past first (tail applies to it), then, following, what comes after it in the same log.
+    const log = await daemon.job.openLog(record.name);
     const past: LogRecord[] = [];
-    for await (const piece of daemon.job.logs(record.name)) past.push(...splitRecord(piece));
+    for await (const piece of log.read()) past.push(...splitRecord(piece));
     for (const line of selectLines(past, options)) send(line);
     if (follow) {
-      for await (const piece of daemon.job.logs(record.name, {
-        follow: true,
-        fromNow: true,
-        signal: exchange.closed,
-      })) {
+      for await (const piece of log.follow(exchange.closed)) {
         if (exchange.closed.aborted) break;
         for (const line of splitRecord(piece)) if (inWindow(line, options)) send(line);
       }

@@ -39,7 +39,7 @@ import {
   type JobSettings,
 } from './settings.js';
 import { listSnapshots, removeSnapshot, restoreService, snapshotService } from './snapshots.js';
-import { containerLogs, execStreamInContainer, logText } from './streams.js';
+import { containerLogs, execStreamInContainer, logText, openServiceLog, type ServiceLog } from './streams.js';
 import { exportSnapshot } from './export.js';
 import { importSnapshot, type ImportOptions } from './import.js';
 import { checkStillRunning, upServices, type ServiceStatus, type UpOptions } from './up.js';
@@ -281,6 +281,11 @@ export class Job {
     options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
   ): AsyncGenerator<LogRecord> {
     yield* containerLogs(await this.nameOf(ref), this.context, options);
+  }
+
+  /** A reader of the service's log that gives what is there, then follows on from the same place. */
+  async openLog(ref: string): Promise<ServiceLog> {
+    return openServiceLog(await this.nameOf(ref), this.context);
   }
 
   async logText(ref: string): Promise<string> {

@@ -16,34 +16,58 @@ const QEMU_EXIT_WAIT_MS = 5000;
 /**
  * The service's output, stdout and stderr records in the order the guest read
  * them; with `follow`, it goes on until the VM has stopped and everything it
- * wrote has been read (docker logs -f).
+ * wrote has been read (docker logs -f). `fromNow` leaves out what was written
+ * before.
  */
 export async function* containerLogs(
   name: string,
   job: JobContext,
   options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
 ): AsyncGenerator<LogRecord> {
-  const record = await requireRecord(job, name);
-  const file = vmPaths(record.machine.dir).serviceLog;
-  const decoder = new LogDecoder();
-  let offset = 0;
-  if (options.fromNow) {
-    // What was written before is read (so a record cut at the end is completed later) but not given.
-    for await (const chunk of readFrom(file, offset)) {
-      offset += chunk.length;
-      decoder.push(chunk);
+  const log = await openServiceLog(name, job);
+  if (options.fromNow) for await (const _ of log.read()) void _;
+  if (options.follow) yield* log.follow(options.signal);
+  else if (!options.fromNow) yield* log.read();
+}
+
+/** The service's log of `name`, read on from where the last read stopped. */
+export async function openServiceLog(name: string, job: JobContext): Promise<ServiceLog> {
+  return new ServiceLog(await requireRecord(job, name), job);
+}
+
+/**
+ * One reader's place in a service's log: what was there (`read`) and then
+ * what comes (`follow`) are taken from one offset, so a record written in
+ * between is given once, neither lost nor repeated.
+ */
+export class ServiceLog {
+  private readonly decoder = new LogDecoder();
+  private offset = 0;
+
+  constructor(
+    private readonly record: VmRecord,
+    private readonly job: Pick<JobContext, 'hypervisor'>,
+  ) {}
+
+  /** The records written since the last read, up to the log's end as it is now. */
+  async *read(): AsyncGenerator<LogRecord> {
+    const file = vmPaths(this.record.machine.dir).serviceLog;
+    for await (const chunk of readFrom(file, this.offset)) {
+      this.offset += chunk.length;
+      yield* this.decoder.push(chunk);
     }
   }
-  for (;;) {
-    // Checked before reading, so output written just before the stop is still read after it.
-    const stopped = !options.follow || (await hasStopped(record, job));
-    for await (const chunk of readFrom(file, offset)) {
-      offset += chunk.length;
-      yield* decoder.push(chunk);
+
+  /** The records from here on, until the VM has stopped and all it wrote is read, or `signal` aborts. */
+  async *follow(signal?: AbortSignal): AsyncGenerator<LogRecord> {
+    for (;;) {
+      // Checked before reading, so output written just before the stop is still read after it.
+      const stopped = await hasStopped(this.record, this.job);
+      yield* this.read();
+      // Following ends with the VM, or when the reader goes away (a client that hung up).
+      if (stopped || signal?.aborted) return;
+      await sleep(FOLLOW_POLL_MS);
     }
-    // Following ends with the VM, or when the reader goes away (a client that hung up).
-    if (stopped || options.signal?.aborted) return;
-    await sleep(FOLLOW_POLL_MS);
   }
 }
 
@@ -52,7 +76,7 @@ export async function* containerLogs(
  * the exit on another port than the output, so the output is complete only
  * once QEMU is gone (the init powers off right after), or a while after.
  */
-async function hasStopped(record: VmRecord, job: JobContext): Promise<boolean> {
+async function hasStopped(record: VmRecord, job: Pick<JobContext, 'hypervisor'>): Promise<boolean> {
   if ((await vmState(record, job)).running) return false;
   const deadline = Date.now() + QEMU_EXIT_WAIT_MS;
   while (Date.now() < deadline && (await job.hypervisor.isRunning(record.machine))) await sleep(50);
