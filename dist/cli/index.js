@@ -51909,6 +51909,11 @@ function parseQemuVersion(stdout) {
     const text = stdout.split('\n')[0] ?? '';
     return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
 }
+/** Whether `version` ("7.2.22") is `major`.`minor` or later; an unknown version is taken as older than any. Pure. */
+function qemuAtLeast(version, major, minor) {
+    const [have = 0, haveMinor = 0] = (version ?? '').split('.').map(Number);
+    return have > major || (have === major && haveMinor >= minor);
+}
 async function qemuVersion(binary) {
     return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
 }
@@ -51951,12 +51956,10 @@ const JAILED_CONNECT = 'hyper-connect';
 function jailArgs(jail) {
     if (!jail?.ids)
         return [];
-    const [major = 0, minor = 0] = (jail.qemuVersion ?? '').split('.').map(Number);
-    const at = major * 100 + minor;
     const user = `${jail.ids.uid}:${jail.ids.gid}`;
-    if (at >= 901)
+    if (qemuAtLeast(jail.qemuVersion, 9, 1))
         return ['-run-with', `chroot=${jail.dir},user=${user}`];
-    if (at >= 801)
+    if (qemuAtLeast(jail.qemuVersion, 8, 1))
         return ['-run-with', `chroot=${jail.dir}`, '-runas', user];
     return ['-runas', user, '-chroot', jail.dir];
 }
@@ -52280,8 +52283,13 @@ function memoryArgs(spec, launch) {
         return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
     if (launch.kind === 'template' || launch.kind === 'capture')
         return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
-    if (launch.kind === 'clone')
-        return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
+    if (launch.kind === 'clone') {
+        const readOnly = launch.readOnlyOpen ? ',readonly=on,rom=off' : '';
+        return [
+            '-object',
+            `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off${readOnly}`,
+        ];
+    }
     return spec.slots === undefined ? [] : ['-object', `memory-backend-ram,id=ram,${size}`];
 }
 /**
@@ -53758,6 +53766,7 @@ const qemuImg = {
 
 
 
+
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
 class VmError extends HyperError {
@@ -53892,7 +53901,9 @@ class QemuHypervisor {
      * without the RAM) loaded, then the guest runs on. Returns the pid.
      */
     async resumeFrom(spec, saved) {
-        const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram }, saved.state);
+        const { version } = await knownQemuVersion(this.qemu);
+        const launch = { kind: 'clone', ram: saved.ram, readOnlyOpen: qemuAtLeast(version, 8, 2) };
+        const pid = await this.launch(spec, launch, saved.state);
         await this.withQmp(spec, async (qmp) => {
             await qmp.execute('migrate-set-capabilities', {
                 capabilities: [{ capability: 'x-ignore-shared', state: true }],

@@ -15,6 +15,25 @@ export async function hyper(...argv: string[]): Promise<CliResult> {
   return { code, stdout, stderr };
 }
 
+/** A VM's row of `hyper ps --json`, the fields tests read. */
+export interface PsRow {
+  name: string;
+  state: string;
+  pid: number | null;
+  origin: string | null;
+  ports: { hostPort: number }[];
+  memory: { rssMiB: number; pssMiB: number; ownMiB: number } | null;
+}
+
+/** The row of `name` in `hyper ps --json`; with `running`, one that has a QEMU pid. */
+export async function psRow(name: string, options: { running?: boolean } = {}): Promise<PsRow> {
+  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as PsRow[];
+  const found = rows.find((r) => r.name === name);
+  if (!found) throw new Error(`${name} is not listed`);
+  if (options.running && !found.pid) throw new Error(`${name} is not running`);
+  return found;
+}
+
 /** Pids of live QEMU processes whose command line mentions `marker` (a test's state dir). */
 export async function qemuProcessesUnder(marker: string): Promise<number[]> {
   const pids: number[] = [];

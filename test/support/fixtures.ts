@@ -20,6 +20,19 @@ export async function busyboxLayout(): Promise<string> {
   return cachedFixture('busybox-httpd', [BUILDER], 'index.json');
 }
 
+const NEWER_QEMU = path.resolve('test/fixtures/fetch-newer-qemu.sh');
+
+/**
+ * A QEMU newer than the host's (bookworm-backports' 10.0, unpacked into the
+ * cache dir once): its qemu-system-x86_64.
+ */
+export async function newerQemu(): Promise<string> {
+  return path.join(
+    await cachedFixture('qemu-backports', [NEWER_QEMU], 'usr/bin/qemu-system-x86_64'),
+    'usr/bin/qemu-system-x86_64',
+  );
+}
+
 /** Debian's docker CLI (scripts/install-host-deps), which the docker-cli image carries. */
 const DOCKER_CLI = '/usr/bin/docker';
 

@@ -18,6 +18,12 @@ export function parseQemuVersion(stdout: string): QemuVersion {
   return { text, version: /\bversion (\d+(?:\.\d+)+)/.exec(text)?.[1] };
 }
 
+/** Whether `version` ("7.2.22") is `major`.`minor` or later; an unknown version is taken as older than any. Pure. */
+export function qemuAtLeast(version: string | undefined, major: number, minor: number): boolean {
+  const [have = 0, haveMinor = 0] = (version ?? '').split('.').map(Number);
+  return have > major || (have === major && haveMinor >= minor);
+}
+
 export async function qemuVersion(binary: string): Promise<QemuVersion> {
   return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
 }

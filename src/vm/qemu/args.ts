@@ -119,7 +119,11 @@ export const TEMPLATE_MARKER = 'opt/hyper/template';
  *   disk slots, a NIC with no backend, and the init told to wait;
  * - `clone`: the VM resumes from saved state, a boot template's or a
  *   checkpoint's. Its RAM maps that file privately (copy-on-write), and QEMU
- *   waits for the device state (`-incoming defer`) to be fed through QMP;
+ *   waits for the device state (`-incoming defer`) to be fed through QMP.
+ *   With `readOnlyOpen` (QEMU 8.2 and later) QEMU opens the file read-only
+ *   (`readonly=on,rom=off`: the guest still writes its private copy), so a
+ *   QEMU a guest takes over cannot write what later clones start from; 7.2
+ *   opens it read-write whatever the mapping;
  * - `capture`: the machine a checkpoint is taken through. It has the VM's
  *   devices with empty disks and RAM in the shared file `ram`, never runs
  *   (`-S`), and waits for the VM to migrate into it; it then saves its device
@@ -128,7 +132,7 @@ export const TEMPLATE_MARKER = 'opt/hyper/template';
 export type Launch =
   | { kind: 'boot' }
   | { kind: 'template'; ram: string }
-  | { kind: 'clone'; ram: string }
+  | { kind: 'clone'; ram: string; readOnlyOpen?: boolean }
   | { kind: 'capture'; ram: string };
 
 /** Whether a VM can be a clone: no live shares (vhost-user devices cannot migrate) and disks that fit the slots. Pure. */
@@ -190,8 +194,13 @@ function memoryArgs(spec: MachineSpec, launch: Launch): string[] {
   if (spec.shares?.length) return ['-object', `memory-backend-memfd,id=ram,${size},share=on`];
   if (launch.kind === 'template' || launch.kind === 'capture')
     return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=on`];
-  if (launch.kind === 'clone')
-    return ['-object', `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off`];
+  if (launch.kind === 'clone') {
+    const readOnly = launch.readOnlyOpen ? ',readonly=on,rom=off' : '';
+    return [
+      '-object',
+      `memory-backend-file,id=ram,${size},mem-path=${optValue(launch.ram)},share=off${readOnly}`,
+    ];
+  }
   return spec.slots === undefined ? [] : ['-object', `memory-backend-ram,id=ram,${size}`];
 }
 

@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ownsAllIds } from '../../host/user.js';
 import { type IdRange, probeId, vmIdRange } from '../../host/vm-ids.js';
-import { knownQemuVersion } from '../../tools/qemu/version.js';
+import { knownQemuVersion, qemuAtLeast } from '../../tools/qemu/version.js';
 import { withDirLock } from '../../files.js';
 
 /** A QEMU's jail: its directory, and the ids it drops to (absent when hyper is not root: nothing to drop). */
@@ -48,11 +48,9 @@ export const JAILED_CONNECT = 'hyper-connect';
  */
 export function jailArgs(jail: Jail | undefined): string[] {
   if (!jail?.ids) return [];
-  const [major = 0, minor = 0] = (jail.qemuVersion ?? '').split('.').map(Number);
-  const at = major * 100 + minor;
   const user = `${jail.ids.uid}:${jail.ids.gid}`;
-  if (at >= 901) return ['-run-with', `chroot=${jail.dir},user=${user}`];
-  if (at >= 801) return ['-run-with', `chroot=${jail.dir}`, '-runas', user];
+  if (qemuAtLeast(jail.qemuVersion, 9, 1)) return ['-run-with', `chroot=${jail.dir},user=${user}`];
+  if (qemuAtLeast(jail.qemuVersion, 8, 1)) return ['-run-with', `chroot=${jail.dir}`, '-runas', user];
   return ['-runas', user, '-chroot', jail.dir];
 }
 

@@ -24,6 +24,7 @@ import { readGuestStatus } from '../status.js';
 import { trimOutput } from '../../process/run.js';
 import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';
 import { qemuImg } from '../../tools/qemu/img.js';
+import { knownQemuVersion, qemuAtLeast } from '../../tools/qemu/version.js';
 import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
 import { ustar } from '../../guest/ustar.js';
@@ -189,7 +190,9 @@ export class QemuHypervisor implements Hypervisor {
    * without the RAM) loaded, then the guest runs on. Returns the pid.
    */
   private async resumeFrom(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
-    const pid = await this.launch(spec, { kind: 'clone', ram: saved.ram }, saved.state);
+    const { version } = await knownQemuVersion(this.qemu);
+    const launch = { kind: 'clone', ram: saved.ram, readOnlyOpen: qemuAtLeast(version, 8, 2) } as const;
+    const pid = await this.launch(spec, launch, saved.state);
     await this.withQmp(spec, async (qmp) => {
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'x-ignore-shared', state: true }],

@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout, variantLayout } from '../../support/fixtures.js';
-import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { httpGet, hyper, hyperOk, psRow, qemuProcessesUnder } from '../../support/cli.js';
 import { QmpClient } from '../../../src/vm/qemu/qmp.js';
 import { LEASES } from '../../../src/vm/qemu/jail.js';
 import { cgroupName } from '../../../src/vm/qemu/spawn.js';
@@ -15,20 +15,6 @@ let stateDir: string;
 let image: string;
 let shell: string;
 const cleanups: (() => Promise<void>)[] = [];
-
-interface PsRow {
-  name: string;
-  pid: number | null;
-  origin: string | null;
-  ports: { hostPort: number }[];
-}
-
-async function row(name: string): Promise<PsRow> {
-  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as PsRow[];
-  const found = rows.find((r) => r.name === name);
-  if (!found?.pid) throw new Error(`${name} is not running`);
-  return found;
-}
 
 /** What /proc says of a process: the fields the jail sets. */
 interface Confinement {
@@ -200,7 +186,7 @@ test('every QEMU hyper starts (template, clone, user-mode VM and its helper, cap
   const templates = watchQemus('.making-');
   // Bridge network: a boot template made anew, then a clone of it.
   await hyperOk(...serve('web', '--template', 'refresh'));
-  const web = await row('web');
+  const web = await psRow('web', { running: true });
   expect(web.origin).toBe('boot-template');
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
   // A checkpoint goes through a capture machine, jailed with the VM.
@@ -304,15 +290,15 @@ test("QMP cannot open a host file: not /etc/shadow, not even the VM's own disk b
   } finally {
     qmp.close();
   }
-  const web = await row('web');
+  const web = await psRow('web', { running: true });
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
 });
 
 test('a guest that allocates past its RAM, and a fork bomb in a guest, stay inside its cgroup; the other service answers', async () => {
   await hyperOk(...serve('web'));
   await hyperOk('run', '-d', '--name', 'hog', '--memory', '256', shell);
-  const web = await row('web');
-  const hog = await row('hog');
+  const web = await psRow('web', { running: true });
+  const hog = await psRow('hog', { running: true });
   const files = await cgroupFiles(hog.pid ?? 0);
   expect(files.limit).toMatch(/\/hyper\/vm-[0-9a-f]{16}\//);
   const limit = await readNumber(files.limit);
@@ -326,7 +312,7 @@ test('a guest that allocates past its RAM, and a fork bomb in a guest, stay insi
   expect(hogged.code === 137 || /memory/i.test(hogged.stderr)).toBe(true);
   expect(await httpGet(`http://127.0.0.1:${web.ports[0]?.hostPort}/`)).toContain('hello from');
   // QEMU was not killed on the host: the guest ran out, not the host.
-  expect((await row('hog')).pid).toBe(hog.pid);
+  expect((await psRow('hog', { running: true })).pid).toBe(hog.pid);
 
   // A fork bomb, left to run for 8 s while the other service is asked.
   const bomb = execa(
@@ -348,7 +334,7 @@ test('a guest that allocates past its RAM, and a fork bomb in a guest, stay insi
   // The bomb kept hog's vCPU busy all along (an idle TCG guest takes a few
   // percent of a core): it ran while the other service answered.
   expect((await cpuSeconds(hog.pid ?? 0)) - cpuBefore).toBeGreaterThan(1);
-  expect((await row('hog')).pid).toBe(hog.pid);
+  expect((await psRow('hog', { running: true })).pid).toBe(hog.pid);
   await hyperOk('rm', '-f', 'hog');
   bomb.kill('SIGKILL');
   await bomb;
@@ -393,7 +379,7 @@ test("HYPER_CGROUP_PARENT relative, as the shipped unit sets it: the VM's cgroup
     const started = await delegated('run', '--name', 'deleg', '-m', '128', shell);
     expect(started.stderr).not.toMatch(/not bounded/);
     expect(started.exitCode).toBe(0);
-    const { pid } = await row('deleg');
+    const { pid } = await psRow('deleg', { running: true });
     const qemu = await readFile(`/proc/${pid}/cgroup`, 'utf8');
     const vm = cgroupName('vm', path.join(stateDir, 'vms', 'deleg'));
     for (const controller of controllers) {

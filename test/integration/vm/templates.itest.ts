@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { cp, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout } from '../../support/fixtures.js';
-import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.js';
+import { httpGet, hyper, hyperOk, psRow, qemuProcessesUnder } from '../../support/cli.js';
 
 // Real QEMU under TCG, real boot templates saved with x-ignore-shared and
 // real clones of them, in a cache dir of this file's own (the images are
@@ -10,22 +10,6 @@ import { httpGet, hyper, hyperOk, qemuProcessesUnder } from '../../support/cli.j
 let stateDir: string;
 let cacheDir: string;
 let image: string;
-
-interface PsRow {
-  name: string;
-  state: string;
-  pid: number | null;
-  origin: string | null;
-  ports: { hostPort: number }[];
-  memory: { rssMiB: number; pssMiB: number; ownMiB: number } | null;
-}
-
-async function row(name: string): Promise<PsRow> {
-  const rows = JSON.parse((await hyperOk('ps', '--json')).stdout) as PsRow[];
-  const found = rows.find((r) => r.name === name);
-  if (!found) throw new Error(`${name} is not listed`);
-  return found;
-}
 
 async function sh(name: string, script: string): Promise<string> {
   return (await hyperOk('exec', name, '--', 'sh', '-c', script)).stdout.trim();
@@ -85,7 +69,7 @@ test('two clones of one template serve at once, each with its own identity, cloc
   expect(await templates()).toHaveLength(1);
 
   for (const name of ['one', 'two']) {
-    const vm = await row(name);
+    const vm = await psRow(name);
     expect(vm).toMatchObject({ state: 'running', origin: 'boot-template' });
     expect(await httpGet(`http://127.0.0.1:${vm.ports[0]?.hostPort}/`)).toContain(
       'hello from a hyper-services microVM',
@@ -94,7 +78,7 @@ test('two clones of one template serve at once, each with its own identity, cloc
   // Both map the one template's RAM file, privately.
   const ram = path.join(templateRoot(), (await templates())[0] ?? '', 'ram');
   for (const name of ['one', 'two']) {
-    const maps = await readFile(`/proc/${(await row(name)).pid}/maps`, 'utf8');
+    const maps = await readFile(`/proc/${(await psRow(name)).pid}/maps`, 'utf8');
     expect(
       maps
         .split('\n')
@@ -105,7 +89,7 @@ test('two clones of one template serve at once, each with its own identity, cloc
 
   // The template's pages are shared: resident pages of its RAM file that the other clone maps too.
   for (const name of ['one', 'two']) {
-    const smaps = await readFile(`/proc/${(await row(name)).pid}/smaps`, 'utf8');
+    const smaps = await readFile(`/proc/${(await psRow(name)).pid}/smaps`, 'utf8');
     const block = smaps.slice(smaps.indexOf(ram)).split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)[0] ?? '';
     // Dirty while the new file's pages are not yet written back, clean after.
     const shared = ['Shared_Clean', 'Shared_Dirty'].map((field) =>
@@ -113,7 +97,7 @@ test('two clones of one template serve at once, each with its own identity, cloc
     );
     expect(shared.every(Number.isInteger)).toBe(true);
     expect((shared[0] ?? 0) + (shared[1] ?? 0)).toBeGreaterThan(1024);
-    const memory = (await row(name)).memory;
+    const memory = (await psRow(name)).memory;
     expect(memory?.ownMiB).toBeGreaterThan(0);
     expect(memory?.pssMiB).toBeLessThan(memory?.rssMiB ?? 0);
     expect(memory?.ownMiB).toBeLessThan(memory?.rssMiB ?? 0);
@@ -134,18 +118,18 @@ test('two clones of one template serve at once, each with its own identity, cloc
   expect(await sh('one', 'cat /etc/hosts')).toContain('one');
 
   await hyperOk('stop', 'one');
-  expect(await httpGet(`http://127.0.0.1:${(await row('two')).ports[0]?.hostPort}/`)).toContain('hello');
+  expect(await httpGet(`http://127.0.0.1:${(await psRow('two')).ports[0]?.hostPort}/`)).toContain('hello');
   expect(await sh('two', 'echo still here')).toBe('still here');
 });
 
 test('--template off boots in full; refresh makes a new template first', async () => {
   const off = await hyperOk(...runArgs('full', '--template', 'off'));
   expect(off.stderr).not.toContain('boot template');
-  expect((await row('full')).origin).toBe('boot');
+  expect((await psRow('full')).origin).toBe('boot');
   const before = await templates();
   const refresh = await hyperOk(...runArgs('fresh', '--template', 'refresh'));
   expect(refresh.stderr).toContain('(refresh asked for)');
-  expect((await row('fresh')).origin).toBe('boot-template');
+  expect((await psRow('fresh')).origin).toBe('boot-template');
   expect(await templates()).toEqual(before);
 });
 
@@ -169,7 +153,7 @@ test('a template made for another guest bundle or QEMU is never used: a new one 
     `the boot template ${foreign} was made for another machine (bundle ffffffffffffffff -> ${bundle}; qemu QEMU emulator version 6.2.0 -> `,
   );
   expect(run.stderr).toMatch(/made a boot template for 512 MiB, 1 CPU, TCG/);
-  expect((await row('rebuilt')).origin).toBe('boot-template');
+  expect((await psRow('rebuilt')).origin).toBe('boot-template');
   // The foreign one, which no VM maps, went when its replacement was made.
   expect(await templates()).toEqual([current]);
 });
@@ -186,8 +170,8 @@ test('a damaged template is refused and removed, the VM boots in full, and the l
   expect(run.stderr).toContain(
     `warning: after-damage: no boot template, booting in full: the boot template ${path.join(templateRoot(), current)} was refused and removed: its device state is not what was saved (digest differs)`,
   );
-  expect((await row('after-damage')).origin).toBe('boot');
-  expect(await httpGet(`http://127.0.0.1:${(await row('after-damage')).ports[0]?.hostPort}/`)).toContain(
+  expect((await psRow('after-damage')).origin).toBe('boot');
+  expect(await httpGet(`http://127.0.0.1:${(await psRow('after-damage')).ports[0]?.hostPort}/`)).toContain(
     'hello',
   );
   expect(await templates()).toEqual([]);
@@ -201,7 +185,7 @@ test('two processes that need the same missing template make it once, under a lo
   expect([a?.exitCode, b?.exitCode]).toEqual([0, 0]);
   const made = `${a?.stderr}\n${b?.stderr}`.match(/made a boot template/g) ?? [];
   expect(made).toHaveLength(1);
-  expect((await row('racer-a')).origin).toBe('boot-template');
-  expect((await row('racer-b')).origin).toBe('boot-template');
+  expect((await psRow('racer-a')).origin).toBe('boot-template');
+  expect((await psRow('racer-b')).origin).toBe('boot-template');
   expect(await templates()).toHaveLength(1);
 });

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseQemuVersion, qemuVersionCommand } from '../../../src/tools/qemu/version.js';
+import { parseQemuVersion, qemuAtLeast, qemuVersionCommand } from '../../../src/tools/qemu/version.js';
 
 function qemuFixture(name: string): string {
   return readFileSync(new URL(`../../fixtures/qemu/${name}`, import.meta.url), 'utf8');
@@ -30,4 +30,19 @@ test('the version command', () => {
     program: '/usr/bin/qemu-system-x86_64',
     args: ['--version'],
   });
+});
+
+test.each([
+  ['7.2.22', 8, 2, false],
+  ['8.1.5', 8, 2, false],
+  ['8.2.2', 8, 2, true],
+  ['8.10.0', 8, 2, true],
+  ['9.0.0', 8, 2, true],
+  ['10.0.2', 9, 1, true],
+  ['9.0.4', 9, 1, false],
+  // An unknown version is the oldest: the forms every QEMU takes.
+  [undefined, 7, 2, false],
+  ['', 0, 1, false],
+] as const)('qemuAtLeast(%j, %d, %d) is %j', (version, major, minor, expected) => {
+  expect(qemuAtLeast(version, major, minor)).toBe(expected);
 });

@@ -346,6 +346,13 @@ describe('the boot-template layout (slots)', () => {
     expect(valueOf(clone, '-netdev')).toHaveLength(1);
   });
 
+  test('a clone on QEMU 8.2 or later opens the RAM file read-only and still writes its private copy', () => {
+    const clone = qemuArgs(slotted, undefined, { kind: 'clone', ram: '/cache/t/ram', readOnlyOpen: true });
+    expect(valueOf(clone, '-object')).toEqual([
+      'memory-backend-file,id=ram,size=256M,mem-path=/cache/t/ram,share=off,readonly=on,rom=off',
+    ]);
+  });
+
   test("a capture machine has the VM's devices, none of its disks, its RAM in a shared file, and never runs", () => {
     const capture = qemuArgs(slotted, undefined, {
       kind: 'capture',
