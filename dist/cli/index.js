@@ -52475,14 +52475,34 @@ class QmpClient {
 /** The descriptor a machine reads its incoming state from: `migrate-incoming fd:3`. */
 const INCOMING_FD = 3;
 /**
+ * Where a QEMU's network lives. A bridge VM's QEMU enters the namespace its
+ * TAP is in (the network's driver made it there, as root). A jailed boot
+ * template's and capture machine's, whose NIC reaches nothing, get an empty
+ * one (making one takes root, as the jail does). A user-mode VM's stays in
+ * the host's: slirp listens on the host's loopback for published ports and
+ * connects there for guestfwd. Pure.
+ */
+function qemuNetns(spec, launch, jail) {
+    if (launch.kind === 'template' || launch.kind === 'capture')
+        return jail?.ids ? 'empty' : undefined;
+    const network = spec.network;
+    return network?.kind === 'tap' && network.netns !== undefined ? { enter: network.netns } : undefined;
+}
+/**
  * The command that starts QEMU inside cgroups `procs`: a shell writes its
  * own pid to each cgroup.procs, then becomes QEMU (same pid), so every page
- * and thread QEMU ever has is counted there. Pure.
+ * and thread QEMU ever has is counted there. With `netns`, util-linux's
+ * nsenter or unshare puts it in that network namespace first (root only). Pure.
  */
-function qemuCommand(qemu, args, procs) {
-    if (procs.length === 0)
-        return { program: qemu, args: [...args] };
-    return { program: 'sh', args: ['-c', JOIN_CGROUPS, 'sh', ...procs, '--', qemu, ...args] };
+function qemuCommand(qemu, args, procs, netns) {
+    const inner = procs.length === 0 ? [qemu, ...args] : ['sh', '-c', JOIN_CGROUPS, 'sh', ...procs, '--', qemu, ...args];
+    const outer = netns === undefined
+        ? []
+        : netns === 'empty'
+            ? ['unshare', '--net', '--']
+            : ['nsenter', `--net=${netns.enter}`, '--'];
+    const [program = qemu, ...rest] = [...outer, ...inner];
+    return { program, args: rest };
 }
 const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
 /** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD). */
@@ -52492,7 +52512,7 @@ const FIRST_DISK_FD = INCOMING_FD + 1;
  * process) as INCOMING_FD, and the disks' descriptors where `disks` says.
  */
 function spawnQemu(qemu, args, options) {
-    const command = qemuCommand(qemu, args, options.procs);
+    const command = qemuCommand(qemu, args, options.procs, options.netns);
     const stdio = [
         'ignore',
         options.output,
@@ -53161,7 +53181,12 @@ class TemplateStore {
             ? await this.cgroups.make(cgroupName('template', work), machineLimits(spec))
             : { reason: 'HYPER_JAIL=off' };
         const log = await (0,promises_namespaceObject.open)(paths.qemuLog, 'a');
-        const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail), { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] });
+        const launch = { kind: 'template', ram };
+        const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, launch, jail), {
+            output: log.fd,
+            procs: 'procs' in cgroup ? cgroup.procs : [],
+            netns: qemuNetns(spec, launch, jail),
+        });
         let exited = false;
         child.on('exit', () => (exited = true));
         child.on('error', () => (exited = true));
@@ -53497,9 +53522,11 @@ async function runCapture(qemu, spec, tag, hostTscKhz, timeoutMs, { confine, cgr
         await (0,promises_namespaceObject.mkdir)(partial, { recursive: true });
         await (0,promises_namespaceObject.rm)(external_node_path_default().join(jail.dir, 'capture.sock'), { force: true });
         const limits = confine ? await cgroups.make(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
-        const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
+        const launch = { kind: 'capture', ram };
+        const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, launch, jail), {
             output: log.fd,
             procs: 'procs' in limits ? limits.procs : [],
+            netns: qemuNetns(capture, launch, jail),
         });
         child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
         child.on('error', (error) => (exit = `could not start: ${error.message}`));
@@ -53769,6 +53796,16 @@ const qemuImg = {
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 const DEFAULT_QEMU = 'qemu-system-x86_64';
+/**
+ * A bridge VM's network namespace must still be one: `ip netns` keeps it
+ * mounted at its /run/netns file, in the mount namespace of the hyper that
+ * made it, until the host reboots. Elsewhere the file is an empty one.
+ */
+async function requireNetns(file, name) {
+    const [own, theirs] = await Promise.all([(0,promises_namespaceObject.stat)('/proc/self/ns/net'), (0,promises_namespaceObject.stat)(file).catch(() => undefined)]);
+    if (theirs?.dev !== own.dev)
+        throw new VmError(`cannot start ${name}: its network namespace ${file} is gone (a reboot, or a hyper in another mount namespace made it); remove the VM and run it again`, { kind: 'Conflict' });
+}
 class VmError extends HyperError {
     static defaultKind = 'Internal';
     name = 'VmError';
@@ -53988,8 +54025,12 @@ class QemuHypervisor {
                 await startShares(spec.dir, spec.shares);
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
             const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
+            const netns = qemuNetns(spec, launch, jail);
+            if (netns !== undefined && netns !== 'empty')
+                await requireNetns(netns.enter, spec.name);
             child = spawnQemu(this.qemu, args, {
                 output: log.fd,
+                netns,
                 procs,
                 detached: true,
                 disks,
@@ -58375,6 +58416,63 @@ async function createBridge(privilege, name, gatewayCidr) {
     await run(ip('link', 'set', name, 'up'));
     await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
 }
+/** The names inside a member's own network namespace (createMemberNetns): the same in each. */
+const MEMBER_TAP = 'tap0';
+const MEMBER_VETH = 'eth0';
+const MEMBER_BRIDGE = 'br0';
+/** Where member namespace `name` is, for QEMU to enter (ip netns keeps them there). */
+function netnsFile(name) {
+    return `/run/netns/${name}`;
+}
+/**
+ * One VM's link to the bridge when hyper is root: a network namespace of
+ * its own, `name`, holding the TAP its QEMU opens (MEMBER_TAP) and one end
+ * of a veth pair whose other end, also `name`, is on the job's bridge; a
+ * bridge inside joins the two. QEMU runs in that namespace, which has no
+ * address and no route, so a QEMU a guest takes over reaches no host
+ * address: only the guest's own frames reach the job's bridge, under the
+ * job's firewall. (A TAP moved to another namespace after QEMU opened it
+ * loses its carrier, so the TAP is made where QEMU will be.) Removing the
+ * namespace removes all of it.
+ */
+async function createMemberNetns(name, bridge) {
+    await run({ program: 'ip', args: ['netns', 'add', name] });
+    try {
+        await run({
+            program: 'ip',
+            args: ['-batch', '-'],
+            input: [
+                `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
+                `link set ${name} master ${bridge}`,
+                `link set ${name} up`,
+            ].join('\n'),
+        });
+        await run({
+            program: 'ip',
+            args: ['-n', name, '-batch', '-'],
+            input: [
+                `tuntap add dev ${MEMBER_TAP} mode tap`,
+                `link add ${MEMBER_BRIDGE} type bridge`,
+                `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
+                `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
+                `link set ${MEMBER_VETH} up`,
+                `link set ${MEMBER_TAP} up`,
+                `link set ${MEMBER_BRIDGE} up`,
+            ].join('\n'),
+        });
+    }
+    catch (error) {
+        await deleteMemberNetns(name);
+        throw error;
+    }
+}
+/** Removes a member's namespace and, with it, its TAP and veth pair; one already gone is fine. */
+async function deleteMemberNetns(name) {
+    // The pair first, at once (a namespace's devices go some time after it is deleted, and
+    // the host's end keeps the name a later member may take); then the namespace and its TAP.
+    await deleteLink({ sudo: false }, name);
+    await run({ program: 'ip', args: ['netns', 'del', name] }, { allowFailure: true });
+}
 /** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
 async function createTap(privilege, name, bridge) {
     const ip = (...args) => privileged(privilege, 'ip', args);
@@ -58574,14 +58672,28 @@ class BridgeDriver {
     async addMember(request) {
         const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
         const tap = nextTap(this.record);
-        await createTap(this.privilege, tap, this.record.bridge);
-        this.record.members.push({ ...member, tap });
+        // As root, the member's QEMU gets a namespace of its own; through sudo, QEMU runs as the
+        // caller, who cannot enter one, so its TAP joins the bridge.
+        if (this.privilege.sudo) {
+            await createTap(this.privilege, tap, this.record.bridge);
+            this.record.members.push({ ...member, tap });
+        }
+        else {
+            await createMemberNetns(tap, this.record.bridge);
+            this.record.members.push({ ...member, tap, netns: tap });
+        }
     }
     async removeMembers(services) {
         for (const member of this.record.members)
             if (services.has(member.service))
-                await deleteLink(this.privilege, member.tap);
+                await this.unlink(member);
         this.record.members = this.record.members.filter((m) => !services.has(m.service));
+    }
+    async unlink(member) {
+        if (member.netns)
+            await deleteMemberNetns(member.netns);
+        else
+            await deleteLink(this.privilege, member.tap);
     }
     async publish() {
         await applyFirewall(this.privilege, this.record.firewall, firewallPlan(this.record));
@@ -58589,13 +58701,15 @@ class BridgeDriver {
     async remove() {
         await removeFirewall(this.privilege, this.record.firewall, this.record.id);
         for (const member of this.record.members)
-            await deleteLink(this.privilege, member.tap);
+            await this.unlink(member);
         await deleteLink(this.privilege, this.record.bridge);
     }
     view(service) {
         const { self, names, peers } = memberAndPeers(this.record.members, service);
         return {
-            machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
+            machine: self.netns
+                ? { kind: 'tap', ifname: MEMBER_TAP, mac: guestMac(self.address), netns: netnsFile(self.netns) }
+                : { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
             guest: {
                 mac: guestMac(self.address),
                 ip: self.address,

@@ -4,6 +4,7 @@ import {
   memberAndPeers,
   memberBase,
   publishedTargets,
+  type BridgeMember,
   type BridgeNetworkRecord,
   type MemberRequest,
   type MemberView,
@@ -14,12 +15,16 @@ import type { FirewallPlan } from './firewall.js';
 import {
   applyFirewall,
   createBridge,
+  createMemberNetns,
   createTap,
   deleteLink,
+  deleteMemberNetns,
   enableForwarding,
   firewallBackend,
   hostNetworks,
   linkExists,
+  MEMBER_TAP,
+  netnsFile,
   removeFirewall,
   upstreamNameServers,
   type Privilege,
@@ -136,14 +141,25 @@ export class BridgeDriver implements NetworkDriver {
   async addMember(request: MemberRequest): Promise<void> {
     const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
     const tap = nextTap(this.record);
-    await createTap(this.privilege, tap, this.record.bridge);
-    this.record.members.push({ ...member, tap });
+    // As root, the member's QEMU gets a namespace of its own; through sudo, QEMU runs as the
+    // caller, who cannot enter one, so its TAP joins the bridge.
+    if (this.privilege.sudo) {
+      await createTap(this.privilege, tap, this.record.bridge);
+      this.record.members.push({ ...member, tap });
+    } else {
+      await createMemberNetns(tap, this.record.bridge);
+      this.record.members.push({ ...member, tap, netns: tap });
+    }
   }
 
   async removeMembers(services: ReadonlySet<string>): Promise<void> {
-    for (const member of this.record.members)
-      if (services.has(member.service)) await deleteLink(this.privilege, member.tap);
+    for (const member of this.record.members) if (services.has(member.service)) await this.unlink(member);
     this.record.members = this.record.members.filter((m) => !services.has(m.service));
+  }
+
+  private async unlink(member: BridgeMember): Promise<void> {
+    if (member.netns) await deleteMemberNetns(member.netns);
+    else await deleteLink(this.privilege, member.tap);
   }
 
   async publish(): Promise<void> {
@@ -152,14 +168,16 @@ export class BridgeDriver implements NetworkDriver {
 
   async remove(): Promise<void> {
     await removeFirewall(this.privilege, this.record.firewall, this.record.id);
-    for (const member of this.record.members) await deleteLink(this.privilege, member.tap);
+    for (const member of this.record.members) await this.unlink(member);
     await deleteLink(this.privilege, this.record.bridge);
   }
 
   view(service: string): MemberView {
     const { self, names, peers } = memberAndPeers(this.record.members, service);
     return {
-      machine: { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
+      machine: self.netns
+        ? { kind: 'tap', ifname: MEMBER_TAP, mac: guestMac(self.address), netns: netnsFile(self.netns) }
+        : { kind: 'tap', ifname: self.tap, mac: guestMac(self.address) },
       guest: {
         mac: guestMac(self.address),
         ip: self.address,

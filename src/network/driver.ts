@@ -20,7 +20,10 @@ interface MemberBase {
 
 /** A service on a bridge network. Records written before the split also hold `internal: []`. */
 export interface BridgeMember extends MemberBase {
+  /** The device on the bridge: the member's TAP, or, when it has a namespace, its veth end (of the same name). */
   tap: string;
+  /** The network namespace its TAP is in (createMemberNetns), named as `tap`; absent: the TAP is on the bridge. */
+  netns?: string;
 }
 
 /** A service on a user network. */

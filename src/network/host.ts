@@ -184,6 +184,66 @@ export async function createBridge(privilege: Privilege, name: string, gatewayCi
   await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
 }
 
+/** The names inside a member's own network namespace (createMemberNetns): the same in each. */
+export const MEMBER_TAP = 'tap0';
+const MEMBER_VETH = 'eth0';
+const MEMBER_BRIDGE = 'br0';
+
+/** Where member namespace `name` is, for QEMU to enter (ip netns keeps them there). */
+export function netnsFile(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+/**
+ * One VM's link to the bridge when hyper is root: a network namespace of
+ * its own, `name`, holding the TAP its QEMU opens (MEMBER_TAP) and one end
+ * of a veth pair whose other end, also `name`, is on the job's bridge; a
+ * bridge inside joins the two. QEMU runs in that namespace, which has no
+ * address and no route, so a QEMU a guest takes over reaches no host
+ * address: only the guest's own frames reach the job's bridge, under the
+ * job's firewall. (A TAP moved to another namespace after QEMU opened it
+ * loses its carrier, so the TAP is made where QEMU will be.) Removing the
+ * namespace removes all of it.
+ */
+export async function createMemberNetns(name: string, bridge: string): Promise<void> {
+  await run({ program: 'ip', args: ['netns', 'add', name] });
+  try {
+    await run({
+      program: 'ip',
+      args: ['-batch', '-'],
+      input: [
+        `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
+        `link set ${name} master ${bridge}`,
+        `link set ${name} up`,
+      ].join('\n'),
+    });
+    await run({
+      program: 'ip',
+      args: ['-n', name, '-batch', '-'],
+      input: [
+        `tuntap add dev ${MEMBER_TAP} mode tap`,
+        `link add ${MEMBER_BRIDGE} type bridge`,
+        `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
+        `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
+        `link set ${MEMBER_VETH} up`,
+        `link set ${MEMBER_TAP} up`,
+        `link set ${MEMBER_BRIDGE} up`,
+      ].join('\n'),
+    });
+  } catch (error: unknown) {
+    await deleteMemberNetns(name);
+    throw error;
+  }
+}
+
+/** Removes a member's namespace and, with it, its TAP and veth pair; one already gone is fine. */
+export async function deleteMemberNetns(name: string): Promise<void> {
+  // The pair first, at once (a namespace's devices go some time after it is deleted, and
+  // the host's end keeps the name a later member may take); then the namespace and its TAP.
+  await deleteLink({ sudo: false }, name);
+  await run({ program: 'ip', args: ['netns', 'del', name] }, { allowFailure: true });
+}
+
 /** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
 export async function createTap(privilege: Privilege, name: string, bridge: string): Promise<void> {
   const ip = (...args: string[]): Command => privileged(privilege, 'ip', args);

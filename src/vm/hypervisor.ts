@@ -76,7 +76,13 @@ export type MachineNetwork =
       /** The helper QEMU runs for each such connection (guest/hyper-connect.c). */
       connect: string;
     }
-  | { kind: 'tap'; ifname: string; mac: string };
+  | {
+      kind: 'tap';
+      ifname: string;
+      mac: string;
+      /** The network namespace the TAP is in (a /run/netns file), which QEMU enters; absent: the host's. */
+      netns?: string;
+    };
 
 export interface DiskSpec {
   /** Also the block device id; at most 20 characters (virtio-blk's serial). */

@@ -53,9 +53,14 @@ export class TestNetwork {
     return net;
   }
 
-  /** Runs a program inside the namespace. */
+  /**
+   * Runs a program inside the namespace. nsenter, not `ip netns exec`: that
+   * gives each program a mount namespace of its own (and a /sys without the
+   * cgroup mounts), so the namespaces one hyper process mounts under
+   * /run/netns for its VMs would be gone for the next.
+   */
   exec(program: string, args: readonly string[], env: Record<string, string> = {}) {
-    return execa('ip', ['netns', 'exec', this.ns, program, ...args], { env, reject: false });
+    return execa('nsenter', [`--net=/run/netns/${this.ns}`, '--', program, ...args], { env, reject: false });
   }
 
   /** The hyper CLI bundle, run inside the namespace. */
@@ -97,8 +102,12 @@ export class TestNetwork {
     );
   }
 
-  /** What of ours is left in the namespace: links named hy…, nft tables and iptables chains named hyper…. */
-  async leftovers(): Promise<{ links: string[]; tables: string[]; chains: string[] }> {
+  /**
+   * What of ours is left in the namespace: links named hy…, nft tables and
+   * iptables chains named hyper…; and, on the host, the members' own network
+   * namespaces (named as their links).
+   */
+  async leftovers(): Promise<{ links: string[]; tables: string[]; chains: string[]; namespaces: string[] }> {
     const links = (await this.exec('ip', ['-o', 'link', 'show'])).stdout
       .split('\n')
       .map((line) => line.split(': ')[1]?.split('@')[0] ?? '')
@@ -110,7 +119,11 @@ export class TestNetwork {
       ...(await this.exec('iptables', ['-t', 'filter', '-S'])).stdout.split('\n'),
       ...(await this.exec('iptables', ['-t', 'nat', '-S'])).stdout.split('\n'),
     ].filter((line) => line.includes('HYPER-'));
-    return { links, tables, chains };
+    const namespaces = (await execa('ip', ['netns', 'list'])).stdout
+      .split('\n')
+      .map((line) => line.split(' ')[0] ?? '')
+      .filter((name) => /^hy[0-9a-f]{8}t\d+$/.test(name));
+    return { links, tables, chains, namespaces };
   }
 
   async remove(): Promise<void> {

@@ -15,7 +15,7 @@ import { diskNode, qemuArgs, ROOT_NODE } from './args.js';
 import { QmpClient } from './qmp.js';
 import { waitForMigration } from './template.js';
 import { type Jail, pathInJail, shortAlias, vmJail } from './jail.js';
-import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
+import { cgroupName, machineLimits, qemuNetns, saveState, spawnQemu } from './spawn.js';
 import { VmCgroups } from '../../host/cgroups.js';
 
 export class CheckpointError extends Error {
@@ -224,9 +224,11 @@ async function runCapture(
     await mkdir(partial, { recursive: true });
     await rm(path.join(jail.dir, 'capture.sock'), { force: true });
     const limits = confine ? await cgroups.make(cgroup, machineLimits(spec)) : { reason: 'HYPER_JAIL=off' };
-    const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, { kind: 'capture', ram }, jail), {
+    const launch = { kind: 'capture', ram } as const;
+    const child = spawnQemu(qemu, qemuArgs(capture, hostTscKhz, launch, jail), {
       output: log.fd,
       procs: 'procs' in limits ? limits.procs : [],
+      netns: qemuNetns(capture, launch, jail),
     });
     child.on('exit', (code, signal) => (exit = signal ? `ended by ${signal}` : `exited with code ${code}`));
     child.on('error', (error) => (exit = `could not start: ${error.message}`));

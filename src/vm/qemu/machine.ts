@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { type ErrorKind, HyperError } from '../../errors.js';
 import { cpuIdentity, guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
@@ -30,11 +30,33 @@ import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigrati
 import { ustar } from '../../guest/ustar.js';
 import { QmpClient } from './qmp.js';
 import { releaseJail, vmJail, vmJailDir } from './jail.js';
-import { cgroupName, INCOMING_FD, machineLimits, type OpenDisks, openDisks, spawnQemu } from './spawn.js';
+import {
+  cgroupName,
+  INCOMING_FD,
+  machineLimits,
+  type OpenDisks,
+  openDisks,
+  qemuNetns,
+  spawnQemu,
+} from './spawn.js';
 import { VmCgroups } from '../../host/cgroups.js';
 
 /** The QEMU a host runs when nothing names another (HYPER_QEMU). */
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
+
+/**
+ * A bridge VM's network namespace must still be one: `ip netns` keeps it
+ * mounted at its /run/netns file, in the mount namespace of the hyper that
+ * made it, until the host reboots. Elsewhere the file is an empty one.
+ */
+async function requireNetns(file: string, name: string): Promise<void> {
+  const [own, theirs] = await Promise.all([stat('/proc/self/ns/net'), stat(file).catch(() => undefined)]);
+  if (theirs?.dev !== own.dev)
+    throw new VmError(
+      `cannot start ${name}: its network namespace ${file} is gone (a reboot, or a hyper in another mount namespace made it); remove the VM and run it again`,
+      { kind: 'Conflict' },
+    );
+}
 
 export class VmError extends HyperError {
   static override defaultKind: ErrorKind = 'Internal';
@@ -293,8 +315,11 @@ export class QemuHypervisor implements Hypervisor {
       if (spec.shares?.length) await startShares(spec.dir, spec.shares);
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
       const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
+      const netns = qemuNetns(spec, launch, jail);
+      if (netns !== undefined && netns !== 'empty') await requireNetns(netns.enter, spec.name);
       child = spawnQemu(this.qemu, args, {
         output: log.fd,
+        netns,
         procs,
         detached: true,
         disks,

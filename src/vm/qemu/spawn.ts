@@ -12,23 +12,59 @@ import type { CgroupLimits } from '../../host/cgroups.js';
 import type { Accel, MachineSpec } from '../hypervisor.js';
 import { type Jail, pathInJail, shortAlias } from './jail.js';
 import type { QmpClient } from './qmp.js';
-import { type DiskFds, TCG_CACHE_MIB } from './args.js';
+import { type DiskFds, type Launch, TCG_CACHE_MIB } from './args.js';
 
 /** The descriptor a machine reads its incoming state from: `migrate-incoming fd:3`. */
 export const INCOMING_FD = 3;
 
 /**
+ * The network namespace a QEMU runs in, when not the host's: a file of one
+ * (`/run/netns/NAME`, a bridge VM's, holding its TAP) that it enters, or
+ * `empty`: one of its own with nothing in it but a loopback that is down,
+ * gone when QEMU ends. Either way QEMU reaches no host address.
+ */
+export type QemuNetns = { enter: string } | 'empty';
+
+/**
+ * Where a QEMU's network lives. A bridge VM's QEMU enters the namespace its
+ * TAP is in (the network's driver made it there, as root). A jailed boot
+ * template's and capture machine's, whose NIC reaches nothing, get an empty
+ * one (making one takes root, as the jail does). A user-mode VM's stays in
+ * the host's: slirp listens on the host's loopback for published ports and
+ * connects there for guestfwd. Pure.
+ */
+export function qemuNetns(
+  spec: Pick<MachineSpec, 'network'>,
+  launch: Launch,
+  jail: Jail | undefined,
+): QemuNetns | undefined {
+  if (launch.kind === 'template' || launch.kind === 'capture') return jail?.ids ? 'empty' : undefined;
+  const network = spec.network;
+  return network?.kind === 'tap' && network.netns !== undefined ? { enter: network.netns } : undefined;
+}
+
+/**
  * The command that starts QEMU inside cgroups `procs`: a shell writes its
  * own pid to each cgroup.procs, then becomes QEMU (same pid), so every page
- * and thread QEMU ever has is counted there. Pure.
+ * and thread QEMU ever has is counted there. With `netns`, util-linux's
+ * nsenter or unshare puts it in that network namespace first (root only). Pure.
  */
 export function qemuCommand(
   qemu: string,
   args: readonly string[],
   procs: readonly string[],
+  netns?: QemuNetns,
 ): { program: string; args: string[] } {
-  if (procs.length === 0) return { program: qemu, args: [...args] };
-  return { program: 'sh', args: ['-c', JOIN_CGROUPS, 'sh', ...procs, '--', qemu, ...args] };
+  const inner =
+    procs.length === 0 ? [qemu, ...args] : ['sh', '-c', JOIN_CGROUPS, 'sh', ...procs, '--', qemu, ...args];
+  const outer =
+    netns === undefined
+      ? []
+      : netns === 'empty'
+        ? ['unshare', '--net', '--']
+        : ['nsenter', `--net=${netns.enter}`, '--'];
+  const [program = qemu, ...rest] = [...outer, ...inner];
+  return { program, args: rest };
 }
 
 const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
@@ -49,9 +85,10 @@ export function spawnQemu(
     incoming?: number;
     disks?: OpenDisks;
     detached?: boolean;
+    netns?: QemuNetns | undefined;
   },
 ): ChildProcess {
-  const command = qemuCommand(qemu, args, options.procs);
+  const command = qemuCommand(qemu, args, options.procs, options.netns);
   const stdio: (number | 'ignore')[] = [
     'ignore',
     options.output,

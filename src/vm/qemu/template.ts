@@ -14,7 +14,7 @@ import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';
 import { knownQemuVersion } from '../../tools/qemu/version.js';
 import { machineJail, releaseJail } from './jail.js';
-import { cgroupName, machineLimits, saveState, spawnQemu } from './spawn.js';
+import { cgroupName, machineLimits, qemuNetns, saveState, spawnQemu } from './spawn.js';
 import { VmCgroups } from '../../host/cgroups.js';
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
@@ -319,11 +319,12 @@ export class TemplateStore {
       ? await this.cgroups.make(cgroupName('template', work), machineLimits(spec))
       : { reason: 'HYPER_JAIL=off' };
     const log = await open(paths.qemuLog, 'a');
-    const child = spawnQemu(
-      this.qemu,
-      qemuArgs(spec, tsc ? Number(tsc) : undefined, { kind: 'template', ram }, jail),
-      { output: log.fd, procs: 'procs' in cgroup ? cgroup.procs : [] },
-    );
+    const launch = { kind: 'template', ram } as const;
+    const child = spawnQemu(this.qemu, qemuArgs(spec, tsc ? Number(tsc) : undefined, launch, jail), {
+      output: log.fd,
+      procs: 'procs' in cgroup ? cgroup.procs : [],
+      netns: qemuNetns(spec, launch, jail),
+    });
     let exited = false;
     child.on('exit', () => (exited = true));
     child.on('error', () => (exited = true));

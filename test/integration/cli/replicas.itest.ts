@@ -33,7 +33,7 @@ afterAll(async () => {
     expect(await qemuProcessesUnder(dir)).toEqual([]);
     expect(await balancersUnder(dir)).toEqual([]);
   }
-  expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+  expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   await net.remove();
   for (const dir of [stateDir, bridgeStateDir, work]) await rm(dir, { recursive: true, force: true });
   restoreEnv();
@@ -221,7 +221,8 @@ test.each(['user', 'bridge'] as const)(
     expect(await balancersUnder(door.stateDir)).toEqual([]);
     expect(await readdir(door.stateDir)).not.toContain('balancers');
     expect(await door.get(port)).toBe('refused');
-    if (mode === 'bridge') expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    if (mode === 'bridge')
+      expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   },
 );
 

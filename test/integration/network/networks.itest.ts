@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import path from 'node:path';
 import { qemuProcessesUnder } from '../../support/cli.js';
@@ -160,6 +160,34 @@ describe('bridge mode', () => {
     );
   });
 
+  test("each member's QEMU is in a network namespace of its own, with no address: it reaches nothing of the host", async () => {
+    const ps = JSON.parse(String((await ok(a, 'ps', '--json')).stdout)) as {
+      name: string;
+      pid: number;
+      ports: { hostPort: number }[];
+    }[];
+    const app = ps.find((s) => s.name === 'app');
+    const dbPort = ps.find((s) => s.name === 'db')?.ports[0]?.hostPort;
+    const own = (await stat(`/proc/${app?.pid}/ns/net`)).ino;
+    expect(own).not.toBe((await stat(`/run/netns/${net.ns}`)).ino);
+    expect(own).not.toBe((await stat(`/proc/${ps.find((s) => s.name === 'db')?.pid}/ns/net`)).ino);
+    const inQemu = (program: string, ...args: string[]) =>
+      execa('nsenter', [`--net=/proc/${app?.pid}/ns/net`, program, ...args], { reject: false });
+    // Its TAP, the bridge inside and the veth end out to the job's bridge: no address on any of them.
+    const links = String((await inQemu('ip', '-o', 'link', 'show')).stdout)
+      .split('\n')
+      .map((line) => line.split(': ')[1]?.split('@')[0] ?? '')
+      .sort();
+    expect(links).toEqual(['br0', 'eth0', 'lo', 'tap0']);
+    expect(String((await inQemu('ip', '-o', '-4', 'addr', 'show')).stdout)).toBe('');
+    expect(String((await inQemu('ip', '-4', 'route', 'show')).stdout)).toBe('');
+    // The runner host's service, the published port and the outside: all out of reach from QEMU's side.
+    for (const url of ['http://192.0.2.2:9000/', `http://127.0.0.1:${dbPort}/`, 'http://192.0.2.1:8000/'])
+      expect((await inQemu('curl', '-s', '-m', '2', url)).exitCode).not.toBe(0);
+    // While the guest behind it still reaches what its job allows.
+    expect(await fetchFrom(a, 'app', 'db')).toBe(PAGE);
+  });
+
   test('a second job gets its own bridge and subnet; egress allow still never reaches metadata or the first job', async () => {
     const run = await ok(b, 'run', '--name', 'web', '--network', 'bridge', '-p', '80', image);
     expect(run.stderr).toMatch(
@@ -208,7 +236,8 @@ describe('bridge mode', () => {
 
   test('tearing one job down leaves the other serving; then nothing of either is left', async () => {
     const before = await net.leftovers();
-    expect(before.links.length).toBe(2 + 3); // two bridges, three TAPs
+    expect(before.links.length).toBe(2 + 3); // two bridges, three members' veth ends
+    expect(before.namespaces.length).toBe(3); // one per member, its TAP inside
     expect(before.tables.length).toBe(2);
     await ok(a, 'down', '--time', '0');
     const ps = JSON.parse(String((await ok(b, 'ps', '--json')).stdout)) as {
@@ -219,13 +248,31 @@ describe('bridge mode', () => {
     expect(String(fromHost.stdout).trim()).toBe(PAGE);
     const middle = await net.leftovers();
     expect(middle.links.length).toBe(2);
+    expect(middle.namespaces.length).toBe(1);
     expect(middle.tables.length).toBe(1);
 
     await ok(b, 'rm', '-f', 'web');
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
     expect(await noVms(a)).toEqual([]);
     expect(await noVms(b)).toEqual([]);
     expect(await readdir(a.HYPER_STATE_DIR ?? '')).not.toContain('network.json');
+  });
+
+  test('a stopped member whose network namespace is gone: start says so and starts nothing; rm leaves nothing', async () => {
+    const g = job('g');
+    await ok(g, 'run', '--name', 'web', '--network', 'bridge', image);
+    const [name] = (await net.leftovers()).namespaces;
+    await ok(g, 'stop', 'web');
+    // What a reboot leaves, or a hyper in another mount namespace sees: the name without the namespace.
+    await execa('umount', [`/run/netns/${name}`]);
+    const start = await net.hyper(g, 'start', 'web');
+    expect(start.exitCode).not.toBe(0);
+    expect(String(start.stderr)).toContain(
+      `cannot start web: its network namespace /run/netns/${name} is gone (a reboot, or a hyper in another mount namespace made it); remove the VM and run it again`,
+    );
+    expect(await qemuProcessesUnder(g.HYPER_STATE_DIR ?? '')).toEqual([]);
+    await ok(g, 'rm', '-f', 'web');
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 
   test('iptables where nft is missing: same policy, removed at teardown', async () => {
@@ -238,7 +285,7 @@ describe('bridge mode', () => {
     expect(await fetchFrom(c, 'app', '192.0.2.2:9000')).toBe('unreachable');
     expect((await net.leftovers()).chains.length).toBeGreaterThan(0);
     await ok(c, 'down', '--time', '0');
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 
   test('where iptables drops forwarded traffic (Docker hosts), the rules go into iptables and guests still get out', async () => {
@@ -253,7 +300,7 @@ describe('bridge mode', () => {
       expect(await fetchFrom(d, 'web', '192.0.2.1:8000')).toBe('internet');
       expect(await fetchFrom(d, 'web', '169.254.169.254')).toBe('unreachable');
       await ok(d, 'rm', '-f', 'web');
-      expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+      expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
     } finally {
       await net.exec('iptables', ['-P', 'FORWARD', 'ACCEPT']);
     }
@@ -279,7 +326,7 @@ describe('user mode', () => {
     await ok(u, 'down', '--time', '0');
     expect(await noVms(u)).toEqual([]);
     expect(await readdir(u.HYPER_STATE_DIR ?? '')).not.toContain('network.json');
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 });
 
@@ -309,7 +356,7 @@ describe('bad input leaves no half-built network', () => {
       /hyper run: network bridge needs root or passwordless sudo: not running as root, and sudo (asks for a password|is not installed)\. Use network user \(or auto\) to run rootless/,
     );
     expect(await readdir(n.HYPER_STATE_DIR ?? '')).toEqual([]);
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 
   test('a subnet that overlaps an interface', async () => {
@@ -323,7 +370,7 @@ describe('bad input leaves no half-built network', () => {
     );
     expect(await noVms(s)).toEqual([]);
     expect(await readdir(s.HYPER_STATE_DIR ?? '').catch(() => [])).not.toContain('network.json');
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 
   test('an alias given twice', async () => {
@@ -338,6 +385,6 @@ describe('bad input leaves no half-built network', () => {
       'alias "cache" is given twice, by services "a" and "b"; a name on the network belongs to one service',
     );
     expect(await noVms(d)).toEqual([]);
-    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [] });
+    expect(await net.leftovers()).toEqual({ links: [], tables: [], chains: [], namespaces: [] });
   });
 });

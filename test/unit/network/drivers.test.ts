@@ -171,6 +171,17 @@ describe('network.json', () => {
       },
     ]);
   });
+  test('a member with a namespace of its own: QEMU opens the TAP inside it, which has the same name in each', async () => {
+    const record = JSON.parse(OLD_BRIDGE_FILE) as BridgeNetworkRecord;
+    const [db] = record.members;
+    record.members = [{ ...(db as BridgeNetworkRecord['members'][number]), netns: 'hyab12cd34t0' }];
+    expect(memberView(record, 'db', '/c').machine).toEqual({
+      kind: 'tap',
+      ifname: 'tap0',
+      mac: '52:54:0a:d5:08:02',
+      netns: '/run/netns/hyab12cd34t0',
+    });
+  });
   test('written and read back whole; none is undefined', async () => {
     expect(await readNetwork(dir)).toBeUndefined();
     const record = planUserNetwork(

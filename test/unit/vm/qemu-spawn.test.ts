@@ -1,4 +1,4 @@
-import { cgroupName, machineLimits, qemuCommand } from '../../../src/vm/qemu/spawn.js';
+import { cgroupName, machineLimits, qemuCommand, qemuNetns } from '../../../src/vm/qemu/spawn.js';
 import { addFdArgs, qemuArgs } from '../../../src/vm/qemu/args.js';
 import { jailArgs, pathInJail } from '../../../src/vm/qemu/jail.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
@@ -25,6 +25,42 @@ describe('starting QEMU', () => {
       'web',
     ]);
     expect(joined.args[1]).toContain('exec "$@"');
+  });
+
+  test("in a network namespace: nsenter enters a bridge member's, unshare makes an empty one; around the cgroup shell", () => {
+    const procs = ['/cg/memory/hyper/vm-a/cgroup.procs'];
+    const entered = qemuCommand('qemu-system-x86_64', ['-name', 'web'], procs, { enter: '/run/netns/hy1t0' });
+    expect(entered.program).toBe('nsenter');
+    expect(entered.args.slice(0, 3)).toEqual(['--net=/run/netns/hy1t0', '--', 'sh']);
+    expect(entered.args.slice(-4)).toEqual(['--', 'qemu-system-x86_64', '-name', 'web']);
+    expect(qemuCommand('qemu-system-x86_64', ['-S'], [], 'empty')).toEqual({
+      program: 'unshare',
+      args: ['--net', '--', 'qemu-system-x86_64', '-S'],
+    });
+  });
+
+  test("which namespace: a bridge member's own; an empty one for a jailed template or capture; else the host's", () => {
+    const tap = {
+      network: { kind: 'tap', ifname: 'tap0', mac: '52:54:00:00:00:01', netns: '/run/netns/hy1t0' },
+    } as const;
+    const user: Pick<MachineSpec, 'network'> = {
+      network: { kind: 'user', restrict: false, guestForwards: [], connect: '/c' },
+    };
+    const jailed = { dir: '/j', ids: { uid: 100000, gid: 100000 } };
+    for (const kind of ['boot', 'clone'] as const) {
+      const launch = kind === 'boot' ? { kind } : { kind, ram: '/t/ram' };
+      expect(qemuNetns(tap, launch, jailed)).toEqual({ enter: '/run/netns/hy1t0' });
+      // The TAP is only in there: QEMU enters it whether or not it is jailed.
+      expect(qemuNetns(tap, launch, { dir: '/j', off: true })).toEqual({ enter: '/run/netns/hy1t0' });
+      expect(qemuNetns(user, launch, jailed)).toBeUndefined();
+      expect(qemuNetns({ network: { ...tap.network, netns: undefined } }, launch, jailed)).toBeUndefined();
+    }
+    for (const kind of ['template', 'capture'] as const) {
+      expect(qemuNetns(tap, { kind, ram: '/t/ram' }, jailed)).toBe('empty');
+      expect(qemuNetns(user, { kind, ram: '/t/ram' }, jailed)).toBe('empty');
+      // Not root (no ids): no namespace can be made.
+      expect(qemuNetns(user, { kind, ram: '/t/ram' }, { dir: '/j' })).toBeUndefined();
+    }
   });
 
   test('limits: guest RAM plus QEMU and, under TCG, its translation cache; weight by vCPUs', () => {
