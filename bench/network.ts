@@ -11,7 +11,11 @@
  * the floor, measured in the same run, and each figure's ratio to it.
  *
  * Needs root (namespaces), redis-server and redis-benchmark on the host.
- * Usage: bench/run-ts network [--runs N] [--requests N]   (defaults 3, 20000). Prints figures; asserts nothing.
+ * Also: one member's link to the bridge made and removed, the TAP on the
+ * bridge (the baseline) against the member's own namespace, alternating.
+ *
+ * Usage: bench/run-ts network [--runs N] [--requests N] [--setup-only]   (defaults 3, 20000).
+ * --setup-only: the set-up and link figures, not the traffic. Prints figures; asserts nothing.
  */
 import { execa } from 'execa';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -19,6 +23,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import {
+  createBridge,
+  createMemberNetns,
+  createTap,
+  deleteLink,
+  deleteMemberNetns,
+} from '../src/network/host.js';
 import { joinNetwork, removeNetwork, type MemberRequest } from '../src/network/job.js';
 import { networkSettings } from '../src/network/settings.js';
 import { hyper, hyperOk } from '../test/support/cli.js';
@@ -98,6 +109,44 @@ async function setupTimes(mode: Mode, runs: number): Promise<void> {
   console.log(`${mode}: network set up (3 services) ${formatRuns(setup)}; torn down ${formatRuns(teardown)}`);
 }
 
+/**
+ * One member's link to a bridge, made and removed: the TAP on the bridge
+ * (through sudo, or without CAP_SYS_ADMIN) against the namespace of its own
+ * with a veth pair (as root), alternating, on a bridge made for it.
+ */
+async function memberLinkTimes(runs: number): Promise<void> {
+  const bridge = 'hybench0';
+  await createBridge({ sudo: false }, bridge, '10.213.250.1/24');
+  const times = {
+    tap: { make: [] as number[], remove: [] as number[] },
+    netns: { make: [] as number[], remove: [] as number[] },
+  };
+  try {
+    for (let i = 0; i < runs; i++) {
+      for (const kind of ['tap', 'netns'] as const) {
+        const name = `${bridge}t${i}`;
+        const start = performance.now();
+        if (kind === 'tap') await createTap({ sudo: false }, name, bridge);
+        else await createMemberNetns(name, bridge);
+        const made = performance.now();
+        if (kind === 'tap') await deleteLink({ sudo: false }, name);
+        else await deleteMemberNetns(name);
+        times[kind].make.push(made - start);
+        times[kind].remove.push(performance.now() - made);
+      }
+    }
+  } finally {
+    await deleteLink({ sudo: false }, bridge);
+  }
+  const ratio = (of: number[], base: number[]) => `${(median(of) / median(base)).toFixed(2)}x`;
+  console.log(
+    `bridge member link, TAP on the bridge (baseline): made ${formatRuns(times.tap.make)}; removed ${formatRuns(times.tap.remove)}`,
+  );
+  console.log(
+    `bridge member link, namespace of its own: made ${formatRuns(times.netns.make)} (${ratio(times.netns.make, times.tap.make)}); removed ${formatRuns(times.netns.remove)} (${ratio(times.netns.remove, times.tap.remove)})`,
+  );
+}
+
 async function servicesIn(mode: Mode, image: string, runs: number, requests: number) {
   const state = await mkdtemp(path.join(os.tmpdir(), `hyper-bench-${mode}-`));
   process.env.HYPER_STATE_DIR = state;
@@ -138,11 +187,13 @@ async function servicesIn(mode: Mode, image: string, runs: number, requests: num
   }
 }
 
-async function inside(runs: number, requests: number): Promise<void> {
+async function inside(runs: number, requests: number, setupOnly: boolean): Promise<void> {
   console.log(
     `machine: ${machineLine()}; ${runs} runs, ${requests} requests each; accelerator ${process.env.HYPER_ACCEL ?? 'auto'}`,
   );
   for (const mode of ['user', 'bridge'] as const) await setupTimes(mode, runs);
+  await memberLinkTimes(Math.max(runs, 5));
+  if (setupOnly) return;
 
   const port = '16379';
   const server = execa(
@@ -158,6 +209,11 @@ async function inside(runs: number, requests: number): Promise<void> {
       if ((await execa('redis-cli', ['-p', port, 'ping'], { reject: false })).stdout === 'PONG') break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    // redis-benchmark retries a port nothing listens on without end.
+    if ((await execa('redis-cli', ['-p', port, 'ping'], { reject: false })).stdout !== 'PONG')
+      throw new Error(
+        `redis-server did not answer on 127.0.0.1:${port} (is it installed? apt-get install redis-server)`,
+      );
     for (let i = 0; i < runs; i++) {
       floor.push(
         await measure(
@@ -189,7 +245,7 @@ async function main(): Promise<void> {
   const runs = option('--runs', 3);
   const requests = option('--requests', 20000);
   if (args.includes('--inside')) {
-    await inside(runs, requests);
+    await inside(runs, requests, args.includes('--setup-only'));
     return;
   }
   // Everything happens in a namespace of our own: bridges, rules and traffic stay in it.

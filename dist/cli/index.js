@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8001);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7214);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8001:
+/***/ 7214:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -51929,6 +51929,20 @@ function knownQemuVersion(binary) {
     return version;
 }
 
+;// CONCATENATED MODULE: ./src/host/namespaces.ts
+
+let probed;
+/**
+ * Whether this process may make network namespaces: it takes
+ * CAP_SYS_ADMIN, which root in a container often lacks (Docker's default
+ * drops it and its seccomp profile refuses unshare). Asked once, by making
+ * one (`unshare --net true`, util-linux).
+ */
+function canMakeNetns() {
+    probed ??= run({ program: 'unshare', args: ['--net', 'true'] }, { allowFailure: true }).then((result) => result.exitCode === 0, () => false);
+    return probed;
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/jail.ts
 // Where a QEMU is kept once it has opened what it needs. When hyper is root,
 // QEMU opens its disks, sockets, logs, RAM file and TAP as root, then drops
@@ -51936,6 +51950,7 @@ function knownQemuVersion(binary) {
 // directory (-chroot), which holds only the sockets it must reach later and
 // the helper user networking runs. Anything QMP would later ask it to open
 // by path is looked up in that empty directory, as that uid.
+
 
 
 
@@ -52008,7 +52023,7 @@ async function jailIn(qemu, dir, confine, connect) {
             await (0,promises_namespaceObject.copyFile)(connect, helper, external_node_fs_namespaceObject.constants.COPYFILE_EXCL);
         });
     }
-    return { dir, ids, qemuVersion: version };
+    return { dir, ids, qemuVersion: version, netns: await canMakeNetns() };
 }
 /**
  * A uid (and the same gid) for the jail `dir`: the one whose group it has
@@ -52478,13 +52493,13 @@ const INCOMING_FD = 3;
  * Where a QEMU's network lives. A bridge VM's QEMU enters the namespace its
  * TAP is in (the network's driver made it there, as root). A jailed boot
  * template's and capture machine's, whose NIC reaches nothing, get an empty
- * one (making one takes root, as the jail does). A user-mode VM's stays in
+ * one when hyper is root and may make one (CAP_SYS_ADMIN). A user-mode VM's stays in
  * the host's: slirp listens on the host's loopback for published ports and
  * connects there for guestfwd. Pure.
  */
 function qemuNetns(spec, launch, jail) {
     if (launch.kind === 'template' || launch.kind === 'capture')
-        return jail?.ids ? 'empty' : undefined;
+        return jail?.ids && jail.netns ? 'empty' : undefined;
     const network = spec.network;
     return network?.kind === 'tap' && network.netns !== undefined ? { enter: network.netns } : undefined;
 }
@@ -53859,6 +53874,10 @@ class QemuHypervisor {
                 throw new VmError(`state directory path is too long for a unix socket (${socket}); set HYPER_STATE_DIR to a shorter path`, { kind: 'Invalid' });
             }
         }
+        // Before anything is touched (a checkpoint's disks, a template): the VM could not start.
+        const network = spec.network;
+        if (network?.kind === 'tap' && network.netns !== undefined)
+            await requireNetns(network.netns, spec.name);
         if (options.checkpoint)
             return {
                 pid: await this.restoreCheckpoint(spec, options.checkpoint, options.network),
@@ -54025,12 +54044,9 @@ class QemuHypervisor {
                 await startShares(spec.dir, spec.shares);
             // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
             const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
-            const netns = qemuNetns(spec, launch, jail);
-            if (netns !== undefined && netns !== 'empty')
-                await requireNetns(netns.enter, spec.name);
             child = spawnQemu(this.qemu, args, {
                 output: log.fd,
-                netns,
+                netns: qemuNetns(spec, launch, jail),
                 procs,
                 detached: true,
                 disks,
@@ -58287,6 +58303,7 @@ function iptablesTeardown(id) {
 
 
 
+
 /** Root, or passwordless sudo; undefined (with why) when neither. */
 async function networkPrivilege() {
     if (user_isRoot())
@@ -58429,49 +58446,54 @@ function netnsFile(name) {
  * its own, `name`, holding the TAP its QEMU opens (MEMBER_TAP) and one end
  * of a veth pair whose other end, also `name`, is on the job's bridge; a
  * bridge inside joins the two. QEMU runs in that namespace, which has no
- * address and no route, so a QEMU a guest takes over reaches no host
- * address: only the guest's own frames reach the job's bridge, under the
- * job's firewall. (A TAP moved to another namespace after QEMU opened it
- * loses its carrier, so the TAP is made where QEMU will be.) Removing the
- * namespace removes all of it.
+ * address, IPv4 or IPv6 (no link-local one is made), and no route, so a
+ * QEMU a guest takes over reaches no host address: only the guest's own
+ * frames reach the job's bridge, under the job's firewall. (A TAP moved to
+ * another namespace after QEMU opened it loses its carrier, so the TAP is
+ * made where QEMU will be.) Two `ip` processes; removing the namespace
+ * removes all of it. A namespace of that name left by a hyper that was
+ * killed between making it and recording it is one of this job's (the
+ * name holds the job's bridge id), and is made again.
  */
 async function createMemberNetns(name, bridge) {
-    await run({ program: 'ip', args: ['netns', 'add', name] });
+    const outside = [
+        `netns add ${name}`,
+        `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
+        `link set dev ${name} addrgenmode none`,
+        `link set ${name} master ${bridge}`,
+        `link set ${name} up`,
+    ];
+    const inside = [
+        `tuntap add dev ${MEMBER_TAP} mode tap`,
+        `link add ${MEMBER_BRIDGE} type bridge`,
+        ...[MEMBER_VETH, MEMBER_TAP, MEMBER_BRIDGE].map((device) => `link set dev ${device} addrgenmode none`),
+        `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
+        `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
+        ...[MEMBER_VETH, MEMBER_TAP, MEMBER_BRIDGE].map((device) => `link set ${device} up`),
+    ];
+    if (await exists(netnsFile(name)))
+        await deleteMemberNetns(name);
     try {
-        await run({
-            program: 'ip',
-            args: ['-batch', '-'],
-            input: [
-                `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
-                `link set ${name} master ${bridge}`,
-                `link set ${name} up`,
-            ].join('\n'),
-        });
-        await run({
-            program: 'ip',
-            args: ['-n', name, '-batch', '-'],
-            input: [
-                `tuntap add dev ${MEMBER_TAP} mode tap`,
-                `link add ${MEMBER_BRIDGE} type bridge`,
-                `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
-                `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
-                `link set ${MEMBER_VETH} up`,
-                `link set ${MEMBER_TAP} up`,
-                `link set ${MEMBER_BRIDGE} up`,
-            ].join('\n'),
-        });
+        await run({ program: 'ip', args: ['-batch', '-'], input: outside.join('\n') });
+        await run({ program: 'ip', args: ['-n', name, '-batch', '-'], input: inside.join('\n') });
     }
     catch (error) {
-        await deleteMemberNetns(name);
+        await deleteMemberNetns(name).catch(() => undefined);
         throw error;
     }
 }
-/** Removes a member's namespace and, with it, its TAP and veth pair; one already gone is fine. */
+/**
+ * Removes a member's namespace and, with it, its TAP and veth pair; what is
+ * already gone is fine. The pair goes first, at once: a namespace's devices
+ * go some time after it is deleted, and the host's end keeps the name a
+ * later member may take.
+ */
 async function deleteMemberNetns(name) {
-    // The pair first, at once (a namespace's devices go some time after it is deleted, and
-    // the host's end keeps the name a later member may take); then the namespace and its TAP.
-    await deleteLink({ sudo: false }, name);
-    await run({ program: 'ip', args: ['netns', 'del', name] }, { allowFailure: true });
+    await run({ program: 'ip', args: ['-force', '-batch', '-'], input: `link del ${name}\nnetns del ${name}` }, { allowFailure: true });
+    if (await linkExists(name))
+        throw new NetworkError(`cannot remove ${name}: it is still there after ip link del`);
+    if (await exists(netnsFile(name)))
+        throw new NetworkError(`cannot remove network namespace ${name}: ${netnsFile(name)} is still there after ip netns del`);
 }
 /** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
 async function createTap(privilege, name, bridge) {
@@ -58491,7 +58513,10 @@ async function createTap(privilege, name, bridge) {
 async function deleteLink(privilege, name) {
     if (!(await linkExists(name)))
         return;
-    await run(privileged(privilege, 'ip', ['link', 'del', name]));
+    // It may go meanwhile (a veth whose peer's namespace the kernel is removing): only one still there is an error.
+    const result = await run(privileged(privilege, 'ip', ['link', 'del', name]), { allowFailure: true });
+    if (result.exitCode !== 0 && (await linkExists(name)))
+        throw new NetworkError(`cannot remove ${name}: ${result.stderr.trim() || `ip link del exited ${result.exitCode}`}`);
 }
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 /**
@@ -58565,6 +58590,7 @@ async function upstreamNameServers() {
 }
 
 ;// CONCATENATED MODULE: ./src/network/bridge-driver.ts
+
 
 
 
@@ -58672,9 +58698,10 @@ class BridgeDriver {
     async addMember(request) {
         const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
         const tap = nextTap(this.record);
-        // As root, the member's QEMU gets a namespace of its own; through sudo, QEMU runs as the
-        // caller, who cannot enter one, so its TAP joins the bridge.
-        if (this.privilege.sudo) {
+        // As root, the member's QEMU gets a namespace of its own. Through sudo, QEMU runs as the
+        // caller, who cannot enter one, and root without CAP_SYS_ADMIN cannot make one: the TAP
+        // then joins the bridge.
+        if (this.privilege.sudo || !(await canMakeNetns())) {
             await createTap(this.privilege, tap, this.record.bridge);
             this.record.members.push({ ...member, tap });
         }

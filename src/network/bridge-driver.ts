@@ -1,3 +1,4 @@
+import { canMakeNetns } from '../host/namespaces.js';
 import { resolveAllowList } from './allow-list.js';
 import { formatCidr, guestCapacity, nthAddress, parseCidr, type Cidr } from './cidr.js';
 import {
@@ -141,9 +142,10 @@ export class BridgeDriver implements NetworkDriver {
   async addMember(request: MemberRequest): Promise<void> {
     const member = await memberBase(request, nextBridgeAddress(this.record), this.record);
     const tap = nextTap(this.record);
-    // As root, the member's QEMU gets a namespace of its own; through sudo, QEMU runs as the
-    // caller, who cannot enter one, so its TAP joins the bridge.
-    if (this.privilege.sudo) {
+    // As root, the member's QEMU gets a namespace of its own. Through sudo, QEMU runs as the
+    // caller, who cannot enter one, and root without CAP_SYS_ADMIN cannot make one: the TAP
+    // then joins the bridge.
+    if (this.privilege.sudo || !(await canMakeNetns())) {
       await createTap(this.privilege, tap, this.record.bridge);
       this.record.members.push({ ...member, tap });
     } else {

@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { exists } from '../files.js';
 import { probeSudo, isRoot } from '../host/user.js';
 import { readSysctlFlag, sysctlWriteProblem } from '../host/sysctl.js';
 import { ensureTools } from '../install/tools.js';
@@ -199,49 +200,58 @@ export function netnsFile(name: string): string {
  * its own, `name`, holding the TAP its QEMU opens (MEMBER_TAP) and one end
  * of a veth pair whose other end, also `name`, is on the job's bridge; a
  * bridge inside joins the two. QEMU runs in that namespace, which has no
- * address and no route, so a QEMU a guest takes over reaches no host
- * address: only the guest's own frames reach the job's bridge, under the
- * job's firewall. (A TAP moved to another namespace after QEMU opened it
- * loses its carrier, so the TAP is made where QEMU will be.) Removing the
- * namespace removes all of it.
+ * address, IPv4 or IPv6 (no link-local one is made), and no route, so a
+ * QEMU a guest takes over reaches no host address: only the guest's own
+ * frames reach the job's bridge, under the job's firewall. (A TAP moved to
+ * another namespace after QEMU opened it loses its carrier, so the TAP is
+ * made where QEMU will be.) Two `ip` processes; removing the namespace
+ * removes all of it. A namespace of that name left by a hyper that was
+ * killed between making it and recording it is one of this job's (the
+ * name holds the job's bridge id), and is made again.
  */
 export async function createMemberNetns(name: string, bridge: string): Promise<void> {
-  await run({ program: 'ip', args: ['netns', 'add', name] });
+  const outside = [
+    `netns add ${name}`,
+    `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
+    `link set dev ${name} addrgenmode none`,
+    `link set ${name} master ${bridge}`,
+    `link set ${name} up`,
+  ];
+  const inside = [
+    `tuntap add dev ${MEMBER_TAP} mode tap`,
+    `link add ${MEMBER_BRIDGE} type bridge`,
+    ...[MEMBER_VETH, MEMBER_TAP, MEMBER_BRIDGE].map((device) => `link set dev ${device} addrgenmode none`),
+    `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
+    `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
+    ...[MEMBER_VETH, MEMBER_TAP, MEMBER_BRIDGE].map((device) => `link set ${device} up`),
+  ];
+  if (await exists(netnsFile(name))) await deleteMemberNetns(name);
   try {
-    await run({
-      program: 'ip',
-      args: ['-batch', '-'],
-      input: [
-        `link add ${name} type veth peer name ${MEMBER_VETH} netns ${name}`,
-        `link set ${name} master ${bridge}`,
-        `link set ${name} up`,
-      ].join('\n'),
-    });
-    await run({
-      program: 'ip',
-      args: ['-n', name, '-batch', '-'],
-      input: [
-        `tuntap add dev ${MEMBER_TAP} mode tap`,
-        `link add ${MEMBER_BRIDGE} type bridge`,
-        `link set ${MEMBER_VETH} master ${MEMBER_BRIDGE}`,
-        `link set ${MEMBER_TAP} master ${MEMBER_BRIDGE}`,
-        `link set ${MEMBER_VETH} up`,
-        `link set ${MEMBER_TAP} up`,
-        `link set ${MEMBER_BRIDGE} up`,
-      ].join('\n'),
-    });
+    await run({ program: 'ip', args: ['-batch', '-'], input: outside.join('\n') });
+    await run({ program: 'ip', args: ['-n', name, '-batch', '-'], input: inside.join('\n') });
   } catch (error: unknown) {
-    await deleteMemberNetns(name);
+    await deleteMemberNetns(name).catch(() => undefined);
     throw error;
   }
 }
 
-/** Removes a member's namespace and, with it, its TAP and veth pair; one already gone is fine. */
+/**
+ * Removes a member's namespace and, with it, its TAP and veth pair; what is
+ * already gone is fine. The pair goes first, at once: a namespace's devices
+ * go some time after it is deleted, and the host's end keeps the name a
+ * later member may take.
+ */
 export async function deleteMemberNetns(name: string): Promise<void> {
-  // The pair first, at once (a namespace's devices go some time after it is deleted, and
-  // the host's end keeps the name a later member may take); then the namespace and its TAP.
-  await deleteLink({ sudo: false }, name);
-  await run({ program: 'ip', args: ['netns', 'del', name] }, { allowFailure: true });
+  await run(
+    { program: 'ip', args: ['-force', '-batch', '-'], input: `link del ${name}\nnetns del ${name}` },
+    { allowFailure: true },
+  );
+  if (await linkExists(name))
+    throw new NetworkError(`cannot remove ${name}: it is still there after ip link del`);
+  if (await exists(netnsFile(name)))
+    throw new NetworkError(
+      `cannot remove network namespace ${name}: ${netnsFile(name)} is still there after ip netns del`,
+    );
 }
 
 /** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
@@ -261,7 +271,12 @@ export async function createTap(privilege: Privilege, name: string, bridge: stri
 /** Deletes an interface; one already gone is fine. */
 export async function deleteLink(privilege: Privilege, name: string): Promise<void> {
   if (!(await linkExists(name))) return;
-  await run(privileged(privilege, 'ip', ['link', 'del', name]));
+  // It may go meanwhile (a veth whose peer's namespace the kernel is removing): only one still there is an error.
+  const result = await run(privileged(privilege, 'ip', ['link', 'del', name]), { allowFailure: true });
+  if (result.exitCode !== 0 && (await linkExists(name)))
+    throw new NetworkError(
+      `cannot remove ${name}: ${result.stderr.trim() || `ip link del exited ${result.exitCode}`}`,
+    );
 }
 
 export const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';

@@ -1,15 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 
 /**
  * A network namespace a test makes for itself: everything the bridge-mode
- * tests build (bridges, TAPs, rules) lives in here, and their traffic goes
+ * tests build (bridges, veths, rules) lives in here, and their traffic goes
  * only to addresses in here or in its `outside` namespace. Removing the
- * namespaces removes anything left inside.
+ * namespaces removes anything left inside, and `remove` also removes the
+ * members' own namespaces (hyper makes them beside this one) left behind.
  */
 export class TestNetwork {
   private readonly servers: ResultPromise[] = [];
+  private readonly bridges = new Set<string>();
 
   private constructor(
     readonly ns: string,
@@ -63,13 +66,27 @@ export class TestNetwork {
     return execa('nsenter', [`--net=/run/netns/${this.ns}`, '--', program, ...args], { env, reject: false });
   }
 
-  /** The hyper CLI bundle, run inside the namespace. */
-  hyper(env: Record<string, string>, ...args: string[]) {
-    return this.exec(process.execPath, [path.resolve('dist/cli/index.js'), ...args], {
+  /** The hyper CLI bundle, run inside the namespace; the job's bridge, once it has one, is noted (leftovers). */
+  async hyper(env: Record<string, string>, ...args: string[]) {
+    const result = await this.exec(process.execPath, [path.resolve('dist/cli/index.js'), ...args], {
       HYPER_ACCEL: 'tcg',
       HYPER_NETWORK: '',
       ...env,
     });
+    const record = await readFile(path.join(env.HYPER_STATE_DIR ?? '', 'network.json'), 'utf8').catch(
+      () => '',
+    );
+    const bridge = record ? (JSON.parse(record) as { bridge?: string }).bridge : undefined;
+    if (bridge) this.bridges.add(bridge);
+    return result;
+  }
+
+  /** The member namespaces of the bridges this network's jobs had (on the host: hyper mounts them under /run/netns). */
+  async memberNamespaces(): Promise<string[]> {
+    return (await execa('ip', ['netns', 'list'])).stdout
+      .split('\n')
+      .map((line) => line.split(' ')[0] ?? '')
+      .filter((name) => [...this.bridges].some((bridge) => new RegExp(`^${bridge}t\\d+$`).test(name)));
   }
 
   /** A busybox httpd in `namespace` on ADDRESS:PORT, serving `dir`. (Host-side clients are curl: Debian's static busybox wget crashes here.) */
@@ -119,16 +136,14 @@ export class TestNetwork {
       ...(await this.exec('iptables', ['-t', 'filter', '-S'])).stdout.split('\n'),
       ...(await this.exec('iptables', ['-t', 'nat', '-S'])).stdout.split('\n'),
     ].filter((line) => line.includes('HYPER-'));
-    const namespaces = (await execa('ip', ['netns', 'list'])).stdout
-      .split('\n')
-      .map((line) => line.split(' ')[0] ?? '')
-      .filter((name) => /^hy[0-9a-f]{8}t\d+$/.test(name));
-    return { links, tables, chains, namespaces };
+    return { links, tables, chains, namespaces: await this.memberNamespaces() };
   }
 
   async remove(): Promise<void> {
     for (const server of this.servers) server.kill('SIGKILL');
     await Promise.allSettled(this.servers);
+    for (const name of await this.memberNamespaces())
+      await execa('ip', ['netns', 'del', name], { reject: false });
     await execa('ip', ['netns', 'del', this.ns], { reject: false });
     await execa('ip', ['netns', 'del', this.outside], { reject: false });
   }

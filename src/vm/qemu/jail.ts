@@ -25,6 +25,7 @@ import path from 'node:path';
 import { ownsAllIds } from '../../host/user.js';
 import { type IdRange, probeId, vmIdRange } from '../../host/vm-ids.js';
 import { knownQemuVersion, qemuAtLeast } from '../../tools/qemu/version.js';
+import { canMakeNetns } from '../../host/namespaces.js';
 import { withDirLock } from '../../files.js';
 
 /** A QEMU's jail: its directory, and the ids it drops to (absent when hyper is not root: nothing to drop). */
@@ -35,6 +36,8 @@ export interface Jail {
   off?: true;
   /** QEMU's version ("7.2.22"), which says how it takes the drop and the chroot (jailArgs). */
   qemuVersion?: string | undefined;
+  /** hyper may put QEMU in a network namespace of its own (canMakeNetns). */
+  netns?: boolean;
 }
 
 /** The name of the helper user networking runs, inside a jail. */
@@ -100,7 +103,7 @@ async function jailIn(qemu: string, dir: string, confine: boolean, connect?: str
       await copyFile(connect, helper, constants.COPYFILE_EXCL);
     });
   }
-  return { dir, ids, qemuVersion: version };
+  return { dir, ids, qemuVersion: version, netns: await canMakeNetns() };
 }
 
 /**

@@ -114,6 +114,9 @@ export class QemuHypervisor implements Hypervisor {
         );
       }
     }
+    // Before anything is touched (a checkpoint's disks, a template): the VM could not start.
+    const network = spec.network;
+    if (network?.kind === 'tap' && network.netns !== undefined) await requireNetns(network.netns, spec.name);
     if (options.checkpoint)
       return {
         pid: await this.restoreCheckpoint(spec, options.checkpoint, options.network),
@@ -315,11 +318,9 @@ export class QemuHypervisor implements Hypervisor {
       if (spec.shares?.length) await startShares(spec.dir, spec.shares);
       // Not -daemonize: under TCG with 512 MiB that hung at boot in trials; a detached child did not.
       const args = qemuArgs(spec, await hostTscKhz(), launch, jail, disks.fds);
-      const netns = qemuNetns(spec, launch, jail);
-      if (netns !== undefined && netns !== 'empty') await requireNetns(netns.enter, spec.name);
       child = spawnQemu(this.qemu, args, {
         output: log.fd,
-        netns,
+        netns: qemuNetns(spec, launch, jail),
         procs,
         detached: true,
         disks,

@@ -29,7 +29,7 @@ export type QemuNetns = { enter: string } | 'empty';
  * Where a QEMU's network lives. A bridge VM's QEMU enters the namespace its
  * TAP is in (the network's driver made it there, as root). A jailed boot
  * template's and capture machine's, whose NIC reaches nothing, get an empty
- * one (making one takes root, as the jail does). A user-mode VM's stays in
+ * one when hyper is root and may make one (CAP_SYS_ADMIN). A user-mode VM's stays in
  * the host's: slirp listens on the host's loopback for published ports and
  * connects there for guestfwd. Pure.
  */
@@ -38,7 +38,8 @@ export function qemuNetns(
   launch: Launch,
   jail: Jail | undefined,
 ): QemuNetns | undefined {
-  if (launch.kind === 'template' || launch.kind === 'capture') return jail?.ids ? 'empty' : undefined;
+  if (launch.kind === 'template' || launch.kind === 'capture')
+    return jail?.ids && jail.netns ? 'empty' : undefined;
   const network = spec.network;
   return network?.kind === 'tap' && network.netns !== undefined ? { enter: network.netns } : undefined;
 }

@@ -46,7 +46,7 @@ describe('starting QEMU', () => {
     const user: Pick<MachineSpec, 'network'> = {
       network: { kind: 'user', restrict: false, guestForwards: [], connect: '/c' },
     };
-    const jailed = { dir: '/j', ids: { uid: 100000, gid: 100000 } };
+    const jailed = { dir: '/j', ids: { uid: 100000, gid: 100000 }, netns: true };
     for (const kind of ['boot', 'clone'] as const) {
       const launch = kind === 'boot' ? { kind } : { kind, ram: '/t/ram' };
       expect(qemuNetns(tap, launch, jailed)).toEqual({ enter: '/run/netns/hy1t0' });
@@ -58,8 +58,9 @@ describe('starting QEMU', () => {
     for (const kind of ['template', 'capture'] as const) {
       expect(qemuNetns(tap, { kind, ram: '/t/ram' }, jailed)).toBe('empty');
       expect(qemuNetns(user, { kind, ram: '/t/ram' }, jailed)).toBe('empty');
-      // Not root (no ids): no namespace can be made.
+      // Not root (no ids), or root that may not make one (no CAP_SYS_ADMIN): none is made.
       expect(qemuNetns(user, { kind, ram: '/t/ram' }, { dir: '/j' })).toBeUndefined();
+      expect(qemuNetns(user, { kind, ram: '/t/ram' }, { ...jailed, netns: false })).toBeUndefined();
     }
   });
 
