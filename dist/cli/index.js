@@ -52821,7 +52821,7 @@ function leaveOwnCgroup(ownDir) {
     let move = leavesMade.get(ownDir);
     if (!move) {
         move = (async () => {
-            if (!(0,external_node_fs_namespaceObject.existsSync)(external_node_path_default().join(ownDir, 'cgroup.type')))
+            if (!(await exists(external_node_path_default().join(ownDir, 'cgroup.type'))))
                 return;
             const leaf = external_node_path_default().join(ownDir, SELF_LEAF);
             await (0,promises_namespaceObject.mkdir)(leaf, { recursive: true });
@@ -64770,18 +64770,11 @@ const QEMU_EXIT_WAIT_MS = 5000;
 /**
  * The service's output, stdout and stderr records in the order the guest read
  * them; with `follow`, it goes on until the VM has stopped and everything it
- * wrote has been read (docker logs -f). `fromNow` leaves out what was written
- * before.
+ * wrote has been read (docker logs -f).
  */
 async function* containerLogs(name, job, options = {}) {
     const log = await openServiceLog(name, job);
-    if (options.fromNow)
-        for await (const _ of log.read())
-            void _;
-    if (options.follow)
-        yield* log.follow(options.signal);
-    else if (!options.fromNow)
-        yield* log.read();
+    yield* options.follow ? log.follow(options.signal) : log.read();
 }
 /** The service's log of `name`, read on from where the last read stopped. */
 async function openServiceLog(name, job) {
@@ -64808,6 +64801,11 @@ class ServiceLog {
             this.offset += chunk.length;
             yield* this.decoder.push(chunk);
         }
+    }
+    /** Passes over what is written so far (read, so a record cut at the end is completed later, but not given). */
+    async skip() {
+        for await (const _ of this.read())
+            void _;
     }
     /** The records from here on, until the VM has stopped and all it wrote is read, or `signal` aborts. */
     async *follow(signal) {
@@ -72471,12 +72469,10 @@ async function streamOutput(daemon, exchange, record, state, wanted, output) {
             await untilStarted(daemon, record, exchange.closed);
         const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
         // A container already running shows what it writes from now on; one just started, all of it.
-        const fromNow = state.running;
-        for await (const piece of daemon.job.logs(record.name, {
-            follow: true,
-            fromNow,
-            signal: exchange.closed,
-        })) {
+        const log = await daemon.job.openLog(record.name);
+        if (state.running)
+            await log.skip();
+        for await (const piece of log.follow(exchange.closed)) {
             if (exchange.closed.aborted)
                 break;
             if (streams[piece.stream])

@@ -403,12 +403,9 @@ async function streamOutput(
     if (isCreated(state)) await untilStarted(daemon, record, exchange.closed);
     const streams = { stdout: flag(exchange, 'stdout'), stderr: flag(exchange, 'stderr') };
     // A container already running shows what it writes from now on; one just started, all of it.
-    const fromNow = state.running;
-    for await (const piece of daemon.job.logs(record.name, {
-      follow: true,
-      fromNow,
-      signal: exchange.closed,
-    })) {
+    const log = await daemon.job.openLog(record.name);
+    if (state.running) await log.skip();
+    for await (const piece of log.follow(exchange.closed)) {
       if (exchange.closed.aborted) break;
       if (streams[piece.stream]) output.write(frame(STREAM_ID[piece.stream], piece.data));
     }

@@ -278,7 +278,7 @@ export class Job {
 
   async *logs(
     ref: string,
-    options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
+    options: { follow?: boolean; signal?: AbortSignal | undefined } = {},
   ): AsyncGenerator<LogRecord> {
     yield* containerLogs(await this.nameOf(ref), this.context, options);
   }

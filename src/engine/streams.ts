@@ -16,18 +16,15 @@ const QEMU_EXIT_WAIT_MS = 5000;
 /**
  * The service's output, stdout and stderr records in the order the guest read
  * them; with `follow`, it goes on until the VM has stopped and everything it
- * wrote has been read (docker logs -f). `fromNow` leaves out what was written
- * before.
+ * wrote has been read (docker logs -f).
  */
 export async function* containerLogs(
   name: string,
   job: JobContext,
-  options: { follow?: boolean; fromNow?: boolean; signal?: AbortSignal | undefined } = {},
+  options: { follow?: boolean; signal?: AbortSignal | undefined } = {},
 ): AsyncGenerator<LogRecord> {
   const log = await openServiceLog(name, job);
-  if (options.fromNow) for await (const _ of log.read()) void _;
-  if (options.follow) yield* log.follow(options.signal);
-  else if (!options.fromNow) yield* log.read();
+  yield* options.follow ? log.follow(options.signal) : log.read();
 }
 
 /** The service's log of `name`, read on from where the last read stopped. */
@@ -56,6 +53,11 @@ export class ServiceLog {
       this.offset += chunk.length;
       yield* this.decoder.push(chunk);
     }
+  }
+
+  /** Passes over what is written so far (read, so a record cut at the end is completed later, but not given). */
+  async skip(): Promise<void> {
+    for await (const _ of this.read()) void _;
   }
 
   /** The records from here on, until the VM has stopped and all it wrote is read, or `signal` aborts. */

@@ -7,9 +7,9 @@
 // under each hierarchy's root; a relative one is under hyper's own cgroup,
 // which is how a systemd service with Delegate=yes keeps its VMs inside the
 // tree systemd gave it.
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { exists } from '../files.js';
 
 /** The controllers a VM's cgroup bounds. */
 export type Controller = 'memory' | 'pids' | 'cpu';
@@ -241,7 +241,7 @@ function leaveOwnCgroup(ownDir: string): Promise<void> {
   let move = leavesMade.get(ownDir);
   if (!move) {
     move = (async () => {
-      if (!existsSync(path.join(ownDir, 'cgroup.type'))) return;
+      if (!(await exists(path.join(ownDir, 'cgroup.type')))) return;
       const leaf = path.join(ownDir, SELF_LEAF);
       await mkdir(leaf, { recursive: true });
       // A process that starts meanwhile (a child being spawned) lands in ownDir too: go round until it is empty.

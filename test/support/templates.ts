@@ -21,3 +21,9 @@ export async function forgetServiceTemplates(...names: string[]): Promise<void> 
       await rm(path.join(root, entry), { recursive: true, force: true });
   }
 }
+
+/** The boot templates in cache dir `cache` (their directories, without the locks beside them), by name. */
+export async function bootTemplates(cache: string): Promise<string[]> {
+  const root = path.join(cache, 'templates', 'boot');
+  return (await readdir(root).catch(() => [] as string[])).filter((name) => !name.endsWith('.lock'));
+}

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout, newerQemu } from '../../support/fixtures.js';
+import { bootTemplates } from '../../support/templates.js';
 import { httpGet, hyper, hyperOk, psRow, qemuProcessesUnder } from '../../support/cli.js';
 import { DEFAULT_QEMU } from '../../../src/vm/qemu/machine.js';
 import { qemuAtLeast, qemuVersion } from '../../../src/tools/qemu/version.js';
@@ -40,13 +41,11 @@ async function mappings(pid: number, file: string): Promise<string[]> {
     .map((line) => line.split(/\s+/)[1] ?? '');
 }
 
-function templateRam(): Promise<string> {
-  const root = path.join(cacheDir, 'templates', 'boot');
-  return readdir(root).then((names) => {
-    const dirs = names.filter((name) => !name.endsWith('.lock'));
-    if (dirs.length !== 1) throw new Error(`expected one boot template, found ${dirs.join(', ')}`);
-    return path.join(root, dirs[0] as string, 'ram');
-  });
+/** The RAM file of the one boot template in this file's cache dir. */
+async function templateRam(): Promise<string> {
+  const dirs = await bootTemplates(cacheDir);
+  if (dirs.length !== 1) throw new Error(`expected one boot template, found ${dirs.join(', ')}`);
+  return path.join(cacheDir, 'templates', 'boot', dirs[0] as string, 'ram');
 }
 
 beforeAll(async () => {

@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import { cp, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { busyboxLayout } from '../../support/fixtures.js';
+import { bootTemplates } from '../../support/templates.js';
 import { httpGet, hyper, hyperOk, psRow, qemuProcessesUnder } from '../../support/cli.js';
 
 // Real QEMU under TCG, real boot templates saved with x-ignore-shared and
@@ -19,10 +20,8 @@ function templateRoot(): string {
   return path.join(cacheDir, 'templates', 'boot');
 }
 
-async function templates(): Promise<string[]> {
-  return (await readdir(templateRoot()).catch(() => [] as string[])).filter(
-    (name) => !name.endsWith('.lock'),
-  );
+function templates(): Promise<string[]> {
+  return bootTemplates(cacheDir);
 }
 
 const serve = ['-p', '80', '--entrypoint', '/bin/sh', 'IMAGE', '-c', 'httpd -f -p 80 -h /www'];
