@@ -47835,6 +47835,7 @@ const {
 
 
 
+
 /** "exited with code 1", "was killed by SIGABRT", "did not finish within 6 s", "could not be started (ENOENT)". Pure. */
 function describeEnd(end) {
     if (end.timedOutMs !== undefined)
@@ -47924,10 +47925,7 @@ async function run(command, options = {}) {
 }
 /** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
 async function programPath(program) {
-    const candidates = program.includes('/') ? [program] : [await searchPath(program)];
-    for (const candidate of candidates) {
-        if (candidate === undefined)
-            continue;
+    for (const candidate of pathCandidates(program, process.env.PATH)) {
         try {
             await (0,promises_namespaceObject.access)(candidate, external_node_fs_namespaceObject.constants.X_OK);
             if ((await (0,promises_namespaceObject.stat)(candidate)).isFile())
@@ -47943,12 +47941,20 @@ async function programPath(program) {
 async function onPath(program) {
     return (await programPath(program)) !== undefined;
 }
-/** Where the shell finds `program` on this process's PATH, as exec would; undefined for none or a builtin. */
-async function searchPath(program) {
-    const found = await execa('sh', ['-c', 'command -v -- "$1"', 'sh', program], { reject: false });
-    const line = String(found.stdout).trim();
-    return line.startsWith('/') ? line : undefined;
+/**
+ * Where exec looks for `program`, in order, as the spawn of a child does: a
+ * name with a '/' is taken as it is; else each PATH entry (an empty one is
+ * the current directory), or /usr/bin:/bin when PATH is unset. Pure.
+ */
+function pathCandidates(program, searchPath) {
+    if (program.includes('/'))
+        return [program];
+    if (program === '')
+        return [];
+    return (searchPath ?? DEFAULT_PATH).split(':').map((dir) => external_node_path_default().resolve(dir || '.', program));
 }
+/** libuv's search path for a child when the environment has no PATH. */
+const DEFAULT_PATH = '/usr/bin:/bin';
 
 ;// CONCATENATED MODULE: ./src/files.ts
 
@@ -48575,7 +48581,7 @@ function serviceCapabilities(settings) {
     return all.filter((name) => kept.includes(name) || added.includes(name));
 }
 const RESTART_POLICIES = ['no', 'always', 'on-failure', 'unless-stopped'];
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const config_DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const CONTAINER_ROOT = '/container';
 const EXEC_HELPER = '/bin/hyper-exec';
 const ENV_FILE = '/run/hyper/env';
@@ -48604,7 +48610,7 @@ function serviceArgv(image, overrides, imageName) {
 /** Image Env, then the user's (which wins), with PATH and HOSTNAME as Docker sets them. Pure. */
 function mergeEnv(imageEnv, userEnv, hostname) {
     const merged = new Map();
-    merged.set('PATH', DEFAULT_PATH.slice('PATH='.length));
+    merged.set('PATH', config_DEFAULT_PATH.slice('PATH='.length));
     merged.set('HOSTNAME', hostname);
     for (const entry of [...imageEnv, ...userEnv]) {
         const eq = entry.indexOf('=');
@@ -51901,6 +51907,9 @@ function sameRange(a, b) {
 ;// CONCATENATED MODULE: ./src/tools/qemu/version.ts
 // In src/tools, beside qemu-img's client; the binary is passed in, since its name is src/vm's (HYPER_QEMU).
 
+
+
+
 function qemuVersionCommand(binary) {
     return { program: binary, args: ['--version'] };
 }
@@ -51918,15 +51927,56 @@ async function qemuVersion(binary) {
     return parseQemuVersion((await run(qemuVersionCommand(binary))).stdout);
 }
 const asked = new Map();
-/** qemuVersion, asked once per binary and process (a failure is asked again). */
-function knownQemuVersion(binary) {
+/**
+ * qemuVersion, asked once per binary and process (a failure is asked again).
+ * With `cacheFile`, the answer is also kept on disk beside the binary's
+ * identity (path, inode, size, mtime, ctime), so later processes read it
+ * instead of starting QEMU: an upgrade changes the identity and is asked anew.
+ */
+function knownQemuVersion(binary, cacheFile) {
     let version = asked.get(binary);
     if (!version) {
-        version = qemuVersion(binary);
+        version = cacheFile === undefined ? qemuVersion(binary) : rememberedVersion(binary, cacheFile);
         version.catch(() => asked.delete(binary));
         asked.set(binary, version);
     }
     return version;
+}
+async function rememberedVersion(binary, cacheFile) {
+    const found = await programPath(binary);
+    if (found === undefined)
+        return qemuVersion(binary);
+    const identity = await binaryIdentity(found);
+    const kept = rememberedAnswer(await (0,promises_namespaceObject.readFile)(cacheFile, 'utf8').catch(() => ''), identity);
+    if (kept)
+        return kept;
+    const version = await qemuVersion(binary);
+    try {
+        await (0,promises_namespaceObject.mkdir)(external_node_path_default().dirname(cacheFile), { recursive: true });
+        await writeFileAtomic(cacheFile, JSON.stringify({ identity, text: version.text }));
+    }
+    catch {
+        // The answer stands; the next process asks QEMU again.
+    }
+    return version;
+}
+/** What a QEMU binary is, as far as its version goes: a reinstall or upgrade changes it. */
+async function binaryIdentity(file) {
+    const real = await (0,promises_namespaceObject.realpath)(file);
+    const info = await (0,promises_namespaceObject.stat)(real);
+    return [real, info.dev, info.ino, info.size, info.mtimeMs, info.ctimeMs].join('|');
+}
+/** The version kept in a cache file's `text` for `identity`; undefined for another binary or a damaged file. Pure. */
+function rememberedAnswer(text, identity) {
+    try {
+        const kept = JSON.parse(text);
+        if (kept.identity !== identity || typeof kept.text !== 'string' || kept.text === '')
+            return undefined;
+        return parseQemuVersion(kept.text);
+    }
+    catch {
+        return undefined;
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/host/namespaces.ts
@@ -58425,13 +58475,23 @@ async function linkExists(name) {
     const result = await run({ program: 'ip', args: ['link', 'show', 'dev', name] }, { allowFailure: true });
     return result.exitCode === 0;
 }
-/** The job's bridge, with the gateway address, up; loopback may be DNATed onto it (published ports). */
+/**
+ * The job's bridge, with the gateway address, up, in one `ip` process;
+ * loopback may be DNATed onto it (published ports), which route_localnet
+ * allows (written directly unless through sudo).
+ */
 async function createBridge(privilege, name, gatewayCidr) {
-    const ip = (...args) => privileged(privilege, 'ip', args);
-    await run(ip('link', 'add', name, 'type', 'bridge'));
-    await run(ip('addr', 'add', gatewayCidr, 'dev', name));
-    await run(ip('link', 'set', name, 'up'));
-    await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
+    const batch = [
+        `link add ${name} type bridge`,
+        `addr add ${gatewayCidr} dev ${name}`,
+        `link set ${name} up`,
+    ];
+    await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
+    const setting = `net.ipv4.conf.${name}.route_localnet`;
+    if (privilege.sudo)
+        await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
+    else
+        await (0,promises_namespaceObject.writeFile)(`/proc/sys/${setting.replaceAll('.', '/')}`, '1\n');
 }
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
 const MEMBER_TAP = 'tap0';
@@ -58495,16 +58555,19 @@ async function deleteMemberNetns(name) {
     if (await exists(netnsFile(name)))
         throw new NetworkError(`cannot remove network namespace ${name}: ${netnsFile(name)} is still there after ip netns del`);
 }
-/** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
+/** One VM's TAP device, owned by the user QEMU runs as, on the bridge: one `ip` process. */
 async function createTap(privilege, name, bridge) {
-    const ip = (...args) => privileged(privilege, 'ip', args);
     const uid = String(process.getuid?.() ?? 0);
-    await run(ip('tuntap', 'add', 'dev', name, 'mode', 'tap', 'user', uid));
+    const batch = [
+        `tuntap add dev ${name} mode tap user ${uid}`,
+        `link set ${name} master ${bridge}`,
+        `link set ${name} up`,
+    ];
     try {
-        await run(ip('link', 'set', name, 'master', bridge));
-        await run(ip('link', 'set', name, 'up'));
+        await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
     }
     catch (error) {
+        // It stops at the first command that fails: the TAP may be there, not on the bridge.
         await deleteLink(privilege, name);
         throw error;
     }
@@ -64043,6 +64106,7 @@ async function chooseAccel(choice, bundle, options) {
 
 
 
+
 /** Installs the host tools, gets the guest bundle and decides the accelerator: what booting a VM needs. */
 async function prepareHost(job, reporter, release = {}) {
     const { host } = job;
@@ -64059,6 +64123,8 @@ async function prepareHost(job, reporter, release = {}) {
     });
     // Made (or found) before any QEMU, so that a host where it cannot be fails before anything is made.
     const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
+    // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's mode, a template's identity).
+    await knownQemuVersion(host.qemu, external_node_path_default().join(job.cacheDir, 'qemu-version.json'));
     const decision = await chooseAccel(job.settings.accel, bundle, {
         qemu: host.qemu,
         ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),

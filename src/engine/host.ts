@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel } from '../install/accel.js';
 import { ensureTools, vmTools } from '../install/tools.js';
+import { knownQemuVersion } from '../tools/qemu/version.js';
 import type { BootContext, JobContext } from './context.js';
 
 export interface Reporter {
@@ -38,6 +39,8 @@ export async function prepareHost(
   });
   // Made (or found) before any QEMU, so that a host where it cannot be fails before anything is made.
   const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
+  // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's mode, a template's identity).
+  await knownQemuVersion(host.qemu, path.join(job.cacheDir, 'qemu-version.json'));
   const decision = await chooseAccel(job.settings.accel, bundle, {
     qemu: host.qemu,
     ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),

@@ -176,13 +176,21 @@ export async function linkExists(name: string): Promise<boolean> {
   return result.exitCode === 0;
 }
 
-/** The job's bridge, with the gateway address, up; loopback may be DNATed onto it (published ports). */
+/**
+ * The job's bridge, with the gateway address, up, in one `ip` process;
+ * loopback may be DNATed onto it (published ports), which route_localnet
+ * allows (written directly unless through sudo).
+ */
 export async function createBridge(privilege: Privilege, name: string, gatewayCidr: string): Promise<void> {
-  const ip = (...args: string[]): Command => privileged(privilege, 'ip', args);
-  await run(ip('link', 'add', name, 'type', 'bridge'));
-  await run(ip('addr', 'add', gatewayCidr, 'dev', name));
-  await run(ip('link', 'set', name, 'up'));
-  await run(privileged(privilege, 'sysctl', ['-q', '-w', `net.ipv4.conf.${name}.route_localnet=1`]));
+  const batch = [
+    `link add ${name} type bridge`,
+    `addr add ${gatewayCidr} dev ${name}`,
+    `link set ${name} up`,
+  ];
+  await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
+  const setting = `net.ipv4.conf.${name}.route_localnet`;
+  if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
+  else await writeFile(`/proc/sys/${setting.replaceAll('.', '/')}`, '1\n');
 }
 
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
@@ -254,15 +262,18 @@ export async function deleteMemberNetns(name: string): Promise<void> {
     );
 }
 
-/** One VM's TAP device, owned by the user QEMU runs as, on the bridge. */
+/** One VM's TAP device, owned by the user QEMU runs as, on the bridge: one `ip` process. */
 export async function createTap(privilege: Privilege, name: string, bridge: string): Promise<void> {
-  const ip = (...args: string[]): Command => privileged(privilege, 'ip', args);
   const uid = String(process.getuid?.() ?? 0);
-  await run(ip('tuntap', 'add', 'dev', name, 'mode', 'tap', 'user', uid));
+  const batch = [
+    `tuntap add dev ${name} mode tap user ${uid}`,
+    `link set ${name} master ${bridge}`,
+    `link set ${name} up`,
+  ];
   try {
-    await run(ip('link', 'set', name, 'master', bridge));
-    await run(ip('link', 'set', name, 'up'));
+    await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
   } catch (error: unknown) {
+    // It stops at the first command that fails: the TAP may be there, not on the bridge.
     await deleteLink(privilege, name);
     throw error;
   }

@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 import { type ErrorKind, HyperError, type HyperErrorOptions } from '../errors.js';
 
@@ -126,9 +127,7 @@ export async function run(
 
 /** The path of `program`: looked up on PATH, or as given when it has a '/'; undefined when it is not an executable file. */
 export async function programPath(program: string): Promise<string | undefined> {
-  const candidates = program.includes('/') ? [program] : [await searchPath(program)];
-  for (const candidate of candidates) {
-    if (candidate === undefined) continue;
+  for (const candidate of pathCandidates(program, process.env.PATH)) {
     try {
       await access(candidate, constants.X_OK);
       if ((await stat(candidate)).isFile()) return candidate;
@@ -144,9 +143,16 @@ export async function onPath(program: string): Promise<boolean> {
   return (await programPath(program)) !== undefined;
 }
 
-/** Where the shell finds `program` on this process's PATH, as exec would; undefined for none or a builtin. */
-async function searchPath(program: string): Promise<string | undefined> {
-  const found = await execa('sh', ['-c', 'command -v -- "$1"', 'sh', program], { reject: false });
-  const line = String(found.stdout).trim();
-  return line.startsWith('/') ? line : undefined;
+/**
+ * Where exec looks for `program`, in order, as the spawn of a child does: a
+ * name with a '/' is taken as it is; else each PATH entry (an empty one is
+ * the current directory), or /usr/bin:/bin when PATH is unset. Pure.
+ */
+export function pathCandidates(program: string, searchPath: string | undefined): string[] {
+  if (program.includes('/')) return [program];
+  if (program === '') return [];
+  return (searchPath ?? DEFAULT_PATH).split(':').map((dir) => path.resolve(dir || '.', program));
 }
+
+/** libuv's search path for a child when the environment has no PATH. */
+const DEFAULT_PATH = '/usr/bin:/bin';

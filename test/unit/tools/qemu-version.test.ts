@@ -1,5 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { parseQemuVersion, qemuAtLeast, qemuVersionCommand } from '../../../src/tools/qemu/version.js';
+import {
+  parseQemuVersion,
+  qemuAtLeast,
+  qemuVersionCommand,
+  rememberedAnswer,
+} from '../../../src/tools/qemu/version.js';
 
 function qemuFixture(name: string): string {
   return readFileSync(new URL(`../../fixtures/qemu/${name}`, import.meta.url), 'utf8');
@@ -45,4 +50,26 @@ test.each([
   ['', 0, 1, false],
 ] as const)('qemuAtLeast(%j, %d, %d) is %j', (version, major, minor, expected) => {
   expect(qemuAtLeast(version, major, minor)).toBe(expected);
+});
+
+test('a kept version is used only for the binary it was asked of', () => {
+  const kept = JSON.stringify({
+    identity: '/usr/bin/qemu|1|2|3|4|5',
+    text: 'QEMU emulator version 7.2.22 (Debian)',
+  });
+  expect(rememberedAnswer(kept, '/usr/bin/qemu|1|2|3|4|5')).toEqual({
+    text: 'QEMU emulator version 7.2.22 (Debian)',
+    version: '7.2.22',
+  });
+  // An upgrade (another size, mtime or inode) asks QEMU again.
+  expect(rememberedAnswer(kept, '/usr/bin/qemu|1|9|3|4|5')).toBeUndefined();
+  // A damaged or foreign file is only a miss.
+  for (const text of [
+    '',
+    '{',
+    'null',
+    '[]',
+    JSON.stringify({ identity: '/usr/bin/qemu|1|2|3|4|5', text: 7 }),
+  ])
+    expect(rememberedAnswer(text, '/usr/bin/qemu|1|2|3|4|5')).toBeUndefined();
 });
