@@ -196,7 +196,7 @@ cp -L "$(find_library "$(basename "$interpreter")")" "$work/initrd$interpreter"
 
 # Our own programs, linked into one static binary that runs the one it is
 # called as (each alone is about 700 KB of static glibc), as busybox does.
-tools="hyper-exec hyper-log hyper-relay hyper-reseed"
+tools="hyper-exec hyper-log hyper-relay hyper-reseed hyper-resume"
 objects=()
 for tool in $tools; do
   gcc -static -Os -c -Dmain="${tool//-/_}_main" -o "$work/$tool.o" "$here/$tool.c"

@@ -28,12 +28,15 @@
 
 #define MAX_SEED 512
 
+int hyper_reseed_bytes(const unsigned char *bytes, size_t size);
+
 static int usage(void) {
   fprintf(stderr, "usage: hyper-reseed [--clock NANOSECONDS] [FILE | -]\n");
   return 2;
 }
 
-static int set_clock(const char *text) {
+/* Also hyper-resume's. */
+int hyper_set_clock(const char *text) {
   char *end;
   errno = 0;
   long long ns = strtoll(text, &end, 10);
@@ -49,8 +52,8 @@ static int set_clock(const char *text) {
   return 0;
 }
 
-/* Reads until `size` bytes or the end: a pipe may deliver them in pieces. */
-static ssize_t read_all(int fd, unsigned char *buffer, size_t size) {
+/* Reads until `size` bytes or the end: a pipe may deliver them in pieces. Also hyper-resume's. */
+ssize_t hyper_read_all(int fd, unsigned char *buffer, size_t size) {
   size_t got = 0;
   while (got < size) {
     ssize_t n = read(fd, buffer + got, size - got);
@@ -69,34 +72,45 @@ static int reseed(const char *source) {
     fprintf(stderr, "hyper-reseed: %s: %s\n", source, strerror(errno));
     return 1;
   }
-  struct {
-    struct rand_pool_info info;
-    unsigned char bytes[MAX_SEED];
-  } seed;
-  ssize_t got = read_all(in, seed.bytes, sizeof(seed.bytes));
+  unsigned char bytes[MAX_SEED];
+  ssize_t got = hyper_read_all(in, bytes, sizeof bytes);
   if (!stdin_source) close(in);
   if (got < 32) {
     fprintf(stderr, "hyper-reseed: %s holds %zd bytes; at least 32 are needed\n",
             stdin_source ? "stdin" : source, got);
     return 1;
   }
-  seed.info.entropy_count = (int)got * 8;
-  seed.info.buf_size = (int)got;
+  return hyper_reseed_bytes(bytes, (size_t)got);
+}
+
+/* Credits `size` bytes (32 to MAX_SEED) to the pool and rekeys the CRNG from it. Also hyper-resume's. */
+int hyper_reseed_bytes(const unsigned char *bytes, size_t size) {
+  struct {
+    struct rand_pool_info info;
+    unsigned char bytes[MAX_SEED];
+  } seed;
+  if (size < 32 || size > MAX_SEED) {
+    fprintf(stderr, "hyper-reseed: %zu bytes of randomness; 32 to %d are taken\n", size, MAX_SEED);
+    return 1;
+  }
+  memcpy(seed.bytes, bytes, size);
+  seed.info.entropy_count = (int)size * 8;
+  seed.info.buf_size = (int)size;
   int random = open("/dev/urandom", O_WRONLY);
   if (random < 0) {
     fprintf(stderr, "hyper-reseed: /dev/urandom: %s\n", strerror(errno));
     return 1;
   }
+  int status = 0;
   if (ioctl(random, RNDADDENTROPY, &seed.info) < 0) {
     fprintf(stderr, "hyper-reseed: RNDADDENTROPY: %s\n", strerror(errno));
-    return 1;
-  }
-  if (ioctl(random, RNDRESEEDCRNG) < 0) {
+    status = 1;
+  } else if (ioctl(random, RNDRESEEDCRNG) < 0) {
     fprintf(stderr, "hyper-reseed: RNDRESEEDCRNG: %s\n", strerror(errno));
-    return 1;
+    status = 1;
   }
   close(random);
-  return 0;
+  return status;
 }
 
 int main(int argc, char **argv) {
@@ -109,7 +123,7 @@ int main(int argc, char **argv) {
   }
   if (argc - next > 1 || (clock == NULL && next == argc)) return usage();
   if (clock != NULL) {
-    int status = set_clock(clock);
+    int status = hyper_set_clock(clock);
     if (status != 0) return status;
   }
   return next < argc ? reseed(argv[next]) : 0;

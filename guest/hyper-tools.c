@@ -8,6 +8,7 @@ int hyper_exec_main(int argc, char **argv);
 int hyper_log_main(int argc, char **argv);
 int hyper_relay_main(int argc, char **argv);
 int hyper_reseed_main(int argc, char **argv);
+int hyper_resume_main(int argc, char **argv);
 
 static const struct {
   const char *name;
@@ -17,6 +18,7 @@ static const struct {
     {"hyper-log", hyper_log_main},
     {"hyper-relay", hyper_relay_main},
     {"hyper-reseed", hyper_reseed_main},
+    {"hyper-resume", hyper_resume_main},
 };
 
 int main(int argc, char **argv) {
@@ -24,6 +26,6 @@ int main(int argc, char **argv) {
   const char *name = slash ? slash + 1 : argv[0];
   for (size_t i = 0; i < sizeof tools / sizeof tools[0]; i++)
     if (strcmp(name, tools[i].name) == 0) return tools[i].main(argc, argv);
-  fprintf(stderr, "hyper-tools: run as hyper-exec, hyper-log, hyper-relay or hyper-reseed, not %s\n", name);
+  fprintf(stderr, "hyper-tools: run as hyper-exec, hyper-log, hyper-relay, hyper-reseed or hyper-resume, not %s\n", name);
   return 127;
 }

@@ -38513,7 +38513,7 @@ which.sync = whichSync
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7214);
+/* harmony import */ var _cli_commands_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3868);
 
 // @actions/* libraries print workflow commands (::debug::) on stdout; in a
 // terminal they are noise, so they go to stderr only with HYPER_DEBUG set.
@@ -38537,7 +38537,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7214:
+/***/ 3868:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -48722,19 +48722,11 @@ function rewriteNetworkFiles(settings, network) {
         { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
     ];
 }
-/**
- * The guest command that sets a resumed guest's clock to `clockNs` (the
- * host's time, in nanoseconds since the epoch, as it sends the command):
- * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
- */
-function clockCommand(clockNs) {
-    return reseedCommand(clockNs, false);
+/** hyper-reseed setting the clock and reseeding the RNG from stdin (guest/hyper-reseed.c). */
+function reseedCommand(clockNs) {
+    return `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
 }
-/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
-function reseedCommand(clockNs, entropy) {
-    return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
-}
-/** The host's time in nanoseconds since the epoch, for clockCommand. */
+/** The host's time in nanoseconds since the epoch, for a resumed guest's clock. */
 function hostClockNs() {
     return BigInt(Date.now()) * 1000000n;
 }
@@ -48746,7 +48738,7 @@ function hostClockNs() {
  * exec: each costs a guest fork and the agent's round trips. Pure.
  */
 function resumeSyncArgv(clockNs, network) {
-    const reseed = reseedCommand(clockNs, true);
+    const reseed = reseedCommand(clockNs);
     if (!network)
         return ['/bin/sh', '-c', reseed];
     const [shell, flag, script, ...rest] = networkSyncArgv(network);
@@ -52304,6 +52296,34 @@ const DISK_SLOTS = 6;
 const TEMPLATE_MAC = '52:54:00:12:34:56';
 /** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
 const TEMPLATE_MARKER = 'opt/hyper/template';
+/**
+ * How QEMU is started for a VM:
+ * - `boot`: the kernel boots;
+ * - `template`: a boot template is made: RAM in the shared file `ram`, empty
+ *   disk slots, a NIC with no backend, and the init told to wait;
+ * - `clone`: the VM resumes from saved state, a boot template's or a
+ *   checkpoint's. Its RAM maps that file privately (copy-on-write), and QEMU
+ *   waits for the device state (`-incoming defer`) to be fed through QMP.
+ *   With `readOnlyOpen` (QEMU 8.2 and later) QEMU opens the file read-only
+ *   (`readonly=on,rom=off`: the guest still writes its private copy), so a
+ *   QEMU a guest takes over cannot write what later clones start from; 7.2
+ *   opens it read-write whatever the mapping;
+ * - `capture`: the machine a checkpoint is taken through. It has the VM's
+ *   devices with empty disks and RAM in the shared file `ram`, never runs
+ *   (`-S`), and waits for the VM to migrate into it; it then saves its device
+ *   state beside that file, as a template does.
+ */
+/** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
+const CONTROL_FD = 4;
+/**
+ * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
+ * port: a template, which waits on it, and a VM resumed from saved state,
+ * which a clone's settings reach through it. A booted VM's port has no
+ * backend. Pure.
+ */
+function hasControlPort(spec, launch) {
+    return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
+}
 /** Whether a VM can be a clone: no live shares (vhost-user devices cannot migrate) and disks that fit the slots. Pure. */
 function fitsSlots(spec) {
     return !spec.shares?.length && (spec.disks?.length ?? 0) <= DISK_SLOTS;
@@ -52419,6 +52439,10 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }, jail, fds) {
     args.push('-device', 'virtio-serial-device', 
     // append: a restarted VM keeps the log, and the status the host wrote for it.
     '-chardev', `file,id=log,path=${optValue(paths.serviceLog)},append=on`, '-device', 'virtserialport,chardev=log,name=hyper.log', '-chardev', `file,id=status,path=${optValue(paths.status)},append=on`, '-device', 'virtserialport,chardev=status,name=hyper.status', '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`, '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0');
+    // Where a template waits and a clone takes its settings (guest/hyper-resume.c): hyper's end of a
+    // socket pair handed to QEMU, connected from QEMU's start, so the guest's read blocks until it writes.
+    if (slots !== undefined)
+        args.push('-chardev', hasControlPort(spec, launch) ? `socket,id=control,fd=${CONTROL_FD}` : 'null,id=control', '-device', 'virtserialport,chardev=control,name=hyper.control');
     // A template has every port a clone may use.
     if (slots !== undefined || spec.relaySockets?.length)
         args.push('-chardev', `socket,id=relay,path=${optValue(paths.relay)},server=on,wait=off`, '-device', 'virtserialport,chardev=relay,name=hyper.relay');
@@ -52539,6 +52563,14 @@ class QmpClient {
 
 /** The descriptor a machine reads its incoming state from: `migrate-incoming fd:3`. */
 const INCOMING_FD = 3;
+/** hyper's end of the control connection of a QEMU spawned with `control`; it holds no event loop open. */
+function controlSocket(child) {
+    const socket = child.stdio[CONTROL_FD];
+    if (!(socket instanceof (external_node_net_default()).Socket))
+        throw new Error('QEMU was spawned without a control connection');
+    socket.unref();
+    return socket;
+}
 /**
  * Where a QEMU's network lives. A bridge VM's QEMU enters the namespace its
  * TAP is in (the network's driver made it there, as root). A jailed boot
@@ -52570,8 +52602,8 @@ function qemuCommand(qemu, args, procs, netns) {
     return { program, args: rest };
 }
 const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
-/** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD). */
-const FIRST_DISK_FD = INCOMING_FD + 1;
+/** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD and CONTROL_FD). */
+const FIRST_DISK_FD = CONTROL_FD + 1;
 /**
  * Starts QEMU with its output to `output`, `incoming` (a descriptor of this
  * process) as INCOMING_FD, and the disks' descriptors where `disks` says.
@@ -52583,6 +52615,7 @@ function spawnQemu(qemu, args, options) {
         options.output,
         options.output,
         options.incoming ?? 'ignore',
+        options.control ? 'pipe' : 'ignore',
     ];
     for (const handle of options.disks?.handles ?? [])
         stdio.push(handle.fd);
@@ -53007,7 +53040,7 @@ class VmCgroups {
 
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
-const TEMPLATE_FORMAT = 1;
+const TEMPLATE_FORMAT = 2;
 /**
  * Every file mapped by a process this one can see, with the pids mapping
  * it: a template's RAM file stays while a clone maps it.
@@ -53251,7 +53284,10 @@ class TemplateStore {
             output: log.fd,
             procs: 'procs' in cgroup ? cgroup.procs : [],
             netns: qemuNetns(spec, launch, jail),
+            control: true,
         });
+        // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
+        const control = controlSocket(child);
         let exited = false;
         child.on('exit', () => (exited = true));
         child.on('error', () => (exited = true));
@@ -53303,6 +53339,7 @@ class TemplateStore {
             await log.close();
             if (!exited)
                 child.kill('SIGKILL');
+            control.destroy();
             await waitForEnd(() => exited);
             await this.cgroups.remove(cgroupName('template', work));
             await releaseJail(jail.dir);
@@ -53833,6 +53870,47 @@ const qemuImg = {
     },
 };
 
+;// CONCATENATED MODULE: ./src/guest/control.ts
+// The hyper.control port's protocol (guest/hyper-resume.c): what the host
+// writes to a clone of a boot template, and the line the guest answers.
+
+const MAGIC = 'HYP1';
+/** hyper-resume's limit on a payload. */
+const CONTROL_PAYLOAD_MAX = 64 * 1024 * 1024;
+/**
+ * The frame a clone's hyper-resume reads: "HYP1", the payload's length
+ * (32-bit little-endian) and the payload, a ustar of `clock` (the host's
+ * time in nanoseconds since the epoch), `entropy` (fresh random bytes) and
+ * `files` (written into the guest's /run/hyper as a booted VM's fw_cfg
+ * files are). The clock goes first, so that it is set before anything else
+ * is done. Pure.
+ */
+function controlFrame(clockNs, entropy, files) {
+    const payload = ustar([
+        { name: 'clock', content: Buffer.from(String(clockNs)) },
+        { name: 'entropy', content: entropy, mode: 0o600 },
+        ...files,
+    ]);
+    if (payload.length > CONTROL_PAYLOAD_MAX)
+        throw new Error(`the clone's settings take ${payload.length} bytes, over the ${CONTROL_PAYLOAD_MAX} a clone takes`);
+    const header = Buffer.alloc(8);
+    header.write(MAGIC, 0, 'ascii');
+    header.writeUInt32LE(payload.length, 4);
+    return Buffer.concat([header, payload]);
+}
+/**
+ * hyper-resume's answer line: undefined for "ok", else what went wrong (an
+ * "error ..." line, or anything else it said). Pure.
+ */
+function controlAnswerProblem(line) {
+    const text = line.trim();
+    if (text === 'ok')
+        return undefined;
+    if (text.startsWith('error '))
+        return text.slice('error '.length);
+    return `an answer hyper-resume does not give: ${JSON.stringify(text.slice(0, 200))}`;
+}
+
 ;// CONCATENATED MODULE: ./src/vm/qemu/machine.ts
 
 
@@ -53945,7 +54023,7 @@ class QemuHypervisor {
             if (cloned !== undefined)
                 return { pid: cloned, origin: 'boot-template' };
         }
-        return { pid: await this.launch(spec, { kind: 'boot' }), origin: 'boot' };
+        return { pid: (await this.launch(spec, { kind: 'boot' })).pid, origin: 'boot' };
     }
     /**
      * Starts the VM as a clone of its shape's boot template, made first when
@@ -53968,8 +54046,13 @@ class QemuHypervisor {
             return undefined;
         }
         try {
-            const pid = await this.resumeFrom(spec, template);
-            await this.sendCloneSettings(spec);
+            const { pid, control } = await this.resumeFrom(spec, template);
+            try {
+                await sendCloneSettings(control, spec, CLONE_SETTINGS_TIMEOUT_MS);
+            }
+            finally {
+                control?.destroy();
+            }
             return pid;
         }
         catch (error) {
@@ -53982,49 +54065,34 @@ class QemuHypervisor {
         }
     }
     /**
-     * What a booted guest reads from fw_cfg, a clone gets through the agent in
-     * one exec: the host's time set first, then one tar of its settings and
-     * fresh entropy, unpacked beside the init, which waits for the FIFO to be
-     * written.
-     */
-    async sendCloneSettings(spec) {
-        const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
-        try {
-            const files = [
-                ...(await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })))),
-                { name: 'entropy', content: (0,external_node_crypto_.randomBytes)(64), mode: 0o600 },
-            ];
-            const result = await lease.agent.exec('/bin/sh', ['-c', `${clockCommand(hostClockNs())}; ${CLONE_UNPACK}`], CLONE_AGENT_TIMEOUT_MS, ustar(files));
-            if (result.exitCode !== 0)
-                throw new VmError(`the guest could not take its settings (exit ${result.exitCode}): ${result.stderr.toString().trim()}`);
-        }
-        finally {
-            lease.release();
-        }
-    }
-    /**
      * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
      * without the RAM) loaded, then the guest runs on. Returns the pid.
      */
     async resumeFrom(spec, saved) {
         const { version } = await knownQemuVersion(this.qemu);
         const launch = { kind: 'clone', ram: saved.ram, readOnlyOpen: qemuAtLeast(version, 8, 2) };
-        const pid = await this.launch(spec, launch, saved.state);
-        await this.withQmp(spec, async (qmp) => {
-            await qmp.execute('migrate-set-capabilities', {
-                capabilities: [{ capability: 'x-ignore-shared', state: true }],
+        const started = await this.launch(spec, launch, saved.state);
+        try {
+            await this.withQmp(spec, async (qmp) => {
+                await qmp.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: true }],
+                });
+                // hyper opened the state file and handed it over: QEMU opens no path for it.
+                await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
+                await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+                // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
+                await qmp.execute('migrate-set-capabilities', {
+                    capabilities: [{ capability: 'x-ignore-shared', state: false }],
+                });
+                // The state was saved stopped, and a loaded VM keeps the state it was saved in.
+                await qmp.execute('cont');
             });
-            // hyper opened the state file and handed it over: QEMU opens no path for it.
-            await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
-            await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
-            // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
-            await qmp.execute('migrate-set-capabilities', {
-                capabilities: [{ capability: 'x-ignore-shared', state: false }],
-            });
-            // The state was saved stopped, and a loaded VM keeps the state it was saved in.
-            await qmp.execute('cont');
-        });
-        return pid;
+        }
+        catch (error) {
+            started.control?.destroy();
+            throw error;
+        }
+        return started;
     }
     /**
      * Resumes a stopped VM from checkpoint `tag`: its writable disks go back to
@@ -54049,7 +54117,9 @@ class QemuHypervisor {
      * given, its network.
      */
     async resumeSaved(spec, saved, network) {
-        const pid = await this.resumeFrom(spec, saved);
+        const { pid, control } = await this.resumeFrom(spec, saved);
+        // A checkpoint or service template was saved running, not in the template's wait: nothing reads the port.
+        control?.destroy();
         try {
             const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
             try {
@@ -54099,6 +54169,7 @@ class QemuHypervisor {
                 netns: qemuNetns(spec, launch, jail),
                 procs,
                 detached: true,
+                control: hasControlPort(spec, launch),
                 disks,
                 ...(state ? { incoming: state.fd } : {}),
             });
@@ -54116,7 +54187,7 @@ class QemuHypervisor {
                     throw new VmError(`QEMU exited at start (code ${exited.code ?? exited.signal}): ${await machine_tail(paths.qemuLog)}`);
                 const pid = await readPid(paths.pid);
                 if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
-                    return pid;
+                    return { pid, control: hasControlPort(spec, launch) ? controlSocket(child) : undefined };
                 if (Date.now() > deadline) {
                     await this.kill(spec);
                     throw new VmError(`QEMU did not come up within 15 s: ${await machine_tail(paths.qemuLog)}`);
@@ -54128,6 +54199,7 @@ class QemuHypervisor {
             // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
             if (child && !exited)
                 child.kill('SIGKILL');
+            child?.stdio[CONTROL_FD]?.destroy();
             await this.released(spec.dir);
             throw error;
         }
@@ -54367,12 +54439,12 @@ let warnedNoCgroup = false;
  * Run in the guest with the clone's settings as a tar on stdin: unpacked
  * aside, then moved into place whole, then the init told (guest/init).
  */
-const CLONE_UNPACK = 'set -e; rm -rf /run/hyper/clone.tmp; mkdir /run/hyper/clone.tmp; tar -x -f - -C /run/hyper/clone.tmp; ' +
-    'mv /run/hyper/clone.tmp /run/hyper/clone; echo go > /run/hyper/resume';
 /** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
 const CLONE_LOAD_TIMEOUT_MS = 30_000;
-/** A clone's agent answers once its vCPU runs again; a loaded host can delay that. */
+/** A resumed guest's agent answers once its vCPU runs again; a loaded host can delay that. */
 const CLONE_AGENT_TIMEOUT_MS = 30_000;
+/** A clone answers its settings once its vCPU runs again; a loaded host can delay that. */
+const CLONE_SETTINGS_TIMEOUT_MS = 30_000;
 /** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
 const CHECKPOINT_TIMEOUT_MS = 120_000;
 function nodeOf(serial) {
@@ -54389,6 +54461,42 @@ function machine_diskFile(spec, serial) {
     if (!disk)
         throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
     return disk.path;
+}
+/**
+ * What a booted guest reads from fw_cfg, a clone gets on its hyper.control
+ * port, where its init waits in hyper-resume (guest/hyper-resume.c): the
+ * host's time, fresh entropy and the VM's settings in one frame, then one
+ * answer line. No agent round trip and nothing forked in the guest before
+ * the clone has its own clock and RNG state.
+ */
+async function sendCloneSettings(control, spec, timeoutMs) {
+    if (!control)
+        throw new VmError('the clone has no control connection');
+    const files = await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })));
+    const answer = new Promise((resolve, reject) => {
+        let text = '';
+        const timer = setTimeout(() => reject(new VmError(`the clone did not take its settings within ${timeoutMs} ms`)), timeoutMs);
+        const done = (error) => {
+            clearTimeout(timer);
+            if (error)
+                reject(error);
+            else
+                resolve(text);
+        };
+        control.setEncoding('utf8');
+        control.on('data', (chunk) => {
+            text += chunk;
+            if (text.includes('\n'))
+                done();
+        });
+        control.once('error', (error) => done(new VmError(`the clone's control connection failed: ${error.message}`)));
+        control.once('close', () => done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)));
+    });
+    // Taken as late as it can be: the guest sets its clock to it as it reads.
+    control.write(controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), files));
+    const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
+    if (problem)
+        throw new VmError(`the guest could not take its settings: ${problem}`);
 }
 
 // EXTERNAL MODULE: external "events"
@@ -63728,6 +63836,7 @@ const RECIPE_FILES = [
     'hyper-connect.c',
     'hyper-relay.c',
     'hyper-reseed.c',
+    'hyper-resume.c',
     'hyper-tools.c',
 ];
 class GuestBundleError extends HyperError {

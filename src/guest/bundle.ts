@@ -21,6 +21,7 @@ const RECIPE_FILES = [
   'hyper-connect.c',
   'hyper-relay.c',
   'hyper-reseed.c',
+  'hyper-resume.c',
   'hyper-tools.c',
 ];
 

@@ -367,21 +367,12 @@ export function rewriteNetworkFiles(
   ];
 }
 
-/**
- * The guest command that sets a resumed guest's clock to `clockNs` (the
- * host's time, in nanoseconds since the epoch, as it sends the command):
- * guest/hyper-reseed.c. A shell fragment that exits with its status. Pure.
- */
-export function clockCommand(clockNs: bigint): string {
-  return reseedCommand(clockNs, false);
+/** hyper-reseed setting the clock and reseeding the RNG from stdin (guest/hyper-reseed.c). */
+function reseedCommand(clockNs: bigint): string {
+  return `/bin/hyper-reseed --clock ${clockNs} - || exit $?`;
 }
 
-/** hyper-reseed setting the clock and, with `entropy`, reseeding the RNG from stdin. */
-function reseedCommand(clockNs: bigint, entropy: boolean): string {
-  return `/bin/hyper-reseed --clock ${clockNs}${entropy ? ' -' : ''} || exit $?`;
-}
-
-/** The host's time in nanoseconds since the epoch, for clockCommand. */
+/** The host's time in nanoseconds since the epoch, for a resumed guest's clock. */
 export function hostClockNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
@@ -394,7 +385,7 @@ export function hostClockNs(): bigint {
  * exec: each costs a guest fork and the agent's round trips. Pure.
  */
 export function resumeSyncArgv(clockNs: bigint, network?: GuestNetwork): string[] {
-  const reseed = reseedCommand(clockNs, true);
+  const reseed = reseedCommand(clockNs);
   if (!network) return ['/bin/sh', '-c', reseed];
   const [shell, flag, script, ...rest] = networkSyncArgv(network);
   return [shell as string, flag as string, `${reseed}; ${script as string}`, ...rest];

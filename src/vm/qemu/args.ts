@@ -129,6 +129,19 @@ export const TEMPLATE_MARKER = 'opt/hyper/template';
  *   (`-S`), and waits for the VM to migrate into it; it then saves its device
  *   state beside that file, as a template does.
  */
+/** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
+export const CONTROL_FD = 4;
+
+/**
+ * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
+ * port: a template, which waits on it, and a VM resumed from saved state,
+ * which a clone's settings reach through it. A booted VM's port has no
+ * backend. Pure.
+ */
+export function hasControlPort(spec: Pick<MachineSpec, 'slots'>, launch: Launch): boolean {
+  return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
+}
+
 export type Launch =
   | { kind: 'boot' }
   | { kind: 'template'; ram: string }
@@ -282,6 +295,15 @@ export function qemuArgs(
     '-chardev', `socket,id=qga,path=${optValue(paths.agent)},server=on,wait=off`,
     '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0',
   );
+  // Where a template waits and a clone takes its settings (guest/hyper-resume.c): hyper's end of a
+  // socket pair handed to QEMU, connected from QEMU's start, so the guest's read blocks until it writes.
+  if (slots !== undefined)
+    args.push(
+      '-chardev',
+      hasControlPort(spec, launch) ? `socket,id=control,fd=${CONTROL_FD}` : 'null,id=control',
+      '-device',
+      'virtserialport,chardev=control,name=hyper.control',
+    );
   // A template has every port a clone may use.
   if (slots !== undefined || spec.relaySockets?.length)
     args.push(

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type ErrorKind, HyperError } from '../../errors.js';
 import { cpuIdentity, guestTscKhz, readCpuInfo } from '../../host/cpuinfo.js';
@@ -22,16 +23,26 @@ import { exists } from '../../files.js';
 import { isOurProcess, readPid, sleep, waitForExit } from '../../process/pids.js';
 import { readGuestStatus } from '../status.js';
 import { trimOutput } from '../../process/run.js';
-import { clockCommand, type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';
+import { type GuestNetwork, hostClockNs, resumeSyncArgv } from '../../guest/config.js';
 import { qemuImg } from '../../tools/qemu/img.js';
 import { knownQemuVersion, qemuAtLeast } from '../../tools/qemu/version.js';
-import { DISK_SLOTS, diskNode, fitsSlots, type Launch, qemuArgs, ROOT_NODE } from './args.js';
+import {
+  CONTROL_FD,
+  DISK_SLOTS,
+  diskNode,
+  fitsSlots,
+  hasControlPort,
+  type Launch,
+  qemuArgs,
+  ROOT_NODE,
+} from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
-import { ustar } from '../../guest/ustar.js';
+import { controlAnswerProblem, controlFrame } from '../../guest/control.js';
 import { QmpClient } from './qmp.js';
 import { releaseJail, vmJail, vmJailDir } from './jail.js';
 import {
   cgroupName,
+  controlSocket,
   INCOMING_FD,
   machineLimits,
   type OpenDisks,
@@ -133,7 +144,7 @@ export class QemuHypervisor implements Hypervisor {
       const cloned = await this.startClone(spec, spec.slots, mode === 'refresh', log);
       if (cloned !== undefined) return { pid: cloned, origin: 'boot-template' };
     }
-    return { pid: await this.launch(spec, { kind: 'boot' }), origin: 'boot' };
+    return { pid: (await this.launch(spec, { kind: 'boot' })).pid, origin: 'boot' };
   }
 
   /**
@@ -165,8 +176,12 @@ export class QemuHypervisor implements Hypervisor {
       return undefined;
     }
     try {
-      const pid = await this.resumeFrom(spec, template);
-      await this.sendCloneSettings(spec);
+      const { pid, control } = await this.resumeFrom(spec, template);
+      try {
+        await sendCloneSettings(control, spec, CLONE_SETTINGS_TIMEOUT_MS);
+      } finally {
+        control?.destroy();
+      }
       return pid;
     } catch (error: unknown) {
       log(
@@ -181,58 +196,36 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   /**
-   * What a booted guest reads from fw_cfg, a clone gets through the agent in
-   * one exec: the host's time set first, then one tar of its settings and
-   * fresh entropy, unpacked beside the init, which waits for the FIFO to be
-   * written.
-   */
-  private async sendCloneSettings(spec: MachineSpec): Promise<void> {
-    const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
-    try {
-      const files = [
-        ...(await Promise.all(
-          spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
-        )),
-        { name: 'entropy', content: randomBytes(64), mode: 0o600 },
-      ];
-      const result = await lease.agent.exec(
-        '/bin/sh',
-        ['-c', `${clockCommand(hostClockNs())}; ${CLONE_UNPACK}`],
-        CLONE_AGENT_TIMEOUT_MS,
-        ustar(files),
-      );
-      if (result.exitCode !== 0)
-        throw new VmError(
-          `the guest could not take its settings (exit ${result.exitCode}): ${result.stderr.toString().trim()}`,
-        );
-    } finally {
-      lease.release();
-    }
-  }
-
-  /**
    * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
    * without the RAM) loaded, then the guest runs on. Returns the pid.
    */
-  private async resumeFrom(spec: MachineSpec, saved: { ram: string; state: string }): Promise<number> {
+  private async resumeFrom(
+    spec: MachineSpec,
+    saved: { ram: string; state: string },
+  ): Promise<{ pid: number; control: Socket | undefined }> {
     const { version } = await knownQemuVersion(this.qemu);
     const launch = { kind: 'clone', ram: saved.ram, readOnlyOpen: qemuAtLeast(version, 8, 2) } as const;
-    const pid = await this.launch(spec, launch, saved.state);
-    await this.withQmp(spec, async (qmp) => {
-      await qmp.execute('migrate-set-capabilities', {
-        capabilities: [{ capability: 'x-ignore-shared', state: true }],
+    const started = await this.launch(spec, launch, saved.state);
+    try {
+      await this.withQmp(spec, async (qmp) => {
+        await qmp.execute('migrate-set-capabilities', {
+          capabilities: [{ capability: 'x-ignore-shared', state: true }],
+        });
+        // hyper opened the state file and handed it over: QEMU opens no path for it.
+        await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
+        await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
+        // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
+        await qmp.execute('migrate-set-capabilities', {
+          capabilities: [{ capability: 'x-ignore-shared', state: false }],
+        });
+        // The state was saved stopped, and a loaded VM keeps the state it was saved in.
+        await qmp.execute('cont');
       });
-      // hyper opened the state file and handed it over: QEMU opens no path for it.
-      await qmp.execute('migrate-incoming', { uri: `fd:${INCOMING_FD}` });
-      await waitForMigration(qmp, CLONE_LOAD_TIMEOUT_MS);
-      // A capture of this VM must move its RAM, which it maps privately: the capability goes off again.
-      await qmp.execute('migrate-set-capabilities', {
-        capabilities: [{ capability: 'x-ignore-shared', state: false }],
-      });
-      // The state was saved stopped, and a loaded VM keeps the state it was saved in.
-      await qmp.execute('cont');
-    });
-    return pid;
+    } catch (error: unknown) {
+      started.control?.destroy();
+      throw error;
+    }
+    return started;
   }
 
   /**
@@ -263,7 +256,9 @@ export class QemuHypervisor implements Hypervisor {
     saved: { ram: string; state: string },
     network?: GuestNetwork,
   ): Promise<number> {
-    const pid = await this.resumeFrom(spec, saved);
+    const { pid, control } = await this.resumeFrom(spec, saved);
+    // A checkpoint or service template was saved running, not in the template's wait: nothing reads the port.
+    control?.destroy();
     try {
       const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
       try {
@@ -293,7 +288,11 @@ export class QemuHypervisor implements Hypervisor {
    * once it answers on QMP. `incoming`: a file of saved state it is handed
    * open (INCOMING_FD).
    */
-  private async launch(spec: MachineSpec, launch: Launch, incoming?: string): Promise<number> {
+  private async launch(
+    spec: MachineSpec,
+    launch: Launch,
+    incoming?: string,
+  ): Promise<{ pid: number; control: Socket | undefined }> {
     const paths = vmPaths(spec.dir);
     const network = spec.network;
     // A jailed QEMU cannot remove its pidfile as it ends; the last one's must not be taken for this one's.
@@ -323,6 +322,7 @@ export class QemuHypervisor implements Hypervisor {
         netns: qemuNetns(spec, launch, jail),
         procs,
         detached: true,
+        control: hasControlPort(spec, launch),
         disks,
         ...(state ? { incoming: state.fd } : {}),
       });
@@ -341,7 +341,8 @@ export class QemuHypervisor implements Hypervisor {
             `QEMU exited at start (code ${exited.code ?? exited.signal}): ${await tail(paths.qemuLog)}`,
           );
         const pid = await readPid(paths.pid);
-        if (pid !== undefined && (await this.qmpAnswers(paths.qmp))) return pid;
+        if (pid !== undefined && (await this.qmpAnswers(paths.qmp)))
+          return { pid, control: hasControlPort(spec, launch) ? controlSocket(child) : undefined };
         if (Date.now() > deadline) {
           await this.kill(spec);
           throw new VmError(`QEMU did not come up within 15 s: ${await tail(paths.qemuLog)}`);
@@ -351,6 +352,7 @@ export class QemuHypervisor implements Hypervisor {
     } catch (error: unknown) {
       // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
       if (child && !exited) child.kill('SIGKILL');
+      child?.stdio[CONTROL_FD]?.destroy();
       await this.released(spec.dir);
       throw error;
     } finally {
@@ -631,13 +633,12 @@ let warnedNoCgroup = false;
  * Run in the guest with the clone's settings as a tar on stdin: unpacked
  * aside, then moved into place whole, then the init told (guest/init).
  */
-const CLONE_UNPACK =
-  'set -e; rm -rf /run/hyper/clone.tmp; mkdir /run/hyper/clone.tmp; tar -x -f - -C /run/hyper/clone.tmp; ' +
-  'mv /run/hyper/clone.tmp /run/hyper/clone; echo go > /run/hyper/resume';
 /** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
 const CLONE_LOAD_TIMEOUT_MS = 30_000;
-/** A clone's agent answers once its vCPU runs again; a loaded host can delay that. */
+/** A resumed guest's agent answers once its vCPU runs again; a loaded host can delay that. */
 const CLONE_AGENT_TIMEOUT_MS = 30_000;
+/** A clone answers its settings once its vCPU runs again; a loaded host can delay that. */
+const CLONE_SETTINGS_TIMEOUT_MS = 30_000;
 
 /** A checkpoint writes the guest's RAM; on a slow disk that can take a while. */
 const CHECKPOINT_TIMEOUT_MS = 120_000;
@@ -656,4 +657,49 @@ function diskFile(spec: MachineSpec, serial: string): string {
   const disk = spec.disks?.find((d) => d.serial === serial);
   if (!disk) throw new VmError(`${spec.name} has no disk ${serial}`, { kind: 'NotFound' });
   return disk.path;
+}
+
+/**
+ * What a booted guest reads from fw_cfg, a clone gets on its hyper.control
+ * port, where its init waits in hyper-resume (guest/hyper-resume.c): the
+ * host's time, fresh entropy and the VM's settings in one frame, then one
+ * answer line. No agent round trip and nothing forked in the guest before
+ * the clone has its own clock and RNG state.
+ */
+async function sendCloneSettings(
+  control: Socket | undefined,
+  spec: MachineSpec,
+  timeoutMs: number,
+): Promise<void> {
+  if (!control) throw new VmError('the clone has no control connection');
+  const files = await Promise.all(
+    spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
+  );
+  const answer = new Promise<string>((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(
+      () => reject(new VmError(`the clone did not take its settings within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const done = (error?: Error): void => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve(text);
+    };
+    control.setEncoding('utf8');
+    control.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.includes('\n')) done();
+    });
+    control.once('error', (error) =>
+      done(new VmError(`the clone's control connection failed: ${error.message}`)),
+    );
+    control.once('close', () =>
+      done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)),
+    );
+  });
+  // Taken as late as it can be: the guest sets its clock to it as it reads.
+  control.write(controlFrame(hostClockNs(), randomBytes(64), files));
+  const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
+  if (problem) throw new VmError(`the guest could not take its settings: ${problem}`);
 }

@@ -12,10 +12,18 @@ import type { CgroupLimits } from '../../host/cgroups.js';
 import type { Accel, MachineSpec } from '../hypervisor.js';
 import { type Jail, pathInJail, shortAlias } from './jail.js';
 import type { QmpClient } from './qmp.js';
-import { type DiskFds, type Launch, TCG_CACHE_MIB } from './args.js';
+import { CONTROL_FD, type DiskFds, type Launch, TCG_CACHE_MIB } from './args.js';
 
 /** The descriptor a machine reads its incoming state from: `migrate-incoming fd:3`. */
 export const INCOMING_FD = 3;
+
+/** hyper's end of the control connection of a QEMU spawned with `control`; it holds no event loop open. */
+export function controlSocket(child: ChildProcess): net.Socket {
+  const socket = child.stdio[CONTROL_FD];
+  if (!(socket instanceof net.Socket)) throw new Error('QEMU was spawned without a control connection');
+  socket.unref();
+  return socket;
+}
 
 /**
  * The network namespace a QEMU runs in, when not the host's: a file of one
@@ -70,8 +78,8 @@ export function qemuCommand(
 
 const JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
 
-/** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD). */
-const FIRST_DISK_FD = INCOMING_FD + 1;
+/** The first descriptor of the disks hyper hands QEMU (after INCOMING_FD and CONTROL_FD). */
+const FIRST_DISK_FD = CONTROL_FD + 1;
 
 /**
  * Starts QEMU with its output to `output`, `incoming` (a descriptor of this
@@ -87,14 +95,17 @@ export function spawnQemu(
     disks?: OpenDisks;
     detached?: boolean;
     netns?: QemuNetns | undefined;
+    /** A socket pair for the hyper.control port, QEMU's end at CONTROL_FD (hasControlPort). */
+    control?: boolean;
   },
 ): ChildProcess {
   const command = qemuCommand(qemu, args, options.procs, options.netns);
-  const stdio: (number | 'ignore')[] = [
+  const stdio: (number | 'ignore' | 'pipe')[] = [
     'ignore',
     options.output,
     options.output,
     options.incoming ?? 'ignore',
+    options.control ? 'pipe' : 'ignore',
   ];
   for (const handle of options.disks?.handles ?? []) stdio.push(handle.fd);
   return spawn(command.program, command.args, { stdio, detached: options.detached ?? false });

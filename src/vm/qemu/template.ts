@@ -14,11 +14,11 @@ import { kernelCmdline, qemuArgs } from './args.js';
 import { QmpClient } from './qmp.js';
 import { knownQemuVersion } from '../../tools/qemu/version.js';
 import { machineJail, releaseJail } from './jail.js';
-import { cgroupName, machineLimits, qemuNetns, saveState, spawnQemu } from './spawn.js';
+import { cgroupName, controlSocket, machineLimits, qemuNetns, saveState, spawnQemu } from './spawn.js';
 import { VmCgroups } from '../../host/cgroups.js';
 
 /** Bumped whenever the template's device layout or the init's wait changes meaning. */
-export const TEMPLATE_FORMAT = 1;
+export const TEMPLATE_FORMAT = 2;
 
 /** Everything a template's content depends on. A clone is made only from a template with the same. */
 export interface TemplateIdentity {
@@ -324,7 +324,10 @@ export class TemplateStore {
       output: log.fd,
       procs: 'procs' in cgroup ? cgroup.procs : [],
       netns: qemuNetns(spec, launch, jail),
+      control: true,
     });
+    // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
+    const control = controlSocket(child);
     let exited = false;
     child.on('exit', () => (exited = true));
     child.on('error', () => (exited = true));
@@ -374,6 +377,7 @@ export class TemplateStore {
     } finally {
       await log.close();
       if (!exited) child.kill('SIGKILL');
+      control.destroy();
       await waitForEnd(() => exited);
       await this.cgroups.remove(cgroupName('template', work));
       await releaseJail(jail.dir);

@@ -1,4 +1,12 @@
-import { DISK_SLOTS, fitsSlots, optValue, qemuArgs } from '../../../src/vm/qemu/args.js';
+import {
+  CONTROL_FD,
+  DISK_SLOTS,
+  fitsSlots,
+  hasControlPort,
+  type Launch,
+  optValue,
+  qemuArgs,
+} from '../../../src/vm/qemu/args.js';
 import { virtiofsdArgv } from '../../../src/vm/qemu/virtiofs.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 
@@ -312,6 +320,25 @@ describe('the boot-template layout (slots)', () => {
     expect(valueOf(args, '-object')).toEqual(['memory-backend-ram,id=ram,size=256M']);
     expect(valueOf(args, '-fw_cfg')).toEqual(['name=opt/hyper/settings,file=/state/vms/web/guest/settings']);
     expect(args).not.toContain('-incoming');
+  });
+
+  test("a template and a clone have hyper's control connection on hyper.control; a booted VM's port has none", () => {
+    const control = (launch?: Launch): string[] => {
+      const args = qemuArgs(slotted, undefined, launch);
+      return valueOf(args, '-chardev').filter((value) => value.includes('id=control'));
+    };
+    expect(control({ kind: 'template', ram: '/cache/t/ram' })).toEqual([
+      `socket,id=control,fd=${CONTROL_FD}`,
+    ]);
+    expect(control({ kind: 'clone', ram: '/cache/t/ram' })).toEqual([`socket,id=control,fd=${CONTROL_FD}`]);
+    expect(control({ kind: 'capture', ram: '/cache/c/ram' })).toEqual(['null,id=control']);
+    expect(control()).toEqual(['null,id=control']);
+    expect(devicesOf(qemuArgs(slotted))).toContain('virtserialport,chardev=control,name=hyper.control');
+    // Without the template layout there is no port, and no connection to give it.
+    expect(devicesOf(qemuArgs(spec))).not.toContain('virtserialport,chardev=control,name=hyper.control');
+    expect(hasControlPort(spec, { kind: 'clone', ram: '/r' })).toBe(false);
+    expect(hasControlPort(slotted, { kind: 'clone', ram: '/r' })).toBe(true);
+    expect(hasControlPort(slotted, { kind: 'boot' })).toBe(false);
   });
 
   test('a template has the same devices in the same order, empty, and a NIC without a backend', () => {
