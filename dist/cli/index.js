@@ -48452,8 +48452,9 @@ function header(file) {
 }
 /**
  * A tar of a few small regular files, as busybox tar reads it (it makes
- * their parent directories): the settings a clone of a boot template gets
- * through the guest agent, and the files a service is given. Pure.
+ * their parent directories) and as guest/hyper-resume.c reads it: the
+ * settings a clone of a boot template gets on its control port, and the
+ * files a service is given. Pure.
  */
 function ustar(files) {
     const parts = [];
@@ -52296,23 +52297,6 @@ const DISK_SLOTS = 6;
 const TEMPLATE_MAC = '52:54:00:12:34:56';
 /** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
 const TEMPLATE_MARKER = 'opt/hyper/template';
-/**
- * How QEMU is started for a VM:
- * - `boot`: the kernel boots;
- * - `template`: a boot template is made: RAM in the shared file `ram`, empty
- *   disk slots, a NIC with no backend, and the init told to wait;
- * - `clone`: the VM resumes from saved state, a boot template's or a
- *   checkpoint's. Its RAM maps that file privately (copy-on-write), and QEMU
- *   waits for the device state (`-incoming defer`) to be fed through QMP.
- *   With `readOnlyOpen` (QEMU 8.2 and later) QEMU opens the file read-only
- *   (`readonly=on,rom=off`: the guest still writes its private copy), so a
- *   QEMU a guest takes over cannot write what later clones start from; 7.2
- *   opens it read-write whatever the mapping;
- * - `capture`: the machine a checkpoint is taken through. It has the VM's
- *   devices with empty disks and RAM in the shared file `ram`, never runs
- *   (`-S`), and waits for the VM to migrate into it; it then saves its device
- *   state beside that file, as a template does.
- */
 /** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
 const CONTROL_FD = 4;
 /**
@@ -52461,7 +52445,7 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }, jail, fds) {
     }
     if (launch.kind === 'boot' && slots === undefined)
         args.push(...freePageReportingArgs());
-    // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
+    // A clone's settings come on its control port (hasControlPort); fw_cfg is read once, at boot.
     if (launch.kind !== 'boot')
         args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
     else
@@ -52565,7 +52549,7 @@ class QmpClient {
 const INCOMING_FD = 3;
 /** hyper's end of the control connection of a QEMU spawned with `control`; it holds no event loop open. */
 function controlSocket(child) {
-    const socket = child.stdio[CONTROL_FD];
+    const socket = child.stdio?.[CONTROL_FD];
     if (!(socket instanceof (external_node_net_default()).Socket))
         throw new Error('QEMU was spawned without a control connection');
     socket.unref();
@@ -53286,12 +53270,13 @@ class TemplateStore {
             netns: qemuNetns(spec, launch, jail),
             control: true,
         });
-        // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
-        const control = controlSocket(child);
         let exited = false;
         child.on('exit', () => (exited = true));
         child.on('error', () => (exited = true));
+        // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
+        let control;
         try {
+            control = controlSocket(child);
             await this.waitForTemplatePoint(paths, () => exited);
             const qmp = await QmpClient.connect(paths.qmp, 5000);
             try {
@@ -53339,7 +53324,7 @@ class TemplateStore {
             await log.close();
             if (!exited)
                 child.kill('SIGKILL');
-            control.destroy();
+            control?.destroy();
             await waitForEnd(() => exited);
             await this.cgroups.remove(cgroupName('template', work));
             await releaseJail(jail.dir);
@@ -54029,7 +54014,7 @@ class QemuHypervisor {
      * Starts the VM as a clone of its shape's boot template, made first when
      * needed: QEMU maps the template's RAM privately and loads its device
      * state, then the guest gets its clock, fresh entropy and its settings
-     * through the agent. Undefined (with the reason logged) when that fails:
+     * on its control port. Undefined (with the reason logged) when that fails:
      * the caller boots in full.
      */
     async startClone(spec, slots, refresh, log) {
@@ -54066,7 +54051,8 @@ class QemuHypervisor {
     }
     /**
      * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
-     * without the RAM) loaded, then the guest runs on. Returns the pid.
+     * without the RAM) loaded, then the guest runs on. Returns the pid, and
+     * hyper's end of the control connection when the VM has one (hasControlPort).
      */
     async resumeFrom(spec, saved) {
         const { version } = await knownQemuVersion(this.qemu);
@@ -54199,7 +54185,7 @@ class QemuHypervisor {
             // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
             if (child && !exited)
                 child.kill('SIGKILL');
-            child?.stdio[CONTROL_FD]?.destroy();
+            child?.stdio?.[CONTROL_FD]?.destroy();
             await this.released(spec.dir);
             throw error;
         }
@@ -54435,10 +54421,6 @@ class QemuHypervisor {
 }
 /** Whether this process has said that VMs get no cgroup here. */
 let warnedNoCgroup = false;
-/**
- * Run in the guest with the clone's settings as a tar on stdin: unpacked
- * aside, then moved into place whole, then the init told (guest/init).
- */
 /** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
 const CLONE_LOAD_TIMEOUT_MS = 30_000;
 /** A resumed guest's agent answers once its vCPU runs again; a loaded host can delay that. */
@@ -54473,6 +54455,10 @@ async function sendCloneSettings(control, spec, timeoutMs) {
     if (!control)
         throw new VmError('the clone has no control connection');
     const files = await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })));
+    // Built before anything listens, so that a refusal leaves no promise to reject; the clock is taken here.
+    const frame = controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), files);
+    if (control.destroyed || control.readableEnded)
+        throw new VmError("QEMU closed the clone's control connection");
     const answer = new Promise((resolve, reject) => {
         let text = '';
         const timer = setTimeout(() => reject(new VmError(`the clone did not take its settings within ${timeoutMs} ms`)), timeoutMs);
@@ -54489,11 +54475,10 @@ async function sendCloneSettings(control, spec, timeoutMs) {
             if (text.includes('\n'))
                 done();
         });
-        control.once('error', (error) => done(new VmError(`the clone's control connection failed: ${error.message}`)));
+        control.on('error', (error) => done(new VmError(`the clone's control connection failed: ${error.message}`)));
         control.once('close', () => done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)));
     });
-    // Taken as late as it can be: the guest sets its clock to it as it reads.
-    control.write(controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), files));
+    control.write(frame);
     const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
     if (problem)
         throw new VmError(`the guest could not take its settings: ${problem}`);
@@ -54783,16 +54768,9 @@ async function readSnapshots(record) {
 async function writeSnapshots(record, snapshots) {
     await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
-const qemuVersions = new Map();
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
 async function snapshots_qemuVersion(qemu) {
-    let text = qemuVersions.get(qemu);
-    if (!text) {
-        text = qemuVersion(qemu).then((v) => v.text);
-        qemuVersions.set(qemu, text);
-        text.catch(() => qemuVersions.delete(qemu));
-    }
-    return text;
+    return (await knownQemuVersion(qemu)).text;
 }
 /**
  * The guest CPU a checkpoint or template depends on. Under TCG it is QEMU's
@@ -58598,8 +58576,12 @@ async function createBridge(privilege, name, gatewayCidr) {
     const setting = `net.ipv4.conf.${name}.route_localnet`;
     if (privilege.sudo)
         await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
-    else
-        await (0,promises_namespaceObject.writeFile)(`/proc/sys/${setting.replaceAll('.', '/')}`, '1\n');
+    else {
+        const file = `/proc/sys/${setting.replaceAll('.', '/')}`;
+        await (0,promises_namespaceObject.writeFile)(file, '1\n').catch((error) => {
+            throw new NetworkError(`cannot let published ports reach the bridge: ${sysctlWriteProblem(file, error)}`, { kind: 'Unavailable', cause: error });
+        });
+    }
 }
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
 const MEMBER_TAP = 'tap0';
@@ -58675,8 +58657,10 @@ async function createTap(privilege, name, bridge) {
         await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
     }
     catch (error) {
-        // It stops at the first command that fails: the TAP may be there, not on the bridge.
-        await deleteLink(privilege, name);
+        // It stops at the first command that fails. When that is the first ("Command failed -:1"), the
+        // TAP is not this call's (one of that name was there); after it, it is, and not on the bridge.
+        if (!(error instanceof CommandError && /Command failed -:1\b/.test(error.stderr)))
+            await deleteLink(privilege, name);
         throw error;
     }
 }

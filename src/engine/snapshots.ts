@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { exists, readStateFile, writeFileAtomic } from '../files.js';
 import path from 'node:path';
-import { qemuVersion as readQemuVersion } from '../tools/qemu/version.js';
+import { knownQemuVersion } from '../tools/qemu/version.js';
 import { CONTAINER_ROOT } from '../guest/config.js';
 import { cpuIdentity, readCpuInfo } from '../host/cpuinfo.js';
 import { readFreeBytes } from '../host/space.js';
@@ -71,16 +71,9 @@ export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord
   await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
 
-const qemuVersions = new Map<string, Promise<string>>();
 /** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
 export async function qemuVersion(qemu: string): Promise<string> {
-  let text = qemuVersions.get(qemu);
-  if (!text) {
-    text = readQemuVersion(qemu).then((v) => v.text);
-    qemuVersions.set(qemu, text);
-    text.catch(() => qemuVersions.delete(qemu));
-  }
-  return text;
+  return (await knownQemuVersion(qemu)).text;
 }
 
 /**

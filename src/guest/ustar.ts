@@ -43,8 +43,9 @@ function header(file: UstarFile): Buffer {
 
 /**
  * A tar of a few small regular files, as busybox tar reads it (it makes
- * their parent directories): the settings a clone of a boot template gets
- * through the guest agent, and the files a service is given. Pure.
+ * their parent directories) and as guest/hyper-resume.c reads it: the
+ * settings a clone of a boot template gets on its control port, and the
+ * files a service is given. Pure.
  */
 export function ustar(files: readonly UstarFile[]): Buffer {
   const parts: Buffer[] = [];

@@ -3,7 +3,7 @@ import { exists } from '../files.js';
 import { probeSudo, isRoot } from '../host/user.js';
 import { readSysctlFlag, sysctlWriteProblem } from '../host/sysctl.js';
 import { ensureTools } from '../install/tools.js';
-import { onPath, run, type Command } from '../process/run.js';
+import { CommandError, onPath, run, type Command } from '../process/run.js';
 import { parseCidr } from './cidr.js';
 import {
   chooseFirewall,
@@ -190,7 +190,15 @@ export async function createBridge(privilege: Privilege, name: string, gatewayCi
   await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
   const setting = `net.ipv4.conf.${name}.route_localnet`;
   if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
-  else await writeFile(`/proc/sys/${setting.replaceAll('.', '/')}`, '1\n');
+  else {
+    const file = `/proc/sys/${setting.replaceAll('.', '/')}`;
+    await writeFile(file, '1\n').catch((error: unknown) => {
+      throw new NetworkError(
+        `cannot let published ports reach the bridge: ${sysctlWriteProblem(file, error as { code?: string; message: string })}`,
+        { kind: 'Unavailable', cause: error },
+      );
+    });
+  }
 }
 
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
@@ -273,8 +281,10 @@ export async function createTap(privilege: Privilege, name: string, bridge: stri
   try {
     await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
   } catch (error: unknown) {
-    // It stops at the first command that fails: the TAP may be there, not on the bridge.
-    await deleteLink(privilege, name);
+    // It stops at the first command that fails. When that is the first ("Command failed -:1"), the
+    // TAP is not this call's (one of that name was there); after it, it is, and not on the bridge.
+    if (!(error instanceof CommandError && /Command failed -:1\b/.test(error.stderr)))
+      await deleteLink(privilege, name);
     throw error;
   }
 }

@@ -112,6 +112,19 @@ export const TEMPLATE_MAC = '52:54:00:12:34:56';
 /** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
 export const TEMPLATE_MARKER = 'opt/hyper/template';
 
+/** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
+export const CONTROL_FD = 4;
+
+/**
+ * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
+ * port: a template, which waits on it, and a VM resumed from saved state,
+ * which a clone's settings reach through it. A booted VM's port has no
+ * backend. Pure.
+ */
+export function hasControlPort(spec: Pick<MachineSpec, 'slots'>, launch: Launch): boolean {
+  return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
+}
+
 /**
  * How QEMU is started for a VM:
  * - `boot`: the kernel boots;
@@ -129,19 +142,6 @@ export const TEMPLATE_MARKER = 'opt/hyper/template';
  *   (`-S`), and waits for the VM to migrate into it; it then saves its device
  *   state beside that file, as a template does.
  */
-/** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
-export const CONTROL_FD = 4;
-
-/**
- * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
- * port: a template, which waits on it, and a VM resumed from saved state,
- * which a clone's settings reach through it. A booted VM's port has no
- * backend. Pure.
- */
-export function hasControlPort(spec: Pick<MachineSpec, 'slots'>, launch: Launch): boolean {
-  return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
-}
-
 export type Launch =
   | { kind: 'boot' }
   | { kind: 'template'; ram: string }
@@ -326,7 +326,7 @@ export function qemuArgs(
     );
   }
   if (launch.kind === 'boot' && slots === undefined) args.push(...freePageReportingArgs());
-  // A clone's settings come through the guest agent; fw_cfg is read once, at boot.
+  // A clone's settings come on its control port (hasControlPort); fw_cfg is read once, at boot.
   if (launch.kind !== 'boot') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
   else
     for (const file of spec.guestFiles) {

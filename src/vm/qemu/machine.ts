@@ -151,7 +151,7 @@ export class QemuHypervisor implements Hypervisor {
    * Starts the VM as a clone of its shape's boot template, made first when
    * needed: QEMU maps the template's RAM privately and loads its device
    * state, then the guest gets its clock, fresh entropy and its settings
-   * through the agent. Undefined (with the reason logged) when that fails:
+   * on its control port. Undefined (with the reason logged) when that fails:
    * the caller boots in full.
    */
   private async startClone(
@@ -197,7 +197,8 @@ export class QemuHypervisor implements Hypervisor {
 
   /**
    * Starts QEMU on saved state: `ram` mapped copy-on-write and `state` (saved
-   * without the RAM) loaded, then the guest runs on. Returns the pid.
+   * without the RAM) loaded, then the guest runs on. Returns the pid, and
+   * hyper's end of the control connection when the VM has one (hasControlPort).
    */
   private async resumeFrom(
     spec: MachineSpec,
@@ -352,7 +353,7 @@ export class QemuHypervisor implements Hypervisor {
     } catch (error: unknown) {
       // A QEMU that never wrote its pidfile is not found by kill(): it is this child.
       if (child && !exited) child.kill('SIGKILL');
-      child?.stdio[CONTROL_FD]?.destroy();
+      child?.stdio?.[CONTROL_FD]?.destroy();
       await this.released(spec.dir);
       throw error;
     } finally {
@@ -629,10 +630,6 @@ export class QemuHypervisor implements Hypervisor {
 /** Whether this process has said that VMs get no cgroup here. */
 let warnedNoCgroup = false;
 
-/**
- * Run in the guest with the clone's settings as a tar on stdin: unpacked
- * aside, then moved into place whole, then the init told (guest/init).
- */
 /** Loading a template's device state reads some 200 KB; the RAM is mapped, not read. */
 const CLONE_LOAD_TIMEOUT_MS = 30_000;
 /** A resumed guest's agent answers once its vCPU runs again; a loaded host can delay that. */
@@ -675,6 +672,10 @@ async function sendCloneSettings(
   const files = await Promise.all(
     spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
   );
+  // Built before anything listens, so that a refusal leaves no promise to reject; the clock is taken here.
+  const frame = controlFrame(hostClockNs(), randomBytes(64), files);
+  if (control.destroyed || control.readableEnded)
+    throw new VmError("QEMU closed the clone's control connection");
   const answer = new Promise<string>((resolve, reject) => {
     let text = '';
     const timer = setTimeout(
@@ -691,15 +692,14 @@ async function sendCloneSettings(
       text += chunk;
       if (text.includes('\n')) done();
     });
-    control.once('error', (error) =>
+    control.on('error', (error) =>
       done(new VmError(`the clone's control connection failed: ${error.message}`)),
     );
     control.once('close', () =>
       done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)),
     );
   });
-  // Taken as late as it can be: the guest sets its clock to it as it reads.
-  control.write(controlFrame(hostClockNs(), randomBytes(64), files));
+  control.write(frame);
   const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
   if (problem) throw new VmError(`the guest could not take its settings: ${problem}`);
 }

@@ -19,7 +19,7 @@ export const INCOMING_FD = 3;
 
 /** hyper's end of the control connection of a QEMU spawned with `control`; it holds no event loop open. */
 export function controlSocket(child: ChildProcess): net.Socket {
-  const socket = child.stdio[CONTROL_FD];
+  const socket = child.stdio?.[CONTROL_FD];
   if (!(socket instanceof net.Socket)) throw new Error('QEMU was spawned without a control connection');
   socket.unref();
   return socket;

@@ -3,6 +3,7 @@
 // machine shape then starts as a copy-on-write clone of it (machine.ts).
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileDigest } from '../../files.js';
 import { programPath, trimOutput } from '../../process/run.js';
@@ -326,12 +327,13 @@ export class TemplateStore {
       netns: qemuNetns(spec, launch, jail),
       control: true,
     });
-    // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
-    const control = controlSocket(child);
     let exited = false;
     child.on('exit', () => (exited = true));
     child.on('error', () => (exited = true));
+    // Open until the template is saved: the guest's wait is a read on it (guest/hyper-resume.c).
+    let control: Socket | undefined;
     try {
+      control = controlSocket(child);
       await this.waitForTemplatePoint(paths, () => exited);
       const qmp = await QmpClient.connect(paths.qmp, 5000);
       try {
@@ -377,7 +379,7 @@ export class TemplateStore {
     } finally {
       await log.close();
       if (!exited) child.kill('SIGKILL');
-      control.destroy();
+      control?.destroy();
       await waitForEnd(() => exited);
       await this.cgroups.remove(cgroupName('template', work));
       await releaseJail(jail.dir);

@@ -1,5 +1,15 @@
-import { cgroupName, machineLimits, qemuCommand, qemuNetns } from '../../../src/vm/qemu/spawn.js';
-import { addFdArgs, qemuArgs } from '../../../src/vm/qemu/args.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  cgroupName,
+  INCOMING_FD,
+  machineLimits,
+  openDisks,
+  qemuCommand,
+  qemuNetns,
+} from '../../../src/vm/qemu/spawn.js';
+import { addFdArgs, CONTROL_FD, qemuArgs } from '../../../src/vm/qemu/args.js';
 import { jailArgs, pathInJail } from '../../../src/vm/qemu/jail.js';
 import type { MachineSpec } from '../../../src/vm/hypervisor.js';
 
@@ -97,16 +107,16 @@ describe('starting QEMU', () => {
       disks: [{ serial: 'vol-data', path: '/s/vol.qcow2', readOnly: true }],
     };
     const fds = new Map([
-      ['/s/web/rootfs.qcow2', { set: 1, fds: [4, 5] }],
-      ['/s/vol.qcow2', { set: 2, fds: [6] }],
+      ['/s/web/rootfs.qcow2', { set: 1, fds: [5, 6] }],
+      ['/s/vol.qcow2', { set: 2, fds: [7] }],
     ]);
     expect(addFdArgs(fds)).toEqual([
       '-add-fd',
-      'fd=4,set=1',
-      '-add-fd',
       'fd=5,set=1',
       '-add-fd',
-      'fd=6,set=2',
+      'fd=6,set=1',
+      '-add-fd',
+      'fd=7,set=2',
     ]);
     const args = qemuArgs(spec, undefined, undefined, undefined, fds);
     const drives = args.flatMap((arg, i) => (arg === '-drive' ? [args[i + 1]] : []));
@@ -150,4 +160,25 @@ describe('the jail', () => {
       '/tmp/hyper-x/j/save.sock',
     );
   });
+});
+
+test('the disks are handed after the incoming state and the control connection', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'hyper-disks-'));
+  try {
+    const root = path.join(dir, 'rootfs.qcow2');
+    const volume = path.join(dir, 'vol.qcow2');
+    for (const file of [root, volume]) await writeFile(file, '');
+    const disks = await openDisks({ rootDisk: root, disks: [{ serial: 'v', path: volume, readOnly: true }] });
+    try {
+      expect([...disks.fds.values()]).toEqual([
+        { set: 1, fds: [CONTROL_FD + 1, CONTROL_FD + 2] },
+        { set: 2, fds: [CONTROL_FD + 3] },
+      ]);
+      expect(CONTROL_FD).toBe(INCOMING_FD + 1);
+    } finally {
+      await disks.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
