@@ -3,7 +3,7 @@
 # src/guest/bundle.ts (sha256 over "NAME\0CONTENT\0" of each recipe file, in order).
 set -euo pipefail
 cd "$(dirname "$0")"
-for name in build.sh init shutdown hyper-exec.c hyper-log.c hyper-connect.c hyper-relay.c hyper-reseed.c hyper-tools.c; do
+for name in build.sh init shutdown hyper-exec.c hyper-log.c hyper-connect.c hyper-relay.c hyper-reseed.c hyper-resume.c hyper-tools.c; do
   printf '%s\0' "$name"
   cat "$name"
   printf '\0'

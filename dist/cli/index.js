@@ -64216,8 +64216,10 @@ async function prepareHost(job, reporter, release = {}) {
     });
     // Made (or found) before any QEMU, so that a host where it cannot be fails before anything is made.
     const vmIds = (await ownsAllIds()) ? await vmIdRange() : undefined;
-    // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's mode, a template's identity).
-    await knownQemuVersion(host.qemu, external_node_path_default().join(job.cacheDir, 'qemu-version.json'));
+    // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's
+    // mode, a template's identity). A QEMU that cannot say it fails there, with that step's message; the
+    // probe below says what is wrong with it first.
+    await knownQemuVersion(host.qemu, external_node_path_default().join(job.cacheDir, 'qemu-version.json')).catch(() => undefined);
     const decision = await chooseAccel(job.settings.accel, bundle, {
         qemu: host.qemu,
         ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),
