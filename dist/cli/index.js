@@ -58574,14 +58574,20 @@ async function createBridge(privilege, name, gatewayCidr) {
     ];
     await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
     const setting = `net.ipv4.conf.${name}.route_localnet`;
+    await turnOn(privilege, setting).catch((error) => {
+        throw new NetworkError(`cannot let published ports reach the bridge: ${sysctlWriteProblem(sysctlFile(setting), error)}`, { kind: 'Unavailable', cause: error });
+    });
+}
+/** The /proc/sys file of sysctl `setting` (net.ipv4.ip_forward). Pure. */
+function sysctlFile(setting) {
+    return `/proc/sys/${setting.replaceAll('.', '/')}`;
+}
+/** Sets sysctl `setting` to 1: through `sysctl -w` under sudo, else written to its /proc/sys file. */
+async function turnOn(privilege, setting) {
     if (privilege.sudo)
         await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
-    else {
-        const file = `/proc/sys/${setting.replaceAll('.', '/')}`;
-        await (0,promises_namespaceObject.writeFile)(file, '1\n').catch((error) => {
-            throw new NetworkError(`cannot let published ports reach the bridge: ${sysctlWriteProblem(file, error)}`, { kind: 'Unavailable', cause: error });
-        });
-    }
+    else
+        await (0,promises_namespaceObject.writeFile)(sysctlFile(setting), '1\n');
 }
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
 const MEMBER_TAP = 'tap0';
@@ -58684,10 +58690,7 @@ async function enableForwarding(privilege) {
     if (current === true)
         return false;
     try {
-        if (privilege.sudo)
-            await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
-        else
-            await (0,promises_namespaceObject.writeFile)(IP_FORWARD, '1\n');
+        await turnOn(privilege, 'net.ipv4.ip_forward');
     }
     catch (error) {
         throw new NetworkError(forwardingRefused(error), {

@@ -189,16 +189,23 @@ export async function createBridge(privilege: Privilege, name: string, gatewayCi
   ];
   await run(privileged(privilege, 'ip', ['-batch', '-'], batch.join('\n')));
   const setting = `net.ipv4.conf.${name}.route_localnet`;
+  await turnOn(privilege, setting).catch((error: unknown) => {
+    throw new NetworkError(
+      `cannot let published ports reach the bridge: ${sysctlWriteProblem(sysctlFile(setting), error as { code?: string; message: string })}`,
+      { kind: 'Unavailable', cause: error },
+    );
+  });
+}
+
+/** The /proc/sys file of sysctl `setting` (net.ipv4.ip_forward). Pure. */
+function sysctlFile(setting: string): string {
+  return `/proc/sys/${setting.replaceAll('.', '/')}`;
+}
+
+/** Sets sysctl `setting` to 1: through `sysctl -w` under sudo, else written to its /proc/sys file. */
+async function turnOn(privilege: Privilege, setting: string): Promise<void> {
   if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', `${setting}=1`]));
-  else {
-    const file = `/proc/sys/${setting.replaceAll('.', '/')}`;
-    await writeFile(file, '1\n').catch((error: unknown) => {
-      throw new NetworkError(
-        `cannot let published ports reach the bridge: ${sysctlWriteProblem(file, error as { code?: string; message: string })}`,
-        { kind: 'Unavailable', cause: error },
-      );
-    });
-  }
+  else await writeFile(sysctlFile(setting), '1\n');
 }
 
 /** The names inside a member's own network namespace (createMemberNetns): the same in each. */
@@ -311,8 +318,7 @@ export async function enableForwarding(privilege: Privilege): Promise<boolean> {
   const current = await readSysctlFlag(IP_FORWARD);
   if (current === true) return false;
   try {
-    if (privilege.sudo) await run(privileged(privilege, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']));
-    else await writeFile(IP_FORWARD, '1\n');
+    await turnOn(privilege, 'net.ipv4.ip_forward');
   } catch (error: unknown) {
     throw new NetworkError(forwardingRefused(error as { code?: string; message: string }), {
       kind: 'Unavailable',
