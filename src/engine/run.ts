@@ -36,7 +36,7 @@ import {
   type ServiceTemplateKey,
 } from './service-templates.js';
 import { resolveFor } from './images.js';
-import type { Step } from './steps.js';
+import { together, type Step } from './steps.js';
 
 export interface RunOptions {
   /** Make the VM and leave it created, not booted (docker create); start boots it. */
@@ -130,33 +130,39 @@ export async function runContainer(
     options.serviceTemplate === true && !options.createOnly && job.settings.templates !== 'off'
       ? await templateEligible(mounts, job)
       : false;
+  const join = networkStep(() => ({
+    service: name,
+    aliases: spec.aliases ?? [],
+    containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
+    published: spec.ports,
+  }));
+  const overlay = (draft: Draft): Promise<void> =>
+    qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw');
   const create = (useTemplate: boolean): Promise<VmRecord> => {
     const templating = templated ? { found: undefined as ServiceTemplate | undefined } : undefined;
     const steps: Step<Draft>[] = [
       claimStep(nameInUse),
-      networkStep(() => ({
-        service: name,
-        aliases: spec.aliases ?? [],
-        containerPorts: tcpPorts(spec.ports, spec.expose, runConfig.exposedPorts),
-        published: spec.ports,
-      })),
       ...(templating
-        ? [templateStep(templating, { ...keyFields, mounts, fields, base: base.path, use: useTemplate })]
-        : []),
-      disksStep(mounts, spec, templating),
+        ? [
+            join,
+            templateStep(templating, { ...keyFields, mounts, fields, base: base.path, use: useTemplate }),
+            disksStep(mounts, spec, templating),
+            {
+              name: 'make the root disk',
+              run: (draft: Draft) =>
+                templating.found
+                  ? copyFromTemplate(
+                      templating.found,
+                      path.basename(templating.found.rootDisk),
+                      vmPaths(draft.dir).rootDisk,
+                      draft.name,
+                    )
+                  : overlay(draft),
+            },
+          ]
+        : // The root disk's overlay needs nothing of the network: qemu-img runs while the network is made.
+          [together([join, { name: 'make the root disk', run: overlay }]), disksStep(mounts, spec)]),
       guestFilesStep(spec, runConfig, mounts, fields),
-      {
-        name: 'make the root disk',
-        run: (draft) =>
-          templating?.found
-            ? copyFromTemplate(
-                templating.found,
-                path.basename(templating.found.rootDisk),
-                vmPaths(draft.dir).rootDisk,
-                draft.name,
-              )
-            : qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw'),
-      },
       recordStep(fields, async (draft) => {
         if (templating && draft.record && draft.templateKey)
           draft.record.serviceTemplate = { key: draft.templateKey, base: base.path };

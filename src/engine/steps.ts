@@ -1,3 +1,5 @@
+import { concurrently } from '../process/concurrently.js';
+
 /**
  * One named step of building something in several places (a directory, the
  * job network, disks, a QEMU process), with an undo that is safe to run more
@@ -7,6 +9,37 @@ export interface Step<Draft> {
   name: string;
   run(draft: Draft): Promise<void>;
   undo?(draft: Draft): Promise<void>;
+}
+
+/**
+ * Steps that need nothing of each other, run at once as one step. It fails
+ * when any of them fails, once all have ended, with the error of the first
+ * that failed (its name on it); its undo undoes each, in reverse.
+ */
+export function together<Draft>(steps: readonly Step<Draft>[]): Step<Draft> {
+  return {
+    name: steps.map((step) => step.name).join(' and '),
+    async run(draft) {
+      await concurrently(
+        steps.map((step) =>
+          step.run(draft).catch((error: unknown) => {
+            if (error instanceof Error && failedStepName(error) === undefined)
+              Object.assign(error, { step: step.name });
+            throw error;
+          }),
+        ),
+      );
+    },
+    async undo(draft) {
+      let first: unknown;
+      for (const step of [...steps].reverse()) {
+        await step.undo?.(draft).catch((error: unknown) => {
+          first ??= error;
+        });
+      }
+      if (first !== undefined) throw first;
+    },
+  };
 }
 
 /** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
@@ -37,7 +70,8 @@ export async function runSteps<Draft>(
         log(`undoing ${step.name}: ${(undoError as Error).message}`);
       });
     }
-    if (error instanceof Error && failed) Object.assign(error, { step: failed });
+    if (error instanceof Error && failed && failedStepName(error) === undefined)
+      Object.assign(error, { step: failed });
     throw error;
   }
 }

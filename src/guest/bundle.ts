@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import * as tc from '@actions/tool-cache';
 import { type ErrorKind, HyperError } from '../errors.js';
 import { ensureTools, GUEST_BUILD_TOOLS } from '../install/tools.js';
 import { run } from '../process/run.js';
@@ -127,8 +127,9 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
   }
   const hash = await recipeHash();
   const version = bundleCacheVersion(hash);
-  const cached = tc.find(BUNDLE_TOOL, version);
+  const cached = findInToolCache(BUNDLE_TOOL, version);
   if (cached) return fromDir(cached, hash);
+  const tc = await import('@actions/tool-cache');
 
   const url = await releaseUrl(hash, options).catch((error: unknown) => {
     options.log(`No prebuilt guest bundle (${(error as Error).message}); building one`);
@@ -151,7 +152,21 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
       if (extracted) await rm(extracted, { recursive: true, force: true });
     }
   }
-  return buildLocally(hash, version, options);
+  return buildLocally(hash, version, options, tc);
+}
+
+/**
+ * Where @actions/tool-cache keeps `tool` at the exact `version` for this
+ * machine's arch, when it is there and complete: what `tc.find` answers for
+ * an exact version (the same two paths), without loading tool-cache, whose
+ * HTTP client is a fifth of the CLI's start-up. Every VM start asks this;
+ * tool-cache itself is loaded only to download or store a bundle.
+ */
+export function findInToolCache(tool: string, version: string, arch = os.arch()): string | undefined {
+  const root = process.env.RUNNER_TOOL_CACHE;
+  if (!root) return undefined;
+  const dir = path.join(root, tool, version, arch);
+  return existsSync(dir) && existsSync(`${dir}.complete`) ? dir : undefined;
 }
 
 async function releaseUrl(hash: string, options: BundleOptions): Promise<string | undefined> {
@@ -167,7 +182,12 @@ async function releaseUrl(hash: string, options: BundleOptions): Promise<string 
   });
 }
 
-async function buildLocally(hash: string, version: string, options: BundleOptions): Promise<GuestBundle> {
+async function buildLocally(
+  hash: string,
+  version: string,
+  options: BundleOptions,
+  tc: typeof import('@actions/tool-cache'),
+): Promise<GuestBundle> {
   options.log(`Building guest bundle ${hash} from distro packages`);
   await ensureTools(GUEST_BUILD_TOOLS, options.log);
   const out = await mkdtemp(path.join(os.tmpdir(), 'hyper-guest-'));

@@ -1,4 +1,5 @@
 import { canMakeNetns } from '../host/namespaces.js';
+import { concurrently } from '../process/concurrently.js';
 import { resolveAllowList } from './allow-list.js';
 import { formatCidr, guestCapacity, nthAddress, parseCidr, type Cidr } from './cidr.js';
 import {
@@ -21,6 +22,7 @@ import {
   deleteLink,
   deleteMemberNetns,
   enableForwarding,
+  ensureIpTool,
   firewallBackend,
   hostNetworks,
   linkExists,
@@ -43,12 +45,17 @@ export async function planBridgeNetwork(
   privilege: Privilege,
   reporter: NetworkReporter,
 ): Promise<BridgeNetworkRecord> {
-  const firewall = await firewallBackend(privilege, reporter.info, settings.firewall);
-  const allowed = await resolveAllowList(settings.allow);
-  const subnet = await pickSubnet(id, settings.subnet);
   const bridge = `hy${id}`;
-  if (await linkExists(bridge))
-    throw new NetworkError(`interface ${bridge} already exists; try again`, { kind: 'Conflict' });
+  // Each of these only reads the host; `ip` is there before any of them asks it.
+  await ensureIpTool(reporter.info);
+  const [firewall, allowed, subnet, taken, dns] = await concurrently([
+    firewallBackend(privilege, reporter.info, settings.firewall),
+    resolveAllowList(settings.allow),
+    pickSubnet(id, settings.subnet),
+    linkExists(bridge),
+    settings.egress === 'allow' ? upstreamNameServers() : Promise.resolve([]),
+  ] as const);
+  if (taken) throw new NetworkError(`interface ${bridge} already exists; try again`, { kind: 'Conflict' });
   return {
     id,
     mode: 'bridge',
@@ -58,7 +65,7 @@ export async function planBridgeNetwork(
     allowHosts: allowed.hosts,
     subnet: formatCidr(subnet),
     gateway: nthAddress(subnet, 1),
-    dns: settings.egress === 'allow' ? await upstreamNameServers() : [],
+    dns,
     bridge,
     firewall,
     sudo: privilege.sudo,

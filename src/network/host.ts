@@ -4,6 +4,7 @@ import { probeSudo, isRoot } from '../host/user.js';
 import { readSysctlFlag, sysctlWriteProblem } from '../host/sysctl.js';
 import { ensureTools } from '../install/tools.js';
 import { CommandError, onPath, run, type Command } from '../process/run.js';
+import { concurrently } from '../process/concurrently.js';
 import { parseCidr } from './cidr.js';
 import {
   chooseFirewall,
@@ -75,10 +76,10 @@ async function probeIptables(
 ): Promise<{ facts: IptablesFacts; legacyTables: boolean } | undefined> {
   const path = await installed(program);
   if (!path) return undefined;
-  const version = await run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(
-    () => undefined,
-  );
-  const [list, output] = await listAnswer(privilege, path, ['-w', '-S', 'FORWARD']);
+  const [version, [list, output]] = await concurrently([
+    run({ program: path, args: ['--version'] }, { allowFailure: true }).catch(() => undefined),
+    listAnswer(privilege, path, ['-w', '-S', 'FORWARD']),
+  ] as const);
   return {
     facts: {
       program,
@@ -99,10 +100,13 @@ async function probeIptables(
  * tables, so it is not asked otherwise.
  */
 async function probeFirewalls(privilege: Privilege, wanted: string | undefined): Promise<FirewallFacts> {
-  const nftPath = await installed('nft');
-  const nft = nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined;
+  const [nft, main] = await concurrently([
+    installed('nft').then(async (nftPath) =>
+      nftPath ? (await listAnswer(privilege, nftPath, ['list', 'tables']))[0] : undefined,
+    ),
+    probeIptables(privilege, 'iptables'),
+  ] as const);
   const iptables: IptablesFacts[] = [];
-  const main = await probeIptables(privilege, 'iptables');
   if (main) {
     iptables.push(main.facts);
     const legacy = main.facts.variant === 'legacy';
@@ -112,6 +116,11 @@ async function probeFirewalls(privilege: Privilege, wanted: string | undefined):
     }
   }
   return { wanted, nft, iptables };
+}
+
+/** iproute2's `ip`, installed with apt when it is missing. */
+export async function ensureIpTool(log: (line: string) => void): Promise<void> {
+  await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
 }
 
 /**
@@ -125,7 +134,7 @@ export async function firewallBackend(
   log: (line: string) => void,
   wanted: string | undefined,
 ): Promise<FirewallBackend> {
-  await ensureTools([{ program: 'ip', aptPackage: 'iproute2' }], log);
+  await ensureIpTool(log);
   let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
   if ('install' in choice) {
     await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
@@ -150,9 +159,11 @@ interface IpRoute {
 /** Every IPv4 network the host has on an interface or in its main routing table (not the default route). */
 export async function hostNetworks(): Promise<HostNetwork[]> {
   const found: HostNetwork[] = [];
-  const addresses = JSON.parse(
-    (await run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] })).stdout,
-  ) as IpAddress[];
+  const [addressList, routeList] = await concurrently([
+    run({ program: 'ip', args: ['-j', '-4', 'addr', 'show'] }),
+    run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] }),
+  ] as const);
+  const addresses = JSON.parse(addressList.stdout) as IpAddress[];
   for (const link of addresses) {
     for (const info of link.addr_info ?? []) {
       if (info.family !== 'inet') continue;
@@ -160,9 +171,7 @@ export async function hostNetworks(): Promise<HostNetwork[]> {
       found.push({ device: link.ifname, cidr: parseCidr(text, true), text });
     }
   }
-  const routes = JSON.parse(
-    (await run({ program: 'ip', args: ['-j', '-4', 'route', 'show'] })).stdout,
-  ) as IpRoute[];
+  const routes = JSON.parse(routeList.stdout) as IpRoute[];
   for (const route of routes) {
     if (route.dst === 'default') continue;
     const cidr = parseCidr(route.dst, true);
