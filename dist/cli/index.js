@@ -22923,7 +22923,11 @@ function together(steps) {
     return {
         name: steps.map((step) => step.name).join(' and '),
         async run(draft) {
-            await concurrently(steps.map((step) => step.run(draft).catch((error) => {
+            await concurrently(steps.map((step) => 
+            // A run that throws before its first await fails here too, after the others have ended.
+            Promise.resolve()
+                .then(() => step.run(draft))
+                .catch((error) => {
                 if (error instanceof Error && failedStepName(error) === undefined)
                     Object.assign(error, { step: step.name });
                 throw error;
@@ -28652,15 +28656,16 @@ async function ensureGuestBundle(options) {
 }
 /**
  * Where @actions/tool-cache keeps `tool` at the exact `version` for this
- * machine's arch, when it is there and complete: what `tc.find` answers for
- * an exact version (the same two paths), without loading tool-cache, whose
- * HTTP client is a fifth of the CLI's start-up. Every VM start asks this;
- * tool-cache itself is loaded only to download or store a bundle.
+ * machine's arch, when it is there and complete: the two paths `tc.find`
+ * checks for an exact version such as bundleCacheVersion's, without loading
+ * tool-cache, whose HTTP client cost about 100 ms of every CLI start here.
+ * tool-cache itself is loaded only to download or store a bundle. As
+ * `tc.find` does, it refuses to guess without RUNNER_TOOL_CACHE.
  */
 function findInToolCache(tool, version, arch = external_node_os_default().arch()) {
     const root = process.env.RUNNER_TOOL_CACHE;
     if (!root)
-        return undefined;
+        throw new GuestBundleError('Expected RUNNER_TOOL_CACHE to be defined (the tool cache directory)');
     const dir = external_node_path_default().join(root, tool, version, arch);
     return (0,external_node_fs_namespaceObject.existsSync)(dir) && (0,external_node_fs_namespaceObject.existsSync)(`${dir}.complete`) ? dir : undefined;
 }

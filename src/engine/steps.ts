@@ -22,11 +22,14 @@ export function together<Draft>(steps: readonly Step<Draft>[]): Step<Draft> {
     async run(draft) {
       await concurrently(
         steps.map((step) =>
-          step.run(draft).catch((error: unknown) => {
-            if (error instanceof Error && failedStepName(error) === undefined)
-              Object.assign(error, { step: step.name });
-            throw error;
-          }),
+          // A run that throws before its first await fails here too, after the others have ended.
+          Promise.resolve()
+            .then(() => step.run(draft))
+            .catch((error: unknown) => {
+              if (error instanceof Error && failedStepName(error) === undefined)
+                Object.assign(error, { step: step.name });
+              throw error;
+            }),
         ),
       );
     },

@@ -157,14 +157,16 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
 
 /**
  * Where @actions/tool-cache keeps `tool` at the exact `version` for this
- * machine's arch, when it is there and complete: what `tc.find` answers for
- * an exact version (the same two paths), without loading tool-cache, whose
- * HTTP client is a fifth of the CLI's start-up. Every VM start asks this;
- * tool-cache itself is loaded only to download or store a bundle.
+ * machine's arch, when it is there and complete: the two paths `tc.find`
+ * checks for an exact version such as bundleCacheVersion's, without loading
+ * tool-cache, whose HTTP client cost about 100 ms of every CLI start here.
+ * tool-cache itself is loaded only to download or store a bundle. As
+ * `tc.find` does, it refuses to guess without RUNNER_TOOL_CACHE.
  */
 export function findInToolCache(tool: string, version: string, arch = os.arch()): string | undefined {
   const root = process.env.RUNNER_TOOL_CACHE;
-  if (!root) return undefined;
+  if (!root)
+    throw new GuestBundleError('Expected RUNNER_TOOL_CACHE to be defined (the tool cache directory)');
   const dir = path.join(root, tool, version, arch);
   return existsSync(dir) && existsSync(`${dir}.complete`) ? dir : undefined;
 }

@@ -102,6 +102,23 @@ describe('together: steps that need nothing of each other, run at once as one st
     expect(failedStepName(error)).toBe('broken');
   });
 
+  test('of two that fail, the error is the first listed; a run that throws before any await is caught the same way', async () => {
+    const log: Log = [];
+    const sync: Step<Log> = {
+      name: 'sync',
+      run: (l) => {
+        l.push('run sync');
+        throw new Error('sync broke');
+      },
+    };
+    const error = await runSteps([together([step('first', true), sync])], log).catch((e: unknown) => e);
+    expect(log).toEqual(['run first', 'run sync', 'undo first']);
+    expect((error as Error).message).toBe('first broke');
+    expect(failedStepName(error)).toBe('first');
+    const alone = await runSteps([together([sync, step('other')])], []).catch((e: unknown) => e);
+    expect(failedStepName(alone)).toBe('sync');
+  });
+
   test('an undo that fails does not stop the other undo, and is reported', async () => {
     const log: Log = [];
     const reported: string[] = [];

@@ -45,8 +45,14 @@ describe('findInToolCache: the tool cache entry of an exact version', () => {
     expect(tc.find('hyper-guest', version)).toBe('');
   });
 
-  test('without RUNNER_TOOL_CACHE nothing is found', () => {
-    delete process.env.RUNNER_TOOL_CACHE;
-    expect(findInToolCache('hyper-guest', version)).toBeUndefined();
+  test('without RUNNER_TOOL_CACHE, or with it empty, it refuses as tc.find does', () => {
+    for (const unset of [undefined, '']) {
+      if (unset === undefined) delete process.env.RUNNER_TOOL_CACHE;
+      else process.env.RUNNER_TOOL_CACHE = unset;
+      expect(() => findInToolCache('hyper-guest', version)).toThrow(
+        'Expected RUNNER_TOOL_CACHE to be defined',
+      );
+      expect(() => tc.find('hyper-guest', version)).toThrow('Expected RUNNER_TOOL_CACHE to be defined');
+    }
   });
 });
