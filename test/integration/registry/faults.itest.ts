@@ -159,6 +159,14 @@ describe('pulling through a faulty connection', () => {
   });
 
   it('downloads layers in parallel, a bounded number at once, each digest once', async () => {
+    // The first layer's answer waits until a second request is in flight (or 10 s pass), so a
+    // first layer that ends before the second request arrives cannot make the pull look serial.
+    const layerDigests = layered.layers.map((l) => l.digest).join('|');
+    proxy.addRule({
+      path: new RegExp(`/blobs/(${layerDigests})$`),
+      fault: { kind: 'wait', inFlight: 2, timeoutMs: 10_000 },
+      times: 1,
+    });
     const pulled = await pullImage(parseImageReference(`${proxy.host}/team/layered:1`), store, {
       retry,
       concurrency: 2,

@@ -11,7 +11,13 @@ export type Fault =
   /** XORs the body byte at `offset` (of the bytes this response carries). */
   | { kind: 'corrupt'; offset: number }
   /** Sends the headers and the first `afterBytes` bytes of the body, then destroys the socket. */
-  | { kind: 'cut'; afterBytes: number };
+  | { kind: 'cut'; afterBytes: number }
+  /**
+   * Holds the answer until `inFlight` requests are being answered at once (this
+   * one included), or `timeoutMs` has passed, then answers it as is: a test of
+   * parallel downloads does not depend on how fast the first one ends.
+   */
+  | { kind: 'wait'; inFlight: number; timeoutMs: number };
 
 export interface FaultRule {
   method?: string;
@@ -60,10 +66,27 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
 
   let inFlight = 0;
   let maxInFlight = 0;
+  // Answers held by a 'wait' fault, each checking whether enough requests are in flight now.
+  const waiting = new Set<() => void>();
+  const holdUntil = (fault: Extract<Fault, { kind: 'wait' }>): Promise<void> =>
+    new Promise((resolve) => {
+      const release = (): void => {
+        waiting.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const check = (): void => {
+        if (inFlight >= fault.inFlight) release();
+      };
+      const timer = setTimeout(release, fault.timeoutMs);
+      waiting.add(check);
+      check();
+    });
   const server = createServer((request, response) => {
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     response.once('close', () => inFlight--);
+    for (const check of [...waiting]) check();
     const fault = takeFault(request);
     const record: ProxiedRequest = {
       method: request.method ?? 'GET',
@@ -85,21 +108,25 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return;
     }
 
-    const upstream = httpRequest(
-      {
-        host: targetHost,
-        port: Number(targetPort),
-        method: request.method,
-        path: request.url,
-        headers: request.headers,
-      },
-      (answer) => {
-        record.status = answer.statusCode ?? 0;
-        forward(answer, response, fault);
-      },
-    );
-    upstream.on('error', () => response.destroy());
-    request.pipe(upstream);
+    const pass = (): void => {
+      const upstream = httpRequest(
+        {
+          host: targetHost,
+          port: Number(targetPort),
+          method: request.method,
+          path: request.url,
+          headers: request.headers,
+        },
+        (answer) => {
+          record.status = answer.statusCode ?? 0;
+          forward(answer, response, fault);
+        },
+      );
+      upstream.on('error', () => response.destroy());
+      request.pipe(upstream);
+    };
+    if (fault?.kind === 'wait') void holdUntil(fault).then(pass);
+    else pass();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
