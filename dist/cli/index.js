@@ -22898,6 +22898,11 @@ var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enum
 //# sourceMappingURL=index.min.js.map
 
 ;// CONCATENATED MODULE: ./src/process/concurrently.ts
+/** The first of `settled` that failed, in the order given: its index and reason. */
+function firstFailure(settled) {
+    const index = settled.findIndex((result) => result.status === 'rejected');
+    return index < 0 ? undefined : { index, reason: settled[index].reason };
+}
 /**
  * Awaits every promise, even after one has failed, then gives their values
  * or throws the first failure (in the order given). Work started together
@@ -22906,48 +22911,20 @@ var zr=Object.defineProperty;var Ur=(s,t)=>{for(var e in t)zr(s,e,{get:t[e],enum
  */
 async function concurrently(tasks) {
     const settled = await Promise.allSettled(tasks);
-    const failed = settled.find((result) => result.status === 'rejected');
-    if (failed)
-        throw failed.reason;
+    const failure = firstFailure(settled);
+    if (failure)
+        throw failure.reason;
     return settled.map((result) => result.value);
 }
 
 ;// CONCATENATED MODULE: ./src/engine/steps.ts
 
-/**
- * Steps that need nothing of each other, run at once as one step. It fails
- * when any of them fails, once all have ended, with the error of the first
- * that failed (its name on it); its undo undoes each, in reverse.
- */
-function together(steps) {
-    return {
-        name: steps.map((step) => step.name).join(' and '),
-        async run(draft) {
-            await concurrently(steps.map((step) => 
-            // A run that throws before its first await fails here too, after the others have ended.
-            Promise.resolve()
-                .then(() => step.run(draft))
-                .catch((error) => {
-                if (error instanceof Error && failedStepName(error) === undefined)
-                    Object.assign(error, { step: step.name });
-                throw error;
-            })));
-        },
-        async undo(draft) {
-            let first;
-            for (const step of [...steps].reverse()) {
-                await step.undo?.(draft).catch((error) => {
-                    first ??= error;
-                });
-            }
-            if (first !== undefined)
-                throw first;
-        },
-    };
-}
 /** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
 function failedStepName(error) {
     return error.step;
+}
+function together(steps) {
+    return { together: steps };
 }
 /**
  * Runs `steps` in order. When one fails, the steps begun so far are undone in
@@ -22956,20 +22933,27 @@ function failedStepName(error) {
  */
 async function runSteps(steps, draft, log = () => undefined) {
     const begun = [];
+    let failed;
     try {
-        for (const step of steps) {
-            begun.push(step);
-            await step.run(draft);
+        for (const entry of steps) {
+            const group = 'together' in entry ? entry.together : [entry];
+            begun.push(...group);
+            // A run that throws before its first await fails here too, after the others have ended.
+            const settled = await Promise.allSettled(group.map((step) => Promise.resolve().then(() => step.run(draft))));
+            const failure = firstFailure(settled);
+            if (failure) {
+                failed = group[failure.index]?.name;
+                throw failure.reason;
+            }
         }
     }
     catch (error) {
-        const failed = begun.at(-1)?.name;
         for (const step of begun.reverse()) {
             await step.undo?.(draft).catch((undoError) => {
                 log(`undoing ${step.name}: ${undoError.message}`);
             });
         }
-        if (error instanceof Error && failed && failedStepName(error) === undefined)
+        if (error instanceof Error && failed)
             Object.assign(error, { step: failed });
         throw error;
     }
@@ -26969,7 +26953,6 @@ async function ensureIpTool(log) {
  * one's complaint and what to do.
  */
 async function firewallBackend(privilege, log, wanted) {
-    await ensureIpTool(log);
     let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
     if ('install' in choice) {
         await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);
@@ -28652,7 +28635,7 @@ async function ensureGuestBundle(options) {
                 await (0,promises_namespaceObject.rm)(extracted, { recursive: true, force: true });
         }
     }
-    return buildLocally(hash, version, options, tc);
+    return buildLocally(hash, version, options);
 }
 /**
  * Where @actions/tool-cache keeps `tool` at the exact `version` for this
@@ -28683,7 +28666,8 @@ async function releaseUrl(hash, options) {
         apiUrl: options.githubApiUrl,
     });
 }
-async function buildLocally(hash, version, options, tc) {
+async function buildLocally(hash, version, options) {
+    const tc = await __nccwpck_require__.e(/* import() */ 991).then(__nccwpck_require__.bind(__nccwpck_require__, 5991));
     options.log(`Building guest bundle ${hash} from distro packages`);
     await ensureTools(GUEST_BUILD_TOOLS, options.log);
     const out = await (0,promises_namespaceObject.mkdtemp)(external_node_path_default().join(external_node_os_default().tmpdir(), 'hyper-guest-'));

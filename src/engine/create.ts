@@ -9,7 +9,7 @@ import { vmPaths } from '../vm/paths.js';
 import { vmDir, type BootContext } from './context.js';
 import { newVmId, writeRecord, type VmRecord } from './record.js';
 import type { ServiceTemplateKey } from './template-key.js';
-import { runSteps, type Step } from './steps.js';
+import { runSteps, type Step, type Together } from './steps.js';
 
 /** A VM being made: what the steps so far have settled. */
 export interface Draft {
@@ -197,7 +197,10 @@ export function bootStep(bootTimeoutMs: number): Step<Draft> {
 }
 
 /** Runs a create list; the record it wrote is the result. */
-export async function createVm(draft: Draft, steps: readonly Step<Draft>[]): Promise<VmRecord> {
+export async function createVm(
+  draft: Draft,
+  steps: readonly (Step<Draft> | Together<Draft>)[],
+): Promise<VmRecord> {
   await runSteps(steps, draft, (line) => draft.log(`warning: ${line}`));
   return requireRecord(draft);
 }

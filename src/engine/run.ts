@@ -36,7 +36,7 @@ import {
   type ServiceTemplateKey,
 } from './service-templates.js';
 import { resolveFor } from './images.js';
-import { together, type Step } from './steps.js';
+import { together, type Step, type Together } from './steps.js';
 
 export interface RunOptions {
   /** Make the VM and leave it created, not booted (docker create); start boots it. */
@@ -140,7 +140,7 @@ export async function runContainer(
     qemuImg.createOverlay(vmPaths(draft.dir).rootDisk, base.path, 'raw');
   const create = (useTemplate: boolean): Promise<VmRecord> => {
     const templating = templated ? { found: undefined as ServiceTemplate | undefined } : undefined;
-    const steps: Step<Draft>[] = [
+    const steps: (Step<Draft> | Together<Draft>)[] = [
       claimStep(nameInUse),
       ...(templating
         ? [

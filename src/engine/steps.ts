@@ -1,4 +1,4 @@
-import { concurrently } from '../process/concurrently.js';
+import { firstFailure } from '../process/concurrently.js';
 
 /**
  * One named step of building something in several places (a directory, the
@@ -11,43 +11,22 @@ export interface Step<Draft> {
   undo?(draft: Draft): Promise<void>;
 }
 
-/**
- * Steps that need nothing of each other, run at once as one step. It fails
- * when any of them fails, once all have ended, with the error of the first
- * that failed (its name on it); its undo undoes each, in reverse.
- */
-export function together<Draft>(steps: readonly Step<Draft>[]): Step<Draft> {
-  return {
-    name: steps.map((step) => step.name).join(' and '),
-    async run(draft) {
-      await concurrently(
-        steps.map((step) =>
-          // A run that throws before its first await fails here too, after the others have ended.
-          Promise.resolve()
-            .then(() => step.run(draft))
-            .catch((error: unknown) => {
-              if (error instanceof Error && failedStepName(error) === undefined)
-                Object.assign(error, { step: step.name });
-              throw error;
-            }),
-        ),
-      );
-    },
-    async undo(draft) {
-      let first: unknown;
-      for (const step of [...steps].reverse()) {
-        await step.undo?.(draft).catch((error: unknown) => {
-          first ??= error;
-        });
-      }
-      if (first !== undefined) throw first;
-    },
-  };
-}
-
 /** Thrown by runSteps: which step failed; the cause is the step's own error, message unchanged. */
 export function failedStepName(error: unknown): string | undefined {
   return (error as { step?: string }).step;
+}
+
+/**
+ * Steps that need nothing of each other: runSteps runs them at once. The
+ * list goes on once all have ended; if any failed, the error is the first
+ * listed that failed, and every one of them is undone.
+ */
+export interface Together<Draft> {
+  together: readonly Step<Draft>[];
+}
+
+export function together<Draft>(steps: readonly Step<Draft>[]): Together<Draft> {
+  return { together: steps };
 }
 
 /**
@@ -56,25 +35,33 @@ export function failedStepName(error: unknown): string | undefined {
  * the step's error is rethrown with the step's name on it.
  */
 export async function runSteps<Draft>(
-  steps: readonly Step<Draft>[],
+  steps: readonly (Step<Draft> | Together<Draft>)[],
   draft: Draft,
   log: (line: string) => void = () => undefined,
 ): Promise<void> {
   const begun: Step<Draft>[] = [];
+  let failed: string | undefined;
   try {
-    for (const step of steps) {
-      begun.push(step);
-      await step.run(draft);
+    for (const entry of steps) {
+      const group = 'together' in entry ? entry.together : [entry];
+      begun.push(...group);
+      // A run that throws before its first await fails here too, after the others have ended.
+      const settled = await Promise.allSettled(
+        group.map((step) => Promise.resolve().then(() => step.run(draft))),
+      );
+      const failure = firstFailure(settled);
+      if (failure) {
+        failed = group[failure.index]?.name;
+        throw failure.reason;
+      }
     }
   } catch (error: unknown) {
-    const failed = begun.at(-1)?.name;
     for (const step of begun.reverse()) {
       await step.undo?.(draft).catch((undoError: unknown) => {
         log(`undoing ${step.name}: ${(undoError as Error).message}`);
       });
     }
-    if (error instanceof Error && failed && failedStepName(error) === undefined)
-      Object.assign(error, { step: failed });
+    if (error instanceof Error && failed) Object.assign(error, { step: failed });
     throw error;
   }
 }

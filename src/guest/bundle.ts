@@ -152,7 +152,7 @@ export async function ensureGuestBundle(options: BundleOptions): Promise<GuestBu
       if (extracted) await rm(extracted, { recursive: true, force: true });
     }
   }
-  return buildLocally(hash, version, options, tc);
+  return buildLocally(hash, version, options);
 }
 
 /**
@@ -184,12 +184,8 @@ async function releaseUrl(hash: string, options: BundleOptions): Promise<string 
   });
 }
 
-async function buildLocally(
-  hash: string,
-  version: string,
-  options: BundleOptions,
-  tc: typeof import('@actions/tool-cache'),
-): Promise<GuestBundle> {
+async function buildLocally(hash: string, version: string, options: BundleOptions): Promise<GuestBundle> {
+  const tc = await import('@actions/tool-cache');
   options.log(`Building guest bundle ${hash} from distro packages`);
   await ensureTools(GUEST_BUILD_TOOLS, options.log);
   const out = await mkdtemp(path.join(os.tmpdir(), 'hyper-guest-'));

@@ -134,7 +134,6 @@ export async function firewallBackend(
   log: (line: string) => void,
   wanted: string | undefined,
 ): Promise<FirewallBackend> {
-  await ensureIpTool(log);
   let choice = chooseFirewall(await probeFirewalls(privilege, wanted));
   if ('install' in choice) {
     await ensureTools([{ program: 'nft', aptPackage: 'nftables' }], log);

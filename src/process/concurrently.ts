@@ -1,3 +1,11 @@
+/** The first of `settled` that failed, in the order given: its index and reason. */
+export function firstFailure(
+  settled: readonly PromiseSettledResult<unknown>[],
+): { index: number; reason: unknown } | undefined {
+  const index = settled.findIndex((result) => result.status === 'rejected');
+  return index < 0 ? undefined : { index, reason: (settled[index] as PromiseRejectedResult).reason };
+}
+
 /**
  * Awaits every promise, even after one has failed, then gives their values
  * or throws the first failure (in the order given). Work started together
@@ -8,7 +16,7 @@ export async function concurrently<T extends readonly unknown[]>(tasks: {
   readonly [K in keyof T]: Promise<T[K]>;
 }): Promise<T> {
   const settled = await Promise.allSettled(tasks);
-  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-  if (failed) throw failed.reason;
+  const failure = firstFailure(settled);
+  if (failure) throw failure.reason;
   return settled.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
