@@ -52,8 +52,8 @@ int hyper_set_clock(const char *text) {
   return 0;
 }
 
-/* Reads until `size` bytes or the end: a pipe may deliver them in pieces. Also hyper-resume's. */
-ssize_t hyper_read_all(int fd, unsigned char *buffer, size_t size) {
+/* Reads until `size` bytes or the end: a pipe may deliver them in pieces. */
+static ssize_t read_all(int fd, unsigned char *buffer, size_t size) {
   size_t got = 0;
   while (got < size) {
     ssize_t n = read(fd, buffer + got, size - got);
@@ -73,7 +73,7 @@ static int reseed(const char *source) {
     return 1;
   }
   unsigned char bytes[MAX_SEED];
-  ssize_t got = hyper_read_all(in, bytes, sizeof bytes);
+  ssize_t got = read_all(in, bytes, sizeof bytes);
   if (!stdin_source) close(in);
   if (got < 32) {
     fprintf(stderr, "hyper-reseed: %s holds %zd bytes; at least 32 are needed\n",

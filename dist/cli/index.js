@@ -20689,13 +20689,20 @@ const DISK_SLOTS = 6;
 const TEMPLATE_MAC = '52:54:00:12:34:56';
 /** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
 const TEMPLATE_MARKER = 'opt/hyper/template';
+/**
+ * The fw_cfg entry that tells the init of a VM booted in full that it has
+ * the hyper.control port, to start its reader there (guest/hyper-resume.c):
+ * a checkpoint of it resumes through that port.
+ */
+const CONTROL_MARKER = 'opt/hyper/control';
 /** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
 const CONTROL_FD = 4;
 /**
  * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
  * port: a template, which waits on it, and a VM resumed from saved state,
- * which a clone's settings reach through it. A booted VM's port has no
- * backend. Pure.
+ * which takes its settings (a clone of a boot template) or its clock,
+ * entropy and network (a checkpoint, a service template) through it. A
+ * booted VM's port has no backend until a checkpoint of it is resumed. Pure.
  */
 function hasControlPort(spec, launch) {
     return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
@@ -20840,10 +20847,13 @@ function qemuArgs(spec, hostTscKhz, launch = { kind: 'boot' }, jail, fds) {
     // A clone's settings come on its control port (hasControlPort); fw_cfg is read once, at boot.
     if (launch.kind !== 'boot')
         args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
-    else
+    else {
+        if (slots !== undefined)
+            args.push('-fw_cfg', `name=${CONTROL_MARKER},string=1`);
         for (const file of spec.guestFiles) {
             args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
         }
+    }
     if (launch.kind === 'clone')
         args.push('-incoming', 'defer');
     if (launch.kind === 'capture')
@@ -22248,19 +22258,17 @@ const qemuImg = {
 };
 
 ;// CONCATENATED MODULE: ./src/guest/control.ts
-// The hyper.control port's protocol (guest/hyper-resume.c): what the host
-// writes to a clone of a boot template, and the line the guest answers.
 
 const MAGIC = 'HYP1';
 /** hyper-resume's limit on a payload. */
 const CONTROL_PAYLOAD_MAX = 64 * 1024 * 1024;
 /**
- * The frame a clone's hyper-resume reads: "HYP1", the payload's length
- * (32-bit little-endian) and the payload, a ustar of `clock` (the host's
- * time in nanoseconds since the epoch), `entropy` (fresh random bytes) and
- * `files` (written into the guest's /run/hyper as a booted VM's fw_cfg
- * files are). The clock goes first, so that it is set before anything else
- * is done. Pure.
+ * The frame hyper-resume reads: "HYP1", the payload's length (32-bit
+ * little-endian) and the payload, a ustar of `clock` (the host's time in
+ * nanoseconds since the epoch), `entropy` (fresh random bytes) and `files`
+ * (written into the guest's /run/hyper as a booted VM's fw_cfg files are,
+ * but for the `network` entry of resumeFiles). The clock goes first, so
+ * that it is set before anything else is done. Pure.
  */
 function controlFrame(clockNs, entropy, files) {
     const payload = ustar([
@@ -22274,6 +22282,28 @@ function controlFrame(clockNs, entropy, files) {
     header.write(MAGIC, 0, 'ascii');
     header.writeUInt32LE(payload.length, 4);
     return Buffer.concat([header, payload]);
+}
+/**
+ * The files of the frame a VM resumed from saved state (a checkpoint, a
+ * service template) gets, when given its network: its hosts and
+ * resolv.conf, written over those in /run/hyper that the container's /etc
+ * binds, and `network`, which hyper-resume applies to eth0 (the MAC when
+ * given: user networking keeps QEMU's; the one IPv4 address; the default
+ * route). Pure.
+ */
+function resumeFiles(network) {
+    if (!network)
+        return [];
+    const lines = [
+        ...(network.mac ? [`mac=${network.mac}`] : []),
+        `address=${network.ip}/${network.prefix}`,
+        `gateway=${network.gateway}`,
+    ];
+    return [
+        { name: 'hosts', content: Buffer.from(network.hosts) },
+        { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+        { name: 'network', content: Buffer.from(`${lines.join('\n')}\n`) },
+    ];
 }
 /**
  * hyper-resume's answer line: undefined for "ok", else what went wrong (an
@@ -22492,29 +22522,43 @@ class QemuHypervisor {
     /**
      * Resumes the VM from saved RAM and device state that match its disks as
      * they are, then gives the guest the host's clock, fresh entropy and, when
-     * given, its network.
+     * given, its network: on its control port, where hyper-resume reads on in
+     * every VM that has the port (hasControlPort), else through the agent.
      */
     async resumeSaved(spec, saved, network) {
         const { pid, control } = await this.resumeFrom(spec, saved);
-        // A checkpoint or service template was saved running, not in the template's wait: nothing reads the port.
-        control?.destroy();
         try {
-            const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
-            try {
-                const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
-                const synced = await lease.agent.exec(program, args, CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
-                if (synced.exitCode !== 0)
-                    throw new VmError(`the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`);
+            if (control) {
+                const frame = controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), resumeFiles(network));
+                await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
+                    who: 'the resumed guest',
+                    what: `its clock, fresh entropy${network ? ' and its network' : ''}`,
+                });
             }
-            finally {
-                lease.release();
-            }
+            else
+                await this.resumeThroughAgent(spec, network);
         }
         catch (error) {
             await this.killQemu(spec);
             throw error;
         }
+        finally {
+            control?.destroy();
+        }
         return pid;
+    }
+    /** resumeSaved's guest side for a VM without a control port: one agent exec (resumeSyncArgv). */
+    async resumeThroughAgent(spec, network) {
+        const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+        try {
+            const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
+            const synced = await lease.agent.exec(program, args, CLONE_AGENT_TIMEOUT_MS, (0,external_node_crypto_.randomBytes)(64));
+            if (synced.exitCode !== 0)
+                throw new VmError(`the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`);
+        }
+        finally {
+            lease.release();
+        }
     }
     /**
      * Starts QEMU for `launch` in the VM's jail and cgroup, and returns its pid
@@ -22847,13 +22891,22 @@ async function sendCloneSettings(control, spec, timeoutMs) {
     if (!control)
         throw new VmError('the clone has no control connection');
     const files = await Promise.all(spec.guestFiles.map(async (file) => ({ name: file.name, content: await (0,promises_namespaceObject.readFile)(file.path) })));
-    // Built before anything listens, so that a refusal leaves no promise to reject; the clock is taken here.
+    // The clock is taken here, as the frame is written.
     const frame = controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), files);
+    await exchangeFrame(control, frame, timeoutMs, { who: 'the clone', what: 'its settings' });
+}
+/**
+ * Writes `frame` on the control connection and waits for hyper-resume's
+ * answer line; throws what the guest said when it refused the frame.
+ * `who` and `what` name the guest and what it is given, for the errors.
+ */
+async function exchangeFrame(control, frame, timeoutMs, names) {
+    const { who, what } = names;
     if (control.destroyed || control.readableEnded)
-        throw new VmError("QEMU closed the clone's control connection");
+        throw new VmError(`QEMU closed the control connection of ${who}`);
     const answer = new Promise((resolve, reject) => {
         let text = '';
-        const timer = setTimeout(() => reject(new VmError(`the clone did not take its settings within ${timeoutMs} ms`)), timeoutMs);
+        const timer = setTimeout(() => reject(new VmError(`${who} did not take ${what} within ${timeoutMs} ms`)), timeoutMs);
         const done = (error) => {
             clearTimeout(timer);
             if (error)
@@ -22867,13 +22920,13 @@ async function sendCloneSettings(control, spec, timeoutMs) {
             if (text.includes('\n'))
                 done();
         });
-        control.on('error', (error) => done(new VmError(`the clone's control connection failed: ${error.message}`)));
-        control.once('close', () => done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)));
+        control.on('error', (error) => done(new VmError(`the control connection of ${who} failed: ${error.message}`)));
+        control.once('close', () => done(new VmError(`QEMU closed the control connection of ${who}${text ? ` after "${text.trim()}"` : ''}`)));
     });
     control.write(frame);
     const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
     if (problem)
-        throw new VmError(`the guest could not take its settings: ${problem}`);
+        throw new VmError(`${who} could not take ${what}: ${problem}`);
 }
 
 // EXTERNAL MODULE: external "events"

@@ -1,5 +1,7 @@
 // The hyper.control port's protocol (guest/hyper-resume.c): what the host
-// writes to a clone of a boot template, and the line the guest answers.
+// writes to a clone of a boot template or a VM resumed from saved state, and
+// the line the guest answers.
+import type { GuestNetwork } from './config.js';
 import { ustar, type UstarFile } from './ustar.js';
 
 const MAGIC = 'HYP1';
@@ -7,12 +9,12 @@ const MAGIC = 'HYP1';
 export const CONTROL_PAYLOAD_MAX = 64 * 1024 * 1024;
 
 /**
- * The frame a clone's hyper-resume reads: "HYP1", the payload's length
- * (32-bit little-endian) and the payload, a ustar of `clock` (the host's
- * time in nanoseconds since the epoch), `entropy` (fresh random bytes) and
- * `files` (written into the guest's /run/hyper as a booted VM's fw_cfg
- * files are). The clock goes first, so that it is set before anything else
- * is done. Pure.
+ * The frame hyper-resume reads: "HYP1", the payload's length (32-bit
+ * little-endian) and the payload, a ustar of `clock` (the host's time in
+ * nanoseconds since the epoch), `entropy` (fresh random bytes) and `files`
+ * (written into the guest's /run/hyper as a booted VM's fw_cfg files are,
+ * but for the `network` entry of resumeFiles). The clock goes first, so
+ * that it is set before anything else is done. Pure.
  */
 export function controlFrame(clockNs: bigint, entropy: Buffer, files: readonly UstarFile[]): Buffer {
   const payload = ustar([
@@ -28,6 +30,28 @@ export function controlFrame(clockNs: bigint, entropy: Buffer, files: readonly U
   header.write(MAGIC, 0, 'ascii');
   header.writeUInt32LE(payload.length, 4);
   return Buffer.concat([header, payload]);
+}
+
+/**
+ * The files of the frame a VM resumed from saved state (a checkpoint, a
+ * service template) gets, when given its network: its hosts and
+ * resolv.conf, written over those in /run/hyper that the container's /etc
+ * binds, and `network`, which hyper-resume applies to eth0 (the MAC when
+ * given: user networking keeps QEMU's; the one IPv4 address; the default
+ * route). Pure.
+ */
+export function resumeFiles(network: GuestNetwork | undefined): UstarFile[] {
+  if (!network) return [];
+  const lines = [
+    ...(network.mac ? [`mac=${network.mac}`] : []),
+    `address=${network.ip}/${network.prefix}`,
+    `gateway=${network.gateway}`,
+  ];
+  return [
+    { name: 'hosts', content: Buffer.from(network.hosts) },
+    { name: 'resolv.conf', content: Buffer.from(network.resolvConf) },
+    { name: 'network', content: Buffer.from(`${lines.join('\n')}\n`) },
+  ];
 }
 
 /**

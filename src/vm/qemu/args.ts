@@ -112,14 +112,22 @@ export const TEMPLATE_MAC = '52:54:00:12:34:56';
 /** The fw_cfg entry that tells the guest init to wait as a boot template (guest/init). */
 export const TEMPLATE_MARKER = 'opt/hyper/template';
 
+/**
+ * The fw_cfg entry that tells the init of a VM booted in full that it has
+ * the hyper.control port, to start its reader there (guest/hyper-resume.c):
+ * a checkpoint of it resumes through that port.
+ */
+export const CONTROL_MARKER = 'opt/hyper/control';
+
 /** The descriptor of hyper's control connection in QEMU (hasControlPort): after the incoming state's. */
 export const CONTROL_FD = 4;
 
 /**
  * Whether QEMU gets a control connection (CONTROL_FD) on its hyper.control
  * port: a template, which waits on it, and a VM resumed from saved state,
- * which a clone's settings reach through it. A booted VM's port has no
- * backend. Pure.
+ * which takes its settings (a clone of a boot template) or its clock,
+ * entropy and network (a checkpoint, a service template) through it. A
+ * booted VM's port has no backend until a checkpoint of it is resumed. Pure.
  */
 export function hasControlPort(spec: Pick<MachineSpec, 'slots'>, launch: Launch): boolean {
   return spec.slots !== undefined && (launch.kind === 'template' || launch.kind === 'clone');
@@ -328,10 +336,12 @@ export function qemuArgs(
   if (launch.kind === 'boot' && slots === undefined) args.push(...freePageReportingArgs());
   // A clone's settings come on its control port (hasControlPort); fw_cfg is read once, at boot.
   if (launch.kind !== 'boot') args.push('-fw_cfg', `name=${TEMPLATE_MARKER},string=1`);
-  else
+  else {
+    if (slots !== undefined) args.push('-fw_cfg', `name=${CONTROL_MARKER},string=1`);
     for (const file of spec.guestFiles) {
       args.push('-fw_cfg', `name=opt/hyper/${file.name},file=${optValue(file.path)}`);
     }
+  }
   if (launch.kind === 'clone') args.push('-incoming', 'defer');
   if (launch.kind === 'capture') args.push('-S', '-incoming', 'defer');
   return args;

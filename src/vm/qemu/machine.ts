@@ -37,7 +37,7 @@ import {
   ROOT_NODE,
 } from './args.js';
 import { type BootTemplate, templateIdentity, type TemplateStore, waitForMigration } from './template.js';
-import { controlAnswerProblem, controlFrame } from '../../guest/control.js';
+import { controlAnswerProblem, controlFrame, resumeFiles } from '../../guest/control.js';
 import { QmpClient } from './qmp.js';
 import { releaseJail, vmJail, vmJailDir } from './jail.js';
 import {
@@ -250,7 +250,8 @@ export class QemuHypervisor implements Hypervisor {
   /**
    * Resumes the VM from saved RAM and device state that match its disks as
    * they are, then gives the guest the host's clock, fresh entropy and, when
-   * given, its network.
+   * given, its network: on its control port, where hyper-resume reads on in
+   * every VM that has the port (hasControlPort), else through the agent.
    */
   private async resumeSaved(
     spec: MachineSpec,
@@ -258,30 +259,36 @@ export class QemuHypervisor implements Hypervisor {
     network?: GuestNetwork,
   ): Promise<number> {
     const { pid, control } = await this.resumeFrom(spec, saved);
-    // A checkpoint or service template was saved running, not in the template's wait: nothing reads the port.
-    control?.destroy();
     try {
-      const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
-      try {
-        const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
-        const synced = await lease.agent.exec(
-          program as string,
-          args,
-          CLONE_AGENT_TIMEOUT_MS,
-          randomBytes(64),
-        );
-        if (synced.exitCode !== 0)
-          throw new VmError(
-            `the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`,
-          );
-      } finally {
-        lease.release();
-      }
+      if (control) {
+        const frame = controlFrame(hostClockNs(), randomBytes(64), resumeFiles(network));
+        await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
+          who: 'the resumed guest',
+          what: `its clock, fresh entropy${network ? ' and its network' : ''}`,
+        });
+      } else await this.resumeThroughAgent(spec, network);
     } catch (error: unknown) {
       await this.killQemu(spec);
       throw error;
+    } finally {
+      control?.destroy();
     }
     return pid;
+  }
+
+  /** resumeSaved's guest side for a VM without a control port: one agent exec (resumeSyncArgv). */
+  private async resumeThroughAgent(spec: MachineSpec, network?: GuestNetwork): Promise<void> {
+    const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
+    try {
+      const [program, ...args] = resumeSyncArgv(hostClockNs(), network);
+      const synced = await lease.agent.exec(program as string, args, CLONE_AGENT_TIMEOUT_MS, randomBytes(64));
+      if (synced.exitCode !== 0)
+        throw new VmError(
+          `the resumed guest could not take fresh entropy${network ? ' and its network' : ''} (exit ${synced.exitCode}): ${synced.stderr.toString().trim()}`,
+        );
+    } finally {
+      lease.release();
+    }
   }
 
   /**
@@ -672,14 +679,29 @@ async function sendCloneSettings(
   const files = await Promise.all(
     spec.guestFiles.map(async (file) => ({ name: file.name, content: await readFile(file.path) })),
   );
-  // Built before anything listens, so that a refusal leaves no promise to reject; the clock is taken here.
+  // The clock is taken here, as the frame is written.
   const frame = controlFrame(hostClockNs(), randomBytes(64), files);
+  await exchangeFrame(control, frame, timeoutMs, { who: 'the clone', what: 'its settings' });
+}
+
+/**
+ * Writes `frame` on the control connection and waits for hyper-resume's
+ * answer line; throws what the guest said when it refused the frame.
+ * `who` and `what` name the guest and what it is given, for the errors.
+ */
+async function exchangeFrame(
+  control: Socket,
+  frame: Buffer,
+  timeoutMs: number,
+  names: { who: string; what: string },
+): Promise<void> {
+  const { who, what } = names;
   if (control.destroyed || control.readableEnded)
-    throw new VmError("QEMU closed the clone's control connection");
+    throw new VmError(`QEMU closed the control connection of ${who}`);
   const answer = new Promise<string>((resolve, reject) => {
     let text = '';
     const timer = setTimeout(
-      () => reject(new VmError(`the clone did not take its settings within ${timeoutMs} ms`)),
+      () => reject(new VmError(`${who} did not take ${what} within ${timeoutMs} ms`)),
       timeoutMs,
     );
     const done = (error?: Error): void => {
@@ -693,13 +715,15 @@ async function sendCloneSettings(
       if (text.includes('\n')) done();
     });
     control.on('error', (error) =>
-      done(new VmError(`the clone's control connection failed: ${error.message}`)),
+      done(new VmError(`the control connection of ${who} failed: ${error.message}`)),
     );
     control.once('close', () =>
-      done(new VmError(`QEMU closed the clone's control connection${text ? ` after "${text.trim()}"` : ''}`)),
+      done(
+        new VmError(`QEMU closed the control connection of ${who}${text ? ` after "${text.trim()}"` : ''}`),
+      ),
     );
   });
   control.write(frame);
   const problem = controlAnswerProblem((await answer).split('\n')[0] ?? '');
-  if (problem) throw new VmError(`the guest could not take its settings: ${problem}`);
+  if (problem) throw new VmError(`${who} could not take ${what}: ${problem}`);
 }

@@ -1,4 +1,9 @@
-import { CONTROL_PAYLOAD_MAX, controlAnswerProblem, controlFrame } from '../../../src/guest/control.js';
+import {
+  CONTROL_PAYLOAD_MAX,
+  controlAnswerProblem,
+  controlFrame,
+  resumeFiles,
+} from '../../../src/guest/control.js';
 
 /** The entries of a ustar as hyper-resume walks it: name, mode and content, up to the end blocks. */
 function entries(tar: Buffer): { name: string; mode: number; content: string }[] {
@@ -36,6 +41,35 @@ test('a clone gets one frame: magic, length, then its clock, entropy and files i
     { name: 'settings', mode: 0o644, content: 'hostname=db\n' },
     { name: 'env', mode: 0o600, content: 'A=1\n' },
   ]);
+});
+
+test("a resumed VM's frame: its hosts and resolv.conf as files, and the network entry hyper-resume applies", () => {
+  const network = {
+    mac: '52:54:00:0a:0b:0c',
+    ip: '10.89.3.7',
+    prefix: 24,
+    gateway: '10.89.3.1',
+    hosts: '127.0.0.1\tlocalhost\n10.89.3.7\tdb\n',
+    resolvConf: 'nameserver 10.89.3.1\n',
+  };
+  const frame = controlFrame(5n, Buffer.alloc(64, 1), resumeFiles(network));
+  expect(entries(frame.subarray(8)).slice(2)).toEqual([
+    { name: 'hosts', mode: 0o644, content: network.hosts },
+    { name: 'resolv.conf', mode: 0o644, content: network.resolvConf },
+    {
+      name: 'network',
+      mode: 0o644,
+      content: 'mac=52:54:00:0a:0b:0c\naddress=10.89.3.7/24\ngateway=10.89.3.1\n',
+    },
+  ]);
+  // User networking names no MAC: the NIC keeps QEMU's.
+  expect(
+    resumeFiles({ ...network, mac: undefined })
+      .at(-1)
+      ?.content.toString(),
+  ).toBe('address=10.89.3.7/24\ngateway=10.89.3.1\n');
+  // Without a network only the clock and entropy go.
+  expect(resumeFiles(undefined)).toEqual([]);
 });
 
 test('settings over what hyper-resume takes are refused on the host, naming the limit', () => {

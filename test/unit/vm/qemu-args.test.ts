@@ -318,8 +318,16 @@ describe('the boot-template layout (slots)', () => {
     expect(devicesOf(args)).toContain('virtserialport,chardev=relay,name=hyper.relay');
     expect(valueOf(args, '-M')).toEqual(['microvm,x-option-roms=off,rtc=on,memory-backend=ram']);
     expect(valueOf(args, '-object')).toEqual(['memory-backend-ram,id=ram,size=256M']);
-    expect(valueOf(args, '-fw_cfg')).toEqual(['name=opt/hyper/settings,file=/state/vms/web/guest/settings']);
+    // The marker first: the init starts its reader on the port (a checkpoint of it resumes there).
+    expect(valueOf(args, '-fw_cfg')).toEqual([
+      'name=opt/hyper/control,string=1',
+      'name=opt/hyper/settings,file=/state/vms/web/guest/settings',
+    ]);
     expect(args).not.toContain('-incoming');
+    // Without the port there is nothing to mark.
+    expect(valueOf(qemuArgs(spec), '-fw_cfg').filter((value) => value.includes('opt/hyper/control'))).toEqual(
+      [],
+    );
   });
 
   test("a template and a clone have hyper's control connection on hyper.control; a booted VM's port has none", () => {
