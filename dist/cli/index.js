@@ -16705,6 +16705,14 @@ async function readConsoleTail(file, bytes = 64 * 1024) {
 
 ;// CONCATENATED MODULE: ./src/engine/context.ts
 
+/**
+ * Where the host QEMU's version is kept between processes (knownQemuVersion):
+ * each start, snapshot and restore needs it, and asking QEMU costs a start
+ * of it.
+ */
+function qemuVersionFile(job) {
+    return external_node_path_default().join(job.cacheDir, 'qemu-version.json');
+}
 function vmDir(job, name) {
     return external_node_path_default().join(job.stateDir, 'vms', name);
 }
@@ -23225,6 +23233,7 @@ async function readFreeBytes(dir) {
 
 
 
+
 const snapshots_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 /** Why `tag` cannot name a snapshot (it becomes a qcow2 snapshot tag and a file name), if it cannot. */
 function snapshotNameProblem(tag) {
@@ -23244,9 +23253,12 @@ async function readSnapshots(record) {
 async function writeSnapshots(record, snapshots) {
     await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
-/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
-async function snapshots_qemuVersion(qemu) {
-    return (await knownQemuVersion(qemu)).text;
+/**
+ * "QEMU emulator version 7.2.19 (Debian ...)": the first line of the host
+ * QEMU's `--version`, asked once per binary and kept on disk (qemuVersionFile).
+ */
+async function snapshots_qemuVersion(job) {
+    return (await knownQemuVersion(job.host.qemu, qemuVersionFile(job))).text;
 }
 /**
  * The guest CPU a checkpoint or template depends on. Under TCG it is QEMU's
@@ -23332,7 +23344,7 @@ async function snapshotService(service, name, options, job) {
         createdAt: new Date().toISOString(),
         disks,
         bundle: record.machine.bundle.version,
-        qemu: await snapshots_qemuVersion(job.host.qemu),
+        qemu: await snapshots_qemuVersion(job),
         accel: record.machine.accel,
         cpu: await guestCpu(record.machine.accel, record.machine.cpuModel),
         tookMs: Date.now() - started,
@@ -23373,8 +23385,9 @@ async function requireSnapshot(job, service, name) {
     return [record, snapshot];
 }
 /**
- * Whether this host can load a checkpoint: the same guest bundle, QEMU,
- * accelerator and guest CPU must have made it. Returns the first mismatch.
+ * Whether this host can load a checkpoint: the same guest bundle, QEMU
+ * (`here.qemu`: its version line, qemuVersion), accelerator and guest CPU
+ * must have made it. Returns the first mismatch.
  */
 async function checkpointCompatibility(snapshot, here) {
     const { bundle: bundleVersion, accel } = here;
@@ -23384,7 +23397,7 @@ async function checkpointCompatibility(snapshot, here) {
     if (snapshot.bundle !== bundleVersion) {
         return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
     }
-    const qemu = await snapshots_qemuVersion(here.qemu);
+    const { qemu } = here;
     if (snapshot.qemu !== qemu)
         return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
     if (snapshot.accel && snapshot.accel !== accel)
@@ -23408,7 +23421,7 @@ async function restoreService(service, name, job, options) {
             bundle: record.machine.bundle.version,
             accel: record.machine.accel,
             ...(record.machine.cpuModel ? { cpuModel: record.machine.cpuModel } : {}),
-            qemu: job.host.qemu,
+            qemu: await snapshots_qemuVersion(job),
         });
         if (problem)
             throw new SnapshotError(`cannot restore: ${problem}`);
@@ -23798,7 +23811,7 @@ async function keyMounts(mounts) {
 async function hostKeyFields(job) {
     return {
         bundle: job.bundle.version,
-        qemu: await snapshots_qemuVersion(job.host.qemu),
+        qemu: await snapshots_qemuVersion(job),
         accel: job.accel,
         cpu: await guestCpu(job.accel, job.cpuModel),
     };
@@ -28975,6 +28988,7 @@ async function chooseAccel(choice, bundle, options) {
 
 
 
+
 /** Installs the host tools, gets the guest bundle and decides the accelerator: what booting a VM needs. */
 async function prepareHost(job, reporter, release = {}) {
     const { host } = job;
@@ -28994,7 +29008,7 @@ async function prepareHost(job, reporter, release = {}) {
     // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's
     // mode, a template's identity). A QEMU that cannot say it fails there, with that step's message; the
     // probe below says what is wrong with it first.
-    await knownQemuVersion(host.qemu, external_node_path_default().join(job.cacheDir, 'qemu-version.json')).catch(() => undefined);
+    await knownQemuVersion(host.qemu, qemuVersionFile(job)).catch(() => undefined);
     const decision = await chooseAccel(job.settings.accel, bundle, {
         qemu: host.qemu,
         ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),
@@ -29865,7 +29879,7 @@ async function importSnapshot(file, options, job) {
                 bundle: job.bundle.version,
                 accel: job.accel,
                 ...(job.cpuModel ? { cpuModel: job.cpuModel } : {}),
-                qemu: job.host.qemu,
+                qemu: await snapshots_qemuVersion(job),
             });
             if (problem)
                 throw new TransferError(`cannot import ${source}: ${problem}`);

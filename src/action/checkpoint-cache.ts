@@ -30,7 +30,7 @@ export async function checkpointKeys(userKey: string, host: BootContext): Promis
   const fit = shortHash([
     [
       host.bundle.version,
-      await qemuVersion(host.host.qemu),
+      await qemuVersion(host),
       host.accel,
       await guestCpu(host.accel, host.cpuModel),
     ].join('\n'),

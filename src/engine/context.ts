@@ -44,6 +44,15 @@ export interface BootContext extends JobContext {
   readonly vmIds?: IdRange;
 }
 
+/**
+ * Where the host QEMU's version is kept between processes (knownQemuVersion):
+ * each start, snapshot and restore needs it, and asking QEMU costs a start
+ * of it.
+ */
+export function qemuVersionFile(job: Pick<JobContext, 'cacheDir'>): string {
+  return path.join(job.cacheDir, 'qemu-version.json');
+}
+
 export function vmDir(job: Pick<JobContext, 'stateDir'>, name: string): string {
   return path.join(job.stateDir, 'vms', name);
 }

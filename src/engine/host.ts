@@ -5,7 +5,7 @@ import { ensureGuestBundle } from '../guest/bundle.js';
 import { chooseAccel } from '../install/accel.js';
 import { ensureTools, vmTools } from '../install/tools.js';
 import { knownQemuVersion } from '../tools/qemu/version.js';
-import type { BootContext, JobContext } from './context.js';
+import { type BootContext, type JobContext, qemuVersionFile } from './context.js';
 
 export interface Reporter {
   info(line: string): void;
@@ -42,7 +42,7 @@ export async function prepareHost(
   // Asked here once, with the answer kept on disk: each VM's start needs it (its jail, its RAM file's
   // mode, a template's identity). A QEMU that cannot say it fails there, with that step's message; the
   // probe below says what is wrong with it first.
-  await knownQemuVersion(host.qemu, path.join(job.cacheDir, 'qemu-version.json')).catch(() => undefined);
+  await knownQemuVersion(host.qemu, qemuVersionFile(job)).catch(() => undefined);
   const decision = await chooseAccel(job.settings.accel, bundle, {
     qemu: host.qemu,
     ...(vmIds ? { runAs: { uid: probeId(vmIds), gid: probeId(vmIds) } } : {}),

@@ -13,7 +13,7 @@ import type { BootContext } from './context.js';
 import { BASE, checkExport, extract, scratchDir, TransferError } from './export-format.js';
 import type { VmRecord } from './record.js';
 import { tcpPorts } from './run.js';
-import { checkpointCompatibility, writeSnapshots, type SnapshotRecord } from './snapshots.js';
+import { checkpointCompatibility, qemuVersion, writeSnapshots, type SnapshotRecord } from './snapshots.js';
 import type { Step } from './steps.js';
 
 export interface ImportOptions {
@@ -56,7 +56,7 @@ export async function importSnapshot(
         bundle: job.bundle.version,
         accel: job.accel,
         ...(job.cpuModel ? { cpuModel: job.cpuModel } : {}),
-        qemu: job.host.qemu,
+        qemu: await qemuVersion(job),
       });
       if (problem) throw new TransferError(`cannot import ${source}: ${problem}`);
     }

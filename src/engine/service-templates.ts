@@ -115,11 +115,11 @@ export async function keyMounts(mounts: readonly MountSpec[]): Promise<unknown[]
 
 /** What the key takes from the host: the guest bundle, QEMU, accelerator and guest CPU. */
 export async function hostKeyFields(
-  job: Pick<BootContext, 'bundle' | 'accel' | 'cpuModel' | 'host'>,
+  job: Pick<BootContext, 'bundle' | 'accel' | 'cpuModel' | 'host' | 'cacheDir'>,
 ): Promise<Pick<ServiceTemplateKey, 'bundle' | 'qemu' | 'accel' | 'cpu'>> {
   return {
     bundle: job.bundle.version,
-    qemu: await qemuVersion(job.host.qemu),
+    qemu: await qemuVersion(job),
     accel: job.accel,
     cpu: await guestCpu(job.accel, job.cpuModel),
   };

@@ -8,7 +8,7 @@ import { readFreeBytes } from '../host/space.js';
 import type { Accel } from '../vm/hypervisor.js';
 import { checkpointPaths, vmPaths } from '../vm/paths.js';
 import { HyperError, type ErrorKind } from '../errors.js';
-import type { JobContext } from './context.js';
+import { type JobContext, qemuVersionFile } from './context.js';
 import { listRecords, type VmRecord } from './record.js';
 import { requireRecord, startContainer, stopContainer } from './container.js';
 
@@ -71,9 +71,12 @@ export async function writeSnapshots(record: VmRecord, snapshots: SnapshotRecord
   await writeFileAtomic(snapshotsFile(record), JSON.stringify(snapshots, null, 2));
 }
 
-/** "QEMU emulator version 7.2.19 (Debian ...)": the first line of `qemu --version`, asked once per binary. */
-export async function qemuVersion(qemu: string): Promise<string> {
-  return (await knownQemuVersion(qemu)).text;
+/**
+ * "QEMU emulator version 7.2.19 (Debian ...)": the first line of the host
+ * QEMU's `--version`, asked once per binary and kept on disk (qemuVersionFile).
+ */
+export async function qemuVersion(job: Pick<JobContext, 'host' | 'cacheDir'>): Promise<string> {
+  return (await knownQemuVersion(job.host.qemu, qemuVersionFile(job))).text;
 }
 
 /**
@@ -176,7 +179,7 @@ export async function snapshotService(
     createdAt: new Date().toISOString(),
     disks,
     bundle: record.machine.bundle.version,
-    qemu: await qemuVersion(job.host.qemu),
+    qemu: await qemuVersion(job),
     accel: record.machine.accel,
     cpu: await guestCpu(record.machine.accel, record.machine.cpuModel),
     tookMs: Date.now() - started,
@@ -227,8 +230,9 @@ export async function requireSnapshot(
 }
 
 /**
- * Whether this host can load a checkpoint: the same guest bundle, QEMU,
- * accelerator and guest CPU must have made it. Returns the first mismatch.
+ * Whether this host can load a checkpoint: the same guest bundle, QEMU
+ * (`here.qemu`: its version line, qemuVersion), accelerator and guest CPU
+ * must have made it. Returns the first mismatch.
  */
 export async function checkpointCompatibility(
   snapshot: SnapshotRecord,
@@ -241,7 +245,7 @@ export async function checkpointCompatibility(
   if (snapshot.bundle !== bundleVersion) {
     return `checkpoint "${snapshot.name}" was made with guest bundle ${snapshot.bundle}, and this host uses ${bundleVersion}`;
   }
-  const qemu = await qemuVersion(here.qemu);
+  const { qemu } = here;
   if (snapshot.qemu !== qemu)
     return `checkpoint "${snapshot.name}" was made by "${snapshot.qemu}", this host has "${qemu}"`;
   if (snapshot.accel && snapshot.accel !== accel)
@@ -271,7 +275,7 @@ export async function restoreService(
       bundle: record.machine.bundle.version,
       accel: record.machine.accel,
       ...(record.machine.cpuModel ? { cpuModel: record.machine.cpuModel } : {}),
-      qemu: job.host.qemu,
+      qemu: await qemuVersion(job),
     });
     if (problem) throw new SnapshotError(`cannot restore: ${problem}`);
     // Before the running VM goes: a checkpoint whose files are gone cannot bring it back.
