@@ -22530,13 +22530,13 @@ class QemuHypervisor {
     /**
      * Resumes the VM from saved RAM and device state that match its disks as
      * they are, then gives the guest the host's clock, fresh entropy and, when
-     * given, its network: on its control port, where hyper-resume reads on in
-     * every VM that has the port (hasControlPort), else through the agent.
+     * given, its network: on its control port (hasControlPort), where
+     * hyper-resume reads on (MachineSpec.controlReader), else through the agent.
      */
     async resumeSaved(spec, saved, network) {
         const { pid, control } = await this.resumeFrom(spec, saved);
         try {
-            if (control) {
+            if (control && spec.controlReader) {
                 const frame = controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), resumeFiles(network));
                 await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
                     who: 'the resumed guest',
@@ -22555,7 +22555,7 @@ class QemuHypervisor {
         }
         return pid;
     }
-    /** resumeSaved's guest side for a VM without a control port: one agent exec (resumeSyncArgv). */
+    /** resumeSaved's guest side for a VM without a control port or its reader: one agent exec (resumeSyncArgv). */
     async resumeThroughAgent(spec, network) {
         const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
         try {
@@ -23200,7 +23200,7 @@ function machineSpec(draft, fields, view) {
         ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
     };
     const slots = job.hypervisor.templateSlots(spec);
-    return slots === undefined ? spec : { ...spec, slots };
+    return slots === undefined ? spec : { ...spec, slots, controlReader: true };
 }
 
 ;// CONCATENATED MODULE: ./src/host/space.ts

@@ -247,5 +247,5 @@ function machineSpec(draft: Draft, fields: RecordFields, view: MemberView): Mach
     ...(draft.relaySockets.length > 0 ? { relaySockets: [...draft.relaySockets] } : {}),
   };
   const slots = job.hypervisor.templateSlots(spec);
-  return slots === undefined ? spec : { ...spec, slots };
+  return slots === undefined ? spec : { ...spec, slots, controlReader: true };
 }

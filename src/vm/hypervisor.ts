@@ -54,6 +54,13 @@ export interface MachineSpec {
    * records made before templates.
    */
   slots?: number;
+  /**
+   * The guest's init keeps hyper-resume reading the hyper.control port for
+   * the VM's life (guest/hyper-resume.c), so that, resumed from saved state,
+   * it takes its clock, entropy and network there. Absent on records made by
+   * an earlier hyper-services, whose guests take them through the agent.
+   */
+  controlReader?: boolean;
 }
 
 /** A host directory the guest mounts live, both ways (bind mounts), served by a virtiofsd of its own. */

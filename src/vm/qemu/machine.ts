@@ -250,8 +250,8 @@ export class QemuHypervisor implements Hypervisor {
   /**
    * Resumes the VM from saved RAM and device state that match its disks as
    * they are, then gives the guest the host's clock, fresh entropy and, when
-   * given, its network: on its control port, where hyper-resume reads on in
-   * every VM that has the port (hasControlPort), else through the agent.
+   * given, its network: on its control port (hasControlPort), where
+   * hyper-resume reads on (MachineSpec.controlReader), else through the agent.
    */
   private async resumeSaved(
     spec: MachineSpec,
@@ -260,7 +260,7 @@ export class QemuHypervisor implements Hypervisor {
   ): Promise<number> {
     const { pid, control } = await this.resumeFrom(spec, saved);
     try {
-      if (control) {
+      if (control && spec.controlReader) {
         const frame = controlFrame(hostClockNs(), randomBytes(64), resumeFiles(network));
         await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
           who: 'the resumed guest',
@@ -276,7 +276,7 @@ export class QemuHypervisor implements Hypervisor {
     return pid;
   }
 
-  /** resumeSaved's guest side for a VM without a control port: one agent exec (resumeSyncArgv). */
+  /** resumeSaved's guest side for a VM without a control port or its reader: one agent exec (resumeSyncArgv). */
   private async resumeThroughAgent(spec: MachineSpec, network?: GuestNetwork): Promise<void> {
     const lease = await agentPool.acquire(vmPaths(spec.dir).agent, CLONE_AGENT_TIMEOUT_MS);
     try {
