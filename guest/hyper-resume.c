@@ -98,24 +98,39 @@ static void wait_for_host(void) {
 }
 
 /*
- * Reads exactly `size` bytes of a frame. 0 when read, -1 on an error, 1 when
- * the host went away first: with `wait`, at a frame's start, the reader
- * waits for the next host instead.
+ * Reads exactly `size` bytes of a frame: 0, or -1 on an error. A read that
+ * finds no host waits for one, in a frame too: a resumed guest can take the
+ * first of a frame's buffers before it has heard that its port's host is
+ * connected again (that news comes through the driver's work queue, the
+ * data straight from its interrupt).
  */
-static int read_frame_part(unsigned char *buffer, size_t size, int wait) {
+static int read_frame_part(unsigned char *buffer, size_t size) {
   size_t got = 0;
   while (got < size) {
     ssize_t n = read(port, buffer + got, size - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -1;
     if (n == 0) {
-      if (!wait || got > 0) return 1;
       wait_for_host();
       continue;
     }
     got += (size_t)n;
   }
   return 0;
+}
+
+/*
+ * After a refused header: what the host wrote after it is not a frame's
+ * start. It is read and dropped until the host, having read the refusal,
+ * closes its end, so that its next frame is read from its start.
+ */
+static void drain(void) {
+  unsigned char buffer[4096];
+  for (;;) {
+    ssize_t n = read(port, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+  }
 }
 
 static unsigned long octal(const unsigned char *field, size_t width) {
@@ -130,12 +145,12 @@ static int netlink_ask(int sock, struct nlmsghdr *request) {
   request->nlmsg_seq = ++seq;
   request->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
   if (send(sock, request, request->nlmsg_len, 0) < 0) return -errno;
-  char answer[4096];
+  char answer[4096] __attribute__((aligned(NLMSG_ALIGNTO)));
   for (;;) {
     ssize_t n = recv(sock, answer, sizeof answer, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
-    for (struct nlmsghdr *h = (struct nlmsghdr *)answer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+    for (struct nlmsghdr *h = (struct nlmsghdr *)answer; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != request->nlmsg_seq || h->nlmsg_type != NLMSG_ERROR) continue;
       return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
     }
@@ -156,28 +171,35 @@ struct address_request {
   char attrs[64];
 };
 
-/* Removes every IPv4 address of interface `index` (ip addr flush). */
+/*
+ * Removes every address of interface `index`, of every family, as `ip addr
+ * flush dev eth0` did: an IPv6 link-local address derived from the saved
+ * MAC would otherwise be shared by every VM resumed from one saved state.
+ */
 static int flush_addresses(int sock, int index) {
   struct {
     struct nlmsghdr header;
     struct ifaddrmsg address;
   } dump = {.header = {.nlmsg_len = sizeof dump, .nlmsg_type = RTM_GETADDR, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-            .address = {.ifa_family = AF_INET}};
+            .address = {.ifa_family = AF_UNSPEC}};
   if (send(sock, &dump, sizeof dump, 0) < 0) return fail("netlink: %s", strerror(errno));
   struct address_request found[16];
   size_t count = 0;
-  char answer[8192];
+  char answer[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
   for (int done = 0; !done;) {
     ssize_t n = recv(sock, answer, sizeof answer, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail("netlink: %s", strerror(errno));
-    for (struct nlmsghdr *h = (struct nlmsghdr *)answer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+    for (struct nlmsghdr *h = (struct nlmsghdr *)answer; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_ERROR)
+        return fail("listing the addresses of " INTERFACE ": %s", strerror(-((struct nlmsgerr *)NLMSG_DATA(h))->error));
+      if (h->nlmsg_type == NLMSG_DONE) {
         done = 1;
         break;
       }
       struct ifaddrmsg *address = NLMSG_DATA(h);
-      if (h->nlmsg_type != RTM_NEWADDR || (int)address->ifa_index != index || count == 16) continue;
+      if (h->nlmsg_type != RTM_NEWADDR || (int)address->ifa_index != index) continue;
+      if (count == sizeof found / sizeof found[0]) return fail(INTERFACE " has more addresses than %zu", count);
       struct address_request *remove = &found[count++];
       memset(remove, 0, sizeof *remove);
       remove->header.nlmsg_len = NLMSG_LENGTH(sizeof remove->address);
@@ -185,7 +207,8 @@ static int flush_addresses(int sock, int index) {
       remove->address = *address;
       int size = (int)IFA_PAYLOAD(h);
       for (struct rtattr *attr = IFA_RTA(address); RTA_OK(attr, size); attr = RTA_NEXT(attr, size))
-        if (attr->rta_type == IFA_LOCAL && RTA_PAYLOAD(attr) == 4) netlink_attr(&remove->header, IFA_LOCAL, RTA_DATA(attr), 4);
+        if ((attr->rta_type == IFA_LOCAL || attr->rta_type == IFA_ADDRESS) && RTA_PAYLOAD(attr) <= 16)
+          netlink_attr(&remove->header, attr->rta_type, RTA_DATA(attr), RTA_PAYLOAD(attr));
     }
   }
   for (size_t i = 0; i < count; i++) {
@@ -195,15 +218,21 @@ static int flush_addresses(int sock, int index) {
   return 0;
 }
 
+static int hex_digit(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Sets eth0's MAC to `text`, six two-digit hex bytes joined by colons. */
 static int set_mac(int sock, const char *text) {
   struct ifreq request = {0};
-  unsigned int bytes[6];
-  char end;
-  if (sscanf(text, "%x:%x:%x:%x:%x:%x%c", &bytes[0], &bytes[1], &bytes[2], &bytes[3], &bytes[4], &bytes[5], &end) != 6)
-    return fail("\"%s\" is not a MAC address", text);
   strcpy(request.ifr_name, INTERFACE);
   request.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-  for (int i = 0; i < 6; i++) request.ifr_hwaddr.sa_data[i] = (char)bytes[i];
+  if (strlen(text) != 17) return fail("\"%s\" is not a MAC address", text);
+  for (int i = 0; i < 6; i++) {
+    int high = hex_digit(text[3 * i]), low = hex_digit(text[3 * i + 1]);
+    if (high < 0 || low < 0 || (i < 5 && text[3 * i + 2] != ':')) return fail("\"%s\" is not a MAC address", text);
+    request.ifr_hwaddr.sa_data[i] = (char)(high << 4 | low);
+  }
   if (ioctl(sock, SIOCSIFHWADDR, &request) < 0) return fail("setting the MAC of " INTERFACE ": %s", strerror(errno));
   return 0;
 }
@@ -315,21 +344,20 @@ static int take_payload(const char *dir, const unsigned char *tar, size_t size) 
 
 /*
  * Reads and takes one frame, and answers it: 0 taken, 1 refused (answered),
- * -1 the host went away mid-frame, -2 the port cannot be read (the reader ends).
+ * 2 its header refused (answered; what follows is not a frame's start), -2
+ * the port cannot be read (the reader ends).
  */
 static int take_frame(const char *dir) {
   unsigned char header[8];
-  int read = read_frame_part(header, sizeof header, 1);
-  if (read != 0) return read > 0 ? -1 : (fail("reading the frame: %s", strerror(errno)), -2);
-  if (memcmp(header, MAGIC, 4) != 0) return fail("the frame does not start with " MAGIC);
+  if (read_frame_part(header, sizeof header) != 0) return fail("reading the frame: %s", strerror(errno)), -2;
+  if (memcmp(header, MAGIC, 4) != 0) return fail("the frame does not start with " MAGIC), 2;
   uint32_t size = (uint32_t)header[4] | (uint32_t)header[5] << 8 | (uint32_t)header[6] << 16 |
                   (uint32_t)header[7] << 24;
-  if (size > MAX_PAYLOAD) return fail("a payload of %u bytes is over the limit", size);
+  if (size > MAX_PAYLOAD) return fail("a payload of %u bytes is over the limit", size), 2;
   unsigned char *payload = malloc(size ? size : 1);
   if (!payload) return fail("no memory for %u bytes", size);
-  read = read_frame_part(payload, size, 0);
-  int status = read != 0 ? (read > 0 ? -1 : (fail("reading the payload: %s", strerror(errno)), -2))
-                         : take_payload(dir, payload, size);
+  int status = read_frame_part(payload, size) != 0 ? (fail("reading the payload: %s", strerror(errno)), -2)
+                                                   : take_payload(dir, payload, size);
   free(payload);
   if (status != 0) return status;
   if (write_all(port, (const unsigned char *)"ok\n", 3) < 0) {
@@ -355,7 +383,6 @@ static int serve(const char *dir, const char *status, int first) {
   }
   for (;;) {
     int taken = take_frame(dir);
-    if (taken == -1) continue; /* a frame cut short: the host that sent it is gone */
     if (first >= 0) {
       write_all(first, (const unsigned char *)(taken == 0 ? "0" : "1"), 1);
       close(first);
@@ -363,6 +390,7 @@ static int serve(const char *dir, const char *status, int first) {
       if (taken != 0) return 1;
     }
     if (taken == -2) return 1;
+    if (taken == 2) drain();
   }
 }
 
@@ -375,6 +403,17 @@ int main(int argc, char **argv) {
   port = open(argv[1], O_RDWR | O_CLOEXEC);
   if (port < 0) {
     fprintf(stderr, "hyper-resume: %s: %s\n", argv[1], strerror(errno));
+    return 1;
+  }
+  /* SIGIO is taken only in wait_for_host's sigsuspend. Set up here, so that a failure reaches the init. */
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGIO);
+  sigprocmask(SIG_BLOCK, &blocked, NULL);
+  struct sigaction action = {.sa_handler = on_sigio};
+  sigaction(SIGIO, &action, NULL);
+  if (fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_ASYNC) < 0) {
+    fprintf(stderr, "hyper-resume: %s: O_ASYNC: %s\n", argv[1], strerror(errno));
     return 1;
   }
   int ready[2] = {-1, -1};
@@ -391,16 +430,16 @@ int main(int argc, char **argv) {
     if (status) close(ready[0]);
     /* The reader's own session: it is not the init's job. */
     setsid();
-    /* SIGIO is taken only in wait_for_host's sigsuspend. */
-    sigset_t blocked;
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGIO);
-    sigprocmask(SIG_BLOCK, &blocked, NULL);
-    struct sigaction action = {.sa_handler = on_sigio};
-    sigaction(SIGIO, &action, NULL);
-    if (fcntl(port, F_SETOWN, getpid()) < 0 || fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_ASYNC) < 0) {
-      fprintf(stderr, "hyper-resume: %s: O_ASYNC: %s\n", argv[1], strerror(errno));
+    /* The signal goes to the reader. Any SIGIO before this is no loss: each wait follows a read. */
+    if (fcntl(port, F_SETOWN, getpid()) < 0) {
+      fprintf(stderr, "hyper-resume: %s: F_SETOWN: %s\n", argv[1], strerror(errno));
       _exit(1);
+    }
+    /* Every later resume needs it: the OOM killer takes the service first. */
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+      write_all(oom, (const unsigned char *)"-1000", 5);
+      close(oom);
     }
     _exit(serve(argv[2], status, ready[1]));
   }

@@ -22534,8 +22534,10 @@ class QemuHypervisor {
      * hyper-resume reads on (MachineSpec.controlReader), else through the agent.
      */
     async resumeSaved(spec, saved, network) {
-        const { pid, control } = await this.resumeFrom(spec, saved);
+        let started;
         try {
+            started = await this.resumeFrom(spec, saved);
+            const { control } = started;
             if (control && spec.controlReader) {
                 const frame = controlFrame(hostClockNs(), (0,external_node_crypto_.randomBytes)(64), resumeFiles(network));
                 await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
@@ -22551,9 +22553,9 @@ class QemuHypervisor {
             throw error;
         }
         finally {
-            control?.destroy();
+            started?.control?.destroy();
         }
-        return pid;
+        return started.pid;
     }
     /** resumeSaved's guest side for a VM without a control port or its reader: one agent exec (resumeSyncArgv). */
     async resumeThroughAgent(spec, network) {
@@ -29922,7 +29924,9 @@ async function importSnapshot(file, options, job) {
                     // The device state in the checkpoint is for the layout it was taken in.
                     const machine = { ...draft.record.machine };
                     delete machine.slots;
-                    draft.record.machine = service.slots === undefined ? machine : { ...machine, slots: service.slots };
+                    delete machine.controlReader;
+                    draft.record.machine =
+                        service.slots === undefined ? machine : { ...machine, slots: service.slots, controlReader: true };
                 }
                 if (draft.record)
                     await writeSnapshots(draft.record, [snapshot]);

@@ -106,7 +106,9 @@ export async function importSnapshot(
           // The device state in the checkpoint is for the layout it was taken in.
           const machine = { ...draft.record.machine };
           delete machine.slots;
-          draft.record.machine = service.slots === undefined ? machine : { ...machine, slots: service.slots };
+          delete machine.controlReader;
+          draft.record.machine =
+            service.slots === undefined ? machine : { ...machine, slots: service.slots, controlReader: true };
         }
         if (draft.record) await writeSnapshots(draft.record, [snapshot]);
       }),

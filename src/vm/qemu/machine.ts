@@ -258,8 +258,10 @@ export class QemuHypervisor implements Hypervisor {
     saved: { ram: string; state: string },
     network?: GuestNetwork,
   ): Promise<number> {
-    const { pid, control } = await this.resumeFrom(spec, saved);
+    let started: { pid: number; control: Socket | undefined } | undefined;
     try {
+      started = await this.resumeFrom(spec, saved);
+      const { control } = started;
       if (control && spec.controlReader) {
         const frame = controlFrame(hostClockNs(), randomBytes(64), resumeFiles(network));
         await exchangeFrame(control, frame, CLONE_SETTINGS_TIMEOUT_MS, {
@@ -271,9 +273,9 @@ export class QemuHypervisor implements Hypervisor {
       await this.killQemu(spec);
       throw error;
     } finally {
-      control?.destroy();
+      started?.control?.destroy();
     }
-    return pid;
+    return started.pid;
   }
 
   /** resumeSaved's guest side for a VM without a control port or its reader: one agent exec (resumeSyncArgv). */
